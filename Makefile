@@ -1,0 +1,143 @@
+# gen2vm — one non-recursive Makefile for the VMM, the firmware, test guests, tests, benchmarks, fuzzers.
+#
+#   make            release build: build/gen2vm
+#   make check      ASan+UBSan build, cmocka unit tests, pytest guest/integration tests
+#   make unit       only the unit tests (sanitized)
+#   make bench      build and run the benchmarks under bench/
+#   make fuzz       build the libFuzzer targets under fuzz/ and run each for FUZZ_SECONDS
+#
+# Sources are discovered, so adding a file needs no Makefile edit:
+#   src/**/*.c (except src/main.c)  -> the VMM library, linked into gen2vm, unit tests, benches
+#   guestlib/**/*.c                 -> freestanding code shared by firmware, test guests and the
+#                                      host (the loopback guest); compiled for both worlds
+#   tests/unit/test_*.c             -> one cmocka binary each
+#   tests/guest/*.c                 -> one freestanding ELF guest each (tests/guest/lib/ is their runtime)
+#   bench/*.c                       -> one benchmark binary each
+#   fuzz/fuzz_*.c                   -> one libFuzzer target each
+
+CC        ?= cc
+CLANG     ?= clang
+BUILD     ?= build
+PYTHON    ?= /usr/bin/python3
+V         ?= 0
+Q         := $(if $(filter 1,$(V)),,@)
+
+WARN      := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes -Wmissing-declarations \
+             -Wold-style-definition -Wvla -Wformat=2 -Wno-unused-parameter
+CPPFLAGS  := -D_GNU_SOURCE -Isrc -Iinclude -Iguestlib
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=gnu17 $(WARN) -fno-strict-aliasing -pthread
+SANFLAGS  := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+LDLIBS    := -pthread -ljson-c -luring -llz4 -lz -llzma -lzstd
+TEST_LDLIBS := -lcmocka
+
+# Freestanding world (firmware and test guests): no libc, no red zone, no SSE, large enough code model.
+FS_CFLAGS := -std=gnu17 $(WARN) -O2 -g -ffreestanding -fno-builtin -nostdlib -fno-stack-protector \
+             -fno-pic -fno-pie -mno-red-zone -mno-sse -mno-mmx -mno-80387 -mgeneral-regs-only \
+             -mcmodel=kernel -fno-asynchronous-unwind-tables -fcf-protection=none \
+             -Iinclude -Iguestlib -Itests/guest/lib
+FS_LDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,max-page-size=4096
+
+LIB_SRCS   := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
+GLIB_SRCS  := $(shell find guestlib -name '*.c' 2>/dev/null | sort)
+UNIT_SRCS  := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_HELP  := $(filter-out $(UNIT_SRCS),$(sort $(wildcard tests/unit/*.c)))
+GUEST_SRCS := $(sort $(wildcard tests/guest/*.c))
+GUEST_LIB  := $(sort $(wildcard tests/guest/lib/*.c tests/guest/lib/*.S))
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+FUZZ_SRCS  := $(sort $(wildcard fuzz/fuzz_*.c))
+
+REL := $(BUILD)/rel
+SAN := $(BUILD)/san
+GST := $(BUILD)/guest
+
+REL_OBJS := $(patsubst %.c,$(REL)/%.o,$(LIB_SRCS) $(GLIB_SRCS))
+SAN_OBJS := $(patsubst %.c,$(SAN)/%.o,$(LIB_SRCS) $(GLIB_SRCS))
+UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/unit/%,$(UNIT_SRCS))
+UNIT_HELP_OBJS := $(patsubst %.c,$(SAN)/%.o,$(UNIT_HELP))
+GUEST_RT := $(patsubst %,$(GST)/%.o,$(GUEST_LIB)) $(patsubst %.c,$(GST)/%.o,$(GLIB_SRCS))
+GUEST_ELFS := $(patsubst tests/guest/%.c,$(GST)/%.elf,$(GUEST_SRCS))
+BENCH_BINS := $(patsubst bench/%.c,$(REL)/bench/%,$(BENCH_SRCS))
+FUZZ_BINS := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+
+.SECONDARY:
+.PHONY: all check unit integration guests bench fuzz clean deps test-deps
+all: $(BUILD)/gen2vm
+
+# --- release -----------------------------------------------------------------------------------
+$(REL)/%.o: %.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(REL)/libgen2vm.a: $(REL_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/gen2vm: $(REL)/src/main.o $(REL)/libgen2vm.a
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# --- sanitized (what the test suite runs) ------------------------------------------------------
+$(SAN)/%.o: %.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) -std=gnu17 $(WARN) -fno-strict-aliasing -pthread $(SANFLAGS) -MMD -MP -c $< -o $@
+
+$(SAN)/libgen2vm.a: $(SAN_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(SAN)/gen2vm: $(SAN)/src/main.o $(SAN)/libgen2vm.a
+	$(Q)$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
+$(SAN)/unit/%: $(SAN)/tests/unit/%.o $(UNIT_HELP_OBJS) $(SAN)/libgen2vm.a
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(SANFLAGS) -o $@ $^ $(TEST_LDLIBS) $(LDLIBS)
+
+# --- freestanding test guests ------------------------------------------------------------------
+$(GST)/%.c.o: %.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(FS_CFLAGS) -MMD -MP -c $< -o $@
+$(GST)/%.S.o: %.S
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(FS_CFLAGS) -c $< -o $@
+$(GST)/guestlib/%.o: guestlib/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(FS_CFLAGS) -MMD -MP -c $< -o $@
+$(GST)/%.elf: $(GST)/tests/guest/%.c.o $(GUEST_RT) tests/guest/lib/guest.ld
+	$(Q)$(CC) $(FS_LDFLAGS) -T tests/guest/lib/guest.ld -o $@ $< $(GUEST_RT) -lgcc
+
+guests: $(GUEST_ELFS)
+
+# --- benches and fuzzers -----------------------------------------------------------------------
+$(REL)/bench/%: bench/%.c $(REL)/libgen2vm.a
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+FUZZ_CFLAGS := -std=gnu17 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DFUZZING \
+               -Isrc -Iinclude -Iguestlib
+$(BUILD)/fuzz/%: fuzz/%.c $(LIB_SRCS) $(GLIB_SRCS)
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(GLIB_SRCS) $(LDLIBS)
+
+# --- entry points ------------------------------------------------------------------------------
+unit: $(UNIT_BINS)
+	@set -e; pass=0; fail=0; for t in $(UNIT_BINS); do \
+	  if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; done; \
+	  echo "unit: $$pass binaries passed, $$fail failed"; test $$fail -eq 0
+
+integration: $(SAN)/gen2vm $(BUILD)/gen2vm guests
+	$(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+check: unit integration
+
+bench: $(BUILD)/gen2vm $(BENCH_BINS) guests
+	@set -e; for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
+	@for s in bench/*.sh; do [ -f "$$s" ] || continue; echo "== $$s"; bash $$s || exit 1; done
+
+FUZZ_SECONDS ?= 30
+fuzz: $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/fuzz/corpus-$$(basename $$f) 2>&1 | \
+	  grep -E "^(stat::|#[0-9]+ *DONE|==|SUMMARY)" || true; done
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

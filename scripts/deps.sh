@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what gen2vm needs on Debian 12. Usage: scripts/deps.sh build|test
+set -euo pipefail
+what=${1:-build}
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+build_pkgs="build-essential pkg-config libjson-c-dev liburing-dev liblz4-dev zlib1g-dev liblzma-dev libzstd-dev"
+test_pkgs="libcmocka-dev python3-pytest acpica-tools busybox-static cpio e2fsprogs qemu-utils clang xz-utils zstd lz4"
+pkgs=$build_pkgs
+[ "$what" = test ] && pkgs="$build_pkgs $test_pkgs"
+missing=""
+for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

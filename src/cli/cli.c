@@ -1,0 +1,14 @@
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int cli_main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help")) {
+		printf("usage: gen2vm run [options]\n");
+		return argc < 2 ? 2 : 0;
+	}
+	fprintf(stderr, "gen2vm: unknown command '%s' (see gen2vm --help)\n", argv[1]);
+	return 2;
+}
