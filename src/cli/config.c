@@ -1,0 +1,293 @@
+#include "cli/config.h"
+
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+const char run_usage[] =
+	"usage: gen2vm run [OPTIONS]\n"
+	"\n"
+	"Runs a generation 2 virtual machine until the guest powers off.\n"
+	"\n"
+	"  --memory SIZE              guest RAM: 512M, 2G... (a bare number is MiB; default 512M)\n"
+	"  --cpus N                   virtual processors (default 1)\n"
+	"  --kernel PATH              Linux kernel for direct boot (bzImage or vmlinux)\n"
+	"  --initrd PATH              initial ramdisk for --kernel\n"
+	"  --cmdline TEXT             kernel command line\n"
+	"  --elf PATH                 a freestanding test guest (ELF) entered in 64-bit mode\n"
+	"  --com1 stdio|file:PATH|socket:PATH|none\n"
+	"                             the COM1 serial port (off by default)\n"
+	"  --debugcon stdio|file:PATH|none\n"
+	"                             the debug console port 0xE9 for test guests (off by default)\n"
+	"  --processor-compatibility  limit CPUID to a baseline every x86-64 host offers\n"
+	"  --no-reboot                end when the guest resets (exit code 3) instead of restarting it\n"
+	"  --config FILE              read these settings from a JSON document (see README)\n"
+	"  --stats                    print exit counts, timings and memory use when the VM ends\n"
+	"  --log-unclaimed            log port and MMIO accesses no device claims\n"
+	"  -v, --verbose              more messages (twice for debug)\n"
+	"  -h, --help                 this help\n"
+	"\n"
+	"Exit codes: 0 the guest powered off, 1 gen2vm failed, 2 bad usage or configuration,\n"
+	"3 the guest reset (with --no-reboot), 4 the guest crashed.\n";
+
+int parse_size(const char *s, uint64_t *bytes)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -EINVAL;
+	unsigned shift;
+	switch (*end) {
+	case '\0':
+	case 'M': case 'm':
+		shift = 20;
+		break;
+	case 'K': case 'k':
+		shift = 10;
+		break;
+	case 'G': case 'g':
+		shift = 30;
+		break;
+	case 'T': case 't':
+		shift = 40;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end && end[1] && strcmp(end + 1, "B") && strcmp(end + 1, "iB") && strcmp(end + 1, "b"))
+		return -EINVAL;
+	if (v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*bytes = (uint64_t)v << shift;
+	return 0;
+}
+
+static int set_memory(struct run_config *rc, const char *s, char *err, size_t errlen)
+{
+	uint64_t b;
+	if (parse_size(s, &b) || b == 0) {
+		snprintf(err, errlen, "--memory '%s': expected a size such as 512M or 2G", s);
+		return -EINVAL;
+	}
+	if (b % (2u << 20)) {
+		snprintf(err, errlen, "--memory '%s': must be a multiple of 2 MiB", s);
+		return -EINVAL;
+	}
+	struct sysinfo si;
+	if (sysinfo(&si) == 0) {
+		uint64_t host = (uint64_t)si.totalram * si.mem_unit;
+		if (b > host) {
+			snprintf(err, errlen, "--memory '%s': more than this host's %llu MiB of RAM", s,
+				 (unsigned long long)(host >> 20));
+			return -EINVAL;
+		}
+	}
+	rc->vm.memory = b;
+	return 0;
+}
+
+static int set_cpus(struct run_config *rc, const char *s, char *err, size_t errlen)
+{
+	char *end;
+	long n = strtol(s, &end, 10);
+	if (*end || end == s || n < 1 || n > VM_MAX_VCPUS) {
+		snprintf(err, errlen, "--cpus '%s': expected a number from 1 to %d", s, VM_MAX_VCPUS);
+		return -EINVAL;
+	}
+	rc->vm.cpus = (unsigned)n;
+	return 0;
+}
+
+static int set_console(struct console_spec *spec, const char *opt, const char *s, char *err, size_t errlen)
+{
+	char e[200];
+	if (console_spec_parse(s, spec, e, sizeof(e))) {
+		snprintf(err, errlen, "%s %s", opt, e);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const char *own(struct run_config *rc, const char *s)
+{
+	if (rc->nr_owned == sizeof(rc->owned) / sizeof(rc->owned[0]))
+		return NULL;
+	char *d = strdup(s);
+	if (d)
+		rc->owned[rc->nr_owned++] = d;
+	return d;
+}
+
+static int file_exists(const char *opt, const char *path, char *err, size_t errlen)
+{
+	if (access(path, R_OK) == 0)
+		return 0;
+	snprintf(err, errlen, "%s %s: %s", opt, path, strerror(errno));
+	return -ENOENT;
+}
+
+int run_config_load_json(struct run_config *rc, const char *path, char *err, size_t errlen)
+{
+	if (file_exists("--config", path, err, errlen))
+		return -ENOENT;
+	json_object *root = json_object_from_file(path);
+	if (!root) {
+		snprintf(err, errlen, "--config %s: malformed JSON (%s)", path, json_util_get_last_err());
+		char *nl = strchr(err, '\n');
+		if (nl)
+			*nl = 0;
+		return -EINVAL;
+	}
+	int r = 0;
+	if (!json_object_is_type(root, json_type_object)) {
+		snprintf(err, errlen, "--config %s: expected a JSON object at the top level", path);
+		r = -EINVAL;
+		goto out;
+	}
+	json_object_object_foreach(root, key, val) {
+		char e[256] = "";
+		enum json_type t = json_object_get_type(val);
+		const char *sv = t == json_type_string ? json_object_get_string(val) : NULL;
+		char num[32];
+		if (t == json_type_int) {
+			snprintf(num, sizeof(num), "%lld", (long long)json_object_get_int64(val));
+			sv = num;
+		}
+		if (!strcmp(key, "memory") && sv) {
+			r = set_memory(rc, sv, e, sizeof(e));
+		} else if (!strcmp(key, "cpus") && t == json_type_int) {
+			r = set_cpus(rc, sv, e, sizeof(e));
+		} else if ((!strcmp(key, "kernel") || !strcmp(key, "initrd") || !strcmp(key, "cmdline") ||
+			    !strcmp(key, "elf")) && t == json_type_string) {
+			const char *s = own(rc, sv);
+			if (!s) {
+				r = -ENOMEM;
+			} else if (!strcmp(key, "kernel")) {
+				rc->vm.kernel = s;
+			} else if (!strcmp(key, "initrd")) {
+				rc->vm.initrd = s;
+			} else if (!strcmp(key, "elf")) {
+				rc->vm.elf = s;
+			} else {
+				rc->vm.cmdline = s;
+			}
+		} else if (!strcmp(key, "com1") && t == json_type_string) {
+			r = set_console(&rc->vm.com1, "com1", sv, e, sizeof(e));
+		} else if (!strcmp(key, "debugcon") && t == json_type_string) {
+			r = set_console(&rc->vm.debugcon, "debugcon", sv, e, sizeof(e));
+		} else if (!strcmp(key, "processor_compatibility") && t == json_type_boolean) {
+			rc->vm.processor_compat = json_object_get_boolean(val);
+		} else if (!strcmp(key, "no_reboot") && t == json_type_boolean) {
+			rc->vm.no_reboot = json_object_get_boolean(val);
+		} else {
+			static const char *const known[] = { "memory", "cpus", "kernel", "initrd", "cmdline", "elf",
+							      "com1", "debugcon", "processor_compatibility",
+							      "no_reboot" };
+			bool is_known = false;
+			for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+				is_known |= !strcmp(key, known[i]);
+			snprintf(e, sizeof(e), is_known ? "\"%s\" has the wrong type" : "unknown setting \"%s\"", key);
+			r = -EINVAL;
+		}
+		if (r) {
+			snprintf(err, errlen, "--config %s: %s", path, e);
+			goto out;
+		}
+	}
+out:
+	json_object_put(root);
+	return r;
+}
+
+int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, size_t errlen)
+{
+	enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
+	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED };
+	static const struct option opts[] = {
+		{ "memory", required_argument, NULL, O_MEMORY },
+		{ "cpus", required_argument, NULL, O_CPUS },
+		{ "kernel", required_argument, NULL, O_KERNEL },
+		{ "initrd", required_argument, NULL, O_INITRD },
+		{ "cmdline", required_argument, NULL, O_CMDLINE },
+		{ "elf", required_argument, NULL, O_ELF },
+		{ "com1", required_argument, NULL, O_COM1 },
+		{ "debugcon", required_argument, NULL, O_DEBUGCON },
+		{ "processor-compatibility", no_argument, NULL, O_COMPAT },
+		{ "no-reboot", no_argument, NULL, O_NOREBOOT },
+		{ "config", required_argument, NULL, O_CONFIG },
+		{ "stats", no_argument, NULL, O_STATS },
+		{ "log-unclaimed", no_argument, NULL, O_UNCLAIMED },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	memset(rc, 0, sizeof(*rc));
+	rc->vm.memory = 512ull << 20;
+	rc->vm.cpus = 1;
+	optind = 0;
+	opterr = 0;
+	int c, r = 0;
+	while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
+		switch (c) {
+		case O_MEMORY: r = set_memory(rc, optarg, err, errlen); break;
+		case O_CPUS: r = set_cpus(rc, optarg, err, errlen); break;
+		case O_KERNEL: rc->vm.kernel = optarg; break;
+		case O_INITRD: rc->vm.initrd = optarg; break;
+		case O_CMDLINE: rc->vm.cmdline = optarg; break;
+		case O_ELF: rc->vm.elf = optarg; break;
+		case O_COM1: r = set_console(&rc->vm.com1, "--com1", optarg, err, errlen); break;
+		case O_DEBUGCON: r = set_console(&rc->vm.debugcon, "--debugcon", optarg, err, errlen); break;
+		case O_COMPAT: rc->vm.processor_compat = true; break;
+		case O_NOREBOOT: rc->vm.no_reboot = true; break;
+		case O_CONFIG: r = run_config_load_json(rc, optarg, err, errlen); break;
+		case O_STATS: rc->vm.stats = true; break;
+		case O_UNCLAIMED: rc->vm.log_unclaimed = true; break;
+		case 'v': rc->verbose++; break;
+		case 'h': fputs(run_usage, stdout); return 1;
+		case ':':
+			snprintf(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+			return -EINVAL;
+		default:
+			snprintf(err, errlen, "unknown option '%s' (see gen2vm run --help)", argv[optind - 1]);
+			return -EINVAL;
+		}
+		if (r)
+			return r;
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s' (see gen2vm run --help)", argv[optind]);
+		return -EINVAL;
+	}
+	if (!rc->vm.kernel && !rc->vm.elf) {
+		snprintf(err, errlen, "nothing to boot: give --kernel PATH (or --elf PATH)");
+		return -EINVAL;
+	}
+	if (rc->vm.kernel && rc->vm.elf) {
+		snprintf(err, errlen, "--kernel and --elf cannot be used together");
+		return -EINVAL;
+	}
+	if ((rc->vm.initrd || rc->vm.cmdline) && !rc->vm.kernel) {
+		snprintf(err, errlen, "--initrd and --cmdline need --kernel");
+		return -EINVAL;
+	}
+	if ((rc->vm.kernel && file_exists("--kernel", rc->vm.kernel, err, errlen)) ||
+	    (rc->vm.initrd && file_exists("--initrd", rc->vm.initrd, err, errlen)) ||
+	    (rc->vm.elf && file_exists("--elf", rc->vm.elf, err, errlen)))
+		return -ENOENT;
+	return 0;
+}
+
+void run_config_free(struct run_config *rc)
+{
+	for (unsigned i = 0; i < rc->nr_owned; i++)
+		free(rc->owned[i]);
+	rc->nr_owned = 0;
+}

@@ -1,0 +1,421 @@
+#include "platform/gen2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "devices/ioapic.h"
+#include "devices/uart.h"
+#include "hv/hv.h"
+#include "platform/acpi.h"
+#include "util/log.h"
+#include "vmm/boot.h"
+#include "vmm/complete.h"
+#include "vmm/loader.h"
+#include "vmm/vm.h"
+
+#define GEN2_MMIO_LOW_BASE 0xF0000000ull
+#define GEN2_MMIO_LOW_SIZE 0x08000000ull /* 128 MiB below the IOAPIC, for VMBus devices (video) */
+#define GEN2_MMIO_HIGH_SIZE (64ull << 30)
+#define GEN2_MAX_CPUID 256
+#define COM1_IRQ 4
+
+struct gen2 {
+	const struct gen2_config *cfg;
+	struct vm vm;
+	struct hv_partition hv;
+	struct hv_vp vps[VM_MAX_VCPUS];
+	struct ioapic ioapic;
+	struct uart com1;
+	struct console com1_con, debug_con;
+	bool has_com1, has_debug;
+};
+
+/* ---- CPUID ---- */
+
+/* Processor compatibility mode: what every x86-64 host since about 2008 offers, so that a VM can
+ * move between hosts. Leaf 1 ECX: SSE3, SSSE3, CX16, SSE4.1, SSE4.2, x2APIC, POPCNT, TSC-deadline,
+ * hypervisor; EDX: the x86-64 baseline. */
+#define COMPAT_L1_ECX ((1u << 0) | (1u << 9) | (1u << 13) | (1u << 19) | (1u << 20) | (1u << 21) | (1u << 23) | \
+		       (1u << 24) | (1u << 31))
+#define COMPAT_L1_EDX 0x178bfbffu
+#define COMPAT_X1_ECX ((1u << 0))                                  /* LAHF/SAHF in 64-bit mode */
+#define COMPAT_X1_EDX ((1u << 11) | (1u << 20) | (1u << 29))       /* SYSCALL, NX, LM (+ baseline) */
+
+static void gen2_cpuid_compat(struct x86_cpuid_entry *e, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct x86_cpuid_entry *c = &e[i];
+		switch (c->function) {
+		case 1:
+			c->ecx &= COMPAT_L1_ECX;
+			c->edx &= COMPAT_L1_EDX;
+			break;
+		case 7:
+			c->ebx = c->ecx = c->edx = 0;
+			if (c->index == 0)
+				c->eax = 0;
+			break;
+		case 0xd:
+			if (c->index == 0) {
+				c->eax = 3; /* x87 and SSE state only */
+				c->edx = 0;
+				c->ebx = c->ecx = 512 + 64;
+			} else if (c->index == 1) {
+				c->eax = 0; /* no XSAVEOPT/XSAVEC/XSAVES */
+				c->ebx = c->ecx = c->edx = 0;
+			} else {
+				c->eax = c->ebx = c->ecx = c->edx = 0;
+			}
+			break;
+		case 0x80000001:
+			c->ecx &= COMPAT_X1_ECX;
+			c->edx &= COMPAT_X1_EDX | (COMPAT_L1_EDX & 0x0183f3ffu);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static int gen2_setup_cpuid(struct gen2 *g)
+{
+	struct x86_cpuid_entry *sup;
+	unsigned nsup;
+	int r = kvm_supported_cpuid(g->vm.kvm, &sup, &nsup);
+	if (r) {
+		log_error("cannot read the host's CPUID: %s", strerror(-r));
+		return r;
+	}
+	struct x86_cpuid_entry *e = calloc(GEN2_MAX_CPUID, sizeof(*e));
+	if (!e) {
+		free(sup);
+		return -ENOMEM;
+	}
+	unsigned n = 0;
+	for (unsigned i = 0; i < nsup && n < GEN2_MAX_CPUID; i++)
+		if (sup[i].function < 0x40000000u || sup[i].function > 0x4fffffffu)
+			e[n++] = sup[i]; /* drop KVM's own signature leaves */
+	free(sup);
+	if (g->cfg->processor_compat)
+		gen2_cpuid_compat(e, n);
+	if ((r = hv_cpuid_fill(&g->hv, e, &n, GEN2_MAX_CPUID)))
+		goto out;
+	for (unsigned v = 0; v < g->vm.nr_vcpus; v++) {
+		for (unsigned i = 0; i < n; i++) {
+			struct x86_cpuid_entry *c = &e[i];
+			if (c->function == 1) {
+				c->ebx = (c->ebx & 0x0000ffffu) | v << 24 | (g->vm.nr_vcpus & 0xff) << 16;
+				c->edx |= 1u << 28; /* HTT: the logical count in EBX is valid */
+			}
+			if (c->function == 0xb || c->function == 0x1f)
+				c->edx = v;
+		}
+		if ((r = kvm_vcpu_set_cpuid(g->vm.vcpus[v].kvm, e, n))) {
+			log_error("cannot set the CPUID of vCPU %u: %s", v, strerror(-r));
+			goto out;
+		}
+	}
+out:
+	free(e);
+	return r;
+}
+
+/* ---- MSRs, hypercalls, crash ---- */
+
+static int gen2_msr_read(void *opaque, struct vcpu *v, uint32_t index, uint64_t *value)
+{
+	struct gen2 *g = opaque;
+	if (index - HV_MSR_FIRST < HV_MSR_COUNT)
+		return hv_msr_read(&g->hv, &g->vps[v->id], index, value);
+	return -ENOENT;
+}
+
+static int gen2_msr_write(void *opaque, struct vcpu *v, uint32_t index, uint64_t value)
+{
+	struct gen2 *g = opaque;
+	if (index - HV_MSR_FIRST < HV_MSR_COUNT)
+		return hv_msr_write(&g->hv, &g->vps[v->id], index, value);
+	return -ENOENT;
+}
+
+static void gen2_hypercall(struct vcpu *v, void *opaque)
+{
+	(void)opaque;
+	struct x86_regs r;
+	if (kvm_vcpu_get_regs(v->kvm, &r))
+		return;
+	r.gpr[X86_RAX] = 2; /* HV_STATUS_INVALID_HYPERCALL_CODE: no hypercall is implemented yet */
+	kvm_vcpu_set_regs(v->kvm, &r);
+}
+
+static void gen2_crash(void *opaque, const uint64_t p[5], const char *msg)
+{
+	struct gen2 *g = opaque;
+	vm_stop(&g->vm, VM_EXIT_CRASH,
+		"guest crashed: P0=0x%016" PRIx64 " P1=0x%016" PRIx64 " P2=0x%016" PRIx64 " P3=0x%016" PRIx64
+		" P4=0x%016" PRIx64 "%s%s",
+		p[0], p[1], p[2], p[3], p[4], msg ? "\n" : "", msg ? msg : "");
+}
+
+/* ---- ports ---- */
+
+static void gen2_pm_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
+{
+	struct gen2 *g = opaque;
+	uint16_t port = (uint16_t)(ACPI_PORT_SLEEP_CONTROL + off);
+	if (!is_write) {
+		memset(data, 0, len);
+		return;
+	}
+	if (port == ACPI_PORT_SLEEP_CONTROL) {
+		enum acpi_pm_event ev = acpi_pm_decode_sleep_control(data[0]);
+		if (ev == ACPI_PM_POWER_OFF)
+			vm_stop(&g->vm, VM_EXIT_POWEROFF, "guest powered off");
+		else if (ev == ACPI_PM_UNSUPPORTED)
+			log_guest("sleep state 0x%02x is not offered by this machine; ignored", data[0]);
+	} else if (acpi_pm_is_reset(port, data[0])) {
+		vm_stop(&g->vm, VM_EXIT_RESET, "guest reset");
+	}
+}
+
+static void gen2_null_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
+{
+	/* Port 0x80 (POST codes / io_delay): accepted and ignored, reads float. */
+}
+
+static void gen2_debugcon_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
+{
+	struct gen2 *g = opaque;
+	int fd = console_out_fd(&g->debug_con);
+	if (is_write && fd >= 0 && write(fd, data, 1) < 0)
+		log_debug("debug console write failed");
+}
+
+static void gen2_debugexit_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
+{
+	struct gen2 *g = opaque;
+	if (!is_write)
+		return;
+	uint32_t code = 0;
+	memcpy(&code, data, len < 4 ? len : 4);
+	if (code == 0)
+		vm_stop(&g->vm, VM_EXIT_POWEROFF, "test guest reported success");
+	else
+		vm_stop(&g->vm, VM_EXIT_ERROR, "test guest reported failure %u", code);
+}
+
+static void gen2_com1_irq(void *opaque, bool level)
+{
+	ioapic_set_irq(opaque, COM1_IRQ, level);
+}
+
+static unsigned gen2_com1_input(void *opaque, const unsigned char *d, unsigned n)
+{
+	return uart_input(opaque, d, n);
+}
+
+static void gen2_eoi(void *opaque, uint8_t vector)
+{
+	ioapic_eoi(opaque, vector);
+}
+
+/* ---- assembly ---- */
+
+static int gen2_build_acpi(struct gen2 *g, uint64_t *rsdp)
+{
+	uint64_t high_base = g->vm.mem.ram_size > GUEST_MMIO_GAP_START
+				     ? GUEST_HIGH_RAM_START + (g->vm.mem.ram_size - GUEST_MMIO_GAP_START)
+				     : GUEST_HIGH_RAM_START;
+	high_base = (high_base + (1ull << 30) - 1) & ~((1ull << 30) - 1);
+	struct acpi_config ac = {
+		.nr_vcpus = g->vm.nr_vcpus,
+		.com1 = g->has_com1,
+		.ioapic = true,
+		.vmbus = true,
+		.mmio_low = { GEN2_MMIO_LOW_BASE, GEN2_MMIO_LOW_SIZE },
+		.mmio_high = { high_base, GEN2_MMIO_HIGH_SIZE },
+	};
+	uint8_t *buf = guest_mem_ptr(&g->vm.mem, BOOT_ACPI_GPA, BOOT_ACPI_SIZE);
+	if (!buf)
+		return -E2BIG;
+	ssize_t n = acpi_tables_build(&ac, buf, BOOT_ACPI_SIZE, BOOT_ACPI_GPA, rsdp);
+	if (n < 0) {
+		log_error("cannot build the ACPI tables: %s", strerror((int)-n));
+		return (int)n;
+	}
+	return 0;
+}
+
+static int gen2_setup(struct gen2 *g)
+{
+	const struct gen2_config *cfg = g->cfg;
+	char err[256] = "";
+	int r = vm_create(&g->vm, cfg->memory, cfg->cpus, err, sizeof(err));
+	if (r) {
+		log_error("%s", err);
+		return r;
+	}
+	struct vm *vm = &g->vm;
+	vm->pio.log_unclaimed = vm->mmio.log_unclaimed = cfg->log_unclaimed;
+
+	uint32_t tsc_khz = kvm_vcpu_tsc_khz(vm->vcpus[0].kvm);
+	struct hv_ops hops = { .opaque = g, .crash = gen2_crash };
+	hv_partition_init(&g->hv, &vm->mem, vm->nr_vcpus, (uint64_t)tsc_khz * 1000, 1000000000ull, &hops);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		hv_vp_init(&g->vps[i], i);
+		vm->vcpus[i].hv = &g->vps[i];
+	}
+	if ((r = kvm_vm_filter_msrs(vm->kvm, HV_MSR_FIRST, HV_MSR_COUNT))) {
+		log_error("cannot route the Hyper-V MSRs to gen2vm: %s", strerror(-r));
+		return r;
+	}
+	vm->msr = (struct vm_msr_ops){ .opaque = g, .read = gen2_msr_read, .write = gen2_msr_write };
+	vm->vcpu_port = HV_HYPERCALL_PORT;
+	vm->vcpu_port_fn = gen2_hypercall;
+	vm->emulate = vcpu_complete_instruction;
+	if ((r = gen2_setup_cpuid(g)))
+		return r;
+
+	ioapic_init(&g->ioapic, vm->kvm);
+	vm->eoi = gen2_eoi;
+	vm->eoi_opaque = &g->ioapic;
+	r = ioapic_attach(&g->ioapic, &vm->mmio);
+	r = r ? r : bus_register(&vm->pio, ACPI_PORT_SLEEP_CONTROL, 3, gen2_pm_io, g, "acpi-pm");
+	r = r ? r : bus_register(&vm->pio, 0x80, 1, gen2_null_io, g, "post");
+	if (r)
+		return r;
+	if (cfg->com1.kind != CONSOLE_NONE) {
+		if ((r = console_open(&g->com1_con, &cfg->com1, gen2_com1_input, &g->com1, err, sizeof(err)))) {
+			log_error("--com1 %s", err);
+			return r;
+		}
+		uart_init(&g->com1, &g->com1_con.out_fd, gen2_com1_irq, &g->ioapic);
+		if ((r = uart_attach(&g->com1, &vm->pio, ACPI_COM1_PORT)))
+			return r;
+		g->has_com1 = true;
+	}
+	if (cfg->debugcon.kind != CONSOLE_NONE) {
+		if ((r = console_open(&g->debug_con, &cfg->debugcon, NULL, NULL, err, sizeof(err)))) {
+			log_error("--debugcon %s", err);
+			return r;
+		}
+		r = bus_register(&vm->pio, GEN2_DEBUGCON_PORT, 1, gen2_debugcon_io, g, "debugcon");
+		r = r ? r : bus_register(&vm->pio, GEN2_DEBUGEXIT_PORT, 4, gen2_debugexit_io, g, "debugexit");
+		if (r)
+			return r;
+		g->has_debug = true;
+	}
+	uint64_t rsdp = 0;
+	if ((r = gen2_build_acpi(g, &rsdp)))
+		return r;
+
+	if (cfg->elf) {
+		uint8_t *img;
+		size_t len;
+		uint64_t entry, end;
+		if ((r = loader_read_file(cfg->elf, &img, &len)))
+			return r;
+		r = loader_elf_load(vm, img, len, cfg->elf, &entry, &end);
+		free(img);
+		if (r)
+			return r;
+		if ((r = boot_write_tables(vm)))
+			return r;
+		/* Test-guest ABI: RDI = number of vCPUs, RSI = RSDP address. */
+		return boot_enter_long_mode(&vm->vcpus[0], entry, BOOT_STACK_TOP, rsdp, vm->nr_vcpus);
+	}
+	struct linux_boot_config lc = { cfg->kernel, cfg->initrd, cfg->cmdline, rsdp };
+	struct linux_boot_info info;
+	if ((r = loader_linux_boot(vm, &lc, &info)))
+		return r;
+	log_info("%s: loaded as %s, entry 0x%" PRIx64, cfg->kernel, info.how, info.entry);
+	return 0;
+}
+
+static uint64_t gen2_rss_kib(const char *field)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	uint64_t v = 0;
+	size_t fl = strlen(field);
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, fl) && line[fl] == ':')
+			v = strtoull(line + fl + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+static void gen2_print_stats(struct gen2 *g, uint64_t end_ns)
+{
+	static const char *const names[VCPU_EXIT__COUNT] = {
+		"intr", "io", "mmio", "msr_read", "msr_write", "emulation", "shutdown", "hlt",
+		"system_event", "ioapic_eoi", "internal", "fail_entry", "other",
+	};
+	struct vm *vm = &g->vm;
+	uint64_t tot[VCPU_EXIT__COUNT] = { 0 }, completed = 0, first = 0;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		for (int k = 0; k < VCPU_EXIT__COUNT; k++)
+			tot[k] += vm->vcpus[i].exits[k];
+		completed += vm->vcpus[i].completed_insns;
+	}
+	first = vm->vcpus[0].first_run_ns;
+	fprintf(stderr, "gen2vm-stats: start_to_first_instruction_us=%" PRIu64 " run_time_ms=%" PRIu64,
+		first > g->cfg->start_ns ? (first - g->cfg->start_ns) / 1000 : 0,
+		first ? (end_ns - first) / 1000000 : 0);
+	for (int k = 0; k < VCPU_EXIT__COUNT; k++)
+		if (tot[k])
+			fprintf(stderr, " exits_%s=%" PRIu64, names[k], tot[k]);
+	fprintf(stderr, " completed_instructions=%" PRIu64 " unclaimed_pio=%lu unclaimed_mmio=%lu", completed,
+		atomic_load(&vm->pio.unclaimed_reads) + atomic_load(&vm->pio.unclaimed_writes),
+		atomic_load(&vm->mmio.unclaimed_reads) + atomic_load(&vm->mmio.unclaimed_writes));
+	/* Guest RAM is shared memory: what the VMM itself costs is the anonymous and file-backed part. */
+	fprintf(stderr, " vmm_rss_kib=%" PRIu64 " guest_ram_touched_kib=%" PRIu64 "\n",
+		gen2_rss_kib("RssAnon") + gen2_rss_kib("RssFile"), gen2_rss_kib("RssShmem"));
+}
+
+static void gen2_teardown(struct gen2 *g)
+{
+	if (g->vm.kvm)
+		vm_destroy(&g->vm);
+	if (g->has_com1 || g->com1_con.thread_started)
+		console_close(&g->com1_con);
+	if (g->has_debug || g->debug_con.thread_started)
+		console_close(&g->debug_con);
+}
+
+int gen2_run(const struct gen2_config *cfg)
+{
+	for (;;) {
+		struct gen2 *g = calloc(1, sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		g->cfg = cfg;
+		int r = gen2_setup(g);
+		if (r) {
+			gen2_teardown(g);
+			free(g);
+			return r;
+		}
+		vm_start(&g->vm);
+		enum vm_exit_kind k = vm_wait(&g->vm);
+		if (cfg->stats)
+			gen2_print_stats(g, vm_now_ns());
+		if (g->vm.exit_msg[0]) {
+			if (k == VM_EXIT_POWEROFF || k == VM_EXIT_RESET)
+				log_info("%s", g->vm.exit_msg);
+			else
+				log_error("%s", g->vm.exit_msg);
+		}
+		gen2_teardown(g);
+		free(g);
+		if (k != VM_EXIT_RESET || cfg->no_reboot)
+			return (int)k;
+		log_info("restarting the VM after a guest reset");
+	}
+}

@@ -1,0 +1,39 @@
+/* The generation 2 machine: what devices it has and how a VM of it is put together and run.
+ *
+ * Devices (README "The machine"): in-kernel local APICs, a userspace I/O APIC, the ACPI
+ * power-management ports of a hardware-reduced FADT (sleep control/status, reset), the Hyper-V
+ * synthetic interface (CPUID leaves, MSRs, hypercall port), optionally COM1 (16550) and a debug
+ * console port for test guests. No PIC, PIT, i8042, HPET, PCI or legacy video.
+ */
+#ifndef GEN2VM_PLATFORM_GEN2_H
+#define GEN2VM_PLATFORM_GEN2_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ui/console.h"
+
+#define GEN2_DEBUGCON_PORT 0xE9 /* test guests: each byte written is console output */
+#define GEN2_DEBUGEXIT_PORT 0xF4 /* test guests: 32-bit write of 0 = success, else failure code */
+
+struct gen2_config {
+	uint64_t memory;   /* bytes */
+	unsigned cpus;
+	const char *kernel;   /* Linux direct boot */
+	const char *initrd;
+	const char *cmdline;
+	const char *elf;      /* a freestanding test guest entered in 64-bit mode (instead of a kernel) */
+	struct console_spec com1;
+	struct console_spec debugcon;
+	bool processor_compat; /* Hyper-V's processor compatibility mode: a conservative CPUID */
+	bool no_reboot;        /* a guest reset ends the process (exit code 3) instead of restarting */
+	bool stats;            /* print exit counts and timings when the VM ends */
+	bool log_unclaimed;    /* log accesses no device claims */
+	uint64_t start_ns;     /* process start, for the boot benchmark */
+};
+
+/* Builds and runs the VM until it ends. Returns an enum vm_exit_kind (>= 0) or -errno for a
+ * configuration problem (message already printed). */
+int gen2_run(const struct gen2_config *cfg);
+
+#endif
