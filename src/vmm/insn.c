@@ -8,7 +8,11 @@
 
 #include "vmm/pagewalk.h"
 
+#define RFLAGS_CF (1ull << 0)
+#define RFLAGS_PF (1ull << 2)
+#define RFLAGS_AF (1ull << 4)
 #define RFLAGS_ZF (1ull << 6)
+#define RFLAGS_SF (1ull << 7)
 #define RFLAGS_OF (1ull << 11)
 #define RFLAGS_VM (1ull << 17)
 #define EFER_FFXSR (1ull << 14)
@@ -1026,6 +1030,53 @@ static int insn_xgetbv(struct dec *d, struct insn_xstate *xs)
 
 /* ---- entry points -------------------------------------------------------------------------- */
 
+/* F3 0F B8 popcnt, F3 0F BC tzcnt, F3 0F BD lzcnt: Linux patches popcnt over its software
+ * hweight calls, and KVM's emulator knows none of the three. */
+static int insn_bitcount(struct dec *d)
+{
+	struct insn_cpu *c = d->cpu;
+	static const char *const names[] = { "popcnt", "tzcnt", "lzcnt" };
+	int which = d->op == 0xB8 ? 0 : d->op == 0xBC ? 1 : 2;
+	dec_set_name(d, names[which], false);
+	unsigned bits = d->opsz * 8;
+	uint64_t src = 0;
+	if (d->mod == 3) {
+		src = c->gpr[d->rm | ((d->rex & 1) << 3)];
+	} else {
+		struct pagewalk_fault f;
+		int r = pagewalk_read(&d->pw, d->mem, dec_linear(d, 0), &src, d->opsz, PAGEWALK_READ, &f);
+		if (r)
+			return dec_mem_error(d, r, &f, d->ea_seg);
+	}
+	src = trunc_to(src, d->opsz);
+	uint64_t res;
+	uint64_t fl = c->rflags & ~(RFLAGS_CF | RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF | RFLAGS_SF | RFLAGS_OF);
+	if (which == 0) {
+		res = (uint64_t)__builtin_popcountll(src);
+		if (!src)
+			fl |= RFLAGS_ZF;
+	} else {
+		if (!src)
+			res = bits;
+		else if (which == 1)
+			res = (uint64_t)__builtin_ctzll(src);
+		else
+			res = (uint64_t)__builtin_clzll(src) - (64 - bits);
+		if (!src)
+			fl |= RFLAGS_CF;
+		if (!res)
+			fl |= RFLAGS_ZF;
+	}
+	unsigned dst = d->reg | ((d->rex & 4) << 1);
+	if (d->opsz == 2)
+		c->gpr[dst] = (c->gpr[dst] & ~0xFFFFull) | res;
+	else
+		c->gpr[dst] = res; /* 32-bit results zero-extend */
+	c->rflags = fl;
+	dec_advance(d);
+	return 0;
+}
+
 static int insn_dispatch(struct dec *d, struct insn_xstate *xs)
 {
 	struct insn_cpu *c = d->cpu;
@@ -1049,6 +1100,8 @@ static int insn_dispatch(struct dec *d, struct insn_xstate *xs)
 	}
 	if (d->map == 2 && !d->vex) {
 		uint8_t pfx = dec_mandatory_prefix(d);
+		if ((d->op == 0xB8 || d->op == 0xBC || d->op == 0xBD) && d->rep && !d->repne && !d->lock)
+			return insn_bitcount(d);
 		if (d->op == 0x01 && d->modrm == 0xD0 && !pfx)
 			return insn_xgetbv(d, xs);
 		if (d->op == 0xC7 && d->reg == 1 && !d->rep && !d->repne)
