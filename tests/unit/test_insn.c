@@ -2,6 +2,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -337,6 +338,72 @@ static void test_cmpxchg8b_32bit_and_real_mode(void **state)
 	assert_true(f->cpu.rflags & ZF);
 	assert_int_equal(rd64(gpa_ptr(f, 0x10100)), 0xFFFF0100ull);
 	assert_int_equal(f->cpu.rip, 0x7C03);
+}
+
+static void test_into_32bit(void **state)
+{
+	struct fx *f = *state;
+	f->cpu.cr0 = X86_CR0_PE;
+	f->cpu.efer = 0;
+	f->cpu.cs_l = false;
+	f->cpu.cs_db = true;
+	f->cpu.rflags = 0x2 | (1ull << 11); /* OF */
+	RUN(f, 0xCE);
+	assert_int_equal(f->out.status, INSN_EXCEPTION);
+	assert_int_equal(f->out.vector, 4);
+	assert_true(f->out.trap);
+	assert_int_equal(f->cpu.rip, CODE + 1);
+	f->cpu.rip = CODE;
+	f->cpu.rflags = 0x2;
+	RUN(f, 0xCE);
+	assert_int_equal(f->out.status, INSN_DONE);
+	assert_int_equal(f->cpu.rip, CODE + 1);
+}
+
+/* Two threads each add 1 to a 128-bit counter in guest RAM with lock cmpxchg16b loops, the way
+ * two vCPUs would; a lost update would show as a final value below the number of successes. */
+struct race {
+	struct fx *f;
+	unsigned wins;
+};
+
+static void *race_thread(void *arg)
+{
+	struct race *r = arg;
+	static const uint8_t b[] = { 0xF0, 0x48, 0x0F, 0xC7, 0x0E }; /* lock cmpxchg16b [rsi] */
+	volatile uint64_t *ctr = guest_mem_ptr(&r->f->m, 0x600000, 16);
+	for (unsigned i = 0; i < 20000; i++) {
+		struct insn_cpu c = r->f->cpu;
+		struct insn_outcome o;
+		c.gpr[INSN_RSI] = 0x600000;
+		c.gpr[INSN_RAX] = ctr[0];
+		c.gpr[INSN_RDX] = ctr[1];
+		c.gpr[INSN_RBX] = c.gpr[INSN_RAX] + 1;
+		c.gpr[INSN_RCX] = c.gpr[INSN_RDX] + (c.gpr[INSN_RBX] == 0);
+		if (insn_complete(&c, &r->f->m, b, sizeof(b), NULL, &o) || o.status != INSN_DONE)
+			return NULL;
+		if (c.rflags & ZF)
+			r->wins++;
+	}
+	return NULL;
+}
+
+static void test_cmpxchg16b_atomic_across_threads(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *mem = gpa_ptr(f, 0x600000);
+	wr64(mem, 0xFFFFFFFFFFFFF000ull); /* carries into the high half part-way */
+	wr64(mem + 8, 0);
+	struct race r[2] = { { f, 0 }, { f, 0 } };
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, race_thread, &r[i]), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	unsigned wins = r[0].wins + r[1].wins;
+	assert_true(wins >= 20000);
+	unsigned __int128 v = ((unsigned __int128)rd64(mem + 8) << 64) | rd64(mem);
+	assert_true(v == (unsigned __int128)0xFFFFFFFFFFFFF000ull + wins);
 }
 
 /* ---- XSAVE family ---- */
@@ -757,6 +824,8 @@ int main(void)
 		T(test_cmpxchg16b_rip_relative_and_gs),
 		T(test_cmpxchg8b),
 		T(test_cmpxchg8b_32bit_and_real_mode),
+		T(test_into_32bit),
+		T(test_cmpxchg16b_atomic_across_threads),
 		T(test_xsave64_standard),
 		T(test_xsave_32bit_format),
 		T(test_xsaveopt_init_optimization),
