@@ -1159,11 +1159,12 @@ int insn_complete(struct insn_cpu *cpu, const struct guest_mem *mem, const uint8
 int insn_outcome_format(const struct insn_outcome *o, uint64_t rip, char *buf, size_t size)
 {
 	char hex[15 * 3 + 1] = "";
-	for (unsigned i = 0; i < o->nbytes && i < 15; i++)
-		snprintf(hex + 3 * i, sizeof(hex) - 3 * i, "%s%02x", i ? " " : "", o->bytes[i]);
 	/* Only the instruction's own bytes when its length is known. */
-	if (o->length && o->length < o->nbytes)
-		hex[3 * o->length - 1] = '\0';
+	unsigned n = o->length && o->length < o->nbytes ? o->length : o->nbytes;
+	for (unsigned i = 0; i < n && i < 15; i++)
+		snprintf(hex + 3 * i, sizeof(hex) - 3 * i, "%02x ", o->bytes[i]);
+	if (n)
+		hex[3 * (n < 15 ? n : 15) - 1] = '\0';
 	const char *what = o->status == INSN_DONE        ? "completed"
 			   : o->status == INSN_EXCEPTION ? "exception"
 			   : o->status == INSN_SOFT_INT  ? "software interrupt"
