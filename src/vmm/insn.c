@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "vmm/pagewalk.h"
 
@@ -15,6 +16,7 @@
 #define RFLAGS_SF (1ull << 7)
 #define RFLAGS_OF (1ull << 11)
 #define RFLAGS_VM (1ull << 17)
+#define RFLAGS_AC (1ull << 18)
 #define EFER_FFXSR (1ull << 14)
 
 #define VEC_DB 1
@@ -1077,6 +1079,52 @@ static int insn_bitcount(struct dec *d)
 	return 0;
 }
 
+/* 0F 01 CA clac / CB stac: SMAP's AC toggles, at CPL 0 only. */
+static int insn_clac_stac(struct dec *d)
+{
+	bool set = d->modrm == 0xCB;
+	dec_set_name(d, set ? "stac" : "clac", false);
+	if (d->cpu->cpl != 0)
+		return dec_exception(d, VEC_UD, false, 0);
+	if (set)
+		d->cpu->rflags |= RFLAGS_AC;
+	else
+		d->cpu->rflags &= ~RFLAGS_AC;
+	dec_advance(d);
+	return 0;
+}
+
+/* 0F C7 /6 rdrand, /7 rdseed (register forms): the host's entropy, CF=1 (always succeeds). */
+static int insn_rdrand(struct dec *d)
+{
+	struct insn_cpu *c = d->cpu;
+	dec_set_name(d, d->reg == 6 ? "rdrand" : "rdseed", false);
+	uint64_t v = 0;
+	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
+		c->rflags &= ~(RFLAGS_CF | RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF | RFLAGS_SF | RFLAGS_OF);
+		v = 0; /* CF=0 tells the guest to retry */
+	} else {
+		c->rflags = (c->rflags & ~(RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF | RFLAGS_SF | RFLAGS_OF)) | RFLAGS_CF;
+	}
+	unsigned dst = d->rm | ((d->rex & 1) << 3);
+	if (d->opsz == 2)
+		c->gpr[dst] = (c->gpr[dst] & ~0xFFFFull) | (v & 0xFFFF);
+	else
+		c->gpr[dst] = trunc_to(v, d->opsz);
+	dec_advance(d);
+	return 0;
+}
+
+/* 0F AE E8/F0/F8 lfence/mfence/sfence: the VMM's exit already serialised the vCPU. */
+static int insn_fence(struct dec *d)
+{
+	static const char *const names[] = { "lfence", "mfence", "sfence" };
+	dec_set_name(d, names[d->reg - 5], false);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	dec_advance(d);
+	return 0;
+}
+
 static int insn_dispatch(struct dec *d, struct insn_xstate *xs)
 {
 	struct insn_cpu *c = d->cpu;
@@ -1102,6 +1150,12 @@ static int insn_dispatch(struct dec *d, struct insn_xstate *xs)
 		uint8_t pfx = dec_mandatory_prefix(d);
 		if ((d->op == 0xB8 || d->op == 0xBC || d->op == 0xBD) && d->rep && !d->repne && !d->lock)
 			return insn_bitcount(d);
+		if (d->op == 0x01 && (d->modrm == 0xCA || d->modrm == 0xCB) && !pfx)
+			return insn_clac_stac(d);
+		if (d->op == 0xC7 && d->mod == 3 && (d->reg == 6 || d->reg == 7) && !d->rep && !d->repne)
+			return insn_rdrand(d);
+		if (d->op == 0xAE && d->mod == 3 && d->reg >= 5 && !pfx)
+			return insn_fence(d);
 		if (d->op == 0x01 && d->modrm == 0xD0 && !pfx)
 			return insn_xgetbv(d, xs);
 		if (d->op == 0xC7 && d->reg == 1 && !d->rep && !d->repne)

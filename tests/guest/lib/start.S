@@ -1,0 +1,132 @@
+/* Entry of freestanding test guests: the VMM enters in 64-bit mode with RDI = number of vCPUs,
+ * RSI = RSDP address, RSP = a stack in low memory. Also the 16-bit AP trampoline that
+ * guest_start_aps() copies to 0x8000. */
+	.section .text.start, "ax"
+	.globl _start
+	.code64
+_start:
+	cli
+	movabs $bsp_stack_top, %rsp
+	call guest_main
+	mov %eax, %edi
+	call guest_exit
+
+/* Common exception entry: vector pushed by the per-vector stubs. A #GP (13) whose faulting
+ * instruction is rdmsr/wrmsr (0F 32 / 0F 30) is recorded and skipped. */
+	.globl guest_exc_common
+guest_exc_common:
+	push %rax
+	push %rbx
+	mov 16(%rsp), %rax            /* vector */
+	inc %eax
+	movabs $guest_last_exception, %rbx
+	mov %eax, (%rbx)
+	cmp $4, %eax                  /* #BP (int3) is a trap: just return */
+	je 4f
+	cmp $14, %eax                 /* #GP is vector 13 */
+	jne 1f
+	mov 32(%rsp), %rbx            /* RIP (after vector and error code) */
+	cmpb $0x0f, (%rbx)
+	jne 1f
+	addq $2, 32(%rsp)
+	pop %rbx
+	pop %rax
+	add $16, %rsp                 /* vector and error code */
+	iretq
+4:	pop %rbx
+	pop %rax
+	add $16, %rsp
+	iretq
+1:	/* any other exception: report failure 0x100 + vector */
+	mov 16(%rsp), %rax
+	add $0x100, %eax
+	mov $0xF4, %dx
+	out %eax, %dx
+2:	hlt
+	jmp 2b
+
+	.macro exc_noerr n
+	.globl guest_exc\n
+guest_exc\n: push $0
+	push $\n
+	jmp guest_exc_common
+	.endm
+	.macro exc_err n
+	.globl guest_exc\n
+guest_exc\n: push $\n
+	jmp guest_exc_common
+	.endm
+	exc_noerr 0
+	exc_noerr 1
+	exc_noerr 2
+	exc_noerr 3
+	exc_noerr 4
+	exc_noerr 5
+	exc_noerr 6
+	exc_noerr 7
+	exc_err 8
+	exc_noerr 9
+	exc_err 10
+	exc_err 11
+	exc_err 12
+	exc_err 13
+	exc_err 14
+	exc_noerr 15
+	exc_noerr 16
+	exc_err 17
+	exc_noerr 18
+	exc_noerr 19
+
+/* AP trampoline, copied to 0x8000 and entered in real mode at 0800:0000 by the SIPI. */
+	.globl ap_tramp_start, ap_tramp_end
+	.code16
+ap_tramp_start:
+	cli
+	mov %cs, %ax
+	mov %ax, %ds
+	lgdtl (ap_gdtr - ap_tramp_start)
+	mov $0x20, %eax               /* CR4.PAE */
+	mov %eax, %cr4
+	mov $0x9000, %eax             /* the VMM's identity map of the first 4 GiB */
+	mov %eax, %cr3
+	mov $0xC0000080, %ecx         /* EFER.LME */
+	rdmsr
+	or $0x100, %eax
+	wrmsr
+	mov $0x80000011, %eax         /* PG | ET | PE */
+	mov %eax, %cr0
+	ljmpl $0x10, $(0x8000 + ap64 - ap_tramp_start)
+	.code64
+ap64:
+	mov $0x18, %ax
+	mov %ax, %ds
+	mov %ax, %es
+	mov %ax, %ss
+	movabs $ap_next_index, %rbx
+	mov $1, %eax
+	lock xadd %eax, (%rbx)         /* index 1..n-1 */
+	mov %eax, %edi
+	mov %rax, %rsp
+	shl $12, %rsp
+	movabs $ap_stacks, %rbx
+	add %rbx, %rsp
+	add $4096, %rsp
+	movabs $guest_ap_entry, %rax
+	call *%rax
+3:	cli
+	hlt
+	jmp 3b
+	.p2align 3
+ap_gdtr:
+	.word 31
+	.quad 0x500
+ap_tramp_end:
+
+	.bss
+	.p2align 12
+	.globl ap_stacks
+ap_stacks:
+	.space 4096 * 64
+bsp_stack:
+	.space 16384
+bsp_stack_top:
