@@ -31,6 +31,7 @@ struct gen2 {
 	struct ioapic ioapic;
 	struct uart com1;
 	struct console com1_con, debug_con;
+	uint32_t testdev_regs[16]; /* MMIO scratch registers for test guests */
 	bool has_com1, has_debug;
 };
 
@@ -208,6 +209,21 @@ static void gen2_debugexit_io(void *opaque, uint64_t off, uint8_t *data, unsigne
 		vm_stop(&g->vm, VM_EXIT_ERROR, "test guest reported failure %u", code);
 }
 
+/* Test guests' MMIO device: 16 scratch dwords; anything else in its page reads as zero. */
+static void gen2_testdev_mmio(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
+{
+	struct gen2 *g = opaque;
+	if (len != 4 || (off & 3) || off >= sizeof(g->testdev_regs)) {
+		if (!is_write)
+			memset(data, 0, len);
+		return;
+	}
+	if (is_write)
+		memcpy(&g->testdev_regs[off / 4], data, 4);
+	else
+		memcpy(data, &g->testdev_regs[off / 4], 4);
+}
+
 static void gen2_com1_irq(void *opaque, bool level)
 {
 	ioapic_set_irq(opaque, COM1_IRQ, level);
@@ -305,6 +321,7 @@ static int gen2_setup(struct gen2 *g)
 		}
 		r = bus_register(&vm->pio, GEN2_DEBUGCON_PORT, 1, gen2_debugcon_io, g, "debugcon");
 		r = r ? r : bus_register(&vm->pio, GEN2_DEBUGEXIT_PORT, 4, gen2_debugexit_io, g, "debugexit");
+		r = r ? r : bus_register(&vm->mmio, GEN2_TESTDEV_MMIO, 0x1000, gen2_testdev_mmio, g, "testdev");
 		if (r)
 			return r;
 		g->has_debug = true;
