@@ -1,9 +1,12 @@
 #include "vmbus_ring.h"
 
-#define LOAD_ACQ(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define LOAD_RELAXED(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-#define STORE_RELAXED(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+/* The header fields sit in a packed struct but are 4-byte aligned in the page-aligned header; say so,
+ * or clang would call libatomic for "misaligned" atomics. */
+#define HDR_U32(p)      ((uint32_t *)__builtin_assume_aligned((void *)(p), 4))
+#define LOAD_ACQ(p)     __atomic_load_n(HDR_U32(p), __ATOMIC_ACQUIRE)
+#define LOAD_RELAXED(p) __atomic_load_n(HDR_U32(p), __ATOMIC_RELAXED)
+#define STORE_REL(p, v) __atomic_store_n(HDR_U32(p), (v), __ATOMIC_RELEASE)
+#define STORE_RELAXED(p, v) __atomic_store_n(HDR_U32(p), (v), __ATOMIC_RELAXED)
 #define FULL_BARRIER()  __atomic_thread_fence(__ATOMIC_SEQ_CST)
 
 #define DESC_SIZE ((uint32_t)sizeof(struct vmbus_packet_descriptor))
