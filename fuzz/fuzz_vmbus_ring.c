@@ -1,10 +1,11 @@
 /* Fuzzes the ring reader (and the writer's view of read_index) over a hostile ring: the input
  * supplies the header indices and the data area; the reader must return packets inside bounds or
- * -EPROTO, never touch memory outside the ring. Data is a heap block of exactly the ring size. */
+ * -EPROTO, never touch memory outside the ring; packets read are then parsed. Data is a heap block of exactly the ring size. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmbus/ring.h"
 #include "vmbus_ring.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -34,6 +35,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (int k = 0; k < 64 && (rc = vmbus_ring_read(&rr, buf, data[2] & 1 ? 64 : ring_size, &len)) != -VMBUS_EAGAIN; k++) {
 			if (rc == 0 && len > ring_size)
 				abort();
+			struct vmbus_packet pk;
+			if (rc == 0 && vmbus_packet_parse(buf, len, &pk) == 0) {
+				uint64_t cur = 0;
+				struct vmbus_packet_range pr;
+				while (vmbus_packet_next_range(&pk, &cur, &pr))
+					(void)vmbus_packet_range_pfn(&pr, pr.nr_pfns - 1);
+				for (uint32_t x = 0; x < pk.xfer_count; x++)
+					(void)vmbus_packet_xfer_range(&pk, x);
+			}
 			if (rc == -VMBUS_EPROTO)
 				break;
 			if (rc == -VMBUS_EMSGSIZE)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "vmbus/gpadl.h"
+#include "vmbus/ring.h"
 #include "vmbus_ring.h"
 
 #define DATA 4096u
@@ -202,6 +203,58 @@ static void test_hostile(void **state)
 	free(h);
 }
 
+/* GPA_DIRECT with two ranges written through the ring, parsed back; then malformed variants. */
+static void test_packet_parse(void **state)
+{
+	struct pair p;
+	pair_init(&p);
+	uint64_t ext[] = { 2ull << 32, /* rsvd 0, rangecount 2 */
+			   (uint64_t)10 << 32 | 5000, 7, 8, /* 5000 bytes at offset 10: 2 pages */
+			   (uint64_t)0 << 32 | 4096, 9 };
+	uint8_t buf[256];
+	uint32_t n;
+	assert_int_equal(vmbus_ring_write(&p.w, VM_PKT_DATA_USING_GPA_DIRECT, 1, 77, ext, sizeof(ext), "payload!", 8, NULL), 0);
+	assert_int_equal(vmbus_ring_read(&p.r, buf, sizeof(buf), &n), 0);
+	struct vmbus_packet pk;
+	assert_int_equal(vmbus_packet_parse(buf, n, &pk), 0);
+	assert_int_equal(pk.range_count, 2);
+	assert_int_equal(pk.payload_len, 8);
+	assert_memory_equal(pk.payload, "payload!", 8);
+	uint64_t cur = 0;
+	struct vmbus_packet_range r;
+	assert_int_equal(vmbus_packet_next_range(&pk, &cur, &r), 1);
+	assert_int_equal(r.nr_pfns, 2);
+	assert_int_equal(r.byte_offset, 10);
+	assert_int_equal(vmbus_packet_range_pfn(&r, 1), 8);
+	assert_int_equal(vmbus_packet_next_range(&pk, &cur, &r), 1);
+	assert_int_equal(vmbus_packet_range_pfn(&r, 0), 9);
+	assert_int_equal(vmbus_packet_next_range(&pk, &cur, &r), 0);
+	/* Claims 3 ranges / a range with more pages than fit / zero bytes: refused. */
+	ext[0] = 3ull << 32;
+	memcpy(buf + 16, ext, sizeof(ext));
+	assert_int_equal(vmbus_packet_parse(buf, n, &pk), -EPROTO);
+	ext[0] = 2ull << 32;
+	ext[1] = (uint64_t)10 << 32 | 50000;
+	memcpy(buf + 16, ext, sizeof(ext));
+	assert_int_equal(vmbus_packet_parse(buf, n, &pk), -EPROTO);
+	ext[1] = 0;
+	memcpy(buf + 16, ext, sizeof(ext));
+	assert_int_equal(vmbus_packet_parse(buf, n, &pk), -EPROTO);
+	/* XFER_PAGES with more ranges than the header holds. */
+	struct vmbus_xfer_page_packet_header xh = { .d = { .type = VM_PKT_DATA_USING_XFER_PAGES, .offset8 = 4, .len8 = 4 },
+						    .xfer_pageset_id = 0xCAFE, .range_cnt = 1 };
+	memcpy(buf, &xh, sizeof(xh));
+	memset(buf + 24, 0, 8);
+	assert_int_equal(vmbus_packet_parse(buf, 32, &pk), 0);
+	assert_int_equal(pk.xfer_count, 1);
+	assert_int_equal(pk.xfer_pageset_id, 0xCAFE);
+	xh.range_cnt = 2;
+	memcpy(buf, &xh, sizeof(xh));
+	assert_int_equal(vmbus_packet_parse(buf, 32, &pk), -EPROTO);
+	assert_int_equal(vmbus_packet_parse(buf, 8, &pk), -EPROTO);
+	free(p.mem);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -210,6 +263,7 @@ int main(void)
 		cmocka_unit_test(test_signal_rules),
 		cmocka_unit_test(test_pending_send_sz),
 		cmocka_unit_test(test_hostile),
+		cmocka_unit_test(test_packet_parse),
 	};
 	return cmocka_run_group_tests_name("vmbus_ring", tests, NULL, NULL);
 }
