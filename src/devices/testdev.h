@@ -1,0 +1,47 @@
+/* Test device: a VMBus echo channel, for tests and benches only (enabled with --test-devices).
+ *
+ * Every INBAND packet the guest sends comes back as an INBAND packet with the same trans_id and the
+ * same payload bytes (offset8..len8, i.e. padded to 8 bytes). One control request, sent INBAND with
+ * VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, asks for sub-channels:
+ *   struct testdev_ctl { u32 magic TESTDEV_CTL_MAGIC; u32 op TESTDEV_OP_SUBCHANNELS; u32 count; u32 rsvd }
+ * answered by a VM_PKT_COMP with the same trans_id and { u32 status (0 ok); u32 offered }.
+ * Sub-channels echo too. Packets other than INBAND are dropped.
+ */
+#ifndef GEN2VM_DEVICES_TESTDEV_H
+#define GEN2VM_DEVICES_TESTDEV_H
+
+#include <stdint.h>
+
+#include "vmbus/server.h"
+
+#define TESTDEV_CLASS_GUID_TEXT "2f9bcc4a-0069-4af3-b76b-6fd0be528cda"
+#define TESTDEV_CTL_MAGIC 0x56454454u /* "TDEV" */
+#define TESTDEV_OP_SUBCHANNELS 1u
+
+struct testdev_ctl {
+	uint32_t magic;
+	uint32_t op;
+	uint32_t count;
+	uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct testdev_ctl) == 16, "testdev_ctl");
+
+struct testdev_ctl_reply {
+	uint32_t status;
+	uint32_t offered;
+} __attribute__((packed));
+_Static_assert(sizeof(struct testdev_ctl_reply) == 8, "testdev_ctl_reply");
+
+struct testdev;
+
+/* Registers an echo device with instance number `instance` (makes the instance GUID) and room for
+ * max_subchannels sub-channels. Call with the server lock held. Returns 0 or -errno. */
+int testdev_create(struct vmbus_server *srv, uint32_t instance, uint16_t max_subchannels, struct testdev **out);
+
+/* Hot-removes the device (channels rescinded) and frees it. Server lock held. NULL is fine. */
+void testdev_destroy(struct testdev *td);
+
+/* Packets echoed so far (all channels). */
+uint64_t testdev_echoed(const struct testdev *td);
+
+#endif

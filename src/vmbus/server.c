@@ -1,0 +1,828 @@
+#include "vmbus/server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+_Static_assert(VMBUS_EAGAIN == EAGAIN && VMBUS_EPROTO == EPROTO && VMBUS_EMSGSIZE == EMSGSIZE &&
+		       VMBUS_EINVAL == EINVAL && VMBUS_ENOMEM == ENOMEM && VMBUS_ETIMEDOUT == ETIMEDOUT,
+	       "guestlib error numbers are Linux errno values");
+
+enum chan_state {
+	CHAN_UNOFFERED, /* registered; no relid */
+	CHAN_OFFERED,   /* offered to the guest */
+	CHAN_OPEN,      /* rings mapped, device running */
+	CHAN_RESCINDED, /* RESCIND sent; waiting for RELID_RELEASED */
+};
+
+struct vmbus_channel {
+	struct vmbus_server *srv;
+	struct vmbus_device *dev;
+	enum chan_state state;
+	uint16_t sub_index;
+	uint32_t relid;
+	uint32_t target_vp; /* atomic: MODIFYCHANNEL changes it while device threads signal */
+	bool opening;       /* inside ops->open: signals are deferred until OPEN_RESULT is out */
+	bool signal_deferred;
+	bool broken_logged;
+	struct vmbus_gpadl *ring_gpadl;
+	struct vmbus_view view_rx, view_tx;
+	struct vmbus_ring rx, tx;
+	uint8_t userdata[VMBUS_OFFER_USER_DEFINED_BYTES];
+	void *priv;
+};
+
+struct vmbus_device {
+	struct vmbus_server *srv;
+	struct vmbus_device_desc desc;
+	struct vmbus_device *next;
+	bool removed;
+	uint16_t nr_channels; /* primary + sub-channels created so far */
+	uint16_t nr_live;     /* channels not yet freed (a removed device waits for RELID_RELEASED) */
+	struct vmbus_channel *chan[];
+};
+
+struct vmbus_server {
+	struct vmbus_server_config cfg;
+	struct vmbus_server_notifier n;
+	bool connected;
+	bool offers_requested;
+	uint32_t version;
+	uint32_t target_vcpu;
+	uint64_t interrupt_page, monitor_page1, monitor_page2; /* < 5.0: noted; no channel uses them */
+	struct vmbus_channel *relid_map[VMBUS_MAX_RELID + 1];
+	struct vmbus_device *devices;
+	struct vmbus_gpadl *gpadls; /* live and tearing-down GPADLs */
+	uint32_t nr_gpadls;
+	uint64_t gpadl_pages;
+};
+
+static const uint32_t supported_versions[] = {
+	VMBUS_VERSION_WIN10_V5_3, VMBUS_VERSION_WIN10_V5_2, VMBUS_VERSION_WIN10_V5_1, VMBUS_VERSION_WIN10_V5,
+	VMBUS_VERSION_WIN10_V4_1, VMBUS_VERSION_WIN10,      VMBUS_VERSION_WIN8_1,     VMBUS_VERSION_WIN8,
+};
+
+/* --- outbound ------------------------------------------------------------------------------------ */
+
+static void srv_send(struct vmbus_server *s, uint32_t vp, void *msg, uint32_t len)
+{
+	int rc = s->n.post_to_guest(s->n.ctx, vp, msg, len);
+	if (rc)
+		log_warn("vmbus: message %u to VP %u lost (%d)", ((struct vmbus_channel_message_header *)msg)->msgtype,
+			 vp, rc);
+}
+
+#define SEND(s, m) srv_send((s), (s)->target_vcpu, &(m), sizeof(m))
+
+static void srv_send_header_only(struct vmbus_server *s, uint32_t type)
+{
+	struct vmbus_channel_message_header h = { .msgtype = type };
+	SEND(s, h);
+}
+
+/* --- GPADLs ------------------------------------------------------------------------------------- */
+
+static struct vmbus_gpadl *gpadl_find(struct vmbus_server *s, uint32_t id)
+{
+	for (struct vmbus_gpadl *g = s->gpadls; g; g = g->next)
+		if (g->id == id && !g->tearing_down)
+			return g;
+	return NULL;
+}
+
+static void gpadl_unlink(struct vmbus_server *s, struct vmbus_gpadl *g)
+{
+	for (struct vmbus_gpadl **pp = &s->gpadls; *pp; pp = &(*pp)->next)
+		if (*pp == g) {
+			*pp = g->next;
+			s->nr_gpadls--;
+			s->gpadl_pages -= g->reserved_pfns;
+			return;
+		}
+}
+
+static void gpadl_free(struct vmbus_gpadl *g)
+{
+	vmbus_gpadl_release_storage(g);
+	free(g);
+}
+
+/* Drops a reference; the last one completes a pending teardown. */
+static void gpadl_put(struct vmbus_server *s, struct vmbus_gpadl *g)
+{
+	if (--g->refs)
+		return;
+	if (g->orphaned) {
+		gpadl_free(g);
+	} else if (g->tearing_down) {
+		struct vmbus_channel_gpadl_torndown m = { .header.msgtype = CHANNELMSG_GPADL_TORNDOWN, .gpadl = g->id };
+		gpadl_unlink(s, g);
+		gpadl_free(g);
+		SEND(s, m);
+	}
+}
+
+/* Forgets every GPADL of relid (all of them when relid == 0): referenced ones are orphaned. */
+static void gpadl_drop_all(struct vmbus_server *s, uint32_t relid)
+{
+	struct vmbus_gpadl **pp = &s->gpadls;
+	while (*pp) {
+		struct vmbus_gpadl *g = *pp;
+		if (relid && g->relid != relid) {
+			pp = &g->next;
+			continue;
+		}
+		gpadl_unlink(s, g);
+		if (g->refs)
+			g->orphaned = true;
+		else
+			gpadl_free(g);
+	}
+}
+
+/* --- channels ----------------------------------------------------------------------------------- */
+
+static struct vmbus_channel *chan_by_relid(struct vmbus_server *s, uint32_t relid)
+{
+	return relid && relid <= VMBUS_MAX_RELID ? s->relid_map[relid] : NULL;
+}
+
+static uint32_t chan_connection_id(const struct vmbus_channel *c)
+{
+	return VMBUS_CHANNEL_CONNECTION_BASE + c->relid;
+}
+
+static void chan_offer(struct vmbus_server *s, struct vmbus_channel *c)
+{
+	uint32_t relid = 1;
+	while (relid <= VMBUS_MAX_RELID && s->relid_map[relid])
+		relid++;
+	if (relid > VMBUS_MAX_RELID) {
+		log_error("vmbus: %s: no free relid, channel not offered", c->dev->desc.name);
+		return;
+	}
+	s->relid_map[relid] = c;
+	c->relid = relid;
+	c->state = CHAN_OFFERED;
+	const struct vmbus_device_desc *d = &c->dev->desc;
+	struct vmbus_channel_offer_channel m = {
+		.header.msgtype = CHANNELMSG_OFFERCHANNEL,
+		.offer = { .if_type = d->class_id, .if_instance = d->instance_id, .chn_flags = d->chn_flags,
+			   .mmio_megabytes = d->mmio_megabytes, .sub_channel_index = c->sub_index },
+		.child_relid = relid,
+		.is_dedicated_interrupt = 1, /* the guest then signals by hypercall only, never the int page */
+		.connection_id = chan_connection_id(c),
+	};
+	memcpy(m.offer.user_def, d->user_def, sizeof(m.offer.user_def));
+	SEND(s, m);
+}
+
+static void chan_close(struct vmbus_server *s, struct vmbus_channel *c)
+{
+	if (c->state != CHAN_OPEN)
+		return;
+	c->dev->desc.ops->close(c->dev->desc.ctx, c);
+	vmbus_view_unmap(&c->view_rx);
+	vmbus_view_unmap(&c->view_tx);
+	memset(&c->rx, 0, sizeof(c->rx));
+	memset(&c->tx, 0, sizeof(c->tx));
+	gpadl_put(s, c->ring_gpadl);
+	c->ring_gpadl = NULL;
+	c->priv = NULL;
+	c->state = CHAN_OFFERED;
+	if (s->n.channel_closed)
+		s->n.channel_closed(s->n.ctx, c->relid, chan_connection_id(c));
+}
+
+static void device_free_if_done(struct vmbus_server *s, struct vmbus_device *dev)
+{
+	if (!dev->removed || dev->nr_live)
+		return;
+	for (struct vmbus_device **pp = &s->devices; *pp; pp = &(*pp)->next)
+		if (*pp == dev) {
+			*pp = dev->next;
+			break;
+		}
+	free(dev);
+}
+
+/* Frees a channel of a removed device (its relid, if any, is released); the caller then calls
+ * device_free_if_done. */
+static void chan_free(struct vmbus_server *s, struct vmbus_channel *c)
+{
+	struct vmbus_device *dev = c->dev;
+	if (c->relid) {
+		s->relid_map[c->relid] = NULL;
+		gpadl_drop_all(s, c->relid);
+	}
+	for (uint16_t i = 0; i < dev->nr_channels; i++)
+		if (dev->chan[i] == c)
+			dev->chan[i] = NULL;
+	free(c);
+	dev->nr_live--;
+}
+
+/* --- connection ----------------------------------------------------------------------------------- */
+
+/* Back to the disconnected state: every channel closed and unoffered, every GPADL gone. */
+static void srv_reset(struct vmbus_server *s)
+{
+	for (struct vmbus_device *dev = s->devices, *next; dev; dev = next) {
+		next = dev->next;
+		for (uint16_t i = 0; i < dev->nr_channels; i++) {
+			struct vmbus_channel *c = dev->chan[i];
+			if (!c)
+				continue;
+			chan_close(s, c);
+			if (c->relid)
+				s->relid_map[c->relid] = NULL;
+			c->relid = 0;
+			c->state = CHAN_UNOFFERED;
+		}
+		if (dev->removed) {
+			for (uint16_t i = 0; i < dev->nr_channels; i++)
+				if (dev->chan[i]) {
+					free(dev->chan[i]);
+					dev->chan[i] = NULL;
+					dev->nr_live--;
+				}
+			device_free_if_done(s, dev);
+		}
+	}
+	gpadl_drop_all(s, 0);
+	s->connected = false;
+	s->offers_requested = false;
+	s->version = 0;
+	s->interrupt_page = s->monitor_page1 = s->monitor_page2 = 0;
+}
+
+static bool version_known(uint32_t v)
+{
+	for (size_t i = 0; i < sizeof(supported_versions) / sizeof(supported_versions[0]); i++)
+		if (supported_versions[i] == v)
+			return true;
+	return false;
+}
+
+static void on_initiate_contact(struct vmbus_server *s, uint32_t vp, uint32_t conn, const void *p)
+{
+	struct vmbus_channel_initiate_contact m;
+	memcpy(&m, p, sizeof(m));
+	uint32_t v = m.vmbus_version_requested;
+	if (s->connected) {
+		/* A new kernel (kexec without UNLOAD) or firmware handing over: start from scratch. */
+		log_guest("vmbus: INITIATE_CONTACT while connected; resetting the connection");
+		srv_reset(s);
+	}
+	bool ok = version_known(v) && v <= s->cfg.max_version;
+	/* 5.0 and later must come on connection 4 and name SINT 2; older ones on connection 1. */
+	if (ok && v >= VMBUS_VERSION_WIN10_V5)
+		ok = conn == VMBUS_MESSAGE_CONNECTION_ID_4 && m.msg_sint == VMBUS_MESSAGE_SINT;
+	else if (ok)
+		ok = conn == VMBUS_MESSAGE_CONNECTION_ID;
+	uint32_t target = m.target_vcpu;
+	if (target >= s->cfg.nr_vps) {
+		log_guest("vmbus: INITIATE_CONTACT target_vcpu %u out of range", target);
+		ok = false;
+		target = vp;
+	}
+	s->target_vcpu = target;
+	if (ok) {
+		s->connected = true;
+		s->version = v;
+		if (v < VMBUS_VERSION_WIN10_V5) {
+			s->interrupt_page = m.interrupt_page;
+			s->monitor_page1 = m.monitor_page1;
+			s->monitor_page2 = m.monitor_page2;
+		}
+		log_info("vmbus: guest connected, version %u.%u, messages to VP %u", v >> 16, v & 0xFFFF, target);
+	}
+	struct vmbus_channel_version_response r = {
+		.header.msgtype = CHANNELMSG_VERSION_RESPONSE,
+		.version_supported = ok,
+		.msg_conn_id = VMBUS_SERVER_MSG_CONNECTION_ID,
+	};
+	SEND(s, r);
+}
+
+static void on_request_offers(struct vmbus_server *s)
+{
+	if (s->offers_requested) {
+		log_guest("vmbus: REQUESTOFFERS twice");
+	} else {
+		s->offers_requested = true;
+		for (struct vmbus_device *dev = s->devices; dev; dev = dev->next)
+			for (uint16_t i = 0; i < dev->nr_channels; i++)
+				if (dev->chan[i] && dev->chan[i]->state == CHAN_UNOFFERED)
+					chan_offer(s, dev->chan[i]);
+	}
+	srv_send_header_only(s, CHANNELMSG_ALLOFFERS_DELIVERED);
+}
+
+static void gpadl_created_reply(struct vmbus_server *s, uint32_t relid, uint32_t id, uint32_t status)
+{
+	struct vmbus_channel_gpadl_created r = {
+		.header.msgtype = CHANNELMSG_GPADL_CREATED, .child_relid = relid, .gpadl = id, .creation_status = status
+	};
+	SEND(s, r);
+}
+
+/* Feeds bytes into g; on completion or failure answers GPADL_CREATED (and frees g on failure). */
+static void gpadl_feed_and_answer(struct vmbus_server *s, struct vmbus_gpadl *g, const void *bytes, uint32_t len)
+{
+	/* Pages are counted when a range is announced, so half-sent GPADLs cannot exceed the limit. */
+	uint64_t budget = s->cfg.max_gpadl_pages - s->gpadl_pages, before = g->reserved_pfns;
+	int rc = vmbus_gpadl_feed(g, bytes, len, s->cfg.mem, &budget);
+	s->gpadl_pages += g->reserved_pfns - before;
+	if (rc == 0)
+		return;
+	if (rc == 1) {
+		gpadl_created_reply(s, g->relid, g->id, 0);
+		return;
+	}
+	log_guest("vmbus: GPADL %#x rejected (%s)", g->id,
+		  rc == -EFAULT   ? "page outside guest RAM" :
+		  rc == -ENOSPC   ? "over the GPADL page limit" :
+		  rc == -ENOMEM   ? "out of memory" : "malformed range buffer");
+	uint32_t relid = g->relid, id = g->id;
+	gpadl_unlink(s, g);
+	gpadl_free(g);
+	gpadl_created_reply(s, relid, id, VMBUS_STATUS_UNSUCCESSFUL);
+}
+
+static void on_gpadl_header(struct vmbus_server *s, const uint8_t *p, uint32_t len)
+{
+	struct vmbus_channel_gpadl_header m;
+	memcpy(&m, p, sizeof(m));
+	struct vmbus_channel *c = chan_by_relid(s, m.child_relid);
+	const char *why = NULL;
+	if (!c || c->state == CHAN_RESCINDED)
+		why = "unknown relid";
+	else if ((len - sizeof(m)) % 8)
+		why = "bad length";
+	else if (gpadl_find(s, m.gpadl))
+		why = "handle in use";
+	else if (s->nr_gpadls >= s->cfg.max_gpadls)
+		why = "too many GPADLs";
+	struct vmbus_gpadl *g = NULL;
+	if (!why) {
+		g = calloc(1, sizeof(*g));
+		if (!g)
+			why = "out of memory";
+		else if (vmbus_gpadl_begin(g, m.gpadl, m.child_relid, m.rangecount, m.range_buflen))
+			why = "bad range count";
+	}
+	if (why) {
+		log_guest("vmbus: GPADL_HEADER %#x for relid %u rejected: %s", m.gpadl, m.child_relid, why);
+		free(g);
+		gpadl_created_reply(s, m.child_relid, m.gpadl, VMBUS_STATUS_UNSUCCESSFUL);
+		return;
+	}
+	g->next = s->gpadls;
+	s->gpadls = g;
+	s->nr_gpadls++;
+	gpadl_feed_and_answer(s, g, p + sizeof(m), len - (uint32_t)sizeof(m));
+}
+
+static void on_gpadl_body(struct vmbus_server *s, const uint8_t *p, uint32_t len)
+{
+	struct vmbus_channel_gpadl_body m;
+	memcpy(&m, p, sizeof(m));
+	struct vmbus_gpadl *g = gpadl_find(s, m.gpadl);
+	if (!g || g->complete || len == sizeof(m)) {
+		log_guest("vmbus: GPADL_BODY for %s GPADL %#x dropped", !g ? "unknown" : "complete", m.gpadl);
+		return;
+	}
+	gpadl_feed_and_answer(s, g, p + sizeof(m), len - (uint32_t)sizeof(m));
+}
+
+static void on_gpadl_teardown(struct vmbus_server *s, const void *p)
+{
+	struct vmbus_channel_gpadl_teardown m;
+	memcpy(&m, p, sizeof(m));
+	struct vmbus_gpadl *g = gpadl_find(s, m.gpadl);
+	if (!g || g->relid != m.child_relid) {
+		log_guest("vmbus: GPADL_TEARDOWN of unknown GPADL %#x (relid %u)", m.gpadl, m.child_relid);
+		return;
+	}
+	/* Held by an open ring or a device: TORNDOWN goes out when the last user lets go. */
+	g->tearing_down = true;
+	g->refs++;
+	gpadl_put(s, g);
+}
+
+static void open_result(struct vmbus_server *s, const struct vmbus_channel_open_channel *m, uint32_t status)
+{
+	struct vmbus_channel_open_result r = { .header.msgtype = CHANNELMSG_OPENCHANNEL_RESULT,
+					       .child_relid = m->child_relid, .openid = m->openid, .status = status };
+	SEND(s, r);
+}
+
+/* Maps one ring (header page + data pages, data twice) of the ring GPADL. */
+static int chan_map_ring(struct vmbus_server *s, struct vmbus_view *v, struct vmbus_ring *r, const uint64_t *pfns,
+			 uint32_t n)
+{
+	int rc = vmbus_view_map(v, s->cfg.mem, pfns, n, 1);
+	if (rc)
+		return rc;
+	return vmbus_ring_init(r, v->base, v->base + HV_PAGE_SIZE, (n - 1) * HV_PAGE_SIZE, true);
+}
+
+static void on_open_channel(struct vmbus_server *s, const void *p)
+{
+	struct vmbus_channel_open_channel m;
+	memcpy(&m, p, sizeof(m));
+	struct vmbus_channel *c = chan_by_relid(s, m.child_relid);
+	if (!c) {
+		log_guest("vmbus: OPENCHANNEL for unknown relid %u", m.child_relid);
+		return;
+	}
+	struct vmbus_gpadl *g = gpadl_find(s, m.ringbuffer_gpadlhandle);
+	uint32_t off = m.downstream_ringbuffer_pageoffset;
+	const char *why = NULL;
+	if (c->state != CHAN_OFFERED)
+		why = c->state == CHAN_OPEN ? "already open" : "rescinded";
+	else if (!g || !g->complete || g->relid != c->relid)
+		why = "unknown ring GPADL";
+	else if (g->nr_ranges != 1 || g->ranges[0].byte_offset || g->ranges[0].byte_count != g->nr_pfns * HV_PAGE_SIZE)
+		why = "ring GPADL is not whole pages";
+	else if (g->nr_pfns < 4 || off < 2 || off > g->nr_pfns - 2 || g->nr_pfns - off > 0x80000u || off > 0x80000u)
+		why = "bad downstream_ringbuffer_pageoffset";
+	else if (m.target_vp >= s->cfg.nr_vps)
+		why = "target_vp out of range";
+	if (!why) {
+		int rc = chan_map_ring(s, &c->view_rx, &c->rx, g->pfns, off);
+		if (!rc)
+			rc = chan_map_ring(s, &c->view_tx, &c->tx, g->pfns + off, g->nr_pfns - off);
+		if (rc) {
+			why = rc == -EPROTO ? "bad ring indices" : "cannot map ring";
+			vmbus_view_unmap(&c->view_rx);
+			vmbus_view_unmap(&c->view_tx);
+		}
+	}
+	if (why) {
+		log_guest("vmbus: OPENCHANNEL relid %u refused: %s", m.child_relid, why);
+		open_result(s, &m, VMBUS_STATUS_UNSUCCESSFUL);
+		return;
+	}
+	g->refs++;
+	c->ring_gpadl = g;
+	c->state = CHAN_OPEN;
+	c->broken_logged = false;
+	__atomic_store_n(&c->target_vp, m.target_vp, __ATOMIC_RELAXED);
+	memcpy(c->userdata, m.userdata, sizeof(c->userdata));
+	c->opening = true;
+	c->signal_deferred = false;
+	int rc = c->dev->desc.ops->open(c->dev->desc.ctx, c);
+	c->opening = false;
+	if (rc) {
+		log_warn("vmbus: %s: open of relid %u failed (%d)", c->dev->desc.name, c->relid, rc);
+		vmbus_view_unmap(&c->view_rx);
+		vmbus_view_unmap(&c->view_tx);
+		c->state = CHAN_OFFERED;
+		c->ring_gpadl = NULL;
+		gpadl_put(s, g);
+		open_result(s, &m, VMBUS_STATUS_UNSUCCESSFUL);
+		return;
+	}
+	open_result(s, &m, 0);
+	if (s->n.channel_opened)
+		s->n.channel_opened(s->n.ctx, c->relid, chan_connection_id(c));
+	if (c->signal_deferred)
+		vmbus_channel_signal_guest(c);
+}
+
+static void on_close_channel(struct vmbus_server *s, const void *p)
+{
+	struct vmbus_channel_relid_msg m;
+	memcpy(&m, p, sizeof(m));
+	struct vmbus_channel *c = chan_by_relid(s, m.child_relid);
+	if (!c || (c->state != CHAN_OPEN && c->state != CHAN_RESCINDED)) {
+		log_guest("vmbus: CLOSECHANNEL for relid %u that is not open", m.child_relid);
+		return;
+	}
+	chan_close(s, c); /* a rescinded channel was closed already: nothing to do */
+}
+
+static void on_relid_released(struct vmbus_server *s, const void *p)
+{
+	struct vmbus_channel_relid_msg m;
+	memcpy(&m, p, sizeof(m));
+	struct vmbus_channel *c = chan_by_relid(s, m.child_relid);
+	if (!c || c->state != CHAN_RESCINDED) {
+		log_guest("vmbus: RELID_RELEASED for relid %u that was not rescinded", m.child_relid);
+		return;
+	}
+	struct vmbus_device *dev = c->dev;
+	chan_free(s, c);
+	device_free_if_done(s, dev);
+}
+
+static void on_modify_channel(struct vmbus_server *s, const void *p)
+{
+	struct vmbus_channel_modifychannel m;
+	memcpy(&m, p, sizeof(m));
+	struct vmbus_channel *c = chan_by_relid(s, m.child_relid);
+	if (s->version < VMBUS_VERSION_WIN10_V4_1 || !c) {
+		log_guest("vmbus: MODIFYCHANNEL for relid %u not allowed", m.child_relid);
+		return;
+	}
+	uint32_t status = 0;
+	if (m.target_vp >= s->cfg.nr_vps || c->state != CHAN_OPEN) {
+		log_guest("vmbus: MODIFYCHANNEL relid %u to VP %u refused", m.child_relid, m.target_vp);
+		status = VMBUS_STATUS_UNSUCCESSFUL;
+	} else {
+		__atomic_store_n(&c->target_vp, m.target_vp, __ATOMIC_RELAXED);
+	}
+	if (s->version >= VMBUS_VERSION_WIN10_V5_3) {
+		struct vmbus_channel_modifychannel_response r = {
+			.header.msgtype = CHANNELMSG_MODIFYCHANNEL_RESPONSE, .child_relid = m.child_relid, .status = status
+		};
+		SEND(s, r);
+	}
+}
+
+static void on_unload(struct vmbus_server *s)
+{
+	srv_reset(s);
+	srv_send_header_only(s, CHANNELMSG_UNLOAD_RESPONSE);
+}
+
+/* Minimum payload size per message type the guest may send; 0 = not a guest->host message. */
+static uint32_t msg_min_size(uint32_t type)
+{
+	switch (type) {
+	case CHANNELMSG_INITIATE_CONTACT: return sizeof(struct vmbus_channel_initiate_contact);
+	case CHANNELMSG_REQUESTOFFERS:
+	case CHANNELMSG_UNLOAD: return sizeof(struct vmbus_channel_message_header);
+	case CHANNELMSG_OPENCHANNEL: return sizeof(struct vmbus_channel_open_channel);
+	case CHANNELMSG_CLOSECHANNEL:
+	case CHANNELMSG_RELID_RELEASED: return sizeof(struct vmbus_channel_relid_msg);
+	case CHANNELMSG_GPADL_HEADER: return sizeof(struct vmbus_channel_gpadl_header);
+	case CHANNELMSG_GPADL_BODY: return sizeof(struct vmbus_channel_gpadl_body);
+	case CHANNELMSG_GPADL_TEARDOWN: return sizeof(struct vmbus_channel_gpadl_teardown);
+	case CHANNELMSG_MODIFYCHANNEL: return sizeof(struct vmbus_channel_modifychannel);
+	default: return 0;
+	}
+}
+
+uint16_t vmbus_server_post_message(struct vmbus_server *s, uint32_t vp, uint32_t connection_id,
+				   uint32_t message_type, const void *payload, uint32_t len)
+{
+	connection_id &= HV_CONNECTION_ID_MASK;
+	bool port4 = connection_id == VMBUS_MESSAGE_CONNECTION_ID_4 && s->cfg.max_version >= VMBUS_VERSION_WIN10_V5;
+	if (connection_id != VMBUS_MESSAGE_CONNECTION_ID && !port4)
+		return HV_STATUS_INVALID_CONNECTION_ID;
+	if (message_type == HVMSG_NONE || message_type >= 0x80000000u || len > HV_MESSAGE_PAYLOAD_BYTE_COUNT)
+		return HV_STATUS_INVALID_PARAMETER;
+	if (s->n.tx_busy && s->n.tx_busy(s->n.ctx))
+		return HV_STATUS_INSUFFICIENT_BUFFERS;
+
+	struct vmbus_channel_message_header h;
+	if (len < sizeof(h)) {
+		log_guest("vmbus: %u-byte message dropped", len);
+		return HV_STATUS_SUCCESS;
+	}
+	memcpy(&h, payload, sizeof(h));
+	uint32_t need = msg_min_size(h.msgtype);
+	if (!need || len < need) {
+		log_guest("vmbus: message type %u of %u bytes dropped", h.msgtype, len);
+		return HV_STATUS_SUCCESS;
+	}
+	if (!s->connected && h.msgtype != CHANNELMSG_INITIATE_CONTACT && h.msgtype != CHANNELMSG_UNLOAD) {
+		log_guest("vmbus: message type %u before INITIATE_CONTACT dropped", h.msgtype);
+		return HV_STATUS_SUCCESS;
+	}
+	if (h.msgtype != CHANNELMSG_INITIATE_CONTACT && connection_id != VMBUS_SERVER_MSG_CONNECTION_ID) {
+		log_guest("vmbus: message type %u on connection %u dropped", h.msgtype, connection_id);
+		return HV_STATUS_SUCCESS;
+	}
+	switch (h.msgtype) {
+	case CHANNELMSG_INITIATE_CONTACT: on_initiate_contact(s, vp, connection_id, payload); break;
+	case CHANNELMSG_REQUESTOFFERS: on_request_offers(s); break;
+	case CHANNELMSG_GPADL_HEADER: on_gpadl_header(s, payload, len); break;
+	case CHANNELMSG_GPADL_BODY: on_gpadl_body(s, payload, len); break;
+	case CHANNELMSG_GPADL_TEARDOWN: on_gpadl_teardown(s, payload); break;
+	case CHANNELMSG_OPENCHANNEL: on_open_channel(s, payload); break;
+	case CHANNELMSG_CLOSECHANNEL: on_close_channel(s, payload); break;
+	case CHANNELMSG_RELID_RELEASED: on_relid_released(s, payload); break;
+	case CHANNELMSG_MODIFYCHANNEL: on_modify_channel(s, payload); break;
+	case CHANNELMSG_UNLOAD: on_unload(s); break;
+	}
+	return HV_STATUS_SUCCESS;
+}
+
+uint16_t vmbus_server_signal_event(struct vmbus_server *s, uint32_t connection_id)
+{
+	connection_id &= HV_CONNECTION_ID_MASK;
+	if (connection_id <= VMBUS_CHANNEL_CONNECTION_BASE)
+		return HV_STATUS_INVALID_CONNECTION_ID;
+	struct vmbus_channel *c = chan_by_relid(s, connection_id - VMBUS_CHANNEL_CONNECTION_BASE);
+	if (!c)
+		return HV_STATUS_INVALID_CONNECTION_ID;
+	if (c->state == CHAN_OPEN)
+		c->dev->desc.ops->rx_ready(c->dev->desc.ctx, c);
+	return HV_STATUS_SUCCESS;
+}
+
+void vmbus_server_reset(struct vmbus_server *s)
+{
+	srv_reset(s);
+}
+
+uint32_t vmbus_server_version(const struct vmbus_server *s)
+{
+	return s->connected ? s->version : 0;
+}
+
+uint32_t vmbus_server_message_vp(const struct vmbus_server *s)
+{
+	return s->target_vcpu;
+}
+
+int vmbus_server_create(const struct vmbus_server_config *cfg, const struct vmbus_server_notifier *n,
+			struct vmbus_server **out)
+{
+	*out = NULL;
+	if (!cfg->mem || !cfg->nr_vps || !n->post_to_guest || !n->signal_guest)
+		return -EINVAL;
+	struct vmbus_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->cfg = *cfg;
+	s->n = *n;
+	if (!s->cfg.max_version)
+		s->cfg.max_version = VMBUS_VERSION_WIN10_V5_3;
+	if (!s->cfg.max_gpadls)
+		s->cfg.max_gpadls = 4096;
+	if (!s->cfg.max_gpadl_pages)
+		s->cfg.max_gpadl_pages = 1u << 20;
+	*out = s;
+	return 0;
+}
+
+void vmbus_server_destroy(struct vmbus_server *s)
+{
+	if (!s)
+		return;
+	srv_reset(s);
+	while (s->devices) {
+		struct vmbus_device *dev = s->devices;
+		s->devices = dev->next;
+		for (uint16_t i = 0; i < dev->nr_channels; i++)
+			free(dev->chan[i]);
+		free(dev);
+	}
+	free(s);
+}
+
+/* --- devices ------------------------------------------------------------------------------------- */
+
+static struct vmbus_channel *chan_new(struct vmbus_device *dev, uint16_t sub_index)
+{
+	struct vmbus_channel *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->srv = dev->srv;
+	c->dev = dev;
+	c->sub_index = sub_index;
+	dev->chan[dev->nr_channels++] = c;
+	dev->nr_live++;
+	return c;
+}
+
+int vmbus_server_device_add(struct vmbus_server *s, const struct vmbus_device_desc *d, struct vmbus_device **out)
+{
+	*out = NULL;
+	const struct vmbus_device_ops *ops = d->ops;
+	if (!ops || !ops->open || !ops->close || !ops->rx_ready || !d->name)
+		return -EINVAL;
+	struct vmbus_device *dev = calloc(1, sizeof(*dev) + (1u + d->max_subchannels) * sizeof(dev->chan[0]));
+	if (!dev)
+		return -ENOMEM;
+	dev->srv = s;
+	dev->desc = *d;
+	struct vmbus_channel *c = chan_new(dev, 0);
+	if (!c) {
+		free(dev);
+		return -ENOMEM;
+	}
+	struct vmbus_device **pp = &s->devices; /* keep registration order: it is the offer order */
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = dev;
+	if (s->offers_requested)
+		chan_offer(s, c);
+	*out = dev;
+	return 0;
+}
+
+void vmbus_server_device_remove(struct vmbus_server *s, struct vmbus_device *dev)
+{
+	dev->removed = true;
+	for (uint16_t i = 0; i < dev->nr_channels; i++) {
+		struct vmbus_channel *c = dev->chan[i];
+		if (!c)
+			continue;
+		chan_close(s, c);
+		if (c->state == CHAN_OFFERED) {
+			struct vmbus_channel_relid_msg m = { .header.msgtype = CHANNELMSG_RESCIND_CHANNELOFFER,
+							     .child_relid = c->relid };
+			c->state = CHAN_RESCINDED;
+			SEND(s, m);
+		} else if (c->state == CHAN_UNOFFERED) {
+			chan_free(s, c);
+		}
+	}
+	device_free_if_done(s, dev);
+}
+
+int vmbus_device_offer_subchannels(struct vmbus_device *dev, uint16_t n)
+{
+	if (dev->removed || n > dev->desc.max_subchannels + 1u - dev->nr_channels)
+		return -EINVAL;
+	for (uint16_t i = 0; i < n; i++) {
+		struct vmbus_channel *c = chan_new(dev, dev->nr_channels);
+		if (!c)
+			return -ENOMEM;
+		if (dev->srv->offers_requested)
+			chan_offer(dev->srv, c);
+	}
+	return dev->nr_channels - 1;
+}
+
+/* --- channel API ------------------------------------------------------------------------------------ */
+
+struct vmbus_ring *vmbus_channel_rx_ring(struct vmbus_channel *c) { return &c->rx; }
+struct vmbus_ring *vmbus_channel_tx_ring(struct vmbus_channel *c) { return &c->tx; }
+uint32_t vmbus_channel_relid(const struct vmbus_channel *c) { return c->relid; }
+uint32_t vmbus_channel_connection_id(const struct vmbus_channel *c) { return chan_connection_id(c); }
+uint16_t vmbus_channel_subchannel_index(const struct vmbus_channel *c) { return c->sub_index; }
+const uint8_t *vmbus_channel_open_userdata(const struct vmbus_channel *c) { return c->userdata; }
+struct vmbus_device *vmbus_channel_device(struct vmbus_channel *c) { return c->dev; }
+void vmbus_channel_set_priv(struct vmbus_channel *c, void *priv) { c->priv = priv; }
+void *vmbus_channel_priv(const struct vmbus_channel *c) { return c->priv; }
+
+uint32_t vmbus_channel_target_vp(const struct vmbus_channel *c)
+{
+	return __atomic_load_n(&c->target_vp, __ATOMIC_RELAXED);
+}
+
+void vmbus_channel_signal_guest(struct vmbus_channel *c)
+{
+	if (c->opening) {
+		c->signal_deferred = true;
+		return;
+	}
+	c->srv->n.signal_guest(c->srv->n.ctx, vmbus_channel_target_vp(c), c->relid);
+}
+
+static void chan_report_broken(struct vmbus_channel *c)
+{
+	if (c->broken_logged)
+		return;
+	c->broken_logged = true;
+	log_guest("vmbus: %s: relid %u ring corrupted by the guest; channel stopped", c->dev->desc.name, c->relid);
+}
+
+int vmbus_channel_send(struct vmbus_channel *c, uint16_t type, uint16_t flags, uint64_t trans_id,
+		       const void *ext, uint32_t ext_len, const void *payload, uint32_t len)
+{
+	bool sig;
+	int rc = vmbus_ring_write(&c->tx, type, flags, trans_id, ext, ext_len, payload, len, &sig);
+	if (rc == -EPROTO)
+		chan_report_broken(c);
+	if (!rc && sig)
+		vmbus_channel_signal_guest(c);
+	return rc;
+}
+
+int vmbus_channel_recv(struct vmbus_channel *c, void *buf, uint32_t cap, uint32_t *len)
+{
+	int rc = vmbus_ring_read(&c->rx, buf, cap, len);
+	if (rc == -EPROTO)
+		chan_report_broken(c);
+	return rc;
+}
+
+void vmbus_channel_recv_done(struct vmbus_channel *c)
+{
+	if (vmbus_ring_read_commit(&c->rx))
+		vmbus_channel_signal_guest(c);
+}
+
+struct vmbus_gpadl *vmbus_channel_gpadl_acquire(struct vmbus_channel *c, uint32_t gpadl_id)
+{
+	struct vmbus_gpadl *g = gpadl_find(c->srv, gpadl_id);
+	if (!g || !g->complete || g->relid != c->relid)
+		return NULL;
+	g->refs++;
+	return g;
+}
+
+void vmbus_channel_gpadl_release(struct vmbus_channel *c, struct vmbus_gpadl *g)
+{
+	gpadl_put(c->srv, g);
+}

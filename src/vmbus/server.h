@@ -1,0 +1,171 @@
+/* The VMBus host: connection and channel protocol as a pure state machine.
+ *
+ * No I/O, no threads, no locks of its own: the caller holds one lock (the "server lock") around every
+ * vmbus_server_* call, and the server talks outward only through struct vmbus_server_notifier. Devices
+ * plug in with struct vmbus_device_desc / vmbus_device_ops. Implements VMBus 2.4 .. 5.3 as Linux
+ * negotiates it (shared/reference/hyperv-guest-interface.md 3.4-3.5).
+ *
+ * WIRING (what the KVM/SynIC layer calls and provides):
+ *   guest HvPostMessage (hypercall 0x5C)  -> vmbus_server_post_message(), return its status in RAX
+ *   guest HvSignalEvent (hypercall 0x5D)  -> vmbus_server_signal_event(), return its status in RAX
+ *   notifier.post_to_guest                <- queue one message for SINT2 of a VP (slot writer)
+ *   notifier.signal_guest                 <- set bit relid in that VP's SIEF slot 2, inject SINT2
+ *   notifier.channel_opened / _closed     <- optional: (un)register an ioeventfd for a connection id
+ *   VM reset                              -> vmbus_server_reset()
+ *
+ * The guest is hostile: every message is validated (size, state, relid, GPADL, VP index); a bad one is
+ * logged with log_guest() and answered the way a failed request is answered on Hyper-V (failure status
+ * in GPADL_CREATED / OPEN_RESULT) or dropped when there is nothing to answer.
+ */
+#ifndef GEN2VM_VMBUS_SERVER_H
+#define GEN2VM_VMBUS_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gen2vm/proto/vmbus.h"
+#include "vmbus/gpadl.h"
+#include "vmbus_ring.h"
+#include "vmm/memory.h"
+
+struct vmbus_server;
+struct vmbus_channel;
+struct vmbus_device;
+
+/* A channel's signal connection id (HvSignalEvent from the guest): VMBUS_CHANNEL_CONNECTION_BASE + relid. */
+#define VMBUS_CHANNEL_CONNECTION_BASE 16u
+/* The message connection id the server tells a >= 5.0 guest to use for everything after INITIATE_CONTACT. */
+#define VMBUS_SERVER_MSG_CONNECTION_ID VMBUS_MESSAGE_CONNECTION_ID
+
+struct vmbus_server_notifier {
+	void *ctx;
+	/* Queue msg (a complete channel message, len <= 240, HVMSG_VMBUS type) for SINT2 of vp, in order.
+	 * Called with the server lock held; must not call back into the server. Returns 0 or -errno
+	 * (the message is then lost; the server logs it). Required. */
+	int (*post_to_guest)(void *ctx, uint32_t vp, const void *msg, uint32_t len);
+	/* Set event flag relid in vp's SIEF page slot 2 and interrupt vp. May be called by device threads
+	 * WITHOUT the server lock (only while the channel is open): must be thread-safe. Required. */
+	void (*signal_guest)(void *ctx, uint32_t vp, uint32_t relid);
+	/* Optional: true while the SynIC queues are too long; HvPostMessage then returns
+	 * HV_STATUS_INSUFFICIENT_BUFFERS without consuming the message, and the guest retries. */
+	bool (*tx_busy)(void *ctx);
+	/* Optional: a channel was opened / closed (e.g. to add or remove an ioeventfd for connection_id). */
+	void (*channel_opened)(void *ctx, uint32_t relid, uint32_t connection_id);
+	void (*channel_closed)(void *ctx, uint32_t relid, uint32_t connection_id);
+};
+
+struct vmbus_server_config {
+	const struct guest_mem *mem; /* guest RAM; memfd-backed so rings can be mapped */
+	uint32_t nr_vps;             /* VP indexes 0..nr_vps-1 are valid targets */
+	uint32_t max_version;        /* highest version accepted; 0 = VMBUS_VERSION_WIN10_V5_3. Below 5.0,
+					posts on connection 4 get INVALID_CONNECTION_ID, as on old hosts */
+	uint32_t max_gpadls;         /* live GPADLs per connection; 0 = 4096 */
+	uint64_t max_gpadl_pages;    /* pages in all GPADLs; 0 = 1 Mi pages (8 MiB of host bookkeeping) */
+};
+
+/* Creates a disconnected server. Copies cfg and notifier. Returns 0, -EINVAL or -ENOMEM. */
+int vmbus_server_create(const struct vmbus_server_config *cfg, const struct vmbus_server_notifier *n,
+			struct vmbus_server **out);
+
+/* Closes every channel (device close callbacks run), frees devices and GPADLs. NULL is fine. */
+void vmbus_server_destroy(struct vmbus_server *s);
+
+/* ENTRY: the guest's HvPostMessage. vp: the calling VP; connection_id: bits 23:0 of the input;
+ * message_type and payload/len: as in the input page (len = payload_size, may exceed 240: refused).
+ * Returns the HV status for RAX: HV_STATUS_SUCCESS (consumed, even when the message was malformed and
+ * dropped, as on Hyper-V), HV_STATUS_INVALID_CONNECTION_ID (not a message port of this host),
+ * HV_STATUS_INVALID_PARAMETER (bad type or size), HV_STATUS_INSUFFICIENT_BUFFERS (tx_busy: retry). */
+uint16_t vmbus_server_post_message(struct vmbus_server *s, uint32_t vp, uint32_t connection_id,
+				   uint32_t message_type, const void *payload, uint32_t len);
+
+/* ENTRY: the guest's HvSignalEvent on connection_id (the channel's offer connection_id). Calls the
+ * device's rx_ready when the channel is open. Returns HV_STATUS_SUCCESS or
+ * HV_STATUS_INVALID_CONNECTION_ID (no offered channel has that id). */
+uint16_t vmbus_server_signal_event(struct vmbus_server *s, uint32_t connection_id);
+
+/* ENTRY: VM reset. Like UNLOAD but sends nothing: channels closed, GPADLs dropped, disconnected. */
+void vmbus_server_reset(struct vmbus_server *s);
+
+/* Negotiated version, 0 when disconnected. */
+uint32_t vmbus_server_version(const struct vmbus_server *s);
+/* The VP that receives channel messages (INITIATE_CONTACT.target_vcpu). */
+uint32_t vmbus_server_message_vp(const struct vmbus_server *s);
+
+/* ------------------------------------------------------------------------------------------------
+ * Device API. All callbacks run with the server lock held: keep them short (rx_ready should wake a
+ * worker or drain a few packets), and never call vmbus_server_* from another thread without the lock.
+ */
+struct vmbus_device_ops {
+	/* The guest opened chan (rings mapped and validated). Return 0 or -errno (the guest gets a
+	 * failed OPEN_RESULT). Signals raised here are delivered after OPEN_RESULT. */
+	int (*open)(void *ctx, struct vmbus_channel *chan);
+	/* chan is closing (guest CLOSECHANNEL, hot removal or reset): stop touching its rings and
+	 * release its GPADL references before returning. */
+	void (*close)(void *ctx, struct vmbus_channel *chan);
+	/* The guest signalled chan: packets may be waiting, or space was freed in the host->guest ring. */
+	void (*rx_ready)(void *ctx, struct vmbus_channel *chan);
+	/* Placeholders for save/restore (not called yet). */
+	int (*save)(void *ctx, struct vmbus_channel *chan, void *buf, size_t cap);
+	int (*restore)(void *ctx, struct vmbus_channel *chan, const void *buf, size_t len);
+};
+
+struct vmbus_device_desc {
+	const char *name; /* for log lines; the string must outlive the device */
+	struct vmbus_guid class_id, instance_id;
+	uint16_t chn_flags;      /* VMBUS_CHANNEL_* offer flags (e.g. NAMED_PIPE_MODE) */
+	uint16_t mmio_megabytes;
+	uint8_t user_def[VMBUS_OFFER_USER_DEFINED_BYTES]; /* pipe mode: u32 VMBUS_PIPE_TYPE_* first */
+	uint16_t max_subchannels;
+	const struct vmbus_device_ops *ops;
+	void *ctx;
+};
+
+/* Registers a device; its primary channel is offered at the guest's REQUESTOFFERS, or at once when the
+ * guest already asked (hot add). Returns 0 or -EINVAL / -ENOMEM. */
+int vmbus_server_device_add(struct vmbus_server *s, const struct vmbus_device_desc *d, struct vmbus_device **out);
+
+/* Hot removal: open channels are closed (ops->close runs), offered ones rescinded; the relids are freed
+ * when the guest sends RELID_RELEASED. No callback runs after this returns; the handle is invalid. */
+void vmbus_server_device_remove(struct vmbus_server *s, struct vmbus_device *dev);
+
+/* Offers n more sub-channels of dev (same GUIDs, sub_channel_index 1, 2, ...), at most
+ * max_subchannels in all. Returns the number now offered/pending (>= 0) or -EINVAL / -ENOMEM. */
+int vmbus_device_offer_subchannels(struct vmbus_device *dev, uint16_t n);
+
+/* ------------------------------------------------------------------------------------------------
+ * Channel API for devices. Between open and close a device may use its channel from its own thread
+ * without the server lock: the rings, send/recv and vmbus_channel_signal_guest.
+ */
+struct vmbus_ring *vmbus_channel_rx_ring(struct vmbus_channel *c); /* guest -> host (host reads) */
+struct vmbus_ring *vmbus_channel_tx_ring(struct vmbus_channel *c); /* host -> guest (host writes) */
+uint32_t vmbus_channel_relid(const struct vmbus_channel *c);
+uint32_t vmbus_channel_connection_id(const struct vmbus_channel *c);
+uint32_t vmbus_channel_target_vp(const struct vmbus_channel *c);
+uint16_t vmbus_channel_subchannel_index(const struct vmbus_channel *c);
+const uint8_t *vmbus_channel_open_userdata(const struct vmbus_channel *c); /* 120 bytes of OPENCHANNEL */
+struct vmbus_device *vmbus_channel_device(struct vmbus_channel *c);
+void vmbus_channel_set_priv(struct vmbus_channel *c, void *priv);
+void *vmbus_channel_priv(const struct vmbus_channel *c);
+
+/* Interrupts the guest for this channel (event flag relid on target_vp). */
+void vmbus_channel_signal_guest(struct vmbus_channel *c);
+
+/* Writes a packet to the host->guest ring (see vmbus_ring_write) and signals the guest if it needs it.
+ * Returns 0, -EAGAIN (ring full: wait for rx_ready), -EMSGSIZE, -EINVAL or -EPROTO (channel broken). */
+int vmbus_channel_send(struct vmbus_channel *c, uint16_t type, uint16_t flags, uint64_t trans_id,
+		       const void *ext, uint32_t ext_len, const void *payload, uint32_t len);
+
+/* Reads the next guest packet (see vmbus_ring_read). After a batch, call vmbus_channel_recv_done, which
+ * publishes the read index and signals the guest if it was waiting for space. A -EPROTO ring is
+ * logged once and stays broken until the guest reopens the channel. */
+int vmbus_channel_recv(struct vmbus_channel *c, void *buf, uint32_t cap, uint32_t *len);
+void vmbus_channel_recv_done(struct vmbus_channel *c);
+
+/* GPADLs a device uses beyond the ring (e.g. netvsc's receive buffer). Acquire returns the complete
+ * GPADL with that id created for this channel's relid (NULL if none or being torn down) and holds it:
+ * its GPADL_TORNDOWN waits for the release. Both need the server lock. */
+struct vmbus_gpadl *vmbus_channel_gpadl_acquire(struct vmbus_channel *c, uint32_t gpadl_id);
+void vmbus_channel_gpadl_release(struct vmbus_channel *c, struct vmbus_gpadl *g);
+
+#endif
