@@ -36,7 +36,7 @@ FS_CFLAGS := -std=gnu17 $(WARN) -O2 -g -ffreestanding -fno-builtin -nostdlib -fn
              -fno-pic -fno-pie -mno-red-zone -mno-sse -mno-mmx -mno-80387 -mgeneral-regs-only \
              -mcmodel=kernel -fno-asynchronous-unwind-tables -fcf-protection=none \
              -Iinclude -Iguestlib -Itests/guest/lib
-FS_LDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,max-page-size=4096
+FS_LDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,max-page-size=4096 -Wl,--no-warn-rwx-segments
 
 LIB_SRCS   := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
 GLIB_SRCS  := $(shell find guestlib -name '*.c' 2>/dev/null | sort)

@@ -235,7 +235,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 	optind = 0;
 	opterr = 0;
 	int c, r = 0;
-	while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case O_MEMORY: r = set_memory(rc, optarg, err, errlen); break;
 		case O_CPUS: r = set_cpus(rc, optarg, err, errlen); break;

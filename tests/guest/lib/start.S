@@ -130,3 +130,4 @@ ap_stacks:
 bsp_stack:
 	.space 16384
 bsp_stack_top:
+	.section .note.GNU-stack,"",@progbits
