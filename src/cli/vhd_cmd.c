@@ -412,7 +412,8 @@ static int cmd_convert(struct args *a)
 	}
 	struct disk_create_opts o = { .format = fmt, .size = size, .fixed = a->fixed,
 				      .block_size = (uint32_t)a->bs,
-				      .logical_sector = !strcmp(fmt, "vhdx") ? src->logical_sector : 0,
+				      .logical_sector = a->ss ? (uint32_t)a->ss
+						      : !strcmp(fmt, "vhdx") ? src->logical_sector : 0,
 				      .physical_sector = !strcmp(fmt, "vhdx") ? src->physical_sector : 0 };
 	if (!strcmp(fmt, "raw") && size % 512) {
 		/* A raw source of odd size: keep it exact. */

@@ -72,6 +72,13 @@ struct vhdx {
 	bool session;        /* headers carry this open's GUIDs and a log GUID */
 	bool inplace_dirty;  /* in-place metadata written since the last fdatasync */
 	uint64_t log_seq;
+	/* Read-only opens of an image whose log needs replaying: the log's sectors, applied in
+	 * memory to every metadata read (data == NULL: a zeroed range). */
+	struct vhdx_overlay {
+		uint64_t off, len;
+		uint8_t *data;
+	} *ov;
+	size_t nov;
 	uint8_t linkage[16], linkage2[16];
 	bool has_linkage2;
 	char *parent_rel, *parent_abs;
@@ -353,6 +360,58 @@ static int log_entry_apply(struct disk *d, struct vhdx *v, const uint8_t *e, uin
 	return rc;
 }
 
+static int log_entry_overlay(struct vhdx *v, const uint8_t *e, uint64_t *min_size)
+{
+	const struct vhdx_log_hdr *lh = (const void *)e;
+	uint64_t desc_bytes = round_up(64 + 32ull * lh->descriptor_count, 4096), ndata = 0;
+	struct vhdx_overlay *n = realloc(v->ov, (v->nov + lh->descriptor_count) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	v->ov = n;
+	for (uint32_t i = 0; i < lh->descriptor_count; i++) {
+		struct vhdx_log_desc ds;
+		memcpy(&ds, e + 64 + 32 * (size_t)i, sizeof(ds));
+		struct vhdx_overlay *o = &v->ov[v->nov];
+		o->off = ds.file_offset;
+		o->data = NULL;
+		if (!memcmp(ds.signature, "desc", 4)) {
+			const struct vhdx_log_data *dt = (const void *)(e + desc_bytes + 4096 * ndata++);
+			o->len = 4096;
+			if (!(o->data = malloc(4096)))
+				return -ENOMEM;
+			memcpy(o->data, &ds.leading_bytes, 8);
+			memcpy(o->data + 8, dt->data, 4084);
+			memcpy(o->data + 4092, &ds.trailing_bytes, 4);
+		} else {
+			o->len = ds.leading_bytes;
+		}
+		v->nov++;
+	}
+	if (lh->last_file_offset > *min_size)
+		*min_size = lh->last_file_offset;
+	return 0;
+}
+
+/* pread of metadata (region table, metadata, BAT, sector bitmaps) through the overlay. */
+static int vhdx_meta_pread(struct disk *d, struct vhdx *v, void *buf, uint64_t len, uint64_t off)
+{
+	int rc = disk_file_pread(d->fd, buf, len, off);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < v->nov; i++) {
+		const struct vhdx_overlay *o = &v->ov[i];
+		uint64_t a = o->off > off ? o->off : off;
+		uint64_t b = o->off + o->len < off + len ? o->off + o->len : off + len;
+		if (a >= b)
+			continue;
+		if (o->data)
+			memcpy((uint8_t *)buf + (a - off), o->data + (a - o->off), b - a);
+		else
+			memset((uint8_t *)buf + (a - off), 0, b - a);
+	}
+	return 0;
+}
+
 /* Finds the active sequence (highest sequence number whose head's tail lies inside it) and
  * replays it. Returns 0 with *replayed set, or -errno. */
 static int vhdx_log_replay(struct disk *d, struct vhdx *v, bool *replayed)
@@ -414,13 +473,21 @@ static int vhdx_log_replay(struct disk *d, struct vhdx *v, bool *replayed)
 	rc = 0;
 	if (best_head < 0)
 		goto out; /* nothing valid: the last transaction never completed, nothing to redo */
+	uint64_t min_size = 0;
 	if (d->readonly) {
-		log_error("%s: the VHDX log must be replayed (the image was not closed cleanly); "
-			  "run `gen2vm vhd repair` on it (or open it read-write)", d->path);
-		rc = -EBUSY;
+		/* Nothing may be written: apply the log in memory instead. */
+		for (uint64_t k = (uint64_t)best_tail;;) {
+			log_copy(log, v->log_len, k * 4096, scratch, slots[k].len);
+			rc = log_entry_overlay(v, scratch, &min_size);
+			if (rc || k == (uint64_t)best_head)
+				break;
+			k = ((k * 4096 + slots[k].len) % v->log_len) / 4096;
+		}
+		if (min_size > v->file_size)
+			v->file_size = min_size;
+		log_info("%s: the VHDX log needs replaying; applied in memory (read-only open)", d->path);
 		goto out;
 	}
-	uint64_t min_size = 0;
 	for (uint64_t k = (uint64_t)best_tail;;) {
 		log_copy(log, v->log_len, k * 4096, scratch, slots[k].len);
 		rc = log_entry_apply(d, v, scratch, &min_size);
@@ -492,7 +559,7 @@ static int vhdx_read_regions(struct disk *d, struct vhdx *v)
 		return rc;
 	bool found = false;
 	for (int i = 0; i < 2 && !found; i++) {
-		if (disk_file_pread(d->fd, t, VHDX_REGION_SIZE, i ? VHDX_REGION2_OFF : VHDX_REGION1_OFF))
+		if (vhdx_meta_pread(d, v, t, VHDX_REGION_SIZE, i ? VHDX_REGION2_OFF : VHDX_REGION1_OFF))
 			continue;
 		struct vhdx_region_hdr *rh = (void *)t;
 		uint32_t want = rh->checksum;
@@ -603,7 +670,7 @@ static int vhdx_read_metadata(struct disk *d, struct vhdx *v)
 	m = malloc(v->meta_len);
 	if (!m)
 		return -ENOMEM;
-	rc = disk_file_pread(d->fd, m, v->meta_len, v->meta_off);
+	rc = vhdx_meta_pread(d, v, m, v->meta_len, v->meta_off);
 	if (rc)
 		BAD("%s: truncated VHDX: cannot read the metadata region", d->path);
 	struct vhdx_meta_hdr mh;
@@ -700,7 +767,7 @@ static int vhdx_read_bat(struct disk *d, struct vhdx *v)
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = disk_file_pread(d->fd, v->bat, alloc, v->bat_off);
+	rc = vhdx_meta_pread(d, v, v->bat, alloc, v->bat_off);
 	if (rc)
 		BAD("%s: truncated VHDX: cannot read the BAT", d->path);
 	uint64_t n = 0;
@@ -786,7 +853,7 @@ static int vhdx_bitmap_run(struct disk *d, struct vhdx *v, uint64_t blk, uint64_
 	uint8_t stackbuf[512], *b = nbytes <= sizeof(stackbuf) ? stackbuf : malloc(nbytes);
 	if (!b)
 		return -ENOMEM;
-	int rc = disk_file_pread(d->fd, b, nbytes, bat_off_of(sb) + bit0 / 8);
+	int rc = vhdx_meta_pread(d, v, b, nbytes, bat_off_of(sb) + bit0 / 8);
 	if (!rc) {
 		uint64_t base = bit0 / 8 * 8;
 #define BIT(k) ((b[((k) - base) / 8] >> (((k) - base) % 8)) & 1)
@@ -974,9 +1041,7 @@ static int vhdx_discard(struct disk *d, uint64_t off, uint64_t len)
 	/* Partial blocks of a non-differencing disk: punch the data (reads zero, space freed). */
 	if (!v->has_parent) {
 		uint64_t pieces[2][2] = { { off, b0 * v->block_size < end ? b0 * v->block_size : end },
-					  { b1 > b0 ? b1 * v->block_size : end, end } };
-		if (b1 <= b0)
-			pieces[1][0] = pieces[1][1];
+					  { b1 >= b0 ? b1 * v->block_size : end, end } };
 		for (int i = 0; i < 2 && !rc; i++) {
 			for (uint64_t o = pieces[i][0]; o < pieces[i][1];) {
 				struct disk_extent e;
@@ -1028,6 +1093,9 @@ static void vhdx_free(struct vhdx *v)
 	if (!v)
 		return;
 	pthread_mutex_destroy(&v->lock);
+	for (size_t i = 0; i < v->nov; i++)
+		free(v->ov[i].data);
+	free(v->ov);
 	free(v->bat);
 	free(v->parent_rel);
 	free(v->parent_abs);
