@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/config.h"
+#include "cli/vhd_cmd.h"
 #include "util/log.h"
 #include "vmm/vm.h"
 
@@ -15,6 +16,7 @@ static const char usage[] =
 	"\n"
 	"Commands:\n"
 	"  run        run a virtual machine (gen2vm run --help)\n"
+	"  vhd        create, inspect, convert, resize, merge and compact VHDX/VHD images\n"
 	"  help CMD   show the help of a command\n"
 	"\n"
 	"Exit codes of run: 0 powered off, 1 error, 2 usage, 3 reset (--no-reboot), 4 guest crashed.\n";
@@ -58,11 +60,17 @@ int cli_main(int argc, char **argv)
 			fputs(run_usage, stdout);
 			return 0;
 		}
+		if (argc > 2 && !strcmp(argv[2], "vhd")) {
+			char *a[] = { "vhd", "--help", NULL };
+			return cli_vhd_main(2, a);
+		}
 		fputs(usage, stdout);
 		return argc > 2 ? 2 : 0;
 	}
 	if (!strcmp(cmd, "run"))
 		return cli_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "vhd"))
+		return cli_vhd_main(argc - 1, argv + 1);
 	fprintf(stderr, "gen2vm: unknown command '%s' (see gen2vm --help)\n", cmd);
 	return 2;
 }

@@ -1,0 +1,698 @@
+#include "disk/disk.h"
+#include "disk/drivers.h"
+#include "util/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* --- file helpers ------------------------------------------------------------------------- */
+
+int disk_file_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO; /* past EOF: a truncated file */
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int disk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+size_t disk_iov_len(const struct iovec *iov, int iovcnt)
+{
+	size_t n = 0;
+	for (int i = 0; i < iovcnt; i++)
+		n += iov[i].iov_len;
+	return n;
+}
+
+int disk_iov_sub(const struct iovec *iov, int iovcnt, size_t skip, size_t len, struct iovec *out)
+{
+	int n = 0;
+	for (int i = 0; i < iovcnt && len; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		size_t take = iov[i].iov_len - skip;
+		if (take > len)
+			take = len;
+		out[n].iov_base = (uint8_t *)iov[i].iov_base + skip;
+		out[n].iov_len = take;
+		n++;
+		len -= take;
+		skip = 0;
+	}
+	return n;
+}
+
+void disk_iov_zero(const struct iovec *iov, int iovcnt)
+{
+	for (int i = 0; i < iovcnt; i++)
+		memset(iov[i].iov_base, 0, iov[i].iov_len);
+}
+
+/* preadv/pwritev move at most IOV_MAX entries and may be short: advance and go on. */
+static int disk_file_rwv(int fd, const struct iovec *iov_in, int iovcnt, uint64_t off, bool wr)
+{
+	struct iovec stackv[16], *v = stackv;
+	if (iovcnt > 16) {
+		v = malloc(sizeof(*v) * (size_t)iovcnt);
+		if (!v)
+			return -ENOMEM;
+	}
+	memcpy(v, iov_in, sizeof(*v) * (size_t)iovcnt);
+	int rc = 0, i = 0;
+	while (i < iovcnt) {
+		if (!v[i].iov_len) {
+			i++;
+			continue;
+		}
+		int cnt = iovcnt - i > IOV_MAX ? IOV_MAX : iovcnt - i;
+		ssize_t n = wr ? pwritev(fd, v + i, cnt, (off_t)off) : preadv(fd, v + i, cnt, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (n == 0) {
+			rc = -EIO;
+			break;
+		}
+		off += (uint64_t)n;
+		while (n > 0 && i < iovcnt) {
+			if ((size_t)n >= v[i].iov_len) {
+				n -= (ssize_t)v[i].iov_len;
+				i++;
+			} else {
+				v[i].iov_base = (uint8_t *)v[i].iov_base + n;
+				v[i].iov_len -= (size_t)n;
+				n = 0;
+			}
+		}
+	}
+	if (v != stackv)
+		free(v);
+	return rc;
+}
+
+int disk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	return disk_file_rwv(fd, iov, iovcnt, off, false);
+}
+
+int disk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	return disk_file_rwv(fd, iov, iovcnt, off, true);
+}
+
+/* --- generic block-mapped I/O --------------------------------------------------------------- */
+
+static int disk_range_check(struct disk *d, uint64_t off, size_t len)
+{
+	if (off > d->size || len > d->size - off)
+		return -EINVAL;
+	return 0;
+}
+
+/* A parent may be smaller than its child (the child was grown): beyond it reads zero. */
+static int disk_parent_readv(struct disk *p, uint64_t off, const struct iovec *iov, int iovcnt,
+			     size_t len)
+{
+	if (off >= p->size) {
+		disk_iov_zero(iov, iovcnt);
+		return 0;
+	}
+	if (len <= p->size - off)
+		return p->ops->readv(p, off, iov, iovcnt);
+	size_t in = (size_t)(p->size - off);
+	struct iovec stackv[16], *v = stackv;
+	if (iovcnt > 16 && !(v = malloc(sizeof(*v) * (size_t)iovcnt)))
+		return -ENOMEM;
+	int n = disk_iov_sub(iov, iovcnt, 0, in, v);
+	int rc = p->ops->readv(p, off, v, n);
+	n = disk_iov_sub(iov, iovcnt, in, len - in, v);
+	disk_iov_zero(v, n);
+	if (v != stackv)
+		free(v);
+	return rc;
+}
+
+static int disk_map_rw(struct disk *d, disk_map_fn map, uint64_t off, const struct iovec *iov,
+		       int iovcnt, bool wr)
+{
+	size_t total = disk_iov_len(iov, iovcnt);
+	if (disk_range_check(d, off, total))
+		return -EINVAL;
+	if (wr && d->readonly)
+		return -EROFS;
+	struct iovec stackv[16], *v = stackv;
+	if (iovcnt > 16 && !(v = malloc(sizeof(*v) * (size_t)iovcnt)))
+		return -ENOMEM;
+	int rc = 0;
+	size_t pos = 0;
+	while (pos < total) {
+		struct disk_extent e;
+		rc = map(d, off + pos, total - pos, wr, &e);
+		if (rc)
+			break;
+		if (e.len == 0 || e.len > total - pos) {
+			rc = -EIO;
+			break;
+		}
+		int n = disk_iov_sub(iov, iovcnt, pos, e.len, v);
+		if (e.kind == DISK_EXT_DATA)
+			rc = wr ? disk_file_pwritev(d->fd, v, n, e.file_off)
+				: disk_file_preadv(d->fd, v, n, e.file_off);
+		else if (wr)
+			rc = -EIO; /* a write must always be mapped to data */
+		else if (e.kind == DISK_EXT_ZERO || !d->parent)
+			disk_iov_zero(v, n);
+		else
+			rc = disk_parent_readv(d->parent, off + pos, v, n, e.len);
+		if (rc)
+			break;
+		pos += e.len;
+	}
+	if (v != stackv)
+		free(v);
+	return rc;
+}
+
+int disk_map_readv(struct disk *d, disk_map_fn map, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+	return disk_map_rw(d, map, off, iov, iovcnt, false);
+}
+
+int disk_map_writev(struct disk *d, disk_map_fn map, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+	return disk_map_rw(d, map, off, iov, iovcnt, true);
+}
+
+int disk_block_status(struct disk *d, uint64_t off, uint64_t len, struct disk_extent *ext)
+{
+	if (disk_range_check(d, off, len) || !len)
+		return -EINVAL;
+	if (!d->map) {
+		ext->kind = DISK_EXT_DATA;
+		ext->file_off = off;
+		ext->len = len;
+		return 0;
+	}
+	return d->map(d, off, len, false, ext);
+}
+
+int disk_pread(struct disk *d, void *buf, uint64_t len, uint64_t off)
+{
+	struct iovec v = { .iov_base = buf, .iov_len = len };
+	return d->ops->readv(d, off, &v, 1);
+}
+
+int disk_pwrite(struct disk *d, const void *buf, uint64_t len, uint64_t off)
+{
+	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
+	return d->ops->writev(d, off, &v, 1);
+}
+
+/* --- identity, locking, probing ------------------------------------------------------------ */
+
+void disk_guid_generate(uint8_t guid[16])
+{
+	size_t got = 0;
+	while (got < 16) {
+		ssize_t n = getrandom(guid + got, 16 - got, 0);
+		if (n > 0)
+			got += (size_t)n;
+	}
+	guid[7] = (guid[7] & 0x0f) | 0x40; /* version 4, stored little-endian in field 3 */
+	guid[8] = (guid[8] & 0x3f) | 0x80;
+}
+
+void disk_guid_format(const uint8_t g[16], char out[39])
+{
+	snprintf(out, 39, "{%02X%02X%02X%02X-%02X%02X-%02X%02X-%02X%02X-%02X%02X%02X%02X%02X%02X}",
+		 g[3], g[2], g[1], g[0], g[5], g[4], g[7], g[6], g[8], g[9], g[10], g[11], g[12],
+		 g[13], g[14], g[15]);
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int disk_guid_parse(const char *s, uint8_t g[16])
+{
+	static const int order[16] = { 3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15 };
+	uint8_t raw[16];
+	int n = 0;
+	if (*s == '{')
+		s++;
+	for (; *s && *s != '}' && n < 32; s++) {
+		if (*s == '-')
+			continue;
+		int h = hexval(*s);
+		if (h < 0)
+			return -EINVAL;
+		if (n % 2 == 0)
+			raw[n / 2] = (uint8_t)(h << 4);
+		else
+			raw[n / 2] |= (uint8_t)h;
+		n++;
+	}
+	if (n != 32)
+		return -EINVAL;
+	for (int i = 0; i < 16; i++)
+		g[order[i]] = raw[i];
+	return 0;
+}
+
+int disk_lock(const char *path, int fd, bool write)
+{
+	struct flock fl = { .l_type = write ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET };
+	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	int e = errno;
+	if (e == EAGAIN || e == EACCES) {
+		/* OFD locks do not record their owner; /proc/locks would show pid -1. */
+		log_error("%s: in use by another process (%s); close the VM or tool using it", path,
+			  write ? "it holds a lock on the image" : "it has the image open for writing");
+		return -EBUSY;
+	}
+	log_error("%s: cannot lock: %s", path, strerror(e));
+	return -e;
+}
+
+const char *disk_probe(const char *path, int fd)
+{
+	uint8_t head[8], tail[512];
+	struct stat st;
+	if (fstat(fd, &st)) {
+		log_error("%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (st.st_size >= 8 && !disk_file_pread(fd, head, 8, 0) && !memcmp(head, "vhdxfile", 8))
+		return "vhdx";
+	/* A fixed VHD has the footer only at the end; older ones wrote 511 bytes. */
+	if (st.st_size >= 512 && !disk_file_pread(fd, tail, 512, (uint64_t)st.st_size - 512)) {
+		if (!memcmp(tail, "conectix", 8) || !memcmp(tail + 1, "conectix", 8))
+			return "vhd";
+	}
+	if (st.st_size >= 8 && !memcmp(head, "conectix", 8))
+		return "vhd"; /* dynamic VHD whose trailing footer was lost: vhd_open says so */
+	return "raw";
+}
+
+/* Files of the chain being opened on this thread, to refuse parent loops. */
+static __thread struct {
+	dev_t dev;
+	ino_t ino;
+} chain[DISK_MAX_CHAIN + 1];
+static __thread int chain_depth;
+
+int disk_open(const char *path, unsigned flags, struct disk **out)
+{
+	*out = NULL;
+	if (flags & DISK_NOLOCK)
+		flags |= DISK_RDONLY;
+	bool ro = flags & DISK_RDONLY;
+	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		log_error("%s: cannot open: %s", path, strerror(e));
+		return -e;
+	}
+	struct stat st;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		log_error("%s: not a regular file", path);
+		close(fd);
+		return -EINVAL;
+	}
+	for (int i = 0; i < chain_depth; i++) {
+		if (chain[i].dev == st.st_dev && chain[i].ino == st.st_ino) {
+			log_error("%s: differencing chain loops (this file is its own ancestor)", path);
+			close(fd);
+			return -ELOOP;
+		}
+	}
+	if (chain_depth >= DISK_MAX_CHAIN) {
+		log_error("%s: differencing chain deeper than %d", path, DISK_MAX_CHAIN);
+		close(fd);
+		return -ELOOP;
+	}
+	int rc = (flags & DISK_NOLOCK) ? 0 : disk_lock(path, fd, !ro);
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	struct disk *d = calloc(1, sizeof(*d));
+	if (!d || !(d->path = strdup(path))) {
+		free(d);
+		close(fd);
+		return -ENOMEM;
+	}
+	d->fd = fd;
+	d->readonly = ro;
+	d->flags = flags;
+	const char *fmt = disk_probe(path, fd);
+	chain[chain_depth].dev = st.st_dev;
+	chain[chain_depth].ino = st.st_ino;
+	chain_depth++;
+	if (!fmt)
+		rc = -EIO;
+	else if (!strcmp(fmt, "vhdx"))
+		rc = vhdx_open(d, flags);
+	else if (!strcmp(fmt, "vhd"))
+		rc = vhd_open(d, flags);
+	else
+		rc = raw_open(d, flags);
+	chain_depth--;
+	if (rc) {
+		disk_close(d->parent);
+		close(fd);
+		free(d->path);
+		free(d);
+		return rc;
+	}
+	*out = d;
+	return 0;
+}
+
+void disk_close(struct disk *d)
+{
+	if (!d)
+		return;
+	if (d->ops && d->ops->close)
+		d->ops->close(d);
+	if (d->parent)
+		disk_close(d->parent);
+	if (d->fd >= 0)
+		close(d->fd);
+	free(d->path);
+	free(d);
+}
+
+/* --- parents --------------------------------------------------------------------------------- */
+
+static char *disk_parent_candidate(const char *child, const char *rel)
+{
+	char *p = strdup(rel);
+	if (!p)
+		return NULL;
+	for (char *c = p; *c; c++)
+		if (*c == '\\')
+			*c = '/'; /* locators written on Windows */
+	char *q = p;
+	while (!strncmp(q, "./", 2))
+		q += 2;
+	if (q[0] == '/')
+		return p;
+	const char *slash = strrchr(child, '/');
+	size_t dl = slash ? (size_t)(slash - child + 1) : 0;
+	char *full = malloc(dl + strlen(q) + 1);
+	if (full) {
+		memcpy(full, child, dl);
+		strcpy(full + dl, q);
+	}
+	free(p);
+	return full;
+}
+
+int disk_parent_open(struct disk *child, const char *rel, const char *abs,
+		     disk_parent_verify_fn verify, struct disk **out)
+{
+	const char *cands[2] = { rel, abs };
+	bool tried = false, mismatch = false;
+	for (int i = 0; i < 2; i++) {
+		if (!cands[i] || !*cands[i])
+			continue;
+		char *p = i == 0 ? disk_parent_candidate(child->path, cands[i]) : strdup(cands[i]);
+		if (!p)
+			return -ENOMEM;
+		if (i == 1 && p[0] != '/') {
+			/* A Windows absolute path (C:\...) cannot be found here. */
+			free(p);
+			continue;
+		}
+		tried = true;
+		if (access(p, F_OK)) {
+			free(p);
+			continue;
+		}
+		struct disk *par;
+		int rc = disk_open(p, DISK_RDONLY | (child->flags & DISK_NOLOCK), &par);
+		free(p);
+		if (rc == -ELOOP || rc == -EBUSY || rc == -ENOMEM)
+			return rc;
+		if (rc) {
+			log_error("%s: its parent could not be opened (see above)", child->path);
+			return rc;
+		}
+		rc = verify(child, par);
+		if (rc) {
+			mismatch = true;
+			disk_close(par);
+			continue;
+		}
+		*out = par;
+		return 0;
+	}
+	if (mismatch) {
+		log_error("%s: parent found but its identifier does not match (the parent was "
+			  "modified or replaced after this differencing disk was made)", child->path);
+		return -EINVAL;
+	}
+	log_error("%s: parent disk not found (%s%s%s%s)", child->path, tried ? "tried " : "no usable locator",
+		  rel && *rel ? rel : "", rel && *rel && abs && *abs ? ", " : "", abs && *abs ? abs : "");
+	return -ENOENT;
+}
+
+char *disk_relpath(const char *from_file, const char *to_file)
+{
+	char *dir = strdup(from_file), *to = realpath(to_file, NULL), *from = NULL, *out = NULL;
+	if (!dir || !to)
+		goto done;
+	char *slash = strrchr(dir, '/');
+	if (slash == dir)
+		dir[1] = 0;
+	else if (slash)
+		*slash = 0;
+	else
+		strcpy(dir, ".");
+	from = realpath(dir, NULL);
+	if (!from)
+		goto done;
+	/* Longest common directory prefix. */
+	size_t i = 0, common = 0;
+	while (from[i] && to[i] && from[i] == to[i]) {
+		if (from[i] == '/')
+			common = i;
+		i++;
+	}
+	if (!from[i] && to[i] == '/')
+		common = i;
+	size_t ups = 0;
+	for (const char *p = from + common; *p; p++)
+		if (*p == '/' && p[1])
+			ups++;
+	if (!strcmp(from, "/"))
+		ups = 0;
+	out = malloc(ups * 3 + strlen(to) + 3);
+	if (!out)
+		goto done;
+	out[0] = 0;
+	if (!ups)
+		strcpy(out, "./");
+	for (size_t k = 0; k < ups; k++)
+		strcat(out, "../");
+	strcat(out, to + common + 1);
+done:
+	free(dir);
+	free(to);
+	free(from);
+	return out;
+}
+
+/* --- UTF-16 ------------------------------------------------------------------------------------ */
+
+int disk_utf16le_to_utf8(const uint8_t *in, size_t in_bytes, char *out, size_t out_size)
+{
+	size_t o = 0;
+	for (size_t i = 0; i + 1 < in_bytes; i += 2) {
+		uint32_t c = in[i] | (uint32_t)in[i + 1] << 8;
+		if (c == 0)
+			break;
+		if (c >= 0xd800 && c < 0xdc00 && i + 3 < in_bytes) {
+			uint32_t c2 = in[i + 2] | (uint32_t)in[i + 3] << 8;
+			if (c2 < 0xdc00 || c2 >= 0xe000)
+				return -EINVAL;
+			c = 0x10000 + ((c - 0xd800) << 10) + (c2 - 0xdc00);
+			i += 2;
+		} else if (c >= 0xd800 && c < 0xe000) {
+			return -EINVAL;
+		}
+		uint8_t b[4];
+		int n;
+		if (c < 0x80) {
+			b[0] = (uint8_t)c;
+			n = 1;
+		} else if (c < 0x800) {
+			b[0] = (uint8_t)(0xc0 | c >> 6);
+			b[1] = (uint8_t)(0x80 | (c & 0x3f));
+			n = 2;
+		} else if (c < 0x10000) {
+			b[0] = (uint8_t)(0xe0 | c >> 12);
+			b[1] = (uint8_t)(0x80 | ((c >> 6) & 0x3f));
+			b[2] = (uint8_t)(0x80 | (c & 0x3f));
+			n = 3;
+		} else {
+			b[0] = (uint8_t)(0xf0 | c >> 18);
+			b[1] = (uint8_t)(0x80 | ((c >> 12) & 0x3f));
+			b[2] = (uint8_t)(0x80 | ((c >> 6) & 0x3f));
+			b[3] = (uint8_t)(0x80 | (c & 0x3f));
+			n = 4;
+		}
+		if (o + (size_t)n + 1 > out_size)
+			return -EINVAL;
+		memcpy(out + o, b, (size_t)n);
+		o += (size_t)n;
+	}
+	if (o + 1 > out_size)
+		return -EINVAL;
+	out[o] = 0;
+	return (int)o;
+}
+
+int disk_utf8_to_utf16le(const char *in, uint8_t *out, size_t out_size)
+{
+	const uint8_t *s = (const uint8_t *)in;
+	size_t o = 0;
+	while (*s) {
+		uint32_t c;
+		int n;
+		if (*s < 0x80) {
+			c = *s;
+			n = 1;
+		} else if ((*s & 0xe0) == 0xc0) {
+			c = *s & 0x1f;
+			n = 2;
+		} else if ((*s & 0xf0) == 0xe0) {
+			c = *s & 0x0f;
+			n = 3;
+		} else if ((*s & 0xf8) == 0xf0) {
+			c = *s & 0x07;
+			n = 4;
+		} else {
+			return -EINVAL;
+		}
+		for (int k = 1; k < n; k++) {
+			if ((s[k] & 0xc0) != 0x80)
+				return -EINVAL;
+			c = c << 6 | (s[k] & 0x3f);
+		}
+		s += n;
+		if (c >= 0x10000) {
+			if (o + 4 > out_size)
+				return -EINVAL;
+			uint32_t v = c - 0x10000, hi = 0xd800 + (v >> 10), lo = 0xdc00 + (v & 0x3ff);
+			out[o++] = (uint8_t)hi;
+			out[o++] = (uint8_t)(hi >> 8);
+			out[o++] = (uint8_t)lo;
+			out[o++] = (uint8_t)(lo >> 8);
+		} else {
+			if (o + 2 > out_size)
+				return -EINVAL;
+			out[o++] = (uint8_t)c;
+			out[o++] = (uint8_t)(c >> 8);
+		}
+	}
+	return (int)o;
+}
+
+/* --- create -------------------------------------------------------------------------------- */
+
+int disk_create(const char *path, const struct disk_create_opts *o)
+{
+	const char *fmt = o->format ? o->format : "vhdx";
+	if (strcmp(fmt, "vhdx") && strcmp(fmt, "vhd") && strcmp(fmt, "raw")) {
+		log_error("%s: unknown format '%s' (use vhdx, vhd or raw)", path, fmt);
+		return -EINVAL;
+	}
+	struct disk *parent = NULL;
+	int rc;
+	if (o->parent) {
+		if (!strcmp(fmt, "raw")) {
+			log_error("%s: a raw image cannot have a parent", path);
+			return -EINVAL;
+		}
+		rc = disk_open(o->parent, DISK_RDONLY, &parent);
+		if (rc)
+			return rc;
+		if (strcmp(parent->ops->format, fmt)) {
+			log_error("%s: a %s differencing disk needs a %s parent, %s is %s", path, fmt, fmt,
+				  o->parent, parent->ops->format);
+			disk_close(parent);
+			return -EINVAL;
+		}
+	}
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		log_error("%s: cannot create: %s", path, strerror(errno));
+		disk_close(parent);
+		return rc;
+	}
+	if (!strcmp(fmt, "vhdx"))
+		rc = vhdx_create(path, fd, o, parent);
+	else if (!strcmp(fmt, "vhd"))
+		rc = vhd_create(path, fd, o, parent);
+	else
+		rc = raw_create(path, fd, o);
+	if (!rc && fsync(fd))
+		rc = -errno;
+	close(fd);
+	disk_close(parent);
+	if (rc)
+		unlink(path);
+	return rc;
+}

@@ -1,0 +1,52 @@
+/* Private to src/disk: the format drivers behind disk_open()/disk_create(). */
+#ifndef GEN2VM_DISK_DRIVERS_H
+#define GEN2VM_DISK_DRIVERS_H
+
+#include "disk/disk.h"
+
+#include <stddef.h>
+
+/* Fill d (fd, path, flags already set; the lock taken) or return -errno after logging.
+ * The driver owns nothing of d on failure (disk_open frees it). */
+int raw_open(struct disk *d, unsigned flags);
+int vhd_open(struct disk *d, unsigned flags);
+int vhdx_open(struct disk *d, unsigned flags);
+
+/* Build a new image into fd (created O_EXCL by disk_create, which removes it on failure). */
+int raw_create(const char *path, int fd, const struct disk_create_opts *o);
+int vhd_create(const char *path, int fd, const struct disk_create_opts *o, struct disk *parent);
+int vhdx_create(const char *path, int fd, const struct disk_create_opts *o, struct disk *parent);
+
+/* Parent lookup shared by VHD and VHDX: try the relative path (against the child's directory)
+ * then the absolute one (a candidate whose identity verify() rejects is skipped); open it read-only; refuse loops (via the chain's inode set) and too deep
+ * chains. On success *out is the parent. Logs "CHILD: parent ... " errors. */
+typedef int (*disk_parent_verify_fn)(struct disk *child, struct disk *parent);
+int disk_parent_open(struct disk *child, const char *rel, const char *abs,
+		     disk_parent_verify_fn verify, struct disk **out);
+
+/* Max chain depth: a guard against loops through hard links and absurd chains. */
+#define DISK_MAX_CHAIN 64
+
+/* UTF-16LE <-> UTF-8 (BMP and surrogate pairs). Return bytes written (excluding NUL) or -EINVAL. */
+int disk_utf16le_to_utf8(const uint8_t *in, size_t in_bytes, char *out, size_t out_size);
+int disk_utf8_to_utf16le(const char *in, uint8_t *out, size_t out_size);
+
+/* "{xxxxxxxx-xxxx-...}" formatting and parsing of a little-endian (Windows) GUID. */
+void disk_guid_format(const uint8_t g[16], char out[39]);
+int disk_guid_parse(const char *s, uint8_t g[16]);
+
+/* Path of to_file relative to the directory of from_file (which may not exist yet), both
+ * resolved through realpath; malloc'ed, NULL on error. */
+char *disk_relpath(const char *from_file, const char *to_file);
+
+/* Helpers for I/O vectors. */
+size_t disk_iov_len(const struct iovec *iov, int iovcnt);
+/* The part [skip, skip+len) of iov into out (room for iovcnt entries); returns its count. */
+int disk_iov_sub(const struct iovec *iov, int iovcnt, size_t skip, size_t len, struct iovec *out);
+void disk_iov_zero(const struct iovec *iov, int iovcnt);
+
+/* Raw file writes for drivers. pwritev / preadv of a whole sub-iovec. */
+int disk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
+int disk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
+
+#endif

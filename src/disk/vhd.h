@@ -1,0 +1,11 @@
+/* VHD-specific queries for `gen2vm vhd` (the I/O path only needs disk.h). */
+#ifndef GEN2VM_DISK_VHD_H
+#define GEN2VM_DISK_VHD_H
+
+#include "disk/disk.h"
+
+/* The W2ru (relative) and W2ku (absolute) parent locators of a differencing VHD (either may be
+ * NULL); strings belong to d. -EINVAL if d is not a dynamic/differencing VHD. */
+int vhd_parent_paths(struct disk *d, const char **rel, const char **abs);
+
+#endif

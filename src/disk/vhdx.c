@@ -1,0 +1,1569 @@
+/* VHDX (MS-VHDX v1): fixed, dynamic and differencing images.
+ *
+ * Crash safety. Every BAT and metadata change is one log transaction:
+ *   1. fdatasync: the previous transaction's in-place writes (and any new block's data) are durable;
+ *   2. the log entry (with tail = itself) is written at the start of the log, then fdatasync;
+ *   3. the sectors are written in place (made durable by step 1 of the next transaction, by a
+ *      guest flush, or replayed from the log after a crash).
+ * Because every entry is complete in itself and overwrites its predecessor, a torn entry is simply
+ * invalid and the image is in the state of the previous, fully applied transaction. The headers use
+ * the specification's own alternation (two copies, sequence number, CRC) rather than the log. A new
+ * block is made durable (file extension / copied-up data) before its BAT entry is logged, so a BAT
+ * entry never points at garbage.
+ *
+ * Differencing writes copy the parent's data into a new block (or fill a partially present block)
+ * and then mark it fully present, so this driver never has to update sector bitmaps; it reads them
+ * in images made by other tools.
+ */
+#include "disk/crc32c.h"
+#include "disk/disk.h"
+#include "disk/drivers.h"
+#include "disk/vhdx.h"
+#include "disk/vhdx_format.h"
+#include "util/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* GUIDs in their on-disk (little-endian) byte order. */
+static const uint8_t GUID_BAT[16] = { 0x66, 0x77, 0xC2, 0x2D, 0x23, 0xF6, 0x00, 0x42,
+				      0x9D, 0x64, 0x11, 0x5E, 0x9B, 0xFD, 0x4A, 0x08 };
+static const uint8_t GUID_METADATA[16] = { 0x06, 0xA2, 0x7C, 0x8B, 0x90, 0x47, 0x9A, 0x4B,
+					   0xB8, 0xFE, 0x57, 0x5F, 0x05, 0x0F, 0x88, 0x6E };
+static const uint8_t GUID_FILE_PARAMS[16] = { 0x37, 0x67, 0xA1, 0xCA, 0x36, 0xFA, 0x43, 0x4D,
+					      0xB3, 0xB6, 0x33, 0xF0, 0xAA, 0x44, 0xE7, 0x6B };
+static const uint8_t GUID_VDISK_SIZE[16] = { 0x24, 0x42, 0xA5, 0x2F, 0x1B, 0xCD, 0x76, 0x48,
+					     0xB2, 0x11, 0x5D, 0xBE, 0xD8, 0x3B, 0xF4, 0xB8 };
+static const uint8_t GUID_PAGE83[16] = { 0xAB, 0x12, 0xCA, 0xBE, 0xE6, 0xB2, 0x23, 0x45,
+					 0x93, 0xEF, 0xC3, 0x09, 0xE0, 0x00, 0xC7, 0x46 };
+static const uint8_t GUID_LOGICAL_SECTOR[16] = { 0x1D, 0xBF, 0x41, 0x81, 0x6F, 0xA9, 0x09, 0x47,
+						 0xBA, 0x47, 0xF2, 0x33, 0xA8, 0xFA, 0xAB, 0x5F };
+static const uint8_t GUID_PHYSICAL_SECTOR[16] = { 0xC7, 0x48, 0xA3, 0xCD, 0x5D, 0x44, 0x71, 0x44,
+						  0x9C, 0xC9, 0xE9, 0x88, 0x52, 0x51, 0xC5, 0x56 };
+static const uint8_t GUID_PARENT_LOCATOR[16] = { 0x2D, 0x5F, 0xD3, 0xA8, 0x0B, 0xB3, 0x4D, 0x45,
+						 0xAB, 0xF7, 0xD3, 0xD8, 0x48, 0x34, 0xAB, 0x0C };
+static const uint8_t GUID_LOCATOR_VHDX[16] = { 0xB7, 0xEF, 0x4A, 0xB0, 0x9E, 0xD1, 0x81, 0x4A,
+					       0xB7, 0x89, 0x25, 0xB8, 0xE9, 0x44, 0x59, 0x13 };
+static const uint8_t GUID_ZERO[16];
+
+struct vhdx {
+	pthread_mutex_t lock; /* BAT, headers, log, allocation */
+	unsigned flags;
+	struct vhdx_header hdr; /* the current header */
+	int hdr_slot;           /* 0: at 64 KiB, 1: at 128 KiB */
+	uint64_t file_size;     /* apparent size; allocation starts at its MiB round-up */
+	uint64_t log_off, log_len;
+	uint64_t bat_off, bat_len;
+	uint64_t meta_off, meta_len;
+	uint64_t vsize_item_off; /* file offset of the virtual disk size item (resize) */
+	uint64_t *bat;
+	uint64_t bat_entries;
+	uint64_t nblocks;
+	uint32_t chunk_ratio;
+	uint32_t block_size;
+	bool has_parent, leave_allocated;
+	bool session;        /* headers carry this open's GUIDs and a log GUID */
+	bool inplace_dirty;  /* in-place metadata written since the last fdatasync */
+	uint64_t log_seq;
+	/* Read-only opens of an image whose log needs replaying: the log's sectors, applied in
+	 * memory to every metadata read (data == NULL: a zeroed range). */
+	struct vhdx_overlay {
+		uint64_t off, len;
+		uint8_t *data;
+	} *ov;
+	size_t nov;
+	uint8_t linkage[16], linkage2[16];
+	bool has_linkage2;
+	char *parent_rel, *parent_abs;
+};
+
+/* --- small helpers ----------------------------------------------------------------------------- */
+
+static uint64_t round_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+static bool is_pow2(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+static uint64_t bat_payload_index(const struct vhdx *v, uint64_t block)
+{
+	return block + block / v->chunk_ratio;
+}
+
+static uint64_t bat_bitmap_index(const struct vhdx *v, uint64_t chunk)
+{
+	return chunk * (v->chunk_ratio + 1ull) + v->chunk_ratio;
+}
+
+static uint64_t bat_off_of(uint64_t e)
+{
+	return (e >> 20) << 20;
+}
+
+static int vhdx_sync(struct vhdx *v, int fd)
+{
+	if (fdatasync(fd))
+		return -errno;
+	v->inplace_dirty = false;
+	return 0;
+}
+
+/* --- headers ------------------------------------------------------------------------------------ */
+
+static bool vhdx_header_valid(struct vhdx_header *h)
+{
+	if (memcmp(h->signature, "head", 4))
+		return false;
+	uint32_t want = h->checksum;
+	h->checksum = 0;
+	uint32_t got = crc32c(0, h, sizeof(*h));
+	h->checksum = want;
+	return got == want;
+}
+
+/* Writes the header into the slot that is not current, then makes it current. */
+static int vhdx_header_write_one(struct vhdx *v, int fd)
+{
+	struct vhdx_header h = v->hdr;
+	h.seq++;
+	h.checksum = 0;
+	h.checksum = crc32c(0, &h, sizeof(h));
+	int slot = v->hdr_slot ^ 1;
+	int rc = disk_file_pwrite(fd, &h, sizeof(h), slot ? VHDX_HEADER2_OFF : VHDX_HEADER1_OFF);
+	if (!rc)
+		rc = vhdx_sync(v, fd);
+	if (rc)
+		return rc;
+	v->hdr = h;
+	v->hdr_slot = slot;
+	return 0;
+}
+
+/* Both copies end up equal, as the specification recommends after an update. */
+static int vhdx_header_update(struct vhdx *v, int fd)
+{
+	int rc = vhdx_header_write_one(v, fd);
+	return rc ? rc : vhdx_header_write_one(v, fd);
+}
+
+/* First modification after open: new FileWriteGuid/DataWriteGuid, and a log GUID so that a crash
+ * from now on leaves a log to replay. */
+static int vhdx_session_begin(struct disk *d, struct vhdx *v)
+{
+	if (v->session)
+		return 0;
+	disk_guid_generate(v->hdr.file_write_guid);
+	if (!(v->flags & DISK_KEEP_LINKAGE))
+		disk_guid_generate(v->hdr.data_write_guid);
+	disk_guid_generate(v->hdr.log_guid);
+	int rc = vhdx_sync(v, d->fd); /* anything written before (replay) is durable first */
+	if (!rc)
+		rc = vhdx_header_update(v, d->fd);
+	if (rc) {
+		log_error("%s: cannot update the VHDX header: %s", d->path, strerror(-rc));
+		return rc;
+	}
+	v->session = true;
+	v->log_seq = 0;
+	return 0;
+}
+
+/* --- log: writing ------------------------------------------------------------------------------ */
+
+/* Logs n 4 KiB sectors (file offsets offs[], contents secs) and writes them in place. */
+static int vhdx_log_commit(struct disk *d, struct vhdx *v, int n, const uint64_t *offs,
+			   const uint8_t *secs)
+{
+	int rc = vhdx_session_begin(d, v);
+	if (rc)
+		return rc;
+	uint64_t desc_bytes = round_up(64 + 32ull * (uint64_t)n, 4096);
+	uint64_t len = desc_bytes + 4096ull * (uint64_t)n;
+	if (len > v->log_len)
+		return -ENOSPC; /* callers keep transactions far below the smallest log (1 MiB) */
+	uint8_t *e = calloc(1, len);
+	if (!e)
+		return -ENOMEM;
+	/* 1: the previous transaction's in-place writes must be durable before its entry goes. */
+	rc = vhdx_sync(v, d->fd);
+	if (rc)
+		goto out;
+	uint64_t seq = ++v->log_seq;
+	struct vhdx_log_hdr *lh = (void *)e;
+	memcpy(lh->signature, "loge", 4);
+	lh->entry_length = (uint32_t)len;
+	lh->tail = 0;
+	lh->seq = seq;
+	lh->descriptor_count = (uint32_t)n;
+	memcpy(lh->log_guid, v->hdr.log_guid, 16);
+	lh->flushed_file_offset = v->file_size;
+	lh->last_file_offset = v->file_size;
+	for (int i = 0; i < n; i++) {
+		struct vhdx_log_desc *ds = (void *)(e + 64 + 32 * i);
+		const uint8_t *s = secs + 4096 * (size_t)i;
+		memcpy(ds->signature, "desc", 4);
+		memcpy(&ds->leading_bytes, s, 8);
+		memcpy(&ds->trailing_bytes, s + 4092, 4);
+		ds->file_offset = offs[i];
+		ds->seq = seq;
+		struct vhdx_log_data *dt = (void *)(e + desc_bytes + 4096 * (size_t)i);
+		memcpy(dt->signature, "data", 4);
+		dt->seq_high = (uint32_t)(seq >> 32);
+		dt->seq_low = (uint32_t)seq;
+		memcpy(dt->data, s + 8, 4084);
+	}
+	lh->checksum = crc32c(0, e, len);
+	/* 2: the entry, durable. */
+	rc = disk_file_pwrite(d->fd, e, len, v->log_off);
+	if (!rc)
+		rc = vhdx_sync(v, d->fd);
+	if (rc)
+		goto out;
+	/* 3: in place; the log covers them until the next sync. */
+	for (int i = 0; i < n && !rc; i++)
+		rc = disk_file_pwrite(d->fd, secs + 4096 * (size_t)i, 4096, offs[i]);
+	v->inplace_dirty = true;
+out:
+	if (rc)
+		log_error("%s: metadata update failed: %s", d->path, strerror(-rc));
+	free(e);
+	return rc;
+}
+
+/* Logs the BAT sectors holding entries [first, last] (already updated in memory). */
+static int vhdx_bat_commit(struct disk *d, struct vhdx *v, uint64_t first, uint64_t last)
+{
+	uint64_t s0 = first * 8 / 4096, s1 = last * 8 / 4096;
+	int rc = 0;
+	while (s0 <= s1 && !rc) {
+		int n = (int)((s1 - s0 + 1) > 64 ? 64 : (s1 - s0 + 1));
+		uint8_t *secs = calloc((size_t)n, 4096);
+		uint64_t offs[64];
+		if (!secs)
+			return -ENOMEM;
+		for (int i = 0; i < n; i++) {
+			uint64_t sec = s0 + (uint64_t)i;
+			offs[i] = v->bat_off + sec * 4096;
+			uint64_t e0 = sec * 512, cnt = 512;
+			if (e0 + cnt > v->bat_entries)
+				cnt = v->bat_entries > e0 ? v->bat_entries - e0 : 0;
+			memcpy(secs + 4096 * (size_t)i, v->bat + e0, cnt * 8);
+		}
+		rc = vhdx_log_commit(d, v, n, offs, secs);
+		free(secs);
+		s0 += (uint64_t)n;
+	}
+	return rc;
+}
+
+/* --- log: replay --------------------------------------------------------------------------------- */
+
+struct log_slot {
+	bool valid;
+	uint64_t seq;
+	uint32_t len, tail;
+};
+
+/* Copies len bytes of the circular log starting at off. */
+static void log_copy(const uint8_t *log, uint64_t log_len, uint64_t off, uint8_t *out, uint64_t len)
+{
+	uint64_t first = log_len - off < len ? log_len - off : len;
+	memcpy(out, log + off, first);
+	memcpy(out + first, log, len - first);
+}
+
+static bool log_entry_check(const struct vhdx *v, const uint8_t *log, uint64_t off,
+			    struct log_slot *s, uint8_t *scratch)
+{
+	struct vhdx_log_hdr lh;
+	memcpy(&lh, log + off, sizeof(lh));
+	if (memcmp(lh.signature, "loge", 4) || lh.entry_length < 4096 || lh.entry_length % 4096 ||
+	    lh.entry_length > v->log_len || lh.tail % 4096 || lh.tail >= v->log_len ||
+	    memcmp(lh.log_guid, v->hdr.log_guid, 16) || lh.last_file_offset > (1ull << 50) ||
+	    lh.flushed_file_offset > (1ull << 50))
+		return false;
+	uint64_t desc_bytes = round_up(64 + 32ull * lh.descriptor_count, 4096);
+	if (desc_bytes > lh.entry_length)
+		return false;
+	log_copy(log, v->log_len, off, scratch, lh.entry_length);
+	((struct vhdx_log_hdr *)scratch)->checksum = 0;
+	if (crc32c(0, scratch, lh.entry_length) != lh.checksum)
+		return false;
+	uint64_t ndata = 0;
+	for (uint32_t i = 0; i < lh.descriptor_count; i++) {
+		struct vhdx_log_desc ds;
+		memcpy(&ds, scratch + 64 + 32 * (size_t)i, sizeof(ds));
+		if (ds.seq != lh.seq || ds.file_offset % 4096 || ds.file_offset < VHDX_REGION1_OFF ||
+		    ds.file_offset > (1ull << 50))
+			return false;
+		if (!memcmp(ds.signature, "desc", 4)) {
+			uint64_t at = desc_bytes + 4096 * ndata++;
+			if (at + 4096 > lh.entry_length)
+				return false;
+			struct vhdx_log_data dt;
+			memcpy(&dt, scratch + at, sizeof(dt));
+			if (memcmp(dt.signature, "data", 4) || dt.seq_high != (uint32_t)(lh.seq >> 32) ||
+			    dt.seq_low != (uint32_t)lh.seq)
+				return false;
+		} else if (!memcmp(ds.signature, "zero", 4)) {
+			if (ds.leading_bytes % 4096 || ds.leading_bytes > (1ull << 40))
+				return false;
+		} else {
+			return false;
+		}
+	}
+	if (desc_bytes + 4096 * ndata != lh.entry_length)
+		return false;
+	s->valid = true;
+	s->seq = lh.seq;
+	s->len = lh.entry_length;
+	s->tail = lh.tail;
+	return true;
+}
+
+static int log_entry_apply(struct disk *d, struct vhdx *v, const uint8_t *e, uint64_t *min_size)
+{
+	const struct vhdx_log_hdr *lh = (const void *)e;
+	uint64_t desc_bytes = round_up(64 + 32ull * lh->descriptor_count, 4096), ndata = 0;
+	uint8_t sec[4096];
+	int rc = 0;
+	for (uint32_t i = 0; i < lh->descriptor_count && !rc; i++) {
+		struct vhdx_log_desc ds;
+		memcpy(&ds, e + 64 + 32 * (size_t)i, sizeof(ds));
+		if (!memcmp(ds.signature, "desc", 4)) {
+			const struct vhdx_log_data *dt = (const void *)(e + desc_bytes + 4096 * ndata++);
+			memcpy(sec, &ds.leading_bytes, 8);
+			memcpy(sec + 8, dt->data, 4084);
+			memcpy(sec + 4092, &ds.trailing_bytes, 4);
+			rc = disk_file_pwrite(d->fd, sec, 4096, ds.file_offset);
+		} else {
+			memset(sec, 0, sizeof(sec));
+			for (uint64_t z = 0; z < ds.leading_bytes && !rc; z += 4096)
+				rc = disk_file_pwrite(d->fd, sec, 4096, ds.file_offset + z);
+		}
+	}
+	if (lh->last_file_offset > *min_size)
+		*min_size = lh->last_file_offset;
+	if (lh->flushed_file_offset > *min_size)
+		*min_size = lh->flushed_file_offset;
+	return rc;
+}
+
+static int log_entry_overlay(struct vhdx *v, const uint8_t *e, uint64_t *min_size)
+{
+	const struct vhdx_log_hdr *lh = (const void *)e;
+	uint64_t desc_bytes = round_up(64 + 32ull * lh->descriptor_count, 4096), ndata = 0;
+	struct vhdx_overlay *n = realloc(v->ov, (v->nov + lh->descriptor_count) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	v->ov = n;
+	for (uint32_t i = 0; i < lh->descriptor_count; i++) {
+		struct vhdx_log_desc ds;
+		memcpy(&ds, e + 64 + 32 * (size_t)i, sizeof(ds));
+		struct vhdx_overlay *o = &v->ov[v->nov];
+		o->off = ds.file_offset;
+		o->data = NULL;
+		if (!memcmp(ds.signature, "desc", 4)) {
+			const struct vhdx_log_data *dt = (const void *)(e + desc_bytes + 4096 * ndata++);
+			o->len = 4096;
+			if (!(o->data = malloc(4096)))
+				return -ENOMEM;
+			memcpy(o->data, &ds.leading_bytes, 8);
+			memcpy(o->data + 8, dt->data, 4084);
+			memcpy(o->data + 4092, &ds.trailing_bytes, 4);
+		} else {
+			o->len = ds.leading_bytes;
+		}
+		v->nov++;
+	}
+	if (lh->last_file_offset > *min_size)
+		*min_size = lh->last_file_offset;
+	return 0;
+}
+
+/* pread of metadata (region table, metadata, BAT, sector bitmaps) through the overlay. */
+static int vhdx_meta_pread(struct disk *d, struct vhdx *v, void *buf, uint64_t len, uint64_t off)
+{
+	int rc = disk_file_pread(d->fd, buf, len, off);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < v->nov; i++) {
+		const struct vhdx_overlay *o = &v->ov[i];
+		uint64_t a = o->off > off ? o->off : off;
+		uint64_t b = o->off + o->len < off + len ? o->off + o->len : off + len;
+		if (a >= b)
+			continue;
+		if (o->data)
+			memcpy((uint8_t *)buf + (a - off), o->data + (a - o->off), b - a);
+		else
+			memset((uint8_t *)buf + (a - off), 0, b - a);
+	}
+	return 0;
+}
+
+/* Finds the active sequence (highest sequence number whose head's tail lies inside it) and
+ * replays it. Returns 0 with *replayed set, or -errno. */
+static int vhdx_log_replay(struct disk *d, struct vhdx *v, bool *replayed)
+{
+	*replayed = false;
+	if (!memcmp(v->hdr.log_guid, GUID_ZERO, 16))
+		return 0;
+	if (v->log_len > 64 * VHDX_MiB) {
+		log_error("%s: VHDX log of %llu MiB is larger than this tool accepts (64 MiB)", d->path,
+			  (unsigned long long)(v->log_len >> 20));
+		return -EINVAL;
+	}
+	uint64_t nslots = v->log_len / 4096;
+	uint8_t *log = malloc(v->log_len), *scratch = malloc(v->log_len);
+	struct log_slot *slots = calloc(nslots, sizeof(*slots));
+	int rc = -ENOMEM;
+	if (!log || !scratch || !slots)
+		goto out;
+	rc = disk_file_pread(d->fd, log, v->log_len, v->log_off);
+	if (rc) {
+		log_error("%s: cannot read the VHDX log: %s", d->path, strerror(-rc));
+		goto out;
+	}
+	for (uint64_t i = 0; i < nslots; i++)
+		log_entry_check(v, log, i * 4096, &slots[i], scratch);
+	int64_t best_tail = -1, best_head = -1;
+	uint64_t best_seq = 0;
+	for (uint64_t i = 0; i < nslots; i++) {
+		if (!slots[i].valid)
+			continue;
+		/* Walk forward from i while sequence numbers follow on. */
+		uint64_t cur = i, steps = 0;
+		bool tail_in = slots[i].tail == i * 4096;
+		uint64_t head_tail = slots[i].tail;
+		for (;;) {
+			uint64_t nx = ((cur * 4096 + slots[cur].len) % v->log_len) / 4096;
+			if (!slots[nx].valid || slots[nx].seq != slots[cur].seq + 1 || ++steps > nslots)
+				break;
+			cur = nx;
+		}
+		head_tail = slots[cur].tail;
+		/* The head's tail must be one of the entries from i to cur. */
+		tail_in = false;
+		for (uint64_t k = i, st = 0; st <= nslots; st++) {
+			if (k * 4096 == head_tail) {
+				tail_in = true;
+				break;
+			}
+			if (k == cur)
+				break;
+			k = ((k * 4096 + slots[k].len) % v->log_len) / 4096;
+		}
+		if (tail_in && (best_head < 0 || slots[cur].seq > best_seq)) {
+			best_seq = slots[cur].seq;
+			best_head = (int64_t)cur;
+			best_tail = (int64_t)(head_tail / 4096);
+		}
+	}
+	rc = 0;
+	if (best_head < 0)
+		goto out; /* nothing valid: the last transaction never completed, nothing to redo */
+	uint64_t min_size = 0;
+	if (d->readonly) {
+		/* Nothing may be written: apply the log in memory instead. */
+		for (uint64_t k = (uint64_t)best_tail;;) {
+			log_copy(log, v->log_len, k * 4096, scratch, slots[k].len);
+			rc = log_entry_overlay(v, scratch, &min_size);
+			if (rc || k == (uint64_t)best_head)
+				break;
+			k = ((k * 4096 + slots[k].len) % v->log_len) / 4096;
+		}
+		if (min_size > v->file_size)
+			v->file_size = min_size;
+		log_info("%s: the VHDX log needs replaying; applied in memory (read-only open)", d->path);
+		goto out;
+	}
+	for (uint64_t k = (uint64_t)best_tail;;) {
+		log_copy(log, v->log_len, k * 4096, scratch, slots[k].len);
+		rc = log_entry_apply(d, v, scratch, &min_size);
+		if (rc || k == (uint64_t)best_head)
+			break;
+		k = ((k * 4096 + slots[k].len) % v->log_len) / 4096;
+	}
+	if (!rc && min_size > v->file_size && ftruncate(d->fd, (off_t)min_size))
+		rc = -errno;
+	if (!rc)
+		rc = vhdx_sync(v, d->fd);
+	if (rc) {
+		log_error("%s: VHDX log replay failed: %s", d->path, strerror(-rc));
+		goto out;
+	}
+	if (min_size > v->file_size)
+		v->file_size = min_size;
+	*replayed = true;
+	log_info("%s: replayed the VHDX log (the image was not closed cleanly)", d->path);
+out:
+	free(log);
+	free(scratch);
+	free(slots);
+	return rc;
+}
+
+/* --- parsing ------------------------------------------------------------------------------------- */
+
+#define BAD(...)                                                                                   \
+	do {                                                                                       \
+		log_error(__VA_ARGS__);                                                            \
+		rc = -EINVAL;                                                                      \
+		goto out;                                                                          \
+	} while (0)
+
+static int vhdx_read_headers(struct disk *d, struct vhdx *v)
+{
+	struct vhdx_header h[2];
+	bool ok[2];
+	int rc = 0;
+	for (int i = 0; i < 2; i++) {
+		rc = disk_file_pread(d->fd, &h[i], sizeof(h[i]), i ? VHDX_HEADER2_OFF : VHDX_HEADER1_OFF);
+		ok[i] = !rc && vhdx_header_valid(&h[i]);
+	}
+	if (!ok[0] && !ok[1])
+		BAD("%s: corrupt VHDX: neither header is valid (bad signature or checksum)", d->path);
+	int cur = ok[0] && ok[1] ? (h[1].seq > h[0].seq) : ok[1];
+	v->hdr = h[cur];
+	v->hdr_slot = cur;
+	if (v->hdr.version != 1)
+		BAD("%s: unsupported VHDX version %u", d->path, v->hdr.version);
+	if (v->hdr.log_version != 0)
+		BAD("%s: unsupported VHDX log version %u", d->path, v->hdr.log_version);
+	v->log_off = v->hdr.log_offset;
+	v->log_len = v->hdr.log_length;
+	if (v->log_off < VHDX_MiB || v->log_off % VHDX_MiB || !v->log_len || v->log_len % VHDX_MiB ||
+	    v->log_off + v->log_len > v->file_size)
+		BAD("%s: corrupt VHDX: log at %llu (+%llu) is misplaced or outside the file", d->path,
+		    (unsigned long long)v->log_off, (unsigned long long)v->log_len);
+out:
+	return rc;
+}
+
+static int vhdx_read_regions(struct disk *d, struct vhdx *v)
+{
+	uint8_t *t = malloc(VHDX_REGION_SIZE);
+	int rc = -ENOMEM;
+	if (!t)
+		return rc;
+	bool found = false;
+	for (int i = 0; i < 2 && !found; i++) {
+		if (vhdx_meta_pread(d, v, t, VHDX_REGION_SIZE, i ? VHDX_REGION2_OFF : VHDX_REGION1_OFF))
+			continue;
+		struct vhdx_region_hdr *rh = (void *)t;
+		uint32_t want = rh->checksum;
+		rh->checksum = 0;
+		if (!memcmp(rh->signature, "regi", 4) && crc32c(0, t, VHDX_REGION_SIZE) == want)
+			found = true;
+	}
+	rc = 0;
+	if (!found)
+		BAD("%s: corrupt VHDX: no valid region table (bad signature or checksum)", d->path);
+	struct vhdx_region_hdr *rh = (void *)t;
+	if (rh->entry_count > VHDX_MAX_ENTRIES)
+		BAD("%s: corrupt VHDX: region table has %u entries", d->path, rh->entry_count);
+	struct { uint64_t off, len; } rg[VHDX_MAX_ENTRIES + 1];
+	uint32_t nrg = 0;
+	rg[nrg].off = v->log_off;
+	rg[nrg++].len = v->log_len;
+	for (uint32_t i = 0; i < rh->entry_count; i++) {
+		struct vhdx_region_entry re;
+		memcpy(&re, t + 16 + 32 * (size_t)i, sizeof(re));
+		if (re.file_offset < VHDX_MiB || re.file_offset % VHDX_MiB || !re.length ||
+		    re.length % VHDX_MiB || re.file_offset > v->file_size ||
+		    re.length > v->file_size - re.file_offset)
+			BAD("%s: corrupt VHDX: region %u at %llu (+%u) is misplaced or outside the file",
+			    d->path, i, (unsigned long long)re.file_offset, re.length);
+		for (uint32_t k = 0; k < nrg; k++)
+			if (re.file_offset < rg[k].off + rg[k].len && rg[k].off < re.file_offset + re.length)
+				BAD("%s: corrupt VHDX: region %u overlaps another region or the log", d->path, i);
+		rg[nrg].off = re.file_offset;
+		rg[nrg++].len = re.length;
+		if (!memcmp(re.guid, GUID_BAT, 16)) {
+			if (v->bat_len)
+				BAD("%s: corrupt VHDX: two BAT regions", d->path);
+			v->bat_off = re.file_offset;
+			v->bat_len = re.length;
+		} else if (!memcmp(re.guid, GUID_METADATA, 16)) {
+			if (v->meta_len)
+				BAD("%s: corrupt VHDX: two metadata regions", d->path);
+			v->meta_off = re.file_offset;
+			v->meta_len = re.length;
+		} else if (re.required & 1) {
+			BAD("%s: unsupported VHDX: unknown required region", d->path);
+		}
+	}
+	if (!v->bat_len || !v->meta_len)
+		BAD("%s: corrupt VHDX: the region table lacks the %s region", d->path,
+		    v->bat_len ? "metadata" : "BAT");
+out:
+	free(t);
+	return rc;
+}
+
+static void locator_value(struct vhdx *v, const char *key, const char *val)
+{
+	if (!strcmp(key, "parent_linkage"))
+		disk_guid_parse(val, v->linkage);
+	else if (!strcmp(key, "parent_linkage2"))
+		v->has_linkage2 = !disk_guid_parse(val, v->linkage2);
+	else if (!strcmp(key, "relative_path") && !v->parent_rel)
+		v->parent_rel = strdup(val);
+	else if (!strcmp(key, "absolute_win32_path") && !v->parent_abs)
+		v->parent_abs = strdup(val);
+}
+
+static int vhdx_parse_locator(struct disk *d, struct vhdx *v, const uint8_t *p, uint32_t len)
+{
+	int rc = 0;
+	struct vhdx_locator_hdr lh;
+	if (len < sizeof(lh))
+		BAD("%s: corrupt VHDX: parent locator too short", d->path);
+	memcpy(&lh, p, sizeof(lh));
+	if (memcmp(lh.locator_type, GUID_LOCATOR_VHDX, 16))
+		BAD("%s: unsupported VHDX parent locator type", d->path);
+	if (sizeof(lh) + (uint64_t)lh.key_value_count * 12 > len)
+		BAD("%s: corrupt VHDX: parent locator entries outside the item", d->path);
+	bool linkage = false;
+	for (uint32_t i = 0; i < lh.key_value_count; i++) {
+		struct vhdx_locator_entry le;
+		memcpy(&le, p + sizeof(lh) + 12 * (size_t)i, sizeof(le));
+		if ((uint64_t)le.key_offset + le.key_length > len ||
+		    (uint64_t)le.value_offset + le.value_length > len || !le.key_length ||
+		    !le.value_length)
+			BAD("%s: corrupt VHDX: parent locator key/value outside the item", d->path);
+		char key[64], val[PATH_MAX];
+		if (disk_utf16le_to_utf8(p + le.key_offset, le.key_length, key, sizeof(key)) < 0 ||
+		    disk_utf16le_to_utf8(p + le.value_offset, le.value_length, val, sizeof(val)) < 0)
+			continue; /* unknown or overlong keys are not ours to judge */
+		if (!strcmp(key, "parent_linkage")) {
+			if (disk_guid_parse(val, v->linkage))
+				BAD("%s: corrupt VHDX: parent_linkage is not a GUID", d->path);
+			linkage = true;
+		}
+		locator_value(v, key, val);
+	}
+	if (!linkage)
+		BAD("%s: corrupt VHDX: parent locator lacks parent_linkage", d->path);
+out:
+	return rc;
+}
+
+static int vhdx_read_metadata(struct disk *d, struct vhdx *v)
+{
+	int rc = 0;
+	uint8_t *m = NULL;
+	if (v->meta_len > 64 * VHDX_MiB)
+		BAD("%s: corrupt VHDX: metadata region of %llu bytes", d->path,
+		    (unsigned long long)v->meta_len);
+	m = malloc(v->meta_len);
+	if (!m)
+		return -ENOMEM;
+	rc = vhdx_meta_pread(d, v, m, v->meta_len, v->meta_off);
+	if (rc)
+		BAD("%s: truncated VHDX: cannot read the metadata region", d->path);
+	struct vhdx_meta_hdr mh;
+	memcpy(&mh, m, sizeof(mh));
+	if (memcmp(mh.signature, "metadata", 8))
+		BAD("%s: corrupt VHDX: bad metadata table signature", d->path);
+	if (mh.entry_count > VHDX_MAX_ENTRIES)
+		BAD("%s: corrupt VHDX: metadata table has %u entries", d->path, mh.entry_count);
+	bool have_fp = false, have_vs = false, have_ls = false, have_ps = false, have_id = false,
+	     have_pl = false;
+	struct vhdx_file_params fp = { 0 };
+	uint64_t vsize = 0;
+	uint32_t lss = 0, pss = 0;
+	for (uint32_t i = 0; i < mh.entry_count; i++) {
+		struct vhdx_meta_entry me;
+		memcpy(&me, m + 32 + 32 * (size_t)i, sizeof(me));
+		if (me.length && (me.offset < VHDX_META_TABLE_SIZE ||
+				  (uint64_t)me.offset + me.length > v->meta_len))
+			BAD("%s: corrupt VHDX: metadata item %u outside the metadata region", d->path, i);
+		const uint8_t *p = m + me.offset;
+#define ITEM(guid, sz, flag)                                                                       \
+	(!memcmp(me.item_id, guid, 16) && ((me.length == (sz)) ||                                 \
+					   (log_error("%s: corrupt VHDX: metadata item %u has length %u", \
+						      d->path, i, me.length), rc = -EINVAL, false)) &&   \
+	 !(flag = false) && (flag = true))
+		if (ITEM(GUID_FILE_PARAMS, 8, have_fp))
+			memcpy(&fp, p, 8);
+		else if (ITEM(GUID_VDISK_SIZE, 8, have_vs)) {
+			memcpy(&vsize, p, 8);
+			v->vsize_item_off = v->meta_off + me.offset;
+		} else if (ITEM(GUID_LOGICAL_SECTOR, 4, have_ls))
+			memcpy(&lss, p, 4);
+		else if (ITEM(GUID_PHYSICAL_SECTOR, 4, have_ps))
+			memcpy(&pss, p, 4);
+		else if (ITEM(GUID_PAGE83, 16, have_id))
+			memcpy(d->id, p, 16);
+		else if (!rc && !memcmp(me.item_id, GUID_PARENT_LOCATOR, 16)) {
+			have_pl = true;
+			rc = vhdx_parse_locator(d, v, p, me.length);
+		} else if (!rc && (me.flags & VHDX_META_IS_REQUIRED) && !(me.flags & VHDX_META_IS_USER))
+			BAD("%s: unsupported VHDX: unknown required metadata item", d->path);
+#undef ITEM
+		if (rc)
+			goto out;
+	}
+	if (!have_fp || !have_vs || !have_ls || !have_ps)
+		BAD("%s: corrupt VHDX: required metadata (file parameters, sizes) missing", d->path);
+	if (!is_pow2(fp.block_size) || fp.block_size < VHDX_MIN_BLOCK || fp.block_size > VHDX_MAX_BLOCK)
+		BAD("%s: corrupt VHDX: block size %u (must be a power of two, 1-256 MiB)", d->path,
+		    fp.block_size);
+	if (lss != 512 && lss != 4096)
+		BAD("%s: corrupt VHDX: logical sector size %u", d->path, lss);
+	if (pss != 512 && pss != 4096)
+		BAD("%s: corrupt VHDX: physical sector size %u", d->path, pss);
+	if (!vsize || vsize % lss || vsize > VHDX_MAX_SIZE)
+		BAD("%s: corrupt VHDX: virtual size %llu (must be a multiple of %u, at most 64 TiB)",
+		    d->path, (unsigned long long)vsize, lss);
+	v->has_parent = fp.flags & 2;
+	v->leave_allocated = fp.flags & 1;
+	if (v->has_parent && !have_pl)
+		BAD("%s: corrupt VHDX: differencing disk without a parent locator", d->path);
+	v->block_size = fp.block_size;
+	d->size = vsize;
+	d->logical_sector = lss;
+	d->physical_sector = pss;
+out:
+	free(m);
+	return rc;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int vhdx_read_bat(struct disk *d, struct vhdx *v)
+{
+	int rc = 0;
+	uint64_t *offs = NULL;
+	v->chunk_ratio = (uint32_t)(((1ull << 23) * d->logical_sector) / v->block_size);
+	v->nblocks = (d->size + v->block_size - 1) / v->block_size;
+	uint64_t nchunks = (v->nblocks + v->chunk_ratio - 1) / v->chunk_ratio;
+	v->bat_entries = v->has_parent ? nchunks * (v->chunk_ratio + 1ull)
+				       : v->nblocks + (v->nblocks - 1) / v->chunk_ratio;
+	if (v->bat_entries * 8 > v->bat_len)
+		BAD("%s: corrupt VHDX: BAT region (%llu bytes) too small for %llu entries", d->path,
+		    (unsigned long long)v->bat_len, (unsigned long long)v->bat_entries);
+	/* The in-memory BAT covers whole 4 KiB sectors so that logging one is a plain copy. */
+	uint64_t alloc = round_up(v->bat_entries * 8, 4096);
+	v->bat = calloc(1, alloc);
+	offs = malloc(sizeof(*offs) * (v->nblocks + nchunks + 1));
+	if (!v->bat || !offs) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = vhdx_meta_pread(d, v, v->bat, alloc, v->bat_off);
+	if (rc)
+		BAD("%s: truncated VHDX: cannot read the BAT", d->path);
+	uint64_t n = 0;
+	for (uint64_t i = 0; i < v->bat_entries; i++) {
+		uint64_t e = v->bat[i], st = e & 7, off = bat_off_of(e);
+		bool bitmap = (i % (v->chunk_ratio + 1ull)) == v->chunk_ratio;
+		uint64_t len;
+		if (bitmap) {
+			if (st != VHDX_SB_NOT_PRESENT && st != VHDX_SB_PRESENT)
+				BAD("%s: corrupt VHDX: BAT entry %llu has invalid bitmap state %llu",
+				    d->path, (unsigned long long)i, (unsigned long long)st);
+			if (st != VHDX_SB_PRESENT)
+				continue;
+			if (!v->has_parent)
+				continue; /* meaningless without a parent; never read */
+			len = VHDX_SECTOR_BITMAP_SIZE;
+		} else {
+			if (st == 4 || st == 5 || (st == VHDX_PAYLOAD_PARTIALLY_PRESENT && !v->has_parent))
+				BAD("%s: corrupt VHDX: BAT entry %llu has invalid state %llu", d->path,
+				    (unsigned long long)i, (unsigned long long)st);
+			if (st != VHDX_PAYLOAD_FULLY_PRESENT && st != VHDX_PAYLOAD_PARTIALLY_PRESENT)
+				continue;
+			uint64_t blk = i - i / (v->chunk_ratio + 1ull);
+			if (blk >= v->nblocks)
+				BAD("%s: corrupt VHDX: BAT entry %llu beyond the disk", d->path,
+				    (unsigned long long)i);
+			len = d->size - blk * v->block_size;
+			if (len > v->block_size)
+				len = v->block_size;
+			if (st == VHDX_PAYLOAD_PARTIALLY_PRESENT) {
+				uint64_t sb = v->bat[bat_bitmap_index(v, blk / v->chunk_ratio)];
+				if ((sb & 7) != VHDX_SB_PRESENT)
+					BAD("%s: corrupt VHDX: block %llu partially present without a sector bitmap",
+					    d->path, (unsigned long long)blk);
+			}
+		}
+		if (off < VHDX_MiB || off > v->file_size || len > v->file_size - off)
+			BAD("%s: corrupt VHDX: BAT entry %llu points outside the file (offset %llu)",
+			    d->path, (unsigned long long)i, (unsigned long long)off);
+		uint64_t meta[3][2] = { { v->log_off, v->log_len }, { v->bat_off, v->bat_len },
+					{ v->meta_off, v->meta_len } };
+		for (int k = 0; k < 3; k++)
+			if (off < meta[k][0] + meta[k][1] && meta[k][0] < off + len)
+				BAD("%s: corrupt VHDX: BAT entry %llu overlaps the %s", d->path,
+				    (unsigned long long)i, k == 0 ? "log" : k == 1 ? "BAT" : "metadata");
+		offs[n++] = off;
+	}
+	/* Allocated blocks (and bitmaps, 1 MiB) must not overlap: sorted, adjacent ones must be
+	 * at least a MiB apart, and a payload block needs its whole block. */
+	qsort(offs, n, sizeof(*offs), cmp_u64);
+	for (uint64_t i = 1; i < n; i++)
+		if (offs[i] == offs[i - 1])
+			BAD("%s: corrupt VHDX: two BAT entries point at offset %llu", d->path,
+			    (unsigned long long)offs[i]);
+	for (uint64_t i = 0; i < v->bat_entries; i++) {
+		uint64_t e = v->bat[i], st = e & 7;
+		if ((i % (v->chunk_ratio + 1ull)) == v->chunk_ratio)
+			continue;
+		if (st != VHDX_PAYLOAD_FULLY_PRESENT && st != VHDX_PAYLOAD_PARTIALLY_PRESENT)
+			continue;
+		uint64_t off = bat_off_of(e);
+		uint64_t *nx = bsearch(&off, offs, n, sizeof(*offs), cmp_u64);
+		if (nx && nx + 1 < offs + n && nx[1] < off + v->block_size)
+			BAD("%s: corrupt VHDX: BAT entry %llu overlaps another block", d->path,
+			    (unsigned long long)i);
+	}
+out:
+	free(offs);
+	return rc;
+}
+
+/* --- mapping and I/O ------------------------------------------------------------------------------- */
+
+/* Length (in sectors, up to max) of the run of equal bits starting at sector s of a partially
+ * present block; *present says whether that run is in this file. */
+static int vhdx_bitmap_run(struct disk *d, struct vhdx *v, uint64_t blk, uint64_t s, uint64_t max,
+			   bool *present, uint64_t *run)
+{
+	uint64_t sb = v->bat[bat_bitmap_index(v, blk / v->chunk_ratio)];
+	uint64_t spb = v->block_size / d->logical_sector;
+	uint64_t bit0 = (blk % v->chunk_ratio) * spb + s;
+	uint64_t nbytes = ((bit0 + max + 7) / 8) - bit0 / 8;
+	uint8_t stackbuf[512], *b = nbytes <= sizeof(stackbuf) ? stackbuf : malloc(nbytes);
+	if (!b)
+		return -ENOMEM;
+	int rc = vhdx_meta_pread(d, v, b, nbytes, bat_off_of(sb) + bit0 / 8);
+	if (!rc) {
+		uint64_t base = bit0 / 8 * 8;
+#define BIT(k) ((b[((k) - base) / 8] >> (((k) - base) % 8)) & 1)
+		*present = BIT(bit0);
+		uint64_t n = 1;
+		while (n < max && BIT(bit0 + n) == *present)
+			n++;
+#undef BIT
+		*run = n;
+	}
+	if (b != stackbuf)
+		free(b);
+	return rc;
+}
+
+static int vhdx_map_locked(struct disk *d, struct vhdx *v, uint64_t off, uint64_t len,
+			   struct disk_extent *ext)
+{
+	uint64_t blk = off / v->block_size, in = off % v->block_size;
+	uint64_t n = v->block_size - in;
+	if (n > len)
+		n = len;
+	uint64_t e = v->bat[bat_payload_index(v, blk)];
+	ext->len = n;
+	switch (e & 7) {
+	case VHDX_PAYLOAD_FULLY_PRESENT:
+		ext->kind = DISK_EXT_DATA;
+		ext->file_off = bat_off_of(e) + in;
+		return 0;
+	case VHDX_PAYLOAD_PARTIALLY_PRESENT: {
+		uint32_t ss = d->logical_sector;
+		uint64_t s = in / ss, last = (in + n - 1) / ss;
+		bool present;
+		uint64_t run;
+		int rc = vhdx_bitmap_run(d, v, blk, s, last - s + 1, &present, &run);
+		if (rc)
+			return rc;
+		uint64_t end = (s + run) * ss;
+		if (end - in < n)
+			ext->len = end - in;
+		ext->kind = present ? DISK_EXT_DATA : DISK_EXT_PARENT;
+		ext->file_off = bat_off_of(e) + in;
+		return 0;
+	}
+	case VHDX_PAYLOAD_NOT_PRESENT:
+		ext->kind = v->has_parent ? DISK_EXT_PARENT : DISK_EXT_ZERO;
+		return 0;
+	default: /* zero, unmapped, undefined: reads as zeros, also in a differencing disk */
+		ext->kind = DISK_EXT_ZERO;
+		return 0;
+	}
+}
+
+/* Reads [off, off+len) of this disk as it looks now (used to copy up before remapping). */
+static int vhdx_read_view_locked(struct disk *d, struct vhdx *v, uint64_t off, uint8_t *buf,
+				 uint64_t len)
+{
+	while (len) {
+		struct disk_extent e;
+		int rc = vhdx_map_locked(d, v, off, len, &e);
+		if (rc)
+			return rc;
+		if (e.kind == DISK_EXT_DATA)
+			rc = disk_file_pread(d->fd, buf, e.len, e.file_off);
+		else if (e.kind == DISK_EXT_PARENT && d->parent && off < d->parent->size) {
+			uint64_t in = d->parent->size - off < e.len ? d->parent->size - off : e.len;
+			rc = disk_pread(d->parent, buf, in, off);
+			memset(buf + in, 0, e.len - in);
+		} else
+			memset(buf, 0, e.len);
+		if (rc)
+			return rc;
+		off += e.len;
+		buf += e.len;
+		len -= e.len;
+	}
+	return 0;
+}
+
+/* Gives block blk a fully present home (allocating and copying up as needed). Lock held. */
+static int vhdx_block_allocate(struct disk *d, struct vhdx *v, uint64_t blk, bool whole)
+{
+	uint64_t idx = bat_payload_index(v, blk), e = v->bat[idx], st = e & 7;
+	uint64_t bstart = blk * v->block_size;
+	uint64_t blen = d->size - bstart < v->block_size ? d->size - bstart : v->block_size;
+	int rc = vhdx_session_begin(d, v);
+	if (rc)
+		return rc;
+	uint64_t home;
+	bool copy = v->has_parent && !whole &&
+		    (st == VHDX_PAYLOAD_NOT_PRESENT || st == VHDX_PAYLOAD_PARTIALLY_PRESENT);
+	if (st == VHDX_PAYLOAD_PARTIALLY_PRESENT) {
+		home = bat_off_of(e); /* fill the absent sectors in place */
+	} else {
+		home = round_up(v->file_size, VHDX_MiB);
+		/* New space reads as zeros: an interrupted allocation leaves only an unused tail. */
+		if (ftruncate(d->fd, (off_t)(home + v->block_size))) {
+			rc = -errno;
+			log_error("%s: cannot grow the file: %s", d->path, strerror(errno));
+			return rc;
+		}
+		v->file_size = home + v->block_size;
+	}
+	if (copy) {
+		uint64_t chunk = VHDX_MiB;
+		uint8_t *buf = malloc(chunk);
+		if (!buf)
+			return -ENOMEM;
+		for (uint64_t o = 0; o < blen && !rc; o += chunk) {
+			uint64_t n = blen - o < chunk ? blen - o : chunk;
+			rc = vhdx_read_view_locked(d, v, bstart + o, buf, n);
+			if (!rc)
+				rc = disk_file_pwrite(d->fd, buf, n, home + o);
+		}
+		free(buf);
+		if (rc) {
+			log_error("%s: copying block %llu from the parent failed: %s", d->path,
+				  (unsigned long long)blk, strerror(-rc));
+			return rc;
+		}
+		/* vhdx_log_commit syncs before the entry: the copy is durable before the BAT. */
+	}
+	v->bat[idx] = home | VHDX_PAYLOAD_FULLY_PRESENT;
+	rc = vhdx_bat_commit(d, v, idx, idx);
+	if (rc)
+		v->bat[idx] = e;
+	return rc;
+}
+
+static int vhdx_map(struct disk *d, uint64_t off, uint64_t len, bool write, struct disk_extent *ext)
+{
+	struct vhdx *v = d->priv;
+	pthread_mutex_lock(&v->lock);
+	int rc = vhdx_map_locked(d, v, off, len, ext);
+	if (!rc && write && ext->kind != DISK_EXT_DATA) {
+		uint64_t blk = off / v->block_size;
+		uint64_t bstart = blk * v->block_size;
+		uint64_t blen = d->size - bstart < v->block_size ? d->size - bstart : v->block_size;
+		bool whole = off == bstart && len >= blen;
+		rc = vhdx_block_allocate(d, v, blk, whole);
+		if (!rc)
+			rc = vhdx_map_locked(d, v, off, len, ext);
+	}
+	if (!rc && write && !v->session)
+		rc = vhdx_session_begin(d, v); /* DataWriteGuid changes before the first data write */
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+static int vhdx_readv(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+	return disk_map_readv(d, vhdx_map, off, iov, iovcnt);
+}
+
+static int vhdx_writev(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+	return disk_map_writev(d, vhdx_map, off, iov, iovcnt);
+}
+
+static int vhdx_flush(struct disk *d)
+{
+	struct vhdx *v = d->priv;
+	if (d->readonly)
+		return 0;
+	pthread_mutex_lock(&v->lock);
+	int rc = vhdx_sync(v, d->fd);
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+static int vhdx_discard(struct disk *d, uint64_t off, uint64_t len)
+{
+	struct vhdx *v = d->priv;
+	if (d->readonly)
+		return -EROFS;
+	if (off > d->size || len > d->size - off)
+		return -EINVAL;
+	if (v->leave_allocated || !len)
+		return 0; /* fixed disks keep their blocks */
+	pthread_mutex_lock(&v->lock);
+	int rc = 0;
+	uint64_t end = off + len;
+	uint64_t b0 = (off + v->block_size - 1) / v->block_size;
+	uint64_t b1 = end == d->size ? v->nblocks : end / v->block_size; /* whole blocks [b0,b1) */
+	/* Partial blocks of a non-differencing disk: punch the data (reads zero, space freed). */
+	if (!v->has_parent) {
+		uint64_t pieces[2][2] = { { off, b0 * v->block_size < end ? b0 * v->block_size : end },
+					  { b1 >= b0 ? b1 * v->block_size : end, end } };
+		for (int i = 0; i < 2 && !rc; i++) {
+			for (uint64_t o = pieces[i][0]; o < pieces[i][1];) {
+				struct disk_extent e;
+				rc = vhdx_map_locked(d, v, o, pieces[i][1] - o, &e);
+				if (rc)
+					break;
+				if (e.kind == DISK_EXT_DATA &&
+				    fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					      (off_t)e.file_off, (off_t)e.len) && errno != EOPNOTSUPP)
+					rc = -errno;
+				o += e.len;
+			}
+		}
+	}
+	/* Whole blocks: state ZERO through the log, then release their space. */
+	uint64_t first = UINT64_MAX, last = 0;
+	uint64_t *freed = NULL, nfreed = 0;
+	if (!rc && b1 > b0)
+		freed = malloc(sizeof(*freed) * (b1 - b0));
+	if (!rc && b1 > b0 && !freed)
+		rc = -ENOMEM;
+	for (uint64_t b = b0; b < b1 && !rc; b++) {
+		uint64_t idx = bat_payload_index(v, b), e = v->bat[idx], st = e & 7;
+		if (st == VHDX_PAYLOAD_ZERO)
+			continue;
+		if (!v->has_parent && st != VHDX_PAYLOAD_FULLY_PRESENT)
+			continue; /* already reads as zeros */
+		if (st == VHDX_PAYLOAD_FULLY_PRESENT || st == VHDX_PAYLOAD_PARTIALLY_PRESENT)
+			freed[nfreed++] = bat_off_of(e);
+		v->bat[idx] = VHDX_PAYLOAD_ZERO;
+		if (idx < first)
+			first = idx;
+		last = idx;
+	}
+	if (!rc && first != UINT64_MAX)
+		rc = vhdx_bat_commit(d, v, first, last);
+	/* Logged (durable) before any block is released: a crash cannot expose freed space. */
+	for (uint64_t i = 0; i < nfreed && !rc; i++)
+		if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)freed[i],
+			      (off_t)v->block_size) && errno != EOPNOTSUPP)
+			rc = -errno;
+	free(freed);
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+static void vhdx_free(struct vhdx *v)
+{
+	if (!v)
+		return;
+	pthread_mutex_destroy(&v->lock);
+	for (size_t i = 0; i < v->nov; i++)
+		free(v->ov[i].data);
+	free(v->ov);
+	free(v->bat);
+	free(v->parent_rel);
+	free(v->parent_abs);
+	free(v);
+}
+
+static void vhdx_close(struct disk *d)
+{
+	struct vhdx *v = d->priv;
+	if (!v)
+		return;
+	if (v->session && !d->readonly) {
+		/* Everything in place and durable: the log is empty again. */
+		if (!vhdx_sync(v, d->fd)) {
+			memset(v->hdr.log_guid, 0, 16);
+			if (vhdx_header_update(v, d->fd))
+				log_warn("%s: could not mark the log empty; it will be replayed on open",
+					 d->path);
+		}
+	}
+	vhdx_free(v);
+	d->priv = NULL;
+}
+
+static const struct disk_ops vhdx_ops = {
+	.format = "vhdx",
+	.readv = vhdx_readv,
+	.writev = vhdx_writev,
+	.flush = vhdx_flush,
+	.discard = vhdx_discard,
+	.close = vhdx_close,
+};
+
+static int vhdx_parent_verify(struct disk *child, struct disk *parent)
+{
+	struct vhdx *c = child->priv, *p = parent->priv;
+	if (parent->ops != &vhdx_ops) {
+		log_error("%s: parent %s is %s, a VHDX differencing disk needs a VHDX parent",
+			  child->path, parent->path, parent->ops->format);
+		return -EINVAL;
+	}
+	if (!memcmp(p->hdr.data_write_guid, c->linkage, 16) ||
+	    (c->has_linkage2 && !memcmp(p->hdr.data_write_guid, c->linkage2, 16)))
+		return 0;
+	return -EINVAL;
+}
+
+int vhdx_open(struct disk *d, unsigned flags)
+{
+	struct vhdx *v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	pthread_mutex_init(&v->lock, NULL);
+	v->flags = flags;
+	d->priv = v;
+	d->ops = &vhdx_ops;
+	struct stat st;
+	int rc = 0;
+	if (fstat(d->fd, &st)) {
+		rc = -errno;
+		goto out;
+	}
+	v->file_size = (uint64_t)st.st_size;
+	if (v->file_size < VHDX_MiB)
+		BAD("%s: truncated VHDX: file is %llu bytes, the headers alone need 1 MiB", d->path,
+		    (unsigned long long)v->file_size);
+	rc = vhdx_read_headers(d, v);
+	if (rc)
+		goto out;
+	bool replayed;
+	rc = vhdx_log_replay(d, v, &replayed);
+	if (rc)
+		goto out;
+	rc = vhdx_read_regions(d, v);
+	if (!rc)
+		rc = vhdx_read_metadata(d, v);
+	if (!rc)
+		rc = vhdx_read_bat(d, v);
+	if (rc)
+		goto out;
+	if (replayed) {
+		/* The image is consistent again: record that the log is empty. */
+		memset(v->hdr.log_guid, 0, 16);
+		rc = vhdx_header_update(v, d->fd);
+		if (rc)
+			goto out;
+	}
+	d->block_size = v->block_size;
+	d->type = v->has_parent ? DISK_TYPE_DIFFERENCING
+				: v->leave_allocated ? DISK_TYPE_FIXED : DISK_TYPE_DYNAMIC;
+	d->map = vhdx_map;
+	if (v->has_parent && !(flags & DISK_NO_PARENT)) {
+		rc = disk_parent_open(d, v->parent_rel, v->parent_abs, vhdx_parent_verify, &d->parent);
+		if (rc)
+			goto out;
+	}
+out:
+	if (rc) {
+		vhdx_free(v);
+		d->priv = NULL;
+		d->ops = NULL;
+	}
+	return rc;
+}
+
+/* --- queries for `gen2vm vhd` ----------------------------------------------------------------- */
+
+int vhdx_parent_paths(struct disk *d, const char **rel, const char **abs)
+{
+	if (d->ops != &vhdx_ops)
+		return -EINVAL;
+	struct vhdx *v = d->priv;
+	*rel = v->parent_rel;
+	*abs = v->parent_abs;
+	return 0;
+}
+
+/* --- resize ------------------------------------------------------------------------------------------ */
+
+int vhdx_resize(struct disk *d, uint64_t new_size)
+{
+	struct vhdx *v = d->priv;
+	if (d->ops != &vhdx_ops || d->readonly)
+		return -EINVAL;
+	if (new_size % d->logical_sector || !new_size || new_size > VHDX_MAX_SIZE) {
+		log_error("%s: new size must be a multiple of %u bytes and at most 64 TiB", d->path,
+			  d->logical_sector);
+		return -EINVAL;
+	}
+	if (new_size < d->size) {
+		log_error("%s: shrinking is not supported (%llu < %llu bytes)", d->path,
+			  (unsigned long long)new_size, (unsigned long long)d->size);
+		return -EINVAL;
+	}
+	if (new_size == d->size)
+		return 0;
+	pthread_mutex_lock(&v->lock);
+	int rc = 0;
+	uint64_t nblocks = (new_size + v->block_size - 1) / v->block_size;
+	uint64_t nchunks = (nblocks + v->chunk_ratio - 1) / v->chunk_ratio;
+	uint64_t entries = v->has_parent ? nchunks * (v->chunk_ratio + 1ull)
+					 : nblocks + (nblocks - 1) / v->chunk_ratio;
+	uint64_t alloc = round_up(entries * 8, 4096);
+	uint64_t *bat = calloc(1, alloc);
+	if (!bat) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* The BAT layout depends only on the chunk ratio: old entries keep their index. */
+	memcpy(bat, v->bat, v->bat_entries * 8);
+	if (v->leave_allocated) {
+		/* A fixed disk stays fixed: allocate the new blocks now (file grows, zeros). */
+		uint64_t home = round_up(v->file_size, VHDX_MiB);
+		for (uint64_t b = v->nblocks; b < nblocks; b++)
+			bat[bat_payload_index(v, b)] =
+				(home + (b - v->nblocks) * v->block_size) | VHDX_PAYLOAD_FULLY_PRESENT;
+		/* The previously partial last block may now need its full length: it has it. */
+		uint64_t end = home + (nblocks - v->nblocks) * v->block_size;
+		if (nblocks > v->nblocks && (fallocate(d->fd, 0, (off_t)home, (off_t)(end - home)) &&
+					     (errno != EOPNOTSUPP || ftruncate(d->fd, (off_t)end)))) {
+			rc = -errno;
+			log_error("%s: cannot grow the file: %s", d->path, strerror(errno));
+			free(bat);
+			goto out;
+		}
+		if (end > v->file_size)
+			v->file_size = end;
+	}
+	if (!v->session && (rc = vhdx_session_begin(d, v))) {
+		free(bat);
+		goto out;
+	}
+	if (entries * 8 > v->bat_len) {
+		/* Move the BAT to the end of the file, then switch the region table to it through the
+		 * log: until that entry is durable the old BAT and size are still the image. */
+		uint64_t nlen = round_up(entries * 8, VHDX_MiB);
+		uint64_t noff = round_up(v->file_size, VHDX_MiB);
+		if (ftruncate(d->fd, (off_t)(noff + nlen)) ||
+		    (rc = disk_file_pwrite(d->fd, bat, alloc, noff))) {
+			rc = rc ? rc : -errno;
+			log_error("%s: cannot write the new BAT: %s", d->path, strerror(-rc));
+			free(bat);
+			goto out;
+		}
+		v->file_size = noff + nlen;
+		uint8_t *secs = calloc(3, 4096);
+		uint8_t *rt = malloc(VHDX_REGION_SIZE);
+		if (!secs || !rt || (rc = disk_file_pread(d->fd, rt, VHDX_REGION_SIZE, VHDX_REGION1_OFF))) {
+			rc = rc ? rc : -ENOMEM;
+			free(secs);
+			free(rt);
+			free(bat);
+			goto out;
+		}
+		struct vhdx_region_hdr *rh = (void *)rt;
+		bool moved = false;
+		for (uint32_t i = 0; i < rh->entry_count && i < 126; i++) {
+			struct vhdx_region_entry *re = (void *)(rt + 16 + 32 * (size_t)i);
+			if (!memcmp(re->guid, GUID_BAT, 16)) {
+				re->file_offset = noff;
+				re->length = (uint32_t)nlen;
+				moved = true;
+			}
+		}
+		rh->checksum = 0;
+		rh->checksum = crc32c(0, rt, VHDX_REGION_SIZE);
+		/* The table's entries all lie in its first 4 KiB (at most 126 regions here). */
+		if (!moved || rh->entry_count > 126) {
+			rc = -EINVAL;
+			free(secs);
+			free(rt);
+			free(bat);
+			goto out;
+		}
+		memcpy(secs, rt, 4096);
+		memcpy(secs + 4096, rt, 4096);
+		uint64_t so = v->vsize_item_off & ~4095ull;
+		rc = disk_file_pread(d->fd, secs + 8192, 4096, so);
+		if (!rc) {
+			memcpy(secs + 8192 + (v->vsize_item_off - so), &new_size, 8);
+			uint64_t offs[3] = { VHDX_REGION1_OFF, VHDX_REGION2_OFF, so };
+			/* The region table's checksum covers 64 KiB, of which only the first 4 KiB change. */
+			rc = vhdx_log_commit(d, v, 3, offs, secs);
+		}
+		free(secs);
+		free(rt);
+		if (rc) {
+			free(bat);
+			goto out;
+		}
+		v->bat_off = noff;
+		v->bat_len = nlen;
+	} else {
+		/* New entries land in the existing BAT region. They are not consulted before the size
+		 * changes, so they are logged first (in as many transactions as needed), and then the
+		 * size item alone switches the disk to its new size. */
+		uint64_t old_entries = v->bat_entries;
+		free(v->bat);
+		v->bat = bat;
+		v->bat_entries = entries;
+		bat = NULL;
+		rc = vhdx_bat_commit(d, v, old_entries - 1, entries - 1);
+		uint8_t sec[4096];
+		uint64_t so = v->vsize_item_off & ~4095ull;
+		if (!rc)
+			rc = disk_file_pread(d->fd, sec, 4096, so);
+		if (!rc) {
+			memcpy(sec + (v->vsize_item_off - so), &new_size, 8);
+			rc = vhdx_log_commit(d, v, 1, &so, sec);
+		}
+		if (rc)
+			goto out;
+		v->nblocks = nblocks;
+		d->size = new_size;
+		rc = vhdx_sync(v, d->fd);
+		goto out;
+	}
+	free(v->bat);
+	v->bat = bat;
+	v->bat_entries = entries;
+	v->nblocks = nblocks;
+	d->size = new_size;
+	rc = vhdx_sync(v, d->fd);
+out:
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+/* --- create ---------------------------------------------------------------------------------------- */
+
+static void put_kv(uint8_t *item, uint32_t *pos, struct vhdx_locator_entry *le, const char *k,
+		   const char *val)
+{
+	int kl = disk_utf8_to_utf16le(k, item + *pos, 4096);
+	le->key_offset = *pos;
+	le->key_length = (uint16_t)kl;
+	*pos += (uint32_t)kl;
+	int vl = disk_utf8_to_utf16le(val, item + *pos, 4 * PATH_MAX);
+	le->value_offset = *pos;
+	le->value_length = (uint16_t)(vl < 0 ? 0 : vl);
+	*pos += (uint32_t)(vl < 0 ? 0 : vl);
+}
+
+
+int vhdx_create(const char *path, int fd, const struct disk_create_opts *o, struct disk *parent)
+{
+	uint32_t lss = o->logical_sector ? o->logical_sector : parent ? parent->logical_sector : 512;
+	uint32_t pss = o->physical_sector ? o->physical_sector : parent ? parent->physical_sector : 4096;
+	uint32_t bs = o->block_size ? o->block_size : parent ? 2 * VHDX_MiB : 32 * VHDX_MiB;
+	uint64_t size = o->size ? o->size : parent ? parent->size : 0;
+	int rc = 0;
+	uint8_t *buf = NULL, *meta = NULL;
+	uint64_t *bat = NULL;
+	if (lss != 512 && lss != 4096) {
+		log_error("%s: logical sector size must be 512 or 4096", path);
+		return -EINVAL;
+	}
+	if (pss != 512 && pss != 4096) {
+		log_error("%s: physical sector size must be 512 or 4096", path);
+		return -EINVAL;
+	}
+	if (!is_pow2(bs) || bs < VHDX_MIN_BLOCK || bs > VHDX_MAX_BLOCK) {
+		log_error("%s: block size must be a power of two from 1 MiB to 256 MiB", path);
+		return -EINVAL;
+	}
+	if (!size || size % lss || size > VHDX_MAX_SIZE) {
+		log_error("%s: size must be a non-zero multiple of %u bytes, at most 64 TiB", path, lss);
+		return -EINVAL;
+	}
+	if (parent && o->fixed) {
+		log_error("%s: a differencing disk cannot be fixed", path);
+		return -EINVAL;
+	}
+	if (parent && parent->logical_sector != lss) {
+		log_error("%s: logical sector size %u differs from the parent's (%u)", path, lss,
+			  parent->logical_sector);
+		return -EINVAL;
+	}
+	uint32_t cr = (uint32_t)(((1ull << 23) * lss) / bs);
+	uint64_t nblocks = (size + bs - 1) / bs, nchunks = (nblocks + cr - 1) / cr;
+	uint64_t entries = parent ? nchunks * (cr + 1ull) : nblocks + (nblocks - 1) / cr;
+	uint64_t log_off = VHDX_MiB, log_len = VHDX_MiB;
+	uint64_t meta_off = 2 * VHDX_MiB, meta_len = VHDX_MiB;
+	uint64_t bat_off = 3 * VHDX_MiB, bat_len = round_up(entries * 8, VHDX_MiB);
+	uint64_t data_off = bat_off + bat_len;
+	if (bat_len > UINT32_MAX) {
+		log_error("%s: BAT too large; use a larger --block-size", path);
+		return -EINVAL;
+	}
+
+	buf = calloc(1, VHDX_REGION_SIZE);
+	meta = calloc(1, meta_len);
+	bat = calloc(1, round_up(entries * 8, 4096));
+	if (!buf || !meta || !bat) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* File type identifier. */
+	memcpy(buf, "vhdxfile", 8);
+	disk_utf8_to_utf16le("gen2vm", buf + 8, 512);
+	if ((rc = disk_file_pwrite(fd, buf, 64 * 1024, 0)))
+		goto io;
+	/* Metadata. */
+	struct vhdx_meta_hdr *mh = (void *)meta;
+	memcpy(mh->signature, "metadata", 8);
+	uint32_t item = VHDX_META_TABLE_SIZE, ne = 0;
+	struct vhdx_meta_entry *me = (void *)(meta + 32);
+#define ADD(guid, len, fl)                                                                         \
+	do {                                                                                       \
+		memcpy(me[ne].item_id, guid, 16);                                                  \
+		me[ne].offset = item;                                                              \
+		me[ne].length = (len);                                                             \
+		me[ne].flags = (fl);                                                               \
+		ne++;                                                                              \
+	} while (0)
+	struct vhdx_file_params fp = { .block_size = bs,
+				       .flags = (o->fixed ? 1u : 0u) | (parent ? 2u : 0u) };
+	ADD(GUID_FILE_PARAMS, 8, VHDX_META_IS_REQUIRED);
+	memcpy(meta + item, &fp, 8);
+	item += 8;
+	ADD(GUID_VDISK_SIZE, 8, VHDX_META_IS_REQUIRED | VHDX_META_IS_VIRTUAL_DISK);
+	memcpy(meta + item, &size, 8);
+	item += 8;
+	uint8_t id[16];
+	disk_guid_generate(id);
+	ADD(GUID_PAGE83, 16, VHDX_META_IS_REQUIRED | VHDX_META_IS_VIRTUAL_DISK);
+	memcpy(meta + item, id, 16);
+	item += 16;
+	ADD(GUID_LOGICAL_SECTOR, 4, VHDX_META_IS_REQUIRED | VHDX_META_IS_VIRTUAL_DISK);
+	memcpy(meta + item, &lss, 4);
+	item += 4;
+	ADD(GUID_PHYSICAL_SECTOR, 4, VHDX_META_IS_REQUIRED | VHDX_META_IS_VIRTUAL_DISK);
+	memcpy(meta + item, &pss, 4);
+	item += 4;
+	if (parent) {
+		struct vhdx *pv = parent->priv;
+		uint8_t *pl = meta + item;
+		struct vhdx_locator_hdr lh = { .key_value_count = 3 };
+		memcpy(lh.locator_type, GUID_LOCATOR_VHDX, 16);
+		memcpy(pl, &lh, sizeof(lh));
+		struct vhdx_locator_entry le[3];
+		uint32_t pos = sizeof(lh) + sizeof(le);
+		char g[39];
+		disk_guid_format(pv->hdr.data_write_guid, g);
+		char *rel = disk_relpath(path, parent->path);
+		char *abs = realpath(parent->path, NULL);
+		if (!rel || !abs) {
+			free(rel);
+			free(abs);
+			log_error("%s: cannot resolve the parent path %s", path, parent->path);
+			rc = -EINVAL;
+			goto out;
+		}
+		put_kv(pl, &pos, &le[0], "parent_linkage", g);
+		put_kv(pl, &pos, &le[1], "relative_path", rel);
+		put_kv(pl, &pos, &le[2], "absolute_win32_path", abs);
+		free(rel);
+		free(abs);
+		memcpy(pl + sizeof(lh), le, sizeof(le));
+		ADD(GUID_PARENT_LOCATOR, pos, VHDX_META_IS_REQUIRED);
+		item += pos;
+	}
+#undef ADD
+	mh->entry_count = (uint16_t)ne;
+	if ((rc = disk_file_pwrite(fd, meta, meta_len, meta_off)))
+		goto io;
+	/* BAT (fixed: every block allocated in order). */
+	if (o->fixed)
+		for (uint64_t b = 0; b < nblocks; b++)
+			bat[b + b / cr] = (data_off + b * bs) | VHDX_PAYLOAD_FULLY_PRESENT;
+	if ((rc = disk_file_pwrite(fd, bat, round_up(entries * 8, 4096), bat_off)))
+		goto io;
+	uint64_t end = o->fixed ? data_off + nblocks * bs : data_off;
+	if (ftruncate(fd, (off_t)end)) {
+		rc = -errno;
+		goto io;
+	}
+	if (o->fixed) {
+		/* Allocate for real (fixed means the space is reserved), in steps for progress. */
+		uint64_t step = 256 * VHDX_MiB;
+		for (uint64_t a = data_off; a < end; a += step) {
+			uint64_t n = end - a < step ? end - a : step;
+			if (fallocate(fd, 0, (off_t)a, (off_t)n)) {
+				if (errno == EOPNOTSUPP)
+					break;
+				rc = -errno;
+				goto io;
+			}
+			if (o->progress)
+				o->progress(o->progress_ctx, a + n - data_off, end - data_off);
+		}
+	}
+	/* Region tables. */
+	memset(buf, 0, VHDX_REGION_SIZE);
+	struct vhdx_region_hdr *rh = (void *)buf;
+	memcpy(rh->signature, "regi", 4);
+	rh->entry_count = 2;
+	struct vhdx_region_entry re[2] = { { .file_offset = bat_off, .length = (uint32_t)bat_len, .required = 1 },
+					   { .file_offset = meta_off, .length = (uint32_t)meta_len, .required = 1 } };
+	memcpy(re[0].guid, GUID_BAT, 16);
+	memcpy(re[1].guid, GUID_METADATA, 16);
+	memcpy(buf + 16, re, sizeof(re));
+	rh->checksum = crc32c(0, buf, VHDX_REGION_SIZE);
+	if ((rc = disk_file_pwrite(fd, buf, VHDX_REGION_SIZE, VHDX_REGION1_OFF)) ||
+	    (rc = disk_file_pwrite(fd, buf, VHDX_REGION_SIZE, VHDX_REGION2_OFF)))
+		goto io;
+	/* Headers last, after everything they describe is durable. */
+	if (fdatasync(fd)) {
+		rc = -errno;
+		goto io;
+	}
+	struct vhdx_header h = { .version = 1, .log_length = (uint32_t)log_len, .log_offset = log_off };
+	memcpy(h.signature, "head", 4);
+	disk_guid_generate(h.file_write_guid);
+	disk_guid_generate(h.data_write_guid);
+	for (int i = 0; i < 2; i++) {
+		h.seq = (uint64_t)i + 1;
+		h.checksum = 0;
+		h.checksum = crc32c(0, &h, sizeof(h));
+		if ((rc = disk_file_pwrite(fd, &h, sizeof(h), i ? VHDX_HEADER2_OFF : VHDX_HEADER1_OFF)))
+			goto io;
+	}
+	goto out;
+io:
+	log_error("%s: cannot write the new VHDX: %s", path, strerror(-rc));
+out:
+	free(buf);
+	free(meta);
+	free(bat);
+	return rc;
+}

@@ -1,0 +1,193 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/vhd_cmd.h"
+#include "disk/disk.h"
+#include "util/log.h"
+
+#define MiB (1024ull * 1024)
+
+static char dir[64];
+
+static int setup(void **state)
+{
+	strcpy(dir, "/tmp/g2vm-vhd-XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+static char *p(const char *name)
+{
+	static char buf[4][256];
+	static int i;
+	i = (i + 1) % 4;
+	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
+	return buf[i];
+}
+
+static void mk(const char *fmt, const char *name, uint64_t size, bool fixed, const char *parent)
+{
+	unlink(p(name));
+	struct disk_create_opts o = { .format = fmt, .size = size, .fixed = fixed,
+				      .parent = parent ? p(parent) : NULL };
+	assert_int_equal(disk_create(p(name), &o), 0);
+}
+
+static void poke(const char *name, int64_t off, const void *b, size_t n)
+{
+	int fd = open(p(name), O_RDWR);
+	struct stat st;
+	fstat(fd, &st);
+	if (off < 0)
+		off += st.st_size;
+	assert_int_equal(pwrite(fd, b, n, (off_t)off), (ssize_t)n);
+	close(fd);
+}
+
+static void test_size_parse(void **state)
+{
+	unsigned long long v;
+	assert_int_equal(cli_size_parse("64G", &v), 0);
+	assert_int_equal(v, 64ull << 30);
+	assert_int_equal(cli_size_parse("1.5MiB", &v), 0);
+	assert_int_equal(v, 3ull << 19);
+	assert_int_equal(cli_size_parse("4096", &v), 0);
+	assert_int_equal(v, 4096);
+	assert_int_equal(cli_size_parse("12Q", &v), -EINVAL);
+	assert_int_equal(cli_size_parse("", &v), -EINVAL);
+}
+
+static void test_dynamic_and_fixed(void **state)
+{
+	static uint8_t w[5 * MiB], r[5 * MiB];
+	for (size_t i = 0; i < sizeof(w); i++)
+		w[i] = (uint8_t)(i * 13 + (i >> 12));
+	for (int fixed = 0; fixed < 2; fixed++) {
+		mk("vhd", "a.vhd", 32 * MiB, fixed, NULL);
+		struct disk *d;
+		assert_int_equal(disk_open(p("a.vhd"), 0, &d), 0);
+		assert_string_equal(d->ops->format, "vhd");
+		assert_int_equal(d->type, fixed ? DISK_TYPE_FIXED : DISK_TYPE_DYNAMIC);
+		assert_true(d->size >= 32 * MiB); /* rounded up to the CHS geometry */
+		assert_int_equal(disk_pwrite(d, w, sizeof(w) - 3, 3 * MiB + 5), 0);
+		assert_int_equal(d->ops->flush(d), 0);
+		disk_close(d);
+		assert_int_equal(disk_open(p("a.vhd"), DISK_RDONLY, &d), 0);
+		assert_int_equal(disk_pread(d, r, sizeof(w) - 3, 3 * MiB + 5), 0);
+		assert_memory_equal(r, w, sizeof(w) - 3);
+		assert_int_equal(disk_pread(d, r, MiB, 20 * MiB), 0);
+		for (size_t i = 0; i < MiB; i++)
+			assert_int_equal(r[i], 0);
+		disk_close(d);
+	}
+}
+
+static void test_differencing(void **state)
+{
+	mk("vhd", "b.vhd", 16 * MiB, false, NULL);
+	struct disk *d;
+	static uint8_t a[16 * MiB], r[16 * MiB];
+	memset(a, 0x11, sizeof(a));
+	assert_int_equal(disk_open(p("b.vhd"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, a, 16 * MiB, 0), 0);
+	disk_close(d);
+	mk("vhd", "m.vhd", 0, false, "b.vhd");
+	mk("vhd", "t.vhd", 0, false, "m.vhd");
+	assert_int_equal(disk_open(p("t.vhd"), 0, &d), 0);
+	assert_int_equal(d->type, DISK_TYPE_DIFFERENCING);
+	assert_non_null(d->parent);
+	assert_non_null(d->parent->parent);
+	uint8_t c[700];
+	memset(c, 0xCC, sizeof(c));
+	assert_int_equal(disk_pwrite(d, c, sizeof(c), 4 * MiB + 100), 0);
+	memcpy(a + 4 * MiB + 100, c, sizeof(c));
+	disk_close(d);
+	assert_int_equal(disk_open(p("t.vhd"), DISK_RDONLY, &d), 0);
+	assert_int_equal(disk_pread(d, r, 16 * MiB, 0), 0);
+	assert_memory_equal(r, a, 16 * MiB);
+	disk_close(d);
+	/* A VHDX parent cannot back a VHD child. */
+	struct disk_create_opts o = { .format = "vhdx", .size = 4 * MiB };
+	assert_int_equal(disk_create(p("x.vhdx"), &o), 0);
+	o.format = "vhd";
+	o.parent = p("x.vhdx");
+	o.size = 0;
+	assert_int_equal(disk_create(p("y.vhd"), &o), -EINVAL);
+}
+
+static void expect_bad(const char *name)
+{
+	struct disk *d = NULL;
+	assert_int_equal(disk_open(p(name), 0, &d), -EINVAL);
+	assert_null(d);
+}
+
+static void test_bad_input(void **state)
+{
+	/* Footer checksum. */
+	mk("vhd", "c.vhd", 8 * MiB, true, NULL);
+	uint8_t x = 0x42;
+	poke("c.vhd", -512 + 48, &x, 1);
+	expect_bad("c.vhd");
+	/* Dynamic header checksum. */
+	mk("vhd", "c.vhd", 8 * MiB, false, NULL);
+	poke("c.vhd", 512 + 28, &x, 1);
+	expect_bad("c.vhd");
+	/* BAT entry outside the file. */
+	mk("vhd", "c.vhd", 8 * MiB, false, NULL);
+	uint32_t e = htobe32(0x100000);
+	poke("c.vhd", 1536, &e, 4);
+	expect_bad("c.vhd");
+	/* BAT entry over the dynamic header. */
+	e = htobe32(1);
+	poke("c.vhd", 1536, &e, 4);
+	expect_bad("c.vhd");
+	/* Truncated fixed disk: footer still valid but data missing. */
+	mk("vhd", "c.vhd", 8 * MiB, true, NULL);
+	int fd = open(p("c.vhd"), O_RDWR);
+	uint8_t f[512];
+	struct stat st;
+	fstat(fd, &st);
+	assert_int_equal(pread(fd, f, 512, st.st_size - 512), 512);
+	assert_int_equal(ftruncate(fd, 4 * MiB), 0);
+	assert_int_equal(pwrite(fd, f, 512, 4 * MiB), 512);
+	close(fd);
+	expect_bad("c.vhd");
+	/* Not a VHD at all: raw. */
+	fd = open(p("r.img"), O_RDWR | O_CREAT, 0644);
+	assert_int_equal(ftruncate(fd, MiB), 0);
+	close(fd);
+	struct disk *d;
+	assert_int_equal(disk_open(p("r.img"), 0, &d), 0);
+	assert_string_equal(d->ops->format, "raw");
+	disk_close(d);
+}
+
+int main(void)
+{
+	log_set_level(LOG_ERROR);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_size_parse),
+		cmocka_unit_test(test_dynamic_and_fixed),
+		cmocka_unit_test(test_differencing),
+		cmocka_unit_test(test_bad_input),
+	};
+	return cmocka_run_group_tests_name("vhd", tests, setup, teardown);
+}

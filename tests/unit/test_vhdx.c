@@ -1,0 +1,444 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "disk/crc32c.h"
+#include "disk/disk.h"
+#include "disk/vhdx.h"
+#include "util/log.h"
+
+#define MiB (1024ull * 1024)
+
+static char dir[64];
+
+static int setup(void **state)
+{
+	strcpy(dir, "/tmp/g2vm-vhdx-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	log_set_level(LOG_ERROR + 0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+static char *p(const char *name)
+{
+	static char buf[4][256];
+	static int i;
+	i = (i + 1) % 4;
+	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
+	return buf[i];
+}
+
+static void mk(const char *name, uint64_t size, uint32_t bs, bool fixed, const char *parent)
+{
+	unlink(p(name));
+	struct disk_create_opts o = { .format = "vhdx", .size = size, .block_size = bs, .fixed = fixed,
+				      .parent = parent ? p(parent) : NULL };
+	assert_int_equal(disk_create(p(name), &o), 0);
+}
+
+static void fill(uint8_t *b, size_t n, uint8_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)(seed + i * 7 + (i >> 9));
+}
+
+static void poke(const char *name, uint64_t off, const void *b, size_t n)
+{
+	int fd = open(p(name), O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, b, n, (off_t)off), (ssize_t)n);
+	close(fd);
+}
+
+static void peek(const char *name, uint64_t off, void *b, size_t n)
+{
+	int fd = open(p(name), O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, b, n, (off_t)off), (ssize_t)n);
+	close(fd);
+}
+
+static uint64_t file_hash(const char *name)
+{
+	int fd = open(p(name), O_RDONLY);
+	uint8_t b[65536];
+	uint64_t h = 1469598103934665603ull;
+	ssize_t n;
+	while ((n = read(fd, b, sizeof(b))) > 0)
+		h = crc32c((uint32_t)h, b, (size_t)n) ^ (h << 7) ^ (uint64_t)n;
+	close(fd);
+	return h;
+}
+
+static void test_crc32c_vector(void **state)
+{
+	assert_int_equal(crc32c(0, "123456789", 9), 0xE3069283u);
+	uint8_t z[32] = { 0 };
+	assert_int_equal(crc32c(0, z, 32), 0x8A9136AAu);
+}
+
+static void test_dynamic_rw_reopen(void **state)
+{
+	mk("d.vhdx", 64 * MiB, MiB, false, NULL);
+	struct disk *d;
+	assert_int_equal(disk_open(p("d.vhdx"), 0, &d), 0);
+	assert_string_equal(d->ops->format, "vhdx");
+	assert_int_equal(d->type, DISK_TYPE_DYNAMIC);
+	assert_int_equal(d->size, 64 * MiB);
+	static uint8_t w[3 * MiB], r[3 * MiB];
+	fill(w, sizeof(w), 1);
+	/* Unaligned, crossing two block boundaries. */
+	assert_int_equal(disk_pwrite(d, w, sizeof(w) - 1000, 5 * MiB - 4096 + 17), 0);
+	assert_int_equal(disk_pread(d, r, sizeof(w) - 1000, 5 * MiB - 4096 + 17), 0);
+	assert_memory_equal(r, w, sizeof(w) - 1000);
+	/* Unallocated blocks read as zero. */
+	memset(r, 0xee, MiB);
+	assert_int_equal(disk_pread(d, r, MiB, 40 * MiB), 0);
+	for (size_t i = 0; i < MiB; i++)
+		assert_int_equal(r[i], 0);
+	assert_int_equal(d->ops->flush(d), 0);
+	disk_close(d);
+	assert_int_equal(disk_open(p("d.vhdx"), DISK_RDONLY, &d), 0);
+	assert_int_equal(disk_pread(d, r, sizeof(w) - 1000, 5 * MiB - 4096 + 17), 0);
+	assert_memory_equal(r, w, sizeof(w) - 1000);
+	assert_int_equal(disk_pwrite(d, w, 512, 0), -EROFS);
+	/* Out of range. */
+	assert_int_equal(disk_pread(d, r, 512, 64 * MiB), -EINVAL);
+	disk_close(d);
+}
+
+static void test_fixed_and_sizes(void **state)
+{
+	mk("f.vhdx", 10 * MiB + 512, MiB, true, NULL);
+	struct disk *d;
+	assert_int_equal(disk_open(p("f.vhdx"), 0, &d), 0);
+	assert_int_equal(d->type, DISK_TYPE_FIXED);
+	uint8_t b[4096];
+	fill(b, sizeof(b), 9);
+	assert_int_equal(disk_pwrite(d, b, 512, 10 * MiB), 0);
+	disk_close(d);
+	struct disk_create_opts o = { .format = "vhdx", .size = 65ull << 40 };
+	assert_int_equal(disk_create(p("huge.vhdx"), &o), -EINVAL);
+	o.size = 64ull << 40;
+	assert_int_equal(disk_create(p("huge.vhdx"), &o), 0);
+	assert_int_equal(disk_open(p("huge.vhdx"), 0, &d), 0);
+	assert_int_equal(d->size, 64ull << 40);
+	assert_int_equal(disk_pwrite(d, b, 4096, (64ull << 40) - 4096), 0);
+	uint8_t r[4096];
+	assert_int_equal(disk_pread(d, r, 4096, (64ull << 40) - 4096), 0);
+	assert_memory_equal(r, b, 4096);
+	disk_close(d);
+	o.size = MiB;
+	o.block_size = 3 * MiB;
+	assert_int_equal(disk_create(p("bs.vhdx"), &o), -EINVAL);
+	o.block_size = 256 * MiB;
+	o.logical_sector = 4096;
+	assert_int_equal(disk_create(p("bs.vhdx"), &o), 0);
+	assert_int_equal(disk_open(p("bs.vhdx"), DISK_RDONLY, &d), 0);
+	assert_int_equal(d->logical_sector, 4096);
+	assert_int_equal(d->block_size, 256 * MiB);
+	disk_close(d);
+}
+
+static void expect_bad(const char *name, int err)
+{
+	uint64_t h = file_hash(name);
+	struct disk *d = NULL;
+	assert_int_equal(disk_open(p(name), 0, &d), err);
+	assert_null(d);
+	assert_int_equal(file_hash(name), h); /* nothing written */
+}
+
+static void rewrite_region_crc(const char *name, uint64_t off)
+{
+	static uint8_t t[65536];
+	peek(name, off, t, sizeof(t));
+	memset(t + 4, 0, 4);
+	uint32_t c = crc32c(0, t, sizeof(t));
+	poke(name, off + 4, &c, 4);
+}
+
+static void test_bad_input(void **state)
+{
+	uint8_t junk[8] = "XXXXXXXX";
+	/* Both headers' signatures broken. */
+	mk("b.vhdx", 8 * MiB, MiB, false, NULL);
+	poke("b.vhdx", 64 * 1024, junk, 4);
+	poke("b.vhdx", 128 * 1024, junk, 4);
+	expect_bad("b.vhdx", -EINVAL);
+	/* One header's checksum broken: the other is used. */
+	mk("b.vhdx", 8 * MiB, MiB, false, NULL);
+	poke("b.vhdx", 64 * 1024 + 100, junk, 1);
+	struct disk *d;
+	assert_int_equal(disk_open(p("b.vhdx"), DISK_RDONLY, &d), 0);
+	disk_close(d);
+	/* Region tables broken (both). */
+	mk("b.vhdx", 8 * MiB, MiB, false, NULL);
+	poke("b.vhdx", 192 * 1024 + 40, junk, 1);
+	poke("b.vhdx", 256 * 1024 + 40, junk, 1);
+	expect_bad("b.vhdx", -EINVAL);
+	/* Overlapping regions: metadata moved onto the BAT, checksums valid. */
+	mk("b.vhdx", 8 * MiB, MiB, false, NULL);
+	uint64_t bat = 3 * MiB;
+	for (uint64_t t = 192 * 1024; t <= 256 * 1024; t += 64 * 1024) {
+		poke("b.vhdx", t + 16 + 32 + 16, &bat, 8);
+		rewrite_region_crc("b.vhdx", t);
+	}
+	expect_bad("b.vhdx", -EINVAL);
+	/* Region over the log. */
+	mk("b.vhdx", 8 * MiB, MiB, false, NULL);
+	uint64_t logoff = MiB;
+	for (uint64_t t = 192 * 1024; t <= 256 * 1024; t += 64 * 1024) {
+		poke("b.vhdx", t + 16 + 16, &logoff, 8);
+		rewrite_region_crc("b.vhdx", t);
+	}
+	expect_bad("b.vhdx", -EINVAL);
+	/* BAT entry outside the file. */
+	mk("b.vhdx", 8 * MiB, MiB, false, NULL);
+	uint64_t e = (1000 * MiB) | 6;
+	poke("b.vhdx", 3 * MiB + 8, &e, 8);
+	expect_bad("b.vhdx", -EINVAL);
+	/* BAT entry overlapping the metadata region. */
+	mk("b.vhdx", 8 * MiB, MiB, false, NULL);
+	e = (2 * MiB) | 6;
+	poke("b.vhdx", 3 * MiB + 8, &e, 8);
+	expect_bad("b.vhdx", -EINVAL);
+	/* Two BAT entries at the same block. */
+	mk("b.vhdx", 8 * MiB, MiB, true, NULL);
+	peek("b.vhdx", 3 * MiB, &e, 8);
+	poke("b.vhdx", 3 * MiB + 8, &e, 8);
+	expect_bad("b.vhdx", -EINVAL);
+	/* Invalid BAT state. */
+	mk("b.vhdx", 8 * MiB, MiB, false, NULL);
+	e = 5;
+	poke("b.vhdx", 3 * MiB, &e, 8);
+	expect_bad("b.vhdx", -EINVAL);
+	/* Absurd virtual size (metadata item 2 follows file parameters at +64 KiB). */
+	mk("b.vhdx", 8 * MiB, MiB, false, NULL);
+	uint64_t vs = 1ull << 60;
+	poke("b.vhdx", 2 * MiB + 64 * 1024 + 8, &vs, 8);
+	expect_bad("b.vhdx", -EINVAL);
+	vs = 1000; /* not a sector multiple */
+	poke("b.vhdx", 2 * MiB + 64 * 1024 + 8, &vs, 8);
+	expect_bad("b.vhdx", -EINVAL);
+	/* Block size not a power of two. */
+	mk("b.vhdx", 8 * MiB, MiB, false, NULL);
+	uint32_t bs = 3 * MiB;
+	poke("b.vhdx", 2 * MiB + 64 * 1024, &bs, 4);
+	expect_bad("b.vhdx", -EINVAL);
+	/* Metadata item outside the region. */
+	mk("b.vhdx", 8 * MiB, MiB, false, NULL);
+	uint32_t mo = 2 * MiB;
+	poke("b.vhdx", 2 * MiB + 32 + 16, &mo, 4);
+	expect_bad("b.vhdx", -EINVAL);
+	/* Truncated file. */
+	mk("b.vhdx", 8 * MiB, MiB, false, NULL);
+	assert_int_equal(truncate(p("b.vhdx"), 512 * 1024), 0);
+	expect_bad("b.vhdx", -EINVAL);
+	mk("b.vhdx", 8 * MiB, MiB, false, NULL);
+	assert_int_equal(truncate(p("b.vhdx"), 3 * MiB + 100), 0);
+	expect_bad("b.vhdx", -EINVAL);
+}
+
+static void crash_writer(const char *name, uint64_t off, uint8_t seed)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct disk *d;
+		uint8_t b[8192];
+		fill(b, sizeof(b), seed);
+		if (disk_open(p(name), 0, &d) || disk_pwrite(d, b, sizeof(b), off) || d->ops->flush(d))
+			_exit(1);
+		_exit(0); /* no close: the log stays, as after a crash */
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void test_log_replay(void **state)
+{
+	mk("l.vhdx", 16 * MiB, MiB, false, NULL);
+	crash_writer("l.vhdx", 3 * MiB, 5);
+	uint8_t h[4096], w[8192], r[8192];
+	fill(w, sizeof(w), 5);
+	/* The header still names a log. */
+	peek("l.vhdx", 64 * 1024, h, sizeof(h));
+	uint8_t h2[4096];
+	peek("l.vhdx", 128 * 1024, h2, sizeof(h2));
+	uint8_t zero[16] = { 0 };
+	assert_true(memcmp(h + 48, zero, 16) || memcmp(h2 + 48, zero, 16));
+	/* Wreck the in-place BAT: only the log knows the block now. */
+	uint64_t e = 0;
+	poke("l.vhdx", 3 * MiB + 3 * 8, &e, 8);
+	/* Read-only: the log applies in memory and nothing is written. */
+	uint64_t before = file_hash("l.vhdx");
+	struct disk *d;
+	assert_int_equal(disk_open(p("l.vhdx"), DISK_RDONLY, &d), 0);
+	assert_int_equal(disk_pread(d, r, sizeof(r), 3 * MiB), 0);
+	assert_memory_equal(r, w, sizeof(w));
+	disk_close(d);
+	assert_int_equal(file_hash("l.vhdx"), before);
+	/* Read-write: replayed, and the log is marked empty. */
+	assert_int_equal(disk_open(p("l.vhdx"), 0, &d), 0);
+	disk_close(d);
+	peek("l.vhdx", 3 * MiB + 3 * 8, &e, 8);
+	assert_int_equal(e & 7, 6);
+	peek("l.vhdx", 64 * 1024, h, sizeof(h));
+	peek("l.vhdx", 128 * 1024, h2, sizeof(h2));
+	assert_memory_equal(h + 48, zero, 16);
+	assert_memory_equal(h2 + 48, zero, 16);
+	assert_int_equal(disk_open(p("l.vhdx"), DISK_RDONLY, &d), 0);
+	assert_int_equal(disk_pread(d, r, sizeof(r), 3 * MiB), 0);
+	assert_memory_equal(r, w, sizeof(w));
+	disk_close(d);
+	/* A torn (checksum-failing) entry is ignored: the image is as before it. */
+	crash_writer("l.vhdx", 9 * MiB, 6);
+	uint8_t x = 0x55;
+	poke("l.vhdx", MiB + 4096 + 200, &x, 1);
+	assert_int_equal(disk_open(p("l.vhdx"), 0, &d), 0);
+	assert_int_equal(disk_pread(d, r, sizeof(r), 3 * MiB), 0);
+	assert_memory_equal(r, w, sizeof(w));
+	disk_close(d);
+}
+
+static void test_differencing_three_levels(void **state)
+{
+	mk("base.vhdx", 8 * MiB, MiB, false, NULL);
+	static uint8_t a[8 * MiB], r[8 * MiB], want[8 * MiB];
+	memset(a, 0xAA, sizeof(a));
+	struct disk *d;
+	assert_int_equal(disk_open(p("base.vhdx"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, a, sizeof(a), 0), 0);
+	disk_close(d);
+	memcpy(want, a, sizeof(a));
+	mk("mid.vhdx", 0, MiB, false, "base.vhdx");
+	assert_int_equal(disk_open(p("mid.vhdx"), 0, &d), 0);
+	assert_int_equal(d->size, 8 * MiB);
+	uint8_t b[4096];
+	memset(b, 0xBB, sizeof(b));
+	assert_int_equal(disk_pwrite(d, b, sizeof(b), MiB + 512), 0);
+	memcpy(want + MiB + 512, b, sizeof(b));
+	disk_close(d);
+	mk("top.vhdx", 0, MiB, false, "mid.vhdx");
+	assert_int_equal(disk_open(p("top.vhdx"), 0, &d), 0);
+	assert_non_null(d->parent);
+	assert_non_null(d->parent->parent);
+	uint8_t c[1000];
+	memset(c, 0xCC, sizeof(c));
+	assert_int_equal(disk_pwrite(d, c, sizeof(c), MiB + 1000), 0); /* over mid's data */
+	assert_int_equal(disk_pwrite(d, c, sizeof(c), 5 * MiB), 0);     /* over base only */
+	memcpy(want + MiB + 1000, c, sizeof(c));
+	memcpy(want + 5 * MiB, c, sizeof(c));
+	assert_int_equal(disk_pread(d, r, sizeof(r), 0), 0);
+	assert_memory_equal(r, want, sizeof(want));
+	/* Trim of a whole block in a child reads zero, not the parent. */
+	assert_int_equal(d->ops->discard(d, 5 * MiB, MiB), 0);
+	memset(want + 5 * MiB, 0, MiB);
+	disk_close(d);
+	assert_int_equal(disk_open(p("top.vhdx"), DISK_RDONLY, &d), 0);
+	assert_int_equal(disk_pread(d, r, sizeof(r), 0), 0);
+	assert_memory_equal(r, want, sizeof(want));
+	disk_close(d);
+	/* Writing to the base breaks its children's linkage: refused by identifier. */
+	assert_int_equal(disk_open(p("base.vhdx"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, b, 512, 0), 0);
+	disk_close(d);
+	assert_int_equal(disk_open(p("top.vhdx"), DISK_RDONLY, &d), -EINVAL);
+}
+
+static void test_parent_missing_and_loop(void **state)
+{
+	mk("pa.vhdx", 4 * MiB, MiB, false, NULL);
+	mk("ch.vhdx", 0, MiB, false, "pa.vhdx");
+	assert_int_equal(rename(p("pa.vhdx"), p("gone.vhdx")), 0);
+	struct disk *d;
+	assert_int_equal(disk_open(p("ch.vhdx"), DISK_RDONLY, &d), -ENOENT);
+	/* pa.vhdx becomes a copy of ch.vhdx: its parent is itself. */
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "cp %s %s", p("ch.vhdx"), p("pa.vhdx"));
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(disk_open(p("pa.vhdx"), DISK_RDONLY, &d), -ELOOP);
+}
+
+static void test_resize_and_lock(void **state)
+{
+	mk("rs.vhdx", 8 * MiB, MiB, false, NULL);
+	struct disk *d, *d2;
+	assert_int_equal(disk_open(p("rs.vhdx"), 0, &d), 0);
+	assert_int_equal(disk_open(p("rs.vhdx"), 0, &d2), -EBUSY);
+	assert_int_equal(disk_open(p("rs.vhdx"), DISK_RDONLY, &d2), -EBUSY);
+	uint8_t b[4096], r[4096];
+	fill(b, sizeof(b), 3);
+	assert_int_equal(disk_pwrite(d, b, sizeof(b), 7 * MiB), 0);
+	/* Within the BAT region, then beyond it (the BAT moves). */
+	assert_int_equal(vhdx_resize(d, 64 * MiB), 0);
+	assert_int_equal(vhdx_resize(d, 200ull << 30), 0);
+	assert_int_equal(vhdx_resize(d, 100ull << 30), -EINVAL);
+	assert_int_equal(disk_pwrite(d, b, sizeof(b), (200ull << 30) - 4096), 0);
+	disk_close(d);
+	assert_int_equal(disk_open(p("rs.vhdx"), DISK_RDONLY, &d), 0);
+	assert_int_equal(d->size, 200ull << 30);
+	assert_int_equal(disk_pread(d, r, sizeof(r), 7 * MiB), 0);
+	assert_memory_equal(r, b, sizeof(b));
+	assert_int_equal(disk_pread(d, r, sizeof(r), (200ull << 30) - 4096), 0);
+	assert_memory_equal(r, b, sizeof(b));
+	assert_int_equal(disk_pread(d, r, sizeof(r), 100ull << 30), 0);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(r[i], 0);
+	disk_close(d);
+}
+
+static void test_discard_releases(void **state)
+{
+	mk("t.vhdx", 16 * MiB, MiB, false, NULL);
+	struct disk *d;
+	assert_int_equal(disk_open(p("t.vhdx"), 0, &d), 0);
+	static uint8_t b[4 * MiB], r[4 * MiB];
+	memset(b, 0x77, sizeof(b));
+	assert_int_equal(disk_pwrite(d, b, sizeof(b), 2 * MiB), 0);
+	struct stat s1, s2;
+	fstat(d->fd, &s1);
+	assert_int_equal(d->ops->discard(d, 2 * MiB + 4096, 3 * MiB), 0);
+	assert_int_equal(d->ops->flush(d), 0);
+	fstat(d->fd, &s2);
+	assert_true(s2.st_blocks < s1.st_blocks);
+	memset(b + 4096, 0, 3 * MiB);
+	assert_int_equal(disk_pread(d, r, sizeof(r), 2 * MiB), 0);
+	assert_memory_equal(r, b, sizeof(b));
+	disk_close(d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_crc32c_vector),
+		cmocka_unit_test(test_dynamic_rw_reopen),
+		cmocka_unit_test(test_fixed_and_sizes),
+		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_log_replay),
+		cmocka_unit_test(test_differencing_three_levels),
+		cmocka_unit_test(test_parent_missing_and_loop),
+		cmocka_unit_test(test_resize_and_lock),
+		cmocka_unit_test(test_discard_releases),
+	};
+	return cmocka_run_group_tests_name("vhdx", tests, setup, teardown);
+}
