@@ -52,11 +52,6 @@ def gen2vm_binary():
     return san if os.path.exists(san) else os.path.join(BUILD, "gen2vm")
 
 
-@pytest.fixture
-def gen2vm():
-    return gen2vm_binary()
-
-
 def run_vm(args, timeout=120, binary=None):
     """Runs gen2vm with args; returns (exit code, stdout, stderr)."""
     env = dict(os.environ)
