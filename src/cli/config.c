@@ -29,6 +29,7 @@ const char run_usage[] =
 	"  --processor-compatibility  limit CPUID to a baseline every x86-64 host offers\n"
 	"  --no-reboot                end when the guest resets (exit code 3) instead of restarting it\n"
 	"  --config FILE              read these settings from a JSON document (see README)\n"
+	"  --test-devices             offer the VMBus echo device test guests use\n"
 	"  --stats                    print exit counts, timings and memory use when the VM ends\n"
 	"  --log-unclaimed            log port and MMIO accesses no device claims\n"
 	"  -v, --verbose              more messages (twice for debug)\n"
@@ -210,7 +211,7 @@ out:
 int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, size_t errlen)
 {
 	enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
-	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED };
+	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV };
 	static const struct option opts[] = {
 		{ "memory", required_argument, NULL, O_MEMORY },
 		{ "cpus", required_argument, NULL, O_CPUS },
@@ -225,6 +226,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "config", required_argument, NULL, O_CONFIG },
 		{ "stats", no_argument, NULL, O_STATS },
 		{ "log-unclaimed", no_argument, NULL, O_UNCLAIMED },
+		{ "test-devices", no_argument, NULL, O_TESTDEV },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -250,6 +252,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		case O_CONFIG: r = run_config_load_json(rc, optarg, err, errlen); break;
 		case O_STATS: rc->vm.stats = true; break;
 		case O_UNCLAIMED: rc->vm.log_unclaimed = true; break;
+		case O_TESTDEV: rc->vm.test_devices = true; break;
 		case 'v': rc->verbose++; break;
 		case 'h': fputs(run_usage, stdout); return 1;
 		case ':':

@@ -1,81 +1,75 @@
 #include "hv/hv.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "util/log.h"
-
-/* MSR numbers (TLFS). */
-#define MSR_GUEST_OS_ID 0x40000000u
-#define MSR_HYPERCALL 0x40000001u
-#define MSR_VP_INDEX 0x40000002u
-#define MSR_TIME_REF_COUNT 0x40000020u
-#define MSR_TSC_FREQUENCY 0x40000022u
-#define MSR_APIC_FREQUENCY 0x40000023u
-#define MSR_VP_ASSIST_PAGE 0x40000073u
-#define MSR_SCONTROL 0x40000080u
-#define MSR_SVERSION 0x40000081u
-#define MSR_SIEFP 0x40000082u
-#define MSR_SIMP 0x40000083u
-#define MSR_EOM 0x40000084u
-#define MSR_SINT0 0x40000090u
-#define MSR_SINT15 0x4000009Fu
-#define MSR_CRASH_P0 0x40000100u
-#define MSR_CRASH_P4 0x40000104u
-#define MSR_CRASH_CTL 0x40000105u
-#define MSR_TSC_INVARIANT_CONTROL 0x40000118u
 
 #define CRASH_CTL_NOTIFY (1ull << 63)
 #define CRASH_CTL_NOTIFY_MSG (1ull << 62)
 #define SINT_MASKED (1ull << 16)
+#define SINT_VECTOR(v) ((uint8_t)((v) & 0xff))
 
-/* Partition privileges (CPUID 0x40000003.EAX): SynIC, hypercall, VP index, frequency MSRs, invariant TSC. */
-#define HV_FEAT_EAX ((1u << 2) | (1u << 5) | (1u << 6) | (1u << 11) | (1u << 15))
-#define HV_FEAT_EBX ((1u << 4) | (1u << 5))          /* PostMessages, SignalEvents */
-#define HV_FEAT_EDX ((1u << 8) | (1u << 10))         /* frequency MSRs available, crash MSRs */
-#define HV_HINT_DEPRECATE_AEOI (1u << 9)
+/* Partition privileges: time reference count, SynIC, hypercall, VP index, reference TSC page, frequency
+ * MSRs, invariant TSC. No synthetic timers: the in-kernel LAPIC timer needs no exits. */
+#define HV_FEAT_EAX (HV_FEAT_TIME_REF_COUNT | HV_FEAT_SYNIC | HV_FEAT_HYPERCALL | HV_FEAT_VP_INDEX | \
+		     HV_FEAT_REFERENCE_TSC | HV_FEAT_FREQUENCY_MSRS | HV_FEAT_ACCESS_TSC_INVARIANT)
+#define HV_FEAT_EBX (HV_FEAT_EBX_POST_MESSAGES | HV_FEAT_EBX_SIGNAL_EVENTS)
+#define HV_FEAT_EDX (HV_FEAT_EDX_FREQUENCY_MSRS_AVAILABLE | HV_FEAT_EDX_GUEST_CRASH_MSR_AVAILABLE)
 
-static uint64_t hv_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-void hv_partition_init(struct hv_partition *hv, const struct guest_mem *mem, unsigned nr_vps, uint64_t tsc_hz,
-		       uint64_t apic_hz, const struct hv_ops *ops)
+void hv_partition_init(struct hv_partition *hv, const struct guest_mem *mem, struct hv_vp *vps, unsigned nr_vps,
+		       uint64_t tsc_hz, uint64_t apic_hz, const struct hv_ops *ops)
 {
 	memset(hv, 0, sizeof(*hv));
 	pthread_mutex_init(&hv->lock, NULL);
 	hv->mem = mem;
+	hv->vps = vps;
 	hv->nr_vps = nr_vps;
 	hv->tsc_hz = tsc_hz;
 	hv->apic_hz = apic_hz;
-	hv->start_ns = hv_now_ns();
+	if (tsc_hz)
+		hv->tsc_scale = (uint64_t)(((unsigned __int128)10000000u << 64) / tsc_hz);
 	if (ops)
 		hv->ops = *ops;
+	for (unsigned i = 0; i < nr_vps; i++) {
+		struct hv_vp *vp = &vps[i];
+		memset(vp, 0, sizeof(*vp));
+		vp->index = i;
+		pthread_mutex_init(&vp->lock, NULL);
+		for (unsigned s = 0; s < HV_SYNIC_SINT_COUNT; s++)
+			vp->sint[s] = SINT_MASKED;
+	}
 }
 
-void hv_vp_init(struct hv_vp *vp, uint32_t index)
+void hv_partition_destroy(struct hv_partition *hv)
 {
-	memset(vp, 0, sizeof(*vp));
-	vp->index = index;
-	for (int i = 0; i < 16; i++)
-		vp->sint[i] = SINT_MASKED;
+	for (unsigned i = 0; i < hv->nr_vps; i++) {
+		struct hv_vp *vp = &hv->vps[i];
+		for (unsigned s = 0; s < HV_SYNIC_SINT_COUNT; s++) {
+			while (vp->head[s]) {
+				struct hv_queued_msg *m = vp->head[s];
+				vp->head[s] = m->next;
+				free(m);
+			}
+		}
+		pthread_mutex_destroy(&vp->lock);
+	}
+	pthread_mutex_destroy(&hv->lock);
 }
 
 static int hv_cpuid_add(struct x86_cpuid_entry *e, unsigned *n, unsigned max, uint32_t fn, uint32_t a, uint32_t b,
 			uint32_t c, uint32_t d)
 {
+	struct x86_cpuid_entry v = { .function = fn, .eax = a, .ebx = b, .ecx = c, .edx = d };
 	for (unsigned i = 0; i < *n; i++)
 		if (e[i].function == fn) {
-			e[i] = (struct x86_cpuid_entry){ .function = fn, .eax = a, .ebx = b, .ecx = c, .edx = d };
+			e[i] = v;
 			return 0;
 		}
 	if (*n >= max)
 		return -ENOSPC;
-	e[(*n)++] = (struct x86_cpuid_entry){ .function = fn, .eax = a, .ebx = b, .ecx = c, .edx = d };
+	e[(*n)++] = v;
 	return 0;
 }
 
@@ -88,33 +82,60 @@ int hv_cpuid_fill(struct hv_partition *hv, struct x86_cpuid_entry *e, unsigned *
 			e[i].edx |= 1u << 8; /* invariant TSC */
 	}
 	int r = 0;
-	/* "Microsoft Hv": max leaf 0x4000000A. No KVM signature anywhere: KVM would win detection. */
-	r |= hv_cpuid_add(e, n, max, 0x40000000, 0x4000000A, 0x7263694D, 0x666F736F, 0x76482074);
-	r |= hv_cpuid_add(e, n, max, 0x40000001, 0x31237648, 0, 0, 0); /* "Hv#1" */
-	r |= hv_cpuid_add(e, n, max, 0x40000002, 20348, 10u << 16, 0, 0); /* build, version 10.0 */
-	r |= hv_cpuid_add(e, n, max, 0x40000003, HV_FEAT_EAX, HV_FEAT_EBX, 0, HV_FEAT_EDX);
-	r |= hv_cpuid_add(e, n, max, 0x40000004, HV_HINT_DEPRECATE_AEOI, 0xFFFFFFFF, 0, 0);
-	r |= hv_cpuid_add(e, n, max, 0x40000005, hv->nr_vps, hv->nr_vps * 2, 0, 0);
+	/* "Microsoft Hv", max leaf 0x4000000A. No KVM signature anywhere: KVM would win detection and
+	 * hv_vmbus requires the guest to have chosen Hyper-V. */
+	r |= hv_cpuid_add(e, n, max, HV_CPUID_VENDOR_AND_MAX, 0x4000000A, HV_CPUID_SIGNATURE_EBX,
+			  HV_CPUID_SIGNATURE_ECX, HV_CPUID_SIGNATURE_EDX);
+	r |= hv_cpuid_add(e, n, max, HV_CPUID_INTERFACE, HV_CPUID_INTERFACE_HV1, 0, 0, 0);
+	r |= hv_cpuid_add(e, n, max, HV_CPUID_VERSION, 20348, 10u << 16, 0, 0); /* build, version 10.0 */
+	r |= hv_cpuid_add(e, n, max, HV_CPUID_FEATURES, HV_FEAT_EAX, HV_FEAT_EBX, 0, HV_FEAT_EDX);
+	r |= hv_cpuid_add(e, n, max, HV_CPUID_ENLIGHTENMENT_INFO, HV_HINT_DEPRECATING_AEOI, 0xFFFFFFFF, 0, 0);
+	r |= hv_cpuid_add(e, n, max, HV_CPUID_IMPLEMENT_LIMITS, hv->nr_vps, hv->nr_vps * 2, 0, 0);
 	for (uint32_t f = 0x40000006; f <= 0x4000000A; f++)
 		r |= hv_cpuid_add(e, n, max, f, 0, 0, 0, 0);
-	/* Linux reads the "VS#1" leaves unconditionally: answer with zeroes, not whatever KVM returns. */
-	r |= hv_cpuid_add(e, n, max, 0x40000080, 0, 0, 0, 0);
-	r |= hv_cpuid_add(e, n, max, 0x40000081, 0, 0, 0, 0);
-	r |= hv_cpuid_add(e, n, max, 0x40000082, 0, 0, 0, 0);
+	/* Linux reads the "VS#1" leaves unconditionally: answer zeroes, not whatever KVM would. */
+	for (uint32_t f = 0x40000080; f <= 0x40000082; f++)
+		r |= hv_cpuid_add(e, n, max, f, 0, 0, 0, 0);
 	return r ? -ENOSPC : 0;
 }
 
-/* The hypercall page: ENDBR64 (so IBT kernels keep IBT on), OUT imm8 (leaves RDX intact), RET. */
+/* ENDBR64 (IBT kernels keep IBT on); the fast HvSignalEvent (control 0x1005D) becomes OUT 0x92 with
+ * EAX = connection id, which an ioeventfd per open channel turns into a doorbell with no exit to
+ * userspace; everything else is OUT 0x91 (imm8 form: RDX and R8 stay intact for the VMM to read). */
 static void hv_write_hypercall_page(struct hv_partition *hv, uint64_t gpa)
 {
-	static const uint8_t stub[] = { 0xf3, 0x0f, 0x1e, 0xfa, 0xe6, HV_HYPERCALL_PORT, 0xc3 };
+	static const uint8_t stub[] = {
+		0xf3, 0x0f, 0x1e, 0xfa,             /* endbr64 */
+		0x81, 0xf9, 0x5d, 0x00, 0x01, 0x00, /* cmp ecx, 0x1005d */
+		0x75, 0x07,                         /* jne slow */
+		0x89, 0xd0,                         /* mov eax, edx */
+		0xe7, HV_SIGNAL_PORT,               /* out 0x92, eax */
+		0x31, 0xc0,                         /* xor eax, eax */
+		0xc3,                               /* ret */
+		0xe6, HV_HYPERCALL_PORT,            /* slow: out 0x91, al */
+		0xc3,                               /* ret */
+	};
 	uint8_t *p = guest_mem_ptr(hv->mem, gpa, 4096);
 	if (!p) {
 		log_guest("hypercall page at GPA 0x%llx is outside RAM", (unsigned long long)gpa);
 		return;
 	}
 	memcpy(p, stub, sizeof(stub));
-	memset(p + sizeof(stub), 0xcc, 4096 - sizeof(stub)); /* int3 fill, like a real hypervisor */
+	memset(p + sizeof(stub), 0xcc, 4096 - sizeof(stub));
+}
+
+static void hv_write_reference_tsc(struct hv_partition *hv, uint64_t msr)
+{
+	struct hv_reference_tsc_page *p = guest_mem_ptr(hv->mem, msr & ~0xfffull, sizeof(*p));
+	if (!p) {
+		log_guest("reference TSC page at GPA 0x%llx is outside RAM", (unsigned long long)(msr & ~0xfffull));
+		return;
+	}
+	/* The guest TSC starts near 0 when the VM is created, so reference time = TSC * scale. */
+	__atomic_store_n(&p->tsc_sequence, 0, __ATOMIC_RELEASE);
+	p->tsc_scale = hv->tsc_scale;
+	p->tsc_offset = 0;
+	__atomic_store_n(&p->tsc_sequence, hv->tsc_scale ? 1 : 0, __ATOMIC_RELEASE); /* 0: use the MSR */
 }
 
 static void hv_report_crash(struct hv_partition *hv, uint64_t ctl)
@@ -122,7 +143,7 @@ static void hv_report_crash(struct hv_partition *hv, uint64_t ctl)
 	char msg[4096];
 	const char *m = NULL;
 	if (ctl & CRASH_CTL_NOTIFY_MSG) {
-		/* P3 = message GPA, P4 = length (Linux convention). */
+		/* Linux: P3 = message GPA, P4 = length. */
 		uint64_t len = hv->crash_p[4] < sizeof(msg) - 1 ? hv->crash_p[4] : sizeof(msg) - 1;
 		if (guest_mem_read(hv->mem, hv->crash_p[3], msg, len) == 0) {
 			msg[len] = 0;
@@ -134,58 +155,184 @@ static void hv_report_crash(struct hv_partition *hv, uint64_t ctl)
 		hv->ops.crash(hv->ops.opaque, hv->crash_p, m);
 }
 
+/* ---- SynIC ---- */
+
+static void hv_interrupt(struct hv_partition *hv, struct hv_vp *vp, uint64_t sint)
+{
+	vp->interrupts++;
+	if (hv->ops.interrupt)
+		hv->ops.interrupt(hv->ops.opaque, vp->index, SINT_VECTOR(sint));
+}
+
+static bool hv_sint_live(const struct hv_vp *vp, unsigned sint)
+{
+	uint64_t s = __atomic_load_n(&vp->sint[sint], __ATOMIC_ACQUIRE);
+	return (__atomic_load_n(&vp->scontrol, __ATOMIC_ACQUIRE) & 1) && !(s & SINT_MASKED);
+}
+
+/* Moves the head of the queue into the SIMP slot if it is free; vp->lock held. */
+static void hv_synic_deliver(struct hv_partition *hv, struct hv_vp *vp, unsigned sint)
+{
+	uint64_t simp = __atomic_load_n(&vp->simp, __ATOMIC_ACQUIRE);
+	if (!vp->head[sint] || !(simp & 1) || !hv_sint_live(vp, sint))
+		return;
+	struct hv_message *slot = guest_mem_ptr(hv->mem, (simp & ~0xfffull) + sint * HV_MESSAGE_SIZE, HV_MESSAGE_SIZE);
+	if (!slot)
+		return;
+	if (__atomic_load_n(&slot->header.message_type, __ATOMIC_ACQUIRE) != HVMSG_NONE) {
+		/* Busy: ask for an EOM, then look again in case the guest freed the slot meanwhile
+		 * (it clears the type before it reads msg_pending). */
+		__atomic_fetch_or(&slot->header.message_flags, HV_MESSAGE_FLAG_PENDING, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&slot->header.message_type, __ATOMIC_SEQ_CST) != HVMSG_NONE)
+			return;
+	}
+	struct hv_queued_msg *m = vp->head[sint];
+	vp->head[sint] = m->next;
+	if (!m->next)
+		vp->tail[sint] = NULL;
+	vp->qlen[sint]--;
+	memcpy(slot->payload, m->payload, m->len);
+	slot->header.payload_size = m->len;
+	slot->header.sender = 0;
+	slot->header.message_flags = vp->head[sint] ? HV_MESSAGE_FLAG_PENDING : 0;
+	__atomic_store_n(&slot->header.message_type, m->type, __ATOMIC_RELEASE);
+	free(m);
+	vp->delivered++;
+	hv_interrupt(hv, vp, vp->sint[sint]);
+}
+
+static void hv_synic_deliver_all(struct hv_partition *hv, struct hv_vp *vp)
+{
+	pthread_mutex_lock(&vp->lock);
+	for (unsigned s = 0; s < HV_SYNIC_SINT_COUNT; s++)
+		hv_synic_deliver(hv, vp, s);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+int hv_synic_post(struct hv_partition *hv, uint32_t vpi, unsigned sint, uint32_t type, const void *payload,
+		  unsigned len)
+{
+	if (vpi >= hv->nr_vps || sint >= HV_SYNIC_SINT_COUNT || len > HV_MESSAGE_PAYLOAD_BYTE_COUNT ||
+	    type == HVMSG_NONE)
+		return -EINVAL;
+	struct hv_vp *vp = &hv->vps[vpi];
+	struct hv_queued_msg *m = malloc(sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->next = NULL;
+	m->type = type;
+	m->len = (uint8_t)len;
+	memcpy(m->payload, payload, len);
+	pthread_mutex_lock(&vp->lock);
+	if (vp->qlen[sint] >= HV_SYNIC_QUEUE_MAX) {
+		pthread_mutex_unlock(&vp->lock);
+		free(m);
+		return -EAGAIN;
+	}
+	if (vp->tail[sint])
+		vp->tail[sint]->next = m;
+	else
+		vp->head[sint] = m;
+	vp->tail[sint] = m;
+	vp->qlen[sint]++;
+	hv_synic_deliver(hv, vp, sint);
+	pthread_mutex_unlock(&vp->lock);
+	return 0;
+}
+
+int hv_synic_signal(struct hv_partition *hv, uint32_t vpi, unsigned sint, unsigned flag)
+{
+	if (vpi >= hv->nr_vps || sint >= HV_SYNIC_SINT_COUNT || flag >= HV_EVENT_FLAGS_COUNT)
+		return -EINVAL;
+	struct hv_vp *vp = &hv->vps[vpi];
+	uint64_t siefp = __atomic_load_n(&vp->siefp, __ATOMIC_ACQUIRE);
+	if (!(siefp & 1) || !(__atomic_load_n(&vp->scontrol, __ATOMIC_ACQUIRE) & 1))
+		return -EAGAIN;
+	uint8_t *flags = guest_mem_ptr(hv->mem, (siefp & ~0xfffull) + sint * 256, 256);
+	if (!flags)
+		return -EAGAIN;
+	uint8_t bit = (uint8_t)(1u << (flag & 7));
+	uint8_t old = __atomic_fetch_or(&flags[flag / 8], bit, __ATOMIC_SEQ_CST);
+	/* A flag still set means the guest has not scanned since the last interrupt: it will see this one. */
+	if (!(old & bit) && hv_sint_live(vp, sint))
+		hv_interrupt(hv, vp, vp->sint[sint]);
+	return 0;
+}
+
+void hv_synic_poll(struct hv_partition *hv)
+{
+	for (unsigned i = 0; i < hv->nr_vps; i++)
+		hv_synic_deliver_all(hv, &hv->vps[i]);
+}
+
+unsigned hv_synic_queued(struct hv_partition *hv)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < hv->nr_vps; i++)
+		for (unsigned s = 0; s < HV_SYNIC_SINT_COUNT; s++)
+			n += __atomic_load_n(&hv->vps[i].qlen[s], __ATOMIC_RELAXED);
+	return n;
+}
+
+/* ---- MSRs ---- */
+
 int hv_msr_read(struct hv_partition *hv, struct hv_vp *vp, uint32_t index, uint64_t *value)
 {
 	switch (index) {
-	case MSR_GUEST_OS_ID:
+	case HV_MSR_GUEST_OS_ID:
 		*value = hv->guest_os_id;
 		return 0;
-	case MSR_HYPERCALL:
+	case HV_MSR_HYPERCALL:
 		*value = hv->hypercall;
 		return 0;
-	case MSR_VP_INDEX:
+	case HV_MSR_VP_INDEX:
 		*value = vp->index;
 		return 0;
-	case MSR_TIME_REF_COUNT:
-		*value = (hv_now_ns() - hv->start_ns) / 100;
+	case HV_MSR_TIME_REF_COUNT: {
+		uint64_t tsc = hv->ops.guest_tsc ? hv->ops.guest_tsc(hv->ops.opaque, vp->index) : 0;
+		*value = (uint64_t)(((unsigned __int128)tsc * hv->tsc_scale) >> 64);
 		return 0;
-	case MSR_TSC_FREQUENCY:
+	}
+	case HV_MSR_REFERENCE_TSC:
+		*value = hv->reference_tsc;
+		return 0;
+	case HV_MSR_TSC_FREQUENCY:
 		*value = hv->tsc_hz;
 		return 0;
-	case MSR_APIC_FREQUENCY:
+	case HV_MSR_APIC_FREQUENCY:
 		*value = hv->apic_hz;
 		return 0;
-	case MSR_VP_ASSIST_PAGE:
+	case HV_MSR_VP_ASSIST_PAGE:
 		*value = vp->vp_assist;
 		return 0;
-	case MSR_SCONTROL:
+	case HV_MSR_SCONTROL:
 		*value = vp->scontrol;
 		return 0;
-	case MSR_SVERSION:
+	case HV_MSR_SVERSION:
 		*value = 1;
 		return 0;
-	case MSR_SIEFP:
+	case HV_MSR_SIEFP:
 		*value = vp->siefp;
 		return 0;
-	case MSR_SIMP:
+	case HV_MSR_SIMP:
 		*value = vp->simp;
 		return 0;
-	case MSR_EOM:
+	case HV_MSR_EOM:
 		*value = 0;
 		return 0;
-	case MSR_CRASH_CTL:
+	case HV_MSR_CRASH_CTL:
 		*value = CRASH_CTL_NOTIFY | CRASH_CTL_NOTIFY_MSG;
 		return 0;
-	case MSR_TSC_INVARIANT_CONTROL:
+	case HV_MSR_TSC_INVARIANT_CONTROL:
 		*value = 1;
 		return 0;
 	default:
-		if (index >= MSR_SINT0 && index <= MSR_SINT15) {
-			*value = vp->sint[index - MSR_SINT0];
+		if (index >= HV_MSR_SINT0 && index < HV_MSR_SINT0 + HV_SYNIC_SINT_COUNT) {
+			*value = vp->sint[index - HV_MSR_SINT0];
 			return 0;
 		}
-		if (index >= MSR_CRASH_P0 && index <= MSR_CRASH_P4) {
-			*value = hv->crash_p[index - MSR_CRASH_P0];
+		if (index >= HV_MSR_CRASH_P0 && index < HV_MSR_CRASH_P0 + 5) {
+			*value = hv->crash_p[index - HV_MSR_CRASH_P0];
 			return 0;
 		}
 		return -ENOENT;
@@ -195,38 +342,50 @@ int hv_msr_read(struct hv_partition *hv, struct hv_vp *vp, uint32_t index, uint6
 int hv_msr_write(struct hv_partition *hv, struct hv_vp *vp, uint32_t index, uint64_t value)
 {
 	switch (index) {
-	case MSR_GUEST_OS_ID:
+	case HV_MSR_GUEST_OS_ID:
 		pthread_mutex_lock(&hv->lock);
 		hv->guest_os_id = value;
 		if (!value)
 			hv->hypercall &= ~1ull; /* clearing the guest OS id disables the hypercall page */
 		pthread_mutex_unlock(&hv->lock);
 		return 0;
-	case MSR_HYPERCALL:
+	case HV_MSR_HYPERCALL:
 		pthread_mutex_lock(&hv->lock);
-		/* Bit 1 (locked) and the reserved bits 2..11 are kept as written only where defined. */
 		hv->hypercall = value & ~0xffcull;
 		if (value & 1)
 			hv_write_hypercall_page(hv, value & ~0xfffull);
 		pthread_mutex_unlock(&hv->lock);
 		return 0;
-	case MSR_VP_ASSIST_PAGE:
+	case HV_MSR_REFERENCE_TSC:
+		pthread_mutex_lock(&hv->lock);
+		hv->reference_tsc = value & ~0xffeull;
+		if (value & 1)
+			hv_write_reference_tsc(hv, value);
+		pthread_mutex_unlock(&hv->lock);
+		return 0;
+	case HV_MSR_VP_INDEX:
+	case HV_MSR_TIME_REF_COUNT:
+	case HV_MSR_TSC_FREQUENCY:
+	case HV_MSR_APIC_FREQUENCY:
+	case HV_MSR_SVERSION:
+		return -EINVAL; /* read-only: #GP */
+	case HV_MSR_VP_ASSIST_PAGE:
 		vp->vp_assist = value;
 		return 0;
-	case MSR_SCONTROL:
-		vp->scontrol = value & 1;
+	case HV_MSR_SCONTROL:
+		__atomic_store_n(&vp->scontrol, value & 1, __ATOMIC_RELEASE);
+		break;
+	case HV_MSR_SIEFP:
+		__atomic_store_n(&vp->siefp, value & ~0xffeull, __ATOMIC_RELEASE);
+		break;
+	case HV_MSR_SIMP:
+		__atomic_store_n(&vp->simp, value & ~0xffeull, __ATOMIC_RELEASE);
+		break;
+	case HV_MSR_EOM:
+		break;
+	case HV_MSR_TSC_INVARIANT_CONTROL:
 		return 0;
-	case MSR_SIEFP:
-		vp->siefp = value & ~0xffeull;
-		return 0;
-	case MSR_SIMP:
-		vp->simp = value & ~0xffeull;
-		return 0;
-	case MSR_EOM:
-		return 0;
-	case MSR_TSC_INVARIANT_CONTROL:
-		return 0;
-	case MSR_CRASH_CTL:
+	case HV_MSR_CRASH_CTL:
 		if (value & CRASH_CTL_NOTIFY) {
 			pthread_mutex_lock(&hv->lock);
 			hv_report_crash(hv, value);
@@ -234,18 +393,21 @@ int hv_msr_write(struct hv_partition *hv, struct hv_vp *vp, uint32_t index, uint
 		}
 		return 0;
 	default:
-		if (index >= MSR_SINT0 && index <= MSR_SINT15) {
+		if (index >= HV_MSR_SINT0 && index < HV_MSR_SINT0 + HV_SYNIC_SINT_COUNT) {
 			if ((value & 0xff) < 16 && !(value & SINT_MASKED))
 				return -EINVAL; /* vectors 0-15 are reserved: #GP as on Hyper-V */
-			vp->sint[index - MSR_SINT0] = value & 0x700ffull;
-			return 0;
+			__atomic_store_n(&vp->sint[index - HV_MSR_SINT0], value & 0x700ffull, __ATOMIC_RELEASE);
+			break;
 		}
-		if (index >= MSR_CRASH_P0 && index <= MSR_CRASH_P4) {
+		if (index >= HV_MSR_CRASH_P0 && index < HV_MSR_CRASH_P0 + 5) {
 			pthread_mutex_lock(&hv->lock);
-			hv->crash_p[index - MSR_CRASH_P0] = value;
+			hv->crash_p[index - HV_MSR_CRASH_P0] = value;
 			pthread_mutex_unlock(&hv->lock);
 			return 0;
 		}
 		return -ENOENT;
 	}
+	/* EOM, or a SynIC register that may have enabled delivery: move queued messages on. */
+	hv_synic_deliver_all(hv, vp);
+	return 0;
 }

@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include "devices/ioapic.h"
+#include "devices/testdev.h"
 #include "devices/uart.h"
 #include "hv/hv.h"
 #include "platform/acpi.h"
 #include "util/log.h"
+#include "vmbus/host.h"
 #include "vmm/boot.h"
 #include "vmm/complete.h"
 #include "vmm/loader.h"
@@ -28,8 +30,11 @@ struct gen2 {
 	struct vm vm;
 	struct hv_partition hv;
 	struct hv_vp vps[VM_MAX_VCPUS];
+	bool hv_ready;
 	struct ioapic ioapic;
 	struct uart com1;
+	struct vmbus_host *vmbus;
+	struct testdev *testdev;
 	struct console com1_con, debug_con;
 	uint32_t testdev_regs[16]; /* MMIO scratch registers for test guests */
 	bool has_com1, has_debug;
@@ -143,14 +148,66 @@ static int gen2_msr_write(void *opaque, struct vcpu *v, uint32_t index, uint64_t
 	return -ENOENT;
 }
 
+/* The hypercall page's slow path (OUT 0x91): RCX = control, RDX/R8 = input/output GPA or fast
+ * inputs. The status goes to RAX; KVM then skips the OUT. */
 static void gen2_hypercall(struct vcpu *v, void *opaque)
 {
-	(void)opaque;
+	struct gen2 *g = opaque;
 	struct x86_regs r;
 	if (kvm_vcpu_get_regs(v->kvm, &r))
 		return;
-	r.gpr[X86_RAX] = 2; /* HV_STATUS_INVALID_HYPERCALL_CODE: no hypercall is implemented yet */
+	uint64_t control = r.gpr[X86_RCX];
+	uint16_t code = (uint16_t)control;
+	bool fast = control & (1ull << 16);
+	uint16_t status = HV_STATUS_INVALID_HYPERCALL_CODE;
+	if (code == HVCALL_POST_MESSAGE) {
+		status = fast ? HV_STATUS_INVALID_HYPERCALL_INPUT
+			      : vmbus_host_post_message(g->vmbus, v->id, r.gpr[X86_RDX]);
+	} else if (code == HVCALL_SIGNAL_EVENT) {
+		uint64_t in = r.gpr[X86_RDX];
+		if (!fast) {
+			uint64_t word = 0;
+			if ((in & 7) || guest_mem_read(&g->vm.mem, in, &word, sizeof(word)))
+				in = ~0ull;
+			else
+				in = word;
+		}
+		status = in == ~0ull ? HV_STATUS_INVALID_ALIGNMENT : vmbus_host_signal_event(g->vmbus, (uint32_t)in);
+	} else if (control >> 32 || (control & 0xfc00000ull)) {
+		status = HV_STATUS_INVALID_HYPERCALL_INPUT;
+	}
+	if (status == HV_STATUS_INVALID_HYPERCALL_CODE)
+		log_guest("hypercall 0x%04x is not implemented", code);
+	r.gpr[X86_RAX] = status;
 	kvm_vcpu_set_regs(v->kvm, &r);
+}
+
+/* The fast HvSignalEvent's OUT 0x92 when no doorbell matched (e.g. a channel not open). */
+static void gen2_signal_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
+{
+	struct gen2 *g = opaque;
+	if (!is_write || len != 4)
+		return;
+	uint32_t conn;
+	memcpy(&conn, data, 4);
+	vmbus_host_signal_event(g->vmbus, conn);
+}
+
+static void gen2_interrupt(void *opaque, uint32_t vp, uint8_t vector)
+{
+	struct gen2 *g = opaque;
+	/* Fixed, edge, physical destination = the VP's APIC id (= VP index). */
+	kvm_vm_signal_msi(g->vm.kvm, 0xFEE00000ull | (uint64_t)vp << 12, vector);
+}
+
+static uint64_t gen2_guest_tsc(void *opaque, uint32_t vp)
+{
+	struct gen2 *g = opaque;
+	uint64_t tsc = 0;
+	/* Only ever called on VP vp's own thread (its TIME_REF_COUNT read), outside KVM_RUN. */
+	if (vp < g->vm.nr_vcpus)
+		kvm_vcpu_get_msr(g->vm.vcpus[vp].kvm, 0x10, &tsc);
+	return tsc;
 }
 
 static void gen2_crash(void *opaque, const uint64_t p[5], const char *msg)
@@ -279,11 +336,25 @@ static int gen2_setup(struct gen2 *g)
 	vm->pio.log_unclaimed = vm->mmio.log_unclaimed = cfg->log_unclaimed;
 
 	uint32_t tsc_khz = kvm_vcpu_tsc_khz(vm->vcpus[0].kvm);
-	struct hv_ops hops = { .opaque = g, .crash = gen2_crash };
-	hv_partition_init(&g->hv, &vm->mem, vm->nr_vcpus, (uint64_t)tsc_khz * 1000, 1000000000ull, &hops);
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		hv_vp_init(&g->vps[i], i);
+	struct hv_ops hops = { .opaque = g, .crash = gen2_crash, .interrupt = gen2_interrupt,
+			       .guest_tsc = gen2_guest_tsc };
+	/* KVM's LAPIC timer counts at 1 GHz (a 1 ns bus cycle). */
+	hv_partition_init(&g->hv, &vm->mem, g->vps, vm->nr_vcpus, (uint64_t)tsc_khz * 1000, 1000000000ull, &hops);
+	g->hv_ready = true;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vm->vcpus[i].hv = &g->vps[i];
+	if ((r = vmbus_host_create(&g->vmbus, &vm->mem, &g->hv, vm->kvm))) {
+		log_error("cannot start the VMBus host: %s", strerror(-r));
+		return r;
+	}
+	if (cfg->test_devices) {
+		vmbus_host_lock(g->vmbus);
+		r = testdev_create(vmbus_host_server(g->vmbus), 0, 4, &g->testdev);
+		vmbus_host_unlock(g->vmbus);
+		if (r) {
+			log_error("cannot create the VMBus test device: %s", strerror(-r));
+			return r;
+		}
 	}
 	if ((r = kvm_vm_filter_msrs(vm->kvm, HV_MSR_FIRST, HV_MSR_COUNT))) {
 		log_error("cannot route the Hyper-V MSRs to gen2vm: %s", strerror(-r));
@@ -292,6 +363,7 @@ static int gen2_setup(struct gen2 *g)
 	vm->msr = (struct vm_msr_ops){ .opaque = g, .read = gen2_msr_read, .write = gen2_msr_write };
 	vm->vcpu_port = HV_HYPERCALL_PORT;
 	vm->vcpu_port_fn = gen2_hypercall;
+	vm->vcpu_port_opaque = g;
 	vm->emulate = vcpu_complete_instruction;
 	if ((r = gen2_setup_cpuid(g)))
 		return r;
@@ -302,6 +374,7 @@ static int gen2_setup(struct gen2 *g)
 	r = ioapic_attach(&g->ioapic, &vm->mmio);
 	r = r ? r : bus_register(&vm->pio, ACPI_PORT_SLEEP_CONTROL, 3, gen2_pm_io, g, "acpi-pm");
 	r = r ? r : bus_register(&vm->pio, 0x80, 1, gen2_null_io, g, "post");
+	r = r ? r : bus_register(&vm->pio, HV_SIGNAL_PORT, 4, gen2_signal_io, g, "hv-signal");
 	if (r)
 		return r;
 	if (cfg->com1.kind != CONSOLE_NONE) {
@@ -400,6 +473,16 @@ static void gen2_teardown(struct gen2 *g)
 {
 	if (g->vm.kvm)
 		vm_destroy(&g->vm);
+	if (g->vmbus) {
+		if (g->testdev) {
+			vmbus_host_lock(g->vmbus);
+			testdev_destroy(g->testdev);
+			vmbus_host_unlock(g->vmbus);
+		}
+		vmbus_host_destroy(g->vmbus);
+	}
+	if (g->hv_ready)
+		hv_partition_destroy(&g->hv);
 	if (g->has_com1 || g->com1_con.thread_started)
 		console_close(&g->com1_con);
 	if (g->has_debug || g->debug_con.thread_started)

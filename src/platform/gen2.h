@@ -29,6 +29,7 @@ struct gen2_config {
 	bool processor_compat; /* Hyper-V's processor compatibility mode: a conservative CPUID */
 	bool no_reboot;        /* a guest reset ends the process (exit code 3) instead of restarting */
 	bool stats;            /* print exit counts and timings when the VM ends */
+	bool test_devices;     /* offer the VMBus echo test device */
 	bool log_unclaimed;    /* log accesses no device claims */
 	uint64_t start_ns;     /* process start, for the boot benchmark */
 };

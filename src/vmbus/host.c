@@ -1,0 +1,222 @@
+#include "vmbus/host.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+#define VMBUS_SINT 2
+#define MAX_DOORBELLS 2048
+#define RETRY_MS 10
+#define TX_BUSY_LIMIT (HV_SYNIC_QUEUE_MAX / 2)
+
+struct doorbell {
+	int efd;
+	uint32_t connection_id;
+};
+
+struct vmbus_host {
+	pthread_mutex_t lock;
+	struct vmbus_server *srv;
+	struct hv_partition *hv;
+	const struct guest_mem *mem;
+	struct kvm_vm *kvm;
+	int epfd, timerfd, stopfd;
+	pthread_t thread;
+	bool thread_started;
+	struct doorbell bells[MAX_DOORBELLS]; /* indexed by relid */
+};
+
+/* ---- notifier (called with the server lock held, except signal_guest) ---- */
+
+static int host_post_to_guest(void *ctx, uint32_t vp, const void *msg, uint32_t len)
+{
+	struct vmbus_host *h = ctx;
+	return hv_synic_post(h->hv, vp, VMBUS_SINT, HVMSG_VMBUS, msg, len);
+}
+
+static void host_signal_guest(void *ctx, uint32_t vp, uint32_t relid)
+{
+	struct vmbus_host *h = ctx;
+	hv_synic_signal(h->hv, vp, VMBUS_SINT, relid);
+}
+
+static bool host_tx_busy(void *ctx)
+{
+	struct vmbus_host *h = ctx;
+	return hv_synic_queued(h->hv) > TX_BUSY_LIMIT;
+}
+
+static void host_channel_opened(void *ctx, uint32_t relid, uint32_t conn)
+{
+	struct vmbus_host *h = ctx;
+	if (!h->kvm || relid >= MAX_DOORBELLS || h->bells[relid].efd >= 0)
+		return;
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (efd < 0)
+		return;
+	if (kvm_vm_ioeventfd(h->kvm, efd, HV_SIGNAL_PORT, 4, true, conn, true) < 0) {
+		close(efd); /* signals still arrive, as port exits */
+		return;
+	}
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = relid };
+	epoll_ctl(h->epfd, EPOLL_CTL_ADD, efd, &ev);
+	h->bells[relid] = (struct doorbell){ efd, conn };
+}
+
+static void host_channel_closed(void *ctx, uint32_t relid, uint32_t conn)
+{
+	struct vmbus_host *h = ctx;
+	if (relid >= MAX_DOORBELLS || h->bells[relid].efd < 0)
+		return;
+	struct doorbell *b = &h->bells[relid];
+	epoll_ctl(h->epfd, EPOLL_CTL_DEL, b->efd, NULL);
+	kvm_vm_ioeventfd(h->kvm, b->efd, HV_SIGNAL_PORT, 4, true, b->connection_id, false);
+	close(b->efd);
+	b->efd = -1;
+}
+
+/* ---- service thread ---- */
+
+static void *host_thread(void *arg)
+{
+	struct vmbus_host *h = arg;
+	struct epoll_event evs[32];
+	for (;;) {
+		int n = epoll_wait(h->epfd, evs, 32, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			uint64_t tag = evs[i].data.u64, v;
+			if (tag == UINT64_MAX)
+				return NULL; /* stop */
+			if (tag == UINT64_MAX - 1) {
+				if (read(h->timerfd, &v, sizeof(v)) > 0 && hv_synic_queued(h->hv))
+					hv_synic_poll(h->hv);
+				continue;
+			}
+			pthread_mutex_lock(&h->lock);
+			struct doorbell *b = tag < MAX_DOORBELLS ? &h->bells[tag] : NULL;
+			if (b && b->efd >= 0 && read(b->efd, &v, sizeof(v)) > 0)
+				vmbus_server_signal_event(h->srv, b->connection_id);
+			pthread_mutex_unlock(&h->lock);
+		}
+	}
+	return NULL;
+}
+
+int vmbus_host_create(struct vmbus_host **out, const struct guest_mem *mem, struct hv_partition *hv,
+		      struct kvm_vm *kvm)
+{
+	struct vmbus_host *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	pthread_mutex_init(&h->lock, NULL);
+	h->hv = hv;
+	h->mem = mem;
+	h->kvm = kvm;
+	h->epfd = h->timerfd = h->stopfd = -1;
+	for (unsigned i = 0; i < MAX_DOORBELLS; i++)
+		h->bells[i].efd = -1;
+	struct vmbus_server_config cfg = { .mem = mem, .nr_vps = hv->nr_vps };
+	struct vmbus_server_notifier n = {
+		.ctx = h, .post_to_guest = host_post_to_guest, .signal_guest = host_signal_guest,
+		.tx_busy = host_tx_busy, .channel_opened = host_channel_opened, .channel_closed = host_channel_closed,
+	};
+	int r = vmbus_server_create(&cfg, &n, &h->srv);
+	if (r)
+		goto fail;
+	h->epfd = epoll_create1(EPOLL_CLOEXEC);
+	h->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	h->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (h->epfd < 0 || h->timerfd < 0 || h->stopfd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	struct itimerspec its = { .it_interval = { 0, RETRY_MS * 1000000L }, .it_value = { 0, RETRY_MS * 1000000L } };
+	timerfd_settime(h->timerfd, 0, &its, NULL);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = UINT64_MAX - 1 };
+	epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->timerfd, &ev);
+	ev.data.u64 = UINT64_MAX;
+	epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->stopfd, &ev);
+	if ((r = -pthread_create(&h->thread, NULL, host_thread, h)))
+		goto fail;
+	h->thread_started = true;
+	*out = h;
+	return 0;
+fail:
+	vmbus_host_destroy(h);
+	return r;
+}
+
+void vmbus_host_destroy(struct vmbus_host *h)
+{
+	if (!h)
+		return;
+	if (h->thread_started) {
+		uint64_t one = 1;
+		if (write(h->stopfd, &one, sizeof(one)) != sizeof(one))
+			log_error("vmbus: cannot stop the service thread");
+		pthread_join(h->thread, NULL);
+	}
+	pthread_mutex_lock(&h->lock);
+	vmbus_server_destroy(h->srv); /* closes channels: doorbells go through channel_closed */
+	pthread_mutex_unlock(&h->lock);
+	for (unsigned i = 0; i < MAX_DOORBELLS; i++)
+		if (h->bells[i].efd >= 0)
+			close(h->bells[i].efd);
+	if (h->epfd >= 0)
+		close(h->epfd);
+	if (h->timerfd >= 0)
+		close(h->timerfd);
+	if (h->stopfd >= 0)
+		close(h->stopfd);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+struct vmbus_server *vmbus_host_server(struct vmbus_host *h)
+{
+	return h->srv;
+}
+
+void vmbus_host_lock(struct vmbus_host *h)
+{
+	pthread_mutex_lock(&h->lock);
+}
+
+void vmbus_host_unlock(struct vmbus_host *h)
+{
+	pthread_mutex_unlock(&h->lock);
+}
+
+uint16_t vmbus_host_post_message(struct vmbus_host *h, uint32_t vp, uint64_t gpa)
+{
+	/* The TLFS requires the input to be 8-byte aligned and not to cross a page. */
+	if ((gpa & 7) || (gpa & 0xfff) + sizeof(struct hv_input_post_message) > 4096)
+		return HV_STATUS_INVALID_ALIGNMENT;
+	struct hv_input_post_message in;
+	if (guest_mem_read(h->mem, gpa, &in, sizeof(in)))
+		return HV_STATUS_INVALID_PARAMETER;
+	pthread_mutex_lock(&h->lock);
+	uint16_t st = vmbus_server_post_message(h->srv, vp, in.connection_id & HV_CONNECTION_ID_MASK, in.message_type,
+						in.payload, in.payload_size);
+	pthread_mutex_unlock(&h->lock);
+	return st;
+}
+
+uint16_t vmbus_host_signal_event(struct vmbus_host *h, uint32_t connection_id)
+{
+	pthread_mutex_lock(&h->lock);
+	uint16_t st = vmbus_server_signal_event(h->srv, connection_id & HV_CONNECTION_ID_MASK);
+	pthread_mutex_unlock(&h->lock);
+	return st;
+}
