@@ -10,21 +10,43 @@ volatile unsigned ap_next_index = 1;
 volatile unsigned ap_checked_in;
 static void (*volatile ap_fn)(unsigned);
 
+/* String instructions: kernel-mode guest code is emulated one instruction at a time on PVM hosts,
+ * and a rep string instruction counts as one. */
 void *memset(void *d, int c, size_t n)
 {
-	unsigned char *p = d;
-	while (n--)
-		*p++ = (unsigned char)c;
-	return d;
+	void *r = d;
+	__asm__ volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
+	return r;
 }
 
 void *memcpy(void *d, const void *s, size_t n)
 {
-	unsigned char *p = d;
-	const unsigned char *q = s;
+	void *r = d;
+	size_t q = n / 8;
+	__asm__ volatile("rep movsq" : "+D"(d), "+S"(s), "+c"(q) : : "memory");
+	n &= 7;
+	__asm__ volatile("rep movsb" : "+D"(d), "+S"(s), "+c"(n) : : "memory");
+	return r;
+}
+
+void *memmove(void *d, const void *s, size_t n)
+{
+	if ((uintptr_t)d <= (uintptr_t)s || (uintptr_t)d >= (uintptr_t)s + n)
+		return memcpy(d, s, n);
+	unsigned char *p = (unsigned char *)d + n;
+	const unsigned char *q = (const unsigned char *)s + n;
 	while (n--)
-		*p++ = *q++;
+		*--p = *--q;
 	return d;
+}
+
+int memcmp(const void *a, const void *b, size_t n)
+{
+	const unsigned char *p = a, *q = b;
+	for (; n; n--, p++, q++)
+		if (*p != *q)
+			return *p - *q;
+	return 0;
 }
 
 void gputs(const char *s)

@@ -57,5 +57,7 @@ int guest_main(unsigned ncpus, uint64_t rsdp);
 
 void *memset(void *d, int c, size_t n);
 void *memcpy(void *d, const void *s, size_t n);
+void *memmove(void *d, const void *s, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
 
 #endif
