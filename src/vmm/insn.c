@@ -1125,12 +1125,25 @@ static int insn_fence(struct dec *d)
 	return 0;
 }
 
+/* 9B fwait: #NM when CR0.TS and CR0.MP are both set, else it only waits for x87 work, which the
+ * exit has already drained (a pending unmasked x87 error would need FSW from the XSAVE state; KVM
+ * keeps it there and delivers #MF itself on the next x87 instruction). */
+static int insn_fwait(struct dec *d)
+{
+	dec_set_name(d, "fwait", false);
+	if ((d->cpu->cr0 & X86_CR0_TS) && (d->cpu->cr0 & X86_CR0_MP))
+		return dec_exception(d, VEC_NM, false, 0);
+	dec_advance(d);
+	return 0;
+}
+
 static int insn_dispatch(struct dec *d, struct insn_xstate *xs)
 {
 	struct insn_cpu *c = d->cpu;
 	if (d->map == 1 && !d->vex) {
 		switch (d->op) {
 		case 0xCC: return insn_trap(d, VEC_BP);
+		case 0x9B: return insn_fwait(d);
 		case 0xF1: return insn_trap(d, VEC_DB);
 		case 0xCE:
 			if (d->mode64)

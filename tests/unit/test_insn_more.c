@@ -8,6 +8,7 @@
 
 #include "guest_pt.h"
 #include "vmm/insn.h"
+#include "vmm/pagewalk.h"
 #include "vmm/x86.h"
 
 #define CODE 0x400000ull
@@ -158,12 +159,33 @@ static void test_rdrand_fence(void **state)
 	assert_int_equal(c.rip, CODE + 3);
 }
 
+static void test_fwait(void **state)
+{
+	static const uint8_t fwait[] = { 0x9b };
+	struct insn_cpu c = cpu64();
+	struct insn_outcome o;
+	run(&c, fwait, sizeof(fwait), &o);
+	assert_int_equal(o.status, INSN_DONE);
+	assert_string_equal(o.mnemonic, "fwait");
+	assert_int_equal(c.rip, CODE + 1);
+	c = cpu64();
+	c.cr0 |= X86_CR0_TS | X86_CR0_MP; /* lazy FPU switch pending: #NM, RIP unchanged */
+	run(&c, fwait, sizeof(fwait), &o);
+	assert_int_equal(o.status, INSN_EXCEPTION);
+	assert_int_equal(o.vector, 7);
+	assert_int_equal(c.rip, CODE);
+	c = cpu64();
+	c.cr0 |= X86_CR0_TS; /* TS without MP: fwait does not fault */
+	run(&c, fwait, sizeof(fwait), &o);
+	assert_int_equal(o.status, INSN_DONE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_popcnt_reg64), cmocka_unit_test(test_popcnt_zero_mem32),
 		cmocka_unit_test(test_tzcnt_lzcnt), cmocka_unit_test(test_popcnt_fault),
-		cmocka_unit_test(test_clac_stac), cmocka_unit_test(test_rdrand_fence),
+		cmocka_unit_test(test_clac_stac), cmocka_unit_test(test_rdrand_fence), cmocka_unit_test(test_fwait),
 	};
 	return cmocka_run_group_tests_name("insn_more", tests, setup, teardown);
 }
