@@ -35,6 +35,7 @@
 /* Architectural bits the walk looks at (shared with the instruction completer). */
 #define X86_CR0_PE   (1ull << 0)
 #define X86_CR0_EM   (1ull << 2)
+#define X86_CR0_MP   (1ull << 1)
 #define X86_CR0_TS   (1ull << 3)
 #define X86_CR0_WP   (1ull << 16)
 #define X86_CR0_PG   (1ull << 31)
