@@ -1,0 +1,119 @@
+/* Shared by the disk-image fuzz targets: a valid template image is patched by the input
+ * (records of u32 offset, u8 length, bytes), checksums are optionally fixed up so the parsers'
+ * deeper checks are reached, and the result is opened, read, written, trimmed and closed. */
+#ifndef GEN2VM_FUZZ_COMMON_H
+#define GEN2VM_FUZZ_COMMON_H
+
+#include "disk/disk.h"
+#include "util/log.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static uint8_t *fz_template;
+static size_t fz_template_len;
+static uint8_t *fz_dirty; /* per 4 KiB page: non-zero in the template or patched */
+
+static void fz_template_make(const struct disk_create_opts *o, const char *parent_fmt)
+{
+	char path[] = "/tmp/g2vm-fuzz-XXXXXX";
+	int fd = mkstemp(path);
+	close(fd);
+	unlink(path);
+	log_set_level(LOG_ERROR);
+	if (disk_create(path, o))
+		abort();
+	struct disk *d;
+	if (disk_open(path, 0, &d))
+		abort();
+	uint8_t b[8192];
+	memset(b, 0x5a, sizeof(b));
+	disk_pwrite(d, b, sizeof(b), 0);
+	disk_pwrite(d, b, sizeof(b), d->size / 2);
+	d->ops->flush(d);
+	disk_close(d);
+	FILE *f = fopen(path, "rb");
+	fseek(f, 0, SEEK_END);
+	fz_template_len = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	fz_template = malloc(fz_template_len);
+	if (fread(fz_template, 1, fz_template_len, f) != fz_template_len)
+		abort();
+	fclose(f);
+	unlink(path);
+	static const uint8_t zero[4096];
+	fz_dirty = calloc(fz_template_len / 4096 + 1, 1);
+	for (size_t pg = 0; pg * 4096 < fz_template_len; pg++) {
+		size_t n = fz_template_len - pg * 4096 < 4096 ? fz_template_len - pg * 4096 : 4096;
+		fz_dirty[pg] = memcmp(fz_template + pg * 4096, zero, n) != 0;
+	}
+	log_set_level(getenv("FUZZ_VERBOSE") ? LOG_DEBUG : LOG_ERROR);
+}
+
+/* Applies the patches; returns the flags byte (first input byte) or -1. */
+static int fz_patch(uint8_t *img, size_t len, const uint8_t *in, size_t n, uint8_t *dirty)
+{
+	if (n < 1)
+		return -1;
+	int flags = in[0];
+	size_t i = 1;
+	while (i + 5 <= n) {
+		uint32_t off;
+		memcpy(&off, in + i, 4);
+		uint8_t l = in[i + 4];
+		i += 5;
+		if (l > n - i)
+			l = (uint8_t)(n - i);
+		off %= (uint32_t)len;
+		if (l > len - off)
+			l = (uint8_t)(len - off);
+		memcpy(img + off, in + i, l);
+		for (size_t pg = off / 4096; l && pg <= (off + l - 1) / 4096; pg++)
+			dirty[pg] = 1;
+		i += l;
+	}
+	return flags;
+}
+
+/* Writes only the pages that can be non-zero: the images are mostly holes. */
+static void fz_exercise(const uint8_t *img, size_t len, int flags, const uint8_t *dirty)
+{
+	int fd = memfd_create("fuzz-image", 0);
+	if (fd < 0)
+		return;
+	if (ftruncate(fd, (off_t)len)) {
+		close(fd);
+		return;
+	}
+	for (size_t pg = 0; pg * 4096 < len; pg++) {
+		size_t n = len - pg * 4096 < 4096 ? len - pg * 4096 : 4096;
+		if (dirty[pg] && pwrite(fd, img + pg * 4096, n, (off_t)(pg * 4096)) != (ssize_t)n) {
+			close(fd);
+			return;
+		}
+	}
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	struct disk *d;
+	if (!disk_open(path, (flags & 1) ? DISK_RDONLY : 0, &d)) {
+		uint8_t b[65536];
+		uint64_t offs[4] = { 0, d->size / 2, d->size > sizeof(b) ? d->size - sizeof(b) : 0,
+				     (d->size / 3) & ~511ull };
+		for (int i = 0; i < 4; i++) {
+			uint64_t n = d->size - offs[i] < sizeof(b) ? d->size - offs[i] : sizeof(b);
+			disk_pread(d, b, n, offs[i]);
+			if (!(flags & 1) && (flags & 2))
+				disk_pwrite(d, b, n < 4096 ? n : 4096, offs[i]);
+		}
+		if (!(flags & 1) && (flags & 4) && d->ops->discard)
+			d->ops->discard(d, 0, d->size < (4u << 20) ? d->size : (4u << 20));
+		disk_close(d);
+	}
+	close(fd);
+}
+
+#endif
