@@ -3,7 +3,7 @@
 set -euo pipefail
 what=${1:-build}
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-build_pkgs="build-essential pkg-config libjson-c-dev liburing-dev liblz4-dev zlib1g-dev liblzma-dev libzstd-dev"
+build_pkgs="build-essential busybox-static pkg-config libjson-c-dev liburing-dev liblz4-dev zlib1g-dev liblzma-dev libzstd-dev"
 test_pkgs="libcmocka-dev python3-pytest acpica-tools busybox-static cpio e2fsprogs qemu-utils clang xz-utils zstd lz4"
 pkgs=$build_pkgs
 [ "$what" = test ] && pkgs="$build_pkgs $test_pkgs"
@@ -13,4 +13,9 @@ if [ -n "$missing" ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	$SUDO apt-get update -qq
 	$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# The real-client tests and the demo fetch Debian's cloud kernel with apt-get download: make sure the
+# package lists know it.
+if ! apt-cache policy linux-image-cloud-amd64 2>/dev/null | grep -q "Candidate: [0-9]"; then
+	$SUDO apt-get update -qq
 fi
