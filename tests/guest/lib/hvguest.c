@@ -1,0 +1,98 @@
+#include "hvguest.h"
+
+#define HV_GUEST_OS_ID 0x40000000u
+#define HV_HYPERCALL 0x40000001u
+#define HV_SCONTROL 0x40000080u
+#define HV_SIEFP 0x40000082u
+#define HV_SIMP 0x40000083u
+#define HV_EOM 0x40000084u
+#define HV_SINT2 0x40000092u
+
+static uint8_t hypercall_page[4096] __attribute__((aligned(4096)));
+static uint8_t simp[4096] __attribute__((aligned(4096)));
+static uint8_t siefp[4096] __attribute__((aligned(4096)));
+static uint8_t input[4096] __attribute__((aligned(4096)));
+static uint8_t pool[8 << 20] __attribute__((aligned(4096)));
+static size_t pool_used;
+
+void hvguest_init(void)
+{
+	wrmsr_safe(HV_GUEST_OS_ID, 0x8100000000060100ull);
+	wrmsr_safe(HV_HYPERCALL, (uint64_t)hypercall_page | 1);
+	wrmsr_safe(HV_SIMP, (uint64_t)simp | 1);
+	wrmsr_safe(HV_SIEFP, (uint64_t)siefp | 1);
+	wrmsr_safe(HV_SINT2, 0xF3);
+	wrmsr_safe(HV_SCONTROL, 1);
+}
+
+uint64_t hvguest_hypercall(uint64_t control, uint64_t in, uint64_t out)
+{
+	uint64_t status;
+	register uint64_t r8 __asm__("r8") = out;
+	__asm__ volatile("call *%[page]"
+			 : "=a"(status), "+c"(control), "+d"(in), "+r"(r8)
+			 : [page] "r"(hypercall_page)
+			 : "r9", "r10", "r11", "memory", "cc");
+	return status;
+}
+
+static uint16_t op_post(void *ctx, uint32_t conn, const void *msg, uint32_t len)
+{
+	struct hv_input_post_message *in = (void *)input;
+	in->connection_id = conn;
+	in->reserved = 0;
+	in->message_type = HVMSG_VMBUS;
+	in->payload_size = len;
+	memcpy(in->payload, msg, len);
+	return (uint16_t)hvguest_hypercall(HVCALL_POST_MESSAGE, (uint64_t)input, 0);
+}
+
+static int op_next(void *ctx, void *buf, uint32_t *len)
+{
+	struct hv_message *slot = (struct hv_message *)simp + 2;
+	for (unsigned long spin = 0; spin < 50000000ul; spin++) {
+		if (__atomic_load_n(&slot->header.message_type, __ATOMIC_ACQUIRE) == HVMSG_NONE) {
+			cpu_relax();
+			continue;
+		}
+		*len = slot->header.payload_size;
+		memcpy(buf, slot->payload, *len);
+		/* Free the slot, then EOM if the host queued more (the guest's half of the handshake). */
+		__atomic_store_n(&slot->header.message_type, HVMSG_NONE, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&slot->header.message_flags, __ATOMIC_SEQ_CST) & HV_MESSAGE_FLAG_PENDING)
+			wrmsr_safe(HV_EOM, 0);
+		return 0;
+	}
+	return -VMBUS_ETIMEDOUT;
+}
+
+static void op_signal(void *ctx, uint32_t conn)
+{
+	hvguest_hypercall(HVCALL_SIGNAL_EVENT | (1u << 16), conn, 0);
+}
+
+static void *op_alloc(void *ctx, uint32_t n)
+{
+	if (pool_used + n * 4096ul > sizeof(pool))
+		return NULL;
+	void *p = pool + pool_used;
+	pool_used += n * 4096ul;
+	memset(p, 0, n * 4096ul);
+	return p;
+}
+
+static void op_free(void *ctx, void *p, uint32_t n)
+{
+	if ((uint8_t *)p + n * 4096ul == pool + pool_used)
+		pool_used -= n * 4096ul; /* a stack: the last allocation comes back first on close */
+}
+
+static uint64_t op_v2p(void *ctx, const void *p)
+{
+	return (uint64_t)p; /* identity-mapped */
+}
+
+const struct vmbus_client_ops hvguest_vmbus_ops = {
+	.post_message = op_post, .next_message = op_next, .signal_event = op_signal,
+	.alloc_pages = op_alloc, .free_pages = op_free, .virt_to_phys = op_v2p,
+};
