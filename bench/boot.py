@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs  # noqa: E402
 
 MARKER = "GEN2VM-BENCH-INIT"
-CMDLINE = "console=ttyS0 panic=-1 quiet"
+CMDLINE = "console=ttyS0 panic=-1 quiet init_on_alloc=0 cryptomgr.notests mitigations=off"
 LIMIT = int(os.environ.get("BOOT_BENCH_TIMEOUT", "900"))
 
 

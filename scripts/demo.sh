@@ -20,4 +20,4 @@ make_initramfs("build/demo/initrd.cpio", init)
 open("build/demo/kernel", "w").write(k["vmlinuz"])
 PY
 exec build/gen2vm run --memory 256M --cpus "${CPUS:-1}" --kernel "$(cat build/demo/kernel)" \
-	--initrd build/demo/initrd.cpio --cmdline "console=ttyS0 panic=-1 quiet" --com1 stdio --stats
+	--initrd build/demo/initrd.cpio --cmdline "console=ttyS0 panic=-1 quiet init_on_alloc=0 cryptomgr.notests mitigations=off" --com1 stdio --stats
