@@ -16,7 +16,9 @@
 
 #include "devices/storvsc_guest.h"
 #include "devices/storvsp.h"
+#include "cli/disk_spec.h"
 #include "disk/disk.h"
+#include "platform/gen2_storage.h"
 
 #define DISK_BYTES (8u << 20)
 
@@ -645,6 +647,45 @@ static void test_vhdx_backend(void **state)
 	fx_down(&f);
 }
 
+static void test_disk_spec_and_machine(void **state)
+{
+	struct disk_spec d;
+	char err[256];
+	assert_int_equal(disk_spec_parse("a.img,readonly,lun=5,controller=2,4k", false, &d, err, sizeof(err)), 0);
+	assert_string_equal(d.path, "a.img");
+	assert_true(d.readonly && d.native_4k);
+	assert_int_equal(d.lun, 5);
+	assert_int_equal(d.controller, 2);
+	disk_spec_free(&d);
+	assert_int_equal(disk_spec_parse("empty", true, &d, err, sizeof(err)), 0);
+	assert_null(d.path);
+	assert_true(d.dvd);
+	assert_int_equal(disk_spec_parse("a.img,lun=64", false, &d, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "lun=64"));
+	assert_int_equal(disk_spec_parse("a.img,controller=4", false, &d, err, sizeof(err)), -EINVAL);
+	assert_int_equal(disk_spec_parse("", false, &d, err, sizeof(err)), -EINVAL);
+	/* gen2_add_storage: two controllers, auto LUNs, one DVD */
+	struct fx f;
+	fx_up(&f, 2, 1, 0);
+	struct disk_spec specs[3] = {
+		{ .path = f.iso2, .lun = DISK_SPEC_AUTO, .controller = 1 },
+		{ .path = NULL, .dvd = true, .lun = DISK_SPEC_AUTO, .controller = 1 },
+		{ .path = f.iso, .dvd = true, .lun = 7, .controller = 3 },
+	};
+	struct gen2_storage st;
+	assert_int_equal(gen2_add_storage(f.lb.srv, &f.lb.mem, 2, specs, 3, &st), 0);
+	assert_non_null(st.ctrl[0]);
+	assert_non_null(st.ctrl[1]);
+	assert_null(st.ctrl[2]);
+	assert_non_null(st.ctrl[3]);
+	assert_int_equal(storvsp_free_lun(st.ctrl[1]), 2);
+	gen2_storage_destroy(&st);
+	struct disk_spec bad = { .path = "/nonexistent/x.img", .lun = DISK_SPEC_AUTO };
+	assert_int_not_equal(gen2_add_storage(f.lb.srv, &f.lb.mem, 2, &bad, 1, &st), 0);
+	assert_null(st.ctrl[0]);
+	fx_down(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -660,6 +701,7 @@ int main(void)
 		cmocka_unit_test(test_subchannels),
 		cmocka_unit_test(test_queue_depth),
 		cmocka_unit_test(test_vhdx_backend),
+		cmocka_unit_test(test_disk_spec_and_machine),
 	};
 	return cmocka_run_group_tests_name("storvsp", tests, NULL, NULL);
 }
