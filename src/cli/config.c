@@ -1,5 +1,6 @@
 #include "cli/config.h"
 
+#include "cli/disk_spec.h"
 #include "vmm/vm.h"
 
 #include <errno.h>
@@ -26,6 +27,10 @@ const char run_usage[] =
 	"                             the COM1 serial port (off by default)\n"
 	"  --debugcon stdio|file:PATH|none\n"
 	"                             the debug console port 0xE9 for test guests (off by default)\n"
+	"  --disk PATH[,readonly][,lun=N][,controller=N][,4k][,serial=S]\n"
+	"                             a SCSI disk: raw image, block device, VHD or VHDX (repeatable)\n"
+	"  --dvd PATH|empty[,lun=N][,controller=N]\n"
+	"                             a SCSI DVD drive with an ISO image, or without media\n"
 	"  --processor-compatibility  limit CPUID to a baseline every x86-64 host offers\n"
 	"  --no-reboot                end when the guest resets (exit code 3) instead of restarting it\n"
 	"  --config FILE              read these settings from a JSON document (see README)\n"
@@ -184,6 +189,18 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 			r = set_console(&rc->vm.com1, "com1", sv, e, sizeof(e));
 		} else if (!strcmp(key, "debugcon") && t == json_type_string) {
 			r = set_console(&rc->vm.debugcon, "debugcon", sv, e, sizeof(e));
+		} else if (!strcmp(key, "disks") && t == json_type_array) {
+			for (size_t i = 0; i < json_object_array_length(val) && !r; i++) {
+				if (rc->vm.nr_disks == DISK_SPEC_MAX) {
+					snprintf(e, sizeof(e), "\"disks\": more than %u", DISK_SPEC_MAX);
+					r = -EINVAL;
+					break;
+				}
+				r = disk_spec_from_json(json_object_array_get_idx(val, i), &rc->vm.disks[rc->vm.nr_disks], e,
+							sizeof(e));
+				if (!r)
+					rc->vm.nr_disks++;
+			}
 		} else if (!strcmp(key, "processor_compatibility") && t == json_type_boolean) {
 			rc->vm.processor_compat = json_object_get_boolean(val);
 		} else if (!strcmp(key, "no_reboot") && t == json_type_boolean) {
@@ -191,7 +208,7 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 		} else {
 			static const char *const known[] = { "memory", "cpus", "kernel", "initrd", "cmdline", "elf",
 							      "com1", "debugcon", "processor_compatibility",
-							      "no_reboot" };
+							      "no_reboot", "disks" };
 			bool is_known = false;
 			for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 				is_known |= !strcmp(key, known[i]);
@@ -211,7 +228,7 @@ out:
 int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, size_t errlen)
 {
 	enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
-	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV };
+	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV, O_DISK, O_DVD };
 	static const struct option opts[] = {
 		{ "memory", required_argument, NULL, O_MEMORY },
 		{ "cpus", required_argument, NULL, O_CPUS },
@@ -227,6 +244,8 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "stats", no_argument, NULL, O_STATS },
 		{ "log-unclaimed", no_argument, NULL, O_UNCLAIMED },
 		{ "test-devices", no_argument, NULL, O_TESTDEV },
+		{ "disk", required_argument, NULL, O_DISK },
+		{ "dvd", required_argument, NULL, O_DVD },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -253,6 +272,16 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		case O_STATS: rc->vm.stats = true; break;
 		case O_UNCLAIMED: rc->vm.log_unclaimed = true; break;
 		case O_TESTDEV: rc->vm.test_devices = true; break;
+		case O_DISK:
+		case O_DVD:
+			if (rc->vm.nr_disks == DISK_SPEC_MAX) {
+				snprintf(err, errlen, "more than %u disks", DISK_SPEC_MAX);
+				return -EINVAL;
+			}
+			r = disk_spec_parse(optarg, c == O_DVD, &rc->vm.disks[rc->vm.nr_disks], err, errlen);
+			if (!r)
+				rc->vm.nr_disks++;
+			break;
 		case 'v': rc->verbose++; break;
 		case 'h': fputs(run_usage, stdout); return 1;
 		case ':':
@@ -293,4 +322,7 @@ void run_config_free(struct run_config *rc)
 	for (unsigned i = 0; i < rc->nr_owned; i++)
 		free(rc->owned[i]);
 	rc->nr_owned = 0;
+	for (unsigned i = 0; i < rc->vm.nr_disks; i++)
+		disk_spec_free(&rc->vm.disks[i]);
+	rc->vm.nr_disks = 0;
 }

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,6 +40,17 @@ static int raw_discard(struct disk *d, uint64_t off, uint64_t len)
 		return -EROFS;
 	if (off > d->size || len > d->size - off)
 		return -EINVAL;
+	if (d->type == DISK_TYPE_FIXED && d->block_size == 0 && d->priv == (void *)1) {
+		/* A host block device: discard its sectors (aligned part only). */
+		uint64_t range[2] = { (off + 511) & ~511ull, 0 };
+		uint64_t end = (off + len) & ~511ull;
+		if (end <= range[0])
+			return 0;
+		range[1] = end - range[0];
+		if (ioctl(d->fd, BLKDISCARD, range) && errno != EOPNOTSUPP)
+			return -errno;
+		return 0;
+	}
 	if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) &&
 	    errno != EOPNOTSUPP)
 		return -errno;
@@ -67,6 +80,16 @@ int raw_open(struct disk *d, unsigned flags)
 	d->size = (uint64_t)st.st_size;
 	d->logical_sector = 512;
 	d->physical_sector = 512;
+	if (S_ISBLK(st.st_mode)) {
+		uint64_t bytes;
+		int pbs = 0;
+		if (ioctl(d->fd, BLKGETSIZE64, &bytes))
+			return -errno;
+		d->size = bytes;
+		if (!ioctl(d->fd, BLKPBSZGET, &pbs) && pbs >= 512)
+			d->physical_sector = (uint32_t)pbs;
+		d->priv = (void *)1; /* marks a block device for discard */
+	}
 	d->type = DISK_TYPE_FIXED;
 	return 0;
 }

@@ -12,6 +12,7 @@
 #include "devices/uart.h"
 #include "hv/hv.h"
 #include "platform/acpi.h"
+#include "platform/gen2_storage.h"
 #include "util/log.h"
 #include "vmbus/host.h"
 #include "vmm/boot.h"
@@ -35,6 +36,8 @@ struct gen2 {
 	struct uart com1;
 	struct vmbus_host *vmbus;
 	struct testdev *testdev;
+	struct gen2_storage storage;
+	bool has_storage;
 	struct console com1_con, debug_con;
 	uint32_t testdev_regs[16]; /* MMIO scratch registers for test guests */
 	bool has_com1, has_debug;
@@ -347,6 +350,13 @@ static int gen2_setup(struct gen2 *g)
 		log_error("cannot start the VMBus host: %s", strerror(-r));
 		return r;
 	}
+	vmbus_host_lock(g->vmbus);
+	r = gen2_add_storage(vmbus_host_server(g->vmbus), &vm->mem, vm->nr_vcpus, cfg->disks, cfg->nr_disks,
+			     &g->storage);
+	vmbus_host_unlock(g->vmbus);
+	if (r)
+		return r; /* the message named the disk */
+	g->has_storage = true;
 	if (cfg->test_devices) {
 		vmbus_host_lock(g->vmbus);
 		r = testdev_create(vmbus_host_server(g->vmbus), 0, 4, &g->testdev);
@@ -474,11 +484,12 @@ static void gen2_teardown(struct gen2 *g)
 	if (g->vm.kvm)
 		vm_destroy(&g->vm);
 	if (g->vmbus) {
-		if (g->testdev) {
-			vmbus_host_lock(g->vmbus);
+		vmbus_host_lock(g->vmbus);
+		if (g->testdev)
 			testdev_destroy(g->testdev);
-			vmbus_host_unlock(g->vmbus);
-		}
+		if (g->has_storage)
+			gen2_storage_destroy(&g->storage);
+		vmbus_host_unlock(g->vmbus);
 		vmbus_host_destroy(g->vmbus);
 	}
 	if (g->hv_ready)

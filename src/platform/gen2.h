@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cli/disk_spec.h"
 #include "ui/console.h"
 
 #define GEN2_DEBUGCON_PORT 0xE9 /* test guests: each byte written is console output */
@@ -32,6 +33,8 @@ struct gen2_config {
 	bool test_devices;     /* offer the VMBus echo test device */
 	bool log_unclaimed;    /* log accesses no device claims */
 	uint64_t start_ns;     /* process start, for the boot benchmark */
+	struct disk_spec disks[DISK_SPEC_MAX]; /* --disk / --dvd / "disks": see gen2_add_storage */
+	unsigned nr_disks;
 };
 
 /* Builds and runs the VM until it ends. Returns an enum vm_exit_kind (>= 0) or -errno for a

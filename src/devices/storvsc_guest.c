@@ -1,0 +1,216 @@
+/* Guest-side storvsc over the loopback guest (see storvsc_guest.h). */
+#include "devices/storvsc_guest.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define INIT_ID 0xFFFFFFFFFFFFFFFDull /* Linux's VMBUS_RQST_INIT */
+#define WAIT_NS (5ull * 1000000000ull)
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void *storvsc_guest_alloc(struct storvsc_guest *g, uint32_t len)
+{
+	uint32_t pages = (len + 4095) / 4096;
+	return g->lb->ops.alloc_pages(g->lb->ops.ctx, pages ? pages : 1);
+}
+
+/* Next packet on chan into g->rxbuf: 0, or -EAGAIN. */
+static int recv_pkt(struct storvsc_guest *g, uint32_t chan, struct vmbus_packet_descriptor *d, uint32_t *len)
+{
+	int rc = vmbus_client_recv(&g->ch[chan], g->rxbuf, sizeof(g->rxbuf), len);
+	if (rc)
+		return rc == -VMBUS_EAGAIN ? -EAGAIN : rc;
+	vmbus_client_recv_done(&g->ch[chan]);
+	memcpy(d, g->rxbuf, sizeof(*d));
+	return 0;
+}
+
+int storvsc_guest_ctrl(struct storvsc_guest *g, struct storvsp_packet *pk)
+{
+	pk->flags = STORVSP_FLAG_REQUEST_COMPLETION;
+	int rc = vmbus_client_send(&g->ch[0], VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, INIT_ID,
+				   NULL, 0, pk, sizeof(*pk));
+	if (rc)
+		return rc;
+	uint64_t end = now_ns() + WAIT_NS;
+	while (now_ns() < end) {
+		struct vmbus_packet_descriptor d;
+		uint32_t len;
+		if (recv_pkt(g, 0, &d, &len)) {
+			usleep(50);
+			continue;
+		}
+		if (d.trans_id != INIT_ID)
+			continue;
+		uint32_t off = d.offset8 * 8u;
+		memset(pk, 0, sizeof(*pk));
+		memcpy(pk, g->rxbuf + off, len - off < sizeof(*pk) ? len - off : sizeof(*pk));
+		return 0;
+	}
+	return -ETIMEDOUT;
+}
+
+int storvsc_guest_open(struct storvsc_guest *g, struct vmbus_loopback *lb, uint32_t relid, uint16_t version)
+{
+	memset(g, 0, sizeof(*g));
+	g->lb = lb;
+	g->relid = relid;
+	uint8_t userdata[24] = { 0 };
+	int rc = vmbus_client_channel_open(&lb->cl, &g->ch[0], relid, 128 << 10, 128 << 10, 0, userdata, sizeof(userdata));
+	if (rc)
+		return rc;
+	g->nr_channels = 1;
+	struct storvsp_packet pk = { .operation = STORVSP_OP_BEGIN_INITIALIZATION };
+	if ((rc = storvsc_guest_ctrl(g, &pk)) || pk.status)
+		return rc ? rc : -EIO;
+	static const uint16_t versions[] = { STORVSP_VERSION_WIN10, STORVSP_VERSION_WIN8_1, STORVSP_VERSION_WIN8 };
+	for (unsigned i = 0; i < 3; i++) {
+		uint16_t v = version ? version : versions[i];
+		pk = (struct storvsp_packet){ .operation = STORVSP_OP_QUERY_PROTOCOL_VERSION };
+		pk.version.major_minor = v;
+		if ((rc = storvsc_guest_ctrl(g, &pk)))
+			return rc;
+		if (pk.operation != STORVSP_OP_COMPLETE_IO)
+			return -EPROTO;
+		if (!pk.status) {
+			g->version = v;
+			break;
+		}
+		if (version)
+			return -ENODEV;
+	}
+	if (!g->version)
+		return -ENODEV;
+	pk = (struct storvsp_packet){ .operation = STORVSP_OP_QUERY_PROPERTIES };
+	if ((rc = storvsc_guest_ctrl(g, &pk)) || pk.status)
+		return rc ? rc : -EIO;
+	g->props = pk.props;
+	pk = (struct storvsp_packet){ .operation = STORVSP_OP_END_INITIALIZATION };
+	if ((rc = storvsc_guest_ctrl(g, &pk)) || pk.status)
+		return rc ? rc : -EIO;
+	return 0;
+}
+
+int storvsc_guest_subchannels(struct storvsc_guest *g, uint16_t n)
+{
+	struct storvsp_packet pk = { .operation = STORVSP_OP_CREATE_SUB_CHANNELS };
+	pk.sub_channel_count = n;
+	int rc = storvsc_guest_ctrl(g, &pk);
+	if (rc)
+		return rc;
+	if (pk.status)
+		return -EIO;
+	/* The offers arrived as channel messages; open each sub-channel. */
+	while (vmbus_client_poll(&g->lb->cl) == 0)
+		;
+	const struct vmbus_client_offer *prim = NULL;
+	for (uint32_t i = 0; i < g->lb->cl.nr_offers; i++)
+		if (g->lb->cl.offers[i].msg.child_relid == g->relid)
+			prim = &g->lb->cl.offers[i];
+	if (!prim)
+		return -ENODEV;
+	for (uint16_t idx = 1; idx <= n && g->nr_channels < STORVSC_GUEST_MAX_CHANNELS; idx++) {
+		const struct vmbus_client_offer *o = vmbus_client_find_offer(&g->lb->cl, &prim->msg.offer.if_type, idx);
+		if (!o)
+			break;
+		uint8_t userdata[24] = { 0 };
+		rc = vmbus_client_channel_open(&g->lb->cl, &g->ch[g->nr_channels], o->msg.child_relid, 128 << 10, 128 << 10,
+					       0, userdata, sizeof(userdata));
+		if (rc)
+			return rc;
+		g->nr_channels++;
+	}
+	return (int)g->nr_channels;
+}
+
+int storvsc_guest_submit(struct storvsc_guest *g, uint32_t chan, const struct storvsc_io *io, uint64_t id)
+{
+	struct storvsp_packet pk = { .operation = STORVSP_OP_EXECUTE_SRB, .flags = STORVSP_FLAG_REQUEST_COMPLETION };
+	pk.srb.length = sizeof(pk.srb);
+	pk.srb.path_id = io->path;
+	pk.srb.target_id = io->target;
+	pk.srb.lun = io->lun;
+	pk.srb.cdb_length = io->cdb_len;
+	pk.srb.sense_info_length = STORVSP_SENSE_SIZE;
+	pk.srb.data_in = io->data_in;
+	pk.srb.data_transfer_length = io->len;
+	memcpy(pk.srb.cdb, io->cdb, sizeof(io->cdb));
+	int rc;
+	if (!io->len || !io->data) {
+		rc = vmbus_client_send(&g->ch[chan], VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, id,
+				       NULL, 0, &pk, sizeof(pk));
+	} else {
+		/* One multi-page range, as Linux sends it. */
+		uint64_t gpa = g->lb->ops.virt_to_phys(g->lb->ops.ctx, io->data);
+		uint32_t off = (uint32_t)(gpa & 4095), pages = (off + io->len + 4095) / 4096;
+		uint64_t ext[2 + 260];
+		if (pages > 260)
+			return -EINVAL;
+		ext[0] = 1ull << 32; /* reserved, rangecount 1 */
+		ext[1] = (uint64_t)off << 32 | io->len;
+		for (uint32_t i = 0; i < pages; i++)
+			ext[2 + i] = (gpa >> 12) + i;
+		rc = vmbus_client_send(&g->ch[chan], VM_PKT_DATA_USING_GPA_DIRECT, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+				       id, ext, (2 + pages) * 8, &pk, sizeof(pk));
+	}
+	return rc == -VMBUS_EAGAIN ? -EAGAIN : rc;
+}
+
+int storvsc_guest_reap(struct storvsc_guest *g, uint32_t chan, struct storvsc_io *io, uint64_t *id)
+{
+	struct vmbus_packet_descriptor d;
+	uint32_t len;
+	int rc = recv_pkt(g, chan, &d, &len);
+	if (rc)
+		return rc;
+	struct storvsp_packet pk;
+	uint32_t off = d.offset8 * 8u;
+	memset(&pk, 0, sizeof(pk));
+	memcpy(&pk, g->rxbuf + off, len - off < sizeof(pk) ? len - off : sizeof(pk));
+	*id = d.trans_id;
+	if (d.trans_id == 0) {
+		io->status = pk.operation;
+		return 1;
+	}
+	io->status = pk.status;
+	io->srb_status = pk.srb.srb_status;
+	io->scsi_status = pk.srb.scsi_status;
+	io->sense_len = pk.srb.sense_info_length;
+	memcpy(io->sense, pk.srb.sense_data, sizeof(io->sense));
+	io->xfer = pk.srb.data_transfer_length;
+	return 0;
+}
+
+int storvsc_guest_run(struct storvsc_guest *g, struct storvsc_io *io)
+{
+	static uint64_t next_id = 1;
+	uint64_t want = next_id++;
+	int rc = storvsc_guest_submit(g, 0, io, want);
+	if (rc)
+		return rc;
+	uint64_t end = now_ns() + WAIT_NS;
+	while (now_ns() < end) {
+		uint64_t id;
+		rc = storvsc_guest_reap(g, 0, io, &id);
+		if (rc == 0 && id == want)
+			return 0;
+		if (rc == -EAGAIN)
+			usleep(20);
+	}
+	return -ETIMEDOUT;
+}
+
+void storvsc_guest_close(struct storvsc_guest *g)
+{
+	for (uint32_t i = g->nr_channels; i-- > 0;)
+		vmbus_client_channel_close(&g->ch[i]);
+	g->nr_channels = 0;
+}

@@ -1,0 +1,60 @@
+/* Asynchronous disk I/O: io_uring for raw images and block devices, a worker thread for the rest.
+ *
+ * One struct disk_aio per queue (storvsp: per VMBus channel). Requests are queued from any thread
+ * (a mutex guards the submission side) and complete on the queue's own threads: raw images through
+ * io_uring (readv/writev, O_DIRECT when the request is aligned and a direct fd is given, RWF_DSYNC for
+ * FUA, fsync(DATASYNC) for flush), everything else (VHD/VHDX, discards) through struct disk_ops on a
+ * fallback worker. The submitter never waits for the disk.
+ */
+#ifndef GEN2VM_DISK_AIO_H
+#define GEN2VM_DISK_AIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct disk;
+struct disk_aio;
+
+enum disk_aio_op { DISK_AIO_READ, DISK_AIO_WRITE, DISK_AIO_FLUSH, DISK_AIO_DISCARD };
+
+struct disk_aio_range {
+	uint64_t off, len;
+};
+
+struct disk_aio_req {
+	enum disk_aio_op op;
+	struct disk *disk;
+	int direct_fd;               /* an O_DIRECT fd of the same raw file, or -1 */
+	uint64_t off, len;           /* READ/WRITE: len = total of iov */
+	const struct iovec *iov;
+	int iovcnt;
+	bool fua;                    /* WRITE: durable on completion */
+	const struct disk_aio_range *ranges; /* DISCARD */
+	uint32_t nr_ranges;
+	/* Called once, on a queue thread, with 0 or -errno (a short transfer is -EIO). */
+	void (*done)(struct disk_aio_req *r, int res);
+	/* private */
+	struct disk_aio_req *next;
+	uint64_t done_bytes;
+	bool used_direct;
+};
+
+/* Creates a queue with room for depth requests in flight in io_uring (more are queued). 0 or -errno. */
+int disk_aio_create(unsigned depth, struct disk_aio **out);
+
+/* Waits for every queued request to complete, stops the threads, frees. NULL is fine. */
+void disk_aio_destroy(struct disk_aio *a);
+
+/* Queues r (r stays owned by the caller until done runs). Call disk_aio_kick after a batch. */
+void disk_aio_queue(struct disk_aio *a, struct disk_aio_req *r);
+/* Submits what was queued. */
+void disk_aio_kick(struct disk_aio *a);
+
+/* True when req can go through io_uring (a flat raw image). */
+bool disk_aio_is_native(const struct disk *d);
+
+/* Opens path with O_DIRECT for a raw image (read-only if ro); -1 when the file system refuses. */
+int disk_aio_open_direct(const char *path, bool ro);
+
+#endif
