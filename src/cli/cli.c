@@ -6,6 +6,7 @@
 
 #include "cli/config.h"
 #include "cli/vhd_cmd.h"
+#include "ui/control.h"
 #include "util/log.h"
 #include "vmm/vm.h"
 
@@ -16,10 +17,33 @@ static const char usage[] =
 	"\n"
 	"Commands:\n"
 	"  run        run a virtual machine (gen2vm run --help)\n"
+	"  control SOCKET COMMAND [ARGS...]\n"
+	"             send a command to a running VM's --control socket (help lists them)\n"
 	"  vhd        create, inspect, convert, resize, merge and compact VHDX/VHD images\n"
 	"  help CMD   show the help of a command\n"
 	"\n"
 	"Exit codes of run: 0 powered off, 1 error, 2 usage, 3 reset (--no-reboot), 4 guest crashed.\n";
+
+/* gen2vm control SOCKET COMMAND [ARGS...]: prints the VM's reply; exit 0 ok, 1 error, 2 unreachable. */
+static int cli_control(int argc, char **argv)
+{
+	if (argc < 3 || !strcmp(argv[1], "--help")) {
+		fputs("usage: gen2vm control SOCKET COMMAND [ARGS...]\n"
+		      "  e.g. gen2vm control vm.sock disk-add /images/data.vhdx lun=2\n"
+		      "       gen2vm control vm.sock dvd-insert /isos/tools.iso lun=1\n"
+		      "       gen2vm control vm.sock help\n", argc < 3 ? stderr : stdout);
+		return argc < 3 ? 2 : 0;
+	}
+	char reply[CONTROL_REPLY_MAX + 16];
+	int r = control_request(argv[1], argc - 2, argv + 2, reply, sizeof(reply));
+	if (r == 0 || r == -EIO) {
+		printf("%s\n", reply);
+		return r ? 1 : 0;
+	}
+	fprintf(stderr, "gen2vm control: %s: %s (is the VM running with --control %s?)\n", argv[1], strerror(-r),
+		argv[1]);
+	return 2;
+}
 
 static int cli_run(int argc, char **argv)
 {
@@ -69,6 +93,8 @@ int cli_main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "run"))
 		return cli_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "control"))
+		return cli_control(argc - 1, argv + 1);
 	if (!strcmp(cmd, "vhd"))
 		return cli_vhd_main(argc - 1, argv + 1);
 	fprintf(stderr, "gen2vm: unknown command '%s' (see gen2vm --help)\n", cmd);

@@ -34,6 +34,8 @@ const char run_usage[] =
 	"  --processor-compatibility  limit CPUID to a baseline every x86-64 host offers\n"
 	"  --no-reboot                end when the guest resets (exit code 3) instead of restarting it\n"
 	"  --config FILE              read these settings from a JSON document (see README)\n"
+	"  --control PATH             a control socket: gen2vm control PATH disk-add|disk-remove|dvd-insert|\n"
+	"                             dvd-eject|pause|resume|stop|status|help ...\n"
 	"  --test-devices             offer the VMBus echo device test guests use\n"
 	"  --stats                    print exit counts, timings and memory use when the VM ends\n"
 	"  --log-unclaimed            log port and MMIO accesses no device claims\n"
@@ -228,7 +230,7 @@ out:
 int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, size_t errlen)
 {
 	enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
-	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV, O_DISK, O_DVD };
+	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV, O_DISK, O_DVD, O_CONTROL };
 	static const struct option opts[] = {
 		{ "memory", required_argument, NULL, O_MEMORY },
 		{ "cpus", required_argument, NULL, O_CPUS },
@@ -244,6 +246,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "stats", no_argument, NULL, O_STATS },
 		{ "log-unclaimed", no_argument, NULL, O_UNCLAIMED },
 		{ "test-devices", no_argument, NULL, O_TESTDEV },
+		{ "control", required_argument, NULL, O_CONTROL },
 		{ "disk", required_argument, NULL, O_DISK },
 		{ "dvd", required_argument, NULL, O_DVD },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -272,6 +275,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		case O_STATS: rc->vm.stats = true; break;
 		case O_UNCLAIMED: rc->vm.log_unclaimed = true; break;
 		case O_TESTDEV: rc->vm.test_devices = true; break;
+		case O_CONTROL: rc->vm.control = optarg; break;
 		case O_DISK:
 		case O_DVD:
 			if (rc->vm.nr_disks == DISK_SPEC_MAX) {

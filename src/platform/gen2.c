@@ -13,6 +13,7 @@
 #include "hv/hv.h"
 #include "platform/acpi.h"
 #include "platform/gen2_storage.h"
+#include "ui/control.h"
 #include "util/log.h"
 #include "vmbus/host.h"
 #include "vmm/boot.h"
@@ -38,6 +39,7 @@ struct gen2 {
 	struct testdev *testdev;
 	struct gen2_storage storage;
 	bool has_storage;
+	struct control *control;
 	struct console com1_con, debug_con;
 	uint32_t testdev_regs[16]; /* MMIO scratch registers for test guests */
 	bool has_com1, has_debug;
@@ -299,6 +301,126 @@ static void gen2_eoi(void *opaque, uint8_t vector)
 	ioapic_eoi(opaque, vector);
 }
 
+/* ---- control socket commands ---- */
+
+/* Parses "key=N" words (lun=, controller=) and flags; the first other word is the path. */
+static int gen2_ctl_args(int argc, char **argv, const char **path, int *lun, int *ctrl, bool *ro, char *reply,
+			 size_t len)
+{
+	*path = NULL;
+	*lun = -1;
+	*ctrl = 0;
+	if (ro)
+		*ro = false;
+	for (int i = 1; i < argc; i++) {
+		char *end;
+		if (!strncmp(argv[i], "lun=", 4) || !strncmp(argv[i], "controller=", 11)) {
+			bool is_lun = argv[i][0] == 'l';
+			long v = strtol(strchr(argv[i], '=') + 1, &end, 10);
+			if (*end || v < 0 || v > (is_lun ? 63 : 3)) {
+				snprintf(reply, len, "'%s': lun is 0..63, controller 0..3", argv[i]);
+				return -EINVAL;
+			}
+			*(is_lun ? lun : ctrl) = (int)v;
+		} else if (ro && !strcmp(argv[i], "readonly")) {
+			*ro = true;
+		} else if (!*path) {
+			*path = argv[i];
+		} else {
+			snprintf(reply, len, "unexpected word '%s'", argv[i]);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int gen2_ctl_storage(void *opaque, int argc, char **argv, char *reply, size_t len)
+{
+	struct gen2 *g = opaque;
+	const char *path;
+	int lun, ctrl;
+	bool ro;
+	int r = gen2_ctl_args(argc, argv, &path, &lun, &ctrl, &ro, reply, len);
+	if (r)
+		return r;
+	bool add = !strcmp(argv[0], "disk-add") || !strcmp(argv[0], "dvd-add");
+	bool dvd = !strcmp(argv[0], "dvd-add");
+	if ((add && !dvd && !path) || (!strcmp(argv[0], "dvd-insert") && !path)) {
+		snprintf(reply, len, "%s needs a path", argv[0]);
+		return -EINVAL;
+	}
+	if (!add && lun < 0) {
+		snprintf(reply, len, "%s needs lun=N", argv[0]);
+		return -EINVAL;
+	}
+	vmbus_host_lock(g->vmbus);
+	struct storvsp *s = g->storage.ctrl[ctrl];
+	if (!s) {
+		vmbus_host_unlock(g->vmbus);
+		snprintf(reply, len, "controller %d does not exist (start the VM with a disk on it)", ctrl);
+		return -ENOENT;
+	}
+	if (add) {
+		if (lun < 0)
+			lun = storvsp_free_lun(s);
+		struct storvsp_disk_opts o = { .path = path && strcmp(path, "empty") ? path : NULL, .dvd = dvd,
+					       .readonly = ro };
+		r = lun < 0 ? lun : storvsp_attach(s, (uint32_t)lun, &o);
+	} else if (!strcmp(argv[0], "disk-remove")) {
+		r = storvsp_detach(s, (uint32_t)lun);
+	} else {
+		r = storvsp_change_media(s, (uint32_t)lun, !strcmp(argv[0], "dvd-insert") ? path : NULL);
+	}
+	vmbus_host_unlock(g->vmbus);
+	if (r == 0 && add)
+		snprintf(reply, len, "controller %d lun %d", ctrl, lun);
+	else if (r == -EEXIST)
+		snprintf(reply, len, "lun %d of controller %d is taken", lun, ctrl);
+	else if (r == -ENOENT && !add)
+		snprintf(reply, len, "no drive at lun %d of controller %d", lun, ctrl);
+	else if (r == -EINVAL && !add)
+		snprintf(reply, len, "lun %d of controller %d is not a DVD drive", lun, ctrl);
+	else if (r)
+		snprintf(reply, len, "%s: %s (see the VM's log)", path ? path : argv[0], strerror(-r));
+	return r;
+}
+
+static int gen2_ctl_vm(void *opaque, int argc, char **argv, char *reply, size_t len)
+{
+	struct gen2 *g = opaque;
+	if (!strcmp(argv[0], "pause")) {
+		vm_pause(&g->vm);
+	} else if (!strcmp(argv[0], "resume")) {
+		vm_resume(&g->vm);
+	} else if (!strcmp(argv[0], "stop")) {
+		vm_stop(&g->vm, VM_EXIT_POWEROFF, "turned off from the control socket");
+	} else {
+		int st = atomic_load(&g->vm.run_state);
+		snprintf(reply, len, "%s", st == VM_RUNNING ? "running" : st == VM_PAUSED ? "paused" : "stopping");
+	}
+	return 0;
+}
+
+static int gen2_setup_control(struct gen2 *g, const char *path)
+{
+	char err[256];
+	int r = control_open(&g->control, path, err, sizeof(err));
+	if (r) {
+		log_error("%s", err);
+		return r;
+	}
+	control_register(g->control, "status", "status", gen2_ctl_vm, g);
+	control_register(g->control, "pause", "pause", gen2_ctl_vm, g);
+	control_register(g->control, "resume", "resume", gen2_ctl_vm, g);
+	control_register(g->control, "stop", "stop (turn off)", gen2_ctl_vm, g);
+	control_register(g->control, "disk-add", "disk-add PATH [lun=N] [controller=N] [readonly]", gen2_ctl_storage, g);
+	control_register(g->control, "dvd-add", "dvd-add [PATH|empty] [lun=N] [controller=N]", gen2_ctl_storage, g);
+	control_register(g->control, "disk-remove", "disk-remove lun=N [controller=N]", gen2_ctl_storage, g);
+	control_register(g->control, "dvd-insert", "dvd-insert PATH lun=N [controller=N]", gen2_ctl_storage, g);
+	control_register(g->control, "dvd-eject", "dvd-eject lun=N [controller=N]", gen2_ctl_storage, g);
+	return control_start(g->control);
+}
+
 /* ---- assembly ---- */
 
 static int gen2_build_acpi(struct gen2 *g, uint64_t *rsdp)
@@ -409,6 +531,8 @@ static int gen2_setup(struct gen2 *g)
 			return r;
 		g->has_debug = true;
 	}
+	if (cfg->control && (r = gen2_setup_control(g, cfg->control)))
+		return r;
 	uint64_t rsdp = 0;
 	if ((r = gen2_build_acpi(g, &rsdp)))
 		return r;
@@ -481,6 +605,7 @@ static void gen2_print_stats(struct gen2 *g, uint64_t end_ns)
 
 static void gen2_teardown(struct gen2 *g)
 {
+	control_close(g->control); /* first: its commands use the VM */
 	if (g->vm.kvm)
 		vm_destroy(&g->vm);
 	if (g->vmbus) {

@@ -31,6 +31,7 @@ struct gen2_config {
 	bool no_reboot;        /* a guest reset ends the process (exit code 3) instead of restarting */
 	bool stats;            /* print exit counts and timings when the VM ends */
 	bool test_devices;     /* offer the VMBus echo test device */
+	const char *control;   /* control socket path (gen2vm control PATH COMMAND...), or NULL */
 	bool log_unclaimed;    /* log accesses no device claims */
 	uint64_t start_ns;     /* process start, for the boot benchmark */
 	struct disk_spec disks[DISK_SPEC_MAX]; /* --disk / --dvd / "disks": see gen2_add_storage */

@@ -1,0 +1,37 @@
+/* The control socket of a running VM (`gen2vm run --control PATH`): a Unix stream socket taking one
+ * command line per connection ("disk-add /img/x.vhdx lun=3"), answered by one line: "ok" or
+ * "ok: DETAILS", or "error: MESSAGE". Devices and the machine register their commands; later
+ * management APIs build on the same registry. */
+#ifndef GEN2VM_UI_CONTROL_H
+#define GEN2VM_UI_CONTROL_H
+
+#include <stddef.h>
+
+#define CONTROL_MAX_ARGS 16
+#define CONTROL_REPLY_MAX 1024
+
+/* Runs a command; argv[0] is its name. Writes a detail (may stay empty) or an error message into
+ * reply. Returns 0 for ok, -errno for an error. Called on the control thread. */
+typedef int (*control_cmd_fn)(void *opaque, int argc, char **argv, char *reply, size_t replylen);
+
+struct control;
+
+/* Listens on path (replacing a stale socket). Returns 0 or -errno with the message in err. */
+int control_open(struct control **out, const char *path, char *err, size_t errlen);
+/* Adds a command before or after control_start. name and help must outlive the control. */
+int control_register(struct control *c, const char *name, const char *help, control_cmd_fn fn, void *opaque);
+/* Starts the thread that serves connections. */
+int control_start(struct control *c);
+/* Stops serving, removes the socket file. NULL is fine. */
+void control_close(struct control *c);
+
+/* Splits a command line into at most max words (double quotes group words; no escapes). Modifies
+ * line. Returns the number of words or -EINVAL (unbalanced quote, too many words). */
+int control_split(char *line, char **argv, int max);
+
+/* Client side: sends argv as one line to the socket at path and copies the reply line (without its
+ * newline) into reply. Returns 0 when the VM answered "ok", -EIO when it answered an error, or -errno
+ * when it could not be reached. */
+int control_request(const char *path, int argc, char **argv, char *reply, size_t replylen);
+
+#endif
