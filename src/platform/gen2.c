@@ -401,6 +401,30 @@ static int gen2_ctl_vm(void *opaque, int argc, char **argv, char *reply, size_t 
 	return 0;
 }
 
+/* Parks the vCPUs to read where each one is (diagnosing a guest that hangs), then lets them go on. */
+static int gen2_ctl_regs(void *opaque, int argc, char **argv, char *reply, size_t len)
+{
+	struct gen2 *g = opaque;
+	bool was_running = atomic_load(&g->vm.run_state) == VM_RUNNING;
+	vm_pause(&g->vm);
+	size_t used = 0;
+	reply[0] = 0;
+	for (unsigned i = 0; i < g->vm.nr_vcpus && used < len; i++) {
+		struct x86_regs r = { 0 };
+		struct x86_sregs s = { 0 };
+		kvm_vcpu_get_regs(g->vm.vcpus[i].kvm, &r);
+		kvm_vcpu_get_sregs(g->vm.vcpus[i].kvm, &s);
+		used += (size_t)snprintf(reply + used, len - used,
+					 "%svcpu%u rip=0x%" PRIx64 " rsp=0x%" PRIx64 " rflags=0x%" PRIx64 " cr3=0x%" PRIx64
+					 " cpl=%u%s",
+					 i ? "; " : "", i, r.rip, r.gpr[X86_RSP], r.rflags, s.cr3, s.ss.dpl,
+					 kvm_vcpu_is_waiting_sipi(g->vm.vcpus[i].kvm) ? " (waiting for SIPI)" : "");
+	}
+	if (was_running)
+		vm_resume(&g->vm);
+	return 0;
+}
+
 static int gen2_setup_control(struct gen2 *g, const char *path)
 {
 	char err[256];
@@ -413,6 +437,7 @@ static int gen2_setup_control(struct gen2 *g, const char *path)
 	control_register(g->control, "pause", "pause", gen2_ctl_vm, g);
 	control_register(g->control, "resume", "resume", gen2_ctl_vm, g);
 	control_register(g->control, "stop", "stop (turn off)", gen2_ctl_vm, g);
+	control_register(g->control, "regs", "regs (where each vCPU is)", gen2_ctl_regs, g);
 	control_register(g->control, "disk-add", "disk-add PATH [lun=N] [controller=N] [readonly]", gen2_ctl_storage, g);
 	control_register(g->control, "dvd-add", "dvd-add [PATH|empty] [lun=N] [controller=N]", gen2_ctl_storage, g);
 	control_register(g->control, "disk-remove", "disk-remove lun=N [controller=N]", gen2_ctl_storage, g);

@@ -146,14 +146,40 @@ mount -t devtmpfs dev /dev 2>/dev/null
 """
 
 
+def real_system_map(system_map):
+    """Debian ships a stub System.map ("the real one is in the -dbg package"): fetch that package's
+    System.map once (only when a failure needs symbols) and return its path."""
+    with open(system_map) as f:
+        if "dbg package" not in f.readline():
+            return system_map
+    version = os.path.basename(system_map)[len("System.map-"):]
+    dbg = os.path.join(CACHE, "dbg")
+    real = os.path.join(dbg, "usr", "lib", "debug", "boot", "System.map-" + version)
+    if not os.path.exists(real):
+        os.makedirs(dbg, exist_ok=True)
+        pkg = "linux-image-%s-dbg" % version
+        subprocess.run(["apt-get", "download", "-q", pkg], cwd=dbg, check=True, capture_output=True)
+        deb = [f for f in os.listdir(dbg) if f.endswith(".deb")][0]
+        subprocess.run("dpkg-deb --fsys-tarfile %s | tar -x --wildcards '*/System.map-*'" % deb, shell=True,
+                       cwd=dbg, check=True)
+        os.unlink(os.path.join(dbg, deb))
+    return real
+
+
 def symbol_for(system_map, rip):
     """The System.map symbol containing address rip (hex string or int), for failure reports."""
     rip = int(rip, 16) if isinstance(rip, str) else rip
     best = None
+    try:
+        system_map = real_system_map(system_map)
+    except (OSError, subprocess.CalledProcessError) as e:
+        return "? (no symbols: %s)" % e
     with open(system_map) as f:
         for line in f:
-            a, _, name = line.split()
-            a = int(a, 16)
+            parts = line.split()
+            if len(parts) < 3:
+                continue
+            a, name = int(parts[0], 16), parts[2]
             if a <= rip and (best is None or a > best[0]):
                 best = (a, name)
     return "%s+0x%x" % (best[1], rip - best[0]) if best else "?"
