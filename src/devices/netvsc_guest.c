@@ -3,6 +3,48 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static void glock(struct netvsc_guest *g)
+{
+	if (g->lock)
+		pthread_mutex_lock(g->lock);
+}
+
+static void gunlock(struct netvsc_guest *g)
+{
+	if (g->lock)
+		pthread_mutex_unlock(g->lock);
+}
+
+static int gsend(struct netvsc_guest *g, uint32_t c, uint16_t type, uint16_t flags, uint64_t tid, const void *ext,
+		 uint32_t ext_len, const void *p, uint32_t len)
+{
+	glock(g);
+	int rc = vmbus_client_send(&g->ch[c], type, flags, tid, ext, ext_len, p, len);
+	gunlock(g);
+	return rc;
+}
+
+static void grecv_done(struct netvsc_guest *g, uint32_t c)
+{
+	glock(g);
+	vmbus_client_recv_done(&g->ch[c]);
+	gunlock(g);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void nap(void)
+{
+	struct timespec ts = { 0, 20000 };
+	nanosleep(&ts, NULL);
+}
 
 static struct vmbus_guid netvsc_class(void)
 {
@@ -17,8 +59,10 @@ static int open_chan(struct netvsc_guest *g, uint16_t sub)
 	const struct vmbus_client_offer *o = vmbus_client_find_offer(&g->lb->cl, &cls, sub);
 	if (!o)
 		return -ENODEV;
+	glock(g);
 	int rc = vmbus_client_channel_open(&g->lb->cl, &g->ch[sub], o->msg.child_relid, NETVSC_GUEST_RING,
 					   NETVSC_GUEST_RING, 0, NULL, 0);
+	gunlock(g);
 	return rc ? -EIO : 0;
 }
 
@@ -104,7 +148,7 @@ static void handle(struct netvsc_guest *g, uint32_t c, const uint8_t *pkt, uint3
 	}
 	struct nvsp_message cm = { .type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE };
 	cm.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
-	vmbus_client_send(&g->ch[c], VM_PKT_COMP, 0, d.trans_id, NULL, 0, &cm, sizeof(cm));
+	gsend(g, c, VM_PKT_COMP, 0, d.trans_id, NULL, 0, &cm, sizeof(cm));
 }
 
 void netvsc_guest_release_held(struct netvsc_guest *g, uint32_t c)
@@ -112,7 +156,7 @@ void netvsc_guest_release_held(struct netvsc_guest *g, uint32_t c)
 	struct nvsp_message cm = { .type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE };
 	cm.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
 	for (uint32_t i = 0; i < g->nheld; i++)
-		vmbus_client_send(&g->ch[c], VM_PKT_COMP, 0, g->held[i], NULL, 0, &cm, sizeof(cm));
+		gsend(g, c, VM_PKT_COMP, 0, g->held[i], NULL, 0, &cm, sizeof(cm));
 	g->nheld = 0;
 }
 
@@ -125,20 +169,27 @@ int netvsc_guest_poll(struct netvsc_guest *g, uint32_t c)
 		handle(g, c, buf, len);
 		n++;
 	}
-	vmbus_client_recv_done(&g->ch[c]);
+	grecv_done(g, c);
 	return n;
 }
 
 int netvsc_guest_nvsp(struct netvsc_guest *g, uint32_t c, const struct nvsp_message *m, struct nvsp_message *reply)
 {
 	uint64_t tid = ++g->next_tid;
-	if (vmbus_client_send(&g->ch[c], VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid, NULL, 0,
-			      m, sizeof(*m)))
+	if (gsend(g, c, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid, NULL, 0, m, sizeof(*m)))
 		return -EIO;
 	static __thread uint8_t buf[NETVSC_GUEST_RING];
 	uint32_t len;
 	int rc = -ETIMEDOUT;
-	while (vmbus_client_recv(&g->ch[c], buf, sizeof(buf), &len) == 0) {
+	uint64_t deadline = now_ms() + g->wait_ms;
+	for (;;) {
+		if (vmbus_client_recv(&g->ch[c], buf, sizeof(buf), &len) != 0) {
+			if (rc == 0 || !g->wait_ms || now_ms() > deadline)
+				break;
+			grecv_done(g, c);
+			nap();
+			continue;
+		}
 		struct vmbus_packet_descriptor d;
 		memcpy(&d, buf, sizeof(d));
 		if (d.type == VM_PKT_COMP && d.trans_id == tid) {
@@ -152,7 +203,7 @@ int netvsc_guest_nvsp(struct netvsc_guest *g, uint32_t c, const struct nvsp_mess
 			handle(g, c, buf, len);
 		}
 	}
-	vmbus_client_recv_done(&g->ch[c]);
+	grecv_done(g, c);
 	return rc;
 }
 
@@ -161,10 +212,23 @@ int netvsc_guest_open(struct netvsc_guest *g, struct vmbus_loopback *lb, uint32_
 {
 	memset(g, 0, sizeof(*g));
 	g->lb = lb;
-	if (!lb->cl.connected) {
-		if (vmbus_client_connect(&lb->cl, 0, 0) || vmbus_client_request_offers(&lb->cl))
-			return -EIO;
-	}
+	return netvsc_guest_open_locked(g, lb, version, rbuf_size, sbuf_size, NULL, 0);
+}
+
+int netvsc_guest_open_locked(struct netvsc_guest *g, struct vmbus_loopback *lb, uint32_t version,
+			     uint32_t rbuf_size, uint32_t sbuf_size, pthread_mutex_t *lock, uint32_t wait_ms)
+{
+	memset(g, 0, sizeof(*g));
+	g->lb = lb;
+	g->lock = lock;
+	g->wait_ms = wait_ms;
+	glock(g);
+	int crc = 0;
+	if (!lb->cl.connected)
+		crc = vmbus_client_connect(&lb->cl, 0, 0) || vmbus_client_request_offers(&lb->cl);
+	gunlock(g);
+	if (crc)
+		return -EIO;
 	int rc = open_chan(g, 0);
 	if (rc)
 		return rc;
@@ -187,11 +251,11 @@ int netvsc_guest_open(struct netvsc_guest *g, struct vmbus_loopback *lb, uint32_
 	struct nvsp_message m = { .type = NVSP_MSG2_TYPE_SEND_NDIS_CONFIG };
 	m.u.ndis_config.mtu = 1514;
 	m.u.ndis_config.capability = 1u << 3; /* ieee8021q */
-	vmbus_client_send(&g->ch[0], VM_PKT_DATA_INBAND, 0, ++g->next_tid, NULL, 0, &m, sizeof(m));
+	gsend(g, 0, VM_PKT_DATA_INBAND, 0, ++g->next_tid, NULL, 0, &m, sizeof(m));
 	m = (struct nvsp_message){ .type = NVSP_MSG1_TYPE_SEND_NDIS_VER };
 	m.u.ndis_ver.ndis_major_ver = 6;
 	m.u.ndis_ver.ndis_minor_ver = 30;
-	vmbus_client_send(&g->ch[0], VM_PKT_DATA_INBAND, 0, ++g->next_tid, NULL, 0, &m, sizeof(m));
+	gsend(g, 0, VM_PKT_DATA_INBAND, 0, ++g->next_tid, NULL, 0, &m, sizeof(m));
 
 	g->rbuf_size = rbuf_size ? rbuf_size : 16u << 20;
 	g->sbuf_size = sbuf_size ? sbuf_size : 1u << 20;
@@ -200,8 +264,11 @@ int netvsc_guest_open(struct netvsc_guest *g, struct vmbus_loopback *lb, uint32_
 	if (!g->rbuf || !g->sbuf)
 		return -ENOMEM;
 	uint32_t relid = g->ch[0].relid;
-	if (vmbus_client_gpadl_create(&lb->cl, relid, g->rbuf, g->rbuf_size, &g->rgpadl) ||
-	    vmbus_client_gpadl_create(&lb->cl, relid, g->sbuf, g->sbuf_size, &g->sgpadl))
+	glock(g);
+	int grc = vmbus_client_gpadl_create(&lb->cl, relid, g->rbuf, g->rbuf_size, &g->rgpadl) ||
+		  vmbus_client_gpadl_create(&lb->cl, relid, g->sbuf, g->sbuf_size, &g->sgpadl);
+	gunlock(g);
+	if (grc)
 		return -EIO;
 	struct nvsp_message r;
 	m = (struct nvsp_message){ .type = NVSP_MSG1_TYPE_SEND_RECV_BUF };
@@ -226,27 +293,42 @@ void netvsc_guest_close(struct netvsc_guest *g)
 {
 	if (!g->lb)
 		return;
+	glock(g);
 	for (uint32_t c = g->nchan; c-- > 1;)
 		vmbus_client_channel_close(&g->ch[c]);
+	gunlock(g);
 	if (g->nchan) {
 		struct nvsp_message m = { .type = NVSP_MSG1_TYPE_REVOKE_RECV_BUF };
 		m.u.revoke.id = NVSP_RECV_BUFFER_ID;
-		vmbus_client_send(&g->ch[0], VM_PKT_DATA_INBAND, 0, ++g->next_tid, NULL, 0, &m, sizeof(m));
+		gsend(g, 0, VM_PKT_DATA_INBAND, 0, ++g->next_tid, NULL, 0, &m, sizeof(m));
 		m.type = NVSP_MSG1_TYPE_REVOKE_SEND_BUF;
 		m.u.revoke.id = 0;
-		vmbus_client_send(&g->ch[0], VM_PKT_DATA_INBAND, 0, ++g->next_tid, NULL, 0, &m, sizeof(m));
+		gsend(g, 0, VM_PKT_DATA_INBAND, 0, ++g->next_tid, NULL, 0, &m, sizeof(m));
 		uint32_t relid = g->ch[0].relid;
+		glock(g);
 		vmbus_client_channel_close(&g->ch[0]);
 		if (g->rgpadl)
 			vmbus_client_gpadl_teardown(&g->lb->cl, relid, g->rgpadl);
 		if (g->sgpadl)
 			vmbus_client_gpadl_teardown(&g->lb->cl, relid, g->sgpadl);
+		gunlock(g);
 	}
 	if (g->sbuf)
 		g->lb->ops.free_pages(g->lb, g->sbuf, g->sbuf_size / 4096);
 	if (g->rbuf)
 		g->lb->ops.free_pages(g->lb, g->rbuf, g->rbuf_size / 4096);
 	g->lb = NULL;
+}
+
+static int wait_completion(struct netvsc_guest *g, uint32_t c)
+{
+	uint64_t deadline = now_ms() + g->wait_ms;
+	netvsc_guest_poll(g, c);
+	while (!g->send_completions && g->wait_ms && now_ms() <= deadline) {
+		nap();
+		netvsc_guest_poll(g, c);
+	}
+	return g->send_completions ? (int)g->last_send_status : -ETIMEDOUT;
 }
 
 /* GPA direct of a buffer in guest memory (page list). */
@@ -267,11 +349,10 @@ static int send_gpa(struct netvsc_guest *g, uint32_t c, uint32_t chan_type, cons
 	m.u.rndis_pkt.channel_type = chan_type;
 	m.u.rndis_pkt.send_buf_section_index = NVSP_INVALID_SECTION;
 	g->send_completions = 0;
-	if (vmbus_client_send(&g->ch[c], VM_PKT_DATA_USING_GPA_DIRECT, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
-			      ++g->next_tid, &x, 16 + 8 * np, &m, sizeof(m)))
+	if (gsend(g, c, VM_PKT_DATA_USING_GPA_DIRECT, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, ++g->next_tid, &x,
+		  16 + 8 * np, &m, sizeof(m)))
 		return -EIO;
-	netvsc_guest_poll(g, c);
-	return g->send_completions ? (int)g->last_send_status : -ETIMEDOUT;
+	return wait_completion(g, c);
 }
 
 int netvsc_guest_rndis_raw(struct netvsc_guest *g, uint32_t c, uint32_t chan_type, const void *msg, uint32_t len,
@@ -291,11 +372,10 @@ int netvsc_guest_rndis_raw(struct netvsc_guest *g, uint32_t c, uint32_t chan_typ
 	m.u.rndis_pkt.send_buf_section_index = 0;
 	m.u.rndis_pkt.send_buf_section_size = len;
 	g->send_completions = 0;
-	if (vmbus_client_send(&g->ch[c], VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
-			      ++g->next_tid, NULL, 0, &m, sizeof(m)))
+	if (gsend(g, c, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, ++g->next_tid, NULL, 0, &m,
+		  sizeof(m)))
 		return -EIO;
-	netvsc_guest_poll(g, c);
-	return g->send_completions ? (int)g->last_send_status : -ETIMEDOUT;
+	return wait_completion(g, c);
 }
 
 static int request(struct netvsc_guest *g, uint32_t type, uint32_t oid, const void *in, uint32_t inlen, void *out,
@@ -417,8 +497,10 @@ int netvsc_guest_subchannels(struct netvsc_guest *g, uint32_t n)
 	if (r.type != NVSP_MSG5_TYPE_SUBCHANNEL || r.u.subchannel_comp.status != NVSP_STAT_SUCCESS)
 		return -EIO;
 	uint32_t got = r.u.subchannel_comp.num_subchannels;
+	glock(g);
 	while (vmbus_client_poll(&g->lb->cl) == 0) {
 	}
+	gunlock(g);
 	for (uint32_t i = 1; i <= got; i++) {
 		if (open_chan(g, (uint16_t)i))
 			return -EIO;

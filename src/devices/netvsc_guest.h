@@ -6,6 +6,7 @@
 #ifndef GEN2VM_DEVICES_NETVSC_GUEST_H
 #define GEN2VM_DEVICES_NETVSC_GUEST_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -44,6 +45,8 @@ struct netvsc_guest {
 	uint32_t indications, last_indication;
 	uint32_t xfer_packets, xfer_ranges, rx_frames;
 	uint32_t bad_replies;
+	pthread_mutex_t *lock; /* threaded netvsp: the server lock, held around every call into the server */
+	uint32_t wait_ms;      /* threaded netvsp: how long to wait for an answer (0: inline, none) */
 	bool hold_completions;       /* do not complete receive transactions (tests of section exhaustion) */
 	uint64_t held[64];
 	uint32_t nheld;
@@ -54,6 +57,10 @@ struct netvsc_guest {
  * as Linux; smaller for tests). Returns 0, -ENODEV (no offer), -EPROTO (version refused) or -EIO. */
 int netvsc_guest_open(struct netvsc_guest *g, struct vmbus_loopback *lb, uint32_t version, uint32_t rbuf_size,
 		      uint32_t sbuf_size);
+/* The same for a threaded netvsp: lock is the server lock (held around every call into the server),
+ * replies are waited for up to wait_ms. */
+int netvsc_guest_open_locked(struct netvsc_guest *g, struct vmbus_loopback *lb, uint32_t version,
+			     uint32_t rbuf_size, uint32_t sbuf_size, pthread_mutex_t *lock, uint32_t wait_ms);
 /* RNDIS INITIALIZE + standard queries Linux makes; returns the RNDIS status or -errno. */
 int netvsc_guest_rndis_init(struct netvsc_guest *g);
 /* Closes channels and tears buffers down. */
