@@ -142,7 +142,7 @@ static void handle(struct netvsc_guest *g, uint32_t c, const uint8_t *pkt, uint3
 			}
 		}
 	}
-	if (g->hold_completions && g->nheld < 64) {
+	if (g->hold_completions && g->nheld < 1024) {
 		g->held[g->nheld++] = d.trans_id;
 		return;
 	}

@@ -48,7 +48,7 @@ struct netvsc_guest {
 	pthread_mutex_t *lock; /* threaded netvsp: the server lock, held around every call into the server */
 	uint32_t wait_ms;      /* threaded netvsp: how long to wait for an answer (0: inline, none) */
 	bool hold_completions;       /* do not complete receive transactions (tests of section exhaustion) */
-	uint64_t held[64];
+	uint64_t held[1024];
 	uint32_t nheld;
 };
 

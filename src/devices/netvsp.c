@@ -70,6 +70,7 @@ struct netvsp {
 	pthread_rwlock_t buf_lock; /* write: buffers (un)mapped or a channel leaves chans[] */
 	struct rndis_state rs;
 	uint32_t nvsp_version;
+	uint32_t guest_mtu; /* from NDIS_CONFIG: a guest may raise its MTU beyond what we announced */
 	uint16_t subs_offered;
 	/* receive buffer */
 	struct vmbus_gpadl *rgp;
@@ -809,8 +810,15 @@ static void handle_nvsp(struct nv_chan *ch, const struct vmbus_packet_descriptor
 		send_nvsp_comp(ch, d->trans_id, &r);
 		return;
 	}
+	case NVSP_MSG2_TYPE_SEND_NDIS_CONFIG: {
+		/* Linux sends its MTU plus the Ethernet header; receive buffers are sized from it. */
+		uint32_t mtu = m.u.ndis_config.mtu > 14 ? m.u.ndis_config.mtu - 14 : 0;
+		pthread_mutex_lock(&nv->lock);
+		nv->guest_mtu = mtu > 9000 ? 9000 : mtu;
+		pthread_mutex_unlock(&nv->lock);
+		return;
+	}
 	case NVSP_MSG1_TYPE_SEND_NDIS_VER:
-	case NVSP_MSG2_TYPE_SEND_NDIS_CONFIG:
 		return; /* informational; nothing to answer */
 	case NVSP_MSG1_TYPE_SEND_RECV_BUF:
 	case NVSP_MSG1_TYPE_SEND_SEND_BUF:
@@ -962,7 +970,9 @@ static uint32_t rx_backend(struct netvsp *nv, uint32_t q, uint32_t budget, bool 
 	struct nv_batch b[NET_BE_MAX_QUEUES];
 	memset(b, 0, sizeof(b));
 	uint32_t got = 0;
-	uint32_t cap = nv->rs.mtu + 18;
+	pthread_mutex_lock(&nv->lock);
+	uint32_t cap = (nv->guest_mtu > nv->rs.mtu ? nv->guest_mtu : nv->rs.mtu) + 18;
+	pthread_mutex_unlock(&nv->lock);
 	uint32_t kmax = (RNDIS_RX_HEADER_MAX + cap + NV_RECV_SECTION - 1) / NV_RECV_SECTION;
 	*stalled = false;
 	while (got < budget) {
@@ -987,12 +997,14 @@ static uint32_t rx_backend(struct netvsp *nv, uint32_t q, uint32_t budget, bool 
 		uint8_t *sec = nv->rview.base + (size_t)start * NV_RECV_SECTION;
 		uint8_t *f = sec + RNDIS_RX_HEADER_MAX;
 		int n = nv->be->ops->recv(nv->be, q, &vh, f, cap);
-		if (n == -EAGAIN || (n < 0 && n != -EMSGSIZE)) {
+		if (n == -EAGAIN) {
 			pthread_mutex_lock(&nv->lock);
 			sec_free(nv, start, kmax);
 			pthread_mutex_unlock(&nv->lock);
 			break;
 		}
+		/* Other errors (a frame too big for us, a dead backend) drop one frame; the budget
+		 * bounds the loop. */
 		pthread_mutex_lock(&nv->lock);
 		bool want = n >= 14 && frame_wanted(&nv->rs, f);
 		uint32_t hash = 0, target = 0;
@@ -1182,6 +1194,7 @@ static void nv_close(void *ctx, struct vmbus_channel *chan)
 			nv->txn_free[nv->txn_nfree++] = NV_TXN_MAX - 1 - i;
 		}
 		nv->nvsp_version = 0;
+		nv->guest_mtu = 0;
 		struct rndis_state fresh;
 		rndis_state_init(&fresh, nv->cfg.mac);
 		fresh.mtu = nv->rs.mtu;

@@ -341,6 +341,34 @@ static void test_frames_both_ways(void **state)
 	env_down(&e);
 }
 
+/* A guest that raises its MTU (NDIS_CONFIG, as Linux does on `ip link set mtu 9000`) gets jumbo
+ * frames even though the adapter announced 1500; beyond that, frames are dropped, never truncated. */
+static void test_guest_mtu(void **state)
+{
+	struct env e;
+	env_up(&e, 0, 1, 0);
+	env_ready(&e);
+	static uint8_t f[9100];
+	make_frame(f, 9014, MAC, 1);
+	cap_push(e.cap, f, 9014);
+	netvsp_poll(e.nv, 8);
+	netvsc_guest_poll(&e.g, 0);
+	assert_int_equal(e.rx_count, 0); /* too big for a 1500-byte MTU */
+	struct nvsp_message m = { .type = NVSP_MSG2_TYPE_SEND_NDIS_CONFIG };
+	m.u.ndis_config.mtu = 9000 + 14;
+	assert_int_equal(vmbus_client_send(&e.g.ch[0], VM_PKT_DATA_INBAND, 0, 5, NULL, 0, &m, sizeof(m)), 0);
+	cap_push(e.cap, f, 9014);
+	assert_int_equal(netvsp_poll(e.nv, 8), 1);
+	netvsc_guest_poll(&e.g, 0);
+	assert_int_equal(e.rx_count, 1);
+	assert_int_equal(e.rx_len, 9014);
+	assert_memory_equal(e.rx, f, 9014);
+	struct netvsp_stats st;
+	netvsp_get_stats(e.nv, &st);
+	assert_int_equal(st.rx_dropped, 1);
+	env_down(&e);
+}
+
 static void test_batching(void **state)
 {
 	struct env e;
@@ -743,26 +771,35 @@ static void test_bad_input(void **state)
 	env_down(&e);
 }
 
-/* A guest that never completes receive transactions exhausts the sections; frames then wait in the
- * backend, and flow resumes when it completes. */
+/* A guest that never completes receive transactions exhausts the receive sections; frames then wait
+ * in the backend, and flow resumes when it completes them. */
 static void test_section_exhaustion(void **state)
 {
 	struct env e;
 	env_up(&e, 0, 1, 0);
 	env_ready(&e);
 	e.g.hold_completions = true;
-	uint8_t f[1514];
+	static uint8_t f[1514];
 	make_frame(f, 1514, MAC, 5);
-	/* 1 MiB receive buffer... env uses 4 MiB = 2427 sections; hold 64 transactions of 8 frames */
-	for (int i = 0; i < 64; i++)
-		cap_push(e.cap, f, 1514);
-	assert_int_equal(netvsp_poll(e.nv, 64), 64);
-	netvsc_guest_poll(&e.g, 0);
-	assert_int_equal(e.g.nheld, 8);
+	uint32_t delivered = 0;
+	for (int round = 0; round < 80; round++) {
+		while (e.cap->inq_n - e.cap->inq_head < 64)
+			cap_push(e.cap, f, 1514);
+		delivered += netvsp_poll(e.nv, 64);
+		netvsc_guest_poll(&e.g, 0);
+	}
+	assert_int_equal(delivered, e.g.rsec_n); /* one section per frame, every section held */
+	assert_int_equal(e.rx_count, e.g.rsec_n);
+	assert_int_equal(netvsp_poll(e.nv, 64), 0);
+	assert_int_equal(e.cap->inq_n - e.cap->inq_head, 64); /* waiting in the backend, not dropped */
 	netvsc_guest_release_held(&e.g, 0);
 	e.g.hold_completions = false;
+	assert_int_equal(netvsp_poll(e.nv, 64), 64);
 	netvsc_guest_poll(&e.g, 0);
-	assert_int_equal(e.rx_count, 64);
+	assert_int_equal(e.rx_count, e.g.rsec_n + 64);
+	struct netvsp_stats st;
+	netvsp_get_stats(e.nv, &st);
+	assert_int_equal(st.rx_dropped, 0);
 	env_down(&e);
 }
 
@@ -801,6 +838,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_init_each_version), cmocka_unit_test(test_oids),
 		cmocka_unit_test(test_rss_caps_need_v5),  cmocka_unit_test(test_frames_both_ways),
+		cmocka_unit_test(test_guest_mtu),
 		cmocka_unit_test(test_batching),          cmocka_unit_test(test_offload_ppis),
 		cmocka_unit_test(test_subchannels_vrss),  cmocka_unit_test(test_toeplitz_vector),
 		cmocka_unit_test(test_link_state),        cmocka_unit_test(test_pair_two_adapters),
