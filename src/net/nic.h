@@ -34,4 +34,17 @@ void nic_mac_generate(const char *seed, uint32_t index, uint8_t mac[6]);
 int nic_backend_open(const struct nic_config *n, uint32_t queues, struct net_backend **out, char *err,
 		     size_t errlen);
 
+
+
+/* One entry of the JSON config's "nics" array: either the --nic string, or an object
+ * {"tap": NAME | "pair": ID, "mac": "02:..", "queues": N, "mtu": N, "link": "up"|"down", "legacy": true}.
+ * Returns 0 or -EINVAL with the message in err (json_object is json-c's). */
+struct json_object;
+int nic_config_from_json(struct json_object *v, struct nic_config *out, char *err, size_t errlen);
+
+/* The --nic line for `gen2vm run --help`. */
+#define NIC_USAGE                                                                                         \
+	"  --nic tap=NAME[,mac=MAC][,queues=N][,mtu=N][,link=down] | pair=ID[,...]\n"                        \
+	"                             a synthetic network adapter (repeatable); the tap is created if\n"     \
+	"                             missing and we may; MAC defaults to a stable generated one\n"
 #endif

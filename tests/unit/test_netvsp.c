@@ -16,6 +16,7 @@
 #include "devices/rndis.h"
 #include "net/backend.h"
 #include "net/nic.h"
+#include <json-c/json.h>
 #include "vmbus/loopback.h"
 
 /* A capture backend: records what netvsp sends, and queues frames for it to receive. */
@@ -823,6 +824,24 @@ static void test_nic_spec(void **state)
 	assert_int_equal(nic_config_parse("bogus=1", &n, err, sizeof(err)), -EINVAL);
 	assert_int_equal(nic_config_parse("tap=tap0,mtu=9000", &n, err, sizeof(err)), 0);
 	assert_int_equal(n.mtu, 9000);
+	/* JSON entries: a string, or an object with the same keys. */
+	struct json_object *j = json_tokener_parse("{\"tap\": \"tap1\", \"queues\": 2, \"mac\": \"02:aa:bb:cc:dd:ee\"}");
+	assert_int_equal(nic_config_from_json(j, &n, err, sizeof(err)), 0);
+	assert_string_equal(n.name, "tap1");
+	assert_int_equal(n.queues, 2);
+	assert_memory_equal(n.mac, "\x02\xaa\xbb\xcc\xdd\xee", 6);
+	json_object_put(j);
+	j = json_tokener_parse("{\"pair\": \"x\", \"legacy\": true}");
+	assert_int_equal(nic_config_from_json(j, &n, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "generation 1"));
+	json_object_put(j);
+	j = json_tokener_parse("\"pair=9\"");
+	assert_int_equal(nic_config_from_json(j, &n, err, sizeof(err)), 0);
+	assert_int_equal(n.kind, NIC_PAIR);
+	json_object_put(j);
+	j = json_tokener_parse("[1]");
+	assert_int_equal(nic_config_from_json(j, &n, err, sizeof(err)), -EINVAL);
+	json_object_put(j);
 	/* Generated MACs: stable per seed and index, locally administered, unicast. */
 	uint8_t a[6], b[6], c[6];
 	nic_mac_generate("vm-1234", 0, a);
