@@ -1085,24 +1085,33 @@ uint32_t netvsp_poll(struct netvsp *nv, uint32_t budget)
 	return got;
 }
 
+/* Backend queue q is served by channel q's worker; the primary's worker also serves the queues whose
+ * channel the guest has not opened (a guest that uses fewer channels than the tap has queues), so no
+ * queue is left unread. */
 static void *worker(void *arg)
 {
 	struct nv_chan *ch = arg;
 	struct netvsp *nv = ch->nv;
-	bool has_q = ch->idx < nv->be->nr_queues;
+	uint32_t nq = nv->be->nr_queues;
 	bool stalled = false;
 	while (!ch->stop) {
 		service_guest(ch);
-		if (has_q) {
-			pthread_rwlock_rdlock(&nv->buf_lock);
-			rx_backend(nv, ch->idx, 256, &stalled);
-			pthread_rwlock_unlock(&nv->buf_lock);
+		struct pollfd p[1 + NET_BE_MAX_QUEUES] = { { .fd = ch->efd, .events = POLLIN } };
+		nfds_t np = 1;
+		stalled = false;
+		pthread_rwlock_rdlock(&nv->buf_lock);
+		for (uint32_t q = 0; q < nq; q++) {
+			if (q != ch->idx && (ch->idx != 0 || (q < nv->max_queues && nv->chans[q])))
+				continue;
+			bool st = false;
+			rx_backend(nv, q, 256, &st);
+			stalled |= st;
+			if (!st)
+				p[np++] = (struct pollfd){ .fd = nv->be->ops->rx_fd(nv->be, q), .events = POLLIN };
 		}
-		struct pollfd p[2] = { { .fd = ch->efd, .events = POLLIN },
-				       { .fd = has_q && !stalled ? nv->be->ops->rx_fd(nv->be, ch->idx) : -1,
-					 .events = POLLIN } };
+		pthread_rwlock_unlock(&nv->buf_lock);
 		bool waiting = ch->nowed || ch->parked || stalled;
-		poll(p, 2, waiting ? 1 : 100);
+		poll(p, np, waiting ? 1 : 100);
 		if (p[0].revents & POLLIN) {
 			uint64_t v;
 			if (read(ch->efd, &v, sizeof(v)) < 0) {

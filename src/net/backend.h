@@ -1,6 +1,7 @@
 /* Network backends: where the frames of a synthetic adapter go. A frontend (netvsp) and a backend meet
- * at struct net_backend_ops; each backend has nr_queues queues, used by one thread each (queue q of
- * the frontend is served by one worker), so a backend needs no locking between queues.
+ * at struct net_backend_ops; each backend has nr_queues queues. A queue is normally used by one
+ * thread, but recv may briefly run on one queue in two threads (while the frontend hands the queue
+ * from one worker to another): recv and send must be safe for that (a tap fd is; the pair locks).
  *
  * Frames carry a struct virtio_net_hdr (linux/virtio_net.h) describing checksum and segmentation
  * offload, the format a tap with IFF_VNET_HDR speaks; backends that cannot offload report caps 0 and
