@@ -51,7 +51,7 @@ struct nv_chan {
 	pthread_t thr;
 	bool has_thr;
 	int efd;
-	volatile bool stop;
+	bool stop; /* atomic */
 };
 
 struct nv_txn {
@@ -82,7 +82,8 @@ struct netvsp {
 	struct vmbus_gpadl *sgp;
 	struct vmbus_view sview;
 	uint32_t ssize, ssec_n;
-	struct nv_chan *chans[NET_BE_MAX_QUEUES];
+	struct nv_chan *chans[NET_BE_MAX_QUEUES];   /* active channels: they send and receive */
+	struct nv_chan *pending[NET_BE_MAX_QUEUES]; /* opened, not yet active (see activate_pending) */
 	struct nv_txn *txn;
 	uint32_t *txn_free, txn_nfree;
 	struct netvsp_stats st;
@@ -99,7 +100,7 @@ static bool nv_srv_lock(struct nv_chan *ch)
 		return true;
 	/* trylock: close() holds the server lock while it joins us, so waiting could deadlock. */
 	while (pthread_mutex_trylock(m) != 0) {
-		if (ch->stop)
+		if (__atomic_load_n(&ch->stop, __ATOMIC_ACQUIRE))
 			return false;
 		struct timespec ts = { 0, 50000 };
 		nanosleep(&ts, NULL);
@@ -1065,9 +1066,12 @@ static uint32_t rx_backend(struct netvsp *nv, uint32_t q, uint32_t budget, bool 
 	return got;
 }
 
+static void activate_pending(struct netvsp *nv);
+
 uint32_t netvsp_poll(struct netvsp *nv, uint32_t budget)
 {
 	uint32_t got = 0;
+	activate_pending(nv);
 	pthread_rwlock_rdlock(&nv->buf_lock);
 	for (uint32_t i = 0; i < nv->max_queues; i++) {
 		struct nv_chan *ch = nv->chans[i];
@@ -1094,7 +1098,7 @@ static void *worker(void *arg)
 	struct netvsp *nv = ch->nv;
 	uint32_t nq = nv->be->nr_queues;
 	bool stalled = false;
-	while (!ch->stop) {
+	while (!__atomic_load_n(&ch->stop, __ATOMIC_ACQUIRE)) {
 		service_guest(ch);
 		struct pollfd p[1 + NET_BE_MAX_QUEUES] = { { .fd = ch->efd, .events = POLLIN } };
 		nfds_t np = 1;
@@ -1136,7 +1140,7 @@ static int nv_open(void *ctx, struct vmbus_channel *chan)
 {
 	struct netvsp *nv = ctx;
 	uint16_t idx = vmbus_channel_subchannel_index(chan);
-	if (idx >= nv->max_queues || nv->chans[idx])
+	if (idx >= nv->max_queues || nv->chans[idx] || nv->pending[idx])
 		return -EINVAL;
 	struct nv_chan *ch = calloc(1, sizeof(*ch));
 	if (!ch)
@@ -1153,20 +1157,34 @@ static int nv_open(void *ctx, struct vmbus_channel *chan)
 		return -ENOMEM;
 	}
 	vmbus_channel_set_priv(chan, ch);
-	if (nv->cfg.threaded) {
-		ch->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (ch->efd < 0 || pthread_create(&ch->thr, NULL, worker, ch)) {
-			vmbus_channel_set_priv(chan, NULL);
-			chan_free(ch);
-			return -ENOMEM;
-		}
-		ch->has_thr = true;
-	}
-	pthread_rwlock_wrlock(&nv->buf_lock);
-	nv->chans[idx] = ch;
-	pthread_rwlock_unlock(&nv->buf_lock);
+	nv->pending[idx] = ch;
 	__atomic_fetch_add(&nv->st.channels_open, 1, __ATOMIC_RELAXED);
 	return 0;
+}
+
+/* Channels become active (worker started, eligible for received frames) at the first server call
+ * after their open completed, never inside open(): nothing may reach the guest on a channel before
+ * its OPEN_RESULT, and the server finishes the open after our callback returns. Server lock held. */
+static void activate_pending(struct netvsp *nv)
+{
+	for (uint32_t i = 0; i < nv->max_queues; i++) {
+		struct nv_chan *ch = nv->pending[i];
+		if (!ch)
+			continue;
+		if (nv->cfg.threaded) {
+			if (ch->efd < 0)
+				ch->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+			if (ch->efd < 0 || pthread_create(&ch->thr, NULL, worker, ch)) {
+				log_error("netvsp: cannot start the worker of channel %u (retrying)", i);
+				continue;
+			}
+			ch->has_thr = true;
+		}
+		pthread_rwlock_wrlock(&nv->buf_lock);
+		nv->chans[i] = ch;
+		nv->pending[i] = NULL;
+		pthread_rwlock_unlock(&nv->buf_lock);
+	}
 }
 
 static void nv_close(void *ctx, struct vmbus_channel *chan)
@@ -1176,7 +1194,7 @@ static void nv_close(void *ctx, struct vmbus_channel *chan)
 	if (!ch)
 		return;
 	if (ch->has_thr) {
-		ch->stop = true;
+		__atomic_store_n(&ch->stop, true, __ATOMIC_RELEASE);
 		uint64_t one = 1;
 		if (write(ch->efd, &one, sizeof(one)) < 0) {
 			/* the worker also wakes on its poll timeout */
@@ -1186,6 +1204,7 @@ static void nv_close(void *ctx, struct vmbus_channel *chan)
 	pthread_rwlock_wrlock(&nv->buf_lock);
 	pthread_mutex_lock(&nv->lock);
 	nv->chans[ch->idx] = NULL;
+	nv->pending[ch->idx] = NULL;
 	if (ch->parked) { /* the parked transaction never reached the guest */
 		uint32_t slot = ch->parked_slot;
 		batch_free(nv, &nv->txn[slot].b);
@@ -1225,6 +1244,7 @@ static void nv_rx_ready(void *ctx, struct vmbus_channel *chan)
 	struct nv_chan *ch = vmbus_channel_priv(chan);
 	if (!ch)
 		return;
+	activate_pending(ctx);
 	if (ch->has_thr) {
 		uint64_t one = 1;
 		if (write(ch->efd, &one, sizeof(one)) < 0) {
