@@ -1347,6 +1347,23 @@ void netvsp_set_link(struct netvsp *nv, bool up)
 	pthread_rwlock_unlock(&nv->buf_lock);
 }
 
+void netvsp_set_link_speed(struct netvsp *nv, uint64_t bps)
+{
+	pthread_rwlock_rdlock(&nv->buf_lock);
+	pthread_mutex_lock(&nv->lock);
+	bool changed = nv->rs.link_speed_bps != bps;
+	nv->rs.link_speed_bps = bps;
+	bool tell = changed && nv->rs.initialized && nv->rview.base && nv->chans[0];
+	pthread_mutex_unlock(&nv->lock);
+	if (tell) {
+		uint8_t msg[32];
+		uint32_t units = bps / 100 > UINT32_MAX ? UINT32_MAX : (uint32_t)(bps / 100); /* 100 bit/s */
+		uint32_t n = rndis_indicate(msg, RNDIS_STATUS_LINK_SPEED_CHANGE, &units);
+		send_rndis_ctl(nv->chans[0], msg, n);
+	}
+	pthread_rwlock_unlock(&nv->buf_lock);
+}
+
 void netvsp_get_stats(struct netvsp *nv, struct netvsp_stats *st)
 {
 	pthread_mutex_lock(&nv->lock);

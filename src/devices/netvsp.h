@@ -54,6 +54,9 @@ void netvsp_destroy(struct netvsp *nv);
  * While down, frames both ways are dropped. Thread-safe. */
 void netvsp_set_link(struct netvsp *nv, bool up);
 
+/* Reported link speed (bit/s; default 10 Gbit/s): LINK_SPEED and a speed-change indication. */
+void netvsp_set_link_speed(struct netvsp *nv, uint64_t bps);
+
 /* Inline mode: moves up to budget waiting backend frames to the guest and retries sends the guest's
  * full ring held back. Returns frames delivered. */
 uint32_t netvsp_poll(struct netvsp *nv, uint32_t budget);

@@ -147,6 +147,28 @@ static int cmd_link(void *ctx, int argc, char **argv, char *reply, size_t cap)
 	return 0;
 }
 
+static int cmd_speed(void *ctx, int argc, char **argv, char *reply, size_t cap)
+{
+	struct gen2_net *n = ctx;
+	uint32_t slot;
+	char *end;
+	unsigned long long mbit = argc == 3 ? strtoull(argv[2], &end, 10) : 0;
+	if (argc != 3 || parse_slot(argv[1], &slot) || *end || !mbit || mbit > 1000000) {
+		snprintf(reply, cap, "usage: nic-speed N MBIT (1-1000000)");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&n->lock);
+	int rc = n->nic[slot] ? 0 : -ENOENT;
+	if (!rc)
+		netvsp_set_link_speed(n->nic[slot], mbit * 1000000ull);
+	pthread_mutex_unlock(&n->lock);
+	if (rc)
+		snprintf(reply, cap, "no network adapter %u (see nic-list)", slot);
+	else
+		snprintf(reply, cap, "adapter %u reports %llu Mbit/s", slot, mbit);
+	return rc;
+}
+
 static int cmd_add(void *ctx, int argc, char **argv, char *reply, size_t cap)
 {
 	struct nic_config c;
@@ -184,6 +206,8 @@ int gen2_net_control_register(struct gen2_net *n, struct control *c)
 	int rc = control_register(c, "nic-list", "nic-list", cmd_list, n);
 	if (!rc)
 		rc = control_register(c, "nic-link", "nic-link N up|down", cmd_link, n);
+	if (!rc)
+		rc = control_register(c, "nic-speed", "nic-speed N MBIT", cmd_speed, n);
 	if (!rc)
 		rc = control_register(c, "nic-add", "nic-add tap=NAME[,mac=..][,queues=N]|pair=ID", cmd_add, n);
 	if (!rc)

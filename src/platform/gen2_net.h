@@ -54,7 +54,7 @@ int gen2_net_remove(struct gen2_net *n, uint32_t slot);
 /* Cable connect (up) / disconnect. Returns 0 or -ENOENT. */
 int gen2_net_set_link(struct gen2_net *n, uint32_t slot, bool up);
 
-/* Registers nic-list, nic-link, nic-add, nic-remove. */
+/* Registers nic-list, nic-link, nic-speed, nic-add, nic-remove. */
 int gen2_net_control_register(struct gen2_net *n, struct control *c);
 
 void gen2_net_destroy(struct gen2_net *n);

@@ -104,6 +104,15 @@ static void test_control_hot_add_link_remove(void **state)
 	}
 	assert_int_equal(g.last_indication, RNDIS_STATUS_MEDIA_CONNECT);
 
+	ctl(fd, "nic-speed 0 40000", r, sizeof(r));
+	assert_string_equal(r, "ok adapter 0 reports 40000 Mbit/s");
+	for (int i = 0; i < 2000 && g.indications < 3; i++) {
+		netvsc_guest_poll(&g, 0);
+		usleep(1000);
+	}
+	assert_int_equal(g.last_indication, RNDIS_STATUS_LINK_SPEED_CHANGE);
+	ctl(fd, "nic-speed 0 x", r, sizeof(r));
+	assert_non_null(strstr(r, "usage"));
 	ctl(fd, "nic-link 5 down", r, sizeof(r));
 	assert_non_null(strstr(r, "error: no network adapter 5"));
 	ctl(fd, "nic-link 0 sideways", r, sizeof(r));

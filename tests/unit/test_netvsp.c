@@ -596,6 +596,20 @@ static void test_link_state(void **state)
 	netvsp_set_link(e.nv, true); /* no change, no indication */
 	netvsc_guest_poll(&e.g, 0);
 	assert_int_equal(e.g.indications, 2);
+	/* Speed change: indication with the new speed in 100 bit/s units, and LINK_SPEED follows. */
+	netvsp_set_link_speed(e.nv, 25000000000ull);
+	netvsc_guest_poll(&e.g, 0);
+	assert_int_equal(e.g.indications, 3);
+	assert_int_equal(e.g.last_indication, RNDIS_STATUS_LINK_SPEED_CHANGE);
+	struct rndis_indicate_status is;
+	memcpy(&is, e.g.ctl + 8, sizeof(is));
+	assert_int_equal(is.status_buflen, 4);
+	uint32_t sp;
+	memcpy(&sp, e.g.ctl + 8 + is.status_buf_offset, 4);
+	assert_int_equal(sp, 250000000);
+	n = 4;
+	assert_int_equal(netvsc_guest_query(&e.g, RNDIS_OID_GEN_LINK_SPEED, NULL, 0, &v, &n), 0);
+	assert_int_equal(v, 250000000);
 	env_down(&e);
 }
 
