@@ -52,6 +52,7 @@ struct nv_chan {
 	bool has_thr;
 	int efd;
 	bool stop; /* atomic */
+	bool want_comp; /* the guest packet being handled asked for a completion */
 };
 
 struct nv_txn {
@@ -185,8 +186,12 @@ static void send_or_owe(struct nv_chan *ch, uint16_t type, uint16_t flags, uint6
 	owe(ch, type, flags, tid, ext, ext_len, p, len);
 }
 
+/* Completes the guest packet being handled, if it asked for a completion (an unsolicited one would
+ * name a transaction the guest is not waiting for). */
 static void send_nvsp_comp(struct nv_chan *ch, uint64_t tid, const struct nvsp_message *m)
 {
+	if (!ch->want_comp)
+		return;
 	pthread_mutex_lock(&ch->send_lock);
 	send_or_owe(ch, VM_PKT_COMP, 0, tid, NULL, 0, m, sizeof(*m));
 	pthread_mutex_unlock(&ch->send_lock);
@@ -787,6 +792,7 @@ static void handle_nvsp(struct nv_chan *ch, const struct vmbus_packet_descriptor
 {
 	struct netvsp *nv = ch->nv;
 	struct nvsp_message m = { 0 };
+	ch->want_comp = d->flags & VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED;
 	if (plen < 4) {
 		log_guest("netvsp: NVSP message of %u bytes", plen);
 		STAT_ADD(nv, bad_messages, 1);
@@ -839,8 +845,7 @@ static void handle_nvsp(struct nv_chan *ch, const struct vmbus_packet_descriptor
 		return;
 	case NVSP_MSG4_TYPE_SWITCH_DATA_PATH: {
 		struct nvsp_message r = { .type = NVSP_MSG4_TYPE_SWITCH_DATA_PATH };
-		if (d->flags & VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED)
-			send_nvsp_comp(ch, d->trans_id, &r);
+		send_nvsp_comp(ch, d->trans_id, &r);
 		return;
 	}
 	case NVSP_MSG1_TYPE_SEND_RNDIS_PKT: {
