@@ -1,4 +1,6 @@
 #include "cli/config.h"
+#include "net/nic.h"
+#include "platform/gen2_net.h"
 
 #include "cli/disk_spec.h"
 #include "vmm/vm.h"
@@ -34,6 +36,7 @@ const char run_usage[] =
 	"  --processor-compatibility  limit CPUID to a baseline every x86-64 host offers\n"
 	"  --no-reboot                end when the guest resets (exit code 3) instead of restarting it\n"
 	"  --config FILE              read these settings from a JSON document (see README)\n"
+	NIC_USAGE
 	"  --control PATH             a control socket: gen2vm control PATH disk-add|disk-remove|dvd-insert|\n"
 	"                             dvd-eject|pause|resume|stop|status|help ...\n"
 	"  --test-devices             offer the VMBus echo device test guests use\n"
@@ -203,6 +206,18 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 				if (!r)
 					rc->vm.nr_disks++;
 			}
+		} else if (!strcmp(key, "nics") && t == json_type_array) {
+			for (size_t i = 0; i < json_object_array_length(val) && !r; i++) {
+				if (rc->vm.nr_nics == GEN2_NET_MAX) {
+					snprintf(e, sizeof(e), "\"nics\": more than %u", GEN2_NET_MAX);
+					r = -EINVAL;
+					break;
+				}
+				r = nic_config_from_json(json_object_array_get_idx(val, i), &rc->vm.nics[rc->vm.nr_nics], e,
+							 sizeof(e));
+				if (!r)
+					rc->vm.nr_nics++;
+			}
 		} else if (!strcmp(key, "processor_compatibility") && t == json_type_boolean) {
 			rc->vm.processor_compat = json_object_get_boolean(val);
 		} else if (!strcmp(key, "no_reboot") && t == json_type_boolean) {
@@ -210,7 +225,7 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 		} else {
 			static const char *const known[] = { "memory", "cpus", "kernel", "initrd", "cmdline", "elf",
 							      "com1", "debugcon", "processor_compatibility",
-							      "no_reboot", "disks" };
+							      "no_reboot", "disks", "nics" };
 			bool is_known = false;
 			for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 				is_known |= !strcmp(key, known[i]);
@@ -230,7 +245,7 @@ out:
 int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, size_t errlen)
 {
 	enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
-	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV, O_DISK, O_DVD, O_CONTROL };
+	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV, O_DISK, O_DVD, O_CONTROL, O_NIC };
 	static const struct option opts[] = {
 		{ "memory", required_argument, NULL, O_MEMORY },
 		{ "cpus", required_argument, NULL, O_CPUS },
@@ -247,6 +262,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "log-unclaimed", no_argument, NULL, O_UNCLAIMED },
 		{ "test-devices", no_argument, NULL, O_TESTDEV },
 		{ "control", required_argument, NULL, O_CONTROL },
+		{ "nic", required_argument, NULL, O_NIC },
 		{ "disk", required_argument, NULL, O_DISK },
 		{ "dvd", required_argument, NULL, O_DVD },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -276,6 +292,15 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		case O_UNCLAIMED: rc->vm.log_unclaimed = true; break;
 		case O_TESTDEV: rc->vm.test_devices = true; break;
 		case O_CONTROL: rc->vm.control = optarg; break;
+		case O_NIC:
+			if (rc->vm.nr_nics == GEN2_NET_MAX) {
+				snprintf(err, errlen, "--nic: more than %u network adapters", GEN2_NET_MAX);
+				return -EINVAL;
+			}
+			r = nic_config_parse(optarg, &rc->vm.nics[rc->vm.nr_nics], err, errlen);
+			if (!r)
+				rc->vm.nr_nics++;
+			break;
 		case O_DISK:
 		case O_DVD:
 			if (rc->vm.nr_disks == DISK_SPEC_MAX) {

@@ -12,6 +12,7 @@
 #include "devices/uart.h"
 #include "hv/hv.h"
 #include "platform/acpi.h"
+#include "platform/gen2_net.h"
 #include "platform/gen2_storage.h"
 #include "ui/control.h"
 #include "util/log.h"
@@ -27,6 +28,9 @@
 #define GEN2_MAX_CPUID 256
 #define COM1_IRQ 4
 
+_Static_assert(sizeof(((struct gen2_config *)0)->nics) / sizeof(struct nic_config) == GEN2_NET_MAX,
+	       "gen2_config.nics holds GEN2_NET_MAX adapters");
+
 struct gen2 {
 	const struct gen2_config *cfg;
 	struct vm vm;
@@ -40,6 +44,8 @@ struct gen2 {
 	struct gen2_storage storage;
 	bool has_storage;
 	struct control *control;
+	struct gen2_net net;
+	bool has_net;
 	struct console com1_con, debug_con;
 	uint32_t testdev_regs[16]; /* MMIO scratch registers for test guests */
 	bool has_com1, has_debug;
@@ -438,6 +444,8 @@ static int gen2_setup_control(struct gen2 *g, const char *path)
 	control_register(g->control, "resume", "resume", gen2_ctl_vm, g);
 	control_register(g->control, "stop", "stop (turn off)", gen2_ctl_vm, g);
 	control_register(g->control, "regs", "regs (where each vCPU is)", gen2_ctl_regs, g);
+	if (g->has_net)
+		gen2_net_control_register(&g->net, g->control);
 	control_register(g->control, "disk-add", "disk-add PATH [lun=N] [controller=N] [readonly]", gen2_ctl_storage, g);
 	control_register(g->control, "dvd-add", "dvd-add [PATH|empty] [lun=N] [controller=N]", gen2_ctl_storage, g);
 	control_register(g->control, "disk-remove", "disk-remove lun=N [controller=N]", gen2_ctl_storage, g);
@@ -504,6 +512,18 @@ static int gen2_setup(struct gen2 *g)
 	if (r)
 		return r; /* the message named the disk */
 	g->has_storage = true;
+	/* MACs come from a per-VM seed: the control socket path names the VM when there is one. */
+	gen2_net_init(&g->net, vmbus_host_server(g->vmbus), vmbus_host_mutex(g->vmbus), &vm->mem, vm->nr_vcpus,
+		      cfg->control ? cfg->control : "gen2vm");
+	g->has_net = true;
+	for (unsigned i = 0; i < cfg->nr_nics; i++) {
+		char err[256];
+		r = gen2_net_add(&g->net, &cfg->nics[i], err, sizeof(err));
+		if (r < 0) {
+			log_error("--nic: %s", err);
+			return r;
+		}
+	}
 	if (cfg->test_devices) {
 		vmbus_host_lock(g->vmbus);
 		r = testdev_create(vmbus_host_server(g->vmbus), 0, 4, &g->testdev);
@@ -633,6 +653,8 @@ static void gen2_teardown(struct gen2 *g)
 	control_close(g->control); /* first: its commands use the VM */
 	if (g->vm.kvm)
 		vm_destroy(&g->vm);
+	if (g->has_net)
+		gen2_net_destroy(&g->net); /* takes the server lock itself */
 	if (g->vmbus) {
 		vmbus_host_lock(g->vmbus);
 		if (g->testdev)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "cli/disk_spec.h"
+#include "net/nic.h"
 #include "ui/console.h"
 
 #define GEN2_DEBUGCON_PORT 0xE9 /* test guests: each byte written is console output */
@@ -36,6 +37,8 @@ struct gen2_config {
 	uint64_t start_ns;     /* process start, for the boot benchmark */
 	struct disk_spec disks[DISK_SPEC_MAX]; /* --disk / --dvd / "disks": see gen2_add_storage */
 	unsigned nr_disks;
+	struct nic_config nics[8]; /* --nic / "nics": see gen2_net_add (GEN2_NET_MAX) */
+	unsigned nr_nics;
 };
 
 /* Builds and runs the VM until it ends. Returns an enum vm_exit_kind (>= 0) or -errno for a

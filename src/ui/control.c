@@ -84,21 +84,10 @@ int control_register(struct control *c, const char *name, const char *help, cont
 	return r;
 }
 
-static void control_serve(struct control *c, int fd)
+/* Runs one command line, writing the reply line ("ok", "ok: DETAIL" or "error: MESSAGE") into out. */
+static void control_run_line(struct control *c, char *line, char *out, size_t outlen)
 {
-	char line[LINE_MAX_LEN + 1], reply[CONTROL_REPLY_MAX] = "";
-	size_t got = 0;
-	/* One line, read with a deadline so a silent client cannot hold the socket. */
-	while (got < LINE_MAX_LEN && !memchr(line, '\n', got)) {
-		struct pollfd p = { fd, POLLIN, 0 };
-		if (poll(&p, 1, 5000) <= 0)
-			return;
-		ssize_t n = read(fd, line + got, LINE_MAX_LEN - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	line[got] = 0;
+	char reply[CONTROL_REPLY_MAX] = "";
 	char *argv[CONTROL_MAX_ARGS];
 	int argc = control_split(line, argv, CONTROL_MAX_ARGS);
 	int r = -EINVAL;
@@ -118,11 +107,50 @@ static void control_serve(struct control *c, int fd)
 		else
 			snprintf(reply, sizeof(reply), "unknown command '%s' (try: help)", argv[0]);
 	}
-	char out[CONTROL_REPLY_MAX + 16];
-	int n = r ? snprintf(out, sizeof(out), "error: %s\n", reply[0] ? reply : strerror(-r))
-		  : snprintf(out, sizeof(out), reply[0] ? "ok: %s\n" : "ok\n", reply);
-	if (n > 0 && write(fd, out, (size_t)n) < 0)
-		log_debug("control: client went away before the reply");
+	if (r)
+		snprintf(out, outlen, "error: %s\n", reply[0] ? reply : strerror(-r));
+	else
+		snprintf(out, outlen, reply[0] ? "ok: %s\n" : "ok\n", reply);
+}
+
+void control_execute(struct control *c, const char *line, char *reply, size_t len)
+{
+	char buf[LINE_MAX_LEN + 1];
+	snprintf(buf, sizeof(buf), "%s", line);
+	control_run_line(c, buf, reply, len);
+	char *nl = strchr(reply, '\n');
+	if (nl)
+		*nl = 0;
+}
+
+/* Serves command lines until the client closes or stays silent for 5 s. */
+static void control_serve(struct control *c, int fd)
+{
+	char buf[LINE_MAX_LEN + 1];
+	size_t got = 0;
+	for (;;) {
+		char *nl = memchr(buf, '\n', got);
+		if (!nl) {
+			if (got == LINE_MAX_LEN)
+				return; /* a line too long to be a command */
+			struct pollfd p = { fd, POLLIN, 0 };
+			if (poll(&p, 1, 5000) <= 0)
+				return;
+			ssize_t n = read(fd, buf + got, LINE_MAX_LEN - got);
+			if (n <= 0)
+				return;
+			got += (size_t)n;
+			continue;
+		}
+		*nl = 0;
+		char out[CONTROL_REPLY_MAX + 16];
+		control_run_line(c, buf, out, sizeof(out));
+		if (write(fd, out, strlen(out)) < 0)
+			return;
+		size_t used = (size_t)(nl + 1 - buf);
+		memmove(buf, nl + 1, got - used);
+		got -= used;
+	}
 }
 
 static void *control_thread(void *arg)

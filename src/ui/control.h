@@ -1,6 +1,6 @@
 /* The control socket of a running VM (`gen2vm run --control PATH`): a Unix stream socket taking one
- * command line per connection ("disk-add /img/x.vhdx lun=3"), answered by one line: "ok" or
- * "ok: DETAILS", or "error: MESSAGE". Devices and the machine register their commands; later
+ * command line at a time ("disk-add /img/x.vhdx lun=3"), each answered by one line: "ok" or
+ * "ok: DETAILS", or "error: MESSAGE". A connection may send several lines. Devices and the machine register their commands; later
  * management APIs build on the same registry. */
 #ifndef GEN2VM_UI_CONTROL_H
 #define GEN2VM_UI_CONTROL_H
@@ -22,6 +22,9 @@ int control_open(struct control **out, const char *path, char *err, size_t errle
 int control_register(struct control *c, const char *name, const char *help, control_cmd_fn fn, void *opaque);
 /* Starts the thread that serves connections. */
 int control_start(struct control *c);
+/* Runs one command line as a connection would (tests, scripted use); reply gets the reply line
+ * without its newline. */
+void control_execute(struct control *c, const char *line, char *reply, size_t len);
 /* Stops serving, removes the socket file. NULL is fine. */
 void control_close(struct control *c);
 

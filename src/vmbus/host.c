@@ -198,6 +198,11 @@ void vmbus_host_unlock(struct vmbus_host *h)
 	pthread_mutex_unlock(&h->lock);
 }
 
+pthread_mutex_t *vmbus_host_mutex(struct vmbus_host *h)
+{
+	return &h->lock;
+}
+
 uint16_t vmbus_host_post_message(struct vmbus_host *h, uint32_t vp, uint64_t gpa)
 {
 	/* The TLFS requires the input to be 8-byte aligned and not to cross a page. */

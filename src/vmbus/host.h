@@ -29,6 +29,8 @@ void vmbus_host_destroy(struct vmbus_host *h);
 struct vmbus_server *vmbus_host_server(struct vmbus_host *h);
 void vmbus_host_lock(struct vmbus_host *h);
 void vmbus_host_unlock(struct vmbus_host *h);
+/* The same lock, for devices that take it themselves (netvsp's workers). */
+pthread_mutex_t *vmbus_host_mutex(struct vmbus_host *h);
 
 /* HvPostMessage from VP vp with its input page at input_gpa: returns the HV status for RAX. */
 uint16_t vmbus_host_post_message(struct vmbus_host *h, uint32_t vp, uint64_t input_gpa);

@@ -1,0 +1,76 @@
+/* netvsp: the synthetic network adapter (host side of Linux hv_netvsc / Windows netvsc).
+ *
+ * NVSP 2 .. 6.1 over VMBus, RNDIS 1.0 / NDIS 6.30 control (src/devices/rndis.h), receive and send
+ * buffers with sectioned allocation, the data path both ways with several RNDIS packets per message,
+ * checksum/LSO/VLAN per-packet info mapped to the backend's virtio-net header, and vRSS: up to
+ * max_queues channels (the primary and its sub-channels), the guest's indirection table and key
+ * deciding which channel a received frame goes to.
+ *
+ * THREADS. Two modes:
+ *  - inline (cfg.threaded = false; unit tests, fuzzing, the loopback bench): everything runs in the
+ *    caller's thread: rx_ready drains the guest's ring at once, netvsp_poll() moves backend frames to
+ *    the guest.
+ *  - threaded (the VMM): each open channel has a worker thread (epoll on its backend queue and an
+ *    eventfd that rx_ready kicks). Workers write host->guest rings under a per-channel lock and take
+ *    the server lock (cfg.server_lock, with trylock so closing never deadlocks) only for GPADL
+ *    acquire/release and sub-channel offers. vCPU threads never block on the backend.
+ *
+ * The guest is hostile: every NVSP/RNDIS field, section index, length and GPA is checked; a bad message
+ * gets the failure status the client expects (NVSP_STAT_FAIL, RNDIS_STATUS_*), a rate-limited log line,
+ * and nothing else.
+ */
+#ifndef GEN2VM_DEVICES_NETVSP_H
+#define GEN2VM_DEVICES_NETVSP_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "net/backend.h"
+#include "vmbus/server.h"
+#include "vmm/memory.h"
+
+struct netvsp;
+
+struct netvsp_config {
+	const struct guest_mem *mem; /* guest RAM (the server's) */
+	struct net_backend *backend; /* owned by the adapter from a successful create on */
+	uint8_t mac[6];
+	uint32_t mtu;        /* 0 = 1500; up to 9000 */
+	uint32_t max_queues; /* channels offered for vRSS (primary + sub-channels); 0 = backend's queues */
+	uint32_t instance;   /* distinguishes adapters' instance GUIDs (0, 1, ...) */
+	bool threaded;
+	pthread_mutex_t *server_lock; /* threaded mode: the lock the VMM holds around vmbus_server_* */
+};
+
+/* Registers the adapter with the server (offered at REQUESTOFFERS, or at once: hot add). Call with the
+ * server lock held. Returns 0, -EINVAL or -ENOMEM; on failure the backend stays the caller's. */
+int netvsp_create(struct vmbus_server *srv, const struct netvsp_config *cfg, struct netvsp **out);
+
+/* Hot removal (rescind) and free, backend included. Call with the server lock held. NULL is fine. */
+void netvsp_destroy(struct netvsp *nv);
+
+/* Cable connect/disconnect: updates MEDIA_CONNECT_STATUS and indicates the change to the guest.
+ * While down, frames both ways are dropped. Thread-safe. */
+void netvsp_set_link(struct netvsp *nv, bool up);
+
+/* Reported link speed (bit/s; default 10 Gbit/s): LINK_SPEED and a speed-change indication. */
+void netvsp_set_link_speed(struct netvsp *nv, uint64_t bps);
+
+/* Inline mode: moves up to budget waiting backend frames to the guest and retries sends the guest's
+ * full ring held back. Returns frames delivered. */
+uint32_t netvsp_poll(struct netvsp *nv, uint32_t budget);
+
+struct netvsp_stats {
+	uint64_t tx_packets, tx_bytes, tx_dropped; /* guest -> backend */
+	uint64_t rx_packets, rx_bytes, rx_dropped; /* backend -> guest */
+	uint64_t bad_messages;                     /* malformed NVSP/RNDIS from the guest */
+	uint32_t nvsp_version, channels_open, rss_enabled, link_up;
+};
+void netvsp_get_stats(struct netvsp *nv, struct netvsp_stats *st);
+
+/* The receive-buffer section size the adapter announces. */
+#define NETVSP_RECV_SECTION_SIZE 1728u
+#define NETVSP_SEND_SECTION_SIZE 6144u
+
+#endif
