@@ -34,6 +34,9 @@ const char run_usage[] =
 	"  --dvd PATH|empty[,lun=N][,controller=N]\n"
 	"                             a SCSI DVD drive with an ISO image, or without media\n"
 	"  --processor-compatibility  limit CPUID to a baseline every x86-64 host offers\n"
+	"  --clock-slowdown N         tell the guest its TSC and APIC timer run N times faster than they\n"
+	"                             do: its ticks and timeouts stretch N times in real time. For hosts\n"
+	"                             whose KVM emulates guest kernel mode (see README); default 1\n"
 	"  --no-reboot                end when the guest resets (exit code 3) instead of restarting it\n"
 	"  --config FILE              read these settings from a JSON document (see README)\n"
 	NIC_USAGE
@@ -245,7 +248,7 @@ out:
 int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, size_t errlen)
 {
 	enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
-	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV, O_DISK, O_DVD, O_CONTROL, O_NIC };
+	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV, O_DISK, O_DVD, O_CONTROL, O_NIC, O_SLOWDOWN };
 	static const struct option opts[] = {
 		{ "memory", required_argument, NULL, O_MEMORY },
 		{ "cpus", required_argument, NULL, O_CPUS },
@@ -263,6 +266,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "test-devices", no_argument, NULL, O_TESTDEV },
 		{ "control", required_argument, NULL, O_CONTROL },
 		{ "nic", required_argument, NULL, O_NIC },
+		{ "clock-slowdown", required_argument, NULL, O_SLOWDOWN },
 		{ "disk", required_argument, NULL, O_DISK },
 		{ "dvd", required_argument, NULL, O_DVD },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -292,6 +296,16 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		case O_UNCLAIMED: rc->vm.log_unclaimed = true; break;
 		case O_TESTDEV: rc->vm.test_devices = true; break;
 		case O_CONTROL: rc->vm.control = optarg; break;
+		case O_SLOWDOWN: {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end || end == optarg || n < 1 || n > 1000) {
+				snprintf(err, errlen, "--clock-slowdown '%s': expected a factor from 1 to 1000", optarg);
+				return -EINVAL;
+			}
+			rc->vm.clock_slowdown = (unsigned)n;
+			break;
+		}
 		case O_NIC:
 			if (rc->vm.nr_nics == GEN2_NET_MAX) {
 				snprintf(err, errlen, "--nic: more than %u network adapters", GEN2_NET_MAX);

@@ -497,7 +497,11 @@ static int gen2_setup(struct gen2 *g)
 	struct hv_ops hops = { .opaque = g, .crash = gen2_crash, .interrupt = gen2_interrupt,
 			       .guest_tsc = gen2_guest_tsc };
 	/* KVM's LAPIC timer counts at 1 GHz (a 1 ns bus cycle). */
-	hv_partition_init(&g->hv, &vm->mem, g->vps, vm->nr_vcpus, (uint64_t)tsc_khz * 1000, 1000000000ull, &hops);
+	/* With --clock-slowdown N the guest is told both clocks run N times faster than they do: its
+	 * timer ticks, timeouts and idea of a second all stretch N times in real time. */
+	uint64_t slow = cfg->clock_slowdown ? cfg->clock_slowdown : 1;
+	hv_partition_init(&g->hv, &vm->mem, g->vps, vm->nr_vcpus, (uint64_t)tsc_khz * 1000 * slow, 1000000000ull * slow,
+			  &hops);
 	g->hv_ready = true;
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vm->vcpus[i].hv = &g->vps[i];

@@ -29,6 +29,7 @@ struct gen2_config {
 	struct console_spec com1;
 	struct console_spec debugcon;
 	bool processor_compat; /* Hyper-V's processor compatibility mode: a conservative CPUID */
+	unsigned clock_slowdown; /* 0/1: real time; N: the guest's clocks run N times slower (see --help) */
 	bool no_reboot;        /* a guest reset ends the process (exit code 3) instead of restarting */
 	bool stats;            /* print exit counts and timings when the VM ends */
 	bool test_devices;     /* offer the VMBus echo test device */

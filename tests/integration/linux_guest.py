@@ -132,7 +132,10 @@ def make_initramfs(path, init_script, modules_dir=None, modules=(), extra_files=
         c.file("modules/" + os.path.basename(rel), open(os.path.join(modules_dir, rel), "rb").read())
     c.file("modules/order", "".join(os.path.basename(r) + "\n" for r in order).encode())
     for name, data in (extra_files or {}).items():
-        c.file(name, data)
+        if isinstance(data, tuple):  # (bytes, mode)
+            c.file(name, data[0], 0o100000 | data[1])
+        else:
+            c.file(name, data)
     with open(path, "wb") as f:
         f.write(c.finish())
     return order
