@@ -1128,6 +1128,40 @@ static int insn_fence(struct dec *d)
 /* 9B fwait: #NM when CR0.TS and CR0.MP are both set, else it only waits for x87 work, which the
  * exit has already drained (a pending unmasked x87 error would need FSW from the XSAVE state; KVM
  * keeps it there and delivers #MF itself on the next x87 instruction). */
+/* 0F AE /2 ldmxcsr m32, /3 stmxcsr m32: MXCSR lives in the legacy region of the XSAVE state
+ * (offset 24). Linux's kernel_fpu_begin loads it; KVM's emulator rejects both. */
+static int insn_mxcsr(struct dec *d, struct insn_xstate *xs)
+{
+	struct insn_cpu *c = d->cpu;
+	bool load = d->reg == 2;
+	dec_set_name(d, load ? "ldmxcsr" : "stmxcsr", false);
+	if (d->lock || (c->cr0 & X86_CR0_EM) || !(c->cr4 & X86_CR4_OSFXSR))
+		return dec_exception(d, VEC_UD, false, 0);
+	if (c->cr0 & X86_CR0_TS)
+		return dec_exception(d, VEC_NM, false, 0);
+	if (!xs || !xs->area || xs->size < XSAVE_EXT)
+		return dec_unsupported(d, "no XSAVE state buffer given");
+	struct pagewalk_fault f;
+	uint32_t mx;
+	int r;
+	if (load) {
+		if ((r = pagewalk_read(&d->pw, d->mem, dec_linear(d, 0), &mx, 4, PAGEWALK_READ, &f)))
+			return dec_mem_error(d, r, &f, d->ea_seg);
+		if (mx & ~xs_mxcsr_mask(xs))
+			return dec_gp0(d);
+		put32(xs->area + 24, mx);
+		/* KVM applies MXCSR from the buffer only with SSE (or AVX) in XSTATE_BV. */
+		put64(xs->area + XSAVE_HDR, get64(xs->area + XSAVE_HDR) | 2);
+		xs->dirty = true;
+	} else {
+		mx = get32(xs->area + 24);
+		if ((r = pagewalk_write(&d->pw, d->mem, dec_linear(d, 0), &mx, 4, &f)))
+			return dec_mem_error(d, r, &f, d->ea_seg);
+	}
+	dec_advance(d);
+	return 0;
+}
+
 static int insn_fwait(struct dec *d)
 {
 	dec_set_name(d, "fwait", false);
@@ -1177,6 +1211,8 @@ static int insn_dispatch(struct dec *d, struct insn_xstate *xs)
 			static const int which[] = { 7, 5, 6 }; /* xrstors xsavec xsaves */
 			return insn_xfamily(d, xs, which[d->reg - 3]);
 		}
+		if (d->op == 0xAE && d->mod != 3 && !pfx && (d->reg == 2 || d->reg == 3))
+			return insn_mxcsr(d, xs);
 		if (d->op == 0xAE && d->mod != 3 && !pfx) {
 			static const int which[8] = { 0, 1, -1, -1, 2, 3, 4, -1 };
 			if (which[d->reg] >= 0)

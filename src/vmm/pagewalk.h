@@ -31,23 +31,9 @@
 #include <stdint.h>
 
 #include "vmm/memory.h"
+#include "vmm/x86.h"
 
 /* Architectural bits the walk looks at (shared with the instruction completer). */
-#define X86_CR0_PE   (1ull << 0)
-#define X86_CR0_EM   (1ull << 2)
-#define X86_CR0_MP   (1ull << 1)
-#define X86_CR0_TS   (1ull << 3)
-#define X86_CR0_WP   (1ull << 16)
-#define X86_CR0_PG   (1ull << 31)
-#define X86_CR4_PSE  (1ull << 4)
-#define X86_CR4_PAE  (1ull << 5)
-#define X86_CR4_LA57 (1ull << 12)
-#define X86_CR4_OSXSAVE (1ull << 18)
-#define X86_CR4_SMEP (1ull << 20)
-#define X86_CR4_SMAP (1ull << 21)
-#define X86_EFER_LMA (1ull << 10)
-#define X86_EFER_NXE (1ull << 11)
-#define X86_RFLAGS_AC (1ull << 18)
 
 /* Page-fault error code bits. */
 #define PF_ERR_P    (1u << 0)
@@ -56,8 +42,6 @@
 #define PF_ERR_RSVD (1u << 3)
 #define PF_ERR_I    (1u << 4)
 
-#define X86_VEC_GP 13
-#define X86_VEC_PF 14
 
 /* The part of the vCPU state translation depends on. */
 struct pagewalk_ctx {

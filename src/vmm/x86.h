@@ -49,6 +49,15 @@ struct x86_sregs {
 #define X86_EFER_LMA (1ull << 10)
 #define X86_EFER_NXE (1ull << 11)
 #define X86_RFLAGS_RESERVED (1ull << 1)
+#define X86_CR0_EM (1ull << 2)
+#define X86_CR0_TS (1ull << 3)
+#define X86_CR4_PSE (1ull << 4)
+#define X86_CR4_LA57 (1ull << 12)
+#define X86_CR4_SMEP (1ull << 20)
+#define X86_CR4_SMAP (1ull << 21)
+#define X86_RFLAGS_AC (1ull << 18)
+#define X86_VEC_GP 13
+#define X86_VEC_PF 14
 
 /* One CPUID entry as the guest will see it. */
 struct x86_cpuid_entry {

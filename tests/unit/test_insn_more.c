@@ -180,12 +180,54 @@ static void test_fwait(void **state)
 	assert_int_equal(o.status, INSN_DONE);
 }
 
+static void test_ldmxcsr_stmxcsr(void **state)
+{
+	static const uint8_t ld[] = { 0x0f, 0xae, 0x54, 0x24, 0x04 }; /* ldmxcsr [rsp+4] (Linux's) */
+	static const uint8_t st[] = { 0x0f, 0xae, 0x1e };             /* stmxcsr [rsi] */
+	uint8_t area[1024] __attribute__((aligned(64))) = { 0 };
+	struct insn_xcomp comp[64] = { { 0 } };
+	struct insn_xstate xs = { .area = area, .size = sizeof(area), .comp = comp };
+	area[24] = 0x80, area[25] = 0x1f; /* MXCSR 0x1f80 */
+	area[28] = 0xff, area[29] = 0xff; /* MXCSR_MASK 0xffff */
+	struct insn_cpu c = cpu64();
+	c.cr4 |= X86_CR4_OSFXSR;
+	c.gpr[X86_RSP] = DATA;
+	uint32_t v = 0x9fc0; /* all exceptions masked, flush-to-zero */
+	memcpy(guest_mem_ptr(&mem, DATA + 4, 4), &v, 4);
+	memcpy(guest_mem_ptr(&mem, CODE, 16), ld, sizeof(ld));
+	struct insn_outcome o;
+	assert_int_equal(insn_complete(&c, &mem, ld, 1, &xs, &o), 0);
+	assert_int_equal(o.status, INSN_DONE);
+	assert_string_equal(o.mnemonic, "ldmxcsr");
+	assert_true(xs.dirty);
+	assert_int_equal(area[24] | area[25] << 8, 0x9fc0);
+	assert_int_equal(area[512] & 2, 2); /* XSTATE_BV.SSE so that KVM loads MXCSR */
+	assert_int_equal(c.rip, CODE + 5);
+	/* stmxcsr reads it back. */
+	c.rip = CODE;
+	c.gpr[X86_RSI] = DATA + 64;
+	memcpy(guest_mem_ptr(&mem, CODE, 16), st, sizeof(st));
+	assert_int_equal(insn_complete(&c, &mem, st, 1, &xs, &o), 0);
+	assert_int_equal(o.status, INSN_DONE);
+	memcpy(&v, guest_mem_ptr(&mem, DATA + 64, 4), 4);
+	assert_int_equal(v, 0x9fc0);
+	/* Reserved bits: #GP(0), state unchanged. */
+	c.rip = CODE;
+	v = 0x10000;
+	memcpy(guest_mem_ptr(&mem, DATA + 4, 4), &v, 4);
+	memcpy(guest_mem_ptr(&mem, CODE, 16), ld, sizeof(ld));
+	assert_int_equal(insn_complete(&c, &mem, ld, 1, &xs, &o), 0);
+	assert_int_equal(o.status, INSN_EXCEPTION);
+	assert_int_equal(o.vector, 13);
+	assert_int_equal(area[24] | area[25] << 8, 0x9fc0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_popcnt_reg64), cmocka_unit_test(test_popcnt_zero_mem32),
 		cmocka_unit_test(test_tzcnt_lzcnt), cmocka_unit_test(test_popcnt_fault),
-		cmocka_unit_test(test_clac_stac), cmocka_unit_test(test_rdrand_fence), cmocka_unit_test(test_fwait),
+		cmocka_unit_test(test_clac_stac), cmocka_unit_test(test_rdrand_fence), cmocka_unit_test(test_fwait), cmocka_unit_test(test_ldmxcsr_stmxcsr),
 	};
 	return cmocka_run_group_tests_name("insn_more", tests, setup, teardown);
 }
