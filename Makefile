@@ -100,8 +100,12 @@ $(GST)/%.S.o: %.S
 $(GST)/guestlib/%.o: guestlib/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(FS_CFLAGS) -MMD -MP -c $< -o $@
-$(GST)/%.elf: $(GST)/tests/guest/%.c.o $(GUEST_RT) tests/guest/lib/guest.ld
-	$(Q)$(CC) $(FS_LDFLAGS) -T tests/guest/lib/guest.ld -o $@ $< $(GUEST_RT) -lgcc
+# The runtime is an archive: each guest links only the objects it uses (start.S always).
+GUEST_START := $(GST)/tests/guest/lib/start.S.o
+$(GST)/libguestrt.a: $(filter-out $(GUEST_START),$(GUEST_RT))
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(GST)/%.elf: $(GST)/tests/guest/%.c.o $(GUEST_START) $(GST)/libguestrt.a tests/guest/lib/guest.ld
+	$(Q)$(CC) $(FS_LDFLAGS) -T tests/guest/lib/guest.ld -o $@ $< $(GUEST_START) $(GST)/libguestrt.a -lgcc
 
 guests: $(GUEST_ELFS)
 

@@ -1,6 +1,7 @@
 #include "hv/hv.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,16 +127,19 @@ static void hv_write_hypercall_page(struct hv_partition *hv, uint64_t gpa)
 
 static void hv_write_reference_tsc(struct hv_partition *hv, uint64_t msr)
 {
-	struct hv_reference_tsc_page *p = guest_mem_ptr(hv->mem, msr & ~0xfffull, sizeof(*p));
+	uint8_t *raw = guest_mem_ptr(hv->mem, msr & ~0xfffull, sizeof(struct hv_reference_tsc_page));
+	struct hv_reference_tsc_page *p = (struct hv_reference_tsc_page *)raw;
+	/* The page is page-aligned: its sequence word is aligned for atomics (see hv_synic_deliver). */
+	uint32_t *seq = (uint32_t *)(void *)raw;
 	if (!p) {
 		log_guest("reference TSC page at GPA 0x%llx is outside RAM", (unsigned long long)(msr & ~0xfffull));
 		return;
 	}
 	/* The guest TSC starts near 0 when the VM is created, so reference time = TSC * scale. */
-	__atomic_store_n(&p->tsc_sequence, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(seq, 0, __ATOMIC_RELEASE);
 	p->tsc_scale = hv->tsc_scale;
 	p->tsc_offset = 0;
-	__atomic_store_n(&p->tsc_sequence, hv->tsc_scale ? 1 : 0, __ATOMIC_RELEASE); /* 0: use the MSR */
+	__atomic_store_n(seq, hv->tsc_scale ? 1 : 0, __ATOMIC_RELEASE); /* 0: use the MSR */
 }
 
 static void hv_report_crash(struct hv_partition *hv, uint64_t ctl)
@@ -176,14 +180,19 @@ static void hv_synic_deliver(struct hv_partition *hv, struct hv_vp *vp, unsigned
 	uint64_t simp = __atomic_load_n(&vp->simp, __ATOMIC_ACQUIRE);
 	if (!vp->head[sint] || !(simp & 1) || !hv_sint_live(vp, sint))
 		return;
-	struct hv_message *slot = guest_mem_ptr(hv->mem, (simp & ~0xfffull) + sint * HV_MESSAGE_SIZE, HV_MESSAGE_SIZE);
-	if (!slot)
+	uint8_t *raw = guest_mem_ptr(hv->mem, (simp & ~0xfffull) + sint * HV_MESSAGE_SIZE, HV_MESSAGE_SIZE);
+	if (!raw)
 		return;
-	if (__atomic_load_n(&slot->header.message_type, __ATOMIC_ACQUIRE) != HVMSG_NONE) {
+	struct hv_message *slot = (struct hv_message *)raw;
+	/* The slot is 256-byte aligned in guest RAM: its type word is naturally aligned, which the packed
+	 * struct cannot tell the compiler (clang would call out-of-line atomics). */
+	_Static_assert(offsetof(struct hv_message_header, message_type) == 0, "type word first");
+	uint32_t *type = (uint32_t *)(void *)raw;
+	if (__atomic_load_n(type, __ATOMIC_ACQUIRE) != HVMSG_NONE) {
 		/* Busy: ask for an EOM, then look again in case the guest freed the slot meanwhile
 		 * (it clears the type before it reads msg_pending). */
 		__atomic_fetch_or(&slot->header.message_flags, HV_MESSAGE_FLAG_PENDING, __ATOMIC_SEQ_CST);
-		if (__atomic_load_n(&slot->header.message_type, __ATOMIC_SEQ_CST) != HVMSG_NONE)
+		if (__atomic_load_n(type, __ATOMIC_SEQ_CST) != HVMSG_NONE)
 			return;
 	}
 	struct hv_queued_msg *m = vp->head[sint];
@@ -195,7 +204,7 @@ static void hv_synic_deliver(struct hv_partition *hv, struct hv_vp *vp, unsigned
 	slot->header.payload_size = m->len;
 	slot->header.sender = 0;
 	slot->header.message_flags = vp->head[sint] ? HV_MESSAGE_FLAG_PENDING : 0;
-	__atomic_store_n(&slot->header.message_type, m->type, __ATOMIC_RELEASE);
+	__atomic_store_n(type, m->type, __ATOMIC_RELEASE);
 	free(m);
 	vp->delivered++;
 	hv_interrupt(hv, vp, vp->sint[sint]);
