@@ -1,4 +1,5 @@
 #include "disk/disk.h"
+#include "gen2vm/proto/vmbus.h"
 #include "disk/drivers.h"
 #include "util/log.h"
 
@@ -270,40 +271,23 @@ void disk_guid_format(const uint8_t g[16], char out[39])
 		 g[13], g[14], g[15]);
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int disk_guid_parse(const char *s, uint8_t g[16])
 {
-	static const int order[16] = { 3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15 };
-	uint8_t raw[16];
-	int n = 0;
+	/* VHDX writes GUIDs in braces: "{ba6163d9-04a1-4d29-b605-72e2ffb1dc7f}". */
+	char canon[37];
 	if (*s == '{')
 		s++;
-	for (; *s && *s != '}' && n < 32; s++) {
-		if (*s == '-')
-			continue;
-		int h = hexval(*s);
-		if (h < 0)
-			return -EINVAL;
-		if (n % 2 == 0)
-			raw[n / 2] = (uint8_t)(h << 4);
-		else
-			raw[n / 2] |= (uint8_t)h;
-		n++;
-	}
-	if (n != 32)
+	size_t n = strlen(s);
+	if (n && s[n - 1] == '}')
+		n--;
+	if (n != 36)
 		return -EINVAL;
-	for (int i = 0; i < 16; i++)
-		g[order[i]] = raw[i];
+	memcpy(canon, s, 36);
+	canon[36] = 0;
+	struct vmbus_guid guid;
+	if (vmbus_guid_parse(canon, &guid))
+		return -EINVAL;
+	memcpy(g, guid.b, 16);
 	return 0;
 }
 

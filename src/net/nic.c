@@ -5,23 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+#include "util/hex.h"
+
 
 static bool parse_mac(const char *s, size_t len, uint8_t mac[6])
 {
 	if (len != 17)
 		return false;
 	for (int i = 0; i < 6; i++) {
-		int h = hexval(s[3 * i]), l = hexval(s[3 * i + 1]);
+		int h = hex_digit(s[3 * i]), l = hex_digit(s[3 * i + 1]);
 		if (h < 0 || l < 0 || (i < 5 && s[3 * i + 2] != ':' && s[3 * i + 2] != '-'))
 			return false;
 		mac[i] = (uint8_t)(h << 4 | l);

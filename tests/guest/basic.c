@@ -1,11 +1,8 @@
 /* Port I/O, MMIO and MSR exits, the hypercall page, and instructions KVM's emulator rejects
  * (int3, cmpxchg16b, xsave/xrstor), then an ACPI power-off. */
-#include "guest.h"
+#include "hvguest.h"
 
 #define TESTDEV_MMIO 0xFEBF0000ull
-#define HV_GUEST_OS_ID 0x40000000u
-#define HV_HYPERCALL 0x40000001u
-#define HV_VP_INDEX 0x40000002u
 
 static uint8_t hypercall_page[4096] __attribute__((aligned(4096)));
 static uint8_t xsave_area[4096] __attribute__((aligned(64)));
@@ -19,17 +16,6 @@ static uint64_t *const pair = (uint64_t *)&pair_storage;
 			return code;                                                               \
 		}                                                                                  \
 	} while (0)
-
-static uint64_t hypercall(uint64_t control, uint64_t in, uint64_t out)
-{
-	uint64_t status;
-	register uint64_t r8 __asm__("r8") = out;
-	__asm__ volatile("call *%[page]"
-			 : "=a"(status), "+c"(control), "+d"(in), "+r"(r8)
-			 : [page] "r"(hypercall_page)
-			 : "r9", "r10", "r11", "memory", "cc");
-	return status;
-}
 
 int guest_main(unsigned ncpus, uint64_t rsdp)
 {
@@ -47,15 +33,15 @@ int guest_main(unsigned ncpus, uint64_t rsdp)
 	CHECK(mmio_read32(0xF0001000) == 0xffffffffu, 5);
 	/* MSR exits to the VMM's Hyper-V code. */
 	uint64_t v = 1;
-	CHECK(rdmsr_safe(HV_VP_INDEX, &v) == 0 && v == 0, 6);
-	CHECK(wrmsr_safe(HV_GUEST_OS_ID, 0x8100000000060100ull) == 0, 7);
-	CHECK(rdmsr_safe(HV_GUEST_OS_ID, &v) == 0 && v == 0x8100000000060100ull, 8);
+	CHECK(rdmsr_safe(HV_MSR_VP_INDEX, &v) == 0 && v == 0, 6);
+	CHECK(wrmsr_safe(HV_MSR_GUEST_OS_ID, 0x8100000000060100ull) == 0, 7);
+	CHECK(rdmsr_safe(HV_MSR_GUEST_OS_ID, &v) == 0 && v == 0x8100000000060100ull, 8);
 	CHECK(rdmsr_safe(0x400000F0, &v) == -1, 9); /* unknown synthetic MSR: #GP as on Hyper-V */
-	CHECK(wrmsr_safe(HV_VP_INDEX, 5) == -1, 10);  /* read-only */
+	CHECK(wrmsr_safe(HV_MSR_VP_INDEX, 5) == -1, 10);  /* read-only */
 	/* The hypercall page: an unknown call code returns HV_STATUS_INVALID_HYPERCALL_CODE (2). */
-	CHECK(wrmsr_safe(HV_HYPERCALL, (uint64_t)hypercall_page | 1) == 0, 11);
+	CHECK(wrmsr_safe(HV_MSR_HYPERCALL, (uint64_t)hypercall_page | 1) == 0, 11);
 	CHECK(hypercall_page[0] == 0xf3 && hypercall_page[3] == 0xfa, 12); /* ENDBR64 */
-	CHECK(hypercall(0xffff, 0, 0) == 2, 13);
+	CHECK(hvguest_call(hypercall_page, 0xffff, 0, 0) == 2, 13);
 	/* RSDP. */
 	CHECK(rsdp && !__builtin_memcmp((void *)rsdp, "RSD PTR ", 8), 14);
 

@@ -1,12 +1,5 @@
 #include "hvguest.h"
 
-#define HV_GUEST_OS_ID 0x40000000u
-#define HV_HYPERCALL 0x40000001u
-#define HV_SCONTROL 0x40000080u
-#define HV_SIEFP 0x40000082u
-#define HV_SIMP 0x40000083u
-#define HV_EOM 0x40000084u
-#define HV_SINT2 0x40000092u
 
 static uint8_t hypercall_page[4096] __attribute__((aligned(4096)));
 static uint8_t simp[4096] __attribute__((aligned(4096)));
@@ -17,23 +10,28 @@ static size_t pool_used;
 
 void hvguest_init(void)
 {
-	wrmsr_safe(HV_GUEST_OS_ID, 0x8100000000060100ull);
-	wrmsr_safe(HV_HYPERCALL, (uint64_t)hypercall_page | 1);
-	wrmsr_safe(HV_SIMP, (uint64_t)simp | 1);
-	wrmsr_safe(HV_SIEFP, (uint64_t)siefp | 1);
-	wrmsr_safe(HV_SINT2, 0xF3);
-	wrmsr_safe(HV_SCONTROL, 1);
+	wrmsr_safe(HV_MSR_GUEST_OS_ID, 0x8100000000060100ull);
+	wrmsr_safe(HV_MSR_HYPERCALL, (uint64_t)hypercall_page | 1);
+	wrmsr_safe(HV_MSR_SIMP, (uint64_t)simp | 1);
+	wrmsr_safe(HV_MSR_SIEFP, (uint64_t)siefp | 1);
+	wrmsr_safe(HV_MSR_SINT0 + 2, 0xF3);
+	wrmsr_safe(HV_MSR_SCONTROL, 1);
 }
 
-uint64_t hvguest_hypercall(uint64_t control, uint64_t in, uint64_t out)
+uint64_t hvguest_call(const void *page, uint64_t control, uint64_t in, uint64_t out)
 {
 	uint64_t status;
 	register uint64_t r8 __asm__("r8") = out;
 	__asm__ volatile("call *%[page]"
 			 : "=a"(status), "+c"(control), "+d"(in), "+r"(r8)
-			 : [page] "r"(hypercall_page)
+			 : [page] "r"(page)
 			 : "r9", "r10", "r11", "memory", "cc");
 	return status;
+}
+
+uint64_t hvguest_hypercall(uint64_t control, uint64_t in, uint64_t out)
+{
+	return hvguest_call(hypercall_page, control, in, out);
 }
 
 static uint16_t op_post(void *ctx, uint32_t conn, const void *msg, uint32_t len)
@@ -60,7 +58,7 @@ static int op_next(void *ctx, void *buf, uint32_t *len)
 		/* Free the slot, then EOM if the host queued more (the guest's half of the handshake). */
 		__atomic_store_n(&slot->header.message_type, HVMSG_NONE, __ATOMIC_SEQ_CST);
 		if (__atomic_load_n(&slot->header.message_flags, __ATOMIC_SEQ_CST) & HV_MESSAGE_FLAG_PENDING)
-			wrmsr_safe(HV_EOM, 0);
+			wrmsr_safe(HV_MSR_EOM, 0);
 		return 0;
 	}
 	return -VMBUS_ETIMEDOUT;

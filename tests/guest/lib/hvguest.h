@@ -9,6 +9,8 @@
 /* Sets the guest OS id, the hypercall page, SIMP/SIEFP, SINT2 (vector 0xF3) and SCONTROL. */
 void hvguest_init(void);
 uint64_t hvguest_hypercall(uint64_t control, uint64_t in, uint64_t out);
+/* Calls the hypercall page at `page` (RCX control, RDX/R8 inputs); returns RAX. */
+uint64_t hvguest_call(const void *page, uint64_t control, uint64_t in, uint64_t out);
 extern const struct vmbus_client_ops hvguest_vmbus_ops;
 
 static inline uint64_t rdtsc(void)
