@@ -147,18 +147,29 @@ int kvm_vm_set_memory(struct kvm_vm *vm, uint32_t slot, uint64_t gpa, uint64_t s
 	return ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
 }
 
-int kvm_vm_filter_msrs(struct kvm_vm *vm, uint32_t first, uint32_t count)
+int kvm_vm_filter_msrs(struct kvm_vm *vm, const struct kvm_msr_range *ranges, unsigned n)
 {
-	size_t bytes = (count + 7) / 8;
-	uint8_t *deny = calloc(1, bytes); /* a clear bit denies: the access exits to us */
-	if (!deny)
-		return -ENOMEM;
+	if (n > KVM_MSR_FILTER_MAX_RANGES)
+		return -EINVAL;
 	struct kvm_msr_filter f = { .flags = KVM_MSR_FILTER_DEFAULT_ALLOW };
-	f.ranges[0] = (struct kvm_msr_filter_range){
-		.flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE, .nmsrs = count, .base = first, .bitmap = deny,
-	};
-	int r = ioctl(vm->vm_fd, KVM_X86_SET_MSR_FILTER, &f) < 0 ? -errno : 0;
-	free(deny);
+	uint8_t *bitmaps[KVM_MSR_FILTER_MAX_RANGES] = { 0 };
+	int r = 0;
+	for (unsigned i = 0; i < n; i++) {
+		/* A clear bit denies: the access exits to us. */
+		bitmaps[i] = calloc(1, (ranges[i].count + 7) / 8);
+		if (!bitmaps[i]) {
+			r = -ENOMEM;
+			goto out;
+		}
+		f.ranges[i] = (struct kvm_msr_filter_range){
+			.flags = (ranges[i].read ? KVM_MSR_FILTER_READ : 0) | (ranges[i].write ? KVM_MSR_FILTER_WRITE : 0),
+			.nmsrs = ranges[i].count, .base = ranges[i].first, .bitmap = bitmaps[i],
+		};
+	}
+	r = ioctl(vm->vm_fd, KVM_X86_SET_MSR_FILTER, &f) < 0 ? -errno : 0;
+out:
+	for (unsigned i = 0; i < n; i++)
+		free(bitmaps[i]);
 	return r;
 }
 
@@ -398,6 +409,7 @@ int kvm_vcpu_run(struct kvm_vcpu *v, struct vcpu_exit *x)
 	case KVM_EXIT_INTR:
 		x->reason = VCPU_EXIT_INTR;
 		break;
+
 	default:
 		x->reason = VCPU_EXIT_OTHER;
 		break;

@@ -25,8 +25,13 @@ void kvm_vm_destroy(struct kvm_vm *vm);
 /* Maps guest RAM [gpa, gpa+size) to host memory at hva. slot numbers are the caller's choice. */
 int kvm_vm_set_memory(struct kvm_vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *hva);
 
-/* Sends MSRs in [first, first+count) to userspace (KVM_X86_SET_MSR_FILTER denies them in-kernel). */
-int kvm_vm_filter_msrs(struct kvm_vm *vm, uint32_t first, uint32_t count);
+/* MSR ranges that exit to userspace (KVM_X86_SET_MSR_FILTER denies them in-kernel). */
+struct kvm_msr_range {
+	uint32_t first, count;
+	bool read, write;
+};
+/* Installs the whole filter (it replaces any earlier one). At most 16 ranges. */
+int kvm_vm_filter_msrs(struct kvm_vm *vm, const struct kvm_msr_range *ranges, unsigned n);
 
 /* Injects an MSI (address/data as the LAPIC sees them). */
 int kvm_vm_signal_msi(struct kvm_vm *vm, uint64_t address, uint32_t data);
@@ -100,6 +105,7 @@ struct vcpu_exit {
 		struct {
 			uint8_t vector;
 		} eoi;
+
 		uint64_t hw_reason;
 	};
 };

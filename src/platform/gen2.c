@@ -537,7 +537,8 @@ static int gen2_setup(struct gen2 *g)
 			return r;
 		}
 	}
-	if ((r = kvm_vm_filter_msrs(vm->kvm, HV_MSR_FIRST, HV_MSR_COUNT))) {
+	struct kvm_msr_range msr_ranges[] = { { HV_MSR_FIRST, HV_MSR_COUNT, true, true } };
+	if ((r = kvm_vm_filter_msrs(vm->kvm, msr_ranges, 1))) {
 		log_error("cannot route the Hyper-V MSRs to gen2vm: %s", strerror(-r));
 		return r;
 	}

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util/log.h"
 
@@ -148,6 +149,11 @@ static void vcpu_do_io(struct vcpu *v, struct vcpu_exit *x)
 	}
 	for (uint32_t i = 0; i < x->io.count; i++, p += x->io.size)
 		bus_access(&v->vm->pio, x->io.port, p, x->io.size, x->io.write);
+}
+
+bool vm_host_is_pvm(void)
+{
+	return access("/sys/module/kvm_pvm", F_OK) == 0;
 }
 
 static void vcpu_do_msr(struct vcpu *v, struct vcpu_exit *x)

@@ -106,6 +106,10 @@ void vm_stop(struct vm *vm, enum vm_exit_kind kind, const char *fmt, ...) __attr
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 
+/* True when this host's KVM is PVM (module kvm_pvm): guest kernel mode is emulated, and SYSCALL from
+ * the user mode of a guest that is not PVM-aware never reaches ring 0 (see README). */
+bool vm_host_is_pvm(void);
+
 /* Monotonic clock in ns, for timing exits and boot. */
 uint64_t vm_now_ns(void);
 

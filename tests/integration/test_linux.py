@@ -28,9 +28,16 @@ from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs, symbol_for
 pytestmark = pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
 
 BOOT_TIMEOUT = 1200
-CMDLINE = ("console=ttyS0 panic=-1 quiet init_on_alloc=0 cryptomgr.notests mitigations=off "
+CMDLINE = ("console=ttyS0 panic=-1 loglevel=6 init_on_alloc=0 cryptomgr.notests mitigations=off "
            "clearcpuid=ssse3,avx,aes,pclmulqdq,sha_ni")
-VM_ARGS = ["--memory", "256M", "--clock-slowdown", "8"]
+# On PVM hosts (module kvm_pvm) a guest that is not PVM-aware reaches its init but its first system
+# call never enters ring 0 (tests/guest/usermode.c shows it without Linux): everything that needs guest
+# userspace is reported as an expected failure there, with the evidence, never skipped silently.
+PVM = os.path.exists("/sys/module/kvm_pvm")
+PVM_REASON = ("this host's KVM (PVM) does not complete SYSCALL from the user mode of a guest that is not "
+              "PVM-aware: init's first system call faults at the kernel's entry point (see test_guests.py::"
+              "test_syscall_from_user_mode_enters_ring_0)")
+VM_ARGS = ["--memory", "256M", "--clock-slowdown", "8", "--no-reboot"]
 SCSI_CLASS = "{ba6163d9-04a1-4d29-b605-72e2ffb1dc7f}"
 ECHO_CLASS = "{2f9bcc4a-0069-4af3-b76b-6fd0be528cda}"
 
@@ -153,6 +160,20 @@ def test_debian_kernel_on_gen2vm(tmp_path, kernel):
     rc = vm.finish()
     console, err = vm.console(), vm.err
 
+    # What the kernel proves before userspace: the machine, its ACPI tables and the Hyper-V interface
+    # as Linux sees them, both vCPUs started, the initramfs unpacked and init started.
+    assert "Hypervisor detected: Microsoft Hyper-V" in console, console[-3000:] + err[-3000:]
+    assert "clocksource: hyperv_clocksource_tsc_page" in console, console[-3000:]
+    assert "Hyper-V: LAPIC Timer Frequency" in console
+    assert re.search(r"ACPI: (RSDP|XSDT|FACP|APIC|DSDT) ", console), console[:3000]
+    assert "IOAPIC[0]: apic_id 0" in console
+    assert "smp: Brought up 1 node, 2 CPUs" in console, console[-3000:]
+    assert "Run /init as init process" in console, console[-3000:]
+    if PVM and "GEN2VM-MARKER" not in console:
+        # The evidence: init died at its first system call, at the kernel's SYSCALL entry.
+        assert re.search(r"init\[1\]: segfault at (ffffffff[0-9a-f]+) ip \1", console), console[-3000:]
+        pytest.xfail(PVM_REASON)
+
     # The VMM core: Debian's kernel reached its init on 2 vCPUs and powered off through ACPI.
     assert "GEN2VM-MARKER cpus=2 online=0-1" in console, console[-3000:] + err[-3000:]
     assert "INSMOD-FAILED" not in console, console[-3000:]
@@ -183,6 +204,7 @@ def test_debian_kernel_on_gen2vm(tmp_path, kernel):
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
 
+@pytest.mark.xfail(PVM, reason="needs guest userspace (echo c > /proc/sysrq-trigger): " + PVM_REASON, run=False)
 def test_guest_panic_is_reported_as_a_crash(tmp_path, kernel):
     initrd = str(tmp_path / "initrd.cpio")
     make_initramfs(initrd, INIT_PRELUDE + LOAD_MODULES + "echo PANICKING-NOW\necho c > /proc/sysrq-trigger\nsleep 60\n",

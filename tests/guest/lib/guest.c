@@ -175,6 +175,13 @@ int guest_start_aps(unsigned ncpus, void (*ap_main)(unsigned index))
 	return -1;
 }
 
+void guest_fatal_exception(uint64_t vector, uint64_t error, uint64_t rip, uint64_t cs);
+void guest_fatal_exception(uint64_t vector, uint64_t error, uint64_t rip, uint64_t cs)
+{
+	gprintf("guest: exception %u (error %x) at RIP %x, CS %x\n", vector, error, rip, cs);
+	guest_exit(0x100 + (uint32_t)vector);
+}
+
 void guest_poweroff(void)
 {
 	outb(ACPI_SLEEP_CONTROL, 5 << 2 | 0x20);

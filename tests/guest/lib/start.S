@@ -37,11 +37,13 @@ guest_exc_common:
 	pop %rax
 	add $16, %rsp
 	iretq
-1:	/* any other exception: report failure 0x100 + vector */
-	mov 16(%rsp), %rax
-	add $0x100, %eax
-	mov $0xF4, %dx
-	out %eax, %dx
+1:	/* any other exception: report vector, error code, RIP and CS, then exit with 0x100 + vector */
+	mov 16(%rsp), %rdi               /* vector */
+	mov 24(%rsp), %rsi               /* error code */
+	mov 32(%rsp), %rdx               /* RIP */
+	mov 40(%rsp), %rcx               /* CS */
+	and $-16, %rsp
+	call guest_fatal_exception
 2:	hlt
 	jmp 2b
 
