@@ -124,7 +124,14 @@ struct idt_entry {
 	uint32_t off2, zero;
 } __attribute__((packed));
 
-static struct idt_entry idt[32] __attribute__((aligned(16)));
+static struct idt_entry idt[256] __attribute__((aligned(16)));
+
+void guest_idt_set(unsigned vector, void *handler, unsigned dpl)
+{
+	uint64_t a = (uint64_t)handler;
+	idt[vector] = (struct idt_entry){ (uint16_t)a, 0x10, 0, (uint8_t)(0x8e | dpl << 5), (uint16_t)(a >> 16),
+					  (uint32_t)(a >> 32), 0 };
+}
 
 #define EXC(n) extern char guest_exc##n[];
 EXC(0) EXC(1) EXC(2) EXC(3) EXC(4) EXC(5) EXC(6) EXC(7) EXC(8) EXC(9) EXC(10) EXC(11) EXC(12) EXC(13)

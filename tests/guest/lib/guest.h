@@ -45,6 +45,8 @@ void gput_dec(uint64_t v);
 void gprintf(const char *fmt, ...);
 
 void guest_idt_init(void);
+/* Installs an interrupt gate for vector with descriptor privilege dpl (3: reachable by int n from ring 3). */
+void guest_idt_set(unsigned vector, void *handler, unsigned dpl);
 /* Starts every AP (INIT-SIPI-SIPI); each runs ap_main(index) on its own stack (index 1..n-1).
  * Returns once all n-1 APs have checked in, or -1 after a timeout. */
 int guest_start_aps(unsigned ncpus, void (*ap_main)(unsigned index));
