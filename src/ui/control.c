@@ -133,9 +133,9 @@ static void control_serve(struct control *c, int fd)
 		if (!nl) {
 			if (got == LINE_MAX_LEN)
 				return; /* a line too long to be a command */
-			struct pollfd p = { fd, POLLIN, 0 };
-			if (poll(&p, 1, 5000) <= 0)
-				return;
+			struct pollfd p[2] = { { fd, POLLIN, 0 }, { c->stop[0], POLLIN, 0 } };
+			if (poll(p, 2, 5000) <= 0 || p[1].revents)
+				return; /* silent client, or the VM is going away */
 			ssize_t n = read(fd, buf + got, LINE_MAX_LEN - got);
 			if (n <= 0)
 				return;
@@ -252,6 +252,8 @@ int control_request(const char *path, int argc, char **argv, char *reply, size_t
 		close(fd);
 		return -e;
 	}
+	/* One command: say so, so that the VM answers and closes instead of waiting for more lines. */
+	shutdown(fd, SHUT_WR);
 	size_t got = 0;
 	ssize_t n;
 	while (got + 1 < replylen && (n = read(fd, reply + got, replylen - 1 - got)) > 0)
