@@ -653,11 +653,16 @@ static void gen2_print_stats(struct gen2 *g, uint64_t end_ns)
 		gen2_rss_kib("RssAnon") + gen2_rss_kib("RssFile"), gen2_rss_kib("RssShmem"));
 }
 
+/* In dependency order: nothing may still run that uses what is freed after it. The vCPUs stop
+ * first; then every thread that reaches guest RAM or KVM (control socket, network workers, storage
+ * I/O, the VMBus service thread, console input raising the UART's IRQ); guest RAM and KVM last. */
 static void gen2_teardown(struct gen2 *g)
 {
-	control_close(g->control); /* first: its commands use the VM */
-	if (g->vm.kvm)
-		vm_destroy(&g->vm);
+	control_close(g->control);
+	if (g->vm.kvm) {
+		vm_stop(&g->vm, VM_EXIT_ERROR, NULL); /* no effect when the guest already ended it */
+		vm_wait(&g->vm);
+	}
 	if (g->has_net)
 		gen2_net_destroy(&g->net); /* takes the server lock itself */
 	if (g->vmbus) {
@@ -669,12 +674,14 @@ static void gen2_teardown(struct gen2 *g)
 		vmbus_host_unlock(g->vmbus);
 		vmbus_host_destroy(g->vmbus);
 	}
-	if (g->hv_ready)
-		hv_partition_destroy(&g->hv);
 	if (g->has_com1 || g->com1_con.thread_started)
 		console_close(&g->com1_con);
 	if (g->has_debug || g->debug_con.thread_started)
 		console_close(&g->debug_con);
+	if (g->hv_ready)
+		hv_partition_destroy(&g->hv);
+	if (g->vm.kvm)
+		vm_destroy(&g->vm);
 }
 
 int gen2_run(const struct gen2_config *cfg)
