@@ -1,5 +1,6 @@
 #include "cli/config.h"
 #include "net/nic.h"
+#include "util/size.h"
 #include "platform/gen2_net.h"
 
 #include "cli/disk_spec.h"
@@ -53,35 +54,7 @@ const char run_usage[] =
 
 int parse_size(const char *s, uint64_t *bytes)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -EINVAL;
-	unsigned shift;
-	switch (*end) {
-	case '\0':
-	case 'M': case 'm':
-		shift = 20;
-		break;
-	case 'K': case 'k':
-		shift = 10;
-		break;
-	case 'G': case 'g':
-		shift = 30;
-		break;
-	case 'T': case 't':
-		shift = 40;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end && end[1] && strcmp(end + 1, "B") && strcmp(end + 1, "iB") && strcmp(end + 1, "b"))
-		return -EINVAL;
-	if (v > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*bytes = (uint64_t)v << shift;
-	return 0;
+	return size_parse(s, 1ull << 20, bytes);
 }
 
 static int set_memory(struct run_config *rc, const char *s, char *err, size_t errlen)

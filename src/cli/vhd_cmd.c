@@ -15,30 +15,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/size.h"
+
 #define MiB (1024ull * 1024)
 
 int cli_size_parse(const char *s, unsigned long long *out)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		return -EINVAL;
-	unsigned long long mul = 1;
-	switch (*end) {
-	case 'k': case 'K': mul = 1ull << 10; end++; break;
-	case 'm': case 'M': mul = 1ull << 20; end++; break;
-	case 'g': case 'G': mul = 1ull << 30; end++; break;
-	case 't': case 'T': mul = 1ull << 40; end++; break;
-	case 'p': case 'P': mul = 1ull << 50; end++; break;
-	default: break;
-	}
-	if (!strcasecmp(end, "ib") || !strcasecmp(end, "b"))
-		end += strlen(end);
-	if (*end || v * (double)mul > 18e18)
-		return -EINVAL;
-	*out = (unsigned long long)(v * (double)mul + 0.5);
-	return 0;
+	uint64_t v;
+	int r = size_parse(s, 1, &v);
+	if (!r)
+		*out = v;
+	return r;
 }
 
 /* --- progress ------------------------------------------------------------------------------------ */
