@@ -10,6 +10,7 @@
 #include "vmm/insn.h"
 
 #define MSR_IA32_XSS 0xda0
+#define MSR_TSC_AUX 0xc0000103
 
 static struct insn_xcomp g_xcomp[64];
 static uint8_t g_maxphyaddr;
@@ -53,7 +54,12 @@ int vcpu_complete_instruction(struct vcpu *v, const uint8_t *insn, unsigned insn
 		.rip = regs.rip, .rflags = regs.rflags, .cr0 = s.cr0, .cr2 = s.cr2, .cr3 = s.cr3, .cr4 = s.cr4,
 		.efer = s.efer, .seg_base = { s.es.base, s.cs.base, s.ss.base, s.ds.base, s.fs.base, s.gs.base },
 		.cpl = s.ss.dpl, .cs_l = s.cs.l, .cs_db = s.cs.db, .maxphyaddr = g_maxphyaddr,
+		.gdt_base = s.gdt.base, .gdt_limit = s.gdt.limit,
 	};
+	/* rdpid (F3 0F C7 F8-FF) needs TSC_AUX: read it only then. */
+	if (insn_len >= 4 && insn[0] == 0xf3 && insn[1] == 0x0f && insn[2] == 0xc7 && insn[3] >= 0xf8 &&
+	    kvm_vcpu_get_msr(v->kvm, MSR_TSC_AUX, &cpu.tsc_aux))
+		cpu.tsc_aux = 0;
 	memcpy(cpu.gpr, regs.gpr, sizeof(cpu.gpr));
 	struct insn_xstate xs = { 0 }, *xsp = NULL;
 	if (complete_needs_xstate(insn, insn_len)) {

@@ -1162,6 +1162,65 @@ static int insn_mxcsr(struct dec *d, struct insn_xstate *xs)
 	return 0;
 }
 
+/* 0F 03 lsl r, r/m16: the segment limit of a GDT descriptor. Linux's paranoid entry reads its CPU
+ * number this way (from the per-CPU segment's limit). LDT selectors and descriptors LSL refuses set
+ * ZF=0 and leave the destination alone. */
+static int insn_lsl(struct dec *d)
+{
+	struct insn_cpu *c = d->cpu;
+	dec_set_name(d, "lsl", false);
+	uint16_t sel;
+	if (d->mod == 3) {
+		sel = (uint16_t)c->gpr[d->rm | ((d->rex & 1) << 3)];
+	} else {
+		struct pagewalk_fault f;
+		int r = pagewalk_read(&d->pw, d->mem, dec_linear(d, 0), &sel, 2, PAGEWALK_READ, &f);
+		if (r)
+			return dec_mem_error(d, r, &f, d->ea_seg);
+	}
+	bool ok = false;
+	uint64_t desc = 0;
+	unsigned idx = sel >> 3;
+	if (idx && !(sel & 4) && idx * 8u + 7u <= c->gdt_limit) {
+		struct pagewalk_ctx pw = d->pw;
+		pw.cpl = 0; /* descriptor tables are read with supervisor rights */
+		struct pagewalk_fault f;
+		int r = pagewalk_read(&pw, d->mem, c->gdt_base + idx * 8u, &desc, 8, PAGEWALK_READ, &f);
+		if (r)
+			return dec_mem_error(d, r, &f, INSN_DS);
+		unsigned type = (desc >> 40) & 0xf, s_bit = (desc >> 44) & 1, dpl = (desc >> 45) & 3;
+		bool conforming_code = s_bit && (type & 0xc) == 0xc;
+		/* System descriptors LSL accepts in long mode: LDT (2), TSS available/busy (9, 11). */
+		bool type_ok = s_bit || type == 2 || type == 9 || type == 11;
+		unsigned need = c->cpl > (sel & 3u) ? c->cpl : (sel & 3u);
+		ok = type_ok && (conforming_code || dpl >= need);
+	}
+	if (ok) {
+		uint64_t limit = (desc & 0xffff) | ((desc >> 32) & 0xf0000);
+		if (desc & (1ull << 55))
+			limit = (limit << 12) | 0xfff;
+		unsigned dst = d->reg | ((d->rex & 4) << 1);
+		if (d->opsz == 2)
+			c->gpr[dst] = (c->gpr[dst] & ~0xFFFFull) | (limit & 0xFFFF);
+		else
+			c->gpr[dst] = (uint32_t)limit;
+		c->rflags |= RFLAGS_ZF;
+	} else {
+		c->rflags &= ~RFLAGS_ZF;
+	}
+	dec_advance(d);
+	return 0;
+}
+
+/* F3 0F C7 /7 rdpid r64: IA32_TSC_AUX (Linux keeps the CPU and node numbers there). */
+static int insn_rdpid(struct dec *d)
+{
+	dec_set_name(d, "rdpid", false);
+	d->cpu->gpr[d->rm | ((d->rex & 1) << 3)] = d->mode64 ? d->cpu->tsc_aux : (uint32_t)d->cpu->tsc_aux;
+	dec_advance(d);
+	return 0;
+}
+
 static int insn_fwait(struct dec *d)
 {
 	dec_set_name(d, "fwait", false);
@@ -1201,6 +1260,10 @@ static int insn_dispatch(struct dec *d, struct insn_xstate *xs)
 			return insn_clac_stac(d);
 		if (d->op == 0xC7 && d->mod == 3 && (d->reg == 6 || d->reg == 7) && !d->rep && !d->repne)
 			return insn_rdrand(d);
+		if (d->op == 0xC7 && d->mod == 3 && d->reg == 7 && d->rep)
+			return insn_rdpid(d);
+		if (d->op == 0x03 && !d->rep && !d->repne && !d->lock)
+			return insn_lsl(d);
 		if (d->op == 0xAE && d->mod == 3 && d->reg >= 5 && !pfx)
 			return insn_fence(d);
 		if (d->op == 0x01 && d->modrm == 0xD0 && !pfx)

@@ -15,6 +15,7 @@
  *   0F AE /0 fxsave, /1 fxrstor, /4 xsave, /5 xrstor, /6 xsaveopt (REX.W: the *64 forms)
  *   0F C7 /4 xsavec, /5 xsaves, /3 xrstors
  *   0F 01 D0 xgetbv
+ *   0F 03 lsl (GDT descriptors; LDT selectors give ZF=0), F3 0F C7 /7 rdpid
  * Everything else: INSN_UNSUPPORTED, with a mnemonic from a small table and the length when the
  * generic length decoder can tell it.
  *
@@ -56,6 +57,9 @@ struct insn_cpu {
 	bool cs_l, cs_db;   /* CS.L and CS.D/B */
 	uint64_t xcr0, xss; /* XCR0 and IA32_XSS */
 	uint8_t maxphyaddr; /* 0 means 52 */
+	uint64_t gdt_base;  /* GDTR, for lsl */
+	uint16_t gdt_limit;
+	uint64_t tsc_aux;   /* IA32_TSC_AUX, for rdpid */
 };
 
 /* One XSAVE state component as CPUID.(EAX=0DH, ECX=i) reports it: EAX = size, EBX = offset in

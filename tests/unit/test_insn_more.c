@@ -222,12 +222,61 @@ static void test_ldmxcsr_stmxcsr(void **state)
 	assert_int_equal(area[24] | area[25] << 8, 0x9fc0);
 }
 
+static void test_lsl_rdpid(void **state)
+{
+	/* Linux's per-CPU segment: GDT entry 15, a DPL 3 data descriptor whose limit is node<<12 | cpu. */
+	static const uint8_t lsl[] = { 0x48, 0x0f, 0x03, 0xc0 }; /* lsl rax, rax (paranoid_entry's) */
+	static const uint8_t rdpid[] = { 0xf3, 0x0f, 0xc7, 0xf8 }; /* rdpid rax */
+	uint64_t gdt[16] = { 0 };
+	gdt[15] = 0x0040f50000000000ull | 0x1003; /* limit 0x01003: node 1, cpu 3 */
+	memcpy(guest_mem_ptr(&mem, DATA, sizeof(gdt)), gdt, sizeof(gdt));
+	struct insn_cpu c = cpu64();
+	c.gdt_base = DATA;
+	c.gdt_limit = sizeof(gdt) - 1;
+	c.gpr[X86_RAX] = 0x7b;
+	struct insn_outcome o;
+	run(&c, lsl, sizeof(lsl), &o);
+	assert_int_equal(o.status, INSN_DONE);
+	assert_string_equal(o.mnemonic, "lsl");
+	assert_int_equal(c.gpr[X86_RAX], 0x1003);
+	assert_true(c.rflags & 0x40);
+	assert_int_equal(c.rip, CODE + 4);
+	/* Granularity: a 4 KiB-granular limit is scaled. */
+	gdt[15] |= 1ull << 55;
+	memcpy(guest_mem_ptr(&mem, DATA, sizeof(gdt)), gdt, sizeof(gdt));
+	c = cpu64();
+	c.gdt_base = DATA;
+	c.gdt_limit = sizeof(gdt) - 1;
+	c.gpr[X86_RAX] = 0x7b;
+	run(&c, lsl, sizeof(lsl), &o);
+	assert_int_equal(c.gpr[X86_RAX], 0x1003fff);
+	/* Null selector, beyond the GDT, an LDT selector: ZF=0, destination unchanged. */
+	static const uint64_t bad[] = { 0x0, 0x83, 0x7f };
+	for (unsigned i = 0; i < 3; i++) {
+		c = cpu64();
+		c.gdt_base = DATA;
+		c.gdt_limit = sizeof(gdt) - 1;
+		c.gpr[X86_RAX] = bad[i];
+		c.rflags |= 0x40;
+		run(&c, lsl, sizeof(lsl), &o);
+		assert_int_equal(o.status, INSN_DONE);
+		assert_int_equal(c.gpr[X86_RAX], bad[i]);
+		assert_false(c.rflags & 0x40);
+	}
+	c = cpu64();
+	c.tsc_aux = 0x1003;
+	run(&c, rdpid, sizeof(rdpid), &o);
+	assert_int_equal(o.status, INSN_DONE);
+	assert_string_equal(o.mnemonic, "rdpid");
+	assert_int_equal(c.gpr[X86_RAX], 0x1003);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_popcnt_reg64), cmocka_unit_test(test_popcnt_zero_mem32),
 		cmocka_unit_test(test_tzcnt_lzcnt), cmocka_unit_test(test_popcnt_fault),
-		cmocka_unit_test(test_clac_stac), cmocka_unit_test(test_rdrand_fence), cmocka_unit_test(test_fwait), cmocka_unit_test(test_ldmxcsr_stmxcsr),
+		cmocka_unit_test(test_clac_stac), cmocka_unit_test(test_rdrand_fence), cmocka_unit_test(test_fwait), cmocka_unit_test(test_ldmxcsr_stmxcsr), cmocka_unit_test(test_lsl_rdpid),
 	};
 	return cmocka_run_group_tests_name("insn_more", tests, setup, teardown);
 }
