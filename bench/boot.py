@@ -17,7 +17,7 @@ from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs  # noqa: E402
 
 MARKER = "Run /init as init process"  # the kernel's own line: time to init, userspace or not
 USER_MARKER = "GEN2VM-BENCH-INIT"
-CMDLINE = ("console=ttyS0 panic=-1 loglevel=6 init_on_alloc=0 cryptomgr.notests mitigations=off "
+CMDLINE = ("console=ttyS0 panic=-1 loglevel=7 init_on_alloc=0 cryptomgr.notests mitigations=off "
            "clearcpuid=ssse3,avx,aes,pclmulqdq,sha_ni")
 LIMIT = int(os.environ.get("BOOT_BENCH_TIMEOUT", "900"))
 

@@ -28,7 +28,7 @@ from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs, symbol_for
 pytestmark = pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
 
 BOOT_TIMEOUT = 1200
-CMDLINE = ("console=ttyS0 panic=-1 loglevel=6 init_on_alloc=0 cryptomgr.notests mitigations=off "
+CMDLINE = ("console=ttyS0 panic=-1 loglevel=7 init_on_alloc=0 cryptomgr.notests mitigations=off "
            "clearcpuid=ssse3,avx,aes,pclmulqdq,sha_ni")
 # On PVM hosts (module kvm_pvm) a guest that is not PVM-aware reaches its init but its first system
 # call never enters ring 0 (tests/guest/usermode.c shows it without Linux): everything that needs guest
