@@ -680,3 +680,29 @@ int disk_create(const char *path, const struct disk_create_opts *o)
 		unlink(path);
 	return rc;
 }
+
+int disk_read_view_locked(struct disk *d, void *drv, disk_map_locked_fn map, uint64_t off, uint8_t *buf,
+			  uint64_t len)
+{
+	while (len) {
+		struct disk_extent e;
+		int rc = map(d, drv, off, len, &e);
+		if (rc)
+			return rc;
+		if (e.kind == DISK_EXT_DATA) {
+			rc = disk_file_pread(d->fd, buf, e.len, e.file_off);
+		} else if (e.kind == DISK_EXT_PARENT && d->parent && off < d->parent->size) {
+			uint64_t in = d->parent->size - off < e.len ? d->parent->size - off : e.len;
+			rc = disk_pread(d->parent, buf, in, off);
+			memset(buf + in, 0, e.len - in);
+		} else {
+			memset(buf, 0, e.len);
+		}
+		if (rc)
+			return rc;
+		off += e.len;
+		buf += e.len;
+		len -= e.len;
+	}
+	return 0;
+}

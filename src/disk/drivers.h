@@ -47,6 +47,13 @@ void disk_iov_zero(const struct iovec *iov, int iovcnt);
 
 /* Raw file writes for drivers. pwritev / preadv of a whole sub-iovec. */
 int disk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
+
+/* How a block-mapped driver maps [off, off+len) to its first extent (lock held by the caller). */
+typedef int (*disk_map_locked_fn)(struct disk *d, void *drv, uint64_t off, uint64_t len, struct disk_extent *ext);
+/* Reads [off, off+len) of d as it looks now, extent by extent through map: data from the file, the
+ * parent's bytes (zeros past its end) or zeros. Used to copy up before remapping. 0 or -errno. */
+int disk_read_view_locked(struct disk *d, void *drv, disk_map_locked_fn map, uint64_t off, uint8_t *buf,
+			  uint64_t len);
 int disk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 
 #endif

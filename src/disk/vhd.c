@@ -238,29 +238,15 @@ static int vhd_map_locked(struct disk *d, struct vhd *v, uint64_t off, uint64_t 
 	return 0;
 }
 
-static int vhd_read_view_locked(struct disk *d, struct vhd *v, uint64_t off, uint8_t *buf,
-				uint64_t len)
+/* disk_read_view_locked's map, for this driver. */
+static int vhd_map_cb(struct disk *d, void *drv, uint64_t off, uint64_t len, struct disk_extent *ext)
 {
-	while (len) {
-		struct disk_extent e;
-		int rc = vhd_map_locked(d, v, off, len, &e);
-		if (rc)
-			return rc;
-		if (e.kind == DISK_EXT_DATA)
-			rc = disk_file_pread(d->fd, buf, e.len, e.file_off);
-		else if (e.kind == DISK_EXT_PARENT && d->parent && off < d->parent->size) {
-			uint64_t in = d->parent->size - off < e.len ? d->parent->size - off : e.len;
-			rc = disk_pread(d->parent, buf, in, off);
-			memset(buf + in, 0, e.len - in);
-		} else
-			memset(buf, 0, e.len);
-		if (rc)
-			return rc;
-		off += e.len;
-		buf += e.len;
-		len -= e.len;
-	}
-	return 0;
+	return vhd_map_locked(d, drv, off, len, ext);
+}
+
+static int vhd_read_view_locked(struct disk *d, struct vhd *v, uint64_t off, uint8_t *buf, uint64_t len)
+{
+	return disk_read_view_locked(d, v, vhd_map_cb, off, buf, len);
 }
 
 static int vhd_block_allocate(struct disk *d, struct vhd *v, uint64_t blk, bool whole)
