@@ -179,6 +179,14 @@ def test_debian_kernel_on_gen2vm(tmp_path, kernel):
     if PVM and "GEN2VM-MARKER" not in console:
         # The evidence: init died at its first system call, at the kernel's SYSCALL entry.
         assert re.search(r"init\[1\]: segfault at (ffffffff[0-9a-f]+) ip \1", console), console[-3000:]
+        # The kernel then panics ("Attempted to kill init"): a real guest panic, which Linux reports
+        # through the Hyper-V crash MSRs (built in, no module needed) and gen2vm ends with "guest
+        # crashed", the five parameters, the guest's message, and exit code 4.
+        if not vm.blocked:
+            assert rc == 4, err[-3000:]
+            assert re.search(r"guest crashed: P0=0x[0-9a-f]{16} P1=0x[0-9a-f]{16} P2=0x[0-9a-f]{16} "
+                             r"P3=0x[0-9a-f]{16} P4=0x[0-9a-f]{16}", err), err[-3000:]
+            assert "Attempted to kill init" in err, err[-3000:]
         # Anything the dying kernel ran into afterwards is reported too, not hidden.
         pytest.xfail(PVM_REASON + ("; then, in the panic path, " + vm.blocked if vm.blocked else ""))
     vm.fail_if_blocked()
