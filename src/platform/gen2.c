@@ -224,10 +224,14 @@ static uint64_t gen2_guest_tsc(void *opaque, uint32_t vp)
 static void gen2_crash(void *opaque, const uint64_t p[5], const char *msg)
 {
 	struct gen2 *g = opaque;
+	/* The guest's message (Linux: the tail of its log, up to a page) goes out whole, now; the exit
+	 * line keeps the parameters. */
+	if (msg)
+		fprintf(stderr, "gen2vm: the guest's crash message:\n%s\n", msg);
 	vm_stop(&g->vm, VM_EXIT_CRASH,
 		"guest crashed: P0=0x%016" PRIx64 " P1=0x%016" PRIx64 " P2=0x%016" PRIx64 " P3=0x%016" PRIx64
-		" P4=0x%016" PRIx64 "%s%s",
-		p[0], p[1], p[2], p[3], p[4], msg ? "\n" : "", msg ? msg : "");
+		" P4=0x%016" PRIx64,
+		p[0], p[1], p[2], p[3], p[4]);
 }
 
 /* ---- ports ---- */
