@@ -48,6 +48,11 @@ void disk_iov_zero(const struct iovec *iov, int iovcnt);
 /* Raw file writes for drivers. pwritev / preadv of a whole sub-iovec. */
 int disk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 
+/* Reads/writes of an image whose data is the virtual disk byte for byte at offset 0 (raw, fixed VHD):
+ * range-checked against d->size, -EROFS on a read-only disk. 0 or -errno. */
+int disk_flat_readv(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt);
+int disk_flat_writev(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt);
+
 /* How a block-mapped driver maps [off, off+len) to its first extent (lock held by the caller). */
 typedef int (*disk_map_locked_fn)(struct disk *d, void *drv, uint64_t off, uint64_t len, struct disk_extent *ext);
 /* Reads [off, off+len) of d as it looks now, extent by extent through map: data from the file, the

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int raw_readv(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
+int disk_flat_readv(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
 {
 	size_t len = disk_iov_len(iov, iovcnt);
 	if (off > d->size || len > d->size - off)
@@ -19,7 +19,7 @@ static int raw_readv(struct disk *d, uint64_t off, const struct iovec *iov, int 
 	return disk_file_preadv(d->fd, iov, iovcnt, off);
 }
 
-static int raw_writev(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
+int disk_flat_writev(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
 {
 	size_t len = disk_iov_len(iov, iovcnt);
 	if (d->readonly)
@@ -63,8 +63,8 @@ static void raw_close(struct disk *d)
 
 static const struct disk_ops raw_ops = {
 	.format = "raw",
-	.readv = raw_readv,
-	.writev = raw_writev,
+	.readv = disk_flat_readv,
+	.writev = disk_flat_writev,
 	.flush = raw_flush,
 	.discard = raw_discard,
 	.close = raw_close,

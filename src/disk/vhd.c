@@ -343,24 +343,6 @@ static int vhd_map(struct disk *d, uint64_t off, uint64_t len, bool write, struc
 
 /* --- ops ------------------------------------------------------------------------------------------ */
 
-static int vhd_fixed_readv(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
-{
-	size_t len = disk_iov_len(iov, iovcnt);
-	if (off > d->size || len > d->size - off)
-		return -EINVAL;
-	return disk_file_preadv(d->fd, iov, iovcnt, off);
-}
-
-static int vhd_fixed_writev(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
-{
-	size_t len = disk_iov_len(iov, iovcnt);
-	if (d->readonly)
-		return -EROFS;
-	if (off > d->size || len > d->size - off)
-		return -EINVAL;
-	return disk_file_pwritev(d->fd, iov, iovcnt, off);
-}
-
 static int vhd_readv(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
 {
 	return disk_map_readv(d, vhd_map, off, iov, iovcnt);
@@ -432,8 +414,8 @@ static void vhd_close(struct disk *d)
 
 static const struct disk_ops vhd_fixed_ops = {
 	.format = "vhd",
-	.readv = vhd_fixed_readv,
-	.writev = vhd_fixed_writev,
+	.readv = disk_flat_readv,
+	.writev = disk_flat_writev,
 	.flush = vhd_flush,
 	.discard = NULL,
 	.close = vhd_close,
