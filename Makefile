@@ -12,6 +12,7 @@
 #                                      host (the loopback guest); compiled for both worlds
 #   tests/unit/test_*.c             -> one cmocka binary each
 #   tests/guest/*.c                 -> one freestanding ELF guest each (tests/guest/lib/ is their runtime)
+#   firmware/*.c, firmware/*.S      -> the UEFI firmware (with guestlib), embedded in gen2vm
 #   bench/*.c                       -> one benchmark binary each
 #   fuzz/fuzz_*.c                   -> one libFuzzer target each
 
@@ -38,6 +39,13 @@ FS_CFLAGS := -std=gnu17 $(WARN) -O2 -g -ffreestanding -fno-builtin -nostdlib -fn
              -Iinclude -Iguestlib -Itests/guest/lib
 FS_LDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,max-page-size=4096 -Wl,--no-warn-rwx-segments
 
+# The firmware: freestanding like the guests, but position-independent code (runtime services keep
+# working after the OS maps them elsewhere with SetVirtualAddressMap), hidden symbols (no GOT).
+FW_CFLAGS := -std=gnu17 $(WARN) -Os -g -ffreestanding -fno-builtin -nostdlib -fno-stack-protector \
+             -fpie -fvisibility=hidden -mno-red-zone -mno-sse -mno-mmx -mno-80387 -mgeneral-regs-only \
+             -fno-asynchronous-unwind-tables -fcf-protection=none -fno-jump-tables \
+             -ffunction-sections -fdata-sections -Iinclude -Iguestlib -Ifirmware
+
 LIB_SRCS   := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
 GLIB_SRCS  := $(shell find guestlib -name '*.c' 2>/dev/null | sort)
 UNIT_SRCS  := $(sort $(wildcard tests/unit/test_*.c))
@@ -46,6 +54,7 @@ GUEST_SRCS := $(sort $(wildcard tests/guest/*.c))
 GUEST_LIB  := $(sort $(wildcard tests/guest/lib/*.c tests/guest/lib/*.S))
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 FUZZ_SRCS  := $(sort $(wildcard fuzz/fuzz_*.c))
+FW_SRCS    := $(sort $(wildcard firmware/*.c firmware/*.S))
 
 REL := $(BUILD)/rel
 SAN := $(BUILD)/san
@@ -59,9 +68,13 @@ GUEST_RT := $(patsubst %,$(GST)/%.o,$(GUEST_LIB)) $(patsubst %.c,$(GST)/%.o,$(GL
 GUEST_ELFS := $(patsubst tests/guest/%.c,$(GST)/%.elf,$(GUEST_SRCS))
 BENCH_BINS := $(patsubst bench/%.c,$(REL)/bench/%,$(BENCH_SRCS))
 FUZZ_BINS := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+FW := $(BUILD)/fw
+FW_OBJS := $(patsubst %,$(FW)/%.o,$(FW_SRCS)) $(patsubst %.c,$(FW)/%.c.o,$(GLIB_SRCS))
+FW_ELF := $(FW)/gen2vm-fw.elf
+FW_BLOB := $(FW)/fw_blob.o
 
 .SECONDARY:
-.PHONY: all check unit integration guests bench fuzz clean deps test-deps
+.PHONY: all check unit integration guests firmware bench fuzz clean deps test-deps
 all: $(BUILD)/gen2vm
 
 # --- release -----------------------------------------------------------------------------------
@@ -72,7 +85,7 @@ $(REL)/%.o: %.c
 $(REL)/libgen2vm.a: $(REL_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/gen2vm: $(REL)/src/main.o $(REL)/libgen2vm.a
+$(BUILD)/gen2vm: $(REL)/src/main.o $(REL)/libgen2vm.a $(FW_BLOB)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # --- sanitized (what the test suite runs) ------------------------------------------------------
@@ -83,7 +96,7 @@ $(SAN)/%.o: %.c
 $(SAN)/libgen2vm.a: $(SAN_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(SAN)/gen2vm: $(SAN)/src/main.o $(SAN)/libgen2vm.a
+$(SAN)/gen2vm: $(SAN)/src/main.o $(SAN)/libgen2vm.a $(FW_BLOB)
 	$(Q)$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
 $(SAN)/unit/%: $(SAN)/tests/unit/%.o $(UNIT_HELP_OBJS) $(SAN)/libgen2vm.a
@@ -108,6 +121,23 @@ $(GST)/%.elf: $(GST)/tests/guest/%.c.o $(GUEST_START) $(GST)/libguestrt.a tests/
 	$(Q)$(CC) $(FS_LDFLAGS) -T tests/guest/lib/guest.ld -o $@ $< $(GUEST_START) $(GST)/libguestrt.a -lgcc
 
 guests: $(GUEST_ELFS)
+
+# --- firmware ----------------------------------------------------------------------------------
+$(FW)/%.c.o: %.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(FW_CFLAGS) -MMD -MP -c $< -o $@
+$(FW)/%.S.o: %.S
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(FW_CFLAGS) -c $< -o $@
+$(FW_ELF): $(FW_OBJS) firmware/fw.ld
+	$(Q)$(CC) $(FS_LDFLAGS) -Wl,--gc-sections -T firmware/fw.ld -o $@ $(FW_OBJS) -lgcc
+# Embedded in gen2vm, without debug information, as _binary_fw_elf_start/_end (src/platform/firmware.c).
+$(FW_BLOB): $(FW_ELF)
+	$(Q)objcopy --strip-debug $(FW_ELF) $(FW)/fw.elf
+	$(Q)cd $(FW) && objcopy -I binary -O elf64-x86-64 -B i386:x86-64 \
+	  --rename-section .data=.rodata,alloc,load,readonly,data,contents \
+	  --add-section .note.GNU-stack=/dev/null --set-section-flags .note.GNU-stack=contents,readonly fw.elf fw_blob.o
+firmware: $(FW_ELF)
 
 # --- benches and fuzzers -----------------------------------------------------------------------
 $(REL)/bench/%: bench/%.c $(REL)/libgen2vm.a

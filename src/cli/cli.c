@@ -22,7 +22,7 @@ static const char usage[] =
 	"  vhd        create, inspect, convert, resize, merge and compact VHDX/VHD images\n"
 	"  help CMD   show the help of a command\n"
 	"\n"
-	"Exit codes of run: 0 powered off, 1 error, 2 usage, 3 reset (--no-reboot), 4 guest crashed.\n";
+	"Exit codes of run: 0 powered off, 1 error, 2 usage, 3 reset (--no-reboot), 4 guest crashed, 5 nothing to boot.\n";
 
 /* gen2vm control SOCKET COMMAND [ARGS...]: prints the VM's reply; exit 0 ok, 1 error, 2 unreachable. */
 static int cli_control(int argc, char **argv)

@@ -23,9 +23,13 @@ const char run_usage[] =
 	"  --memory SIZE              guest RAM: 512M, 2G... (a bare number is MiB; default 512M)\n"
 	"  --cpus N                   virtual processors (default 1)\n"
 	"  --kernel PATH              Linux kernel for direct boot (bzImage or vmlinux)\n"
-	"  --initrd PATH              initial ramdisk for --kernel\n"
+	"  --initrd PATH              initial ramdisk for --kernel or --efi\n"
 	"  --cmdline TEXT             kernel command line\n"
 	"  --elf PATH                 a freestanding test guest (ELF) entered in 64-bit mode\n"
+	"                             (without --kernel or --elf the VM boots through its UEFI firmware)\n"
+	"  --firmware PATH            a UEFI firmware image to use instead of the built-in one\n"
+	"  --efi PATH                 an EFI application the firmware starts from memory before the\n"
+	"                             boot manager (with --initrd and --cmdline, a Linux EFI-stub kernel)\n"
 	"  --com1 stdio|file:PATH|socket:PATH|none\n"
 	"                             the COM1 serial port (off by default)\n"
 	"  --debugcon stdio|file:PATH|none\n"
@@ -50,7 +54,7 @@ const char run_usage[] =
 	"  -h, --help                 this help\n"
 	"\n"
 	"Exit codes: 0 the guest powered off, 1 gen2vm failed, 2 bad usage or configuration,\n"
-	"3 the guest reset (with --no-reboot), 4 the guest crashed.\n";
+	"3 the guest reset (with --no-reboot), 4 the guest crashed, 5 the firmware found nothing to boot.\n";
 
 int parse_size(const char *s, uint64_t *bytes)
 {
@@ -153,7 +157,8 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 		} else if (!strcmp(key, "cpus") && t == json_type_int) {
 			r = set_cpus(rc, sv, e, sizeof(e));
 		} else if ((!strcmp(key, "kernel") || !strcmp(key, "initrd") || !strcmp(key, "cmdline") ||
-			    !strcmp(key, "elf")) && t == json_type_string) {
+			    !strcmp(key, "elf") || !strcmp(key, "firmware") || !strcmp(key, "efi")) &&
+			   t == json_type_string) {
 			const char *s = own(rc, sv);
 			if (!s) {
 				r = -ENOMEM;
@@ -163,6 +168,10 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 				rc->vm.initrd = s;
 			} else if (!strcmp(key, "elf")) {
 				rc->vm.elf = s;
+			} else if (!strcmp(key, "firmware")) {
+				rc->vm.firmware = s;
+			} else if (!strcmp(key, "efi")) {
+				rc->vm.efi = s;
 			} else {
 				rc->vm.cmdline = s;
 			}
@@ -199,7 +208,7 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 		} else if (!strcmp(key, "no_reboot") && t == json_type_boolean) {
 			rc->vm.no_reboot = json_object_get_boolean(val);
 		} else {
-			static const char *const known[] = { "memory", "cpus", "kernel", "initrd", "cmdline", "elf",
+			static const char *const known[] = { "memory", "cpus", "kernel", "initrd", "cmdline", "elf", "firmware", "efi",
 							      "com1", "debugcon", "processor_compatibility",
 							      "no_reboot", "disks", "nics" };
 			bool is_known = false;
@@ -221,7 +230,8 @@ out:
 int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, size_t errlen)
 {
 	enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
-	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV, O_DISK, O_DVD, O_CONTROL, O_NIC, O_SLOWDOWN };
+	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV, O_DISK, O_DVD, O_CONTROL, O_NIC, O_SLOWDOWN,
+	       O_FIRMWARE, O_EFI };
 	static const struct option opts[] = {
 		{ "memory", required_argument, NULL, O_MEMORY },
 		{ "cpus", required_argument, NULL, O_CPUS },
@@ -229,6 +239,8 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "initrd", required_argument, NULL, O_INITRD },
 		{ "cmdline", required_argument, NULL, O_CMDLINE },
 		{ "elf", required_argument, NULL, O_ELF },
+		{ "firmware", required_argument, NULL, O_FIRMWARE },
+		{ "efi", required_argument, NULL, O_EFI },
 		{ "com1", required_argument, NULL, O_COM1 },
 		{ "debugcon", required_argument, NULL, O_DEBUGCON },
 		{ "processor-compatibility", no_argument, NULL, O_COMPAT },
@@ -260,6 +272,8 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		case O_INITRD: rc->vm.initrd = optarg; break;
 		case O_CMDLINE: rc->vm.cmdline = optarg; break;
 		case O_ELF: rc->vm.elf = optarg; break;
+		case O_FIRMWARE: rc->vm.firmware = optarg; break;
+		case O_EFI: rc->vm.efi = optarg; break;
 		case O_COM1: r = set_console(&rc->vm.com1, "--com1", optarg, err, errlen); break;
 		case O_DEBUGCON: r = set_console(&rc->vm.debugcon, "--debugcon", optarg, err, errlen); break;
 		case O_COMPAT: rc->vm.processor_compat = true; break;
@@ -314,19 +328,22 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		snprintf(err, errlen, "unexpected argument '%s' (see gen2vm run --help)", argv[optind]);
 		return -EINVAL;
 	}
-	if (!rc->vm.kernel && !rc->vm.elf) {
-		snprintf(err, errlen, "nothing to boot: give --kernel PATH (or --elf PATH)");
-		return -EINVAL;
-	}
 	if (rc->vm.kernel && rc->vm.elf) {
 		snprintf(err, errlen, "--kernel and --elf cannot be used together");
 		return -EINVAL;
 	}
-	if ((rc->vm.initrd || rc->vm.cmdline) && !rc->vm.kernel) {
-		snprintf(err, errlen, "--initrd and --cmdline need --kernel");
+	if ((rc->vm.kernel || rc->vm.elf) && (rc->vm.firmware || rc->vm.efi)) {
+		snprintf(err, errlen, "%s boots without the UEFI firmware: drop %s", rc->vm.kernel ? "--kernel" : "--elf",
+			 rc->vm.firmware ? "--firmware" : "--efi");
 		return -EINVAL;
 	}
-	if ((rc->vm.kernel && file_exists("--kernel", rc->vm.kernel, err, errlen)) ||
+	if ((rc->vm.initrd || rc->vm.cmdline) && !rc->vm.kernel && !rc->vm.efi) {
+		snprintf(err, errlen, "--initrd and --cmdline need --kernel (or --efi)");
+		return -EINVAL;
+	}
+	if ((rc->vm.firmware && file_exists("--firmware", rc->vm.firmware, err, errlen)) ||
+	    (rc->vm.efi && file_exists("--efi", rc->vm.efi, err, errlen)) ||
+	    (rc->vm.kernel && file_exists("--kernel", rc->vm.kernel, err, errlen)) ||
 	    (rc->vm.initrd && file_exists("--initrd", rc->vm.initrd, err, errlen)) ||
 	    (rc->vm.elf && file_exists("--elf", rc->vm.elf, err, errlen)))
 		return -ENOENT;

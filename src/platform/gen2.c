@@ -12,6 +12,7 @@
 #include "devices/uart.h"
 #include "hv/hv.h"
 #include "platform/acpi.h"
+#include "platform/firmware.h"
 #include "platform/gen2_net.h"
 #include "platform/gen2_storage.h"
 #include "ui/control.h"
@@ -49,6 +50,7 @@ struct gen2 {
 	struct console com1_con, debug_con;
 	uint32_t testdev_regs[16]; /* MMIO scratch registers for test guests */
 	bool has_com1, has_debug;
+	struct firmware fw;
 };
 
 /* ---- CPUID ---- */
@@ -605,6 +607,13 @@ static int gen2_setup(struct gen2 *g)
 			return r;
 		/* Test-guest ABI: RDI = number of vCPUs, RSI = RSDP address. */
 		return boot_enter_long_mode(&vm->vcpus[0], entry, BOOT_STACK_TOP, rsdp, vm->nr_vcpus);
+	}
+	if (!cfg->kernel) {
+		struct firmware_config fc = {
+			.path = cfg->firmware, .efi = cfg->efi, .initrd = cfg->initrd, .cmdline = cfg->cmdline,
+			.com1 = g->has_com1, .debugcon = g->has_debug, .rsdp_gpa = rsdp,
+		};
+		return firmware_setup(&g->fw, vm, &fc);
 	}
 	struct linux_boot_config lc = { cfg->kernel, cfg->initrd, cfg->cmdline, rsdp };
 	struct linux_boot_info info;

@@ -26,6 +26,9 @@ struct gen2_config {
 	const char *initrd;
 	const char *cmdline;
 	const char *elf;      /* a freestanding test guest entered in 64-bit mode (instead of a kernel) */
+	/* Neither kernel nor elf: UEFI boot through the firmware (built-in, or this file). */
+	const char *firmware;
+	const char *efi;      /* an EFI image the firmware starts from memory (with initrd and cmdline) */
 	struct console_spec com1;
 	struct console_spec debugcon;
 	bool processor_compat; /* Hyper-V's processor compatibility mode: a conservative CPUID */

@@ -26,6 +26,7 @@ enum vm_exit_kind {
 	VM_EXIT_ERROR = 1,
 	VM_EXIT_RESET = 3,
 	VM_EXIT_CRASH = 4,
+	VM_EXIT_NO_BOOT = 5, /* the firmware found nothing it could boot */
 };
 
 struct vm;

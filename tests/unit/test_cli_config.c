@@ -106,8 +106,14 @@ static void test_errors_name_the_problem(void **state)
 	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--cpus", "0", NULL), -EINVAL);
 	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--com1", "tty", NULL), -EINVAL);
 	assert_non_null(strstr(err, "--com1 'tty': expected stdio"));
-	assert_int_equal(parse(&rc, err, "run", NULL), -EINVAL);
-	assert_non_null(strstr(err, "nothing to boot"));
+	/* Nothing given: a UEFI boot through the built-in firmware. */
+	assert_int_equal(parse(&rc, err, "run", NULL), 0);
+	assert_null(rc.vm.kernel);
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--firmware", kernel, NULL), -EINVAL);
+	assert_non_null(strstr(err, "boots without the UEFI firmware"));
+	assert_int_equal(parse(&rc, err, "run", "--cmdline", "x", NULL), -EINVAL);
+	assert_non_null(strstr(err, "need --kernel (or --efi)"));
+	assert_int_equal(parse(&rc, err, "run", "--efi", "/nonexistent/app.efi", NULL), -ENOENT);
 	assert_int_equal(parse(&rc, err, "run", "--kernel", NULL), -EINVAL);
 	assert_non_null(strstr(err, "needs a value"));
 	run_config_free(&rc);

@@ -1,0 +1,75 @@
+/* The firmware's internal interfaces: one global state, the console, host calls and the services
+ * each module offers the others. Modules: fw.c (start-up, exceptions, host calls), console.c,
+ * bs.c/event.c/image.c (boot services), rt.c (runtime services), storage (vmbus.c, storvsc.c,
+ * disk.c, fs.c), bootmgr.c.
+ *
+ * Every function at the UEFI ABI edge is EFIAPI (ms_abi). Internal functions use the SysV ABI and
+ * return EFI_STATUS where they can fail. The firmware is single-threaded: the boot processor runs
+ * everything with interrupts off; timers are polled (fw_event_poll) from the services that wait.
+ */
+#ifndef GEN2VM_FIRMWARE_FW_H
+#define GEN2VM_FIRMWARE_FW_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "efi/efi_handle.h"
+#include "efi/efi_lib.h"
+#include "efi/efi_mem.h"
+#include "gen2vm/proto/efi.h"
+#include "gen2vm/proto/fw.h"
+
+#define FW_VERSION "gen2vm firmware 0.1"
+#define FW_VENDOR u"gen2vm"
+#define FW_REVISION 0x00010000u
+
+struct fw_state {
+	const struct fw_handoff *ho;
+	EFI_SYSTEM_TABLE *st;
+	EFI_BOOT_SERVICES *bs;
+	EFI_RUNTIME_SERVICES *rt;
+	struct efi_mem mem;
+	struct efi_db db;
+	EFI_HANDLE image;          /* the firmware's own image handle */
+	EFI_TPL tpl;
+	bool boot_services_done;   /* ExitBootServices succeeded */
+	bool virtual_mode;         /* SetVirtualAddressMap succeeded */
+};
+extern struct fw_state fw;
+
+/* ---- fw.c ---- */
+/* Sends one host call (struct fw_host_req at the start of req, hdr.size filled in by the caller)
+ * and returns the status the VMM wrote. req must be physically addressable below 4 GiB. */
+EFI_STATUS fw_host_call(void *req);
+/* FW_OP_EVENT with a formatted text (boot progress for the host's log and benchmarks). */
+void fw_host_event(uint32_t code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Reports a fatal firmware error to the host (the VM ends as crashed) and halts. */
+__attribute__((noreturn)) void fw_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The pool allocator at boot-services time (EfiBootServicesData); NULL when out of memory. */
+void *fw_alloc(size_t size);
+void *fw_zalloc(size_t size);
+void fw_free(void *p);
+/* Physical address of a firmware pointer (the identity map: the pointer itself, until the OS has
+ * called SetVirtualAddressMap; runtime code must use fw_rt_phys()). */
+uint64_t fw_virt_to_phys(const void *p);
+
+/* ---- console.c ---- */
+void fw_console_init(void);
+/* Raw output to every firmware console (COM1 and the debug console), '\n' becoming "\r\n". */
+void fw_puts(const char *s);
+void fw_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void fw_vprintf(const char *fmt, va_list ap);
+
+/* Module initialisers, called by fw_main in this order. Each installs its protocols and fills its
+ * part of the system table; a failure is reported and start-up goes on without it when it can. */
+EFI_STATUS fw_bs_init(void);      /* system table, boot services, memory map, handle database */
+EFI_STATUS fw_rt_init(void);      /* runtime services, variables */
+EFI_STATUS fw_conio_init(void);   /* SimpleTextOutput/Input protocols, ConIn/ConOut/StdErr */
+EFI_STATUS fw_tables_init(void);  /* ACPI and SMBIOS configuration tables, RNG, DevicePathToText */
+EFI_STATUS fw_storage_init(void); /* VMBus, storvsc BlockIo, partitions, file systems */
+/* Runs the boot manager; returns only when every boot option failed. */
+void fw_bootmgr_run(void);
+
+#endif
