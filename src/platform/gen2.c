@@ -437,6 +437,14 @@ static int gen2_ctl_regs(void *opaque, int argc, char **argv, char *reply, size_
 	return 0;
 }
 
+static int gen2_ctl_continue(void *opaque, int argc, char **argv, char *reply, size_t len)
+{
+	struct gen2 *g = opaque;
+	firmware_continue(&g->fw);
+	snprintf(reply, len, "the firmware goes on with the next boot entry if it was paused");
+	return 0;
+}
+
 static int gen2_setup_control(struct gen2 *g, const char *path)
 {
 	char err[256];
@@ -450,6 +458,9 @@ static int gen2_setup_control(struct gen2 *g, const char *path)
 	control_register(g->control, "resume", "resume", gen2_ctl_vm, g);
 	control_register(g->control, "stop", "stop (turn off)", gen2_ctl_vm, g);
 	control_register(g->control, "regs", "regs (where each vCPU is)", gen2_ctl_regs, g);
+	if (!g->cfg->kernel && !g->cfg->elf)
+		control_register(g->control, "continue", "continue (after a boot failure, with PauseAfterBootFailure)",
+				 gen2_ctl_continue, g);
 	if (g->has_net)
 		gen2_net_control_register(&g->net, g->control);
 	control_register(g->control, "disk-add", "disk-add PATH [lun=N] [controller=N] [readonly]", gen2_ctl_storage, g);
