@@ -29,6 +29,7 @@ struct gen2_config {
 	/* Neither kernel nor elf: UEFI boot through the firmware (built-in, or this file). */
 	const char *firmware;
 	const char *efi;      /* an EFI image the firmware starts from memory (with initrd and cmdline) */
+	const char *nvram;    /* UEFI variables persist in this file (src/platform/nvram.h), or NULL */
 	struct console_spec com1;
 	struct console_spec debugcon;
 	bool processor_compat; /* Hyper-V's processor compatibility mode: a conservative CPUID */
