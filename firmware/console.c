@@ -2,12 +2,16 @@
  * says they exist. The SimpleTextOutput/Input protocols (conio.c) are built on these. */
 #include "fw.h"
 
+#include "conio.h"
 #include "efi/efi_fmt.h"
 
 #define COM1 0x3f8
 #define DEBUGCON 0xe9
 
 static bool has_com1, has_debugcon;
+/* Bytes COM1's transmit FIFO takes before its LSR must be read again: one LSR exit per 16 bytes
+ * instead of one per byte (each port access is an exit to the VMM). */
+static unsigned com1_room;
 
 static inline void outb(uint16_t port, uint8_t v)
 {
@@ -35,16 +39,47 @@ void fw_console_init(void)
 	}
 }
 
+static void com1_put(uint8_t c)
+{
+	if (!com1_room) {
+		/* The VMM's UART drains at once; the bound keeps a wedged one from hanging us. */
+		for (int i = 0; i < 1000 && !(inb(COM1 + 5) & 0x20); i++)
+			;
+		com1_room = 16; /* THRE with FIFOs on: the whole 16-byte FIFO is empty */
+	}
+	outb(COM1, c);
+	com1_room--;
+}
+
 static void fw_putc(char c)
 {
 	if (has_debugcon)
 		outb(DEBUGCON, (uint8_t)c);
-	if (has_com1) {
-		/* The VMM's UART drains at once; the bound keeps a wedged one from hanging us. */
-		for (int i = 0; i < 1000 && !(inb(COM1 + 5) & 0x20); i++)
-			;
-		outb(COM1, (uint8_t)c);
-	}
+	if (has_com1)
+		com1_put((uint8_t)c);
+}
+
+unsigned fw_console_present(void)
+{
+	return (has_com1 ? FW_CON_COM1 : 0) | (has_debugcon ? FW_CON_DEBUGCON : 0);
+}
+
+void fw_console_write(const char *s, size_t n, unsigned to)
+{
+	if ((to & FW_CON_DEBUGCON) && has_debugcon)
+		for (size_t i = 0; i < n; i++)
+			outb(DEBUGCON, (uint8_t)s[i]);
+	if ((to & FW_CON_COM1) && has_com1)
+		for (size_t i = 0; i < n; i++)
+			com1_put((uint8_t)s[i]);
+}
+
+bool fw_console_getc(uint8_t *c)
+{
+	if (!has_com1 || !(inb(COM1 + 5) & 0x01))
+		return false;
+	*c = inb(COM1);
+	return true;
 }
 
 void fw_puts(const char *s)

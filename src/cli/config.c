@@ -2,6 +2,7 @@
 #include "net/nic.h"
 #include "util/size.h"
 #include "platform/gen2_net.h"
+#include "platform/smbios.h"
 
 #include "cli/disk_spec.h"
 #include "vmm/vm.h"
@@ -33,6 +34,8 @@ const char run_usage[] =
 	"  --nvram PATH               the VM's UEFI variables and boot entries, kept in this file\n"
 	"                             (created when absent; see gen2vm firmware --help). Without it\n"
 	"                             they last as long as this gen2vm process\n"
+	"  --uuid UUID                the SMBIOS system UUID (8-4-4-4-12 hex digits; default: a\n"
+	"                             random one per run)\n"
 	"  --com1 stdio|file:PATH|socket:PATH|none\n"
 	"                             the COM1 serial port (off by default)\n"
 	"  --debugcon stdio|file:PATH|none\n"
@@ -85,6 +88,16 @@ static int set_memory(struct run_config *rc, const char *s, char *err, size_t er
 		}
 	}
 	rc->vm.memory = b;
+	return 0;
+}
+
+static int set_uuid(struct run_config *rc, const char *what, const char *s, char *err, size_t errlen)
+{
+	if (smbios_uuid_parse(s, rc->vm.uuid)) {
+		snprintf(err, errlen, "%s '%s': expected a UUID such as 12345678-9abc-def0-1234-56789abcdef0", what, s);
+		return -EINVAL;
+	}
+	rc->vm.has_uuid = true;
 	return 0;
 }
 
@@ -180,6 +193,8 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 			} else {
 				rc->vm.cmdline = s;
 			}
+		} else if (!strcmp(key, "uuid") && t == json_type_string) {
+			r = set_uuid(rc, "\"uuid\"", sv, e, sizeof(e));
 		} else if (!strcmp(key, "com1") && t == json_type_string) {
 			r = set_console(&rc->vm.com1, "com1", sv, e, sizeof(e));
 		} else if (!strcmp(key, "debugcon") && t == json_type_string) {
@@ -213,8 +228,8 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 		} else if (!strcmp(key, "no_reboot") && t == json_type_boolean) {
 			rc->vm.no_reboot = json_object_get_boolean(val);
 		} else {
-			static const char *const known[] = { "memory", "cpus", "kernel", "initrd", "cmdline", "elf", "firmware", "efi", "nvram",
-							      "com1", "debugcon", "processor_compatibility",
+			static const char *const known[] = { "memory", "cpus", "kernel", "initrd", "cmdline", "elf", "firmware", "efi",
+							      "nvram", "uuid", "com1", "debugcon", "processor_compatibility",
 							      "no_reboot", "disks", "nics" };
 			bool is_known = false;
 			for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
@@ -236,7 +251,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 {
 	enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
 	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV, O_DISK, O_DVD, O_CONTROL, O_NIC, O_SLOWDOWN,
-	       O_FIRMWARE, O_EFI, O_NVRAM };
+	       O_FIRMWARE, O_EFI, O_NVRAM, O_UUID };
 	static const struct option opts[] = {
 		{ "memory", required_argument, NULL, O_MEMORY },
 		{ "cpus", required_argument, NULL, O_CPUS },
@@ -247,6 +262,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "firmware", required_argument, NULL, O_FIRMWARE },
 		{ "efi", required_argument, NULL, O_EFI },
 		{ "nvram", required_argument, NULL, O_NVRAM },
+		{ "uuid", required_argument, NULL, O_UUID },
 		{ "com1", required_argument, NULL, O_COM1 },
 		{ "debugcon", required_argument, NULL, O_DEBUGCON },
 		{ "processor-compatibility", no_argument, NULL, O_COMPAT },
@@ -281,6 +297,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		case O_FIRMWARE: rc->vm.firmware = optarg; break;
 		case O_EFI: rc->vm.efi = optarg; break;
 		case O_NVRAM: rc->vm.nvram = optarg; break;
+		case O_UUID: r = set_uuid(rc, "--uuid", optarg, err, errlen); break;
 		case O_COM1: r = set_console(&rc->vm.com1, "--com1", optarg, err, errlen); break;
 		case O_DEBUGCON: r = set_console(&rc->vm.debugcon, "--debugcon", optarg, err, errlen); break;
 		case O_COMPAT: rc->vm.processor_compat = true; break;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "devices/ioapic.h"
@@ -13,6 +14,8 @@
 #include "hv/hv.h"
 #include "platform/acpi.h"
 #include "platform/firmware.h"
+#include "platform/fw_misc.h"
+#include "platform/smbios.h"
 #include "platform/gen2_net.h"
 #include "platform/gen2_storage.h"
 #include "platform/bootopt.h"
@@ -518,6 +521,60 @@ static int gen2_setup_control(struct gen2 *g, const char *path)
 
 /* ---- assembly ---- */
 
+/* The firmware's clock offset outlives a guest reset: it belongs to the process, like Hyper-V's to
+ * the VM. */
+static struct fw_misc *gen2_fw_misc(void)
+{
+	static struct fw_misc m;
+	static bool ready;
+	if (!ready) {
+		fw_misc_init(&m);
+		ready = true;
+	}
+	return &m;
+}
+
+/* SMBIOS for the firmware at FW_SMBIOS_GPA, with the system UUID (--uuid, else a random one drawn
+ * once per process so a guest reset keeps it) also returned in uuid for the hand-off block. */
+static int gen2_build_smbios(struct gen2 *g, uint8_t uuid[16])
+{
+	static uint8_t random_uuid[16];
+	static bool have_random;
+	struct vm *vm = &g->vm;
+	if (g->cfg->has_uuid) {
+		memcpy(uuid, g->cfg->uuid, 16);
+	} else if (g->nv) {
+		memcpy(uuid, nvram_system_uuid(g->nv), 16); /* the VM's own, kept in its NVRAM file */
+	} else {
+		if (!have_random) {
+			if (getrandom(random_uuid, 16, 0) != 16) {
+				log_error("SMBIOS: no random system UUID (getrandom failed); give --uuid");
+				return -EIO;
+			}
+			random_uuid[7] = (uint8_t)((random_uuid[7] & 0x0f) | 0x40); /* version 4 (SMBIOS byte order) */
+			random_uuid[8] = (uint8_t)((random_uuid[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+			have_random = true;
+		}
+		memcpy(uuid, random_uuid, 16);
+	}
+	struct smbios_config sc = {
+		.bios_version = "0.1", .bios_date = "11/22/2026", .bios_major = 0, .bios_minor = 1,
+		.nr_vcpus = vm->nr_vcpus,
+	};
+	memcpy(sc.uuid, uuid, 16);
+	for (unsigned i = 0; i < vm->mem.nr_regions && sc.nr_ram < SMBIOS_RAM_MAX; i++) {
+		sc.ram[sc.nr_ram].start = vm->mem.region[i].gpa;
+		sc.ram[sc.nr_ram++].size = vm->mem.region[i].size;
+	}
+	static uint8_t buf[FW_SMBIOS_SIZE];
+	int n = smbios_build(&sc, FW_SMBIOS_GPA, buf, sizeof(buf));
+	if (n < 0) {
+		log_error("SMBIOS: the tables do not fit in %llu bytes", FW_SMBIOS_SIZE);
+		return n;
+	}
+	return guest_mem_write(&vm->mem, FW_SMBIOS_GPA, buf, (size_t)n);
+}
+
 static int gen2_build_acpi(struct gen2 *g, uint64_t *rsdp)
 {
 	uint64_t high_base = g->vm.mem.ram_size > GUEST_MMIO_GAP_START
@@ -672,14 +729,17 @@ static int gen2_setup(struct gen2 *g)
 			.com1 = g->has_com1, .debugcon = g->has_debug, .rsdp_gpa = rsdp,
 			.nvram_file = cfg->nvram != NULL,
 		};
-		if (g->nv)
-			memcpy(fc.system_uuid, nvram_system_uuid(g->nv), 16);
+		if ((r = gen2_build_smbios(g, fc.system_uuid)))
+			return r;
+		fc.smbios_gpa = FW_SMBIOS_GPA;
 		if ((r = firmware_setup(&g->fw, vm, &fc)))
 			return r;
 		if (g->nv) {
 			g->fw.var_fn = nvram_host_call;
 			g->fw.var_opaque = g->nv;
 		}
+		g->fw.misc_fn = fw_misc_handle;
+		g->fw.misc_opaque = gen2_fw_misc();
 		return 0;
 	}
 	struct linux_boot_config lc = { cfg->kernel, cfg->initrd, cfg->cmdline, rsdp };

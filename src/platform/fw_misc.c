@@ -1,0 +1,152 @@
+#include "platform/fw_misc.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "gen2vm/proto/efi.h"
+#include "gen2vm/proto/fw.h"
+#include "util/log.h"
+
+#define EFI_UNSPECIFIED_TIMEZONE 2047
+#define NS_PER_S 1000000000ll
+
+static int64_t fw_misc_realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+void fw_misc_init(struct fw_misc *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->now_ns = fw_misc_realtime_ns;
+}
+
+/* The civil calendar as days counted in 400-year eras of 146097 days, with years starting in March
+ * so that the leap day falls at the end of a year. */
+int64_t fw_misc_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+void fw_misc_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+	z += 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	int64_t doe = z - era * 146097;
+	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	int64_t mp = (5 * doy + 2) / 153;
+	*d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+	*y = yoe + era * 400 + (*m <= 2);
+}
+
+static unsigned fw_misc_month_days(unsigned y, unsigned m)
+{
+	static const uint8_t days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return days[m - 1] + (m == 2 && leap);
+}
+
+static uint64_t fw_misc_time_get(struct fw_misc *m, struct fw_time_req *r)
+{
+	int64_t t = m->now_ns() + __atomic_load_n(&m->offset_ns, __ATOMIC_RELAXED);
+	int64_t s = t / NS_PER_S, ns = t % NS_PER_S;
+	if (ns < 0) {
+		ns += NS_PER_S;
+		s--;
+	}
+	int64_t days = s / 86400, sod = s % 86400;
+	if (sod < 0) {
+		sod += 86400;
+		days--;
+	}
+	int64_t y;
+	unsigned mo, d;
+	fw_misc_civil_from_days(days, &y, &mo, &d);
+	if (y < 1900)
+		y = 1900; /* cannot happen with SET's range check, but EFI_TIME must stay valid */
+	r->year = (uint16_t)y;
+	r->month = (uint8_t)mo;
+	r->day = (uint8_t)d;
+	r->hour = (uint8_t)(sod / 3600);
+	r->minute = (uint8_t)(sod / 60 % 60);
+	r->second = (uint8_t)(sod % 60);
+	r->nanosecond = (uint32_t)ns;
+	r->pad1 = r->pad2 = 0;
+	r->time_zone = __atomic_load_n(&m->time_zone, __ATOMIC_RELAXED);
+	r->daylight = __atomic_load_n(&m->daylight, __ATOMIC_RELAXED);
+	return EFI_SUCCESS;
+}
+
+static uint64_t fw_misc_time_set(struct fw_misc *m, const struct fw_time_req *g)
+{
+	struct fw_time_req r;
+	memcpy(&r, g, sizeof(r)); /* once: the guest may change it while we check */
+	if (r.year < 1900 || r.year > 9999 || r.month < 1 || r.month > 12 || r.day < 1 ||
+	    r.day > fw_misc_month_days(r.year, r.month) || r.hour > 23 || r.minute > 59 || r.second > 59 ||
+	    r.nanosecond > 999999999u || (r.time_zone != EFI_UNSPECIFIED_TIMEZONE &&
+					  (r.time_zone < -1440 || r.time_zone > 1440)) ||
+	    (r.daylight & ~3u)) {
+		log_guest("firmware: SetTime with a field out of range (%u-%u-%u %u:%u:%u.%u, zone %d, daylight 0x%x)",
+			  r.year, r.month, r.day, r.hour, r.minute, r.second, r.nanosecond, r.time_zone, r.daylight);
+		return EFI_INVALID_PARAMETER;
+	}
+	int64_t secs = fw_misc_days_from_civil(r.year, r.month, r.day) * 86400 + r.hour * 3600 + r.minute * 60 +
+		       r.second;
+	int64_t want = secs * NS_PER_S + r.nanosecond;
+	__atomic_store_n(&m->offset_ns, want - m->now_ns(), __ATOMIC_RELAXED);
+	__atomic_store_n(&m->time_zone, r.time_zone, __ATOMIC_RELAXED);
+	__atomic_store_n(&m->daylight, r.daylight, __ATOMIC_RELAXED);
+	return EFI_SUCCESS;
+}
+
+static uint64_t fw_misc_rng(struct fw_rng_req *r, uint32_t size)
+{
+	uint32_t len = r->len; /* once */
+	if (len > FW_RNG_MAX || size < sizeof(*r) || len > size - sizeof(*r)) {
+		log_guest("firmware: RNG request for %u bytes in a %u-byte request", len, size);
+		return EFI_INVALID_PARAMETER;
+	}
+	uint8_t buf[FW_RNG_MAX];
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = getrandom(buf + got, len - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_error("firmware RNG: getrandom: %s", strerror(errno));
+			return EFI_DEVICE_ERROR;
+		}
+		got += (size_t)n;
+	}
+	memcpy(r->data, buf, len);
+	return EFI_SUCCESS;
+}
+
+uint64_t fw_misc_handle(void *opaque, uint32_t op, void *req, uint32_t req_size)
+{
+	struct fw_misc *m = opaque;
+	switch (op) {
+	case FW_OP_TIME_GET:
+	case FW_OP_TIME_SET:
+		if (req_size != sizeof(struct fw_time_req)) {
+			log_guest("firmware: time request of %u bytes (expected %zu)", req_size, sizeof(struct fw_time_req));
+			return EFI_INVALID_PARAMETER;
+		}
+		return op == FW_OP_TIME_GET ? fw_misc_time_get(m, req) : fw_misc_time_set(m, req);
+	case FW_OP_RNG:
+		return fw_misc_rng(req, req_size);
+	}
+	log_guest("firmware: unknown misc host call 0x%x", op);
+	return EFI_UNSUPPORTED;
+}

@@ -1,0 +1,31 @@
+/* The host side of the firmware's time and entropy calls (FW_OP_TIME_GET/SET, FW_OP_RNG in
+ * include/gen2vm/proto/fw.h): the VM's wall clock is the host's UTC clock plus an offset that
+ * TIME_SET moves, kept for the life of the process (a restart of the VM within it keeps it); entropy
+ * comes from getrandom(). */
+#ifndef GEN2VM_PLATFORM_FW_MISC_H
+#define GEN2VM_PLATFORM_FW_MISC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct fw_misc {
+	int64_t offset_ns;   /* VM wall clock minus host UTC (atomic: runtime services run on any vCPU) */
+	int16_t time_zone;   /* what the last TIME_SET gave, returned by TIME_GET */
+	uint8_t daylight;
+	int64_t (*now_ns)(void); /* the host's UTC clock: CLOCK_REALTIME, replaced by unit tests */
+};
+
+void fw_misc_init(struct fw_misc *m);
+
+/* A firmware_op_fn (platform/firmware.h) for FW_OP_MISC_FIRST..FW_OP_MISC_LAST: opaque is a
+ * struct fw_misc, req the whole request (req_size bytes of guest memory, which the guest may change
+ * while we read: every field is copied before it is checked). Returns the EFI_STATUS for the
+ * request: EFI_INVALID_PARAMETER for a size or field out of range, EFI_UNSUPPORTED for an unknown
+ * op, EFI_DEVICE_ERROR when the host has no entropy to give. */
+uint64_t fw_misc_handle(void *opaque, uint32_t op, void *req, uint32_t req_size);
+
+/* Days since 1970-01-01 of a proleptic Gregorian date, and back (exposed for unit tests). */
+int64_t fw_misc_days_from_civil(int64_t y, unsigned m, unsigned d);
+void fw_misc_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
+
+#endif
