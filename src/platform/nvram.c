@@ -403,8 +403,8 @@ int nvram_open(const char *path, bool create, bool lock, struct nvram **out, cha
 	int lfd = -1, r;
 	if (lock && (r = lock_take(path, &lfd, err, errlen)))
 		return r;
-	uint8_t *buf;
-	size_t len;
+	uint8_t *buf = NULL;
+	size_t len = 0;
 	struct nvram *nv = NULL;
 	r = file_read(path, &buf, &len);
 	if (r == -ENOENT && create) {
