@@ -288,9 +288,8 @@ static void bm_boot_option(uint16_t num)
 	EFI_DEVICE_PATH_PROTOCOL *path = (EFI_DEVICE_PATH_PROTOCOL *)(opt + off);
 	const void *data = opt + off + fpl;
 	uint32_t data_size = (uint32_t)(size - off - fpl);
-	if (fw.rt && fw.rt->SetVariable)
-		fw.rt->SetVariable(u"BootCurrent", &bm_global, EFI_VARIABLE_BOOTSERVICE_ACCESS | EFI_VARIABLE_RUNTIME_ACCESS,
-				   sizeof(num), &num);
+	fw_var_set(u"BootCurrent", &bm_global, EFI_VARIABLE_BOOTSERVICE_ACCESS | EFI_VARIABLE_RUNTIME_ACCESS,
+		   sizeof(num), &num);
 	fw_host_event(FW_EV_BOOT_ENTRY, "%s", what);
 	fw_printf("gen2vm firmware: booting %s\n", what);
 	static const EFI_GUID ready = EFI_EVENT_GROUP_READY_TO_BOOT;
@@ -343,7 +342,7 @@ void fw_bootmgr_run(void)
 	UINTN size = sizeof(next);
 	if (!EFI_ERROR(bm_get_var(u"BootNext", &bm_global, &next, &size)) && size == 2) {
 		/* BootNext is used once, whatever happens. */
-		fw.rt->SetVariable(u"BootNext", &bm_global, 0, 0, NULL);
+		fw_var_set(u"BootNext", &bm_global, 0, 0, NULL);
 		bm_boot_option(next);
 		bm_pause();
 	}
@@ -353,8 +352,8 @@ void fw_bootmgr_run(void)
 	for (UINTN i = 0; i < size / 2; i++) {
 		unsigned before = bm_nr_tried;
 		bm_boot_option(order[i]);
-		if (bm_nr_tried != before)
-			bm_pause();
+		if (bm_nr_tried != before && i + 1 < size / 2)
+			bm_pause(); /* only when there is a next entry to go on with */
 	}
 	if (!size) {
 		/* No boot order at all (no variable store): every file system, removable-media path. */

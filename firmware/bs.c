@@ -159,7 +159,6 @@ static void mem_init(void)
 	const struct fw_handoff *ho = fw.ho;
 	efi_mem_init(&fw.mem);
 	fw.mem.any_limit = 1ull << 32; /* loaders that keep pointers in 32 bits keep working */
-	uint64_t split = (uint64_t)(uintptr_t)__fw_data;
 	uint64_t high_start = 0, high_end = 0;
 	for (uint32_t i = 0; i < ho->nr_mem; i++) {
 		const struct fw_mem_range *r = &ho->mem[i];
@@ -167,13 +166,10 @@ static void mem_init(void)
 		if (!size || (start | size) & (EFI_PAGE_SIZE - 1))
 			continue;
 		if (r->type == FW_MEM_FIRMWARE) {
-			uint64_t end = start + size;
-			if (split > start && split < end) {
-				mem_add(start, split - start, EfiRuntimeServicesCode);
-				mem_add(split, end - split, EfiRuntimeServicesData);
-			} else {
-				mem_add(start, size, EfiRuntimeServicesCode);
-			}
+			/* One descriptor for code, data and bss, as EDK2 gives a runtime driver image: the code
+			 * reaches its data RIP-relative, so SetVirtualAddressMap must move the whole image by
+			 * one offset, which an OS placing each descriptor on its own would not do. */
+			mem_add(start, size, EfiRuntimeServicesCode);
 			continue;
 		}
 		if (r->type == FW_MEM_RAM && start + size > (1ull << 32)) {

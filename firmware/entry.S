@@ -7,6 +7,16 @@
 _start:
 	cli
 	cld
+	/* UEFI 2.10 2.3.4: SSE usable by applications (CR4.OSFXSR, OSXMMEXCPT; CR0.MP set, EM clear),
+	 * x87 and MXCSR in their default states. The firmware itself is built without SSE. */
+	mov %cr4, %rax
+	or $0x600, %rax
+	mov %rax, %cr4
+	mov %cr0, %rax
+	and $~0x4, %rax
+	or $0x2, %rax
+	mov %rax, %cr0
+	fninit
 	lea fw_stack_top(%rip), %rsp
 	xor %ebp, %ebp
 	call fw_main

@@ -86,6 +86,25 @@ static void *console_thread(void *arg)
 	return NULL;
 }
 
+/* True the first time this process opens path as a console file. */
+static bool console_first_open(const char *path)
+{
+	static char *seen[8];
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	bool first = true;
+	pthread_mutex_lock(&lock);
+	for (unsigned i = 0; i < 8 && first; i++)
+		if (seen[i] && !strcmp(seen[i], path))
+			first = false;
+	for (unsigned i = 0; i < 8 && first; i++)
+		if (!seen[i]) {
+			seen[i] = strdup(path);
+			break;
+		}
+	pthread_mutex_unlock(&lock);
+	return first;
+}
+
 int console_open(struct console *c, const struct console_spec *spec, console_input_fn input, void *opaque,
 		 char *err, size_t errlen)
 {
@@ -103,7 +122,10 @@ int console_open(struct console *c, const struct console_spec *spec, console_inp
 		c->in_fd = STDIN_FILENO;
 		break;
 	case CONSOLE_FILE:
-		c->out_fd = open(spec->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		/* A VM restarted after a guest reset reopens its consoles: the log goes on, as a serial
+		 * cable's would, rather than losing what the guest said before the reset. */
+		c->out_fd = open(spec->path, O_WRONLY | O_CREAT | O_CLOEXEC | (console_first_open(spec->path) ? O_TRUNC : O_APPEND),
+				 0644);
 		if (c->out_fd < 0) {
 			int e = errno;
 			snprintf(err, errlen, "%s: %s", spec->path, strerror(e));

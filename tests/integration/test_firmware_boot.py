@@ -207,14 +207,15 @@ def test_grub_standalone_starts_and_reads_its_config(tmp_path):
     grub = str(tmp_path / "grubx64.efi")
     cfg = tmp_path / "grub.cfg"
     cfg.write_text('insmod part_gpt\ninsmod fat\necho "GRUB-STANDALONE-RUNNING"\n'
-                   'search --file --set=esp /marker.txt && echo "GRUB-FOUND-ESP"\ncat /marker.txt\nhalt\n')
+                   'search --no-floppy --file --set=root /marker.txt\necho "GRUB-ROOT-$root"\n'
+                   'cat /marker.txt\nhalt\n')
     run("grub-mkstandalone", "-O", "x86_64-efi", "-o", grub, "--modules=part_gpt fat halt echo search cat",
         f"boot/grub/grub.cfg={cfg}")
     disk = esp_disk(tmp_path, "grub", {"EFI/BOOT/BOOTX64.EFI": grub, "marker.txt": "MARKER-FILE-CONTENTS\n"})
     vm = Vm(tmp_path, ["--disk", disk])
     rc = vm.finish(timeout=600)
     out = vm.out()
-    assert "GRUB-STANDALONE-RUNNING" in out and "GRUB-FOUND-ESP" in out, out[-3000:] + vm.err[-2000:]
+    assert "GRUB-STANDALONE-RUNNING" in out and "GRUB-ROOT-hd0,gpt1" in out, out[-3000:] + vm.err[-2000:]
     assert "MARKER-FILE-CONTENTS" in out
     assert rc == 0, vm.err[-2000:]
 
