@@ -275,14 +275,14 @@ static EFI_STATUS create(uint32_t type, EFI_TPL tpl, EFI_EVENT_NOTIFY fn, const 
 		return EFI_UNSUPPORTED;
 	if (!out)
 		return EFI_INVALID_PARAMETER;
-	const uint32_t known = EVT_TIMER | EVT_RUNTIME | EVT_NOTIFY_WAIT | EVT_NOTIFY_SIGNAL | 0x2u | 0x20000000u;
+	const uint32_t known = EVT_TIMER | EVT_RUNTIME | EVT_NOTIFY_WAIT | EVT_NOTIFY_SIGNAL | 0x3u | 0x20000000u;
 	if (type & ~known)
 		return EFI_INVALID_PARAMETER;
 	if (type == EVT_SIGNAL_EXIT_BOOT_SERVICES || type == EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE) {
 		if (group)
 			return EFI_INVALID_PARAMETER;
 		group = type == EVT_SIGNAL_EXIT_BOOT_SERVICES ? &ebs : &vac;
-	} else if (type & 0x20000002u) {
+	} else if (type & 0x20000003u) {
 		return EFI_INVALID_PARAMETER; /* those bits only come with the two types above */
 	}
 	bool wait = type & EVT_NOTIFY_WAIT, sig = type & EVT_NOTIFY_SIGNAL;
