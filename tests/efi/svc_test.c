@@ -199,6 +199,33 @@ static const char *t_pages(void)
 	return NULL;
 }
 
+static const char *t_high_memory(void)
+{
+	UINTN size, key, ds;
+	EFI_MEMORY_DESCRIPTOR *map = get_map(&size, &key, &ds);
+	REQUIRE(map, "GetMemoryMap");
+	uint64_t top = 0;
+	for (UINTN i = 0; i < size / ds; i++) {
+		EFI_MEMORY_DESCRIPTOR *d = DESC(map, i, ds);
+		if (d->Type == EfiConventionalMemory && d->PhysicalStart >= (1ull << 32))
+			top = d->PhysicalStart + d->NumberOfPages * 4096;
+	}
+	app_bs->FreePool(map);
+	if (!top) {
+		app_printf("svc_test: no RAM above 4 GiB in this VM\n");
+		return NULL;
+	}
+	EFI_PHYSICAL_ADDRESS a = top - 4096;
+	OK(app_bs->AllocatePages(AllocateAddress, EfiLoaderData, 1, &a));
+	volatile uint64_t *p = (volatile uint64_t *)(uintptr_t)a;
+	p[0] = 0xfeedface12345678ull;
+	p[511] = a;
+	REQUIRE(p[0] == 0xfeedface12345678ull && p[511] == a, "RAM at 0x%llx does not hold data", (unsigned long long)a);
+	app_printf("svc_test: above 4 GiB: wrote and read 0x%llx\n", (unsigned long long)a);
+	OK(app_bs->FreePages(a, 1));
+	return NULL;
+}
+
 static const char *t_pool(void)
 {
 	void *small = NULL, *big = NULL;
@@ -684,6 +711,7 @@ EFI_STATUS EFIAPI efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 	run("own_loaded_image", t_own_loaded_image);
 	run("crc_copy_set_misc", t_crc_copy_set);
 	run("config_tables", t_config_tables);
+	run("high_memory", t_high_memory);
 	if (st->RuntimeServices)
 		run("runtime_services", t_runtime_services);
 	else
