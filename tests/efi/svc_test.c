@@ -576,6 +576,138 @@ static const char *t_load_from_device_path(void)
 	return NULL;
 }
 
+/* A one-file SimpleFileSystem: \EFI\BOOT\HELLO.EFI holds hello.efi. */
+static EFI_FILE_PROTOCOL fake_root, fake_file;
+static char fake_path_seen[64];
+static UINTN fake_pos;
+
+static EFI_STATUS EFIAPI fake_open(EFI_FILE_PROTOCOL *this, EFI_FILE_PROTOCOL **out, CHAR16 *name, uint64_t mode,
+				   uint64_t attr)
+{
+	static const char want[] = "\\EFI\\BOOT\\HELLO.EFI";
+	size_t i = 0;
+	for (; name[i] && i < sizeof(fake_path_seen) - 1; i++)
+		fake_path_seen[i] = (char)name[i];
+	fake_path_seen[i] = 0;
+	if (this != &fake_root || mode != EFI_FILE_MODE_READ || efi_memcmp(fake_path_seen, want, sizeof(want)))
+		return EFI_NOT_FOUND;
+	fake_pos = 0;
+	*out = &fake_file;
+	return EFI_SUCCESS;
+}
+
+static EFI_STATUS EFIAPI fake_close(EFI_FILE_PROTOCOL *this)
+{
+	return EFI_SUCCESS;
+}
+
+static EFI_STATUS EFIAPI fake_read(EFI_FILE_PROTOCOL *this, UINTN *size, void *buf)
+{
+	UINTN n = (UINTN)(hello_efi_end - hello_efi) - fake_pos;
+	if (*size < n)
+		n = *size;
+	efi_memcpy(buf, hello_efi + fake_pos, n);
+	fake_pos += n;
+	*size = n;
+	return EFI_SUCCESS;
+}
+
+static EFI_STATUS EFIAPI fake_get_info(EFI_FILE_PROTOCOL *this, EFI_GUID *type, UINTN *size, void *buf)
+{
+	static const EFI_GUID info_id = EFI_FILE_INFO_ID;
+	UINTN need = sizeof(EFI_FILE_INFO) + 20;
+	if (!efi_guid_eq(type, &info_id))
+		return EFI_UNSUPPORTED;
+	if (*size < need) {
+		*size = need;
+		return EFI_BUFFER_TOO_SMALL;
+	}
+	EFI_FILE_INFO *fi = buf;
+	efi_memset(fi, 0, need);
+	fi->Size = need;
+	fi->FileSize = fi->PhysicalSize = (uint64_t)(hello_efi_end - hello_efi);
+	fi->Attribute = EFI_FILE_READ_ONLY;
+	*size = need;
+	return EFI_SUCCESS;
+}
+
+static EFI_STATUS EFIAPI fake_open_volume(EFI_SIMPLE_FILE_SYSTEM_PROTOCOL *this, EFI_FILE_PROTOCOL **root)
+{
+	*root = &fake_root;
+	return EFI_SUCCESS;
+}
+
+static const char *t_load_from_file_system(void)
+{
+	static EFI_GUID sfs_guid = EFI_SIMPLE_FILE_SYSTEM_PROTOCOL_GUID;
+	static EFI_SIMPLE_FILE_SYSTEM_PROTOCOL sfs = { 0x00010000, fake_open_volume };
+	fake_root.Revision = fake_file.Revision = EFI_FILE_PROTOCOL_REVISION;
+	fake_root.Open = fake_open;
+	fake_root.Close = fake_file.Close = fake_close;
+	fake_file.Read = fake_read;
+	fake_file.GetInfo = fake_get_info;
+	EFI_HANDLE dev = NULL, h = NULL;
+	OK(app_bs->InstallMultipleProtocolInterfaces(&dev, &dp_guid, &test_dp, &sfs_guid, &sfs, NULL));
+	/* VenHw(...)/\EFI\BOOT/HELLO.EFI: two file path nodes, joined with a backslash. */
+	struct {
+		VENDOR_DEVICE_PATH ven;
+		EFI_DEVICE_PATH_PROTOCOL f1;
+		CHAR16 n1[10];
+		EFI_DEVICE_PATH_PROTOCOL f2;
+		CHAR16 n2[10];
+		EFI_DEVICE_PATH_PROTOCOL end;
+	} __attribute__((packed)) path = {
+		test_dp.ven,
+		{ MEDIA_DEVICE_PATH, MEDIA_FILEPATH_DP, { 24, 0 } }, { '\\', 'E', 'F', 'I', '\\', 'B', 'O', 'O', 'T', 0 },
+		{ MEDIA_DEVICE_PATH, MEDIA_FILEPATH_DP, { 24, 0 } }, { 'H', 'E', 'L', 'L', 'O', '.', 'E', 'F', 'I', 0 },
+		{ END_DEVICE_PATH_TYPE, END_ENTIRE_DEVICE_PATH_SUBTYPE, { 4, 0 } },
+	};
+	EFI_STATUS s = app_bs->LoadImage(1, app_image, &path.ven.Header, NULL, 0, &h);
+	if (s != EFI_SUCCESS) {
+		app_bs->UninstallMultipleProtocolInterfaces(dev, &dp_guid, &test_dp, &sfs_guid, &sfs, NULL);
+		FAILF("LoadImage through SimpleFileSystem: %s (the firmware opened \"%s\")", efi_status_str(s, sbuf),
+		      fake_path_seen);
+	}
+	EFI_LOADED_IMAGE_PROTOCOL *li = NULL;
+	OK(app_bs->HandleProtocol(h, &li_guid, (void **)&li));
+	REQUIRE(li->DeviceHandle == dev, "DeviceHandle is not the file system's handle");
+	REQUIRE(li->FilePath && !efi_memcmp(li->FilePath, &path.f1, sizeof(path) - sizeof(path.ven)),
+		"FilePath is not the file path nodes");
+	OK(app_bs->StartImage(h, NULL, NULL));
+	OK(app_bs->UninstallMultipleProtocolInterfaces(dev, &dp_guid, &test_dp, &sfs_guid, &sfs, NULL));
+	return NULL;
+}
+
+/* With --initrd, the firmware offers it as Linux's EFI stub fetches it: LoadFile2 on the initrd
+ * media device path. The integration test compares the size and CRC printed here with the file's. */
+static const char *t_initrd_load_file2(void)
+{
+	struct {
+		VENDOR_DEVICE_PATH ven;
+		EFI_DEVICE_PATH_PROTOCOL end;
+	} __attribute__((packed)) dp = { { { MEDIA_DEVICE_PATH, MEDIA_VENDOR_DP, { 20, 0 } }, LINUX_EFI_INITRD_MEDIA_GUID },
+					 { END_DEVICE_PATH_TYPE, END_ENTIRE_DEVICE_PATH_SUBTYPE, { 4, 0 } } };
+	EFI_DEVICE_PATH_PROTOCOL *rem = &dp.ven.Header;
+	EFI_HANDLE h;
+	EFI_STATUS s = app_bs->LocateDevicePath(&lf2_guid, &rem, &h);
+	if (s == EFI_NOT_FOUND) {
+		app_printf("svc_test: no initrd offered\n");
+		return NULL;
+	}
+	OK(s);
+	EFI_LOAD_FILE_PROTOCOL *lf = NULL;
+	OK(app_bs->HandleProtocol(h, &lf2_guid, (void **)&lf));
+	UINTN n = 0;
+	EXPECT(lf->LoadFile(lf, rem, 0, &n, NULL), EFI_BUFFER_TOO_SMALL);
+	EXPECT(lf->LoadFile(lf, rem, 1, &n, NULL), EFI_UNSUPPORTED); /* LoadFile2 has no boot policy */
+	void *buf = NULL;
+	OK(app_bs->AllocatePool(EfiLoaderData, n, &buf));
+	OK(lf->LoadFile(lf, rem, 0, &n, buf));
+	app_printf("svc_test: initrd %llu bytes, crc32 0x%08x\n", (unsigned long long)n, efi_crc32(buf, n));
+	OK(app_bs->FreePool(buf));
+	return NULL;
+}
+
 static const char *t_own_loaded_image(void)
 {
 	EFI_LOADED_IMAGE_PROTOCOL *li = NULL;
@@ -708,7 +840,9 @@ EFI_STATUS EFIAPI efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 	run("load_start_exit", t_load_start_exit);
 	run("load_bad_images", t_load_bad_images);
 	run("load_from_device_path", t_load_from_device_path);
+	run("load_from_file_system", t_load_from_file_system);
 	run("own_loaded_image", t_own_loaded_image);
+	run("initrd_load_file2", t_initrd_load_file2);
 	run("crc_copy_set_misc", t_crc_copy_set);
 	run("config_tables", t_config_tables);
 	run("high_memory", t_high_memory);

@@ -3,6 +3,7 @@ the VM (started from memory with --efi) and reports one PASS/FAIL line per servi
 debug console, then its failure count through the debug exit port."""
 import os
 import re
+import zlib
 
 import pytest
 
@@ -17,7 +18,8 @@ HELLO = os.path.join(BUILD, "efi", "hello.efi")
 CHECKS = ["system_table", "boot_services_table", "memory_map", "pages_and_map_key", "pool", "protocols",
           "protocol_notify", "device_path_and_controllers", "tpl_notify_order", "check_and_wait_events",
           "event_groups", "timers", "load_start_exit", "load_bad_images", "load_from_device_path",
-          "own_loaded_image", "crc_copy_set_misc", "config_tables", "high_memory", "exit_boot_services"]
+          "load_from_file_system", "own_loaded_image", "initrd_load_file2", "crc_copy_set_misc",
+          "config_tables", "high_memory", "exit_boot_services"]
 
 
 def _need(path):
@@ -25,11 +27,11 @@ def _need(path):
         pytest.skip(f"{path} not built (make efi-apps)")
 
 
-def _run_svc_test(tmp_path, memory="256M"):
+def _run_svc_test(tmp_path, memory="256M", extra=()):
     _need(SVC_TEST)
     log = tmp_path / "debugcon.log"
     rc, out, err = run_vm(["run", "--memory", memory, "--debugcon", f"file:{log}", "--efi", SVC_TEST,
-                           "--cmdline", "svc-test \u00e9", "--stats", "-v"], timeout=300)
+                           "--cmdline", "svc-test \u00e9", "--stats", "-v", *extra], timeout=300)
     text = log.read_text(errors="replace") if log.exists() else ""
     return rc, text, err
 
@@ -59,6 +61,16 @@ def test_boot_services_with_ram_above_4g(tmp_path):
     rc, text, err = _run_svc_test(tmp_path, memory="5G")
     _assert_all_passed(rc, text, err)
     assert "above 4 GiB: wrote and read" in text, text
+
+
+def test_initrd_is_offered_through_load_file2(tmp_path):
+    """--initrd reaches the --efi image as Linux's EFI stub asks for it (LoadFile2, initrd media path)."""
+    data = os.urandom(20000)
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(data)
+    rc, text, err = _run_svc_test(tmp_path, extra=("--initrd", str(initrd)))
+    _assert_all_passed(rc, text, err)
+    assert f"svc_test: initrd {len(data)} bytes, crc32 0x{zlib.crc32(data):08x}" in text, text
 
 
 def test_hello_returns_to_the_firmware(tmp_path):
