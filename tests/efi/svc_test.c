@@ -854,4 +854,5 @@ EFI_STATUS EFIAPI efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 	run("exit_boot_services", t_exit_boot_services);
 	app_printf("svc_test: %u passed, %u failed\n", passed, failed);
 	app_exit_vm(failed);
+	return failed ? EFI_ABORTED : EFI_SUCCESS; /* no debug exit port (no --debugcon) */
 }
