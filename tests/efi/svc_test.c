@@ -737,6 +737,28 @@ static const char *t_crc_copy_set(void)
 	REQUIRE(!efi_memcmp(b, "ababcdef", 8), "CopyMem overlap: %s", b);
 	app_bs->SetMem(b, 4, 'z');
 	REQUIRE(!efi_memcmp(b, "zzzzcdef", 8), "SetMem: %s", b);
+	/* Lengths that are not qword multiples, overlapping both ways (the firmware copies by qwords). */
+	static uint8_t big[300];
+	for (unsigned len = 1; len < 140; len += 13) {
+		for (unsigned shift = 1; shift < 20; shift += 6) {
+			for (unsigned i = 0; i < sizeof(big); i++)
+				big[i] = (uint8_t)i;
+			app_bs->CopyMem(big + 50 + shift, big + 50, len); /* forwards overlap: copy backwards */
+			for (unsigned i = 0; i < len; i++)
+				REQUIRE(big[50 + shift + i] == (uint8_t)(50 + i), "CopyMem up len %u shift %u at %u", len, shift, i);
+			REQUIRE(big[50 + shift + len] == (uint8_t)(50 + shift + len), "CopyMem wrote past the end");
+			for (unsigned i = 0; i < sizeof(big); i++)
+				big[i] = (uint8_t)i;
+			app_bs->CopyMem(big + 50, big + 50 + shift, len);
+			for (unsigned i = 0; i < len; i++)
+				REQUIRE(big[50 + i] == (uint8_t)(50 + shift + i), "CopyMem down len %u shift %u at %u", len, shift, i);
+			REQUIRE(big[49] == 49, "CopyMem wrote before the start");
+			app_bs->SetMem(big + 3, len, (uint8_t)(0x80 + len));
+			REQUIRE(big[2] == 2 && big[3] == (uint8_t)(0x80 + len) && big[2 + len] == (uint8_t)(0x80 + len) &&
+					big[3 + len] != (uint8_t)(0x80 + len),
+				"SetMem len %u", len);
+		}
+	}
 	uint64_t m1 = 0, m2 = 0;
 	OK(app_bs->GetNextMonotonicCount(&m1));
 	OK(app_bs->GetNextMonotonicCount(&m2));
