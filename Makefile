@@ -13,6 +13,7 @@
 #   tests/unit/test_*.c             -> one cmocka binary each
 #   tests/guest/*.c                 -> one freestanding ELF guest each (tests/guest/lib/ is their runtime)
 #   firmware/*.c, firmware/*.S      -> the UEFI firmware (with guestlib), embedded in gen2vm
+#   tests/efi/*.c (except efiapp.c) -> one EFI application each, build/efi/NAME.efi (make efi-apps)
 #   bench/*.c                       -> one benchmark binary each
 #   fuzz/fuzz_*.c                   -> one libFuzzer target each
 

@@ -490,9 +490,9 @@ static EFI_STATUS EFIAPI bs_exit_boot_services(EFI_HANDLE image, UINTN key)
 {
 	static const EFI_GUID before = EFI_EVENT_GROUP_BEFORE_EXIT_BOOT_SERVICES;
 	static const EFI_GUID ebs = EFI_EVENT_GROUP_EXIT_BOOT_SERVICES;
+	/* The image handle is not checked: UEFI names only a stale MapKey as an error, and loaders
+	 * chained through shims do not all pass their own. */
 	if (fw.boot_services_done)
-		return EFI_INVALID_PARAMETER;
-	if (!efi_db_handle_valid(&fw.db, image))
 		return EFI_INVALID_PARAMETER;
 	/* UEFI 2.10 7.4: BEFORE_EXIT_BOOT_SERVICES is signalled on every call, before the key check. */
 	fw_event_signal_group_now(&before);

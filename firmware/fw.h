@@ -107,9 +107,10 @@ uint64_t fw_time_100ns(void);
 EFI_STATUS fw_event_signal(EFI_EVENT event);
 /* Signals every event of a group (CreateEventEx's EventGroup, or EVT_SIGNAL_EXIT_BOOT_SERVICES /
  * EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE events for those groups), e.g. EFI_EVENT_GROUP_READY_TO_BOOT by
- * the boot manager and EFI_EVENT_GROUP_VIRTUAL_ADDRESS_CHANGE by SetVirtualAddressMap. With force,
- * their notify functions run now whatever the TPL (ExitBootServices, SetVirtualAddressMap). Safe
- * after ExitBootServices for EVT_RUNTIME events (only those are kept in runtime memory). */
+ * the boot manager and EFI_EVENT_GROUP_VIRTUAL_ADDRESS_CHANGE by SetVirtualAddressMap. Notify
+ * functions above the current TPL run before it returns; fw_event_signal_group_now runs them all
+ * whatever the TPL (ExitBootServices, SetVirtualAddressMap: there is no later RestoreTPL). After
+ * ExitBootServices only EVT_RUNTIME events (kept in runtime memory) are signalled. */
 void fw_event_signal_group(const EFI_GUID *group);
 void fw_event_signal_group_now(const EFI_GUID *group);
 

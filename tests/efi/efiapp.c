@@ -65,8 +65,6 @@ void app_printf(const char *fmt, ...)
 void app_exit_vm(uint32_t code)
 {
 	__asm__ volatile("outl %0, %1" : : "a"(code), "Nd"((uint16_t)0xf4));
-	for (;;)
-		__asm__ volatile("cli; hlt");
 }
 
 /* The compiler may emit calls to these for structure copies and initialisations. */

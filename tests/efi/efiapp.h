@@ -24,7 +24,8 @@ void app_init(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
 void app_debug(const char *s);
 void app_print(const char *s);
 void app_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Ends the VM through the debug exit port: 0 = success, else a failure count. */
-__attribute__((noreturn)) void app_exit_vm(uint32_t code);
+/* Ends the VM through the debug exit port (0 = success, else a failure count). The port exists only
+ * with --debugcon: without it this returns and the caller should return from efi_main. */
+void app_exit_vm(uint32_t code);
 
 #endif
