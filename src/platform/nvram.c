@@ -356,8 +356,8 @@ static int file_read(const char *path, uint8_t **buf, size_t *len)
 	if (fd < 0)
 		return -errno;
 	struct stat st;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > 16 * 1024 * 1024) {
-		int r = S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
+	int r = fstat(fd, &st) ? -errno : !S_ISREG(st.st_mode) ? -EINVAL : st.st_size > 16 * 1024 * 1024 ? -EFBIG : 0;
+	if (r) {
 		close(fd);
 		return r;
 	}
@@ -404,8 +404,8 @@ int nvram_open(const char *path, bool create, bool lock, struct nvram **out, cha
 	int lfd = -1, r;
 	if (lock && (r = lock_take(path, &lfd, err, errlen)))
 		return r;
-	uint8_t *buf;
-	size_t len;
+	uint8_t *buf = NULL;
+	size_t len = 0;
 	struct nvram *nv = NULL;
 	r = file_read(path, &buf, &len);
 	if (r == -ENOENT && create) {
