@@ -579,6 +579,8 @@ uint64_t nvram_set(struct nvram *nv, const CHAR16 *name, size_t name_size, const
 	if (v && !var_visible(nv, v))
 		v = NULL; /* boot-services-only variables do not exist for the OS */
 	bool del = attr == 0 || (data_size == 0 && !append);
+	if (nv->runtime && del && !v)
+		return append ? EFI_SUCCESS : EFI_NOT_FOUND;
 	if (nv->runtime) {
 		/* After ExitBootServices only NV+BS+RT variables may change; runtime volatile ones are
 		 * read-only data. */
