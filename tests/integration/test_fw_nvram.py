@@ -43,8 +43,8 @@ def test_run_creates_device_entries_and_appends_new_drives(tmp_path):
     d0 = image(tmp_path, "d0.img")
     boot(nv, "--disk", d0, "--dvd", "empty")
     s = show(nv)
-    entries = s["boot_entries"]
-    assert [(e["type"], e["boot_type"], e["lun"]) for e in entries] == [("disk", "device", 0), ("dvd", "device", 1)]
+    entries = s["entries"]
+    assert [(e["type"], e["drive"], e["lun"]) for e in entries] == [("device", "disk", 0), ("device", "dvd", 1)]
     assert entries[0]["description"] == "EFI SCSI Device (controller 0, LUN 0)"
     assert entries[1]["description"] == "EFI SCSI DVD (controller 0, LUN 1)"
     assert all(e["active"] and e["in_boot_order"] for e in entries)
@@ -57,11 +57,11 @@ def test_run_creates_device_entries_and_appends_new_drives(tmp_path):
 
     # The same drives again: nothing changes. One more disk: it goes to the bottom.
     boot(nv, "--disk", d0, "--dvd", "empty")
-    assert [e["number"] for e in show(nv)["boot_entries"]] == ["0000", "0001"]
+    assert [e["number"] for e in show(nv)["entries"]] == ["0000", "0001"]
     d1 = image(tmp_path, "d1.img")
     boot(nv, "--disk", d0, "--dvd", "empty", "--disk", d1 + ",lun=5")
     s = show(nv)
-    assert [(e["number"], e["type"], e["lun"]) for e in s["boot_entries"]] == [
+    assert [(e["number"], e["drive"], e["lun"]) for e in s["entries"]] == [
         ("0000", "disk", 0), ("0001", "dvd", 1), ("0002", "disk", 5)]
     assert s["system_uuid"] == uuid  # the VM keeps its identity
 
@@ -69,7 +69,7 @@ def test_run_creates_device_entries_and_appends_new_drives(tmp_path):
     rc, out, err = fw("set", "--nvram", nv, "--first-boot-device", "disk:0:5")
     assert rc == 0, err
     boot(nv, "--disk", d0, "--disk", d1 + ",lun=5")
-    assert [(e["number"], e["lun"]) for e in show(nv)["boot_entries"]] == [("0002", 5), ("0000", 0)]
+    assert [(e["number"], e["lun"]) for e in show(nv)["entries"]] == [("0002", 5), ("0000", 0)]
 
 
 @needs_kvm
@@ -100,9 +100,9 @@ def test_corrupt_file_is_refused_until_reset(tmp_path):
     rc, out, err = fw("show", "--nvram", nv)
     assert rc == 1 and "corrupt" in err and "firmware reset" in err
     assert fw("reset", "--nvram", nv)[0] == 0
-    assert show(nv)["boot_entries"] == []
+    assert show(nv)["entries"] == []
     boot(nv, "--dvd", "empty")
-    assert [e["type"] for e in show(nv)["boot_entries"]] == ["dvd"]
+    assert [e["drive"] for e in show(nv)["entries"]] == ["dvd"]
 
 
 def _make_store(tmp_path):
@@ -116,7 +116,7 @@ def _make_store(tmp_path):
 def test_cli_round_trips(tmp_path):
     nv = _make_store(tmp_path)
     s = show(nv)
-    assert s["boot_entries"] == [] and s["pause_after_boot_failure"] is False and s["timeout"] is None
+    assert s["entries"] == [] and s["pause_after_boot_failure"] is False and s["timeout"] is None
     rc, out, err = fw("set", "--nvram", nv, "--pause-after-boot-failure", "on")
     assert rc == 0, err
     assert show(nv)["pause_after_boot_failure"] is True
