@@ -88,13 +88,13 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 			snprintf(num, sizeof(num), "%04X", e->num);
 			bootopt_dp_to_text(e->dp, e->dp_len, dptext, sizeof(dptext));
 			json_object_object_add(o, "number", json_object_new_string(num));
-			json_object_object_add(o, "type", json_object_new_string(e->device ? (e->dvd ? "dvd" : "disk") : "file"));
-			json_object_object_add(o, "boot_type", json_object_new_string(e->device ? "device" : "file"));
+			json_object_object_add(o, "type", json_object_new_string(e->device ? "device" : "file"));
 			json_object_object_add(o, "description", json_object_new_string(e->desc));
 			json_object_object_add(o, "device_path", json_object_new_string(dptext));
 			json_object_object_add(o, "active", json_object_new_boolean(e->attributes & 1));
 			json_object_object_add(o, "in_boot_order", json_object_new_boolean(e->in_order));
 			if (e->device) {
+				json_object_object_add(o, "drive", json_object_new_string(e->dvd ? "dvd" : "disk"));
 				json_object_object_add(o, "controller", json_object_new_int((int)e->controller));
 				json_object_object_add(o, "lun", json_object_new_int((int)e->lun));
 			}
@@ -102,7 +102,7 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 		}
 		json_object_object_add(j, "nvram", json_object_new_string(path));
 		json_object_object_add(j, "system_uuid", json_object_new_string(uuid));
-		json_object_object_add(j, "boot_entries", arr);
+		json_object_object_add(j, "entries", arr);
 		json_object_object_add(j, "timeout", l->has_timeout ? json_object_new_int(l->timeout) : NULL);
 		char next[8];
 		snprintf(next, sizeof(next), "%04X", l->next);

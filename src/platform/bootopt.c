@@ -299,7 +299,8 @@ int bootopt_device_added(struct nvram *nv, const struct bootopt_device *d)
 		for (unsigned i = 0; i < l->n; i++)
 			if (l->e[i].num == num && !strcmp(l->e[i].desc, desc))
 				need_write = false;
-	if (num < 0)
+	bool is_new = num < 0;
+	if (is_new)
 		num = l->n < BOOTOPT_MAX ? free_num(l) : -1;
 	bootopt_list_free(l);
 	free(l);
@@ -318,7 +319,8 @@ int bootopt_device_added(struct nvram *nv, const struct bootopt_device *d)
 		r = !opt ? -ENOMEM : nvram_set_ascii(nv, name, &global_guid, BOOT_VAR_ATTR, opt, sz) ? -EIO : 0;
 		free(opt);
 	}
-	if (!r)
+	/* An entry the guest took out of BootOrder stays out: only a new device goes in. */
+	if (!r && is_new)
 		r = order_append(nv, (uint16_t)num);
 	if (r)
 		log_error("NVRAM: cannot add the boot entry of controller %u LUN %u", d->controller, d->lun);

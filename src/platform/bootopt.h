@@ -60,8 +60,9 @@ void *bootopt_build(uint32_t attributes, const char *desc, const void *dp, size_
 int bootopt_load(struct nvram *nv, struct bootopt_list *l);
 void bootopt_list_free(struct bootopt_list *l);
 
-/* A device appeared: its entry is made (or its description refreshed) and appended to the bottom of
- * BootOrder unless it is already listed. Returns 0 or -EIO/-ENOSPC (logged). */
+/* A device appeared: a new entry is made and appended to the bottom of BootOrder; an existing one
+ * only has its description refreshed (a guest that took it out of BootOrder keeps it out).
+ * Returns 0 or -EIO/-ENOSPC (logged). */
 int bootopt_device_added(struct nvram *nv, const struct bootopt_device *d);
 /* A device went: its entry and its BootOrder slot are deleted. 0 (also when there was none) or -EIO. */
 int bootopt_device_removed(struct nvram *nv, unsigned controller, unsigned lun);

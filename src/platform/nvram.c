@@ -356,8 +356,8 @@ static int file_read(const char *path, uint8_t **buf, size_t *len)
 	if (fd < 0)
 		return -errno;
 	struct stat st;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > 16 * 1024 * 1024) {
-		int r = S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
+	int r = fstat(fd, &st) ? -errno : !S_ISREG(st.st_mode) ? -EINVAL : st.st_size > 16 * 1024 * 1024 ? -EFBIG : 0;
+	if (r) {
 		close(fd);
 		return r;
 	}
@@ -579,6 +579,8 @@ uint64_t nvram_set(struct nvram *nv, const CHAR16 *name, size_t name_size, const
 	if (v && !var_visible(nv, v))
 		v = NULL; /* boot-services-only variables do not exist for the OS */
 	bool del = attr == 0 || (data_size == 0 && !append);
+	if (nv->runtime && del && !v)
+		return append ? EFI_SUCCESS : EFI_NOT_FOUND;
 	if (nv->runtime) {
 		/* After ExitBootServices only NV+BS+RT variables may change; runtime volatile ones are
 		 * read-only data. */

@@ -122,6 +122,15 @@ static void test_device_entries_append_and_remove(void **state)
 	assert_int_equal(o[2], 2);
 	size_t sz;
 	assert_null(nvram_get_ascii(nv, "Boot0001", &gglobal, &sz, NULL));
+	/* the guest takes disk 0 out of BootOrder: it stays out at the next start */
+	uint16_t without0[] = { 7, 2 };
+	assert_int_equal(nvram_set_ascii(nv, "BootOrder", &gglobal, ATTR, without0, sizeof(without0)), EFI_SUCCESS);
+	struct bootopt_device again[2] = { { 0, 0, false }, { 1, 2, false } };
+	assert_int_equal(bootopt_sync(nv, again, 2), 0);
+	assert_int_equal(order_of(nv, o), 2);
+	assert_memory_equal(o, without0, sizeof(without0));
+	uint16_t with0[] = { 7, 0, 2 };
+	assert_int_equal(nvram_set_ascii(nv, "BootOrder", &gglobal, ATTR, with0, sizeof(with0)), EFI_SUCCESS);
 	/* at the next start without controller 1's disk: its entry goes, the file entry stays */
 	assert_int_equal(bootopt_sync(nv, devs, 1), 0);
 	assert_int_equal(order_of(nv, o), 2);

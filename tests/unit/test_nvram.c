@@ -196,6 +196,9 @@ static void test_runtime_rules(void **state)
 	assert_int_equal(set(nv, "New", &g1, 0, BS | RT, "x", 1), EFI_INVALID_PARAMETER);
 	assert_int_equal(set(nv, "New2", &g1, 0, NV | BS, "x", 1), EFI_INVALID_PARAMETER);
 	assert_int_equal(set(nv, "New3", &g1, 0, NV | BS | RT, "x", 1), EFI_SUCCESS);
+	/* boot-services variables do not exist for the OS: nothing to delete */
+	assert_int_equal(set(nv, "BsOnly", &g1, 0, 0, NULL, 0), EFI_NOT_FOUND);
+	assert_int_equal(set(nv, "New3", &g1, 0, 0, NULL, 0), EFI_SUCCESS);
 	/* the firmware flag no longer helps */
 	uint32_t v = 0;
 	assert_int_equal(set(nv, "BootCurrent", &gglobal, FW_VAR_F_FIRMWARE, BS | RT, &v, 2), EFI_WRITE_PROTECTED);

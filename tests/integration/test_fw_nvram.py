@@ -1,0 +1,196 @@
+"""The VM's NVRAM file as a user sees it: `gen2vm run --nvram F` makes device boot entries for its drives,
+and `gen2vm firmware show|set|reset` reads and edits them."""
+import fcntl
+import json
+import os
+
+import pytest
+
+from conftest import have_kvm, run_vm
+
+NO_BOOT = 5  # the firmware found nothing to boot
+
+
+def fw(*args):
+    return run_vm(["firmware"] + list(args), timeout=60)
+
+
+def show(nv):
+    rc, out, err = fw("show", "--nvram", nv, "--json", "--variables")
+    assert rc == 0, err
+    return json.loads(out)
+
+
+def image(tmp_path, name, size=1 << 20):
+    p = tmp_path / name
+    with open(p, "wb") as f:
+        f.truncate(size)
+    return str(p)
+
+
+def boot(nv, *drives):
+    rc, out, err = run_vm(["run", "--nvram", nv, "--memory", "256M"] + list(drives), timeout=120)
+    assert rc == NO_BOOT, (rc, out, err)
+    return err
+
+
+needs_kvm = pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
+
+
+@needs_kvm
+def test_run_creates_device_entries_and_appends_new_drives(tmp_path):
+    nv = str(tmp_path / "vm.nvram")
+    d0 = image(tmp_path, "d0.img")
+    boot(nv, "--disk", d0, "--dvd", "empty")
+    s = show(nv)
+    entries = s["entries"]
+    assert [(e["type"], e["drive"], e["lun"]) for e in entries] == [("device", "disk", 0), ("device", "dvd", 1)]
+    assert entries[0]["description"] == "EFI SCSI Device (controller 0, LUN 0)"
+    assert entries[1]["description"] == "EFI SCSI DVD (controller 0, LUN 1)"
+    assert all(e["active"] and e["in_boot_order"] for e in entries)
+    assert entries[0]["device_path"].startswith("VenHw(9b17e5a2-0891-42dd-b653-80b5c22809ba,")
+    assert entries[0]["device_path"].endswith("/Scsi(0x0,0x0)")
+    uuid = s["system_uuid"]
+    # The firmware's runtime services reached the host's store: it set the language variables.
+    names = {v["name"] for v in s["variables"]}
+    assert {"PlatformLang", "Lang", "BootOrder", "Boot0000", "Boot0001"} <= names, names
+
+    # The same drives again: nothing changes. One more disk: it goes to the bottom.
+    boot(nv, "--disk", d0, "--dvd", "empty")
+    assert [e["number"] for e in show(nv)["entries"]] == ["0000", "0001"]
+    d1 = image(tmp_path, "d1.img")
+    boot(nv, "--disk", d0, "--dvd", "empty", "--disk", d1 + ",lun=5")
+    s = show(nv)
+    assert [(e["number"], e["drive"], e["lun"]) for e in s["entries"]] == [
+        ("0000", "disk", 0), ("0001", "dvd", 1), ("0002", "disk", 5)]
+    assert s["system_uuid"] == uuid  # the VM keeps its identity
+
+    # The user's order survives a restart; a drive that is gone loses its entry.
+    rc, out, err = fw("set", "--nvram", nv, "--first-boot-device", "disk:0:5")
+    assert rc == 0, err
+    boot(nv, "--disk", d0, "--disk", d1 + ",lun=5")
+    assert [(e["number"], e["lun"]) for e in show(nv)["entries"]] == [("0002", 5), ("0000", 0)]
+
+
+@needs_kvm
+def test_second_vm_on_the_same_file_is_refused(tmp_path):
+    nv = str(tmp_path / "vm.nvram")
+    fw("reset", "--nvram", nv)
+    with open(nv + ".lock", "a+") as f:
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running gen2vm holds it
+        rc, out, err = run_vm(["run", "--nvram", nv, "--memory", "256M"], timeout=60)
+        assert rc != 0 and f"in use by pid {os.getpid()}" in err, err
+        rc, out, err = fw("set", "--nvram", nv, "--pause-after-boot-failure", "on")
+        assert rc == 1 and "in use by pid" in err, err
+        # reading is fine while a VM runs
+        assert fw("show", "--nvram", nv)[0] == 0
+
+
+@needs_kvm
+def test_corrupt_file_is_refused_until_reset(tmp_path):
+    nv = str(tmp_path / "vm.nvram")
+    boot(nv, "--dvd", "empty")
+    data = bytearray(open(nv, "rb").read())
+    data[60] ^= 0xFF
+    open(nv, "wb").write(bytes(data))
+    rc, out, err = run_vm(["run", "--nvram", nv, "--memory", "256M"], timeout=60)
+    assert rc != 0 and rc != NO_BOOT
+    assert nv in err and f"gen2vm firmware reset --nvram {nv}" in err, err
+    assert open(nv, "rb").read() == bytes(data)  # left alone
+    rc, out, err = fw("show", "--nvram", nv)
+    assert rc == 1 and "corrupt" in err and "firmware reset" in err
+    assert fw("reset", "--nvram", nv)[0] == 0
+    assert show(nv)["entries"] == []
+    boot(nv, "--dvd", "empty")
+    assert [e["drive"] for e in show(nv)["entries"]] == ["dvd"]
+
+
+def _make_store(tmp_path):
+    """A store with device entries and two guest-made file entries, built without a VM: the unit
+    tests cover the entry editing; here the CLI's parsing, output and exit codes."""
+    nv = str(tmp_path / "cli.nvram")
+    assert fw("reset", "--nvram", nv)[0] == 0
+    return nv
+
+
+def test_cli_round_trips(tmp_path):
+    nv = _make_store(tmp_path)
+    s = show(nv)
+    assert s["entries"] == [] and s["pause_after_boot_failure"] is False and s["timeout"] is None
+    rc, out, err = fw("set", "--nvram", nv, "--pause-after-boot-failure", "on")
+    assert rc == 0, err
+    assert show(nv)["pause_after_boot_failure"] is True
+    rc, out, err = fw("show", "--nvram", nv)
+    assert rc == 0 and "PauseAfterBootFailure: on" in out and "(none" in out
+    assert fw("set", "--nvram", nv, "--pause-after-boot-failure", "off")[0] == 0
+    assert show(nv)["pause_after_boot_failure"] is False
+    # nothing to move: a clear error naming the file, exit code 1
+    rc, out, err = fw("set", "--nvram", nv, "--first-boot-device", "dvd")
+    assert rc == 1 and nv in err and "no DVD boot entry" in err
+    rc, out, err = fw("set", "--nvram", nv, "--boot-order", "0001")
+    assert rc == 1 and "no boot entry 0001" in err
+
+
+def test_cli_usage_errors(tmp_path):
+    nv = _make_store(tmp_path)
+    for args, needle in [
+        (["show"], "--nvram FILE is required"),
+        (["set", "--nvram", nv], "nothing to set"),
+        (["set", "--nvram", nv, "--first-boot-device", "floppy"], None),
+        (["set", "--nvram", nv, "--boot-order", "zz"], "hexadecimal"),
+        (["set", "--nvram", nv, "--pause-after-boot-failure", "maybe"], "expected on or off"),
+        (["frobnicate", "--nvram", nv], "unknown command"),
+        (["show", "--nvram", nv, "--bogus"], "unknown or incomplete option"),
+    ]:
+        rc, out, err = fw(*args)
+        if needle is None:
+            assert rc == 1 and "expected dvd, disk:CONTROLLER:LUN or file:N" in err, (args, err)
+        else:
+            assert rc == 2 and needle in err, (args, err)
+    missing = str(tmp_path / "absent.nvram")
+    rc, out, err = fw("show", "--nvram", missing)
+    assert rc == 1 and missing in err and "gen2vm run --nvram" in err
+    rc, out, err = fw("--help")
+    assert rc == 0 and "--first-boot-device" in out
+
+
+@needs_kvm
+def test_hot_add_and_remove_update_boot_entries(tmp_path):
+    """A drive added through the control socket gets a device entry at the bottom of the boot order;
+    removed, it loses it. The VM is held in the firmware by PauseAfterBootFailure (a blank disk fails
+    to boot and the boot manager waits for "continue")."""
+    import subprocess
+    import time
+    nv = str(tmp_path / "vm.nvram")
+    sock = str(tmp_path / "vm.sock")
+    blank = image(tmp_path, "blank.img")
+    extra = image(tmp_path, "extra.img")
+    assert fw("reset", "--nvram", nv)[0] == 0
+    assert fw("set", "--nvram", nv, "--pause-after-boot-failure", "on")[0] == 0
+    log = open(tmp_path / "vm.log", "w+")
+    from conftest import gen2vm_binary
+    p = subprocess.Popen([gen2vm_binary(), "run", "-v", "--memory", "256M", "--nvram", nv, "--control", sock,
+                          "--disk", blank], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and p.poll() is None:
+            if "paused after a boot failure" in open(tmp_path / "vm.log").read():
+                break
+            time.sleep(0.2)
+        else:
+            pytest.skip("this firmware's boot manager does not pause after a boot failure")
+        rc, out, err = run_vm(["control", sock, "disk-add", extra], timeout=30)
+        assert rc == 0 and "controller 0 lun 1" in out, (out, err)
+        assert [(e["number"], e["lun"]) for e in show(nv)["entries"]] == [("0000", 0), ("0001", 1)]
+        rc, out, err = run_vm(["control", sock, "dvd-add", "empty", "lun=7"], timeout=30)
+        assert rc == 0, (out, err)
+        assert [(e["drive"], e["lun"]) for e in show(nv)["entries"]] == [("disk", 0), ("disk", 1), ("dvd", 7)]
+        rc, out, err = run_vm(["control", sock, "disk-remove", "lun=1"], timeout=30)
+        assert rc == 0, (out, err)
+        assert [(e["number"], e["lun"]) for e in show(nv)["entries"]] == [("0000", 0), ("0002", 7)]
+        run_vm(["control", sock, "stop"], timeout=30)
+        assert p.wait(60) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
