@@ -32,6 +32,11 @@ extern EFI_SIMPLE_TEXT_INPUT_EX_PROTOCOL fw_conin_ex;
  * measured with the TSC when the hand-off block gives its rate, else estimated from polls. */
 EFI_STATUS fw_conio_read_key(EFI_INPUT_KEY *key, uint64_t timeout_us);
 
+/* ---- tables.c ---- */
+/* len bytes of the host's entropy (FW_OP_RNG) into out: EFI_SUCCESS or EFI_DEVICE_ERROR. For
+ * firmware users of randomness (the RNG protocol's backend). */
+EFI_STATUS fw_rng_fill(void *out, size_t len);
+
 /* Device path text for log lines and the boot summary: efi_dp_text8 (guestlib/efi/efi_dptext.h). */
 
 #endif
