@@ -7,6 +7,7 @@
 
 #include "conio.h"
 #include "efi/efi_conio.h"
+#include "gen2vm/proto/hv.h"
 
 /* Text modes: 0 is 80x25 as the specification requires; 1 is 80x50 (the specification's mode 1);
  * 2 is 100x31. A serial terminal has no real size, so these only bound the cursor. */
@@ -17,8 +18,6 @@ static const uint8_t conout_modes[][2] = { { 80, 25 }, { 80, 50 }, { 100, 31 } }
 /* A lone ESC is told from the start of an escape sequence by the wait for its next byte: a
  * terminal sends a sequence's bytes together, a person cannot type that fast. */
 #define ESC_TIMEOUT_US 30000
-/* What one empty poll costs here (an LSR exit and the loop), for the estimate without a TSC rate. */
-#define POLL_US 15
 
 static SIMPLE_TEXT_OUTPUT_MODE conout_mode;
 static EFI_HANDLE con_handle;
@@ -186,6 +185,32 @@ static inline uint64_t rdtsc(void)
 	return (uint64_t)hi << 32 | lo;
 }
 
+static inline uint64_t rdmsr(uint32_t msr)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return (uint64_t)hi << 32 | lo;
+}
+
+/* Microseconds on a monotonic clock: the TSC when the hand-off block gives its rate, else the
+ * Hyper-V reference counter (100 ns units, one MSR exit). */
+static uint64_t conio_now_us(void)
+{
+	uint64_t hz = fw.ho->tsc_hz;
+	if (hz >= 1000000)
+		return rdtsc() / (hz / 1000000);
+	return rdmsr(HV_MSR_TIME_REF_COUNT) / 10;
+}
+
+/* True once timeout_us has passed since t0, or, as a backstop against a clock that does not move,
+ * once more polls than the timeout could hold have been made (each poll is at least one exit,
+ * which costs more than MIN_POLL_US). */
+#define MIN_POLL_US 4
+static bool conio_expired(uint64_t t0, uint64_t polls, uint64_t timeout_us)
+{
+	return conio_now_us() - t0 >= timeout_us || polls >= timeout_us / MIN_POLL_US;
+}
+
 static void keyq_push(const EFI_INPUT_KEY *k, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
@@ -215,15 +240,15 @@ static bool conin_poll(void)
 	}
 	if (!efi_keydec_pending(&keydec))
 		return keyq_count != 0;
-	uint64_t hz = fw.ho->tsc_hz, t0 = hz ? rdtsc() : 0, limit = hz ? hz / 1000000 * ESC_TIMEOUT_US : 0;
-	for (unsigned polls = 0;; polls++) {
+	uint64_t t0 = conio_now_us();
+	for (uint64_t polls = 0;; polls++) {
 		if (fw_console_getc(&b)) {
 			keyq_push(k, efi_keydec_feed(&keydec, b, k));
 			if (!efi_keydec_pending(&keydec))
 				return keyq_count != 0;
 			continue;
 		}
-		if (hz ? rdtsc() - t0 > limit : polls > ESC_TIMEOUT_US / POLL_US)
+		if (conio_expired(t0, polls, ESC_TIMEOUT_US))
 			break;
 	}
 	keyq_push(k, efi_keydec_timeout(&keydec, k));
@@ -244,13 +269,11 @@ EFI_STATUS fw_conio_read_key(EFI_INPUT_KEY *key, uint64_t timeout_us)
 {
 	if (!(fw_console_present() & FW_CON_COM1))
 		return EFI_NOT_READY;
-	uint64_t hz = fw.ho->tsc_hz, t0 = hz ? rdtsc() : 0;
+	uint64_t t0 = conio_now_us();
 	for (uint64_t polls = 0;; polls++) {
 		if (keyq_pop(key))
 			return EFI_SUCCESS;
-		if (timeout_us == UINT64_MAX)
-			continue;
-		if (hz ? (rdtsc() - t0) / (hz / 1000000 ? hz / 1000000 : 1) >= timeout_us : polls * POLL_US >= timeout_us)
+		if (timeout_us != UINT64_MAX && conio_expired(t0, polls, timeout_us))
 			return EFI_TIMEOUT;
 	}
 }
