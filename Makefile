@@ -74,7 +74,7 @@ FW_ELF := $(FW)/gen2vm-fw.elf
 FW_BLOB := $(FW)/fw_blob.o
 
 .SECONDARY:
-.PHONY: all check unit integration guests firmware bench fuzz clean deps test-deps
+.PHONY: all check unit integration guests firmware bench fuzz clean deps test-deps efi-apps
 all: $(BUILD)/gen2vm
 
 # --- release -----------------------------------------------------------------------------------
@@ -139,6 +139,31 @@ $(FW_BLOB): $(FW_ELF)
 	  --add-section .note.GNU-stack=/dev/null --set-section-flags .note.GNU-stack=contents,readonly fw.elf fw_blob.o
 firmware: $(FW_ELF)
 
+# --- EFI test applications (tests/efi) ---------------------------------------------------------
+# PE32+ x64 applications built from C without gnu-efi: a static PIE linked at 0 (tests/efi/efi.ld),
+# turned into a PE image with base relocations by tests/efi/elf2efi.py. Each tests/efi/*.c except
+# the runtime (efiapp.c) is one application, build/efi/NAME.efi; svc_test embeds hello.efi.
+EFI_CFLAGS := -std=gnu17 $(WARN) -Os -g -ffreestanding -fno-builtin -nostdlib -fno-stack-protector -fpie \
+              -fvisibility=hidden -mno-red-zone -mno-sse -mno-mmx -mno-80387 -mgeneral-regs-only -fshort-wchar \
+              -fno-asynchronous-unwind-tables -fcf-protection=none -Iinclude -Iguestlib -Itests/efi
+EFI_LDFLAGS := -nostdlib -static-pie -Wl,--no-dynamic-linker -Wl,-z,max-page-size=4096 -Wl,--build-id=none \
+               -Wl,-z,norelro -Wl,--hash-style=sysv -T tests/efi/efi.ld
+EFIB := $(BUILD)/efi
+EFI_APP_SRCS := $(filter-out tests/efi/efiapp.c,$(sort $(wildcard tests/efi/*.c)))
+EFI_APPS := $(patsubst tests/efi/%.c,$(EFIB)/%.efi,$(EFI_APP_SRCS))
+EFI_RT := $(EFIB)/obj/tests/efi/efiapp.o $(patsubst %.c,$(EFIB)/obj/%.o,guestlib/efi/efi_fmt.c guestlib/efi/efi_lib.c)
+$(EFIB)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(EFI_CFLAGS) -MMD -MP -c $< -o $@
+# svc_test carries hello.efi (LoadImage from a buffer).
+$(EFIB)/obj/tests/efi/svc_test.o: EFI_CFLAGS += -DHELLO_EFI_PATH='"$(abspath $(EFIB)/hello.efi)"'
+$(EFIB)/obj/tests/efi/svc_test.o: $(EFIB)/hello.efi
+$(EFIB)/%.elf: $(EFIB)/obj/tests/efi/%.o $(EFI_RT) tests/efi/efi.ld
+	$(Q)$(CC) $(EFI_LDFLAGS) -o $@ $< $(EFI_RT) -lgcc
+$(EFIB)/%.efi: $(EFIB)/%.elf tests/efi/elf2efi.py
+	$(Q)$(PYTHON) tests/efi/elf2efi.py --subsystem 10 $< $@
+efi-apps: $(EFI_APPS)
+
 # --- benches and fuzzers -----------------------------------------------------------------------
 $(REL)/bench/%: bench/%.c $(REL)/libgen2vm.a
 	@mkdir -p $(@D)
@@ -156,7 +181,7 @@ unit: $(UNIT_BINS)
 	  if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; done; \
 	  echo "unit: $$pass binaries passed, $$fail failed"; test $$fail -eq 0
 
-integration: $(SAN)/gen2vm $(BUILD)/gen2vm guests
+integration: $(SAN)/gen2vm $(BUILD)/gen2vm guests efi-apps
 	$(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
 check: unit integration

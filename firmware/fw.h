@@ -19,6 +19,7 @@
 #include "efi/efi_lib.h"
 #include "efi/efi_mem.h"
 #include "gen2vm/proto/efi.h"
+#include "gen2vm/proto/efi_bs.h"
 #include "gen2vm/proto/fw.h"
 
 #define FW_VERSION "gen2vm firmware 0.1"
@@ -71,5 +72,41 @@ EFI_STATUS fw_tables_init(void);  /* ACPI and SMBIOS configuration tables, RNG, 
 EFI_STATUS fw_storage_init(void); /* VMBus, storvsc BlockIo, partitions, file systems */
 /* Runs the boot manager; returns only when every boot option failed. */
 void fw_bootmgr_run(void);
+
+/* ---- bs.c (boot services core; fw_bs_init also runs fw_event_init and fw_image_init) ---- */
+/* Stores the CRC32 of a table (hdr->HeaderSize bytes, computed with hdr->CRC32 = 0). */
+void fw_table_crc(EFI_TABLE_HEADER *hdr);
+/* Call after changing a system table field (ConOut, ConIn, RuntimeServices...): recomputes its CRC.
+ * StartImage also does it (and fills RuntimeServices from fw.rt while it is NULL) before each image. */
+void fw_st_changed(void);
+/* Reports an expired SetWatchdogTimer (fw_event_poll calls it). */
+void fw_bs_watchdog_check(uint64_t now);
+
+/* ---- event.c: events, timers, TPL ----
+ * Timers are polled: every service that waits (WaitForEvent, CheckEvent, Stall) and RestoreTPL calls
+ * fw_event_poll(); a module that spins on a device should call it too. */
+void fw_event_init(EFI_BOOT_SERVICES *bs); /* fills the event/timer/TPL entries of bs */
+void fw_event_poll(void);
+/* 100 ns ticks since an arbitrary origin (RDTSC scaled by the TSC frequency when known, else the
+ * Hyper-V reference counter MSR). Monotonic. */
+uint64_t fw_time_100ns(void);
+/* SignalEvent: EFI_INVALID_PARAMETER for something that is not a live event. Notify functions above
+ * the current TPL run before it returns. */
+EFI_STATUS fw_event_signal(EFI_EVENT event);
+/* Signals every event of a group (CreateEventEx's EventGroup, or EVT_SIGNAL_EXIT_BOOT_SERVICES /
+ * EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE events for those groups), e.g. EFI_EVENT_GROUP_READY_TO_BOOT by
+ * the boot manager and EFI_EVENT_GROUP_VIRTUAL_ADDRESS_CHANGE by SetVirtualAddressMap. With force,
+ * their notify functions run now whatever the TPL (ExitBootServices, SetVirtualAddressMap). Safe
+ * after ExitBootServices for EVT_RUNTIME events (only those are kept in runtime memory). */
+void fw_event_signal_group(const EFI_GUID *group);
+void fw_event_signal_group_now(const EFI_GUID *group);
+
+/* ---- image.c: LoadImage/StartImage/Exit/UnloadImage ---- */
+/* Fills the image entries of bs and gives the firmware its own image handle (fw.image). */
+EFI_STATUS fw_image_init(EFI_BOOT_SERVICES *bs);
+/* Starts the image the VMM placed in memory (--efi), with the --cmdline text as its UCS-2 load
+ * options and the --initrd offered through LoadFile2 on Linux's initrd media device path.
+ * EFI_NOT_FOUND when there is none; else the image's exit status (or the load error). */
+EFI_STATUS fw_image_start_handoff(void);
 
 #endif

@@ -22,13 +22,6 @@ __attribute__((weak)) EFI_STATUS fw_storage_init(void)
 {
 	return EFI_UNSUPPORTED;
 }
-__attribute__((weak)) void fw_bootmgr_run(void)
-{
-	fw_puts("gen2vm firmware: no boot manager in this build\n");
-	fw_host_event(FW_EV_LOG, "no boot manager in this build");
-	struct fw_event_req r = { .hdr = { FW_OP_BOOT_FAILED, sizeof(r), 0 }, .code = 0, .len = 0 };
-	fw_host_call(&r);
-}
 __attribute__((weak)) void *fw_alloc(size_t size)
 {
 	return NULL;

@@ -25,3 +25,70 @@ void efi_dp_vmbus_scsi_init(struct efi_dp_vmbus_scsi *dp, const uint8_t instance
 	dp->scsi.Lun = lun;
 	efi_dp_set_end(&dp->end);
 }
+
+#define DP_MAX 4096 /* no path we build or accept is longer */
+
+size_t efi_dp_size(const EFI_DEVICE_PATH_PROTOCOL *dp, size_t max)
+{
+	const uint8_t *p = (const uint8_t *)dp;
+	size_t off = 0;
+	while (off + sizeof(EFI_DEVICE_PATH_PROTOCOL) <= max) {
+		uint16_t len = efi_le16(p + off + 2);
+		if (len < sizeof(EFI_DEVICE_PATH_PROTOCOL) || len > max - off)
+			return 0;
+		if (p[off] == END_DEVICE_PATH_TYPE && p[off + 1] == END_ENTIRE_DEVICE_PATH_SUBTYPE)
+			return off + len;
+		off += len;
+	}
+	return 0;
+}
+
+static bool is_end(const EFI_DEVICE_PATH_PROTOCOL *n)
+{
+	return n->Type == END_DEVICE_PATH_TYPE && n->SubType == END_ENTIRE_DEVICE_PATH_SUBTYPE;
+}
+
+bool efi_dp_has_prefix(const EFI_DEVICE_PATH_PROTOCOL *path, const EFI_DEVICE_PATH_PROTOCOL *prefix)
+{
+	for (; !is_end(prefix); prefix = efi_dp_next(prefix), path = efi_dp_next(path)) {
+		if (is_end(path))
+			return false;
+		uint16_t l = efi_dp_node_len(prefix);
+		if (l != efi_dp_node_len(path) || efi_memcmp(prefix, path, l))
+			return false;
+	}
+	return true;
+}
+
+const EFI_DEVICE_PATH_PROTOCOL *efi_dp_find(const EFI_DEVICE_PATH_PROTOCOL *path, uint8_t type, uint8_t subtype)
+{
+	for (; !is_end(path); path = efi_dp_next(path))
+		if (path->Type == type && path->SubType == subtype)
+			return path;
+	return NULL;
+}
+
+size_t efi_dp_append(const EFI_DEVICE_PATH_PROTOCOL *a, const EFI_DEVICE_PATH_PROTOCOL *b, void *out, size_t cap)
+{
+	size_t la = efi_dp_size(a, DP_MAX), lb = efi_dp_size(b, DP_MAX);
+	if (!la || !lb || la - sizeof(*a) + lb > cap)
+		return 0;
+	efi_memmove(out, a, la - sizeof(*a));
+	efi_memmove((uint8_t *)out + la - sizeof(*a), b, lb);
+	return la - sizeof(*a) + lb;
+}
+
+size_t efi_dp_file(const CHAR16 *name, void *out, size_t cap)
+{
+	size_t n = efi_strnlen16(name, DP_MAX);
+	size_t node = sizeof(FILEPATH_DEVICE_PATH) + (n + 1) * sizeof(CHAR16);
+	if (node > 0xffff || node + sizeof(EFI_DEVICE_PATH_PROTOCOL) > cap)
+		return 0;
+	EFI_DEVICE_PATH_PROTOCOL *h = out;
+	h->Type = MEDIA_DEVICE_PATH;
+	h->SubType = MEDIA_FILEPATH_DP;
+	efi_dp_set_node_len(h, (uint16_t)node);
+	efi_memcpy((uint8_t *)out + sizeof(*h), name, (n + 1) * sizeof(CHAR16));
+	efi_dp_set_end((EFI_DEVICE_PATH_PROTOCOL *)((uint8_t *)out + node));
+	return node + sizeof(EFI_DEVICE_PATH_PROTOCOL);
+}

@@ -4,6 +4,7 @@
 #ifndef GEN2VM_GUESTLIB_EFI_DEVPATH_H
 #define GEN2VM_GUESTLIB_EFI_DEVPATH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,5 +32,25 @@ static inline void efi_dp_set_node_len(EFI_DEVICE_PATH_PROTOCOL *n, uint16_t len
 	n->Length[0] = (uint8_t)len;
 	n->Length[1] = (uint8_t)(len >> 8);
 }
+
+/* Bytes of a whole path including its end node, walking at most max bytes; 0 when malformed (a node
+ * shorter than its header, or no end node within max). */
+size_t efi_dp_size(const EFI_DEVICE_PATH_PROTOCOL *dp, size_t max);
+/* The node after n (n must not be an end node). */
+static inline const EFI_DEVICE_PATH_PROTOCOL *efi_dp_next(const EFI_DEVICE_PATH_PROTOCOL *n)
+{
+	return (const EFI_DEVICE_PATH_PROTOCOL *)((const uint8_t *)n + efi_dp_node_len(n));
+}
+/* True when every node of prefix (up to its end node) starts path, node for node. Both must be
+ * well formed (efi_dp_size() != 0). */
+bool efi_dp_has_prefix(const EFI_DEVICE_PATH_PROTOCOL *path, const EFI_DEVICE_PATH_PROTOCOL *prefix);
+/* The first node of (type, subtype) in a well-formed path, or NULL. */
+const EFI_DEVICE_PATH_PROTOCOL *efi_dp_find(const EFI_DEVICE_PATH_PROTOCOL *path, uint8_t type, uint8_t subtype);
+/* Writes a + b (a's end node dropped) into out (cap bytes). Returns the size written, 0 when it does
+ * not fit or either path is malformed. */
+size_t efi_dp_append(const EFI_DEVICE_PATH_PROTOCOL *a, const EFI_DEVICE_PATH_PROTOCOL *b, void *out, size_t cap);
+/* Writes a file path node for name (UCS-2) followed by an end node into out. Returns the size, 0
+ * when it does not fit. */
+size_t efi_dp_file(const CHAR16 *name, void *out, size_t cap);
 
 #endif

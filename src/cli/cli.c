@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/config.h"
+#include "cli/fw_cmd.h"
 #include "cli/vhd_cmd.h"
 #include "ui/control.h"
 #include "util/log.h"
@@ -20,6 +21,7 @@ static const char usage[] =
 	"  control SOCKET COMMAND [ARGS...]\n"
 	"             send a command to a running VM's --control socket (help lists them)\n"
 	"  vhd        create, inspect, convert, resize, merge and compact VHDX/VHD images\n"
+	"  firmware   show or change a VM's UEFI boot entries in its --nvram file\n"
 	"  help CMD   show the help of a command\n"
 	"\n"
 	"Exit codes of run: 0 powered off, 1 error, 2 usage, 3 reset (--no-reboot), 4 guest crashed, 5 nothing to boot.\n";
@@ -97,6 +99,8 @@ int cli_main(int argc, char **argv)
 		return cli_control(argc - 1, argv + 1);
 	if (!strcmp(cmd, "vhd"))
 		return cli_vhd_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "firmware"))
+		return cli_firmware_main(argc - 1, argv + 1);
 	fprintf(stderr, "gen2vm: unknown command '%s' (see gen2vm --help)\n", cmd);
 	return 2;
 }

@@ -31,6 +31,9 @@ const char run_usage[] =
 	"  --firmware PATH            a UEFI firmware image to use instead of the built-in one\n"
 	"  --efi PATH                 an EFI application the firmware starts from memory before the\n"
 	"                             boot manager (with --initrd and --cmdline, a Linux EFI-stub kernel)\n"
+	"  --nvram PATH               the VM's UEFI variables and boot entries, kept in this file\n"
+	"                             (created when absent; see gen2vm firmware --help). Without it\n"
+	"                             they last as long as this gen2vm process\n"
 	"  --uuid UUID                the SMBIOS system UUID (8-4-4-4-12 hex digits; default: a\n"
 	"                             random one per run)\n"
 	"  --com1 stdio|file:PATH|socket:PATH|none\n"
@@ -170,7 +173,7 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 		} else if (!strcmp(key, "cpus") && t == json_type_int) {
 			r = set_cpus(rc, sv, e, sizeof(e));
 		} else if ((!strcmp(key, "kernel") || !strcmp(key, "initrd") || !strcmp(key, "cmdline") ||
-			    !strcmp(key, "elf") || !strcmp(key, "firmware") || !strcmp(key, "efi")) &&
+			    !strcmp(key, "elf") || !strcmp(key, "firmware") || !strcmp(key, "efi") || !strcmp(key, "nvram")) &&
 			   t == json_type_string) {
 			const char *s = own(rc, sv);
 			if (!s) {
@@ -185,6 +188,8 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 				rc->vm.firmware = s;
 			} else if (!strcmp(key, "efi")) {
 				rc->vm.efi = s;
+			} else if (!strcmp(key, "nvram")) {
+				rc->vm.nvram = s;
 			} else {
 				rc->vm.cmdline = s;
 			}
@@ -224,7 +229,7 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 			rc->vm.no_reboot = json_object_get_boolean(val);
 		} else {
 			static const char *const known[] = { "memory", "cpus", "kernel", "initrd", "cmdline", "elf", "firmware", "efi",
-							      "uuid", "com1", "debugcon", "processor_compatibility",
+							      "nvram", "uuid", "com1", "debugcon", "processor_compatibility",
 							      "no_reboot", "disks", "nics" };
 			bool is_known = false;
 			for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
@@ -246,7 +251,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 {
 	enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
 	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV, O_DISK, O_DVD, O_CONTROL, O_NIC, O_SLOWDOWN,
-	       O_FIRMWARE, O_EFI, O_UUID };
+	       O_FIRMWARE, O_EFI, O_NVRAM, O_UUID };
 	static const struct option opts[] = {
 		{ "memory", required_argument, NULL, O_MEMORY },
 		{ "cpus", required_argument, NULL, O_CPUS },
@@ -256,6 +261,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "elf", required_argument, NULL, O_ELF },
 		{ "firmware", required_argument, NULL, O_FIRMWARE },
 		{ "efi", required_argument, NULL, O_EFI },
+		{ "nvram", required_argument, NULL, O_NVRAM },
 		{ "uuid", required_argument, NULL, O_UUID },
 		{ "com1", required_argument, NULL, O_COM1 },
 		{ "debugcon", required_argument, NULL, O_DEBUGCON },
@@ -290,6 +296,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		case O_ELF: rc->vm.elf = optarg; break;
 		case O_FIRMWARE: rc->vm.firmware = optarg; break;
 		case O_EFI: rc->vm.efi = optarg; break;
+		case O_NVRAM: rc->vm.nvram = optarg; break;
 		case O_UUID: r = set_uuid(rc, "--uuid", optarg, err, errlen); break;
 		case O_COM1: r = set_console(&rc->vm.com1, "--com1", optarg, err, errlen); break;
 		case O_DEBUGCON: r = set_console(&rc->vm.debugcon, "--debugcon", optarg, err, errlen); break;
@@ -352,6 +359,10 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 	if ((rc->vm.kernel || rc->vm.elf) && (rc->vm.firmware || rc->vm.efi)) {
 		snprintf(err, errlen, "%s boots without the UEFI firmware: drop %s", rc->vm.kernel ? "--kernel" : "--elf",
 			 rc->vm.firmware ? "--firmware" : "--efi");
+		return -EINVAL;
+	}
+	if ((rc->vm.kernel || rc->vm.elf) && rc->vm.nvram) {
+		snprintf(err, errlen, "%s boots without the UEFI firmware: drop --nvram", rc->vm.kernel ? "--kernel" : "--elf");
 		return -EINVAL;
 	}
 	if ((rc->vm.initrd || rc->vm.cmdline) && !rc->vm.kernel && !rc->vm.efi) {

@@ -447,7 +447,10 @@ static int disk_resize(struct disk *d, uint64_t size)
 		d->size = size;
 		return 0;
 	}
-	fprintf(stderr, "%s: resizing VHD images is not supported; convert it to VHDX first\n", d->path);
+	if (!strcmp(d->ops->format, "vhd"))
+		return vhd_resize(d, size);
+	fprintf(stderr, "%s: resizing %s images is not supported; convert it to VHDX first\n", d->path,
+		d->ops->format);
 	return -ENOTSUP;
 }
 

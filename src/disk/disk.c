@@ -3,6 +3,7 @@
 #include "disk/drivers.h"
 #include "util/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -291,6 +292,50 @@ int disk_guid_parse(const char *s, uint8_t g[16])
 	return 0;
 }
 
+/* Another process with the same file open (OFD locks do not record their owner, so look at every
+ * process's descriptors we may read). Writes "pid N (comm)" or an empty string. */
+static void disk_lock_holder(int fd, char *out, size_t len)
+{
+	struct stat want;
+	out[0] = 0;
+	DIR *proc = fstat(fd, &want) ? NULL : opendir("/proc");
+	if (!proc)
+		return;
+	struct dirent *e;
+	pid_t self = getpid();
+	while (!out[0] && (e = readdir(proc))) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		if (*end || pid <= 0 || pid == self)
+			continue;
+		char dir[64];
+		snprintf(dir, sizeof(dir), "/proc/%ld/fd", pid);
+		DIR *fds = opendir(dir);
+		if (!fds)
+			continue;
+		struct dirent *f;
+		while ((f = readdir(fds))) {
+			char p[384];
+			struct stat st;
+			snprintf(p, sizeof(p), "%s/%s", dir, f->d_name);
+			if (f->d_name[0] == '.' || stat(p, &st) || st.st_dev != want.st_dev || st.st_ino != want.st_ino)
+				continue;
+			char comm[64] = "";
+			snprintf(p, sizeof(p), "/proc/%ld/comm", pid);
+			FILE *c = fopen(p, "r");
+			if (c) {
+				if (fgets(comm, sizeof(comm), c))
+					comm[strcspn(comm, "\n")] = 0;
+				fclose(c);
+			}
+			snprintf(out, len, "pid %ld%s%s%s", pid, comm[0] ? " (" : "", comm, comm[0] ? ")" : "");
+			break;
+		}
+		closedir(fds);
+	}
+	closedir(proc);
+}
+
 int disk_lock(const char *path, int fd, bool write)
 {
 	struct flock fl = { .l_type = write ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET };
@@ -298,9 +343,10 @@ int disk_lock(const char *path, int fd, bool write)
 		return 0;
 	int e = errno;
 	if (e == EAGAIN || e == EACCES) {
-		/* OFD locks do not record their owner; /proc/locks would show pid -1. */
-		log_error("%s: in use by another process (%s); close the VM or tool using it", path,
-			  write ? "it holds a lock on the image" : "it has the image open for writing");
+		char who[128];
+		disk_lock_holder(fd, who, sizeof(who));
+		log_error("%s: in use by another process%s%s (%s); close the VM or tool using it", path,
+			  who[0] ? ", " : "", who, write ? "it holds a lock on the image" : "it has the image open for writing");
 		return -EBUSY;
 	}
 	log_error("%s: cannot lock: %s", path, strerror(e));

@@ -631,6 +631,149 @@ int vhd_parent_paths(struct disk *d, const char **rel, const char **abs)
 	return 0;
 }
 
+/* --- resize ---------------------------------------------------------------------------------------- */
+
+/* The footer for a new size: cur_size and geometry change; identity, type and orig_size stay. */
+static void vhd_footer_resized(const uint8_t old[512], uint64_t size, uint8_t out[512])
+{
+	struct vhd_footer f;
+	memcpy(&f, old, 512);
+	f.cur_size = htobe64(size);
+	uint16_t c;
+	vhd_geometry(size, &c, &f.heads, &f.spt);
+	f.cyls = htobe16(c);
+	f.checksum = 0;
+	memcpy(out, &f, 512);
+	f.checksum = htobe32(vhd_checksum(out, 512, 64));
+	memcpy(out, &f, 512);
+}
+
+static int vhd_sync(struct disk *d)
+{
+	return fdatasync(d->fd) ? -errno : 0;
+}
+
+/* Fixed: the new trailing footer goes first (the file stays a valid VHD of the new size at every
+ * step), then the old footer's sector, now inside the data, is zeroed. */
+static int vhd_resize_fixed(struct disk *d, struct vhd *v, uint64_t size, const uint8_t foot[512])
+{
+	uint64_t old_end = v->file_size - VHD_FOOTER;
+	int rc = disk_file_pwrite(d->fd, foot, VHD_FOOTER, size);
+	rc = rc ? rc : vhd_sync(d);
+	if (!rc && size > old_end) {
+		uint8_t z[VHD_FOOTER] = { 0 };
+		rc = disk_file_pwrite(d->fd, z, VHD_FOOTER, old_end);
+		rc = rc ? rc : vhd_sync(d);
+	}
+	if (!rc)
+		v->file_size = size + VHD_FOOTER;
+	return rc;
+}
+
+/* Dynamic and differencing: a BAT too small for the new size moves to the end of the file (the
+ * old one is left unused), written and synced before the dynamic header points at it; the footers
+ * with the new size come last. A crash at any step leaves a consistent image of the old or the
+ * new size (at worst with an unreferenced copy of the BAT). */
+static int vhd_resize_dynamic(struct disk *d, struct vhd *v, uint64_t size, const uint8_t foot[512])
+{
+	uint64_t nb = (size + v->block_size - 1) / v->block_size;
+	uint32_t *bat = realloc(v->bat, nb * 4);
+	if (!bat)
+		return -ENOMEM;
+	v->bat = bat;
+	uint8_t *full = realloc(v->full, nb);
+	if (!full)
+		return -ENOMEM;
+	v->full = full;
+	for (uint64_t b = v->nblocks; b < nb; b++) {
+		v->bat[b] = VHD_UNALLOC;
+		v->full[b] = 0;
+	}
+	int rc = 0;
+	uint64_t bat_off = v->bat_off, max_entries = v->max_entries;
+	if (nb > v->max_entries) {
+		uint64_t len = (nb * 4 + 511) / 512 * 512;
+		bat_off = v->file_size - VHD_FOOTER;
+		if ((bat_off + len) / 512 >= VHD_UNALLOC)
+			return -EFBIG;
+		uint32_t *be = malloc(len);
+		if (!be)
+			return -ENOMEM;
+		memset(be, 0xff, len);
+		for (uint64_t b = 0; b < nb; b++)
+			be[b] = htobe32(v->bat[b]);
+		rc = disk_file_pwrite(d->fd, be, len, bat_off);
+		free(be);
+		/* The old footer stays valid after the new BAT until the new one is written. */
+		rc = rc ? rc : disk_file_pwrite(d->fd, v->footer_raw, VHD_FOOTER, bat_off + len);
+		rc = rc ? rc : vhd_sync(d);
+		if (rc)
+			return rc;
+		v->file_size = bat_off + len + VHD_FOOTER;
+		max_entries = len / 4;
+		struct vhd_dynhdr h;
+		if ((rc = disk_file_pread(d->fd, &h, sizeof(h), v->footer.data_offset)))
+			return rc;
+		h.table_offset = htobe64(bat_off);
+		h.max_entries = htobe32((uint32_t)max_entries);
+		h.checksum = 0;
+		h.checksum = htobe32(vhd_checksum((const uint8_t *)&h, sizeof(h), 36));
+		rc = disk_file_pwrite(d->fd, &h, sizeof(h), v->footer.data_offset);
+		rc = rc ? rc : vhd_sync(d);
+		if (rc)
+			return rc;
+	} else if (nb > v->nblocks) {
+		/* Entries past the old size are 0xFFFFFFFF in files we make; other tools' may not be. */
+		uint32_t *be = malloc((nb - v->nblocks) * 4);
+		if (!be)
+			return -ENOMEM;
+		memset(be, 0xff, (nb - v->nblocks) * 4);
+		rc = disk_file_pwrite(d->fd, be, (nb - v->nblocks) * 4, v->bat_off + v->nblocks * 4);
+		free(be);
+		rc = rc ? rc : vhd_sync(d);
+		if (rc)
+			return rc;
+	}
+	v->bat_off = bat_off;
+	v->max_entries = (uint32_t)max_entries;
+	v->nblocks = nb;
+	rc = disk_file_pwrite(d->fd, foot, VHD_FOOTER, v->file_size - VHD_FOOTER);
+	rc = rc ? rc : disk_file_pwrite(d->fd, foot, VHD_FOOTER, 0);
+	return rc ? rc : vhd_sync(d);
+}
+
+int vhd_resize(struct disk *d, uint64_t size)
+{
+	if (d->ops != &vhd_ops && d->ops != &vhd_fixed_ops)
+		return -EINVAL;
+	struct vhd *v = d->priv;
+	if (size < d->size) {
+		log_error("%s: shrinking is not supported (the VHD is %llu bytes)", d->path,
+			  (unsigned long long)d->size);
+		return -EINVAL;
+	}
+	if (size % 512 || size > VHD_MAX_SIZE) {
+		log_error("%s: a VHD's size must be a multiple of 512 bytes and at most 2040 GiB", d->path);
+		return -EINVAL;
+	}
+	if (size == d->size)
+		return 0;
+	pthread_mutex_lock(&v->lock);
+	uint8_t foot[512];
+	vhd_footer_resized(v->footer_raw, size, foot);
+	int rc = d->ops == &vhd_fixed_ops ? vhd_resize_fixed(d, v, size, foot) : vhd_resize_dynamic(d, v, size, foot);
+	if (!rc) {
+		memcpy(v->footer_raw, foot, 512);
+		memcpy(&v->footer, foot, 512);
+		vhd_footer_to_host(&v->footer);
+		d->size = size;
+	} else {
+		log_error("%s: resizing failed: %s", d->path, strerror(-rc));
+	}
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
 /* --- create ---------------------------------------------------------------------------------------- */
 
 int vhd_create(const char *path, int fd, const struct disk_create_opts *o, struct disk *parent)

@@ -229,12 +229,19 @@ static uint64_t firmware_event(struct firmware *fw, struct fw_event_req *ev, uin
 	return EFI_SUCCESS;
 }
 
+void firmware_continue(struct firmware *fw)
+{
+	atomic_store(&fw->continue_requested, true);
+}
+
 static uint64_t firmware_dispatch(struct firmware *fw, void *req, uint32_t size)
 {
 	uint32_t op = ((volatile struct fw_host_req *)req)->op;
 	switch (op) {
 	case FW_OP_NOP:
 		return EFI_SUCCESS;
+	case FW_OP_CONTINUE:
+		return atomic_exchange(&fw->continue_requested, false) ? EFI_SUCCESS : EFI_NOT_READY;
 	case FW_OP_EVENT:
 	case FW_OP_PANIC:
 	case FW_OP_BOOT_FAILED:

@@ -13,6 +13,7 @@
 #ifndef GEN2VM_PLATFORM_FIRMWARE_H
 #define GEN2VM_PLATFORM_FIRMWARE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,7 +48,12 @@ struct firmware {
 	/* Boot progress, for --stats and the firmware benchmark (vm_now_ns() times, 0: not reached). */
 	uint64_t start_ns, loader_ns, ebs_ns;
 	uint64_t loader_exits, loader_insns; /* exits and completed instructions up to the loader's start */
+	_Atomic bool continue_requested;     /* the host's "continue" for PauseAfterBootFailure */
 };
+
+/* The host's "continue" (control socket): lets a firmware paused after a boot failure go on. Any
+ * thread. */
+void firmware_continue(struct firmware *fw);
 
 /* True when this gen2vm carries a built-in firmware image. */
 bool firmware_builtin_available(void);

@@ -18,6 +18,8 @@
 #include "platform/smbios.h"
 #include "platform/gen2_net.h"
 #include "platform/gen2_storage.h"
+#include "platform/bootopt.h"
+#include "platform/nvram.h"
 #include "ui/control.h"
 #include "util/log.h"
 #include "vmbus/host.h"
@@ -54,6 +56,7 @@ struct gen2 {
 	uint32_t testdev_regs[16]; /* MMIO scratch registers for test guests */
 	bool has_com1, has_debug;
 	struct firmware fw;
+	struct nvram *nv; /* UEFI variables (outlives this VM: gen2_run owns it); NULL without firmware */
 };
 
 /* ---- CPUID ---- */
@@ -387,6 +390,16 @@ static int gen2_ctl_storage(void *opaque, int argc, char **argv, char *reply, si
 		r = storvsp_change_media(s, (uint32_t)lun, !strcmp(argv[0], "dvd-insert") ? path : NULL);
 	}
 	vmbus_host_unlock(g->vmbus);
+	if (r == 0 && g->nv && (add || !strcmp(argv[0], "disk-remove"))) {
+		/* Hyper-V's firmware lists every drive: a new one goes to the bottom of the boot order. */
+		struct bootopt_device d = { (unsigned)ctrl, (unsigned)lun, dvd };
+		nvram_lock(g->nv);
+		if (add)
+			bootopt_device_added(g->nv, &d);
+		else
+			bootopt_device_removed(g->nv, (unsigned)ctrl, (unsigned)lun);
+		nvram_unlock(g->nv);
+	}
 	if (r == 0 && add)
 		snprintf(reply, len, "controller %d lun %d", ctrl, lun);
 	else if (r == -EEXIST)
@@ -440,6 +453,46 @@ static int gen2_ctl_regs(void *opaque, int argc, char **argv, char *reply, size_
 	return 0;
 }
 
+static int gen2_ctl_continue(void *opaque, int argc, char **argv, char *reply, size_t len)
+{
+	struct gen2 *g = opaque;
+	firmware_continue(&g->fw);
+	snprintf(reply, len, "the firmware goes on with the next boot entry if it was paused");
+	return 0;
+}
+
+/* One boot entry per configured drive, where gen2_add_storage put it (an automatic LUN is the first
+ * free one at its turn, as storvsp_free_lun picks it). */
+static int gen2_sync_boot_entries(struct gen2 *g)
+{
+	const struct gen2_config *cfg = g->cfg;
+	uint64_t used[STORVSP_MAX_CONTROLLERS] = { 0 };
+	struct bootopt_device devs[DISK_SPEC_MAX];
+	unsigned n = 0;
+	for (unsigned i = 0; i < cfg->nr_disks; i++) {
+		const struct disk_spec *d = &cfg->disks[i];
+		unsigned c = (unsigned)d->controller, lun = 0;
+		if (c >= STORVSP_MAX_CONTROLLERS)
+			continue;
+		if (d->lun == DISK_SPEC_AUTO) {
+			while (lun < 64 && (used[c] >> lun & 1))
+				lun++;
+		} else {
+			lun = (unsigned)d->lun;
+		}
+		if (lun >= 64)
+			continue;
+		used[c] |= 1ull << lun;
+		devs[n++] = (struct bootopt_device){ c, lun, d->dvd };
+	}
+	nvram_lock(g->nv);
+	int r = bootopt_sync(g->nv, devs, n);
+	nvram_unlock(g->nv);
+	if (r)
+		log_error("%s: cannot update the boot entries", nvram_path(g->nv) ? nvram_path(g->nv) : "NVRAM");
+	return r;
+}
+
 static int gen2_setup_control(struct gen2 *g, const char *path)
 {
 	char err[256];
@@ -453,6 +506,9 @@ static int gen2_setup_control(struct gen2 *g, const char *path)
 	control_register(g->control, "resume", "resume", gen2_ctl_vm, g);
 	control_register(g->control, "stop", "stop (turn off)", gen2_ctl_vm, g);
 	control_register(g->control, "regs", "regs (where each vCPU is)", gen2_ctl_regs, g);
+	if (!g->cfg->kernel && !g->cfg->elf)
+		control_register(g->control, "continue", "continue (after a boot failure, with PauseAfterBootFailure)",
+				 gen2_ctl_continue, g);
 	if (g->has_net)
 		gen2_net_control_register(&g->net, g->control);
 	control_register(g->control, "disk-add", "disk-add PATH [lun=N] [controller=N] [readonly]", gen2_ctl_storage, g);
@@ -487,6 +543,8 @@ static int gen2_build_smbios(struct gen2 *g, uint8_t uuid[16])
 	struct vm *vm = &g->vm;
 	if (g->cfg->has_uuid) {
 		memcpy(uuid, g->cfg->uuid, 16);
+	} else if (g->nv) {
+		memcpy(uuid, nvram_system_uuid(g->nv), 16); /* the VM's own, kept in its NVRAM file */
 	} else {
 		if (!have_random) {
 			if (getrandom(random_uuid, 16, 0) != 16) {
@@ -577,6 +635,8 @@ static int gen2_setup(struct gen2 *g)
 	if (r)
 		return r; /* the message named the disk */
 	g->has_storage = true;
+	if (g->nv && (r = gen2_sync_boot_entries(g)))
+		return r;
 	/* MACs come from a per-VM seed: the control socket path names the VM when there is one. */
 	gen2_net_init(&g->net, vmbus_host_server(g->vmbus), vmbus_host_mutex(g->vmbus), &vm->mem, vm->nr_vcpus,
 		      cfg->control ? cfg->control : "gen2vm");
@@ -667,12 +727,17 @@ static int gen2_setup(struct gen2 *g)
 		struct firmware_config fc = {
 			.path = cfg->firmware, .efi = cfg->efi, .initrd = cfg->initrd, .cmdline = cfg->cmdline,
 			.com1 = g->has_com1, .debugcon = g->has_debug, .rsdp_gpa = rsdp,
+			.nvram_file = cfg->nvram != NULL,
 		};
 		if ((r = gen2_build_smbios(g, fc.system_uuid)))
 			return r;
 		fc.smbios_gpa = FW_SMBIOS_GPA;
 		if ((r = firmware_setup(&g->fw, vm, &fc)))
 			return r;
+		if (g->nv) {
+			g->fw.var_fn = nvram_host_call;
+			g->fw.var_opaque = g->nv;
+		}
 		g->fw.misc_fn = fw_misc_handle;
 		g->fw.misc_opaque = gen2_fw_misc();
 		return 0;
@@ -728,6 +793,8 @@ static void gen2_print_stats(struct gen2 *g, uint64_t end_ns)
 		gen2_rss_kib("RssAnon") + gen2_rss_kib("RssFile"), gen2_rss_kib("RssShmem"));
 }
 
+static int gen2_run_loop(const struct gen2_config *cfg, struct nvram *nv);
+
 /* In dependency order: nothing may still run that uses what is freed after it. The vCPUs stop
  * first; then every thread that reaches guest RAM or KVM (control socket, network workers, storage
  * I/O, the VMBus service thread, console input raising the UART's IRQ); guest RAM and KVM last. */
@@ -761,11 +828,32 @@ static void gen2_teardown(struct gen2 *g)
 
 int gen2_run(const struct gen2_config *cfg)
 {
+	/* The variable store outlives each VM instance: non-volatile variables survive a guest reset
+	 * even without a file. */
+	struct nvram *nv = NULL;
+	if (!cfg->kernel && !cfg->elf) {
+		char err[512];
+		int r = nvram_open(cfg->nvram, true, true, &nv, err, sizeof(err));
+		if (r) {
+			log_error("%s", err);
+			return r;
+		}
+	}
+	int ret = gen2_run_loop(cfg, nv);
+	nvram_close(nv);
+	return ret;
+}
+
+static int gen2_run_loop(const struct gen2_config *cfg, struct nvram *nv)
+{
 	for (;;) {
 		struct gen2 *g = calloc(1, sizeof(*g));
 		if (!g)
 			return -ENOMEM;
 		g->cfg = cfg;
+		g->nv = nv;
+		if (nv)
+			nvram_vm_reset(nv); /* volatile variables last one boot */
 		int r = gen2_setup(g);
 		if (r) {
 			gen2_teardown(g);

@@ -29,6 +29,7 @@ struct gen2_config {
 	/* Neither kernel nor elf: UEFI boot through the firmware (built-in, or this file). */
 	const char *firmware;
 	const char *efi;      /* an EFI image the firmware starts from memory (with initrd and cmdline) */
+	const char *nvram;    /* UEFI variables persist in this file (src/platform/nvram.h), or NULL */
 	bool has_uuid;        /* the SMBIOS system UUID is uuid (--uuid); else a random one per run */
 	uint8_t uuid[16];     /* in SMBIOS byte order */
 	struct console_spec com1;

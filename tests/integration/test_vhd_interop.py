@@ -173,6 +173,7 @@ def test_second_writer_is_refused(gen2vm, tmp_path):
         r = run(gen2vm, "vhd", "resize", img, "--size", "128M", check=False)
         assert r.returncode == 1
         assert "busy.vhdx: in use by another process" in r.stderr
+        assert f"pid {p.pid} (gen2vm)" in r.stderr
         r = run(gen2vm, "vhd", "inspect", "--json", img)
         assert json.loads(r.stdout)["Attached"] is True
     finally:
@@ -206,3 +207,40 @@ def test_resize_and_compact(gen2vm, qemu, tmp_path):
     run("qemu-io", "-f", "vhdx", "-c", "write -z 39G 1M", img)
     run(gen2vm, "vhd", "compact", img)
     run("qemu-img", "check", "-f", "vhdx", img)
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "fixed"])
+def test_vhd_resize_grows_and_keeps_data(gen2vm, qemu, tmp_path, kind):
+    """Growing a VHD: the data stays, the new space reads as zero, QEMU agrees, and a dynamic VHD whose
+    BAT is full moves its BAT (4 MiB -> 3 GiB with 2 MiB blocks needs 1536 entries, the BAT has 2)."""
+    img = tmp_path / f"r-{kind}.vhd"
+    run(gen2vm, "vhd", "new", img, "--size", "4M", f"--{kind}")
+    run("qemu-io", "-f", "vpc", "-c", "write -P 0x5a 0 1M", "-c", "write -P 0x17 3M 1M", img)
+    run(gen2vm, "vhd", "resize", img, "--size", "3G")
+    info = json.loads(run(gen2vm, "vhd", "inspect", "--json", img).stdout)
+    assert info["Size"] == 3 << 30
+    qsize = json.loads(run("qemu-img", "info", "--output=json", "-f", "vpc", img).stdout)["virtual-size"]
+    assert qsize >= (3 << 30) - (16 << 20)  # QEMU may round to the CHS geometry
+    run("qemu-io", "-f", "vpc", "-c", "read -P 0x5a 0 1M", "-c", "read -P 0x17 3M 1M",
+        "-c", "read -P 0 4M 1M", "-c", "write -P 0x66 2G 1M", img)
+    got = tmp_path / "got.raw"
+    run(gen2vm, "vhd", "convert", img, got, "--to", "raw")
+    with open(got, "rb") as f:
+        assert f.read(1 << 20) == b"\x5a" * (1 << 20)
+        f.seek(2 << 30)
+        assert f.read(1 << 20) == b"\x66" * (1 << 20)
+    r = run(gen2vm, "vhd", "resize", img, "--size", "1G", check=False)
+    assert r.returncode == 1 and "shrinking is not supported" in r.stderr
+
+
+def test_vhd_resize_differencing_beyond_parent(gen2vm, tmp_path):
+    base, child = tmp_path / "base.vhd", tmp_path / "child.vhd"
+    run(gen2vm, "vhd", "new", base, "--size", "4M", "--dynamic")
+    run("qemu-io", "-f", "vpc", "-c", "write -P 0x33 0 4M", base)
+    run(gen2vm, "vhd", "new", child, "--parent", base)
+    run(gen2vm, "vhd", "resize", child, "--size", "8M")
+    got = tmp_path / "got.raw"
+    run(gen2vm, "vhd", "convert", child, got, "--to", "raw")
+    data = open(got, "rb").read()
+    assert len(data) == 8 << 20
+    assert data[:4 << 20] == b"\x33" * (4 << 20) and data[4 << 20:] == bytes(4 << 20)

@@ -90,6 +90,8 @@ enum fw_host_op {
 	FW_OP_EVENT = 0x01,      /* struct fw_event_req */
 	FW_OP_PANIC = 0x02,      /* struct fw_event_req: a firmware fault; the VM ends as crashed */
 	FW_OP_BOOT_FAILED = 0x03, /* struct fw_event_req: no boot entry worked; text = the boot summary */
+	FW_OP_CONTINUE = 0x04,   /* struct fw_host_req: EFI_SUCCESS once after the host said "continue"
+				  * (PauseAfterBootFailure), else EFI_NOT_READY */
 	/* 0x10-0x1f: variable services (NVRAM owned by the host). */
 	FW_OP_VAR_FIRST = 0x10,
 	FW_OP_VAR_LAST = 0x1f,

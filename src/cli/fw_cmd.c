@@ -1,0 +1,223 @@
+#include "cli/fw_cmd.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "platform/bootopt.h"
+#include "platform/nvram.h"
+
+static const char fw_usage[] =
+	"usage: gen2vm firmware show --nvram FILE [--json]\n"
+	"       gen2vm firmware set --nvram FILE [--first-boot-device dvd|disk:C:L|file:N]\n"
+	"                           [--boot-order XXXX,XXXX,...] [--pause-after-boot-failure on|off]\n"
+	"       gen2vm firmware reset --nvram FILE\n"
+	"\n"
+	"The UEFI boot entries and settings of a VM, kept in the NVRAM file that gen2vm run --nvram FILE\n"
+	"uses (and creates). Device entries (one per SCSI disk and DVD drive) are made by gen2vm when a\n"
+	"drive is added; file entries are made by the guest (efibootmgr, installers) and are kept.\n"
+	"  show                        boot entries in boot order, Timeout, BootNext, PauseAfterBootFailure\n"
+	"  --first-boot-device dvd     the first DVD drive boots first (disk:C:L a disk at controller C,\n"
+	"                              LUN L; file:N the N-th file entry); the others keep their order\n"
+	"  --boot-order 0003,0001,...  the whole boot order, from the numbers show prints: every entry\n"
+	"                              exactly once\n"
+	"  --pause-after-boot-failure on|off\n"
+	"                              wait for a key before trying the next entry after a failure\n"
+	"  reset                       replace the file with a fresh store (a new system UUID, no entries)\n";
+
+static int fw_show(struct nvram *nv, const char *path, bool json)
+{
+	struct bootopt_list *l = malloc(sizeof(*l));
+	if (!l || bootopt_load(nv, l)) {
+		free(l);
+		fprintf(stderr, "gen2vm firmware: out of memory\n");
+		return 1;
+	}
+	const uint8_t *u = nvram_system_uuid(nv);
+	char uuid[40];
+	snprintf(uuid, sizeof(uuid), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[3], u[2],
+		 u[1], u[0], u[5], u[4], u[7], u[6], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+	char dptext[1024];
+	if (json) {
+		json_object *j = json_object_new_object(), *arr = json_object_new_array();
+		for (unsigned i = 0; i < l->n; i++) {
+			const struct bootopt_entry *e = &l->e[i];
+			json_object *o = json_object_new_object();
+			char num[8];
+			snprintf(num, sizeof(num), "%04X", e->num);
+			bootopt_dp_to_text(e->dp, e->dp_len, dptext, sizeof(dptext));
+			json_object_object_add(o, "number", json_object_new_string(num));
+			json_object_object_add(o, "type", json_object_new_string(e->device ? (e->dvd ? "dvd" : "disk") : "file"));
+			json_object_object_add(o, "boot_type", json_object_new_string(e->device ? "device" : "file"));
+			json_object_object_add(o, "description", json_object_new_string(e->desc));
+			json_object_object_add(o, "device_path", json_object_new_string(dptext));
+			json_object_object_add(o, "active", json_object_new_boolean(e->attributes & 1));
+			json_object_object_add(o, "in_boot_order", json_object_new_boolean(e->in_order));
+			if (e->device) {
+				json_object_object_add(o, "controller", json_object_new_int((int)e->controller));
+				json_object_object_add(o, "lun", json_object_new_int((int)e->lun));
+			}
+			json_object_array_add(arr, o);
+		}
+		json_object_object_add(j, "nvram", json_object_new_string(path));
+		json_object_object_add(j, "system_uuid", json_object_new_string(uuid));
+		json_object_object_add(j, "boot_entries", arr);
+		json_object_object_add(j, "timeout", l->has_timeout ? json_object_new_int(l->timeout) : NULL);
+		char next[8];
+		snprintf(next, sizeof(next), "%04X", l->next);
+		json_object_object_add(j, "boot_next", l->has_next ? json_object_new_string(next) : NULL);
+		json_object_object_add(j, "pause_after_boot_failure", json_object_new_boolean(l->pause_after_failure == 1));
+		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(j);
+	} else {
+		printf("NVRAM: %s\nSystem UUID: %s\n", path, uuid);
+		printf("Boot entries (in boot order):\n");
+		if (!l->n)
+			printf("  (none: gen2vm run adds one per disk and DVD drive)\n");
+		for (unsigned i = 0; i < l->n; i++) {
+			const struct bootopt_entry *e = &l->e[i];
+			bootopt_dp_to_text(e->dp, e->dp_len, dptext, sizeof(dptext));
+			printf("  %04X  %-6s %s%s%s\n        %s\n", e->num, e->device ? "device" : "file", e->desc,
+			       e->attributes & 1 ? "" : " (inactive)", e->in_order ? "" : " (not in BootOrder)", dptext);
+		}
+		if (l->has_timeout)
+			printf("Timeout: %u s\n", l->timeout);
+		else
+			printf("Timeout: (not set)\n");
+		if (l->has_next)
+			printf("BootNext: %04X\n", l->next);
+		printf("PauseAfterBootFailure: %s\n", l->pause_after_failure == 1 ? "on" : "off");
+	}
+	bootopt_list_free(l);
+	free(l);
+	return 0;
+}
+
+static int parse_order(const char *s, uint16_t *out, unsigned *n)
+{
+	*n = 0;
+	while (*s) {
+		char *end;
+		unsigned long v = strtoul(s, &end, 16);
+		if (end == s || end - s > 4 || v > 0xffff || (*end && *end != ',') || *n == BOOTOPT_MAX)
+			return -EINVAL;
+		out[(*n)++] = (uint16_t)v;
+		s = *end ? end + 1 : end;
+	}
+	return *n ? 0 : -EINVAL;
+}
+
+int cli_firmware_main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		fputs(fw_usage, argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	const char *sub = argv[1];
+	if (strcmp(sub, "show") && strcmp(sub, "set") && strcmp(sub, "reset")) {
+		fprintf(stderr, "gen2vm firmware: unknown command '%s' (show, set or reset; see gen2vm firmware --help)\n",
+			sub);
+		return 2;
+	}
+	enum { O_NVRAM = 256, O_JSON, O_FIRST, O_ORDER, O_PAUSE, O_HELP };
+	static const struct option opts[] = {
+		{ "nvram", required_argument, NULL, O_NVRAM },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "first-boot-device", required_argument, NULL, O_FIRST },
+		{ "boot-order", required_argument, NULL, O_ORDER },
+		{ "pause-after-boot-failure", required_argument, NULL, O_PAUSE },
+		{ "help", no_argument, NULL, O_HELP },
+		{ 0 },
+	};
+	const char *path = NULL, *first = NULL, *order = NULL, *pause = NULL;
+	bool json = false;
+	optind = 1;
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
+		switch (c) {
+		case O_NVRAM: path = optarg; break;
+		case O_JSON: json = true; break;
+		case O_FIRST: first = optarg; break;
+		case O_ORDER: order = optarg; break;
+		case O_PAUSE: pause = optarg; break;
+		case O_HELP: fputs(fw_usage, stdout); return 0;
+		default:
+			fprintf(stderr, "gen2vm firmware %s: unknown or incomplete option '%s' (see gen2vm firmware --help)\n",
+				sub, argv[optind]);
+			return 2;
+		}
+	}
+	if (optind < argc - 1) {
+		fprintf(stderr, "gen2vm firmware %s: unexpected argument '%s'\n", sub, argv[optind + 1]);
+		return 2;
+	}
+	if (!path) {
+		fprintf(stderr, "gen2vm firmware %s: --nvram FILE is required\n", sub);
+		return 2;
+	}
+	bool is_set = !strcmp(sub, "set");
+	if ((!is_set && (first || order || pause)) || (strcmp(sub, "show") && json)) {
+		fprintf(stderr, "gen2vm firmware %s: option not valid here (see gen2vm firmware --help)\n", sub);
+		return 2;
+	}
+	if (is_set && !first && !order && !pause) {
+		fprintf(stderr, "gen2vm firmware set: nothing to set: give --first-boot-device, --boot-order or "
+				"--pause-after-boot-failure\n");
+		return 2;
+	}
+	if (is_set && first && order) {
+		fprintf(stderr, "gen2vm firmware set: --first-boot-device and --boot-order cannot be used together\n");
+		return 2;
+	}
+	if (pause && strcmp(pause, "on") && strcmp(pause, "off")) {
+		fprintf(stderr, "gen2vm firmware set: --pause-after-boot-failure '%s': expected on or off\n", pause);
+		return 2;
+	}
+	uint16_t ord[BOOTOPT_MAX];
+	unsigned nord = 0;
+	if (order && parse_order(order, ord, &nord)) {
+		fprintf(stderr, "gen2vm firmware set: --boot-order '%s': expected hexadecimal entry numbers separated by "
+				"commas, e.g. 0003,0001\n", order);
+		return 2;
+	}
+	char err[768];
+	if (!strcmp(sub, "reset")) {
+		if (nvram_reset_file(path, err, sizeof(err))) {
+			fprintf(stderr, "gen2vm firmware reset: %s\n", err);
+			return 1;
+		}
+		printf("%s: a fresh NVRAM store (no boot entries; gen2vm run adds its drives)\n", path);
+		return 0;
+	}
+	struct nvram *nv;
+	/* show reads without the lock: a running VM replaces the file atomically, so a read sees a
+	 * whole file; set takes it, so that the VM's changes and ours cannot overwrite each other. */
+	if (nvram_open(path, false, is_set, &nv, err, sizeof(err))) {
+		fprintf(stderr, "gen2vm firmware %s: %s\n", sub, err);
+		return 1;
+	}
+	int rc = 0;
+	if (!is_set) {
+		rc = fw_show(nv, path, json);
+	} else {
+		int r = 0;
+		if (first)
+			r = bootopt_set_first(nv, first, err, sizeof(err));
+		if (!r && order)
+			r = bootopt_set_order(nv, ord, nord, err, sizeof(err));
+		if (r) {
+			fprintf(stderr, "gen2vm firmware set: %s: %s\n", path, err);
+			rc = 1;
+		}
+		if (!rc && pause && bootopt_set_pause(nv, !strcmp(pause, "on"))) {
+			fprintf(stderr, "gen2vm firmware set: %s: cannot write PauseAfterBootFailure\n", path);
+			rc = 1;
+		}
+	}
+	nvram_close(nv);
+	return rc;
+}

@@ -1,0 +1,85 @@
+/* Boot entries in the variable store (UEFI 2.10 3.1): Boot#### (EFI_LOAD_OPTION), BootOrder,
+ * BootNext, Timeout, and gen2vm's PauseAfterBootFailure, as the host edits them.
+ *
+ * Two kinds of entry, as on Hyper-V: device entries (one per SCSI disk and DVD drive, device path
+ * exactly VenHw(FW_VMBUS_DP_GUID, controller instance)/Scsi(0, lun)) which the host appends to the
+ * bottom of BootOrder when the device appears and deletes when it goes; and file entries (any other
+ * path, made by the guest: efibootmgr, installers) which the host never deletes.
+ *
+ * Every function works on a store the caller has locked when a VM shares it (nvram_lock).
+ */
+#ifndef GEN2VM_PLATFORM_BOOTOPT_H
+#define GEN2VM_PLATFORM_BOOTOPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "efi/efi_devpath.h"
+#include "platform/nvram.h"
+
+#define BOOTOPT_MAX 512u
+
+struct bootopt_device {
+	unsigned controller; /* 0..3 */
+	unsigned lun;        /* 0..63 */
+	bool dvd;
+};
+
+struct bootopt_entry {
+	uint16_t num;        /* Boot#### */
+	uint32_t attributes; /* LOAD_OPTION_* */
+	char desc[256];      /* the description as UTF-8 (non-ASCII shown as '?') */
+	bool device;         /* a device entry (see above) */
+	bool dvd;            /* a device entry for a DVD drive */
+	unsigned controller, lun; /* device entries */
+	uint8_t *dp;         /* the device path list (malloc'd) */
+	size_t dp_len;
+	bool in_order;       /* listed in BootOrder */
+};
+
+struct bootopt_list {
+	struct bootopt_entry e[BOOTOPT_MAX]; /* in BootOrder order, then those not in BootOrder by number */
+	unsigned n;
+	bool has_timeout, has_next;
+	uint16_t timeout, next;
+	int pause_after_failure; /* -1 unset, 0, 1 */
+};
+
+/* The controller's VMBus instance GUID bytes as storvsp offers them (src/devices/storvsp.c). */
+void bootopt_scsi_instance(unsigned controller, uint8_t out[16]);
+/* The device path of a SCSI LUN, as the firmware's storage driver builds it. */
+void bootopt_device_path(unsigned controller, unsigned lun, struct efi_dp_vmbus_scsi *dp);
+
+/* Parses an EFI_LOAD_OPTION: 0, or -EINVAL when malformed (lengths outside the data, no NUL). */
+int bootopt_parse(const void *data, size_t size, struct bootopt_entry *e);
+/* Builds an EFI_LOAD_OPTION from an ASCII description (malloc'd, *size). NULL on ENOMEM. */
+void *bootopt_build(uint32_t attributes, const char *desc, const void *dp, size_t dp_len, size_t *size);
+
+/* Reads every Boot#### entry, BootOrder and the settings. 0 or -ENOMEM. Free with bootopt_list_free. */
+int bootopt_load(struct nvram *nv, struct bootopt_list *l);
+void bootopt_list_free(struct bootopt_list *l);
+
+/* A device appeared: its entry is made (or its description refreshed) and appended to the bottom of
+ * BootOrder unless it is already listed. Returns 0 or -EIO/-ENOSPC (logged). */
+int bootopt_device_added(struct nvram *nv, const struct bootopt_device *d);
+/* A device went: its entry and its BootOrder slot are deleted. 0 (also when there was none) or -EIO. */
+int bootopt_device_removed(struct nvram *nv, unsigned controller, unsigned lun);
+/* At VM start: deletes the device entries of devices not in devs, then adds those missing (in devs'
+ * order). 0 or -errno. */
+int bootopt_sync(struct nvram *nv, const struct bootopt_device *devs, unsigned n);
+
+/* Rewrites BootOrder: order must name every existing entry exactly once (so no entry, least of all a
+ * file entry, is lost by mistake). 0, or -EINVAL with the reason in err. */
+int bootopt_set_order(struct nvram *nv, const uint16_t *order, unsigned n, char *err, size_t errlen);
+/* Moves one entry to the top of BootOrder keeping the others' order. which: "dvd" (the first DVD
+ * entry), "disk:C:L", "file:N" (the N-th file entry, from 1, in BootOrder order). 0 or -EINVAL/-ENOENT
+ * with err. */
+int bootopt_set_first(struct nvram *nv, const char *which, char *err, size_t errlen);
+/* PauseAfterBootFailure (GEN2VM_VENDOR_GUID, UINT8). 0 or -EIO. */
+int bootopt_set_pause(struct nvram *nv, bool on);
+
+/* Device path as text (HD, CDROM, File, VenHw, Scsi; other nodes generically) into out. */
+void bootopt_dp_to_text(const uint8_t *dp, size_t len, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,85 @@
+"""Disk and DVD images for firmware boot tests, made with real tools (sfdisk, mkfs.vfat, mtools,
+xorriso, grub-mkstandalone/grub-mkrescue), and Debian's real EFI binaries (systemd-boot, shim,
+signed GRUB) fetched with apt-get download into build/efi-debs (no root, nothing installed)."""
+import os
+import shutil
+import subprocess
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CACHE = os.path.join(ROOT, "build", "efi-debs")
+PACKAGES = ["systemd-boot-efi", "shim-signed", "grub-efi-amd64-signed"]
+
+
+def have_tools(*names):
+    return all(shutil.which(n) or os.path.exists(os.path.join("/usr/sbin", n)) for n in names)
+
+
+def fetch_efi_binaries():
+    """dict(systemd_boot, shim, grub_signed): paths of Debian's own EFI binaries."""
+    stamp = os.path.join(CACHE, "ready")
+    if not os.path.exists(stamp):
+        shutil.rmtree(CACHE, ignore_errors=True)
+        os.makedirs(CACHE)
+        subprocess.run(["apt-get", "download", "-q"] + PACKAGES, cwd=CACHE, check=True, capture_output=True)
+        for deb in [f for f in os.listdir(CACHE) if f.endswith(".deb")]:
+            subprocess.run(["dpkg-deb", "-x", deb, "x"], cwd=CACHE, check=True)
+            os.unlink(os.path.join(CACHE, deb))
+        open(stamp, "w").close()
+    x = os.path.join(CACHE, "x", "usr", "lib")
+    return {
+        "systemd_boot": os.path.join(x, "systemd", "boot", "efi", "systemd-bootx64.efi"),
+        "shim": os.path.join(x, "shim", "shimx64.efi.signed"),
+        "grub_signed": os.path.join(x, "grub", "x86_64-efi-signed", "grubx64.efi.signed"),
+    }
+
+
+def _sh(*args, **kw):
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
+    if r.returncode:
+        raise RuntimeError(f"{args} failed: {r.stderr}")
+    return r
+
+
+def make_fat(path, files, size_mb=40, fat=32, label="ESP"):
+    """A FAT volume image holding files: {"EFI/BOOT/BOOTX64.EFI": host path or bytes}."""
+    if os.path.exists(path):
+        os.unlink(path)
+    _sh("mkfs.vfat", "-C", "-F", str(fat), "-n", label, path, str(size_mb * 1024))
+    made = set()
+    for dest, src in sorted(files.items()):
+        parts = dest.split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            if d not in made:
+                _sh("mmd", "-i", path, "::" + d)
+                made.add(d)
+        if isinstance(src, (bytes, str)) and not (isinstance(src, str) and os.path.exists(src)):
+            tmp = path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(src.encode() if isinstance(src, str) else src)
+            _sh("mcopy", "-i", path, tmp, "::" + dest)
+            os.unlink(tmp)
+        else:
+            _sh("mcopy", "-i", path, src, "::" + dest)
+    return path
+
+
+def make_gpt_disk(path, esp_image=None, size_mb=None, esp_type=True):
+    """A raw GPT disk with one partition at 1 MiB holding esp_image (an ESP unless esp_type=False)."""
+    esp_bytes = os.path.getsize(esp_image) if esp_image else 16 << 20
+    total = size_mb << 20 if size_mb else (1 << 20) + esp_bytes + (1 << 20)
+    with open(path, "wb") as f:
+        f.truncate(total)
+    ptype = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" if esp_type else "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+    _sh("sfdisk", "-q", path, input=f"label: gpt\nstart=2048, size={esp_bytes // 512}, type={ptype}\n")
+    if esp_image:
+        with open(esp_image, "rb") as src, open(path, "r+b") as dst:
+            dst.seek(1 << 20)
+            shutil.copyfileobj(src, dst, 1 << 20)
+    return path
+
+
+def make_blank_disk(path, size_mb=16):
+    with open(path, "wb") as f:
+        f.truncate(size_mb << 20)
+    return path
