@@ -7,7 +7,6 @@
 
 #include "conio.h"
 #include "efi/efi_conio.h"
-#include "gen2vm/proto/hv.h"
 
 /* Text modes: 0 is 80x25 as the specification requires; 1 is 80x50 (the specification's mode 1);
  * 2 is 100x31. A serial terminal has no real size, so these only bound the cursor. */
@@ -178,28 +177,9 @@ EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL fw_conout = {
 
 /* ---- input ---- */
 
-static inline uint64_t rdtsc(void)
-{
-	uint32_t lo, hi;
-	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-	return (uint64_t)hi << 32 | lo;
-}
-
-static inline uint64_t rdmsr(uint32_t msr)
-{
-	uint32_t lo, hi;
-	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
-	return (uint64_t)hi << 32 | lo;
-}
-
-/* Microseconds on a monotonic clock: the TSC when the hand-off block gives its rate, else the
- * Hyper-V reference counter (100 ns units, one MSR exit). */
 static uint64_t conio_now_us(void)
 {
-	uint64_t hz = fw.ho->tsc_hz;
-	if (hz >= 1000000)
-		return rdtsc() / (hz / 1000000);
-	return rdmsr(HV_MSR_TIME_REF_COUNT) / 10;
+	return fw_time_100ns() / 10;
 }
 
 /* True once timeout_us has passed since t0, or, as a backstop against a clock that does not move,
@@ -273,6 +253,8 @@ EFI_STATUS fw_conio_read_key(EFI_INPUT_KEY *key, uint64_t timeout_us)
 	for (uint64_t polls = 0;; polls++) {
 		if (keyq_pop(key))
 			return EFI_SUCCESS;
+		if (fw.bs)
+			fw_event_poll(); /* timers keep running while we wait */
 		if (timeout_us != UINT64_MAX && conio_expired(t0, polls, timeout_us))
 			return EFI_TIMEOUT;
 	}
@@ -403,13 +385,7 @@ EFI_STATUS fw_conio_init(void)
 		fw.st->ConsoleOutHandle = con_handle;
 		fw.st->StandardErrorHandle = con_handle;
 		fw.st->ConsoleInHandle = con_handle;
-		/* The system table's CRC covers these fields. */
-		if (fw.bs) {
-			uint32_t crc = 0;
-			fw.st->Hdr.CRC32 = 0;
-			fw.bs->CalculateCrc32(fw.st, fw.st->Hdr.HeaderSize, &crc);
-			fw.st->Hdr.CRC32 = crc;
-		}
+		fw_st_changed(); /* the system table's CRC covers these fields */
 	}
 	return s;
 }

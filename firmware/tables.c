@@ -1,10 +1,9 @@
 /* Configuration tables (ACPI 2.0 and 1.0, SMBIOS 3.0: the VMM builds them, we point at them), the
- * RNG protocol backed by the host's entropy (FW_OP_RNG), Device Path To Text, and the Linux initrd
- * that --efi's --initrd offers through LoadFile2 on the initrd media device path. */
+ * RNG protocol backed by the host's entropy (FW_OP_RNG) and Device Path To Text. (The --initrd of an
+ * --efi image is offered through LoadFile2 by image.c, with the image.) */
 #include "fw.h"
 
 #include "conio.h"
-#include "efi/efi_devpath.h"
 #include "efi/efi_dptext.h"
 #include "gen2vm/proto/efi_console.h"
 #include "gen2vm/proto/smbios.h"
@@ -105,35 +104,6 @@ static CHAR16 *EFIAPI dp_path_to_text(const EFI_DEVICE_PATH_PROTOCOL *dp, BOOLEA
 
 static EFI_DEVICE_PATH_TO_TEXT_PROTOCOL fw_dp_to_text = { dp_node_to_text, dp_path_to_text };
 
-/* ---- the Linux initrd through LoadFile2 ---- */
-
-static struct {
-	VENDOR_DEVICE_PATH media;
-	EFI_DEVICE_PATH_PROTOCOL end;
-} __attribute__((packed)) initrd_dp;
-
-static EFI_STATUS EFIAPI initrd_load_file(EFI_LOAD_FILE2_PROTOCOL *This, EFI_DEVICE_PATH_PROTOCOL *path,
-					  BOOLEAN boot_policy, UINTN *size, void *buf)
-{
-	if (!size)
-		return EFI_INVALID_PARAMETER;
-	if (boot_policy)
-		return EFI_UNSUPPORTED; /* LoadFile2 never loads boot files */
-	/* The path left after the initrd's own node: only the end node names the initrd. */
-	if (path && path->Type != END_DEVICE_PATH_TYPE)
-		return EFI_NOT_FOUND;
-	uint64_t n = fw.ho->initrd_size;
-	if (!buf || *size < n) {
-		*size = n;
-		return EFI_BUFFER_TOO_SMALL;
-	}
-	efi_memcpy(buf, (const void *)(uintptr_t)fw.ho->initrd_gpa, n);
-	*size = n;
-	return EFI_SUCCESS;
-}
-
-static EFI_LOAD_FILE2_PROTOCOL fw_initrd_lf2 = { initrd_load_file };
-
 /* ---- start-up ---- */
 
 static bool tables_sig(uint64_t gpa, const char *sig, size_t n)
@@ -171,20 +141,5 @@ EFI_STATUS fw_tables_init(void)
 	if ((s = fw.bs->InstallProtocolInterface(&h, &dptt, EFI_NATIVE_INTERFACE, &fw_dp_to_text)) && !first)
 		first = s;
 
-	if (ho->initrd_size) {
-		EFI_GUID media = EFI_LINUX_INITRD_MEDIA_GUID, dpg = EFI_DEVICE_PATH_PROTOCOL_GUID,
-			 lf2 = EFI_LOAD_FILE2_PROTOCOL_GUID;
-		initrd_dp.media.Header.Type = MEDIA_DEVICE_PATH;
-		initrd_dp.media.Header.SubType = MEDIA_VENDOR_DP;
-		efi_dp_set_node_len(&initrd_dp.media.Header, sizeof(initrd_dp.media));
-		efi_memcpy(&initrd_dp.media.Guid, &media, sizeof(media));
-		efi_dp_set_end(&initrd_dp.end);
-		EFI_HANDLE ih = NULL;
-		if ((s = fw.bs->InstallProtocolInterface(&ih, &dpg, EFI_NATIVE_INTERFACE, &initrd_dp)) && !first)
-			first = s;
-		if (!s && (s = fw.bs->InstallProtocolInterface(&ih, &lf2, EFI_NATIVE_INTERFACE, &fw_initrd_lf2)) &&
-		    !first)
-			first = s;
-	}
 	return first;
 }

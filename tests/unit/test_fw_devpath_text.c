@@ -9,6 +9,7 @@
 #include "efi/efi_devpath.h"
 #include "efi/efi_dptext.h"
 #include "efi/efi_lib.h"
+#include "gen2vm/proto/efi_bs.h"
 #include "gen2vm/proto/efi_console.h"
 #include "gen2vm/proto/fw.h"
 
@@ -90,7 +91,7 @@ static void test_other_nodes(void **state)
 
 	/* the Linux initrd media path */
 	p_reset();
-	const EFI_GUID g = EFI_LINUX_INITRD_MEDIA_GUID;
+	const EFI_GUID g = LINUX_EFI_INITRD_MEDIA_GUID;
 	p_node(MEDIA_DEVICE_PATH, MEDIA_VENDOR_DP, &g, 16);
 	p_end();
 	expect8("VenMedia(5568E427-68FC-4F3D-AC74-CA555231CC68)");
