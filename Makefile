@@ -151,7 +151,8 @@ EFI_LDFLAGS := -nostdlib -static-pie -Wl,--no-dynamic-linker -Wl,-z,max-page-siz
 EFIB := $(BUILD)/efi
 EFI_APP_SRCS := $(filter-out tests/efi/efiapp.c,$(sort $(wildcard tests/efi/*.c)))
 EFI_APPS := $(patsubst tests/efi/%.c,$(EFIB)/%.efi,$(EFI_APP_SRCS))
-EFI_RT := $(EFIB)/obj/tests/efi/efiapp.o $(patsubst %.c,$(EFIB)/obj/%.o,guestlib/efi/efi_fmt.c guestlib/efi/efi_lib.c)
+EFI_RT := $(EFIB)/obj/tests/efi/efiapp.o $(patsubst %.c,$(EFIB)/obj/%.o,guestlib/efi/efi_fmt.c guestlib/efi/efi_lib.c \
+          guestlib/efi/efi_devpath.c)
 $(EFIB)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(EFI_CFLAGS) -MMD -MP -c $< -o $@

@@ -63,6 +63,18 @@ void fw_puts(const char *s);
 void fw_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fw_vprintf(const char *fmt, va_list ap);
 
+/* ---- rt.c ---- */
+/* GetVariable/SetVariable for firmware modules (the boot manager, the console): the host-owned store
+ * with UEFI semantics. fw_var_set writes as the firmware, so it may also set the variables the OS may
+ * only read (BootCurrent, BootOptionSupport...) until ExitBootServices. Names and GUIDs as in UEFI;
+ * attribute and load-option constants in gen2vm/proto/fw_var.h. */
+EFI_STATUS fw_var_get(const CHAR16 *name, const EFI_GUID *guid, uint32_t *attributes, UINTN *size, void *data);
+EFI_STATUS fw_var_set(const CHAR16 *name, const EFI_GUID *guid, uint32_t attributes, UINTN size, const void *data);
+/* Called by SetVirtualAddressMap before it converts its own pointers: bs.c signals the
+ * EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE events there (their notify functions may call ConvertPointer).
+ * rt.c has a weak empty one. */
+void fw_bs_virtual_address_change(void);
+
 /* Module initialisers, called by fw_main in this order. Each installs its protocols and fills its
  * part of the system table; a failure is reported and start-up goes on without it when it can. */
 EFI_STATUS fw_bs_init(void);      /* system table, boot services, memory map, handle database */

@@ -7,11 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gen2vm/proto/fw_var.h"
 #include "platform/bootopt.h"
 #include "platform/nvram.h"
 
 static const char fw_usage[] =
-	"usage: gen2vm firmware show --nvram FILE [--json]\n"
+	"usage: gen2vm firmware show --nvram FILE [--json] [--variables]\n"
 	"       gen2vm firmware set --nvram FILE [--first-boot-device dvd|disk:C:L|file:N]\n"
 	"                           [--boot-order XXXX,XXXX,...] [--pause-after-boot-failure on|off]\n"
 	"       gen2vm firmware reset --nvram FILE\n"
@@ -20,6 +21,7 @@ static const char fw_usage[] =
 	"uses (and creates). Device entries (one per SCSI disk and DVD drive) are made by gen2vm when a\n"
 	"drive is added; file entries are made by the guest (efibootmgr, installers) and are kept.\n"
 	"  show                        boot entries in boot order, Timeout, BootNext, PauseAfterBootFailure\n"
+	"  --variables                 also every stored (non-volatile) variable\n"
 	"  --first-boot-device dvd     the first DVD drive boots first (disk:C:L a disk at controller C,\n"
 	"                              LUN L; file:N the N-th file entry); the others keep their order\n"
 	"  --boot-order 0003,0001,...  the whole boot order, from the numbers show prints: every entry\n"
@@ -28,7 +30,43 @@ static const char fw_usage[] =
 	"                              wait for a key before trying the next entry after a failure\n"
 	"  reset                       replace the file with a fresh store (a new system UUID, no entries)\n";
 
-static int fw_show(struct nvram *nv, const char *path, bool json)
+static void guid_text(const EFI_GUID *g, char out[40])
+{
+	snprintf(out, 40, "%08x-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x", g->Data1, g->Data2, g->Data3, g->Data4[0],
+		 g->Data4[1], g->Data4[2], g->Data4[3], g->Data4[4], g->Data4[5], g->Data4[6], g->Data4[7]);
+}
+
+/* Every stored variable: name, GUID, attributes, size (diagnostics and tests). */
+static void fw_show_variables(struct nvram *nv, json_object *arr)
+{
+	const CHAR16 *name;
+	size_t ns, ds;
+	EFI_GUID g;
+	uint32_t attr;
+	const void *data;
+	if (!arr)
+		printf("Variables:\n");
+	for (size_t i = 0; nvram_var_at(nv, i, &name, &ns, &g, &attr, &data, &ds); i++) {
+		char n[FW_VAR_NAME_MAX / 2], gt[40];
+		size_t k = 0;
+		for (; k + 1 < sizeof(n) && name[k]; k++)
+			n[k] = name[k] >= 0x20 && name[k] < 0x7f ? (char)name[k] : '?';
+		n[k] = 0;
+		guid_text(&g, gt);
+		if (arr) {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "name", json_object_new_string(n));
+			json_object_object_add(o, "guid", json_object_new_string(gt));
+			json_object_object_add(o, "attributes", json_object_new_int64(attr));
+			json_object_object_add(o, "size", json_object_new_int64((int64_t)ds));
+			json_object_array_add(arr, o);
+		} else {
+			printf("  %s-%s  attributes 0x%x, %zu bytes\n", gt, n, attr, ds);
+		}
+	}
+}
+
+static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 {
 	struct bootopt_list *l = malloc(sizeof(*l));
 	if (!l || bootopt_load(nv, l)) {
@@ -70,6 +108,11 @@ static int fw_show(struct nvram *nv, const char *path, bool json)
 		snprintf(next, sizeof(next), "%04X", l->next);
 		json_object_object_add(j, "boot_next", l->has_next ? json_object_new_string(next) : NULL);
 		json_object_object_add(j, "pause_after_boot_failure", json_object_new_boolean(l->pause_after_failure == 1));
+		if (vars) {
+			json_object *va = json_object_new_array();
+			fw_show_variables(nv, va);
+			json_object_object_add(j, "variables", va);
+		}
 		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(j);
 	} else {
@@ -90,6 +133,8 @@ static int fw_show(struct nvram *nv, const char *path, bool json)
 		if (l->has_next)
 			printf("BootNext: %04X\n", l->next);
 		printf("PauseAfterBootFailure: %s\n", l->pause_after_failure == 1 ? "on" : "off");
+		if (vars)
+			fw_show_variables(nv, NULL);
 	}
 	bootopt_list_free(l);
 	free(l);
@@ -122,7 +167,7 @@ int cli_firmware_main(int argc, char **argv)
 			sub);
 		return 2;
 	}
-	enum { O_NVRAM = 256, O_JSON, O_FIRST, O_ORDER, O_PAUSE, O_HELP };
+	enum { O_NVRAM = 256, O_JSON, O_FIRST, O_ORDER, O_PAUSE, O_HELP, O_VARS };
 	static const struct option opts[] = {
 		{ "nvram", required_argument, NULL, O_NVRAM },
 		{ "json", no_argument, NULL, O_JSON },
@@ -130,10 +175,11 @@ int cli_firmware_main(int argc, char **argv)
 		{ "boot-order", required_argument, NULL, O_ORDER },
 		{ "pause-after-boot-failure", required_argument, NULL, O_PAUSE },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "variables", no_argument, NULL, O_VARS },
 		{ 0 },
 	};
 	const char *path = NULL, *first = NULL, *order = NULL, *pause = NULL;
-	bool json = false;
+	bool json = false, vars = false;
 	optind = 1;
 	opterr = 0;
 	int c;
@@ -141,6 +187,7 @@ int cli_firmware_main(int argc, char **argv)
 		switch (c) {
 		case O_NVRAM: path = optarg; break;
 		case O_JSON: json = true; break;
+		case O_VARS: vars = true; break;
 		case O_FIRST: first = optarg; break;
 		case O_ORDER: order = optarg; break;
 		case O_PAUSE: pause = optarg; break;
@@ -160,7 +207,7 @@ int cli_firmware_main(int argc, char **argv)
 		return 2;
 	}
 	bool is_set = !strcmp(sub, "set");
-	if ((!is_set && (first || order || pause)) || (strcmp(sub, "show") && json)) {
+	if ((!is_set && (first || order || pause)) || (strcmp(sub, "show") && (json || vars))) {
 		fprintf(stderr, "gen2vm firmware %s: option not valid here (see gen2vm firmware --help)\n", sub);
 		return 2;
 	}
@@ -202,7 +249,7 @@ int cli_firmware_main(int argc, char **argv)
 	}
 	int rc = 0;
 	if (!is_set) {
-		rc = fw_show(nv, path, json);
+		rc = fw_show(nv, path, json, vars);
 	} else {
 		int r = 0;
 		if (first)

@@ -252,7 +252,8 @@ static int store_append(struct nvram *nv, const EFI_GUID *g, uint32_t attr, cons
 		return -ENOMEM;
 	}
 	memcpy(v->name, name, name_size);
-	memcpy(v->data, data, data_size);
+	if (data_size)
+		memcpy(v->data, data, data_size);
 	v->name_size = name_size;
 	v->data_size = data_size;
 	nv->n++;
@@ -544,7 +545,8 @@ uint64_t nvram_get(struct nvram *nv, const CHAR16 *name, size_t name_size, const
 	*data_size = v->data_size;
 	if (cap < v->data_size)
 		return EFI_BUFFER_TOO_SMALL;
-	memcpy(data, v->data, v->data_size);
+	if (v->data_size)
+		memcpy(data, v->data, v->data_size);
 	return EFI_SUCCESS;
 }
 
@@ -629,7 +631,8 @@ uint64_t nvram_set(struct nvram *nv, const CHAR16 *name, size_t name_size, const
 	size_t off = append ? v->data_size : 0;
 	if (append)
 		memcpy(nd, v->data, v->data_size);
-	memcpy(nd + off, data, data_size);
+	if (data_size)
+		memcpy(nd + off, data, data_size);
 	uint8_t *od = v->data;
 	size_t osz = v->data_size;
 	v->data = nd;
