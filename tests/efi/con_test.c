@@ -249,6 +249,25 @@ static void test_host_time(void)
 	check(host_call(&r) == EFI_INVALID_PARAMETER, "host.time.bad", "-");
 }
 
+/* GetTime/SetTime of the runtime services reach the same clock. */
+static void test_rt_time(EFI_SYSTEM_TABLE *st)
+{
+	EFI_RUNTIME_SERVICES *rt = st->RuntimeServices;
+	if (!rt || !rt->GetTime)
+		return check(false, "rt.time", "no runtime services");
+	EFI_TIME t;
+	efi_memset(&t, 0, sizeof(t));
+	EFI_STATUS s = rt->GetTime(&t, NULL);
+	check(!s && t.Year == 2030 && t.Month == 6 && t.Day == 15, "rt.time.get", "0x%llx %u-%u-%u",
+	      (unsigned long long)s, t.Year, t.Month, t.Day);
+	t.Year = 2031;
+	s = rt->SetTime(&t);
+	efi_memset(&t, 0, sizeof(t));
+	EFI_STATUS s2 = rt->GetTime(&t, NULL);
+	check(!s && !s2 && t.Year == 2031 && t.Month == 6, "rt.time.set", "0x%llx 0x%llx %u-%u",
+	      (unsigned long long)s, (unsigned long long)s2, t.Year, t.Month);
+}
+
 EFI_STATUS EFIAPI efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 {
 	app_init(image, st);
@@ -258,6 +277,7 @@ EFI_STATUS EFIAPI efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 	test_tables(st);
 	test_dp_text();
 	test_host_time();
+	test_rt_time(st);
 	EFI_GUID li_guid = EFI_LOADED_IMAGE_PROTOCOL_GUID;
 	EFI_LOADED_IMAGE_PROTOCOL *li = NULL;
 	if (!app_bs->HandleProtocol(image, &li_guid, (void **)&li) && li && li->LoadOptionsSize >= 8 &&

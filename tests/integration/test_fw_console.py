@@ -78,7 +78,7 @@ def test_protocols_inside_the_vm(tmp_path):
     assert "con_test: 0 failures" in log, log + err
     assert code == 0, err
     for name in ("conout.output", "conin.empty", "rng.getrng.big", "tables.acpi20", "tables.smbios3.uuid",
-                 "dptext.path", "host.time.set"):
+                 "dptext.path", "host.time.set", "rt.time.set"):
         assert f"con_test: ok {name}" in log
     # OutputString turned the UCS-2 text into UTF-8 on the debug console.
     assert "con_test: caf\u00e9 \u2500\u2500 \u20ac" in log
