@@ -17,8 +17,6 @@ static const uint8_t conout_modes[][2] = { { 80, 25 }, { 80, 50 }, { 100, 31 } }
 /* A lone ESC is told from the start of an escape sequence by the wait for its next byte: a
  * terminal sends a sequence's bytes together, a person cannot type that fast. */
 #define ESC_TIMEOUT_US 30000
-/* What one empty poll costs here (an LSR exit and the loop), for the estimate without a TSC rate. */
-#define POLL_US 15
 
 static SIMPLE_TEXT_OUTPUT_MODE conout_mode;
 static EFI_HANDLE con_handle;
@@ -179,11 +177,18 @@ EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL fw_conout = {
 
 /* ---- input ---- */
 
-static inline uint64_t rdtsc(void)
+static uint64_t conio_now_us(void)
 {
-	uint32_t lo, hi;
-	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-	return (uint64_t)hi << 32 | lo;
+	return fw_time_100ns() / 10;
+}
+
+/* True once timeout_us has passed since t0, or, as a backstop against a clock that does not move,
+ * once more polls than the timeout could hold have been made (each poll is at least one exit,
+ * which costs more than MIN_POLL_US). */
+#define MIN_POLL_US 4
+static bool conio_expired(uint64_t t0, uint64_t polls, uint64_t timeout_us)
+{
+	return conio_now_us() - t0 >= timeout_us || polls >= timeout_us / MIN_POLL_US;
 }
 
 static void keyq_push(const EFI_INPUT_KEY *k, unsigned n)
@@ -215,15 +220,15 @@ static bool conin_poll(void)
 	}
 	if (!efi_keydec_pending(&keydec))
 		return keyq_count != 0;
-	uint64_t hz = fw.ho->tsc_hz, t0 = hz ? rdtsc() : 0, limit = hz ? hz / 1000000 * ESC_TIMEOUT_US : 0;
-	for (unsigned polls = 0;; polls++) {
+	uint64_t t0 = conio_now_us();
+	for (uint64_t polls = 0;; polls++) {
 		if (fw_console_getc(&b)) {
 			keyq_push(k, efi_keydec_feed(&keydec, b, k));
 			if (!efi_keydec_pending(&keydec))
 				return keyq_count != 0;
 			continue;
 		}
-		if (hz ? rdtsc() - t0 > limit : polls > ESC_TIMEOUT_US / POLL_US)
+		if (conio_expired(t0, polls, ESC_TIMEOUT_US))
 			break;
 	}
 	keyq_push(k, efi_keydec_timeout(&keydec, k));
@@ -244,13 +249,13 @@ EFI_STATUS fw_conio_read_key(EFI_INPUT_KEY *key, uint64_t timeout_us)
 {
 	if (!(fw_console_present() & FW_CON_COM1))
 		return EFI_NOT_READY;
-	uint64_t hz = fw.ho->tsc_hz, t0 = hz ? rdtsc() : 0;
+	uint64_t t0 = conio_now_us();
 	for (uint64_t polls = 0;; polls++) {
 		if (keyq_pop(key))
 			return EFI_SUCCESS;
-		if (timeout_us == UINT64_MAX)
-			continue;
-		if (hz ? (rdtsc() - t0) / (hz / 1000000 ? hz / 1000000 : 1) >= timeout_us : polls * POLL_US >= timeout_us)
+		if (fw.bs)
+			fw_event_poll(); /* timers keep running while we wait */
+		if (timeout_us != UINT64_MAX && conio_expired(t0, polls, timeout_us))
 			return EFI_TIMEOUT;
 	}
 }
@@ -380,13 +385,7 @@ EFI_STATUS fw_conio_init(void)
 		fw.st->ConsoleOutHandle = con_handle;
 		fw.st->StandardErrorHandle = con_handle;
 		fw.st->ConsoleInHandle = con_handle;
-		/* The system table's CRC covers these fields. */
-		if (fw.bs) {
-			uint32_t crc = 0;
-			fw.st->Hdr.CRC32 = 0;
-			fw.bs->CalculateCrc32(fw.st, fw.st->Hdr.HeaderSize, &crc);
-			fw.st->Hdr.CRC32 = crc;
-		}
+		fw_st_changed(); /* the system table's CRC covers these fields */
 	}
 	return s;
 }

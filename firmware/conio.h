@@ -29,8 +29,14 @@ extern EFI_SIMPLE_TEXT_INPUT_EX_PROTOCOL fw_conin_ex;
 /* Waits up to timeout_us microseconds (0: just look; UINT64_MAX: forever) for a key on COM1.
  * EFI_SUCCESS with *key, EFI_TIMEOUT when none came, EFI_NOT_READY when there is no input
  * console at all. For the boot manager's PauseAfterBootFailure and its boot menu. Time is
- * measured with the TSC when the hand-off block gives its rate, else estimated from polls. */
+ * fw_time_100ns(). It polls COM1 (one exit per poll) and runs fw_event_poll() between polls so
+ * that timers keep firing. */
 EFI_STATUS fw_conio_read_key(EFI_INPUT_KEY *key, uint64_t timeout_us);
+
+/* ---- tables.c ---- */
+/* len bytes of the host's entropy (FW_OP_RNG) into out: EFI_SUCCESS or EFI_DEVICE_ERROR. For
+ * firmware users of randomness (the RNG protocol's backend). */
+EFI_STATUS fw_rng_fill(void *out, size_t len);
 
 /* Device path text for log lines and the boot summary: efi_dp_text8 (guestlib/efi/efi_dptext.h). */
 

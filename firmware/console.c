@@ -39,24 +39,27 @@ void fw_console_init(void)
 	}
 }
 
-static void com1_put(uint8_t c)
+/* One exit for a whole run of bytes: KVM hands string port I/O to the VMM in batches. */
+static inline void outsb(uint16_t port, const char *s, size_t n)
 {
-	if (!com1_room) {
-		/* The VMM's UART drains at once; the bound keeps a wedged one from hanging us. */
-		for (int i = 0; i < 1000 && !(inb(COM1 + 5) & 0x20); i++)
-			;
-		com1_room = 16; /* THRE with FIFOs on: the whole 16-byte FIFO is empty */
-	}
-	outb(COM1, c);
-	com1_room--;
+	__asm__ volatile("rep outsb" : "+S"(s), "+c"(n) : "d"(port) : "memory");
 }
 
-static void fw_putc(char c)
+static void com1_write(const char *s, size_t n)
 {
-	if (has_debugcon)
-		outb(DEBUGCON, (uint8_t)c);
-	if (has_com1)
-		com1_put((uint8_t)c);
+	while (n) {
+		if (!com1_room) {
+			/* The VMM's UART drains at once; the bound keeps a wedged one from hanging us. */
+			for (int i = 0; i < 1000 && !(inb(COM1 + 5) & 0x20); i++)
+				;
+			com1_room = 16; /* THRE with FIFOs on: the whole 16-byte FIFO is empty */
+		}
+		size_t k = n < com1_room ? n : com1_room;
+		outsb(COM1, s, k);
+		com1_room -= (unsigned)k;
+		s += k;
+		n -= k;
+	}
 }
 
 unsigned fw_console_present(void)
@@ -66,12 +69,10 @@ unsigned fw_console_present(void)
 
 void fw_console_write(const char *s, size_t n, unsigned to)
 {
-	if ((to & FW_CON_DEBUGCON) && has_debugcon)
-		for (size_t i = 0; i < n; i++)
-			outb(DEBUGCON, (uint8_t)s[i]);
+	if ((to & FW_CON_DEBUGCON) && has_debugcon && n)
+		outsb(DEBUGCON, s, n);
 	if ((to & FW_CON_COM1) && has_com1)
-		for (size_t i = 0; i < n; i++)
-			com1_put((uint8_t)s[i]);
+		com1_write(s, n);
 }
 
 bool fw_console_getc(uint8_t *c)
@@ -84,10 +85,17 @@ bool fw_console_getc(uint8_t *c)
 
 void fw_puts(const char *s)
 {
-	for (; *s; s++) {
-		if (*s == '\n')
-			fw_putc('\r');
-		fw_putc(*s);
+	unsigned all = FW_CON_COM1 | FW_CON_DEBUGCON;
+	while (*s) {
+		size_t n = 0;
+		while (s[n] && s[n] != '\n')
+			n++;
+		fw_console_write(s, n, all);
+		s += n;
+		if (*s == '\n') {
+			fw_console_write("\r\n", 2, all);
+			s++;
+		}
 	}
 }
 

@@ -88,11 +88,12 @@ void efi_keydec_reset(struct efi_keydec *d)
 	d->utf8_need = 0;
 	d->cp = 0;
 	d->last_cr = false;
+	d->skip = false;
 }
 
 bool efi_keydec_pending(const struct efi_keydec *d)
 {
-	return d->len || d->utf8_need;
+	return d->len || d->utf8_need || d->skip;
 }
 
 unsigned efi_keydec_timeout(struct efi_keydec *d, EFI_INPUT_KEY out[1])
@@ -175,6 +176,13 @@ unsigned efi_keydec_feed(struct efi_keydec *d, uint8_t b, EFI_INPUT_KEY out[2])
 		}
 		d->utf8_need = 0; /* a broken character: drop it, take b afresh */
 	}
+	if (d->skip) {
+		if (b >= 0x20 && b <= 0x3f)
+			return 0;
+		d->skip = false;
+		if (b >= 0x40 && b <= 0x7e)
+			return 0; /* the final byte of the swallowed sequence */
+	}
 	if (d->len) {
 		if (d->len == 1) {
 			if (b == '[' || b == 'O') {
@@ -191,6 +199,7 @@ unsigned efi_keydec_feed(struct efi_keydec *d, uint8_t b, EFI_INPUT_KEY out[2])
 			bool final = (b >= 0x40 && b <= 0x7e) && !(d->len == 3 && b == '[');
 			if (!final && d->len < sizeof(d->seq))
 				return 0;
+			d->skip = !final; /* too long for any key we know: swallow the rest of it too */
 			uint16_t scan = final ? keydec_decode(d) : SCAN_NULL;
 			d->len = 0;
 			if (scan == SCAN_NULL)

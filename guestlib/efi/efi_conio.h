@@ -29,6 +29,7 @@ struct efi_keydec {
 	uint8_t len;
 	uint8_t utf8_need; /* continuation bytes still expected */
 	uint32_t cp;       /* the code point being assembled */
+	bool skip;         /* swallowing the rest of an overlong sequence */
 	bool last_cr;      /* the last byte was CR: a LF right after it is the same Enter */
 };
 

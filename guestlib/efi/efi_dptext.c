@@ -3,6 +3,7 @@
 #include "efi/efi_devpath.h"
 #include "efi/efi_fmt.h"
 #include "efi/efi_lib.h"
+#include "gen2vm/proto/efi_bs.h"
 #include "gen2vm/proto/efi_console.h"
 
 struct dpw {

@@ -4,7 +4,7 @@
  * The EFI_DEVICE_PATH_TO_TEXT_PROTOCOL (firmware/tables.c) and the boot manager's summary use it.
  * Freestanding; compiled for the firmware and the host unit tests.
  *
- * Output goes to a CHAR16 buffer (wide) or to a char buffer (UTF-8-free ASCII, non-ASCII file name
+ * Output goes to a CHAR16 buffer (wide) or to a char buffer (ASCII: non-ASCII file name
  * characters becoming '?'), always NUL-terminated when cap > 0; the return value is the length the
  * whole text would have had, as snprintf's, so a caller can size a buffer with a first call. */
 #ifndef GEN2VM_GUESTLIB_EFI_DPTEXT_H

@@ -112,8 +112,12 @@ static uint64_t fw_misc_time_set(struct fw_misc *m, const struct fw_time_req *g)
 
 static uint64_t fw_misc_rng(struct fw_rng_req *r, uint32_t size)
 {
+	if (size < sizeof(*r)) {
+		log_guest("firmware: RNG request of %u bytes, shorter than its header", size);
+		return EFI_INVALID_PARAMETER;
+	}
 	uint32_t len = r->len; /* once */
-	if (len > FW_RNG_MAX || size < sizeof(*r) || len > size - sizeof(*r)) {
+	if (len > FW_RNG_MAX || len > size - sizeof(*r)) {
 		log_guest("firmware: RNG request for %u bytes in a %u-byte request", len, size);
 		return EFI_INVALID_PARAMETER;
 	}

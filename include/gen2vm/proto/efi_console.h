@@ -1,7 +1,8 @@
 /* UEFI protocols of the firmware's consoles and miscellaneous services that efi.h does not carry:
- * Simple Text Output/Input(Ex) (UEFI 2.10 chapter 12), RNG (37.5), Device Path To Text (10.6),
- * Load File 2 (13.2) with the Linux initrd media device path, and the configuration table GUIDs
- * (4.6) for ACPI and SMBIOS. Shared by the VMM, the firmware and the test guests. */
+ * Simple Text Output/Input(Ex) (UEFI 2.10 chapter 12), RNG (37.5), Device Path To Text (10.6), the
+ * configuration table GUIDs (4.6) for ACPI and SMBIOS, and device path subtypes beyond efi.h's
+ * (LoadFile2, the Linux initrd media path and HW_MEMMAP_DP are in efi_bs.h). Shared by the VMM, the
+ * firmware and the test guests. */
 #ifndef GEN2VM_PROTO_EFI_CONSOLE_H
 #define GEN2VM_PROTO_EFI_CONSOLE_H
 
@@ -151,19 +152,6 @@ typedef struct {
 						  BOOLEAN AllowShortcuts);
 } EFI_DEVICE_PATH_TO_TEXT_PROTOCOL;
 
-/* --- Load File 2 (13.2) and the Linux initrd media device path ---------------------------------------- */
-#define EFI_LOAD_FILE2_PROTOCOL_GUID \
-	EFI_GUID_INIT(0x4006c0c1, 0xfcb3, 0x403e, 0x99, 0x6d, 0x4a, 0x6c, 0x87, 0x24, 0xe0, 0x6d)
-/* The vendor media node Linux's EFI stub looks up to find its initrd (LINUX_EFI_INITRD_MEDIA_GUID). */
-#define EFI_LINUX_INITRD_MEDIA_GUID \
-	EFI_GUID_INIT(0x5568e427, 0x68fc, 0x4f3d, 0xac, 0x74, 0xca, 0x55, 0x52, 0x31, 0xcc, 0x68)
-
-typedef struct EFI_LOAD_FILE2_PROTOCOL EFI_LOAD_FILE2_PROTOCOL;
-struct EFI_LOAD_FILE2_PROTOCOL {
-	EFI_STATUS(EFIAPI *LoadFile)(EFI_LOAD_FILE2_PROTOCOL *This, EFI_DEVICE_PATH_PROTOCOL *FilePath,
-				     BOOLEAN BootPolicy, UINTN *BufferSize, void *Buffer);
-};
-
 /* --- configuration tables (4.6) --------------------------------------------------------------------- */
 #define EFI_ACPI_20_TABLE_GUID \
 	EFI_GUID_INIT(0x8868e871, 0xe4f1, 0x11d3, 0xbc, 0x22, 0x00, 0x80, 0xc7, 0x3c, 0x88, 0x81)
@@ -174,7 +162,6 @@ struct EFI_LOAD_FILE2_PROTOCOL {
 
 /* Device path subtypes beyond efi.h's */
 #define HW_PCI_DP        0x01
-#define HW_MEMMAP_DP     0x03
 #define ACPI_DP          0x01
 #define MSG_USB_DP       0x05
 #define MSG_MAC_ADDR_DP  0x0b

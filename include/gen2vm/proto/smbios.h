@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#define SMBIOS3_ANCHOR "_SM3_"
+#define SMBIOS3_ANCHOR_STR "_SM3_"
 
 struct smbios3_entry {
 	char anchor[5];          /* "_SM3_" */
