@@ -182,10 +182,7 @@ static EFI_STATUS fat_next(struct efi_fat *fs, uint32_t c, uint32_t *next)
 
 /* Brent's cycle detection along a chain: a looping chain is found within about twice the loop length
  * instead of after walking every cluster of the volume. */
-struct chain {
-	uint32_t c, tortoise;
-	uint64_t power, lam;
-};
+#define chain efi_fat_chain
 
 static void chain_start(struct chain *ch, uint32_t c)
 {
@@ -227,16 +224,26 @@ static EFI_STATUS dir_entry_off(struct efi_fat *fs, const struct efi_fat_node *d
 	uint32_t c = dir->is_root ? fs->root_cluster : dir->first_cluster;
 	if (!cluster_ok(fs, c))
 		return EFI_VOLUME_CORRUPTED;
-	struct chain ch;
-	chain_start(&ch, c);
 	uint64_t hops = byte / fs->cluster_size;
 	if (hops > fs->clusters)
 		return EFI_NOT_FOUND;
-	for (; hops; hops--) {
+	struct chain ch;
+	uint64_t at = 0;
+	if (fs->dcur_ok && fs->dcur_first == c && fs->dcur_hops <= hops) {
+		ch = fs->dcur; /* go on from where the previous access stopped */
+		at = fs->dcur_hops;
+	} else {
+		chain_start(&ch, c);
+	}
+	for (; at < hops; at++) {
 		EFI_STATUS st = chain_step(fs, &ch);
 		if (EFI_ERROR(st))
 			return st;
 	}
+	fs->dcur_ok = true;
+	fs->dcur_first = c;
+	fs->dcur_hops = hops;
+	fs->dcur = ch;
 	*off = cluster_off(fs, ch.c) + byte % fs->cluster_size;
 	return EFI_SUCCESS;
 }
@@ -554,6 +561,7 @@ static uint32_t eoc_value(const struct efi_fat *fs)
 /* Sets the FAT entry of c in every FAT copy (v: 0 free, a cluster, or EOC). */
 static EFI_STATUS fat_set(struct efi_fat *fs, uint32_t c, uint32_t v)
 {
+	fs->dcur_ok = false;
 	if (v == EOC)
 		v = eoc_value(fs);
 	for (uint32_t k = 0; k < fs->nr_fats; k++) {
@@ -950,10 +958,22 @@ static void sfn_basis(const CHAR16 *name, size_t len, char out[11], size_t *base
 	}
 }
 
-/* Whether an entry of dir carries short name n. */
-static EFI_STATUS sfn_taken(struct efi_fat *fs, const struct efi_fat_node *dir, const char n[11], bool *taken)
+/* Where the "~n" tail of alias n of a basis with base_len characters starts. */
+static size_t tail_at(size_t base_len, uint32_t n)
 {
-	*taken = false;
+	size_t digits = 1;
+	for (uint32_t v = n; v >= 10; v /= 10)
+		digits++;
+	return base_len + digits + 1 > 8 ? 8 - digits - 1 : base_len;
+}
+
+/* One pass over dir marking in used[] (bit n) each numeric tail ~n that an entry already carries for
+ * this basis: a directory holds at most 65536 entries, so a free tail below 65536 exists unless it is
+ * full. */
+static uint8_t tail_used[65536 / 8];
+static EFI_STATUS sfn_tails(struct efi_fat *fs, const struct efi_fat_node *dir, const char basis[11], size_t base_len)
+{
+	efi_memset(tail_used, 0, sizeof(tail_used));
 	for (uint32_t idx = 0; idx < (1u << 16); idx++) {
 		struct fat_dirent e;
 		EFI_STATUS st = entry_io(fs, dir, idx, &e, false);
@@ -963,12 +983,24 @@ static EFI_STATUS sfn_taken(struct efi_fat *fs, const struct efi_fat_node *dir, 
 			return st;
 		if (e.name[0] == FAT_DIRENT_END)
 			return EFI_SUCCESS;
-		if ((uint8_t)e.name[0] == FAT_DIRENT_FREE || (e.attr & FAT_ATTR_LONG_NAME_MASK) == FAT_ATTR_LONG_NAME)
+		if ((uint8_t)e.name[0] == FAT_DIRENT_FREE || (e.attr & FAT_ATTR_LONG_NAME_MASK) == FAT_ATTR_LONG_NAME ||
+		    efi_memcmp(e.name + 8, basis + 8, 3))
 			continue;
-		if (!efi_memcmp(e.name, n, 11)) {
-			*taken = true;
-			return EFI_SUCCESS;
-		}
+		size_t t = 0;
+		while (t < 8 && e.name[t] != '~')
+			t++;
+		if (t == 8 || t + 1 == 8 || e.name[t + 1] == '0')
+			continue;
+		uint32_t n = 0;
+		size_t k = t + 1;
+		for (; k < 8 && e.name[k] >= '0' && e.name[k] <= '9'; k++)
+			n = n * 10 + (uint32_t)(e.name[k] - '0');
+		bool rest_blank = true;
+		for (size_t j = k; j < 8; j++)
+			rest_blank &= e.name[j] == ' ';
+		if (k == t + 1 || !rest_blank || n >= 65536 || tail_at(base_len, n) != t || efi_memcmp(e.name, basis, t))
+			continue;
+		tail_used[n / 8] |= (uint8_t)(1u << (n % 8));
 	}
 	return EFI_SUCCESS;
 }
@@ -1051,22 +1083,22 @@ EFI_STATUS efi_fat_create(struct efi_fat *fs, const struct efi_fat_node *dir, co
 		size_t base_len;
 		char basis[11];
 		sfn_basis(nm, len, basis, &base_len);
-		bool taken = true;
-		for (uint32_t n = 1; n < 1000000 && taken; n++) {
-			char tail[8];
-			int tl = 0;
-			for (uint32_t v = n; v; v /= 10)
-				tail[tl++] = (char)('0' + v % 10);
-			efi_memcpy(sfn, basis, 11);
-			size_t at = base_len + (size_t)tl + 1 > 8 ? 8 - (size_t)tl - 1 : base_len;
-			sfn[at++] = '~';
-			while (tl)
-				sfn[at++] = tail[--tl];
-			if ((st = sfn_taken(fs, dir, sfn, &taken)))
-				return st;
-		}
-		if (taken)
-			return EFI_ACCESS_DENIED;
+		if ((st = sfn_tails(fs, dir, basis, base_len)))
+			return st;
+		uint32_t n = 1;
+		while (n < 65536 && (tail_used[n / 8] & (1u << (n % 8))))
+			n++;
+		if (n == 65536)
+			return EFI_VOLUME_FULL;
+		char tail[8];
+		int tl = 0;
+		for (uint32_t v = n; v; v /= 10)
+			tail[tl++] = (char)('0' + v % 10);
+		efi_memcpy(sfn, basis, 11);
+		size_t at = tail_at(base_len, n);
+		sfn[at++] = '~';
+		while (tl)
+			sfn[at++] = tail[--tl];
 	}
 	uint32_t idx = 0;
 	if ((st = dir_find_free(fs, dir, nr_lfn + 1, &idx)))

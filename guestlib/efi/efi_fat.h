@@ -28,6 +28,12 @@
 #define EFI_FAT_NAME_MAX 255
 #define EFI_FAT_CACHE 4096
 
+/* A walk along a cluster chain, with Brent's cycle detection state. */
+struct efi_fat_chain {
+	uint32_t c, tortoise;
+	uint64_t power, lam;
+};
+
 struct efi_fat {
 	const struct efi_blk *blk;
 	uint64_t base;            /* byte offset of the volume on the device */
@@ -51,6 +57,11 @@ struct efi_fat {
 	/* One cached device block each for FAT entries and directory entries. */
 	uint64_t fat_cache_blk, dir_cache_blk;
 	bool fat_cache_ok, dir_cache_ok;
+	/* Where the last directory walk stopped, so that sequential entry access walks the chain once. */
+	bool dcur_ok;
+	uint32_t dcur_first;
+	uint64_t dcur_hops;
+	struct efi_fat_chain dcur;
 	uint8_t fat_cache[EFI_FAT_CACHE];
 	uint8_t dir_cache[EFI_FAT_CACHE];
 };
