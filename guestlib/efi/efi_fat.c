@@ -32,8 +32,8 @@ static EFI_STATUS vol_read(struct efi_fat *fs, uint64_t off, void *dst, size_t l
 		uint32_t in = (uint32_t)(at % bs);
 		if (!in && len >= bs && !dir) {
 			uint64_t n = len / bs;
-			if (n > 128)
-				n = 128;
+			if (n > (1u << 16))
+				n = 1u << 16; /* the device splits it further as it needs */
 			if (blk + n > fs->blk->num_blocks || EFI_ERROR(fs->blk->read(fs->blk->ctx, blk, (uint32_t)n, d)))
 				return EFI_DEVICE_ERROR;
 			d += n * bs;
@@ -464,22 +464,32 @@ EFI_STATUS efi_fat_read(struct efi_fat *fs, const struct efi_fat_node *file, uin
 	uint8_t *d = buf;
 	uint32_t in = (uint32_t)(off % fs->cluster_size);
 	size_t done = 0;
-	for (uint64_t guard = 0; done < want; guard++) {
-		if (guard > fs->clusters)
-			return EFI_VOLUME_CORRUPTED;
+	uint64_t guard = 0;
+	while (done < want) {
+		/* One device read per run of consecutive clusters, straight into the caller's buffer. */
+		uint64_t start = cluster_off(fs, c) + in;
 		size_t n = fs->cluster_size - in < want - done ? fs->cluster_size - in : want - done;
-		EFI_STATUS st = vol_read(fs, cluster_off(fs, c) + in, d + done, n, false);
+		uint32_t next = 0;
+		while (done + n < want) {
+			EFI_STATUS st = chain_step(fs, &ch);
+			if (EFI_ERROR(st))
+				return st == EFI_NOT_FOUND ? EFI_VOLUME_CORRUPTED : st; /* chain shorter than the file */
+			if (++guard > fs->clusters)
+				return EFI_VOLUME_CORRUPTED;
+			if (ch.c != c + 1) {
+				next = ch.c;
+				break;
+			}
+			c = ch.c;
+			n += fs->cluster_size < want - done - n ? fs->cluster_size : want - done - n;
+		}
+		EFI_STATUS st = vol_read(fs, start, d + done, n, false);
 		if (EFI_ERROR(st))
 			return st;
 		done += n;
 		*len = done;
 		in = 0;
-		if (done < want) {
-			st = chain_step(fs, &ch);
-			if (EFI_ERROR(st))
-				return st == EFI_NOT_FOUND ? EFI_VOLUME_CORRUPTED : st;
-			c = ch.c;
-		}
+		c = next;
 	}
 	return EFI_SUCCESS;
 }
@@ -516,8 +526,8 @@ static EFI_STATUS vol_write(struct efi_fat *fs, uint64_t off, const void *src, s
 			uint64_t n = len / bs;
 			if (!s)
 				n = 1; /* zero_block holds one block */
-			else if (n > 128)
-				n = 128;
+			else if (n > (1u << 16))
+				n = 1u << 16;
 			if (blk + n > fs->blk->num_blocks)
 				return EFI_DEVICE_ERROR;
 			cache_drop(fs, blk, n);
@@ -688,21 +698,36 @@ static EFI_STATUS chain_write(struct efi_fat *fs, uint32_t first, uint64_t pos, 
 			return st == EFI_NOT_FOUND ? EFI_VOLUME_CORRUPTED : st;
 	}
 	uint32_t in = (uint32_t)(pos % fs->cluster_size);
-	for (;;) {
+	uint32_t c = ch.c;
+	uint64_t guard = 0;
+	while (n) {
+		/* One device write per run of consecutive clusters. */
+		uint64_t start = cluster_off(fs, c) + in;
 		uint64_t k = fs->cluster_size - in < n ? fs->cluster_size - in : n;
-		EFI_STATUS st = vol_write(fs, cluster_off(fs, ch.c) + in, src, (size_t)k, false);
+		uint32_t next = 0;
+		while (k < n) {
+			EFI_STATUS st = chain_step(fs, &ch);
+			if (EFI_ERROR(st))
+				return st == EFI_NOT_FOUND ? EFI_VOLUME_CORRUPTED : st;
+			if (++guard > fs->clusters)
+				return EFI_VOLUME_CORRUPTED;
+			if (ch.c != c + 1) {
+				next = ch.c;
+				break;
+			}
+			c = ch.c;
+			k += fs->cluster_size < n - k ? fs->cluster_size : n - k;
+		}
+		EFI_STATUS st = vol_write(fs, start, src, (size_t)k, false);
 		if (EFI_ERROR(st))
 			return st;
 		n -= k;
-		if (!n)
-			return EFI_SUCCESS;
 		if (src)
 			src += k;
 		in = 0;
-		st = chain_step(fs, &ch);
-		if (EFI_ERROR(st))
-			return st == EFI_NOT_FOUND ? EFI_VOLUME_CORRUPTED : st;
+		c = next;
 	}
+	return EFI_SUCCESS;
 }
 
 /* Clusters in the chain at first and its last one. */
