@@ -198,6 +198,8 @@ EFI_STATUS fw_vmbus_channel_open(struct vmbus_client_channel *ch, uint32_t relid
 					   sizeof(userdata));
 	if (rc)
 		return rc == -VMBUS_ENOMEM ? EFI_OUT_OF_RESOURCES : EFI_DEVICE_ERROR;
+	/* Polled: the host need not interrupt us for each packet. */
+	vmbus_ring_mask(&ch->in);
 	vmbus_chans[vmbus_nr_chans++] = ch;
 	return EFI_SUCCESS;
 }
@@ -207,16 +209,19 @@ EFI_STATUS fw_vmbus_recv(struct vmbus_client_channel *ch, void *buf, uint32_t ca
 {
 	uint64_t end = 0;
 	for (;;) {
-		for (unsigned spin = 0; spin < 32; spin++) {
-			int rc = vmbus_client_recv(ch, buf, cap, len);
-			if (!rc) {
-				vmbus_client_recv_done(ch);
-				return EFI_SUCCESS;
-			}
-			if (rc != -VMBUS_EAGAIN)
-				return EFI_DEVICE_ERROR;
-			__asm__ volatile("pause");
+		int rc = vmbus_client_recv(ch, buf, cap, len);
+		if (!rc) {
+			vmbus_client_recv_done(ch);
+			return EFI_SUCCESS;
 		}
+		if (rc != -VMBUS_EAGAIN)
+			return EFI_DEVICE_ERROR;
+		/* Every instruction is emulated: spin on the one word the host moves, and read the clock
+		 * (an exit) only now and then. */
+		const volatile uint32_t *wi = (const volatile uint32_t *)(const void *)ch->in.hdr; /* write_index: offset 0, page aligned */
+		uint32_t seen = *wi;
+		for (unsigned spin = 0; spin < 256 && *wi == seen; spin++)
+			__asm__ volatile("pause");
 		uint64_t now = fw_stor_now_us();
 		if (!end)
 			end = now + timeout_us;

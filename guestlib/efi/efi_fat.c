@@ -121,18 +121,10 @@ EFI_STATUS efi_fat_mount(struct efi_fat *fs, const struct efi_blk *b, uint64_t s
 	fs->free_count = 0xffffffffu;
 	fs->next_free = 2;
 	fs->date = 0x21;
-	if (fs->type == 32 && x.fs_info && x.fs_info < bpb.reserved_sectors) {
-		/* FSInfo (FAT spec 5): lead and structure signatures, then the free count and next-free hint. */
-		uint8_t fi[512];
-		if (!EFI_ERROR(vol_read(fs, (uint64_t)x.fs_info * bps, fi, sizeof(fi), true)) &&
-		    efi_le32(fi) == 0x41615252u && efi_le32(fi + 484) == 0x61417272u) {
-			fs->fsinfo_off = (uint64_t)x.fs_info * bps;
-			if (efi_le32(fi + 488) <= fs->clusters)
-				fs->free_count = efi_le32(fi + 488);
-			if (cluster_ok(fs, efi_le32(fi + 492)))
-				fs->next_free = efi_le32(fi + 492);
-		}
-	}
+	/* FSInfo is read when first needed (a write or a free-space query): a read-only boot never pays
+	 * for it. */
+	fs->fsinfo_loaded = fs->type != 32 || !x.fs_info || x.fs_info >= bpb.reserved_sectors;
+	fs->fsinfo_off = fs->fsinfo_loaded ? 0 : (uint64_t)x.fs_info * bps;
 	return EFI_SUCCESS;
 }
 
@@ -602,6 +594,25 @@ static EFI_STATUS fat_set(struct efi_fat *fs, uint32_t c, uint32_t v)
 	return EFI_SUCCESS;
 }
 
+/* FSInfo (FAT spec 5): lead and structure signatures, then the free count and next-free hint. A
+ * sector without the signatures is ignored (and never written). */
+static void fsinfo_load(struct efi_fat *fs)
+{
+	if (fs->fsinfo_loaded)
+		return;
+	fs->fsinfo_loaded = true;
+	uint8_t fi[512];
+	if (EFI_ERROR(vol_read(fs, fs->fsinfo_off, fi, sizeof(fi), true)) || efi_le32(fi) != 0x41615252u ||
+	    efi_le32(fi + 484) != 0x61417272u) {
+		fs->fsinfo_off = 0;
+		return;
+	}
+	if (efi_le32(fi + 488) <= fs->clusters)
+		fs->free_count = efi_le32(fi + 488);
+	if (cluster_ok(fs, efi_le32(fi + 492)))
+		fs->next_free = efi_le32(fi + 492);
+}
+
 static void free_count_add(struct efi_fat *fs, int32_t d)
 {
 	if (fs->free_count != 0xffffffffu) {
@@ -613,6 +624,7 @@ static void free_count_add(struct efi_fat *fs, int32_t d)
 /* Takes a free cluster (marked end-of-chain) from the next-free hint on. */
 static EFI_STATUS alloc_cluster(struct efi_fat *fs, uint32_t *out)
 {
+	fsinfo_load(fs);
 	uint32_t c = cluster_ok(fs, fs->next_free) ? fs->next_free : 2;
 	for (uint32_t i = 0; i < fs->clusters; i++) {
 		uint32_t v;
@@ -637,6 +649,7 @@ static EFI_STATUS alloc_cluster(struct efi_fat *fs, uint32_t *out)
 /* Frees the chain from c; stops at its end or at the first link that is not a cluster. */
 static EFI_STATUS free_chain(struct efi_fat *fs, uint32_t c)
 {
+	fsinfo_load(fs);
 	for (uint64_t guard = 0; cluster_ok(fs, c); guard++) {
 		if (guard > fs->clusters)
 			return EFI_VOLUME_CORRUPTED;
@@ -1209,6 +1222,7 @@ EFI_STATUS efi_fat_flush(struct efi_fat *fs)
 
 EFI_STATUS efi_fat_free_clusters(struct efi_fat *fs, uint32_t *n)
 {
+	fsinfo_load(fs);
 	if (fs->free_count == 0xffffffffu) {
 		uint32_t count = 0;
 		for (uint32_t c = 2; c < fs->clusters + 2; c++) {

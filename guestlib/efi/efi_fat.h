@@ -53,6 +53,7 @@ struct efi_fat {
 	uint32_t free_count;      /* FAT32 FSInfo free-cluster count, 0xffffffff when unknown */
 	uint32_t next_free;       /* where the next cluster search starts */
 	bool fsinfo_dirty;
+	bool fsinfo_loaded;       /* FSInfo read (or there is none) */
 	uint16_t date, time;      /* stamped on entries written (FAT format; 0x21/0: 1980-01-01 00:00) */
 	/* One cached device block each for FAT entries and directory entries. */
 	uint64_t fat_cache_blk, dir_cache_blk;
