@@ -383,12 +383,13 @@ static EFI_STATUS EFIAPI fs_open_volume(EFI_SIMPLE_FILE_SYSTEM_PROTOCOL *This, E
 
 EFI_STATUS fw_fs_attach(struct fw_stor_dev *d, char *desc, size_t desc_size)
 {
-	struct fs_vol *v = fw_stor_zalloc(sizeof(*v));
+	struct fs_vol *v = fw_stor_alloc(sizeof(*v)); /* efi_fat_mount initialises all but the caches */
 	if (!v) {
 		efi_snprintf(desc, desc_size, "out of memory");
 		return EFI_OUT_OF_RESOURCES;
 	}
 	EFI_BLOCK_IO_MEDIA *m = d->bio->Media;
+	fw_stor_zero(v, offsetof(struct fs_vol, fat));
 	v->bio = d->bio;
 	v->ro = m->ReadOnly;
 	v->blk = (struct efi_blk){ .block_size = m->BlockSize, .num_blocks = m->LastBlock + 1, .read = fs_blk_read,

@@ -10,7 +10,7 @@
 #include "gen2vm/proto/storvsp.h"
 
 #define STV_INIT_ID 0xFFFFFFFFFFFFFFFDull /* Linux's VMBUS_RQST_INIT: init packets' transaction id */
-#define STV_RING_BYTES (16u << 10)
+#define STV_RING_BYTES (8u << 10) /* a request with 257 page numbers is 2.2 KiB; one in flight */
 #define STV_CTRL_TIMEOUT_US 5000000ull
 #define STV_IO_TIMEOUT_US 30000000ull
 #define STV_MAX_LUNS 64u
@@ -72,8 +72,8 @@ static EFI_STATUS stv_exchange(struct stv_ctrl *c, struct storvsp_packet *pk, ui
 		uint32_t off = d->offset8 * 8u;
 		if (len < sizeof(*d) || off > len || d->trans_id != id)
 			continue; /* a late reply to a timed-out request, or an unsolicited packet */
-		efi_memset(pk, 0, sizeof(*pk));
-		efi_memcpy(pk, stv_rx + off, len - off < sizeof(*pk) ? len - off : sizeof(*pk));
+		fw_stor_zero(pk, sizeof(*pk));
+		fw_stor_copy(pk, stv_rx + off, len - off < sizeof(*pk) ? len - off : sizeof(*pk));
 		return EFI_SUCCESS;
 	}
 }

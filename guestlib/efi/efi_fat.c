@@ -69,7 +69,7 @@ static uint64_t cluster_off(const struct efi_fat *fs, uint32_t c)
 
 EFI_STATUS efi_fat_mount(struct efi_fat *fs, const struct efi_blk *b, uint64_t start_lba, uint64_t blocks)
 {
-	efi_memset(fs, 0, sizeof(*fs));
+	efi_memset(fs, 0, offsetof(struct efi_fat, fat_cache)); /* the caches need no clearing (each byte costs) */
 	if (!b->read || b->block_size < 512 || b->block_size > EFI_FAT_CACHE || (b->block_size & (b->block_size - 1)) ||
 	    start_lba > b->num_blocks || blocks > b->num_blocks - start_lba)
 		return EFI_UNSUPPORTED;
