@@ -49,7 +49,7 @@ struct stv_result {
 /* One request and one reply in flight at a time: the firmware is single-threaded. */
 static uint64_t stv_ext[2 + STV_MAX_PAGES];
 static uint8_t stv_rx[512] __attribute__((aligned(8)));
-static uint8_t stv_small[4096] __attribute__((aligned(4096))); /* INQUIRY, capacity, REPORT LUNS data */
+static uint8_t *stv_small; /* a page for INQUIRY, capacity and REPORT LUNS data */
 
 /* Sends pk and waits for the completion of id. EFI_TIMEOUT / EFI_DEVICE_ERROR. */
 static EFI_STATUS stv_exchange(struct stv_ctrl *c, struct storvsp_packet *pk, uint64_t id, const void *ext,
@@ -218,8 +218,8 @@ static EFI_STATUS stv_rw(struct stv_lun *l, uint32_t media_id, EFI_LBA lba, UINT
 	uint64_t n = size / m->BlockSize;
 	if (lba > m->LastBlock || n > m->LastBlock - lba + 1)
 		return EFI_INVALID_PARAMETER;
-	if ((uint64_t)(uintptr_t)buf + size > (1ull << 32))
-		return EFI_INVALID_PARAMETER;
+	if (fw_virt_to_phys(buf) + size > (1ull << 32))
+		return EFI_INVALID_PARAMETER; /* the firmware's identity map ends at 4 GiB */
 	uint32_t chunk_blocks = l->c->max_xfer / m->BlockSize;
 	uint8_t *p = buf;
 	while (n) {
@@ -385,6 +385,8 @@ uint32_t fw_storvsc_init(void)
 {
 	struct vmbus_client *cl = fw_vmbus_client();
 	if (!cl)
+		return 0;
+	if (!stv_small && !(stv_small = fw_stor_alloc_pages(1)))
 		return 0;
 	struct vmbus_guid cls;
 	vmbus_guid_parse(STORVSP_SCSI_CLASS_GUID_TEXT, &cls);
