@@ -3,9 +3,9 @@
  *
  * Reads go cluster by cluster straight into the caller's buffer (no copy for block-aligned parts).
  * Writes are write-through (efi_fat.c); Flush and Close write the FSInfo hint and flush the device.
- * Not supported: renaming through SetInfo (EFI_ACCESS_DENIED), volume labels (read as empty, not
- * settable), timestamps (entries get 1980-01-01). Two handles on one file do not see each other's
- * size changes.
+ * Entries written get the VM's wall clock as of the Open for writing (FW_OP_TIME_GET). Not supported:
+ * renaming through SetInfo (EFI_ACCESS_DENIED), volume labels (read as empty, not settable), the
+ * times in EFI_FILE_INFO (zero). Two handles on one file do not see each other's size changes.
  */
 #include "storage.h"
 
@@ -58,6 +58,17 @@ static struct fs_file *fs_file_new(struct fs_vol *v, const struct efi_fat_node *
 	return f;
 }
 
+/* Stamps the volume's clock (what new and written entries get) from the VM's wall clock. */
+static void fs_vol_clock(struct fs_vol *v)
+{
+	struct fw_time_req t = { .hdr = { FW_OP_TIME_GET, sizeof(t), 0 } };
+	if (EFI_ERROR(fw_host_call(&t)) || t.year < 1980 || t.year > 2107 || !t.month || t.month > 12 || !t.day ||
+	    t.day > 31 || t.hour > 23 || t.minute > 59 || t.second > 59)
+		return;
+	v->fat.date = (uint16_t)((t.year - 1980) << 9 | t.month << 5 | t.day);
+	v->fat.time = (uint16_t)(t.hour << 11 | t.minute << 5 | t.second / 2);
+}
+
 static bool fs_is_sep(CHAR16 c)
 {
 	return c == '\\' || c == '/';
@@ -78,6 +89,8 @@ static EFI_STATUS EFIAPI fs_open(EFI_FILE_PROTOCOL *This, EFI_FILE_PROTOCOL **Ne
 	bool write = OpenMode & EFI_FILE_MODE_WRITE;
 	if (write && v->ro)
 		return EFI_WRITE_PROTECTED;
+	if (write)
+		fs_vol_clock(v);
 	const struct efi_fat_node *base = f->node.is_root ? NULL : &f->node;
 	struct efi_fat_node n;
 	EFI_STATUS s = efi_fat_lookup(&v->fat, base, FileName, &n);
