@@ -4,7 +4,7 @@
  * Reads go cluster by cluster straight into the caller's buffer (no copy for block-aligned parts).
  * Writes are write-through (efi_fat.c); Flush and Close write the FSInfo hint and flush the device.
  * Entries written get the VM's wall clock as of the Open for writing (FW_OP_TIME_GET). Not supported:
- * renaming through SetInfo (EFI_ACCESS_DENIED), volume labels (read as empty, not settable), the
+ * renaming through SetInfo (EFI_ACCESS_DENIED), setting the volume label, the
  * times in EFI_FILE_INFO (zero). Two handles on one file do not see each other's size changes.
  */
 #include "storage.h"
@@ -273,20 +273,28 @@ static EFI_STATUS EFIAPI fs_get_info(EFI_FILE_PROTOCOL *This, EFI_GUID *Informat
 				     void *Buffer)
 {
 	static const EFI_GUID file_info = EFI_FILE_INFO_ID, fs_info = EFI_FILE_SYSTEM_INFO_ID,
-			      label = EFI_FILE_SYSTEM_VOLUME_LABEL_ID;
+			      label_id = EFI_FILE_SYSTEM_VOLUME_LABEL_ID;
 	struct fs_file *f = (struct fs_file *)This;
 	if (!InformationType || !BufferSize || (*BufferSize && !Buffer))
 		return EFI_INVALID_PARAMETER;
 	if (efi_guid_eq(InformationType, &file_info))
 		return fs_file_info(f->v, &f->node, BufferSize, Buffer);
+	CHAR16 label[12];
+	size_t ll = 0;
+	if ((efi_guid_eq(InformationType, &fs_info) || efi_guid_eq(InformationType, &label_id)) &&
+	    !EFI_ERROR(efi_fat_label(&f->v->fat, label)))
+		ll = efi_strnlen16(label, 11);
+	else
+		label[0] = 0;
 	if (efi_guid_eq(InformationType, &fs_info)) {
-		UINTN need = sizeof(EFI_FILE_SYSTEM_INFO) + sizeof(CHAR16);
+		UINTN need = sizeof(EFI_FILE_SYSTEM_INFO) + (ll + 1) * sizeof(CHAR16);
 		if (*BufferSize < need) {
 			*BufferSize = need;
 			return EFI_BUFFER_TOO_SMALL;
 		}
 		EFI_FILE_SYSTEM_INFO *i = Buffer;
-		efi_memset(i, 0, need);
+		efi_memset(i, 0, sizeof(*i));
+		efi_memcpy(i->VolumeLabel, label, (ll + 1) * sizeof(CHAR16));
 		i->Size = need;
 		uint32_t free_clusters = 0;
 		efi_fat_free_clusters(&f->v->fat, &free_clusters); /* a FAT walk unless FSInfo knows */
@@ -297,13 +305,14 @@ static EFI_STATUS EFIAPI fs_get_info(EFI_FILE_PROTOCOL *This, EFI_GUID *Informat
 		*BufferSize = need;
 		return EFI_SUCCESS;
 	}
-	if (efi_guid_eq(InformationType, &label)) {
-		if (*BufferSize < sizeof(CHAR16)) {
-			*BufferSize = sizeof(CHAR16);
+	if (efi_guid_eq(InformationType, &label_id)) {
+		UINTN need = (ll + 1) * sizeof(CHAR16);
+		if (*BufferSize < need) {
+			*BufferSize = need;
 			return EFI_BUFFER_TOO_SMALL;
 		}
-		*(CHAR16 *)Buffer = 0;
-		*BufferSize = sizeof(CHAR16);
+		efi_memcpy(Buffer, label, need);
+		*BufferSize = need;
 		return EFI_SUCCESS;
 	}
 	return EFI_UNSUPPORTED;

@@ -1238,3 +1238,29 @@ EFI_STATUS efi_fat_free_clusters(struct efi_fat *fs, uint32_t *n)
 	*n = fs->free_count;
 	return EFI_SUCCESS;
 }
+
+EFI_STATUS efi_fat_label(struct efi_fat *fs, CHAR16 out[12])
+{
+	out[0] = 0;
+	struct efi_fat_node root;
+	efi_fat_root(fs, &root);
+	for (uint32_t idx = 0; idx < (1u << 16); idx++) {
+		struct fat_dirent e;
+		EFI_STATUS st = entry_io(fs, &root, idx, &e, false);
+		if (st == EFI_VOLUME_CORRUPTED || e.name[0] == FAT_DIRENT_END)
+			return EFI_SUCCESS; /* the end of the root: no label */
+		if (EFI_ERROR(st))
+			return st;
+		if ((uint8_t)e.name[0] == FAT_DIRENT_FREE || (e.attr & FAT_ATTR_LONG_NAME_MASK) == FAT_ATTR_LONG_NAME ||
+		    !(e.attr & FAT_ATTR_VOLUME_ID))
+			continue;
+		int n = 11;
+		while (n && e.name[n - 1] == ' ')
+			n--;
+		for (int i = 0; i < n; i++)
+			out[i] = (uint8_t)e.name[i];
+		out[n] = 0;
+		return EFI_SUCCESS;
+	}
+	return EFI_SUCCESS;
+}

@@ -117,6 +117,9 @@ EFI_STATUS efi_fat_delete(struct efi_fat *fs, const struct efi_fat_node *node);
 EFI_STATUS efi_fat_set_attr(struct efi_fat *fs, struct efi_fat_node *node, uint8_t attr);
 /* Writes the FAT32 FSInfo hint when it changed. */
 EFI_STATUS efi_fat_flush(struct efi_fat *fs);
+/* The volume label of the root directory's label entry (up to 11 characters, trailing spaces
+ * dropped; empty when there is none). */
+EFI_STATUS efi_fat_label(struct efi_fat *fs, CHAR16 out[12]);
 /* Free clusters: the FSInfo count when known, else a walk of the FAT (cost: one entry read per
  * cluster). */
 EFI_STATUS efi_fat_free_clusters(struct efi_fat *fs, uint32_t *n);

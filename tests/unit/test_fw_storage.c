@@ -159,7 +159,7 @@ static uint8_t *make_disk(void)
 		 "cd %s && export MTOOLS_SKIP_CHECK=1 && truncate -s %uM disk.img && "
 		 "printf 'label: gpt\\nstart=%u, size=%u, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\\n"
 		 "start=83968, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\\n' | sfdisk -q disk.img && "
-		 "truncate -s 40M esp.img && mkfs.vfat -F 32 -s 1 esp.img >/dev/null && "
+		 "truncate -s 40M esp.img && mkfs.vfat -F 32 -s 1 -n GEN2VM-ESP esp.img >/dev/null && "
 		 "mmd -i esp.img ::EFI ::EFI/BOOT && printf 'hello\\n' > hello.txt && "
 		 "mcopy -i esp.img hello.txt ::EFI/BOOT/HELLO.TXT && "
 		 "dd if=esp.img of=disk.img bs=512 seek=%u conv=notrunc status=none",
@@ -351,6 +351,8 @@ static void test_partitions_and_files(void **state)
 	EFI_FILE_SYSTEM_INFO *fsi = (EFI_FILE_SYSTEM_INFO *)back;
 	assert_false(fsi->ReadOnly);
 	assert_true(fsi->FreeSpace > 30000000ull && fsi->FreeSpace < fsi->VolumeSize);
+	u16s(want, "GEN2VM-ESP");
+	assert_memory_equal(fsi->VolumeLabel, want, 22);
 	assert_int_equal(root->Close(root), EFI_SUCCESS);
 	assert_true(rd.flushes > 0);
 
