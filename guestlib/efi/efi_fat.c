@@ -134,6 +134,21 @@ static EFI_STATUS fat_raw(struct efi_fat *fs, uint32_t c, uint32_t *out)
 	uint8_t v[4] = { 0 };
 	uint32_t n;
 	EFI_STATUS st;
+	if (fs->type != 12 && fs->fat_cache_ok) {
+		/* The common case of a chain walk: the entry is in the cached FAT block. Every emulated
+		 * instruction counts in the firmware, and a big file's walk does this per cluster. */
+		uint32_t w = fs->type / 8;
+		uint64_t at = fs->base + fs->fat_off + (uint64_t)c * w;
+		uint32_t bs = fs->blk->block_size;
+		if (at / bs == fs->fat_cache_blk && fs->fat_off + (uint64_t)c * w + w <= fs->size) {
+			const uint8_t *e = fs->fat_cache + at % bs;
+			n = w == 2 ? efi_le16(e) : efi_le32(e) & 0x0fffffffu;
+			if (n >= (w == 2 ? 0xfff8u : 0x0ffffff8u))
+				n = EOC;
+			*out = n;
+			return EFI_SUCCESS;
+		}
+	}
 	switch (fs->type) {
 	case 12:
 		st = vol_read(fs, fs->fat_off + c + c / 2, v, 2, false);
