@@ -170,7 +170,9 @@ static EFI_STATUS stv_lun_capacity(struct stv_lun *l)
 	l->media.BlockSize = bs;
 	l->media.LastBlock = last;
 	l->media.MediaPresent = 1;
-	l->media.LogicalBlocksPerPhysicalBlock = 1;
+	/* Revision 2 fields: logical blocks per physical block exponent, lowest aligned LBA (SBC-3). */
+	l->media.LogicalBlocksPerPhysicalBlock = 1u << (stv_small[13] & 0x0f);
+	l->media.LowestAlignedLba = (uint32_t)(stv_small[14] & 0x3f) << 8 | stv_small[15];
 	l->media.OptimalTransferLengthGranularity = 0;
 	return EFI_SUCCESS;
 }

@@ -194,6 +194,7 @@ static void test_storvsc_blockio(void **state)
 	assert_int_equal(b0->Revision, EFI_BLOCK_IO_PROTOCOL_REVISION3);
 	assert_false(b0->Media->ReadOnly || b0->Media->RemovableMedia);
 	assert_int_equal(b0->Media->LastBlock, DISK_BYTES / 512 - 1);
+	assert_int_equal(b0->Media->LogicalBlocksPerPhysicalBlock, 8); /* 512 logical, 4096 physical */
 
 	/* A read larger than one host transfer, into a buffer at an odd address. */
 	uint8_t *gbuf = lb.ops.alloc_pages(lb.ops.ctx, 1024); /* 4 MiB of guest RAM */
