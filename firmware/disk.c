@@ -83,12 +83,12 @@ static EFI_STATUS disk_io(struct disk_io *d, uint32_t media_id, uint64_t off, UI
 		if (EFI_ERROR(s))
 			return s;
 		if (write) {
-			efi_memcpy(disk_bounce + in, p, n);
+			fw_stor_copy(disk_bounce + in, p, n);
 			s = b->WriteBlocks(b, media_id, lba, bs, disk_bounce);
 			if (EFI_ERROR(s))
 				return s;
 		} else {
-			efi_memcpy(p, disk_bounce + in, n);
+			fw_stor_copy(p, disk_bounce + in, n);
 		}
 		p += n;
 		off += n;

@@ -1,10 +1,11 @@
 /* EFI_SIMPLE_FILE_SYSTEM_PROTOCOL and EFI_FILE_PROTOCOL (revision 1; the revision 2 Ex functions
  * answer EFI_UNSUPPORTED) over guestlib's FAT driver, on every storage handle whose volume mounts.
  *
- * The FAT driver reads data cluster by cluster straight into the caller's buffer (no copy for
- * block-aligned parts). WRITES ARE NOT SUPPORTED YET: volumes report ReadOnly, Open with
- * EFI_FILE_MODE_WRITE/CREATE, Write, SetInfo answer EFI_WRITE_PROTECTED, Delete closes the handle and
- * answers EFI_WARN_DELETE_FAILURE.
+ * Reads go cluster by cluster straight into the caller's buffer (no copy for block-aligned parts).
+ * Writes are write-through (efi_fat.c); Flush and Close write the FSInfo hint and flush the device.
+ * Entries written get the VM's wall clock as of the Open for writing (FW_OP_TIME_GET). Not supported:
+ * renaming through SetInfo (EFI_ACCESS_DENIED), setting the volume label, the
+ * times in EFI_FILE_INFO (zero). Two handles on one file do not see each other's size changes.
  */
 #include "storage.h"
 
@@ -14,6 +15,7 @@
 struct fs_vol {
 	EFI_SIMPLE_FILE_SYSTEM_PROTOCOL sfs;
 	EFI_BLOCK_IO_PROTOCOL *bio;
+	bool ro;
 	struct efi_blk blk;
 	struct efi_fat fat;
 };
@@ -23,6 +25,7 @@ struct fs_file {
 	struct fs_vol *v;
 	struct efi_fat_node node;
 	uint64_t pos;        /* files: byte position; directories: readdir cookie */
+	bool writable;       /* opened with EFI_FILE_MODE_WRITE */
 };
 
 static EFI_STATUS fs_blk_read(void *ctx, uint64_t lba, uint32_t count, void *buf)
@@ -55,10 +58,25 @@ static struct fs_file *fs_file_new(struct fs_vol *v, const struct efi_fat_node *
 	return f;
 }
 
+/* Stamps the volume's clock (what new and written entries get) from the VM's wall clock. */
+static void fs_vol_clock(struct fs_vol *v)
+{
+	struct fw_time_req t = { .hdr = { FW_OP_TIME_GET, sizeof(t), 0 } };
+	if (EFI_ERROR(fw_host_call(&t)) || t.year < 1980 || t.year > 2107 || !t.month || t.month > 12 || !t.day ||
+	    t.day > 31 || t.hour > 23 || t.minute > 59 || t.second > 59)
+		return;
+	v->fat.date = (uint16_t)((t.year - 1980) << 9 | t.month << 5 | t.day);
+	v->fat.time = (uint16_t)(t.hour << 11 | t.minute << 5 | t.second / 2);
+}
+
+static bool fs_is_sep(CHAR16 c)
+{
+	return c == '\\' || c == '/';
+}
+
 static EFI_STATUS EFIAPI fs_open(EFI_FILE_PROTOCOL *This, EFI_FILE_PROTOCOL **NewHandle, CHAR16 *FileName,
 				 uint64_t OpenMode, uint64_t Attributes)
 {
-	(void)Attributes;
 	struct fs_file *f = (struct fs_file *)This;
 	if (!NewHandle || !FileName)
 		return EFI_INVALID_PARAMETER;
@@ -67,29 +85,89 @@ static EFI_STATUS EFIAPI fs_open(EFI_FILE_PROTOCOL *This, EFI_FILE_PROTOCOL **Ne
 		return EFI_INVALID_PARAMETER;
 	if (!fs_is_dir(f))
 		return EFI_NOT_FOUND;
-	struct efi_fat_node n;
-	EFI_STATUS s = efi_fat_lookup(&f->v->fat, f->node.is_root ? NULL : &f->node, FileName, &n);
-	if (EFI_ERROR(s))
-		return s == EFI_NOT_FOUND && (OpenMode & EFI_FILE_MODE_CREATE) ? EFI_WRITE_PROTECTED : s;
-	if (OpenMode & EFI_FILE_MODE_WRITE)
+	struct fs_vol *v = f->v;
+	bool write = OpenMode & EFI_FILE_MODE_WRITE;
+	if (write && v->ro)
 		return EFI_WRITE_PROTECTED;
-	struct fs_file *nf = fs_file_new(f->v, &n);
+	if (write)
+		fs_vol_clock(v);
+	const struct efi_fat_node *base = f->node.is_root ? NULL : &f->node;
+	struct efi_fat_node n;
+	EFI_STATUS s = efi_fat_lookup(&v->fat, base, FileName, &n);
+	if (s == EFI_NOT_FOUND && (OpenMode & EFI_FILE_MODE_CREATE)) {
+		/* Create the last component in the directory the rest of the path names. */
+		size_t len = efi_strnlen16(FileName, 4096), last = len, i = 0;
+		while (last && fs_is_sep(FileName[last - 1]))
+			last--;
+		size_t end = last;
+		while (last && !fs_is_sep(FileName[last - 1]))
+			last--;
+		CHAR16 name[EFI_FAT_NAME_MAX + 1];
+		if (end == last || end - last > EFI_FAT_NAME_MAX)
+			return EFI_INVALID_PARAMETER;
+		for (i = 0; i < end - last; i++)
+			name[i] = FileName[last + i];
+		name[i] = 0;
+		if ((name[0] == '.' && !name[1]) || (name[0] == '.' && name[1] == '.' && !name[2]))
+			return EFI_INVALID_PARAMETER;
+		struct efi_fat_node dir;
+		if (last) {
+			CHAR16 *prefix = fw_stor_zalloc((last + 1) * sizeof(CHAR16));
+			if (!prefix)
+				return EFI_OUT_OF_RESOURCES;
+			efi_memcpy(prefix, FileName, last * sizeof(CHAR16));
+			s = efi_fat_lookup(&v->fat, base, prefix, &dir);
+			fw_stor_free(prefix);
+			if (EFI_ERROR(s))
+				return s;
+		} else {
+			dir = f->node;
+		}
+		if (!(dir.attr & FAT_ATTR_DIRECTORY))
+			return EFI_NOT_FOUND;
+		uint8_t attr = (uint8_t)(Attributes & (EFI_FILE_READ_ONLY | 0x02 | 0x04 | EFI_FILE_DIRECTORY | 0x20));
+		s = efi_fat_create(&v->fat, &dir, name, attr, &n);
+		if (EFI_ERROR(s))
+			return s;
+	} else if (EFI_ERROR(s)) {
+		return s;
+	} else if (write && (n.attr & FAT_ATTR_READ_ONLY) && !(n.attr & FAT_ATTR_DIRECTORY)) {
+		return EFI_ACCESS_DENIED;
+	}
+	struct fs_file *nf = fs_file_new(v, &n);
 	if (!nf)
 		return EFI_OUT_OF_RESOURCES;
+	nf->writable = write;
 	*NewHandle = &nf->p;
 	return EFI_SUCCESS;
 }
 
+static EFI_STATUS fs_vol_flush(struct fs_vol *v)
+{
+	if (v->ro)
+		return EFI_SUCCESS;
+	EFI_STATUS s = efi_fat_flush(&v->fat);
+	EFI_STATUS s2 = v->bio->FlushBlocks(v->bio);
+	return EFI_ERROR(s) ? s : s2;
+}
+
 static EFI_STATUS EFIAPI fs_close(EFI_FILE_PROTOCOL *This)
 {
+	struct fs_file *f = (struct fs_file *)This;
+	if (f->writable)
+		fs_vol_flush(f->v);
 	fw_stor_free(This);
 	return EFI_SUCCESS;
 }
 
 static EFI_STATUS EFIAPI fs_delete(EFI_FILE_PROTOCOL *This)
 {
+	struct fs_file *f = (struct fs_file *)This;
+	EFI_STATUS s = f->writable ? efi_fat_delete(&f->v->fat, &f->node) : EFI_ACCESS_DENIED;
+	if (!EFI_ERROR(s))
+		fs_vol_flush(f->v);
 	fw_stor_free(This);
-	return EFI_WARN_DELETE_FAILURE;
+	return EFI_ERROR(s) ? EFI_WARN_DELETE_FAILURE : EFI_SUCCESS;
 }
 
 /* EFI_FILE_INFO of a node into buf; EFI_BUFFER_TOO_SMALL with *size set to what it needs. */
@@ -149,12 +227,22 @@ static EFI_STATUS EFIAPI fs_read(EFI_FILE_PROTOCOL *This, UINTN *BufferSize, voi
 
 static EFI_STATUS EFIAPI fs_write(EFI_FILE_PROTOCOL *This, UINTN *BufferSize, void *Buffer)
 {
-	(void)Buffer;
 	struct fs_file *f = (struct fs_file *)This;
-	if (!BufferSize)
+	if (!BufferSize || (*BufferSize && !Buffer))
 		return EFI_INVALID_PARAMETER;
-	*BufferSize = 0;
-	return fs_is_dir(f) ? EFI_UNSUPPORTED : EFI_WRITE_PROTECTED;
+	if (fs_is_dir(f)) {
+		*BufferSize = 0;
+		return EFI_UNSUPPORTED;
+	}
+	if (!f->writable) {
+		*BufferSize = 0;
+		return EFI_ACCESS_DENIED;
+	}
+	size_t len = *BufferSize;
+	EFI_STATUS s = efi_fat_write(&f->v->fat, &f->node, f->pos, Buffer, &len);
+	*BufferSize = len;
+	f->pos += len;
+	return s;
 }
 
 static EFI_STATUS EFIAPI fs_get_position(EFI_FILE_PROTOCOL *This, uint64_t *Position)
@@ -185,35 +273,46 @@ static EFI_STATUS EFIAPI fs_get_info(EFI_FILE_PROTOCOL *This, EFI_GUID *Informat
 				     void *Buffer)
 {
 	static const EFI_GUID file_info = EFI_FILE_INFO_ID, fs_info = EFI_FILE_SYSTEM_INFO_ID,
-			      label = EFI_FILE_SYSTEM_VOLUME_LABEL_ID;
+			      label_id = EFI_FILE_SYSTEM_VOLUME_LABEL_ID;
 	struct fs_file *f = (struct fs_file *)This;
 	if (!InformationType || !BufferSize || (*BufferSize && !Buffer))
 		return EFI_INVALID_PARAMETER;
 	if (efi_guid_eq(InformationType, &file_info))
 		return fs_file_info(f->v, &f->node, BufferSize, Buffer);
+	CHAR16 label[12];
+	size_t ll = 0;
+	if ((efi_guid_eq(InformationType, &fs_info) || efi_guid_eq(InformationType, &label_id)) &&
+	    !EFI_ERROR(efi_fat_label(&f->v->fat, label)))
+		ll = efi_strnlen16(label, 11);
+	else
+		label[0] = 0;
 	if (efi_guid_eq(InformationType, &fs_info)) {
-		UINTN need = sizeof(EFI_FILE_SYSTEM_INFO) + sizeof(CHAR16);
+		UINTN need = sizeof(EFI_FILE_SYSTEM_INFO) + (ll + 1) * sizeof(CHAR16);
 		if (*BufferSize < need) {
 			*BufferSize = need;
 			return EFI_BUFFER_TOO_SMALL;
 		}
 		EFI_FILE_SYSTEM_INFO *i = Buffer;
-		efi_memset(i, 0, need);
+		efi_memset(i, 0, sizeof(*i));
+		efi_memcpy(i->VolumeLabel, label, (ll + 1) * sizeof(CHAR16));
 		i->Size = need;
-		i->ReadOnly = 1;
+		uint32_t free_clusters = 0;
+		efi_fat_free_clusters(&f->v->fat, &free_clusters); /* a FAT walk unless FSInfo knows */
+		i->ReadOnly = f->v->ro;
 		i->VolumeSize = (uint64_t)f->v->fat.clusters * f->v->fat.cluster_size;
-		i->FreeSpace = 0; /* not counted: no writes yet */
+		i->FreeSpace = (uint64_t)free_clusters * f->v->fat.cluster_size;
 		i->BlockSize = f->v->fat.cluster_size;
 		*BufferSize = need;
 		return EFI_SUCCESS;
 	}
-	if (efi_guid_eq(InformationType, &label)) {
-		if (*BufferSize < sizeof(CHAR16)) {
-			*BufferSize = sizeof(CHAR16);
+	if (efi_guid_eq(InformationType, &label_id)) {
+		UINTN need = (ll + 1) * sizeof(CHAR16);
+		if (*BufferSize < need) {
+			*BufferSize = need;
 			return EFI_BUFFER_TOO_SMALL;
 		}
-		*(CHAR16 *)Buffer = 0;
-		*BufferSize = sizeof(CHAR16);
+		efi_memcpy(Buffer, label, need);
+		*BufferSize = need;
 		return EFI_SUCCESS;
 	}
 	return EFI_UNSUPPORTED;
@@ -222,17 +321,51 @@ static EFI_STATUS EFIAPI fs_get_info(EFI_FILE_PROTOCOL *This, EFI_GUID *Informat
 static EFI_STATUS EFIAPI fs_set_info(EFI_FILE_PROTOCOL *This, EFI_GUID *InformationType, UINTN BufferSize,
 				     void *Buffer)
 {
-	(void)This;
-	(void)BufferSize;
+	static const EFI_GUID file_info = EFI_FILE_INFO_ID;
+	struct fs_file *f = (struct fs_file *)This;
 	if (!InformationType || !Buffer)
 		return EFI_INVALID_PARAMETER;
-	return EFI_WRITE_PROTECTED;
+	if (f->v->ro)
+		return EFI_WRITE_PROTECTED;
+	if (!efi_guid_eq(InformationType, &file_info))
+		return EFI_UNSUPPORTED; /* the volume label and the file system info are not settable */
+	EFI_FILE_INFO *fi = Buffer;
+	if (BufferSize < sizeof(*fi) + sizeof(CHAR16) || fi->Size > BufferSize)
+		return EFI_BAD_BUFFER_SIZE;
+	if (!f->node.has_entry)
+		return EFI_ACCESS_DENIED; /* the root */
+	/* Renames are not supported: the name must stay (case-insensitively) what it is. */
+	size_t max = (BufferSize - sizeof(*fi)) / sizeof(CHAR16);
+	size_t nl = efi_strnlen16(fi->FileName, max);
+	if (nl == max)
+		return EFI_INVALID_PARAMETER;
+	for (size_t i = 0; i <= nl; i++)
+		if (efi_toupper16(fi->FileName[i]) != efi_toupper16(f->node.name[i]))
+			return EFI_ACCESS_DENIED;
+	bool dir = fs_is_dir(f);
+	if (!!(fi->Attribute & EFI_FILE_DIRECTORY) != dir || (fi->Attribute & ~0x37ull))
+		return EFI_ACCESS_DENIED;
+	EFI_STATUS s = EFI_SUCCESS;
+	if (!dir && fi->FileSize != f->node.size) {
+		if (!f->writable)
+			return EFI_ACCESS_DENIED;
+		if (fi->FileSize > 0xffffffffull)
+			return EFI_VOLUME_FULL;
+		s = efi_fat_truncate(&f->v->fat, &f->node, fi->FileSize);
+		if (EFI_ERROR(s))
+			return s;
+	}
+	if ((uint8_t)fi->Attribute != (f->node.attr & 0x37))
+		s = efi_fat_set_attr(&f->v->fat, &f->node, (uint8_t)fi->Attribute);
+	return s;
 }
 
 static EFI_STATUS EFIAPI fs_flush(EFI_FILE_PROTOCOL *This)
 {
-	(void)This;
-	return EFI_SUCCESS;
+	struct fs_file *f = (struct fs_file *)This;
+	if (!f->writable)
+		return EFI_ACCESS_DENIED;
+	return fs_vol_flush(f->v);
 }
 
 static EFI_STATUS EFIAPI fs_open_ex(EFI_FILE_PROTOCOL *This, EFI_FILE_PROTOCOL **NewHandle, CHAR16 *FileName,
@@ -272,15 +405,17 @@ static EFI_STATUS EFIAPI fs_open_volume(EFI_SIMPLE_FILE_SYSTEM_PROTOCOL *This, E
 
 EFI_STATUS fw_fs_attach(struct fw_stor_dev *d, char *desc, size_t desc_size)
 {
-	struct fs_vol *v = fw_stor_zalloc(sizeof(*v));
+	struct fs_vol *v = fw_stor_alloc(sizeof(*v)); /* efi_fat_mount initialises all but the caches */
 	if (!v) {
 		efi_snprintf(desc, desc_size, "out of memory");
 		return EFI_OUT_OF_RESOURCES;
 	}
 	EFI_BLOCK_IO_MEDIA *m = d->bio->Media;
+	fw_stor_zero(v, offsetof(struct fs_vol, fat));
 	v->bio = d->bio;
+	v->ro = m->ReadOnly;
 	v->blk = (struct efi_blk){ .block_size = m->BlockSize, .num_blocks = m->LastBlock + 1, .read = fs_blk_read,
-				   .write = fs_blk_write, .ctx = d->bio };
+				   .write = v->ro ? NULL : fs_blk_write, .ctx = d->bio };
 	EFI_STATUS s = efi_fat_mount(&v->fat, &v->blk, 0, m->LastBlock + 1);
 	if (EFI_ERROR(s)) {
 		fw_stor_free(v);
@@ -298,8 +433,8 @@ EFI_STATUS fw_fs_attach(struct fw_stor_dev *d, char *desc, size_t desc_size)
 	EFI_HANDLE h = d->handle;
 	s = fw_stor_install(&h, 1, g, i);
 	if (EFI_ERROR(s)) {
-		fw_stor_free(v);
 		efi_snprintf(desc, desc_size, "FAT%u not installed (0x%llx)", v->fat.type, (unsigned long long)s);
+		fw_stor_free(v);
 		return s;
 	}
 	d->has_fs = true;

@@ -56,7 +56,7 @@ void *fw_stor_alloc_pages(uint32_t n)
 	if (EFI_ERROR(s))
 		return NULL;
 	void *p = (void *)(uintptr_t)a;
-	efi_memset(p, 0, (size_t)n * 4096);
+	fw_stor_zero(p, (size_t)n * 4096);
 	return p;
 }
 
@@ -82,8 +82,38 @@ void *fw_stor_zalloc(size_t size)
 		return NULL;
 	if (EFI_ERROR(s))
 		return NULL;
-	efi_memset(p, 0, size);
+	fw_stor_zero(p, size);
 	return p;
+}
+
+void *fw_stor_alloc(size_t size)
+{
+	void *p = NULL;
+	EFI_STATUS s;
+	if (fw.bs)
+		s = fw.bs->AllocatePool(EfiBootServicesData, size, &p);
+	else if (shim_active)
+		s = efi_mem_allocate_pool(&fw.mem, EfiBootServicesData, size, &p);
+	else
+		return NULL;
+	return EFI_ERROR(s) ? NULL : p;
+}
+
+/* Emulated string instructions cost per iteration (about 0.8 us for STOS, 1.3 us for MOVS here),
+ * whatever the element size: 8-byte elements make big clears 8 times cheaper than efi_memset's
+ * byte-wise REP STOSB. */
+void fw_stor_copy(void *dst, const void *src, size_t n)
+{
+	size_t q = n / 8, r = n % 8;
+	__asm__ volatile("rep movsq" : "+D"(dst), "+S"(src), "+c"(q) : : "memory");
+	__asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(r) : : "memory");
+}
+
+void fw_stor_zero(void *p, size_t n)
+{
+	size_t q = n / 8, r = n % 8;
+	__asm__ volatile("rep stosq" : "+D"(p), "+c"(q) : "a"(0ull) : "memory");
+	__asm__ volatile("rep stosb" : "+D"(p), "+c"(r) : "a"(0) : "memory");
 }
 
 void fw_stor_free(void *p)

@@ -10,7 +10,7 @@
 #include "gen2vm/proto/storvsp.h"
 
 #define STV_INIT_ID 0xFFFFFFFFFFFFFFFDull /* Linux's VMBUS_RQST_INIT: init packets' transaction id */
-#define STV_RING_BYTES (16u << 10)
+#define STV_RING_BYTES (8u << 10) /* a request with 257 page numbers is 2.2 KiB; one in flight */
 #define STV_CTRL_TIMEOUT_US 5000000ull
 #define STV_IO_TIMEOUT_US 30000000ull
 #define STV_MAX_LUNS 64u
@@ -49,7 +49,7 @@ struct stv_result {
 /* One request and one reply in flight at a time: the firmware is single-threaded. */
 static uint64_t stv_ext[2 + STV_MAX_PAGES];
 static uint8_t stv_rx[512] __attribute__((aligned(8)));
-static uint8_t stv_small[4096] __attribute__((aligned(4096))); /* INQUIRY, capacity, REPORT LUNS data */
+static uint8_t *stv_small; /* a page for INQUIRY, capacity and REPORT LUNS data */
 
 /* Sends pk and waits for the completion of id. EFI_TIMEOUT / EFI_DEVICE_ERROR. */
 static EFI_STATUS stv_exchange(struct stv_ctrl *c, struct storvsp_packet *pk, uint64_t id, const void *ext,
@@ -72,8 +72,8 @@ static EFI_STATUS stv_exchange(struct stv_ctrl *c, struct storvsp_packet *pk, ui
 		uint32_t off = d->offset8 * 8u;
 		if (len < sizeof(*d) || off > len || d->trans_id != id)
 			continue; /* a late reply to a timed-out request, or an unsolicited packet */
-		efi_memset(pk, 0, sizeof(*pk));
-		efi_memcpy(pk, stv_rx + off, len - off < sizeof(*pk) ? len - off : sizeof(*pk));
+		fw_stor_zero(pk, sizeof(*pk));
+		fw_stor_copy(pk, stv_rx + off, len - off < sizeof(*pk) ? len - off : sizeof(*pk));
 		return EFI_SUCCESS;
 	}
 }
@@ -170,7 +170,9 @@ static EFI_STATUS stv_lun_capacity(struct stv_lun *l)
 	l->media.BlockSize = bs;
 	l->media.LastBlock = last;
 	l->media.MediaPresent = 1;
-	l->media.LogicalBlocksPerPhysicalBlock = 1;
+	/* Revision 2 fields: logical blocks per physical block exponent, lowest aligned LBA (SBC-3). */
+	l->media.LogicalBlocksPerPhysicalBlock = 1u << (stv_small[13] & 0x0f);
+	l->media.LowestAlignedLba = (uint32_t)(stv_small[14] & 0x3f) << 8 | stv_small[15];
 	l->media.OptimalTransferLengthGranularity = 0;
 	return EFI_SUCCESS;
 }
@@ -218,8 +220,8 @@ static EFI_STATUS stv_rw(struct stv_lun *l, uint32_t media_id, EFI_LBA lba, UINT
 	uint64_t n = size / m->BlockSize;
 	if (lba > m->LastBlock || n > m->LastBlock - lba + 1)
 		return EFI_INVALID_PARAMETER;
-	if ((uint64_t)(uintptr_t)buf + size > (1ull << 32))
-		return EFI_INVALID_PARAMETER;
+	if (fw_virt_to_phys(buf) + size > (1ull << 32))
+		return EFI_INVALID_PARAMETER; /* the firmware's identity map ends at 4 GiB */
 	uint32_t chunk_blocks = l->c->max_xfer / m->BlockSize;
 	uint8_t *p = buf;
 	while (n) {
@@ -385,6 +387,8 @@ uint32_t fw_storvsc_init(void)
 {
 	struct vmbus_client *cl = fw_vmbus_client();
 	if (!cl)
+		return 0;
+	if (!stv_small && !(stv_small = fw_stor_alloc_pages(1)))
 		return 0;
 	struct vmbus_guid cls;
 	vmbus_guid_parse(STORVSP_SCSI_CLASS_GUID_TEXT, &cls);

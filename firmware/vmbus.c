@@ -58,7 +58,7 @@ static uint16_t op_post(void *ctx, uint32_t conn, const void *msg, uint32_t len)
 	in->reserved = 0;
 	in->message_type = HVMSG_VMBUS;
 	in->payload_size = len;
-	efi_memcpy(in->payload, msg, len);
+	fw_stor_copy(in->payload, msg, len);
 	return (uint16_t)hv_hypercall(HVCALL_POST_MESSAGE, (uint64_t)(uintptr_t)hv_input, 0);
 }
 
@@ -77,7 +77,7 @@ static int op_next(void *ctx, void *buf, uint32_t *len)
 			if (n > sizeof(slot->payload))
 				n = sizeof(slot->payload);
 			*len = n;
-			efi_memcpy(buf, slot->payload, n);
+			fw_stor_copy(buf, slot->payload, (n + 7) & ~7u); /* buf holds 240 bytes (the ops contract) */
 			__atomic_store_n(&slot->header.message_type, HVMSG_NONE, __ATOMIC_SEQ_CST);
 			if (__atomic_load_n(&slot->header.message_flags, __ATOMIC_SEQ_CST) & HV_MESSAGE_FLAG_PENDING)
 				wrmsr(HV_MSR_EOM, 0);
@@ -198,6 +198,8 @@ EFI_STATUS fw_vmbus_channel_open(struct vmbus_client_channel *ch, uint32_t relid
 					   sizeof(userdata));
 	if (rc)
 		return rc == -VMBUS_ENOMEM ? EFI_OUT_OF_RESOURCES : EFI_DEVICE_ERROR;
+	/* Polled: the host need not interrupt us for each packet. */
+	vmbus_ring_mask(&ch->in);
 	vmbus_chans[vmbus_nr_chans++] = ch;
 	return EFI_SUCCESS;
 }
@@ -207,16 +209,19 @@ EFI_STATUS fw_vmbus_recv(struct vmbus_client_channel *ch, void *buf, uint32_t ca
 {
 	uint64_t end = 0;
 	for (;;) {
-		for (unsigned spin = 0; spin < 32; spin++) {
-			int rc = vmbus_client_recv(ch, buf, cap, len);
-			if (!rc) {
-				vmbus_client_recv_done(ch);
-				return EFI_SUCCESS;
-			}
-			if (rc != -VMBUS_EAGAIN)
-				return EFI_DEVICE_ERROR;
-			__asm__ volatile("pause");
+		int rc = vmbus_client_recv(ch, buf, cap, len);
+		if (!rc) {
+			vmbus_client_recv_done(ch);
+			return EFI_SUCCESS;
 		}
+		if (rc != -VMBUS_EAGAIN)
+			return EFI_DEVICE_ERROR;
+		/* Every instruction is emulated: spin on the one word the host moves, and read the clock
+		 * (an exit) only now and then. */
+		const volatile uint32_t *wi = (const volatile uint32_t *)(const void *)ch->in.hdr; /* write_index: offset 0, page aligned */
+		uint32_t seen = *wi;
+		for (unsigned spin = 0; spin < 256 && *wi == seen; spin++)
+			__asm__ volatile("pause");
 		uint64_t now = fw_stor_now_us();
 		if (!end)
 			end = now + timeout_us;

@@ -1,4 +1,5 @@
-/* FAT12/16/32 reader (guestlib/efi/efi_fat.c) on volumes made by mkfs.vfat and filled by mtools. */
+/* FAT12/16/32 (guestlib/efi/efi_fat.c) on volumes made by mkfs.vfat and filled by mtools: the reader,
+ * and the writer, whose results are read back by the reader, by mtools and checked by fsck.fat -n. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -30,6 +31,14 @@ static EFI_STATUS md_read(void *ctx, uint64_t lba, uint32_t count, void *buf)
 	struct mdisk *d = ctx;
 	assert_true(lba <= d->blocks && count <= d->blocks - lba);
 	memcpy(buf, d->data + lba * d->bs, (size_t)count * d->bs);
+	return EFI_SUCCESS;
+}
+
+static EFI_STATUS md_write(void *ctx, uint64_t lba, uint32_t count, const void *buf)
+{
+	struct mdisk *d = ctx;
+	assert_true(lba <= d->blocks && count <= d->blocks - lba);
+	memcpy(d->data + lba * d->bs, buf, (size_t)count * d->bs);
 	return EFI_SUCCESS;
 }
 
@@ -208,6 +217,168 @@ static void test_corrupt(void **state)
 	drop_volume(&v);
 }
 
+/* ---- writes ---- */
+
+static void read_all(struct efi_fat *fs, const char *path, uint8_t *buf, size_t cap, size_t *len)
+{
+	CHAR16 p[300];
+	struct efi_fat_node n;
+	u16s(p, path);
+	assert_int_equal(efi_fat_lookup(fs, NULL, p, &n), EFI_SUCCESS);
+	*len = cap;
+	assert_int_equal(efi_fat_read(fs, &n, 0, buf, len), EFI_SUCCESS);
+	assert_int_equal(*len, n.size);
+}
+
+static void write_volume(struct vol *v, int fat_bits, uint32_t bs)
+{
+	struct mdisk d = { .data = v->data, .bs = bs, .blocks = v->size / bs };
+	struct efi_blk b = { .block_size = bs, .num_blocks = d.blocks, .read = md_read, .write = md_write, .ctx = &d };
+	static struct efi_fat fs;
+	static uint8_t buf[200000];
+	assert_int_equal(efi_fat_mount(&fs, &b, 0, d.blocks), EFI_SUCCESS);
+	assert_int_equal(fs.type, fat_bits);
+	uint32_t free0;
+	assert_int_equal(efi_fat_free_clusters(&fs, &free0), EFI_SUCCESS);
+	struct efi_fat_node root, n, dir, n2;
+	efi_fat_root(&fs, &root);
+	CHAR16 name[300];
+
+	/* A new file with a long name, written in unaligned pieces. */
+	u16s(name, "Hello World.txt");
+	assert_int_equal(efi_fat_create(&fs, &root, name, 0, &n), EFI_SUCCESS);
+	assert_int_equal(efi_fat_create(&fs, &root, name, 0, &n2), EFI_ACCESS_DENIED);
+	size_t len = 3;
+	assert_int_equal(efi_fat_write(&fs, &n, 0, v->payload, &len), EFI_SUCCESS);
+	len = v->payload_size - 3;
+	assert_int_equal(efi_fat_write(&fs, &n, 3, v->payload + 3, &len), EFI_SUCCESS);
+	assert_int_equal(n.size, v->payload_size);
+
+	/* A directory that outgrows its first cluster, 8.3 names and numeric tails. */
+	u16s(name, "New Directory");
+	assert_int_equal(efi_fat_create(&fs, &root, name, FAT_ATTR_DIRECTORY, &dir), EFI_SUCCESS);
+	u16s(name, "README.TXT");
+	assert_int_equal(efi_fat_create(&fs, &dir, name, 0, &n2), EFI_SUCCESS);
+	assert_int_equal(n2.nr_lfn, 0);
+	for (int i = 0; i < 30; i++) {
+		char t[64];
+		snprintf(t, sizeof(t), "file number %d with a long name.dat", i);
+		u16s(name, t);
+		assert_int_equal(efi_fat_create(&fs, &dir, name, 0, &n2), EFI_SUCCESS);
+		len = (size_t)i * 37;
+		assert_int_equal(efi_fat_write(&fs, &n2, 0, v->payload, &len), EFI_SUCCESS);
+	}
+	u16s(name, "longfilename1.txt");
+	assert_int_equal(efi_fat_create(&fs, &dir, name, 0, &n2), EFI_SUCCESS);
+	u16s(name, "longfilename2.txt");
+	assert_int_equal(efi_fat_create(&fs, &dir, name, 0, &n2), EFI_SUCCESS);
+	u16s(name, "bad:name");
+	assert_int_equal(efi_fat_create(&fs, &dir, name, 0, &n2), EFI_INVALID_PARAMETER);
+
+	/* Truncate, then extend with zeros; a write past the end leaves a zeroed gap. */
+	u16s(name, "EFI/BOOT/BOOTX64.EFI");
+	assert_int_equal(efi_fat_lookup(&fs, NULL, name, &n2), EFI_SUCCESS);
+	assert_int_equal(efi_fat_truncate(&fs, &n2, 5000), EFI_SUCCESS);
+	assert_int_equal(efi_fat_truncate(&fs, &n2, 9000), EFI_SUCCESS);
+	u16s(name, "sparse.bin");
+	assert_int_equal(efi_fat_create(&fs, &root, name, 0, &n2), EFI_SUCCESS);
+	len = 4;
+	assert_int_equal(efi_fat_write(&fs, &n2, 70000, "ABCD", &len), EFI_SUCCESS);
+	u16s(name, "empty.txt");
+	assert_int_equal(efi_fat_create(&fs, &root, name, 0, &n2), EFI_SUCCESS);
+
+	/* Deletes: a file, a long-named file, a non-empty directory (refused), an emptied one. */
+	u16s(name, "readme.txt");
+	assert_int_equal(efi_fat_lookup(&fs, NULL, name, &n2), EFI_SUCCESS);
+	assert_int_equal(efi_fat_delete(&fs, &n2), EFI_SUCCESS);
+	u16s(name, "loader");
+	assert_int_equal(efi_fat_lookup(&fs, NULL, name, &n2), EFI_SUCCESS);
+	assert_int_equal(efi_fat_delete(&fs, &n2), EFI_ACCESS_DENIED);
+	u16s(name, "loader/entries/A Long Name With Spaces.conf");
+	assert_int_equal(efi_fat_lookup(&fs, NULL, name, &n2), EFI_SUCCESS);
+	assert_int_equal(efi_fat_delete(&fs, &n2), EFI_SUCCESS);
+	u16s(name, "loader/entries");
+	assert_int_equal(efi_fat_lookup(&fs, NULL, name, &n2), EFI_SUCCESS);
+	assert_int_equal(efi_fat_delete(&fs, &n2), EFI_SUCCESS);
+	u16s(name, "loader/..");
+	assert_int_equal(efi_fat_lookup(&fs, NULL, name, &n2), EFI_SUCCESS);
+	assert_int_equal(efi_fat_delete(&fs, &n2), EFI_ACCESS_DENIED); /* the root */
+	assert_int_equal(efi_fat_flush(&fs), EFI_SUCCESS);
+
+	/* Read back through a fresh mount. */
+	assert_int_equal(efi_fat_mount(&fs, &b, 0, d.blocks), EFI_SUCCESS);
+	read_all(&fs, "\\hello world.TXT", buf, sizeof(buf), &len);
+	assert_int_equal(len, v->payload_size);
+	assert_memory_equal(buf, v->payload, len);
+	read_all(&fs, "new directory\\file number 29 with a long name.dat", buf, sizeof(buf), &len);
+	assert_int_equal(len, 29 * 37);
+	assert_memory_equal(buf, v->payload, len);
+	read_all(&fs, "EFI/BOOT/BOOTX64.EFI", buf, sizeof(buf), &len);
+	assert_int_equal(len, 9000);
+	assert_memory_equal(buf, v->payload, 5000);
+	for (size_t i = 5000; i < 9000; i++)
+		assert_int_equal(buf[i], 0);
+	read_all(&fs, "sparse.bin", buf, sizeof(buf), &len);
+	assert_int_equal(len, 70004);
+	for (size_t i = 0; i < 70000; i++)
+		assert_int_equal(buf[i], 0);
+	assert_memory_equal(buf + 70000, "ABCD", 4);
+	u16s(name, "readme.txt");
+	assert_int_equal(efi_fat_lookup(&fs, NULL, name, &n2), EFI_NOT_FOUND);
+	u16s(name, "loader/entries");
+	assert_int_equal(efi_fat_lookup(&fs, NULL, name, &n2), EFI_NOT_FOUND);
+	uint32_t free1;
+	assert_int_equal(efi_fat_free_clusters(&fs, &free1), EFI_SUCCESS);
+	assert_true(free1 < free0);
+
+	/* What other implementations think: fsck.fat finds nothing to fix, mtools reads the files. */
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "%s/vol.img", v->dir);
+	FILE *f = fopen(cmd, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(v->data, 1, v->size, f), v->size);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "fsck.fat -n %s/vol.img > %s/fsck.out 2>&1 || { cat %s/fsck.out; exit 1; }",
+		 v->dir, v->dir, v->dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "cd %s && grep -qiE 'differ|wrong|lost|free cluster|invalid|bad' fsck.out && cat fsck.out",
+		 v->dir);
+	assert_int_not_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && MTOOLS_SKIP_CHECK=1 mcopy -n -i vol.img '::Hello World.txt' out.bin && cmp -s out.bin boot.efi && "
+		 "MTOOLS_SKIP_CHECK=1 mdir -i vol.img '::New Directory' | grep -q 'longfilename2.txt' && "
+		 "MTOOLS_SKIP_CHECK=1 mdir -i vol.img '::New Directory' | grep -q 'LONGFI~2 TXT'",
+		 v->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_write(int fat_bits, unsigned mib, uint32_t bs)
+{
+	struct vol v;
+	if (!make_volume(&v, fat_bits, mib))
+		skip();
+	write_volume(&v, fat_bits, bs);
+	drop_volume(&v);
+}
+
+static void test_write_fat12(void **state)
+{
+	(void)state;
+	test_write(12, 2, 512);
+}
+
+static void test_write_fat16(void **state)
+{
+	(void)state;
+	test_write(16, 16, 2048); /* partial-block writes through 2048-byte media */
+}
+
+static void test_write_fat32(void **state)
+{
+	(void)state;
+	test_write(32, 40, 512);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +386,9 @@ int main(void)
 		cmocka_unit_test(test_fat16),
 		cmocka_unit_test(test_fat32),
 		cmocka_unit_test(test_corrupt),
+		cmocka_unit_test(test_write_fat12),
+		cmocka_unit_test(test_write_fat16),
+		cmocka_unit_test(test_write_fat32),
 	};
 	return cmocka_run_group_tests_name("efi_fat", tests, NULL, NULL);
 }
