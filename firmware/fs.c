@@ -444,11 +444,9 @@ EFI_STATUS fw_fs_attach(struct fw_stor_dev *d, char *desc, size_t desc_size)
 
 /* ---- start-up ---- */
 
-void fw_stor_shim_init(void); /* storage_shim.c, TEMPORARY */
 
 EFI_STATUS fw_storage_init(void)
 {
-	fw_stor_shim_init();
 	EFI_STATUS s = fw_vmbus_init();
 	if (EFI_ERROR(s)) {
 		fw_printf("storage: no VMBus (0x%llx): no disks\n", (unsigned long long)s);

@@ -1,5 +1,4 @@
-/* The firmware's storage stack (vmbus.c, storvsc.c, disk.c, fs.c; storage_shim.c until the boot
- * services land): VMBus client, one BlockIo handle per SCSI LUN, DiskIo and partition children, FAT
+/* The firmware's storage stack (vmbus.c, storvsc.c, disk.c, fs.c; storage_mem.c): VMBus client, one BlockIo handle per SCSI LUN, DiskIo and partition children, FAT
  * file systems. What the boot manager needs is at the end: the list of storage handles.
  */
 #ifndef GEN2VM_FIRMWARE_STORAGE_H
@@ -11,23 +10,21 @@
 #include "gen2vm/proto/efi_storage.h"
 #include "vmbus_client.h"
 
-/* ---- memory and protocol installs (storage_shim.c: the boot services when fw.bs is set, else a
- * TEMPORARY allocator over fw.mem and direct efi_db installs) ---- */
+/* ---- memory and protocol installs (storage_mem.c, on the boot services) ---- */
 /* n zeroed pages below 4 GiB (identity-mapped), or NULL. */
 void *fw_stor_alloc_pages(uint32_t n);
 void fw_stor_free_pages(void *p, uint32_t n);
 /* Zeroed pool memory, or NULL; fw_stor_alloc leaves it as it is (clearing costs ~0.1 us a byte). */
 void *fw_stor_zalloc(size_t size);
 void *fw_stor_alloc(size_t size);
-/* Clears n bytes 8 at a time (see storage_shim.c for why not efi_memset). */
+/* Clears n bytes (efi_memset: 8 bytes a rep iteration). */
 void fw_stor_zero(void *p, size_t n);
 /* efi_memcpy 8 bytes at a time (non-overlapping buffers). */
 void fw_stor_copy(void *dst, const void *src, size_t n);
 void fw_stor_free(void *p);
 /* InstallMultipleProtocolInterfaces with the pairs already split (*handle NULL: a new handle). */
 EFI_STATUS fw_stor_install(EFI_HANDLE *handle, size_t n, const EFI_GUID *const *protocols, void *const *ifaces);
-/* A monotonic clock in microseconds (RDTSC with the hand-off's TSC frequency, else the Hyper-V
- * reference counter). */
+/* A monotonic clock in microseconds (fw_time_100ns). */
 uint64_t fw_stor_now_us(void);
 
 /* ---- vmbus.c ---- */

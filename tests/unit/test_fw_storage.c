@@ -61,10 +61,6 @@ EFI_STATUS fw_stor_install(EFI_HANDLE *handle, size_t n, const EFI_GUID *const *
 	return efi_db_install_multiple(&db, handle, n, protocols, ifaces);
 }
 
-void fw_stor_shim_init(void)
-{
-}
-
 EFI_STATUS fw_host_call(void *req)
 {
 	struct fw_time_req *t = req;
