@@ -444,8 +444,10 @@ static int gen2_ctl_regs(void *opaque, int argc, char **argv, char *reply, size_
 		kvm_vcpu_get_sregs(g->vm.vcpus[i].kvm, &s);
 		used += (size_t)snprintf(reply + used, len - used,
 					 "%svcpu%u rip=0x%" PRIx64 " rsp=0x%" PRIx64 " rflags=0x%" PRIx64 " cr3=0x%" PRIx64
-					 " cpl=%u%s",
-					 i ? "; " : "", i, r.rip, r.gpr[X86_RSP], r.rflags, s.cr3, s.ss.dpl,
+					 " cpl=%u rax=0x%" PRIx64 " rcx=0x%" PRIx64 " rdx=0x%" PRIx64 " rsi=0x%" PRIx64
+					 " rdi=0x%" PRIx64 "%s",
+					 i ? "; " : "", i, r.rip, r.gpr[X86_RSP], r.rflags, s.cr3, s.ss.dpl, r.gpr[X86_RAX],
+					 r.gpr[X86_RCX], r.gpr[X86_RDX], r.gpr[X86_RSI], r.gpr[X86_RDI],
 					 kvm_vcpu_is_waiting_sipi(g->vm.vcpus[i].kvm) ? " (waiting for SIPI)" : "");
 	}
 	if (was_running)
