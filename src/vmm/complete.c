@@ -30,12 +30,21 @@ static void complete_init_tables(void)
 		g_maxphyaddr = a & 0xff;
 }
 
-/* Only the XSAVE family (0F AE, 0F C7 /3-/5) needs the extended state: skip the ioctl otherwise. */
+/* Only the XSAVE family (0F AE, 0F C7 /3-/5) and the SSE moves need the extended state: skip the
+ * ioctl otherwise. */
 static bool complete_needs_xstate(const uint8_t *b, unsigned n)
 {
-	for (unsigned i = 0; i + 1 < n && i < 6; i++)
-		if (b[i] == 0x0f && (b[i + 1] == 0xae || b[i + 1] == 0xc7 || b[i + 1] == 0x01))
+	static const uint8_t sse[] = { 0x10, 0x11, 0x12, 0x13, 0x16, 0x17, 0x28, 0x29, 0x54, 0x56, 0x57, 0x6c,
+				       0x6d, 0x6e, 0x6f, 0x7e, 0x7f, 0xd6, 0xdb, 0xeb, 0xef };
+	for (unsigned i = 0; i + 1 < n && i < 6; i++) {
+		if (b[i] != 0x0f)
+			continue;
+		if (b[i + 1] == 0xae || b[i + 1] == 0xc7 || b[i + 1] == 0x01)
 			return true;
+		for (unsigned k = 0; k < sizeof(sse); k++)
+			if (b[i + 1] == sse[k])
+				return true;
+	}
 	return n == 0;
 }
 

@@ -1230,6 +1230,228 @@ static int insn_fwait(struct dec *d)
 	return 0;
 }
 
+
+/* ---- SSE data moves and logic (legacy encodings) ----
+ * Where guest kernel mode is emulated, KVM's emulator rejects most SSE instructions; UEFI programs
+ * (systemd-boot, GRUB, shim) use a few for copies and zeroing: the moves between XMM registers,
+ * general registers and memory, and the logic and unpack forms compilers emit with them. XMM
+ * registers live in the legacy region of the XSAVE state (offset 160, 16 bytes each). */
+#define XMM_OFF 160
+
+static uint8_t *xmm_reg(struct insn_xstate *xs, unsigned i)
+{
+	/* Components in their initial configuration (XSTATE_BV bit 1 clear) are zero whatever the
+	 * buffer holds: make that explicit before the first write. */
+	if (!(get64(xs->area + XSAVE_HDR) & 2)) {
+		memset(xs->area + XMM_OFF, 0, 16 * 16);
+		put64(xs->area + XSAVE_HDR, get64(xs->area + XSAVE_HDR) | 2);
+		if (!get32(xs->area + 24))
+			put32(xs->area + 24, 0x1f80);
+		xs->dirty = true;
+	}
+	return xs->area + XMM_OFF + 16 * i;
+}
+
+enum sse_op { SSE_LOAD, SSE_LOADZ, SSE_STORE, SSE_XOR, SSE_UNPCKLQ, SSE_UNPCKHQ, SSE_MOVHI_LOAD, SSE_MOVHI_STORE,
+	      SSE_MOVLO_LOAD, SSE_MOVLO_STORE, SSE_GPR_TO_XMM, SSE_XMM_TO_GPR, SSE_AND, SSE_OR };
+
+static int insn_sse(struct dec *d, struct insn_xstate *xs, enum sse_op op, unsigned size, bool align,
+		    bool zero_upper, const char *name)
+{
+	struct insn_cpu *c = d->cpu;
+	dec_set_name(d, name, false);
+	if (d->lock || (c->cr0 & X86_CR0_EM) || !(c->cr4 & X86_CR4_OSFXSR))
+		return dec_exception(d, VEC_UD, false, 0);
+	if (c->cr0 & X86_CR0_TS)
+		return dec_exception(d, VEC_NM, false, 0);
+	if (!xs || !xs->area || xs->size < XSAVE_EXT)
+		return dec_unsupported(d, "no XSAVE state buffer given");
+	unsigned nreg = d->mode64 ? 16 : 8;
+	unsigned reg = (d->reg | ((d->rex & 4) << 1)) % nreg, rm = (d->rm | ((d->rex & 1) << 3)) % nreg;
+	uint8_t src[16] = { 0 }, *x = xmm_reg(xs, reg);
+	struct pagewalk_fault f;
+	int r;
+	uint64_t la = d->mod == 3 ? 0 : dec_linear(d, 0);
+	if (d->mod != 3 && align && (la & 15))
+		return dec_gp0(d);
+	switch (op) {
+	case SSE_GPR_TO_XMM: /* movd/movq xmm, r/m */
+		if (d->mod == 3) {
+			uint64_t v = c->gpr[rm];
+			memcpy(src, &v, size);
+		} else if ((r = pagewalk_read(&d->pw, d->mem, la, src, size, PAGEWALK_READ, &f))) {
+			return dec_mem_error(d, r, &f, d->ea_seg);
+		}
+		memset(x, 0, 16);
+		memcpy(x, src, size);
+		break;
+	case SSE_XMM_TO_GPR: /* movd/movq r/m, xmm */
+		if (d->mod == 3) {
+			uint64_t v = 0;
+			memcpy(&v, x, size);
+			c->gpr[rm] = v;
+		} else if ((r = pagewalk_write(&d->pw, d->mem, la, x, size, &f))) {
+			return dec_mem_error(d, r, &f, d->ea_seg);
+		}
+		break;
+	case SSE_STORE:
+		if (d->mod == 3) {
+			uint8_t *y = xmm_reg(xs, rm);
+			memcpy(y, x, size); /* register forms of movss/movsd merge into the low part */
+		} else if ((r = pagewalk_write(&d->pw, d->mem, la, x, size, &f))) {
+			return dec_mem_error(d, r, &f, d->ea_seg);
+		}
+		break;
+	case SSE_MOVHI_STORE:
+	case SSE_MOVLO_STORE:
+		if ((r = pagewalk_write(&d->pw, d->mem, la, x + (op == SSE_MOVHI_STORE ? 8 : 0), 8, &f)))
+			return dec_mem_error(d, r, &f, d->ea_seg);
+		break;
+	default:
+		if (d->mod == 3) {
+			memcpy(src, xmm_reg(xs, rm), 16);
+		} else {
+			unsigned n = op == SSE_LOAD || op == SSE_LOADZ ? size
+				     : op == SSE_MOVHI_LOAD || op == SSE_MOVLO_LOAD ? 8 : 16;
+			if ((r = pagewalk_read(&d->pw, d->mem, la, src, n, PAGEWALK_READ, &f)))
+				return dec_mem_error(d, r, &f, d->ea_seg);
+		}
+		switch (op) {
+		case SSE_LOADZ: /* movq xmm, xmm/m64: always zero-extended */
+			memset(x, 0, 16);
+			memcpy(x, src, size);
+			break;
+		case SSE_LOAD:
+			if (d->mod == 3 || !zero_upper) {
+				memcpy(x, src, size); /* movss/movsd xmm, xmm keep the upper part */
+			} else {
+				memset(x, 0, 16);
+				memcpy(x, src, size);
+			}
+			break;
+		case SSE_XOR:
+		case SSE_AND:
+		case SSE_OR:
+			for (unsigned i = 0; i < 16; i++)
+				x[i] = op == SSE_XOR ? x[i] ^ src[i] : op == SSE_AND ? x[i] & src[i] : x[i] | src[i];
+			break;
+		case SSE_UNPCKLQ:
+			memcpy(x + 8, src, 8);
+			break;
+		case SSE_UNPCKHQ:
+			memcpy(x, x + 8, 8);
+			memcpy(x + 8, src + 8, 8);
+			break;
+		case SSE_MOVHI_LOAD: /* movhps m64 / movlhps xmm: the source's low qword to our high one */
+			memcpy(x + 8, src, 8);
+			break;
+		case SSE_MOVLO_LOAD: /* movlps m64 (low qword), movhlps xmm (the source's high qword) */
+			memcpy(x, d->mod == 3 ? src + 8 : src, 8);
+			break;
+		default:
+			break;
+		}
+	}
+	xs->dirty = true;
+	dec_advance(d);
+	return 0;
+}
+
+/* The legacy-encoded SSE forms above, by opcode and mandatory prefix; -1 when not one of them. */
+static int insn_sse_dispatch(struct dec *d, struct insn_xstate *xs, uint8_t pfx)
+{
+	bool m = d->mod != 3, w = d->rex & 8;
+	switch (d->op) {
+	case 0x10:
+	case 0x11: {
+		bool st = d->op == 0x11;
+		if (pfx == 0xF3)
+			return insn_sse(d, xs, st ? SSE_STORE : SSE_LOAD, 4, false, true, "movss");
+		if (pfx == 0xF2)
+			return insn_sse(d, xs, st ? SSE_STORE : SSE_LOAD, 8, false, true, "movsd");
+		return insn_sse(d, xs, st ? SSE_STORE : SSE_LOAD, 16, false, true, pfx ? "movupd" : "movups");
+	}
+	case 0x28:
+	case 0x29:
+		if (pfx == 0 || pfx == 0x66)
+			return insn_sse(d, xs, d->op == 0x29 ? SSE_STORE : SSE_LOAD, 16, true, true,
+					pfx ? "movapd" : "movaps");
+		break;
+	case 0x6F:
+	case 0x7F:
+		if (pfx == 0x66 || pfx == 0xF3)
+			return insn_sse(d, xs, d->op == 0x7F ? SSE_STORE : SSE_LOAD, 16, pfx == 0x66, true,
+					pfx == 0x66 ? "movdqa" : "movdqu");
+		break;
+	case 0x6E:
+		if (pfx == 0x66)
+			return insn_sse(d, xs, SSE_GPR_TO_XMM, w ? 8 : 4, false, true, w ? "movq" : "movd");
+		break;
+	case 0x7E:
+		if (pfx == 0x66)
+			return insn_sse(d, xs, SSE_XMM_TO_GPR, w ? 8 : 4, false, true, w ? "movq" : "movd");
+		if (pfx == 0xF3)
+			return insn_sse(d, xs, SSE_LOADZ, 8, false, true, "movq");
+		break;
+	case 0xD6:
+		if (pfx == 0x66) {
+			if (m)
+				return insn_sse(d, xs, SSE_STORE, 8, false, true, "movq");
+			break; /* the register form (xmm to xmm, zero-extended) is not emitted for copies */
+		}
+		break;
+	case 0xEF:
+		if (pfx == 0x66)
+			return insn_sse(d, xs, SSE_XOR, 16, true, false, "pxor");
+		break;
+	case 0x57:
+		if (pfx == 0 || pfx == 0x66)
+			return insn_sse(d, xs, SSE_XOR, 16, true, false, pfx ? "xorpd" : "xorps");
+		break;
+	case 0x54:
+		if (pfx == 0 || pfx == 0x66)
+			return insn_sse(d, xs, SSE_AND, 16, true, false, pfx ? "andpd" : "andps");
+		break;
+	case 0x56:
+		if (pfx == 0 || pfx == 0x66)
+			return insn_sse(d, xs, SSE_OR, 16, true, false, pfx ? "orpd" : "orps");
+		break;
+	case 0xDB:
+		if (pfx == 0x66)
+			return insn_sse(d, xs, SSE_AND, 16, true, false, "pand");
+		break;
+	case 0xEB:
+		if (pfx == 0x66)
+			return insn_sse(d, xs, SSE_OR, 16, true, false, "por");
+		break;
+	case 0x6C:
+		if (pfx == 0x66)
+			return insn_sse(d, xs, SSE_UNPCKLQ, 16, true, false, "punpcklqdq");
+		break;
+	case 0x6D:
+		if (pfx == 0x66)
+			return insn_sse(d, xs, SSE_UNPCKHQ, 16, true, false, "punpckhqdq");
+		break;
+	case 0x16:
+		if (pfx == 0 || (pfx == 0x66 && m))
+			return insn_sse(d, xs, SSE_MOVHI_LOAD, 8, false, false, m ? (pfx ? "movhpd" : "movhps") : "movlhps");
+		break;
+	case 0x17:
+		if ((pfx == 0 || pfx == 0x66) && m)
+			return insn_sse(d, xs, SSE_MOVHI_STORE, 8, false, false, pfx ? "movhpd" : "movhps");
+		break;
+	case 0x12:
+		if (pfx == 0 || (pfx == 0x66 && m))
+			return insn_sse(d, xs, SSE_MOVLO_LOAD, 8, false, false, m ? (pfx ? "movlpd" : "movlps") : "movhlps");
+		break;
+	case 0x13:
+		if ((pfx == 0 || pfx == 0x66) && m)
+			return insn_sse(d, xs, SSE_MOVLO_STORE, 8, false, false, pfx ? "movlpd" : "movlps");
+		break;
+	}
+	return 1;
+}
+
 static int insn_dispatch(struct dec *d, struct insn_xstate *xs)
 {
 	struct insn_cpu *c = d->cpu;
@@ -1281,6 +1503,9 @@ static int insn_dispatch(struct dec *d, struct insn_xstate *xs)
 			if (which[d->reg] >= 0)
 				return insn_xfamily(d, xs, which[d->reg]);
 		}
+		int r = insn_sse_dispatch(d, xs, pfx);
+		if (r != -1)
+			return r;
 	}
 	return dec_unsupported(d, "instruction not handled by the VMM");
 }

@@ -16,6 +16,11 @@
  *   0F C7 /4 xsavec, /5 xsaves, /3 xrstors
  *   0F 01 D0 xgetbv
  *   0F 03 lsl (GDT descriptors; LDT selectors give ZF=0), F3 0F C7 /7 rdpid
+ *   SSE (legacy encodings, on the XMM registers of the XSAVE state): movups/movupd/movss/movsd,
+ *                       movaps/movapd, movdqa/movdqu, movd/movq (66 0F 6E/7E, F3 0F 7E, 66 0F D6 to
+ *                       memory), pxor/xorps/xorpd, pand/andps/andpd, por/orps/orpd, punpcklqdq/
+ *                       punpckhqdq, movhps/movhpd/movlhps, movlps/movlpd/movhlps: what UEFI programs
+ *                       (systemd-boot, GRUB, shim) use for copies and zeroing
  * Everything else: INSN_UNSUPPORTED, with a mnemonic from a small table and the length when the
  * generic length decoder can tell it.
  *

@@ -222,6 +222,85 @@ static void test_ldmxcsr_stmxcsr(void **state)
 	assert_int_equal(area[24] | area[25] << 8, 0x9fc0);
 }
 
+
+/* SSE moves UEFI programs use (systemd-boot: movq, movaps, movups, pxor, movhps...), on the XMM
+ * registers of the XSAVE legacy region (offset 160). Hand-computed. */
+static int sse_run(struct insn_cpu *c, struct insn_xstate *xs, const uint8_t *code, size_t n,
+		   struct insn_outcome *o)
+{
+	c->rip = CODE;
+	memcpy(guest_mem_ptr(&mem, CODE, 16), code, n);
+	assert_int_equal(insn_complete(c, &mem, code, 1, xs, o), 0);
+	return o->status;
+}
+
+static void test_sse_moves(void **state)
+{
+	uint8_t area[1024] __attribute__((aligned(64))) = { 0 };
+	struct insn_xcomp comp[64] = { { 0 } };
+	struct insn_xstate xs = { .area = area, .size = sizeof(area), .comp = comp };
+	struct insn_cpu c = cpu64();
+	c.cr4 |= X86_CR4_OSFXSR;
+	struct insn_outcome o;
+	uint8_t *xmm0 = area + 160, *xmm1 = area + 176, *xmm9 = area + 160 + 16 * 9;
+	/* 66 48 0F 6E C0 movq xmm0, rax (what stopped systemd-boot): zero-extended. */
+	static const uint8_t movq_in[] = { 0x66, 0x48, 0x0f, 0x6e, 0xc0 };
+	memset(xmm0, 0xee, 16);
+	c.gpr[X86_RAX] = 0x1122334455667788ull;
+	assert_int_equal(sse_run(&c, &xs, movq_in, sizeof(movq_in), &o), INSN_DONE);
+	assert_string_equal(o.mnemonic, "movq");
+	assert_int_equal(c.rip, CODE + 5);
+	uint64_t q[2];
+	memcpy(q, xmm0, 16);
+	assert_true(q[0] == 0x1122334455667788ull && q[1] == 0);
+	assert_int_equal(area[512] & 2, 2);
+	/* 66 0F 6C C0 punpcklqdq xmm0, xmm0: both halves the low qword. */
+	static const uint8_t punpck[] = { 0x66, 0x0f, 0x6c, 0xc0 };
+	assert_int_equal(sse_run(&c, &xs, punpck, sizeof(punpck), &o), INSN_DONE);
+	memcpy(q, xmm0, 16);
+	assert_true(q[0] == 0x1122334455667788ull && q[1] == 0x1122334455667788ull);
+	/* 0F 11 06 movups [rsi], xmm0 at an odd address. */
+	static const uint8_t movups_st[] = { 0x0f, 0x11, 0x06 };
+	c.gpr[X86_RSI] = DATA + 3;
+	assert_int_equal(sse_run(&c, &xs, movups_st, sizeof(movups_st), &o), INSN_DONE);
+	assert_memory_equal(guest_mem_ptr(&mem, DATA + 3, 16), xmm0, 16);
+	/* 44 0F 28 0E movaps xmm9, [rsi]: misaligned -> #GP(0), nothing changed. */
+	static const uint8_t movaps_ld[] = { 0x44, 0x0f, 0x28, 0x0e };
+	assert_int_equal(sse_run(&c, &xs, movaps_ld, sizeof(movaps_ld), &o), INSN_EXCEPTION);
+	assert_int_equal(o.vector, 13);
+	assert_int_equal(c.rip, CODE);
+	c.gpr[X86_RSI] = DATA + 32;
+	memset(guest_mem_ptr(&mem, DATA + 32, 16), 0x5a, 16);
+	assert_int_equal(sse_run(&c, &xs, movaps_ld, sizeof(movaps_ld), &o), INSN_DONE);
+	assert_int_equal(xmm9[0], 0x5a);
+	assert_int_equal(xmm9[15], 0x5a);
+	/* 66 0F EF C9 pxor xmm1, xmm1: zero. */
+	memset(xmm1, 0x33, 16);
+	static const uint8_t pxor[] = { 0x66, 0x0f, 0xef, 0xc9 };
+	assert_int_equal(sse_run(&c, &xs, pxor, sizeof(pxor), &o), INSN_DONE);
+	static const uint8_t zero[16] = { 0 };
+	assert_memory_equal(xmm1, zero, 16);
+	/* 0F 16 46 08 movhps xmm0, [rsi+8]: the high qword from memory, low qword kept. */
+	static const uint8_t movhps[] = { 0x0f, 0x16, 0x46, 0x08 };
+	uint64_t hi = 0xa1a2a3a4a5a6a7a8ull;
+	memcpy(guest_mem_ptr(&mem, DATA + 40, 8), &hi, 8);
+	assert_int_equal(sse_run(&c, &xs, movhps, sizeof(movhps), &o), INSN_DONE);
+	memcpy(q, xmm0, 16);
+	assert_true(q[0] == 0x1122334455667788ull && q[1] == hi);
+	/* 66 48 0F 7E C1 movq rcx, xmm0. */
+	static const uint8_t movq_out[] = { 0x66, 0x48, 0x0f, 0x7e, 0xc1 };
+	assert_int_equal(sse_run(&c, &xs, movq_out, sizeof(movq_out), &o), INSN_DONE);
+	assert_true(c.gpr[X86_RCX] == 0x1122334455667788ull);
+	/* Without CR4.OSFXSR SSE is #UD; with CR0.TS it is #NM. */
+	c.cr4 &= ~X86_CR4_OSFXSR;
+	assert_int_equal(sse_run(&c, &xs, pxor, sizeof(pxor), &o), INSN_EXCEPTION);
+	assert_int_equal(o.vector, 6);
+	c.cr4 |= X86_CR4_OSFXSR;
+	c.cr0 |= X86_CR0_TS;
+	assert_int_equal(sse_run(&c, &xs, pxor, sizeof(pxor), &o), INSN_EXCEPTION);
+	assert_int_equal(o.vector, 7);
+}
+
 static void test_lsl_rdpid(void **state)
 {
 	/* Linux's per-CPU segment: GDT entry 15, a DPL 3 data descriptor whose limit is node<<12 | cpu. */
@@ -276,7 +355,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_popcnt_reg64), cmocka_unit_test(test_popcnt_zero_mem32),
 		cmocka_unit_test(test_tzcnt_lzcnt), cmocka_unit_test(test_popcnt_fault),
-		cmocka_unit_test(test_clac_stac), cmocka_unit_test(test_rdrand_fence), cmocka_unit_test(test_fwait), cmocka_unit_test(test_ldmxcsr_stmxcsr), cmocka_unit_test(test_lsl_rdpid),
+		cmocka_unit_test(test_clac_stac), cmocka_unit_test(test_rdrand_fence), cmocka_unit_test(test_fwait), cmocka_unit_test(test_ldmxcsr_stmxcsr), cmocka_unit_test(test_lsl_rdpid), cmocka_unit_test(test_sse_moves),
 	};
 	return cmocka_run_group_tests_name("insn_more", tests, setup, teardown);
 }
