@@ -356,9 +356,16 @@ void fw_bootmgr_run(void)
 			bm_pause(); /* only when there is a next entry to go on with */
 	}
 	if (!size) {
-		/* No boot order at all (no variable store): every file system, removable-media path. */
-		EFI_DEVICE_PATH_PROTOCOL end = { END_DEVICE_PATH_TYPE, END_ENTIRE_DEVICE_PATH_SUBTYPE, { 4, 0 } };
-		bm_boot_device(bm_record("every file system (no BootOrder)"), &end, NULL, 0);
+		/* No boot order at all: every file system, removable-media path. */
+		EFI_HANDLE *bs;
+		UINTN nb = bm_handles(&bm_blk_guid, &bs);
+		if (nb) {
+			fw.bs->FreePool(bs);
+			EFI_DEVICE_PATH_PROTOCOL end = { END_DEVICE_PATH_TYPE, END_ENTIRE_DEVICE_PATH_SUBTYPE, { 4, 0 } };
+			bm_boot_device(bm_record("every file system (no BootOrder)"), &end, NULL, 0);
+		} else {
+			bm_fail(bm_record("boot devices"), "the VM has no SCSI disk or DVD drive (give --disk or --dvd)");
+		}
 	}
 	/* The summary, on the console and to the host. */
 	static char summary[FW_EVENT_TEXT_MAX];
