@@ -1449,7 +1449,7 @@ static int insn_sse_dispatch(struct dec *d, struct insn_xstate *xs, uint8_t pfx)
 			return insn_sse(d, xs, SSE_MOVLO_STORE, 8, false, false, pfx ? "movlpd" : "movlps");
 		break;
 	}
-	return 1;
+	return -1;
 }
 
 static int insn_dispatch(struct dec *d, struct insn_xstate *xs)
