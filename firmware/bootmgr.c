@@ -332,11 +332,7 @@ void fw_bootmgr_run(void)
 	if (fw.ho->image_size) {
 		struct bm_attempt *a = bm_record("the image given with --efi");
 		fw_host_event(FW_EV_BOOT_ENTRY, "%s", a->what);
-		EFI_STATUS s = fw_image_start_handoff();
-		if (EFI_ERROR(s))
-			bm_fail(a, "it returned %s", bm_status(s));
-		else
-			bm_fail(a, "it returned");
+		bm_fail(a, "it returned %s", bm_status(fw_image_start_handoff()));
 	}
 	uint16_t next = 0, order[128];
 	UINTN size = sizeof(next);
