@@ -253,7 +253,7 @@ def test_signed_shim_chains_to_grub(tmp_path, efi_bins):
     assert rc == 0, vm.err[-2000:]
 
 
-@pytest.mark.skipif(not os.environ.get("GEN2VM_SLOW_TESTS"), reason="about 15 minutes here: GEN2VM_SLOW_TESTS=1")
+@pytest.mark.skipif(not os.environ.get("GEN2VM_SLOW_TESTS"), reason="about 30 minutes here: GEN2VM_SLOW_TESTS=1")
 def test_signed_shim_starts_signed_grub(tmp_path, efi_bins):
     """The all-signed chain: Debian's shim loads Debian's signed GRUB, which reads
     \\EFI\\debian\\grub.cfg from the ESP."""
