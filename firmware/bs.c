@@ -325,28 +325,34 @@ static EFI_STATUS EFIAPI bs_locate_protocol(EFI_GUID *protocol, void *registrati
 	return efi_db_locate_protocol(&fw.db, protocol, registration, iface);
 }
 
+/* The (GUID, interface) pairs of a Install/UninstallMultipleProtocolInterfaces call, up to the NULL
+ * GUID. False when there are more than MULTIPLE_MAX. */
+static bool bs_split_pairs(__builtin_ms_va_list ap, const EFI_GUID **g, void **i, size_t *n)
+{
+	*n = 0;
+	for (;;) {
+		const EFI_GUID *guid = __builtin_va_arg(ap, const EFI_GUID *);
+		if (!guid)
+			return true;
+		void *iface = __builtin_va_arg(ap, void *);
+		if (*n == MULTIPLE_MAX)
+			return false;
+		g[*n] = guid;
+		i[(*n)++] = iface;
+	}
+}
+
 static EFI_STATUS EFIAPI bs_install_multiple(EFI_HANDLE *handle, ...)
 {
 	BS_LIVE();
 	const EFI_GUID *g[MULTIPLE_MAX];
 	void *i[MULTIPLE_MAX];
-	size_t n = 0;
+	size_t n;
 	__builtin_ms_va_list ap;
 	__builtin_ms_va_start(ap, handle);
-	for (;;) {
-		const EFI_GUID *guid = __builtin_va_arg(ap, const EFI_GUID *);
-		if (!guid)
-			break;
-		void *iface = __builtin_va_arg(ap, void *);
-		if (n == MULTIPLE_MAX) {
-			__builtin_ms_va_end(ap);
-			return EFI_OUT_OF_RESOURCES;
-		}
-		g[n] = guid;
-		i[n++] = iface;
-	}
+	bool ok = bs_split_pairs(ap, g, i, &n);
 	__builtin_ms_va_end(ap);
-	return efi_db_install_multiple(&fw.db, handle, n, g, i);
+	return ok ? efi_db_install_multiple(&fw.db, handle, n, g, i) : EFI_OUT_OF_RESOURCES;
 }
 
 static EFI_STATUS EFIAPI bs_uninstall_multiple(EFI_HANDLE handle, ...)
@@ -354,23 +360,12 @@ static EFI_STATUS EFIAPI bs_uninstall_multiple(EFI_HANDLE handle, ...)
 	BS_LIVE();
 	const EFI_GUID *g[MULTIPLE_MAX];
 	void *i[MULTIPLE_MAX];
-	size_t n = 0;
+	size_t n;
 	__builtin_ms_va_list ap;
 	__builtin_ms_va_start(ap, handle);
-	for (;;) {
-		const EFI_GUID *guid = __builtin_va_arg(ap, const EFI_GUID *);
-		if (!guid)
-			break;
-		void *iface = __builtin_va_arg(ap, void *);
-		if (n == MULTIPLE_MAX) {
-			__builtin_ms_va_end(ap);
-			return EFI_INVALID_PARAMETER;
-		}
-		g[n] = guid;
-		i[n++] = iface;
-	}
+	bool ok = bs_split_pairs(ap, g, i, &n);
 	__builtin_ms_va_end(ap);
-	return efi_db_uninstall_multiple(&fw.db, handle, n, g, i);
+	return ok ? efi_db_uninstall_multiple(&fw.db, handle, n, g, i) : EFI_INVALID_PARAMETER;
 }
 
 /* Our drivers install their handles and children eagerly at start-up, so there is never a driver

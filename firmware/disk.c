@@ -83,12 +83,12 @@ static EFI_STATUS disk_io(struct disk_io *d, uint32_t media_id, uint64_t off, UI
 		if (EFI_ERROR(s))
 			return s;
 		if (write) {
-			fw_stor_copy(disk_bounce + in, p, n);
+			efi_memcpy(disk_bounce + in, p, n);
 			s = b->WriteBlocks(b, media_id, lba, bs, disk_bounce);
 			if (EFI_ERROR(s))
 				return s;
 		} else {
-			fw_stor_copy(p, disk_bounce + in, n);
+			efi_memcpy(p, disk_bounce + in, n);
 		}
 		p += n;
 		off += n;

@@ -411,7 +411,7 @@ EFI_STATUS fw_fs_attach(struct fw_stor_dev *d, char *desc, size_t desc_size)
 		return EFI_OUT_OF_RESOURCES;
 	}
 	EFI_BLOCK_IO_MEDIA *m = d->bio->Media;
-	fw_stor_zero(v, offsetof(struct fs_vol, fat));
+	efi_memset(v, 0, offsetof(struct fs_vol, fat));
 	v->bio = d->bio;
 	v->ro = m->ReadOnly;
 	v->blk = (struct efi_blk){ .block_size = m->BlockSize, .num_blocks = m->LastBlock + 1, .read = fs_blk_read,

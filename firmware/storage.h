@@ -17,10 +17,6 @@ void fw_stor_free_pages(void *p, uint32_t n);
 /* Zeroed pool memory, or NULL; fw_stor_alloc leaves it as it is (clearing costs ~0.1 us a byte). */
 void *fw_stor_zalloc(size_t size);
 void *fw_stor_alloc(size_t size);
-/* Clears n bytes (efi_memset: 8 bytes a rep iteration). */
-void fw_stor_zero(void *p, size_t n);
-/* efi_memcpy 8 bytes at a time (non-overlapping buffers). */
-void fw_stor_copy(void *dst, const void *src, size_t n);
 void fw_stor_free(void *p);
 /* InstallMultipleProtocolInterfaces with the pairs already split (*handle NULL: a new handle). */
 EFI_STATUS fw_stor_install(EFI_HANDLE *handle, size_t n, const EFI_GUID *const *protocols, void *const *ifaces);

@@ -37,16 +37,6 @@ void fw_stor_free(void *p)
 		fw.bs->FreePool(p);
 }
 
-void fw_stor_copy(void *dst, const void *src, size_t n)
-{
-	efi_memcpy(dst, src, n);
-}
-
-void fw_stor_zero(void *p, size_t n)
-{
-	efi_memset(p, 0, n);
-}
-
 EFI_STATUS fw_stor_install(EFI_HANDLE *handle, size_t n, const EFI_GUID *const *protocols, void *const *ifaces)
 {
 	return efi_db_install_multiple(&fw.db, handle, n, protocols, ifaces);

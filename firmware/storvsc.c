@@ -72,8 +72,8 @@ static EFI_STATUS stv_exchange(struct stv_ctrl *c, struct storvsp_packet *pk, ui
 		uint32_t off = d->offset8 * 8u;
 		if (len < sizeof(*d) || off > len || d->trans_id != id)
 			continue; /* a late reply to a timed-out request, or an unsolicited packet */
-		fw_stor_zero(pk, sizeof(*pk));
-		fw_stor_copy(pk, stv_rx + off, len - off < sizeof(*pk) ? len - off : sizeof(*pk));
+		efi_memset(pk, 0, sizeof(*pk));
+		efi_memcpy(pk, stv_rx + off, len - off < sizeof(*pk) ? len - off : sizeof(*pk));
 		return EFI_SUCCESS;
 	}
 }

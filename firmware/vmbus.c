@@ -58,7 +58,7 @@ static uint16_t op_post(void *ctx, uint32_t conn, const void *msg, uint32_t len)
 	in->reserved = 0;
 	in->message_type = HVMSG_VMBUS;
 	in->payload_size = len;
-	fw_stor_copy(in->payload, msg, len);
+	efi_memcpy(in->payload, msg, len);
 	return (uint16_t)hv_hypercall(HVCALL_POST_MESSAGE, (uint64_t)(uintptr_t)hv_input, 0);
 }
 
@@ -77,7 +77,7 @@ static int op_next(void *ctx, void *buf, uint32_t *len)
 			if (n > sizeof(slot->payload))
 				n = sizeof(slot->payload);
 			*len = n;
-			fw_stor_copy(buf, slot->payload, (n + 7) & ~7u); /* buf holds 240 bytes (the ops contract) */
+			efi_memcpy(buf, slot->payload, (n + 7) & ~7u); /* buf holds 240 bytes (the ops contract) */
 			__atomic_store_n(&slot->header.message_type, HVMSG_NONE, __ATOMIC_SEQ_CST);
 			if (__atomic_load_n(&slot->header.message_flags, __ATOMIC_SEQ_CST) & HV_MESSAGE_FLAG_PENDING)
 				wrmsr(HV_MSR_EOM, 0);

@@ -443,6 +443,47 @@ EFI_STATUS efi_fat_lookup(struct efi_fat *fs, const struct efi_fat_node *dir, co
 	return EFI_NOT_FOUND;
 }
 
+/* Starts ch at the cluster holding byte pos of the chain at first. A chain shorter than pos is
+ * EFI_VOLUME_CORRUPTED (the directory entry claimed more). */
+static EFI_STATUS chain_seek(struct efi_fat *fs, uint32_t first, uint64_t pos, struct chain *ch)
+{
+	if (!cluster_ok(fs, first))
+		return EFI_VOLUME_CORRUPTED;
+	uint64_t hops = pos / fs->cluster_size;
+	if (hops > fs->clusters)
+		return EFI_VOLUME_CORRUPTED;
+	chain_start(ch, first);
+	for (; hops; hops--) {
+		EFI_STATUS st = chain_step(fs, ch);
+		if (EFI_ERROR(st))
+			return st == EFI_NOT_FOUND ? EFI_VOLUME_CORRUPTED : st;
+	}
+	return EFI_SUCCESS;
+}
+
+/* The run of consecutive clusters that starts at ch->c, in bytes into it, covering at most left
+ * bytes: *len gets its length. When the run ends before left, ch->c is the next run's first cluster.
+ * *guard counts the steps taken over every run of one transfer (a loop is EFI_VOLUME_CORRUPTED). */
+static EFI_STATUS chain_run(struct efi_fat *fs, struct chain *ch, uint32_t in, uint64_t left, uint64_t *guard,
+			    uint64_t *len)
+{
+	uint32_t c = ch->c;
+	uint64_t k = fs->cluster_size - in < left ? fs->cluster_size - in : left;
+	while (k < left) {
+		EFI_STATUS st = chain_step(fs, ch);
+		if (EFI_ERROR(st))
+			return st == EFI_NOT_FOUND ? EFI_VOLUME_CORRUPTED : st; /* chain shorter than the file */
+		if (++*guard > fs->clusters)
+			return EFI_VOLUME_CORRUPTED;
+		if (ch->c != c + 1)
+			break;
+		c = ch->c;
+		k += fs->cluster_size < left - k ? fs->cluster_size : left - k;
+	}
+	*len = k;
+	return EFI_SUCCESS;
+}
+
 EFI_STATUS efi_fat_read(struct efi_fat *fs, const struct efi_fat_node *file, uint64_t off, void *buf,
 			size_t *len)
 {
@@ -454,49 +495,24 @@ EFI_STATUS efi_fat_read(struct efi_fat *fs, const struct efi_fat_node *file, uin
 	}
 	size_t want = *len < file->size - off ? *len : (size_t)(file->size - off);
 	*len = 0;
-	uint32_t c = file->first_cluster;
-	if (!cluster_ok(fs, c))
-		return EFI_VOLUME_CORRUPTED;
-	uint64_t hops = off / fs->cluster_size;
-	if (hops > fs->clusters)
-		return EFI_VOLUME_CORRUPTED;
 	struct chain ch;
-	chain_start(&ch, c);
-	for (; hops; hops--) {
-		EFI_STATUS st = chain_step(fs, &ch);
-		if (EFI_ERROR(st))
-			return st == EFI_NOT_FOUND ? EFI_VOLUME_CORRUPTED : st; /* chain shorter than the file */
-	}
-	c = ch.c;
+	EFI_STATUS st = chain_seek(fs, file->first_cluster, off, &ch);
+	if (EFI_ERROR(st))
+		return st;
 	uint8_t *d = buf;
 	uint32_t in = (uint32_t)(off % fs->cluster_size);
 	size_t done = 0;
 	uint64_t guard = 0;
 	while (done < want) {
 		/* One device read per run of consecutive clusters, straight into the caller's buffer. */
-		uint64_t start = cluster_off(fs, c) + in;
-		size_t n = fs->cluster_size - in < want - done ? fs->cluster_size - in : want - done;
-		uint32_t next = 0;
-		while (done + n < want) {
-			EFI_STATUS st = chain_step(fs, &ch);
-			if (EFI_ERROR(st))
-				return st == EFI_NOT_FOUND ? EFI_VOLUME_CORRUPTED : st; /* chain shorter than the file */
-			if (++guard > fs->clusters)
-				return EFI_VOLUME_CORRUPTED;
-			if (ch.c != c + 1) {
-				next = ch.c;
-				break;
-			}
-			c = ch.c;
-			n += fs->cluster_size < want - done - n ? fs->cluster_size : want - done - n;
-		}
-		EFI_STATUS st = vol_read(fs, start, d + done, n, false);
-		if (EFI_ERROR(st))
+		uint64_t start = cluster_off(fs, ch.c) + in, n;
+		if (EFI_ERROR(st = chain_run(fs, &ch, in, want - done, &guard, &n)))
 			return st;
-		done += n;
+		if (EFI_ERROR(st = vol_read(fs, start, d + done, (size_t)n, false)))
+			return st;
+		done += (size_t)n;
 		*len = done;
 		in = 0;
-		c = next;
 	}
 	return EFI_SUCCESS;
 }
@@ -713,47 +729,23 @@ static EFI_STATUS chain_write(struct efi_fat *fs, uint32_t first, uint64_t pos, 
 {
 	if (!n)
 		return EFI_SUCCESS;
-	if (!cluster_ok(fs, first))
-		return EFI_VOLUME_CORRUPTED;
 	struct chain ch;
-	chain_start(&ch, first);
-	uint64_t hops = pos / fs->cluster_size;
-	if (hops > fs->clusters)
-		return EFI_VOLUME_CORRUPTED;
-	for (; hops; hops--) {
-		EFI_STATUS st = chain_step(fs, &ch);
-		if (EFI_ERROR(st))
-			return st == EFI_NOT_FOUND ? EFI_VOLUME_CORRUPTED : st;
-	}
+	EFI_STATUS st = chain_seek(fs, first, pos, &ch);
+	if (EFI_ERROR(st))
+		return st;
 	uint32_t in = (uint32_t)(pos % fs->cluster_size);
-	uint32_t c = ch.c;
 	uint64_t guard = 0;
 	while (n) {
 		/* One device write per run of consecutive clusters. */
-		uint64_t start = cluster_off(fs, c) + in;
-		uint64_t k = fs->cluster_size - in < n ? fs->cluster_size - in : n;
-		uint32_t next = 0;
-		while (k < n) {
-			EFI_STATUS st = chain_step(fs, &ch);
-			if (EFI_ERROR(st))
-				return st == EFI_NOT_FOUND ? EFI_VOLUME_CORRUPTED : st;
-			if (++guard > fs->clusters)
-				return EFI_VOLUME_CORRUPTED;
-			if (ch.c != c + 1) {
-				next = ch.c;
-				break;
-			}
-			c = ch.c;
-			k += fs->cluster_size < n - k ? fs->cluster_size : n - k;
-		}
-		EFI_STATUS st = vol_write(fs, start, src, (size_t)k, false);
-		if (EFI_ERROR(st))
+		uint64_t start = cluster_off(fs, ch.c) + in, k;
+		if (EFI_ERROR(st = chain_run(fs, &ch, in, n, &guard, &k)))
+			return st;
+		if (EFI_ERROR(st = vol_write(fs, start, src, (size_t)k, false)))
 			return st;
 		n -= k;
 		if (src)
 			src += k;
 		in = 0;
-		c = next;
 	}
 	return EFI_SUCCESS;
 }

@@ -1360,6 +1360,20 @@ static int insn_sse(struct dec *d, struct insn_xstate *xs, enum sse_op op, unsig
 /* The legacy-encoded SSE forms above, by opcode and mandatory prefix; -1 when not one of them. */
 static int insn_sse_dispatch(struct dec *d, struct insn_xstate *xs, uint8_t pfx)
 {
+	/* The 128-bit logic and unpack forms: register or aligned memory source, one row each. */
+	static const struct {
+		uint8_t op, pfx;
+		uint8_t what; /* enum sse_op */
+		const char *name;
+	} alu[] = {
+		{ 0xEF, 0x66, SSE_XOR, "pxor" }, { 0x57, 0, SSE_XOR, "xorps" }, { 0x57, 0x66, SSE_XOR, "xorpd" },
+		{ 0x54, 0, SSE_AND, "andps" }, { 0x54, 0x66, SSE_AND, "andpd" }, { 0xDB, 0x66, SSE_AND, "pand" },
+		{ 0x56, 0, SSE_OR, "orps" }, { 0x56, 0x66, SSE_OR, "orpd" }, { 0xEB, 0x66, SSE_OR, "por" },
+		{ 0x6C, 0x66, SSE_UNPCKLQ, "punpcklqdq" }, { 0x6D, 0x66, SSE_UNPCKHQ, "punpckhqdq" },
+	};
+	for (size_t k = 0; k < sizeof(alu) / sizeof(alu[0]); k++)
+		if (alu[k].op == d->op && alu[k].pfx == pfx)
+			return insn_sse(d, xs, (enum sse_op)alu[k].what, 16, true, false, alu[k].name);
 	bool m = d->mod != 3, w = d->rex & 8;
 	switch (d->op) {
 	case 0x10:
@@ -1399,38 +1413,6 @@ static int insn_sse_dispatch(struct dec *d, struct insn_xstate *xs, uint8_t pfx)
 				return insn_sse(d, xs, SSE_STORE, 8, false, true, "movq");
 			break; /* the register form (xmm to xmm, zero-extended) is not emitted for copies */
 		}
-		break;
-	case 0xEF:
-		if (pfx == 0x66)
-			return insn_sse(d, xs, SSE_XOR, 16, true, false, "pxor");
-		break;
-	case 0x57:
-		if (pfx == 0 || pfx == 0x66)
-			return insn_sse(d, xs, SSE_XOR, 16, true, false, pfx ? "xorpd" : "xorps");
-		break;
-	case 0x54:
-		if (pfx == 0 || pfx == 0x66)
-			return insn_sse(d, xs, SSE_AND, 16, true, false, pfx ? "andpd" : "andps");
-		break;
-	case 0x56:
-		if (pfx == 0 || pfx == 0x66)
-			return insn_sse(d, xs, SSE_OR, 16, true, false, pfx ? "orpd" : "orps");
-		break;
-	case 0xDB:
-		if (pfx == 0x66)
-			return insn_sse(d, xs, SSE_AND, 16, true, false, "pand");
-		break;
-	case 0xEB:
-		if (pfx == 0x66)
-			return insn_sse(d, xs, SSE_OR, 16, true, false, "por");
-		break;
-	case 0x6C:
-		if (pfx == 0x66)
-			return insn_sse(d, xs, SSE_UNPCKLQ, 16, true, false, "punpcklqdq");
-		break;
-	case 0x6D:
-		if (pfx == 0x66)
-			return insn_sse(d, xs, SSE_UNPCKHQ, 16, true, false, "punpckhqdq");
 		break;
 	case 0x16:
 		if (pfx == 0 || (pfx == 0x66 && m))

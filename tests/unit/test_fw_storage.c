@@ -46,16 +46,6 @@ void *fw_stor_alloc(size_t size)
 	return p;
 }
 
-void fw_stor_copy(void *dst, const void *src, size_t n)
-{
-	memcpy(dst, src, n);
-}
-
-void fw_stor_zero(void *p, size_t n)
-{
-	memset(p, 0, n);
-}
-
 EFI_STATUS fw_stor_install(EFI_HANDLE *handle, size_t n, const EFI_GUID *const *protocols, void *const *ifaces)
 {
 	return efi_db_install_multiple(&db, handle, n, protocols, ifaces);
