@@ -1,6 +1,9 @@
 import os
+import re
 import shutil
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -68,3 +71,63 @@ def guest_elf(name):
 
 def have_kvm():
     return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+class VmProcess:
+    """A running `gen2vm run`: stderr gathered by a thread (the VMM's log, --stats), consoles in files
+    (read on demand), the control socket. Subclasses choose the arguments and the default text that
+    wait_for searches: "err" (stderr) or "out" (the console files, in order)."""
+
+    default_where = "err"
+
+    def __init__(self, args, consoles=(), sock=None):
+        self.consoles = list(consoles)
+        self.sock = sock
+        self.p = subprocess.Popen([gen2vm_binary(), "run"] + [str(a) for a in args],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.err = ""
+        self._t = threading.Thread(target=self._read_err, daemon=True)
+        self._t.start()
+
+    def _read_err(self):
+        for line in self.p.stderr:
+            self.err += line
+
+    def out(self):
+        text = ""
+        for f in self.consoles:
+            if os.path.exists(f):
+                text += open(f, errors="replace").read()
+        return text
+
+    def text(self, where=None):
+        return self.err if (where or self.default_where) == "err" else self.out()
+
+    def wait_for(self, pattern, timeout, where=None):
+        """The first match of pattern, waiting up to timeout seconds or until the VM ends; None if absent."""
+        end = time.time() + timeout
+        while time.time() < end and self.p.poll() is None:
+            m = re.search(pattern, self.text(where))
+            if m:
+                return m
+            time.sleep(0.2)
+        time.sleep(0.2)  # what the VM wrote just before it ended
+        return re.search(pattern, self.text(where))
+
+    def control(self, *args):
+        return run(gen2vm_binary(), "control", self.sock, *args).stdout
+
+    def finish(self, timeout=120):
+        """Waits for the VM to end (killing it after timeout); returns its exit code."""
+        try:
+            rc = self.p.wait(timeout=timeout)
+        finally:
+            if self.p.poll() is None:
+                self.p.kill()
+                self.p.wait()
+        self._t.join(5)
+        return rc
+
+    def stop(self):
+        self.p.kill()
+        return self.finish()

@@ -8,14 +8,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import threading
 import time
 
 import pytest
 
 import efi_images as ei
-from conftest import BUILD, gen2vm_binary, have_kvm, run
+from conftest import BUILD, VmProcess, gen2vm_binary, have_kvm, run
 from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs
 
 pytestmark = [
@@ -30,58 +28,14 @@ CMDLINE = ("console=ttyS0 panic=-1 loglevel=7 init_on_alloc=0 cryptomgr.notests 
            "clearcpuid=ssse3,avx,aes,pclmulqdq,sha_ni")
 
 
-class Vm:
+class Vm(VmProcess):
     """gen2vm with the firmware: COM1 and the debug console in files, -v for the firmware's events."""
 
     def __init__(self, tmp_path, args, name="vm"):
-        self.com1 = str(tmp_path / f"{name}.com1")
-        self.dcon = str(tmp_path / f"{name}.debugcon")
-        self.sock = str(tmp_path / f"{name}.sock")
-        cmd = [gen2vm_binary(), "run", "-v", "--stats", "--memory", "512M", "--com1", "file:" + self.com1,
-               "--debugcon", "file:" + self.dcon, "--control", self.sock] + [str(a) for a in args]
-        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.err = ""
-        self._t = threading.Thread(target=self._read, daemon=True)
-        self._t.start()
-
-    def _read(self):
-        for line in self.p.stderr:
-            self.err += line
-
-    def out(self):
-        text = ""
-        for f in (self.com1, self.dcon):
-            if os.path.exists(f):
-                text += open(f, errors="replace").read()
-        return text
-
-    def wait_for(self, pattern, timeout, where="err"):
-        end = time.time() + timeout
-        while time.time() < end:
-            text = self.err if where == "err" else self.out()
-            m = re.search(pattern, text)
-            if m or self.p.poll() is not None:
-                time.sleep(0.2)
-                return re.search(pattern, self.err if where == "err" else self.out())
-            time.sleep(0.2)
-        return None
-
-    def control(self, *args):
-        return run(gen2vm_binary(), "control", self.sock, *args).stdout
-
-    def finish(self, timeout=120):
-        try:
-            rc = self.p.wait(timeout=timeout)
-        finally:
-            if self.p.poll() is None:
-                self.p.kill()
-                self.p.wait()
-        self._t.join(5)
-        return rc
-
-    def stop(self):
-        self.p.kill()
-        return self.finish()
+        com1, dcon = str(tmp_path / f"{name}.com1"), str(tmp_path / f"{name}.debugcon")
+        sock = str(tmp_path / f"{name}.sock")
+        super().__init__(["-v", "--stats", "--memory", "512M", "--com1", "file:" + com1, "--debugcon",
+                          "file:" + dcon, "--control", sock] + list(args), consoles=(com1, dcon), sock=sock)
 
 
 def esp_disk(tmp_path, name, files, size_mb=40):

@@ -17,12 +17,10 @@ import hashlib
 import os
 import re
 import subprocess
-import threading
-import time
 
 import pytest
 
-from conftest import gen2vm_binary, have_kvm
+from conftest import VmProcess, have_kvm
 from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs, symbol_for
 
 pytestmark = pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
@@ -44,49 +42,27 @@ ECHO_CLASS = "{2f9bcc4a-0069-4af3-b76b-6fd0be528cda}"
 LOAD_MODULES = 'for m in $(cat /modules/order); do insmod /modules/$m || echo "INSMOD-FAILED $m"; done\n'
 
 
-class Vm:
-    """A gen2vm process with COM1 in a file, helpers to wait for console lines and to use the control
-    socket, and a failure report naming a blocking instruction (RIP, bytes, System.map symbol)."""
+class Vm(VmProcess):
+    """A direct-boot Linux VM with COM1 in a file, and a failure report naming a blocking instruction
+    (RIP, bytes, System.map symbol)."""
 
-    def __init__(self, tmp_path, kernel, initrd, extra, wrap=()):
+    default_where = "out"
+
+    def __init__(self, tmp_path, kernel, initrd, extra):
         self.kernel = kernel
-        self.log = str(tmp_path / "com1.log")
-        self.sock = str(tmp_path / "vm.sock")
-        cmd = list(wrap) + [gen2vm_binary(), "run", "--kernel", kernel["vmlinuz"], "--initrd", initrd, "--cmdline",
-                            CMDLINE, "--com1", "file:" + self.log, "--control", self.sock, "--stats"] + VM_ARGS + extra
-        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.err = ""
-        self._t = threading.Thread(target=self._read_err, daemon=True)
-        self._t.start()
-
-    def _read_err(self):
-        self.err = self.p.stderr.read()
+        log, sock = str(tmp_path / "com1.log"), str(tmp_path / "vm.sock")
+        super().__init__(["--kernel", kernel["vmlinuz"], "--initrd", initrd, "--cmdline", CMDLINE, "--com1",
+                          "file:" + log, "--control", sock, "--stats"] + VM_ARGS + extra,
+                         consoles=(log,), sock=sock)
 
     def console(self):
-        return open(self.log, errors="replace").read() if os.path.exists(self.log) else ""
+        return self.out()
 
-    def wait_for(self, pattern, timeout=BOOT_TIMEOUT):
-        end = time.time() + timeout
-        while time.time() < end and self.p.poll() is None:
-            m = re.search(pattern, self.console())
-            if m:
-                return m
-            time.sleep(0.5)
-        return re.search(pattern, self.console())
-
-    def control(self, *args):
-        r = subprocess.run([gen2vm_binary(), "control", self.sock] + list(args), capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout + r.stderr
-        return r.stdout
+    def wait_for(self, pattern, timeout=BOOT_TIMEOUT, where=None):
+        return super().wait_for(pattern, timeout, where)
 
     def finish(self, timeout=BOOT_TIMEOUT):
-        try:
-            rc = self.p.wait(timeout=timeout)
-        finally:
-            if self.p.poll() is None:
-                self.p.kill()
-                self.p.wait()
-        self._t.join(5)
+        rc = super().finish(timeout)
         self.blocked = None
         m = re.search(r"cannot complete instruction: RIP=(0x[0-9a-f]+) bytes ([0-9a-f ]+)", self.err)
         if m:
