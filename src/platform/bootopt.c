@@ -1,11 +1,11 @@
 #include "platform/bootopt.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "efi/efi_dptext.h"
 #include "efi/efi_lib.h"
 #include "gen2vm/proto/fw.h"
 #include "gen2vm/proto/fw_var.h"
@@ -475,93 +475,11 @@ int bootopt_set_pause(struct nvram *nv, bool on)
 
 /* ---- device paths as text ---- */
 
-struct tbuf {
-	char *p;
-	size_t cap, len;
-};
-
-__attribute__((format(printf, 2, 3))) static void tb_add(struct tbuf *t, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (t->len < t->cap) {
-		int n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
-		if (n > 0)
-			t->len += (size_t)n < t->cap - t->len ? (size_t)n : t->cap - t->len - 1;
-	}
-	va_end(ap);
-}
-
-static void tb_guid(struct tbuf *t, const uint8_t *g)
-{
-	tb_add(t, "%08x-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x", efi_le32(g), efi_le16(g + 4), efi_le16(g + 6),
-	       g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
-}
-
 void bootopt_dp_to_text(const uint8_t *dp, size_t len, char *out, size_t cap)
 {
-	struct tbuf t = { out, cap, 0 };
+	if (!cap)
+		return;
 	out[0] = 0;
-	size_t off = 0;
-	bool first = true;
-	while (off + 4 <= len) {
-		const uint8_t *n = dp + off;
-		uint8_t type = n[0], sub = n[1];
-		uint16_t nl = efi_le16(n + 2);
-		if (nl < 4 || nl > len - off) {
-			tb_add(&t, "%s(malformed)", first ? "" : "/");
-			return;
-		}
-		if (type == END_DEVICE_PATH_TYPE) {
-			if (sub == END_ENTIRE_DEVICE_PATH_SUBTYPE)
-				return;
-			tb_add(&t, ",");
-			first = true;
-			off += nl;
-			continue;
-		}
-		if (!first)
-			tb_add(&t, "/");
-		first = false;
-		if (type == HARDWARE_DEVICE_PATH && sub == HW_VENDOR_DP && nl >= 20) {
-			tb_add(&t, "VenHw(");
-			tb_guid(&t, n + 4);
-			if (nl > 20)
-				tb_add(&t, ",");
-			for (unsigned i = 20; i < nl; i++)
-				tb_add(&t, "%02X", n[i]);
-			tb_add(&t, ")");
-		} else if (type == MESSAGING_DEVICE_PATH && sub == MSG_SCSI_DP && nl == 8) {
-			tb_add(&t, "Scsi(0x%X,0x%X)", efi_le16(n + 4), efi_le16(n + 6));
-		} else if (type == MEDIA_DEVICE_PATH && sub == MEDIA_HARDDRIVE_DP && nl == 42) {
-			tb_add(&t, "HD(%u,", efi_le32(n + 4));
-			if (n[41] == SIGNATURE_TYPE_GUID) {
-				tb_add(&t, "GPT,");
-				tb_guid(&t, n + 24);
-			} else if (n[41] == SIGNATURE_TYPE_MBR) {
-				tb_add(&t, "MBR,0x%08X", efi_le32(n + 24));
-			} else {
-				tb_add(&t, "%u,0", n[41]);
-			}
-			tb_add(&t, ",0x%llX,0x%llX)", (unsigned long long)efi_le64(n + 8), (unsigned long long)efi_le64(n + 16));
-		} else if (type == MEDIA_DEVICE_PATH && sub == MEDIA_CDROM_DP && nl == 24) {
-			tb_add(&t, "CDROM(0x%X,0x%llX,0x%llX)", efi_le32(n + 4), (unsigned long long)efi_le64(n + 8),
-			       (unsigned long long)efi_le64(n + 16));
-		} else if (type == MEDIA_DEVICE_PATH && sub == MEDIA_FILEPATH_DP) {
-			for (unsigned i = 4; i + 1 < nl; i += 2) {
-				uint16_t c = efi_le16(n + i);
-				if (!c)
-					break;
-				tb_add(&t, "%c", c >= 0x20 && c < 0x7f ? (char)c : '?');
-			}
-		} else {
-			tb_add(&t, "Path(%u,%u", type, sub);
-			if (nl > 4)
-				tb_add(&t, ",");
-			for (unsigned i = 4; i < nl; i++)
-				tb_add(&t, "%02X", n[i]);
-			tb_add(&t, ")");
-		}
-		off += nl;
-	}
+	if (len)
+		efi_dp_text8((const EFI_DEVICE_PATH_PROTOCOL *)dp, len, out, cap);
 }

@@ -80,7 +80,8 @@ int bootopt_set_first(struct nvram *nv, const char *which, char *err, size_t err
 /* PauseAfterBootFailure (GEN2VM_VENDOR_GUID, UINT8). 0 or -EIO. */
 int bootopt_set_pause(struct nvram *nv, bool on);
 
-/* Device path as text (HD, CDROM, File, VenHw, Scsi; other nodes generically) into out. */
+/* Device path as text into out (the UEFI text form the firmware's DevicePathToText gives: efi_dptext.h),
+ * never reading past len; always NUL-terminated when cap > 0. */
 void bootopt_dp_to_text(const uint8_t *dp, size_t len, char *out, size_t cap);
 
 #endif

@@ -48,7 +48,7 @@ def test_run_creates_device_entries_and_appends_new_drives(tmp_path):
     assert entries[0]["description"] == "EFI SCSI Device (controller 0, LUN 0)"
     assert entries[1]["description"] == "EFI SCSI DVD (controller 0, LUN 1)"
     assert all(e["active"] and e["in_boot_order"] for e in entries)
-    assert entries[0]["device_path"].startswith("VenHw(9b17e5a2-0891-42dd-b653-80b5c22809ba,")
+    assert entries[0]["device_path"].upper().startswith("VENHW(9B17E5A2-0891-42DD-B653-80B5C22809BA,")
     assert entries[0]["device_path"].endswith("/Scsi(0x0,0x0)")
     uuid = s["system_uuid"]
     # The firmware's runtime services reached the host's store: it set the language variables.
