@@ -99,6 +99,25 @@ struct disk_create_opts {
  * removed, a line naming the file is logged and -errno returned. */
 int disk_create(const char *path, const struct disk_create_opts *o);
 
+/* What disk_compact did. Sizes are the file's apparent size (st_size) and allocated bytes. */
+struct disk_compact_stats {
+	uint64_t zero_blocks;  /* all-zero blocks released */
+	uint64_t moved_blocks; /* blocks moved down into free space */
+	uint64_t size_before, size_after;
+	uint64_t alloc_before, alloc_after;
+};
+
+/* Shrinks a dynamic or differencing VHDX/VHD opened read-write (and locked, so not in use):
+ * releases blocks that read as all zeros, moves the blocks at the end of the file into the
+ * lowest free space, updates the block table and truncates the file. The virtual disk's
+ * contents do not change. Crash-safe: every block is copied and durable before the table refers
+ * to it (VHDX: through the log), and the file is truncated only once nothing refers past the new
+ * end (VHDX: the log applied and marked empty; VHD: the footer rewritten at the new end first).
+ * Fixed images and raw files: 0 and nothing done. progress (may be NULL) gets (done, total).
+ * 0 or -errno (logged, naming the file). */
+int disk_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total),
+		 void *ctx, struct disk_compact_stats *st);
+
 /* --- for the drivers ---------------------------------------------------------------------- */
 
 /* What one virtual range maps to inside one layer of a chain. */

@@ -427,6 +427,106 @@ static void test_discard_releases(void **state)
 	disk_close(d);
 }
 
+/* qemu-img check on path when qemu-img is installed (skipped otherwise): 0 clean. */
+static int qemu_check(const char *path)
+{
+	if (system("command -v qemu-img >/dev/null 2>&1"))
+		return 0;
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q -f vhdx '%s' >/dev/null 2>&1", path);
+	return system(cmd);
+}
+
+/* Writes a pattern into a dynamic (or differencing) image with holes to fill: zero blocks,
+ * discarded blocks, data at the end; compacts; the file shrinks and reads the same. */
+static void compact_case(const char *name, const char *parent)
+{
+	uint64_t size = 32 * MiB;
+	static uint8_t want[32 * MiB], got[32 * MiB];
+	struct disk *d;
+	assert_int_equal(disk_open(p(name), 0, &d), 0);
+	assert_int_equal(disk_pread(d, want, size, 0), 0); /* the parent's view, if any */
+	for (int b = 0; b < 32; b++) {
+		uint8_t *blk = want + (uint64_t)b * MiB;
+		if (b % 4 == 1)
+			memset(blk, 0, MiB); /* written zeros: released by compact */
+		else if (b % 4 == 2)
+			fill(blk + 8192, 4096, (uint8_t)b); /* a sparse block: one page written */
+		else
+			fill(blk, MiB, (uint8_t)b);
+		assert_int_equal(disk_pwrite(d, blk, MiB, (uint64_t)b * MiB), 0);
+	}
+	/* Blocks 5-9 discarded: a run of free space in the middle of the file. */
+	assert_int_equal(d->ops->discard(d, 5 * MiB, 5 * MiB), 0);
+	memset(want + 5 * MiB, 0, 5 * MiB);
+	assert_int_equal(d->ops->flush(d), 0);
+	disk_close(d);
+	struct stat s0, s1;
+	assert_int_equal(stat(p(name), &s0), 0);
+	assert_int_equal(disk_open(p(name), DISK_KEEP_LINKAGE, &d), 0);
+	struct disk_compact_stats st;
+	assert_int_equal(disk_compact(d, NULL, NULL, &st), 0);
+	assert_true(st.zero_blocks >= 6);
+	assert_true(st.moved_blocks > 0);
+	assert_int_equal(st.size_before, (uint64_t)s0.st_size);
+	assert_int_equal(disk_pread(d, got, size, 0), 0);
+	assert_memory_equal(got, want, size);
+	disk_close(d);
+	assert_int_equal(stat(p(name), &s1), 0);
+	assert_int_equal(st.size_after, (uint64_t)s1.st_size);
+	/* 4 MiB of headers, log, metadata and BAT, then 21 blocks: 32 less 8 zero blocks and
+	 * the 3 discarded ones that were not zero. Nothing is left after them. */
+	assert_int_equal((uint64_t)s1.st_size, 4 * MiB + 21 * MiB);
+	assert_true(s1.st_size < s0.st_size);
+	/* Reopened (the header says the log is empty; nothing to replay): the same data. */
+	assert_int_equal(disk_open(p(name), 0, &d), 0);
+	memset(got, 0, size);
+	assert_int_equal(disk_pread(d, got, size, 0), 0);
+	assert_memory_equal(got, want, size);
+	/* Writes after compact allocate at the new end and keep working. */
+	fill(want + 30 * MiB, MiB, 0x5a);
+	assert_int_equal(disk_pwrite(d, want + 30 * MiB, MiB, 30 * MiB), 0);
+	assert_int_equal(disk_pwrite(d, want + 5 * MiB, 4096, 5 * MiB), 0);
+	disk_close(d);
+	assert_int_equal(disk_open(p(name), DISK_RDONLY, &d), 0);
+	assert_int_equal(disk_pread(d, got, size, 0), 0);
+	assert_memory_equal(got, want, size);
+	disk_close(d);
+	if (!parent)
+		assert_int_equal(qemu_check(p(name)), 0); /* qemu has no differencing VHDX */
+}
+
+static void test_compact_shrinks(void **state)
+{
+	mk("c.vhdx", 32 * MiB, MiB, false, NULL);
+	compact_case("c.vhdx", NULL);
+	/* Differencing: the parent keeps its DataWriteGuid-linkage (compact keeps the child's
+	 * too), zero blocks become ZERO (not the parent's data). */
+	mk("cbase.vhdx", 32 * MiB, MiB, false, NULL);
+	struct disk *d;
+	static uint8_t a[32 * MiB];
+	memset(a, 0xAB, sizeof(a));
+	assert_int_equal(disk_open(p("cbase.vhdx"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, a, sizeof(a), 0), 0);
+	disk_close(d);
+	mk("cchild.vhdx", 0, MiB, false, "cbase.vhdx");
+	compact_case("cchild.vhdx", "cbase.vhdx");
+	/* A fixed image: nothing to do, nothing changed. */
+	mk("cfix.vhdx", 8 * MiB, MiB, true, NULL);
+	uint64_t h = file_hash("cfix.vhdx");
+	assert_int_equal(disk_open(p("cfix.vhdx"), 0, &d), 0);
+	struct disk_compact_stats st;
+	assert_int_equal(disk_compact(d, NULL, NULL, &st), 0);
+	assert_int_equal(st.moved_blocks, 0);
+	disk_close(d);
+	assert_int_equal(file_hash("cfix.vhdx"), h);
+	/* In use: the second (writing) open is refused before compact could run. */
+	assert_int_equal(disk_open(p("c.vhdx"), 0, &d), 0);
+	struct disk *d2;
+	assert_int_equal(disk_open(p("c.vhdx"), 0, &d2), -EBUSY);
+	disk_close(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -439,6 +539,7 @@ int main(void)
 		cmocka_unit_test(test_parent_missing_and_loop),
 		cmocka_unit_test(test_resize_and_lock),
 		cmocka_unit_test(test_discard_releases),
+		cmocka_unit_test(test_compact_shrinks),
 	};
 	return cmocka_run_group_tests_name("vhdx", tests, setup, teardown);
 }
