@@ -175,6 +175,38 @@ static int disk_parent_readv(struct disk *p, uint64_t off, const struct iovec *i
 	return rc;
 }
 
+/* O_DIRECT needs the buffer, the length and the file offset aligned (512 bytes is what every file
+ * system here accepts); an unaligned request goes through the page cache instead. */
+#define DISK_DIRECT_ALIGN 512u
+static int disk_data_fd(const struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off)
+{
+	if (d->direct_fd < 0 || file_off % DISK_DIRECT_ALIGN)
+		return d->fd;
+	for (int i = 0; i < iovcnt; i++)
+		if ((uintptr_t)iov[i].iov_base % DISK_DIRECT_ALIGN || iov[i].iov_len % DISK_DIRECT_ALIGN)
+			return d->fd;
+	return d->direct_fd;
+}
+
+int disk_data_preadv(struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off)
+{
+	int fd = disk_data_fd(d, iov, iovcnt, file_off);
+	int rc = disk_file_preadv(fd, iov, iovcnt, file_off);
+	/* A file system may refuse O_DIRECT only for some ranges (-EINVAL): buffered then. */
+	if (rc == -EINVAL && fd != d->fd)
+		rc = disk_file_preadv(d->fd, iov, iovcnt, file_off);
+	return rc;
+}
+
+int disk_data_pwritev(struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off)
+{
+	int fd = disk_data_fd(d, iov, iovcnt, file_off);
+	int rc = disk_file_pwritev(fd, iov, iovcnt, file_off);
+	if (rc == -EINVAL && fd != d->fd)
+		rc = disk_file_pwritev(d->fd, iov, iovcnt, file_off);
+	return rc;
+}
+
 static int disk_map_rw(struct disk *d, disk_map_fn map, uint64_t off, const struct iovec *iov,
 		       int iovcnt, bool wr)
 {
@@ -188,19 +220,41 @@ static int disk_map_rw(struct disk *d, disk_map_fn map, uint64_t off, const stru
 		return -ENOMEM;
 	int rc = 0;
 	size_t pos = 0;
+	struct disk_extent e, nx;
+	bool have_next = false;
 	while (pos < total) {
-		struct disk_extent e;
-		rc = map(d, off + pos, total - pos, wr, &e);
-		if (rc)
-			break;
+		if (have_next) {
+			e = nx;
+			have_next = false;
+		} else {
+			rc = map(d, off + pos, total - pos, wr, &e);
+			if (rc)
+				break;
+		}
 		if (e.len == 0 || e.len > total - pos) {
 			rc = -EIO;
 			break;
 		}
+		/* Blocks that follow each other in the file too go in one system call. */
+		while (e.kind == DISK_EXT_DATA && pos + e.len < total) {
+			rc = map(d, off + pos + e.len, total - pos - e.len, wr, &nx);
+			if (rc)
+				break;
+			if (nx.len == 0 || nx.len > total - pos - e.len) {
+				rc = -EIO;
+				break;
+			}
+			if (nx.kind != DISK_EXT_DATA || nx.file_off != e.file_off + e.len) {
+				have_next = true;
+				break;
+			}
+			e.len += nx.len;
+		}
+		if (rc)
+			break;
 		int n = disk_iov_sub(iov, iovcnt, pos, e.len, v);
 		if (e.kind == DISK_EXT_DATA)
-			rc = wr ? disk_file_pwritev(d->fd, v, n, e.file_off)
-				: disk_file_preadv(d->fd, v, n, e.file_off);
+			rc = wr ? disk_data_pwritev(d, v, n, e.file_off) : disk_data_preadv(d, v, n, e.file_off);
 		else if (wr)
 			rc = -EIO; /* a write must always be mapped to data */
 		else if (e.kind == DISK_EXT_ZERO || !d->parent)
@@ -422,8 +476,15 @@ int disk_open(const char *path, unsigned flags, struct disk **out)
 		return -ENOMEM;
 	}
 	d->fd = fd;
+	d->direct_fd = -1;
 	d->readonly = ro;
 	d->flags = flags;
+	if (flags & DISK_DIRECT) {
+		/* The same open file (not the path again, which may have been replaced). */
+		char self[64];
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+		d->direct_fd = open(self, (ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+	}
 	const char *fmt = disk_probe(path, fd);
 	chain[chain_depth].dev = st.st_dev;
 	chain[chain_depth].ino = st.st_ino;
@@ -439,6 +500,8 @@ int disk_open(const char *path, unsigned flags, struct disk **out)
 	chain_depth--;
 	if (rc) {
 		disk_close(d->parent);
+		if (d->direct_fd >= 0)
+			close(d->direct_fd);
 		close(fd);
 		free(d->path);
 		free(d);
@@ -458,6 +521,8 @@ void disk_close(struct disk *d)
 		disk_close(d->parent);
 	if (d->fd >= 0)
 		close(d->fd);
+	if (d->direct_fd >= 0)
+		close(d->direct_fd);
 	free(d->path);
 	free(d);
 }
@@ -510,7 +575,7 @@ int disk_parent_open(struct disk *child, const char *rel, const char *abs,
 			continue;
 		}
 		struct disk *par;
-		int rc = disk_open(p, DISK_RDONLY | (child->flags & DISK_NOLOCK), &par);
+		int rc = disk_open(p, DISK_RDONLY | (child->flags & (DISK_NOLOCK | DISK_DIRECT)), &par);
 		free(p);
 		if (rc == -ELOOP || rc == -EBUSY || rc == -ENOMEM)
 			return rc;

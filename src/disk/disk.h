@@ -52,6 +52,7 @@ struct disk {
 	void *priv;               /* driver state */
 	/* Fields below are for the drivers and `gen2vm vhd`, storvsp does not need them. */
 	int fd;
+	int direct_fd;            /* DISK_DIRECT: an O_DIRECT fd of the same file for data I/O, else -1 */
 	enum disk_type type;
 	uint32_t block_size;      /* 0 for raw and fixed VHD */
 	struct disk *parent;      /* differencing disks: the opened parent (owned) */
@@ -65,6 +66,10 @@ struct disk {
 #define DISK_NOLOCK        0x2u /* inspection of an image that may be in use; implies RDONLY */
 #define DISK_KEEP_LINKAGE  0x4u /* VHDX: keep DataWriteGuid (merge writes the child's own data) */
 #define DISK_NO_PARENT     0x8u /* open a differencing disk without its parent (inspect only) */
+#define DISK_DIRECT        0x10u /* data reads/writes bypass the page cache (O_DIRECT, like QEMU's
+				      * cache=none) when buffer, length and file offset are 512-byte
+				      * aligned, buffered otherwise; metadata stays buffered. Parents
+				      * inherit it. Ignored where the file system refuses O_DIRECT. */
 
 /* Opens path, detecting raw/VHD/VHDX from its contents, replays a VHDX log (read-write opens),
  * opens the parent chain read-only. On error nothing has been written, one line naming the file

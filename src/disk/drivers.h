@@ -45,6 +45,11 @@ size_t disk_iov_len(const struct iovec *iov, int iovcnt);
 int disk_iov_sub(const struct iovec *iov, int iovcnt, size_t skip, size_t len, struct iovec *out);
 void disk_iov_zero(const struct iovec *iov, int iovcnt);
 
+/* Data (not metadata) I/O at a file offset: through d->direct_fd when it is open and the request
+ * is aligned for O_DIRECT, through d->fd otherwise. 0 or -errno (short transfers retried). */
+int disk_data_preadv(struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off);
+int disk_data_pwritev(struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off);
+
 /* Raw file writes for drivers. pwritev / preadv of a whole sub-iovec. */
 int disk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 

@@ -527,6 +527,34 @@ static void test_compact_shrinks(void **state)
 	disk_close(d);
 }
 
+/* DISK_DIRECT: aligned requests through O_DIRECT, unaligned ones buffered, both coherent; a
+ * request over several blocks that follow each other in the file is one transfer. */
+static void test_direct_io(void **state)
+{
+	static uint8_t w[3 * MiB + 8192], r[3 * MiB + 8192];
+	for (int fixed = 0; fixed < 2; fixed++) {
+		mk("dio.vhdx", 16 * MiB, MiB, fixed, NULL);
+		struct disk *d;
+		assert_int_equal(disk_open(p("dio.vhdx"), DISK_DIRECT, &d), 0);
+		assert_true(d->direct_fd >= 0); /* ext4/tmpfs-backed /tmp: O_DIRECT works */
+		uint8_t *a = aligned_alloc(4096, 3 * MiB);
+		fill(a, 3 * MiB, 3);
+		assert_int_equal(disk_pwrite(d, a, 3 * MiB, MiB / 2), 0);      /* aligned: direct */
+		fill(w, sizeof(w), 9);
+		assert_int_equal(disk_pwrite(d, w + 1, 1000, 5 * MiB + 3), 0); /* unaligned: buffered */
+		assert_int_equal(disk_pread(d, r, 3 * MiB, MiB / 2), 0);
+		assert_memory_equal(r, a, 3 * MiB);
+		assert_int_equal(disk_pread(d, a, 4096, 5 * MiB), 0); /* direct read sees the buffered write */
+		assert_memory_equal(a + 3, w + 1, 1000);
+		free(a);
+		disk_close(d);
+		assert_int_equal(disk_open(p("dio.vhdx"), DISK_RDONLY, &d), 0);
+		assert_int_equal(disk_pread(d, r, 1000, 5 * MiB + 3), 0);
+		assert_memory_equal(r, w + 1, 1000);
+		disk_close(d);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -540,6 +568,7 @@ int main(void)
 		cmocka_unit_test(test_resize_and_lock),
 		cmocka_unit_test(test_discard_releases),
 		cmocka_unit_test(test_compact_shrinks),
+		cmocka_unit_test(test_direct_io),
 	};
 	return cmocka_run_group_tests_name("vhdx", tests, setup, teardown);
 }
