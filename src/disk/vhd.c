@@ -80,6 +80,9 @@ struct vhd {
 	uint32_t block_size, bitmap_size;
 	uint64_t nblocks;
 	uint8_t *full; /* differencing: 1 when a block's bitmap is known to be all ones */
+	/* Differencing: the sector bitmaps of partially present blocks, read once on first use
+	 * (NULL: not read yet). This driver never changes a bitmap except to all ones (full). */
+	uint8_t **bmc;
 	char *parent_rel, *parent_abs;
 	uint8_t parent_uuid[16];
 };
@@ -184,27 +187,35 @@ static bool vhd_footer_valid(const uint8_t *raw)
 static int vhd_bitmap_run(struct disk *d, struct vhd *v, uint64_t blk, uint64_t s, uint64_t max,
 			  bool *present, uint64_t *run)
 {
-	uint64_t nbytes = (s + max + 7) / 8 - s / 8;
-	uint8_t stackbuf[512], *b = nbytes <= sizeof(stackbuf) ? stackbuf : malloc(nbytes);
-	if (!b)
+	/* One read per block, not one per request. */
+	if (!v->bmc && !(v->bmc = calloc(v->nblocks, sizeof(*v->bmc))))
 		return -ENOMEM;
-	int rc = disk_file_pread(d->fd, b, nbytes, (uint64_t)v->bat[blk] * 512 + s / 8);
-	if (!rc) {
-		uint64_t base = s / 8 * 8;
-		/* VHD bitmaps are most-significant bit first. */
-#define BIT(k) ((b[((k) - base) / 8] >> (7 - ((k) - base) % 8)) & 1)
-		*present = BIT(s);
-		uint64_t n = 1;
-		while (n < max && BIT(s + n) == *present)
-			n++;
-#undef BIT
-		*run = n;
-		if (*present && s == 0 && n * 512 == v->block_size)
-			v->full[blk] = 1;
+	if (!v->bmc[blk]) {
+		uint8_t *b = malloc(v->bitmap_size);
+		if (!b)
+			return -ENOMEM;
+		int rc = disk_file_pread(d->fd, b, v->bitmap_size, (uint64_t)v->bat[blk] * 512);
+		if (rc) {
+			free(b);
+			return rc;
+		}
+		v->bmc[blk] = b;
 	}
-	if (b != stackbuf)
-		free(b);
-	return rc;
+	const uint8_t *b = v->bmc[blk];
+	/* VHD bitmaps are most-significant bit first. */
+#define BIT(k) ((b[(k) / 8] >> (7 - (k) % 8)) & 1)
+	*present = BIT(s);
+	uint64_t n = 1;
+	while (n < max && BIT(s + n) == *present)
+		n++;
+#undef BIT
+	*run = n;
+	if (*present && s == 0 && n * 512 == v->block_size) {
+		v->full[blk] = 1;
+		free(v->bmc[blk]);
+		v->bmc[blk] = NULL;
+	}
+	return 0;
 }
 
 static int vhd_map_locked(struct disk *d, struct vhd *v, uint64_t off, uint64_t len,
@@ -315,8 +326,13 @@ static int vhd_block_allocate(struct disk *d, struct vhd *v, uint64_t blk, bool 
 		if (!rc)
 			v->bat[blk] = (uint32_t)(home / 512);
 	}
-	if (!rc)
+	if (!rc) {
 		v->full[blk] = 1;
+		if (v->bmc) {
+			free(v->bmc[blk]);
+			v->bmc[blk] = NULL;
+		}
+	}
 out:
 	if (rc)
 		log_error("%s: allocating block %llu failed: %s", d->path, (unsigned long long)blk,
@@ -401,6 +417,9 @@ static void vhd_free(struct vhd *v)
 	pthread_mutex_destroy(&v->lock);
 	free(v->bat);
 	free(v->full);
+	for (uint64_t b = 0; v->bmc && b < v->nblocks; b++)
+		free(v->bmc[b]);
+	free(v->bmc);
 	free(v->parent_rel);
 	free(v->parent_abs);
 	free(v);
@@ -685,9 +704,17 @@ static int vhd_resize_dynamic(struct disk *d, struct vhd *v, uint64_t size, cons
 	if (!full)
 		return -ENOMEM;
 	v->full = full;
+	if (v->bmc) {
+		uint8_t **bmc = realloc(v->bmc, nb * sizeof(*bmc));
+		if (!bmc)
+			return -ENOMEM;
+		v->bmc = bmc;
+	}
 	for (uint64_t b = v->nblocks; b < nb; b++) {
 		v->bat[b] = VHD_UNALLOC;
 		v->full[b] = 0;
+		if (v->bmc)
+			v->bmc[b] = NULL;
 	}
 	int rc = 0;
 	uint64_t bat_off = v->bat_off, max_entries = v->max_entries;

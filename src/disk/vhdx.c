@@ -79,6 +79,11 @@ struct vhdx {
 		uint8_t *data;
 	} *ov;
 	size_t nov;
+	/* Differencing images from other tools: the sector bitmap of each chunk (1 MiB), read on
+	 * first use instead of once per request; NULL: not read. This driver never writes sector
+	 * bitmaps (a written block becomes fully present), so a cached one stays true. */
+	uint8_t **sbc;
+	uint64_t nsbc;
 	uint8_t linkage[16], linkage2[16];
 	bool has_linkage2;
 	char *parent_rel, *parent_abs;
@@ -846,27 +851,39 @@ out:
 static int vhdx_bitmap_run(struct disk *d, struct vhdx *v, uint64_t blk, uint64_t s, uint64_t max,
 			   bool *present, uint64_t *run)
 {
-	uint64_t sb = v->bat[bat_bitmap_index(v, blk / v->chunk_ratio)];
+	uint64_t chunk = blk / v->chunk_ratio;
+	uint64_t sb = v->bat[bat_bitmap_index(v, chunk)];
 	uint64_t spb = v->block_size / d->logical_sector;
 	uint64_t bit0 = (blk % v->chunk_ratio) * spb + s;
-	uint64_t nbytes = ((bit0 + max + 7) / 8) - bit0 / 8;
-	uint8_t stackbuf[512], *b = nbytes <= sizeof(stackbuf) ? stackbuf : malloc(nbytes);
-	if (!b)
-		return -ENOMEM;
-	int rc = vhdx_meta_pread(d, v, b, nbytes, bat_off_of(sb) + bit0 / 8);
-	if (!rc) {
-		uint64_t base = bit0 / 8 * 8;
-#define BIT(k) ((b[((k) - base) / 8] >> (((k) - base) % 8)) & 1)
-		*present = BIT(bit0);
-		uint64_t n = 1;
-		while (n < max && BIT(bit0 + n) == *present)
-			n++;
-#undef BIT
-		*run = n;
+	if (chunk >= v->nsbc) {
+		uint8_t **n = realloc(v->sbc, (chunk + 1) * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		memset(n + v->nsbc, 0, (chunk + 1 - v->nsbc) * sizeof(*n));
+		v->sbc = n;
+		v->nsbc = chunk + 1;
 	}
-	if (b != stackbuf)
-		free(b);
-	return rc;
+	if (!v->sbc[chunk]) {
+		uint8_t *b = malloc(VHDX_SECTOR_BITMAP_SIZE);
+		if (!b)
+			return -ENOMEM;
+		int rc = vhdx_meta_pread(d, v, b, VHDX_SECTOR_BITMAP_SIZE, bat_off_of(sb));
+		if (rc) {
+			free(b);
+			return rc;
+		}
+		v->sbc[chunk] = b;
+	}
+	const uint8_t *b = v->sbc[chunk];
+	/* bit0 + max stays inside the chunk's bitmap: chunk_ratio * spb sectors = 2^23 bits. */
+#define BIT(k) ((b[(k) / 8] >> ((k) % 8)) & 1)
+	*present = BIT(bit0);
+	uint64_t n = 1;
+	while (n < max && BIT(bit0 + n) == *present)
+		n++;
+#undef BIT
+	*run = n;
+	return 0;
 }
 
 static int vhdx_map_locked(struct disk *d, struct vhdx *v, uint64_t off, uint64_t len,
@@ -1081,6 +1098,9 @@ static void vhdx_free(struct vhdx *v)
 	for (size_t i = 0; i < v->nov; i++)
 		free(v->ov[i].data);
 	free(v->ov);
+	for (uint64_t i = 0; i < v->nsbc; i++)
+		free(v->sbc[i]);
+	free(v->sbc);
 	free(v->bat);
 	free(v->parent_rel);
 	free(v->parent_abs);

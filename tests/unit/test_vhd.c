@@ -239,6 +239,50 @@ static void test_compact(void **state)
 	assert_int_equal(qemu_compare(p("c.vhd"), p("c.raw")), 0);
 }
 
+/* A differencing block whose bitmap marks only some sectors present (as other tools leave them):
+ * those come from the child, the rest from the parent, read twice (then from the cached bitmap). */
+static void test_partial_bitmap(void **state)
+{
+	unlink(p("pb.vhd"));
+	unlink(p("pc.vhd"));
+	struct disk_create_opts o = { .format = "vhd", .size = 8 * MiB, .block_size = MiB };
+	assert_int_equal(disk_create(p("pb.vhd"), &o), 0);
+	static uint8_t a[8 * MiB], want[MiB], r[MiB];
+	memset(a, 0xAA, sizeof(a));
+	struct disk *d;
+	assert_int_equal(disk_open(p("pb.vhd"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, a, sizeof(a), 0), 0);
+	disk_close(d);
+	o.size = 0;
+	o.parent = p("pb.vhd");
+	assert_int_equal(disk_create(p("pc.vhd"), &o), 0);
+	memset(r, 0xCC, MiB);
+	assert_int_equal(disk_open(p("pc.vhd"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, r, MiB, 3 * MiB), 0);
+	disk_close(d);
+	/* BAT at 1536: entry 3 (big-endian sector of the bitmap). */
+	int fd = open(p("pc.vhd"), O_RDWR);
+	uint32_t be;
+	assert_int_equal(pread(fd, &be, 4, 1536 + 3 * 4), 4);
+	uint8_t bm[512] = { 0xFF, 0x00, 0xF0 }; /* sectors 0-7 and 16-19 present */
+	assert_int_equal(pwrite(fd, bm, sizeof(bm), (off_t)be32toh(be) * 512), 512);
+	close(fd);
+	memset(want, 0xAA, MiB);
+	memset(want, 0xCC, 4096);
+	memset(want + 16 * 512, 0xCC, 4 * 512);
+	assert_int_equal(disk_open(p("pc.vhd"), DISK_RDONLY, &d), 0);
+	for (int k = 0; k < 2; k++) {
+		memset(r, 0, MiB);
+		assert_int_equal(disk_pread(d, r, MiB, 3 * MiB), 0);
+		assert_memory_equal(r, want, MiB);
+	}
+	for (int s = 0; s < 32; s++) {
+		assert_int_equal(disk_pread(d, r, 512, 3 * MiB + (uint64_t)s * 512), 0);
+		assert_memory_equal(r, want + s * 512, 512);
+	}
+	disk_close(d);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -248,6 +292,7 @@ int main(void)
 		cmocka_unit_test(test_differencing),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_compact),
+		cmocka_unit_test(test_partial_bitmap),
 	};
 	return cmocka_run_group_tests_name("vhd", tests, setup, teardown);
 }

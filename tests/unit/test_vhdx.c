@@ -555,6 +555,71 @@ static void test_direct_io(void **state)
 	}
 }
 
+/* A partially present block (as other tools write them): sectors whose bit is set in the chunk's
+ * sector bitmap come from the child, the others from the parent; read twice (the bitmap is then
+ * cached), sector by sector, and after a write that makes the block fully present. */
+static void test_partially_present(void **state)
+{
+	mk("pbase.vhdx", 8 * MiB, MiB, false, NULL);
+	static uint8_t a[8 * MiB], want[MiB], r[MiB];
+	memset(a, 0xAA, sizeof(a));
+	struct disk *d;
+	assert_int_equal(disk_open(p("pbase.vhdx"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, a, sizeof(a), 0), 0);
+	disk_close(d);
+	mk("pchild.vhdx", 0, MiB, false, "pbase.vhdx");
+	memset(r, 0xCC, MiB);
+	assert_int_equal(disk_open(p("pchild.vhdx"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, r, MiB, 2 * MiB), 0); /* block 2, fully present */
+	disk_close(d);
+	/* BAT at 3 MiB; 512-byte sectors and 1 MiB blocks: chunk ratio 4096, so block 2 is entry 2
+	 * and chunk 0's bitmap entry 4096. The bitmap goes at the end of the file. */
+	uint64_t e;
+	peek("pchild.vhdx", 3 * MiB + 2 * 8, &e, 8);
+	assert_int_equal(e & 7, 6);
+	struct stat st;
+	assert_int_equal(stat(p("pchild.vhdx"), &st), 0);
+	uint64_t bm_off = ((uint64_t)st.st_size + MiB - 1) / MiB * MiB;
+	static uint8_t bm[MiB];
+	memset(bm, 0, sizeof(bm));
+	bm[2 * 2048 / 8] = 0xFF;     /* block 2, sectors 0-7 */
+	bm[2 * 2048 / 8 + 2] = 0x0F; /* sectors 16-19 */
+	poke("pchild.vhdx", bm_off, bm, sizeof(bm));
+	e = (e & ~7ull) | 7;
+	poke("pchild.vhdx", 3 * MiB + 2 * 8, &e, 8);
+	uint64_t sbe = bm_off | 6;
+	poke("pchild.vhdx", 3 * MiB + 4096 * 8, &sbe, 8);
+	memset(want, 0xAA, MiB);
+	memset(want, 0xCC, 4096);
+	memset(want + 16 * 512, 0xCC, 4 * 512);
+	for (int pass = 0; pass < 2; pass++) {
+		assert_int_equal(disk_open(p("pchild.vhdx"), pass ? 0 : DISK_RDONLY, &d), 0);
+		for (int k = 0; k < 2; k++) {
+			memset(r, 0, MiB);
+			assert_int_equal(disk_pread(d, r, MiB, 2 * MiB), 0);
+			assert_memory_equal(r, want, MiB);
+		}
+		for (int sct = 0; sct < 32; sct++) {
+			assert_int_equal(disk_pread(d, r, 512, 2 * MiB + (uint64_t)sct * 512), 0);
+			assert_memory_equal(r, want + sct * 512, 512);
+		}
+		if (pass) {
+			/* A write fills the absent sectors from the parent and makes it fully present. */
+			memset(want + 40 * 512, 0x11, 512);
+			assert_int_equal(disk_pwrite(d, want + 40 * 512, 512, 2 * MiB + 40 * 512), 0);
+			assert_int_equal(disk_pread(d, r, MiB, 2 * MiB), 0);
+			assert_memory_equal(r, want, MiB);
+		}
+		disk_close(d);
+	}
+	peek("pchild.vhdx", 3 * MiB + 2 * 8, &e, 8);
+	assert_int_equal(e & 7, 6);
+	assert_int_equal(disk_open(p("pchild.vhdx"), DISK_RDONLY, &d), 0);
+	assert_int_equal(disk_pread(d, r, MiB, 2 * MiB), 0);
+	assert_memory_equal(r, want, MiB);
+	disk_close(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -569,6 +634,7 @@ int main(void)
 		cmocka_unit_test(test_discard_releases),
 		cmocka_unit_test(test_compact_shrinks),
 		cmocka_unit_test(test_direct_io),
+		cmocka_unit_test(test_partially_present),
 	};
 	return cmocka_run_group_tests_name("vhdx", tests, setup, teardown);
 }
