@@ -17,7 +17,9 @@
  * runs true random 4 KiB (a fixed xorshift sequence, the same for every file). Each case runs
  * BENCH_REPS times (default 5) per target, targets interleaved, after one warm-up run; the
  * operation count per case is calibrated once on raw for about BENCH_SECS (default 0.4) per run.
- * Printed: medians in MB/s with the min-max range, the ratios of the medians, and the goals.
+ * Printed: medians in MB/s with the min-max range, the ratios of the medians, and the goals; then
+ * the CPU time per request (user + system; for qemu-img the whole process, start-up included, so
+ * slightly in QEMU's disfavour), which shows the drivers' cost even where the device dominates.
  * Environment: BENCH_DIR (default /var/tmp), BENCH_MB (image size, default 256). */
 #include "disk/disk.h"
 #include "util/log.h"
@@ -26,12 +28,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MiB (1024ull * 1024)
 #define STEP (MiB + 4096)
 #define MAXREPS 15
+
+static double cpu_self(void)
+{
+	struct rusage r;
+	getrusage(RUSAGE_SELF, &r);
+	return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
+	       (double)(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
+}
+
+static double cpu_children(void)
+{
+	struct rusage r;
+	getrusage(RUSAGE_CHILDREN, &r);
+	return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
+	       (double)(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
+}
+
+static double last_cpu_us; /* CPU microseconds per request of the last run()/qemu() */
 
 static double now(void)
 {
@@ -58,6 +79,7 @@ static double run(struct disk *d, enum pat p, bool wr, uint64_t count)
 {
 	uint64_t bs = p == SEQ1M ? MiB : 4096, off = 0, bytes = 0;
 	rng_state = 88172645463325252ull;
+	double c0 = cpu_self();
 	double t0 = now();
 	for (uint64_t i = 0; i < count; i++) {
 		if (p == RAND4K)
@@ -74,7 +96,9 @@ static double run(struct disk *d, enum pat p, bool wr, uint64_t count)
 				off = p == SEQ1M ? 0 : off % d->size;
 		}
 	}
-	return (double)bytes / (now() - t0) / 1e6;
+	double t = now() - t0;
+	last_cpu_us = (cpu_self() - c0) * 1e6 / (double)count;
+	return (double)bytes / t / 1e6;
 }
 
 /* qemu-img bench on the same image; MB/s or -1. */
@@ -85,6 +109,7 @@ static double qemu(const char *path, enum pat p, bool wr, uint64_t count)
 		 direct ? "none -i native" : "writeback", (unsigned long long)count,
 		 p == SEQ1M ? "1M" : "4096", (unsigned long long)(p == SEQ1M ? MiB : STEP), wr ? "-w" : "",
 		 path);
+	double c0 = cpu_children();
 	FILE *f = popen(cmd, "r");
 	if (!f)
 		return -1;
@@ -93,6 +118,7 @@ static double qemu(const char *path, enum pat p, bool wr, uint64_t count)
 	while (fgets(line, sizeof(line), f))
 		sscanf(line, "Run completed in %lf seconds", &secs);
 	pclose(f);
+	last_cpu_us = (cpu_children() - c0) * 1e6 / (double)count;
 	if (secs <= 0)
 		return -1;
 	return (double)count * (p == SEQ1M ? MiB : 4096) / secs / 1e6;
@@ -197,7 +223,8 @@ int main(void)
 	printf("dynamic VHDX first (allocating) 1M sequential write: %.0f MB/s\n", alloc);
 	printf("%-15s %21s %21s %21s %7s %7s %21s %21s %6s %6s\n", "", "raw", "fixed", "dynamic",
 	       "fix/raw", "dyn/raw", "qemu fixed", "qemu dynamic", "g/q fx", "g/q dy");
-	double worst_raw = 1e9, worst_q = 1e9;
+	double worst_raw = 1e9, worst_q = 1e9, cpu_med[6][5];
+	int cpu_n[6];
 	const char *worst_raw_case = "", *worst_q_case = "";
 	for (size_t t = 0; t < sizeof(tests) / sizeof(tests[0]); t++) {
 		enum pat p = tests[t].p;
@@ -210,7 +237,7 @@ int main(void)
 		uint64_t n = (uint64_t)(rate * secs);
 		if (n < 64)
 			n = 64;
-		double v[5][MAXREPS];
+		double v[5][MAXREPS], cu[5][MAXREPS];
 		int ntarget = with_q ? 5 : 3;
 		for (int r = -1; r < reps; r++) { /* r == -1: warm-up, not counted */
 			for (int k = 0; k < ntarget; k++) {
@@ -225,13 +252,18 @@ int main(void)
 					cache_reset(paths[i - 2]);
 					x = qemu(paths[i - 2], p, wr, r < 0 ? n / 4 + 1 : n);
 				}
-				if (r >= 0)
+				if (r >= 0) {
 					v[i][r] = x;
+					cu[i][r] = last_cpu_us;
+				}
 			}
 		}
 		struct stat3 s[5];
-		for (int i = 0; i < ntarget; i++)
+		for (int i = 0; i < ntarget; i++) {
 			s[i] = summarize(v[i], reps);
+			cpu_med[t][i] = summarize(cu[i], reps).med;
+		}
+		cpu_n[t] = ntarget;
 		char cell[5][32];
 		for (int i = 0; i < ntarget; i++)
 			snprintf(cell[i], sizeof(cell[i]), "%.0f [%.0f-%.0f]", s[i].med, s[i].lo, s[i].hi);
@@ -260,6 +292,17 @@ int main(void)
 			printf(" %21s %21s %6s %6s\n", "-", "-", "-", "-");
 		}
 		fflush(stdout);
+	}
+	printf("CPU time per request, microseconds, user+system (median):\n");
+	printf("%-15s %8s %8s %8s %10s %10s %9s %9s\n", "", "raw", "fixed", "dynamic", "qemu fix",
+	       "qemu dyn", "q/g fix", "q/g dyn");
+	for (size_t t = 0; t < sizeof(tests) / sizeof(tests[0]); t++) {
+		printf("%-15s %8.1f %8.1f %8.1f", tests[t].name, cpu_med[t][0], cpu_med[t][1], cpu_med[t][2]);
+		if (cpu_n[t] == 5)
+			printf(" %10.1f %10.1f %9.2f %9.2f\n", cpu_med[t][3], cpu_med[t][4],
+			       cpu_med[t][3] / cpu_med[t][1], cpu_med[t][4] / cpu_med[t][2]);
+		else
+			printf(" %10s %10s %9s %9s\n", "-", "-", "-", "-");
 	}
 	printf("goal within 10%% of raw (fix/raw, dyn/raw >= 0.90): %s (lowest %.2f, %s)\n",
 	       worst_raw >= 0.90 ? "MET" : "NOT MET", worst_raw, worst_raw_case);
