@@ -577,6 +577,14 @@ out:
 
 /* --- compact ----------------------------------------------------------------------------------------- */
 
+static void human(uint64_t b, char out[32])
+{
+	if (b >= 10 * MiB)
+		snprintf(out, 32, "%.1f MiB", (double)b / (double)MiB);
+	else
+		snprintf(out, 32, "%llu bytes", (unsigned long long)b);
+}
+
 static int cmd_compact(struct args *a)
 {
 	if (a->npos != 1) {
@@ -584,46 +592,37 @@ static int cmd_compact(struct args *a)
 		return 2;
 	}
 	struct disk *d;
-	if (disk_open(a->pos[0], 0, &d))
+	/* Compacting does not change what the disk reads: keep DataWriteGuid, so that differencing
+	 * children of this image still recognise their parent. The write lock refuses an image in
+	 * use ("in use by ..."). */
+	if (disk_open(a->pos[0], DISK_KEEP_LINKAGE, &d))
 		return 1;
-	int rc = 0;
-	struct stat before, after;
-	fstat(d->fd, &before);
 	if (!d->ops->discard || !d->block_size || d->type == DISK_TYPE_FIXED) {
 		printf("%s: %s %s disk, nothing to compact\n", d->path, type_name(d), d->ops->format);
 		disk_close(d);
 		return 0;
 	}
-	uint8_t *buf = malloc(d->block_size);
 	struct progress p;
 	progress_init(&p, "Compacting");
-	uint64_t freed = 0;
-	for (uint64_t off = 0; buf && off < d->size && !rc; off += d->block_size) {
-		uint64_t len = d->size - off < d->block_size ? d->size - off : d->block_size;
-		struct disk_extent e;
-		if ((rc = disk_block_status(d, off, len, &e)) || e.kind != DISK_EXT_DATA)
-			continue;
-		if ((rc = disk_pread(d, buf, len, off)))
-			break;
-		if (all_zero(buf, len)) {
-			rc = d->ops->discard(d, off, len);
-			freed++;
-		}
-		progress_cb(&p, off + len, d->size);
-	}
+	struct disk_compact_stats st;
+	int rc = disk_compact(d, progress_cb, &p, &st);
 	progress_done(&p);
-	free(buf);
 	if (!rc)
 		rc = d->ops->flush(d);
-	fstat(d->fd, &after);
 	disk_close(d);
 	if (rc) {
-		fprintf(stderr, "%s: compact failed: %s\n", a->pos[0], strerror(-rc));
+		fprintf(stderr, "%s: compact failed: %s (the image is still consistent; run the command "
+			"again to finish)\n", a->pos[0], strerror(-rc));
 		return 1;
 	}
-	printf("%s: released %llu zero blocks, allocated %lld -> %lld bytes\n", a->pos[0],
-	       (unsigned long long)freed, (long long)before.st_blocks * 512,
-	       (long long)after.st_blocks * 512);
+	char sb[32], sa[32], ab[32], aa[32];
+	human(st.size_before, sb);
+	human(st.size_after, sa);
+	human(st.alloc_before, ab);
+	human(st.alloc_after, aa);
+	printf("%s: released %llu zero blocks, moved %llu blocks; file size %s -> %s "
+	       "(allocated %s -> %s)\n", a->pos[0], (unsigned long long)st.zero_blocks,
+	       (unsigned long long)st.moved_blocks, sb, sa, ab, aa);
 	return 0;
 }
 

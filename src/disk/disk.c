@@ -175,6 +175,38 @@ static int disk_parent_readv(struct disk *p, uint64_t off, const struct iovec *i
 	return rc;
 }
 
+/* O_DIRECT needs the buffer, the length and the file offset aligned (512 bytes is what every file
+ * system here accepts); an unaligned request goes through the page cache instead. */
+#define DISK_DIRECT_ALIGN 512u
+static int disk_data_fd(const struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off)
+{
+	if (d->direct_fd < 0 || file_off % DISK_DIRECT_ALIGN)
+		return d->fd;
+	for (int i = 0; i < iovcnt; i++)
+		if ((uintptr_t)iov[i].iov_base % DISK_DIRECT_ALIGN || iov[i].iov_len % DISK_DIRECT_ALIGN)
+			return d->fd;
+	return d->direct_fd;
+}
+
+int disk_data_preadv(struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off)
+{
+	int fd = disk_data_fd(d, iov, iovcnt, file_off);
+	int rc = disk_file_preadv(fd, iov, iovcnt, file_off);
+	/* A file system may refuse O_DIRECT only for some ranges (-EINVAL): buffered then. */
+	if (rc == -EINVAL && fd != d->fd)
+		rc = disk_file_preadv(d->fd, iov, iovcnt, file_off);
+	return rc;
+}
+
+int disk_data_pwritev(struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off)
+{
+	int fd = disk_data_fd(d, iov, iovcnt, file_off);
+	int rc = disk_file_pwritev(fd, iov, iovcnt, file_off);
+	if (rc == -EINVAL && fd != d->fd)
+		rc = disk_file_pwritev(d->fd, iov, iovcnt, file_off);
+	return rc;
+}
+
 static int disk_map_rw(struct disk *d, disk_map_fn map, uint64_t off, const struct iovec *iov,
 		       int iovcnt, bool wr)
 {
@@ -188,19 +220,41 @@ static int disk_map_rw(struct disk *d, disk_map_fn map, uint64_t off, const stru
 		return -ENOMEM;
 	int rc = 0;
 	size_t pos = 0;
+	struct disk_extent e, nx;
+	bool have_next = false;
 	while (pos < total) {
-		struct disk_extent e;
-		rc = map(d, off + pos, total - pos, wr, &e);
-		if (rc)
-			break;
+		if (have_next) {
+			e = nx;
+			have_next = false;
+		} else {
+			rc = map(d, off + pos, total - pos, wr, &e);
+			if (rc)
+				break;
+		}
 		if (e.len == 0 || e.len > total - pos) {
 			rc = -EIO;
 			break;
 		}
+		/* Blocks that follow each other in the file too go in one system call. */
+		while (e.kind == DISK_EXT_DATA && pos + e.len < total) {
+			rc = map(d, off + pos + e.len, total - pos - e.len, wr, &nx);
+			if (rc)
+				break;
+			if (nx.len == 0 || nx.len > total - pos - e.len) {
+				rc = -EIO;
+				break;
+			}
+			if (nx.kind != DISK_EXT_DATA || nx.file_off != e.file_off + e.len) {
+				have_next = true;
+				break;
+			}
+			e.len += nx.len;
+		}
+		if (rc)
+			break;
 		int n = disk_iov_sub(iov, iovcnt, pos, e.len, v);
 		if (e.kind == DISK_EXT_DATA)
-			rc = wr ? disk_file_pwritev(d->fd, v, n, e.file_off)
-				: disk_file_preadv(d->fd, v, n, e.file_off);
+			rc = wr ? disk_data_pwritev(d, v, n, e.file_off) : disk_data_preadv(d, v, n, e.file_off);
 		else if (wr)
 			rc = -EIO; /* a write must always be mapped to data */
 		else if (e.kind == DISK_EXT_ZERO || !d->parent)
@@ -422,8 +476,15 @@ int disk_open(const char *path, unsigned flags, struct disk **out)
 		return -ENOMEM;
 	}
 	d->fd = fd;
+	d->direct_fd = -1;
 	d->readonly = ro;
 	d->flags = flags;
+	if (flags & DISK_DIRECT) {
+		/* The same open file (not the path again, which may have been replaced). */
+		char self[64];
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+		d->direct_fd = open(self, (ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+	}
 	const char *fmt = disk_probe(path, fd);
 	chain[chain_depth].dev = st.st_dev;
 	chain[chain_depth].ino = st.st_ino;
@@ -439,6 +500,8 @@ int disk_open(const char *path, unsigned flags, struct disk **out)
 	chain_depth--;
 	if (rc) {
 		disk_close(d->parent);
+		if (d->direct_fd >= 0)
+			close(d->direct_fd);
 		close(fd);
 		free(d->path);
 		free(d);
@@ -458,6 +521,8 @@ void disk_close(struct disk *d)
 		disk_close(d->parent);
 	if (d->fd >= 0)
 		close(d->fd);
+	if (d->direct_fd >= 0)
+		close(d->direct_fd);
 	free(d->path);
 	free(d);
 }
@@ -510,7 +575,7 @@ int disk_parent_open(struct disk *child, const char *rel, const char *abs,
 			continue;
 		}
 		struct disk *par;
-		int rc = disk_open(p, DISK_RDONLY | (child->flags & DISK_NOLOCK), &par);
+		int rc = disk_open(p, DISK_RDONLY | (child->flags & (DISK_NOLOCK | DISK_DIRECT)), &par);
 		free(p);
 		if (rc == -ELOOP || rc == -EBUSY || rc == -ENOMEM)
 			return rc;
@@ -751,4 +816,187 @@ int disk_read_view_locked(struct disk *d, void *drv, disk_map_locked_fn map, uin
 		len -= e.len;
 	}
 	return 0;
+}
+
+/* --- compaction ------------------------------------------------------------------------------ */
+
+/* Writes zeros over [off, off+len) of fd as a hole where the file system can punch one. */
+static int disk_file_zero(int fd, uint64_t off, uint64_t len)
+{
+	static const uint8_t zero[4096];
+	if (!fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))
+		return 0;
+	int rc = 0;
+	for (uint64_t o = 0; o < len && !rc; o += sizeof(zero))
+		rc = disk_file_pwrite(fd, zero, len - o < sizeof(zero) ? len - o : sizeof(zero), off + o);
+	return rc;
+}
+
+int disk_file_copy(int fd, uint64_t from, uint64_t to, uint64_t len)
+{
+	static const uint8_t zero[4096];
+	const uint64_t chunk = 1024 * 1024, page = sizeof(zero);
+	uint8_t *buf = malloc(chunk);
+	if (!buf)
+		return -ENOMEM;
+	int rc = 0;
+	for (uint64_t o = 0; o < len && !rc; o += chunk) {
+		size_t n = (size_t)(len - o < chunk ? len - o : chunk);
+		rc = disk_file_pread(fd, buf, n, from + o);
+		/* Runs of whole zero pages are punched, not written: a block a guest wrote only
+		 * here and there stays sparse at its new place. The destination is free space
+		 * that may hold stale bytes, so the zeros must be made, not skipped. */
+		for (size_t k = 0; k < n && !rc;) {
+			bool z = !memcmp(buf + k, zero, n - k < page ? n - k : page);
+			size_t r = k;
+			while (r < n && !memcmp(buf + r, zero, n - r < page ? n - r : page) == z)
+				r += n - r < page ? n - r : page;
+			rc = z ? disk_file_zero(fd, to + o + k, r - k) : disk_file_pwrite(fd, buf + k, r - k, to + o + k);
+			k = r;
+		}
+	}
+	free(buf);
+	return rc;
+}
+
+static int disk_used_cmp(const void *a, const void *b)
+{
+	const struct disk_used *x = a, *y = b;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+int disk_relocate(struct disk *d, void *drv, struct disk_used *u, size_t n, uint64_t align,
+		  disk_move_fn move, void (*progress)(void *ctx, uint64_t done, uint64_t total),
+		  void *ctx, uint64_t *moved, uint64_t *end)
+{
+	qsort(u, n, sizeof(*u), disk_used_cmp);
+	size_t movable = 0;
+	for (size_t i = 0; i < n; i++)
+		movable += u[i].id != DISK_USED_FIXED;
+	*moved = 0;
+	int rc = 0;
+	/* Every movable extent has the same length and gaps are filled lowest first while only the
+	 * top extent ever leaves: a gap that was too small stays too small, so the search resumes
+	 * at gi (gi_end: the end of u[0..gi-1]). */
+	size_t gi = 0;
+	uint64_t gi_end = 0;
+	while (n >= 2 && u[n - 1].id != DISK_USED_FIXED) {
+		struct disk_used top = u[n - 1];
+		uint64_t prev_end = gi_end, at = UINT64_MAX;
+		size_t slot = 0;
+		for (size_t i = gi; i < n; i++) {
+			uint64_t start = (prev_end + align - 1) / align * align;
+			if (start + top.len > top.off)
+				break; /* nothing below the top is large enough */
+			if (start + top.len <= u[i].off) {
+				at = start;
+				slot = i;
+				break;
+			}
+			if (u[i].off + u[i].len > prev_end)
+				prev_end = u[i].off + u[i].len;
+			gi = i + 1;
+			gi_end = prev_end;
+		}
+		if (at == UINT64_MAX)
+			break;
+		rc = move(d, drv, top.id, top.off, at, top.len);
+		if (rc)
+			break;
+		(*moved)++;
+		/* The top leaves the end and goes in before u[slot]: still sorted. */
+		memmove(&u[slot + 1], &u[slot], (n - 1 - slot) * sizeof(*u));
+		u[slot] = top;
+		u[slot].off = at;
+		if (progress)
+			progress(ctx, *moved, movable);
+	}
+	uint64_t e = 0;
+	for (size_t i = 0; i < n; i++)
+		if (u[i].off + u[i].len > e)
+			e = u[i].off + u[i].len;
+	*end = e;
+	return rc;
+}
+
+struct disk_compact_progress {
+	void (*fn)(void *ctx, uint64_t done, uint64_t total);
+	void *ctx;
+};
+
+/* The move phase is the second half of the bar. */
+static void disk_compact_move_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct disk_compact_progress *p = ctx;
+	if (p->fn && total)
+		p->fn(p->ctx, 1000 + done * 1000 / total, 2000);
+}
+
+static bool disk_all_zero(const uint8_t *p, size_t n)
+{
+	static const uint8_t z[4096];
+	while (n >= sizeof(z)) {
+		if (memcmp(p, z, sizeof(z)))
+			return false;
+		p += sizeof(z);
+		n -= sizeof(z);
+	}
+	return !memcmp(p, z, n);
+}
+
+int disk_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total),
+		 void *ctx, struct disk_compact_stats *st)
+{
+	struct stat s;
+	memset(st, 0, sizeof(*st));
+	if (fstat(d->fd, &s))
+		return -errno;
+	st->size_before = (uint64_t)s.st_size;
+	st->alloc_before = (uint64_t)s.st_blocks * 512;
+	st->size_after = st->size_before;
+	st->alloc_after = st->alloc_before;
+	if (d->readonly)
+		return -EROFS;
+	if (!d->ops->discard || !d->block_size || d->type == DISK_TYPE_FIXED)
+		return 0;
+	uint8_t *buf = malloc(d->block_size);
+	if (!buf)
+		return -ENOMEM;
+	int rc = 0;
+	/* 1: blocks that read as zeros are released (discard: VHDX logs them ZERO, a dynamic VHD
+	 * unmaps them; a differencing VHD keeps them, unmapped they would show the parent). */
+	for (uint64_t off = 0; off < d->size && !rc; off += d->block_size) {
+		uint64_t len = d->size - off < d->block_size ? d->size - off : d->block_size;
+		struct disk_extent e;
+		if (progress)
+			progress(ctx, off / d->block_size * 1000 / ((d->size + d->block_size - 1) / d->block_size), 2000);
+		if ((rc = disk_block_status(d, off, len, &e)) || e.kind != DISK_EXT_DATA)
+			continue;
+		if ((rc = disk_pread(d, buf, len, off)))
+			break;
+		if (disk_all_zero(buf, len) && !(d->type == DISK_TYPE_DIFFERENCING && !strcmp(d->ops->format, "vhd"))) {
+			rc = d->ops->discard(d, off, len);
+			st->zero_blocks++;
+		}
+	}
+	free(buf);
+	if (rc) {
+		log_error("%s: releasing zero blocks failed: %s", d->path, strerror(-rc));
+		return rc;
+	}
+	/* 2: move the blocks at the end down and truncate. */
+	struct disk_compact_progress pp = { progress, ctx };
+	if (!strcmp(d->ops->format, "vhdx"))
+		rc = vhdx_compact(d, disk_compact_move_progress, &pp, &st->moved_blocks);
+	else if (!strcmp(d->ops->format, "vhd"))
+		rc = vhd_compact(d, disk_compact_move_progress, &pp, &st->moved_blocks);
+	if (progress)
+		progress(ctx, 2000, 2000);
+	if (!rc && fstat(d->fd, &s))
+		rc = -errno;
+	if (!rc) {
+		st->size_after = (uint64_t)s.st_size;
+		st->alloc_after = (uint64_t)s.st_blocks * 512;
+	}
+	return rc;
 }

@@ -52,6 +52,7 @@ struct disk {
 	void *priv;               /* driver state */
 	/* Fields below are for the drivers and `gen2vm vhd`, storvsp does not need them. */
 	int fd;
+	int direct_fd;            /* DISK_DIRECT: an O_DIRECT fd of the same file for data I/O, else -1 */
 	enum disk_type type;
 	uint32_t block_size;      /* 0 for raw and fixed VHD */
 	struct disk *parent;      /* differencing disks: the opened parent (owned) */
@@ -65,6 +66,10 @@ struct disk {
 #define DISK_NOLOCK        0x2u /* inspection of an image that may be in use; implies RDONLY */
 #define DISK_KEEP_LINKAGE  0x4u /* VHDX: keep DataWriteGuid (merge writes the child's own data) */
 #define DISK_NO_PARENT     0x8u /* open a differencing disk without its parent (inspect only) */
+#define DISK_DIRECT        0x10u /* data reads/writes bypass the page cache (O_DIRECT, like QEMU's
+				      * cache=none) when buffer, length and file offset are 512-byte
+				      * aligned, buffered otherwise; metadata stays buffered. Parents
+				      * inherit it. Ignored where the file system refuses O_DIRECT. */
 
 /* Opens path, detecting raw/VHD/VHDX from its contents, replays a VHDX log (read-write opens),
  * opens the parent chain read-only. On error nothing has been written, one line naming the file
@@ -98,6 +103,25 @@ struct disk_create_opts {
 /* Creates a new image at path (which must not exist: O_EXCL). On error the partial file is
  * removed, a line naming the file is logged and -errno returned. */
 int disk_create(const char *path, const struct disk_create_opts *o);
+
+/* What disk_compact did. Sizes are the file's apparent size (st_size) and allocated bytes. */
+struct disk_compact_stats {
+	uint64_t zero_blocks;  /* all-zero blocks released */
+	uint64_t moved_blocks; /* blocks moved down into free space */
+	uint64_t size_before, size_after;
+	uint64_t alloc_before, alloc_after;
+};
+
+/* Shrinks a dynamic or differencing VHDX/VHD opened read-write (and locked, so not in use):
+ * releases blocks that read as all zeros, moves the blocks at the end of the file into the
+ * lowest free space, updates the block table and truncates the file. The virtual disk's
+ * contents do not change. Crash-safe: every block is copied and durable before the table refers
+ * to it (VHDX: through the log), and the file is truncated only once nothing refers past the new
+ * end (VHDX: the log applied and marked empty; VHD: the footer rewritten at the new end first).
+ * Fixed images and raw files: 0 and nothing done. progress (may be NULL) gets (done, total).
+ * 0 or -errno (logged, naming the file). */
+int disk_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total),
+		 void *ctx, struct disk_compact_stats *st);
 
 /* --- for the drivers ---------------------------------------------------------------------- */
 

@@ -45,6 +45,11 @@ size_t disk_iov_len(const struct iovec *iov, int iovcnt);
 int disk_iov_sub(const struct iovec *iov, int iovcnt, size_t skip, size_t len, struct iovec *out);
 void disk_iov_zero(const struct iovec *iov, int iovcnt);
 
+/* Data (not metadata) I/O at a file offset: through d->direct_fd when it is open and the request
+ * is aligned for O_DIRECT, through d->fd otherwise. 0 or -errno (short transfers retried). */
+int disk_data_preadv(struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off);
+int disk_data_pwritev(struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off);
+
 /* Raw file writes for drivers. pwritev / preadv of a whole sub-iovec. */
 int disk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 
@@ -60,5 +65,39 @@ typedef int (*disk_map_locked_fn)(struct disk *d, void *drv, uint64_t off, uint6
 int disk_read_view_locked(struct disk *d, void *drv, disk_map_locked_fn map, uint64_t off, uint8_t *buf,
 			  uint64_t len);
 int disk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
+
+/* --- compaction (disk_compact) ------------------------------------------------------------------ */
+
+/* One used extent of an image file. id == DISK_USED_FIXED: metadata that stays where it is;
+ * otherwise a block the driver can move (its block number, handed back to the move callback). */
+#define DISK_USED_FIXED UINT64_MAX
+struct disk_used {
+	uint64_t off, len, id;
+};
+
+/* Moves block id from file offset from to to (len bytes, to lies in free space below from) and
+ * makes the new location the one the image refers to, crash-safely. 0 or -errno (logged). */
+typedef int (*disk_move_fn)(struct disk *d, void *drv, uint64_t id, uint64_t from, uint64_t to,
+			    uint64_t len);
+
+/* Moves the movable extents at the end of the file into the lowest free gaps (starting on a
+ * multiple of align) below them, highest extent first, until the last extent is fixed or no gap
+ * below it is large enough. u (n entries, any order) is sorted and updated in place. *end is then
+ * the end of the last used extent: the driver truncates the file there after its own bookkeeping
+ * is durable. progress (may be NULL) gets (moves done, moves planned at most). 0 or -errno. */
+int disk_relocate(struct disk *d, void *drv, struct disk_used *u, size_t n, uint64_t align,
+		  disk_move_fn move, void (*progress)(void *ctx, uint64_t done, uint64_t total),
+		  void *ctx, uint64_t *moved, uint64_t *end);
+
+/* Copies len bytes of fd from offset from to offset to (non-overlapping). Runs of zeros are not
+ * written but punched (they read as zeros and take no space); nothing is synced. 0 or -errno. */
+int disk_file_copy(int fd, uint64_t from, uint64_t to, uint64_t len);
+
+/* The drivers' compaction: releasing is done by disk_compact through discard; these move the
+ * remaining blocks down and shrink the file, crash-safely. Fixed images: 0, nothing done. */
+int vhdx_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,
+		 uint64_t *moved);
+int vhd_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,
+		uint64_t *moved);
 
 #endif

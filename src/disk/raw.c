@@ -16,7 +16,7 @@ int disk_flat_readv(struct disk *d, uint64_t off, const struct iovec *iov, int i
 	size_t len = disk_iov_len(iov, iovcnt);
 	if (off > d->size || len > d->size - off)
 		return -EINVAL;
-	return disk_file_preadv(d->fd, iov, iovcnt, off);
+	return disk_data_preadv(d, iov, iovcnt, off);
 }
 
 int disk_flat_writev(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
@@ -26,7 +26,7 @@ int disk_flat_writev(struct disk *d, uint64_t off, const struct iovec *iov, int 
 		return -EROFS;
 	if (off > d->size || len > d->size - off)
 		return -EINVAL;
-	return disk_file_pwritev(d->fd, iov, iovcnt, off);
+	return disk_data_pwritev(d, iov, iovcnt, off);
 }
 
 static int raw_flush(struct disk *d)

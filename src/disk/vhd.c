@@ -80,6 +80,9 @@ struct vhd {
 	uint32_t block_size, bitmap_size;
 	uint64_t nblocks;
 	uint8_t *full; /* differencing: 1 when a block's bitmap is known to be all ones */
+	/* Differencing: the sector bitmaps of partially present blocks, read once on first use
+	 * (NULL: not read yet). This driver never changes a bitmap except to all ones (full). */
+	uint8_t **bmc;
 	char *parent_rel, *parent_abs;
 	uint8_t parent_uuid[16];
 };
@@ -184,27 +187,35 @@ static bool vhd_footer_valid(const uint8_t *raw)
 static int vhd_bitmap_run(struct disk *d, struct vhd *v, uint64_t blk, uint64_t s, uint64_t max,
 			  bool *present, uint64_t *run)
 {
-	uint64_t nbytes = (s + max + 7) / 8 - s / 8;
-	uint8_t stackbuf[512], *b = nbytes <= sizeof(stackbuf) ? stackbuf : malloc(nbytes);
-	if (!b)
+	/* One read per block, not one per request. */
+	if (!v->bmc && !(v->bmc = calloc(v->nblocks, sizeof(*v->bmc))))
 		return -ENOMEM;
-	int rc = disk_file_pread(d->fd, b, nbytes, (uint64_t)v->bat[blk] * 512 + s / 8);
-	if (!rc) {
-		uint64_t base = s / 8 * 8;
-		/* VHD bitmaps are most-significant bit first. */
-#define BIT(k) ((b[((k) - base) / 8] >> (7 - ((k) - base) % 8)) & 1)
-		*present = BIT(s);
-		uint64_t n = 1;
-		while (n < max && BIT(s + n) == *present)
-			n++;
-#undef BIT
-		*run = n;
-		if (*present && s == 0 && n * 512 == v->block_size)
-			v->full[blk] = 1;
+	if (!v->bmc[blk]) {
+		uint8_t *b = malloc(v->bitmap_size);
+		if (!b)
+			return -ENOMEM;
+		int rc = disk_file_pread(d->fd, b, v->bitmap_size, (uint64_t)v->bat[blk] * 512);
+		if (rc) {
+			free(b);
+			return rc;
+		}
+		v->bmc[blk] = b;
 	}
-	if (b != stackbuf)
-		free(b);
-	return rc;
+	const uint8_t *b = v->bmc[blk];
+	/* VHD bitmaps are most-significant bit first. */
+#define BIT(k) ((b[(k) / 8] >> (7 - (k) % 8)) & 1)
+	*present = BIT(s);
+	uint64_t n = 1;
+	while (n < max && BIT(s + n) == *present)
+		n++;
+#undef BIT
+	*run = n;
+	if (*present && s == 0 && n * 512 == v->block_size) {
+		v->full[blk] = 1;
+		free(v->bmc[blk]);
+		v->bmc[blk] = NULL;
+	}
+	return 0;
 }
 
 static int vhd_map_locked(struct disk *d, struct vhd *v, uint64_t off, uint64_t len,
@@ -315,8 +326,13 @@ static int vhd_block_allocate(struct disk *d, struct vhd *v, uint64_t blk, bool 
 		if (!rc)
 			v->bat[blk] = (uint32_t)(home / 512);
 	}
-	if (!rc)
+	if (!rc) {
 		v->full[blk] = 1;
+		if (v->bmc) {
+			free(v->bmc[blk]);
+			v->bmc[blk] = NULL;
+		}
+	}
 out:
 	if (rc)
 		log_error("%s: allocating block %llu failed: %s", d->path, (unsigned long long)blk,
@@ -401,6 +417,9 @@ static void vhd_free(struct vhd *v)
 	pthread_mutex_destroy(&v->lock);
 	free(v->bat);
 	free(v->full);
+	for (uint64_t b = 0; v->bmc && b < v->nblocks; b++)
+		free(v->bmc[b]);
+	free(v->bmc);
 	free(v->parent_rel);
 	free(v->parent_abs);
 	free(v);
@@ -685,9 +704,17 @@ static int vhd_resize_dynamic(struct disk *d, struct vhd *v, uint64_t size, cons
 	if (!full)
 		return -ENOMEM;
 	v->full = full;
+	if (v->bmc) {
+		uint8_t **bmc = realloc(v->bmc, nb * sizeof(*bmc));
+		if (!bmc)
+			return -ENOMEM;
+		v->bmc = bmc;
+	}
 	for (uint64_t b = v->nblocks; b < nb; b++) {
 		v->bat[b] = VHD_UNALLOC;
 		v->full[b] = 0;
+		if (v->bmc)
+			v->bmc[b] = NULL;
 	}
 	int rc = 0;
 	uint64_t bat_off = v->bat_off, max_entries = v->max_entries;
@@ -770,6 +797,99 @@ int vhd_resize(struct disk *d, uint64_t size)
 	} else {
 		log_error("%s: resizing failed: %s", d->path, strerror(-rc));
 	}
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+/* --- compact ---------------------------------------------------------------------------------------- */
+
+/* disk_relocate's move: bitmap and data are copied and durable before the BAT entry (one aligned
+ * 4-byte write inside a sector) points at them; a crash before that leaves the old copy in use. */
+static int vhd_compact_move(struct disk *d, void *drv, uint64_t blk, uint64_t from, uint64_t to,
+			    uint64_t len)
+{
+	struct vhd *v = drv;
+	int rc = disk_file_copy(d->fd, from, to, len);
+	if (!rc)
+		rc = vhd_sync(d);
+	uint32_t be = htobe32((uint32_t)(to / 512));
+	if (!rc)
+		rc = disk_file_pwrite(d->fd, &be, 4, v->bat_off + blk * 4);
+	if (!rc)
+		rc = vhd_sync(d);
+	if (rc) {
+		log_error("%s: moving block %llu failed: %s", d->path, (unsigned long long)blk, strerror(-rc));
+		return rc;
+	}
+	v->bat[blk] = (uint32_t)(to / 512);
+	return 0;
+}
+
+int vhd_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,
+		uint64_t *moved)
+{
+	struct vhd *v = d->priv;
+	*moved = 0;
+	if (d->ops != &vhd_ops)
+		return 0; /* fixed: nothing to compact */
+	if (d->readonly)
+		return -EROFS;
+	pthread_mutex_lock(&v->lock);
+	int rc = 0;
+	struct vhd_dynhdr h;
+	struct disk_used *u = malloc(sizeof(*u) * (v->nblocks + 12));
+	if (!u) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = disk_file_pread(d->fd, &h, sizeof(h), v->footer.data_offset)))
+		goto out;
+	size_t n = 0;
+	/* The footer copy, the dynamic header, the BAT and the parent locators stay put (the
+	 * trailing footer is not an extent: it moves with the end of the file). */
+	u[n++] = (struct disk_used){ 0, VHD_FOOTER, DISK_USED_FIXED };
+	u[n++] = (struct disk_used){ v->footer.data_offset, VHD_DYNHDR, DISK_USED_FIXED };
+	u[n++] = (struct disk_used){ v->bat_off, ((uint64_t)v->max_entries * 4 + 511) / 512 * 512,
+				     DISK_USED_FIXED };
+	for (int i = 0; i < 8; i++) {
+		uint32_t code = be32toh(h.loc[i].code), space = be32toh(h.loc[i].space);
+		uint32_t len = be32toh(h.loc[i].len);
+		uint64_t off = be64toh(h.loc[i].offset);
+		if (!code || off >= v->file_size)
+			continue;
+		/* The specification counts the space in sectors, Windows writes bytes: when the
+		 * space is smaller than the data it can only be sectors. */
+		uint64_t bytes = space >= len ? space : (uint64_t)space * 512;
+		if (bytes < len)
+			bytes = len;
+		u[n++] = (struct disk_used){ off, (bytes + 511) / 512 * 512, DISK_USED_FIXED };
+	}
+	for (uint64_t b = 0; b < v->nblocks; b++)
+		if (v->bat[b] != VHD_UNALLOC)
+			u[n++] = (struct disk_used){ (uint64_t)v->bat[b] * 512,
+						     v->bitmap_size + v->block_size, b };
+	uint64_t end;
+	rc = disk_relocate(d, v, u, n, 512, vhd_compact_move, progress, ctx, moved, &end);
+	if (rc)
+		goto out;
+	end = (end + 511) / 512 * 512;
+	if (end + VHD_FOOTER >= v->file_size)
+		goto out;
+	/* The footer goes to the new end first, durable, while the old one still ends the file:
+	 * before the truncate the old footer is the file's, after it the new one; both are valid
+	 * and say the same. */
+	rc = disk_file_pwrite(d->fd, v->footer_raw, VHD_FOOTER, end);
+	if (!rc)
+		rc = vhd_sync(d);
+	if (!rc && (ftruncate(d->fd, (off_t)(end + VHD_FOOTER)) || fsync(d->fd)))
+		rc = -errno;
+	if (rc) {
+		log_error("%s: cannot truncate the compacted file: %s", d->path, strerror(-rc));
+		goto out;
+	}
+	v->file_size = end + VHD_FOOTER;
+out:
+	free(u);
 	pthread_mutex_unlock(&v->lock);
 	return rc;
 }

@@ -79,6 +79,11 @@ struct vhdx {
 		uint8_t *data;
 	} *ov;
 	size_t nov;
+	/* Differencing images from other tools: the sector bitmap of each chunk (1 MiB), read on
+	 * first use instead of once per request; NULL: not read. This driver never writes sector
+	 * bitmaps (a written block becomes fully present), so a cached one stays true. */
+	uint8_t **sbc;
+	uint64_t nsbc;
 	uint8_t linkage[16], linkage2[16];
 	bool has_linkage2;
 	char *parent_rel, *parent_abs;
@@ -846,27 +851,39 @@ out:
 static int vhdx_bitmap_run(struct disk *d, struct vhdx *v, uint64_t blk, uint64_t s, uint64_t max,
 			   bool *present, uint64_t *run)
 {
-	uint64_t sb = v->bat[bat_bitmap_index(v, blk / v->chunk_ratio)];
+	uint64_t chunk = blk / v->chunk_ratio;
+	uint64_t sb = v->bat[bat_bitmap_index(v, chunk)];
 	uint64_t spb = v->block_size / d->logical_sector;
 	uint64_t bit0 = (blk % v->chunk_ratio) * spb + s;
-	uint64_t nbytes = ((bit0 + max + 7) / 8) - bit0 / 8;
-	uint8_t stackbuf[512], *b = nbytes <= sizeof(stackbuf) ? stackbuf : malloc(nbytes);
-	if (!b)
-		return -ENOMEM;
-	int rc = vhdx_meta_pread(d, v, b, nbytes, bat_off_of(sb) + bit0 / 8);
-	if (!rc) {
-		uint64_t base = bit0 / 8 * 8;
-#define BIT(k) ((b[((k) - base) / 8] >> (((k) - base) % 8)) & 1)
-		*present = BIT(bit0);
-		uint64_t n = 1;
-		while (n < max && BIT(bit0 + n) == *present)
-			n++;
-#undef BIT
-		*run = n;
+	if (chunk >= v->nsbc) {
+		uint8_t **n = realloc(v->sbc, (chunk + 1) * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		memset(n + v->nsbc, 0, (chunk + 1 - v->nsbc) * sizeof(*n));
+		v->sbc = n;
+		v->nsbc = chunk + 1;
 	}
-	if (b != stackbuf)
-		free(b);
-	return rc;
+	if (!v->sbc[chunk]) {
+		uint8_t *b = malloc(VHDX_SECTOR_BITMAP_SIZE);
+		if (!b)
+			return -ENOMEM;
+		int rc = vhdx_meta_pread(d, v, b, VHDX_SECTOR_BITMAP_SIZE, bat_off_of(sb));
+		if (rc) {
+			free(b);
+			return rc;
+		}
+		v->sbc[chunk] = b;
+	}
+	const uint8_t *b = v->sbc[chunk];
+	/* bit0 + max stays inside the chunk's bitmap: chunk_ratio * spb sectors = 2^23 bits. */
+#define BIT(k) ((b[(k) / 8] >> ((k) % 8)) & 1)
+	*present = BIT(bit0);
+	uint64_t n = 1;
+	while (n < max && BIT(bit0 + n) == *present)
+		n++;
+#undef BIT
+	*run = n;
+	return 0;
 }
 
 static int vhdx_map_locked(struct disk *d, struct vhdx *v, uint64_t off, uint64_t len,
@@ -1081,6 +1098,9 @@ static void vhdx_free(struct vhdx *v)
 	for (size_t i = 0; i < v->nov; i++)
 		free(v->ov[i].data);
 	free(v->ov);
+	for (uint64_t i = 0; i < v->nsbc; i++)
+		free(v->sbc[i]);
+	free(v->sbc);
 	free(v->bat);
 	free(v->parent_rel);
 	free(v->parent_abs);
@@ -1345,6 +1365,93 @@ int vhdx_resize(struct disk *d, uint64_t new_size)
 	d->size = new_size;
 	rc = vhdx_sync(v, d->fd);
 out:
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+/* --- compact ---------------------------------------------------------------------------------------- */
+
+/* disk_relocate's move: the copy is made durable by vhdx_log_commit's first fdatasync, before the
+ * log entry that points the BAT at it; until that entry is durable the old copy is the block. */
+static int vhdx_compact_move(struct disk *d, void *drv, uint64_t idx, uint64_t from, uint64_t to,
+			     uint64_t len)
+{
+	struct vhdx *v = drv;
+	int rc = disk_file_copy(d->fd, from, to, len);
+	if (rc) {
+		log_error("%s: copying a block from %llu to %llu failed: %s", d->path,
+			  (unsigned long long)from, (unsigned long long)to, strerror(-rc));
+		return rc;
+	}
+	uint64_t old = v->bat[idx];
+	v->bat[idx] = to | (old & (VHDX_MiB - 1));
+	rc = vhdx_bat_commit(d, v, idx, idx);
+	if (rc)
+		v->bat[idx] = old;
+	return rc;
+}
+
+int vhdx_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,
+		 uint64_t *moved)
+{
+	struct vhdx *v = d->priv;
+	*moved = 0;
+	if (d->readonly)
+		return -EROFS;
+	if (v->leave_allocated)
+		return 0;
+	pthread_mutex_lock(&v->lock);
+	int rc = 0;
+	struct disk_used *u = malloc(sizeof(*u) * (v->bat_entries + 4));
+	if (!u) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	size_t n = 0;
+	/* Headers and region tables, the log, the metadata and the BAT stay where they are. */
+	u[n++] = (struct disk_used){ 0, VHDX_MiB, DISK_USED_FIXED };
+	u[n++] = (struct disk_used){ v->log_off, v->log_len, DISK_USED_FIXED };
+	u[n++] = (struct disk_used){ v->meta_off, v->meta_len, DISK_USED_FIXED };
+	u[n++] = (struct disk_used){ v->bat_off, v->bat_len, DISK_USED_FIXED };
+	for (uint64_t i = 0; i < v->bat_entries; i++) {
+		uint64_t e = v->bat[i], st = e & 7;
+		if ((i % (v->chunk_ratio + 1ull)) == v->chunk_ratio) {
+			/* Sector bitmaps (1 MiB) are left in place. */
+			if (st == VHDX_SB_PRESENT)
+				u[n++] = (struct disk_used){ bat_off_of(e), VHDX_SECTOR_BITMAP_SIZE, DISK_USED_FIXED };
+		} else if (st == VHDX_PAYLOAD_FULLY_PRESENT || st == VHDX_PAYLOAD_PARTIALLY_PRESENT) {
+			/* Every block keeps its whole block_size of room (also a short last block),
+			 * as readers such as qemu-img check expect. */
+			u[n++] = (struct disk_used){ bat_off_of(e), v->block_size, i };
+		}
+	}
+	uint64_t end;
+	rc = disk_relocate(d, v, u, n, VHDX_MiB, vhdx_compact_move, progress, ctx, moved, &end);
+	if (rc)
+		goto out;
+	end = round_up(end, VHDX_MiB);
+	if (end >= v->file_size)
+		goto out;
+	/* The file may only shrink once no log entry can be replayed: replay would restore BAT
+	 * sectors from before the moves and extend the file to the entries' FileSize again. So:
+	 * everything in place and durable, the header's log GUID cleared, then the truncate. */
+	rc = vhdx_sync(v, d->fd);
+	if (!rc && v->session) {
+		memset(v->hdr.log_guid, 0, 16);
+		rc = vhdx_header_update(v, d->fd);
+		if (!rc)
+			v->session = false; /* the next write starts a new session and log GUID */
+	}
+	if (rc)
+		goto out;
+	if (ftruncate(d->fd, (off_t)end) || fsync(d->fd)) {
+		rc = -errno;
+		log_error("%s: cannot truncate the compacted file: %s", d->path, strerror(errno));
+		goto out;
+	}
+	v->file_size = end;
+out:
+	free(u);
 	pthread_mutex_unlock(&v->lock);
 	return rc;
 }

@@ -180,6 +180,109 @@ static void test_bad_input(void **state)
 	disk_close(d);
 }
 
+/* qemu-img compare of a VHD against a raw file (skipped without qemu-img): 0 identical. */
+static int qemu_compare(const char *vhd, const char *raw)
+{
+	if (system("command -v qemu-img >/dev/null 2>&1"))
+		return 0;
+	char cmd[768];
+	snprintf(cmd, sizeof(cmd), "qemu-img compare -q -f vpc -F raw '%s' '%s'", vhd, raw);
+	return system(cmd);
+}
+
+static void test_compact(void **state)
+{
+	unlink(p("c.vhd"));
+	struct disk_create_opts o = { .format = "vhd", .size = 32 * MiB, .block_size = MiB };
+	assert_int_equal(disk_create(p("c.vhd"), &o), 0);
+	static uint8_t want[40 * MiB], got[40 * MiB];
+	struct disk *d;
+	assert_int_equal(disk_open(p("c.vhd"), 0, &d), 0);
+	uint64_t size = d->size;
+	memset(want, 0, size);
+	for (uint64_t b = 0; b < 32; b++) {
+		uint8_t *blk = want + b * MiB;
+		if (b % 3 == 1)
+			memset(blk, 0, MiB); /* zeros: released */
+		else
+			for (size_t i = 0; i < MiB; i += 512)
+				memset(blk + i, (int)(b * 7 + i / 512), 512);
+		assert_int_equal(disk_pwrite(d, blk, MiB, b * MiB), 0);
+	}
+	assert_int_equal(d->ops->discard(d, 20 * MiB, 4 * MiB), 0);
+	memset(want + 20 * MiB, 0, 4 * MiB);
+	disk_close(d);
+	struct stat s0, s1;
+	assert_int_equal(stat(p("c.vhd"), &s0), 0);
+	assert_int_equal(disk_open(p("c.vhd"), 0, &d), 0);
+	struct disk_compact_stats st;
+	assert_int_equal(disk_compact(d, NULL, NULL, &st), 0);
+	assert_true(st.zero_blocks >= 8);
+	assert_true(st.moved_blocks > 0);
+	disk_close(d);
+	assert_int_equal(stat(p("c.vhd"), &s1), 0);
+	assert_true(s1.st_size < s0.st_size);
+	/* Footer copy, header, BAT (one sector), then 32 - 11 zero - 3 discarded data blocks
+	 * (each 512 bytes of bitmap and 1 MiB), then the footer. */
+	assert_int_equal((uint64_t)s1.st_size, 512 + 1024 + 512 + 18 * (MiB + 512) + 512);
+	assert_int_equal(disk_open(p("c.vhd"), 0, &d), 0);
+	assert_int_equal(disk_pread(d, got, size, 0), 0);
+	assert_memory_equal(got, want, size);
+	/* The file keeps growing correctly after compact. */
+	memset(want + 31 * MiB, 0x6c, MiB);
+	assert_int_equal(disk_pwrite(d, want + 31 * MiB, MiB, 31 * MiB), 0);
+	disk_close(d);
+	int fd = open(p("c.raw"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, want, size, 0), (ssize_t)size);
+	close(fd);
+	assert_int_equal(qemu_compare(p("c.vhd"), p("c.raw")), 0);
+}
+
+/* A differencing block whose bitmap marks only some sectors present (as other tools leave them):
+ * those come from the child, the rest from the parent, read twice (then from the cached bitmap). */
+static void test_partial_bitmap(void **state)
+{
+	unlink(p("pb.vhd"));
+	unlink(p("pc.vhd"));
+	struct disk_create_opts o = { .format = "vhd", .size = 8 * MiB, .block_size = MiB };
+	assert_int_equal(disk_create(p("pb.vhd"), &o), 0);
+	static uint8_t a[8 * MiB], want[MiB], r[MiB];
+	memset(a, 0xAA, sizeof(a));
+	struct disk *d;
+	assert_int_equal(disk_open(p("pb.vhd"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, a, sizeof(a), 0), 0);
+	disk_close(d);
+	o.size = 0;
+	o.parent = p("pb.vhd");
+	assert_int_equal(disk_create(p("pc.vhd"), &o), 0);
+	memset(r, 0xCC, MiB);
+	assert_int_equal(disk_open(p("pc.vhd"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, r, MiB, 3 * MiB), 0);
+	disk_close(d);
+	/* BAT at 1536: entry 3 (big-endian sector of the bitmap). */
+	int fd = open(p("pc.vhd"), O_RDWR);
+	uint32_t be;
+	assert_int_equal(pread(fd, &be, 4, 1536 + 3 * 4), 4);
+	uint8_t bm[512] = { 0xFF, 0x00, 0xF0 }; /* sectors 0-7 and 16-19 present */
+	assert_int_equal(pwrite(fd, bm, sizeof(bm), (off_t)be32toh(be) * 512), 512);
+	close(fd);
+	memset(want, 0xAA, MiB);
+	memset(want, 0xCC, 4096);
+	memset(want + 16 * 512, 0xCC, 4 * 512);
+	assert_int_equal(disk_open(p("pc.vhd"), DISK_RDONLY, &d), 0);
+	for (int k = 0; k < 2; k++) {
+		memset(r, 0, MiB);
+		assert_int_equal(disk_pread(d, r, MiB, 3 * MiB), 0);
+		assert_memory_equal(r, want, MiB);
+	}
+	for (int s = 0; s < 32; s++) {
+		assert_int_equal(disk_pread(d, r, 512, 3 * MiB + (uint64_t)s * 512), 0);
+		assert_memory_equal(r, want + s * 512, 512);
+	}
+	disk_close(d);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -188,6 +291,8 @@ int main(void)
 		cmocka_unit_test(test_dynamic_and_fixed),
 		cmocka_unit_test(test_differencing),
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_compact),
+		cmocka_unit_test(test_partial_bitmap),
 	};
 	return cmocka_run_group_tests_name("vhd", tests, setup, teardown);
 }

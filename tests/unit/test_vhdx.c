@@ -427,6 +427,199 @@ static void test_discard_releases(void **state)
 	disk_close(d);
 }
 
+/* qemu-img check on path when qemu-img is installed (skipped otherwise): 0 clean. */
+static int qemu_check(const char *path)
+{
+	if (system("command -v qemu-img >/dev/null 2>&1"))
+		return 0;
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q -f vhdx '%s' >/dev/null 2>&1", path);
+	return system(cmd);
+}
+
+/* Writes a pattern into a dynamic (or differencing) image with holes to fill: zero blocks,
+ * discarded blocks, data at the end; compacts; the file shrinks and reads the same. */
+static void compact_case(const char *name, const char *parent)
+{
+	uint64_t size = 32 * MiB;
+	static uint8_t want[32 * MiB], got[32 * MiB];
+	struct disk *d;
+	assert_int_equal(disk_open(p(name), 0, &d), 0);
+	assert_int_equal(disk_pread(d, want, size, 0), 0); /* the parent's view, if any */
+	for (int b = 0; b < 32; b++) {
+		uint8_t *blk = want + (uint64_t)b * MiB;
+		if (b % 4 == 1)
+			memset(blk, 0, MiB); /* written zeros: released by compact */
+		else if (b % 4 == 2)
+			fill(blk + 8192, 4096, (uint8_t)b); /* a sparse block: one page written */
+		else
+			fill(blk, MiB, (uint8_t)b);
+		assert_int_equal(disk_pwrite(d, blk, MiB, (uint64_t)b * MiB), 0);
+	}
+	/* Blocks 5-9 discarded: a run of free space in the middle of the file. */
+	assert_int_equal(d->ops->discard(d, 5 * MiB, 5 * MiB), 0);
+	memset(want + 5 * MiB, 0, 5 * MiB);
+	assert_int_equal(d->ops->flush(d), 0);
+	disk_close(d);
+	struct stat s0, s1;
+	assert_int_equal(stat(p(name), &s0), 0);
+	assert_int_equal(disk_open(p(name), DISK_KEEP_LINKAGE, &d), 0);
+	struct disk_compact_stats st;
+	assert_int_equal(disk_compact(d, NULL, NULL, &st), 0);
+	assert_true(st.zero_blocks >= 6);
+	assert_true(st.moved_blocks > 0);
+	assert_int_equal(st.size_before, (uint64_t)s0.st_size);
+	assert_int_equal(disk_pread(d, got, size, 0), 0);
+	assert_memory_equal(got, want, size);
+	disk_close(d);
+	assert_int_equal(stat(p(name), &s1), 0);
+	assert_int_equal(st.size_after, (uint64_t)s1.st_size);
+	/* 4 MiB of headers, log, metadata and BAT, then 21 blocks: 32 less 8 zero blocks and
+	 * the 3 discarded ones that were not zero. Nothing is left after them. */
+	assert_int_equal((uint64_t)s1.st_size, 4 * MiB + 21 * MiB);
+	assert_true(s1.st_size < s0.st_size);
+	/* Reopened (the header says the log is empty; nothing to replay): the same data. */
+	assert_int_equal(disk_open(p(name), 0, &d), 0);
+	memset(got, 0, size);
+	assert_int_equal(disk_pread(d, got, size, 0), 0);
+	assert_memory_equal(got, want, size);
+	/* Writes after compact allocate at the new end and keep working. */
+	fill(want + 30 * MiB, MiB, 0x5a);
+	assert_int_equal(disk_pwrite(d, want + 30 * MiB, MiB, 30 * MiB), 0);
+	assert_int_equal(disk_pwrite(d, want + 5 * MiB, 4096, 5 * MiB), 0);
+	disk_close(d);
+	assert_int_equal(disk_open(p(name), DISK_RDONLY, &d), 0);
+	assert_int_equal(disk_pread(d, got, size, 0), 0);
+	assert_memory_equal(got, want, size);
+	disk_close(d);
+	if (!parent)
+		assert_int_equal(qemu_check(p(name)), 0); /* qemu has no differencing VHDX */
+}
+
+static void test_compact_shrinks(void **state)
+{
+	mk("c.vhdx", 32 * MiB, MiB, false, NULL);
+	compact_case("c.vhdx", NULL);
+	/* Differencing: the parent keeps its DataWriteGuid-linkage (compact keeps the child's
+	 * too), zero blocks become ZERO (not the parent's data). */
+	mk("cbase.vhdx", 32 * MiB, MiB, false, NULL);
+	struct disk *d;
+	static uint8_t a[32 * MiB];
+	memset(a, 0xAB, sizeof(a));
+	assert_int_equal(disk_open(p("cbase.vhdx"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, a, sizeof(a), 0), 0);
+	disk_close(d);
+	mk("cchild.vhdx", 0, MiB, false, "cbase.vhdx");
+	compact_case("cchild.vhdx", "cbase.vhdx");
+	/* A fixed image: nothing to do, nothing changed. */
+	mk("cfix.vhdx", 8 * MiB, MiB, true, NULL);
+	uint64_t h = file_hash("cfix.vhdx");
+	assert_int_equal(disk_open(p("cfix.vhdx"), 0, &d), 0);
+	struct disk_compact_stats st;
+	assert_int_equal(disk_compact(d, NULL, NULL, &st), 0);
+	assert_int_equal(st.moved_blocks, 0);
+	disk_close(d);
+	assert_int_equal(file_hash("cfix.vhdx"), h);
+	/* In use: the second (writing) open is refused before compact could run. */
+	assert_int_equal(disk_open(p("c.vhdx"), 0, &d), 0);
+	struct disk *d2;
+	assert_int_equal(disk_open(p("c.vhdx"), 0, &d2), -EBUSY);
+	disk_close(d);
+}
+
+/* DISK_DIRECT: aligned requests through O_DIRECT, unaligned ones buffered, both coherent; a
+ * request over several blocks that follow each other in the file is one transfer. */
+static void test_direct_io(void **state)
+{
+	static uint8_t w[3 * MiB + 8192], r[3 * MiB + 8192];
+	for (int fixed = 0; fixed < 2; fixed++) {
+		mk("dio.vhdx", 16 * MiB, MiB, fixed, NULL);
+		struct disk *d;
+		assert_int_equal(disk_open(p("dio.vhdx"), DISK_DIRECT, &d), 0);
+		assert_true(d->direct_fd >= 0); /* ext4/tmpfs-backed /tmp: O_DIRECT works */
+		uint8_t *a = aligned_alloc(4096, 3 * MiB);
+		fill(a, 3 * MiB, 3);
+		assert_int_equal(disk_pwrite(d, a, 3 * MiB, MiB / 2), 0);      /* aligned: direct */
+		fill(w, sizeof(w), 9);
+		assert_int_equal(disk_pwrite(d, w + 1, 1000, 5 * MiB + 3), 0); /* unaligned: buffered */
+		assert_int_equal(disk_pread(d, r, 3 * MiB, MiB / 2), 0);
+		assert_memory_equal(r, a, 3 * MiB);
+		assert_int_equal(disk_pread(d, a, 4096, 5 * MiB), 0); /* direct read sees the buffered write */
+		assert_memory_equal(a + 3, w + 1, 1000);
+		free(a);
+		disk_close(d);
+		assert_int_equal(disk_open(p("dio.vhdx"), DISK_RDONLY, &d), 0);
+		assert_int_equal(disk_pread(d, r, 1000, 5 * MiB + 3), 0);
+		assert_memory_equal(r, w + 1, 1000);
+		disk_close(d);
+	}
+}
+
+/* A partially present block (as other tools write them): sectors whose bit is set in the chunk's
+ * sector bitmap come from the child, the others from the parent; read twice (the bitmap is then
+ * cached), sector by sector, and after a write that makes the block fully present. */
+static void test_partially_present(void **state)
+{
+	mk("pbase.vhdx", 8 * MiB, MiB, false, NULL);
+	static uint8_t a[8 * MiB], want[MiB], r[MiB];
+	memset(a, 0xAA, sizeof(a));
+	struct disk *d;
+	assert_int_equal(disk_open(p("pbase.vhdx"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, a, sizeof(a), 0), 0);
+	disk_close(d);
+	mk("pchild.vhdx", 0, MiB, false, "pbase.vhdx");
+	memset(r, 0xCC, MiB);
+	assert_int_equal(disk_open(p("pchild.vhdx"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, r, MiB, 2 * MiB), 0); /* block 2, fully present */
+	disk_close(d);
+	/* BAT at 3 MiB; 512-byte sectors and 1 MiB blocks: chunk ratio 4096, so block 2 is entry 2
+	 * and chunk 0's bitmap entry 4096. The bitmap goes at the end of the file. */
+	uint64_t e;
+	peek("pchild.vhdx", 3 * MiB + 2 * 8, &e, 8);
+	assert_int_equal(e & 7, 6);
+	struct stat st;
+	assert_int_equal(stat(p("pchild.vhdx"), &st), 0);
+	uint64_t bm_off = ((uint64_t)st.st_size + MiB - 1) / MiB * MiB;
+	static uint8_t bm[MiB];
+	memset(bm, 0, sizeof(bm));
+	bm[2 * 2048 / 8] = 0xFF;     /* block 2, sectors 0-7 */
+	bm[2 * 2048 / 8 + 2] = 0x0F; /* sectors 16-19 */
+	poke("pchild.vhdx", bm_off, bm, sizeof(bm));
+	e = (e & ~7ull) | 7;
+	poke("pchild.vhdx", 3 * MiB + 2 * 8, &e, 8);
+	uint64_t sbe = bm_off | 6;
+	poke("pchild.vhdx", 3 * MiB + 4096 * 8, &sbe, 8);
+	memset(want, 0xAA, MiB);
+	memset(want, 0xCC, 4096);
+	memset(want + 16 * 512, 0xCC, 4 * 512);
+	for (int pass = 0; pass < 2; pass++) {
+		assert_int_equal(disk_open(p("pchild.vhdx"), pass ? 0 : DISK_RDONLY, &d), 0);
+		for (int k = 0; k < 2; k++) {
+			memset(r, 0, MiB);
+			assert_int_equal(disk_pread(d, r, MiB, 2 * MiB), 0);
+			assert_memory_equal(r, want, MiB);
+		}
+		for (int sct = 0; sct < 32; sct++) {
+			assert_int_equal(disk_pread(d, r, 512, 2 * MiB + (uint64_t)sct * 512), 0);
+			assert_memory_equal(r, want + sct * 512, 512);
+		}
+		if (pass) {
+			/* A write fills the absent sectors from the parent and makes it fully present. */
+			memset(want + 40 * 512, 0x11, 512);
+			assert_int_equal(disk_pwrite(d, want + 40 * 512, 512, 2 * MiB + 40 * 512), 0);
+			assert_int_equal(disk_pread(d, r, MiB, 2 * MiB), 0);
+			assert_memory_equal(r, want, MiB);
+		}
+		disk_close(d);
+	}
+	peek("pchild.vhdx", 3 * MiB + 2 * 8, &e, 8);
+	assert_int_equal(e & 7, 6);
+	assert_int_equal(disk_open(p("pchild.vhdx"), DISK_RDONLY, &d), 0);
+	assert_int_equal(disk_pread(d, r, MiB, 2 * MiB), 0);
+	assert_memory_equal(r, want, MiB);
+	disk_close(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -439,6 +632,9 @@ int main(void)
 		cmocka_unit_test(test_parent_missing_and_loop),
 		cmocka_unit_test(test_resize_and_lock),
 		cmocka_unit_test(test_discard_releases),
+		cmocka_unit_test(test_compact_shrinks),
+		cmocka_unit_test(test_direct_io),
+		cmocka_unit_test(test_partially_present),
 	};
 	return cmocka_run_group_tests_name("vhdx", tests, setup, teardown);
 }
