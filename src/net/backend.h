@@ -56,6 +56,14 @@ int net_tap_open(const char *name, uint32_t nr_queues, struct net_backend **out,
  * q % peer->nr_queues. */
 int net_pair_open(const char *id, uint32_t nr_queues, struct net_backend **out);
 
+/* Opens one end of the shared pair id: the other end is normally another gen2vm process of the same
+ * user and network namespace (an AF_UNIX SOCK_SEQPACKET connection; see src/net/pair_sock.c), though
+ * both ends may be in one process. Ids are distinct from net_pair_open's in-process ones. The first
+ * open listens, the second connects; a third gets -EBUSY (err names the id). While no peer is
+ * connected (not yet, or it went away) frames are dropped as on an unplugged cable; a new peer plugs
+ * it back. Frames are received on queue 0; any queue sends. Returns 0 or -errno with a message in err. */
+int net_pair_open_shared(const char *id, uint32_t nr_queues, struct net_backend **out, char *err, size_t errlen);
+
 static inline void net_backend_destroy(struct net_backend *be)
 {
 	if (be)
