@@ -68,9 +68,8 @@ __attribute__((interrupt)) static void timer_isr(struct interrupt_frame *f)
 /* Sleeps until an interrupt (interrupt mode) or briefly spins (poll mode). */
 static void wait_event(void)
 {
-	if (poll_mode) {
-		cpu_relax();
-		ticks += (rdtsc() & 0xfff) == 0; /* coarse: poll mode only needs "eventually" */
+	if (poll_mode) { /* spin, but let the timer tick (and a channel interrupt be taken and ignored) */
+		__asm__ volatile("sti; pause; cli" ::: "memory");
 		return;
 	}
 	/* sti's one-instruction shadow: an interrupt that became pending before it still wakes the hlt. */
