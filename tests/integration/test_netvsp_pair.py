@@ -3,6 +3,7 @@ freestanding netvsc guest tests/guest/netping.c, and the data path costs no user
 packet in steady state (measured by differencing a run of N and of 2N echoes)."""
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -59,9 +60,8 @@ def test_pair_third_opener_is_refused():
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
     try:
-        import time
         time.sleep(2)
-        assert all(e.poll() is None for e in ends)
+        assert all(e.poll() is None for e in ends), [e.communicate()[1] for e in ends if e.poll() is not None]
         p = subprocess.run([binary, "run", "--elf", guest_elf("idle"), "--nic", f"pair={pair}"],
                            capture_output=True, text=True, timeout=60)
         assert p.returncode != 0
