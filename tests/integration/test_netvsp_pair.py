@@ -17,8 +17,11 @@ def stats_of(err):
     return dict(kv.split("=") for kv in line.split())
 
 
-def total_exits(stats):
-    return sum(int(v) for k, v in stats.items() if k.startswith("exits_"))
+def exits_but_console(out, err):
+    """Every userspace exit except the debug console's (one per byte printed; the summary's numbers
+    vary in width from run to run)."""
+    stats = stats_of(err)
+    return sum(int(v) for k, v in stats.items() if k.startswith("exits_")) - len(out.encode())
 
 
 def ping_pair(count, mode=0, binary=None):
@@ -74,7 +77,7 @@ def test_pair_third_opener_is_refused():
 
 def test_no_userspace_exits_per_packet_in_steady_state():
     """Interrupt-driven like a real client (SynIC SINT, LAPIC EOI, HLT): a run of 2N echoes costs
-    the same userspace exits as a run of N on both VMs (setup and the printed summary are the same)."""
+    the same userspace exits as a run of N on both VMs (setup is the same; console bytes not counted)."""
     fast = os.path.join(BUILD, "gen2vm")
     binary = fast if os.access(fast, os.X_OK) else None
     n = 100
@@ -82,9 +85,9 @@ def test_no_userspace_exits_per_packet_in_steady_state():
     for count in (n, 2 * n):
         (rc, out, err), (rrc, rout, rerr) = ping_pair(count, binary=binary)
         assert rc == 0 and rrc == 0, out + err + rout + rerr
-        runs[count] = (total_exits(stats_of(err)), total_exits(stats_of(rerr)))
+        runs[count] = (exits_but_console(out, err), exits_but_console(rout, rerr))
     per_echo_pinger = (runs[2 * n][0] - runs[n][0]) / n
     per_echo_responder = (runs[2 * n][1] - runs[n][1]) / n
-    # Each echo is one frame sent and one received on each VM. Target 0; allow stray noise.
+    # Each echo is one frame sent and one received on each VM. Measured: exactly 0; allow stray noise.
     assert per_echo_pinger <= 0.05, runs
     assert per_echo_responder <= 0.05, runs
