@@ -44,8 +44,12 @@ static bool poll_mode, have_peer, bye;
 static volatile uint64_t ticks;
 static uint32_t answered, sends_refused;
 
-/* The frame just received, handed to the role's handler. */
-static void (*on_frame)(const uint8_t *f, uint32_t len);
+static void drop_frame(const uint8_t *f, uint32_t len)
+{
+}
+
+/* The frame just received, handed to the role's handler (none before the role is known). */
+static void (*on_frame)(const uint8_t *f, uint32_t len) = drop_frame;
 
 struct interrupt_frame;
 
@@ -309,10 +313,14 @@ static int netvsc_up(void)
 	if (qc.info_buflen != 6 || qc.info_buf_offset < 16 || 8ull + qc.info_buf_offset + 6 > ctl_len)
 		return 11;
 	memcpy(my_mac, ctl + 8 + qc.info_buf_offset, 6);
-	uint32_t filter = NDIS_PACKET_TYPE_DIRECTED | NDIS_PACKET_TYPE_BROADCAST;
-	if (rndis_oid(RNDIS_MSG_SET, RNDIS_OID_GEN_CURRENT_PACKET_FILTER, &filter, 4) != RNDIS_STATUS_SUCCESS)
-		return 12;
 	return 0;
+}
+
+/* Frames flow from here on: on_frame must be the role's handler by then. */
+static int netvsc_filter(void)
+{
+	uint32_t filter = NDIS_PACKET_TYPE_DIRECTED | NDIS_PACKET_TYPE_BROADCAST;
+	return rndis_oid(RNDIS_MSG_SET, RNDIS_OID_GEN_CURRENT_PACKET_FILTER, &filter, 4) != RNDIS_STATUS_SUCCESS;
 }
 
 /* Sends one frame through a free send section (waits for one). */
@@ -448,7 +456,6 @@ static void responder_frame(const uint8_t *f, uint32_t len)
 
 static int responder(void)
 {
-	on_frame = responder_frame;
 	bool dummy;
 	uint64_t idle_since = ticks;
 	uint32_t last = 0;
@@ -508,7 +515,6 @@ static uint64_t ref_time(void)
 
 static int pinger(uint32_t count)
 {
-	on_frame = pinger_frame;
 	bool dummy;
 	/* ARP until the responder (possibly still booting) answers. */
 	for (uint64_t next = 0, end = ticks + 60000; !have_peer;) {
@@ -593,6 +599,11 @@ int guest_main(unsigned ncpus, uint64_t rsdp)
 	peer_ip[0] = 10, peer_ip[1] = 99, peer_ip[2] = 0, peer_ip[3] = 1;
 	gprintf("netping: 10.99.0.%u, %s, %s\n", (uint64_t)host, host == 1 ? "responder" : "pinger",
 		poll_mode ? "polling" : "interrupts");
+	on_frame = host == 1 ? responder_frame : pinger_frame;
+	if (netvsc_filter()) {
+		gputs("netping: setting the packet filter failed\n");
+		return 12;
+	}
 	r = host == 1 ? responder() : pinger(count ? count : 100);
 	if (r)
 		return r;
