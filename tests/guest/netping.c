@@ -3,6 +3,7 @@
  *
  * A minimal netvsc driver: VMBus channel, NVSP init, receive and send buffers, RNDIS init, the
  * permanent MAC (OID query), packet filter; then raw Ethernet: ARP and ICMP echo with checksums.
+ * RNDIS parsing and building come from guestlib/netvsc_client (shared with the loopback client).
  *
  * Parameters come from the MAC the VMM is given (test guests have no command line):
  *   02:FF:NN:NN:00:HH   HH = host number, IP 10.99.0.HH; HH = 1 answers ARP and echo requests,
@@ -16,8 +17,8 @@
  * ring, and EOIs the local APIC; HLT sleeps in between (a 1 ms LAPIC timer bounds every sleep for
  * timeouts). Nothing on the per-packet path needs the VMM's userspace: doorbells are ioeventfds,
  * the LAPIC is in the kernel. Keep it lean: every guest instruction is emulated on nested hosts. */
-#include "gen2vm/proto/netvsc.h"
 #include "hvguest.h"
+#include "netvsc_client.h"
 
 #define LAPIC_BASE 0xFEE00000ull
 #define SINT_VECTOR 0xF3
@@ -105,8 +106,8 @@ static int nv_send(const struct nvsp_message *m, uint64_t tid, bool comp)
 	return r;
 }
 
-/* One RNDIS message from the receive buffer. */
-static void rndis_in(const uint8_t *msg, uint32_t len)
+/* One RNDIS message from the receive buffer (netvsc_xfer_for_each callback). */
+static void rndis_in(void *ctx, const uint8_t *msg, uint32_t len)
 {
 	struct rndis_header h;
 	memcpy(&h, msg, 8);
@@ -114,12 +115,10 @@ static void rndis_in(const uint8_t *msg, uint32_t len)
 		return;
 	if (h.type == RNDIS_MSG_PACKET) {
 		struct rndis_packet p;
-		if (h.msg_len < 8 + sizeof(p))
-			return;
-		memcpy(&p, msg + 8, sizeof(p));
-		if (p.data_offset > h.msg_len || p.data_len > h.msg_len - 8 - p.data_offset || p.data_len < 14)
-			return;
-		on_frame(msg + 8 + p.data_offset, p.data_len);
+		const uint8_t *f;
+		uint32_t flen;
+		if (!netvsc_rndis_packet_parse(msg, len, &p, &f, &flen) && flen >= 14)
+			on_frame(f, flen);
 	} else if (h.type & RNDIS_MSG_COMPLETION) {
 		ctl_len = h.msg_len < sizeof(ctl) ? h.msg_len : (uint32_t)sizeof(ctl);
 		memcpy(ctl, msg, ctl_len);
@@ -148,16 +147,8 @@ static void nv_packet(const uint8_t *pkt, uint32_t len, uint64_t *comp_tid, stru
 		*comp = m;
 		return;
 	}
-	if (d.type != VM_PKT_DATA_USING_XFER_PAGES || m.type != NVSP_MSG1_TYPE_SEND_RNDIS_PKT || off < 24)
+	if (m.type != NVSP_MSG1_TYPE_SEND_RNDIS_PKT || netvsc_xfer_for_each(pkt, len, rbuf, RBUF_BYTES, rndis_in, NULL) < 0)
 		return;
-	uint32_t nr;
-	memcpy(&nr, pkt + 20, 4);
-	for (uint32_t i = 0; i < nr && 24 + 8 * (i + 1) <= off; i++) {
-		struct vmbus_xfer_page_range r;
-		memcpy(&r, pkt + 24 + 8 * i, sizeof(r));
-		if (r.byte_offset < RBUF_BYTES && RBUF_BYTES - r.byte_offset >= r.byte_count && r.byte_count >= 8)
-			rndis_in(rbuf + r.byte_offset, r.byte_count);
-	}
 	struct nvsp_message cm;
 	memset(&cm, 0, sizeof(cm));
 	cm.type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE;
@@ -240,13 +231,8 @@ static int64_t rndis_ctl(const void *msg, uint32_t len)
 static int64_t rndis_oid(uint32_t type, uint32_t oid, const void *in, uint32_t inlen)
 {
 	uint8_t msg[8 + 20 + 16];
-	struct rndis_header h = { type, 8 + 20 + inlen };
-	struct rndis_query_request q = { .req_id = (uint32_t)next_tid++, .oid = oid, .info_buflen = inlen,
-					 .info_buf_offset = inlen ? 20 : 0 };
-	memcpy(msg, &h, 8);
-	memcpy(msg + 8, &q, 20);
-	memcpy(msg + 28, in, inlen);
-	return rndis_ctl(msg, h.msg_len);
+	uint32_t len = netvsc_rndis_request_build(msg, sizeof(msg), type, (uint32_t)next_tid++, oid, in, inlen);
+	return len ? rndis_ctl(msg, len) : -1;
 }
 
 static int netvsc_up(void)
@@ -336,21 +322,15 @@ static int tx(const uint8_t *f, uint32_t len)
 		if (!nv_drain(0, &dummy, NULL))
 			wait_event();
 	}
-	uint8_t *p = sbuf + (size_t)s * ssec_size;
-	struct rndis_packet rp;
-	memset(&rp, 0, sizeof(rp));
-	rp.data_offset = sizeof(rp);
-	rp.data_len = len;
-	struct rndis_header h = { RNDIS_MSG_PACKET, 8 + (uint32_t)sizeof(rp) + len };
-	memcpy(p, &h, 8);
-	memcpy(p + 8, &rp, sizeof(rp));
-	memcpy(p + 8 + sizeof(rp), f, len);
+	uint32_t mlen = netvsc_rndis_packet_build(sbuf + (size_t)s * ssec_size, ssec_size, f, len, NULL, NULL, 0);
+	if (!mlen)
+		return -1;
 	struct nvsp_message m;
 	memset(&m, 0, sizeof(m));
 	m.type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT;
 	m.u.rndis_pkt.channel_type = NVSP_CHANNEL_TYPE_DATA;
 	m.u.rndis_pkt.send_buf_section_index = s;
-	m.u.rndis_pkt.send_buf_section_size = h.msg_len;
+	m.u.rndis_pkt.send_buf_section_size = mlen;
 	sec_busy[s] = true;
 	return nv_send(&m, 0x1000 + s, true);
 }
