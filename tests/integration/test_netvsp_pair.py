@@ -54,6 +54,9 @@ def test_two_vms_ping_each_other():
     assert "netping: 100/100 replies, 0 lost, 0 bad" in out, out + err
     assert rc == 0, out + err
     assert "netping: responder answered 100 echo requests" in rout, rout + rerr
+    # The interrupt path was used: the channel interrupt woke the responder for (about) every request.
+    irqs = int(re.search(r"answered 100 echo requests; (\d+) channel interrupts", rout).group(1))
+    assert irqs >= 50, rout
     assert rrc == 0, rout + rerr
 
 
