@@ -71,7 +71,9 @@ static void test_control_hot_add_link_remove(void **state)
 	ctl(fd, "nic-add tap=tap0,legacy", r, sizeof(r));
 	assert_non_null(strstr(r, "error:"));
 	assert_non_null(strstr(r, "only on generation 1"));
-	ctl(fd, "nic-add pair=ctl-unit,queues=2", r, sizeof(r));
+	char add[64]; /* pair ids meet across processes: concurrent runs must not */
+	snprintf(add, sizeof(add), "nic-add pair=ctl-unit-%d,queues=2", (int)getpid());
+	ctl(fd, add, r, sizeof(r));
 	assert_string_equal(r, "ok: added adapter 0");
 
 	/* The hot-added adapter was offered at once. */
