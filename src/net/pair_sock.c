@@ -11,7 +11,8 @@
  *
  * Everything is non-blocking: the listener accepts in recv (its listening socket is in the queue-0
  * rx epoll set, so the frontend's worker wakes for it). A peer that goes away is an unplugged cable:
- * frames are dropped, a line is logged, and the pair comes back when a new peer appears (the
+ * carrier turns false (the guest sees the link go down), frames are dropped, a line is logged, and
+ * the pair comes back when a new peer appears (the
  * connecting end retries connect() from recv, rate-limited; a listener simply accepts the next one;
  * a connecting end whose listener went away takes over L if it is free).
  *
@@ -51,6 +52,7 @@ struct xpair {
 	int idle_fd[NET_BE_MAX_QUEUES]; /* queues > 0: never readable (frames arrive on queue 0) */
 	uint64_t next_retry_ns;
 	bool had_peer;
+	bool connected; /* cfd >= 0, for carrier without the lock */
 	uint64_t dropped_bad; /* datagrams refused by validation */
 };
 
@@ -112,6 +114,7 @@ static void xp_attach(struct xpair *x, int fd)
 	x->cfd = fd;
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
 	epoll_ctl(x->epfd, EPOLL_CTL_ADD, fd, &ev);
+	__atomic_store_n(&x->connected, true, __ATOMIC_RELEASE);
 	log_info("pair %s: peer connected", x->id);
 	x->had_peer = true;
 }
@@ -124,6 +127,7 @@ static void xp_detach(struct xpair *x, const char *why)
 	epoll_ctl(x->epfd, EPOLL_CTL_DEL, x->cfd, NULL);
 	close(x->cfd);
 	x->cfd = -1;
+	__atomic_store_n(&x->connected, false, __ATOMIC_RELEASE);
 	x->next_retry_ns = 0;
 	log_warn("pair %s: peer %s; frames are dropped until a new peer opens pair=%s", x->id, why, x->id);
 }
@@ -273,6 +277,11 @@ static int xp_rx_fd(struct net_backend *be, uint32_t q)
 	return q ? x->idle_fd[q] : x->epfd;
 }
 
+static bool xp_carrier(struct net_backend *be)
+{
+	return __atomic_load_n(&((struct xpair *)be)->connected, __ATOMIC_ACQUIRE);
+}
+
 static void xp_destroy(struct net_backend *be)
 {
 	struct xpair *x = (struct xpair *)be;
@@ -288,7 +297,7 @@ static void xp_destroy(struct net_backend *be)
 }
 
 static const struct net_backend_ops xpair_ops = {
-	.send = xp_send, .recv = xp_recv, .rx_fd = xp_rx_fd, .destroy = xp_destroy,
+	.send = xp_send, .recv = xp_recv, .rx_fd = xp_rx_fd, .destroy = xp_destroy, .carrier = xp_carrier,
 };
 
 int net_pair_open_shared(const char *id, uint32_t nr_queues, struct net_backend **out, char *err, size_t errlen)

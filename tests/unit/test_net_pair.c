@@ -62,7 +62,9 @@ static void test_rendezvous_and_frames(void **state)
 	char err[256] = "";
 	struct net_backend *a, *b, *c;
 	assert_int_equal(net_pair_open_shared(ID, 1, &a, err, sizeof(err)), 0);
+	assert_false(a->ops->carrier(a)); /* nobody at the other end yet */
 	assert_int_equal(net_pair_open_shared(ID, 2, &b, err, sizeof(err)), 0);
+	assert_true(b->ops->carrier(b));
 	assert_int_equal(net_pair_open_shared(ID, 1, &c, err, sizeof(err)), -EBUSY);
 	assert_non_null(strstr(err, ID));
 	assert_int_equal(a->caps, 0);
@@ -75,6 +77,7 @@ static void test_rendezvous_and_frames(void **state)
 		assert_int_equal(send_frame(b, k & 1, len, (uint8_t)~k), 0);
 		check_frame(buf, recv_wait(a, buf, sizeof(buf), 1000), len, (uint8_t)~k);
 	}
+	assert_true(a->ops->carrier(a));
 	struct virtio_net_hdr vh;
 	assert_int_equal(b->ops->recv(b, 1, &vh, buf, sizeof(buf)), -EAGAIN); /* frames come on queue 0 */
 	/* Too big for the receiver's buffer: refused, and the next frame is intact. */
@@ -152,6 +155,7 @@ static void test_peer_replaced(void **state)
 	/* The connecting end goes: sends are dropped, not failed. */
 	net_backend_destroy(b);
 	assert_int_equal(recv_wait(a, buf, sizeof(buf), 50), -EAGAIN);
+	assert_false(a->ops->carrier(a)); /* the cable is unplugged */
 	assert_int_equal(send_frame(a, 0, 100, 2), 0);
 	assert_int_equal(net_pair_open_shared(ID, 1, &b, err, sizeof(err)), 0);
 	assert_int_equal(send_frame(b, 0, 100, 3), 0);
