@@ -1377,9 +1377,11 @@ static void carrier_check(struct netvsp *nv)
 	if (!nv->be->ops->carrier)
 		return;
 	bool c = nv->be->ops->carrier(nv->be);
+	if (c == __atomic_load_n(&nv->carrier, __ATOMIC_RELAXED))
+		return; /* the common case, on every worker wakeup: no lock */
 	pthread_mutex_lock(&nv->lock);
 	bool changed = c != nv->carrier;
-	nv->carrier = c;
+	__atomic_store_n(&nv->carrier, c, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&nv->lock);
 	if (changed)
 		link_apply(nv);
