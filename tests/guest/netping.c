@@ -515,8 +515,13 @@ static int pinger(uint32_t count)
 		if (!nv_drain(0, &dummy, NULL))
 			wait_event();
 	}
-	gprintf("netping: 10.99.0.1 is at %x:%x:%x:%x:%x:%x\n", (uint64_t)peer_mac[0], (uint64_t)peer_mac[1],
-		(uint64_t)peer_mac[2], (uint64_t)peer_mac[3], (uint64_t)peer_mac[4], (uint64_t)peer_mac[5]);
+	char mac[18];
+	for (int i = 0; i < 6; i++) {
+		mac[3 * i] = "0123456789abcdef"[peer_mac[i] >> 4];
+		mac[3 * i + 1] = "0123456789abcdef"[peer_mac[i] & 15];
+		mac[3 * i + 2] = i < 5 ? ':' : 0;
+	}
+	gprintf("netping: 10.99.0.1 is at %s\n", mac);
 	uint64_t t0 = ref_time(), c0 = rdtsc();
 	uint32_t lost = 0;
 	for (want_seq = 0; want_seq < count; want_seq++) {

@@ -50,7 +50,7 @@ def ping_pair(count, mode=0, binary=None):
 
 def test_two_vms_ping_each_other():
     (rc, out, err), (rrc, rout, rerr) = ping_pair(100)
-    assert "netping: 10.99.0.1 is at 0x2:0x0:0x0:0x0:0x0:0x1" in out, out + err
+    assert "netping: 10.99.0.1 is at 02:00:00:00:00:01" in out, out + err
     assert "netping: 100/100 replies, 0 lost, 0 bad" in out, out + err
     assert rc == 0, out + err
     assert "netping: responder answered 100 echo requests" in rout, rout + rerr
