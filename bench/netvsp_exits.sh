@@ -28,7 +28,7 @@ run() {
 	grep -h "replies" "$tmp/p.out" >"$tmp/summary"
 	local e
 	for f in p r; do
-		e=$(grep -o 'exits_[a-z_]*=[0-9]*' "$tmp/$f.err" | cut -d= -f2 | paste -sd+ - | bc)
+		e=$(grep -o 'exits_[a-z_]*=[0-9]*' "$tmp/$f.err" | awk -F= '{ s += $2 } END { print s + 0 }')
 		printf "%s " $((${e:-0} - $(wc -c <"$tmp/$f.out")))
 	done
 }
@@ -38,7 +38,7 @@ for mode in 00 01; do
 	read -r p1 r1 <<<"$(run "$N" $mode)"
 	read -r p2 r2 <<<"$(run $((2 * N)) $mode)"
 	echo "netvsp-exits ($name): pinger $p1 -> $p2 exits for $N -> $((2 * N)) echoes:" \
-		"$(echo "scale=3; ($p2 - $p1) / $N" | bc) per echo;" \
-		"responder $r1 -> $r2: $(echo "scale=3; ($r2 - $r1) / $N" | bc) per echo"
+		"$(awk "BEGIN { printf \"%.3f\", ($p2 - $p1) / $N }") per echo;" \
+		"responder $r1 -> $r2: $(awk "BEGIN { printf \"%.3f\", ($r2 - $r1) / $N }") per echo"
 	sed "s/^/  $name, $((2 * N)) echoes: /" "$tmp/summary"
 done
