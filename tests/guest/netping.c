@@ -9,6 +9,8 @@
  *   02:FF:NN:NN:00:HH   HH = host number, IP 10.99.0.HH; HH = 1 answers ARP and echo requests,
  *                       any other HH pings 10.99.0.1 NNNN times (big-endian; 0 = 100)
  *                       FF bit 0: poll the ring instead of sleeping for the channel interrupt
+ *                       FF bit 1: the pinger leaves without saying goodbye (the responder stays
+ *                                 up for the next pinger: a peer replaced on the same pair)
  * The responder powers off when the pinger says goodbye (a frame of ethertype 0x88B5), the pinger
  * after its last reply. Both print their results on the debug console.
  *
@@ -549,7 +551,8 @@ static int pinger(uint32_t count)
 	uint8_t f[60];
 	memset(f, 0, sizeof(f));
 	eth(f, peer_mac, ETH_P_BYE);
-	tx(f, sizeof(f));
+	if (!(my_mac[1] & 2))
+		tx(f, sizeof(f));
 	for (uint64_t end = ticks + 1000; ticks < end;) {
 		uint32_t s = 1;
 		while (s < TX_SECTIONS && !sec_busy[s])

@@ -60,6 +60,30 @@ def test_two_vms_ping_each_other():
     assert rrc == 0, rout + rerr
 
 
+def test_pinger_replaced_on_the_same_pair():
+    """A peer that leaves unplugs the cable; the next VM on the same pair id plugs it back in: the
+    responder stays up and answers a second pinger after the first one left."""
+    binary = gen2vm_binary()
+    pair = f"it-{os.getpid()}-replace"
+    base = [binary, "run", "--elf", guest_elf("netping"), "--debugcon", "stdio"]
+    resp = subprocess.Popen(base + ["--nic", f"pair={pair},mac=02:00:00:00:00:01"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        for host, flags in ((2, 2), (3, 0)):  # the first leaves without goodbye, the second says it
+            p = subprocess.run(base + ["--nic", f"pair={pair},mac=02:{flags:02x}:00:14:00:{host:02x}"],
+                               capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+            assert "netping: 20/20 replies, 0 lost, 0 bad" in p.stdout, p.stdout + p.stderr
+            assert p.returncode == 0, p.stderr
+        rout, rerr = resp.communicate(timeout=60)
+    finally:
+        if resp.poll() is None:
+            resp.kill()
+            resp.communicate()
+    assert "netping: responder answered 40 echo requests" in rout, rout + rerr
+    assert "peer went away" in rerr, rerr
+    assert resp.returncode == 0, rerr
+
+
 def test_pair_third_opener_is_refused():
     """While two VMs hold a pair, a third gen2vm naming it fails at once, naming the id."""
     pair = f"it-{os.getpid()}-third"
