@@ -57,7 +57,9 @@ static void sink_destroy(struct net_backend *be)
 	free(be);
 }
 
-static const struct net_backend_ops sink_ops = { sink_send, sink_recv, sink_fd, sink_destroy };
+static const struct net_backend_ops sink_ops = {
+	.send = sink_send, .recv = sink_recv, .rx_fd = sink_fd, .destroy = sink_destroy,
+};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "netvsc_client.h"
+
 static void glock(struct netvsc_guest *g)
 {
 	if (g->lock)
@@ -66,6 +68,43 @@ static int open_chan(struct netvsc_guest *g, uint16_t sub)
 	return rc ? -EIO : 0;
 }
 
+/* One RNDIS message of a receive-buffer range (netvsc_xfer_for_each callback). */
+static void rndis_in(void *ctx, const uint8_t *msg, uint32_t len)
+{
+	struct netvsc_guest *g = ctx;
+	uint32_t c = g->cur_chan;
+	g->xfer_ranges++;
+	struct rndis_header h;
+	memcpy(&h, msg, 8);
+	if (h.msg_len > len) {
+		g->bad_replies++;
+		return;
+	}
+	if (h.type == RNDIS_MSG_PACKET) {
+		struct rndis_packet p;
+		const uint8_t *f;
+		uint32_t flen, csum, vlan, hash;
+		if (netvsc_rndis_packet_parse(msg, len, &p, &f, &flen)) {
+			g->bad_replies++;
+			return;
+		}
+		bool hc = !netvsc_rndis_ppi_get(msg, len, &p, NDIS_PPI_TCPIP_CHKSUM, &csum);
+		bool hv = !netvsc_rndis_ppi_get(msg, len, &p, NDIS_PPI_IEEE_8021Q, &vlan);
+		bool hh = !netvsc_rndis_ppi_get(msg, len, &p, NDIS_PPI_HASH_VALUE, &hash);
+		g->rx_frames++;
+		if (g->on_frame)
+			g->on_frame(g->ctx, c, f, flen, hc ? &csum : NULL, hv ? &vlan : NULL, hh ? &hash : NULL);
+	} else {
+		uint32_t n = h.msg_len < sizeof(g->ctl) ? h.msg_len : (uint32_t)sizeof(g->ctl);
+		memcpy(g->ctl, msg, n);
+		g->ctl_len = n;
+		if (h.type == RNDIS_MSG_INDICATE) {
+			g->indications++;
+			memcpy(&g->last_indication, msg + 8, 4);
+		}
+	}
+}
+
 /* Handles one packet from the host. */
 static void handle(struct netvsc_guest *g, uint32_t c, const uint8_t *pkt, uint32_t len)
 {
@@ -87,61 +126,9 @@ static void handle(struct netvsc_guest *g, uint32_t c, const uint8_t *pkt, uint3
 		return;
 	}
 	g->xfer_packets++;
-	uint32_t nr;
-	memcpy(&nr, pkt + 20, 4);
-	for (uint32_t i = 0; i < nr && 24 + 8 * (i + 1) <= off; i++) {
-		struct vmbus_xfer_page_range r;
-		memcpy(&r, pkt + 24 + 8 * i, sizeof(r));
-		g->xfer_ranges++;
-		if (r.byte_offset > g->rbuf_size || g->rbuf_size - r.byte_offset < r.byte_count || r.byte_count < 8) {
-			g->bad_replies++;
-			continue;
-		}
-		const uint8_t *msg = g->rbuf + r.byte_offset;
-		struct rndis_header h;
-		memcpy(&h, msg, 8);
-		if (h.msg_len > r.byte_count) {
-			g->bad_replies++;
-			continue;
-		}
-		if (h.type == RNDIS_MSG_PACKET) {
-			struct rndis_packet p;
-			memcpy(&p, msg + 8, sizeof(p));
-			if (8ull + p.data_offset + p.data_len > h.msg_len) {
-				g->bad_replies++;
-				continue;
-			}
-			uint32_t csum, vlan, hash;
-			bool hc = false, hv = false, hh = false;
-			for (uint32_t o = 0; o + 12 <= p.per_pkt_info_len;) {
-				struct rndis_ppi e;
-				memcpy(&e, msg + 8 + p.per_pkt_info_offset + o, 12);
-				if (e.size < 16)
-					break;
-				uint32_t v;
-				memcpy(&v, msg + 8 + p.per_pkt_info_offset + o + e.ppi_offset, 4);
-				if (e.type == NDIS_PPI_TCPIP_CHKSUM)
-					csum = v, hc = true;
-				else if (e.type == NDIS_PPI_IEEE_8021Q)
-					vlan = v, hv = true;
-				else if (e.type == NDIS_PPI_HASH_VALUE)
-					hash = v, hh = true;
-				o += e.size;
-			}
-			g->rx_frames++;
-			if (g->on_frame)
-				g->on_frame(g->ctx, c, msg + 8 + p.data_offset, p.data_len, hc ? &csum : NULL,
-					    hv ? &vlan : NULL, hh ? &hash : NULL);
-		} else {
-			uint32_t n = h.msg_len < sizeof(g->ctl) ? h.msg_len : (uint32_t)sizeof(g->ctl);
-			memcpy(g->ctl, msg, n);
-			g->ctl_len = n;
-			if (h.type == RNDIS_MSG_INDICATE) {
-				g->indications++;
-				memcpy(&g->last_indication, msg + 8, 4);
-			}
-		}
-	}
+	g->cur_chan = c;
+	if (netvsc_xfer_for_each(pkt, len, g->rbuf, g->rbuf_size, rndis_in, g) < 0)
+		g->bad_replies++;
 	if (g->hold_completions && g->nheld < 1024) {
 		g->held[g->nheld++] = d.trans_id;
 		return;
@@ -382,18 +369,12 @@ static int request(struct netvsc_guest *g, uint32_t type, uint32_t oid, const vo
 		   uint32_t *outlen)
 {
 	uint8_t msg[8 + 20 + 1024];
-	if (inlen > 1024)
-		return -EMSGSIZE;
 	uint32_t req = ++g->next_req;
-	struct rndis_header h = { type, (uint32_t)(8 + 20 + inlen) };
-	struct rndis_query_request q = { .req_id = req, .oid = oid, .info_buflen = inlen,
-					 .info_buf_offset = inlen ? 20 : 0 };
-	memcpy(msg, &h, 8);
-	memcpy(msg + 8, &q, 20);
-	if (inlen)
-		memcpy(msg + 28, in, inlen);
+	uint32_t mlen = netvsc_rndis_request_build(msg, sizeof(msg), type, req, oid, in, inlen);
+	if (!mlen)
+		return -EMSGSIZE;
 	g->ctl_len = 0;
-	int st = netvsc_guest_rndis_raw(g, 0, NVSP_CHANNEL_TYPE_CONTROL, msg, h.msg_len, false);
+	int st = netvsc_guest_rndis_raw(g, 0, NVSP_CHANNEL_TYPE_CONTROL, msg, mlen, false);
 	if (st != NVSP_STAT_SUCCESS || g->ctl_len < 16)
 		return -EIO;
 	uint32_t rt, rid, status;
@@ -445,34 +426,17 @@ int netvsc_guest_rndis_init(struct netvsc_guest *g)
 	return (int)c.status;
 }
 
-static uint32_t put_ppi(uint8_t *p, uint32_t type, uint32_t v)
+/* Builds one RNDIS data message; returns its length (8-aligned), 0 when it does not fit. */
+static uint32_t build_packet(uint8_t *out, uint32_t cap, const struct netvsc_guest_frame *f)
 {
-	struct rndis_ppi e = { 16, type, 12 };
-	memcpy(p, &e, 12);
-	memcpy(p + 12, &v, 4);
-	return 16;
-}
-
-/* Builds one RNDIS data message; returns its length (8-aligned). */
-static uint32_t build_packet(uint8_t *out, const struct netvsc_guest_frame *f)
-{
-	uint8_t *pp = out + 8 + 36;
-	uint32_t pl = 0;
+	uint32_t t[3], v[3], n = 0;
 	if (f->has_csum)
-		pl += put_ppi(pp + pl, NDIS_PPI_TCPIP_CHKSUM, f->csum);
+		t[n] = NDIS_PPI_TCPIP_CHKSUM, v[n++] = f->csum;
 	if (f->has_lso)
-		pl += put_ppi(pp + pl, NDIS_PPI_TCP_LARGESEND, f->lso);
+		t[n] = NDIS_PPI_TCP_LARGESEND, v[n++] = f->lso;
 	if (f->has_vlan)
-		pl += put_ppi(pp + pl, NDIS_PPI_IEEE_8021Q, f->vlan);
-	struct rndis_packet p = { .data_offset = 36 + pl, .data_len = f->len, .per_pkt_info_offset = pl ? 36 : 0,
-				  .per_pkt_info_len = pl };
-	uint32_t len = (8 + 36 + pl + f->len + 7) & ~7u;
-	struct rndis_header h = { RNDIS_MSG_PACKET, len };
-	memcpy(out, &h, 8);
-	memcpy(out + 8, &p, 36);
-	memcpy(out + 8 + 36 + pl, f->data, f->len);
-	memset(out + 8 + 36 + pl + f->len, 0, len - (8 + 36 + pl + f->len));
-	return len;
+		t[n] = NDIS_PPI_IEEE_8021Q, v[n++] = f->vlan;
+	return netvsc_rndis_packet_build(out, cap, f->data, f->len, t, v, n);
 }
 
 int netvsc_guest_send(struct netvsc_guest *g, uint32_t c, const struct netvsc_guest_frame *f, uint32_t n)
@@ -480,9 +444,10 @@ int netvsc_guest_send(struct netvsc_guest *g, uint32_t c, const struct netvsc_gu
 	static __thread uint8_t buf[80 << 10];
 	uint32_t off = 0;
 	for (uint32_t i = 0; i < n; i++) {
-		if (off + 8 + 36 + 48 + f[i].len + 8 > sizeof(buf))
+		uint32_t n1 = build_packet(buf + off, (uint32_t)sizeof(buf) - off, &f[i]);
+		if (!n1)
 			return -EMSGSIZE;
-		off += build_packet(buf + off, &f[i]);
+		off += n1;
 	}
 	return netvsc_guest_rndis_raw(g, c, NVSP_CHANNEL_TYPE_DATA, buf, off, false);
 }

@@ -88,6 +88,8 @@ struct netvsp {
 	struct nv_txn *txn;
 	uint32_t *txn_free, txn_nfree;
 	struct netvsp_stats st;
+	bool admin_up; /* netvsp_set_link: the cable at our end */
+	bool carrier;  /* the backend's carrier (the far end); the guest sees admin_up && carrier */
 };
 
 #define STAT_ADD(nv, f, v) __atomic_fetch_add(&(nv)->st.f, (v), __ATOMIC_RELAXED)
@@ -1072,10 +1074,12 @@ static uint32_t rx_backend(struct netvsp *nv, uint32_t q, uint32_t budget, bool 
 }
 
 static void activate_pending(struct netvsp *nv);
+static void carrier_check(struct netvsp *nv);
 
 uint32_t netvsp_poll(struct netvsp *nv, uint32_t budget)
 {
 	uint32_t got = 0;
+	carrier_check(nv);
 	activate_pending(nv);
 	pthread_rwlock_rdlock(&nv->buf_lock);
 	for (uint32_t i = 0; i < nv->max_queues; i++) {
@@ -1104,6 +1108,8 @@ static void *worker(void *arg)
 	uint32_t nq = nv->be->nr_queues;
 	bool stalled = false;
 	while (!__atomic_load_n(&ch->stop, __ATOMIC_ACQUIRE)) {
+		if (ch->idx == 0)
+			carrier_check(nv);
 		service_guest(ch);
 		struct pollfd p[1 + NET_BE_MAX_QUEUES] = { { .fd = ch->efd, .events = POLLIN } };
 		nfds_t np = 1;
@@ -1298,6 +1304,9 @@ int netvsp_create(struct vmbus_server *srv, const struct netvsp_config *cfg, str
 	pthread_rwlock_init(&nv->buf_lock, NULL);
 	rndis_state_init(&nv->rs, cfg->mac);
 	nv->rs.mtu = cfg->mtu ? cfg->mtu : 1500;
+	nv->admin_up = true;
+	nv->carrier = !cfg->backend->ops->carrier || cfg->backend->ops->carrier(cfg->backend);
+	nv->rs.link_up = nv->carrier;
 	nv->rs.max_queues = nv->max_queues;
 	nv->rs.offload_tx_csum = cfg->backend->caps & NET_BE_CAP_CSUM;
 	nv->rs.offload_lso = cfg->backend->caps & NET_BE_CAP_TSO;
@@ -1336,10 +1345,12 @@ void netvsp_destroy(struct netvsp *nv)
 	free(nv);
 }
 
-void netvsp_set_link(struct netvsp *nv, bool up)
+/* Shows the guest admin_up && carrier, with an indication when that changed. No locks held. */
+static void link_apply(struct netvsp *nv)
 {
 	pthread_rwlock_rdlock(&nv->buf_lock);
 	pthread_mutex_lock(&nv->lock);
+	bool up = nv->admin_up && nv->carrier;
 	bool changed = nv->rs.link_up != up;
 	nv->rs.link_up = up;
 	bool tell = changed && nv->rs.initialized && nv->rview.base && nv->chans[0];
@@ -1350,6 +1361,30 @@ void netvsp_set_link(struct netvsp *nv, bool up)
 		send_rndis_ctl(nv->chans[0], msg, n);
 	}
 	pthread_rwlock_unlock(&nv->buf_lock);
+}
+
+void netvsp_set_link(struct netvsp *nv, bool up)
+{
+	pthread_mutex_lock(&nv->lock);
+	nv->admin_up = up;
+	pthread_mutex_unlock(&nv->lock);
+	link_apply(nv);
+}
+
+/* Follows the backend's carrier (a pair whose peer came or went). No locks held. */
+static void carrier_check(struct netvsp *nv)
+{
+	if (!nv->be->ops->carrier)
+		return;
+	bool c = nv->be->ops->carrier(nv->be);
+	if (c == __atomic_load_n(&nv->carrier, __ATOMIC_RELAXED))
+		return; /* the common case, on every worker wakeup: no lock */
+	pthread_mutex_lock(&nv->lock);
+	bool changed = c != nv->carrier;
+	__atomic_store_n(&nv->carrier, c, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&nv->lock);
+	if (changed)
+		link_apply(nv);
 }
 
 void netvsp_set_link_speed(struct netvsp *nv, uint64_t bps)

@@ -51,7 +51,9 @@ int netvsp_create(struct vmbus_server *srv, const struct netvsp_config *cfg, str
 void netvsp_destroy(struct netvsp *nv);
 
 /* Cable connect/disconnect: updates MEDIA_CONNECT_STATUS and indicates the change to the guest.
- * While down, frames both ways are dropped. Thread-safe. */
+ * While down, frames both ways are dropped. Thread-safe. The guest sees the link up while this says
+ * up and the backend has a carrier (net_backend_ops.carrier: a pair's peer is there); the adapter
+ * follows the carrier by itself (the primary channel's worker, or netvsp_poll inline). */
 void netvsp_set_link(struct netvsp *nv, bool up);
 
 /* Reported link speed (bit/s; default 10 Gbit/s): LINK_SPEED and a speed-change indication. */

@@ -36,6 +36,10 @@ struct net_backend_ops {
 	/* An fd that polls readable while queue q may have a frame. */
 	int (*rx_fd)(struct net_backend *be, uint32_t q);
 	void (*destroy)(struct net_backend *be);
+	/* Optional (NULL: always true): whether frames can reach a peer now, i.e. the cable is plugged
+	 * in at the far end. The frontend polls it (cheap, any thread) and shows the guest the result
+	 * as the link state. */
+	bool (*carrier)(struct net_backend *be);
 };
 
 struct net_backend {
@@ -55,6 +59,15 @@ int net_tap_open(const char *name, uint32_t nr_queues, struct net_backend **out,
  * before the peer exists are dropped, as on an unplugged cable. Queue q sends to the peer's queue
  * q % peer->nr_queues. */
 int net_pair_open(const char *id, uint32_t nr_queues, struct net_backend **out);
+
+/* Opens one end of the shared pair id: the other end is normally another gen2vm process of the same
+ * user and network namespace (an AF_UNIX SOCK_SEQPACKET connection; see src/net/pair_sock.c), though
+ * both ends may be in one process. Ids are distinct from net_pair_open's in-process ones. The first
+ * open listens, the second connects; a third gets -EBUSY (err names the id). While no peer is
+ * connected (not yet, or it went away) frames are dropped as on an unplugged cable; a new peer plugs
+ * it back; carrier says which. Frames are received on queue 0; any queue sends. Returns 0 or -errno
+ * with a message in err. */
+int net_pair_open_shared(const char *id, uint32_t nr_queues, struct net_backend **out, char *err, size_t errlen);
 
 static inline void net_backend_destroy(struct net_backend *be)
 {

@@ -124,9 +124,6 @@ int nic_backend_open(const struct nic_config *n, uint32_t queues, struct net_bac
 {
 	if (n->kind == NIC_TAP)
 		return net_tap_open(n->name, queues, out, err, errlen);
-	int rc = net_pair_open(n->name, queues, out);
-	if (rc)
-		snprintf(err, errlen, "--nic pair=%s: %s", n->name,
-			 rc == -EBUSY ? "both ends of this pair are already in use" : strerror(-rc));
-	return rc;
+	/* The shared pair: its other end may be another gen2vm process (two VMs on one "cable"). */
+	return net_pair_open_shared(n->name, queues, out, err, errlen);
 }

@@ -46,5 +46,7 @@ int nic_config_from_json(struct json_object *v, struct nic_config *out, char *er
 #define NIC_USAGE                                                                                         \
 	"  --nic tap=NAME[,mac=MAC][,queues=N][,mtu=N][,link=down] | pair=ID[,...]\n"                        \
 	"                             a synthetic network adapter (repeatable); the tap is created if\n"     \
-	"                             missing and we may; MAC defaults to a stable generated one\n"
+	"                             missing and we may; MAC defaults to a stable generated one;\n"        \
+	"                             pair=ID joins this adapter to the one another gen2vm (same user)\n"   \
+	"                             opens with the same ID\n"
 #endif

@@ -71,7 +71,14 @@ static void test_control_hot_add_link_remove(void **state)
 	ctl(fd, "nic-add tap=tap0,legacy", r, sizeof(r));
 	assert_non_null(strstr(r, "error:"));
 	assert_non_null(strstr(r, "only on generation 1"));
-	ctl(fd, "nic-add pair=ctl-unit,queues=2", r, sizeof(r));
+	/* The far end of the cable, opened first so the adapter's end connects at once (carrier up). Pair
+	 * ids meet across processes: concurrent runs must not. */
+	char id[32], add[64];
+	snprintf(id, sizeof(id), "ctl-unit-%d", (int)getpid());
+	snprintf(add, sizeof(add), "nic-add pair=%s,queues=2", id);
+	struct net_backend *peer;
+	assert_int_equal(net_pair_open_shared(id, 1, &peer, err, sizeof(err)), 0);
+	ctl(fd, add, r, sizeof(r));
 	assert_string_equal(r, "ok: added adapter 0");
 
 	/* The hot-added adapter was offered at once. */
@@ -143,6 +150,7 @@ static void test_control_hot_add_link_remove(void **state)
 	control_close(c);
 	assert_int_equal(access(path, F_OK), -1);
 	gen2_net_destroy(&net);
+	net_backend_destroy(peer);
 	vmbus_loopback_destroy(&lb);
 }
 

@@ -29,6 +29,7 @@ struct cap {
 	uint8_t inq[64][9100];
 	uint32_t inlen[64], inq_n, inq_head;
 	struct virtio_net_hdr in_vh;
+	bool no_carrier; /* the far end is unplugged */
 };
 
 static int cap_send(struct net_backend *be, uint32_t q, const struct virtio_net_hdr *vh, const struct iovec *iov,
@@ -63,12 +64,19 @@ static int cap_fd(struct net_backend *be, uint32_t q)
 	return -1;
 }
 
+static bool cap_carrier(struct net_backend *be)
+{
+	return !((struct cap *)be)->no_carrier;
+}
+
 static void cap_destroy(struct net_backend *be)
 {
 	free(be);
 }
 
-static const struct net_backend_ops cap_ops = { cap_send, cap_recv, cap_fd, cap_destroy };
+static const struct net_backend_ops cap_ops = {
+	.send = cap_send, .recv = cap_recv, .rx_fd = cap_fd, .destroy = cap_destroy, .carrier = cap_carrier,
+};
 
 static struct cap *cap_new(uint32_t queues)
 {
@@ -613,6 +621,36 @@ static void test_link_state(void **state)
 	env_down(&e);
 }
 
+/* The backend's carrier (a pair's peer) is the far end of the cable: the guest sees the link up only
+ * while both it and netvsp_set_link say up, with an indication at each change. */
+static void test_link_follows_carrier(void **state)
+{
+	struct env e;
+	env_up(&e, 0, 1, 0);
+	env_ready(&e);
+	uint32_t v, n = 4;
+	e.cap->no_carrier = true;
+	netvsp_poll(e.nv, 8);
+	netvsc_guest_poll(&e.g, 0);
+	assert_int_equal(e.g.indications, 1);
+	assert_int_equal(e.g.last_indication, RNDIS_STATUS_MEDIA_DISCONNECT);
+	assert_int_equal(netvsc_guest_query(&e.g, RNDIS_OID_GEN_MEDIA_CONNECT_STATUS, NULL, 0, &v, &n), 0);
+	assert_int_equal(v, 1);
+	netvsp_set_link(e.nv, false); /* both down: still down, nothing new to say */
+	e.cap->no_carrier = false;
+	netvsp_poll(e.nv, 8);
+	netvsc_guest_poll(&e.g, 0);
+	assert_int_equal(e.g.indications, 1);
+	netvsp_set_link(e.nv, true);
+	netvsc_guest_poll(&e.g, 0);
+	assert_int_equal(e.g.indications, 2);
+	assert_int_equal(e.g.last_indication, RNDIS_STATUS_MEDIA_CONNECT);
+	n = 4;
+	assert_int_equal(netvsc_guest_query(&e.g, RNDIS_OID_GEN_MEDIA_CONNECT_STATUS, NULL, 0, &v, &n), 0);
+	assert_int_equal(v, 0);
+	env_down(&e);
+}
+
 /* Two adapters on a pair backend: what one guest sends, the other receives. */
 static void test_pair_two_adapters(void **state)
 {
@@ -874,7 +912,8 @@ int main(void)
 		cmocka_unit_test(test_guest_mtu),
 		cmocka_unit_test(test_batching),          cmocka_unit_test(test_offload_ppis),
 		cmocka_unit_test(test_subchannels_vrss),  cmocka_unit_test(test_toeplitz_vector),
-		cmocka_unit_test(test_link_state),        cmocka_unit_test(test_pair_two_adapters),
+		cmocka_unit_test(test_link_state),        cmocka_unit_test(test_link_follows_carrier),
+		cmocka_unit_test(test_pair_two_adapters),
 		cmocka_unit_test(test_hot_add_remove),    cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_section_exhaustion), cmocka_unit_test(test_nic_spec),
 	};
