@@ -45,7 +45,7 @@ int storvsc_guest_ctrl(struct storvsc_guest *g, struct storvsp_packet *pk)
 		struct vmbus_packet_descriptor d;
 		uint32_t len;
 		if (recv_pkt(g, 0, &d, &len)) {
-			usleep(50);
+			vmbus_loopback_wait(g->lb, 1);
 			continue;
 		}
 		if (d.trans_id != INIT_ID)
@@ -164,11 +164,19 @@ int storvsc_guest_submit(struct storvsc_guest *g, uint32_t chan, const struct st
 	return rc == -VMBUS_EAGAIN ? -EAGAIN : rc;
 }
 
+int storvsc_guest_wait(struct storvsc_guest *g, int timeout_ms)
+{
+	int rc = vmbus_loopback_wait(g->lb, timeout_ms);
+	return rc < 0 ? rc : 0;
+}
+
 int storvsc_guest_reap(struct storvsc_guest *g, uint32_t chan, struct storvsc_io *io, uint64_t *id)
 {
 	struct vmbus_packet_descriptor d;
 	uint32_t len;
 	int rc = recv_pkt(g, chan, &d, &len);
+	if (rc == -EAGAIN && !g->manual_wait && vmbus_loopback_wait(g->lb, 0) > 0)
+		rc = recv_pkt(g, chan, &d, &len);
 	if (rc)
 		return rc;
 	struct storvsp_packet pk;
@@ -203,7 +211,7 @@ int storvsc_guest_run(struct storvsc_guest *g, struct storvsc_io *io)
 		if (rc == 0 && id == want)
 			return 0;
 		if (rc == -EAGAIN)
-			usleep(20);
+			vmbus_loopback_wait(g->lb, 1);
 	}
 	return -ETIMEDOUT;
 }
