@@ -18,6 +18,11 @@ void hvguest_init(void)
 	wrmsr_safe(HV_MSR_SCONTROL, 1);
 }
 
+volatile uint8_t *hvguest_event_flags(unsigned sint)
+{
+	return siefp + (sint % 16) * 256;
+}
+
 uint64_t hvguest_call(const void *page, uint64_t control, uint64_t in, uint64_t out)
 {
 	uint64_t status;
