@@ -129,11 +129,19 @@ static void *host_thread(void *arg)
 	struct epoll_event evs[32];
 	for (;;) {
 		int n = epoll_wait(h->epfd, evs, 32, -1);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
+		if (n < 0 && errno == EINTR) {
+			/* io_uring completes I/O submitted from this thread through task work, which
+			 * interrupts the wait and has posted the CQEs by the time we are back: poll the
+			 * watches now instead of another epoll_wait for their eventfds. */
+			pthread_mutex_lock(&h->watch_lock);
+			for (unsigned i = 0; i < MAX_WATCHES; i++)
+				if (h->watches[i].fd >= 0)
+					h->watches[i].cb(h->watches[i].arg);
+			pthread_mutex_unlock(&h->watch_lock);
+			continue;
 		}
+		if (n < 0)
+			break;
 		for (int i = 0; i < n; i++) {
 			uint64_t tag = evs[i].data.u64, v;
 			if (tag == UINT64_MAX)

@@ -165,8 +165,20 @@ int vmbus_loopback_wait(struct vmbus_loopback *lb, int timeout_ms)
 {
 	struct epoll_event evs[16];
 	int n = epoll_wait(lb->epfd, evs, 16, timeout_ms);
+	if (n < 0 && errno == EINTR) {
+		/* io_uring completes I/O through task work queued to the submitting thread, which
+		 * interrupts this wait; the work has run (the CQEs are posted) by the time we are back
+		 * in userspace. Poll every watch now rather than pay another epoll_wait for the eventfd. */
+		n = 0;
+		for (unsigned i = 0; i < sizeof(lb->watches) / sizeof(lb->watches[0]); i++)
+			if (lb->watches[i].fd >= 0) {
+				lb->watches[i].cb(lb->watches[i].arg);
+				n++;
+			}
+		return n;
+	}
 	if (n < 0)
-		return errno == EINTR ? 0 : -errno;
+		return -errno;
 	for (int i = 0; i < n; i++) {
 		struct vmbus_loopback_watch *w = &lb->watches[evs[i].data.u32 % 16];
 		if (w->fd >= 0)
