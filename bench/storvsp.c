@@ -7,7 +7,7 @@
  * (target >= 0.95). BENCH_FILE=path uses another file or block device (default: a 256 MiB file in
  * /tmp, written in full first so reads hit real blocks, not unwritten extents); BENCH_SECS sets the
  * time per run (default 1), BENCH_RUNS the runs per case (default 5; the median is reported, with
- * the range of the ratios).
+ * the range of the ratios); BENCH_CASE=text runs only the cases whose name contains it.
  *
  * Both sides run on one thread and block while waiting, neither spins: the peer in
  * io_uring_wait_cqe, the storvsp side in epoll_wait on the watched completion eventfd (the loopback
@@ -236,7 +236,10 @@ int main(void)
 	       path, runs, secs);
 	printf("%-18s %12s %10s | %12s %10s | %6s %13s\n", "case", "storvsp IOPS", "MB/s", "uring IOPS", "MB/s", "ratio",
 	       "range");
+	const char *only = getenv("BENCH_CASE");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (only && !strstr(cases[i].name, only))
+			continue;
 		double ai[15], bi[15], ratio[15];
 		for (int k = 0; k < runs; k++) {
 			/* Alternate the sides so that a neighbour's burst of load hits both alike. */
