@@ -85,9 +85,11 @@ static int run_case(const char *name, unsigned qd, bool write, bool irq, uint64_
 	uint32_t exits = e1 - e0 - 1; /* the second read's own exit */
 	uint64_t per_mille = (uint64_t)exits * 1000 / N;
 	uint64_t us = hz ? (t1 - t0) * 1000000 / hz / N : 0;
-	gprintf("storvsc-bench: %s requests=%u exits=%u exits_per_request=%u.%u%u%u interrupts=%u us_per_request=%u\n",
+	/* exit_counter: the counter at the window's start, the exits of the whole run so far (live). */
+	gprintf("storvsc-bench: %s requests=%u exits=%u exits_per_request=%u.%u%u%u interrupts=%u us_per_request=%u "
+		"exit_counter=%u\n",
 		name, (uint64_t)N, (uint64_t)exits, per_mille / 1000, per_mille / 100 % 10, per_mille / 10 % 10,
-		per_mille % 10, gstorvsc_irqs() - irq0, us);
+		per_mille % 10, gstorvsc_irqs() - irq0, us, (uint64_t)e0);
 	return 0;
 }
 
