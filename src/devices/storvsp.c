@@ -36,6 +36,7 @@ struct sv_media {
 	atomic_int refs;
 	struct disk *disk;
 	int direct_fd;
+	uint32_t direct_align;
 };
 
 struct sv_lun {
@@ -125,7 +126,7 @@ static int media_open(const char *path, bool ro, struct sv_media **out)
 	}
 	atomic_init(&m->refs, 1);
 	m->disk = d;
-	m->direct_fd = disk_aio_is_native(d) ? disk_aio_open_direct(path, ro || d->readonly) : -1;
+	m->direct_fd = disk_aio_is_native(d) ? disk_aio_open_direct(path, ro || d->readonly, &m->direct_align) : -1;
 	*out = m;
 	return 0;
 }
@@ -418,6 +419,7 @@ static bool do_srb(struct sv_chan *ch, struct sv_req *r, const struct vmbus_pack
 	memset(a, 0, sizeof(*a));
 	a->disk = r->media->disk;
 	a->direct_fd = r->media->direct_fd;
+	a->direct_align = r->media->direct_align;
 	a->done = srb_io_done;
 	switch (c->io.op) {
 	case SCSI_IO_READ:

@@ -42,10 +42,23 @@ bool disk_aio_is_native(const struct disk *d)
 	return d && d->ops && !strcmp(d->ops->format, "raw") && d->fd >= 0;
 }
 
-int disk_aio_open_direct(const char *path, bool ro)
+int disk_aio_open_direct(const char *path, bool ro, uint32_t *align)
 {
 	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
-	return fd < 0 ? -1 : fd;
+	if (fd < 0)
+		return -1;
+	*align = DIRECT_ALIGN;
+	struct statx stx;
+	if (!statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) && (stx.stx_mask & STATX_DIOALIGN)) {
+		if (!stx.stx_dio_offset_align) { /* the file system says: no O_DIRECT for this file */
+			close(fd);
+			return -1;
+		}
+		uint32_t a = stx.stx_dio_offset_align > stx.stx_dio_mem_align ? stx.stx_dio_offset_align
+									      : stx.stx_dio_mem_align;
+		*align = a > DIRECT_ALIGN ? a : DIRECT_ALIGN;
+	}
+	return fd;
 }
 
 int disk_aio_event_fd(const struct disk_aio *a)
@@ -55,10 +68,11 @@ int disk_aio_event_fd(const struct disk_aio *a)
 
 static bool aligned(const struct disk_aio_req *r)
 {
-	if (r->off % DIRECT_ALIGN)
+	uint64_t al = r->direct_align ? r->direct_align : DIRECT_ALIGN;
+	if (r->off % al)
 		return false;
 	for (int i = 0; i < r->iovcnt; i++)
-		if ((uintptr_t)r->iov[i].iov_base % DIRECT_ALIGN || r->iov[i].iov_len % DIRECT_ALIGN)
+		if ((uintptr_t)r->iov[i].iov_base % al || r->iov[i].iov_len % al)
 			return false;
 	return true;
 }
