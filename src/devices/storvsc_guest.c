@@ -4,7 +4,8 @@
 #include <errno.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
+
+#include "storvsc_client.h"
 
 #define INIT_ID 0xFFFFFFFFFFFFFFFDull /* Linux's VMBUS_RQST_INIT */
 #define WAIT_NS (5ull * 1000000000ull)
@@ -45,14 +46,12 @@ int storvsc_guest_ctrl(struct storvsc_guest *g, struct storvsp_packet *pk)
 		struct vmbus_packet_descriptor d;
 		uint32_t len;
 		if (recv_pkt(g, 0, &d, &len)) {
-			usleep(50);
+			vmbus_loopback_wait(g->lb, 1);
 			continue;
 		}
-		if (d.trans_id != INIT_ID)
+		uint64_t id;
+		if (d.trans_id != INIT_ID || storvsc_client_parse(g->rxbuf, len, &id, pk))
 			continue;
-		uint32_t off = d.offset8 * 8u;
-		memset(pk, 0, sizeof(*pk));
-		memcpy(pk, g->rxbuf + off, len - off < sizeof(*pk) ? len - off : sizeof(*pk));
 		return 0;
 	}
 	return -ETIMEDOUT;
@@ -133,50 +132,37 @@ int storvsc_guest_subchannels(struct storvsc_guest *g, uint16_t n)
 
 int storvsc_guest_submit(struct storvsc_guest *g, uint32_t chan, const struct storvsc_io *io, uint64_t id)
 {
-	struct storvsp_packet pk = { .operation = STORVSP_OP_EXECUTE_SRB, .flags = STORVSP_FLAG_REQUEST_COMPLETION };
-	pk.srb.length = sizeof(pk.srb);
+	struct storvsp_packet pk;
+	storvsc_client_srb(&pk, io->cdb, io->cdb_len, io->lun, io->data_in, io->len);
 	pk.srb.path_id = io->path;
 	pk.srb.target_id = io->target;
-	pk.srb.lun = io->lun;
-	pk.srb.cdb_length = io->cdb_len;
-	pk.srb.sense_info_length = STORVSP_SENSE_SIZE;
-	pk.srb.data_in = io->data_in;
-	pk.srb.data_transfer_length = io->len;
+	/* The whole 16-byte CDB goes on the wire, as the tests set it (bytes past cdb_len included). */
 	memcpy(pk.srb.cdb, io->cdb, sizeof(io->cdb));
-	int rc;
-	if (!io->len || !io->data) {
-		rc = vmbus_client_send(&g->ch[chan], VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, id,
-				       NULL, 0, &pk, sizeof(pk));
-	} else {
-		/* One multi-page range, as Linux sends it. */
-		uint64_t gpa = g->lb->ops.virt_to_phys(g->lb->ops.ctx, io->data);
-		uint32_t off = (uint32_t)(gpa & 4095), pages = (off + io->len + 4095) / 4096;
-		uint64_t ext[2 + 260];
-		if (pages > 260)
-			return -EINVAL;
-		ext[0] = 1ull << 32; /* reserved, rangecount 1 */
-		ext[1] = (uint64_t)off << 32 | io->len;
-		for (uint32_t i = 0; i < pages; i++)
-			ext[2 + i] = (gpa >> 12) + i;
-		rc = vmbus_client_send(&g->ch[chan], VM_PKT_DATA_USING_GPA_DIRECT, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
-				       id, ext, (2 + pages) * 8, &pk, sizeof(pk));
-	}
-	return rc == -VMBUS_EAGAIN ? -EAGAIN : rc;
+	bool data = io->len && io->data;
+	uint64_t gpa = data ? g->lb->ops.virt_to_phys(g->lb->ops.ctx, io->data) : 0;
+	int rc = storvsc_client_send(&g->ch[chan], id, &pk, gpa, data ? io->len : 0);
+	return rc == -VMBUS_EAGAIN ? -EAGAIN : rc == -VMBUS_EINVAL ? -EINVAL : rc;
+}
+
+int storvsc_guest_wait(struct storvsc_guest *g, int timeout_ms)
+{
+	int rc = vmbus_loopback_wait(g->lb, timeout_ms);
+	return rc < 0 ? rc : 0;
 }
 
 int storvsc_guest_reap(struct storvsc_guest *g, uint32_t chan, struct storvsc_io *io, uint64_t *id)
 {
-	struct vmbus_packet_descriptor d;
 	uint32_t len;
-	int rc = recv_pkt(g, chan, &d, &len);
+	int rc = vmbus_client_recv(&g->ch[chan], g->rxbuf, sizeof(g->rxbuf), &len);
+	if (rc == -VMBUS_EAGAIN && !g->manual_wait && vmbus_loopback_wait(g->lb, 0) > 0)
+		rc = vmbus_client_recv(&g->ch[chan], g->rxbuf, sizeof(g->rxbuf), &len);
 	if (rc)
-		return rc;
+		return rc == -VMBUS_EAGAIN ? -EAGAIN : rc;
+	vmbus_client_recv_done(&g->ch[chan]);
 	struct storvsp_packet pk;
-	uint32_t off = d.offset8 * 8u;
-	memset(&pk, 0, sizeof(pk));
-	memcpy(&pk, g->rxbuf + off, len - off < sizeof(pk) ? len - off : sizeof(pk));
-	*id = d.trans_id;
-	if (d.trans_id == 0) {
+	if (storvsc_client_parse(g->rxbuf, len, id, &pk))
+		return -EPROTO;
+	if (*id == 0) {
 		io->status = pk.operation;
 		return 1;
 	}
@@ -203,7 +189,7 @@ int storvsc_guest_run(struct storvsc_guest *g, struct storvsc_io *io)
 		if (rc == 0 && id == want)
 			return 0;
 		if (rc == -EAGAIN)
-			usleep(20);
+			vmbus_loopback_wait(g->lb, 1);
 	}
 	return -ETIMEDOUT;
 }

@@ -2,7 +2,9 @@
  * hv_storvsc does on the wire, reduced to init, SRBs and sub-channels. Host-only (uses malloc).
  *
  * Data buffers must be guest RAM: storvsc_guest_alloc() hands out pages of the loopback guest.
- * Completions come from storvsp's I/O threads, so waiting polls the ring (with a timeout).
+ * storvsp completes I/O on the thread that services the loopback (vmbus_loopback_wait): this one. So
+ * reaping an empty ring first runs whatever completed (without waiting), and storvsc_guest_wait
+ * blocks until some I/O completes.
  */
 #ifndef GEN2VM_DEVICES_STORVSC_GUEST_H
 #define GEN2VM_DEVICES_STORVSC_GUEST_H
@@ -22,6 +24,7 @@ struct storvsc_guest {
 	uint32_t nr_channels;
 	struct vmbus_client_channel ch[STORVSC_GUEST_MAX_CHANNELS];
 	uint8_t rxbuf[4096];
+	bool manual_wait; /* reap only reads the ring; the caller runs completions (storvsc_guest_wait) */
 };
 
 /* One SCSI command. data: guest RAM (storvsc_guest_alloc) or NULL; data_in: STORVSP_DATA_*. */
@@ -55,6 +58,8 @@ int storvsc_guest_submit(struct storvsc_guest *g, uint32_t chan, const struct st
 /* Takes one completion from chan: 0 with *id and io results filled, -EAGAIN when none is there.
  * Unsolicited packets (ENUMERATE_BUS) return 1 with *id = 0 and io->status = the operation. */
 int storvsc_guest_reap(struct storvsc_guest *g, uint32_t chan, struct storvsc_io *io, uint64_t *id);
+/* Blocks up to timeout_ms (-1: for ever) until storvsp completed some I/O and wrote its replies . 0 or -errno. */
+int storvsc_guest_wait(struct storvsc_guest *g, int timeout_ms);
 /* submit + wait (5 s). */
 int storvsc_guest_run(struct storvsc_guest *g, struct storvsc_io *io);
 

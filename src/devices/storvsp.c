@@ -3,13 +3,18 @@
  * Per open channel: a pool of requests (every guest packet takes one until its reply is in the
  * host->guest ring, so a guest that stops reading cannot make us queue without bound), a disk_aio
  * queue, an rx lock (whoever drains the guest->host ring) and a tx lock (whoever writes replies).
- * The vCPU that signals drains under the server lock; when the pool runs dry the drain stops, and the
- * I/O thread that frees a request resumes it. LUN state is behind lun_lock (the I/O threads resume
- * drains without the server lock).
+ * The thread that signals (the VMBus service thread for an ioeventfd doorbell, else a vCPU) drains
+ * under the server lock and submits to the channel's io_uring itself. The ring's completion eventfd
+ * is watched by the same service thread (vmbus_channel_watch_fd), which reaps completions and writes
+ * the replies: no thread hop between the doorbell, the submission and the completion. Replies written
+ * in one batch (one drain, one reap) signal the guest once. When the pool runs dry the drain stops,
+ * and whoever frees a request resumes it. LUN state is behind lun_lock (completions resume drains
+ * without the server lock).
  */
 #include "devices/storvsp.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,6 +36,7 @@ struct sv_media {
 	atomic_int refs;
 	struct disk *disk;
 	int direct_fd;
+	uint32_t direct_align;
 };
 
 struct sv_lun {
@@ -63,15 +69,19 @@ struct sv_chan {
 	uint8_t *pkt;
 	uint32_t pkt_cap;
 	pthread_mutex_t rx_lock;
-	pthread_mutex_t tx_lock; /* free list, pending replies, stalled */
-	pthread_cond_t idle;
+	pthread_mutex_t tx_lock; /* free list, pending replies, stalled, signal_owed */
 	struct sv_req *reqs, *free_list;
 	uint32_t nr_free;
 	struct sv_req *pend_head, *pend_tail; /* replies waiting for ring space */
 	bool notify_pending;                  /* ENUMERATE_BUS owed to the guest */
 	bool stalled;
 	bool closing;
+	bool signal_owed; /* replies written, the guest not yet signalled (see batch_ch) */
 };
+
+/* The channel whose replies this thread is batching (a drain or a reap): they signal the guest once,
+ * at the end of the batch, instead of once per reply. */
+static _Thread_local struct sv_chan *batch_ch;
 
 struct storvsp {
 	struct vmbus_server *srv;
@@ -116,7 +126,7 @@ static int media_open(const char *path, bool ro, struct sv_media **out)
 	}
 	atomic_init(&m->refs, 1);
 	m->disk = d;
-	m->direct_fd = disk_aio_is_native(d) ? disk_aio_open_direct(path, ro || d->readonly) : -1;
+	m->direct_fd = disk_aio_is_native(d) ? disk_aio_open_direct(path, ro || d->readonly, &m->direct_align) : -1;
 	*out = m;
 	return 0;
 }
@@ -135,8 +145,6 @@ static bool req_free_locked(struct sv_chan *ch, struct sv_req *r)
 	r->next = ch->free_list;
 	ch->free_list = r;
 	ch->nr_free++;
-	if (ch->nr_free == SV_REQS)
-		pthread_cond_broadcast(&ch->idle);
 	if (ch->stalled && !ch->closing) {
 		ch->stalled = false;
 		return true;
@@ -155,7 +163,8 @@ static bool flush_locked(struct sv_chan *ch)
 		return false;
 	while (ch->pend_head) {
 		struct sv_req *r = ch->pend_head;
-		int rc = vmbus_channel_send(ch->chan, VM_PKT_COMP, 0, r->trans_id, NULL, 0, &r->reply, sizeof(r->reply));
+		int rc = vmbus_channel_send_batched(ch->chan, VM_PKT_COMP, 0, r->trans_id, NULL, 0, &r->reply,
+						    sizeof(r->reply), &ch->signal_owed);
 		if (rc == -EAGAIN)
 			return resume;
 		ch->pend_head = r->next;
@@ -164,9 +173,31 @@ static bool flush_locked(struct sv_chan *ch)
 		resume |= req_free_locked(ch, r);
 	}
 	if (ch->notify_pending &&
-	    vmbus_channel_send(ch->chan, VM_PKT_DATA_INBAND, 0, 0, NULL, 0, &enumerate_bus, sizeof(enumerate_bus)) != -EAGAIN)
+	    vmbus_channel_send_batched(ch->chan, VM_PKT_DATA_INBAND, 0, 0, NULL, 0, &enumerate_bus,
+				       sizeof(enumerate_bus), &ch->signal_owed) != -EAGAIN)
 		ch->notify_pending = false;
 	return resume;
+}
+
+/* Unlocks tx_lock, signalling the guest for what was written unless this thread batches ch. */
+static void tx_unlock(struct sv_chan *ch)
+{
+	bool sig = ch->signal_owed && batch_ch != ch;
+	if (sig)
+		ch->signal_owed = false;
+	pthread_mutex_unlock(&ch->tx_lock);
+	if (sig)
+		vmbus_channel_signal_guest(ch->chan);
+}
+
+/* Ends a batch begun with batch_ch = ch (prev: the batch it nests in). */
+static void batch_end(struct sv_chan *ch, struct sv_chan *prev)
+{
+	batch_ch = prev;
+	if (prev != ch) {
+		pthread_mutex_lock(&ch->tx_lock);
+		tx_unlock(ch);
+	}
 }
 
 /* Sends r's reply (or queues it behind earlier ones) and frees r once it is in the ring. */
@@ -185,7 +216,7 @@ static void req_finish(struct sv_chan *ch, struct sv_req *r)
 		ch->pend_tail = r;
 		resume = flush_locked(ch);
 	}
-	pthread_mutex_unlock(&ch->tx_lock);
+	tx_unlock(ch);
 	if (resume)
 		chan_resume(ch);
 }
@@ -388,6 +419,7 @@ static bool do_srb(struct sv_chan *ch, struct sv_req *r, const struct vmbus_pack
 	memset(a, 0, sizeof(*a));
 	a->disk = r->media->disk;
 	a->direct_fd = r->media->direct_fd;
+	a->direct_align = r->media->direct_align;
 	a->done = srb_io_done;
 	switch (c->io.op) {
 	case SCSI_IO_READ:
@@ -513,6 +545,8 @@ static void chan_drain(struct sv_chan *ch, bool locked)
 {
 	struct vmbus_ring *rx = vmbus_channel_rx_ring(ch->chan);
 	bool queued = false;
+	struct sv_chan *prev = batch_ch;
+	batch_ch = ch;
 	pthread_mutex_lock(&ch->rx_lock);
 	vmbus_ring_mask(rx);
 	for (;;) {
@@ -556,6 +590,17 @@ out:
 	vmbus_ring_unmask(rx);
 done:
 	pthread_mutex_unlock(&ch->rx_lock);
+	batch_end(ch, prev);
+}
+
+/* The channel's io_uring completed requests (on the VMBus service thread). */
+static void sv_aio_ready(void *arg)
+{
+	struct sv_chan *ch = arg;
+	struct sv_chan *prev = batch_ch;
+	batch_ch = ch;
+	disk_aio_poll(ch->aio);
+	batch_end(ch, prev);
 }
 
 static void chan_resume(struct sv_chan *ch)
@@ -584,9 +629,17 @@ static int sv_open(void *ctx, struct vmbus_channel *chan)
 		free(ch);
 		return rc;
 	}
+	rc = vmbus_channel_watch_fd(chan, disk_aio_event_fd(ch->aio), sv_aio_ready, ch);
+	if (rc) {
+		log_error("%s: cannot watch the I/O completions: %s", s->name, strerror(-rc));
+		disk_aio_destroy(ch->aio);
+		free(ch->pkt);
+		free(ch->reqs);
+		free(ch);
+		return rc;
+	}
 	pthread_mutex_init(&ch->rx_lock, NULL);
 	pthread_mutex_init(&ch->tx_lock, NULL);
-	pthread_cond_init(&ch->idle, NULL);
 	for (uint32_t i = 0; i < SV_REQS; i++) {
 		ch->reqs[i].ch = ch;
 		ch->reqs[i].next = ch->free_list;
@@ -608,6 +661,8 @@ static void sv_close(void *ctx, struct vmbus_channel *chan)
 	struct sv_chan *ch = vmbus_channel_priv(chan);
 	if (!ch)
 		return;
+	/* From here on no completion runs on the service thread: this thread reaps the rest. */
+	vmbus_channel_unwatch_fd(chan, disk_aio_event_fd(ch->aio));
 	pthread_mutex_lock(&ch->tx_lock);
 	ch->closing = true;
 	/* Owed replies are dropped: the guest closed the channel. */
@@ -617,8 +672,18 @@ static void sv_close(void *ctx, struct vmbus_channel *chan)
 		req_free_locked(ch, r);
 	}
 	ch->pend_tail = NULL;
-	while (ch->nr_free != SV_REQS)
-		pthread_cond_wait(&ch->idle, &ch->tx_lock);
+	ch->signal_owed = false;
+	while (ch->nr_free != SV_REQS) {
+		pthread_mutex_unlock(&ch->tx_lock);
+		if (!disk_aio_poll(ch->aio)) {
+			/* In the ring (wait for its eventfd) or on the fallback worker (the timeout). */
+			struct pollfd pfd = { .fd = disk_aio_event_fd(ch->aio), .events = POLLIN };
+			uint64_t v;
+			if (poll(&pfd, 1, 1) > 0 && read(pfd.fd, &v, sizeof(v)) < 0)
+				log_debug("%s: completion eventfd: %s", s->name, strerror(errno));
+		}
+		pthread_mutex_lock(&ch->tx_lock);
+	}
 	pthread_mutex_unlock(&ch->tx_lock);
 	/* A resumed drain may still hold rx_lock for a moment. */
 	pthread_mutex_lock(&ch->rx_lock);
@@ -628,7 +693,6 @@ static void sv_close(void *ctx, struct vmbus_channel *chan)
 		s->primary = NULL;
 		s->ready = false;
 	}
-	pthread_cond_destroy(&ch->idle);
 	pthread_mutex_destroy(&ch->tx_lock);
 	pthread_mutex_destroy(&ch->rx_lock);
 	free(ch->reqs);
@@ -643,10 +707,13 @@ static void sv_rx_ready(void *ctx, struct vmbus_channel *chan)
 	if (!ch)
 		return;
 	/* The guest may have freed ring space: owed replies first. */
+	struct sv_chan *prev = batch_ch;
+	batch_ch = ch;
 	pthread_mutex_lock(&ch->tx_lock);
 	flush_locked(ch);
-	pthread_mutex_unlock(&ch->tx_lock);
+	tx_unlock(ch);
 	chan_drain(ch, true);
+	batch_end(ch, prev);
 }
 
 static const struct vmbus_device_ops sv_ops = {
@@ -719,7 +786,7 @@ static void notify_rescan(struct storvsp *s)
 	pthread_mutex_lock(&ch->tx_lock);
 	ch->notify_pending = true;
 	bool resume = flush_locked(ch);
-	pthread_mutex_unlock(&ch->tx_lock);
+	tx_unlock(ch);
 	if (resume)
 		chan_resume(ch);
 }

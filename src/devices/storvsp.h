@@ -5,9 +5,11 @@
  * DVD drives (an ISO or no media). Protocol versions WIN8 (5.1), WIN8.1 (6.0), WIN10 (6.2);
  * sub-channels on request (up to max_subchannels). SCSI commands run in the pure core (src/scsi);
  * data moves straight between guest RAM and the backend through src/disk/aio (io_uring for raw
- * images and block devices, a worker thread for VHD/VHDX): the thread that signalled the channel
- * (a vCPU, under the server lock) decodes and submits; completions go back to the guest from the
- * I/O threads. Nothing on a vCPU thread waits for the disk.
+ * images and block devices, a worker thread for VHD/VHDX). The thread that services the channel's
+ * doorbell (the VMBus service thread through the ioeventfd; a vCPU only when a doorbell could not be
+ * registered) decodes and submits to the channel's io_uring; the same service thread watches the
+ * ring's completion eventfd (vmbus_channel_watch_fd), reaps and replies, one guest signal per batch.
+ * Nothing on a vCPU thread waits for the disk. Needs a host with watch_fd (vmbus_host, loopback).
  *
  * Locking: every storvsp_* call below needs the VMBus server lock (as vmbus_server_* do).
  */

@@ -4,9 +4,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,20 +18,20 @@
 #include "util/log.h"
 
 #define DIRECT_ALIGN 512u
-#define STOP_TAG ((uint64_t)1)
+#define REAP_BATCH 64u
 
 struct disk_aio {
 	struct io_uring ring;
 	unsigned depth;
-	pthread_mutex_t lock;       /* submission side; the counters and lists below */
-	pthread_cond_t cond;
+	int efd;                    /* registered with the ring: one count per completion */
+	pthread_mutex_t lock;       /* the ring (both queues), the lists and counters below */
 	unsigned in_ring;           /* SQEs submitted and not reaped */
-	struct disk_aio_req *wait_head, *wait_tail; /* waiting for room in the ring */
 	unsigned queued_sqes;       /* prepared, not yet submitted */
-	uint64_t outstanding;       /* every request not yet completed */
-	pthread_t reaper;
+	struct disk_aio_req *wait_head, *wait_tail; /* waiting for room in the ring */
+	atomic_uint_fast64_t outstanding; /* every request not yet completed */
 	/* fallback worker */
 	pthread_t worker;
+	bool worker_started;
 	pthread_cond_t wcond;
 	struct disk_aio_req *fb_head, *fb_tail;
 	bool stop;
@@ -39,32 +42,42 @@ bool disk_aio_is_native(const struct disk *d)
 	return d && d->ops && !strcmp(d->ops->format, "raw") && d->fd >= 0;
 }
 
-int disk_aio_open_direct(const char *path, bool ro)
+int disk_aio_open_direct(const char *path, bool ro, uint32_t *align)
 {
 	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
-	return fd < 0 ? -1 : fd;
+	if (fd < 0)
+		return -1;
+	*align = DIRECT_ALIGN;
+	struct statx stx;
+	if (!statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) && (stx.stx_mask & STATX_DIOALIGN)) {
+		if (!stx.stx_dio_offset_align) { /* the file system says: no O_DIRECT for this file */
+			close(fd);
+			return -1;
+		}
+		uint32_t a = stx.stx_dio_offset_align > stx.stx_dio_mem_align ? stx.stx_dio_offset_align
+									      : stx.stx_dio_mem_align;
+		*align = a > DIRECT_ALIGN ? a : DIRECT_ALIGN;
+	}
+	return fd;
+}
+
+int disk_aio_event_fd(const struct disk_aio *a)
+{
+	return a->efd;
 }
 
 static bool aligned(const struct disk_aio_req *r)
 {
-	if (r->off % DIRECT_ALIGN)
+	uint64_t al = r->direct_align ? r->direct_align : DIRECT_ALIGN;
+	if (r->off % al)
 		return false;
 	for (int i = 0; i < r->iovcnt; i++)
-		if ((uintptr_t)r->iov[i].iov_base % DIRECT_ALIGN || r->iov[i].iov_len % DIRECT_ALIGN)
+		if ((uintptr_t)r->iov[i].iov_base % al || r->iov[i].iov_len % al)
 			return false;
 	return true;
 }
 
-static void complete(struct disk_aio *a, struct disk_aio_req *r, int res)
-{
-	r->done(r, res);
-	pthread_mutex_lock(&a->lock);
-	a->outstanding--;
-	pthread_cond_broadcast(&a->cond);
-	pthread_mutex_unlock(&a->lock);
-}
-
-/* Runs r synchronously (fallback worker, or a short/unaligned remainder on the reaper). */
+/* Runs r synchronously on the fallback worker (from done_bytes on, after a short transfer). */
 static int run_sync(struct disk_aio_req *r)
 {
 	struct disk *d = r->disk;
@@ -114,11 +127,24 @@ static void *worker_main(void *arg)
 		if (!a->fb_head)
 			a->fb_tail = NULL;
 		pthread_mutex_unlock(&a->lock);
-		complete(a, r, run_sync(r));
+		r->done(r, run_sync(r));
+		atomic_fetch_sub(&a->outstanding, 1);
 		pthread_mutex_lock(&a->lock);
 	}
 	pthread_mutex_unlock(&a->lock);
 	return NULL;
+}
+
+/* With a->lock held: hands r to the fallback worker. */
+static void fallback_locked(struct disk_aio *a, struct disk_aio_req *r)
+{
+	r->next = NULL;
+	if (a->fb_tail)
+		a->fb_tail->next = r;
+	else
+		a->fb_head = r;
+	a->fb_tail = r;
+	pthread_cond_signal(&a->wcond);
 }
 
 /* With a->lock held: puts r into an SQE if there is room. */
@@ -168,17 +194,12 @@ void disk_aio_queue(struct disk_aio *a, struct disk_aio_req *r)
 	r->next = NULL;
 	r->done_bytes = 0;
 	r->used_direct = false;
-	pthread_mutex_lock(&a->lock);
-	a->outstanding++;
+	atomic_fetch_add(&a->outstanding, 1);
 	bool native = disk_aio_is_native(r->disk) && r->op != DISK_AIO_DISCARD &&
 		      (r->op == DISK_AIO_FLUSH || r->iovcnt <= 1024);
+	pthread_mutex_lock(&a->lock);
 	if (!native) {
-		if (a->fb_tail)
-			a->fb_tail->next = r;
-		else
-			a->fb_head = r;
-		a->fb_tail = r;
-		pthread_cond_signal(&a->wcond);
+		fallback_locked(a, r);
 	} else if (a->wait_head || !prep_locked(a, r)) {
 		if (a->wait_tail)
 			a->wait_tail->next = r;
@@ -196,67 +217,74 @@ void disk_aio_kick(struct disk_aio *a)
 	pthread_mutex_unlock(&a->lock);
 }
 
-static void reap_one(struct disk_aio *a, struct disk_aio_req *r, int res)
+/* One io_uring completion: true when r is done (its callback ran), false when the rest went to the
+ * fallback worker. */
+static bool reap_one(struct disk_aio *a, struct disk_aio_req *r, int res)
 {
+	int rc = 0;
 	if (res == -EINVAL && r->used_direct) {
-		/* The file system refused this O_DIRECT request after all: do it buffered. */
+		/* The file system refused this O_DIRECT request after all: buffered, on the worker. */
 		r->direct_fd = -1;
-		complete(a, r, run_sync(r));
-		return;
+		goto slow;
 	}
-	if (r->op == DISK_AIO_FLUSH) {
-		complete(a, r, res < 0 ? res : 0);
-		return;
+	if (r->op == DISK_AIO_FLUSH || res < 0) {
+		rc = res < 0 ? res : 0;
+	} else {
+		r->done_bytes += (uint64_t)res;
+		if (r->done_bytes < r->len) {
+			if (res == 0) /* EOF inside the disk: the image shrank under us */
+				rc = -EIO;
+			else
+				goto slow; /* a short transfer (rare): the remainder on the worker */
+		}
 	}
-	if (res < 0) {
-		complete(a, r, res);
-		return;
-	}
-	r->done_bytes += (uint64_t)res;
-	if (r->done_bytes >= r->len) {
-		complete(a, r, 0);
-		return;
-	}
-	if (res == 0) { /* EOF inside the disk: the image shrank under us */
-		complete(a, r, -EIO);
-		return;
-	}
-	/* A short transfer (rare): finish it synchronously on this thread. */
-	int rc = run_sync(r);
-	complete(a, r, rc);
+	r->done(r, rc);
+	return true;
+slow:
+	pthread_mutex_lock(&a->lock);
+	fallback_locked(a, r);
+	pthread_mutex_unlock(&a->lock);
+	return false;
 }
 
-static void *reaper_main(void *arg)
+unsigned disk_aio_poll(struct disk_aio *a)
 {
-	struct disk_aio *a = arg;
+	unsigned total = 0;
 	for (;;) {
+		struct {
+			struct disk_aio_req *r;
+			int res;
+		} got[REAP_BATCH];
+		unsigned n = 0, head;
 		struct io_uring_cqe *cqe;
-		int rc = io_uring_wait_cqe(&a->ring, &cqe);
-		if (rc == -EINTR || rc == -EAGAIN)
-			continue;
-		if (rc < 0) {
-			log_error("disk aio: io_uring_wait_cqe: %s", strerror(-rc));
-			break;
-		}
-		uint64_t tag = cqe->user_data;
-		int res = cqe->res;
-		io_uring_cqe_seen(&a->ring, cqe);
-		if (tag == STOP_TAG)
-			break;
-		struct disk_aio_req *r = (struct disk_aio_req *)(uintptr_t)tag;
 		pthread_mutex_lock(&a->lock);
-		a->in_ring--;
-		/* Room again: move waiting requests into the ring. */
-		while (a->wait_head && prep_locked(a, a->wait_head)) {
-			a->wait_head = a->wait_head->next;
-			if (!a->wait_head)
-				a->wait_tail = NULL;
+		io_uring_for_each_cqe(&a->ring, head, cqe) {
+			if (n == REAP_BATCH)
+				break;
+			got[n].r = (struct disk_aio_req *)(uintptr_t)cqe->user_data;
+			got[n].res = cqe->res;
+			n++;
 		}
-		submit_locked(a);
+		if (n) {
+			io_uring_cq_advance(&a->ring, n);
+			a->in_ring -= n;
+			/* Room again: move waiting requests into the ring. */
+			while (a->wait_head && prep_locked(a, a->wait_head)) {
+				a->wait_head = a->wait_head->next;
+				if (!a->wait_head)
+					a->wait_tail = NULL;
+			}
+			submit_locked(a);
+		}
 		pthread_mutex_unlock(&a->lock);
-		reap_one(a, r, res);
+		unsigned finished = 0;
+		for (unsigned i = 0; i < n; i++)
+			finished += reap_one(a, got[i].r, got[i].res);
+		atomic_fetch_sub(&a->outstanding, finished);
+		total += finished;
+		if (n < REAP_BATCH)
+			return total;
 	}
-	return NULL;
 }
 
 int disk_aio_create(unsigned depth, struct disk_aio **out)
@@ -276,19 +304,24 @@ int disk_aio_create(unsigned depth, struct disk_aio **out)
 		free(a);
 		return rc;
 	}
-	pthread_mutex_init(&a->lock, NULL);
-	pthread_cond_init(&a->cond, NULL);
-	pthread_cond_init(&a->wcond, NULL);
-	if (pthread_create(&a->reaper, NULL, reaper_main, a)) {
+	a->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	rc = a->efd < 0 ? -errno : io_uring_register_eventfd(&a->ring, a->efd);
+	if (rc < 0) {
+		log_error("disk aio: cannot register a completion eventfd: %s", strerror(-rc));
+		if (a->efd >= 0)
+			close(a->efd);
 		io_uring_queue_exit(&a->ring);
 		free(a);
-		return -EAGAIN;
+		return rc;
 	}
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->wcond, NULL);
+	atomic_init(&a->outstanding, 0);
 	if (pthread_create(&a->worker, NULL, worker_main, a)) {
-		a->stop = true;
 		disk_aio_destroy(a);
 		return -EAGAIN;
 	}
+	a->worker_started = true;
 	*out = a;
 	return 0;
 }
@@ -297,25 +330,25 @@ void disk_aio_destroy(struct disk_aio *a)
 {
 	if (!a)
 		return;
+	disk_aio_kick(a);
+	/* Nobody else polls any more: drive the ring until every request has completed. */
+	while (atomic_load(&a->outstanding)) {
+		if (!disk_aio_poll(a)) {
+			struct pollfd pfd = { .fd = a->efd, .events = POLLIN };
+			uint64_t v;
+			if (poll(&pfd, 1, 10) > 0 && read(a->efd, &v, sizeof(v)) < 0)
+				continue;
+		}
+	}
 	pthread_mutex_lock(&a->lock);
-	submit_locked(a);
-	while (a->outstanding)
-		pthread_cond_wait(&a->cond, &a->lock);
 	a->stop = true;
 	pthread_cond_broadcast(&a->wcond);
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&a->ring);
-	if (sqe) {
-		io_uring_prep_nop(sqe);
-		sqe->user_data = STOP_TAG;
-		io_uring_submit(&a->ring);
-	}
 	pthread_mutex_unlock(&a->lock);
-	pthread_join(a->reaper, NULL);
-	if (a->worker)
+	if (a->worker_started)
 		pthread_join(a->worker, NULL);
 	io_uring_queue_exit(&a->ring);
+	close(a->efd);
 	pthread_cond_destroy(&a->wcond);
-	pthread_cond_destroy(&a->cond);
 	pthread_mutex_destroy(&a->lock);
 	free(a);
 }

@@ -1,10 +1,13 @@
 /* Asynchronous disk I/O: io_uring for raw images and block devices, a worker thread for the rest.
  *
- * One struct disk_aio per queue (storvsp: per VMBus channel). Requests are queued from any thread
- * (a mutex guards the submission side) and complete on the queue's own threads: raw images through
- * io_uring (readv/writev, O_DIRECT when the request is aligned and a direct fd is given, RWF_DSYNC for
- * FUA, fsync(DATASYNC) for flush), everything else (VHD/VHDX, discards) through struct disk_ops on a
- * fallback worker. The submitter never waits for the disk.
+ * One struct disk_aio per queue (storvsp: per VMBus channel). Requests are queued from any thread (a
+ * short mutex guards the queue) and go straight into the queue's io_uring from the submitting thread
+ * (readv/writev, O_DIRECT when the request is aligned and a direct fd is given, RWF_DSYNC for FUA,
+ * fsync(DATASYNC) for flush). There is no completion thread: the owner watches disk_aio_event_fd
+ * (an eventfd registered with the ring) and calls disk_aio_poll on its own thread, where the done
+ * callbacks then run. Everything else (VHD/VHDX, discards, an O_DIRECT request the file system
+ * refused, a short transfer's remainder) runs through struct disk_ops on a fallback worker thread,
+ * whose done callbacks run there. Neither submitting nor polling ever waits for the disk.
  */
 #ifndef GEN2VM_DISK_AIO_H
 #define GEN2VM_DISK_AIO_H
@@ -26,13 +29,15 @@ struct disk_aio_req {
 	enum disk_aio_op op;
 	struct disk *disk;
 	int direct_fd;               /* an O_DIRECT fd of the same raw file, or -1 */
+	uint32_t direct_align;       /* what direct_fd needs aligned (offset, lengths, addresses); 0: 512 */
 	uint64_t off, len;           /* READ/WRITE: len = total of iov */
 	const struct iovec *iov;
 	int iovcnt;
 	bool fua;                    /* WRITE: durable on completion */
 	const struct disk_aio_range *ranges; /* DISCARD */
 	uint32_t nr_ranges;
-	/* Called once, on a queue thread, with 0 or -errno (a short transfer is -EIO). */
+	/* Called once, with 0 or -errno (a short transfer is -EIO): on the thread calling disk_aio_poll
+	 * (io_uring) or on the fallback worker. Must not call disk_aio_destroy. */
 	void (*done)(struct disk_aio_req *r, int res);
 	/* private */
 	struct disk_aio_req *next;
@@ -43,8 +48,18 @@ struct disk_aio_req {
 /* Creates a queue with room for depth requests in flight in io_uring (more are queued). 0 or -errno. */
 int disk_aio_create(unsigned depth, struct disk_aio **out);
 
-/* Waits for every queued request to complete, stops the threads, frees. NULL is fine. */
+/* Waits for every queued request to complete (polling the ring itself), stops the worker, frees.
+ * The owner must have stopped watching the event fd. NULL is fine. */
 void disk_aio_destroy(struct disk_aio *a);
+
+/* An eventfd that the ring signals on every completion. Watch it edge-triggered (EPOLLET) or read it
+ * yourself: disk_aio_poll does not read it. Valid until disk_aio_destroy. */
+int disk_aio_event_fd(const struct disk_aio *a);
+
+/* Reaps every io_uring completion (never blocks): runs their done callbacks on this thread, then
+ * moves waiting requests into the ring and submits them. Returns how many completed. Any thread;
+ * concurrent calls are serialised. */
+unsigned disk_aio_poll(struct disk_aio *a);
 
 /* Queues r (r stays owned by the caller until done runs). Call disk_aio_kick after a batch. */
 void disk_aio_queue(struct disk_aio *a, struct disk_aio_req *r);
@@ -54,7 +69,9 @@ void disk_aio_kick(struct disk_aio *a);
 /* True when req can go through io_uring (a flat raw image). */
 bool disk_aio_is_native(const struct disk *d);
 
-/* Opens path with O_DIRECT for a raw image (read-only if ro); -1 when the file system refuses. */
-int disk_aio_open_direct(const char *path, bool ro);
+/* Opens path with O_DIRECT for a raw image (read-only if ro); -1 when the file system refuses.
+ * *align: the alignment O_DIRECT needs there (statx STATX_DIOALIGN, else 512): requests that do not
+ * meet it go through the page cache instead of failing (e.g. 512-byte sectors on a 4K-sector disk). */
+int disk_aio_open_direct(const char *path, bool ro, uint32_t *align);
 
 #endif

@@ -447,8 +447,9 @@ int disk_open(const char *path, unsigned flags, struct disk **out)
 		return -e;
 	}
 	struct stat st;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		log_error("%s: not a regular file", path);
+	/* Block devices are raw disks (st_size is 0, so probing never finds a VHD/VHDX header there). */
+	if (fstat(fd, &st) || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+		log_error("%s: not a regular file or block device", path);
 		close(fd);
 		return -EINVAL;
 	}

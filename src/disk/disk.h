@@ -48,6 +48,7 @@ struct disk {
 	uint32_t logical_sector;  /* 512 or 4096 */
 	uint32_t physical_sector;
 	bool readonly;
+	bool discard_zeroes;      /* discarded ranges read back as zeros (a raw file's punched holes) */
 	char *path;
 	void *priv;               /* driver state */
 	/* Fields below are for the drivers and `gen2vm vhd`, storvsp does not need them. */

@@ -41,9 +41,10 @@ static int raw_discard(struct disk *d, uint64_t off, uint64_t len)
 	if (off > d->size || len > d->size - off)
 		return -EINVAL;
 	if (d->type == DISK_TYPE_FIXED && d->block_size == 0 && d->priv == (void *)1) {
-		/* A host block device: discard its sectors (aligned part only). */
-		uint64_t range[2] = { (off + 511) & ~511ull, 0 };
-		uint64_t end = (off + len) & ~511ull;
+		/* A host block device: discard its logical sectors (BLKDISCARD refuses a partial one). */
+		uint64_t ss = d->logical_sector;
+		uint64_t range[2] = { (off + ss - 1) / ss * ss, 0 };
+		uint64_t end = (off + len) / ss * ss;
 		if (end <= range[0])
 			return 0;
 		range[1] = end - range[0];
@@ -80,14 +81,27 @@ int raw_open(struct disk *d, unsigned flags)
 	d->size = (uint64_t)st.st_size;
 	d->logical_sector = 512;
 	d->physical_sector = 512;
+	/* A punched hole reads as zeros; a block device's discarded sectors need not (BLKDISCARD makes
+	 * no promise, and the kernel no longer reports one). */
+	d->discard_zeroes = true;
 	if (S_ISBLK(st.st_mode)) {
 		uint64_t bytes;
-		int pbs = 0;
+		int lbs = 0;
+		unsigned int pbs = 0;
 		if (ioctl(d->fd, BLKGETSIZE64, &bytes))
 			return -errno;
 		d->size = bytes;
-		if (!ioctl(d->fd, BLKPBSZGET, &pbs) && pbs >= 512)
-			d->physical_sector = (uint32_t)pbs;
+		/* The device refuses O_DIRECT I/O that is not a multiple of its logical sector: the guest
+		 * must see that sector size (512 and 4096 are what SCSI disks have). */
+		if (!ioctl(d->fd, BLKSSZGET, &lbs) && (lbs == 512 || lbs == 4096))
+			d->logical_sector = (uint32_t)lbs;
+		else if (!ioctl(d->fd, BLKSSZGET, &lbs))
+			log_warn("%s: %d-byte logical sectors: the guest sees 512", d->path ? d->path : "disk", lbs);
+		if (!ioctl(d->fd, BLKPBSZGET, &pbs) && pbs >= d->logical_sector)
+			d->physical_sector = pbs;
+		else
+			d->physical_sector = d->logical_sector;
+		d->discard_zeroes = false;
 		d->priv = (void *)1; /* marks a block device for discard */
 	}
 	d->type = DISK_TYPE_FIXED;

@@ -146,7 +146,7 @@ int scsi_lun_init(struct scsi_lun *l, enum scsi_dev_type type, struct disk *disk
 		if (!l->nblocks)
 			return -EINVAL;
 		l->can_discard = !l->readonly && disk->ops && disk->ops->discard;
-		l->discard_zeroes = l->can_discard && !strcmp(disk->ops->format, "raw");
+		l->discard_zeroes = l->can_discard && disk->discard_zeroes;
 	}
 	return 0;
 }

@@ -14,6 +14,8 @@
 #define MAX_DOORBELLS 2048
 #define RETRY_MS 10
 #define TX_BUSY_LIMIT (HV_SYNIC_QUEUE_MAX / 2)
+#define MAX_WATCHES 256
+#define WATCH_TAG (1ull << 40) /* epoll tag of watch slot i: WATCH_TAG + i */
 
 struct doorbell {
 	int efd;
@@ -30,6 +32,14 @@ struct vmbus_host {
 	pthread_t thread;
 	bool thread_started;
 	struct doorbell bells[MAX_DOORBELLS]; /* indexed by relid */
+	/* Device fds (I/O completions) serviced on the same thread. Callbacks run under watch_lock, not
+	 * the server lock, so that unwatch_fd can guarantee none is running when it returns. */
+	pthread_mutex_t watch_lock;
+	struct watch {
+		int fd;
+		void (*cb)(void *arg);
+		void *arg;
+	} watches[MAX_WATCHES];
 };
 
 /* ---- notifier (called with the server lock held, except signal_guest) ---- */
@@ -81,6 +91,36 @@ static void host_channel_closed(void *ctx, uint32_t relid, uint32_t conn)
 	b->efd = -1;
 }
 
+static int host_watch_fd(void *ctx, int fd, void (*cb)(void *arg), void *arg)
+{
+	struct vmbus_host *h = ctx;
+	int rc = -ENOSPC;
+	pthread_mutex_lock(&h->watch_lock);
+	for (unsigned i = 0; i < MAX_WATCHES; i++) {
+		if (h->watches[i].fd >= 0)
+			continue;
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = WATCH_TAG + i };
+		rc = epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+		if (!rc)
+			h->watches[i] = (struct watch){ fd, cb, arg };
+		break;
+	}
+	pthread_mutex_unlock(&h->watch_lock);
+	return rc;
+}
+
+static void host_unwatch_fd(void *ctx, int fd)
+{
+	struct vmbus_host *h = ctx;
+	pthread_mutex_lock(&h->watch_lock);
+	for (unsigned i = 0; i < MAX_WATCHES; i++)
+		if (h->watches[i].fd == fd) {
+			epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
+			h->watches[i].fd = -1;
+		}
+	pthread_mutex_unlock(&h->watch_lock);
+}
+
 /* ---- service thread ---- */
 
 static void *host_thread(void *arg)
@@ -89,11 +129,19 @@ static void *host_thread(void *arg)
 	struct epoll_event evs[32];
 	for (;;) {
 		int n = epoll_wait(h->epfd, evs, 32, -1);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
+		if (n < 0 && errno == EINTR) {
+			/* io_uring completes I/O submitted from this thread through task work, which
+			 * interrupts the wait and has posted the CQEs by the time we are back: poll the
+			 * watches now instead of another epoll_wait for their eventfds. */
+			pthread_mutex_lock(&h->watch_lock);
+			for (unsigned i = 0; i < MAX_WATCHES; i++)
+				if (h->watches[i].fd >= 0)
+					h->watches[i].cb(h->watches[i].arg);
+			pthread_mutex_unlock(&h->watch_lock);
+			continue;
 		}
+		if (n < 0)
+			break;
 		for (int i = 0; i < n; i++) {
 			uint64_t tag = evs[i].data.u64, v;
 			if (tag == UINT64_MAX)
@@ -101,6 +149,14 @@ static void *host_thread(void *arg)
 			if (tag == UINT64_MAX - 1) {
 				if (read(h->timerfd, &v, sizeof(v)) > 0 && hv_synic_queued(h->hv))
 					hv_synic_poll(h->hv);
+				continue;
+			}
+			if (tag >= WATCH_TAG && tag < WATCH_TAG + MAX_WATCHES) {
+				pthread_mutex_lock(&h->watch_lock);
+				struct watch *w = &h->watches[tag - WATCH_TAG];
+				if (w->fd >= 0) /* an event from before an unwatch finds the slot empty */
+					w->cb(w->arg);
+				pthread_mutex_unlock(&h->watch_lock);
 				continue;
 			}
 			pthread_mutex_lock(&h->lock);
@@ -120,6 +176,9 @@ int vmbus_host_create(struct vmbus_host **out, const struct guest_mem *mem, stru
 	if (!h)
 		return -ENOMEM;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_init(&h->watch_lock, NULL);
+	for (unsigned i = 0; i < MAX_WATCHES; i++)
+		h->watches[i].fd = -1;
 	h->hv = hv;
 	h->mem = mem;
 	h->kvm = kvm;
@@ -130,6 +189,7 @@ int vmbus_host_create(struct vmbus_host **out, const struct guest_mem *mem, stru
 	struct vmbus_server_notifier n = {
 		.ctx = h, .post_to_guest = host_post_to_guest, .signal_guest = host_signal_guest,
 		.tx_busy = host_tx_busy, .channel_opened = host_channel_opened, .channel_closed = host_channel_closed,
+		.watch_fd = host_watch_fd, .unwatch_fd = host_unwatch_fd,
 	};
 	int r = vmbus_server_create(&cfg, &n, &h->srv);
 	if (r)
@@ -179,6 +239,7 @@ void vmbus_host_destroy(struct vmbus_host *h)
 		close(h->timerfd);
 	if (h->stopfd >= 0)
 		close(h->stopfd);
+	pthread_mutex_destroy(&h->watch_lock);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #define LB_QUEUE_MAX 65536u /* hard cap: post_to_guest fails beyond it */
 #define LB_ALLOC_BASE (1ull << 20)
@@ -134,22 +136,82 @@ static void lbc_free(void *ctx, void *p, uint32_t n)
 		lb->alloc_next = lb->alloc_base;
 }
 
+static int lb_watch_fd(void *ctx, int fd, void (*cb)(void *arg), void *arg)
+{
+	struct vmbus_loopback *lb = ctx;
+	for (unsigned i = 0; i < sizeof(lb->watches) / sizeof(lb->watches[0]); i++) {
+		if (lb->watches[i].fd >= 0)
+			continue;
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u32 = i };
+		if (epoll_ctl(lb->epfd, EPOLL_CTL_ADD, fd, &ev))
+			return -errno;
+		lb->watches[i] = (struct vmbus_loopback_watch){ fd, cb, arg };
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+static void lb_unwatch_fd(void *ctx, int fd)
+{
+	struct vmbus_loopback *lb = ctx;
+	for (unsigned i = 0; i < sizeof(lb->watches) / sizeof(lb->watches[0]); i++)
+		if (lb->watches[i].fd == fd) {
+			epoll_ctl(lb->epfd, EPOLL_CTL_DEL, fd, NULL);
+			lb->watches[i].fd = -1;
+		}
+}
+
+int vmbus_loopback_wait(struct vmbus_loopback *lb, int timeout_ms)
+{
+	struct epoll_event evs[16];
+	int n = epoll_wait(lb->epfd, evs, 16, timeout_ms);
+	if (n < 0 && errno == EINTR) {
+		/* io_uring completes I/O through task work queued to the submitting thread, which
+		 * interrupts this wait; the work has run (the CQEs are posted) by the time we are back
+		 * in userspace. Poll every watch now rather than pay another epoll_wait for the eventfd. */
+		n = 0;
+		for (unsigned i = 0; i < sizeof(lb->watches) / sizeof(lb->watches[0]); i++)
+			if (lb->watches[i].fd >= 0) {
+				lb->watches[i].cb(lb->watches[i].arg);
+				n++;
+			}
+		return n;
+	}
+	if (n < 0)
+		return -errno;
+	for (int i = 0; i < n; i++) {
+		struct vmbus_loopback_watch *w = &lb->watches[evs[i].data.u32 % 16];
+		if (w->fd >= 0)
+			w->cb(w->arg);
+	}
+	return n;
+}
+
 int vmbus_loopback_init(struct vmbus_loopback *lb, uint64_t ram_size, uint32_t nr_vps,
 			const struct vmbus_server_config *cfg)
 {
 	memset(lb, 0, sizeof(*lb));
+	for (unsigned i = 0; i < sizeof(lb->watches) / sizeof(lb->watches[0]); i++)
+		lb->watches[i].fd = -1;
+	lb->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (lb->epfd < 0)
+		return -errno;
 	int rc = guest_mem_init(&lb->mem, ram_size);
-	if (rc)
+	if (rc) {
+		close(lb->epfd);
 		return rc;
+	}
 	struct vmbus_server_config c = cfg ? *cfg : (struct vmbus_server_config){ 0 };
 	c.mem = &lb->mem;
 	c.nr_vps = nr_vps;
 	struct vmbus_server_notifier n = {
 		.ctx = lb, .post_to_guest = lb_post_to_guest, .signal_guest = lb_signal_guest, .tx_busy = lb_tx_busy,
-		.channel_opened = lb_opened, .channel_closed = lb_closed,
+		.channel_opened = lb_opened, .channel_closed = lb_closed, .watch_fd = lb_watch_fd,
+		.unwatch_fd = lb_unwatch_fd,
 	};
 	rc = vmbus_server_create(&c, &n, &lb->srv);
 	if (rc) {
+		close(lb->epfd);
 		guest_mem_destroy(&lb->mem);
 		return rc;
 	}
@@ -167,6 +229,7 @@ int vmbus_loopback_init(struct vmbus_loopback *lb, uint64_t ram_size, uint32_t n
 void vmbus_loopback_destroy(struct vmbus_loopback *lb)
 {
 	vmbus_server_destroy(lb->srv);
+	close(lb->epfd);
 	free(lb->q);
 	guest_mem_destroy(&lb->mem);
 	memset(lb, 0, sizeof(*lb));

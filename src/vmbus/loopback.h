@@ -3,7 +3,8 @@
  *
  * Messages the server posts are queued here (as the SynIC would) and handed to the client in order;
  * signals in both directions are synchronous calls (guest HvSignalEvent -> device rx_ready at once).
- * Not thread-safe; the server lock is implicit (one thread).
+ * Device fds watched with vmbus_channel_watch_fd are serviced by vmbus_loopback_wait on the caller's
+ * thread. Not thread-safe; the server lock is implicit (one thread).
  */
 #ifndef GEN2VM_VMBUS_LOOPBACK_H
 #define GEN2VM_VMBUS_LOOPBACK_H
@@ -35,6 +36,12 @@ struct vmbus_loopback {
 	uint32_t last_signal_vp;
 	uint8_t events[HV_EVENT_FLAGS_COUNT / 8]; /* relid bits set by signal_guest */
 	uint32_t opened, closed; /* channel_opened / channel_closed notifications */
+	int epfd;                /* watched device fds (vmbus_channel_watch_fd) */
+	struct vmbus_loopback_watch {
+		int fd;
+		void (*cb)(void *arg);
+		void *arg;
+	} watches[16];
 };
 
 /* Creates guest RAM of ram_size bytes (see guest_mem_init), a server with nr_vps VPs (cfg may be NULL
@@ -42,6 +49,11 @@ struct vmbus_loopback {
 int vmbus_loopback_init(struct vmbus_loopback *lb, uint64_t ram_size, uint32_t nr_vps,
 			const struct vmbus_server_config *cfg);
 void vmbus_loopback_destroy(struct vmbus_loopback *lb);
+
+/* The loopback's service "thread" is the caller's: waits up to timeout_ms (0: just checks, -1: for
+ * ever) for a watched device fd (I/O completions) and runs the callbacks of those that fired.
+ * Returns how many ran, or -errno. */
+int vmbus_loopback_wait(struct vmbus_loopback *lb, int timeout_ms);
 
 /* Tests and clears the event flag of relid. */
 bool vmbus_loopback_event_take(struct vmbus_loopback *lb, uint32_t relid);

@@ -787,16 +787,40 @@ static void chan_report_broken(struct vmbus_channel *c)
 	log_guest("vmbus: %s: relid %u ring corrupted by the guest; channel stopped", c->dev->desc.name, c->relid);
 }
 
-int vmbus_channel_send(struct vmbus_channel *c, uint16_t type, uint16_t flags, uint64_t trans_id,
-		       const void *ext, uint32_t ext_len, const void *payload, uint32_t len)
+int vmbus_channel_send_batched(struct vmbus_channel *c, uint16_t type, uint16_t flags, uint64_t trans_id,
+			       const void *ext, uint32_t ext_len, const void *payload, uint32_t len,
+			       bool *signal_owed)
 {
-	bool sig;
+	bool sig = false;
 	int rc = vmbus_ring_write(&c->tx, type, flags, trans_id, ext, ext_len, payload, len, &sig);
 	if (rc == -EPROTO)
 		chan_report_broken(c);
 	if (!rc && sig)
+		*signal_owed = true;
+	return rc;
+}
+
+int vmbus_channel_send(struct vmbus_channel *c, uint16_t type, uint16_t flags, uint64_t trans_id,
+		       const void *ext, uint32_t ext_len, const void *payload, uint32_t len)
+{
+	bool sig = false;
+	int rc = vmbus_channel_send_batched(c, type, flags, trans_id, ext, ext_len, payload, len, &sig);
+	if (sig)
 		vmbus_channel_signal_guest(c);
 	return rc;
+}
+
+int vmbus_channel_watch_fd(struct vmbus_channel *c, int fd, void (*cb)(void *arg), void *arg)
+{
+	if (!c->srv->n.watch_fd)
+		return -EOPNOTSUPP;
+	return c->srv->n.watch_fd(c->srv->n.ctx, fd, cb, arg);
+}
+
+void vmbus_channel_unwatch_fd(struct vmbus_channel *c, int fd)
+{
+	if (c->srv->n.unwatch_fd)
+		c->srv->n.unwatch_fd(c->srv->n.ctx, fd);
 }
 
 int vmbus_channel_recv(struct vmbus_channel *c, void *buf, uint32_t cap, uint32_t *len)

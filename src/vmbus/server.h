@@ -53,6 +53,13 @@ struct vmbus_server_notifier {
 	/* Optional: a channel was opened / closed (e.g. to add or remove an ioeventfd for connection_id). */
 	void (*channel_opened)(void *ctx, uint32_t relid, uint32_t connection_id);
 	void (*channel_closed)(void *ctx, uint32_t relid, uint32_t connection_id);
+	/* Optional (devices that complete I/O on the channel's thread need it): call cb(arg) on the thread
+	 * that services the channel's doorbells whenever fd signals readable, edge-triggered (the fd is
+	 * never read for the caller: an eventfd may simply count up). cb runs WITHOUT the server lock and
+	 * must not call watch_fd/unwatch_fd. Returns 0 or -errno. */
+	int (*watch_fd)(void *ctx, int fd, void (*cb)(void *arg), void *arg);
+	/* Stops watching fd; when it returns, cb is not running and will not run again. */
+	void (*unwatch_fd)(void *ctx, int fd);
 };
 
 struct vmbus_server_config {
@@ -150,6 +157,18 @@ void *vmbus_channel_priv(const struct vmbus_channel *c);
 
 /* Interrupts the guest for this channel (event flag relid on target_vp). */
 void vmbus_channel_signal_guest(struct vmbus_channel *c);
+
+/* Runs cb(arg) on the channel's service thread whenever fd becomes readable (see
+ * vmbus_server_notifier.watch_fd: edge-triggered, without the server lock). Returns 0, or -EOPNOTSUPP
+ * when the host has no service thread. Unwatch before closing fd. */
+int vmbus_channel_watch_fd(struct vmbus_channel *c, int fd, void (*cb)(void *arg), void *arg);
+void vmbus_channel_unwatch_fd(struct vmbus_channel *c, int fd);
+
+/* Like vmbus_channel_send, but never signals: *signal_owed is set when the guest needs a signal, which
+ * the caller sends once for a batch with vmbus_channel_signal_guest. */
+int vmbus_channel_send_batched(struct vmbus_channel *c, uint16_t type, uint16_t flags, uint64_t trans_id,
+			       const void *ext, uint32_t ext_len, const void *payload, uint32_t len,
+			       bool *signal_owed);
 
 /* Writes a packet to the host->guest ring (see vmbus_ring_write) and signals the guest if it needs it.
  * Returns 0, -EAGAIN (ring full: wait for rx_ready), -EMSGSIZE, -EINVAL or -EPROTO (channel broken). */

@@ -170,7 +170,7 @@ static uint32_t nv_drain(uint64_t want_tid, bool *got, struct nvsp_message *repl
 {
 	uint32_t n = 0, len;
 	if (!poll_mode) /* clear our event flag first: a signal after this interrupts again */
-		__atomic_and_fetch(hvguest_sint_flags(2) + relid / 8, (uint8_t)~(1u << (relid % 8)),
+		__atomic_and_fetch(hvguest_event_flags(2) + relid / 8, (uint8_t)~(1u << (relid % 8)),
 				   __ATOMIC_SEQ_CST);
 	while (vmbus_client_recv(&ch, pkt_buf, sizeof(pkt_buf), &len) == 0) {
 		uint64_t tid = 0;

@@ -105,7 +105,7 @@ EFI_STATUS fw_vmbus_recv(struct vmbus_client_channel *ch, void *buf, uint32_t ca
 			return EFI_DEVICE_ERROR;
 		if (fw_stor_now_us() > end)
 			return EFI_TIMEOUT;
-		usleep(20);
+		vmbus_loopback_wait(&lb, 1); /* storvsp completes I/O on this thread */
 	}
 }
 

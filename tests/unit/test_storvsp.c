@@ -594,6 +594,40 @@ static void test_subchannels(void **state)
 	fx_down(&f);
 }
 
+/* I/O completes on the thread that services the channel (here: vmbus_loopback_wait), never behind its
+ * back, and the replies of one reaped batch signal the guest once. */
+static void test_completion_thread_and_batched_signal(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_up(&f, 1, 0, 0);
+	f.g.manual_wait = true;
+	for (uint32_t i = 0; i < 32; i++) {
+		struct storvsc_io io = { .cdb = { 0x28, 0, 0, 0, 0, (uint8_t)(i * 8), 0, 0, 8, 0 }, .cdb_len = 10,
+					 .data_in = 1, .data = f.buf + i * 4096, .len = 4096 };
+		assert_int_equal(storvsc_guest_submit(&f.g, 0, &io, i + 1), 0);
+	}
+	usleep(100000); /* the reads are done by now: their replies must still wait for us */
+	struct storvsc_io io;
+	uint64_t id;
+	assert_int_equal(storvsc_guest_reap(&f.g, 0, &io, &id), -EAGAIN);
+	uint64_t signals0 = f.lb.host_signals;
+	uint32_t got = 0, waits = 0;
+	while (got < 32 && waits < 100) {
+		assert_int_equal(storvsc_guest_wait(&f.g, 1000), 0);
+		waits++;
+		while (storvsc_guest_reap(&f.g, 0, &io, &id) == 0) {
+			expect_good(&io);
+			got++;
+		}
+	}
+	assert_int_equal(got, 32);
+	/* One signal per reaped batch at most (the ring was empty before each). */
+	assert_true(f.lb.host_signals - signals0 <= waits);
+	assert_true(f.lb.host_signals - signals0 < 32);
+	fx_down(&f);
+}
+
 /* Many requests in flight: the pool runs dry, the drain stalls and resumes from completions. */
 static void test_queue_depth(void **state)
 {
@@ -699,6 +733,7 @@ int main(void)
 		cmocka_unit_test(test_hotplug),
 		cmocka_unit_test(test_dvd),
 		cmocka_unit_test(test_subchannels),
+		cmocka_unit_test(test_completion_thread_and_batched_signal),
 		cmocka_unit_test(test_queue_depth),
 		cmocka_unit_test(test_vhdx_backend),
 		cmocka_unit_test(test_disk_spec_and_machine),

@@ -9,6 +9,13 @@
 #define TESTDEV_CTL_MAGIC 0x56454454u /* "TDEV" */
 #define TESTDEV_OP_SUBCHANNELS 1u
 
+/* The test guests' MMIO page (with --debugcon): 16 scratch dwords at 0..0x3C, and at
+ * TESTDEV_MMIO_EXITS a read-only counter of the VM's exits to userspace so far (all vCPUs, low 32
+ * bits), counting the exit of that read itself: a guest brackets a window with two reads and takes
+ * (second - first - 1) as the exits inside it. */
+#define TESTDEV_MMIO_BASE 0xFEBF0000ull
+#define TESTDEV_MMIO_EXITS 0x100u
+
 struct testdev_ctl {
 	uint32_t magic;
 	uint32_t op;

@@ -18,7 +18,7 @@ void hvguest_init(void)
 	wrmsr_safe(HV_MSR_SCONTROL, 1);
 }
 
-volatile uint8_t *hvguest_sint_flags(unsigned sint)
+volatile uint8_t *hvguest_event_flags(unsigned sint)
 {
 	return siefp + (sint % 16) * 256;
 }

@@ -12,8 +12,8 @@ uint64_t hvguest_hypercall(uint64_t control, uint64_t in, uint64_t out);
 /* Calls the hypercall page at `page` (RCX control, RDX/R8 inputs); returns RAX. */
 uint64_t hvguest_call(const void *page, uint64_t control, uint64_t in, uint64_t out);
 extern const struct vmbus_client_ops hvguest_vmbus_ops;
-/* The 256-byte event flag area of SINT sint in the SIEF page (a channel's flag is bit relid). */
-volatile uint8_t *hvguest_sint_flags(unsigned sint);
+/* The SynIC event flags of sint (256 bytes of the SIEF page): bit relid is set by a channel signal. */
+volatile uint8_t *hvguest_event_flags(unsigned sint);
 
 static inline uint64_t rdtsc(void)
 {
