@@ -80,18 +80,6 @@ static const char *type_name(const struct disk *d)
 	return "Unknown";
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	static const uint8_t z[4096];
-	while (n >= sizeof(z)) {
-		if (memcmp(p, z, sizeof(z)))
-			return false;
-		p += sizeof(z);
-		n -= sizeof(z);
-	}
-	return !memcmp(p, z, n);
-}
-
 static void guid_str(const uint8_t g[16], char out[39])
 {
 	snprintf(out, 39, "{%02X%02X%02X%02X-%02X%02X-%02X%02X-%02X%02X-%02X%02X%02X%02X%02X%02X}",
@@ -364,7 +352,7 @@ static int copy_data(struct disk *src, struct disk *dst, bool skip_zero, const c
 				(unsigned long long)off, strerror(-rc));
 			break;
 		}
-		if (skip_zero && all_zero(buf, len))
+		if (skip_zero && disk_all_zero(buf, len))
 			continue;
 		rc = disk_pwrite(dst, buf, len, off);
 		if (rc)
@@ -547,7 +535,7 @@ static int cmd_merge(struct args *a)
 			break;
 		}
 		struct disk_extent te;
-		if (all_zero(buf, len) && !disk_block_status(target, off, len, &te) &&
+		if (disk_all_zero(buf, len) && !disk_block_status(target, off, len, &te) &&
 		    te.kind == DISK_EXT_ZERO && te.len == len)
 			continue;
 		if ((err = disk_pwrite(target, buf, len, off)))

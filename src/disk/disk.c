@@ -933,7 +933,7 @@ static void disk_compact_move_progress(void *ctx, uint64_t done, uint64_t total)
 		p->fn(p->ctx, 1000 + done * 1000 / total, 2000);
 }
 
-static bool disk_all_zero(const uint8_t *p, size_t n)
+bool disk_all_zero(const uint8_t *p, size_t n)
 {
 	static const uint8_t z[4096];
 	while (n >= sizeof(z)) {

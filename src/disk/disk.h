@@ -113,6 +113,9 @@ struct disk_compact_stats {
 	uint64_t alloc_before, alloc_after;
 };
 
+/* Whether the n bytes at p are all zero (the test compact and convert use to skip blocks). */
+bool disk_all_zero(const uint8_t *p, size_t n);
+
 /* Shrinks a dynamic or differencing VHDX/VHD opened read-write (and locked, so not in use):
  * releases blocks that read as all zeros, moves the blocks at the end of the file into the
  * lowest free space, updates the block table and truncates the file. The virtual disk's
