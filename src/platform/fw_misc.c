@@ -22,6 +22,7 @@ static int64_t fw_misc_realtime_ns(void)
 void fw_misc_init(struct fw_misc *m)
 {
 	memset(m, 0, sizeof(*m));
+	pthread_mutex_init(&m->lock, NULL);
 	m->now_ns = fw_misc_realtime_ns;
 }
 
@@ -59,11 +60,18 @@ static unsigned fw_misc_month_days(unsigned y, unsigned m)
 
 static uint64_t fw_misc_time_get(struct fw_misc *m, struct fw_time_req *r)
 {
-	int64_t t = m->now_ns() + __atomic_load_n(&m->offset_ns, __ATOMIC_RELAXED);
-	int64_t s = t / NS_PER_S, ns = t % NS_PER_S;
+	int64_t now = m->now_ns();
+	pthread_mutex_lock(&m->lock);
+	int64_t s = now / NS_PER_S + m->offset_s, ns = now % NS_PER_S + m->offset_ns;
+	int16_t tz = m->time_zone;
+	uint8_t dl = m->daylight;
+	pthread_mutex_unlock(&m->lock);
 	if (ns < 0) {
 		ns += NS_PER_S;
 		s--;
+	} else if (ns >= NS_PER_S) {
+		ns -= NS_PER_S;
+		s++;
 	}
 	int64_t days = s / 86400, sod = s % 86400;
 	if (sod < 0) {
@@ -83,8 +91,8 @@ static uint64_t fw_misc_time_get(struct fw_misc *m, struct fw_time_req *r)
 	r->second = (uint8_t)(sod % 60);
 	r->nanosecond = (uint32_t)ns;
 	r->pad1 = r->pad2 = 0;
-	r->time_zone = __atomic_load_n(&m->time_zone, __ATOMIC_RELAXED);
-	r->daylight = __atomic_load_n(&m->daylight, __ATOMIC_RELAXED);
+	r->time_zone = tz;
+	r->daylight = dl;
 	return EFI_SUCCESS;
 }
 
@@ -103,10 +111,21 @@ static uint64_t fw_misc_time_set(struct fw_misc *m, const struct fw_time_req *g)
 	}
 	int64_t secs = fw_misc_days_from_civil(r.year, r.month, r.day) * 86400 + r.hour * 3600 + r.minute * 60 +
 		       r.second;
-	int64_t want = secs * NS_PER_S + r.nanosecond;
-	__atomic_store_n(&m->offset_ns, want - m->now_ns(), __ATOMIC_RELAXED);
-	__atomic_store_n(&m->time_zone, r.time_zone, __ATOMIC_RELAXED);
-	__atomic_store_n(&m->daylight, r.daylight, __ATOMIC_RELAXED);
+	int64_t now = m->now_ns();
+	int64_t off_s = secs - now / NS_PER_S, off_ns = (int64_t)r.nanosecond - now % NS_PER_S;
+	if (off_ns < 0) {
+		off_ns += NS_PER_S;
+		off_s--;
+	} else if (off_ns >= NS_PER_S) {
+		off_ns -= NS_PER_S;
+		off_s++;
+	}
+	pthread_mutex_lock(&m->lock);
+	m->offset_s = off_s;
+	m->offset_ns = (int32_t)off_ns;
+	m->time_zone = r.time_zone;
+	m->daylight = r.daylight;
+	pthread_mutex_unlock(&m->lock);
 	return EFI_SUCCESS;
 }
 

@@ -5,11 +5,17 @@
 #ifndef GEN2VM_PLATFORM_FW_MISC_H
 #define GEN2VM_PLATFORM_FW_MISC_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 struct fw_misc {
-	int64_t offset_ns;   /* VM wall clock minus host UTC (atomic: runtime services run on any vCPU) */
+	/* Runtime services run on any vCPU: the fields below change together under lock. */
+	pthread_mutex_t lock;
+	/* VM wall clock minus host UTC, as seconds and nanoseconds (0..999999999): in nanoseconds
+	 * alone an int64 stops short of the year 2262, and EFI_TIME goes to 9999. */
+	int64_t offset_s;
+	int32_t offset_ns;
 	int16_t time_zone;   /* what the last TIME_SET gave, returned by TIME_GET */
 	uint8_t daylight;
 	int64_t (*now_ns)(void); /* the host's UTC clock: CLOCK_REALTIME, replaced by unit tests */

@@ -96,6 +96,31 @@ static void test_set_moves_clock(void **state)
 	assert_int_equal(r.daylight, 1);
 }
 
+/* EFI_TIME reaches 9999: an offset kept in int64 nanoseconds would overflow past 2262. */
+static void test_set_far_future(void **state)
+{
+	struct fw_misc m;
+	setup_misc(&m);
+	fake_now = fw_misc_days_from_civil(2026, 11, 22) * 86400 * 1000000000ll + 987654321;
+	struct fw_time_req s = time_req(FW_OP_TIME_SET);
+	s.year = 9999, s.month = 12, s.day = 31, s.hour = 23, s.minute = 59, s.second = 59;
+	s.nanosecond = 123456789;
+	assert_int_equal(fw_misc_handle(&m, FW_OP_TIME_SET, &s, sizeof(s)), EFI_SUCCESS);
+	fake_now += 500000000ll; /* half a second later */
+	struct fw_time_req r = time_req(FW_OP_TIME_GET);
+	assert_int_equal(fw_misc_handle(&m, FW_OP_TIME_GET, &r, sizeof(r)), EFI_SUCCESS);
+	assert_true(r.year == 9999 && r.month == 12 && r.day == 31 && r.hour == 23 && r.minute == 59 &&
+		    r.second == 59);
+	assert_int_equal(r.nanosecond, 623456789);
+	/* and back to the earliest time EFI_TIME has */
+	s.year = 1900, s.month = 1, s.day = 1, s.hour = 0, s.minute = 0, s.second = 0, s.nanosecond = 999999999;
+	assert_int_equal(fw_misc_handle(&m, FW_OP_TIME_SET, &s, sizeof(s)), EFI_SUCCESS);
+	fake_now += 2;
+	assert_int_equal(fw_misc_handle(&m, FW_OP_TIME_GET, &r, sizeof(r)), EFI_SUCCESS);
+	assert_true(r.year == 1900 && r.month == 1 && r.day == 1 && r.hour == 0 && r.minute == 0 && r.second == 1);
+	assert_int_equal(r.nanosecond, 1);
+}
+
 static void test_set_range_checks(void **state)
 {
 	struct fw_misc m;
@@ -171,6 +196,7 @@ int main(void)
 		cmocka_unit_test(test_calendar),
 		cmocka_unit_test(test_get),
 		cmocka_unit_test(test_set_moves_clock),
+		cmocka_unit_test(test_set_far_future),
 		cmocka_unit_test(test_set_range_checks),
 		cmocka_unit_test(test_rng),
 	};
