@@ -35,8 +35,6 @@
 struct sv_media {
 	atomic_int refs;
 	struct disk *disk;
-	int direct_fd;
-	uint32_t direct_align;
 };
 
 struct sv_lun {
@@ -106,8 +104,6 @@ struct storvsp {
 static void media_put(struct sv_media *m)
 {
 	if (m && atomic_fetch_sub(&m->refs, 1) == 1) {
-		if (m->direct_fd >= 0)
-			close(m->direct_fd);
 		disk_close(m->disk);
 		free(m);
 	}
@@ -117,7 +113,7 @@ static int media_open(const char *path, bool ro, struct sv_media **out)
 {
 	struct disk *d;
 	/* The guest caches what it reads: data I/O bypasses the host's page cache (cache=none) for every
-	 * format, the io_uring path of raw images through its own O_DIRECT fd below. */
+	 * format, through io_uring for raw images and the drivers' own I/O for the others. */
 	int rc = disk_open(path, (ro ? DISK_RDONLY : 0) | DISK_DIRECT, &d);
 	if (rc)
 		return rc;
@@ -128,7 +124,6 @@ static int media_open(const char *path, bool ro, struct sv_media **out)
 	}
 	atomic_init(&m->refs, 1);
 	m->disk = d;
-	m->direct_fd = disk_aio_is_native(d) ? disk_aio_open_direct(path, ro || d->readonly, &m->direct_align) : -1;
 	*out = m;
 	return 0;
 }
@@ -420,8 +415,6 @@ static bool do_srb(struct sv_chan *ch, struct sv_req *r, const struct vmbus_pack
 	struct disk_aio_req *a = &r->aio;
 	memset(a, 0, sizeof(*a));
 	a->disk = r->media->disk;
-	a->direct_fd = r->media->direct_fd;
-	a->direct_align = r->media->direct_align;
 	a->done = srb_io_done;
 	switch (c->io.op) {
 	case SCSI_IO_READ:

@@ -2,7 +2,6 @@
 #include "disk/aio.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
@@ -10,14 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "disk/disk.h"
 #include "disk/drivers.h"
 #include "util/log.h"
 
-#define DIRECT_ALIGN 512u
 #define REAP_BATCH 64u
 
 struct disk_aio {
@@ -42,39 +39,9 @@ bool disk_aio_is_native(const struct disk *d)
 	return d && d->ops && !strcmp(d->ops->format, "raw") && d->fd >= 0;
 }
 
-int disk_aio_open_direct(const char *path, bool ro, uint32_t *align)
-{
-	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	*align = DIRECT_ALIGN;
-	struct statx stx;
-	if (!statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) && (stx.stx_mask & STATX_DIOALIGN)) {
-		if (!stx.stx_dio_offset_align) { /* the file system says: no O_DIRECT for this file */
-			close(fd);
-			return -1;
-		}
-		uint32_t a = stx.stx_dio_offset_align > stx.stx_dio_mem_align ? stx.stx_dio_offset_align
-									      : stx.stx_dio_mem_align;
-		*align = a > DIRECT_ALIGN ? a : DIRECT_ALIGN;
-	}
-	return fd;
-}
-
 int disk_aio_event_fd(const struct disk_aio *a)
 {
 	return a->efd;
-}
-
-static bool aligned(const struct disk_aio_req *r)
-{
-	uint64_t al = r->direct_align ? r->direct_align : DIRECT_ALIGN;
-	if (r->off % al)
-		return false;
-	for (int i = 0; i < r->iovcnt; i++)
-		if ((uintptr_t)r->iov[i].iov_base % al || r->iov[i].iov_len % al)
-			return false;
-	return true;
 }
 
 /* Runs r synchronously on the fallback worker (from done_bytes on, after a short transfer). */
@@ -159,8 +126,8 @@ static bool prep_locked(struct disk_aio *a, struct disk_aio_req *r)
 	switch (r->op) {
 	case DISK_AIO_READ:
 	case DISK_AIO_WRITE: {
-		r->used_direct = r->direct_fd >= 0 && aligned(r);
-		int fd = r->used_direct ? r->direct_fd : d->fd;
+		r->used_direct = disk_direct_aligned(d, r->iov, r->iovcnt, r->off);
+		int fd = r->used_direct ? d->direct_fd : d->fd;
 		if (r->op == DISK_AIO_READ)
 			io_uring_prep_readv(sqe, fd, r->iov, (unsigned)r->iovcnt, r->off);
 		else
@@ -223,8 +190,8 @@ static bool reap_one(struct disk_aio *a, struct disk_aio_req *r, int res)
 {
 	int rc = 0;
 	if (res == -EINVAL && r->used_direct) {
-		/* The file system refused this O_DIRECT request after all: buffered, on the worker. */
-		r->direct_fd = -1;
+		/* The file system refused this O_DIRECT request after all: on the worker, whose
+		 * synchronous path retries it buffered. */
 		goto slow;
 	}
 	if (r->op == DISK_AIO_FLUSH || res < 0) {

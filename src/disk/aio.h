@@ -28,8 +28,6 @@ struct disk_aio_range {
 struct disk_aio_req {
 	enum disk_aio_op op;
 	struct disk *disk;
-	int direct_fd;               /* an O_DIRECT fd of the same raw file, or -1 */
-	uint32_t direct_align;       /* what direct_fd needs aligned (offset, lengths, addresses); 0: 512 */
 	uint64_t off, len;           /* READ/WRITE: len = total of iov */
 	const struct iovec *iov;
 	int iovcnt;
@@ -68,10 +66,5 @@ void disk_aio_kick(struct disk_aio *a);
 
 /* True when req can go through io_uring (a flat raw image). */
 bool disk_aio_is_native(const struct disk *d);
-
-/* Opens path with O_DIRECT for a raw image (read-only if ro); -1 when the file system refuses.
- * *align: the alignment O_DIRECT needs there (statx STATX_DIOALIGN, else 512): requests that do not
- * meet it go through the page cache instead of failing (e.g. 512-byte sectors on a 4K-sector disk). */
-int disk_aio_open_direct(const char *path, bool ro, uint32_t *align);
 
 #endif

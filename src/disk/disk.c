@@ -175,17 +175,45 @@ static int disk_parent_readv(struct disk *p, uint64_t off, const struct iovec *i
 	return rc;
 }
 
-/* O_DIRECT needs the buffer, the length and the file offset aligned (512 bytes is what every file
- * system here accepts); an unaligned request goes through the page cache instead. */
-#define DISK_DIRECT_ALIGN 512u
+bool disk_direct_aligned(const struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off)
+{
+	if (d->direct_fd < 0 || file_off % d->direct_align)
+		return false;
+	for (int i = 0; i < iovcnt; i++)
+		if ((uintptr_t)iov[i].iov_base % d->direct_align || iov[i].iov_len % d->direct_align)
+			return false;
+	return true;
+}
+
 static int disk_data_fd(const struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off)
 {
-	if (d->direct_fd < 0 || file_off % DISK_DIRECT_ALIGN)
-		return d->fd;
-	for (int i = 0; i < iovcnt; i++)
-		if ((uintptr_t)iov[i].iov_base % DISK_DIRECT_ALIGN || iov[i].iov_len % DISK_DIRECT_ALIGN)
-			return d->fd;
-	return d->direct_fd;
+	return disk_direct_aligned(d, iov, iovcnt, file_off) ? d->direct_fd : d->fd;
+}
+
+/* An O_DIRECT fd of the same open file as fd (not the path again, which may have been replaced),
+ * and the alignment it needs: STATX_DIOALIGN where the kernel tells, else 512 bytes (what every
+ * file system accepts; a refusal then costs one -EINVAL and a buffered retry). -1 when the file
+ * system refuses O_DIRECT for this file. */
+static int disk_direct_open(int fd, bool ro, uint32_t *align)
+{
+	char self[64];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	int dfd = open(self, (ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+	if (dfd < 0)
+		return -1;
+	*align = 512;
+	struct statx stx;
+	if (!statx(dfd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) && (stx.stx_mask & STATX_DIOALIGN)) {
+		if (!stx.stx_dio_offset_align) {
+			close(dfd);
+			return -1;
+		}
+		uint32_t a = stx.stx_dio_offset_align > stx.stx_dio_mem_align ? stx.stx_dio_offset_align
+									      : stx.stx_dio_mem_align;
+		if (a > *align)
+			*align = a;
+	}
+	return dfd;
 }
 
 int disk_data_preadv(struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off)
@@ -480,12 +508,8 @@ int disk_open(const char *path, unsigned flags, struct disk **out)
 	d->direct_fd = -1;
 	d->readonly = ro;
 	d->flags = flags;
-	if (flags & DISK_DIRECT) {
-		/* The same open file (not the path again, which may have been replaced). */
-		char self[64];
-		snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
-		d->direct_fd = open(self, (ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
-	}
+	if (flags & DISK_DIRECT)
+		d->direct_fd = disk_direct_open(fd, ro, &d->direct_align);
 	const char *fmt = disk_probe(path, fd);
 	chain[chain_depth].dev = st.st_dev;
 	chain[chain_depth].ino = st.st_ino;

@@ -54,6 +54,7 @@ struct disk {
 	/* Fields below are for the drivers and `gen2vm vhd`, storvsp does not need them. */
 	int fd;
 	int direct_fd;            /* DISK_DIRECT: an O_DIRECT fd of the same file for data I/O, else -1 */
+	uint32_t direct_align;    /* what direct_fd needs aligned: file offset, lengths, addresses */
 	enum disk_type type;
 	uint32_t block_size;      /* 0 for raw and fixed VHD */
 	struct disk *parent;      /* differencing disks: the opened parent (owned) */
@@ -68,9 +69,10 @@ struct disk {
 #define DISK_KEEP_LINKAGE  0x4u /* VHDX: keep DataWriteGuid (merge writes the child's own data) */
 #define DISK_NO_PARENT     0x8u /* open a differencing disk without its parent (inspect only) */
 #define DISK_DIRECT        0x10u /* data reads/writes bypass the page cache (O_DIRECT, like QEMU's
-				      * cache=none) when buffer, length and file offset are 512-byte
-				      * aligned, buffered otherwise; metadata stays buffered. Parents
-				      * inherit it. Ignored where the file system refuses O_DIRECT. */
+				      * cache=none) when buffer, length and file offset meet the file's
+				      * O_DIRECT alignment (statx STATX_DIOALIGN, else 512 bytes),
+				      * buffered otherwise; metadata stays buffered. Parents inherit it.
+				      * Ignored where the file system refuses O_DIRECT. */
 
 /* Opens path, detecting raw/VHD/VHDX from its contents, replays a VHDX log (read-write opens),
  * opens the parent chain read-only. On error nothing has been written, one line naming the file

@@ -45,6 +45,10 @@ size_t disk_iov_len(const struct iovec *iov, int iovcnt);
 int disk_iov_sub(const struct iovec *iov, int iovcnt, size_t skip, size_t len, struct iovec *out);
 void disk_iov_zero(const struct iovec *iov, int iovcnt);
 
+/* Whether a data request at file_off may go through d->direct_fd (open, and offset, lengths and
+ * addresses meet d->direct_align). */
+bool disk_direct_aligned(const struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off);
+
 /* Data (not metadata) I/O at a file offset: through d->direct_fd when it is open and the request
  * is aligned for O_DIRECT, through d->fd otherwise. 0 or -errno (short transfers retried). */
 int disk_data_preadv(struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off);
