@@ -1011,10 +1011,8 @@ int disk_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint
 	}
 	/* 2: move the blocks at the end down and truncate. */
 	struct disk_compact_progress pp = { progress, ctx };
-	if (!strcmp(d->ops->format, "vhdx"))
-		rc = vhdx_compact(d, disk_compact_move_progress, &pp, &st->moved_blocks);
-	else if (!strcmp(d->ops->format, "vhd"))
-		rc = vhd_compact(d, disk_compact_move_progress, &pp, &st->moved_blocks);
+	if (d->ops->compact)
+		rc = d->ops->compact(d, disk_compact_move_progress, &pp, &st->moved_blocks);
 	if (progress)
 		progress(ctx, 2000, 2000);
 	if (!rc && fstat(d->fd, &s))

@@ -37,6 +37,11 @@ struct disk_ops {
 	/* The range's contents become unspecified (reads return zeros or older data, never
 	 * another range's data); whole blocks are released. May be NULL. */
 	int (*discard)(struct disk *d, uint64_t off, uint64_t len);
+	/* disk_compact's second half, for formats whose blocks can move (NULL: nothing to do): moves
+	 * the blocks at the end of the file down and shrinks it, crash-safely; *moved counts them.
+	 * 0 or -errno (logged). */
+	int (*compact)(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,
+		       uint64_t *moved);
 	void (*close)(struct disk *d);
 };
 

@@ -97,8 +97,7 @@ int disk_relocate(struct disk *d, void *drv, struct disk_used *u, size_t n, uint
  * written but punched (they read as zeros and take no space); nothing is synced. 0 or -errno. */
 int disk_file_copy(int fd, uint64_t from, uint64_t to, uint64_t len);
 
-/* The drivers' compaction: releasing is done by disk_compact through discard; these move the
- * remaining blocks down and shrink the file, crash-safely. Fixed images: 0, nothing done. */
+/* The dynamic VHDX and VHD disk_ops.compact (releasing is done by disk_compact through discard). */
 int vhdx_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,
 		 uint64_t *moved);
 int vhd_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,

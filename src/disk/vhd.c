@@ -446,6 +446,7 @@ static const struct disk_ops vhd_ops = {
 	.writev = vhd_writev,
 	.flush = vhd_flush,
 	.discard = vhd_discard,
+	.compact = vhd_compact,
 	.close = vhd_close,
 };
 
@@ -830,8 +831,6 @@ int vhd_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint6
 {
 	struct vhd *v = d->priv;
 	*moved = 0;
-	if (d->ops != &vhd_ops)
-		return 0; /* fixed: nothing to compact */
 	if (d->readonly)
 		return -EROFS;
 	pthread_mutex_lock(&v->lock);

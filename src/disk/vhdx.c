@@ -1131,6 +1131,7 @@ static const struct disk_ops vhdx_ops = {
 	.writev = vhdx_writev,
 	.flush = vhdx_flush,
 	.discard = vhdx_discard,
+	.compact = vhdx_compact,
 	.close = vhdx_close,
 };
 
