@@ -9,13 +9,13 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "vmbus/watch.h"
 
 #define VMBUS_SINT 2
 #define MAX_DOORBELLS 2048
 #define RETRY_MS 10
 #define TX_BUSY_LIMIT (HV_SYNIC_QUEUE_MAX / 2)
-#define MAX_WATCHES 256
-#define WATCH_TAG (1ull << 40) /* epoll tag of watch slot i: WATCH_TAG + i */
+#define WATCH_TAG (1ull << 40) /* epoll tags of the watch slots: above every doorbell's relid */
 
 struct doorbell {
 	int efd;
@@ -35,11 +35,7 @@ struct vmbus_host {
 	/* Device fds (I/O completions) serviced on the same thread. Callbacks run under watch_lock, not
 	 * the server lock, so that unwatch_fd can guarantee none is running when it returns. */
 	pthread_mutex_t watch_lock;
-	struct watch {
-		int fd;
-		void (*cb)(void *arg);
-		void *arg;
-	} watches[MAX_WATCHES];
+	struct vmbus_watches watches;
 };
 
 /* ---- notifier (called with the server lock held, except signal_guest) ---- */
@@ -94,17 +90,8 @@ static void host_channel_closed(void *ctx, uint32_t relid, uint32_t conn)
 static int host_watch_fd(void *ctx, int fd, void (*cb)(void *arg), void *arg)
 {
 	struct vmbus_host *h = ctx;
-	int rc = -ENOSPC;
 	pthread_mutex_lock(&h->watch_lock);
-	for (unsigned i = 0; i < MAX_WATCHES; i++) {
-		if (h->watches[i].fd >= 0)
-			continue;
-		struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = WATCH_TAG + i };
-		rc = epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
-		if (!rc)
-			h->watches[i] = (struct watch){ fd, cb, arg };
-		break;
-	}
+	int rc = vmbus_watches_add(&h->watches, h->epfd, fd, cb, arg);
 	pthread_mutex_unlock(&h->watch_lock);
 	return rc;
 }
@@ -113,11 +100,7 @@ static void host_unwatch_fd(void *ctx, int fd)
 {
 	struct vmbus_host *h = ctx;
 	pthread_mutex_lock(&h->watch_lock);
-	for (unsigned i = 0; i < MAX_WATCHES; i++)
-		if (h->watches[i].fd == fd) {
-			epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
-			h->watches[i].fd = -1;
-		}
+	vmbus_watches_del(&h->watches, h->epfd, fd);
 	pthread_mutex_unlock(&h->watch_lock);
 }
 
@@ -134,9 +117,7 @@ static void *host_thread(void *arg)
 			 * interrupts the wait and has posted the CQEs by the time we are back: poll the
 			 * watches now instead of another epoll_wait for their eventfds. */
 			pthread_mutex_lock(&h->watch_lock);
-			for (unsigned i = 0; i < MAX_WATCHES; i++)
-				if (h->watches[i].fd >= 0)
-					h->watches[i].cb(h->watches[i].arg);
+			vmbus_watches_fire_all(&h->watches);
 			pthread_mutex_unlock(&h->watch_lock);
 			continue;
 		}
@@ -151,11 +132,9 @@ static void *host_thread(void *arg)
 					hv_synic_poll(h->hv);
 				continue;
 			}
-			if (tag >= WATCH_TAG && tag < WATCH_TAG + MAX_WATCHES) {
+			if (tag >= WATCH_TAG) {
 				pthread_mutex_lock(&h->watch_lock);
-				struct watch *w = &h->watches[tag - WATCH_TAG];
-				if (w->fd >= 0) /* an event from before an unwatch finds the slot empty */
-					w->cb(w->arg);
+				vmbus_watches_fire(&h->watches, tag);
 				pthread_mutex_unlock(&h->watch_lock);
 				continue;
 			}
@@ -177,8 +156,7 @@ int vmbus_host_create(struct vmbus_host **out, const struct guest_mem *mem, stru
 		return -ENOMEM;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->watch_lock, NULL);
-	for (unsigned i = 0; i < MAX_WATCHES; i++)
-		h->watches[i].fd = -1;
+	vmbus_watches_init(&h->watches, WATCH_TAG);
 	h->hv = hv;
 	h->mem = mem;
 	h->kvm = kvm;

@@ -139,26 +139,13 @@ static void lbc_free(void *ctx, void *p, uint32_t n)
 static int lb_watch_fd(void *ctx, int fd, void (*cb)(void *arg), void *arg)
 {
 	struct vmbus_loopback *lb = ctx;
-	for (unsigned i = 0; i < sizeof(lb->watches) / sizeof(lb->watches[0]); i++) {
-		if (lb->watches[i].fd >= 0)
-			continue;
-		struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u32 = i };
-		if (epoll_ctl(lb->epfd, EPOLL_CTL_ADD, fd, &ev))
-			return -errno;
-		lb->watches[i] = (struct vmbus_loopback_watch){ fd, cb, arg };
-		return 0;
-	}
-	return -ENOSPC;
+	return vmbus_watches_add(&lb->watches, lb->epfd, fd, cb, arg);
 }
 
 static void lb_unwatch_fd(void *ctx, int fd)
 {
 	struct vmbus_loopback *lb = ctx;
-	for (unsigned i = 0; i < sizeof(lb->watches) / sizeof(lb->watches[0]); i++)
-		if (lb->watches[i].fd == fd) {
-			epoll_ctl(lb->epfd, EPOLL_CTL_DEL, fd, NULL);
-			lb->watches[i].fd = -1;
-		}
+	vmbus_watches_del(&lb->watches, lb->epfd, fd);
 }
 
 int vmbus_loopback_wait(struct vmbus_loopback *lb, int timeout_ms)
@@ -169,21 +156,12 @@ int vmbus_loopback_wait(struct vmbus_loopback *lb, int timeout_ms)
 		/* io_uring completes I/O through task work queued to the submitting thread, which
 		 * interrupts this wait; the work has run (the CQEs are posted) by the time we are back
 		 * in userspace. Poll every watch now rather than pay another epoll_wait for the eventfd. */
-		n = 0;
-		for (unsigned i = 0; i < sizeof(lb->watches) / sizeof(lb->watches[0]); i++)
-			if (lb->watches[i].fd >= 0) {
-				lb->watches[i].cb(lb->watches[i].arg);
-				n++;
-			}
-		return n;
+		return (int)vmbus_watches_fire_all(&lb->watches);
 	}
 	if (n < 0)
 		return -errno;
-	for (int i = 0; i < n; i++) {
-		struct vmbus_loopback_watch *w = &lb->watches[evs[i].data.u32 % 16];
-		if (w->fd >= 0)
-			w->cb(w->arg);
-	}
+	for (int i = 0; i < n; i++)
+		vmbus_watches_fire(&lb->watches, evs[i].data.u64);
 	return n;
 }
 
@@ -191,8 +169,7 @@ int vmbus_loopback_init(struct vmbus_loopback *lb, uint64_t ram_size, uint32_t n
 			const struct vmbus_server_config *cfg)
 {
 	memset(lb, 0, sizeof(*lb));
-	for (unsigned i = 0; i < sizeof(lb->watches) / sizeof(lb->watches[0]); i++)
-		lb->watches[i].fd = -1;
+	vmbus_watches_init(&lb->watches, 0);
 	lb->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (lb->epfd < 0)
 		return -errno;

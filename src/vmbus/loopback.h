@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "vmbus/server.h"
+#include "vmbus/watch.h"
 #include "vmbus_client.h"
 #include "vmm/memory.h"
 
@@ -37,11 +38,7 @@ struct vmbus_loopback {
 	uint8_t events[HV_EVENT_FLAGS_COUNT / 8]; /* relid bits set by signal_guest */
 	uint32_t opened, closed; /* channel_opened / channel_closed notifications */
 	int epfd;                /* watched device fds (vmbus_channel_watch_fd) */
-	struct vmbus_loopback_watch {
-		int fd;
-		void (*cb)(void *arg);
-		void *arg;
-	} watches[16];
+	struct vmbus_watches watches;
 };
 
 /* Creates guest RAM of ram_size bytes (see guest_mem_init), a server with nr_vps VPs (cfg may be NULL
