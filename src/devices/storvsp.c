@@ -14,7 +14,6 @@
 #include "devices/storvsp.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -670,13 +669,7 @@ static void sv_close(void *ctx, struct vmbus_channel *chan)
 	ch->signal_owed = false;
 	while (ch->nr_free != SV_REQS) {
 		pthread_mutex_unlock(&ch->tx_lock);
-		if (!disk_aio_poll(ch->aio)) {
-			/* In the ring (wait for its eventfd) or on the fallback worker (the timeout). */
-			struct pollfd pfd = { .fd = disk_aio_event_fd(ch->aio), .events = POLLIN };
-			uint64_t v;
-			if (poll(&pfd, 1, 1) > 0 && read(pfd.fd, &v, sizeof(v)) < 0)
-				log_debug("%s: completion eventfd: %s", s->name, strerror(errno));
-		}
+		disk_aio_poll_wait(ch->aio, 1);
 		pthread_mutex_lock(&ch->tx_lock);
 	}
 	pthread_mutex_unlock(&ch->tx_lock);

@@ -254,6 +254,18 @@ unsigned disk_aio_poll(struct disk_aio *a)
 	}
 }
 
+unsigned disk_aio_poll_wait(struct disk_aio *a, int timeout_ms)
+{
+	unsigned n = disk_aio_poll(a);
+	if (!n) {
+		struct pollfd pfd = { .fd = a->efd, .events = POLLIN };
+		uint64_t v;
+		if (poll(&pfd, 1, timeout_ms) > 0 && read(a->efd, &v, sizeof(v)) < 0)
+			log_debug("disk aio: completion eventfd: %s", strerror(errno));
+	}
+	return n;
+}
+
 int disk_aio_create(unsigned depth, struct disk_aio **out)
 {
 	struct disk_aio *a = calloc(1, sizeof(*a));
@@ -299,14 +311,8 @@ void disk_aio_destroy(struct disk_aio *a)
 		return;
 	disk_aio_kick(a);
 	/* Nobody else polls any more: drive the ring until every request has completed. */
-	while (atomic_load(&a->outstanding)) {
-		if (!disk_aio_poll(a)) {
-			struct pollfd pfd = { .fd = a->efd, .events = POLLIN };
-			uint64_t v;
-			if (poll(&pfd, 1, 10) > 0 && read(a->efd, &v, sizeof(v)) < 0)
-				continue;
-		}
-	}
+	while (atomic_load(&a->outstanding))
+		disk_aio_poll_wait(a, 10);
 	pthread_mutex_lock(&a->lock);
 	a->stop = true;
 	pthread_cond_broadcast(&a->wcond);

@@ -59,6 +59,11 @@ int disk_aio_event_fd(const struct disk_aio *a);
  * concurrent calls are serialised. */
 unsigned disk_aio_poll(struct disk_aio *a);
 
+/* For a thread that must wait for completions itself (closing down): disk_aio_poll, and when nothing
+ * completed, waits up to timeout_ms for the event fd (a request on the fallback worker signals
+ * nothing: the timeout bounds that wait). Returns how many completed. */
+unsigned disk_aio_poll_wait(struct disk_aio *a, int timeout_ms);
+
 /* Queues r (r stays owned by the caller until done runs). Call disk_aio_kick after a batch. */
 void disk_aio_queue(struct disk_aio *a, struct disk_aio_req *r);
 /* Submits what was queued. */
