@@ -22,6 +22,7 @@
 #define NET_BE_CAP_TSO  0x2u /* accepts GSO TCPv4/TCPv6 frames up to 64 KiB */
 #define NET_BE_MAX_QUEUES 16u
 #define NET_FRAME_MAX 65550u /* a GSO frame with its headers */
+#define NET_PAIR_FRAME_MAX 9216u /* both pair backends: jumbo frames, no TSO, so nothing larger */
 
 struct net_backend;
 

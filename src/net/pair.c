@@ -11,11 +11,10 @@
 #include "net/backend.h"
 
 #define PAIR_SLOTS 256u
-#define PAIR_SLOT_BYTES 9216u /* jumbo frames; the pair offers no TSO, so nothing larger comes */
 
 struct pair_slot {
 	uint32_t len;
-	uint8_t data[PAIR_SLOT_BYTES];
+	uint8_t data[NET_PAIR_FRAME_MAX];
 };
 
 struct pair_queue {
@@ -53,7 +52,7 @@ static int pair_send(struct net_backend *be, uint32_t q, const struct virtio_net
 	size_t total = 0;
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
-	if (total > PAIR_SLOT_BYTES || vh->gso_type != VIRTIO_NET_HDR_GSO_NONE)
+	if (total > NET_PAIR_FRAME_MAX || vh->gso_type != VIRTIO_NET_HDR_GSO_NONE)
 		return -EMSGSIZE;
 	pthread_mutex_lock(&pairs_lock); /* the peer may come and go */
 	struct pair_end *p = peer_of(e);

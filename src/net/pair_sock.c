@@ -37,7 +37,6 @@
 #include "net/backend.h"
 #include "util/log.h"
 
-#define XPAIR_FRAME_MAX 9216u /* as the in-process pair: jumbo frames, no TSO */
 #define XPAIR_MIN_FRAME 14u   /* an Ethernet header */
 #define XPAIR_RETRY_NS 200000000ull
 
@@ -132,6 +131,24 @@ static void xp_detach(struct xpair *x, const char *why)
 	log_warn("pair %s: peer %s; frames are dropped until a new peer opens pair=%s", x->id, why, x->id);
 }
 
+/* Becomes the listening end: binds L, listens, and watches it in the queue-0 rx set. 0, -EADDRINUSE
+ * (another end holds L) or -errno. Lock held (or not yet shared). */
+static int xp_listen(struct xpair *x)
+{
+	int lfd = xp_bind(x->id, 'L');
+	if (lfd < 0)
+		return lfd;
+	if (listen(lfd, 4) < 0) {
+		int e = errno;
+		close(lfd);
+		return -e;
+	}
+	x->lfd = lfd;
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd };
+	epoll_ctl(x->epfd, EPOLL_CTL_ADD, lfd, &ev);
+	return 0;
+}
+
 /* Connecting end: (re)connects to L; when L is free (the listener went away), becomes the listener
  * itself. Lock held, no connection. */
 static void xp_connect(struct xpair *x)
@@ -152,16 +169,8 @@ static void xp_connect(struct xpair *x)
 	close(fd);
 	if (e != ECONNREFUSED && e != ENOENT)
 		return; /* EAGAIN: its backlog is full; try later */
-	int lfd = xp_bind(x->id, 'L');
-	if (lfd < 0)
+	if (xp_listen(x))
 		return;
-	if (listen(lfd, 4) < 0) {
-		close(lfd);
-		return;
-	}
-	x->lfd = lfd;
-	struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd };
-	epoll_ctl(x->epfd, EPOLL_CTL_ADD, lfd, &ev);
 	close(x->claim_fd); /* the next peer claims C */
 	x->claim_fd = -1;
 }
@@ -203,7 +212,7 @@ static int xp_send(struct net_backend *be, uint32_t q, const struct virtio_net_h
 		return -EMSGSIZE;
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
-	if (total > XPAIR_FRAME_MAX)
+	if (total > NET_PAIR_FRAME_MAX)
 		return -EMSGSIZE;
 	/* No offloads (caps 0): the frame is complete; the header says nothing more. */
 	struct virtio_net_hdr h = { 0 };
@@ -256,7 +265,7 @@ static int xp_recv(struct net_backend *be, uint32_t q, struct virtio_net_hdr *vh
 	} else if (n == 0) { /* SEQPACKET: end of stream (no empty datagrams are sent) */
 		xp_detach(x, "went away");
 		rc = -EAGAIN;
-	} else if ((size_t)n < sizeof(h) + XPAIR_MIN_FRAME || (size_t)n - sizeof(h) > XPAIR_FRAME_MAX ||
+	} else if ((size_t)n < sizeof(h) + XPAIR_MIN_FRAME || (size_t)n - sizeof(h) > NET_PAIR_FRAME_MAX ||
 		   h.flags || h.gso_type != VIRTIO_NET_HDR_GSO_NONE || h.hdr_len || h.gso_size || h.csum_start ||
 		   h.csum_offset) {
 		x->dropped_bad++;
@@ -330,17 +339,9 @@ int net_pair_open_shared(const char *id, uint32_t nr_queues, struct net_backend 
 		xp_destroy(&x->be);
 		return rc;
 	}
-	int lfd = xp_bind(id, 'L');
-	if (lfd >= 0) {
-		if (listen(lfd, 4) < 0) {
-			rc = -errno;
-			close(lfd);
-		} else {
-			x->lfd = lfd;
-			struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd };
-			epoll_ctl(x->epfd, EPOLL_CTL_ADD, lfd, &ev);
-		}
-	} else if (lfd == -EADDRINUSE) {
+	rc = xp_listen(x);
+	if (rc == -EADDRINUSE) {
+		rc = 0;
 		int c = xp_bind(id, 'C');
 		if (c == -EADDRINUSE) {
 			snprintf(err, errlen,
@@ -354,8 +355,6 @@ int net_pair_open_shared(const char *id, uint32_t nr_queues, struct net_backend 
 			x->claim_fd = c;
 			xp_connect(x); /* a listener that is just going away: recv retries */
 		}
-	} else {
-		rc = lfd;
 	}
 	if (rc) {
 		if (rc != -EBUSY)
