@@ -24,8 +24,6 @@
 #include "hvguest.h"
 #include "netvsc_client.h"
 
-#define LAPIC_BASE 0xFEE00000ull
-#define SINT_VECTOR 0xF3
 #define TIMER_VECTOR 0xF0
 #define RING_BYTES (128u << 10)
 #define RBUF_BYTES (1u << 20)
@@ -58,23 +56,10 @@ static void (*on_frame)(const uint8_t *f, uint32_t len) = drop_frame;
 
 struct interrupt_frame;
 
-static inline void lapic_eoi(void)
-{
-	mmio_write32(LAPIC_BASE + 0xB0, 0);
-}
-
-static volatile uint64_t sint_irqs;
-
-__attribute__((interrupt)) static void sint_isr(struct interrupt_frame *f)
-{
-	sint_irqs++;
-	lapic_eoi(); /* the work happens in the main loop, which clears the event flag */
-}
-
 __attribute__((interrupt)) static void timer_isr(struct interrupt_frame *f)
 {
 	ticks++;
-	lapic_eoi();
+	hvguest_lapic_eoi();
 }
 
 /* Sleeps until an interrupt (interrupt mode) or briefly spins (poll mode). */
@@ -460,7 +445,7 @@ static int responder(void)
 		wait_event();
 	}
 	gprintf("netping: responder answered %u echo requests; %u channel interrupts, %u timer ticks\n",
-		(uint64_t)answered, sint_irqs, ticks);
+		(uint64_t)answered, hvguest_channel_irqs(), ticks);
 	return sends_refused ? 21 : 0;
 }
 
@@ -569,19 +554,18 @@ static int pinger(uint32_t count)
 		(uint64_t)got_reply, (uint64_t)count, (uint64_t)lost, (uint64_t)bad_replies,
 		rtt_min == ~0ull ? 0 : rtt_min * us100 / 10 / cyc, rtt_sum / n * us100 / 10 / cyc,
 		rtt_max * us100 / 10 / cyc, us100 / 10000);
-	gprintf("netping: %u channel interrupts, %u timer ticks\n", sint_irqs, ticks);
+	gprintf("netping: %u channel interrupts, %u timer ticks\n", hvguest_channel_irqs(), ticks);
 	return got_reply == count && !bad_replies && !sends_refused ? 0 : 31;
 }
 
 int guest_main(unsigned ncpus, uint64_t rsdp)
 {
 	guest_idt_init();
-	guest_idt_set(SINT_VECTOR, (void *)sint_isr, 0);
+	hvguest_channel_irq_install(); /* the rings are drained in the main loop */
 	guest_idt_set(TIMER_VECTOR, (void *)timer_isr, 0);
-	mmio_write32(LAPIC_BASE + 0xF0, 0x1FF);          /* software-enable the LAPIC */
-	mmio_write32(LAPIC_BASE + 0x3E0, 0xB);           /* timer divide by 1 */
-	mmio_write32(LAPIC_BASE + 0x320, 0x20000 | TIMER_VECTOR); /* periodic */
-	mmio_write32(LAPIC_BASE + 0x380, 1000000);       /* 1 ms at KVM's 1 GHz APIC bus */
+	mmio_write32(HVGUEST_LAPIC + 0x3E0, 0xB);           /* timer divide by 1 */
+	mmio_write32(HVGUEST_LAPIC + 0x320, 0x20000 | TIMER_VECTOR); /* periodic */
+	mmio_write32(HVGUEST_LAPIC + 0x380, 1000000);       /* 1 ms at KVM's 1 GHz APIC bus */
 	hvguest_init();
 	int r = netvsc_up();
 	if (r) {

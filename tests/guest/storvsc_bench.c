@@ -74,7 +74,7 @@ static int run_case(const char *name, unsigned qd, bool write, bool irq, uint64_
 	int r = run_ios(WARMUP, qd, write, irq);
 	if (r)
 		return r;
-	uint64_t irq0 = gstorvsc_irqs();
+	uint64_t irq0 = hvguest_channel_irqs();
 	uint32_t e0 = exits_now();
 	uint64_t t0 = rdtsc();
 	r = run_ios(N, qd, write, irq);
@@ -89,7 +89,7 @@ static int run_case(const char *name, unsigned qd, bool write, bool irq, uint64_
 	gprintf("storvsc-bench: %s requests=%u exits=%u exits_per_request=%u.%u%u%u interrupts=%u us_per_request=%u "
 		"exit_counter=%u\n",
 		name, (uint64_t)N, (uint64_t)exits, per_mille / 1000, per_mille / 100 % 10, per_mille / 10 % 10,
-		per_mille % 10, gstorvsc_irqs() - irq0, us, (uint64_t)e0);
+		per_mille % 10, hvguest_channel_irqs() - irq0, us, (uint64_t)e0);
 	return 0;
 }
 

@@ -14,13 +14,34 @@ void hvguest_init(void)
 	wrmsr_safe(HV_MSR_HYPERCALL, (uint64_t)hypercall_page | 1);
 	wrmsr_safe(HV_MSR_SIMP, (uint64_t)simp | 1);
 	wrmsr_safe(HV_MSR_SIEFP, (uint64_t)siefp | 1);
-	wrmsr_safe(HV_MSR_SINT0 + 2, 0xF3);
+	wrmsr_safe(HV_MSR_SINT0 + 2, HVGUEST_SINT_VECTOR);
 	wrmsr_safe(HV_MSR_SCONTROL, 1);
 }
 
 volatile uint8_t *hvguest_event_flags(unsigned sint)
 {
 	return siefp + (sint % 16) * 256;
+}
+
+struct interrupt_frame;
+static volatile uint64_t channel_irqs;
+
+__attribute__((interrupt)) static void channel_isr(struct interrupt_frame *f)
+{
+	(void)f;
+	channel_irqs++;
+	hvguest_lapic_eoi();
+}
+
+void hvguest_channel_irq_install(void)
+{
+	guest_idt_set(HVGUEST_SINT_VECTOR, (void *)channel_isr, 0);
+	mmio_write32(HVGUEST_LAPIC + 0xF0, 0x1FF); /* software-enable the local APIC */
+}
+
+uint64_t hvguest_channel_irqs(void)
+{
+	return channel_irqs;
 }
 
 uint64_t hvguest_call(const void *page, uint64_t control, uint64_t in, uint64_t out)

@@ -6,7 +6,10 @@
 #include "guest.h"
 #include "vmbus_client.h"
 
-/* Sets the guest OS id, the hypercall page, SIMP/SIEFP, SINT2 (vector 0xF3) and SCONTROL. */
+#define HVGUEST_SINT_VECTOR 0xF3 /* SINT2: VMBus channel interrupts */
+#define HVGUEST_LAPIC 0xFEE00000ull
+
+/* Sets the guest OS id, the hypercall page, SIMP/SIEFP, SINT2 (HVGUEST_SINT_VECTOR) and SCONTROL. */
 void hvguest_init(void);
 uint64_t hvguest_hypercall(uint64_t control, uint64_t in, uint64_t out);
 /* Calls the hypercall page at `page` (RCX control, RDX/R8 inputs); returns RAX. */
@@ -14,6 +17,18 @@ uint64_t hvguest_call(const void *page, uint64_t control, uint64_t in, uint64_t 
 extern const struct vmbus_client_ops hvguest_vmbus_ops;
 /* The SynIC event flags of sint (256 bytes of the SIEF page): bit relid is set by a channel signal. */
 volatile uint8_t *hvguest_event_flags(unsigned sint);
+
+/* The channel interrupt the way Linux takes it: installs a handler on HVGUEST_SINT_VECTOR that counts
+ * and EOIs the local APIC (in KVM's kernel: no exit), and software-enables the local APIC. IF stays
+ * as it is; the caller drains the rings and clears the event flags outside the handler. */
+void hvguest_channel_irq_install(void);
+/* Channel interrupts taken so far. */
+uint64_t hvguest_channel_irqs(void);
+
+static inline void hvguest_lapic_eoi(void)
+{
+	mmio_write32(HVGUEST_LAPIC + 0xB0, 0);
+}
 
 static inline uint64_t rdtsc(void)
 {

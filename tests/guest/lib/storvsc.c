@@ -2,34 +2,11 @@
 #include "storvsc.h"
 
 #define INIT_ID 0xFFFFFFFFFFFFFFFDull /* Linux's VMBUS_RQST_INIT */
-#define SINT2_VECTOR 0xF3
-#define LAPIC 0xFEE00000ull
-
-volatile uint64_t gstorvsc_irq_count;
-
-/* The channel interrupt: count it, EOI the local APIC (in-kernel: no exit), return to the HLT. */
-void gstorvsc_isr(void);
-__asm__(".text\n"
-	".globl gstorvsc_isr\n"
-	"gstorvsc_isr:\n"
-	"	push %rax\n"
-	"	movabs $gstorvsc_irq_count, %rax\n"
-	"	lock incq (%rax)\n"
-	"	movabs $0xFEE000B0, %rax\n"
-	"	movl $0, (%rax)\n"
-	"	pop %rax\n"
-	"	iretq\n");
 
 void gstorvsc_irq_enable(void)
 {
-	guest_idt_set(SINT2_VECTOR, gstorvsc_isr, 0);
-	mmio_write32(LAPIC + 0xF0, 0x1FF); /* software-enable the local APIC */
+	hvguest_channel_irq_install();
 	__asm__ volatile("sti");
-}
-
-uint64_t gstorvsc_irqs(void)
-{
-	return gstorvsc_irq_count;
 }
 
 int gstorvsc_recv(struct gstorvsc *s, bool irq, uint64_t *id)

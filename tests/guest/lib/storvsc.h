@@ -20,11 +20,8 @@ struct gstorvsc {
  * Returns 0 or a small positive error code (the step that failed). */
 int gstorvsc_open(struct gstorvsc *s);
 
-/* Installs the channel interrupt's handler (vector 0xF3), software-enables the local APIC and
- * sets IF. */
+/* hvguest_channel_irq_install, then sets IF (hvguest_channel_irqs counts the interrupts). */
 void gstorvsc_irq_enable(void);
-/* Interrupts taken so far. */
-uint64_t gstorvsc_irqs(void);
 
 /* Sends an SRB (lun 0) with the buffer buf (identity-mapped, physically contiguous) as request id.
  * Returns 0 or a VMBus error (-VMBUS_EAGAIN: ring full). */
