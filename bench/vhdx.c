@@ -166,6 +166,15 @@ static struct stat3 summarize(double *v, int n)
 	return s;
 }
 
+/* The lowest ratio so far and the case it came from, for the goal lines. */
+static void track_lowest(double r, const char *name, double *lowest, const char **where)
+{
+	if (r < *lowest) {
+		*lowest = r;
+		*where = name;
+	}
+}
+
 int main(void)
 {
 	const char *dir = getenv("BENCH_DIR") ? getenv("BENCH_DIR") : "/var/tmp";
@@ -269,25 +278,13 @@ int main(void)
 			snprintf(cell[i], sizeof(cell[i]), "%.0f [%.0f-%.0f]", s[i].med, s[i].lo, s[i].hi);
 		double fr = s[1].med / s[0].med, dr = s[2].med / s[0].med;
 		printf("%-15s %21s %21s %21s %7.2f %7.2f", tests[t].name, cell[0], cell[1], cell[2], fr, dr);
-		if (fr < worst_raw) {
-			worst_raw = fr;
-			worst_raw_case = tests[t].name;
-		}
-		if (dr < worst_raw) {
-			worst_raw = dr;
-			worst_raw_case = tests[t].name;
-		}
+		track_lowest(fr, tests[t].name, &worst_raw, &worst_raw_case);
+		track_lowest(dr, tests[t].name, &worst_raw, &worst_raw_case);
 		if (with_q && s[3].med > 0 && s[4].med > 0) {
 			double gf = s[1].med / s[3].med, gd = s[2].med / s[4].med;
 			printf(" %21s %21s %6.2f %6.2f\n", cell[3], cell[4], gf, gd);
-			if (gf < worst_q) {
-				worst_q = gf;
-				worst_q_case = tests[t].name;
-			}
-			if (gd < worst_q) {
-				worst_q = gd;
-				worst_q_case = tests[t].name;
-			}
+			track_lowest(gf, tests[t].name, &worst_q, &worst_q_case);
+			track_lowest(gd, tests[t].name, &worst_q, &worst_q_case);
 		} else {
 			printf(" %21s %21s %6s %6s\n", "-", "-", "-", "-");
 		}
