@@ -585,11 +585,12 @@ static int cmd_compact(struct args *a)
 	 * use ("in use by ..."). */
 	if (disk_open(a->pos[0], DISK_KEEP_LINKAGE, &d))
 		return 1;
-	if (!d->ops->discard || !d->block_size || d->type == DISK_TYPE_FIXED) {
+	if (!d->ops->release || !d->block_size || d->type == DISK_TYPE_FIXED) {
 		printf("%s: %s %s disk, nothing to compact\n", d->path, type_name(d), d->ops->format);
 		disk_close(d);
 		return 0;
 	}
+	bool diff = d->type == DISK_TYPE_DIFFERENCING;
 	struct progress p;
 	progress_init(&p, "Compacting");
 	struct disk_compact_stats st;
@@ -608,8 +609,12 @@ static int cmd_compact(struct args *a)
 	human(st.size_after, sa);
 	human(st.alloc_before, ab);
 	human(st.alloc_after, aa);
-	printf("%s: released %llu zero blocks, moved %llu blocks; file size %s -> %s "
-	       "(allocated %s -> %s)\n", a->pos[0], (unsigned long long)st.zero_blocks,
+	char parent[64] = "";
+	if (diff)
+		snprintf(parent, sizeof(parent), ", %llu blocks that read as the parent",
+			 (unsigned long long)st.parent_blocks);
+	printf("%s: released %llu zero blocks%s, moved %llu blocks; file size %s -> %s "
+	       "(allocated %s -> %s)\n", a->pos[0], (unsigned long long)st.zero_blocks, parent,
 	       (unsigned long long)st.moved_blocks, sb, sa, ab, aa);
 	return 0;
 }

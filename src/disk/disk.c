@@ -900,16 +900,28 @@ int disk_relocate(struct disk *d, void *drv, struct disk_used *u, size_t n, uint
 		movable += u[i].id != DISK_USED_FIXED;
 	*moved = 0;
 	int rc = 0;
-	/* Every movable extent has the same length and gaps are filled lowest first while only the
-	 * top extent ever leaves: a gap that was too small stays too small, so the search resumes
-	 * at gi (gi_end: the end of u[0..gi-1]). */
-	size_t gi = 0;
-	uint64_t gi_end = 0;
+	/* Gaps are filled lowest first while only the top extent ever leaves: a gap too small for
+	 * an extent of length L stays too small for L, so the search for L resumes at its gi
+	 * (gi_end: the end of u[0..gi-1]). One resume point per length (VHDX: blocks and 1 MiB
+	 * sector bitmaps); a length beyond the table searches from the start. */
+	struct {
+		uint64_t len, gi_end;
+		size_t gi;
+	} rs[4];
+	size_t nrs = 0;
 	while (n >= 2 && u[n - 1].id != DISK_USED_FIXED) {
 		struct disk_used top = u[n - 1];
-		uint64_t prev_end = gi_end, at = UINT64_MAX;
+		size_t r = 0, tmp_gi = 0;
+		uint64_t tmp_end = 0;
+		while (r < nrs && rs[r].len != top.len)
+			r++;
+		if (r == nrs && nrs < sizeof(rs) / sizeof(rs[0]))
+			rs[nrs++] = (typeof(rs[0])){ top.len, 0, 0 };
+		size_t *gi = r < nrs ? &rs[r].gi : &tmp_gi;
+		uint64_t *gi_end = r < nrs ? &rs[r].gi_end : &tmp_end;
+		uint64_t prev_end = *gi_end, at = UINT64_MAX;
 		size_t slot = 0;
-		for (size_t i = gi; i < n; i++) {
+		for (size_t i = *gi; i < n; i++) {
 			uint64_t start = (prev_end + align - 1) / align * align;
 			if (start + top.len > top.off)
 				break; /* nothing below the top is large enough */
@@ -920,8 +932,8 @@ int disk_relocate(struct disk *d, void *drv, struct disk_used *u, size_t n, uint
 			}
 			if (u[i].off + u[i].len > prev_end)
 				prev_end = u[i].off + u[i].len;
-			gi = i + 1;
-			gi_end = prev_end;
+			*gi = i + 1;
+			*gi_end = prev_end;
 		}
 		if (at == UINT64_MAX)
 			break;
@@ -933,6 +945,11 @@ int disk_relocate(struct disk *d, void *drv, struct disk_used *u, size_t n, uint
 		memmove(&u[slot + 1], &u[slot], (n - 1 - slot) * sizeof(*u));
 		u[slot] = top;
 		u[slot].off = at;
+		/* Entries at or after slot shifted up by one; the new one ends below u[slot + 1], so
+		 * a resume point past it keeps its gi_end. */
+		for (size_t k = 0; k < nrs; k++)
+			if (slot < rs[k].gi)
+				rs[k].gi++;
 		if (progress)
 			progress(ctx, *moved, movable);
 	}
@@ -969,6 +986,30 @@ bool disk_all_zero(const uint8_t *p, size_t n)
 	return !memcmp(p, z, n);
 }
 
+/* Whether any of [off, off+len) is stored in d itself (not zeros, not the parent's). */
+static int disk_has_data(struct disk *d, uint64_t off, uint64_t len, bool *data)
+{
+	*data = false;
+	while (len && !*data) {
+		struct disk_extent e;
+		int rc = disk_block_status(d, off, len, &e);
+		if (rc)
+			return rc;
+		*data = e.kind == DISK_EXT_DATA;
+		off += e.len;
+		len -= e.len;
+	}
+	return 0;
+}
+
+/* [off, off+len) as the parent shows it (zeros past its end). */
+static int disk_parent_read(struct disk *d, uint8_t *buf, uint64_t len, uint64_t off)
+{
+	uint64_t in = off >= d->parent->size ? 0 : d->parent->size - off < len ? d->parent->size - off : len;
+	memset(buf + in, 0, len - in);
+	return in ? disk_pread(d->parent, buf, in, off) : 0;
+}
+
 int disk_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total),
 		 void *ctx, struct disk_compact_stats *st)
 {
@@ -982,31 +1023,48 @@ int disk_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint
 	st->alloc_after = st->alloc_before;
 	if (d->readonly)
 		return -EROFS;
-	if (!d->ops->discard || !d->block_size || d->type == DISK_TYPE_FIXED)
+	if (!d->ops->release || !d->block_size || d->type == DISK_TYPE_FIXED)
 		return 0;
-	uint8_t *buf = malloc(d->block_size);
-	if (!buf)
+	uint8_t *buf = malloc(d->block_size), *pbuf = d->parent ? malloc(d->block_size) : NULL;
+	if (!buf || (d->parent && !pbuf)) {
+		free(buf);
 		return -ENOMEM;
+	}
 	int rc = 0;
-	/* 1: blocks that read as zeros are released (discard: VHDX logs them ZERO, a dynamic VHD
-	 * unmaps them; a differencing VHD keeps them, unmapped they would show the parent). */
+	uint64_t nblocks = (d->size + d->block_size - 1) / d->block_size;
+	/* 1: blocks that read the same without their own data give it up: a differencing disk's
+	 * blocks that read as the parent does go back to the parent; blocks that read as zeros
+	 * become zero blocks (a differencing VHD has none: it keeps them). */
 	for (uint64_t off = 0; off < d->size && !rc; off += d->block_size) {
 		uint64_t len = d->size - off < d->block_size ? d->size - off : d->block_size;
-		struct disk_extent e;
+		bool data;
 		if (progress)
-			progress(ctx, off / d->block_size * 1000 / ((d->size + d->block_size - 1) / d->block_size), 2000);
-		if ((rc = disk_block_status(d, off, len, &e)) || e.kind != DISK_EXT_DATA)
+			progress(ctx, off / d->block_size * 1000 / nblocks, 2000);
+		if ((rc = disk_has_data(d, off, len, &data)) || !data)
 			continue;
 		if ((rc = disk_pread(d, buf, len, off)))
 			break;
-		if (disk_all_zero(buf, len) && !(d->type == DISK_TYPE_DIFFERENCING && !strcmp(d->ops->format, "vhd"))) {
-			rc = d->ops->discard(d, off, len);
-			st->zero_blocks++;
+		if (d->parent) {
+			if ((rc = disk_parent_read(d, pbuf, len, off)))
+				break;
+			if (!memcmp(buf, pbuf, len)) {
+				if (!(rc = d->ops->release(d, off, len, DISK_RELEASE_PARENT)))
+					st->parent_blocks++;
+				continue;
+			}
+		}
+		if (disk_all_zero(buf, len)) {
+			rc = d->ops->release(d, off, len, DISK_RELEASE_ZERO);
+			if (!rc)
+				st->zero_blocks++;
+			else if (rc == -EOPNOTSUPP)
+				rc = 0;
 		}
 	}
 	free(buf);
+	free(pbuf);
 	if (rc) {
-		log_error("%s: releasing zero blocks failed: %s", d->path, strerror(-rc));
+		log_error("%s: releasing blocks failed: %s", d->path, strerror(-rc));
 		return rc;
 	}
 	/* 2: move the blocks at the end down and truncate. */

@@ -26,6 +26,8 @@ struct disk_extent;
 typedef int (*disk_map_fn)(struct disk *d, uint64_t off, uint64_t len, bool write,
 			   struct disk_extent *ext);
 
+enum disk_release { DISK_RELEASE_ZERO, DISK_RELEASE_PARENT };
+
 struct disk_ops {
 	const char *format; /* "raw", "vhd", "vhdx" */
 	/* Read/write iov at virtual byte offset off. off and the total length must lie inside
@@ -37,6 +39,13 @@ struct disk_ops {
 	/* The range's contents become unspecified (reads return zeros or older data, never
 	 * another range's data); whole blocks are released. May be NULL. */
 	int (*discard)(struct disk *d, uint64_t off, uint64_t len);
+	/* disk_compact's first half: the whole blocks in [off, off+len) give up their space without
+	 * changing what reads return, which the caller has checked: DISK_RELEASE_ZERO: they read as
+	 * zeros (the caller read zeros); DISK_RELEASE_PARENT: they read from the parent (a
+	 * differencing disk; the caller read the parent's data there). Crash-safe. 0, -EOPNOTSUPP
+	 * where the disk has no such state (a differencing VHD has no zero blocks), or -errno.
+	 * NULL for formats without blocks. */
+	int (*release)(struct disk *d, uint64_t off, uint64_t len, enum disk_release how);
 	/* disk_compact's second half, for formats whose blocks can move (NULL: nothing to do): moves
 	 * the blocks at the end of the file down and shrinks it, crash-safely; *moved counts them.
 	 * 0 or -errno (logged). */
@@ -115,6 +124,7 @@ int disk_create(const char *path, const struct disk_create_opts *o);
 /* What disk_compact did. Sizes are the file's apparent size (st_size) and allocated bytes. */
 struct disk_compact_stats {
 	uint64_t zero_blocks;  /* all-zero blocks released */
+	uint64_t parent_blocks; /* differencing: blocks that read the same as the parent, released */
 	uint64_t moved_blocks; /* blocks moved down into free space */
 	uint64_t size_before, size_after;
 	uint64_t alloc_before, alloc_after;
@@ -124,8 +134,10 @@ struct disk_compact_stats {
 bool disk_all_zero(const uint8_t *p, size_t n);
 
 /* Shrinks a dynamic or differencing VHDX/VHD opened read-write (and locked, so not in use):
- * releases blocks that read as all zeros, moves the blocks at the end of the file into the
- * lowest free space, updates the block table and truncates the file. The virtual disk's
+ * releases blocks that read as all zeros and, in a differencing disk, blocks that read the same
+ * as the parent (VHDX also the sector bitmaps no block needs any more), moves the blocks (and
+ * VHDX sector bitmaps) at the end of the file into the lowest free space, updates the block
+ * table and truncates the file. The virtual disk's
  * contents do not change. Crash-safe: every block is copied and durable before the table refers
  * to it (VHDX: through the log), and the file is truncated only once nothing refers past the new
  * end (VHDX: the log applied and marked empty; VHD: the footer rewritten at the new end first).

@@ -374,17 +374,17 @@ static int vhd_flush(struct disk *d)
 	return fdatasync(d->fd) ? -errno : 0;
 }
 
-/* Whole blocks of a dynamic disk are unmapped; a differencing disk keeps them (an unmapped
- * block would show the parent's data). */
-static int vhd_discard(struct disk *d, uint64_t off, uint64_t len)
+/* Unmaps the whole blocks: a dynamic disk then reads zeros there, a differencing one its parent's
+ * data; there is no zero state in a differencing VHD. */
+static int vhd_release(struct disk *d, uint64_t off, uint64_t len, enum disk_release how)
 {
 	struct vhd *v = d->priv;
 	if (d->readonly)
 		return -EROFS;
 	if (off > d->size || len > d->size - off)
 		return -EINVAL;
-	if (d->type != DISK_TYPE_DYNAMIC)
-		return 0;
+	if (how == DISK_RELEASE_ZERO && d->type == DISK_TYPE_DIFFERENCING)
+		return -EOPNOTSUPP;
 	uint64_t end = off + len;
 	uint64_t b0 = (off + v->block_size - 1) / v->block_size;
 	uint64_t b1 = end == d->size ? v->nblocks : end / v->block_size;
@@ -402,12 +402,26 @@ static int vhd_discard(struct disk *d, uint64_t off, uint64_t len)
 		if (rc)
 			break;
 		v->bat[b] = VHD_UNALLOC;
+		v->full[b] = 0;
+		if (v->bmc) {
+			free(v->bmc[b]);
+			v->bmc[b] = NULL;
+		}
 		if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)home,
 			      (off_t)(v->bitmap_size + v->block_size)) && errno != EOPNOTSUPP)
 			rc = -errno;
 	}
 	pthread_mutex_unlock(&v->lock);
 	return rc;
+}
+
+/* A dynamic disk unmaps whole blocks; a differencing disk keeps them (an unmapped block would
+ * show the parent's data). */
+static int vhd_discard(struct disk *d, uint64_t off, uint64_t len)
+{
+	if (d->type != DISK_TYPE_DYNAMIC)
+		return d->readonly ? -EROFS : off > d->size || len > d->size - off ? -EINVAL : 0;
+	return vhd_release(d, off, len, DISK_RELEASE_ZERO);
 }
 
 static void vhd_free(struct vhd *v)
@@ -446,6 +460,7 @@ static const struct disk_ops vhd_ops = {
 	.writev = vhd_writev,
 	.flush = vhd_flush,
 	.discard = vhd_discard,
+	.release = vhd_release,
 	.compact = vhd_compact,
 	.close = vhd_close,
 };

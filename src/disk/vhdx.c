@@ -1026,6 +1026,58 @@ static int vhdx_flush(struct disk *d)
 	return rc;
 }
 
+/* Whole blocks [b0, b1) take state (ZERO or NOT_PRESENT) through the log, then give their space
+ * back. Lock held. */
+static int vhdx_blocks_release_locked(struct disk *d, struct vhdx *v, uint64_t b0, uint64_t b1,
+				      uint64_t state)
+{
+	if (b1 <= b0)
+		return 0;
+	uint64_t first = UINT64_MAX, last = 0;
+	/* old: the entries as they were, put back if the commit fails */
+	uint64_t *freed = malloc(sizeof(*freed) * (b1 - b0)), nfreed = 0;
+	uint64_t *old = malloc(sizeof(*old) * (b1 - b0));
+	if (!freed || !old) {
+		free(freed);
+		free(old);
+		return -ENOMEM;
+	}
+	for (uint64_t b = b0; b < b1; b++) {
+		uint64_t idx = bat_payload_index(v, b), e = v->bat[idx], st = e & 7;
+		bool data = st == VHDX_PAYLOAD_FULLY_PRESENT || st == VHDX_PAYLOAD_PARTIALLY_PRESENT;
+		old[b - b0] = e;
+		if (st == state || (!v->has_parent && !data))
+			continue; /* already so, or already reads as zeros */
+		if (data)
+			freed[nfreed++] = bat_off_of(e);
+		v->bat[idx] = state;
+		if (idx < first)
+			first = idx;
+		last = idx;
+	}
+	int rc = first == UINT64_MAX ? 0 : vhdx_bat_commit(d, v, first, last);
+	if (rc)
+		for (uint64_t b = b0; b < b1; b++)
+			v->bat[bat_payload_index(v, b)] = old[b - b0];
+	free(old);
+	/* Logged (durable) before any block is released: a crash cannot expose freed space. */
+	for (uint64_t i = 0; i < nfreed && !rc; i++)
+		if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)freed[i],
+			      (off_t)v->block_size) && errno != EOPNOTSUPP)
+			rc = -errno;
+	free(freed);
+	return rc;
+}
+
+/* The whole blocks [*b0, *b1) inside [off, off+len). */
+static void vhdx_whole_blocks(struct disk *d, struct vhdx *v, uint64_t off, uint64_t len, uint64_t *b0,
+			      uint64_t *b1)
+{
+	uint64_t end = off + len;
+	*b0 = (off + v->block_size - 1) / v->block_size;
+	*b1 = end == d->size ? v->nblocks : end / v->block_size;
+}
+
 static int vhdx_discard(struct disk *d, uint64_t off, uint64_t len)
 {
 	struct vhdx *v = d->priv;
@@ -1037,9 +1089,8 @@ static int vhdx_discard(struct disk *d, uint64_t off, uint64_t len)
 		return 0; /* fixed disks keep their blocks */
 	pthread_mutex_lock(&v->lock);
 	int rc = 0;
-	uint64_t end = off + len;
-	uint64_t b0 = (off + v->block_size - 1) / v->block_size;
-	uint64_t b1 = end == d->size ? v->nblocks : end / v->block_size; /* whole blocks [b0,b1) */
+	uint64_t end = off + len, b0, b1;
+	vhdx_whole_blocks(d, v, off, len, &b0, &b1);
 	/* Partial blocks of a non-differencing disk: punch the data (reads zero, space freed). */
 	if (!v->has_parent) {
 		uint64_t pieces[2][2] = { { off, b0 * v->block_size < end ? b0 * v->block_size : end },
@@ -1058,34 +1109,27 @@ static int vhdx_discard(struct disk *d, uint64_t off, uint64_t len)
 			}
 		}
 	}
-	/* Whole blocks: state ZERO through the log, then release their space. */
-	uint64_t first = UINT64_MAX, last = 0;
-	uint64_t *freed = NULL, nfreed = 0;
-	if (!rc && b1 > b0)
-		freed = malloc(sizeof(*freed) * (b1 - b0));
-	if (!rc && b1 > b0 && !freed)
-		rc = -ENOMEM;
-	for (uint64_t b = b0; b < b1 && !rc; b++) {
-		uint64_t idx = bat_payload_index(v, b), e = v->bat[idx], st = e & 7;
-		if (st == VHDX_PAYLOAD_ZERO)
-			continue;
-		if (!v->has_parent && st != VHDX_PAYLOAD_FULLY_PRESENT)
-			continue; /* already reads as zeros */
-		if (st == VHDX_PAYLOAD_FULLY_PRESENT || st == VHDX_PAYLOAD_PARTIALLY_PRESENT)
-			freed[nfreed++] = bat_off_of(e);
-		v->bat[idx] = VHDX_PAYLOAD_ZERO;
-		if (idx < first)
-			first = idx;
-		last = idx;
-	}
-	if (!rc && first != UINT64_MAX)
-		rc = vhdx_bat_commit(d, v, first, last);
-	/* Logged (durable) before any block is released: a crash cannot expose freed space. */
-	for (uint64_t i = 0; i < nfreed && !rc; i++)
-		if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)freed[i],
-			      (off_t)v->block_size) && errno != EOPNOTSUPP)
-			rc = -errno;
-	free(freed);
+	if (!rc)
+		rc = vhdx_blocks_release_locked(d, v, b0, b1, VHDX_PAYLOAD_ZERO);
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+/* ZERO reads zeros also in a differencing disk; NOT_PRESENT reads the parent (zeros without one). */
+static int vhdx_release(struct disk *d, uint64_t off, uint64_t len, enum disk_release how)
+{
+	struct vhdx *v = d->priv;
+	if (d->readonly)
+		return -EROFS;
+	if (off > d->size || len > d->size - off)
+		return -EINVAL;
+	if (v->leave_allocated || !len)
+		return 0;
+	uint64_t b0, b1;
+	vhdx_whole_blocks(d, v, off, len, &b0, &b1);
+	pthread_mutex_lock(&v->lock);
+	int rc = vhdx_blocks_release_locked(d, v, b0, b1,
+					    how == DISK_RELEASE_ZERO ? VHDX_PAYLOAD_ZERO : VHDX_PAYLOAD_NOT_PRESENT);
 	pthread_mutex_unlock(&v->lock);
 	return rc;
 }
@@ -1131,6 +1175,7 @@ static const struct disk_ops vhdx_ops = {
 	.writev = vhdx_writev,
 	.flush = vhdx_flush,
 	.discard = vhdx_discard,
+	.release = vhdx_release,
 	.compact = vhdx_compact,
 	.close = vhdx_close,
 };
@@ -1392,6 +1437,50 @@ static int vhdx_compact_move(struct disk *d, void *drv, uint64_t idx, uint64_t f
 	return rc;
 }
 
+/* A differencing disk's sector bitmaps that no partially present block needs any more (their
+ * blocks were written in full or released) give back their 1 MiB: state NOT_PRESENT through
+ * the log first, then the space. Lock held. */
+static int vhdx_bitmaps_release_locked(struct disk *d, struct vhdx *v)
+{
+	if (!v->has_parent)
+		return 0; /* only differencing disks have sector bitmaps */
+	uint64_t nchunks = (v->nblocks + v->chunk_ratio - 1) / v->chunk_ratio;
+	uint64_t first = UINT64_MAX, last = 0, nfreed = 0;
+	/* freed: (BAT index, old entry) pairs */
+	uint64_t (*freed)[2] = malloc(sizeof(*freed) * (nchunks + 1));
+	if (!freed)
+		return -ENOMEM;
+	for (uint64_t c = 0; c < nchunks; c++) {
+		uint64_t idx = bat_bitmap_index(v, c);
+		if ((v->bat[idx] & 7) != VHDX_SB_PRESENT)
+			continue;
+		bool needed = false;
+		for (uint64_t b = c * v->chunk_ratio; b < (c + 1) * v->chunk_ratio && b < v->nblocks && !needed; b++)
+			needed = (v->bat[bat_payload_index(v, b)] & 7) == VHDX_PAYLOAD_PARTIALLY_PRESENT;
+		if (needed)
+			continue;
+		freed[nfreed][0] = idx;
+		freed[nfreed++][1] = v->bat[idx];
+		v->bat[idx] = VHDX_SB_NOT_PRESENT;
+		if (c < v->nsbc) { /* no block of the chunk reads it any more */
+			free(v->sbc[c]);
+			v->sbc[c] = NULL;
+		}
+		if (idx < first)
+			first = idx;
+		last = idx;
+	}
+	int rc = first == UINT64_MAX ? 0 : vhdx_bat_commit(d, v, first, last);
+	for (uint64_t i = 0; rc && i < nfreed; i++) /* not committed: the bitmaps stay */
+		v->bat[freed[i][0]] = freed[i][1];
+	for (uint64_t i = 0; i < nfreed && !rc; i++)
+		if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)bat_off_of(freed[i][1]),
+			      VHDX_SECTOR_BITMAP_SIZE) && errno != EOPNOTSUPP)
+			rc = -errno;
+	free(freed);
+	return rc;
+}
+
 int vhdx_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,
 		 uint64_t *moved)
 {
@@ -1408,6 +1497,8 @@ int vhdx_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint
 		rc = -ENOMEM;
 		goto out;
 	}
+	if ((rc = vhdx_bitmaps_release_locked(d, v)))
+		goto out;
 	size_t n = 0;
 	/* Headers and region tables, the log, the metadata and the BAT stay where they are. */
 	u[n++] = (struct disk_used){ 0, VHDX_MiB, DISK_USED_FIXED };
@@ -1417,9 +1508,8 @@ int vhdx_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint
 	for (uint64_t i = 0; i < v->bat_entries; i++) {
 		uint64_t e = v->bat[i], st = e & 7;
 		if ((i % (v->chunk_ratio + 1ull)) == v->chunk_ratio) {
-			/* Sector bitmaps (1 MiB) are left in place. */
-			if (st == VHDX_SB_PRESENT)
-				u[n++] = (struct disk_used){ bat_off_of(e), VHDX_SECTOR_BITMAP_SIZE, DISK_USED_FIXED };
+			if (st == VHDX_SB_PRESENT) /* a sector bitmap (1 MiB) moves like a block */
+				u[n++] = (struct disk_used){ bat_off_of(e), VHDX_SECTOR_BITMAP_SIZE, i };
 		} else if (st == VHDX_PAYLOAD_FULLY_PRESENT || st == VHDX_PAYLOAD_PARTIALLY_PRESENT) {
 			/* Every block keeps its whole block_size of room (also a short last block),
 			 * as readers such as qemu-img check expect. */

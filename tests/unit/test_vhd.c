@@ -283,6 +283,65 @@ static void test_partial_bitmap(void **state)
 	disk_close(d);
 }
 
+/* Compact of a differencing disk (VHD and VHDX): blocks that read the same as the parent go back
+ * to it (written with the parent's data, zeros over the parent's zeros, a partial write of the
+ * parent's bytes); zeros over the parent's data stay (VHD has no zero blocks) or become zero
+ * blocks (VHDX); the child's own data stays. What the disk reads does not change. */
+static void test_compact_differencing(void **state)
+{
+	const char *fmts[] = { "vhd", "vhdx" };
+	for (int f = 0; f < 2; f++) {
+		char base[32], child[32];
+		snprintf(base, sizeof(base), "cdb.%s", fmts[f]);
+		snprintf(child, sizeof(child), "cdc.%s", fmts[f]);
+		unlink(p(base));
+		unlink(p(child));
+		struct disk_create_opts o = { .format = fmts[f], .size = 16 * MiB, .block_size = MiB };
+		assert_int_equal(disk_create(p(base), &o), 0);
+		static uint8_t pa[16 * MiB], want[16 * MiB], got[16 * MiB];
+		for (uint64_t b = 0; b < 16; b++)
+			for (size_t i = 0; i < MiB; i += 512)
+				memset(pa + b * MiB + i, b % 4 == 3 ? 0 : (int)(b * 5 + i / 512 + 1), 512);
+		struct disk *d;
+		assert_int_equal(disk_open(p(base), 0, &d), 0);
+		assert_int_equal(disk_pwrite(d, pa, sizeof(pa), 0), 0);
+		disk_close(d);
+		o.size = 0;
+		o.parent = p(base);
+		assert_int_equal(disk_create(p(child), &o), 0);
+		memcpy(want, pa, sizeof(want));
+		assert_int_equal(disk_open(p(child), 0, &d), 0);
+		assert_int_equal(disk_pwrite(d, pa, MiB, 0), 0);                          /* = parent */
+		memset(want + MiB, 0x77, MiB);
+		assert_int_equal(disk_pwrite(d, want + MiB, MiB, MiB), 0);                /* own data */
+		memset(want + 2 * MiB, 0, MiB);
+		assert_int_equal(disk_pwrite(d, want + 2 * MiB, MiB, 2 * MiB), 0);        /* zeros */
+		assert_int_equal(disk_pwrite(d, want + 3 * MiB, MiB, 3 * MiB), 0);        /* zeros = parent */
+		assert_int_equal(disk_pwrite(d, pa + 4 * MiB + 8192, 4096, 4 * MiB + 8192), 0); /* = parent */
+		memset(want + 5 * MiB + 8192, 0x99, 4096);
+		assert_int_equal(disk_pwrite(d, want + 5 * MiB + 8192, 4096, 5 * MiB + 8192), 0);
+		assert_int_equal(disk_pwrite(d, pa + 6 * MiB, MiB, 6 * MiB), 0);          /* = parent, at the end */
+		disk_close(d);
+		assert_int_equal(disk_open(p(child), DISK_KEEP_LINKAGE, &d), 0);
+		struct disk_compact_stats st;
+		assert_int_equal(disk_compact(d, NULL, NULL, &st), 0);
+		assert_int_equal(st.parent_blocks, 4);
+		assert_int_equal(st.zero_blocks, f == 1 ? 1 : 0);
+		assert_int_equal(disk_pread(d, got, sizeof(got), 0), 0);
+		assert_memory_equal(got, want, sizeof(want));
+		disk_close(d);
+		/* Kept: blocks 1 and 5, and block 2 in a VHD; the file holds no more than those. */
+		uint64_t kept = f == 1 ? 2 : 3;
+		assert_true(st.size_after < st.size_before);
+		assert_true(st.size_after <= (f == 1 ? 4 * MiB : 64 * 1024) + kept * (MiB + 512));
+		assert_int_equal(disk_open(p(child), DISK_RDONLY, &d), 0);
+		memset(got, 0, sizeof(got));
+		assert_int_equal(disk_pread(d, got, sizeof(got), 0), 0);
+		assert_memory_equal(got, want, sizeof(want));
+		disk_close(d);
+	}
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -293,6 +352,7 @@ int main(void)
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_compact),
 		cmocka_unit_test(test_partial_bitmap),
+		cmocka_unit_test(test_compact_differencing),
 	};
 	return cmocka_run_group_tests_name("vhd", tests, setup, teardown);
 }

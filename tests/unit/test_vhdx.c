@@ -620,6 +620,80 @@ static void test_partially_present(void **state)
 	disk_close(d);
 }
 
+/* Sector bitmaps in compact: one that a partially present block still needs moves down into free
+ * space like a block; once its block is fully present it is released. The data reads the same
+ * throughout. */
+static void test_compact_bitmaps(void **state)
+{
+	/* 2 MiB blocks: bitmaps (1 MiB) and blocks differ in size. */
+	const uint64_t B = 2 * MiB;
+	mk("sbase.vhdx", 8 * MiB, B, false, NULL);
+	static uint8_t a[8 * MiB], want[8 * MiB], got[8 * MiB];
+	memset(a, 0xAA, sizeof(a));
+	struct disk *d;
+	assert_int_equal(disk_open(p("sbase.vhdx"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, a, sizeof(a), 0), 0);
+	disk_close(d);
+	mk("schild.vhdx", 0, B, false, "sbase.vhdx");
+	memcpy(want, a, sizeof(want));
+	memset(want, 0x11, B);
+	memset(want + B, 0x22, B);
+	memset(want + 2 * B, 0xCC, B);
+	assert_int_equal(disk_open(p("schild.vhdx"), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, want, 3 * B, 0), 0); /* blocks 0-2, fully present */
+	disk_close(d);
+	/* Block 2 made partially present (sectors 0-7), its chunk's bitmap at the end of the file;
+	 * BAT at 3 MiB; 512-byte sectors and 2 MiB blocks: chunk ratio 2048, chunk 0's bitmap
+	 * entry 2048. */
+	uint64_t e2, sbe;
+	peek("schild.vhdx", 3 * MiB + 2 * 8, &e2, 8);
+	struct stat st;
+	assert_int_equal(stat(p("schild.vhdx"), &st), 0);
+	uint64_t bm_off = ((uint64_t)st.st_size + MiB - 1) / MiB * MiB;
+	static uint8_t bm[MiB];
+	memset(bm, 0, sizeof(bm));
+	bm[2 * 4096 / 8] = 0xFF;
+	poke("schild.vhdx", bm_off, bm, sizeof(bm));
+	e2 = (e2 & ~7ull) | 7;
+	poke("schild.vhdx", 3 * MiB + 2 * 8, &e2, 8);
+	sbe = bm_off | 6;
+	poke("schild.vhdx", 3 * MiB + 2048 * 8, &sbe, 8);
+	memset(want + 2 * B + 4096, 0xAA, B - 4096);
+	/* Block 1 discarded (reads zeros, its space is free below the bitmap). */
+	assert_int_equal(disk_open(p("schild.vhdx"), 0, &d), 0);
+	assert_int_equal(d->ops->discard(d, B, B), 0);
+	memset(want + B, 0, B);
+	struct disk_compact_stats cs;
+	assert_int_equal(disk_compact(d, NULL, NULL, &cs), 0);
+	assert_int_equal(cs.moved_blocks, 1);
+	assert_int_equal(cs.size_after, cs.size_before - MiB);
+	assert_int_equal(disk_pread(d, got, sizeof(got), 0), 0);
+	assert_memory_equal(got, want, sizeof(want));
+	disk_close(d);
+	peek("schild.vhdx", 3 * MiB + 2048 * 8, &sbe, 8);
+	assert_int_equal(sbe & 7, 6);
+	assert_true((sbe & ~(MiB - 1)) < bm_off); /* moved down */
+	assert_int_equal(disk_open(p("schild.vhdx"), DISK_RDONLY, &d), 0);
+	assert_int_equal(disk_pread(d, got, sizeof(got), 0), 0);
+	assert_memory_equal(got, want, sizeof(want));
+	disk_close(d);
+	/* A write makes block 2 fully present: the bitmap is no longer needed, and block 2 moves
+	 * down into the space it and block 1's leftover leave. */
+	assert_int_equal(disk_open(p("schild.vhdx"), 0, &d), 0);
+	memset(want + 2 * B + 8192, 0x5c, 512);
+	assert_int_equal(disk_pwrite(d, want + 2 * B + 8192, 512, 2 * B + 8192), 0);
+	assert_int_equal(disk_compact(d, NULL, NULL, &cs), 0);
+	assert_int_equal(cs.moved_blocks, 1);
+	assert_int_equal(cs.size_after, cs.size_before - B);
+	disk_close(d);
+	peek("schild.vhdx", 3 * MiB + 2048 * 8, &sbe, 8);
+	assert_int_equal(sbe & 7, 0);
+	assert_int_equal(disk_open(p("schild.vhdx"), DISK_RDONLY, &d), 0);
+	assert_int_equal(disk_pread(d, got, sizeof(got), 0), 0);
+	assert_memory_equal(got, want, sizeof(want));
+	disk_close(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -635,6 +709,7 @@ int main(void)
 		cmocka_unit_test(test_compact_shrinks),
 		cmocka_unit_test(test_direct_io),
 		cmocka_unit_test(test_partially_present),
+		cmocka_unit_test(test_compact_bitmaps),
 	};
 	return cmocka_run_group_tests_name("vhdx", tests, setup, teardown);
 }
