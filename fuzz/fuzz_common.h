@@ -14,19 +14,24 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static uint8_t *fz_template;
-static size_t fz_template_len;
-static uint8_t *fz_dirty; /* per 4 KiB page: non-zero in the template or patched */
+/* Two templates: [0] a dynamic image, [1] a differencing child of a parent made once at start-up
+ * (its locator names the parent's absolute path, so the patched child still finds it). */
+struct fz_tpl {
+	uint8_t *img;
+	size_t len;
+	uint8_t *dirty; /* per 4 KiB page: non-zero in the template or patched */
+};
+static struct fz_tpl fz_tpl[2];
+static char fz_parent_path[64];
 
-static void fz_template_make(const struct disk_create_opts *o, const char *parent_fmt)
+static void fz_parent_cleanup(void)
 {
-	char path[] = "/tmp/g2vm-fuzz-XXXXXX";
-	int fd = mkstemp(path);
-	close(fd);
-	unlink(path);
-	log_set_level(LOG_ERROR);
-	if (disk_create(path, o))
-		abort();
+	if (fz_parent_path[0])
+		unlink(fz_parent_path);
+}
+
+static void fz_write_some(const char *path)
+{
 	struct disk *d;
 	if (disk_open(path, 0, &d))
 		abort();
@@ -36,22 +41,60 @@ static void fz_template_make(const struct disk_create_opts *o, const char *paren
 	disk_pwrite(d, b, sizeof(b), d->size / 2);
 	d->ops->flush(d);
 	disk_close(d);
-	FILE *f = fopen(path, "rb");
-	fseek(f, 0, SEEK_END);
-	fz_template_len = (size_t)ftell(f);
-	fseek(f, 0, SEEK_SET);
-	fz_template = malloc(fz_template_len);
-	if (fread(fz_template, 1, fz_template_len, f) != fz_template_len)
+}
+
+/* Makes both templates from o (a dynamic image of o->format); the parent of [1] is o too. */
+static void fz_template_make(const struct disk_create_opts *o)
+{
+	log_set_level(LOG_ERROR);
+	snprintf(fz_parent_path, sizeof(fz_parent_path), "/tmp/g2vm-fuzz-parent-%d", (int)getpid());
+	unlink(fz_parent_path);
+	if (disk_create(fz_parent_path, o))
 		abort();
-	fclose(f);
-	unlink(path);
-	static const uint8_t zero[4096];
-	fz_dirty = calloc(fz_template_len / 4096 + 1, 1);
-	for (size_t pg = 0; pg * 4096 < fz_template_len; pg++) {
-		size_t n = fz_template_len - pg * 4096 < 4096 ? fz_template_len - pg * 4096 : 4096;
-		fz_dirty[pg] = memcmp(fz_template + pg * 4096, zero, n) != 0;
+	atexit(fz_parent_cleanup);
+	fz_write_some(fz_parent_path);
+	for (int k = 0; k < 2; k++) {
+		char path[] = "/tmp/g2vm-fuzz-XXXXXX";
+		int fd = mkstemp(path);
+		close(fd);
+		unlink(path);
+		struct disk_create_opts c = *o;
+		if (k) {
+			c.parent = fz_parent_path;
+			c.size = 0;
+		}
+		if (disk_create(path, &c))
+			abort();
+		fz_write_some(path);
+		FILE *f = fopen(path, "rb");
+		fseek(f, 0, SEEK_END);
+		struct fz_tpl *t = &fz_tpl[k];
+		t->len = (size_t)ftell(f);
+		fseek(f, 0, SEEK_SET);
+		t->img = malloc(t->len);
+		if (fread(t->img, 1, t->len, f) != t->len)
+			abort();
+		fclose(f);
+		unlink(path);
+		static const uint8_t zero[4096];
+		t->dirty = calloc(t->len / 4096 + 1, 1);
+		for (size_t pg = 0; pg * 4096 < t->len; pg++) {
+			size_t n = t->len - pg * 4096 < 4096 ? t->len - pg * 4096 : 4096;
+			t->dirty[pg] = memcmp(t->img + pg * 4096, zero, n) != 0;
+		}
 	}
 	log_set_level(getenv("FUZZ_VERBOSE") ? LOG_DEBUG : LOG_ERROR);
+}
+
+/* A fresh copy of the template the flags byte picks (0x40: the differencing one). */
+static const struct fz_tpl *fz_template_copy(const uint8_t *in, size_t n, uint8_t **img, uint8_t **dirty)
+{
+	const struct fz_tpl *t = &fz_tpl[n && (in[0] & 0x40) ? 1 : 0];
+	*img = malloc(t->len);
+	memcpy(*img, t->img, t->len);
+	*dirty = malloc(t->len / 4096 + 1);
+	memcpy(*dirty, t->dirty, t->len / 4096 + 1);
+	return t;
 }
 
 /* Applies the patches; returns the flags byte (first input byte) or -1. */

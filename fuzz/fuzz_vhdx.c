@@ -8,7 +8,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct disk_create_opts o = { .format = "vhdx", .size = 64 << 20, .block_size = 1 << 20 };
-	fz_template_make(&o, NULL);
+	fz_template_make(&o);
 	return 0;
 }
 
@@ -23,32 +23,30 @@ static void fix_crc(uint8_t *img, size_t len, size_t off, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	uint8_t *img = malloc(fz_template_len);
-	memcpy(img, fz_template, fz_template_len);
-	size_t npg = fz_template_len / 4096 + 1;
-	uint8_t *dirty = malloc(npg);
-	memcpy(dirty, fz_dirty, npg);
-	int flags = fz_patch(img, fz_template_len, data, size, dirty);
+	uint8_t *img, *dirty;
+	const struct fz_tpl *t = fz_template_copy(data, size, &img, &dirty);
+	size_t len = t->len, npg = len / 4096 + 1;
+	int flags = fz_patch(img, len, data, size, dirty);
 	if (flags >= 0) {
 		if (!(flags & 0x10)) { /* make headers and region tables pass their checksums */
-			fix_crc(img, fz_template_len, 64 << 10, 4096);
-			fix_crc(img, fz_template_len, 128 << 10, 4096);
-			fix_crc(img, fz_template_len, 192 << 10, 64 << 10);
-			fix_crc(img, fz_template_len, 256 << 10, 64 << 10);
+			fix_crc(img, len, 64 << 10, 4096);
+			fix_crc(img, len, 128 << 10, 4096);
+			fix_crc(img, len, 192 << 10, 64 << 10);
+			fix_crc(img, len, 256 << 10, 64 << 10);
 		}
 		if (flags & 0x20) { /* a log entry at the log's start with a valid checksum */
 			uint32_t el;
 			memcpy(&el, img + (1 << 20) + 8, 4);
 			if (el >= 4096 && el <= (1 << 20) && !(el % 4096))
-				fix_crc(img, fz_template_len, 1 << 20, el);
+				fix_crc(img, len, 1 << 20, el);
 		}
 		/* checksum fix-ups touch pages the patches may not have */
 		for (size_t pg = 0; pg < 80 && pg < npg; pg++)
 			dirty[pg] = 1;
 		dirty[npg - 1] = 1;
-		if (fz_template_len % 4096 == 0 && npg >= 2)
+		if (len % 4096 == 0 && npg >= 2)
 			dirty[npg - 2] = 1;
-		fz_exercise(img, fz_template_len, flags, dirty);
+		fz_exercise(img, len, flags, dirty);
 	}
 	free(dirty);
 	free(img);

@@ -525,27 +525,35 @@ int kvm_vcpu_set_cpuid(struct kvm_vcpu *v, const struct x86_cpuid_entry *e, unsi
 	return r;
 }
 
+/* struct kvm_msrs ends in a flexible array: one entry goes in a buffer sized for both (a struct
+ * that embeds kvm_msrs before the entry is a GNU extension clang warns about). */
+union kvm_one_msr {
+	struct kvm_msrs h;
+	uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+};
+
 int kvm_vcpu_get_msr(struct kvm_vcpu *v, uint32_t index, uint64_t *value)
 {
-	struct {
-		struct kvm_msrs h;
-		struct kvm_msr_entry e;
-	} m = { .h.nmsrs = 1, .e.index = index };
+	union kvm_one_msr m;
+	memset(&m, 0, sizeof(m));
+	m.h.nmsrs = 1;
+	m.h.entries[0].index = index;
 	int r = ioctl(v->fd, KVM_GET_MSRS, &m);
 	if (r < 0)
 		return -errno;
 	if (r != 1)
 		return -EINVAL;
-	*value = m.e.data;
+	*value = m.h.entries[0].data;
 	return 0;
 }
 
 int kvm_vcpu_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t value)
 {
-	struct {
-		struct kvm_msrs h;
-		struct kvm_msr_entry e;
-	} m = { .h.nmsrs = 1, .e.index = index, .e.data = value };
+	union kvm_one_msr m;
+	memset(&m, 0, sizeof(m));
+	m.h.nmsrs = 1;
+	m.h.entries[0].index = index;
+	m.h.entries[0].data = value;
 	int r = ioctl(v->fd, KVM_SET_MSRS, &m);
 	if (r < 0)
 		return -errno;
