@@ -2,11 +2,15 @@
  * against QEMU's vhdx driver (qemu-img bench) on the same images, with the same depth (1: disk_ops
  * is synchronous), request size, pattern and cache mode on both sides.
  *
- * Cache mode (BENCH_CACHE): "none" (default) opens the images with DISK_DIRECT and runs qemu-img
- * bench with -t none -i native: O_DIRECT on both sides, so the figures are the drivers' overhead
- * on top of the device, without page-cache artifacts. "writeback" is buffered on both sides; each
- * run then starts from the same page-cache state: sync, drop the page cache (root), read the whole
- * image once.
+ * Cache modes (BENCH_CACHE: "none", "writeback"; unset: both, one after the other): "none" opens
+ * the images with DISK_DIRECT and runs qemu-img bench with -t none -i native: O_DIRECT on both
+ * sides, the drivers' overhead on top of the device. "writeback" (qemu-img bench's own default)
+ * is buffered on both sides; each run then starts from the same page-cache state: sync, drop the
+ * page cache (root), read the whole image once.
+ *
+ * Where the raw file itself (no driver: one system call per request) is not 1.5x QEMU, no VHDX
+ * driver within 10% of raw can be: the device or the kernel's copy bounds both sides. The table
+ * shows that ceiling (raw/q) next to each gen2vm/QEMU ratio and the goal line names such cases.
  *
  * Preparation is the same for every file: raw, fixed VHDX and dynamic VHDX are written in full
  * (1 MiB sequential, a non-zero pattern) and fdatasync'ed, so none is sparse, none has unwritten
@@ -175,19 +179,10 @@ static void track_lowest(double r, const char *name, double *lowest, const char 
 	}
 }
 
-int main(void)
+/* One cache mode (the global direct): prepares the three images, runs every case, prints. */
+static int bench_mode(const char *dir, uint64_t mb, int reps, double secs)
 {
-	const char *dir = getenv("BENCH_DIR") ? getenv("BENCH_DIR") : "/var/tmp";
-	uint64_t mb = getenv("BENCH_MB") ? strtoull(getenv("BENCH_MB"), NULL, 10) : 256;
-	int reps = getenv("BENCH_REPS") ? atoi(getenv("BENCH_REPS")) : 5;
-	double secs = getenv("BENCH_SECS") ? atof(getenv("BENCH_SECS")) : 0.4;
-	if (reps < 1 || reps > MAXREPS)
-		reps = 5;
-	direct = !getenv("BENCH_CACHE") || strcmp(getenv("BENCH_CACHE"), "writeback");
 	uint64_t size = mb * MiB;
-	buf = aligned_alloc(4096, MiB);
-	for (size_t i = 0; i < MiB; i++)
-		buf[i] = (uint8_t)(i * 31 + 7);
 	char raw[512], fixed[512], dyn[512];
 	snprintf(raw, sizeof(raw), "%s/g2vm-bench-%d.raw", dir, getpid());
 	snprintf(fixed, sizeof(fixed), "%s/g2vm-bench-%d-fixed.vhdx", dir, getpid());
@@ -230,11 +225,12 @@ int main(void)
 		      : "page cache, dropped and re-read before each run; qemu-img bench -t writeback",
 	       reps);
 	printf("dynamic VHDX first (allocating) 1M sequential write: %.0f MB/s\n", alloc);
-	printf("%-15s %21s %21s %21s %7s %7s %21s %21s %6s %6s\n", "", "raw", "fixed", "dynamic",
-	       "fix/raw", "dyn/raw", "qemu fixed", "qemu dynamic", "g/q fx", "g/q dy");
-	double worst_raw = 1e9, worst_q = 1e9, cpu_med[6][5];
-	int cpu_n[6];
-	const char *worst_raw_case = "", *worst_q_case = "";
+	printf("%-15s %21s %21s %21s %7s %7s %21s %21s %6s %6s %6s\n", "", "raw", "fixed", "dynamic",
+	       "fix/raw", "dyn/raw", "qemu fixed", "qemu dynamic", "g/q fx", "g/q dy", "raw/q");
+	double worst_raw = 1e9, cpu_med[6][5];
+	int cpu_n[6], q_cases = 0, q_met = 0;
+	const char *worst_raw_case = "";
+	char q_missed[1024] = "";
 	for (size_t t = 0; t < sizeof(tests) / sizeof(tests[0]); t++) {
 		enum pat p = tests[t].p;
 		bool wr = tests[t].wr, with_q = p != RAND4K;
@@ -281,12 +277,22 @@ int main(void)
 		track_lowest(fr, tests[t].name, &worst_raw, &worst_raw_case);
 		track_lowest(dr, tests[t].name, &worst_raw, &worst_raw_case);
 		if (with_q && s[3].med > 0 && s[4].med > 0) {
-			double gf = s[1].med / s[3].med, gd = s[2].med / s[4].med;
-			printf(" %21s %21s %6.2f %6.2f\n", cell[3], cell[4], gf, gd);
-			track_lowest(gf, tests[t].name, &worst_q, &worst_q_case);
-			track_lowest(gd, tests[t].name, &worst_q, &worst_q_case);
+			double g[2] = { s[1].med / s[3].med, s[2].med / s[4].med };
+			/* the ceiling: the raw file against the slower of QEMU's two */
+			double ceil = s[0].med / (s[3].med > s[4].med ? s[3].med : s[4].med);
+			printf(" %21s %21s %6.2f %6.2f %6.2f\n", cell[3], cell[4], g[0], g[1], ceil);
+			for (int k = 0; k < 2; k++) {
+				q_cases++;
+				if (g[k] >= 1.5) {
+					q_met++;
+					continue;
+				}
+				size_t l = strlen(q_missed);
+				snprintf(q_missed + l, sizeof(q_missed) - l, "%s%s %s %.2f (raw file %.2fx QEMU)",
+					 l ? "; " : "", tests[t].name, k ? "dynamic" : "fixed", g[k], ceil);
+			}
 		} else {
-			printf(" %21s %21s %6s %6s\n", "-", "-", "-", "-");
+			printf(" %21s %21s %6s %6s %6s\n", "-", "-", "-", "-", "-");
 		}
 		fflush(stdout);
 	}
@@ -303,13 +309,40 @@ int main(void)
 	}
 	printf("goal within 10%% of raw (fix/raw, dyn/raw >= 0.90): %s (lowest %.2f, %s)\n",
 	       worst_raw >= 0.90 ? "MET" : "NOT MET", worst_raw, worst_raw_case);
-	if (worst_q < 1e9)
-		printf("goal >= 1.5x QEMU (g/q >= 1.50): %s (lowest %.2f, %s)\n",
-		       worst_q >= 1.5 ? "MET" : "NOT MET", worst_q, worst_q_case);
+	if (q_cases)
+		printf("goal >= 1.5x QEMU (g/q >= 1.50): %s (met in %d of %d cases%s%s)\n",
+		       q_met == q_cases ? "MET" : "NOT MET", q_met, q_cases, q_met == q_cases ? "" : "; below: ",
+		       q_missed);
 	else
 		printf("goal >= 1.5x QEMU: not measured (qemu-img bench failed or is missing)\n");
 	unlink(raw);
 	unlink(fixed);
 	unlink(dyn);
 	return 0;
+}
+
+int main(void)
+{
+	const char *dir = getenv("BENCH_DIR") ? getenv("BENCH_DIR") : "/var/tmp";
+	uint64_t mb = getenv("BENCH_MB") ? strtoull(getenv("BENCH_MB"), NULL, 10) : 256;
+	int reps = getenv("BENCH_REPS") ? atoi(getenv("BENCH_REPS")) : 5;
+	double secs = getenv("BENCH_SECS") ? atof(getenv("BENCH_SECS")) : 0.4;
+	const char *mode = getenv("BENCH_CACHE");
+	if (reps < 1 || reps > MAXREPS)
+		reps = 5;
+	buf = aligned_alloc(4096, MiB);
+	for (size_t i = 0; i < MiB; i++)
+		buf[i] = (uint8_t)(i * 31 + 7);
+	int rc = 0;
+	if (!mode || strcmp(mode, "writeback")) {
+		direct = true;
+		rc |= bench_mode(dir, mb, reps, secs);
+	}
+	if (!mode || !strcmp(mode, "writeback")) {
+		if (!mode)
+			printf("\n");
+		direct = false;
+		rc |= bench_mode(dir, mb, reps, secs);
+	}
+	return rc;
 }
