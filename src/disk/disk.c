@@ -152,6 +152,13 @@ static int disk_range_check(struct disk *d, uint64_t off, size_t len)
 	return 0;
 }
 
+int disk_change_check(const struct disk *d, uint64_t off, uint64_t len)
+{
+	if (d->readonly)
+		return -EROFS;
+	return off > d->size || len > d->size - off ? -EINVAL : 0;
+}
+
 /* A parent may be smaller than its child (the child was grown): beyond it reads zero. */
 static int disk_parent_readv(struct disk *p, uint64_t off, const struct iovec *iov, int iovcnt,
 			     size_t len)

@@ -45,6 +45,10 @@ size_t disk_iov_len(const struct iovec *iov, int iovcnt);
 int disk_iov_sub(const struct iovec *iov, int iovcnt, size_t skip, size_t len, struct iovec *out);
 void disk_iov_zero(const struct iovec *iov, int iovcnt);
 
+/* Checks a request that changes [off, off+len): -EROFS on a read-only disk, -EINVAL when the
+ * range is not inside the disk, else 0. */
+int disk_change_check(const struct disk *d, uint64_t off, uint64_t len);
+
 /* Whether a data request at file_off may go through d->direct_fd (open, and offset, lengths and
  * addresses meet d->direct_align). */
 bool disk_direct_aligned(const struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off);

@@ -21,12 +21,8 @@ int disk_flat_readv(struct disk *d, uint64_t off, const struct iovec *iov, int i
 
 int disk_flat_writev(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
 {
-	size_t len = disk_iov_len(iov, iovcnt);
-	if (d->readonly)
-		return -EROFS;
-	if (off > d->size || len > d->size - off)
-		return -EINVAL;
-	return disk_data_pwritev(d, iov, iovcnt, off);
+	int rc = disk_change_check(d, off, disk_iov_len(iov, iovcnt));
+	return rc ? rc : disk_data_pwritev(d, iov, iovcnt, off);
 }
 
 static int raw_flush(struct disk *d)
@@ -36,10 +32,9 @@ static int raw_flush(struct disk *d)
 
 static int raw_discard(struct disk *d, uint64_t off, uint64_t len)
 {
-	if (d->readonly)
-		return -EROFS;
-	if (off > d->size || len > d->size - off)
-		return -EINVAL;
+	int rc = disk_change_check(d, off, len);
+	if (rc)
+		return rc;
 	if (d->type == DISK_TYPE_FIXED && d->block_size == 0 && d->priv == (void *)1) {
 		/* A host block device: discard its logical sectors (BLKDISCARD refuses a partial one). */
 		uint64_t ss = d->logical_sector;

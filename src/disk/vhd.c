@@ -379,16 +379,14 @@ static int vhd_flush(struct disk *d)
 static int vhd_release(struct disk *d, uint64_t off, uint64_t len, enum disk_release how)
 {
 	struct vhd *v = d->priv;
-	if (d->readonly)
-		return -EROFS;
-	if (off > d->size || len > d->size - off)
-		return -EINVAL;
+	int rc = disk_change_check(d, off, len);
+	if (rc)
+		return rc;
 	if (how == DISK_RELEASE_ZERO && d->type == DISK_TYPE_DIFFERENCING)
 		return -EOPNOTSUPP;
 	uint64_t end = off + len;
 	uint64_t b0 = (off + v->block_size - 1) / v->block_size;
 	uint64_t b1 = end == d->size ? v->nblocks : end / v->block_size;
-	int rc = 0;
 	pthread_mutex_lock(&v->lock);
 	for (uint64_t b = b0; b < b1 && !rc; b++) {
 		if (v->bat[b] == VHD_UNALLOC)
@@ -420,7 +418,7 @@ static int vhd_release(struct disk *d, uint64_t off, uint64_t len, enum disk_rel
 static int vhd_discard(struct disk *d, uint64_t off, uint64_t len)
 {
 	if (d->type != DISK_TYPE_DYNAMIC)
-		return d->readonly ? -EROFS : off > d->size || len > d->size - off ? -EINVAL : 0;
+		return disk_change_check(d, off, len);
 	return vhd_release(d, off, len, DISK_RELEASE_ZERO);
 }
 

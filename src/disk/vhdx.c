@@ -1081,14 +1081,10 @@ static void vhdx_whole_blocks(struct disk *d, struct vhdx *v, uint64_t off, uint
 static int vhdx_discard(struct disk *d, uint64_t off, uint64_t len)
 {
 	struct vhdx *v = d->priv;
-	if (d->readonly)
-		return -EROFS;
-	if (off > d->size || len > d->size - off)
-		return -EINVAL;
-	if (v->leave_allocated || !len)
-		return 0; /* fixed disks keep their blocks */
+	int rc = disk_change_check(d, off, len);
+	if (rc || v->leave_allocated || !len)
+		return rc; /* fixed disks keep their blocks */
 	pthread_mutex_lock(&v->lock);
-	int rc = 0;
 	uint64_t end = off + len, b0, b1;
 	vhdx_whole_blocks(d, v, off, len, &b0, &b1);
 	/* Partial blocks of a non-differencing disk: punch the data (reads zero, space freed). */
@@ -1119,16 +1115,13 @@ static int vhdx_discard(struct disk *d, uint64_t off, uint64_t len)
 static int vhdx_release(struct disk *d, uint64_t off, uint64_t len, enum disk_release how)
 {
 	struct vhdx *v = d->priv;
-	if (d->readonly)
-		return -EROFS;
-	if (off > d->size || len > d->size - off)
-		return -EINVAL;
-	if (v->leave_allocated || !len)
-		return 0;
+	int rc = disk_change_check(d, off, len);
+	if (rc || v->leave_allocated || !len)
+		return rc;
 	uint64_t b0, b1;
 	vhdx_whole_blocks(d, v, off, len, &b0, &b1);
 	pthread_mutex_lock(&v->lock);
-	int rc = vhdx_blocks_release_locked(d, v, b0, b1,
+	rc = vhdx_blocks_release_locked(d, v, b0, b1,
 					    how == DISK_RELEASE_ZERO ? VHDX_PAYLOAD_ZERO : VHDX_PAYLOAD_NOT_PRESENT);
 	pthread_mutex_unlock(&v->lock);
 	return rc;

@@ -54,6 +54,20 @@ static void mk(const char *name, uint64_t size, uint32_t bs, bool fixed, const c
 	assert_int_equal(disk_create(p(name), &o), 0);
 }
 
+/* A dynamic image of size bytes, every byte written as byte (a parent for differencing tests). */
+static void mk_filled(const char *name, uint64_t size, uint32_t bs, uint8_t byte)
+{
+	mk(name, size, bs, false, NULL);
+	uint8_t *a = malloc(size);
+	assert_non_null(a);
+	memset(a, byte, size);
+	struct disk *d;
+	assert_int_equal(disk_open(p(name), 0, &d), 0);
+	assert_int_equal(disk_pwrite(d, a, size, 0), 0);
+	disk_close(d);
+	free(a);
+}
+
 static void fill(uint8_t *b, size_t n, uint8_t seed)
 {
 	for (size_t i = 0; i < n; i++)
@@ -322,14 +336,10 @@ static void test_log_replay(void **state)
 
 static void test_differencing_three_levels(void **state)
 {
-	mk("base.vhdx", 8 * MiB, MiB, false, NULL);
-	static uint8_t a[8 * MiB], r[8 * MiB], want[8 * MiB];
-	memset(a, 0xAA, sizeof(a));
+	mk_filled("base.vhdx", 8 * MiB, MiB, 0xAA);
+	static uint8_t r[8 * MiB], want[8 * MiB];
 	struct disk *d;
-	assert_int_equal(disk_open(p("base.vhdx"), 0, &d), 0);
-	assert_int_equal(disk_pwrite(d, a, sizeof(a), 0), 0);
-	disk_close(d);
-	memcpy(want, a, sizeof(a));
+	memset(want, 0xAA, sizeof(want));
 	mk("mid.vhdx", 0, MiB, false, "base.vhdx");
 	assert_int_equal(disk_open(p("mid.vhdx"), 0, &d), 0);
 	assert_int_equal(d->size, 8 * MiB);
@@ -502,13 +512,8 @@ static void test_compact_shrinks(void **state)
 	compact_case("c.vhdx", NULL);
 	/* Differencing: the parent keeps its DataWriteGuid-linkage (compact keeps the child's
 	 * too), zero blocks become ZERO (not the parent's data). */
-	mk("cbase.vhdx", 32 * MiB, MiB, false, NULL);
+	mk_filled("cbase.vhdx", 32 * MiB, MiB, 0xAB);
 	struct disk *d;
-	static uint8_t a[32 * MiB];
-	memset(a, 0xAB, sizeof(a));
-	assert_int_equal(disk_open(p("cbase.vhdx"), 0, &d), 0);
-	assert_int_equal(disk_pwrite(d, a, sizeof(a), 0), 0);
-	disk_close(d);
 	mk("cchild.vhdx", 0, MiB, false, "cbase.vhdx");
 	compact_case("cchild.vhdx", "cbase.vhdx");
 	/* A fixed image: nothing to do, nothing changed. */
@@ -560,13 +565,9 @@ static void test_direct_io(void **state)
  * cached), sector by sector, and after a write that makes the block fully present. */
 static void test_partially_present(void **state)
 {
-	mk("pbase.vhdx", 8 * MiB, MiB, false, NULL);
-	static uint8_t a[8 * MiB], want[MiB], r[MiB];
-	memset(a, 0xAA, sizeof(a));
+	mk_filled("pbase.vhdx", 8 * MiB, MiB, 0xAA);
+	static uint8_t want[MiB], r[MiB];
 	struct disk *d;
-	assert_int_equal(disk_open(p("pbase.vhdx"), 0, &d), 0);
-	assert_int_equal(disk_pwrite(d, a, sizeof(a), 0), 0);
-	disk_close(d);
 	mk("pchild.vhdx", 0, MiB, false, "pbase.vhdx");
 	memset(r, 0xCC, MiB);
 	assert_int_equal(disk_open(p("pchild.vhdx"), 0, &d), 0);
@@ -627,15 +628,11 @@ static void test_compact_bitmaps(void **state)
 {
 	/* 2 MiB blocks: bitmaps (1 MiB) and blocks differ in size. */
 	const uint64_t B = 2 * MiB;
-	mk("sbase.vhdx", 8 * MiB, B, false, NULL);
-	static uint8_t a[8 * MiB], want[8 * MiB], got[8 * MiB];
-	memset(a, 0xAA, sizeof(a));
+	mk_filled("sbase.vhdx", 8 * MiB, B, 0xAA);
+	static uint8_t want[8 * MiB], got[8 * MiB];
 	struct disk *d;
-	assert_int_equal(disk_open(p("sbase.vhdx"), 0, &d), 0);
-	assert_int_equal(disk_pwrite(d, a, sizeof(a), 0), 0);
-	disk_close(d);
 	mk("schild.vhdx", 0, B, false, "sbase.vhdx");
-	memcpy(want, a, sizeof(want));
+	memset(want, 0xAA, sizeof(want));
 	memset(want, 0x11, B);
 	memset(want + B, 0x22, B);
 	memset(want + 2 * B, 0xCC, B);
