@@ -19,8 +19,9 @@
  * Patterns: qemu-img bench has no random mode, so the side-by-side uses its strided pattern
  * (4 KiB requests, step 1 MiB + 4 KiB, wrapping at the end) on both sides; the raw comparison also
  * runs true random 4 KiB (a fixed xorshift sequence, the same for every file). Each case runs
- * BENCH_REPS times (default 5; 7 in writeback mode) per target, targets interleaved, after one
- * warm-up run; the operation count per case is calibrated once on raw for about BENCH_SECS
+ * BENCH_REPS times (default 5; 7 in writeback mode) per target after one warm-up run; in each
+ * run raw, fixed and dynamic take 16 turns each (their streams carry on from turn to turn), so
+ * the machine's drifts fall on the three alike, then QEMU's two runs follow; the operation count per case is calibrated once on raw for about BENCH_SECS
  * (default 0.4) per run.
  * Printed: medians in MB/s with the min-max range, the ratios of the medians, and the goals; then
  * the CPU time per request (user + system; for qemu-img the whole process, start-up included, so
@@ -40,6 +41,7 @@
 #define MiB (1024ull * 1024)
 #define STEP (MiB + 4096)
 #define MAXREPS 15
+#define SLICES 16 /* turns per target and run in the raw comparison */
 
 static double cpu_self(void)
 {
@@ -66,44 +68,71 @@ static double now(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static uint64_t rng_state;
-static uint64_t rnd(void)
+static uint64_t rnd(uint64_t *state)
 {
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
+	*state ^= *state << 13;
+	*state ^= *state >> 7;
+	*state ^= *state << 17;
+	return *state;
 }
 
 enum pat { RAND4K, STRIDE4K, SEQ1M };
 static bool direct = true;
 static uint8_t *buf;
 
-/* count requests of the pattern on d; MB/s. */
-static double run(struct disk *d, enum pat p, bool wr, uint64_t count)
+/* One target's request stream, run in slices: its position and totals carry over, so targets
+ * interleaved slice by slice share whatever the machine does meanwhile. */
+struct stream {
+	struct disk *d;
+	uint64_t off, rng, bytes, count;
+	double secs, cpu;
+};
+
+static void stream_init(struct stream *s, struct disk *d)
 {
-	uint64_t bs = p == SEQ1M ? MiB : 4096, off = 0, bytes = 0;
-	rng_state = 88172645463325252ull;
+	*s = (struct stream){ .d = d, .rng = 88172645463325252ull };
+}
+
+static void stream_run(struct stream *s, enum pat p, bool wr, uint64_t count)
+{
+	struct disk *d = s->d;
+	uint64_t bs = p == SEQ1M ? MiB : 4096;
 	double c0 = cpu_self();
 	double t0 = now();
 	for (uint64_t i = 0; i < count; i++) {
 		if (p == RAND4K)
-			off = (rnd() % (d->size / 4096)) * 4096;
-		int rc = wr ? disk_pwrite(d, buf, bs, off) : disk_pread(d, buf, bs, off);
+			s->off = (rnd(&s->rng) % (d->size / 4096)) * 4096;
+		int rc = wr ? disk_pwrite(d, buf, bs, s->off) : disk_pread(d, buf, bs, s->off);
 		if (rc) {
 			fprintf(stderr, "bench: I/O error %d on %s\n", rc, d->path);
 			exit(1);
 		}
-		bytes += bs;
+		s->bytes += bs;
 		if (p != RAND4K) {
-			off += p == SEQ1M ? MiB : STEP;
-			if (off + bs > d->size)
-				off = p == SEQ1M ? 0 : off % d->size;
+			s->off += p == SEQ1M ? MiB : STEP;
+			if (s->off + bs > d->size)
+				s->off = p == SEQ1M ? 0 : s->off % d->size;
 		}
 	}
-	double t = now() - t0;
-	last_cpu_us = (cpu_self() - c0) * 1e6 / (double)count;
-	return (double)bytes / t / 1e6;
+	s->secs += now() - t0;
+	s->cpu += cpu_self() - c0;
+	s->count += count;
+}
+
+/* MB/s of what the stream ran; its CPU time per request goes to last_cpu_us. */
+static double stream_rate(const struct stream *s)
+{
+	last_cpu_us = s->cpu * 1e6 / (double)s->count;
+	return (double)s->bytes / s->secs / 1e6;
+}
+
+/* count requests of the pattern on d in one go; MB/s. */
+static double run(struct disk *d, enum pat p, bool wr, uint64_t count)
+{
+	struct stream s;
+	stream_init(&s, d);
+	stream_run(&s, p, wr, count);
+	return stream_rate(&s);
 }
 
 /* qemu-img bench on the same image; MB/s or -1. */
@@ -137,12 +166,12 @@ static struct disk *open_or_die(const char *path)
 	return d;
 }
 
-/* Same page-cache state before every buffered run: nothing dirty, nothing cached, then the whole
- * image read once (what a warmed-up guest would find). Dropped each time, the kernel's layout of
- * the cache is a fresh sample per run, the same for every file, and the medians converge; kept,
- * each file would keep its own layout for the whole case (measured: 1 MiB reads of the raw file
- * then ran 25% slower than the VHDXs' in every run, 4 KiB writes 50% faster). */
-static void cache_reset(const char *path)
+/* Same page-cache state before every buffered run: nothing dirty, nothing cached, then the
+ * images read once (what a warmed-up guest would find). Dropped each time, the kernel's layout of
+ * the cache is a fresh sample per run, and the medians converge; kept, each file would keep its
+ * own layout for the whole case (measured: 1 MiB reads of the raw file then ran 25% slower than
+ * the VHDXs' in every run, 4 KiB writes 50% faster). */
+static void cache_reset(const char *const *paths, int n)
 {
 	if (direct)
 		return;
@@ -152,9 +181,11 @@ static void cache_reset(const char *path)
 		fputs("1\n", f);
 		fclose(f);
 	}
-	struct disk *d = open_or_die(path);
-	run(d, SEQ1M, false, d->size / MiB);
-	disk_close(d);
+	for (int i = 0; i < n; i++) {
+		struct disk *d = open_or_die(paths[i]);
+		run(d, SEQ1M, false, d->size / MiB);
+		disk_close(d);
+	}
 }
 
 static int cmp_dbl(const void *a, const void *b)
@@ -249,18 +280,32 @@ static int bench_mode(const char *dir, uint64_t mb, int reps, double secs)
 		double v[5][MAXREPS], cu[5][MAXREPS];
 		int ntarget = with_q ? 5 : 3;
 		for (int r = -1; r < reps; r++) { /* r == -1: warm-up, not counted */
-			for (int k = 0; k < ntarget; k++) {
-				int i = (k + (r < 0 ? 0 : r)) % ntarget; /* rotate the order each repetition */
-				double x;
-				if (i < 3) {
-					cache_reset(paths[i]);
-					struct disk *d = open_or_die(paths[i]);
-					x = run(d, p, wr, r < 0 ? n / 4 + 1 : n);
-					disk_close(d);
-				} else {
-					cache_reset(paths[i - 2]);
-					x = qemu(paths[i - 2], p, wr, r < 0 ? n / 4 + 1 : n);
+			uint64_t cnt = r < 0 ? n / 4 + 1 : n;
+			/* raw, fixed and dynamic in turns of SLICES slices each (rotating who goes
+			 * first), so that drifts of the machine fall on all three alike */
+			cache_reset(paths, 3);
+			struct stream st[3];
+			for (int i = 0; i < 3; i++)
+				stream_init(&st[i], open_or_die(paths[i]));
+			uint64_t slices = cnt < SLICES ? cnt : SLICES;
+			for (uint64_t sl = 0; sl < slices; sl++)
+				for (int k = 0; k < 3; k++) {
+					int i = (int)((k + sl) % 3);
+					stream_run(&st[i], p, wr, cnt / slices + (sl < cnt % slices));
 				}
+			for (int i = 0; i < 3; i++) {
+				double x = stream_rate(&st[i]);
+				disk_close(st[i].d);
+				if (r >= 0) {
+					v[i][r] = x;
+					cu[i][r] = last_cpu_us;
+				}
+			}
+			/* QEMU's two, each a process of its own */
+			for (int k = 3; k < ntarget; k++) {
+				int i = r >= 0 && r % 2 ? 7 - k : k; /* alternate which goes first */
+				cache_reset(&paths[i - 2], 1);
+				double x = qemu(paths[i - 2], p, wr, cnt);
 				if (r >= 0) {
 					v[i][r] = x;
 					cu[i][r] = last_cpu_us;
