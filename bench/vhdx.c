@@ -6,7 +6,7 @@
  * the images with DISK_DIRECT and runs qemu-img bench with -t none -i native: O_DIRECT on both
  * sides, the drivers' overhead on top of the device. "writeback" (qemu-img bench's own default)
  * is buffered on both sides; each run then starts from the same page-cache state: sync, drop the
- * page cache (root), read the whole image once.
+ * page cache (root), read each file once front to back.
  *
  * Where the raw file itself (no driver: one system call per request) is not 1.5x QEMU, no VHDX
  * driver within 10% of raw can be: the device or the kernel's copy bounds both sides. The table
@@ -31,6 +31,7 @@
 #include "util/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,10 +182,15 @@ static void cache_reset(const char *const *paths, int n)
 		fputs("1\n", f);
 		fclose(f);
 	}
+	/* Each file read front to back with plain reads, not through a driver: the same readahead
+	 * for every file, so the same page-cache layout (through the drivers, the VHDX's header
+	 * reads first gave it a different one: 1 MiB reads then ran 3-13% slower than raw's). */
 	for (int i = 0; i < n; i++) {
-		struct disk *d = open_or_die(paths[i]);
-		run(d, SEQ1M, false, d->size / MiB);
-		disk_close(d);
+		int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+		while (fd >= 0 && read(fd, buf, MiB) > 0)
+			;
+		if (fd >= 0)
+			close(fd);
 	}
 }
 
