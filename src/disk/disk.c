@@ -145,7 +145,7 @@ int disk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 
 /* --- generic block-mapped I/O --------------------------------------------------------------- */
 
-static int disk_range_check(struct disk *d, uint64_t off, size_t len)
+int disk_range_check(const struct disk *d, uint64_t off, uint64_t len)
 {
 	if (off > d->size || len > d->size - off)
 		return -EINVAL;
@@ -154,9 +154,14 @@ static int disk_range_check(struct disk *d, uint64_t off, size_t len)
 
 int disk_change_check(const struct disk *d, uint64_t off, uint64_t len)
 {
-	if (d->readonly)
-		return -EROFS;
-	return off > d->size || len > d->size - off ? -EINVAL : 0;
+	return d->readonly ? -EROFS : disk_range_check(d, off, len);
+}
+
+void disk_whole_blocks(const struct disk *d, uint64_t off, uint64_t len, uint64_t *b0, uint64_t *b1)
+{
+	uint64_t end = off + len;
+	*b0 = (off + d->block_size - 1) / d->block_size;
+	*b1 = end == d->size ? (d->size + d->block_size - 1) / d->block_size : end / d->block_size;
 }
 
 /* A parent may be smaller than its child (the child was grown): beyond it reads zero. */
@@ -834,10 +839,9 @@ int disk_read_view_locked(struct disk *d, void *drv, disk_map_locked_fn map, uin
 			return rc;
 		if (e.kind == DISK_EXT_DATA) {
 			rc = disk_file_pread(d->fd, buf, e.len, e.file_off);
-		} else if (e.kind == DISK_EXT_PARENT && d->parent && off < d->parent->size) {
-			uint64_t in = d->parent->size - off < e.len ? d->parent->size - off : e.len;
-			rc = disk_pread(d->parent, buf, in, off);
-			memset(buf + in, 0, e.len - in);
+		} else if (e.kind == DISK_EXT_PARENT && d->parent) {
+			struct iovec v = { .iov_base = buf, .iov_len = e.len };
+			rc = disk_parent_readv(d->parent, off, &v, 1, e.len);
 		} else {
 			memset(buf, 0, e.len);
 		}
@@ -1009,14 +1013,6 @@ static int disk_has_data(struct disk *d, uint64_t off, uint64_t len, bool *data)
 	return 0;
 }
 
-/* [off, off+len) as the parent shows it (zeros past its end). */
-static int disk_parent_read(struct disk *d, uint8_t *buf, uint64_t len, uint64_t off)
-{
-	uint64_t in = off >= d->parent->size ? 0 : d->parent->size - off < len ? d->parent->size - off : len;
-	memset(buf + in, 0, len - in);
-	return in ? disk_pread(d->parent, buf, in, off) : 0;
-}
-
 int disk_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total),
 		 void *ctx, struct disk_compact_stats *st)
 {
@@ -1052,7 +1048,8 @@ int disk_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint
 		if ((rc = disk_pread(d, buf, len, off)))
 			break;
 		if (d->parent) {
-			if ((rc = disk_parent_read(d, pbuf, len, off)))
+			struct iovec pv = { .iov_base = pbuf, .iov_len = len };
+			if ((rc = disk_parent_readv(d->parent, off, &pv, 1, len)))
 				break;
 			if (!memcmp(buf, pbuf, len)) {
 				if (!(rc = d->ops->release(d, off, len, DISK_RELEASE_PARENT)))

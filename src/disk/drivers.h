@@ -45,9 +45,14 @@ size_t disk_iov_len(const struct iovec *iov, int iovcnt);
 int disk_iov_sub(const struct iovec *iov, int iovcnt, size_t skip, size_t len, struct iovec *out);
 void disk_iov_zero(const struct iovec *iov, int iovcnt);
 
-/* Checks a request that changes [off, off+len): -EROFS on a read-only disk, -EINVAL when the
- * range is not inside the disk, else 0. */
+/* -EINVAL when [off, off+len) is not inside the disk, else 0. */
+int disk_range_check(const struct disk *d, uint64_t off, uint64_t len);
+/* Checks a request that changes [off, off+len): -EROFS on a read-only disk, else as
+ * disk_range_check. */
 int disk_change_check(const struct disk *d, uint64_t off, uint64_t len);
+/* The whole blocks [*b0, *b1) of d->block_size inside [off, off+len) (the short last block
+ * counts as whole when the range reaches the end of the disk); *b1 <= *b0: none. */
+void disk_whole_blocks(const struct disk *d, uint64_t off, uint64_t len, uint64_t *b0, uint64_t *b1);
 
 /* Whether a data request at file_off may go through d->direct_fd (open, and offset, lengths and
  * addresses meet d->direct_align). */
@@ -101,7 +106,8 @@ int disk_relocate(struct disk *d, void *drv, struct disk_used *u, size_t n, uint
  * written but punched (they read as zeros and take no space); nothing is synced. 0 or -errno. */
 int disk_file_copy(int fd, uint64_t from, uint64_t to, uint64_t len);
 
-/* The dynamic VHDX and VHD disk_ops.compact (releasing is done by disk_compact through discard). */
+/* The dynamic VHDX and VHD disk_ops.compact (releasing is done by disk_compact through
+ * disk_ops.release). */
 int vhdx_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,
 		 uint64_t *moved);
 int vhd_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,

@@ -13,10 +13,8 @@
 
 int disk_flat_readv(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
 {
-	size_t len = disk_iov_len(iov, iovcnt);
-	if (off > d->size || len > d->size - off)
-		return -EINVAL;
-	return disk_data_preadv(d, iov, iovcnt, off);
+	int rc = disk_range_check(d, off, disk_iov_len(iov, iovcnt));
+	return rc ? rc : disk_data_preadv(d, iov, iovcnt, off);
 }
 
 int disk_flat_writev(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)

@@ -384,9 +384,8 @@ static int vhd_release(struct disk *d, uint64_t off, uint64_t len, enum disk_rel
 		return rc;
 	if (how == DISK_RELEASE_ZERO && d->type == DISK_TYPE_DIFFERENCING)
 		return -EOPNOTSUPP;
-	uint64_t end = off + len;
-	uint64_t b0 = (off + v->block_size - 1) / v->block_size;
-	uint64_t b1 = end == d->size ? v->nblocks : end / v->block_size;
+	uint64_t b0, b1;
+	disk_whole_blocks(d, off, len, &b0, &b1);
 	pthread_mutex_lock(&v->lock);
 	for (uint64_t b = b0; b < b1 && !rc; b++) {
 		if (v->bat[b] == VHD_UNALLOC)

@@ -1026,56 +1026,58 @@ static int vhdx_flush(struct disk *d)
 	return rc;
 }
 
-/* Whole blocks [b0, b1) take state (ZERO or NOT_PRESENT) through the log, then give their space
- * back. Lock held. */
+/* One BAT entry changed to give space back: it was old; punch is the file offset it frees
+ * (0: none, the entry had no space). */
+struct vhdx_freed {
+	uint64_t idx, old, punch;
+};
+
+/* The entries in f (already changed in v->bat) go through the log; if that fails they are put
+ * back. Only once they are durable is each one's space (len bytes at punch) released: a crash
+ * cannot expose freed space. Lock held. */
+static int vhdx_release_commit(struct disk *d, struct vhdx *v, const struct vhdx_freed *f, uint64_t n,
+			       uint64_t len)
+{
+	if (!n)
+		return 0;
+	uint64_t first = UINT64_MAX, last = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		if (f[i].idx < first)
+			first = f[i].idx;
+		if (f[i].idx > last)
+			last = f[i].idx;
+	}
+	int rc = vhdx_bat_commit(d, v, first, last);
+	for (uint64_t i = 0; rc && i < n; i++)
+		v->bat[f[i].idx] = f[i].old;
+	for (uint64_t i = 0; i < n && !rc; i++)
+		if (f[i].punch && fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)f[i].punch,
+					    (off_t)len) && errno != EOPNOTSUPP)
+			rc = -errno;
+	return rc;
+}
+
+/* Whole blocks [b0, b1) take state (ZERO or NOT_PRESENT), through vhdx_release_commit. Lock held. */
 static int vhdx_blocks_release_locked(struct disk *d, struct vhdx *v, uint64_t b0, uint64_t b1,
 				      uint64_t state)
 {
 	if (b1 <= b0)
 		return 0;
-	uint64_t first = UINT64_MAX, last = 0;
-	/* old: the entries as they were, put back if the commit fails */
-	uint64_t *freed = malloc(sizeof(*freed) * (b1 - b0)), nfreed = 0;
-	uint64_t *old = malloc(sizeof(*old) * (b1 - b0));
-	if (!freed || !old) {
-		free(freed);
-		free(old);
+	struct vhdx_freed *f = malloc(sizeof(*f) * (b1 - b0));
+	uint64_t n = 0;
+	if (!f)
 		return -ENOMEM;
-	}
 	for (uint64_t b = b0; b < b1; b++) {
 		uint64_t idx = bat_payload_index(v, b), e = v->bat[idx], st = e & 7;
 		bool data = st == VHDX_PAYLOAD_FULLY_PRESENT || st == VHDX_PAYLOAD_PARTIALLY_PRESENT;
-		old[b - b0] = e;
 		if (st == state || (!v->has_parent && !data))
 			continue; /* already so, or already reads as zeros */
-		if (data)
-			freed[nfreed++] = bat_off_of(e);
+		f[n++] = (struct vhdx_freed){ idx, e, data ? bat_off_of(e) : 0 };
 		v->bat[idx] = state;
-		if (idx < first)
-			first = idx;
-		last = idx;
 	}
-	int rc = first == UINT64_MAX ? 0 : vhdx_bat_commit(d, v, first, last);
-	if (rc)
-		for (uint64_t b = b0; b < b1; b++)
-			v->bat[bat_payload_index(v, b)] = old[b - b0];
-	free(old);
-	/* Logged (durable) before any block is released: a crash cannot expose freed space. */
-	for (uint64_t i = 0; i < nfreed && !rc; i++)
-		if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)freed[i],
-			      (off_t)v->block_size) && errno != EOPNOTSUPP)
-			rc = -errno;
-	free(freed);
+	int rc = vhdx_release_commit(d, v, f, n, v->block_size);
+	free(f);
 	return rc;
-}
-
-/* The whole blocks [*b0, *b1) inside [off, off+len). */
-static void vhdx_whole_blocks(struct disk *d, struct vhdx *v, uint64_t off, uint64_t len, uint64_t *b0,
-			      uint64_t *b1)
-{
-	uint64_t end = off + len;
-	*b0 = (off + v->block_size - 1) / v->block_size;
-	*b1 = end == d->size ? v->nblocks : end / v->block_size;
 }
 
 static int vhdx_discard(struct disk *d, uint64_t off, uint64_t len)
@@ -1086,7 +1088,7 @@ static int vhdx_discard(struct disk *d, uint64_t off, uint64_t len)
 		return rc; /* fixed disks keep their blocks */
 	pthread_mutex_lock(&v->lock);
 	uint64_t end = off + len, b0, b1;
-	vhdx_whole_blocks(d, v, off, len, &b0, &b1);
+	disk_whole_blocks(d, off, len, &b0, &b1);
 	/* Partial blocks of a non-differencing disk: punch the data (reads zero, space freed). */
 	if (!v->has_parent) {
 		uint64_t pieces[2][2] = { { off, b0 * v->block_size < end ? b0 * v->block_size : end },
@@ -1119,7 +1121,7 @@ static int vhdx_release(struct disk *d, uint64_t off, uint64_t len, enum disk_re
 	if (rc || v->leave_allocated || !len)
 		return rc;
 	uint64_t b0, b1;
-	vhdx_whole_blocks(d, v, off, len, &b0, &b1);
+	disk_whole_blocks(d, off, len, &b0, &b1);
 	pthread_mutex_lock(&v->lock);
 	rc = vhdx_blocks_release_locked(d, v, b0, b1,
 					    how == DISK_RELEASE_ZERO ? VHDX_PAYLOAD_ZERO : VHDX_PAYLOAD_NOT_PRESENT);
@@ -1437,11 +1439,9 @@ static int vhdx_bitmaps_release_locked(struct disk *d, struct vhdx *v)
 {
 	if (!v->has_parent)
 		return 0; /* only differencing disks have sector bitmaps */
-	uint64_t nchunks = (v->nblocks + v->chunk_ratio - 1) / v->chunk_ratio;
-	uint64_t first = UINT64_MAX, last = 0, nfreed = 0;
-	/* freed: (BAT index, old entry) pairs */
-	uint64_t (*freed)[2] = malloc(sizeof(*freed) * (nchunks + 1));
-	if (!freed)
+	uint64_t nchunks = (v->nblocks + v->chunk_ratio - 1) / v->chunk_ratio, n = 0;
+	struct vhdx_freed *f = malloc(sizeof(*f) * (nchunks + 1));
+	if (!f)
 		return -ENOMEM;
 	for (uint64_t c = 0; c < nchunks; c++) {
 		uint64_t idx = bat_bitmap_index(v, c);
@@ -1452,25 +1452,15 @@ static int vhdx_bitmaps_release_locked(struct disk *d, struct vhdx *v)
 			needed = (v->bat[bat_payload_index(v, b)] & 7) == VHDX_PAYLOAD_PARTIALLY_PRESENT;
 		if (needed)
 			continue;
-		freed[nfreed][0] = idx;
-		freed[nfreed++][1] = v->bat[idx];
+		f[n++] = (struct vhdx_freed){ idx, v->bat[idx], bat_off_of(v->bat[idx]) };
 		v->bat[idx] = VHDX_SB_NOT_PRESENT;
 		if (c < v->nsbc) { /* no block of the chunk reads it any more */
 			free(v->sbc[c]);
 			v->sbc[c] = NULL;
 		}
-		if (idx < first)
-			first = idx;
-		last = idx;
 	}
-	int rc = first == UINT64_MAX ? 0 : vhdx_bat_commit(d, v, first, last);
-	for (uint64_t i = 0; rc && i < nfreed; i++) /* not committed: the bitmaps stay */
-		v->bat[freed[i][0]] = freed[i][1];
-	for (uint64_t i = 0; i < nfreed && !rc; i++)
-		if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)bat_off_of(freed[i][1]),
-			      VHDX_SECTOR_BITMAP_SIZE) && errno != EOPNOTSUPP)
-			rc = -errno;
-	free(freed);
+	int rc = vhdx_release_commit(d, v, f, n, VHDX_SECTOR_BITMAP_SIZE);
+	free(f);
 	return rc;
 }
 

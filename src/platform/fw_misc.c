@@ -58,6 +58,18 @@ static unsigned fw_misc_month_days(unsigned y, unsigned m)
 	return days[m - 1] + (m == 2 && leap);
 }
 
+/* Brings *ns (within one second either side of the range) into 0..NS_PER_S-1, carrying into *s. */
+static void fw_misc_ns_carry(int64_t *s, int64_t *ns)
+{
+	if (*ns < 0) {
+		*ns += NS_PER_S;
+		(*s)--;
+	} else if (*ns >= NS_PER_S) {
+		*ns -= NS_PER_S;
+		(*s)++;
+	}
+}
+
 static uint64_t fw_misc_time_get(struct fw_misc *m, struct fw_time_req *r)
 {
 	int64_t now = m->now_ns();
@@ -66,13 +78,7 @@ static uint64_t fw_misc_time_get(struct fw_misc *m, struct fw_time_req *r)
 	int16_t tz = m->time_zone;
 	uint8_t dl = m->daylight;
 	pthread_mutex_unlock(&m->lock);
-	if (ns < 0) {
-		ns += NS_PER_S;
-		s--;
-	} else if (ns >= NS_PER_S) {
-		ns -= NS_PER_S;
-		s++;
-	}
+	fw_misc_ns_carry(&s, &ns);
 	int64_t days = s / 86400, sod = s % 86400;
 	if (sod < 0) {
 		sod += 86400;
@@ -113,13 +119,7 @@ static uint64_t fw_misc_time_set(struct fw_misc *m, const struct fw_time_req *g)
 		       r.second;
 	int64_t now = m->now_ns();
 	int64_t off_s = secs - now / NS_PER_S, off_ns = (int64_t)r.nanosecond - now % NS_PER_S;
-	if (off_ns < 0) {
-		off_ns += NS_PER_S;
-		off_s--;
-	} else if (off_ns >= NS_PER_S) {
-		off_ns -= NS_PER_S;
-		off_s++;
-	}
+	fw_misc_ns_carry(&off_s, &off_ns);
 	pthread_mutex_lock(&m->lock);
 	m->offset_s = off_s;
 	m->offset_ns = (int32_t)off_ns;
