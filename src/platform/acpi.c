@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "devices/rtc.h"
+
 #define ACPI_HDR_LEN   36
 #define ACPI_RSDP_LEN  36
 #define ACPI_FADT_LEN  276 /* through the ACPI 6.3 hypervisor vendor identity */
@@ -122,6 +124,8 @@ static void acpi_fadt_fill(const struct acpi_config *cfg, uint8_t *t, uint64_t d
 	if (!cfg->rtc)
 		boot_arch |= IAPC_CMOS_RTC_NOT_PRESENT;
 	put16(t + 109, boot_arch);
+	if (cfg->rtc)
+		t[108] = RTC_CENTURY_REG; /* CENTURY: the CMOS register holding the century */
 	put32(t + 112, FADT_HW_REDUCED | FADT_RESET_REG_SUP | FADT_PWR_BUTTON | FADT_SLP_BUTTON |
 			       FADT_FIX_RTC);
 	acpi_gas_port(t + 116, ACPI_PORT_RESET);
@@ -213,7 +217,7 @@ static void acpi_dsdt_vmbus(const struct acpi_config *cfg, struct aml *a)
  * interrupt. Without an I/O APIC the interrupt is left out so that drivers poll instead of waiting
  * for an interrupt that can never arrive. */
 static void acpi_dsdt_isa(const struct acpi_config *cfg, struct aml *a, const char *name,
-			  const char *eisaid, int uid, uint16_t port, uint8_t len, unsigned irq)
+			  const char *eisaid, int uid, uint16_t port, uint8_t len, int irq)
 {
 	size_t dev = aml_device_begin(a, name);
 	aml_name_eisaid(a, "_HID", eisaid);
@@ -223,8 +227,8 @@ static void acpi_dsdt_isa(const struct acpi_config *cfg, struct aml *a, const ch
 	aml_name(a, "_CRS");
 	size_t rt = aml_restemplate_begin(a);
 	aml_res_io(a, port, len);
-	if (cfg->ioapic)
-		aml_res_irq_noflags(a, irq);
+	if (cfg->ioapic && irq >= 0)
+		aml_res_irq_noflags(a, (unsigned)irq);
 	aml_restemplate_end(a, rt);
 	aml_end(a, dev);
 }
@@ -259,7 +263,7 @@ static int acpi_dsdt_build(const struct acpi_config *cfg, struct aml *a)
 	if (cfg->com1)
 		acpi_dsdt_isa(cfg, a, "UAR1", "PNP0501", 1, ACPI_COM1_PORT, 8, ACPI_COM1_IRQ);
 	if (cfg->rtc)
-		acpi_dsdt_isa(cfg, a, "RTC0", "PNP0B00", -1, ACPI_RTC_PORT, 2, ACPI_RTC_IRQ);
+		acpi_dsdt_isa(cfg, a, "RTC0", "PNP0B00", -1, RTC_PORT, 2, -1); /* no interrupt wired */
 	if (cfg->dsdt_sb_extra && !a->err) {
 		int r = cfg->dsdt_sb_extra(a, cfg->opaque);
 		if (r < 0)

@@ -54,8 +54,6 @@
 #define ACPI_IOAPIC_GSI_BASE 0
 #define ACPI_COM1_PORT   0x3F8
 #define ACPI_COM1_IRQ    4
-#define ACPI_RTC_PORT    0x70
-#define ACPI_RTC_IRQ     8
 
 #define ACPI_MAX_VCPUS   1024
 #define ACPI_OEM_ID_DEFAULT "GEN2VM"
@@ -79,7 +77,7 @@ struct acpi_config {
 	unsigned nr_vcpus;        /* 1..ACPI_MAX_VCPUS */
 	const uint32_t *apic_ids; /* nr_vcpus APIC ids; NULL means APIC id = vCPU index */
 	bool com1;                /* 16550 at 0x3F8, IRQ 4 */
-	bool rtc;                 /* CMOS RTC (PNP0B00) at 0x70-0x71, IRQ 8 */
+	bool rtc;                 /* CMOS RTC (PNP0B00) at 0x70-0x71, no IRQ, century at 0x32 */
 	bool ioapic;              /* I/O APIC at 0xFEC00000, GSI base 0, 24 pins */
 	bool vmbus;               /* \_SB.VMOD and \_SB.VMOD.VMBS */
 	struct acpi_mmio_window mmio_low, mmio_high; /* in VMOD's _CRS (with vmbus only) */

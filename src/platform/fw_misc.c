@@ -7,6 +7,7 @@
 
 #include "gen2vm/proto/efi.h"
 #include "gen2vm/proto/fw.h"
+#include "util/civil.h"
 #include "util/log.h"
 
 #define EFI_UNSPECIFIED_TIMEZONE 2047
@@ -24,38 +25,6 @@ void fw_misc_init(struct fw_misc *m)
 	memset(m, 0, sizeof(*m));
 	pthread_mutex_init(&m->lock, NULL);
 	m->now_ns = fw_misc_realtime_ns;
-}
-
-/* The civil calendar as days counted in 400-year eras of 146097 days, with years starting in March
- * so that the leap day falls at the end of a year. */
-int64_t fw_misc_days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-void fw_misc_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-	z += 719468;
-	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-	int64_t doe = z - era * 146097;
-	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	int64_t mp = (5 * doy + 2) / 153;
-	*d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
-	*m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
-	*y = yoe + era * 400 + (*m <= 2);
-}
-
-static unsigned fw_misc_month_days(unsigned y, unsigned m)
-{
-	static const uint8_t days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-	return days[m - 1] + (m == 2 && leap);
 }
 
 /* Brings *ns (within one second either side of the range) into 0..NS_PER_S-1, carrying into *s. */
@@ -86,7 +55,7 @@ static uint64_t fw_misc_time_get(struct fw_misc *m, struct fw_time_req *r)
 	}
 	int64_t y;
 	unsigned mo, d;
-	fw_misc_civil_from_days(days, &y, &mo, &d);
+	civil_date_from_days(days, &y, &mo, &d);
 	if (y < 1900)
 		y = 1900; /* cannot happen with SET's range check, but EFI_TIME must stay valid */
 	r->year = (uint16_t)y;
@@ -107,7 +76,7 @@ static uint64_t fw_misc_time_set(struct fw_misc *m, const struct fw_time_req *g)
 	struct fw_time_req r;
 	memcpy(&r, g, sizeof(r)); /* once: the guest may change it while we check */
 	if (r.year < 1900 || r.year > 9999 || r.month < 1 || r.month > 12 || r.day < 1 ||
-	    r.day > fw_misc_month_days(r.year, r.month) || r.hour > 23 || r.minute > 59 || r.second > 59 ||
+	    r.day > civil_month_days(r.year, r.month) || r.hour > 23 || r.minute > 59 || r.second > 59 ||
 	    r.nanosecond > 999999999u || (r.time_zone != EFI_UNSPECIFIED_TIMEZONE &&
 					  (r.time_zone < -1440 || r.time_zone > 1440)) ||
 	    (r.daylight & ~3u)) {
@@ -115,7 +84,7 @@ static uint64_t fw_misc_time_set(struct fw_misc *m, const struct fw_time_req *g)
 			  r.year, r.month, r.day, r.hour, r.minute, r.second, r.nanosecond, r.time_zone, r.daylight);
 		return EFI_INVALID_PARAMETER;
 	}
-	int64_t secs = fw_misc_days_from_civil(r.year, r.month, r.day) * 86400 + r.hour * 3600 + r.minute * 60 +
+	int64_t secs = civil_days_from_date(r.year, r.month, r.day) * 86400 + r.hour * 3600 + r.minute * 60 +
 		       r.second;
 	int64_t now = m->now_ns();
 	int64_t off_s = secs - now / NS_PER_S, off_ns = (int64_t)r.nanosecond - now % NS_PER_S;
@@ -154,6 +123,29 @@ static uint64_t fw_misc_rng(struct fw_rng_req *r, uint32_t size)
 	}
 	memcpy(r->data, buf, len);
 	return EFI_SUCCESS;
+}
+
+int64_t fw_misc_clock_get(void *opaque)
+{
+	struct fw_misc *m = opaque;
+	int64_t now = m->now_ns();
+	pthread_mutex_lock(&m->lock);
+	int64_t s = now / NS_PER_S + m->offset_s, ns = now % NS_PER_S + m->offset_ns;
+	pthread_mutex_unlock(&m->lock);
+	fw_misc_ns_carry(&s, &ns);
+	return s;
+}
+
+void fw_misc_clock_set(void *opaque, int64_t secs)
+{
+	struct fw_misc *m = opaque;
+	int64_t now = m->now_ns();
+	int64_t off_s = secs - now / NS_PER_S, off_ns = -(now % NS_PER_S);
+	fw_misc_ns_carry(&off_s, &off_ns);
+	pthread_mutex_lock(&m->lock);
+	m->offset_s = off_s;
+	m->offset_ns = (int32_t)off_ns;
+	pthread_mutex_unlock(&m->lock);
 }
 
 uint64_t fw_misc_handle(void *opaque, uint32_t op, void *req, uint32_t req_size)

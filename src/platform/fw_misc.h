@@ -30,8 +30,10 @@ void fw_misc_init(struct fw_misc *m);
  * op, EFI_DEVICE_ERROR when the host has no entropy to give. */
 uint64_t fw_misc_handle(void *opaque, uint32_t op, void *req, uint32_t req_size);
 
-/* Days since 1970-01-01 of a proleptic Gregorian date, and back (exposed for unit tests). */
-int64_t fw_misc_days_from_civil(int64_t y, unsigned m, unsigned d);
-void fw_misc_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
+/* The VM's wall clock in whole seconds since 1970 (host UTC + the offset), and setting it (the
+ * nanoseconds of the new second start at 0): the CMOS RTC reads and sets the same clock as GetTime
+ * and SetTime. opaque is a struct fw_misc (these fit struct rtc_clock). */
+int64_t fw_misc_clock_get(void *opaque);
+void fw_misc_clock_set(void *opaque, int64_t secs);
 
 #endif

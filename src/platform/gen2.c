@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "devices/ioapic.h"
+#include "devices/rtc.h"
 #include "devices/testdev.h"
 #include "gen2vm/proto/testdev.h"
 #include "devices/uart.h"
@@ -46,6 +47,7 @@ struct gen2 {
 	bool hv_ready;
 	struct ioapic ioapic;
 	struct uart com1;
+	struct rtc rtc;
 	struct vmbus_host *vmbus;
 	struct testdev *testdev;
 	struct gen2_storage storage;
@@ -598,6 +600,7 @@ static int gen2_build_acpi(struct gen2 *g, uint64_t *rsdp)
 	struct acpi_config ac = {
 		.nr_vcpus = g->vm.nr_vcpus,
 		.com1 = g->has_com1,
+		.rtc = true,
 		.ioapic = true,
 		.vmbus = true,
 		.mmio_low = { GEN2_MMIO_LOW_BASE, GEN2_MMIO_LOW_SIZE },
@@ -691,6 +694,8 @@ static int gen2_setup(struct gen2 *g)
 	r = ioapic_attach(&g->ioapic, &vm->mmio);
 	r = r ? r : bus_register(&vm->pio, ACPI_PORT_SLEEP_CONTROL, 3, gen2_pm_io, g, "acpi-pm");
 	r = r ? r : bus_register(&vm->pio, 0x80, 1, gen2_null_io, g, "post");
+	rtc_init(&g->rtc, &(struct rtc_clock){ fw_misc_clock_get, fw_misc_clock_set, gen2_fw_misc() });
+	r = r ? r : rtc_attach(&g->rtc, &vm->pio);
 	r = r ? r : bus_register(&vm->pio, HV_SIGNAL_PORT, 4, gen2_signal_io, g, "hv-signal");
 	if (r)
 		return r;
@@ -838,6 +843,7 @@ static void gen2_teardown(struct gen2 *g)
 		hv_partition_destroy(&g->hv);
 	if (g->vm.kvm)
 		vm_destroy(&g->vm);
+	rtc_destroy(&g->rtc); /* a zeroed mutex when setup stopped before the RTC */
 }
 
 int gen2_run(const struct gen2_config *cfg)

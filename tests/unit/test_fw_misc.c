@@ -10,6 +10,7 @@
 #include "gen2vm/proto/efi.h"
 #include "gen2vm/proto/fw.h"
 #include "platform/fw_misc.h"
+#include "util/civil.h"
 
 static int64_t fake_now;
 static int64_t fake_clock(void)
@@ -34,18 +35,18 @@ static struct fw_time_req time_req(uint32_t op)
 
 static void test_calendar(void **state)
 {
-	assert_int_equal(fw_misc_days_from_civil(1970, 1, 1), 0);
-	assert_int_equal(fw_misc_days_from_civil(2000, 3, 1), 11017);
-	assert_int_equal(fw_misc_days_from_civil(1900, 1, 1), -25567);
+	assert_int_equal(civil_days_from_date(1970, 1, 1), 0);
+	assert_int_equal(civil_days_from_date(2000, 3, 1), 11017);
+	assert_int_equal(civil_days_from_date(1900, 1, 1), -25567);
 	int64_t y;
 	unsigned m, d;
 	/* every day of four centuries there and back */
-	for (int64_t z = fw_misc_days_from_civil(1900, 1, 1); z < fw_misc_days_from_civil(2300, 1, 1); z++) {
-		fw_misc_civil_from_days(z, &y, &m, &d);
-		if (fw_misc_days_from_civil(y, m, d) != z)
+	for (int64_t z = civil_days_from_date(1900, 1, 1); z < civil_days_from_date(2300, 1, 1); z++) {
+		civil_date_from_days(z, &y, &m, &d);
+		if (civil_days_from_date(y, m, d) != z)
 			fail_msg("day %lld", (long long)z);
 	}
-	fw_misc_civil_from_days(fw_misc_days_from_civil(2024, 2, 29), &y, &m, &d);
+	civil_date_from_days(civil_days_from_date(2024, 2, 29), &y, &m, &d);
 	assert_true(y == 2024 && m == 2 && d == 29);
 }
 
@@ -54,7 +55,7 @@ static void test_get(void **state)
 	struct fw_misc m;
 	setup_misc(&m);
 	/* 2026-11-22 03:04:05.123456789 UTC */
-	fake_now = (fw_misc_days_from_civil(2026, 11, 22) * 86400 + 3 * 3600 + 4 * 60 + 5) * 1000000000ll + 123456789;
+	fake_now = (civil_days_from_date(2026, 11, 22) * 86400 + 3 * 3600 + 4 * 60 + 5) * 1000000000ll + 123456789;
 	struct fw_time_req r = time_req(FW_OP_TIME_GET);
 	assert_int_equal(fw_misc_handle(&m, FW_OP_TIME_GET, &r, sizeof(r)), EFI_SUCCESS);
 	assert_int_equal(r.year, 2026);
@@ -76,7 +77,7 @@ static void test_set_moves_clock(void **state)
 {
 	struct fw_misc m;
 	setup_misc(&m);
-	fake_now = fw_misc_days_from_civil(2026, 1, 1) * 86400 * 1000000000ll;
+	fake_now = civil_days_from_date(2026, 1, 1) * 86400 * 1000000000ll;
 	struct fw_time_req s = time_req(FW_OP_TIME_SET);
 	s.year = 1999, s.month = 12, s.day = 31, s.hour = 23, s.minute = 59, s.second = 58;
 	s.time_zone = -60;
@@ -101,7 +102,7 @@ static void test_set_far_future(void **state)
 {
 	struct fw_misc m;
 	setup_misc(&m);
-	fake_now = fw_misc_days_from_civil(2026, 11, 22) * 86400 * 1000000000ll + 987654321;
+	fake_now = civil_days_from_date(2026, 11, 22) * 86400 * 1000000000ll + 987654321;
 	struct fw_time_req s = time_req(FW_OP_TIME_SET);
 	s.year = 9999, s.month = 12, s.day = 31, s.hour = 23, s.minute = 59, s.second = 59;
 	s.nanosecond = 123456789;
