@@ -136,6 +136,8 @@ int storvsc_guest_submit(struct storvsc_guest *g, uint32_t chan, const struct st
 	storvsc_client_srb(&pk, io->cdb, io->cdb_len, io->lun, io->data_in, io->len);
 	pk.srb.path_id = io->path;
 	pk.srb.target_id = io->target;
+	pk.srb.path_id = io->path;
+	pk.srb.target_id = io->target;
 	/* The whole 16-byte CDB goes on the wire, as the tests set it (bytes past cdb_len included). */
 	memcpy(pk.srb.cdb, io->cdb, sizeof(io->cdb));
 	bool data = io->len && io->data;

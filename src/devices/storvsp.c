@@ -235,7 +235,7 @@ static void srb_reply(struct sv_chan *ch, struct sv_req *r, uint8_t srb_status)
 	*o = r->srb;
 	memset(o->sense_data, 0, sizeof(o->sense_data));
 	o->length = sizeof(*o);
-	o->scsi_status = 0;
+	o->scsi_status = srb_status == SRB_STATUS_INVALID_LUN ? SCSI_STATUS_CHECK_CONDITION : SCSI_STATUS_GOOD;
 	o->srb_status = srb_status;
 	o->sense_info_length = 0;
 	o->data_transfer_length = 0;
@@ -388,9 +388,12 @@ static bool do_srb(struct sv_chan *ch, struct sv_req *r, const struct vmbus_pack
 				luns[nl++] = (uint16_t)i;
 	c->luns = luns;
 	c->nr_luns = nl;
-	/* Absent: INQUIRY says "no unit" (the guest forces INQUIRY to succeed), REPORT LUNS answers for
-	 * the target, anything else is an invalid LUN (the guest then drops its device). */
-	if (!l && r->cdb[0] != 0x12 && !(here && r->cdb[0] == 0xA0)) {
+	/* As Hyper-V answers: REPORT LUNS for every path and target (the LUNs there: none but at path 0,
+	 * target 0); INQUIRY of an absent LUN says "no unit" (peripheral qualifier 3); anything else
+	 * sent to an absent LUN is CHECK CONDITION with an invalid-LUN SRB status. Linux's storvsc scans
+	 * 8 paths x 2 targets and, on an invalid-LUN status, removes the device at path 0, target 0 with
+	 * that LUN number: answering REPORT LUNS of target 1 that way removed the guest's disk. */
+	if (!l && r->cdb[0] != SCSI_OP_INQUIRY && r->cdb[0] != SCSI_OP_REPORT_LUNS) {
 		pthread_mutex_unlock(&s->lun_lock);
 		srb_reply(ch, r, SRB_STATUS_INVALID_LUN);
 		atomic_fetch_sub(&s->st.guest_errors, 1);

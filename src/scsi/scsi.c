@@ -9,17 +9,6 @@
 
 #define ASC_LUN_NOT_SUPPORTED 0x2500u
 
-/* Opcodes */
-enum {
-	OP_TEST_UNIT_READY = 0x00, OP_REQUEST_SENSE = 0x03, OP_READ6 = 0x08, OP_WRITE6 = 0x0A,
-	OP_INQUIRY = 0x12, OP_MODE_SELECT6 = 0x15, OP_MODE_SENSE6 = 0x1A, OP_START_STOP = 0x1B,
-	OP_PREVENT_ALLOW = 0x1E, OP_READ_CAPACITY10 = 0x25, OP_READ10 = 0x28, OP_WRITE10 = 0x2A,
-	OP_SYNC_CACHE10 = 0x35, OP_UNMAP = 0x42, OP_READ_TOC = 0x43, OP_GET_CONFIGURATION = 0x46,
-	OP_GESN = 0x4A, OP_READ_DISC_INFO = 0x51, OP_MODE_SELECT10 = 0x55, OP_MODE_SENSE10 = 0x5A,
-	OP_PR_IN = 0x5E, OP_PR_OUT = 0x5F, OP_READ16 = 0x88, OP_WRITE16 = 0x8A, OP_SYNC_CACHE16 = 0x91,
-	OP_WRITE_SAME16 = 0x93, OP_SERVICE_IN16 = 0x9E, OP_REPORT_LUNS = 0xA0, OP_READ12 = 0xA8,
-	OP_WRITE12 = 0xAA,
-};
 #define SAI_READ_CAPACITY16 0x10u
 
 /* --- byte helpers ------------------------------------------------------------------------------ */
@@ -737,15 +726,15 @@ int scsi_lun_execute(struct scsi_lun *l, struct scsi_cmd *c)
 	uint8_t op = c->cdb[0];
 	if (c->cdb_len < cdb_len_for(op))
 		return fail(c, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_OPCODE);
-	if (op == OP_REPORT_LUNS)
+	if (op == SCSI_OP_REPORT_LUNS)
 		return report_luns(c);
-	if (op == OP_INQUIRY)
+	if (op == SCSI_OP_INQUIRY)
 		return do_inquiry(l, c);
 	if (!l)
 		return fail(c, SCSI_SENSE_ILLEGAL_REQUEST, ASC_LUN_NOT_SUPPORTED);
-	if (op == OP_REQUEST_SENSE)
+	if (op == SCSI_OP_REQUEST_SENSE)
 		return do_request_sense(l, c);
-	if (l->pending_ua && op != OP_GESN && op != OP_GET_CONFIGURATION) {
+	if (l->pending_ua && op != SCSI_OP_GESN && op != SCSI_OP_GET_CONFIGURATION) {
 		uint16_t ua = l->pending_ua;
 		l->pending_ua = 0;
 		return fail(c, SCSI_SENSE_UNIT_ATTENTION, ua);
@@ -753,73 +742,73 @@ int scsi_lun_execute(struct scsi_lun *l, struct scsi_cmd *c)
 	const uint8_t *d = c->cdb;
 	bool disk = l->type == SCSI_TYPE_DISK;
 	switch (op) {
-	case OP_TEST_UNIT_READY:
+	case SCSI_OP_TEST_UNIT_READY:
 		return has_media(l) ? good(c) : not_ready(l, c);
-	case OP_READ6:
-	case OP_WRITE6:
+	case SCSI_OP_READ6:
+	case SCSI_OP_WRITE6:
 		if (!disk)
 			break;
-		return do_rw(l, c, op == OP_WRITE6, (uint64_t)(d[1] & 0x1F) << 16 | be16(d + 2), d[4] ? d[4] : 256,
+		return do_rw(l, c, op == SCSI_OP_WRITE6, (uint64_t)(d[1] & 0x1F) << 16 | be16(d + 2), d[4] ? d[4] : 256,
 			     false);
-	case OP_READ10:
-	case OP_WRITE10:
-		return do_rw(l, c, op == OP_WRITE10, be32(d + 2), be16(d + 7), d[1] & 0x08);
-	case OP_READ12:
-	case OP_WRITE12:
-		return do_rw(l, c, op == OP_WRITE12, be32(d + 2), be32(d + 6), d[1] & 0x08);
-	case OP_READ16:
-	case OP_WRITE16:
+	case SCSI_OP_READ10:
+	case SCSI_OP_WRITE10:
+		return do_rw(l, c, op == SCSI_OP_WRITE10, be32(d + 2), be16(d + 7), d[1] & 0x08);
+	case SCSI_OP_READ12:
+	case SCSI_OP_WRITE12:
+		return do_rw(l, c, op == SCSI_OP_WRITE12, be32(d + 2), be32(d + 6), d[1] & 0x08);
+	case SCSI_OP_READ16:
+	case SCSI_OP_WRITE16:
 		if (!disk)
 			break;
-		return do_rw(l, c, op == OP_WRITE16, be64(d + 2), be32(d + 10), d[1] & 0x08);
-	case OP_READ_CAPACITY10:
+		return do_rw(l, c, op == SCSI_OP_WRITE16, be64(d + 2), be32(d + 10), d[1] & 0x08);
+	case SCSI_OP_READ_CAPACITY10:
 		return do_read_capacity(l, c, false);
-	case OP_SERVICE_IN16:
+	case SCSI_OP_SERVICE_IN16:
 		if ((d[1] & 0x1F) != SAI_READ_CAPACITY16)
 			return invalid_cdb(c);
 		return do_read_capacity(l, c, true);
-	case OP_SYNC_CACHE10:
+	case SCSI_OP_SYNC_CACHE10:
 		return do_sync_cache(l, c, be32(d + 2), be16(d + 7));
-	case OP_SYNC_CACHE16:
+	case SCSI_OP_SYNC_CACHE16:
 		return do_sync_cache(l, c, be64(d + 2), be32(d + 10));
-	case OP_UNMAP:
+	case SCSI_OP_UNMAP:
 		if (!disk)
 			break;
 		return do_unmap(l, c);
-	case OP_WRITE_SAME16:
+	case SCSI_OP_WRITE_SAME16:
 		if (!disk)
 			break;
 		return do_write_same16(l, c);
-	case OP_MODE_SENSE6:
-	case OP_MODE_SENSE10:
-		return do_mode_sense(l, c, op == OP_MODE_SENSE10);
-	case OP_MODE_SELECT6:
-	case OP_MODE_SELECT10:
-		return do_mode_select(l, c, op == OP_MODE_SELECT10);
-	case OP_START_STOP:
+	case SCSI_OP_MODE_SENSE6:
+	case SCSI_OP_MODE_SENSE10:
+		return do_mode_sense(l, c, op == SCSI_OP_MODE_SENSE10);
+	case SCSI_OP_MODE_SELECT6:
+	case SCSI_OP_MODE_SELECT10:
+		return do_mode_select(l, c, op == SCSI_OP_MODE_SELECT10);
+	case SCSI_OP_START_STOP:
 		return do_start_stop(l, c);
-	case OP_PREVENT_ALLOW:
+	case SCSI_OP_PREVENT_ALLOW:
 		if (!disk)
 			l->prevent_removal = d[4] & 0x01;
 		return good(c);
-	case OP_READ_TOC:
+	case SCSI_OP_READ_TOC:
 		if (disk)
 			break;
 		return do_read_toc(l, c);
-	case OP_READ_DISC_INFO:
+	case SCSI_OP_READ_DISC_INFO:
 		if (disk)
 			break;
 		return do_read_disc_info(l, c);
-	case OP_GET_CONFIGURATION:
+	case SCSI_OP_GET_CONFIGURATION:
 		if (disk)
 			break;
 		return do_get_configuration(l, c);
-	case OP_GESN:
+	case SCSI_OP_GESN:
 		if (disk)
 			break;
 		return do_gesn(l, c);
-	case OP_PR_IN:
-	case OP_PR_OUT:
+	case SCSI_OP_PR_IN:
+	case SCSI_OP_PR_OUT:
 	default:
 		break;
 	}

@@ -209,10 +209,22 @@ static bool vcpu_handle_exit(struct vcpu *v, struct vcpu_exit *x)
 		}
 		vcpu_stop_with_regs(v, VM_EXIT_ERROR, "KVM cannot emulate an instruction");
 		return false;
-	case VCPU_EXIT_SHUTDOWN:
-		/* A triple fault resets a PC; report it as a reset so the caller can reboot or stop. */
-		vcpu_stop_with_regs(v, VM_EXIT_RESET, "triple fault");
+	case VCPU_EXIT_SHUTDOWN: {
+		/* A triple fault resets a PC, so the caller reboots or stops as for a reset; but unlike a
+		 * reset the guest asked for, it is a guest failure: say so on stderr with the state that
+		 * explains it, whatever the log level. */
+		struct x86_regs r = { 0 };
+		struct x86_sregs sr = { 0 };
+		kvm_vcpu_get_regs(v->kvm, &r);
+		kvm_vcpu_get_sregs(v->kvm, &sr);
+		log_warn("vCPU %u: triple fault (the guest's exception handling failed; the VM resets): RIP=0x%016" PRIx64
+			 " RSP=0x%016" PRIx64 " RFLAGS=0x%" PRIx64 " CS=0x%04x CR0=0x%" PRIx64 " CR2=0x%016" PRIx64
+			 " CR3=0x%016" PRIx64 " CR4=0x%" PRIx64 " EFER=0x%" PRIx64 " IDT=0x%016" PRIx64 "/%u",
+			 v->id, r.rip, r.gpr[X86_RSP], r.rflags, sr.cs.selector, sr.cr0, sr.cr2, sr.cr3, sr.cr4, sr.efer,
+			 sr.idt.base, (unsigned)sr.idt.limit);
+		vm_stop(vm, VM_EXIT_RESET, "vCPU %u: triple fault at RIP=0x%016" PRIx64, v->id, r.rip);
 		return false;
+	}
 	case VCPU_EXIT_HLT:
 		return true;
 	case VCPU_EXIT_SYSTEM_EVENT:

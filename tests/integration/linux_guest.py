@@ -131,7 +131,14 @@ def make_initramfs(path, init_script, modules_dir=None, modules=(), extra_files=
     for rel in order:
         c.file("modules/" + os.path.basename(rel), open(os.path.join(modules_dir, rel), "rb").read())
     c.file("modules/order", "".join(os.path.basename(r) + "\n" for r in order).encode())
+    made = {"bin", "dev", "proc", "sys", "tmp", "mnt", "modules", "etc"}
     for name, data in (extra_files or {}).items():
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in made:
+                c.dir(d)
+                made.add(d)
         if isinstance(data, tuple):  # (bytes, mode)
             c.file(name, data[0], 0o100000 | data[1])
         else:
@@ -139,6 +146,17 @@ def make_initramfs(path, init_script, modules_dir=None, modules=(), extra_files=
     with open(path, "wb") as f:
         f.write(c.finish())
     return order
+
+
+def host_program(path):
+    """extra_files entries for make_initramfs: a dynamically linked program of this machine (Debian's
+    own build, e.g. /usr/bin/efibootmgr) with the shared libraries ldd names, at the same paths."""
+    files = {path.lstrip("/"): (open(path, "rb").read(), 0o755)}
+    out = subprocess.run(["ldd", path], capture_output=True, text=True, check=True).stdout
+    for lib in re.findall(r"(/\S+) \(0x", out):
+        real = os.path.realpath(lib)
+        files[lib.lstrip("/")] = (open(real, "rb").read(), 0o755)
+    return files
 
 
 INIT_PRELUDE = """#!/bin/sh

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import gen2vm_binary, have_kvm, run_vm
 from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs, symbol_for
-from test_linux import CMDLINE, LOAD_MODULES, PVM, PVM_REASON
+from test_linux import CMDLINE, LOAD_MODULES
 
 HOST_IP = "10.213.0.1"
 BLOB = int(os.environ.get("GEN2VM_NET_BLOB_MIB", "64")) << 20
@@ -114,7 +114,7 @@ def wait_console(path, pattern, proc, timeout):
     return None
 
 
-@pytest.mark.xfail(PVM, reason="needs guest userspace (udhcpc, ping, wget, nc): " + PVM_REASON, run=False)
+@pytest.mark.real_guest
 def test_netvsp_with_linux(netns, tmp_path):
     ns, tap, want_sum, received = netns
     k = fetch_kernel()
@@ -124,7 +124,7 @@ def test_netvsp_with_linux(netns, tmp_path):
     log, sock = str(tmp_path / "com1.log"), str(tmp_path / "vm.sock")
     p = subprocess.Popen(ns_exec(ns, gen2vm_binary(), "run", "--kernel", k["vmlinuz"], "--initrd", initrd,
                                  "--cmdline", CMDLINE, "--memory", "512M", "--cpus", "2", "--com1", "file:" + log,
-                                 "--control", sock, "--nic", "tap=%s,queues=2" % tap, "--clock-slowdown", "8"),
+                                 "--control", sock, "--nic", "tap=%s,queues=2" % tap),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = {}
     threading.Thread(target=lambda: out.update(err=p.stderr.read()), daemon=True).start()

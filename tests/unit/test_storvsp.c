@@ -212,6 +212,25 @@ static void test_inquiry_and_capacity(void **state)
 	uint8_t tur[6] = { 0 };
 	io = cmd(&f, 5, tur, 6, STORVSP_DATA_NONE, 0);
 	assert_int_equal(io.srb_status, SRB_STATUS_INVALID_LUN);
+	assert_int_equal(io.scsi_status, 2);
+	/* Another target (Linux scans paths 0-7, targets 0-1): INQUIRY says no unit and REPORT LUNS
+	 * succeeds with no LUNs, never an invalid-LUN status (Linux would then remove LUN 0 of target 0). */
+	struct storvsc_io t1 = { .cdb_len = 6, .data_in = STORVSP_DATA_IN, .target = 1, .data = f.buf, .len = 36 };
+	memcpy(t1.cdb, inq0, 6);
+	assert_int_equal(storvsc_guest_run(&f.g, &t1), 0);
+	expect_good(&t1);
+	assert_int_equal(f.buf[0], 0x7F);
+	uint8_t rl1[12] = { 0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0 };
+	struct storvsc_io t2 = { .cdb_len = 12, .data_in = STORVSP_DATA_IN, .path = 3, .target = 1, .data = f.buf,
+				 .len = 256 };
+	memcpy(t2.cdb, rl1, 12);
+	memset(f.buf, 0xEE, 16);
+	assert_int_equal(storvsc_guest_run(&f.g, &t2), 0);
+	expect_good(&t2);
+	assert_int_equal(f.buf[0] | f.buf[1] | f.buf[2] | f.buf[3], 0); /* list length 0 */
+	struct storvsc_io t3 = { .cdb_len = 6, .data_in = STORVSP_DATA_NONE, .target = 1 };
+	assert_int_equal(storvsc_guest_run(&f.g, &t3), 0);
+	assert_int_equal(t3.srb_status, SRB_STATUS_INVALID_LUN);
 	fx_down(&f);
 }
 

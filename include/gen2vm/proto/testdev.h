@@ -5,7 +5,9 @@
 
 #include <stdint.h>
 
-#define TESTDEV_CLASS_GUID_TEXT "2f9bcc4a-0069-4af3-b76b-6fd0be528cda"
+/* A class of gen2vm's own, which no guest driver claims (it used to be synthetic Fibre Channel's,
+ * which Linux's hv_storvsc then probed and failed). */
+#define TESTDEV_CLASS_GUID_TEXT "67656e32-766d-4563-8000-0000000000e1"
 #define TESTDEV_CTL_MAGIC 0x56454454u /* "TDEV" */
 #define TESTDEV_OP_SUBCHANNELS 1u
 

@@ -1,0 +1,96 @@
+"""`make integration`: the pytest suite in tests/integration, on the right host for each test.
+
+A probe decides (not a module name): the freestanding guest tests/guest/usermode.elf makes two system
+calls from ring 3. Where they enter the guest's ring 0 (hardware VMX/SVM), every test runs here.
+Where they do not (nested PVM: a guest's user mode cannot make system calls), the tests marked
+real_guest (a real guest OS with its userspace, real EFI loaders to Linux) run inside the nested test
+host (tests/nested/run), and all others here: instruction completion only happens on such a host,
+and the freestanding-guest, CLI, disk and firmware tests need no guest userspace.
+
+Everything the nested host needs from the network (kernels, EFI binaries: apt) is fetched before it
+starts. The last line sums up both runs as "N passed, N failed"."""
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "nested"))
+PY = "/usr/bin/python3"
+# The real-guest run's own limit (the whole pytest inside the nested host) and each test's.
+NESTED_TIMEOUT = int(os.environ.get("GEN2VM_NESTED_TIMEOUT", "2400"))
+TEST_TIMEOUT = int(os.environ.get("GEN2VM_TEST_TIMEOUT", "900"))
+
+
+def host_runs_guest_user_mode():
+    """True when a guest's SYSCALL from ring 3 reaches its ring 0 on this host's KVM."""
+    from conftest import guest_user_mode_works
+    return guest_user_mode_works()
+
+
+def prefetch():
+    """What the real-guest tests fetch with apt, fetched here (the nested host has no network)."""
+    import efi_images
+    import linux_guest
+    import nested
+    linux_guest.fetch_kernel()
+    efi_images.fetch_efi_binaries()
+    nested.fetch()
+
+
+def counts(text):
+    """pytest's closing line as {'passed': n, 'failed': n, ...}."""
+    found = {}
+    for line in text.splitlines()[::-1]:
+        if re.search(r"\d+ (passed|failed|error|skipped|deselected)", line) and " in " in line:
+            for n, what in re.findall(r"(\d+) (passed|failed|errors?|skipped|deselected|xfailed|xpassed)", line):
+                found[what.rstrip("s") if what.startswith("error") else what] = int(n)
+            break
+    return found
+
+
+def run_pytest(cmd, env):
+    """Runs cmd, streaming its output; returns (exit code, output)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    out = []
+    for line in p.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        out.append(line)
+    return p.wait(), "".join(out)
+
+
+def main(args):
+    env = dict(os.environ)
+    direct = host_runs_guest_user_mode()
+    env["GEN2VM_GUEST_USER_MODE"] = "1" if direct else "0"
+    base = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/integration"] + args
+    if direct:
+        print("integration: this host's KVM runs guest user mode: every test runs here", flush=True)
+        rc, _ = run_pytest(base, env)
+        return rc
+    print("integration: this host's KVM cannot run guest user mode (tests/guest/usermode.c): the "
+          "real_guest tests run in the nested test host (tests/nested), the others here", flush=True)
+    prefetch()
+    total = {}
+    rc_bare, out = run_pytest(base + ["-m", "not real_guest"], env)
+    for k, v in counts(out).items():
+        total[k] = total.get(k, 0) + v
+    print("integration: the real_guest tests, in the nested test host", flush=True)
+    nested_cmd = [os.path.join(ROOT, "tests", "nested", "run"), "--timeout", str(NESTED_TIMEOUT), "--",
+                  PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "timeout",
+                  "--timeout=%d" % TEST_TIMEOUT, "-m", "real_guest", "tests/integration"] + args
+    rc_nested, out = run_pytest(nested_cmd, env)
+    got = counts(out)
+    for k, v in got.items():
+        total[k] = total.get(k, 0) + v
+    if rc_nested and not got:
+        total["failed"] = total.get("failed", 0) + 1  # the nested host itself failed (its message is above)
+    extra = "".join(", %d %s" % (total[k], k) for k in ("skipped", "xfailed", "error") if total.get(k))
+    print("integration: %d passed, %d failed%s" % (total.get("passed", 0), total.get("failed", 0), extra))
+    return 0 if rc_bare == 0 and rc_nested == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
