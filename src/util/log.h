@@ -1,4 +1,5 @@
-/* Logging for the VMM: one line per message on stderr, prefixed with the level.
+/* Logging for the VMM: one line per message on stderr, prefixed with the level (line breaks inside a
+ * message become spaces).
  *
  * Messages caused by the guest go through log_guest(): a hostile guest must not be able to flood the
  * host's log, so those are rate limited per call site (10 lines per 5 s, then one "suppressed N" line).
@@ -16,6 +17,12 @@ void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The last error message logged on this thread (also when errors are not printed), for callers that
+ * report it elsewhere (a control socket reply); "" when none since log_last_error_clear(). */
+#define LOG_LAST_ERROR_MAX 8192
+const char *log_last_error(void);
+void log_last_error_clear(void);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
