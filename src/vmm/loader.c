@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "gen2vm/proto/linux_boot.h"
+#include "util/file.h"
 #include "util/log.h"
+#include "util/text.h"
 #include "vmm/boot.h"
 #include "vmm/decompress.h"
 
@@ -21,44 +23,11 @@
 
 int loader_read_file(const char *path, uint8_t **data, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		log_error("%s: %s", path, strerror(e));
-		return -e;
-	}
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		log_error("%s: not a regular file", path);
-		close(fd);
-		return -EINVAL;
-	}
-	if ((uint64_t)st.st_size > LOADER_MAX_FILE) {
-		log_error("%s: %lld bytes is too large to load", path, (long long)st.st_size);
-		close(fd);
-		return -E2BIG;
-	}
-	uint8_t *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	size_t got = 0;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n <= 0) {
-			int e = n < 0 ? errno : EIO;
-			log_error("%s: read failed: %s", path, strerror(e));
-			free(buf);
-			close(fd);
-			return -e;
-		}
-		got += (size_t)n;
-	}
-	close(fd);
-	*data = buf;
-	*len = got;
-	return 0;
+	char why[160];
+	int r = file_read_user(path, LOADER_MAX_FILE, data, len, why, sizeof(why));
+	if (r)
+		log_error("%s: %s", text_show(path), why);
+	return r;
 }
 
 int loader_elf_load(struct vm *vm, const uint8_t *img, size_t len, const char *name, uint64_t *entry,

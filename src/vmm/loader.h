@@ -12,7 +12,8 @@
 
 #include "vmm/vm.h"
 
-/* Reads a whole file into a malloc'd buffer. Returns 0 or -errno (logged, naming the file). */
+/* Reads a whole regular file of at most 1 GiB into a malloc'd buffer (file_read_user: a FIFO or
+ * device is refused, never waited on). Returns 0 or -errno (-EFBIG too large; logged, naming the file). */
 int loader_read_file(const char *path, uint8_t **data, size_t *len);
 
 /* Copies an ELF64 x86-64 image's PT_LOAD segments to their physical addresses (p_paddr), zeroing
