@@ -176,11 +176,12 @@ static json_object *json_parse_document(const char *text, size_t len, char *why,
 #ifdef JSON_TOKENER_VALIDATE_UTF8
 	json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
 #endif
-	json_object *root = json_tokener_parse_ex(tok, text, (int)len);
+	/* With its NUL: json-c ends a trailing literal ("null", a number) only at a terminator. */
+	json_object *root = json_tokener_parse_ex(tok, text, (int)len + 1);
 	enum json_tokener_error je = json_tokener_get_error(tok);
 	size_t end = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
-	if (je == json_tokener_continue) {
+	if (je == json_tokener_continue || je == json_tokener_error_parse_eof) {
 		snprintf(why, whylen, strspn(text, " \t\r\n") == len ? "empty file (expected a JSON object)"
 								  : "malformed JSON (the document ends before it is complete)");
 		return NULL;
@@ -189,7 +190,7 @@ static json_object *json_parse_document(const char *text, size_t len, char *why,
 		snprintf(why, whylen, "malformed JSON at line %u (%s)", json_line_of(text, end), json_tokener_error_desc(je));
 		return NULL;
 	}
-	for (size_t i = end; i < len; i++) {
+	for (size_t i = end; i < len; i++) { /* (json-c stops after the first value) */
 		if (text[i] != ' ' && text[i] != '\t' && text[i] != '\n' && text[i] != '\r') {
 			snprintf(why, whylen, "malformed JSON at line %u (text after the end of the document)",
 				 json_line_of(text, i));

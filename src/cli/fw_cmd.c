@@ -11,6 +11,7 @@
 #include "gen2vm/proto/fw_var.h"
 #include "platform/bootopt.h"
 #include "platform/nvram.h"
+#include "util/log.h"
 #include "util/text.h"
 
 static const char fw_usage[] =
@@ -256,16 +257,18 @@ int cli_firmware_main(int argc, char **argv)
 	if (!is_set) {
 		rc = fw_show(nv, path, json, vars);
 	} else {
+		/* A failed write of the file is reported by the store itself (one line naming the file and
+		 * why); only the other failures need a line here. */
+		log_last_error_clear();
 		if (first)
 			r = bootopt_set_first(nv, first, err, sizeof(err));
 		if (!r && order)
 			r = bootopt_set_order(nv, ord, nord, err, sizeof(err));
+		if (!r && pause && (r = bootopt_set_pause(nv, !strcmp(pause, "on"))))
+			snprintf(err, sizeof(err), "cannot write PauseAfterBootFailure");
 		if (r) {
-			fprintf(stderr, "gen2vm firmware set: %s: %s\n", text_show(path), err);
-			rc = cli_exit_code(r);
-		}
-		if (!rc && pause && (r = bootopt_set_pause(nv, !strcmp(pause, "on")))) {
-			fprintf(stderr, "gen2vm firmware set: %s: cannot write PauseAfterBootFailure\n", text_show(path));
+			if (!log_last_error()[0])
+				fprintf(stderr, "gen2vm firmware set: %s: %s\n", text_show(path), err);
 			rc = cli_exit_code(r);
 		}
 	}

@@ -705,14 +705,14 @@ int disk_parent_open(struct disk *child, const char *rel, const char *abs,
 			continue;
 		}
 		struct disk *par;
+		/* The parent's own messages (it is missing its signature, a FIFO, in use...) come out as
+		 * the child's: one line naming both. */
+		size_t ctx = log_context_push("%s: its parent ", text_show(child->path));
 		int rc = disk_open(p, DISK_RDONLY | (child->flags & (DISK_NOLOCK | DISK_DIRECT)), &par);
+		log_context_pop(ctx);
 		free(p);
-		if (rc == -ELOOP || rc == -EBUSY || rc == -ENOMEM)
+		if (rc)
 			return rc;
-		if (rc) {
-			log_error("%s: its parent could not be opened (see above)", child->path);
-			return rc;
-		}
 		rc = verify(child, par);
 		if (rc) {
 			mismatch = true;

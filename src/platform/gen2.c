@@ -429,14 +429,14 @@ static int gen2_ctl_storage(void *opaque, int argc, char **argv, char *reply, si
 	}
 	if (r == 0 && add)
 		snprintf(reply, len, "controller %d lun %d", ctrl, lun);
+	else if (r && log_last_error()[0]) /* the image's own error: names the file and what is wrong */
+		snprintf(reply, len, "%s", strlen(log_last_error()) < len ? log_last_error() : text_show(log_last_error()));
 	else if (r == -EEXIST)
 		snprintf(reply, len, "lun %d of controller %d is taken", lun, ctrl);
 	else if (r == -ENOENT && !add)
 		snprintf(reply, len, "no drive at lun %d of controller %d", lun, ctrl);
 	else if (r == -EINVAL && !add)
 		snprintf(reply, len, "lun %d of controller %d is not a DVD drive", lun, ctrl);
-	else if (r && log_last_error()[0]) /* names the file and what is wrong with it */
-		snprintf(reply, len, "%s", strlen(log_last_error()) < len ? log_last_error() : text_show(log_last_error()));
 	else if (r)
 		snprintf(reply, len, "%s: %s", path ? text_show(path) : argv[0], strerror(-r));
 	return r;

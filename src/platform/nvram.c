@@ -178,18 +178,25 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 
 /* Replaces path with buf atomically: a crash leaves either the old or the new file, whole. Only a
  * regular file (or nothing) at path is replaced: the rename would otherwise put a file in place of a
- * device or FIFO someone named by mistake. */
-static int file_write_atomic(const char *path, const uint8_t *buf, size_t len)
+ * device or FIFO someone named by mistake. why gets the reason of a failure. */
+static int file_write_atomic(const char *path, const uint8_t *buf, size_t len, char *why, size_t whylen)
 {
 	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+		snprintf(why, whylen, "%s", strerror(ENAMETOOLONG));
 		return -ENAMETOOLONG;
+	}
 	struct stat st;
-	if (!stat(path, &st) && !S_ISREG(st.st_mode))
+	if (!stat(path, &st) && !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "it is %s, not a regular file", file_kind_name(&st));
 		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-	int fd = file_open_user(tmp, O_WRONLY | O_CREAT, 0644, FILE_REG, NULL, 0);
-	if (fd < 0)
+	}
+	char w[160];
+	int fd = file_open_user(tmp, O_WRONLY | O_CREAT, 0644, FILE_REG, w, sizeof(w));
+	if (fd < 0) {
+		snprintf(why, whylen, "its temporary file %s %s", text_show(tmp), w);
 		return fd;
+	}
 	int r = ftruncate(fd, 0) ? -errno : write_all(fd, buf, len);
 	if (!r && fsync(fd))
 		r = -errno;
@@ -198,6 +205,7 @@ static int file_write_atomic(const char *path, const uint8_t *buf, size_t len)
 	if (!r && rename(tmp, path))
 		r = -errno;
 	if (r) {
+		snprintf(why, whylen, "%s", strerror(-r));
 		unlink(tmp);
 		return r;
 	}
@@ -220,11 +228,11 @@ static int store_save(struct nvram *nv)
 	uint8_t *buf = store_serialize(nv, &len);
 	if (!buf)
 		return -ENOMEM;
-	int r = file_write_atomic(nv->path, buf, len);
+	char why[400];
+	int r = file_write_atomic(nv->path, buf, len, why, sizeof(why));
 	free(buf);
 	if (r)
-		log_error("%s: cannot write the NVRAM file: %s (the variable change was refused; check the disk)",
-			  nv->path, strerror(-r));
+		log_error("%s: cannot write the NVRAM file: %s (the variable change was refused)", text_show(nv->path), why);
 	return r;
 }
 
@@ -360,12 +368,24 @@ static int lock_take(const char *path, int *fd_out, char *err, size_t errlen)
 /* An NVRAM store is at most this large: the variables' space plus their records. */
 #define NVRAM_FILE_MAX (16u << 20)
 
-/* Whether path may be an NVRAM file: a regular file, or nothing yet. Checked before the lock file is
- * made next to it, so that `--nvram /dev/null` or a directory creates nothing. */
-static int nvram_path_check(const char *path, char *err, size_t errlen)
+/* Whether path may be an NVRAM file: a regular file, or nothing yet when create is true. Checked
+ * before the lock file is made next to it, so that `--nvram /dev/null`, a directory or a mistyped
+ * path creates nothing. */
+static int nvram_path_check(const char *path, bool create, char *err, size_t errlen)
 {
 	struct stat st;
-	if (stat(path, &st) || S_ISREG(st.st_mode))
+	if (stat(path, &st)) {
+		int e = errno;
+		if (e == ENOENT && create)
+			return 0;
+		if (e == ENOENT)
+			snprintf(err, errlen, "%s: no such NVRAM file (gen2vm run --nvram %s creates it)", text_show(path),
+				 text_show(path));
+		else
+			snprintf(err, errlen, "%s: %s", text_show(path), strerror(e));
+		return -e;
+	}
+	if (S_ISREG(st.st_mode))
 		return 0;
 	snprintf(err, errlen, "%s: is %s, not an NVRAM file (--nvram takes a file; gen2vm creates it when absent)",
 		 text_show(path), file_kind_name(&st));
@@ -394,7 +414,7 @@ int nvram_open(const char *path, bool create, bool lock, struct nvram **out, cha
 		return 0;
 	}
 	int lfd = -1, r;
-	if ((r = nvram_path_check(path, err, errlen)))
+	if ((r = nvram_path_check(path, create, err, errlen)))
 		return r;
 	if (lock && (r = lock_take(path, &lfd, err, errlen)))
 		return r;
@@ -454,7 +474,7 @@ fail:
 int nvram_reset_file(const char *path, char *err, size_t errlen)
 {
 	int lfd, r;
-	if ((r = nvram_path_check(path, err, errlen)) || (r = lock_take(path, &lfd, err, errlen)))
+	if ((r = nvram_path_check(path, true, err, errlen)) || (r = lock_take(path, &lfd, err, errlen)))
 		return r;
 	struct nvram *nv = store_new();
 	if (!nv) {
