@@ -46,8 +46,10 @@ int disk_spec_parse(const char *arg, bool dvd, struct disk_spec *out, char *err,
 			r = parse_int(o + 4, 63, &out->lun);
 		else if (!strncmp(o, "controller=", 11))
 			r = parse_int(o + 11, 3, &out->controller);
-		else if (!strncmp(o, "serial=", 7) && strlen(o + 7) <= 20)
+		else if (!strncmp(o, "serial=", 7) && strlen(o + 7) <= 20) {
+			free(out->serial); /* given twice: the last one counts */
 			out->serial = strdup(o + 7);
+		}
 		else if (!strncmp(o, "format=", 7) && disk_format_flag(o + 7))
 			out->format = disk_format_flag(o + 7);
 		else

@@ -380,10 +380,13 @@ static int log_entry_overlay(struct vhdx *v, const uint8_t *e)
 {
 	const struct vhdx_log_hdr *lh = (const void *)e;
 	uint64_t desc_bytes = round_up(64 + 32ull * lh->descriptor_count, 4096), ndata = 0;
-	struct vhdx_overlay *n = realloc(v->ov, (v->nov + lh->descriptor_count) * sizeof(*n));
-	if (!n)
-		return -ENOMEM;
-	v->ov = n;
+	/* (An entry may have no descriptors: realloc to 0 bytes would free the table.) */
+	if (lh->descriptor_count) {
+		struct vhdx_overlay *n = realloc(v->ov, (v->nov + lh->descriptor_count) * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		v->ov = n;
+	}
 	for (uint32_t i = 0; i < lh->descriptor_count; i++) {
 		struct vhdx_log_desc ds;
 		memcpy(&ds, e + 64 + 32 * (size_t)i, sizeof(ds));

@@ -44,12 +44,14 @@ int loader_elf_load(struct vm *vm, const uint8_t *img, size_t len, const char *n
 		log_error("%s: ELF program headers lie outside the file (truncated?)", name);
 		return -ENOEXEC;
 	}
-	const Elf64_Phdr *ph = (const Elf64_Phdr *)(img + eh->e_phoff);
 	uint64_t hi = 0;
 	bool entry_ok = false;
 	unsigned loads = 0;
 	for (unsigned i = 0; i < eh->e_phnum; i++) {
-		const Elf64_Phdr *p = &ph[i];
+		/* Copied out: e_phoff comes from the file and need not be aligned. */
+		Elf64_Phdr ph;
+		memcpy(&ph, img + eh->e_phoff + (size_t)i * sizeof(ph), sizeof(ph));
+		const Elf64_Phdr *p = &ph;
 		if (p->p_type != PT_LOAD || p->p_memsz == 0)
 			continue;
 		if (p->p_filesz > p->p_memsz || p->p_offset > len || p->p_filesz > len - p->p_offset) {
@@ -157,7 +159,7 @@ static int loader_bzimage(struct vm *vm, const char *path, const uint8_t *img, s
 	return 0;
 }
 
-int loader_linux_boot(struct vm *vm, const struct linux_boot_config *cfg, struct linux_boot_info *info)
+int loader_linux_load(struct vm *vm, const struct linux_boot_config *cfg, struct linux_boot_info *info)
 {
 	uint8_t *img = NULL;
 	size_t len = 0;
@@ -231,7 +233,11 @@ int loader_linux_boot(struct vm *vm, const struct linux_boot_config *cfg, struct
 		info->initrd_gpa = gpa;
 		info->initrd_size = rdlen;
 	}
-	if ((r = boot_write_tables(vm)))
-		return r;
-	return boot_enter_long_mode(&vm->vcpus[0], info->entry, BOOT_ZERO_PAGE_GPA, BOOT_ZERO_PAGE_GPA, 0);
+	return boot_write_tables(vm);
+}
+
+int loader_linux_boot(struct vm *vm, const struct linux_boot_config *cfg, struct linux_boot_info *info)
+{
+	int r = loader_linux_load(vm, cfg, info);
+	return r ? r : boot_enter_long_mode(&vm->vcpus[0], info->entry, BOOT_ZERO_PAGE_GPA, BOOT_ZERO_PAGE_GPA, 0);
 }
