@@ -43,9 +43,11 @@ const char run_usage[] =
 	"                             the COM1 serial port (off by default)\n"
 	"  --debugcon stdio|file:PATH|none\n"
 	"                             the debug console port 0xE9 for test guests (off by default)\n"
-	"  --disk PATH[,readonly][,lun=N][,controller=N][,4k][,serial=S]\n"
-	"                             a SCSI disk: raw image, block device, VHD or VHDX (repeatable)\n"
-	"  --dvd PATH|empty[,lun=N][,controller=N]\n"
+	"  --disk PATH[,readonly][,lun=N][,controller=N][,4k][,serial=S][,format=raw|vhd|vhdx]\n"
+	"                             a SCSI disk: raw image, block device, VHD or VHDX (repeatable;\n"
+	"                             the format is detected; a damaged image, or a file named .vhdx/.vhd\n"
+	"                             that is not one, is refused unless format=raw says otherwise)\n"
+	"  --dvd PATH|empty[,lun=N][,controller=N][,format=raw]\n"
 	"                             a SCSI DVD drive with an ISO image, or without media\n"
 	"  --processor-compatibility  limit CPUID to a baseline every x86-64 host offers\n"
 	"  --clock-slowdown N         tell the guest its TSC and APIC timer run N times faster than they\n"
@@ -62,8 +64,11 @@ const char run_usage[] =
 	"  -v, --verbose              more messages (twice for debug)\n"
 	"  -h, --help                 this help\n"
 	"\n"
-	"Exit codes: 0 the guest powered off, 1 gen2vm failed, 2 bad usage or configuration,\n"
-	"3 the guest reset (with --no-reboot), 4 the guest crashed, 5 the firmware found nothing to boot.\n";
+	"SIGINT, SIGTERM and SIGHUP turn the VM off in order (disks closed, the control socket removed).\n"
+	"\n"
+	"Exit codes: 0 the guest powered off, 1 gen2vm failed, 2 bad usage or configuration (nothing\n"
+	"changed), 3 the guest reset (with --no-reboot), 4 the guest crashed, 5 the firmware found nothing\n"
+	"to boot, 128+N stopped by signal N.\n";
 
 int parse_size(const char *s, uint64_t *bytes)
 {

@@ -447,6 +447,8 @@ def arg_cases():
         ("arg-vhd-extra", args(["vhd", "inspect", "a", "b"], "unexpected argument 'b'")),
         ("arg-vhd-unknown", args(["vhd", b"insp\xffect"], "unknown command", "\\xff")),
         ("arg-vhd-convert-to", args(["vhd", "convert", "a", "b", "--to", "qcow2"], "--to 'qcow2'")),
+        ("arg-disk-twice", lambda tmp: (run_args("--disk", _file(tmp, "d.img", bytes(MiB)), "--disk", tmp / "d.img"),
+                                        USAGE, ["d.img", "already in use by this gen2vm"])),
         ("arg-control-100k", args(["control", "/nonexistent.sock", BIG], "longer than")),
         ("arg-control-unreachable", args(["control", b"/nonexistent-" + NONUTF8, "status"], "is the VM running",
                                          "\\xff")),
@@ -580,15 +582,12 @@ def vhdx_cases():
         p = _file(tmp, "x.vhdx", os.urandom(4096))
         return p
 
-    def headers_crc(tmp, img):
-        poke(img, H1 + 100, b"\xff")
-        poke(img, H2 + 100, b"\xff")
+    def headers_crc(tmp, img):  # both copies: no valid one left
+        for off in (H1, H2):
+            poke(img, off + 100, b"\xff")
 
-    def version2(tmp, img):
-        vhdx_header_fix(img, lambda h: struct.pack_into("<H", h, 66, 2))
-
-    def log_misplaced(tmp, img):
-        vhdx_header_fix(img, lambda h: struct.pack_into("<Q", h, 72, 1 << 40))
+    def header_field(fmt, at, value):  # a field of both headers, checksums fixed
+        return lambda tmp, img: vhdx_header_fix(img, lambda h: struct.pack_into(fmt, h, at, value))
 
     def log_huge(tmp, img):
         vhdx_header_fix(img, lambda h: (struct.pack_into("<I", h, 68, 128 * MiB), h.__setitem__(slice(48, 64), b"\1" * 16)))
@@ -596,14 +595,11 @@ def vhdx_cases():
             f.truncate(200 * MiB)
 
     def regions_crc(tmp, img):
-        poke(img, R1 + 100, b"\xff")
-        poke(img, R2 + 100, b"\xff")
+        for off in (R1, R2):
+            poke(img, off + 100, b"\xff")
 
-    def region_count(tmp, img):
-        vhdx_region_fix(img, lambda t: struct.pack_into("<I", t, 8, 100000))
-
-    def region_outside(tmp, img):
-        vhdx_region_fix(img, lambda t: struct.pack_into("<Q", t, 16 + 16, 1 << 40))
+    def region_field(fmt, at, value):  # a field of both region tables, checksums fixed
+        return lambda tmp, img: vhdx_region_fix(img, lambda t: struct.pack_into(fmt, t, at, value))
 
     def region_overlap(tmp, img):
         def edit(t):
@@ -683,12 +679,12 @@ def vhdx_cases():
         ("zeroed-signature", zero_signature, ["damaged VHDX", "format=raw"]),
         ("random-named-vhdx", random_named, ["named .vhdx but not a VHDX file", "format=raw"]),
         ("headers-checksum", headers_crc, ["neither header is valid"]),
-        ("header-version", version2, ["unsupported VHDX version 2"]),
-        ("log-misplaced", log_misplaced, ["log at"]),
+        ("header-version", header_field("<H", 66, 2), ["unsupported VHDX version 2"]),
+        ("log-misplaced", header_field("<Q", 72, 1 << 40), ["log at"]),
         ("log-length-huge", log_huge, ["larger than this tool accepts"]),
         ("regions-checksum", regions_crc, ["no valid region table"]),
-        ("region-count", region_count, ["region table has 100000 entries"]),
-        ("region-outside", region_outside, ["outside the file"]),
+        ("region-count", region_field("<I", 8, 100000), ["region table has 100000 entries"]),
+        ("region-outside", region_field("<Q", 16 + 16, 1 << 40), ["outside the file"]),
         ("region-overlap", region_overlap, ["overlaps"]),
         ("metadata-signature", meta_sig, ["metadata table signature"]),
         ("metadata-item-outside", meta_item_outside, ["outside the metadata region"]),
@@ -918,6 +914,22 @@ def test_log_replay_reported_and_bounded(tmp_path):
     assert os.path.getsize(img) <= before
     r = g2("vhd", "repair", img)
     assert r.rc == 0 and "nothing to replay" in r.out, r
+
+
+def test_json_output_is_valid_for_any_path(tmp_path):
+    """A path that is not UTF-8 comes out of --json as valid JSON (its odd bytes as \\xNN)."""
+    d = os.fsencode(tmp_path) + b"/" + NONUTF8
+    os.mkdir(d)
+    img = d + b"/d.vhdx"
+    nv = d + b"/vm.nvram"
+    assert g2("vhd", "new", img, "--size", "8M").rc == 0
+    assert g2("firmware", "reset", "--nvram", nv).rc == 0
+    for argv, key in ((["vhd", "inspect", "--json", img], "Path"), (["firmware", "show", "--json", "--nvram", nv], "nvram")):
+        argv = [os.fsencode(gen2vm_binary())] + [a if isinstance(a, bytes) else a.encode() for a in argv]
+        p = subprocess.run(argv, capture_output=True, timeout=CMD_TIMEOUT, env=_env())
+        assert p.returncode == 0, p
+        doc = json.loads(p.stdout.decode("utf-8"))  # raises on bytes that are not UTF-8
+        assert "\\xff\\xfe-not-utf8-" in doc[key], doc[key]
 
 
 def test_format_raw_overrides(tmp_path):
