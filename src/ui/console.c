@@ -167,6 +167,8 @@ int console_open(struct console *c, const struct console_spec *spec, console_inp
 			c->listen_fd = -1;
 			return r;
 		}
+		/* A client that leaves between poll and accept must not stall the console thread. */
+		fcntl(c->listen_fd, F_SETFL, fcntl(c->listen_fd, F_GETFL) | O_NONBLOCK);
 		break;
 	}
 	}
