@@ -4,7 +4,8 @@
 #   make check      ASan+UBSan build, cmocka unit tests, pytest guest/integration tests
 #   make unit       only the unit tests (sanitized)
 #   make bench      build and run the benchmarks under bench/
-#   make fuzz       build the libFuzzer targets under fuzz/ and run each for FUZZ_SECONDS
+#   make fuzz       build the libFuzzer targets under fuzz/ and run each for FUZZ_SECONDS from its seeds
+#                   in tests/fuzz-corpus/ (make fuzz-merge keeps what added coverage)
 #
 # Sources are discovered, so adding a file needs no Makefile edit:
 #   src/**/*.c (except src/main.c)  -> the VMM library, linked into gen2vm, unit tests, benches
@@ -75,7 +76,7 @@ FW_ELF := $(FW)/gen2vm-fw.elf
 FW_BLOB := $(FW)/fw_blob.o
 
 .SECONDARY:
-.PHONY: all check unit integration guests firmware bench fuzz clean deps test-deps efi-apps
+.PHONY: all check unit integration guests firmware bench fuzz fuzz-merge clean deps test-deps efi-apps
 all: $(BUILD)/gen2vm
 
 # --- release -----------------------------------------------------------------------------------
@@ -194,11 +195,24 @@ bench: $(BUILD)/gen2vm $(BENCH_BINS) guests
 	@set -e; for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
 	@for s in bench/*.sh; do [ -f "$$s" ] || continue; echo "== $$s"; bash $$s || exit 1; done
 
+# Each target starts from its committed seeds, tests/fuzz-corpus/TARGET/ (read only), and writes what it
+# finds to build/fuzz/corpus-TARGET/; `make fuzz-merge` folds the inputs that add coverage back into
+# tests/fuzz-corpus/ (libFuzzer -set_cover_merge=1: the fewest inputs that keep the coverage), so
+# that a long campaign's coverage carries over to the next.
+# FUZZ_TARGETS picks targets (default: all), e.g. make fuzz FUZZ_TARGETS="fuzz_vhdx fuzz_vhdx_log".
 FUZZ_SECONDS ?= 30
-fuzz: $(FUZZ_BINS)
-	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/fuzz/corpus-$$(basename $$f) 2>&1 | \
-	  grep -E "^(stat::|#[0-9]+ *DONE|==|SUMMARY)" || true; done
+FUZZ_CORPUS := tests/fuzz-corpus
+FUZZ_TARGETS ?= $(notdir $(FUZZ_BINS))
+fuzz: $(addprefix $(BUILD)/fuzz/,$(FUZZ_TARGETS))
+	@set -e; for t in $(FUZZ_TARGETS); do f=$(BUILD)/fuzz/$$t; echo "== $$f ($(FUZZ_SECONDS)s)"; \
+	  mkdir -p $(BUILD)/fuzz/corpus-$$t $(FUZZ_CORPUS)/$$t; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/fuzz/corpus-$$t $(FUZZ_CORPUS)/$$t 2>&1 | \
+	  grep -E "^(stat::|#[0-9]+ *(INITED|DONE)|==|SUMMARY)" || true; done
+
+fuzz-merge: $(addprefix $(BUILD)/fuzz/,$(FUZZ_TARGETS))
+	@set -e; for t in $(FUZZ_TARGETS); do [ -d $(BUILD)/fuzz/corpus-$$t ] || continue; mkdir -p $(FUZZ_CORPUS)/$$t; \
+	  $(BUILD)/fuzz/$$t -set_cover_merge=1 $(FUZZ_CORPUS)/$$t $(BUILD)/fuzz/corpus-$$t 2>&1 | grep -E "MERGE-OUTER: [0-9]+ new" || true; \
+	  echo "$$t: $$(ls $(FUZZ_CORPUS)/$$t | wc -l) seeds"; done
 
 clean:
 	rm -rf $(BUILD)

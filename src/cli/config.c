@@ -5,9 +5,12 @@
 #include "platform/smbios.h"
 
 #include "cli/disk_spec.h"
+#include "util/file.h"
+#include "util/text.h"
 #include "vmm/vm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -40,9 +43,11 @@ const char run_usage[] =
 	"                             the COM1 serial port (off by default)\n"
 	"  --debugcon stdio|file:PATH|none\n"
 	"                             the debug console port 0xE9 for test guests (off by default)\n"
-	"  --disk PATH[,readonly][,lun=N][,controller=N][,4k][,serial=S]\n"
-	"                             a SCSI disk: raw image, block device, VHD or VHDX (repeatable)\n"
-	"  --dvd PATH|empty[,lun=N][,controller=N]\n"
+	"  --disk PATH[,readonly][,lun=N][,controller=N][,4k][,serial=S][,format=raw|vhd|vhdx]\n"
+	"                             a SCSI disk: raw image, block device, VHD or VHDX (repeatable;\n"
+	"                             the format is detected; a damaged image, or a file named .vhdx/.vhd\n"
+	"                             that is not one, is refused unless format=raw says otherwise)\n"
+	"  --dvd PATH|empty[,lun=N][,controller=N][,format=raw]\n"
 	"                             a SCSI DVD drive with an ISO image, or without media\n"
 	"  --processor-compatibility  limit CPUID to a baseline every x86-64 host offers\n"
 	"  --clock-slowdown N         tell the guest its TSC and APIC timer run N times faster than they\n"
@@ -59,8 +64,11 @@ const char run_usage[] =
 	"  -v, --verbose              more messages (twice for debug)\n"
 	"  -h, --help                 this help\n"
 	"\n"
-	"Exit codes: 0 the guest powered off, 1 gen2vm failed, 2 bad usage or configuration,\n"
-	"3 the guest reset (with --no-reboot), 4 the guest crashed, 5 the firmware found nothing to boot.\n";
+	"SIGINT, SIGTERM and SIGHUP turn the VM off in order (disks closed, the control socket removed).\n"
+	"\n"
+	"Exit codes: 0 the guest powered off, 1 gen2vm failed, 2 bad usage or configuration (nothing\n"
+	"changed), 3 the guest reset (with --no-reboot), 4 the guest crashed, 5 the firmware found nothing\n"
+	"to boot, 128+N stopped by signal N.\n";
 
 int parse_size(const char *s, uint64_t *bytes)
 {
@@ -71,18 +79,18 @@ static int set_memory(struct run_config *rc, const char *s, char *err, size_t er
 {
 	uint64_t b;
 	if (parse_size(s, &b) || b == 0) {
-		snprintf(err, errlen, "--memory '%s': expected a size such as 512M or 2G", s);
+		snprintf(err, errlen, "--memory '%s': expected a size such as 512M or 2G", text_show(s));
 		return -EINVAL;
 	}
 	if (b % (2u << 20)) {
-		snprintf(err, errlen, "--memory '%s': must be a multiple of 2 MiB", s);
+		snprintf(err, errlen, "--memory '%s': must be a multiple of 2 MiB", text_show(s));
 		return -EINVAL;
 	}
 	struct sysinfo si;
 	if (sysinfo(&si) == 0) {
 		uint64_t host = (uint64_t)si.totalram * si.mem_unit;
 		if (b > host) {
-			snprintf(err, errlen, "--memory '%s': more than this host's %llu MiB of RAM", s,
+			snprintf(err, errlen, "--memory '%s': more than this host's %llu MiB of RAM", text_show(s),
 				 (unsigned long long)(host >> 20));
 			return -EINVAL;
 		}
@@ -94,7 +102,8 @@ static int set_memory(struct run_config *rc, const char *s, char *err, size_t er
 static int set_uuid(struct run_config *rc, const char *what, const char *s, char *err, size_t errlen)
 {
 	if (smbios_uuid_parse(s, rc->vm.uuid)) {
-		snprintf(err, errlen, "%s '%s': expected a UUID such as 12345678-9abc-def0-1234-56789abcdef0", what, s);
+		snprintf(err, errlen, "%s '%s': expected a UUID such as 12345678-9abc-def0-1234-56789abcdef0", what,
+			 text_show(s));
 		return -EINVAL;
 	}
 	rc->vm.has_uuid = true;
@@ -106,7 +115,7 @@ static int set_cpus(struct run_config *rc, const char *s, char *err, size_t errl
 	char *end;
 	long n = strtol(s, &end, 10);
 	if (*end || end == s || n < 1 || n > VM_MAX_VCPUS) {
-		snprintf(err, errlen, "--cpus '%s': expected a number from 1 to %d", s, VM_MAX_VCPUS);
+		snprintf(err, errlen, "--cpus '%s': expected a number from 1 to %d", text_show(s), VM_MAX_VCPUS);
 		return -EINVAL;
 	}
 	rc->vm.cpus = (unsigned)n;
@@ -133,34 +142,96 @@ static const char *own(struct run_config *rc, const char *s)
 	return d;
 }
 
+/* An input the VM reads at start (kernel, initrd, firmware...): checked now, so that a missing file
+ * or a FIFO, device or directory is one clear line before anything starts. */
 static int file_exists(const char *opt, const char *path, char *err, size_t errlen)
 {
-	if (access(path, R_OK) == 0)
+	char why[160];
+	int fd = file_open_user(path, O_RDONLY, 0, FILE_REG, why, sizeof(why));
+	if (fd >= 0) {
+		close(fd);
 		return 0;
-	snprintf(err, errlen, "%s %s: %s", opt, path, strerror(errno));
-	return -ENOENT;
+	}
+	snprintf(err, errlen, "%s %s: %s", opt, text_show(path), why);
+	return fd;
+}
+
+/* Where a JSON document is malformed, as "line N" (json-c reports a byte offset). */
+static unsigned json_line_of(const char *text, size_t off)
+{
+	unsigned line = 1;
+	for (size_t i = 0; i < off && text[i]; i++)
+		line += text[i] == '\n';
+	return line;
+}
+
+/* Parses a whole JSON document: NULL with the reason in err when it is malformed, has trailing text
+ * or is not valid UTF-8, or is just "null" (which json-c parses to NULL). */
+static json_object *json_parse_document(const char *text, size_t len, char *why, size_t whylen)
+{
+	if (len > INT32_MAX || strlen(text) != len) {
+		snprintf(why, whylen, "malformed JSON (it contains a NUL byte)");
+		return NULL;
+	}
+	json_tokener *tok = json_tokener_new();
+	if (!tok) {
+		snprintf(why, whylen, "out of memory");
+		return NULL;
+	}
+#ifdef JSON_TOKENER_VALIDATE_UTF8
+	json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
+#endif
+	/* With its NUL: json-c ends a trailing literal ("null", a number) only at a terminator. */
+	json_object *root = json_tokener_parse_ex(tok, text, (int)len + 1);
+	enum json_tokener_error je = json_tokener_get_error(tok);
+	size_t end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (je == json_tokener_continue || je == json_tokener_error_parse_eof) {
+		snprintf(why, whylen, strspn(text, " \t\r\n") == len ? "empty file (expected a JSON object)"
+								  : "malformed JSON (the document ends before it is complete)");
+		return NULL;
+	}
+	if (je != json_tokener_success) {
+		snprintf(why, whylen, "malformed JSON at line %u (%s)", json_line_of(text, end), json_tokener_error_desc(je));
+		return NULL;
+	}
+	for (size_t i = end; i < len; i++) { /* (json-c stops after the first value) */
+		if (text[i] != ' ' && text[i] != '\t' && text[i] != '\n' && text[i] != '\r') {
+			snprintf(why, whylen, "malformed JSON at line %u (text after the end of the document)",
+				 json_line_of(text, i));
+			json_object_put(root);
+			return NULL;
+		}
+	}
+	if (!root)
+		snprintf(why, whylen, "expected a JSON object at the top level, found null");
+	return root;
 }
 
 int run_config_load_json(struct run_config *rc, const char *path, char *err, size_t errlen)
 {
-	if (file_exists("--config", path, err, errlen))
-		return -ENOENT;
-	json_object *root = json_object_from_file(path);
+	uint8_t *text;
+	size_t len;
+	char why[200];
+	int r = file_read_user(path, RUN_CONFIG_MAX_BYTES, &text, &len, why, sizeof(why));
+	if (r) {
+		snprintf(err, errlen, "--config %s: %s", text_show(path), why);
+		return r;
+	}
+	json_object *root = json_parse_document((const char *)text, len, why, sizeof(why));
+	free(text);
 	if (!root) {
-		snprintf(err, errlen, "--config %s: malformed JSON (%s)", path, json_util_get_last_err());
-		char *nl = strchr(err, '\n');
-		if (nl)
-			*nl = 0;
+		snprintf(err, errlen, "--config %s: %s", text_show(path), why);
 		return -EINVAL;
 	}
-	int r = 0;
 	if (!json_object_is_type(root, json_type_object)) {
-		snprintf(err, errlen, "--config %s: expected a JSON object at the top level", path);
+		snprintf(err, errlen, "--config %s: expected a JSON object at the top level, found %s", text_show(path),
+			 json_type_to_name(json_object_get_type(root)));
 		r = -EINVAL;
 		goto out;
 	}
 	json_object_object_foreach(root, key, val) {
-		char e[256] = "";
+		char e[1024] = "";
 		enum json_type t = json_object_get_type(val);
 		const char *sv = t == json_type_string ? json_object_get_string(val) : NULL;
 		char num[32];
@@ -234,11 +305,11 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 			bool is_known = false;
 			for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 				is_known |= !strcmp(key, known[i]);
-			snprintf(e, sizeof(e), is_known ? "\"%s\" has the wrong type" : "unknown setting \"%s\"", key);
+			snprintf(e, sizeof(e), is_known ? "\"%s\" has the wrong type" : "unknown setting \"%s\"", text_show(key));
 			r = -EINVAL;
 		}
 		if (r) {
-			snprintf(err, errlen, "--config %s: %s", path, e);
+			snprintf(err, errlen, "--config %s: %s", text_show(path), e);
 			goto out;
 		}
 	}
@@ -311,7 +382,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 			char *end;
 			long n = strtol(optarg, &end, 10);
 			if (*end || end == optarg || n < 1 || n > 1000) {
-				snprintf(err, errlen, "--clock-slowdown '%s': expected a factor from 1 to 1000", optarg);
+				snprintf(err, errlen, "--clock-slowdown '%s': expected a factor from 1 to 1000", text_show(optarg));
 				return -EINVAL;
 			}
 			rc->vm.clock_slowdown = (unsigned)n;
@@ -339,17 +410,17 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		case 'v': rc->verbose++; break;
 		case 'h': fputs(run_usage, stdout); return 1;
 		case ':':
-			snprintf(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+			snprintf(err, errlen, "option '%s' needs a value", text_show(argv[optind - 1]));
 			return -EINVAL;
 		default:
-			snprintf(err, errlen, "unknown option '%s' (see gen2vm run --help)", argv[optind - 1]);
+			snprintf(err, errlen, "unknown option '%s' (see gen2vm run --help)", text_show(argv[optind - 1]));
 			return -EINVAL;
 		}
 		if (r)
 			return r;
 	}
 	if (optind < argc) {
-		snprintf(err, errlen, "unexpected argument '%s' (see gen2vm run --help)", argv[optind]);
+		snprintf(err, errlen, "unexpected argument '%s' (see gen2vm run --help)", text_show(argv[optind]));
 		return -EINVAL;
 	}
 	if (rc->vm.kernel && rc->vm.elf) {
@@ -369,12 +440,13 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		snprintf(err, errlen, "--initrd and --cmdline need --kernel (or --efi)");
 		return -EINVAL;
 	}
-	if ((rc->vm.firmware && file_exists("--firmware", rc->vm.firmware, err, errlen)) ||
-	    (rc->vm.efi && file_exists("--efi", rc->vm.efi, err, errlen)) ||
-	    (rc->vm.kernel && file_exists("--kernel", rc->vm.kernel, err, errlen)) ||
-	    (rc->vm.initrd && file_exists("--initrd", rc->vm.initrd, err, errlen)) ||
-	    (rc->vm.elf && file_exists("--elf", rc->vm.elf, err, errlen)))
-		return -ENOENT;
+	const struct { const char *opt, *path; } inputs[] = {
+		{ "--firmware", rc->vm.firmware }, { "--efi", rc->vm.efi }, { "--kernel", rc->vm.kernel },
+		{ "--initrd", rc->vm.initrd }, { "--elf", rc->vm.elf },
+	};
+	for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++)
+		if (inputs[i].path && (r = file_exists(inputs[i].opt, inputs[i].path, err, errlen)))
+			return r;
 	return 0;
 }
 

@@ -16,10 +16,17 @@ struct run_config {
 };
 
 /* Parses `gen2vm run` arguments (argv[0] is "run"). Returns 0, 1 when --help was printed, or
- * -EINVAL with a one-line message naming the problem in err. */
+ * -errno (-EINVAL, or from an input file: -ENOENT, -EISDIR...) with a one-line message naming the
+ * problem in err. */
 int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, size_t errlen);
 
-/* Applies a JSON document's settings. Returns 0 or -EINVAL/-ENOENT with the message in err. */
+/* The largest JSON config accepted (a config is a few hundred bytes; this refuses /dev/zero-like
+ * files and mistakes such as a disk image given as --config). */
+#define RUN_CONFIG_MAX_BYTES (1u << 20)
+
+/* Applies a JSON document's settings. The file must be a regular file of at most
+ * RUN_CONFIG_MAX_BYTES holding one JSON object (strict JSON, UTF-8). Returns 0 or -errno (-EINVAL
+ * malformed, -ENOENT missing, -EFBIG too large...) with a one-line message naming the file in err. */
 int run_config_load_json(struct run_config *rc, const char *path, char *err, size_t errlen);
 
 /* Parses a size such as 512M, 2G, 1T or 4096K (a bare number means MiB, as in Hyper-V). */

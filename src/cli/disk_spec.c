@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "disk/disk.h"
+#include "util/text.h"
+
 static int parse_int(const char *s, int max, int *out)
 {
 	char *end;
@@ -27,7 +30,7 @@ int disk_spec_parse(const char *arg, bool dvd, struct disk_spec *out, char *err,
 		return -ENOMEM;
 	char *path = strtok_r(copy, ",", &save);
 	if (!path || !*path) {
-		snprintf(err, errlen, "%s '%s': expected PATH%s", opt, arg, dvd ? " or empty" : "");
+		snprintf(err, errlen, "%s '%s': expected PATH%s", opt, text_show(arg), dvd ? " or empty" : "");
 		free(copy);
 		return -EINVAL;
 	}
@@ -43,13 +46,19 @@ int disk_spec_parse(const char *arg, bool dvd, struct disk_spec *out, char *err,
 			r = parse_int(o + 4, 63, &out->lun);
 		else if (!strncmp(o, "controller=", 11))
 			r = parse_int(o + 11, 3, &out->controller);
-		else if (!strncmp(o, "serial=", 7) && strlen(o + 7) <= 20)
+		else if (!strncmp(o, "serial=", 7) && strlen(o + 7) <= 20) {
+			free(out->serial); /* given twice: the last one counts */
 			out->serial = strdup(o + 7);
+		}
+		else if (!strncmp(o, "format=", 7) && disk_format_flag(o + 7))
+			out->format = disk_format_flag(o + 7);
 		else
 			r = -EINVAL;
 		if (r) {
-			snprintf(err, errlen, "%s '%s': bad option '%s' (readonly, lun=0..63, controller=0..3%s, serial=TEXT)",
-				 opt, arg, o, dvd ? "" : ", 4k");
+			snprintf(err, errlen,
+				 "%s '%s': bad option '%s' (readonly, lun=0..63, controller=0..3%s, serial=TEXT of up to 20 "
+				 "characters, format=raw|vhd|vhdx)",
+				 opt, text_show(arg), text_show(o), dvd ? "" : ", 4k");
 			free(copy);
 			disk_spec_free(out);
 			return -EINVAL;
@@ -83,6 +92,8 @@ int disk_spec_from_json(const void *j, struct disk_spec *out, char *err, size_t 
 			out->native_4k = json_object_get_boolean(val);
 		else if (!strcmp(key, "serial") && t == json_type_string && strlen(json_object_get_string(val)) <= 20)
 			out->serial = strdup(json_object_get_string(val));
+		else if (!strcmp(key, "format") && t == json_type_string && disk_format_flag(json_object_get_string(val)))
+			out->format = disk_format_flag(json_object_get_string(val));
 		else if (!strcmp(key, "lun") && t == json_type_int)
 			ok = json_object_get_int(val) >= 0 && json_object_get_int(val) <= 63 &&
 			     (out->lun = json_object_get_int(val), true);
@@ -92,7 +103,7 @@ int disk_spec_from_json(const void *j, struct disk_spec *out, char *err, size_t 
 		else
 			ok = false;
 		if (!ok) {
-			snprintf(err, errlen, "\"disks\": bad or unknown \"%s\"", key);
+			snprintf(err, errlen, "\"disks\": bad or unknown \"%s\"", text_show(key));
 			disk_spec_free(out);
 			return -EINVAL;
 		}

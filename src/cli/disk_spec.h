@@ -1,6 +1,7 @@
-/* --disk / --dvd specifications ("PATH[,readonly][,lun=N][,controller=N][,4k][,serial=S]", "PATH|empty"),
- * from the command line or the JSON config ("disks": [ "spec" or { "path", "readonly", "lun",
- * "controller", "dvd", "native_4k", "serial" } ]). Parsing only: storage is built by gen2_add_storage. */
+/* --disk / --dvd specifications ("PATH[,readonly][,lun=N][,controller=N][,4k][,serial=S][,format=F]",
+ * "PATH|empty"), from the command line or the JSON config ("disks": [ "spec" or { "path", "readonly",
+ * "lun", "controller", "dvd", "native_4k", "serial", "format" } ]). Parsing only: storage is built by
+ * gen2_add_storage. */
 #ifndef GEN2VM_CLI_DISK_SPEC_H
 #define GEN2VM_CLI_DISK_SPEC_H
 
@@ -16,6 +17,7 @@ struct disk_spec {
 	int lun;         /* 0..63 or DISK_SPEC_AUTO (first free) */
 	int controller;  /* 0..3, default 0 */
 	char *serial;    /* owned, may be NULL */
+	unsigned format; /* DISK_FORMAT_RAW/VHD/VHDX (format=): the format the image must have; 0 detects it */
 };
 
 /* Parses one --disk (dvd=false) or --dvd (dvd=true) argument into *out. 0 or -EINVAL with a

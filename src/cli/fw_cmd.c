@@ -7,9 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/exit.h"
 #include "gen2vm/proto/fw_var.h"
 #include "platform/bootopt.h"
 #include "platform/nvram.h"
+#include "util/log.h"
+#include "util/text.h"
 
 static const char fw_usage[] =
 	"usage: gen2vm firmware show --nvram FILE [--json] [--variables]\n"
@@ -72,7 +75,7 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 	if (!l || bootopt_load(nv, l)) {
 		free(l);
 		fprintf(stderr, "gen2vm firmware: out of memory\n");
-		return 1;
+		return CLI_EXIT_FAILED;
 	}
 	const uint8_t *u = nvram_system_uuid(nv);
 	char uuid[40];
@@ -100,7 +103,9 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 			}
 			json_object_array_add(arr, o);
 		}
-		json_object_object_add(j, "nvram", json_object_new_string(path));
+		char *upath = text_utf8_dup(path); /* JSON strings are UTF-8; a path need not be */
+		json_object_object_add(j, "nvram", json_object_new_string(upath ? upath : ""));
+		free(upath);
 		json_object_object_add(j, "system_uuid", json_object_new_string(uuid));
 		json_object_object_add(j, "entries", arr);
 		json_object_object_add(j, "timeout", l->has_timeout ? json_object_new_int(l->timeout) : NULL);
@@ -116,7 +121,7 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(j);
 	} else {
-		printf("NVRAM: %s\nSystem UUID: %s\n", path, uuid);
+		printf("NVRAM: %s\nSystem UUID: %s\n", text_show(path), uuid);
 		printf("Boot entries (in boot order):\n");
 		if (!l->n)
 			printf("  (none: gen2vm run adds one per disk and DVD drive)\n");
@@ -138,7 +143,7 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 	}
 	bootopt_list_free(l);
 	free(l);
-	return 0;
+	return CLI_EXIT_OK;
 }
 
 static int parse_order(const char *s, uint16_t *out, unsigned *n)
@@ -159,13 +164,13 @@ int cli_firmware_main(int argc, char **argv)
 {
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		fputs(fw_usage, argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
+		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
 	}
 	const char *sub = argv[1];
 	if (strcmp(sub, "show") && strcmp(sub, "set") && strcmp(sub, "reset")) {
 		fprintf(stderr, "gen2vm firmware: unknown command '%s' (show, set or reset; see gen2vm firmware --help)\n",
-			sub);
-		return 2;
+			text_show(sub));
+		return CLI_EXIT_USAGE;
 	}
 	enum { O_NVRAM = 256, O_JSON, O_FIRST, O_ORDER, O_PAUSE, O_HELP, O_VARS };
 	static const struct option opts[] = {
@@ -191,78 +196,80 @@ int cli_firmware_main(int argc, char **argv)
 		case O_FIRST: first = optarg; break;
 		case O_ORDER: order = optarg; break;
 		case O_PAUSE: pause = optarg; break;
-		case O_HELP: fputs(fw_usage, stdout); return 0;
+		case O_HELP: fputs(fw_usage, stdout); return CLI_EXIT_OK;
 		default:
 			fprintf(stderr, "gen2vm firmware %s: unknown or incomplete option '%s' (see gen2vm firmware --help)\n",
-				sub, argv[optind]);
-			return 2;
+				sub, text_show(argv[optind]));
+			return CLI_EXIT_USAGE;
 		}
 	}
 	if (optind < argc - 1) {
-		fprintf(stderr, "gen2vm firmware %s: unexpected argument '%s'\n", sub, argv[optind + 1]);
-		return 2;
+		fprintf(stderr, "gen2vm firmware %s: unexpected argument '%s'\n", sub, text_show(argv[optind + 1]));
+		return CLI_EXIT_USAGE;
 	}
 	if (!path) {
 		fprintf(stderr, "gen2vm firmware %s: --nvram FILE is required\n", sub);
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	bool is_set = !strcmp(sub, "set");
 	if ((!is_set && (first || order || pause)) || (strcmp(sub, "show") && (json || vars))) {
 		fprintf(stderr, "gen2vm firmware %s: option not valid here (see gen2vm firmware --help)\n", sub);
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	if (is_set && !first && !order && !pause) {
 		fprintf(stderr, "gen2vm firmware set: nothing to set: give --first-boot-device, --boot-order or "
 				"--pause-after-boot-failure\n");
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	if (is_set && first && order) {
 		fprintf(stderr, "gen2vm firmware set: --first-boot-device and --boot-order cannot be used together\n");
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	if (pause && strcmp(pause, "on") && strcmp(pause, "off")) {
-		fprintf(stderr, "gen2vm firmware set: --pause-after-boot-failure '%s': expected on or off\n", pause);
-		return 2;
+		fprintf(stderr, "gen2vm firmware set: --pause-after-boot-failure '%s': expected on or off\n", text_show(pause));
+		return CLI_EXIT_USAGE;
 	}
 	uint16_t ord[BOOTOPT_MAX];
 	unsigned nord = 0;
 	if (order && parse_order(order, ord, &nord)) {
 		fprintf(stderr, "gen2vm firmware set: --boot-order '%s': expected hexadecimal entry numbers separated by "
-				"commas, e.g. 0003,0001\n", order);
-		return 2;
+				"commas, e.g. 0003,0001\n", text_show(order));
+		return CLI_EXIT_USAGE;
 	}
-	char err[768];
+	char err[1536];
+	int r;
 	if (!strcmp(sub, "reset")) {
-		if (nvram_reset_file(path, err, sizeof(err))) {
+		if ((r = nvram_reset_file(path, err, sizeof(err)))) {
 			fprintf(stderr, "gen2vm firmware reset: %s\n", err);
-			return 1;
+			return cli_exit_code(r);
 		}
-		printf("%s: a fresh NVRAM store (no boot entries; gen2vm run adds its drives)\n", path);
-		return 0;
+		printf("%s: a fresh NVRAM store (no boot entries; gen2vm run adds its drives)\n", text_show(path));
+		return CLI_EXIT_OK;
 	}
 	struct nvram *nv;
 	/* show reads without the lock: a running VM replaces the file atomically, so a read sees a
 	 * whole file; set takes it, so that the VM's changes and ours cannot overwrite each other. */
-	if (nvram_open(path, false, is_set, &nv, err, sizeof(err))) {
+	if ((r = nvram_open(path, false, is_set, &nv, err, sizeof(err)))) {
 		fprintf(stderr, "gen2vm firmware %s: %s\n", sub, err);
-		return 1;
+		return cli_exit_code(r);
 	}
-	int rc = 0;
+	int rc = CLI_EXIT_OK;
 	if (!is_set) {
 		rc = fw_show(nv, path, json, vars);
 	} else {
-		int r = 0;
+		/* A failed write of the file is reported by the store itself (one line naming the file and
+		 * why); only the other failures need a line here. */
+		log_last_error_clear();
 		if (first)
 			r = bootopt_set_first(nv, first, err, sizeof(err));
 		if (!r && order)
 			r = bootopt_set_order(nv, ord, nord, err, sizeof(err));
+		if (!r && pause && (r = bootopt_set_pause(nv, !strcmp(pause, "on"))))
+			snprintf(err, sizeof(err), "cannot write PauseAfterBootFailure");
 		if (r) {
-			fprintf(stderr, "gen2vm firmware set: %s: %s\n", path, err);
-			rc = 1;
-		}
-		if (!rc && pause && bootopt_set_pause(nv, !strcmp(pause, "on"))) {
-			fprintf(stderr, "gen2vm firmware set: %s: cannot write PauseAfterBootFailure\n", path);
-			rc = 1;
+			if (!log_last_error()[0])
+				fprintf(stderr, "gen2vm firmware set: %s: %s\n", text_show(path), err);
+			rc = cli_exit_code(r);
 		}
 	}
 	nvram_close(nv);

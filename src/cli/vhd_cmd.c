@@ -1,4 +1,5 @@
 #include "cli/vhd_cmd.h"
+#include "cli/exit.h"
 #include "disk/disk.h"
 #include "disk/vhd.h"
 #include "disk/vhdx.h"
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "util/size.h"
+#include "util/text.h"
 
 #define MiB (1024ull * 1024)
 
@@ -139,7 +141,7 @@ static const struct option long_opts[] = {
 
 struct args {
 	unsigned long long size, bs, ss, pss, seed, ops;
-	bool fixed, dynamic, json;
+	bool fixed, dynamic, json, size_given;
 	const char *parent, *format, *to, *into, *journal;
 	char *pos[3];
 	int npos;
@@ -154,7 +156,7 @@ static int args_parse(int argc, char **argv, struct args *a)
 	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		unsigned long long *sz = NULL;
 		switch (c) {
-		case OPT_SIZE: sz = &a->size; break;
+		case OPT_SIZE: sz = &a->size; a->size_given = true; break;
 		case OPT_BS: sz = &a->bs; break;
 		case OPT_SS: sz = &a->ss; break;
 		case OPT_PSS: sz = &a->pss; break;
@@ -168,37 +170,54 @@ static int args_parse(int argc, char **argv, struct args *a)
 		case OPT_TO: a->to = optarg; break;
 		case OPT_INTO: a->into = optarg; break;
 		case OPT_JOURNAL: a->journal = optarg; break;
-		case 'h': usage(); return 0;
-		default: usage(); return 2;
+		case 'h': usage(); return CLI_EXIT_OK;
+		default: usage(); return CLI_EXIT_USAGE;
 		}
 		if (sz && cli_size_parse(optarg, sz)) {
-			fprintf(stderr, "gen2vm vhd: bad size '%s' (e.g. 64G, 512M, 4096)\n", optarg);
-			return 2;
+			fprintf(stderr, "gen2vm vhd: bad size '%s' (e.g. 64G, 512M, 4096)\n", text_show(optarg));
+			return CLI_EXIT_USAGE;
 		}
 	}
 	for (int i = optind; i < argc; i++) {
 		if (a->npos == 3) {
-			usage();
-			return 2;
+			fprintf(stderr, "gen2vm vhd: unexpected argument '%s' (see gen2vm vhd --help)\n", text_show(argv[i]));
+			return CLI_EXIT_USAGE;
 		}
 		a->pos[a->npos++] = argv[i];
 	}
 	if (a->fixed && a->dynamic) {
 		fprintf(stderr, "gen2vm vhd: --fixed and --dynamic exclude each other\n");
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	if (a->bs > UINT32_MAX || a->ss > 65536 || a->pss > 65536) {
 		fprintf(stderr, "gen2vm vhd: block or sector size too large\n");
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	return -1;
 }
 
+/* The positional arguments a command takes: one line naming what is missing or extra, CLI_EXIT_USAGE;
+ * -1 when they are right. */
+static int args_want(const struct args *a, const char *cmd, int n, const char *what)
+{
+	if (a->npos == n)
+		return -1;
+	if (a->npos < n)
+		fprintf(stderr, "gen2vm vhd %s: missing %s (see gen2vm vhd --help)\n", cmd, what);
+	else
+		fprintf(stderr, "gen2vm vhd %s: unexpected argument '%s' (it takes %s)\n", cmd, text_show(a->pos[n]), what);
+	return CLI_EXIT_USAGE;
+}
+
 static int cmd_new(struct args *a)
 {
-	if (a->npos != 1 || (!a->size && !a->parent)) {
-		usage();
-		return 2;
+	int u = args_want(a, "new", 1, "PATH");
+	if (u >= 0)
+		return u;
+	if (!a->size && !a->parent) {
+		fprintf(stderr, "gen2vm vhd new: %s (e.g. --size 64G; a differencing disk takes --parent)\n",
+			a->size_given ? "--size must be more than 0" : "--size SIZE is required");
+		return CLI_EXIT_USAGE;
 	}
 	const char *path = a->pos[0];
 	const char *fmt = a->format ? a->format : format_of_name(path) ? format_of_name(path) : "vhdx";
@@ -211,7 +230,7 @@ static int cmd_new(struct args *a)
 				      .progress_ctx = &p };
 	int rc = disk_create(path, &o);
 	progress_done(&p);
-	return rc ? 1 : 0;
+	return cli_exit_code(rc);
 }
 
 /* --- inspect ---------------------------------------------------------------------------------------- */
@@ -245,43 +264,51 @@ static int layer_stats(struct disk *d, struct layer_stats *s)
 	return 0;
 }
 
-static bool image_in_use(const char *path)
+/* Whether another open of the image holds a lock (d was opened without one, DISK_NOLOCK). */
+static bool image_in_use(const struct disk *d)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
 	struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET };
-	bool busy = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
-	close(fd);
-	return busy;
+	return fcntl(d->fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+}
+
+/* A path for JSON output: JSON strings are UTF-8, a path need not be (bytes that are not become \xNN).
+ * NULL gives JSON null. */
+static json_object *json_path(const char *path)
+{
+	if (!path)
+		return NULL;
+	char *u = text_utf8_dup(path);
+	json_object *j = json_object_new_string(u ? u : "");
+	free(u);
+	return j;
 }
 
 static int cmd_inspect(struct args *a)
 {
-	if (a->npos != 1) {
-		usage();
-		return 2;
-	}
+	int u = args_want(a, "inspect", 1, "PATH");
+	if (u >= 0)
+		return u;
 	struct disk *d;
-	if (disk_open(a->pos[0], DISK_NOLOCK, &d))
-		return 1;
+	int rc = disk_open(a->pos[0], DISK_NOLOCK, &d);
+	if (rc)
+		return cli_exit_code(rc);
 	struct stat st;
 	fstat(d->fd, &st);
 	struct layer_stats ls;
-	if (layer_stats(d, &ls)) {
-		fprintf(stderr, "%s: cannot read its block table\n", d->path);
+	if ((rc = layer_stats(d, &ls))) {
+		fprintf(stderr, "%s: cannot read its block table: %s\n", text_show(d->path), strerror(-rc));
 		disk_close(d);
-		return 1;
+		return cli_exit_code(rc);
 	}
 	unsigned frag = ls.allocated_blocks > 1 ? (unsigned)(ls.fragments * 100 / (ls.allocated_blocks - 1)) : 0;
 	char id[39];
 	guid_str(d->id, id);
-	bool in_use = image_in_use(a->pos[0]);
+	bool in_use = image_in_use(d);
 	const char *fmt = d->ops->format;
 	char fmtu[8];
 	snprintf(fmtu, sizeof(fmtu), "%s", !strcmp(fmt, "vhdx") ? "VHDX" : !strcmp(fmt, "vhd") ? "VHD" : "Raw");
 	json_object *j = json_object_new_object();
-	json_object_object_add(j, "Path", json_object_new_string(d->path));
+	json_object_object_add(j, "Path", json_path(d->path));
 	json_object_object_add(j, "VhdFormat", json_object_new_string(fmtu));
 	json_object_object_add(j, "VhdType", json_object_new_string(type_name(d)));
 	json_object_object_add(j, "FileSize", json_object_new_int64((int64_t)st.st_size));
@@ -297,12 +324,11 @@ static int cmd_inspect(struct args *a)
 	json_object *chain = json_object_new_array();
 	for (struct disk *p = d->parent; p; p = p->parent) {
 		json_object *e = json_object_new_object();
-		json_object_object_add(e, "Path", json_object_new_string(p->path));
+		json_object_object_add(e, "Path", json_path(p->path));
 		json_object_object_add(e, "VhdType", json_object_new_string(type_name(p)));
 		json_object_array_add(chain, e);
 	}
-	json_object_object_add(j, "ParentPath",
-			       d->parent ? json_object_new_string(d->parent->path) : NULL);
+	json_object_object_add(j, "ParentPath", json_path(d->parent ? d->parent->path : NULL));
 	json_object_object_add(j, "ParentChain", chain);
 	if (a->json) {
 		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
@@ -329,7 +355,7 @@ static int cmd_inspect(struct args *a)
 	}
 	json_object_put(j);
 	disk_close(d);
-	return 0;
+	return CLI_EXIT_OK;
 }
 
 /* --- convert ----------------------------------------------------------------------------------------- */
@@ -370,20 +396,24 @@ static int copy_data(struct disk *src, struct disk *dst, bool skip_zero, const c
 
 static int cmd_convert(struct args *a)
 {
-	if (a->npos != 2) {
-		usage();
-		return 2;
-	}
+	int u = args_want(a, "convert", 2, "SRC DST");
+	if (u >= 0)
+		return u;
 	struct disk *src, *dst;
-	if (disk_open(a->pos[0], DISK_RDONLY, &src))
-		return 1;
 	const char *fmt = a->to ? a->to : format_of_name(a->pos[1]) ? format_of_name(a->pos[1]) : "raw";
+	if (!disk_format_flag(fmt)) {
+		fprintf(stderr, "gen2vm vhd convert: --to '%s': expected vhdx, vhd or raw\n", text_show(fmt));
+		return CLI_EXIT_USAGE;
+	}
+	int rc = disk_open(a->pos[0], DISK_RDONLY, &src);
+	if (rc)
+		return cli_exit_code(rc);
 	uint64_t size = src->size;
 	if (strcmp(fmt, "raw") && size % 512) {
 		fprintf(stderr, "%s: size %llu is not a multiple of 512 bytes; cannot convert to %s\n",
-			src->path, (unsigned long long)size, fmt);
+			text_show(src->path), (unsigned long long)size, fmt);
 		disk_close(src);
-		return 1;
+		return CLI_EXIT_USAGE;
 	}
 	struct disk_create_opts o = { .format = fmt, .size = size, .fixed = a->fixed,
 				      .block_size = (uint32_t)a->bs,
@@ -394,18 +424,22 @@ static int cmd_convert(struct args *a)
 		/* A raw source of odd size: keep it exact. */
 		int fd = open(a->pos[1], O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		if (fd < 0 || ftruncate(fd, (off_t)size)) {
-			fprintf(stderr, "%s: cannot create: %s\n", a->pos[1], strerror(errno));
-			if (fd >= 0)
+			rc = -errno;
+			fprintf(stderr, "%s: cannot create: %s\n", text_show(a->pos[1]), strerror(errno));
+			if (fd >= 0) {
 				close(fd);
+				unlink(a->pos[1]);
+			}
 			disk_close(src);
-			return 1;
+			return cli_exit_code(rc);
 		}
 		close(fd);
-	} else if (disk_create(a->pos[1], &o)) {
+	} else if ((rc = disk_create(a->pos[1], &o))) {
 		disk_close(src);
-		return 1;
+		return cli_exit_code(rc);
 	}
-	int rc = disk_open(a->pos[1], 0, &dst);
+	/* The new file is what --to says, whatever its name. */
+	rc = disk_open(a->pos[1], disk_format_flag(fmt), &dst);
 	if (!rc) {
 		/* Fixed targets get every byte written; sparse ones skip zeros. */
 		rc = copy_data(src, dst, dst->type != DISK_TYPE_FIXED || !strcmp(fmt, "raw"), "Converting");
@@ -414,7 +448,7 @@ static int cmd_convert(struct args *a)
 	disk_close(src);
 	if (rc)
 		unlink(a->pos[1]);
-	return rc ? 1 : 0;
+	return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }
 
 /* --- resize ------------------------------------------------------------------------------------------ */
@@ -425,37 +459,42 @@ static int disk_resize(struct disk *d, uint64_t size)
 		return vhdx_resize(d, size);
 	if (!strcmp(d->ops->format, "raw")) {
 		if (size < d->size) {
-			fprintf(stderr, "%s: shrinking is not supported\n", d->path);
+			fprintf(stderr, "%s: shrinking is not supported\n", text_show(d->path));
 			return -EINVAL;
 		}
 		if (ftruncate(d->fd, (off_t)size) || fsync(d->fd)) {
-			fprintf(stderr, "%s: cannot resize: %s\n", d->path, strerror(errno));
-			return -errno;
+			int e = errno;
+			fprintf(stderr, "%s: cannot resize: %s\n", text_show(d->path), strerror(e));
+			return -e;
 		}
 		d->size = size;
 		return 0;
 	}
 	if (!strcmp(d->ops->format, "vhd"))
 		return vhd_resize(d, size);
-	fprintf(stderr, "%s: resizing %s images is not supported; convert it to VHDX first\n", d->path,
+	fprintf(stderr, "%s: resizing %s images is not supported; convert it to VHDX first\n", text_show(d->path),
 		d->ops->format);
-	return -ENOTSUP;
+	return -EOPNOTSUPP;
 }
 
 static int cmd_resize(struct args *a)
 {
-	if (a->npos != 1 || !a->size) {
-		usage();
-		return 2;
+	int u = args_want(a, "resize", 1, "PATH");
+	if (u >= 0)
+		return u;
+	if (!a->size) {
+		fprintf(stderr, "gen2vm vhd resize: %s\n", a->size_given ? "--size must be more than 0" : "--size SIZE is required");
+		return CLI_EXIT_USAGE;
 	}
 	struct disk *d;
-	if (disk_open(a->pos[0], 0, &d))
-		return 1;
-	int rc = disk_resize(d, a->size);
+	int rc = disk_open(a->pos[0], 0, &d);
+	if (rc)
+		return cli_exit_code(rc);
+	rc = disk_resize(d, a->size);
 	if (!rc)
 		rc = d->ops->flush(d);
 	disk_close(d);
-	return rc ? 1 : 0;
+	return cli_exit_code(rc);
 }
 
 /* --- merge -------------------------------------------------------------------------------------------- */
@@ -468,20 +507,23 @@ static bool same_file(const char *a, const char *b)
 
 static int cmd_merge(struct args *a)
 {
-	if (a->npos != 1) {
-		usage();
-		return 2;
-	}
+	int u = args_want(a, "merge", 1, "CHILD");
+	if (u >= 0)
+		return u;
 	struct disk *child, *target = NULL;
 	/* The chain is opened without locks (the target gets a write lock below, which our own
 	 * read lock would conflict with); the child gets a read lock so no VM writes it meanwhile. */
-	if (disk_open(a->pos[0], DISK_NOLOCK, &child))
-		return 1;
-	int rc = 1;
-	if (disk_lock(child->path, child->fd, false))
+	int r = disk_open(a->pos[0], DISK_NOLOCK, &child);
+	if (r)
+		return cli_exit_code(r);
+	int rc = CLI_EXIT_FAILED;
+	if ((r = disk_lock(child->path, child->fd, false))) {
+		rc = cli_exit_code(r);
 		goto out;
+	}
 	if (!child->parent) {
-		fprintf(stderr, "%s: not a differencing disk, nothing to merge\n", child->path);
+		fprintf(stderr, "%s: not a differencing disk, nothing to merge\n", text_show(child->path));
+		rc = CLI_EXIT_USAGE;
 		goto out;
 	}
 	struct disk *t = child->parent;
@@ -489,14 +531,16 @@ static int cmd_merge(struct args *a)
 		while (t && !same_file(t->path, a->into))
 			t = t->parent;
 		if (!t) {
-			fprintf(stderr, "%s: %s is not in its parent chain\n", child->path, a->into);
+			fprintf(stderr, "%s: %s is not in its parent chain\n", text_show(child->path), text_show(a->into));
+			rc = CLI_EXIT_USAGE;
 			goto out;
 		}
 	}
-	if (disk_open(t->path, DISK_KEEP_LINKAGE, &target))
+	if ((r = disk_open(t->path, DISK_KEEP_LINKAGE, &target)) ||
+	    (target->size < child->size && (r = disk_resize(target, child->size)))) {
+		rc = cli_exit_code(r);
 		goto out;
-	if (target->size < child->size && disk_resize(target, child->size))
-		goto out;
+	}
 	uint64_t step = UINT64_MAX;
 	for (struct disk *l = child; l != t; l = l->parent)
 		if (l->block_size && l->block_size < step)
@@ -556,7 +600,7 @@ static int cmd_merge(struct args *a)
 		if (unlink(l->path))
 			fprintf(stderr, "%s: merged, but cannot remove it: %s\n", l->path, strerror(errno));
 	}
-	rc = 0;
+	rc = CLI_EXIT_OK;
 out:
 	disk_close(target);
 	disk_close(child);
@@ -575,20 +619,20 @@ static void human(uint64_t b, char out[32])
 
 static int cmd_compact(struct args *a)
 {
-	if (a->npos != 1) {
-		usage();
-		return 2;
-	}
+	int u = args_want(a, "compact", 1, "PATH");
+	if (u >= 0)
+		return u;
 	struct disk *d;
 	/* Compacting does not change what the disk reads: keep DataWriteGuid, so that differencing
 	 * children of this image still recognise their parent. The write lock refuses an image in
 	 * use ("in use by ..."). */
-	if (disk_open(a->pos[0], DISK_KEEP_LINKAGE, &d))
-		return 1;
+	int r = disk_open(a->pos[0], DISK_KEEP_LINKAGE, &d);
+	if (r)
+		return cli_exit_code(r);
 	if (!d->ops->release || !d->block_size || d->type == DISK_TYPE_FIXED) {
-		printf("%s: %s %s disk, nothing to compact\n", d->path, type_name(d), d->ops->format);
+		printf("%s: %s %s disk, nothing to compact\n", text_show(d->path), type_name(d), d->ops->format);
 		disk_close(d);
-		return 0;
+		return CLI_EXIT_OK;
 	}
 	bool diff = d->type == DISK_TYPE_DIFFERENCING;
 	struct progress p;
@@ -601,8 +645,8 @@ static int cmd_compact(struct args *a)
 	disk_close(d);
 	if (rc) {
 		fprintf(stderr, "%s: compact failed: %s (the image is still consistent; run the command "
-			"again to finish)\n", a->pos[0], strerror(-rc));
-		return 1;
+			"again to finish)\n", text_show(a->pos[0]), strerror(-rc));
+		return CLI_EXIT_FAILED;
 	}
 	char sb[32], sa[32], ab[32], aa[32];
 	human(st.size_before, sb);
@@ -614,23 +658,28 @@ static int cmd_compact(struct args *a)
 		snprintf(parent, sizeof(parent), ", %llu blocks that read as the parent",
 			 (unsigned long long)st.parent_blocks);
 	printf("%s: released %llu zero blocks%s, moved %llu blocks; file size %s -> %s "
-	       "(allocated %s -> %s)\n", a->pos[0], (unsigned long long)st.zero_blocks, parent,
+	       "(allocated %s -> %s)\n", text_show(a->pos[0]), (unsigned long long)st.zero_blocks, parent,
 	       (unsigned long long)st.moved_blocks, sb, sa, ab, aa);
-	return 0;
+	return CLI_EXIT_OK;
 }
 
 static int cmd_repair(struct args *a)
 {
-	if (a->npos != 1) {
-		usage();
-		return 2;
-	}
+	int u = args_want(a, "repair", 1, "PATH");
+	if (u >= 0)
+		return u;
 	struct disk *d;
-	if (disk_open(a->pos[0], 0, &d))
-		return 1;
+	/* Opening read-write replays a pending VHDX log, after checking that what it leaves is valid. */
+	int rc = disk_open(a->pos[0], 0, &d);
+	if (rc)
+		return cli_exit_code(rc);
+	const char *done = vhdx_replay_summary(d);
+	if (done)
+		printf("%s: replayed its log (%s); consistent\n", text_show(a->pos[0]), done);
+	else
+		printf("%s: consistent (nothing to replay)\n", text_show(a->pos[0]));
 	disk_close(d);
-	printf("%s: consistent\n", a->pos[0]);
-	return 0;
+	return CLI_EXIT_OK;
 }
 
 /* --- crash-test helper (hidden) --------------------------------------------------------------------- */
@@ -641,7 +690,7 @@ int cli_vhd_main(int argc, char **argv)
 {
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage();
-		return argc < 2 ? 2 : 0;
+		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
 	}
 	const char *sub = argv[1];
 	struct args a;
@@ -665,13 +714,13 @@ int cli_vhd_main(int argc, char **argv)
 	if (!strcmp(sub, "selftest-writer") || !strcmp(sub, "selftest-verify")) {
 		if (a.npos != 1 || !a.journal) {
 			fprintf(stderr, "usage: gen2vm vhd %s PATH --seed N --journal FILE [--ops N]\n", sub);
-			return 2;
+			return CLI_EXIT_USAGE;
 		}
 		if (!strcmp(sub, "selftest-writer"))
 			return vhd_selftest_writer(a.pos[0], a.seed, a.journal, a.ops ? a.ops : 1000000);
 		return vhd_selftest_verify(a.pos[0], a.seed, a.journal);
 	}
-	fprintf(stderr, "gen2vm vhd: unknown command '%s'\n", sub);
-	usage();
-	return 2;
+	fprintf(stderr, "gen2vm vhd: unknown command '%s' (new, inspect, convert, resize, merge, compact, repair; see "
+		"gen2vm vhd --help)\n", text_show(sub));
+	return CLI_EXIT_USAGE;
 }

@@ -108,12 +108,12 @@ static void media_put(struct sv_media *m)
 	}
 }
 
-static int media_open(const char *path, bool ro, struct sv_media **out)
+static int media_open(const char *path, bool ro, unsigned format, struct sv_media **out)
 {
 	struct disk *d;
 	/* The guest caches what it reads: data I/O bypasses the host's page cache (cache=none) for every
 	 * format, through io_uring for raw images and the drivers' own I/O for the others. */
-	int rc = disk_open(path, (ro ? DISK_RDONLY : 0) | DISK_DIRECT, &d);
+	int rc = disk_open(path, (ro ? DISK_RDONLY : 0) | DISK_DIRECT | format, &d);
 	if (rc)
 		return rc;
 	struct sv_media *m = calloc(1, sizeof(*m));
@@ -793,7 +793,7 @@ int storvsp_attach(struct storvsp *s, uint32_t lun, const struct storvsp_disk_op
 		return -ENOMEM;
 	int rc = 0;
 	if (o->path)
-		rc = media_open(o->path, o->readonly || o->dvd, &l->media);
+		rc = media_open(o->path, o->readonly || o->dvd, o->format, &l->media);
 	if (!rc) {
 		rc = scsi_lun_init(&l->scsi, o->dvd ? SCSI_TYPE_CDROM : SCSI_TYPE_DISK, l->media ? l->media->disk : NULL,
 				   o->readonly, o->native_4k, s->index << 8 | lun, o->serial);
@@ -825,7 +825,7 @@ int storvsp_detach(struct storvsp *s, uint32_t lun)
 	return 0;
 }
 
-int storvsp_change_media(struct storvsp *s, uint32_t lun, const char *path)
+int storvsp_change_media(struct storvsp *s, uint32_t lun, const char *path, unsigned format)
 {
 	if (lun >= STORVSP_MAX_LUNS || !s->luns[lun])
 		return -ENOENT;
@@ -833,7 +833,7 @@ int storvsp_change_media(struct storvsp *s, uint32_t lun, const char *path)
 		return -EINVAL;
 	struct sv_media *m = NULL;
 	if (path) {
-		int rc = media_open(path, true, &m);
+		int rc = media_open(path, true, format, &m);
 		if (rc)
 			return rc;
 		if (m->disk->size < 2048) {

@@ -34,6 +34,7 @@ struct storvsp_disk_opts {
 	bool readonly;
 	bool native_4k;     /* 4096-byte logical sectors (default: 512 logical, 4096 physical) */
 	const char *serial; /* VPD 0x80; NULL derives one */
+	unsigned format;    /* DISK_FORMAT_RAW/VHD/VHDX to insist on a format; 0 detects it (disk_open) */
 };
 
 /* Registers controller `index` (0..3) on srv. max_subchannels: how many sub-channels the guest may ask
@@ -52,9 +53,9 @@ int storvsp_attach(struct storvsp *s, uint32_t lun, const struct storvsp_disk_op
 /* Hot-removes lun (I/O in flight completes first; the image is closed after it). 0 or -ENOENT. */
 int storvsp_detach(struct storvsp *s, uint32_t lun);
 
-/* DVD media change: path inserts an ISO (replacing any), NULL ejects. 0, -ENOENT (no such lun),
- * -EINVAL (not a DVD drive) or the disk_open error. */
-int storvsp_change_media(struct storvsp *s, uint32_t lun, const char *path);
+/* DVD media change: path inserts an ISO (replacing any; format as in storvsp_disk_opts), NULL ejects.
+ * 0, -ENOENT (no such lun), -EINVAL (not a DVD drive) or the disk_open error. */
+int storvsp_change_media(struct storvsp *s, uint32_t lun, const char *path, unsigned format);
 
 /* First free lun, or -ENOSPC. */
 int storvsp_free_lun(const struct storvsp *s);

@@ -1,7 +1,9 @@
 #include "disk/disk.h"
 #include "gen2vm/proto/vmbus.h"
 #include "disk/drivers.h"
+#include "util/file.h"
 #include "util/log.h"
+#include "util/text.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -386,28 +389,46 @@ int disk_guid_parse(const char *s, uint8_t g[16])
 	return 0;
 }
 
-/* Another process with the same file open (OFD locks do not record their owner, so look at every
- * process's descriptors we may read). Writes "pid N (comm)" or an empty string. */
-static void disk_lock_holder(int fd, char *out, size_t len)
+/* Who else has the same file open (OFD locks do not record their owner, so look at every process's
+ * descriptors we may read). Writes "pid N (comm)" or an empty string; *self is set when it is this
+ * very process (the same image attached twice), which is looked at first. */
+static void disk_lock_holder(int fd, char *out, size_t len, bool *self)
 {
 	struct stat want;
 	out[0] = 0;
-	DIR *proc = fstat(fd, &want) ? NULL : opendir("/proc");
+	*self = false;
+	if (fstat(fd, &want))
+		return;
+	char own[64];
+	snprintf(own, sizeof(own), "/proc/self/fd/%d", fd);
+	DIR *fds = opendir("/proc/self/fd");
+	struct dirent *f;
+	while (fds && !*self && (f = readdir(fds))) {
+		char p[384];
+		struct stat st;
+		snprintf(p, sizeof(p), "/proc/self/fd/%s", f->d_name);
+		*self = f->d_name[0] != '.' && strcmp(p, own) && !stat(p, &st) && st.st_dev == want.st_dev &&
+			st.st_ino == want.st_ino;
+	}
+	if (fds)
+		closedir(fds);
+	if (*self)
+		return;
+	DIR *proc = opendir("/proc");
 	if (!proc)
 		return;
 	struct dirent *e;
-	pid_t self = getpid();
+	pid_t me = getpid();
 	while (!out[0] && (e = readdir(proc))) {
 		char *end;
 		long pid = strtol(e->d_name, &end, 10);
-		if (*end || pid <= 0 || pid == self)
+		if (*end || pid <= 0 || pid == me)
 			continue;
 		char dir[64];
 		snprintf(dir, sizeof(dir), "/proc/%ld/fd", pid);
-		DIR *fds = opendir(dir);
+		fds = opendir(dir);
 		if (!fds)
 			continue;
-		struct dirent *f;
 		while ((f = readdir(fds))) {
 			char p[384];
 			struct stat st;
@@ -438,9 +459,15 @@ int disk_lock(const char *path, int fd, bool write)
 	int e = errno;
 	if (e == EAGAIN || e == EACCES) {
 		char who[128];
-		disk_lock_holder(fd, who, sizeof(who));
-		log_error("%s: in use by another process%s%s (%s); close the VM or tool using it", path,
-			  who[0] ? ", " : "", who, write ? "it holds a lock on the image" : "it has the image open for writing");
+		bool self;
+		disk_lock_holder(fd, who, sizeof(who), &self);
+		if (self)
+			log_error("%s: already in use by this gen2vm (the same image given twice, or as another disk's "
+				  "parent while writable); give each image once", path);
+		else
+			log_error("%s: in use by another process%s%s (%s); close the VM or tool using it", path,
+				  who[0] ? ", " : "", who,
+				  write ? "it holds a lock on the image" : "it has the image open for writing");
 		return -EBUSY;
 	}
 	log_error("%s: cannot lock: %s", path, strerror(e));
@@ -467,6 +494,70 @@ const char *disk_probe(const char *path, int fd)
 	return "raw";
 }
 
+unsigned disk_format_flag(const char *name)
+{
+	if (!strcmp(name, "raw"))
+		return DISK_FORMAT_RAW;
+	if (!strcmp(name, "vhd"))
+		return DISK_FORMAT_VHD;
+	if (!strcmp(name, "vhdx"))
+		return DISK_FORMAT_VHDX;
+	return 0;
+}
+
+/* ".vhdx" or ".vhd" when path's name says it is one (any case), else NULL. */
+static const char *disk_name_format(const char *path)
+{
+	const char *dot = strrchr(path, '.');
+	if (dot && strchr(dot, '/'))
+		dot = NULL;
+	if (dot && !strcasecmp(dot, ".vhdx"))
+		return "vhdx";
+	if (dot && !strcasecmp(dot, ".vhd"))
+		return "vhd";
+	return NULL;
+}
+
+/* The format to open the file as: what its contents say, unless flags force one. Contents that say
+ * raw are only taken for raw when nothing says otherwise: a file named .vhdx/.vhd, or holding what is
+ * left of a VHDX or VHD (a header, region table or dynamic header with a valid checksum), is a damaged
+ * or foreign image, and taking it for raw data would hide that and let a guest or `vhd resize` write
+ * over it. DISK_FORMAT_RAW (",format=raw") says the user knows. NULL after logging the reason. */
+static const char *disk_detect(const char *path, int fd, const struct stat *st, unsigned flags)
+{
+	if (flags & DISK_FORMAT_RAW)
+		return "raw";
+	const char *fmt = disk_probe(path, fd);
+	if (!fmt)
+		return NULL;
+	const char *want = flags & DISK_FORMAT_VHDX ? "vhdx" : flags & DISK_FORMAT_VHD ? "vhd" : NULL;
+	if (want && strcmp(fmt, want)) {
+		log_error("%s: format=%s was given, but it is %s", path, want,
+			  !strcmp(fmt, "raw") ? "not one (no signature of that format)" : !strcmp(fmt, "vhd") ? "a VHD" : "a VHDX");
+		return NULL;
+	}
+	if (strcmp(fmt, "raw") || S_ISBLK(st->st_mode))
+		return fmt;
+	const char *named = disk_name_format(path);
+	if (vhdx_remnants(fd)) {
+		log_error("%s: damaged VHDX: its file signature (\"vhdxfile\") is missing but its headers are there; "
+			  "not opened (to use the bytes as a raw disk anyway, give ,format=raw)", path);
+		return NULL;
+	}
+	if (vhd_remnants(fd)) {
+		log_error("%s: damaged VHD: its footer (\"conectix\") is missing but its dynamic header is there; not "
+			  "opened (to use the bytes as a raw disk anyway, give ,format=raw)", path);
+		return NULL;
+	}
+	if (named) {
+		log_error("%s: named .%s but not a %s file (%s); if it is a raw disk image, give ,format=raw or rename "
+			  "it", path, named, !strcmp(named, "vhdx") ? "VHDX" : "VHD",
+			  !strcmp(named, "vhdx") ? "no \"vhdxfile\" signature at its start" : "no \"conectix\" footer");
+		return NULL;
+	}
+	return fmt;
+}
+
 /* Files of the chain being opened on this thread, to refuse parent loops. */
 static __thread struct {
 	dev_t dev;
@@ -480,18 +571,20 @@ int disk_open(const char *path, unsigned flags, struct disk **out)
 	if (flags & DISK_NOLOCK)
 		flags |= DISK_RDONLY;
 	bool ro = flags & DISK_RDONLY;
-	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	char why[160];
+	/* Images and block devices only, opened without blocking: a FIFO or a character device named
+	 * as a disk (or as a parent) is refused, never waited on. */
+	int fd = file_open_user(path, ro ? O_RDONLY : O_RDWR, 0, FILE_REG | FILE_BLK, why, sizeof(why));
 	if (fd < 0) {
-		int e = errno;
-		log_error("%s: cannot open: %s", path, strerror(e));
-		return -e;
+		log_error("%s: cannot open: %s", text_show(path), why);
+		return fd;
 	}
 	struct stat st;
-	/* Block devices are raw disks (st_size is 0, so probing never finds a VHD/VHDX header there). */
-	if (fstat(fd, &st) || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
-		log_error("%s: not a regular file or block device", path);
+	if (fstat(fd, &st)) {
+		int e = errno;
+		log_error("%s: %s", path, strerror(e));
 		close(fd);
-		return -EINVAL;
+		return -e;
 	}
 	for (int i = 0; i < chain_depth; i++) {
 		if (chain[i].dev == st.st_dev && chain[i].ino == st.st_ino) {
@@ -522,12 +615,12 @@ int disk_open(const char *path, unsigned flags, struct disk **out)
 	d->flags = flags;
 	if (flags & DISK_DIRECT)
 		d->direct_fd = disk_direct_open(fd, ro, &d->direct_align);
-	const char *fmt = disk_probe(path, fd);
+	const char *fmt = disk_detect(path, fd, &st, flags);
 	chain[chain_depth].dev = st.st_dev;
 	chain[chain_depth].ino = st.st_ino;
 	chain_depth++;
 	if (!fmt)
-		rc = -EIO;
+		rc = -EINVAL;
 	else if (!strcmp(fmt, "vhdx"))
 		rc = vhdx_open(d, flags);
 	else if (!strcmp(fmt, "vhd"))
@@ -612,14 +705,14 @@ int disk_parent_open(struct disk *child, const char *rel, const char *abs,
 			continue;
 		}
 		struct disk *par;
+		/* The parent's own messages (it is missing its signature, a FIFO, in use...) come out as
+		 * the child's: one line naming both. */
+		size_t ctx = log_context_push("%s: its parent ", text_show(child->path));
 		int rc = disk_open(p, DISK_RDONLY | (child->flags & (DISK_NOLOCK | DISK_DIRECT)), &par);
+		log_context_pop(ctx);
 		free(p);
-		if (rc == -ELOOP || rc == -EBUSY || rc == -ENOMEM)
+		if (rc)
 			return rc;
-		if (rc) {
-			log_error("%s: its parent could not be opened (see above)", child->path);
-			return rc;
-		}
 		rc = verify(child, par);
 		if (rc) {
 			mismatch = true;
@@ -856,8 +949,7 @@ int disk_read_view_locked(struct disk *d, void *drv, disk_map_locked_fn map, uin
 
 /* --- compaction ------------------------------------------------------------------------------ */
 
-/* Writes zeros over [off, off+len) of fd as a hole where the file system can punch one. */
-static int disk_file_zero(int fd, uint64_t off, uint64_t len)
+int disk_file_zero(int fd, uint64_t off, uint64_t len)
 {
 	static const uint8_t zero[4096];
 	if (!fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))

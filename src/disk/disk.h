@@ -82,17 +82,28 @@ struct disk {
 #define DISK_NOLOCK        0x2u /* inspection of an image that may be in use; implies RDONLY */
 #define DISK_KEEP_LINKAGE  0x4u /* VHDX: keep DataWriteGuid (merge writes the child's own data) */
 #define DISK_NO_PARENT     0x8u /* open a differencing disk without its parent (inspect only) */
+#define DISK_FORMAT_RAW    0x20u /* the file is a raw disk whatever it holds (",format=raw": overrides
+				      * the refusal of a damaged image or one named .vhdx/.vhd) */
+#define DISK_FORMAT_VHD    0x40u /* the file must be a VHD (",format=vhd") */
+#define DISK_FORMAT_VHDX   0x80u /* the file must be a VHDX (",format=vhdx") */
 #define DISK_DIRECT        0x10u /* data reads/writes bypass the page cache (O_DIRECT, like QEMU's
 				      * cache=none) when buffer, length and file offset meet the file's
 				      * O_DIRECT alignment (statx STATX_DIOALIGN, else 512 bytes),
 				      * buffered otherwise; metadata stays buffered. Parents inherit it.
 				      * Ignored where the file system refuses O_DIRECT. */
 
-/* Opens path, detecting raw/VHD/VHDX from its contents, replays a VHDX log (read-write opens),
- * opens the parent chain read-only. On error nothing has been written, one line naming the file
- * and the problem has been logged, and -errno is returned (-EINVAL corrupt/unsupported, -EBUSY in
- * use, -ENOENT missing, -ELOOP parent loop). *out is owned by the caller: disk_close() it. */
+/* Opens path (a regular file or a block device, never waiting on a FIFO or device: file_open_user),
+ * detecting raw/VHD/VHDX from its contents, replays a VHDX log (read-write opens; a log that fails
+ * validation is refused with the file unchanged), opens the parent chain read-only. A file whose
+ * contents say raw but whose name (.vhdx, .vhd) or leftover structures say VHDX/VHD is refused as
+ * damaged unless DISK_FORMAT_RAW is given. On error nothing has been written, one line naming the
+ * file and the problem has been logged, and -errno is returned (-EINVAL corrupt/unsupported/wrong
+ * kind of file, -EISDIR, -EBUSY in use, -ENOENT missing, -ELOOP parent loop). *out is owned by the
+ * caller: disk_close() it. */
 int disk_open(const char *path, unsigned flags, struct disk **out);
+
+/* The DISK_FORMAT_* flag for "raw", "vhd" or "vhdx"; 0 for any other name. */
+unsigned disk_format_flag(const char *name);
 
 /* Flushes nothing; closes the chain and frees everything. Call flush first for durability. */
 void disk_close(struct disk *d);
@@ -101,8 +112,8 @@ void disk_close(struct disk *d);
 int disk_pread(struct disk *d, void *buf, uint64_t len, uint64_t off);
 int disk_pwrite(struct disk *d, const void *buf, uint64_t len, uint64_t off);
 
-/* Format detection from the first and last bytes of the file: "vhdx", "vhd" or "raw";
- * NULL on I/O error (logged). */
+/* Format detection from the first and last bytes of the file alone: "vhdx", "vhd" or "raw";
+ * NULL on I/O error (logged). disk_open also looks at the name and for leftover structures. */
 const char *disk_probe(const char *path, int fd);
 
 struct disk_create_opts {

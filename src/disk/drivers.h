@@ -12,6 +12,12 @@ int raw_open(struct disk *d, unsigned flags);
 int vhd_open(struct disk *d, unsigned flags);
 int vhdx_open(struct disk *d, unsigned flags);
 
+/* Whether a file that lacks its format's signature still holds what is left of a VHDX (a header or
+ * region table with a valid checksum at its place) or of a dynamic VHD (a dynamic header with a valid
+ * checksum at 512): format detection refuses to take such a file for raw data. */
+bool vhdx_remnants(int fd);
+bool vhd_remnants(int fd);
+
 /* Build a new image into fd (created O_EXCL by disk_create, which removes it on failure). */
 int raw_create(const char *path, int fd, const struct disk_create_opts *o);
 int vhd_create(const char *path, int fd, const struct disk_create_opts *o, struct disk *parent);
@@ -62,6 +68,10 @@ bool disk_direct_aligned(const struct disk *d, const struct iovec *iov, int iovc
  * is aligned for O_DIRECT, through d->fd otherwise. 0 or -errno (short transfers retried). */
 int disk_data_preadv(struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off);
 int disk_data_pwritev(struct disk *d, const struct iovec *iov, int iovcnt, uint64_t file_off);
+
+/* Writes zeros over [off, off+len) of fd as a hole where the file system can punch one (written
+ * zeros elsewhere). 0 or -errno. */
+int disk_file_zero(int fd, uint64_t off, uint64_t len);
 
 /* Raw file writes for drivers. pwritev / preadv of a whole sub-iovec. */
 int disk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);

@@ -182,6 +182,13 @@ static bool vhd_footer_valid(const uint8_t *raw)
 	return !memcmp(f.cookie, "conectix", 8) && be32toh(f.checksum) == vhd_checksum(raw, 512, 64);
 }
 
+bool vhd_remnants(int fd)
+{
+	struct vhd_dynhdr h;
+	return !disk_file_pread(fd, &h, sizeof(h), 512) && !memcmp(h.cookie, "cxsparse", 8) &&
+	       be32toh(h.checksum) == vhd_checksum((const uint8_t *)&h, sizeof(h), 36);
+}
+
 /* --- mapping ------------------------------------------------------------------------------------- */
 
 static int vhd_bitmap_run(struct disk *d, struct vhd *v, uint64_t blk, uint64_t s, uint64_t max,

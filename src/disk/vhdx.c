@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,13 +73,21 @@ struct vhdx {
 	bool session;        /* headers carry this open's GUIDs and a log GUID */
 	bool inplace_dirty;  /* in-place metadata written since the last fdatasync */
 	uint64_t log_seq;
-	/* Read-only opens of an image whose log needs replaying: the log's sectors, applied in
-	 * memory to every metadata read (data == NULL: a zeroed range). */
+	uint64_t disk_end;      /* the file's real size; file_size may be larger while a pending log is
+				 * applied in memory */
+	/* An image whose log needs replaying: the log's sectors, applied in memory to every metadata
+	 * read (data == NULL: a zeroed range), until they are written (read-write opens, once the result
+	 * is known to be valid) or for good (read-only opens). */
 	struct vhdx_overlay {
 		uint64_t off, len;
 		uint8_t *data;
 	} *ov;
 	size_t nov;
+	struct {
+		bool pending;   /* a valid log sequence awaits replay (it is in the overlay) */
+		uint64_t entries, seq_first, seq_last, sectors, zeroed, last_file_offset;
+		char summary[256];
+	} replay;
 	/* Differencing images from other tools: the sector bitmap of each chunk (1 MiB), read on
 	 * first use instead of once per request; NULL: not read. This driver never writes sector
 	 * bitmaps (a written block becomes fully present), so a cached one stays true. */
@@ -135,6 +144,32 @@ static bool vhdx_header_valid(struct vhdx_header *h)
 	uint32_t got = crc32c(0, h, sizeof(*h));
 	h->checksum = want;
 	return got == want;
+}
+
+/* Whether the 64 KiB at t are a region table (signature and checksum). */
+static bool vhdx_region_table_valid(uint8_t *t)
+{
+	struct vhdx_region_hdr *rh = (void *)t;
+	uint32_t want = rh->checksum;
+	rh->checksum = 0;
+	uint32_t got = crc32c(0, t, VHDX_REGION_SIZE);
+	rh->checksum = want;
+	return !memcmp(rh->signature, "regi", 4) && got == want;
+}
+
+bool vhdx_remnants(int fd)
+{
+	struct vhdx_header h;
+	for (int i = 0; i < 2; i++)
+		if (!disk_file_pread(fd, &h, sizeof(h), i ? VHDX_HEADER2_OFF : VHDX_HEADER1_OFF) && vhdx_header_valid(&h))
+			return true;
+	uint8_t *t = malloc(VHDX_REGION_SIZE);
+	bool found = false;
+	for (int i = 0; t && i < 2 && !found; i++)
+		found = !disk_file_pread(fd, t, VHDX_REGION_SIZE, i ? VHDX_REGION2_OFF : VHDX_REGION1_OFF) &&
+			vhdx_region_table_valid(t);
+	free(t);
+	return found;
 }
 
 /* Writes the header into the slot that is not current, then makes it current. */
@@ -288,6 +323,9 @@ static void log_copy(const uint8_t *log, uint64_t log_len, uint64_t off, uint8_t
 	memcpy(out + first, log, len - first);
 }
 
+/* Structural checks of one entry: signatures, checksum, sequence numbers, and descriptors aligned,
+ * after the headers, of sane length. Where its descriptors may write is judged later against the
+ * image the log leaves (vhdx_log_check_targets). */
 static bool log_entry_check(const struct vhdx *v, const uint8_t *log, uint64_t off,
 			    struct log_slot *s, uint8_t *scratch)
 {
@@ -295,8 +333,8 @@ static bool log_entry_check(const struct vhdx *v, const uint8_t *log, uint64_t o
 	memcpy(&lh, log + off, sizeof(lh));
 	if (memcmp(lh.signature, "loge", 4) || lh.entry_length < 4096 || lh.entry_length % 4096 ||
 	    lh.entry_length > v->log_len || lh.tail % 4096 || lh.tail >= v->log_len ||
-	    memcmp(lh.log_guid, v->hdr.log_guid, 16) || lh.last_file_offset > (1ull << 50) ||
-	    lh.flushed_file_offset > (1ull << 50))
+	    memcmp(lh.log_guid, v->hdr.log_guid, 16) || lh.last_file_offset > VHDX_LOG_MAX_OFFSET ||
+	    lh.flushed_file_offset > VHDX_LOG_MAX_OFFSET)
 		return false;
 	uint64_t desc_bytes = round_up(64 + 32ull * lh.descriptor_count, 4096);
 	if (desc_bytes > lh.entry_length)
@@ -310,7 +348,7 @@ static bool log_entry_check(const struct vhdx *v, const uint8_t *log, uint64_t o
 		struct vhdx_log_desc ds;
 		memcpy(&ds, scratch + 64 + 32 * (size_t)i, sizeof(ds));
 		if (ds.seq != lh.seq || ds.file_offset % 4096 || ds.file_offset < VHDX_REGION1_OFF ||
-		    ds.file_offset > (1ull << 50))
+		    ds.file_offset > VHDX_LOG_MAX_OFFSET)
 			return false;
 		if (!memcmp(ds.signature, "desc", 4)) {
 			uint64_t at = desc_bytes + 4096 * ndata++;
@@ -322,7 +360,7 @@ static bool log_entry_check(const struct vhdx *v, const uint8_t *log, uint64_t o
 			    dt.seq_low != (uint32_t)lh.seq)
 				return false;
 		} else if (!memcmp(ds.signature, "zero", 4)) {
-			if (ds.leading_bytes % 4096 || ds.leading_bytes > (1ull << 40))
+			if (!ds.leading_bytes || ds.leading_bytes % 4096 || ds.leading_bytes > VHDX_LOG_MAX_OFFSET)
 				return false;
 		} else {
 			return false;
@@ -337,42 +375,18 @@ static bool log_entry_check(const struct vhdx *v, const uint8_t *log, uint64_t o
 	return true;
 }
 
-static int log_entry_apply(struct disk *d, struct vhdx *v, const uint8_t *e, uint64_t *min_size)
+/* Adds one entry's descriptors to the overlay (the log's writes, in order, in memory). */
+static int log_entry_overlay(struct vhdx *v, const uint8_t *e)
 {
 	const struct vhdx_log_hdr *lh = (const void *)e;
 	uint64_t desc_bytes = round_up(64 + 32ull * lh->descriptor_count, 4096), ndata = 0;
-	uint8_t sec[4096];
-	int rc = 0;
-	for (uint32_t i = 0; i < lh->descriptor_count && !rc; i++) {
-		struct vhdx_log_desc ds;
-		memcpy(&ds, e + 64 + 32 * (size_t)i, sizeof(ds));
-		if (!memcmp(ds.signature, "desc", 4)) {
-			const struct vhdx_log_data *dt = (const void *)(e + desc_bytes + 4096 * ndata++);
-			memcpy(sec, &ds.leading_bytes, 8);
-			memcpy(sec + 8, dt->data, 4084);
-			memcpy(sec + 4092, &ds.trailing_bytes, 4);
-			rc = disk_file_pwrite(d->fd, sec, 4096, ds.file_offset);
-		} else {
-			memset(sec, 0, sizeof(sec));
-			for (uint64_t z = 0; z < ds.leading_bytes && !rc; z += 4096)
-				rc = disk_file_pwrite(d->fd, sec, 4096, ds.file_offset + z);
-		}
+	/* (An entry may have no descriptors: realloc to 0 bytes would free the table.) */
+	if (lh->descriptor_count) {
+		struct vhdx_overlay *n = realloc(v->ov, (v->nov + lh->descriptor_count) * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		v->ov = n;
 	}
-	if (lh->last_file_offset > *min_size)
-		*min_size = lh->last_file_offset;
-	if (lh->flushed_file_offset > *min_size)
-		*min_size = lh->flushed_file_offset;
-	return rc;
-}
-
-static int log_entry_overlay(struct vhdx *v, const uint8_t *e, uint64_t *min_size)
-{
-	const struct vhdx_log_hdr *lh = (const void *)e;
-	uint64_t desc_bytes = round_up(64 + 32ull * lh->descriptor_count, 4096), ndata = 0;
-	struct vhdx_overlay *n = realloc(v->ov, (v->nov + lh->descriptor_count) * sizeof(*n));
-	if (!n)
-		return -ENOMEM;
-	v->ov = n;
 	for (uint32_t i = 0; i < lh->descriptor_count; i++) {
 		struct vhdx_log_desc ds;
 		memcpy(&ds, e + 64 + 32 * (size_t)i, sizeof(ds));
@@ -387,22 +401,30 @@ static int log_entry_overlay(struct vhdx *v, const uint8_t *e, uint64_t *min_siz
 			memcpy(o->data, &ds.leading_bytes, 8);
 			memcpy(o->data + 8, dt->data, 4084);
 			memcpy(o->data + 4092, &ds.trailing_bytes, 4);
+			v->replay.sectors++;
 		} else {
 			o->len = ds.leading_bytes;
+			v->replay.zeroed += ds.leading_bytes;
 		}
 		v->nov++;
 	}
-	if (lh->last_file_offset > *min_size)
-		*min_size = lh->last_file_offset;
+	if (lh->last_file_offset > v->replay.last_file_offset)
+		v->replay.last_file_offset = lh->last_file_offset;
+	v->replay.entries++;
 	return 0;
 }
 
-/* pread of metadata (region table, metadata, BAT, sector bitmaps) through the overlay. */
+/* pread of metadata (region table, metadata, BAT, sector bitmaps) through the overlay. Space past
+ * the file's end that a pending log makes part of the image reads as zeros. */
 static int vhdx_meta_pread(struct disk *d, struct vhdx *v, void *buf, uint64_t len, uint64_t off)
 {
-	int rc = disk_file_pread(d->fd, buf, len, off);
+	if (off > v->file_size || len > v->file_size - off)
+		return -EIO;
+	uint64_t in = off >= v->disk_end ? 0 : v->disk_end - off < len ? v->disk_end - off : len;
+	int rc = in ? disk_file_pread(d->fd, buf, in, off) : 0;
 	if (rc)
 		return rc;
+	memset((uint8_t *)buf + in, 0, len - in);
 	for (size_t i = 0; i < v->nov; i++) {
 		const struct vhdx_overlay *o = &v->ov[i];
 		uint64_t a = o->off > off ? o->off : off;
@@ -417,11 +439,12 @@ static int vhdx_meta_pread(struct disk *d, struct vhdx *v, void *buf, uint64_t l
 	return 0;
 }
 
-/* Finds the active sequence (highest sequence number whose head's tail lies inside it) and
- * replays it. Returns 0 with *replayed set, or -errno. */
-static int vhdx_log_replay(struct disk *d, struct vhdx *v, bool *replayed)
+/* Finds the active sequence of the log (highest sequence number whose head's tail lies inside it) and
+ * loads it into the overlay: the image is then read as the log would leave it, and nothing has been
+ * written. Sets v->replay.pending when there is something to replay and v->file_size to the size the
+ * image may have after it (bounded: see VHDX_LOG_MAX_GROWTH). 0 or -errno (logged). */
+static int vhdx_log_load(struct disk *d, struct vhdx *v)
 {
-	*replayed = false;
 	if (!memcmp(v->hdr.log_guid, GUID_ZERO, 16))
 		return 0;
 	if (v->log_len > 64 * VHDX_MiB) {
@@ -449,17 +472,15 @@ static int vhdx_log_replay(struct disk *d, struct vhdx *v, bool *replayed)
 			continue;
 		/* Walk forward from i while sequence numbers follow on. */
 		uint64_t cur = i, steps = 0;
-		bool tail_in = slots[i].tail == i * 4096;
-		uint64_t head_tail = slots[i].tail;
 		for (;;) {
 			uint64_t nx = ((cur * 4096 + slots[cur].len) % v->log_len) / 4096;
 			if (!slots[nx].valid || slots[nx].seq != slots[cur].seq + 1 || ++steps > nslots)
 				break;
 			cur = nx;
 		}
-		head_tail = slots[cur].tail;
+		uint64_t head_tail = slots[cur].tail;
 		/* The head's tail must be one of the entries from i to cur. */
-		tail_in = false;
+		bool tail_in = false;
 		for (uint64_t k = i, st = 0; st <= nslots; st++) {
 			if (k * 4096 == head_tail) {
 				tail_in = true;
@@ -478,40 +499,42 @@ static int vhdx_log_replay(struct disk *d, struct vhdx *v, bool *replayed)
 	rc = 0;
 	if (best_head < 0)
 		goto out; /* nothing valid: the last transaction never completed, nothing to redo */
-	uint64_t min_size = 0;
-	if (d->readonly) {
-		/* Nothing may be written: apply the log in memory instead. */
-		for (uint64_t k = (uint64_t)best_tail;;) {
-			log_copy(log, v->log_len, k * 4096, scratch, slots[k].len);
-			rc = log_entry_overlay(v, scratch, &min_size);
-			if (rc || k == (uint64_t)best_head)
-				break;
-			k = ((k * 4096 + slots[k].len) % v->log_len) / 4096;
-		}
-		if (min_size > v->file_size)
-			v->file_size = min_size;
-		log_info("%s: the VHDX log needs replaying; applied in memory (read-only open)", d->path);
-		goto out;
-	}
 	for (uint64_t k = (uint64_t)best_tail;;) {
 		log_copy(log, v->log_len, k * 4096, scratch, slots[k].len);
-		rc = log_entry_apply(d, v, scratch, &min_size);
+		if (!v->replay.entries)
+			v->replay.seq_first = ((const struct vhdx_log_hdr *)scratch)->seq;
+		rc = log_entry_overlay(v, scratch);
 		if (rc || k == (uint64_t)best_head)
 			break;
 		k = ((k * 4096 + slots[k].len) % v->log_len) / 4096;
 	}
-	if (!rc && min_size > v->file_size && ftruncate(d->fd, (off_t)min_size))
-		rc = -errno;
-	if (!rc)
-		rc = vhdx_sync(v, d->fd);
-	if (rc) {
-		log_error("%s: VHDX log replay failed: %s", d->path, strerror(-rc));
+	if (rc)
 		goto out;
+	v->replay.seq_last = best_seq;
+	v->replay.pending = true;
+	/* Where the log may make the file end: no further than its own writes reach or than the size its
+	 * writer recorded, and never more than VHDX_LOG_MAX_GROWTH past the present end. */
+	uint64_t end = v->disk_end, cap = v->disk_end + VHDX_LOG_MAX_GROWTH;
+	for (size_t i = 0; i < v->nov; i++) {
+		const struct vhdx_overlay *o = &v->ov[i];
+		if (o->off + o->len > cap) {
+			log_error("%s: corrupt VHDX log: an entry %s %llu bytes at offset %llu, more than %llu GiB past the "
+				  "end of the file; not replayed (the file is unchanged)", d->path, o->data ? "writes" : "zeroes",
+				  (unsigned long long)o->len, (unsigned long long)o->off, VHDX_LOG_MAX_GROWTH >> 30);
+			rc = -EINVAL;
+			goto out;
+		}
+		if (o->off < v->log_off + v->log_len && v->log_off < o->off + o->len) {
+			log_error("%s: corrupt VHDX log: an entry writes into the log itself (offset %llu); not replayed "
+				  "(the file is unchanged)", d->path, (unsigned long long)o->off);
+			rc = -EINVAL;
+			goto out;
+		}
+		if (o->off + o->len > end)
+			end = o->off + o->len;
 	}
-	if (min_size > v->file_size)
-		v->file_size = min_size;
-	*replayed = true;
-	log_info("%s: replayed the VHDX log (the image was not closed cleanly)", d->path);
+	uint64_t recorded = v->replay.last_file_offset < cap ? v->replay.last_file_offset : cap;
+	v->file_size = end > recorded ? end : recorded;
 out:
 	free(log);
 	free(scratch);
@@ -519,11 +542,153 @@ out:
 	return rc;
 }
 
+static int cmp_extent(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;
+	return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+/* The log's writes must land where the image it leaves keeps metadata (the region tables, the BAT,
+ * the metadata region) or blocks and sector bitmaps its BAT uses: anything else (free space, the
+ * headers, the log) means the log is not this image's. Also settles the size the file takes: what
+ * the image uses, never the larger size a log merely records. 0, or -EINVAL (logged, nothing
+ * written). */
+static int vhdx_log_check_targets(struct disk *d, struct vhdx *v)
+{
+	uint64_t n = 0, (*ext)[2] = malloc(sizeof(*ext) * (v->bat_entries + 3));
+	if (!ext)
+		return -ENOMEM;
+	ext[n][0] = VHDX_REGION1_OFF;
+	ext[n++][1] = VHDX_REGION2_OFF + VHDX_REGION_SIZE;
+	ext[n][0] = v->bat_off;
+	ext[n++][1] = v->bat_off + v->bat_len;
+	ext[n][0] = v->meta_off;
+	ext[n++][1] = v->meta_off + v->meta_len;
+	uint64_t used_end = v->meta_off + v->meta_len > v->bat_off + v->bat_len ? v->meta_off + v->meta_len
+										: v->bat_off + v->bat_len;
+	if (v->log_off + v->log_len > used_end)
+		used_end = v->log_off + v->log_len;
+	for (uint64_t i = 0; i < v->bat_entries; i++) {
+		uint64_t e = v->bat[i], st = e & 7;
+		bool bitmap = (i % (v->chunk_ratio + 1ull)) == v->chunk_ratio;
+		if (bitmap ? st != VHDX_SB_PRESENT || !v->has_parent
+			   : st != VHDX_PAYLOAD_FULLY_PRESENT && st != VHDX_PAYLOAD_PARTIALLY_PRESENT)
+			continue;
+		ext[n][0] = bat_off_of(e);
+		ext[n][1] = ext[n][0] + (bitmap ? VHDX_SECTOR_BITMAP_SIZE : v->block_size);
+		if (ext[n][1] > used_end)
+			used_end = ext[n][1];
+		n++;
+	}
+	qsort(ext, n, sizeof(*ext), cmp_extent);
+	/* Merge touching extents: one descriptor may zero two adjacent new blocks. */
+	uint64_t m = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		if (m && ext[i][0] <= ext[m - 1][1]) {
+			if (ext[i][1] > ext[m - 1][1])
+				ext[m - 1][1] = ext[i][1];
+		} else {
+			ext[m][0] = ext[i][0];
+			ext[m++][1] = ext[i][1];
+		}
+	}
+	int rc = 0;
+	uint64_t end = used_end;
+	for (size_t i = 0; i < v->nov && !rc; i++) {
+		const struct vhdx_overlay *o = &v->ov[i];
+		uint64_t lo = 0, hi = m;
+		while (hi - lo > 1) { /* the last extent starting at or before o->off */
+			uint64_t mid = (lo + hi) / 2;
+			if (ext[mid][0] <= o->off)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		if (!m || ext[lo][0] > o->off || o->off + o->len > ext[lo][1]) {
+			log_error("%s: corrupt VHDX log: an entry %s %llu bytes at offset %llu, outside the image's metadata "
+				  "and blocks; not replayed (the file is unchanged)", d->path, o->data ? "writes" : "zeroes",
+				  (unsigned long long)o->len, (unsigned long long)o->off);
+			rc = -EINVAL;
+		}
+		if (o->off + o->len > end)
+			end = o->off + o->len;
+	}
+	free(ext);
+	if (!rc)
+		v->file_size = end > v->disk_end ? end : v->disk_end;
+	return rc;
+}
+
+/* Writes the validated overlay into the file: the file first grows (sparse: nothing is written past
+ * the old end but the log's own sectors), then each write in log order, then it is made durable. The
+ * log stays marked pending until the caller rewrites the headers, so a crash here replays again. */
+static int vhdx_log_apply(struct disk *d, struct vhdx *v)
+{
+	int rc = 0;
+	if (v->file_size > v->disk_end && ftruncate(d->fd, (off_t)v->file_size))
+		rc = -errno;
+	for (size_t i = 0; i < v->nov && !rc; i++) {
+		const struct vhdx_overlay *o = &v->ov[i];
+		if (o->data)
+			rc = disk_file_pwrite(d->fd, o->data, 4096, o->off);
+		else
+			rc = disk_file_zero(d->fd, o->off, o->len);
+	}
+	if (!rc)
+		rc = vhdx_sync(v, d->fd);
+	if (rc) {
+		log_error("%s: VHDX log replay failed: %s", d->path, strerror(-rc));
+		return rc;
+	}
+	for (size_t i = 0; i < v->nov; i++)
+		free(v->ov[i].data);
+	free(v->ov);
+	v->ov = NULL;
+	v->nov = 0;
+	return 0;
+}
+
+/* One line on what the log did (or, read-only, would do). */
+static void vhdx_log_report(struct disk *d, struct vhdx *v)
+{
+	char grown[96] = "";
+	if (v->file_size > v->disk_end)
+		snprintf(grown, sizeof(grown), "; file grown from %llu to %llu bytes", (unsigned long long)v->disk_end,
+			 (unsigned long long)v->file_size);
+	if (v->replay.last_file_offset > v->file_size)
+		snprintf(grown + strlen(grown), sizeof(grown) - strlen(grown), "; its recorded size %llu ignored",
+			 (unsigned long long)v->replay.last_file_offset);
+	snprintf(v->replay.summary, sizeof(v->replay.summary),
+		 "%llu log entr%s (sequence %llu-%llu): %llu metadata sectors written, %llu bytes zeroed%s",
+		 (unsigned long long)v->replay.entries, v->replay.entries == 1 ? "y" : "ies",
+		 (unsigned long long)v->replay.seq_first, (unsigned long long)v->replay.seq_last,
+		 (unsigned long long)v->replay.sectors, (unsigned long long)v->replay.zeroed, grown);
+	if (d->readonly)
+		log_warn("%s: not closed cleanly; its log (%s) is applied in memory only (read-only open; `gen2vm vhd "
+			 "repair` applies it)", d->path, v->replay.summary);
+	else
+		log_warn("%s: not closed cleanly; replayed its log: %s", d->path, v->replay.summary);
+}
+
 /* --- parsing ------------------------------------------------------------------------------------- */
+
+/* Logs why the image is refused. When a pending log was applied in memory, says so: the problem may
+ * be the log's, and the file was not changed. */
+static void vhdx_bad(const struct vhdx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void vhdx_bad(const struct vhdx *v, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_error("%s%s", msg, v->replay.pending ? " (as its pending log would leave it: the log was not replayed "
+						    "and the file is unchanged)" : "");
+}
 
 #define BAD(...)                                                                                   \
 	do {                                                                                       \
-		log_error(__VA_ARGS__);                                                            \
+		vhdx_bad(v, __VA_ARGS__);                                                          \
 		rc = -EINVAL;                                                                      \
 		goto out;                                                                          \
 	} while (0)
@@ -563,15 +728,9 @@ static int vhdx_read_regions(struct disk *d, struct vhdx *v)
 	if (!t)
 		return rc;
 	bool found = false;
-	for (int i = 0; i < 2 && !found; i++) {
-		if (vhdx_meta_pread(d, v, t, VHDX_REGION_SIZE, i ? VHDX_REGION2_OFF : VHDX_REGION1_OFF))
-			continue;
-		struct vhdx_region_hdr *rh = (void *)t;
-		uint32_t want = rh->checksum;
-		rh->checksum = 0;
-		if (!memcmp(rh->signature, "regi", 4) && crc32c(0, t, VHDX_REGION_SIZE) == want)
-			found = true;
-	}
+	for (int i = 0; i < 2 && !found; i++)
+		found = !vhdx_meta_pread(d, v, t, VHDX_REGION_SIZE, i ? VHDX_REGION2_OFF : VHDX_REGION1_OFF) &&
+			vhdx_region_table_valid(t);
 	rc = 0;
 	if (!found)
 		BAD("%s: corrupt VHDX: no valid region table (bad signature or checksum)", d->path);
@@ -698,8 +857,8 @@ static int vhdx_read_metadata(struct disk *d, struct vhdx *v)
 		const uint8_t *p = m + me.offset;
 #define ITEM(guid, sz, flag)                                                                       \
 	(!memcmp(me.item_id, guid, 16) && ((me.length == (sz)) ||                                 \
-					   (log_error("%s: corrupt VHDX: metadata item %u has length %u", \
-						      d->path, i, me.length), rc = -EINVAL, false)) &&   \
+					   (vhdx_bad(v, "%s: corrupt VHDX: metadata item %u has length %u", \
+						     d->path, i, me.length), rc = -EINVAL, false)) &&    \
 	 !(flag = false) && (flag = true))
 		if (ITEM(GUID_FILE_PARAMS, 8, have_fp))
 			memcpy(&fp, p, 8);
@@ -1204,30 +1363,39 @@ int vhdx_open(struct disk *d, unsigned flags)
 		rc = -errno;
 		goto out;
 	}
-	v->file_size = (uint64_t)st.st_size;
+	v->file_size = v->disk_end = (uint64_t)st.st_size;
 	if (v->file_size < VHDX_MiB)
 		BAD("%s: truncated VHDX: file is %llu bytes, the headers alone need 1 MiB", d->path,
 		    (unsigned long long)v->file_size);
 	rc = vhdx_read_headers(d, v);
 	if (rc)
 		goto out;
-	bool replayed;
-	rc = vhdx_log_replay(d, v, &replayed);
-	if (rc)
-		goto out;
-	rc = vhdx_read_regions(d, v);
+	/* A log is untrusted input like the rest: the image is parsed as the log would leave it, and
+	 * the log is written into the file only when that image is valid and every write lands in it. */
+	rc = vhdx_log_load(d, v);
+	if (!rc)
+		rc = vhdx_read_regions(d, v);
 	if (!rc)
 		rc = vhdx_read_metadata(d, v);
 	if (!rc)
 		rc = vhdx_read_bat(d, v);
+	if (!rc && v->replay.pending)
+		rc = vhdx_log_check_targets(d, v);
 	if (rc)
 		goto out;
-	if (replayed) {
-		/* The image is consistent again: record that the log is empty. */
-		memset(v->hdr.log_guid, 0, 16);
-		rc = vhdx_header_update(v, d->fd);
-		if (rc)
-			goto out;
+	if (v->replay.pending) {
+		vhdx_log_report(d, v);
+		if (!d->readonly) {
+			rc = vhdx_log_apply(d, v);
+			if (rc)
+				goto out;
+			v->disk_end = v->file_size;
+			/* The image is consistent again: record that the log is empty. */
+			memset(v->hdr.log_guid, 0, 16);
+			rc = vhdx_header_update(v, d->fd);
+			if (rc)
+				goto out;
+		}
 	}
 	d->block_size = v->block_size;
 	d->type = v->has_parent ? DISK_TYPE_DIFFERENCING
@@ -1257,6 +1425,14 @@ int vhdx_parent_paths(struct disk *d, const char **rel, const char **abs)
 	*rel = v->parent_rel;
 	*abs = v->parent_abs;
 	return 0;
+}
+
+const char *vhdx_replay_summary(struct disk *d)
+{
+	if (d->ops != &vhdx_ops)
+		return NULL;
+	struct vhdx *v = d->priv;
+	return v->replay.summary[0] ? v->replay.summary : NULL;
 }
 
 /* --- resize ------------------------------------------------------------------------------------------ */

@@ -13,4 +13,8 @@ int vhdx_resize(struct disk *d, uint64_t new_size);
  * the strings belong to d. -EINVAL if d is not a VHDX. */
 int vhdx_parent_paths(struct disk *d, const char **rel, const char **abs);
 
+/* What replaying d's log did when it was opened ("3 log entries (sequence 7-9): ..."), or NULL when
+ * it was closed cleanly (or d is not a VHDX). */
+const char *vhdx_replay_summary(struct disk *d);
+
 #endif

@@ -20,6 +20,11 @@
 #define VHDX_MIN_BLOCK VHDX_MiB
 #define VHDX_MAX_BLOCK (256 * VHDX_MiB)
 #define VHDX_SECTOR_BITMAP_SIZE VHDX_MiB
+/* Not the format's but this reader's limits on an untrusted log: no offset or length beyond 2^50 (the
+ * format's own files are far smaller), and replaying may grow the file by at most 4 GiB (what a crash
+ * can lose of a file's growth is a few blocks; a log that says more is not trusted). */
+#define VHDX_LOG_MAX_OFFSET (1ull << 50)
+#define VHDX_LOG_MAX_GROWTH (4ull << 30)
 
 struct vhdx_header {
 	char signature[4]; /* "head" */

@@ -1,4 +1,5 @@
 #include "net/nic.h"
+#include "util/text.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -52,55 +53,57 @@ int nic_config_parse(const char *spec, struct nic_config *out, char *err, size_t
 			snprintf(err, errlen,
 				 "--nic %s: a legacy network adapter cannot be added to a generation 2 virtual machine; "
 				 "it exists only on generation 1. Remove ',legacy' to use the synthetic network adapter",
-				 spec);
+				 text_show(spec));
 			return -EINVAL;
 		} else if (KEY("tap") || KEY("pair")) {
 			if (out->kind || !vlen || vlen >= sizeof(out->name)) {
 				snprintf(err, errlen, "--nic %s: give one backend, tap=NAME or pair=ID (1-%zu characters)",
-					 spec, sizeof(out->name) - 1);
+					 text_show(spec), sizeof(out->name) - 1);
 				return -EINVAL;
 			}
 			out->kind = KEY("tap") ? NIC_TAP : NIC_PAIR;
 			memcpy(out->name, v, vlen);
 			out->name[vlen] = 0;
 			if (out->kind == NIC_TAP && vlen >= 16) {
-				snprintf(err, errlen, "--nic %s: tap names are at most 15 characters", spec);
+				snprintf(err, errlen, "--nic %s: tap names are at most 15 characters", text_show(spec));
 				return -EINVAL;
 			}
 		} else if (KEY("mac")) {
 			if (!parse_mac(v, vlen, out->mac) || (out->mac[0] & 1)) {
 				snprintf(err, errlen,
-					 "--nic %s: mac must be a unicast address like 02:15:5d:12:34:56", spec);
+					 "--nic %s: mac must be a unicast address like 02:15:5d:12:34:56", text_show(spec));
 				return -EINVAL;
 			}
 			out->has_mac = true;
 		} else if (KEY("queues")) {
 			if (!parse_u32(v, vlen, 1, NET_BE_MAX_QUEUES, &out->queues)) {
-				snprintf(err, errlen, "--nic %s: queues must be 1-%u", spec, NET_BE_MAX_QUEUES);
+				snprintf(err, errlen, "--nic %s: queues must be 1-%u", text_show(spec), NET_BE_MAX_QUEUES);
 				return -EINVAL;
 			}
 		} else if (KEY("mtu")) {
 			if (!parse_u32(v, vlen, 576, 9000, &out->mtu)) {
-				snprintf(err, errlen, "--nic %s: mtu must be 576-9000", spec);
+				snprintf(err, errlen, "--nic %s: mtu must be 576-9000", text_show(spec));
 				return -EINVAL;
 			}
 		} else if (KEY("link")) {
 			if (vlen == 4 && !strncmp(v, "down", 4))
 				out->link_down = true;
 			else if (!(vlen == 2 && !strncmp(v, "up", 2))) {
-				snprintf(err, errlen, "--nic %s: link must be up or down", spec);
+				snprintf(err, errlen, "--nic %s: link must be up or down", text_show(spec));
 				return -EINVAL;
 			}
 		} else {
-			snprintf(err, errlen, "--nic %s: unknown setting '%.*s' (tap=, pair=, mac=, queues=, mtu=, link=)",
-				 spec, (int)klen, p);
+			char key[64];
+			snprintf(key, sizeof(key), "%.*s", (int)(klen < sizeof(key) ? klen : sizeof(key) - 1), p);
+			snprintf(err, errlen, "--nic %s: unknown setting '%s' (tap=, pair=, mac=, queues=, mtu=, link=)",
+				 text_show(spec), text_show(key));
 			return -EINVAL;
 		}
 #undef KEY
 		p = comma ? comma + 1 : NULL;
 	}
 	if (!out->kind) {
-		snprintf(err, errlen, "--nic %s: say where frames go: tap=NAME or pair=ID", spec);
+		snprintf(err, errlen, "--nic %s: say where frames go: tap=NAME or pair=ID", text_show(spec));
 		return -EINVAL;
 	}
 	return 0;

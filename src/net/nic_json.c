@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "net/nic.h"
+#include "util/text.h"
 
 int nic_config_from_json(struct json_object *v, struct nic_config *out, char *err, size_t errlen)
 {
@@ -28,12 +29,12 @@ int nic_config_from_json(struct json_object *v, struct nic_config *out, char *er
 		} else if (json_object_is_type(val, json_type_string)) {
 			const char *s = json_object_get_string(val);
 			if (strchr(s, ',') || strchr(s, '=')) {
-				snprintf(err, errlen, "nics: \"%s\": value '%s' may not contain ',' or '='", key, s);
+				snprintf(err, errlen, "nics: \"%s\": value '%s' may not contain ',' or '='", text_show(key), text_show(s));
 				return -EINVAL;
 			}
 			snprintf(item, sizeof(item), "%s=%s", key, s);
 		} else {
-			snprintf(err, errlen, "nics: \"%s\" must be a string or a number", key);
+			snprintf(err, errlen, "nics: \"%s\" must be a string or a number", text_show(key));
 			return -EINVAL;
 		}
 		int w = snprintf(spec + n, sizeof(spec) - n, "%s%s", n ? "," : "", item);

@@ -1,4 +1,5 @@
 #include "platform/bootopt.h"
+#include "util/text.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -416,6 +417,20 @@ int bootopt_set_order(struct nvram *nv, const uint16_t *order, unsigned n, char 
 	return r;
 }
 
+/* A decimal number of at most max at s (digits only: no sign, no spaces); returns where it ends, or
+ * NULL. */
+static const char *bootopt_number(const char *s, unsigned max, unsigned *out)
+{
+	unsigned long v = 0;
+	const char *p = s;
+	while (*p >= '0' && *p <= '9' && v <= max)
+		v = v * 10 + (unsigned long)(*p++ - '0');
+	if (p == s || v > max)
+		return NULL;
+	*out = (unsigned)v;
+	return p;
+}
+
 int bootopt_set_first(struct nvram *nv, const char *which, char *err, size_t errlen)
 {
 	struct bootopt_list *l = malloc(sizeof(*l));
@@ -426,20 +441,21 @@ int bootopt_set_first(struct nvram *nv, const char *which, char *err, size_t err
 	}
 	int num = -1, r = 0;
 	unsigned c, lun, idx;
-	char tail;
+	const char *p;
 	if (!strcmp(which, "dvd")) {
 		for (unsigned i = 0; i < l->n && num < 0; i++)
 			if (l->e[i].dvd)
 				num = l->e[i].num;
 		if (num < 0)
 			snprintf(err, errlen, "there is no DVD boot entry (start the VM with --dvd once)");
-	} else if (sscanf(which, "disk:%u:%u%c", &c, &lun, &tail) == 2) {
+	} else if (!strncmp(which, "disk:", 5) && (p = bootopt_number(which + 5, 3, &c)) && *p == ':' &&
+		   (p = bootopt_number(p + 1, 63, &lun)) && !*p) {
 		for (unsigned i = 0; i < l->n && num < 0; i++)
 			if (l->e[i].device && !l->e[i].dvd && l->e[i].controller == c && l->e[i].lun == lun)
 				num = l->e[i].num;
 		if (num < 0)
 			snprintf(err, errlen, "there is no disk boot entry for controller %u LUN %u", c, lun);
-	} else if (sscanf(which, "file:%u%c", &idx, &tail) == 1) {
+	} else if (!strncmp(which, "file:", 5) && (p = bootopt_number(which + 5, BOOTOPT_MAX, &idx)) && !*p && idx) {
 		unsigned k = 0;
 		for (unsigned i = 0; i < l->n && num < 0; i++)
 			if (!l->e[i].device && ++k == idx)
@@ -447,7 +463,8 @@ int bootopt_set_first(struct nvram *nv, const char *which, char *err, size_t err
 		if (num < 0)
 			snprintf(err, errlen, "there is no file boot entry number %u (%u exist)", idx, k);
 	} else {
-		snprintf(err, errlen, "'%s': expected dvd, disk:CONTROLLER:LUN or file:N", which);
+		snprintf(err, errlen, "'%s': expected dvd, disk:CONTROLLER:LUN (controller 0-3, LUN 0-63) or file:N "
+			 "(N from 1)", text_show(which));
 		r = -EINVAL;
 	}
 	if (!r && num < 0)

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,9 @@
 #include "platform/bootopt.h"
 #include "platform/nvram.h"
 #include "ui/control.h"
+#include "disk/disk.h"
 #include "util/log.h"
+#include "util/text.h"
 #include "vmbus/host.h"
 #include "vmm/boot.h"
 #include "vmm/complete.h"
@@ -335,31 +338,37 @@ static void gen2_eoi(void *opaque, uint8_t vector)
 
 /* ---- control socket commands ---- */
 
-/* Parses "key=N" words (lun=, controller=) and flags; the first other word is the path. */
-static int gen2_ctl_args(int argc, char **argv, const char **path, int *lun, int *ctrl, bool *ro, char *reply,
-			 size_t len)
+/* Parses "key=N" words (lun=, controller=), format= and flags; the first other word is the path. */
+static int gen2_ctl_args(int argc, char **argv, const char **path, int *lun, int *ctrl, bool *ro, unsigned *format,
+			 char *reply, size_t len)
 {
 	*path = NULL;
 	*lun = -1;
 	*ctrl = 0;
-	if (ro)
-		*ro = false;
+	*ro = false;
+	*format = 0;
 	for (int i = 1; i < argc; i++) {
 		char *end;
 		if (!strncmp(argv[i], "lun=", 4) || !strncmp(argv[i], "controller=", 11)) {
 			bool is_lun = argv[i][0] == 'l';
-			long v = strtol(strchr(argv[i], '=') + 1, &end, 10);
-			if (*end || v < 0 || v > (is_lun ? 63 : 3)) {
-				snprintf(reply, len, "'%s': lun is 0..63, controller 0..3", argv[i]);
+			const char *num = strchr(argv[i], '=') + 1;
+			long v = strtol(num, &end, 10);
+			if (!*num || *end || v < 0 || v > (is_lun ? 63 : 3)) {
+				snprintf(reply, len, "'%s': lun is 0..63, controller 0..3", text_show(argv[i]));
 				return -EINVAL;
 			}
 			*(is_lun ? lun : ctrl) = (int)v;
-		} else if (ro && !strcmp(argv[i], "readonly")) {
+		} else if (!strncmp(argv[i], "format=", 7)) {
+			if (!(*format = disk_format_flag(argv[i] + 7))) {
+				snprintf(reply, len, "'%s': format is raw, vhd or vhdx", text_show(argv[i]));
+				return -EINVAL;
+			}
+		} else if (!strcmp(argv[i], "readonly")) {
 			*ro = true;
 		} else if (!*path) {
 			*path = argv[i];
 		} else {
-			snprintf(reply, len, "unexpected word '%s'", argv[i]);
+			snprintf(reply, len, "unexpected word '%s'", text_show(argv[i]));
 			return -EINVAL;
 		}
 	}
@@ -372,7 +381,8 @@ static int gen2_ctl_storage(void *opaque, int argc, char **argv, char *reply, si
 	const char *path;
 	int lun, ctrl;
 	bool ro;
-	int r = gen2_ctl_args(argc, argv, &path, &lun, &ctrl, &ro, reply, len);
+	unsigned format;
+	int r = gen2_ctl_args(argc, argv, &path, &lun, &ctrl, &ro, &format, reply, len);
 	if (r)
 		return r;
 	bool add = !strcmp(argv[0], "disk-add") || !strcmp(argv[0], "dvd-add");
@@ -385,6 +395,11 @@ static int gen2_ctl_storage(void *opaque, int argc, char **argv, char *reply, si
 		snprintf(reply, len, "%s needs lun=N", argv[0]);
 		return -EINVAL;
 	}
+	if ((ro || format) && !add) {
+		snprintf(reply, len, "%s takes no %s", argv[0], ro ? "readonly" : "format=");
+		return -EINVAL;
+	}
+	log_last_error_clear();
 	vmbus_host_lock(g->vmbus);
 	struct storvsp *s = g->storage.ctrl[ctrl];
 	if (!s) {
@@ -396,12 +411,12 @@ static int gen2_ctl_storage(void *opaque, int argc, char **argv, char *reply, si
 		if (lun < 0)
 			lun = storvsp_free_lun(s);
 		struct storvsp_disk_opts o = { .path = path && strcmp(path, "empty") ? path : NULL, .dvd = dvd,
-					       .readonly = ro };
+					       .readonly = ro, .format = format };
 		r = lun < 0 ? lun : storvsp_attach(s, (uint32_t)lun, &o);
 	} else if (!strcmp(argv[0], "disk-remove")) {
 		r = storvsp_detach(s, (uint32_t)lun);
 	} else {
-		r = storvsp_change_media(s, (uint32_t)lun, !strcmp(argv[0], "dvd-insert") ? path : NULL);
+		r = storvsp_change_media(s, (uint32_t)lun, !strcmp(argv[0], "dvd-insert") ? path : NULL, format);
 	}
 	vmbus_host_unlock(g->vmbus);
 	if (r == 0 && g->nv && (add || !strcmp(argv[0], "disk-remove"))) {
@@ -416,6 +431,8 @@ static int gen2_ctl_storage(void *opaque, int argc, char **argv, char *reply, si
 	}
 	if (r == 0 && add)
 		snprintf(reply, len, "controller %d lun %d", ctrl, lun);
+	else if (r && log_last_error()[0]) /* the image's own error: names the file and what is wrong */
+		snprintf(reply, len, "%s", strlen(log_last_error()) < len ? log_last_error() : text_show(log_last_error()));
 	else if (r == -EEXIST)
 		snprintf(reply, len, "lun %d of controller %d is taken", lun, ctrl);
 	else if (r == -ENOENT && !add)
@@ -423,7 +440,7 @@ static int gen2_ctl_storage(void *opaque, int argc, char **argv, char *reply, si
 	else if (r == -EINVAL && !add)
 		snprintf(reply, len, "lun %d of controller %d is not a DVD drive", lun, ctrl);
 	else if (r)
-		snprintf(reply, len, "%s: %s (see the VM's log)", path ? path : argv[0], strerror(-r));
+		snprintf(reply, len, "%s: %s", path ? text_show(path) : argv[0], strerror(-r));
 	return r;
 }
 
@@ -527,10 +544,11 @@ static int gen2_setup_control(struct gen2 *g, const char *path)
 				 gen2_ctl_continue, g);
 	if (g->has_net)
 		gen2_net_control_register(&g->net, g->control);
-	control_register(g->control, "disk-add", "disk-add PATH [lun=N] [controller=N] [readonly]", gen2_ctl_storage, g);
-	control_register(g->control, "dvd-add", "dvd-add [PATH|empty] [lun=N] [controller=N]", gen2_ctl_storage, g);
+	control_register(g->control, "disk-add", "disk-add PATH [lun=N] [controller=N] [readonly] [format=raw|vhd|vhdx]",
+			 gen2_ctl_storage, g);
+	control_register(g->control, "dvd-add", "dvd-add [PATH|empty] [lun=N] [controller=N] [format=raw]", gen2_ctl_storage, g);
 	control_register(g->control, "disk-remove", "disk-remove lun=N [controller=N]", gen2_ctl_storage, g);
-	control_register(g->control, "dvd-insert", "dvd-insert PATH lun=N [controller=N]", gen2_ctl_storage, g);
+	control_register(g->control, "dvd-insert", "dvd-insert PATH lun=N [controller=N] [format=raw]", gen2_ctl_storage, g);
 	control_register(g->control, "dvd-eject", "dvd-eject lun=N [controller=N]", gen2_ctl_storage, g);
 	return control_start(g->control);
 }
@@ -835,15 +853,42 @@ static void gen2_teardown(struct gen2 *g)
 		vmbus_host_unlock(g->vmbus);
 		vmbus_host_destroy(g->vmbus);
 	}
-	if (g->has_com1 || g->com1_con.thread_started)
+	if (g->has_com1 || g->com1_con.thread_started || g->com1_con.own_out)
 		console_close(&g->com1_con);
-	if (g->has_debug || g->debug_con.thread_started)
+	if (g->has_debug || g->debug_con.thread_started || g->debug_con.own_out)
 		console_close(&g->debug_con);
 	if (g->hv_ready)
 		hv_partition_destroy(&g->hv);
 	if (g->vm.kvm)
 		vm_destroy(&g->vm);
 	rtc_destroy(&g->rtc); /* a zeroed mutex when setup stopped before the RTC */
+}
+
+/* The VM gen2_stop_request stops: the one between setup and teardown, if any. */
+static pthread_mutex_t gen2_current_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct vm *gen2_current;
+static int gen2_stop_sig;
+
+void gen2_stop_request(int sig)
+{
+	pthread_mutex_lock(&gen2_current_lock);
+	if (!gen2_stop_sig)
+		gen2_stop_sig = sig;
+	if (gen2_current)
+		vm_stop(gen2_current, VM_EXIT_POWEROFF, "stopped by signal %d (%s)", sig, strsignal(sig));
+	pthread_mutex_unlock(&gen2_current_lock);
+}
+
+/* Makes vm the one a signal stops (NULL: none); returns the signal already requested, or 0. */
+static int gen2_current_set(struct vm *vm)
+{
+	pthread_mutex_lock(&gen2_current_lock);
+	gen2_current = vm;
+	int sig = gen2_stop_sig;
+	if (vm && sig)
+		vm_stop(vm, VM_EXIT_POWEROFF, "stopped by signal %d (%s)", sig, strsignal(sig));
+	pthread_mutex_unlock(&gen2_current_lock);
+	return sig;
 }
 
 int gen2_run(const struct gen2_config *cfg)
@@ -878,10 +923,17 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct nvram *nv)
 		if (r) {
 			gen2_teardown(g);
 			free(g);
-			return r;
+			int sig = gen2_current_set(NULL);
+			return sig ? 128 + sig : r;
 		}
+		/* The VM starts: only now may the consoles' files be truncated (a VM that never starts
+		 * leaves them as they were). */
+		console_commit(&g->com1_con);
+		console_commit(&g->debug_con);
+		gen2_current_set(&g->vm);
 		vm_start(&g->vm);
 		enum vm_exit_kind k = vm_wait(&g->vm);
+		int sig = gen2_current_set(NULL);
 		if (cfg->stats)
 			gen2_print_stats(g, vm_now_ns());
 		if (g->vm.exit_msg[0]) {
@@ -892,6 +944,8 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct nvram *nv)
 		}
 		gen2_teardown(g);
 		free(g);
+		if (sig)
+			return 128 + sig;
 		if (k != VM_EXIT_RESET || cfg->no_reboot)
 			return (int)k;
 		log_info("restarting the VM after a guest reset");

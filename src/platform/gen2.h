@@ -48,8 +48,13 @@ struct gen2_config {
 	unsigned nr_nics;
 };
 
-/* Builds and runs the VM until it ends. Returns an enum vm_exit_kind (>= 0) or -errno for a
- * configuration problem (message already printed). */
+/* Builds and runs the VM until it ends. Returns an enum vm_exit_kind (>= 0), 128 + the signal when
+ * gen2_stop_request stopped it, or -errno for a configuration problem (message already printed). */
 int gen2_run(const struct gen2_config *cfg);
+
+/* Stops the running VM (or the one being set up, before it starts) as if it were turned off, and
+ * makes gen2_run return 128 + sig after its teardown. Thread-safe; for the thread that takes
+ * SIGINT/SIGTERM/SIGHUP. */
+void gen2_stop_request(int sig);
 
 #endif

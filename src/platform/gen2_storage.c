@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "util/log.h"
+#include "util/text.h"
 
 int gen2_add_storage(struct vmbus_server *srv, const struct guest_mem *mem, unsigned cpus,
 		     const struct disk_spec *disks, unsigned nr_disks, struct gen2_storage *st)
@@ -25,15 +26,15 @@ int gen2_add_storage(struct vmbus_server *srv, const struct guest_mem *mem, unsi
 		struct storvsp *s = st->ctrl[d->controller];
 		int lun = d->lun == DISK_SPEC_AUTO ? storvsp_free_lun(s) : d->lun;
 		if (lun < 0) {
-			log_error("%s: controller %d has no free LUN", d->path ? d->path : "dvd", d->controller);
+			log_error("%s: controller %d has no free LUN", d->path ? text_show(d->path) : "dvd", d->controller);
 			rc = -ENOSPC;
 			break;
 		}
 		struct storvsp_disk_opts o = { .path = d->path, .dvd = d->dvd, .readonly = d->readonly,
-					       .native_4k = d->native_4k, .serial = d->serial };
+					       .native_4k = d->native_4k, .serial = d->serial, .format = d->format };
 		rc = storvsp_attach(s, (uint32_t)lun, &o);
 		if (rc == -EEXIST)
-			log_error("%s: controller %d LUN %d is already taken", d->path ? d->path : "dvd", d->controller, lun);
+			log_error("%s: controller %d LUN %d is already taken", d->path ? text_show(d->path) : "dvd", d->controller, lun);
 	}
 	if (rc)
 		gen2_storage_destroy(st);

@@ -15,7 +15,9 @@
 
 #include "efi/efi_lib.h"
 #include "gen2vm/proto/fw_var.h"
+#include "util/file.h"
 #include "util/log.h"
+#include "util/text.h"
 
 #define NVRAM_MAGIC "G2VMNVRM"
 #define NVRAM_VERSION 1u
@@ -174,16 +176,28 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Replaces path with buf atomically: a crash leaves either the old or the new file, whole. */
-static int file_write_atomic(const char *path, const uint8_t *buf, size_t len)
+/* Replaces path with buf atomically: a crash leaves either the old or the new file, whole. Only a
+ * regular file (or nothing) at path is replaced: the rename would otherwise put a file in place of a
+ * device or FIFO someone named by mistake. why gets the reason of a failure. */
+static int file_write_atomic(const char *path, const uint8_t *buf, size_t len, char *why, size_t whylen)
 {
 	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+		snprintf(why, whylen, "%s", strerror(ENAMETOOLONG));
 		return -ENAMETOOLONG;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	int r = write_all(fd, buf, len);
+	}
+	struct stat st;
+	if (!stat(path, &st) && !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "it is %s, not a regular file", file_kind_name(&st));
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	}
+	char w[160];
+	int fd = file_open_user(tmp, O_WRONLY | O_CREAT, 0644, FILE_REG, w, sizeof(w));
+	if (fd < 0) {
+		snprintf(why, whylen, "its temporary file %s %s", text_show(tmp), w);
+		return fd;
+	}
+	int r = ftruncate(fd, 0) ? -errno : write_all(fd, buf, len);
 	if (!r && fsync(fd))
 		r = -errno;
 	if (close(fd) && !r)
@@ -191,6 +205,7 @@ static int file_write_atomic(const char *path, const uint8_t *buf, size_t len)
 	if (!r && rename(tmp, path))
 		r = -errno;
 	if (r) {
+		snprintf(why, whylen, "%s", strerror(-r));
 		unlink(tmp);
 		return r;
 	}
@@ -213,11 +228,11 @@ static int store_save(struct nvram *nv)
 	uint8_t *buf = store_serialize(nv, &len);
 	if (!buf)
 		return -ENOMEM;
-	int r = file_write_atomic(nv->path, buf, len);
+	char why[400];
+	int r = file_write_atomic(nv->path, buf, len, why, sizeof(why));
 	free(buf);
 	if (r)
-		log_error("%s: cannot write the NVRAM file: %s (the variable change was refused; check the disk)",
-			  nv->path, strerror(-r));
+		log_error("%s: cannot write the NVRAM file: %s (the variable change was refused)", text_show(nv->path), why);
 	return r;
 }
 
@@ -325,14 +340,14 @@ static int lock_take(const char *path, int *fd_out, char *err, size_t errlen)
 {
 	char lp[PATH_MAX];
 	if (snprintf(lp, sizeof(lp), "%s.lock", path) >= (int)sizeof(lp)) {
-		snprintf(err, errlen, "%s: path too long", path);
+		snprintf(err, errlen, "%s: path too long", text_show(path));
 		return -ENAMETOOLONG;
 	}
-	int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	char why[160];
+	int fd = file_open_user(lp, O_RDWR | O_CREAT, 0644, FILE_REG, why, sizeof(why));
 	if (fd < 0) {
-		int r = -errno;
-		snprintf(err, errlen, "%s: cannot create its lock file %s: %s", path, lp, strerror(-r));
-		return r;
+		snprintf(err, errlen, "%s: cannot create its lock file %s: %s", text_show(path), text_show(lp), why);
+		return fd;
 	}
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 	if (fcntl(fd, F_SETLK, &fl)) {
@@ -341,44 +356,41 @@ static int lock_take(const char *path, int *fd_out, char *err, size_t errlen)
 		close(fd);
 		if (pid > 0)
 			snprintf(err, errlen, "%s: in use by pid %ld (another gen2vm uses this NVRAM file; stop that VM first)",
-				 path, pid);
+				 text_show(path), pid);
 		else
-			snprintf(err, errlen, "%s: in use by another gen2vm (stop that VM first)", path);
+			snprintf(err, errlen, "%s: in use by another gen2vm (stop that VM first)", text_show(path));
 		return -EBUSY;
 	}
 	*fd_out = fd;
 	return 0;
 }
 
-static int file_read(const char *path, uint8_t **buf, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	int r = fstat(fd, &st) ? -errno : !S_ISREG(st.st_mode) ? -EINVAL : st.st_size > 16 * 1024 * 1024 ? -EFBIG : 0;
-	if (r) {
-		close(fd);
-		return r;
-	}
-	uint8_t *b = malloc((size_t)st.st_size + 1);
-	size_t got = 0;
-	while (b && got < (size_t)st.st_size) {
-		ssize_t n = read(fd, b + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	if (!b)
-		return -ENOMEM;
-	*buf = b;
-	*len = got;
-	return 0;
-}
+/* An NVRAM store is at most this large: the variables' space plus their records. */
+#define NVRAM_FILE_MAX (16u << 20)
 
+/* Whether path may be an NVRAM file: a regular file, or nothing yet when create is true. Checked
+ * before the lock file is made next to it, so that `--nvram /dev/null`, a directory or a mistyped
+ * path creates nothing. */
+static int nvram_path_check(const char *path, bool create, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(path, &st)) {
+		int e = errno;
+		if (e == ENOENT && create)
+			return 0;
+		if (e == ENOENT)
+			snprintf(err, errlen, "%s: no such NVRAM file (gen2vm run --nvram %s creates it)", text_show(path),
+				 text_show(path));
+		else
+			snprintf(err, errlen, "%s: %s", text_show(path), strerror(e));
+		return -e;
+	}
+	if (S_ISREG(st.st_mode))
+		return 0;
+	snprintf(err, errlen, "%s: is %s, not an NVRAM file (--nvram takes a file; gen2vm creates it when absent)",
+		 text_show(path), file_kind_name(&st));
+	return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+}
 static void uuid_make(uint8_t u[16])
 {
 	if (getrandom(u, 16, 0) != 16) {
@@ -402,12 +414,15 @@ int nvram_open(const char *path, bool create, bool lock, struct nvram **out, cha
 		return 0;
 	}
 	int lfd = -1, r;
+	if ((r = nvram_path_check(path, create, err, errlen)))
+		return r;
 	if (lock && (r = lock_take(path, &lfd, err, errlen)))
 		return r;
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	struct nvram *nv = NULL;
-	r = file_read(path, &buf, &len);
+	char why[160];
+	r = file_read_user(path, NVRAM_FILE_MAX, &buf, &len, why, sizeof(why));
 	if (r == -ENOENT && create) {
 		nv = store_new();
 		if (!nv) {
@@ -418,22 +433,25 @@ int nvram_open(const char *path, bool create, bool lock, struct nvram **out, cha
 		nv->path = strdup(path);
 		if (!nv->path || (r = store_save(nv))) {
 			r = r ? r : -ENOMEM;
-			snprintf(err, errlen, "%s: cannot create the NVRAM file: %s", path, strerror(-r));
+			snprintf(err, errlen, "%s: cannot create the NVRAM file: %s", text_show(path), strerror(-r));
 			goto fail;
 		}
 	} else if (r) {
 		if (r == -ENOENT)
-			snprintf(err, errlen, "%s: no such NVRAM file (gen2vm run --nvram %s creates it)", path, path);
+			snprintf(err, errlen, "%s: no such NVRAM file (gen2vm run --nvram %s creates it)", text_show(path),
+				 text_show(path));
+		else if (r == -EFBIG || r == -EISDIR || r == -EINVAL)
+			snprintf(err, errlen, "%s: %s, not an NVRAM file (--nvram takes a file; gen2vm creates it when "
+				 "absent)", text_show(path), why);
 		else
-			snprintf(err, errlen, "%s: cannot read the NVRAM file: %s", path, strerror(-r));
+			snprintf(err, errlen, "%s: cannot read the NVRAM file: %s", text_show(path), why);
 		goto fail;
 	} else {
-		char why[160];
 		r = nvram_load_buffer(buf, len, &nv, why, sizeof(why));
 		free(buf);
 		if (r) {
 			snprintf(err, errlen, "%s: %s; `gen2vm firmware reset --nvram %s` makes a fresh one (its "
-				 "boot entries and variables are lost)", path, why, path);
+				 "boot entries and variables are lost)", text_show(path), why, text_show(path));
 			goto fail;
 		}
 		nv->path = strdup(path);
@@ -456,7 +474,7 @@ fail:
 int nvram_reset_file(const char *path, char *err, size_t errlen)
 {
 	int lfd, r;
-	if ((r = lock_take(path, &lfd, err, errlen)))
+	if ((r = nvram_path_check(path, true, err, errlen)) || (r = lock_take(path, &lfd, err, errlen)))
 		return r;
 	struct nvram *nv = store_new();
 	if (!nv) {
@@ -467,7 +485,7 @@ int nvram_reset_file(const char *path, char *err, size_t errlen)
 	nv->path = strdup(path);
 	r = nv->path ? store_save(nv) : -ENOMEM;
 	if (r)
-		snprintf(err, errlen, "%s: cannot write the NVRAM file: %s", path, strerror(-r));
+		snprintf(err, errlen, "%s: cannot write the NVRAM file: %s", text_show(path), strerror(-r));
 	nvram_close(nv);
 	close(lfd);
 	return r;

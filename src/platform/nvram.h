@@ -29,12 +29,15 @@ struct nvram;
  * Otherwise path is loaded, or created with a fresh system UUID when it does not exist and create is
  * true. lock: take PATH.lock (gen2vm run, firmware set/reset); a store opened without it must not be
  * written. Returns 0, or -errno with a one-line message naming the file and the fix in err:
- * -EBUSY in use by another process, -EINVAL corrupt or foreign file, -ENOENT absent (create false),
- * others from the file system. */
+ * -EBUSY in use by another process, -EINVAL corrupt or foreign file or not a regular file (a FIFO
+ * or device is never opened), -EISDIR a directory, -EFBIG larger than any store, -ENOENT absent
+ * (create false), others from the file system. Nothing is created next to a path that is not a
+ * regular file. */
 int nvram_open(const char *path, bool create, bool lock, struct nvram **out, char *err, size_t errlen);
 
-/* Writes a fresh default store to path (a new system UUID, no variables), replacing whatever is
- * there (gen2vm firmware reset). Takes the lock for the duration. 0 or -errno with err. */
+/* Writes a fresh default store to path (a new system UUID, no variables), replacing the file that is
+ * there (gen2vm firmware reset); anything but a regular file at path is refused (-EISDIR, -EINVAL).
+ * Takes the lock for the duration. 0 or -errno with err. */
 int nvram_reset_file(const char *path, char *err, size_t errlen);
 
 /* Releases the lock and frees the store (NULL is fine). */

@@ -6,9 +6,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "util/log.h"
+#include "util/text.h"
 
 int console_spec_parse(const char *s, struct console_spec *spec, char *err, size_t errlen)
 {
@@ -25,12 +29,13 @@ int console_spec_parse(const char *s, struct console_spec *spec, char *err, size
 		spec->kind = CONSOLE_SOCKET;
 		path = s + 7;
 	} else {
-		snprintf(err, errlen, "'%s': expected stdio, file:PATH, socket:PATH or none", s);
+		snprintf(err, errlen, "'%s': expected stdio, file:PATH, socket:PATH or none", text_show(s));
 		return -EINVAL;
 	}
 	if (path) {
 		if (!*path || strlen(path) >= sizeof(spec->path)) {
-			snprintf(err, errlen, "'%s': the path is empty or too long", s);
+			snprintf(err, errlen, "'%s': the path is %s", text_show(s),
+				 *path ? "too long (at most 255 bytes)" : "empty");
 			return -EINVAL;
 		}
 		strcpy(spec->path, path);
@@ -55,7 +60,9 @@ static void *console_thread(void *arg)
 		if (!p[1].revents)
 			continue;
 		if (p[1].fd == c->listen_fd) {
-			int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			/* Non-blocking: a client that stops reading loses output instead of stalling the
+			 * vCPU that writes it. */
+			int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 			if (fd >= 0) {
 				c->in_fd = fd;
 				__atomic_store_n(&c->out_fd, fd, __ATOMIC_RELEASE);
@@ -63,6 +70,8 @@ static void *console_thread(void *arg)
 			continue;
 		}
 		ssize_t n = read(c->in_fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
 		if (n <= 0) {
 			if (c->listen_fd >= 0) { /* client left: wait for the next one */
 				__atomic_store_n(&c->out_fd, -1, __ATOMIC_RELEASE);
@@ -105,6 +114,33 @@ static bool console_first_open(const char *path)
 	return first;
 }
 
+/* A console file: a regular file (the log) or a character device (/dev/null, a terminal). Nothing is
+ * truncated here: console_commit does it once the VM starts, so that a VM that fails to start leaves
+ * an existing log as it was (and removes a log it created). */
+static int console_open_file(struct console *c, const struct console_spec *spec, char *err, size_t errlen)
+{
+	struct stat before;
+	bool existed = stat(spec->path, &before) == 0;
+	char why[160];
+	/* O_APPEND: after console_commit truncates, writes start at 0; after a guest reset the log goes
+	 * on, as a serial cable's would, rather than losing what the guest said before the reset. */
+	int fd = file_open_user(spec->path, O_WRONLY | O_CREAT | O_APPEND, 0644, FILE_REG | FILE_CHR, why, sizeof(why));
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", text_show(spec->path), why);
+		return fd;
+	}
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		c->truncate_pending = console_first_open(spec->path);
+		c->created = !existed;
+		c->file_dev = st.st_dev;
+		c->file_ino = st.st_ino;
+	}
+	c->out_fd = fd;
+	c->own_out = true;
+	return 0;
+}
+
 int console_open(struct console *c, const struct console_spec *spec, console_input_fn input, void *opaque,
 		 char *err, size_t errlen)
 {
@@ -122,35 +158,17 @@ int console_open(struct console *c, const struct console_spec *spec, console_inp
 		c->in_fd = STDIN_FILENO;
 		break;
 	case CONSOLE_FILE:
-		/* A VM restarted after a guest reset reopens its consoles: the log goes on, as a serial
-		 * cable's would, rather than losing what the guest said before the reset. */
-		c->out_fd = open(spec->path, O_WRONLY | O_CREAT | O_CLOEXEC | (console_first_open(spec->path) ? O_TRUNC : O_APPEND),
-				 0644);
-		if (c->out_fd < 0) {
-			int e = errno;
-			snprintf(err, errlen, "%s: %s", spec->path, strerror(e));
-			return -e;
-		}
-		c->own_out = true;
-		return 0;
+		return console_open_file(c, spec, err, errlen);
 	case CONSOLE_SOCKET: {
-		struct sockaddr_un a = { .sun_family = AF_UNIX };
-		if (strlen(spec->path) >= sizeof(a.sun_path)) {
-			snprintf(err, errlen, "%s: socket path too long", spec->path);
-			return -ENAMETOOLONG;
-		}
-		strcpy(a.sun_path, spec->path);
-		unlink(spec->path);
-		c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (c->listen_fd < 0 || bind(c->listen_fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-		    listen(c->listen_fd, 1) < 0) {
-			int e = errno;
-			snprintf(err, errlen, "%s: cannot listen: %s", spec->path, strerror(e));
-			if (c->listen_fd >= 0)
-				close(c->listen_fd);
+		char why[200];
+		int r = file_socket_listen(spec->path, 1, &c->listen_fd, &c->sock_id, why, sizeof(why));
+		if (r) {
+			snprintf(err, errlen, "%s: %s", text_show(spec->path), why);
 			c->listen_fd = -1;
-			return -e;
+			return r;
 		}
+		/* A client that leaves between poll and accept must not stall the console thread. */
+		fcntl(c->listen_fd, F_SETFL, fcntl(c->listen_fd, F_GETFL) | O_NONBLOCK);
 		break;
 	}
 	}
@@ -159,6 +177,14 @@ int console_open(struct console *c, const struct console_spec *spec, console_inp
 	if (pthread_create(&c->thread, NULL, console_thread, c) == 0)
 		c->thread_started = true;
 	return 0;
+}
+
+void console_commit(struct console *c)
+{
+	c->committed = true;
+	if (c->truncate_pending && ftruncate(c->out_fd, 0))
+		log_warn("%s: cannot truncate the console log: %s", text_show(c->spec.path), strerror(errno));
+	c->truncate_pending = false;
 }
 
 int console_out_fd(const struct console *c)
@@ -178,11 +204,18 @@ void console_close(struct console *c)
 		close(c->stop_pipe[0]);
 		close(c->stop_pipe[1]);
 	}
-	if (c->own_out && c->out_fd >= 0)
+	if (c->own_out && c->out_fd >= 0) {
 		close(c->out_fd);
+		c->own_out = false;
+		/* A log this VM created but never started to write: as if it had not been asked for. */
+		struct stat st;
+		if (c->created && !c->committed && !stat(c->spec.path, &st) && st.st_dev == c->file_dev &&
+		    st.st_ino == c->file_ino && st.st_size == 0)
+			unlink(c->spec.path);
+	}
 	if (c->listen_fd >= 0) {
 		close(c->listen_fd);
-		unlink(c->spec.path);
+		file_socket_unlink(c->spec.path, &c->sock_id);
 		if (c->in_fd >= 0)
 			close(c->in_fd);
 	}

@@ -6,6 +6,9 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
+
+#include "util/file.h"
 
 enum console_kind { CONSOLE_NONE, CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_SOCKET };
 
@@ -31,12 +34,24 @@ struct console {
 	pthread_t thread;
 	bool thread_started;
 	int stop_pipe[2];
+	struct file_socket_id sock_id; /* socket: the file to remove at close */
+	bool truncate_pending;         /* file: truncate at console_commit (first open in this process) */
+	bool created, committed;       /* file: made by console_open; the VM started */
+	dev_t file_dev;
+	ino_t file_ino;
 };
 
 /* Opens the console. For a socket, out_fd stays -1 until a client connects (output is dropped until
- * then) and out_fd is swapped in by the console thread. Returns 0 or -errno (message in err). */
+ * then) and out_fd is swapped in by the console thread; a file at the socket's path is replaced only
+ * when it is a stale socket (file_socket_listen). A file is a regular file or a character device,
+ * opened without blocking and not yet truncated (console_commit). Returns 0 or -errno (a message
+ * naming the path in err). */
 int console_open(struct console *c, const struct console_spec *spec, console_input_fn input, void *opaque,
 		 char *err, size_t errlen);
+/* The VM starts: a console file opened for the first time in this process is truncated now. */
+void console_commit(struct console *c);
+/* Closes the console and removes its socket file; a console file it created is removed again when
+ * the VM never started (console_commit) and nothing was written. */
 void console_close(struct console *c);
 
 /* Current output fd (for devices that write); -1 means drop. */

@@ -45,19 +45,58 @@ enum log_level log_get_level(void)
 	return g_level;
 }
 
+static __thread char g_last_error[LOG_LAST_ERROR_MAX];
+static __thread char g_context[1024];
+
+size_t log_context_push(const char *fmt, ...)
+{
+	size_t saved = strlen(g_context);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(g_context + saved, sizeof(g_context) - saved, fmt, ap);
+	va_end(ap);
+	return saved;
+}
+
+void log_context_pop(size_t saved)
+{
+	if (saved < sizeof(g_context))
+		g_context[saved] = 0;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	static const char *const names[] = { "error", "warning", "info", "debug" };
-	if (level > log_get_level())
+	if (level > log_get_level() && level != LOG_ERROR)
 		return;
-	char buf[1024];
+	/* Room for a path of PATH_MAX bytes and its reason: a message is never cut before its reason. */
+	char buf[LOG_LAST_ERROR_MAX];
+	size_t ctx = (size_t)snprintf(buf, sizeof(buf), "%s", g_context);
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	vsnprintf(buf + ctx, sizeof(buf) - ctx, fmt, ap);
 	va_end(ap);
+	/* One message, one line, whatever a path or a guest's text holds. */
+	for (char *p = buf; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	if (level == LOG_ERROR)
+		memcpy(g_last_error, buf, sizeof(buf));
+	if (level > log_get_level())
+		return;
 	pthread_mutex_lock(&g_lock);
 	fprintf(stderr, "gen2vm: %s: %s\n", names[level], buf);
 	pthread_mutex_unlock(&g_lock);
+}
+
+const char *log_last_error(void)
+{
+	return g_last_error;
+}
+
+void log_last_error_clear(void)
+{
+	g_last_error[0] = 0;
 }
 
 static uint64_t now_ns(void)

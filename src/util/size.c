@@ -1,6 +1,7 @@
 #include "util/size.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -8,9 +9,13 @@
 int size_parse(const char *s, uint64_t default_unit, uint64_t *out)
 {
 	char *end;
+	/* A decimal number: strtod would also take "nan", "inf", hex floats and leading spaces. */
+	if (!((*s >= '0' && *s <= '9') || (*s == '.' && s[1] >= '0' && s[1] <= '9')))
+		return -EINVAL;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (errno || end == s || v < 0 || *s == '-')
+	if (errno || end == s || !isfinite(v) || v < 0 || memchr(s, 'x', (size_t)(end - s)) ||
+	    memchr(s, 'X', (size_t)(end - s)))
 		return -EINVAL;
 	uint64_t mul = default_unit;
 	switch (*end) {

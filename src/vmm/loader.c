@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "gen2vm/proto/linux_boot.h"
+#include "util/file.h"
 #include "util/log.h"
+#include "util/text.h"
 #include "vmm/boot.h"
 #include "vmm/decompress.h"
 
@@ -21,44 +23,11 @@
 
 int loader_read_file(const char *path, uint8_t **data, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		log_error("%s: %s", path, strerror(e));
-		return -e;
-	}
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		log_error("%s: not a regular file", path);
-		close(fd);
-		return -EINVAL;
-	}
-	if ((uint64_t)st.st_size > LOADER_MAX_FILE) {
-		log_error("%s: %lld bytes is too large to load", path, (long long)st.st_size);
-		close(fd);
-		return -E2BIG;
-	}
-	uint8_t *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	size_t got = 0;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n <= 0) {
-			int e = n < 0 ? errno : EIO;
-			log_error("%s: read failed: %s", path, strerror(e));
-			free(buf);
-			close(fd);
-			return -e;
-		}
-		got += (size_t)n;
-	}
-	close(fd);
-	*data = buf;
-	*len = got;
-	return 0;
+	char why[160];
+	int r = file_read_user(path, LOADER_MAX_FILE, data, len, why, sizeof(why));
+	if (r)
+		log_error("%s: %s", text_show(path), why);
+	return r;
 }
 
 int loader_elf_load(struct vm *vm, const uint8_t *img, size_t len, const char *name, uint64_t *entry,
@@ -75,12 +44,14 @@ int loader_elf_load(struct vm *vm, const uint8_t *img, size_t len, const char *n
 		log_error("%s: ELF program headers lie outside the file (truncated?)", name);
 		return -ENOEXEC;
 	}
-	const Elf64_Phdr *ph = (const Elf64_Phdr *)(img + eh->e_phoff);
 	uint64_t hi = 0;
 	bool entry_ok = false;
 	unsigned loads = 0;
 	for (unsigned i = 0; i < eh->e_phnum; i++) {
-		const Elf64_Phdr *p = &ph[i];
+		/* Copied out: e_phoff comes from the file and need not be aligned. */
+		Elf64_Phdr ph;
+		memcpy(&ph, img + eh->e_phoff + (size_t)i * sizeof(ph), sizeof(ph));
+		const Elf64_Phdr *p = &ph;
 		if (p->p_type != PT_LOAD || p->p_memsz == 0)
 			continue;
 		if (p->p_filesz > p->p_memsz || p->p_offset > len || p->p_filesz > len - p->p_offset) {
@@ -188,7 +159,7 @@ static int loader_bzimage(struct vm *vm, const char *path, const uint8_t *img, s
 	return 0;
 }
 
-int loader_linux_boot(struct vm *vm, const struct linux_boot_config *cfg, struct linux_boot_info *info)
+int loader_linux_load(struct vm *vm, const struct linux_boot_config *cfg, struct linux_boot_info *info)
 {
 	uint8_t *img = NULL;
 	size_t len = 0;
@@ -262,7 +233,11 @@ int loader_linux_boot(struct vm *vm, const struct linux_boot_config *cfg, struct
 		info->initrd_gpa = gpa;
 		info->initrd_size = rdlen;
 	}
-	if ((r = boot_write_tables(vm)))
-		return r;
-	return boot_enter_long_mode(&vm->vcpus[0], info->entry, BOOT_ZERO_PAGE_GPA, BOOT_ZERO_PAGE_GPA, 0);
+	return boot_write_tables(vm);
+}
+
+int loader_linux_boot(struct vm *vm, const struct linux_boot_config *cfg, struct linux_boot_info *info)
+{
+	int r = loader_linux_load(vm, cfg, info);
+	return r ? r : boot_enter_long_mode(&vm->vcpus[0], info->entry, BOOT_ZERO_PAGE_GPA, BOOT_ZERO_PAGE_GPA, 0);
 }

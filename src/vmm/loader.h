@@ -12,7 +12,8 @@
 
 #include "vmm/vm.h"
 
-/* Reads a whole file into a malloc'd buffer. Returns 0 or -errno (logged, naming the file). */
+/* Reads a whole regular file of at most 1 GiB into a malloc'd buffer (file_read_user: a FIFO or
+ * device is refused, never waited on). Returns 0 or -errno (-EFBIG too large; logged, naming the file). */
 int loader_read_file(const char *path, uint8_t **data, size_t *len);
 
 /* Copies an ELF64 x86-64 image's PT_LOAD segments to their physical addresses (p_paddr), zeroing
@@ -36,8 +37,12 @@ struct linux_boot_info {
 };
 
 /* Loads the kernel (decompressing a bzImage's payload in the host when its format is known, else
- * letting the kernel's own decompressor run), the initrd and the command line, builds the zero page
- * with the e820 map of vm->mem, and sets the boot vCPU's registers for the 64-bit boot protocol. */
+ * letting the kernel's own decompressor run), the initrd and the command line into vm->mem, builds
+ * the zero page with the e820 map of vm->mem and the boot page tables. Touches guest RAM only (no
+ * vCPU, no KVM). */
+int loader_linux_load(struct vm *vm, const struct linux_boot_config *cfg, struct linux_boot_info *info);
+
+/* loader_linux_load, then sets the boot vCPU's registers for the 64-bit boot protocol. */
 int loader_linux_boot(struct vm *vm, const struct linux_boot_config *cfg, struct linux_boot_info *info);
 
 #endif

@@ -81,7 +81,7 @@ def test_second_vm_on_the_same_file_is_refused(tmp_path):
         rc, out, err = run_vm(["run", "--nvram", nv, "--memory", "256M"], timeout=60)
         assert rc != 0 and f"in use by pid {os.getpid()}" in err, err
         rc, out, err = fw("set", "--nvram", nv, "--pause-after-boot-failure", "on")
-        assert rc == 1 and "in use by pid" in err, err
+        assert rc == 2 and "in use by pid" in err, err  # in use: nothing changed (README "Exit codes")
         # reading is fine while a VM runs
         assert fw("show", "--nvram", nv)[0] == 0
 
@@ -98,7 +98,7 @@ def test_corrupt_file_is_refused_until_reset(tmp_path):
     assert nv in err and f"gen2vm firmware reset --nvram {nv}" in err, err
     assert open(nv, "rb").read() == bytes(data)  # left alone
     rc, out, err = fw("show", "--nvram", nv)
-    assert rc == 1 and "corrupt" in err and "firmware reset" in err
+    assert rc == 2 and "corrupt" in err and "firmware reset" in err
     assert fw("reset", "--nvram", nv)[0] == 0
     assert show(nv)["entries"] == []
     boot(nv, "--dvd", "empty")
@@ -124,11 +124,11 @@ def test_cli_round_trips(tmp_path):
     assert rc == 0 and "PauseAfterBootFailure: on" in out and "(none" in out
     assert fw("set", "--nvram", nv, "--pause-after-boot-failure", "off")[0] == 0
     assert show(nv)["pause_after_boot_failure"] is False
-    # nothing to move: a clear error naming the file, exit code 1
+    # nothing to move: a clear error naming the file, exit code 2 (a request the input cannot satisfy)
     rc, out, err = fw("set", "--nvram", nv, "--first-boot-device", "dvd")
-    assert rc == 1 and nv in err and "no DVD boot entry" in err
+    assert rc == 2 and nv in err and "no DVD boot entry" in err
     rc, out, err = fw("set", "--nvram", nv, "--boot-order", "0001")
-    assert rc == 1 and "no boot entry 0001" in err
+    assert rc == 2 and "no boot entry 0001" in err
 
 
 def test_cli_usage_errors(tmp_path):
@@ -144,12 +144,13 @@ def test_cli_usage_errors(tmp_path):
     ]:
         rc, out, err = fw(*args)
         if needle is None:
-            assert rc == 1 and "expected dvd, disk:CONTROLLER:LUN or file:N" in err, (args, err)
+            # bad syntax is a usage error like --boot-order's (it was 1 here, 2 there)
+            assert rc == 2 and "expected dvd, disk:CONTROLLER:LUN" in err, (args, err)
         else:
             assert rc == 2 and needle in err, (args, err)
     missing = str(tmp_path / "absent.nvram")
     rc, out, err = fw("show", "--nvram", missing)
-    assert rc == 1 and missing in err and "gen2vm run --nvram" in err
+    assert rc == 2 and missing in err and "gen2vm run --nvram" in err
     rc, out, err = fw("--help")
     assert rc == 0 and "--first-boot-device" in out
 

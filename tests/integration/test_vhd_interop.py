@@ -156,12 +156,12 @@ def test_missing_parent_and_loop_are_named(gen2vm, tmp_path):
     run(gen2vm, "vhd", "new", child, "--parent", base)
     os.rename(base, tmp_path / "moved.vhdx")
     r = run(gen2vm, "vhd", "inspect", child, check=False)
-    assert r.returncode == 1
+    assert r.returncode == 2  # an unusable input (README "Exit codes"), as for gen2vm run --disk
     assert "child.vhdx: parent disk not found" in r.stderr
     # A parent replaced by another disk is refused by its identifier.
     run(gen2vm, "vhd", "new", base, "--size", "8M")
     r = run(gen2vm, "vhd", "inspect", child, check=False)
-    assert r.returncode == 1 and "identifier does not match" in r.stderr
+    assert r.returncode == 2 and "identifier does not match" in r.stderr
 
 
 def test_second_writer_is_refused(gen2vm, tmp_path):
@@ -172,7 +172,7 @@ def test_second_writer_is_refused(gen2vm, tmp_path):
     try:
         time.sleep(0.5)
         r = run(gen2vm, "vhd", "resize", img, "--size", "128M", check=False)
-        assert r.returncode == 1
+        assert r.returncode == 2  # in use: nothing was changed (README "Exit codes")
         assert "busy.vhdx: in use by another process" in r.stderr
         assert f"pid {p.pid} (gen2vm)" in r.stderr
         r = run(gen2vm, "vhd", "inspect", "--json", img)
@@ -203,7 +203,7 @@ def test_resize_and_compact(gen2vm, qemu, tmp_path):
         f.seek(39 << 30)
         assert f.read(1 << 20) == b"\x42" * (1 << 20)
     r = run(gen2vm, "vhd", "resize", img, "--size", "1G", check=False)
-    assert r.returncode == 1 and "shrinking is not supported" in r.stderr
+    assert r.returncode == 2 and "shrinking is not supported" in r.stderr
     # compact: zero a written block from qemu, then release it
     run("qemu-io", "-f", "vhdx", "-c", "write -z 39G 1M", img)
     run(gen2vm, "vhd", "compact", img)
@@ -226,7 +226,7 @@ def test_compact_shrinks_and_qemu_agrees(gen2vm, qemu, tmp_path, fmt, opts):
     with open(img, "rb+") as held:
         fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # conflicts with gen2vm's OFD lock
         r = run(gen2vm, "vhd", "compact", img, check=False)
-        assert r.returncode == 1 and "in use by another process" in r.stderr, r.stderr
+        assert r.returncode == 2 and "in use by another process" in r.stderr, r.stderr
     assert os.path.getsize(img) == before
     r = run(gen2vm, "vhd", "compact", img)
     after = os.path.getsize(img)
@@ -261,7 +261,7 @@ def test_vhd_resize_grows_and_keeps_data(gen2vm, qemu, tmp_path, kind):
         f.seek(2 << 30)
         assert f.read(1 << 20) == b"\x66" * (1 << 20)
     r = run(gen2vm, "vhd", "resize", img, "--size", "1G", check=False)
-    assert r.returncode == 1 and "shrinking is not supported" in r.stderr
+    assert r.returncode == 2 and "shrinking is not supported" in r.stderr
 
 
 def test_vhd_resize_differencing_beyond_parent(gen2vm, tmp_path):

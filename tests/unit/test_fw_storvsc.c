@@ -217,7 +217,7 @@ static void test_storvsc_blockio(void **state)
 	assert_int_equal(b1->WriteBlocks(b1, b1->Media->MediaId, 0, 2048, gbuf), EFI_WRITE_PROTECTED);
 	assert_int_equal(b1->ReadBlocks(b1, b1->Media->MediaId, 1, 4096, gbuf), EFI_SUCCESS);
 	uint32_t id = b1->Media->MediaId;
-	assert_int_equal(storvsp_change_media(sv, 1, iso2), 0);
+	assert_int_equal(storvsp_change_media(sv, 1, iso2, 0), 0);
 	assert_int_equal(b1->ReadBlocks(b1, id, 1, 2048, gbuf), EFI_MEDIA_CHANGED);
 	assert_int_not_equal(b1->Media->MediaId, id);
 	assert_int_equal(b1->Media->LastBlock, (2u << 20) / 2048 - 1);
@@ -226,7 +226,7 @@ static void test_storvsc_blockio(void **state)
 	assert_int_equal(pread(fd, want, 2048, 2048), 2048);
 	close(fd);
 	assert_memory_equal(gbuf, want, 2048);
-	assert_int_equal(storvsp_change_media(sv, 1, NULL), 0);
+	assert_int_equal(storvsp_change_media(sv, 1, NULL, 0), 0);
 	EFI_STATUS s = b1->ReadBlocks(b1, b1->Media->MediaId, 1, 2048, gbuf);
 	assert_true(s == EFI_MEDIA_CHANGED || s == EFI_NO_MEDIA);
 	assert_false(b1->Media->MediaPresent);
@@ -236,7 +236,7 @@ static void test_storvsc_blockio(void **state)
 	EFI_BLOCK_IO_PROTOCOL *b2 = lun_bio(2);
 	assert_false(b2->Media->MediaPresent);
 	assert_int_equal(b2->ReadBlocks(b2, b2->Media->MediaId, 0, 2048, gbuf), EFI_NO_MEDIA);
-	assert_int_equal(storvsp_change_media(sv, 2, iso), 0);
+	assert_int_equal(storvsp_change_media(sv, 2, iso, 0), 0);
 	assert_int_equal(b2->ReadBlocks(b2, b2->Media->MediaId, 0, 2048, gbuf), EFI_MEDIA_CHANGED);
 	assert_true(b2->Media->MediaPresent);
 	assert_int_equal(b2->ReadBlocks(b2, b2->Media->MediaId, 0, 2048, gbuf), EFI_SUCCESS);

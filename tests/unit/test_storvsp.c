@@ -512,7 +512,7 @@ static void test_dvd(void **state)
 	expect_sense((struct storvsc_io[]){ cmd(&f, 1, tur, 6, STORVSP_DATA_NONE, 0) }, 2, 0x3A, 0);
 	expect_sense((struct storvsc_io[]){ rw10(&f, 1, false, 0, 1, 2048) }, 2, 0x3A, 0);
 	/* insert */
-	assert_int_equal(storvsp_change_media(f.sv, 1, f.iso), 0);
+	assert_int_equal(storvsp_change_media(f.sv, 1, f.iso, 0), 0);
 	uint8_t gesn[10] = { 0x4A, 1, 0, 0, 0x10, 0, 0, 0, 8, 0 };
 	io = cmd(&f, 1, gesn, 10, STORVSP_DATA_IN, 8);
 	expect_good(&io);
@@ -561,15 +561,15 @@ static void test_dvd(void **state)
 	expect_good((struct storvsc_io[]){ cmd(&f, 1, eject, 6, STORVSP_DATA_NONE, 0) });
 	expect_sense((struct storvsc_io[]){ cmd(&f, 1, tur, 6, STORVSP_DATA_NONE, 0) }, 2, 0x3A, 2);
 	/* host media change to another ISO, then eject from the host */
-	assert_int_equal(storvsp_change_media(f.sv, 1, f.iso2), 0);
+	assert_int_equal(storvsp_change_media(f.sv, 1, f.iso2, 0), 0);
 	expect_sense((struct storvsc_io[]){ cmd(&f, 1, tur, 6, STORVSP_DATA_NONE, 0) }, 6, 0x28, 0);
 	io = rw10(&f, 1, false, 1000, 1, 2048);
 	expect_good(&io);
 	assert_int_equal(f.buf[0], 0x5A);
-	assert_int_equal(storvsp_change_media(f.sv, 1, NULL), 0);
+	assert_int_equal(storvsp_change_media(f.sv, 1, NULL, 0), 0);
 	io = cmd(&f, 1, gesn, 10, STORVSP_DATA_IN, 8);
 	assert_int_equal(f.buf[4], 3); /* media removal */
-	assert_int_equal(storvsp_change_media(f.sv, 0, f.iso), -EINVAL);
+	assert_int_equal(storvsp_change_media(f.sv, 0, f.iso, 0), -EINVAL);
 	fx_down(&f);
 }
 

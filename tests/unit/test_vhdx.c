@@ -15,6 +15,7 @@
 #include "disk/crc32c.h"
 #include "disk/disk.h"
 #include "disk/vhdx.h"
+#include "disk/vhdx_format.h"
 #include "util/log.h"
 
 #define MiB (1024ull * 1024)
@@ -331,6 +332,133 @@ static void test_log_replay(void **state)
 	assert_int_equal(disk_open(p("l.vhdx"), 0, &d), 0);
 	assert_int_equal(disk_pread(d, r, sizeof(r), 3 * MiB), 0);
 	assert_memory_equal(r, w, sizeof(w));
+	disk_close(d);
+}
+
+/* One descriptor of a forged log entry: a 4 KiB sector written at off (sec), or, sec NULL, zero_len
+ * bytes zeroed at off. */
+struct forged_desc {
+	uint64_t off, zero_len;
+	const uint8_t *sec;
+};
+
+/* Replaces the pending log entry crash_writer left (at the log's start, 1 MiB) with one carrying
+ * descs, keeping its GUID and sequence number: a well-formed entry (checksums right) whose contents
+ * are hostile. */
+static void log_forge(const char *name, const struct forged_desc *ds, int n, uint64_t last_file_offset)
+{
+	struct vhdx_log_hdr lh;
+	peek(name, MiB, &lh, sizeof(lh));
+	assert_memory_equal(lh.signature, "loge", 4);
+	int ndata = 0;
+	for (int i = 0; i < n; i++)
+		ndata += ds[i].sec != NULL;
+	uint64_t desc_bytes = (64 + 32ull * (uint64_t)n + 4095) / 4096 * 4096, len = desc_bytes + 4096ull * (uint64_t)ndata;
+	uint8_t *e = calloc(1, len);
+	assert_non_null(e);
+	lh.entry_length = (uint32_t)len;
+	lh.tail = 0;
+	lh.descriptor_count = (uint32_t)n;
+	lh.flushed_file_offset = last_file_offset;
+	lh.last_file_offset = last_file_offset;
+	lh.checksum = 0;
+	memcpy(e, &lh, sizeof(lh));
+	for (int i = 0, k = 0; i < n; i++) {
+		struct vhdx_log_desc d = { .file_offset = ds[i].off, .seq = lh.seq };
+		if (ds[i].sec) {
+			memcpy(d.signature, "desc", 4);
+			memcpy(&d.leading_bytes, ds[i].sec, 8);
+			memcpy(&d.trailing_bytes, ds[i].sec + 4092, 4);
+			struct vhdx_log_data dt = { .seq_high = (uint32_t)(lh.seq >> 32), .seq_low = (uint32_t)lh.seq };
+			memcpy(dt.signature, "data", 4);
+			memcpy(dt.data, ds[i].sec + 8, sizeof(dt.data));
+			memcpy(e + desc_bytes + 4096 * (size_t)k++, &dt, sizeof(dt));
+		} else {
+			memcpy(d.signature, "zero", 4);
+			d.leading_bytes = ds[i].zero_len;
+		}
+		memcpy(e + 64 + 32 * (size_t)i, &d, sizeof(d));
+	}
+	uint32_t crc = crc32c(0, e, len);
+	memcpy(e + 4, &crc, 4);
+	poke(name, MiB, e, len);
+	free(e);
+}
+
+/* A hostile log is refused before anything is written: the file stays byte for byte as it was, for
+ * read-write and read-only opens alike. */
+static void expect_log_refused(const char *name)
+{
+	uint64_t before = file_hash(name);
+	struct stat st0, st1;
+	assert_int_equal(stat(p(name), &st0), 0);
+	struct disk *d;
+	assert_int_equal(disk_open(p(name), 0, &d), -EINVAL);
+	assert_int_equal(disk_open(p(name), DISK_RDONLY, &d), -EINVAL);
+	assert_int_equal(file_hash(name), before);
+	assert_int_equal(stat(p(name), &st1), 0);
+	assert_int_equal(st1.st_size, st0.st_size);
+	assert_true(st1.st_blocks <= st0.st_blocks);
+}
+
+static void test_log_hostile(void **state)
+{
+	uint8_t bat[4096];
+	struct stat st;
+	mk("h.vhdx", 16 * MiB, MiB, false, NULL);
+	crash_writer("h.vhdx", 3 * MiB, 7);
+	peek("h.vhdx", 3 * MiB, bat, sizeof(bat));
+	assert_int_equal(stat(p("h.vhdx"), &st), 0);
+	uint64_t size = (uint64_t)st.st_size;
+
+	/* A zero descriptor spanning 1 TiB: was zeros written until the disk was full. */
+	struct forged_desc zero_tib[] = { { .off = 4 * MiB, .zero_len = 1ull << 40 } };
+	log_forge("h.vhdx", zero_tib, 1, size);
+	expect_log_refused("h.vhdx");
+	/* Zeros in free space past everything the image uses. */
+	struct forged_desc zero_free[] = { { .off = 64 * MiB, .zero_len = MiB } };
+	log_forge("h.vhdx", zero_free, 1, 65 * MiB);
+	expect_log_refused("h.vhdx");
+	/* A write into the log itself, and one over the headers' neighbour (free space below 1 MiB). */
+	struct forged_desc in_log[] = { { .off = MiB + 512 * 1024, .sec = bat } };
+	log_forge("h.vhdx", in_log, 1, size);
+	expect_log_refused("h.vhdx");
+	struct forged_desc low[] = { { .off = 512 * 1024, .sec = bat } };
+	log_forge("h.vhdx", low, 1, size);
+	expect_log_refused("h.vhdx");
+	/* Garbage into the BAT: an entry pointing far outside the file, and one with an invalid state.
+	 * Refused before replay (was: replayed into the file, then the image refused). */
+	uint8_t garbage[4096];
+	memcpy(garbage, bat, sizeof(garbage));
+	uint64_t far = (1000 * MiB) | 6;
+	memcpy(garbage + 8, &far, 8);
+	struct forged_desc bad_bat[] = { { .off = 3 * MiB, .sec = garbage } };
+	log_forge("h.vhdx", bad_bat, 1, size);
+	expect_log_refused("h.vhdx");
+	uint64_t state5 = 5;
+	memcpy(garbage + 8, &state5, 8);
+	log_forge("h.vhdx", bad_bat, 1, size);
+	expect_log_refused("h.vhdx");
+
+	/* A log that records an 8 TiB file: replayed (its writes are sound), the file not grown past
+	 * what the image uses, and what replay did is reported. */
+	struct forged_desc sound[] = { { .off = 3 * MiB, .sec = bat } };
+	log_forge("h.vhdx", sound, 1, 8ull << 40);
+	struct disk *d;
+	assert_int_equal(disk_open(p("h.vhdx"), 0, &d), 0);
+	assert_non_null(vhdx_replay_summary(d));
+	assert_non_null(strstr(vhdx_replay_summary(d), "1 log entry"));
+	assert_non_null(strstr(vhdx_replay_summary(d), "ignored"));
+	uint8_t r[8192], w[8192];
+	fill(w, sizeof(w), 7);
+	assert_int_equal(disk_pread(d, r, sizeof(r), 3 * MiB), 0);
+	assert_memory_equal(r, w, sizeof(w));
+	disk_close(d);
+	assert_int_equal(stat(p("h.vhdx"), &st), 0);
+	assert_true((uint64_t)st.st_size <= size);
+	/* Closed cleanly now: nothing to replay. */
+	assert_int_equal(disk_open(p("h.vhdx"), 0, &d), 0);
+	assert_null(vhdx_replay_summary(d));
 	disk_close(d);
 }
 
@@ -699,6 +827,7 @@ int main(void)
 		cmocka_unit_test(test_fixed_and_sizes),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_log_replay),
+		cmocka_unit_test(test_log_hostile),
 		cmocka_unit_test(test_differencing_three_levels),
 		cmocka_unit_test(test_parent_missing_and_loop),
 		cmocka_unit_test(test_resize_and_lock),
