@@ -15,6 +15,7 @@
  *   7 UART input: u8 len, len bytes
  *   8 I/O APIC MMIO: u8 offset (0x00 or 0x10 mostly), u32 value, u8 write?
  *   9 I/O APIC pin: u8 pin, u8 level;  10 EOI: u8 vector
+ *  11 CMOS RTC access (src/devices/rtc.c): u8 port (0 index, 1 data), u8 value, u8 write?, u8 width
  * Values that look like page numbers are folded into guest RAM half of the time, so that the pages
  * get enabled. Must never crash, leak, or touch memory outside guest RAM. */
 #include <stddef.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 
 #include "devices/ioapic.h"
+#include "devices/rtc.h"
 #include "devices/uart.h"
 #include "hv/hv.h"
 #include "util/log.h"
@@ -81,6 +83,18 @@ static uint64_t rd(struct rd *r, unsigned bytes)
 	return v;
 }
 
+static int64_t rtc_secs;
+
+static int64_t rtc_get(void *o)
+{
+	return rtc_secs;
+}
+
+static void rtc_set(void *o, int64_t s)
+{
+	rtc_secs = s;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct hv_partition hv;
@@ -92,9 +106,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uart_init(&u, &out, irq_cb, NULL);
 	struct ioapic io;
 	ioapic_init(&io, kvm);
+	struct rtc rtc;
+	rtc_secs = 1796601851; /* 2026-12-07 */
+	rtc_init(&rtc, &(struct rtc_clock){ rtc_get, rtc_set, NULL });
 	struct rd in = { data, size };
 	while (in.n) {
-		unsigned op = (unsigned)rd(&in, 1) % 11;
+		unsigned op = (unsigned)rd(&in, 1) % 12;
 		switch (op) {
 		case 0: {
 			unsigned vp = (unsigned)rd(&in, 1) % NVPS;
@@ -173,8 +190,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uart_input(&u, b, i);
 			break;
 		}
+		case 11: {
+			uint8_t port = (uint8_t)(rd(&in, 1) & 1), v[4] = { (uint8_t)rd(&in, 1), 0xFF, 0xFF, 0xFF };
+			bool wr = rd(&in, 1) & 1;
+			unsigned width = 1u << (rd(&in, 1) % 3);
+			rtc_io(&rtc, port, v, width, wr);
+			break;
+		}
 		}
 	}
+	rtc_destroy(&rtc);
 	hv_partition_destroy(&hv);
 	pthread_mutex_destroy(&u.lock);
 	pthread_mutex_destroy(&io.lock);

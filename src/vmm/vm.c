@@ -217,10 +217,12 @@ static bool vcpu_handle_exit(struct vcpu *v, struct vcpu_exit *x)
 		struct x86_sregs sr = { 0 };
 		kvm_vcpu_get_regs(v->kvm, &r);
 		kvm_vcpu_get_sregs(v->kvm, &sr);
-		log_warn("vCPU %u: triple fault (the guest's exception handling failed; the VM resets): RIP=0x%016" PRIx64
+		/* KVM on AMD reinitialises the vCPU on a shutdown intercept: then all we read is the reset state. */
+		bool lost = sr.cs.selector == 0xf000 && r.rip == 0xfff0;
+		log_warn("vCPU %u: triple fault (the guest's exception handling failed; the VM resets)%s: RIP=0x%016" PRIx64
 			 " RSP=0x%016" PRIx64 " RFLAGS=0x%" PRIx64 " CS=0x%04x CR0=0x%" PRIx64 " CR2=0x%016" PRIx64
 			 " CR3=0x%016" PRIx64 " CR4=0x%" PRIx64 " EFER=0x%" PRIx64 " IDT=0x%016" PRIx64 "/%u",
-			 v->id, r.rip, r.gpr[X86_RSP], r.rflags, sr.cs.selector, sr.cr0, sr.cr2, sr.cr3, sr.cr4, sr.efer,
+			 v->id, lost ? "; this host's KVM reset the vCPU before its state could be read" : "", r.rip, r.gpr[X86_RSP], r.rflags, sr.cs.selector, sr.cr0, sr.cr2, sr.cr3, sr.cr4, sr.efer,
 			 sr.idt.base, (unsigned)sr.idt.limit);
 		vm_stop(vm, VM_EXIT_RESET, "vCPU %u: triple fault at RIP=0x%016" PRIx64, v->id, r.rip);
 		return false;

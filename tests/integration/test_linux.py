@@ -174,8 +174,10 @@ def test_debian_kernel_on_gen2vm(tmp_path, kernel):
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
 
-# 4 GiB: 3 GiB below the 32-bit gap, 1 GiB above it. The tmpfs file fills most of RAM, so its pages
-# land above 4 GiB too (a 3.9 GiB file cannot fit in 4 GiB of RAM next to the kernel: 3.25 GiB does).
+# 4 GiB: 3.5 GiB below the 32-bit gap, 0.5 GiB above it (Linux's Normal zone, which its page allocator
+# takes from first). A 1 GiB tmpfs file fills the memory above 4 GiB and more, and reads back intact.
+# (More is not written: the nested test host's emulator resets itself when a nested guest writes about
+# 3 GiB; see README, "The nested test host".)
 BIG_INIT = LOAD_MODULES + r"""
 if [ "$(dd if=/dev/sda bs=16 count=1 2>/dev/null | head -c 11)" = "SECOND-BOOT" ]; then
   echo "SECOND-BOOT-REACHED"
@@ -184,8 +186,11 @@ fi
 echo "BIG-NPROC $(nproc)"
 echo "BIG-MEMTOTAL-KB $(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2)"
 grep "System RAM" /proc/iomem | sed 's/^/BIG-IOMEM /'
-mkdir -p /big && mount -t tmpfs -o size=3400m tmpfs /big
-i=0; while [ $i -lt 3328 ]; do cat /seed; i=$((i+1)); done > /big/file
+normal_free() { awk '/^Node .*zone +Normal/{z=1} z&&/^ +pages free/{print $3*4; exit}' /proc/zoneinfo; }
+echo "BIG-NORMAL-FREE-BEFORE-KB $(normal_free)"
+mkdir -p /big && mount -t tmpfs -o size=1100m tmpfs /big
+cat $(i=0; while [ $i -lt 1024 ]; do echo /seed; i=$((i+1)); done) > /big/file  # one process
+echo "BIG-NORMAL-FREE-AFTER-KB $(normal_free)"
 echo "BIG-FILE-BYTES $(stat -c %s /big/file)"
 echo "BIG-FILE-SUM $(sha256sum /big/file | cut -d' ' -f1)"
 echo "BIG-MEMFREE-KB $(grep MemFree /proc/meminfo | tr -s ' ' | cut -d' ' -f2)"
@@ -196,7 +201,7 @@ reboot -f
 
 
 def test_four_vcpus_four_gib_and_reboot(tmp_path, kernel):
-    """4 vCPUs, 4 GiB (RAM above the 32-bit gap used), then `reboot -f` restarts the VM, whose second
+    """4 vCPUs, 4 GiB (the RAM above the 32-bit gap filled and read back), then `reboot -f` restarts the VM, whose second
     boot powers off: exit code 0."""
     flag = tmp_path / "flag.img"
     flag.write_bytes(b"\0" * (1 << 20))
@@ -212,16 +217,21 @@ def test_four_vcpus_four_gib_and_reboot(tmp_path, kernel):
     kb = int(re.search(r"BIG-MEMTOTAL-KB (\d+)", console).group(1))
     assert kb > 3.5 * 1024 * 1024, kb
     assert re.search(r"BIG-IOMEM 1[0-9a-f]{8}-[0-9a-f]+ : System RAM", console), console[-3000:]
-    # The file is the seed 3328 times over: the same sum computed here proves every page read back intact.
+    # The file is the seed 1024 times over: the same sum computed here proves every page read back intact.
     h = hashlib.sha256()
-    for _ in range(3328):
+    for _ in range(1024):
         h.update(seed)
-    assert "BIG-FILE-BYTES %d" % (3328 << 20) in console, console[-3000:]
+    assert "BIG-FILE-BYTES %d" % (1024 << 20) in console, console[-3000:]
     assert "BIG-FILE-SUM " + h.hexdigest() in console, console[-3000:]
     free = int(re.search(r"BIG-MEMFREE-KB (\d+)", console).group(1))
-    assert free < kb - (3328 << 10), (free, kb)  # the file really sits in RAM
+    assert free < kb - (1024 << 10), (free, kb)  # the file really sits in RAM
+    # ... and in the RAM above 4 GiB: the Normal zone (all of it above the gap) is nearly used up.
+    before = int(re.search(r"BIG-NORMAL-FREE-BEFORE-KB (\d+)", console).group(1))
+    after = int(re.search(r"BIG-NORMAL-FREE-AFTER-KB (\d+)", console).group(1))
+    assert before > 400 << 10 and after < before // 4, (before, after)
     assert "REBOOTING" in console and "SECOND-BOOT-REACHED" in console, console[-3000:] + err[-2000:]
-    assert "restarting the VM after a guest reset" in err, err[-2000:]
+    assert err.count("restarting the VM after a guest reset") == 1, err[-2000:]  # the reboot, nothing else
+    assert "triple fault" not in err, err[-2000:]
     assert rc == 0, err[-3000:]
 
 
