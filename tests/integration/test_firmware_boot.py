@@ -133,7 +133,7 @@ for m in $(cat /modules/order); do insmod /modules/$m || echo "INSMOD-FAILED $m"
 echo "INIT-REACHED-THROUGH-UEFI"
 mount -t efivarfs efivarfs /sys/firmware/efi/efivars && echo "EFIVARFS-MOUNTED"
 for i in $(seq 1 300); do [ -b /dev/sda1 ] && break; sleep 0.1; done
-if efibootmgr | grep -q "Boot.... \* efibootmgr entry"; then
+if efibootmgr | grep -q "^Boot[0-9A-F]*\* efibootmgr entry"; then
   efibootmgr | sed 's/^/SECOND-BOOT /'
   poweroff -f
 fi
