@@ -72,7 +72,6 @@ struct netvsp {
 	struct rndis_state rs;
 	uint32_t nvsp_version;
 	uint32_t guest_mtu; /* from NDIS_CONFIG: a guest may raise its MTU beyond what we announced */
-	uint16_t subs_offered;
 	/* receive buffer */
 	struct vmbus_gpadl *rgp;
 	struct vmbus_view rview;
@@ -758,13 +757,11 @@ static void nvsp_subchannels(struct nv_chan *ch, uint64_t tid, const struct nvsp
 			want = nv->max_queues - 1;
 		if (!nv_srv_lock(ch))
 			return;
-		int rc = 0;
-		if (want > nv->subs_offered)
-			rc = vmbus_device_offer_subchannels(nv->dev, (uint16_t)(want - nv->subs_offered));
+		/* After a reattach (the primary closed and opened again) the old sub-channels are gone. */
+		uint16_t have = vmbus_device_subchannel_count(nv->dev);
+		int rc = want > have ? vmbus_device_offer_subchannels(nv->dev, (uint16_t)(want - have)) : 0;
 		nv_srv_unlock(ch);
 		if (rc >= 0) {
-			if ((uint32_t)rc > nv->subs_offered)
-				nv->subs_offered = (uint16_t)rc;
 			r.u.subchannel_comp.status = NVSP_STAT_SUCCESS;
 			r.u.subchannel_comp.num_subchannels = want;
 		}

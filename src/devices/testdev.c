@@ -157,3 +157,8 @@ uint64_t testdev_echoed(const struct testdev *td)
 {
 	return td->echoed;
 }
+
+struct vmbus_device *testdev_vmbus_device(struct testdev *td)
+{
+	return td->dev;
+}

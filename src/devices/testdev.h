@@ -21,6 +21,9 @@ struct testdev;
  * max_subchannels sub-channels. Call with the server lock held. Returns 0 or -errno. */
 int testdev_create(struct vmbus_server *srv, uint32_t instance, uint16_t max_subchannels, struct testdev **out);
 
+/* The device's VMBus handle (for tests that look at its channels). */
+struct vmbus_device *testdev_vmbus_device(struct testdev *td);
+
 /* Hot-removes the device (channels rescinded) and frees it. Server lock held. NULL is fine. */
 void testdev_destroy(struct testdev *td);
 

@@ -27,6 +27,8 @@ struct vmbus_channel {
 	bool opening;       /* inside ops->open: signals are deferred until OPEN_RESULT is out */
 	bool signal_deferred;
 	bool broken_logged;
+	bool retired; /* a sub-channel rescinded when its primary closed: on srv->retired, not in dev->chan */
+	struct vmbus_channel *next_retired;
 	struct vmbus_gpadl *ring_gpadl;
 	struct vmbus_view view_rx, view_tx;
 	struct vmbus_ring rx, tx;
@@ -54,6 +56,7 @@ struct vmbus_server {
 	uint64_t interrupt_page, monitor_page1, monitor_page2; /* < 5.0: noted; no channel uses them */
 	struct vmbus_channel *relid_map[VMBUS_MAX_RELID + 1];
 	struct vmbus_device *devices;
+	struct vmbus_channel *retired; /* rescinded sub-channels waiting for RELID_RELEASED */
 	struct vmbus_gpadl *gpadls; /* live and tearing-down GPADLs */
 	uint32_t nr_gpadls;
 	uint64_t gpadl_pages;
@@ -217,6 +220,12 @@ static void chan_free(struct vmbus_server *s, struct vmbus_channel *c)
 		s->relid_map[c->relid] = NULL;
 		gpadl_drop_all(s, c->relid);
 	}
+	if (c->retired)
+		for (struct vmbus_channel **pp = &s->retired; *pp; pp = &(*pp)->next_retired)
+			if (*pp == c) {
+				*pp = c->next_retired;
+				break;
+			}
 	for (uint16_t i = 0; i < dev->nr_channels; i++)
 		if (dev->chan[i] == c)
 			dev->chan[i] = NULL;
@@ -229,6 +238,13 @@ static void chan_free(struct vmbus_server *s, struct vmbus_channel *c)
 /* Back to the disconnected state: every channel closed and unoffered, every GPADL gone. */
 static void srv_reset(struct vmbus_server *s)
 {
+	while (s->retired) {
+		struct vmbus_channel *c = s->retired;
+		s->retired = c->next_retired;
+		s->relid_map[c->relid] = NULL;
+		c->dev->nr_live--;
+		free(c);
+	}
 	for (struct vmbus_device *dev = s->devices, *next; dev; dev = next) {
 		next = dev->next;
 		for (uint16_t i = 0; i < dev->nr_channels; i++) {
@@ -494,6 +510,39 @@ static void on_open_channel(struct vmbus_server *s, const void *p)
 		vmbus_channel_signal_guest(c);
 }
 
+/* Hyper-V's rule: sub-channels live while their primary channel is open. When the guest closes the
+ * primary (driver unbound, or hv_netvsc reattaching for an MTU or ring change) the sub-channels are
+ * rescinded, and the next open asks for new ones, which come as new offers with new relids: Linux waits
+ * for those offers before it uses the device again. */
+static void dev_retire_subchannels(struct vmbus_server *s, struct vmbus_device *dev)
+{
+	for (uint16_t i = 1; i < dev->nr_channels; i++) {
+		struct vmbus_channel *c = dev->chan[i];
+		dev->chan[i] = NULL;
+		if (!c)
+			continue;
+		chan_close(s, c);
+		if (c->state == CHAN_OFFERED) {
+			struct vmbus_channel_relid_msg m = { .header.msgtype = CHANNELMSG_RESCIND_CHANNELOFFER,
+							     .child_relid = c->relid };
+			c->state = CHAN_RESCINDED;
+			c->retired = true;
+			c->next_retired = s->retired;
+			s->retired = c;
+			SEND(s, m);
+		} else if (c->state == CHAN_RESCINDED) {
+			/* cannot happen for a device that is not removed; keep it findable for RELID_RELEASED */
+			c->retired = true;
+			c->next_retired = s->retired;
+			s->retired = c;
+		} else {
+			free(c); /* never offered */
+			dev->nr_live--;
+		}
+	}
+	dev->nr_channels = 1;
+}
+
 static void on_close_channel(struct vmbus_server *s, const void *p)
 {
 	struct vmbus_channel_relid_msg m;
@@ -504,6 +553,8 @@ static void on_close_channel(struct vmbus_server *s, const void *p)
 		return;
 	}
 	chan_close(s, c); /* a rescinded channel was closed already: nothing to do */
+	if (c->sub_index == 0 && !c->dev->removed)
+		dev_retire_subchannels(s, c->dev);
 }
 
 static void on_relid_released(struct vmbus_server *s, const void *p)
@@ -737,6 +788,11 @@ void vmbus_server_device_remove(struct vmbus_server *s, struct vmbus_device *dev
 		}
 	}
 	device_free_if_done(s, dev);
+}
+
+uint16_t vmbus_device_subchannel_count(const struct vmbus_device *dev)
+{
+	return (uint16_t)(dev->nr_channels - 1);
 }
 
 int vmbus_device_offer_subchannels(struct vmbus_device *dev, uint16_t n)

@@ -137,8 +137,13 @@ int vmbus_server_device_add(struct vmbus_server *s, const struct vmbus_device_de
 void vmbus_server_device_remove(struct vmbus_server *s, struct vmbus_device *dev);
 
 /* Offers n more sub-channels of dev (same GUIDs, sub_channel_index 1, 2, ...), at most
- * max_subchannels in all. Returns the number now offered/pending (>= 0) or -EINVAL / -ENOMEM. */
+ * max_subchannels in all. Returns the number now offered/pending (>= 0) or -EINVAL / -ENOMEM.
+ * When the guest closes the primary channel its sub-channels are rescinded (as on Hyper-V) and the
+ * count starts again from 0: the guest asks for new ones after it opens the primary again. */
 int vmbus_device_offer_subchannels(struct vmbus_device *dev, uint16_t n);
+
+/* The sub-channels dev has now (offered or pending the guest's REQUESTOFFERS). */
+uint16_t vmbus_device_subchannel_count(const struct vmbus_device *dev);
 
 /* ------------------------------------------------------------------------------------------------
  * Channel API for devices. Between open and close a device may use its channel from its own thread

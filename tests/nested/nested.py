@@ -56,6 +56,9 @@ mount -t devtmpfs dev /host/dev
 mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts devpts /host/dev/pts
 mount -t tmpfs -o size=75% tmpfs /host/dev/shm
+# The nested host's own /run (network namespaces, pid files): the host's must not see them, nor the
+# nested host a namespace file a killed earlier run left behind.
+mount -t tmpfs -o size=64m,mode=755 tmpfs /host/run && mkdir -p /host/run/lock /host/run/netns
 # The command's output as it wrote it: no CR added before each LF.
 stty -F /dev/hvc0 raw -echo; stty -F /dev/hvc1 raw -echo
 echo "NESTED-RUNNING"

@@ -275,6 +275,87 @@ static void test_subchannels(void **state)
 	vmbus_loopback_destroy(&lb);
 }
 
+static void ask_subchannels(struct vmbus_client_channel *ch, uint32_t count, uint64_t tid, uint32_t want_status)
+{
+	struct testdev_ctl ctl = { .magic = TESTDEV_CTL_MAGIC, .op = TESTDEV_OP_SUBCHANNELS, .count = count };
+	assert_int_equal(vmbus_client_send(ch, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid,
+					   NULL, 0, &ctl, sizeof(ctl)), 0);
+	uint8_t buf[64];
+	uint32_t n;
+	assert_int_equal(vmbus_client_recv(ch, buf, sizeof(buf), &n), 0);
+	struct vmbus_packet_descriptor d;
+	memcpy(&d, buf, sizeof(d));
+	struct testdev_ctl_reply r;
+	memcpy(&r, buf + d.offset8 * 8, sizeof(r));
+	assert_int_equal(r.status, want_status);
+}
+
+/* hv_netvsc's MTU change (and any driver rebind): the guest closes the sub-channels and the primary,
+ * opens the primary again and asks for sub-channels again. As on Hyper-V the old ones are rescinded
+ * when the primary closes, and new offers (new relids) answer the new request even before the guest
+ * has released the old relids. */
+static void test_subchannels_after_primary_reopen(void **state)
+{
+	struct vmbus_loopback lb;
+	struct testdev *td;
+	assert_int_equal(vmbus_loopback_init(&lb, RAM, 1, NULL), 0);
+	assert_int_equal(testdev_create(lb.srv, 0, 2, &td), 0);
+	connect_and_offer(&lb);
+	struct vmbus_guid cls = td_class();
+	struct vmbus_client_channel ch, sub[2];
+	uint32_t old_relids[2];
+	assert_int_equal(vmbus_client_channel_open(&lb.cl, &ch, 1, 8192, 8192, 0, NULL, 0), 0);
+	ask_subchannels(&ch, 2, 1, 0);
+	while (vmbus_client_poll(&lb.cl) == 0)
+		;
+	for (uint16_t i = 1; i <= 2; i++) {
+		const struct vmbus_client_offer *o = vmbus_client_find_offer(&lb.cl, &cls, i);
+		assert_non_null(o);
+		old_relids[i - 1] = o->msg.child_relid;
+		assert_int_equal(vmbus_client_channel_open(&lb.cl, &sub[i - 1], o->msg.child_relid, 8192, 8192, 0, NULL, 0), 0);
+	}
+	assert_int_equal(vmbus_device_subchannel_count(testdev_vmbus_device(td)), 2);
+	/* Close sub-channels, then the primary (Linux's vmbus_close order). */
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(vmbus_client_channel_close(&sub[i]), 0);
+	assert_int_equal(vmbus_client_channel_close(&ch), 0);
+	while (vmbus_client_poll(&lb.cl) == 0)
+		;
+	int rescinded = 0;
+	for (uint32_t i = 0; i < lb.cl.nr_offers; i++)
+		if (lb.cl.offers[i].rescinded) {
+			rescinded++;
+			assert_true(lb.cl.offers[i].msg.child_relid == old_relids[0] ||
+				    lb.cl.offers[i].msg.child_relid == old_relids[1]);
+		}
+	assert_int_equal(rescinded, 2);
+	assert_int_equal(vmbus_device_subchannel_count(testdev_vmbus_device(td)), 0);
+	/* Reopen and ask again before releasing the old relids: new offers, new relids. */
+	assert_int_equal(vmbus_client_channel_open(&lb.cl, &ch, 1, 8192, 8192, 0, NULL, 0), 0);
+	ask_subchannels(&ch, 2, 2, 0);
+	while (vmbus_client_poll(&lb.cl) == 0)
+		;
+	for (uint16_t i = 1; i <= 2; i++) {
+		const struct vmbus_client_offer *o = vmbus_client_find_offer(&lb.cl, &cls, i);
+		assert_non_null(o);
+		assert_true(o->msg.child_relid != old_relids[0] && o->msg.child_relid != old_relids[1]);
+		assert_int_equal(vmbus_client_channel_open(&lb.cl, &sub[i - 1], o->msg.child_relid, 8192, 8192, 0, NULL, 0), 0);
+		echo_once(&sub[i - 1], 64, (uint8_t)i);
+	}
+	ask_subchannels(&ch, 1, 3, 1); /* still at most max_subchannels */
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(vmbus_client_release_relid(&lb.cl, old_relids[i]), 0);
+	/* A released relid is not released twice; an unknown one is refused quietly. */
+	assert_int_equal(vmbus_client_release_relid(&lb.cl, old_relids[0]), 0);
+	/* One retired relid left unreleased on purpose: the reset (unload) must free it. */
+	assert_int_equal(vmbus_client_channel_close(&sub[0]), 0);
+	assert_int_equal(vmbus_client_channel_close(&sub[1]), 0);
+	assert_int_equal(vmbus_client_channel_close(&ch), 0);
+	assert_int_equal(vmbus_client_unload(&lb.cl), 0);
+	testdev_destroy(td);
+	vmbus_loopback_destroy(&lb);
+}
+
 /* Malformed control messages: dropped or refused, never a crash; state stays consistent. */
 static void test_malformed(void **state)
 {
@@ -403,6 +484,7 @@ int main(void)
 		cmocka_unit_test(test_offers),
 		cmocka_unit_test(test_open_close_rescind_unload),
 		cmocka_unit_test(test_subchannels),
+		cmocka_unit_test(test_subchannels_after_primary_reopen),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_tx_busy),
 	};
