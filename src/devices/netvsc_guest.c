@@ -74,6 +74,10 @@ static void rndis_in(void *ctx, const uint8_t *msg, uint32_t len)
 	struct netvsc_guest *g = ctx;
 	uint32_t c = g->cur_chan;
 	g->xfer_ranges++;
+	if (len > g->rsec_size) { /* Linux: "Packet too big: buflen > recv_section_size", dropped */
+		g->too_big++;
+		return;
+	}
 	struct rndis_header h;
 	memcpy(&h, msg, 8);
 	if (h.msg_len > len) {

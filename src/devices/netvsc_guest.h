@@ -45,6 +45,7 @@ struct netvsc_guest {
 	uint32_t indications, last_indication;
 	uint32_t xfer_packets, xfer_ranges, rx_frames;
 	uint32_t bad_replies;
+	uint32_t too_big; /* ranges longer than the announced section size (Linux drops them) */
 	uint32_t cur_chan;     /* the channel whose packet is being handled */
 	pthread_mutex_t *lock; /* threaded netvsp: the server lock, held around every call into the server */
 	uint32_t wait_ms;      /* threaded netvsp: how long to wait for an answer (0: inline, none) */

@@ -76,6 +76,7 @@ struct netvsp {
 	struct vmbus_gpadl *rgp;
 	struct vmbus_view rview;
 	uint32_t rsize, rsec_n, rhint;
+	uint32_t rsecsz; /* section size announced for this receive buffer: one frame fits in one */
 	uint16_t recv_id;
 	uint8_t *rused;
 	/* send buffer */
@@ -208,7 +209,7 @@ static int send_xfer(struct nv_chan *ch, const struct nv_batch *b, uint64_t tid)
 		struct vmbus_xfer_page_range r[NV_BATCH];
 	} __attribute__((packed)) x = { .pageset = ch->nv->recv_id, .range_cnt = b->n };
 	for (uint32_t i = 0; i < b->n; i++) {
-		x.r[i].byte_offset = b->start[i] * NV_RECV_SECTION + b->off[i];
+		x.r[i].byte_offset = b->start[i] * ch->nv->rsecsz + b->off[i];
 		x.r[i].byte_count = b->len[i];
 	}
 	struct nvsp_message m = { .type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT };
@@ -295,15 +296,15 @@ static bool flush_owed(struct nv_chan *ch)
 static void send_rndis_ctl(struct nv_chan *ch, const void *msg, uint32_t len)
 {
 	struct netvsp *nv = ch->nv;
-	uint32_t k = (len + NV_RECV_SECTION - 1) / NV_RECV_SECTION, start;
 	pthread_mutex_lock(&nv->lock);
+	uint32_t k = nv->rsecsz ? (len + nv->rsecsz - 1) / nv->rsecsz : 0, start;
 	bool ok = nv->rview.base && sec_alloc(nv, k, &start);
 	pthread_mutex_unlock(&nv->lock);
 	if (!ok) {
 		log_guest("netvsp: no receive buffer space for an RNDIS reply (buffer missing or all sections held)");
 		return;
 	}
-	memcpy(nv->rview.base + (size_t)start * NV_RECV_SECTION, msg, len);
+	memcpy(nv->rview.base + (size_t)start * nv->rsecsz, msg, len);
 	struct nv_batch b = { .n = 1, .chan_type = NVSP_CHANNEL_TYPE_CONTROL, .start = { start }, .count = { k },
 			      .off = { 0 }, .len = { len } };
 	deliver(ch, &b);
@@ -674,7 +675,15 @@ static void nvsp_buffer(struct nv_chan *ch, uint64_t tid, const struct nvsp_mess
 		struct vmbus_view v = { 0 };
 		uint32_t size = 0;
 		int rc = map_buffer(ch, m->u.send_buf.gpadl_handle, &g, &v, &size);
-		uint32_t secsz = recv ? NV_RECV_SECTION : NV_SEND_SECTION;
+		uint32_t secsz = NV_SEND_SECTION;
+		if (recv) {
+			pthread_mutex_lock(&nv->lock);
+			uint32_t mtu = nv->guest_mtu > nv->rs.mtu ? nv->guest_mtu : nv->rs.mtu;
+			pthread_mutex_unlock(&nv->lock);
+			secsz = (RNDIS_RX_HEADER_MAX + mtu + 18 + 63) & ~63u; /* Ethernet header + VLAN tag */
+			if (secsz < NV_RECV_SECTION)
+				secsz = NV_RECV_SECTION;
+		}
 		if (rc == 0 && size / secsz < 2) {
 			vmbus_view_unmap(&v);
 			vmbus_channel_gpadl_release(ch->chan, g);
@@ -697,6 +706,7 @@ static void nvsp_buffer(struct nv_chan *ch, uint64_t tid, const struct nvsp_mess
 				nv->rview = v;
 				nv->rsize = size;
 				nv->rsec_n = size / secsz;
+				nv->rsecsz = secsz;
 				nv->rused = used;
 				nv->rhint = 0;
 				nv->recv_id = m->u.send_buf.id;
@@ -977,8 +987,13 @@ static uint32_t rx_backend(struct netvsp *nv, uint32_t q, uint32_t budget, bool 
 	uint32_t got = 0;
 	pthread_mutex_lock(&nv->lock);
 	uint32_t cap = (nv->guest_mtu > nv->rs.mtu ? nv->guest_mtu : nv->rs.mtu) + 18;
+	/* One frame per section (see NETVSP_RECV_SECTION_SIZE): a frame larger than the section the
+	 * guest was told of is dropped here rather than refused by the guest. */
+	if (nv->rsecsz && cap > nv->rsecsz - RNDIS_RX_HEADER_MAX)
+		cap = nv->rsecsz - RNDIS_RX_HEADER_MAX;
+	uint32_t secsz = nv->rsecsz;
 	pthread_mutex_unlock(&nv->lock);
-	uint32_t kmax = (RNDIS_RX_HEADER_MAX + cap + NV_RECV_SECTION - 1) / NV_RECV_SECTION;
+	const uint32_t kmax = 1;
 	*stalled = false;
 	while (got < budget) {
 		pthread_mutex_lock(&nv->lock);
@@ -999,7 +1014,7 @@ static uint32_t rx_backend(struct netvsp *nv, uint32_t q, uint32_t budget, bool 
 			*stalled = true; /* the guest holds every section: wait for completions */
 			break;
 		}
-		uint8_t *sec = nv->rview.base + (size_t)start * NV_RECV_SECTION;
+		uint8_t *sec = nv->rview.base + (size_t)start * secsz;
 		uint8_t *f = sec + RNDIS_RX_HEADER_MAX;
 		int n = nv->be->ops->recv(nv->be, q, &vh, f, cap);
 		if (n == -EAGAIN) {
@@ -1028,7 +1043,7 @@ static uint32_t rx_backend(struct netvsp *nv, uint32_t q, uint32_t budget, bool 
 			ri.hash = hash;
 		}
 		uint32_t h = want ? rndis_rx_header(sec, 0, &ri) : 0; /* length only */
-		uint32_t k = want ? (uint32_t)((f - sec) + len + NV_RECV_SECTION - 1) / NV_RECV_SECTION : 0;
+		uint32_t k = want ? 1 : 0;
 		sec_free(nv, start + k, kmax - k);
 		pthread_mutex_unlock(&nv->lock);
 		if (!want) {

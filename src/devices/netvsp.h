@@ -71,7 +71,9 @@ struct netvsp_stats {
 };
 void netvsp_get_stats(struct netvsp *nv, struct netvsp_stats *st);
 
-/* The receive-buffer section size the adapter announces. */
+/* The smallest receive-buffer section the adapter announces (a 1500-byte frame and its RNDIS header).
+ * For a larger MTU (the guest's, from NDIS_CONFIG, or the adapter's mtu=) each section holds one
+ * whole frame: Linux refuses a receive range longer than the section size it was told. */
 #define NETVSP_RECV_SECTION_SIZE 1728u
 #define NETVSP_SEND_SECTION_SIZE 6144u
 
