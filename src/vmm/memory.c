@@ -37,6 +37,9 @@ int guest_mem_init(struct guest_mem *m, uint64_t ram_size)
 		close(fd);
 		return -e;
 	}
+	/* 2 MiB pages where the host allows them for shared memory (shmem_enabled "advise"): fewer TLB
+	 * misses and nested page faults for the guest. Advice only: a host that refuses it is fine. */
+	(void)madvise(p, ram_size, MADV_HUGEPAGE);
 	m->memfd = fd;
 	m->base = p;
 	m->ram_size = ram_size;

@@ -157,14 +157,20 @@ class VmProcess:
         return run(gen2vm_binary(), "control", self.sock, *args).stdout
 
     def finish(self, timeout=120):
-        """Waits for the VM to end (killing it after timeout); returns its exit code."""
+        """Waits for the VM to end (killing it after timeout); returns its exit code. A VM still running
+        after timeout fails the test with the end of its console and its log."""
         try:
             rc = self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            rc = None
         finally:
             if self.p.poll() is None:
                 self.p.kill()
                 self.p.wait()
         self._t.join(5)
+        if rc is None:
+            pytest.fail("the VM was still running after %d s; its console ends:\n%s\nits log ends:\n%s"
+                        % (timeout, self.out()[-3000:], self.err[-2000:]))
         return rc
 
     def stop(self):

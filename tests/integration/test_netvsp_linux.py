@@ -46,10 +46,8 @@ done
 poweroff -f
 """.replace("HOST_IP", HOST_IP)
 
-pytestmark = [
-    pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for the tap and the network namespace"),
-]
+pytestmark = [pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")]
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for the tap and the network namespace")
 
 
 def sh(*cmd, check=True):
@@ -114,6 +112,7 @@ def wait_console(path, pattern, proc, timeout):
     return None
 
 
+@needs_root
 @pytest.mark.real_guest
 def test_netvsp_with_linux(netns, tmp_path):
     ns, tap, want_sum, received = netns
@@ -172,3 +171,62 @@ def test_legacy_adapter_refused_on_gen2(tmp_path):
     rc, _, err = run_vm(["run", "--kernel", "/bin/true", "--nic", "tap=x,legacy"])
     assert rc == 2
     assert "generation 1" in err
+
+
+# Two Linux VMs joined by `--nic pair=`: no tap, no root. Each pings the other until it answers (both
+# directions), then A sends 16 MiB of random data to B with busybox nc and both print its checksum.
+PAIR_A, PAIR_B = "10.214.0.1", "10.214.0.2"
+PAIR_COMMON = LOAD_MODULES + r"""
+ip link set lo up
+for i in $(seq 1 300); do [ -e /sys/class/net/eth0 ] && break; sleep 0.2; done
+ip addr add SELF/24 dev eth0
+ip link set eth0 up
+for i in $(seq 1 120); do ping -c 1 -W 2 PEER >/dev/null 2>&1 && { echo "PAIR-PING ok"; break; }; done
+"""
+PAIR_INIT_A = PAIR_COMMON.replace("SELF", PAIR_A).replace("PEER", PAIR_B) + r"""
+dd if=/dev/urandom of=/tmp/blob bs=1M count=16 2>/dev/null
+echo "PAIR-TX $(sha256sum /tmp/blob | cut -d' ' -f1)"
+for i in $(seq 1 120); do nc PEER 9000 < /tmp/blob && { echo "PAIR-TX-DONE"; break; }; sleep 1; done
+poweroff -f
+""".replace("PEER", PAIR_B)
+PAIR_INIT_B = PAIR_COMMON.replace("SELF", PAIR_B).replace("PEER", PAIR_A) + r"""
+nc -l -p 9000 > /tmp/blob
+echo "PAIR-RX $(sha256sum /tmp/blob | cut -d' ' -f1)"
+poweroff -f
+"""
+
+
+@pytest.mark.real_guest
+def test_two_linux_vms_on_a_nic_pair(tmp_path):
+    k = fetch_kernel()
+    pair = "g2vp%d" % os.getpid()
+    procs, logs, errs = [], [], []
+    for name, init, mac in (("a", PAIR_INIT_A, "02:00:00:00:21:01"), ("b", PAIR_INIT_B, "02:00:00:00:21:02")):
+        initrd = str(tmp_path / ("initrd-%s.cpio" % name))
+        make_initramfs(initrd, INIT_PRELUDE + init, k["modules"], ["hv_vmbus", "hv_netvsc"])
+        log = str(tmp_path / ("com1-%s.log" % name))
+        p = subprocess.Popen([gen2vm_binary(), "run", "--kernel", k["vmlinuz"], "--initrd", initrd,
+                              "--cmdline", CMDLINE, "--memory", "256M", "--cpus", "1", "--com1", "file:" + log,
+                              "--nic", "pair=%s,mac=%s" % (pair, mac)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        err = {}
+        threading.Thread(target=lambda p=p, err=err: err.update(text=p.stderr.read()), daemon=True).start()
+        procs.append(p)
+        logs.append(log)
+        errs.append(err)
+    try:
+        rcs = [p.wait(timeout=900) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    time.sleep(0.5)
+    con = [open(l, errors="replace").read() if os.path.exists(l) else "" for l in logs]
+    err = [e.get("text", "") for e in errs]
+    for c, e in zip(con, err):
+        assert "PAIR-PING ok" in c, c[-3000:] + e[-2000:]
+    tx = re.search(r"PAIR-TX ([0-9a-f]{64})", con[0])
+    assert tx and "PAIR-TX-DONE" in con[0], con[0][-3000:]
+    assert "PAIR-RX " + tx.group(1) in con[1], con[1][-3000:]
+    assert rcs == [0, 0], err[0][-2000:] + err[1][-2000:]
