@@ -179,6 +179,10 @@ def test_debian_kernel_on_gen2vm(tmp_path, kernel):
 # (More is not written: the nested test host's emulator resets itself when a nested guest writes about
 # 3 GiB; see README, "The nested test host".)
 BIG_INIT = LOAD_MODULES + r"""
+# The flag disk must be there before it is read or written (a write to a missing /dev/sda would create
+# a file in /dev, and every boot would take itself for the first one).
+for i in $(seq 1 600); do [ -b /dev/sda ] && break; sleep 0.1; done
+[ -b /dev/sda ] || echo "BIG-NO-SDA"
 if [ "$(dd if=/dev/sda bs=16 count=1 2>/dev/null | head -c 11)" = "SECOND-BOOT" ]; then
   echo "SECOND-BOOT-REACHED"
   poweroff -f
