@@ -12,7 +12,7 @@ if [ "$(id -u)" = 0 ] && command -v dnsmasq >/dev/null; then
 	cleanup() { ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null; ip netns del "$ns" 2>/dev/null || true; }
 	trap cleanup EXIT
 	ip netns add "$ns"
-	ip -n "$ns" tuntap add "$tap" mode tap
+	ip -n "$ns" tuntap add "$tap" mode tap multi_queue
 	ip -n "$ns" addr add 10.214.0.1/24 dev "$tap"
 	ip -n "$ns" link set "$tap" up
 	ip netns exec "$ns" dnsmasq --port=0 --interface="$tap" --bind-interfaces --dhcp-range=10.214.0.10,10.214.0.50,1h \
