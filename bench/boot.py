@@ -63,15 +63,21 @@ def boot(cmd, log):
         os.unlink(log)
     ev = tracing_on()
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    marker = None
-    while p.poll() is None and time.monotonic() - t0 < LIMIT:
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = status = ru = None
+    # os.wait4 (not Popen.poll, which would reap the child first) gives the VMM's own peak RSS.
+    while time.monotonic() - t0 < LIMIT:
+        pid, st, r = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            status, ru = st, r
+            break
         if marker is None and os.path.exists(log) and MARKER in open(log, errors="replace").read():
             marker = time.monotonic() - t0
         time.sleep(0.01)
-    if p.poll() is None:
+    if status is None:
         p.kill()
-    _, status, ru = os.wait4(p.pid, 0)
+        _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
     if marker is None and os.path.exists(log) and MARKER in open(log, errors="replace").read():
         marker = time.monotonic() - t0
     counts = tracing_collect(ev) if ev else {}
