@@ -510,6 +510,23 @@ static void on_open_channel(struct vmbus_server *s, const void *p)
 		vmbus_channel_signal_guest(c);
 }
 
+/* Closes c and takes it from the guest: an offered channel is rescinded (freed at its RELID_RELEASED),
+ * one never offered is freed now. Returns false when c was freed. */
+static bool chan_withdraw(struct vmbus_server *s, struct vmbus_channel *c)
+{
+	chan_close(s, c);
+	if (c->state == CHAN_OFFERED) {
+		struct vmbus_channel_relid_msg m = { .header.msgtype = CHANNELMSG_RESCIND_CHANNELOFFER,
+						     .child_relid = c->relid };
+		c->state = CHAN_RESCINDED;
+		SEND(s, m);
+	} else if (c->state == CHAN_UNOFFERED) {
+		chan_free(s, c);
+		return false;
+	}
+	return true;
+}
+
 /* Hyper-V's rule: sub-channels live while their primary channel is open. When the guest closes the
  * primary (driver unbound, or hv_netvsc reattaching for an MTU or ring change) the sub-channels are
  * rescinded, and the next open asks for new ones, which come as new offers with new relids: Linux waits
@@ -519,25 +536,10 @@ static void dev_retire_subchannels(struct vmbus_server *s, struct vmbus_device *
 	for (uint16_t i = 1; i < dev->nr_channels; i++) {
 		struct vmbus_channel *c = dev->chan[i];
 		dev->chan[i] = NULL;
-		if (!c)
-			continue;
-		chan_close(s, c);
-		if (c->state == CHAN_OFFERED) {
-			struct vmbus_channel_relid_msg m = { .header.msgtype = CHANNELMSG_RESCIND_CHANNELOFFER,
-							     .child_relid = c->relid };
-			c->state = CHAN_RESCINDED;
+		if (c && chan_withdraw(s, c)) { /* kept findable for RELID_RELEASED */
 			c->retired = true;
 			c->next_retired = s->retired;
 			s->retired = c;
-			SEND(s, m);
-		} else if (c->state == CHAN_RESCINDED) {
-			/* cannot happen for a device that is not removed; keep it findable for RELID_RELEASED */
-			c->retired = true;
-			c->next_retired = s->retired;
-			s->retired = c;
-		} else {
-			free(c); /* never offered */
-			dev->nr_live--;
 		}
 	}
 	dev->nr_channels = 1;
@@ -775,17 +777,8 @@ void vmbus_server_device_remove(struct vmbus_server *s, struct vmbus_device *dev
 	dev->removed = true;
 	for (uint16_t i = 0; i < dev->nr_channels; i++) {
 		struct vmbus_channel *c = dev->chan[i];
-		if (!c)
-			continue;
-		chan_close(s, c);
-		if (c->state == CHAN_OFFERED) {
-			struct vmbus_channel_relid_msg m = { .header.msgtype = CHANNELMSG_RESCIND_CHANNELOFFER,
-							     .child_relid = c->relid };
-			c->state = CHAN_RESCINDED;
-			SEND(s, m);
-		} else if (c->state == CHAN_UNOFFERED) {
-			chan_free(s, c);
-		}
+		if (c)
+			chan_withdraw(s, c);
 	}
 	device_free_if_done(s, dev);
 }
