@@ -317,6 +317,11 @@ void kvm_vcpu_bind_thread(struct kvm_vcpu *v)
 	atomic_store(&v->thread_bound, true);
 }
 
+void kvm_vcpu_unbind_thread(struct kvm_vcpu *v)
+{
+	atomic_store(&v->thread_bound, false);
+}
+
 void kvm_vcpu_kick(struct kvm_vcpu *v)
 {
 	/* immediate_exit covers the window between the vCPU's last state check and KVM_RUN;

@@ -119,11 +119,14 @@ void kvm_vcpu_destroy(struct kvm_vcpu *vcpu);
  * (EINTR is not a failure: it is reported as VCPU_EXIT_INTR). */
 int kvm_vcpu_run(struct kvm_vcpu *vcpu, struct vcpu_exit *exit);
 
-/* Makes the vCPU leave KVM_RUN soon (or not enter it): callable from any thread. The vCPU thread
- * must have been registered with kvm_vcpu_bind_thread. */
+/* Makes the vCPU leave KVM_RUN soon (or not enter it): callable from any thread. Signals the thread
+ * bound with kvm_vcpu_bind_thread, if any; the caller must exclude a concurrent kvm_vcpu_unbind_thread
+ * (a thread that has ended and been joined must never be signalled: glibc may crash on it). */
 void kvm_vcpu_kick(struct kvm_vcpu *vcpu);
 /* Records the calling thread as this vCPU's and installs the kick signal handler. */
 void kvm_vcpu_bind_thread(struct kvm_vcpu *vcpu);
+/* Called by the vCPU thread before it ends: later kicks no longer signal it. */
+void kvm_vcpu_unbind_thread(struct kvm_vcpu *vcpu);
 /* Clears a pending kick (call before deciding to run again). */
 void kvm_vcpu_clear_kick(struct kvm_vcpu *vcpu);
 

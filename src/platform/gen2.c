@@ -624,15 +624,32 @@ static int gen2_build_acpi(struct gen2 *g, uint64_t *rsdp)
 		.mmio_low = { GEN2_MMIO_LOW_BASE, GEN2_MMIO_LOW_SIZE },
 		.mmio_high = { high_base, GEN2_MMIO_HIGH_SIZE },
 	};
-	uint8_t *buf = guest_mem_ptr(&g->vm.mem, BOOT_ACPI_GPA, BOOT_ACPI_SIZE);
+	uint8_t *buf = guest_mem_ptr(&g->vm.mem, BOOT_ACPI_GPA, BOOT_ACPI_TABLES_MAX);
 	if (!buf)
 		return -E2BIG;
-	ssize_t n = acpi_tables_build(&ac, buf, BOOT_ACPI_SIZE, BOOT_ACPI_GPA, rsdp);
+	ssize_t n = acpi_tables_build(&ac, buf, BOOT_ACPI_TABLES_MAX, BOOT_ACPI_GPA, rsdp);
 	if (n < 0) {
 		log_error("cannot build the ACPI tables: %s", strerror((int)-n));
 		return (int)n;
 	}
 	return 0;
+}
+
+/* A guest that resets by jumping to the reset vector finds a PC's BIOS entry there, which resets the
+ * machine. Linux does this as its last resort, and it is the one it reaches first under a hardware-reduced
+ * FADT without EFI runtime services (a direct boot): it then skips the reset register and the keyboard
+ * controller, tries EFI, and jumps to F000:FFF0 in real mode. The stub writes ACPI_RESET_VALUE to the
+ * reset register; then halts, should the write be lost. */
+static int gen2_write_reset_vector(struct vm *vm)
+{
+	const uint8_t stub[16] = {
+		0xba, ACPI_PORT_RESET & 0xff, ACPI_PORT_RESET >> 8, /* mov dx, ACPI_PORT_RESET */
+		0xb0, ACPI_RESET_VALUE,                              /* mov al, ACPI_RESET_VALUE */
+		0xee,                                                /* out dx, al */
+		0xf4,                                                /* 1: hlt */
+		0xeb, 0xfd,                                          /* jmp 1b */
+	};
+	return guest_mem_write(&vm->mem, BOOT_RESET_VECTOR_GPA, stub, sizeof(stub));
 }
 
 static int gen2_setup(struct gen2 *g)
@@ -742,7 +759,7 @@ static int gen2_setup(struct gen2 *g)
 	if (cfg->control && (r = gen2_setup_control(g, cfg->control)))
 		return r;
 	uint64_t rsdp = 0;
-	if ((r = gen2_build_acpi(g, &rsdp)))
+	if ((r = gen2_build_acpi(g, &rsdp)) || (r = gen2_write_reset_vector(vm)))
 		return r;
 
 	if (cfg->elf) {

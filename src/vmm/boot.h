@@ -4,7 +4,8 @@
  *   0x09000  PML4, 0x0a000 PDPT, 0x0b000-0x0efff PDs: identity map of the first 4 GiB (2 MiB pages)
  *   0x20000  kernel command line (up to 64 KiB)
  *   0x80000  initial stack top for test guests (grows down)
- *   0xe0000-0xfffff  ACPI tables (reserved in the e820 map)
+ *   0xe0000-0xfffef  ACPI tables (reserved in the e820 map, with the reset vector)
+ *   0xffff0-0xfffff  the reset vector: F000:FFF0, where a real-mode restart jumps
  */
 #ifndef GEN2VM_VMM_BOOT_H
 #define GEN2VM_VMM_BOOT_H
@@ -20,7 +21,9 @@
 #define BOOT_CMDLINE_MAX 0x10000ull
 #define BOOT_STACK_TOP 0x80000ull
 #define BOOT_ACPI_GPA 0xe0000ull
-#define BOOT_ACPI_SIZE 0x20000ull
+#define BOOT_ACPI_SIZE 0x20000ull /* the reserved region, reset vector included */
+#define BOOT_RESET_VECTOR_GPA 0xffff0ull
+#define BOOT_ACPI_TABLES_MAX (BOOT_RESET_VECTOR_GPA - BOOT_ACPI_GPA)
 #define BOOT_CODE_SEL 0x10
 #define BOOT_DATA_SEL 0x18
 

@@ -72,6 +72,8 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned nr_vcpus, char *err, si
 	return 0;
 }
 
+/* Called with vm->lock held: a vCPU thread unbinds itself under the lock before it ends, so no kick can
+ * signal a thread that has been joined. */
 static void vm_kick_all(struct vm *vm)
 {
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
@@ -93,8 +95,8 @@ void vm_stop(struct vm *vm, enum vm_exit_kind kind, const char *fmt, ...)
 	}
 	atomic_store(&vm->run_state, VM_STOPPING);
 	pthread_cond_broadcast(&vm->cond);
-	pthread_mutex_unlock(&vm->lock);
 	vm_kick_all(vm);
+	pthread_mutex_unlock(&vm->lock);
 }
 
 void vm_pause(struct vm *vm)
@@ -102,9 +104,7 @@ void vm_pause(struct vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	if (atomic_load(&vm->run_state) == VM_RUNNING)
 		atomic_store(&vm->run_state, VM_PAUSED);
-	pthread_mutex_unlock(&vm->lock);
 	vm_kick_all(vm);
-	pthread_mutex_lock(&vm->lock);
 	while (atomic_load(&vm->run_state) == VM_PAUSED && vm->nr_parked + vm->nr_exited < vm->nr_vcpus)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	pthread_mutex_unlock(&vm->lock);
@@ -274,6 +274,7 @@ static void *vcpu_thread(void *arg)
 			break;
 	}
 	pthread_mutex_lock(&vm->lock);
+	kvm_vcpu_unbind_thread(v->kvm);
 	vm->nr_exited++;
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
