@@ -7,6 +7,7 @@
 
 #include "efi/efi_devpath.h"
 #include "efi/efi_fmt.h"
+#include "gen2vm/proto/scsi.h"
 #include "gen2vm/proto/storvsp.h"
 
 #define STV_INIT_ID 0xFFFFFFFFFFFFFFFDull /* Linux's VMBUS_RQST_INIT: init packets' transaction id */
@@ -17,10 +18,9 @@
 #define STV_MAX_XFER (1u << 20)
 #define STV_MAX_PAGES (STV_MAX_XFER / 4096 + 1)
 
-#define SK_NOT_READY 0x02
-#define SK_UNIT_ATTENTION 0x06
-#define ASC_NO_MEDIUM 0x3a
-#define ASC_MEDIUM_CHANGED 0x28
+/* The ASC byte alone (the firmware does not look at ASCQ) */
+#define ASC_NO_MEDIUM (SCSI_ASC_MEDIUM_NOT_PRESENT >> 8)
+#define ASC_MEDIUM_CHANGED (SCSI_ASC_MEDIUM_CHANGED >> 8)
 
 struct stv_ctrl {
 	struct vmbus_client_channel ch;
@@ -152,16 +152,16 @@ static EFI_STATUS stv_lun_capacity(struct stv_lun *l)
 	struct stv_result r;
 	EFI_STATUS s = EFI_DEVICE_ERROR;
 	for (int tries = 0; tries < 4; tries++) {
-		uint8_t cdb[16] = { 0x9e, 0x10 };
+		uint8_t cdb[16] = { SCSI_OP_SERVICE_IN16, SCSI_SAI_READ_CAPACITY16 };
 		put_be32(cdb + 10, 32);
 		s = stv_srb(l->c, l->lun, cdb, 16, STORVSP_DATA_IN, stv_small, 32, &r, STV_CTRL_TIMEOUT_US);
-		if (!EFI_ERROR(s) || r.sense_key != SK_UNIT_ATTENTION)
+		if (!EFI_ERROR(s) || r.sense_key != SCSI_SENSE_UNIT_ATTENTION)
 			break;
 	}
 	if (EFI_ERROR(s)) {
 		l->media.MediaPresent = 0;
 		l->media.LastBlock = 0;
-		return r.sense_key == SK_NOT_READY && r.asc == ASC_NO_MEDIUM ? EFI_NO_MEDIA : s;
+		return r.sense_key == SCSI_SENSE_NOT_READY && r.asc == ASC_NO_MEDIUM ? EFI_NO_MEDIA : s;
 	}
 	uint64_t last = (uint64_t)be32(stv_small) << 32 | be32(stv_small + 4);
 	uint32_t bs = be32(stv_small + 8);
@@ -181,12 +181,12 @@ static EFI_STATUS stv_lun_capacity(struct stv_lun *l)
  * caller sees the new medium (UEFI 13.9: EFI_MEDIA_CHANGED once, with a new MediaId). */
 static EFI_STATUS stv_lun_media_error(struct stv_lun *l, const struct stv_result *r)
 {
-	if (r->sense_key == SK_UNIT_ATTENTION && r->asc == ASC_MEDIUM_CHANGED) {
+	if (r->sense_key == SCSI_SENSE_UNIT_ATTENTION && r->asc == ASC_MEDIUM_CHANGED) {
 		l->media.MediaId++;
 		stv_lun_capacity(l);
 		return EFI_MEDIA_CHANGED;
 	}
-	if (r->sense_key == SK_NOT_READY && r->asc == ASC_NO_MEDIUM) {
+	if (r->sense_key == SCSI_SENSE_NOT_READY && r->asc == ASC_NO_MEDIUM) {
 		if (l->media.MediaPresent) {
 			l->media.MediaPresent = 0;
 			l->media.MediaId++;
@@ -229,12 +229,12 @@ static EFI_STATUS stv_rw(struct stv_lun *l, uint32_t media_id, EFI_LBA lba, UINT
 		/* MMC devices know READ(12), not READ(16); their LBAs fit 32 bits. */
 		uint8_t cdb[16] = { 0 }, cdb_len = 16;
 		if (l->dvd) {
-			cdb[0] = write ? 0xaa : 0xa8;
+			cdb[0] = write ? SCSI_OP_WRITE12 : SCSI_OP_READ12;
 			put_be32(cdb + 2, (uint32_t)lba);
 			put_be32(cdb + 6, k);
 			cdb_len = 12;
 		} else {
-			cdb[0] = write ? 0x8a : 0x88;
+			cdb[0] = write ? SCSI_OP_WRITE16 : SCSI_OP_READ16;
 			for (int i = 0; i < 8; i++)
 				cdb[2 + i] = (uint8_t)(lba >> (56 - 8 * i));
 			put_be32(cdb + 10, k);
@@ -282,7 +282,7 @@ static EFI_STATUS EFIAPI stv_flush(EFI_BLOCK_IO_PROTOCOL *This)
 		return EFI_NO_MEDIA;
 	if (l->media.ReadOnly)
 		return EFI_SUCCESS;
-	uint8_t cdb[10] = { 0x35 };
+	uint8_t cdb[10] = { SCSI_OP_SYNC_CACHE10 };
 	struct stv_result r;
 	return stv_srb(l->c, l->lun, cdb, 10, STORVSP_DATA_NONE, NULL, 0, &r, STV_IO_TIMEOUT_US);
 }
@@ -321,7 +321,7 @@ static EFI_STATUS stv_ctrl_init(struct stv_ctrl *c, uint32_t relid)
 static void stv_lun_add(struct stv_ctrl *c, uint16_t lun)
 {
 	struct stv_result r;
-	uint8_t inq[6] = { 0x12, 0, 0, 0, 36, 0 };
+	uint8_t inq[6] = { SCSI_OP_INQUIRY, 0, 0, 0, 36, 0 };
 	if (EFI_ERROR(stv_srb(c, lun, inq, 6, STORVSP_DATA_IN, stv_small, 36, &r, STV_CTRL_TIMEOUT_US)))
 		return;
 	uint8_t qual = stv_small[0] >> 5, type = stv_small[0] & 0x1f;
@@ -410,7 +410,7 @@ uint32_t fw_storvsc_init(void)
 			continue;
 		}
 		struct stv_result r;
-		uint8_t cdb[12] = { 0xa0 };
+		uint8_t cdb[12] = { SCSI_OP_REPORT_LUNS };
 		uint32_t cap = 8 + 8 * STV_MAX_LUNS;
 		put_be32(cdb + 6, cap);
 		if (EFI_ERROR(stv_srb(c, 0, cdb, 12, STORVSP_DATA_IN, stv_small, cap, &r, STV_CTRL_TIMEOUT_US))) {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/hex.h"
+#include "gen2vm/proto/guid.h"
 
 
 static bool parse_mac(const char *s, size_t len, uint8_t mac[6])
@@ -14,7 +14,7 @@ static bool parse_mac(const char *s, size_t len, uint8_t mac[6])
 	if (len != 17)
 		return false;
 	for (int i = 0; i < 6; i++) {
-		int h = hex_digit(s[3 * i]), l = hex_digit(s[3 * i + 1]);
+		int h = gen2vm_hex_digit(s[3 * i]), l = gen2vm_hex_digit(s[3 * i + 1]);
 		if (h < 0 || l < 0 || (i < 5 && s[3 * i + 2] != ':' && s[3 * i + 2] != '-'))
 			return false;
 		mac[i] = (uint8_t)(h << 4 | l);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gen2vm/proto/guid.h"
+
 enum {
 	AML_ZERO = 0x00, AML_ONE = 0x01, AML_ONES = 0xFF, AML_NAME = 0x08, AML_BYTE = 0x0A,
 	AML_WORD = 0x0B, AML_DWORD = 0x0C, AML_STRING = 0x0D, AML_QWORD = 0x0E, AML_SCOPE = 0x10,
@@ -244,14 +246,6 @@ void aml_buffer(struct aml *a, const void *p, size_t n)
 	aml_buffer_close(a, mark);
 }
 
-static int aml_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 uint32_t aml_eisaid_encode(const char *id)
 {
@@ -266,7 +260,8 @@ uint32_t aml_eisaid_encode(const char *id)
 		v = (v << 5) | (uint32_t)(id[i] - 0x40);
 	}
 	for (int i = 3; i < 7; i++) {
-		int h = aml_hexval(id[i]);
+		/* upper-case digits only, as EISA ids are written */
+		int h = id[i] >= 'a' ? -1 : gen2vm_hex_digit(id[i]);
 		if (h < 0)
 			return 0;
 		v = (v << 4) | (uint32_t)h;

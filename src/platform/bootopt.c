@@ -10,6 +10,7 @@
 #include "efi/efi_lib.h"
 #include "gen2vm/proto/fw.h"
 #include "gen2vm/proto/fw_var.h"
+#include "gen2vm/proto/guid.h"
 #include "gen2vm/proto/vmbus.h"
 #include "util/log.h"
 
@@ -104,14 +105,6 @@ static void boot_name(uint16_t num, char out[9])
 	snprintf(out, 9, "Boot%04X", num);
 }
 
-static int hexval(CHAR16 c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1; /* UEFI wants upper-case hex in Boot#### */
-}
 
 /* Boot#### in the global GUID: its number, or -1. */
 static int boot_var_num(const CHAR16 *name, size_t size, const EFI_GUID *g)
@@ -121,7 +114,8 @@ static int boot_var_num(const CHAR16 *name, size_t size, const EFI_GUID *g)
 		return -1;
 	int v = 0;
 	for (int i = 4; i < 8; i++) {
-		int h = hexval(name[i]);
+		/* UEFI wants upper-case hex in Boot#### */
+		int h = name[i] >= 'a' ? -1 : gen2vm_hex_digit(name[i]);
 		if (h < 0)
 			return -1;
 		v = v * 16 + h;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gen2vm/proto/guid.h"
 #include "gen2vm/proto/smbios.h"
 
 #define SMBIOS_MAJOR 3
@@ -72,30 +73,7 @@ static void put64(uint8_t *p, uint64_t v)
 
 int smbios_uuid_parse(const char *s, uint8_t out[16])
 {
-	static const uint8_t order[16] = { 3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15 };
-	unsigned k = 0;
-	for (unsigned i = 0; i < 36; i++) {
-		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-		if (dash != (s[i] == '-') || !s[i])
-			return -EINVAL;
-	}
-	if (s[36])
-		return -EINVAL;
-	for (unsigned i = 0; i < 36; i += 2) {
-		if (s[i] == '-')
-			i++;
-		unsigned v = 0;
-		for (unsigned j = 0; j < 2; j++) {
-			char c = s[i + j];
-			unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-				   : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10) : 16;
-			if (d == 16)
-				return -EINVAL;
-			v = v << 4 | d;
-		}
-		out[order[k++]] = (uint8_t)v;
-	}
-	return 0;
+	return gen2vm_guid_parse(s, out) ? -EINVAL : 0;
 }
 
 void smbios_serial(const uint8_t u[16], char out[33])

@@ -7,9 +7,7 @@
 
 #include "disk/disk.h"
 
-#define ASC_LUN_NOT_SUPPORTED 0x2500u
 
-#define SAI_READ_CAPACITY16 0x10u
 
 /* --- byte helpers ------------------------------------------------------------------------------ */
 
@@ -731,7 +729,7 @@ int scsi_lun_execute(struct scsi_lun *l, struct scsi_cmd *c)
 	if (op == SCSI_OP_INQUIRY)
 		return do_inquiry(l, c);
 	if (!l)
-		return fail(c, SCSI_SENSE_ILLEGAL_REQUEST, ASC_LUN_NOT_SUPPORTED);
+		return fail(c, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_LUN_NOT_SUPPORTED);
 	if (op == SCSI_OP_REQUEST_SENSE)
 		return do_request_sense(l, c);
 	if (l->pending_ua && op != SCSI_OP_GESN && op != SCSI_OP_GET_CONFIGURATION) {
@@ -764,7 +762,7 @@ int scsi_lun_execute(struct scsi_lun *l, struct scsi_cmd *c)
 	case SCSI_OP_READ_CAPACITY10:
 		return do_read_capacity(l, c, false);
 	case SCSI_OP_SERVICE_IN16:
-		if ((d[1] & 0x1F) != SAI_READ_CAPACITY16)
+		if ((d[1] & 0x1F) != SCSI_SAI_READ_CAPACITY16)
 			return invalid_cdb(c);
 		return do_read_capacity(l, c, true);
 	case SCSI_OP_SYNC_CACHE10:

@@ -9,23 +9,6 @@
 
 #include "vmm/pagewalk.h"
 
-#define RFLAGS_CF (1ull << 0)
-#define RFLAGS_PF (1ull << 2)
-#define RFLAGS_AF (1ull << 4)
-#define RFLAGS_ZF (1ull << 6)
-#define RFLAGS_SF (1ull << 7)
-#define RFLAGS_OF (1ull << 11)
-#define RFLAGS_VM (1ull << 17)
-#define RFLAGS_AC (1ull << 18)
-#define EFER_FFXSR (1ull << 14)
-
-#define VEC_DB 1
-#define VEC_BP 3
-#define VEC_OF 4
-#define VEC_UD 6
-#define VEC_NM 7
-#define VEC_SS 12
-
 #define XSAVE_HDR 512
 #define XSAVE_EXT 576
 #define XCOMP_COMPACT (1ull << 63)
@@ -84,7 +67,7 @@ static int dec_mem_error(struct dec *d, int r, const struct pagewalk_fault *f, i
 	if (r == -EFAULT) {
 		uint8_t vec = f->vector;
 		if (vec == X86_VEC_GP && seg == INSN_SS)
-			vec = VEC_SS;
+			vec = X86_VEC_SS;
 		dec_exception(d, vec, true, f->error_code);
 		d->out->cr2 = f->cr2;
 		return 1;
@@ -309,7 +292,7 @@ opcode:
 		d->opsz = (d->rex & 8) ? 8 : d->p66 ? 2 : 4;
 		d->adsz = p67 ? 4 : 8;
 	} else {
-		unsigned def = c->cs_db && !(c->rflags & RFLAGS_VM) ? 4 : 2;
+		unsigned def = c->cs_db && !(c->rflags & X86_RFLAGS_VM) ? 4 : 2;
 		d->opsz = d->p66 ? 6 - def : def;
 		d->adsz = p67 ? 6 - def : def;
 	}
@@ -553,7 +536,7 @@ static int insn_cmpxchg(struct dec *d)
 	bool wide = d->mode64 && (d->rex & 8);
 	dec_set_name(d, wide ? "cmpxchg16b" : "cmpxchg8b", false);
 	if (d->mod == 3)
-		return dec_exception(d, VEC_UD, false, 0);
+		return dec_exception(d, X86_VEC_UD, false, 0);
 	uint64_t la = dec_linear(d, 0);
 	if (wide && (la & 15))
 		return dec_gp0(d);
@@ -598,9 +581,9 @@ static int insn_cmpxchg(struct dec *d)
 		}
 	}
 	if (ok) {
-		c->rflags |= RFLAGS_ZF;
+		c->rflags |= X86_RFLAGS_ZF;
 	} else {
-		c->rflags &= ~RFLAGS_ZF;
+		c->rflags &= ~X86_RFLAGS_ZF;
 		/* The SDM loads EDX:EAX (RDX:RAX) only when the comparison fails; 32-bit register
 		 * writes zero-extend into the upper halves. */
 		c->gpr[INSN_RAX] = wide ? lo : (uint32_t)lo;
@@ -944,7 +927,7 @@ static int insn_fxsave(struct dec *d, struct insn_xstate *xs)
 	uint8_t img[512];
 	xs_legacy_image(d, xs, xs_xinuse(d, xs), img);
 	/* AMD's fast FXSAVE (EFER.FFXSR) skips the XMM registers at CPL 0 in 64-bit mode. */
-	bool fast = (d->cpu->efer & EFER_FFXSR) && d->mode64 && d->cpu->cpl == 0;
+	bool fast = (d->cpu->efer & X86_EFER_FFXSR) && d->mode64 && d->cpu->cpl == 0;
 	size_t len = fast ? 160 : 160 + 16 * xs_nxmm(d);
 	struct pagewalk_fault f;
 	int r = pagewalk_write(&d->pw, d->mem, dec_linear(d, 0), img, len, &f);
@@ -957,7 +940,7 @@ static int insn_fxsave(struct dec *d, struct insn_xstate *xs)
 static int insn_fxrstor(struct dec *d, struct insn_xstate *xs)
 {
 	uint8_t img[416];
-	bool fast = (d->cpu->efer & EFER_FFXSR) && d->mode64 && d->cpu->cpl == 0;
+	bool fast = (d->cpu->efer & X86_EFER_FFXSR) && d->mode64 && d->cpu->cpl == 0;
 	size_t len = fast ? 160 : 160 + 16 * xs_nxmm(d);
 	struct pagewalk_fault f;
 	int r = pagewalk_read(&d->pw, d->mem, dec_linear(d, 0), img, len, PAGEWALK_READ, &f);
@@ -987,9 +970,9 @@ static int insn_xfamily(struct dec *d, struct insn_xstate *xs, int which)
 	dec_set_name(d, names[which], true);
 	bool fx = which <= FXRSTOR;
 	if (d->lock || (fx && (c->cr0 & X86_CR0_EM)) || (!fx && !(c->cr4 & X86_CR4_OSXSAVE)))
-		return dec_exception(d, VEC_UD, false, 0);
+		return dec_exception(d, X86_VEC_UD, false, 0);
 	if (c->cr0 & X86_CR0_TS)
-		return dec_exception(d, VEC_NM, false, 0);
+		return dec_exception(d, X86_VEC_NM, false, 0);
 	if ((which == XSAVES || which == XRSTORS) && c->cpl)
 		return dec_gp0(d);
 	if (dec_linear(d, 0) & (fx ? 15 : 63))
@@ -1013,7 +996,7 @@ static int insn_xgetbv(struct dec *d, struct insn_xstate *xs)
 	struct insn_cpu *c = d->cpu;
 	dec_set_name(d, "xgetbv", false);
 	if (d->lock || !(c->cr4 & X86_CR4_OSXSAVE))
-		return dec_exception(d, VEC_UD, false, 0);
+		return dec_exception(d, X86_VEC_UD, false, 0);
 	uint64_t v;
 	switch ((uint32_t)c->gpr[INSN_RCX]) {
 	case 0: v = c->xcr0; break;
@@ -1052,11 +1035,11 @@ static int insn_bitcount(struct dec *d)
 	}
 	src = trunc_to(src, d->opsz);
 	uint64_t res;
-	uint64_t fl = c->rflags & ~(RFLAGS_CF | RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF | RFLAGS_SF | RFLAGS_OF);
+	uint64_t fl = c->rflags & ~(X86_RFLAGS_CF | X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | X86_RFLAGS_SF | X86_RFLAGS_OF);
 	if (which == 0) {
 		res = (uint64_t)__builtin_popcountll(src);
 		if (!src)
-			fl |= RFLAGS_ZF;
+			fl |= X86_RFLAGS_ZF;
 	} else {
 		if (!src)
 			res = bits;
@@ -1065,9 +1048,9 @@ static int insn_bitcount(struct dec *d)
 		else
 			res = (uint64_t)__builtin_clzll(src) - (64 - bits);
 		if (!src)
-			fl |= RFLAGS_CF;
+			fl |= X86_RFLAGS_CF;
 		if (!res)
-			fl |= RFLAGS_ZF;
+			fl |= X86_RFLAGS_ZF;
 	}
 	unsigned dst = d->reg | ((d->rex & 4) << 1);
 	if (d->opsz == 2)
@@ -1085,11 +1068,11 @@ static int insn_clac_stac(struct dec *d)
 	bool set = d->modrm == 0xCB;
 	dec_set_name(d, set ? "stac" : "clac", false);
 	if (d->cpu->cpl != 0)
-		return dec_exception(d, VEC_UD, false, 0);
+		return dec_exception(d, X86_VEC_UD, false, 0);
 	if (set)
-		d->cpu->rflags |= RFLAGS_AC;
+		d->cpu->rflags |= X86_RFLAGS_AC;
 	else
-		d->cpu->rflags &= ~RFLAGS_AC;
+		d->cpu->rflags &= ~X86_RFLAGS_AC;
 	dec_advance(d);
 	return 0;
 }
@@ -1101,10 +1084,10 @@ static int insn_rdrand(struct dec *d)
 	dec_set_name(d, d->reg == 6 ? "rdrand" : "rdseed", false);
 	uint64_t v = 0;
 	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
-		c->rflags &= ~(RFLAGS_CF | RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF | RFLAGS_SF | RFLAGS_OF);
+		c->rflags &= ~(X86_RFLAGS_CF | X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | X86_RFLAGS_SF | X86_RFLAGS_OF);
 		v = 0; /* CF=0 tells the guest to retry */
 	} else {
-		c->rflags = (c->rflags & ~(RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF | RFLAGS_SF | RFLAGS_OF)) | RFLAGS_CF;
+		c->rflags = (c->rflags & ~(X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | X86_RFLAGS_SF | X86_RFLAGS_OF)) | X86_RFLAGS_CF;
 	}
 	unsigned dst = d->rm | ((d->rex & 1) << 3);
 	if (d->opsz == 2)
@@ -1136,9 +1119,9 @@ static int insn_mxcsr(struct dec *d, struct insn_xstate *xs)
 	bool load = d->reg == 2;
 	dec_set_name(d, load ? "ldmxcsr" : "stmxcsr", false);
 	if (d->lock || (c->cr0 & X86_CR0_EM) || !(c->cr4 & X86_CR4_OSFXSR))
-		return dec_exception(d, VEC_UD, false, 0);
+		return dec_exception(d, X86_VEC_UD, false, 0);
 	if (c->cr0 & X86_CR0_TS)
-		return dec_exception(d, VEC_NM, false, 0);
+		return dec_exception(d, X86_VEC_NM, false, 0);
 	if (!xs || !xs->area || xs->size < XSAVE_EXT)
 		return dec_unsupported(d, "no XSAVE state buffer given");
 	struct pagewalk_fault f;
@@ -1204,9 +1187,9 @@ static int insn_lsl(struct dec *d)
 			c->gpr[dst] = (c->gpr[dst] & ~0xFFFFull) | (limit & 0xFFFF);
 		else
 			c->gpr[dst] = (uint32_t)limit;
-		c->rflags |= RFLAGS_ZF;
+		c->rflags |= X86_RFLAGS_ZF;
 	} else {
-		c->rflags &= ~RFLAGS_ZF;
+		c->rflags &= ~X86_RFLAGS_ZF;
 	}
 	dec_advance(d);
 	return 0;
@@ -1225,7 +1208,7 @@ static int insn_fwait(struct dec *d)
 {
 	dec_set_name(d, "fwait", false);
 	if ((d->cpu->cr0 & X86_CR0_TS) && (d->cpu->cr0 & X86_CR0_MP))
-		return dec_exception(d, VEC_NM, false, 0);
+		return dec_exception(d, X86_VEC_NM, false, 0);
 	dec_advance(d);
 	return 0;
 }
@@ -1261,9 +1244,9 @@ static int insn_sse(struct dec *d, struct insn_xstate *xs, enum sse_op op, unsig
 	struct insn_cpu *c = d->cpu;
 	dec_set_name(d, name, false);
 	if (d->lock || (c->cr0 & X86_CR0_EM) || !(c->cr4 & X86_CR4_OSFXSR))
-		return dec_exception(d, VEC_UD, false, 0);
+		return dec_exception(d, X86_VEC_UD, false, 0);
 	if (c->cr0 & X86_CR0_TS)
-		return dec_exception(d, VEC_NM, false, 0);
+		return dec_exception(d, X86_VEC_NM, false, 0);
 	if (!xs || !xs->area || xs->size < XSAVE_EXT)
 		return dec_unsupported(d, "no XSAVE state buffer given");
 	unsigned nreg = d->mode64 ? 16 : 8;
@@ -1439,14 +1422,14 @@ static int insn_dispatch(struct dec *d, struct insn_xstate *xs)
 	struct insn_cpu *c = d->cpu;
 	if (d->map == 1 && !d->vex) {
 		switch (d->op) {
-		case 0xCC: return insn_trap(d, VEC_BP);
+		case 0xCC: return insn_trap(d, X86_VEC_BP);
 		case 0x9B: return insn_fwait(d);
-		case 0xF1: return insn_trap(d, VEC_DB);
+		case 0xF1: return insn_trap(d, X86_VEC_DB);
 		case 0xCE:
 			if (d->mode64)
-				return dec_exception(d, VEC_UD, false, 0);
-			if (c->rflags & RFLAGS_OF)
-				return insn_trap(d, VEC_OF);
+				return dec_exception(d, X86_VEC_UD, false, 0);
+			if (c->rflags & X86_RFLAGS_OF)
+				return insn_trap(d, X86_VEC_OF);
 			dec_advance(d);
 			return 0;
 		case 0xCD:

@@ -55,7 +55,21 @@ struct x86_sregs {
 #define X86_CR4_LA57 (1ull << 12)
 #define X86_CR4_SMEP (1ull << 20)
 #define X86_CR4_SMAP (1ull << 21)
+#define X86_RFLAGS_CF (1ull << 0)
+#define X86_RFLAGS_PF (1ull << 2)
+#define X86_RFLAGS_AF (1ull << 4)
+#define X86_RFLAGS_ZF (1ull << 6)
+#define X86_RFLAGS_SF (1ull << 7)
+#define X86_RFLAGS_OF (1ull << 11)
+#define X86_RFLAGS_VM (1ull << 17)
 #define X86_RFLAGS_AC (1ull << 18)
+#define X86_EFER_FFXSR (1ull << 14)
+#define X86_VEC_DB 1
+#define X86_VEC_BP 3
+#define X86_VEC_OF 4
+#define X86_VEC_UD 6
+#define X86_VEC_NM 7
+#define X86_VEC_SS 12
 #define X86_VEC_GP 13
 #define X86_VEC_PF 14
 

@@ -13,6 +13,7 @@
  *   storvsc-bench: CASE requests=N exits=E exits_per_request=X.XXX interrupts=I us_per_request=U
  * Keep the loop small: every guest instruction is emulated on some hosts (~0.7 us each).
  */
+#include "gen2vm/proto/scsi.h"
 #include "gen2vm/proto/testdev.h"
 #include "storvsc.h"
 
@@ -35,7 +36,7 @@ static int submit(unsigned slot, bool write)
 {
 	rng = rng * 6364136223846793005ull + 1442695040888963407ull;
 	uint32_t lba = (uint32_t)(rng >> 33) % (DISK_BLOCKS / 8) * 8;
-	uint8_t cdb[10] = { write ? 0x2A : 0x28, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+	uint8_t cdb[10] = { write ? SCSI_OP_WRITE10 : SCSI_OP_READ10, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
 			    (uint8_t)lba, 0, 0, 8, 0 };
 	return gstorvsc_submit(&st, slot + 1, cdb, sizeof(cdb), write ? STORVSP_DATA_OUT : STORVSP_DATA_IN,
 			       bufs + slot * 4096ul, 4096);

@@ -7,6 +7,7 @@
  * written as (uint8_t)(o * 7 + (o >> 12)). Prints storvsc-check: lines; exits non-zero on a failure.
  */
 #include "storvsc.h"
+#include "gen2vm/proto/scsi.h"
 
 #define PAT_OFF (1u << 20)
 #define PAT_LEN 8192u
@@ -39,7 +40,7 @@ static unsigned cmd(const uint8_t *cdb, uint8_t cdb_len, uint8_t dir, void *buf,
 
 static unsigned rw16(bool write, uint64_t lba, uint32_t blocks, void *buf, uint32_t len)
 {
-	uint8_t cdb[16] = { write ? 0x8A : 0x88 };
+	uint8_t cdb[16] = { write ? SCSI_OP_WRITE16 : SCSI_OP_READ16 };
 	be(cdb + 2, lba, 8);
 	be(cdb + 10, blocks, 4);
 	return cmd(cdb, 16, write ? STORVSP_DATA_OUT : STORVSP_DATA_IN, buf, len);
@@ -52,7 +53,7 @@ int guest_main(unsigned ncpus, uint64_t rsdp)
 	if (r)
 		return r;
 	/* READ CAPACITY(16) */
-	uint8_t cdb[16] = { 0x9E, 0x10 };
+	uint8_t cdb[16] = { SCSI_OP_SERVICE_IN16, SCSI_SAI_READ_CAPACITY16 };
 	be(cdb + 10, 32, 4);
 	if (cmd(cdb, 16, STORVSP_DATA_IN, rbuf, 32) != SRB_STATUS_SUCCESS)
 		return 10;
@@ -84,13 +85,13 @@ int guest_main(unsigned ncpus, uint64_t rsdp)
 		return 14;
 	gputs("storvsc-check: read past the end refused\n");
 
-	uint8_t sync[10] = { 0x35 };
+	uint8_t sync[10] = { SCSI_OP_SYNC_CACHE10 };
 	if (cmd(sync, 10, STORVSP_DATA_NONE, NULL, 0) != SRB_STATUS_SUCCESS)
 		return 15;
 	gputs("storvsc-check: flush ok\n");
 
 	/* UNMAP: an 8-byte header and one 16-byte block descriptor. */
-	uint8_t unmap[10] = { 0x42 };
+	uint8_t unmap[10] = { SCSI_OP_UNMAP };
 	be(unmap + 7, 24, 2);
 	memset(wbuf, 0, 24);
 	be(wbuf, 22, 2);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gen2vm/proto/guid.h"
 #include "gen2vm/proto/hv.h"
 
 /* --- GUIDs in Windows byte order (first three fields little-endian) ---------------------------------- */
@@ -26,33 +27,11 @@ _Static_assert(sizeof(struct vmbus_guid) == 16, "vmbus_guid");
 				(uint8_t)((a) >> 24), (uint8_t)(b_), (uint8_t)((b_) >> 8), (uint8_t)(c), \
 				(uint8_t)((c) >> 8), d0, d1, d2, d3, d4, d5, d6, d7 } })
 
-static inline int vmbus_guid_hexval_(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Parses the canonical text form "ba6163d9-04a1-4d29-b605-72e2ffb1dc7f" (exactly 36 characters, then NUL)
- * into Windows byte order. Returns 0, or -1 on malformed text (then *g is unchanged). */
+/* Parses the canonical text form into Windows byte order (gen2vm_guid_parse). Returns 0, or -1 on
+ * malformed text (then *g is unchanged). */
 static inline int vmbus_guid_parse(const char *s, struct vmbus_guid *g)
 {
-	/* Byte i of the result comes from text byte pair at pos[i]. */
-	static const uint8_t pos[16] = { 6, 4, 2, 0, 11, 9, 16, 14, 19, 21, 24, 26, 28, 30, 32, 34 };
-	for (int i = 0; i < 36; i++) {
-		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-		if (dash ? s[i] != '-' : vmbus_guid_hexval_(s[i]) < 0)
-			return -1;
-	}
-	if (s[36] != '\0')
-		return -1;
-	for (int i = 0; i < 16; i++)
-		g->b[i] = (uint8_t)(vmbus_guid_hexval_(s[pos[i]]) << 4 | vmbus_guid_hexval_(s[pos[i] + 1]));
-	return 0;
+	return gen2vm_guid_parse(s, g->b);
 }
 
 static inline bool vmbus_guid_equal(const struct vmbus_guid *a, const struct vmbus_guid *b)

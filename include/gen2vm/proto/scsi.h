@@ -1,0 +1,60 @@
+/* SCSI wire constants: CDB operation codes, SAM status, sense keys and ASC/ASCQ pairs, as SPC/SBC/MMC
+ * define them. Shared by the SCSI target (src/scsi/), storvsp, the firmware's storvsc driver and the
+ * test guests: only constants, no includes.
+ */
+#ifndef GEN2VM_PROTO_SCSI_H
+#define GEN2VM_PROTO_SCSI_H
+
+/* Operation codes (the first CDB byte) */
+enum {
+	SCSI_OP_TEST_UNIT_READY = 0x00, SCSI_OP_REQUEST_SENSE = 0x03, SCSI_OP_READ6 = 0x08, SCSI_OP_WRITE6 = 0x0A,
+	SCSI_OP_INQUIRY = 0x12, SCSI_OP_MODE_SELECT6 = 0x15, SCSI_OP_MODE_SENSE6 = 0x1A, SCSI_OP_START_STOP = 0x1B,
+	SCSI_OP_PREVENT_ALLOW = 0x1E, SCSI_OP_READ_CAPACITY10 = 0x25, SCSI_OP_READ10 = 0x28, SCSI_OP_WRITE10 = 0x2A,
+	SCSI_OP_SYNC_CACHE10 = 0x35, SCSI_OP_UNMAP = 0x42, SCSI_OP_READ_TOC = 0x43, SCSI_OP_GET_CONFIGURATION = 0x46,
+	SCSI_OP_GESN = 0x4A, SCSI_OP_READ_DISC_INFO = 0x51, SCSI_OP_MODE_SELECT10 = 0x55, SCSI_OP_MODE_SENSE10 = 0x5A,
+	SCSI_OP_PR_IN = 0x5E, SCSI_OP_PR_OUT = 0x5F, SCSI_OP_READ16 = 0x88, SCSI_OP_WRITE16 = 0x8A, SCSI_OP_SYNC_CACHE16 = 0x91,
+	SCSI_OP_WRITE_SAME16 = 0x93, SCSI_OP_SERVICE_IN16 = 0x9E, SCSI_OP_REPORT_LUNS = 0xA0, SCSI_OP_READ12 = 0xA8,
+	SCSI_OP_WRITE12 = 0xAA,
+};
+
+/* SAM status */
+#define SCSI_STATUS_GOOD            0x00u
+#define SCSI_STATUS_CHECK_CONDITION 0x02u
+
+/* Sense keys */
+#define SCSI_SENSE_NO_SENSE        0x0u
+#define SCSI_SENSE_NOT_READY       0x2u
+#define SCSI_SENSE_MEDIUM_ERROR    0x3u
+#define SCSI_SENSE_HARDWARE_ERROR  0x4u
+#define SCSI_SENSE_ILLEGAL_REQUEST 0x5u
+#define SCSI_SENSE_UNIT_ATTENTION  0x6u
+#define SCSI_SENSE_DATA_PROTECT    0x7u
+
+/* ASC/ASCQ pairs, (asc << 8) | ascq */
+#define SCSI_ASC_NONE                  0x0000u
+#define SCSI_ASC_UNRECOVERED_READ      0x1100u
+#define SCSI_ASC_WRITE_ERROR           0x0C00u
+#define SCSI_ASC_PARAM_LIST_LENGTH     0x1A00u
+#define SCSI_ASC_INVALID_OPCODE        0x2000u
+#define SCSI_ASC_LBA_OUT_OF_RANGE      0x2100u
+#define SCSI_ASC_LUN_NOT_SUPPORTED     0x2500u
+#define SCSI_ASC_INVALID_FIELD_IN_CDB  0x2400u
+#define SCSI_ASC_INVALID_FIELD_IN_PARAM 0x2600u
+#define SCSI_ASC_WRITE_PROTECTED       0x2700u
+#define SCSI_ASC_MEDIUM_CHANGED        0x2800u
+#define SCSI_ASC_POWER_ON_RESET        0x2900u
+#define SCSI_ASC_PARAMS_CHANGED        0x2A09u /* capacity data has changed */
+#define SCSI_ASC_LUNS_CHANGED          0x3F0Eu
+#define SCSI_ASC_MEDIUM_NOT_PRESENT    0x3A00u
+#define SCSI_ASC_MEDIUM_NOT_PRESENT_TRAY_OPEN 0x3A02u
+#define SCSI_ASC_INCOMPATIBLE_MEDIUM   0x3000u
+#define SCSI_ASC_REMOVAL_PREVENTED     0x5302u
+#define SCSI_ASC_INTERNAL_FAILURE      0x4400u
+#define SCSI_ASC_SAVING_NOT_SUPPORTED  0x3900u
+
+#define SCSI_SENSE_LEN 18u /* fixed format */
+
+/* Service actions of SERVICE ACTION IN(16) (byte 1, low 5 bits) */
+#define SCSI_SAI_READ_CAPACITY16 0x10u
+
+#endif
