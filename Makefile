@@ -111,7 +111,7 @@ $(GST)/%.c.o: %.c
 	$(Q)$(CC) $(FS_CFLAGS) -MMD -MP -c $< -o $@
 $(GST)/%.S.o: %.S
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(FS_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(FS_CFLAGS) -MMD -MP -c $< -o $@
 $(GST)/guestlib/%.o: guestlib/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(FS_CFLAGS) -MMD -MP -c $< -o $@
@@ -130,7 +130,7 @@ $(FW)/%.c.o: %.c
 	$(Q)$(CC) $(FW_CFLAGS) -MMD -MP -c $< -o $@
 $(FW)/%.S.o: %.S
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(FW_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(FW_CFLAGS) -MMD -MP -c $< -o $@
 $(FW_ELF): $(FW_OBJS) firmware/fw.ld
 	$(Q)$(CC) $(FS_LDFLAGS) -Wl,--gc-sections -T firmware/fw.ld -o $@ $(FW_OBJS) -lgcc
 # Embedded in gen2vm, without debug information, as _binary_fw_elf_start/_end (src/platform/firmware.c).

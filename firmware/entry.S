@@ -1,6 +1,8 @@
 /* Firmware entry: the VMM starts the boot vCPU here in 64-bit mode with RDI = the hand-off block.
  * Also the exception stubs: every vector below 32 lands in fw_exception() (firmware/fw.c), which
  * reports the fault to the host instead of letting the vCPU triple-fault silently. */
+#include "x86_exc_stub.h"
+
 	.section .text.entry, "ax"
 	.globl _start
 	.code64
@@ -41,39 +43,9 @@ exc_common:
 2:	hlt
 	jmp 2b
 
-	.macro exc_noerr n
-	.globl fw_exc\n
-fw_exc\n: push $0
-	push $\n
-	jmp exc_common
-	.endm
-	.macro exc_err n
-	.globl fw_exc\n
-fw_exc\n: push $\n
-	jmp exc_common
-	.endm
-	exc_noerr 0
-	exc_noerr 1
-	exc_noerr 2
-	exc_noerr 3
-	exc_noerr 4
-	exc_noerr 5
-	exc_noerr 6
-	exc_noerr 7
-	exc_err 8
-	exc_noerr 9
-	exc_err 10
-	exc_err 11
-	exc_err 12
-	exc_err 13
-	exc_err 14
-	exc_noerr 15
-	exc_noerr 16
-	exc_err 17
-	exc_noerr 18
-	exc_noerr 19
-	exc_noerr 20
-	exc_err 21
+	.irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21
+	x86_exc_stub fw_exc, \n, exc_common
+	.endr
 
 	.section .rodata
 	.globl fw_exc_table

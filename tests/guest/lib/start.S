@@ -1,6 +1,8 @@
 /* Entry of freestanding test guests: the VMM enters in 64-bit mode with RDI = number of vCPUs,
  * RSI = RSDP address, RSP = a stack in low memory. Also the 16-bit AP trampoline that
  * guest_start_aps() copies to 0x8000. */
+#include "x86_exc_stub.h"
+
 	.section .text.start, "ax"
 	.globl _start
 	.code64
@@ -47,37 +49,9 @@ guest_exc_common:
 2:	hlt
 	jmp 2b
 
-	.macro exc_noerr n
-	.globl guest_exc\n
-guest_exc\n: push $0
-	push $\n
-	jmp guest_exc_common
-	.endm
-	.macro exc_err n
-	.globl guest_exc\n
-guest_exc\n: push $\n
-	jmp guest_exc_common
-	.endm
-	exc_noerr 0
-	exc_noerr 1
-	exc_noerr 2
-	exc_noerr 3
-	exc_noerr 4
-	exc_noerr 5
-	exc_noerr 6
-	exc_noerr 7
-	exc_err 8
-	exc_noerr 9
-	exc_err 10
-	exc_err 11
-	exc_err 12
-	exc_err 13
-	exc_err 14
-	exc_noerr 15
-	exc_noerr 16
-	exc_err 17
-	exc_noerr 18
-	exc_noerr 19
+	.irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19
+	x86_exc_stub guest_exc, \n, guest_exc_common
+	.endr
 
 /* AP trampoline, copied to 0x8000 and entered in real mode at 0800:0000 by the SIPI. */
 	.globl ap_tramp_start, ap_tramp_end
