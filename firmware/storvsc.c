@@ -9,6 +9,7 @@
 #include "efi/efi_fmt.h"
 #include "gen2vm/proto/scsi.h"
 #include "gen2vm/proto/storvsp.h"
+#include "storvsc_client.h"
 
 #define STV_INIT_ID 0xFFFFFFFFFFFFFFFDull /* Linux's VMBUS_RQST_INIT: init packets' transaction id */
 #define STV_RING_BYTES (8u << 10) /* a request with 257 page numbers is 2.2 KiB; one in flight */
@@ -78,14 +79,12 @@ static EFI_STATUS stv_exchange(struct stv_ctrl *c, struct storvsp_packet *pk, ui
 	}
 }
 
-static EFI_STATUS stv_ctrl_op(struct stv_ctrl *c, struct storvsp_packet *pk)
+/* One control round trip for storvsc_client_init: 0, -VMBUS_ETIMEDOUT or -VMBUS_EIO. */
+static int stv_ctrl_op(void *opaque, struct storvsp_packet *pk)
 {
 	pk->flags = STORVSP_FLAG_REQUEST_COMPLETION;
-	EFI_STATUS s = stv_exchange(c, pk, STV_INIT_ID, NULL, 0, STV_CTRL_TIMEOUT_US);
-	if (EFI_ERROR(s))
-		return s;
-	return pk->operation == STORVSP_OP_COMPLETE_IO && pk->status == STORVSP_STATUS_SUCCESS ? EFI_SUCCESS
-												 : EFI_DEVICE_ERROR;
+	EFI_STATUS s = stv_exchange(opaque, pk, STV_INIT_ID, NULL, 0, STV_CTRL_TIMEOUT_US);
+	return s == EFI_SUCCESS ? 0 : s == EFI_TIMEOUT ? -VMBUS_ETIMEDOUT : -VMBUS_EIO;
 }
 
 /* One SRB. dir: STORVSP_DATA_*; buf may be anywhere below 4 GiB, len <= c->max_xfer. EFI_SUCCESS, or
@@ -292,30 +291,16 @@ static EFI_STATUS stv_ctrl_init(struct stv_ctrl *c, uint32_t relid)
 	EFI_STATUS s = fw_vmbus_channel_open(&c->ch, relid, STV_RING_BYTES);
 	if (EFI_ERROR(s))
 		return s;
-	struct storvsp_packet pk = { .operation = STORVSP_OP_BEGIN_INITIALIZATION };
-	if ((s = stv_ctrl_op(c, &pk)))
-		return s;
-	static const uint16_t versions[] = { STORVSP_VERSION_WIN10, STORVSP_VERSION_WIN8_1, STORVSP_VERSION_WIN8 };
-	bool ok = false;
-	for (unsigned i = 0; i < 3 && !ok; i++) {
-		pk = (struct storvsp_packet){ .operation = STORVSP_OP_QUERY_PROTOCOL_VERSION };
-		pk.version.major_minor = versions[i];
-		s = stv_ctrl_op(c, &pk);
-		if (s == EFI_TIMEOUT)
-			return s;
-		ok = !s;
-	}
-	if (!ok)
-		return EFI_UNSUPPORTED;
-	pk = (struct storvsp_packet){ .operation = STORVSP_OP_QUERY_PROPERTIES };
-	if ((s = stv_ctrl_op(c, &pk)))
-		return s;
-	c->max_xfer = pk.props.max_transfer_bytes;
+	uint16_t version;
+	struct storvsp_properties props;
+	int rc = storvsc_client_init(stv_ctrl_op, c, 0, &version, &props);
+	if (rc)
+		return rc == -VMBUS_ETIMEDOUT ? EFI_TIMEOUT : rc == -VMBUS_ENODEV ? EFI_UNSUPPORTED : EFI_DEVICE_ERROR;
+	c->max_xfer = props.max_transfer_bytes;
 	if (c->max_xfer > STV_MAX_XFER || c->max_xfer < 4096)
 		c->max_xfer = c->max_xfer < 4096 ? 4096 : STV_MAX_XFER;
 	c->max_xfer &= ~4095u;
-	pk = (struct storvsp_packet){ .operation = STORVSP_OP_END_INITIALIZATION };
-	return stv_ctrl_op(c, &pk);
+	return EFI_SUCCESS;
 }
 
 static void stv_lun_add(struct stv_ctrl *c, uint16_t lun)

@@ -50,3 +50,52 @@ int storvsc_client_parse(const void *buf, uint32_t len, uint64_t *id, struct sto
 	*id = d.trans_id;
 	return 0;
 }
+
+/* One step that must succeed: a completion with status SUCCESS. */
+static int storvsc_client_step(storvsc_client_ctrl_fn ctrl, void *opaque, struct storvsp_packet *pk)
+{
+	int rc = ctrl(opaque, pk);
+	if (rc)
+		return rc;
+	return pk->operation == STORVSP_OP_COMPLETE_IO && pk->status == STORVSP_STATUS_SUCCESS ? 0 : -VMBUS_EIO;
+}
+
+int storvsc_client_init(storvsc_client_ctrl_fn ctrl, void *opaque, uint16_t version, uint16_t *version_out,
+			struct storvsp_properties *props)
+{
+	static const uint16_t versions[] = { STORVSP_VERSION_WIN10, STORVSP_VERSION_WIN8_1, STORVSP_VERSION_WIN8 };
+	struct storvsp_packet pk;
+	vmbus_mem_zero(&pk, sizeof(pk));
+	pk.operation = STORVSP_OP_BEGIN_INITIALIZATION;
+	int rc = storvsc_client_step(ctrl, opaque, &pk);
+	if (rc)
+		return rc;
+	uint16_t accepted = 0;
+	for (unsigned i = 0; i < sizeof(versions) / sizeof(versions[0]) && !accepted; i++) {
+		uint16_t v = version ? version : versions[i];
+		vmbus_mem_zero(&pk, sizeof(pk));
+		pk.operation = STORVSP_OP_QUERY_PROTOCOL_VERSION;
+		pk.version.major_minor = v;
+		if ((rc = ctrl(opaque, &pk)))
+			return rc;
+		if (pk.operation != STORVSP_OP_COMPLETE_IO)
+			return -VMBUS_EPROTO;
+		if (pk.status == STORVSP_STATUS_SUCCESS)
+			accepted = v;
+		else if (version)
+			break;
+	}
+	if (!accepted)
+		return -VMBUS_ENODEV;
+	vmbus_mem_zero(&pk, sizeof(pk));
+	pk.operation = STORVSP_OP_QUERY_PROPERTIES;
+	if ((rc = storvsc_client_step(ctrl, opaque, &pk)))
+		return rc;
+	*props = pk.props;
+	vmbus_mem_zero(&pk, sizeof(pk));
+	pk.operation = STORVSP_OP_END_INITIALIZATION;
+	if ((rc = storvsc_client_step(ctrl, opaque, &pk)))
+		return rc;
+	*version_out = accepted;
+	return 0;
+}

@@ -25,6 +25,19 @@ void storvsc_client_srb(struct storvsp_packet *pk, const uint8_t *cdb, uint8_t c
 int storvsc_client_send(struct vmbus_client_channel *ch, uint64_t id, const struct storvsp_packet *pk, uint64_t gpa,
 			uint32_t len);
 
+/* One control round trip on the primary channel: sends *pk (completion requested), waits for the host's
+ * answer to it and puts that answer's payload in *pk. Returns 0, or a negative code of the caller's
+ * (-VMBUS_ETIMEDOUT for a timeout), which storvsc_client_init passes back unchanged. */
+typedef int (*storvsc_client_ctrl_fn)(void *opaque, struct storvsp_packet *pk);
+
+/* The initialisation handshake, as Linux's hv_storvsc does it: BEGIN_INITIALIZATION, then
+ * QUERY_PROTOCOL_VERSION with version (or, when version is 0, WIN10, WIN8.1 and WIN8 in turn) until
+ * the host accepts one, QUERY_PROPERTIES, END_INITIALIZATION. Returns 0 with *version_out and *props
+ * set; ctrl's code when a round trip failed; -VMBUS_ENODEV when the host accepted no version;
+ * -VMBUS_EPROTO when a version answer was not a completion; -VMBUS_EIO when another step failed. */
+int storvsc_client_init(storvsc_client_ctrl_fn ctrl, void *opaque, uint16_t version, uint16_t *version_out,
+			struct storvsp_properties *props);
+
 /* Parses one packet read from the channel (buf, len as vmbus_client_recv returned them): *id its
  * transaction id (0 for the host's own ENUMERATE_BUS), *pk its payload, zero-padded. Returns 0 or
  * -VMBUS_EPROTO when the descriptor does not fit the packet. */

@@ -57,6 +57,11 @@ int storvsc_guest_ctrl(struct storvsc_guest *g, struct storvsp_packet *pk)
 	return -ETIMEDOUT;
 }
 
+static int storvsc_guest_ctrl_fn(void *opaque, struct storvsp_packet *pk)
+{
+	return storvsc_guest_ctrl(opaque, pk);
+}
+
 int storvsc_guest_open(struct storvsc_guest *g, struct vmbus_loopback *lb, uint32_t relid, uint16_t version)
 {
 	memset(g, 0, sizeof(*g));
@@ -67,35 +72,7 @@ int storvsc_guest_open(struct storvsc_guest *g, struct vmbus_loopback *lb, uint3
 	if (rc)
 		return rc;
 	g->nr_channels = 1;
-	struct storvsp_packet pk = { .operation = STORVSP_OP_BEGIN_INITIALIZATION };
-	if ((rc = storvsc_guest_ctrl(g, &pk)) || pk.status)
-		return rc ? rc : -EIO;
-	static const uint16_t versions[] = { STORVSP_VERSION_WIN10, STORVSP_VERSION_WIN8_1, STORVSP_VERSION_WIN8 };
-	for (unsigned i = 0; i < 3; i++) {
-		uint16_t v = version ? version : versions[i];
-		pk = (struct storvsp_packet){ .operation = STORVSP_OP_QUERY_PROTOCOL_VERSION };
-		pk.version.major_minor = v;
-		if ((rc = storvsc_guest_ctrl(g, &pk)))
-			return rc;
-		if (pk.operation != STORVSP_OP_COMPLETE_IO)
-			return -EPROTO;
-		if (!pk.status) {
-			g->version = v;
-			break;
-		}
-		if (version)
-			return -ENODEV;
-	}
-	if (!g->version)
-		return -ENODEV;
-	pk = (struct storvsp_packet){ .operation = STORVSP_OP_QUERY_PROPERTIES };
-	if ((rc = storvsc_guest_ctrl(g, &pk)) || pk.status)
-		return rc ? rc : -EIO;
-	g->props = pk.props;
-	pk = (struct storvsp_packet){ .operation = STORVSP_OP_END_INITIALIZATION };
-	if ((rc = storvsc_guest_ctrl(g, &pk)) || pk.status)
-		return rc ? rc : -EIO;
-	return 0;
+	return storvsc_client_init(storvsc_guest_ctrl_fn, g, version, &g->version, &g->props);
 }
 
 int storvsc_guest_subchannels(struct storvsc_guest *g, uint16_t n)

@@ -40,8 +40,9 @@ int gstorvsc_recv(struct gstorvsc *s, bool irq, uint64_t *id)
 	}
 }
 
-static int ctrl(struct gstorvsc *s, struct storvsp_packet *pk)
+static int ctrl(void *opaque, struct storvsp_packet *pk)
 {
+	struct gstorvsc *s = opaque;
 	pk->flags = STORVSP_FLAG_REQUEST_COMPLETION;
 	if (vmbus_client_send(&s->ch, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, INIT_ID, NULL,
 			      0, pk, sizeof(*pk)))
@@ -75,19 +76,10 @@ int gstorvsc_open(struct gstorvsc *s)
 	if (vmbus_client_channel_open(&s->cl, &s->ch, o->msg.child_relid, 64 << 10, 64 << 10, 0, userdata,
 				      sizeof(userdata)))
 		return 3;
-	struct storvsp_packet pk = { .operation = STORVSP_OP_BEGIN_INITIALIZATION };
-	if (ctrl(s, &pk) || pk.status)
+	uint16_t version;
+	struct storvsp_properties props;
+	if (storvsc_client_init(ctrl, s, STORVSP_VERSION_WIN10, &version, &props))
 		return 4;
-	pk = (struct storvsp_packet){ .operation = STORVSP_OP_QUERY_PROTOCOL_VERSION };
-	pk.version.major_minor = STORVSP_VERSION_WIN10;
-	if (ctrl(s, &pk) || pk.status)
-		return 5;
-	pk = (struct storvsp_packet){ .operation = STORVSP_OP_QUERY_PROPERTIES };
-	if (ctrl(s, &pk) || pk.status)
-		return 6;
-	pk = (struct storvsp_packet){ .operation = STORVSP_OP_END_INITIALIZATION };
-	if (ctrl(s, &pk) || pk.status)
-		return 7;
 	return 0;
 }
 
