@@ -246,7 +246,6 @@ void aml_buffer(struct aml *a, const void *p, size_t n)
 	aml_buffer_close(a, mark);
 }
 
-
 uint32_t aml_eisaid_encode(const char *id)
 {
 	/* Three letters at 5 bits each ('A' = 1), then four hex digits; stored big-endian, so the integer
@@ -260,8 +259,7 @@ uint32_t aml_eisaid_encode(const char *id)
 		v = (v << 5) | (uint32_t)(id[i] - 0x40);
 	}
 	for (int i = 3; i < 7; i++) {
-		/* upper-case digits only, as EISA ids are written */
-		int h = id[i] >= 'a' ? -1 : gen2vm_hex_digit(id[i]);
+		int h = gen2vm_hex_digit_upper(id[i]);
 		if (h < 0)
 			return 0;
 		v = (v << 4) | (uint32_t)h;

@@ -105,7 +105,6 @@ static void boot_name(uint16_t num, char out[9])
 	snprintf(out, 9, "Boot%04X", num);
 }
 
-
 /* Boot#### in the global GUID: its number, or -1. */
 static int boot_var_num(const CHAR16 *name, size_t size, const EFI_GUID *g)
 {
@@ -114,8 +113,7 @@ static int boot_var_num(const CHAR16 *name, size_t size, const EFI_GUID *g)
 		return -1;
 	int v = 0;
 	for (int i = 4; i < 8; i++) {
-		/* UEFI wants upper-case hex in Boot#### */
-		int h = name[i] >= 'a' ? -1 : gen2vm_hex_digit(name[i]);
+		int h = gen2vm_hex_digit_upper(name[i]);
 		if (h < 0)
 			return -1;
 		v = v * 16 + h;

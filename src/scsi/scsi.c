@@ -7,8 +7,6 @@
 
 #include "disk/disk.h"
 
-
-
 /* --- byte helpers ------------------------------------------------------------------------------ */
 
 static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }

@@ -1035,7 +1035,7 @@ static int insn_bitcount(struct dec *d)
 	}
 	src = trunc_to(src, d->opsz);
 	uint64_t res;
-	uint64_t fl = c->rflags & ~(X86_RFLAGS_CF | X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | X86_RFLAGS_SF | X86_RFLAGS_OF);
+	uint64_t fl = c->rflags & ~X86_RFLAGS_STATUS;
 	if (which == 0) {
 		res = (uint64_t)__builtin_popcountll(src);
 		if (!src)
@@ -1084,10 +1084,10 @@ static int insn_rdrand(struct dec *d)
 	dec_set_name(d, d->reg == 6 ? "rdrand" : "rdseed", false);
 	uint64_t v = 0;
 	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
-		c->rflags &= ~(X86_RFLAGS_CF | X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | X86_RFLAGS_SF | X86_RFLAGS_OF);
+		c->rflags &= ~X86_RFLAGS_STATUS;
 		v = 0; /* CF=0 tells the guest to retry */
 	} else {
-		c->rflags = (c->rflags & ~(X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | X86_RFLAGS_SF | X86_RFLAGS_OF)) | X86_RFLAGS_CF;
+		c->rflags = (c->rflags & ~X86_RFLAGS_STATUS) | X86_RFLAGS_CF;
 	}
 	unsigned dst = d->rm | ((d->rex & 1) << 3);
 	if (d->opsz == 2)

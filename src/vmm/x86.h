@@ -63,6 +63,8 @@ struct x86_sregs {
 #define X86_RFLAGS_OF (1ull << 11)
 #define X86_RFLAGS_VM (1ull << 17)
 #define X86_RFLAGS_AC (1ull << 18)
+/* The six status flags arithmetic sets */
+#define X86_RFLAGS_STATUS (X86_RFLAGS_CF | X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | X86_RFLAGS_SF | X86_RFLAGS_OF)
 #define X86_EFER_FFXSR (1ull << 14)
 #define X86_VEC_DB 1
 #define X86_VEC_BP 3

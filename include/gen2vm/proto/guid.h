@@ -19,6 +19,13 @@ static inline int gen2vm_hex_digit(int c)
 	return -1;
 }
 
+/* The value of one upper-case hexadecimal digit, or -1: for names that must be written upper-case
+ * (UEFI's Boot####, EISA ids). */
+static inline int gen2vm_hex_digit_upper(int c)
+{
+	return c >= 'a' && c <= 'f' ? -1 : gen2vm_hex_digit(c);
+}
+
 /* Parses "ba6163d9-04a1-4d29-b605-72e2ffb1dc7f" (exactly 36 characters, then NUL; either case) into the
  * 16 bytes of the Windows, EFI and SMBIOS (2.6+) byte order: the first three fields little-endian, the
  * rest as written. Returns 0, or -1 on malformed text (then out is unchanged). */
