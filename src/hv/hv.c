@@ -100,6 +100,33 @@ int hv_cpuid_fill(struct hv_partition *hv, struct x86_cpuid_entry *e, unsigned *
 	return r ? -ENOSPC : 0;
 }
 
+void hv_hypercall(struct hv_partition *hv, uint32_t vp, struct x86_regs *r)
+{
+	uint64_t control = r->gpr[X86_RCX];
+	uint16_t code = (uint16_t)control;
+	bool fast = control & (1ull << 16);
+	uint16_t status = HV_STATUS_INVALID_HYPERCALL_CODE;
+	if (code == HVCALL_POST_MESSAGE && hv->ops.post_message) {
+		/* The message is at most a page: only the slow form exists. */
+		status = fast ? HV_STATUS_INVALID_HYPERCALL_INPUT : hv->ops.post_message(hv->ops.opaque, vp, r->gpr[X86_RDX]);
+	} else if (code == HVCALL_SIGNAL_EVENT && hv->ops.signal_event) {
+		uint64_t in = r->gpr[X86_RDX];
+		if (!fast) { /* the input is an 8-byte-aligned GPA holding the connection id */
+			uint64_t word = 0;
+			if ((in & 7) || guest_mem_read(hv->mem, in, &word, sizeof(word)))
+				in = ~0ull;
+			else
+				in = word;
+		}
+		status = in == ~0ull ? HV_STATUS_INVALID_ALIGNMENT : hv->ops.signal_event(hv->ops.opaque, (uint32_t)in);
+	} else if (control >> 32 || (control & 0xfc00000ull)) {
+		status = HV_STATUS_INVALID_HYPERCALL_INPUT; /* reserved bits set */
+	}
+	if (status == HV_STATUS_INVALID_HYPERCALL_CODE)
+		log_guest("hypercall 0x%04x is not implemented", code);
+	r->gpr[X86_RAX] = status;
+}
+
 /* ENDBR64 (IBT kernels keep IBT on); the fast HvSignalEvent (control 0x1005D) becomes OUT 0x92 with
  * EAX = connection id, which an ioeventfd per open channel turns into a doorbell with no exit to
  * userspace; everything else is OUT 0x91 (imm8 form: RDX and R8 stay intact for the VMM to read). */

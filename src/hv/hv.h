@@ -51,6 +51,11 @@ struct hv_ops {
 	void (*interrupt)(void *opaque, uint32_t vp, uint8_t vector);
 	/* The VP's current guest TSC (for TIME_REF_COUNT); 0 when unknown. */
 	uint64_t (*guest_tsc)(void *opaque, uint32_t vp);
+	/* HvPostMessage from VP vp with its input page at input_gpa; returns the HV status. Optional
+	 * (without it the hypercall is not implemented). */
+	uint16_t (*post_message)(void *opaque, uint32_t vp, uint64_t input_gpa);
+	/* HvSignalEvent on connection_id; returns the HV status. Optional, as post_message. */
+	uint16_t (*signal_event)(void *opaque, uint32_t connection_id);
 };
 
 struct hv_partition {
@@ -81,6 +86,12 @@ int hv_cpuid_fill(struct hv_partition *hv, struct x86_cpuid_entry *e, unsigned *
 /* Synthetic MSR access for one VP. Return 0, or -ENOENT/-EINVAL: the guest gets #GP, as on Hyper-V. */
 int hv_msr_read(struct hv_partition *hv, struct hv_vp *vp, uint32_t index, uint64_t *value);
 int hv_msr_write(struct hv_partition *hv, struct hv_vp *vp, uint32_t index, uint64_t value);
+
+/* Executes the hypercall VP vp made through the hypercall page's slow path (OUT HV_HYPERCALL_PORT):
+ * r holds its registers (RCX the control word, RDX/R8 the input and output GPAs or fast inputs);
+ * the status goes to r's RAX, which the caller writes back. A malformed control word or input gets
+ * the status Hyper-V gives it; an unknown call code a rate-limited log line. */
+void hv_hypercall(struct hv_partition *hv, uint32_t vp, struct x86_regs *r);
 
 /* Queues a message (len <= 240) for SINT sint of VP vp and delivers it when the slot is free: written
  * payload first, type last, then the SINT's interrupt; a busy slot gets msg_pending and the next message

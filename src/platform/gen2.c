@@ -9,11 +9,13 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "devices/acpi_pm.h"
 #include "devices/ioapic.h"
 #include "devices/rtc.h"
 #include "devices/testdev.h"
-#include "gen2vm/proto/testdev.h"
+#include "devices/testports.h"
 #include "devices/uart.h"
+#include "hv/cpuid.h"
 #include "hv/hv.h"
 #include "platform/acpi.h"
 #include "platform/firmware.h"
@@ -36,7 +38,6 @@
 #define GEN2_MMIO_LOW_BASE 0xF0000000ull
 #define GEN2_MMIO_LOW_SIZE 0x08000000ull /* 128 MiB below the IOAPIC, for VMBus devices (video) */
 #define GEN2_MMIO_HIGH_SIZE (64ull << 30)
-#define GEN2_MAX_CPUID 256
 #define COM1_IRQ 4
 
 _Static_assert(sizeof(((struct gen2_config *)0)->nics) / sizeof(struct nic_config) == GEN2_NET_MAX,
@@ -59,58 +60,13 @@ struct gen2 {
 	struct gen2_net net;
 	bool has_net;
 	struct console com1_con, debug_con;
-	uint32_t testdev_regs[16]; /* MMIO scratch registers for test guests */
+	struct testports testports; /* with --debugcon */
 	bool has_com1, has_debug;
 	struct firmware fw;
 	struct nvram *nv; /* UEFI variables (outlives this VM: gen2_run owns it); NULL without firmware */
 };
 
-/* ---- CPUID ---- */
-
-/* Processor compatibility mode: what every x86-64 host since about 2008 offers, so that a VM can
- * move between hosts. Leaf 1 ECX: SSE3, SSSE3, CX16, SSE4.1, SSE4.2, x2APIC, POPCNT, TSC-deadline,
- * hypervisor; EDX: the x86-64 baseline. */
-#define COMPAT_L1_ECX ((1u << 0) | (1u << 9) | (1u << 13) | (1u << 19) | (1u << 20) | (1u << 21) | (1u << 23) | \
-		       (1u << 24) | (1u << 31))
-#define COMPAT_L1_EDX 0x178bfbffu
-#define COMPAT_X1_ECX ((1u << 0))                                  /* LAHF/SAHF in 64-bit mode */
-#define COMPAT_X1_EDX ((1u << 11) | (1u << 20) | (1u << 29))       /* SYSCALL, NX, LM (+ baseline) */
-
-static void gen2_cpuid_compat(struct x86_cpuid_entry *e, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++) {
-		struct x86_cpuid_entry *c = &e[i];
-		switch (c->function) {
-		case 1:
-			c->ecx &= COMPAT_L1_ECX;
-			c->edx &= COMPAT_L1_EDX;
-			break;
-		case 7:
-			c->ebx = c->ecx = c->edx = 0;
-			if (c->index == 0)
-				c->eax = 0;
-			break;
-		case 0xd:
-			if (c->index == 0) {
-				c->eax = 3; /* x87 and SSE state only */
-				c->edx = 0;
-				c->ebx = c->ecx = 512 + 64;
-			} else if (c->index == 1) {
-				c->eax = 0; /* no XSAVEOPT/XSAVEC/XSAVES */
-				c->ebx = c->ecx = c->edx = 0;
-			} else {
-				c->eax = c->ebx = c->ecx = c->edx = 0;
-			}
-			break;
-		case 0x80000001:
-			c->ecx &= COMPAT_X1_ECX;
-			c->edx &= COMPAT_X1_EDX | (COMPAT_L1_EDX & 0x0183f3ffu);
-			break;
-		default:
-			break;
-		}
-	}
-}
+/* ---- CPUID (the policy is src/hv/cpuid.c's) ---- */
 
 static int gen2_setup_cpuid(struct gen2 *g)
 {
@@ -121,36 +77,19 @@ static int gen2_setup_cpuid(struct gen2 *g)
 		log_error("cannot read the host's CPUID: %s", strerror(-r));
 		return r;
 	}
-	struct x86_cpuid_entry *e = calloc(GEN2_MAX_CPUID, sizeof(*e));
+	struct x86_cpuid_entry *e = calloc(HV_CPUID_MAX, sizeof(*e));
 	if (!e) {
 		free(sup);
 		return -ENOMEM;
 	}
-	unsigned n = 0;
-	for (unsigned i = 0; i < nsup && n < GEN2_MAX_CPUID; i++)
-		if (sup[i].function < 0x40000000u || sup[i].function > 0x4fffffffu)
-			e[n++] = sup[i]; /* drop KVM's own signature leaves */
+	int n = hv_cpuid_build(&g->hv, sup, nsup, g->cfg->processor_compat, e, HV_CPUID_MAX);
 	free(sup);
-	if (g->cfg->processor_compat)
-		gen2_cpuid_compat(e, n);
-	if ((r = hv_cpuid_fill(&g->hv, e, &n, GEN2_MAX_CPUID)))
-		goto out;
-	for (unsigned v = 0; v < g->vm.nr_vcpus; v++) {
-		for (unsigned i = 0; i < n; i++) {
-			struct x86_cpuid_entry *c = &e[i];
-			if (c->function == 1) {
-				c->ebx = (c->ebx & 0x0000ffffu) | v << 24 | (g->vm.nr_vcpus & 0xff) << 16;
-				c->edx |= 1u << 28; /* HTT: the logical count in EBX is valid */
-			}
-			if (c->function == 0xb || c->function == 0x1f)
-				c->edx = v;
-		}
-		if ((r = kvm_vcpu_set_cpuid(g->vm.vcpus[v].kvm, e, n))) {
+	r = n < 0 ? n : 0;
+	for (unsigned v = 0; !r && v < g->vm.nr_vcpus; v++) {
+		hv_cpuid_set_vcpu(e, (unsigned)n, v, g->vm.nr_vcpus);
+		if ((r = kvm_vcpu_set_cpuid(g->vm.vcpus[v].kvm, e, (unsigned)n)))
 			log_error("cannot set the CPUID of vCPU %u: %s", v, strerror(-r));
-			goto out;
-		}
 	}
-out:
 	free(e);
 	return r;
 }
@@ -173,38 +112,27 @@ static int gen2_msr_write(void *opaque, struct vcpu *v, uint32_t index, uint64_t
 	return -ENOENT;
 }
 
-/* The hypercall page's slow path (OUT 0x91): RCX = control, RDX/R8 = input/output GPA or fast
- * inputs. The status goes to RAX; KVM then skips the OUT. */
+/* The hypercall page's slow path (OUT 0x91), decoded by src/hv/; KVM then skips the OUT. */
 static void gen2_hypercall(struct vcpu *v, void *opaque)
 {
 	struct gen2 *g = opaque;
 	struct x86_regs r;
 	if (kvm_vcpu_get_regs(v->kvm, &r))
 		return;
-	uint64_t control = r.gpr[X86_RCX];
-	uint16_t code = (uint16_t)control;
-	bool fast = control & (1ull << 16);
-	uint16_t status = HV_STATUS_INVALID_HYPERCALL_CODE;
-	if (code == HVCALL_POST_MESSAGE) {
-		status = fast ? HV_STATUS_INVALID_HYPERCALL_INPUT
-			      : vmbus_host_post_message(g->vmbus, v->id, r.gpr[X86_RDX]);
-	} else if (code == HVCALL_SIGNAL_EVENT) {
-		uint64_t in = r.gpr[X86_RDX];
-		if (!fast) {
-			uint64_t word = 0;
-			if ((in & 7) || guest_mem_read(&g->vm.mem, in, &word, sizeof(word)))
-				in = ~0ull;
-			else
-				in = word;
-		}
-		status = in == ~0ull ? HV_STATUS_INVALID_ALIGNMENT : vmbus_host_signal_event(g->vmbus, (uint32_t)in);
-	} else if (control >> 32 || (control & 0xfc00000ull)) {
-		status = HV_STATUS_INVALID_HYPERCALL_INPUT;
-	}
-	if (status == HV_STATUS_INVALID_HYPERCALL_CODE)
-		log_guest("hypercall 0x%04x is not implemented", code);
-	r.gpr[X86_RAX] = status;
+	hv_hypercall(&g->hv, v->id, &r);
 	kvm_vcpu_set_regs(v->kvm, &r);
+}
+
+static uint16_t gen2_post_message(void *opaque, uint32_t vp, uint64_t input_gpa)
+{
+	struct gen2 *g = opaque;
+	return vmbus_host_post_message(g->vmbus, vp, input_gpa);
+}
+
+static uint16_t gen2_signal_event(void *opaque, uint32_t connection_id)
+{
+	struct gen2 *g = opaque;
+	return vmbus_host_signal_event(g->vmbus, connection_id);
 }
 
 /* The fast HvSignalEvent's OUT 0x92 when no doorbell matched (e.g. a channel not open). */
@@ -248,78 +176,7 @@ static void gen2_crash(void *opaque, const uint64_t p[5], const char *msg)
 		p[0], p[1], p[2], p[3], p[4]);
 }
 
-/* ---- ports ---- */
-
-static void gen2_pm_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
-{
-	struct gen2 *g = opaque;
-	uint16_t port = (uint16_t)(ACPI_PORT_SLEEP_CONTROL + off);
-	if (!is_write) {
-		memset(data, 0, len);
-		return;
-	}
-	if (port == ACPI_PORT_SLEEP_CONTROL) {
-		enum acpi_pm_event ev = acpi_pm_decode_sleep_control(data[0]);
-		if (ev == ACPI_PM_POWER_OFF)
-			vm_stop(&g->vm, VM_EXIT_POWEROFF, "guest powered off");
-		else if (ev == ACPI_PM_UNSUPPORTED)
-			log_guest("sleep state 0x%02x is not offered by this machine; ignored", data[0]);
-	} else if (acpi_pm_is_reset(port, data[0])) {
-		vm_stop(&g->vm, VM_EXIT_RESET, "guest reset");
-	}
-}
-
-static void gen2_null_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
-{
-	/* Port 0x80 (POST codes / io_delay): accepted and ignored, reads float. */
-}
-
-static void gen2_debugcon_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
-{
-	struct gen2 *g = opaque;
-	int fd = console_out_fd(&g->debug_con);
-	if (is_write && fd >= 0 && write(fd, data, 1) < 0)
-		log_debug("debug console write failed");
-}
-
-static void gen2_debugexit_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
-{
-	struct gen2 *g = opaque;
-	if (!is_write)
-		return;
-	uint32_t code = 0;
-	memcpy(&code, data, len < 4 ? len : 4);
-	if (code == 0)
-		vm_stop(&g->vm, VM_EXIT_POWEROFF, "test guest reported success");
-	else
-		vm_stop(&g->vm, VM_EXIT_ERROR, "test guest reported failure %u", code);
-}
-
-/* Test guests' MMIO device: 16 scratch dwords; anything else in its page reads as zero. */
-static void gen2_testdev_mmio(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
-{
-	struct gen2 *g = opaque;
-	if (off == TESTDEV_MMIO_EXITS && len == 4 && !is_write) {
-		/* Other vCPUs' counters are read without their lock: exact for the reading vCPU, close for the
-		 * rest (a test guest measures on one vCPU). The reading exit was counted before dispatch. */
-		uint64_t n = 0;
-		for (unsigned i = 0; i < g->vm.nr_vcpus; i++)
-			for (int k = 0; k < VCPU_EXIT__COUNT; k++)
-				n += __atomic_load_n(&g->vm.vcpus[i].exits[k], __ATOMIC_RELAXED);
-		uint32_t v = (uint32_t)n;
-		memcpy(data, &v, 4);
-		return;
-	}
-	if (len != 4 || (off & 3) || off >= sizeof(g->testdev_regs)) {
-		if (!is_write)
-			memset(data, 0, len);
-		return;
-	}
-	if (is_write)
-		memcpy(&g->testdev_regs[off / 4], data, 4);
-	else
-		memcpy(data, &g->testdev_regs[off / 4], 4);
-}
+/* ---- ports (the devices are src/devices/acpi_pm.c, testports.c, uart.c, rtc.c) ---- */
 
 static void gen2_com1_irq(void *opaque, bool level)
 {
@@ -666,7 +523,8 @@ static int gen2_setup(struct gen2 *g)
 
 	uint32_t tsc_khz = kvm_vcpu_tsc_khz(vm->vcpus[0].kvm);
 	struct hv_ops hops = { .opaque = g, .crash = gen2_crash, .interrupt = gen2_interrupt,
-			       .guest_tsc = gen2_guest_tsc };
+			       .guest_tsc = gen2_guest_tsc, .post_message = gen2_post_message,
+			       .signal_event = gen2_signal_event };
 	/* KVM's LAPIC timer counts at 1 GHz (a 1 ns bus cycle). */
 	/* With --clock-slowdown N the guest is told both clocks run N times faster than they do: its
 	 * timer ticks, timeouts and idea of a second all stretch N times in real time. */
@@ -727,8 +585,7 @@ static int gen2_setup(struct gen2 *g)
 	vm->eoi = gen2_eoi;
 	vm->eoi_opaque = &g->ioapic;
 	r = ioapic_attach(&g->ioapic, &vm->mmio);
-	r = r ? r : bus_register(&vm->pio, ACPI_PORT_SLEEP_CONTROL, 3, gen2_pm_io, g, "acpi-pm");
-	r = r ? r : bus_register(&vm->pio, 0x80, 1, gen2_null_io, g, "post");
+	r = r ? r : acpi_pm_attach(vm);
 	rtc_init(&g->rtc, &(struct rtc_clock){ fw_misc_clock_get, fw_misc_clock_set, gen2_fw_misc() });
 	r = r ? r : rtc_attach(&g->rtc, &vm->pio);
 	r = r ? r : bus_register(&vm->pio, HV_SIGNAL_PORT, 4, gen2_signal_io, g, "hv-signal");
@@ -749,10 +606,7 @@ static int gen2_setup(struct gen2 *g)
 			log_error("--debugcon %s", err);
 			return r;
 		}
-		r = bus_register(&vm->pio, GEN2_DEBUGCON_PORT, 1, gen2_debugcon_io, g, "debugcon");
-		r = r ? r : bus_register(&vm->pio, GEN2_DEBUGEXIT_PORT, 4, gen2_debugexit_io, g, "debugexit");
-		r = r ? r : bus_register(&vm->mmio, GEN2_TESTDEV_MMIO, 0x1000, gen2_testdev_mmio, g, "testdev");
-		if (r)
+		if ((r = testports_attach(&g->testports, vm, &g->debug_con.out_fd)))
 			return r;
 		g->has_debug = true;
 	}

@@ -15,10 +15,6 @@
 #include "net/nic.h"
 #include "ui/console.h"
 
-#define GEN2_DEBUGCON_PORT 0xE9 /* test guests: each byte written is console output */
-#define GEN2_DEBUGEXIT_PORT 0xF4 /* test guests: 32-bit write of 0 = success, else failure code */
-#define GEN2_TESTDEV_MMIO 0xFEBF0000ull /* test guests: 16 MMIO scratch registers (with --debugcon) */
-
 struct gen2_config {
 	uint64_t memory;   /* bytes */
 	unsigned cpus;

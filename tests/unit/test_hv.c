@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hv/cpuid.h"
 #include "hv/hv.h"
 
 #define SIMP 0x10000ull
@@ -20,6 +21,8 @@ struct fx {
 	unsigned irqs[2];
 	uint8_t last_vector;
 	uint64_t tsc;
+	uint32_t posted_vp, signalled;
+	uint64_t posted_gpa;
 	int crashed;
 	char crash_msg[64];
 };
@@ -43,11 +46,27 @@ static void fx_crash(void *o, const uint64_t p[5], const char *msg)
 	strncpy(f->crash_msg, msg ? msg : "", sizeof(f->crash_msg) - 1);
 }
 
+static uint16_t fx_post(void *o, uint32_t vp, uint64_t gpa)
+{
+	struct fx *f = o;
+	f->posted_vp = vp;
+	f->posted_gpa = gpa;
+	return HV_STATUS_SUCCESS;
+}
+
+static uint16_t fx_signal(void *o, uint32_t conn)
+{
+	struct fx *f = o;
+	f->signalled = conn;
+	return conn == 99 ? HV_STATUS_INVALID_CONNECTION_ID : HV_STATUS_SUCCESS;
+}
+
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	assert_int_equal(guest_mem_init(&f->mem, 16 << 20), 0);
-	struct hv_ops ops = { .opaque = f, .crash = fx_crash, .interrupt = fx_interrupt, .guest_tsc = fx_tsc };
+	struct hv_ops ops = { .opaque = f, .crash = fx_crash, .interrupt = fx_interrupt, .guest_tsc = fx_tsc,
+			       .post_message = fx_post, .signal_event = fx_signal };
 	hv_partition_init(&f->hv, &f->mem, f->vps, 2, 2500000000ull, 1000000000ull, &ops);
 	*state = f;
 	return 0;
@@ -102,6 +121,73 @@ static void test_cpuid(void **state)
 	assert_true(feat && hints);
 	unsigned small = 2;
 	assert_int_equal(hv_cpuid_fill(&f->hv, e, &small, 3), -ENOSPC);
+}
+
+/* The VM's table: KVM's signature leaves dropped, compatibility mode's baseline, per-vCPU APIC ids. */
+static void test_cpuid_policy(void **state)
+{
+	struct fx *f = *state;
+	const struct x86_cpuid_entry host[] = {
+		{ .function = 1, .ebx = 0x00010800, .ecx = 0xfffa3203u, .edx = 0xffffffffu },
+		{ .function = 7, .index = 0, .eax = 2, .ebx = 0xffffffffu },
+		{ .function = 0xb, .index = 0 },
+		{ .function = 0x40000000, .ebx = 0x4b4d564b },
+		{ .function = 0x40000001, .eax = 0x01000000 },
+	};
+	struct x86_cpuid_entry e[HV_CPUID_MAX];
+	int n = hv_cpuid_build(&f->hv, host, 5, false, e, HV_CPUID_MAX);
+	assert_true(n > 3);
+	for (int i = 0; i < n; i++)
+		assert_int_not_equal(e[i].ebx, 0x4b4d564b); /* no KVM signature */
+	assert_int_equal(e[1].ebx, 0xffffffffu);      /* leaf 7 kept without the policy */
+	n = hv_cpuid_build(&f->hv, host, 5, true, e, HV_CPUID_MAX);
+	assert_int_equal(e[1].ebx, 0);                /* ... and cleared with it */
+	assert_int_equal(e[0].ecx & (1u << 28), 0);   /* AVX is not in the baseline */
+	assert_true(e[0].ecx & (1u << 31));           /* the hypervisor bit is */
+	hv_cpuid_set_vcpu(e, (unsigned)n, 3, 4);
+	assert_int_equal(e[0].ebx >> 24, 3);
+	assert_int_equal(e[0].ebx >> 16 & 0xff, 4);
+	assert_int_equal(e[2].edx, 3);
+	assert_int_equal(hv_cpuid_build(&f->hv, host, 5, false, e, 4), -ENOSPC);
+}
+
+/* The hypercall page's slow path: the control word decoded, inputs fetched, the status in RAX. */
+static void test_hypercalls(void **state)
+{
+	struct fx *f = *state;
+	struct x86_regs r = { 0 };
+	r.gpr[X86_RCX] = HVCALL_POST_MESSAGE;
+	r.gpr[X86_RDX] = 0x5000;
+	hv_hypercall(&f->hv, 1, &r);
+	assert_int_equal(r.gpr[X86_RAX], HV_STATUS_SUCCESS);
+	assert_int_equal(f->posted_vp, 1);
+	assert_int_equal(f->posted_gpa, 0x5000);
+	r.gpr[X86_RCX] = HVCALL_POST_MESSAGE | 1u << 16; /* no fast form */
+	hv_hypercall(&f->hv, 0, &r);
+	assert_int_equal(r.gpr[X86_RAX], HV_STATUS_INVALID_HYPERCALL_INPUT);
+	r.gpr[X86_RCX] = HVCALL_SIGNAL_EVENT | 1u << 16; /* fast: the connection id in RDX */
+	r.gpr[X86_RDX] = 99;
+	hv_hypercall(&f->hv, 0, &r);
+	assert_int_equal(r.gpr[X86_RAX], HV_STATUS_INVALID_CONNECTION_ID);
+	uint64_t conn = 17;
+	assert_int_equal(guest_mem_write(&f->mem, 0x6000, &conn, 8), 0);
+	r.gpr[X86_RCX] = HVCALL_SIGNAL_EVENT;
+	r.gpr[X86_RDX] = 0x6000;
+	hv_hypercall(&f->hv, 0, &r);
+	assert_int_equal(r.gpr[X86_RAX], HV_STATUS_SUCCESS);
+	assert_int_equal(f->signalled, 17);
+	r.gpr[X86_RDX] = 0x6004; /* misaligned input */
+	hv_hypercall(&f->hv, 0, &r);
+	assert_int_equal(r.gpr[X86_RAX], HV_STATUS_INVALID_ALIGNMENT);
+	r.gpr[X86_RDX] = 1ull << 60; /* outside guest RAM */
+	hv_hypercall(&f->hv, 0, &r);
+	assert_int_equal(r.gpr[X86_RAX], HV_STATUS_INVALID_ALIGNMENT);
+	r.gpr[X86_RCX] = 0x0002; /* a call Hyper-V has that we do not */
+	hv_hypercall(&f->hv, 0, &r);
+	assert_int_equal(r.gpr[X86_RAX], HV_STATUS_INVALID_HYPERCALL_CODE);
+	r.gpr[X86_RCX] = HVCALL_POST_MESSAGE | 1ull << 40; /* reserved bits */
+	hv_hypercall(&f->hv, 0, &r);
+	assert_int_equal(r.gpr[X86_RAX], HV_STATUS_SUCCESS); /* as before the move: the code decides */
 }
 
 static void test_msrs(void **state)
@@ -256,6 +342,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_cpuid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cpuid_policy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hypercalls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msrs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hypercall_page, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reference_time, setup, teardown),
