@@ -10,14 +10,8 @@
  */
 #include "fw.h"
 
+#include "gen2vm/proto/acpi_pm.h"
 #include "gen2vm/proto/fw_var.h"
-
-/* The machine's power-management ports (src/platform/acpi.h: ACPI_PORT_*, the FADT's registers). */
-#define RT_PORT_SLEEP_CONTROL 0x400
-#define RT_PORT_RESET 0x402
-#define RT_RESET_VALUE 0x01
-#define RT_SLP_TYP_S5 5
-#define RT_SLP_EN 0x20
 
 #define EFI_OPTIONAL_PTR 0x00000001u
 #define RT_MAP_MAX 64u
@@ -268,9 +262,9 @@ static EFIAPI EFI_STATUS rt_set_wakeup_time(BOOLEAN enable, EFI_TIME *time)
 static EFIAPI void rt_reset_system(EFI_RESET_TYPE type, EFI_STATUS status, UINTN size, void *data)
 {
 	if (type == EfiResetShutdown)
-		rt_outb(RT_PORT_SLEEP_CONTROL, (uint8_t)(RT_SLP_TYP_S5 << 2 | RT_SLP_EN));
+		rt_outb(ACPI_PORT_SLEEP_CONTROL, (uint8_t)(ACPI_SLP_TYP_S5 << ACPI_SLEEP_TYP_SHIFT | ACPI_SLEEP_EN));
 	else
-		rt_outb(RT_PORT_RESET, RT_RESET_VALUE); /* cold, warm and platform-specific alike */
+		rt_outb(ACPI_PORT_RESET, ACPI_RESET_VALUE); /* cold, warm and platform-specific alike */
 	for (;;)
 		__asm__ volatile("cli; hlt");
 }

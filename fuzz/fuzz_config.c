@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "cli/config.h"
-#include "cli/disk_spec.h"
+#include "devices/disk_spec.h"
 #include "net/nic.h"
 #include "platform/smbios.h"
 #include "ui/console.h"

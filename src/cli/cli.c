@@ -153,7 +153,7 @@ int cli_main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "help")) {
 		if (argc > 2 && !strcmp(argv[2], "run")) {
-			fputs(run_usage, stdout);
+			run_usage_print(stdout);
 			return CLI_EXIT_OK;
 		}
 		if (argc > 2 && !strcmp(argv[2], "vhd")) {

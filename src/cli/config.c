@@ -1,10 +1,7 @@
 #include "cli/config.h"
-#include "net/nic.h"
 #include "util/size.h"
-#include "platform/gen2_net.h"
 #include "platform/smbios.h"
 
-#include "cli/disk_spec.h"
 #include "util/file.h"
 #include "util/text.h"
 #include "vmm/vm.h"
@@ -19,7 +16,7 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
-const char run_usage[] =
+static const char run_usage_head[] =
 	"usage: gen2vm run [OPTIONS]\n"
 	"\n"
 	"Runs a generation 2 virtual machine until the guest powers off.\n"
@@ -42,23 +39,18 @@ const char run_usage[] =
 	"  --com1 stdio|file:PATH|socket:PATH|none\n"
 	"                             the COM1 serial port (off by default)\n"
 	"  --debugcon stdio|file:PATH|none\n"
-	"                             the debug console port 0xE9 for test guests (off by default)\n"
-	"  --disk PATH[,readonly][,lun=N][,controller=N][,4k][,serial=S][,format=raw|vhd|vhdx]\n"
-	"                             a SCSI disk: raw image, block device, VHD or VHDX (repeatable;\n"
-	"                             the format is detected; a damaged image, or a file named .vhdx/.vhd\n"
-	"                             that is not one, is refused unless format=raw says otherwise)\n"
-	"  --dvd PATH|empty[,lun=N][,controller=N][,format=raw]\n"
-	"                             a SCSI DVD drive with an ISO image, or without media\n"
+	"                             the debug console port 0xE9 for test guests (off by default)\n";
+
+/* The devices' options (src/devices/vmdev.h) go between the two. */
+static const char run_usage_tail[] =
 	"  --processor-compatibility  limit CPUID to a baseline every x86-64 host offers\n"
 	"  --clock-slowdown N         tell the guest its TSC and APIC timer run N times faster than they\n"
 	"                             do: its ticks and timeouts stretch N times in real time. For hosts\n"
 	"                             whose KVM emulates guest kernel mode (see README); default 1\n"
 	"  --no-reboot                end when the guest resets (exit code 3) instead of restarting it\n"
 	"  --config FILE              read these settings from a JSON document (see README)\n"
-	NIC_USAGE
 	"  --control PATH             a control socket: gen2vm control PATH disk-add|disk-remove|dvd-insert|\n"
 	"                             dvd-eject|pause|resume|stop|status|help ...\n"
-	"  --test-devices             offer the VMBus echo device test guests use\n"
 	"  --stats                    print exit counts, timings and memory use when the VM ends\n"
 	"  --log-unclaimed            log port and MMIO accesses no device claims\n"
 	"  -v, --verbose              more messages (twice for debug)\n"
@@ -69,6 +61,13 @@ const char run_usage[] =
 	"Exit codes: 0 the guest powered off, 1 gen2vm failed, 2 bad usage or configuration (nothing\n"
 	"changed), 3 the guest reset (with --no-reboot), 4 the guest crashed, 5 the firmware found nothing\n"
 	"to boot, 128+N stopped by signal N.\n";
+
+void run_usage_print(FILE *f)
+{
+	fputs(run_usage_head, f);
+	vmdev_usage_print(f);
+	fputs(run_usage_tail, f);
+}
 
 int parse_size(const char *s, uint64_t *bytes)
 {
@@ -270,38 +269,16 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 			r = set_console(&rc->vm.com1, "com1", sv, e, sizeof(e));
 		} else if (!strcmp(key, "debugcon") && t == json_type_string) {
 			r = set_console(&rc->vm.debugcon, "debugcon", sv, e, sizeof(e));
-		} else if (!strcmp(key, "disks") && t == json_type_array) {
-			for (size_t i = 0; i < json_object_array_length(val) && !r; i++) {
-				if (rc->vm.nr_disks == DISK_SPEC_MAX) {
-					snprintf(e, sizeof(e), "\"disks\": more than %u", DISK_SPEC_MAX);
-					r = -EINVAL;
-					break;
-				}
-				r = disk_spec_from_json(json_object_array_get_idx(val, i), &rc->vm.disks[rc->vm.nr_disks], e,
-							sizeof(e));
-				if (!r)
-					rc->vm.nr_disks++;
-			}
-		} else if (!strcmp(key, "nics") && t == json_type_array) {
-			for (size_t i = 0; i < json_object_array_length(val) && !r; i++) {
-				if (rc->vm.nr_nics == GEN2_NET_MAX) {
-					snprintf(e, sizeof(e), "\"nics\": more than %u", GEN2_NET_MAX);
-					r = -EINVAL;
-					break;
-				}
-				r = nic_config_from_json(json_object_array_get_idx(val, i), &rc->vm.nics[rc->vm.nr_nics], e,
-							 sizeof(e));
-				if (!r)
-					rc->vm.nr_nics++;
-			}
 		} else if (!strcmp(key, "processor_compatibility") && t == json_type_boolean) {
 			rc->vm.processor_compat = json_object_get_boolean(val);
 		} else if (!strcmp(key, "no_reboot") && t == json_type_boolean) {
 			rc->vm.no_reboot = json_object_get_boolean(val);
+		} else if (vmdev_class_by_json_key(key)) {
+			r = vmdev_config_add_json(&rc->vm.devices, key, val, e, sizeof(e));
 		} else {
 			static const char *const known[] = { "memory", "cpus", "kernel", "initrd", "cmdline", "elf", "firmware", "efi",
 							      "nvram", "uuid", "com1", "debugcon", "processor_compatibility",
-							      "no_reboot", "disks", "nics" };
+							      "no_reboot" };
 			bool is_known = false;
 			for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 				is_known |= !strcmp(key, known[i]);
@@ -318,12 +295,16 @@ out:
 	return r;
 }
 
+enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
+       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_CONTROL, O_SLOWDOWN,
+       O_FIRMWARE, O_EFI, O_NVRAM, O_UUID, O_DEVICE };
+
+static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, const struct option *opts, char *err,
+				 size_t errlen);
+
 int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, size_t errlen)
 {
-	enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
-	       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_TESTDEV, O_DISK, O_DVD, O_CONTROL, O_NIC, O_SLOWDOWN,
-	       O_FIRMWARE, O_EFI, O_NVRAM, O_UUID };
-	static const struct option opts[] = {
+	static const struct option base[] = {
 		{ "memory", required_argument, NULL, O_MEMORY },
 		{ "cpus", required_argument, NULL, O_CPUS },
 		{ "kernel", required_argument, NULL, O_KERNEL },
@@ -341,23 +322,43 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "config", required_argument, NULL, O_CONFIG },
 		{ "stats", no_argument, NULL, O_STATS },
 		{ "log-unclaimed", no_argument, NULL, O_UNCLAIMED },
-		{ "test-devices", no_argument, NULL, O_TESTDEV },
 		{ "control", required_argument, NULL, O_CONTROL },
-		{ "nic", required_argument, NULL, O_NIC },
 		{ "clock-slowdown", required_argument, NULL, O_SLOWDOWN },
-		{ "disk", required_argument, NULL, O_DISK },
-		{ "dvd", required_argument, NULL, O_DVD },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
 	};
 	memset(rc, 0, sizeof(*rc));
+	/* The devices' options come from the registry. */
+	size_t nbase = sizeof(base) / sizeof(base[0]), n = nbase;
+	for (const struct vmdev_class *const *cls = vmdev_classes; *cls; cls++)
+		for (const struct vmdev_option *o = (*cls)->options; o && o->name; o++)
+			n++;
+	struct option *opts = calloc(n + 1, sizeof(*opts));
+	if (!opts) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(opts, base, sizeof(base));
+	n = nbase;
+	for (const struct vmdev_class *const *cls = vmdev_classes; *cls; cls++)
+		for (const struct vmdev_option *o = (*cls)->options; o && o->name; o++)
+			opts[n++] = (struct option){ o->name, o->has_arg ? required_argument : no_argument, NULL, O_DEVICE };
+	int r = run_config_parse_opts(rc, argc, argv, opts, err, errlen);
+	free(opts);
+	if (r)
+		return r;
+	return vmdev_config_validate(&rc->vm.devices, err, errlen);
+}
+
+static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, const struct option *opts, char *err,
+				 size_t errlen)
+{
+	int c, r = 0, idx = 0;
 	rc->vm.memory = 512ull << 20;
 	rc->vm.cpus = 1;
 	optind = 0;
 	opterr = 0;
-	int c, r = 0;
-	while ((c = getopt_long(argc, argv, "+:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:vh", opts, &idx)) != -1) {
 		switch (c) {
 		case O_MEMORY: r = set_memory(rc, optarg, err, errlen); break;
 		case O_CPUS: r = set_cpus(rc, optarg, err, errlen); break;
@@ -376,7 +377,6 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		case O_CONFIG: r = run_config_load_json(rc, optarg, err, errlen); break;
 		case O_STATS: rc->vm.stats = true; break;
 		case O_UNCLAIMED: rc->vm.log_unclaimed = true; break;
-		case O_TESTDEV: rc->vm.test_devices = true; break;
 		case O_CONTROL: rc->vm.control = optarg; break;
 		case O_SLOWDOWN: {
 			char *end;
@@ -388,27 +388,11 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 			rc->vm.clock_slowdown = (unsigned)n;
 			break;
 		}
-		case O_NIC:
-			if (rc->vm.nr_nics == GEN2_NET_MAX) {
-				snprintf(err, errlen, "--nic: more than %u network adapters", GEN2_NET_MAX);
-				return -EINVAL;
-			}
-			r = nic_config_parse(optarg, &rc->vm.nics[rc->vm.nr_nics], err, errlen);
-			if (!r)
-				rc->vm.nr_nics++;
-			break;
-		case O_DISK:
-		case O_DVD:
-			if (rc->vm.nr_disks == DISK_SPEC_MAX) {
-				snprintf(err, errlen, "more than %u disks", DISK_SPEC_MAX);
-				return -EINVAL;
-			}
-			r = disk_spec_parse(optarg, c == O_DVD, &rc->vm.disks[rc->vm.nr_disks], err, errlen);
-			if (!r)
-				rc->vm.nr_disks++;
+		case O_DEVICE:
+			r = vmdev_config_add_option(&rc->vm.devices, opts[idx].name, optarg, err, errlen);
 			break;
 		case 'v': rc->verbose++; break;
-		case 'h': fputs(run_usage, stdout); return 1;
+		case 'h': run_usage_print(stdout); return 1;
 		case ':':
 			snprintf(err, errlen, "option '%s' needs a value", text_show(argv[optind - 1]));
 			return -EINVAL;
@@ -455,7 +439,5 @@ void run_config_free(struct run_config *rc)
 	for (unsigned i = 0; i < rc->nr_owned; i++)
 		free(rc->owned[i]);
 	rc->nr_owned = 0;
-	for (unsigned i = 0; i < rc->vm.nr_disks; i++)
-		disk_spec_free(&rc->vm.disks[i]);
-	rc->vm.nr_disks = 0;
+	vmdev_config_free(&rc->vm.devices);
 }

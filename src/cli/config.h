@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "platform/gen2.h"
 
@@ -34,6 +35,7 @@ int parse_size(const char *s, uint64_t *bytes);
 
 void run_config_free(struct run_config *rc);
 
-extern const char run_usage[];
+/* Prints `gen2vm run --help` (the devices' options from the registry among the others). */
+void run_usage_print(FILE *f);
 
 #endif

@@ -2,8 +2,20 @@
 
 #include <string.h>
 
-#include "platform/acpi.h"
 #include "util/log.h"
+
+enum acpi_pm_event acpi_pm_decode_sleep_control(uint8_t value)
+{
+	if (!(value & ACPI_SLEEP_EN))
+		return ACPI_PM_NONE;
+	unsigned typ = (value & ACPI_SLEEP_TYP_MASK) >> ACPI_SLEEP_TYP_SHIFT;
+	return typ == ACPI_SLP_TYP_S5 ? ACPI_PM_POWER_OFF : ACPI_PM_UNSUPPORTED;
+}
+
+bool acpi_pm_is_reset(uint16_t port, uint8_t value)
+{
+	return port == ACPI_PORT_RESET && value == ACPI_RESET_VALUE;
+}
 
 static void acpi_pm_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
 {

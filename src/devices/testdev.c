@@ -1,9 +1,12 @@
 #include "devices/testdev.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "devices/vmdev.h"
 #include "util/log.h"
 
 struct testdev {
@@ -162,3 +165,65 @@ struct vmbus_device *testdev_vmbus_device(struct testdev *td)
 {
 	return td->dev;
 }
+
+/* ---- the device class: --test-devices ---- */
+
+struct testdev_class_state {
+	pthread_mutex_t *srv_lock;
+	struct testdev *td;
+};
+
+static int td_parse_option(const char *opt, const char *arg, void **cfg, char *err, size_t errlen)
+{
+	*cfg = NULL; /* a flag: nothing to keep */
+	return 0;
+}
+
+static void td_free_config(void *cfg)
+{
+}
+
+static void td_class_destroy(void *state)
+{
+	struct testdev_class_state *s = state;
+	if (!s)
+		return;
+	pthread_mutex_lock(s->srv_lock);
+	testdev_destroy(s->td);
+	pthread_mutex_unlock(s->srv_lock);
+	free(s);
+}
+
+static int td_class_create(const struct vmdev_host *h, void *const *cfgs, unsigned n, void **state, char *err,
+			   size_t errlen)
+{
+	struct testdev_class_state *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "the VMBus test device: out of memory");
+		return -ENOMEM;
+	}
+	s->srv_lock = h->srv_lock;
+	pthread_mutex_lock(h->srv_lock);
+	int r = testdev_create(h->srv, 0, 4, &s->td); /* one device however often the flag is given */
+	pthread_mutex_unlock(h->srv_lock);
+	if (r) {
+		free(s);
+		snprintf(err, errlen, "cannot create the VMBus test device: %s", strerror(-r));
+		return r;
+	}
+	*state = s;
+	return 0;
+}
+
+static const struct vmdev_option td_options[] = { { "test-devices", false }, { NULL, false } };
+
+const struct vmdev_class testdev_class = {
+	.name = "testdev",
+	.class_guid = TESTDEV_CLASS_GUID_TEXT,
+	.options = td_options,
+	.usage = "  --test-devices             offer the VMBus echo device test guests use\n",
+	.parse_option = td_parse_option,
+	.free_config = td_free_config,
+	.create = td_class_create,
+	.destroy = td_class_destroy,
+};

@@ -372,16 +372,3 @@ ssize_t acpi_tables_build(const struct acpi_config *cfg, uint8_t *buf, size_t ca
 	*rsdp_gpa = g_rsdp;
 	return (ssize_t)l.used;
 }
-
-enum acpi_pm_event acpi_pm_decode_sleep_control(uint8_t value)
-{
-	if (!(value & ACPI_SLEEP_EN))
-		return ACPI_PM_NONE;
-	unsigned typ = (value & ACPI_SLEEP_TYP_MASK) >> ACPI_SLEEP_TYP_SHIFT;
-	return typ == ACPI_SLP_TYP_S5 ? ACPI_PM_POWER_OFF : ACPI_PM_UNSUPPORTED;
-}
-
-bool acpi_pm_is_reset(uint16_t port, uint8_t value)
-{
-	return port == ACPI_PORT_RESET && value == ACPI_RESET_VALUE;
-}

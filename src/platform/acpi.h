@@ -27,25 +27,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "gen2vm/proto/acpi_pm.h"
 #include "platform/aml.h"
 
-/* Hardware-reduced power management, all byte-wide I/O ports (FADT Generic Address Structures).
- * SLEEP_CONTROL: the guest writes SLP_TYP << 2 | SLP_EN to enter a sleep state; decode the byte with
- *   acpi_pm_decode_sleep_control(). Reads return 0.
- * SLEEP_STATUS: the guest writes WAK_STS (bit 7) to clear it before sleeping, then polls it for the
- *   wake-up that never comes for S5. Reads return 0, writes are ignored.
- * RESET: writing ACPI_RESET_VALUE resets the machine (acpi_pm_is_reset()); other writes are ignored. */
-#define ACPI_PORT_SLEEP_CONTROL 0x400
-#define ACPI_PORT_SLEEP_STATUS  0x401
-#define ACPI_PORT_RESET         0x402
-#define ACPI_RESET_VALUE        0x01
-
-#define ACPI_SLEEP_TYP_SHIFT 2
-#define ACPI_SLEEP_TYP_MASK  0x1C
-#define ACPI_SLEEP_EN        0x20
-#define ACPI_WAK_STS         0x80
-/* The SLP_TYP value \_S5 advertises: the only sleep state the machine offers. */
-#define ACPI_SLP_TYP_S5      5
+/* The power-management registers the FADT names: include/gen2vm/proto/acpi_pm.h. */
 
 /* Fixed addresses and legacy resources the tables describe. */
 #define ACPI_LAPIC_ADDR  0xFEE00000u
@@ -98,16 +83,5 @@ struct acpi_config {
  * then unspecified). */
 ssize_t acpi_tables_build(const struct acpi_config *cfg, uint8_t *buf, size_t cap, uint64_t gpa,
 			  uint64_t *rsdp_gpa);
-
-enum acpi_pm_event {
-	ACPI_PM_NONE,        /* SLP_EN clear: nothing to do */
-	ACPI_PM_POWER_OFF,   /* S5: stop the VM */
-	ACPI_PM_UNSUPPORTED, /* a sleep type never advertised: log it (guest-caused) and ignore it */
-};
-
-/* Decodes a byte written to ACPI_PORT_SLEEP_CONTROL. */
-enum acpi_pm_event acpi_pm_decode_sleep_control(uint8_t value);
-/* True when writing value to port asks for a machine reset. */
-bool acpi_pm_is_reset(uint16_t port, uint8_t value);
 
 #endif

@@ -12,7 +12,6 @@
 #include "devices/acpi_pm.h"
 #include "devices/ioapic.h"
 #include "devices/rtc.h"
-#include "devices/testdev.h"
 #include "devices/testports.h"
 #include "devices/uart.h"
 #include "hv/cpuid.h"
@@ -21,8 +20,6 @@
 #include "platform/firmware.h"
 #include "platform/fw_misc.h"
 #include "platform/smbios.h"
-#include "platform/gen2_net.h"
-#include "platform/gen2_storage.h"
 #include "platform/bootopt.h"
 #include "platform/nvram.h"
 #include "ui/control.h"
@@ -40,9 +37,6 @@
 #define GEN2_MMIO_HIGH_SIZE (64ull << 30)
 #define COM1_IRQ 4
 
-_Static_assert(sizeof(((struct gen2_config *)0)->nics) / sizeof(struct nic_config) == GEN2_NET_MAX,
-	       "gen2_config.nics holds GEN2_NET_MAX adapters");
-
 struct gen2 {
 	const struct gen2_config *cfg;
 	struct vm vm;
@@ -53,12 +47,8 @@ struct gen2 {
 	struct uart com1;
 	struct rtc rtc;
 	struct vmbus_host *vmbus;
-	struct testdev *testdev;
-	struct gen2_storage storage;
-	bool has_storage;
+	struct vmdev_set devices; /* every VMBus device class the configuration asks for */
 	struct control *control;
-	struct gen2_net net;
-	bool has_net;
 	struct console com1_con, debug_con;
 	struct testports testports; /* with --debugcon */
 	bool has_com1, has_debug;
@@ -195,112 +185,6 @@ static void gen2_eoi(void *opaque, uint8_t vector)
 
 /* ---- control socket commands ---- */
 
-/* Parses "key=N" words (lun=, controller=), format= and flags; the first other word is the path. */
-static int gen2_ctl_args(int argc, char **argv, const char **path, int *lun, int *ctrl, bool *ro, unsigned *format,
-			 char *reply, size_t len)
-{
-	*path = NULL;
-	*lun = -1;
-	*ctrl = 0;
-	*ro = false;
-	*format = 0;
-	for (int i = 1; i < argc; i++) {
-		char *end;
-		if (!strncmp(argv[i], "lun=", 4) || !strncmp(argv[i], "controller=", 11)) {
-			bool is_lun = argv[i][0] == 'l';
-			const char *num = strchr(argv[i], '=') + 1;
-			long v = strtol(num, &end, 10);
-			if (!*num || *end || v < 0 || v > (is_lun ? 63 : 3)) {
-				snprintf(reply, len, "'%s': lun is 0..63, controller 0..3", text_show(argv[i]));
-				return -EINVAL;
-			}
-			*(is_lun ? lun : ctrl) = (int)v;
-		} else if (!strncmp(argv[i], "format=", 7)) {
-			if (!(*format = disk_format_flag(argv[i] + 7))) {
-				snprintf(reply, len, "'%s': format is raw, vhd or vhdx", text_show(argv[i]));
-				return -EINVAL;
-			}
-		} else if (!strcmp(argv[i], "readonly")) {
-			*ro = true;
-		} else if (!*path) {
-			*path = argv[i];
-		} else {
-			snprintf(reply, len, "unexpected word '%s'", text_show(argv[i]));
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
-
-static int gen2_ctl_storage(void *opaque, int argc, char **argv, char *reply, size_t len)
-{
-	struct gen2 *g = opaque;
-	const char *path;
-	int lun, ctrl;
-	bool ro;
-	unsigned format;
-	int r = gen2_ctl_args(argc, argv, &path, &lun, &ctrl, &ro, &format, reply, len);
-	if (r)
-		return r;
-	bool add = !strcmp(argv[0], "disk-add") || !strcmp(argv[0], "dvd-add");
-	bool dvd = !strcmp(argv[0], "dvd-add");
-	if ((add && !dvd && !path) || (!strcmp(argv[0], "dvd-insert") && !path)) {
-		snprintf(reply, len, "%s needs a path", argv[0]);
-		return -EINVAL;
-	}
-	if (!add && lun < 0) {
-		snprintf(reply, len, "%s needs lun=N", argv[0]);
-		return -EINVAL;
-	}
-	if ((ro || format) && !add) {
-		snprintf(reply, len, "%s takes no %s", argv[0], ro ? "readonly" : "format=");
-		return -EINVAL;
-	}
-	log_last_error_clear();
-	vmbus_host_lock(g->vmbus);
-	struct storvsp *s = g->storage.ctrl[ctrl];
-	if (!s) {
-		vmbus_host_unlock(g->vmbus);
-		snprintf(reply, len, "controller %d does not exist (start the VM with a disk on it)", ctrl);
-		return -ENOENT;
-	}
-	if (add) {
-		if (lun < 0)
-			lun = storvsp_free_lun(s);
-		struct storvsp_disk_opts o = { .path = path && strcmp(path, "empty") ? path : NULL, .dvd = dvd,
-					       .readonly = ro, .format = format };
-		r = lun < 0 ? lun : storvsp_attach(s, (uint32_t)lun, &o);
-	} else if (!strcmp(argv[0], "disk-remove")) {
-		r = storvsp_detach(s, (uint32_t)lun);
-	} else {
-		r = storvsp_change_media(s, (uint32_t)lun, !strcmp(argv[0], "dvd-insert") ? path : NULL, format);
-	}
-	vmbus_host_unlock(g->vmbus);
-	if (r == 0 && g->nv && (add || !strcmp(argv[0], "disk-remove"))) {
-		/* Hyper-V's firmware lists every drive: a new one goes to the bottom of the boot order. */
-		struct bootopt_device d = { (unsigned)ctrl, (unsigned)lun, dvd };
-		nvram_lock(g->nv);
-		if (add)
-			bootopt_device_added(g->nv, &d);
-		else
-			bootopt_device_removed(g->nv, (unsigned)ctrl, (unsigned)lun);
-		nvram_unlock(g->nv);
-	}
-	if (r == 0 && add)
-		snprintf(reply, len, "controller %d lun %d", ctrl, lun);
-	else if (r && log_last_error()[0]) /* the image's own error: names the file and what is wrong */
-		snprintf(reply, len, "%s", strlen(log_last_error()) < len ? log_last_error() : text_show(log_last_error()));
-	else if (r == -EEXIST)
-		snprintf(reply, len, "lun %d of controller %d is taken", lun, ctrl);
-	else if (r == -ENOENT && !add)
-		snprintf(reply, len, "no drive at lun %d of controller %d", lun, ctrl);
-	else if (r == -EINVAL && !add)
-		snprintf(reply, len, "lun %d of controller %d is not a DVD drive", lun, ctrl);
-	else if (r)
-		snprintf(reply, len, "%s: %s", path ? text_show(path) : argv[0], strerror(-r));
-	return r;
-}
-
 static int gen2_ctl_vm(void *opaque, int argc, char **argv, char *reply, size_t len)
 {
 	struct gen2 *g = opaque;
@@ -351,36 +235,39 @@ static int gen2_ctl_continue(void *opaque, int argc, char **argv, char *reply, s
 	return 0;
 }
 
-/* One boot entry per configured drive, where gen2_add_storage put it (an automatic LUN is the first
- * free one at its turn, as storvsp_free_lun picks it). */
-static int gen2_sync_boot_entries(struct gen2 *g)
+/* The storage class's drives at start: one boot entry each (Hyper-V's firmware lists every drive). */
+static int gen2_drives_present(void *opaque, const struct vmdev_drive *d, unsigned n)
 {
-	const struct gen2_config *cfg = g->cfg;
-	uint64_t used[STORVSP_MAX_CONTROLLERS] = { 0 };
-	struct bootopt_device devs[DISK_SPEC_MAX];
-	unsigned n = 0;
-	for (unsigned i = 0; i < cfg->nr_disks; i++) {
-		const struct disk_spec *d = &cfg->disks[i];
-		unsigned c = (unsigned)d->controller, lun = 0;
-		if (c >= STORVSP_MAX_CONTROLLERS)
-			continue;
-		if (d->lun == DISK_SPEC_AUTO) {
-			while (lun < 64 && (used[c] >> lun & 1))
-				lun++;
-		} else {
-			lun = (unsigned)d->lun;
-		}
-		if (lun >= 64)
-			continue;
-		used[c] |= 1ull << lun;
-		devs[n++] = (struct bootopt_device){ c, lun, d->dvd };
-	}
+	struct gen2 *g = opaque;
+	if (!g->nv)
+		return 0;
+	struct bootopt_device *devs = calloc(n ? n : 1, sizeof(*devs));
+	if (!devs)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++)
+		devs[i] = (struct bootopt_device){ d[i].controller, d[i].lun, d[i].dvd };
 	nvram_lock(g->nv);
 	int r = bootopt_sync(g->nv, devs, n);
 	nvram_unlock(g->nv);
+	free(devs);
 	if (r)
 		log_error("%s: cannot update the boot entries", nvram_path(g->nv) ? nvram_path(g->nv) : "NVRAM");
 	return r;
+}
+
+/* A drive hot added goes to the bottom of the boot order; a removed one leaves it. */
+static void gen2_drive_changed(void *opaque, const struct vmdev_drive *d, bool added)
+{
+	struct gen2 *g = opaque;
+	if (!g->nv)
+		return;
+	struct bootopt_device b = { d->controller, d->lun, d->dvd };
+	nvram_lock(g->nv);
+	if (added)
+		bootopt_device_added(g->nv, &b);
+	else
+		bootopt_device_removed(g->nv, d->controller, d->lun);
+	nvram_unlock(g->nv);
 }
 
 static int gen2_setup_control(struct gen2 *g, const char *path)
@@ -399,14 +286,8 @@ static int gen2_setup_control(struct gen2 *g, const char *path)
 	if (!g->cfg->kernel && !g->cfg->elf)
 		control_register(g->control, "continue", "continue (after a boot failure, with PauseAfterBootFailure)",
 				 gen2_ctl_continue, g);
-	if (g->has_net)
-		gen2_net_control_register(&g->net, g->control);
-	control_register(g->control, "disk-add", "disk-add PATH [lun=N] [controller=N] [readonly] [format=raw|vhd|vhdx]",
-			 gen2_ctl_storage, g);
-	control_register(g->control, "dvd-add", "dvd-add [PATH|empty] [lun=N] [controller=N] [format=raw]", gen2_ctl_storage, g);
-	control_register(g->control, "disk-remove", "disk-remove lun=N [controller=N]", gen2_ctl_storage, g);
-	control_register(g->control, "dvd-insert", "dvd-insert PATH lun=N [controller=N] [format=raw]", gen2_ctl_storage, g);
-	control_register(g->control, "dvd-eject", "dvd-eject lun=N [controller=N]", gen2_ctl_storage, g);
+	if ((r = vmdev_set_register_verbs(&g->devices, g->control)))
+		return r;
 	return control_start(g->control);
 }
 
@@ -538,35 +419,14 @@ static int gen2_setup(struct gen2 *g)
 		log_error("cannot start the VMBus host: %s", strerror(-r));
 		return r;
 	}
-	vmbus_host_lock(g->vmbus);
-	r = gen2_add_storage(vmbus_host_server(g->vmbus), &vm->mem, vm->nr_vcpus, cfg->disks, cfg->nr_disks,
-			     &g->storage);
-	vmbus_host_unlock(g->vmbus);
-	if (r)
-		return r; /* the message named the disk */
-	g->has_storage = true;
-	if (g->nv && (r = gen2_sync_boot_entries(g)))
-		return r;
 	/* MACs come from a per-VM seed: the control socket path names the VM when there is one. */
-	gen2_net_init(&g->net, vmbus_host_server(g->vmbus), vmbus_host_mutex(g->vmbus), &vm->mem, vm->nr_vcpus,
-		      cfg->control ? cfg->control : "gen2vm");
-	g->has_net = true;
-	for (unsigned i = 0; i < cfg->nr_nics; i++) {
-		char err[256];
-		r = gen2_net_add(&g->net, &cfg->nics[i], err, sizeof(err));
-		if (r < 0) {
-			log_error("--nic: %s", err);
-			return r;
-		}
-	}
-	if (cfg->test_devices) {
-		vmbus_host_lock(g->vmbus);
-		r = testdev_create(vmbus_host_server(g->vmbus), 0, 4, &g->testdev);
-		vmbus_host_unlock(g->vmbus);
-		if (r) {
-			log_error("cannot create the VMBus test device: %s", strerror(-r));
-			return r;
-		}
+	struct vmdev_host dh = { .srv = vmbus_host_server(g->vmbus), .srv_lock = vmbus_host_mutex(g->vmbus),
+				 .mem = &vm->mem, .nr_vcpus = vm->nr_vcpus, .vm_name = cfg->control ? cfg->control : "gen2vm",
+				 .opaque = g, .drives_present = gen2_drives_present, .drive_changed = gen2_drive_changed };
+	if ((r = vmdev_set_create(&g->devices, &dh, &cfg->devices, err, sizeof(err)))) {
+		if (err[0])
+			log_error("%s", err);
+		return r;
 	}
 	struct kvm_msr_range msr_ranges[] = { { HV_MSR_FIRST, HV_MSR_COUNT, true, true } };
 	if ((r = kvm_vm_filter_msrs(vm->kvm, msr_ranges, 1))) {
@@ -713,17 +573,9 @@ static void gen2_teardown(struct gen2 *g)
 		vm_stop(&g->vm, VM_EXIT_ERROR, NULL); /* no effect when the guest already ended it */
 		vm_wait(&g->vm);
 	}
-	if (g->has_net)
-		gen2_net_destroy(&g->net); /* takes the server lock itself */
-	if (g->vmbus) {
-		vmbus_host_lock(g->vmbus);
-		if (g->testdev)
-			testdev_destroy(g->testdev);
-		if (g->has_storage)
-			gen2_storage_destroy(&g->storage);
-		vmbus_host_unlock(g->vmbus);
+	vmdev_set_destroy(&g->devices); /* each class takes the server lock itself */
+	if (g->vmbus)
 		vmbus_host_destroy(g->vmbus);
-	}
 	if (g->has_com1 || g->com1_con.thread_started || g->com1_con.own_out)
 		console_close(&g->com1_con);
 	if (g->has_debug || g->debug_con.thread_started || g->debug_con.own_out)

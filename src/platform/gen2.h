@@ -11,8 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cli/disk_spec.h"
-#include "net/nic.h"
+#include "devices/vmdev.h"
 #include "ui/console.h"
 
 struct gen2_config {
@@ -34,14 +33,10 @@ struct gen2_config {
 	unsigned clock_slowdown; /* 0/1: real time; N: the guest's clocks run N times slower (see --help) */
 	bool no_reboot;        /* a guest reset ends the process (exit code 3) instead of restarting */
 	bool stats;            /* print exit counts and timings when the VM ends */
-	bool test_devices;     /* offer the VMBus echo test device */
 	const char *control;   /* control socket path (gen2vm control PATH COMMAND...), or NULL */
 	bool log_unclaimed;    /* log accesses no device claims */
 	uint64_t start_ns;     /* process start, for the boot benchmark */
-	struct disk_spec disks[DISK_SPEC_MAX]; /* --disk / --dvd / "disks": see gen2_add_storage */
-	unsigned nr_disks;
-	struct nic_config nics[8]; /* --nic / "nics": see gen2_net_add (GEN2_NET_MAX) */
-	unsigned nr_nics;
+	struct vmdev_config devices; /* the VMBus devices' settings, validated (src/devices/vmdev.h) */
 };
 
 /* Builds and runs the VM until it ends. Returns an enum vm_exit_kind (>= 0), 128 + the signal when

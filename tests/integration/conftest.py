@@ -123,6 +123,12 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if os.environ.get("GEN2VM_NO_SKIP") == "1" and rep.skipped and not hasattr(rep, "wasxfail"):
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        moved = os.environ.get("GEN2VM_KVM_ELSEWHERE")
+        if moved and "needs /dev/kvm" in reason:
+            # A host without /dev/kvm: make check runs this test in the nested test host instead.
+            with open(moved, "a") as f:
+                f.write(item.nodeid + "\n")
+            return
         rep.outcome = "failed"
         rep.longrepr = "skipped under make check, where every test must run: " + reason
 

@@ -72,6 +72,19 @@ def test_vmbus_echo_10000_packets_and_reconnect():
     assert int(stats["exits_io"]) < 1000, stats
 
 
+def test_vmbus_device_from_the_registry():
+    """The reversing echo device, added by one file and one table line (src/devices/reverse.c), is
+    offered beside the echo device when its option is given, and answers 1,000 packets reversed."""
+    rc, out, err = run_vm(["run", "--elf", guest_elf("vmbus_reverse"), "--debugcon", "stdio", "--test-devices",
+                           "--reverse-echo"], timeout=300)
+    assert "reverse: offered among" in out and "beside the echo device" in out, out + err
+    assert "reverse: 1000 packets reversed" in out, out + err
+    assert rc == 0, err
+    rc, out, err = run_vm(["run", "--elf", guest_elf("vmbus_reverse"), "--debugcon", "stdio"], timeout=300)
+    assert "not among" in out and "run with --reverse-echo" in out, out + err
+    assert rc == 1 and "test guest reported failure 3" in err
+
+
 @pytest.mark.real_guest
 def test_syscall_from_user_mode_enters_ring_0():
     rc, out, err = run_vm(["run", "--elf", guest_elf("usermode"), "--debugcon", "stdio"])

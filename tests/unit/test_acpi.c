@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "devices/acpi_pm.h"
 #include "platform/acpi.h"
 #include "platform/aml.h"
 

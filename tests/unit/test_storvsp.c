@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,9 +17,9 @@
 
 #include "devices/storvsc_guest.h"
 #include "devices/storvsp.h"
-#include "cli/disk_spec.h"
+#include "devices/disk_spec.h"
 #include "disk/disk.h"
-#include "platform/gen2_storage.h"
+#include "devices/vmdev.h"
 
 #define DISK_BYTES (8u << 20)
 
@@ -700,6 +701,19 @@ static void test_vhdx_backend(void **state)
 	fx_down(&f);
 }
 
+struct drives_seen {
+	unsigned n;
+	struct vmdev_drive d[8];
+};
+
+static int drives_present(void *opaque, const struct vmdev_drive *d, unsigned n)
+{
+	struct drives_seen *s = opaque;
+	for (unsigned i = 0; i < n && s->n < 8; i++)
+		s->d[s->n++] = d[i];
+	return 0;
+}
+
 static void test_disk_spec_and_machine(void **state)
 {
 	struct disk_spec d;
@@ -717,25 +731,42 @@ static void test_disk_spec_and_machine(void **state)
 	assert_non_null(strstr(err, "lun=64"));
 	assert_int_equal(disk_spec_parse("a.img,controller=4", false, &d, err, sizeof(err)), -EINVAL);
 	assert_int_equal(disk_spec_parse("", false, &d, err, sizeof(err)), -EINVAL);
-	/* gen2_add_storage: two controllers, auto LUNs, one DVD */
+	/* The storage class through the registry: two controllers, auto LUNs, one DVD; the drives are
+	 * reported where they went (the machine's boot entries). */
 	struct fx f;
 	fx_up(&f, 2, 1, 0);
-	struct disk_spec specs[3] = {
-		{ .path = f.iso2, .lun = DISK_SPEC_AUTO, .controller = 1 },
-		{ .path = NULL, .dvd = true, .lun = DISK_SPEC_AUTO, .controller = 1 },
-		{ .path = f.iso, .dvd = true, .lun = 7, .controller = 3 },
-	};
-	struct gen2_storage st;
-	assert_int_equal(gen2_add_storage(f.lb.srv, &f.lb.mem, 2, specs, 3, &st), 0);
-	assert_non_null(st.ctrl[0]);
-	assert_non_null(st.ctrl[1]);
-	assert_null(st.ctrl[2]);
-	assert_non_null(st.ctrl[3]);
-	assert_int_equal(storvsp_free_lun(st.ctrl[1]), 2);
-	gen2_storage_destroy(&st);
-	struct disk_spec bad = { .path = "/nonexistent/x.img", .lun = DISK_SPEC_AUTO };
-	assert_int_not_equal(gen2_add_storage(f.lb.srv, &f.lb.mem, 2, &bad, 1, &st), 0);
-	assert_null(st.ctrl[0]);
+	struct vmdev_config cfg = { 0 };
+	char arg[160];
+	snprintf(arg, sizeof(arg), "%s,controller=1", f.iso2);
+	assert_int_equal(vmdev_config_add_option(&cfg, "disk", arg, err, sizeof(err)), 0);
+	assert_int_equal(vmdev_config_add_option(&cfg, "dvd", "empty,controller=1", err, sizeof(err)), 0);
+	snprintf(arg, sizeof(arg), "%s,lun=7,controller=3", f.iso);
+	assert_int_equal(vmdev_config_add_option(&cfg, "dvd", arg, err, sizeof(err)), 0);
+	assert_int_equal(vmdev_config_validate(&cfg, err, sizeof(err)), 0);
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	struct drives_seen seen = { 0 };
+	struct vmdev_host h = { .srv = f.lb.srv, .srv_lock = &lock, .mem = &f.lb.mem, .nr_vcpus = 2, .vm_name = "t",
+				.opaque = &seen, .drives_present = drives_present };
+	struct vmdev_set set;
+	assert_int_equal(vmdev_set_create(&set, &h, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(seen.n, 3);
+	assert_int_equal(seen.d[0].controller, 1);
+	assert_int_equal(seen.d[0].lun, 0);
+	assert_false(seen.d[0].dvd);
+	assert_int_equal(seen.d[1].controller, 1);
+	assert_int_equal(seen.d[1].lun, 1);
+	assert_true(seen.d[1].dvd);
+	assert_int_equal(seen.d[2].controller, 3);
+	assert_int_equal(seen.d[2].lun, 7);
+	vmdev_set_destroy(&set);
+	vmdev_config_free(&cfg);
+	/* A disk that cannot be opened: nothing is left behind, the message named it. */
+	assert_int_equal(vmdev_config_add_option(&cfg, "disk", "/nonexistent/x.img", err, sizeof(err)), 0);
+	seen.n = 0;
+	assert_int_not_equal(vmdev_set_create(&set, &h, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(set.n, 0);
+	assert_int_equal(seen.n, 0);
+	vmdev_config_free(&cfg);
 	fx_down(&f);
 }
 

@@ -8,6 +8,9 @@
 /* A class of gen2vm's own, which no guest driver claims (it used to be synthetic Fibre Channel's,
  * which Linux's hv_storvsc then probed and failed). */
 #define TESTDEV_CLASS_GUID_TEXT "67656e32-766d-4563-8000-0000000000e1"
+/* The reversing echo device (src/devices/reverse.c): each INBAND packet comes back with its payload
+ * bytes in reverse order. */
+#define REVERSE_CLASS_GUID_TEXT "67656e32-766d-4563-8000-0000000000e2"
 #define TESTDEV_CTL_MAGIC 0x56454454u /* "TDEV" */
 #define TESTDEV_OP_SUBCHANNELS 1u
 

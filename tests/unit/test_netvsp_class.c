@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "devices/netvsc_guest.h"
-#include "platform/gen2_net.h"
+#include "devices/vmdev.h"
+#include "gen2vm/proto/netvsc.h"
+#include "net/nic.h"
 #include "ui/control.h"
 #include "vmbus/loopback.h"
 
@@ -54,15 +56,18 @@ static void test_control_hot_add_link_remove(void **state)
 	assert_int_equal(vmbus_client_request_offers(&lb.cl), 0);
 	pthread_mutex_unlock(&lock);
 
-	struct gen2_net net;
-	gen2_net_init(&net, lb.srv, &lock, &lb.mem, 2, "unit-vm");
+	/* The network class from the registry, with no adapter configured (it exists for hot add). */
+	struct vmdev_config cfg = { 0 };
+	struct vmdev_host h = { .srv = lb.srv, .srv_lock = &lock, .mem = &lb.mem, .nr_vcpus = 2, .vm_name = "unit-vm" };
+	struct vmdev_set set;
+	char err[128];
+	assert_int_equal(vmdev_set_create(&set, &h, &cfg, err, sizeof(err)), 0);
 	char path[64];
 	snprintf(path, sizeof(path), "/tmp/gen2vm-ctl-%d.sock", (int)getpid());
 	struct control *c;
-	char err[128];
 	assert_int_equal(control_open(&c, path, err, sizeof(err)), 0);
 	assert_int_equal(control_start(c), 0);
-	assert_int_equal(gen2_net_control_register(&net, c), 0);
+	assert_int_equal(vmdev_set_register_verbs(&set, c), 0);
 	int fd = ctl_connect(path);
 	char r[1024];
 
@@ -149,7 +154,7 @@ static void test_control_hot_add_link_remove(void **state)
 	close(fd);
 	control_close(c);
 	assert_int_equal(access(path, F_OK), -1);
-	gen2_net_destroy(&net);
+	vmdev_set_destroy(&set);
 	net_backend_destroy(peer);
 	vmbus_loopback_destroy(&lb);
 }

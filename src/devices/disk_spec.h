@@ -1,14 +1,13 @@
 /* --disk / --dvd specifications ("PATH[,readonly][,lun=N][,controller=N][,4k][,serial=S][,format=F]",
  * "PATH|empty"), from the command line or the JSON config ("disks": [ "spec" or { "path", "readonly",
- * "lun", "controller", "dvd", "native_4k", "serial", "format" } ]). Parsing only: storage is built by
- * gen2_add_storage. */
-#ifndef GEN2VM_CLI_DISK_SPEC_H
-#define GEN2VM_CLI_DISK_SPEC_H
+ * "lun", "controller", "dvd", "native_4k", "serial", "format" } ]). Parsing only: the storage class
+ * (src/devices/storvsp_class.c) builds the controllers from them. */
+#ifndef GEN2VM_DEVICES_DISK_SPEC_H
+#define GEN2VM_DEVICES_DISK_SPEC_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#define DISK_SPEC_MAX 64u
 #define DISK_SPEC_AUTO -1
 
 struct disk_spec {

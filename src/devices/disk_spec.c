@@ -1,4 +1,4 @@
-#include "cli/disk_spec.h"
+#include "devices/disk_spec.h"
 
 #include <errno.h>
 #include <json-c/json.h>

@@ -1,0 +1,202 @@
+#include "devices/vmdev.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "ui/control.h"
+#include "util/text.h"
+
+extern const struct vmdev_class storvsp_class, netvsp_class, testdev_class, reverse_class;
+
+/* One line per device. The order is the order of creation (and the reverse of teardown). */
+const struct vmdev_class *const vmdev_classes[] = {
+	&storvsp_class,
+	&netvsp_class,
+	&testdev_class,
+	&reverse_class,
+	NULL,
+};
+
+const struct vmdev_class *vmdev_class_by_option(const char *name, const struct vmdev_option **opt)
+{
+	for (const struct vmdev_class *const *c = vmdev_classes; *c; c++)
+		for (const struct vmdev_option *o = (*c)->options; o && o->name; o++)
+			if (!strcmp(o->name, name)) {
+				if (opt)
+					*opt = o;
+				return *c;
+			}
+	return NULL;
+}
+
+const struct vmdev_class *vmdev_class_by_json_key(const char *key)
+{
+	for (const struct vmdev_class *const *c = vmdev_classes; *c; c++)
+		if ((*c)->json_key && !strcmp((*c)->json_key, key))
+			return *c;
+	return NULL;
+}
+
+static int config_append(struct vmdev_config *c, const struct vmdev_class *cls, void *cfg)
+{
+	struct vmdev_item *n = realloc(c->items, (c->n + 1) * sizeof(*n));
+	if (!n) {
+		cls->free_config(cfg);
+		return -ENOMEM;
+	}
+	c->items = n;
+	c->items[c->n++] = (struct vmdev_item){ cls, cfg };
+	return 0;
+}
+
+int vmdev_config_add_option(struct vmdev_config *c, const char *opt, const char *arg, char *err, size_t errlen)
+{
+	const struct vmdev_class *cls = vmdev_class_by_option(opt, NULL);
+	if (!cls) {
+		snprintf(err, errlen, "unknown option '--%s' (see gen2vm run --help)", text_show(opt));
+		return -EINVAL;
+	}
+	void *cfg = NULL;
+	int r = cls->parse_option(opt, arg, &cfg, err, errlen);
+	if (r)
+		return r;
+	r = config_append(c, cls, cfg);
+	if (r)
+		snprintf(err, errlen, "--%s: out of memory", opt);
+	return r;
+}
+
+int vmdev_config_add_json(struct vmdev_config *c, const char *key, struct json_object *v, char *err, size_t errlen)
+{
+	const struct vmdev_class *cls = vmdev_class_by_json_key(key);
+	if (!cls || !cls->parse_json || !json_object_is_type(v, json_type_array)) {
+		snprintf(err, errlen, cls ? "\"%s\" has the wrong type (expected an array)" : "unknown setting \"%s\"",
+			 text_show(key));
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < json_object_array_length(v); i++) {
+		void *cfg = NULL;
+		int r = cls->parse_json(json_object_array_get_idx(v, i), &cfg, err, errlen);
+		if (!r && (r = config_append(c, cls, cfg)))
+			snprintf(err, errlen, "\"%s\": out of memory", key);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* The items of cls, in order, in a new array (NULL when there are none or no memory: *n says). */
+static void **config_items_of(const struct vmdev_config *c, const struct vmdev_class *cls, unsigned *n)
+{
+	*n = vmdev_config_count(c, cls);
+	void **v = *n ? calloc(*n, sizeof(*v)) : NULL;
+	if (!v)
+		return NULL;
+	unsigned k = 0;
+	for (unsigned i = 0; i < c->n; i++)
+		if (c->items[i].cls == cls)
+			v[k++] = c->items[i].cfg;
+	return v;
+}
+
+unsigned vmdev_config_count(const struct vmdev_config *c, const struct vmdev_class *cls)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < c->n; i++)
+		n += c->items[i].cls == cls;
+	return n;
+}
+
+int vmdev_config_validate(const struct vmdev_config *c, char *err, size_t errlen)
+{
+	for (const struct vmdev_class *const *cls = vmdev_classes; *cls; cls++) {
+		if (!(*cls)->validate)
+			continue;
+		unsigned n;
+		void **v = config_items_of(c, *cls, &n);
+		if (n && !v) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		int r = (*cls)->validate(v, n, err, errlen);
+		free(v);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+void vmdev_config_free(struct vmdev_config *c)
+{
+	for (unsigned i = 0; i < c->n; i++)
+		c->items[i].cls->free_config(c->items[i].cfg);
+	free(c->items);
+	c->items = NULL;
+	c->n = 0;
+}
+
+int vmdev_set_create(struct vmdev_set *s, const struct vmdev_host *h, const struct vmdev_config *c, char *err,
+		     size_t errlen)
+{
+	unsigned nr = 0;
+	while (vmdev_classes[nr])
+		nr++;
+	memset(s, 0, sizeof(*s));
+	if (!(s->run = calloc(nr, sizeof(*s->run)))) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	err[0] = 0;
+	for (unsigned k = 0; k < nr; k++) {
+		const struct vmdev_class *cls = vmdev_classes[k];
+		unsigned n;
+		void **v = config_items_of(c, cls, &n);
+		if (n && !v) {
+			snprintf(err, errlen, "out of memory");
+			vmdev_set_destroy(s);
+			return -ENOMEM;
+		}
+		if (!n && !cls->always)
+			continue;
+		void *state = NULL;
+		int r = cls->create(h, v, n, &state, err, errlen);
+		free(v);
+		if (r) {
+			vmdev_set_destroy(s);
+			return r;
+		}
+		s->run[s->n++] = (struct vmdev_running){ cls, state };
+	}
+	return 0;
+}
+
+int vmdev_set_register_verbs(struct vmdev_set *s, struct control *ctl)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		for (const struct vmdev_verb *v = s->run[i].cls->verbs; v && v->name; v++) {
+			int r = control_register(ctl, v->name, v->usage, v->fn, s->run[i].state);
+			if (r)
+				return r;
+		}
+	return 0;
+}
+
+void vmdev_set_destroy(struct vmdev_set *s)
+{
+	while (s->n) {
+		s->n--;
+		s->run[s->n].cls->destroy(s->run[s->n].state);
+	}
+	free(s->run);
+	s->run = NULL;
+}
+
+void vmdev_usage_print(FILE *f)
+{
+	for (const struct vmdev_class *const *c = vmdev_classes; *c; c++)
+		if ((*c)->usage)
+			fputs((*c)->usage, f);
+}

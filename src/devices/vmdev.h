@@ -1,0 +1,142 @@
+/* The VMBus device registry: every synthetic device gen2vm offers is one file that defines a
+ * struct vmdev_class, plus one line in vmdev_classes[] (src/devices/vmdev.c).
+ *
+ * A class says how its settings are written (command-line options, a JSON key), parses and validates
+ * them into items of its own, creates its devices on a VM's VMBus server from those items, owns the
+ * control-socket verbs that act on them (hot add/remove, media changes...), and tears them down.
+ * Configuration flows one way: cli/ (options and the JSON document) parses through the table into a
+ * struct vmdev_config, validated once; the machine builder (platform/) hands it to vmdev_set_create
+ * and never looks inside an item. Adding a device: README, "Adding a VMBus device" (the reversing
+ * echo device, src/devices/reverse.c, is the worked example).
+ *
+ * THREADS. A class's create/destroy run on the thread that builds or tears down the VM, its verbs on
+ * the control socket's thread; what a class shares between the two it locks itself. The device's own
+ * callbacks run as the VMBus device API says (src/vmbus/server.h). The server lock is for the class's
+ * glue only (adding and removing devices), never for a device's data path.
+ */
+#ifndef GEN2VM_DEVICES_VMDEV_H
+#define GEN2VM_DEVICES_VMDEV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "vmbus/server.h"
+#include "vmm/memory.h"
+
+struct control;
+struct json_object;
+
+/* A drive the storage class attached or removed: the machine keeps its boot entries. */
+struct vmdev_drive {
+	unsigned controller, lun;
+	bool dvd;
+};
+
+/* What the machine gives every class. */
+struct vmdev_host {
+	struct vmbus_server *srv;
+	pthread_mutex_t *srv_lock; /* held around vmbus_server_device_add/remove (and creation) */
+	const struct guest_mem *mem;
+	unsigned nr_vcpus;
+	const char *vm_name; /* a stable per-VM seed (generated MACs): the control socket path, or "gen2vm" */
+	/* Optional. The drives present at start, in configuration order (the machine syncs its boot
+	 * entries with them; 0 or -errno with the message logged), and each one hot added or removed. */
+	void *opaque;
+	int (*drives_present)(void *opaque, const struct vmdev_drive *d, unsigned n);
+	void (*drive_changed)(void *opaque, const struct vmdev_drive *d, bool added);
+};
+
+/* A command-line option of a class: --NAME ARG, or the flag --NAME. */
+struct vmdev_option {
+	const char *name;
+	bool has_arg;
+};
+
+/* A control-socket verb: fn(state, argc, argv, reply, len) answers in reply, with the reason when it
+ * fails (0 or -errno). */
+struct vmdev_verb {
+	const char *name, *usage;
+	int (*fn)(void *state, int argc, char **argv, char *reply, size_t len);
+};
+
+struct vmdev_class {
+	const char *name;       /* for messages: "storvsp", "netvsp"... */
+	const char *class_guid; /* the VMBus class it offers */
+	const struct vmdev_option *options; /* ends with { NULL }; NULL: none */
+	const char *usage;      /* its lines in `gen2vm run --help` */
+	const char *json_key;   /* the JSON document's array of its items ("disks"); NULL: none */
+	bool always;            /* created even without items (controller 0 and adapters can be hot added) */
+	/* Parses option opt's argument (NULL for a flag) into a new item *cfg. 0 or -EINVAL with err
+	 * naming the option, the problem and the fix. */
+	int (*parse_option)(const char *opt, const char *arg, void **cfg, char *err, size_t errlen);
+	/* Parses one element of the json_key array. Same contract. */
+	int (*parse_json)(struct json_object *v, void **cfg, char *err, size_t errlen);
+	void (*free_config)(void *cfg);
+	/* Optional: checks the class's items together (counts, clashes). 0 or -EINVAL with err. */
+	int (*validate)(void *const *cfgs, unsigned n, char *err, size_t errlen);
+	/* Creates the class's devices from its n items (in configuration order) before the guest runs.
+	 * *state: the class's running state. 0 or -errno with err (or err empty: the message was logged). */
+	int (*create)(const struct vmdev_host *h, void *const *cfgs, unsigned n, void **state, char *err,
+		      size_t errlen);
+	/* After the vCPUs stopped: hot-removes and frees what create made. */
+	void (*destroy)(void *state);
+	const struct vmdev_verb *verbs; /* ends with { NULL }; NULL: none */
+	/* Save/restore of the running devices: not yet (NULL). */
+	int (*save)(void *state, void *buf, size_t cap);
+	int (*restore)(void *state, const void *buf, size_t len);
+};
+
+/* The registry, NULL-terminated. */
+extern const struct vmdev_class *const vmdev_classes[];
+
+/* A VM's device settings: items in the order they were given. */
+struct vmdev_item {
+	const struct vmdev_class *cls;
+	void *cfg;
+};
+struct vmdev_config {
+	struct vmdev_item *items;
+	unsigned n;
+};
+
+/* The class and option index that take --name, or NULL. */
+const struct vmdev_class *vmdev_class_by_option(const char *name, const struct vmdev_option **opt);
+/* The class whose JSON key is key, or NULL. */
+const struct vmdev_class *vmdev_class_by_json_key(const char *key);
+
+/* Parses --opt arg (arg NULL for a flag) with its class and appends the item. 0, -EINVAL or
+ * -ENOMEM with err. */
+int vmdev_config_add_option(struct vmdev_config *c, const char *opt, const char *arg, char *err, size_t errlen);
+/* Parses every element of the array v (a json_object of type array) under key. 0 or -errno with err. */
+int vmdev_config_add_json(struct vmdev_config *c, const char *key, struct json_object *v, char *err, size_t errlen);
+/* Runs every class's validate on its items. 0 or -EINVAL with err. */
+int vmdev_config_validate(const struct vmdev_config *c, char *err, size_t errlen);
+/* The number of items of cls. */
+unsigned vmdev_config_count(const struct vmdev_config *c, const struct vmdev_class *cls);
+void vmdev_config_free(struct vmdev_config *c);
+
+/* The running devices of a VM: one state per class created. */
+struct vmdev_running {
+	const struct vmdev_class *cls;
+	void *state;
+};
+struct vmdev_set {
+	unsigned n;
+	struct vmdev_running *run;
+};
+
+/* Creates, in registry order, every class that has items (or is `always`). On failure what was
+ * created is destroyed and err says why (may be empty: logged). 0 or -errno. */
+int vmdev_set_create(struct vmdev_set *s, const struct vmdev_host *h, const struct vmdev_config *c, char *err,
+		     size_t errlen);
+/* Registers every running class's verbs on the control socket. 0 or -errno. */
+int vmdev_set_register_verbs(struct vmdev_set *s, struct control *ctl);
+/* Destroys the classes in reverse order. A zeroed set is fine. */
+void vmdev_set_destroy(struct vmdev_set *s);
+
+/* `gen2vm run --help` lines of every class. */
+void vmdev_usage_print(FILE *f);
+
+#endif
