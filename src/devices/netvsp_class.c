@@ -131,36 +131,14 @@ static int net_create(const struct vmdev_host *h, void *const *cfgs, unsigned nr
 	return 0;
 }
 
-static int net_parse_option(const char *opt, const char *arg, void **cfg, char *err, size_t errlen)
+static int net_parse_option(const char *opt, const char *arg, void *cfg, char *err, size_t errlen)
 {
-	struct nic_config *c = calloc(1, sizeof(*c));
-	if (!c) {
-		snprintf(err, errlen, "--nic: out of memory");
-		return -ENOMEM;
-	}
-	int r = nic_config_parse(arg, c, err, errlen);
-	if (r) {
-		free(c);
-		return r;
-	}
-	*cfg = c;
-	return 0;
+	return nic_config_parse(arg, cfg, err, errlen);
 }
 
-static int net_parse_json(struct json_object *v, void **cfg, char *err, size_t errlen)
+static int net_parse_json(struct json_object *v, void *cfg, char *err, size_t errlen)
 {
-	struct nic_config *c = calloc(1, sizeof(*c));
-	if (!c) {
-		snprintf(err, errlen, "\"nics\": out of memory");
-		return -ENOMEM;
-	}
-	int r = nic_config_from_json(v, c, err, errlen);
-	if (r) {
-		free(c);
-		return r;
-	}
-	*cfg = c;
-	return 0;
+	return nic_config_from_json(v, cfg, err, errlen);
 }
 
 static int net_validate(void *const *cfgs, unsigned n, char *err, size_t errlen)
@@ -300,9 +278,9 @@ const struct vmdev_class netvsp_class = {
 	.usage = NIC_USAGE,
 	.json_key = "nics",
 	.always = true,
+	.config_size = sizeof(struct nic_config),
 	.parse_option = net_parse_option,
 	.parse_json = net_parse_json,
-	.free_config = free,
 	.validate = net_validate,
 	.create = net_create,
 	.destroy = net_destroy,

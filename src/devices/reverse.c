@@ -104,14 +104,9 @@ static const struct vmbus_device_ops reverse_ops = {
 
 /* ---- the class ---- */
 
-static int reverse_parse_option(const char *opt, const char *arg, void **cfg, char *err, size_t errlen)
+static int reverse_parse_option(const char *opt, const char *arg, void *cfg, char *err, size_t errlen)
 {
-	*cfg = NULL; /* a flag */
-	return 0;
-}
-
-static void reverse_free_config(void *cfg)
-{
+	return 0; /* a flag: nothing to keep */
 }
 
 static int reverse_create(const struct vmdev_host *h, void *const *cfgs, unsigned n, void **state, char *err,
@@ -162,7 +157,6 @@ const struct vmdev_class reverse_class = {
 	.options = reverse_options,
 	.usage = "  --reverse-echo             offer the reversing echo device (a test device)\n",
 	.parse_option = reverse_parse_option,
-	.free_config = reverse_free_config,
 	.create = reverse_create,
 	.destroy = reverse_destroy,
 };

@@ -21,42 +21,19 @@ struct storage {
 	struct storvsp *ctrl[STORVSP_MAX_CONTROLLERS];
 };
 
-static int storage_parse_option(const char *opt, const char *arg, void **cfg, char *err, size_t errlen)
+static int storage_parse_option(const char *opt, const char *arg, void *cfg, char *err, size_t errlen)
 {
-	struct disk_spec *d = calloc(1, sizeof(*d));
-	if (!d) {
-		snprintf(err, errlen, "--%s: out of memory", opt);
-		return -ENOMEM;
-	}
-	int r = disk_spec_parse(arg, !strcmp(opt, "dvd"), d, err, errlen);
-	if (r) {
-		free(d);
-		return r;
-	}
-	*cfg = d;
-	return 0;
+	return disk_spec_parse(arg, !strcmp(opt, "dvd"), cfg, err, errlen);
 }
 
-static int storage_parse_json(struct json_object *v, void **cfg, char *err, size_t errlen)
+static int storage_parse_json(struct json_object *v, void *cfg, char *err, size_t errlen)
 {
-	struct disk_spec *d = calloc(1, sizeof(*d));
-	if (!d) {
-		snprintf(err, errlen, "\"disks\": out of memory");
-		return -ENOMEM;
-	}
-	int r = disk_spec_from_json(v, d, err, errlen);
-	if (r) {
-		free(d);
-		return r;
-	}
-	*cfg = d;
-	return 0;
+	return disk_spec_from_json(v, cfg, err, errlen);
 }
 
 static void storage_free_config(void *cfg)
 {
 	disk_spec_free(cfg);
-	free(cfg);
 }
 
 static int storage_validate(void *const *cfgs, unsigned n, char *err, size_t errlen)
@@ -267,6 +244,7 @@ const struct vmdev_class storvsp_class = {
 		 "                             a SCSI DVD drive with an ISO image, or without media\n",
 	.json_key = "disks",
 	.always = true,
+	.config_size = sizeof(struct disk_spec),
 	.parse_option = storage_parse_option,
 	.parse_json = storage_parse_json,
 	.free_config = storage_free_config,

@@ -173,14 +173,9 @@ struct testdev_class_state {
 	struct testdev *td;
 };
 
-static int td_parse_option(const char *opt, const char *arg, void **cfg, char *err, size_t errlen)
+static int td_parse_option(const char *opt, const char *arg, void *cfg, char *err, size_t errlen)
 {
-	*cfg = NULL; /* a flag: nothing to keep */
-	return 0;
-}
-
-static void td_free_config(void *cfg)
-{
+	return 0; /* a flag: nothing to keep */
 }
 
 static void td_class_destroy(void *state)
@@ -223,7 +218,6 @@ const struct vmdev_class testdev_class = {
 	.options = td_options,
 	.usage = "  --test-devices             offer the VMBus echo device test guests use\n",
 	.parse_option = td_parse_option,
-	.free_config = td_free_config,
 	.create = td_class_create,
 	.destroy = td_class_destroy,
 };

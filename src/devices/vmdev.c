@@ -40,14 +40,32 @@ const struct vmdev_class *vmdev_class_by_json_key(const char *key)
 	return NULL;
 }
 
-static int config_append(struct vmdev_config *c, const struct vmdev_class *cls, void *cfg)
+static void config_item_free(const struct vmdev_class *cls, void *cfg)
 {
-	struct vmdev_item *n = realloc(c->items, (c->n + 1) * sizeof(*n));
-	if (!n) {
+	if (cfg && cls->free_config)
 		cls->free_config(cfg);
+	free(cfg);
+}
+
+/* A new item of cls parsed by parse(arg) (a class hook, called through one of two shapes), appended. */
+static int config_add(struct vmdev_config *c, const struct vmdev_class *cls, const char *opt, const char *arg,
+		      struct json_object *json, const char *what, char *err, size_t errlen)
+{
+	void *cfg = cls->config_size ? calloc(1, cls->config_size) : NULL;
+	struct vmdev_item *n = realloc(c->items, (c->n + 1) * sizeof(*n));
+	if ((cls->config_size && !cfg) || !n) {
+		free(cfg);
+		if (n)
+			c->items = n;
+		snprintf(err, errlen, "%s: out of memory", what);
 		return -ENOMEM;
 	}
 	c->items = n;
+	int r = json ? cls->parse_json(json, cfg, err, errlen) : cls->parse_option(opt, arg, cfg, err, errlen);
+	if (r) {
+		free(cfg); /* the hook left nothing in it to free */
+		return r;
+	}
 	c->items[c->n++] = (struct vmdev_item){ cls, cfg };
 	return 0;
 }
@@ -59,14 +77,9 @@ int vmdev_config_add_option(struct vmdev_config *c, const char *opt, const char 
 		snprintf(err, errlen, "unknown option '--%s' (see gen2vm run --help)", text_show(opt));
 		return -EINVAL;
 	}
-	void *cfg = NULL;
-	int r = cls->parse_option(opt, arg, &cfg, err, errlen);
-	if (r)
-		return r;
-	r = config_append(c, cls, cfg);
-	if (r)
-		snprintf(err, errlen, "--%s: out of memory", opt);
-	return r;
+	char what[64];
+	snprintf(what, sizeof(what), "--%s", opt);
+	return config_add(c, cls, opt, arg, NULL, what, err, errlen);
 }
 
 int vmdev_config_add_json(struct vmdev_config *c, const char *key, struct json_object *v, char *err, size_t errlen)
@@ -77,11 +90,10 @@ int vmdev_config_add_json(struct vmdev_config *c, const char *key, struct json_o
 			 text_show(key));
 		return -EINVAL;
 	}
+	char what[64];
+	snprintf(what, sizeof(what), "\"%s\"", key);
 	for (size_t i = 0; i < json_object_array_length(v); i++) {
-		void *cfg = NULL;
-		int r = cls->parse_json(json_object_array_get_idx(v, i), &cfg, err, errlen);
-		if (!r && (r = config_append(c, cls, cfg)))
-			snprintf(err, errlen, "\"%s\": out of memory", key);
+		int r = config_add(c, cls, NULL, NULL, json_object_array_get_idx(v, i), what, err, errlen);
 		if (r)
 			return r;
 	}
@@ -132,7 +144,7 @@ int vmdev_config_validate(const struct vmdev_config *c, char *err, size_t errlen
 void vmdev_config_free(struct vmdev_config *c)
 {
 	for (unsigned i = 0; i < c->n; i++)
-		c->items[i].cls->free_config(c->items[i].cfg);
+		config_item_free(c->items[i].cls, c->items[i].cfg);
 	free(c->items);
 	c->items = NULL;
 	c->n = 0;

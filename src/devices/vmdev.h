@@ -68,11 +68,14 @@ struct vmdev_class {
 	const char *usage;      /* its lines in `gen2vm run --help` */
 	const char *json_key;   /* the JSON document's array of its items ("disks"); NULL: none */
 	bool always;            /* created even without items (controller 0 and adapters can be hot added) */
-	/* Parses option opt's argument (NULL for a flag) into a new item *cfg. 0 or -EINVAL with err
-	 * naming the option, the problem and the fix. */
-	int (*parse_option)(const char *opt, const char *arg, void **cfg, char *err, size_t errlen);
-	/* Parses one element of the json_key array. Same contract. */
-	int (*parse_json)(struct json_object *v, void **cfg, char *err, size_t errlen);
+	/* Its items: config_size bytes each, allocated zeroed by the registry (0: a flag with no item
+	 * data; cfg is then NULL). parse_option fills one from option opt's argument (NULL for a flag),
+	 * parse_json from one element of the json_key array: 0, or -errno with err naming the option, the
+	 * problem and the fix, leaving nothing to free. free_config (optional) releases what an item
+	 * holds; the registry frees the item itself. */
+	size_t config_size;
+	int (*parse_option)(const char *opt, const char *arg, void *cfg, char *err, size_t errlen);
+	int (*parse_json)(struct json_object *v, void *cfg, char *err, size_t errlen);
 	void (*free_config)(void *cfg);
 	/* Optional: checks the class's items together (counts, clashes). 0 or -EINVAL with err. */
 	int (*validate)(void *const *cfgs, unsigned n, char *err, size_t errlen);

@@ -30,6 +30,7 @@
 #include "vmm/boot.h"
 #include "vmm/complete.h"
 #include "vmm/loader.h"
+#include "vmm/stats.h"
 #include "vmm/vm.h"
 
 #define GEN2_MMIO_LOW_BASE 0xF0000000ull
@@ -37,8 +38,19 @@
 #define GEN2_MMIO_HIGH_SIZE (64ull << 30)
 #define COM1_IRQ 4
 
+/* What outlives one VM instance across guest resets, as on Hyper-V it belongs to the VM: the UEFI
+ * variables (non-volatile ones survive a reset even without a file), the firmware clock's offset and
+ * the random system UUID drawn for a VM without --uuid or NVRAM. gen2_run owns it. */
+struct gen2_life {
+	struct nvram *nv; /* NULL without firmware */
+	struct fw_misc misc;
+	bool have_random_uuid;
+	uint8_t random_uuid[16];
+};
+
 struct gen2 {
 	const struct gen2_config *cfg;
+	struct gen2_life *life;
 	struct vm vm;
 	struct hv_partition hv;
 	struct hv_vp vps[VM_MAX_VCPUS];
@@ -53,7 +65,7 @@ struct gen2 {
 	struct testports testports; /* with --debugcon */
 	bool has_com1, has_debug;
 	struct firmware fw;
-	struct nvram *nv; /* UEFI variables (outlives this VM: gen2_run owns it); NULL without firmware */
+	struct nvram *nv; /* life->nv */
 };
 
 /* ---- CPUID (the policy is src/hv/cpuid.c's) ---- */
@@ -293,41 +305,28 @@ static int gen2_setup_control(struct gen2 *g, const char *path)
 
 /* ---- assembly ---- */
 
-/* The firmware's clock offset outlives a guest reset: it belongs to the process, like Hyper-V's to
- * the VM. */
-static struct fw_misc *gen2_fw_misc(void)
-{
-	static struct fw_misc m;
-	static bool ready;
-	if (!ready) {
-		fw_misc_init(&m);
-		ready = true;
-	}
-	return &m;
-}
-
 /* SMBIOS for the firmware at FW_SMBIOS_GPA, with the system UUID (--uuid, else a random one drawn
  * once per process so a guest reset keeps it) also returned in uuid for the hand-off block. */
 static int gen2_build_smbios(struct gen2 *g, uint8_t uuid[16])
 {
-	static uint8_t random_uuid[16];
-	static bool have_random;
+	struct gen2_life *life = g->life;
 	struct vm *vm = &g->vm;
 	if (g->cfg->has_uuid) {
 		memcpy(uuid, g->cfg->uuid, 16);
 	} else if (g->nv) {
 		memcpy(uuid, nvram_system_uuid(g->nv), 16); /* the VM's own, kept in its NVRAM file */
 	} else {
-		if (!have_random) {
-			if (getrandom(random_uuid, 16, 0) != 16) {
+		if (!life->have_random_uuid) {
+			uint8_t *u = life->random_uuid;
+			if (getrandom(u, 16, 0) != 16) {
 				log_error("SMBIOS: no random system UUID (getrandom failed); give --uuid");
 				return -EIO;
 			}
-			random_uuid[7] = (uint8_t)((random_uuid[7] & 0x0f) | 0x40); /* version 4 (SMBIOS byte order) */
-			random_uuid[8] = (uint8_t)((random_uuid[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-			have_random = true;
+			u[7] = (uint8_t)((u[7] & 0x0f) | 0x40); /* version 4 (SMBIOS byte order) */
+			u[8] = (uint8_t)((u[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+			life->have_random_uuid = true;
 		}
-		memcpy(uuid, random_uuid, 16);
+		memcpy(uuid, life->random_uuid, 16);
 	}
 	struct smbios_config sc = {
 		.bios_version = "0.1", .bios_date = "11/22/2026", .bios_major = 0, .bios_minor = 1,
@@ -338,13 +337,15 @@ static int gen2_build_smbios(struct gen2 *g, uint8_t uuid[16])
 		sc.ram[sc.nr_ram].start = vm->mem.region[i].gpa;
 		sc.ram[sc.nr_ram++].size = vm->mem.region[i].size;
 	}
-	static uint8_t buf[FW_SMBIOS_SIZE];
-	int n = smbios_build(&sc, FW_SMBIOS_GPA, buf, sizeof(buf));
+	uint8_t *buf = guest_mem_ptr(&vm->mem, FW_SMBIOS_GPA, FW_SMBIOS_SIZE);
+	if (!buf)
+		return -E2BIG;
+	int n = smbios_build(&sc, FW_SMBIOS_GPA, buf, FW_SMBIOS_SIZE);
 	if (n < 0) {
 		log_error("SMBIOS: the tables do not fit in %llu bytes", FW_SMBIOS_SIZE);
 		return n;
 	}
-	return guest_mem_write(&vm->mem, FW_SMBIOS_GPA, buf, (size_t)n);
+	return 0;
 }
 
 static int gen2_build_acpi(struct gen2 *g, uint64_t *rsdp)
@@ -446,7 +447,7 @@ static int gen2_setup(struct gen2 *g)
 	vm->eoi_opaque = &g->ioapic;
 	r = ioapic_attach(&g->ioapic, &vm->mmio);
 	r = r ? r : acpi_pm_attach(vm);
-	rtc_init(&g->rtc, &(struct rtc_clock){ fw_misc_clock_get, fw_misc_clock_set, gen2_fw_misc() });
+	rtc_init(&g->rtc, &(struct rtc_clock){ fw_misc_clock_get, fw_misc_clock_set, &g->life->misc });
 	r = r ? r : rtc_attach(&g->rtc, &vm->pio);
 	r = r ? r : bus_register(&vm->pio, HV_SIGNAL_PORT, 4, gen2_signal_io, g, "hv-signal");
 	if (r)
@@ -507,7 +508,7 @@ static int gen2_setup(struct gen2 *g)
 			g->fw.var_opaque = g->nv;
 		}
 		g->fw.misc_fn = fw_misc_handle;
-		g->fw.misc_opaque = gen2_fw_misc();
+		g->fw.misc_opaque = &g->life->misc;
 		return 0;
 	}
 	struct linux_boot_config lc = { cfg->kernel, cfg->initrd, cfg->cmdline, rsdp };
@@ -518,50 +519,7 @@ static int gen2_setup(struct gen2 *g)
 	return 0;
 }
 
-static uint64_t gen2_rss_kib(const char *field)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	uint64_t v = 0;
-	size_t fl = strlen(field);
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, field, fl) && line[fl] == ':')
-			v = strtoull(line + fl + 1, NULL, 10);
-	fclose(f);
-	return v;
-}
-
-static void gen2_print_stats(struct gen2 *g, uint64_t end_ns)
-{
-	static const char *const names[VCPU_EXIT__COUNT] = {
-		"intr", "io", "mmio", "msr_read", "msr_write", "emulation", "shutdown", "hlt",
-		"system_event", "ioapic_eoi", "internal", "fail_entry", "other",
-	};
-	struct vm *vm = &g->vm;
-	uint64_t tot[VCPU_EXIT__COUNT] = { 0 }, completed = 0, first = 0;
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		for (int k = 0; k < VCPU_EXIT__COUNT; k++)
-			tot[k] += vm->vcpus[i].exits[k];
-		completed += vm->vcpus[i].completed_insns;
-	}
-	first = vm->vcpus[0].first_run_ns;
-	fprintf(stderr, "gen2vm-stats: start_to_first_instruction_us=%" PRIu64 " run_time_ms=%" PRIu64,
-		first > g->cfg->start_ns ? (first - g->cfg->start_ns) / 1000 : 0,
-		first ? (end_ns - first) / 1000000 : 0);
-	for (int k = 0; k < VCPU_EXIT__COUNT; k++)
-		if (tot[k])
-			fprintf(stderr, " exits_%s=%" PRIu64, names[k], tot[k]);
-	fprintf(stderr, " completed_instructions=%" PRIu64 " unclaimed_pio=%lu unclaimed_mmio=%lu", completed,
-		atomic_load(&vm->pio.unclaimed_reads) + atomic_load(&vm->pio.unclaimed_writes),
-		atomic_load(&vm->mmio.unclaimed_reads) + atomic_load(&vm->mmio.unclaimed_writes));
-	/* Guest RAM is shared memory: what the VMM itself costs is the anonymous and file-backed part. */
-	fprintf(stderr, " vmm_rss_kib=%" PRIu64 " guest_ram_touched_kib=%" PRIu64 "\n",
-		gen2_rss_kib("RssAnon") + gen2_rss_kib("RssFile"), gen2_rss_kib("RssShmem"));
-}
-
-static int gen2_run_loop(const struct gen2_config *cfg, struct nvram *nv);
+static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life);
 
 /* In dependency order: nothing may still run that uses what is freed after it. The vCPUs stop
  * first; then every thread that reaches guest RAM or KVM (control socket, network workers, storage
@@ -618,27 +576,34 @@ int gen2_run(const struct gen2_config *cfg)
 {
 	/* The variable store outlives each VM instance: non-volatile variables survive a guest reset
 	 * even without a file. */
-	struct nvram *nv = NULL;
+	struct gen2_life *life = calloc(1, sizeof(*life));
+	if (!life)
+		return -ENOMEM;
+	fw_misc_init(&life->misc);
 	if (!cfg->kernel && !cfg->elf) {
 		char err[512];
-		int r = nvram_open(cfg->nvram, true, true, &nv, err, sizeof(err));
+		int r = nvram_open(cfg->nvram, true, true, &life->nv, err, sizeof(err));
 		if (r) {
 			log_error("%s", err);
+			free(life);
 			return r;
 		}
 	}
-	int ret = gen2_run_loop(cfg, nv);
-	nvram_close(nv);
+	int ret = gen2_run_loop(cfg, life);
+	nvram_close(life->nv);
+	free(life);
 	return ret;
 }
 
-static int gen2_run_loop(const struct gen2_config *cfg, struct nvram *nv)
+static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 {
+	struct nvram *nv = life->nv;
 	for (;;) {
 		struct gen2 *g = calloc(1, sizeof(*g));
 		if (!g)
 			return -ENOMEM;
 		g->cfg = cfg;
+		g->life = life;
 		g->nv = nv;
 		if (nv)
 			nvram_vm_reset(nv); /* volatile variables last one boot */
@@ -658,7 +623,7 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct nvram *nv)
 		enum vm_exit_kind k = vm_wait(&g->vm);
 		int sig = gen2_current_set(NULL);
 		if (cfg->stats)
-			gen2_print_stats(g, vm_now_ns());
+			vm_stats_print(&g->vm, cfg->start_ns, vm_now_ns(), stderr);
 		if (g->vm.exit_msg[0]) {
 			if (k == VM_EXIT_POWEROFF || k == VM_EXIT_RESET)
 				log_info("%s", g->vm.exit_msg);
