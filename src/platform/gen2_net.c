@@ -38,7 +38,7 @@ int gen2_net_add(struct gen2_net *n, const struct nic_config *c, char *err, size
 	}
 	uint32_t instance = n->next_instance++;
 	struct netvsp_config vc = { .mem = n->mem, .backend = be, .mtu = c->mtu, .max_queues = queues,
-				    .instance = instance, .threaded = true, .server_lock = n->srv_lock };
+				    .instance = instance, .threaded = true };
 	if (c->has_mac)
 		memcpy(vc.mac, c->mac, 6);
 	else
