@@ -38,6 +38,7 @@ struct vmbus_loopback {
 	uint32_t last_signal_vp;
 	uint8_t events[HV_EVENT_FLAGS_COUNT / 8]; /* relid bits set by signal_guest */
 	uint32_t opened, closed; /* channel_opened / channel_closed notifications */
+	uint32_t work_pending;   /* notifier.work_pending calls (atomic: device threads make them) */
 	int epfd;                /* watched device fds (vmbus_channel_watch_fd) */
 	struct vmbus_watches watches;
 };

@@ -264,7 +264,8 @@ static struct vmbus_channel *chan_new(struct vmbus_device *dev, uint16_t sub_ind
 
 /* Creates and offers the sub-channels devices asked for, and sends the GPADL_TORNDOWNs their
  * releases completed (server lock held). Every entry point ends with it, so work a device queued in
- * a callback goes out before the entry returns, in the order it was asked for. */
+ * a callback goes out before the entry returns. Offers go first, then the TORNDOWNs, oldest first:
+ * the two are unrelated for the guest. */
 static void srv_run_deferred(struct vmbus_server *s)
 {
 	if (!__atomic_load_n(&s->deferred, __ATOMIC_ACQUIRE))
