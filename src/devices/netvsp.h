@@ -26,7 +26,6 @@
 #ifndef GEN2VM_DEVICES_NETVSP_H
 #define GEN2VM_DEVICES_NETVSP_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 

@@ -163,7 +163,8 @@ int vmbus_server_device_add(struct vmbus_server *s, const struct vmbus_device_de
 void vmbus_server_device_remove(struct vmbus_server *s, struct vmbus_device *dev);
 
 /* Asks for n more sub-channels of dev (same GUIDs, sub_channel_index 1, 2, ...), at most
- * max_subchannels in all. Callable from any of the device's threads, in or out of a callback: the
+ * max_subchannels in all, while its primary channel is open (the guest asks on it). Callable from
+ * any of the device's threads, in or out of a callback: the
  * request is recorded and the offers go out at the end of the current server call, or from
  * vmbus_server_run_deferred (notifier.work_pending). Returns the number of sub-channels the guest will
  * be offered in all (>= 0), or -EINVAL (too many, or the device is being removed).
