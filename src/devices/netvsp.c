@@ -2,10 +2,10 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "devices/rndis.h"
@@ -50,7 +50,7 @@ struct nv_chan {
 	uint8_t ctl[NV_CTL_MAX];
 	pthread_t thr;
 	bool has_thr;
-	int efd;
+	int efd; /* the worker's wakeup: rx_ready, close, and freed receive sections (rx_waiters) */
 	bool stop; /* atomic */
 	bool want_comp; /* the guest packet being handled asked for a completion */
 };
@@ -87,6 +87,7 @@ struct netvsp {
 	struct nv_chan *pending[NET_BE_MAX_QUEUES]; /* opened, not yet active (see activate_pending) */
 	struct nv_txn *txn;
 	uint32_t *txn_free, txn_nfree;
+	uint32_t rx_waiters; /* lock: workers whose backend queue stalled for want of receive sections */
 	struct netvsp_stats st;
 	bool admin_up; /* netvsp_set_link: the cable at our end */
 	bool carrier;  /* the backend's carrier (the far end); the guest sees admin_up && carrier */
@@ -95,26 +96,12 @@ struct netvsp {
 #define STAT_ADD(nv, f, v) __atomic_fetch_add(&(nv)->st.f, (v), __ATOMIC_RELAXED)
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Server lock for worker threads. Inline mode runs under the caller's (implicit) lock already. */
-static bool nv_srv_lock(struct nv_chan *ch)
+static void worker_kick(struct nv_chan *ch)
 {
-	pthread_mutex_t *m = ch->nv->cfg.server_lock;
-	if (!ch->nv->cfg.threaded || !m)
-		return true;
-	/* trylock: close() holds the server lock while it joins us, so waiting could deadlock. */
-	while (pthread_mutex_trylock(m) != 0) {
-		if (__atomic_load_n(&ch->stop, __ATOMIC_ACQUIRE))
-			return false;
-		struct timespec ts = { 0, 50000 };
-		nanosleep(&ts, NULL);
+	uint64_t one = 1;
+	if (write(ch->efd, &one, sizeof(one)) < 0) {
+		/* counter saturated: the worker is awake anyway */
 	}
-	return true;
-}
-
-static void nv_srv_unlock(struct nv_chan *ch)
-{
-	if (ch->nv->cfg.threaded && ch->nv->cfg.server_lock)
-		pthread_mutex_unlock(ch->nv->cfg.server_lock);
 }
 
 /* --- receive sections and transactions (nv->lock held) ------------------------------------------- */
@@ -146,10 +133,18 @@ static bool sec_alloc(struct netvsp *nv, uint32_t k, uint32_t *start)
 	return false;
 }
 
+/* Frees sections and wakes the workers that stalled waiting for some (nv->lock held). */
 static void sec_free(struct netvsp *nv, uint32_t start, uint32_t k)
 {
 	if (nv->rused && start < nv->rsec_n && k <= nv->rsec_n - start)
 		memset(nv->rused + start, 0, k);
+	for (uint32_t w = nv->rx_waiters; k && w; w &= w - 1) {
+		struct nv_chan *ch = nv->chans[__builtin_ctz(w)];
+		if (ch && ch->has_thr)
+			worker_kick(ch);
+	}
+	if (k)
+		nv->rx_waiters = 0;
 }
 
 static void batch_free(struct netvsp *nv, const struct nv_batch *b)
@@ -618,7 +613,7 @@ static bool version_ok(uint32_t v)
 	       v == NVSP_PROTOCOL_VERSION_6 || v == NVSP_PROTOCOL_VERSION_61;
 }
 
-/* Maps a buffer GPADL (one range at offset 0, as netvsc makes them). server lock held. */
+/* Maps a buffer GPADL (one range at offset 0, as netvsc makes them). Any of our threads. */
 static int map_buffer(struct nv_chan *ch, uint32_t gpadl_id, struct vmbus_gpadl **gp, struct vmbus_view *v,
 		      uint32_t *size)
 {
@@ -639,7 +634,8 @@ static int map_buffer(struct nv_chan *ch, uint32_t gpadl_id, struct vmbus_gpadl 
 	return 0;
 }
 
-/* Drops a buffer: caller holds buf_lock for writing and the server lock. */
+/* Drops a buffer: caller holds buf_lock for writing. The GPADL's TORNDOWN, if the guest asked for it
+ * already, is sent by the server after the release. */
 static void unmap_recv(struct netvsp *nv, struct vmbus_channel *c)
 {
 	if (!nv->rgp)
@@ -670,7 +666,7 @@ static void nvsp_buffer(struct nv_chan *ch, uint64_t tid, const struct nvsp_mess
 	uint32_t status = NVSP_STAT_FAIL;
 	if (ch->idx != 0 || !nv->nvsp_version || (recv ? nv->rgp != NULL : nv->sgp != NULL)) {
 		log_guest("netvsp: %s buffer sent twice, before INIT or on a sub-channel", recv ? "receive" : "send");
-	} else if (nv_srv_lock(ch)) {
+	} else {
 		struct vmbus_gpadl *g = NULL;
 		struct vmbus_view v = { 0 };
 		uint32_t size = 0;
@@ -725,9 +721,6 @@ static void nvsp_buffer(struct nv_chan *ch, uint64_t tid, const struct nvsp_mess
 			pthread_rwlock_unlock(&nv->buf_lock);
 			status = NVSP_STAT_SUCCESS;
 		}
-		nv_srv_unlock(ch);
-	} else {
-		return; /* closing */
 	}
 	if (recv)
 		r.u.recv_buf_complete.status = status;
@@ -739,7 +732,7 @@ static void nvsp_buffer(struct nv_chan *ch, uint64_t tid, const struct nvsp_mess
 static void nvsp_revoke(struct nv_chan *ch, bool recv)
 {
 	struct netvsp *nv = ch->nv;
-	if (ch->idx != 0 || !nv_srv_lock(ch))
+	if (ch->idx != 0)
 		return;
 	pthread_rwlock_wrlock(&nv->buf_lock);
 	pthread_mutex_lock(&nv->lock);
@@ -749,7 +742,6 @@ static void nvsp_revoke(struct nv_chan *ch, bool recv)
 		unmap_send(nv, ch->chan);
 	pthread_mutex_unlock(&nv->lock);
 	pthread_rwlock_unlock(&nv->buf_lock);
-	nv_srv_unlock(ch);
 }
 
 static void nvsp_subchannels(struct nv_chan *ch, uint64_t tid, const struct nvsp_message *m)
@@ -765,12 +757,11 @@ static void nvsp_subchannels(struct nv_chan *ch, uint64_t tid, const struct nvsp
 	} else {
 		if (want > nv->max_queues - 1)
 			want = nv->max_queues - 1;
-		if (!nv_srv_lock(ch))
-			return;
-		/* After a reattach (the primary closed and opened again) the old sub-channels are gone. */
+		/* After a reattach (the primary closed and opened again) the old sub-channels are gone. The
+		 * offers go out from the server (see vmbus_device_offer_subchannels): only this thread
+		 * asks for this device, so count and request cannot race. */
 		uint16_t have = vmbus_device_subchannel_count(nv->dev);
 		int rc = want > have ? vmbus_device_offer_subchannels(nv->dev, (uint16_t)(want - have)) : 0;
-		nv_srv_unlock(ch);
 		if (rc >= 0) {
 			r.u.subchannel_comp.status = NVSP_STAT_SUCCESS;
 			r.u.subchannel_comp.num_subchannels = want;
@@ -979,8 +970,10 @@ static bool frame_wanted(const struct rndis_state *rs, const uint8_t *f)
 	return (rs->filter & NDIS_PACKET_TYPE_DIRECTED) && !memcmp(f, rs->cur_mac, 6);
 }
 
-/* Moves up to budget frames from backend queue q to the guest. buf_lock read-held. */
-static uint32_t rx_backend(struct netvsp *nv, uint32_t q, uint32_t budget, bool *stalled)
+/* Moves up to budget frames from backend queue q to the guest. buf_lock read-held. *stalled: the
+ * guest holds every receive section; waiter (a worker, or NULL inline) is then kicked when one is
+ * freed. */
+static uint32_t rx_backend(struct netvsp *nv, uint32_t q, uint32_t budget, bool *stalled, struct nv_chan *waiter)
 {
 	struct nv_batch b[NET_BE_MAX_QUEUES];
 	memset(b, 0, sizeof(b));
@@ -1000,6 +993,8 @@ static uint32_t rx_backend(struct netvsp *nv, uint32_t q, uint32_t budget, bool 
 		bool ready = nv->rview.base && nv->rs.initialized && nv->rs.filter && nv->rs.link_up;
 		uint32_t start = 0;
 		bool have = ready && sec_alloc(nv, kmax, &start);
+		if (ready && !have && waiter) /* under the lock that frees them: no wakeup is lost */
+			nv->rx_waiters |= 1u << waiter->idx;
 		pthread_mutex_unlock(&nv->lock);
 		struct virtio_net_hdr vh;
 		if (!ready) { /* nobody to take it: drop, as a NIC without a driver does */
@@ -1104,7 +1099,7 @@ uint32_t netvsp_poll(struct netvsp *nv, uint32_t budget)
 	}
 	for (uint32_t q = 0; q < nv->be->nr_queues && got < budget; q++) {
 		bool stalled;
-		got += rx_backend(nv, q, budget - got, &stalled);
+		got += rx_backend(nv, q, budget - got, &stalled, NULL);
 	}
 	pthread_rwlock_unlock(&nv->buf_lock);
 	return got;
@@ -1112,37 +1107,40 @@ uint32_t netvsp_poll(struct netvsp *nv, uint32_t budget)
 
 /* Backend queue q is served by channel q's worker; the primary's worker also serves the queues whose
  * channel the guest has not opened (a guest that uses fewer channels than the tap has queues), so no
- * queue is left unread. */
+ * queue is left unread.
+ *
+ * The worker sleeps in poll without a timeout; every reason to run again is an event on an fd:
+ *  - the guest signalled (rx_ready kicks efd): packets to read, or room made in a host->guest ring
+ *    that held packets back (owed, parked: the ring's pending_send_sz makes the guest signal);
+ *  - a backend queue has frames (its rx_fd);
+ *  - receive sections were freed after this worker's queue stalled for want of them (sec_free
+ *    kicks efd), or close stops it (efd).
+ * The backend's carrier changes only inside its send and recv calls, which are made here: it is
+ * looked at after each round, before sleeping. */
 static void *worker(void *arg)
 {
 	struct nv_chan *ch = arg;
 	struct netvsp *nv = ch->nv;
 	uint32_t nq = nv->be->nr_queues;
-	bool stalled = false;
 	while (!__atomic_load_n(&ch->stop, __ATOMIC_ACQUIRE)) {
-		if (ch->idx == 0)
-			carrier_check(nv);
 		service_guest(ch);
 		struct pollfd p[1 + NET_BE_MAX_QUEUES] = { { .fd = ch->efd, .events = POLLIN } };
 		nfds_t np = 1;
-		stalled = false;
 		pthread_rwlock_rdlock(&nv->buf_lock);
 		for (uint32_t q = 0; q < nq; q++) {
 			if (q != ch->idx && (ch->idx != 0 || (q < nv->max_queues && nv->chans[q])))
 				continue;
 			bool st = false;
-			rx_backend(nv, q, 256, &st);
-			stalled |= st;
-			if (!st)
+			rx_backend(nv, q, 256, &st, ch);
+			if (!st) /* stalled: sec_free wakes us, not the queue (it stays readable) */
 				p[np++] = (struct pollfd){ .fd = nv->be->ops->rx_fd(nv->be, q), .events = POLLIN };
 		}
 		pthread_rwlock_unlock(&nv->buf_lock);
-		bool waiting = ch->nowed || ch->parked || stalled;
-		poll(p, np, waiting ? 1 : 100);
-		if (p[0].revents & POLLIN) {
+		carrier_check(nv);
+		if (poll(p, np, -1) > 0 && (p[0].revents & POLLIN)) {
 			uint64_t v;
 			if (read(ch->efd, &v, sizeof(v)) < 0) {
-				/* spurious wakeup */
+				/* another wakeup already took it */
 			}
 		}
 	}
@@ -1217,17 +1215,17 @@ static void nv_close(void *ctx, struct vmbus_channel *chan)
 	if (!ch)
 		return;
 	if (ch->has_thr) {
+		/* The worker waits for no lock we hold (the server's is not its business): it sees stop
+		 * at its next wakeup, which this is. */
 		__atomic_store_n(&ch->stop, true, __ATOMIC_RELEASE);
-		uint64_t one = 1;
-		if (write(ch->efd, &one, sizeof(one)) < 0) {
-			/* the worker also wakes on its poll timeout */
-		}
+		worker_kick(ch);
 		pthread_join(ch->thr, NULL);
 	}
 	pthread_rwlock_wrlock(&nv->buf_lock);
 	pthread_mutex_lock(&nv->lock);
 	nv->chans[ch->idx] = NULL;
 	nv->pending[ch->idx] = NULL;
+	nv->rx_waiters &= ~(1u << ch->idx);
 	if (ch->parked) { /* the parked transaction never reached the guest */
 		uint32_t slot = ch->parked_slot;
 		batch_free(nv, &nv->txn[slot].b);
@@ -1269,10 +1267,7 @@ static void nv_rx_ready(void *ctx, struct vmbus_channel *chan)
 		return;
 	activate_pending(ctx);
 	if (ch->has_thr) {
-		uint64_t one = 1;
-		if (write(ch->efd, &one, sizeof(one)) < 0) {
-			/* counter saturated: the worker is awake anyway */
-		}
+		worker_kick(ch);
 		return;
 	}
 	pthread_rwlock_rdlock(&ch->nv->buf_lock);

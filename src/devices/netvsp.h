@@ -10,10 +10,14 @@
  *  - inline (cfg.threaded = false; unit tests, fuzzing, the loopback bench): everything runs in the
  *    caller's thread: rx_ready drains the guest's ring at once, netvsp_poll() moves backend frames to
  *    the guest.
- *  - threaded (the VMM): each open channel has a worker thread (epoll on its backend queue and an
- *    eventfd that rx_ready kicks). Workers write host->guest rings under a per-channel lock and take
- *    the server lock (cfg.server_lock, with trylock so closing never deadlocks) only for GPADL
- *    acquire/release and sub-channel offers. vCPU threads never block on the backend.
+ *  - threaded (the VMM): each open channel has a worker thread, which blocks in poll (no timeout) on
+ *    its backend queue(s) and an eventfd. The eventfd is kicked by rx_ready (the guest sent packets,
+ *    or made room in a host->guest ring that held packets back), by a freed receive section when the
+ *    worker's queue stalled for want of one, and by close. Workers write host->guest rings under a
+ *    per-channel lock; GPADL acquire/release and sub-channel requests are the server's any-thread
+ *    calls (vmbus/server.h), so the adapter never sees the server lock and close can join a worker
+ *    at any time. The backend's carrier is looked at after each round of a worker (it only changes
+ *    inside send/recv). vCPU threads never block on the backend.
  *
  * The guest is hostile: every NVSP/RNDIS field, section index, length and GPA is checked; a bad message
  * gets the failure status the client expects (NVSP_STAT_FAIL, RNDIS_STATUS_*), a rate-limited log line,
@@ -22,7 +26,6 @@
 #ifndef GEN2VM_DEVICES_NETVSP_H
 #define GEN2VM_DEVICES_NETVSP_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -40,7 +43,6 @@ struct netvsp_config {
 	uint32_t max_queues; /* channels offered for vRSS (primary + sub-channels); 0 = backend's queues */
 	uint32_t instance;   /* distinguishes adapters' instance GUIDs (0, 1, ...) */
 	bool threaded;
-	pthread_mutex_t *server_lock; /* threaded mode: the lock the VMM holds around vmbus_server_* */
 };
 
 /* Registers the adapter with the server (offered at REQUESTOFFERS, or at once: hot add). Call with the
@@ -53,7 +55,7 @@ void netvsp_destroy(struct netvsp *nv);
 /* Cable connect/disconnect: updates MEDIA_CONNECT_STATUS and indicates the change to the guest.
  * While down, frames both ways are dropped. Thread-safe. The guest sees the link up while this says
  * up and the backend has a carrier (net_backend_ops.carrier: a pair's peer is there); the adapter
- * follows the carrier by itself (the primary channel's worker, or netvsp_poll inline). */
+ * follows the carrier by itself (each worker after its round, or netvsp_poll inline). */
 void netvsp_set_link(struct netvsp *nv, bool up);
 
 /* Reported link speed (bit/s; default 10 Gbit/s): LINK_SPEED and a speed-change indication. */

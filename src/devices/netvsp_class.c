@@ -60,7 +60,7 @@ static int net_add(struct net *n, const struct nic_config *c, char *err, size_t 
 	}
 	uint32_t instance = n->next_instance++;
 	struct netvsp_config vc = { .mem = n->h.mem, .backend = be, .mtu = c->mtu, .max_queues = queues,
-				    .instance = instance, .threaded = true, .server_lock = n->h.srv_lock };
+				    .instance = instance, .threaded = true };
 	if (c->has_mac)
 		memcpy(vc.mac, c->mac, 6);
 	else

@@ -7,9 +7,11 @@
  * under the server lock and submits to the channel's io_uring itself. The ring's completion eventfd
  * is watched by the same service thread (vmbus_channel_watch_fd), which reaps completions and writes
  * the replies: no thread hop between the doorbell, the submission and the completion. Replies written
- * in one batch (one drain, one reap) signal the guest once. When the pool runs dry the drain stops,
- * and whoever frees a request resumes it. LUN state is behind lun_lock (completions resume drains
- * without the server lock).
+ * in one batch (one drain, one reap) signal the guest once: the channel counts the batches in
+ * progress, and the last one to end signals. When the pool runs dry the drain stops, and whoever
+ * frees a request resumes it, on whichever thread that is (every packet, CREATE_SUB_CHANNELS
+ * included, is handled the same way there: the device never needs the server lock). LUN state is
+ * behind lun_lock.
  */
 #include "devices/storvsp.h"
 
@@ -73,12 +75,11 @@ struct sv_chan {
 	bool notify_pending;                  /* ENUMERATE_BUS owed to the guest */
 	bool stalled;
 	bool closing;
-	bool signal_owed; /* replies written, the guest not yet signalled (see batch_ch) */
+	bool signal_owed; /* replies written, the guest not yet signalled (see batching) */
+	/* Batches (a drain, a reap, nested or on two threads) writing replies now: they signal the guest
+	 * once, when the last one ends, instead of once per reply. */
+	uint32_t batching;
 };
-
-/* The channel whose replies this thread is batching (a drain or a reap): they signal the guest once,
- * at the end of the batch, instead of once per reply. */
-static _Thread_local struct sv_chan *batch_ch;
 
 struct storvsp {
 	struct vmbus_server *srv;
@@ -175,10 +176,11 @@ static bool flush_locked(struct sv_chan *ch)
 	return resume;
 }
 
-/* Unlocks tx_lock, signalling the guest for what was written unless this thread batches ch. */
+/* Unlocks tx_lock, signalling the guest for what was written unless a batch is in progress (its end
+ * signals). */
 static void tx_unlock(struct sv_chan *ch)
 {
-	bool sig = ch->signal_owed && batch_ch != ch;
+	bool sig = ch->signal_owed && !ch->batching;
 	if (sig)
 		ch->signal_owed = false;
 	pthread_mutex_unlock(&ch->tx_lock);
@@ -186,14 +188,18 @@ static void tx_unlock(struct sv_chan *ch)
 		vmbus_channel_signal_guest(ch->chan);
 }
 
-/* Ends a batch begun with batch_ch = ch (prev: the batch it nests in). */
-static void batch_end(struct sv_chan *ch, struct sv_chan *prev)
+static void batch_begin(struct sv_chan *ch)
 {
-	batch_ch = prev;
-	if (prev != ch) {
-		pthread_mutex_lock(&ch->tx_lock);
-		tx_unlock(ch);
-	}
+	pthread_mutex_lock(&ch->tx_lock);
+	ch->batching++;
+	pthread_mutex_unlock(&ch->tx_lock);
+}
+
+static void batch_end(struct sv_chan *ch)
+{
+	pthread_mutex_lock(&ch->tx_lock);
+	ch->batching--;
+	tx_unlock(ch);
 }
 
 /* Sends r's reply (or queues it behind earlier ones) and frees r once it is in the ring. */
@@ -457,8 +463,8 @@ static bool version_ok(uint16_t v)
 	return v == STORVSP_VERSION_WIN8 || v == STORVSP_VERSION_WIN8_1 || v == STORVSP_VERSION_WIN10;
 }
 
-/* Handles one packet; returns true when I/O was queued. locked: the server lock is held. */
-static bool handle_packet(struct sv_chan *ch, struct sv_req *r, uint32_t len, bool locked)
+/* Handles one packet; returns true when I/O was queued. Runs on whichever thread drains. */
+static bool handle_packet(struct sv_chan *ch, struct sv_req *r, uint32_t len)
 {
 	struct storvsp *s = ch->s;
 	struct vmbus_packet p;
@@ -515,9 +521,7 @@ static bool handle_packet(struct sv_chan *ch, struct sv_req *r, uint32_t len, bo
 		return false;
 	case STORVSP_OP_CREATE_SUB_CHANNELS: {
 		int n = -EINVAL;
-		if (!locked)
-			log_guest("%s: CREATE_SUB_CHANNELS while the controller is saturated: refused", s->name);
-		else if (ch->primary && s->ready && pk.sub_channel_count && pk.sub_channel_count <= s->max_sub)
+		if (ch->primary && s->ready && pk.sub_channel_count && pk.sub_channel_count <= s->max_sub)
 			n = vmbus_device_offer_subchannels(s->dev, pk.sub_channel_count);
 		else
 			log_guest("%s: CREATE_SUB_CHANNELS(%u) refused (at most %u)", s->name, pk.sub_channel_count, s->max_sub);
@@ -538,12 +542,11 @@ static bool handle_packet(struct sv_chan *ch, struct sv_req *r, uint32_t len, bo
 }
 
 /* Drains the guest->host ring while requests are free. */
-static void chan_drain(struct sv_chan *ch, bool locked)
+static void chan_drain(struct sv_chan *ch)
 {
 	struct vmbus_ring *rx = vmbus_channel_rx_ring(ch->chan);
 	bool queued = false;
-	struct sv_chan *prev = batch_ch;
-	batch_ch = ch;
+	batch_begin(ch);
 	pthread_mutex_lock(&ch->rx_lock);
 	vmbus_ring_mask(rx);
 	for (;;) {
@@ -567,7 +570,7 @@ static void chan_drain(struct sv_chan *ch, bool locked)
 				pthread_mutex_unlock(&ch->tx_lock);
 				break;
 			}
-			queued |= handle_packet(ch, r, len, locked);
+			queued |= handle_packet(ch, r, len);
 		}
 		vmbus_channel_recv_done(ch->chan);
 		if (queued) {
@@ -587,22 +590,21 @@ out:
 	vmbus_ring_unmask(rx);
 done:
 	pthread_mutex_unlock(&ch->rx_lock);
-	batch_end(ch, prev);
+	batch_end(ch);
 }
 
 /* The channel's io_uring completed requests (on the VMBus service thread). */
 static void sv_aio_ready(void *arg)
 {
 	struct sv_chan *ch = arg;
-	struct sv_chan *prev = batch_ch;
-	batch_ch = ch;
+	batch_begin(ch);
 	disk_aio_poll(ch->aio);
-	batch_end(ch, prev);
+	batch_end(ch);
 }
 
 static void chan_resume(struct sv_chan *ch)
 {
-	chan_drain(ch, false);
+	chan_drain(ch);
 }
 
 /* --- VMBus device ops ---------------------------------------------------------------------------- */
@@ -698,13 +700,12 @@ static void sv_rx_ready(void *ctx, struct vmbus_channel *chan)
 	if (!ch)
 		return;
 	/* The guest may have freed ring space: owed replies first. */
-	struct sv_chan *prev = batch_ch;
-	batch_ch = ch;
 	pthread_mutex_lock(&ch->tx_lock);
+	ch->batching++;
 	flush_locked(ch);
-	tx_unlock(ch);
-	chan_drain(ch, true);
-	batch_end(ch, prev);
+	pthread_mutex_unlock(&ch->tx_lock);
+	chan_drain(ch);
+	batch_end(ch);
 }
 
 static const struct vmbus_device_ops sv_ops = {

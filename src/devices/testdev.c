@@ -77,6 +77,8 @@ static void td_handle(struct testdev *td, struct vmbus_channel *chan, struct tes
 	if ((d.flags & VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED) && plen >= sizeof(ctl)) {
 		memcpy(&ctl, tc->buf + off, sizeof(ctl));
 		if (ctl.magic == TESTDEV_CTL_MAGIC && ctl.op == TESTDEV_OP_SUBCHANNELS) {
+			/* Recorded here; the server sends the offers when this call returns (the
+			 * request is legal from any of our threads, no server lock involved). */
 			int n = vmbus_device_offer_subchannels(vmbus_channel_device(chan), (uint16_t)ctl.count);
 			struct testdev_ctl_reply r = { .status = n < 0 ? 1u : 0u, .offered = n < 0 ? 0u : (uint32_t)n };
 			memcpy(tc->buf, &r, sizeof(r));

@@ -6,6 +6,9 @@
  *   struct testdev_ctl { u32 magic TESTDEV_CTL_MAGIC; u32 op TESTDEV_OP_SUBCHANNELS; u32 count; u32 rsvd }
  * answered by a VM_PKT_COMP with the same trans_id and { u32 status (0 ok); u32 offered }.
  * Sub-channels echo too. Packets other than INBAND are dropped.
+ *
+ * Threads: everything runs in rx_ready, on the thread servicing the channel (the device model of
+ * vmbus/server.h); a full host->guest ring holds the echo until the guest signals that it read.
  */
 #ifndef GEN2VM_DEVICES_TESTDEV_H
 #define GEN2VM_DEVICES_TESTDEV_H

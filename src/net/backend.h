@@ -38,8 +38,10 @@ struct net_backend_ops {
 	int (*rx_fd)(struct net_backend *be, uint32_t q);
 	void (*destroy)(struct net_backend *be);
 	/* Optional (NULL: always true): whether frames can reach a peer now, i.e. the cable is plugged
-	 * in at the far end. The frontend polls it (cheap, any thread) and shows the guest the result
-	 * as the link state. */
+	 * in at the far end. Cheap, any thread. It may change only inside send and recv (a backend
+	 * whose peer can come and go makes queue 0's rx_fd readable when it should look, e.g. on a
+	 * timer, as the shared pair does): the frontend reads it after its calls and shows the guest
+	 * the result as the link state, with no polling interval. */
 	bool (*carrier)(struct net_backend *be);
 };
 

@@ -13,8 +13,9 @@
  * rx epoll set, so the frontend's worker wakes for it). A peer that goes away is an unplugged cable:
  * carrier turns false (the guest sees the link go down), frames are dropped, a line is logged, and
  * the pair comes back when a new peer appears (the
- * connecting end retries connect() from recv, rate-limited; a listener simply accepts the next one;
- * a connecting end whose listener went away takes over L if it is free).
+ * connecting end retries connect() from recv, rate-limited, woken by a timer in the queue-0 rx set so
+ * the frontend need not poll; a listener simply accepts the next one; a connecting end whose listener
+ * went away takes over L if it is free). Carrier changes only inside send and recv.
  *
  * The peer process is as untrusted as a guest: every datagram is bounds-checked and its header
  * validated; the peer must run under our effective uid (SO_PEERCRED).
@@ -30,6 +31,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,7 +49,9 @@ struct xpair {
 	int lfd;              /* our listening socket on L, or -1 */
 	int claim_fd;         /* our bound socket on C while we are the connecting end, or -1 */
 	int cfd;              /* the connection to the peer, or -1 (cable unplugged) */
-	int epfd;             /* queue 0's rx_fd: lfd and cfd */
+	int epfd;             /* queue 0's rx_fd: lfd, cfd and tfd */
+	int tfd;              /* retry timer of a connecting end without a connection */
+	bool retry_armed;
 	int idle_fd[NET_BE_MAX_QUEUES]; /* queues > 0: never readable (frames arrive on queue 0) */
 	uint64_t next_retry_ns;
 	bool had_peer;
@@ -105,6 +109,17 @@ static bool xp_peer_trusted(struct xpair *x, int fd)
 	return true;
 }
 
+/* Makes queue 0's rx_fd readable at monotonic time ns (0: now), so that the frontend calls recv,
+ * which retries the peer. Lock held. */
+static void xp_retry_at(struct xpair *x, uint64_t ns)
+{
+	if (!ns)
+		ns = 1; /* an absolute time in the past: fires at once (0 would disarm) */
+	struct itimerspec its = { .it_value = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) } };
+	if (timerfd_settime(x->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+		x->retry_armed = true;
+}
+
 /* Installs fd as the connection. Lock held. */
 static void xp_attach(struct xpair *x, int fd)
 {
@@ -128,6 +143,8 @@ static void xp_detach(struct xpair *x, const char *why)
 	x->cfd = -1;
 	__atomic_store_n(&x->connected, false, __ATOMIC_RELEASE);
 	x->next_retry_ns = 0;
+	if (x->lfd < 0)
+		xp_retry_at(x, 0);
 	log_warn("pair %s: peer %s; frames are dropped until a new peer opens pair=%s", x->id, why, x->id);
 }
 
@@ -178,6 +195,11 @@ static void xp_connect(struct xpair *x)
 /* Without a connection: accept one (listener) or retry connect (connecting end). Lock held. */
 static void xp_try_peer(struct xpair *x)
 {
+	if (x->retry_armed) { /* the timer fired (or will: keep it armed till then) */
+		uint64_t v;
+		if (read(x->tfd, &v, sizeof(v)) == sizeof(v))
+			x->retry_armed = false;
+	}
 	if (x->lfd >= 0) {
 		int fd;
 		while ((fd = accept4(x->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
@@ -200,6 +222,8 @@ static void xp_try_peer(struct xpair *x)
 		return;
 	x->next_retry_ns = now + XPAIR_RETRY_NS;
 	xp_connect(x);
+	if (x->cfd < 0 && x->lfd < 0)
+		xp_retry_at(x, x->next_retry_ns);
 }
 
 static int xp_send(struct net_backend *be, uint32_t q, const struct virtio_net_hdr *vh, const struct iovec *iov,
@@ -294,7 +318,7 @@ static bool xp_carrier(struct net_backend *be)
 static void xp_destroy(struct net_backend *be)
 {
 	struct xpair *x = (struct xpair *)be;
-	int fds[] = { x->cfd, x->lfd, x->claim_fd, x->epfd };
+	int fds[] = { x->cfd, x->lfd, x->claim_fd, x->epfd, x->tfd };
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
@@ -324,13 +348,18 @@ int net_pair_open_shared(const char *id, uint32_t nr_queues, struct net_backend 
 	snprintf(x->be.desc, sizeof(x->be.desc), "pair %s", id);
 	snprintf(x->id, sizeof(x->id), "%s", id);
 	pthread_mutex_init(&x->lock, NULL);
-	x->lfd = x->claim_fd = x->cfd = -1;
+	x->lfd = x->claim_fd = x->cfd = x->epfd = x->tfd = -1;
 	for (uint32_t q = 0; q < NET_BE_MAX_QUEUES; q++)
 		x->idle_fd[q] = -1;
 	int rc = 0;
 	x->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (x->epfd < 0)
+	if (x->epfd < 0 || (x->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0)
 		rc = -errno;
+	if (!rc) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = x->tfd };
+		if (epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->tfd, &ev) < 0)
+			rc = -errno;
+	}
 	for (uint32_t q = 1; q < nr_queues && !rc; q++)
 		if ((x->idle_fd[q] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 			rc = -errno;
@@ -354,6 +383,8 @@ int net_pair_open_shared(const char *id, uint32_t nr_queues, struct net_backend 
 		} else {
 			x->claim_fd = c;
 			xp_connect(x); /* a listener that is just going away: recv retries */
+			if (x->cfd < 0 && x->lfd < 0)
+				xp_retry_at(x, 0);
 		}
 	}
 	if (rc) {

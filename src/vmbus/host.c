@@ -16,6 +16,9 @@
 #define RETRY_MS 10
 #define TX_BUSY_LIMIT (HV_SYNIC_QUEUE_MAX / 2)
 #define WATCH_TAG (1ull << 40) /* epoll tags of the watch slots: above every doorbell's relid */
+#define TAG_STOP UINT64_MAX
+#define TAG_TIMER (UINT64_MAX - 1)
+#define TAG_WORK (UINT64_MAX - 2)
 
 struct doorbell {
 	int efd;
@@ -29,6 +32,7 @@ struct vmbus_host {
 	const struct guest_mem *mem;
 	struct kvm_vm *kvm;
 	int epfd, timerfd, stopfd;
+	int workfd; /* notifier.work_pending: a device left work for vmbus_server_run_deferred */
 	pthread_t thread;
 	bool thread_started;
 	struct doorbell bells[MAX_DOORBELLS]; /* indexed by relid */
@@ -87,6 +91,15 @@ static void host_channel_closed(void *ctx, uint32_t relid, uint32_t conn)
 	b->efd = -1;
 }
 
+static void host_work_pending(void *ctx)
+{
+	struct vmbus_host *h = ctx;
+	uint64_t one = 1;
+	if (write(h->workfd, &one, sizeof(one)) != sizeof(one)) {
+		/* the counter is saturated: the service thread has the work to do anyway */
+	}
+}
+
 static int host_watch_fd(void *ctx, int fd, void (*cb)(void *arg), void *arg)
 {
 	struct vmbus_host *h = ctx;
@@ -125,9 +138,17 @@ static void *host_thread(void *arg)
 			break;
 		for (int i = 0; i < n; i++) {
 			uint64_t tag = evs[i].data.u64, v;
-			if (tag == UINT64_MAX)
-				return NULL; /* stop */
-			if (tag == UINT64_MAX - 1) {
+			if (tag == TAG_STOP)
+				return NULL;
+			if (tag == TAG_WORK) {
+				if (read(h->workfd, &v, sizeof(v)) > 0) {
+					pthread_mutex_lock(&h->lock);
+					vmbus_server_run_deferred(h->srv);
+					pthread_mutex_unlock(&h->lock);
+				}
+				continue;
+			}
+			if (tag == TAG_TIMER) {
 				if (read(h->timerfd, &v, sizeof(v)) > 0 && hv_synic_queued(h->hv))
 					hv_synic_poll(h->hv);
 				continue;
@@ -160,14 +181,14 @@ int vmbus_host_create(struct vmbus_host **out, const struct guest_mem *mem, stru
 	h->hv = hv;
 	h->mem = mem;
 	h->kvm = kvm;
-	h->epfd = h->timerfd = h->stopfd = -1;
+	h->epfd = h->timerfd = h->stopfd = h->workfd = -1;
 	for (unsigned i = 0; i < MAX_DOORBELLS; i++)
 		h->bells[i].efd = -1;
 	struct vmbus_server_config cfg = { .mem = mem, .nr_vps = hv->nr_vps };
 	struct vmbus_server_notifier n = {
 		.ctx = h, .post_to_guest = host_post_to_guest, .signal_guest = host_signal_guest,
 		.tx_busy = host_tx_busy, .channel_opened = host_channel_opened, .channel_closed = host_channel_closed,
-		.watch_fd = host_watch_fd, .unwatch_fd = host_unwatch_fd,
+		.watch_fd = host_watch_fd, .unwatch_fd = host_unwatch_fd, .work_pending = host_work_pending,
 	};
 	int r = vmbus_server_create(&cfg, &n, &h->srv);
 	if (r)
@@ -175,16 +196,19 @@ int vmbus_host_create(struct vmbus_host **out, const struct guest_mem *mem, stru
 	h->epfd = epoll_create1(EPOLL_CLOEXEC);
 	h->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	h->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (h->epfd < 0 || h->timerfd < 0 || h->stopfd < 0) {
+	h->workfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (h->epfd < 0 || h->timerfd < 0 || h->stopfd < 0 || h->workfd < 0) {
 		r = -errno;
 		goto fail;
 	}
 	struct itimerspec its = { .it_interval = { 0, RETRY_MS * 1000000L }, .it_value = { 0, RETRY_MS * 1000000L } };
 	timerfd_settime(h->timerfd, 0, &its, NULL);
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = UINT64_MAX - 1 };
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_TIMER };
 	epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->timerfd, &ev);
-	ev.data.u64 = UINT64_MAX;
+	ev.data.u64 = TAG_STOP;
 	epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->stopfd, &ev);
+	ev.data.u64 = TAG_WORK;
+	epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->workfd, &ev);
 	if ((r = -pthread_create(&h->thread, NULL, host_thread, h)))
 		goto fail;
 	h->thread_started = true;
@@ -217,6 +241,8 @@ void vmbus_host_destroy(struct vmbus_host *h)
 		close(h->timerfd);
 	if (h->stopfd >= 0)
 		close(h->stopfd);
+	if (h->workfd >= 0)
+		close(h->workfd);
 	pthread_mutex_destroy(&h->watch_lock);
 	pthread_mutex_destroy(&h->lock);
 	free(h);

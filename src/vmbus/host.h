@@ -4,7 +4,12 @@
  * Guest -> host signals of open channels arrive through an ioeventfd per channel on HV_SIGNAL_PORT
  * (datamatch = connection id): the hypercall page's fast HvSignalEvent path, which never leaves the
  * kernel's vCPU loop. A service thread reads the eventfds, calls the server, and retries queued SynIC
- * messages on a timer as a safety net.
+ * messages on a timer as a safety net. The same thread runs the device fds watched through
+ * vmbus_channel_watch_fd (I/O completions), and the server's deferred work (notifier.work_pending:
+ * sub-channel offers and GPADL_TORNDOWNs a device's own thread asked for) under the lock.
+ *
+ * Devices never get the lock: only the VMM's own code calls the server (through vmbus_host_lock, or
+ * the mutex for platform code that locks it itself, such as gen2_net's hot add and removal).
  */
 #ifndef GEN2VM_VMBUS_HOST_H
 #define GEN2VM_VMBUS_HOST_H
@@ -29,7 +34,8 @@ void vmbus_host_destroy(struct vmbus_host *h);
 struct vmbus_server *vmbus_host_server(struct vmbus_host *h);
 void vmbus_host_lock(struct vmbus_host *h);
 void vmbus_host_unlock(struct vmbus_host *h);
-/* The same lock, for devices that take it themselves (netvsp's workers). */
+/* The same lock, for the device classes' glue that calls vmbus_server_* (device add/remove) from the
+ * setup, teardown and control-socket threads (struct vmdev_host.srv_lock). Never handed to a device. */
 pthread_mutex_t *vmbus_host_mutex(struct vmbus_host *h);
 
 /* HvPostMessage from VP vp with its input page at input_gpa: returns the HV status for RAX. */

@@ -60,8 +60,15 @@ static void lb_closed(void *ctx, uint32_t relid, uint32_t conn)
 	((struct vmbus_loopback *)ctx)->closed++;
 }
 
+static void lb_work_pending(void *ctx)
+{
+	__atomic_fetch_add(&((struct vmbus_loopback *)ctx)->work_pending, 1, __ATOMIC_RELAXED);
+}
+
 int vmbus_loopback_pop(struct vmbus_loopback *lb, void *buf)
 {
+	if (!lb->q_len) /* the guest waits: the host's service thread would have run this by now */
+		vmbus_server_run_deferred(lb->srv);
 	if (!lb->q_len)
 		return -1;
 	struct vmbus_loopback_msg *m = &lb->q[lb->q_head];
@@ -184,7 +191,7 @@ int vmbus_loopback_init(struct vmbus_loopback *lb, uint64_t ram_size, uint32_t n
 	struct vmbus_server_notifier n = {
 		.ctx = lb, .post_to_guest = lb_post_to_guest, .signal_guest = lb_signal_guest, .tx_busy = lb_tx_busy,
 		.channel_opened = lb_opened, .channel_closed = lb_closed, .watch_fd = lb_watch_fd,
-		.unwatch_fd = lb_unwatch_fd,
+		.unwatch_fd = lb_unwatch_fd, .work_pending = lb_work_pending,
 	};
 	rc = vmbus_server_create(&c, &n, &lb->srv);
 	if (rc) {

@@ -4,7 +4,8 @@
  * Messages the server posts are queued here (as the SynIC would) and handed to the client in order;
  * signals in both directions are synchronous calls (guest HvSignalEvent -> device rx_ready at once).
  * Device fds watched with vmbus_channel_watch_fd are serviced by vmbus_loopback_wait on the caller's
- * thread. Not thread-safe; the server lock is implicit (one thread).
+ * thread. Not thread-safe; the server lock is implicit (one thread): device threads' deferred work
+ * (vmbus_server_run_deferred) runs when the guest looks for a message and finds none queued.
  */
 #ifndef GEN2VM_VMBUS_LOOPBACK_H
 #define GEN2VM_VMBUS_LOOPBACK_H
@@ -37,6 +38,7 @@ struct vmbus_loopback {
 	uint32_t last_signal_vp;
 	uint8_t events[HV_EVENT_FLAGS_COUNT / 8]; /* relid bits set by signal_guest */
 	uint32_t opened, closed; /* channel_opened / channel_closed notifications */
+	uint32_t work_pending;   /* notifier.work_pending calls (atomic: device threads make them) */
 	int epfd;                /* watched device fds (vmbus_channel_watch_fd) */
 	struct vmbus_watches watches;
 };
@@ -55,7 +57,8 @@ int vmbus_loopback_wait(struct vmbus_loopback *lb, int timeout_ms);
 /* Tests and clears the event flag of relid. */
 bool vmbus_loopback_event_take(struct vmbus_loopback *lb, uint32_t relid);
 
-/* Pops the next queued host->guest message into buf (240 bytes); returns its length, or -1 if none. */
+/* Pops the next queued host->guest message into buf (240 bytes); returns its length, or -1 if none.
+ * With none queued, first runs the server's deferred work (which may queue some). */
 int vmbus_loopback_pop(struct vmbus_loopback *lb, void *buf);
 
 /* Posts a raw message as the guest would (HvPostMessage from VP 0); returns the HV status. */

@@ -1,6 +1,7 @@
 #include "vmbus/server.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +41,8 @@ struct vmbus_device {
 	struct vmbus_server *srv;
 	struct vmbus_device_desc desc;
 	struct vmbus_device *next;
-	bool removed;
+	bool removed;         /* written under async_lock too: device threads read it */
+	uint16_t sub_wanted;  /* async_lock: sub-channels asked for (offered, pending, or to be created) */
 	uint16_t nr_channels; /* primary + sub-channels created so far */
 	uint16_t nr_live;     /* channels not yet freed (a removed device waits for RELID_RELEASED) */
 	struct vmbus_channel *chan[];
@@ -57,9 +59,16 @@ struct vmbus_server {
 	struct vmbus_channel *relid_map[VMBUS_MAX_RELID + 1];
 	struct vmbus_device *devices;
 	struct vmbus_channel *retired; /* rescinded sub-channels waiting for RELID_RELEASED */
-	struct vmbus_gpadl *gpadls; /* live and tearing-down GPADLs */
+	struct vmbus_gpadl *gpadls; /* live and tearing-down GPADLs (async_lock) */
 	uint32_t nr_gpadls;
 	uint64_t gpadl_pages;
+	/* What device threads may touch outside the server lock (server.h: "callable from any of the
+	 * device's threads"): the GPADL list and its references, sub-channel requests, and the work they
+	 * leave for the next server call. Lock order: server lock -> async_lock; nothing is sent to the
+	 * guest by a device thread: srv_run_deferred sends it, under the server lock. */
+	pthread_mutex_t async_lock;
+	bool deferred;                 /* atomic: torndown or a sub_wanted waits for srv_run_deferred */
+	struct vmbus_gpadl *torndown;  /* released by their last user: GPADL_TORNDOWN still to send */
 };
 
 static const uint32_t supported_versions[] = {
@@ -112,24 +121,35 @@ static void gpadl_free(struct vmbus_gpadl *g)
 	free(g);
 }
 
-/* Drops a reference; the last one completes a pending teardown. */
-static void gpadl_put(struct vmbus_server *s, struct vmbus_gpadl *g)
+/* Drops a reference (async_lock held); the last one completes a pending teardown, whose TORNDOWN
+ * srv_run_deferred sends. Returns true when it queued one. */
+static bool gpadl_put_locked(struct vmbus_server *s, struct vmbus_gpadl *g)
 {
 	if (--g->refs)
-		return;
+		return false;
 	if (g->orphaned) {
 		gpadl_free(g);
 	} else if (g->tearing_down) {
-		struct vmbus_channel_gpadl_torndown m = { .header.msgtype = CHANNELMSG_GPADL_TORNDOWN, .gpadl = g->id };
 		gpadl_unlink(s, g);
-		gpadl_free(g);
-		SEND(s, m);
+		g->next = s->torndown;
+		s->torndown = g;
+		__atomic_store_n(&s->deferred, true, __ATOMIC_RELEASE);
+		return true;
 	}
+	return false;
+}
+
+static void gpadl_put(struct vmbus_server *s, struct vmbus_gpadl *g)
+{
+	pthread_mutex_lock(&s->async_lock);
+	gpadl_put_locked(s, g);
+	pthread_mutex_unlock(&s->async_lock);
 }
 
 /* Forgets every GPADL of relid (all of them when relid == 0): referenced ones are orphaned. */
 static void gpadl_drop_all(struct vmbus_server *s, uint32_t relid)
 {
+	pthread_mutex_lock(&s->async_lock);
 	struct vmbus_gpadl **pp = &s->gpadls;
 	while (*pp) {
 		struct vmbus_gpadl *g = *pp;
@@ -143,6 +163,13 @@ static void gpadl_drop_all(struct vmbus_server *s, uint32_t relid)
 		else
 			gpadl_free(g);
 	}
+	if (!relid) /* a new connection: the old one's pending TORNDOWNs mean nothing to it */
+		while (s->torndown) {
+			struct vmbus_gpadl *g = s->torndown;
+			s->torndown = g->next;
+			gpadl_free(g);
+		}
+	pthread_mutex_unlock(&s->async_lock);
 }
 
 /* --- channels ----------------------------------------------------------------------------------- */
@@ -231,6 +258,50 @@ static void chan_free(struct vmbus_server *s, struct vmbus_channel *c)
 			dev->chan[i] = NULL;
 	free(c);
 	dev->nr_live--;
+}
+
+static struct vmbus_channel *chan_new(struct vmbus_device *dev, uint16_t sub_index);
+
+/* Creates and offers the sub-channels devices asked for, and sends the GPADL_TORNDOWNs their
+ * releases completed (server lock held). Every entry point ends with it, so work a device queued in
+ * a callback goes out before the entry returns. Offers go first, then the TORNDOWNs, oldest first:
+ * the two are unrelated for the guest. */
+static void srv_run_deferred(struct vmbus_server *s)
+{
+	if (!__atomic_load_n(&s->deferred, __ATOMIC_ACQUIRE))
+		return; /* the common case: one load on the doorbell path */
+	pthread_mutex_lock(&s->async_lock);
+	__atomic_store_n(&s->deferred, false, __ATOMIC_RELAXED);
+	struct vmbus_gpadl *done = s->torndown;
+	s->torndown = NULL;
+	for (struct vmbus_device *dev = s->devices; dev; dev = dev->next) {
+		while (!dev->removed && dev->nr_channels < dev->sub_wanted + 1u) {
+			struct vmbus_channel *c = chan_new(dev, dev->nr_channels);
+			if (!c) {
+				log_error("vmbus: %s: out of memory for sub-channels", dev->desc.name);
+				dev->sub_wanted = (uint16_t)(dev->nr_channels - 1);
+				break;
+			}
+			if (s->offers_requested)
+				chan_offer(s, c);
+		}
+	}
+	pthread_mutex_unlock(&s->async_lock);
+	/* Oldest first: the list is pushed at the head. */
+	struct vmbus_gpadl *rev = NULL;
+	while (done) {
+		struct vmbus_gpadl *g = done;
+		done = g->next;
+		g->next = rev;
+		rev = g;
+	}
+	while (rev) {
+		struct vmbus_gpadl *g = rev;
+		rev = g->next;
+		struct vmbus_channel_gpadl_torndown m = { .header.msgtype = CHANNELMSG_GPADL_TORNDOWN, .gpadl = g->id };
+		gpadl_free(g);
+		SEND(s, m);
+	}
 }
 
 /* --- connection ----------------------------------------------------------------------------------- */
@@ -368,7 +439,7 @@ static void gpadl_feed_and_answer(struct vmbus_server *s, struct vmbus_gpadl *g,
 	gpadl_created_reply(s, relid, id, VMBUS_STATUS_UNSUCCESSFUL);
 }
 
-static void on_gpadl_header(struct vmbus_server *s, const uint8_t *p, uint32_t len)
+static void on_gpadl_header_locked(struct vmbus_server *s, const uint8_t *p, uint32_t len)
 {
 	struct vmbus_channel_gpadl_header m;
 	memcpy(&m, p, sizeof(m));
@@ -402,7 +473,7 @@ static void on_gpadl_header(struct vmbus_server *s, const uint8_t *p, uint32_t l
 	gpadl_feed_and_answer(s, g, p + sizeof(m), len - (uint32_t)sizeof(m));
 }
 
-static void on_gpadl_body(struct vmbus_server *s, const uint8_t *p, uint32_t len)
+static void on_gpadl_body_locked(struct vmbus_server *s, const uint8_t *p, uint32_t len)
 {
 	struct vmbus_channel_gpadl_body m;
 	memcpy(&m, p, sizeof(m));
@@ -414,7 +485,7 @@ static void on_gpadl_body(struct vmbus_server *s, const uint8_t *p, uint32_t len
 	gpadl_feed_and_answer(s, g, p + sizeof(m), len - (uint32_t)sizeof(m));
 }
 
-static void on_gpadl_teardown(struct vmbus_server *s, const void *p)
+static void on_gpadl_teardown_locked(struct vmbus_server *s, const void *p)
 {
 	struct vmbus_channel_gpadl_teardown m;
 	memcpy(&m, p, sizeof(m));
@@ -426,7 +497,20 @@ static void on_gpadl_teardown(struct vmbus_server *s, const void *p)
 	/* Held by an open ring or a device: TORNDOWN goes out when the last user lets go. */
 	g->tearing_down = true;
 	g->refs++;
-	gpadl_put(s, g);
+	gpadl_put_locked(s, g);
+}
+
+/* The GPADL messages change the list device threads search (vmbus_channel_gpadl_acquire). */
+static void on_gpadl_msg(struct vmbus_server *s, uint32_t type, const uint8_t *p, uint32_t len)
+{
+	pthread_mutex_lock(&s->async_lock);
+	if (type == CHANNELMSG_GPADL_HEADER)
+		on_gpadl_header_locked(s, p, len);
+	else if (type == CHANNELMSG_GPADL_BODY)
+		on_gpadl_body_locked(s, p, len);
+	else
+		on_gpadl_teardown_locked(s, p);
+	pthread_mutex_unlock(&s->async_lock);
 }
 
 static void open_result(struct vmbus_server *s, const struct vmbus_channel_open_channel *m, uint32_t status)
@@ -455,7 +539,9 @@ static void on_open_channel(struct vmbus_server *s, const void *p)
 		log_guest("vmbus: OPENCHANNEL for unknown relid %u", m.child_relid);
 		return;
 	}
+	pthread_mutex_lock(&s->async_lock);
 	struct vmbus_gpadl *g = gpadl_find(s, m.ringbuffer_gpadlhandle);
+	pthread_mutex_unlock(&s->async_lock);
 	uint32_t off = m.downstream_ringbuffer_pageoffset;
 	const char *why = NULL;
 	if (c->state != CHAN_OFFERED)
@@ -483,7 +569,9 @@ static void on_open_channel(struct vmbus_server *s, const void *p)
 		open_result(s, &m, VMBUS_STATUS_UNSUCCESSFUL);
 		return;
 	}
-	g->refs++;
+	pthread_mutex_lock(&s->async_lock);
+	g->refs++; /* only the server tears down: g is still there */
+	pthread_mutex_unlock(&s->async_lock);
 	c->ring_gpadl = g;
 	c->state = CHAN_OPEN;
 	c->broken_logged = false;
@@ -543,6 +631,9 @@ static void dev_retire_subchannels(struct vmbus_server *s, struct vmbus_device *
 		}
 	}
 	dev->nr_channels = 1;
+	pthread_mutex_lock(&s->async_lock);
+	dev->sub_wanted = 0;
+	pthread_mutex_unlock(&s->async_lock);
 }
 
 static void on_close_channel(struct vmbus_server *s, const void *p)
@@ -655,15 +746,16 @@ uint16_t vmbus_server_post_message(struct vmbus_server *s, uint32_t vp, uint32_t
 	switch (h.msgtype) {
 	case CHANNELMSG_INITIATE_CONTACT: on_initiate_contact(s, vp, connection_id, payload); break;
 	case CHANNELMSG_REQUESTOFFERS: on_request_offers(s); break;
-	case CHANNELMSG_GPADL_HEADER: on_gpadl_header(s, payload, len); break;
-	case CHANNELMSG_GPADL_BODY: on_gpadl_body(s, payload, len); break;
-	case CHANNELMSG_GPADL_TEARDOWN: on_gpadl_teardown(s, payload); break;
+	case CHANNELMSG_GPADL_HEADER:
+	case CHANNELMSG_GPADL_BODY:
+	case CHANNELMSG_GPADL_TEARDOWN: on_gpadl_msg(s, h.msgtype, payload, len); break;
 	case CHANNELMSG_OPENCHANNEL: on_open_channel(s, payload); break;
 	case CHANNELMSG_CLOSECHANNEL: on_close_channel(s, payload); break;
 	case CHANNELMSG_RELID_RELEASED: on_relid_released(s, payload); break;
 	case CHANNELMSG_MODIFYCHANNEL: on_modify_channel(s, payload); break;
 	case CHANNELMSG_UNLOAD: on_unload(s); break;
 	}
+	srv_run_deferred(s);
 	return HV_STATUS_SUCCESS;
 }
 
@@ -677,12 +769,18 @@ uint16_t vmbus_server_signal_event(struct vmbus_server *s, uint32_t connection_i
 		return HV_STATUS_INVALID_CONNECTION_ID;
 	if (c->state == CHAN_OPEN)
 		c->dev->desc.ops->rx_ready(c->dev->desc.ctx, c);
+	srv_run_deferred(s);
 	return HV_STATUS_SUCCESS;
 }
 
 void vmbus_server_reset(struct vmbus_server *s)
 {
 	srv_reset(s);
+}
+
+void vmbus_server_run_deferred(struct vmbus_server *s)
+{
+	srv_run_deferred(s);
 }
 
 uint32_t vmbus_server_version(const struct vmbus_server *s)
@@ -706,6 +804,7 @@ int vmbus_server_create(const struct vmbus_server_config *cfg, const struct vmbu
 		return -ENOMEM;
 	s->cfg = *cfg;
 	s->n = *n;
+	pthread_mutex_init(&s->async_lock, NULL);
 	if (!s->cfg.max_version)
 		s->cfg.max_version = VMBUS_VERSION_WIN10_V5_3;
 	if (!s->cfg.max_gpadls)
@@ -728,6 +827,7 @@ void vmbus_server_destroy(struct vmbus_server *s)
 			free(dev->chan[i]);
 		free(dev);
 	}
+	pthread_mutex_destroy(&s->async_lock);
 	free(s);
 }
 
@@ -769,37 +869,47 @@ int vmbus_server_device_add(struct vmbus_server *s, const struct vmbus_device_de
 	if (s->offers_requested)
 		chan_offer(s, c);
 	*out = dev;
+	srv_run_deferred(s);
 	return 0;
 }
 
 void vmbus_server_device_remove(struct vmbus_server *s, struct vmbus_device *dev)
 {
-	dev->removed = true;
+	pthread_mutex_lock(&s->async_lock);
+	dev->removed = true; /* its sub-channel requests die with it */
+	pthread_mutex_unlock(&s->async_lock);
 	for (uint16_t i = 0; i < dev->nr_channels; i++) {
 		struct vmbus_channel *c = dev->chan[i];
 		if (c)
 			chan_withdraw(s, c);
 	}
 	device_free_if_done(s, dev);
+	srv_run_deferred(s); /* TORNDOWNs its close released */
 }
 
 uint16_t vmbus_device_subchannel_count(const struct vmbus_device *dev)
 {
-	return (uint16_t)(dev->nr_channels - 1);
+	pthread_mutex_lock(&dev->srv->async_lock);
+	uint16_t n = dev->sub_wanted;
+	pthread_mutex_unlock(&dev->srv->async_lock);
+	return n;
 }
 
 int vmbus_device_offer_subchannels(struct vmbus_device *dev, uint16_t n)
 {
-	if (dev->removed || n > dev->desc.max_subchannels + 1u - dev->nr_channels)
-		return -EINVAL;
-	for (uint16_t i = 0; i < n; i++) {
-		struct vmbus_channel *c = chan_new(dev, dev->nr_channels);
-		if (!c)
-			return -ENOMEM;
-		if (dev->srv->offers_requested)
-			chan_offer(dev->srv, c);
+	struct vmbus_server *s = dev->srv;
+	pthread_mutex_lock(&s->async_lock);
+	int rc = -EINVAL;
+	if (!dev->removed && n <= dev->desc.max_subchannels - dev->sub_wanted) {
+		dev->sub_wanted = (uint16_t)(dev->sub_wanted + n);
+		rc = dev->sub_wanted;
+		if (n)
+			__atomic_store_n(&s->deferred, true, __ATOMIC_RELEASE);
 	}
-	return dev->nr_channels - 1;
+	pthread_mutex_unlock(&s->async_lock);
+	if (rc > 0 && n && s->n.work_pending)
+		s->n.work_pending(s->n.ctx);
+	return rc;
 }
 
 /* --- channel API ------------------------------------------------------------------------------------ */
@@ -888,14 +998,23 @@ void vmbus_channel_recv_done(struct vmbus_channel *c)
 
 struct vmbus_gpadl *vmbus_channel_gpadl_acquire(struct vmbus_channel *c, uint32_t gpadl_id)
 {
-	struct vmbus_gpadl *g = gpadl_find(c->srv, gpadl_id);
-	if (!g || !g->complete || g->relid != c->relid)
-		return NULL;
-	g->refs++;
+	struct vmbus_server *s = c->srv;
+	pthread_mutex_lock(&s->async_lock);
+	struct vmbus_gpadl *g = gpadl_find(s, gpadl_id);
+	if (g && (!g->complete || g->relid != c->relid))
+		g = NULL;
+	if (g)
+		g->refs++;
+	pthread_mutex_unlock(&s->async_lock);
 	return g;
 }
 
 void vmbus_channel_gpadl_release(struct vmbus_channel *c, struct vmbus_gpadl *g)
 {
-	gpadl_put(c->srv, g);
+	struct vmbus_server *s = c->srv;
+	pthread_mutex_lock(&s->async_lock);
+	bool queued = gpadl_put_locked(s, g);
+	pthread_mutex_unlock(&s->async_lock);
+	if (queued && s->n.work_pending)
+		s->n.work_pending(s->n.ctx);
 }

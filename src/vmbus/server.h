@@ -1,8 +1,12 @@
 /* The VMBus host: connection and channel protocol as a pure state machine.
  *
- * No I/O, no threads, no locks of its own: the caller holds one lock (the "server lock") around every
- * vmbus_server_* call, and the server talks outward only through struct vmbus_server_notifier. Devices
- * plug in with struct vmbus_device_desc / vmbus_device_ops. Implements VMBus 2.4 .. 5.3 as Linux
+ * No I/O and no threads: the caller holds one lock (the "server lock") around every vmbus_server_*
+ * call, and the server talks outward only through struct vmbus_server_notifier. Devices plug in with
+ * struct vmbus_device_desc / vmbus_device_ops and never see that lock: what they may call from their
+ * own threads (GPADL references, sub-channel requests) is guarded by a small lock inside the server
+ * (taken after the server lock, never before it), and whatever that has to tell the guest is sent by
+ * the next server call or vmbus_server_run_deferred (the host runs it when notifier.work_pending
+ * wakes it). Implements VMBus 2.4 .. 5.3 as Linux
  * negotiates it (shared/reference/hyperv-guest-interface.md 3.4-3.5).
  *
  * WIRING (what the KVM/SynIC layer calls and provides):
@@ -60,6 +64,12 @@ struct vmbus_server_notifier {
 	int (*watch_fd)(void *ctx, int fd, void (*cb)(void *arg), void *arg);
 	/* Stops watching fd; when it returns, cb is not running and will not run again. */
 	void (*unwatch_fd)(void *ctx, int fd);
+	/* Optional: a device thread left work for the server outside a server call (a GPADL_TORNDOWN
+	 * its release completed, sub-channels to offer): call vmbus_server_run_deferred soon, with the
+	 * server lock, from a thread that is not in a server call (the host wakes its service thread).
+	 * May be called from any thread, with or without the server lock; must not call into the
+	 * server. Without it the work waits for the next vmbus_server_* entry call. */
+	void (*work_pending)(void *ctx);
 };
 
 struct vmbus_server_config {
@@ -94,14 +104,30 @@ uint16_t vmbus_server_signal_event(struct vmbus_server *s, uint32_t connection_i
 /* ENTRY: VM reset. Like UNLOAD but sends nothing: channels closed, GPADLs dropped, disconnected. */
 void vmbus_server_reset(struct vmbus_server *s);
 
+/* ENTRY: does what devices asked for from their own threads (notifier.work_pending): offers the
+ * sub-channels requested and sends the GPADL_TORNDOWNs that waited for a device's release. Every
+ * other entry call does it too, before it returns. Cheap when there is nothing to do. */
+void vmbus_server_run_deferred(struct vmbus_server *s);
+
 /* Negotiated version, 0 when disconnected. */
 uint32_t vmbus_server_version(const struct vmbus_server *s);
 /* The VP that receives channel messages (INITIATE_CONTACT.target_vcpu). */
 uint32_t vmbus_server_message_vp(const struct vmbus_server *s);
 
 /* ------------------------------------------------------------------------------------------------
- * Device API. All callbacks run with the server lock held: keep them short (rx_ready should wake a
- * worker or drain a few packets), and never call vmbus_server_* from another thread without the lock.
+ * Device API. The concurrency model (one for every device):
+ *  - A device gets its channel at open. Its callbacks run on the thread that services the channel
+ *    (the host's service thread for an ioeventfd doorbell, a vCPU for a port exit), with the server
+ *    lock held by the caller; the device never takes or names that lock. Keep them short (rx_ready
+ *    should drain a few packets or wake a worker).
+ *  - Between open and close, the device may use the channel from the service thread (watch_fd
+ *    callbacks) or from threads it owns: the channel API below, GPADL acquire/release and
+ *    vmbus_device_offer_subchannels/subchannel_count are callable from any of them, with or without
+ *    a server callback on the stack. Nothing a device calls blocks on the server lock.
+ *  - vmbus_server_* (device add/remove included) still need the server lock: that is the VMM's
+ *    business (storvsp_create, netvsp_create ... are called with it), not the device's threads'.
+ *  - Completions arrive by an fd (eventfd, io_uring's): watch it on the service thread
+ *    (vmbus_channel_watch_fd) or wait for it in a worker; nothing polls on a timer.
  */
 struct vmbus_device_ops {
 	/* The guest opened chan (rings mapped and validated). Return 0 or -errno (the guest gets a
@@ -136,13 +162,18 @@ int vmbus_server_device_add(struct vmbus_server *s, const struct vmbus_device_de
  * when the guest sends RELID_RELEASED. No callback runs after this returns; the handle is invalid. */
 void vmbus_server_device_remove(struct vmbus_server *s, struct vmbus_device *dev);
 
-/* Offers n more sub-channels of dev (same GUIDs, sub_channel_index 1, 2, ...), at most
- * max_subchannels in all. Returns the number now offered/pending (>= 0) or -EINVAL / -ENOMEM.
+/* Asks for n more sub-channels of dev (same GUIDs, sub_channel_index 1, 2, ...), at most
+ * max_subchannels in all, while its primary channel is open (the guest asks on it). Callable from
+ * any of the device's threads, in or out of a callback: the
+ * request is recorded and the offers go out at the end of the current server call, or from
+ * vmbus_server_run_deferred (notifier.work_pending). Returns the number of sub-channels the guest will
+ * be offered in all (>= 0), or -EINVAL (too many, or the device is being removed).
  * When the guest closes the primary channel its sub-channels are rescinded (as on Hyper-V) and the
  * count starts again from 0: the guest asks for new ones after it opens the primary again. */
 int vmbus_device_offer_subchannels(struct vmbus_device *dev, uint16_t n);
 
-/* The sub-channels dev has now (offered or pending the guest's REQUESTOFFERS). */
+/* The sub-channels dev has asked for (offered, pending the guest's REQUESTOFFERS, or about to be
+ * offered). Callable like vmbus_device_offer_subchannels. */
 uint16_t vmbus_device_subchannel_count(const struct vmbus_device *dev);
 
 /* ------------------------------------------------------------------------------------------------
@@ -188,7 +219,9 @@ void vmbus_channel_recv_done(struct vmbus_channel *c);
 
 /* GPADLs a device uses beyond the ring (e.g. netvsc's receive buffer). Acquire returns the complete
  * GPADL with that id created for this channel's relid (NULL if none or being torn down) and holds it:
- * its GPADL_TORNDOWN waits for the release. Both need the server lock. */
+ * its GPADL_TORNDOWN waits for the release, and goes out after it (at the end of the current server
+ * call, or from vmbus_server_run_deferred). Callable from any of the device's threads while the
+ * channel is open, and from its close callback (the last chance to release). */
 struct vmbus_gpadl *vmbus_channel_gpadl_acquire(struct vmbus_channel *c, uint32_t gpadl_id);
 void vmbus_channel_gpadl_release(struct vmbus_channel *c, struct vmbus_gpadl *g);
 

@@ -34,6 +34,10 @@ def test_missing_kernel_file():
 
 
 def test_not_a_kernel(tmp_path):
+    from conftest import have_kvm
+    import pytest
+    if not have_kvm():
+        pytest.skip("needs /dev/kvm")  # the kernel is read once the VM exists
     f = tmp_path / "notakernel"
     f.write_bytes(b"hello world" * 100)
     rc, _, err = run_vm(["run", "--kernel", str(f)])

@@ -6,10 +6,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "devices/netvsc_guest.h"
 #include "devices/netvsp.h"
@@ -923,6 +925,129 @@ static void test_nic_spec(void **state)
 	assert_int_equal(a[0] & 3, 2);
 }
 
+/* Threaded, as in the VMM: the workers map the buffers, take the sub-channel request and the revoke
+ * on their own threads, and the adapter never sees a server lock (the test's lock stands for it and
+ * only the guest side takes it). A GPADL_TEARDOWN sent while the worker still holds the receive
+ * buffer waits for the worker's release; the server sends TORNDOWN after it, woken through
+ * notifier.work_pending. Closing joins the workers at once: nothing they wait for is held. */
+static void test_threaded_worker_contract(void **state)
+{
+	(void)state;
+	struct vmbus_loopback lb;
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	assert_int_equal(vmbus_loopback_init(&lb, 128ull << 20, 2, NULL), 0);
+	struct cap *cap = cap_new(2);
+	struct netvsp_config cfg = { .mem = &lb.mem, .backend = &cap->be, .max_queues = 2, .threaded = true };
+	memcpy(cfg.mac, MAC, 6);
+	struct netvsp *nv;
+	pthread_mutex_lock(&lock);
+	assert_int_equal(netvsp_create(lb.srv, &cfg, &nv), 0);
+	pthread_mutex_unlock(&lock);
+	struct netvsc_guest g;
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(netvsc_guest_open_locked(&g, &lb, 0, 1u << 20, 1u << 20, &lock, 2000), 0);
+	assert_int_equal(netvsc_guest_subchannels(&g, 1), 1);
+	struct netvsp_stats st;
+	netvsp_get_stats(nv, &st);
+	assert_int_equal(st.channels_open, 2);
+
+	uint64_t m[30];
+	pthread_mutex_lock(&lock);
+	struct vmbus_channel_gpadl_teardown tdm = { .header.msgtype = CHANNELMSG_GPADL_TEARDOWN,
+						    .child_relid = g.ch[0].relid, .gpadl = g.rgpadl };
+	assert_int_equal(vmbus_loopback_post(&lb, lb.cl.msg_conn_id, &tdm, sizeof(tdm)), HV_STATUS_SUCCESS);
+	assert_int_equal(vmbus_loopback_pop(&lb, m), -1); /* the worker holds it */
+	uint32_t kicks = __atomic_load_n(&lb.work_pending, __ATOMIC_RELAXED);
+	struct nvsp_message rv = { .type = NVSP_MSG1_TYPE_REVOKE_RECV_BUF };
+	rv.u.revoke.id = NVSP_RECV_BUFFER_ID;
+	assert_int_equal(vmbus_client_send(&g.ch[0], VM_PKT_DATA_INBAND, 0, 77, NULL, 0, &rv, sizeof(rv)), 0);
+	pthread_mutex_unlock(&lock);
+	int n = -1;
+	for (int i = 0; i < 2000 && n < 0; i++) {
+		pthread_mutex_lock(&lock);
+		n = vmbus_loopback_pop(&lb, m);
+		pthread_mutex_unlock(&lock);
+		if (n < 0)
+			usleep(1000);
+	}
+	assert_true(n > 0);
+	assert_int_equal((uint32_t)m[0], CHANNELMSG_GPADL_TORNDOWN);
+	assert_int_equal(((struct vmbus_channel_gpadl_torndown *)m)->gpadl, g.rgpadl);
+	assert_true(__atomic_load_n(&lb.work_pending, __ATOMIC_RELAXED) > kicks);
+	g.rgpadl = 0; /* gone already */
+	netvsc_guest_close(&g);
+	pthread_mutex_lock(&lock);
+	netvsp_destroy(nv);
+	pthread_mutex_unlock(&lock);
+	vmbus_loopback_destroy(&lb);
+}
+
+/* Threaded: a worker whose backend queue stalled because the guest holds every receive section sleeps
+ * without a timeout, and the guest completing its receive transactions wakes it: every frame waiting
+ * in the backend arrives, none dropped. */
+static void test_threaded_stall_resumes(void **state)
+{
+	(void)state;
+	struct vmbus_loopback lb;
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	struct net_backend *be, *peer;
+	assert_int_equal(net_pair_open("unit-stall", 1, &be), 0);
+	assert_int_equal(net_pair_open("unit-stall", 1, &peer), 0);
+	assert_int_equal(vmbus_loopback_init(&lb, 64ull << 20, 1, NULL), 0);
+	struct netvsp_config cfg = { .mem = &lb.mem, .backend = be, .threaded = true };
+	memcpy(cfg.mac, MAC, 6);
+	struct netvsp *nv;
+	pthread_mutex_lock(&lock);
+	assert_int_equal(netvsp_create(lb.srv, &cfg, &nv), 0);
+	pthread_mutex_unlock(&lock);
+	struct netvsc_guest g;
+	struct env ctx;
+	memset(&g, 0, sizeof(g));
+	memset(&ctx, 0, sizeof(ctx));
+	assert_int_equal(netvsc_guest_open_locked(&g, &lb, 0, 64u << 10, 64u << 10, &lock, 2000), 0);
+	g.on_frame = on_frame;
+	g.ctx = &ctx;
+	assert_int_equal(netvsc_guest_rndis_init(&g), 0);
+	uint32_t filter = NDIS_PACKET_TYPE_BROADCAST;
+	assert_int_equal(netvsc_guest_set(&g, RNDIS_OID_GEN_CURRENT_PACKET_FILTER, &filter, 4), 0);
+	uint32_t sections = g.rsec_n, total = sections + 60;
+	assert_true(sections > 8 && total < 256); /* all of them fit in the pair's queue */
+	g.hold_completions = true;
+	uint8_t f[60] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 9, 0x08, 0x00 };
+	struct virtio_net_hdr vh = { 0 };
+	for (uint32_t i = 0; i < total; i++) {
+		f[20] = (uint8_t)i;
+		struct iovec iov = { f, sizeof(f) };
+		assert_int_equal(peer->ops->send(peer, 0, &vh, &iov, 1), 0);
+	}
+	for (int i = 0; i < 2000 && ctx.rx_count < sections; i++) {
+		netvsc_guest_poll(&g, 0);
+		if (ctx.rx_count < sections)
+			usleep(1000);
+	}
+	assert_int_equal(ctx.rx_count, sections);
+	usleep(20000);
+	netvsc_guest_poll(&g, 0);
+	assert_int_equal(ctx.rx_count, sections); /* stalled: the guest holds every section */
+	g.hold_completions = false;
+	netvsc_guest_release_held(&g, 0);
+	for (int i = 0; i < 2000 && ctx.rx_count < total; i++) {
+		netvsc_guest_poll(&g, 0);
+		if (ctx.rx_count < total)
+			usleep(1000);
+	}
+	assert_int_equal(ctx.rx_count, total);
+	struct netvsp_stats st;
+	netvsp_get_stats(nv, &st);
+	assert_int_equal(st.rx_dropped, 0);
+	netvsc_guest_close(&g);
+	pthread_mutex_lock(&lock);
+	netvsp_destroy(nv);
+	pthread_mutex_unlock(&lock);
+	net_backend_destroy(peer);
+	vmbus_loopback_destroy(&lb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -930,7 +1055,7 @@ int main(void)
 		cmocka_unit_test(test_rss_caps_need_v5),  cmocka_unit_test(test_frames_both_ways),
 		cmocka_unit_test(test_guest_mtu),
 		cmocka_unit_test(test_batching),          cmocka_unit_test(test_offload_ppis),
-		cmocka_unit_test(test_subchannels_vrss),  cmocka_unit_test(test_toeplitz_vector),
+		cmocka_unit_test(test_subchannels_vrss), cmocka_unit_test(test_threaded_worker_contract), cmocka_unit_test(test_threaded_stall_resumes),  cmocka_unit_test(test_toeplitz_vector),
 		cmocka_unit_test(test_link_state),        cmocka_unit_test(test_link_follows_carrier),
 		cmocka_unit_test(test_pair_two_adapters),
 		cmocka_unit_test(test_hot_add_remove),    cmocka_unit_test(test_bad_input),

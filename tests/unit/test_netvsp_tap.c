@@ -122,7 +122,7 @@ static void bring_up(struct t *t, uint32_t queues)
 			 0);
 	assert_int_equal(vmbus_loopback_init(&t->lb, 128ull << 20, queues, NULL), 0);
 	pthread_mutex_init(&t->lock, NULL);
-	struct netvsp_config cfg = { .mem = &t->lb.mem, .backend = be, .threaded = true, .server_lock = &t->lock };
+	struct netvsp_config cfg = { .mem = &t->lb.mem, .backend = be, .threaded = true };
 	memcpy(cfg.mac, GMAC, 6);
 	pthread_mutex_lock(&t->lock);
 	assert_int_equal(netvsp_create(t->lb.srv, &cfg, &t->nv), 0);

@@ -614,6 +614,34 @@ static void test_subchannels(void **state)
 	fx_down(&f);
 }
 
+/* CREATE_SUB_CHANNELS queued behind a full request pool is handled when a completion frees a request,
+ * i.e. by the drain the completion path resumes (the service thread, no server call on its stack):
+ * the offers go out all the same. */
+static void test_subchannels_from_completion_path(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_up(&f, 4, 3, 0);
+	f.g.manual_wait = true; /* completions run only inside storvsc_guest_ctrl's waits below */
+	for (uint32_t i = 0; i < 160; i++) { /* more than the pool (128): the drain stalls */
+		struct storvsc_io io = { .cdb = { 0x28, 0, 0, 0, 0, (uint8_t)i, 0, 0, 8, 0 }, .cdb_len = 10,
+					 .data_in = 1, .data = f.buf + (i % 128) * 4096, .len = 4096 };
+		assert_int_equal(storvsc_guest_submit(&f.g, 0, &io, i + 1), 0);
+	}
+	struct storvsp_packet pk = { .operation = STORVSP_OP_CREATE_SUB_CHANNELS };
+	pk.sub_channel_count = 2;
+	assert_int_equal(storvsc_guest_ctrl(&f.g, &pk), 0); /* skips the read replies before its own */
+	assert_int_equal(pk.status, 0);
+	while (vmbus_client_poll(&f.lb.cl) == 0)
+		;
+	uint32_t subs = 0;
+	for (uint32_t i = 0; i < f.lb.cl.nr_offers; i++)
+		if (f.lb.cl.offers[i].msg.offer.sub_channel_index && !f.lb.cl.offers[i].rescinded)
+			subs++;
+	assert_int_equal(subs, 2);
+	fx_down(&f);
+}
+
 /* I/O completes on the thread that services the channel (here: vmbus_loopback_wait), never behind its
  * back, and the replies of one reaped batch signal the guest once. */
 static void test_completion_thread_and_batched_signal(void **state)
@@ -783,6 +811,7 @@ int main(void)
 		cmocka_unit_test(test_hotplug),
 		cmocka_unit_test(test_dvd),
 		cmocka_unit_test(test_subchannels),
+		cmocka_unit_test(test_subchannels_from_completion_path),
 		cmocka_unit_test(test_completion_thread_and_batched_signal),
 		cmocka_unit_test(test_queue_depth),
 		cmocka_unit_test(test_vhdx_backend),

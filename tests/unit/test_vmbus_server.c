@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -475,6 +476,116 @@ static void test_tx_busy(void **state)
 	vmbus_loopback_destroy(&lb);
 }
 
+/* The device side of the concurrency model: a device's own thread (no server call on its stack, no
+ * server lock anywhere) holds a GPADL, and the guest's GPADL_TEARDOWN waits for its release. The
+ * release and a sub-channel request made on that thread send nothing themselves: they queue the work
+ * and wake the host (notifier.work_pending), whose vmbus_server_run_deferred sends the offers and
+ * the TORNDOWN. */
+struct thr_dev {
+	struct vmbus_device *dev;
+	struct vmbus_channel *chan;
+	uint32_t gpadl_id;
+	struct vmbus_gpadl *held, *got;
+	int offered;
+};
+
+static int thr_open(void *ctx, struct vmbus_channel *chan)
+{
+	((struct thr_dev *)ctx)->chan = chan;
+	return 0;
+}
+
+static void thr_close(void *ctx, struct vmbus_channel *chan)
+{
+}
+
+static void thr_rx_ready(void *ctx, struct vmbus_channel *chan)
+{
+}
+
+static void *thr_acquire(void *arg)
+{
+	struct thr_dev *d = arg;
+	d->got = vmbus_channel_gpadl_acquire(d->chan, d->gpadl_id);
+	return NULL;
+}
+
+static void *thr_release_and_offer(void *arg)
+{
+	struct thr_dev *d = arg;
+	vmbus_channel_gpadl_release(d->chan, d->held);
+	d->held = NULL;
+	d->offered = vmbus_device_offer_subchannels(d->dev, 2);
+	return NULL;
+}
+
+static void run_in_thread(void *(*fn)(void *), void *arg)
+{
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static void test_device_thread_gpadl_and_subchannels(void **state)
+{
+	static const struct vmbus_device_ops ops = { .open = thr_open, .close = thr_close, .rx_ready = thr_rx_ready };
+	struct vmbus_loopback lb;
+	struct thr_dev d = { 0 };
+	assert_int_equal(vmbus_loopback_init(&lb, RAM, 1, NULL), 0);
+	struct vmbus_device_desc desc = { .name = "thr", .class_id = td_class(), .max_subchannels = 2, .ops = &ops,
+					  .ctx = &d };
+	assert_int_equal(vmbus_server_device_add(lb.srv, &desc, &d.dev), 0);
+	connect_and_offer(&lb);
+	struct vmbus_client_channel ch;
+	assert_int_equal(vmbus_client_channel_open(&lb.cl, &ch, 1, 8192, 8192, 0, NULL, 0), 0);
+	void *buf = lb.ops.alloc_pages(&lb, 4);
+	assert_int_equal(vmbus_client_gpadl_create(&lb.cl, 1, buf, 4 * 4096, &d.gpadl_id), 0);
+
+	run_in_thread(thr_acquire, &d);
+	assert_non_null(d.got);
+	d.held = d.got;
+	uint64_t m[30];
+	struct vmbus_channel_gpadl_teardown tdm = { .header.msgtype = CHANNELMSG_GPADL_TEARDOWN, .child_relid = 1,
+						    .gpadl = d.gpadl_id };
+	assert_int_equal(vmbus_loopback_post(&lb, lb.cl.msg_conn_id, &tdm, sizeof(tdm)), HV_STATUS_SUCCESS);
+	assert_int_equal(vmbus_loopback_pop(&lb, m), -1); /* held: the TORNDOWN waits */
+	run_in_thread(thr_acquire, &d);
+	assert_null(d.got); /* being torn down: no new users */
+
+	uint32_t kicks = lb.work_pending;
+	run_in_thread(thr_release_and_offer, &d);
+	assert_int_equal(d.offered, 2);
+	assert_int_equal(vmbus_device_subchannel_count(d.dev), 2);
+	assert_int_equal(lb.work_pending, kicks + 2); /* the host was woken, once per request */
+	assert_int_equal(lb.q_len, 0);                /* and nothing went out from the device's thread */
+
+	vmbus_server_run_deferred(lb.srv); /* what the host's service thread does when woken */
+	uint32_t offers = 0, torndown = 0;
+	int n;
+	while (lb.q_len && (n = vmbus_loopback_pop(&lb, m)) > 0) {
+		if (m[0] == CHANNELMSG_OFFERCHANNEL) {
+			const struct vmbus_channel_offer_channel *o = (const void *)m;
+			assert_int_equal(o->offer.sub_channel_index, offers + 1);
+			offers++;
+		} else {
+			assert_int_equal((uint32_t)m[0], CHANNELMSG_GPADL_TORNDOWN);
+			assert_int_equal(((struct vmbus_channel_gpadl_torndown *)m)->gpadl, d.gpadl_id);
+			torndown++;
+		}
+	}
+	assert_int_equal(offers, 2);
+	assert_int_equal(torndown, 1);
+	/* Beyond max_subchannels: refused at once, nothing queued. */
+	assert_int_equal(vmbus_device_offer_subchannels(d.dev, 1), -EINVAL);
+	vmbus_server_run_deferred(lb.srv);
+	assert_int_equal(lb.q_len, 0);
+	/* Closing the primary retires its sub-channels: the count starts again. */
+	assert_int_equal(vmbus_client_channel_close(&ch), 0);
+	assert_int_equal(vmbus_device_subchannel_count(d.dev), 0);
+	vmbus_server_device_remove(lb.srv, d.dev);
+	vmbus_loopback_destroy(&lb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -487,6 +598,7 @@ int main(void)
 		cmocka_unit_test(test_subchannels_after_primary_reopen),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_tx_busy),
+		cmocka_unit_test(test_device_thread_gpadl_and_subchannels),
 	};
 	return cmocka_run_group_tests_name("vmbus_server", tests, NULL, NULL);
 }
