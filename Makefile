@@ -11,6 +11,8 @@
 #   src/**/*.c (except src/main.c)  -> the VMM library, linked into gen2vm, unit tests, benches
 #   guestlib/**/*.c                 -> freestanding code shared by firmware, test guests and the
 #                                      host (the loopback guest); compiled for both worlds
+#   tests/support/*.c               -> test fixtures (the in-process loopback guest, storvsc and netvsc
+#                                      clients): linked into unit tests, benches and fuzzers, never gen2vm
 #   tests/unit/test_*.c             -> one cmocka binary each
 #   tests/guest/*.c                 -> one freestanding ELF guest each (tests/guest/lib/ is their runtime)
 #   firmware/*.c, firmware/*.S      -> the UEFI firmware (with guestlib), embedded in gen2vm
@@ -50,6 +52,7 @@ FW_CFLAGS := -std=gnu17 $(WARN) -Os -g -ffreestanding -fno-builtin -nostdlib -fn
 
 LIB_SRCS   := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
 GLIB_SRCS  := $(shell find guestlib -name '*.c' 2>/dev/null | sort)
+SUP_SRCS   := $(sort $(wildcard tests/support/*.c))
 UNIT_SRCS  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_HELP  := $(filter-out $(UNIT_SRCS),$(sort $(wildcard tests/unit/*.c)))
 GUEST_SRCS := $(sort $(wildcard tests/guest/*.c))
@@ -66,6 +69,8 @@ REL_OBJS := $(patsubst %.c,$(REL)/%.o,$(LIB_SRCS) $(GLIB_SRCS))
 SAN_OBJS := $(patsubst %.c,$(SAN)/%.o,$(LIB_SRCS) $(GLIB_SRCS))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/unit/%,$(UNIT_SRCS))
 UNIT_HELP_OBJS := $(patsubst %.c,$(SAN)/%.o,$(UNIT_HELP))
+SAN_SUP_OBJS := $(patsubst %.c,$(SAN)/%.o,$(SUP_SRCS))
+REL_SUP_OBJS := $(patsubst %.c,$(REL)/%.o,$(SUP_SRCS))
 GUEST_RT := $(patsubst %,$(GST)/%.o,$(GUEST_LIB)) $(patsubst %.c,$(GST)/%.o,$(GLIB_SRCS))
 GUEST_ELFS := $(patsubst tests/guest/%.c,$(GST)/%.elf,$(GUEST_SRCS))
 BENCH_BINS := $(patsubst bench/%.c,$(REL)/bench/%,$(BENCH_SRCS))
@@ -101,7 +106,10 @@ $(SAN)/libgen2vm.a: $(SAN_OBJS)
 $(SAN)/gen2vm: $(SAN)/src/main.o $(SAN)/libgen2vm.a $(FW_BLOB)
 	$(Q)$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
-$(SAN)/unit/%: $(SAN)/tests/unit/%.o $(UNIT_HELP_OBJS) $(SAN)/libgen2vm.a
+# Test code finds the fixtures as "support/...".
+$(SAN)/tests/%.o $(REL)/tests/%.o: CPPFLAGS += -Itests
+
+$(SAN)/unit/%: $(SAN)/tests/unit/%.o $(UNIT_HELP_OBJS) $(SAN_SUP_OBJS) $(SAN)/libgen2vm.a
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(SANFLAGS) -o $@ $^ $(TEST_LDLIBS) $(LDLIBS)
 
@@ -168,15 +176,15 @@ $(EFIB)/%.efi: $(EFIB)/%.elf tests/efi/elf2efi.py
 efi-apps: $(EFI_APPS)
 
 # --- benches and fuzzers -----------------------------------------------------------------------
-$(REL)/bench/%: bench/%.c $(REL)/libgen2vm.a
+$(REL)/bench/%: bench/%.c $(REL_SUP_OBJS) $(REL)/libgen2vm.a
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 FUZZ_CFLAGS := -std=gnu17 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DFUZZING \
-               -Isrc -Iinclude -Iguestlib
-$(BUILD)/fuzz/%: fuzz/%.c $(LIB_SRCS) $(GLIB_SRCS)
+               -Isrc -Iinclude -Iguestlib -Itests
+$(BUILD)/fuzz/%: fuzz/%.c $(LIB_SRCS) $(GLIB_SRCS) $(SUP_SRCS)
 	@mkdir -p $(@D)
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(GLIB_SRCS) $(LDLIBS)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(GLIB_SRCS) $(SUP_SRCS) $(LDLIBS)
 
 # --- entry points ------------------------------------------------------------------------------
 unit: $(UNIT_BINS)

@@ -24,11 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "devices/netvsc_guest.h"
+#include "support/netvsc_guest.h"
 #include "devices/netvsp.h"
 #include "net/backend.h"
 #include "util/log.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 static const uint8_t GMAC[6] = { 0x02, 0x15, 0x5d, 0x77, 0x00, 0x01 };
 static char ns[32], tap[16];

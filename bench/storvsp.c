@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "devices/storvsc_guest.h"
+#include "support/storvsc_guest.h"
 #include "devices/storvsp.h"
 #include "util/log.h"
 

@@ -9,7 +9,7 @@
 
 #include "devices/testdev.h"
 #include "util/log.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 static double now(void)
 {

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices/netvsc_guest.h"
+#include "support/netvsc_guest.h"
 #include "devices/netvsp.h"
 #include "devices/rndis.h"
 #include "util/log.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -15,10 +15,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "devices/storvsc_guest.h"
+#include "support/storvsc_guest.h"
 #include "devices/storvsp.h"
 #include "util/log.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -7,7 +7,7 @@
 
 #include "devices/testdev.h"
 #include "util/log.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

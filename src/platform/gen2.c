@@ -137,17 +137,6 @@ static uint16_t gen2_signal_event(void *opaque, uint32_t connection_id)
 	return vmbus_host_signal_event(g->vmbus, connection_id);
 }
 
-/* The fast HvSignalEvent's OUT 0x92 when no doorbell matched (e.g. a channel not open). */
-static void gen2_signal_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
-{
-	struct gen2 *g = opaque;
-	if (!is_write || len != 4)
-		return;
-	uint32_t conn;
-	memcpy(&conn, data, 4);
-	vmbus_host_signal_event(g->vmbus, conn);
-}
-
 static void gen2_interrupt(void *opaque, uint32_t vp, uint8_t vector)
 {
 	struct gen2 *g = opaque;
@@ -449,7 +438,7 @@ static int gen2_setup(struct gen2 *g)
 	r = r ? r : acpi_pm_attach(vm);
 	rtc_init(&g->rtc, &(struct rtc_clock){ fw_misc_clock_get, fw_misc_clock_set, &g->life->misc });
 	r = r ? r : rtc_attach(&g->rtc, &vm->pio);
-	r = r ? r : bus_register(&vm->pio, HV_SIGNAL_PORT, 4, gen2_signal_io, g, "hv-signal");
+	r = r ? r : vmbus_host_attach_signal_port(g->vmbus, &vm->pio);
 	if (r)
 		return r;
 	if (cfg->com1.kind != CONSOLE_NONE) {

@@ -290,3 +290,18 @@ uint16_t vmbus_host_signal_event(struct vmbus_host *h, uint32_t connection_id)
 	pthread_mutex_unlock(&h->lock);
 	return st;
 }
+
+static void host_signal_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
+{
+	struct vmbus_host *h = opaque;
+	if (!is_write || len != 4)
+		return;
+	uint32_t conn;
+	memcpy(&conn, data, 4);
+	vmbus_host_signal_event(h, conn);
+}
+
+int vmbus_host_attach_signal_port(struct vmbus_host *h, struct bus *pio)
+{
+	return bus_register(pio, HV_SIGNAL_PORT, 4, host_signal_io, h, "hv-signal");
+}

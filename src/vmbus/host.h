@@ -19,6 +19,7 @@
 
 #include "hv/hv.h"
 #include "kvm/kvm.h"
+#include "vmm/bus.h"
 #include "vmbus/server.h"
 
 struct vmbus_host;
@@ -42,5 +43,10 @@ pthread_mutex_t *vmbus_host_mutex(struct vmbus_host *h);
 uint16_t vmbus_host_post_message(struct vmbus_host *h, uint32_t vp, uint64_t input_gpa);
 /* HvSignalEvent for connection_id (slow path, or a doorbell without an ioeventfd). */
 uint16_t vmbus_host_signal_event(struct vmbus_host *h, uint32_t connection_id);
+
+/* Claims HV_SIGNAL_PORT on the port bus: the hypercall page's fast HvSignalEvent (OUT, EAX = the
+ * connection id) reaches the host there when no ioeventfd matched (a channel not open, or a host
+ * without doorbells). 0 or -errno. */
+int vmbus_host_attach_signal_port(struct vmbus_host *h, struct bus *pio);
 
 #endif

@@ -17,7 +17,7 @@
 #include "../../firmware/storvsc.c"
 
 #include "devices/storvsp.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 struct fw_state fw;
 static struct vmbus_loopback lb;

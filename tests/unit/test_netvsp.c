@@ -13,13 +13,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "devices/netvsc_guest.h"
+#include "support/netvsc_guest.h"
 #include "devices/netvsp.h"
 #include "devices/rndis.h"
 #include "net/backend.h"
 #include "net/nic.h"
 #include <json-c/json.h>
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 /* A capture backend: records what netvsp sends, and queues frames for it to receive. */
 struct cap {

@@ -14,12 +14,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "devices/netvsc_guest.h"
+#include "support/netvsc_guest.h"
 #include "devices/vmdev.h"
 #include "gen2vm/proto/netvsc.h"
 #include "net/nic.h"
 #include "ui/control.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 static int ctl_connect(const char *path)
 {

@@ -13,10 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "devices/netvsc_guest.h"
+#include "support/netvsc_guest.h"
 #include "devices/netvsp.h"
 #include "net/backend.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 static const uint8_t GMAC[6] = { 0x02, 0x15, 0x5d, 0x33, 0x44, 0x55 };
 static const uint8_t GIP[4] = { 10, 211, 0, 2 }, HIP[4] = { 10, 211, 0, 1 };

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "devices/storvsc_guest.h"
+#include "support/storvsc_guest.h"
 #include "devices/storvsp.h"
 #include "devices/disk_spec.h"
 #include "disk/disk.h"

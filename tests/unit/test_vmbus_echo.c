@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "devices/testdev.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 static uint64_t fnv(const uint8_t *p, uint32_t n)
 {

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "devices/testdev.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 #define GIB (1ull << 30)
 

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "devices/testdev.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 #define RAM (64ull << 20)
 

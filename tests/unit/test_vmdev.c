@@ -13,7 +13,7 @@
 
 #include "devices/vmdev.h"
 #include "gen2vm/proto/testdev.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 static void test_reverse_device_from_the_table(void **state)
 {

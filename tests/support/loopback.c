@@ -1,4 +1,4 @@
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 #include <errno.h>
 #include <stdlib.h>

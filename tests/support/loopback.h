@@ -7,8 +7,8 @@
  * thread. Not thread-safe; the server lock is implicit (one thread): device threads' deferred work
  * (vmbus_server_run_deferred) runs when the guest looks for a message and finds none queued.
  */
-#ifndef GEN2VM_VMBUS_LOOPBACK_H
-#define GEN2VM_VMBUS_LOOPBACK_H
+#ifndef GEN2VM_SUPPORT_LOOPBACK_H
+#define GEN2VM_SUPPORT_LOOPBACK_H
 
 #include <stdbool.h>
 #include <stdint.h>

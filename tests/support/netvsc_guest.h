@@ -3,8 +3,8 @@
  * drive netvsp through it, the way Linux hv_netvsc drives it (same message order and sizes).
  * Single-threaded like the loopback; functions return 0 or -errno unless stated.
  */
-#ifndef GEN2VM_DEVICES_NETVSC_GUEST_H
-#define GEN2VM_DEVICES_NETVSC_GUEST_H
+#ifndef GEN2VM_SUPPORT_NETVSC_GUEST_H
+#define GEN2VM_SUPPORT_NETVSC_GUEST_H
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -12,7 +12,7 @@
 
 #include "gen2vm/proto/netvsc.h"
 #include "net/backend.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 #define NETVSC_GUEST_RING (256u << 10)
 

@@ -1,5 +1,5 @@
 /* Guest-side storvsc over the loopback guest (see storvsc_guest.h). */
-#include "devices/storvsc_guest.h"
+#include "support/storvsc_guest.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-#include "devices/netvsc_guest.h"
+#include "support/netvsc_guest.h"
 
 #include <errno.h>
 #include <stdlib.h>

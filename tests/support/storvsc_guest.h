@@ -6,13 +6,13 @@
  * reaping an empty ring first runs whatever completed (without waiting), and storvsc_guest_wait
  * blocks until some I/O completes.
  */
-#ifndef GEN2VM_DEVICES_STORVSC_GUEST_H
-#define GEN2VM_DEVICES_STORVSC_GUEST_H
+#ifndef GEN2VM_SUPPORT_STORVSC_GUEST_H
+#define GEN2VM_SUPPORT_STORVSC_GUEST_H
 
 #include <stdint.h>
 
 #include "gen2vm/proto/storvsp.h"
-#include "vmbus/loopback.h"
+#include "support/loopback.h"
 
 #define STORVSC_GUEST_MAX_CHANNELS 8u
 
