@@ -8,8 +8,10 @@
  * durable after the guest's flush.
  *
  * Like the VHDX driver, writes to a differencing disk make the whole block present (copy-up), so
- * sector bitmaps are only read, or set to all ones.
+ * sector bitmaps are only read, or set to all ones. The mapping and allocation steps are the shared
+ * allocate-on-write engine's (aow.h); this file supplies the VHD-specific ops.
  */
+#include "disk/aow.h"
 #include "disk/disk.h"
 #include "disk/drivers.h"
 #include "disk/vhd.h"
@@ -71,6 +73,7 @@ _Static_assert(sizeof(struct vhd_dynhdr) == 1024, "vhd dynamic header");
 
 struct vhd {
 	pthread_mutex_t lock;
+	struct aow aow; /* block mapping and allocation (vhd_aow_ops) */
 	struct vhd_footer footer; /* host byte order except the raw copy below */
 	uint8_t footer_raw[512];
 	uint64_t file_size;
@@ -189,11 +192,31 @@ bool vhd_remnants(int fd)
 	       be32toh(h.checksum) == vhd_checksum((const uint8_t *)&h, sizeof(h), 36);
 }
 
-/* --- mapping ------------------------------------------------------------------------------------- */
+/* --- mapping: the allocate-on-write engine's ops (aow.h) ----------------------------------------- */
 
-static int vhd_bitmap_run(struct disk *d, struct vhd *v, uint64_t blk, uint64_t s, uint64_t max,
-			  bool *present, uint64_t *run)
+/* Writes BAT entry blk (sector of the block's bitmap, or VHD_UNALLOC) in place: one aligned
+ * 4-byte write inside a sector, so a crash leaves the old or the new entry. Not synced. */
+static int vhd_bat_write(struct disk *d, struct vhd *v, uint64_t blk, uint32_t sector)
 {
+	uint32_t be = htobe32(sector);
+	return disk_file_pwrite(d->fd, &be, 4, v->bat_off + blk * 4);
+}
+
+static enum aow_state vhd_aow_state(struct disk *d, void *drv, uint64_t blk, uint64_t *data_off)
+{
+	struct vhd *v = drv;
+	if (v->bat[blk] == VHD_UNALLOC)
+		return d->type == DISK_TYPE_DIFFERENCING ? AOW_PARENT : AOW_ZERO;
+	*data_off = (uint64_t)v->bat[blk] * 512 + v->bitmap_size;
+	/* A dynamic disk's bitmap is advisory (data of unwritten sectors is zero); only a
+	 * differencing disk needs it to choose between this file and the parent. */
+	return d->type != DISK_TYPE_DIFFERENCING || v->full[blk] ? AOW_DATA : AOW_PARTIAL;
+}
+
+static int vhd_aow_bitmap_run(struct disk *d, void *drv, uint64_t blk, uint64_t s, uint64_t max,
+			      bool *present, uint64_t *run)
+{
+	struct vhd *v = drv;
 	/* One read per block, not one per request. */
 	if (!v->bmc && !(v->bmc = calloc(v->nblocks, sizeof(*v->bmc))))
 		return -ENOMEM;
@@ -225,143 +248,80 @@ static int vhd_bitmap_run(struct disk *d, struct vhd *v, uint64_t blk, uint64_t 
 	return 0;
 }
 
-static int vhd_map_locked(struct disk *d, struct vhd *v, uint64_t off, uint64_t len,
-			  struct disk_extent *ext)
+static int vhd_alloc_failed(struct disk *d, uint64_t blk, int rc)
 {
-	uint64_t blk = off / v->block_size, in = off % v->block_size;
-	uint64_t n = v->block_size - in;
-	if (n > len)
-		n = len;
-	ext->len = n;
-	if (v->bat[blk] == VHD_UNALLOC) {
-		ext->kind = d->type == DISK_TYPE_DIFFERENCING ? DISK_EXT_PARENT : DISK_EXT_ZERO;
-		return 0;
+	log_error("%s: allocating block %llu failed: %s", d->path, (unsigned long long)blk, strerror(-rc));
+	return rc;
+}
+
+/* The new block takes the place of the trailing footer, which moves past it first (durable): the
+ * file is a valid VHD at every step. */
+static int vhd_aow_place(struct disk *d, void *drv, uint64_t blk, uint64_t *data_off)
+{
+	struct vhd *v = drv;
+	uint64_t home = v->file_size - VHD_FOOTER;
+	uint64_t end = home + v->bitmap_size + v->block_size;
+	int rc = 0;
+	if (end / 512 >= VHD_UNALLOC) {
+		log_error("%s: VHD file would exceed the format's 2 TiB addressing", d->path);
+		return vhd_alloc_failed(d, blk, -EFBIG);
 	}
-	ext->kind = DISK_EXT_DATA;
-	ext->file_off = (uint64_t)v->bat[blk] * 512 + v->bitmap_size + in;
-	/* A dynamic disk's bitmap is advisory (data of unwritten sectors is zero); only a
-	 * differencing disk needs it to choose between this file and the parent. */
-	if (d->type != DISK_TYPE_DIFFERENCING || v->full[blk])
-		return 0;
-	uint64_t s = in / 512, last = (in + n - 1) / 512;
-	bool present;
-	uint64_t run;
-	int rc = vhd_bitmap_run(d, v, blk, s, last - s + 1, &present, &run);
-	if (rc)
-		return rc;
-	if ((s + run) * 512 - in < n)
-		ext->len = (s + run) * 512 - in;
-	if (!present)
-		ext->kind = DISK_EXT_PARENT;
+	if (ftruncate(d->fd, (off_t)(end + VHD_FOOTER)) ||
+	    (rc = disk_file_pwrite(d->fd, v->footer_raw, VHD_FOOTER, end)))
+		return vhd_alloc_failed(d, blk, rc ? rc : -errno);
+	v->file_size = end + VHD_FOOTER;
+	if (fdatasync(d->fd))
+		return vhd_alloc_failed(d, blk, -errno);
+	*data_off = home + v->bitmap_size;
 	return 0;
 }
 
-/* disk_read_view_locked's map, for this driver. */
-static int vhd_map_cb(struct disk *d, void *drv, uint64_t off, uint64_t len, struct disk_extent *ext)
+/* The bitmap becomes all ones, and it and the data are durable before the BAT entry of a new block
+ * is written. */
+static int vhd_aow_commit(struct disk *d, void *drv, uint64_t blk, uint64_t data_off, bool placed,
+			  bool copied)
 {
-	return vhd_map_locked(d, drv, off, len, ext);
-}
-
-static int vhd_read_view_locked(struct disk *d, struct vhd *v, uint64_t off, uint8_t *buf, uint64_t len)
-{
-	return disk_read_view_locked(d, v, vhd_map_cb, off, buf, len);
-}
-
-static int vhd_block_allocate(struct disk *d, struct vhd *v, uint64_t blk, bool whole)
-{
-	bool diff = d->type == DISK_TYPE_DIFFERENCING;
-	uint64_t bstart = blk * v->block_size;
-	uint64_t blen = d->size - bstart < v->block_size ? d->size - bstart : v->block_size;
-	int rc = 0;
-	uint8_t *buf = NULL;
-	uint64_t home;
-	if (diff && !whole) {
-		buf = malloc(v->block_size);
-		if (!buf)
-			return -ENOMEM;
-		memset(buf + blen, 0, v->block_size - blen);
-		rc = vhd_read_view_locked(d, v, bstart, buf, blen);
-		if (rc)
-			goto out;
-	}
-	if (v->bat[blk] != VHD_UNALLOC) {
-		home = (uint64_t)v->bat[blk] * 512; /* partially present: fill in place */
-	} else {
-		home = v->file_size - VHD_FOOTER;
-		uint64_t end = home + v->bitmap_size + v->block_size;
-		if (end / 512 >= VHD_UNALLOC) {
-			log_error("%s: VHD file would exceed the format's 2 TiB addressing", d->path);
-			rc = -EFBIG;
-			goto out;
-		}
-		/* New trailing footer first: the file is a valid VHD at every step. */
-		if (ftruncate(d->fd, (off_t)(end + VHD_FOOTER)) ||
-		    (rc = disk_file_pwrite(d->fd, v->footer_raw, VHD_FOOTER, end))) {
-			rc = rc ? rc : -errno;
-			goto out;
-		}
-		v->file_size = end + VHD_FOOTER;
-		if (fdatasync(d->fd)) {
-			rc = -errno;
-			goto out;
-		}
-	}
+	struct vhd *v = drv;
+	uint64_t home = data_off - v->bitmap_size;
 	uint8_t *bm = malloc(v->bitmap_size);
-	if (!bm) {
-		rc = -ENOMEM;
-		goto out;
-	}
+	if (!bm)
+		return vhd_alloc_failed(d, blk, -ENOMEM);
 	memset(bm, 0xff, v->bitmap_size);
-	rc = disk_file_pwrite(d->fd, bm, v->bitmap_size, home);
+	int rc = disk_file_pwrite(d->fd, bm, v->bitmap_size, home);
 	free(bm);
-	if (!rc && v->bat[blk] == VHD_UNALLOC && !buf) {
+	if (!rc && placed && !copied && v->bitmap_size < VHD_FOOTER) {
 		/* The old footer's sector may lie inside the new data area: zero it. */
 		uint8_t z[VHD_FOOTER] = { 0 };
-		if (v->bitmap_size < VHD_FOOTER)
-			rc = disk_file_pwrite(d->fd, z, VHD_FOOTER - v->bitmap_size,
-					      home + v->bitmap_size);
+		rc = disk_file_pwrite(d->fd, z, VHD_FOOTER - v->bitmap_size, home + v->bitmap_size);
 	}
-	if (!rc && buf)
-		rc = disk_file_pwrite(d->fd, buf, blen, home + v->bitmap_size);
 	if (!rc && fdatasync(d->fd))
 		rc = -errno;
-	if (rc)
-		goto out;
-	if (v->bat[blk] == VHD_UNALLOC) {
-		uint32_t be = htobe32((uint32_t)(home / 512));
-		rc = disk_file_pwrite(d->fd, &be, 4, v->bat_off + blk * 4);
+	if (!rc && placed) {
+		rc = vhd_bat_write(d, v, blk, (uint32_t)(home / 512));
 		if (!rc)
 			v->bat[blk] = (uint32_t)(home / 512);
 	}
-	if (!rc) {
-		v->full[blk] = 1;
-		if (v->bmc) {
-			free(v->bmc[blk]);
-			v->bmc[blk] = NULL;
-		}
-	}
-out:
 	if (rc)
-		log_error("%s: allocating block %llu failed: %s", d->path, (unsigned long long)blk,
-			  strerror(-rc));
-	free(buf);
-	return rc;
+		return vhd_alloc_failed(d, blk, rc);
+	v->full[blk] = 1;
+	if (v->bmc) {
+		free(v->bmc[blk]);
+		v->bmc[blk] = NULL;
+	}
+	return 0;
 }
+
+static const struct aow_ops vhd_aow_ops = {
+	.state = vhd_aow_state,
+	.bitmap_run = vhd_aow_bitmap_run,
+	.place = vhd_aow_place,
+	.commit = vhd_aow_commit,
+};
 
 static int vhd_map(struct disk *d, uint64_t off, uint64_t len, bool write, struct disk_extent *ext)
 {
 	struct vhd *v = d->priv;
-	pthread_mutex_lock(&v->lock);
-	int rc = vhd_map_locked(d, v, off, len, ext);
-	if (!rc && write && ext->kind != DISK_EXT_DATA) {
-		uint64_t blk = off / v->block_size, bstart = blk * v->block_size;
-		uint64_t blen = d->size - bstart < v->block_size ? d->size - bstart : v->block_size;
-		rc = vhd_block_allocate(d, v, blk, off == bstart && len >= blen);
-		if (!rc)
-			rc = vhd_map_locked(d, v, off, len, ext);
-	}
-	pthread_mutex_unlock(&v->lock);
-	return rc;
+	return aow_map(d, &v->aow, off, len, write, ext);
 }
 
 /* --- ops ------------------------------------------------------------------------------------------ */
@@ -397,9 +357,8 @@ static int vhd_release(struct disk *d, uint64_t off, uint64_t len, enum disk_rel
 	for (uint64_t b = b0; b < b1 && !rc; b++) {
 		if (v->bat[b] == VHD_UNALLOC)
 			continue;
-		uint32_t be = VHD_UNALLOC;
 		uint64_t home = (uint64_t)v->bat[b] * 512;
-		rc = disk_file_pwrite(d->fd, &be, 4, v->bat_off + b * 4);
+		rc = vhd_bat_write(d, v, b, VHD_UNALLOC);
 		/* Durable before the space is released, so a crash never maps a hole. */
 		if (!rc && fdatasync(d->fd))
 			rc = -errno;
@@ -526,6 +485,7 @@ int vhd_open(struct disk *d, unsigned flags)
 	if (!v)
 		return -ENOMEM;
 	pthread_mutex_init(&v->lock, NULL);
+	v->aow = (struct aow){ .ops = &vhd_aow_ops, .drv = v, .lock = &v->lock };
 	d->priv = v;
 	int rc = 0;
 	uint32_t *sorted = NULL;
@@ -832,9 +792,8 @@ static int vhd_compact_move(struct disk *d, void *drv, uint64_t blk, uint64_t fr
 	int rc = disk_file_copy(d->fd, from, to, len);
 	if (!rc)
 		rc = vhd_sync(d);
-	uint32_t be = htobe32((uint32_t)(to / 512));
 	if (!rc)
-		rc = disk_file_pwrite(d->fd, &be, 4, v->bat_off + blk * 4);
+		rc = vhd_bat_write(d, v, blk, (uint32_t)(to / 512));
 	if (!rc)
 		rc = vhd_sync(d);
 	if (rc) {

@@ -13,8 +13,10 @@
  *
  * Differencing writes copy the parent's data into a new block (or fill a partially present block)
  * and then mark it fully present, so this driver never has to update sector bitmaps; it reads them
- * in images made by other tools.
+ * in images made by other tools. Mapping and allocation are the shared allocate-on-write engine's
+ * (aow.h); this file supplies the VHDX-specific ops.
  */
+#include "disk/aow.h"
 #include "disk/crc32c.h"
 #include "disk/disk.h"
 #include "disk/drivers.h"
@@ -56,6 +58,7 @@ static const uint8_t GUID_ZERO[16];
 
 struct vhdx {
 	pthread_mutex_t lock; /* BAT, headers, log, allocation */
+	struct aow aow;       /* block mapping and allocation (vhdx_aow_ops) */
 	unsigned flags;
 	struct vhdx_header hdr; /* the current header */
 	int hdr_slot;           /* 0: at 64 KiB, 1: at 128 KiB */
@@ -1003,13 +1006,32 @@ out:
 	return rc;
 }
 
-/* --- mapping and I/O ------------------------------------------------------------------------------- */
+/* --- mapping: the allocate-on-write engine's ops (aow.h) ------------------------------------------ */
 
-/* Length (in sectors, up to max) of the run of equal bits starting at sector s of a partially
- * present block; *present says whether that run is in this file. */
-static int vhdx_bitmap_run(struct disk *d, struct vhdx *v, uint64_t blk, uint64_t s, uint64_t max,
-			   bool *present, uint64_t *run)
+static enum aow_state vhdx_aow_state(struct disk *d, void *drv, uint64_t blk, uint64_t *data_off)
 {
+	struct vhdx *v = drv;
+	uint64_t e = v->bat[bat_payload_index(v, blk)];
+	switch (e & 7) {
+	case VHDX_PAYLOAD_FULLY_PRESENT:
+		*data_off = bat_off_of(e);
+		return AOW_DATA;
+	case VHDX_PAYLOAD_PARTIALLY_PRESENT:
+		*data_off = bat_off_of(e);
+		return AOW_PARTIAL;
+	case VHDX_PAYLOAD_NOT_PRESENT:
+		return v->has_parent ? AOW_PARENT : AOW_ZERO;
+	default: /* zero, unmapped, undefined: reads as zeros, also in a differencing disk */
+		return AOW_ZERO;
+	}
+}
+
+/* The chunk's sector bitmap (one bit per logical sector, least-significant bit first) is read once
+ * and kept. */
+static int vhdx_aow_bitmap_run(struct disk *d, void *drv, uint64_t blk, uint64_t s, uint64_t max,
+			       bool *present, uint64_t *run)
+{
+	struct vhdx *v = drv;
 	uint64_t chunk = blk / v->chunk_ratio;
 	uint64_t sb = v->bat[bat_bitmap_index(v, chunk)];
 	uint64_t spb = v->block_size / d->logical_sector;
@@ -1045,124 +1067,55 @@ static int vhdx_bitmap_run(struct disk *d, struct vhdx *v, uint64_t blk, uint64_
 	return 0;
 }
 
-static int vhdx_map_locked(struct disk *d, struct vhdx *v, uint64_t off, uint64_t len,
-			   struct disk_extent *ext)
+/* DataWriteGuid changes before the first data write. */
+static int vhdx_aow_write_begin(struct disk *d, void *drv)
 {
-	uint64_t blk = off / v->block_size, in = off % v->block_size;
-	uint64_t n = v->block_size - in;
-	if (n > len)
-		n = len;
-	uint64_t e = v->bat[bat_payload_index(v, blk)];
-	ext->len = n;
-	switch (e & 7) {
-	case VHDX_PAYLOAD_FULLY_PRESENT:
-		ext->kind = DISK_EXT_DATA;
-		ext->file_off = bat_off_of(e) + in;
-		return 0;
-	case VHDX_PAYLOAD_PARTIALLY_PRESENT: {
-		uint32_t ss = d->logical_sector;
-		uint64_t s = in / ss, last = (in + n - 1) / ss;
-		bool present;
-		uint64_t run;
-		int rc = vhdx_bitmap_run(d, v, blk, s, last - s + 1, &present, &run);
-		if (rc)
-			return rc;
-		uint64_t end = (s + run) * ss;
-		if (end - in < n)
-			ext->len = end - in;
-		ext->kind = present ? DISK_EXT_DATA : DISK_EXT_PARENT;
-		ext->file_off = bat_off_of(e) + in;
-		return 0;
-	}
-	case VHDX_PAYLOAD_NOT_PRESENT:
-		ext->kind = v->has_parent ? DISK_EXT_PARENT : DISK_EXT_ZERO;
-		return 0;
-	default: /* zero, unmapped, undefined: reads as zeros, also in a differencing disk */
-		ext->kind = DISK_EXT_ZERO;
-		return 0;
-	}
+	return vhdx_session_begin(d, drv);
 }
 
-/* disk_read_view_locked's map, for this driver. */
-static int vhdx_map_cb(struct disk *d, void *drv, uint64_t off, uint64_t len, struct disk_extent *ext)
+/* New space reads as zeros: an interrupted allocation leaves only an unused tail. */
+static int vhdx_aow_place(struct disk *d, void *drv, uint64_t blk, uint64_t *data_off)
 {
-	return vhdx_map_locked(d, drv, off, len, ext);
-}
-
-static int vhdx_read_view_locked(struct disk *d, struct vhdx *v, uint64_t off, uint8_t *buf, uint64_t len)
-{
-	return disk_read_view_locked(d, v, vhdx_map_cb, off, buf, len);
-}
-
-/* Gives block blk a fully present home (allocating and copying up as needed). Lock held. */
-static int vhdx_block_allocate(struct disk *d, struct vhdx *v, uint64_t blk, bool whole)
-{
-	uint64_t idx = bat_payload_index(v, blk), e = v->bat[idx], st = e & 7;
-	uint64_t bstart = blk * v->block_size;
-	uint64_t blen = d->size - bstart < v->block_size ? d->size - bstart : v->block_size;
-	int rc = vhdx_session_begin(d, v);
-	if (rc)
+	struct vhdx *v = drv;
+	uint64_t home = round_up(v->file_size, VHDX_MiB);
+	if (ftruncate(d->fd, (off_t)(home + v->block_size))) {
+		int rc = -errno;
+		log_error("%s: cannot grow the file: %s", d->path, strerror(errno));
 		return rc;
-	uint64_t home;
-	bool copy = v->has_parent && !whole &&
-		    (st == VHDX_PAYLOAD_NOT_PRESENT || st == VHDX_PAYLOAD_PARTIALLY_PRESENT);
-	if (st == VHDX_PAYLOAD_PARTIALLY_PRESENT) {
-		home = bat_off_of(e); /* fill the absent sectors in place */
-	} else {
-		home = round_up(v->file_size, VHDX_MiB);
-		/* New space reads as zeros: an interrupted allocation leaves only an unused tail. */
-		if (ftruncate(d->fd, (off_t)(home + v->block_size))) {
-			rc = -errno;
-			log_error("%s: cannot grow the file: %s", d->path, strerror(errno));
-			return rc;
-		}
-		v->file_size = home + v->block_size;
 	}
-	if (copy) {
-		uint64_t chunk = VHDX_MiB;
-		uint8_t *buf = malloc(chunk);
-		if (!buf)
-			return -ENOMEM;
-		for (uint64_t o = 0; o < blen && !rc; o += chunk) {
-			uint64_t n = blen - o < chunk ? blen - o : chunk;
-			rc = vhdx_read_view_locked(d, v, bstart + o, buf, n);
-			if (!rc)
-				rc = disk_file_pwrite(d->fd, buf, n, home + o);
-		}
-		free(buf);
-		if (rc) {
-			log_error("%s: copying block %llu from the parent failed: %s", d->path,
-				  (unsigned long long)blk, strerror(-rc));
-			return rc;
-		}
-		/* vhdx_log_commit syncs before the entry: the copy is durable before the BAT. */
-	}
-	v->bat[idx] = home | VHDX_PAYLOAD_FULLY_PRESENT;
-	rc = vhdx_bat_commit(d, v, idx, idx);
+	v->file_size = home + v->block_size;
+	*data_off = home;
+	return 0;
+}
+
+/* vhdx_log_commit syncs before the entry: the block's data is durable before the BAT says so. */
+static int vhdx_aow_commit(struct disk *d, void *drv, uint64_t blk, uint64_t data_off, bool placed,
+			   bool copied)
+{
+	struct vhdx *v = drv;
+	uint64_t idx = bat_payload_index(v, blk), e = v->bat[idx];
+	v->bat[idx] = data_off | VHDX_PAYLOAD_FULLY_PRESENT;
+	int rc = vhdx_bat_commit(d, v, idx, idx);
 	if (rc)
 		v->bat[idx] = e;
 	return rc;
 }
 
+static const struct aow_ops vhdx_aow_ops = {
+	.state = vhdx_aow_state,
+	.bitmap_run = vhdx_aow_bitmap_run,
+	.write_begin = vhdx_aow_write_begin,
+	.place = vhdx_aow_place,
+	.commit = vhdx_aow_commit,
+};
+
 static int vhdx_map(struct disk *d, uint64_t off, uint64_t len, bool write, struct disk_extent *ext)
 {
 	struct vhdx *v = d->priv;
-	pthread_mutex_lock(&v->lock);
-	int rc = vhdx_map_locked(d, v, off, len, ext);
-	if (!rc && write && ext->kind != DISK_EXT_DATA) {
-		uint64_t blk = off / v->block_size;
-		uint64_t bstart = blk * v->block_size;
-		uint64_t blen = d->size - bstart < v->block_size ? d->size - bstart : v->block_size;
-		bool whole = off == bstart && len >= blen;
-		rc = vhdx_block_allocate(d, v, blk, whole);
-		if (!rc)
-			rc = vhdx_map_locked(d, v, off, len, ext);
-	}
-	if (!rc && write && !v->session)
-		rc = vhdx_session_begin(d, v); /* DataWriteGuid changes before the first data write */
-	pthread_mutex_unlock(&v->lock);
-	return rc;
+	return aow_map(d, &v->aow, off, len, write, ext);
 }
+
+/* --- I/O ------------------------------------------------------------------------------------------ */
 
 static int vhdx_readv(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
 {
@@ -1255,7 +1208,7 @@ static int vhdx_discard(struct disk *d, uint64_t off, uint64_t len)
 		for (int i = 0; i < 2 && !rc; i++) {
 			for (uint64_t o = pieces[i][0]; o < pieces[i][1];) {
 				struct disk_extent e;
-				rc = vhdx_map_locked(d, v, o, pieces[i][1] - o, &e);
+				rc = aow_map_locked(d, &v->aow, o, pieces[i][1] - o, &e);
 				if (rc)
 					break;
 				if (e.kind == DISK_EXT_DATA &&
@@ -1354,6 +1307,7 @@ int vhdx_open(struct disk *d, unsigned flags)
 	if (!v)
 		return -ENOMEM;
 	pthread_mutex_init(&v->lock, NULL);
+	v->aow = (struct aow){ .ops = &vhdx_aow_ops, .drv = v, .lock = &v->lock };
 	v->flags = flags;
 	d->priv = v;
 	d->ops = &vhdx_ops;
