@@ -1,4 +1,5 @@
-/* VHD-specific queries for `gen2vm vhd` (the I/O path only needs disk.h). */
+/* VHD-specific operations for `gen2vm vhd` (the I/O path only needs disk.h): resize is an offline
+ * tool (vhd_tools.c), the query reads the open image (vhd.c). */
 #ifndef GEN2VM_DISK_VHD_H
 #define GEN2VM_DISK_VHD_H
 
