@@ -7,6 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+uint64_t aow_bitmap_run(const uint8_t *b, uint64_t bit0, uint64_t max, bool msb_first, bool *present)
+{
+	unsigned flip = msb_first ? 7 : 0;
+#define AOW_BIT(k) ((b[(k) / 8] >> (((k) % 8) ^ flip)) & 1)
+	*present = AOW_BIT(bit0);
+	uint64_t n = 1;
+	while (n < max && AOW_BIT(bit0 + n) == *present)
+		n++;
+#undef AOW_BIT
+	return n;
+}
+
 int aow_map_locked(struct disk *d, struct aow *a, uint64_t off, uint64_t len, struct disk_extent *ext)
 {
 	uint64_t bs = d->block_size, blk = off / bs, in = off % bs;

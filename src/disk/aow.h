@@ -60,6 +60,11 @@ struct aow {
 	pthread_mutex_t *lock; /* the driver's lock: guards its block table */
 };
 
+/* The run of equal bits of the sector bitmap b from bit bit0, at most max bits long (b holds them
+ * all); *present is their value. msb_first: bit k of a byte is its (7 - k)th (VHD), else its kth
+ * (VHDX). For bitmap_run ops. */
+uint64_t aow_bitmap_run(const uint8_t *b, uint64_t bit0, uint64_t max, bool msb_first, bool *present);
+
 /* The first extent of [off, off+len) (inside the disk, len > 0) in the top layer: DATA with its
  * file offset, ZERO or PARENT; ext->len never crosses a block or a bitmap run. Lock held. 0 or
  * -errno (a sector bitmap that cannot be read). */

@@ -114,14 +114,8 @@ static int vhd_aow_bitmap_run(struct disk *d, void *drv, uint64_t blk, uint64_t 
 		}
 		v->bmc[blk] = b;
 	}
-	const uint8_t *b = v->bmc[blk];
 	/* VHD bitmaps are most-significant bit first. */
-#define BIT(k) ((b[(k) / 8] >> (7 - (k) % 8)) & 1)
-	*present = BIT(s);
-	uint64_t n = 1;
-	while (n < max && BIT(s + n) == *present)
-		n++;
-#undef BIT
+	uint64_t n = aow_bitmap_run(v->bmc[blk], s, max, true, present);
 	*run = n;
 	if (*present && s == 0 && n * 512 == v->block_size) {
 		v->full[blk] = 1;

@@ -968,15 +968,8 @@ static int vhdx_aow_bitmap_run(struct disk *d, void *drv, uint64_t blk, uint64_t
 		}
 		v->sbc[chunk] = b;
 	}
-	const uint8_t *b = v->sbc[chunk];
 	/* bit0 + max stays inside the chunk's bitmap: chunk_ratio * spb sectors = 2^23 bits. */
-#define BIT(k) ((b[(k) / 8] >> ((k) % 8)) & 1)
-	*present = BIT(bit0);
-	uint64_t n = 1;
-	while (n < max && BIT(bit0 + n) == *present)
-		n++;
-#undef BIT
-	*run = n;
+	*run = aow_bitmap_run(v->sbc[chunk], bit0, max, false, present);
 	return 0;
 }
 
