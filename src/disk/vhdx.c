@@ -1,4 +1,7 @@
-/* VHDX (MS-VHDX v1): fixed, dynamic and differencing images.
+/* VHDX (MS-VHDX v1): fixed, dynamic and differencing images. The runtime driver: open (parsing and
+ * log replay), mapping, read/write/flush, discard and release, close, and the log transactions every
+ * metadata change goes through. The offline tools (create, resize, compact) are in vhdx_tools.c;
+ * vhdx_priv.h states what the two share.
  *
  * Crash safety. Every BAT and metadata change is one log transaction:
  *   1. fdatasync: the previous transaction's in-place writes (and any new block's data) are durable;
@@ -13,13 +16,16 @@
  *
  * Differencing writes copy the parent's data into a new block (or fill a partially present block)
  * and then mark it fully present, so this driver never has to update sector bitmaps; it reads them
- * in images made by other tools.
+ * in images made by other tools. Mapping and allocation are the shared allocate-on-write engine's
+ * (aow.h); this file supplies the VHDX-specific ops.
  */
+#include "disk/aow.h"
 #include "disk/crc32c.h"
 #include "disk/disk.h"
 #include "disk/drivers.h"
 #include "disk/vhdx.h"
 #include "disk/vhdx_format.h"
+#include "disk/vhdx_priv.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -33,99 +39,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* GUIDs in their on-disk (little-endian) byte order. */
-static const uint8_t GUID_BAT[16] = { 0x66, 0x77, 0xC2, 0x2D, 0x23, 0xF6, 0x00, 0x42,
-				      0x9D, 0x64, 0x11, 0x5E, 0x9B, 0xFD, 0x4A, 0x08 };
-static const uint8_t GUID_METADATA[16] = { 0x06, 0xA2, 0x7C, 0x8B, 0x90, 0x47, 0x9A, 0x4B,
-					   0xB8, 0xFE, 0x57, 0x5F, 0x05, 0x0F, 0x88, 0x6E };
-static const uint8_t GUID_FILE_PARAMS[16] = { 0x37, 0x67, 0xA1, 0xCA, 0x36, 0xFA, 0x43, 0x4D,
-					      0xB3, 0xB6, 0x33, 0xF0, 0xAA, 0x44, 0xE7, 0x6B };
-static const uint8_t GUID_VDISK_SIZE[16] = { 0x24, 0x42, 0xA5, 0x2F, 0x1B, 0xCD, 0x76, 0x48,
-					     0xB2, 0x11, 0x5D, 0xBE, 0xD8, 0x3B, 0xF4, 0xB8 };
-static const uint8_t GUID_PAGE83[16] = { 0xAB, 0x12, 0xCA, 0xBE, 0xE6, 0xB2, 0x23, 0x45,
-					 0x93, 0xEF, 0xC3, 0x09, 0xE0, 0x00, 0xC7, 0x46 };
-static const uint8_t GUID_LOGICAL_SECTOR[16] = { 0x1D, 0xBF, 0x41, 0x81, 0x6F, 0xA9, 0x09, 0x47,
-						 0xBA, 0x47, 0xF2, 0x33, 0xA8, 0xFA, 0xAB, 0x5F };
-static const uint8_t GUID_PHYSICAL_SECTOR[16] = { 0xC7, 0x48, 0xA3, 0xCD, 0x5D, 0x44, 0x71, 0x44,
-						  0x9C, 0xC9, 0xE9, 0x88, 0x52, 0x51, 0xC5, 0x56 };
-static const uint8_t GUID_PARENT_LOCATOR[16] = { 0x2D, 0x5F, 0xD3, 0xA8, 0x0B, 0xB3, 0x4D, 0x45,
-						 0xAB, 0xF7, 0xD3, 0xD8, 0x48, 0x34, 0xAB, 0x0C };
-static const uint8_t GUID_LOCATOR_VHDX[16] = { 0xB7, 0xEF, 0x4A, 0xB0, 0x9E, 0xD1, 0x81, 0x4A,
-					       0xB7, 0x89, 0x25, 0xB8, 0xE9, 0x44, 0x59, 0x13 };
-static const uint8_t GUID_ZERO[16];
-
-struct vhdx {
-	pthread_mutex_t lock; /* BAT, headers, log, allocation */
-	unsigned flags;
-	struct vhdx_header hdr; /* the current header */
-	int hdr_slot;           /* 0: at 64 KiB, 1: at 128 KiB */
-	uint64_t file_size;     /* apparent size; allocation starts at its MiB round-up */
-	uint64_t log_off, log_len;
-	uint64_t bat_off, bat_len;
-	uint64_t meta_off, meta_len;
-	uint64_t vsize_item_off; /* file offset of the virtual disk size item (resize) */
-	uint64_t *bat;
-	uint64_t bat_entries;
-	uint64_t nblocks;
-	uint32_t chunk_ratio;
-	uint32_t block_size;
-	bool has_parent, leave_allocated;
-	bool session;        /* headers carry this open's GUIDs and a log GUID */
-	bool inplace_dirty;  /* in-place metadata written since the last fdatasync */
-	uint64_t log_seq;
-	uint64_t disk_end;      /* the file's real size; file_size may be larger while a pending log is
-				 * applied in memory */
-	/* An image whose log needs replaying: the log's sectors, applied in memory to every metadata
-	 * read (data == NULL: a zeroed range), until they are written (read-write opens, once the result
-	 * is known to be valid) or for good (read-only opens). */
-	struct vhdx_overlay {
-		uint64_t off, len;
-		uint8_t *data;
-	} *ov;
-	size_t nov;
-	struct {
-		bool pending;   /* a valid log sequence awaits replay (it is in the overlay) */
-		uint64_t entries, seq_first, seq_last, sectors, zeroed, last_file_offset;
-		char summary[256];
-	} replay;
-	/* Differencing images from other tools: the sector bitmap of each chunk (1 MiB), read on
-	 * first use instead of once per request; NULL: not read. This driver never writes sector
-	 * bitmaps (a written block becomes fully present), so a cached one stays true. */
-	uint8_t **sbc;
-	uint64_t nsbc;
-	uint8_t linkage[16], linkage2[16];
-	bool has_linkage2;
-	char *parent_rel, *parent_abs;
-};
-
 /* --- small helpers ----------------------------------------------------------------------------- */
 
-static uint64_t round_up(uint64_t v, uint64_t a)
-{
-	return (v + a - 1) / a * a;
-}
-
-static bool is_pow2(uint64_t v)
-{
-	return v && !(v & (v - 1));
-}
-
-static uint64_t bat_payload_index(const struct vhdx *v, uint64_t block)
-{
-	return block + block / v->chunk_ratio;
-}
-
-static uint64_t bat_bitmap_index(const struct vhdx *v, uint64_t chunk)
-{
-	return chunk * (v->chunk_ratio + 1ull) + v->chunk_ratio;
-}
-
-static uint64_t bat_off_of(uint64_t e)
-{
-	return (e >> 20) << 20;
-}
-
-static int vhdx_sync(struct vhdx *v, int fd)
+int vhdx_sync(struct vhdx *v, int fd)
 {
 	if (fdatasync(fd))
 		return -errno;
@@ -191,7 +107,7 @@ static int vhdx_header_write_one(struct vhdx *v, int fd)
 }
 
 /* Both copies end up equal, as the specification recommends after an update. */
-static int vhdx_header_update(struct vhdx *v, int fd)
+int vhdx_header_update(struct vhdx *v, int fd)
 {
 	int rc = vhdx_header_write_one(v, fd);
 	return rc ? rc : vhdx_header_write_one(v, fd);
@@ -199,7 +115,7 @@ static int vhdx_header_update(struct vhdx *v, int fd)
 
 /* First modification after open: new FileWriteGuid/DataWriteGuid, and a log GUID so that a crash
  * from now on leaves a log to replay. */
-static int vhdx_session_begin(struct disk *d, struct vhdx *v)
+int vhdx_session_begin(struct disk *d, struct vhdx *v)
 {
 	if (v->session)
 		return 0;
@@ -222,13 +138,13 @@ static int vhdx_session_begin(struct disk *d, struct vhdx *v)
 /* --- log: writing ------------------------------------------------------------------------------ */
 
 /* Logs n 4 KiB sectors (file offsets offs[], contents secs) and writes them in place. */
-static int vhdx_log_commit(struct disk *d, struct vhdx *v, int n, const uint64_t *offs,
+int vhdx_log_commit(struct disk *d, struct vhdx *v, int n, const uint64_t *offs,
 			   const uint8_t *secs)
 {
 	int rc = vhdx_session_begin(d, v);
 	if (rc)
 		return rc;
-	uint64_t desc_bytes = round_up(64 + 32ull * (uint64_t)n, 4096);
+	uint64_t desc_bytes = vhdx_round_up(64 + 32ull * (uint64_t)n, 4096);
 	uint64_t len = desc_bytes + 4096ull * (uint64_t)n;
 	if (len > v->log_len)
 		return -ENOSPC; /* callers keep transactions far below the smallest log (1 MiB) */
@@ -282,7 +198,7 @@ out:
 }
 
 /* Logs the BAT sectors holding entries [first, last] (already updated in memory). */
-static int vhdx_bat_commit(struct disk *d, struct vhdx *v, uint64_t first, uint64_t last)
+int vhdx_bat_commit(struct disk *d, struct vhdx *v, uint64_t first, uint64_t last)
 {
 	uint64_t s0 = first * 8 / 4096, s1 = last * 8 / 4096;
 	int rc = 0;
@@ -336,7 +252,7 @@ static bool log_entry_check(const struct vhdx *v, const uint8_t *log, uint64_t o
 	    memcmp(lh.log_guid, v->hdr.log_guid, 16) || lh.last_file_offset > VHDX_LOG_MAX_OFFSET ||
 	    lh.flushed_file_offset > VHDX_LOG_MAX_OFFSET)
 		return false;
-	uint64_t desc_bytes = round_up(64 + 32ull * lh.descriptor_count, 4096);
+	uint64_t desc_bytes = vhdx_round_up(64 + 32ull * lh.descriptor_count, 4096);
 	if (desc_bytes > lh.entry_length)
 		return false;
 	log_copy(log, v->log_len, off, scratch, lh.entry_length);
@@ -379,7 +295,7 @@ static bool log_entry_check(const struct vhdx *v, const uint8_t *log, uint64_t o
 static int log_entry_overlay(struct vhdx *v, const uint8_t *e)
 {
 	const struct vhdx_log_hdr *lh = (const void *)e;
-	uint64_t desc_bytes = round_up(64 + 32ull * lh->descriptor_count, 4096), ndata = 0;
+	uint64_t desc_bytes = vhdx_round_up(64 + 32ull * lh->descriptor_count, 4096), ndata = 0;
 	/* (An entry may have no descriptors: realloc to 0 bytes would free the table.) */
 	if (lh->descriptor_count) {
 		struct vhdx_overlay *n = realloc(v->ov, (v->nov + lh->descriptor_count) * sizeof(*n));
@@ -445,7 +361,7 @@ static int vhdx_meta_pread(struct disk *d, struct vhdx *v, void *buf, uint64_t l
  * image may have after it (bounded: see VHDX_LOG_MAX_GROWTH). 0 or -errno (logged). */
 static int vhdx_log_load(struct disk *d, struct vhdx *v)
 {
-	if (!memcmp(v->hdr.log_guid, GUID_ZERO, 16))
+	if (!memcmp(v->hdr.log_guid, VHDX_GUID_ZERO, 16))
 		return 0;
 	if (v->log_len > 64 * VHDX_MiB) {
 		log_error("%s: VHDX log of %llu MiB is larger than this tool accepts (64 MiB)", d->path,
@@ -574,7 +490,7 @@ static int vhdx_log_check_targets(struct disk *d, struct vhdx *v)
 		if (bitmap ? st != VHDX_SB_PRESENT || !v->has_parent
 			   : st != VHDX_PAYLOAD_FULLY_PRESENT && st != VHDX_PAYLOAD_PARTIALLY_PRESENT)
 			continue;
-		ext[n][0] = bat_off_of(e);
+		ext[n][0] = vhdx_bat_off_of(e);
 		ext[n][1] = ext[n][0] + (bitmap ? VHDX_SECTOR_BITMAP_SIZE : v->block_size);
 		if (ext[n][1] > used_end)
 			used_end = ext[n][1];
@@ -754,12 +670,12 @@ static int vhdx_read_regions(struct disk *d, struct vhdx *v)
 				BAD("%s: corrupt VHDX: region %u overlaps another region or the log", d->path, i);
 		rg[nrg].off = re.file_offset;
 		rg[nrg++].len = re.length;
-		if (!memcmp(re.guid, GUID_BAT, 16)) {
+		if (!memcmp(re.guid, VHDX_GUID_BAT, 16)) {
 			if (v->bat_len)
 				BAD("%s: corrupt VHDX: two BAT regions", d->path);
 			v->bat_off = re.file_offset;
 			v->bat_len = re.length;
-		} else if (!memcmp(re.guid, GUID_METADATA, 16)) {
+		} else if (!memcmp(re.guid, VHDX_GUID_METADATA, 16)) {
 			if (v->meta_len)
 				BAD("%s: corrupt VHDX: two metadata regions", d->path);
 			v->meta_off = re.file_offset;
@@ -795,7 +711,7 @@ static int vhdx_parse_locator(struct disk *d, struct vhdx *v, const uint8_t *p, 
 	if (len < sizeof(lh))
 		BAD("%s: corrupt VHDX: parent locator too short", d->path);
 	memcpy(&lh, p, sizeof(lh));
-	if (memcmp(lh.locator_type, GUID_LOCATOR_VHDX, 16))
+	if (memcmp(lh.locator_type, VHDX_GUID_LOCATOR_VHDX, 16))
 		BAD("%s: unsupported VHDX parent locator type", d->path);
 	if (sizeof(lh) + (uint64_t)lh.key_value_count * 12 > len)
 		BAD("%s: corrupt VHDX: parent locator entries outside the item", d->path);
@@ -860,18 +776,18 @@ static int vhdx_read_metadata(struct disk *d, struct vhdx *v)
 					   (vhdx_bad(v, "%s: corrupt VHDX: metadata item %u has length %u", \
 						     d->path, i, me.length), rc = -EINVAL, false)) &&    \
 	 !(flag = false) && (flag = true))
-		if (ITEM(GUID_FILE_PARAMS, 8, have_fp))
+		if (ITEM(VHDX_GUID_FILE_PARAMS, 8, have_fp))
 			memcpy(&fp, p, 8);
-		else if (ITEM(GUID_VDISK_SIZE, 8, have_vs)) {
+		else if (ITEM(VHDX_GUID_VDISK_SIZE, 8, have_vs)) {
 			memcpy(&vsize, p, 8);
 			v->vsize_item_off = v->meta_off + me.offset;
-		} else if (ITEM(GUID_LOGICAL_SECTOR, 4, have_ls))
+		} else if (ITEM(VHDX_GUID_LOGICAL_SECTOR, 4, have_ls))
 			memcpy(&lss, p, 4);
-		else if (ITEM(GUID_PHYSICAL_SECTOR, 4, have_ps))
+		else if (ITEM(VHDX_GUID_PHYSICAL_SECTOR, 4, have_ps))
 			memcpy(&pss, p, 4);
-		else if (ITEM(GUID_PAGE83, 16, have_id))
+		else if (ITEM(VHDX_GUID_PAGE83, 16, have_id))
 			memcpy(d->id, p, 16);
-		else if (!rc && !memcmp(me.item_id, GUID_PARENT_LOCATOR, 16)) {
+		else if (!rc && !memcmp(me.item_id, VHDX_GUID_PARENT_LOCATOR, 16)) {
 			have_pl = true;
 			rc = vhdx_parse_locator(d, v, p, me.length);
 		} else if (!rc && (me.flags & VHDX_META_IS_REQUIRED) && !(me.flags & VHDX_META_IS_USER))
@@ -882,7 +798,7 @@ static int vhdx_read_metadata(struct disk *d, struct vhdx *v)
 	}
 	if (!have_fp || !have_vs || !have_ls || !have_ps)
 		BAD("%s: corrupt VHDX: required metadata (file parameters, sizes) missing", d->path);
-	if (!is_pow2(fp.block_size) || fp.block_size < VHDX_MIN_BLOCK || fp.block_size > VHDX_MAX_BLOCK)
+	if (!vhdx_is_pow2(fp.block_size) || fp.block_size < VHDX_MIN_BLOCK || fp.block_size > VHDX_MAX_BLOCK)
 		BAD("%s: corrupt VHDX: block size %u (must be a power of two, 1-256 MiB)", d->path,
 		    fp.block_size);
 	if (lss != 512 && lss != 4096)
@@ -924,7 +840,7 @@ static int vhdx_read_bat(struct disk *d, struct vhdx *v)
 		BAD("%s: corrupt VHDX: BAT region (%llu bytes) too small for %llu entries", d->path,
 		    (unsigned long long)v->bat_len, (unsigned long long)v->bat_entries);
 	/* The in-memory BAT covers whole 4 KiB sectors so that logging one is a plain copy. */
-	uint64_t alloc = round_up(v->bat_entries * 8, 4096);
+	uint64_t alloc = vhdx_round_up(v->bat_entries * 8, 4096);
 	v->bat = calloc(1, alloc);
 	offs = malloc(sizeof(*offs) * (v->nblocks + nchunks + 1));
 	if (!v->bat || !offs) {
@@ -936,7 +852,7 @@ static int vhdx_read_bat(struct disk *d, struct vhdx *v)
 		BAD("%s: truncated VHDX: cannot read the BAT", d->path);
 	uint64_t n = 0;
 	for (uint64_t i = 0; i < v->bat_entries; i++) {
-		uint64_t e = v->bat[i], st = e & 7, off = bat_off_of(e);
+		uint64_t e = v->bat[i], st = e & 7, off = vhdx_bat_off_of(e);
 		bool bitmap = (i % (v->chunk_ratio + 1ull)) == v->chunk_ratio;
 		uint64_t len;
 		if (bitmap) {
@@ -962,7 +878,7 @@ static int vhdx_read_bat(struct disk *d, struct vhdx *v)
 			if (len > v->block_size)
 				len = v->block_size;
 			if (st == VHDX_PAYLOAD_PARTIALLY_PRESENT) {
-				uint64_t sb = v->bat[bat_bitmap_index(v, blk / v->chunk_ratio)];
+				uint64_t sb = v->bat[vhdx_bat_bitmap_index(v, blk / v->chunk_ratio)];
 				if ((sb & 7) != VHDX_SB_PRESENT)
 					BAD("%s: corrupt VHDX: block %llu partially present without a sector bitmap",
 					    d->path, (unsigned long long)blk);
@@ -992,7 +908,7 @@ static int vhdx_read_bat(struct disk *d, struct vhdx *v)
 			continue;
 		if (st != VHDX_PAYLOAD_FULLY_PRESENT && st != VHDX_PAYLOAD_PARTIALLY_PRESENT)
 			continue;
-		uint64_t off = bat_off_of(e);
+		uint64_t off = vhdx_bat_off_of(e);
 		uint64_t *nx = bsearch(&off, offs, n, sizeof(*offs), cmp_u64);
 		if (nx && nx + 1 < offs + n && nx[1] < off + v->block_size)
 			BAD("%s: corrupt VHDX: BAT entry %llu overlaps another block", d->path,
@@ -1003,15 +919,34 @@ out:
 	return rc;
 }
 
-/* --- mapping and I/O ------------------------------------------------------------------------------- */
+/* --- mapping: the allocate-on-write engine's ops (aow.h) ------------------------------------------ */
 
-/* Length (in sectors, up to max) of the run of equal bits starting at sector s of a partially
- * present block; *present says whether that run is in this file. */
-static int vhdx_bitmap_run(struct disk *d, struct vhdx *v, uint64_t blk, uint64_t s, uint64_t max,
-			   bool *present, uint64_t *run)
+static enum aow_state vhdx_aow_state(struct disk *d, void *drv, uint64_t blk, uint64_t *data_off)
 {
+	struct vhdx *v = drv;
+	uint64_t e = v->bat[vhdx_bat_payload_index(v, blk)];
+	switch (e & 7) {
+	case VHDX_PAYLOAD_FULLY_PRESENT:
+		*data_off = vhdx_bat_off_of(e);
+		return AOW_DATA;
+	case VHDX_PAYLOAD_PARTIALLY_PRESENT:
+		*data_off = vhdx_bat_off_of(e);
+		return AOW_PARTIAL;
+	case VHDX_PAYLOAD_NOT_PRESENT:
+		return v->has_parent ? AOW_PARENT : AOW_ZERO;
+	default: /* zero, unmapped, undefined: reads as zeros, also in a differencing disk */
+		return AOW_ZERO;
+	}
+}
+
+/* The chunk's sector bitmap (one bit per logical sector, least-significant bit first) is read once
+ * and kept. */
+static int vhdx_aow_bitmap_run(struct disk *d, void *drv, uint64_t blk, uint64_t s, uint64_t max,
+			       bool *present, uint64_t *run)
+{
+	struct vhdx *v = drv;
 	uint64_t chunk = blk / v->chunk_ratio;
-	uint64_t sb = v->bat[bat_bitmap_index(v, chunk)];
+	uint64_t sb = v->bat[vhdx_bat_bitmap_index(v, chunk)];
 	uint64_t spb = v->block_size / d->logical_sector;
 	uint64_t bit0 = (blk % v->chunk_ratio) * spb + s;
 	if (chunk >= v->nsbc) {
@@ -1026,143 +961,67 @@ static int vhdx_bitmap_run(struct disk *d, struct vhdx *v, uint64_t blk, uint64_
 		uint8_t *b = malloc(VHDX_SECTOR_BITMAP_SIZE);
 		if (!b)
 			return -ENOMEM;
-		int rc = vhdx_meta_pread(d, v, b, VHDX_SECTOR_BITMAP_SIZE, bat_off_of(sb));
+		int rc = vhdx_meta_pread(d, v, b, VHDX_SECTOR_BITMAP_SIZE, vhdx_bat_off_of(sb));
 		if (rc) {
 			free(b);
 			return rc;
 		}
 		v->sbc[chunk] = b;
 	}
-	const uint8_t *b = v->sbc[chunk];
 	/* bit0 + max stays inside the chunk's bitmap: chunk_ratio * spb sectors = 2^23 bits. */
-#define BIT(k) ((b[(k) / 8] >> ((k) % 8)) & 1)
-	*present = BIT(bit0);
-	uint64_t n = 1;
-	while (n < max && BIT(bit0 + n) == *present)
-		n++;
-#undef BIT
-	*run = n;
+	*run = aow_bitmap_run(v->sbc[chunk], bit0, max, false, present);
 	return 0;
 }
 
-static int vhdx_map_locked(struct disk *d, struct vhdx *v, uint64_t off, uint64_t len,
-			   struct disk_extent *ext)
+/* DataWriteGuid changes before the first data write. */
+static int vhdx_aow_write_begin(struct disk *d, void *drv)
 {
-	uint64_t blk = off / v->block_size, in = off % v->block_size;
-	uint64_t n = v->block_size - in;
-	if (n > len)
-		n = len;
-	uint64_t e = v->bat[bat_payload_index(v, blk)];
-	ext->len = n;
-	switch (e & 7) {
-	case VHDX_PAYLOAD_FULLY_PRESENT:
-		ext->kind = DISK_EXT_DATA;
-		ext->file_off = bat_off_of(e) + in;
-		return 0;
-	case VHDX_PAYLOAD_PARTIALLY_PRESENT: {
-		uint32_t ss = d->logical_sector;
-		uint64_t s = in / ss, last = (in + n - 1) / ss;
-		bool present;
-		uint64_t run;
-		int rc = vhdx_bitmap_run(d, v, blk, s, last - s + 1, &present, &run);
-		if (rc)
-			return rc;
-		uint64_t end = (s + run) * ss;
-		if (end - in < n)
-			ext->len = end - in;
-		ext->kind = present ? DISK_EXT_DATA : DISK_EXT_PARENT;
-		ext->file_off = bat_off_of(e) + in;
-		return 0;
-	}
-	case VHDX_PAYLOAD_NOT_PRESENT:
-		ext->kind = v->has_parent ? DISK_EXT_PARENT : DISK_EXT_ZERO;
-		return 0;
-	default: /* zero, unmapped, undefined: reads as zeros, also in a differencing disk */
-		ext->kind = DISK_EXT_ZERO;
-		return 0;
-	}
+	return vhdx_session_begin(d, drv);
 }
 
-/* disk_read_view_locked's map, for this driver. */
-static int vhdx_map_cb(struct disk *d, void *drv, uint64_t off, uint64_t len, struct disk_extent *ext)
+/* New space reads as zeros: an interrupted allocation leaves only an unused tail. */
+static int vhdx_aow_place(struct disk *d, void *drv, uint64_t blk, uint64_t *data_off)
 {
-	return vhdx_map_locked(d, drv, off, len, ext);
-}
-
-static int vhdx_read_view_locked(struct disk *d, struct vhdx *v, uint64_t off, uint8_t *buf, uint64_t len)
-{
-	return disk_read_view_locked(d, v, vhdx_map_cb, off, buf, len);
-}
-
-/* Gives block blk a fully present home (allocating and copying up as needed). Lock held. */
-static int vhdx_block_allocate(struct disk *d, struct vhdx *v, uint64_t blk, bool whole)
-{
-	uint64_t idx = bat_payload_index(v, blk), e = v->bat[idx], st = e & 7;
-	uint64_t bstart = blk * v->block_size;
-	uint64_t blen = d->size - bstart < v->block_size ? d->size - bstart : v->block_size;
-	int rc = vhdx_session_begin(d, v);
-	if (rc)
+	struct vhdx *v = drv;
+	uint64_t home = vhdx_round_up(v->file_size, VHDX_MiB);
+	if (ftruncate(d->fd, (off_t)(home + v->block_size))) {
+		int rc = -errno;
+		log_error("%s: cannot grow the file: %s", d->path, strerror(errno));
 		return rc;
-	uint64_t home;
-	bool copy = v->has_parent && !whole &&
-		    (st == VHDX_PAYLOAD_NOT_PRESENT || st == VHDX_PAYLOAD_PARTIALLY_PRESENT);
-	if (st == VHDX_PAYLOAD_PARTIALLY_PRESENT) {
-		home = bat_off_of(e); /* fill the absent sectors in place */
-	} else {
-		home = round_up(v->file_size, VHDX_MiB);
-		/* New space reads as zeros: an interrupted allocation leaves only an unused tail. */
-		if (ftruncate(d->fd, (off_t)(home + v->block_size))) {
-			rc = -errno;
-			log_error("%s: cannot grow the file: %s", d->path, strerror(errno));
-			return rc;
-		}
-		v->file_size = home + v->block_size;
 	}
-	if (copy) {
-		uint64_t chunk = VHDX_MiB;
-		uint8_t *buf = malloc(chunk);
-		if (!buf)
-			return -ENOMEM;
-		for (uint64_t o = 0; o < blen && !rc; o += chunk) {
-			uint64_t n = blen - o < chunk ? blen - o : chunk;
-			rc = vhdx_read_view_locked(d, v, bstart + o, buf, n);
-			if (!rc)
-				rc = disk_file_pwrite(d->fd, buf, n, home + o);
-		}
-		free(buf);
-		if (rc) {
-			log_error("%s: copying block %llu from the parent failed: %s", d->path,
-				  (unsigned long long)blk, strerror(-rc));
-			return rc;
-		}
-		/* vhdx_log_commit syncs before the entry: the copy is durable before the BAT. */
-	}
-	v->bat[idx] = home | VHDX_PAYLOAD_FULLY_PRESENT;
-	rc = vhdx_bat_commit(d, v, idx, idx);
+	v->file_size = home + v->block_size;
+	*data_off = home;
+	return 0;
+}
+
+/* vhdx_log_commit syncs before the entry: the block's data is durable before the BAT says so. */
+static int vhdx_aow_commit(struct disk *d, void *drv, uint64_t blk, uint64_t data_off, bool placed,
+			   bool copied)
+{
+	struct vhdx *v = drv;
+	uint64_t idx = vhdx_bat_payload_index(v, blk), e = v->bat[idx];
+	v->bat[idx] = data_off | VHDX_PAYLOAD_FULLY_PRESENT;
+	int rc = vhdx_bat_commit(d, v, idx, idx);
 	if (rc)
 		v->bat[idx] = e;
 	return rc;
 }
 
+static const struct aow_ops vhdx_aow_ops = {
+	.state = vhdx_aow_state,
+	.bitmap_run = vhdx_aow_bitmap_run,
+	.write_begin = vhdx_aow_write_begin,
+	.place = vhdx_aow_place,
+	.commit = vhdx_aow_commit,
+};
+
 static int vhdx_map(struct disk *d, uint64_t off, uint64_t len, bool write, struct disk_extent *ext)
 {
 	struct vhdx *v = d->priv;
-	pthread_mutex_lock(&v->lock);
-	int rc = vhdx_map_locked(d, v, off, len, ext);
-	if (!rc && write && ext->kind != DISK_EXT_DATA) {
-		uint64_t blk = off / v->block_size;
-		uint64_t bstart = blk * v->block_size;
-		uint64_t blen = d->size - bstart < v->block_size ? d->size - bstart : v->block_size;
-		bool whole = off == bstart && len >= blen;
-		rc = vhdx_block_allocate(d, v, blk, whole);
-		if (!rc)
-			rc = vhdx_map_locked(d, v, off, len, ext);
-	}
-	if (!rc && write && !v->session)
-		rc = vhdx_session_begin(d, v); /* DataWriteGuid changes before the first data write */
-	pthread_mutex_unlock(&v->lock);
-	return rc;
+	return aow_map(d, &v->aow, off, len, write, ext);
 }
+
+/* --- I/O ------------------------------------------------------------------------------------------ */
 
 static int vhdx_readv(struct disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
 {
@@ -1185,16 +1044,10 @@ static int vhdx_flush(struct disk *d)
 	return rc;
 }
 
-/* One BAT entry changed to give space back: it was old; punch is the file offset it frees
- * (0: none, the entry had no space). */
-struct vhdx_freed {
-	uint64_t idx, old, punch;
-};
-
 /* The entries in f (already changed in v->bat) go through the log; if that fails they are put
  * back. Only once they are durable is each one's space (len bytes at punch) released: a crash
  * cannot expose freed space. Lock held. */
-static int vhdx_release_commit(struct disk *d, struct vhdx *v, const struct vhdx_freed *f, uint64_t n,
+int vhdx_release_commit(struct disk *d, struct vhdx *v, const struct vhdx_freed *f, uint64_t n,
 			       uint64_t len)
 {
 	if (!n)
@@ -1227,11 +1080,11 @@ static int vhdx_blocks_release_locked(struct disk *d, struct vhdx *v, uint64_t b
 	if (!f)
 		return -ENOMEM;
 	for (uint64_t b = b0; b < b1; b++) {
-		uint64_t idx = bat_payload_index(v, b), e = v->bat[idx], st = e & 7;
+		uint64_t idx = vhdx_bat_payload_index(v, b), e = v->bat[idx], st = e & 7;
 		bool data = st == VHDX_PAYLOAD_FULLY_PRESENT || st == VHDX_PAYLOAD_PARTIALLY_PRESENT;
 		if (st == state || (!v->has_parent && !data))
 			continue; /* already so, or already reads as zeros */
-		f[n++] = (struct vhdx_freed){ idx, e, data ? bat_off_of(e) : 0 };
+		f[n++] = (struct vhdx_freed){ idx, e, data ? vhdx_bat_off_of(e) : 0 };
 		v->bat[idx] = state;
 	}
 	int rc = vhdx_release_commit(d, v, f, n, v->block_size);
@@ -1255,7 +1108,7 @@ static int vhdx_discard(struct disk *d, uint64_t off, uint64_t len)
 		for (int i = 0; i < 2 && !rc; i++) {
 			for (uint64_t o = pieces[i][0]; o < pieces[i][1];) {
 				struct disk_extent e;
-				rc = vhdx_map_locked(d, v, o, pieces[i][1] - o, &e);
+				rc = aow_map_locked(d, &v->aow, o, pieces[i][1] - o, &e);
 				if (rc)
 					break;
 				if (e.kind == DISK_EXT_DATA &&
@@ -1323,7 +1176,7 @@ static void vhdx_close(struct disk *d)
 	d->priv = NULL;
 }
 
-static const struct disk_ops vhdx_ops = {
+const struct disk_ops vhdx_ops = {
 	.format = "vhdx",
 	.readv = vhdx_readv,
 	.writev = vhdx_writev,
@@ -1354,6 +1207,7 @@ int vhdx_open(struct disk *d, unsigned flags)
 	if (!v)
 		return -ENOMEM;
 	pthread_mutex_init(&v->lock, NULL);
+	v->aow = (struct aow){ .ops = &vhdx_aow_ops, .drv = v, .lock = &v->lock };
 	v->flags = flags;
 	d->priv = v;
 	d->ops = &vhdx_ops;
@@ -1433,479 +1287,4 @@ const char *vhdx_replay_summary(struct disk *d)
 		return NULL;
 	struct vhdx *v = d->priv;
 	return v->replay.summary[0] ? v->replay.summary : NULL;
-}
-
-/* --- resize ------------------------------------------------------------------------------------------ */
-
-int vhdx_resize(struct disk *d, uint64_t new_size)
-{
-	struct vhdx *v = d->priv;
-	if (d->ops != &vhdx_ops || d->readonly)
-		return -EINVAL;
-	if (new_size % d->logical_sector || !new_size || new_size > VHDX_MAX_SIZE) {
-		log_error("%s: new size must be a multiple of %u bytes and at most 64 TiB", d->path,
-			  d->logical_sector);
-		return -EINVAL;
-	}
-	if (new_size < d->size) {
-		log_error("%s: shrinking is not supported (%llu < %llu bytes)", d->path,
-			  (unsigned long long)new_size, (unsigned long long)d->size);
-		return -EINVAL;
-	}
-	if (new_size == d->size)
-		return 0;
-	pthread_mutex_lock(&v->lock);
-	int rc = 0;
-	uint64_t nblocks = (new_size + v->block_size - 1) / v->block_size;
-	uint64_t nchunks = (nblocks + v->chunk_ratio - 1) / v->chunk_ratio;
-	uint64_t entries = v->has_parent ? nchunks * (v->chunk_ratio + 1ull)
-					 : nblocks + (nblocks - 1) / v->chunk_ratio;
-	uint64_t alloc = round_up(entries * 8, 4096);
-	uint64_t *bat = calloc(1, alloc);
-	if (!bat) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	/* The BAT layout depends only on the chunk ratio: old entries keep their index. */
-	memcpy(bat, v->bat, v->bat_entries * 8);
-	if (v->leave_allocated) {
-		/* A fixed disk stays fixed: allocate the new blocks now (file grows, zeros). */
-		uint64_t home = round_up(v->file_size, VHDX_MiB);
-		for (uint64_t b = v->nblocks; b < nblocks; b++)
-			bat[bat_payload_index(v, b)] =
-				(home + (b - v->nblocks) * v->block_size) | VHDX_PAYLOAD_FULLY_PRESENT;
-		/* The previously partial last block may now need its full length: it has it. */
-		uint64_t end = home + (nblocks - v->nblocks) * v->block_size;
-		if (nblocks > v->nblocks && (fallocate(d->fd, 0, (off_t)home, (off_t)(end - home)) &&
-					     (errno != EOPNOTSUPP || ftruncate(d->fd, (off_t)end)))) {
-			rc = -errno;
-			log_error("%s: cannot grow the file: %s", d->path, strerror(errno));
-			free(bat);
-			goto out;
-		}
-		if (end > v->file_size)
-			v->file_size = end;
-	}
-	if (!v->session && (rc = vhdx_session_begin(d, v))) {
-		free(bat);
-		goto out;
-	}
-	if (entries * 8 > v->bat_len) {
-		/* Move the BAT to the end of the file, then switch the region table to it through the
-		 * log: until that entry is durable the old BAT and size are still the image. */
-		uint64_t nlen = round_up(entries * 8, VHDX_MiB);
-		uint64_t noff = round_up(v->file_size, VHDX_MiB);
-		if (ftruncate(d->fd, (off_t)(noff + nlen)) ||
-		    (rc = disk_file_pwrite(d->fd, bat, alloc, noff))) {
-			rc = rc ? rc : -errno;
-			log_error("%s: cannot write the new BAT: %s", d->path, strerror(-rc));
-			free(bat);
-			goto out;
-		}
-		v->file_size = noff + nlen;
-		uint8_t *secs = calloc(3, 4096);
-		uint8_t *rt = malloc(VHDX_REGION_SIZE);
-		if (!secs || !rt || (rc = disk_file_pread(d->fd, rt, VHDX_REGION_SIZE, VHDX_REGION1_OFF))) {
-			rc = rc ? rc : -ENOMEM;
-			free(secs);
-			free(rt);
-			free(bat);
-			goto out;
-		}
-		struct vhdx_region_hdr *rh = (void *)rt;
-		bool moved = false;
-		for (uint32_t i = 0; i < rh->entry_count && i < 126; i++) {
-			struct vhdx_region_entry *re = (void *)(rt + 16 + 32 * (size_t)i);
-			if (!memcmp(re->guid, GUID_BAT, 16)) {
-				re->file_offset = noff;
-				re->length = (uint32_t)nlen;
-				moved = true;
-			}
-		}
-		rh->checksum = 0;
-		rh->checksum = crc32c(0, rt, VHDX_REGION_SIZE);
-		/* The table's entries all lie in its first 4 KiB (at most 126 regions here). */
-		if (!moved || rh->entry_count > 126) {
-			rc = -EINVAL;
-			free(secs);
-			free(rt);
-			free(bat);
-			goto out;
-		}
-		memcpy(secs, rt, 4096);
-		memcpy(secs + 4096, rt, 4096);
-		uint64_t so = v->vsize_item_off & ~4095ull;
-		rc = disk_file_pread(d->fd, secs + 8192, 4096, so);
-		if (!rc) {
-			memcpy(secs + 8192 + (v->vsize_item_off - so), &new_size, 8);
-			uint64_t offs[3] = { VHDX_REGION1_OFF, VHDX_REGION2_OFF, so };
-			/* The region table's checksum covers 64 KiB, of which only the first 4 KiB change. */
-			rc = vhdx_log_commit(d, v, 3, offs, secs);
-		}
-		free(secs);
-		free(rt);
-		if (rc) {
-			free(bat);
-			goto out;
-		}
-		v->bat_off = noff;
-		v->bat_len = nlen;
-	} else {
-		/* New entries land in the existing BAT region. They are not consulted before the size
-		 * changes, so they are logged first (in as many transactions as needed), and then the
-		 * size item alone switches the disk to its new size. */
-		uint64_t old_entries = v->bat_entries;
-		free(v->bat);
-		v->bat = bat;
-		v->bat_entries = entries;
-		bat = NULL;
-		rc = vhdx_bat_commit(d, v, old_entries - 1, entries - 1);
-		uint8_t sec[4096];
-		uint64_t so = v->vsize_item_off & ~4095ull;
-		if (!rc)
-			rc = disk_file_pread(d->fd, sec, 4096, so);
-		if (!rc) {
-			memcpy(sec + (v->vsize_item_off - so), &new_size, 8);
-			rc = vhdx_log_commit(d, v, 1, &so, sec);
-		}
-		if (rc)
-			goto out;
-		v->nblocks = nblocks;
-		d->size = new_size;
-		rc = vhdx_sync(v, d->fd);
-		goto out;
-	}
-	free(v->bat);
-	v->bat = bat;
-	v->bat_entries = entries;
-	v->nblocks = nblocks;
-	d->size = new_size;
-	rc = vhdx_sync(v, d->fd);
-out:
-	pthread_mutex_unlock(&v->lock);
-	return rc;
-}
-
-/* --- compact ---------------------------------------------------------------------------------------- */
-
-/* disk_relocate's move: the copy is made durable by vhdx_log_commit's first fdatasync, before the
- * log entry that points the BAT at it; until that entry is durable the old copy is the block. */
-static int vhdx_compact_move(struct disk *d, void *drv, uint64_t idx, uint64_t from, uint64_t to,
-			     uint64_t len)
-{
-	struct vhdx *v = drv;
-	int rc = disk_file_copy(d->fd, from, to, len);
-	if (rc) {
-		log_error("%s: copying a block from %llu to %llu failed: %s", d->path,
-			  (unsigned long long)from, (unsigned long long)to, strerror(-rc));
-		return rc;
-	}
-	uint64_t old = v->bat[idx];
-	v->bat[idx] = to | (old & (VHDX_MiB - 1));
-	rc = vhdx_bat_commit(d, v, idx, idx);
-	if (rc)
-		v->bat[idx] = old;
-	return rc;
-}
-
-/* A differencing disk's sector bitmaps that no partially present block needs any more (their
- * blocks were written in full or released) give back their 1 MiB: state NOT_PRESENT through
- * the log first, then the space. Lock held. */
-static int vhdx_bitmaps_release_locked(struct disk *d, struct vhdx *v)
-{
-	if (!v->has_parent)
-		return 0; /* only differencing disks have sector bitmaps */
-	uint64_t nchunks = (v->nblocks + v->chunk_ratio - 1) / v->chunk_ratio, n = 0;
-	struct vhdx_freed *f = malloc(sizeof(*f) * (nchunks + 1));
-	if (!f)
-		return -ENOMEM;
-	for (uint64_t c = 0; c < nchunks; c++) {
-		uint64_t idx = bat_bitmap_index(v, c);
-		if ((v->bat[idx] & 7) != VHDX_SB_PRESENT)
-			continue;
-		bool needed = false;
-		for (uint64_t b = c * v->chunk_ratio; b < (c + 1) * v->chunk_ratio && b < v->nblocks && !needed; b++)
-			needed = (v->bat[bat_payload_index(v, b)] & 7) == VHDX_PAYLOAD_PARTIALLY_PRESENT;
-		if (needed)
-			continue;
-		f[n++] = (struct vhdx_freed){ idx, v->bat[idx], bat_off_of(v->bat[idx]) };
-		v->bat[idx] = VHDX_SB_NOT_PRESENT;
-		if (c < v->nsbc) { /* no block of the chunk reads it any more */
-			free(v->sbc[c]);
-			v->sbc[c] = NULL;
-		}
-	}
-	int rc = vhdx_release_commit(d, v, f, n, VHDX_SECTOR_BITMAP_SIZE);
-	free(f);
-	return rc;
-}
-
-int vhdx_compact(struct disk *d, void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx,
-		 uint64_t *moved)
-{
-	struct vhdx *v = d->priv;
-	*moved = 0;
-	if (d->readonly)
-		return -EROFS;
-	if (v->leave_allocated)
-		return 0;
-	pthread_mutex_lock(&v->lock);
-	int rc = 0;
-	struct disk_used *u = malloc(sizeof(*u) * (v->bat_entries + 4));
-	if (!u) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	if ((rc = vhdx_bitmaps_release_locked(d, v)))
-		goto out;
-	size_t n = 0;
-	/* Headers and region tables, the log, the metadata and the BAT stay where they are. */
-	u[n++] = (struct disk_used){ 0, VHDX_MiB, DISK_USED_FIXED };
-	u[n++] = (struct disk_used){ v->log_off, v->log_len, DISK_USED_FIXED };
-	u[n++] = (struct disk_used){ v->meta_off, v->meta_len, DISK_USED_FIXED };
-	u[n++] = (struct disk_used){ v->bat_off, v->bat_len, DISK_USED_FIXED };
-	for (uint64_t i = 0; i < v->bat_entries; i++) {
-		uint64_t e = v->bat[i], st = e & 7;
-		if ((i % (v->chunk_ratio + 1ull)) == v->chunk_ratio) {
-			if (st == VHDX_SB_PRESENT) /* a sector bitmap (1 MiB) moves like a block */
-				u[n++] = (struct disk_used){ bat_off_of(e), VHDX_SECTOR_BITMAP_SIZE, i };
-		} else if (st == VHDX_PAYLOAD_FULLY_PRESENT || st == VHDX_PAYLOAD_PARTIALLY_PRESENT) {
-			/* Every block keeps its whole block_size of room (also a short last block),
-			 * as readers such as qemu-img check expect. */
-			u[n++] = (struct disk_used){ bat_off_of(e), v->block_size, i };
-		}
-	}
-	uint64_t end;
-	rc = disk_relocate(d, v, u, n, VHDX_MiB, vhdx_compact_move, progress, ctx, moved, &end);
-	if (rc)
-		goto out;
-	end = round_up(end, VHDX_MiB);
-	if (end >= v->file_size)
-		goto out;
-	/* The file may only shrink once no log entry can be replayed: replay would restore BAT
-	 * sectors from before the moves and extend the file to the entries' FileSize again. So:
-	 * everything in place and durable, the header's log GUID cleared, then the truncate. */
-	rc = vhdx_sync(v, d->fd);
-	if (!rc && v->session) {
-		memset(v->hdr.log_guid, 0, 16);
-		rc = vhdx_header_update(v, d->fd);
-		if (!rc)
-			v->session = false; /* the next write starts a new session and log GUID */
-	}
-	if (rc)
-		goto out;
-	if (ftruncate(d->fd, (off_t)end) || fsync(d->fd)) {
-		rc = -errno;
-		log_error("%s: cannot truncate the compacted file: %s", d->path, strerror(errno));
-		goto out;
-	}
-	v->file_size = end;
-out:
-	free(u);
-	pthread_mutex_unlock(&v->lock);
-	return rc;
-}
-
-/* --- create ---------------------------------------------------------------------------------------- */
-
-static void put_kv(uint8_t *item, uint32_t *pos, struct vhdx_locator_entry *le, const char *k,
-		   const char *val)
-{
-	int kl = disk_utf8_to_utf16le(k, item + *pos, 4096);
-	le->key_offset = *pos;
-	le->key_length = (uint16_t)kl;
-	*pos += (uint32_t)kl;
-	int vl = disk_utf8_to_utf16le(val, item + *pos, 4 * PATH_MAX);
-	le->value_offset = *pos;
-	le->value_length = (uint16_t)(vl < 0 ? 0 : vl);
-	*pos += (uint32_t)(vl < 0 ? 0 : vl);
-}
-
-
-int vhdx_create(const char *path, int fd, const struct disk_create_opts *o, struct disk *parent)
-{
-	uint32_t lss = o->logical_sector ? o->logical_sector : parent ? parent->logical_sector : 512;
-	uint32_t pss = o->physical_sector ? o->physical_sector : parent ? parent->physical_sector : 4096;
-	uint32_t bs = o->block_size ? o->block_size : parent ? 2 * VHDX_MiB : 32 * VHDX_MiB;
-	uint64_t size = o->size ? o->size : parent ? parent->size : 0;
-	int rc = 0;
-	uint8_t *buf = NULL, *meta = NULL;
-	uint64_t *bat = NULL;
-	if (lss != 512 && lss != 4096) {
-		log_error("%s: logical sector size must be 512 or 4096", path);
-		return -EINVAL;
-	}
-	if (pss != 512 && pss != 4096) {
-		log_error("%s: physical sector size must be 512 or 4096", path);
-		return -EINVAL;
-	}
-	if (!is_pow2(bs) || bs < VHDX_MIN_BLOCK || bs > VHDX_MAX_BLOCK) {
-		log_error("%s: block size must be a power of two from 1 MiB to 256 MiB", path);
-		return -EINVAL;
-	}
-	if (!size || size % lss || size > VHDX_MAX_SIZE) {
-		log_error("%s: size must be a non-zero multiple of %u bytes, at most 64 TiB", path, lss);
-		return -EINVAL;
-	}
-	if (parent && o->fixed) {
-		log_error("%s: a differencing disk cannot be fixed", path);
-		return -EINVAL;
-	}
-	if (parent && parent->logical_sector != lss) {
-		log_error("%s: logical sector size %u differs from the parent's (%u)", path, lss,
-			  parent->logical_sector);
-		return -EINVAL;
-	}
-	uint32_t cr = (uint32_t)(((1ull << 23) * lss) / bs);
-	uint64_t nblocks = (size + bs - 1) / bs, nchunks = (nblocks + cr - 1) / cr;
-	uint64_t entries = parent ? nchunks * (cr + 1ull) : nblocks + (nblocks - 1) / cr;
-	uint64_t log_off = VHDX_MiB, log_len = VHDX_MiB;
-	uint64_t meta_off = 2 * VHDX_MiB, meta_len = VHDX_MiB;
-	uint64_t bat_off = 3 * VHDX_MiB, bat_len = round_up(entries * 8, VHDX_MiB);
-	uint64_t data_off = bat_off + bat_len;
-	if (bat_len > UINT32_MAX) {
-		log_error("%s: BAT too large; use a larger --block-size", path);
-		return -EINVAL;
-	}
-
-	buf = calloc(1, VHDX_REGION_SIZE);
-	meta = calloc(1, meta_len);
-	bat = calloc(1, round_up(entries * 8, 4096));
-	if (!buf || !meta || !bat) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	/* File type identifier. */
-	memcpy(buf, "vhdxfile", 8);
-	disk_utf8_to_utf16le("gen2vm", buf + 8, 512);
-	if ((rc = disk_file_pwrite(fd, buf, 64 * 1024, 0)))
-		goto io;
-	/* Metadata. */
-	struct vhdx_meta_hdr *mh = (void *)meta;
-	memcpy(mh->signature, "metadata", 8);
-	uint32_t item = VHDX_META_TABLE_SIZE, ne = 0;
-	struct vhdx_meta_entry *me = (void *)(meta + 32);
-#define ADD(guid, len, fl)                                                                         \
-	do {                                                                                       \
-		memcpy(me[ne].item_id, guid, 16);                                                  \
-		me[ne].offset = item;                                                              \
-		me[ne].length = (len);                                                             \
-		me[ne].flags = (fl);                                                               \
-		ne++;                                                                              \
-	} while (0)
-	struct vhdx_file_params fp = { .block_size = bs,
-				       .flags = (o->fixed ? 1u : 0u) | (parent ? 2u : 0u) };
-	ADD(GUID_FILE_PARAMS, 8, VHDX_META_IS_REQUIRED);
-	memcpy(meta + item, &fp, 8);
-	item += 8;
-	ADD(GUID_VDISK_SIZE, 8, VHDX_META_IS_REQUIRED | VHDX_META_IS_VIRTUAL_DISK);
-	memcpy(meta + item, &size, 8);
-	item += 8;
-	uint8_t id[16];
-	disk_guid_generate(id);
-	ADD(GUID_PAGE83, 16, VHDX_META_IS_REQUIRED | VHDX_META_IS_VIRTUAL_DISK);
-	memcpy(meta + item, id, 16);
-	item += 16;
-	ADD(GUID_LOGICAL_SECTOR, 4, VHDX_META_IS_REQUIRED | VHDX_META_IS_VIRTUAL_DISK);
-	memcpy(meta + item, &lss, 4);
-	item += 4;
-	ADD(GUID_PHYSICAL_SECTOR, 4, VHDX_META_IS_REQUIRED | VHDX_META_IS_VIRTUAL_DISK);
-	memcpy(meta + item, &pss, 4);
-	item += 4;
-	if (parent) {
-		struct vhdx *pv = parent->priv;
-		uint8_t *pl = meta + item;
-		struct vhdx_locator_hdr lh = { .key_value_count = 3 };
-		memcpy(lh.locator_type, GUID_LOCATOR_VHDX, 16);
-		memcpy(pl, &lh, sizeof(lh));
-		struct vhdx_locator_entry le[3];
-		uint32_t pos = sizeof(lh) + sizeof(le);
-		char g[39];
-		disk_guid_format(pv->hdr.data_write_guid, g);
-		char *rel = disk_relpath(path, parent->path);
-		char *abs = realpath(parent->path, NULL);
-		if (!rel || !abs) {
-			free(rel);
-			free(abs);
-			log_error("%s: cannot resolve the parent path %s", path, parent->path);
-			rc = -EINVAL;
-			goto out;
-		}
-		put_kv(pl, &pos, &le[0], "parent_linkage", g);
-		put_kv(pl, &pos, &le[1], "relative_path", rel);
-		put_kv(pl, &pos, &le[2], "absolute_win32_path", abs);
-		free(rel);
-		free(abs);
-		memcpy(pl + sizeof(lh), le, sizeof(le));
-		ADD(GUID_PARENT_LOCATOR, pos, VHDX_META_IS_REQUIRED);
-		item += pos;
-	}
-#undef ADD
-	mh->entry_count = (uint16_t)ne;
-	if ((rc = disk_file_pwrite(fd, meta, meta_len, meta_off)))
-		goto io;
-	/* BAT (fixed: every block allocated in order). */
-	if (o->fixed)
-		for (uint64_t b = 0; b < nblocks; b++)
-			bat[b + b / cr] = (data_off + b * bs) | VHDX_PAYLOAD_FULLY_PRESENT;
-	if ((rc = disk_file_pwrite(fd, bat, round_up(entries * 8, 4096), bat_off)))
-		goto io;
-	uint64_t end = o->fixed ? data_off + nblocks * bs : data_off;
-	if (ftruncate(fd, (off_t)end)) {
-		rc = -errno;
-		goto io;
-	}
-	if (o->fixed) {
-		/* Allocate for real (fixed means the space is reserved), in steps for progress. */
-		uint64_t step = 256 * VHDX_MiB;
-		for (uint64_t a = data_off; a < end; a += step) {
-			uint64_t n = end - a < step ? end - a : step;
-			if (fallocate(fd, 0, (off_t)a, (off_t)n)) {
-				if (errno == EOPNOTSUPP)
-					break;
-				rc = -errno;
-				goto io;
-			}
-			if (o->progress)
-				o->progress(o->progress_ctx, a + n - data_off, end - data_off);
-		}
-	}
-	/* Region tables. */
-	memset(buf, 0, VHDX_REGION_SIZE);
-	struct vhdx_region_hdr *rh = (void *)buf;
-	memcpy(rh->signature, "regi", 4);
-	rh->entry_count = 2;
-	struct vhdx_region_entry re[2] = { { .file_offset = bat_off, .length = (uint32_t)bat_len, .required = 1 },
-					   { .file_offset = meta_off, .length = (uint32_t)meta_len, .required = 1 } };
-	memcpy(re[0].guid, GUID_BAT, 16);
-	memcpy(re[1].guid, GUID_METADATA, 16);
-	memcpy(buf + 16, re, sizeof(re));
-	rh->checksum = crc32c(0, buf, VHDX_REGION_SIZE);
-	if ((rc = disk_file_pwrite(fd, buf, VHDX_REGION_SIZE, VHDX_REGION1_OFF)) ||
-	    (rc = disk_file_pwrite(fd, buf, VHDX_REGION_SIZE, VHDX_REGION2_OFF)))
-		goto io;
-	/* Headers last, after everything they describe is durable. */
-	if (fdatasync(fd)) {
-		rc = -errno;
-		goto io;
-	}
-	struct vhdx_header h = { .version = 1, .log_length = (uint32_t)log_len, .log_offset = log_off };
-	memcpy(h.signature, "head", 4);
-	disk_guid_generate(h.file_write_guid);
-	disk_guid_generate(h.data_write_guid);
-	for (int i = 0; i < 2; i++) {
-		h.seq = (uint64_t)i + 1;
-		h.checksum = 0;
-		h.checksum = crc32c(0, &h, sizeof(h));
-		if ((rc = disk_file_pwrite(fd, &h, sizeof(h), i ? VHDX_HEADER2_OFF : VHDX_HEADER1_OFF)))
-			goto io;
-	}
-	goto out;
-io:
-	log_error("%s: cannot write the new VHDX: %s", path, strerror(-rc));
-out:
-	free(buf);
-	free(meta);
-	free(bat);
-	return rc;
 }

@@ -1,4 +1,5 @@
-/* VHDX-specific operations for `gen2vm vhd` (the I/O path only needs disk.h). */
+/* VHDX-specific operations for `gen2vm vhd` (the I/O path only needs disk.h): resize is an offline
+ * tool (vhdx_tools.c), the queries read the open image (vhdx.c). */
 #ifndef GEN2VM_DISK_VHDX_H
 #define GEN2VM_DISK_VHDX_H
 
