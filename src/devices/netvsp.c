@@ -170,22 +170,13 @@ static void nv_close(void *ctx, struct vmbus_channel *chan)
 	nv->chans[ch->idx] = NULL;
 	nv->pending[ch->idx] = NULL;
 	nv->rx_waiters &= ~(1u << ch->idx);
-	if (ch->parked) { /* the parked transaction never reached the guest */
-		uint32_t slot = ch->parked_slot;
-		netvsp_batch_free(nv, &nv->txn[slot].b);
-		nv->txn[slot].used = false;
-		nv->txn[slot].parked = false;
-		nv->txn_free[nv->txn_nfree++] = slot;
-	}
+	if (ch->parked) /* the parked transaction never reached the guest */
+		netvsp_txn_release(nv, ch->parked_slot);
 	if (ch->idx == 0) {
 		/* The guest is gone: its buffers, sections, transactions and RNDIS state with it. */
 		netvsp_recv_unmap(nv, chan);
 		netvsp_send_unmap(nv, chan);
-		nv->txn_nfree = 0;
-		for (uint32_t i = 0; i < NV_TXN_MAX; i++) {
-			nv->txn[i].used = nv->txn[i].parked = false;
-			nv->txn_free[nv->txn_nfree++] = NV_TXN_MAX - 1 - i;
-		}
+		netvsp_txn_reset(nv);
 		nv->nvsp_version = 0;
 		nv->guest_mtu = 0;
 		struct rndis_state fresh;
@@ -243,8 +234,7 @@ int netvsp_create(struct vmbus_server *srv, const struct netvsp_config *cfg, str
 		free(nv);
 		return -ENOMEM;
 	}
-	for (uint32_t i = 0; i < NV_TXN_MAX; i++)
-		nv->txn_free[nv->txn_nfree++] = NV_TXN_MAX - 1 - i;
+	netvsp_txn_reset(nv);
 	nv->srv = srv;
 	nv->cfg = *cfg;
 	nv->be = cfg->backend;

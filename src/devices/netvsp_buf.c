@@ -1,5 +1,5 @@
 /* netvsp buffer management: the guest's receive and send buffers (GPADL views), the receive-section
- * allocator. Contracts and lock rules: netvsp_priv.h. */
+ * allocator and the receive transaction slots. Contracts and lock rules: netvsp_priv.h. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +53,36 @@ void netvsp_batch_free(struct netvsp *nv, const struct nv_batch *b)
 {
 	for (uint32_t i = 0; i < b->n; i++)
 		netvsp_sec_free(nv, b->start[i], b->count[i]);
+}
+
+/* --- receive transaction slots (nv->lock held) ------------------------------------------------------ */
+void netvsp_txn_reset(struct netvsp *nv)
+{
+	/* Pushed in reverse so that slot 0 is taken first. */
+	nv->txn_nfree = 0;
+	for (uint32_t i = 0; i < NV_TXN_MAX; i++) {
+		nv->txn[i].used = nv->txn[i].parked = false;
+		nv->txn_free[nv->txn_nfree++] = NV_TXN_MAX - 1 - i;
+	}
+}
+
+bool netvsp_txn_take(struct netvsp *nv, const struct nv_batch *b, uint32_t *slot)
+{
+	if (!nv->txn_nfree)
+		return false;
+	uint32_t s = nv->txn_free[--nv->txn_nfree];
+	nv->txn[s].used = true;
+	nv->txn[s].b = *b;
+	*slot = s;
+	return true;
+}
+
+void netvsp_txn_release(struct netvsp *nv, uint32_t slot)
+{
+	netvsp_batch_free(nv, &nv->txn[slot].b);
+	nv->txn[slot].used = false;
+	nv->txn[slot].parked = false;
+	nv->txn_free[nv->txn_nfree++] = slot;
 }
 
 /* --- the guest's buffers ------------------------------------------------------------------------ */

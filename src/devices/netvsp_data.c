@@ -67,15 +67,13 @@ static int send_xfer(struct nv_chan *ch, const struct nv_batch *b, uint64_t tid)
 static bool deliver(struct nv_chan *ch, const struct nv_batch *b)
 {
 	struct netvsp *nv = ch->nv;
+	uint32_t slot;
 	pthread_mutex_lock(&nv->lock);
-	if (!nv->txn_nfree) {
+	if (!netvsp_txn_take(nv, b, &slot)) {
 		netvsp_batch_free(nv, b);
 		pthread_mutex_unlock(&nv->lock);
 		return false;
 	}
-	uint32_t slot = nv->txn_free[--nv->txn_nfree];
-	nv->txn[slot].used = true;
-	nv->txn[slot].b = *b;
 	pthread_mutex_unlock(&nv->lock);
 	uint64_t tid = NV_TID_MAGIC << 32 | slot;
 	pthread_mutex_lock(&ch->send_lock);
@@ -94,9 +92,7 @@ static bool deliver(struct nv_chan *ch, const struct nv_batch *b)
 	pthread_mutex_unlock(&ch->send_lock);
 	if (!ok) {
 		pthread_mutex_lock(&nv->lock);
-		netvsp_batch_free(nv, b);
-		nv->txn[slot].used = false;
-		nv->txn_free[nv->txn_nfree++] = slot;
+		netvsp_txn_release(nv, slot); /* frees b's sections: the slot holds a copy of b */
 		pthread_mutex_unlock(&nv->lock);
 	}
 	return ok;

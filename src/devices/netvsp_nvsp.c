@@ -151,9 +151,7 @@ static void rx_complete(struct netvsp *nv, uint64_t tid)
 		STAT_ADD(nv, bad_messages, 1);
 		return;
 	}
-	netvsp_batch_free(nv, &nv->txn[slot].b);
-	nv->txn[slot].used = false;
-	nv->txn_free[nv->txn_nfree++] = slot;
+	netvsp_txn_release(nv, slot);
 	pthread_mutex_unlock(&nv->lock);
 }
 

@@ -6,7 +6,7 @@
  *   netvsp_nvsp.c  the NVSP protocol: guest packets, version, NDIS config, buffer setup and revoke,
  *                  sub-channels, the VF data-path switch, completions of receive transactions;
  *   netvsp_buf.c   buffer management: receive/send buffer GPADL views, the receive-section
- *                  allocator;
+ *                  allocator, receive transaction slots;
  *   netvsp_data.c  the data path: guest -> backend (RNDIS data messages, per-packet info to the
  *                  virtio-net header, LSO fix-up, RNDIS control glue) and backend -> guest (XFER_PAGES
  *                  batches, RSS channel choice, packets owed or parked by a full ring).
@@ -147,6 +147,18 @@ void netvsp_sec_free(struct netvsp *nv, uint32_t start, uint32_t k);
 
 /* Frees the sections of every frame of b. */
 void netvsp_batch_free(struct netvsp *nv, const struct nv_batch *b);
+
+/* Makes every transaction slot free, none used or parked: at create (before the adapter is shared,
+ * no lock) and at the primary's close. */
+void netvsp_txn_reset(struct netvsp *nv);
+
+/* Takes a free slot for batch b (copied in, marked used). Returns false when the guest holds all
+ * NV_TXN_MAX: the caller still owns b's sections. */
+bool netvsp_txn_take(struct netvsp *nv, const struct nv_batch *b, uint32_t *slot);
+
+/* Frees slot's sections and returns it to the free list (neither used nor parked afterwards). The
+ * caller has checked that slot is in range and used. */
+void netvsp_txn_release(struct netvsp *nv, uint32_t slot);
 
 /* Acquires and maps buffer GPADL gpadl_id of ch's device: it must be one range at offset 0 of at
  * least a page, as netvsc makes them. No lock needed (any of the adapter's threads). Returns 0 with
