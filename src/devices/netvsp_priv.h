@@ -12,8 +12,8 @@
  *                  batches, RSS channel choice, packets owed or parked by a full ring).
  *
  * LOCKS (see THREADS in netvsp.h). Taken in this order, never the other way:
- *   nv->buf_lock (rwlock)  read-held by whoever touches buffer contents or chans[]; write-held to
- *                          (un)map a buffer or to add/remove a channel in chans[];
+ *   nv->buf_lock (rwlock)  read-held by whoever uses the buffers' contents or sends through chans[];
+ *                          write-held to (un)map a buffer or to add/remove a channel in chans[];
  *   ch->send_lock          a channel's host->guest ring writes, its owed packets and parked
  *                          transaction;
  *   nv->lock               RNDIS and NVSP state, the section allocator, the transaction slots,
@@ -184,9 +184,9 @@ void netvsp_send_or_owe(struct nv_chan *ch, uint16_t type, uint16_t flags, uint6
  * held. Returns true when nothing is left. */
 bool netvsp_owed_flush(struct nv_chan *ch);
 
-/* Puts one RNDIS message (control reply or indication, len <= a section run) into the receive
- * buffer and sends it on ch; logged and dropped when there is no buffer or no free section.
- * buf_lock read-held; nothing else. */
+/* Puts one RNDIS message (control reply or indication, in as many contiguous sections as it needs)
+ * into the receive buffer and sends it on ch; logged and dropped when there is no buffer or no free
+ * run of sections. buf_lock read-held, no other lock. */
 void netvsp_rndis_ctl_send(struct nv_chan *ch, const void *msg, uint32_t len);
 
 /* The guest's RNDIS_PKT m (plen bytes of NVSP payload; d, hdr_end: its VMBus packet in ch->pkt, for
