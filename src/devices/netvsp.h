@@ -22,6 +22,9 @@
  * The guest is hostile: every NVSP/RNDIS field, section index, length and GPA is checked; a bad message
  * gets the failure status the client expects (NVSP_STAT_FAIL, RNDIS_STATUS_*), a rate-limited log line,
  * and nothing else.
+ *
+ * The implementation: netvsp.c (lifecycle), netvsp_nvsp.c (protocol), netvsp_buf.c (buffers),
+ * netvsp_data.c (data path); their shared state, lock order and internal contracts: netvsp_priv.h.
  */
 #ifndef GEN2VM_DEVICES_NETVSP_H
 #define GEN2VM_DEVICES_NETVSP_H
