@@ -145,9 +145,12 @@ static void activate_pending(struct netvsp *nv)
 			}
 			ch->has_thr = true;
 		}
+		/* Under both locks: senders read chans[] under buf_lock, netvsp_sec_free under nv->lock. */
 		pthread_rwlock_wrlock(&nv->buf_lock);
+		pthread_mutex_lock(&nv->lock);
 		nv->chans[i] = ch;
 		nv->pending[i] = NULL;
+		pthread_mutex_unlock(&nv->lock);
 		pthread_rwlock_unlock(&nv->buf_lock);
 	}
 }

@@ -93,7 +93,7 @@ struct nv_txn {
 /* The adapter. srv, dev, cfg, be and max_queues are fixed at create. The buffer fields (receive and
  * send) change with buf_lock held for writing and nv->lock held, so either lock is enough to read
  * them; the buffers' contents (rview, sview) are used with buf_lock read-held. A channel enters
- * chans[] under buf_lock (write) and leaves it under buf_lock (write) and nv->lock. pending[] is the
+ * chans[] and leaves it under buf_lock (write) and nv->lock, so either lock is enough to read it. pending[] is the
  * server callbacks' (open, rx_ready, close: one at a time). The rest is nv->lock's, except the
  * statistics (atomics) and carrier (written under nv->lock, read atomically by carrier_check). */
 struct netvsp {
