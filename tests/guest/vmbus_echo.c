@@ -27,25 +27,16 @@ static int echo(struct vmbus_client_channel *ch)
 		for (unsigned w = 1; w < words; w += 64)
 			out_buf[w] = seed ^ w;
 		uint64_t want = sum64(out_buf, words);
-		int r;
-		while ((r = vmbus_client_send(ch, VM_PKT_DATA_INBAND, 0, i, NULL, 0, out_buf, words * 8)) == -VMBUS_EAGAIN)
-			cpu_relax();
+		uint32_t n = 0;
+		int r = hvguest_roundtrip(ch, i, out_buf, words * 8, in_buf, sizeof(in_buf), &n);
+		if (r == -VMBUS_ETIMEDOUT) {
+			gprintf("vmbus: no echo for packet %u\n", (uint64_t)i);
+			return 11;
+		}
 		if (r) {
-			gprintf("vmbus: send %u failed (%x)\n", (uint64_t)i, (uint64_t)-r);
+			gprintf("vmbus: packet %u failed (%x)\n", (uint64_t)i, (uint64_t)-r);
 			return 10;
 		}
-		uint32_t n = 0;
-		for (unsigned long spin = 0;; spin++) {
-			r = vmbus_client_recv(ch, in_buf, sizeof(in_buf), &n);
-			if (r != -VMBUS_EAGAIN)
-				break;
-			if (spin > 100000000ul) {
-				gprintf("vmbus: no echo for packet %u\n", (uint64_t)i);
-				return 11;
-			}
-			cpu_relax();
-		}
-		vmbus_client_recv_done(ch);
 		/* The packet comes with its descriptor: the payload starts at offset8 * 8. */
 		struct vmbus_packet_descriptor d;
 		memcpy(&d, in_buf, sizeof(d));

@@ -16,21 +16,14 @@ static int reverse(struct vmbus_client_channel *ch)
 		unsigned len = 1 + (unsigned)(seed >> 33) % sizeof(out_buf);
 		for (unsigned b = 0; b < len; b++)
 			out_buf[b] = (uint8_t)(seed >> (b % 8 * 8)) ^ (uint8_t)b;
-		int r;
-		while ((r = vmbus_client_send(ch, VM_PKT_DATA_INBAND, 0, i, NULL, 0, out_buf, len)) == -VMBUS_EAGAIN)
-			cpu_relax();
+		uint32_t n = 0;
+		int r = hvguest_roundtrip(ch, i, out_buf, len, in_buf, sizeof(in_buf), &n);
+		if (r == -VMBUS_ETIMEDOUT) {
+			gprintf("reverse: no answer to packet %u\n", (uint64_t)i);
+			return 11;
+		}
 		if (r)
 			return 10;
-		uint32_t n = 0;
-		for (unsigned long spin = 0; (r = vmbus_client_recv(ch, in_buf, sizeof(in_buf), &n)) == -VMBUS_EAGAIN;
-		     spin++) {
-			if (spin > 100000000ul) {
-				gprintf("reverse: no answer to packet %u\n", (uint64_t)i);
-				return 11;
-			}
-			cpu_relax();
-		}
-		vmbus_client_recv_done(ch);
 		struct vmbus_packet_descriptor d;
 		memcpy(&d, in_buf, sizeof(d));
 		uint32_t off = d.offset8 * 8u;

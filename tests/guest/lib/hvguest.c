@@ -120,3 +120,20 @@ const struct vmbus_client_ops hvguest_vmbus_ops = {
 	.post_message = op_post, .next_message = op_next, .signal_event = op_signal,
 	.alloc_pages = op_alloc, .free_pages = op_free, .virt_to_phys = op_v2p,
 };
+
+int hvguest_roundtrip(struct vmbus_client_channel *ch, uint64_t id, const void *out, uint32_t len, void *in,
+		      uint32_t cap, uint32_t *n)
+{
+	int r;
+	while ((r = vmbus_client_send(ch, VM_PKT_DATA_INBAND, 0, id, NULL, 0, out, len)) == -VMBUS_EAGAIN)
+		cpu_relax();
+	if (r)
+		return r;
+	for (unsigned long spin = 0; (r = vmbus_client_recv(ch, in, cap, n)) == -VMBUS_EAGAIN; spin++) {
+		if (spin > 100000000ul)
+			return -VMBUS_ETIMEDOUT;
+		cpu_relax();
+	}
+	vmbus_client_recv_done(ch);
+	return r;
+}

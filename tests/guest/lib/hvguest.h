@@ -25,6 +25,13 @@ void hvguest_channel_irq_install(void);
 /* Channel interrupts taken so far. */
 uint64_t hvguest_channel_irqs(void);
 
+/* One request and its answer on an open channel, polled: sends len bytes of out as an INBAND packet
+ * with trans_id id (waiting while the ring is full), then waits (up to about 10^8 polls) for the next
+ * packet from the host and reads it, with its descriptor, into in (cap bytes); *n is its length.
+ * Returns 0, -VMBUS_ETIMEDOUT when no answer came, or the client library's error. */
+int hvguest_roundtrip(struct vmbus_client_channel *ch, uint64_t id, const void *out, uint32_t len, void *in,
+		      uint32_t cap, uint32_t *n);
+
 static inline void hvguest_lapic_eoi(void)
 {
 	mmio_write32(HVGUEST_LAPIC + 0xB0, 0);
