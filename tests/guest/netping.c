@@ -229,8 +229,7 @@ static int64_t rndis_oid(uint32_t type, uint32_t oid, const void *in, uint32_t i
 
 static int netvsc_up(void)
 {
-	vmbus_client_init(&cl, &hvguest_vmbus_ops);
-	if (vmbus_client_connect(&cl, 0, 0) || vmbus_client_request_offers(&cl))
+	if (hvguest_vmbus_connect(&cl))
 		return 1;
 	struct vmbus_guid cls;
 	vmbus_guid_parse(NETVSC_CLASS_GUID_TEXT, &cls);

@@ -12,9 +12,8 @@ int guest_main(unsigned ncpus, uint64_t rsdp)
 	static struct vmbus_client cl;
 	static struct vmbus_client_channel ch;
 	struct vmbus_guid cls;
-	vmbus_client_init(&cl, &hvguest_vmbus_ops);
 	vmbus_guid_parse(TESTDEV_CLASS_GUID_TEXT, &cls);
-	if (vmbus_client_connect(&cl, 0, 0) || vmbus_client_request_offers(&cl))
+	if (hvguest_vmbus_connect(&cl))
 		return 1;
 	const struct vmbus_client_offer *o = vmbus_client_find_offer(&cl, &cls, 0);
 	if (!o || vmbus_client_channel_open(&cl, &ch, o->msg.child_relid, 16384, 16384, 0, NULL, 0))

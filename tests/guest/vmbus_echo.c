@@ -85,8 +85,7 @@ int guest_main(unsigned ncpus, uint64_t rsdp)
 	if (vmbus_client_channel_close(&ch) || vmbus_client_unload(&cl))
 		return 5;
 	/* Reconnect after UNLOAD, as a kexec'd kernel or a reloaded hv_vmbus does. */
-	vmbus_client_init(&cl, &hvguest_vmbus_ops);
-	if (vmbus_client_connect(&cl, 0, 0) || vmbus_client_request_offers(&cl) ||
+	if (hvguest_vmbus_connect(&cl) ||
 	    !vmbus_client_find_offer(&cl, &cls, 0))
 		return 6;
 	gputs("vmbus: reconnected after unload\n");

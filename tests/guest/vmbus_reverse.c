@@ -48,8 +48,7 @@ int guest_main(unsigned ncpus, uint64_t rsdp)
 	guest_idt_init();
 	hvguest_init();
 	static struct vmbus_client cl;
-	vmbus_client_init(&cl, &hvguest_vmbus_ops);
-	if (vmbus_client_connect(&cl, 0, 0) || vmbus_client_request_offers(&cl))
+	if (hvguest_vmbus_connect(&cl))
 		return 1;
 	struct vmbus_guid cls, echo;
 	vmbus_guid_parse(REVERSE_CLASS_GUID_TEXT, &cls);

@@ -137,3 +137,10 @@ int hvguest_roundtrip(struct vmbus_client_channel *ch, uint64_t id, const void *
 	vmbus_client_recv_done(ch);
 	return r;
 }
+
+int hvguest_vmbus_connect(struct vmbus_client *cl)
+{
+	vmbus_client_init(cl, &hvguest_vmbus_ops);
+	int r = vmbus_client_connect(cl, 0, 0);
+	return r ? r : vmbus_client_request_offers(cl);
+}

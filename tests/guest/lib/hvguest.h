@@ -25,6 +25,10 @@ void hvguest_channel_irq_install(void);
 /* Channel interrupts taken so far. */
 uint64_t hvguest_channel_irqs(void);
 
+/* Connects the VMBus client cl (vmbus_client_init with hvguest_vmbus_ops, the newest version the host
+ * takes, VP 0) and asks for the offers. Returns 0 or the client library's error. */
+int hvguest_vmbus_connect(struct vmbus_client *cl);
+
 /* One request and its answer on an open channel, polled: sends len bytes of out as an INBAND packet
  * with trans_id id (waiting while the ring is full), then waits (up to about 10^8 polls) for the next
  * packet from the host and reads it, with its descriptor, into in (cap bytes); *n is its length.

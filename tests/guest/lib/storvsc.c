@@ -62,8 +62,7 @@ int gstorvsc_open(struct gstorvsc *s)
 {
 	hvguest_init();
 	s->events = hvguest_event_flags(2);
-	vmbus_client_init(&s->cl, &hvguest_vmbus_ops);
-	if (vmbus_client_connect(&s->cl, 0, 0) || vmbus_client_request_offers(&s->cl))
+	if (hvguest_vmbus_connect(&s->cl))
 		return 1;
 	struct vmbus_guid cls;
 	vmbus_guid_parse(STORVSP_SCSI_CLASS_GUID_TEXT, &cls);
