@@ -128,10 +128,18 @@ static bool prep_locked(struct disk_aio *a, struct disk_aio_req *r)
 	case DISK_AIO_WRITE: {
 		r->used_direct = disk_direct_aligned(d, r->iov, r->iovcnt, r->off);
 		int fd = r->used_direct ? d->direct_fd : d->fd;
-		if (r->op == DISK_AIO_READ)
+		if (r->iovcnt == 1 && r->iov[0].iov_len <= UINT32_MAX) {
+			/* One buffer (most requests): the plain form spares the kernel importing an iovec. */
+			if (r->op == DISK_AIO_READ)
+				io_uring_prep_read(sqe, fd, r->iov[0].iov_base, (unsigned)r->iov[0].iov_len, r->off);
+			else
+				io_uring_prep_write(sqe, fd, r->iov[0].iov_base, (unsigned)r->iov[0].iov_len, r->off);
+			sqe->rw_flags = r->op == DISK_AIO_WRITE && r->fua ? RWF_DSYNC : 0;
+		} else if (r->op == DISK_AIO_READ) {
 			io_uring_prep_readv(sqe, fd, r->iov, (unsigned)r->iovcnt, r->off);
-		else
+		} else {
 			io_uring_prep_writev2(sqe, fd, r->iov, (unsigned)r->iovcnt, r->off, r->fua ? RWF_DSYNC : 0);
+		}
 		break;
 	}
 	case DISK_AIO_FLUSH:

@@ -103,6 +103,15 @@ static void lbc_signal(void *ctx, uint32_t conn)
 {
 	struct vmbus_loopback *lb = ctx;
 	lb->guest_signals++;
+	if (lb->defer_signals) {
+		for (uint32_t i = 0; i < lb->nr_deferred; i++)
+			if (lb->deferred[i] == conn)
+				return;
+		if (lb->nr_deferred < sizeof(lb->deferred) / sizeof(lb->deferred[0])) {
+			lb->deferred[lb->nr_deferred++] = conn;
+			return;
+		}
+	}
 	vmbus_server_signal_event(lb->srv, conn);
 }
 
@@ -158,18 +167,22 @@ static void lb_unwatch_fd(void *ctx, int fd)
 int vmbus_loopback_wait(struct vmbus_loopback *lb, int timeout_ms)
 {
 	struct epoll_event evs[16];
-	int n = epoll_wait(lb->epfd, evs, 16, timeout_ms);
+	int signalled = (int)lb->nr_deferred;
+	for (uint32_t i = 0; i < lb->nr_deferred; i++)
+		vmbus_server_signal_event(lb->srv, lb->deferred[i]);
+	lb->nr_deferred = 0;
+	int n = epoll_wait(lb->epfd, evs, 16, signalled ? 0 : timeout_ms);
 	if (n < 0 && errno == EINTR) {
 		/* io_uring completes I/O through task work queued to the submitting thread, which
 		 * interrupts this wait; the work has run (the CQEs are posted) by the time we are back
 		 * in userspace. Poll every watch now rather than pay another epoll_wait for the eventfd. */
-		return (int)vmbus_watches_fire_all(&lb->watches);
+		return signalled + (int)vmbus_watches_fire_all(&lb->watches);
 	}
 	if (n < 0)
-		return -errno;
+		return signalled ? signalled : -errno;
 	for (int i = 0; i < n; i++)
 		vmbus_watches_fire(&lb->watches, evs[i].data.u64);
-	return n;
+	return signalled + n;
 }
 
 int vmbus_loopback_init(struct vmbus_loopback *lb, uint64_t ram_size, uint32_t nr_vps,

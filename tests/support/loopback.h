@@ -40,6 +40,11 @@ struct vmbus_loopback {
 	uint32_t opened, closed; /* channel_opened / channel_closed notifications */
 	uint32_t work_pending;   /* notifier.work_pending calls (atomic: device threads make them) */
 	int epfd;                /* watched device fds (vmbus_channel_watch_fd) */
+	/* When set, the guest's HvSignalEvent calls are only recorded, and vmbus_loopback_wait delivers
+	 * them: the device then sees the guest's burst of packets at once, as the VMM's service thread
+	 * does when it wakes on a doorbell (benches). Clear: delivered at once (unit tests). */
+	bool defer_signals;
+	uint32_t deferred[64], nr_deferred;
 	struct vmbus_watches watches;
 };
 
@@ -49,9 +54,10 @@ int vmbus_loopback_init(struct vmbus_loopback *lb, uint64_t ram_size, uint32_t n
 			const struct vmbus_server_config *cfg);
 void vmbus_loopback_destroy(struct vmbus_loopback *lb);
 
-/* The loopback's service "thread" is the caller's: waits up to timeout_ms (0: just checks, -1: for
- * ever) for a watched device fd (I/O completions) and runs the callbacks of those that fired.
- * Returns how many ran, or -errno. */
+/* The loopback's service "thread" is the caller's: delivers the guest signals defer_signals held
+ * back (then only checks the fds), else waits up to timeout_ms (0: just checks, -1: for ever) for a
+ * watched device fd (I/O completions); runs the callbacks of those that fired. Returns how many
+ * signals and callbacks ran, or -errno. */
 int vmbus_loopback_wait(struct vmbus_loopback *lb, int timeout_ms);
 
 /* Tests and clears the event flag of relid. */
