@@ -164,8 +164,10 @@ int vmdev_set_create(struct vmdev_set *s, const struct vmdev_host *h, const stru
 	err[0] = 0;
 	for (unsigned k = 0; k < nr; k++) {
 		const struct vmdev_class *cls = vmdev_classes[k];
+		if (!cls->create)
+			continue;
 		unsigned n;
-		void **v = config_items_of(c, cls, &n);
+		void **v = config_items_of(c, cls->settings_from ? cls->settings_from : cls, &n);
 		if (n && !v) {
 			snprintf(err, errlen, "out of memory");
 			vmdev_set_destroy(s);

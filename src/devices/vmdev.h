@@ -46,6 +46,15 @@ struct vmdev_host {
 	void *opaque;
 	int (*drives_present)(void *opaque, const struct vmdev_drive *d, unsigned n);
 	void (*drive_changed)(void *opaque, const struct vmdev_drive *d, bool added);
+	/* Optional. Turns the VM off (reboot: resets it instead), e.g. when a guest did not shut down
+	 * in time; why goes to the log. Callable from any thread; returns at once. */
+	void (*stop_vm)(void *opaque, bool reboot, const char *why);
+	/* Optional. The VM's wall clock (host UTC plus the firmware clock's offset) in 100 ns units
+	 * since 1601-01-01; without it, host UTC. */
+	uint64_t (*utc_now)(void *opaque);
+	/* Optional. The partition's reference time now (TIME_REF_COUNT, 100 ns units), from any thread;
+	 * without it, services that need it are not offered in the versions that do. */
+	uint64_t (*ref_time_now)(void *opaque);
 };
 
 /* A command-line option of a class: --NAME ARG, or the flag --NAME. */
@@ -68,6 +77,10 @@ struct vmdev_class {
 	const char *usage;      /* its lines in `gen2vm run --help` */
 	const char *json_key;   /* the JSON document's array of its items ("disks"); NULL: none */
 	bool always;            /* created even without items (controller 0 and adapters can be hot added) */
+	/* Optional: create gets the items of this other class instead of its own (several classes
+	 * sharing one setting, e.g. the integration services' list). A class without create only holds
+	 * settings: it is never created. */
+	const struct vmdev_class *settings_from;
 	/* Its items: config_size bytes each, allocated zeroed by the registry (0: a flag with no item
 	 * data; cfg is then NULL). parse_option fills one from option opt's argument (NULL for a flag),
 	 * parse_json from one element of the json_key array: 0, or -errno with err naming the option, the

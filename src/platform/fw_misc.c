@@ -136,6 +136,19 @@ int64_t fw_misc_clock_get(void *opaque)
 	return s;
 }
 
+uint64_t fw_misc_clock_filetime(void *opaque)
+{
+	struct fw_misc *m = opaque;
+	int64_t now = m->now_ns();
+	pthread_mutex_lock(&m->lock);
+	int64_t s = now / NS_PER_S + m->offset_s, ns = now % NS_PER_S + m->offset_ns;
+	pthread_mutex_unlock(&m->lock);
+	fw_misc_ns_carry(&s, &ns);
+	/* 11644473600 s from 1601 to 1970; past 9999 (EFI_TIME's end) is not reachable. */
+	int64_t since1601 = s + 11644473600ll;
+	return since1601 < 0 ? 0 : (uint64_t)since1601 * 10000000ull + (uint64_t)ns / 100;
+}
+
 void fw_misc_clock_set(void *opaque, int64_t secs)
 {
 	struct fw_misc *m = opaque;

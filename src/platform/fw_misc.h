@@ -35,5 +35,8 @@ uint64_t fw_misc_handle(void *opaque, uint32_t op, void *req, uint32_t req_size)
  * and SetTime. opaque is a struct fw_misc (these fit struct rtc_clock). */
 int64_t fw_misc_clock_get(void *opaque);
 void fw_misc_clock_set(void *opaque, int64_t secs);
+/* The same clock in 100 ns units since 1601-01-01 (Windows FILETIME, the integration services'
+ * time sync), 0 before 1601. */
+uint64_t fw_misc_clock_filetime(void *opaque);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
 #include "devices/acpi_pm.h"
 #include "devices/ioapic.h"
@@ -55,6 +56,9 @@ struct gen2 {
 	struct hv_partition hv;
 	struct hv_vp vps[VM_MAX_VCPUS];
 	bool hv_ready;
+	/* Host TSC minus guest TSC (KVM starts the guest's at 0 when the vCPUs are created; refined at
+	 * every TIME_REF_COUNT read): the integration services' reference time from any thread. */
+	_Atomic uint64_t tsc_base;
 	struct ioapic ioapic;
 	struct uart com1;
 	struct rtc rtc;
@@ -149,9 +153,31 @@ static uint64_t gen2_guest_tsc(void *opaque, uint32_t vp)
 	struct gen2 *g = opaque;
 	uint64_t tsc = 0;
 	/* Only ever called on VP vp's own thread (its TIME_REF_COUNT read), outside KVM_RUN. */
-	if (vp < g->vm.nr_vcpus)
-		kvm_vcpu_get_msr(g->vm.vcpus[vp].kvm, 0x10, &tsc);
+	if (vp < g->vm.nr_vcpus && !kvm_vcpu_get_msr(g->vm.vcpus[vp].kvm, 0x10, &tsc) && tsc)
+		atomic_store(&g->tsc_base, __rdtsc() - tsc);
 	return tsc;
+}
+
+/* ---- the VMBus devices' host hooks (src/devices/vmdev.h) ---- */
+
+static void gen2_dev_stop_vm(void *opaque, bool reboot, const char *why)
+{
+	struct gen2 *g = opaque;
+	vm_stop(&g->vm, reboot ? VM_EXIT_RESET : VM_EXIT_POWEROFF, "%s", why);
+}
+
+static uint64_t gen2_dev_utc_now(void *opaque)
+{
+	struct gen2 *g = opaque;
+	return fw_misc_clock_filetime(&g->life->misc);
+}
+
+/* TIME_REF_COUNT as a VP would read it now (hv.c: guest TSC * tsc_scale >> 64). */
+static uint64_t gen2_dev_ref_time_now(void *opaque)
+{
+	struct gen2 *g = opaque;
+	uint64_t tsc = __rdtsc() - atomic_load(&g->tsc_base);
+	return (uint64_t)(((unsigned __int128)tsc * g->hv.tsc_scale) >> 64);
 }
 
 static void gen2_crash(void *opaque, const uint64_t p[5], const char *msg)
@@ -390,6 +416,7 @@ static int gen2_setup(struct gen2 *g)
 		return r;
 	}
 	struct vm *vm = &g->vm;
+	atomic_store(&g->tsc_base, __rdtsc());
 	vm->pio.log_unclaimed = vm->mmio.log_unclaimed = cfg->log_unclaimed;
 
 	uint32_t tsc_khz = kvm_vcpu_tsc_khz(vm->vcpus[0].kvm);
@@ -412,7 +439,9 @@ static int gen2_setup(struct gen2 *g)
 	/* MACs come from a per-VM seed: the control socket path names the VM when there is one. */
 	struct vmdev_host dh = { .srv = vmbus_host_server(g->vmbus), .srv_lock = vmbus_host_mutex(g->vmbus),
 				 .mem = &vm->mem, .nr_vcpus = vm->nr_vcpus, .vm_name = cfg->control ? cfg->control : "gen2vm",
-				 .opaque = g, .drives_present = gen2_drives_present, .drive_changed = gen2_drive_changed };
+				 .opaque = g, .drives_present = gen2_drives_present, .drive_changed = gen2_drive_changed,
+				 .stop_vm = gen2_dev_stop_vm, .utc_now = gen2_dev_utc_now,
+				 .ref_time_now = gen2_dev_ref_time_now };
 	if ((r = vmdev_set_create(&g->devices, &dh, &cfg->devices, err, sizeof(err)))) {
 		if (err[0])
 			log_error("%s", err);
