@@ -9,7 +9,8 @@
 #include "ui/control.h"
 #include "util/text.h"
 
-extern const struct vmdev_class storvsp_class, netvsp_class, testdev_class, reverse_class;
+extern const struct vmdev_class storvsp_class, netvsp_class, testdev_class, reverse_class, ic_settings_class,
+	ic_shutdown_class, ic_heartbeat_class, ic_timesync_class;
 
 /* One line per device. The order is the order of creation (and the reverse of teardown). */
 const struct vmdev_class *const vmdev_classes[] = {
@@ -17,6 +18,10 @@ const struct vmdev_class *const vmdev_classes[] = {
 	&netvsp_class,
 	&testdev_class,
 	&reverse_class,
+	&ic_settings_class,
+	&ic_shutdown_class,
+	&ic_heartbeat_class,
+	&ic_timesync_class,
 	NULL,
 };
 

@@ -1,0 +1,124 @@
+/* Hyper-V integration components (IC) over VMBus: the wire format of the utility channels Linux's
+ * hv_utils speaks (shutdown, heartbeat, time sync; KVP, VSS and file copy use the same framing).
+ * Facts from include/linux/hyperv.h and drivers/hv/hv_util.c; the host writes first, the guest
+ * answers every request with the same packet (same VMBus trans_id, same length) with
+ * IC_FLAG_TRANSACTION | IC_FLAG_RESPONSE in icflags and its status in the header.
+ *
+ * A packet's payload: struct ic_pipe_hdr, struct ic_msg_hdr, then the message body. */
+#ifndef GEN2VM_PROTO_IC_H
+#define GEN2VM_PROTO_IC_H
+
+#include <stdint.h>
+
+#define IC_SHUTDOWN_CLASS_GUID_TEXT  "0e0b6031-5213-4934-818b-38d90ced39db"
+#define IC_TIMESYNC_CLASS_GUID_TEXT  "9527e630-d0ae-497b-adce-e80ab0175caf"
+#define IC_HEARTBEAT_CLASS_GUID_TEXT "57164f39-9115-4e78-ab55-382f3bd5422d"
+#define IC_KVP_CLASS_GUID_TEXT       "a9a0f4e7-5a45-4d96-b827-8a841e8c03e6"
+
+/* icmsgtype */
+#define IC_MSG_NEGOTIATE 0u
+#define IC_MSG_HEARTBEAT 1u
+#define IC_MSG_KVP       2u
+#define IC_MSG_SHUTDOWN  3u
+#define IC_MSG_TIMESYNC  4u
+
+/* icflags */
+#define IC_FLAG_TRANSACTION 0x01u
+#define IC_FLAG_REQUEST     0x02u
+#define IC_FLAG_RESPONSE    0x04u
+
+/* status (HRESULTs) */
+#define IC_S_OK   0x00000000u
+#define IC_E_FAIL 0x80004005u
+
+/* Linux accepts at most this many versions of each kind in a NEGOTIATE (hv_util's
+ * IC_VERSION_NEGOTIATION_MAX_VER_COUNT). */
+#define IC_NEGOTIATE_MAX_VERSIONS 100u
+
+struct ic_version {
+	uint16_t major, minor;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_version) == 4, "ic_version");
+
+/* Legacy named-pipe framing; Linux skips it. msgsize: the bytes that follow it. */
+struct ic_pipe_hdr {
+	uint32_t flags;
+	uint32_t msgsize;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_pipe_hdr) == 8, "ic_pipe_hdr");
+
+struct ic_msg_hdr {
+	struct ic_version icverframe; /* framework version (after NEGOTIATE: the chosen one) */
+	uint16_t icmsgtype;           /* IC_MSG_* */
+	struct ic_version icvermsg;   /* service version */
+	uint16_t icmsgsize;           /* body bytes */
+	uint32_t status;              /* the guest's answer, IC_S_OK or an HRESULT */
+	uint8_t ictransaction_id;
+	uint8_t icflags;              /* IC_FLAG_* */
+	uint8_t reserved[2];
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_msg_hdr) == 20, "ic_msg_hdr");
+
+#define IC_HDRS_SIZE (sizeof(struct ic_pipe_hdr) + sizeof(struct ic_msg_hdr)) /* 28: the body's offset */
+
+/* NEGOTIATE: icframe_vercnt framework versions, then icmsg_vercnt service versions. The guest
+ * answers in place with counts 1/1 and [0] framework, [1] service, or counts 0/0 when nothing fits. */
+struct ic_negotiate {
+	uint16_t icframe_vercnt;
+	uint16_t icmsg_vercnt;
+	uint32_t reserved;
+	struct ic_version icversion_data[];
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_negotiate) == 8, "ic_negotiate");
+
+/* HEARTBEAT: the guest answers seq_num + 1. */
+struct ic_heartbeat {
+	uint64_t seq_num;
+	uint32_t reserved[8];
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_heartbeat) == 40, "ic_heartbeat");
+
+/* SHUTDOWN flags (Linux: 0/1 power off, 2/3 restart, 4/5 hibernate; bit 0 "force"). */
+#define IC_SHUTDOWN_FLAG_FORCE     0x1u
+#define IC_SHUTDOWN_FLAG_RESTART   0x2u
+#define IC_SHUTDOWN_FLAG_HIBERNATE 0x4u
+#define IC_SHUTDOWN_MESSAGE_BYTES  2048u
+
+struct ic_shutdown {
+	uint32_t reason_code;
+	uint32_t timeout_seconds;
+	uint32_t flags;
+	uint8_t display_message[IC_SHUTDOWN_MESSAGE_BYTES];
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_shutdown) == 2060, "ic_shutdown");
+
+/* TIMESYNC flags */
+#define IC_TIMESYNC_FLAG_PROBE  0x0u
+#define IC_TIMESYNC_FLAG_SYNC   0x1u /* step the clock */
+#define IC_TIMESYNC_FLAG_SAMPLE 0x2u /* a periodic sample */
+
+/* Host time: 100 ns units since 1601-01-01 UTC; this is the Unix epoch in those units. */
+#define IC_TIME_UNIX_EPOCH 116444736000000000ull
+
+/* TIMESYNC before 4.0: the guest reads the reference time itself when the message arrives. */
+struct ic_timesync_v3 {
+	uint64_t parenttime;
+	uint64_t childtime;
+	uint64_t roundtriptime;
+	uint8_t flags;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_timesync_v3) == 25, "ic_timesync_v3");
+
+/* TIMESYNC 4.0: parenttime was sampled at the partition's reference time vmreferencetime
+ * (TIME_REF_COUNT, 100 ns units), so the guest can correct for the delivery delay. */
+struct ic_timesync_v4 {
+	uint64_t parenttime;
+	uint64_t vmreferencetime;
+	uint8_t flags;
+	uint8_t leapflags;
+	uint8_t stratum;
+	uint8_t reserved[3];
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_timesync_v4) == 22, "ic_timesync_v4");
+
+#endif

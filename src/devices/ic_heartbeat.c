@@ -1,0 +1,191 @@
+/* The heartbeat integration service (class 57164f39-..., Linux hv_utils' heartbeat): once the
+ * versions are agreed the host sends a HEARTBEAT every ic_tunables.heartbeat_ms (1 s; Hyper-V does
+ * not document its period, and a second makes "lost" show within a few seconds); the guest answers
+ * seq_num + 1. ic_tunables.lost_beats (3) beats in a row without a right answer make the heartbeat
+ * "lost", logged once; a right answer after that is logged too.
+ *
+ * Control verb: `heartbeat` says ok / lost / no contact / not offered and when the last beat came. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "devices/ic.h"
+#include "util/log.h"
+
+static const struct ic_version hb_versions[] = { { 3, 0 }, { 1, 0 } };
+
+static const struct ic_service_def hb_def = {
+	.name = "heartbeat",
+	.msgtype = IC_MSG_HEARTBEAT,
+	.fw = ic_framework_versions,
+	.nr_fw = 2,
+	.msg = hb_versions,
+	.nr_msg = 2,
+};
+
+struct hb {
+	struct ic_dev *d; /* NULL: not offered */
+	uint64_t seq;     /* of the beat last sent */
+	unsigned missed;  /* beats in a row not answered right */
+	bool lost, beat;  /* beat: the guest has answered a beat since the channel opened */
+	bool awaiting;    /* the last beat (sent or not: a full ring counts too) has no right answer */
+	uint64_t last_real_ns, last_mono_ns; /* when the last right answer came */
+	uint64_t beats;   /* right answers, in all */
+};
+
+/* Sends the next beat (the lock held). The sequence starts at a value of the guest's choice on
+ * Hyper-V; any start will do, the guest only adds one. */
+static void hb_send(struct ic_dev *d)
+{
+	struct hb *h = d->svc;
+	struct ic_heartbeat m = { .seq_num = ++h->seq };
+	h->awaiting = true;
+	int r = ic_dev_send(d, &m, sizeof(m), NULL);
+	if (r && r != -ENOTCONN)
+		log_debug("heartbeat: cannot send a beat: %s", strerror(-r));
+}
+
+static void hb_ready(struct ic_dev *d)
+{
+	struct hb *h = d->svc;
+	h->missed = 0;
+	hb_send(d);
+	ic_dev_timer_set(d, ic_tunables.heartbeat_ms, ic_tunables.heartbeat_ms);
+}
+
+static void hb_tick(struct ic_dev *d)
+{
+	struct hb *h = d->svc;
+	if (h->awaiting)
+		h->missed++;
+	if (h->missed >= ic_tunables.lost_beats && !h->lost) {
+		h->lost = true;
+		log_warn("heartbeat: the guest stopped answering (%u beats in a row)", h->missed);
+	}
+	hb_send(d);
+}
+
+static void hb_reply(struct ic_dev *d, const struct ic_reply *r)
+{
+	struct hb *h = d->svc;
+	struct ic_heartbeat m;
+	if (r->body_len < sizeof(m)) {
+		log_guest("heartbeat: an answer of %u bytes dropped (the body is %zu)", r->body_len, sizeof(m));
+		return;
+	}
+	memcpy(&m, r->body, sizeof(m));
+	if (m.seq_num != h->seq + 1) {
+		log_guest("heartbeat: an answer with sequence %" PRIu64 " to beat %" PRIu64 " dropped", m.seq_num, h->seq);
+		return;
+	}
+	if (h->lost)
+		log_info("heartbeat: the guest answers again");
+	h->lost = false;
+	h->missed = 0;
+	h->awaiting = false;
+	h->beat = true;
+	h->beats++;
+	h->last_real_ns = ic_real_ns();
+	h->last_mono_ns = ic_mono_ns();
+}
+
+static void hb_closed(struct ic_dev *d)
+{
+	struct hb *h = d->svc;
+	h->beat = false;
+	h->lost = false;
+	h->awaiting = false;
+	h->missed = 0;
+}
+
+static const struct ic_dev_ops hb_ops = { .ready = hb_ready, .reply = hb_reply, .tick = hb_tick, .closed = hb_closed };
+
+/* ---- the class ---- */
+
+static int hb_verb(void *state, int argc, char **argv, char *reply, size_t len)
+{
+	struct hb *h = state;
+	if (argc > 1) {
+		snprintf(reply, len, "usage: heartbeat");
+		return -EINVAL;
+	}
+	if (!h->d) {
+		snprintf(reply, len, "not offered (see --integration-services)");
+		return 0;
+	}
+	struct ic_dev *d = h->d;
+	pthread_mutex_lock(&d->lock);
+	char last[96] = "";
+	if (h->last_real_ns) {
+		time_t t = (time_t)(h->last_real_ns / 1000000000ull);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		char when[32];
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		snprintf(last, sizeof(last), "; last beat %s, %.1f s ago", when,
+			 (double)(ic_mono_ns() - h->last_mono_ns) / 1e9);
+	}
+	if (!d->chan)
+		snprintf(reply, len, "no contact (the guest has not opened the heartbeat channel)%s", last);
+	else if (d->s.state == IC_REFUSED)
+		snprintf(reply, len, "no contact (the guest speaks none of the heartbeat versions offered)");
+	else if (d->s.state != IC_READY)
+		snprintf(reply, len, "no contact (the guest has not answered the version negotiation)");
+	else if (h->lost)
+		snprintf(reply, len, "lost (%u beats unanswered)%s", h->missed, last);
+	else if (!h->beat)
+		snprintf(reply, len, "no contact (no beat answered yet, version %u.%u)", d->s.msg.major, d->s.msg.minor);
+	else
+		snprintf(reply, len, "ok (version %u.%u, %" PRIu64 " beats)%s", d->s.msg.major, d->s.msg.minor, h->beats,
+			 last);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+static int hb_create(const struct vmdev_host *host, void *const *cfgs, unsigned n, void **state, char *err,
+		     size_t errlen)
+{
+	struct hb *h = calloc(1, sizeof(*h));
+	if (!h) {
+		snprintf(err, errlen, "the heartbeat integration service: out of memory");
+		return -ENOMEM;
+	}
+	if (ic_settings_enabled(cfgs, n, IC_SVC_HEARTBEAT)) {
+		struct vmbus_guid inst =
+			VMBUS_GUID(0x7e570302u, 0x9c1e, 0x4e0b, 0x8e, 0x31, 0x67, 0x65, 0x6e, 0x32, 0x76, 0x6d);
+		int r = ic_dev_create(&h->d, host, &hb_def, IC_HEARTBEAT_CLASS_GUID_TEXT, inst, &hb_ops, h, err, errlen);
+		if (r) {
+			free(h);
+			return r;
+		}
+	}
+	*state = h;
+	return 0;
+}
+
+static void hb_destroy(void *state)
+{
+	struct hb *h = state;
+	if (!h)
+		return;
+	ic_dev_destroy(h->d);
+	free(h);
+}
+
+static const struct vmdev_verb hb_verbs[] = {
+	{ "heartbeat", "heartbeat", hb_verb },
+	{ NULL, NULL, NULL },
+};
+
+const struct vmdev_class ic_heartbeat_class = {
+	.name = "heartbeat",
+	.class_guid = IC_HEARTBEAT_CLASS_GUID_TEXT,
+	.always = true,
+	.settings_from = &ic_settings_class,
+	.create = hb_create,
+	.destroy = hb_destroy,
+	.verbs = hb_verbs,
+};

@@ -1,0 +1,139 @@
+/* The time synchronization integration service (class 9527e630-..., Linux hv_utils' timesync):
+ * once the versions are agreed the host sends a SYNC sample (the guest steps its clock to it), then
+ * a SAMPLE every ic_tunables.timesync_ms (5 s, as Hyper-V). The time is the VM's wall clock
+ * (vmdev_host.utc_now: host UTC plus the firmware clock's offset) in 100 ns units since 1601.
+ *
+ * Version 4.0 pairs it with the partition's reference time at the sample (vmdev_host.ref_time_now)
+ * so the guest can correct for the delay before it reads the message; without that hook only 3.0
+ * and 1.0 are offered (the guest then reads its reference time when the message arrives). Linux
+ * answers every sample with the same packet; the answers carry nothing we use, so they are only
+ * checked by the framework. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "devices/ic.h"
+#include "util/log.h"
+
+static const struct ic_version ts_versions_v4[] = { { 4, 0 }, { 3, 0 }, { 1, 0 } };
+
+static const struct ic_service_def ts_def_v4 = {
+	.name = "time sync",
+	.msgtype = IC_MSG_TIMESYNC,
+	.fw = ic_framework_versions,
+	.nr_fw = 2,
+	.msg = ts_versions_v4,
+	.nr_msg = 3,
+};
+static const struct ic_service_def ts_def_v3 = {
+	.name = "time sync",
+	.msgtype = IC_MSG_TIMESYNC,
+	.fw = ic_framework_versions,
+	.nr_fw = 2,
+	.msg = ts_versions_v4 + 1,
+	.nr_msg = 2,
+};
+
+uint32_t ic_timesync_body(struct ic_version v, uint64_t parenttime, uint64_t reftime, uint8_t flags, void *buf)
+{
+	if (v.major >= 4) {
+		struct ic_timesync_v4 m = { .parenttime = parenttime, .vmreferencetime = reftime, .flags = flags };
+		memcpy(buf, &m, sizeof(m));
+		return sizeof(m);
+	}
+	struct ic_timesync_v3 m = { .parenttime = parenttime, .flags = flags };
+	memcpy(buf, &m, sizeof(m));
+	return sizeof(m);
+}
+
+struct ts {
+	struct ic_dev *d; /* NULL: not offered */
+	struct vmdev_host host;
+	uint64_t sent, answered;
+};
+
+static uint64_t ts_utc_now(const struct ts *t)
+{
+	if (t->host.utc_now)
+		return t->host.utc_now(t->host.opaque);
+	return ic_real_ns() / 100 + IC_TIME_UNIX_EPOCH;
+}
+
+/* One sample (the lock held). The reference time is read right after the clock: the pair is what
+ * the guest corrects with. */
+static void ts_send(struct ic_dev *d, uint8_t flags)
+{
+	struct ts *t = d->svc;
+	uint8_t body[32];
+	uint64_t utc = ts_utc_now(t);
+	uint64_t ref = t->host.ref_time_now ? t->host.ref_time_now(t->host.opaque) : 0;
+	uint32_t len = ic_timesync_body(d->s.msg, utc, ref, flags, body);
+	int r = ic_dev_send(d, body, len, NULL);
+	if (!r)
+		t->sent++;
+	else if (r != -ENOTCONN)
+		log_debug("time sync: cannot send a sample: %s", strerror(-r));
+}
+
+static void ts_ready(struct ic_dev *d)
+{
+	ts_send(d, IC_TIMESYNC_FLAG_SYNC);
+	ic_dev_timer_set(d, ic_tunables.timesync_ms, ic_tunables.timesync_ms);
+}
+
+static void ts_tick(struct ic_dev *d)
+{
+	ts_send(d, IC_TIMESYNC_FLAG_SAMPLE);
+}
+
+static void ts_reply(struct ic_dev *d, const struct ic_reply *r)
+{
+	struct ts *t = d->svc;
+	t->answered++;
+}
+
+static const struct ic_dev_ops ts_ops = { .ready = ts_ready, .reply = ts_reply, .tick = ts_tick };
+
+/* ---- the class ---- */
+
+static int ts_create(const struct vmdev_host *host, void *const *cfgs, unsigned n, void **state, char *err,
+		     size_t errlen)
+{
+	struct ts *t = calloc(1, sizeof(*t));
+	if (!t) {
+		snprintf(err, errlen, "the time sync integration service: out of memory");
+		return -ENOMEM;
+	}
+	t->host = *host;
+	if (ic_settings_enabled(cfgs, n, IC_SVC_TIMESYNC)) {
+		struct vmbus_guid inst =
+			VMBUS_GUID(0x7e570303u, 0x9c1e, 0x4e0b, 0x8e, 0x31, 0x67, 0x65, 0x6e, 0x32, 0x76, 0x6d);
+		int r = ic_dev_create(&t->d, host, host->ref_time_now ? &ts_def_v4 : &ts_def_v3,
+				      IC_TIMESYNC_CLASS_GUID_TEXT, inst, &ts_ops, t, err, errlen);
+		if (r) {
+			free(t);
+			return r;
+		}
+	}
+	*state = t;
+	return 0;
+}
+
+static void ts_destroy(void *state)
+{
+	struct ts *t = state;
+	if (!t)
+		return;
+	ic_dev_destroy(t->d);
+	free(t);
+}
+
+const struct vmdev_class ic_timesync_class = {
+	.name = "timesync",
+	.class_guid = IC_TIMESYNC_CLASS_GUID_TEXT,
+	.always = true,
+	.settings_from = &ic_settings_class,
+	.create = ts_create,
+	.destroy = ts_destroy,
+};
