@@ -97,6 +97,19 @@ static void test_set_moves_clock(void **state)
 	assert_int_equal(r.daylight, 1);
 }
 
+/* The integration services' time sync reads the same clock as FILETIME (100 ns since 1601). */
+static void test_filetime(void **state)
+{
+	struct fw_misc m;
+	setup_misc(&m);
+	fake_now = 1234567890123456789ll; /* 2009-02-13T23:31:30.123456789Z */
+	assert_true(fw_misc_clock_filetime(&m) == 116444736000000000ull + 12345678901234567ull);
+	fw_misc_clock_set(&m, 0); /* the VM's clock at 1970-01-01T00:00:00 */
+	assert_true(fw_misc_clock_filetime(&m) == 116444736000000000ull);
+	fw_misc_clock_set(&m, -11644473600ll - 5); /* before 1601 */
+	assert_true(fw_misc_clock_filetime(&m) == 0);
+}
+
 /* EFI_TIME reaches 9999: an offset kept in int64 nanoseconds would overflow past 2262. */
 static void test_set_far_future(void **state)
 {
@@ -198,6 +211,7 @@ int main(void)
 		cmocka_unit_test(test_get),
 		cmocka_unit_test(test_set_moves_clock),
 		cmocka_unit_test(test_set_far_future),
+		cmocka_unit_test(test_filetime),
 		cmocka_unit_test(test_set_range_checks),
 		cmocka_unit_test(test_rng),
 	};
