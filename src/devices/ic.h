@@ -116,7 +116,7 @@ bool ic_settings_enabled(void *const *cfgs, unsigned n, uint32_t bit);
 
 /* Periods and waits; the defaults are what the services document. Unit tests shorten them. */
 struct ic_tunables {
-	uint32_t heartbeat_ms; /* 1000 */
+	uint32_t heartbeat_ms; /* 2000, as Hyper-V (Linux's hv_util.c: "every two seconds") */
 	uint32_t lost_beats;   /* 3: missed answers in a row before the heartbeat counts as lost */
 	uint32_t timesync_ms;  /* 5000, as Hyper-V samples */
 	uint32_t verb_wait_ms; /* 10000: how long a control verb waits for the guest's answer */

@@ -1,7 +1,6 @@
 /* The heartbeat integration service (class 57164f39-..., Linux hv_utils' heartbeat): once the
- * versions are agreed the host sends a HEARTBEAT every ic_tunables.heartbeat_ms (1 s; Hyper-V does
- * not document its period, and a second makes "lost" show within a few seconds); the guest answers
- * seq_num + 1. ic_tunables.lost_beats (3) beats in a row without a right answer make the heartbeat
+ * versions are agreed the host sends a HEARTBEAT every ic_tunables.heartbeat_ms (2 s, Hyper-V's
+ * period as Linux's hv_util.c describes it); the guest answers seq_num + 1. ic_tunables.lost_beats (3) beats in a row without a right answer make the heartbeat
  * "lost", logged once; a right answer after that is logged too.
  *
  * Control verb: `heartbeat` says ok / lost / no contact / not offered and when the last beat came. */

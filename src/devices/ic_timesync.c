@@ -7,7 +7,9 @@
  * so the guest can correct for the delay before it reads the message; without that hook only 3.0
  * and 1.0 are offered (the guest then reads its reference time when the message arrives). Linux
  * answers every sample with the same packet; the answers carry nothing we use, so they are only
- * checked by the framework. */
+ * checked by the framework.
+ *
+ * Control verb: `timesync` says ok (version, samples sent and answered) / no contact / not offered. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +52,7 @@ uint32_t ic_timesync_body(struct ic_version v, uint64_t parenttime, uint64_t ref
 struct ts {
 	struct ic_dev *d; /* NULL: not offered */
 	struct vmdev_host host;
-	uint64_t sent, answered;
+	uint64_t sent, answered; /* samples since the versions were agreed */
 };
 
 static uint64_t ts_utc_now(const struct ts *t)
@@ -78,6 +80,8 @@ static void ts_send(struct ic_dev *d, uint8_t flags)
 
 static void ts_ready(struct ic_dev *d)
 {
+	struct ts *t = d->svc;
+	t->sent = t->answered = 0; /* since the channel opened */
 	ts_send(d, IC_TIMESYNC_FLAG_SYNC);
 	ic_dev_timer_set(d, ic_tunables.timesync_ms, ic_tunables.timesync_ms);
 }
@@ -96,6 +100,32 @@ static void ts_reply(struct ic_dev *d, const struct ic_reply *r)
 static const struct ic_dev_ops ts_ops = { .ready = ts_ready, .reply = ts_reply, .tick = ts_tick };
 
 /* ---- the class ---- */
+
+static int ts_verb(void *state, int argc, char **argv, char *reply, size_t len)
+{
+	struct ts *t = state;
+	if (argc > 1) {
+		snprintf(reply, len, "usage: timesync");
+		return -EINVAL;
+	}
+	if (!t->d) {
+		snprintf(reply, len, "not offered (see --integration-services)");
+		return 0;
+	}
+	struct ic_dev *d = t->d;
+	pthread_mutex_lock(&d->lock);
+	if (!d->chan)
+		snprintf(reply, len, "no contact (the guest has not opened the time sync channel)");
+	else if (d->s.state == IC_REFUSED)
+		snprintf(reply, len, "no contact (the guest speaks none of the time sync versions offered)");
+	else if (d->s.state != IC_READY)
+		snprintf(reply, len, "no contact (the guest has not answered the version negotiation)");
+	else
+		snprintf(reply, len, "ok (version %u.%u, %llu samples sent, %llu answered)", d->s.msg.major,
+			 d->s.msg.minor, (unsigned long long)t->sent, (unsigned long long)t->answered);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
 
 static int ts_create(const struct vmdev_host *host, void *const *cfgs, unsigned n, void **state, char *err,
 		     size_t errlen)
@@ -129,6 +159,11 @@ static void ts_destroy(void *state)
 	free(t);
 }
 
+static const struct vmdev_verb ts_verbs[] = {
+	{ "timesync", "timesync", ts_verb },
+	{ NULL, NULL, NULL },
+};
+
 const struct vmdev_class ic_timesync_class = {
 	.name = "timesync",
 	.class_guid = IC_TIMESYNC_CLASS_GUID_TEXT,
@@ -136,4 +171,5 @@ const struct vmdev_class ic_timesync_class = {
 	.settings_from = &ic_settings_class,
 	.create = ts_create,
 	.destroy = ts_destroy,
+	.verbs = ts_verbs,
 };

@@ -622,7 +622,14 @@ static void test_timesync_layouts(void **state)
 			}
 			guest_respond(&ch, trans, pkt, len, 0);
 		}
+		char reply[256], want[64];
+		assert_int_equal(fx_verb(&f, "timesync", "timesync", reply, sizeof(reply)), 0);
+		snprintf(want, sizeof(want), "ok (version %u.0, ", ts_all[j].major);
+		assert_non_null(strstr(reply, want));
+		assert_non_null(strstr(reply, "2 answered)"));
 		vmbus_client_channel_close(&ch);
+		assert_int_equal(fx_verb(&f, "timesync", "timesync", reply, sizeof(reply)), 0);
+		assert_non_null(strstr(reply, "no contact"));
 	}
 	fx_destroy(&f);
 	/* Without a reference time source, 4.0 is not offered. */
