@@ -17,7 +17,7 @@
 const struct ic_version ic_framework_versions[2] = { { 3, 0 }, { 1, 0 } };
 
 struct ic_tunables ic_tunables = { .heartbeat_ms = 2000, .lost_beats = 3, .timesync_ms = 5000,
-				   .verb_wait_ms = 10000 };
+				   .verb_wait_ms = 2000 };
 
 /* ---- the session ---- */
 

@@ -119,7 +119,9 @@ struct ic_tunables {
 	uint32_t heartbeat_ms; /* 2000, as Hyper-V (Linux's hv_util.c: "every two seconds") */
 	uint32_t lost_beats;   /* 3: missed answers in a row before the heartbeat counts as lost */
 	uint32_t timesync_ms;  /* 5000, as Hyper-V samples */
-	uint32_t verb_wait_ms; /* 10000: how long a control verb waits for the guest's answer */
+	uint32_t verb_wait_ms; /* 2000: how long a control verb waits for the guest's answer (hv_utils
+				* answers from its channel callback at once; the control socket serves
+				* one command at a time, so the wait stays short) */
 };
 extern struct ic_tunables ic_tunables;
 
