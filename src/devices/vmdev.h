@@ -72,7 +72,7 @@ struct vmdev_verb {
 
 struct vmdev_class {
 	const char *name;       /* for messages: "storvsp", "netvsp"... */
-	const char *class_guid; /* the VMBus class it offers */
+	const char *class_guid; /* the VMBus class it offers (NULL: none, a settings-only class) */
 	const struct vmdev_option *options; /* ends with { NULL }; NULL: none */
 	const char *usage;      /* its lines in `gen2vm run --help` */
 	const char *json_key;   /* the JSON document's array of its items ("disks"); NULL: none */
