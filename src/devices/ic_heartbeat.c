@@ -112,7 +112,7 @@ static int hb_verb(void *state, int argc, char **argv, char *reply, size_t len)
 		return -EINVAL;
 	}
 	if (!h->d) {
-		snprintf(reply, len, "not offered (see --integration-services)");
+		snprintf(reply, len, "heartbeat not offered (see --integration-services)");
 		return 0;
 	}
 	struct ic_dev *d = h->d;
@@ -128,17 +128,17 @@ static int hb_verb(void *state, int argc, char **argv, char *reply, size_t len)
 			 (double)(ic_mono_ns() - h->last_mono_ns) / 1e9);
 	}
 	if (!d->chan)
-		snprintf(reply, len, "no contact (the guest has not opened the heartbeat channel)%s", last);
+		snprintf(reply, len, "heartbeat no contact (the guest has not opened the heartbeat channel)%s", last);
 	else if (d->s.state == IC_REFUSED)
-		snprintf(reply, len, "no contact (the guest speaks none of the heartbeat versions offered)");
+		snprintf(reply, len, "heartbeat no contact (the guest speaks none of the heartbeat versions offered)");
 	else if (d->s.state != IC_READY)
-		snprintf(reply, len, "no contact (the guest has not answered the version negotiation)");
+		snprintf(reply, len, "heartbeat no contact (the guest has not answered the version negotiation)");
 	else if (h->lost)
-		snprintf(reply, len, "lost (%u beats unanswered)%s", h->missed, last);
+		snprintf(reply, len, "heartbeat lost (%u beats unanswered)%s", h->missed, last);
 	else if (!h->beat)
-		snprintf(reply, len, "no contact (no beat answered yet, version %u.%u)", d->s.msg.major, d->s.msg.minor);
+		snprintf(reply, len, "heartbeat no contact (no beat answered yet, version %u.%u)", d->s.msg.major, d->s.msg.minor);
 	else
-		snprintf(reply, len, "ok (version %u.%u, %" PRIu64 " beats)%s", d->s.msg.major, d->s.msg.minor, h->beats,
+		snprintf(reply, len, "heartbeat ok (version %u.%u, %" PRIu64 " beats)%s", d->s.msg.major, d->s.msg.minor, h->beats,
 			 last);
 	pthread_mutex_unlock(&d->lock);
 	return 0;

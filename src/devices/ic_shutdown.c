@@ -162,8 +162,15 @@ static int sd_verb(void *state, int argc, char **argv, char *reply, size_t len)
 	if (d->s.state != IC_READY) {
 		pthread_mutex_unlock(&d->lock);
 		if (force) {
-			sd_stop_now(s, reboot, "shutdown --force: no guest shutdown service connected");
-			snprintf(reply, len, "no guest shutdown service connected: %s", stop);
+			/* The guest may still be starting, or stop by itself: it gets the timeout. */
+			int r = sd_watchdog_arm(s, timeout, reboot);
+			if (r) {
+				sd_stop_now(s, reboot, "shutdown --force: no guest shutdown service connected");
+				snprintf(reply, len, "no guest shutdown service connected: %s", stop);
+				return 0;
+			}
+			snprintf(reply, len, "no guest shutdown service connected: %s if it still runs in %u s",
+				 reboot ? "reset" : "turned off", timeout);
 			return 0;
 		}
 		snprintf(reply, len, "no guest shutdown service connected");

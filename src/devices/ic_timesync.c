@@ -109,19 +109,19 @@ static int ts_verb(void *state, int argc, char **argv, char *reply, size_t len)
 		return -EINVAL;
 	}
 	if (!t->d) {
-		snprintf(reply, len, "not offered (see --integration-services)");
+		snprintf(reply, len, "time sync not offered (see --integration-services)");
 		return 0;
 	}
 	struct ic_dev *d = t->d;
 	pthread_mutex_lock(&d->lock);
 	if (!d->chan)
-		snprintf(reply, len, "no contact (the guest has not opened the time sync channel)");
+		snprintf(reply, len, "time sync no contact (the guest has not opened the time sync channel)");
 	else if (d->s.state == IC_REFUSED)
-		snprintf(reply, len, "no contact (the guest speaks none of the time sync versions offered)");
+		snprintf(reply, len, "time sync no contact (the guest speaks none of the time sync versions offered)");
 	else if (d->s.state != IC_READY)
-		snprintf(reply, len, "no contact (the guest has not answered the version negotiation)");
+		snprintf(reply, len, "time sync no contact (the guest has not answered the version negotiation)");
 	else
-		snprintf(reply, len, "ok (version %u.%u, %llu samples sent, %llu answered)", d->s.msg.major,
+		snprintf(reply, len, "time sync ok (version %u.%u, %llu samples sent, %llu answered)", d->s.msg.major,
 			 d->s.msg.minor, (unsigned long long)t->sent, (unsigned long long)t->answered);
 	pthread_mutex_unlock(&d->lock);
 	return 0;

@@ -64,6 +64,8 @@ struct gen2 {
 	struct rtc rtc;
 	struct vmbus_host *vmbus;
 	struct vmdev_set devices; /* every VMBus device class the configuration asks for */
+	pthread_mutex_t forced_lock;
+	char forced_why[256]; /* the reason a device gave for stopping the VM (gen2_dev_stop_vm) */
 	struct control *control;
 	struct console com1_con, debug_con;
 	struct testports testports; /* with --debugcon */
@@ -160,9 +162,13 @@ static uint64_t gen2_guest_tsc(void *opaque, uint32_t vp)
 
 /* ---- the VMBus devices' host hooks (src/devices/vmdev.h) ---- */
 
+/* A device stops the VM for the host (shutdown --force): the line on stderr says so even without -v. */
 static void gen2_dev_stop_vm(void *opaque, bool reboot, const char *why)
 {
 	struct gen2 *g = opaque;
+	pthread_mutex_lock(&g->forced_lock);
+	snprintf(g->forced_why, sizeof(g->forced_why), "%s", why);
+	pthread_mutex_unlock(&g->forced_lock);
 	vm_stop(&g->vm, reboot ? VM_EXIT_RESET : VM_EXIT_POWEROFF, "%s", why);
 }
 
@@ -622,12 +628,14 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 			return -ENOMEM;
 		g->cfg = cfg;
 		g->life = life;
+		pthread_mutex_init(&g->forced_lock, NULL);
 		g->nv = nv;
 		if (nv)
 			nvram_vm_reset(nv); /* volatile variables last one boot */
 		int r = gen2_setup(g);
 		if (r) {
 			gen2_teardown(g);
+			pthread_mutex_destroy(&g->forced_lock);
 			free(g);
 			int sig = gen2_current_set(NULL);
 			return sig ? 128 + sig : r;
@@ -643,12 +651,18 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 		if (cfg->stats)
 			vm_stats_print(&g->vm, cfg->start_ns, vm_now_ns(), stderr);
 		if (g->vm.exit_msg[0]) {
-			if (k == VM_EXIT_POWEROFF || k == VM_EXIT_RESET)
+			pthread_mutex_lock(&g->forced_lock);
+			bool forced = g->forced_why[0] && !strcmp(g->vm.exit_msg, g->forced_why);
+			pthread_mutex_unlock(&g->forced_lock);
+			if (forced)
+				log_warn("%s", g->vm.exit_msg);
+			else if (k == VM_EXIT_POWEROFF || k == VM_EXIT_RESET)
 				log_info("%s", g->vm.exit_msg);
 			else
 				log_error("%s", g->vm.exit_msg);
 		}
 		gen2_teardown(g);
+		pthread_mutex_destroy(&g->forced_lock);
 		free(g);
 		if (sig)
 			return 128 + sig;

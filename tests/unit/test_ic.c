@@ -533,9 +533,15 @@ static void test_shutdown(void **state)
 	assert_int_equal(fx_verb(&f, "shutdown", "shutdown --timeout 0", reply, sizeof(reply)), -EINVAL);
 	assert_int_equal(fx_verb(&f, "shutdown", "shutdown --bogus", reply, sizeof(reply)), -EINVAL);
 	assert_int_equal(fake_stops_get(), 0);
-	assert_int_equal(fx_verb(&f, "shutdown", "shutdown --force", reply, sizeof(reply)), 0);
+	/* --force without a connected service: the guest gets the timeout, then the VM is turned off. */
+	assert_int_equal(fx_verb(&f, "shutdown", "shutdown --force --timeout 1", reply, sizeof(reply)), 0);
+	assert_string_equal(reply, "no guest shutdown service connected: turned off if it still runs in 1 s");
+	assert_int_equal(fake_stops_get(), 0);
+	for (int i = 0; i < 400 && fake_stops_get() < 1; i++)
+		usleep(5000);
 	assert_int_equal(fake_stops_get(), 1);
 	assert_false(fake_stop_reboot);
+	assert_non_null(strstr(fake_stop_why, "did not shut down within 1 s"));
 
 	struct vmbus_client_channel ch;
 	fx_open(&f, IC_SHUTDOWN_CLASS_GUID_TEXT, &ch);
@@ -672,7 +678,7 @@ static void test_settings(void **state)
 	fx_init(&f, "none", true);
 	assert_null(fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));
 	assert_int_equal(fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
-	assert_string_equal(reply, "not offered (see --integration-services)");
+	assert_string_equal(reply, "heartbeat not offered (see --integration-services)");
 	fx_destroy(&f);
 	fx_init(&f, NULL, true);
 	assert_non_null(fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));

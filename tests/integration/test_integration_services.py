@@ -1,0 +1,154 @@
+"""The integration services with the real client: Debian's stock cloud kernel and its unmodified
+hv_utils module, under busybox init (so that a shutdown goes through init's stop step, as on a
+distribution). Two VM runs:
+- one with hv_utils: the versions negotiated, heartbeat ok, lost while the VM is paused and ok again,
+  the guest's clock (set wrong before hv_utils loads) stepped to the host's by time sync, the
+  Hyper-V PTP clock; `shutdown --reboot` restarts the guest through its init, and on the second boot
+  `shutdown` powers it off through its init (exit code 0);
+- one without hv_utils and with only the shutdown service offered: the others are not offered, and
+  `shutdown --force --timeout 5` turns the VM off after the timeout, saying so.
+"""
+import re
+import time
+
+import pytest
+
+from conftest import have_kvm
+from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs
+from test_linux import LOAD_MODULES, Vm
+
+pytestmark = [pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"), pytest.mark.real_guest]
+
+IC_CLASSES = {
+    "shutdown": "{0e0b6031-5213-4934-818b-38d90ced39db}",
+    "timesync": "{9527e630-d0ae-497b-adce-e80ab0175caf}",
+    "heartbeat": "{57164f39-9115-4e78-ab55-382f3bd5422d}",
+}
+
+# /init sets the clock wrong, loads the modules and hands over to busybox init, whose inittab runs
+# the test script once and, on poweroff or reboot (which hv_utils starts with /sbin/poweroff or
+# /sbin/reboot), the stop step.
+BUSYBOX_INIT = r"""
+date -s @1000000000 >/dev/null
+""" + LOAD_MODULES + r"""
+mkdir -p /sbin /etc
+for c in init poweroff reboot halt; do ln -sf /bin/busybox /sbin/$c; done
+cat > /etc/inittab <<'EOF'
+::once:/bin/sh /etc/rc.test
+::shutdown:/bin/sh -c 'echo GEN2VM-STOP-STEP-RAN > /dev/console'
+EOF
+cat > /etc/rc.test <<'EOF'
+for i in $(seq 1 100); do [ -e /sys/class/ptp/ptp0 ] && break; sleep 0.1; done
+sleep 1
+echo "GUEST-EPOCH $(date +%s)"
+for p in /sys/class/ptp/ptp*; do [ -e $p ] && echo "PTP-CLOCK $(cat $p/clock_name)"; done
+for d in /sys/bus/vmbus/devices/*; do echo "VMBUS-DEVICE $(cat $d/class_id)"; done
+dmesg | grep -E "IC version" | sed 's/^.*\] /IC-DMESG /'
+echo "IC-READY"
+EOF
+exec /sbin/init
+"""
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    return fetch_kernel()
+
+
+def wait_count(vm, text, n, timeout=600):
+    """Waits until text appears n times on the console."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if vm.console().count(text) >= n:
+            return True
+        if vm.p.poll() is not None:
+            return vm.console().count(text) >= n
+        time.sleep(0.2)
+    return False
+
+
+def test_shutdown_heartbeat_timesync_with_hv_utils(tmp_path, kernel):
+    initrd = str(tmp_path / "initrd.cpio")
+    make_initramfs(initrd, INIT_PRELUDE + BUSYBOX_INIT, kernel["modules"], ["hv_vmbus", "hv_utils"])
+    vm = Vm(tmp_path, kernel, initrd, ["--cpus", "2"], reboot=True)
+    ready = vm.wait_for("IC-READY")
+    host_epoch = time.time()
+    hb = ts = hb_lost = hb_back = reboot = None
+    if ready:
+        hb = vm.control("heartbeat")
+        ts = vm.control("timesync")
+        vm.control("pause")
+        time.sleep(8)  # 4 beats of 2 s go unanswered
+        hb_lost = vm.control("heartbeat")
+        vm.control("resume")
+        for _ in range(60):
+            hb_back = vm.control("heartbeat")
+            if hb_back.startswith("ok: heartbeat ok"):
+                break
+            time.sleep(0.5)
+        reboot = vm.control("shutdown", "--reboot")
+    second = wait_count(vm, "IC-READY", 2)
+    off = vm.control("shutdown") if second else None
+    rc = vm.finish()
+    console, err = vm.console(), vm.err
+    vm.fail_if_blocked()
+
+    assert ready, console[-3000:] + err[-3000:]
+    assert "INSMOD-FAILED" not in console, console[-3000:]
+    for name, cls in IC_CLASSES.items():
+        assert "VMBUS-DEVICE " + cls in console, (name, console[-3000:])
+    # Linux negotiated the newest versions it knows with what gen2vm offers.
+    assert "IC-DMESG hv_utils: Heartbeat IC version 3.0" in console, console[-3000:]
+    assert "IC-DMESG hv_utils: Shutdown IC version 3.2" in console, console[-3000:]
+    assert "IC-DMESG hv_utils: TimeSync IC version 4.0" in console, console[-3000:]
+    assert hb and hb.startswith("ok: heartbeat ok (version 3.0"), hb
+    assert ts and ts.startswith("ok: time sync ok (version 4.0"), ts
+    assert hb_lost and "lost" in hb_lost, hb_lost
+    assert "warning: heartbeat: the guest stopped answering" in err, err[-3000:]
+    assert hb_back and hb_back.startswith("ok: heartbeat ok"), hb_back
+    # Time sync stepped the clock set to 2001 at boot to the host's.
+    m = re.search(r"GUEST-EPOCH (\d+)", console)
+    assert m and abs(int(m.group(1)) - host_epoch) <= 3, (m and m.group(1), host_epoch)
+    assert "PTP-CLOCK hyperv" in console, console[-3000:]
+    # A restart and a power-off, both through the guest's init (its stop step ran each time).
+    assert reboot and reboot.startswith("ok: the guest accepted to restart"), reboot
+    assert err.count("gen2vm-stats:") == 2, err[-3000:]  # two boots of one VM
+    assert second, console[-3000:] + err[-3000:]
+    assert off and off.startswith("ok: the guest accepted to shut down"), off
+    assert console.count("GEN2VM-STOP-STEP-RAN") == 2, console[-3000:]
+    assert "Restart request received - graceful restart initiated" in console, console[-3000:]
+    assert "Shutdown request received - graceful shutdown initiated" in console, console[-3000:]
+    assert rc == 0, err[-3000:]
+
+
+NO_UTILS_INIT = LOAD_MODULES + r"""
+for d in /sys/bus/vmbus/devices/*; do echo "VMBUS-DEVICE $(cat $d/class_id)"; done
+echo "NO-UTILS-READY"
+while true; do sleep 1000; done
+"""
+
+
+def test_force_turns_off_a_guest_without_the_service(tmp_path, kernel):
+    initrd = str(tmp_path / "initrd.cpio")
+    make_initramfs(initrd, INIT_PRELUDE + NO_UTILS_INIT, kernel["modules"], ["hv_vmbus"])
+    vm = Vm(tmp_path, kernel, initrd, ["--integration-services", "shutdown"])
+    ready = vm.wait_for("NO-UTILS-READY")
+    hb = forced = None
+    t0 = time.time()
+    if ready:
+        hb = vm.control("heartbeat")
+        forced = vm.control("shutdown", "--force", "--timeout", "5")
+        t0 = time.time()
+    rc = vm.finish(120)
+    took = time.time() - t0
+    console, err = vm.console(), vm.err
+    vm.fail_if_blocked()
+    assert ready, console[-3000:] + err[-3000:]
+    assert "VMBUS-DEVICE " + IC_CLASSES["shutdown"] in console, console[-3000:]
+    assert "VMBUS-DEVICE " + IC_CLASSES["heartbeat"] not in console, console[-3000:]
+    assert "VMBUS-DEVICE " + IC_CLASSES["timesync"] not in console, console[-3000:]
+    assert hb and "not offered" in hb, hb
+    assert forced and "no guest shutdown service connected: turned off if it still runs in 5 s" in forced, forced
+    assert took >= 4, took
+    assert "warning: the guest did not shut down within 5 s of the shutdown request: turned off" in err, err[-3000:]
+    assert rc == 0, err[-3000:]
