@@ -48,6 +48,12 @@ static const char run_usage_tail[] =
 	"                             do: its ticks and timeouts stretch N times in real time. For hosts\n"
 	"                             whose KVM emulates guest kernel mode (see README); default 1\n"
 	"  --no-reboot                end when the guest resets (exit code 3) instead of restarting it\n"
+	"  --sigterm shutdown|turn-off\n"
+	"                             what SIGTERM does: ask the guest to shut down through its shutdown\n"
+	"                             service, turning it off if it still runs after --sigterm-timeout\n"
+	"                             (default; a guest without the service is turned off at once), or\n"
+	"                             turn it off. A second signal always turns it off\n"
+	"  --sigterm-timeout S        seconds the guest gets after SIGTERM (default 60)\n"
 	"  --config FILE              read these settings from a JSON document (see README)\n"
 	"  --control PATH             a control socket: gen2vm control PATH disk-add|disk-remove|dvd-insert|\n"
 	"                             dvd-eject|pause|resume|stop|status|help ...\n"
@@ -56,7 +62,8 @@ static const char run_usage_tail[] =
 	"  -v, --verbose              more messages (twice for debug)\n"
 	"  -h, --help                 this help\n"
 	"\n"
-	"SIGINT, SIGTERM and SIGHUP turn the VM off in order (disks closed, the control socket removed).\n"
+	"SIGINT and SIGHUP turn the VM off in order (disks closed, the control socket removed); SIGTERM\n"
+	"too, after asking the guest to shut down (--sigterm).\n"
 	"\n"
 	"Exit codes: 0 the guest powered off, 1 gen2vm failed, 2 bad usage or configuration (nothing\n"
 	"changed), 3 the guest reset (with --no-reboot), 4 the guest crashed, 5 the firmware found nothing\n"
@@ -106,6 +113,28 @@ static int set_uuid(struct run_config *rc, const char *what, const char *s, char
 		return -EINVAL;
 	}
 	rc->vm.has_uuid = true;
+	return 0;
+}
+
+static int set_sigterm(struct run_config *rc, const char *what, const char *v, char *err, size_t errlen)
+{
+	if (strcmp(v, "shutdown") && strcmp(v, "turn-off")) {
+		snprintf(err, errlen, "%s '%s': expected shutdown or turn-off", what, text_show(v));
+		return -EINVAL;
+	}
+	rc->vm.sigterm_turn_off = !strcmp(v, "turn-off");
+	return 0;
+}
+
+static int set_sigterm_timeout(struct run_config *rc, const char *what, const char *v, char *err, size_t errlen)
+{
+	char *end;
+	long n = strtol(v, &end, 10);
+	if (!*v || *end || n < 1 || n > 86400) {
+		snprintf(err, errlen, "%s '%s': expected seconds from 1 to 86400", what, text_show(v));
+		return -EINVAL;
+	}
+	rc->vm.sigterm_timeout = (unsigned)n;
 	return 0;
 }
 
@@ -273,12 +302,16 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 			rc->vm.processor_compat = json_object_get_boolean(val);
 		} else if (!strcmp(key, "no_reboot") && t == json_type_boolean) {
 			rc->vm.no_reboot = json_object_get_boolean(val);
+		} else if (!strcmp(key, "sigterm") && t == json_type_string) {
+			r = set_sigterm(rc, "\"sigterm\"", sv, e, sizeof(e));
+		} else if (!strcmp(key, "sigterm_timeout") && t == json_type_int) {
+			r = set_sigterm_timeout(rc, "\"sigterm_timeout\"", num, e, sizeof(e));
 		} else if (vmdev_class_by_json_key(key)) {
 			r = vmdev_config_add_json(&rc->vm.devices, key, val, e, sizeof(e));
 		} else {
 			static const char *const known[] = { "memory", "cpus", "kernel", "initrd", "cmdline", "elf", "firmware", "efi",
 							      "nvram", "uuid", "com1", "debugcon", "processor_compatibility",
-							      "no_reboot" };
+							      "no_reboot", "sigterm", "sigterm_timeout" };
 			bool is_known = false;
 			for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 				is_known |= !strcmp(key, known[i]);
@@ -297,7 +330,7 @@ out:
 
 enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
        O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_CONTROL, O_SLOWDOWN,
-       O_FIRMWARE, O_EFI, O_NVRAM, O_UUID, O_DEVICE };
+       O_FIRMWARE, O_EFI, O_NVRAM, O_UUID, O_DEVICE, O_SIGTERM, O_SIGTERM_TIMEOUT };
 
 static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, const struct option *opts, char *err,
 				 size_t errlen);
@@ -324,6 +357,8 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "log-unclaimed", no_argument, NULL, O_UNCLAIMED },
 		{ "control", required_argument, NULL, O_CONTROL },
 		{ "clock-slowdown", required_argument, NULL, O_SLOWDOWN },
+		{ "sigterm", required_argument, NULL, O_SIGTERM },
+		{ "sigterm-timeout", required_argument, NULL, O_SIGTERM_TIMEOUT },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 	};
@@ -388,6 +423,8 @@ static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, c
 			rc->vm.clock_slowdown = (unsigned)n;
 			break;
 		}
+		case O_SIGTERM: r = set_sigterm(rc, "--sigterm", optarg, err, errlen); break;
+		case O_SIGTERM_TIMEOUT: r = set_sigterm_timeout(rc, "--sigterm-timeout", optarg, err, errlen); break;
 		case O_DEVICE:
 			r = vmdev_config_add_option(&rc->vm.devices, opts[idx].name, optarg, err, errlen);
 			break;

@@ -283,6 +283,25 @@ static const struct vmdev_verb sd_verbs[] = {
 	{ NULL, NULL, NULL },
 };
 
+/* The VM is asked to stop (SIGTERM): a forced shutdown request when the guest's service is there. */
+static int sd_stop_request(void *state, unsigned timeout_s)
+{
+	struct sd *s = state;
+	if (!s->d)
+		return -ENOTCONN;
+	pthread_mutex_lock(&s->d->lock);
+	bool ready = s->d->s.state == IC_READY;
+	pthread_mutex_unlock(&s->d->lock);
+	if (!ready)
+		return -ENOTCONN;
+	char t[16], reply[256];
+	snprintf(t, sizeof(t), "%u", timeout_s);
+	char *argv[] = { "shutdown", "--force", "--timeout", t, NULL };
+	int r = sd_verb(s, 4, argv, reply, sizeof(reply));
+	log_info("shutdown request: %s", reply);
+	return r;
+}
+
 const struct vmdev_class ic_shutdown_class = {
 	.name = "shutdown",
 	.class_guid = IC_SHUTDOWN_CLASS_GUID_TEXT,
@@ -291,4 +310,5 @@ const struct vmdev_class ic_shutdown_class = {
 	.create = sd_create,
 	.destroy = sd_destroy,
 	.verbs = sd_verbs,
+	.stop_request = sd_stop_request,
 };

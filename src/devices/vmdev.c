@@ -203,6 +203,14 @@ int vmdev_set_register_verbs(struct vmdev_set *s, struct control *ctl)
 	return 0;
 }
 
+int vmdev_set_stop_request(struct vmdev_set *s, unsigned timeout_s)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->run[i].cls->stop_request && s->run[i].cls->stop_request(s->run[i].state, timeout_s) == 0)
+			return 0;
+	return -ENOTCONN;
+}
+
 void vmdev_set_destroy(struct vmdev_set *s)
 {
 	while (s->n) {

@@ -99,6 +99,10 @@ struct vmdev_class {
 	/* After the vCPUs stopped: hot-removes and frees what create made. */
 	void (*destroy)(void *state);
 	const struct vmdev_verb *verbs; /* ends with { NULL }; NULL: none */
+	/* Optional: the VM is asked to stop (SIGTERM). Asks the guest to shut down, turning the VM off
+	 * if it still runs after timeout_s. 0, or -ENOTCONN when the guest cannot take the request (the
+	 * caller turns the VM off itself). */
+	int (*stop_request)(void *state, unsigned timeout_s);
 	/* Save/restore of the running devices: not yet (NULL). */
 	int (*save)(void *state, void *buf, size_t cap);
 	int (*restore)(void *state, const void *buf, size_t len);
@@ -149,6 +153,9 @@ int vmdev_set_create(struct vmdev_set *s, const struct vmdev_host *h, const stru
 		     size_t errlen);
 /* Registers every running class's verbs on the control socket. 0 or -errno. */
 int vmdev_set_register_verbs(struct vmdev_set *s, struct control *ctl);
+/* Passes a stop request to the first running class that takes one (stop_request). 0, or -ENOTCONN
+ * when none could. */
+int vmdev_set_stop_request(struct vmdev_set *s, unsigned timeout_s);
 /* Destroys the classes in reverse order. A zeroed set is fine. */
 void vmdev_set_destroy(struct vmdev_set *s);
 

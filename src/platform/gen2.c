@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -571,27 +572,42 @@ static void gen2_teardown(struct gen2 *g)
 
 /* The VM gen2_stop_request stops: the one between setup and teardown, if any. */
 static pthread_mutex_t gen2_current_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct vm *gen2_current;
+static struct gen2 *gen2_current;
 static int gen2_stop_sig;
+static bool gen2_term_asked; /* a SIGTERM asked the guest to shut down */
 
 void gen2_stop_request(int sig)
 {
 	pthread_mutex_lock(&gen2_current_lock);
-	if (!gen2_stop_sig)
+	struct gen2 *g = gen2_current;
+	if (sig == SIGTERM && g && !g->cfg->sigterm_turn_off && !gen2_term_asked && !gen2_stop_sig) {
+		unsigned t = g->cfg->sigterm_timeout ? g->cfg->sigterm_timeout : 60;
+		if (vmdev_set_stop_request(&g->devices, t) == 0) {
+			gen2_term_asked = true;
+			gen2_stop_sig = sig; /* the VM is not restarted when it ends; gen2_run returns 128 + sig */
+			log_warn("SIGTERM: the guest was asked to shut down; it is turned off if it still runs in %u s "
+				 "(another signal turns it off now)", t);
+			pthread_mutex_unlock(&gen2_current_lock);
+			return;
+		}
+	}
+	if (!gen2_stop_sig || gen2_term_asked) {
 		gen2_stop_sig = sig;
-	if (gen2_current)
-		vm_stop(gen2_current, VM_EXIT_POWEROFF, "stopped by signal %d (%s)", sig, strsignal(sig));
+		gen2_term_asked = false;
+	}
+	if (g)
+		vm_stop(&g->vm, VM_EXIT_POWEROFF, "stopped by signal %d (%s)", sig, strsignal(sig));
 	pthread_mutex_unlock(&gen2_current_lock);
 }
 
-/* Makes vm the one a signal stops (NULL: none); returns the signal already requested, or 0. */
-static int gen2_current_set(struct vm *vm)
+/* Makes g the one a signal stops (NULL: none); returns the signal already requested, or 0. */
+static int gen2_current_set(struct gen2 *g)
 {
 	pthread_mutex_lock(&gen2_current_lock);
-	gen2_current = vm;
+	gen2_current = g;
 	int sig = gen2_stop_sig;
-	if (vm && sig)
-		vm_stop(vm, VM_EXIT_POWEROFF, "stopped by signal %d (%s)", sig, strsignal(sig));
+	if (g && sig)
+		vm_stop(&g->vm, VM_EXIT_POWEROFF, "stopped by signal %d (%s)", sig, strsignal(sig));
 	pthread_mutex_unlock(&gen2_current_lock);
 	return sig;
 }
@@ -644,7 +660,7 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 		 * leaves them as they were). */
 		console_commit(&g->com1_con);
 		console_commit(&g->debug_con);
-		gen2_current_set(&g->vm);
+		gen2_current_set(g);
 		vm_start(&g->vm);
 		enum vm_exit_kind k = vm_wait(&g->vm);
 		int sig = gen2_current_set(NULL);

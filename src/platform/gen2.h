@@ -32,6 +32,8 @@ struct gen2_config {
 	bool processor_compat; /* Hyper-V's processor compatibility mode: a conservative CPUID */
 	unsigned clock_slowdown; /* 0/1: real time; N: the guest's clocks run N times slower (see --help) */
 	bool no_reboot;        /* a guest reset ends the process (exit code 3) instead of restarting */
+	bool sigterm_turn_off; /* SIGTERM turns the VM off at once, instead of asking the guest to shut down */
+	unsigned sigterm_timeout; /* seconds a guest asked by SIGTERM gets before it is turned off; 0: 60 */
 	bool stats;            /* print exit counts and timings when the VM ends */
 	const char *control;   /* control socket path (gen2vm control PATH COMMAND...), or NULL */
 	bool log_unclaimed;    /* log accesses no device claims */
@@ -44,8 +46,10 @@ struct gen2_config {
 int gen2_run(const struct gen2_config *cfg);
 
 /* Stops the running VM (or the one being set up, before it starts) as if it were turned off, and
- * makes gen2_run return 128 + sig after its teardown. Thread-safe; for the thread that takes
- * SIGINT/SIGTERM/SIGHUP. */
+ * makes gen2_run return 128 + sig after its teardown. The first SIGTERM instead asks the guest to shut
+ * down through its shutdown service, when it has one connected (unless sigterm_turn_off), turning it
+ * off if it still runs after sigterm_timeout; a second signal turns it off at once. Thread-safe; for
+ * the thread that takes SIGINT/SIGTERM/SIGHUP. */
 void gen2_stop_request(int sig);
 
 #endif

@@ -1,14 +1,16 @@
 """The integration services with the real client: Debian's stock cloud kernel and its unmodified
 hv_utils module, under busybox init (so that a shutdown goes through init's stop step, as on a
-distribution). Two VM runs:
+distribution). Three VM runs:
 - one with hv_utils: the versions negotiated, heartbeat ok, lost while the VM is paused and ok again,
   the guest's clock (set wrong before hv_utils loads) stepped to the host's by time sync, the
   Hyper-V PTP clock; `shutdown --reboot` restarts the guest through its init, and on the second boot
   `shutdown` powers it off through its init (exit code 0);
+- one stopped with SIGTERM, which asks the guest to shut down through its init;
 - one without hv_utils and with only the shutdown service offered: the others are not offered, and
   `shutdown --force --timeout 5` turns the VM off after the timeout, saying so.
 """
 import re
+import signal
 import time
 
 import pytest
@@ -119,6 +121,26 @@ def test_shutdown_heartbeat_timesync_with_hv_utils(tmp_path, kernel):
     assert "Restart request received - graceful restart initiated" in console, console[-3000:]
     assert "Shutdown request received - graceful shutdown initiated" in console, console[-3000:]
     assert rc == 0, err[-3000:]
+
+
+def test_sigterm_shuts_the_guest_down_through_its_init(tmp_path, kernel):
+    """SIGTERM to gen2vm (a service manager stopping the VM) asks the guest to shut down: its init's
+    stop step runs, then the process ends with 128 + SIGTERM and a line saying what happened."""
+    initrd = str(tmp_path / "initrd.cpio")
+    make_initramfs(initrd, INIT_PRELUDE + BUSYBOX_INIT, kernel["modules"], ["hv_vmbus", "hv_utils"])
+    vm = Vm(tmp_path, kernel, initrd, ["--sigterm-timeout", "120"])
+    ready = vm.wait_for("IC-READY")
+    if ready:
+        vm.p.send_signal(signal.SIGTERM)
+    rc = vm.finish()
+    console, err = vm.console(), vm.err
+    vm.fail_if_blocked()
+    assert ready, console[-3000:] + err[-3000:]
+    assert "SIGTERM: the guest was asked to shut down; it is turned off if it still runs in 120 s" in err, err
+    assert "Shutdown request received - graceful shutdown initiated" in console, console[-3000:]
+    assert console.count("GEN2VM-STOP-STEP-RAN") == 1, console[-3000:]
+    assert "reboot: Power down" in console, console[-3000:]
+    assert rc == 128 + signal.SIGTERM, err[-3000:]
 
 
 NO_UTILS_INIT = LOAD_MODULES + r"""

@@ -86,6 +86,22 @@ static void test_defaults_and_options(void **state)
 	assert_int_equal(rc.vm.memory, 512ull << 20);
 	assert_int_equal(rc.vm.cpus, 1);
 	assert_int_equal(rc.vm.com1.kind, CONSOLE_NONE); /* COM1 is off by default */
+	assert_false(rc.vm.sigterm_turn_off);             /* SIGTERM asks the guest first */
+	run_config_free(&rc);
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--sigterm", "turn-off", "--sigterm-timeout", "5",
+			       NULL), 0);
+	assert_true(rc.vm.sigterm_turn_off);
+	assert_int_equal(rc.vm.sigterm_timeout, 5);
+	run_config_free(&rc);
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--sigterm", "nicely", NULL), -EINVAL);
+	assert_non_null(strstr(err, "expected shutdown or turn-off"));
+	run_config_free(&rc);
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--sigterm-timeout", "0", NULL), -EINVAL);
+	run_config_free(&rc);
+	write_json("{\"sigterm\": \"turn-off\", \"sigterm_timeout\": 9}");
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--config", json, NULL), 0);
+	assert_true(rc.vm.sigterm_turn_off);
+	assert_int_equal(rc.vm.sigterm_timeout, 9);
 	run_config_free(&rc);
 }
 
