@@ -36,6 +36,7 @@ def prefetch():
     import linux_guest
     import nested
     linux_guest.fetch_kernel()
+    linux_guest.fetch_hyperv_daemons()
     efi_images.fetch_efi_binaries()
     nested.fetch()
 

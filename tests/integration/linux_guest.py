@@ -44,6 +44,32 @@ def fetch_kernel():
     }
 
 
+def fetch_hyperv_daemons():
+    """Debian's hyperv-daemons (hv_kvp_daemon, hv_vss_daemon, hv_fcopy_daemon and the KVP helper
+    scripts), unpacked once under build/linux/daemons; returns that directory."""
+    ddir = os.path.join(CACHE, "daemons")
+    stamp = os.path.join(ddir, "ready")
+    if not os.path.exists(stamp):
+        shutil.rmtree(ddir, ignore_errors=True)
+        os.makedirs(ddir)
+        subprocess.run(["apt-get", "download", "-q", "hyperv-daemons"], cwd=ddir, check=True, capture_output=True)
+        deb = [f for f in os.listdir(ddir) if f.endswith(".deb")][0]
+        subprocess.run(["dpkg-deb", "-x", deb, "x"], cwd=ddir, check=True)
+        os.unlink(os.path.join(ddir, deb))
+        open(stamp, "w").close()
+    return os.path.join(ddir, "x")
+
+
+def daemon_files(root, path):
+    """extra_files entries for make_initramfs: a program unpacked under root (path as installed, e.g.
+    /usr/sbin/hv_kvp_daemon) at its installed path, with the shared libraries ldd names."""
+    files = {path.lstrip("/"): (open(root + path, "rb").read(), 0o755)}
+    out = subprocess.run(["ldd", root + path], capture_output=True, text=True, check=True).stdout
+    for lib in re.findall(r"(/\S+) \(0x", out):
+        files[lib.lstrip("/")] = (open(os.path.realpath(lib), "rb").read(), 0o755)
+    return files
+
+
 def _modinfo_depends(path):
     """The depends= field of a module's .modinfo section (ELF64)."""
     data = open(path, "rb").read()
