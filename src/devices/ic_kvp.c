@@ -2,16 +2,20 @@
  * relayed by the guest's kernel to hv_kvp_daemon). Versions offered: 4.0, 3.0, 1.0, as
  * drivers/hv/hv_kvp.c lists them; the operations used here have one layout in all three.
  *
- * What the host does, one request at a time (the protocol allows one outstanding request, and the
- * guest's kernel drops a request that comes while it waits for its daemon):
+ * Linux's hv_kvp.c leaves the channel unread until hv_kvp_daemon registers: without the daemon even
+ * the NEGOTIATE goes unanswered (the session stays IC_NEGOTIATING, which the verbs report as "is
+ * hv_kvp_daemon running?"); the daemon's start answers it. While the daemon handles a request the
+ * kernel reads nothing more, and it fails the request with IC_E_FAIL when the daemon goes away
+ * (and after HV_UTIL_TIMEOUT, 30 s, without an answer).
+ *
+ * What the host does, one request at a time (the protocol's rule):
  *  - reads the guest's values: ENUMERATE on pool AUTO with index 0, 1, 2... until the guest answers
  *    a non-zero status (hv_kvp_daemon: HV_S_CONT past the last item), then the same on pool GUEST;
  *    when the channel opens, every ic_tunables.kvp_ms (30 s) and when the `kvp` verb asks;
  *  - pushes the host's pool (EXTERNAL, 0), which the user sets with `kvp-set` and `kvp-delete`, with
  *    SET and DELETE; the pool is kept here and pushed again whenever the channel opens (a rebooted
  *    guest starts from its own file, /var/lib/hyperv/.kvp_pool_0).
- * The guest's kernel answers IC_E_FAIL at once while no daemon is registered, and after its own
- * timeout when the daemon hangs; a request the guest never answers is given up on the next tick.
+ * A request the guest has not answered after two ticks is given up (its late answer is stale).
  * Every answer is checked (operation, pool, index, sizes, UTF-16) before anything is kept: a
  * malformed one is logged with log_guest and dropped (an ENUMERATE item is skipped).
  *
@@ -471,8 +475,9 @@ static void kvp_tick(struct ic_dev *d)
 {
 	struct kvp *k = d->svc;
 	k->ticks++;
-	/* A request out since before the last tick gets no answer any more (the guest's kernel gives
-	 * its daemon 5 s, far less than a tick): forget it, its late answer is then stale. */
+	/* A request out since before the last tick: the guest's kernel fails a request its daemon
+	 * leaves unanswered after 30 s (HV_UTIL_TIMEOUT), so no answer is coming while its daemon is
+	 * gone. Forget it (a late answer is then stale) and go on. */
 	if (k->busy != KVP_IDLE && k->ticks - k->cur_tick >= 2) {
 		ic_session_cancel(&d->s);
 		if (k->busy == KVP_BUSY_OP) {
@@ -522,8 +527,8 @@ static bool kvp_connected(struct ic_dev *d, char *reply, size_t len)
 		snprintf(reply, len, "no guest KVP service connected (the guest has not opened the KVP channel)");
 	else if (d->s.state == IC_REFUSED)
 		snprintf(reply, len, "no guest KVP service connected (the guest speaks none of the KVP versions offered)");
-	else if (d->s.state != IC_READY)
-		snprintf(reply, len, "no guest KVP service connected (the guest has not answered the version negotiation)");
+	else if (d->s.state != IC_READY) /* Linux answers the NEGOTIATE once its daemon registers */
+		snprintf(reply, len, KVP_NO_DAEMON);
 	else
 		return true;
 	return false;
@@ -738,7 +743,8 @@ static int kvp_verb_set(void *state, int argc, char **argv, char *reply, size_t 
 	k->host.v[i].value = nv;
 	if (d->s.state != IC_READY || !d->chan) {
 		pthread_mutex_unlock(&d->lock);
-		snprintf(reply, len, "%s kept; the guest gets it when its KVP service connects", text_show(argv[1]));
+		snprintf(reply, len, "%s kept; the guest gets it when its KVP service connects%s", text_show(argv[1]),
+			 d->chan ? " (is hv_kvp_daemon running?)" : "");
 		return 0;
 	}
 	r = kvp_push(k, argv[1], value, reply, len);

@@ -2,7 +2,7 @@
  * every version pair hv_kvp.c can choose, the reading of a fake guest's AUTO and GUEST pools (UTF-16
  * round trip, non-ASCII and surrogate pairs), kvp-set / kvp-delete reaching the guest, malformed
  * answers (sizes too big, odd byte counts, no terminator, wrong index, short), and a guest without
- * hv_kvp_daemon (E_FAIL at once) or that never answers. The guest side answers like Linux's
+ * hv_kvp_daemon (the NEGOTIATE unanswered), whose daemon went away (E_FAIL) or that never answers. The guest side answers like Linux's
  * hv_kvp.c + hv_kvp_daemon, written from the wire format (include/gen2vm/proto/ic.h). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -209,7 +209,7 @@ static int guest_serve(struct fx *f, struct vmbus_client_channel *ch, struct gue
 	g->last_pool = m.hdr.pool;
 	if (g->mode == G_SILENT)
 		return m.hdr.operation;
-	if (g->mode == G_NODAEMON) { /* hv_kvp.c: no daemon registered, E_FAIL at once */
+	if (g->mode == G_NODAEMON) { /* the daemon went away: hv_kvp.c fails the request */
 		guest_respond(ch, trans, pkt, len, IC_E_FAIL);
 		return m.hdr.operation;
 	}
@@ -508,9 +508,18 @@ static void test_no_daemon(void **state)
 	fx_init(&f, NULL);
 	char reply[1024];
 	struct vmbus_client_channel ch;
+	/* No daemon registered: Linux's hv_kvp.c leaves even the NEGOTIATE unread. */
 	fx_open(&f, &ch);
+	assert_int_equal(fx_verb(&f, "kvp", reply, sizeof(reply)), -ENOTCONN);
+	assert_string_equal(reply, "the guest's KVP service does not answer (is hv_kvp_daemon running?)");
+	assert_int_equal(fx_verb(&f, "kvp-set K V0", reply, sizeof(reply)), 0);
+	assert_string_equal(reply, "K kept; the guest gets it when its KVP service connects (is hv_kvp_daemon running?)");
+	/* The daemon registers (the NEGOTIATE is answered late), then goes away: the kernel fails
+	 * what it was asked (IC_E_FAIL). */
+	vmbus_loopback_wait(&f.lb, 300);
 	guest_negotiate(&f, &ch, fw_all[1], kvp_all[2]);
 	struct guest g = { .mode = G_NODAEMON };
+	assert_int_equal(guest_serve(&f, &ch, &g, 1000), IC_KVP_OP_SET); /* the kept K first */
 	assert_int_equal(guest_serve(&f, &ch, &g, 1000), IC_KVP_OP_ENUMERATE);
 	assert_int_equal(verb_served(&f, &ch, &g, "kvp", reply, sizeof(reply)), -EIO);
 	assert_string_equal(reply, "the guest's KVP service does not answer (is hv_kvp_daemon running?)");
