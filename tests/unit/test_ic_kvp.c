@@ -76,11 +76,12 @@ static const struct vmbus_client_offer *fx_offer(struct fx *f, const char *guid)
 	return vmbus_client_find_offer(&f->lb.cl, &g, 0);
 }
 
+/* Opens the KVP channel with hv_utils' rings (12 KiB of data each way: a whole KVP message fits). */
 static void fx_open(struct fx *f, struct vmbus_client_channel *ch)
 {
 	const struct vmbus_client_offer *o = fx_offer(f, IC_KVP_CLASS_GUID_TEXT);
 	assert_non_null(o);
-	assert_int_equal(vmbus_client_channel_open(&f->lb.cl, ch, o->msg.child_relid, 16384, 16384, 0, NULL, 0), 0);
+	assert_int_equal(vmbus_client_channel_open(&f->lb.cl, ch, o->msg.child_relid, 12288, 12288, 0, NULL, 0), 0);
 }
 
 #define PKT_MAX 16384
