@@ -728,11 +728,12 @@ static int kvp_verb_set(void *state, int argc, char **argv, char *reply, size_t 
 	int i = kvp_host_find(k, argv[1]);
 	char *nv = strdup(value), *nk = i < 0 ? strdup(argv[1]) : NULL;
 	if (!nv || (i < 0 && !nk) || (i < 0 && k->host.n == KVP_HOST_MAX)) {
+		bool full = i < 0 && k->host.n == KVP_HOST_MAX;
 		pthread_mutex_unlock(&d->lock);
 		free(nv);
 		free(nk);
-		snprintf(reply, len, i < 0 && k->host.n == KVP_HOST_MAX ? "the host's pool is full (64 keys)" : "out of memory");
-		return -ENOSPC;
+		snprintf(reply, len, full ? "the host's pool is full (64 keys)" : "out of memory");
+		return full ? -ENOSPC : -ENOMEM;
 	}
 	if (i < 0) {
 		i = (int)k->host.n++;
