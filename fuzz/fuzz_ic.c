@@ -2,13 +2,16 @@
  * back to the host's requests. The VM offers shutdown, heartbeat and time sync on a loopback VMBus;
  * the guest opens one of them and answers from the input.
  *
- * Input: byte 0 (bits 0-1: the service, 0 shutdown, 1 heartbeat, 2 time sync; bit 2: answer the
+ * Input: byte 0 (bits 0-1: the service, 0 shutdown, 1 heartbeat, 2 time sync, 3 KVP; bit 2: answer the
  * NEGOTIATE right first, with the version pair byte 1 picks, so the service's own answers are
  * reached; bit 3: close and reopen the channel half way). Then records: u8 kind, u8 length, bytes.
  * Kind % 4: 0 the host's last packet answered in place with the record's bytes patched over it from
- * offset 8 (the IC header and body), 1 a raw INBAND packet of the record's bytes with the pending
- * transaction id, 2 the same with the record's first byte as transaction id, 3 a host action (the
- * shutdown verb, the heartbeat verb, the timers). Must never crash, hang, leak or answer twice. */
+ * offset 8 (the IC header and body; for KVP, whose message is 7430 bytes, the first two bytes give
+ * the offset so that sizes, keys and values are all reached), 1 a raw INBAND packet of the
+ * record's bytes with the pending transaction id, 2 the same with the record's first byte as
+ * transaction id, 3 a host action (the shutdown verb, the heartbeat verb, the timers; for KVP the
+ * kvp, kvp --json, kvp-set and kvp-delete verbs instead of the timers). Must never crash, hang,
+ * leak or answer twice. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,8 +44,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static const char *const fz_guids[3] = { IC_SHUTDOWN_CLASS_GUID_TEXT, IC_HEARTBEAT_CLASS_GUID_TEXT,
-					 IC_TIMESYNC_CLASS_GUID_TEXT };
+static const char *const fz_guids[4] = { IC_SHUTDOWN_CLASS_GUID_TEXT, IC_HEARTBEAT_CLASS_GUID_TEXT,
+					 IC_TIMESYNC_CLASS_GUID_TEXT, IC_KVP_CLASS_GUID_TEXT };
 
 struct fz {
 	struct vmbus_loopback lb;
@@ -72,7 +75,7 @@ static void fz_drain(struct fz *z)
 
 static int fz_verb(struct vmdev_set *set, const char *name, int argc, char **argv)
 {
-	char reply[256];
+	char reply[1024];
 	for (unsigned i = 0; i < set->n; i++)
 		for (const struct vmdev_verb *v = set->run[i].cls->verbs; v && v->name; v++)
 			if (!strcmp(v->name, name))
@@ -98,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256];
 	struct vmbus_guid g;
 	if (vmdev_set_create(&set, &h, &cfg, err, sizeof(err)) || vmbus_client_connect(&z->lb.cl, 0, 0) ||
-	    vmbus_client_request_offers(&z->lb.cl) || vmbus_guid_parse(fz_guids[(mode & 3) % 3], &g))
+	    vmbus_client_request_offers(&z->lb.cl) || vmbus_guid_parse(fz_guids[mode & 3], &g))
 		abort();
 	const struct vmbus_client_offer *o = vmbus_client_find_offer(&z->lb.cl, &g, 0);
 	if (!o)
@@ -124,6 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fz_drain(z);
 		}
 	}
+	bool kvp = (mode & 3) == 3;
 	size_t half = n / 2;
 	bool reopened = false;
 	for (size_t k = 0; k + 2 <= n;) {
@@ -145,7 +149,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint8_t pkt[16384];
 			memcpy(pkt, z->last, z->last_len);
 			uint32_t plen = z->last_len;
-			if (len && plen > 8) {
+			if (kvp && len >= 2 && plen > 8) {
+				uint32_t at = 8 + ((b[0] | (uint32_t)b[1] << 8) % (plen - 8)), take = len - 2;
+				if (take > plen - at)
+					take = plen - at;
+				memcpy(pkt + at, b + 2, take);
+			} else if (len && plen > 8) {
 				uint32_t at = 8 + (b[0] % (plen - 8)), take = len - 1;
 				if (take > plen - at)
 					take = plen - at;
@@ -170,6 +179,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				char a0[] = "heartbeat";
 				char *argv[] = { a0, NULL };
 				fz_verb(&set, "heartbeat", 1, argv);
+			} else if (kvp && len > 1) {
+				char a0[] = "kvp", j[] = "--json", s0[] = "kvp-set", d0[] = "kvp-delete", key[] = "K\xc3\xa9y",
+				     val[] = "v";
+				char *show[] = { a0, j, NULL }, *set_[] = { s0, key, val, NULL }, *del[] = { d0, key, NULL };
+				switch (b[1] & 3) {
+				case 0: fz_verb(&set, "kvp", 1, show); break;
+				case 1: fz_verb(&set, "kvp", 2, show); break;
+				case 2: fz_verb(&set, "kvp-set", 3, set_); break;
+				default: fz_verb(&set, "kvp-delete", 2, del); break;
+				}
 			} else {
 				vmbus_loopback_wait(&z->lb, 0);
 			}

@@ -9,12 +9,12 @@
  *    a guest answer is checked against the packet's length and against what was asked.
  *  - struct ic_dev: one IC device on a VM's VMBus (offer, channel open/close, draining the guest's
  *    ring, a timerfd for periodic requests), calling back into the service's own state machine
- *    (ic_shutdown.c, ic_heartbeat.c, ic_timesync.c) through struct ic_dev_ops.
+ *    (ic_shutdown.c, ic_heartbeat.c, ic_timesync.c, ic_kvp.c) through struct ic_dev_ops.
  *
  * Which services a VM offers: the settings-only class "integration-services"
  * (--integration-services LIST, JSON "integration_services"), consulted by every service class
- * through vmdev_class.settings_from; shutdown, heartbeat and time sync are on by default, as on
- * Hyper-V.
+ * through vmdev_class.settings_from; shutdown, heartbeat, time sync and KVP are on by default, as
+ * on Hyper-V.
  */
 #ifndef GEN2VM_DEVICES_IC_H
 #define GEN2VM_DEVICES_IC_H
@@ -70,8 +70,9 @@ struct ic_reply {
 #define IC_REPLY_REFUSED    2 /* state is now IC_REFUSED */
 #define IC_REPLY_MESSAGE    3 /* an answer to a service request: *out */
 
-/* An IC packet's largest payload this host builds (a SHUTDOWN request). */
-#define IC_PACKET_MAX (IC_HDRS_SIZE + sizeof(struct ic_shutdown))
+/* An IC packet's largest payload this host builds (a KVP request: the whole struct ic_kvp_msg,
+ * 7458 bytes, fits Linux's 12 KiB rings and its 16 KiB receive buffer). */
+#define IC_PACKET_MAX (IC_HDRS_SIZE + sizeof(struct ic_kvp_msg))
 
 /* A closed session of service def. */
 void ic_session_init(struct ic_session *s, const struct ic_service_def *def);
@@ -103,7 +104,8 @@ int ic_session_reply(struct ic_session *s, uint64_t trans, const uint8_t *pkt, u
 #define IC_SVC_SHUTDOWN  0x1u
 #define IC_SVC_HEARTBEAT 0x2u
 #define IC_SVC_TIMESYNC  0x4u
-#define IC_SVC_DEFAULT   (IC_SVC_SHUTDOWN | IC_SVC_HEARTBEAT | IC_SVC_TIMESYNC)
+#define IC_SVC_KVP       0x8u
+#define IC_SVC_DEFAULT   (IC_SVC_SHUTDOWN | IC_SVC_HEARTBEAT | IC_SVC_TIMESYNC | IC_SVC_KVP)
 
 /* The settings-only class (no devices): its items are uint32_t masks of IC_SVC_*. */
 extern const struct vmdev_class ic_settings_class;
@@ -119,6 +121,7 @@ struct ic_tunables {
 	uint32_t heartbeat_ms; /* 2000, as Hyper-V (Linux's hv_util.c: "every two seconds") */
 	uint32_t lost_beats;   /* 3: missed answers in a row before the heartbeat counts as lost */
 	uint32_t timesync_ms;  /* 5000, as Hyper-V samples */
+	uint32_t kvp_ms;       /* 30000: how often the guest's KVP values are read again */
 	uint32_t verb_wait_ms; /* 2000: how long a control verb waits for the guest's answer (hv_utils
 				* answers from its channel callback at once; the control socket serves
 				* one command at a time, so the wait stays short) */
@@ -178,6 +181,18 @@ bool ic_dev_wait(struct ic_dev *d, uint64_t deadline_ns);
 /* The TIMESYNC body for service version v (4.0: struct ic_timesync_v4 with reftime; older:
  * struct ic_timesync_v3) into buf (>= 32 bytes); returns its length. */
 uint32_t ic_timesync_body(struct ic_version v, uint64_t parenttime, uint64_t reftime, uint8_t flags, void *buf);
+
+/* KVP strings (ic_kvp.c). UTF-8 text (len bytes, no NUL) to UTF-16LE with a NUL unit into out
+ * (cap bytes); returns the byte count with the NUL (the wire's key_size/value_size), or -EINVAL
+ * for invalid UTF-8 (overlong, surrogates, beyond U+10FFFF) or an embedded NUL, -E2BIG when it
+ * does not fit cap or its UTF-8 form with a NUL exceeds utf8_max (the guest's daemon keeps UTF-8
+ * records of 512 / 2048 bytes). */
+int ic_kvp_utf16_encode(const char *s, size_t len, uint8_t *out, size_t cap, size_t utf8_max);
+/* A guest's UTF-16LE string of size bytes (from an answer, size not yet trusted, buffer cap
+ * bytes) to NUL-terminated UTF-8 in out (outcap >= 3 * cap / 2 + 1 always suffices). Returns its
+ * length, or -EPROTO with *why: size odd, 0 or beyond cap, no NUL unit last, a NUL inside, an
+ * unpaired surrogate. */
+int ic_kvp_utf16_decode(const uint8_t *in, uint32_t size, size_t cap, char *out, size_t outcap, const char **why);
 
 /* CLOCK_MONOTONIC / CLOCK_REALTIME in ns. */
 uint64_t ic_mono_ns(void);

@@ -121,4 +121,96 @@ struct ic_timesync_v4 {
 } __attribute__((packed));
 _Static_assert(sizeof(struct ic_timesync_v4) == 22, "ic_timesync_v4");
 
+/* KVP (key-value pair exchange, IC_MSG_KVP). Facts from include/uapi/linux/hyperv.h and
+ * drivers/hv/hv_kvp.c: service versions 4.0 (WIN8), 3.0 (WIN7), 1.0 (WS2008); the same message
+ * layout for all three (the IP-info operations came with 4.0). The host sends a whole struct
+ * ic_kvp_msg for every operation; the guest answers it in place. Keys and values travel as
+ * UTF-16LE with their byte counts (key_size, value_size) including the terminating NUL unit; the
+ * guest's kernel converts to UTF-8 for hv_kvp_daemon. */
+#define IC_KVP_OP_GET          0u
+#define IC_KVP_OP_SET          1u
+#define IC_KVP_OP_DELETE       2u
+#define IC_KVP_OP_ENUMERATE    3u
+#define IC_KVP_OP_GET_IP_INFO  4u
+#define IC_KVP_OP_SET_IP_INFO  5u
+
+/* Pools: EXTERNAL is written by the host (the guest's daemon keeps it in
+ * /var/lib/hyperv/.kvp_pool_0), GUEST by the guest's own tools (.kvp_pool_1), AUTO is the guest's
+ * automatic values (FullyQualifiedDomainName, OSName... computed by the daemon on each ENUMERATE). */
+#define IC_KVP_POOL_EXTERNAL      0u
+#define IC_KVP_POOL_GUEST         1u
+#define IC_KVP_POOL_AUTO          2u
+#define IC_KVP_POOL_AUTO_EXTERNAL 3u
+#define IC_KVP_POOL_AUTO_INTERNAL 4u
+
+/* value_type (registry types) */
+#define IC_KVP_REG_SZ  1u
+#define IC_KVP_REG_U32 4u
+#define IC_KVP_REG_U64 8u
+
+/* Statuses beyond IC_S_OK / IC_E_FAIL: hv_kvp_daemon answers an ENUMERATE past the last item with
+ * HV_S_CONT; the guest's kernel answers IC_E_FAIL when no daemon is registered (at once) or when
+ * the daemon did not answer in time. */
+#define IC_KVP_S_CONT 0x80070103u
+
+#define IC_KVP_KEY_BYTES   512u  /* UTF-16 bytes, NUL included */
+#define IC_KVP_VALUE_BYTES 2048u
+
+struct ic_kvp_hdr {
+	uint8_t operation; /* IC_KVP_OP_* */
+	uint8_t pool;      /* IC_KVP_POOL_* */
+	uint16_t pad;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_kvp_hdr) == 4, "ic_kvp_hdr");
+
+struct ic_kvp_value {
+	uint32_t value_type; /* IC_KVP_REG_* */
+	uint32_t key_size;   /* bytes */
+	uint32_t value_size; /* bytes */
+	uint8_t key[IC_KVP_KEY_BYTES];
+	uint8_t value[IC_KVP_VALUE_BYTES]; /* REG_U32 / REG_U64: the number, little-endian */
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_kvp_value) == 2572, "ic_kvp_value");
+
+/* GET, SET: the value; ENUMERATE: the index asked for, and the guest's item there. */
+struct ic_kvp_enumerate {
+	uint32_t index;
+	struct ic_kvp_value data;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_kvp_enumerate) == 2576, "ic_kvp_enumerate");
+
+struct ic_kvp_delete {
+	uint32_t key_size;
+	uint8_t key[IC_KVP_KEY_BYTES];
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_kvp_delete) == 516, "ic_kvp_delete");
+
+/* GET_IP_INFO / SET_IP_INFO (4.0): these follow a 2-byte header (operation, pool) with no pad
+ * (struct hv_kvp_ip_msg); strings UTF-16LE. */
+#define IC_KVP_ADAPTER_ID_UNITS 128u
+#define IC_KVP_IP_ADDR_UNITS    1024u
+#define IC_KVP_GATEWAY_UNITS    512u
+struct ic_kvp_ipaddr_value {
+	uint16_t adapter_id[IC_KVP_ADAPTER_ID_UNITS];
+	uint8_t addr_family; /* 0 none, 1 IPv4, 2 IPv6 */
+	uint8_t dhcp_enabled;
+	uint16_t ip_addr[IC_KVP_IP_ADDR_UNITS];
+	uint16_t sub_net[IC_KVP_IP_ADDR_UNITS];
+	uint16_t gate_way[IC_KVP_GATEWAY_UNITS];
+	uint16_t dns_addr[IC_KVP_IP_ADDR_UNITS];
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_kvp_ipaddr_value) == 7426, "ic_kvp_ipaddr_value");
+
+/* The message: a header and a body as large as the largest operation's (the IP-info one). */
+struct ic_kvp_msg {
+	struct ic_kvp_hdr hdr;
+	union {
+		struct ic_kvp_value get, set;
+		struct ic_kvp_delete del;
+		struct ic_kvp_enumerate enumerate;
+		struct ic_kvp_ipaddr_value ip; /* not used at this offset: see above */
+	} body;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_kvp_msg) == 7430, "ic_kvp_msg");
+
 #endif
