@@ -225,4 +225,4 @@ fuzz-merge: $(addprefix $(BUILD)/fuzz/,$(FUZZ_TARGETS))
 clean:
 	rm -rf $(BUILD)
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f -not -path '$(BUILD)/linux/*' -not -path '$(BUILD)/nested/*' 2>/dev/null)
