@@ -129,12 +129,13 @@ int ic_fcopy_split(const char *g, uint16_t path_name[IC_FCOPY_MAX_PATH], uint16_
 		*why = "ends with . or ..";
 		return -EINVAL;
 	}
-	/* The directory without its trailing slashes ("/" for a file at the root). */
+	/* The directory with one trailing slash ("/tmp/", "/" at the root): Linux's daemon checks (and
+	 * with CREATE_PATH creates) only the components of path_name that a '/' follows, so without it the
+	 * last directory would never be created. It opens path_name + "/" + file_name; "//" is harmless. */
 	size_t dlen = (size_t)(slash - g);
-	while (dlen > 1 && g[dlen - 1] == '/')
+	while (dlen > 0 && g[dlen - 1] == '/')
 		dlen--;
-	if (dlen == 0)
-		dlen = 1;
+	dlen++; /* one slash */
 	/* The guest's kernel converts each name to at most W_MAX_PATH - 1 bytes of UTF-8 (cutting a longer
 	 * one short), so this is the limit, whatever its length in UTF-16. */
 	if (dlen > IC_FCOPY_MAX_PATH - 1 || strlen(name) > IC_FCOPY_MAX_PATH - 1) {
@@ -243,7 +244,8 @@ static void *fc_worker(void *arg)
 	int r = fc_exchange(f, IC_FCOPY_START, &f->start, sizeof(f->start), &status);
 	if (r || status != IC_S_OK) {
 		/* No CANCEL after a refused START: nothing was created, and Linux's daemon deletes the file
-		 * it last named on CANCEL, which after "exists" would be the guest's own file. */
+		 * it last named on CANCEL; daemons older than its 2020 hibernation fix keep that name after a
+		 * refused START, so after "exists" it would be the guest's own file. */
 		f->err = fc_fail_reason(f, IC_FCOPY_START, r, status);
 		goto out;
 	}

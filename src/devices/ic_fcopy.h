@@ -13,8 +13,8 @@
  * 30 s (HV_UTIL_TIMEOUT), so a slower answer means the guest's side is stuck. Tests shorten it. */
 extern uint32_t ic_fcopy_answer_ms;
 
-/* Splits an absolute guest path (UTF-8) into START's path_name (its directory, "/" for a file at the
- * root) and file_name, both UTF-16LE NUL-terminated, as Hyper-V's Copy-VMFile does with its
+/* Splits an absolute guest path (UTF-8) into START's path_name (its directory with one trailing
+ * slash: "/tmp/", "/" at the root; Linux's daemon creates only components a '/' follows) and file_name, both UTF-16LE NUL-terminated, as Hyper-V's Copy-VMFile does with its
  * -DestinationPath. Returns 0, or -EINVAL with why: not absolute, ends with '/', names "." or "..",
  * not UTF-8, or a part longer than 259 bytes (the guest's kernel converts each to at most that). */
 int ic_fcopy_split(const char *guest_path, uint16_t path_name[IC_FCOPY_MAX_PATH],

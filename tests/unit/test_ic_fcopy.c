@@ -191,17 +191,17 @@ static void test_split(void **state)
 	uint16_t d[IC_FCOPY_MAX_PATH], n[IC_FCOPY_MAX_PATH];
 	const char *why = "";
 	assert_int_equal(ic_fcopy_split("/tmp/a.txt", d, n, &why), 0);
-	assert_u16(d, "/tmp", NULL);
+	assert_u16(d, "/tmp/", NULL);
 	assert_u16(n, "a.txt", NULL);
 	assert_int_equal(ic_fcopy_split("/a", d, n, &why), 0);
 	assert_u16(d, "/", NULL);
 	assert_u16(n, "a", NULL);
 	assert_int_equal(ic_fcopy_split("/x/y//z", d, n, &why), 0);
-	assert_u16(d, "/x/y", NULL);
+	assert_u16(d, "/x/y/", NULL);
 	assert_u16(n, "z", NULL);
 	/* U+00FC, U+20AC, U+1F600 (a surrogate pair) */
 	assert_int_equal(ic_fcopy_split("/h/j\xc3\xbcrg/\xe2\x82\xac\xf0\x9f\x98\x80", d, n, &why), 0);
-	const uint16_t wd[] = { '/', 'h', '/', 'j', 0xfc, 'r', 'g', 0 };
+	const uint16_t wd[] = { '/', 'h', '/', 'j', 0xfc, 'r', 'g', '/', 0 };
 	const uint16_t wn[] = { 0x20ac, 0xd83d, 0xde00, 0 };
 	assert_u16(d, NULL, wd);
 	assert_u16(n, NULL, wn);
@@ -211,10 +211,19 @@ static void test_split(void **state)
 	assert_int_equal(ic_fcopy_split("/tmp/..", d, n, &why), -EINVAL);
 	assert_int_equal(ic_fcopy_split("/tmp/\xff", d, n, &why), -EINVAL);
 	assert_string_equal(why, "is not UTF-8");
-	char lng[400] = "/d/";
+	char lng[600] = "/d/";
 	memset(lng + 3, 'x', 259);
 	assert_int_equal(ic_fcopy_split(lng, d, n, &why), 0);
 	lng[3 + 259] = 'x';
+	assert_int_equal(ic_fcopy_split(lng, d, n, &why), -EINVAL);
+	/* a directory of 258 bytes and its slash: 259 */
+	memset(lng, 0, sizeof(lng));
+	lng[0] = '/';
+	memset(lng + 1, 'y', 257);
+	strcat(lng, "/f");
+	assert_int_equal(ic_fcopy_split(lng, d, n, &why), 0);
+	lng[258] = 'y';
+	strcpy(lng + 259, "/f");
 	assert_int_equal(ic_fcopy_split(lng, d, n, &why), -EINVAL);
 	char buf[256];
 	ic_fcopy_status_text(IC_FCOPY_START, IC_E_ALREADY_EXISTS, "/g", buf, sizeof(buf));
@@ -369,7 +378,7 @@ static void test_copy(void **state)
 	const uint16_t n1[] = { 'n', 'a', 0xef, 'v', 'e', 0x20ac, '.', 't', 'x', 't', 0 };
 	uint8_t w1[5];
 	memcpy(w1, want, 5);
-	const uint16_t d1[] = { '/', 'h', 'o', 'm', 'e', '/', 'j', 0xf6, 'r', 'g', 0 };
+	const uint16_t d1[] = { '/', 'h', 'o', 'm', 'e', '/', 'j', 0xf6, 'r', 'g', '/', 0 };
 	/* the directory has a non-ASCII letter: compare as UTF-16 */
 	{
 		static uint8_t pkt[8192];
@@ -405,7 +414,7 @@ static void test_copy(void **state)
 	snprintf(cmd, sizeof(cmd), "copy-file %s /tmp/big.bin --overwrite", tp("big"));
 	verb_start(&c, &f, cmd);
 	const uint16_t n2[] = { 'b', 'i', 'g', '.', 'b', 'i', 'n', 0 };
-	guest_accept_copy(&f, &ch, "/tmp", n2, IC_FCOPY_OVERWRITE, want, size);
+	guest_accept_copy(&f, &ch, "/tmp/", n2, IC_FCOPY_OVERWRITE, want, size);
 	pthread_join(c.t, NULL);
 	assert_int_equal(c.rc, 0);
 	assert_non_null(strstr(c.reply, "/tmp/big.bin: 20000 bytes in "));
