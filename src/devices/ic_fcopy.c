@@ -290,6 +290,7 @@ static void *fc_worker(void *arg)
 		goto cancel;
 	}
 	f->state = FC_DONE;
+	log_info("file copy: %s copied to the guest's %s (%llu bytes)", f->host, f->guest, (unsigned long long)f->size);
 	goto done;
 cancel:
 	/* The guest deletes its partial file. When the device goes away nobody waits for the answer. */
