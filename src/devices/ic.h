@@ -70,9 +70,10 @@ struct ic_reply {
 #define IC_REPLY_REFUSED    2 /* state is now IC_REFUSED */
 #define IC_REPLY_MESSAGE    3 /* an answer to a service request: *out */
 
-/* An IC packet's largest payload this host builds (a KVP request: the whole struct ic_kvp_msg,
- * 7458 bytes, fits Linux's 12 KiB rings and its 16 KiB receive buffer). */
-#define IC_PACKET_MAX (IC_HDRS_SIZE + sizeof(struct ic_kvp_msg))
+/* An IC packet's largest payload this host builds: a KVP request (the whole struct ic_kvp_msg,
+ * 7458 bytes, fits Linux's 12 KiB rings and its 16 KiB receive buffer) or a file copy WRITE. */
+#define IC_PACKET_MAX (IC_HDRS_SIZE + (sizeof(struct ic_kvp_msg) > sizeof(struct ic_fcopy_data) \
+					       ? sizeof(struct ic_kvp_msg) : sizeof(struct ic_fcopy_data)))
 
 /* A closed session of service def. */
 void ic_session_init(struct ic_session *s, const struct ic_service_def *def);
@@ -105,6 +106,7 @@ int ic_session_reply(struct ic_session *s, uint64_t trans, const uint8_t *pkt, u
 #define IC_SVC_HEARTBEAT 0x2u
 #define IC_SVC_TIMESYNC  0x4u
 #define IC_SVC_KVP       0x8u
+#define IC_SVC_FCOPY     0x10u /* off by default, as Hyper-V's guest services */
 #define IC_SVC_DEFAULT   (IC_SVC_SHUTDOWN | IC_SVC_HEARTBEAT | IC_SVC_TIMESYNC | IC_SVC_KVP)
 
 /* The settings-only class (no devices): its items are uint32_t masks of IC_SVC_*. */

@@ -14,6 +14,7 @@
 #define IC_TIMESYNC_CLASS_GUID_TEXT  "9527e630-d0ae-497b-adce-e80ab0175caf"
 #define IC_HEARTBEAT_CLASS_GUID_TEXT "57164f39-9115-4e78-ab55-382f3bd5422d"
 #define IC_KVP_CLASS_GUID_TEXT       "a9a0f4e7-5a45-4d96-b827-8a841e8c03e6"
+#define IC_FCOPY_CLASS_GUID_TEXT     "34d14be3-dee4-41c8-9ae7-6b174977c192" /* "Guest services" */
 
 /* icmsgtype */
 #define IC_MSG_NEGOTIATE 0u
@@ -21,6 +22,7 @@
 #define IC_MSG_KVP       2u
 #define IC_MSG_SHUTDOWN  3u
 #define IC_MSG_TIMESYNC  4u
+#define IC_MSG_FCOPY     7u
 
 /* icflags */
 #define IC_FLAG_TRANSACTION 0x01u
@@ -212,5 +214,51 @@ struct ic_kvp_msg {
 	} body;
 } __attribute__((packed));
 _Static_assert(sizeof(struct ic_kvp_msg) == 7430, "ic_kvp_msg");
+
+/* FCOPY (guest services, service version 1.1; Linux's hv_fcopy.c and its hv_fcopy_daemon). The host
+ * sends START, WRITEs of at most IC_FCOPY_FRAGMENT bytes, then COMPLETE, or CANCEL to give up (the
+ * guest deletes the partial file); the guest answers each in place with its status in the header:
+ * IC_S_OK, IC_E_FAIL (the daemon is not running, cannot create the file...), or one of the HRESULTs
+ * below. Names are UTF-16LE, NUL-terminated; the guest's kernel converts each to at most 259 bytes of
+ * UTF-8. service_id0/1 are unused by Linux (zero). */
+#define IC_FCOPY_START    0u
+#define IC_FCOPY_WRITE    1u
+#define IC_FCOPY_COMPLETE 2u
+#define IC_FCOPY_CANCEL   3u
+
+#define IC_FCOPY_OVERWRITE   0x1u /* replace an existing file */
+#define IC_FCOPY_CREATE_PATH 0x2u /* create the missing directory */
+
+#define IC_FCOPY_MAX_PATH 260u       /* UTF-16 units of each name, with its NUL (W_MAX_PATH) */
+#define IC_FCOPY_FRAGMENT (6u * 1024u) /* data bytes of one WRITE (DATA_FRAGMENT) */
+
+#define IC_E_ALREADY_EXISTS 0x80070050u /* the file exists and OVERWRITE was not given */
+#define IC_E_DISK_FULL      0x80070070u
+
+struct ic_fcopy_hdr {
+	uint32_t operation; /* IC_FCOPY_* */
+	uint8_t service_id0[16];
+	uint8_t service_id1[16];
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_fcopy_hdr) == 36, "ic_fcopy_hdr");
+
+struct ic_fcopy_start {
+	struct ic_fcopy_hdr hdr;
+	uint16_t file_name[IC_FCOPY_MAX_PATH]; /* the file's name in path_name */
+	uint16_t path_name[IC_FCOPY_MAX_PATH]; /* its directory */
+	uint32_t copy_flags;                   /* IC_FCOPY_OVERWRITE | IC_FCOPY_CREATE_PATH */
+	uint64_t file_size;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_fcopy_start) == 1088, "ic_fcopy_start");
+
+/* WRITE (always sent whole: Linux hands sizeof() of it to its daemon whatever the packet's length). */
+struct ic_fcopy_data {
+	struct ic_fcopy_hdr hdr;
+	uint32_t pad;
+	uint64_t offset;
+	uint32_t size; /* <= IC_FCOPY_FRAGMENT */
+	uint8_t data[IC_FCOPY_FRAGMENT];
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_fcopy_data) == 6196, "ic_fcopy_data");
 
 #endif
