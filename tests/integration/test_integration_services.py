@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import have_kvm
+from conftest import gen2vm_binary, have_kvm, run
 from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs
 from test_linux import LOAD_MODULES, Vm
 
@@ -55,6 +55,11 @@ exec /sbin/init
 @pytest.fixture(scope="module")
 def kernel():
     return fetch_kernel()
+
+
+def ctl(vm, *args):
+    """The control socket's answer, "ok: ..." or "error: ..." (an error is an answer here)."""
+    return run(gen2vm_binary(), "control", vm.sock, *args, check=False).stdout
 
 
 def wait_count(vm, text, n, timeout=600):
@@ -173,4 +178,93 @@ def test_force_turns_off_a_guest_without_the_service(tmp_path, kernel):
     assert forced and "no guest shutdown service connected: turned off if it still runs in 5 s" in forced, forced
     assert took >= 4, took
     assert "warning: the guest did not shut down within 5 s of the shutdown request: turned off" in err, err[-3000:]
+    assert rc == 0, err[-3000:]
+
+
+DAEMONS_INIT = LOAD_MODULES + r"""
+hostname kvp-guest
+mkdir -p /var/lib /etc
+printf 'NAME="Debian GNU/Linux"\nVERSION_ID="12"\nVERSION="12 (bookworm)"\nID=debian\n' > /etc/os-release
+echo "ICS-NODAEMON-READY"
+sleep 8
+/usr/sbin/hv_kvp_daemon -n > /tmp/kvp.log 2>&1 &
+/usr/sbin/hv_fcopy_daemon -n > /tmp/fcopy.log 2>&1 &
+echo "DAEMONS-STARTED"
+sleep 2
+mkdir -p /var/lib/hyperv
+printf 'GuestKey' | dd of=/tmp/k bs=512 conv=sync 2>/dev/null
+printf 'from the guest' | dd of=/tmp/v bs=2048 conv=sync 2>/dev/null
+cat /tmp/k /tmp/v >> /var/lib/hyperv/.kvp_pool_1
+echo "GUEST-KEY-WRITTEN"
+has() { grep -aq "$1" /var/lib/hyperv/.kvp_pool_0 2>/dev/null; }
+for i in $(seq 1 3000); do has Foo && break; sleep 0.2; done
+has Foo && echo "POOL0-HAS-FOO value=$(has 'bär' && echo ok) pre=$(has before && echo ok)"
+for i in $(seq 1 3000); do has Foo || break; sleep 0.2; done
+has Foo || echo "POOL0-FOO-GONE"
+for i in $(seq 1 6000); do has CopyDone && break; sleep 0.2; done
+echo "COPIED $(stat -c %s /tmp/in/sub/copied.bin) $(sha256sum /tmp/in/sub/copied.bin | cut -d' ' -f1)"
+cat /tmp/kvp.log /tmp/fcopy.log | sed 's/^/DAEMON-LOG /' | head -40
+poweroff -f
+"""
+
+
+def test_kvp_and_file_copy_with_the_daemons(tmp_path, kernel):
+    """Debian's hv_kvp_daemon and hv_fcopy_daemon, unmodified: the guest's values reach the host, a key
+    the host sets lands in the guest's pool 0 (and goes on delete), a key the guest writes reaches
+    the host, and a 32 MiB file copied into the guest arrives byte-identical; before the daemons run,
+    each verb says what is missing."""
+    import hashlib
+    import json
+    import os
+    from linux_guest import daemon_files, fetch_hyperv_daemons
+    root = fetch_hyperv_daemons()
+    files = {}
+    for d in ("/usr/sbin/hv_kvp_daemon", "/usr/sbin/hv_fcopy_daemon"):
+        files.update(daemon_files(root, d))
+    initrd = str(tmp_path / "initrd.cpio")
+    make_initramfs(initrd, INIT_PRELUDE + DAEMONS_INIT, kernel["modules"], ["hv_vmbus", "hv_utils"],
+                   extra_files=files)
+    payload = os.urandom(32 << 20)
+    src = tmp_path / "payload.bin"
+    src.write_bytes(payload)
+    vm = Vm(tmp_path, kernel, initrd, ["--integration-services", "default,fcopy"])
+    r = {}
+    if vm.wait_for("ICS-NODAEMON-READY"):
+        r["kvp-before"] = ctl(vm, "kvp")
+        r["pre"] = ctl(vm, "kvp-set", "Pre", "before")
+        r["copy-before"] = ctl(vm, "copy-file", str(src), "/tmp/x.bin")
+    if vm.wait_for("GUEST-KEY-WRITTEN"):
+        for _ in range(120):
+            r["kvp"] = ctl(vm, "kvp")
+            if "OSName=" in r["kvp"] and "guest/GuestKey=" in r["kvp"]:
+                break
+            time.sleep(1)
+        r["json"] = ctl(vm, "kvp", "--json")
+        r["set"] = ctl(vm, "kvp-set", "Foo", "bär")
+        if vm.wait_for("POOL0-HAS-FOO", 120):
+            r["delete"] = ctl(vm, "kvp-delete", "Foo")
+        if vm.wait_for("POOL0-FOO-GONE", 120):
+            r["copy"] = ctl(vm, "copy-file", str(src), "/tmp/in/sub/copied.bin", "--create-dirs")
+            for _ in range(900):
+                r["status"] = ctl(vm, "copy-file-status")
+                if "copying" not in r["status"]:
+                    break
+                time.sleep(1)
+            ctl(vm, "kvp-set", "CopyDone", "1")
+    rc = vm.finish()
+    console, err = vm.console(), vm.err
+    vm.fail_if_blocked()
+    assert "ICS-NODAEMON-READY" in console, console[-3000:] + err[-3000:]
+    assert "is hv_kvp_daemon running?" in r.get("kvp-before", ""), r
+    assert "kept" in r.get("pre", ""), r
+    assert "hv_fcopy_daemon" in r.get("copy-before", ""), r
+    assert "OSName=Debian GNU/Linux" in r.get("kvp", ""), (r, console[-3000:])
+    assert "FullyQualifiedDomainName=" in r["kvp"] and "guest/GuestKey=from the guest" in r["kvp"], r
+    doc = json.loads(r["json"].split(": ", 1)[1])
+    assert doc["guest"]["GuestKey"] == "from the guest", doc
+    assert r.get("set", "").startswith("ok:"), r
+    assert "POOL0-HAS-FOO value=ok pre=ok" in console, console[-3000:]
+    assert r.get("delete", "").startswith("ok:") and "POOL0-FOO-GONE" in console, (r, console[-3000:])
+    assert r.get("status", "").startswith("ok: copied"), r
+    assert "COPIED %d %s" % (len(payload), hashlib.sha256(payload).hexdigest()) in console, console[-3000:]
     assert rc == 0, err[-3000:]
