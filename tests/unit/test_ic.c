@@ -20,6 +20,7 @@
 #include "devices/ic.h"
 #include "devices/vmdev.h"
 #include "gen2vm/proto/ic.h"
+#include "ic_fixture.h"
 #include "support/loopback.h"
 #include "util/log.h"
 
@@ -62,162 +63,18 @@ static uint64_t fake_ref_time_now(void *opaque)
 
 /* ---- a VM with its integration services, and a guest ---- */
 
-struct fx {
-	struct vmbus_loopback lb;
-	pthread_mutex_t lock;
-	struct vmdev_host h;
-	struct vmdev_config cfg;
-	struct vmdev_set set;
-};
+
+/* ---- a VM with its integration services, and a guest (ic_fixture.h) ---- */
 
 /* list: --integration-services (NULL: the defaults); ref: give the reference time hook. */
 static void fx_init(struct fx *f, const char *list, bool ref)
 {
-	memset(f, 0, sizeof(*f));
 	fake_stops = 0;
-	char err[256];
-	if (list)
-		assert_int_equal(vmdev_config_add_option(&f->cfg, "integration-services", list, err, sizeof(err)), 0);
-	assert_int_equal(vmdev_config_validate(&f->cfg, err, sizeof(err)), 0);
-	assert_int_equal(vmbus_loopback_init(&f->lb, 64ull << 20, 1, NULL), 0);
-	pthread_mutex_init(&f->lock, NULL);
-	f->h = (struct vmdev_host){ .srv = f->lb.srv, .srv_lock = &f->lock, .mem = &f->lb.mem, .nr_vcpus = 1,
-				    .vm_name = "t", .stop_vm = fake_stop_vm, .utc_now = fake_utc_now,
+	struct vmdev_host hooks = { .stop_vm = fake_stop_vm, .utc_now = fake_utc_now,
 				    .ref_time_now = ref ? fake_ref_time_now : NULL };
-	assert_int_equal(vmdev_set_create(&f->set, &f->h, &f->cfg, err, sizeof(err)), 0);
-	assert_int_equal(vmbus_client_connect(&f->lb.cl, 0, 0), 0);
-	assert_int_equal(vmbus_client_request_offers(&f->lb.cl), 0);
+	ic_fx_init(f, list, &hooks);
 }
 
-static void fx_destroy(struct fx *f)
-{
-	vmdev_set_destroy(&f->set);
-	vmdev_config_free(&f->cfg);
-	vmbus_loopback_destroy(&f->lb);
-	pthread_mutex_destroy(&f->lock);
-}
-
-static int fx_verb(struct fx *f, const char *cls, const char *cmd, char *reply, size_t len)
-{
-	char buf[256], *argv[16];
-	int argc = 0;
-	snprintf(buf, sizeof(buf), "%s", cmd);
-	for (char *save, *t = strtok_r(buf, " ", &save); t && argc < 16; t = strtok_r(NULL, " ", &save))
-		argv[argc++] = t;
-	for (unsigned i = 0; i < f->set.n; i++)
-		for (const struct vmdev_verb *v = f->set.run[i].cls->verbs; v && v->name; v++)
-			if (!strcmp(v->name, argv[0]) && !strcmp(f->set.run[i].cls->name, cls))
-				return v->fn(f->set.run[i].state, argc, argv, reply, len);
-	fail_msg("no verb %s", argv[0]);
-	return -1;
-}
-
-static const struct vmbus_client_offer *fx_offer(struct fx *f, const char *guid)
-{
-	struct vmbus_guid g;
-	assert_int_equal(vmbus_guid_parse(guid, &g), 0);
-	return vmbus_client_find_offer(&f->lb.cl, &g, 0);
-}
-
-/* Opens the service's channel with hv_utils' 12 KiB rings. */
-static void fx_open(struct fx *f, const char *guid, struct vmbus_client_channel *ch)
-{
-	const struct vmbus_client_offer *o = fx_offer(f, guid);
-	assert_non_null(o);
-	assert_int_equal(vmbus_client_channel_open(&f->lb.cl, ch, o->msg.child_relid, 12288, 12288, 0, NULL, 0), 0);
-}
-
-/* A host packet: its payload copied to pkt (>= 4096), its length, and its transaction id; false
- * when none is waiting. */
-static bool guest_recv(struct vmbus_client_channel *ch, uint8_t *pkt, uint32_t *len, uint64_t *trans)
-{
-	static uint8_t raw[16384];
-	uint32_t n;
-	if (vmbus_client_recv(ch, raw, sizeof(raw), &n))
-		return false;
-	vmbus_client_recv_done(ch);
-	struct vmbus_packet_descriptor d;
-	memcpy(&d, raw, sizeof(d));
-	assert_int_equal(d.type, VM_PKT_DATA_INBAND);
-	*len = n - d.offset8 * 8u;
-	memcpy(pkt, raw + d.offset8 * 8u, *len);
-	*trans = d.trans_id;
-	return true;
-}
-
-/* Like guest_recv, but lets the timers fire for up to ms. */
-static bool guest_wait(struct fx *f, struct vmbus_client_channel *ch, uint8_t *pkt, uint32_t *len, uint64_t *trans,
-		       int ms)
-{
-	for (int i = 0; i <= ms / 5; i++) {
-		if (guest_recv(ch, pkt, len, trans))
-			return true;
-		vmbus_loopback_wait(&f->lb, 5);
-	}
-	return false;
-}
-
-/* The ring pads every payload to 8 bytes, and the guest sees the padding (Linux too). */
-#define PADDED(n) (((uint32_t)(n) + 7u) & ~7u)
-
-static struct ic_msg_hdr hdr_of(const uint8_t *pkt)
-{
-	struct ic_msg_hdr h;
-	memcpy(&h, pkt + sizeof(struct ic_pipe_hdr), sizeof(h));
-	return h;
-}
-
-static void guest_send(struct vmbus_client_channel *ch, uint64_t trans, const uint8_t *pkt, uint32_t len)
-{
-	assert_int_equal(vmbus_client_send(ch, VM_PKT_DATA_INBAND, 0, trans, NULL, 0, pkt, len), 0);
-}
-
-/* Answers in place as hv_utils does: marks it a response with status. */
-static void guest_respond(struct vmbus_client_channel *ch, uint64_t trans, uint8_t *pkt, uint32_t len, uint32_t status)
-{
-	struct ic_msg_hdr h = hdr_of(pkt);
-	h.icflags = IC_FLAG_TRANSACTION | IC_FLAG_RESPONSE;
-	h.status = status;
-	memcpy(pkt + sizeof(struct ic_pipe_hdr), &h, sizeof(h));
-	guest_send(ch, trans, pkt, len);
-}
-
-/* Receives the NEGOTIATE, checks the versions offered, and answers fw/msg (counts 0 when fw.major
- * is 0). */
-static void guest_negotiate(struct vmbus_client_channel *ch, const struct ic_version *want_msg, unsigned nr_msg,
-			    struct ic_version fw, struct ic_version msg)
-{
-	uint8_t pkt[4096];
-	uint32_t len;
-	uint64_t trans;
-	assert_true(guest_recv(ch, pkt, &len, &trans));
-	struct ic_msg_hdr h = hdr_of(pkt);
-	assert_int_equal(h.icmsgtype, IC_MSG_NEGOTIATE);
-	assert_int_equal(h.icflags, IC_FLAG_TRANSACTION | IC_FLAG_REQUEST);
-	assert_int_equal(h.ictransaction_id, (uint8_t)trans);
-	struct ic_negotiate n;
-	memcpy(&n, pkt + IC_HDRS_SIZE, sizeof(n));
-	assert_int_equal(n.icframe_vercnt, 2);
-	assert_int_equal(n.icmsg_vercnt, nr_msg);
-	assert_int_equal(len, PADDED(IC_HDRS_SIZE + sizeof(n) + (2 + nr_msg) * 4));
-	assert_int_equal(h.icmsgsize, sizeof(n) + (2 + nr_msg) * 4);
-	struct ic_version v[16];
-	memcpy(v, pkt + IC_HDRS_SIZE + sizeof(n), (2 + nr_msg) * 4);
-	assert_int_equal(v[0].major, 3);
-	assert_int_equal(v[1].major, 1);
-	for (unsigned i = 0; i < nr_msg; i++) {
-		assert_int_equal(v[2 + i].major, want_msg[i].major);
-		assert_int_equal(v[2 + i].minor, want_msg[i].minor);
-	}
-	n.icframe_vercnt = n.icmsg_vercnt = fw.major ? 1 : 0;
-	memcpy(pkt + IC_HDRS_SIZE, &n, sizeof(n));
-	v[0] = fw;
-	v[1] = msg;
-	memcpy(pkt + IC_HDRS_SIZE + sizeof(n), v, 8);
-	guest_respond(ch, trans, pkt, len, 0);
-}
-
-static const struct ic_version fw_all[] = { { 3, 0 }, { 1, 0 } };
 static const struct ic_version hb_all[] = { { 3, 0 }, { 1, 0 } };
 static const struct ic_version sd_all[] = { { 3, 2 }, { 3, 1 }, { 3, 0 }, { 1, 0 } };
 static const struct ic_version ts_all[] = { { 4, 0 }, { 3, 0 }, { 1, 0 } };
@@ -225,13 +82,13 @@ static const struct ic_version ts_all[] = { { 4, 0 }, { 3, 0 }, { 1, 0 } };
 /* ---- the session, pure ---- */
 
 static const struct ic_service_def test_def = {
-	.name = "test", .msgtype = IC_MSG_SHUTDOWN, .fw = fw_all, .nr_fw = 2, .msg = sd_all, .nr_msg = 4,
+	.name = "test", .msgtype = IC_MSG_SHUTDOWN, .fw = ic_fx_fw_all, .nr_fw = 2, .msg = sd_all, .nr_msg = 4,
 };
 
 /* An answer to the session's NEGOTIATE in buf (as built) with counts c and versions fw/msg. */
 static uint32_t nego_answer(uint8_t *buf, int len, uint16_t c, struct ic_version fw, struct ic_version msg)
 {
-	struct ic_msg_hdr h = hdr_of(buf);
+	struct ic_msg_hdr h = ic_hdr_of(buf);
 	h.icflags = IC_FLAG_TRANSACTION | IC_FLAG_RESPONSE;
 	memcpy(buf + sizeof(struct ic_pipe_hdr), &h, sizeof(h));
 	struct ic_negotiate n = { .icframe_vercnt = c, .icmsg_vercnt = c };
@@ -254,18 +111,18 @@ static void test_session_every_pair(void **state)
 			assert_int_equal(s.state, IC_NEGOTIATING);
 			struct ic_reply r;
 			const char *why;
-			uint32_t n = nego_answer(buf, len, 1, fw_all[i], sd_all[j]);
+			uint32_t n = nego_answer(buf, len, 1, ic_fx_fw_all[i], sd_all[j]);
 			assert_int_equal(ic_session_reply(&s, trans, buf, n, &r, &why), IC_REPLY_NEGOTIATED);
 			assert_int_equal(s.state, IC_READY);
-			assert_int_equal(s.fw.major, fw_all[i].major);
+			assert_int_equal(s.fw.major, ic_fx_fw_all[i].major);
 			assert_int_equal(s.msg.major, sd_all[j].major);
 			assert_int_equal(s.msg.minor, sd_all[j].minor);
 			/* Requests carry the chosen versions. */
 			uint32_t body = 0x12345678;
 			len = ic_session_request(&s, &body, 4, buf, sizeof(buf), &trans);
 			assert_int_equal(len, IC_HDRS_SIZE + 4);
-			struct ic_msg_hdr h = hdr_of(buf);
-			assert_int_equal(h.icverframe.major, fw_all[i].major);
+			struct ic_msg_hdr h = ic_hdr_of(buf);
+			assert_int_equal(h.icverframe.major, ic_fx_fw_all[i].major);
 			assert_int_equal(h.icvermsg.minor, sd_all[j].minor);
 			assert_int_equal(h.icmsgtype, IC_MSG_SHUTDOWN);
 			assert_int_equal(h.icmsgsize, 4);
@@ -296,18 +153,18 @@ static void test_session_bad_answers(void **state)
 	nego_answer(buf, len, 1, (struct ic_version){ 2, 0 }, sd_all[0]);
 	assert_int_equal(ic_session_reply(&s, trans, buf, (uint32_t)len, &r, &why), -EPROTO);
 	assert_non_null(strstr(why, "not offered"));
-	nego_answer(buf, len, 1, fw_all[0], (struct ic_version){ 4, 0 });
+	nego_answer(buf, len, 1, ic_fx_fw_all[0], (struct ic_version){ 4, 0 });
 	assert_int_equal(ic_session_reply(&s, trans, buf, (uint32_t)len, &r, &why), -EPROTO);
 	/* Counts other than 1/1 and 0/0. */
-	nego_answer(buf, len, 2, fw_all[0], sd_all[0]);
+	nego_answer(buf, len, 2, ic_fx_fw_all[0], sd_all[0]);
 	assert_int_equal(ic_session_reply(&s, trans, buf, (uint32_t)len, &r, &why), -EPROTO);
 	/* Truncated: the headers, the version pair. */
-	nego_answer(buf, len, 1, fw_all[0], sd_all[0]);
+	nego_answer(buf, len, 1, ic_fx_fw_all[0], sd_all[0]);
 	for (uint32_t n = 0; n < IC_HDRS_SIZE + 16; n++)
 		assert_int_equal(ic_session_reply(&s, trans, buf, n, &r, &why), -EPROTO);
 	/* Another VMBus transaction: stale; another header transaction id, not a response, another type. */
 	assert_int_equal(ic_session_reply(&s, trans + 1, buf, (uint32_t)len, &r, &why), -ESTALE);
-	struct ic_msg_hdr h = hdr_of(buf);
+	struct ic_msg_hdr h = ic_hdr_of(buf);
 	h.ictransaction_id++;
 	memcpy(buf + 8, &h, sizeof(h));
 	assert_int_equal(ic_session_reply(&s, trans, buf, (uint32_t)len, &r, &why), -EPROTO);
@@ -359,22 +216,22 @@ static void test_negotiate_every_service_pair(void **state)
 		for (unsigned i = 0; i < 2; i++)
 			for (unsigned j = 0; j < svc[k].n; j++) {
 				struct vmbus_client_channel ch;
-				fx_open(&f, svc[k].guid, &ch);
-				guest_negotiate(&ch, svc[k].v, svc[k].n, fw_all[i], svc[k].v[j]);
+				ic_fx_open(&f, svc[k].guid, &ch);
+				ic_guest_negotiate(&ch, svc[k].v, svc[k].n, ic_fx_fw_all[i], svc[k].v[j]);
 				if (svc[k].type != IC_MSG_SHUTDOWN) { /* the first beat or sample follows */
 					uint8_t pkt[4096];
 					uint32_t len;
 					uint64_t trans;
-					assert_true(guest_recv(&ch, pkt, &len, &trans));
-					struct ic_msg_hdr h = hdr_of(pkt);
+					assert_true(ic_guest_recv(&ch, pkt, &len, &trans));
+					struct ic_msg_hdr h = ic_hdr_of(pkt);
 					assert_int_equal(h.icmsgtype, svc[k].type);
-					assert_int_equal(h.icverframe.major, fw_all[i].major);
+					assert_int_equal(h.icverframe.major, ic_fx_fw_all[i].major);
 					assert_int_equal(h.icvermsg.major, svc[k].v[j].major);
 					assert_int_equal(h.icvermsg.minor, svc[k].v[j].minor);
 				}
 				vmbus_client_channel_close(&ch);
 			}
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 }
 
 /* A guest that answers badly is logged and ignored; the device keeps working. */
@@ -384,11 +241,11 @@ static void test_hostile_answers_over_vmbus(void **state)
 	fx_init(&f, NULL, true);
 	char reply[256];
 	struct vmbus_client_channel ch;
-	fx_open(&f, IC_HEARTBEAT_CLASS_GUID_TEXT, &ch);
+	ic_fx_open(&f, IC_HEARTBEAT_CLASS_GUID_TEXT, &ch);
 	uint8_t pkt[4096];
 	uint32_t len;
 	uint64_t trans;
-	assert_true(guest_recv(&ch, pkt, &len, &trans));
+	assert_true(ic_guest_recv(&ch, pkt, &len, &trans));
 	/* Garbage of every length up to the NEGOTIATE's, a wrong VMBus transaction, a completion. */
 	uint8_t junk[128];
 	for (uint32_t n = 0; n <= len; n += 4) {
@@ -400,25 +257,25 @@ static void test_hostile_answers_over_vmbus(void **state)
 	/* An unoffered version. */
 	uint8_t bad[4096];
 	memcpy(bad, pkt, len);
-	nego_answer(bad, (int)len, 1, fw_all[0], (struct ic_version){ 9, 9 });
-	guest_send(&ch, trans, bad, len);
-	assert_int_equal(fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
+	nego_answer(bad, (int)len, 1, ic_fx_fw_all[0], (struct ic_version){ 9, 9 });
+	ic_guest_send(&ch, trans, bad, len);
+	assert_int_equal(ic_fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, "not answered the version negotiation"));
 	/* Then the right answer. */
-	nego_answer(pkt, (int)len, 1, fw_all[0], hb_all[0]);
-	guest_send(&ch, trans, pkt, len);
-	assert_true(guest_recv(&ch, pkt, &len, &trans));
-	assert_int_equal(hdr_of(pkt).icmsgtype, IC_MSG_HEARTBEAT);
+	nego_answer(pkt, (int)len, 1, ic_fx_fw_all[0], hb_all[0]);
+	ic_guest_send(&ch, trans, pkt, len);
+	assert_true(ic_guest_recv(&ch, pkt, &len, &trans));
+	assert_int_equal(ic_hdr_of(pkt).icmsgtype, IC_MSG_HEARTBEAT);
 	vmbus_client_channel_close(&ch);
 
 	/* Counts 0: the guest speaks none of them. */
-	fx_open(&f, IC_HEARTBEAT_CLASS_GUID_TEXT, &ch);
-	guest_negotiate(&ch, hb_all, 2, (struct ic_version){ 0, 0 }, (struct ic_version){ 0, 0 });
-	assert_false(guest_recv(&ch, pkt, &len, &trans));
-	assert_int_equal(fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
+	ic_fx_open(&f, IC_HEARTBEAT_CLASS_GUID_TEXT, &ch);
+	ic_guest_negotiate(&ch, hb_all, 2, (struct ic_version){ 0, 0 }, (struct ic_version){ 0, 0 });
+	assert_false(ic_guest_recv(&ch, pkt, &len, &trans));
+	assert_int_equal(ic_fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, "none of the heartbeat versions"));
 	vmbus_client_channel_close(&ch);
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 }
 
 /* ---- heartbeat ---- */
@@ -430,54 +287,54 @@ static void test_heartbeat_and_loss(void **state)
 	struct fx f;
 	fx_init(&f, NULL, true);
 	char reply[256];
-	assert_int_equal(fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
+	assert_int_equal(ic_fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, "no contact"));
-	assert_int_equal(fx_verb(&f, "heartbeat", "heartbeat extra", reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(ic_fx_verb(&f, "heartbeat", "heartbeat extra", reply, sizeof(reply)), -EINVAL);
 
 	struct vmbus_client_channel ch;
-	fx_open(&f, IC_HEARTBEAT_CLASS_GUID_TEXT, &ch);
-	guest_negotiate(&ch, hb_all, 2, fw_all[0], hb_all[0]);
+	ic_fx_open(&f, IC_HEARTBEAT_CLASS_GUID_TEXT, &ch);
+	ic_guest_negotiate(&ch, hb_all, 2, ic_fx_fw_all[0], hb_all[0]);
 	uint8_t pkt[4096];
 	uint32_t len;
 	uint64_t trans;
 	/* A few beats answered seq + 1. */
 	for (int i = 0; i < 3; i++) {
-		assert_true(guest_wait(&f, &ch, pkt, &len, &trans, 500));
+		assert_true(ic_guest_wait(&f, &ch, pkt, &len, &trans, 500));
 		assert_int_equal(len, PADDED(IC_HDRS_SIZE + sizeof(struct ic_heartbeat)));
-		assert_int_equal(hdr_of(pkt).icmsgsize, sizeof(struct ic_heartbeat));
+		assert_int_equal(ic_hdr_of(pkt).icmsgsize, sizeof(struct ic_heartbeat));
 		struct ic_heartbeat hb;
 		memcpy(&hb, pkt + IC_HDRS_SIZE, sizeof(hb));
 		hb.seq_num++;
 		memcpy(pkt + IC_HDRS_SIZE, &hb, sizeof(hb));
-		guest_respond(&ch, trans, pkt, len, 0);
+		ic_guest_respond(&ch, trans, pkt, len, 0);
 	}
-	assert_int_equal(fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
+	assert_int_equal(ic_fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, "ok (version 3.0, 3 beats); last beat "));
 	/* Wrong answers (same sequence, short body) do not count; then silence: lost. */
-	assert_true(guest_wait(&f, &ch, pkt, &len, &trans, 500));
-	guest_respond(&ch, trans, pkt, len, 0);
+	assert_true(ic_guest_wait(&f, &ch, pkt, &len, &trans, 500));
+	ic_guest_respond(&ch, trans, pkt, len, 0);
 	for (int i = 0; i < 10; i++) {
-		assert_true(guest_wait(&f, &ch, pkt, &len, &trans, 500));
+		assert_true(ic_guest_wait(&f, &ch, pkt, &len, &trans, 500));
 		if (i == 0)
-			guest_respond(&ch, trans, pkt, IC_HDRS_SIZE + 4, 0);
+			ic_guest_respond(&ch, trans, pkt, IC_HDRS_SIZE + 4, 0);
 	}
-	assert_int_equal(fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
+	assert_int_equal(ic_fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, "lost ("));
 	/* The guest comes back. */
-	while (guest_recv(&ch, pkt, &len, &trans))
+	while (ic_guest_recv(&ch, pkt, &len, &trans))
 		;
-	assert_true(guest_wait(&f, &ch, pkt, &len, &trans, 500));
+	assert_true(ic_guest_wait(&f, &ch, pkt, &len, &trans, 500));
 	struct ic_heartbeat hb;
 	memcpy(&hb, pkt + IC_HDRS_SIZE, sizeof(hb));
 	hb.seq_num++;
 	memcpy(pkt + IC_HDRS_SIZE, &hb, sizeof(hb));
-	guest_respond(&ch, trans, pkt, len, 0);
-	assert_int_equal(fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
+	ic_guest_respond(&ch, trans, pkt, len, 0);
+	assert_int_equal(ic_fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, "ok (version 3.0, 4 beats)"));
 	vmbus_client_channel_close(&ch);
-	assert_int_equal(fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
+	assert_int_equal(ic_fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, "no contact (the guest has not opened"));
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 	ic_tunables = saved;
 }
 
@@ -494,7 +351,7 @@ struct verb_call {
 static void *verb_thread(void *arg)
 {
 	struct verb_call *c = arg;
-	c->rc = fx_verb(c->f, "shutdown", c->cmd, c->reply, sizeof(c->reply));
+	c->rc = ic_fx_verb(c->f, "shutdown", c->cmd, c->reply, sizeof(c->reply));
 	return NULL;
 }
 
@@ -510,13 +367,13 @@ static void shutdown_round(struct fx *f, struct vmbus_client_channel *ch, const 
 	uint32_t len;
 	uint64_t trans;
 	int i = 0;
-	while (!guest_recv(ch, pkt, &len, &trans) && i++ < 2000)
+	while (!ic_guest_recv(ch, pkt, &len, &trans) && i++ < 2000)
 		usleep(1000);
 	assert_int_equal(len, PADDED(IC_HDRS_SIZE + sizeof(struct ic_shutdown)));
-	assert_int_equal(hdr_of(pkt).icmsgtype, IC_MSG_SHUTDOWN);
+	assert_int_equal(ic_hdr_of(pkt).icmsgtype, IC_MSG_SHUTDOWN);
 	memcpy(seen, pkt + IC_HDRS_SIZE, sizeof(*seen));
 	if (status != 1)
-		guest_respond(ch, trans, pkt, len, status);
+		ic_guest_respond(ch, trans, pkt, len, status);
 	pthread_join(c->t, NULL);
 }
 
@@ -528,13 +385,13 @@ static void test_shutdown(void **state)
 	fx_init(&f, NULL, true);
 	char reply[256];
 	/* Nobody listening. */
-	assert_int_equal(fx_verb(&f, "shutdown", "shutdown", reply, sizeof(reply)), -ENOTCONN);
+	assert_int_equal(ic_fx_verb(&f, "shutdown", "shutdown", reply, sizeof(reply)), -ENOTCONN);
 	assert_string_equal(reply, "no guest shutdown service connected");
-	assert_int_equal(fx_verb(&f, "shutdown", "shutdown --timeout 0", reply, sizeof(reply)), -EINVAL);
-	assert_int_equal(fx_verb(&f, "shutdown", "shutdown --bogus", reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(ic_fx_verb(&f, "shutdown", "shutdown --timeout 0", reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(ic_fx_verb(&f, "shutdown", "shutdown --bogus", reply, sizeof(reply)), -EINVAL);
 	assert_int_equal(fake_stops_get(), 0);
 	/* --force without a connected service: the guest gets the timeout, then the VM is turned off. */
-	assert_int_equal(fx_verb(&f, "shutdown", "shutdown --force --timeout 1", reply, sizeof(reply)), 0);
+	assert_int_equal(ic_fx_verb(&f, "shutdown", "shutdown --force --timeout 1", reply, sizeof(reply)), 0);
 	assert_string_equal(reply, "no guest shutdown service connected: turned off if it still runs in 1 s");
 	assert_int_equal(fake_stops_get(), 0);
 	for (int i = 0; i < 400 && fake_stops_get() < 1; i++)
@@ -544,8 +401,8 @@ static void test_shutdown(void **state)
 	assert_non_null(strstr(fake_stop_why, "did not shut down within 1 s"));
 
 	struct vmbus_client_channel ch;
-	fx_open(&f, IC_SHUTDOWN_CLASS_GUID_TEXT, &ch);
-	guest_negotiate(&ch, sd_all, 4, fw_all[0], sd_all[0]);
+	ic_fx_open(&f, IC_SHUTDOWN_CLASS_GUID_TEXT, &ch);
+	ic_guest_negotiate(&ch, sd_all, 4, ic_fx_fw_all[0], sd_all[0]);
 	struct verb_call c;
 	struct ic_shutdown m;
 	shutdown_round(&f, &ch, "shutdown", IC_S_OK, &c, &m);
@@ -582,12 +439,12 @@ static void test_shutdown(void **state)
 	vmbus_client_channel_close(&ch);
 
 	/* Version 3.0 cannot restart. */
-	fx_open(&f, IC_SHUTDOWN_CLASS_GUID_TEXT, &ch);
-	guest_negotiate(&ch, sd_all, 4, fw_all[1], sd_all[2]);
-	assert_int_equal(fx_verb(&f, "shutdown", "shutdown --reboot", reply, sizeof(reply)), -EOPNOTSUPP);
+	ic_fx_open(&f, IC_SHUTDOWN_CLASS_GUID_TEXT, &ch);
+	ic_guest_negotiate(&ch, sd_all, 4, ic_fx_fw_all[1], sd_all[2]);
+	assert_int_equal(ic_fx_verb(&f, "shutdown", "shutdown --reboot", reply, sizeof(reply)), -EOPNOTSUPP);
 	assert_non_null(strstr(reply, "cannot restart"));
 	vmbus_client_channel_close(&ch);
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 	ic_tunables = saved;
 }
 
@@ -604,15 +461,15 @@ static void test_timesync_layouts(void **state)
 	uint64_t trans;
 	for (unsigned j = 0; j < 3; j++) {
 		struct vmbus_client_channel ch;
-		fx_open(&f, IC_TIMESYNC_CLASS_GUID_TEXT, &ch);
-		guest_negotiate(&ch, ts_all, 3, fw_all[0], ts_all[j]);
+		ic_fx_open(&f, IC_TIMESYNC_CLASS_GUID_TEXT, &ch);
+		ic_guest_negotiate(&ch, ts_all, 3, ic_fx_fw_all[0], ts_all[j]);
 		for (int k = 0; k < 2; k++) { /* SYNC first, then SAMPLEs */
-			assert_true(guest_wait(&f, &ch, pkt, &len, &trans, 500));
+			assert_true(ic_guest_wait(&f, &ch, pkt, &len, &trans, 500));
 			uint8_t want = k ? IC_TIMESYNC_FLAG_SAMPLE : IC_TIMESYNC_FLAG_SYNC;
 			if (ts_all[j].major == 4) {
 				struct ic_timesync_v4 m;
 				assert_int_equal(len, PADDED(IC_HDRS_SIZE + sizeof(m)));
-				assert_int_equal(hdr_of(pkt).icmsgsize, sizeof(m));
+				assert_int_equal(ic_hdr_of(pkt).icmsgsize, sizeof(m));
 				memcpy(&m, pkt + IC_HDRS_SIZE, sizeof(m));
 				assert_true(m.parenttime == FAKE_UTC);
 				assert_true(m.vmreferencetime == FAKE_REF);
@@ -620,31 +477,31 @@ static void test_timesync_layouts(void **state)
 			} else {
 				struct ic_timesync_v3 m;
 				assert_int_equal(len, PADDED(IC_HDRS_SIZE + sizeof(m)));
-				assert_int_equal(hdr_of(pkt).icmsgsize, sizeof(m));
+				assert_int_equal(ic_hdr_of(pkt).icmsgsize, sizeof(m));
 				memcpy(&m, pkt + IC_HDRS_SIZE, sizeof(m));
 				assert_true(m.parenttime == FAKE_UTC);
 				assert_true(m.childtime == 0);
 				assert_int_equal(m.flags, want);
 			}
-			guest_respond(&ch, trans, pkt, len, 0);
+			ic_guest_respond(&ch, trans, pkt, len, 0);
 		}
 		char reply[256], want[64];
-		assert_int_equal(fx_verb(&f, "timesync", "timesync", reply, sizeof(reply)), 0);
+		assert_int_equal(ic_fx_verb(&f, "timesync", "timesync", reply, sizeof(reply)), 0);
 		snprintf(want, sizeof(want), "ok (version %u.0, ", ts_all[j].major);
 		assert_non_null(strstr(reply, want));
 		assert_non_null(strstr(reply, "2 answered)"));
 		vmbus_client_channel_close(&ch);
-		assert_int_equal(fx_verb(&f, "timesync", "timesync", reply, sizeof(reply)), 0);
+		assert_int_equal(ic_fx_verb(&f, "timesync", "timesync", reply, sizeof(reply)), 0);
 		assert_non_null(strstr(reply, "no contact"));
 	}
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 	/* Without a reference time source, 4.0 is not offered. */
 	fx_init(&f, NULL, false);
 	struct vmbus_client_channel ch;
-	fx_open(&f, IC_TIMESYNC_CLASS_GUID_TEXT, &ch);
-	guest_negotiate(&ch, ts_all + 1, 2, fw_all[0], ts_all[1]);
+	ic_fx_open(&f, IC_TIMESYNC_CLASS_GUID_TEXT, &ch);
+	ic_guest_negotiate(&ch, ts_all + 1, 2, ic_fx_fw_all[0], ts_all[1]);
 	vmbus_client_channel_close(&ch);
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 	ic_tunables = saved;
 }
 
@@ -669,22 +526,22 @@ static void test_settings(void **state)
 
 	struct fx f;
 	fx_init(&f, "heartbeat", true);
-	assert_non_null(fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));
-	assert_null(fx_offer(&f, IC_SHUTDOWN_CLASS_GUID_TEXT));
-	assert_null(fx_offer(&f, IC_TIMESYNC_CLASS_GUID_TEXT));
-	assert_int_equal(fx_verb(&f, "shutdown", "shutdown", reply, sizeof(reply)), -ENOTCONN);
+	assert_non_null(ic_fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));
+	assert_null(ic_fx_offer(&f, IC_SHUTDOWN_CLASS_GUID_TEXT));
+	assert_null(ic_fx_offer(&f, IC_TIMESYNC_CLASS_GUID_TEXT));
+	assert_int_equal(ic_fx_verb(&f, "shutdown", "shutdown", reply, sizeof(reply)), -ENOTCONN);
 	assert_non_null(strstr(reply, "not offered"));
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 	fx_init(&f, "none", true);
-	assert_null(fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));
-	assert_int_equal(fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
+	assert_null(ic_fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));
+	assert_int_equal(ic_fx_verb(&f, "heartbeat", "heartbeat", reply, sizeof(reply)), 0);
 	assert_string_equal(reply, "heartbeat not offered (see --integration-services)");
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 	fx_init(&f, NULL, true);
-	assert_non_null(fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));
-	assert_non_null(fx_offer(&f, IC_SHUTDOWN_CLASS_GUID_TEXT));
-	assert_non_null(fx_offer(&f, IC_TIMESYNC_CLASS_GUID_TEXT));
-	fx_destroy(&f);
+	assert_non_null(ic_fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));
+	assert_non_null(ic_fx_offer(&f, IC_SHUTDOWN_CLASS_GUID_TEXT));
+	assert_non_null(ic_fx_offer(&f, IC_TIMESYNC_CLASS_GUID_TEXT));
+	ic_fx_destroy(&f);
 }
 
 int main(void)

@@ -21,148 +21,12 @@
 #include "devices/ic_fcopy.h"
 #include "devices/vmdev.h"
 #include "gen2vm/proto/ic.h"
+#include "ic_fixture.h"
 #include "support/loopback.h"
 #include "util/log.h"
 
 /* ---- a VM with its integration services, and a guest ---- */
 
-struct fx {
-	struct vmbus_loopback lb;
-	pthread_mutex_t lock;
-	struct vmdev_host h;
-	struct vmdev_config cfg;
-	struct vmdev_set set;
-};
-
-/* list: --integration-services (NULL: the defaults). */
-static void fx_init(struct fx *f, const char *list)
-{
-	memset(f, 0, sizeof(*f));
-		char err[256];
-	if (list)
-		assert_int_equal(vmdev_config_add_option(&f->cfg, "integration-services", list, err, sizeof(err)), 0);
-	assert_int_equal(vmdev_config_validate(&f->cfg, err, sizeof(err)), 0);
-	assert_int_equal(vmbus_loopback_init(&f->lb, 64ull << 20, 1, NULL), 0);
-	pthread_mutex_init(&f->lock, NULL);
-	f->h = (struct vmdev_host){ .srv = f->lb.srv, .srv_lock = &f->lock, .mem = &f->lb.mem, .nr_vcpus = 1,
-				    .vm_name = "t", };
-	assert_int_equal(vmdev_set_create(&f->set, &f->h, &f->cfg, err, sizeof(err)), 0);
-	assert_int_equal(vmbus_client_connect(&f->lb.cl, 0, 0), 0);
-	assert_int_equal(vmbus_client_request_offers(&f->lb.cl), 0);
-}
-
-static void fx_destroy(struct fx *f)
-{
-	vmdev_set_destroy(&f->set);
-	vmdev_config_free(&f->cfg);
-	vmbus_loopback_destroy(&f->lb);
-	pthread_mutex_destroy(&f->lock);
-}
-
-static const struct vmbus_client_offer *fx_offer(struct fx *f, const char *guid)
-{
-	struct vmbus_guid g;
-	assert_int_equal(vmbus_guid_parse(guid, &g), 0);
-	return vmbus_client_find_offer(&f->lb.cl, &g, 0);
-}
-
-/* Opens the service's channel with hv_utils' 12 KiB rings. */
-static void fx_open(struct fx *f, const char *guid, struct vmbus_client_channel *ch)
-{
-	const struct vmbus_client_offer *o = fx_offer(f, guid);
-	assert_non_null(o);
-	assert_int_equal(vmbus_client_channel_open(&f->lb.cl, ch, o->msg.child_relid, 12288, 12288, 0, NULL, 0), 0);
-}
-
-/* A host packet: its payload copied to pkt (>= 8192), its length, and its transaction id; false
- * when none is waiting. */
-static bool guest_recv(struct vmbus_client_channel *ch, uint8_t *pkt, uint32_t *len, uint64_t *trans)
-{
-	static uint8_t raw[16384];
-	uint32_t n;
-	if (vmbus_client_recv(ch, raw, sizeof(raw), &n))
-		return false;
-	vmbus_client_recv_done(ch);
-	struct vmbus_packet_descriptor d;
-	memcpy(&d, raw, sizeof(d));
-	assert_int_equal(d.type, VM_PKT_DATA_INBAND);
-	*len = n - d.offset8 * 8u;
-	memcpy(pkt, raw + d.offset8 * 8u, *len);
-	*trans = d.trans_id;
-	return true;
-}
-
-/* Like guest_recv, but lets the timers fire for up to ms. */
-static bool guest_wait(struct fx *f, struct vmbus_client_channel *ch, uint8_t *pkt, uint32_t *len, uint64_t *trans,
-		       int ms)
-{
-	for (int i = 0; i <= ms / 5; i++) {
-		if (guest_recv(ch, pkt, len, trans))
-			return true;
-		vmbus_loopback_wait(&f->lb, 5);
-	}
-	return false;
-}
-
-/* The ring pads every payload to 8 bytes, and the guest sees the padding (Linux too). */
-#define PADDED(n) (((uint32_t)(n) + 7u) & ~7u)
-
-static struct ic_msg_hdr hdr_of(const uint8_t *pkt)
-{
-	struct ic_msg_hdr h;
-	memcpy(&h, pkt + sizeof(struct ic_pipe_hdr), sizeof(h));
-	return h;
-}
-
-static void guest_send(struct vmbus_client_channel *ch, uint64_t trans, const uint8_t *pkt, uint32_t len)
-{
-	assert_int_equal(vmbus_client_send(ch, VM_PKT_DATA_INBAND, 0, trans, NULL, 0, pkt, len), 0);
-}
-
-/* Answers in place as hv_utils does: marks it a response with status. */
-static void guest_respond(struct vmbus_client_channel *ch, uint64_t trans, uint8_t *pkt, uint32_t len, uint32_t status)
-{
-	struct ic_msg_hdr h = hdr_of(pkt);
-	h.icflags = IC_FLAG_TRANSACTION | IC_FLAG_RESPONSE;
-	h.status = status;
-	memcpy(pkt + sizeof(struct ic_pipe_hdr), &h, sizeof(h));
-	guest_send(ch, trans, pkt, len);
-}
-
-/* Receives the NEGOTIATE, checks the versions offered, and answers fw/msg (counts 0 when fw.major
- * is 0). */
-static void guest_negotiate(struct vmbus_client_channel *ch, const struct ic_version *want_msg, unsigned nr_msg,
-			    struct ic_version fw, struct ic_version msg)
-{
-	uint8_t pkt[4096];
-	uint32_t len;
-	uint64_t trans;
-	assert_true(guest_recv(ch, pkt, &len, &trans));
-	struct ic_msg_hdr h = hdr_of(pkt);
-	assert_int_equal(h.icmsgtype, IC_MSG_NEGOTIATE);
-	assert_int_equal(h.icflags, IC_FLAG_TRANSACTION | IC_FLAG_REQUEST);
-	assert_int_equal(h.ictransaction_id, (uint8_t)trans);
-	struct ic_negotiate n;
-	memcpy(&n, pkt + IC_HDRS_SIZE, sizeof(n));
-	assert_int_equal(n.icframe_vercnt, 2);
-	assert_int_equal(n.icmsg_vercnt, nr_msg);
-	assert_int_equal(len, PADDED(IC_HDRS_SIZE + sizeof(n) + (2 + nr_msg) * 4));
-	assert_int_equal(h.icmsgsize, sizeof(n) + (2 + nr_msg) * 4);
-	struct ic_version v[16];
-	memcpy(v, pkt + IC_HDRS_SIZE + sizeof(n), (2 + nr_msg) * 4);
-	assert_int_equal(v[0].major, 3);
-	assert_int_equal(v[1].major, 1);
-	for (unsigned i = 0; i < nr_msg; i++) {
-		assert_int_equal(v[2 + i].major, want_msg[i].major);
-		assert_int_equal(v[2 + i].minor, want_msg[i].minor);
-	}
-	n.icframe_vercnt = n.icmsg_vercnt = fw.major ? 1 : 0;
-	memcpy(pkt + IC_HDRS_SIZE, &n, sizeof(n));
-	v[0] = fw;
-	v[1] = msg;
-	memcpy(pkt + IC_HDRS_SIZE + sizeof(n), v, 8);
-	guest_respond(ch, trans, pkt, len, 0);
-}
 
 static const struct ic_version fc_all[] = { { 1, 1 } };
 
@@ -300,8 +164,8 @@ static void verb_start(struct verb_call *c, struct fx *f, const char *cmd)
 /* The next host message (waits up to 3 s); returns its operation. */
 static uint32_t guest_next(struct fx *f, struct vmbus_client_channel *ch, uint8_t *pkt, uint32_t *len, uint64_t *trans)
 {
-	assert_true(guest_wait(f, ch, pkt, len, trans, 3000));
-	struct ic_msg_hdr h = hdr_of(pkt);
+	assert_true(ic_guest_wait(f, ch, pkt, len, trans, 3000));
+	struct ic_msg_hdr h = ic_hdr_of(pkt);
 	assert_int_equal(h.icmsgtype, IC_MSG_FCOPY);
 	assert_int_equal(h.icflags, IC_FLAG_TRANSACTION | IC_FLAG_REQUEST);
 	assert_int_equal(h.icvermsg.major, 1);
@@ -316,9 +180,9 @@ static uint32_t guest_next(struct fx *f, struct vmbus_client_channel *ch, uint8_
 /* A VM offering file copy with its channel open and negotiated. */
 static void fx_ready(struct fx *f, struct vmbus_client_channel *ch)
 {
-	fx_init(f, "default,fcopy");
-	fx_open(f, IC_FCOPY_CLASS_GUID_TEXT, ch);
-	guest_negotiate(ch, fc_all, 1, (struct ic_version){ 3, 0 }, (struct ic_version){ 1, 1 });
+	ic_fx_init(f, "default,fcopy", NULL);
+	ic_fx_open(f, IC_FCOPY_CLASS_GUID_TEXT, ch);
+	ic_guest_negotiate(ch, fc_all, 1, (struct ic_version){ 3, 0 }, (struct ic_version){ 1, 1 });
 }
 
 /* Plays a guest that accepts everything; checks START (names, flags, size) and the bytes. */
@@ -337,12 +201,12 @@ static void guest_accept_copy(struct fx *f, struct vmbus_client_channel *ch, con
 	assert_u16((const uint8_t *)&st + offsetof(struct ic_fcopy_start, file_name), NULL, name16);
 	assert_int_equal(st.copy_flags, flags);
 	assert_int_equal(st.file_size, size);
-	guest_respond(ch, trans, pkt, len, IC_S_OK);
+	ic_guest_respond(ch, trans, pkt, len, IC_S_OK);
 	size_t at = 0;
 	for (;;) {
 		uint32_t op = guest_next(f, ch, pkt, &len, &trans);
 		if (op == IC_FCOPY_COMPLETE) {
-			guest_respond(ch, trans, pkt, len, IC_S_OK);
+			ic_guest_respond(ch, trans, pkt, len, IC_S_OK);
 			break;
 		}
 		assert_int_equal(op, IC_FCOPY_WRITE);
@@ -355,7 +219,7 @@ static void guest_accept_copy(struct fx *f, struct vmbus_client_channel *ch, con
 		assert_true(m.size == IC_FCOPY_FRAGMENT || at + m.size == size);
 		memcpy(got + at, m.data, m.size);
 		at += m.size;
-		guest_respond(ch, trans, pkt, len, IC_S_OK);
+		ic_guest_respond(ch, trans, pkt, len, IC_S_OK);
 	}
 	assert_int_equal(at, size);
 	assert_memory_equal(got, want, size);
@@ -391,7 +255,7 @@ static void test_copy(void **state)
 		assert_u16((const uint8_t *)&st + offsetof(struct ic_fcopy_start, file_name), NULL, n1);
 		assert_int_equal(st.copy_flags, IC_FCOPY_CREATE_PATH);
 		assert_int_equal(st.file_size, 5);
-		guest_respond(&ch, trans, pkt, len, IC_S_OK);
+		ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 		assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_WRITE);
 		struct ic_fcopy_data m;
 		memcpy(&m, pkt + IC_HDRS_SIZE, sizeof(m));
@@ -399,9 +263,9 @@ static void test_copy(void **state)
 		assert_int_equal(m.size, 5);
 		assert_memory_equal(m.data, w1, 5);
 		assert_int_equal(m.data[5], 0);
-		guest_respond(&ch, trans, pkt, len, IC_S_OK);
+		ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 		assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_COMPLETE);
-		guest_respond(&ch, trans, pkt, len, IC_S_OK);
+		ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	}
 	pthread_join(c.t, NULL);
 	assert_int_equal(c.rc, 0);
@@ -429,7 +293,7 @@ static void test_copy(void **state)
 	guest_accept_copy(&f, &ch, "/", n3, 0, want, 0);
 	pthread_join(c.t, NULL);
 	assert_int_equal(c.rc, 0);
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 }
 
 static void test_guest_errors(void **state)
@@ -449,31 +313,31 @@ static void test_guest_errors(void **state)
 	snprintf(cmd, sizeof(cmd), "copy-file %s /tmp/x", tp("f"));
 	verb_start(&c, &f, cmd);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_START);
-	guest_respond(&ch, trans, pkt, len, IC_E_ALREADY_EXISTS);
+	ic_guest_respond(&ch, trans, pkt, len, IC_E_ALREADY_EXISTS);
 	pthread_join(c.t, NULL);
 	assert_int_equal(c.rc, -EEXIST);
 	assert_non_null(strstr(c.reply, "/tmp/x exists in the guest (use --overwrite)"));
-	assert_false(guest_wait(&f, &ch, pkt, &len, &trans, 50));
+	assert_false(ic_guest_wait(&f, &ch, pkt, &len, &trans, 50));
 
 	/* no daemon: Linux's kernel answers E_FAIL at once */
 	verb_start(&c, &f, cmd);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_START);
-	guest_respond(&ch, trans, pkt, len, IC_E_FAIL);
+	ic_guest_respond(&ch, trans, pkt, len, IC_E_FAIL);
 	pthread_join(c.t, NULL);
 	assert_int_equal(c.rc, -EIO);
 	assert_non_null(strstr(c.reply, "the guest's file copy service is not running (hv_fcopy_daemon)"));
-	assert_false(guest_wait(&f, &ch, pkt, &len, &trans, 50));
+	assert_false(ic_guest_wait(&f, &ch, pkt, &len, &trans, 50));
 
 	/* a WRITE fails (disk full): CANCEL, then the reason */
 	verb_start(&c, &f, cmd);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_START);
-	guest_respond(&ch, trans, pkt, len, IC_S_OK);
+	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_WRITE);
-	guest_respond(&ch, trans, pkt, len, IC_S_OK);
+	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_WRITE);
-	guest_respond(&ch, trans, pkt, len, IC_E_DISK_FULL);
+	ic_guest_respond(&ch, trans, pkt, len, IC_E_DISK_FULL);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_CANCEL);
-	guest_respond(&ch, trans, pkt, len, IC_S_OK);
+	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	pthread_join(c.t, NULL);
 	assert_int_equal(c.rc, -ENOSPC);
 	assert_non_null(strstr(c.reply, "failed after 6144 of 10000 bytes: the guest's disk is full"));
@@ -482,23 +346,23 @@ static void test_guest_errors(void **state)
 	ic_fcopy_answer_ms = 300;
 	verb_start(&c, &f, cmd);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_START);
-	guest_respond(&ch, trans, pkt, len, IC_S_OK);
+	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_WRITE);
 	/* shorter than the fcopy header */
 	ans_len = IC_HDRS_SIZE + 8;
-	guest_respond(&ch, trans, pkt, ans_len, IC_S_OK);
+	ic_guest_respond(&ch, trans, pkt, ans_len, IC_S_OK);
 	/* another operation */
 	struct ic_fcopy_hdr fh;
 	memcpy(&fh, pkt + IC_HDRS_SIZE, sizeof(fh));
 	fh.operation = IC_FCOPY_COMPLETE;
 	memcpy(pkt + IC_HDRS_SIZE, &fh, sizeof(fh));
-	guest_respond(&ch, trans, pkt, len, IC_S_OK);
+	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	/* another transaction */
 	fh.operation = IC_FCOPY_WRITE;
 	memcpy(pkt + IC_HDRS_SIZE, &fh, sizeof(fh));
-	guest_respond(&ch, trans + 1, pkt, len, IC_S_OK);
+	ic_guest_respond(&ch, trans + 1, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_CANCEL);
-	guest_respond(&ch, trans, pkt, len, IC_E_FAIL); /* no daemon any more: fine */
+	ic_guest_respond(&ch, trans, pkt, len, IC_E_FAIL); /* no daemon any more: fine */
 	pthread_join(c.t, NULL);
 	assert_int_equal(c.rc, -ETIMEDOUT);
 	assert_non_null(strstr(c.reply, "failed after 0 of 10000 bytes: the guest did not answer within 300 ms"));
@@ -511,7 +375,7 @@ static void test_guest_errors(void **state)
 	assert_int_equal(c.rc, -ENOTCONN);
 	assert_non_null(strstr(c.reply, "closed its file copy channel"));
 	ic_fcopy_answer_ms = saved_wait;
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 }
 
 static void test_busy_and_cancel(void **state)
@@ -530,12 +394,12 @@ static void test_busy_and_cancel(void **state)
 	snprintf(cmd, sizeof(cmd), "copy-file %s /tmp/x", tp("f"));
 	verb_start(&c, &f, cmd);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_START);
-	guest_respond(&ch, trans, pkt, len, IC_S_OK);
+	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_WRITE);
 	pthread_join(c.t, NULL); /* the verb's short wait ended: the copy goes on behind it */
 	assert_int_equal(c.rc, 0);
 	assert_non_null(strstr(c.reply, "0 of 20000 bytes (0%) so far; see copy-file-status"));
-	guest_respond(&ch, trans, pkt, len, IC_S_OK);
+	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_WRITE);
 	assert_int_equal(fx_verb_long(&f, "copy-file-status", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, ": 6144 of 20000 bytes (30%)"));
@@ -543,9 +407,9 @@ static void test_busy_and_cancel(void **state)
 	assert_non_null(strstr(reply, "one copy at a time"));
 	/* cancel: takes effect once this WRITE is answered */
 	assert_int_equal(fx_verb_long(&f, "copy-file-cancel", reply, sizeof(reply)), 0);
-	guest_respond(&ch, trans, pkt, len, IC_S_OK);
+	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_CANCEL);
-	guest_respond(&ch, trans, pkt, len, IC_S_OK);
+	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	for (int i = 0; i < 200; i++) {
 		if (fx_verb_long(&f, "copy-file-status", reply, sizeof(reply)) != 0)
 			break;
@@ -560,7 +424,7 @@ static void test_busy_and_cancel(void **state)
 	verb_start(&c, &f, cmd);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_START);
 	pthread_join(c.t, NULL);
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 }
 
 static void test_host_paths(void **state)
@@ -568,14 +432,14 @@ static void test_host_paths(void **state)
 	struct fx f;
 	struct vmbus_client_channel ch;
 	char reply[1024], cmd[512];
-	fx_init(&f, "fcopy");
+	ic_fx_init(&f, "fcopy", NULL);
 	make_file(tp("f"), 10);
 	/* offered but not connected */
 	snprintf(cmd, sizeof(cmd), "copy-file %s /tmp/x", tp("f"));
 	assert_int_equal(fx_verb_long(&f, cmd, reply, sizeof(reply)), -ENOTCONN);
 	assert_non_null(strstr(reply, "no guest file copy service connected"));
-	fx_open(&f, IC_FCOPY_CLASS_GUID_TEXT, &ch);
-	guest_negotiate(&ch, fc_all, 1, (struct ic_version){ 3, 0 }, (struct ic_version){ 1, 1 });
+	ic_fx_open(&f, IC_FCOPY_CLASS_GUID_TEXT, &ch);
+	ic_guest_negotiate(&ch, fc_all, 1, (struct ic_version){ 3, 0 }, (struct ic_version){ 1, 1 });
 	assert_int_equal(mkdir(tp("dir"), 0700), 0);
 	assert_int_equal(mkfifo(tp("fifo"), 0600), 0);
 	uint64_t t0 = ic_mono_ns();
@@ -594,8 +458,8 @@ static void test_host_paths(void **state)
 	assert_int_equal(fx_verb_long(&f, cmd, reply, sizeof(reply)), -EINVAL);
 	assert_int_equal(fx_verb_long(&f, "copy-file onlyone", reply, sizeof(reply)), -EINVAL);
 	assert_int_equal(fx_verb_long(&f, "copy-file a b --bogus", reply, sizeof(reply)), -EINVAL);
-	assert_false(guest_wait(&f, &ch, (uint8_t[8192]){ 0 }, &(uint32_t){ 0 }, &(uint64_t){ 0 }, 20));
-	fx_destroy(&f);
+	assert_false(ic_guest_wait(&f, &ch, (uint8_t[8192]){ 0 }, &(uint32_t){ 0 }, &(uint64_t){ 0 }, 20));
+	ic_fx_destroy(&f);
 	unlink(tp("fifo"));
 	rmdir(tp("dir"));
 }
@@ -604,21 +468,21 @@ static void test_setting(void **state)
 {
 	struct fx f;
 	char reply[256];
-	fx_init(&f, NULL);
-	assert_null(fx_offer(&f, IC_FCOPY_CLASS_GUID_TEXT));
-	assert_non_null(fx_offer(&f, IC_SHUTDOWN_CLASS_GUID_TEXT));
+	ic_fx_init(&f, NULL, NULL);
+	assert_null(ic_fx_offer(&f, IC_FCOPY_CLASS_GUID_TEXT));
+	assert_non_null(ic_fx_offer(&f, IC_SHUTDOWN_CLASS_GUID_TEXT));
 	assert_int_equal(fx_verb_long(&f, "copy-file /etc/hostname /tmp/x", reply, sizeof(reply)), -ENOTCONN);
 	assert_string_equal(reply, "no guest file copy service: not offered (add fcopy to --integration-services)");
 	assert_int_equal(fx_verb_long(&f, "copy-file-status", reply, sizeof(reply)), 0);
-	fx_destroy(&f);
-	fx_init(&f, "default,guest-services");
-	assert_non_null(fx_offer(&f, IC_FCOPY_CLASS_GUID_TEXT));
-	assert_non_null(fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));
-	fx_destroy(&f);
-	fx_init(&f, "fcopy");
-	assert_non_null(fx_offer(&f, IC_FCOPY_CLASS_GUID_TEXT));
-	assert_null(fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
+	ic_fx_init(&f, "default,guest-services", NULL);
+	assert_non_null(ic_fx_offer(&f, IC_FCOPY_CLASS_GUID_TEXT));
+	assert_non_null(ic_fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));
+	ic_fx_destroy(&f);
+	ic_fx_init(&f, "fcopy", NULL);
+	assert_non_null(ic_fx_offer(&f, IC_FCOPY_CLASS_GUID_TEXT));
+	assert_null(ic_fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));
+	ic_fx_destroy(&f);
 }
 
 static int setup(void **state)

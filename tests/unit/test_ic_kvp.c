@@ -20,122 +20,22 @@
 #include "devices/ic.h"
 #include "devices/vmdev.h"
 #include "gen2vm/proto/ic.h"
+#include "ic_fixture.h"
 #include "support/loopback.h"
 #include "util/log.h"
 
-struct fx {
-	struct vmbus_loopback lb;
-	pthread_mutex_t lock;
-	struct vmdev_host h;
-	struct vmdev_config cfg;
-	struct vmdev_set set;
-};
-
-static void fx_init(struct fx *f, const char *list)
-{
-	memset(f, 0, sizeof(*f));
-	char err[256];
-	if (list)
-		assert_int_equal(vmdev_config_add_option(&f->cfg, "integration-services", list, err, sizeof(err)), 0);
-	assert_int_equal(vmdev_config_validate(&f->cfg, err, sizeof(err)), 0);
-	assert_int_equal(vmbus_loopback_init(&f->lb, 64ull << 20, 1, NULL), 0);
-	pthread_mutex_init(&f->lock, NULL);
-	f->h = (struct vmdev_host){ .srv = f->lb.srv, .srv_lock = &f->lock, .mem = &f->lb.mem, .nr_vcpus = 1, .vm_name = "t" };
-	assert_int_equal(vmdev_set_create(&f->set, &f->h, &f->cfg, err, sizeof(err)), 0);
-	assert_int_equal(vmbus_client_connect(&f->lb.cl, 0, 0), 0);
-	assert_int_equal(vmbus_client_request_offers(&f->lb.cl), 0);
-}
-
-static void fx_destroy(struct fx *f)
-{
-	vmdev_set_destroy(&f->set);
-	vmdev_config_free(&f->cfg);
-	vmbus_loopback_destroy(&f->lb);
-	pthread_mutex_destroy(&f->lock);
-}
-
-static int fx_verb(struct fx *f, const char *cmd, char *reply, size_t len)
-{
-	char buf[4096], *argv[16];
-	int argc = 0;
-	snprintf(buf, sizeof(buf), "%s", cmd);
-	for (char *save, *t = strtok_r(buf, " ", &save); t && argc < 16; t = strtok_r(NULL, " ", &save))
-		argv[argc++] = t;
-	for (unsigned i = 0; i < f->set.n; i++)
-		for (const struct vmdev_verb *v = f->set.run[i].cls->verbs; v && v->name; v++)
-			if (!strcmp(v->name, argv[0]))
-				return v->fn(f->set.run[i].state, argc, argv, reply, len);
-	fail_msg("no verb %s", argv[0]);
-	return -1;
-}
-
-static const struct vmbus_client_offer *fx_offer(struct fx *f, const char *guid)
-{
-	struct vmbus_guid g;
-	assert_int_equal(vmbus_guid_parse(guid, &g), 0);
-	return vmbus_client_find_offer(&f->lb.cl, &g, 0);
-}
-
-/* Opens the KVP channel with hv_utils' rings (12 KiB of data each way: a whole KVP message fits). */
-static void fx_open(struct fx *f, struct vmbus_client_channel *ch)
-{
-	const struct vmbus_client_offer *o = fx_offer(f, IC_KVP_CLASS_GUID_TEXT);
-	assert_non_null(o);
-	assert_int_equal(vmbus_client_channel_open(&f->lb.cl, ch, o->msg.child_relid, 12288, 12288, 0, NULL, 0), 0);
-}
-
 #define PKT_MAX 16384
-#define PADDED(n) (((uint32_t)(n) + 7u) & ~7u)
 #define KVP_LEN PADDED(IC_HDRS_SIZE + sizeof(struct ic_kvp_msg))
 
-/* Waits up to ms for a host packet. */
-static bool guest_wait(struct fx *f, struct vmbus_client_channel *ch, uint8_t *pkt, uint32_t *len, uint64_t *trans,
-		       int ms)
-{
-	static uint8_t raw[PKT_MAX + 64];
-	for (int i = 0; i <= ms; i++) {
-		uint32_t n;
-		if (!vmbus_client_recv(ch, raw, sizeof(raw), &n)) {
-			vmbus_client_recv_done(ch);
-			struct vmbus_packet_descriptor d;
-			memcpy(&d, raw, sizeof(d));
-			assert_int_equal(d.type, VM_PKT_DATA_INBAND);
-			*len = n - d.offset8 * 8u;
-			memcpy(pkt, raw + d.offset8 * 8u, *len);
-			*trans = d.trans_id;
-			return true;
-		}
-		vmbus_loopback_wait(&f->lb, 1);
-	}
-	return false;
-}
-
-static struct ic_msg_hdr hdr_of(const uint8_t *pkt)
-{
-	struct ic_msg_hdr h;
-	memcpy(&h, pkt + sizeof(struct ic_pipe_hdr), sizeof(h));
-	return h;
-}
-
-static void guest_respond(struct vmbus_client_channel *ch, uint64_t trans, uint8_t *pkt, uint32_t len, uint32_t status)
-{
-	struct ic_msg_hdr h = hdr_of(pkt);
-	h.icflags = IC_FLAG_TRANSACTION | IC_FLAG_RESPONSE;
-	h.status = status;
-	memcpy(pkt + sizeof(struct ic_pipe_hdr), &h, sizeof(h));
-	assert_int_equal(vmbus_client_send(ch, VM_PKT_DATA_INBAND, 0, trans, NULL, 0, pkt, len), 0);
-}
-
-static const struct ic_version fw_all[] = { { 3, 0 }, { 1, 0 } };
 static const struct ic_version kvp_all[] = { { 4, 0 }, { 3, 0 }, { 1, 0 } };
 
-static void guest_negotiate(struct fx *f, struct vmbus_client_channel *ch, struct ic_version fw, struct ic_version msg)
+static void kvp_negotiate(struct fx *f, struct vmbus_client_channel *ch, struct ic_version fw, struct ic_version msg)
 {
 	uint8_t pkt[PKT_MAX];
 	uint32_t len;
 	uint64_t trans;
-	assert_true(guest_wait(f, ch, pkt, &len, &trans, 1000));
-	struct ic_msg_hdr h = hdr_of(pkt);
+	assert_true(ic_guest_wait(f, ch, pkt, &len, &trans, 1000));
+	struct ic_msg_hdr h = ic_hdr_of(pkt);
 	assert_int_equal(h.icmsgtype, IC_MSG_NEGOTIATE);
 	struct ic_negotiate n;
 	memcpy(&n, pkt + IC_HDRS_SIZE, sizeof(n));
@@ -152,7 +52,7 @@ static void guest_negotiate(struct fx *f, struct vmbus_client_channel *ch, struc
 	v[0] = fw;
 	v[1] = msg;
 	memcpy(pkt + IC_HDRS_SIZE + sizeof(n), v, 8);
-	guest_respond(ch, trans, pkt, len, 0);
+	ic_guest_respond(ch, trans, pkt, len, 0);
 }
 
 /* ---- a fake guest: the kernel and hv_kvp_daemon ---- */
@@ -198,9 +98,9 @@ static int guest_serve(struct fx *f, struct vmbus_client_channel *ch, struct gue
 	uint8_t pkt[PKT_MAX];
 	uint32_t len;
 	uint64_t trans;
-	if (!guest_wait(f, ch, pkt, &len, &trans, ms))
+	if (!ic_guest_wait(f, ch, pkt, &len, &trans, ms))
 		return -1;
-	struct ic_msg_hdr h = hdr_of(pkt);
+	struct ic_msg_hdr h = ic_hdr_of(pkt);
 	assert_int_equal(h.icmsgtype, IC_MSG_KVP);
 	assert_int_equal(len, KVP_LEN);
 	assert_int_equal(h.icmsgsize, sizeof(struct ic_kvp_msg));
@@ -211,7 +111,7 @@ static int guest_serve(struct fx *f, struct vmbus_client_channel *ch, struct gue
 	if (g->mode == G_SILENT)
 		return m.hdr.operation;
 	if (g->mode == G_NODAEMON) { /* the daemon went away: hv_kvp.c fails the request */
-		guest_respond(ch, trans, pkt, len, IC_E_FAIL);
+		ic_guest_respond(ch, trans, pkt, len, IC_E_FAIL);
 		return m.hdr.operation;
 	}
 	uint32_t status = IC_S_OK;
@@ -269,7 +169,7 @@ static int guest_serve(struct fx *f, struct vmbus_client_channel *ch, struct gue
 		fail_msg("operation %u", m.hdr.operation);
 	}
 	memcpy(pkt + IC_HDRS_SIZE, &m, sizeof(m));
-	guest_respond(ch, trans, pkt, len, status);
+	ic_guest_respond(ch, trans, pkt, len, status);
 	return m.hdr.operation;
 }
 
@@ -293,7 +193,7 @@ struct verb_call {
 static void *verb_thread(void *arg)
 {
 	struct verb_call *c = arg;
-	c->rc = fx_verb(c->f, c->cmd, c->reply, sizeof(c->reply));
+	c->rc = ic_fx_verb(c->f, NULL, c->cmd, c->reply, sizeof(c->reply));
 	c->done = true;
 	return NULL;
 }
@@ -365,20 +265,20 @@ static void test_utf16(void **state)
 static void test_negotiate_every_pair(void **state)
 {
 	struct fx f;
-	fx_init(&f, NULL);
+	ic_fx_init(&f, NULL, NULL);
 	for (unsigned i = 0; i < 2; i++)
 		for (unsigned j = 0; j < 3; j++) {
 			struct vmbus_client_channel ch;
-			fx_open(&f, &ch);
-			guest_negotiate(&f, &ch, fw_all[i], kvp_all[j]);
+			ic_fx_open(&f, IC_KVP_CLASS_GUID_TEXT, &ch);
+			kvp_negotiate(&f, &ch, ic_fx_fw_all[i], kvp_all[j]);
 			/* The reading of the AUTO pool starts at once. */
 			uint8_t pkt[PKT_MAX];
 			uint32_t len;
 			uint64_t trans;
-			assert_true(guest_wait(&f, &ch, pkt, &len, &trans, 1000));
-			struct ic_msg_hdr h = hdr_of(pkt);
+			assert_true(ic_guest_wait(&f, &ch, pkt, &len, &trans, 1000));
+			struct ic_msg_hdr h = ic_hdr_of(pkt);
 			assert_int_equal(h.icmsgtype, IC_MSG_KVP);
-			assert_int_equal(h.icverframe.major, fw_all[i].major);
+			assert_int_equal(h.icverframe.major, ic_fx_fw_all[i].major);
 			assert_int_equal(h.icvermsg.major, kvp_all[j].major);
 			assert_int_equal(len, KVP_LEN);
 			struct ic_kvp_msg m;
@@ -388,20 +288,20 @@ static void test_negotiate_every_pair(void **state)
 			assert_int_equal(m.body.enumerate.index, 0);
 			vmbus_client_channel_close(&ch);
 		}
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 }
 
 static void test_enumerate(void **state)
 {
 	struct fx f;
-	fx_init(&f, NULL);
+	ic_fx_init(&f, NULL, NULL);
 	char reply[1024];
-	assert_int_equal(fx_verb(&f, "kvp", reply, sizeof(reply)), -ENOTCONN);
+	assert_int_equal(ic_fx_verb(&f, NULL, "kvp", reply, sizeof(reply)), -ENOTCONN);
 	assert_non_null(strstr(reply, "no guest KVP service connected"));
-	assert_int_equal(fx_verb(&f, "kvp --bogus", reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(ic_fx_verb(&f, NULL, "kvp --bogus", reply, sizeof(reply)), -EINVAL);
 	struct vmbus_client_channel ch;
-	fx_open(&f, &ch);
-	guest_negotiate(&f, &ch, fw_all[0], kvp_all[0]);
+	ic_fx_open(&f, IC_KVP_CLASS_GUID_TEXT, &ch);
+	kvp_negotiate(&f, &ch, ic_fx_fw_all[0], kvp_all[0]);
 	struct guest g = { .mode = G_DAEMON };
 	guest_serve_all(&f, &ch, &g, 50);
 	assert_int_equal(g.enumerates, 4 + 1 + 1 + 1); /* AUTO 0-3 and its end, GUEST 0 and its end */
@@ -421,7 +321,7 @@ static void test_enumerate(void **state)
 	assert_int_equal(json_object_object_length(a), 0);
 	json_object_put(o);
 	vmbus_client_channel_close(&ch);
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 }
 
 static void test_set_delete(void **state)
@@ -429,17 +329,17 @@ static void test_set_delete(void **state)
 	struct ic_tunables saved = ic_tunables;
 	ic_tunables.verb_wait_ms = 1000;
 	struct fx f;
-	fx_init(&f, NULL);
+	ic_fx_init(&f, NULL, NULL);
 	char reply[1024];
 	/* Before the guest connects: kept, pushed when it does. */
-	assert_int_equal(fx_verb(&f, "kvp-set Early v1", reply, sizeof(reply)), 0);
+	assert_int_equal(ic_fx_verb(&f, NULL, "kvp-set Early v1", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, "kept"));
-	assert_int_equal(fx_verb(&f, "kvp-set", reply, sizeof(reply)), -EINVAL);
-	assert_int_equal(fx_verb(&f, "kvp-set \xff v", reply, sizeof(reply)), -EINVAL);
-	assert_int_equal(fx_verb(&f, "kvp-delete Nope", reply, sizeof(reply)), -ENOENT);
+	assert_int_equal(ic_fx_verb(&f, NULL, "kvp-set", reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(ic_fx_verb(&f, NULL, "kvp-set \xff v", reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(ic_fx_verb(&f, NULL, "kvp-delete Nope", reply, sizeof(reply)), -ENOENT);
 	struct vmbus_client_channel ch;
-	fx_open(&f, &ch);
-	guest_negotiate(&f, &ch, fw_all[0], kvp_all[1]);
+	ic_fx_open(&f, IC_KVP_CLASS_GUID_TEXT, &ch);
+	kvp_negotiate(&f, &ch, ic_fx_fw_all[0], kvp_all[1]);
 	struct guest g = { .mode = G_DAEMON };
 	assert_int_equal(guest_serve(&f, &ch, &g, 1000), IC_KVP_OP_SET);
 	assert_string_equal(g.last_key, "Early");
@@ -469,25 +369,25 @@ static void test_set_delete(void **state)
 	assert_non_null(strstr(reply, "refused (status 0x80070103)"));
 	vmbus_client_channel_close(&ch);
 	/* Reconnected: the host's pool (Early only now) is pushed again. */
-	fx_open(&f, &ch);
-	guest_negotiate(&f, &ch, fw_all[0], kvp_all[0]);
+	ic_fx_open(&f, IC_KVP_CLASS_GUID_TEXT, &ch);
+	kvp_negotiate(&f, &ch, ic_fx_fw_all[0], kvp_all[0]);
 	g = (struct guest){ .mode = G_DAEMON };
 	guest_serve_all(&f, &ch, &g, 50);
 	assert_int_equal(g.sets, 1);
 	vmbus_client_channel_close(&ch);
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 	ic_tunables = saved;
 }
 
 static void test_malformed(void **state)
 {
 	struct fx f;
-	fx_init(&f, NULL);
+	ic_fx_init(&f, NULL, NULL);
 	char reply[1024];
 	for (int bad = BAD_KEY_BIG; bad <= BAD_ZERO; bad++) {
 		struct vmbus_client_channel ch;
-		fx_open(&f, &ch);
-		guest_negotiate(&f, &ch, fw_all[0], kvp_all[0]);
+		ic_fx_open(&f, IC_KVP_CLASS_GUID_TEXT, &ch);
+		kvp_negotiate(&f, &ch, ic_fx_fw_all[0], kvp_all[0]);
 		struct guest g = { .mode = G_DAEMON, .bad = bad, .bad_index = 1 };
 		guest_serve_all(&f, &ch, &g, 50);
 		/* Item 1 is dropped, the others are kept. */
@@ -497,7 +397,7 @@ static void test_malformed(void **state)
 		assert_non_null(strstr(reply, "FullyQualifiedDomainName=debian.example; OSName="));
 		vmbus_client_channel_close(&ch);
 	}
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 }
 
 static void test_no_daemon(void **state)
@@ -506,19 +406,19 @@ static void test_no_daemon(void **state)
 	ic_tunables.verb_wait_ms = 200;
 	ic_tunables.kvp_ms = 100;
 	struct fx f;
-	fx_init(&f, NULL);
+	ic_fx_init(&f, NULL, NULL);
 	char reply[1024];
 	struct vmbus_client_channel ch;
 	/* No daemon registered: Linux's hv_kvp.c leaves even the NEGOTIATE unread. */
-	fx_open(&f, &ch);
-	assert_int_equal(fx_verb(&f, "kvp", reply, sizeof(reply)), -ENOTCONN);
+	ic_fx_open(&f, IC_KVP_CLASS_GUID_TEXT, &ch);
+	assert_int_equal(ic_fx_verb(&f, NULL, "kvp", reply, sizeof(reply)), -ENOTCONN);
 	assert_string_equal(reply, "the guest's KVP service does not answer (is hv_kvp_daemon running?)");
-	assert_int_equal(fx_verb(&f, "kvp-set K V0", reply, sizeof(reply)), 0);
+	assert_int_equal(ic_fx_verb(&f, NULL, "kvp-set K V0", reply, sizeof(reply)), 0);
 	assert_string_equal(reply, "K kept; the guest gets it when its KVP service connects (is hv_kvp_daemon running?)");
 	/* The daemon registers (the NEGOTIATE is answered late), then goes away: the kernel fails
 	 * what it was asked (IC_E_FAIL). */
 	vmbus_loopback_wait(&f.lb, 300);
-	guest_negotiate(&f, &ch, fw_all[1], kvp_all[2]);
+	kvp_negotiate(&f, &ch, ic_fx_fw_all[1], kvp_all[2]);
 	struct guest g = { .mode = G_NODAEMON };
 	assert_int_equal(guest_serve(&f, &ch, &g, 1000), IC_KVP_OP_SET); /* the kept K first */
 	assert_int_equal(guest_serve(&f, &ch, &g, 1000), IC_KVP_OP_ENUMERATE);
@@ -538,7 +438,7 @@ static void test_no_daemon(void **state)
 	assert_int_equal(verb_served(&f, &ch, &g, "kvp", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, "OSName="));
 	vmbus_client_channel_close(&ch);
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
 	ic_tunables = saved;
 }
 
@@ -546,18 +446,18 @@ static void test_settings(void **state)
 {
 	struct fx f;
 	char reply[256];
-	fx_init(&f, "kvp");
-	assert_non_null(fx_offer(&f, IC_KVP_CLASS_GUID_TEXT));
-	assert_null(fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));
-	fx_destroy(&f);
-	fx_init(&f, "heartbeat");
-	assert_null(fx_offer(&f, IC_KVP_CLASS_GUID_TEXT));
-	assert_int_equal(fx_verb(&f, "kvp", reply, sizeof(reply)), -ENOTCONN);
+	ic_fx_init(&f, "kvp", NULL);
+	assert_non_null(ic_fx_offer(&f, IC_KVP_CLASS_GUID_TEXT));
+	assert_null(ic_fx_offer(&f, IC_HEARTBEAT_CLASS_GUID_TEXT));
+	ic_fx_destroy(&f);
+	ic_fx_init(&f, "heartbeat", NULL);
+	assert_null(ic_fx_offer(&f, IC_KVP_CLASS_GUID_TEXT));
+	assert_int_equal(ic_fx_verb(&f, NULL, "kvp", reply, sizeof(reply)), -ENOTCONN);
 	assert_non_null(strstr(reply, "not offered"));
-	fx_destroy(&f);
-	fx_init(&f, NULL);
-	assert_non_null(fx_offer(&f, IC_KVP_CLASS_GUID_TEXT));
-	fx_destroy(&f);
+	ic_fx_destroy(&f);
+	ic_fx_init(&f, NULL, NULL);
+	assert_non_null(ic_fx_offer(&f, IC_KVP_CLASS_GUID_TEXT));
+	ic_fx_destroy(&f);
 }
 
 int main(void)
