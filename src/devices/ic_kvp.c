@@ -663,6 +663,11 @@ static int kvp_push(struct kvp *k, const char *key, const char *value, char *rep
 		snprintf(reply, len, "%s %s in the guest's pool 0 (/var/lib/hyperv/.kvp_pool_0)", text_show(key), what);
 		return 0;
 	case KVP_ST_NONE:
+		/* Still queued or in flight: a busy or slow guest (its daemon answers one request at a time)
+		 * gets it in turn; the host keeps the value either way. */
+		snprintf(reply, len, "%s %s by the host; the guest's KVP service has not confirmed it within %u ms (busy "
+			 "or slow: `kvp` shows the guest's pools)", text_show(key), what, ic_tunables.verb_wait_ms);
+		return 0;
 	case KVP_ST_LOST:
 		snprintf(reply, len, KVP_NO_DAEMON);
 		return -ETIMEDOUT;
