@@ -125,25 +125,28 @@ static uint64_t fw_misc_rng(struct fw_rng_req *r, uint32_t size)
 	return EFI_SUCCESS;
 }
 
-int64_t fw_misc_clock_get(void *opaque)
+/* The VM's clock now: the host's plus the offset the guest set, in seconds and nanoseconds. */
+static void fw_misc_clock_now(struct fw_misc *m, int64_t *s, int64_t *ns)
 {
-	struct fw_misc *m = opaque;
 	int64_t now = m->now_ns();
 	pthread_mutex_lock(&m->lock);
-	int64_t s = now / NS_PER_S + m->offset_s, ns = now % NS_PER_S + m->offset_ns;
+	*s = now / NS_PER_S + m->offset_s;
+	*ns = now % NS_PER_S + m->offset_ns;
 	pthread_mutex_unlock(&m->lock);
-	fw_misc_ns_carry(&s, &ns);
+	fw_misc_ns_carry(s, ns);
+}
+
+int64_t fw_misc_clock_get(void *opaque)
+{
+	int64_t s, ns;
+	fw_misc_clock_now(opaque, &s, &ns);
 	return s;
 }
 
 uint64_t fw_misc_clock_filetime(void *opaque)
 {
-	struct fw_misc *m = opaque;
-	int64_t now = m->now_ns();
-	pthread_mutex_lock(&m->lock);
-	int64_t s = now / NS_PER_S + m->offset_s, ns = now % NS_PER_S + m->offset_ns;
-	pthread_mutex_unlock(&m->lock);
-	fw_misc_ns_carry(&s, &ns);
+	int64_t s, ns;
+	fw_misc_clock_now(opaque, &s, &ns);
 	/* 11644473600 s from 1601 to 1970; past 9999 (EFI_TIME's end) is not reachable. */
 	int64_t since1601 = s + 11644473600ll;
 	return since1601 < 0 ? 0 : (uint64_t)since1601 * 10000000ull + (uint64_t)ns / 100;
