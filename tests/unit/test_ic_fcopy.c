@@ -131,25 +131,10 @@ struct verb_call {
 	pthread_t t;
 };
 
-static int fx_verb_long(struct fx *f, const char *cmd, char *reply, size_t len)
-{
-	char buf[512], *argv[16];
-	int argc = 0;
-	snprintf(buf, sizeof(buf), "%s", cmd);
-	for (char *save, *t = strtok_r(buf, " ", &save); t && argc < 16; t = strtok_r(NULL, " ", &save))
-		argv[argc++] = t;
-	for (unsigned i = 0; i < f->set.n; i++)
-		for (const struct vmdev_verb *v = f->set.run[i].cls->verbs; v && v->name; v++)
-			if (!strcmp(v->name, argv[0]))
-				return v->fn(f->set.run[i].state, argc, argv, reply, len);
-	fail_msg("no verb %s", argv[0]);
-	return -1;
-}
-
 static void *verb_thread(void *arg)
 {
 	struct verb_call *c = arg;
-	c->rc = fx_verb_long(c->f, c->cmd, c->reply, sizeof(c->reply));
+	c->rc = ic_fx_verb(c->f, NULL, c->cmd, c->reply, sizeof(c->reply));
 	return NULL;
 }
 
@@ -231,7 +216,7 @@ static void test_copy(void **state)
 	struct vmbus_client_channel ch;
 	fx_ready(&f, &ch);
 	char reply[1024], cmd[512];
-	assert_int_equal(fx_verb_long(&f, "copy-file-status", reply, sizeof(reply)), 0);
+	assert_int_equal(ic_fx_verb(&f, NULL, "copy-file-status", reply, sizeof(reply)), 0);
 	assert_string_equal(reply, "no file copy yet");
 
 	/* small, to a non-ASCII name */
@@ -282,7 +267,7 @@ static void test_copy(void **state)
 	pthread_join(c.t, NULL);
 	assert_int_equal(c.rc, 0);
 	assert_non_null(strstr(c.reply, "/tmp/big.bin: 20000 bytes in "));
-	assert_int_equal(fx_verb_long(&f, "copy-file-status", reply, sizeof(reply)), 0);
+	assert_int_equal(ic_fx_verb(&f, NULL, "copy-file-status", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, "copied "));
 
 	/* an empty file: START and COMPLETE only */
@@ -401,23 +386,23 @@ static void test_busy_and_cancel(void **state)
 	assert_non_null(strstr(c.reply, "0 of 20000 bytes (0%) so far; see copy-file-status"));
 	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_WRITE);
-	assert_int_equal(fx_verb_long(&f, "copy-file-status", reply, sizeof(reply)), 0);
+	assert_int_equal(ic_fx_verb(&f, NULL, "copy-file-status", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, ": 6144 of 20000 bytes (30%)"));
-	assert_int_equal(fx_verb_long(&f, cmd, reply, sizeof(reply)), -EBUSY);
+	assert_int_equal(ic_fx_verb(&f, NULL, cmd, reply, sizeof(reply)), -EBUSY);
 	assert_non_null(strstr(reply, "one copy at a time"));
 	/* cancel: takes effect once this WRITE is answered */
-	assert_int_equal(fx_verb_long(&f, "copy-file-cancel", reply, sizeof(reply)), 0);
+	assert_int_equal(ic_fx_verb(&f, NULL, "copy-file-cancel", reply, sizeof(reply)), 0);
 	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_CANCEL);
 	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	for (int i = 0; i < 200; i++) {
-		if (fx_verb_long(&f, "copy-file-status", reply, sizeof(reply)) != 0)
+		if (ic_fx_verb(&f, NULL, "copy-file-status", reply, sizeof(reply)) != 0)
 			break;
 		usleep(5000);
 	}
-	assert_int_equal(fx_verb_long(&f, "copy-file-status", reply, sizeof(reply)), -ECANCELED);
+	assert_int_equal(ic_fx_verb(&f, NULL, "copy-file-status", reply, sizeof(reply)), -ECANCELED);
 	assert_non_null(strstr(reply, "failed after 12288 of 20000 bytes: cancelled"));
-	assert_int_equal(fx_verb_long(&f, "copy-file-cancel", reply, sizeof(reply)), -ESRCH);
+	assert_int_equal(ic_fx_verb(&f, NULL, "copy-file-cancel", reply, sizeof(reply)), -ESRCH);
 	ic_tunables.verb_wait_ms = saved;
 
 	/* the VM goes away in the middle of a copy: the worker stops */
@@ -436,7 +421,7 @@ static void test_host_paths(void **state)
 	make_file(tp("f"), 10);
 	/* offered but not connected */
 	snprintf(cmd, sizeof(cmd), "copy-file %s /tmp/x", tp("f"));
-	assert_int_equal(fx_verb_long(&f, cmd, reply, sizeof(reply)), -ENOTCONN);
+	assert_int_equal(ic_fx_verb(&f, NULL, cmd, reply, sizeof(reply)), -ENOTCONN);
 	assert_non_null(strstr(reply, "no guest file copy service connected"));
 	ic_fx_open(&f, IC_FCOPY_CLASS_GUID_TEXT, &ch);
 	ic_guest_negotiate(&ch, fc_all, 1, (struct ic_version){ 3, 0 }, (struct ic_version){ 1, 1 });
@@ -444,20 +429,20 @@ static void test_host_paths(void **state)
 	assert_int_equal(mkfifo(tp("fifo"), 0600), 0);
 	uint64_t t0 = ic_mono_ns();
 	snprintf(cmd, sizeof(cmd), "copy-file %s /tmp/x", tp("dir"));
-	assert_int_equal(fx_verb_long(&f, cmd, reply, sizeof(reply)), -EISDIR);
+	assert_int_equal(ic_fx_verb(&f, NULL, cmd, reply, sizeof(reply)), -EISDIR);
 	snprintf(cmd, sizeof(cmd), "copy-file %s /tmp/x", tp("fifo"));
-	assert_int_equal(fx_verb_long(&f, cmd, reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(ic_fx_verb(&f, NULL, cmd, reply, sizeof(reply)), -EINVAL);
 	assert_non_null(strstr(reply, "FIFO"));
 	snprintf(cmd, sizeof(cmd), "copy-file %s /tmp/x", tp("missing"));
-	assert_int_equal(fx_verb_long(&f, cmd, reply, sizeof(reply)), -ENOENT);
+	assert_int_equal(ic_fx_verb(&f, NULL, cmd, reply, sizeof(reply)), -ENOENT);
 	assert_true(ic_mono_ns() - t0 < 1000000000ull);
 	snprintf(cmd, sizeof(cmd), "copy-file %s tmp/x", tp("f"));
-	assert_int_equal(fx_verb_long(&f, cmd, reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(ic_fx_verb(&f, NULL, cmd, reply, sizeof(reply)), -EINVAL);
 	assert_non_null(strstr(reply, "is not an absolute path"));
 	snprintf(cmd, sizeof(cmd), "copy-file %s /tmp/", tp("f"));
-	assert_int_equal(fx_verb_long(&f, cmd, reply, sizeof(reply)), -EINVAL);
-	assert_int_equal(fx_verb_long(&f, "copy-file onlyone", reply, sizeof(reply)), -EINVAL);
-	assert_int_equal(fx_verb_long(&f, "copy-file a b --bogus", reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(ic_fx_verb(&f, NULL, cmd, reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(ic_fx_verb(&f, NULL, "copy-file onlyone", reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(ic_fx_verb(&f, NULL, "copy-file a b --bogus", reply, sizeof(reply)), -EINVAL);
 	assert_false(ic_guest_wait(&f, &ch, (uint8_t[8192]){ 0 }, &(uint32_t){ 0 }, &(uint64_t){ 0 }, 20));
 	ic_fx_destroy(&f);
 	unlink(tp("fifo"));
@@ -471,9 +456,9 @@ static void test_setting(void **state)
 	ic_fx_init(&f, NULL, NULL);
 	assert_null(ic_fx_offer(&f, IC_FCOPY_CLASS_GUID_TEXT));
 	assert_non_null(ic_fx_offer(&f, IC_SHUTDOWN_CLASS_GUID_TEXT));
-	assert_int_equal(fx_verb_long(&f, "copy-file /etc/hostname /tmp/x", reply, sizeof(reply)), -ENOTCONN);
+	assert_int_equal(ic_fx_verb(&f, NULL, "copy-file /etc/hostname /tmp/x", reply, sizeof(reply)), -ENOTCONN);
 	assert_string_equal(reply, "no guest file copy service: not offered (add fcopy to --integration-services)");
-	assert_int_equal(fx_verb_long(&f, "copy-file-status", reply, sizeof(reply)), 0);
+	assert_int_equal(ic_fx_verb(&f, NULL, "copy-file-status", reply, sizeof(reply)), 0);
 	ic_fx_destroy(&f);
 	ic_fx_init(&f, "default,guest-services", NULL);
 	assert_non_null(ic_fx_offer(&f, IC_FCOPY_CLASS_GUID_TEXT));
