@@ -363,23 +363,16 @@ static bool kvp_take_item(struct kvp *k, const struct ic_kvp_msg *m, const char 
 		if (ic_kvp_utf16_decode(v->value, v->value_size, IC_KVP_VALUE_BYTES, value, KVP_VALUE_UTF8, why) < 0)
 			return false;
 		break;
-	case IC_KVP_REG_U32: {
-		uint32_t x;
-		if (v->value_size != 4) {
-			*why = "has a REG_U32 value whose size is not 4";
-			return false;
-		}
-		memcpy(&x, v->value, 4);
-		snprintf(value, KVP_VALUE_UTF8, "%" PRIu32, x);
-		break;
-	}
+	case IC_KVP_REG_U32:
 	case IC_KVP_REG_U64: {
-		uint64_t x;
-		if (v->value_size != 8) {
-			*why = "has a REG_U64 value whose size is not 8";
+		/* A little-endian number of 4 or 8 bytes (this host is little-endian too). */
+		uint32_t size = v->value_type == IC_KVP_REG_U32 ? 4 : 8;
+		uint64_t x = 0;
+		if (v->value_size != size) {
+			*why = size == 4 ? "has a REG_U32 value whose size is not 4" : "has a REG_U64 value whose size is not 8";
 			return false;
 		}
-		memcpy(&x, v->value, 8);
+		memcpy(&x, v->value, size);
 		snprintf(value, KVP_VALUE_UTF8, "%" PRIu64, x);
 		break;
 	}
