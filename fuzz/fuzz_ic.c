@@ -9,7 +9,8 @@
  * offset 8 (the IC header and body; for KVP, whose message is 7430 bytes, the first two bytes give
  * the offset so that sizes, keys and values are all reached), 1 a raw INBAND packet of the
  * record's bytes with the pending transaction id, 2 the same with the record's first byte as
- * transaction id, 3 a host action (the shutdown verb, the heartbeat verb, the timers; for KVP the
+ * transaction id, 3 a host action (the shutdown verb, the heartbeat verb and the VM's status, the
+ * timers; for KVP, which asks for the addresses of one adapter after the pools, the
  * kvp, kvp --json, kvp-set and kvp-delete verbs instead of the timers). Must never crash, hang,
  * leak or answer twice. */
 #include <stddef.h>
@@ -17,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <json-c/json.h>
 
 #include "devices/ic.h"
 #include "devices/vmdev.h"
@@ -34,6 +37,15 @@ static void fz_stop_vm(void *opaque, bool reboot, const char *why)
 static uint64_t fz_clock(void *opaque)
 {
 	return 0x01dc000000000000ull;
+}
+
+/* One network adapter, so that KVP 4.0 asks for its addresses (GET_IP_INFO) after the pools. */
+static unsigned fz_nics(void *opaque, struct vmdev_nic *out, unsigned max)
+{
+	if (!max)
+		return 0;
+	out[0] = (struct vmdev_nic){ 0, { 0x00, 0x15, 0x5d, 0x01, 0x02, 0x03 } };
+	return 1;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -95,7 +107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	struct vmdev_host h = { .srv = z->lb.srv, .srv_lock = &lock, .mem = &z->lb.mem, .nr_vcpus = 1, .vm_name = "f",
-				.stop_vm = fz_stop_vm, .utc_now = fz_clock, .ref_time_now = fz_clock };
+				.stop_vm = fz_stop_vm, .utc_now = fz_clock, .ref_time_now = fz_clock,
+				.nics = fz_nics };
 	struct vmdev_config cfg = { 0 };
 	struct vmdev_set set;
 	char err[256];
@@ -176,9 +189,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				char *argv[] = { a0, a1, NULL };
 				fz_verb(&set, "shutdown", len > 1 && (b[1] & 1) ? 2 : 1, argv);
 			} else if (act == 1) {
-				char a0[] = "heartbeat";
+				char a0[] = "heartbeat", text[1024] = "";
 				char *argv[] = { a0, NULL };
 				fz_verb(&set, "heartbeat", 1, argv);
+				struct json_object *o = json_object_new_object(); /* the VM's `status` */
+				vmdev_set_status(&set, o, text, sizeof(text));
+				json_object_put(o);
 			} else if (kvp && len > 1) {
 				char a0[] = "kvp", j[] = "--json", s0[] = "kvp-set", d0[] = "kvp-delete", key[] = "K\xc3\xa9y",
 				     val[] = "v";

@@ -1,5 +1,6 @@
 #include "cli/config.h"
 #include "util/size.h"
+#include "platform/fw_misc.h"
 #include "platform/smbios.h"
 
 #include "util/file.h"
@@ -47,6 +48,8 @@ static const char run_usage_tail[] =
 	"  --clock-slowdown N         tell the guest its TSC and APIC timer run N times faster than they\n"
 	"                             do: its ticks and timeouts stretch N times in real time. For hosts\n"
 	"                             whose KVM emulates guest kernel mode (see README); default 1\n"
+	"  --clock-offset [+|-]S      the VM's clock runs S seconds ahead of (or behind) the host's UTC;\n"
+	"                             `gen2vm control SOCK clock --offset S` changes it while it runs\n"
 	"  --no-reboot                end when the guest resets (exit code 3) instead of restarting it\n"
 	"  --sigterm shutdown|turn-off\n"
 	"                             what SIGTERM does: ask the guest to shut down through its shutdown\n"
@@ -135,6 +138,16 @@ static int set_sigterm_timeout(struct run_config *rc, const char *what, const ch
 		return -EINVAL;
 	}
 	rc->vm.sigterm_timeout = (unsigned)n;
+	return 0;
+}
+
+static int set_clock_offset(struct run_config *rc, const char *what, const char *v, char *err, size_t errlen)
+{
+	if (fw_misc_offset_parse(v, &rc->vm.clock_offset_s)) {
+		snprintf(err, errlen, "%s '%s': expected seconds from -%lld to +%lld (100 years)", what, text_show(v),
+			 FW_MISC_OFFSET_MAX, FW_MISC_OFFSET_MAX);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -306,12 +319,14 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 			r = set_sigterm(rc, "\"sigterm\"", sv, e, sizeof(e));
 		} else if (!strcmp(key, "sigterm_timeout") && t == json_type_int) {
 			r = set_sigterm_timeout(rc, "\"sigterm_timeout\"", num, e, sizeof(e));
+		} else if (!strcmp(key, "clock_offset") && t == json_type_int) {
+			r = set_clock_offset(rc, "\"clock_offset\"", num, e, sizeof(e));
 		} else if (vmdev_class_by_json_key(key)) {
 			r = vmdev_config_add_json(&rc->vm.devices, key, val, e, sizeof(e));
 		} else {
 			static const char *const known[] = { "memory", "cpus", "kernel", "initrd", "cmdline", "elf", "firmware", "efi",
 							      "nvram", "uuid", "com1", "debugcon", "processor_compatibility",
-							      "no_reboot", "sigterm", "sigterm_timeout" };
+							      "no_reboot", "sigterm", "sigterm_timeout", "clock_offset" };
 			bool is_known = false;
 			for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 				is_known |= !strcmp(key, known[i]);
@@ -329,7 +344,7 @@ out:
 }
 
 enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
-       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_CONTROL, O_SLOWDOWN,
+       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_CONTROL, O_SLOWDOWN, O_CLOCK_OFFSET,
        O_FIRMWARE, O_EFI, O_NVRAM, O_UUID, O_DEVICE, O_SIGTERM, O_SIGTERM_TIMEOUT };
 
 static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, const struct option *opts, char *err,
@@ -357,6 +372,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "log-unclaimed", no_argument, NULL, O_UNCLAIMED },
 		{ "control", required_argument, NULL, O_CONTROL },
 		{ "clock-slowdown", required_argument, NULL, O_SLOWDOWN },
+		{ "clock-offset", required_argument, NULL, O_CLOCK_OFFSET },
 		{ "sigterm", required_argument, NULL, O_SIGTERM },
 		{ "sigterm-timeout", required_argument, NULL, O_SIGTERM_TIMEOUT },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -423,6 +439,7 @@ static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, c
 			rc->vm.clock_slowdown = (unsigned)n;
 			break;
 		}
+		case O_CLOCK_OFFSET: r = set_clock_offset(rc, "--clock-offset", optarg, err, errlen); break;
 		case O_SIGTERM: r = set_sigterm(rc, "--sigterm", optarg, err, errlen); break;
 		case O_SIGTERM_TIMEOUT: r = set_sigterm_timeout(rc, "--sigterm-timeout", optarg, err, errlen); break;
 		case O_DEVICE:

@@ -1,15 +1,19 @@
 /* The heartbeat integration service (class 57164f39-..., Linux hv_utils' heartbeat): once the
  * versions are agreed the host sends a HEARTBEAT every ic_tunables.heartbeat_ms (2 s, Hyper-V's
- * period as Linux's hv_util.c describes it); the guest answers seq_num + 1. ic_tunables.lost_beats (3) beats in a row without a right answer make the heartbeat
- * "lost", logged once; a right answer after that is logged too.
+ * period as Linux's hv_util.c describes it); the guest answers seq_num + 1. ic_tunables.lost_beats
+ * (3) beats in a row without a right answer make the heartbeat "lost", logged once; a right answer
+ * after that is logged too.
  *
- * Control verb: `heartbeat` says ok / lost / no contact / not offered and when the last beat came. */
+ * Control verb: `heartbeat` says ok / lost / no contact / not offered and when the last beat came;
+ * the VM's `status` (and `status --json`) carries the same. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <json-c/json.h>
 
 #include "devices/ic.h"
 #include "util/log.h"
@@ -104,6 +108,48 @@ static const struct ic_dev_ops hb_ops = { .ready = hb_ready, .reply = hb_reply, 
 
 /* ---- the class ---- */
 
+/* What the heartbeat is now, d->lock held: "ok", "lost" or "no contact", with the detail in
+ * detail ("version 3.0, 120 beats"...) for the verb. */
+static const char *hb_state(struct hb *h, char *detail, size_t len)
+{
+	struct ic_dev *d = h->d;
+	if (!d->chan) {
+		snprintf(detail, len, "the guest has not opened the heartbeat channel");
+		return "no contact";
+	}
+	if (d->s.state == IC_REFUSED) {
+		snprintf(detail, len, "the guest speaks none of the heartbeat versions offered");
+		return "no contact";
+	}
+	if (d->s.state != IC_READY) {
+		snprintf(detail, len, "the guest has not answered the version negotiation");
+		return "no contact";
+	}
+	if (h->lost) {
+		snprintf(detail, len, "%u beats unanswered", h->missed);
+		return "lost";
+	}
+	if (!h->beat) {
+		snprintf(detail, len, "no beat answered yet, version %u.%u", d->s.msg.major, d->s.msg.minor);
+		return "no contact";
+	}
+	snprintf(detail, len, "version %u.%u, %" PRIu64 " beats", d->s.msg.major, d->s.msg.minor, h->beats);
+	return "ok";
+}
+
+/* The last beat's UTC time (ISO 8601) into when; false when none came. */
+static bool hb_last(const struct hb *h, char *when, size_t len, double *ago_s)
+{
+	if (!h->last_real_ns)
+		return false;
+	time_t t = (time_t)(h->last_real_ns / 1000000000ull);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(when, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	*ago_s = (double)(ic_mono_ns() - h->last_mono_ns) / 1e9;
+	return true;
+}
+
 static int hb_verb(void *state, int argc, char **argv, char *reply, size_t len)
 {
 	struct hb *h = state;
@@ -115,33 +161,43 @@ static int hb_verb(void *state, int argc, char **argv, char *reply, size_t len)
 		snprintf(reply, len, "heartbeat not offered (see --integration-services)");
 		return 0;
 	}
-	struct ic_dev *d = h->d;
-	pthread_mutex_lock(&d->lock);
-	char last[96] = "";
-	if (h->last_real_ns) {
-		time_t t = (time_t)(h->last_real_ns / 1000000000ull);
-		struct tm tm;
-		gmtime_r(&t, &tm);
-		char when[32];
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		snprintf(last, sizeof(last), "; last beat %s, %.1f s ago", when,
-			 (double)(ic_mono_ns() - h->last_mono_ns) / 1e9);
-	}
-	if (!d->chan)
-		snprintf(reply, len, "heartbeat no contact (the guest has not opened the heartbeat channel)%s", last);
-	else if (d->s.state == IC_REFUSED)
-		snprintf(reply, len, "heartbeat no contact (the guest speaks none of the heartbeat versions offered)");
-	else if (d->s.state != IC_READY)
-		snprintf(reply, len, "heartbeat no contact (the guest has not answered the version negotiation)");
-	else if (h->lost)
-		snprintf(reply, len, "heartbeat lost (%u beats unanswered)%s", h->missed, last);
-	else if (!h->beat)
-		snprintf(reply, len, "heartbeat no contact (no beat answered yet, version %u.%u)", d->s.msg.major, d->s.msg.minor);
-	else
-		snprintf(reply, len, "heartbeat ok (version %u.%u, %" PRIu64 " beats)%s", d->s.msg.major, d->s.msg.minor, h->beats,
-			 last);
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_lock(&h->d->lock);
+	char detail[128], when[32], last[96] = "";
+	double ago;
+	const char *st = hb_state(h, detail, sizeof(detail));
+	if (hb_last(h, when, sizeof(when), &ago))
+		snprintf(last, sizeof(last), "; last beat %s, %.1f s ago", when, ago);
+	snprintf(reply, len, "heartbeat %s (%s)%s", st, detail, last);
+	pthread_mutex_unlock(&h->d->lock);
 	return 0;
+}
+
+/* `status`: "heartbeat ok (last beat 1.2 s ago)"; JSON "heartbeat": {"state", "last_beat", "last_beat_age_s"}. */
+static void hb_status(void *state, struct json_object *o, char *text, size_t len)
+{
+	struct hb *h = state;
+	struct json_object *j = json_object_new_object();
+	if (!j)
+		return;
+	if (!h->d) {
+		json_object_object_add(j, "state", json_object_new_string("not offered"));
+		snprintf(text, len, "heartbeat not offered");
+	} else {
+		pthread_mutex_lock(&h->d->lock);
+		char detail[128], when[32];
+		double ago;
+		const char *st = hb_state(h, detail, sizeof(detail));
+		json_object_object_add(j, "state", json_object_new_string(st));
+		if (hb_last(h, when, sizeof(when), &ago)) {
+			json_object_object_add(j, "last_beat", json_object_new_string(when));
+			json_object_object_add(j, "last_beat_age_s", json_object_new_double((double)(int64_t)(ago * 10) / 10));
+			snprintf(text, len, "heartbeat %s (last beat %s, %.1f s ago)", st, when, ago);
+		} else {
+			snprintf(text, len, "heartbeat %s", st);
+		}
+		pthread_mutex_unlock(&h->d->lock);
+	}
+	json_object_object_add(o, "heartbeat", j);
 }
 
 static int hb_create(const struct vmdev_host *host, void *const *cfgs, unsigned n, void **state, char *err,
@@ -187,4 +243,5 @@ const struct vmdev_class ic_heartbeat_class = {
 	.create = hb_create,
 	.destroy = hb_destroy,
 	.verbs = hb_verbs,
+	.status = hb_status,
 };

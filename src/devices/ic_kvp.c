@@ -12,6 +12,8 @@
  *  - reads the guest's values: ENUMERATE on pool AUTO with index 0, 1, 2... until the guest answers
  *    a non-zero status (hv_kvp_daemon: HV_S_CONT past the last item), then the same on pool GUEST;
  *    when the channel opens, every ic_tunables.kvp_ms (30 s) and when the `kvp` verb asks;
+ *  - then, with version 4.0, asks for each network adapter's addresses (GET_IP_INFO, the adapter
+ *    named by its MAC; vmdev_host.nics lists them), as Hyper-V does for Get-VMNetworkAdapter;
  *  - pushes the host's pool (EXTERNAL, 0), which the user sets with `kvp-set` and `kvp-delete`, with
  *    SET and DELETE; the pool is kept here and pushed again whenever the channel opens (a rebooted
  *    guest starts from its own file, /var/lib/hyperv/.kvp_pool_0).
@@ -19,7 +21,8 @@
  * Every answer is checked (operation, pool, index, sizes, UTF-16) before anything is kept: a
  * malformed one is logged with log_guest and dropped (an ENUMERATE item is skipped).
  *
- * Control verbs: `kvp [--json]`, `kvp-set KEY VALUE`, `kvp-delete KEY`. */
+ * Control verbs: `kvp [--json]`, `kvp-set KEY VALUE`, `kvp-delete KEY`; the VM's `status` shows the
+ * adapters' addresses. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -199,12 +202,29 @@ struct kvp_op {
 
 enum kvp_busy { KVP_IDLE, KVP_BUSY_OP, KVP_BUSY_ENUM };
 
+#define KVP_PHASE_IP 0xFFu /* enum_pool while the adapters' addresses are read (GET_IP_INFO) */
+#define KVP_IP_UTF8  (IC_KVP_IP_ADDR_UNITS * 3 + 1)
+
+/* One adapter's addresses as the guest reported them. */
+struct kvp_adapter {
+	struct vmdev_nic nic;
+	uint32_t status; /* the guest's answer (IC_E_FAIL: no interface with this MAC), or KVP_ST_* */
+	uint8_t family, dhcp;
+	char *ip, *subnet, *gateway, *dns; /* ';'-separated lists, as hv_kvp_daemon gives them */
+};
+
+struct kvp_adapters {
+	struct kvp_adapter v[VMDEV_NICS_MAX];
+	unsigned n;
+};
+
 struct kvp {
 	struct ic_dev *d; /* NULL: not offered */
 	/* Under d->lock. */
 	struct kvp_list pools[2]; /* the last complete reading: [0] AUTO, [1] GUEST */
 	struct kvp_list staging;  /* the reading under way, of enum_pool */
 	struct kvp_list host;     /* pool EXTERNAL as the user set it (value NULL: none) */
+	struct kvp_adapters adapters, ip_staging; /* the last complete reading, the one under way */
 	struct kvp_op q[KVP_QUEUE];
 	unsigned qhead, qn;
 	enum kvp_busy busy;
@@ -220,7 +240,10 @@ struct kvp {
 	uint64_t st_id[KVP_QUEUE]; /* the last outcomes, by id % KVP_QUEUE */
 	uint32_t st[KVP_QUEUE];
 	uint64_t ticks;
-	struct ic_kvp_msg m, ans;                                  /* a request being built, an answer read */
+	struct vmdev_host vh;
+	struct ic_kvp_msg m, ans; /* a request being built, an answer read */
+	struct ic_kvp_ip_msg ipm; /* a GET_IP_INFO, or its answer */
+	char ipbuf[KVP_IP_UTF8];  /* an address list being decoded */
 	char key[KVP_KEY_UTF8], value[KVP_VALUE_UTF8]; /* an item being decoded */
 };
 
@@ -231,6 +254,18 @@ static void kvp_list_clear(struct kvp_list *l)
 		free(l->v[i].value);
 	}
 	l->n = 0;
+}
+
+static void kvp_adapters_clear(struct kvp_adapters *a)
+{
+	for (unsigned i = 0; i < a->n; i++) {
+		struct kvp_adapter *x = &a->v[i];
+		free(x->ip);
+		free(x->subnet);
+		free(x->gateway);
+		free(x->dns);
+	}
+	memset(a, 0, sizeof(*a));
 }
 
 static void kvp_op_free(struct kvp_op *o)
@@ -256,10 +291,26 @@ static void kvp_enum_end(struct kvp *k, bool complete, uint32_t fail)
 {
 	k->enumerating = false;
 	kvp_list_clear(&k->staging);
+	kvp_adapters_clear(&k->ip_staging);
 	k->attempts++;
 	k->last_fail = fail;
 	if (complete)
 		k->readings++;
+}
+
+/* The GET_IP_INFO for the adapter at enum_index into k->ipm: its MAC as the guest's sysfs spells
+ * it, in upper case. */
+static void kvp_ip_request(struct kvp *k)
+{
+	const uint8_t *m = k->ip_staging.v[k->enum_index].nic.mac;
+	char mac[18];
+	snprintf(mac, sizeof(mac), "%02X:%02X:%02X:%02X:%02X:%02X", m[0], m[1], m[2], m[3], m[4], m[5]);
+	memset(&k->ipm, 0, sizeof(k->ipm));
+	k->ipm.operation = IC_KVP_OP_GET_IP_INFO;
+	k->ipm.pool = IC_KVP_POOL_EXTERNAL;
+	ic_kvp_utf16_encode(mac, strlen(mac), (uint8_t *)&k->ipm + offsetof(struct ic_kvp_ip_msg, ip.adapter_id),
+			    sizeof(k->ipm.ip.adapter_id),
+			    sizeof(k->ipm.ip.adapter_id));
 }
 
 /* Sends the next request when none is out (the lock held): queued SET/DELETEs first, then the
@@ -300,6 +351,16 @@ static void kvp_pump(struct ic_dev *d)
 		}
 		if (!k->enumerating)
 			return;
+		if (k->enum_pool == KVP_PHASE_IP) {
+			kvp_ip_request(k);
+			if (ic_dev_send(d, &k->ipm, sizeof(k->ipm), NULL)) {
+				kvp_enum_end(k, false, 0);
+				return;
+			}
+			k->busy = KVP_BUSY_ENUM;
+			k->cur_tick = k->ticks;
+			return;
+		}
 		k->m.hdr.operation = IC_KVP_OP_ENUMERATE;
 		k->m.hdr.pool = k->enum_pool;
 		k->m.body.enumerate.index = k->enum_index;
@@ -390,6 +451,65 @@ static bool kvp_take_item(struct kvp *k, const struct ic_kvp_msg *m, const char 
 	return true;
 }
 
+/* The addresses are read (or there are none to read): they replace the last reading's, and the
+ * reading is complete. */
+static void kvp_ip_done(struct kvp *k)
+{
+	kvp_adapters_clear(&k->adapters);
+	k->adapters = k->ip_staging;
+	memset(&k->ip_staging, 0, sizeof(k->ip_staging));
+	kvp_enum_end(k, true, 0);
+}
+
+/* One list field (units UTF-16 units) of a GET_IP_INFO answer, NUL-terminated within it, as a
+ * new UTF-8 string in *out; false when malformed (*why) or out of memory (*why NULL). */
+static bool kvp_ip_field(struct kvp *k, const void *field, unsigned units, char **out, const char **why)
+{
+	const uint8_t *f = field;
+	unsigned nul = 0;
+	while (nul < units && (f[2 * nul] | f[2 * nul + 1]))
+		nul++;
+	if (nul == units) {
+		*why = "has an address list without its terminating NUL";
+		return false;
+	}
+	if (ic_kvp_utf16_decode(f, (nul + 1) * 2, units * 2, k->ipbuf, sizeof(k->ipbuf), why) < 0)
+		return false;
+	*out = strdup(k->ipbuf);
+	*why = NULL;
+	return *out != NULL;
+}
+
+/* An answer to the GET_IP_INFO of the adapter at enum_index. */
+static void kvp_ip_reply(struct ic_dev *d, const struct ic_reply *r)
+{
+	struct kvp *k = d->svc;
+	struct kvp_adapter *a = &k->ip_staging.v[k->enum_index];
+	struct ic_kvp_ip_msg *m = &k->ipm;
+	const char *why = NULL;
+	memset(m, 0, sizeof(*m));
+	memcpy(m, r->body, r->body_len < sizeof(*m) ? r->body_len : sizeof(*m));
+	if (r->body_len < sizeof(*m))
+		why = "is shorter than a GET_IP_INFO";
+	else if (m->operation != IC_KVP_OP_GET_IP_INFO)
+		why = "answers another operation";
+	a->status = r->status;
+	if (!why && r->status == IC_S_OK) {
+		a->family = m->ip.addr_family;
+		a->dhcp = m->ip.dhcp_enabled;
+		if (kvp_ip_field(k, (const uint8_t *)m + offsetof(struct ic_kvp_ip_msg, ip.ip_addr), IC_KVP_IP_ADDR_UNITS, &a->ip, &why) &&
+		    kvp_ip_field(k, (const uint8_t *)m + offsetof(struct ic_kvp_ip_msg, ip.sub_net), IC_KVP_IP_ADDR_UNITS, &a->subnet, &why) &&
+		    kvp_ip_field(k, (const uint8_t *)m + offsetof(struct ic_kvp_ip_msg, ip.gate_way), IC_KVP_GATEWAY_UNITS, &a->gateway, &why))
+			kvp_ip_field(k, (const uint8_t *)m + offsetof(struct ic_kvp_ip_msg, ip.dns_addr), IC_KVP_IP_ADDR_UNITS, &a->dns, &why);
+	}
+	if (why) {
+		log_guest("KVP integration service: a GET_IP_INFO answer (adapter %u) that %s was dropped", a->nic.slot, why);
+		a->status = KVP_ST_MALFORMED;
+	}
+	if (++k->enum_index >= k->ip_staging.n)
+		kvp_ip_done(k);
+}
+
 /* The pool being read is complete: it replaces the last reading of it; then the next pool. */
 static void kvp_pool_done(struct kvp *k)
 {
@@ -400,9 +520,21 @@ static void kvp_pool_done(struct kvp *k)
 	if (k->enum_pool == IC_KVP_POOL_AUTO) {
 		k->enum_pool = IC_KVP_POOL_GUEST;
 		k->enum_index = 0;
-	} else {
-		kvp_enum_end(k, true, 0);
+		return;
 	}
+	/* The addresses: version 4.0 has GET_IP_INFO. */
+	kvp_adapters_clear(&k->ip_staging);
+	struct vmdev_nic nics[VMDEV_NICS_MAX];
+	unsigned n = k->d->s.msg.major >= 4 && k->vh.nics ? k->vh.nics(k->vh.opaque, nics, VMDEV_NICS_MAX) : 0;
+	for (unsigned i = 0; i < n; i++)
+		k->ip_staging.v[i].nic = nics[i];
+	k->ip_staging.n = n;
+	if (n) {
+		k->enum_pool = KVP_PHASE_IP;
+		k->enum_index = 0;
+		return;
+	}
+	kvp_ip_done(k);
 }
 
 /* An answer to an ENUMERATE (whole: long enough for one). */
@@ -447,7 +579,9 @@ static void kvp_reply(struct ic_dev *d, const struct ic_reply *r)
 	struct ic_kvp_msg *m = &k->ans;
 	memset(m, 0, sizeof(*m));
 	memcpy(m, r->body, r->body_len < sizeof(*m) ? r->body_len : sizeof(*m));
-	if (was == KVP_BUSY_ENUM) {
+	if (was == KVP_BUSY_ENUM && k->enum_pool == KVP_PHASE_IP) {
+		kvp_ip_reply(d, r);
+	} else if (was == KVP_BUSY_ENUM) {
 		size_t need = offsetof(struct ic_kvp_msg, body) + sizeof(struct ic_kvp_enumerate);
 		kvp_enum_reply(d, r, m, r->body_len >= need);
 	} else if (was == KVP_BUSY_OP) {
@@ -503,6 +637,7 @@ static void kvp_closed(struct ic_dev *d)
 	kvp_list_clear(&k->staging);
 	kvp_list_clear(&k->pools[0]);
 	kvp_list_clear(&k->pools[1]);
+	kvp_adapters_clear(&k->adapters);
 	k->readings = k->attempts = 0;
 	k->last_fail = 0;
 }
@@ -543,6 +678,88 @@ static void kvp_text(const struct kvp_list *l, const char *prefix, char *reply, 
 	}
 }
 
+/* "adapter 0 (00:15:5D:0A:0B:0C): 10.0.0.5, fe80::1" (the lead names the adapter; addresses only
+ * with what: the status line). */
+static void kvp_adapter_text(const struct kvp_adapter *a, char *out, size_t len)
+{
+	const uint8_t *m = a->nic.mac;
+	int n = snprintf(out, len, "adapter %u (%02X:%02X:%02X:%02X:%02X:%02X): ", a->nic.slot, m[0], m[1], m[2], m[3],
+			 m[4], m[5]);
+	if (n < 0 || (size_t)n >= len)
+		return;
+	out += n, len -= (size_t)n;
+	if (a->status == IC_E_FAIL)
+		snprintf(out, len, "no interface with this MAC in the guest");
+	else if (a->status == KVP_ST_MALFORMED)
+		snprintf(out, len, "the guest's answer was malformed");
+	else if (a->status != IC_S_OK)
+		snprintf(out, len, "the guest did not say (status 0x%08x)", a->status);
+	else if (!a->ip || !a->ip[0])
+		snprintf(out, len, "no addresses");
+	else {
+		size_t o = 0;
+		for (const char *p = a->ip; *p && o + 3 < len; p++) {
+			if (*p == ';') {
+				out[o++] = ',';
+				out[o++] = ' ';
+			} else {
+				out[o++] = *p;
+			}
+		}
+		out[o] = 0;
+		if (a->dhcp && o + 8 < len)
+			snprintf(out + o, len - o, " (DHCP)");
+	}
+}
+
+/* A ';'-separated list as a JSON array of strings. */
+static struct json_object *kvp_json_split(const char *list)
+{
+	struct json_object *arr = json_object_new_array();
+	for (const char *p = list ? list : ""; arr && *p;) {
+		const char *e = strchr(p, ';');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n) {
+			char *item = strndup(p, n), *clean = item ? text_utf8_dup(item) : NULL;
+			if (clean)
+				json_object_array_add(arr, json_object_new_string(clean));
+			free(clean);
+			free(item);
+		}
+		p += n + (e ? 1 : 0);
+	}
+	return arr;
+}
+
+static struct json_object *kvp_json_adapters(const struct kvp_adapters *l)
+{
+	struct json_object *arr = json_object_new_array();
+	for (unsigned i = 0; arr && i < l->n; i++) {
+		const struct kvp_adapter *a = &l->v[i];
+		struct json_object *o = json_object_new_object();
+		if (!o)
+			break;
+		char mac[18];
+		const uint8_t *m = a->nic.mac;
+		snprintf(mac, sizeof(mac), "%02X:%02X:%02X:%02X:%02X:%02X", m[0], m[1], m[2], m[3], m[4], m[5]);
+		json_object_object_add(o, "adapter", json_object_new_int((int)a->nic.slot));
+		json_object_object_add(o, "mac", json_object_new_string(mac));
+		if (a->status == IC_S_OK) {
+			json_object_object_add(o, "addresses", kvp_json_split(a->ip));
+			json_object_object_add(o, "subnets", kvp_json_split(a->subnet));
+			json_object_object_add(o, "gateways", kvp_json_split(a->gateway));
+			json_object_object_add(o, "dns", kvp_json_split(a->dns));
+			json_object_object_add(o, "dhcp", json_object_new_boolean(a->dhcp));
+		} else {
+			char why[128];
+			kvp_adapter_text(a, why, sizeof(why));
+			json_object_object_add(o, "error", json_object_new_string(strstr(why, "): ") + 3));
+		}
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
 static struct json_object *kvp_json_list(const struct kvp_list *l)
 {
 	struct json_object *o = json_object_new_object();
@@ -565,6 +782,7 @@ static int kvp_format(struct kvp *k, bool json, char *reply, size_t len)
 		json_object_object_add(o, "auto", kvp_json_list(&k->pools[0]));
 		json_object_object_add(o, "guest", kvp_json_list(&k->pools[1]));
 		json_object_object_add(o, "host", kvp_json_list(&k->host));
+		json_object_object_add(o, "adapters", kvp_json_adapters(&k->adapters));
 		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 		size_t n = strlen(s);
 		if (n >= len) {
@@ -582,6 +800,16 @@ static int kvp_format(struct kvp *k, bool json, char *reply, size_t len)
 	kvp_text(&k->pools[0], "", reply, len, &o, &cut);
 	kvp_text(&k->pools[1], "guest/", reply, len, &o, &cut);
 	kvp_text(&k->host, "host/", reply, len, &o, &cut);
+	for (unsigned i = 0; i < k->adapters.n && !cut; i++) {
+		char item[512];
+		kvp_adapter_text(&k->adapters.v[i], item, sizeof(item));
+		size_t n = strlen(item);
+		if (o + n + 10 > len) {
+			cut = true;
+			break;
+		}
+		o += (size_t)snprintf(reply + o, len - o, "%s%s", o ? "; " : "", item);
+	}
 	if (cut)
 		snprintf(reply + o, len - o, "%s...", o ? "; " : "");
 	else if (!o)
@@ -791,6 +1019,33 @@ static int kvp_verb_delete(void *state, int argc, char **argv, char *reply, size
 	return r;
 }
 
+/* `status`: the adapters' addresses from the last reading. */
+static void kvp_status(void *state, struct json_object *o, char *text, size_t len)
+{
+	struct kvp *k = state;
+	if (!k->d)
+		return;
+	struct ic_dev *d = k->d;
+	pthread_mutex_lock(&d->lock);
+	if (k->readings) {
+		json_object_object_add(o, "adapters", kvp_json_adapters(&k->adapters));
+		size_t used = 0;
+		for (unsigned i = 0; i < k->adapters.n && used + 16 < len; i++) {
+			char item[512];
+			kvp_adapter_text(&k->adapters.v[i], item, sizeof(item));
+			used += (size_t)snprintf(text + used, len - used, "%s%s", used ? "; " : "guest ", item);
+			if (used >= len)
+				used = len - 1;
+		}
+	} else {
+		struct vmdev_nic nics[1];
+		if (k->vh.nics && k->vh.nics(k->vh.opaque, nics, 1))
+			snprintf(text, len, "guest addresses unknown (no reading from the guest's KVP service: is "
+					    "hv_kvp_daemon running?)");
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
 /* ---- the class ---- */
 
 static void kvp_destroy(void *state)
@@ -803,6 +1058,8 @@ static void kvp_destroy(void *state)
 	kvp_list_clear(&k->pools[0]);
 	kvp_list_clear(&k->pools[1]);
 	kvp_list_clear(&k->staging);
+	kvp_adapters_clear(&k->adapters);
+	kvp_adapters_clear(&k->ip_staging);
 	free(k);
 }
 
@@ -814,6 +1071,7 @@ static int kvp_create(const struct vmdev_host *host, void *const *cfgs, unsigned
 		snprintf(err, errlen, "the KVP integration service: out of memory");
 		return -ENOMEM;
 	}
+	k->vh = *host;
 	if (ic_settings_enabled(cfgs, n, IC_SVC_KVP)) {
 		struct vmbus_guid inst =
 			VMBUS_GUID(0x7e570304u, 0x9c1e, 0x4e0b, 0x8e, 0x31, 0x67, 0x65, 0x6e, 0x32, 0x76, 0x6d);
@@ -842,4 +1100,5 @@ const struct vmdev_class ic_kvp_class = {
 	.create = kvp_create,
 	.destroy = kvp_destroy,
 	.verbs = kvp_verbs,
+	.status = kvp_status,
 };

@@ -9,6 +9,11 @@
  * answers every sample with the same packet; the answers carry nothing we use, so they are only
  * checked by the framework.
  *
+ * The VM's clock can move while the guest runs (`clock --offset`, a host clock step, the guest's own
+ * RTC write): each tick compares the VM's clock with the host's monotonic clock, and when they
+ * drifted apart by more than TS_JUMP_100NS since the last sample, the tick sends SYNC instead of
+ * SAMPLE, so the guest steps to the new time (Linux steps only on SYNC; SAMPLEs feed its PTP clock).
+ *
  * Control verb: `timesync` says ok (version, samples sent and answered) / no contact / not offered. */
 #include <errno.h>
 #include <stdio.h>
@@ -49,10 +54,14 @@ uint32_t ic_timesync_body(struct ic_version v, uint64_t parenttime, uint64_t ref
 	return sizeof(m);
 }
 
+#define TS_JUMP_100NS 5000000ll /* 0.5 s */
+
 struct ts {
 	struct ic_dev *d; /* NULL: not offered */
 	struct vmdev_host host;
 	uint64_t sent, answered; /* samples since the versions were agreed */
+	uint64_t steps;          /* SYNCs sent for a clock that moved */
+	int64_t gap;             /* VM clock minus host monotonic clock (100 ns) at the last sample */
 };
 
 static uint64_t ts_utc_now(const struct ts *t)
@@ -70,6 +79,7 @@ static void ts_send(struct ic_dev *d, uint8_t flags)
 	uint8_t body[32];
 	uint64_t utc = ts_utc_now(t);
 	uint64_t ref = t->host.ref_time_now ? t->host.ref_time_now(t->host.opaque) : 0;
+	t->gap = (int64_t)(utc - ic_mono_ns() / 100);
 	uint32_t len = ic_timesync_body(d->s.msg, utc, ref, flags, body);
 	int r = ic_dev_send(d, body, len, NULL);
 	if (!r)
@@ -88,6 +98,14 @@ static void ts_ready(struct ic_dev *d)
 
 static void ts_tick(struct ic_dev *d)
 {
+	struct ts *t = d->svc;
+	int64_t moved = (int64_t)(ts_utc_now(t) - ic_mono_ns() / 100) - t->gap;
+	if (moved > TS_JUMP_100NS || moved < -TS_JUMP_100NS) {
+		log_info("time sync: the VM's clock moved by %+.1f s: stepping the guest's clock", (double)moved / 1e7);
+		t->steps++;
+		ts_send(d, IC_TIMESYNC_FLAG_SYNC);
+		return;
+	}
 	ts_send(d, IC_TIMESYNC_FLAG_SAMPLE);
 }
 
@@ -121,8 +139,9 @@ static int ts_verb(void *state, int argc, char **argv, char *reply, size_t len)
 	else if (d->s.state != IC_READY)
 		snprintf(reply, len, "time sync no contact (the guest has not answered the version negotiation)");
 	else
-		snprintf(reply, len, "time sync ok (version %u.%u, %llu samples sent, %llu answered)", d->s.msg.major,
-			 d->s.msg.minor, (unsigned long long)t->sent, (unsigned long long)t->answered);
+		snprintf(reply, len, "time sync ok (version %u.%u, %llu samples sent, %llu answered, %llu clock steps)",
+			 d->s.msg.major, d->s.msg.minor, (unsigned long long)t->sent, (unsigned long long)t->answered,
+			 (unsigned long long)t->steps);
 	pthread_mutex_unlock(&d->lock);
 	return 0;
 }

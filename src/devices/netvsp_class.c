@@ -27,7 +27,36 @@ struct net {
 	pthread_mutex_t lock; /* the slots */
 	struct net_slot *slot;
 	uint32_t nr_slots, next_instance;
+	/* A copy of the adapters' slots and MACs for vmdev_class.nics, under a leaf lock: callers may
+	 * hold device locks that rank below the slots' lock (which is held while taking the server's). */
+	pthread_mutex_t macs_lock;
+	struct vmdev_nic macs[NET_MAX_ADAPTERS];
+	unsigned nr_macs;
 };
+
+/* Refreshes n->macs from the slots (n->lock held). */
+static void net_macs_publish(struct net *n)
+{
+	pthread_mutex_lock(&n->macs_lock);
+	n->nr_macs = 0;
+	for (uint32_t i = 0; i < n->nr_slots && n->nr_macs < NET_MAX_ADAPTERS; i++)
+		if (n->slot[i].nic) {
+			n->macs[n->nr_macs].slot = i;
+			memcpy(n->macs[n->nr_macs].mac, n->slot[i].mac, 6);
+			n->nr_macs++;
+		}
+	pthread_mutex_unlock(&n->macs_lock);
+}
+
+static unsigned net_nics(void *state, struct vmdev_nic *out, unsigned max)
+{
+	struct net *n = state;
+	pthread_mutex_lock(&n->macs_lock);
+	unsigned k = n->nr_macs < max ? n->nr_macs : max;
+	memcpy(out, n->macs, k * sizeof(*out));
+	pthread_mutex_unlock(&n->macs_lock);
+	return k;
+}
 
 /* Creates the backend and the adapter (queues: the entry's, else one per vCPU up to 8), offered to
  * the guest at once if it is running (hot add). Returns the slot (>= 0) or -errno with err. */
@@ -78,6 +107,7 @@ static int net_add(struct net *n, const struct nic_config *c, char *err, size_t 
 	}
 	n->slot[slot].cfg = *c;
 	memcpy(n->slot[slot].mac, vc.mac, 6);
+	net_macs_publish(n);
 	pthread_mutex_unlock(&n->lock);
 	return (int)slot;
 }
@@ -94,6 +124,7 @@ static int net_remove(struct net *n, uint32_t slot)
 	netvsp_destroy(n->slot[slot].nic);
 	pthread_mutex_unlock(n->h.srv_lock);
 	n->slot[slot].nic = NULL;
+	net_macs_publish(n);
 	pthread_mutex_unlock(&n->lock);
 	return 0;
 }
@@ -106,6 +137,7 @@ static void net_destroy(void *state)
 	for (uint32_t i = 0; i < n->nr_slots; i++)
 		net_remove(n, i);
 	pthread_mutex_destroy(&n->lock);
+	pthread_mutex_destroy(&n->macs_lock);
 	free(n->slot);
 	free(n);
 }
@@ -120,6 +152,7 @@ static int net_create(const struct vmdev_host *h, void *const *cfgs, unsigned nr
 	}
 	n->h = *h;
 	pthread_mutex_init(&n->lock, NULL);
+	pthread_mutex_init(&n->macs_lock, NULL);
 	for (unsigned i = 0; i < nr; i++) {
 		int r = net_add(n, cfgs[i], err, errlen);
 		if (r < 0) {
@@ -285,4 +318,5 @@ const struct vmdev_class netvsp_class = {
 	.create = net_create,
 	.destroy = net_destroy,
 	.verbs = net_verbs,
+	.nics = net_nics,
 };

@@ -213,6 +213,30 @@ int vmdev_set_stop_request(struct vmdev_set *s, unsigned timeout_s)
 	return -ENOTCONN;
 }
 
+unsigned vmdev_set_nics(struct vmdev_set *s, struct vmdev_nic *out, unsigned max)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < s->n && n < max; i++)
+		if (s->run[i].cls->nics)
+			n += s->run[i].cls->nics(s->run[i].state, out + n, max - n);
+	return n;
+}
+
+void vmdev_set_status(struct vmdev_set *s, struct json_object *o, char *text, size_t len)
+{
+	size_t used = strlen(text);
+	for (unsigned i = 0; i < s->n; i++) {
+		if (!s->run[i].cls->status)
+			continue;
+		char part[CONTROL_REPLY_MAX] = "";
+		s->run[i].cls->status(s->run[i].state, o, part, sizeof(part));
+		if (part[0] && used + 2 < len)
+			used += (size_t)snprintf(text + used, len - used, "; %s", part);
+		if (used >= len)
+			used = len - 1;
+	}
+}
+
 void vmdev_set_destroy(struct vmdev_set *s)
 {
 	while (s->n) {

@@ -34,6 +34,13 @@ struct vmdev_drive {
 	bool dvd;
 };
 
+/* A network adapter a class offers (the integration services ask the guest about each one). */
+struct vmdev_nic {
+	unsigned slot;
+	uint8_t mac[6];
+};
+#define VMDEV_NICS_MAX 64u
+
 /* What the machine gives every class. */
 struct vmdev_host {
 	struct vmbus_server *srv;
@@ -55,6 +62,9 @@ struct vmdev_host {
 	/* Optional. The partition's reference time now (TIME_REF_COUNT, 100 ns units), from any thread;
 	 * without it, services that need it are not offered in the versions that do. */
 	uint64_t (*ref_time_now)(void *opaque);
+	/* Optional. The VM's network adapters now (at most max into out); returns how many. Callable
+	 * from any thread with any device lock held: the classes answer it under a leaf lock. */
+	unsigned (*nics)(void *opaque, struct vmdev_nic *out, unsigned max);
 };
 
 /* A command-line option of a class: --NAME ARG, or the flag --NAME. */
@@ -103,6 +113,11 @@ struct vmdev_class {
 	 * if it still runs after timeout_s. 0, or -ENOTCONN when the guest cannot take the request (the
 	 * caller turns the VM off itself). */
 	int (*stop_request)(void *state, unsigned timeout_s);
+	/* Optional: its network adapters now, as vmdev_host.nics (under a leaf lock of its own). */
+	unsigned (*nics)(void *state, struct vmdev_nic *out, unsigned max);
+	/* Optional: its part of the VM's `status`: members added to o (the --json form) and a short
+	 * phrase in text (len bytes; left empty when it has nothing to say). Control thread. */
+	void (*status)(void *state, struct json_object *o, char *text, size_t len);
 	/* Save/restore of the running devices: not yet (NULL). */
 	int (*save)(void *state, void *buf, size_t cap);
 	int (*restore)(void *state, const void *buf, size_t len);
@@ -156,6 +171,11 @@ int vmdev_set_register_verbs(struct vmdev_set *s, struct control *ctl);
 /* Passes a stop request to the first running class that takes one (stop_request). 0, or -ENOTCONN
  * when none could. */
 int vmdev_set_stop_request(struct vmdev_set *s, unsigned timeout_s);
+/* Every running class's network adapters (vmdev_class.nics), at most max; returns how many. */
+unsigned vmdev_set_nics(struct vmdev_set *s, struct vmdev_nic *out, unsigned max);
+/* Every running class's status (vmdev_class.status): members added to o, phrases appended to text
+ * (len bytes, NUL-terminated) each after "; ". */
+void vmdev_set_status(struct vmdev_set *s, struct json_object *o, char *text, size_t len);
 /* Destroys the classes in reverse order. A zeroed set is fine. */
 void vmdev_set_destroy(struct vmdev_set *s);
 

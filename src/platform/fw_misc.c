@@ -1,6 +1,7 @@
 #include "platform/fw_misc.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -39,15 +40,25 @@ static void fw_misc_ns_carry(int64_t *s, int64_t *ns)
 	}
 }
 
-static uint64_t fw_misc_time_get(struct fw_misc *m, struct fw_time_req *r)
+/* The VM's clock now: the host's plus the offset the guest set, in seconds and nanoseconds. */
+static void fw_misc_clock_now(struct fw_misc *m, int64_t *s, int64_t *ns)
 {
 	int64_t now = m->now_ns();
 	pthread_mutex_lock(&m->lock);
-	int64_t s = now / NS_PER_S + m->offset_s, ns = now % NS_PER_S + m->offset_ns;
+	*s = now / NS_PER_S + m->offset_s;
+	*ns = now % NS_PER_S + m->offset_ns;
+	pthread_mutex_unlock(&m->lock);
+	fw_misc_ns_carry(s, ns);
+}
+
+static uint64_t fw_misc_time_get(struct fw_misc *m, struct fw_time_req *r)
+{
+	int64_t s, ns;
+	fw_misc_clock_now(m, &s, &ns);
+	pthread_mutex_lock(&m->lock);
 	int16_t tz = m->time_zone;
 	uint8_t dl = m->daylight;
 	pthread_mutex_unlock(&m->lock);
-	fw_misc_ns_carry(&s, &ns);
 	int64_t days = s / 86400, sod = s % 86400;
 	if (sod < 0) {
 		sod += 86400;
@@ -125,17 +136,6 @@ static uint64_t fw_misc_rng(struct fw_rng_req *r, uint32_t size)
 	return EFI_SUCCESS;
 }
 
-/* The VM's clock now: the host's plus the offset the guest set, in seconds and nanoseconds. */
-static void fw_misc_clock_now(struct fw_misc *m, int64_t *s, int64_t *ns)
-{
-	int64_t now = m->now_ns();
-	pthread_mutex_lock(&m->lock);
-	*s = now / NS_PER_S + m->offset_s;
-	*ns = now % NS_PER_S + m->offset_ns;
-	pthread_mutex_unlock(&m->lock);
-	fw_misc_ns_carry(s, ns);
-}
-
 int64_t fw_misc_clock_get(void *opaque)
 {
 	int64_t s, ns;
@@ -162,6 +162,33 @@ void fw_misc_clock_set(void *opaque, int64_t secs)
 	m->offset_s = off_s;
 	m->offset_ns = (int32_t)off_ns;
 	pthread_mutex_unlock(&m->lock);
+}
+
+int64_t fw_misc_clock_offset_get(struct fw_misc *m)
+{
+	pthread_mutex_lock(&m->lock);
+	int64_t s = m->offset_s; /* offset_ns is 0..NS_PER_S-1: whole seconds round down */
+	pthread_mutex_unlock(&m->lock);
+	return s;
+}
+
+void fw_misc_clock_offset_set(struct fw_misc *m, int64_t secs)
+{
+	pthread_mutex_lock(&m->lock);
+	m->offset_s = secs;
+	m->offset_ns = 0;
+	pthread_mutex_unlock(&m->lock);
+}
+
+int fw_misc_offset_parse(const char *s, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (!*s || *end || errno || v > FW_MISC_OFFSET_MAX || v < -FW_MISC_OFFSET_MAX)
+		return -EINVAL;
+	*out = v;
+	return 0;
 }
 
 uint64_t fw_misc_handle(void *opaque, uint32_t op, void *req, uint32_t req_size)

@@ -39,4 +39,15 @@ void fw_misc_clock_set(void *opaque, int64_t secs);
  * time sync), 0 before 1601. */
 uint64_t fw_misc_clock_filetime(void *opaque);
 
+/* The offset from host UTC in whole seconds (rounded down), and setting it (--clock-offset, the
+ * `clock` verb). The integration services' time sync notices the jump at its next sample and steps
+ * the guest's clock. */
+int64_t fw_misc_clock_offset_get(struct fw_misc *m);
+void fw_misc_clock_offset_set(struct fw_misc *m, int64_t secs);
+
+/* Parses an offset in seconds ("3600", "+3600", "-86400"), at most FW_MISC_OFFSET_MAX either way.
+ * 0 or -EINVAL. */
+#define FW_MISC_OFFSET_MAX 3155760000ll /* 100 years */
+int fw_misc_offset_parse(const char *s, int64_t *out);
+
 #endif

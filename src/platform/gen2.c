@@ -8,8 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 #include <x86intrin.h>
+
+#include <json-c/json.h>
 
 #include "devices/acpi_pm.h"
 #include "devices/ioapic.h"
@@ -187,6 +190,12 @@ static uint64_t gen2_dev_ref_time_now(void *opaque)
 	return (uint64_t)(((unsigned __int128)tsc * g->hv.tsc_scale) >> 64);
 }
 
+static unsigned gen2_dev_nics(void *opaque, struct vmdev_nic *out, unsigned max)
+{
+	struct gen2 *g = opaque;
+	return vmdev_set_nics(&g->devices, out, max);
+}
+
 static void gen2_crash(void *opaque, const uint64_t p[5], const char *msg)
 {
 	struct gen2 *g = opaque;
@@ -222,16 +231,90 @@ static void gen2_eoi(void *opaque, uint8_t vector)
 static int gen2_ctl_vm(void *opaque, int argc, char **argv, char *reply, size_t len)
 {
 	struct gen2 *g = opaque;
-	if (!strcmp(argv[0], "pause")) {
+	if (!strcmp(argv[0], "pause"))
 		vm_pause(&g->vm);
-	} else if (!strcmp(argv[0], "resume")) {
+	else if (!strcmp(argv[0], "resume"))
 		vm_resume(&g->vm);
-	} else if (!strcmp(argv[0], "stop")) {
+	else
 		vm_stop(&g->vm, VM_EXIT_POWEROFF, "turned off from the control socket");
-	} else {
-		int st = atomic_load(&g->vm.run_state);
-		snprintf(reply, len, "%s", st == VM_RUNNING ? "running" : st == VM_PAUSED ? "paused" : "stopping");
+	return 0;
+}
+
+/* `status [--json]`: the run state first (what scripts match), then what the devices say (heartbeat,
+ * the guest's addresses...). */
+static int gen2_ctl_status(void *opaque, int argc, char **argv, char *reply, size_t len)
+{
+	struct gen2 *g = opaque;
+	bool json = argc == 2 && !strcmp(argv[1], "--json");
+	if (argc > 2 || (argc == 2 && !json)) {
+		snprintf(reply, len, "usage: status [--json]");
+		return -EINVAL;
 	}
+	int st = atomic_load(&g->vm.run_state);
+	const char *state = st == VM_RUNNING ? "running" : st == VM_PAUSED ? "paused" : "stopping";
+	struct json_object *o = json_object_new_object();
+	if (!o) {
+		snprintf(reply, len, "out of memory");
+		return -ENOMEM;
+	}
+	json_object_object_add(o, "state", json_object_new_string(state));
+	json_object_object_add(o, "uptime_s", json_object_new_int64((int64_t)((vm_now_ns() - g->cfg->start_ns) / 1000000000ull)));
+	char text[CONTROL_REPLY_MAX];
+	snprintf(text, sizeof(text), "%s", state);
+	vmdev_set_status(&g->devices, o, text, sizeof(text));
+	int r = 0;
+	if (json) {
+		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+		if (strlen(s) < len) {
+			snprintf(reply, len, "%s", s);
+		} else {
+			snprintf(reply, len, "the status (%zu bytes of JSON) does not fit one reply; use `status`", strlen(s));
+			r = -EMSGSIZE;
+		}
+	} else {
+		snprintf(reply, len, "%s", text);
+	}
+	json_object_put(o);
+	return r;
+}
+
+/* `clock [--offset [+|-]S | --set @EPOCH]`: the VM's wall clock (what the firmware, the RTC and
+ * the time sync service give the guest), and moving it. */
+static int gen2_ctl_clock(void *opaque, int argc, char **argv, char *reply, size_t len)
+{
+	struct gen2 *g = opaque;
+	struct fw_misc *m = &g->life->misc;
+	const char *usage = "usage: clock [--offset [+|-]SECONDS | --set @UNIX-SECONDS]";
+	bool changed = false;
+	if (argc == 3 && !strcmp(argv[1], "--offset")) {
+		int64_t off;
+		if (fw_misc_offset_parse(argv[2], &off)) {
+			snprintf(reply, len, "clock --offset '%s': expected seconds from -%lld to +%lld (100 years)",
+				 text_show(argv[2]), FW_MISC_OFFSET_MAX, FW_MISC_OFFSET_MAX);
+			return -EINVAL;
+		}
+		fw_misc_clock_offset_set(m, off);
+		changed = true;
+	} else if (argc == 3 && !strcmp(argv[1], "--set") && argv[2][0] == '@') {
+		int64_t t, host = (int64_t)time(NULL);
+		if (fw_misc_offset_parse(argv[2] + 1, &t) || t < 0 || (t - host > FW_MISC_OFFSET_MAX || host - t > FW_MISC_OFFSET_MAX)) {
+			snprintf(reply, len, "clock --set '%s': expected @ and seconds since 1970 within 100 years of now",
+				 text_show(argv[2]));
+			return -EINVAL;
+		}
+		fw_misc_clock_set(m, t);
+		changed = true;
+	} else if (argc != 1) {
+		snprintf(reply, len, "%s", usage);
+		return -EINVAL;
+	}
+	time_t now = (time_t)fw_misc_clock_get(m);
+	struct tm tm;
+	char when[40];
+	gmtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(reply, len, "VM clock %s (host UTC %+lld s)%s", when, (long long)fw_misc_clock_offset_get(m),
+		 changed ? "; the guest's time sync service steps its clock at its next sample (within 5 s)" : "");
 	return 0;
 }
 
@@ -312,11 +395,12 @@ static int gen2_setup_control(struct gen2 *g, const char *path)
 		log_error("%s", err);
 		return r;
 	}
-	control_register(g->control, "status", "status", gen2_ctl_vm, g);
+	control_register(g->control, "status", "status [--json]", gen2_ctl_status, g);
 	control_register(g->control, "pause", "pause", gen2_ctl_vm, g);
 	control_register(g->control, "resume", "resume", gen2_ctl_vm, g);
 	control_register(g->control, "stop", "stop (turn off)", gen2_ctl_vm, g);
 	control_register(g->control, "regs", "regs (where each vCPU is)", gen2_ctl_regs, g);
+	control_register(g->control, "clock", "clock [--offset [+|-]S | --set @UNIX-SECONDS]", gen2_ctl_clock, g);
 	if (!g->cfg->kernel && !g->cfg->elf)
 		control_register(g->control, "continue", "continue (after a boot failure, with PauseAfterBootFailure)",
 				 gen2_ctl_continue, g);
@@ -448,7 +532,7 @@ static int gen2_setup(struct gen2 *g)
 				 .mem = &vm->mem, .nr_vcpus = vm->nr_vcpus, .vm_name = cfg->control ? cfg->control : "gen2vm",
 				 .opaque = g, .drives_present = gen2_drives_present, .drive_changed = gen2_drive_changed,
 				 .stop_vm = gen2_dev_stop_vm, .utc_now = gen2_dev_utc_now,
-				 .ref_time_now = gen2_dev_ref_time_now };
+				 .ref_time_now = gen2_dev_ref_time_now, .nics = gen2_dev_nics };
 	if ((r = vmdev_set_create(&g->devices, &dh, &cfg->devices, err, sizeof(err)))) {
 		if (err[0])
 			log_error("%s", err);
@@ -620,6 +704,7 @@ int gen2_run(const struct gen2_config *cfg)
 	if (!life)
 		return -ENOMEM;
 	fw_misc_init(&life->misc);
+	fw_misc_clock_offset_set(&life->misc, cfg->clock_offset_s);
 	if (!cfg->kernel && !cfg->elf) {
 		char err[512];
 		int r = nvram_open(cfg->nvram, true, true, &life->nv, err, sizeof(err));

@@ -1,4 +1,5 @@
 """The control socket of a running VM, as a user drives it with `gen2vm control`."""
+import json
 import subprocess
 import time
 
@@ -28,11 +29,23 @@ def start(tmp_path, *extra):
 def test_pause_resume_stop(tmp_path):
     p, sock = start(tmp_path)
     try:
-        assert ctl(sock, "status")[1].strip() == "ok: running"
+        # The run state first; then the heartbeat (this guest has no integration services driver).
+        assert ctl(sock, "status")[1].strip() == "ok: running; heartbeat no contact"
         assert ctl(sock, "pause")[0] == 0
-        assert ctl(sock, "status")[1].strip() == "ok: paused"
+        assert ctl(sock, "status")[1].strip().startswith("ok: paused;")
         assert ctl(sock, "resume")[0] == 0
-        assert ctl(sock, "status")[1].strip() == "ok: running"
+        rc, out, _ = ctl(sock, "status", "--json")
+        doc = json.loads(out.strip()[len("ok: "):])
+        assert rc == 0 and doc["state"] == "running" and doc["heartbeat"] == {"state": "no contact"}, out
+        assert doc["uptime_s"] >= 0
+        assert ctl(sock, "status", "--bogus")[1].strip() == "error: usage: status [--json]"
+        # The VM's clock: shown, moved ahead, refused with a reason when the offset is not a number.
+        rc, out, _ = ctl(sock, "clock")
+        assert rc == 0 and "(host UTC +0 s)" in out, out
+        rc, out, _ = ctl(sock, "clock", "--offset", "+3600")
+        assert rc == 0 and "(host UTC +3600 s)" in out and "steps its clock" in out, out
+        rc, out, _ = ctl(sock, "clock", "--offset", "soon")
+        assert rc == 1 and "clock --offset 'soon': expected seconds" in out, out
         rc, out, _ = ctl(sock, "frobnicate")
         assert rc == 1 and "unknown command 'frobnicate'" in out
         rc, out, _ = ctl(sock, "help")

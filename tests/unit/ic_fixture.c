@@ -25,6 +25,7 @@ void ic_fx_init(struct fx *f, const char *list, const struct vmdev_host *hooks)
 		f->h.stop_vm = hooks->stop_vm;
 		f->h.utc_now = hooks->utc_now;
 		f->h.ref_time_now = hooks->ref_time_now;
+		f->h.nics = hooks->nics;
 	}
 	assert_int_equal(vmdev_set_create(&f->set, &f->h, &f->cfg, err, sizeof(err)), 0);
 	assert_int_equal(vmbus_client_connect(&f->lb.cl, 0, 0), 0);

@@ -27,7 +27,7 @@ struct fx {
 extern const struct ic_version ic_fx_fw_all[2]; /* the framework versions the host offers: 3.0, 1.0 */
 
 /* Creates the VM (list: --integration-services, NULL for the defaults; hooks: stop_vm, utc_now,
- * ref_time_now and opaque are taken from it, NULL for none) and connects the guest. */
+ * ref_time_now, nics and opaque are taken from it, NULL for none) and connects the guest. */
 void ic_fx_init(struct fx *f, const char *list, const struct vmdev_host *hooks);
 void ic_fx_destroy(struct fx *f);
 /* Runs the verb cmd ("name arg ...", split at spaces) of the running class named cls (NULL: any). */

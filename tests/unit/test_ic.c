@@ -51,9 +51,11 @@ static unsigned fake_stops_get(void)
 #define FAKE_UTC 0x01dc5a1b2c3d4e5full
 #define FAKE_REF 0x0000001234567890ull
 
+static volatile int64_t fake_utc_shift; /* 100 ns units: the VM's clock moved */
+
 static uint64_t fake_utc_now(void *opaque)
 {
-	return FAKE_UTC;
+	return FAKE_UTC + (uint64_t)fake_utc_shift;
 }
 
 static uint64_t fake_ref_time_now(void *opaque)
@@ -489,7 +491,7 @@ static void test_timesync_layouts(void **state)
 		assert_int_equal(ic_fx_verb(&f, "timesync", "timesync", reply, sizeof(reply)), 0);
 		snprintf(want, sizeof(want), "ok (version %u.0, ", ts_all[j].major);
 		assert_non_null(strstr(reply, want));
-		assert_non_null(strstr(reply, "2 answered)"));
+		assert_non_null(strstr(reply, "2 answered, 0 clock steps)"));
 		vmbus_client_channel_close(&ch);
 		assert_int_equal(ic_fx_verb(&f, "timesync", "timesync", reply, sizeof(reply)), 0);
 		assert_non_null(strstr(reply, "no contact"));
@@ -500,6 +502,90 @@ static void test_timesync_layouts(void **state)
 	struct vmbus_client_channel ch;
 	ic_fx_open(&f, IC_TIMESYNC_CLASS_GUID_TEXT, &ch);
 	ic_guest_negotiate(&ch, ts_all + 1, 2, ic_fx_fw_all[0], ts_all[1]);
+	vmbus_client_channel_close(&ch);
+	ic_fx_destroy(&f);
+	ic_tunables = saved;
+}
+
+/* The VM's clock moves (`clock --offset`): the next tick steps the guest with SYNC. */
+static void test_timesync_step(void **state)
+{
+	struct ic_tunables saved = ic_tunables;
+	ic_tunables.timesync_ms = 20;
+	struct fx f;
+	fx_init(&f, NULL, true);
+	uint8_t pkt[4096];
+	uint32_t len;
+	uint64_t trans;
+	struct vmbus_client_channel ch;
+	ic_fx_open(&f, IC_TIMESYNC_CLASS_GUID_TEXT, &ch);
+	ic_guest_negotiate(&ch, ts_all, 3, ic_fx_fw_all[0], ts_all[0]);
+	struct ic_timesync_v4 m;
+	for (int k = 0; k < 5; k++) {
+		if (k == 2)
+			fake_utc_shift = 36000000000ll; /* one hour ahead */
+		assert_true(ic_guest_wait(&f, &ch, pkt, &len, &trans, 500));
+		memcpy(&m, pkt + IC_HDRS_SIZE, sizeof(m));
+		uint8_t want = k == 0 || k == 2 ? IC_TIMESYNC_FLAG_SYNC : IC_TIMESYNC_FLAG_SAMPLE;
+		if (m.flags != want)
+			fail_msg("sample %d: flags %u", k, m.flags);
+		assert_true(m.parenttime == FAKE_UTC + (k >= 2 ? 36000000000ull : 0));
+		ic_guest_respond(&ch, trans, pkt, len, 0);
+	}
+	char reply[256];
+	assert_int_equal(ic_fx_verb(&f, "timesync", "timesync", reply, sizeof(reply)), 0);
+	assert_non_null(strstr(reply, "1 clock steps)"));
+	vmbus_client_channel_close(&ch);
+	ic_fx_destroy(&f);
+	fake_utc_shift = 0;
+	ic_tunables = saved;
+}
+
+/* The heartbeat in the VM's status: not offered, no contact, ok with the last beat. */
+static void test_heartbeat_status(void **state)
+{
+	struct ic_tunables saved = ic_tunables;
+	ic_tunables.heartbeat_ms = 20;
+	struct fx f;
+	char text[512] = "";
+	fx_init(&f, "none", true);
+	struct json_object *o = json_object_new_object(), *hb, *v;
+	vmdev_set_status(&f.set, o, text, sizeof(text));
+	assert_string_equal(text, "; heartbeat not offered");
+	json_object_put(o);
+	ic_fx_destroy(&f);
+	fx_init(&f, NULL, true);
+	text[0] = 0;
+	o = json_object_new_object();
+	vmdev_set_status(&f.set, o, text, sizeof(text));
+	assert_string_equal(text, "; heartbeat no contact");
+	assert_true(json_object_object_get_ex(o, "heartbeat", &hb));
+	assert_true(json_object_object_get_ex(hb, "state", &v));
+	assert_string_equal(json_object_get_string(v), "no contact");
+	json_object_put(o);
+	struct vmbus_client_channel ch;
+	ic_fx_open(&f, IC_HEARTBEAT_CLASS_GUID_TEXT, &ch);
+	ic_guest_negotiate(&ch, hb_all, 2, ic_fx_fw_all[0], hb_all[0]);
+	uint8_t pkt[4096];
+	uint32_t len;
+	uint64_t trans;
+	assert_true(ic_guest_wait(&f, &ch, pkt, &len, &trans, 500));
+	struct ic_heartbeat b;
+	memcpy(&b, pkt + IC_HDRS_SIZE, sizeof(b));
+	b.seq_num++;
+	memcpy(pkt + IC_HDRS_SIZE, &b, sizeof(b));
+	ic_guest_respond(&ch, trans, pkt, len, 0);
+	vmbus_loopback_wait(&f.lb, 50);
+	text[0] = 0;
+	o = json_object_new_object();
+	vmdev_set_status(&f.set, o, text, sizeof(text));
+	assert_non_null(strstr(text, "; heartbeat ok (last beat 20"));
+	assert_true(json_object_object_get_ex(o, "heartbeat", &hb));
+	assert_true(json_object_object_get_ex(hb, "state", &v));
+	assert_string_equal(json_object_get_string(v), "ok");
+	assert_true(json_object_object_get_ex(hb, "last_beat", &v));
+	assert_int_equal(strlen(json_object_get_string(v)), 20); /* 2026-12-07T11:20:03Z */
+	json_object_put(o);
 	vmbus_client_channel_close(&ch);
 	ic_fx_destroy(&f);
 	ic_tunables = saved;
@@ -555,6 +641,8 @@ int main(void)
 		cmocka_unit_test(test_heartbeat_and_loss),
 		cmocka_unit_test(test_shutdown),
 		cmocka_unit_test(test_timesync_layouts),
+		cmocka_unit_test(test_timesync_step),
+		cmocka_unit_test(test_heartbeat_status),
 		cmocka_unit_test(test_settings),
 	};
 	return cmocka_run_group_tests_name("ic", tests, NULL, NULL);

@@ -77,6 +77,8 @@ struct guest {
 	int bad;
 	uint32_t bad_index;
 	uint32_t answer_status; /* SET/DELETE status */
+	int ip_bad;             /* GET_IP_INFO: 1 no NUL in the address list, 2 short, 3 another operation */
+	unsigned ip_infos;
 	char last_key[1024], last_value[4096];
 	uint8_t last_op, last_pool;
 	uint32_t last_key_size, last_value_size, last_value_type;
@@ -92,6 +94,40 @@ static uint32_t put_string(uint8_t *field, size_t cap, const char *s)
 
 enum { BAD_KEY_BIG = 1, BAD_ODD, BAD_NO_NUL, BAD_VALUE_BIG, BAD_SHORT, BAD_INDEX, BAD_SURROGATE, BAD_TYPE, BAD_ZERO };
 
+#define KVP_IP_LEN PADDED(IC_HDRS_SIZE + sizeof(struct ic_kvp_ip_msg))
+
+/* The guest's interfaces: the adapter with MAC 00:15:5D:01:02:03 has addresses; no other. */
+static int guest_ip_info(struct vmbus_client_channel *ch, struct guest *g, uint8_t *pkt, uint32_t len, uint64_t trans)
+{
+	struct ic_kvp_ip_msg m;
+	memcpy(&m, pkt + IC_HDRS_SIZE, sizeof(m));
+	assert_int_equal(ic_hdr_of(pkt).icmsgsize, sizeof(m));
+	assert_int_equal(m.operation, IC_KVP_OP_GET_IP_INFO);
+	g->ip_infos++;
+	char mac[300];
+	const char *why;
+	assert_true(ic_kvp_utf16_decode((const uint8_t *)&m + offsetof(struct ic_kvp_ip_msg, ip.adapter_id), 36,
+					256, mac, sizeof(mac), &why) == 17);
+	if (g->mode != G_DAEMON || strcmp(mac, "00:15:5D:01:02:03")) {
+		ic_guest_respond(ch, trans, pkt, len, IC_E_FAIL);
+		return m.operation;
+	}
+	uint8_t *ip = (uint8_t *)&m + offsetof(struct ic_kvp_ip_msg, ip);
+	m.ip.addr_family = IC_KVP_ADDR_FAMILY_IPV4 | IC_KVP_ADDR_FAMILY_IPV6;
+	m.ip.dhcp_enabled = 1;
+	put_string(ip + offsetof(struct ic_kvp_ipaddr_value, ip_addr), 2048, "10.0.0.5;fe80::215:5dff:fe01:203");
+	put_string(ip + offsetof(struct ic_kvp_ipaddr_value, sub_net), 2048, "255.255.255.0;64");
+	put_string(ip + offsetof(struct ic_kvp_ipaddr_value, gate_way), 1024, "10.0.0.1");
+	put_string(ip + offsetof(struct ic_kvp_ipaddr_value, dns_addr), 2048, "10.0.0.1");
+	if (g->ip_bad == 1)
+		memset(ip + offsetof(struct ic_kvp_ipaddr_value, ip_addr), 'x', 2048);
+	if (g->ip_bad == 3)
+		m.operation = IC_KVP_OP_ENUMERATE;
+	memcpy(pkt + IC_HDRS_SIZE, &m, sizeof(m));
+	ic_guest_respond(ch, trans, pkt, g->ip_bad == 2 ? IC_HDRS_SIZE + 100 : len, IC_S_OK);
+	return m.operation;
+}
+
 /* Waits up to ms for one request and answers it like the guest; returns its operation or -1. */
 static int guest_serve(struct fx *f, struct vmbus_client_channel *ch, struct guest *g, int ms)
 {
@@ -102,6 +138,8 @@ static int guest_serve(struct fx *f, struct vmbus_client_channel *ch, struct gue
 		return -1;
 	struct ic_msg_hdr h = ic_hdr_of(pkt);
 	assert_int_equal(h.icmsgtype, IC_MSG_KVP);
+	if (len == KVP_IP_LEN)
+		return guest_ip_info(ch, g, pkt, len, trans);
 	assert_int_equal(len, KVP_LEN);
 	assert_int_equal(h.icmsgsize, sizeof(struct ic_kvp_msg));
 	struct ic_kvp_msg m;
@@ -442,6 +480,85 @@ static void test_no_daemon(void **state)
 	ic_tunables = saved;
 }
 
+/* Two adapters; the guest has an interface for the first. */
+static unsigned two_nics(void *opaque, struct vmdev_nic *out, unsigned max)
+{
+	static const struct vmdev_nic n[2] = { { 0, { 0x00, 0x15, 0x5d, 0x01, 0x02, 0x03 } },
+					       { 3, { 0x00, 0x15, 0x5d, 0x0a, 0x0b, 0x0c } } };
+	unsigned k = max < 2 ? max : 2;
+	memcpy(out, n, k * sizeof(*out));
+	return k;
+}
+
+static void test_ip_info(void **state)
+{
+	struct fx f;
+	struct vmdev_host hooks = { .nics = two_nics };
+	ic_fx_init(&f, NULL, &hooks);
+	char reply[2048];
+	struct json_object *o = json_object_new_object();
+	vmdev_set_status(&f.set, o, reply, sizeof(reply)); /* no reading yet: unknown */
+	assert_non_null(strstr(reply, "guest addresses unknown"));
+	json_object_put(o);
+	/* Version 4.0: after the pools, one GET_IP_INFO per adapter, named by its MAC. */
+	struct vmbus_client_channel ch;
+	ic_fx_open(&f, IC_KVP_CLASS_GUID_TEXT, &ch);
+	kvp_negotiate(&f, &ch, ic_fx_fw_all[0], kvp_all[0]);
+	struct guest g = { .mode = G_DAEMON };
+	guest_serve_all(&f, &ch, &g, 50);
+	assert_int_equal(g.ip_infos, 2);
+	assert_int_equal(verb_served(&f, &ch, &g, "kvp", reply, sizeof(reply)), 0);
+	assert_non_null(strstr(reply, "guest/MyGuestKey=42; adapter 0 (00:15:5D:01:02:03): 10.0.0.5, "
+				      "fe80::215:5dff:fe01:203 (DHCP); adapter 3 (00:15:5D:0A:0B:0C): no interface "
+				      "with this MAC in the guest"));
+	assert_int_equal(verb_served(&f, &ch, &g, "kvp --json", reply, sizeof(reply)), 0);
+	o = json_tokener_parse(reply);
+	struct json_object *a, *x, *v;
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "adapters", &a));
+	assert_int_equal(json_object_array_length(a), 2);
+	x = json_object_array_get_idx(a, 0);
+	assert_true(json_object_object_get_ex(x, "mac", &v));
+	assert_string_equal(json_object_get_string(v), "00:15:5D:01:02:03");
+	assert_true(json_object_object_get_ex(x, "addresses", &v));
+	assert_int_equal(json_object_array_length(v), 2);
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(v, 1)), "fe80::215:5dff:fe01:203");
+	assert_true(json_object_object_get_ex(x, "gateways", &v));
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(v, 0)), "10.0.0.1");
+	assert_true(json_object_object_get_ex(x, "dhcp", &v) && json_object_get_boolean(v));
+	x = json_object_array_get_idx(a, 1);
+	assert_true(json_object_object_get_ex(x, "error", &v));
+	assert_string_equal(json_object_get_string(v), "no interface with this MAC in the guest");
+	json_object_put(o);
+	/* The VM's status carries them. */
+	o = json_object_new_object();
+	reply[0] = 0;
+	vmdev_set_status(&f.set, o, reply, sizeof(reply));
+	assert_non_null(strstr(reply, "; guest adapter 0 (00:15:5D:01:02:03): 10.0.0.5, fe80::215:5dff:fe01:203 (DHCP)"));
+	assert_true(json_object_object_get_ex(o, "adapters", &a));
+	assert_int_equal(json_object_array_length(a), 2);
+	assert_true(json_object_object_get_ex(o, "heartbeat", &a));
+	json_object_put(o);
+	/* Malformed answers: the adapter's addresses are dropped, the reading completes. */
+	for (int bad = 1; bad <= 3; bad++) {
+		g.ip_bad = bad;
+		assert_int_equal(verb_served(&f, &ch, &g, "kvp", reply, sizeof(reply)), 0);
+		if (!strstr(reply, "adapter 0 (00:15:5D:01:02:03): the guest's answer was malformed"))
+			fail_msg("corruption %d: %s", bad, reply);
+	}
+	vmbus_client_channel_close(&ch);
+	/* Versions before 4.0 have no GET_IP_INFO. */
+	ic_fx_open(&f, IC_KVP_CLASS_GUID_TEXT, &ch);
+	kvp_negotiate(&f, &ch, ic_fx_fw_all[0], kvp_all[1]);
+	g = (struct guest){ .mode = G_DAEMON };
+	guest_serve_all(&f, &ch, &g, 50);
+	assert_int_equal(g.ip_infos, 0);
+	assert_int_equal(verb_served(&f, &ch, &g, "kvp", reply, sizeof(reply)), 0);
+	assert_null(strstr(reply, "adapter"));
+	vmbus_client_channel_close(&ch);
+	ic_fx_destroy(&f);
+}
+
 static void test_settings(void **state)
 {
 	struct fx f;
@@ -470,6 +587,7 @@ int main(void)
 		cmocka_unit_test(test_set_delete),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_no_daemon),
+		cmocka_unit_test(test_ip_info),
 		cmocka_unit_test(test_settings),
 	};
 	return cmocka_run_group_tests_name("ic_kvp", tests, NULL, NULL);

@@ -203,6 +203,21 @@ struct ic_kvp_ipaddr_value {
 } __attribute__((packed));
 _Static_assert(sizeof(struct ic_kvp_ipaddr_value) == 7426, "ic_kvp_ipaddr_value");
 
+/* addr_family: what the guest found on the adapter (bits) */
+#define IC_KVP_ADDR_FAMILY_IPV4 0x1u
+#define IC_KVP_ADDR_FAMILY_IPV6 0x2u
+
+/* GET_IP_INFO: the host names the adapter by its MAC in adapter_id, as the guest's
+ * /sys/class/net/IF/address spells it in upper case ("00:15:5D:0A:0B:0C"; hv_kvp_daemon matches
+ * that); the guest answers in place with its addresses, subnets, gateways and DNS servers, each
+ * list ';'-separated (hv_kvp_daemon), and IC_E_FAIL when no interface has that MAC. */
+struct ic_kvp_ip_msg {
+	uint8_t operation; /* IC_KVP_OP_GET_IP_INFO / SET_IP_INFO */
+	uint8_t pool;
+	struct ic_kvp_ipaddr_value ip;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_kvp_ip_msg) == 7428, "ic_kvp_ip_msg");
+
 /* The message: a header and a body as large as the largest operation's (the IP-info one). */
 struct ic_kvp_msg {
 	struct ic_kvp_hdr hdr;
