@@ -9,8 +9,10 @@
  *
  * Control verbs:
  *   freeze [--timeout S] [--auto-thaw S]  sends FREEZE and waits for the guest's answer, up to S s
- *                                         (60 by default: freezing syncs the file systems, and the
- *                                         guest's kernel itself gives its daemon 15 min). With
+ *                                         (50 by default, 55 at most: freezing syncs the file
+ *                                         systems, which takes seconds, but the control client gives
+ *                                         up after 60 s; the guest's kernel itself gives its daemon
+ *                                         15 min, and a later answer is still counted). With
  *                                         --auto-thaw the host thaws by itself S s after the guest
  *                                         froze, unless `thaw` came first (the device's timer).
  *   thaw                                  sends THAW and waits up to ic_vss_thaw_wait_ms.
@@ -36,6 +38,7 @@
 
 #include "devices/ic.h"
 #include "devices/ic_vss.h"
+#include "ui/control.h"
 #include "util/log.h"
 
 static const struct ic_version vss_versions[] = { { 5, 0 } };
@@ -52,8 +55,12 @@ static const struct ic_service_def vss_def = {
 uint32_t ic_vss_thaw_wait_ms = 35000;
 uint32_t ic_vss_second_ms = 1000;
 
-#define VSS_TIMEOUT_DEFAULT 60u
-#define VSS_TIMEOUT_MAX     3600u
+/* The verb's wait: the control socket serves one command at a time and its client gives up after
+ * CONTROL_CLIENT_TIMEOUT_S (60 s), so a freeze waits at most a little less than that; a FREEZE the
+ * guest has not answered by then stays outstanding, and `vss` shows when it is answered. */
+#define VSS_TIMEOUT_DEFAULT 50u
+#define VSS_TIMEOUT_MAX     55u
+_Static_assert(VSS_TIMEOUT_MAX < CONTROL_CLIENT_TIMEOUT_S, "the control client waits for a freeze's answer");
 #define VSS_AUTO_THAW_MAX   86400u
 
 struct vss {
