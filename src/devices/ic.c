@@ -102,7 +102,7 @@ int ic_session_reply(struct ic_session *s, uint64_t trans, const uint8_t *pkt, u
 	if (!s->pending || trans != s->pending_trans)
 		return -ESTALE;
 	if (len < IC_HDRS_SIZE) {
-		*why = "shorter than its headers";
+		*why = "is shorter than its headers";
 		return -EPROTO;
 	}
 	struct ic_msg_hdr h;
