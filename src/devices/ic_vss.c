@@ -325,10 +325,10 @@ static int vss_freeze_verb(void *state, int argc, char **argv, char *reply, size
 	}
 	if (answered && status == IC_S_OK) {
 		if (auto_thaw)
-			snprintf(reply, len, "ok: the guest's file systems are frozen (hv_vss_daemon answered in %" PRIu64
+			snprintf(reply, len, "the guest's file systems are frozen (hv_vss_daemon answered in %" PRIu64
 					     " ms); auto-thaw in %u s unless `thaw` comes first", ms, auto_thaw);
 		else
-			snprintf(reply, len, "ok: the guest's file systems are frozen (hv_vss_daemon answered in %" PRIu64
+			snprintf(reply, len, "the guest's file systems are frozen (hv_vss_daemon answered in %" PRIu64
 					     " ms)", ms);
 		return 0;
 	}
@@ -392,7 +392,7 @@ static int vss_thaw_verb(void *state, int argc, char **argv, char *reply, size_t
 		return -EPROTO;
 	}
 	if (answered && status == IC_S_OK) {
-		snprintf(reply, len, "ok: thawed%s", note);
+		snprintf(reply, len, "thawed%s", note);
 		return 0;
 	}
 	if (answered) {
