@@ -71,6 +71,7 @@ struct vss {
 	uint64_t sent_mono_ns;
 	bool outstanding;      /* it has no answer yet */
 	bool waited;           /* a verb waits for it: its answer is not "late" */
+	bool by_timer;         /* the auto-thaw sent it: its answer is not "late" either */
 	uint64_t answered_trans;
 	uint32_t status;       /* answered_trans's status */
 	bool malformed;        /* answered_trans's answer was dropped */
@@ -101,7 +102,7 @@ static void vss_auto_disarm(struct vss *v)
 	v->auto_armed = false;
 }
 
-static int vss_send(struct vss *v, uint8_t op, bool waited)
+static int vss_send(struct vss *v, uint8_t op, bool waited, bool by_timer)
 {
 	struct ic_vss_msg m = { .hdr.operation = op }; /* flags: Linux reads them in no request */
 	uint64_t trans;
@@ -113,6 +114,7 @@ static int vss_send(struct vss *v, uint8_t op, bool waited)
 	v->sent_mono_ns = ic_mono_ns();
 	v->outstanding = true;
 	v->waited = waited;
+	v->by_timer = by_timer;
 	return 0;
 }
 
@@ -137,7 +139,7 @@ static void vss_reply(struct ic_dev *d, const struct ic_reply *r)
 {
 	struct vss *v = d->svc;
 	uint8_t op = v->sent_op;
-	bool late = !v->waited;
+	bool late = !v->waited && !v->by_timer;
 	unsigned auto_s = v->auto_thaw_s;
 	v->auto_thaw_s = 0;
 	v->outstanding = false;
@@ -174,8 +176,8 @@ static void vss_reply(struct ic_dev *d, const struct ic_reply *r)
 	} else if (op == IC_VSS_OP_THAW && r->status == IC_S_OK) {
 		v->frozen = false;
 		vss_auto_disarm(v);
-		log_info("backup (VSS): the guest's file systems are thawed%s (%" PRIu64 " ms)", late ? " (a late answer)" : "",
-			 v->answer_ms);
+		log_info("backup (VSS): the guest's file systems are thawed%s (%" PRIu64 " ms)",
+			 v->by_timer ? " (auto-thaw)" : late ? " (a late answer)" : "", v->answer_ms);
 	} else if (r->status != IC_S_OK) {
 		/* A failed THAW leaves `frozen` as it was: the guest may still be frozen. */
 		log_warn("backup (VSS): the guest refused %s (status 0x%08x)%s", vss_op_name(op), r->status,
@@ -192,7 +194,7 @@ static void vss_tick(struct ic_dev *d)
 	v->auto_armed = false;
 	if (!v->frozen || v->outstanding) /* thawed already, or a THAW on its way */
 		return;
-	int r = vss_send(v, IC_VSS_OP_THAW, false);
+	int r = vss_send(v, IC_VSS_OP_THAW, false, true);
 	if (r == -EAGAIN) {
 		vss_auto_arm(v, 1); /* the ring is full: try again in a second */
 		return;
@@ -303,7 +305,7 @@ static int vss_freeze_verb(void *state, int argc, char **argv, char *reply, size
 				     "hv_vss_daemon up to 15 min to freeze); `thaw` replaces it", op, ago);
 		return -EBUSY;
 	}
-	int r = vss_send(v, IC_VSS_OP_FREEZE, true);
+	int r = vss_send(v, IC_VSS_OP_FREEZE, true, false);
 	if (r) {
 		pthread_mutex_unlock(&d->lock);
 		snprintf(reply, len, "cannot send FREEZE to the guest: %s", strerror(-r));
@@ -374,7 +376,7 @@ static int vss_thaw_verb(void *state, int argc, char **argv, char *reply, size_t
 	 * harmless and Linux's daemon counts it a success. */
 	bool was_frozen = v->frozen;
 	bool freeze_pending = v->outstanding && v->sent_op == IC_VSS_OP_FREEZE;
-	int r = vss_send(v, IC_VSS_OP_THAW, true);
+	int r = vss_send(v, IC_VSS_OP_THAW, true, false);
 	if (r) {
 		pthread_mutex_unlock(&d->lock);
 		snprintf(reply, len, "cannot send THAW to the guest: %s", strerror(-r));
