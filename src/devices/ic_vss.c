@@ -179,9 +179,14 @@ static void vss_reply(struct ic_dev *d, const struct ic_reply *r)
 		log_info("backup (VSS): the guest's file systems are thawed%s (%" PRIu64 " ms)",
 			 v->by_timer ? " (auto-thaw)" : late ? " (a late answer)" : "", v->answer_ms);
 	} else if (r->status != IC_S_OK) {
-		/* A failed THAW leaves `frozen` as it was: the guest may still be frozen. */
-		log_warn("backup (VSS): the guest refused %s (status 0x%08x)%s", vss_op_name(op), r->status,
-			 late ? " (a late answer)" : "");
+		/* A failed THAW leaves `frozen` as it was: the guest may still be frozen. A verb waiting for
+		 * the answer says so itself; nobody else would hear of it. */
+		const char *how = v->by_timer ? " (auto-thaw)" : late ? " (a late answer)" : "";
+		if (late || v->by_timer)
+			log_warn("backup (VSS): the guest refused %s (status 0x%08x)%s%s", vss_op_name(op), r->status,
+				 how, v->frozen ? ": its file systems may still be frozen" : "");
+		else
+			log_info("backup (VSS): the guest refused %s (status 0x%08x)", vss_op_name(op), r->status);
 	}
 }
 
@@ -196,7 +201,9 @@ static void vss_tick(struct ic_dev *d)
 		return;
 	int r = vss_send(v, IC_VSS_OP_THAW, false, true);
 	if (r == -EAGAIN) {
+		unsigned s = v->auto_armed_s;
 		vss_auto_arm(v, 1); /* the ring is full: try again in a second */
+		v->auto_armed_s = s;
 		return;
 	}
 	if (r)
