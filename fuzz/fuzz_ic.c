@@ -1,18 +1,19 @@
 /* libFuzzer target for the integration services (src/devices/ic*.c): what a guest's hv_utils sends
- * back to the host's requests. The VM offers shutdown, heartbeat and time sync on a loopback VMBus;
- * the guest opens one of them and answers from the input.
+ * back to the host's requests. The VM offers its default services (shutdown, heartbeat, time sync,
+ * KVP, backup) on a loopback VMBus; the guest opens one of them and answers from the input.
  *
- * Input: byte 0 (bits 0-1: the service, 0 shutdown, 1 heartbeat, 2 time sync, 3 KVP; bit 2: answer the
- * NEGOTIATE right first, with the version pair byte 1 picks, so the service's own answers are
- * reached; bit 3: close and reopen the channel half way). Then records: u8 kind, u8 length, bytes.
+ * Input: byte 0 (bits 0-1: the service, 0 shutdown, 1 heartbeat, 2 time sync, 3 KVP; bit 4 set:
+ * backup (VSS) instead; bit 2: answer the NEGOTIATE right first, with the version pair byte 1 picks,
+ * so the service's own answers are reached; bit 3: close and reopen the channel half way). Then
+ * records: u8 kind, u8 length, bytes.
  * Kind % 4: 0 the host's last packet answered in place with the record's bytes patched over it from
  * offset 8 (the IC header and body; for KVP, whose message is 7430 bytes, the first two bytes give
  * the offset so that sizes, keys and values are all reached), 1 a raw INBAND packet of the
  * record's bytes with the pending transaction id, 2 the same with the record's first byte as
  * transaction id, 3 a host action (the shutdown verb, the heartbeat verb and the VM's status, the
- * timers; for KVP, which asks for the addresses of one adapter after the pools, the
- * kvp, kvp --json, kvp-set and kvp-delete verbs instead of the timers). Must never crash, hang,
- * leak or answer twice. */
+ * timers; for KVP, which asks for the addresses of one adapter after the pools, the kvp, kvp --json,
+ * kvp-set and kvp-delete verbs instead of the timers; for VSS freeze, freeze --auto-thaw, thaw and
+ * vss). Must never crash, hang, leak or answer twice. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include <json-c/json.h>
 
 #include "devices/ic.h"
+#include "devices/ic_vss.h"
 #include "devices/vmdev.h"
 #include "gen2vm/proto/ic.h"
 #include "support/loopback.h"
@@ -53,11 +55,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	log_set_level(LOG_ERROR + 0);
 	/* No waiting: the verbs send and return, the guest's answers come from the input. */
 	ic_tunables.verb_wait_ms = 0;
+	ic_vss_thaw_wait_ms = 0;
+	ic_vss_second_ms = 0; /* freeze --timeout S returns at once; --auto-thaw S fires after 1 ms */
 	return 0;
 }
 
-static const char *const fz_guids[4] = { IC_SHUTDOWN_CLASS_GUID_TEXT, IC_HEARTBEAT_CLASS_GUID_TEXT,
-					 IC_TIMESYNC_CLASS_GUID_TEXT, IC_KVP_CLASS_GUID_TEXT };
+static const char *const fz_guids[5] = { IC_SHUTDOWN_CLASS_GUID_TEXT, IC_HEARTBEAT_CLASS_GUID_TEXT,
+					 IC_TIMESYNC_CLASS_GUID_TEXT, IC_KVP_CLASS_GUID_TEXT, IC_VSS_CLASS_GUID_TEXT };
 
 struct fz {
 	struct vmbus_loopback lb;
@@ -100,6 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	unsigned mode = data[0], pair = data[1];
+	unsigned svc = (mode & 16) ? 4 : mode & 3;
 	const uint8_t *p = data + 2;
 	size_t n = size - 2;
 	struct fz *z = calloc(1, sizeof(*z));
@@ -114,7 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256];
 	struct vmbus_guid g;
 	if (vmdev_set_create(&set, &h, &cfg, err, sizeof(err)) || vmbus_client_connect(&z->lb.cl, 0, 0) ||
-	    vmbus_client_request_offers(&z->lb.cl) || vmbus_guid_parse(fz_guids[mode & 3], &g))
+	    vmbus_client_request_offers(&z->lb.cl) || vmbus_guid_parse(fz_guids[svc], &g))
 		abort();
 	const struct vmbus_client_offer *o = vmbus_client_find_offer(&z->lb.cl, &g, 0);
 	if (!o)
@@ -140,7 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fz_drain(z);
 		}
 	}
-	bool kvp = (mode & 3) == 3;
+	bool kvp = svc == 3, vss = svc == 4;
 	size_t half = n / 2;
 	bool reopened = false;
 	for (size_t k = 0; k + 2 <= n;) {
@@ -205,8 +210,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				case 2: fz_verb(&set, "kvp-set", 3, set_); break;
 				default: fz_verb(&set, "kvp-delete", 2, del); break;
 				}
+			} else if (vss && len > 1) {
+				char f0[] = "freeze", at[] = "--auto-thaw", one[] = "1", t0[] = "thaw", v0[] = "vss";
+				char *fr[] = { f0, at, one, NULL }, *th[] = { t0, NULL }, *st[] = { v0, NULL };
+				switch (b[1] & 3) {
+				case 0: fz_verb(&set, "freeze", 1, fr); break;
+				case 1: fz_verb(&set, "freeze", 3, fr); break;
+				case 2: fz_verb(&set, "thaw", 1, th); break;
+				default: fz_verb(&set, "vss", 1, st); break;
+				}
 			} else {
-				vmbus_loopback_wait(&z->lb, 0);
+				vmbus_loopback_wait(&z->lb, vss ? 2 : 0); /* VSS: long enough for a 1 ms auto-thaw */
 			}
 			break;
 		}

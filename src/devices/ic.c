@@ -102,7 +102,7 @@ int ic_session_reply(struct ic_session *s, uint64_t trans, const uint8_t *pkt, u
 	if (!s->pending || trans != s->pending_trans)
 		return -ESTALE;
 	if (len < IC_HDRS_SIZE) {
-		*why = "shorter than its headers";
+		*why = "is shorter than its headers";
 		return -EPROTO;
 	}
 	struct ic_msg_hdr h;
@@ -165,6 +165,7 @@ static const struct {
 	{ "shutdown", IC_SVC_SHUTDOWN }, { "heartbeat", IC_SVC_HEARTBEAT }, { "timesync", IC_SVC_TIMESYNC },
 	{ "time-sync", IC_SVC_TIMESYNC }, { "kvp", IC_SVC_KVP },               { "default", IC_SVC_DEFAULT },
 	{ "none", 0 },                     { "fcopy", IC_SVC_FCOPY },           { "guest-services", IC_SVC_FCOPY },
+	{ "vss", IC_SVC_VSS },             { "backup", IC_SVC_VSS },
 };
 
 /* One name of the list into *mask. */
@@ -177,7 +178,7 @@ static int ic_name_parse(const char *name, size_t len, uint32_t *mask, char *err
 		}
 	char shown[64];
 	snprintf(shown, sizeof(shown), "%.*s", (int)(len < 40 ? len : 40), name);
-	snprintf(err, errlen, "%s: unknown integration service '%s' (use shutdown, heartbeat, timesync, kvp, fcopy, default or none)",
+	snprintf(err, errlen, "%s: unknown integration service '%s' (use shutdown, heartbeat, timesync, kvp, vss, fcopy, default or none)",
 		 what, text_show(shown));
 	return -EINVAL;
 }
@@ -204,7 +205,7 @@ static int ic_settings_parse_json(struct json_object *v, void *cfg, char *err, s
 {
 	if (!json_object_is_type(v, json_type_string)) {
 		snprintf(err, errlen, "\"integration_services\": each element is a service name (\"shutdown\", "
-				      "\"heartbeat\", \"timesync\", \"kvp\", \"fcopy\", \"default\" or \"none\")");
+				      "\"heartbeat\", \"timesync\", \"kvp\", \"vss\", \"fcopy\", \"default\" or \"none\")");
 		return -EINVAL;
 	}
 	uint32_t mask = 0;
@@ -232,7 +233,8 @@ const struct vmdev_class ic_settings_class = {
 	.name = "integration-services",
 	.options = ic_settings_options,
 	.usage = "  --integration-services LIST  the Hyper-V integration services offered: shutdown, heartbeat,\n"
-		 "                             timesync, kvp, default (those four) or none; comma-separated;\n"
+		 "                             timesync, kvp, vss (backup), default (those five) or none;\n"
+		 "                             comma-separated;\n"
 		 "                             fcopy (guest-services: copy-file) is off unless listed\n",
 	.json_key = "integration_services",
 	.config_size = sizeof(uint32_t),

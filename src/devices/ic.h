@@ -13,8 +13,8 @@
  *
  * Which services a VM offers: the settings-only class "integration-services"
  * (--integration-services LIST, JSON "integration_services"), consulted by every service class
- * through vmdev_class.settings_from; shutdown, heartbeat, time sync and KVP are on by default, as
- * on Hyper-V.
+ * through vmdev_class.settings_from; shutdown, heartbeat, time sync, KVP and VSS (backup) are on
+ * by default, as on Hyper-V.
  */
 #ifndef GEN2VM_DEVICES_IC_H
 #define GEN2VM_DEVICES_IC_H
@@ -107,7 +107,8 @@ int ic_session_reply(struct ic_session *s, uint64_t trans, const uint8_t *pkt, u
 #define IC_SVC_TIMESYNC  0x4u
 #define IC_SVC_KVP       0x8u
 #define IC_SVC_FCOPY     0x10u /* off by default, as Hyper-V's guest services */
-#define IC_SVC_DEFAULT   (IC_SVC_SHUTDOWN | IC_SVC_HEARTBEAT | IC_SVC_TIMESYNC | IC_SVC_KVP)
+#define IC_SVC_VSS       0x20u /* on by default, as Hyper-V's "Backup (volume shadow copy)" */
+#define IC_SVC_DEFAULT   (IC_SVC_SHUTDOWN | IC_SVC_HEARTBEAT | IC_SVC_TIMESYNC | IC_SVC_KVP | IC_SVC_VSS)
 
 /* The settings-only class (no devices): its items are uint32_t masks of IC_SVC_*. */
 extern const struct vmdev_class ic_settings_class;

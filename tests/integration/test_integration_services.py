@@ -8,6 +8,7 @@ distribution). Three VM runs:
 - one stopped with SIGTERM, which asks the guest to shut down through its init;
 - one without hv_utils and with only the shutdown service offered: the others are not offered, and
   `shutdown --force --timeout 5` turns the VM off after the timeout, saying so.
+KVP, file copy and backup (VSS) run with Debian's hyperv-daemons, in runs of their own below.
 """
 import re
 import signal
@@ -267,4 +268,113 @@ def test_kvp_and_file_copy_with_the_daemons(tmp_path, kernel):
     assert r.get("delete", "").startswith("ok:") and "POOL0-FOO-GONE" in console, (r, console[-3000:])
     assert r.get("status", "").startswith("ok: copied"), r
     assert "COPIED %d %s" % (len(payload), hashlib.sha256(payload).hexdigest()) in console, console[-3000:]
+    assert rc == 0, err[-3000:]
+
+
+# The backup (VSS) service with Debian's hv_vss_daemon: an ext4 disk mounted on /mnt and a writer
+# that appends a TICK line to the console after each write and sync to it. First no daemon runs (the
+# guest's kernel refuses a FREEZE at once), then the daemon starts. The guest powers off by itself
+# after 400 ticks (about 200 s of unfrozen time) should the host's `shutdown` at the end not reach it.
+VSS_INIT = LOAD_MODULES + r"""
+for i in $(seq 1 600); do [ -b /dev/sda ] && break; sleep 0.1; done
+[ -b /dev/sda ] || echo "NO-SDA"
+mount -t ext4 /dev/sda /mnt || echo "MOUNT-FAILED"
+grep ' /mnt ' /proc/mounts | sed 's/^/VSS-MOUNT /'
+echo 0 > /tmp/ticks
+( n=0; while :; do date > /mnt/tick; sync; n=$((n+1)); echo $n > /tmp/ticks; echo "TICK $n"; sleep 0.5; done ) &
+echo "VSS-NODAEMON-READY"
+sleep 15
+dmesg | grep -E "VSS IC version" | sed 's/^.*\] /IC-DMESG /'
+/usr/sbin/hv_vss_daemon -n > /tmp/vss.log 2>&1 &
+sleep 2
+echo "VSS-DAEMON-STARTED"
+while [ "$(cat /tmp/ticks)" -lt 400 ]; do sleep 1; done
+sed 's/^/DAEMON-LOG /' /tmp/vss.log | head -20
+echo "VSS-GUEST-DONE"
+poweroff -f
+"""
+
+
+def test_backup_freeze_and_thaw_with_the_daemon(tmp_path, kernel):
+    """Debian's hv_vss_daemon, unmodified: without it the guest refuses to freeze; with it `freeze`
+    freezes the guest's ext4 file system (its writer stops), `thaw` lets it write again, `freeze
+    --auto-thaw` thaws by itself, and a second `freeze` while frozen is refused."""
+    import subprocess
+    from linux_guest import daemon_files, fetch_hyperv_daemons
+    root = fetch_hyperv_daemons()
+    files = daemon_files(root, "/usr/sbin/hv_vss_daemon")
+    initrd = str(tmp_path / "initrd.cpio")
+    # ext4's own dependencies (jbd2, mbcache, crc16) come with it; crc32c is asked for through the
+    # crypto API, so its generic module is listed (module_load_order skips what is built in; not
+    # crc32c_intel, which refuses a CPU without SSE4.2).
+    make_initramfs(initrd, INIT_PRELUDE + VSS_INIT, kernel["modules"],
+                   ["hv_vmbus", "hv_utils", "hv_storvsc", "sd_mod", "crc32c_generic", "ext4"],
+                   extra_files=files)
+    disk = tmp_path / "disk.img"
+    subprocess.run(["mkfs.ext4", "-F", "-q", str(disk), "64M"], check=True)
+    vm = Vm(tmp_path, kernel, initrd, ["--disk", str(disk)])
+    ticks = lambda: vm.console().count("TICK ")
+    r = {}
+    if vm.wait_for("VSS-NODAEMON-READY"):
+        for _ in range(60):  # hv_utils negotiates the service when it loads; give it time
+            r["status-nodaemon"] = ctl(vm, "vss")
+            if "vss ok" in r["status-nodaemon"]:
+                break
+            time.sleep(0.5)
+        r["freeze-nodaemon"] = ctl(vm, "freeze", "--timeout", "20")
+    if vm.wait_for("VSS-DAEMON-STARTED"):
+        for _ in range(20):  # until the daemon has registered with the guest's kernel
+            r["freeze"] = ctl(vm, "freeze")
+            if "is hv_vss_daemon running?" not in r["freeze"]:
+                break
+            time.sleep(1)
+        r["status-frozen"] = ctl(vm, "vss")
+        r["again"] = ctl(vm, "freeze")
+        time.sleep(1)  # a write that was under way when the freeze came may still print its TICK
+        r["n0"] = ticks()
+        time.sleep(3)
+        r["n1"] = ticks()
+        r["thaw"] = ctl(vm, "thaw")
+        end = time.time() + 30
+        while time.time() < end and ticks() < r["n1"] + 2:
+            time.sleep(0.2)
+        r["n2"] = ticks()
+        r["status-thawed"] = ctl(vm, "vss")
+        # the host thaws by itself
+        r["auto"] = ctl(vm, "freeze", "--auto-thaw", "3")
+        time.sleep(1)
+        r["a0"] = ticks()
+        end = time.time() + 30
+        while time.time() < end and ticks() < r["a0"] + 2:
+            time.sleep(0.2)
+        r["a1"] = ticks()
+        r["status-auto"] = ctl(vm, "vss")
+        r["thaw-unfrozen"] = ctl(vm, "thaw")
+        r["shutdown"] = ctl(vm, "shutdown")
+    rc = vm.finish()
+    console, err = vm.console(), vm.err
+    vm.fail_if_blocked()
+    assert "VSS-NODAEMON-READY" in console, console[-3000:] + err[-3000:]
+    assert "INSMOD-FAILED" not in console and "NO-SDA" not in console and "MOUNT-FAILED" not in console, \
+        console[-3000:]
+    assert "VSS-MOUNT /dev/sda /mnt ext4" in console, console[-3000:]
+    assert "IC-DMESG hv_utils: VSS IC version 5.0" in console, console[-3000:]
+    assert r.get("status-nodaemon", "").startswith("ok: vss ok (version 5.0; not frozen"), r
+    # No daemon registered: Linux's kernel answers E_FAIL at once.
+    assert "the guest refused to freeze (status 0x80004005: is hv_vss_daemon running?)" in r.get(
+        "freeze-nodaemon", ""), r
+    assert r.get("freeze", "").startswith("ok: the guest's file systems are frozen (hv_vss_daemon answered in "), r
+    assert "frozen since" in r.get("status-frozen", ""), r
+    assert "already frozen" in r.get("again", ""), r
+    # Frozen: the writer blocks in its write to /mnt, and no TICK comes for 3 s.
+    assert r["n1"] == r["n0"], r
+    assert r.get("thaw", "").strip() == "ok: thawed", r
+    assert r["n2"] >= r["n1"] + 2, r
+    assert "not frozen" in r.get("status-thawed", ""), r
+    assert r.get("auto", "").startswith("ok: the guest's file systems are frozen") and \
+        "auto-thaw in 3 s" in r["auto"], r
+    assert r["a1"] >= r["a0"] + 2, r
+    assert "not frozen" in r.get("status-auto", ""), r
+    assert r.get("thaw-unfrozen", "").strip() == "ok: thawed (this host had not seen the guest frozen)", r
+    assert r.get("shutdown", "").startswith("ok: the guest accepted to shut down"), r
     assert rc == 0, err[-3000:]

@@ -55,6 +55,27 @@ int ic_fx_verb(struct fx *f, const char *cls, const char *cmd, char *reply, size
 	return -1;
 }
 
+static void *ic_fx_call_thread(void *arg)
+{
+	struct ic_fx_call *c = arg;
+	c->rc = ic_fx_verb(c->f, NULL, c->cmd, c->reply, sizeof(c->reply));
+	return NULL;
+}
+
+void ic_fx_verb_start(struct ic_fx_call *c, struct fx *f, const char *cmd)
+{
+	memset(c, 0, sizeof(*c));
+	c->f = f;
+	snprintf(c->cmd, sizeof(c->cmd), "%s", cmd);
+	assert_int_equal(pthread_create(&c->t, NULL, ic_fx_call_thread, c), 0);
+}
+
+int ic_fx_verb_join(struct ic_fx_call *c)
+{
+	assert_int_equal(pthread_join(c->t, NULL), 0);
+	return c->rc;
+}
+
 const struct vmbus_client_offer *ic_fx_offer(struct fx *f, const char *guid)
 {
 	struct vmbus_guid g;

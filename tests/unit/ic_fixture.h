@@ -1,7 +1,7 @@
 /* The unit tests' integration-services fixture: a VM's VMBus server with its integration services
  * from the registry (src/devices/vmdev.h), a loopback guest, and the guest side of the IC protocol
  * as Linux's hv_utils speaks it (receive a host request, answer it in place, negotiate). Shared by
- * test_ic.c, test_ic_kvp.c and test_ic_fcopy.c. */
+ * test_ic.c, test_ic_kvp.c, test_ic_fcopy.c and test_ic_vss.c. */
 #ifndef GEN2VM_TESTS_IC_FIXTURE_H
 #define GEN2VM_TESTS_IC_FIXTURE_H
 
@@ -32,6 +32,18 @@ void ic_fx_init(struct fx *f, const char *list, const struct vmdev_host *hooks);
 void ic_fx_destroy(struct fx *f);
 /* Runs the verb cmd ("name arg ...", split at spaces) of the running class named cls (NULL: any). */
 int ic_fx_verb(struct fx *f, const char *cls, const char *cmd, char *reply, size_t len);
+/* A verb run on a thread of its own, for the verbs that wait for the guest's answer: the loopback
+ * guest (the test's thread) answers meanwhile. */
+struct ic_fx_call {
+	struct fx *f;
+	char cmd[512];
+	char reply[1024];
+	int rc;
+	pthread_t t;
+};
+void ic_fx_verb_start(struct ic_fx_call *c, struct fx *f, const char *cmd);
+/* Waits for it to return: its return code (its reply in c->reply). */
+int ic_fx_verb_join(struct ic_fx_call *c);
 const struct vmbus_client_offer *ic_fx_offer(struct fx *f, const char *guid);
 /* Opens the service's channel with hv_utils' 12 KiB rings. */
 void ic_fx_open(struct fx *f, const char *guid, struct vmbus_client_channel *ch);

@@ -15,6 +15,7 @@
 #define IC_HEARTBEAT_CLASS_GUID_TEXT "57164f39-9115-4e78-ab55-382f3bd5422d"
 #define IC_KVP_CLASS_GUID_TEXT       "a9a0f4e7-5a45-4d96-b827-8a841e8c03e6"
 #define IC_FCOPY_CLASS_GUID_TEXT     "34d14be3-dee4-41c8-9ae7-6b174977c192" /* "Guest services" */
+#define IC_VSS_CLASS_GUID_TEXT       "35fa2e29-ea23-4236-96ae-3a6ebacba440" /* "Backup (volume shadow copy)" */
 
 /* icmsgtype */
 #define IC_MSG_NEGOTIATE 0u
@@ -22,6 +23,7 @@
 #define IC_MSG_KVP       2u
 #define IC_MSG_SHUTDOWN  3u
 #define IC_MSG_TIMESYNC  4u
+#define IC_MSG_VSS       5u
 #define IC_MSG_FCOPY     7u
 
 /* icflags */
@@ -275,5 +277,38 @@ struct ic_fcopy_data {
 	uint8_t data[IC_FCOPY_FRAGMENT];
 } __attribute__((packed));
 _Static_assert(sizeof(struct ic_fcopy_data) == 6196, "ic_fcopy_data");
+
+/* VSS (backup, "volume shadow copy", IC_MSG_VSS; Linux's hv_snapshot.c with its user-space
+ * hv_vss_daemon). Facts from include/uapi/linux/hyperv.h (struct hv_vss_msg, enum hv_vss_op) and
+ * drivers/hv/hv_snapshot.c: Linux speaks service version 5.0 only (FREEZE and THAW came with it),
+ * framework 3.0. The message follows the IC header; the guest answers the same packet in place with
+ * its result in the header's status: IC_S_OK, or IC_E_FAIL when hv_vss_daemon is not registered (at
+ * once), when the daemon failed (it thaws what it froze before answering), or when the daemon did
+ * not answer in time (the kernel waits 15 min for a FREEZE, 30 s for a THAW). CREATE, DELETE,
+ * BU_COMPLETE and AUTO_RECOVER are answered IC_S_OK without doing anything; HOT_BACKUP goes to the
+ * daemon and comes back with flags IC_VSS_HBU_NO_AUTO_RECOVERY; GET_DM_INFO with flags 0. While a
+ * FREEZE or THAW is with the daemon the guest's kernel reads nothing else from the channel. */
+#define IC_VSS_OP_CREATE       0u
+#define IC_VSS_OP_DELETE       1u
+#define IC_VSS_OP_HOT_BACKUP   2u
+#define IC_VSS_OP_GET_DM_INFO  3u
+#define IC_VSS_OP_BU_COMPLETE  4u
+#define IC_VSS_OP_FREEZE       5u /* freeze the guest's file systems (service version >= 5.0) */
+#define IC_VSS_OP_THAW         6u
+#define IC_VSS_OP_AUTO_RECOVER 7u
+
+#define IC_VSS_HBU_NO_AUTO_RECOVERY 0x00000005u /* HOT_BACKUP's answer: the only flags Linux gives */
+
+struct ic_vss_hdr {
+	uint8_t operation; /* IC_VSS_OP_* (Linux's daemon reuses these 4 bytes as its error; never the host) */
+	uint8_t reserved[7];
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_vss_hdr) == 8, "ic_vss_hdr");
+
+struct ic_vss_msg {
+	struct ic_vss_hdr hdr;
+	uint32_t flags; /* HOT_BACKUP: check-feature flags; GET_DM_INFO: dm_info flags */
+} __attribute__((packed));
+_Static_assert(sizeof(struct ic_vss_msg) == 12, "ic_vss_msg");
 
 #endif
