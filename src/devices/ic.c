@@ -3,6 +3,7 @@
 #include "devices/ic.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
@@ -485,4 +486,43 @@ void ic_dev_destroy(struct ic_dev *d)
 	pthread_mutex_destroy(&d->lock);
 	free(d->rx);
 	free(d);
+}
+
+/* ---- a service class's glue ---- */
+
+int ic_service_create(const struct ic_service_class *c, const struct ic_service_def *def,
+		      const struct vmdev_host *host, void *const *cfgs, unsigned n, void **state, char *err,
+		      size_t errlen)
+{
+	void *svc = calloc(1, c->size);
+	if (!svc) {
+		snprintf(err, errlen, "%s: out of memory", c->what);
+		return -ENOMEM;
+	}
+	if (c->init)
+		c->init(svc, host);
+	if (ic_settings_enabled(cfgs, n, c->bit)) {
+		/* The instance GUIDs spell "gen2vm" in their last bytes: stable across runs, as Hyper-V's. */
+		struct vmbus_guid inst =
+			VMBUS_GUID(c->instance, 0x9c1e, 0x4e0b, 0x8e, 0x31, 0x67, 0x65, 0x6e, 0x32, 0x76, 0x6d);
+		int r = ic_dev_create((struct ic_dev **)svc, host, def, c->class_guid, inst, c->ops, svc, err, errlen);
+		if (r) {
+			ic_service_destroy(c, svc);
+			return r;
+		}
+	}
+	*state = svc;
+	return 0;
+}
+
+void ic_service_destroy(const struct ic_service_class *c, void *state)
+{
+	if (!state)
+		return;
+	if (c->stop)
+		c->stop(state);
+	ic_dev_destroy(*(struct ic_dev **)state);
+	if (c->fini)
+		c->fini(state);
+	free(state);
 }

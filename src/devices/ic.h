@@ -179,6 +179,31 @@ int ic_dev_timer_set(struct ic_dev *d, uint32_t first_ms, uint32_t interval_ms);
 /* With the lock held: waits on d->cond until deadline_ns (CLOCK_MONOTONIC). False on timeout. */
 bool ic_dev_wait(struct ic_dev *d, uint64_t deadline_ns);
 
+/* ---- a service class's glue (create/destroy for struct vmdev_class) ---- */
+
+/* What a service file tells ic_service_create. The service's state (size bytes, allocated zeroed)
+ * begins with its struct ic_dev * (NULL when the service is not offered). */
+struct ic_service_class {
+	const char *what;       /* "the heartbeat integration service" (messages) */
+	uint32_t bit;           /* IC_SVC_*: offered when the settings enable it */
+	const char *class_guid; /* IC_*_CLASS_GUID_TEXT */
+	uint32_t instance;      /* the first field of its instance GUID (0x7e5703NN), fixed per service */
+	const struct ic_dev_ops *ops;
+	size_t size;
+	/* Optional: fills the fresh state before the device is offered; stop (its own threads) runs
+	 * before the device goes, fini after. */
+	void (*init)(void *svc, const struct vmdev_host *host);
+	void (*stop)(void *svc);
+	void (*fini)(void *svc);
+};
+
+/* A vmdev_class.create for service c speaking def: the state, and the device when offered. */
+int ic_service_create(const struct ic_service_class *c, const struct ic_service_def *def,
+		      const struct vmdev_host *host, void *const *cfgs, unsigned n, void **state, char *err,
+		      size_t errlen);
+/* Its vmdev_class.destroy (NULL is fine). */
+void ic_service_destroy(const struct ic_service_class *c, void *state);
+
 /* ---- services' pure parts (for tests) ---- */
 
 /* The TIMESYNC body for service version v (4.0: struct ic_timesync_v4 with reftime; older:

@@ -495,45 +495,49 @@ static int fc_verb_cancel(void *state, int argc, char **argv, char *reply, size_
 
 /* ---- the class ---- */
 
+/* The copy's worker ends before the device goes. */
+static void fc_stop(void *svc)
+{
+	struct fc *f = svc;
+	if (!f->d)
+		return;
+	pthread_mutex_lock(&f->d->lock);
+	f->quit = true;
+	pthread_cond_broadcast(&f->d->cond);
+	bool live = f->thread_live;
+	pthread_mutex_unlock(&f->d->lock);
+	if (live)
+		pthread_join(f->thread, NULL);
+}
+
+static void fc_init(void *svc, const struct vmdev_host *host)
+{
+	struct fc *f = svc;
+	f->fd = -1;
+}
+
+static const struct ic_service_class fc_class = {
+	.what = "the file copy integration service",
+	.bit = IC_SVC_FCOPY,
+	.class_guid = IC_FCOPY_CLASS_GUID_TEXT,
+	.instance = 0x7e570307u,
+	.ops = &fc_ops,
+	.size = sizeof(struct fc),
+	.init = fc_init,
+	.stop = fc_stop,
+};
+
 static void fc_destroy(void *state)
 {
-	struct fc *f = state;
-	if (!f)
-		return;
-	if (f->d) {
-		pthread_mutex_lock(&f->d->lock);
-		f->quit = true;
-		pthread_cond_broadcast(&f->d->cond);
-		bool live = f->thread_live;
-		pthread_mutex_unlock(&f->d->lock);
-		if (live)
-			pthread_join(f->thread, NULL);
-	}
-	ic_dev_destroy(f->d);
-	free(f);
+	ic_service_destroy(&fc_class, state);
 }
 
 static int fc_create(const struct vmdev_host *host, void *const *cfgs, unsigned n, void **state, char *err,
 		     size_t errlen)
 {
-	struct fc *f = calloc(1, sizeof(*f));
-	if (!f) {
-		snprintf(err, errlen, "the file copy integration service: out of memory");
-		return -ENOMEM;
-	}
-	f->fd = -1;
-	if (ic_settings_enabled(cfgs, n, IC_SVC_FCOPY)) {
-		struct vmbus_guid inst =
-			VMBUS_GUID(0x7e570307u, 0x9c1e, 0x4e0b, 0x8e, 0x31, 0x67, 0x65, 0x6e, 0x32, 0x76, 0x6d);
-		int r = ic_dev_create(&f->d, host, &fc_def, IC_FCOPY_CLASS_GUID_TEXT, inst, &fc_ops, f, err, errlen);
-		if (r) {
-			free(f);
-			return r;
-		}
-	}
-	*state = f;
-	return 0;
+	return ic_service_create(&fc_class, &fc_def, host, cfgs, n, state, err, errlen);
 }
+
 
 static const struct vmdev_verb fc_verbs[] = {
 	{ "copy-file", "copy-file HOSTPATH GUESTPATH [--overwrite] [--create-dirs]", fc_verb_copy },

@@ -200,35 +200,26 @@ static void hb_status(void *state, struct json_object *o, char *text, size_t len
 	json_object_object_add(o, "heartbeat", j);
 }
 
+static const struct ic_service_class hb_class = {
+	.what = "the heartbeat integration service",
+	.bit = IC_SVC_HEARTBEAT,
+	.class_guid = IC_HEARTBEAT_CLASS_GUID_TEXT,
+	.instance = 0x7e570302u,
+	.ops = &hb_ops,
+	.size = sizeof(struct hb),
+};
+
 static int hb_create(const struct vmdev_host *host, void *const *cfgs, unsigned n, void **state, char *err,
 		     size_t errlen)
 {
-	struct hb *h = calloc(1, sizeof(*h));
-	if (!h) {
-		snprintf(err, errlen, "the heartbeat integration service: out of memory");
-		return -ENOMEM;
-	}
-	if (ic_settings_enabled(cfgs, n, IC_SVC_HEARTBEAT)) {
-		struct vmbus_guid inst =
-			VMBUS_GUID(0x7e570302u, 0x9c1e, 0x4e0b, 0x8e, 0x31, 0x67, 0x65, 0x6e, 0x32, 0x76, 0x6d);
-		int r = ic_dev_create(&h->d, host, &hb_def, IC_HEARTBEAT_CLASS_GUID_TEXT, inst, &hb_ops, h, err, errlen);
-		if (r) {
-			free(h);
-			return r;
-		}
-	}
-	*state = h;
-	return 0;
+	return ic_service_create(&hb_class, &hb_def, host, cfgs, n, state, err, errlen);
 }
 
 static void hb_destroy(void *state)
 {
-	struct hb *h = state;
-	if (!h)
-		return;
-	ic_dev_destroy(h->d);
-	free(h);
+	ic_service_destroy(&hb_class, state);
 }
+
 
 static const struct vmdev_verb hb_verbs[] = {
 	{ "heartbeat", "heartbeat", hb_verb },

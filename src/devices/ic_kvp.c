@@ -1048,41 +1048,44 @@ static void kvp_status(void *state, struct json_object *o, char *text, size_t le
 
 /* ---- the class ---- */
 
-static void kvp_destroy(void *state)
+/* After the device is gone (its close ran kvp_closed): what the host keeps. */
+static void kvp_fini(void *svc)
 {
-	struct kvp *k = state;
-	if (!k)
-		return;
-	ic_dev_destroy(k->d); /* closes the channel: kvp_closed frees the queue and readings */
+	struct kvp *k = svc;
 	kvp_list_clear(&k->host);
 	kvp_list_clear(&k->pools[0]);
 	kvp_list_clear(&k->pools[1]);
 	kvp_list_clear(&k->staging);
 	kvp_adapters_clear(&k->adapters);
 	kvp_adapters_clear(&k->ip_staging);
-	free(k);
+}
+
+static void kvp_init(void *svc, const struct vmdev_host *host)
+{
+	struct kvp *k = svc;
+	k->vh = *host;
+}
+
+static const struct ic_service_class kvp_class = {
+	.what = "the KVP integration service",
+	.bit = IC_SVC_KVP,
+	.class_guid = IC_KVP_CLASS_GUID_TEXT,
+	.instance = 0x7e570304u,
+	.ops = &kvp_ops,
+	.size = sizeof(struct kvp),
+	.init = kvp_init,
+	.fini = kvp_fini,
+};
+
+static void kvp_destroy(void *state)
+{
+	ic_service_destroy(&kvp_class, state);
 }
 
 static int kvp_create(const struct vmdev_host *host, void *const *cfgs, unsigned n, void **state, char *err,
 		      size_t errlen)
 {
-	struct kvp *k = calloc(1, sizeof(*k));
-	if (!k) {
-		snprintf(err, errlen, "the KVP integration service: out of memory");
-		return -ENOMEM;
-	}
-	k->vh = *host;
-	if (ic_settings_enabled(cfgs, n, IC_SVC_KVP)) {
-		struct vmbus_guid inst =
-			VMBUS_GUID(0x7e570304u, 0x9c1e, 0x4e0b, 0x8e, 0x31, 0x67, 0x65, 0x6e, 0x32, 0x76, 0x6d);
-		int r = ic_dev_create(&k->d, host, &kvp_def, IC_KVP_CLASS_GUID_TEXT, inst, &kvp_ops, k, err, errlen);
-		if (r) {
-			free(k);
-			return r;
-		}
-	}
-	*state = k;
-	return 0;
+	return ic_service_create(&kvp_class, &kvp_def, host, cfgs, n, state, err, errlen);
 }
 
 static const struct vmdev_verb kvp_verbs[] = {

@@ -232,11 +232,10 @@ static int sd_verb(void *state, int argc, char **argv, char *reply, size_t len)
 
 /* ---- the class ---- */
 
-static void sd_destroy(void *state)
+/* The watchdog thread (a forced shutdown's timeout) ends before the device goes. */
+static void sd_stop(void *svc)
 {
-	struct sd *s = state;
-	if (!s)
-		return;
+	struct sd *s = svc;
 	if (s->wstarted) {
 		pthread_mutex_lock(&s->wlock);
 		s->wquit = true;
@@ -244,20 +243,11 @@ static void sd_destroy(void *state)
 		pthread_mutex_unlock(&s->wlock);
 		pthread_join(s->wthread, NULL);
 	}
-	ic_dev_destroy(s->d);
-	pthread_cond_destroy(&s->wcond);
-	pthread_mutex_destroy(&s->wlock);
-	free(s);
 }
 
-static int sd_create(const struct vmdev_host *host, void *const *cfgs, unsigned n, void **state, char *err,
-		     size_t errlen)
+static void sd_init(void *svc, const struct vmdev_host *host)
 {
-	struct sd *s = calloc(1, sizeof(*s));
-	if (!s) {
-		snprintf(err, errlen, "the shutdown integration service: out of memory");
-		return -ENOMEM;
-	}
+	struct sd *s = svc;
 	s->host = *host;
 	pthread_mutex_init(&s->wlock, NULL);
 	pthread_condattr_t ca;
@@ -265,18 +255,38 @@ static int sd_create(const struct vmdev_host *host, void *const *cfgs, unsigned 
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->wcond, &ca);
 	pthread_condattr_destroy(&ca);
-	if (ic_settings_enabled(cfgs, n, IC_SVC_SHUTDOWN)) {
-		struct vmbus_guid inst =
-			VMBUS_GUID(0x7e570301u, 0x9c1e, 0x4e0b, 0x8e, 0x31, 0x67, 0x65, 0x6e, 0x32, 0x76, 0x6d);
-		int r = ic_dev_create(&s->d, host, &sd_def, IC_SHUTDOWN_CLASS_GUID_TEXT, inst, &sd_ops, s, err, errlen);
-		if (r) {
-			sd_destroy(s);
-			return r;
-		}
-	}
-	*state = s;
-	return 0;
 }
+
+static void sd_fini(void *svc)
+{
+	struct sd *s = svc;
+	pthread_cond_destroy(&s->wcond);
+	pthread_mutex_destroy(&s->wlock);
+}
+
+static const struct ic_service_class sd_class = {
+	.what = "the shutdown integration service",
+	.bit = IC_SVC_SHUTDOWN,
+	.class_guid = IC_SHUTDOWN_CLASS_GUID_TEXT,
+	.instance = 0x7e570301u,
+	.ops = &sd_ops,
+	.size = sizeof(struct sd),
+	.init = sd_init,
+	.stop = sd_stop,
+	.fini = sd_fini,
+};
+
+static void sd_destroy(void *state)
+{
+	ic_service_destroy(&sd_class, state);
+}
+
+static int sd_create(const struct vmdev_host *host, void *const *cfgs, unsigned n, void **state, char *err,
+		     size_t errlen)
+{
+	return ic_service_create(&sd_class, &sd_def, host, cfgs, n, state, err, errlen);
+}
+
 
 static const struct vmdev_verb sd_verbs[] = {
 	{ "shutdown", "shutdown [--reboot] [--timeout S] [--force]", sd_verb },

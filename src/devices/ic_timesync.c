@@ -146,37 +146,35 @@ static int ts_verb(void *state, int argc, char **argv, char *reply, size_t len)
 	return 0;
 }
 
+static void ts_init(void *svc, const struct vmdev_host *host)
+{
+	struct ts *t = svc;
+	t->host = *host;
+}
+
+static const struct ic_service_class ts_class = {
+	.what = "the time sync integration service",
+	.bit = IC_SVC_TIMESYNC,
+	.class_guid = IC_TIMESYNC_CLASS_GUID_TEXT,
+	.instance = 0x7e570303u,
+	.ops = &ts_ops,
+	.size = sizeof(struct ts),
+	.init = ts_init,
+};
+
+/* Version 4.0 needs the reference time: without the hook, 3.0 and 1.0 only. */
 static int ts_create(const struct vmdev_host *host, void *const *cfgs, unsigned n, void **state, char *err,
 		     size_t errlen)
 {
-	struct ts *t = calloc(1, sizeof(*t));
-	if (!t) {
-		snprintf(err, errlen, "the time sync integration service: out of memory");
-		return -ENOMEM;
-	}
-	t->host = *host;
-	if (ic_settings_enabled(cfgs, n, IC_SVC_TIMESYNC)) {
-		struct vmbus_guid inst =
-			VMBUS_GUID(0x7e570303u, 0x9c1e, 0x4e0b, 0x8e, 0x31, 0x67, 0x65, 0x6e, 0x32, 0x76, 0x6d);
-		int r = ic_dev_create(&t->d, host, host->ref_time_now ? &ts_def_v4 : &ts_def_v3,
-				      IC_TIMESYNC_CLASS_GUID_TEXT, inst, &ts_ops, t, err, errlen);
-		if (r) {
-			free(t);
-			return r;
-		}
-	}
-	*state = t;
-	return 0;
+	return ic_service_create(&ts_class, host->ref_time_now ? &ts_def_v4 : &ts_def_v3, host, cfgs, n, state, err,
+				 errlen);
 }
 
 static void ts_destroy(void *state)
 {
-	struct ts *t = state;
-	if (!t)
-		return;
-	ic_dev_destroy(t->d);
-	free(t);
+	ic_service_destroy(&ts_class, state);
 }
+
 
 static const struct vmdev_verb ts_verbs[] = {
 	{ "timesync", "timesync", ts_verb },

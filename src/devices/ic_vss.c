@@ -465,35 +465,26 @@ static int vss_status_verb(void *state, int argc, char **argv, char *reply, size
 
 /* ---- the class ---- */
 
+static const struct ic_service_class vss_class = {
+	.what = "the backup (VSS) integration service",
+	.bit = IC_SVC_VSS,
+	.class_guid = IC_VSS_CLASS_GUID_TEXT,
+	.instance = 0x7e570305u,
+	.ops = &vss_ops,
+	.size = sizeof(struct vss),
+};
+
 static int vss_create(const struct vmdev_host *host, void *const *cfgs, unsigned n, void **state, char *err,
 		      size_t errlen)
 {
-	struct vss *v = calloc(1, sizeof(*v));
-	if (!v) {
-		snprintf(err, errlen, "the backup (VSS) integration service: out of memory");
-		return -ENOMEM;
-	}
-	if (ic_settings_enabled(cfgs, n, IC_SVC_VSS)) {
-		struct vmbus_guid inst =
-			VMBUS_GUID(0x7e570305u, 0x9c1e, 0x4e0b, 0x8e, 0x31, 0x67, 0x65, 0x6e, 0x32, 0x76, 0x6d);
-		int r = ic_dev_create(&v->d, host, &vss_def, IC_VSS_CLASS_GUID_TEXT, inst, &vss_ops, v, err, errlen);
-		if (r) {
-			free(v);
-			return r;
-		}
-	}
-	*state = v;
-	return 0;
+	return ic_service_create(&vss_class, &vss_def, host, cfgs, n, state, err, errlen);
 }
 
 static void vss_destroy(void *state)
 {
-	struct vss *v = state;
-	if (!v)
-		return;
-	ic_dev_destroy(v->d);
-	free(v);
+	ic_service_destroy(&vss_class, state);
 }
+
 
 static const struct vmdev_verb vss_verbs[] = {
 	{ "freeze", "freeze [--timeout S] [--auto-thaw S]", vss_freeze_verb },

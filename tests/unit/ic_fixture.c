@@ -59,6 +59,7 @@ static void *ic_fx_call_thread(void *arg)
 {
 	struct ic_fx_call *c = arg;
 	c->rc = ic_fx_verb(c->f, NULL, c->cmd, c->reply, sizeof(c->reply));
+	__atomic_store_n(&c->done, true, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -68,6 +69,11 @@ void ic_fx_verb_start(struct ic_fx_call *c, struct fx *f, const char *cmd)
 	c->f = f;
 	snprintf(c->cmd, sizeof(c->cmd), "%s", cmd);
 	assert_int_equal(pthread_create(&c->t, NULL, ic_fx_call_thread, c), 0);
+}
+
+bool ic_fx_verb_done(struct ic_fx_call *c)
+{
+	return __atomic_load_n(&c->done, __ATOMIC_ACQUIRE);
 }
 
 int ic_fx_verb_join(struct ic_fx_call *c)

@@ -39,9 +39,12 @@ struct ic_fx_call {
 	char cmd[512];
 	char reply[1024];
 	int rc;
+	bool done;
 	pthread_t t;
 };
 void ic_fx_verb_start(struct ic_fx_call *c, struct fx *f, const char *cmd);
+/* Whether it has returned (the guest can stop serving). */
+bool ic_fx_verb_done(struct ic_fx_call *c);
 /* Waits for it to return: its return code (its reply in c->reply). */
 int ic_fx_verb_join(struct ic_fx_call *c);
 const struct vmbus_client_offer *ic_fx_offer(struct fx *f, const char *guid);

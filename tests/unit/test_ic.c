@@ -342,29 +342,12 @@ static void test_heartbeat_and_loss(void **state)
 
 /* ---- shutdown ---- */
 
-struct verb_call {
-	struct fx *f;
-	const char *cmd;
-	char reply[256];
-	int rc;
-	pthread_t t;
-};
-
-static void *verb_thread(void *arg)
-{
-	struct verb_call *c = arg;
-	c->rc = ic_fx_verb(c->f, "shutdown", c->cmd, c->reply, sizeof(c->reply));
-	return NULL;
-}
-
 /* Runs the shutdown verb on another thread (it waits for the guest) and answers the request with
  * status (no answer when status is 1); returns the request's flags and timeout. */
 static void shutdown_round(struct fx *f, struct vmbus_client_channel *ch, const char *cmd, uint32_t status,
-			   struct verb_call *c, struct ic_shutdown *seen)
+			   struct ic_fx_call *c, struct ic_shutdown *seen)
 {
-	c->f = f;
-	c->cmd = cmd;
-	assert_int_equal(pthread_create(&c->t, NULL, verb_thread, c), 0);
+	ic_fx_verb_start(c, f, cmd);
 	uint8_t pkt[4096];
 	uint32_t len;
 	uint64_t trans;
@@ -376,7 +359,7 @@ static void shutdown_round(struct fx *f, struct vmbus_client_channel *ch, const 
 	memcpy(seen, pkt + IC_HDRS_SIZE, sizeof(*seen));
 	if (status != 1)
 		ic_guest_respond(ch, trans, pkt, len, status);
-	pthread_join(c->t, NULL);
+	ic_fx_verb_join(c);
 }
 
 static void test_shutdown(void **state)
@@ -405,7 +388,7 @@ static void test_shutdown(void **state)
 	struct vmbus_client_channel ch;
 	ic_fx_open(&f, IC_SHUTDOWN_CLASS_GUID_TEXT, &ch);
 	ic_guest_negotiate(&ch, sd_all, 4, ic_fx_fw_all[0], sd_all[0]);
-	struct verb_call c;
+	struct ic_fx_call c;
 	struct ic_shutdown m;
 	shutdown_round(&f, &ch, "shutdown", IC_S_OK, &c, &m);
 	assert_int_equal(c.rc, 0);

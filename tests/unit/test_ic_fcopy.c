@@ -123,29 +123,6 @@ static const uint8_t *make_file(const char *path, size_t len)
 	return data;
 }
 
-struct verb_call {
-	struct fx *f;
-	char cmd[512];
-	char reply[1024];
-	int rc;
-	pthread_t t;
-};
-
-static void *verb_thread(void *arg)
-{
-	struct verb_call *c = arg;
-	c->rc = ic_fx_verb(c->f, NULL, c->cmd, c->reply, sizeof(c->reply));
-	return NULL;
-}
-
-static void verb_start(struct verb_call *c, struct fx *f, const char *cmd)
-{
-	memset(c, 0, sizeof(*c));
-	c->f = f;
-	snprintf(c->cmd, sizeof(c->cmd), "%s", cmd);
-	assert_int_equal(pthread_create(&c->t, NULL, verb_thread, c), 0);
-}
-
 /* The next host message (waits up to 3 s); returns its operation. */
 static uint32_t guest_next(struct fx *f, struct vmbus_client_channel *ch, uint8_t *pkt, uint32_t *len, uint64_t *trans)
 {
@@ -221,9 +198,9 @@ static void test_copy(void **state)
 
 	/* small, to a non-ASCII name */
 	const uint8_t *want = make_file(tp("small"), 5);
-	struct verb_call c;
+	struct ic_fx_call c;
 	snprintf(cmd, sizeof(cmd), "copy-file %s /home/j\xc3\xb6rg/na\xc3\xafve\xe2\x82\xac.txt --create-dirs", tp("small"));
-	verb_start(&c, &f, cmd);
+	ic_fx_verb_start(&c, &f, cmd);
 	const uint16_t n1[] = { 'n', 'a', 0xef, 'v', 'e', 0x20ac, '.', 't', 'x', 't', 0 };
 	uint8_t w1[5];
 	memcpy(w1, want, 5);
@@ -252,8 +229,7 @@ static void test_copy(void **state)
 		assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_COMPLETE);
 		ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	}
-	pthread_join(c.t, NULL);
-	assert_int_equal(c.rc, 0);
+	assert_int_equal(ic_fx_verb_join(&c), 0);
 	assert_non_null(strstr(c.reply, "copied "));
 	assert_non_null(strstr(c.reply, ": 5 bytes in "));
 
@@ -261,11 +237,10 @@ static void test_copy(void **state)
 	size_t size = 3 * IC_FCOPY_FRAGMENT + 1568;
 	want = make_file(tp("big"), size);
 	snprintf(cmd, sizeof(cmd), "copy-file %s /tmp/big.bin --overwrite", tp("big"));
-	verb_start(&c, &f, cmd);
+	ic_fx_verb_start(&c, &f, cmd);
 	const uint16_t n2[] = { 'b', 'i', 'g', '.', 'b', 'i', 'n', 0 };
 	guest_accept_copy(&f, &ch, "/tmp/", n2, IC_FCOPY_OVERWRITE, want, size);
-	pthread_join(c.t, NULL);
-	assert_int_equal(c.rc, 0);
+	assert_int_equal(ic_fx_verb_join(&c), 0);
 	assert_non_null(strstr(c.reply, "/tmp/big.bin: 20000 bytes in "));
 	assert_int_equal(ic_fx_verb(&f, NULL, "copy-file-status", reply, sizeof(reply)), 0);
 	assert_non_null(strstr(reply, "copied "));
@@ -273,11 +248,10 @@ static void test_copy(void **state)
 	/* an empty file: START and COMPLETE only */
 	want = make_file(tp("empty"), 0);
 	snprintf(cmd, sizeof(cmd), "copy-file %s /e", tp("empty"));
-	verb_start(&c, &f, cmd);
+	ic_fx_verb_start(&c, &f, cmd);
 	const uint16_t n3[] = { 'e', 0 };
 	guest_accept_copy(&f, &ch, "/", n3, 0, want, 0);
-	pthread_join(c.t, NULL);
-	assert_int_equal(c.rc, 0);
+	assert_int_equal(ic_fx_verb_join(&c), 0);
 	ic_fx_destroy(&f);
 }
 
@@ -290,31 +264,29 @@ static void test_guest_errors(void **state)
 	uint32_t len, ans_len;
 	uint64_t trans;
 	char cmd[512];
-	struct verb_call c;
+	struct ic_fx_call c;
 	make_file(tp("f"), 10000);
 	uint32_t saved_wait = ic_fcopy_answer_ms;
 
 	/* exists: no CANCEL (Linux's daemon would delete the guest's file) */
 	snprintf(cmd, sizeof(cmd), "copy-file %s /tmp/x", tp("f"));
-	verb_start(&c, &f, cmd);
+	ic_fx_verb_start(&c, &f, cmd);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_START);
 	ic_guest_respond(&ch, trans, pkt, len, IC_E_ALREADY_EXISTS);
-	pthread_join(c.t, NULL);
-	assert_int_equal(c.rc, -EEXIST);
+	assert_int_equal(ic_fx_verb_join(&c), -EEXIST);
 	assert_non_null(strstr(c.reply, "/tmp/x exists in the guest (use --overwrite)"));
 	assert_false(ic_guest_wait(&f, &ch, pkt, &len, &trans, 50));
 
 	/* no daemon: Linux's kernel answers E_FAIL at once */
-	verb_start(&c, &f, cmd);
+	ic_fx_verb_start(&c, &f, cmd);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_START);
 	ic_guest_respond(&ch, trans, pkt, len, IC_E_FAIL);
-	pthread_join(c.t, NULL);
-	assert_int_equal(c.rc, -EIO);
+	assert_int_equal(ic_fx_verb_join(&c), -EIO);
 	assert_non_null(strstr(c.reply, "the guest's file copy service is not running (hv_fcopy_daemon)"));
 	assert_false(ic_guest_wait(&f, &ch, pkt, &len, &trans, 50));
 
 	/* a WRITE fails (disk full): CANCEL, then the reason */
-	verb_start(&c, &f, cmd);
+	ic_fx_verb_start(&c, &f, cmd);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_START);
 	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_WRITE);
@@ -323,13 +295,12 @@ static void test_guest_errors(void **state)
 	ic_guest_respond(&ch, trans, pkt, len, IC_E_DISK_FULL);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_CANCEL);
 	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
-	pthread_join(c.t, NULL);
-	assert_int_equal(c.rc, -ENOSPC);
+	assert_int_equal(ic_fx_verb_join(&c), -ENOSPC);
 	assert_non_null(strstr(c.reply, "failed after 6144 of 10000 bytes: the guest's disk is full"));
 
 	/* no answer, and hostile answers (dropped): the wait ends, CANCEL goes out */
 	ic_fcopy_answer_ms = 300;
-	verb_start(&c, &f, cmd);
+	ic_fx_verb_start(&c, &f, cmd);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_START);
 	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_WRITE);
@@ -348,16 +319,14 @@ static void test_guest_errors(void **state)
 	ic_guest_respond(&ch, trans + 1, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_CANCEL);
 	ic_guest_respond(&ch, trans, pkt, len, IC_E_FAIL); /* no daemon any more: fine */
-	pthread_join(c.t, NULL);
-	assert_int_equal(c.rc, -ETIMEDOUT);
+	assert_int_equal(ic_fx_verb_join(&c), -ETIMEDOUT);
 	assert_non_null(strstr(c.reply, "failed after 0 of 10000 bytes: the guest did not answer within 300 ms"));
 
 	/* the channel closes under the copy */
-	verb_start(&c, &f, cmd);
+	ic_fx_verb_start(&c, &f, cmd);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_START);
 	assert_int_equal(vmbus_client_channel_close(&ch), 0);
-	pthread_join(c.t, NULL);
-	assert_int_equal(c.rc, -ENOTCONN);
+	assert_int_equal(ic_fx_verb_join(&c), -ENOTCONN);
 	assert_non_null(strstr(c.reply, "closed its file copy channel"));
 	ic_fcopy_answer_ms = saved_wait;
 	ic_fx_destroy(&f);
@@ -372,17 +341,17 @@ static void test_busy_and_cancel(void **state)
 	uint32_t len;
 	uint64_t trans;
 	char cmd[512], reply[1024];
-	struct verb_call c;
+	struct ic_fx_call c;
 	make_file(tp("f"), 20000);
 	uint32_t saved = ic_tunables.verb_wait_ms;
 	ic_tunables.verb_wait_ms = 100;
 	snprintf(cmd, sizeof(cmd), "copy-file %s /tmp/x", tp("f"));
-	verb_start(&c, &f, cmd);
+	ic_fx_verb_start(&c, &f, cmd);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_START);
 	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_WRITE);
-	pthread_join(c.t, NULL); /* the verb's short wait ended: the copy goes on behind it */
-	assert_int_equal(c.rc, 0);
+	/* the verb's short wait ended: the copy goes on behind it */
+	assert_int_equal(ic_fx_verb_join(&c), 0);
 	assert_non_null(strstr(c.reply, "0 of 20000 bytes (0%) so far; see copy-file-status"));
 	ic_guest_respond(&ch, trans, pkt, len, IC_S_OK);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_WRITE);
@@ -406,9 +375,9 @@ static void test_busy_and_cancel(void **state)
 	ic_tunables.verb_wait_ms = saved;
 
 	/* the VM goes away in the middle of a copy: the worker stops */
-	verb_start(&c, &f, cmd);
+	ic_fx_verb_start(&c, &f, cmd);
 	assert_int_equal(guest_next(&f, &ch, pkt, &len, &trans), IC_FCOPY_START);
-	pthread_join(c.t, NULL);
+	ic_fx_verb_join(&c);
 	ic_fx_destroy(&f);
 }
 

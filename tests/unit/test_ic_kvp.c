@@ -219,33 +219,16 @@ static void guest_serve_all(struct fx *f, struct vmbus_client_channel *ch, struc
 }
 
 /* A verb on another thread (it waits for the guest), the guest served meanwhile. */
-struct verb_call {
-	struct fx *f;
-	const char *cmd;
-	char reply[1024];
-	int rc;
-	volatile bool done;
-	pthread_t t;
-};
-
-static void *verb_thread(void *arg)
-{
-	struct verb_call *c = arg;
-	c->rc = ic_fx_verb(c->f, NULL, c->cmd, c->reply, sizeof(c->reply));
-	c->done = true;
-	return NULL;
-}
-
 static int verb_served(struct fx *f, struct vmbus_client_channel *ch, struct guest *g, const char *cmd, char *reply,
 		       size_t len)
 {
-	struct verb_call c = { .f = f, .cmd = cmd };
-	assert_int_equal(pthread_create(&c.t, NULL, verb_thread, &c), 0);
-	while (!c.done)
+	struct ic_fx_call c;
+	ic_fx_verb_start(&c, f, cmd);
+	while (!ic_fx_verb_done(&c))
 		guest_serve(f, ch, g, 5);
-	pthread_join(c.t, NULL);
+	int rc = ic_fx_verb_join(&c);
 	snprintf(reply, len, "%s", c.reply);
-	return c.rc;
+	return rc;
 }
 
 /* ---- tests ---- */
