@@ -36,6 +36,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <json-c/json.h>
+
 #include "devices/ic.h"
 #include "devices/ic_vss.h"
 #include "ui/control.h"
@@ -253,6 +255,24 @@ static int vss_seconds(const char *s, unsigned max, unsigned *out)
 	return 0;
 }
 
+/* The device, locked, when the guest's service can take a request; else NULL with the reason in
+ * reply (not offered, or no contact and why). */
+static struct ic_dev *vss_lock_contact(struct vss *v, char *reply, size_t len)
+{
+	if (!v->d) {
+		snprintf(reply, len, "no backup (VSS) integration service: not offered (see --integration-services)");
+		return NULL;
+	}
+	pthread_mutex_lock(&v->d->lock);
+	char why[160];
+	if (!vss_contact(v->d, why, sizeof(why))) {
+		pthread_mutex_unlock(&v->d->lock);
+		snprintf(reply, len, "no contact: %s", why);
+		return NULL;
+	}
+	return v->d;
+}
+
 /* Waits for the answer to trans (lock held) until deadline; true when it came. */
 static bool vss_wait(struct vss *v, uint64_t trans, uint64_t deadline)
 {
@@ -286,18 +306,9 @@ static int vss_freeze_verb(void *state, int argc, char **argv, char *reply, size
 			return -EINVAL;
 		}
 	}
-	if (!v->d) {
-		snprintf(reply, len, "no backup (VSS) integration service: not offered (see --integration-services)");
+	struct ic_dev *d = vss_lock_contact(v, reply, len);
+	if (!d)
 		return -ENOTCONN;
-	}
-	struct ic_dev *d = v->d;
-	pthread_mutex_lock(&d->lock);
-	char why[160];
-	if (!vss_contact(d, why, sizeof(why))) {
-		pthread_mutex_unlock(&d->lock);
-		snprintf(reply, len, "no contact: %s", why);
-		return -ENOTCONN;
-	}
 	if (v->frozen) {
 		double ago = (double)(ic_mono_ns() - v->frozen_mono_ns) / 1e9;
 		pthread_mutex_unlock(&d->lock);
@@ -366,18 +377,9 @@ static int vss_thaw_verb(void *state, int argc, char **argv, char *reply, size_t
 		snprintf(reply, len, "usage: thaw");
 		return -EINVAL;
 	}
-	if (!v->d) {
-		snprintf(reply, len, "no backup (VSS) integration service: not offered (see --integration-services)");
+	struct ic_dev *d = vss_lock_contact(v, reply, len);
+	if (!d)
 		return -ENOTCONN;
-	}
-	struct ic_dev *d = v->d;
-	pthread_mutex_lock(&d->lock);
-	char why[160];
-	if (!vss_contact(d, why, sizeof(why))) {
-		pthread_mutex_unlock(&d->lock);
-		snprintf(reply, len, "no contact: %s", why);
-		return -ENOTCONN;
-	}
 	/* Sent even when we never saw it frozen: a FREEZE of ours may have been answered after its verb
 	 * gave up, or by a guest that lost the answer; FITHAW on a file system that is not frozen is
 	 * harmless and Linux's daemon counts it a success. */
@@ -463,6 +465,34 @@ static int vss_status_verb(void *state, int argc, char **argv, char *reply, size
 	return 0;
 }
 
+/* `status`: a frozen guest says so ("file systems frozen since ..."); JSON "backup": {"state"
+ * ("frozen", "not frozen", "no contact", "not offered"), "frozen_since"}. */
+static void vss_status(void *state, struct json_object *o, char *text, size_t len)
+{
+	struct vss *v = state;
+	struct json_object *j = json_object_new_object();
+	if (!j)
+		return;
+	const char *st = "not offered";
+	if (v->d) {
+		pthread_mutex_lock(&v->d->lock);
+		char why[160];
+		st = !vss_contact(v->d, why, sizeof(why)) ? "no contact" : v->frozen ? "frozen" : "not frozen";
+		if (v->frozen) {
+			time_t t = (time_t)(v->frozen_real_ns / 1000000000ull);
+			struct tm tm;
+			char when[32];
+			gmtime_r(&t, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+			json_object_object_add(j, "frozen_since", json_object_new_string(when));
+			snprintf(text, len, "file systems frozen since %s (thaw ends it)", when);
+		}
+		pthread_mutex_unlock(&v->d->lock);
+	}
+	json_object_object_add(j, "state", json_object_new_string(st));
+	json_object_object_add(o, "backup", j);
+}
+
 /* ---- the class ---- */
 
 static const struct ic_service_class vss_class = {
@@ -501,4 +531,5 @@ const struct vmdev_class ic_vss_class = {
 	.create = vss_create,
 	.destroy = vss_destroy,
 	.verbs = vss_verbs,
+	.status = vss_status,
 };

@@ -329,6 +329,7 @@ def test_backup_freeze_and_thaw_with_the_daemon(tmp_path, kernel):
                 break
             time.sleep(1)
         r["status-frozen"] = ctl(vm, "vss")
+        r["vm-status-frozen"] = ctl(vm, "status")
         r["again"] = ctl(vm, "freeze")
         time.sleep(1)  # a write that was under way when the freeze came may still print its TICK
         r["n0"] = ticks()
@@ -365,6 +366,7 @@ def test_backup_freeze_and_thaw_with_the_daemon(tmp_path, kernel):
         "freeze-nodaemon", ""), r
     assert r.get("freeze", "").startswith("ok: the guest's file systems are frozen (hv_vss_daemon answered in "), r
     assert "frozen since" in r.get("status-frozen", ""), r
+    assert "; file systems frozen since " in r.get("vm-status-frozen", ""), r
     assert "already frozen" in r.get("again", ""), r
     # Frozen: the writer blocks in its write to /mnt, and no TICK comes for 3 s.
     assert r["n1"] == r["n0"], r

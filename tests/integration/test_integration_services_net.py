@@ -7,18 +7,17 @@ a network namespace where dnsmasq serves DHCP. One boot covers:
   the time sync service steps it.
 """
 import json
-import os
 import re
 import subprocess
-import threading
 import time
 
 import pytest
 
 from conftest import gen2vm_binary, have_kvm
-from linux_guest import INIT_PRELUDE, daemon_files, fetch_hyperv_daemons, fetch_kernel, make_initramfs, symbol_for
-from test_linux import CMDLINE, LOAD_MODULES
-from test_netvsp_linux import UDHCPC_SCRIPT, needs_root, netns, ns_exec, wait_console  # noqa: F401 (fixture)
+from linux_guest import INIT_PRELUDE, daemon_files, fetch_hyperv_daemons, fetch_kernel, make_initramfs
+from test_linux import LOAD_MODULES
+from test_netvsp_linux import (UDHCPC_SCRIPT, ended, needs_root, netns,  # noqa: F401 (netns: a fixture)
+                               start_in_ns, wait_console)
 
 pytestmark = [pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"), pytest.mark.real_guest]
 
@@ -53,12 +52,7 @@ def test_guest_addresses_and_clock_offset(netns, tmp_path):
     make_initramfs(initrd, INIT_PRELUDE + INIT, k["modules"], ["hv_vmbus", "hv_utils", "hv_netvsc"],
                    extra_files=files)
     log, sock = str(tmp_path / "com1.log"), str(tmp_path / "vm.sock")
-    p = subprocess.Popen(ns_exec(ns, gen2vm_binary(), "run", "--kernel", k["vmlinuz"], "--initrd", initrd,
-                                 "--cmdline", CMDLINE, "--memory", "512M", "--cpus", "2", "--com1", "file:" + log,
-                                 "--control", sock, "--nic", "tap=%s" % tap),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out = {}
-    threading.Thread(target=lambda: out.update(err=p.stderr.read()), daemon=True).start()
+    p, out = start_in_ns(ns, k, initrd, log, sock, "tap=%s" % tap)
 
     def ctl(*args):
         return subprocess.run([gen2vm_binary(), "control", sock] + list(args), capture_output=True,
@@ -97,13 +91,7 @@ def test_guest_addresses_and_clock_offset(netns, tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait()
-    time.sleep(0.5)
-    err = out.get("err", "")
-    console = open(log, errors="replace").read() if os.path.exists(log) else ""
-    m = re.search(r"cannot complete instruction: RIP=(0x[0-9a-f]+) bytes ([0-9a-f ]+)", err)
-    if m:
-        pytest.fail("blocked at RIP=%s (%s) bytes %s" % (m.group(1), symbol_for(k["system_map"], m.group(1)),
-                                                         m.group(2)))
+    err, console = ended(out, log, k)
     assert ip, console[-3000:] + err[-2000:]
     # The guest's DHCP address, attributed to the adapter by its MAC, in kvp and status.
     assert "adapter 0 (%s): %s" % (mac, ip) in r.get("kvp", ""), (r, console[-3000:])

@@ -101,6 +101,32 @@ def netns(tmp_path):
         sh("ip", "netns", "del", ns, check=False)
 
 
+def start_in_ns(ns, k, initrd, log, sock, nic):
+    """gen2vm in the namespace (where the tap is): Debian's kernel, 2 vCPUs, COM1 to log, the control
+    socket at sock (reachable from outside: a path), one adapter. Returns the process and a dict that
+    gets its stderr as "err"."""
+    p = subprocess.Popen(ns_exec(ns, gen2vm_binary(), "run", "--kernel", k["vmlinuz"], "--initrd", initrd,
+                                 "--cmdline", CMDLINE, "--memory", "512M", "--cpus", "2", "--com1", "file:" + log,
+                                 "--control", sock, "--nic", nic),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = {}
+    threading.Thread(target=lambda: out.update(err=p.stderr.read()), daemon=True).start()
+    return p, out
+
+
+def ended(out, log, k):
+    """After the VM process ended: its stderr and console, failing the test with the blocking
+    instruction's symbol if gen2vm could not complete one."""
+    time.sleep(0.5)
+    err = out.get("err", "")
+    console = open(log, errors="replace").read() if os.path.exists(log) else ""
+    m = re.search(r"cannot complete instruction: RIP=(0x[0-9a-f]+) bytes ([0-9a-f ]+)", err)
+    if m:
+        pytest.fail("blocked at RIP=%s (%s) bytes %s" % (m.group(1), symbol_for(k["system_map"], m.group(1)),
+                                                         m.group(2)))
+    return err, console
+
+
 def wait_console(path, pattern, proc, timeout):
     end = time.time() + timeout
     while time.time() < end and proc.poll() is None:
@@ -121,12 +147,7 @@ def test_netvsp_with_linux(netns, tmp_path):
     make_initramfs(initrd, INIT_PRELUDE + INIT, k["modules"], ["hv_vmbus", "hv_netvsc"],
                    extra_files={"etc/udhcpc.script": (UDHCPC_SCRIPT.encode(), 0o755)})
     log, sock = str(tmp_path / "com1.log"), str(tmp_path / "vm.sock")
-    p = subprocess.Popen(ns_exec(ns, gen2vm_binary(), "run", "--kernel", k["vmlinuz"], "--initrd", initrd,
-                                 "--cmdline", CMDLINE, "--memory", "512M", "--cpus", "2", "--com1", "file:" + log,
-                                 "--control", sock, "--nic", "tap=%s,queues=2" % tap),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out = {}
-    threading.Thread(target=lambda: out.update(err=p.stderr.read()), daemon=True).start()
+    p, out = start_in_ns(ns, k, initrd, log, sock, "tap=%s,queues=2" % tap)
     ip = host_ping = jumbo = None
     try:
         m = wait_console(log, r"NET-IP (10\.213\.0\.\d+)", p, 900)
@@ -148,13 +169,7 @@ def test_netvsp_with_linux(netns, tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait()
-    time.sleep(0.5)
-    err = out.get("err", "")
-    console = open(log, errors="replace").read() if os.path.exists(log) else ""
-    m = re.search(r"cannot complete instruction: RIP=(0x[0-9a-f]+) bytes ([0-9a-f ]+)", err)
-    if m:
-        pytest.fail("blocked at RIP=%s (%s) bytes %s" % (m.group(1), symbol_for(k["system_map"], m.group(1)),
-                                                         m.group(2)))
+    err, console = ended(out, log, k)
     assert ip, console[-3000:] + err[-2000:]
     assert "NET-PING ok" in console, console[-3000:]
     assert host_ping and host_ping.returncode == 0, host_ping.stdout if host_ping else None

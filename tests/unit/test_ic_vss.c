@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "devices/ic.h"
 #include "devices/ic_vss.h"
 #include "devices/vmdev.h"
@@ -112,7 +114,14 @@ static void test_freeze_thaw(void **state)
 	assert_int_equal(freeze_answered(&f, &ch, "freeze", IC_S_OK, &c), 0);
 	assert_non_null(strstr(c.reply, "the guest's file systems are frozen (hv_vss_daemon answered in "));
 	status_is(&f, "frozen since ");
-	char reply[512];
+	/* The VM's status says so too. */
+	char reply[512] = "";
+	struct json_object *o = json_object_new_object(), *b, *v;
+	vmdev_set_status(&f.set, o, reply, sizeof(reply));
+	assert_non_null(strstr(reply, "; file systems frozen since "));
+	assert_true(json_object_object_get_ex(o, "backup", &b) && json_object_object_get_ex(b, "state", &v));
+	assert_string_equal(json_object_get_string(v), "frozen");
+	json_object_put(o);
 	assert_int_equal(ic_fx_verb(&f, NULL, "freeze", reply, sizeof(reply)), -EALREADY);
 	assert_non_null(strstr(reply, "already frozen"));
 	assert_int_equal(thaw_answered(&f, &ch, IC_S_OK, &c), 0);
