@@ -1,11 +1,12 @@
 /* libFuzzer target for the integration services (src/devices/ic*.c): what a guest's hv_utils sends
  * back to the host's requests. The VM offers its default services (shutdown, heartbeat, time sync,
- * KVP, backup) on a loopback VMBus; the guest opens one of them and answers from the input.
+ * KVP, backup; file copy too when the input picks it) on a loopback VMBus; the guest opens one of
+ * them and answers from the input.
  *
  * Input: byte 0 (bits 0-1: the service, 0 shutdown, 1 heartbeat, 2 time sync, 3 KVP; bit 4 set:
- * backup (VSS) instead; bit 2: answer the NEGOTIATE right first, with the version pair byte 1 picks,
- * so the service's own answers are reached; bit 3: close and reopen the channel half way). Then
- * records: u8 kind, u8 length, bytes.
+ * backup (VSS) instead; bit 5 set: file copy instead; bit 2: answer the NEGOTIATE right first, with
+ * the version pair byte 1 picks, so the service's own answers are reached; bit 3: close and reopen
+ * the channel half way). Then records: u8 kind, u8 length, bytes.
  * Kind % 4: 0 the host's last packet answered in place with the record's bytes patched over it from
  * offset 8 (the IC header and body; for KVP, whose message is 7430 bytes, the first two bytes give
  * the offset so that sizes, keys and values are all reached), 1 a raw INBAND packet of the
@@ -13,12 +14,13 @@
  * transaction id, 3 a host action (the shutdown verb, the heartbeat verb and the VM's status, the
  * timers; for KVP, which asks for the addresses of one adapter after the pools, the kvp, kvp --json,
  * kvp-set and kvp-delete verbs instead of the timers; for VSS freeze, freeze --auto-thaw, thaw and
- * vss). Must never crash, hang, leak or answer twice. */
+ * vss; for fcopy copy-file of a 20000-byte file, copy-file-status and copy-file-cancel). Must never crash, hang, leak or answer twice. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -50,18 +52,27 @@ static unsigned fz_nics(void *opaque, struct vmdev_nic *out, unsigned max)
 	return 1;
 }
 
+static char fz_src[64]; /* a host file of 20000 bytes for copy-file (four WRITEs) */
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	log_set_level(LOG_ERROR + 0);
 	/* No waiting: the verbs send and return, the guest's answers come from the input. */
 	ic_tunables.verb_wait_ms = 0;
 	ic_vss_thaw_wait_ms = 0;
+	snprintf(fz_src, sizeof(fz_src), "/tmp/fuzz_ic-src-XXXXXX");
+	int fd = mkstemp(fz_src);
+	static uint8_t blob[20000];
+	if (fd < 0 || write(fd, blob, sizeof(blob)) != (ssize_t)sizeof(blob))
+		abort();
+	close(fd);
 	ic_vss_second_ms = 0; /* freeze --timeout S returns at once; --auto-thaw S fires after 1 ms */
 	return 0;
 }
 
-static const char *const fz_guids[5] = { IC_SHUTDOWN_CLASS_GUID_TEXT, IC_HEARTBEAT_CLASS_GUID_TEXT,
-					 IC_TIMESYNC_CLASS_GUID_TEXT, IC_KVP_CLASS_GUID_TEXT, IC_VSS_CLASS_GUID_TEXT };
+static const char *const fz_guids[6] = { IC_SHUTDOWN_CLASS_GUID_TEXT, IC_HEARTBEAT_CLASS_GUID_TEXT,
+					 IC_TIMESYNC_CLASS_GUID_TEXT, IC_KVP_CLASS_GUID_TEXT,
+					 IC_VSS_CLASS_GUID_TEXT,      IC_FCOPY_CLASS_GUID_TEXT };
 
 struct fz {
 	struct vmbus_loopback lb;
@@ -104,7 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	unsigned mode = data[0], pair = data[1];
-	unsigned svc = (mode & 16) ? 4 : mode & 3;
+	unsigned svc = (mode & 32) ? 5 : (mode & 16) ? 4 : mode & 3;
 	const uint8_t *p = data + 2;
 	size_t n = size - 2;
 	struct fz *z = calloc(1, sizeof(*z));
@@ -117,6 +128,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct vmdev_config cfg = { 0 };
 	struct vmdev_set set;
 	char err[256];
+	if (svc == 5 && vmdev_config_add_option(&cfg, "integration-services", "default,fcopy", err, sizeof(err)))
+		abort();
 	struct vmbus_guid g;
 	if (vmdev_set_create(&set, &h, &cfg, err, sizeof(err)) || vmbus_client_connect(&z->lb.cl, 0, 0) ||
 	    vmbus_client_request_offers(&z->lb.cl) || vmbus_guid_parse(fz_guids[svc], &g))
@@ -145,7 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fz_drain(z);
 		}
 	}
-	bool kvp = svc == 3, vss = svc == 4;
+	bool kvp = svc == 3, vss = svc == 4, fcopy = svc == 5;
 	size_t half = n / 2;
 	bool reopened = false;
 	for (size_t k = 0; k + 2 <= n;) {
@@ -210,6 +223,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				case 2: fz_verb(&set, "kvp-set", 3, set_); break;
 				default: fz_verb(&set, "kvp-delete", 2, del); break;
 				}
+			} else if (fcopy && len > 1) {
+				char c0[] = "copy-file", dst[] = "/tmp/d/x", ow[] = "--overwrite", cd[] = "--create-dirs",
+				     s0[] = "copy-file-status", k0[] = "copy-file-cancel";
+				char *cp[] = { c0, fz_src, dst, ow, cd, NULL }, *st[] = { s0, NULL }, *ca[] = { k0, NULL };
+				switch (b[1] & 3) {
+				case 0: fz_verb(&set, "copy-file", 3, cp); break;
+				case 1: fz_verb(&set, "copy-file", 5, cp); break;
+				case 2: fz_verb(&set, "copy-file-status", 1, st); break;
+				default: fz_verb(&set, "copy-file-cancel", 1, ca); break;
+				}
 			} else if (vss && len > 1) {
 				char f0[] = "freeze", at[] = "--auto-thaw", one[] = "1", t0[] = "thaw", v0[] = "vss";
 				char *fr[] = { f0, at, one, NULL }, *th[] = { t0, NULL }, *st[] = { v0, NULL };
@@ -229,6 +252,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	vmbus_client_channel_close(&z->ch);
 	vmdev_set_destroy(&set);
+	vmdev_config_free(&cfg);
 	vmbus_loopback_destroy(&z->lb);
 	free(z);
 	return 0;
