@@ -11,7 +11,7 @@
 
 extern const struct vmdev_class storvsp_class, netvsp_class, testdev_class, reverse_class, ic_settings_class,
 	ic_shutdown_class, ic_heartbeat_class, ic_timesync_class, ic_kvp_class, ic_fcopy_class, ic_vss_class,
-	console_settings_class, synthkbd_class, synthmouse_class;
+	console_settings_class, synthkbd_class, synthmouse_class, synthvid_class;
 
 /* One line per device. The order is the order of creation (and the reverse of teardown). */
 const struct vmdev_class *const vmdev_classes[] = {
@@ -29,6 +29,7 @@ const struct vmdev_class *const vmdev_classes[] = {
 	&console_settings_class,
 	&synthkbd_class,
 	&synthmouse_class,
+	&synthvid_class,
 	NULL,
 };
 

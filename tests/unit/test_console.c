@@ -17,6 +17,7 @@
 #include "devices/console.h"
 #include "devices/synthkbd.h"
 #include "devices/synthmouse.h"
+#include "devices/synthvid.h"
 #include "devices/vmdev.h"
 #include "gen2vm/proto/synthhid.h"
 #include "gen2vm/proto/synthkbd.h"
@@ -64,12 +65,18 @@ static const struct vmbus_client_offer *cfx_offer(struct cfx *f, const char *gui
 	return vmbus_client_find_offer(&f->lb.cl, &g, 0);
 }
 
-/* Opens the device's channel with the drivers' 40 KiB rings (10 pages; VMBUS_RING_SIZE(36 KiB)). */
-static void cfx_open(struct cfx *f, const char *guid)
+/* Opens the device's channel with the drivers' rings: 40 KiB for the keyboard and mouse (10 pages;
+ * VMBUS_RING_SIZE(36 KiB)), 256 KiB for video. */
+static void cfx_open_ring(struct cfx *f, const char *guid, uint32_t ring)
 {
 	const struct vmbus_client_offer *o = cfx_offer(f, guid);
 	assert_non_null(o);
-	assert_int_equal(vmbus_client_channel_open(&f->lb.cl, &f->ch, o->msg.child_relid, 40960, 40960, 0, NULL, 0), 0);
+	assert_int_equal(vmbus_client_channel_open(&f->lb.cl, &f->ch, o->msg.child_relid, ring, ring, 0, NULL, 0), 0);
+}
+
+static void cfx_open(struct cfx *f, const char *guid)
+{
+	cfx_open_ring(f, guid, 40960);
 }
 
 static void *cfx_state(struct cfx *f, const char *cls)
@@ -128,6 +135,7 @@ static void test_off_by_default(void **state)
 	cfx_init(&f, false);
 	assert_null(cfx_offer(&f, SYNTHKBD_CLASS_GUID_TEXT));
 	assert_null(cfx_offer(&f, SYNTHHID_CLASS_GUID_TEXT));
+	assert_null(cfx_offer(&f, SYNTHVID_CLASS_GUID_TEXT));
 	char reply[256];
 	assert_int_equal(cfx_verb(&f, "key enter", reply, sizeof(reply)), -ENOTCONN);
 	assert_non_null(strstr(reply, "--synthetic-console"));
@@ -472,6 +480,181 @@ static void test_mouse_hostile(void **state)
 	cfx_destroy(&f);
 }
 
+/* ---- video ---- */
+
+/* A synthvid message as hyperv_drm sends it: pipe {DATA, 8 + n}, {type, 8 + n}, body. */
+static uint32_t vid_msg(uint8_t *buf, uint32_t type, const void *body, uint32_t n)
+{
+	struct synthvid_pipe_hdr p = { SYNTHVID_PIPE_DATA, 8 + n };
+	struct synthvid_hdr h = { type, 8 + n };
+	memcpy(buf, &p, 8);
+	memcpy(buf + 8, &h, 8);
+	memcpy(buf + 16, body, n);
+	return 16 + n;
+}
+
+/* The next host message: its type, body into body (the whole packet's payload in pkt). */
+static uint32_t vid_recv(struct cfx *f, uint8_t *body, uint32_t *n)
+{
+	uint8_t pkt[4096];
+	uint32_t len;
+	assert_true(cfx_recv(f, pkt, &len));
+	struct synthvid_pipe_hdr p;
+	struct synthvid_hdr h;
+	memcpy(&p, pkt, 8);
+	memcpy(&h, pkt + 8, 8);
+	assert_int_equal(p.type, SYNTHVID_PIPE_DATA);
+	assert_int_equal(p.size, h.size); /* as hyperv_drm builds it */
+	assert_true(h.size >= 8 && 8 + h.size <= len);
+	*n = h.size - 8;
+	memcpy(body, pkt + 16, *n);
+	return h.type;
+}
+
+static void vid_send_msg(struct cfx *f, uint32_t type, const void *body, uint32_t n)
+{
+	uint8_t buf[1024];
+	cfx_send(f, buf, vid_msg(buf, type, body, n));
+}
+
+static void test_video(void **state)
+{
+	struct cfx f;
+	cfx_init(&f, true);
+	struct synthvid *v = cfx_state(&f, "video");
+	const struct vmbus_client_offer *o = cfx_offer(&f, SYNTHVID_CLASS_GUID_TEXT);
+	assert_non_null(o);
+	assert_int_equal(o->msg.offer.mmio_megabytes, SYNTHVID_VRAM_MB);
+	cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
+	uint8_t body[1024];
+	uint32_t n;
+
+	/* Before the version nothing is taken; 3.0 (Windows 7's) is refused, 3.5 accepted. */
+	struct synthvid_dirt dirt = { 0, 1, { { 0, 0, 10, 10 } } };
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, &dirt, sizeof(dirt));
+	struct synthvid_version_req vr = { SYNTHVID_VERSION_WIN7 };
+	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+	struct synthvid_version_resp vs;
+	assert_int_equal(n, sizeof(vs));
+	memcpy(&vs, body, sizeof(vs));
+	assert_int_equal(vs.version, SYNTHVID_VERSION_WIN7);
+	assert_int_equal(vs.is_accepted, 0);
+	vr.version = SYNTHVID_VERSION_WIN10;
+	assert_int_equal(vr.version, 0x00050003u);
+	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+	memcpy(&vs, body, sizeof(vs));
+	assert_int_equal(vs.is_accepted, 1);
+	assert_int_equal(vs.max_video_outputs, 1);
+
+	/* The resolutions, as hyperv_drm checks them. */
+	struct synthvid_resolution_req rr = { SYNTHVID_MAX_RESOLUTION_COUNT };
+	vid_send_msg(&f, SYNTHVID_MSG_RESOLUTION_REQUEST, &rr, sizeof(rr));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_RESOLUTION_RESPONSE);
+	struct synthvid_resolution_resp rs;
+	assert_int_equal(n, sizeof(rs));
+	memcpy(&rs, body, sizeof(rs));
+	assert_int_equal(rs.resolution_count, synthvid_nr_resolutions);
+	assert_true(rs.resolution_count > 0 && rs.default_resolution_index < rs.resolution_count);
+	assert_int_equal(rs.supported_resolution[rs.default_resolution_index].width, 1024);
+	for (unsigned i = 0; i < rs.resolution_count; i++)
+		assert_true((uint32_t)rs.supported_resolution[i].width * rs.supported_resolution[i].height * 4 <=
+			    SYNTHVID_VRAM_MB << 20);
+
+	/* The VRAM: the ack echoes user_ctx, then the host asks for dirty rectangles. */
+	struct synthvid_vram_location vl = { 0xf8000000ull, 1, 0xf8000000ull };
+	vid_send_msg(&f, SYNTHVID_MSG_VRAM_LOCATION, &vl, sizeof(vl));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
+	struct synthvid_vram_location_ack va;
+	memcpy(&va, body, sizeof(va));
+	assert_int_equal(va.user_ctx, 0xf8000000ull);
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
+	assert_int_equal(body[0], 1); /* is_dirt_needed */
+	assert_true(v->vram_set);
+	assert_int_equal(v->vram_gpa, 0xf8000000ull);
+
+	/* The screen: all dirty at first. */
+	struct synthvid_situation_update su = { 0, 1, { { 1, 0, 32, 1024, 768, 4096 } } };
+	vid_send_msg(&f, SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
+	struct synthvid_rect r;
+	struct synthvid_geometry g;
+	assert_true(synthvid_dirty_take(v, &r, &g));
+	assert_true(g.valid);
+	assert_int_equal(g.width, 1024);
+	assert_int_equal(r.x2, 1024);
+	assert_int_equal(r.y2, 768);
+	assert_false(synthvid_dirty_take(v, &r, NULL));
+
+	/* Rectangles accumulate into their bounding box, clipped to the screen. */
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, &dirt, sizeof(dirt));
+	uint8_t two[2 + 32] = { 0, 2 };
+	struct synthvid_rect rects[2] = { { 100, 200, 110, 220 }, { -5, 300, 5000, 301 } };
+	memcpy(two + 2, rects, sizeof(rects));
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, two, sizeof(two));
+	assert_true(synthvid_dirty_take(v, &r, NULL));
+	assert_int_equal(r.x1, 0);
+	assert_int_equal(r.y1, 0);
+	assert_int_equal(r.x2, 1024);
+	assert_int_equal(r.y2, 301);
+	/* More rectangles than bytes, empty and inverted ones: nothing. */
+	two[1] = 9;
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, two, sizeof(two));
+	struct synthvid_dirt inv = { 0, 1, { { 50, 50, 40, 60 } } };
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, &inv, sizeof(inv));
+	assert_false(synthvid_dirty_take(v, &r, NULL));
+
+	/* hyperv_drm's hidden hardware pointer: a position and a 1x1 ARGB shape. */
+	struct synthvid_pointer_position pp = { 1, 0, 0, 0 };
+	vid_send_msg(&f, SYNTHVID_MSG_POINTER_POSITION, &pp, sizeof(pp));
+	struct synthvid_pointer_shape ps = { SYNTHVID_CURSOR_COMPLETE, 1, 1, 1, 0, 0, { 0, 1, 1, 1 } };
+	vid_send_msg(&f, SYNTHVID_MSG_POINTER_SHAPE, &ps, sizeof(ps));
+	assert_true(v->ptr_visible);
+	assert_int_equal(v->ptr_w, 1);
+	ps.width = 200;
+	vid_send_msg(&f, SYNTHVID_MSG_POINTER_SHAPE, &ps, sizeof(ps));
+	assert_int_equal(v->ptr_w, 1);
+
+	/* A screen that does not fit the VRAM, or not 32 bpp: kept as invalid, nothing dirty. */
+	su.output[0].height_pixels = 100000;
+	vid_send_msg(&f, SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
+	assert_false(synthvid_dirty_take(v, &r, &g));
+	assert_false(g.valid);
+	su.output[0].height_pixels = 768;
+	su.output[0].depth_bits = 16;
+	vid_send_msg(&f, SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
+	assert_false(synthvid_dirty_take(v, &r, &g));
+
+	/* Sizes beyond the packet, an unknown type: dropped, no answer. */
+	uint8_t buf[64];
+	uint32_t len = vid_msg(buf, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	buf[4] = 100;
+	cfx_send(&f, buf, len);
+	len = vid_msg(buf, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	buf[12] = 4; /* smaller than its own header */
+	cfx_send(&f, buf, len);
+	vid_send_msg(&f, 77, &vr, sizeof(vr));
+	uint8_t pkt[64];
+	assert_false(cfx_recv(&f, pkt, &len));
+	struct json_object *jo = json_object_new_object();
+	char text[256] = "";
+	vmdev_set_status(&f.set, jo, text, sizeof(text));
+	assert_non_null(strstr(text, "video connected"));
+	json_object_put(jo);
+
+	/* 3.2: no resolution list; a closed channel forgets everything. */
+	vmbus_client_channel_close(&f.ch);
+	assert_int_equal(v->version, 0);
+	cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
+	vr.version = SYNTHVID_VERSION_WIN8;
+	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+	assert_int_equal(body[4], 1);
+	vid_send_msg(&f, SYNTHVID_MSG_RESOLUTION_REQUEST, &rr, sizeof(rr));
+	assert_false(cfx_recv(&f, pkt, &len));
+	cfx_destroy(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -480,6 +663,7 @@ int main(void)
 		cmocka_unit_test(test_keyboard_leds_and_hostile),
 		cmocka_unit_test(test_mouse),
 		cmocka_unit_test(test_mouse_hostile),
+		cmocka_unit_test(test_video),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
