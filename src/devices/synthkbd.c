@@ -328,7 +328,8 @@ static int kbd_verb_type(void *state, int argc, char **argv, char *reply, size_t
 		snprintf(reply, len, "usage: type TEXT (printable ASCII, US layout, up to %u characters)", SYNTHKBD_TYPE_MAX);
 		return -EINVAL;
 	}
-	/* The control socket splits at spaces: the words are typed with one space between them. */
+	/* The control socket splits at spaces (a quoted argument keeps its own): the words are typed with
+	 * one space between them. */
 	char text[SYNTHKBD_TYPE_MAX + 1];
 	size_t n = 0;
 	for (int i = 1; i < argc; i++) {
