@@ -30,8 +30,9 @@
 #define SYNTHKBD_INFO_E0      0x4u
 #define SYNTHKBD_INFO_E1      0x8u
 
-/* LED bits in synthkbd_led_indicators.led_flags: Windows' KEYBOARD_*_LOCK_ON values, which the
- * mu_msvm header passes through as LedFlags. */
+/* LED bits in synthkbd_led_indicators.led_flags: Windows' KEYBOARD_*_LOCK_ON values (ntddkbd.h,
+ * KEYBOARD_INDICATOR_PARAMETERS.LedFlags). That the HK message's LedFlags carries those bits is
+ * an inference from the shared name and width, not yet checked against a Windows guest. */
 #define SYNTHKBD_LED_SCROLL_LOCK 0x1u
 #define SYNTHKBD_LED_NUM_LOCK    0x2u
 #define SYNTHKBD_LED_CAPS_LOCK   0x4u
