@@ -10,7 +10,8 @@
 #include "util/text.h"
 
 extern const struct vmdev_class storvsp_class, netvsp_class, testdev_class, reverse_class, ic_settings_class,
-	ic_shutdown_class, ic_heartbeat_class, ic_timesync_class, ic_kvp_class, ic_fcopy_class, ic_vss_class;
+	ic_shutdown_class, ic_heartbeat_class, ic_timesync_class, ic_kvp_class, ic_fcopy_class, ic_vss_class,
+	console_settings_class, synthkbd_class, synthmouse_class, synthvid_class;
 
 /* One line per device. The order is the order of creation (and the reverse of teardown). */
 const struct vmdev_class *const vmdev_classes[] = {
@@ -25,6 +26,10 @@ const struct vmdev_class *const vmdev_classes[] = {
 	&ic_kvp_class,
 	&ic_fcopy_class,
 	&ic_vss_class,
+	&console_settings_class,
+	&synthkbd_class,
+	&synthmouse_class,
+	&synthvid_class,
 	NULL,
 };
 
@@ -93,6 +98,11 @@ int vmdev_config_add_option(struct vmdev_config *c, const char *opt, const char 
 int vmdev_config_add_json(struct vmdev_config *c, const char *key, struct json_object *v, char *err, size_t errlen)
 {
 	const struct vmdev_class *cls = vmdev_class_by_json_key(key);
+	if (cls && cls->parse_json && cls->json_scalar) {
+		char what[64];
+		snprintf(what, sizeof(what), "\"%s\"", key);
+		return config_add(c, cls, NULL, NULL, v, what, err, errlen);
+	}
 	if (!cls || !cls->parse_json || !json_object_is_type(v, json_type_array)) {
 		snprintf(err, errlen, cls ? "\"%s\" has the wrong type (expected an array)" : "unknown setting \"%s\"",
 			 text_show(key));

@@ -86,6 +86,7 @@ struct vmdev_class {
 	const struct vmdev_option *options; /* ends with { NULL }; NULL: none */
 	const char *usage;      /* its lines in `gen2vm run --help` */
 	const char *json_key;   /* the JSON document's array of its items ("disks"); NULL: none */
+	bool json_scalar;       /* json_key holds one value, not an array: parse_json gets it as one item */
 	bool always;            /* created even without items (controller 0 and adapters can be hot added) */
 	/* Optional: create gets the items of this other class instead of its own (several classes
 	 * sharing one setting, e.g. the integration services' list). A class without create only holds
@@ -144,7 +145,8 @@ const struct vmdev_class *vmdev_class_by_json_key(const char *key);
 /* Parses --opt arg (arg NULL for a flag) with its class and appends the item. 0, -EINVAL or
  * -ENOMEM with err. */
 int vmdev_config_add_option(struct vmdev_config *c, const char *opt, const char *arg, char *err, size_t errlen);
-/* Parses every element of the array v (a json_object of type array) under key. 0 or -errno with err. */
+/* Parses every element of the array v (a json_object of type array) under key, or v itself for a
+ * json_scalar class. 0 or -errno with err. */
 int vmdev_config_add_json(struct vmdev_config *c, const char *key, struct json_object *v, char *err, size_t errlen);
 /* Runs every class's validate on its items. 0 or -EINVAL with err. */
 int vmdev_config_validate(const struct vmdev_config *c, char *err, size_t errlen);

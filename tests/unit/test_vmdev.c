@@ -37,9 +37,9 @@ static void test_reverse_device_from_the_table(void **state)
 	struct vmdev_set set;
 	assert_int_equal(vmdev_set_create(&set, &h, &cfg, err, sizeof(err)), 0);
 	/* The classes that always exist (storage, network, the integration services shutdown,
-	 * heartbeat, time sync, KVP, file copy and backup: the settings-only class is never created) and
-	 * the one asked for; not the echo device. */
-	assert_int_equal(set.n, 9);
+	 * heartbeat, time sync, KVP, file copy and backup, the synthetic keyboard, mouse and video: the
+	 * settings-only classes are never created) and the one asked for; not the echo device. */
+	assert_int_equal(set.n, 12);
 	assert_ptr_equal(set.run[2].cls, cls);
 
 	assert_int_equal(vmbus_client_connect(&lb.cl, 0, 0), 0);

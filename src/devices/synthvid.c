@@ -1,0 +1,332 @@
+/* The synthetic video device: see synthvid.h. Facts (versions, layouts, what the guest checks)
+ * from Linux's drivers/gpu/drm/hyperv/hyperv_drm_proto.c and drivers/video/fbdev/hyperv_fb.c,
+ * cited in include/gen2vm/proto/synthvid.h. */
+#include "devices/synthvid.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "util/log.h"
+
+/* gen2vm's own list: every mode fits SYNTHVID_VRAM_MB at 32 bpp; the default (first) is 1024x768. */
+const struct synthvid_screen_size synthvid_resolutions[] = {
+	{ 1024, 768 }, { 640, 480 },   { 800, 600 },  { 1152, 864 },  { 1280, 720 },  { 1280, 800 },
+	{ 1280, 1024 }, { 1366, 768 }, { 1440, 900 }, { 1600, 900 }, { 1600, 1200 }, { 1920, 1080 },
+};
+const unsigned synthvid_nr_resolutions = sizeof(synthvid_resolutions) / sizeof(synthvid_resolutions[0]);
+const unsigned synthvid_default_resolution = 0;
+_Static_assert(1920u * 1080u * 4u <= SYNTHVID_VRAM_MB << 20, "the largest mode fits the VRAM");
+
+/* With the lock held: one synthvid message (type, body of n bytes) in the pipe framing. */
+static int vid_send(struct console_dev *d, uint32_t type, const void *body, uint32_t n)
+{
+	uint8_t buf[sizeof(struct synthvid_pipe_hdr) + sizeof(struct synthvid_hdr) +
+		    sizeof(struct synthvid_resolution_resp)];
+	if (n > sizeof(buf) - 16)
+		return -EMSGSIZE;
+	struct synthvid_hdr h = { type, (uint32_t)sizeof(h) + n };
+	struct synthvid_pipe_hdr p = { SYNTHVID_PIPE_DATA, h.size };
+	memcpy(buf, &p, sizeof(p));
+	memcpy(buf + sizeof(p), &h, sizeof(h));
+	memcpy(buf + sizeof(p) + sizeof(h), body, n);
+	return console_dev_send(d, buf, (uint32_t)(sizeof(p) + sizeof(h) + n), 0);
+}
+
+static void vid_version(struct console_dev *d, struct synthvid *v, const uint8_t *b, uint32_t n)
+{
+	struct synthvid_version_req rq;
+	if (n < sizeof(rq)) {
+		log_guest("synthetic video: a version request of %u bytes dropped", n);
+		return;
+	}
+	memcpy(&rq, b, sizeof(rq));
+	bool ok = rq.version == SYNTHVID_VERSION_WIN10 || rq.version == SYNTHVID_VERSION_WIN8;
+	struct synthvid_version_resp rs = { rq.version, ok, 1 };
+	if (!ok) /* the guest falls back to 3.2 itself when it may */
+		log_guest("synthetic video: version %u.%u refused (3.5 and 3.2 are supported)", rq.version & 0xffff,
+			  rq.version >> 16);
+	int r = vid_send(d, SYNTHVID_MSG_VERSION_RESPONSE, &rs, sizeof(rs));
+	if (r)
+		log_warn("synthetic video: cannot answer the version request: %s", strerror(-r));
+	if (ok && !r)
+		v->version = rq.version;
+}
+
+static void vid_resolutions(struct console_dev *d, struct synthvid *v, const uint8_t *b, uint32_t n)
+{
+	struct synthvid_resolution_req rq;
+	if (n < sizeof(rq) || v->version != SYNTHVID_VERSION_WIN10) {
+		log_guest("synthetic video: a resolution request (%u bytes, version %u.%u) dropped", n,
+			  v->version & 0xffff, v->version >> 16);
+		return;
+	}
+	memcpy(&rq, b, sizeof(rq));
+	struct synthvid_resolution_resp rs;
+	memset(&rs, 0, sizeof(rs)); /* no EDID: Linux reads none of it */
+	unsigned count = synthvid_nr_resolutions < rq.maximum_resolution_count ? synthvid_nr_resolutions
+										 : rq.maximum_resolution_count;
+	rs.resolution_count = (uint8_t)count;
+	rs.default_resolution_index = count > synthvid_default_resolution ? (uint8_t)synthvid_default_resolution : 0;
+	memcpy(rs.supported_resolution, synthvid_resolutions, count * sizeof(rs.supported_resolution[0]));
+	int r = vid_send(d, SYNTHVID_MSG_RESOLUTION_RESPONSE, &rs, sizeof(rs));
+	if (r)
+		log_warn("synthetic video: cannot answer the resolution request: %s", strerror(-r));
+}
+
+static void vid_vram(struct console_dev *d, struct synthvid *v, const uint8_t *b, uint32_t n)
+{
+	struct synthvid_vram_location l;
+	if (n < sizeof(l) || !v->version) {
+		log_guest("synthetic video: a VRAM location (%u bytes) before the version, or short, dropped", n);
+		return;
+	}
+	memcpy(&l, b, sizeof(l));
+	/* Where the VRAM may be is the MMIO window's business (not there yet): keep what the guest says,
+	 * page-aligned or not, and let the display code check it against the window. */
+	v->vram_set = l.is_vram_gpa_specified;
+	v->vram_gpa = l.is_vram_gpa_specified ? l.vram_gpa : 0;
+	struct synthvid_vram_location_ack ack = { l.user_ctx };
+	int r = vid_send(d, SYNTHVID_MSG_VRAM_LOCATION_ACK, &ack, sizeof(ack));
+	/* Ask for dirty rectangles: without them the guest tells nothing of what it draws. */
+	struct synthvid_feature_change fc = { 1, 0, 0, 0 };
+	if (!r)
+		r = vid_send(d, SYNTHVID_MSG_FEATURE_CHANGE, &fc, sizeof(fc));
+	if (r)
+		log_warn("synthetic video: cannot answer the VRAM location: %s", strerror(-r));
+}
+
+static void vid_situation(struct synthvid *v, const uint8_t *b, uint32_t n)
+{
+	struct synthvid_situation_update s;
+	if (n < sizeof(s)) {
+		log_guest("synthetic video: a situation update of %u bytes dropped", n);
+		return;
+	}
+	memcpy(&s, b, sizeof(s));
+	if (s.video_output_count < 1) {
+		log_guest("synthetic video: a situation update with no output dropped");
+		return;
+	}
+	/* Only output 0 exists (max_video_outputs 1): the rest is ignored. */
+	const struct synthvid_output_situation *o = &s.output[0];
+	struct synthvid_geometry g = { o->active, o->vram_offset, o->depth_bits, o->width_pixels, o->height_pixels,
+				       o->pitch_bytes, false };
+	uint64_t end = (uint64_t)g.vram_offset + (uint64_t)g.pitch * g.height;
+	g.valid = g.depth_bits == SYNTHVID_DEPTH_WIN8 && g.width && g.height && g.width <= 0x4000 &&
+		  (uint64_t)g.pitch >= (uint64_t)g.width * 4 && end <= (uint64_t)SYNTHVID_VRAM_MB << 20;
+	if (!g.valid && g.active)
+		log_guest("synthetic video: a screen of %ux%u, %u bpp, pitch %u at VRAM offset %u does not fit; not shown",
+			  g.width, g.height, g.depth_bits, g.pitch, g.vram_offset);
+	v->geo = g;
+	/* A new geometry: everything is to be drawn again. */
+	v->dirty = g.valid;
+	v->dirt = (struct synthvid_rect){ 0, 0, (int32_t)(g.valid ? g.width : 0), (int32_t)(g.valid ? g.height : 0) };
+}
+
+static void vid_dirt(struct synthvid *v, const uint8_t *b, uint32_t n)
+{
+	if (n < 2) {
+		log_guest("synthetic video: a dirt message of %u bytes dropped", n);
+		return;
+	}
+	unsigned count = b[1];
+	if (n - 2 < count * sizeof(struct synthvid_rect)) {
+		log_guest("synthetic video: a dirt message of %u rectangles in %u bytes dropped", count, n);
+		return;
+	}
+	v->dirt_messages++;
+	if (!v->geo.valid)
+		return;
+	int32_t w = (int32_t)v->geo.width, h = (int32_t)v->geo.height;
+	for (unsigned i = 0; i < count; i++) {
+		struct synthvid_rect r;
+		memcpy(&r, b + 2 + i * sizeof(r), sizeof(r));
+		/* Clip to the screen; the guest's coordinates are its word only. */
+		r.x1 = r.x1 < 0 ? 0 : r.x1 > w ? w : r.x1;
+		r.x2 = r.x2 < 0 ? 0 : r.x2 > w ? w : r.x2;
+		r.y1 = r.y1 < 0 ? 0 : r.y1 > h ? h : r.y1;
+		r.y2 = r.y2 < 0 ? 0 : r.y2 > h ? h : r.y2;
+		if (r.x1 >= r.x2 || r.y1 >= r.y2)
+			continue;
+		if (!v->dirty) {
+			v->dirt = r;
+			v->dirty = true;
+			continue;
+		}
+		if (r.x1 < v->dirt.x1)
+			v->dirt.x1 = r.x1;
+		if (r.y1 < v->dirt.y1)
+			v->dirt.y1 = r.y1;
+		if (r.x2 > v->dirt.x2)
+			v->dirt.x2 = r.x2;
+		if (r.y2 > v->dirt.y2)
+			v->dirt.y2 = r.y2;
+	}
+}
+
+static void vid_pointer_position(struct synthvid *v, const uint8_t *b, uint32_t n)
+{
+	struct synthvid_pointer_position p;
+	if (n < sizeof(p)) {
+		log_guest("synthetic video: a pointer position of %u bytes dropped", n);
+		return;
+	}
+	memcpy(&p, b, sizeof(p));
+	v->ptr_visible = p.is_visible;
+	v->ptr_x = p.image_x;
+	v->ptr_y = p.image_y;
+}
+
+static void vid_pointer_shape(struct synthvid *v, const uint8_t *b, uint32_t n)
+{
+	struct synthvid_pointer_shape s = { 0 };
+	if (n < offsetof(struct synthvid_pointer_shape, data)) {
+		log_guest("synthetic video: a pointer shape of %u bytes dropped", n);
+		return;
+	}
+	memcpy(&s, b, n < sizeof(s) ? n : sizeof(s));
+	if (s.width > SYNTHVID_CURSOR_MAX_X || s.height > SYNTHVID_CURSOR_MAX_Y || s.hot_x > s.width ||
+	    s.hot_y > s.height) {
+		log_guest("synthetic video: a pointer shape of %ux%u (hot spot %u,%u) dropped", s.width, s.height, s.hot_x,
+			  s.hot_y);
+		return;
+	}
+	/* The image itself is for the display code to come; the size and hot spot are kept. */
+	v->ptr_w = s.width;
+	v->ptr_h = s.height;
+	v->ptr_hot_x = s.hot_x;
+	v->ptr_hot_y = s.hot_y;
+}
+
+static void vid_packet(struct console_dev *d, const uint8_t *pkt, uint32_t len, uint64_t trans)
+{
+	struct synthvid *v = d->svc;
+	struct synthvid_pipe_hdr p;
+	struct synthvid_hdr h;
+	if (len < sizeof(p) + sizeof(h)) {
+		log_guest("synthetic video: a packet of %u bytes dropped (too short for its headers)", len);
+		return;
+	}
+	memcpy(&p, pkt, sizeof(p));
+	memcpy(&h, pkt + sizeof(p), sizeof(h));
+	if (p.type != SYNTHVID_PIPE_DATA || p.size > len - sizeof(p) || h.size < sizeof(h) || h.size > p.size) {
+		log_guest("synthetic video: a packet with pipe type %u, sizes %u/%u in %u bytes dropped", p.type, p.size,
+			  h.size, len);
+		return;
+	}
+	const uint8_t *b = pkt + sizeof(p) + sizeof(h);
+	uint32_t n = h.size - (uint32_t)sizeof(h);
+	if (h.type != SYNTHVID_MSG_VERSION_REQUEST && !v->version) {
+		log_guest("synthetic video: a message of type %u before the version dropped", h.type);
+		return;
+	}
+	switch (h.type) {
+	case SYNTHVID_MSG_VERSION_REQUEST: vid_version(d, v, b, n); break;
+	case SYNTHVID_MSG_RESOLUTION_REQUEST: vid_resolutions(d, v, b, n); break;
+	case SYNTHVID_MSG_VRAM_LOCATION: vid_vram(d, v, b, n); break;
+	case SYNTHVID_MSG_SITUATION_UPDATE: vid_situation(v, b, n); break;
+	case SYNTHVID_MSG_DIRT: vid_dirt(v, b, n); break;
+	case SYNTHVID_MSG_POINTER_POSITION: vid_pointer_position(v, b, n); break;
+	case SYNTHVID_MSG_POINTER_SHAPE: vid_pointer_shape(v, b, n); break;
+	default:
+		log_guest("synthetic video: a message of type %u (%u bytes) dropped", h.type, n);
+		break;
+	}
+}
+
+/* A closed channel forgets the session: the guest negotiates again when it reopens. */
+static void vid_closed(struct console_dev *d)
+{
+	struct synthvid *v = d->svc;
+	struct console_dev *keep = v->d;
+	memset(v, 0, sizeof(*v));
+	v->d = keep;
+}
+
+static const struct console_dev_ops vid_ops = { .packet = vid_packet, .closed = vid_closed };
+
+bool synthvid_dirty_take(struct synthvid *v, struct synthvid_rect *r, struct synthvid_geometry *geo)
+{
+	if (!v->d)
+		return false;
+	pthread_mutex_lock(&v->d->lock);
+	bool dirty = v->dirty;
+	if (dirty)
+		*r = v->dirt;
+	if (geo)
+		*geo = v->geo;
+	v->dirty = false;
+	pthread_mutex_unlock(&v->d->lock);
+	return dirty;
+}
+
+/* ---- the class ---- */
+
+static int vid_create(const struct vmdev_host *h, void *const *cfgs, unsigned n, void **state, char *err,
+		      size_t errlen)
+{
+	struct synthvid *v = calloc(1, sizeof(*v));
+	if (!v) {
+		snprintf(err, errlen, "the synthetic video device: out of memory");
+		return -ENOMEM;
+	}
+	if (console_settings_enabled(cfgs, n)) {
+		/* hyperv_drm and hyperv_fb size their VRAM from the offer's mmio_megabytes. */
+		int r = console_dev_create(&v->d, h, "video", SYNTHVID_CLASS_GUID_TEXT, 0x7e570403u, SYNTHVID_VRAM_MB,
+					   &vid_ops, v, err, errlen);
+		if (r) {
+			free(v);
+			return r;
+		}
+	}
+	*state = v;
+	return 0;
+}
+
+static void vid_destroy(void *state)
+{
+	struct synthvid *v = state;
+	if (!v)
+		return;
+	console_dev_destroy(v->d);
+	free(v);
+}
+
+static void vid_status(void *state, struct json_object *o, char *text, size_t len)
+{
+	struct synthvid *v = state;
+	if (!v->d)
+		return;
+	pthread_mutex_lock(&v->d->lock);
+	struct json_object *j = json_object_new_object();
+	const char *st = !v->d->chan ? "no contact" : !v->version ? "negotiating" : "connected";
+	if (j) {
+		json_object_object_add(j, "state", json_object_new_string(st));
+		if (v->geo.valid) {
+			json_object_object_add(j, "width", json_object_new_int((int32_t)v->geo.width));
+			json_object_object_add(j, "height", json_object_new_int((int32_t)v->geo.height));
+		}
+		json_object_object_add(o, "video", j);
+	}
+	if (v->geo.valid)
+		snprintf(text, len, "video %s (%ux%u)", st, v->geo.width, v->geo.height);
+	else
+		snprintf(text, len, "video %s", st);
+	pthread_mutex_unlock(&v->d->lock);
+}
+
+const struct vmdev_class synthvid_class = {
+	.name = "video",
+	.class_guid = SYNTHVID_CLASS_GUID_TEXT,
+	.always = true,
+	.settings_from = &console_settings_class,
+	.create = vid_create,
+	.destroy = vid_destroy,
+	.status = vid_status,
+};

@@ -1,0 +1,669 @@
+/* The synthetic console devices (src/devices/synthkbd.c, synthmouse.c): off unless
+ * --synthetic-console, the handshakes as Linux's hyperv_keyboard and hid-hyperv do them, the host's
+ * keys and pointer reaching the guest as those drivers read them, and hostile guest messages
+ * dropped. The guest side is the loopback guest (tests/support/loopback.h). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "devices/console.h"
+#include "devices/synthkbd.h"
+#include "devices/synthmouse.h"
+#include "devices/synthvid.h"
+#include "devices/vmdev.h"
+#include "gen2vm/proto/synthhid.h"
+#include "gen2vm/proto/synthkbd.h"
+#include "support/loopback.h"
+
+#define PADDED(n) (((uint32_t)(n) + 7u) & ~7u)
+
+struct cfx {
+	struct vmbus_loopback lb;
+	pthread_mutex_t lock;
+	struct vmdev_host h;
+	struct vmdev_config cfg;
+	struct vmdev_set set;
+	struct vmbus_client_channel ch;
+};
+
+static void cfx_init(struct cfx *f, bool on)
+{
+	memset(f, 0, sizeof(*f));
+	char err[256];
+	if (on)
+		assert_int_equal(vmdev_config_add_option(&f->cfg, "synthetic-console", NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmdev_config_validate(&f->cfg, err, sizeof(err)), 0);
+	assert_int_equal(vmbus_loopback_init(&f->lb, 64ull << 20, 1, NULL), 0);
+	pthread_mutex_init(&f->lock, NULL);
+	f->h = (struct vmdev_host){ .srv = f->lb.srv, .srv_lock = &f->lock, .mem = &f->lb.mem, .nr_vcpus = 1,
+				    .vm_name = "t" };
+	assert_int_equal(vmdev_set_create(&f->set, &f->h, &f->cfg, err, sizeof(err)), 0);
+	assert_int_equal(vmbus_client_connect(&f->lb.cl, 0, 0), 0);
+	assert_int_equal(vmbus_client_request_offers(&f->lb.cl), 0);
+}
+
+static void cfx_destroy(struct cfx *f)
+{
+	vmdev_set_destroy(&f->set);
+	vmdev_config_free(&f->cfg);
+	vmbus_loopback_destroy(&f->lb);
+	pthread_mutex_destroy(&f->lock);
+}
+
+static const struct vmbus_client_offer *cfx_offer(struct cfx *f, const char *guid)
+{
+	struct vmbus_guid g;
+	assert_int_equal(vmbus_guid_parse(guid, &g), 0);
+	return vmbus_client_find_offer(&f->lb.cl, &g, 0);
+}
+
+/* Opens the device's channel with the drivers' rings: 40 KiB for the keyboard and mouse (10 pages;
+ * VMBUS_RING_SIZE(36 KiB)), 256 KiB for video. */
+static void cfx_open_ring(struct cfx *f, const char *guid, uint32_t ring)
+{
+	const struct vmbus_client_offer *o = cfx_offer(f, guid);
+	assert_non_null(o);
+	assert_int_equal(vmbus_client_channel_open(&f->lb.cl, &f->ch, o->msg.child_relid, ring, ring, 0, NULL, 0), 0);
+}
+
+static void cfx_open(struct cfx *f, const char *guid)
+{
+	cfx_open_ring(f, guid, 40960);
+}
+
+static void *cfx_state(struct cfx *f, const char *cls)
+{
+	for (unsigned i = 0; i < f->set.n; i++)
+		if (!strcmp(f->set.run[i].cls->name, cls))
+			return f->set.run[i].state;
+	fail_msg("no class %s", cls);
+	return NULL;
+}
+
+static int cfx_verb(struct cfx *f, const char *cmd, char *reply, size_t len)
+{
+	char buf[1024], *argv[32];
+	int argc = 0;
+	snprintf(buf, sizeof(buf), "%s", cmd);
+	for (char *save, *t = strtok_r(buf, " ", &save); t && argc < 32; t = strtok_r(NULL, " ", &save))
+		argv[argc++] = t;
+	for (unsigned i = 0; i < f->set.n; i++)
+		for (const struct vmdev_verb *v = f->set.run[i].cls->verbs; v && v->name; v++)
+			if (!strcmp(v->name, argv[0]))
+				return v->fn(f->set.run[i].state, argc, argv, reply, len);
+	fail_msg("no verb %s", argv[0]);
+	return -1;
+}
+
+/* A host packet's payload, false when none waits. */
+static bool cfx_recv(struct cfx *f, uint8_t *pkt, uint32_t *len)
+{
+	static uint8_t raw[4096];
+	uint32_t n;
+	if (vmbus_client_recv(&f->ch, raw, sizeof(raw), &n))
+		return false;
+	vmbus_client_recv_done(&f->ch);
+	struct vmbus_packet_descriptor d;
+	memcpy(&d, raw, sizeof(d));
+	assert_int_equal(d.type, VM_PKT_DATA_INBAND);
+	*len = n - d.offset8 * 8u;
+	memcpy(pkt, raw + d.offset8 * 8u, *len);
+	return true;
+}
+
+/* As the drivers send: INBAND with a completion requested. */
+static void cfx_send(struct cfx *f, const void *msg, uint32_t len)
+{
+	assert_int_equal(vmbus_client_send(&f->ch, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+					   0x1234, NULL, 0, msg, len),
+			 0);
+}
+
+/* ---- off by default ---- */
+
+static void test_off_by_default(void **state)
+{
+	struct cfx f;
+	cfx_init(&f, false);
+	assert_null(cfx_offer(&f, SYNTHKBD_CLASS_GUID_TEXT));
+	assert_null(cfx_offer(&f, SYNTHHID_CLASS_GUID_TEXT));
+	assert_null(cfx_offer(&f, SYNTHVID_CLASS_GUID_TEXT));
+	char reply[256];
+	assert_int_equal(cfx_verb(&f, "key enter", reply, sizeof(reply)), -ENOTCONN);
+	assert_non_null(strstr(reply, "--synthetic-console"));
+	assert_int_equal(cfx_verb(&f, "mouse 1 2", reply, sizeof(reply)), -ENOTCONN);
+	assert_non_null(strstr(reply, "--synthetic-console"));
+	cfx_destroy(&f);
+
+	/* JSON: "synthetic_console": true (one value, not an array); other types are refused. */
+	struct vmdev_config cfg = { 0 };
+	char err[256];
+	struct json_object *t = json_object_new_boolean(1), *s = json_object_new_string("yes");
+	assert_int_equal(vmdev_config_add_json(&cfg, "synthetic_console", t, err, sizeof(err)), 0);
+	assert_int_equal(vmdev_config_add_json(&cfg, "synthetic_console", s, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "true or false"));
+	void *items[1] = { cfg.items[0].cfg };
+	assert_true(console_settings_enabled(items, 1));
+	assert_false(console_settings_enabled(NULL, 0));
+	json_object_put(t);
+	json_object_put(s);
+	vmdev_config_free(&cfg);
+}
+
+/* ---- the keyboard ---- */
+
+/* hyperv-keyboard.c's probe: PROTOCOL_REQUEST 1.0, then the response it checks for ACCEPTED. */
+static void kbd_connect(struct cfx *f, uint32_t version, uint32_t want_status)
+{
+	cfx_open(f, SYNTHKBD_CLASS_GUID_TEXT);
+	uint8_t pkt[256];
+	uint32_t len;
+	assert_false(cfx_recv(f, pkt, &len)); /* the guest speaks first */
+	struct synthkbd_protocol_request rq = { { SYNTHKBD_MSG_PROTOCOL_REQUEST }, version };
+	cfx_send(f, &rq, sizeof(rq));
+	assert_true(cfx_recv(f, pkt, &len));
+	assert_int_equal(len, PADDED(sizeof(struct synthkbd_protocol_response)));
+	struct synthkbd_protocol_response rs;
+	memcpy(&rs, pkt, sizeof(rs));
+	assert_int_equal(rs.hdr.type, SYNTHKBD_MSG_PROTOCOL_RESPONSE);
+	assert_int_equal(rs.status, want_status);
+}
+
+/* The next n key events into ev; checks each is a well-formed EVENT. */
+static void kbd_events(struct cfx *f, struct synthkbd_keystroke *ev, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t pkt[256];
+		uint32_t len;
+		assert_true(cfx_recv(f, pkt, &len));
+		assert_int_equal(len, PADDED(sizeof(*ev)));
+		memcpy(&ev[i], pkt, sizeof(*ev));
+		assert_int_equal(ev[i].hdr.type, SYNTHKBD_MSG_EVENT);
+		assert_int_equal(ev[i].reserved, 0);
+	}
+	uint8_t pkt[256];
+	uint32_t len;
+	assert_false(cfx_recv(f, pkt, &len));
+}
+
+#define KS(code, inf) ((uint32_t)(code) | (uint32_t)(inf) << 16)
+static uint32_t ks(const struct synthkbd_keystroke *e)
+{
+	return KS(e->make_code, e->info);
+}
+
+static void test_keyboard(void **state)
+{
+	struct cfx f;
+	cfx_init(&f, true);
+	char reply[256];
+	struct synthkbd *k = cfx_state(&f, "keyboard");
+	/* Before the guest's driver: a clear error. */
+	assert_int_equal(cfx_verb(&f, "key enter", reply, sizeof(reply)), -ENOTCONN);
+	assert_string_equal(reply, "the guest's keyboard driver (hyperv_keyboard) has not connected");
+	kbd_connect(&f, SYNTHKBD_VERSION_1_0, SYNTHKBD_PROTOCOL_ACCEPTED);
+	assert_true(k->connected);
+
+	struct synthkbd_keystroke ev[64];
+	assert_int_equal(cfx_verb(&f, "key enter", reply, sizeof(reply)), 0);
+	kbd_events(&f, ev, 2);
+	assert_int_equal(ks(&ev[0]), KS(0x1c, 0));
+	assert_int_equal(ks(&ev[1]), KS(0x1c, SYNTHKBD_INFO_BREAK));
+
+	/* Ctrl, Alt, E0 Delete down; up in reverse. */
+	assert_int_equal(cfx_verb(&f, "key ctrl-alt-del", reply, sizeof(reply)), 0);
+	kbd_events(&f, ev, 6);
+	static const uint32_t cad[6] = { KS(0x1d, 0), KS(0x38, 0), KS(0x53, SYNTHKBD_INFO_E0),
+					 KS(0x53, SYNTHKBD_INFO_E0 | SYNTHKBD_INFO_BREAK), KS(0x38, SYNTHKBD_INFO_BREAK),
+					 KS(0x1d, SYNTHKBD_INFO_BREAK) };
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(ks(&ev[i]), cad[i]);
+
+	assert_int_equal(cfx_verb(&f, "key f12", reply, sizeof(reply)), 0);
+	kbd_events(&f, ev, 2);
+	assert_int_equal(ks(&ev[0]), KS(0x58, 0));
+	assert_int_equal(cfx_verb(&f, "key f1", reply, sizeof(reply)), 0);
+	kbd_events(&f, ev, 2);
+	assert_int_equal(ks(&ev[0]), KS(0x3b, 0));
+	assert_int_equal(cfx_verb(&f, "key up", reply, sizeof(reply)), 0);
+	kbd_events(&f, ev, 2);
+	assert_int_equal(ks(&ev[0]), KS(0x48, SYNTHKBD_INFO_E0));
+	assert_int_equal(cfx_verb(&f, "key frobnicate", reply, sizeof(reply)), -EINVAL);
+	assert_non_null(strstr(reply, "unknown key"));
+	assert_int_equal(cfx_verb(&f, "key ctrl-", reply, sizeof(reply)), -EINVAL);
+
+	/* "Hi !": shift h, i, space, shift 1. */
+	assert_int_equal(cfx_verb(&f, "type Hi !", reply, sizeof(reply)), 0);
+	kbd_events(&f, ev, 12);
+	static const uint32_t hi[12] = { KS(0x2a, 0), KS(0x23, 0), KS(0x23, 2), KS(0x2a, 2), KS(0x17, 0), KS(0x17, 2),
+					 KS(0x39, 0), KS(0x39, 2), KS(0x2a, 0), KS(0x02, 0), KS(0x02, 2), KS(0x2a, 2) };
+	for (int i = 0; i < 12; i++)
+		assert_int_equal(ks(&ev[i]), hi[i]);
+	/* A character with no key sends nothing. */
+	size_t bad = 99;
+	assert_int_equal(synthkbd_type(k, "ab\x01", &bad), -EINVAL);
+	assert_int_equal(bad, 2);
+	uint8_t pkt[256];
+	uint32_t len;
+	assert_false(cfx_recv(&f, pkt, &len));
+
+	/* The C API, with prefixes; make codes beyond 7 bits and both prefixes are refused. */
+	assert_int_equal(synthkbd_send_scancode(k, 0x1d, false, true, false), 0);
+	kbd_events(&f, ev, 1);
+	assert_int_equal(ks(&ev[0]), KS(0x1d, SYNTHKBD_INFO_E1));
+	assert_int_equal(synthkbd_send_scancode(k, 0x80, false, false, false), -EINVAL);
+	assert_int_equal(synthkbd_send_scancode(k, 0x1d, true, true, false), -EINVAL);
+
+	/* A full ring: nothing half sent (the guest does not read). */
+	int r = 0;
+	unsigned sent = 0;
+	while ((r = synthkbd_press(k, "ctrl-alt-del")) == 0)
+		sent++;
+	assert_int_equal(r, -EAGAIN);
+	assert_true(sent > 100);
+	unsigned got = 0;
+	while (cfx_recv(&f, pkt, &len))
+		got++;
+	assert_int_equal(got, sent * 6);
+	assert_int_equal(cfx_verb(&f, "key enter", reply, sizeof(reply)), 0);
+	kbd_events(&f, ev, 2);
+	char longtext[SYNTHKBD_TYPE_MAX + 8];
+	memset(longtext, 'a', sizeof(longtext) - 1);
+	longtext[sizeof(longtext) - 1] = '\0';
+	assert_int_equal(synthkbd_type(k, longtext, NULL), -E2BIG);
+
+	cfx_destroy(&f);
+}
+
+static void test_keyboard_leds_and_hostile(void **state)
+{
+	struct cfx f;
+	cfx_init(&f, true);
+	struct synthkbd *k = cfx_state(&f, "keyboard");
+	char reply[256];
+	/* Another version is refused, and keys do not go. */
+	kbd_connect(&f, 0x00020000u, 0);
+	assert_false(k->connected);
+	assert_int_equal(cfx_verb(&f, "type x", reply, sizeof(reply)), -ENOTCONN);
+	assert_non_null(strstr(reply, "hyperv_keyboard"));
+
+	/* Short, unknown, host-only: dropped, no answer. (The ring pads every payload to 8 bytes with
+	 * zeros, so a truncated request or LED message cannot reach the device through it.) */
+	uint8_t junk[16] = { 0 };
+	cfx_send(&f, junk, 2);
+	struct synthkbd_hdr h = { 99 };
+	cfx_send(&f, &h, sizeof(h));
+	struct synthkbd_keystroke ev = { { SYNTHKBD_MSG_EVENT }, 0x1c, 0, 0 };
+	cfx_send(&f, &ev, sizeof(ev));
+	struct synthkbd_protocol_request rq = { { SYNTHKBD_MSG_PROTOCOL_REQUEST }, SYNTHKBD_VERSION_1_0 };
+	struct synthkbd_led_indicators led = { { SYNTHKBD_MSG_LED_INDICATORS }, SYNTHKBD_LED_CAPS_LOCK };
+	uint8_t pkt[256];
+	uint32_t len;
+	assert_false(cfx_recv(&f, pkt, &len));
+	assert_int_equal(k->leds, 0);
+	assert_false(k->connected);
+
+	/* Now the right request, then the LEDs (6 bytes, or 8 as a Windows guest pads it). */
+	cfx_send(&f, &rq, sizeof(rq));
+	assert_true(cfx_recv(&f, pkt, &len));
+	assert_true(k->connected);
+	cfx_send(&f, &led, sizeof(led));
+	assert_int_equal(k->leds, SYNTHKBD_LED_CAPS_LOCK);
+	uint8_t led8[8] = { SYNTHKBD_MSG_LED_INDICATORS, 0, 0, 0, SYNTHKBD_LED_NUM_LOCK | 0xf8, 0xff, 0, 0 };
+	cfx_send(&f, led8, sizeof(led8));
+	assert_int_equal(k->leds, SYNTHKBD_LED_NUM_LOCK); /* unknown bits dropped */
+	struct json_object *o = json_object_new_object();
+	char text[256] = "";
+	vmdev_set_status(&f.set, o, text, sizeof(text));
+	assert_non_null(strstr(text, "keyboard connected"));
+	json_object_put(o);
+
+	/* Closing forgets the connection; reopening needs a new request. */
+	vmbus_client_channel_close(&f.ch);
+	assert_false(k->connected);
+	assert_int_equal(cfx_verb(&f, "key enter", reply, sizeof(reply)), -ENOTCONN);
+	kbd_connect(&f, SYNTHKBD_VERSION_1_0, SYNTHKBD_PROTOCOL_ACCEPTED);
+	assert_int_equal(cfx_verb(&f, "key enter", reply, sizeof(reply)), 0);
+	cfx_destroy(&f);
+}
+
+/* ---- the mouse ---- */
+
+/* A synthhid message as hid-hyperv sends it: pipe {DATA, 8 + n}, {type, n}, body. */
+static uint32_t hid_msg(uint8_t *buf, uint32_t type, const void *body, uint32_t n)
+{
+	struct synthhid_pipe_hdr p = { SYNTHHID_PIPE_DATA, 8 + n };
+	struct synthhid_hdr h = { type, n };
+	memcpy(buf, &p, 8);
+	memcpy(buf + 8, &h, 8);
+	memcpy(buf + 16, body, n);
+	return 16 + n;
+}
+
+/* hid-hyperv's probe up to the ACK; returns the report descriptor's length. */
+static void mouse_connect(struct cfx *f, uint32_t version, bool approve)
+{
+	cfx_open(f, SYNTHHID_CLASS_GUID_TEXT);
+	uint8_t buf[512], pkt[4096];
+	uint32_t len;
+	assert_false(cfx_recv(f, pkt, &len));
+	cfx_send(f, buf, hid_msg(buf, SYNTHHID_MSG_PROTOCOL_REQUEST, &version, 4));
+	/* The response: exactly what fits hid-hyperv's 21-byte buffer. */
+	assert_true(cfx_recv(f, pkt, &len));
+	assert_int_equal(len, PADDED(21));
+	struct synthhid_pipe_hdr p;
+	struct synthhid_protocol_response rs;
+	memcpy(&p, pkt, 8);
+	memcpy(&rs, pkt + 8, sizeof(rs));
+	assert_int_equal(p.type, SYNTHHID_PIPE_DATA);
+	assert_int_equal(p.size, 13);
+	assert_int_equal(rs.hdr.type, SYNTHHID_MSG_PROTOCOL_RESPONSE);
+	assert_int_equal(rs.hdr.size, 5);
+	assert_int_equal(rs.version, version);
+	assert_int_equal(rs.approved, approve);
+	if (!approve) {
+		assert_false(cfx_recv(f, pkt, &len));
+		return;
+	}
+	/* The device info, read as mousevsc_on_receive_device_info does. */
+	assert_true(cfx_recv(f, pkt, &len));
+	struct synthhid_device_info di;
+	memcpy(&p, pkt, 8);
+	memcpy(&di, pkt + 8, sizeof(di));
+	assert_int_equal(p.type, SYNTHHID_PIPE_DATA);
+	assert_int_equal(di.hdr.type, SYNTHHID_MSG_DEVICE_INFO);
+	assert_int_equal(p.size, 8 + di.hdr.size);
+	assert_true(p.size >= sizeof(struct synthhid_dev_info)); /* its WARN_ON */
+	assert_int_equal(di.info.size, 32);
+	assert_int_equal(di.hid.bLength, 9);
+	assert_int_equal(di.hid.bNumDescriptors, 1);
+	assert_int_equal(di.hid.bReportType, 0x22);
+	assert_int_equal(di.hid.wDescriptorLength, synthmouse_report_desc_len);
+	assert_int_equal(di.hdr.size, 32 + 9 + synthmouse_report_desc_len);
+	assert_true(len >= 8 + p.size);
+	const uint8_t *rd = pkt + 8 + 8 + 32 + di.hid.bLength;
+	assert_memory_equal(rd, synthmouse_report_desc, synthmouse_report_desc_len);
+	assert_int_not_equal(rd[14], 0x25); /* hid-hyperv's SA-167 rewrite leaves it alone */
+	uint8_t reserved = 0;
+	cfx_send(f, buf, hid_msg(buf, SYNTHHID_MSG_DEVICE_INFO_ACK, &reserved, 1));
+}
+
+static void test_mouse(void **state)
+{
+	struct cfx f;
+	cfx_init(&f, true);
+	struct synthmouse *m = cfx_state(&f, "mouse");
+	char reply[256];
+	assert_int_equal(cfx_verb(&f, "mouse 100 200", reply, sizeof(reply)), -ENOTCONN);
+	assert_string_equal(reply, "the guest's mouse driver (hid_hyperv) has not connected");
+	mouse_connect(&f, SYNTHHID_VERSION_2_0, true);
+	assert_int_equal(m->state, SYNTHMOUSE_READY);
+
+	assert_int_equal(cfx_verb(&f, "mouse 32767 0x1234 5", reply, sizeof(reply)), 0);
+	uint8_t pkt[256];
+	uint32_t len;
+	assert_true(cfx_recv(&f, pkt, &len));
+	struct synthhid_pipe_hdr p;
+	struct synthhid_hdr h;
+	memcpy(&p, pkt, 8);
+	memcpy(&h, pkt + 8, 8);
+	assert_int_equal(p.type, SYNTHHID_PIPE_DATA);
+	assert_int_equal(h.type, SYNTHHID_MSG_INPUT_REPORT);
+	assert_int_equal(h.size, SYNTHMOUSE_REPORT_SIZE);
+	assert_int_equal(p.size, 8 + SYNTHMOUSE_REPORT_SIZE);
+	static const uint8_t want[6] = { 5, 0xff, 0x7f, 0x34, 0x12, 0 };
+	assert_memory_equal(pkt + 16, want, 6);
+	assert_int_equal(synthmouse_send(m, 1, 2, 0, -1), 0);
+	assert_true(cfx_recv(&f, pkt, &len));
+	assert_int_equal(pkt[16 + 5], 0xff);
+
+	assert_int_equal(cfx_verb(&f, "mouse 32768 0", reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(cfx_verb(&f, "mouse -1 0", reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(cfx_verb(&f, "mouse 1 1 8", reply, sizeof(reply)), -EINVAL);
+	assert_int_equal(cfx_verb(&f, "mouse 1", reply, sizeof(reply)), -EINVAL);
+	assert_false(cfx_recv(&f, pkt, &len));
+	cfx_destroy(&f);
+}
+
+static void test_mouse_hostile(void **state)
+{
+	struct cfx f;
+	cfx_init(&f, true);
+	struct synthmouse *m = cfx_state(&f, "mouse");
+	mouse_connect(&f, 0x00010000u, false); /* 1.0: refused */
+	assert_int_equal(m->state, SYNTHMOUSE_REFUSED);
+	assert_int_equal(synthmouse_send(m, 1, 1, 0, 0), -ENOTCONN);
+
+	uint8_t buf[512], pkt[4096];
+	uint32_t len, v = SYNTHHID_VERSION_2_0;
+	/* Sizes beyond the packet, a pipe type other than DATA, short packets, an ACK out of turn,
+	 * the host's own messages: all dropped without an answer. */
+	uint32_t n = hid_msg(buf, SYNTHHID_MSG_PROTOCOL_REQUEST, &v, 4);
+	buf[4] = 200; /* pipe size */
+	cfx_send(&f, buf, n);
+	n = hid_msg(buf, SYNTHHID_MSG_PROTOCOL_REQUEST, &v, 4);
+	buf[12] = 5; /* synthhid size beyond the pipe's */
+	cfx_send(&f, buf, n);
+	n = hid_msg(buf, SYNTHHID_MSG_PROTOCOL_REQUEST, &v, 4);
+	buf[0] = 2; /* pipe type */
+	cfx_send(&f, buf, n);
+	cfx_send(&f, buf, 12);
+	n = hid_msg(buf, SYNTHHID_MSG_PROTOCOL_REQUEST, &v, 2); /* no room for the version */
+	cfx_send(&f, buf, n);
+	uint8_t zero = 0;
+	cfx_send(&f, buf, hid_msg(buf, SYNTHHID_MSG_DEVICE_INFO_ACK, &zero, 1));
+	cfx_send(&f, buf, hid_msg(buf, SYNTHHID_MSG_INPUT_REPORT, buf + 100, 6));
+	cfx_send(&f, buf, hid_msg(buf, 77, &zero, 1));
+	assert_false(cfx_recv(&f, pkt, &len));
+	assert_int_equal(m->state, SYNTHMOUSE_REFUSED);
+
+	/* A right request then: approved, info, ACK, ready. */
+	cfx_send(&f, buf, hid_msg(buf, SYNTHHID_MSG_PROTOCOL_REQUEST, &v, 4));
+	assert_true(cfx_recv(&f, pkt, &len));
+	assert_true(cfx_recv(&f, pkt, &len));
+	assert_int_equal(m->state, SYNTHMOUSE_INFO_SENT);
+	assert_int_equal(synthmouse_send(m, 1, 1, 0, 0), -ENOTCONN);
+	cfx_send(&f, buf, hid_msg(buf, SYNTHHID_MSG_DEVICE_INFO_ACK, &zero, 1));
+	assert_int_equal(m->state, SYNTHMOUSE_READY);
+	assert_int_equal(synthmouse_send(m, 1, 1, 0, 0), 0);
+	vmbus_client_channel_close(&f.ch);
+	assert_int_equal(m->state, SYNTHMOUSE_CLOSED);
+	assert_int_equal(synthmouse_send(m, 1, 1, 0, 0), -ENOTCONN);
+	cfx_destroy(&f);
+}
+
+/* ---- video ---- */
+
+/* A synthvid message as hyperv_drm sends it: pipe {DATA, 8 + n}, {type, 8 + n}, body. */
+static uint32_t vid_msg(uint8_t *buf, uint32_t type, const void *body, uint32_t n)
+{
+	struct synthvid_pipe_hdr p = { SYNTHVID_PIPE_DATA, 8 + n };
+	struct synthvid_hdr h = { type, 8 + n };
+	memcpy(buf, &p, 8);
+	memcpy(buf + 8, &h, 8);
+	memcpy(buf + 16, body, n);
+	return 16 + n;
+}
+
+/* The next host message: its type, body into body (the whole packet's payload in pkt). */
+static uint32_t vid_recv(struct cfx *f, uint8_t *body, uint32_t *n)
+{
+	uint8_t pkt[4096];
+	uint32_t len;
+	assert_true(cfx_recv(f, pkt, &len));
+	struct synthvid_pipe_hdr p;
+	struct synthvid_hdr h;
+	memcpy(&p, pkt, 8);
+	memcpy(&h, pkt + 8, 8);
+	assert_int_equal(p.type, SYNTHVID_PIPE_DATA);
+	assert_int_equal(p.size, h.size); /* as hyperv_drm builds it */
+	assert_true(h.size >= 8 && 8 + h.size <= len);
+	*n = h.size - 8;
+	memcpy(body, pkt + 16, *n);
+	return h.type;
+}
+
+static void vid_send_msg(struct cfx *f, uint32_t type, const void *body, uint32_t n)
+{
+	uint8_t buf[1024];
+	cfx_send(f, buf, vid_msg(buf, type, body, n));
+}
+
+static void test_video(void **state)
+{
+	struct cfx f;
+	cfx_init(&f, true);
+	struct synthvid *v = cfx_state(&f, "video");
+	const struct vmbus_client_offer *o = cfx_offer(&f, SYNTHVID_CLASS_GUID_TEXT);
+	assert_non_null(o);
+	assert_int_equal(o->msg.offer.mmio_megabytes, SYNTHVID_VRAM_MB);
+	cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
+	uint8_t body[1024];
+	uint32_t n;
+
+	/* Before the version nothing is taken; 3.0 (Windows 7's) is refused, 3.5 accepted. */
+	struct synthvid_dirt dirt = { 0, 1, { { 0, 0, 10, 10 } } };
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, &dirt, sizeof(dirt));
+	struct synthvid_version_req vr = { SYNTHVID_VERSION_WIN7 };
+	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+	struct synthvid_version_resp vs;
+	assert_int_equal(n, sizeof(vs));
+	memcpy(&vs, body, sizeof(vs));
+	assert_int_equal(vs.version, SYNTHVID_VERSION_WIN7);
+	assert_int_equal(vs.is_accepted, 0);
+	vr.version = SYNTHVID_VERSION_WIN10;
+	assert_int_equal(vr.version, 0x00050003u);
+	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+	memcpy(&vs, body, sizeof(vs));
+	assert_int_equal(vs.is_accepted, 1);
+	assert_int_equal(vs.max_video_outputs, 1);
+
+	/* The resolutions, as hyperv_drm checks them. */
+	struct synthvid_resolution_req rr = { SYNTHVID_MAX_RESOLUTION_COUNT };
+	vid_send_msg(&f, SYNTHVID_MSG_RESOLUTION_REQUEST, &rr, sizeof(rr));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_RESOLUTION_RESPONSE);
+	struct synthvid_resolution_resp rs;
+	assert_int_equal(n, sizeof(rs));
+	memcpy(&rs, body, sizeof(rs));
+	assert_int_equal(rs.resolution_count, synthvid_nr_resolutions);
+	assert_true(rs.resolution_count > 0 && rs.default_resolution_index < rs.resolution_count);
+	assert_int_equal(rs.supported_resolution[rs.default_resolution_index].width, 1024);
+	for (unsigned i = 0; i < rs.resolution_count; i++)
+		assert_true((uint32_t)rs.supported_resolution[i].width * rs.supported_resolution[i].height * 4 <=
+			    SYNTHVID_VRAM_MB << 20);
+
+	/* The VRAM: the ack echoes user_ctx, then the host asks for dirty rectangles. */
+	struct synthvid_vram_location vl = { 0xf8000000ull, 1, 0xf8000000ull };
+	vid_send_msg(&f, SYNTHVID_MSG_VRAM_LOCATION, &vl, sizeof(vl));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
+	struct synthvid_vram_location_ack va;
+	memcpy(&va, body, sizeof(va));
+	assert_int_equal(va.user_ctx, 0xf8000000ull);
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
+	assert_int_equal(body[0], 1); /* is_dirt_needed */
+	assert_true(v->vram_set);
+	assert_int_equal(v->vram_gpa, 0xf8000000ull);
+
+	/* The screen: all dirty at first. */
+	struct synthvid_situation_update su = { 0, 1, { { 1, 0, 32, 1024, 768, 4096 } } };
+	vid_send_msg(&f, SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
+	struct synthvid_rect r;
+	struct synthvid_geometry g;
+	assert_true(synthvid_dirty_take(v, &r, &g));
+	assert_true(g.valid);
+	assert_int_equal(g.width, 1024);
+	assert_int_equal(r.x2, 1024);
+	assert_int_equal(r.y2, 768);
+	assert_false(synthvid_dirty_take(v, &r, NULL));
+
+	/* Rectangles accumulate into their bounding box, clipped to the screen. */
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, &dirt, sizeof(dirt));
+	uint8_t two[2 + 32] = { 0, 2 };
+	struct synthvid_rect rects[2] = { { 100, 200, 110, 220 }, { -5, 300, 5000, 301 } };
+	memcpy(two + 2, rects, sizeof(rects));
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, two, sizeof(two));
+	assert_true(synthvid_dirty_take(v, &r, NULL));
+	assert_int_equal(r.x1, 0);
+	assert_int_equal(r.y1, 0);
+	assert_int_equal(r.x2, 1024);
+	assert_int_equal(r.y2, 301);
+	/* More rectangles than bytes, empty and inverted ones: nothing. */
+	two[1] = 9;
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, two, sizeof(two));
+	struct synthvid_dirt inv = { 0, 1, { { 50, 50, 40, 60 } } };
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, &inv, sizeof(inv));
+	assert_false(synthvid_dirty_take(v, &r, NULL));
+
+	/* hyperv_drm's hidden hardware pointer: a position and a 1x1 ARGB shape. */
+	struct synthvid_pointer_position pp = { 1, 0, 0, 0 };
+	vid_send_msg(&f, SYNTHVID_MSG_POINTER_POSITION, &pp, sizeof(pp));
+	struct synthvid_pointer_shape ps = { SYNTHVID_CURSOR_COMPLETE, 1, 1, 1, 0, 0, { 0, 1, 1, 1 } };
+	vid_send_msg(&f, SYNTHVID_MSG_POINTER_SHAPE, &ps, sizeof(ps));
+	assert_true(v->ptr_visible);
+	assert_int_equal(v->ptr_w, 1);
+	ps.width = 200;
+	vid_send_msg(&f, SYNTHVID_MSG_POINTER_SHAPE, &ps, sizeof(ps));
+	assert_int_equal(v->ptr_w, 1);
+
+	/* A screen that does not fit the VRAM, or not 32 bpp: kept as invalid, nothing dirty. */
+	su.output[0].height_pixels = 100000;
+	vid_send_msg(&f, SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
+	assert_false(synthvid_dirty_take(v, &r, &g));
+	assert_false(g.valid);
+	su.output[0].height_pixels = 768;
+	su.output[0].depth_bits = 16;
+	vid_send_msg(&f, SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
+	assert_false(synthvid_dirty_take(v, &r, &g));
+
+	/* Sizes beyond the packet, an unknown type: dropped, no answer. */
+	uint8_t buf[64];
+	uint32_t len = vid_msg(buf, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	buf[4] = 100;
+	cfx_send(&f, buf, len);
+	len = vid_msg(buf, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	buf[12] = 4; /* smaller than its own header */
+	cfx_send(&f, buf, len);
+	vid_send_msg(&f, 77, &vr, sizeof(vr));
+	uint8_t pkt[64];
+	assert_false(cfx_recv(&f, pkt, &len));
+	struct json_object *jo = json_object_new_object();
+	char text[256] = "";
+	vmdev_set_status(&f.set, jo, text, sizeof(text));
+	assert_non_null(strstr(text, "video connected"));
+	json_object_put(jo);
+
+	/* 3.2: no resolution list; a closed channel forgets everything. */
+	vmbus_client_channel_close(&f.ch);
+	assert_int_equal(v->version, 0);
+	cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
+	vr.version = SYNTHVID_VERSION_WIN8;
+	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+	assert_int_equal(body[4], 1);
+	vid_send_msg(&f, SYNTHVID_MSG_RESOLUTION_REQUEST, &rr, sizeof(rr));
+	assert_false(cfx_recv(&f, pkt, &len));
+	cfx_destroy(&f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_off_by_default),
+		cmocka_unit_test(test_keyboard),
+		cmocka_unit_test(test_keyboard_leds_and_hostile),
+		cmocka_unit_test(test_mouse),
+		cmocka_unit_test(test_mouse_hostile),
+		cmocka_unit_test(test_video),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
