@@ -33,7 +33,7 @@ CPPFLAGS  := -D_GNU_SOURCE -Isrc -Iinclude -Iguestlib
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu17 $(WARN) -fno-strict-aliasing -pthread
 SANFLAGS  := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-LDLIBS    := -pthread -ljson-c -luring -llz4 -lz -llzma -lzstd
+LDLIBS    := -pthread -ljson-c -lpng -luring -llz4 -lz -llzma -lzstd
 TEST_LDLIBS := -lcmocka
 
 # Freestanding world (firmware and test guests): no libc, no red zone, no SSE, large enough code model.

@@ -40,7 +40,7 @@ const struct vmdev_class console_settings_class = {
 	.name = "synthetic-console",
 	.options = console_settings_options,
 	.usage = "  --synthetic-console        offer the synthetic keyboard, mouse and video devices (in\n"
-		 "                             progress: protocol only, no display yet)\n",
+		 "                             progress: no display yet; control verb screenshot)\n",
 	.json_key = "synthetic_console",
 	.json_scalar = true,
 	.config_size = sizeof(bool),

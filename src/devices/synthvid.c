@@ -11,8 +11,11 @@
 #include <string.h>
 
 #include <json-c/json.h>
+#include <png.h>
 
+#include "util/file.h"
 #include "util/log.h"
+#include "util/text.h"
 
 /* gen2vm's own list: every mode fits SYNTHVID_VRAM_MB at 32 bpp; the default (first) is 1024x768. */
 const struct synthvid_screen_size synthvid_resolutions[] = {
@@ -79,6 +82,18 @@ static void vid_resolutions(struct console_dev *d, struct synthvid *v, const uin
 		log_warn("synthetic video: cannot answer the resolution request: %s", strerror(-r));
 }
 
+/* With the lock held: the VRAM no longer mapped (the guest said it has none, or left). */
+static void vid_vram_unmap(struct console_dev *d, struct synthvid *v)
+{
+	if (v->vram_mapped && d->host.unmap_ram) {
+		int r = d->host.unmap_ram(d->host.opaque);
+		if (r)
+			log_warn("synthetic video: cannot unmap the VRAM: %s", strerror(-r));
+	}
+	v->vram_mapped = false;
+	v->vram = NULL;
+}
+
 static void vid_vram(struct console_dev *d, struct synthvid *v, const uint8_t *b, uint32_t n)
 {
 	struct synthvid_vram_location l;
@@ -87,10 +102,33 @@ static void vid_vram(struct console_dev *d, struct synthvid *v, const uint8_t *b
 		return;
 	}
 	memcpy(&l, b, sizeof(l));
-	/* Where the VRAM may be is the MMIO window's business (not there yet): keep what the guest says,
-	 * page-aligned or not, and let the display code check it against the window. */
-	v->vram_set = l.is_vram_gpa_specified;
-	v->vram_gpa = l.is_vram_gpa_specified ? l.vram_gpa : 0;
+	if (!l.is_vram_gpa_specified) {
+		/* No VRAM (Linux always gives one): nothing to show. */
+		vid_vram_unmap(d, v);
+		v->vram_set = false;
+		v->vram_gpa = 0;
+	} else {
+		const char *why;
+		if (vmdev_mmio_check(&d->host, l.vram_gpa, SYNTHVID_VRAM_SIZE, &why)) {
+			/* Not acknowledged: the guest's driver gives up after its wait instead of drawing into
+			 * memory nobody backs. */
+			log_guest("synthetic video: VRAM at 0x%" PRIx64 " (%u MiB) refused: %s", l.vram_gpa, SYNTHVID_VRAM_MB,
+				  why);
+			return;
+		}
+		if (d->host.map_ram) {
+			void *host;
+			int r = d->host.map_ram(d->host.opaque, l.vram_gpa, SYNTHVID_VRAM_SIZE, &host);
+			if (r) {
+				log_warn("synthetic video: cannot map the VRAM at 0x%" PRIx64 ": %s", l.vram_gpa, strerror(-r));
+				return;
+			}
+			v->vram = host;
+			v->vram_mapped = true;
+		}
+		v->vram_set = true;
+		v->vram_gpa = l.vram_gpa;
+	}
 	struct synthvid_vram_location_ack ack = { l.user_ctx };
 	int r = vid_send(d, SYNTHVID_MSG_VRAM_LOCATION_ACK, &ack, sizeof(ack));
 	/* Ask for dirty rectangles: without them the guest tells nothing of what it draws. */
@@ -119,7 +157,7 @@ static void vid_situation(struct synthvid *v, const uint8_t *b, uint32_t n)
 				       o->pitch_bytes, false };
 	uint64_t end = (uint64_t)g.vram_offset + (uint64_t)g.pitch * g.height;
 	g.valid = g.depth_bits == SYNTHVID_DEPTH_WIN8 && g.width && g.height && g.width <= 0x4000 &&
-		  (uint64_t)g.pitch >= (uint64_t)g.width * 4 && end <= (uint64_t)SYNTHVID_VRAM_MB << 20;
+		  (uint64_t)g.pitch >= (uint64_t)g.width * 4 && end <= SYNTHVID_VRAM_SIZE;
 	if (!g.valid && g.active)
 		log_guest("synthetic video: a screen of %ux%u, %u bpp, pitch %u at VRAM offset %u does not fit; not shown",
 			  g.width, g.height, g.depth_bits, g.pitch, g.vram_offset);
@@ -244,6 +282,8 @@ static void vid_packet(struct console_dev *d, const uint8_t *pkt, uint32_t len, 
 static void vid_closed(struct console_dev *d)
 {
 	struct synthvid *v = d->svc;
+	/* The guest may hand the range to another device now: it must no longer be RAM. */
+	vid_vram_unmap(d, v);
 	struct console_dev *keep = v->d;
 	memset(v, 0, sizeof(*v));
 	v->d = keep;
@@ -265,6 +305,135 @@ bool synthvid_dirty_take(struct synthvid *v, struct synthvid_rect *r, struct syn
 	pthread_mutex_unlock(&v->d->lock);
 	return dirty;
 }
+
+/* ---- the screenshot ---- */
+
+struct vid_png_buf {
+	uint8_t *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void vid_png_write(png_structp png, png_bytep data, size_t n)
+{
+	struct vid_png_buf *b = png_get_io_ptr(png);
+	if (b->oom)
+		return;
+	if (n > b->cap - b->len) {
+		size_t cap = b->cap ? b->cap : 1u << 16;
+		while (n > cap - b->len)
+			cap *= 2;
+		uint8_t *p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+}
+
+static void vid_png_flush(png_structp png)
+{
+	(void)png;
+}
+
+/* Encodes w x h pixels of 32 bpp XRGB (little-endian: B, G, R, X in memory; hyperv_fb's and
+ * hyperv_drm's format), pitch bytes a row, as an 8-bit RGB PNG in *b. 0 or -ENOMEM / -EIO. */
+static int vid_png_encode(const uint8_t *px, uint32_t w, uint32_t h, uint32_t pitch, struct vid_png_buf *b)
+{
+	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+	png_infop info = png ? png_create_info_struct(png) : NULL;
+	uint8_t *row = malloc((size_t)w * 3);
+	int r = -ENOMEM;
+	if (!png || !info || !row)
+		goto out;
+	/* libpng reports its errors by longjmp; nothing below changes a local the error path reads. */
+	if (setjmp(png_jmpbuf(png))) {
+		r = -EIO;
+		goto out;
+	}
+	png_set_write_fn(png, b, vid_png_write, vid_png_flush);
+	/* A screenshot is wanted now: fast compression, the file is a little larger. */
+	png_set_compression_level(png, 1);
+	png_set_IHDR(png, info, w, h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+		     PNG_FILTER_TYPE_DEFAULT);
+	png_write_info(png, info);
+	for (uint32_t y = 0; y < h; y++) {
+		const uint8_t *s = px + (size_t)y * pitch;
+		for (uint32_t x = 0; x < w; x++) {
+			row[x * 3] = s[x * 4 + 2];
+			row[x * 3 + 1] = s[x * 4 + 1];
+			row[x * 3 + 2] = s[x * 4];
+		}
+		png_write_row(png, row);
+	}
+	png_write_end(png, NULL);
+	r = b->oom ? -ENOMEM : 0;
+out:
+	png_destroy_write_struct(png ? &png : NULL, info ? &info : NULL);
+	free(row);
+	return r;
+}
+
+/* `screenshot FILE`: the screen as the guest last drew it, as a PNG. The frame is copied under the
+ * device lock (the guest keeps drawing: a frame caught mid-draw is what the screen showed) and
+ * encoded outside it, so the guest's messages do not wait for the encoder. */
+static int vid_verb_screenshot(void *state, int argc, char **argv, char *reply, size_t len)
+{
+	struct synthvid *v = state;
+	if (argc != 2) {
+		snprintf(reply, len, "usage: screenshot FILE.png");
+		return -EINVAL;
+	}
+	const char *path = argv[1];
+	if (!v->d) {
+		snprintf(reply, len, "the synthetic video device is not offered (run with --synthetic-console)");
+		return -ENODEV;
+	}
+	pthread_mutex_lock(&v->d->lock);
+	struct synthvid_geometry g = v->geo;
+	const char *no = !v->d->chan || !v->version ? "the guest's video driver has not connected"
+			 : !v->vram_set			  ? "no VRAM location yet"
+			 : !v->vram			  ? "the VRAM is not backed by memory on this host"
+			 : !g.valid			  ? "the guest has not given a usable screen geometry yet"
+							  : NULL;
+	uint8_t *frame = NULL;
+	size_t size = (size_t)g.pitch * g.height;
+	if (!no && (frame = malloc(size)))
+		memcpy(frame, v->vram + g.vram_offset, size); /* the situation update checked it fits */
+	pthread_mutex_unlock(&v->d->lock);
+	if (no) {
+		snprintf(reply, len, "%s", no);
+		return -EAGAIN;
+	}
+	if (!frame) {
+		snprintf(reply, len, "out of memory");
+		return -ENOMEM;
+	}
+	struct vid_png_buf b = { 0 };
+	int r = vid_png_encode(frame, g.width, g.height, g.pitch, &b);
+	free(frame);
+	char why[256] = "";
+	if (r)
+		snprintf(why, sizeof(why), "cannot encode the PNG: %s", strerror(-r));
+	else
+		r = file_replace_user(path, b.p, b.len, why, sizeof(why));
+	free(b.p);
+	if (r) {
+		snprintf(reply, len, "%s: %s", text_show(path), why);
+		return r;
+	}
+	snprintf(reply, len, "%ux%u written to %s", g.width, g.height, text_show(path));
+	return 0;
+}
+
+static const struct vmdev_verb vid_verbs[] = {
+	{ "screenshot", "screenshot FILE.png", vid_verb_screenshot },
+	{ NULL, NULL, NULL },
+};
 
 /* ---- the class ---- */
 
@@ -329,4 +498,5 @@ const struct vmdev_class synthvid_class = {
 	.create = vid_create,
 	.destroy = vid_destroy,
 	.status = vid_status,
+	.verbs = vid_verbs,
 };

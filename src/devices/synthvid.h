@@ -1,5 +1,5 @@
 /* The synthetic video device (class da0a7802-..., Linux's hyperv_drm and hyperv_fb): wire format in
- * include/gen2vm/proto/synthvid.h. Protocol only for now: the guest negotiates 3.5 or 3.2 (others
+ * include/gen2vm/proto/synthvid.h. The guest negotiates 3.5 or 3.2 (others
  * refused), asks for the supported resolutions (3.5), tells where its VRAM is (acknowledged with its
  * user_ctx), then the screen's geometry (situation update), pointer position and shape, and, once
  * the host's FEATURE_CHANGE asks for them (sent after the VRAM ack), dirty rectangles. The device
@@ -7,8 +7,15 @@
  * last took it. Offered with --synthetic-console (src/devices/console.h) with
  * SYNTHVID_VRAM_MB in its offer's mmio_megabytes.
  *
- * NOT DONE: the VRAM's MMIO window (an ACPI _CRS range the guest's vmbus_allocate_mmio can take,
- * backed by a RAM memslot), so a real guest cannot place its VRAM yet; nothing reads the VRAM. */
+ * The VRAM: the guest places it (vmbus_allocate_mmio) inside an MMIO window of VMOD's _CRS; a
+ * location that is not page-aligned, not wholly in a window (vmdev_host.mmio) or over RAM is refused
+ * (logged, not acknowledged: the guest's driver gives up). An accepted one is mapped as RAM through
+ * vmdev_host.map_ram, so the guest draws without exits; a move maps the same memory at the new place,
+ * a closed channel unmaps it. Control verb: `screenshot FILE.png` writes the screen (geometry from
+ * the last situation update) as an RGB PNG.
+ *
+ * NOT DONE: a display (window, VNC), the pointer image, firmware GOP (a guest booted through UEFI
+ * has no early framebuffer here). */
 #ifndef GEN2VM_DEVICES_SYNTHVID_H
 #define GEN2VM_DEVICES_SYNTHVID_H
 
@@ -18,7 +25,12 @@
 #include "devices/console.h"
 #include "gen2vm/proto/synthvid.h"
 
+/* The VRAM the device offers (the offer's mmio_megabytes). The guest learns its size from there
+ * (hyperv_drm always; hyperv_fb under 3.5, and SYNTHVID_FB_SIZE_WIN8 under 3.2, the same 8 MiB): the
+ * VRAM_LOCATION names only where, and that range is mapped with exactly this size. */
 #define SYNTHVID_VRAM_MB 8u /* SYNTHVID_FB_SIZE_WIN8: 1920x1080 at 32 bpp fits */
+#define SYNTHVID_VRAM_SIZE ((uint64_t)SYNTHVID_VRAM_MB << 20)
+_Static_assert(SYNTHVID_VRAM_SIZE == SYNTHVID_FB_SIZE_WIN8, "3.2 guests assume SYNTHVID_FB_SIZE_WIN8");
 
 struct synthvid_geometry {
 	bool active;
@@ -32,8 +44,10 @@ struct synthvid {
 	struct console_dev *d; /* NULL: not offered */
 	/* All below under d->lock. */
 	uint32_t version;      /* the accepted version, 0 before */
-	bool vram_set;         /* the guest said where its VRAM is */
+	bool vram_set;         /* the guest said where its VRAM is (checked, and mapped when the host can) */
 	uint64_t vram_gpa;
+	bool vram_mapped;      /* vmdev_host.map_ram mapped it: vram is its host address */
+	uint8_t *vram;         /* SYNTHVID_VRAM_SIZE bytes the guest writes at any time; NULL: not backed */
 	struct synthvid_geometry geo;
 	bool ptr_visible;
 	int32_t ptr_x, ptr_y;

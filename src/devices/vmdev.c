@@ -264,3 +264,36 @@ void vmdev_usage_print(FILE *f)
 		if ((*c)->usage)
 			fputs((*c)->usage, f);
 }
+
+int vmdev_mmio_check(const struct vmdev_host *h, uint64_t gpa, uint64_t size, const char **why)
+{
+	const uint64_t page = 4096;
+	*why = NULL;
+	if (!size || size % page)
+		*why = "its size is not a whole number of pages";
+	else if (gpa % page)
+		*why = "it is not page-aligned";
+	else if (gpa + size < gpa)
+		*why = "it wraps around the address space";
+	if (*why)
+		return -EINVAL;
+	bool inside = false;
+	for (unsigned i = 0; i < VMDEV_MMIO_WINDOWS && !inside; i++) {
+		const struct vmdev_mmio_window *w = &h->mmio[i];
+		inside = w->size && gpa >= w->base && gpa - w->base <= w->size && size <= w->size - (gpa - w->base);
+	}
+	if (!inside) {
+		*why = "it is not inside an MMIO window the ACPI tables offer";
+		return -EINVAL;
+	}
+	/* The windows never overlap RAM on gen2vm's machine; checked anyway, as a memslot over RAM would
+	 * hand the guest's own memory to a device. */
+	for (unsigned i = 0; h->mem && i < h->mem->nr_regions; i++) {
+		const struct guest_mem_region *r = &h->mem->region[i];
+		if (gpa < r->gpa + r->size && r->gpa < gpa + size) {
+			*why = "it overlaps guest RAM";
+			return -EINVAL;
+		}
+	}
+	return 0;
+}

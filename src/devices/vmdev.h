@@ -41,6 +41,13 @@ struct vmdev_nic {
 };
 #define VMDEV_NICS_MAX 64u
 
+/* A guest-physical MMIO window that ACPI offers VMBus devices (\_SB.VMOD's _CRS): where Linux's
+ * vmbus_allocate_mmio places device memory such as the video VRAM. */
+struct vmdev_mmio_window {
+	uint64_t base, size; /* size 0: no window */
+};
+#define VMDEV_MMIO_WINDOWS 2u /* below 4 GiB and above RAM */
+
 /* What the machine gives every class. */
 struct vmdev_host {
 	struct vmbus_server *srv;
@@ -65,7 +72,23 @@ struct vmdev_host {
 	/* Optional. The VM's network adapters now (at most max into out); returns how many. Callable
 	 * from any thread with any device lock held: the classes answer it under a leaf lock. */
 	unsigned (*nics)(void *opaque, struct vmdev_nic *out, unsigned max);
+	/* The windows in VMOD's _CRS (all zero: none; guest addresses in them are then refused). */
+	struct vmdev_mmio_window mmio[VMDEV_MMIO_WINDOWS];
+	/* Optional. Device memory the guest reaches as plain RAM (a memslot: its accesses never exit),
+	 * such as the video VRAM. map_ram maps size bytes at gpa (the caller checked it with
+	 * vmdev_mmio_check) and gives the host address in *host. The machine allocates the memory (zeroed)
+	 * at the first call and keeps it for the VM instance's life, so a guest that moves it keeps its
+	 * contents and *host stays valid until the class's destroy has run; a later call (same size) moves
+	 * the one mapping, the old address no longer maps. One such mapping per VM: -EBUSY for another
+	 * size. unmap_ram removes the mapping (the memory and *host stay). Any thread; 0 or -errno. */
+	int (*map_ram)(void *opaque, uint64_t gpa, uint64_t size, void **host);
+	int (*unmap_ram)(void *opaque);
 };
+
+/* Checks a guest-chosen [gpa, gpa + size) for device memory: size and gpa page-aligned, no overflow,
+ * wholly inside one of h's MMIO windows, no byte in guest RAM. 0, or -EINVAL with *why saying which
+ * (a constant string). */
+int vmdev_mmio_check(const struct vmdev_host *h, uint64_t gpa, uint64_t size, const char **why);
 
 /* A command-line option of a class: --NAME ARG, or the flag --NAME. */
 struct vmdev_option {

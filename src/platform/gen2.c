@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +43,8 @@
 #define GEN2_MMIO_LOW_SIZE 0x08000000ull /* 128 MiB below the IOAPIC, for VMBus devices (video) */
 #define GEN2_MMIO_HIGH_SIZE (64ull << 30)
 #define COM1_IRQ 4
+/* The memslot of device memory (vmdev_host.map_ram): after guest RAM's, which take 0..regions-1. */
+#define GEN2_DEV_RAM_SLOT GUEST_MEM_MAX_REGIONS
 
 /* What outlives one VM instance across guest resets, as on Hyper-V it belongs to the VM: the UEFI
  * variables (non-volatile ones survive a reset even without a file), the firmware clock's offset and
@@ -76,6 +79,11 @@ struct gen2 {
 	bool has_com1, has_debug;
 	struct firmware fw;
 	struct nvram *nv; /* life->nv */
+	/* Device memory (gen2_dev_map_ram): allocated at the first map, freed after the VM. */
+	pthread_mutex_t dev_ram_lock;
+	void *dev_ram;
+	uint64_t dev_ram_size, dev_ram_gpa;
+	bool dev_ram_mapped;
 };
 
 /* ---- CPUID (the policy is src/hv/cpuid.c's) ---- */
@@ -194,6 +202,64 @@ static unsigned gen2_dev_nics(void *opaque, struct vmdev_nic *out, unsigned max)
 {
 	struct gen2 *g = opaque;
 	return vmdev_set_nics(&g->devices, out, max);
+}
+
+static void gen2_mmio_windows(const struct gen2 *g, struct vmdev_mmio_window *low, struct vmdev_mmio_window *high);
+
+/* vmdev_host.map_ram: one memslot of anonymous memory. KVM takes KVM_SET_USER_MEMORY_REGION while
+ * the vCPUs run; a move deletes the old slot before adding the new one (a slot's address cannot
+ * change in place). */
+static int gen2_dev_map_ram(void *opaque, uint64_t gpa, uint64_t size, void **host)
+{
+	struct gen2 *g = opaque;
+	/* The classes checked gpa; checked again here, as a memslot over RAM or over another device
+	 * would be this layer's fault. */
+	struct vmdev_host w = { .mem = &g->vm.mem };
+	gen2_mmio_windows(g, &w.mmio[0], &w.mmio[1]);
+	const char *why;
+	if (vmdev_mmio_check(&w, gpa, size, &why))
+		return -EINVAL;
+	pthread_mutex_lock(&g->dev_ram_lock);
+	int r = 0;
+	if (!g->dev_ram) {
+		/* Anonymous and NORESERVE: the host pays only for the pages the guest draws on. */
+		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED) {
+			r = -errno;
+			goto out;
+		}
+		g->dev_ram = p;
+		g->dev_ram_size = size;
+	} else if (size != g->dev_ram_size) {
+		r = -EBUSY;
+		goto out;
+	}
+	if (g->dev_ram_mapped && g->dev_ram_gpa != gpa) {
+		if ((r = kvm_vm_set_memory(g->vm.kvm, GEN2_DEV_RAM_SLOT, g->dev_ram_gpa, 0, g->dev_ram)))
+			goto out;
+		g->dev_ram_mapped = false;
+	}
+	if (!g->dev_ram_mapped) {
+		if ((r = kvm_vm_set_memory(g->vm.kvm, GEN2_DEV_RAM_SLOT, gpa, size, g->dev_ram)))
+			goto out;
+		g->dev_ram_gpa = gpa;
+		g->dev_ram_mapped = true;
+	}
+	*host = g->dev_ram;
+out:
+	pthread_mutex_unlock(&g->dev_ram_lock);
+	return r;
+}
+
+static int gen2_dev_unmap_ram(void *opaque)
+{
+	struct gen2 *g = opaque;
+	int r = 0;
+	pthread_mutex_lock(&g->dev_ram_lock);
+	if (g->dev_ram_mapped && !(r = kvm_vm_set_memory(g->vm.kvm, GEN2_DEV_RAM_SLOT, g->dev_ram_gpa, 0, g->dev_ram)))
+		g->dev_ram_mapped = false;
+	pthread_mutex_unlock(&g->dev_ram_lock);
+	return r;
 }
 
 static void gen2_crash(void *opaque, const uint64_t p[5], const char *msg)
@@ -454,20 +520,30 @@ static int gen2_build_smbios(struct gen2 *g, uint8_t uuid[16])
 	return 0;
 }
 
-static int gen2_build_acpi(struct gen2 *g, uint64_t *rsdp)
+/* The MMIO windows VMOD's _CRS offers VMBus devices: one below the IOAPIC, one above RAM (1 GiB
+ * aligned). The device classes get the same ones (vmdev_host.mmio) to check the guest's choices. */
+static void gen2_mmio_windows(const struct gen2 *g, struct vmdev_mmio_window *low, struct vmdev_mmio_window *high)
 {
 	uint64_t high_base = g->vm.mem.ram_size > GUEST_MMIO_GAP_START
 				     ? GUEST_HIGH_RAM_START + (g->vm.mem.ram_size - GUEST_MMIO_GAP_START)
 				     : GUEST_HIGH_RAM_START;
 	high_base = (high_base + (1ull << 30) - 1) & ~((1ull << 30) - 1);
+	*low = (struct vmdev_mmio_window){ GEN2_MMIO_LOW_BASE, GEN2_MMIO_LOW_SIZE };
+	*high = (struct vmdev_mmio_window){ high_base, GEN2_MMIO_HIGH_SIZE };
+}
+
+static int gen2_build_acpi(struct gen2 *g, uint64_t *rsdp)
+{
+	struct vmdev_mmio_window low, high;
+	gen2_mmio_windows(g, &low, &high);
 	struct acpi_config ac = {
 		.nr_vcpus = g->vm.nr_vcpus,
 		.com1 = g->has_com1,
 		.rtc = true,
 		.ioapic = true,
 		.vmbus = true,
-		.mmio_low = { GEN2_MMIO_LOW_BASE, GEN2_MMIO_LOW_SIZE },
-		.mmio_high = { high_base, GEN2_MMIO_HIGH_SIZE },
+		.mmio_low = { low.base, low.size },
+		.mmio_high = { high.base, high.size },
 	};
 	uint8_t *buf = guest_mem_ptr(&g->vm.mem, BOOT_ACPI_GPA, BOOT_ACPI_TABLES_MAX);
 	if (!buf)
@@ -532,7 +608,9 @@ static int gen2_setup(struct gen2 *g)
 				 .mem = &vm->mem, .nr_vcpus = vm->nr_vcpus, .vm_name = cfg->control ? cfg->control : "gen2vm",
 				 .opaque = g, .drives_present = gen2_drives_present, .drive_changed = gen2_drive_changed,
 				 .stop_vm = gen2_dev_stop_vm, .utc_now = gen2_dev_utc_now,
-				 .ref_time_now = gen2_dev_ref_time_now, .nics = gen2_dev_nics };
+				 .ref_time_now = gen2_dev_ref_time_now, .nics = gen2_dev_nics,
+				 .map_ram = gen2_dev_map_ram, .unmap_ram = gen2_dev_unmap_ram };
+	gen2_mmio_windows(g, &dh.mmio[0], &dh.mmio[1]);
 	if ((r = vmdev_set_create(&g->devices, &dh, &cfg->devices, err, sizeof(err)))) {
 		if (err[0])
 			log_error("%s", err);
@@ -651,6 +729,8 @@ static void gen2_teardown(struct gen2 *g)
 		hv_partition_destroy(&g->hv);
 	if (g->vm.kvm)
 		vm_destroy(&g->vm);
+	if (g->dev_ram) /* after the VM: no memslot points at it any more */
+		munmap(g->dev_ram, g->dev_ram_size);
 	rtc_destroy(&g->rtc); /* a zeroed mutex when setup stopped before the RTC */
 }
 
@@ -730,6 +810,7 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 		g->cfg = cfg;
 		g->life = life;
 		pthread_mutex_init(&g->forced_lock, NULL);
+		pthread_mutex_init(&g->dev_ram_lock, NULL);
 		g->nv = nv;
 		if (nv)
 			nvram_vm_reset(nv); /* volatile variables last one boot */
@@ -737,6 +818,7 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 		if (r) {
 			gen2_teardown(g);
 			pthread_mutex_destroy(&g->forced_lock);
+			pthread_mutex_destroy(&g->dev_ram_lock);
 			free(g);
 			int sig = gen2_current_set(NULL);
 			return sig ? 128 + sig : r;
@@ -764,6 +846,7 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 		}
 		gen2_teardown(g);
 		pthread_mutex_destroy(&g->forced_lock);
+		pthread_mutex_destroy(&g->dev_ram_lock);
 		free(g);
 		if (sig)
 			return 128 + sig;

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -162,64 +161,6 @@ static uint8_t *store_serialize(const struct nvram *nv, size_t *len)
 	return buf;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return w < 0 ? -errno : -EIO;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* Replaces path with buf atomically: a crash leaves either the old or the new file, whole. Only a
- * regular file (or nothing) at path is replaced: the rename would otherwise put a file in place of a
- * device or FIFO someone named by mistake. why gets the reason of a failure. */
-static int file_write_atomic(const char *path, const uint8_t *buf, size_t len, char *why, size_t whylen)
-{
-	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-		snprintf(why, whylen, "%s", strerror(ENAMETOOLONG));
-		return -ENAMETOOLONG;
-	}
-	struct stat st;
-	if (!stat(path, &st) && !S_ISREG(st.st_mode)) {
-		snprintf(why, whylen, "it is %s, not a regular file", file_kind_name(&st));
-		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-	}
-	char w[160];
-	int fd = file_open_user(tmp, O_WRONLY | O_CREAT, 0644, FILE_REG, w, sizeof(w));
-	if (fd < 0) {
-		snprintf(why, whylen, "its temporary file %s %s", text_show(tmp), w);
-		return fd;
-	}
-	int r = ftruncate(fd, 0) ? -errno : write_all(fd, buf, len);
-	if (!r && fsync(fd))
-		r = -errno;
-	if (close(fd) && !r)
-		r = -errno;
-	if (!r && rename(tmp, path))
-		r = -errno;
-	if (r) {
-		snprintf(why, whylen, "%s", strerror(-r));
-		unlink(tmp);
-		return r;
-	}
-	char dir[PATH_MAX];
-	snprintf(dir, sizeof(dir), "%s", path);
-	int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		if (fsync(dfd))
-			r = -errno;
-		close(dfd);
-	}
-	return r;
-}
-
 static int store_save(struct nvram *nv)
 {
 	if (!nv->path)
@@ -229,7 +170,7 @@ static int store_save(struct nvram *nv)
 	if (!buf)
 		return -ENOMEM;
 	char why[400];
-	int r = file_write_atomic(nv->path, buf, len, why, sizeof(why));
+	int r = file_replace_user(nv->path, buf, len, why, sizeof(why));
 	free(buf);
 	if (r)
 		log_error("%s: cannot write the NVRAM file: %s (the variable change was refused)", text_show(nv->path), why);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "util/text.h"
 
 const char *file_kind_name(const struct stat *st)
 {
@@ -230,4 +233,60 @@ void file_socket_unlink(const char *path, const struct file_socket_id *id)
 	struct stat st;
 	if (!lstat(path, &st) && S_ISSOCK(st.st_mode) && st.st_dev == id->dev && st.st_ino == id->ino)
 		unlink(path);
+}
+
+static int file_write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int file_replace_user(const char *path, const void *data, size_t len, char *why, size_t whylen)
+{
+	const uint8_t *buf = data;
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+		snprintf(why, whylen, "%s", strerror(ENAMETOOLONG));
+		return -ENAMETOOLONG;
+	}
+	struct stat st;
+	if (!stat(path, &st) && !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "it is %s, not a regular file", file_kind_name(&st));
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	}
+	char w[160];
+	int fd = file_open_user(tmp, O_WRONLY | O_CREAT, 0644, FILE_REG, w, sizeof(w));
+	if (fd < 0) {
+		snprintf(why, whylen, "its temporary file %s %s", text_show(tmp), w);
+		return fd;
+	}
+	int r = ftruncate(fd, 0) ? -errno : file_write_all(fd, buf, len);
+	if (!r && fsync(fd))
+		r = -errno;
+	if (close(fd) && !r)
+		r = -errno;
+	if (!r && rename(tmp, path))
+		r = -errno;
+	if (r) {
+		snprintf(why, whylen, "%s", strerror(-r));
+		unlink(tmp);
+		return r;
+	}
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", path);
+	int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		if (fsync(dfd))
+			r = -errno;
+		close(dfd);
+	}
+	return r;
 }

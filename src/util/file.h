@@ -35,6 +35,12 @@ int file_open_user(const char *path, int flags, mode_t mode, unsigned allow, cha
  * past max+1 bytes, even if it grows meanwhile), others as file_open_user or the read. */
 int file_read_user(const char *path, size_t max, uint8_t **data, size_t *len, char *why, size_t whylen);
 
+/* Replaces path with the len bytes at data atomically (written to path.tmp in the same directory,
+ * fsync'ed, renamed over path): a crash leaves either the old or the new file, whole. Only a regular
+ * file (or nothing) at path is replaced: the rename would otherwise put a file in place of a device or
+ * FIFO someone named by mistake. Returns 0, or -errno with the reason (without the path) in why. */
+int file_replace_user(const char *path, const void *data, size_t len, char *why, size_t whylen);
+
 /* A listening Unix stream socket at path that gen2vm owns. A file already at path is replaced only
  * when it is a socket nobody listens on (a stale socket of a gen2vm that died: connect() is refused);
  * an ordinary file, a directory or a live socket of another process is left alone and refused.

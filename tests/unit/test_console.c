@@ -1,7 +1,8 @@
-/* The synthetic console devices (src/devices/synthkbd.c, synthmouse.c): off unless
+/* The synthetic console devices (src/devices/synthkbd.c, synthmouse.c, synthvid.c): off unless
  * --synthetic-console, the handshakes as Linux's hyperv_keyboard and hid-hyperv do them, the host's
  * keys and pointer reaching the guest as those drivers read them, and hostile guest messages
- * dropped. The guest side is the loopback guest (tests/support/loopback.h). */
+ * dropped; the video VRAM mapped through a fake vmdev_host.map_ram and the screenshot read back. The
+ * guest side is the loopback guest (tests/support/loopback.h). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,8 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
+#include <png.h>
 
 #include "devices/console.h"
 #include "devices/synthkbd.h"
@@ -32,9 +36,43 @@ struct cfx {
 	struct vmdev_config cfg;
 	struct vmdev_set set;
 	struct vmbus_client_channel ch;
+	/* The fake map_ram: malloc'ed memory, allocated once as the machine's is. */
+	uint8_t *ram;
+	uint64_t ram_size, ram_gpa;
+	bool ram_mapped;
+	unsigned maps, unmaps;
 };
 
-static void cfx_init(struct cfx *f, bool on)
+static int cfx_map_ram(void *opaque, uint64_t gpa, uint64_t size, void **host)
+{
+	struct cfx *f = opaque;
+	if (!f->ram) {
+		if (!(f->ram = calloc(1, size)))
+			return -ENOMEM;
+		f->ram_size = size;
+	} else if (size != f->ram_size) {
+		return -EBUSY;
+	}
+	f->ram_gpa = gpa;
+	f->ram_mapped = true;
+	f->maps++;
+	*host = f->ram;
+	return 0;
+}
+
+static int cfx_unmap_ram(void *opaque)
+{
+	struct cfx *f = opaque;
+	f->ram_mapped = false;
+	f->unmaps++;
+	return 0;
+}
+
+/* gen2's windows: 128 MiB below the IOAPIC and 64 GiB high up (the loopback's RAM is 64 MiB at 0). */
+#define CFX_MMIO_LOW 0xf0000000ull
+#define CFX_MMIO_HIGH 0x1000000000ull
+
+static void cfx_init_host(struct cfx *f, bool on, bool with_ram)
 {
 	memset(f, 0, sizeof(*f));
 	char err[256];
@@ -44,10 +82,20 @@ static void cfx_init(struct cfx *f, bool on)
 	assert_int_equal(vmbus_loopback_init(&f->lb, 64ull << 20, 1, NULL), 0);
 	pthread_mutex_init(&f->lock, NULL);
 	f->h = (struct vmdev_host){ .srv = f->lb.srv, .srv_lock = &f->lock, .mem = &f->lb.mem, .nr_vcpus = 1,
-				    .vm_name = "t" };
+				    .vm_name = "t", .mmio = { { CFX_MMIO_LOW, 128ull << 20 }, { CFX_MMIO_HIGH, 64ull << 30 } } };
+	if (with_ram) {
+		f->h.opaque = f;
+		f->h.map_ram = cfx_map_ram;
+		f->h.unmap_ram = cfx_unmap_ram;
+	}
 	assert_int_equal(vmdev_set_create(&f->set, &f->h, &f->cfg, err, sizeof(err)), 0);
 	assert_int_equal(vmbus_client_connect(&f->lb.cl, 0, 0), 0);
 	assert_int_equal(vmbus_client_request_offers(&f->lb.cl), 0);
+}
+
+static void cfx_init(struct cfx *f, bool on)
+{
+	cfx_init_host(f, on, false);
 }
 
 static void cfx_destroy(struct cfx *f)
@@ -56,6 +104,7 @@ static void cfx_destroy(struct cfx *f)
 	vmdev_config_free(&f->cfg);
 	vmbus_loopback_destroy(&f->lb);
 	pthread_mutex_destroy(&f->lock);
+	free(f->ram);
 }
 
 static const struct vmbus_client_offer *cfx_offer(struct cfx *f, const char *guid)
@@ -563,7 +612,7 @@ static void test_video(void **state)
 			    SYNTHVID_VRAM_MB << 20);
 
 	/* The VRAM: the ack echoes user_ctx, then the host asks for dirty rectangles. */
-	struct synthvid_vram_location vl = { 0xf8000000ull, 1, 0xf8000000ull };
+	struct synthvid_vram_location vl = { 0xf8000000ull, 1, CFX_MMIO_LOW + (64ull << 20) };
 	vid_send_msg(&f, SYNTHVID_MSG_VRAM_LOCATION, &vl, sizeof(vl));
 	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
 	struct synthvid_vram_location_ack va;
@@ -572,7 +621,8 @@ static void test_video(void **state)
 	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
 	assert_int_equal(body[0], 1); /* is_dirt_needed */
 	assert_true(v->vram_set);
-	assert_int_equal(v->vram_gpa, 0xf8000000ull);
+	assert_int_equal(v->vram_gpa, CFX_MMIO_LOW + (64ull << 20));
+	assert_null(v->vram); /* no map_ram: acknowledged, nothing backs it */
 
 	/* The screen: all dirty at first. */
 	struct synthvid_situation_update su = { 0, 1, { { 1, 0, 32, 1024, 768, 4096 } } };
@@ -655,6 +705,170 @@ static void test_video(void **state)
 	cfx_destroy(&f);
 }
 
+/* The pixel the tests draw at (x, y), as 32 bpp XRGB. */
+static uint32_t vid_pattern(uint32_t x, uint32_t y)
+{
+	return (x & 0xffu) << 16 | (y & 0xffu) << 8 | ((x ^ y) * 7u & 0xffu);
+}
+
+/* Reads path as 8-bit RGB with libpng's simplified API: the pixels (malloc'ed), or NULL. */
+static uint8_t *vid_png_read(const char *path, uint32_t *w, uint32_t *h)
+{
+	png_image img;
+	memset(&img, 0, sizeof(img));
+	img.version = PNG_IMAGE_VERSION;
+	if (!png_image_begin_read_from_file(&img, path))
+		return NULL;
+	img.format = PNG_FORMAT_RGB;
+	uint8_t *px = malloc(PNG_IMAGE_SIZE(img));
+	if (!px || !png_image_finish_read(&img, NULL, px, 0, NULL)) {
+		free(px);
+		png_image_free(&img);
+		return NULL;
+	}
+	*w = img.width;
+	*h = img.height;
+	return px;
+}
+
+static void vid_check_png(const char *path, uint32_t w, uint32_t h)
+{
+	uint32_t pw, ph;
+	uint8_t *px = vid_png_read(path, &pw, &ph);
+	assert_non_null(px);
+	assert_int_equal(pw, w);
+	assert_int_equal(ph, h);
+	unsigned bad = 0;
+	for (uint32_t y = 0; y < h; y++)
+		for (uint32_t x = 0; x < w; x++) {
+			uint32_t want = vid_pattern(x, y);
+			const uint8_t *p = px + ((size_t)y * w + x) * 3;
+			bad += p[0] != (uint8_t)(want >> 16) || p[1] != (uint8_t)(want >> 8) || p[2] != (uint8_t)want;
+		}
+	free(px);
+	assert_int_equal(bad, 0);
+}
+
+static void vid_vram_at(struct cfx *f, uint64_t gpa)
+{
+	struct synthvid_vram_location vl = { gpa, 1, gpa };
+	vid_send_msg(f, SYNTHVID_MSG_VRAM_LOCATION, &vl, sizeof(vl));
+}
+
+/* The VRAM mapped where the guest puts it (and only where it may), the pixels it writes there read
+ * back from the screenshot's PNG. */
+static void test_video_screen(void **state)
+{
+	struct cfx f;
+	cfx_init_host(&f, true, true);
+	struct synthvid *v = cfx_state(&f, "video");
+	char dir[] = "/tmp/gen2vm-screen-XXXXXX", path[128], reply[256];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/shot.png", dir);
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "screenshot %s", path);
+
+	/* Before the driver is there. */
+	assert_true(cfx_verb(&f, cmd, reply, sizeof(reply)) < 0);
+	assert_string_equal(reply, "the guest's video driver has not connected");
+	assert_int_equal(cfx_verb(&f, "screenshot", reply, sizeof(reply)), -EINVAL);
+
+	cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
+	uint8_t body[1024], pkt[64];
+	uint32_t n, len;
+	struct synthvid_version_req vr = { SYNTHVID_VERSION_WIN10 };
+	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+	assert_true(cfx_verb(&f, cmd, reply, sizeof(reply)) < 0);
+	assert_string_equal(reply, "no VRAM location yet");
+
+	/* Hostile locations: unaligned, straddling the low window's end, below it (the 32-bit gap's
+	 * start), wrapping, beyond the high window. No ack, nothing mapped. */
+	const uint64_t bad[] = { CFX_MMIO_LOW + 0x800, CFX_MMIO_LOW + (124ull << 20), 0xe0000000ull,
+				 0xfffffffffff00000ull, CFX_MMIO_HIGH + (64ull << 30) - (4ull << 20), 0 };
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		vid_vram_at(&f, bad[i]);
+		assert_false(cfx_recv(&f, pkt, &len));
+	}
+	assert_int_equal(f.maps, 0);
+	assert_false(v->vram_set);
+	/* A window over RAM (a host's mistake) still never maps the guest's RAM. */
+	/* (the device keeps its own copy of the host: changed there) */
+	v->d->host.mmio[1] = (struct vmdev_mmio_window){ 0, 1ull << 30 };
+	vid_vram_at(&f, 32ull << 20);
+	assert_false(cfx_recv(&f, pkt, &len));
+	assert_int_equal(f.maps, 0);
+	v->d->host.mmio[1] = f.h.mmio[1];
+
+	/* The guest's choice: mapped, acknowledged, dirt asked for. */
+	vid_vram_at(&f, CFX_MMIO_LOW);
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
+	assert_int_equal(f.maps, 1);
+	assert_int_equal(f.ram_gpa, CFX_MMIO_LOW);
+	assert_int_equal(f.ram_size, SYNTHVID_VRAM_SIZE);
+	assert_ptr_equal(v->vram, f.ram);
+	assert_true(cfx_verb(&f, cmd, reply, sizeof(reply)) < 0);
+	assert_string_equal(reply, "the guest has not given a usable screen geometry yet");
+
+	/* 1024x768 with a pitch wider than the row: the padding is not part of the picture. */
+	struct synthvid_situation_update su = { 0, 1, { { 1, 0, 32, 1024, 768, 4160 } } };
+	vid_send_msg(&f, SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
+	memset(f.ram, 0xee, SYNTHVID_VRAM_SIZE);
+	for (uint32_t y = 0; y < 768; y++)
+		for (uint32_t x = 0; x < 1024; x++) {
+			uint32_t px = vid_pattern(x, y) | 0xff000000u; /* X is not alpha: ignored */
+			memcpy(f.ram + (size_t)y * 4160 + x * 4, &px, 4);
+		}
+	assert_int_equal(cfx_verb(&f, cmd, reply, sizeof(reply)), 0);
+	char want[256];
+	snprintf(want, sizeof(want), "1024x768 written to %s", path);
+	assert_string_equal(reply, want);
+	vid_check_png(path, 1024, 768);
+
+	/* Moved: the same memory at the new place, the picture kept; an existing file is replaced. */
+	vid_vram_at(&f, CFX_MMIO_HIGH + (1ull << 20));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
+	assert_int_equal(f.maps, 2);
+	assert_int_equal(f.ram_gpa, CFX_MMIO_HIGH + (1ull << 20));
+	su.output[0] = (struct synthvid_output_situation){ 1, 0, 32, 640, 480, 640 * 4 };
+	vid_send_msg(&f, SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
+	for (uint32_t y = 0; y < 480; y++)
+		for (uint32_t x = 0; x < 640; x++) {
+			uint32_t px = vid_pattern(x, y);
+			memcpy(f.ram + ((size_t)y * 640 + x) * 4, &px, 4);
+		}
+	assert_int_equal(cfx_verb(&f, cmd, reply, sizeof(reply)), 0);
+	vid_check_png(path, 640, 480);
+
+	/* Never over something that is not a regular file; a directory that does not exist. */
+	char fifo[160], cmd2[256];
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	snprintf(cmd2, sizeof(cmd2), "screenshot %s", fifo);
+	assert_true(cfx_verb(&f, cmd2, reply, sizeof(reply)) < 0);
+	assert_non_null(strstr(reply, "not a regular file"));
+	struct stat st;
+	assert_int_equal(stat(fifo, &st), 0);
+	assert_true(S_ISFIFO(st.st_mode));
+	snprintf(cmd2, sizeof(cmd2), "screenshot %s", dir);
+	assert_true(cfx_verb(&f, cmd2, reply, sizeof(reply)) < 0);
+	snprintf(cmd2, sizeof(cmd2), "screenshot %s/no/such.png", dir);
+	assert_true(cfx_verb(&f, cmd2, reply, sizeof(reply)) < 0);
+
+	/* The guest leaves: the range is RAM no longer. */
+	vmbus_client_channel_close(&f.ch);
+	assert_int_equal(f.unmaps, 1);
+	assert_false(f.ram_mapped);
+	assert_null(v->vram);
+
+	unlink(path);
+	unlink(fifo);
+	assert_int_equal(rmdir(dir), 0);
+	cfx_destroy(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -664,6 +878,7 @@ int main(void)
 		cmocka_unit_test(test_mouse),
 		cmocka_unit_test(test_mouse_hostile),
 		cmocka_unit_test(test_video),
+		cmocka_unit_test(test_video_screen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
