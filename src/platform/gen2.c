@@ -470,8 +470,10 @@ static int gen2_setup_control(struct gen2 *g, const char *path)
 	if (!g->cfg->kernel && !g->cfg->elf)
 		control_register(g->control, "continue", "continue (after a boot failure, with PauseAfterBootFailure)",
 				 gen2_ctl_continue, g);
-	if ((r = vmdev_set_register_verbs(&g->devices, g->control)))
+	if ((r = vmdev_set_register_verbs(&g->devices, g->control))) {
+		log_error("%s: cannot register the devices' commands: %s", text_show(path), strerror(-r));
 		return r;
+	}
 	return control_start(g->control);
 }
 

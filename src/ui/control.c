@@ -17,7 +17,6 @@
 #include "util/log.h"
 #include "util/text.h"
 
-#define MAX_CMDS 32
 
 struct control_cmd {
 	const char *name, *help;
@@ -50,8 +49,8 @@ struct control {
 	bool started;
 	pthread_mutex_t lock;      /* the command table */
 	pthread_mutex_t exec_lock; /* one command at a time (the thread and control_execute) */
-	struct control_cmd cmds[MAX_CMDS];
-	unsigned nr;
+	struct control_cmd *cmds; /* grows as devices register theirs */
+	unsigned nr, cap;
 	struct control_client *clients[CONTROL_MAX_CLIENTS];
 	unsigned long dropped;     /* connections closed for want of a slot */
 };
@@ -105,11 +104,19 @@ static int control_help(void *opaque, int argc, char **argv, char *reply, size_t
 int control_register(struct control *c, const char *name, const char *help, control_cmd_fn fn, void *opaque)
 {
 	pthread_mutex_lock(&c->lock);
-	int r = -ENOSPC;
-	if (c->nr < MAX_CMDS) {
-		c->cmds[c->nr++] = (struct control_cmd){ name, help, fn, opaque };
-		r = 0;
+	int r = 0;
+	if (c->nr == c->cap) {
+		unsigned cap = c->cap ? 2 * c->cap : 32;
+		struct control_cmd *n = realloc(c->cmds, cap * sizeof(*n));
+		if (n) {
+			c->cmds = n;
+			c->cap = cap;
+		} else {
+			r = -ENOMEM;
+		}
 	}
+	if (!r)
+		c->cmds[c->nr++] = (struct control_cmd){ name, help, fn, opaque };
 	pthread_mutex_unlock(&c->lock);
 	return r;
 }
@@ -397,6 +404,7 @@ void control_close(struct control *c)
 	file_socket_unlink(c->path, &c->id);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->exec_lock);
+	free(c->cmds);
 	free(c);
 }
 

@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 #define CONTROL_MAX_ARGS 16
-#define CONTROL_REPLY_MAX 1024
+#define CONTROL_REPLY_MAX 4096
 #define CONTROL_LINE_MAX 4096 /* a longer line is answered with an error and the connection closed */
 #define CONTROL_LINE_MAX_TEXT "4096"
 #define CONTROL_MAX_CLIENTS 32 /* connections served at once; one more drops the oldest */
