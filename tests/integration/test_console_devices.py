@@ -226,9 +226,12 @@ def test_screen_with_hyperv_fb(tmp_path, kernel, efi_bins):
     run("cc", "-O2", "-o", fbwrite, str(tmp_path / "fbwrite.c"))
     pattern = fb_pattern(FB_W, FB_H)
     extra = host_program(fbwrite)
+    # At a path of its own: tmp_path may lie under /dev (/dev/shm), which the guest's devtmpfs hides.
+    extra["usr/local/bin/fbwrite"] = extra.pop(fbwrite.lstrip("/"))
     extra["pattern"] = pattern
     initrd = str(tmp_path / "initrd.cpio")
-    make_initramfs(initrd, INIT_PRELUDE + SCREEN_INIT.replace("FBWRITE_PATH", fbwrite), kernel["modules"],
+    make_initramfs(initrd, INIT_PRELUDE + SCREEN_INIT.replace("FBWRITE_PATH", "/usr/local/bin/fbwrite"),
+                   kernel["modules"],
                    ["hv_vmbus", "hyperv_fb"], extra_files=extra)
     cmdline = "console=ttyS0 panic=-1 loglevel=7"
     disk = esp_disk(tmp_path, "screen", {
