@@ -11,6 +11,7 @@
  * rest; 2 the same framing with both size fields taken from bytes[1..2] (lies about sizes); 3 a
  * host action (key, type, mouse verbs, synthmouse_send, synthvid_dirty_take, the VM's status).
  * Must never crash, hang or leak. */
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -183,6 +184,27 @@ static void fz_action(struct fz *z, struct vmdev_set *set, const uint8_t *b, uns
 	fz_drain(z);
 }
 
+/* The machine's VRAM backing, faked: one buffer for the whole run, as gen2 keeps one per VM. */
+static uint8_t *fz_vram;
+static uint64_t fz_vram_size;
+
+static int fz_map_ram(void *opaque, uint64_t gpa, uint64_t size, void **host)
+{
+	if (!fz_vram) {
+		fz_vram = calloc(1, size);
+		fz_vram_size = size;
+	}
+	if (!fz_vram || size != fz_vram_size)
+		return -ENOMEM;
+	*host = fz_vram;
+	return 0;
+}
+
+static int fz_unmap_ram(void *opaque)
+{
+	return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
@@ -195,7 +217,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	z->dev = (mode & 3) == 3 ? 0 : mode & 3;
 	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	struct vmdev_host h = { .srv = z->lb.srv, .srv_lock = &lock, .mem = &z->lb.mem, .nr_vcpus = 1, .vm_name = "f" };
+	/* gen2's MMIO windows, so that the guest's VRAM locations are checked and mapped as on a VM. */
+	struct vmdev_host h = { .srv = z->lb.srv, .srv_lock = &lock, .mem = &z->lb.mem, .nr_vcpus = 1, .vm_name = "f",
+				.mmio = { { 0xf0000000ull, 128ull << 20 }, { 0x1000000000ull, 64ull << 30 } },
+				.map_ram = fz_map_ram, .unmap_ram = fz_unmap_ram };
 	struct vmdev_config cfg = { 0 };
 	struct vmdev_set set;
 	char err[256];
