@@ -392,33 +392,16 @@ static void ic_dev_packet(struct ic_dev *d, const uint8_t *pkt, uint32_t len, ui
 	pthread_cond_broadcast(&d->cond);
 }
 
-/* Drains the guest's ring, masked while we do so and checked again after unmasking (a packet that
- * came in between would otherwise wait for a signal that never comes). */
+static void ic_dev_inband(void *ctx, const uint8_t *pkt, uint32_t len, uint64_t trans)
+{
+	ic_dev_packet(ctx, pkt, len, trans);
+}
+
 static void ic_dev_rx_ready(void *ctx, struct vmbus_channel *chan)
 {
 	struct ic_dev *d = ctx;
-	struct vmbus_ring *rx = vmbus_channel_rx_ring(chan);
-	uint32_t len;
 	pthread_mutex_lock(&d->lock);
-	vmbus_ring_mask(rx);
-	for (;;) {
-		while (d->chan && vmbus_channel_recv(chan, d->rx, d->rx_cap, &len) == 0) {
-			struct vmbus_packet_descriptor desc;
-			memcpy(&desc, d->rx, sizeof(desc));
-			if (desc.type != VM_PKT_DATA_INBAND) { /* completions and the like: nothing to do */
-				if (desc.type != VM_PKT_COMP)
-					log_guest("%s integration service: a packet of type %u dropped", d->def->name,
-						  desc.type);
-				continue;
-			}
-			uint32_t off = desc.offset8 * 8u; /* the ring checked it against len */
-			ic_dev_packet(d, d->rx + off, len - off, desc.trans_id);
-		}
-		vmbus_channel_recv_done(chan);
-		if (!vmbus_ring_unmask(rx))
-			break;
-		vmbus_ring_mask(rx);
-	}
+	vmbus_channel_drain_inband(chan, d->rx, d->rx_cap, d->def->name, ic_dev_inband, d, &d->chan);
 	pthread_mutex_unlock(&d->lock);
 }
 

@@ -1018,3 +1018,28 @@ void vmbus_channel_gpadl_release(struct vmbus_channel *c, struct vmbus_gpadl *g)
 	if (queued && s->n.work_pending)
 		s->n.work_pending(s->n.ctx);
 }
+
+void vmbus_channel_drain_inband(struct vmbus_channel *c, uint8_t *buf, uint32_t cap, const char *what,
+				vmbus_inband_fn fn, void *ctx, struct vmbus_channel *const *live)
+{
+	struct vmbus_ring *rx = vmbus_channel_rx_ring(c);
+	uint32_t len;
+	vmbus_ring_mask(rx);
+	for (;;) {
+		while (*live && vmbus_channel_recv(c, buf, cap, &len) == 0) {
+			struct vmbus_packet_descriptor desc;
+			memcpy(&desc, buf, sizeof(desc));
+			if (desc.type != VM_PKT_DATA_INBAND) { /* completions: nothing to do */
+				if (desc.type != VM_PKT_COMP)
+					log_guest("%s: a packet of type %u dropped", what, desc.type);
+				continue;
+			}
+			uint32_t off = desc.offset8 * 8u; /* the ring checked it against len */
+			fn(ctx, buf + off, len - off, desc.trans_id);
+		}
+		vmbus_channel_recv_done(c);
+		if (!vmbus_ring_unmask(rx))
+			break;
+		vmbus_ring_mask(rx);
+	}
+}

@@ -217,6 +217,16 @@ int vmbus_channel_send(struct vmbus_channel *c, uint16_t type, uint16_t flags, u
 int vmbus_channel_recv(struct vmbus_channel *c, void *buf, uint32_t cap, uint32_t *len);
 void vmbus_channel_recv_done(struct vmbus_channel *c);
 
+/* A device's rx_ready for small control protocols (the integration services, the console devices),
+ * called with the device's own lock held: drains c's receive ring into buf (cap bytes), handing each
+ * INBAND packet's payload to fn; completions are skipped, other packet types dropped with a
+ * rate-limited log line naming what. The ring is masked while draining and checked again after
+ * unmasking (a packet that came in between would otherwise wait for a signal that never comes).
+ * Stops early when *live becomes NULL (the channel went away under fn). */
+typedef void (*vmbus_inband_fn)(void *ctx, const uint8_t *payload, uint32_t len, uint64_t trans);
+void vmbus_channel_drain_inband(struct vmbus_channel *c, uint8_t *buf, uint32_t cap, const char *what,
+				vmbus_inband_fn fn, void *ctx, struct vmbus_channel *const *live);
+
 /* GPADLs a device uses beyond the ring (e.g. netvsc's receive buffer). Acquire returns the complete
  * GPADL with that id created for this channel's relid (NULL if none or being torn down) and holds it:
  * its GPADL_TORNDOWN waits for the release, and goes out after it (at the end of the current server
