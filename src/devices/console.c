@@ -133,9 +133,7 @@ int console_dev_create(struct console_dev **out, const struct vmdev_host *h, con
 		.ctx = d,
 	};
 	vmbus_guid_parse(class_guid, &desc.class_id);
-	pthread_mutex_lock(h->srv_lock);
-	int r = vmbus_server_device_add(h->srv, &desc, &d->vdev);
-	pthread_mutex_unlock(h->srv_lock);
+	int r = vmdev_device_offer(h, &desc, &d->vdev);
 	if (r) {
 		snprintf(err, errlen, "cannot offer the synthetic %s: %s", name, strerror(-r));
 		console_dev_destroy(d);
@@ -149,11 +147,7 @@ void console_dev_destroy(struct console_dev *d)
 {
 	if (!d)
 		return;
-	if (d->vdev) {
-		pthread_mutex_lock(d->host.srv_lock);
-		vmbus_server_device_remove(d->host.srv, d->vdev);
-		pthread_mutex_unlock(d->host.srv_lock);
-	}
+	vmdev_device_withdraw(&d->host, d->vdev);
 	pthread_mutex_destroy(&d->lock);
 	free(d->rx);
 	free(d);

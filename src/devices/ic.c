@@ -442,9 +442,7 @@ int ic_dev_create(struct ic_dev **out, const struct vmdev_host *h, const struct 
 	 * user_def and opens them with 12 KiB rings. */
 	struct vmbus_device_desc desc = { .name = def->name, .instance_id = instance, .ops = &ic_dev_ops_vmbus, .ctx = d };
 	vmbus_guid_parse(class_guid, &desc.class_id);
-	pthread_mutex_lock(h->srv_lock);
-	int r = vmbus_server_device_add(h->srv, &desc, &d->vdev);
-	pthread_mutex_unlock(h->srv_lock);
+	int r = vmdev_device_offer(h, &desc, &d->vdev);
 	if (r) {
 		snprintf(err, errlen, "cannot offer the %s integration service: %s", def->name, strerror(-r));
 		ic_dev_destroy(d);
@@ -458,11 +456,7 @@ void ic_dev_destroy(struct ic_dev *d)
 {
 	if (!d)
 		return;
-	if (d->vdev) {
-		pthread_mutex_lock(d->host.srv_lock);
-		vmbus_server_device_remove(d->host.srv, d->vdev);
-		pthread_mutex_unlock(d->host.srv_lock);
-	}
+	vmdev_device_withdraw(&d->host, d->vdev);
 	if (d->timerfd >= 0)
 		close(d->timerfd);
 	pthread_cond_destroy(&d->cond);

@@ -16,8 +16,7 @@
 #include "gen2vm/proto/testdev.h"
 
 struct reverse {
-	struct vmbus_server *srv;
-	pthread_mutex_t *srv_lock;
+	struct vmdev_host host;
 	struct vmbus_device *dev;
 };
 
@@ -117,8 +116,7 @@ static int reverse_create(const struct vmdev_host *h, void *const *cfgs, unsigne
 		snprintf(err, errlen, "the reversing echo device: out of memory");
 		return -ENOMEM;
 	}
-	r->srv = h->srv;
-	r->srv_lock = h->srv_lock;
+	r->host = *h;
 	struct vmbus_device_desc d = {
 		.name = "reverse",
 		.instance_id = VMBUS_GUID(0x7e570100u, 0x9c1e, 0x4e0b, 0x8e, 0x31, 0x67, 0x65, 0x6e, 0x32, 0x76, 0x6d),
@@ -126,9 +124,7 @@ static int reverse_create(const struct vmdev_host *h, void *const *cfgs, unsigne
 		.ctx = r,
 	};
 	vmbus_guid_parse(REVERSE_CLASS_GUID_TEXT, &d.class_id);
-	pthread_mutex_lock(h->srv_lock);
-	int rc = vmbus_server_device_add(h->srv, &d, &r->dev);
-	pthread_mutex_unlock(h->srv_lock);
+	int rc = vmdev_device_offer(h, &d, &r->dev);
 	if (rc) {
 		snprintf(err, errlen, "cannot offer the reversing echo device: %s", strerror(-rc));
 		free(r);
@@ -143,9 +139,7 @@ static void reverse_destroy(void *state)
 	struct reverse *r = state;
 	if (!r)
 		return;
-	pthread_mutex_lock(r->srv_lock);
-	vmbus_server_device_remove(r->srv, r->dev);
-	pthread_mutex_unlock(r->srv_lock);
+	vmdev_device_withdraw(&r->host, r->dev);
 	free(r);
 }
 

@@ -224,6 +224,23 @@ int vmdev_set_stop_request(struct vmdev_set *s, unsigned timeout_s)
 	return -ENOTCONN;
 }
 
+int vmdev_device_offer(const struct vmdev_host *h, const struct vmbus_device_desc *desc, struct vmbus_device **out)
+{
+	pthread_mutex_lock(h->srv_lock);
+	int r = vmbus_server_device_add(h->srv, desc, out);
+	pthread_mutex_unlock(h->srv_lock);
+	return r;
+}
+
+void vmdev_device_withdraw(const struct vmdev_host *h, struct vmbus_device *dev)
+{
+	if (!dev)
+		return;
+	pthread_mutex_lock(h->srv_lock);
+	vmbus_server_device_remove(h->srv, dev);
+	pthread_mutex_unlock(h->srv_lock);
+}
+
 unsigned vmdev_set_nics(struct vmdev_set *s, struct vmdev_nic *out, unsigned max)
 {
 	unsigned n = 0;

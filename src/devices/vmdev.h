@@ -147,6 +147,12 @@ struct vmdev_class {
 	int (*restore)(void *state, const void *buf, size_t len);
 };
 
+/* Offers a device on h's VMBus (hot when the guest runs) and withdraws it, each under the server
+ * lock, as a class's create/destroy glue does. Offer returns 0 or -errno from vmbus_server_device_add;
+ * withdraw of NULL is fine. */
+int vmdev_device_offer(const struct vmdev_host *h, const struct vmbus_device_desc *desc, struct vmbus_device **out);
+void vmdev_device_withdraw(const struct vmdev_host *h, struct vmbus_device *dev);
+
 /* The registry, NULL-terminated. */
 extern const struct vmdev_class *const vmdev_classes[];
 
