@@ -278,15 +278,19 @@ static void vid_packet(struct console_dev *d, const uint8_t *pkt, uint32_t len, 
 	}
 }
 
-/* A closed channel forgets the session: the guest negotiates again when it reopens. */
+/* A closed channel forgets the protocol (version, pointer): the guest negotiates again when it
+ * reopens. The VRAM stays mapped where it was, with the last geometry: the firmware closes its
+ * channel at ExitBootServices and the OS's early console (Linux's efifb, from GOP's FrameBufferBase)
+ * goes on drawing there, so the range must stay memory and the screenshot must still show it. The
+ * OS keeps that range out of other devices' way (Linux's vmbus reserves screen_info's frame buffer);
+ * its video driver's VRAM_LOCATION moves the mapping, one without a GPA drops it. */
 static void vid_closed(struct console_dev *d)
 {
 	struct synthvid *v = d->svc;
-	/* The guest may hand the range to another device now: it must no longer be RAM. */
-	vid_vram_unmap(d, v);
-	struct console_dev *keep = v->d;
-	memset(v, 0, sizeof(*v));
-	v->d = keep;
+	v->version = 0;
+	v->ptr_visible = false;
+	v->ptr_x = v->ptr_y = 0;
+	v->ptr_w = v->ptr_h = v->ptr_hot_x = v->ptr_hot_y = 0;
 }
 
 static const struct console_dev_ops vid_ops = { .packet = vid_packet, .closed = vid_closed };
@@ -395,7 +399,8 @@ static int vid_verb_screenshot(void *state, int argc, char **argv, char *reply, 
 	}
 	pthread_mutex_lock(&v->d->lock);
 	struct synthvid_geometry g = v->geo;
-	const char *no = !v->d->chan || !v->version ? "the guest's video driver has not connected"
+	/* A closed channel keeps the VRAM and geometry (vid_closed): what was drawn last is shown. */
+	const char *no = !v->vram_set && (!v->d->chan || !v->version) ? "the guest's video driver has not connected"
 			 : !v->vram_set			  ? "no VRAM location yet"
 			 : !v->vram			  ? "the VRAM is not backed by memory on this host"
 			 : !g.valid			  ? "the guest has not given a usable screen geometry yet"

@@ -10,12 +10,17 @@
  * The VRAM: the guest places it (vmbus_allocate_mmio) inside an MMIO window of VMOD's _CRS; a
  * location that is not page-aligned, not wholly in a window (vmdev_host.mmio) or over RAM is refused
  * (logged, not acknowledged: the guest's driver gives up). An accepted one is mapped as RAM through
- * vmdev_host.map_ram, so the guest draws without exits; a move maps the same memory at the new place,
- * a closed channel unmaps it. Control verb: `screenshot FILE.png` writes the screen (geometry from
- * the last situation update) as an RGB PNG.
+ * vmdev_host.map_ram, so the guest draws without exits; a move maps the same memory at the new place.
+ * A closed channel resets only the protocol (version, pointer): the VRAM stays mapped with the last
+ * geometry, as the firmware's GOP frame buffer must outlive ExitBootServices for the OS's early
+ * console (efifb); only a VRAM_LOCATION without a GPA unmaps it. Control verb: `screenshot FILE.png`
+ * writes the screen (geometry from the last situation update) as an RGB PNG, also after the channel
+ * closed.
  *
- * NOT DONE: a display (window, VNC), the pointer image, firmware GOP (a guest booted through UEFI
- * has no early framebuffer here). */
+ * The firmware (firmware/video.c) is a client too: its Graphics Output Protocol puts the VRAM at the
+ * start of the low MMIO window.
+ *
+ * NOT DONE: a display (window, VNC), the pointer image. */
 #ifndef GEN2VM_DEVICES_SYNTHVID_H
 #define GEN2VM_DEVICES_SYNTHVID_H
 

@@ -692,9 +692,10 @@ static void test_video(void **state)
 	assert_non_null(strstr(text, "video connected"));
 	json_object_put(jo);
 
-	/* 3.2: no resolution list; a closed channel forgets everything. */
+	/* 3.2: no resolution list; a closed channel forgets the protocol. */
 	vmbus_client_channel_close(&f.ch);
 	assert_int_equal(v->version, 0);
+	assert_false(v->ptr_visible);
 	cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
 	vr.version = SYNTHVID_VERSION_WIN8;
 	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
@@ -857,11 +858,37 @@ static void test_video_screen(void **state)
 	snprintf(cmd2, sizeof(cmd2), "screenshot %s/no/such.png", dir);
 	assert_true(cfx_verb(&f, cmd2, reply, sizeof(reply)) < 0);
 
-	/* The guest leaves: the range is RAM no longer. */
+	/* The guest's driver leaves (the firmware at ExitBootServices): the VRAM stays mapped with the
+	 * last geometry, so what the OS's efifb draws there is still shown. */
 	vmbus_client_channel_close(&f.ch);
+	assert_int_equal(f.unmaps, 0);
+	assert_true(f.ram_mapped);
+	assert_ptr_equal(v->vram, f.ram);
+	assert_int_equal(v->version, 0);
+	assert_true(v->geo.valid);
+	assert_int_equal(cfx_verb(&f, cmd, reply, sizeof(reply)), 0);
+	vid_check_png(path, 640, 480);
+
+	/* The OS's driver connects afresh and moves the VRAM: the same memory, mapped at the new place. */
+	cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
+	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+	vid_vram_at(&f, CFX_MMIO_LOW + (1ull << 20));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
+	assert_int_equal(f.ram_gpa, CFX_MMIO_LOW + (1ull << 20));
+	assert_true(f.ram_mapped);
+	vid_check_png(path, 640, 480);
+
+	/* No VRAM at all: the range is RAM no longer. */
+	struct synthvid_vram_location none = { 0, 0, 0 };
+	vid_send_msg(&f, SYNTHVID_MSG_VRAM_LOCATION, &none, sizeof(none));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
 	assert_int_equal(f.unmaps, 1);
 	assert_false(f.ram_mapped);
 	assert_null(v->vram);
+	vmbus_client_channel_close(&f.ch);
 
 	unlink(path);
 	unlink(fifo);
