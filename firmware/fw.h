@@ -81,7 +81,8 @@ EFI_STATUS fw_bs_init(void);      /* system table, boot services, memory map, ha
 EFI_STATUS fw_rt_init(void);      /* runtime services, variables */
 EFI_STATUS fw_conio_init(void);   /* SimpleTextOutput/Input protocols, ConIn/ConOut/StdErr */
 EFI_STATUS fw_tables_init(void);  /* ACPI and SMBIOS configuration tables, RNG, DevicePathToText */
-EFI_STATUS fw_storage_init(void); /* VMBus, storvsc BlockIo, partitions, file systems */
+EFI_STATUS fw_storage_init(void); /* VMBus, screen and keyboard (video.c, kbd.c), storvsc BlockIo,
+				      partitions, file systems */
 /* Runs the boot manager; returns only when every boot option failed. */
 void fw_bootmgr_run(void);
 

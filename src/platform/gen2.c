@@ -30,6 +30,7 @@
 #include "platform/nvram.h"
 #include "ui/control.h"
 #include "disk/disk.h"
+#include "gen2vm/proto/fw.h"
 #include "util/log.h"
 #include "util/text.h"
 #include "vmbus/host.h"
@@ -39,8 +40,8 @@
 #include "vmm/stats.h"
 #include "vmm/vm.h"
 
-#define GEN2_MMIO_LOW_BASE 0xF0000000ull
-#define GEN2_MMIO_LOW_SIZE 0x08000000ull /* 128 MiB below the IOAPIC, for VMBus devices (video) */
+#define GEN2_MMIO_LOW_BASE FW_MMIO_LOW_BASE /* 128 MiB below the IOAPIC, for VMBus devices (video); */
+#define GEN2_MMIO_LOW_SIZE FW_MMIO_LOW_SIZE /* the firmware's GOP puts the VRAM at its start */
 #define GEN2_MMIO_HIGH_SIZE (64ull << 30)
 #define COM1_IRQ 4
 /* The memslot of device memory (vmdev_host.map_ram): after guest RAM's, which take 0..regions-1. */
