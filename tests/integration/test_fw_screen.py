@@ -1,0 +1,112 @@
+"""The firmware on the screen and the keyboard, as a user at the VM's console sees them: gen2vm's own
+firmware draws its text on the synthetic video device (GOP) and reads the synthetic keyboard, merged
+with COM1. One boot with --synthetic-console, two disks (a blank one, then a systemd-boot ESP) and
+PauseAfterBootFailure on:
+- the firmware's "press Esc or F2" prompt is answered with `control key f2`: its boot menu opens and
+  is read back from a screenshot by OCR (tesseract); Esc leaves it;
+- the blank disk fails: the firmware's failure line and its "press a key" prompt are on the screen
+  (OCR), and `control key enter` answers the prompt;
+- Debian's systemd-boot (a real client of GOP/ConOut/ConIn) shows its menu with a timeout: OCR finds
+  the second entry's title in a screenshot, and `key down` + `key enter` boot that entry, whose
+  program says on COM1 which entry started it.
+"""
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+import efi_images as ei
+from conftest import gen2vm_binary, have_kvm, run
+from test_console_devices import png_read_rgb
+from test_firmware_boot import EFI, Vm, esp_disk
+
+pytestmark = [
+    pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"),
+    pytest.mark.skipif(not shutil.which("tesseract"), reason="needs tesseract-ocr (scripts/deps.sh test)"),
+    pytest.mark.skipif(not ei.have_tools("mkfs.vfat", "mcopy", "mmd", "sfdisk"),
+                       reason="needs dosfstools, mtools and fdisk (scripts/deps.sh test)"),
+    pytest.mark.real_guest,
+]
+
+
+def ctl(vm, *args):
+    return run(gen2vm_binary(), "control", vm.sock, *args, check=False).stdout.strip()
+
+
+def ocr(vm, tmp_path, name):
+    """The screen's text as tesseract reads it. The 8x16 font is small for OCR: the screenshot is
+    scaled up 3x and turned into dark text on white (the brightest channel, inverted), as a PGM."""
+    png = str(tmp_path / f"{name}.png")
+    reply = ctl(vm, "screenshot", png)
+    assert reply.startswith("ok"), reply
+    w, h, px = png_read_rgb(png)
+    scale = 3
+    out = bytearray()
+    for y in range(h):
+        row = px[y * w * 3:(y + 1) * w * 3]
+        line = bytearray(255 - max(row[i:i + 3]) for i in range(0, len(row), 3))
+        line = bytes(b for b in line for _ in range(scale))
+        out += line * scale
+    pgm = str(tmp_path / f"{name}.pgm")
+    with open(pgm, "wb") as f:
+        f.write(b"P5\n%d %d\n255\n" % (w * scale, h * scale) + out)
+    r = subprocess.run(["tesseract", pgm, "-"], capture_output=True, text=True, timeout=120)
+    return r.stdout
+
+
+def test_firmware_screen_keyboard_and_systemd_boot_menu(tmp_path):
+    efi = ei.fetch_efi_binaries()
+    hello = os.path.join(EFI, "hello.efi")
+    disk = esp_disk(tmp_path, "sdboot", {
+        "EFI/BOOT/BOOTX64.EFI": efi["systemd_boot"],
+        "EFI/gen2vm/hello.efi": hello,
+        "loader/loader.conf": "timeout 60\ndefault alpha.conf\n",
+        "loader/entries/alpha.conf": "title Alpha entry\nefi /EFI/gen2vm/hello.efi\noptions first-entry\n",
+        "loader/entries/bravo.conf": "title Bravo entry\nefi /EFI/gen2vm/hello.efi\noptions second-entry\n",
+    })
+    blank = ei.make_blank_disk(str(tmp_path / "blank.img"))
+    nvram = str(tmp_path / "vm.nvram")
+    run(gen2vm_binary(), "firmware", "reset", "--nvram", nvram)
+    run(gen2vm_binary(), "firmware", "set", "--nvram", nvram, "--pause-after-boot-failure", "on")
+    vm = Vm(tmp_path, ["--nvram", nvram, "--disk", blank, "--disk", disk, "--synthetic-console"])
+    texts, keys = {}, []
+    try:
+        # The firmware's own boot menu, opened from the keyboard during its start window.
+        if vm.wait_for(r"press Esc or F2 for the boot menu", 60, where="out"):
+            keys.append(ctl(vm, "key", "f2"))
+            if vm.wait_for(r"gen2vm boot menu", 20, where="out"):
+                time.sleep(0.5)
+                texts["menu"] = ocr(vm, tmp_path, "menu")
+                keys.append(ctl(vm, "key", "esc"))
+        # The blank disk fails; the pause prompt is answered from the keyboard.
+        if vm.wait_for(r"paused after a boot failure", 60):
+            time.sleep(0.5)
+            texts["failure"] = ocr(vm, tmp_path, "failure")
+            keys.append(ctl(vm, "key", "enter"))
+        # systemd-boot's menu, counting down from 60 s.
+        if vm.wait_for(r"Bravo entry", 60, where="out"):
+            time.sleep(1)
+            texts["sdboot"] = ocr(vm, tmp_path, "sdboot")
+            keys.append(ctl(vm, "key", "down"))
+            time.sleep(0.3)
+            keys.append(ctl(vm, "key", "enter"))
+            vm.wait_for(r"hello: load options", 30, where="out")
+    finally:
+        vm.stop()
+    out, err = vm.out(), vm.err
+    tail = out[-3000:] + "\n--- log ---\n" + err[-3000:]
+    assert "press Esc or F2 for the boot menu" in out, tail
+    assert all(k.startswith("ok") for k in keys), (keys, tail)
+    assert "menu" in texts, tail
+    assert re.search(r"boot\s+menu", texts["menu"]) and "Esc goes on" in texts["menu"], texts["menu"]
+    assert "boot menu: Boot" not in err  # Esc chose nothing
+    assert "failure" in texts, tail
+    assert "no FAT file system" in texts["failure"], texts["failure"]
+    assert "press a key" in texts["failure"], texts["failure"]
+    assert "sdboot" in texts, tail
+    assert "Bravo entry" in texts["sdboot"], texts["sdboot"]
+    assert "hello: load options [second-entry]" in out, tail
+    assert "first-entry" not in out, tail
