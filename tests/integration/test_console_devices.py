@@ -140,7 +140,8 @@ int main(int argc, char **argv)
 """
 
 SCREEN_INIT = LOAD_MODULES + r"""
-for i in $(seq 1 150); do [ -e /sys/class/graphics/fb0/dev ] && break; sleep 0.2; done
+# The firmware's GOP gives the kernel an early efifb at fb0; hyperv_fb takes its place once it probes.
+for i in $(seq 1 150); do grep -qx hyperv_fb /sys/class/graphics/fb0/name 2>/dev/null && break; sleep 0.2; done
 [ -e /dev/fb0 ] || mknod /dev/fb0 c 29 0
 echo "FB-NAME $(cat /sys/class/graphics/fb0/name)"
 echo "FB-VIRTUAL-SIZE $(cat /sys/class/graphics/fb0/virtual_size)"
