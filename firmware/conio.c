@@ -281,7 +281,10 @@ EFI_STATUS fw_conio_read_key(EFI_INPUT_KEY *key, uint64_t timeout_us)
 			return EFI_SUCCESS;
 		if (fw.bs)
 			fw_event_poll(); /* timers keep running while we wait */
-		if (timeout_us != UINT64_MAX && conio_expired(t0, polls, timeout_us))
+		/* The poll-count backstop holds only for polls that exit (COM1's LSR read): the keyboard's
+		 * ring is read without one, so without COM1 the clock alone decides. */
+		bool exits = fw_console_present() & FW_CON_COM1;
+		if (timeout_us != UINT64_MAX && conio_expired(t0, exits ? polls : 0, timeout_us))
 			return EFI_TIMEOUT;
 	}
 }
