@@ -109,12 +109,15 @@ def test_firmware_screen_keyboard_and_systemd_boot_menu(tmp_path):
     assert "press Esc or F2 for the boot menu" in out, tail
     assert all(k.startswith("ok") for k in keys), (keys, tail)
     assert "menu" in texts, tail
-    assert re.search(r"boot\s+menu", texts["menu"]) and "Esc goes on" in texts["menu"], texts["menu"]
+    # OCR of the 8x16 font is good, not perfect (the title "gen2vm boot menu" has come back as
+    # "greneva boot mer"): the longest line is the marker, and the two entries are counted.
+    assert "Esc goes on with the boot order" in texts["menu"], texts
+    assert len(re.findall(r"Device", texts["menu"])) >= 2, texts
     assert "boot menu: Boot" not in err  # Esc chose nothing
     assert "failure" in texts, tail
-    assert "no FAT file system" in texts["failure"], texts["failure"]
-    assert "press a key" in texts["failure"], texts["failure"]
+    assert "no FAT file system" in texts["failure"], texts
+    assert "press a key" in texts["failure"], texts
     assert "sdboot" in texts, tail
-    assert "Bravo entry" in texts["sdboot"], texts["sdboot"]
+    assert "Bravo entry" in texts["sdboot"], texts
     assert "hello: load options [second-entry]" in out, tail
     assert "first-entry" not in out, tail
