@@ -59,17 +59,23 @@ def _text_grid_pgm(w, px, x0, y0, cols, rows, scale=3):
     return b"P5\n%d %d\n255\n" % (width * scale, rows * 16 * scale) + bytes(out)
 
 
-def ocr(vm, tmp_path, name):
-    """The screen's text as tesseract reads it, for the two grids text can be on: 80x25 centred on
-    1024x768 (the firmware's mode 0) and 128x48 (the whole screen)."""
+def shot(vm, tmp_path, name):
+    """A screenshot now (its PNG's path); read later with ocr(), as OCR is slow on this host and
+    systemd-boot's menu counts down meanwhile."""
     png = str(tmp_path / f"{name}.png")
     reply = ctl(vm, "screenshot", png)
     assert reply.startswith("ok"), reply
+    return png
+
+
+def ocr(png):
+    """The screen's text as tesseract reads it, for the two grids text can be on: 80x25 centred on
+    1024x768 (the firmware's mode 0) and 128x48 (the whole screen)."""
     w, h, px = png_read_rgb(png)
     assert (w, h) == (1024, 768), (w, h)
     text = ""
     for i, grid in enumerate([(192, 184, 80, 25), (0, 0, 128, 48)]):
-        pgm = str(tmp_path / f"{name}-{i}.pgm")
+        pgm = png[:-4] + f"-{i}.pgm"
         with open(pgm, "wb") as f:
             f.write(_text_grid_pgm(w, px, *grid))
         r = subprocess.run(["tesseract", pgm, "-"], capture_output=True, text=True, timeout=300)
@@ -83,7 +89,7 @@ def test_firmware_screen_keyboard_and_systemd_boot_menu(tmp_path):
     disk = esp_disk(tmp_path, "sdboot", {
         "EFI/BOOT/BOOTX64.EFI": efi["systemd_boot"],
         "EFI/gen2vm/hello.efi": hello,
-        "loader/loader.conf": "timeout 60\ndefault alpha.conf\n",
+        "loader/loader.conf": "timeout 120\ndefault alpha.conf\n",
         "loader/entries/alpha.conf": "title Alpha entry\nefi /EFI/gen2vm/hello.efi\noptions first-entry\n",
         "loader/entries/bravo.conf": "title Bravo entry\nefi /EFI/gen2vm/hello.efi\noptions second-entry\n",
     })
@@ -92,7 +98,7 @@ def test_firmware_screen_keyboard_and_systemd_boot_menu(tmp_path):
     run(gen2vm_binary(), "firmware", "reset", "--nvram", nvram)
     run(gen2vm_binary(), "firmware", "set", "--nvram", nvram, "--pause-after-boot-failure", "on")
     vm = Vm(tmp_path, ["--nvram", nvram, "--disk", blank, "--disk", disk, "--synthetic-console"])
-    texts, keys = {}, []
+    shots, keys = {}, []
     try:
         # The firmware's own boot menu, opened from the keyboard during its start window. The key is
         # sent as soon as the firmware's keyboard driver takes keys (typed ahead: the window is short
@@ -107,23 +113,24 @@ def test_firmware_screen_keyboard_and_systemd_boot_menu(tmp_path):
         if keys and vm.wait_for(r"press Esc or F2 for the boot menu", 60, where="out"):
             if vm.wait_for(r"gen2vm boot menu", 20, where="out"):
                 time.sleep(0.5)
-                texts["menu"] = ocr(vm, tmp_path, "menu")
+                shots["menu"] = shot(vm, tmp_path, "menu")
                 keys.append(ctl(vm, "key", "esc"))
         # The blank disk fails; the pause prompt is answered from the keyboard.
         if vm.wait_for(r"paused after a boot failure", 60):
             time.sleep(0.5)
-            texts["failure"] = ocr(vm, tmp_path, "failure")
+            shots["failure"] = shot(vm, tmp_path, "failure")
             keys.append(ctl(vm, "key", "enter"))
-        # systemd-boot's menu, counting down from 60 s.
+        # systemd-boot's menu, counting down from 120 s.
         if vm.wait_for(r"Bravo entry", 60, where="out"):
             time.sleep(1)
-            texts["sdboot"] = ocr(vm, tmp_path, "sdboot")
+            shots["sdboot"] = shot(vm, tmp_path, "sdboot")
             keys.append(ctl(vm, "key", "down"))
             time.sleep(0.3)
             keys.append(ctl(vm, "key", "enter"))
             vm.wait_for(r"hello: load options", 30, where="out")
     finally:
         vm.stop()
+    texts = {k: ocr(v) for k, v in shots.items()}
     out, err = vm.out(), vm.err
     tail = out[-3000:] + "\n--- log ---\n" + err[-3000:]
     assert "press Esc or F2 for the boot menu" in out, tail
