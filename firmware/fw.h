@@ -1,7 +1,7 @@
 /* The firmware's internal interfaces: one global state, the console, host calls and the services
  * each module offers the others. Modules: fw.c (start-up, exceptions, host calls), console.c,
  * bs.c/event.c/image.c (boot services), rt.c (runtime services), storage (vmbus.c, storvsc.c,
- * disk.c, fs.c), bootmgr.c.
+ * disk.c, fs.c), the screen and keyboard (video.c, kbd.c; conio.h), bootmgr.c.
  *
  * Every function at the UEFI ABI edge is EFIAPI (ms_abi). Internal functions use the SysV ABI and
  * return EFI_STATUS where they can fail. The firmware is single-threaded: the boot processor runs
