@@ -89,9 +89,11 @@ def test_firmware_screen_keyboard_and_systemd_boot_menu(tmp_path):
     disk = esp_disk(tmp_path, "sdboot", {
         "EFI/BOOT/BOOTX64.EFI": efi["systemd_boot"],
         "EFI/gen2vm/hello.efi": hello,
-        "loader/loader.conf": "timeout 120\ndefault alpha.conf\n",
-        "loader/entries/alpha.conf": "title Alpha entry\nefi /EFI/gen2vm/hello.efi\noptions first-entry\n",
-        "loader/entries/bravo.conf": "title Bravo entry\nefi /EFI/gen2vm/hello.efi\noptions second-entry\n",
+        # systemd-boot lists entries by file name, descending (newest version first): entry-2.conf is
+        # the first entry shown, and the default; entry-1.conf the second.
+        "loader/loader.conf": "timeout 120\ndefault entry-2.conf\n",
+        "loader/entries/entry-2.conf": "title Alpha entry\nefi /EFI/gen2vm/hello.efi\noptions first-entry\n",
+        "loader/entries/entry-1.conf": "title Bravo entry\nefi /EFI/gen2vm/hello.efi\noptions second-entry\n",
     })
     blank = ei.make_blank_disk(str(tmp_path / "blank.img"))
     nvram = str(tmp_path / "vm.nvram")
