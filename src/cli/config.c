@@ -1,5 +1,6 @@
 #include "cli/config.h"
 #include "util/size.h"
+#include "devices/synthvid.h"
 #include "platform/fw_misc.h"
 #include "platform/smbios.h"
 
@@ -48,6 +49,8 @@ static const char run_usage_tail[] =
 	"  --clock-slowdown N         tell the guest its TSC and APIC timer run N times faster than they\n"
 	"                             do: its ticks and timeouts stretch N times in real time. For hosts\n"
 	"                             whose KVM emulates guest kernel mode (see README); default 1\n"
+ "  --video WxH                the screen the synthetic video device offers as its largest and\n"
+	"                             default (default 1024x768; at most what fits 8 MiB: 1920x1080)\n"
 	"  --clock-offset [+|-]S      the VM's clock runs S seconds ahead of (or behind) the host's UTC;\n"
 	"                             `gen2vm control SOCK clock --offset S` changes it while it runs\n"
 	"  --no-reboot                end when the guest resets (exit code 3) instead of restarting it\n"
@@ -146,6 +149,16 @@ static int set_clock_offset(struct run_config *rc, const char *what, const char 
 	if (fw_misc_offset_parse(v, &rc->vm.clock_offset_s)) {
 		snprintf(err, errlen, "%s '%s': expected seconds from -%lld to +%lld (100 years)", what, text_show(v),
 			 FW_MISC_OFFSET_MAX, FW_MISC_OFFSET_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int set_video(struct run_config *rc, const char *what, const char *v, char *err, size_t errlen)
+{
+	char why[200];
+	if (synthvid_mode_parse(v, &rc->vm.video, why, sizeof(why))) {
+		snprintf(err, errlen, "%s: %s", what, why);
 		return -EINVAL;
 	}
 	return 0;
@@ -319,6 +332,8 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 			r = set_sigterm(rc, "\"sigterm\"", sv, e, sizeof(e));
 		} else if (!strcmp(key, "sigterm_timeout") && t == json_type_int) {
 			r = set_sigterm_timeout(rc, "\"sigterm_timeout\"", num, e, sizeof(e));
+		} else if (!strcmp(key, "video") && t == json_type_string) {
+			r = set_video(rc, "\"video\"", sv, e, sizeof(e));
 		} else if (!strcmp(key, "clock_offset") && t == json_type_int) {
 			r = set_clock_offset(rc, "\"clock_offset\"", num, e, sizeof(e));
 		} else if (vmdev_class_by_json_key(key)) {
@@ -326,7 +341,7 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 		} else {
 			static const char *const known[] = { "memory", "cpus", "kernel", "initrd", "cmdline", "elf", "firmware", "efi",
 							      "nvram", "uuid", "com1", "debugcon", "processor_compatibility",
-							      "no_reboot", "sigterm", "sigterm_timeout", "clock_offset" };
+							      "no_reboot", "sigterm", "sigterm_timeout", "clock_offset", "video" };
 			bool is_known = false;
 			for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 				is_known |= !strcmp(key, known[i]);
@@ -344,7 +359,7 @@ out:
 }
 
 enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
-       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_CONTROL, O_SLOWDOWN, O_CLOCK_OFFSET,
+       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_CONTROL, O_SLOWDOWN, O_CLOCK_OFFSET, O_VIDEO,
        O_FIRMWARE, O_EFI, O_NVRAM, O_UUID, O_DEVICE, O_SIGTERM, O_SIGTERM_TIMEOUT };
 
 static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, const struct option *opts, char *err,
@@ -373,6 +388,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "control", required_argument, NULL, O_CONTROL },
 		{ "clock-slowdown", required_argument, NULL, O_SLOWDOWN },
 		{ "clock-offset", required_argument, NULL, O_CLOCK_OFFSET },
+		{ "video", required_argument, NULL, O_VIDEO },
 		{ "sigterm", required_argument, NULL, O_SIGTERM },
 		{ "sigterm-timeout", required_argument, NULL, O_SIGTERM_TIMEOUT },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -440,6 +456,7 @@ static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, c
 			break;
 		}
 		case O_CLOCK_OFFSET: r = set_clock_offset(rc, "--clock-offset", optarg, err, errlen); break;
+		case O_VIDEO: r = set_video(rc, "--video", optarg, err, errlen); break;
 		case O_SIGTERM: r = set_sigterm(rc, "--sigterm", optarg, err, errlen); break;
 		case O_SIGTERM_TIMEOUT: r = set_sigterm_timeout(rc, "--sigterm-timeout", optarg, err, errlen); break;
 		case O_DEVICE:
