@@ -5,8 +5,9 @@ unmodified hyperv_keyboard (a serio port under the kernel's own AT keyboard driv
   virtual terminal, as a user's typing would be;
 - `control mouse X Y BUTTONS` reaches the guest as absolute pointer events with the same X and Y and a
   left button press (read from the mouse's /dev/input/event node).
-A second boot proves the screen: Debian's hyperv_fb draws into the VRAM it placed in VMOD's MMIO
-window, and `control screenshot` reads the same pixels back (a display, VNC: not yet).
+Two more boots prove the screen, with the cloud kernel's hyperv_fb at 1600x1200 and the generic
+kernel's hyperv_drm at a resolution the guest picks: fbcon's text is read back from a screenshot by
+OCR, and a pattern drawn through /dev/fb0 comes back from `control screenshot` pixel for pixel.
 """
 import os
 import re
@@ -18,7 +19,7 @@ import pytest
 from conftest import gen2vm_binary, have_kvm, run
 import efi_images as ei
 from screen import fb_pattern, have_ocr, ocr, png_read_rgb
-from linux_guest import INIT_PRELUDE, fetch_kernel, host_program, make_initramfs
+from linux_guest import INIT_PRELUDE, fetch_kernel, generic_kernel, host_program, make_initramfs
 from test_firmware_boot import Vm as FirmwareVm, esp_disk
 from test_linux import LOAD_MODULES, Vm
 
@@ -88,10 +89,9 @@ def test_keyboard_and_mouse_with_linux(tmp_path, kernel):
 
 # ---- the screen ----
 
-FB_W, FB_H = 1600, 1200  # --video 1600x1200: the default mode the device offers, which hyperv_fb takes
 OCR_MARKER = "HELLO FROM THE GUEST SCREEN"
 
-# The guest's drawing program: writes /pattern (FB_W x FB_H pixels of XRGB, rows packed) into
+# The guest's drawing program: writes /pattern (FB_W x FB_H pixels, given when it is compiled, of XRGB, rows packed) into
 # /dev/fb0 through mmap, as X or a console would. hyperv_fb draws into a shadow buffer and copies only
 # what its deferred I/O saw written to the VRAM: a write() to /dev/fb0 (dd) never reaches the VRAM
 # on Debian's 6.1 kernel, an mmap write does; fsync flushes the deferred I/O at once. busybox has no
@@ -168,37 +168,30 @@ def efi_bins():
     return ei.fetch_efi_binaries()
 
 
-@pytest.mark.skipif(not ei.have_tools("mkfs.vfat", "mcopy", "mmd", "sfdisk", "cc") or not have_ocr(),
-                    reason="needs dosfstools, mtools, fdisk, tesseract-ocr and a C compiler (scripts/deps.sh test)")
-def test_screen_with_hyperv_fb(tmp_path, kernel, efi_bins):
-    """With --video 1600x1200, Debian's unmodified hyperv_fb takes that screen and places its VRAM in
-    VMOD's MMIO window. The framebuffer console's text is read back from a screenshot by OCR; then a
-    program draws a known pattern through /dev/fb0 and `control screenshot` writes a PNG with exactly
-    those pixels.
-
-    Booted through gen2vm's UEFI firmware (systemd-boot, as test_firmware_boot does): hyperv_fb takes
-    the Generation 2 path (VRAM from vmbus_allocate_mmio) only when efi_enabled(EFI_BOOT); on a direct
-    --kernel boot it looks for Hyper-V's Generation 1 PCI video device and gives up."""
+def screen_proof(tmp_path, kernel, efi_bins, modules, fb_name, video, w, h, cmdline_extra=""):
+    """One boot through gen2vm's UEFI firmware and systemd-boot (a video driver takes its Generation 2
+    path only when efi_enabled(EFI_BOOT); on a direct --kernel boot hyperv_fb looks for Hyper-V's
+    Generation 1 PCI video device and gives up) with the video driver in modules: the framebuffer
+    console's text is read back from a screenshot by OCR; then a program draws a known w x h pattern
+    through /dev/fb0 and `control screenshot` must give back exactly those pixels."""
     fbwrite = str(tmp_path / "fbwrite")
     (tmp_path / "fbwrite.c").write_text(FBWRITE_C)
-    run("cc", "-O2", f"-DFB_W={FB_W}", f"-DFB_H={FB_H}", "-o", fbwrite, str(tmp_path / "fbwrite.c"))
-    pattern = fb_pattern(FB_W, FB_H)
+    run("cc", "-O2", f"-DFB_W={w}", f"-DFB_H={h}", "-o", fbwrite, str(tmp_path / "fbwrite.c"))
+    pattern = fb_pattern(w, h)
     extra = host_program(fbwrite)
     # At a path of its own: tmp_path may lie under /dev (/dev/shm), which the guest's devtmpfs hides.
     extra["usr/local/bin/fbwrite"] = extra.pop(fbwrite.lstrip("/"))
     extra["pattern"] = pattern
     initrd = str(tmp_path / "initrd.cpio")
     make_initramfs(initrd, INIT_PRELUDE + SCREEN_INIT.replace("FBWRITE_PATH", "/usr/local/bin/fbwrite")
-                   .replace("OCR_MARKER", OCR_MARKER),
-                   kernel["modules"],
-                   ["hv_vmbus", "hyperv_fb"], extra_files=extra)
-    cmdline = "console=ttyS0 panic=-1 loglevel=7"
+                   .replace("OCR_MARKER", OCR_MARKER), kernel["modules"], modules, extra_files=extra)
+    cmdline = "console=ttyS0 panic=-1 loglevel=7 " + cmdline_extra
     disk = esp_disk(tmp_path, "screen", {
         "EFI/BOOT/BOOTX64.EFI": efi_bins["systemd_boot"],
         "loader/loader.conf": "timeout 0\ndefault debian.conf\n",
         "loader/entries/debian.conf": f"title Debian\nlinux /vmlinuz\ninitrd /initrd.img\noptions {cmdline}\n",
-        "vmlinuz": kernel["vmlinuz"], "initrd.img": initrd}, size_mb=80)
-    vm = FirmwareVm(tmp_path, ["--disk", disk, "--no-reboot", "--synthetic-console", "--video", f"{FB_W}x{FB_H}"])
+        "vmlinuz": kernel["vmlinuz"], "initrd.img": initrd}, size_mb=120)
+    vm = FirmwareVm(tmp_path, ["--disk", disk, "--no-reboot", "--synthetic-console", "--video", video])
     shot = str(tmp_path / "out.png")
     replies, got, text_shots = [], None, []
     if vm.wait_for("TEXT-SHOWN", 900, where="out"):
@@ -208,10 +201,10 @@ def test_screen_with_hyperv_fb(tmp_path, kernel, efi_bins):
             p = str(tmp_path / f"text{i}.png")
             if ctl(vm, "screenshot", p).startswith("ok"):
                 text_shots.append(p)
+    want = bytes(v for i, v in enumerate(pattern) if i % 4 != 3)  # B, G, R per pixel
+    want = bytes(want[i + 2 - 2 * (i % 3)] for i in range(len(want)))  # -> R, G, B
     if vm.wait_for("FB-WRITTEN", 900, where="out"):
         # The guest's last copy to the VRAM may trail its fsync by a refresh period: a few tries.
-        want = bytes(v for i, v in enumerate(pattern) if i % 4 != 3)  # B, G, R per pixel
-        want = bytes(want[i + 2 - 2 * (i % 3)] for i in range(len(want)))  # -> R, G, B
         for _ in range(10):
             replies.append(ctl(vm, "screenshot", shot))
             if replies[-1].startswith("ok") and os.path.exists(shot):
@@ -222,15 +215,35 @@ def test_screen_with_hyperv_fb(tmp_path, kernel, efi_bins):
     rc = vm.finish(timeout=900)
     out, err = vm.out(), vm.err
     assert "INSMOD-FAILED" not in out, out[-3000:]
-    assert "FB-NAME hyperv_fb" in out, out[-3000:] + err[-3000:]
-    assert f"FB-VIRTUAL-SIZE {FB_W},{FB_H}" in out, out[-3000:]
-    assert f"FB-STRIDE {FB_W * 4}" in out, out[-3000:]
+    assert f"FB-NAME {fb_name}" in out, out[-3000:] + err[-3000:]
+    assert f"FB-VIRTUAL-SIZE {w},{h}" in out, out[-3000:]
+    assert f"FB-STRIDE {w * 4}" in out, out[-3000:]
     assert "FB-WRITTEN" in out, out[-3000:] + err[-3000:]
     # fbcon's text, read by OCR from the top of the screen (8x16 glyphs, 3 lines down).
     texts = [ocr(p, box=(0, 0, 400, 80)) for p in text_shots]
     assert any(OCR_MARKER in t.upper() for t in texts), texts
-    assert replies and replies[-1] == f"ok: {FB_W}x{FB_H} written to {shot}", (replies, err[-3000:])
-    assert got is not None and got[:2] == (FB_W, FB_H), got and got[:2]
+    assert replies and replies[-1] == f"ok: {w}x{h} written to {shot}", (replies, err[-3000:])
+    assert got is not None and got[:2] == (w, h), got and got[:2]
     bad = [i // 3 for i in range(0, len(want), 3) if got[2][i:i + 3] != want[i:i + 3]]
-    assert not bad, "%d pixels differ, first at (%d, %d)" % (len(bad), bad[0] % FB_W, bad[0] // FB_W)
+    assert not bad, "%d pixels differ, first at (%d, %d)" % (len(bad), bad[0] % w, bad[0] // w)
     assert rc == 0, err[-3000:]
+
+
+SCREEN_TOOLS = ei.have_tools("mkfs.vfat", "mcopy", "mmd", "sfdisk", "cc") and have_ocr()
+SCREEN_TOOLS_WHY = "needs dosfstools, mtools, fdisk, tesseract-ocr and a C compiler (scripts/deps.sh test)"
+
+
+@pytest.mark.skipif(not SCREEN_TOOLS, reason=SCREEN_TOOLS_WHY)
+def test_screen_with_hyperv_fb(tmp_path, kernel, efi_bins):
+    """Debian's cloud kernel's unmodified hyperv_fb with --video 1600x1200: it takes that screen (the
+    default the device offers) and places its VRAM in VMOD's MMIO window."""
+    screen_proof(tmp_path, kernel, efi_bins, ["hv_vmbus", "hyperv_fb"], "hyperv_fb", "1600x1200", 1600, 1200)
+
+
+@pytest.mark.skipif(not SCREEN_TOOLS, reason=SCREEN_TOOLS_WHY)
+def test_screen_with_hyperv_drm(tmp_path, efi_bins):
+    """Debian's generic kernel's unmodified hyperv_drm (DRM, with its fbdev emulation as /dev/fb0),
+    the VM's screen up to 1920x1080, and the guest choosing another resolution itself
+    (video=Virtual-1:1280x720): the device follows the guest's mode set."""
+    screen_proof(tmp_path, generic_kernel(), efi_bins, ["hv_vmbus", "hyperv_drm"], "hyperv_drmdrmfb", "1920x1080",
+                 1280, 720, "video=Virtual-1:1280x720")
