@@ -448,6 +448,19 @@ static int vm_drive_make(const struct vm *v, json_object *disks, const char *arg
 
 /* ---- locks around changes ---- */
 
+/* The run lock, told apart from the instant a `vm list` or `vm show` elsewhere holds it shared to
+ * look: a few tries before -EBUSY means a process runs the VM. */
+static int vm_run_lock(const struct vm *v)
+{
+	int r = -EBUSY;
+	for (int i = 0; i < 10 && r == -EBUSY; i++) {
+		r = store_run_lock(v->dir);
+		if (r == -EBUSY)
+			vm_msleep(30);
+	}
+	return r;
+}
+
 struct vm_change {
 	int run_fd;    /* the run lock, held while the VM must stay off; -1 when it runs */
 	int config_fd; /* the config lock */
@@ -464,26 +477,28 @@ static int vm_change_begin(const struct vm *v, struct vm_change *c, bool hot, bo
 	c->doc = NULL;
 	if (running)
 		*running = false;
-	int r = store_run_lock(v->dir);
+	/* The config lock first, then the run lock, in every command that takes both: a change that
+	 * finds the run lock taken knows it is a VM that runs, not another change. */
+	int r = store_config_lock(v->dir, VM_CONFIG_LOCK_WAIT_MS);
+	if (r < 0)
+		return vm_err(v, r, "VM '%s': %s", text_show(v->name),
+			      r == -EBUSY ? "another gen2vm is changing its configuration (busy; try again)" : strerror(-r));
+	c->config_fd = r;
+	r = vm_run_lock(v);
 	if (r == -EBUSY) {
-		if (!hot)
+		if (!hot) {
+			close(c->config_fd);
 			return vm_err(v, r, "VM '%s' is running: %s cannot be changed while it runs (stop it first: gen2vm vm "
 					    "stop %s)", text_show(v->name), what, text_show(v->name));
+		}
 		if (running)
 			*running = true;
 	} else if (r < 0) {
+		close(c->config_fd);
 		return vm_err(v, r, "%s: cannot take its run lock: %s", text_show(v->dir), strerror(-r));
 	} else {
 		c->run_fd = r;
 	}
-	r = store_config_lock(v->dir, VM_CONFIG_LOCK_WAIT_MS);
-	if (r < 0) {
-		if (c->run_fd >= 0)
-			close(c->run_fd);
-		return vm_err(v, r, "VM '%s': %s", text_show(v->name),
-			      r == -EBUSY ? "another gen2vm is changing its configuration (busy; try again)" : strerror(-r));
-	}
-	c->config_fd = r;
 	if ((r = store_doc_read(v->dir, &c->doc, err, sizeof(err)))) {
 		close(c->config_fd);
 		if (c->run_fd >= 0)
@@ -867,13 +882,7 @@ static int vm_start_one(struct vm *v)
 	if (r)
 		return vm_err(v, r, "%s", err);
 	json_object_put(doc);
-	int lock = -EBUSY;
-	/* A `vm list` elsewhere holds the lock shared for an instant: a few tries tell it from a VM. */
-	for (int i = 0; i < 10 && lock == -EBUSY; i++) {
-		lock = store_run_lock(v->dir);
-		if (lock == -EBUSY)
-			vm_msleep(30);
-	}
+	int lock = vm_run_lock(v);
 	if (lock == -EBUSY)
 		return vm_err(v, lock, "VM '%s' is already running (gen2vm vm stop %s stops it)", text_show(v->name),
 			      text_show(v->name));
@@ -1084,17 +1093,17 @@ static int vm_remove(struct vm *v, const char *store, int argc, char **argv)
 	int rc = vm_resolve(v, store, argv[1], true);
 	if (rc)
 		return rc;
-	int lock = store_run_lock(v->dir);
-	if (lock == -EBUSY)
-		return vm_err(v, lock, "VM '%s' is running: a running VM cannot be removed (stop it first: gen2vm vm stop %s)",
-			      text_show(v->name), text_show(v->name));
-	if (lock < 0)
-		return vm_err(v, lock, "%s: cannot take its run lock: %s", text_show(v->dir), strerror(-lock));
 	int cl = store_config_lock(v->dir, VM_CONFIG_LOCK_WAIT_MS);
-	if (cl < 0) {
-		close(lock);
-		return vm_err(v, cl, "VM '%s': another gen2vm is changing its configuration (busy; try again)",
-			      text_show(v->name));
+	if (cl < 0)
+		return vm_err(v, cl, "VM '%s': %s", text_show(v->name),
+			      cl == -EBUSY ? "another gen2vm is changing its configuration (busy; try again)" : strerror(-cl));
+	int lock = vm_run_lock(v);
+	if (lock < 0) {
+		close(cl);
+		if (lock == -EBUSY)
+			return vm_err(v, lock, "VM '%s' is running: a running VM cannot be removed (stop it first: gen2vm vm "
+					       "stop %s)", text_show(v->name), text_show(v->name));
+		return vm_err(v, lock, "%s: cannot take its run lock: %s", text_show(v->dir), strerror(-lock));
 	}
 	/* Only what the store makes, by name: a disk the user added by PATH lives elsewhere (adding one
 	 * from inside this directory is refused), and anything else found here is left with the
@@ -1233,9 +1242,12 @@ static int vm_hot(const struct vm *v, int argc, const char *const *args)
 {
 	char reply[CONTROL_REPLY_BUF];
 	int r = vm_control(v, VM_CONTROL_SLOW_MS, argc, args, reply, sizeof(reply));
+	if (r == -EIO)
+		return vm_err(v, -EINVAL, "VM '%s' (running): %s", text_show(v->name), reply);
 	if (r)
-		return vm_err(v, r == -EIO ? -EINVAL : r, "VM '%s' (running): %s", text_show(v->name),
-			      r == -EIO ? reply : strerror(-r));
+		return vm_err(v, -EBUSY, "VM '%s' runs but its control socket does not answer (%s): try again once it has "
+					 "started, or stop it first (gen2vm vm stop %s)",
+			      text_show(v->name), strerror(-r), text_show(v->name));
 	return 0;
 }
 
@@ -1291,10 +1303,11 @@ static int vm_devices(struct vm *v, const char *store, int argc, char **argv)
 		} else {
 			char *end;
 			long i = strtol(arg, &end, 10);
-			if (!*arg || *end || i < 0 || (size_t)i >= json_object_array_length(nics)) {
+			size_t have = json_object_array_length(nics);
+			if (!*arg || *end || i < 0 || (size_t)i >= have) {
 				vm_change_end(v, &c, false);
 				return vm_err(v, -EINVAL, "VM '%s' has no network adapter %s (it has %zu; gen2vm vm show %s lists them)",
-					      text_show(v->name), text_show(arg), json_object_array_length(nics), text_show(v->name));
+					      text_show(v->name), text_show(arg), have, text_show(v->name));
 			}
 			json_object_array_del_idx(nics, (size_t)i, 1);
 		}
