@@ -128,9 +128,10 @@ static int vm_resolve(struct vm *v, const char *store, const char *name, bool mu
 /* Sends argv as one command line to the VM's control socket and reads the reply line. The socket is
  * reached relative to the VM's directory: a deep store would otherwise pass the 107 bytes a Unix
  * socket path may have. Returns 0 ("ok", the detail in reply), -EIO ("error: ...", the message in
- * reply), or -errno when the VM could not be reached or did not answer within timeout_ms. */
-static int vm_control(const struct vm *v, unsigned timeout_ms, int argc, const char *const *argv, char *reply,
-		      size_t len)
+ * reply), or -errno when the VM could not be reached or did not answer within timeout_ms. peer (may
+ * be NULL) gets the pid of the process that listens on the socket. */
+static int vm_control_peer(const struct vm *v, unsigned timeout_ms, int argc, const char *const *argv, char *reply,
+			   size_t len, pid_t *peer)
 {
 	char line[4096];
 	size_t n = 0;
@@ -162,6 +163,10 @@ static int vm_control(const struct vm *v, unsigned timeout_ms, int argc, const c
 			r = -errno;
 		close(cwd);
 	}
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	if (!r && peer)
+		*peer = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) ? 0 : cred.pid;
 	if (!r && send(fd, line, n, MSG_NOSIGNAL) != (ssize_t)n)
 		r = -errno ? -errno : -EIO;
 	char buf[CONTROL_REPLY_BUF];
@@ -197,6 +202,12 @@ static int vm_control(const struct vm *v, unsigned timeout_ms, int argc, const c
 	}
 	snprintf(reply, len, "%s", !strncmp(buf, "error: ", 7) ? buf + 7 : buf);
 	return -EIO;
+}
+
+static int vm_control(const struct vm *v, unsigned timeout_ms, int argc, const char *const *argv, char *reply,
+		      size_t len)
+{
+	return vm_control_peer(v, timeout_ms, argc, argv, reply, len, NULL);
 }
 
 /* ---- state ---- */
@@ -419,10 +430,9 @@ static int vm_drive_make(const struct vm *v, json_object *disks, const char *arg
 			disk_spec_free(&d);
 			return r;
 		}
-		size_t dl = strlen(v->dir);
 		char rdir[PATH_MAX];
 		const char *dir = realpath(v->dir, rdir) ? rdir : v->dir;
-		dl = strlen(dir);
+		size_t dl = strlen(dir);
 		if (!strncmp(abs, dir, dl) && abs[dl] == '/') {
 			disk_spec_free(&d);
 			return vm_err(v, -EINVAL, "%s: is inside the VM's own directory, where the store keeps its files "
@@ -920,7 +930,7 @@ static int vm_start_one(struct vm *v)
 		/* The VM's process: its own session (no terminal's signals reach it), the VM's directory as
 		 * its working directory (the runtime paths are relative: a deep store would not fit a Unix
 		 * socket path), stdio to vm.log, and the run lock inherited for its whole life. */
-		int null = open("/dev/null", O_RDWR);
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (setsid() < 0 || chdir(v->dir) || null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0)
 			_exit(CLI_EXIT_FAILED);
 		char pidtxt[32];
@@ -953,7 +963,10 @@ static int vm_start_one(struct vm *v)
 		}
 		char reply[CONTROL_REPLY_BUF];
 		const char *args[] = { "status" };
-		if (vm_control(v, VM_CONTROL_QUICK_MS, 1, args, reply, sizeof(reply)) == 0) {
+		pid_t peer = 0;
+		/* Our child's socket, not another process's that listens there (run refuses to replace a
+		 * live socket and ends: the loop sees it exit). */
+		if (vm_control_peer(v, VM_CONTROL_QUICK_MS, 1, args, reply, sizeof(reply), &peer) == 0 && peer == pid) {
 			printf("VM '%s' is running (pid %d; COM1 in %s/%s)\n", text_show(v->name), (int)pid, text_show(v->dir),
 			       STORE_CONSOLE_LOG);
 			return CLI_EXIT_OK;

@@ -364,6 +364,47 @@ def test_stop_that_times_out_says_so(store):
         fake.close()
 
 
+def test_turn_off(store):
+    ok(store, "new", "t")
+    fake = Running(store, "t", control=True)
+    try:
+        r = ok(store, "stop", "t", "--turn-off")
+        assert "turned off" in r.stdout and fake.commands == ["stop"], (r.stdout, fake.commands)
+    finally:
+        fake.close()
+    # A process that holds the lock, does not answer and is not gen2vm is never killed.
+    holder = subprocess.Popen(["/usr/bin/python3", "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'%d' % os.getpid())\n"
+                               "print('held', flush=True); time.sleep(60)",
+                               os.path.join(str(store), "t", "run.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = vm(store, "stop", "t", "--turn-off")
+        assert r.returncode == 1 and "could not be turned off" in r.stderr, r.stderr
+        assert holder.poll() is None
+        # Killed outright, its lock goes with it: the VM is Off, and changes are allowed again.
+        holder.kill()
+        holder.wait()
+        assert listing(store)["t"]["state"] == "Off"
+        ok(store, "set", "t", "--cpus", "2")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.skipif(have_kvm(), reason="checks the error of a host without /dev/kvm")
+def test_restart_is_stop_then_start(store):
+    ok(store, "new", "rs", "--memory", "64M")
+    fake = Running(store, "rs", control=True)
+    try:
+        r = vm(store, "restart", "rs", "--timeout", "5")
+        assert fake.commands == ["shutdown"], fake.commands
+        assert "shut down" in r.stdout and r.returncode == 2 and "/dev/kvm" in r.stderr, (r.stdout, r.stderr)
+    finally:
+        fake.close()
+
+
 def test_concurrent_changes_never_tear_the_document(store):
     ok(store, "new", "cc")
     procs = [subprocess.Popen([gen2vm_binary(), "vm", "--store", str(store), "add-nic", "cc", "pair=p%d" % i],
