@@ -629,8 +629,9 @@ static int vm_new(struct vm *v, const char *store, int argc, char **argv)
 		return vm_err(v, r, "%s", err);
 	if ((r = store_vm_create_dir(v->root, v->name, err, sizeof(err))))
 		return vm_err(v, r, "%s", err);
-	/* The new directory is ours: the run lock keeps a `vm start` of the half-made VM away. */
-	int lock = store_run_lock(v->dir);
+	/* The new directory is ours: its locks keep a `vm start` or a change of the half-made VM away
+	 * (and both lock files exist from now on, so later commands only lock them). */
+	int lock = store_run_lock(v->dir), cl = store_config_lock(v->dir, 0);
 	static char created[VM_ARGS_MAX][PATH_MAX];
 	unsigned nc = 0;
 	json_object *doc = json_object_new_object();
@@ -659,14 +660,14 @@ static int vm_new(struct vm *v, const char *store, int argc, char **argv)
 	if (!rc && (r = store_doc_write(v->dir, doc, err, sizeof(err))))
 		rc = vm_err(v, r, "%s", err);
 	json_object_put(doc);
-	if (rc) {
+	if (rc)
 		vm_new_undo(v, created, nc);
-		if (lock >= 0)
-			close(lock);
-		return rc;
-	}
+	if (cl >= 0)
+		close(cl);
 	if (lock >= 0)
 		close(lock);
+	if (rc)
+		return rc;
 	printf("VM '%s' created in %s\n", text_show(v->name), text_show(v->dir));
 	return CLI_EXIT_OK;
 }
