@@ -899,6 +899,13 @@ static int vm_start_one(struct vm *v)
 			      text_show(v->name));
 	if (lock < 0)
 		return vm_err(v, lock, "%s: cannot take its run lock: %s", text_show(v->dir), strerror(-lock));
+	/* The last run's pid goes now: until the child writes its own, `vm stop --turn-off` must find
+	 * none rather than a pid the system may have given to another process. */
+	if (ftruncate(lock, 0)) {
+		r = -errno;
+		close(lock);
+		return vm_err(v, r, "%s/%s: %s", text_show(v->dir), STORE_RUN_LOCK, strerror(-r));
+	}
 	vm_file(v, STORE_RUN_LOG, p, sizeof(p));
 	int log = open(p, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (log < 0) {
