@@ -202,6 +202,28 @@ int store_config_lock(const char *dir, unsigned wait_ms)
 	}
 }
 
+/* The run reader's check, from the VM's directory: a relative path in the document (a kernel, a disk)
+ * means what it means to the run process `vm start` spawns there. */
+static int store_doc_check(const char *dir, const char *text, size_t len, const char *name, char *err,
+			   size_t errlen)
+{
+	int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cwd < 0 || chdir(dir)) {
+		int r = -errno;
+		if (cwd >= 0)
+			close(cwd);
+		snprintf(err, errlen, "%s: %s", text_show(dir), strerror(-r));
+		return r;
+	}
+	int r = run_config_check_json(text, len, name, err, errlen);
+	if (fchdir(cwd) && !r) {
+		r = -errno;
+		snprintf(err, errlen, "cannot return to the working directory: %s", strerror(-r));
+	}
+	close(cwd);
+	return r;
+}
+
 int store_doc_read(const char *dir, struct json_object **doc, char *err, size_t errlen)
 {
 	char p[4096], why[200];
@@ -217,7 +239,7 @@ int store_doc_read(const char *dir, struct json_object **doc, char *err, size_t 
 		snprintf(err, errlen, "%s: %s", text_show(p), why);
 		return r;
 	}
-	r = run_config_check_json((const char *)text, len, p, err, errlen);
+	r = store_doc_check(dir, (const char *)text, len, p, err, errlen);
 	if (!r) {
 		*doc = json_tokener_parse((const char *)text);
 		if (!*doc || !json_object_is_type(*doc, json_type_object)) {
@@ -243,7 +265,7 @@ int store_doc_write(const char *dir, struct json_object *doc, char *err, size_t 
 	if (!text)
 		return -ENOMEM;
 	size_t len = strlen(text);
-	int r = run_config_check_json(text, len, p, err, errlen);
+	int r = store_doc_check(dir, text, len, p, err, errlen);
 	if (r)
 		return r;
 	/* With a final newline: the document is for people to read and edit too. */

@@ -71,7 +71,10 @@ pid_t store_run_pid(const char *dir);
 int store_config_lock(const char *dir, unsigned wait_ms);
 
 /* Reads and validates dir's vm.json with the reader of `gen2vm run --config` and parses it into
- * *doc (a JSON object the caller puts). 0 or -errno with err naming the file. */
+ * *doc (a JSON object the caller puts). 0 or -errno with err naming the file.
+ * The check runs from dir, as the run process does (relative paths in the document are relative to
+ * the VM's directory): it changes the working directory for its duration, so it is for
+ * single-threaded callers (the gen2vm vm commands), as is store_doc_write. */
 int store_doc_read(const char *dir, struct json_object **doc, char *err, size_t errlen);
 
 /* Validates doc with the reader of `gen2vm run --config` and, only if it passes, replaces dir's

@@ -155,6 +155,28 @@ static void test_doc_round_trip(void **state)
 	store_doc_write(dir, b, err, sizeof(err));
 	assert_non_null(strstr(err, "generation 1 VMs are not supported yet"));
 	json_object_put(b);
+	/* Relative paths mean the VM's directory, whatever the caller's working directory. */
+	char kp[320];
+	snprintf(kp, sizeof(kp), "%s/vmlinuz", dir);
+	FILE *k = fopen(kp, "w");
+	assert_non_null(k);
+	fclose(k);
+	b = json_tokener_parse("{ \"kernel\": \"vmlinuz\" }");
+	int cwd = open(".", O_RDONLY | O_DIRECTORY);
+	assert_true(cwd >= 0);
+	assert_int_equal(chdir("/"), 0);
+	assert_int_equal(store_doc_write(dir, b, err, sizeof(err)), 0);
+	assert_int_equal(store_doc_read(dir, &back, err, sizeof(err)), 0);
+	char here[64];
+	assert_non_null(getcwd(here, sizeof(here)));
+	assert_string_equal(here, "/"); /* the check went back where it was */
+	assert_int_equal(fchdir(cwd), 0);
+	close(cwd);
+	json_object_put(back);
+	json_object_put(b);
+	unlink(kp);
+	assert_int_not_equal(store_doc_read(dir, &back, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "vmlinuz"));
 	/* A document spoiled by hand is reported on read, naming the file. */
 	FILE *f = fopen(p, "w");
 	fputs("{ \"memory\": ", f);
