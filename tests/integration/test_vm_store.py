@@ -424,6 +424,29 @@ def test_concurrent_changes_never_tear_the_document(store):
     assert not os.path.exists(os.path.join(str(store), "cc", "vm.json.tmp"))
 
 
+def test_a_change_held_up_too_long_says_busy(store):
+    ok(store, "new", "b")
+    before = doc(store, "b")
+    fd = os.open(os.path.join(str(store), "b", ".lock-config"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        t = time.monotonic()
+        refused(store, "set", "b", "--cpus", "2", says="busy")
+        assert time.monotonic() - t >= 4.5  # it waited its 5 s first
+    finally:
+        os.close(fd)
+    assert doc(store, "b") == before
+    ok(store, "set", "b", "--cpus", "2")
+
+
+def test_list_is_sorted_and_store_may_follow_the_verb(store):
+    for name in ("zeta", "alpha", "Mid"):
+        r = subprocess.run([gen2vm_binary(), "vm", "new", name, "--store", str(store)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    os.mkdir(os.path.join(str(store), "not-a-vm"))  # a directory without vm.json is not listed
+    assert [v["name"] for v in json.loads(ok(store, "list", "--json").stdout)] == ["Mid", "alpha", "zeta"]
+
+
 def test_remove_deletes_only_what_the_store_made(store, user_disk):
     ok(store, "new", "rm", "--disk", "new:16M", "--disk", user_disk)
     ok(store, "add-disk", "rm", "new:16M")
