@@ -52,7 +52,8 @@ static const char vm_usage[] =
 	"  restart NAME [--turn-off] [--timeout S]\n"
 	"  pause NAME | resume NAME\n"
 	"  remove NAME             delete an off VM and the files the store made (never a disk added by PATH)\n"
-	"  set NAME [--memory SIZE] [--cpus N] [--video WxH]     (the VM must be off)\n"
+	"  set NAME [--memory SIZE] [--cpus N] [--video WxH] [--integration-services LIST]\n"
+	"           [--processor-compatibility on|off]     (the VM must be off)\n"
 	"  add-disk NAME new:SIZE|PATH[,OPTS]     remove-disk NAME lun=N[,controller=C]|PATH\n"
 	"  add-dvd NAME ISO|empty[,OPTS]          set-dvd NAME ISO|empty [lun=N[,controller=C]]\n"
 	"  remove-dvd NAME lun=N[,controller=C]\n"
@@ -1176,20 +1177,28 @@ static int vm_set(struct vm *v, const char *store, int argc, char **argv)
 	int rc = vm_resolve(v, store, argv[1], true);
 	if (rc)
 		return rc;
-	const char *memory = NULL, *cpus = NULL, *video = NULL;
+	const char *memory = NULL, *cpus = NULL, *video = NULL, *ics = NULL, *compat = NULL;
 	for (int i = 2; i < argc; i++) {
-		const char **dst = !strcmp(argv[i], "--memory") ? &memory : !strcmp(argv[i], "--cpus") ? &cpus
-								     : !strcmp(argv[i], "--video") ? &video : NULL;
+		const char **dst = !strcmp(argv[i], "--memory")		       ? &memory
+				   : !strcmp(argv[i], "--cpus")		       ? &cpus
+				   : !strcmp(argv[i], "--video")		       ? &video
+				   : !strcmp(argv[i], "--integration-services")    ? &ics
+				   : !strcmp(argv[i], "--processor-compatibility") ? &compat
+										     : NULL;
 		if (!dst)
-			return vm_err(v, -EINVAL, "unknown option '%s' (--memory, --cpus or --video)", text_show(argv[i]));
+			return vm_err(v, -EINVAL, "unknown option '%s' (--memory, --cpus, --video, --integration-services or "
+						  "--processor-compatibility)", text_show(argv[i]));
 		if (i + 1 >= argc)
 			return vm_err(v, -EINVAL, "option '%s' needs a value", argv[i]);
 		*dst = argv[++i];
 	}
-	if (!memory && !cpus && !video)
-		return vm_err(v, -EINVAL, "nothing to set: give --memory, --cpus or --video");
+	if (!memory && !cpus && !video && !ics && !compat)
+		return vm_err(v, -EINVAL, "nothing to set: give --memory, --cpus, --video, --integration-services or "
+					  "--processor-compatibility");
+	if (compat && strcmp(compat, "on") && strcmp(compat, "off"))
+		return vm_err(v, -EINVAL, "--processor-compatibility '%s': expected on or off", text_show(compat));
 	/* The values are checked by gen2vm run's parsers, before anything is locked or read. */
-	char *rargv[8] = { "run" };
+	char *rargv[12] = { "run" };
 	int ra = 1;
 	if (memory)
 		rargv[ra++] = "--memory", rargv[ra++] = (char *)memory;
@@ -1197,6 +1206,8 @@ static int vm_set(struct vm *v, const char *store, int argc, char **argv)
 		rargv[ra++] = "--cpus", rargv[ra++] = (char *)cpus;
 	if (video)
 		rargv[ra++] = "--video", rargv[ra++] = (char *)video;
+	if (ics)
+		rargv[ra++] = "--integration-services", rargv[ra++] = (char *)ics;
 	struct run_config rcfg;
 	char err[2048];
 	int r = run_config_parse(&rcfg, ra, rargv, err, sizeof(err));
@@ -1204,7 +1215,9 @@ static int vm_set(struct vm *v, const char *store, int argc, char **argv)
 	if (r)
 		return vm_err(v, r, "%s", err);
 	struct vm_change c;
-	const char *what = memory ? "its memory" : cpus ? "its number of virtual processors" : "its video resolution";
+	const char *what = memory ? "its memory" : cpus ? "its number of virtual processors"
+				 : video ? "its video resolution" : ics ? "its integration services"
+								 : "its processor compatibility";
 	if ((rc = vm_change_begin(v, &c, false, NULL, what)))
 		return rc;
 	if (memory)
@@ -1213,6 +1226,17 @@ static int vm_set(struct vm *v, const char *store, int argc, char **argv)
 		json_object_object_add(c.doc, "cpus", json_object_new_int(atoi(cpus)));
 	if (video)
 		json_object_object_add(c.doc, "video", json_object_new_string(video));
+	if (compat)
+		json_object_object_add(c.doc, "processor_compatibility", json_object_new_boolean(!strcmp(compat, "on")));
+	if (ics) {
+		/* The document keeps the list as an array of the names given (the option's commas). */
+		json_object *a = json_object_new_array();
+		char *copy = strdup(ics), *save = NULL;
+		for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save))
+			json_object_array_add(a, json_object_new_string(t));
+		free(copy);
+		json_object_object_add(c.doc, "integration_services", a);
+	}
 	rc = vm_change_end(v, &c, true);
 	if (!rc)
 		printf("VM '%s' changed\n", text_show(v->name));

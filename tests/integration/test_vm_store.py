@@ -261,11 +261,15 @@ def test_start_failure_is_reported_and_the_store_stays_consistent(store, user_di
 
 def test_set_and_devices_on_a_stopped_vm(store, user_disk, tmp_path):
     ok(store, "new", "s", "--memory", "64M")
-    ok(store, "set", "s", "--memory", "256M", "--cpus", "3", "--video", "1280x720")
+    ok(store, "set", "s", "--memory", "256M", "--cpus", "3", "--video", "1280x720", "--integration-services",
+       "shutdown,heartbeat", "--processor-compatibility", "on")
     d = doc(store, "s")
     assert d["memory"] == "256M" and d["cpus"] == 3 and d["video"] == "1280x720", d
+    assert d["integration_services"] == ["shutdown", "heartbeat"] and d["processor_compatibility"] is True, d
     for bad, says in ((["--memory", "lots"], "--memory 'lots'"), (["--cpus", "100"], "--cpus '100'"),
                       (["--video", "1x1"], "--video"), (["--frob", "1"], "unknown option '--frob'"),
+                      (["--integration-services", "teleport"], "teleport"),
+                      (["--processor-compatibility", "maybe"], "expected on or off"),
                       ([], "nothing to set")):
         refused(store, "set", "s", *bad, says=says)
     assert doc(store, "s") == d
