@@ -1179,12 +1179,13 @@ static int vm_set(struct vm *v, const char *store, int argc, char **argv)
 		return rc;
 	const char *memory = NULL, *cpus = NULL, *video = NULL, *ics = NULL, *compat = NULL;
 	for (int i = 2; i < argc; i++) {
-		const char **dst = !strcmp(argv[i], "--memory")		       ? &memory
-				   : !strcmp(argv[i], "--cpus")		       ? &cpus
-				   : !strcmp(argv[i], "--video")		       ? &video
-				   : !strcmp(argv[i], "--integration-services")    ? &ics
-				   : !strcmp(argv[i], "--processor-compatibility") ? &compat
-										     : NULL;
+		static const char *const names[] = { "--memory", "--cpus", "--video", "--integration-services",
+						     "--processor-compatibility" };
+		const char **vals[] = { &memory, &cpus, &video, &ics, &compat };
+		const char **dst = NULL;
+		for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+			if (!strcmp(argv[i], names[k]))
+				dst = vals[k];
 		if (!dst)
 			return vm_err(v, -EINVAL, "unknown option '%s' (--memory, --cpus, --video, --integration-services or "
 						  "--processor-compatibility)", text_show(argv[i]));
