@@ -893,6 +893,8 @@ static int vm_start_one(struct vm *v)
 	int r = store_doc_read(v->dir, &doc, err, sizeof(err));
 	if (r)
 		return vm_err(v, r, "%s", err);
+	/* A VM that boots a kernel (or test ELF) directly has no firmware, so no NVRAM: run refuses one. */
+	bool firmware = !json_object_object_get_ex(doc, "kernel", NULL) && !json_object_object_get_ex(doc, "elf", NULL);
 	json_object_put(doc);
 	int lock = vm_run_lock(v);
 	if (lock == -EBUSY)
@@ -947,8 +949,8 @@ static int vm_start_one(struct vm *v)
 		if (ftruncate(lock, 0) || pwrite(lock, pidtxt, (size_t)n, 0) != n)
 			_exit(CLI_EXIT_FAILED);
 		signal(SIGPIPE, SIG_DFL);
-		char *args[] = { "gen2vm", "run", "--config", STORE_CONFIG, "--nvram", STORE_NVRAM, "--control",
-				 STORE_CONTROL, "--com1", "file:" STORE_CONSOLE_LOG, NULL };
+		char *args[] = { "gen2vm", "run", "--config", STORE_CONFIG, "--control", STORE_CONTROL, "--com1",
+				 "file:" STORE_CONSOLE_LOG, firmware ? "--nvram" : NULL, STORE_NVRAM, NULL };
 		execv(exe, args);
 		dprintf(2, "gen2vm vm start: cannot run %s: %s\n", exe, strerror(errno));
 		_exit(CLI_EXIT_FAILED);

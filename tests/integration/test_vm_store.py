@@ -403,6 +403,22 @@ def test_turn_off(store):
         holder.wait()
 
 
+def test_start_of_a_direct_boot_vm_passes_no_nvram(store, tmp_path):
+    """A document edited to boot a kernel directly: run refuses --nvram with --kernel, so vm start
+    gives none; the start fails here for want of /dev/kvm (or, on a KVM host, of a real kernel)."""
+    ok(store, "new", "dk", "--memory", "64M")
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"not a kernel" * 100)
+    d = doc(store, "dk")
+    d.update({"kernel": str(kernel), "cmdline": "console=ttyS0"})
+    with open(os.path.join(str(store), "dk", "vm.json"), "w") as f:
+        json.dump(d, f)
+    r = vm(store, "start", "dk")
+    assert r.returncode == 2 and "did not start" in r.stderr and "--nvram" not in r.stderr, r.stderr
+    if not have_kvm():
+        assert "/dev/kvm" in r.stderr, r.stderr
+
+
 def test_restart_is_stop_then_start(store, user_disk):
     ok(store, "new", "rs", "--memory", "64M", "--disk", user_disk)
     os.unlink(user_disk)
