@@ -10,6 +10,7 @@
 #include "cli/exit.h"
 #include "cli/fw_cmd.h"
 #include "cli/vhd_cmd.h"
+#include "cli/vm_cmd.h"
 #include "ui/control.h"
 #include "platform/gen2.h"
 #include "util/log.h"
@@ -41,6 +42,8 @@ static const char usage[] =
 	"gen2vm runs Hyper-V generation 2-compatible virtual machines on KVM.\n"
 	"\n"
 	"Commands:\n"
+	"  vm         VMs kept by name in the VM store: new, list, show, start, stop, set, add-disk...\n"
+	"             (gen2vm vm --help)\n"
 	"  run        run a virtual machine (gen2vm run --help)\n"
 	"  control SOCKET COMMAND [ARGS...]\n"
 	"             send a command to a running VM's --control socket (help lists them)\n"
@@ -156,6 +159,10 @@ int cli_main(int argc, char **argv)
 			run_usage_print(stdout);
 			return CLI_EXIT_OK;
 		}
+		if (argc > 2 && !strcmp(argv[2], "vm")) {
+			char *a[] = { "vm", "--help", NULL };
+			return cli_vm_main(2, a);
+		}
 		if (argc > 2 && !strcmp(argv[2], "vhd")) {
 			char *a[] = { "vhd", "--help", NULL };
 			return cli_vhd_main(2, a);
@@ -167,6 +174,8 @@ int cli_main(int argc, char **argv)
 		return cli_run(argc - 1, argv + 1);
 	if (!strcmp(cmd, "control"))
 		return cli_control(argc - 1, argv + 1);
+	if (!strcmp(cmd, "vm"))
+		return cli_vm_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "vhd"))
 		return cli_vhd_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "firmware"))

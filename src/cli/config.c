@@ -1,5 +1,6 @@
 #include "cli/config.h"
 #include "util/size.h"
+#include "devices/synthvid.h"
 #include "platform/fw_misc.h"
 #include "platform/smbios.h"
 
@@ -48,6 +49,8 @@ static const char run_usage_tail[] =
 	"  --clock-slowdown N         tell the guest its TSC and APIC timer run N times faster than they\n"
 	"                             do: its ticks and timeouts stretch N times in real time. For hosts\n"
 	"                             whose KVM emulates guest kernel mode (see README); default 1\n"
+ "  --video WxH                the screen the synthetic video device offers as its largest and\n"
+	"                             default (default 1024x768; at most what fits 8 MiB: 1920x1080)\n"
 	"  --clock-offset [+|-]S      the VM's clock runs S seconds ahead of (or behind) the host's UTC;\n"
 	"                             `gen2vm control SOCK clock --offset S` changes it while it runs\n"
 	"  --no-reboot                end when the guest resets (exit code 3) instead of restarting it\n"
@@ -146,6 +149,16 @@ static int set_clock_offset(struct run_config *rc, const char *what, const char 
 	if (fw_misc_offset_parse(v, &rc->vm.clock_offset_s)) {
 		snprintf(err, errlen, "%s '%s': expected seconds from -%lld to +%lld (100 years)", what, text_show(v),
 			 FW_MISC_OFFSET_MAX, FW_MISC_OFFSET_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int set_video(struct run_config *rc, const char *what, const char *v, char *err, size_t errlen)
+{
+	char why[200];
+	if (synthvid_mode_parse(v, &rc->vm.video, why, sizeof(why))) {
+		snprintf(err, errlen, "%s: %s", what, why);
 		return -EINVAL;
 	}
 	return 0;
@@ -259,8 +272,39 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 		snprintf(err, errlen, "--config %s: %s", text_show(path), why);
 		return r;
 	}
-	json_object *root = json_parse_document((const char *)text, len, why, sizeof(why));
+	r = run_config_apply_json(rc, (const char *)text, len, path, err, errlen);
 	free(text);
+	return r;
+}
+
+const char *const run_config_json_keys[] = { "schema", "generation", "memory", "cpus", "kernel", "initrd",
+					     "cmdline", "elf", "firmware", "efi", "nvram", "uuid", "com1",
+					     "debugcon", "processor_compatibility", "no_reboot", "sigterm",
+					     "sigterm_timeout", "clock_offset", "video", NULL };
+
+/* "schema" and "generation" describe the document rather than set anything: a document written for
+ * a later reader, or for a machine this gen2vm does not build, is refused instead of half-understood. */
+static int check_document_kind(const char *key, long long v, char *err, size_t errlen)
+{
+	if (!strcmp(key, "schema") && v != RUN_CONFIG_SCHEMA) {
+		snprintf(err, errlen, "\"schema\" %lld: this gen2vm reads version %d documents%s", v, RUN_CONFIG_SCHEMA,
+			 v > RUN_CONFIG_SCHEMA ? " (a newer gen2vm wrote it: upgrade gen2vm)" : "");
+		return -EINVAL;
+	}
+	if (!strcmp(key, "generation") && v != 2) {
+		snprintf(err, errlen, v == 1 ? "\"generation\" 1: generation 1 VMs are not supported yet"
+					     : "\"generation\" %lld: expected 2 (a generation 2 VM)", v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int run_config_apply_json(struct run_config *rc, const char *text, size_t len, const char *path, char *err,
+			  size_t errlen)
+{
+	char why[200];
+	int r = 0;
+	json_object *root = json_parse_document(text, len, why, sizeof(why));
 	if (!root) {
 		snprintf(err, errlen, "--config %s: %s", text_show(path), why);
 		return -EINVAL;
@@ -280,7 +324,9 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 			snprintf(num, sizeof(num), "%lld", (long long)json_object_get_int64(val));
 			sv = num;
 		}
-		if (!strcmp(key, "memory") && sv) {
+		if ((!strcmp(key, "schema") || !strcmp(key, "generation")) && t == json_type_int) {
+			r = check_document_kind(key, (long long)json_object_get_int64(val), e, sizeof(e));
+		} else if (!strcmp(key, "memory") && sv) {
 			r = set_memory(rc, sv, e, sizeof(e));
 		} else if (!strcmp(key, "cpus") && t == json_type_int) {
 			r = set_cpus(rc, sv, e, sizeof(e));
@@ -319,17 +365,16 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 			r = set_sigterm(rc, "\"sigterm\"", sv, e, sizeof(e));
 		} else if (!strcmp(key, "sigterm_timeout") && t == json_type_int) {
 			r = set_sigterm_timeout(rc, "\"sigterm_timeout\"", num, e, sizeof(e));
+		} else if (!strcmp(key, "video") && t == json_type_string) {
+			r = set_video(rc, "\"video\"", sv, e, sizeof(e));
 		} else if (!strcmp(key, "clock_offset") && t == json_type_int) {
 			r = set_clock_offset(rc, "\"clock_offset\"", num, e, sizeof(e));
 		} else if (vmdev_class_by_json_key(key)) {
 			r = vmdev_config_add_json(&rc->vm.devices, key, val, e, sizeof(e));
 		} else {
-			static const char *const known[] = { "memory", "cpus", "kernel", "initrd", "cmdline", "elf", "firmware", "efi",
-							      "nvram", "uuid", "com1", "debugcon", "processor_compatibility",
-							      "no_reboot", "sigterm", "sigterm_timeout", "clock_offset" };
 			bool is_known = false;
-			for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-				is_known |= !strcmp(key, known[i]);
+			for (size_t i = 0; run_config_json_keys[i]; i++)
+				is_known |= !strcmp(key, run_config_json_keys[i]);
 			snprintf(e, sizeof(e), is_known ? "\"%s\" has the wrong type" : "unknown setting \"%s\"", text_show(key));
 			r = -EINVAL;
 		}
@@ -343,8 +388,39 @@ out:
 	return r;
 }
 
+/* What no single setting says: the combinations, and the input files being there. */
+static int run_config_check(struct run_config *rc, char *err, size_t errlen)
+{
+	int r;
+	if (rc->vm.kernel && rc->vm.elf) {
+		snprintf(err, errlen, "--kernel and --elf cannot be used together");
+		return -EINVAL;
+	}
+	if ((rc->vm.kernel || rc->vm.elf) && (rc->vm.firmware || rc->vm.efi)) {
+		snprintf(err, errlen, "%s boots without the UEFI firmware: drop %s", rc->vm.kernel ? "--kernel" : "--elf",
+			 rc->vm.firmware ? "--firmware" : "--efi");
+		return -EINVAL;
+	}
+	if ((rc->vm.kernel || rc->vm.elf) && rc->vm.nvram) {
+		snprintf(err, errlen, "%s boots without the UEFI firmware: drop --nvram", rc->vm.kernel ? "--kernel" : "--elf");
+		return -EINVAL;
+	}
+	if ((rc->vm.initrd || rc->vm.cmdline) && !rc->vm.kernel && !rc->vm.efi) {
+		snprintf(err, errlen, "--initrd and --cmdline need --kernel (or --efi)");
+		return -EINVAL;
+	}
+	const struct { const char *opt, *path; } inputs[] = {
+		{ "--firmware", rc->vm.firmware }, { "--efi", rc->vm.efi }, { "--kernel", rc->vm.kernel },
+		{ "--initrd", rc->vm.initrd }, { "--elf", rc->vm.elf },
+	};
+	for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++)
+		if (inputs[i].path && (r = file_exists(inputs[i].opt, inputs[i].path, err, errlen)))
+			return r;
+	return 0;
+}
+
 enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
-       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_CONTROL, O_SLOWDOWN, O_CLOCK_OFFSET,
+       O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_CONTROL, O_SLOWDOWN, O_CLOCK_OFFSET, O_VIDEO,
        O_FIRMWARE, O_EFI, O_NVRAM, O_UUID, O_DEVICE, O_SIGTERM, O_SIGTERM_TIMEOUT };
 
 static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, const struct option *opts, char *err,
@@ -373,6 +449,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "control", required_argument, NULL, O_CONTROL },
 		{ "clock-slowdown", required_argument, NULL, O_SLOWDOWN },
 		{ "clock-offset", required_argument, NULL, O_CLOCK_OFFSET },
+		{ "video", required_argument, NULL, O_VIDEO },
 		{ "sigterm", required_argument, NULL, O_SIGTERM },
 		{ "sigterm-timeout", required_argument, NULL, O_SIGTERM_TIMEOUT },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -440,6 +517,7 @@ static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, c
 			break;
 		}
 		case O_CLOCK_OFFSET: r = set_clock_offset(rc, "--clock-offset", optarg, err, errlen); break;
+		case O_VIDEO: r = set_video(rc, "--video", optarg, err, errlen); break;
 		case O_SIGTERM: r = set_sigterm(rc, "--sigterm", optarg, err, errlen); break;
 		case O_SIGTERM_TIMEOUT: r = set_sigterm_timeout(rc, "--sigterm-timeout", optarg, err, errlen); break;
 		case O_DEVICE:
@@ -461,31 +539,7 @@ static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, c
 		snprintf(err, errlen, "unexpected argument '%s' (see gen2vm run --help)", text_show(argv[optind]));
 		return -EINVAL;
 	}
-	if (rc->vm.kernel && rc->vm.elf) {
-		snprintf(err, errlen, "--kernel and --elf cannot be used together");
-		return -EINVAL;
-	}
-	if ((rc->vm.kernel || rc->vm.elf) && (rc->vm.firmware || rc->vm.efi)) {
-		snprintf(err, errlen, "%s boots without the UEFI firmware: drop %s", rc->vm.kernel ? "--kernel" : "--elf",
-			 rc->vm.firmware ? "--firmware" : "--efi");
-		return -EINVAL;
-	}
-	if ((rc->vm.kernel || rc->vm.elf) && rc->vm.nvram) {
-		snprintf(err, errlen, "%s boots without the UEFI firmware: drop --nvram", rc->vm.kernel ? "--kernel" : "--elf");
-		return -EINVAL;
-	}
-	if ((rc->vm.initrd || rc->vm.cmdline) && !rc->vm.kernel && !rc->vm.efi) {
-		snprintf(err, errlen, "--initrd and --cmdline need --kernel (or --efi)");
-		return -EINVAL;
-	}
-	const struct { const char *opt, *path; } inputs[] = {
-		{ "--firmware", rc->vm.firmware }, { "--efi", rc->vm.efi }, { "--kernel", rc->vm.kernel },
-		{ "--initrd", rc->vm.initrd }, { "--elf", rc->vm.elf },
-	};
-	for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++)
-		if (inputs[i].path && (r = file_exists(inputs[i].opt, inputs[i].path, err, errlen)))
-			return r;
-	return 0;
+	return run_config_check(rc, err, errlen);
 }
 
 void run_config_free(struct run_config *rc)
@@ -494,4 +548,17 @@ void run_config_free(struct run_config *rc)
 		free(rc->owned[i]);
 	rc->nr_owned = 0;
 	vmdev_config_free(&rc->vm.devices);
+}
+
+int run_config_check_json(const char *text, size_t len, const char *name, char *err, size_t errlen)
+{
+	struct run_config rc;
+	char *argv[] = { "run", NULL };
+	int r = run_config_parse(&rc, 1, argv, err, errlen);
+	if (!r)
+		r = run_config_apply_json(&rc, text, len, name, err, errlen);
+	if (!r && !(r = vmdev_config_validate(&rc.vm.devices, err, errlen)))
+		r = run_config_check(&rc, err, errlen);
+	run_config_free(&rc);
+	return r;
 }

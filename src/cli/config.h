@@ -30,6 +30,25 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
  * malformed, -ENOENT missing, -EFBIG too large...) with a one-line message naming the file in err. */
 int run_config_load_json(struct run_config *rc, const char *path, char *err, size_t errlen);
 
+/* Applies the len bytes of JSON at text (NUL-terminated after them) as run_config_load_json does
+ * the file's; path names the document in messages. Returns 0 or -errno with err. */
+int run_config_apply_json(struct run_config *rc, const char *text, size_t len, const char *path, char *err,
+			  size_t errlen);
+
+/* Checks a JSON document as `gen2vm run --config` would take it, without running anything: every
+ * setting, the devices' items together, the combinations and the input files (kernel, firmware...)
+ * being there. The VM store validates each vm.json with this before writing it. name names the
+ * document in err. 0 or -errno (-EINVAL...) with err. */
+int run_config_check_json(const char *text, size_t len, const char *name, char *err, size_t errlen);
+
+/* The version of the JSON document this reader takes ("schema": 1); "generation": 2 is the only
+ * generation. */
+#define RUN_CONFIG_SCHEMA 1
+
+/* Every top-level key of the JSON document the reader takes besides the device classes' json_key
+ * (src/devices/vmdev.h), NULL-terminated: docs/vm-config.schema.json must describe each. */
+extern const char *const run_config_json_keys[];
+
 /* Parses a size such as 512M, 2G, 1T or 4096K (a bare number means MiB, as in Hyper-V). */
 int parse_size(const char *s, uint64_t *bytes);
 

@@ -23,8 +23,60 @@ const struct synthvid_screen_size synthvid_resolutions[] = {
 	{ 1280, 1024 }, { 1366, 768 }, { 1440, 900 }, { 1600, 900 }, { 1600, 1200 }, { 1920, 1080 },
 };
 const unsigned synthvid_nr_resolutions = sizeof(synthvid_resolutions) / sizeof(synthvid_resolutions[0]);
-const unsigned synthvid_default_resolution = 0;
 _Static_assert(1920u * 1080u * 4u <= SYNTHVID_VRAM_MB << 20, "the largest mode fits the VRAM");
+_Static_assert(sizeof(synthvid_resolutions) / sizeof(synthvid_resolutions[0]) < SYNTHVID_MAX_RESOLUTION_COUNT,
+	       "the standard list and a configured screen fit one RESOLUTION_RESPONSE");
+
+int synthvid_mode_parse(const char *s, struct synthvid_screen_size *out, char *err, size_t errlen)
+{
+	unsigned long w = 0, h = 0;
+	char *end = NULL;
+	if (s[0] >= '0' && s[0] <= '9')
+		w = strtoul(s, &end, 10);
+	if (end && (*end == 'x' || *end == 'X') && end[1] >= '0' && end[1] <= '9') {
+		h = strtoul(end + 1, &end, 10);
+		if (*end)
+			h = 0;
+	}
+	if (!h) {
+		snprintf(err, errlen, "'%s' is not a screen size: give WIDTHxHEIGHT, e.g. 1600x1200", text_show(s));
+		return -EINVAL;
+	}
+	/* h is checked against the VRAM only once w is small: w * h cannot overflow. */
+	if (w < SYNTHVID_MIN_WIDTH || h < SYNTHVID_MIN_HEIGHT || w > SYNTHVID_MAX_WIDTH || h > SYNTHVID_VRAM_SIZE ||
+	    w * h * 4 > SYNTHVID_VRAM_SIZE) {
+		snprintf(err, errlen,
+			 "a screen of %s is not possible: at least %ux%u, and at 32 bits a pixel it must fit "
+			 "the %u MiB of video memory (1920x1080 and 1600x1200 do)",
+			 text_show(s), SYNTHVID_MIN_WIDTH, SYNTHVID_MIN_HEIGHT, SYNTHVID_VRAM_MB);
+		return -EINVAL;
+	}
+	*out = (struct synthvid_screen_size){ (uint16_t)w, (uint16_t)h };
+	return 0;
+}
+
+unsigned synthvid_modes_build(struct synthvid_screen_size max, struct synthvid_screen_size *out, unsigned *def)
+{
+	if (!max.width || !max.height)
+		max = synthvid_resolutions[0];
+	unsigned n = 0;
+	bool have = false;
+	for (unsigned i = 0; i < synthvid_nr_resolutions; i++) {
+		struct synthvid_screen_size m = synthvid_resolutions[i];
+		if (m.width > max.width || m.height > max.height)
+			continue;
+		if (m.width == max.width && m.height == max.height) {
+			have = true;
+			*def = n;
+		}
+		out[n++] = m;
+	}
+	if (!have) {
+		*def = n;
+		out[n++] = max;
+	}
+	return n;
+}
 
 /* With the lock held: one synthvid message (type, body of n bytes) in the pipe framing. */
 static int vid_send(struct console_dev *d, uint32_t type, const void *body, uint32_t n)
@@ -72,11 +124,13 @@ static void vid_resolutions(struct console_dev *d, struct synthvid *v, const uin
 	memcpy(&rq, b, sizeof(rq));
 	struct synthvid_resolution_resp rs;
 	memset(&rs, 0, sizeof(rs)); /* no EDID: Linux reads none of it */
-	unsigned count = synthvid_nr_resolutions < rq.maximum_resolution_count ? synthvid_nr_resolutions
-										 : rq.maximum_resolution_count;
+	unsigned count = v->nr_modes < rq.maximum_resolution_count ? v->nr_modes : rq.maximum_resolution_count;
+	if (count > SYNTHVID_MAX_RESOLUTION_COUNT)
+		count = SYNTHVID_MAX_RESOLUTION_COUNT;
 	rs.resolution_count = (uint8_t)count;
-	rs.default_resolution_index = count > synthvid_default_resolution ? (uint8_t)synthvid_default_resolution : 0;
-	memcpy(rs.supported_resolution, synthvid_resolutions, count * sizeof(rs.supported_resolution[0]));
+	/* A guest asking for fewer than the list still gets a default inside what it took. */
+	rs.default_resolution_index = count > v->default_mode ? (uint8_t)v->default_mode : 0;
+	memcpy(rs.supported_resolution, v->modes, count * sizeof(rs.supported_resolution[0]));
 	int r = vid_send(d, SYNTHVID_MSG_RESOLUTION_RESPONSE, &rs, sizeof(rs));
 	if (r)
 		log_warn("synthetic video: cannot answer the resolution request: %s", strerror(-r));
@@ -450,6 +504,7 @@ static int vid_create(const struct vmdev_host *h, void *const *cfgs, unsigned n,
 		snprintf(err, errlen, "the synthetic video device: out of memory");
 		return -ENOMEM;
 	}
+	v->nr_modes = synthvid_modes_build(h->video, v->modes, &v->default_mode);
 	if (console_settings_enabled(cfgs, n)) {
 		/* hyperv_drm and hyperv_fb size their VRAM from the offer's mmio_megabytes. */
 		int r = console_dev_create(&v->d, h, "video", SYNTHVID_CLASS_GUID_TEXT, 0x7e570403u, SYNTHVID_VRAM_MB,

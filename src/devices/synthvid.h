@@ -25,6 +25,7 @@
 #define GEN2VM_DEVICES_SYNTHVID_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "devices/console.h"
@@ -47,6 +48,9 @@ struct synthvid_geometry {
 
 struct synthvid {
 	struct console_dev *d; /* NULL: not offered */
+	/* The resolutions offered (fixed at creation). */
+	struct synthvid_screen_size modes[SYNTHVID_MAX_RESOLUTION_COUNT];
+	unsigned nr_modes, default_mode;
 	/* All below under d->lock. */
 	uint32_t version;      /* the accepted version, 0 before */
 	bool vram_set;         /* the guest said where its VRAM is (checked, and mapped when the host can) */
@@ -62,9 +66,25 @@ struct synthvid {
 	uint64_t dirt_messages;
 };
 
-/* The resolutions offered (3.5's RESOLUTION_RESPONSE), in order, and the default's index. */
+/* The standard resolutions gen2vm knows, in order; the first (1024x768) is the default screen. */
 extern const struct synthvid_screen_size synthvid_resolutions[];
-extern const unsigned synthvid_nr_resolutions, synthvid_default_resolution;
+extern const unsigned synthvid_nr_resolutions;
+
+/* The screen a VM may get (--video WxH, JSON "video", as Hyper-V's Set-VMVideo sets it): at least
+ * 640x480 (hyperv_fb's minimum), and its frame at 32 bpp must fit the VRAM (so 1920x1080 and
+ * 1600x1200 do, 2560x1440 does not). */
+#define SYNTHVID_MIN_WIDTH 640u
+#define SYNTHVID_MIN_HEIGHT 480u
+#define SYNTHVID_MAX_WIDTH 4096u
+
+/* Parses "WxH" and checks it as above. 0, or -EINVAL with err naming the value and the limits. */
+int synthvid_mode_parse(const char *s, struct synthvid_screen_size *out, char *err, size_t errlen);
+
+/* The resolution list the device offers for a configured screen max (0x0: the default 1024x768):
+ * every standard resolution that fits within it, and max itself, which is the default (the screen
+ * the guest's driver starts with; it may pick any listed one, or any that fits the VRAM). Fills at
+ * most SYNTHVID_MAX_RESOLUTION_COUNT entries of out; returns the count and the default's index. */
+unsigned synthvid_modes_build(struct synthvid_screen_size max, struct synthvid_screen_size *out, unsigned *def);
 
 /* Takes the dirty bounding rectangle accumulated since the last call (false: nothing dirty) and
  * the current geometry (may be NULL). Takes the device lock. */

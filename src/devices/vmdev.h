@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "gen2vm/proto/synthvid.h"
 #include "vmbus/server.h"
 #include "vmm/memory.h"
 
@@ -72,6 +73,8 @@ struct vmdev_host {
 	/* Optional. The VM's network adapters now (at most max into out); returns how many. Callable
 	 * from any thread with any device lock held: the classes answer it under a leaf lock. */
 	unsigned (*nics)(void *opaque, struct vmdev_nic *out, unsigned max);
+	/* The screen the VM is configured for (--video; 0x0: the default). */
+	struct synthvid_screen_size video;
 	/* The windows in VMOD's _CRS (all zero: none; guest addresses in them are then refused). */
 	struct vmdev_mmio_window mmio[VMDEV_MMIO_WINDOWS];
 	/* Optional. Device memory the guest reaches as plain RAM (a memslot: its accesses never exit),

@@ -612,7 +612,7 @@ static int gen2_setup(struct gen2 *g)
 				 .opaque = g, .drives_present = gen2_drives_present, .drive_changed = gen2_drive_changed,
 				 .stop_vm = gen2_dev_stop_vm, .utc_now = gen2_dev_utc_now,
 				 .ref_time_now = gen2_dev_ref_time_now, .nics = gen2_dev_nics,
-				 .map_ram = gen2_dev_map_ram, .unmap_ram = gen2_dev_unmap_ram };
+				 .map_ram = gen2_dev_map_ram, .unmap_ram = gen2_dev_unmap_ram, .video = cfg->video };
 	gen2_mmio_windows(g, &dh.mmio[0], &dh.mmio[1]);
 	if ((r = vmdev_set_create(&g->devices, &dh, &cfg->devices, err, sizeof(err)))) {
 		if (err[0])

@@ -31,6 +31,7 @@ struct gen2_config {
 	struct console_spec debugcon;
 	bool processor_compat; /* Hyper-V's processor compatibility mode: a conservative CPUID */
 	unsigned clock_slowdown; /* 0/1: real time; N: the guest's clocks run N times slower (see --help) */
+	struct synthvid_screen_size video; /* the screen (--video); 0x0: the default 1024x768 */
 	int64_t clock_offset_s;  /* the VM's wall clock minus host UTC at start (--clock-offset) */
 	bool no_reboot;        /* a guest reset ends the process (exit code 3) instead of restarting */
 	bool sigterm_turn_off; /* SIGTERM turns the VM off at once, instead of asking the guest to shut down */

@@ -44,6 +44,24 @@ def fetch_kernel():
     }
 
 
+def generic_kernel():
+    """Debian's generic kernel (linux-image-amd64: it has hyperv_drm, which the cloud kernel lacks),
+    the one the nested test host boots and fetches under build/nested/kernel (tests/nested/nested.py
+    fetch(), which `make check` runs before the tests). Returns the same dict as fetch_kernel."""
+    x = os.path.join(ROOT, "build", "nested", "kernel", "x")
+    if not os.path.exists(os.path.join(ROOT, "build", "nested", "kernel", "ready")):
+        raise RuntimeError("Debian's generic kernel is not fetched yet: run tests/nested/run once (or make check)")
+    boot = os.path.join(x, "boot")
+    vmlinuz = [f for f in os.listdir(boot) if f.startswith("vmlinuz-")][0]
+    version = vmlinuz[len("vmlinuz-"):]
+    return {
+        "vmlinuz": os.path.join(boot, vmlinuz),
+        "system_map": os.path.join(boot, "System.map-" + version),
+        "modules": os.path.join(x, "lib", "modules", version),
+        "version": version,
+    }
+
+
 def fetch_hyperv_daemons():
     """Debian's hyperv-daemons (hv_kvp_daemon, hv_vss_daemon, hv_fcopy_daemon and the KVP helper
     scripts), unpacked once under build/linux/daemons; returns that directory."""

@@ -5,20 +5,21 @@ unmodified hyperv_keyboard (a serio port under the kernel's own AT keyboard driv
   virtual terminal, as a user's typing would be;
 - `control mouse X Y BUTTONS` reaches the guest as absolute pointer events with the same X and Y and a
   left button press (read from the mouse's /dev/input/event node).
-A second boot proves the screen: Debian's hyperv_fb draws into the VRAM it placed in VMOD's MMIO
-window, and `control screenshot` reads the same pixels back (a display, VNC: not yet).
+Two more boots prove the screen, with the cloud kernel's hyperv_fb at 1600x1200 and the generic
+kernel's hyperv_drm at a resolution the guest picks: fbcon's text is read back from a screenshot by
+OCR, and a pattern drawn through /dev/fb0 comes back from `control screenshot` pixel for pixel.
 """
 import os
 import re
 import struct
 import time
-import zlib
 
 import pytest
 
 from conftest import gen2vm_binary, have_kvm, run
 import efi_images as ei
-from linux_guest import INIT_PRELUDE, fetch_kernel, host_program, make_initramfs
+from screen import fb_pattern, have_ocr, ocr, png_read_rgb
+from linux_guest import INIT_PRELUDE, fetch_kernel, generic_kernel, host_program, make_initramfs
 from test_firmware_boot import Vm as FirmwareVm, esp_disk
 from test_linux import LOAD_MODULES, Vm
 
@@ -88,9 +89,9 @@ def test_keyboard_and_mouse_with_linux(tmp_path, kernel):
 
 # ---- the screen ----
 
-FB_W, FB_H = 1024, 768  # the device's default mode (synthvid_resolutions[0]), which hyperv_fb takes
+OCR_MARKER = "HELLO FROM THE GUEST SCREEN"
 
-# The guest's drawing program: writes /pattern (FB_W x FB_H pixels of XRGB, rows packed) into
+# The guest's drawing program: writes /pattern (FB_W x FB_H pixels, given when it is compiled, of XRGB, rows packed) into
 # /dev/fb0 through mmap, as X or a console would. hyperv_fb draws into a shadow buffer and copies only
 # what its deferred I/O saw written to the VRAM: a write() to /dev/fb0 (dd) never reaches the VRAM
 # on Debian's 6.1 kernel, an mmap write does; fsync flushes the deferred I/O at once. busybox has no
@@ -106,7 +107,7 @@ FBWRITE_C = r"""
 #include <unistd.h>
 int main(int argc, char **argv)
 {
-	unsigned w = 1024, h = 768;
+	unsigned w = FB_W, h = FB_H;
 	int fb = open("/dev/fb0", O_RDWR), in = open(argv[1], O_RDONLY);
 	struct fb_var_screeninfo v;
 	struct fb_fix_screeninfo f;
@@ -121,7 +122,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	unsigned char *p = mmap(NULL, f.smem_len, PROT_READ | PROT_WRITE, MAP_SHARED, fb, 0);
-	static unsigned char row[1024 * 4];
+	static unsigned char row[FB_W * 4];
 	if (p == MAP_FAILED) {
 		perror("FBWRITE-FAILED mmap");
 		return 1;
@@ -140,12 +141,18 @@ int main(int argc, char **argv)
 """
 
 SCREEN_INIT = LOAD_MODULES + r"""
-# The firmware's GOP gives the kernel an early efifb at fb0; hyperv_fb takes its place once it probes.
-for i in $(seq 1 150); do grep -qx hyperv_fb /sys/class/graphics/fb0/name 2>/dev/null && break; sleep 0.2; done
+# The firmware's GOP gives the kernel an early efifb at fb0; the video driver takes its place once
+# it probes.
+for i in $(seq 1 150); do grep -qx "FB_NAME_WANTED" /sys/class/graphics/fb0/name 2>/dev/null && break; sleep 0.2; done
 [ -e /dev/fb0 ] || mknod /dev/fb0 c 29 0
 echo "FB-NAME $(cat /sys/class/graphics/fb0/name)"
 echo "FB-VIRTUAL-SIZE $(cat /sys/class/graphics/fb0/virtual_size)"
 echo "FB-STRIDE $(cat /sys/class/graphics/fb0/stride)"
+# Text first: the framebuffer console (fbcon on hyperv_fb) shows what is written to tty1.
+[ -e /dev/tty1 ] || mknod /dev/tty1 c 4 1
+printf '\033[2J\033[H\n  %s\n\n' "OCR_MARKER" > /dev/tty1
+echo "TEXT-SHOWN"
+sleep 10
 # The framebuffer console would draw its cursor over the pattern: let it go.
 echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
 for c in /sys/class/vtconsole/vtcon*; do grep -q "frame buffer" $c/name && echo 0 > $c/bind; done
@@ -158,95 +165,49 @@ poweroff -f
 """
 
 
-def fb_pattern(w, h):
-    """w x h XRGB pixels (little-endian B, G, R, X), no two neighbours alike, X bytes set to show
-    they are not alpha."""
-    rows = []
-    for y in range(h):
-        rows.append(b"".join(bytes(((x * 7 + y * 3) & 0xff, (x ^ y) & 0xff, (x + y * 5) & 0xff, 0xff))
-                             for x in range(w)))
-    return b"".join(rows)
-
-
-def png_read_rgb(path):
-    """(width, height, pixels as R, G, B bytes) of an 8-bit RGB or RGBA PNG, decoded with zlib only."""
-    data = open(path, "rb").read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:8]
-    pos, idat, ihdr = 8, b"", None
-    while pos < len(data):
-        n, kind = struct.unpack_from(">I4s", data, pos)
-        body = data[pos + 8:pos + 8 + n]
-        if kind == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-        elif kind == b"IEND":
-            break
-        pos += 12 + n
-    w, h, depth, color, _, _, interlace = ihdr
-    assert depth == 8 and color in (2, 6) and interlace == 0, ihdr
-    bpp = 3 if color == 2 else 4
-    raw, stride = zlib.decompress(idat), w * bpp
-    out, prev = bytearray(), bytearray(stride)
-    for y in range(h):
-        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - bpp] if i >= bpp else 0
-            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
-            if f == 1:
-                line[i] = (line[i] + a) & 0xff
-            elif f == 2:
-                line[i] = (line[i] + b) & 0xff
-            elif f == 3:
-                line[i] = (line[i] + ((a + b) >> 1)) & 0xff
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xff
-        out += line if bpp == 3 else bytes(v for i, v in enumerate(line) if i % 4 != 3)
-        prev = line
-    return w, h, bytes(out)
-
-
 @pytest.fixture(scope="module")
 def efi_bins():
     return ei.fetch_efi_binaries()
 
 
-@pytest.mark.skipif(not ei.have_tools("mkfs.vfat", "mcopy", "mmd", "sfdisk", "cc"),
-                    reason="needs dosfstools, mtools, fdisk and a C compiler (scripts/deps.sh test)")
-def test_screen_with_hyperv_fb(tmp_path, kernel, efi_bins):
-    """Debian's unmodified hyperv_fb places its VRAM in VMOD's MMIO window; a program draws a known
-    pattern through /dev/fb0; `control screenshot` writes a PNG with exactly those pixels.
-
-    Booted through gen2vm's UEFI firmware (systemd-boot, as test_firmware_boot does): hyperv_fb takes
-    the Generation 2 path (VRAM from vmbus_allocate_mmio) only when efi_enabled(EFI_BOOT); on a direct
-    --kernel boot it looks for Hyper-V's Generation 1 PCI video device and gives up."""
+def screen_proof(tmp_path, kernel, efi_bins, modules, fb_name, video, w, h, cmdline_extra=""):
+    """One boot through gen2vm's UEFI firmware and systemd-boot (a video driver takes its Generation 2
+    path only when efi_enabled(EFI_BOOT); on a direct --kernel boot hyperv_fb looks for Hyper-V's
+    Generation 1 PCI video device and gives up) with the video driver in modules: the framebuffer
+    console's text is read back from a screenshot by OCR; then a program draws a known w x h pattern
+    through /dev/fb0 and `control screenshot` must give back exactly those pixels."""
     fbwrite = str(tmp_path / "fbwrite")
     (tmp_path / "fbwrite.c").write_text(FBWRITE_C)
-    run("cc", "-O2", "-o", fbwrite, str(tmp_path / "fbwrite.c"))
-    pattern = fb_pattern(FB_W, FB_H)
+    run("cc", "-O2", f"-DFB_W={w}", f"-DFB_H={h}", "-o", fbwrite, str(tmp_path / "fbwrite.c"))
+    pattern = fb_pattern(w, h)
     extra = host_program(fbwrite)
     # At a path of its own: tmp_path may lie under /dev (/dev/shm), which the guest's devtmpfs hides.
     extra["usr/local/bin/fbwrite"] = extra.pop(fbwrite.lstrip("/"))
     extra["pattern"] = pattern
     initrd = str(tmp_path / "initrd.cpio")
-    make_initramfs(initrd, INIT_PRELUDE + SCREEN_INIT.replace("FBWRITE_PATH", "/usr/local/bin/fbwrite"),
-                   kernel["modules"],
-                   ["hv_vmbus", "hyperv_fb"], extra_files=extra)
-    cmdline = "console=ttyS0 panic=-1 loglevel=7"
+    make_initramfs(initrd, INIT_PRELUDE + SCREEN_INIT.replace("FBWRITE_PATH", "/usr/local/bin/fbwrite")
+                   .replace("OCR_MARKER", OCR_MARKER).replace("FB_NAME_WANTED", fb_name), kernel["modules"], modules,
+                   extra_files=extra)
+    cmdline = "console=ttyS0 panic=-1 loglevel=7 " + cmdline_extra
     disk = esp_disk(tmp_path, "screen", {
         "EFI/BOOT/BOOTX64.EFI": efi_bins["systemd_boot"],
         "loader/loader.conf": "timeout 0\ndefault debian.conf\n",
         "loader/entries/debian.conf": f"title Debian\nlinux /vmlinuz\ninitrd /initrd.img\noptions {cmdline}\n",
-        "vmlinuz": kernel["vmlinuz"], "initrd.img": initrd}, size_mb=80)
-    vm = FirmwareVm(tmp_path, ["--disk", disk, "--no-reboot", "--synthetic-console"])
+        "vmlinuz": kernel["vmlinuz"], "initrd.img": initrd}, size_mb=120)
+    vm = FirmwareVm(tmp_path, ["--disk", disk, "--no-reboot", "--synthetic-console", "--video", video])
     shot = str(tmp_path / "out.png")
-    replies, got = [], None
+    replies, got, text_shots = [], None, []
+    if vm.wait_for("TEXT-SHOWN", 900, where="out"):
+        # The guest shows the text for 10 s: a few screenshots in that time, read afterwards.
+        for i in range(3):
+            time.sleep(1)
+            p = str(tmp_path / f"text{i}.png")
+            if ctl(vm, "screenshot", p).startswith("ok"):
+                text_shots.append(p)
+    want = bytes(v for i, v in enumerate(pattern) if i % 4 != 3)  # B, G, R per pixel
+    want = bytes(want[i + 2 - 2 * (i % 3)] for i in range(len(want)))  # -> R, G, B
     if vm.wait_for("FB-WRITTEN", 900, where="out"):
         # The guest's last copy to the VRAM may trail its fsync by a refresh period: a few tries.
-        want = bytes(v for i, v in enumerate(pattern) if i % 4 != 3)  # B, G, R per pixel
-        want = bytes(want[i + 2 - 2 * (i % 3)] for i in range(len(want)))  # -> R, G, B
         for _ in range(10):
             replies.append(ctl(vm, "screenshot", shot))
             if replies[-1].startswith("ok") and os.path.exists(shot):
@@ -257,12 +218,35 @@ def test_screen_with_hyperv_fb(tmp_path, kernel, efi_bins):
     rc = vm.finish(timeout=900)
     out, err = vm.out(), vm.err
     assert "INSMOD-FAILED" not in out, out[-3000:]
-    assert "FB-NAME hyperv_fb" in out, out[-3000:] + err[-3000:]
-    assert f"FB-VIRTUAL-SIZE {FB_W},{FB_H}" in out, out[-3000:]
-    assert f"FB-STRIDE {FB_W * 4}" in out, out[-3000:]
+    assert f"FB-NAME {fb_name}" in out, out[-3000:] + err[-3000:]
+    assert f"FB-VIRTUAL-SIZE {w},{h}" in out, out[-3000:]
+    assert f"FB-STRIDE {w * 4}" in out, out[-3000:]
     assert "FB-WRITTEN" in out, out[-3000:] + err[-3000:]
-    assert replies and replies[-1] == f"ok: {FB_W}x{FB_H} written to {shot}", (replies, err[-3000:])
-    assert got is not None and got[:2] == (FB_W, FB_H), got and got[:2]
+    # fbcon's text, read by OCR from the top of the screen (8x16 glyphs, 3 lines down).
+    texts = [ocr(p, box=(0, 0, 400, 80)) for p in text_shots]
+    assert any(OCR_MARKER in t.upper() for t in texts), texts
+    assert replies and replies[-1] == f"ok: {w}x{h} written to {shot}", (replies, err[-3000:])
+    assert got is not None and got[:2] == (w, h), got and got[:2]
     bad = [i // 3 for i in range(0, len(want), 3) if got[2][i:i + 3] != want[i:i + 3]]
-    assert not bad, "%d pixels differ, first at (%d, %d)" % (len(bad), bad[0] % FB_W, bad[0] // FB_W)
+    assert not bad, "%d pixels differ, first at (%d, %d)" % (len(bad), bad[0] % w, bad[0] // w)
     assert rc == 0, err[-3000:]
+
+
+SCREEN_TOOLS = ei.have_tools("mkfs.vfat", "mcopy", "mmd", "sfdisk", "cc") and have_ocr()
+SCREEN_TOOLS_WHY = "needs dosfstools, mtools, fdisk, tesseract-ocr and a C compiler (scripts/deps.sh test)"
+
+
+@pytest.mark.skipif(not SCREEN_TOOLS, reason=SCREEN_TOOLS_WHY)
+def test_screen_with_hyperv_fb(tmp_path, kernel, efi_bins):
+    """Debian's cloud kernel's unmodified hyperv_fb with --video 1600x1200: it takes that screen (the
+    default the device offers) and places its VRAM in VMOD's MMIO window."""
+    screen_proof(tmp_path, kernel, efi_bins, ["hv_vmbus", "hyperv_fb"], "hyperv_fb", "1600x1200", 1600, 1200)
+
+
+@pytest.mark.skipif(not SCREEN_TOOLS, reason=SCREEN_TOOLS_WHY)
+def test_screen_with_hyperv_drm(tmp_path, efi_bins):
+    """Debian's generic kernel's unmodified hyperv_drm (DRM, with its fbdev emulation as /dev/fb0),
+    the VM's screen up to 1920x1080, and the guest choosing another resolution itself
+    (video=Virtual-1:1280x720): the device follows the guest's mode set."""
+    screen_proof(tmp_path, generic_kernel(), efi_bins, ["hv_vmbus", "hyperv_drm"], "hyperv_drmdrmfb", "1920x1080",
+                 1280, 720, "video=Virtual-1:1280x720")

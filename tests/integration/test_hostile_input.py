@@ -427,6 +427,10 @@ def arg_cases():
                                        "--clock-offset '-99999999999'", "100 years")),
         ("arg-clock-offset-text", args(["run", "--kernel", "/bin/true", "--clock-offset", "+1h"],
                                        "--clock-offset '+1h'", "expected seconds")),
+        ("arg-video-huge", args(["run", "--kernel", "/bin/true", "--video", "3840x2160"], "--video",
+                                "3840x2160 is not possible", "8 MiB")),
+        ("arg-video-100k", args(["run", "--kernel", "/bin/true", "--video", "1" * 100_000 + "x1"], "--video",
+                                "is not possible", "(100002 bytes)")),
         ("arg-uuid", args(["run", "--kernel", "/bin/true", "--uuid", NONUTF8], "--uuid", "\\xff")),
         ("arg-unknown-option", args(["run", b"--fr\xffob"], "unknown option", "\\xff")),
         ("arg-unknown-command", args([b"fr\xffob"], "unknown command", "\\xff")),
@@ -879,8 +883,46 @@ def console_file_cases():
     ]
 
 
+def vm_store_cases():
+    """gen2vm vm: a VM store whose vm.json was replaced by something that is not a document, and
+    drives that are not images. Nothing in the store changes; a refused vm new leaves no directory."""
+    def store_with(spoil):
+        def setup(tmp):
+            r = g2("vm", "--store", tmp / "store", "new", "a", "--dvd", "empty")
+            assert r.rc == 0, r
+            doc = tmp / "store" / "a" / "vm.json"
+            if spoil:
+                doc.unlink()
+                spoil(doc)
+            return tmp / "store"
+        return setup
+
+    def case(spoil, *args_names):
+        args, names = args_names[:-1], args_names[-1]
+
+        def build(tmp):
+            store = store_with(spoil)(tmp)
+            return ["vm", "--store", store] + [a(tmp) if callable(a) else a for a in args], USAGE, names
+        return build
+    return [
+        ("vm-json-fifo", case(os.mkfifo, "show", "a", ["vm.json", "FIFO"])),
+        ("vm-json-dir", case(os.mkdir, "set", "a", "--cpus", "2", ["vm.json", "directory"])),
+        ("vm-json-devzero", case(lambda p: os.symlink("/dev/zero", p), "start", "a", ["vm.json", "character device"])),
+        ("vm-json-malformed", case(lambda p: p.write_bytes(b'{"memory": '), "add-nic", "a", "pair=x",
+                                   ["vm.json", "malformed"])),
+        ("vm-json-huge", case(lambda p: p.write_bytes(b" " * (2 << 20)), "show", "a", ["vm.json", "more than the"])),
+        ("vm-json-unknown-key", case(lambda p: p.write_bytes(b'{"colour": "blue"}'), "show", "a", ["vm.json", "colour"])),
+        ("vm-add-disk-fifo", case(None, "add-disk", "a", lambda t: _fifo(t), ["FIFO"])),
+        ("vm-add-dvd-dir", case(None, "add-dvd", "a", lambda t: _dir(t), ["directory"])),
+        ("vm-set-dvd-devzero", case(None, "set-dvd", "a", "/dev/zero", ["/dev/zero", "character device"])),
+        ("vm-new-disk-devzero", case(None, "new", "b", "--disk", "/dev/zero", ["/dev/zero", "character device"])),
+        ("vm-new-disk-fifo", case(None, "new", "b", "--disk", lambda t: _fifo(t), ["FIFO"])),
+        ("vm-name-hostile", case(None, "show", b"../a\xff", ["VM name"])),
+    ]
+
+
 CASES = (special_cases() + config_cases() + arg_cases() + fw_cases() + nvram_cases() + vhdx_cases() +
-         vhd_cases() + chain_cases() + socket_path_cases() + console_file_cases())
+         vhd_cases() + chain_cases() + socket_path_cases() + console_file_cases() + vm_store_cases())
 
 
 @pytest.mark.parametrize("name,build", CASES, ids=[c[0] for c in CASES])

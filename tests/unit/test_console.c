@@ -604,7 +604,8 @@ static void test_video(void **state)
 	struct synthvid_resolution_resp rs;
 	assert_int_equal(n, sizeof(rs));
 	memcpy(&rs, body, sizeof(rs));
-	assert_int_equal(rs.resolution_count, synthvid_nr_resolutions);
+	assert_int_equal(rs.resolution_count, v->nr_modes);
+	assert_int_equal(rs.resolution_count, 3); /* 640x480, 800x600, 1024x768: Hyper-V's default maximum */
 	assert_true(rs.resolution_count > 0 && rs.default_resolution_index < rs.resolution_count);
 	assert_int_equal(rs.supported_resolution[rs.default_resolution_index].width, 1024);
 	for (unsigned i = 0; i < rs.resolution_count; i++)
@@ -758,6 +759,50 @@ static void vid_vram_at(struct cfx *f, uint64_t gpa)
 
 /* The VRAM mapped where the guest puts it (and only where it may), the pixels it writes there read
  * back from the screenshot's PNG. */
+/* --video WxH: what is accepted, and the list the guest is offered for it. */
+static void test_video_modes(void **state)
+{
+	(void)state;
+	struct synthvid_screen_size m, out[SYNTHVID_MAX_RESOLUTION_COUNT];
+	char err[256];
+	assert_int_equal(synthvid_mode_parse("1600x1200", &m, err, sizeof(err)), 0);
+	assert_int_equal(m.width, 1600);
+	assert_int_equal(m.height, 1200);
+	assert_int_equal(synthvid_mode_parse("1920X1080", &m, err, sizeof(err)), 0);
+	static const char *const bad[] = { "", "x", "1600", "1600x", "x1200", "1600x1200x32", "-1600x1200",
+					   "1600 x1200", "1600x1200 ", "0x0" };
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(synthvid_mode_parse(bad[i], &m, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "WIDTHxHEIGHT"));
+	}
+	/* Too small, or more than the VRAM holds. */
+	static const char *const big[] = { "639x480", "640x479", "2560x1440", "3840x2160", "4097x480",
+					   "99999999999999999999x1", "640x99999999999999999999" };
+	for (unsigned i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
+		assert_int_equal(synthvid_mode_parse(big[i], &m, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "8 MiB"));
+	}
+
+	/* 1600x1200: every standard mode within it, itself the default. */
+	unsigned def = 99, n = synthvid_modes_build((struct synthvid_screen_size){ 1600, 1200 }, out, &def);
+	assert_true(n >= 2 && n <= SYNTHVID_MAX_RESOLUTION_COUNT && def < n);
+	assert_int_equal(out[def].width, 1600);
+	assert_int_equal(out[def].height, 1200);
+	for (unsigned i = 0; i < n; i++)
+		assert_true(out[i].width <= 1600 && out[i].height <= 1200);
+	/* A size not in the standard list is added as the default. */
+	n = synthvid_modes_build((struct synthvid_screen_size){ 1000, 700 }, out, &def);
+	assert_int_equal(def, n - 1);
+	assert_int_equal(out[def].width, 1000);
+	assert_int_equal(out[def].height, 700);
+	assert_int_equal(out[0].width, 640); /* 640x480 and 800x600 fit */
+	assert_int_equal(n, 3);
+	/* 0x0: the default, 1024x768. */
+	n = synthvid_modes_build((struct synthvid_screen_size){ 0, 0 }, out, &def);
+	assert_int_equal(out[def].width, 1024);
+	assert_int_equal(out[def].height, 768);
+}
+
 static void test_video_screen(void **state)
 {
 	struct cfx f;
@@ -905,6 +950,7 @@ int main(void)
 		cmocka_unit_test(test_mouse),
 		cmocka_unit_test(test_mouse_hostile),
 		cmocka_unit_test(test_video),
+		cmocka_unit_test(test_video_modes),
 		cmocka_unit_test(test_video_screen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,577 @@
+"""`gen2vm vm ...`: VMs kept by name in the VM store. Everything but a booting guest runs here without
+/dev/kvm: a VM that "runs" is faked by holding its run lock (flock, as the gen2vm run process does)
+and, where a control socket is needed, by a small server answering as gen2vm's does. The real guest
+test (vm start of a VHDX with systemd-boot to Linux userspace, vm list, vm stop) needs /dev/kvm and
+a guest user mode that works (the nested test host)."""
+import fcntl
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import gen2vm_binary, have_kvm, run
+
+
+def vm(store, *args, env=None, timeout=200):
+    e = dict(os.environ)
+    e.pop("GEN2VM_STORE", None)
+    e.update(env or {})
+    return subprocess.run([gen2vm_binary(), "vm", "--store", str(store)] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=timeout, env=e, stdin=subprocess.DEVNULL)
+
+
+def ok(store, *args, timeout=200):
+    r = vm(store, *args, timeout=timeout)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r
+
+
+def refused(store, *args, code=2, says=None):
+    r = vm(store, *args)
+    assert r.returncode == code, (args, r.returncode, r.stdout, r.stderr)
+    # One line, naming the command.
+    assert r.stderr.startswith("gen2vm vm") and r.stderr.count("\n") == 1, r.stderr
+    if says:
+        assert says in r.stderr, r.stderr
+    return r
+
+
+def doc(store, name):
+    with open(os.path.join(str(store), name, "vm.json")) as f:
+        return json.load(f)
+
+
+def listing(store):
+    return {v["name"]: v for v in json.loads(ok(store, "list", "--json").stdout)}
+
+
+@pytest.fixture
+def store(tmp_path):
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def user_disk(tmp_path):
+    p = tmp_path / "user disk.img"
+    with open(p, "wb") as f:
+        f.truncate(16 << 20)
+    return str(p)
+
+
+class Running:
+    """Holds a VM's run lock as its gen2vm run process would (pid written in it) and, with
+    control=True, serves its control socket: status --json answers as gen2vm does, every other
+    command is recorded and answered "ok"; shutdown and stop release the lock, as a VM that ends."""
+
+    def __init__(self, store, name, control=False, uptime=42, ends_on_stop=True):
+        self.ends_on_stop = ends_on_stop
+        self.dir = os.path.join(str(store), name)
+        self.fd = os.open(os.path.join(self.dir, "run.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, b"%d\n" % os.getpid(), 0)
+        self.commands = []
+        self.srv = None
+        self.uptime = uptime
+        if control:
+            cwd = os.getcwd()
+            os.chdir(self.dir)  # the path may pass a Unix socket's 107 bytes, as the store's own client knows
+            try:
+                self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.srv.bind("control.sock")
+            finally:
+                os.chdir(cwd)
+            self.srv.listen(8)
+            self.thread = threading.Thread(target=self._serve, daemon=True)
+            self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            with c:
+                line = b""
+                while not line.endswith(b"\n"):
+                    d = c.recv(4096)
+                    if not d:
+                        break
+                    line += d
+                cmd = line.decode().strip()
+                if cmd == "status --json":
+                    c.sendall(("ok: " + json.dumps({"state": "running", "uptime_s": self.uptime,
+                                                    "heartbeat": {"state": "ok"}}) + "\n").encode())
+                    continue
+                if cmd == "status":
+                    c.sendall(b"ok: running\n")
+                    continue
+                self.commands.append(cmd)
+                c.sendall(b"ok\n")
+                if cmd in ("shutdown", "stop") and self.ends_on_stop:
+                    self.release()
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def close(self):
+        self.release()
+        if self.srv:
+            self.srv.close()
+            try:
+                os.unlink(os.path.join(self.dir, "control.sock"))
+            except FileNotFoundError:
+                pass
+
+
+def test_help_lists_vm():
+    r = run(gen2vm_binary(), "--help")
+    assert re.search(r"^  vm ", r.stdout, re.M), r.stdout
+    r = run(gen2vm_binary(), "vm", "--help")
+    for verb in ("new", "list", "show", "start", "stop", "remove", "set", "add-disk", "firmware", "console"):
+        assert re.search(r"^  %s " % verb, r.stdout, re.M) or ("  " + verb) in r.stdout, (verb, r.stdout)
+
+
+def test_new_writes_a_document_run_reads(store, user_disk, tmp_path):
+    ok(store, "new", "web", "--memory", "1G", "--cpus", "2", "--disk", "new:64M", "--disk", user_disk + ",readonly",
+       "--dvd", "empty", "--nic", "pair=web0", "--generation", "2")
+    d = doc(store, "web")
+    vmdir = os.path.join(str(store), "web")
+    assert d["schema"] == 1 and d["generation"] == 2 and d["memory"] == "1G" and d["cpus"] == 2, d
+    created = os.path.join(vmdir, "disk0.vhdx")
+    assert d["disks"] == [
+        {"path": created, "controller": 0, "lun": 0},
+        {"path": os.path.realpath(user_disk), "readonly": True, "controller": 0, "lun": 1},
+        {"dvd": True, "controller": 0, "lun": 2}], d
+    assert d["nics"] == ["pair=web0"], d
+    with open(created, "rb") as f:
+        assert f.read(8) == b"vhdxfile"
+    info = json.loads(run(gen2vm_binary(), "vhd", "inspect", created, "--json").stdout)
+    assert info["VhdFormat"] == "VHDX" and info["VhdType"] == "Dynamic" and info["Size"] == 64 << 20, info
+    assert os.path.exists(os.path.join(vmdir, "nvram.bin"))
+    assert json.loads(run(gen2vm_binary(), "firmware", "show", "--nvram", os.path.join(vmdir, "nvram.bin"),
+                          "--json").stdout)["entries"] == []
+    assert oct(os.stat(str(store)).st_mode & 0o777) == "0o700"
+    # The document is the one `gen2vm run --config` reads: here it gets as far as /dev/kvm.
+    if not have_kvm():
+        r = run(gen2vm_binary(), "run", "--config", os.path.join(vmdir, "vm.json"), check=False)
+        assert "/dev/kvm" in r.stderr and "--config" not in r.stderr, r.stderr
+    s = json.loads(ok(store, "show", "web", "--json").stdout)
+    assert s["config"] == d and s["state"] == "Off" and s["name"] == "web" and s["runtime"] is None, s
+    text = ok(store, "show", "web").stdout
+    assert "State:      Off" in text and "controller 0, LUN 1: " + os.path.realpath(user_disk) in text, text
+    v = listing(store)["web"]
+    assert v["state"] == "Off" and v["generation"] == 2 and v["assigned_memory_bytes"] == 0, v
+    assert v["uptime_s"] is None and v["cpu_usage_percent"] is None, v
+    out = ok(store, "list").stdout.splitlines()
+    assert out[0].split()[:7] == ["Name", "State", "CPUUsage", "AssignedMemory", "Uptime", "Generation", "Status"]
+    assert out[1].split()[:2] == ["web", "Off"], out
+
+
+def test_store_root_from_environment(tmp_path):
+    env = dict(os.environ)
+    env.pop("GEN2VM_STORE", None)
+
+    def bare(*args, **extra):
+        e = dict(env)
+        e.update(extra)
+        return subprocess.run([gen2vm_binary(), "vm"] + list(args), capture_output=True, text=True, env=e)
+
+    r = bare("new", "a", GEN2VM_STORE=str(tmp_path / "s1"))
+    assert r.returncode == 0, r.stderr
+    assert os.path.exists(tmp_path / "s1" / "a" / "vm.json")
+    r = bare("new", "b", XDG_DATA_HOME=str(tmp_path / "xdg"))
+    assert r.returncode == 0, r.stderr
+    assert os.path.exists(tmp_path / "xdg" / "gen2vm" / "b" / "vm.json")
+    r = bare("new", "c", HOME=str(tmp_path / "home"), XDG_DATA_HOME="")
+    assert r.returncode == 0, r.stderr
+    assert os.path.exists(tmp_path / "home" / ".local" / "share" / "gen2vm" / "c" / "vm.json")
+
+
+@pytest.mark.parametrize("args,says", [
+    (["new", ".hidden"], "may not start with '.'"),
+    (["new", "a/b"], "only letters, digits"),
+    (["new", "x" * 65], "1 to 64 characters"),
+    (["new", "g1", "--generation", "1"], "generation 1 VMs are not supported yet"),
+    (["new", "g3", "--generation", "3"], "expected 2"),
+    (["new", "m", "--memory", "3Q"], "--memory '3Q'"),
+    (["new", "m", "--memory", "3M"], "multiple of 2 MiB"),
+    (["new", "c", "--cpus", "0"], "--cpus '0'"),
+    (["new", "d", "--disk", "new:lots"], "new:SIZE"),
+    (["new", "d", "--disk", "/nonexistent/disk.vhdx"], "/nonexistent/disk.vhdx"),
+    (["new", "d", "--disk", "new:1G,lun=99"], "bad option 'lun=99'"),
+    (["new", "n", "--nic", "bogus"], "--nic"),
+    (["new", "n", "--nic", "tap=t0,legacy"], "legacy"),
+    (["new", "o", "--frobnicate"], "unknown option '--frobnicate'"),
+    (["new"], "missing the VM's NAME"),
+    (["frob", "x"], "unknown command 'frob'"),
+])
+def test_bad_input_is_refused_and_nothing_is_made(store, args, says):
+    refused(store, *args, says=says)
+    assert not os.path.exists(str(store)) or os.listdir(str(store)) == []
+
+
+def test_existing_name_is_refused(store):
+    ok(store, "new", "a", "--memory", "64M")
+    before = doc(store, "a")
+    refused(store, "new", "a", "--memory", "128M", says="a VM named 'a' already exists")
+    assert doc(store, "a") == before
+
+
+@pytest.mark.parametrize("verb", [["show"], ["start"], ["stop"], ["remove"], ["set", "--cpus", "2"],
+                                  ["add-disk", "new:1G"], ["firmware", "show"], ["console"], ["pause"]])
+def test_unknown_vm(store, verb):
+    ok(store, "new", "other")
+    refused(store, verb[0], "ghost", *verb[1:], says="no VM named 'ghost'")
+    assert not os.path.exists(os.path.join(str(store), "ghost"))
+
+
+def start_fails_because(user_disk):
+    """What a VM whose disk went away says when gen2vm run fails: here (no /dev/kvm) the missing
+    /dev/kvm comes first; on a KVM host the missing disk."""
+    return "/dev/kvm" if not have_kvm() else os.path.realpath(user_disk)
+
+
+def test_start_failure_is_reported_and_the_store_stays_consistent(store, user_disk):
+    ok(store, "new", "k", "--memory", "64M", "--disk", "new:16M", "--disk", user_disk)
+    os.unlink(user_disk)  # a VM that cannot start on any host
+    before = doc(store, "k")
+    for _ in range(2):  # the second start is not "already running": the failed process left no lock
+        r = vm(store, "start", "k")
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        assert "VM 'k' did not start" in r.stderr and start_fails_because(user_disk) in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1, r.stderr
+    assert doc(store, "k") == before
+    assert listing(store)["k"]["state"] == "Off"
+    with open(os.path.join(str(store), "k", "vm.log")) as f:
+        log = f.read()
+    assert log.count("gen2vm vm start k") == 2 and start_fails_because(user_disk) in log, log
+    assert not os.path.exists(os.path.join(str(store), "k", "control.sock"))
+    ok(store, "set", "k", "--memory", "128M")
+    ok(store, "remove", "k")
+    assert not os.path.exists(os.path.join(str(store), "k"))
+
+
+def test_set_and_devices_on_a_stopped_vm(store, user_disk, tmp_path):
+    ok(store, "new", "s", "--memory", "64M")
+    ok(store, "set", "s", "--memory", "256M", "--cpus", "3", "--video", "1280x720", "--integration-services",
+       "shutdown,heartbeat", "--processor-compatibility", "on")
+    d = doc(store, "s")
+    assert d["memory"] == "256M" and d["cpus"] == 3 and d["video"] == "1280x720", d
+    assert d["integration_services"] == ["shutdown", "heartbeat"] and d["processor_compatibility"] is True, d
+    for bad, says in ((["--memory", "lots"], "--memory 'lots'"), (["--cpus", "100"], "--cpus '100'"),
+                      (["--video", "1x1"], "--video"), (["--frob", "1"], "unknown option '--frob'"),
+                      (["--integration-services", "teleport"], "teleport"),
+                      (["--processor-compatibility", "maybe"], "expected on or off"),
+                      ([], "nothing to set")):
+        refused(store, "set", "s", *bad, says=says)
+    assert doc(store, "s") == d
+    ok(store, "add-disk", "s", "new:32M")
+    ok(store, "add-disk", "s", user_disk)
+    refused(store, "add-disk", "s", os.path.join(str(store), "s", "disk0.vhdx"), says="inside the VM's own directory")
+    refused(store, "add-disk", "s", user_disk + ",lun=0", says="LUN taken")
+    ok(store, "add-dvd", "s", "empty")
+    iso = tmp_path / "tools.iso"
+    iso.write_bytes(b"\0" * 4096)
+    ok(store, "set-dvd", "s", str(iso))
+    d = doc(store, "s")
+    assert [(x.get("path"), x.get("dvd", False), x["lun"]) for x in d["disks"]] == [
+        (os.path.join(str(store), "s", "disk0.vhdx"), False, 0), (os.path.realpath(user_disk), False, 1),
+        (str(iso), True, 2)], d
+    ok(store, "set-dvd", "s", "empty", "lun=2")
+    assert "path" not in doc(store, "s")["disks"][2]
+    ok(store, "remove-disk", "s", user_disk)
+    refused(store, "remove-disk", "s", "lun=9", says="has no such disk")
+    ok(store, "remove-disk", "s", "lun=0")
+    ok(store, "remove-dvd", "s", "lun=2")
+    assert doc(store, "s")["disks"] == []
+    # Removing a drive keeps its data: the user's image, and the store's own until vm remove.
+    assert os.path.exists(user_disk) and os.path.exists(os.path.join(str(store), "s", "disk0.vhdx"))
+    ok(store, "add-nic", "s", "pair=p1")
+    ok(store, "add-nic", "s", "tap=tap7,mtu=9000")
+    refused(store, "add-nic", "s", "tap=tap8", "--legacy",
+            says="a legacy network adapter is not supported in a generation 2 virtual machine")
+    refused(store, "add-nic", "s", "tap=tap8,mtu=1", says="mtu")
+    refused(store, "remove-nic", "s", "5", says="has no network adapter 5")
+    ok(store, "remove-nic", "s", "0")
+    assert doc(store, "s")["nics"] == ["tap=tap7,mtu=9000"]
+    refused(store, "pause", "s", says="is not running")
+    r = ok(store, "stop", "s")
+    assert "is off" in r.stdout
+
+
+def test_changes_refused_while_running(store, user_disk):
+    ok(store, "new", "r", "--memory", "64M", "--nic", "pair=x")
+    before = doc(store, "r")
+    held = Running(store, "r")
+    try:
+        refused(store, "set", "r", "--memory", "128M",
+                says="VM 'r' is running: its memory cannot be changed while it runs (stop it first")
+        refused(store, "remove", "r", says="a running VM cannot be removed")
+        refused(store, "remove-nic", "r", "0", says="its network adapters cannot be changed while it runs")
+        refused(store, "remove-dvd", "r", "lun=0", says="cannot be changed while it runs")
+        refused(store, "start", "r", says="VM 'r' is already running")
+        # The lock alone, without a control socket that answers: Starting, not Running.
+        assert listing(store)["r"]["state"] == "Starting"
+        assert doc(store, "r") == before
+    finally:
+        held.close()
+    assert listing(store)["r"]["state"] == "Off"
+    ok(store, "set", "r", "--memory", "128M")
+
+
+def test_running_vm_through_its_control_socket(store, user_disk, tmp_path):
+    ok(store, "new", "live", "--memory", "128M", "--dvd", "empty")
+    fake = Running(store, "live", control=True, uptime=42)
+    try:
+        v = listing(store)["live"]
+        assert v["state"] == "Running" and v["uptime_s"] == 42 and v["status"] == "heartbeat ok", v
+        assert v["assigned_memory_bytes"] == 128 << 20 and v["pid"] == os.getpid(), v
+        assert isinstance(v["cpu_usage_percent"], float) and v["cpu_usage_interval_ms"] == 250, v
+        line = [x for x in ok(store, "list").stdout.splitlines() if x.startswith("live")][0]
+        assert line.split()[1] == "Running" and "00:00:42" in line and "128 MB" in line, line
+        s = json.loads(ok(store, "show", "live", "--json").stdout)
+        assert s["state"] == "Running" and s["runtime"]["uptime_s"] == 42, s
+        # Hot changes go to the VM first, then into the document.
+        ok(store, "add-disk", "live", user_disk)
+        iso = tmp_path / "x.iso"
+        iso.write_bytes(b"\0" * 4096)
+        ok(store, "set-dvd", "live", str(iso))
+        ok(store, "set-dvd", "live", "empty")
+        ok(store, "add-nic", "live", "pair=hot")
+        ok(store, "remove-disk", "live", "lun=1")
+        ok(store, "pause", "live")
+        ok(store, "resume", "live")
+        assert fake.commands == [
+            "disk-add \"%s\" lun=1 controller=0" % os.path.realpath(user_disk),
+            "dvd-insert %s lun=0 controller=0" % iso, "dvd-eject lun=0 controller=0",
+            "nic-add pair=hot", "disk-remove lun=1 controller=0", "pause", "resume"], fake.commands
+        d = doc(store, "live")
+        assert d["disks"] == [{"dvd": True, "controller": 0, "lun": 0}] and d["nics"] == ["pair=hot"], d
+        r = ok(store, "stop", "live", "--timeout", "10")
+        assert "shut down" in r.stdout and fake.commands[-1] == "shutdown", (r.stdout, fake.commands)
+        assert listing(store)["live"]["state"] == "Off"
+    finally:
+        fake.close()
+
+
+def test_stop_that_times_out_says_so(store):
+    ok(store, "new", "slow")
+    fake = Running(store, "slow", control=True, ends_on_stop=False)  # a guest that ignores the request
+    try:
+        r = vm(store, "stop", "slow", "--timeout", "1")
+        assert r.returncode == 1 and "did not shut down within 1 s" in r.stderr and "--turn-off" in r.stderr, r.stderr
+        assert fake.commands == ["shutdown"], fake.commands
+        assert listing(store)["slow"]["state"] == "Running"
+    finally:
+        fake.close()
+
+
+def test_turn_off(store):
+    ok(store, "new", "t")
+    fake = Running(store, "t", control=True)
+    try:
+        r = ok(store, "stop", "t", "--turn-off")
+        assert "turned off" in r.stdout and fake.commands == ["stop"], (r.stdout, fake.commands)
+    finally:
+        fake.close()
+    # A process that holds the lock, does not answer and is not gen2vm is never killed.
+    holder = subprocess.Popen(["/usr/bin/python3", "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'%d' % os.getpid())\n"
+                               "print('held', flush=True); time.sleep(60)",
+                               os.path.join(str(store), "t", "run.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = vm(store, "stop", "t", "--turn-off")
+        assert r.returncode == 1 and "could not be turned off" in r.stderr, r.stderr
+        assert holder.poll() is None
+        # Killed outright, its lock goes with it: the VM is Off, and changes are allowed again.
+        holder.kill()
+        holder.wait()
+        assert listing(store)["t"]["state"] == "Off"
+        ok(store, "set", "t", "--cpus", "2")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_start_of_a_direct_boot_vm_passes_no_nvram(store, tmp_path):
+    """A document edited to boot a kernel directly: run refuses --nvram with --kernel, so vm start
+    gives none; the start fails here for want of /dev/kvm (or, on a KVM host, of a real kernel)."""
+    ok(store, "new", "dk", "--memory", "64M")
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"not a kernel" * 100)
+    d = doc(store, "dk")
+    d.update({"kernel": str(kernel), "cmdline": "console=ttyS0"})
+    with open(os.path.join(str(store), "dk", "vm.json"), "w") as f:
+        json.dump(d, f)
+    r = vm(store, "start", "dk")
+    assert r.returncode == 2 and "did not start" in r.stderr and "--nvram" not in r.stderr, r.stderr
+    if not have_kvm():
+        assert "/dev/kvm" in r.stderr, r.stderr
+
+
+def test_restart_is_stop_then_start(store, user_disk):
+    ok(store, "new", "rs", "--memory", "64M", "--disk", user_disk)
+    os.unlink(user_disk)
+    fake = Running(store, "rs", control=True)
+    try:
+        r = vm(store, "restart", "rs", "--timeout", "5")
+        assert fake.commands == ["shutdown"], fake.commands
+        assert "shut down" in r.stdout and r.returncode == 2, (r.stdout, r.stderr)
+        assert "did not start" in r.stderr and start_fails_because(user_disk) in r.stderr, r.stderr
+    finally:
+        fake.close()
+
+
+def test_concurrent_changes_never_tear_the_document(store):
+    ok(store, "new", "cc")
+    procs = [subprocess.Popen([gen2vm_binary(), "vm", "--store", str(store), "add-nic", "cc", "pair=p%d" % i],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(12)]
+    results = [(p.wait(), p.stderr.read()) for p in procs]
+    for rc, err in results:
+        assert rc == 0 or "busy" in err, err
+    nics = doc(store, "cc")["nics"]
+    assert sorted(nics) == sorted("pair=p%d" % i for i, (rc, _) in enumerate(results) if rc == 0), nics
+    assert not os.path.exists(os.path.join(str(store), "cc", "vm.json.tmp"))
+
+
+def test_a_change_held_up_too_long_says_busy(store):
+    ok(store, "new", "b")
+    before = doc(store, "b")
+    fd = os.open(os.path.join(str(store), "b", ".lock-config"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        t = time.monotonic()
+        refused(store, "set", "b", "--cpus", "2", says="busy")
+        assert time.monotonic() - t >= 4.5  # it waited its 5 s first
+    finally:
+        os.close(fd)
+    assert doc(store, "b") == before
+    ok(store, "set", "b", "--cpus", "2")
+
+
+def test_list_is_sorted_and_store_may_follow_the_verb(store):
+    for name in ("zeta", "alpha", "Mid"):
+        r = subprocess.run([gen2vm_binary(), "vm", "new", name, "--store", str(store)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    os.mkdir(os.path.join(str(store), "not-a-vm"))  # a directory without vm.json is not listed
+    assert [v["name"] for v in json.loads(ok(store, "list", "--json").stdout)] == ["Mid", "alpha", "zeta"]
+
+
+def test_remove_deletes_only_what_the_store_made(store, user_disk):
+    ok(store, "new", "rm", "--disk", "new:16M", "--disk", user_disk)
+    ok(store, "add-disk", "rm", "new:16M")
+    vmdir = os.path.join(str(store), "rm")
+    assert os.path.exists(os.path.join(vmdir, "disk1.vhdx"))
+    ok(store, "remove", "rm")
+    assert not os.path.exists(vmdir) and os.path.exists(user_disk)
+    assert "rm" not in listing(store)
+    # A file the user put in the directory keeps the directory; the VM is gone all the same.
+    ok(store, "new", "rm2")
+    with open(os.path.join(str(store), "rm2", "notes.txt"), "w") as f:
+        f.write("mine")
+    r = ok(store, "remove", "rm2")
+    assert "kept" in r.stdout and os.listdir(os.path.join(str(store), "rm2")) == ["notes.txt"], r.stdout
+    refused(store, "show", "rm2", says="no VM named 'rm2'")
+
+
+def test_firmware_verbs_on_the_vm_nvram(store):
+    ok(store, "new", "fw")
+    show = json.loads(ok(store, "firmware", "fw", "show", "--json").stdout)
+    assert show["entries"] == [] and show["nvram"].endswith("/fw/nvram.bin"), show
+    ok(store, "firmware", "fw", "set", "--pause-after-boot-failure", "on")
+    assert "PauseAfterBootFailure: on" in ok(store, "firmware", "fw", "show").stdout
+    refused(store, "firmware", "fw", "show", "--nvram", "/tmp/x", says="the VM's own nvram.bin")
+    r = vm(store, "firmware", "fw", "bogus")
+    assert r.returncode == 2 and "unknown command 'bogus'" in r.stderr, r.stderr
+
+
+def test_console_prints_the_log(store):
+    ok(store, "new", "con")
+    with open(os.path.join(str(store), "con", "console.log"), "w") as f:
+        f.write("hello from COM1\n")
+    assert ok(store, "console", "con").stdout == "hello from COM1\n"
+
+
+def test_a_document_spoiled_by_hand_is_reported(store):
+    ok(store, "new", "bad")
+    p = os.path.join(str(store), "bad", "vm.json")
+    with open(p, "w") as f:
+        f.write('{"memory": "64M", "colour": "blue"}')
+    r = refused(store, "show", "bad", says="unknown setting \"colour\"")
+    assert p in r.stderr, r.stderr
+    refused(store, "set", "bad", "--cpus", "2", says="unknown setting")
+    refused(store, "start", "bad", says="unknown setting")
+    assert "not valid" in listing(store)["bad"]["status"]
+    ok(store, "remove", "bad")
+
+
+def test_deep_store_paths_do_not_break_the_control_socket(tmp_path):
+    store = tmp_path / ("d" * 60) / ("e" * 60)
+    ok(store, "new", "n" * 64)
+    fake = Running(store, "n" * 64, control=True)
+    try:
+        assert listing(store)["n" * 64]["state"] == "Running"
+    finally:
+        fake.close()
+
+
+# ---- the real guest: vm start of a VHDX with systemd-boot, Linux to userspace, vm stop ----
+
+@pytest.mark.real_guest
+@pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
+def test_real_guest_start_list_stop(tmp_path):
+    import efi_images as ei
+    from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs
+    if not ei.have_tools("mkfs.vfat", "mcopy", "mmd", "sfdisk"):
+        pytest.skip("needs dosfstools, mtools and fdisk (scripts/deps.sh test)")
+    kernel = fetch_kernel()
+    efi_bins = ei.fetch_efi_binaries()
+    initrd = str(tmp_path / "initrd.cpio")
+    # Userspace says so on COM1 and stays up until the shutdown service powers it off.
+    init = (INIT_PRELUDE + "for m in $(cat /modules/order); do insmod /modules/$m || echo INSMOD-FAILED $m; done\n"
+            "echo VM-STORE-USERSPACE-MARKER\nwhile true; do sleep 1; done\n")
+    make_initramfs(initrd, init, kernel["modules"], ["hv_vmbus", "hv_utils"])
+    fat = ei.make_fat(str(tmp_path / "esp.fat"), {
+        "EFI/BOOT/BOOTX64.EFI": efi_bins["systemd_boot"],
+        "loader/loader.conf": "timeout 0\ndefault debian.conf\n",
+        "loader/entries/debian.conf": "title Debian\nlinux /vmlinuz\ninitrd /initrd.img\n"
+                                      "options console=ttyS0 panic=-1\n",
+        "vmlinuz": kernel["vmlinuz"], "initrd.img": initrd}, size_mb=80)
+    raw = ei.make_gpt_disk(str(tmp_path / "esp.img"), fat)
+    vhdx = str(tmp_path / "os.vhdx")
+    run(gen2vm_binary(), "vhd", "convert", raw, vhdx)
+    store = tmp_path / "store"
+    ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--disk", vhdx)
+    try:
+        r = ok(store, "start", "guest")
+        assert "is running" in r.stdout, r.stdout
+        console = os.path.join(str(store), "guest", "console.log")
+        deadline = time.time() + 650  # within the suite's 900 s per test, with the stop below
+        text = ""
+        while time.time() < deadline:
+            with open(console, errors="replace") as f:
+                text = f.read()
+            if "VM-STORE-USERSPACE-MARKER" in text:
+                break
+            time.sleep(2)
+        assert "VM-STORE-USERSPACE-MARKER" in text, text[-3000:]
+        time.sleep(3)  # a beat or two of the heartbeat
+        v = listing(store)["guest"]
+        assert v["state"] == "Running" and v["uptime_s"] >= 1 and v["assigned_memory_bytes"] == 512 << 20, v
+        assert v["cpu_usage_percent"] is not None and v["status"].startswith("heartbeat"), v
+        refused(store, "set", "guest", "--cpus", "1", says="is running")
+        r = ok(store, "stop", "guest", "--timeout", "150", timeout=250)
+        assert "shut down" in r.stdout, r.stdout
+        assert listing(store)["guest"]["state"] == "Off"
+    finally:
+        vm(store, "stop", "guest", "--turn-off")
