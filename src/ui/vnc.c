@@ -181,11 +181,64 @@ void vnc_buttons_convert(int mask, uint8_t *buttons, int8_t *wheel)
 	*wheel = mask & 8 ? 1 : mask & 16 ? -1 : 0;
 }
 
+const char *vnc_http_target(const char *req, size_t len, char *path, size_t pathlen)
+{
+	/* "GET /path[?query] HTTP/1.x": the first line only. */
+	const char *end = memchr(req, '\n', len);
+	if (!end || len < 4 || memcmp(req, "GET ", 4))
+		return NULL;
+	const char *p = req + 4, *q = p;
+	while (q < end && *q != ' ' && *q != '?' && *q != '#')
+		q++;
+	size_t n = (size_t)(q - p);
+	if (!n || *p != '/' || n >= pathlen)
+		return NULL;
+	memcpy(path, p, n);
+	path[n] = 0;
+	if (!strcmp(path, "/"))
+		snprintf(path, pathlen, "/vnc.html");
+	/* Only plain names below the page's directory: no "..", no percent escapes (noVNC's own
+	 * files need none), no control characters or backslashes. */
+	if (strstr(path, "..") || strstr(path, "//"))
+		return NULL;
+	for (const char *c = path; *c; c++)
+		if ((unsigned char)*c < 0x21 || *c == '%' || *c == '\\' || (unsigned char)*c >= 0x7f)
+			return NULL;
+	const char *dot = strrchr(path, '.');
+	static const struct {
+		const char *ext, *type;
+	} types[] = {
+		{ ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript" }, { ".css", "text/css" },
+		{ ".svg", "image/svg+xml" }, { ".png", "image/png" }, { ".ico", "image/x-icon" },
+		{ ".json", "application/json" }, { ".woff", "font/woff" }, { ".woff2", "font/woff2" },
+		{ ".ttf", "font/ttf" }, { ".mp3", "audio/mpeg" }, { ".oga", "audio/ogg" }, { ".ogg", "audio/ogg" },
+	};
+	for (size_t i = 0; dot && !strchr(dot, '/') && i < sizeof(types) / sizeof(types[0]); i++)
+		if (!strcmp(dot, types[i].ext))
+			return types[i].type;
+	return "application/octet-stream";
+}
+
 /* ---- the server ---- */
 
 #define VNC_PLACEHOLDER_W 640u
 #define VNC_PLACEHOLDER_H 480u
 #define VNC_COMPARE_MS 100 /* the compare of unannounced drawing: 10 Hz, only with a viewer */
+/* The web console's HTTP server: a page loads some 60 files, several at once (a browser opens parallel
+ * connections, which libvncserver's own HTTP server cannot take: it drops a connection when the
+ * next one comes). Each connection: one GET, its file, closed. */
+#define VNC_HTTP_CONNS 16
+#define VNC_HTTP_TIMEOUT_MS 10000
+#define VNC_HTTP_FILE_MAX (4u << 20)
+
+struct vnc_http {
+	int fd; /* -1: free */
+	char req[2048];
+	size_t rlen;
+	uint8_t *out;
+	size_t olen, off;
+	uint64_t deadline;
+};
 
 struct vnc {
 	struct vnc_config cfg;
@@ -203,6 +256,8 @@ struct vnc {
 	uint32_t cursor_seq;
 	bool cursor_custom;
 	int efd, stopfd, unix_fd;
+	int http_fd; /* the web console's listener, -1: none */
+	struct vnc_http http[VNC_HTTP_CONNS];
 	pthread_t thread;
 	bool thread_started;
 	int prev_mask;
@@ -335,10 +390,12 @@ static void vnc_cursor_update(struct vnc *v)
 	unsigned char *rich = malloc(n * 4), *alpha = malloc(n);
 	if (!src || !mask || !rich || !alpha)
 		goto fail;
+	/* RFB's cursor mask is one bit a pixel: the mostly opaque ones are shown. Linux's 1x1 shape of
+	 * alpha 1 (its way of hiding the host's pointer) is then hidden, as on Hyper-V. */
 	for (size_t i = 0; i < n; i++) {
 		src[i] = 'x';
 		alpha[i] = p.argb[i * 4 + 3];
-		mask[i] = alpha[i] ? 'x' : ' ';
+		mask[i] = alpha[i] >= 0x80 ? 'x' : ' ';
 	}
 	src[n] = mask[n] = 0;
 	rfbCursorPtr c = rfbMakeXCursor((int)p.w, (int)p.h, src, mask);
@@ -430,12 +487,98 @@ static uint64_t vnc_now_ms(void)
 	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
 }
 
+static void vnc_http_close(struct vnc_http *h)
+{
+	close(h->fd);
+	free(h->out);
+	memset(h, 0, sizeof(*h));
+	h->fd = -1;
+}
+
+static void vnc_http_accept(struct vnc *v)
+{
+	int fd = accept4(v->http_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0)
+		return;
+	for (unsigned i = 0; i < VNC_HTTP_CONNS; i++)
+		if (v->http[i].fd < 0) {
+			v->http[i].fd = fd;
+			v->http[i].deadline = vnc_now_ms() + VNC_HTTP_TIMEOUT_MS;
+			return;
+		}
+	close(fd); /* all busy: the browser tries again */
+}
+
+/* The response to a whole request: the file, or 404 / 400. */
+static void vnc_http_answer(struct vnc_http *h)
+{
+	char path[256], full[512];
+	const char *type = vnc_http_target(h->req, h->rlen, path, sizeof(path));
+	uint8_t *data = NULL;
+	size_t len = 0;
+	if (type) {
+		snprintf(full, sizeof(full), "%s%s", VNC_NOVNC_DIR, path);
+		char why[128];
+		if (file_read_user(full, VNC_HTTP_FILE_MAX, &data, &len, why, sizeof(why))) {
+			log_debug("vnc: web console: %s: %s", path, why);
+			data = NULL;
+		}
+	}
+	char head[256];
+	int n = data ? snprintf(head, sizeof(head),
+				"HTTP/1.0 200 OK\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-cache\r\n"
+				"X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
+				type, len)
+		     : snprintf(head, sizeof(head), "HTTP/1.0 %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+				type ? "404 Not Found" : "400 Bad Request");
+	h->out = malloc((size_t)n + len);
+	if (h->out) {
+		memcpy(h->out, head, (size_t)n);
+		if (data)
+			memcpy(h->out + n, data, len);
+		h->olen = (size_t)n + len;
+	}
+	free(data);
+}
+
+static void vnc_http_io(struct vnc_http *h, short revents)
+{
+	if (!h->out) {
+		ssize_t r = recv(h->fd, h->req + h->rlen, sizeof(h->req) - 1 - h->rlen, MSG_DONTWAIT);
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+			vnc_http_close(h);
+			return;
+		}
+		if (r > 0)
+			h->rlen += (size_t)r;
+		h->req[h->rlen] = 0;
+		if (!strstr(h->req, "\r\n\r\n") && !strstr(h->req, "\n\n") && h->rlen < sizeof(h->req) - 1)
+			return;
+		vnc_http_answer(h);
+		if (!h->out) {
+			vnc_http_close(h);
+			return;
+		}
+	}
+	ssize_t w = send(h->fd, h->out + h->off, h->olen - h->off, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (w < 0 && errno != EAGAIN && errno != EINTR) {
+		vnc_http_close(h);
+		return;
+	}
+	if (w > 0)
+		h->off += (size_t)w;
+	if (h->off == h->olen) {
+		shutdown(h->fd, SHUT_WR);
+		vnc_http_close(h);
+	}
+}
+
 static void *vnc_thread(void *arg)
 {
 	struct vnc *v = arg;
 	uint64_t next_compare = 0;
 	for (;;) {
-		struct pollfd pf[FD_SETSIZE + 8];
+		struct pollfd pf[FD_SETSIZE + 8 + VNC_HTTP_CONNS];
 		nfds_t n = 0;
 		pf[n++] = (struct pollfd){ v->stopfd, POLLIN, 0 };
 		pf[n++] = (struct pollfd){ v->efd, POLLIN, 0 };
@@ -446,10 +589,16 @@ static void *vnc_thread(void *arg)
 		for (int fd = 0; fd <= s->maxFd && fd < FD_SETSIZE; fd++)
 			if (FD_ISSET(fd, &s->allFds))
 				pf[n++] = (struct pollfd){ fd, POLLIN, 0 };
-		if (s->httpListenSock != RFB_INVALID_SOCKET)
-			pf[n++] = (struct pollfd){ s->httpListenSock, POLLIN, 0 };
-		if (s->httpSock != RFB_INVALID_SOCKET)
-			pf[n++] = (struct pollfd){ s->httpSock, POLLIN, 0 };
+		nfds_t http0 = n;
+		bool http_busy = false;
+		if (v->http_fd >= 0) {
+			pf[n++] = (struct pollfd){ v->http_fd, POLLIN, 0 };
+			for (unsigned i = 0; i < VNC_HTTP_CONNS; i++) {
+				struct vnc_http *h = &v->http[i];
+				pf[n++] = (struct pollfd){ h->fd, (short)(h->fd < 0 ? 0 : h->out ? POLLOUT : POLLIN), 0 };
+				http_busy |= h->fd >= 0;
+			}
+		}
 		/* Idle (no viewer): no timeout at all. With a viewer: the compare's tick, which also bounds
 		 * the wait for input a WebSocket viewer left in libvncserver's buffer. */
 		int timeout = -1;
@@ -458,6 +607,8 @@ static void *vnc_thread(void *arg)
 			uint64_t now = vnc_now_ms();
 			timeout = next_compare > now ? (int)(next_compare - now) : 0;
 		}
+		if (http_busy && (timeout < 0 || timeout > 1000))
+			timeout = 1000; /* the HTTP connections' deadlines */
 		int pr = poll(pf, n, timeout);
 		if (pr < 0 && errno != EINTR) {
 			log_error("vnc: poll: %s", strerror(errno));
@@ -477,6 +628,18 @@ static void *vnc_thread(void *arg)
 			int fd = accept4(v->unix_fd, NULL, NULL, SOCK_CLOEXEC);
 			if (fd >= 0 && !rfbNewClient(v->screen, fd))
 				close(fd);
+		}
+		if (v->http_fd >= 0) {
+			uint64_t now = vnc_now_ms();
+			for (unsigned i = 0; i < VNC_HTTP_CONNS; i++) {
+				struct vnc_http *h = &v->http[i];
+				if (h->fd >= 0 && pf[http0 + 1 + i].revents)
+					vnc_http_io(h, pf[http0 + 1 + i].revents);
+				if (h->fd >= 0 && now > h->deadline)
+					vnc_http_close(h);
+			}
+			if (pf[http0].revents)
+				vnc_http_accept(v);
 		}
 		if (watching && vnc_now_ms() >= next_compare) {
 			vnc_compare(v);
@@ -510,6 +673,26 @@ static int vnc_unix_listen(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
+static int vnc_tcp_listen(const struct vnc_addr *a, char *err, size_t errlen)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "--web-console: %s", strerror(errno));
+		return -errno;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(a->port) };
+	inet_pton(AF_INET, a->host, &sa.sin_addr);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 32)) {
+		int e = errno;
+		close(fd);
+		snprintf(err, errlen, "--web-console %s:%u: %s", a->host, a->port, strerror(e));
+		return -e;
+	}
+	return fd;
+}
+
 int vnc_start(struct vnc **out, const struct vnc_config *c, struct synthvid *vid, struct synthkbd *kbd,
 	      struct synthmouse *mouse, char *err, size_t errlen)
 {
@@ -528,7 +711,9 @@ int vnc_start(struct vnc **out, const struct vnc_config *c, struct synthvid *vid
 	v->vid = vid;
 	v->kbd = kbd;
 	v->mouse = mouse;
-	v->efd = v->stopfd = v->unix_fd = -1;
+	v->efd = v->stopfd = v->unix_fd = v->http_fd = -1;
+	for (unsigned i = 0; i < VNC_HTTP_CONNS; i++)
+		v->http[i].fd = -1;
 	int r = -ENOMEM;
 	v->fb = calloc(1, SYNTHVID_VRAM_SIZE);
 	v->scratch = calloc(1, SYNTHVID_VRAM_SIZE);
@@ -567,8 +752,6 @@ int vnc_start(struct vnc **out, const struct vnc_config *c, struct synthvid *vid
 	s->ptrAddEvent = vnc_pointer;
 	s->newClientHook = vnc_new_client;
 	s->ipv6port = 0; /* IPv4 only: the address given is the only one listened on */
-	s->http6Port = -1;
-	s->listen6Interface = "::1";
 	v->default_cursor = s->cursor;
 	struct in_addr in;
 	if (c->vnc.kind == VNC_ADDR_TCP) {
@@ -585,10 +768,8 @@ int vnc_start(struct vnc **out, const struct vnc_config *c, struct synthvid *vid
 		s->port = 0; /* a unix socket only: no TCP listener */
 		s->autoPort = FALSE;
 	}
-	if (c->web.kind == VNC_ADDR_TCP) {
-		s->httpDir = VNC_NOVNC_DIR;
-		s->httpPort = c->web.port;
-	}
+	if (c->web.kind == VNC_ADDR_TCP && (r = v->http_fd = vnc_tcp_listen(&c->web, err, errlen)) < 0)
+		goto fail;
 	if (c->password_file) {
 		v->passwords[0] = v->password;
 		s->authPasswdData = v->passwords;
@@ -603,12 +784,6 @@ int vnc_start(struct vnc **out, const struct vnc_config *c, struct synthvid *vid
 				 c->vnc.host, c->vnc.port);
 		else
 			snprintf(err, errlen, "--web-console %s: no free port for its WebSocket in 5900..5999", c->web.host);
-		goto fail;
-	}
-	if (c->web.kind == VNC_ADDR_TCP && s->httpListenSock == RFB_INVALID_SOCKET) {
-		r = -EADDRINUSE;
-		snprintf(err, errlen, "--web-console %s:%u: cannot listen there (in use, or not this host's address)",
-			 c->web.host, c->web.port);
 		goto fail;
 	}
 	v->rfb_port = s->listenSock != RFB_INVALID_SOCKET ? (uint16_t)s->port : 0;
@@ -657,6 +832,11 @@ void vnc_stop(struct vnc *v)
 			rfbSetCursor(v->screen, v->default_cursor);
 		rfbScreenCleanup(v->screen);
 	}
+	for (unsigned i = 0; i < VNC_HTTP_CONNS; i++)
+		if (v->http[i].fd >= 0)
+			vnc_http_close(&v->http[i]);
+	if (v->http_fd >= 0)
+		close(v->http_fd);
 	if (v->unix_fd >= 0) {
 		close(v->unix_fd);
 		unlink(v->cfg.vnc.path);

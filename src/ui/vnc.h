@@ -5,9 +5,12 @@
  *                                 localhost. A HOST outside 127.0.0.0/8 needs --vnc-password-file.
  *  --vnc-password-file FILE       VNC authentication with the file's first line (VNC uses only its
  *                                 first 8 bytes).
- *  --web-console HOST:PORT        noVNC (/usr/share/novnc) over HTTP on HOST:PORT; the page connects
- *                                 by WebSocket to the RFB port (--vnc's TCP port, or one chosen in
- *                                 5900..5999 on HOST when --vnc is a unix socket or absent).
+ *  --web-console HOST:PORT        noVNC (/usr/share/novnc) over HTTP on HOST:PORT (a small static
+ *                                 file server of ours: libvncserver's own takes one connection at a
+ *                                 time, and browsers load noVNC's modules over several); the page
+ *                                 connects by WebSocket (libvncserver's) to the RFB port: --vnc's TCP
+ *                                 port, or one chosen in 5900..5999 on HOST when --vnc is a unix
+ *                                 socket or absent.
  * All need --synthetic-console: the screen is the synthetic video device's VRAM (synthvid), keys go
  * to synthkbd, the pointer to synthmouse.
  *
@@ -72,6 +75,12 @@ void vnc_pointer_scale(int x, int y, uint32_t w, uint32_t h, uint16_t *ax, uint1
 
 /* An RFB button mask as synthmouse's buttons (bits 0..2) and wheel step (button 4 up: +1, 5 down: -1). */
 void vnc_buttons_convert(int mask, uint8_t *buttons, int8_t *wheel);
+
+/* The web console's answer to an HTTP request (req, len bytes, at least its first line): the file's
+ * path below VNC_NOVNC_DIR in path ("/" is "/vnc.html"; the query dropped) and the returned
+ * Content-Type; NULL for anything but a GET of a plain path (no "..", "//", "%", "\\" or control
+ * characters). Pure. */
+const char *vnc_http_target(const char *req, size_t len, char *path, size_t pathlen);
 
 struct vnc;
 

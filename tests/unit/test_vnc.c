@@ -238,12 +238,42 @@ static void test_pointer_shape_check(void **state)
 	assert_int_equal(synthvid_pointer_shape_check(b, hdr, &why), 0);
 }
 
+static void test_http_target(void **state)
+{
+	char path[128];
+#define REQ(s) s, sizeof(s) - 1
+	assert_string_equal(vnc_http_target(REQ("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), path, sizeof(path)),
+			    "text/html; charset=utf-8");
+	assert_string_equal(path, "/vnc.html");
+	assert_string_equal(vnc_http_target(REQ("GET /vnc.html?autoconnect=1&port=5900 HTTP/1.1\r\n"), path, sizeof(path)),
+			    "text/html; charset=utf-8");
+	assert_string_equal(path, "/vnc.html");
+	assert_string_equal(vnc_http_target(REQ("GET /app/ui.js HTTP/1.1\r\n"), path, sizeof(path)), "text/javascript");
+	assert_string_equal(path, "/app/ui.js");
+	assert_string_equal(vnc_http_target(REQ("GET /app/styles/base.css HTTP/1.1\r\n"), path, sizeof(path)), "text/css");
+	assert_string_equal(vnc_http_target(REQ("GET /app/images/icons/novnc.svg HTTP/1.0\n"), path, sizeof(path)),
+			    "image/svg+xml");
+	assert_string_equal(vnc_http_target(REQ("GET /LICENSE HTTP/1.0\n"), path, sizeof(path)), "application/octet-stream");
+	/* Out of the directory, escapes, other methods, no line end yet, too long: refused. */
+	assert_null(vnc_http_target(REQ("GET /../../etc/passwd HTTP/1.1\r\n"), path, sizeof(path)));
+	assert_null(vnc_http_target(REQ("GET /app/..%2f..%2fetc/passwd HTTP/1.1\r\n"), path, sizeof(path)));
+	assert_null(vnc_http_target(REQ("GET //etc/passwd HTTP/1.1\r\n"), path, sizeof(path)));
+	assert_null(vnc_http_target(REQ("GET /a\\b HTTP/1.1\r\n"), path, sizeof(path)));
+	assert_null(vnc_http_target(REQ("GET etc/passwd HTTP/1.1\r\n"), path, sizeof(path)));
+	assert_null(vnc_http_target(REQ("POST / HTTP/1.1\r\n"), path, sizeof(path)));
+	assert_null(vnc_http_target(REQ("GET / HTTP/1.1"), path, sizeof(path)));
+	assert_null(vnc_http_target(REQ("GET"), path, sizeof(path)));
+	char small[4];
+	assert_null(vnc_http_target(REQ("GET /vnc.html HTTP/1.1\r\n"), small, sizeof(small)));
+#undef REQ
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_keysyms),       cmocka_unit_test(test_pointer_scale),
 		cmocka_unit_test(test_password_file), cmocka_unit_test(test_addr),
-		cmocka_unit_test(test_pointer_shape_check),
+		cmocka_unit_test(test_pointer_shape_check), cmocka_unit_test(test_http_target),
 	};
 	return cmocka_run_group_tests_name("vnc", tests, NULL, NULL);
 }
