@@ -552,7 +552,9 @@ static void vnc_http_io(struct vnc_http *h, short revents)
 		if (r > 0)
 			h->rlen += (size_t)r;
 		h->req[h->rlen] = 0;
-		if (!strstr(h->req, "\r\n\r\n") && !strstr(h->req, "\n\n") && h->rlen < sizeof(h->req) - 1)
+		/* memmem: a request may hold NUL bytes (then it is refused, but at once). */
+		if (!memmem(h->req, h->rlen, "\r\n\r\n", 4) && !memmem(h->req, h->rlen, "\n\n", 2) &&
+		    h->rlen < sizeof(h->req) - 1)
 			return;
 		vnc_http_answer(h);
 		if (!h->out) {
