@@ -24,7 +24,7 @@ import zlib
 
 import pytest
 
-from conftest import BUILD, gen2vm_binary, guest_elf, have_kvm
+from conftest import BUILD, gen2vm_binary, guest_elf, have_kvm, loopback_up
 
 needs_kvm = pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
 MiB = 1 << 20
@@ -1323,6 +1323,7 @@ def test_vnc_and_web_console_clients_misbehave(tmp_path):
     is still served."""
     if not os.path.exists("/usr/share/novnc/vnc.html"):
         pytest.skip("needs Debian's novnc")
+    loopback_up()
     vport, wport = _free_tcp_port(), _free_tcp_port()
     v = Vm(tmp_path, ["--synthetic-console", "--vnc", f"127.0.0.1:{vport}", "--web-console", f"127.0.0.1:{wport}"])
     held = []
