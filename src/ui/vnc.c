@@ -468,6 +468,13 @@ static void vnc_client_gone(rfbClientPtr cl)
 {
 	struct vnc *v = cl->screen->screenData;
 	atomic_fetch_sub(&v->viewers, 1);
+#ifdef LIBVNCSERVER_WITH_WEBSOCKETS
+	/* libvncserver 0.9.14 (Debian 12) never frees a WebSocket viewer's context (fixed upstream after
+	 * it, "Fix memory leak on client disconnect"). The hook runs after the socket closed and nothing
+	 * reads the context later; NULL keeps a fixed library from freeing it twice. */
+	free(cl->wsctx);
+	cl->wsctx = NULL;
+#endif
 	log_info("vnc: a viewer left (%s)", cl->host ? cl->host : "?");
 }
 
