@@ -247,6 +247,7 @@ static void vid_dirt(struct console_dev *d, struct synthvid *v, const uint8_t *b
 		return;
 	}
 	v->dirt_messages++;
+	v->announces = true;
 	if (!v->geo.valid)
 		return;
 	int32_t w = (int32_t)v->geo.width, h = (int32_t)v->geo.height;
@@ -382,6 +383,10 @@ static void vid_closed(struct console_dev *d)
 {
 	struct synthvid *v = d->svc;
 	v->version = 0;
+	if (v->announces) {
+		v->announces = false;
+		vid_notify(d); /* from now on the display compares */
+	}
 	v->ptr_visible = false;
 	v->ptr_x = v->ptr_y = 0;
 	v->ptr_w = v->ptr_h = v->ptr_hot_x = v->ptr_hot_y = 0;
@@ -450,6 +455,16 @@ int synthvid_display_take(struct synthvid *v, uint8_t *dst, size_t cap, bool all
 out:
 	pthread_mutex_unlock(&v->d->lock);
 	return ret;
+}
+
+bool synthvid_display_announced(struct synthvid *v)
+{
+	if (!v->d)
+		return false;
+	pthread_mutex_lock(&v->d->lock);
+	bool a = v->announces;
+	pthread_mutex_unlock(&v->d->lock);
+	return a;
 }
 
 bool synthvid_display_pointer(struct synthvid *v, struct synthvid_pointer *p)

@@ -69,6 +69,9 @@ struct synthvid {
 	bool dirty;                  /* dirt holds something */
 	struct synthvid_rect dirt;   /* the bounding box, clipped to the screen */
 	uint64_t dirt_messages;
+	/* The driver now connected sends DIRT (one has come since its channel opened): a display need
+	 * not compare the VRAM for drawing it is not told of. */
+	bool announces;
 };
 
 /* The standard resolutions gen2vm knows, in order; the first (1024x768) is the default screen. */
@@ -123,6 +126,11 @@ void synthvid_display_notify(struct synthvid *v, int fd);
  * yet), -ENODEV when the device is not offered, -ENOSPC when dst is too small for the geometry. */
 int synthvid_display_take(struct synthvid *v, uint8_t *dst, size_t cap, bool all, struct synthvid_geometry *geo,
 			  struct synthvid_rect *r);
+
+/* Whether the guest's driver now connected tells of what it draws (it has sent DIRT since its
+ * channel opened). false after the channel closes (the OS's efifb draws on the firmware's frame
+ * buffer untold), and the display is woken then. Takes the device lock. */
+bool synthvid_display_announced(struct synthvid *v);
 
 /* The pointer now (copied under the device lock). false when the device is not offered. */
 bool synthvid_display_pointer(struct synthvid *v, struct synthvid_pointer *p);

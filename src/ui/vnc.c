@@ -224,6 +224,7 @@ const char *vnc_http_target(const char *req, size_t len, char *path, size_t path
 #define VNC_PLACEHOLDER_W 640u
 #define VNC_PLACEHOLDER_H 480u
 #define VNC_COMPARE_MS 100 /* the compare of unannounced drawing: 10 Hz, only with a viewer */
+#define VNC_COMPARE_ANNOUNCED_MS 1000 /* 1 Hz while the guest's driver sends DIRT */
 /* The web console's HTTP server: a page loads some 60 files, several at once (a browser opens parallel
  * connections, which libvncserver's own HTTP server cannot take: it drops a connection when the
  * next one comes). Each connection: one GET, its file, closed. */
@@ -611,6 +612,10 @@ static void *vnc_thread(void *arg)
 		/* Idle (no viewer): no timeout at all. With a viewer: the compare's tick, which also bounds
 		 * the wait for input a WebSocket viewer left in libvncserver's buffer. */
 		int timeout = -1;
+		/* The compare runs only while someone watches: ten times a second while the guest does not
+		 * tell what it draws (efifb), once a second while its driver sends DIRT, for what draws on
+		 * the frame buffer past it (a boot loader writing the firmware's GOP frame buffer directly,
+		 * as GRUB does). */
 		bool watching = atomic_load(&v->viewers) > 0;
 		if (watching) {
 			uint64_t now = vnc_now_ms();
@@ -653,7 +658,8 @@ static void *vnc_thread(void *arg)
 		if (watching && vnc_now_ms() >= next_compare) {
 			vnc_compare(v);
 			vnc_cursor_update(v);
-			next_compare = vnc_now_ms() + VNC_COMPARE_MS;
+			next_compare = vnc_now_ms() +
+				       (synthvid_display_announced(v->vid) ? VNC_COMPARE_ANNOUNCED_MS : VNC_COMPARE_MS);
 		}
 		rfbProcessEvents(v->screen, 0);
 	}

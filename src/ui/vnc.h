@@ -19,7 +19,8 @@
  * and sends it from there, so a vCPU or the VMBus thread never waits for a viewer. An idle screen
  * costs nothing: with no viewer the thread sleeps until the guest announces a change (the frame is
  * kept up to date, so a new viewer sees it at once). With a viewer it also compares the VRAM against
- * its frame ten times a second, for drawing the guest does not announce (firmware GOP, Linux efifb,
+ * its frame ten times a second (once a second while the guest's driver sends DIRT), for drawing the
+ * guest does not announce (a boot loader on the firmware's frame buffer, Linux efifb,
  * mmap writes). Input reaches the guest's drivers without waiting (a full ring drops the event);
  * before a driver connects events are dropped. */
 #ifndef GEN2VM_UI_VNC_H
