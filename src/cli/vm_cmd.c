@@ -26,6 +26,8 @@
 #include "devices/disk_spec.h"
 #include "devices/vmdev.h"
 #include "disk/disk.h"
+#include "mgmt/api.h"
+#include "mgmt/service.h"
 #include "mgmt/store.h"
 #include "platform/nvram.h"
 #include "ui/control.h"
@@ -88,9 +90,15 @@ static void vm_msleep(unsigned ms)
 }
 
 static int vm_err(const struct vm *v, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The API's error code (src/mgmt/api.h) of the first error: set before vm_err where the -errno alone
+ * does not say it (a VM that is running, one that is not found...), else derived from the -errno. */
+static const char *vm_code;
+
 static int vm_err(const struct vm *v, int r, const char *fmt, ...)
 {
 	va_list ap;
+	if (!vm_code)
+		vm_code = api_error_code(r);
 	va_start(ap, fmt);
 	fprintf(stderr, "gen2vm vm %s: ", v->cmd);
 	vfprintf(stderr, fmt, ap);
@@ -114,13 +122,16 @@ static int vm_resolve(struct vm *v, const char *store, const char *name, bool mu
 	char err[512];
 	int r;
 	v->name = name;
-	if ((r = store_name_check(name, err, sizeof(err))) ||
-	    (r = store_root_resolve(store, v->root, sizeof(v->root), err, sizeof(err))))
+	if ((r = store_name_check(name, err, sizeof(err))))
+		return vm_code = "InvalidName", vm_err(v, r, "%s", err);
+	if ((r = store_root_resolve(store, v->root, sizeof(v->root), err, sizeof(err))))
 		return vm_err(v, r, "%s", err);
 	if (store_path(v->root, name, NULL, v->dir, sizeof(v->dir)))
 		return vm_err(v, -ENAMETOOLONG, "VM store %s: path too long", text_show(v->root));
-	if (must_exist && (r = store_vm_exists(v->root, name, err, sizeof(err))))
+	if (must_exist && (r = store_vm_exists(v->root, name, err, sizeof(err)))) {
+		vm_code = r == -ENOENT ? "VmNotFound" : NULL;
 		return vm_err(v, r, "%s", err);
+	}
 	return 0;
 }
 
@@ -499,6 +510,7 @@ static int vm_change_begin(const struct vm *v, struct vm_change *c, bool hot, bo
 	if (r == -EBUSY) {
 		if (!hot) {
 			close(c->config_fd);
+			vm_code = "VmRunning";
 			return vm_err(v, r, "VM '%s' is running: %s cannot be changed while it runs (stop it first: gen2vm vm "
 					    "stop %s)", text_show(v->name), what, text_show(v->name));
 		}
@@ -514,6 +526,7 @@ static int vm_change_begin(const struct vm *v, struct vm_change *c, bool hot, bo
 		close(c->config_fd);
 		if (c->run_fd >= 0)
 			close(c->run_fd);
+		vm_code = r == -EINVAL ? "InvalidConfig" : NULL;
 		return vm_err(v, r, "%s", err);
 	}
 	return 0;
@@ -526,7 +539,7 @@ static int vm_change_end(const struct vm *v, struct vm_change *c, bool write)
 	if (write) {
 		int r = store_doc_write(v->dir, c->doc, err, sizeof(err));
 		if (r)
-			rc = vm_err(v, r, "%s", err);
+			rc = (vm_code = r == -EINVAL ? "InvalidConfig" : NULL, vm_err(v, r, "%s", err));
 	}
 	json_object_put(c->doc);
 	close(c->config_fd);
@@ -553,16 +566,70 @@ static void vm_new_undo(const struct vm *v, char (*created)[PATH_MAX], unsigned 
 
 #define VM_ARGS_MAX 256
 
+/* `vm new NAME --from DOCUMENT` (the API's create from a document): the document as it is, checked
+ * by the run reader from the VM's directory before it is kept. Its drives must exist. */
+static int vm_new_from(struct vm *v, const char *from)
+{
+	char why[200], err[2048];
+	uint8_t *data;
+	size_t len;
+	int r = file_read_user(from, 1 << 20, &data, &len, why, sizeof(why));
+	if (r)
+		return vm_err(v, r, "--from %s: %s", text_show(from), why);
+	json_tokener *tok = json_tokener_new();
+	json_object *doc = tok ? json_tokener_parse_ex(tok, (const char *)data, (int)len) : NULL;
+	bool whole = tok && json_tokener_get_error(tok) == json_tokener_success && tok->char_offset == (int)len;
+	if (tok)
+		json_tokener_free(tok);
+	free(data);
+	if (!doc || !whole || !json_object_is_type(doc, json_type_object)) {
+		json_object_put(doc);
+		vm_code = "InvalidConfig";
+		return vm_err(v, -EINVAL, "--from %s: not a JSON object (a VM document: docs/vm-config.schema.json)",
+			      text_show(from));
+	}
+	if (!json_object_object_get_ex(doc, "schema", NULL))
+		json_object_object_add(doc, "schema", json_object_new_int(RUN_CONFIG_SCHEMA));
+	if (!json_object_object_get_ex(doc, "generation", NULL))
+		json_object_object_add(doc, "generation", json_object_new_int(2));
+	if ((r = store_vm_create_dir(v->root, v->name, err, sizeof(err)))) {
+		json_object_put(doc);
+		return vm_err(v, r, "%s", err);
+	}
+	int lock = store_run_lock(v->dir), cl = store_config_lock(v->dir, 0);
+	char p[PATH_MAX];
+	vm_file(v, STORE_NVRAM, p, sizeof(p));
+	int rc = 0;
+	if ((r = nvram_reset_file(p, err, sizeof(err))))
+		rc = vm_err(v, r, "%s", err);
+	if (!rc && (r = store_doc_write(v->dir, doc, err, sizeof(err)))) {
+		vm_code = r == -EINVAL ? "InvalidConfig" : NULL;
+		rc = vm_err(v, r, "%s", err);
+	}
+	json_object_put(doc);
+	if (rc)
+		vm_new_undo(v, NULL, 0);
+	if (cl >= 0)
+		close(cl);
+	if (lock >= 0)
+		close(lock);
+	if (!rc)
+		printf("VM '%s' created in %s\n", text_show(v->name), text_show(v->dir));
+	return rc;
+}
+
 static int vm_new(struct vm *v, const char *store, int argc, char **argv)
 {
-	enum { O_GEN = 256, O_MEM, O_CPUS, O_DISK, O_DVD, O_NIC, O_HELP };
+	enum { O_GEN = 256, O_MEM, O_CPUS, O_DISK, O_DVD, O_NIC, O_FROM, O_HELP };
 	static const struct option opts[] = {
 		{ "generation", required_argument, NULL, O_GEN }, { "memory", required_argument, NULL, O_MEM },
 		{ "cpus", required_argument, NULL, O_CPUS },      { "disk", required_argument, NULL, O_DISK },
 		{ "dvd", required_argument, NULL, O_DVD },        { "nic", required_argument, NULL, O_NIC },
-		{ "help", no_argument, NULL, O_HELP },            { 0 },
+		{ "from", required_argument, NULL, O_FROM },      { "help", no_argument, NULL, O_HELP },
+		{ 0 },
 	};
-	const char *memory = "512M", *cpus = "1";
+	const char *memory = "512M", *cpus = "1", *from = NULL;
+	bool others = false;
 	const char *drives[VM_ARGS_MAX];
 	bool drive_dvd[VM_ARGS_MAX];
 	const char *nics[VM_ARGS_MAX];
@@ -579,18 +646,21 @@ static int vm_new(struct vm *v, const char *store, int argc, char **argv)
 			if (strcmp(optarg, "2"))
 				return vm_err(v, -EINVAL, "--generation '%s': expected 2", text_show(optarg));
 			break;
-		case O_MEM: memory = optarg; break;
-		case O_CPUS: cpus = optarg; break;
+		case O_MEM: memory = optarg; others = true; break;
+		case O_CPUS: cpus = optarg; others = true; break;
+		case O_FROM: from = optarg; break;
 		case O_DISK:
 		case O_DVD:
 			if (nd == VM_ARGS_MAX)
 				return vm_err(v, -E2BIG, "too many drives (at most %d)", VM_ARGS_MAX);
+			others = true;
 			drive_dvd[nd] = c == O_DVD;
 			drives[nd++] = optarg;
 			break;
 		case O_NIC:
 			if (nn == VM_ARGS_MAX)
 				return vm_err(v, -E2BIG, "too many network adapters");
+			others = true;
 			nics[nn++] = optarg;
 			break;
 		case O_HELP: fputs(vm_usage, stdout); return CLI_EXIT_OK;
@@ -601,9 +671,13 @@ static int vm_new(struct vm *v, const char *store, int argc, char **argv)
 	if (optind != argc - 1)
 		return vm_err(v, -EINVAL, optind == argc ? "missing the VM's NAME" : "unexpected argument '%s'",
 			      text_show(argv[optind + (optind < argc - 1)]));
+	if (from && others)
+		return vm_err(v, -EINVAL, "--from DOCUMENT takes no other option (the document says it all)");
 	int rc = vm_resolve(v, store, argv[optind], false);
 	if (rc)
 		return rc;
+	if (from)
+		return vm_new_from(v, from);
 	/* Every value checked by gen2vm run's own parsers before anything is made: one message, and
 	 * the same one as `run` gives. new:SIZE parses as a disk PATH here; it is made below. */
 	char *rargv[2 * VM_ARGS_MAX * 2 + 8];
@@ -812,7 +886,7 @@ static int vm_show(struct vm *v, const char *store, int argc, char **argv)
 	json_object *doc;
 	int r = store_doc_read(v->dir, &doc, err, sizeof(err));
 	if (r)
-		return vm_err(v, r, "%s", err);
+		return vm_code = r == -EINVAL ? "InvalidConfig" : NULL, vm_err(v, r, "%s", err);
 	struct vm_status s;
 	vm_status_get(v, &s);
 	if (json) {
@@ -892,13 +966,13 @@ static int vm_start_one(struct vm *v)
 	json_object *doc;
 	int r = store_doc_read(v->dir, &doc, err, sizeof(err));
 	if (r)
-		return vm_err(v, r, "%s", err);
+		return vm_code = r == -EINVAL ? "InvalidConfig" : NULL, vm_err(v, r, "%s", err);
 	/* A VM that boots a kernel (or test ELF) directly has no firmware, so no NVRAM: run refuses one. */
 	bool firmware = !json_object_object_get_ex(doc, "kernel", NULL) && !json_object_object_get_ex(doc, "elf", NULL);
 	json_object_put(doc);
 	int lock = vm_run_lock(v);
 	if (lock == -EBUSY)
-		return vm_err(v, lock, "VM '%s' is already running (gen2vm vm stop %s stops it)", text_show(v->name),
+		return vm_code = "VmRunning", vm_err(v, lock, "VM '%s' is already running (gen2vm vm stop %s stops it)", text_show(v->name),
 			      text_show(v->name));
 	if (lock < 0)
 		return vm_err(v, lock, "%s: cannot take its run lock: %s", text_show(v->dir), strerror(-lock));
@@ -968,6 +1042,7 @@ static int vm_start_one(struct vm *v)
 				       text_show(v->dir), STORE_CONSOLE_LOG);
 				return CLI_EXIT_OK;
 			}
+			vm_code = "StartFailed";
 			fprintf(stderr, "gen2vm vm start: VM '%s' did not start (exit code %d): %s (the whole log: %s/%s)\n",
 				text_show(v->name), code, tail[0] ? tail : "no message", text_show(v->dir), STORE_RUN_LOG);
 			return code == CLI_EXIT_USAGE ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
@@ -1088,7 +1163,7 @@ static int vm_power(struct vm *v, const char *store, int argc, char **argv)
 		if (argc > 2)
 			return vm_err(v, -EINVAL, "unexpected argument '%s'", text_show(argv[2]));
 		if (store_run_lock_held(v->dir) != 1)
-			return vm_err(v, -EINVAL, "VM '%s' is not running (gen2vm vm start %s)", text_show(v->name),
+			return vm_code = "VmNotRunning", vm_err(v, -EINVAL, "VM '%s' is not running (gen2vm vm start %s)", text_show(v->name),
 				      text_show(v->name));
 		char reply[CONTROL_REPLY_BUF];
 		const char *args[] = { v->cmd };
@@ -1125,7 +1200,7 @@ static int vm_remove(struct vm *v, const char *store, int argc, char **argv)
 	if (lock < 0) {
 		close(cl);
 		if (lock == -EBUSY)
-			return vm_err(v, lock, "VM '%s' is running: a running VM cannot be removed (stop it first: gen2vm vm "
+			return vm_code = "VmRunning", vm_err(v, lock, "VM '%s' is running: a running VM cannot be removed (stop it first: gen2vm vm "
 					       "stop %s)", text_show(v->name), text_show(v->name));
 		return vm_err(v, lock, "%s: cannot take its run lock: %s", text_show(v->dir), strerror(-lock));
 	}
@@ -1544,7 +1619,7 @@ static int vm_console(struct vm *v, const char *store, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
-int cli_vm_main(int argc, char **argv)
+static int vm_main_direct(int argc, char **argv)
 {
 	/* --store DIR anywhere before the verb's own arguments end. */
 	const char *store = NULL;
@@ -1594,4 +1669,17 @@ int cli_vm_main(int argc, char **argv)
 		return vm_console(&v, store, vc, va);
 	fprintf(stderr, "gen2vm vm: unknown command '%s' (see gen2vm vm --help)\n", text_show(cmd));
 	return CLI_EXIT_USAGE;
+}
+
+int cli_vm_main(int argc, char **argv)
+{
+	vm_code = NULL;
+	int rc = vm_main_direct(argc, argv);
+	/* For gen2vmd, which runs the verbs: the error's stable code besides its message. */
+	const char *fd = getenv(SERVICE_ENV_CODE_FD);
+	if (rc && fd && *fd >= '3' && *fd <= '9' && !fd[1]) {
+		fflush(NULL);
+		dprintf(*fd - '0', "%s\n", vm_code ? vm_code : rc == CLI_EXIT_USAGE ? "InvalidArgument" : "Failed");
+	}
+	return rc;
 }
