@@ -76,6 +76,7 @@ struct svc {
 	char exe[PATH_MAX];
 	char boot_id[64];
 	int ep, lfd, sfd;
+	struct file_socket_id sock_id;
 	unsigned serial;
 	struct svc_vm vms[SVC_VMS_MAX];
 	struct svc_conn conns[SVC_CONNS_MAX];
@@ -321,8 +322,9 @@ static void svc_vm_set_state(struct svc *s, struct svc_vm *v, enum svc_state st)
 	if (v->state == st)
 		return;
 	v->state = st;
-	svc_event(s, v->name, "state", svc_state_name[st], -1);
+	/* Durable before announced: a client that saw the event finds the state file agreeing. */
 	svc_state_save(s);
+	svc_event(s, v->name, "state", svc_state_name[st], -1);
 }
 
 /* The VM's process ended: what its exit status says, then Off. */
@@ -598,6 +600,7 @@ static void svc_request(struct svc *s, int i, const struct http_request *req)
 	struct api_route rt;
 	const char *code;
 	int st = api_route_match(req->method, req->path, &rt, &code);
+	svc_log("%s %s", req->method, text_show(req->path));
 	if (st) {
 		svc_respond_error(s, i, code, st == 404 ? "no such resource (see README: the service's API)"
 					     : st == 405 ? "this method does not apply to this resource" : "not a VM name",
@@ -928,8 +931,7 @@ static int svc_setup(struct svc *s, const char *store_opt, const char *socket_pa
 		snprintf(sock, socklen, "%s/%s", s->root, SERVICE_SOCKET);
 	/* Only the socket's owner and group reach the API: they may do anything its user may. */
 	mode_t old = umask(0117);
-	struct file_socket_id id;
-	r = file_socket_listen(sock, 64, &s->lfd, &id, err, sizeof(err));
+	r = file_socket_listen(sock, 64, &s->lfd, &s->sock_id, err, sizeof(err));
 	umask(old);
 	if (r) {
 		svc_log("%s: %s%s", text_show(sock), err, r == -EADDRINUSE ? " (is gen2vmd already running?)" : "");
@@ -1019,6 +1021,7 @@ int service_run(const char *store_opt, const char *socket_path)
 	}
 	/* The VMs keep running: a restart of the service finds them again. Operations under way finish
 	 * on their own (each is its own process). */
+	file_socket_unlink(sock, &s.sock_id);
 	svc_log("stopping; the running VMs keep running");
 	return CLI_EXIT_OK;
 }
