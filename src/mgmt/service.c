@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +48,7 @@ struct svc_vm {
 	pid_t pid;
 	int pidfd;
 	int status; /* the exit status waitpid gave, -1 unknown */
+	bool hb_checking, hb_lost; /* a heartbeat look under way; the last one said lost */
 };
 
 enum svc_conn_kind { CONN_FREE, CONN_READING, CONN_WAITING, CONN_WRITING, CONN_EVENTS };
@@ -75,7 +77,7 @@ struct svc {
 	char root[PATH_MAX];
 	char exe[PATH_MAX];
 	char boot_id[64];
-	int ep, lfd, sfd;
+	int ep, lfd, sfd, tfd;
 	struct file_socket_id sock_id;
 	unsigned serial;
 	struct svc_vm vms[SVC_VMS_MAX];
@@ -84,7 +86,11 @@ struct svc {
 };
 
 /* epoll's u64: what kind of descriptor and its index. */
-enum { EV_LISTEN = 1, EV_SIGNAL, EV_CONN, EV_VM };
+enum { EV_LISTEN = 1, EV_SIGNAL, EV_CONN, EV_VM, EV_TIMER };
+
+/* How often the running VMs' heartbeat is looked at (GEN2VMD_HEARTBEAT_CHECK_S overrides it, for
+ * tests): a guest whose heartbeat service stops answering gets a "heartbeat_lost" event. */
+#define SVC_HEARTBEAT_CHECK_S 10
 #define EV(kind, i) (((uint64_t)(kind) << 32) | (uint32_t)(i))
 
 static void svc_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -489,8 +495,24 @@ static void svc_op_done(struct svc *s, struct svc_op *o, int status)
 			hint = o->op == API_PAUSE ? SVC_PAUSED : (o->op == API_RESUME || o->op == API_START ||
 								  o->op == API_RESTART) ? SVC_RUNNING : -1;
 		svc_vm_refresh(s, o->name, hint);
-		if (o->conn < 0 && code)
+		if (o->conn < 0 && o->op == API_START && code)
 			svc_vm_log(s, o->name, "automatic start failed: %s", err ? err : "");
+	}
+	if (o->conn < 0 && o->op == API_GET) {
+		/* A heartbeat look: vm show's runtime says what the VM's heartbeat service sees. */
+		struct svc_vm *v = svc_vm_find(s, o->name, false);
+		json_object *j = !code && out ? json_tokener_parse(out) : NULL, *rt, *hb, *st;
+		bool lost = j && json_object_object_get_ex(j, "runtime", &rt) && json_object_object_get_ex(rt, "heartbeat", &hb) &&
+			    json_object_object_get_ex(hb, "state", &st) && !strcmp(json_object_get_string(st), "lost");
+		json_object_put(j);
+		if (v) {
+			v->hb_checking = false;
+			if (lost && !v->hb_lost && v->state == SVC_RUNNING) {
+				svc_vm_log(s, v->name, "heartbeat lost: the guest's heartbeat service stopped answering");
+				svc_event(s, v->name, "heartbeat_lost", NULL, -1);
+			}
+			v->hb_lost = lost;
+		}
 	}
 	int i = o->conn;
 	if (i >= 0 && s->conns[i].kind == CONN_WAITING && s->conns[i].serial == o->serial) {
@@ -829,6 +851,20 @@ static void svc_reap(struct svc *s)
 	}
 }
 
+static void svc_heartbeat_check(struct svc *s)
+{
+	uint64_t ticks;
+	if (read(s->tfd, &ticks, sizeof(ticks)) != sizeof(ticks))
+		return;
+	for (int i = 0; i < SVC_VMS_MAX; i++) {
+		struct svc_vm *v = &s->vms[i];
+		if (!v->name[0] || v->state != SVC_RUNNING || v->hb_checking)
+			continue;
+		const char *argv[] = { "show", v->name, "--json", NULL };
+		v->hb_checking = !svc_op_start(s, -1, API_GET, v->name, argv, -1);
+	}
+}
+
 static void svc_vm_pidfd(struct svc *s, struct svc_vm *v)
 {
 	/* Our child (a VM this service started, reparented to it as subreaper): its status, reaped
@@ -956,6 +992,15 @@ static int svc_setup(struct svc *s, const char *store_opt, const char *socket_pa
 	epoll_ctl(s->ep, EPOLL_CTL_ADD, s->lfd, &ev);
 	ev.data.u64 = EV(EV_SIGNAL, 0);
 	epoll_ctl(s->ep, EPOLL_CTL_ADD, s->sfd, &ev);
+	const char *hb = getenv("GEN2VMD_HEARTBEAT_CHECK_S");
+	long hbs = hb ? strtol(hb, NULL, 10) : SVC_HEARTBEAT_CHECK_S;
+	hbs = hbs >= 1 && hbs <= 3600 ? hbs : SVC_HEARTBEAT_CHECK_S;
+	s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	struct itimerspec its = { .it_interval = { .tv_sec = hbs }, .it_value = { .tv_sec = hbs } };
+	if (s->tfd < 0 || timerfd_settime(s->tfd, 0, &its, NULL))
+		return -errno;
+	ev.data.u64 = EV(EV_TIMER, 0);
+	epoll_ctl(s->ep, EPOLL_CTL_ADD, s->tfd, &ev);
 	for (int i = 0; i < SVC_CONNS_MAX; i++)
 		s->conns[i].fd = -1;
 	for (int i = 0; i < SVC_VMS_MAX; i++)
@@ -1014,6 +1059,8 @@ int service_run(const char *store_opt, const char *socket_path)
 						continue;
 				if (evs[k].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 					svc_conn_read(&s, (int)i);
+			} else if (kind == EV_TIMER) {
+				svc_heartbeat_check(&s);
 			} else if (kind == EV_VM && i < SVC_VMS_MAX && s.vms[i].pidfd >= 0) {
 				svc_vm_pidfd(&s, &s.vms[i]);
 			}

@@ -44,7 +44,8 @@ while True:
         line += b
     cmd = line.decode().strip()
     if cmd == "status --json":
-        c.sendall(("ok: " + json.dumps({"state": state, "uptime_s": 7, "heartbeat": {"state": "ok"}}) + "\n").encode())
+        hb = open("hb").read().strip() if os.path.exists("hb") else "ok"  # what the test makes it say
+        c.sendall(("ok: " + json.dumps({"state": state, "uptime_s": 7, "heartbeat": {"state": hb}}) + "\n").encode())
     elif cmd == "status":
         c.sendall(b"ok: running\n")
     else:
@@ -59,7 +60,7 @@ while True:
 
 
 def env_direct(direct=False):
-    e = dict(os.environ)
+    e = dict(os.environ)  # GEN2VMD_HEARTBEAT_CHECK_S passes through
     e.pop("GEN2VM_STORE", None)
     e.pop("GEN2VM_DIRECT", None)
     e.setdefault("ASAN_OPTIONS", "detect_leaks=1")
@@ -314,6 +315,27 @@ def test_running_vm_conflicts_and_events(service, store):
     finally:
         f.kill()
         ev.close()
+
+
+def test_heartbeat_lost_is_an_event(store, tmp_path, monkeypatch):
+    os.makedirs(str(store))
+    ok(store, "new", "h", "--memory", "64M", direct=True)
+    f = fake_vm(store, "h")
+    monkeypatch.setenv("GEN2VMD_HEARTBEAT_CHECK_S", "1")
+    s = Service(store, tmp_path)
+    try:
+        ev = Events(s.sock)
+        assert ev.next()["state"] == "Running"
+        time.sleep(1.5)  # looked at once at least while the heartbeat is ok: no event
+        with open(os.path.join(str(store), "h", "hb"), "w") as fh:
+            fh.write("lost")
+        seen = ev.until("h", event="heartbeat_lost")
+        assert [e["event"] for e in seen] == ["heartbeat_lost"], seen
+        assert "heartbeat lost" in s.text()
+        ev.close()
+    finally:
+        f.kill()
+        s.stop()
 
 
 def test_service_killed_and_restarted_finds_the_running_vm(store, tmp_path):
