@@ -592,7 +592,10 @@ def test_crash_at_random_points_leaves_every_vm_loadable(store, tmp_path):
                 method, path, body = rnd.choice(requests)(rnd.choice(names))
                 data = json.dumps(body).encode() if body is not None else b""
                 c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                c.connect(s.sock)
+                try:
+                    c.connect(s.sock)
+                except OSError as e:
+                    raise AssertionError("iteration %d: %s; the service: %r\n%s" % (it, e, s.p.poll(), s.text()))
                 c.sendall(b"%s %s HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (method.encode(), path.encode(),
                                                                                  len(data), data))
                 conns.append(c)
