@@ -1933,6 +1933,14 @@ direct:
 int cli_vm_main(int argc, char **argv)
 {
 	vm_code = NULL;
+	/* The service's descriptor for the error code stays with this process: a VM it starts must not
+	 * inherit it. */
+	const char *cfd = getenv(SERVICE_ENV_CODE_FD);
+	int code_fd = cfd && *cfd >= '3' && *cfd <= '9' && !cfd[1] ? *cfd - '0' : -1;
+	if (code_fd >= 0) {
+		fcntl(code_fd, F_SETFD, FD_CLOEXEC);
+		unsetenv(SERVICE_ENV_CODE_FD);
+	}
 	/* The service, when it runs, carries the verb: it sees every change the moment it is made. */
 	const char *store = NULL;
 	char *args[512];
@@ -1953,10 +1961,9 @@ int cli_vm_main(int argc, char **argv)
 	}
 	rc = vm_main_direct(argc, argv);
 	/* For gen2vmd, which runs the verbs: the error's stable code besides its message. */
-	const char *fd = getenv(SERVICE_ENV_CODE_FD);
-	if (rc && fd && *fd >= '3' && *fd <= '9' && !fd[1]) {
+	if (rc && code_fd >= 0) {
 		fflush(NULL);
-		dprintf(*fd - '0', "%s\n", vm_code ? vm_code : rc == CLI_EXIT_USAGE ? "InvalidArgument" : "Failed");
+		dprintf(code_fd, "%s\n", vm_code ? vm_code : rc == CLI_EXIT_USAGE ? "InvalidArgument" : "Failed");
 	}
 	return rc;
 }

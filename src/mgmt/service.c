@@ -967,7 +967,11 @@ static int svc_setup(struct svc *s, const char *store_opt, const char *socket_pa
 		snprintf(sock, socklen, "%s/%s", s->root, SERVICE_SOCKET);
 	/* Only the socket's owner and group reach the API: they may do anything its user may. */
 	mode_t old = umask(0117);
-	r = file_socket_listen(sock, 64, &s->lfd, &s->sock_id, err, sizeof(err));
+	/* A service just killed may leave the socket alive for a moment in its children's descriptors
+	 * (an operation between fork and exec, dying with it): a little patience before "in use". */
+	for (int tries = 0; (r = file_socket_listen(sock, 64, &s->lfd, &s->sock_id, err, sizeof(err))) == -EADDRINUSE &&
+			    tries < 20; tries++)
+		nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL);
 	umask(old);
 	if (r) {
 		svc_log("%s: %s%s", text_show(sock), err, r == -EADDRINUSE ? " (is gen2vmd already running?)" : "");
