@@ -489,6 +489,17 @@ static void svc_op_done(struct svc *s, struct svc_op *o, int status)
 	int code = WIFEXITED(status) ? WEXITSTATUS(status) : CLI_EXIT_FAILED;
 	char *out = svc_memfd_text(o->out), *err = svc_memfd_text(o->err), *ecode = svc_memfd_text(o->code);
 	close(o->out), close(o->err), close(o->code);
+	if (o->op == API_LIST && !code) {
+		/* A list looks at every VM: one started or stopped without the service is seen now. */
+		DIR *d = opendir(s->root);
+		struct dirent *e;
+		char why[256];
+		while (d && (e = readdir(d)))
+			if (!store_name_check(e->d_name, why, sizeof(why)))
+				svc_vm_refresh(s, e->d_name, -1);
+		if (d)
+			closedir(d);
+	}
 	if (o->name[0]) {
 		int hint = -1;
 		if (!code)
