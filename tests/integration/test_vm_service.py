@@ -418,6 +418,33 @@ def test_automatic_start_after_a_reboot_only(store, tmp_path):
         assert "VM 'n': automatic start" not in s.text()
 
 
+def test_stop_vms_applies_each_automatic_stop(store, tmp_path):
+    """`gen2vm service stop-vms` (the unit's stop at host shutdown): shutdown through the guest by
+    default, turn_off where the document says so, all at once; off VMs are left alone."""
+    os.makedirs(str(store))
+    for n in ("s", "t", "off"):
+        ok(store, "new", n, "--memory", "64M", direct=True)
+    docp = os.path.join(str(store), "t", "vm.json")
+    with open(docp) as f:
+        d = json.load(f)
+    d["automatic_stop"] = "turn_off"
+    with open(docp, "w") as f:
+        json.dump(d, f)
+    fs, ft = fake_vm(store, "s"), fake_vm(store, "t")
+    try:
+        r = subprocess.run([gen2vm_binary(), "service", "stop-vms", "--store", str(store), "--timeout", "20"],
+                           capture_output=True, text=True, timeout=60, env=env_direct())
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert "VM 's' shut down" in r.stdout and "VM 't' turned off" in r.stdout and "'off'" not in r.stdout, r.stdout
+        assert fs.wait(10) == 0 and ft.wait(10) == 0
+    finally:
+        fs.kill()
+        ft.kill()
+    r = subprocess.run([gen2vm_binary(), "service", "stop-vms", "--timeout", "0"], capture_output=True, text=True,
+                       timeout=30, env=env_direct())
+    assert r.returncode == 2 and "--timeout '0'" in r.stderr, r.stderr
+
+
 def normalize(text, store):
     # Through the service a relative PATH is sent made absolute (the service runs elsewhere): the
     # messages that echo it name it so.
