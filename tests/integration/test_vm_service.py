@@ -298,6 +298,34 @@ def test_api_create_modify_delete_and_errors(service, store, tmp_path):
     assert "PATCH /v1/vms/b" in service.text()
 
 
+def test_two_clients_changing_one_vm_get_a_conflict_not_a_torn_file(service, store):
+    import fcntl
+    import threading
+    ok(store, "new", "c", "--memory", "64M", direct=True)
+    # A change kept waiting on the VM's config lock past 5 s: Conflict, and nothing changed.
+    fd = os.open(os.path.join(str(store), "c", ".lock-config"), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        j = api_error(service.sock, "PATCH", "/v1/vms/c", {"cpus": 4}, 409, "Conflict", says="busy")
+        assert j["error"]["exit_code"] == 2
+    finally:
+        os.close(fd)
+    # Many at once: each either applied whole or refused, the document always whole.
+    results = []
+
+    def change(i):
+        results.append(curl(service.sock, "PATCH", "/v1/vms/c", {"cpus": 1 + i % 4, "memory": "%dM" % (64 + 2 * i)}))
+    ts = [threading.Thread(target=change, args=(i,)) for i in range(12)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert all(st == 200 or (st == 409 and j["error"]["code"] == "Conflict") for st, j in results), results
+    st, j = curl(service.sock, "GET", "/v1/vms/c")
+    i = (int(j["config"]["memory"][:-1]) - 64) // 2
+    assert j["config"]["cpus"] == 1 + i % 4, j  # both settings from one request
+
+
 def test_start_failure_reaches_the_api_client(service, store, tmp_path):
     disk = tmp_path / "gone.img"
     with open(str(disk), "wb") as f:
