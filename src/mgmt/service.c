@@ -384,8 +384,14 @@ static void svc_vm_refresh(struct svc *s, const char *name, int hint)
 		v->pid = pid;
 		v->status = -1;
 		v->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-		/* The lock still held after the pidfd was taken: the pid is its holder's, not a reused one. */
-		if (v->pidfd < 0 || store_run_lock_held(dir) != 1) {
+		/* The pid in the lock file may be a past run's (a change holds the lock now) and reused by
+		 * another process since: the VM's process works in the VM's directory, which a stranger does
+		 * not. Checked after the pidfd was taken, so it is the process the pidfd watches. */
+		char cwd[PATH_MAX + 64], rdir[PATH_MAX], link[64];
+		snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+		ssize_t cl = readlink(link, cwd, sizeof(cwd) - 1);
+		bool ours = cl > 0 && realpath(dir, rdir) && (size_t)cl == strlen(rdir) && !memcmp(cwd, rdir, (size_t)cl);
+		if (v->pidfd < 0 || !ours || store_run_lock_held(dir) != 1) {
 			if (v->pidfd >= 0)
 				close(v->pidfd);
 			v->pidfd = -1;
