@@ -518,6 +518,10 @@ CLI_SCRIPT = [
     ("remove", "b"),
     ("remove", "b"),
     ("remove", "zz", "extra"),
+    ("console", "zz"),
+    ("firmware", "zz", "show"),
+    ("firmware", "a", "show", "--nvram", "x"),
+    ("bogus-verb", "a"),
 ]
 
 
