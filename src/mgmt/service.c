@@ -673,7 +673,11 @@ static void svc_request(struct svc *s, int i, const struct http_request *req)
 		json_tokener *tok = json_tokener_new();
 		if (tok) {
 			body = json_tokener_parse_ex(tok, req->body ? req->body : "", (int)req->body_len);
-			if (json_tokener_get_error(tok) != json_tokener_success || tok->char_offset != (int)req->body_len) {
+			/* One JSON value, whitespace after it allowed (a document file's last newline). */
+			size_t end = json_tokener_get_error(tok) == json_tokener_success ? (size_t)tok->char_offset : 0;
+			while (end && end < req->body_len && strchr(" \t\r\n", req->body[end]) && req->body[end])
+				end++;
+			if (json_tokener_get_error(tok) != json_tokener_success || end != req->body_len) {
 				json_object_put(body);
 				body = NULL;
 			}

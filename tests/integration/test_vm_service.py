@@ -257,6 +257,9 @@ def test_api_create_modify_delete_and_errors(service, store, tmp_path):
     api_error(s, "PUT", "/v1/vms/c", {"memory": "3Q"}, 400, "InvalidConfig", says="3Q")
     api_error(s, "PUT", "/v1/vms/c", {"automatic_stop": "save"}, 501, "NotSupported", says="not supported yet")
     api_error(s, "PUT", "/v1/vms/c", {"bogus": 1}, 400, "InvalidConfig", says="bogus")
+    st, j = curl(s, "PUT", "/v1/vms/nl", '{"memory": "64M"}\n\n')  # a document file's last newline
+    assert st == 201, j
+    api_error(s, "PUT", "/v1/vms/c", '{"memory": "64M"} x', 400, "BadRequest")
     api_error(s, "PUT", "/v1/vms/c", "not json", 400, "BadRequest")
     api_error(s, "PUT", "/v1/vms/c", "[1]", 400, "BadRequest")
     api_error(s, "PUT", "/v1/vms/c", {"cpus": 0}, 400, "InvalidConfig")
@@ -289,7 +292,7 @@ def test_api_create_modify_delete_and_errors(service, store, tmp_path):
     st, j = curl(s, "POST", "/v1/vms/b/shutdown")
     assert st == 200 and "is off" in j["message"], j
     st, j = curl(s, "GET", "/v1/vms")
-    assert [v["name"] for v in j] == ["a", "b"] and all(v["state"] == "Off" for v in j), j
+    assert [v["name"] for v in j] == ["a", "b", "nl"] and all(v["state"] == "Off" for v in j), j
     st, j = curl(s, "DELETE", "/v1/vms/b")
     assert st == 200 and "removed" in j["message"], j
     assert not os.path.exists(os.path.join(str(store), "b"))
