@@ -986,12 +986,28 @@ static int svc_setup(struct svc *s, const char *store_opt, const char *socket_pa
 		snprintf(sock, socklen, "%s", socket_path);
 	else
 		snprintf(sock, socklen, "%s/%s", s->root, SERVICE_SOCKET);
+	/* The service works from the socket's directory and binds its name only: a deep store's path
+	 * may pass the 107 bytes of a Unix socket address (the CLI's client connects the same way).
+	 * Everything else it names is absolute. */
+	char *slash = strrchr(sock, '/');
+	if (slash) {
+		*slash = 0;
+		if (chdir(slash == sock ? "/" : sock)) {
+			r = -errno;
+			*slash = '/';
+			svc_log("%s: %s", text_show(sock), strerror(-r));
+			return r;
+		}
+		*slash = '/';
+	}
+	const char *bind_name = slash ? slash + 1 : sock;
 	/* Only the socket's owner and group reach the API: they may do anything its user may. */
 	mode_t old = umask(0117);
 	/* A service just killed may leave the socket alive for a moment in its children's descriptors
 	 * (an operation between fork and exec, dying with it): a little patience before "in use". */
-	for (int tries = 0; (r = file_socket_listen(sock, 64, &s->lfd, &s->sock_id, err, sizeof(err))) == -EADDRINUSE &&
-			    tries < 20; tries++)
+	for (int tries = 0;
+	     (r = file_socket_listen(bind_name, 64, &s->lfd, &s->sock_id, err, sizeof(err))) == -EADDRINUSE && tries < 20;
+	     tries++)
 		nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL);
 	umask(old);
 	if (r) {
@@ -1093,7 +1109,8 @@ int service_run(const char *store_opt, const char *socket_path)
 	}
 	/* The VMs keep running: a restart of the service finds them again. Operations under way finish
 	 * on their own (each is its own process). */
-	file_socket_unlink(sock, &s.sock_id);
+	const char *slash = strrchr(sock, '/');
+	file_socket_unlink(slash ? slash + 1 : sock, &s.sock_id); /* from its directory, where it was made */
 	svc_log("stopping; the running VMs keep running");
 	return CLI_EXIT_OK;
 }

@@ -476,6 +476,29 @@ def test_stop_vms_applies_each_automatic_stop(store, tmp_path):
     assert r.returncode == 2 and "--timeout '0'" in r.stderr, r.stderr
 
 
+def test_deep_store_path_does_not_break_the_service_socket(tmp_path):
+    store = tmp_path / ("d" * 60) / ("e" * 60) / "store"
+    os.makedirs(str(store))
+    assert len(os.path.join(str(store), "gen2vmd.sock")) > 108
+    s = Service.__new__(Service)
+    s.store, s.sock = str(store), os.path.join(str(store), "gen2vmd.sock")
+    s.log = open(str(tmp_path / "deep.log"), "w+")
+    s.p = subprocess.Popen([gen2vm_binary(), "service", "run", "--store", str(store)], stdout=s.log,
+                           stderr=subprocess.STDOUT, env=env_direct(), start_new_session=True)
+    try:
+        deadline = time.time() + 20
+        while "serving" not in s.text() and time.time() < deadline:
+            assert s.p.poll() is None, s.text()
+            time.sleep(0.05)
+        ok(store, "new", "deep", "--memory", "64M")
+        r = ok(store, "list")
+        assert "deep" in r.stdout
+        assert "GET /v1/vms" in s.text() and "PUT /v1/vms/deep" in s.text(), s.text()
+    finally:
+        s.stop()
+    assert not os.path.exists(s.sock)  # removed on SIGTERM
+
+
 def normalize(text, store):
     # Through the service a relative PATH is sent made absolute (the service runs elsewhere): the
     # messages that echo it name it so.
