@@ -815,15 +815,37 @@ static void svc_conn_read(struct svc *s, int i)
 	}
 }
 
+/* A free connection slot. When all are taken, those whose client has gone are freed first, then
+ * the oldest that has not finished its request is dropped: idle clients cannot lock others out.
+ * SVC_CONNS_MAX when every slot serves a request or an event stream. */
+static int svc_conn_slot(struct svc *s)
+{
+	int oldest = -1;
+	for (int i = 0; i < SVC_CONNS_MAX; i++) {
+		struct svc_conn *c = &s->conns[i];
+		if (c->kind == CONN_FREE)
+			return i;
+		char b;
+		if (c->kind == CONN_READING && recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+			svc_conn_close(s, i);
+			return i;
+		}
+		if (c->kind == CONN_READING && (oldest < 0 || c->serial < s->conns[oldest].serial))
+			oldest = i;
+	}
+	if (oldest < 0)
+		return SVC_CONNS_MAX;
+	svc_conn_close(s, oldest);
+	return oldest;
+}
+
 static void svc_accept(struct svc *s)
 {
 	for (;;) {
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
-		int i = 0;
-		while (i < SVC_CONNS_MAX && s->conns[i].kind != CONN_FREE)
-			i++;
+		int i = svc_conn_slot(s);
 		if (i == SVC_CONNS_MAX) {
 			static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
 						   "Content-Length: 75\r\nConnection: close\r\n\r\n"

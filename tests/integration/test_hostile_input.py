@@ -1436,8 +1436,8 @@ def test_vm_survives_10000_misbehaving_connections(tmp_path):
 
 def svc_request(sock, data, timeout=10):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sock)  # blocking, as curl's: a full backlog makes it wait, not fail
     s.settimeout(timeout)
-    s.connect(sock)
     try:
         s.sendall(data)
     except OSError:
