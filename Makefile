@@ -29,11 +29,14 @@ Q         := $(if $(filter 1,$(V)),,@)
 
 WARN      := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes -Wmissing-declarations \
              -Wold-style-definition -Wvla -Wformat=2 -Wno-unused-parameter
-CPPFLAGS  := -D_GNU_SOURCE -Isrc -Iinclude -Iguestlib
+CPPFLAGS  := -D_GNU_SOURCE -Isrc -Iinclude -Iguestlib $(VNC_CFLAGS)
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu17 $(WARN) -fno-strict-aliasing -pthread
 SANFLAGS  := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LDLIBS    := -pthread -ljson-c -lpng -luring -llz4 -lz -llzma -lzstd
+# libvncserver (src/ui/vnc.c): Debian's libvncserver-dev, found through pkg-config.
+VNC_CFLAGS := $(shell pkg-config --cflags libvncserver 2>/dev/null)
+LDLIBS    += $(shell pkg-config --libs libvncserver 2>/dev/null || echo -lvncserver)
 TEST_LDLIBS := -lcmocka
 
 # Freestanding world (firmware and test guests): no libc, no red zone, no SSE, large enough code model.

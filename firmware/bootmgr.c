@@ -5,11 +5,18 @@
  * failed it prints a boot summary — each entry tried and why it failed — and hands it to the host,
  * which ends the VM with its "nothing to boot" status.
  *
+ * With a screen or the synthetic keyboard (--synthetic-console), a boot menu: for BM_MENU_WINDOW_US
+ * at start "press Esc or F2 for the boot menu" waits for one of those keys (on the keyboard or COM1);
+ * the menu lists BootOrder's entries, arrows or a digit choose one, Enter boots it (and the boot
+ * order follows if it fails), Esc leaves the menu. Without those devices there is no wait.
+ *
  * It uses only the public boot and runtime services (as any boot manager application could), plus
- * fw_image_start_handoff() for an image the VMM put in memory (--efi).
+ * fw_image_start_handoff() for an image the VMM put in memory (--efi) and the console helpers of
+ * conio.h.
  */
 #include "fw.h"
 
+#include "conio.h"
 #include "efi/efi_devpath.h"
 #include "efi/efi_fmt.h"
 #include "gen2vm/proto/efi_bs.h"
@@ -20,6 +27,10 @@
 #define BM_OPTION_MAX 4096
 #define BM_PATH_MAX 1024
 #define BM_REMOVABLE_PATH u"\\EFI\\BOOT\\BOOTX64.EFI"
+/* How long the boot menu's keys are waited for: long enough for a person (or a test) that watches
+ * for the prompt; only spent when there is a screen or the synthetic keyboard. */
+#define BM_MENU_WINDOW_US 1500000ull
+#define BM_MENU_MAX 9u /* one digit each */
 
 struct bm_attempt {
 	char what[96];
@@ -304,6 +315,94 @@ static void bm_boot_option(uint16_t num)
 		bm_boot_path(a, path, data, data_size, file); /* a failure's reason is recorded */
 }
 
+/* The description of Boot#### (ASCII, others '?'); false when the variable is missing or malformed. */
+static bool bm_option_desc(uint16_t num, char *desc, size_t cap)
+{
+	CHAR16 name[9] = u"Boot0000";
+	static const char hex[] = "0123456789ABCDEF";
+	for (unsigned i = 0; i < 4; i++)
+		name[4 + i] = (CHAR16)hex[(num >> (12 - 4 * i)) & 15];
+	static uint8_t opt[BM_OPTION_MAX];
+	UINTN size = sizeof(opt);
+	if (EFI_ERROR(bm_get_var(name, &bm_global, opt, &size)) || size < 8)
+		return false;
+	size_t d = 0;
+	for (size_t off = 6; off + 1 < size; off += 2) {
+		uint16_t c = efi_le16(opt + off);
+		if (!c)
+			break;
+		if (d + 1 < cap)
+			desc[d++] = c < 0x80 && c >= 0x20 ? (char)c : '?';
+	}
+	desc[d] = 0;
+	return true;
+}
+
+/* Waits BM_MENU_WINDOW_US for Esc or F2 when there is a screen or the synthetic keyboard; other keys
+ * are dropped. */
+static bool bm_menu_wanted(void)
+{
+	if (!fw_screen_present() && !fw_kbd_present())
+		return false;
+	fw_printf("gen2vm firmware: press Esc or F2 for the boot menu\n");
+	uint64_t end = fw_time_100ns() / 10 + BM_MENU_WINDOW_US;
+	for (;;) {
+		uint64_t now = fw_time_100ns() / 10;
+		EFI_INPUT_KEY k;
+		if (now >= end || fw_conio_read_key(&k, end - now) != EFI_SUCCESS)
+			return false;
+		if (k.ScanCode == SCAN_ESC || k.ScanCode == SCAN_F1 + 1)
+			return true;
+	}
+}
+
+/* The boot menu: BootOrder's first BM_MENU_MAX entries. Returns the index chosen in order[], or -1
+ * (Esc, or nothing to choose). */
+static int bm_menu(const uint16_t *order, unsigned n)
+{
+	EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *out = fw.st->ConOut;
+	if (n > BM_MENU_MAX)
+		n = BM_MENU_MAX;
+	if (!n) {
+		fw_printf("gen2vm firmware: boot menu: BootOrder is empty\n");
+		return -1;
+	}
+	static char desc[BM_MENU_MAX][64];
+	for (unsigned i = 0; i < n; i++)
+		if (!bm_option_desc(order[i], desc[i], sizeof(desc[i])))
+			efi_snprintf(desc[i], sizeof(desc[i]), "(missing)");
+	const UINTN normal = EFI_TEXT_ATTR(EFI_LIGHTGRAY, EFI_BLACK), hi = EFI_TEXT_ATTR(EFI_BLACK, EFI_LIGHTGRAY);
+	unsigned sel = 0;
+	for (;;) {
+		out->SetAttribute(out, normal);
+		out->ClearScreen(out);
+		fw_printf("gen2vm boot menu\n\n");
+		for (unsigned i = 0; i < n; i++) {
+			out->SetAttribute(out, i == sel ? hi : normal);
+			fw_printf(" %u. Boot%04X %-50s", i + 1, order[i], desc[i]);
+			out->SetAttribute(out, normal);
+			fw_printf("\n");
+		}
+		fw_printf("\nUp/Down or 1-%u choose, Enter boots, Esc goes on with the boot order\n", n);
+		EFI_INPUT_KEY k;
+		if (fw_conio_read_key(&k, UINT64_MAX) != EFI_SUCCESS)
+			return -1;
+		if (k.ScanCode == SCAN_UP)
+			sel = (sel + n - 1) % n;
+		else if (k.ScanCode == SCAN_DOWN)
+			sel = (sel + 1) % n;
+		else if (k.ScanCode == SCAN_ESC)
+			return -1;
+		else if (k.UnicodeChar >= '1' && k.UnicodeChar < '1' + n)
+			sel = k.UnicodeChar - '1';
+		else if (k.UnicodeChar == CHAR_CARRIAGE_RETURN)
+			break;
+	}
+	out->ClearScreen(out);
+	fw_host_event(FW_EV_LOG, "boot menu: Boot%04X \"%s\" chosen", order[sel], desc[sel]);
+	return (int)sel;
+}
+
 /* PauseAfterBootFailure: wait for a key on the console or the host's "continue". */
 static void bm_pause(void)
 {
@@ -335,7 +434,17 @@ void fw_bootmgr_run(void)
 		bm_fail(a, "it returned %s", bm_status(fw_image_start_handoff()));
 	}
 	uint16_t next = 0, order[128];
-	UINTN size = sizeof(next);
+	UINTN size = sizeof(order);
+	if (bm_menu_wanted()) {
+		if (EFI_ERROR(bm_get_var(u"BootOrder", &bm_global, order, &size)))
+			size = 0;
+		int i = bm_menu(order, (unsigned)(size / 2));
+		if (i >= 0) {
+			bm_boot_option(order[i]);
+			bm_pause();
+		}
+	}
+	size = sizeof(next);
 	if (!EFI_ERROR(bm_get_var(u"BootNext", &bm_global, &next, &size)) && size == 2) {
 		/* BootNext is used once, whatever happens. */
 		fw_var_set(u"BootNext", &bm_global, 0, 0, NULL);

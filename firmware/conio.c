@@ -1,5 +1,5 @@
-/* Simple Text Output on COM1 and the debug console, Simple Text Input (and Ex) from COM1
- * (UEFI 2.10 chapter 12). Output is UTF-8 with ANSI/VT100 sequences for colours and cursor moves
+/* Simple Text Output on COM1, the debug console and the screen (video.c), Simple Text Input (and Ex)
+ * from COM1 and the synthetic keyboard (kbd.c) merged (UEFI 2.10 chapter 12). Output is UTF-8 with ANSI/VT100 sequences for colours and cursor moves
  * on COM1 (the debug console is a log: text only); input decodes what a terminal sends
  * (guestlib/efi/efi_conio.c). Every port access is an exit to the VMM, so a poll with nothing
  * waiting costs one LSR read and output costs about one exit per byte per console. */
@@ -9,8 +9,10 @@
 #include "efi/efi_conio.h"
 
 /* Text modes: 0 is 80x25 as the specification requires; 1 is 80x50 (the specification's mode 1);
- * 2 is 100x31. A serial terminal has no real size, so these only bound the cursor. */
-static const uint8_t conout_modes[][2] = { { 80, 25 }, { 80, 50 }, { 100, 31 } };
+ * 2 is 100x31; 3 is 128x48, the whole 1024x768 screen in 8x16 cells. A serial terminal has no real
+ * size, so these only bound the cursor; with a screen, a mode it cannot hold (80x50) is
+ * unsupported, as the specification allows for mode 1. */
+static const uint8_t conout_modes[][2] = { { 80, 25 }, { 80, 50 }, { 100, 31 }, { 128, 48 } };
 #define CONOUT_NR_MODES (sizeof(conout_modes) / sizeof(conout_modes[0]))
 #define CONOUT_DEFAULT_ATTR EFI_TEXT_ATTR(EFI_LIGHTGRAY, EFI_BLACK)
 
@@ -36,6 +38,12 @@ static struct {
 static void conout_esc(const char *s, size_t n)
 {
 	fw_console_write(s, n, FW_CON_COM1);
+}
+
+static bool conout_mode_ok(UINTN mode)
+{
+	return mode < CONOUT_NR_MODES &&
+	       (!fw_screen_present() || fw_screen_mode_fits(conout_modes[mode][0], conout_modes[mode][1]));
 }
 
 static void conout_track(const CHAR16 *s, size_t n)
@@ -74,6 +82,7 @@ static EFI_STATUS EFIAPI conout_output_string(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *T
 		size_t used;
 		size_t n = efi_ucs2_to_utf8(s, &used, buf, sizeof(buf), &bad);
 		fw_console_write(buf, n, FW_CON_COM1 | FW_CON_DEBUGCON);
+		fw_screen_write16(s, used);
 		conout_track(s, used);
 		s += used;
 	}
@@ -97,7 +106,7 @@ static EFI_STATUS EFIAPI conout_test_string(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *Thi
 static EFI_STATUS EFIAPI conout_query_mode(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *This, UINTN mode, UINTN *cols,
 					   UINTN *rows)
 {
-	if (mode >= CONOUT_NR_MODES)
+	if (!conout_mode_ok(mode))
 		return EFI_UNSUPPORTED;
 	if (!cols || !rows)
 		return EFI_INVALID_PARAMETER;
@@ -110,6 +119,7 @@ static EFI_STATUS EFIAPI conout_clear_screen(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *Th
 {
 	/* ESC[2J fills with the current background, as ClearScreen must. */
 	conout_esc("\x1b[2J\x1b[H", 7);
+	fw_screen_clear();
 	conout_mode.CursorColumn = 0;
 	conout_mode.CursorRow = 0;
 	return EFI_SUCCESS;
@@ -117,9 +127,10 @@ static EFI_STATUS EFIAPI conout_clear_screen(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *Th
 
 static EFI_STATUS EFIAPI conout_set_mode(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *This, UINTN mode)
 {
-	if (mode >= CONOUT_NR_MODES)
+	if (!conout_mode_ok(mode))
 		return EFI_UNSUPPORTED;
 	conout_mode.Mode = (int32_t)mode;
+	fw_screen_set_mode(conout_modes[mode][0], conout_modes[mode][1]);
 	return conout_clear_screen(This);
 }
 
@@ -131,6 +142,7 @@ static EFI_STATUS EFIAPI conout_set_attribute(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *T
 		char buf[24];
 		conout_esc(buf, efi_ansi_attr(buf, (unsigned)attr));
 		conout_mode.Attribute = (int32_t)attr;
+		fw_screen_set_attr((uint8_t)attr);
 	}
 	return EFI_SUCCESS;
 }
@@ -142,6 +154,7 @@ static EFI_STATUS EFIAPI conout_set_cursor(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *This
 		return EFI_UNSUPPORTED;
 	char buf[24];
 	conout_esc(buf, efi_ansi_goto(buf, (unsigned)col, (unsigned)row));
+	fw_screen_goto((uint32_t)col, (uint32_t)row);
 	conout_mode.CursorColumn = (int32_t)col;
 	conout_mode.CursorRow = (int32_t)row;
 	return EFI_SUCCESS;
@@ -150,6 +163,7 @@ static EFI_STATUS EFIAPI conout_set_cursor(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *This
 static EFI_STATUS EFIAPI conout_enable_cursor(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *This, BOOLEAN visible)
 {
 	conout_esc(visible ? "\x1b[?25h" : "\x1b[?25l", 6);
+	fw_screen_enable_cursor(visible != 0);
 	conout_mode.CursorVisible = visible ? 1 : 0;
 	return EFI_SUCCESS;
 }
@@ -160,6 +174,15 @@ static EFI_STATUS EFIAPI conout_reset(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *This, BOO
 	conout_set_attribute(This, CONOUT_DEFAULT_ATTR);
 	conout_enable_cursor(This, 1);
 	return conout_set_mode(This, 0);
+}
+
+void fw_conio_screen_attached(void)
+{
+	if (!conout_mode_ok((UINTN)conout_mode.Mode))
+		conout_mode.Mode = 0;
+	fw_screen_set_attr((uint8_t)conout_mode.Attribute);
+	fw_screen_enable_cursor(conout_mode.CursorVisible != 0);
+	fw_screen_set_mode(conout_modes[conout_mode.Mode][0], conout_modes[conout_mode.Mode][1]);
 }
 
 EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL fw_conout = {
@@ -207,12 +230,15 @@ static void keyq_push(const EFI_INPUT_KEY *k, unsigned n)
 	}
 }
 
-/* Moves what COM1 holds into the key queue. A lone ESC is completed here, after waiting up to
- * ESC_TIMEOUT_US for the rest of a sequence. Returns true when a key is queued. */
+/* Moves what COM1 and the synthetic keyboard hold into the key queue. A lone ESC on COM1 is
+ * completed here, after waiting up to ESC_TIMEOUT_US for the rest of a sequence. Returns true when a
+ * key is queued. */
 static bool conin_poll(void)
 {
 	EFI_INPUT_KEY k[2];
 	uint8_t b;
+	while (keyq_count < sizeof(keyq) / sizeof(keyq[0]) && fw_kbd_poll(&k[0]))
+		keyq_push(k, 1);
 	for (unsigned guard = 0; guard < 64 && keyq_count < sizeof(keyq) / sizeof(keyq[0]); guard++) {
 		if (!fw_console_getc(&b))
 			break;
@@ -247,7 +273,7 @@ static bool keyq_pop(EFI_INPUT_KEY *key)
 
 EFI_STATUS fw_conio_read_key(EFI_INPUT_KEY *key, uint64_t timeout_us)
 {
-	if (!(fw_console_present() & FW_CON_COM1))
+	if (!(fw_console_present() & FW_CON_COM1) && !fw_kbd_present())
 		return EFI_NOT_READY;
 	uint64_t t0 = conio_now_us();
 	for (uint64_t polls = 0;; polls++) {
@@ -255,7 +281,10 @@ EFI_STATUS fw_conio_read_key(EFI_INPUT_KEY *key, uint64_t timeout_us)
 			return EFI_SUCCESS;
 		if (fw.bs)
 			fw_event_poll(); /* timers keep running while we wait */
-		if (timeout_us != UINT64_MAX && conio_expired(t0, polls, timeout_us))
+		/* The poll-count backstop holds only for polls that exit (COM1's LSR read): the keyboard's
+		 * ring is read without one, so without COM1 the clock alone decides. */
+		bool exits = fw_console_present() & FW_CON_COM1;
+		if (timeout_us != UINT64_MAX && conio_expired(t0, exits ? polls : 0, timeout_us))
 			return EFI_TIMEOUT;
 	}
 }
@@ -283,9 +312,12 @@ static EFI_STATUS EFIAPI conin_ex_read_key(EFI_SIMPLE_TEXT_INPUT_EX_PROTOCOL *Th
 {
 	if (!kd)
 		return EFI_INVALID_PARAMETER;
-	/* A serial terminal does not report shift or toggle state: neither is marked valid. */
+	/* A serial terminal does not report shift or toggle state: neither is marked valid without the
+	 * synthetic keyboard, whose state is given when it is there. */
 	kd->KeyState.KeyShiftState = 0;
 	kd->KeyState.KeyToggleState = 0;
+	if (fw_kbd_present())
+		fw_kbd_state(&kd->KeyState.KeyShiftState, &kd->KeyState.KeyToggleState);
 	return keyq_pop(&kd->Key) ? EFI_SUCCESS : EFI_NOT_READY;
 }
 

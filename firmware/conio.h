@@ -26,12 +26,48 @@ bool fw_console_getc(uint8_t *c);
 extern EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL fw_conout;
 extern EFI_SIMPLE_TEXT_INPUT_PROTOCOL fw_conin;
 extern EFI_SIMPLE_TEXT_INPUT_EX_PROTOCOL fw_conin_ex;
-/* Waits up to timeout_us microseconds (0: just look; UINT64_MAX: forever) for a key on COM1.
+/* Waits up to timeout_us microseconds (0: just look; UINT64_MAX: forever) for a key on COM1 or the
+ * synthetic keyboard.
  * EFI_SUCCESS with *key, EFI_TIMEOUT when none came, EFI_NOT_READY when there is no input
  * console at all. For the boot manager's PauseAfterBootFailure and its boot menu. Time is
- * fw_time_100ns(). It polls COM1 (one exit per poll) and runs fw_event_poll() between polls so
- * that timers keep firing. */
+ * fw_time_100ns(). It polls COM1 (one exit per poll) and the keyboard's ring (no exit), and
+ * runs fw_event_poll() between polls so that timers keep firing. */
 EFI_STATUS fw_conio_read_key(EFI_INPUT_KEY *key, uint64_t timeout_us);
+
+/* Called by video.c once the screen is there: the text console's current mode, attribute and
+ * cursor are applied to it. */
+void fw_conio_screen_attached(void);
+
+/* ---- video.c: the synthetic video device, GOP, and the text console drawn on it ---- */
+/* After fw_vmbus_init: connects to the synthetic video device (when the VMM offers it), places its
+ * VRAM at FW_MMIO_LOW_BASE, sets 1024x768x32 and installs the Graphics Output Protocol with a device
+ * path. EFI_NOT_FOUND without VMBus or the device; then there is no screen and nothing changes. */
+EFI_STATUS fw_video_init(void);
+/* True while the text console can draw (the screen is up and ExitBootServices has not happened). */
+bool fw_screen_present(void);
+/* Whether a text mode of cols x rows 8x16 cells fits the screen. */
+bool fw_screen_mode_fits(uint32_t cols, uint32_t rows);
+/* The text console's operations; each does nothing without a screen, and tells the host what
+ * changed (one DIRT rectangle a call). fw_screen_write takes the bytes fw_puts writes (ASCII; other
+ * UTF-8 characters shown as '?'), fw_screen_write16 UCS-2; both swallow escape sequences. */
+void fw_screen_set_mode(uint32_t cols, uint32_t rows); /* centred, cleared */
+void fw_screen_write(const char *s, size_t n);
+void fw_screen_write16(const CHAR16 *s, size_t n);
+void fw_screen_clear(void);
+void fw_screen_goto(uint32_t col, uint32_t row);
+void fw_screen_set_attr(uint8_t attr);
+void fw_screen_enable_cursor(bool on);
+
+/* ---- kbd.c: the synthetic keyboard ---- */
+/* After fw_vmbus_init: opens the synthetic keyboard (when offered) and negotiates protocol 1.0.
+ * EFI_NOT_FOUND without VMBus or the device. */
+EFI_STATUS fw_kbd_init(void);
+/* True while the keyboard is connected (until ExitBootServices closes it). */
+bool fw_kbd_present(void);
+/* The next key typed on it, polled (no wait): false when none is waiting. */
+bool fw_kbd_poll(EFI_INPUT_KEY *key);
+/* The modifier and lock state, for SimpleTextInputEx (both marked valid). */
+void fw_kbd_state(uint32_t *shift, uint8_t *toggle);
 
 /* ---- tables.c ---- */
 /* len bytes of the host's entropy (FW_OP_RNG) into out: EFI_SUCCESS or EFI_DEVICE_ERROR. For

@@ -1,5 +1,5 @@
 /* Raw firmware console: COM1 (a polled 16550) and the debug console port, as the hand-off block
- * says they exist. The SimpleTextOutput/Input protocols (conio.c) are built on these. */
+ * says they exist, and the screen (video.c) for what fw_puts writes. The SimpleTextOutput/Input protocols (conio.c) are built on these. */
 #include "fw.h"
 
 #include "conio.h"
@@ -91,9 +91,11 @@ void fw_puts(const char *s)
 		while (s[n] && s[n] != '\n')
 			n++;
 		fw_console_write(s, n, all);
+		fw_screen_write(s, n);
 		s += n;
 		if (*s == '\n') {
 			fw_console_write("\r\n", 2, all);
+			fw_screen_write("\r\n", 2);
 			s++;
 		}
 	}

@@ -9,6 +9,8 @@
  */
 #include "storage.h"
 
+#include "conio.h"
+
 #include "efi/efi_fat.h"
 #include "efi/efi_fmt.h"
 
@@ -452,6 +454,10 @@ EFI_STATUS fw_storage_init(void)
 		fw_printf("storage: no VMBus (0x%llx): no disks\n", (unsigned long long)s);
 		return s;
 	}
+	/* The screen and keyboard are VMBus devices too; first, so that what follows is shown. Without
+	 * them (no --synthetic-console) the consoles stay COM1 and the debug console. */
+	fw_video_init();
+	fw_kbd_init();
 	if (!fw_storvsc_init())
 		fw_printf("storage: no SCSI disks or DVDs\n");
 	return EFI_SUCCESS;

@@ -1,7 +1,7 @@
 /* The firmware's internal interfaces: one global state, the console, host calls and the services
  * each module offers the others. Modules: fw.c (start-up, exceptions, host calls), console.c,
  * bs.c/event.c/image.c (boot services), rt.c (runtime services), storage (vmbus.c, storvsc.c,
- * disk.c, fs.c), bootmgr.c.
+ * disk.c, fs.c), the screen and keyboard (video.c, kbd.c; conio.h), bootmgr.c.
  *
  * Every function at the UEFI ABI edge is EFIAPI (ms_abi). Internal functions use the SysV ABI and
  * return EFI_STATUS where they can fail. The firmware is single-threaded: the boot processor runs
@@ -81,7 +81,8 @@ EFI_STATUS fw_bs_init(void);      /* system table, boot services, memory map, ha
 EFI_STATUS fw_rt_init(void);      /* runtime services, variables */
 EFI_STATUS fw_conio_init(void);   /* SimpleTextOutput/Input protocols, ConIn/ConOut/StdErr */
 EFI_STATUS fw_tables_init(void);  /* ACPI and SMBIOS configuration tables, RNG, DevicePathToText */
-EFI_STATUS fw_storage_init(void); /* VMBus, storvsc BlockIo, partitions, file systems */
+EFI_STATUS fw_storage_init(void); /* VMBus, screen and keyboard (video.c, kbd.c), storvsc BlockIo,
+				      partitions, file systems */
 /* Runs the boot manager; returns only when every boot option failed. */
 void fw_bootmgr_run(void);
 

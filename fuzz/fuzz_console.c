@@ -9,7 +9,9 @@
  * of the record's bytes; 1 a message in the device's framing (keyboard: u32 type then the rest;
  * mouse and video: pipe and message headers with the right sizes) of type bytes[0] and body the
  * rest; 2 the same framing with both size fields taken from bytes[1..2] (lies about sizes); 3 a
- * host action (key, type, mouse verbs, synthmouse_send, synthvid_dirty_take, the VM's status).
+ * host action (key, type, mouse verbs, synthmouse_send, synthvid_dirty_take and a display's reads
+ * (synthvid_display_take, synthvid_display_pointer, with its eventfd set), the VM's status). The
+ * handshake also sends a 2x2 ARGB pointer shape, so the shape store is reached with an image.
  * Must never crash, hang or leak. */
 #include <errno.h>
 #include <stddef.h>
@@ -17,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -109,6 +113,11 @@ static void fz_handshake(struct fz *z)
 		fz_framed(z, SYNTHVID_MSG_RESOLUTION_REQUEST, (const uint8_t *)&rr, sizeof(rr), NULL);
 		fz_framed(z, SYNTHVID_MSG_VRAM_LOCATION, (const uint8_t *)&vl, sizeof(vl), NULL);
 		fz_framed(z, SYNTHVID_MSG_SITUATION_UPDATE, (const uint8_t *)&su, sizeof(su), NULL);
+		uint8_t shape[offsetof(struct synthvid_pointer_shape, data) + 16] = { 0 };
+		struct synthvid_pointer_shape ps = { SYNTHVID_CURSOR_COMPLETE, 1, 2, 2, 1, 1, { 0 } };
+		memcpy(shape, &ps, offsetof(struct synthvid_pointer_shape, data));
+		memset(shape + offsetof(struct synthvid_pointer_shape, data), 0x80, 16);
+		fz_framed(z, SYNTHVID_MSG_POINTER_SHAPE, shape, sizeof(shape), NULL);
 	}
 }
 
@@ -171,6 +180,13 @@ static void fz_action(struct fz *z, struct vmdev_set *set, const uint8_t *b, uns
 		struct synthvid_rect r;
 		struct synthvid_geometry g;
 		synthvid_dirty_take(fz_state(set, "video"), &r, &g);
+		/* A display's reads: the screen copied out, the pointer. */
+		static uint8_t *frame;
+		static struct synthvid_pointer ptr;
+		if (!frame && !(frame = malloc(SYNTHVID_VRAM_SIZE)))
+			abort();
+		synthvid_display_take(fz_state(set, "video"), frame, SYNTHVID_VRAM_SIZE, len > 1 && (b[1] & 1), &g, &r);
+		synthvid_display_pointer(fz_state(set, "video"), &ptr);
 		break;
 	}
 	default: {
@@ -233,6 +249,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!o)
 		abort();
 	z->relid = o->msg.child_relid;
+	/* A display's wake-up, as the VNC server sets it (drained at the end). */
+	int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	synthvid_display_notify(fz_state(&set, "video"), efd);
 	if (vmbus_client_channel_open(&z->lb.cl, &z->ch, z->relid, fz_rings[z->dev], fz_rings[z->dev], 0, NULL, 0))
 		abort();
 	if (mode & 4)
@@ -275,6 +294,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	vmbus_client_channel_close(&z->ch);
+	synthvid_display_notify(fz_state(&set, "video"), -1);
+	if (efd >= 0)
+		close(efd);
 	vmdev_set_destroy(&set);
 	vmdev_config_free(&cfg);
 	vmbus_loopback_destroy(&z->lb);

@@ -4,6 +4,7 @@
 #include "platform/fw_misc.h"
 #include "platform/smbios.h"
 
+#include "devices/console.h"
 #include "util/file.h"
 #include "util/text.h"
 #include "vmm/vm.h"
@@ -41,7 +42,15 @@ static const char run_usage_head[] =
 	"  --com1 stdio|file:PATH|socket:PATH|none\n"
 	"                             the COM1 serial port (off by default)\n"
 	"  --debugcon stdio|file:PATH|none\n"
-	"                             the debug console port 0xE9 for test guests (off by default)\n";
+	"                             the debug console port 0xE9 for test guests (off by default)\n"
+	"  --vnc unix:PATH|HOST:PORT  show the screen and take keyboard and pointer over VNC (RFB), several\n"
+	"                             viewers at once; HOST is an IPv4 address or localhost, and one outside\n"
+	"                             127.0.0.0/8 needs --vnc-password-file. Needs --synthetic-console\n"
+	"  --vnc-password-file FILE   VNC authentication with the password on FILE's first line (VNC uses\n"
+	"                             its first 8 bytes)\n"
+	"  --web-console HOST:PORT    a web page with the screen, keyboard and pointer (Debian's noVNC) at\n"
+	"                             http://HOST:PORT/vnc.html (loopback unless a password is set); the\n"
+	"                             URL to open is printed and shown by `control SOCK vnc`\n";
 
 /* The devices' options (src/devices/vmdev.h) go between the two. */
 static const char run_usage_tail[] =
@@ -120,6 +129,11 @@ static int set_uuid(struct run_config *rc, const char *what, const char *s, char
 	}
 	rc->vm.has_uuid = true;
 	return 0;
+}
+
+static int set_vnc(struct run_config *rc, bool web, const char *what, const char *v, char *err, size_t errlen)
+{
+	return vnc_addr_parse(what, v, !web, web ? &rc->vm.vnc.web : &rc->vm.vnc.vnc, err, errlen);
 }
 
 static int set_sigterm(struct run_config *rc, const char *what, const char *v, char *err, size_t errlen)
@@ -280,8 +294,8 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 const char *const run_config_json_keys[] = { "schema", "generation", "memory", "cpus", "kernel", "initrd",
 					     "cmdline", "elf", "firmware", "efi", "nvram", "uuid", "com1",
 					     "debugcon", "processor_compatibility", "no_reboot", "sigterm",
-					     "sigterm_timeout", "clock_offset", "video", "automatic_start",
-					     "automatic_stop", NULL };
+					     "sigterm_timeout", "clock_offset", "video", "vnc", "vnc_password_file",
+					     "web_console", "automatic_start", "automatic_stop", NULL };
 
 /* "schema" and "generation" describe the document rather than set anything: a document written for
  * a later reader, or for a machine this gen2vm does not build, is refused instead of half-understood. */
@@ -358,6 +372,13 @@ int run_config_apply_json(struct run_config *rc, const char *text, size_t len, c
 			r = set_console(&rc->vm.com1, "com1", sv, e, sizeof(e));
 		} else if (!strcmp(key, "debugcon") && t == json_type_string) {
 			r = set_console(&rc->vm.debugcon, "debugcon", sv, e, sizeof(e));
+		} else if (!strcmp(key, "vnc") && t == json_type_string) {
+			r = set_vnc(rc, false, "\"vnc\"", sv, e, sizeof(e));
+		} else if (!strcmp(key, "web_console") && t == json_type_string) {
+			r = set_vnc(rc, true, "\"web_console\"", sv, e, sizeof(e));
+		} else if (!strcmp(key, "vnc_password_file") && t == json_type_string) {
+			if (!(rc->vm.vnc.password_file = own(rc, sv)))
+				r = -ENOMEM;
 		} else if (!strcmp(key, "processor_compatibility") && t == json_type_boolean) {
 			rc->vm.processor_compat = json_object_get_boolean(val);
 		} else if (!strcmp(key, "no_reboot") && t == json_type_boolean) {
@@ -431,12 +452,18 @@ static int run_config_check(struct run_config *rc, char *err, size_t errlen)
 	for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++)
 		if (inputs[i].path && (r = file_exists(inputs[i].opt, inputs[i].path, err, errlen)))
 			return r;
-	return 0;
+	/* The last --synthetic-console (or "synthetic_console") wins, as for the devices themselves. */
+	bool console = false;
+	for (unsigned i = 0; i < rc->vm.devices.n; i++)
+		if (rc->vm.devices.items[i].cls == &console_settings_class)
+			console = rc->vm.devices.items[i].cfg && *(const bool *)rc->vm.devices.items[i].cfg;
+	return vnc_config_validate(&rc->vm.vnc, console, err, errlen);
 }
 
 enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
        O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_CONTROL, O_SLOWDOWN, O_CLOCK_OFFSET, O_VIDEO,
-       O_FIRMWARE, O_EFI, O_NVRAM, O_UUID, O_DEVICE, O_SIGTERM, O_SIGTERM_TIMEOUT };
+       O_FIRMWARE, O_EFI, O_NVRAM, O_UUID, O_DEVICE, O_SIGTERM, O_SIGTERM_TIMEOUT, O_VNC, O_VNC_PASSWORD,
+       O_WEB_CONSOLE };
 
 static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, const struct option *opts, char *err,
 				 size_t errlen);
@@ -456,6 +483,9 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "uuid", required_argument, NULL, O_UUID },
 		{ "com1", required_argument, NULL, O_COM1 },
 		{ "debugcon", required_argument, NULL, O_DEBUGCON },
+		{ "vnc", required_argument, NULL, O_VNC },
+		{ "vnc-password-file", required_argument, NULL, O_VNC_PASSWORD },
+		{ "web-console", required_argument, NULL, O_WEB_CONSOLE },
 		{ "processor-compatibility", no_argument, NULL, O_COMPAT },
 		{ "no-reboot", no_argument, NULL, O_NOREBOOT },
 		{ "config", required_argument, NULL, O_CONFIG },
@@ -515,6 +545,9 @@ static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, c
 		case O_UUID: r = set_uuid(rc, "--uuid", optarg, err, errlen); break;
 		case O_COM1: r = set_console(&rc->vm.com1, "--com1", optarg, err, errlen); break;
 		case O_DEBUGCON: r = set_console(&rc->vm.debugcon, "--debugcon", optarg, err, errlen); break;
+		case O_VNC: r = set_vnc(rc, false, "--vnc", optarg, err, errlen); break;
+		case O_VNC_PASSWORD: rc->vm.vnc.password_file = optarg; break;
+		case O_WEB_CONSOLE: r = set_vnc(rc, true, "--web-console", optarg, err, errlen); break;
 		case O_COMPAT: rc->vm.processor_compat = true; break;
 		case O_NOREBOOT: rc->vm.no_reboot = true; break;
 		case O_CONFIG: r = run_config_load_json(rc, optarg, err, errlen); break;

@@ -124,6 +124,7 @@ int console_dev_create(struct console_dev **out, const struct vmdev_host *h, con
 	d->svc = svc;
 	d->host = *h;
 	pthread_mutex_init(&d->lock, NULL);
+	d->notify_fd = -1;
 	/* The instance GUIDs spell "gen2vm" in their last bytes: stable across runs, as Hyper-V's. */
 	struct vmbus_device_desc desc = {
 		.name = name,

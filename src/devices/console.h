@@ -47,6 +47,9 @@ struct console_dev {
 	struct vmbus_channel *chan;
 	uint8_t *rx;
 	uint32_t rx_cap;
+	/* A display's wake-up eventfd (synthvid_display_notify), -1: none. Here rather than in the
+	 * device's state because a closed channel resets that state, and the display outlives sessions. */
+	int notify_fd;
 };
 
 /* Offers a device of class class_guid (instance GUID: instance, then "gen2vm"'s fixed tail) with

@@ -101,6 +101,59 @@ bool synthkbd_key_by_name(const char *name, struct synthkbd_key *key)
 	return false;
 }
 
+/* X keysyms (X11's keysymdef.h values, which RFB uses) of the keys that are no character. */
+static const struct {
+	uint32_t keysym;
+	uint8_t make;
+	bool e0;
+} kbd_keysyms[] = {
+	{ 0xff08, 0x0e, false }, /* BackSpace */     { 0xff09, 0x0f, false }, /* Tab */
+	{ 0xfe20, 0x0f, false }, /* ISO_Left_Tab */  { 0xff0d, 0x1c, false }, /* Return */
+	{ 0xff1b, 0x01, false }, /* Escape */        { 0xff8d, 0x1c, true },  /* KP_Enter */
+	{ 0xff50, 0x47, true },  /* Home */          { 0xff51, 0x4b, true },  /* Left */
+	{ 0xff52, 0x48, true },  /* Up */            { 0xff53, 0x4d, true },  /* Right */
+	{ 0xff54, 0x50, true },  /* Down */          { 0xff55, 0x49, true },  /* Prior */
+	{ 0xff56, 0x51, true },  /* Next */          { 0xff57, 0x4f, true },  /* End */
+	{ 0xff63, 0x52, true },  /* Insert */        { 0xffff, 0x53, true },  /* Delete */
+	{ 0xff67, 0x5d, true },  /* Menu */          { 0xff7f, 0x45, false }, /* Num_Lock */
+	{ 0xff14, 0x46, false }, /* Scroll_Lock */   { 0xffe5, 0x3a, false }, /* Caps_Lock */
+	{ 0xffe1, 0x2a, false }, /* Shift_L */       { 0xffe2, 0x36, false }, /* Shift_R */
+	{ 0xffe3, 0x1d, false }, /* Control_L */     { 0xffe4, 0x1d, true },  /* Control_R */
+	{ 0xffe7, 0x38, false }, /* Meta_L: Alt */   { 0xffe8, 0x38, true },  /* Meta_R */
+	{ 0xffe9, 0x38, false }, /* Alt_L */         { 0xffea, 0x38, true },  /* Alt_R */
+	{ 0xfe03, 0x38, true },  /* ISO_Level3_Shift (AltGr) */
+	{ 0xffeb, 0x5b, true },  /* Super_L */       { 0xffec, 0x5c, true },  /* Super_R */
+	{ 0xffc8, 0x57, false }, /* F11 */           { 0xffc9, 0x58, false }, /* F12 */
+};
+
+bool synthkbd_key_of_keysym(uint32_t keysym, struct synthkbd_key *key, int *shift)
+{
+	*key = (struct synthkbd_key){ 0, false };
+	*shift = -1;
+	if (keysym >= 0x20 && keysym <= 0x7e) {
+		bool sh;
+		if (!synthkbd_key_of_char((char)keysym, key, &sh))
+			return false;
+		*shift = sh;
+		return true;
+	}
+	if (keysym >= 0xffbe && keysym <= 0xffc7) { /* F1..F10: consecutive in both */
+		key->make = (uint8_t)(0x3b + keysym - 0xffbe);
+		return true;
+	}
+	for (size_t i = 0; i < sizeof(kbd_keysyms) / sizeof(kbd_keysyms[0]); i++)
+		if (kbd_keysyms[i].keysym == keysym) {
+			*key = (struct synthkbd_key){ kbd_keysyms[i].make, kbd_keysyms[i].e0 };
+			return true;
+		}
+	return false;
+}
+
+bool synthkbd_keysym_is_shift(uint32_t keysym)
+{
+	return keysym == 0xffe1 || keysym == 0xffe2;
+}
+
 /* ---- the protocol ---- */
 
 static void kbd_packet(struct console_dev *d, const uint8_t *pkt, uint32_t len, uint64_t trans)

@@ -54,4 +54,16 @@ bool synthkbd_key_by_name(const char *name, struct synthkbd_key *key);
 /* The key (and whether it needs shift) of an ASCII character on a US layout; false when none. */
 bool synthkbd_key_of_char(char c, struct synthkbd_key *key, bool *shift);
 
+/* What an X keysym (RFB's key events carry them) is on a US keyboard: its set-1 key, and *shift:
+ * 1 when the keysym is the shifted character of its key ('A', '!'), 0 the unshifted one ('a', '1'),
+ * -1 when shift does not matter (Enter, F5, the modifiers themselves). Covers printable ASCII
+ * (keysyms 0x20..0x7e are ASCII), Return, Escape, Tab (and ISO_Left_Tab), BackSpace, F1-F12, the
+ * arrows, Home/End/Prior/Next/Insert/Delete, KP_Enter, Menu, the lock keys, Shift/Control/Alt/Meta/
+ * Super left and right, and ISO_Level3_Shift (AltGr). false for anything else. Pure. */
+bool synthkbd_key_of_keysym(uint32_t keysym, struct synthkbd_key *key, int *shift);
+
+/* Whether keysym is a Shift key (left or right): a display tracks them to know when a shifted
+ * character needs a shift of its own. */
+bool synthkbd_keysym_is_shift(uint32_t keysym);
+
 #endif

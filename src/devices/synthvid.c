@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 #include <png.h>
@@ -193,7 +194,19 @@ static void vid_vram(struct console_dev *d, struct synthvid *v, const uint8_t *b
 		log_warn("synthetic video: cannot answer the VRAM location: %s", strerror(-r));
 }
 
-static void vid_situation(struct synthvid *v, const uint8_t *b, uint32_t n)
+/* With the lock held: wakes the display, if any. Called on edges only (see synthvid_display_notify):
+ * the eventfd counts, so a write the display has not read yet is harmless. */
+static void vid_notify(struct console_dev *d)
+{
+	if (d->notify_fd >= 0) {
+		uint64_t one = 1;
+		if (write(d->notify_fd, &one, sizeof(one)) < 0) {
+			/* EAGAIN: the counter is full, the display is awake anyway. */
+		}
+	}
+}
+
+static void vid_situation(struct console_dev *d, struct synthvid *v, const uint8_t *b, uint32_t n)
 {
 	struct synthvid_situation_update s;
 	if (n < sizeof(s)) {
@@ -219,9 +232,10 @@ static void vid_situation(struct synthvid *v, const uint8_t *b, uint32_t n)
 	/* A new geometry: everything is to be drawn again. */
 	v->dirty = g.valid;
 	v->dirt = (struct synthvid_rect){ 0, 0, (int32_t)(g.valid ? g.width : 0), (int32_t)(g.valid ? g.height : 0) };
+	vid_notify(d); /* a geometry change is always news, even to a screen that was already dirty */
 }
 
-static void vid_dirt(struct synthvid *v, const uint8_t *b, uint32_t n)
+static void vid_dirt(struct console_dev *d, struct synthvid *v, const uint8_t *b, uint32_t n)
 {
 	if (n < 2) {
 		log_guest("synthetic video: a dirt message of %u bytes dropped", n);
@@ -249,6 +263,7 @@ static void vid_dirt(struct synthvid *v, const uint8_t *b, uint32_t n)
 		if (!v->dirty) {
 			v->dirt = r;
 			v->dirty = true;
+			vid_notify(d); /* the clean -> dirty edge only: later dirt joins what is pending */
 			continue;
 		}
 		if (r.x1 < v->dirt.x1)
@@ -275,25 +290,50 @@ static void vid_pointer_position(struct synthvid *v, const uint8_t *b, uint32_t 
 	v->ptr_y = p.image_y;
 }
 
-static void vid_pointer_shape(struct synthvid *v, const uint8_t *b, uint32_t n)
+int synthvid_pointer_shape_check(const uint8_t *b, uint32_t n, const char **why)
 {
-	struct synthvid_pointer_shape s = { 0 };
+	struct synthvid_pointer_shape s;
 	if (n < offsetof(struct synthvid_pointer_shape, data)) {
-		log_guest("synthetic video: a pointer shape of %u bytes dropped", n);
+		*why = "shorter than its header";
+		return -EINVAL;
+	}
+	memcpy(&s, b, offsetof(struct synthvid_pointer_shape, data));
+	if (s.width > SYNTHVID_CURSOR_MAX_X || s.height > SYNTHVID_CURSOR_MAX_Y) {
+		*why = "larger than 96x96";
+		return -EINVAL;
+	}
+	if (s.hot_x > s.width || s.hot_y > s.height) {
+		*why = "its hot spot is outside it";
+		return -EINVAL;
+	}
+	/* At most 96 * 96 * 4 bytes: no overflow. */
+	if (s.is_argb && (uint64_t)s.width * s.height * 4 > n - offsetof(struct synthvid_pointer_shape, data)) {
+		*why = "its image is longer than the message";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void vid_pointer_shape(struct console_dev *d, struct synthvid *v, const uint8_t *b, uint32_t n)
+{
+	const char *why;
+	if (synthvid_pointer_shape_check(b, n, &why)) {
+		log_guest("synthetic video: a pointer shape of %u bytes dropped: %s", n, why);
 		return;
 	}
-	memcpy(&s, b, n < sizeof(s) ? n : sizeof(s));
-	if (s.width > SYNTHVID_CURSOR_MAX_X || s.height > SYNTHVID_CURSOR_MAX_Y || s.hot_x > s.width ||
-	    s.hot_y > s.height) {
-		log_guest("synthetic video: a pointer shape of %ux%u (hot spot %u,%u) dropped", s.width, s.height, s.hot_x,
-			  s.hot_y);
-		return;
-	}
-	/* The image itself is for the display code to come; the size and hot spot are kept. */
+	struct synthvid_pointer_shape s;
+	memcpy(&s, b, offsetof(struct synthvid_pointer_shape, data));
 	v->ptr_w = s.width;
 	v->ptr_h = s.height;
 	v->ptr_hot_x = s.hot_x;
 	v->ptr_hot_y = s.hot_y;
+	/* Only whole ARGB shapes are kept for a display; the monochrome form is not used by Linux and
+	 * its layout is not described anywhere gen2vm's sources cite. */
+	v->ptr_shape = s.is_argb && s.part_idx == SYNTHVID_CURSOR_COMPLETE && s.width && s.height;
+	if (v->ptr_shape)
+		memcpy(v->ptr_argb, b + offsetof(struct synthvid_pointer_shape, data), (size_t)s.width * s.height * 4);
+	v->ptr_shape_seq++;
+	vid_notify(d);
 }
 
 static void vid_packet(struct console_dev *d, const uint8_t *pkt, uint32_t len, uint64_t trans)
@@ -322,28 +362,29 @@ static void vid_packet(struct console_dev *d, const uint8_t *pkt, uint32_t len, 
 	case SYNTHVID_MSG_VERSION_REQUEST: vid_version(d, v, b, n); break;
 	case SYNTHVID_MSG_RESOLUTION_REQUEST: vid_resolutions(d, v, b, n); break;
 	case SYNTHVID_MSG_VRAM_LOCATION: vid_vram(d, v, b, n); break;
-	case SYNTHVID_MSG_SITUATION_UPDATE: vid_situation(v, b, n); break;
-	case SYNTHVID_MSG_DIRT: vid_dirt(v, b, n); break;
+	case SYNTHVID_MSG_SITUATION_UPDATE: vid_situation(d, v, b, n); break;
+	case SYNTHVID_MSG_DIRT: vid_dirt(d, v, b, n); break;
 	case SYNTHVID_MSG_POINTER_POSITION: vid_pointer_position(v, b, n); break;
-	case SYNTHVID_MSG_POINTER_SHAPE: vid_pointer_shape(v, b, n); break;
+	case SYNTHVID_MSG_POINTER_SHAPE: vid_pointer_shape(d, v, b, n); break;
 	default:
 		log_guest("synthetic video: a message of type %u (%u bytes) dropped", h.type, n);
 		break;
 	}
 }
 
-/* A closed channel forgets the session: the guest negotiates again when it reopens. */
+/* A closed channel forgets the protocol (version, pointer): the guest negotiates again when it
+ * reopens. The VRAM stays mapped where it was, with the last geometry: the firmware closes its
+ * channel at ExitBootServices and the OS's early console (Linux's efifb, from GOP's FrameBufferBase)
+ * goes on drawing there, so the range must stay memory and the screenshot must still show it. The
+ * OS keeps that range out of other devices' way (Linux's vmbus reserves screen_info's frame buffer);
+ * its video driver's VRAM_LOCATION moves the mapping, one without a GPA drops it. */
 static void vid_closed(struct console_dev *d)
 {
 	struct synthvid *v = d->svc;
-	/* The guest may hand the range to another device now: it must no longer be RAM. */
-	vid_vram_unmap(d, v);
-	struct synthvid keep = *v;
-	memset(v, 0, sizeof(*v));
-	v->d = keep.d;
-	memcpy(v->modes, keep.modes, sizeof(v->modes));
-	v->nr_modes = keep.nr_modes;
-	v->default_mode = keep.default_mode;
+	v->version = 0;
+	v->ptr_visible = false;
+	v->ptr_x = v->ptr_y = 0;
+	v->ptr_w = v->ptr_h = v->ptr_hot_x = v->ptr_hot_y = 0;
 }
 
 static const struct console_dev_ops vid_ops = { .packet = vid_packet, .closed = vid_closed };
@@ -361,6 +402,74 @@ bool synthvid_dirty_take(struct synthvid *v, struct synthvid_rect *r, struct syn
 	v->dirty = false;
 	pthread_mutex_unlock(&v->d->lock);
 	return dirty;
+}
+
+/* ---- a display ---- */
+
+void synthvid_display_notify(struct synthvid *v, int fd)
+{
+	if (!v->d)
+		return;
+	pthread_mutex_lock(&v->d->lock);
+	v->d->notify_fd = fd;
+	pthread_mutex_unlock(&v->d->lock);
+}
+
+int synthvid_display_take(struct synthvid *v, uint8_t *dst, size_t cap, bool all, struct synthvid_geometry *geo,
+			  struct synthvid_rect *r)
+{
+	if (!v->d)
+		return -ENODEV;
+	pthread_mutex_lock(&v->d->lock);
+	struct synthvid_geometry g = v->geo;
+	*geo = g;
+	int ret = 0;
+	bool shown = v->vram && g.valid;
+	if (!shown) {
+		v->dirty = false;
+		ret = -EAGAIN;
+		goto out;
+	}
+	if ((uint64_t)g.width * 4 * g.height > cap) {
+		ret = -ENOSPC;
+		goto out;
+	}
+	struct synthvid_rect c = { 0, 0, (int32_t)g.width, (int32_t)g.height };
+	if (!all) {
+		if (!v->dirty)
+			goto out;
+		c = v->dirt; /* clipped to this geometry when it was added */
+	}
+	v->dirty = false;
+	size_t row = (size_t)(c.x2 - c.x1) * 4;
+	for (int32_t y = c.y1; y < c.y2; y++)
+		memcpy(dst + (size_t)y * g.width * 4 + (size_t)c.x1 * 4,
+		       v->vram + g.vram_offset + (size_t)y * g.pitch + (size_t)c.x1 * 4, row);
+	*r = c;
+	ret = 1;
+out:
+	pthread_mutex_unlock(&v->d->lock);
+	return ret;
+}
+
+bool synthvid_display_pointer(struct synthvid *v, struct synthvid_pointer *p)
+{
+	if (!v->d)
+		return false;
+	pthread_mutex_lock(&v->d->lock);
+	p->visible = v->ptr_visible;
+	p->x = v->ptr_x;
+	p->y = v->ptr_y;
+	p->shape = v->ptr_shape;
+	p->w = v->ptr_shape ? v->ptr_w : 0;
+	p->h = v->ptr_shape ? v->ptr_h : 0;
+	p->hot_x = v->ptr_shape ? v->ptr_hot_x : 0;
+	p->hot_y = v->ptr_shape ? v->ptr_hot_y : 0;
+	p->seq = v->ptr_shape_seq;
+	if (v->ptr_shape)
+		memcpy(p->argb, v->ptr_argb, (size_t)v->ptr_w * v->ptr_h * 4);
+	pthread_mutex_unlock(&v->d->lock);
+	return true;
 }
 
 /* ---- the screenshot ---- */
@@ -452,7 +561,8 @@ static int vid_verb_screenshot(void *state, int argc, char **argv, char *reply, 
 	}
 	pthread_mutex_lock(&v->d->lock);
 	struct synthvid_geometry g = v->geo;
-	const char *no = !v->d->chan || !v->version ? "the guest's video driver has not connected"
+	/* A closed channel keeps the VRAM and geometry (vid_closed): what was drawn last is shown. */
+	const char *no = !v->vram_set && (!v->d->chan || !v->version) ? "the guest's video driver has not connected"
 			 : !v->vram_set			  ? "no VRAM location yet"
 			 : !v->vram			  ? "the VRAM is not backed by memory on this host"
 			 : !g.valid			  ? "the guest has not given a usable screen geometry yet"

@@ -10,12 +10,19 @@
  * The VRAM: the guest places it (vmbus_allocate_mmio) inside an MMIO window of VMOD's _CRS; a
  * location that is not page-aligned, not wholly in a window (vmdev_host.mmio) or over RAM is refused
  * (logged, not acknowledged: the guest's driver gives up). An accepted one is mapped as RAM through
- * vmdev_host.map_ram, so the guest draws without exits; a move maps the same memory at the new place,
- * a closed channel unmaps it. Control verb: `screenshot FILE.png` writes the screen (geometry from
- * the last situation update) as an RGB PNG.
+ * vmdev_host.map_ram, so the guest draws without exits; a move maps the same memory at the new place.
+ * A closed channel resets only the protocol (version, pointer): the VRAM stays mapped with the last
+ * geometry, as the firmware's GOP frame buffer must outlive ExitBootServices for the OS's early
+ * console (efifb); only a VRAM_LOCATION without a GPA unmaps it. Control verb: `screenshot FILE.png`
+ * writes the screen (geometry from the last situation update) as an RGB PNG, also after the channel
+ * closed.
  *
- * NOT DONE: a display (window, VNC), the pointer image, firmware GOP (a guest booted through UEFI
- * has no early framebuffer here). */
+ * The firmware (firmware/video.c) is a client too: its Graphics Output Protocol puts the VRAM at the
+ * start of the low MMIO window.
+ *
+ * A display (src/ui/vnc.c) reads the screen through synthvid_display_*: it is woken by an eventfd
+ * when something is to be drawn, copies what changed under the device lock, and draws elsewhere.
+ */
 #ifndef GEN2VM_DEVICES_SYNTHVID_H
 #define GEN2VM_DEVICES_SYNTHVID_H
 
@@ -56,6 +63,9 @@ struct synthvid {
 	bool ptr_visible;
 	int32_t ptr_x, ptr_y;
 	uint32_t ptr_w, ptr_h, ptr_hot_x, ptr_hot_y;
+	bool ptr_shape;              /* the guest sent an ARGB shape: ptr_argb holds ptr_w x ptr_h pixels */
+	uint32_t ptr_shape_seq;      /* counts the shapes received (a display redraws on a change) */
+	uint8_t ptr_argb[SYNTHVID_CURSOR_MAX_X * SYNTHVID_CURSOR_MAX_Y * 4]; /* B, G, R, A per pixel */
 	bool dirty;                  /* dirt holds something */
 	struct synthvid_rect dirt;   /* the bounding box, clipped to the screen */
 	uint64_t dirt_messages;
@@ -84,5 +94,37 @@ unsigned synthvid_modes_build(struct synthvid_screen_size max, struct synthvid_s
 /* Takes the dirty bounding rectangle accumulated since the last call (false: nothing dirty) and
  * the current geometry (may be NULL). Takes the device lock. */
 bool synthvid_dirty_take(struct synthvid *v, struct synthvid_rect *r, struct synthvid_geometry *geo);
+
+/* The pointer as the guest last described it (SYNTHVID_MSG_POINTER_POSITION and _SHAPE). */
+struct synthvid_pointer {
+	bool visible;
+	int32_t x, y;
+	bool shape; /* false: the guest sent no (valid ARGB) shape; w..argb are then 0 */
+	uint32_t w, h, hot_x, hot_y, seq;
+	uint8_t argb[SYNTHVID_CURSOR_MAX_X * SYNTHVID_CURSOR_MAX_Y * 4];
+};
+
+/* Checks a POINTER_SHAPE body of n bytes (after struct synthvid_hdr): the header fields present,
+ * width and height at most 96, the hot spot inside, and for an ARGB shape width * height * 4 bytes of
+ * image within the n bytes. 0 or -EINVAL with *why a constant string. Pure: for the device and tests. */
+int synthvid_pointer_shape_check(const uint8_t *b, uint32_t n, const char **why);
+
+/* Sets the display's wake-up: fd (an eventfd, or -1 to stop) gets a write of 1 on each clean -> dirty
+ * edge and each pointer shape, never per message, so an idle guest costs the display nothing. The
+ * caller keeps fd open until it set -1 again. No-op when the device is not offered. */
+void synthvid_display_notify(struct synthvid *v, int fd);
+
+/* For a display: under the device lock, the current geometry in *geo and whether the screen can be
+ * shown (VRAM backed, a valid geometry). When it can and something is to be drawn (dirt since the
+ * last take, or all), copies that rectangle (*r, clipped to the screen) out of the VRAM into dst, a
+ * packed copy of the screen (geo->width * 4 bytes a row; cap bytes, at least that times
+ * geo->height, else nothing is copied), and clears the dirt. Returns 1 when it copied, 0 when there
+ * was nothing to copy, -EAGAIN when the screen cannot be shown (no driver, no VRAM, no valid geometry
+ * yet), -ENODEV when the device is not offered, -ENOSPC when dst is too small for the geometry. */
+int synthvid_display_take(struct synthvid *v, uint8_t *dst, size_t cap, bool all, struct synthvid_geometry *geo,
+			  struct synthvid_rect *r);
+
+/* The pointer now (copied under the device lock). false when the device is not offered. */
+bool synthvid_display_pointer(struct synthvid *v, struct synthvid_pointer *p);
 
 #endif

@@ -265,6 +265,14 @@ void vmdev_set_status(struct vmdev_set *s, struct json_object *o, char *text, si
 	}
 }
 
+void *vmdev_set_state(const struct vmdev_set *s, const char *name)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (!strcmp(s->run[i].cls->name, name))
+			return s->run[i].state;
+	return NULL;
+}
+
 void vmdev_set_destroy(struct vmdev_set *s)
 {
 	while (s->n) {

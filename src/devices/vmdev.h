@@ -210,6 +210,9 @@ unsigned vmdev_set_nics(struct vmdev_set *s, struct vmdev_nic *out, unsigned max
 /* Every running class's status (vmdev_class.status): members added to o, phrases appended to text
  * (len bytes, NUL-terminated) each after "; ". */
 void vmdev_set_status(struct vmdev_set *s, struct json_object *o, char *text, size_t len);
+/* The running state of the class named name ("video", "keyboard"...), NULL when it is not running:
+ * for the machine's glue that joins devices to a front end (the VNC server). */
+void *vmdev_set_state(const struct vmdev_set *s, const char *name);
 /* Destroys the classes in reverse order. A zeroed set is fine. */
 void vmdev_set_destroy(struct vmdev_set *s);
 

@@ -18,6 +18,9 @@
 #include "devices/acpi_pm.h"
 #include "devices/ioapic.h"
 #include "devices/rtc.h"
+#include "devices/synthkbd.h"
+#include "devices/synthmouse.h"
+#include "devices/synthvid.h"
 #include "devices/testports.h"
 #include "devices/uart.h"
 #include "hv/cpuid.h"
@@ -30,6 +33,7 @@
 #include "platform/nvram.h"
 #include "ui/control.h"
 #include "disk/disk.h"
+#include "gen2vm/proto/fw.h"
 #include "util/log.h"
 #include "util/text.h"
 #include "vmbus/host.h"
@@ -39,8 +43,8 @@
 #include "vmm/stats.h"
 #include "vmm/vm.h"
 
-#define GEN2_MMIO_LOW_BASE 0xF0000000ull
-#define GEN2_MMIO_LOW_SIZE 0x08000000ull /* 128 MiB below the IOAPIC, for VMBus devices (video) */
+#define GEN2_MMIO_LOW_BASE FW_MMIO_LOW_BASE /* 128 MiB below the IOAPIC, for VMBus devices (video); */
+#define GEN2_MMIO_LOW_SIZE FW_MMIO_LOW_SIZE /* the firmware's GOP puts the VRAM at its start */
 #define GEN2_MMIO_HIGH_SIZE (64ull << 30)
 #define COM1_IRQ 4
 /* The memslot of device memory (vmdev_host.map_ram): after guest RAM's, which take 0..regions-1. */
@@ -74,6 +78,7 @@ struct gen2 {
 	pthread_mutex_t forced_lock;
 	char forced_why[256]; /* the reason a device gave for stopping the VM (gen2_dev_stop_vm) */
 	struct control *control;
+	struct vnc *vnc; /* with --vnc or --web-console */
 	struct console com1_con, debug_con;
 	struct testports testports; /* with --debugcon */
 	bool has_com1, has_debug;
@@ -328,6 +333,13 @@ static int gen2_ctl_status(void *opaque, int argc, char **argv, char *reply, siz
 	char text[CONTROL_REPLY_MAX];
 	snprintf(text, sizeof(text), "%s", state);
 	vmdev_set_status(&g->devices, o, text, sizeof(text));
+	if (g->vnc) {
+		char part[512] = "";
+		vnc_status(g->vnc, o, part, sizeof(part));
+		size_t used = strlen(text);
+		if (part[0] && used + 2 < sizeof(text))
+			snprintf(text + used, sizeof(text) - used, "; %s", part);
+	}
 	int r = 0;
 	if (json) {
 		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
@@ -470,6 +482,9 @@ static int gen2_setup_control(struct gen2 *g, const char *path)
 	if (!g->cfg->kernel && !g->cfg->elf)
 		control_register(g->control, "continue", "continue (after a boot failure, with PauseAfterBootFailure)",
 				 gen2_ctl_continue, g);
+	if (g->vnc)
+		control_register(g->control, "vnc", "vnc (where the VNC server and web console listen, viewers)", vnc_verb,
+				 g->vnc);
 	if ((r = vmdev_set_register_verbs(&g->devices, g->control))) {
 		log_error("%s: cannot register the devices' commands: %s", text_show(path), strerror(-r));
 		return r;
@@ -660,6 +675,20 @@ static int gen2_setup(struct gen2 *g)
 			return r;
 		g->has_debug = true;
 	}
+	if (cfg->vnc.vnc.kind != VNC_ADDR_NONE || cfg->vnc.web.kind != VNC_ADDR_NONE) {
+		/* The devices outlive it: vnc_stop runs before vmdev_set_destroy. */
+		struct synthvid *vid = vmdev_set_state(&g->devices, "video");
+		struct synthkbd *kbd = vmdev_set_state(&g->devices, "keyboard");
+		struct synthmouse *mouse = vmdev_set_state(&g->devices, "mouse");
+		if (!vid || !kbd || !mouse) {
+			log_error("--vnc: the synthetic console devices are not running");
+			return -ENODEV;
+		}
+		if ((r = vnc_start(&g->vnc, &cfg->vnc, vid, kbd, mouse, err, sizeof(err)))) {
+			log_error("%s", err);
+			return r;
+		}
+	}
 	if (cfg->control && (r = gen2_setup_control(g, cfg->control)))
 		return r;
 	uint64_t rsdp = 0;
@@ -716,6 +745,8 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life);
 static void gen2_teardown(struct gen2 *g)
 {
 	control_close(g->control);
+	vnc_stop(g->vnc); /* its thread sends to the devices; before they go */
+	g->vnc = NULL;
 	if (g->vm.kvm) {
 		vm_stop(&g->vm, VM_EXIT_ERROR, NULL); /* no effect when the guest already ended it */
 		vm_wait(&g->vm);

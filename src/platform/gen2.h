@@ -13,6 +13,7 @@
 
 #include "devices/vmdev.h"
 #include "ui/console.h"
+#include "ui/vnc.h"
 
 struct gen2_config {
 	uint64_t memory;   /* bytes */
@@ -29,6 +30,7 @@ struct gen2_config {
 	uint8_t uuid[16];     /* in SMBIOS byte order */
 	struct console_spec com1;
 	struct console_spec debugcon;
+	struct vnc_config vnc; /* --vnc, --vnc-password-file, --web-console (validated) */
 	bool processor_compat; /* Hyper-V's processor compatibility mode: a conservative CPUID */
 	unsigned clock_slowdown; /* 0/1: real time; N: the guest's clocks run N times slower (see --help) */
 	struct synthvid_screen_size video; /* the screen (--video); 0x0: the default 1024x768 */

@@ -1,7 +1,7 @@
 /* The smallest EFI application: prints "hello from EFI" (ConOut when there is one, and always the
  * debug console) and returns EFI_SUCCESS. The boot-manager tests install it as \EFI\BOOT\BOOTX64.EFI.
  * svc_test.c starts it too: with the load options "exit" it leaves through BootServices->Exit() from
- * a nested call, with EFI_ABORTED and the exit data "bye". */
+ * a nested call, with EFI_ABORTED and the exit data "bye". Other load options are printed. */
 #include "efiapp.h"
 
 EFI_STATUS EFIAPI efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
@@ -33,6 +33,14 @@ EFI_STATUS EFIAPI efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 		const CHAR16 *o = li->LoadOptions;
 		if (o[0] == 'e' && o[1] == 'x' && o[2] == 'i' && o[3] == 't')
 			leave_from_depth(3);
+		/* Which boot entry started us (test_fw_screen.py: systemd-boot's entries differ only in
+		 * their options). ASCII only; the rest as '?'. */
+		char text[64];
+		size_t n = 0;
+		for (size_t i = 0; i < li->LoadOptionsSize / 2 && o[i] && n + 1 < sizeof(text); i++)
+			text[n++] = o[i] >= 0x20 && o[i] < 0x7f ? (char)o[i] : '?';
+		text[n] = 0;
+		app_printf("hello: load options [%s]\n", text);
 	}
 	return EFI_SUCCESS;
 }

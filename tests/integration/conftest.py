@@ -1,6 +1,8 @@
+import errno
 import os
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -73,6 +75,19 @@ def guest_elf(name):
 
 def have_kvm():
     return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+def loopback_up():
+    """Makes 127.0.0.1 reachable for the TCP tests (VNC, the web console): the nested test host boots
+    with its loopback interface down. Brought up only when it is down and we may (root)."""
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", 9))
+    except OSError as e:
+        if e.errno == errno.ENETUNREACH and os.geteuid() == 0:
+            subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
+    finally:
+        s.close()
 
 
 _user_mode = None

@@ -141,7 +141,9 @@ int main(int argc, char **argv)
 """
 
 SCREEN_INIT = LOAD_MODULES + r"""
-for i in $(seq 1 150); do [ -e /sys/class/graphics/fb0/dev ] && break; sleep 0.2; done
+# The firmware's GOP gives the kernel an early efifb at fb0; the video driver takes its place once
+# it probes.
+for i in $(seq 1 150); do grep -qx "FB_NAME_WANTED" /sys/class/graphics/fb0/name 2>/dev/null && break; sleep 0.2; done
 [ -e /dev/fb0 ] || mknod /dev/fb0 c 29 0
 echo "FB-NAME $(cat /sys/class/graphics/fb0/name)"
 echo "FB-VIRTUAL-SIZE $(cat /sys/class/graphics/fb0/virtual_size)"
@@ -184,7 +186,8 @@ def screen_proof(tmp_path, kernel, efi_bins, modules, fb_name, video, w, h, cmdl
     extra["pattern"] = pattern
     initrd = str(tmp_path / "initrd.cpio")
     make_initramfs(initrd, INIT_PRELUDE + SCREEN_INIT.replace("FBWRITE_PATH", "/usr/local/bin/fbwrite")
-                   .replace("OCR_MARKER", OCR_MARKER), kernel["modules"], modules, extra_files=extra)
+                   .replace("OCR_MARKER", OCR_MARKER).replace("FB_NAME_WANTED", fb_name), kernel["modules"], modules,
+                   extra_files=extra)
     cmdline = "console=ttyS0 panic=-1 loglevel=7 " + cmdline_extra
     disk = esp_disk(tmp_path, "screen", {
         "EFI/BOOT/BOOTX64.EFI": efi_bins["systemd_boot"],

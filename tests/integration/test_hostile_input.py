@@ -24,7 +24,7 @@ import zlib
 
 import pytest
 
-from conftest import BUILD, gen2vm_binary, guest_elf, have_kvm
+from conftest import BUILD, gen2vm_binary, guest_elf, have_kvm, loopback_up
 
 needs_kvm = pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
 MiB = 1 << 20
@@ -1330,6 +1330,98 @@ def test_control_dvd_insert_fifo(vm, tmp_path):
     r = vm.request(f"dvd-insert {f} lun=1\n")
     assert r.startswith("error: ") and "FIFO" in r, r
     fast_status(vm)
+
+
+def _free_tcp_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def _rfb_server_init(port):
+    """A well-behaved RFB 3.8 viewer up to ServerInit: the frame's size."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        assert s.recv(12) == b"RFB 003.008\n"
+        s.sendall(b"RFB 003.008\n")
+        n = s.recv(1)[0]
+        assert 1 in s.recv(n)
+        s.sendall(b"\x01")
+        assert s.recv(4) == b"\0\0\0\0"
+        s.sendall(b"\x01")
+        return struct.unpack(">HH", s.recv(4))
+    finally:
+        s.close()
+
+
+@needs_kvm
+def test_vnc_and_web_console_clients_misbehave(tmp_path):
+    """--vnc and --web-console under hostile clients: a wrong protocol version, garbage, a viewer that
+    asks for updates and never reads, one that connects and says nothing, HTTP requests that are
+    garbage, partial, for files outside noVNC's directory, and more connections than are served. The VM
+    keeps answering status at once, a proper viewer still gets the (placeholder) screen and the page
+    is still served."""
+    if not os.path.exists("/usr/share/novnc/vnc.html"):
+        pytest.skip("needs Debian's novnc")
+    loopback_up()
+    vport, wport = _free_tcp_port(), _free_tcp_port()
+    v = Vm(tmp_path, ["--synthetic-console", "--vnc", f"127.0.0.1:{vport}", "--web-console", f"127.0.0.1:{wport}"])
+    held = []
+    try:
+        for _ in range(3):
+            bad = socket.create_connection(("127.0.0.1", vport), timeout=10)
+            bad.recv(12)
+            bad.sendall(b"RFB 999.999\n" + bytes(random.randrange(256) for _ in range(500)))
+            bad.close()
+            fast_status(v)
+        mute = socket.create_connection(("127.0.0.1", vport), timeout=10)
+        held.append(mute)
+        never = socket.create_connection(("127.0.0.1", vport), timeout=10)
+        never.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        held.append(never)
+        never.recv(12)
+        never.sendall(b"RFB 003.008\n")
+        time.sleep(0.3)
+        never.sendall(b"\x01")
+        time.sleep(0.3)
+        never.sendall(b"\x01" + struct.pack(">BBHHHH", 3, 0, 0, 0, 640, 480) * 200)
+        fast_status(v)
+        for req in (b"\x00\xff garbage\r\n\r\n", b"GET /../../etc/passwd HTTP/1.0\r\n\r\n",
+                    b"GET /vnc.html", b"POST / HTTP/1.0\r\n\r\n", b"GET /" + b"a" * 5000 + b" HTTP/1.0\r\n\r\n"):
+            h = socket.create_connection(("127.0.0.1", wport), timeout=15)
+            h.sendall(req)
+            if req.endswith(b"\r\n\r\n"):
+                r = h.recv(4096)
+                assert r == b"" or r.startswith(b"HTTP/1.0 4"), (req[:40], r[:100])
+            held.append(h)
+        held += [socket.create_connection(("127.0.0.1", wport), timeout=10) for _ in range(20)]
+        fast_status(v)
+        assert _rfb_server_init(vport) == (640, 480)
+        for h in held:
+            h.close()
+        held = []
+        time.sleep(0.5)
+        h = socket.create_connection(("127.0.0.1", wport), timeout=10)
+        h.sendall(b"GET /vnc.html?autoconnect=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            b = h.recv(65536)
+            if not b:
+                break
+            data += b
+        h.close()
+        assert data.startswith(b"HTTP/1.0 200 OK\r\n") and b"noVNC" in data, data[:200]
+        r = v.request("vnc\n")
+        assert r.startswith(f"ok: listening on 127.0.0.1:{vport}; web console http://127.0.0.1:{wport}/"), r
+        fast_status(v)
+    finally:
+        for h in held:
+            h.close()
+        v.close()
+    assert v.p.returncode == 0, v.err()
+    assert "AddressSanitizer" not in v.err() and "runtime error" not in v.err(), v.err()
 
 
 # ---------------------------------------------------------------------------------------------------

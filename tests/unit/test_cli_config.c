@@ -189,12 +189,104 @@ static void test_json_errors(void **state)
 	run_config_free(&rc);
 }
 
+/* --vnc, --vnc-password-file, --web-console and their JSON keys: one validated setting, and every
+ * bad spec or combination a one-line error naming the option. */
+static void test_vnc_options(void **state)
+{
+	struct run_config rc;
+	char err[256];
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--synthetic-console", "--vnc", "localhost:5901",
+			       "--web-console", "127.0.0.1:6080", NULL), 0);
+	assert_int_equal(rc.vm.vnc.vnc.kind, VNC_ADDR_TCP);
+	assert_string_equal(rc.vm.vnc.vnc.host, "127.0.0.1");
+	assert_int_equal(rc.vm.vnc.vnc.port, 5901);
+	assert_int_equal(rc.vm.vnc.web.kind, VNC_ADDR_TCP);
+	assert_int_equal(rc.vm.vnc.web.port, 6080);
+	run_config_free(&rc);
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--synthetic-console", "--vnc", "unix:/tmp/v.sock", NULL), 0);
+	assert_int_equal(rc.vm.vnc.vnc.kind, VNC_ADDR_UNIX);
+	assert_string_equal(rc.vm.vnc.vnc.path, "/tmp/v.sock");
+	run_config_free(&rc);
+
+	static const struct {
+		const char *opt, *arg, *msg;
+	} bad[] = {
+		{ "--vnc", "5900", "--vnc '5900': expected unix:PATH or HOST:PORT" },
+		{ "--vnc", "127.0.0.1:99999", "the port must be a number from 1 to 65535" },
+		{ "--vnc", "127.0.0.1:", "the port must be a number" },
+		{ "--vnc", "example.org:5900", "the host must be an IPv4 address or localhost" },
+		{ "--vnc", "unix:", "the socket path must be" },
+		{ "--web-console", "unix:/tmp/x", "the host must be an IPv4 address" },
+		{ "--vnc", "10.1.2.3:5900", "needs --vnc-password-file" },
+		{ "--web-console", "0.0.0.0:6080", "needs --vnc-password-file" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--synthetic-console", bad[i].opt, bad[i].arg, NULL),
+				 -EINVAL);
+		if (!strstr(err, bad[i].msg))
+			fail_msg("%s %s: %s", bad[i].opt, bad[i].arg, err);
+		assert_null(strchr(err, '\n'));
+		run_config_free(&rc);
+	}
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--vnc", "127.0.0.1:5900", NULL), -EINVAL);
+	assert_non_null(strstr(err, "add --synthetic-console"));
+	run_config_free(&rc);
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--synthetic-console", "--vnc", "127.0.0.1:5900",
+			       "--web-console", "127.0.0.1:5900", NULL), -EINVAL);
+	assert_non_null(strstr(err, "the same port as --vnc"));
+	run_config_free(&rc);
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--vnc-password-file", json, NULL), -EINVAL);
+	assert_non_null(strstr(err, "needs --vnc or --web-console"));
+	run_config_free(&rc);
+
+	/* A password file: checked when the configuration is (empty here, then a directory). */
+	write_json("");
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--synthetic-console", "--vnc", "0.0.0.0:5900",
+			       "--vnc-password-file", json, NULL), -EINVAL);
+	assert_non_null(strstr(err, "the first line is empty"));
+	assert_non_null(strstr(err, json));
+	run_config_free(&rc);
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--synthetic-console", "--vnc", "0.0.0.0:5900",
+			       "--vnc-password-file", "/tmp", NULL), -EISDIR);
+	assert_non_null(strstr(err, "--vnc-password-file /tmp"));
+	run_config_free(&rc);
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--synthetic-console", "--vnc", "0.0.0.0:5900",
+			       "--vnc-password-file", "/nonexistent/pw", NULL), -ENOENT);
+	run_config_free(&rc);
+
+	/* JSON. */
+	char pw[] = "/tmp/gen2vm-test-pw-XXXXXX";
+	int fd = mkstemp(pw);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "secret\n", 7), 7);
+	close(fd);
+	char doc[512];
+	snprintf(doc, sizeof(doc),
+		 "{\"synthetic_console\": true, \"vnc\": \"0.0.0.0:5902\", \"vnc_password_file\": \"%s\", "
+		 "\"web_console\": \"127.0.0.1:6081\"}", pw);
+	write_json(doc);
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--config", json, NULL), 0);
+	assert_int_equal(rc.vm.vnc.vnc.port, 5902);
+	assert_string_equal(rc.vm.vnc.password_file, pw);
+	assert_int_equal(rc.vm.vnc.web.port, 6081);
+	run_config_free(&rc);
+	write_json("{\"synthetic_console\": true, \"vnc\": 5900}");
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--config", json, NULL), -EINVAL);
+	assert_non_null(strstr(err, "\"vnc\" has the wrong type"));
+	run_config_free(&rc);
+	write_json("{\"synthetic_console\": true, \"web_console\": \"nowhere\"}");
+	assert_int_equal(parse(&rc, err, "run", "--kernel", kernel, "--config", json, NULL), -EINVAL);
+	assert_non_null(strstr(err, "\"web_console\" 'nowhere'"));
+	run_config_free(&rc);
+	unlink(pw);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sizes), cmocka_unit_test(test_defaults_and_options),
 		cmocka_unit_test(test_errors_name_the_problem), cmocka_unit_test(test_json_config),
-		cmocka_unit_test(test_json_errors),
+		cmocka_unit_test(test_json_errors), cmocka_unit_test(test_vnc_options),
 	};
 	return cmocka_run_group_tests_name("cli_config", tests, setup, teardown);
 }

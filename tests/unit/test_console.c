@@ -12,7 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -26,6 +31,7 @@
 #include "gen2vm/proto/synthhid.h"
 #include "gen2vm/proto/synthkbd.h"
 #include "support/loopback.h"
+#include "ui/vnc.h"
 
 #define PADDED(n) (((uint32_t)(n) + 7u) & ~7u)
 
@@ -693,9 +699,10 @@ static void test_video(void **state)
 	assert_non_null(strstr(text, "video connected"));
 	json_object_put(jo);
 
-	/* 3.2: no resolution list; a closed channel forgets everything. */
+	/* 3.2: no resolution list; a closed channel forgets the protocol. */
 	vmbus_client_channel_close(&f.ch);
 	assert_int_equal(v->version, 0);
+	assert_false(v->ptr_visible);
 	cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
 	vr.version = SYNTHVID_VERSION_WIN8;
 	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
@@ -902,15 +909,335 @@ static void test_video_screen(void **state)
 	snprintf(cmd2, sizeof(cmd2), "screenshot %s/no/such.png", dir);
 	assert_true(cfx_verb(&f, cmd2, reply, sizeof(reply)) < 0);
 
-	/* The guest leaves: the range is RAM no longer. */
+	/* The guest's driver leaves (the firmware at ExitBootServices): the VRAM stays mapped with the
+	 * last geometry, so what the OS's efifb draws there is still shown. */
 	vmbus_client_channel_close(&f.ch);
+	assert_int_equal(f.unmaps, 0);
+	assert_true(f.ram_mapped);
+	assert_ptr_equal(v->vram, f.ram);
+	assert_int_equal(v->version, 0);
+	assert_true(v->geo.valid);
+	assert_int_equal(cfx_verb(&f, cmd, reply, sizeof(reply)), 0);
+	vid_check_png(path, 640, 480);
+
+	/* The OS's driver connects afresh and moves the VRAM: the same memory, mapped at the new place. */
+	cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
+	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+	vid_vram_at(&f, CFX_MMIO_LOW + (1ull << 20));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
+	assert_int_equal(f.ram_gpa, CFX_MMIO_LOW + (1ull << 20));
+	assert_true(f.ram_mapped);
+	vid_check_png(path, 640, 480);
+
+	/* No VRAM at all: the range is RAM no longer. */
+	struct synthvid_vram_location none = { 0, 0, 0 };
+	vid_send_msg(&f, SYNTHVID_MSG_VRAM_LOCATION, &none, sizeof(none));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
 	assert_int_equal(f.unmaps, 1);
 	assert_false(f.ram_mapped);
 	assert_null(v->vram);
+	vmbus_client_channel_close(&f.ch);
 
 	unlink(path);
 	unlink(fifo);
 	assert_int_equal(rmdir(dir), 0);
+	cfx_destroy(&f);
+}
+
+/* ---- a display: the eventfd, the copy, the pointer; the VNC server with a raw RFB client ---- */
+
+static void vid_send_big(struct cfx *f, uint32_t type, const void *body, uint32_t n)
+{
+	uint8_t *buf = malloc(16 + n);
+	assert_non_null(buf);
+	cfx_send(f, buf, vid_msg(buf, type, body, n));
+	free(buf);
+}
+
+static uint64_t efd_take(int fd)
+{
+	uint64_t c = 0;
+	if (read(fd, &c, sizeof(c)) != sizeof(c))
+		return 0;
+	return c;
+}
+
+static void rfb_read(int s, void *buf, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(s, (uint8_t *)buf + got, n - got);
+		if (r <= 0)
+			fail_msg("RFB: read %zd after %zu of %zu bytes", r, got, n);
+		got += (size_t)r;
+	}
+}
+
+static int rfb_connect(uint16_t port)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(s >= 0);
+	struct timeval tv = { 10, 0 };
+	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(0x7f000001) };
+	assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return s;
+}
+
+/* RFB 3.8 without authentication up to ServerInit; the frame's size in *w, *h. Raw encoding only. */
+static int rfb_open(uint16_t port, uint16_t *w, uint16_t *h)
+{
+	int s = rfb_connect(port);
+	char ver[12];
+	rfb_read(s, ver, 12);
+	assert_memory_equal(ver, "RFB 003.008\n", 12);
+	assert_int_equal(write(s, "RFB 003.008\n", 12), 12);
+	uint8_t n, types[16];
+	rfb_read(s, &n, 1);
+	assert_true(n >= 1 && n <= 16);
+	rfb_read(s, types, n);
+	assert_non_null(memchr(types, 1, n)); /* None: no password set */
+	uint8_t one = 1;
+	assert_int_equal(write(s, &one, 1), 1);
+	uint32_t result;
+	rfb_read(s, &result, 4);
+	assert_int_equal(result, 0);
+	assert_int_equal(write(s, &one, 1), 1); /* ClientInit: shared */
+	uint8_t init[24];
+	rfb_read(s, init, 24);
+	*w = (uint16_t)(init[0] << 8 | init[1]);
+	*h = (uint16_t)(init[2] << 8 | init[3]);
+	/* The pixel format: 32 bpp, depth 24, little-endian, true colour, R at 16, G at 8, B at 0. */
+	assert_int_equal(init[4], 32);
+	assert_int_equal(init[6], 0);
+	assert_true(init[7] != 0); /* libvncserver sends its TRUE, 0xff */
+	assert_int_equal(init[14], 16);
+	assert_int_equal(init[15], 8);
+	assert_int_equal(init[16], 0);
+	uint32_t nl = (uint32_t)init[20] << 24 | (uint32_t)init[21] << 16 | (uint32_t)init[22] << 8 | init[23];
+	char name[64];
+	assert_true(nl < sizeof(name));
+	rfb_read(s, name, nl);
+	uint8_t enc[8] = { 2, 0, 0, 1, 0, 0, 0, 0 }; /* SetEncodings: raw */
+	assert_int_equal(write(s, enc, 8), 8);
+	return s;
+}
+
+/* One FramebufferUpdate asked for (x, y, w, h) and read into frame (fw pixels a row); returns the
+ * bounding box of the rectangles received. */
+static void rfb_update(int s, bool incremental, uint16_t fw, uint16_t fh, uint32_t *frame, uint16_t bb[4])
+{
+	uint8_t req[10] = { 3, incremental, 0, 0, 0, 0, (uint8_t)(fw >> 8), (uint8_t)fw, (uint8_t)(fh >> 8), (uint8_t)fh };
+	assert_int_equal(write(s, req, 10), 10);
+	uint8_t hdr[4];
+	rfb_read(s, hdr, 4);
+	assert_int_equal(hdr[0], 0);
+	unsigned nr = (unsigned)hdr[2] << 8 | hdr[3];
+	bb[0] = bb[1] = 0xffff;
+	bb[2] = bb[3] = 0;
+	for (unsigned i = 0; i < nr; i++) {
+		uint8_t rh[12];
+		rfb_read(s, rh, 12);
+		uint16_t x = (uint16_t)(rh[0] << 8 | rh[1]), y = (uint16_t)(rh[2] << 8 | rh[3]);
+		uint16_t w = (uint16_t)(rh[4] << 8 | rh[5]), h = (uint16_t)(rh[6] << 8 | rh[7]);
+		assert_memory_equal(rh + 8, "\0\0\0\0", 4); /* raw */
+		assert_true(x + w <= fw && y + h <= fh);
+		for (uint16_t r = 0; r < h; r++)
+			rfb_read(s, frame + (size_t)(y + r) * fw + x, (size_t)w * 4);
+		bb[0] = x < bb[0] ? x : bb[0];
+		bb[1] = y < bb[1] ? y : bb[1];
+		bb[2] = x + w > bb[2] ? (uint16_t)(x + w) : bb[2];
+		bb[3] = y + h > bb[3] ? (uint16_t)(y + h) : bb[3];
+	}
+}
+
+static uint16_t free_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	socklen_t l = sizeof(sa);
+	assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &l), 0);
+	close(s);
+	return ntohs(sa.sin_port);
+}
+
+static void test_video_display_vnc(void **state)
+{
+	struct cfx f;
+	cfx_init_host(&f, true, true);
+	struct synthvid *v = cfx_state(&f, "video");
+	int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	assert_true(efd >= 0);
+	synthvid_display_notify(v, efd);
+	uint8_t *dst = calloc(1, SYNTHVID_VRAM_SIZE);
+	struct synthvid_geometry g;
+	struct synthvid_rect r;
+	assert_int_equal(synthvid_display_take(v, dst, SYNTHVID_VRAM_SIZE, true, &g, &r), -EAGAIN);
+
+	cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
+	uint8_t body[1024];
+	uint32_t n;
+	struct synthvid_version_req vr = { SYNTHVID_VERSION_WIN10 };
+	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+	vid_vram_at(&f, CFX_MMIO_LOW);
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
+	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
+	assert_int_equal(efd_take(efd), 0); /* nothing to show yet: no wake-up */
+
+	/* A geometry: one wake-up; the whole screen copied, packed (the pitch's padding dropped). */
+	struct synthvid_situation_update su = { 0, 1, { { 1, 0, 32, 800, 600, 3328 } } };
+	vid_send_msg(&f, SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
+	for (uint32_t y = 0; y < 600; y++)
+		for (uint32_t x = 0; x < 800; x++) {
+			uint32_t px = vid_pattern(x, y);
+			memcpy(f.ram + (size_t)y * 3328 + x * 4, &px, 4);
+		}
+	assert_int_equal(efd_take(efd), 1);
+	assert_int_equal(synthvid_display_take(v, dst, 800 * 600 * 4 - 1, false, &g, &r), -ENOSPC);
+	assert_int_equal(synthvid_display_take(v, dst, SYNTHVID_VRAM_SIZE, false, &g, &r), 1);
+	assert_int_equal(g.width, 800);
+	assert_int_equal(r.x2, 800);
+	assert_int_equal(r.y2, 600);
+	for (uint32_t y = 0; y < 600; y += 7)
+		for (uint32_t x = 0; x < 800; x += 3) {
+			uint32_t px;
+			memcpy(&px, dst + ((size_t)y * 800 + x) * 4, 4);
+			assert_int_equal(px, vid_pattern(x, y));
+		}
+	assert_int_equal(synthvid_display_take(v, dst, SYNTHVID_VRAM_SIZE, false, &g, &r), 0);
+
+	/* Dirt: one wake-up on the clean -> dirty edge however many messages follow. */
+	struct synthvid_dirt d1 = { 0, 1, { { 10, 20, 30, 40 } } }, d2 = { 0, 1, { { 100, 5, 101, 6 } } };
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, &d1, sizeof(d1));
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, &d2, sizeof(d2));
+	assert_int_equal(efd_take(efd), 1);
+	assert_int_equal(synthvid_display_take(v, dst, SYNTHVID_VRAM_SIZE, false, &g, &r), 1);
+	assert_int_equal(r.x1, 10);
+	assert_int_equal(r.y1, 5);
+	assert_int_equal(r.x2, 101);
+	assert_int_equal(r.y2, 40);
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, &d1, sizeof(d1));
+	assert_int_equal(efd_take(efd), 1);
+
+	/* A pointer shape of 4x3 ARGB kept whole; one whose image runs past the message dropped. */
+	struct {
+		struct synthvid_pointer_shape s;
+		uint8_t more[4 * 3 * 4 - 4];
+	} __attribute__((packed)) ps = { { SYNTHVID_CURSOR_COMPLETE, 1, 4, 3, 1, 2, { 0 } }, { 0 } };
+	for (unsigned i = 0; i < 4 * 3 * 4; i++)
+		((uint8_t *)&ps.s.data)[i] = (uint8_t)(i + 1);
+	vid_send_big(&f, SYNTHVID_MSG_POINTER_SHAPE, &ps, sizeof(ps));
+	assert_int_equal(efd_take(efd), 1);
+	static struct synthvid_pointer p;
+	assert_true(synthvid_display_pointer(v, &p));
+	assert_true(p.shape);
+	assert_int_equal(p.w, 4);
+	assert_int_equal(p.h, 3);
+	assert_int_equal(p.hot_y, 2);
+	assert_int_equal(p.argb[0], 1);
+	assert_int_equal(p.argb[47], 48);
+	uint32_t seq = p.seq;
+	ps.s.width = 5;
+	vid_send_big(&f, SYNTHVID_MSG_POINTER_SHAPE, &ps, sizeof(ps));
+	assert_int_equal(efd_take(efd), 0);
+	assert_true(synthvid_display_pointer(v, &p));
+	assert_int_equal(p.seq, seq);
+	assert_int_equal(p.w, 4);
+	/* The largest shape. */
+	size_t big = offsetof(struct synthvid_pointer_shape, data) + 96 * 96 * 4;
+	uint8_t *bs = calloc(1, big);
+	struct synthvid_pointer_shape hdr = { SYNTHVID_CURSOR_COMPLETE, 1, 96, 96, 0, 0, { 0 } };
+	memcpy(bs, &hdr, offsetof(struct synthvid_pointer_shape, data));
+	bs[big - 1] = 0xab;
+	vid_send_big(&f, SYNTHVID_MSG_POINTER_SHAPE, bs, (uint32_t)big);
+	free(bs);
+	assert_true(synthvid_display_pointer(v, &p));
+	assert_int_equal(p.w, 96);
+	assert_int_equal(p.argb[96 * 96 * 4 - 1], 0xab);
+	/* A transparent 1x1 shape (Linux hides the host's pointer so): a viewer's frame shows no pointer. */
+	struct synthvid_pointer_shape clear = { SYNTHVID_CURSOR_COMPLETE, 1, 1, 1, 0, 0, { 0 } };
+	vid_send_msg(&f, SYNTHVID_MSG_POINTER_SHAPE, &clear, sizeof(clear));
+	synthvid_display_notify(v, -1);
+	close(efd);
+
+	/* The VNC server on the same device: a raw RFB client sees the guest's pixels. */
+	struct vnc_config c = { 0 };
+	c.vnc.kind = VNC_ADDR_TCP;
+	snprintf(c.vnc.host, sizeof(c.vnc.host), "127.0.0.1");
+	c.vnc.port = free_port();
+	struct vnc *vn;
+	char err[256];
+	assert_int_equal(vnc_start(&vn, &c, v, cfx_state(&f, "keyboard"), cfx_state(&f, "mouse"), err, sizeof(err)), 0);
+	uint16_t w, h, bb[4];
+	int s = rfb_open(c.vnc.port, &w, &h);
+	assert_int_equal(w, 800);
+	assert_int_equal(h, 600);
+	uint32_t *frame = calloc((size_t)w * h, 4);
+	rfb_update(s, false, w, h, frame, bb);
+	unsigned bad = 0;
+	for (uint32_t y = 0; y < 600; y++)
+		for (uint32_t x = 0; x < 800; x++)
+			bad += (frame[y * 800 + x] & 0xffffff) != (vid_pattern(x, y) & 0xffffff);
+	assert_int_equal(bad, 0);
+
+	/* The guest draws and says so: the next incremental update carries it. */
+	for (uint32_t y = 300; y < 310; y++)
+		for (uint32_t x = 400; x < 420; x++) {
+			uint32_t px = 0x00123456;
+			memcpy(f.ram + (size_t)y * 3328 + x * 4, &px, 4);
+		}
+	struct synthvid_dirt d3 = { 0, 1, { { 400, 300, 420, 310 } } };
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, &d3, sizeof(d3));
+	rfb_update(s, true, w, h, frame, bb);
+	assert_true(bb[0] <= 400 && bb[1] <= 300 && bb[2] >= 420 && bb[3] >= 310);
+	assert_int_equal(frame[305 * 800 + 410] & 0xffffff, 0x123456);
+
+	/* Drawing without DIRT (efifb, firmware GOP): the compare with a viewer attached finds it. */
+	for (uint32_t x = 0; x < 16; x++) {
+		uint32_t px = 0x00abcdef;
+		memcpy(f.ram + (size_t)500 * 3328 + (700 + x) * 4, &px, 4);
+	}
+	rfb_update(s, true, w, h, frame, bb);
+	assert_int_equal(frame[500 * 800 + 705] & 0xffffff, 0xabcdef);
+
+	/* Hostile viewers: a wrong protocol version is dropped; one that connects and says nothing, and
+	 * one that never reads, keep nothing else from working. */
+	int bad1 = rfb_connect(c.vnc.port);
+	char ver[12];
+	rfb_read(bad1, ver, 12);
+	assert_int_equal(write(bad1, "GARBAGE!!!!\n", 12), 12);
+	char x;
+	assert_true(read(bad1, &x, 1) <= 0);
+	close(bad1);
+	int mute = rfb_connect(c.vnc.port);
+	uint16_t w2, h2;
+	int s2 = rfb_open(c.vnc.port, &w2, &h2);
+	rfb_update(s2, false, w2, h2, frame, bb);
+	assert_int_equal(frame[305 * 800 + 410] & 0xffffff, 0x123456);
+	char reply[512];
+	assert_int_equal(vnc_verb(vn, 1, (char *[]){ "vnc" }, reply, sizeof(reply)), 0);
+	char want[64];
+	snprintf(want, sizeof(want), "listening on 127.0.0.1:%u", c.vnc.port);
+	assert_non_null(strstr(reply, want));
+	assert_non_null(strstr(reply, "viewers connected"));
+	struct json_object *jo = json_object_new_object();
+	char text[256] = "";
+	vnc_status(vn, jo, text, sizeof(text));
+	assert_non_null(strstr(text, want + 13));
+	json_object_put(jo);
+	/* The guest leaves: the placeholder, 640x480 (the viewer learns the size if it asked to). */
+	vmbus_client_channel_close(&f.ch);
+	close(s);
+	close(s2);
+	close(mute);
+	vnc_stop(vn);
+	free(frame);
+	free(dst);
 	cfx_destroy(&f);
 }
 
@@ -925,6 +1252,7 @@ int main(void)
 		cmocka_unit_test(test_video),
 		cmocka_unit_test(test_video_modes),
 		cmocka_unit_test(test_video_screen),
+		cmocka_unit_test(test_video_display_vnc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -125,6 +125,11 @@ struct fw_rng_req {
 } __attribute__((packed));
 _Static_assert(sizeof(struct fw_rng_req) == 24, "fw_rng_req");
 
+/* The low MMIO window VMOD's _CRS offers below 4 GiB (src/platform/gen2.c), for VMBus devices' memory:
+ * the firmware puts its Graphics Output frame buffer (the synthetic video VRAM) at its start. */
+#define FW_MMIO_LOW_BASE 0xF0000000ull
+#define FW_MMIO_LOW_SIZE 0x08000000ull /* 128 MiB below the IOAPIC */
+
 /* Device paths (include/gen2vm/proto/efi.h types) the firmware gives VMBus devices, and that the
  * host writes into boot entries, so both must build them alike (guestlib/efi/efi_devpath.c):
  *   a SCSI LUN:   VenHw(FW_VMBUS_DP_GUID, <controller instance GUID, 16 bytes>)/Scsi(target, lun)
