@@ -10,6 +10,7 @@
 #include "cli/exit.h"
 #include "cli/fw_cmd.h"
 #include "cli/vhd_cmd.h"
+#include "cli/service_cmd.h"
 #include "cli/vm_cmd.h"
 #include "ui/control.h"
 #include "platform/gen2.h"
@@ -44,6 +45,7 @@ static const char usage[] =
 	"Commands:\n"
 	"  vm         VMs kept by name in the VM store: new, list, show, start, stop, set, add-disk...\n"
 	"             (gen2vm vm --help)\n"
+	"  service    gen2vmd: supervise the VM store's VMs, serve their JSON API (gen2vm service --help)\n"
 	"  run        run a virtual machine (gen2vm run --help)\n"
 	"  control SOCKET COMMAND [ARGS...]\n"
 	"             send a command to a running VM's --control socket (help lists them)\n"
@@ -176,6 +178,8 @@ int cli_main(int argc, char **argv)
 		return cli_control(argc - 1, argv + 1);
 	if (!strcmp(cmd, "vm"))
 		return cli_vm_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "service"))
+		return cli_service_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "vhd"))
 		return cli_vhd_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "firmware"))

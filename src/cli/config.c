@@ -295,7 +295,7 @@ const char *const run_config_json_keys[] = { "schema", "generation", "memory", "
 					     "cmdline", "elf", "firmware", "efi", "nvram", "uuid", "com1",
 					     "debugcon", "processor_compatibility", "no_reboot", "sigterm",
 					     "sigterm_timeout", "clock_offset", "video", "vnc", "vnc_password_file",
-					     "web_console", NULL };
+					     "web_console", "automatic_start", "automatic_stop", NULL };
 
 /* "schema" and "generation" describe the document rather than set anything: a document written for
  * a later reader, or for a machine this gen2vm does not build, is refused instead of half-understood. */
@@ -391,6 +391,20 @@ int run_config_apply_json(struct run_config *rc, const char *text, size_t len, c
 			r = set_video(rc, "\"video\"", sv, e, sizeof(e));
 		} else if (!strcmp(key, "clock_offset") && t == json_type_int) {
 			r = set_clock_offset(rc, "\"clock_offset\"", num, e, sizeof(e));
+		} else if (!strcmp(key, "automatic_start") && sv && t == json_type_string) {
+			/* gen2vmd's setting, not the run's: checked here so that the store never keeps a bad one. */
+			if (strcmp(sv, "never") && strcmp(sv, "always") && strcmp(sv, "if_running")) {
+				snprintf(e, sizeof(e), "\"automatic_start\" '%s': expected never, always or if_running", text_show(sv));
+				r = -EINVAL;
+			}
+		} else if (!strcmp(key, "automatic_stop") && sv && t == json_type_string) {
+			if (!strcmp(sv, "save")) {
+				snprintf(e, sizeof(e), "\"automatic_stop\" save: saving a VM is not supported yet (shutdown or turn_off)");
+				r = -EOPNOTSUPP;
+			} else if (strcmp(sv, "shutdown") && strcmp(sv, "turn_off")) {
+				snprintf(e, sizeof(e), "\"automatic_stop\" '%s': expected shutdown or turn_off", text_show(sv));
+				r = -EINVAL;
+			}
 		} else if (vmdev_class_by_json_key(key)) {
 			r = vmdev_config_add_json(&rc->vm.devices, key, val, e, sizeof(e));
 		} else {

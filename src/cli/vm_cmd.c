@@ -26,6 +26,9 @@
 #include "devices/disk_spec.h"
 #include "devices/vmdev.h"
 #include "disk/disk.h"
+#include "mgmt/api.h"
+#include "mgmt/client.h"
+#include "mgmt/service.h"
 #include "mgmt/store.h"
 #include "platform/nvram.h"
 #include "ui/control.h"
@@ -88,9 +91,15 @@ static void vm_msleep(unsigned ms)
 }
 
 static int vm_err(const struct vm *v, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The API's error code (src/mgmt/api.h) of the first error: set before vm_err where the -errno alone
+ * does not say it (a VM that is running, one that is not found...), else derived from the -errno. */
+static const char *vm_code;
+
 static int vm_err(const struct vm *v, int r, const char *fmt, ...)
 {
 	va_list ap;
+	if (!vm_code)
+		vm_code = api_error_code(r);
 	va_start(ap, fmt);
 	fprintf(stderr, "gen2vm vm %s: ", v->cmd);
 	vfprintf(stderr, fmt, ap);
@@ -114,13 +123,16 @@ static int vm_resolve(struct vm *v, const char *store, const char *name, bool mu
 	char err[512];
 	int r;
 	v->name = name;
-	if ((r = store_name_check(name, err, sizeof(err))) ||
-	    (r = store_root_resolve(store, v->root, sizeof(v->root), err, sizeof(err))))
+	if ((r = store_name_check(name, err, sizeof(err))))
+		return vm_code = "InvalidName", vm_err(v, r, "%s", err);
+	if ((r = store_root_resolve(store, v->root, sizeof(v->root), err, sizeof(err))))
 		return vm_err(v, r, "%s", err);
 	if (store_path(v->root, name, NULL, v->dir, sizeof(v->dir)))
 		return vm_err(v, -ENAMETOOLONG, "VM store %s: path too long", text_show(v->root));
-	if (must_exist && (r = store_vm_exists(v->root, name, err, sizeof(err))))
+	if (must_exist && (r = store_vm_exists(v->root, name, err, sizeof(err)))) {
+		vm_code = r == -ENOENT ? "VmNotFound" : NULL;
 		return vm_err(v, r, "%s", err);
+	}
 	return 0;
 }
 
@@ -499,6 +511,7 @@ static int vm_change_begin(const struct vm *v, struct vm_change *c, bool hot, bo
 	if (r == -EBUSY) {
 		if (!hot) {
 			close(c->config_fd);
+			vm_code = "VmRunning";
 			return vm_err(v, r, "VM '%s' is running: %s cannot be changed while it runs (stop it first: gen2vm vm "
 					    "stop %s)", text_show(v->name), what, text_show(v->name));
 		}
@@ -514,6 +527,7 @@ static int vm_change_begin(const struct vm *v, struct vm_change *c, bool hot, bo
 		close(c->config_fd);
 		if (c->run_fd >= 0)
 			close(c->run_fd);
+		vm_code = r == -EINVAL ? "InvalidConfig" : NULL;
 		return vm_err(v, r, "%s", err);
 	}
 	return 0;
@@ -526,7 +540,7 @@ static int vm_change_end(const struct vm *v, struct vm_change *c, bool write)
 	if (write) {
 		int r = store_doc_write(v->dir, c->doc, err, sizeof(err));
 		if (r)
-			rc = vm_err(v, r, "%s", err);
+			rc = (vm_code = r == -EINVAL ? "InvalidConfig" : NULL, vm_err(v, r, "%s", err));
 	}
 	json_object_put(c->doc);
 	close(c->config_fd);
@@ -553,16 +567,113 @@ static void vm_new_undo(const struct vm *v, char (*created)[PATH_MAX], unsigned 
 
 #define VM_ARGS_MAX 256
 
+static bool vm_store_disk_name(const char *base);
+
+/* A directory without vm.json whose locks nobody holds is what a `vm new` or `vm remove` killed
+ * half-way left (vm.json is written last and removed first): not a VM. A new VM of that name takes
+ * it over, removing what the store made there, so a crash never makes a name unusable. */
+static void vm_leftover_clear(const struct vm *v)
+{
+	char p[PATH_MAX], err[256];
+	struct stat st;
+	if (lstat(v->dir, &st) || !S_ISDIR(st.st_mode) || store_vm_exists(v->root, v->name, err, sizeof(err)) != -ENOENT)
+		return;
+	int cl = store_config_lock(v->dir, 0);
+	int lock = cl >= 0 ? store_run_lock(v->dir) : -1;
+	if (cl >= 0 && lock >= 0) {
+		static const char *const files[] = { STORE_CONFIG ".tmp", STORE_NVRAM, STORE_NVRAM ".lock", STORE_NVRAM ".tmp",
+						     STORE_CONSOLE_LOG, STORE_RUN_LOG, STORE_CONTROL };
+		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+			vm_file(v, files[i], p, sizeof(p));
+			unlink(p);
+		}
+		DIR *d = opendir(v->dir);
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			if (!vm_store_disk_name(e->d_name))
+				continue;
+			vm_file(v, e->d_name, p, sizeof(p));
+			unlink(p);
+		}
+		if (d)
+			closedir(d);
+		vm_file(v, STORE_CONFIG_LOCK, p, sizeof(p));
+		unlink(p);
+		vm_file(v, STORE_RUN_LOCK, p, sizeof(p));
+		unlink(p);
+		rmdir(v->dir);
+	}
+	if (lock >= 0)
+		close(lock);
+	if (cl >= 0)
+		close(cl);
+}
+
+/* `vm new NAME --from DOCUMENT` (the API's create from a document): the document as it is, checked
+ * by the run reader from the VM's directory before it is kept. Its drives must exist. */
+static int vm_new_from(struct vm *v, const char *from)
+{
+	char why[200], err[2048];
+	uint8_t *data;
+	size_t len;
+	int r = file_read_user(from, 1 << 20, &data, &len, why, sizeof(why));
+	if (r)
+		return vm_err(v, r, "--from %s: %s", text_show(from), why);
+	json_tokener *tok = json_tokener_new();
+	json_object *doc = tok ? json_tokener_parse_ex(tok, (const char *)data, (int)len) : NULL;
+	bool whole = tok && json_tokener_get_error(tok) == json_tokener_success && tok->char_offset == (int)len;
+	if (tok)
+		json_tokener_free(tok);
+	free(data);
+	if (!doc || !whole || !json_object_is_type(doc, json_type_object)) {
+		json_object_put(doc);
+		vm_code = "InvalidConfig";
+		return vm_err(v, -EINVAL, "--from %s: not a JSON object (a VM document: docs/vm-config.schema.json)",
+			      text_show(from));
+	}
+	if (!json_object_object_get_ex(doc, "schema", NULL))
+		json_object_object_add(doc, "schema", json_object_new_int(RUN_CONFIG_SCHEMA));
+	if (!json_object_object_get_ex(doc, "generation", NULL))
+		json_object_object_add(doc, "generation", json_object_new_int(2));
+	vm_leftover_clear(v);
+	if ((r = store_vm_create_dir(v->root, v->name, err, sizeof(err)))) {
+		json_object_put(doc);
+		return vm_err(v, r, "%s", err);
+	}
+	int lock = store_run_lock(v->dir), cl = store_config_lock(v->dir, 0);
+	char p[PATH_MAX];
+	vm_file(v, STORE_NVRAM, p, sizeof(p));
+	int rc = 0;
+	if ((r = nvram_reset_file(p, err, sizeof(err))))
+		rc = vm_err(v, r, "%s", err);
+	if (!rc && (r = store_doc_write(v->dir, doc, err, sizeof(err)))) {
+		vm_code = r == -EINVAL ? "InvalidConfig" : NULL;
+		rc = vm_err(v, r, "%s", err);
+	}
+	json_object_put(doc);
+	if (rc)
+		vm_new_undo(v, NULL, 0);
+	if (cl >= 0)
+		close(cl);
+	if (lock >= 0)
+		close(lock);
+	if (!rc)
+		printf("VM '%s' created in %s\n", text_show(v->name), text_show(v->dir));
+	return rc;
+}
+
 static int vm_new(struct vm *v, const char *store, int argc, char **argv)
 {
-	enum { O_GEN = 256, O_MEM, O_CPUS, O_DISK, O_DVD, O_NIC, O_HELP };
+	enum { O_GEN = 256, O_MEM, O_CPUS, O_DISK, O_DVD, O_NIC, O_FROM, O_HELP };
 	static const struct option opts[] = {
 		{ "generation", required_argument, NULL, O_GEN }, { "memory", required_argument, NULL, O_MEM },
 		{ "cpus", required_argument, NULL, O_CPUS },      { "disk", required_argument, NULL, O_DISK },
 		{ "dvd", required_argument, NULL, O_DVD },        { "nic", required_argument, NULL, O_NIC },
-		{ "help", no_argument, NULL, O_HELP },            { 0 },
+		{ "from", required_argument, NULL, O_FROM },      { "help", no_argument, NULL, O_HELP },
+		{ 0 },
 	};
-	const char *memory = "512M", *cpus = "1";
+	const char *memory = "512M", *cpus = "1", *from = NULL;
+	bool others = false;
 	const char *drives[VM_ARGS_MAX];
 	bool drive_dvd[VM_ARGS_MAX];
 	const char *nics[VM_ARGS_MAX];
@@ -579,18 +690,21 @@ static int vm_new(struct vm *v, const char *store, int argc, char **argv)
 			if (strcmp(optarg, "2"))
 				return vm_err(v, -EINVAL, "--generation '%s': expected 2", text_show(optarg));
 			break;
-		case O_MEM: memory = optarg; break;
-		case O_CPUS: cpus = optarg; break;
+		case O_MEM: memory = optarg; others = true; break;
+		case O_CPUS: cpus = optarg; others = true; break;
+		case O_FROM: from = optarg; break;
 		case O_DISK:
 		case O_DVD:
 			if (nd == VM_ARGS_MAX)
 				return vm_err(v, -E2BIG, "too many drives (at most %d)", VM_ARGS_MAX);
+			others = true;
 			drive_dvd[nd] = c == O_DVD;
 			drives[nd++] = optarg;
 			break;
 		case O_NIC:
 			if (nn == VM_ARGS_MAX)
 				return vm_err(v, -E2BIG, "too many network adapters");
+			others = true;
 			nics[nn++] = optarg;
 			break;
 		case O_HELP: fputs(vm_usage, stdout); return CLI_EXIT_OK;
@@ -601,9 +715,13 @@ static int vm_new(struct vm *v, const char *store, int argc, char **argv)
 	if (optind != argc - 1)
 		return vm_err(v, -EINVAL, optind == argc ? "missing the VM's NAME" : "unexpected argument '%s'",
 			      text_show(argv[optind + (optind < argc - 1)]));
+	if (from && others)
+		return vm_err(v, -EINVAL, "--from DOCUMENT takes no other option (the document says it all)");
 	int rc = vm_resolve(v, store, argv[optind], false);
 	if (rc)
 		return rc;
+	if (from)
+		return vm_new_from(v, from);
 	/* Every value checked by gen2vm run's own parsers before anything is made: one message, and
 	 * the same one as `run` gives. new:SIZE parses as a disk PATH here; it is made below. */
 	char *rargv[2 * VM_ARGS_MAX * 2 + 8];
@@ -628,6 +746,7 @@ static int vm_new(struct vm *v, const char *store, int argc, char **argv)
 	run_config_free(&rcfg);
 	if (r)
 		return vm_err(v, r, "%s", err);
+	vm_leftover_clear(v);
 	if ((r = store_vm_create_dir(v->root, v->name, err, sizeof(err))))
 		return vm_err(v, r, "%s", err);
 	/* The new directory is ours: its locks keep a `vm start` or a change of the half-made VM away
@@ -700,6 +819,33 @@ static void vm_uptime_text(long long s, char *out, size_t len)
 		snprintf(out, len, "%02lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
 }
 
+/* vm list's output from its JSON form: the same whether the list came from the store or gen2vmd. */
+static void vm_list_print(json_object *arr, bool json)
+{
+	if (json) {
+		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+		return;
+	}
+	printf("%-20s %-9s %-9s %-14s %-10s %-10s %s\n", "Name", "State", "CPUUsage", "AssignedMemory", "Uptime",
+	       "Generation", "Status");
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		json_object *o = json_object_array_get_idx(arr, i), *j;
+		char cpus[16], memtxt[24], up[32];
+		if (json_object_object_get_ex(o, "cpu_usage_percent", &j) && j)
+			snprintf(cpus, sizeof(cpus), "%.0f%%", json_object_get_double(j));
+		else
+			snprintf(cpus, sizeof(cpus), "-");
+		long long mem = json_object_object_get_ex(o, "assigned_memory_bytes", &j) ? json_object_get_int64(j) : 0;
+		snprintf(memtxt, sizeof(memtxt), "%lld MB", mem >> 20);
+		vm_uptime_text(json_object_object_get_ex(o, "uptime_s", &j) && j ? json_object_get_int64(j) : -1, up, sizeof(up));
+		const char *name = json_object_object_get_ex(o, "name", &j) ? json_object_get_string(j) : "";
+		const char *state = json_object_object_get_ex(o, "state", &j) ? json_object_get_string(j) : "";
+		const char *status = json_object_object_get_ex(o, "status", &j) ? json_object_get_string(j) : "";
+		printf("%-20s %-9s %-9s %-14s %-10s %-10d %s\n", text_show(name), text_show(state), cpus, memtxt, up, 2,
+		       text_show(status));
+	}
+}
+
 #define VM_LIST_MAX 1024
 #define VM_CPU_SAMPLE_MS 250
 
@@ -746,10 +892,7 @@ static int vm_list(struct vm *v, const char *store, int argc, char **argv)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN), hz = sysconf(_SC_CLK_TCK);
 	if (sample)
 		vm_msleep(VM_CPU_SAMPLE_MS);
-	json_object *arr = json ? json_object_new_array() : NULL;
-	if (!json)
-		printf("%-20s %-9s %-9s %-14s %-10s %-10s %s\n", "Name", "State", "CPUUsage", "AssignedMemory", "Uptime",
-		       "Generation", "Status");
+	json_object *arr = json_object_new_array();
 	for (unsigned i = 0; i < n; i++) {
 		struct vm t = { .cmd = "list", .name = names[i] };
 		store_path(v->root, names[i], NULL, t.dir, sizeof(t.dir));
@@ -766,7 +909,7 @@ static int vm_list(struct vm *v, const char *store, int argc, char **argv)
 												: "";
 		if (!doc)
 			status = "vm.json is not valid (gen2vm vm show shows why)";
-		if (json) {
+		{
 			json_object *o = json_object_new_object();
 			json_object_object_add(o, "name", json_object_new_string(names[i]));
 			json_object_object_add(o, "state", json_object_new_string(vm_state_name[st[i].state]));
@@ -779,25 +922,56 @@ static int vm_list(struct vm *v, const char *store, int argc, char **argv)
 			json_object_object_add(o, "status", json_object_new_string(status));
 			json_object_object_add(o, "pid", st[i].pid ? json_object_new_int(st[i].pid) : NULL);
 			json_object_array_add(arr, o);
-		} else {
-			char cpus[16], memtxt[24], up[32];
-			if (cpu >= 0)
-				snprintf(cpus, sizeof(cpus), "%.0f%%", cpu);
-			else
-				snprintf(cpus, sizeof(cpus), "-");
-			snprintf(memtxt, sizeof(memtxt), "%lld MB", mem >> 20);
-			vm_uptime_text(st[i].uptime_s, up, sizeof(up));
-			printf("%-20s %-9s %-9s %-14s %-10s %-10d %s\n", names[i], vm_state_name[st[i].state], cpus, memtxt, up, 2,
-			       status);
 		}
 		json_object_put(doc);
 		json_object_put(st[i].runtime);
 	}
-	if (json) {
-		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object_put(arr);
-	}
+	vm_list_print(arr, json);
+	json_object_put(arr);
 	return CLI_EXIT_OK;
+}
+
+/* vm show's output from its JSON form: the same whether it came from the store or gen2vmd. */
+static void vm_show_print(json_object *o, bool json)
+{
+	if (json) {
+		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+		return;
+	}
+	json_object *j, *doc = NULL, *rt = NULL, *hb;
+	json_object_object_get_ex(o, "config", &doc);
+	if (!json_object_is_type(doc, json_type_object))
+		doc = NULL;
+	json_object_object_get_ex(o, "runtime", &rt);
+	const char *name = json_object_object_get_ex(o, "name", &j) ? json_object_get_string(j) : "";
+	const char *state = json_object_object_get_ex(o, "state", &j) ? json_object_get_string(j) : "";
+	const char *dir = json_object_object_get_ex(o, "directory", &j) ? json_object_get_string(j) : "";
+	char up[32], heartbeat[80] = "-";
+	vm_uptime_text(rt && json_object_object_get_ex(rt, "uptime_s", &j) ? json_object_get_int64(j) : -1, up, sizeof(up));
+	if (rt && json_object_object_get_ex(rt, "heartbeat", &hb) && json_object_object_get_ex(hb, "state", &j))
+		snprintf(heartbeat, sizeof(heartbeat), "heartbeat %s", json_object_get_string(j));
+	printf("Name:       %s\nState:      %s\nDirectory:  %s\n", text_show(name), text_show(state), text_show(dir));
+	if (strcmp(state, "Off"))
+		printf("Uptime:     %s\nStatus:     %s\n", up, text_show(heartbeat));
+	printf("Generation: 2\nMemory:     %s\nCPUs:       %d\n",
+	       doc && json_object_object_get_ex(doc, "memory", &j) ? json_object_get_string(j) : "512M",
+	       doc && json_object_object_get_ex(doc, "cpus", &j) ? json_object_get_int(j) : 1);
+	json_object *disks = NULL, *nics = NULL;
+	if (doc && json_object_object_get_ex(doc, "disks", &disks) && json_object_is_type(disks, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(disks); i++) {
+			struct disk_spec d;
+			if (vm_doc_disk(disks, i, &d))
+				continue;
+			printf("%-11s controller %d, LUN %d: %s%s\n", d.dvd ? "DVD:" : "Disk:", d.controller, d.lun,
+			       d.path ? text_show(d.path) : "(empty)", d.readonly ? " (read-only)" : "");
+			disk_spec_free(&d);
+		}
+	}
+	if (doc && json_object_object_get_ex(doc, "nics", &nics) && json_object_is_type(nics, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(nics); i++)
+			printf("NIC %zu:      %s\n", i, json_object_to_json_string_ext(json_object_array_get_idx(nics, i),
+										    JSON_C_TO_STRING_PLAIN));
+	printf("Document:   %s/%s\n", text_show(dir), STORE_CONFIG);
 }
 
 static int vm_show(struct vm *v, const char *store, int argc, char **argv)
@@ -812,44 +986,18 @@ static int vm_show(struct vm *v, const char *store, int argc, char **argv)
 	json_object *doc;
 	int r = store_doc_read(v->dir, &doc, err, sizeof(err));
 	if (r)
-		return vm_err(v, r, "%s", err);
+		return vm_code = r == -EINVAL ? "InvalidConfig" : NULL, vm_err(v, r, "%s", err);
 	struct vm_status s;
 	vm_status_get(v, &s);
-	if (json) {
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "name", json_object_new_string(v->name));
-		json_object_object_add(o, "state", json_object_new_string(vm_state_name[s.state]));
-		json_object_object_add(o, "directory", json_object_new_string(v->dir));
-		json_object_object_add(o, "pid", s.pid ? json_object_new_int(s.pid) : NULL);
-		json_object_object_add(o, "config", json_object_get(doc));
-		json_object_object_add(o, "runtime", s.runtime ? json_object_get(s.runtime) : NULL);
-		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object_put(o);
-	} else {
-		char up[32];
-		vm_uptime_text(s.uptime_s, up, sizeof(up));
-		printf("Name:       %s\nState:      %s\nDirectory:  %s\n", v->name, vm_state_name[s.state], text_show(v->dir));
-		if (s.state != VM_OFF)
-			printf("Uptime:     %s\nStatus:     %s\n", up, s.heartbeat[0] ? s.heartbeat : "-");
-		json_object *j;
-		printf("Generation: 2\nMemory:     %s\nCPUs:       %d\n",
-		       json_object_object_get_ex(doc, "memory", &j) ? json_object_get_string(j) : "512M",
-		       json_object_object_get_ex(doc, "cpus", &j) ? json_object_get_int(j) : 1);
-		json_object *disks = vm_doc_array(doc, "disks");
-		for (size_t i = 0; i < json_object_array_length(disks); i++) {
-			struct disk_spec d;
-			if (vm_doc_disk(disks, i, &d))
-				continue;
-			printf("%-11s controller %d, LUN %d: %s%s\n", d.dvd ? "DVD:" : "Disk:", d.controller, d.lun,
-			       d.path ? text_show(d.path) : "(empty)", d.readonly ? " (read-only)" : "");
-			disk_spec_free(&d);
-		}
-		json_object *nics = vm_doc_array(doc, "nics");
-		for (size_t i = 0; i < json_object_array_length(nics); i++)
-			printf("NIC %zu:      %s\n", i, json_object_to_json_string_ext(json_object_array_get_idx(nics, i),
-										    JSON_C_TO_STRING_PLAIN));
-		printf("Document:   %s/%s\n", text_show(v->dir), STORE_CONFIG);
-	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "name", json_object_new_string(v->name));
+	json_object_object_add(o, "state", json_object_new_string(vm_state_name[s.state]));
+	json_object_object_add(o, "directory", json_object_new_string(v->dir));
+	json_object_object_add(o, "pid", s.pid ? json_object_new_int(s.pid) : NULL);
+	json_object_object_add(o, "config", json_object_get(doc));
+	json_object_object_add(o, "runtime", s.runtime ? json_object_get(s.runtime) : NULL);
+	vm_show_print(o, json);
+	json_object_put(o);
 	json_object_put(s.runtime);
 	json_object_put(doc);
 	return CLI_EXIT_OK;
@@ -892,13 +1040,13 @@ static int vm_start_one(struct vm *v)
 	json_object *doc;
 	int r = store_doc_read(v->dir, &doc, err, sizeof(err));
 	if (r)
-		return vm_err(v, r, "%s", err);
+		return vm_code = r == -EINVAL ? "InvalidConfig" : NULL, vm_err(v, r, "%s", err);
 	/* A VM that boots a kernel (or test ELF) directly has no firmware, so no NVRAM: run refuses one. */
 	bool firmware = !json_object_object_get_ex(doc, "kernel", NULL) && !json_object_object_get_ex(doc, "elf", NULL);
 	json_object_put(doc);
 	int lock = vm_run_lock(v);
 	if (lock == -EBUSY)
-		return vm_err(v, lock, "VM '%s' is already running (gen2vm vm stop %s stops it)", text_show(v->name),
+		return vm_code = "VmRunning", vm_err(v, lock, "VM '%s' is already running (gen2vm vm stop %s stops it)", text_show(v->name),
 			      text_show(v->name));
 	if (lock < 0)
 		return vm_err(v, lock, "%s: cannot take its run lock: %s", text_show(v->dir), strerror(-lock));
@@ -968,6 +1116,7 @@ static int vm_start_one(struct vm *v)
 				       text_show(v->dir), STORE_CONSOLE_LOG);
 				return CLI_EXIT_OK;
 			}
+			vm_code = "StartFailed";
 			fprintf(stderr, "gen2vm vm start: VM '%s' did not start (exit code %d): %s (the whole log: %s/%s)\n",
 				text_show(v->name), code, tail[0] ? tail : "no message", text_show(v->dir), STORE_RUN_LOG);
 			return code == CLI_EXIT_USAGE ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
@@ -1088,7 +1237,7 @@ static int vm_power(struct vm *v, const char *store, int argc, char **argv)
 		if (argc > 2)
 			return vm_err(v, -EINVAL, "unexpected argument '%s'", text_show(argv[2]));
 		if (store_run_lock_held(v->dir) != 1)
-			return vm_err(v, -EINVAL, "VM '%s' is not running (gen2vm vm start %s)", text_show(v->name),
+			return vm_code = "VmNotRunning", vm_err(v, -EINVAL, "VM '%s' is not running (gen2vm vm start %s)", text_show(v->name),
 				      text_show(v->name));
 		char reply[CONTROL_REPLY_BUF];
 		const char *args[] = { v->cmd };
@@ -1125,7 +1274,7 @@ static int vm_remove(struct vm *v, const char *store, int argc, char **argv)
 	if (lock < 0) {
 		close(cl);
 		if (lock == -EBUSY)
-			return vm_err(v, lock, "VM '%s' is running: a running VM cannot be removed (stop it first: gen2vm vm "
+			return vm_code = "VmRunning", vm_err(v, lock, "VM '%s' is running: a running VM cannot be removed (stop it first: gen2vm vm "
 					       "stop %s)", text_show(v->name), text_show(v->name));
 		return vm_err(v, lock, "%s: cannot take its run lock: %s", text_show(v->dir), strerror(-lock));
 	}
@@ -1544,7 +1693,7 @@ static int vm_console(struct vm *v, const char *store, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
-int cli_vm_main(int argc, char **argv)
+static int vm_main_direct(int argc, char **argv)
 {
 	/* --store DIR anywhere before the verb's own arguments end. */
 	const char *store = NULL;
@@ -1594,4 +1743,227 @@ int cli_vm_main(int argc, char **argv)
 		return vm_console(&v, store, vc, va);
 	fprintf(stderr, "gen2vm vm: unknown command '%s' (see gen2vm vm --help)\n", text_show(cmd));
 	return CLI_EXIT_USAGE;
+}
+
+/* ---- through gen2vmd ---- */
+
+/* A path the user gave, absolute: the service runs the verb from its own directory. "new:SIZE",
+ * "empty" and "lun=..." are not paths. Only the part before the first comma is the path. */
+static void vm_abs_arg(const char *arg, char *out, size_t len)
+{
+	char cwd[PATH_MAX];
+	if (arg[0] == '/' || !strncmp(arg, "new:", 4) || !strcmp(arg, "empty") || !strncmp(arg, "lun=", 4) ||
+	    !getcwd(cwd, sizeof(cwd)) || snprintf(out, len, "%s/%s", cwd, arg) >= (int)len)
+		snprintf(out, len, "%s", arg);
+}
+
+static json_object *vm_api_str(const char *s)
+{
+	return json_object_new_string(s);
+}
+
+/* The verb through the service's API when it answers on <root>/gen2vmd.sock: the same operation, run
+ * by the same code (the service runs `gen2vm vm` itself), with the same output and exit code.
+ * Returns -1 when the verb is to run here: no service, GEN2VM_DIRECT set, a verb the API does not
+ * carry (firmware, console, help), or arguments of a shape only the verb's own parser answers
+ * (their usage error changes nothing). */
+static int vm_via_service(const char *store, int n, char **a)
+{
+	if (getenv(SERVICE_ENV_DIRECT) || n < 2)
+		return -1;
+	const char *cmd = a[1], *name = n > 2 ? a[2] : NULL;
+	char root[2048], sock[2200], err[512], path[256], abs[PATH_MAX], abs2[PATH_MAX];
+	if (store_root_resolve(store, root, sizeof(root), err, sizeof(err)))
+		return -1;
+	snprintf(sock, sizeof(sock), "%s/%s", root, SERVICE_SOCKET);
+	struct stat st;
+	if (stat(sock, &st) || !S_ISSOCK(st.st_mode))
+		return -1;
+	if (name && (name[0] == '-' || strlen(name) > STORE_NAME_MAX || store_name_check(name, err, sizeof(err))))
+		return -1;
+	const char *method = NULL;
+	json_object *body = NULL;
+	unsigned timeout_ms = 120000;
+	bool list = !strcmp(cmd, "list"), show = !strcmp(cmd, "show"), json = false;
+	if (list) {
+		if (n > 3 || (n == 3 && strcmp(a[2], "--json")))
+			return -1;
+		json = n == 3;
+		method = "GET";
+		snprintf(path, sizeof(path), "/v1/vms");
+	} else if (!name) {
+		return -1;
+	} else if (show) {
+		if (n > 4 || (n == 4 && strcmp(a[3], "--json")))
+			return -1;
+		json = n == 4;
+		method = "GET";
+		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	} else if (!strcmp(cmd, "remove") || !strcmp(cmd, "start") || !strcmp(cmd, "pause") || !strcmp(cmd, "resume")) {
+		if (n != 3)
+			return -1;
+		method = cmd[0] == 'r' && cmd[2] == 'm' ? "DELETE" : "POST";
+		snprintf(path, sizeof(path), cmd[0] == 'r' && cmd[2] == 'm' ? "/v1/vms/%s" : "/v1/vms/%s/%s", name, cmd);
+		timeout_ms = (VM_START_WAIT_S + 60) * 1000;
+	} else if (!strcmp(cmd, "stop") || !strcmp(cmd, "restart")) {
+		bool turn_off = false;
+		long t = 60;
+		body = json_object_new_object();
+		for (int i = 3; i < n; i++) {
+			if (!strcmp(a[i], "--turn-off")) {
+				turn_off = true;
+			} else if (!strcmp(a[i], "--timeout") && i + 1 < n) {
+				char *end;
+				t = strtol(a[++i], &end, 10);
+				if (!*a[i] || *end || t < 1 || t > 86400) {
+					json_object_put(body);
+					return -1;
+				}
+				json_object_object_add(body, "timeout", json_object_new_int((int)t));
+			} else {
+				json_object_put(body);
+				return -1;
+			}
+		}
+		method = "POST";
+		if (!strcmp(cmd, "stop")) {
+			snprintf(path, sizeof(path), "/v1/vms/%s/%s", name, turn_off ? "terminate" : "shutdown");
+		} else {
+			snprintf(path, sizeof(path), "/v1/vms/%s/restart", name);
+			if (turn_off)
+				json_object_object_add(body, "turn_off", json_object_new_boolean(true));
+		}
+		timeout_ms = (unsigned)(t + VM_TURN_OFF_WAIT_S * 2 + VM_START_WAIT_S + 60) * 1000;
+	} else if (!strcmp(cmd, "new")) {
+		json_object *opts = json_object_new_array();
+		for (int i = 3; i < n; i++) {
+			const char *o = a[i];
+			bool takes_path = !strcmp(o, "--disk") || !strcmp(o, "--dvd") || !strcmp(o, "--from");
+			json_object_array_add(opts, vm_api_str(o));
+			if (takes_path && i + 1 < n) {
+				vm_abs_arg(a[++i], abs, sizeof(abs));
+				json_object_array_add(opts, vm_api_str(abs));
+			}
+		}
+		body = json_object_new_object();
+		json_object_object_add(body, "options", opts);
+		method = "PUT";
+		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	} else if (!strcmp(cmd, "set")) {
+		static const char *const opts[][2] = { { "--memory", "memory" }, { "--cpus", "cpus" }, { "--video", "video" },
+						       { "--integration-services", "integration_services" },
+						       { "--processor-compatibility", "processor_compatibility" } };
+		body = json_object_new_object();
+		if (n < 5)
+			goto direct;
+		for (int i = 3; i < n; i += 2) {
+			const char *key = NULL;
+			for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
+				if (!strcmp(a[i], opts[k][0]))
+					key = opts[k][1];
+			if (!key || i + 1 >= n)
+				goto direct;
+			json_object_object_add(body, key, vm_api_str(a[i + 1]));
+		}
+		method = "PATCH";
+		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	} else if (!strcmp(cmd, "add-disk") || !strcmp(cmd, "remove-disk") || !strcmp(cmd, "add-dvd") ||
+		   !strcmp(cmd, "set-dvd") || !strcmp(cmd, "remove-dvd") || !strcmp(cmd, "add-nic") ||
+		   !strcmp(cmd, "remove-nic")) {
+		bool set_dvd = !strcmp(cmd, "set-dvd"), nic = strstr(cmd, "nic") != NULL;
+		if (n < 4 || n > (set_dvd ? 5 : 4))
+			return -1;
+		char key[16];
+		snprintf(key, sizeof(key), "%s", cmd);
+		key[strcspn(key, "-")] = '_';
+		if (nic)
+			snprintf(abs, sizeof(abs), "%s", a[3]);
+		else
+			vm_abs_arg(a[3], abs, sizeof(abs));
+		body = json_object_new_object();
+		json_object_object_add(body, key, vm_api_str(abs));
+		if (n == 5) {
+			vm_abs_arg(a[4], abs2, sizeof(abs2));
+			json_object_object_add(body, "slot", vm_api_str(abs2));
+		}
+		method = "PATCH";
+		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+		timeout_ms = (VM_CONTROL_SLOW_MS + 60000);
+	} else {
+		return -1;
+	}
+	int status;
+	char *resp;
+	const char *text = body ? json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN) : NULL;
+	int r = client_request(sock, method, path, text, timeout_ms, &status, &resp);
+	json_object_put(body);
+	if (r == -ECONNREFUSED || r == -ENOENT)
+		return -1; /* a socket left by a service that is gone: the store itself */
+	if (r) {
+		fprintf(stderr, "gen2vm vm %s: the service (%s) did not answer: %s\n", cmd, text_show(sock), strerror(-r));
+		return CLI_EXIT_FAILED;
+	}
+	json_object *o = json_tokener_parse(resp), *e, *j;
+	free(resp);
+	int rc = CLI_EXIT_OK;
+	if (!o) {
+		fprintf(stderr, "gen2vm vm %s: the service answered %d without a JSON body\n", cmd, status);
+		rc = CLI_EXIT_FAILED;
+	} else if (json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, "error", &e)) {
+		const char *m = json_object_object_get_ex(e, "message", &j) ? json_object_get_string(j) : "failed";
+		fprintf(stderr, "%s%s\n", strncmp(m, "gen2vm vm", 9) ? "gen2vm vm: " : "", m);
+		rc = json_object_object_get_ex(e, "exit_code", &j) ? json_object_get_int(j) : CLI_EXIT_FAILED;
+		rc = rc > 0 && rc < 256 ? rc : CLI_EXIT_FAILED;
+	} else if (list) {
+		vm_list_print(o, json);
+	} else if (show) {
+		vm_show_print(o, json);
+	} else {
+		const char *m = json_object_object_get_ex(o, "message", &j) ? json_object_get_string(j) : "";
+		if (*m)
+			printf("%s\n", m);
+	}
+	json_object_put(o);
+	return rc;
+direct:
+	json_object_put(body);
+	return -1;
+}
+
+int cli_vm_main(int argc, char **argv)
+{
+	vm_code = NULL;
+	/* The service's descriptor for the error code stays with this process: a VM it starts must not
+	 * inherit it. */
+	const char *cfd = getenv(SERVICE_ENV_CODE_FD);
+	int code_fd = cfd && *cfd >= '3' && *cfd <= '9' && !cfd[1] ? *cfd - '0' : -1;
+	if (code_fd >= 0) {
+		fcntl(code_fd, F_SETFD, FD_CLOEXEC);
+		unsetenv(SERVICE_ENV_CODE_FD);
+	}
+	/* The service, when it runs, carries the verb: it sees every change the moment it is made. */
+	const char *store = NULL;
+	char *args[512];
+	int n = 0;
+	for (int i = 0; i < argc && n < 511; i++) {
+		if (!strcmp(argv[i], "--store") && i + 1 < argc)
+			store = argv[++i];
+		else if (!strncmp(argv[i], "--store=", 8))
+			store = argv[i] + 8;
+		else
+			args[n++] = argv[i];
+	}
+	args[n] = NULL;
+	int rc = vm_via_service(store, n, args);
+	if (rc >= 0) {
+		fflush(NULL);
+		return rc;
+	}
+	rc = vm_main_direct(argc, argv);
+	/* For gen2vmd, which runs the verbs: the error's stable code besides its message. */
+	if (rc && code_fd >= 0) {
+		fflush(NULL);
+		dprintf(code_fd, "%s\n", vm_code ? vm_code : rc == CLI_EXIT_USAGE ? "InvalidArgument" : "Failed");
+	}
+	return rc;
 }

@@ -1519,3 +1519,177 @@ def test_vm_survives_10000_misbehaving_connections(tmp_path):
         vm.close()
     assert vm.p.returncode == 0, vm.err()
     assert "AddressSanitizer" not in vm.err() and "runtime error" not in vm.err(), vm.err()
+
+
+# ---------------------------------------------------------------------------------------------------
+# gen2vmd's API socket (gen2vm service run): hostile local clients. No VM needs to run: the service's
+# loop is what is attacked. After each case the service answers a well-formed request at once, and it
+# ends cleanly (no sanitizer report) with as many descriptors as it had.
+
+def svc_request(sock, data, timeout=10):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sock)  # blocking, as curl's: a full backlog makes it wait, not fail
+    s.settimeout(timeout)
+    try:
+        s.sendall(data)
+    except OSError:
+        pass
+    out = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+    except OSError:
+        pass
+    s.close()
+    return out
+
+
+def svc_fast_list(sock):
+    t0 = time.time()
+    r = svc_request(sock, b"GET /v1/vms HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 200 ") and b'"name":"h"' in r, r[:500]
+    assert time.time() - t0 < 5
+
+
+def svc_misbehave_garbage(sock):
+    for junk in (b"\x00\xff\xfe garbage\r\n\r\n", b"GET\r\n\r\n", b"GET /v1/vms HTTP/9.9\r\n\r\n",
+                 b"GET /v1/vms/\xff\xfe HTTP/1.1\r\n\r\n", b"GET /v1/vms\x00 HTTP/1.1\r\n\r\n",
+                 b"PUT /v1/vms/x HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"):
+        r = svc_request(sock, junk)
+        assert r.startswith(b"HTTP/1.1 400 ") or r.startswith(b"HTTP/1.1 501 "), (junk, r)
+        assert b'"code":"' in r
+
+
+def svc_misbehave_header_100mb(sock):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(sock)
+    sent = 0
+    try:
+        s.sendall(b"GET /v1/vms HTTP/1.1\r\nX: ")
+        chunk = b"a" * MiB
+        while sent < 100 * MiB:
+            s.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass
+    assert sent < 100 * MiB  # it stopped reading and hung up long before
+    s.close()
+
+
+def svc_misbehave_body_too_large(sock):
+    r = svc_request(sock, b"PUT /v1/vms/x HTTP/1.1\r\nContent-Length: 104857600\r\n\r\n" + b"{" * 65536)
+    assert r.startswith(b"HTTP/1.1 413 "), r[:200]
+
+
+def svc_misbehave_chunked(sock):
+    r = svc_request(sock, b"PUT /v1/vms/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 501 "), r[:200]
+
+
+def svc_misbehave_bad_json(sock):
+    for body in (b"{", b"[]", b"{}{}", b'{"a":' * 5000, b"\xff\xfe", b'{"options": "x"}', b'{"options": [1, {}]}'):
+        r = svc_request(sock, b"PUT /v1/vms/x HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert r.startswith(b"HTTP/1.1 4"), (body[:50], r[:300])
+    for body in (b'{"cpus": {"deep": [1, 2]}}', b'{"add_disk": null}', b'{"remove_nic": -1}', b'{"slot": "x"}'):
+        r = svc_request(sock, b"PATCH /v1/vms/h HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert r.startswith(b"HTTP/1.1 4"), (body[:50], r[:300])
+
+
+def svc_misbehave_slow_and_idle(sock):
+    idle = []
+    for _ in range(10):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(sock)
+        idle.append(s)
+    idle[0].sendall(b"GET /v1/v")  # and never the rest
+    for _ in range(3):
+        svc_fast_list(sock)
+    for s in idle:
+        s.close()
+
+
+def svc_misbehave_half_close(sock):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(sock)
+    s.sendall(b"GET /v1/vms/h HTTP/1.1\r\n\r\n")
+    s.shutdown(socket.SHUT_WR)  # a client that half-closes still gets its answer
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    s.close()
+    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+
+
+def svc_misbehave_early_close(sock):
+    for _ in range(20):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(sock)
+        s.sendall(b"GET /v1/vms HTTP/1.1\r\n\r\n")  # an operation starts, its client is gone
+        s.close()
+
+
+def svc_misbehave_events_never_read(sock):
+    deaf = []
+    for _ in range(5):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(sock)
+        s.sendall(b"GET /v1/events HTTP/1.1\r\n\r\n")
+        deaf.append(s)
+    for _ in range(3):
+        svc_fast_list(sock)
+    for s in deaf:
+        s.close()
+
+
+def svc_misbehave_too_many(sock):
+    many = []
+    for _ in range(200):  # more than it serves at once (128): the rest are told 503 and closed
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(sock)
+        many.append(s)
+    for s in many:
+        s.close()
+
+
+SVC_MISBEHAVIOURS = [svc_misbehave_garbage, svc_misbehave_header_100mb, svc_misbehave_body_too_large,
+                     svc_misbehave_chunked, svc_misbehave_bad_json, svc_misbehave_slow_and_idle,
+                     svc_misbehave_half_close, svc_misbehave_early_close, svc_misbehave_events_never_read,
+                     svc_misbehave_too_many]
+
+
+@pytest.fixture(scope="module")
+def gen2vmd(tmp_path_factory):
+    from test_vm_service import Service
+    tmp = tmp_path_factory.mktemp("gen2vmd")
+    store = tmp / "store"
+    os.makedirs(str(store))
+    r = g2("vm", "--store", store, "new", "h", "--memory", "64M")
+    assert r.rc == 0, r
+    s = Service(store, tmp)
+    time.sleep(0.3)
+    base = len(os.listdir(f"/proc/{s.p.pid}/fd"))
+    yield s
+    deadline = time.time() + 15  # connections the cases left are closed by now or by their timeouts
+    while len(os.listdir(f"/proc/{s.p.pid}/fd")) != base and time.time() < deadline:
+        time.sleep(0.2)
+    fds = len(os.listdir(f"/proc/{s.p.pid}/fd"))
+    s.stop()
+    text = s.text()
+    assert fds == base, (base, fds)
+    assert "AddressSanitizer" not in text and "runtime error" not in text, text[-3000:]
+
+
+@pytest.mark.parametrize("how", SVC_MISBEHAVIOURS, ids=[m.__name__[len("svc_misbehave_"):] for m in SVC_MISBEHAVIOURS])
+def test_service_client_misbehaves(gen2vmd, how):
+    how(gen2vmd.sock)
+    svc_fast_list(gen2vmd.sock)
+    assert gen2vmd.p.poll() is None, gen2vmd.text()
