@@ -83,3 +83,26 @@ def make_blank_disk(path, size_mb=16):
     with open(path, "wb") as f:
         f.truncate(size_mb << 20)
     return path
+
+
+def linux_userspace_vhdx(tmp_path, marker, gen2vm):
+    """A VHDX whose ESP boots Debian's cloud kernel through systemd-boot into a busybox userspace
+    that prints marker on COM1 and stays up (hv_vmbus and hv_utils loaded, so the shutdown service
+    can power it off). gen2vm: the binary that converts the raw image. Returns the VHDX's path."""
+    from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs
+    kernel = fetch_kernel()
+    efi_bins = fetch_efi_binaries()
+    initrd = os.path.join(str(tmp_path), "initrd.cpio")
+    init = (INIT_PRELUDE + "for m in $(cat /modules/order); do insmod /modules/$m || echo INSMOD-FAILED $m; done\n"
+            f"echo {marker}\nwhile true; do sleep 1; done\n")
+    make_initramfs(initrd, init, kernel["modules"], ["hv_vmbus", "hv_utils"])
+    fat = make_fat(os.path.join(str(tmp_path), "esp.fat"), {
+        "EFI/BOOT/BOOTX64.EFI": efi_bins["systemd_boot"],
+        "loader/loader.conf": "timeout 0\ndefault debian.conf\n",
+        "loader/entries/debian.conf": "title Debian\nlinux /vmlinuz\ninitrd /initrd.img\n"
+                                      "options console=ttyS0 panic=-1\n",
+        "vmlinuz": kernel["vmlinuz"], "initrd.img": initrd}, size_mb=80)
+    raw = make_gpt_disk(os.path.join(str(tmp_path), "esp.img"), fat)
+    vhdx = os.path.join(str(tmp_path), "os.vhdx")
+    subprocess.run([gen2vm, "vhd", "convert", raw, vhdx], check=True, capture_output=True)
+    return vhdx

@@ -756,24 +756,9 @@ def test_crash_at_random_points_leaves_every_vm_loadable(store, tmp_path):
 @pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
 def test_real_guest_through_the_service(tmp_path):
     import efi_images as ei
-    from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs
     if not ei.have_tools("mkfs.vfat", "mcopy", "mmd", "sfdisk"):
         pytest.skip("needs dosfstools, mtools and fdisk (scripts/deps.sh test)")
-    kernel = fetch_kernel()
-    efi_bins = ei.fetch_efi_binaries()
-    initrd = str(tmp_path / "initrd.cpio")
-    init = (INIT_PRELUDE + "for m in $(cat /modules/order); do insmod /modules/$m || echo INSMOD-FAILED $m; done\n"
-            "echo VM-SERVICE-USERSPACE-MARKER\nwhile true; do sleep 1; done\n")
-    make_initramfs(initrd, init, kernel["modules"], ["hv_vmbus", "hv_utils"])
-    fat = ei.make_fat(str(tmp_path / "esp.fat"), {
-        "EFI/BOOT/BOOTX64.EFI": efi_bins["systemd_boot"],
-        "loader/loader.conf": "timeout 0\ndefault debian.conf\n",
-        "loader/entries/debian.conf": "title Debian\nlinux /vmlinuz\ninitrd /initrd.img\n"
-                                      "options console=ttyS0 panic=-1\n",
-        "vmlinuz": kernel["vmlinuz"], "initrd.img": initrd}, size_mb=80)
-    raw_img = ei.make_gpt_disk(str(tmp_path / "esp.img"), fat)
-    vhdx = str(tmp_path / "os.vhdx")
-    run(gen2vm_binary(), "vhd", "convert", raw_img, vhdx)
+    vhdx = ei.linux_userspace_vhdx(tmp_path, "VM-SERVICE-USERSPACE-MARKER", gen2vm_binary())
     store = tmp_path / "store"
     os.makedirs(str(store))
     s = Service(store, tmp_path)

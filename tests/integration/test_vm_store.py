@@ -531,25 +531,9 @@ def test_deep_store_paths_do_not_break_the_control_socket(tmp_path):
 @pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
 def test_real_guest_start_list_stop(tmp_path):
     import efi_images as ei
-    from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs
     if not ei.have_tools("mkfs.vfat", "mcopy", "mmd", "sfdisk"):
         pytest.skip("needs dosfstools, mtools and fdisk (scripts/deps.sh test)")
-    kernel = fetch_kernel()
-    efi_bins = ei.fetch_efi_binaries()
-    initrd = str(tmp_path / "initrd.cpio")
-    # Userspace says so on COM1 and stays up until the shutdown service powers it off.
-    init = (INIT_PRELUDE + "for m in $(cat /modules/order); do insmod /modules/$m || echo INSMOD-FAILED $m; done\n"
-            "echo VM-STORE-USERSPACE-MARKER\nwhile true; do sleep 1; done\n")
-    make_initramfs(initrd, init, kernel["modules"], ["hv_vmbus", "hv_utils"])
-    fat = ei.make_fat(str(tmp_path / "esp.fat"), {
-        "EFI/BOOT/BOOTX64.EFI": efi_bins["systemd_boot"],
-        "loader/loader.conf": "timeout 0\ndefault debian.conf\n",
-        "loader/entries/debian.conf": "title Debian\nlinux /vmlinuz\ninitrd /initrd.img\n"
-                                      "options console=ttyS0 panic=-1\n",
-        "vmlinuz": kernel["vmlinuz"], "initrd.img": initrd}, size_mb=80)
-    raw = ei.make_gpt_disk(str(tmp_path / "esp.img"), fat)
-    vhdx = str(tmp_path / "os.vhdx")
-    run(gen2vm_binary(), "vhd", "convert", raw, vhdx)
+    vhdx = ei.linux_userspace_vhdx(tmp_path, "VM-STORE-USERSPACE-MARKER", gen2vm_binary())
     store = tmp_path / "store"
     ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--disk", vhdx)
     try:

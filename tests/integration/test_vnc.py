@@ -28,9 +28,12 @@ import pytest
 from conftest import gen2vm_binary, have_kvm, loopback_up, run
 import efi_images as ei
 from linux_guest import INIT_PRELUDE, fetch_kernel, host_program, make_initramfs
-from test_console_devices import FBWRITE_C, FB_H, FB_W, fb_pattern, png_read_rgb
+from screen import fb_pattern, png_read_rgb
+from test_console_devices import FBWRITE_C
 from test_firmware_boot import Vm as FirmwareVm, esp_disk
 from test_linux import LOAD_MODULES
+
+FB_W, FB_H = 1024, 768  # the device's default screen, which hyperv_fb takes
 
 pytestmark = [pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"), pytest.mark.real_guest]
 
@@ -271,7 +274,7 @@ def test_vnc_and_web_console_with_linux(tmp_path, kernel, efi_bins):
     loopback_up()
     fbwrite = str(tmp_path / "fbwrite")
     (tmp_path / "fbwrite.c").write_text(FBWRITE_C)
-    run("cc", "-O2", "-o", fbwrite, str(tmp_path / "fbwrite.c"))
+    run("cc", "-O2", f"-DFB_W={FB_W}", f"-DFB_H={FB_H}", "-o", fbwrite, str(tmp_path / "fbwrite.c"))
     pattern = fb_pattern(FB_W, FB_H)
     want = planes_bgrx(pattern)
     extra = host_program(fbwrite)
