@@ -125,9 +125,8 @@ static void vid_resolutions(struct console_dev *d, struct synthvid *v, const uin
 	memcpy(&rq, b, sizeof(rq));
 	struct synthvid_resolution_resp rs;
 	memset(&rs, 0, sizeof(rs)); /* no EDID: Linux reads none of it */
+	/* nr_modes is below SYNTHVID_MAX_RESOLUTION_COUNT (the _Static_assert on the standard list). */
 	unsigned count = v->nr_modes < rq.maximum_resolution_count ? v->nr_modes : rq.maximum_resolution_count;
-	if (count > SYNTHVID_MAX_RESOLUTION_COUNT)
-		count = SYNTHVID_MAX_RESOLUTION_COUNT;
 	rs.resolution_count = (uint8_t)count;
 	/* A guest asking for fewer than the list still gets a default inside what it took. */
 	rs.default_resolution_index = count > v->default_mode ? (uint8_t)v->default_mode : 0;
