@@ -102,8 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct hv_ops ops = { .crash = crash_cb, .interrupt = interrupt_cb, .guest_tsc = tsc_cb };
 	hv_partition_init(&hv, &mem, vps, NVPS, 2000000000ull, 1000000000ull, &ops);
 	struct uart u;
-	int out = -1;
-	uart_init(&u, &out, irq_cb, NULL);
+	uart_init(&u, NULL, NULL, irq_cb, NULL);
 	struct ioapic io;
 	ioapic_init(&io, kvm);
 	struct rtc rtc;

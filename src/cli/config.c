@@ -40,7 +40,11 @@ static const char run_usage_head[] =
 	"  --uuid UUID                the SMBIOS system UUID (8-4-4-4-12 hex digits; default: a\n"
 	"                             random one per run)\n"
 	"  --com1 stdio|file:PATH|socket:PATH|none\n"
-	"                             the COM1 serial port (off by default)\n"
+	"                             the COM1 serial port (off by default); socket:PATH is a Unix\n"
+	"                             socket where clients attach (several at once, see --com1-attach)\n"
+	"  --com1-attach PATH         also a Unix socket where clients attach to COM1 (e.g. socat, gen2vm vm\n"
+	"                             console): each gets the output from then on and its input goes to the\n"
+	"                             guest; a client that does not keep up loses output, never the guest\n"
 	"  --debugcon stdio|file:PATH|none\n"
 	"                             the debug console port 0xE9 for test guests (off by default)\n"
 	"  --vnc unix:PATH|HOST:PORT  show the screen and take keyboard and pointer over VNC (RFB), several\n"
@@ -200,6 +204,16 @@ static int set_console(struct console_spec *spec, const char *opt, const char *s
 	return 0;
 }
 
+static int set_attach(struct run_config *rc, const char *opt, const char *s, char *err, size_t errlen)
+{
+	if (!*s || strlen(s) >= sizeof(((struct console_spec *)0)->path)) {
+		snprintf(err, errlen, "%s '%s': expected the path of a Unix socket (1 to 255 bytes)", opt, text_show(s));
+		return -EINVAL;
+	}
+	rc->vm.com1_attach = s;
+	return 0;
+}
+
 static const char *own(struct run_config *rc, const char *s)
 {
 	if (rc->nr_owned == sizeof(rc->owned) / sizeof(rc->owned[0]))
@@ -293,7 +307,7 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 
 const char *const run_config_json_keys[] = { "schema", "generation", "memory", "cpus", "kernel", "initrd",
 					     "cmdline", "elf", "firmware", "efi", "nvram", "uuid", "com1",
-					     "debugcon", "processor_compatibility", "no_reboot", "sigterm",
+					     "com1_attach", "debugcon", "processor_compatibility", "no_reboot", "sigterm",
 					     "sigterm_timeout", "clock_offset", "video", "vnc", "vnc_password_file",
 					     "web_console", "automatic_start", "automatic_stop", NULL };
 
@@ -370,6 +384,9 @@ int run_config_apply_json(struct run_config *rc, const char *text, size_t len, c
 			r = set_uuid(rc, "\"uuid\"", sv, e, sizeof(e));
 		} else if (!strcmp(key, "com1") && t == json_type_string) {
 			r = set_console(&rc->vm.com1, "com1", sv, e, sizeof(e));
+		} else if (!strcmp(key, "com1_attach") && t == json_type_string) {
+			const char *o = own(rc, sv);
+			r = o ? set_attach(rc, "\"com1_attach\"", o, e, sizeof(e)) : -ENOMEM;
 		} else if (!strcmp(key, "debugcon") && t == json_type_string) {
 			r = set_console(&rc->vm.debugcon, "debugcon", sv, e, sizeof(e));
 		} else if (!strcmp(key, "vnc") && t == json_type_string) {
@@ -460,7 +477,7 @@ static int run_config_check(struct run_config *rc, char *err, size_t errlen)
 	return vnc_config_validate(&rc->vm.vnc, console, err, errlen);
 }
 
-enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_DEBUGCON, O_COMPAT,
+enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_COM1_ATTACH, O_DEBUGCON, O_COMPAT,
        O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_CONTROL, O_SLOWDOWN, O_CLOCK_OFFSET, O_VIDEO,
        O_FIRMWARE, O_EFI, O_NVRAM, O_UUID, O_DEVICE, O_SIGTERM, O_SIGTERM_TIMEOUT, O_VNC, O_VNC_PASSWORD,
        O_WEB_CONSOLE };
@@ -482,6 +499,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "nvram", required_argument, NULL, O_NVRAM },
 		{ "uuid", required_argument, NULL, O_UUID },
 		{ "com1", required_argument, NULL, O_COM1 },
+		{ "com1-attach", required_argument, NULL, O_COM1_ATTACH },
 		{ "debugcon", required_argument, NULL, O_DEBUGCON },
 		{ "vnc", required_argument, NULL, O_VNC },
 		{ "vnc-password-file", required_argument, NULL, O_VNC_PASSWORD },
@@ -544,6 +562,7 @@ static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, c
 		case O_NVRAM: rc->vm.nvram = optarg; break;
 		case O_UUID: r = set_uuid(rc, "--uuid", optarg, err, errlen); break;
 		case O_COM1: r = set_console(&rc->vm.com1, "--com1", optarg, err, errlen); break;
+		case O_COM1_ATTACH: r = set_attach(rc, "--com1-attach", optarg, err, errlen); break;
 		case O_DEBUGCON: r = set_console(&rc->vm.debugcon, "--debugcon", optarg, err, errlen); break;
 		case O_VNC: r = set_vnc(rc, false, "--vnc", optarg, err, errlen); break;
 		case O_VNC_PASSWORD: rc->vm.vnc.password_file = optarg; break;

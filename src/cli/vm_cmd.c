@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,8 +66,10 @@ static const char vm_usage[] =
 	"                          change), network adapters are added hot; the rest need it off\n"
 	"  firmware NAME show|set|reset [OPTIONS]\n"
 	"                          gen2vm firmware on the VM's nvram.bin (gen2vm firmware --help)\n"
-	"  console NAME            print COM1's output (console.log); while the VM runs, follow it\n"
-	"                          (Ctrl-C detaches; input is not supported yet)\n";
+	"  console NAME [--follow] attach to the running VM's COM1: its output from now on, and what you\n"
+	"                          type goes to the guest (Ctrl-] detaches; several may attach at once);\n"
+	"                          --follow prints console.log and follows it while the VM runs (read-only;\n"
+	"                          Ctrl-C ends it), also for a VM that is off\n";
 
 /* How long `vm start` waits for the control socket, and `vm stop --turn-off` for the process. */
 #define VM_START_WAIT_S 120
@@ -138,6 +141,33 @@ static int vm_resolve(struct vm *v, const char *store, const char *name, bool mu
 
 /* ---- the control socket ---- */
 
+/* Connects to the Unix socket file in the VM's directory, reached relative to it: a deep store would
+ * otherwise pass the 107 bytes a socket path may have. Returns the descriptor or -errno. */
+static int vm_socket_connect(const struct vm *v, const char *file)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", file);
+	int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r = 0;
+	if (cwd < 0 || chdir(v->dir))
+		r = -errno;
+	else if (connect(fd, (struct sockaddr *)&a, sizeof(a)))
+		r = -errno;
+	if (cwd >= 0) {
+		if (fchdir(cwd) && !r)
+			r = -errno;
+		close(cwd);
+	}
+	if (r) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
 /* Sends argv as one command line to the VM's control socket and reads the reply line. The socket is
  * reached relative to the VM's directory: a deep store would otherwise pass the 107 bytes a Unix
  * socket path may have. Returns 0 ("ok", the detail in reply), -EIO ("error: ...", the message in
@@ -160,22 +190,8 @@ static int vm_control_peer(const struct vm *v, unsigned timeout_ms, int argc, co
 		n += (size_t)w;
 	}
 	line[n++] = '\n';
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", STORE_CONTROL);
-	int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int r = 0;
-	if (cwd < 0 || chdir(v->dir))
-		r = -errno;
-	else if (connect(fd, (struct sockaddr *)&a, sizeof(a)))
-		r = -errno;
-	if (cwd >= 0) {
-		if (fchdir(cwd) && !r)
-			r = -errno;
-		close(cwd);
-	}
+	int fd = vm_socket_connect(v, STORE_CONTROL);
+	int r = fd < 0 ? fd : 0;
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
 	if (!r && peer)
@@ -582,7 +598,7 @@ static void vm_leftover_clear(const struct vm *v)
 	int lock = cl >= 0 ? store_run_lock(v->dir) : -1;
 	if (cl >= 0 && lock >= 0) {
 		static const char *const files[] = { STORE_CONFIG ".tmp", STORE_NVRAM, STORE_NVRAM ".lock", STORE_NVRAM ".tmp",
-						     STORE_CONSOLE_LOG, STORE_RUN_LOG, STORE_CONTROL };
+						     STORE_CONSOLE_LOG, STORE_RUN_LOG, STORE_CONTROL, STORE_CONSOLE_SOCK };
 		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 			vm_file(v, files[i], p, sizeof(p));
 			unlink(p);
@@ -1098,7 +1114,8 @@ static int vm_start_one(struct vm *v)
 			_exit(CLI_EXIT_FAILED);
 		signal(SIGPIPE, SIG_DFL);
 		char *args[] = { "gen2vm", "run", "--config", STORE_CONFIG, "--control", STORE_CONTROL, "--com1",
-				 "file:" STORE_CONSOLE_LOG, firmware ? "--nvram" : NULL, STORE_NVRAM, NULL };
+				 "file:" STORE_CONSOLE_LOG, "--com1-attach", STORE_CONSOLE_SOCK,
+				 firmware ? "--nvram" : NULL, STORE_NVRAM, NULL };
 		execv(exe, args);
 		dprintf(2, "gen2vm vm start: cannot run %s: %s\n", exe, strerror(errno));
 		_exit(CLI_EXIT_FAILED);
@@ -1282,7 +1299,8 @@ static int vm_remove(struct vm *v, const char *store, int argc, char **argv)
 	 * from inside this directory is refused), and anything else found here is left with the
 	 * directory. vm.json goes first: from then on the VM no longer exists, whatever else fails. */
 	static const char *const files[] = { STORE_CONFIG, STORE_CONFIG ".tmp", STORE_NVRAM, STORE_NVRAM ".tmp",
-					     STORE_NVRAM ".lock", STORE_CONSOLE_LOG, STORE_RUN_LOG, STORE_CONTROL };
+					     STORE_NVRAM ".lock", STORE_CONSOLE_LOG, STORE_RUN_LOG, STORE_CONTROL,
+					     STORE_CONSOLE_SOCK };
 	char p[PATH_MAX];
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		vm_file(v, files[i], p, sizeof(p));
@@ -1654,24 +1672,20 @@ static int vm_firmware(struct vm *v, const char *store, int argc, char **argv)
 }
 
 static volatile sig_atomic_t vm_console_quit;
-static void vm_console_sigint(int sig)
+static void vm_console_signal(int sig)
 {
-	vm_console_quit = 1;
+	vm_console_quit = sig;
 }
 
-static int vm_console(struct vm *v, const char *store, int argc, char **argv)
+/* --follow: COM1's output as console.log has it, followed while the VM runs (read-only). */
+static int vm_console_follow(struct vm *v)
 {
-	if (argc != 2)
-		return vm_err(v, -EINVAL, "usage: gen2vm vm console NAME");
-	int rc = vm_resolve(v, store, argv[1], true);
-	if (rc)
-		return rc;
 	char p[PATH_MAX];
 	vm_file(v, STORE_CONSOLE_LOG, p, sizeof(p));
 	int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0 && errno != ENOENT)
 		return vm_err(v, -errno, "%s: %s", text_show(p), strerror(errno));
-	signal(SIGINT, vm_console_sigint);
+	signal(SIGINT, vm_console_signal);
 	char buf[65536];
 	for (;;) {
 		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf)) : 0;
@@ -1691,6 +1705,119 @@ static int vm_console(struct vm *v, const char *store, int argc, char **argv)
 	if (fd >= 0)
 		close(fd);
 	return CLI_EXIT_OK;
+}
+
+/* Writes all of data to fd (a terminal or pipe that may take it in parts). */
+static bool vm_write_all(int fd, const char *data, size_t len)
+{
+	while (len) {
+		ssize_t w = write(fd, data, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		data += w;
+		len -= (size_t)w;
+	}
+	return true;
+}
+
+#define VM_CONSOLE_ESCAPE 0x1d /* Ctrl-], as telnet and virsh console */
+
+/* Attached to the running VM's COM1 through its console socket: the terminal in raw mode (when
+ * stdin is one) so every key goes to the guest, until Ctrl-] or the VM's end. */
+static int vm_console_attach(struct vm *v)
+{
+	if (store_run_lock_held(v->dir) != 1)
+		return vm_code = "VmNotRunning",
+		       vm_err(v, -EINVAL, "VM '%s' is not running: there is no console to attach to (gen2vm vm start %s; "
+					  "gen2vm vm console %s --follow prints its last COM1 output)",
+			      text_show(v->name), text_show(v->name), text_show(v->name));
+	int fd = vm_socket_connect(v, STORE_CONSOLE_SOCK);
+	if (fd < 0)
+		return vm_err(v, fd == -ECONNREFUSED ? -ENOENT : fd,
+			      "VM '%s' offers no console to attach to (%s: %s; it is starting, or was started by a gen2vm "
+			      "without console sockets): gen2vm vm console %s --follow shows its output",
+			      text_show(v->name), STORE_CONSOLE_SOCK, strerror(-fd), text_show(v->name));
+	struct termios saved;
+	bool tty = isatty(STDIN_FILENO) && !tcgetattr(STDIN_FILENO, &saved);
+	fprintf(stderr, "Connected to VM '%s' (COM1). Escape character is ^] (Ctrl-]).\n", text_show(v->name));
+	if (tty) {
+		struct termios raw = saved;
+		cfmakeraw(&raw);
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw);
+	}
+	/* No SA_RESTART: the signal ends the poll below and the terminal is restored. */
+	struct sigaction sa = { .sa_handler = vm_console_signal };
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	bool in_open = true, detached = false, ended = false;
+	char buf[16384];
+	while (!vm_console_quit && !detached && !ended) {
+		struct pollfd p[2] = { { fd, POLLIN, 0 }, { in_open ? STDIN_FILENO : -1, POLLIN, 0 } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[0].revents) {
+			ssize_t n = read(fd, buf, sizeof(buf));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				ended = true;
+				break;
+			}
+			if (!vm_write_all(STDOUT_FILENO, buf, (size_t)n))
+				break; /* nowhere to show it */
+		}
+		if (p[1].revents) {
+			ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				in_open = false; /* a pipe that ended: keep showing the output */
+				continue;
+			}
+			char *esc = memchr(buf, VM_CONSOLE_ESCAPE, (size_t)n);
+			size_t k = esc ? (size_t)(esc - buf) : (size_t)n;
+			if (k && send(fd, buf, k, MSG_NOSIGNAL) != (ssize_t)k) {
+				ended = true;
+				break;
+			}
+			detached = esc != NULL;
+		}
+	}
+	if (tty)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+	close(fd);
+	if (ended)
+		fprintf(stderr, "\nVM '%s' closed its console (it stopped)\n", text_show(v->name));
+	else
+		fprintf(stderr, "\nDetached from VM '%s' (COM1)\n", text_show(v->name));
+	return CLI_EXIT_OK;
+}
+
+static int vm_console(struct vm *v, const char *store, int argc, char **argv)
+{
+	bool follow = false;
+	const char *name = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--follow") || !strcmp(argv[i], "--read-only"))
+			follow = true;
+		else if (!name && argv[i][0] != '-')
+			name = argv[i];
+		else
+			return vm_err(v, -EINVAL, "usage: gen2vm vm console NAME [--follow]");
+	}
+	if (!name)
+		return vm_err(v, -EINVAL, "usage: gen2vm vm console NAME [--follow]");
+	int rc = vm_resolve(v, store, name, true);
+	if (rc)
+		return rc;
+	return follow ? vm_console_follow(v) : vm_console_attach(v);
 }
 
 static int vm_main_direct(int argc, char **argv)

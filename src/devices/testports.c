@@ -8,9 +8,8 @@
 static void testports_console_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
 {
 	struct testports *tp = opaque;
-	int fd = __atomic_load_n(tp->out_fd, __ATOMIC_ACQUIRE);
-	if (is_write && fd >= 0 && write(fd, data, 1) < 0)
-		log_debug("debug console write failed");
+	if (is_write && tp->out)
+		tp->out(tp->out_opaque, data, 1);
 }
 
 static void testports_exit_io(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool is_write)
@@ -53,10 +52,12 @@ static void testports_mmio(void *opaque, uint64_t off, uint8_t *data, unsigned l
 		memcpy(data, &tp->regs[off / 4], 4);
 }
 
-int testports_attach(struct testports *tp, struct vm *vm, const int *out_fd)
+int testports_attach(struct testports *tp, struct vm *vm, void (*out)(void *, const uint8_t *, unsigned),
+		     void *out_opaque)
 {
 	tp->vm = vm;
-	tp->out_fd = out_fd;
+	tp->out = out;
+	tp->out_opaque = out_opaque;
 	int r = bus_register(&vm->pio, TESTPORTS_DEBUGCON, 1, testports_console_io, tp, "debugcon");
 	r = r ? r : bus_register(&vm->pio, TESTPORTS_EXIT, 4, testports_exit_io, tp, "debugexit");
 	return r ? r : bus_register(&vm->mmio, TESTDEV_MMIO_BASE, 0x1000, testports_mmio, tp, "testdev");

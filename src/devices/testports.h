@@ -15,11 +15,13 @@
 
 struct testports {
 	struct vm *vm;
-	const int *out_fd; /* the console's output fd (it may change while the VM runs), < 0: none */
+	void (*out)(void *opaque, const uint8_t *data, unsigned len); /* console bytes, or NULL */
+	void *out_opaque;
 	uint32_t regs[16];
 };
 
-/* Claims the ports and the MMIO page of vm for tp; console bytes go to *out_fd. 0 or -errno. */
-int testports_attach(struct testports *tp, struct vm *vm, const int *out_fd);
+/* Claims the ports and the MMIO page of vm for tp; console bytes go to out (may be NULL). 0 or -errno. */
+int testports_attach(struct testports *tp, struct vm *vm, void (*out)(void *, const uint8_t *, unsigned),
+		     void *out_opaque);
 
 #endif

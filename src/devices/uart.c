@@ -17,11 +17,13 @@
 #define UART_MCR_LOOP 0x10
 #define UART_MSR_CTS_DSR_DCD 0xb0
 
-void uart_init(struct uart *u, const int *out_fd, void (*set_irq)(void *, bool), void *irq_opaque)
+void uart_init(struct uart *u, void (*out)(void *, const uint8_t *, unsigned), void *out_opaque,
+	       void (*set_irq)(void *, bool), void *irq_opaque)
 {
 	memset(u, 0, sizeof(*u));
 	pthread_mutex_init(&u->lock, NULL);
-	u->out_fd = out_fd;
+	u->out = out;
+	u->out_opaque = out_opaque;
 	u->lsr = UART_LSR_THRE | UART_LSR_TEMT;
 	u->msr = UART_MSR_CTS_DSR_DCD;
 	u->dll = 12; /* 9600 baud until the guest programs it */
@@ -50,11 +52,8 @@ static void uart_update_irq(struct uart *u, bool *changed, bool *level)
 
 static void uart_write_out(struct uart *u, uint8_t c)
 {
-	int fd = u->out_fd ? __atomic_load_n(u->out_fd, __ATOMIC_ACQUIRE) : -1;
-	if (fd < 0)
-		return;
-	while (write(fd, &c, 1) < 0 && errno == EINTR)
-		;
+	if (u->out)
+		u->out(u->out_opaque, &c, 1);
 	u->tx_bytes++;
 }
 

@@ -1,5 +1,5 @@
-/* A 16550A UART (COM1 for bring-up consoles). Output goes to a file descriptor; input comes from
- * another (stdin or a socket) through uart_input(), called from the console thread.
+/* A 16550A UART (COM1). Output goes to a write callback (src/ui/console.c: a file, stdio, attached
+ * clients); input comes through uart_input(), called from the console thread.
  *
  * Interrupts: the UART raises its IRQ line through set_irq (edge: the IOAPIC pin is asserted and
  * deasserted by the line level), for THR empty and received data, as the IER enables.
@@ -17,7 +17,8 @@
 
 struct uart {
 	pthread_mutex_t lock;
-	const int *out_fd; /* where output goes; read on every byte (a socket console swaps it) */
+	void (*out)(void *opaque, const uint8_t *data, unsigned len); /* the guest's output, or NULL */
+	void *out_opaque;
 	uint8_t ier, iir_pending, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
 	uint8_t rx[UART_FIFO];
 	unsigned rx_head, rx_count;
@@ -28,8 +29,9 @@ struct uart {
 	uint64_t tx_bytes;
 };
 
-/* *out_fd receives the guest's output (-1: dropped; not closed by the UART). */
-void uart_init(struct uart *u, const int *out_fd, void (*set_irq)(void *, bool), void *irq_opaque);
+/* out (may be NULL: dropped) receives the guest's output, byte by byte as the guest writes it. */
+void uart_init(struct uart *u, void (*out)(void *, const uint8_t *, unsigned), void *out_opaque,
+	       void (*set_irq)(void *, bool), void *irq_opaque);
 
 /* Registers the 8 ports at base on the PIO bus. */
 int uart_attach(struct uart *u, struct bus *pio, uint16_t base);

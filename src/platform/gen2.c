@@ -292,6 +292,11 @@ static unsigned gen2_com1_input(void *opaque, const unsigned char *d, unsigned n
 	return uart_input(opaque, d, n);
 }
 
+static void gen2_console_out(void *opaque, const uint8_t *d, unsigned n)
+{
+	console_write(opaque, d, n);
+}
+
 static void gen2_eoi(void *opaque, uint8_t vector)
 {
 	ioapic_eoi(opaque, vector);
@@ -656,22 +661,23 @@ static int gen2_setup(struct gen2 *g)
 	r = r ? r : vmbus_host_attach_signal_port(g->vmbus, &vm->pio);
 	if (r)
 		return r;
-	if (cfg->com1.kind != CONSOLE_NONE) {
-		if ((r = console_open(&g->com1_con, &cfg->com1, gen2_com1_input, &g->com1, err, sizeof(err)))) {
-			log_error("--com1 %s", err);
+	if (cfg->com1.kind != CONSOLE_NONE || cfg->com1_attach) {
+		if ((r = console_open(&g->com1_con, &cfg->com1, cfg->com1_attach, gen2_com1_input, &g->com1, err,
+				      sizeof(err)))) {
+			log_error("%s %s", cfg->com1_attach && strstr(err, cfg->com1_attach) ? "--com1-attach" : "--com1", err);
 			return r;
 		}
-		uart_init(&g->com1, &g->com1_con.out_fd, gen2_com1_irq, &g->ioapic);
+		uart_init(&g->com1, gen2_console_out, &g->com1_con, gen2_com1_irq, &g->ioapic);
 		if ((r = uart_attach(&g->com1, &vm->pio, ACPI_COM1_PORT)))
 			return r;
 		g->has_com1 = true;
 	}
 	if (cfg->debugcon.kind != CONSOLE_NONE) {
-		if ((r = console_open(&g->debug_con, &cfg->debugcon, NULL, NULL, err, sizeof(err)))) {
+		if ((r = console_open(&g->debug_con, &cfg->debugcon, NULL, NULL, NULL, err, sizeof(err)))) {
 			log_error("--debugcon %s", err);
 			return r;
 		}
-		if ((r = testports_attach(&g->testports, vm, &g->debug_con.out_fd)))
+		if ((r = testports_attach(&g->testports, vm, gen2_console_out, &g->debug_con)))
 			return r;
 		g->has_debug = true;
 	}
@@ -754,7 +760,7 @@ static void gen2_teardown(struct gen2 *g)
 	vmdev_set_destroy(&g->devices); /* each class takes the server lock itself */
 	if (g->vmbus)
 		vmbus_host_destroy(g->vmbus);
-	if (g->has_com1 || g->com1_con.thread_started || g->com1_con.own_out)
+	if (g->has_com1 || g->com1_con.thread_started || g->com1_con.own_out || g->com1_con.hub)
 		console_close(&g->com1_con);
 	if (g->has_debug || g->debug_con.thread_started || g->debug_con.own_out)
 		console_close(&g->debug_con);

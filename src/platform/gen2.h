@@ -29,6 +29,7 @@ struct gen2_config {
 	bool has_uuid;        /* the SMBIOS system UUID is uuid (--uuid); else a random one per run */
 	uint8_t uuid[16];     /* in SMBIOS byte order */
 	struct console_spec com1;
+	const char *com1_attach; /* a Unix socket where clients attach to COM1 (--com1-attach), or NULL */
 	struct console_spec debugcon;
 	struct vnc_config vnc; /* --vnc, --vnc-password-file, --web-console (validated) */
 	bool processor_compat; /* Hyper-V's processor compatibility mode: a conservative CPUID */

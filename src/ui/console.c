@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -43,54 +45,176 @@ int console_spec_parse(const char *s, struct console_spec *spec, char *err, size
 	return 0;
 }
 
+/* Hands pending input to the device as far as its FIFO takes it; what stays waits for the next
+ * round (the console thread polls with a short timeout meanwhile). */
+static void console_feed(struct console *c, unsigned char *buf, unsigned *off, unsigned *len)
+{
+	while (*len) {
+		unsigned took = c->input ? c->input(c->opaque, buf + *off, *len) : *len;
+		if (!took)
+			return;
+		*off += took;
+		*len -= took;
+	}
+	*off = 0;
+}
+
+/* Sends a client what it has not had yet, as far as its socket takes it now. A client further behind
+ * than the ring loses the oldest part. Returns 0, or -errno when the client is gone. */
+static int console_hub_push(struct console_hub *h, struct console_client *cl)
+{
+	unsigned char buf[4096];
+	for (;;) {
+		uint64_t lost = 0;
+		pthread_mutex_lock(&h->lock);
+		if (h->head - cl->pos > CONSOLE_RING) {
+			lost = h->head - CONSOLE_RING - cl->pos;
+			cl->pos = h->head - CONSOLE_RING;
+		}
+		size_t n = h->head - cl->pos < sizeof(buf) ? (size_t)(h->head - cl->pos) : sizeof(buf);
+		size_t at = (size_t)(cl->pos % CONSOLE_RING), first = n < CONSOLE_RING - at ? n : CONSOLE_RING - at;
+		memcpy(buf, h->ring + at, first);
+		memcpy(buf + first, h->ring, n - first);
+		pthread_mutex_unlock(&h->lock);
+		/* Counted per client and said at most a few times a second, with what was lost since. */
+		cl->lost += lost;
+		if (lost) {
+			static struct log_ratelimit rl;
+			if (log_ratelimit_ok(&rl)) {
+				log_warn("%s: a console client does not keep up with the output: %llu bytes dropped for it",
+					 text_show(h->path), (unsigned long long)cl->lost);
+				cl->lost = 0;
+			}
+		}
+		if (!n)
+			return 0;
+		ssize_t w = send(cl->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0)
+			return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+		cl->pos += (uint64_t)w;
+		if ((size_t)w < n)
+			return 0;
+	}
+}
+
+static void console_hub_drop(struct console_hub *h, unsigned i)
+{
+	close(h->clients[i].fd);
+	pthread_mutex_lock(&h->lock);
+	h->clients[i] = h->clients[--h->nr_clients];
+	pthread_mutex_unlock(&h->lock);
+}
+
+static void console_hub_accept(struct console_hub *h)
+{
+	for (;;) {
+		/* Non-blocking: a client that stops reading loses output instead of stalling anything. */
+		int fd = accept4(h->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0)
+			return;
+		if (h->nr_clients == CONSOLE_CLIENTS) {
+			static const char busy[] = "gen2vm: this console has " "16" " clients attached already; try later\r\n";
+			_Static_assert(CONSOLE_CLIENTS == 16, "the message names the limit");
+			if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+				/* it is closed either way */
+			}
+			close(fd);
+			static struct log_ratelimit rl;
+			if (log_ratelimit_ok(&rl))
+				log_warn("%s: a console client refused: %d are attached already", text_show(h->path),
+					 CONSOLE_CLIENTS);
+			continue;
+		}
+		pthread_mutex_lock(&h->lock);
+		h->clients[h->nr_clients++] = (struct console_client){ .fd = fd, .pos = h->head };
+		pthread_mutex_unlock(&h->lock);
+	}
+}
+
 static void *console_thread(void *arg)
 {
 	struct console *c = arg;
-	unsigned char buf[256];
+	struct console_hub *h = c->hub;
+	unsigned char in[256];
+	unsigned in_off = 0, in_len = 0; /* stdin's bytes the guest has not taken yet */
 	for (;;) {
-		struct pollfd p[2] = { { c->stop_pipe[0], POLLIN, 0 }, { -1, POLLIN, 0 } };
-		p[1].fd = c->listen_fd >= 0 && c->in_fd < 0 ? c->listen_fd : c->in_fd;
-		if (poll(p, 2, -1) < 0) {
+		struct pollfd p[3 + CONSOLE_CLIENTS];
+		unsigned n = 0, at_in = 0, at_listen = 0, at_wake = 0, at_client = 0;
+		bool pending = in_len > 0;
+		p[n++] = (struct pollfd){ c->stop_pipe[0], POLLIN, 0 };
+		if (c->in_fd >= 0 && !in_len) {
+			at_in = n;
+			p[n++] = (struct pollfd){ c->in_fd, POLLIN, 0 };
+		}
+		if (h) {
+			at_listen = n;
+			p[n++] = (struct pollfd){ h->listen_fd, POLLIN, 0 };
+			at_wake = n;
+			p[n++] = (struct pollfd){ h->wake_fd, POLLIN, 0 };
+			at_client = n;
+			pthread_mutex_lock(&h->lock);
+			for (unsigned i = 0; i < h->nr_clients; i++) {
+				struct console_client *cl = &h->clients[i];
+				short ev = (short)((cl->in_len ? 0 : POLLIN) | (cl->pos < h->head ? POLLOUT : 0));
+				pending |= cl->in_len > 0;
+				p[n++] = (struct pollfd){ cl->fd, ev, 0 };
+			}
+			pthread_mutex_unlock(&h->lock);
+		}
+		if (poll(p, n, pending ? 2 : -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		if (p[0].revents)
 			break;
-		if (!p[1].revents)
-			continue;
-		if (p[1].fd == c->listen_fd) {
-			/* Non-blocking: a client that stops reading loses output instead of stalling the
-			 * vCPU that writes it. */
-			int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-			if (fd >= 0) {
-				c->in_fd = fd;
-				__atomic_store_n(&c->out_fd, fd, __ATOMIC_RELEASE);
-			}
-			continue;
-		}
-		ssize_t n = read(c->in_fd, buf, sizeof(buf));
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (n <= 0) {
-			if (c->listen_fd >= 0) { /* client left: wait for the next one */
-				__atomic_store_n(&c->out_fd, -1, __ATOMIC_RELEASE);
-				close(c->in_fd);
-				c->in_fd = -1;
-				continue;
-			}
-			break; /* end of stdin */
-		}
-		/* The UART FIFO is small: hand the bytes over as the guest drains it. */
-		for (unsigned off = 0; off < (unsigned)n;) {
-			unsigned took = c->input ? c->input(c->opaque, buf + off, (unsigned)n - off) : (unsigned)n;
-			off += took;
-			if (!took) {
-				struct pollfd s = { c->stop_pipe[0], POLLIN, 0 };
-				if (poll(&s, 1, 2) > 0)
-					return NULL;
+		if (at_in && p[at_in].revents) {
+			ssize_t k = read(c->in_fd, in, sizeof(in));
+			if (k > 0) {
+				in_off = 0;
+				in_len = (unsigned)k;
+			} else if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
+				c->in_fd = -1; /* end of stdin: the output goes on */
+				if (!h)
+					break;
 			}
 		}
+		console_feed(c, in, &in_off, &in_len);
+		if (!h)
+			continue;
+		if (p[at_wake].revents) {
+			/* The eventfd first, then the flag: output written after the flag is cleared wakes the
+			 * next poll; output written before it is in the ring the pushes below send. */
+			uint64_t v;
+			if (read(h->wake_fd, &v, sizeof(v)) < 0) {
+				/* EAGAIN: another round already took it */
+			}
+			pthread_mutex_lock(&h->lock);
+			h->wake_pending = false;
+			pthread_mutex_unlock(&h->lock);
+		}
+		/* Downwards: a client that leaves is replaced by the last one, already handled this round. */
+		unsigned polled = n - at_client;
+		for (unsigned i = polled; i-- > 0;) {
+			struct console_client *cl = &h->clients[i];
+			short rev = p[at_client + i].revents;
+			bool gone = false;
+			if ((rev & (POLLIN | POLLHUP | POLLERR)) && !cl->in_len) {
+				ssize_t k = read(cl->fd, cl->in, sizeof(cl->in));
+				if (k > 0) {
+					cl->in_off = 0;
+					cl->in_len = (unsigned)k;
+				} else if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
+					gone = true;
+				}
+			}
+			if (!gone)
+				console_feed(c, cl->in, &cl->in_off, &cl->in_len);
+			if (gone || console_hub_push(h, cl))
+				console_hub_drop(h, i);
+		}
+		if (p[at_listen].revents)
+			console_hub_accept(h);
 	}
 	return NULL;
 }
@@ -141,37 +265,64 @@ static int console_open_file(struct console *c, const struct console_spec *spec,
 	return 0;
 }
 
-int console_open(struct console *c, const struct console_spec *spec, console_input_fn input, void *opaque,
-		 char *err, size_t errlen)
+/* An attach socket at path; its thread is the console's. */
+static int console_hub_open(struct console *c, const char *path, char *err, size_t errlen)
+{
+	char why[200];
+	if (strlen(path) >= sizeof(c->hub->path)) {
+		snprintf(err, errlen, "%s: the path is too long (at most 255 bytes)", text_show(path));
+		return -ENAMETOOLONG;
+	}
+	struct console_hub *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	strcpy(h->path, path);
+	h->listen_fd = -1;
+	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	pthread_mutex_init(&h->lock, NULL);
+	int r = h->wake_fd < 0 ? -errno : file_socket_listen(path, 16, &h->listen_fd, &h->sock_id, why, sizeof(why));
+	if (r) {
+		snprintf(err, errlen, "%s: %s", text_show(path), h->wake_fd < 0 ? strerror(-r) : why);
+		if (h->wake_fd >= 0)
+			close(h->wake_fd);
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+		return r;
+	}
+	/* A client that leaves between poll and accept must not stall the console thread. */
+	fcntl(h->listen_fd, F_SETFL, fcntl(h->listen_fd, F_GETFL) | O_NONBLOCK);
+	c->hub = h;
+	return 0;
+}
+
+int console_open(struct console *c, const struct console_spec *spec, const char *attach, console_input_fn input,
+		 void *opaque, char *err, size_t errlen)
 {
 	memset(c, 0, sizeof(*c));
 	c->spec = *spec;
-	c->out_fd = c->in_fd = c->listen_fd = -1;
+	c->out_fd = c->in_fd = -1;
 	c->stop_pipe[0] = c->stop_pipe[1] = -1;
 	c->input = input;
 	c->opaque = opaque;
+	int r = 0;
 	switch (spec->kind) {
 	case CONSOLE_NONE:
-		return 0;
+		break;
 	case CONSOLE_STDIO:
 		c->out_fd = STDOUT_FILENO;
 		c->in_fd = STDIN_FILENO;
 		break;
 	case CONSOLE_FILE:
-		return console_open_file(c, spec, err, errlen);
-	case CONSOLE_SOCKET: {
-		char why[200];
-		int r = file_socket_listen(spec->path, 1, &c->listen_fd, &c->sock_id, why, sizeof(why));
-		if (r) {
-			snprintf(err, errlen, "%s: %s", text_show(spec->path), why);
-			c->listen_fd = -1;
-			return r;
-		}
-		/* A client that leaves between poll and accept must not stall the console thread. */
-		fcntl(c->listen_fd, F_SETFL, fcntl(c->listen_fd, F_GETFL) | O_NONBLOCK);
+		r = console_open_file(c, spec, err, errlen);
+		break;
+	case CONSOLE_SOCKET:
+		attach = spec->path;
 		break;
 	}
-	}
+	if (!r && attach)
+		r = console_hub_open(c, attach, err, errlen);
+	if (r || (!c->hub && c->in_fd < 0))
+		return r; /* a file alone needs no thread */
 	if (pipe2(c->stop_pipe, O_CLOEXEC) < 0)
 		return -errno;
 	if (pthread_create(&c->thread, NULL, console_thread, c) == 0)
@@ -187,9 +338,36 @@ void console_commit(struct console *c)
 	c->truncate_pending = false;
 }
 
-int console_out_fd(const struct console *c)
+void console_write(struct console *c, const unsigned char *data, unsigned len)
 {
-	return __atomic_load_n(&c->out_fd, __ATOMIC_ACQUIRE);
+	for (unsigned off = 0; c->out_fd >= 0 && off < len;) {
+		ssize_t w = write(c->out_fd, data + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (unsigned)w;
+	}
+	struct console_hub *h = c->hub;
+	if (!h || !len)
+		return;
+	bool wake = false;
+	pthread_mutex_lock(&h->lock);
+	/* Only the last CONSOLE_RING bytes matter: older ones would be overwritten at once. */
+	unsigned skip = len > CONSOLE_RING ? len - CONSOLE_RING : 0;
+	h->head += skip;
+	for (unsigned off = skip; off < len;) {
+		size_t at = (size_t)(h->head % CONSOLE_RING), k = len - off < CONSOLE_RING - at ? len - off : CONSOLE_RING - at;
+		memcpy(h->ring + at, data + off, k);
+		h->head += k;
+		off += (unsigned)k;
+	}
+	if (h->nr_clients && !h->wake_pending)
+		wake = h->wake_pending = true;
+	pthread_mutex_unlock(&h->lock);
+	if (wake && write(h->wake_fd, &(uint64_t){ 1 }, sizeof(uint64_t)) < 0) {
+		/* the counter cannot overflow at one write per wake */
+	}
 }
 
 void console_close(struct console *c)
@@ -213,11 +391,16 @@ void console_close(struct console *c)
 		    st.st_ino == c->file_ino && st.st_size == 0)
 			unlink(c->spec.path);
 	}
-	if (c->listen_fd >= 0) {
-		close(c->listen_fd);
-		file_socket_unlink(c->spec.path, &c->sock_id);
-		if (c->in_fd >= 0)
-			close(c->in_fd);
+	struct console_hub *h = c->hub;
+	if (h) {
+		for (unsigned i = 0; i < h->nr_clients; i++)
+			close(h->clients[i].fd);
+		close(h->listen_fd);
+		file_socket_unlink(h->path, &h->sock_id);
+		close(h->wake_fd);
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+		c->hub = NULL;
 	}
 	c->thread_started = false;
 }

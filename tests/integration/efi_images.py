@@ -85,17 +85,19 @@ def make_blank_disk(path, size_mb=16):
     return path
 
 
-def linux_userspace_vhdx(tmp_path, marker, gen2vm):
+def linux_userspace_vhdx(tmp_path, marker, gen2vm, serial_shell=False, modules=()):
     """A VHDX whose ESP boots Debian's cloud kernel through systemd-boot into a busybox userspace
     that prints marker on COM1 and stays up (hv_vmbus and hv_utils loaded, so the shutdown service
-    can power it off). gen2vm: the binary that converts the raw image. Returns the VHDX's path."""
+    can power it off; modules: more to load). serial_shell: a shell reads commands from COM1 (its
+    output goes there too). gen2vm: the binary that converts the raw image. Returns the VHDX's path."""
     from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs
     kernel = fetch_kernel()
     efi_bins = fetch_efi_binaries()
     initrd = os.path.join(str(tmp_path), "initrd.cpio")
+    shell = "setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1' &\n" if serial_shell else ""
     init = (INIT_PRELUDE + "for m in $(cat /modules/order); do insmod /modules/$m || echo INSMOD-FAILED $m; done\n"
-            f"echo {marker}\nwhile true; do sleep 1; done\n")
-    make_initramfs(initrd, init, kernel["modules"], ["hv_vmbus", "hv_utils"])
+            f"{shell}echo {marker}\nwhile true; do sleep 1; done\n")
+    make_initramfs(initrd, init, kernel["modules"], ["hv_vmbus", "hv_utils"] + list(modules))
     fat = make_fat(os.path.join(str(tmp_path), "esp.fat"), {
         "EFI/BOOT/BOOTX64.EFI": efi_bins["systemd_boot"],
         "loader/loader.conf": "timeout 0\ndefault debian.conf\n",

@@ -495,11 +495,146 @@ def test_firmware_verbs_on_the_vm_nvram(store):
     assert r.returncode == 2 and "unknown command 'bogus'" in r.stderr, r.stderr
 
 
-def test_console_prints_the_log(store):
+def test_console_follow_prints_the_log(store):
     ok(store, "new", "con")
     with open(os.path.join(str(store), "con", "console.log"), "w") as f:
         f.write("hello from COM1\n")
-    assert ok(store, "console", "con").stdout == "hello from COM1\n"
+    assert ok(store, "console", "con", "--follow").stdout == "hello from COM1\n"
+    # Attaching needs a running VM: the error says so and how to see the log instead.
+    r = refused(store, "console", "con", says="is not running")
+    assert "--follow" in r.stderr
+    refused(store, "console", "con", "--bogus", says="usage")
+
+
+class FakeConsole:
+    """console.sock of a running VM as gen2vm run's attach socket behaves for one client: it sends
+    a prompt on attach, records what the client types, and answers a line with a reply."""
+
+    def __init__(self, d):
+        cwd = os.getcwd()
+        os.chdir(d)
+        try:
+            self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.srv.bind("console.sock")
+        finally:
+            os.chdir(cwd)
+        self.srv.listen(4)
+        self.got = b""
+        self.closed = threading.Event()
+        self.hang_up = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        c, _ = self.srv.accept()
+        c.sendall(b"guest login: ")
+        c.settimeout(0.2)
+        while not self.hang_up.is_set():
+            try:
+                d = c.recv(4096)
+            except socket.timeout:
+                continue
+            if not d:
+                break
+            self.got += d
+            if self.got.endswith(b"\n"):
+                c.sendall(b"\r\nhello " + self.got.strip().split(b"\n")[-1] + b"\r\n# ")
+        c.close()
+        self.closed.set()
+
+    def close(self):
+        self.srv.close()
+
+
+def console_client(store, name, stdin):
+    e = dict(os.environ)
+    e.pop("GEN2VM_STORE", None)
+    return subprocess.Popen([gen2vm_binary(), "vm", "--store", str(store), "console", name], stdin=stdin,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+
+
+def read_until(f, marker, timeout=10):
+    """Reads the pipe f until marker shows up; returns what came."""
+    got, end = b"", time.time() + timeout
+    os.set_blocking(f.fileno(), False)
+    while marker not in got and time.time() < end:
+        try:
+            d = f.read()
+        except BlockingIOError:
+            d = None
+        if d:
+            got += d
+        else:
+            time.sleep(0.05)
+    return got
+
+
+def test_console_attaches_types_and_detaches(store):
+    ok(store, "new", "con")
+    d = os.path.join(str(store), "con")
+    fake = Running(store, "con")
+    refused(store, "console", "con", says="offers no console")  # running, but no console.sock
+    srv = FakeConsole(d)
+    try:
+        p = console_client(store, "con", subprocess.PIPE)
+        assert b"guest login: " in read_until(p.stdout, b"guest login: ")
+        p.stdin.write(b"root\n")
+        p.stdin.flush()
+        assert b"hello root" in read_until(p.stdout, b"hello root")
+        p.stdin.write(b"ls\x1dnot sent")  # Ctrl-]: what came before it goes, then it detaches
+        p.stdin.flush()
+        assert p.wait(10) == 0
+        err = p.stderr.read().decode()
+        assert "Escape character is ^] (Ctrl-])" in err and "Detached from VM 'con'" in err, err
+        assert srv.closed.wait(5)
+        assert srv.got == b"root\nls", srv.got
+    finally:
+        srv.close()
+        fake.close()
+
+
+def test_console_ends_when_the_vm_closes_it(store):
+    ok(store, "new", "con")
+    fake = Running(store, "con")
+    srv = FakeConsole(os.path.join(str(store), "con"))
+    try:
+        p = console_client(store, "con", subprocess.DEVNULL)  # stdin ends at once: the output goes on
+        assert b"guest login: " in read_until(p.stdout, b"guest login: ")
+        time.sleep(0.3)
+        assert p.poll() is None
+        srv.hang_up.set()
+        assert p.wait(10) == 0
+        assert "closed its console" in p.stderr.read().decode()
+    finally:
+        srv.close()
+        fake.close()
+
+
+def test_console_on_a_terminal_is_raw_and_restored(store):
+    """On a terminal every key goes as typed (no line editing, no Ctrl-C to the client), and the
+    terminal's settings come back after Ctrl-]."""
+    import pty
+    import termios
+    ok(store, "new", "con")
+    fake = Running(store, "con")
+    srv = FakeConsole(os.path.join(str(store), "con"))
+    master, slave = pty.openpty()
+    try:
+        before = termios.tcgetattr(slave)
+        p = console_client(store, "con", slave)
+        assert b"guest login: " in read_until(p.stdout, b"guest login: ")
+        os.write(master, b"a\x03b")  # no newline, and Ctrl-C: both reach the guest at once
+        end = time.time() + 10
+        while srv.got != b"a\x03b" and time.time() < end:
+            time.sleep(0.05)
+        assert srv.got == b"a\x03b" and p.poll() is None, srv.got
+        os.write(master, b"\x1d")
+        assert p.wait(10) == 0
+        assert termios.tcgetattr(slave) == before
+    finally:
+        os.close(master)
+        os.close(slave)
+        srv.close()
+        fake.close()
 
 
 def test_a_document_spoiled_by_hand_is_reported(store):
@@ -533,7 +668,7 @@ def test_real_guest_start_list_stop(tmp_path):
     import efi_images as ei
     if not ei.have_tools("mkfs.vfat", "mcopy", "mmd", "sfdisk"):
         pytest.skip("needs dosfstools, mtools and fdisk (scripts/deps.sh test)")
-    vhdx = ei.linux_userspace_vhdx(tmp_path, "VM-STORE-USERSPACE-MARKER", gen2vm_binary())
+    vhdx = ei.linux_userspace_vhdx(tmp_path, "VM-STORE-USERSPACE-MARKER", gen2vm_binary(), serial_shell=True)
     store = tmp_path / "store"
     ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--disk", vhdx)
     try:
@@ -549,6 +684,23 @@ def test_real_guest_start_list_stop(tmp_path):
                 break
             time.sleep(2)
         assert "VM-STORE-USERSPACE-MARKER" in text, text[-3000:]
+        # COM1 interactively: a command typed through `vm console` runs in the guest's serial shell,
+        # its output comes back to the client (and to console.log). Two clients attached at once.
+        watcher = console_client(store, "guest", subprocess.DEVNULL)
+        p = console_client(store, "guest", subprocess.PIPE)
+        time.sleep(1)
+        p.stdin.write(b"echo CONSOLE-$((6*7))-OK\n")
+        p.stdin.flush()
+        got = read_until(p.stdout, b"CONSOLE-42-OK", timeout=120)
+        assert b"CONSOLE-42-OK" in got, got[-2000:]
+        assert b"CONSOLE-42-OK" in read_until(watcher.stdout, b"CONSOLE-42-OK", timeout=30)
+        p.stdin.write(b"\x1d")
+        p.stdin.flush()
+        assert p.wait(10) == 0 and b"Detached" in p.stderr.read()
+        watcher.terminate()
+        watcher.wait(10)
+        with open(console, errors="replace") as f:
+            assert "CONSOLE-42-OK" in f.read()
         time.sleep(3)  # a beat or two of the heartbeat
         v = listing(store)["guest"]
         assert v["state"] == "Running" and v["uptime_s"] >= 1 and v["assigned_memory_bytes"] == 512 << 20, v
