@@ -57,7 +57,10 @@ static const char vm_usage[] =
 	"  pause NAME | resume NAME\n"
 	"  remove NAME             delete an off VM and the files the store made (never a disk added by PATH)\n"
 	"  set NAME [--memory SIZE] [--cpus N] [--video WxH] [--integration-services LIST]\n"
-	"           [--processor-compatibility on|off]     (the VM must be off)\n"
+	"           [--processor-compatibility on|off] [--console on|off] [--vnc unix:PATH|HOST:PORT|off]\n"
+	"           [--web-console HOST:PORT|off] [--vnc-password-file FILE|off]     (the VM must be off)\n"
+	"                          --console on: the synthetic keyboard, mouse and video with a VNC server\n"
+	"                          on vnc.sock in the VM's directory (or where --vnc says)\n"
 	"  add-disk NAME new:SIZE|PATH[,OPTS]     remove-disk NAME lun=N[,controller=C]|PATH\n"
 	"  add-dvd NAME ISO|empty[,OPTS]          set-dvd NAME ISO|empty [lun=N[,controller=C]]\n"
 	"  remove-dvd NAME lun=N[,controller=C]\n"
@@ -69,7 +72,9 @@ static const char vm_usage[] =
 	"  console NAME [--follow] attach to the running VM's COM1: its output from now on, and what you\n"
 	"                          type goes to the guest (Ctrl-] detaches; several may attach at once);\n"
 	"                          --follow prints console.log and follows it while the VM runs (read-only;\n"
-	"                          Ctrl-C ends it), also for a VM that is off\n";
+	"                          Ctrl-C ends it), also for a VM that is off\n"
+	"  connect NAME            where the running VM's graphical console is: its VNC socket or address,\n"
+	"                          its web console's URL (gen2vm vm set NAME --console on gives it one)\n";
 
 /* How long `vm start` waits for the control socket, and `vm stop --turn-off` for the process. */
 #define VM_START_WAIT_S 120
@@ -598,7 +603,8 @@ static void vm_leftover_clear(const struct vm *v)
 	int lock = cl >= 0 ? store_run_lock(v->dir) : -1;
 	if (cl >= 0 && lock >= 0) {
 		static const char *const files[] = { STORE_CONFIG ".tmp", STORE_NVRAM, STORE_NVRAM ".lock", STORE_NVRAM ".tmp",
-						     STORE_CONSOLE_LOG, STORE_RUN_LOG, STORE_CONTROL, STORE_CONSOLE_SOCK };
+						     STORE_CONSOLE_LOG, STORE_RUN_LOG, STORE_CONTROL, STORE_CONSOLE_SOCK,
+						     STORE_VNC_SOCK };
 		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 			vm_file(v, files[i], p, sizeof(p));
 			unlink(p);
@@ -1300,7 +1306,7 @@ static int vm_remove(struct vm *v, const char *store, int argc, char **argv)
 	 * directory. vm.json goes first: from then on the VM no longer exists, whatever else fails. */
 	static const char *const files[] = { STORE_CONFIG, STORE_CONFIG ".tmp", STORE_NVRAM, STORE_NVRAM ".tmp",
 					     STORE_NVRAM ".lock", STORE_CONSOLE_LOG, STORE_RUN_LOG, STORE_CONTROL,
-					     STORE_CONSOLE_SOCK };
+					     STORE_CONSOLE_SOCK, STORE_VNC_SOCK };
 	char p[PATH_MAX];
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		vm_file(v, files[i], p, sizeof(p));
@@ -1346,29 +1352,49 @@ static int vm_set(struct vm *v, const char *store, int argc, char **argv)
 	int rc = vm_resolve(v, store, argv[1], true);
 	if (rc)
 		return rc;
-	const char *memory = NULL, *cpus = NULL, *video = NULL, *ics = NULL, *compat = NULL;
+	const char *memory = NULL, *cpus = NULL, *video = NULL, *ics = NULL, *compat = NULL, *console = NULL,
+		   *vnc = NULL, *web = NULL, *pwfile = NULL;
+	static const char opt_list[] = "--memory, --cpus, --video, --integration-services, --processor-compatibility, "
+				       "--console, --vnc, --web-console or --vnc-password-file";
 	for (int i = 2; i < argc; i++) {
 		static const char *const names[] = { "--memory", "--cpus", "--video", "--integration-services",
-						     "--processor-compatibility" };
-		const char **vals[] = { &memory, &cpus, &video, &ics, &compat };
+						     "--processor-compatibility", "--console", "--vnc", "--web-console",
+						     "--vnc-password-file" };
+		const char **vals[] = { &memory, &cpus, &video, &ics, &compat, &console, &vnc, &web, &pwfile };
 		const char **dst = NULL;
 		for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
 			if (!strcmp(argv[i], names[k]))
 				dst = vals[k];
 		if (!dst)
-			return vm_err(v, -EINVAL, "unknown option '%s' (--memory, --cpus, --video, --integration-services or "
-						  "--processor-compatibility)", text_show(argv[i]));
+			return vm_err(v, -EINVAL, "unknown option '%s' (%s)", text_show(argv[i]), opt_list);
 		if (i + 1 >= argc)
 			return vm_err(v, -EINVAL, "option '%s' needs a value", argv[i]);
 		*dst = argv[++i];
 	}
-	if (!memory && !cpus && !video && !ics && !compat)
-		return vm_err(v, -EINVAL, "nothing to set: give --memory, --cpus, --video, --integration-services or "
-					  "--processor-compatibility");
+	if (!memory && !cpus && !video && !ics && !compat && !console && !vnc && !web && !pwfile)
+		return vm_err(v, -EINVAL, "nothing to set: give %s", opt_list);
 	if (compat && strcmp(compat, "on") && strcmp(compat, "off"))
 		return vm_err(v, -EINVAL, "--processor-compatibility '%s': expected on or off", text_show(compat));
+	if (console && strcmp(console, "on") && strcmp(console, "off"))
+		return vm_err(v, -EINVAL, "--console '%s': expected on (a VNC socket in the VM's directory) or off",
+			      text_show(console));
+	if (console && !strcmp(console, "off") && ((vnc && strcmp(vnc, "off")) || (web && strcmp(web, "off"))))
+		return vm_err(v, -EINVAL, "--console off takes the VNC server and the web console away: drop --vnc and "
+					  "--web-console");
+	/* A password file is kept by its absolute path: the VM reads it from its own directory. */
+	char pwabs[PATH_MAX];
+	if (pwfile && strcmp(pwfile, "off")) {
+		char why[200];
+		int fd = file_open_user(pwfile, O_RDONLY, 0, FILE_REG, why, sizeof(why));
+		if (fd < 0)
+			return vm_err(v, fd, "--vnc-password-file %s: %s", text_show(pwfile), why);
+		close(fd);
+		if (!realpath(pwfile, pwabs))
+			return vm_err(v, -errno, "--vnc-password-file %s: %s", text_show(pwfile), strerror(errno));
+		pwfile = pwabs;
+	}
 	/* The values are checked by gen2vm run's parsers, before anything is locked or read. */
-	char *rargv[12] = { "run" };
+	char *rargv[24] = { "run" };
 	int ra = 1;
 	if (memory)
 		rargv[ra++] = "--memory", rargv[ra++] = (char *)memory;
@@ -1378,6 +1404,14 @@ static int vm_set(struct vm *v, const char *store, int argc, char **argv)
 		rargv[ra++] = "--video", rargv[ra++] = (char *)video;
 	if (ics)
 		rargv[ra++] = "--integration-services", rargv[ra++] = (char *)ics;
+	if (vnc && strcmp(vnc, "off"))
+		rargv[ra++] = "--vnc", rargv[ra++] = (char *)vnc;
+	if (web && strcmp(web, "off"))
+		rargv[ra++] = "--web-console", rargv[ra++] = (char *)web;
+	if ((vnc && strcmp(vnc, "off")) || (web && strcmp(web, "off")))
+		rargv[ra++] = "--synthetic-console";
+	if (pwfile && strcmp(pwfile, "off"))
+		rargv[ra++] = "--vnc-password-file", rargv[ra++] = (char *)pwfile;
 	struct run_config rcfg;
 	char err[2048];
 	int r = run_config_parse(&rcfg, ra, rargv, err, sizeof(err));
@@ -1387,7 +1421,7 @@ static int vm_set(struct vm *v, const char *store, int argc, char **argv)
 	struct vm_change c;
 	const char *what = memory ? "its memory" : cpus ? "its number of virtual processors"
 				 : video ? "its video resolution" : ics ? "its integration services"
-								 : "its processor compatibility";
+				 : compat ? "its processor compatibility" : "its console";
 	if ((rc = vm_change_begin(v, &c, false, NULL, what)))
 		return rc;
 	if (memory)
@@ -1407,6 +1441,26 @@ static int vm_set(struct vm *v, const char *store, int argc, char **argv)
 		free(copy);
 		json_object_object_add(c.doc, "integration_services", a);
 	}
+	/* The console: the synthetic devices with a VNC server (its socket in the VM's directory unless
+	 * --vnc says where), the run config's own keys. */
+	if (console && !strcmp(console, "off")) {
+		static const char *const keys[] = { "synthetic_console", "vnc", "web_console", "vnc_password_file" };
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+			json_object_object_del(c.doc, keys[k]);
+	}
+	if (console && !strcmp(console, "on") && !vnc && !json_object_object_get_ex(c.doc, "vnc", NULL))
+		json_object_object_add(c.doc, "vnc", json_object_new_string("unix:" STORE_VNC_SOCK));
+	const char *const keyed[][2] = { { "vnc", vnc }, { "web_console", web }, { "vnc_password_file", pwfile } };
+	for (size_t k = 0; k < sizeof(keyed) / sizeof(keyed[0]); k++) {
+		if (!keyed[k][1])
+			continue;
+		if (!strcmp(keyed[k][1], "off"))
+			json_object_object_del(c.doc, keyed[k][0]);
+		else
+			json_object_object_add(c.doc, keyed[k][0], json_object_new_string(keyed[k][1]));
+	}
+	if ((console && !strcmp(console, "on")) || (vnc && strcmp(vnc, "off")) || (web && strcmp(web, "off")))
+		json_object_object_add(c.doc, "synthetic_console", json_object_new_boolean(true));
 	rc = vm_change_end(v, &c, true);
 	if (!rc)
 		printf("VM '%s' changed\n", text_show(v->name));
@@ -1820,6 +1874,62 @@ static int vm_console(struct vm *v, const char *store, int argc, char **argv)
 	return follow ? vm_console_follow(v) : vm_console_attach(v);
 }
 
+/* `vm connect`: where the running VM's graphical console is, as its control socket's vnc verb says,
+ * with a socket path made absolute (the VM runs in its directory). */
+static int vm_connect(struct vm *v, const char *store, int argc, char **argv)
+{
+	if (argc != 2 || argv[1][0] == '-')
+		return vm_err(v, -EINVAL, "usage: gen2vm vm connect NAME");
+	int rc = vm_resolve(v, store, argv[1], true);
+	if (rc)
+		return rc;
+	char err[1536];
+	json_object *doc, *j;
+	int r = store_doc_read(v->dir, &doc, err, sizeof(err));
+	if (r)
+		return vm_code = r == -EINVAL ? "InvalidConfig" : NULL, vm_err(v, r, "%s", err);
+	bool has = json_object_object_get_ex(doc, "vnc", &j) || json_object_object_get_ex(doc, "web_console", &j);
+	json_object_put(doc);
+	if (!has)
+		return vm_err(v, -EINVAL, "VM '%s' has no graphical console: gen2vm vm set %s --console on gives it one "
+					  "(a VNC socket in its directory; --vnc HOST:PORT or --web-console HOST:PORT for TCP)",
+			      text_show(v->name), text_show(v->name));
+	if (store_run_lock_held(v->dir) != 1)
+		return vm_code = "VmNotRunning",
+		       vm_err(v, -EINVAL, "VM '%s' is not running: its console exists once it runs (gen2vm vm start %s)",
+			      text_show(v->name), text_show(v->name));
+	char reply[CONTROL_REPLY_BUF];
+	const char *args[] = { "vnc" };
+	r = vm_control(v, VM_CONTROL_QUICK_MS, 1, args, reply, sizeof(reply));
+	if (r == -EIO)
+		return vm_err(v, r, "VM '%s' runs without its console (%s): it was started before the console was set; "
+				    "gen2vm vm restart %s", text_show(v->name), reply, text_show(v->name));
+	if (r)
+		return vm_err(v, -EBUSY, "VM '%s' does not answer on its control socket (%s): try again once it has started",
+			      text_show(v->name), strerror(-r));
+	/* "listening on WHERE[ (WebSocket port N)]; web console URL; N viewers connected..." */
+	const char *on = strstr(reply, "listening on ");
+	const char *web = strstr(reply, "; web console ");
+	if (on) {
+		on += strlen("listening on ");
+		size_t n = strcspn(on, " ;");
+		if (n && strncmp(on, "-", n)) {
+			if (!strncmp(on, "unix:", 5) && on[5] != '/')
+				printf("VNC: unix:%s/%.*s\n", text_show(v->dir), (int)(n - 5), on + 5);
+			else
+				printf("VNC: %.*s\n", (int)n, on);
+		}
+	}
+	if (web) {
+		web += strlen("; web console ");
+		printf("Web console: %.*s\n", (int)strcspn(web, " ;"), web);
+	}
+	if (!on && !web)
+		return vm_err(v, -EIO, "VM '%s': its control socket's vnc answer was not understood: %s", text_show(v->name),
+			      reply);
+	return CLI_EXIT_OK;
+}
+
 static int vm_main_direct(int argc, char **argv)
 {
 	/* --store DIR anywhere before the verb's own arguments end. */
@@ -1868,6 +1978,8 @@ static int vm_main_direct(int argc, char **argv)
 		return vm_firmware(&v, store, vc, va);
 	if (!strcmp(cmd, "console"))
 		return vm_console(&v, store, vc, va);
+	if (!strcmp(cmd, "connect"))
+		return vm_connect(&v, store, vc, va);
 	fprintf(stderr, "gen2vm vm: unknown command '%s' (see gen2vm vm --help)\n", text_show(cmd));
 	return CLI_EXIT_USAGE;
 }
@@ -1979,7 +2091,10 @@ static int vm_via_service(const char *store, int n, char **a)
 	} else if (!strcmp(cmd, "set")) {
 		static const char *const opts[][2] = { { "--memory", "memory" }, { "--cpus", "cpus" }, { "--video", "video" },
 						       { "--integration-services", "integration_services" },
-						       { "--processor-compatibility", "processor_compatibility" } };
+						       { "--processor-compatibility", "processor_compatibility" },
+						       { "--console", "console" }, { "--vnc", "vnc" },
+						       { "--web-console", "web_console" },
+						       { "--vnc-password-file", "vnc_password_file" } };
 		body = json_object_new_object();
 		if (n < 5)
 			goto direct;
@@ -1990,7 +2105,12 @@ static int vm_via_service(const char *store, int n, char **a)
 					key = opts[k][1];
 			if (!key || i + 1 >= n)
 				goto direct;
-			json_object_object_add(body, key, vm_api_str(a[i + 1]));
+			if (!strcmp(key, "vnc_password_file") && strcmp(a[i + 1], "off")) {
+				vm_abs_arg(a[i + 1], abs, sizeof(abs));
+				json_object_object_add(body, key, vm_api_str(abs));
+			} else {
+				json_object_object_add(body, key, vm_api_str(a[i + 1]));
+			}
 		}
 		method = "PATCH";
 		snprintf(path, sizeof(path), "/v1/vms/%s", name);

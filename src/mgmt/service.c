@@ -572,6 +572,8 @@ static int svc_modify_args(json_object *b, const char *name, const char **argv, 
 	} sets[] = {
 		{ "memory", "--memory" }, { "cpus", "--cpus" }, { "video", "--video" },
 		{ "integration_services", "--integration-services" }, { "processor_compatibility", "--processor-compatibility" },
+		{ "console", "--console" }, { "vnc", "--vnc" }, { "web_console", "--web-console" },
+		{ "vnc_password_file", "--vnc-password-file" },
 	};
 	static const struct {
 		const char *key, *verb;
@@ -614,7 +616,8 @@ static int svc_modify_args(json_object *b, const char *name, const char **argv, 
 			argv[2] = json_object_get_string(val);
 		}
 		if (!known) {
-			*why = "unknown change (memory, cpus, video, integration_services, processor_compatibility, or one of "
+			*why = "unknown change (memory, cpus, video, integration_services, processor_compatibility, console, vnc, "
+			       "web_console, vnc_password_file, or one of "
 			       "add_disk, remove_disk, add_dvd, set_dvd (with slot), remove_dvd, add_nic, remove_nic)";
 			return -EINVAL;
 		}

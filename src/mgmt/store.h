@@ -7,6 +7,7 @@
  *                 vm.log         what the gen2vm run process printed (its errors)
  *                 control.sock   the running VM's control socket
  *                 console.sock   where clients attach to the running VM's COM1 (`vm console`)
+ *                 vnc.sock       the running VM's VNC server, after `vm set NAME --console on`
  *                 run.lock       flock'ed by the gen2vm run process for its whole life; holds its pid
  *                 .lock-config   flock'ed around every read-modify-write of vm.json
  *
@@ -32,6 +33,7 @@ struct json_object;
 #define STORE_RUN_LOG "vm.log"
 #define STORE_CONTROL "control.sock"
 #define STORE_CONSOLE_SOCK "console.sock"
+#define STORE_VNC_SOCK "vnc.sock" /* where `vm set --console on` puts the VNC server */
 #define STORE_RUN_LOCK "run.lock"
 #define STORE_CONFIG_LOCK ".lock-config"
 

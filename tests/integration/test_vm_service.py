@@ -270,6 +270,11 @@ def test_api_create_modify_delete_and_errors(service, store, tmp_path):
     assert st == 200 and j["state"] == "Off", j
     st, j = curl(s, "GET", "/v1/vms/b")
     assert j["config"]["cpus"] == 3 and j["config"]["memory"] == "256M" and j["config"]["processor_compatibility"]
+    st, j = curl(s, "PATCH", "/v1/vms/b", {"console": True})
+    assert st == 200, j
+    st, j = curl(s, "GET", "/v1/vms/b")
+    assert j["config"]["vnc"] == "unix:vnc.sock" and j["config"]["synthetic_console"] is True, j
+    api_error(s, "PATCH", "/v1/vms/b", {"web_console": "0.0.0.0:80"}, 400, "InvalidArgument", says="password")
     st, j = curl(s, "PATCH", "/v1/vms/b", {"add_disk": "new:8M"})
     assert st == 200, j
     st, j = curl(s, "GET", "/v1/vms/b")
@@ -518,6 +523,13 @@ CLI_SCRIPT = [
     ("set", "a", "--bogus", "1"),
     ("set", "a"),
     ("set", "zz", "--cpus", "2"),
+    ("set", "b", "--console", "on"),
+    ("set", "b", "--web-console", "127.0.0.1:6080", "--vnc", "127.0.0.1:5901"),
+    ("set", "b", "--vnc", "0.0.0.0:5900"),
+    ("set", "b", "--console", "sometimes"),
+    ("connect", "b"),
+    ("set", "b", "--console", "off"),
+    ("connect", "b"),
     ("add-disk", "a", "new:8M"),
     ("add-disk", "a", "new:8M,lun=0"),
     ("add-dvd", "a", "empty"),

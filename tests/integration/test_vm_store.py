@@ -68,8 +68,9 @@ class Running:
     control=True, serves its control socket: status --json answers as gen2vm does, every other
     command is recorded and answered "ok"; shutdown and stop release the lock, as a VM that ends."""
 
-    def __init__(self, store, name, control=False, uptime=42, ends_on_stop=True):
+    def __init__(self, store, name, control=False, uptime=42, ends_on_stop=True, replies=None):
         self.ends_on_stop = ends_on_stop
+        self.replies = replies or {}
         self.dir = os.path.join(str(store), name)
         self.fd = os.open(os.path.join(self.dir, "run.lock"), os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -112,7 +113,7 @@ class Running:
                     c.sendall(b"ok: running\n")
                     continue
                 self.commands.append(cmd)
-                c.sendall(b"ok\n")
+                c.sendall((self.replies.get(cmd, "ok") + "\n").encode())
                 if cmd in ("shutdown", "stop") and self.ends_on_stop:
                     self.release()
 
@@ -495,6 +496,44 @@ def test_firmware_verbs_on_the_vm_nvram(store):
     assert r.returncode == 2 and "unknown command 'bogus'" in r.stderr, r.stderr
 
 
+def test_connect_says_where_the_graphical_console_is(store, tmp_path):
+    ok(store, "new", "g")
+    d = os.path.join(str(store), "g")
+    refused(store, "connect", "g", says="gen2vm vm set g --console on")
+    ok(store, "set", "g", "--console", "on")
+    assert doc(store, "g")["vnc"] == "unix:vnc.sock" and doc(store, "g")["synthetic_console"] is True
+    refused(store, "connect", "g", says="is not running")
+    fake = Running(store, "g", control=True, replies={
+        "vnc": "ok: listening on unix:vnc.sock (WebSocket port 5901); web console "
+               "http://127.0.0.1:6080/vnc.html?autoconnect=1&host=127.0.0.1&port=5901; 0 viewers connected"})
+    try:
+        r = ok(store, "connect", "g")
+        assert r.stdout == ("VNC: unix:%s/vnc.sock\nWeb console: "
+                            "http://127.0.0.1:6080/vnc.html?autoconnect=1&host=127.0.0.1&port=5901\n" % d), r.stdout
+        refused(store, "set", "g", "--console", "off", says="is running")
+    finally:
+        fake.close()
+    # A VM started before its console was set: its control socket has no vnc verb.
+    fake = Running(store, "g", control=True, replies={"vnc": "error: unknown command 'vnc'"})
+    try:
+        refused(store, "connect", "g", code=1, says="gen2vm vm restart g")
+    finally:
+        fake.close()
+    # TCP addresses and the web console, checked by run's own parsers; off takes them all away.
+    refused(store, "set", "g", "--vnc", "0.0.0.0:5900", says="--vnc-password-file")
+    pw = tmp_path / "pw.txt"
+    pw.write_text("secret\n")
+    ok(store, "set", "g", "--vnc", "0.0.0.0:5900", "--vnc-password-file", str(pw))
+    ok(store, "set", "g", "--web-console", "127.0.0.1:6080")
+    dd = doc(store, "g")
+    assert (dd["vnc"], dd["web_console"], dd["vnc_password_file"]) == ("0.0.0.0:5900", "127.0.0.1:6080", str(pw)), dd
+    refused(store, "set", "g", "--console", "maybe", says="expected on")
+    refused(store, "set", "g", "--web-console", "nowhere", says="--web-console")
+    ok(store, "set", "g", "--console", "off")
+    assert not {"vnc", "web_console", "vnc_password_file", "synthetic_console"} & set(doc(store, "g")), doc(store, "g")
+    refused(store, "connect", "g", says="no graphical console")
+
+
 def test_console_follow_prints_the_log(store):
     ok(store, "new", "con")
     with open(os.path.join(str(store), "con", "console.log"), "w") as f:
@@ -671,6 +710,7 @@ def test_real_guest_start_list_stop(tmp_path):
     vhdx = ei.linux_userspace_vhdx(tmp_path, "VM-STORE-USERSPACE-MARKER", gen2vm_binary(), serial_shell=True)
     store = tmp_path / "store"
     ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--disk", vhdx)
+    ok(store, "set", "guest", "--console", "on")
     try:
         r = ok(store, "start", "guest")
         assert "is running" in r.stdout, r.stdout
@@ -701,6 +741,14 @@ def test_real_guest_start_list_stop(tmp_path):
         watcher.wait(10)
         with open(console, errors="replace") as f:
             assert "CONSOLE-42-OK" in f.read()
+        # The graphical console: vm connect names the VNC socket, which answers as an RFB server.
+        where = ok(store, "connect", "guest").stdout
+        sock_path = os.path.join(str(store), "guest", "vnc.sock")
+        assert where == "VNC: unix:%s\n" % sock_path, where
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.settimeout(30)
+            c.connect(sock_path)
+            assert c.recv(12) == b"RFB 003.008\n"
         time.sleep(3)  # a beat or two of the heartbeat
         v = listing(store)["guest"]
         assert v["state"] == "Running" and v["uptime_s"] >= 1 and v["assigned_memory_bytes"] == 512 << 20, v
