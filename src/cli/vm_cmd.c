@@ -31,6 +31,7 @@
 #include "mgmt/client.h"
 #include "mgmt/service.h"
 #include "mgmt/store.h"
+#include "net/nic.h"
 #include "platform/nvram.h"
 #include "ui/control.h"
 #include "util/file.h"
@@ -66,7 +67,7 @@ static const char vm_usage[] =
 	"  remove-dvd NAME lun=N[,controller=C]\n"
 	"  add-nic NAME SPEC                      remove-nic NAME INDEX (0 is the first in show)\n"
 	"                          disks and DVDs change on a running VM too (hot add/remove, media\n"
-	"                          change), network adapters are added hot; the rest need it off\n"
+	"                          change), and network adapters (hot add/remove); the rest need it off\n"
 	"  firmware NAME show|set|reset [OPTIONS]\n"
 	"                          gen2vm firmware on the VM's nvram.bin (gen2vm firmware --help)\n"
 	"  console NAME [--follow] attach to the running VM's COM1: its output from now on, and what you\n"
@@ -1507,17 +1508,70 @@ static int vm_doc_find_drive(json_object *disks, bool dvd, int ctl, int lun, con
 	return -1;
 }
 
+/* A change the running VM was asked for and did not make: its reply (r == -EIO) or why it did not
+ * answer. Returns the exit code (the error printed). */
+static int vm_hot_err(const struct vm *v, int r, const char *reply)
+{
+	if (r == -EIO)
+		return vm_err(v, -EINVAL, "VM '%s' (running): %s", text_show(v->name), reply);
+	return vm_err(v, -EBUSY, "VM '%s' runs but its control socket does not answer (%s): try again once it has "
+				 "started, or stop it first (gen2vm vm stop %s)",
+		      text_show(v->name), strerror(-r), text_show(v->name));
+}
+
 static int vm_hot(const struct vm *v, int argc, const char *const *args)
 {
 	char reply[CONTROL_REPLY_BUF];
 	int r = vm_control(v, VM_CONTROL_SLOW_MS, argc, args, reply, sizeof(reply));
-	if (r == -EIO)
-		return vm_err(v, -EINVAL, "VM '%s' (running): %s", text_show(v->name), reply);
+	return r ? vm_hot_err(v, r, reply) : 0;
+}
+
+/* Hot removal of the document's adapter entry (index idx) from the running VM. The VM numbers its
+ * adapters by slot, which the document's order does not follow once adapters came and went (a new
+ * one takes the lowest free slot): the slot is found in its nic-list by the entry's backend (tap
+ * NAME or pair ID) and MAC when the entry names one. Returns 0 or an exit code (the error printed). */
+static int vm_nic_remove_hot(const struct vm *v, json_object *entry, int idx)
+{
+	char err[256], reply[CONTROL_REPLY_BUF];
+	struct nic_config want;
+	if (nic_config_from_json(entry, &want, err, sizeof(err)))
+		return vm_err(v, -EINVAL, "VM '%s': its network adapter %d is not valid: %s", text_show(v->name), idx, err);
+	const char *list[] = { "nic-list" };
+	int r = vm_control(v, VM_CONTROL_QUICK_MS, 1, list, reply, sizeof(reply));
 	if (r)
-		return vm_err(v, -EBUSY, "VM '%s' runs but its control socket does not answer (%s): try again once it has "
-					 "started, or stop it first (gen2vm vm stop %s)",
-			      text_show(v->name), strerror(-r), text_show(v->name));
-	return 0;
+		return vm_hot_err(v, r, reply);
+	const char *kind = want.kind == NIC_TAP ? "tap" : "pair";
+	int found = -1, matches = 0;
+	/* "0: tap=NAME mac=02:..:.. link=up ...; 2: pair=ID mac=..." */
+	for (char *save = NULL, *e = strtok_r(reply, ";", &save); e; e = strtok_r(NULL, ";", &save)) {
+		unsigned slot;
+		char backend[80], mac[24];
+		if (sscanf(e, " %u: %79s mac=%23s", &slot, backend, mac) != 3)
+			continue;
+		char be[80];
+		snprintf(be, sizeof(be), "%s=%s", kind, want.name);
+		if (strcmp(backend, be))
+			continue;
+		if (want.has_mac) {
+			char m[24];
+			snprintf(m, sizeof(m), "%02x:%02x:%02x:%02x:%02x:%02x", want.mac[0], want.mac[1], want.mac[2],
+				 want.mac[3], want.mac[4], want.mac[5]);
+			if (strcasecmp(m, mac))
+				continue;
+		}
+		found = (int)slot;
+		matches++;
+	}
+	if (matches != 1)
+		return vm_err(v, -EINVAL, matches ? "VM '%s' (running): several of its adapters use %s=%s and the document "
+						    "does not say which is %d (no mac=): stop the VM to remove it"
+						  : "VM '%s' (running) has no adapter on %s=%s (adapter %d of its document): "
+						    "stop the VM to remove it from the document",
+			      text_show(v->name), kind, text_show(want.name), idx);
+	char slot[16];
+	snprintf(slot, sizeof(slot), "%d", found);
+	const char *args[] = { "nic-remove", slot };
+	return vm_hot(v, 2, args);
 }
 
 static int vm_devices(struct vm *v, const char *store, int argc, char **argv)
@@ -1545,7 +1599,7 @@ static int vm_devices(struct vm *v, const char *store, int argc, char **argv)
 		return rc;
 	const char *arg = pos[1];
 	bool nic = strstr(cmd, "nic") != NULL, add = !strncmp(cmd, "add-", 4), dvd = strstr(cmd, "dvd") != NULL;
-	bool hot_ok = !(nic && !add) && strcmp(cmd, "remove-dvd");
+	bool hot_ok = strcmp(cmd, "remove-dvd");
 	struct vm_change c;
 	bool running;
 	const char *what = nic ? "its network adapters" : "its drives";
@@ -1577,6 +1631,10 @@ static int vm_devices(struct vm *v, const char *store, int argc, char **argv)
 				vm_change_end(v, &c, false);
 				return vm_err(v, -EINVAL, "VM '%s' has no network adapter %s (it has %zu; gen2vm vm show %s lists them)",
 					      text_show(v->name), text_show(arg), have, text_show(v->name));
+			}
+			if (running && (rc = vm_nic_remove_hot(v, json_object_array_get_idx(nics, (size_t)i), (int)i))) {
+				vm_change_end(v, &c, false);
+				return rc;
 			}
 			json_object_array_del_idx(nics, (size_t)i, 1);
 		}

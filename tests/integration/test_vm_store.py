@@ -316,7 +316,7 @@ def test_changes_refused_while_running(store, user_disk):
         refused(store, "set", "r", "--memory", "128M",
                 says="VM 'r' is running: its memory cannot be changed while it runs (stop it first")
         refused(store, "remove", "r", says="a running VM cannot be removed")
-        refused(store, "remove-nic", "r", "0", says="its network adapters cannot be changed while it runs")
+        refused(store, "remove-nic", "r", "0", says="runs but its control socket does not answer")
         refused(store, "remove-dvd", "r", "lun=0", says="cannot be changed while it runs")
         refused(store, "start", "r", says="VM 'r' is already running")
         # The lock alone, without a control socket that answers: Starting, not Running.
@@ -359,6 +359,32 @@ def test_running_vm_through_its_control_socket(store, user_disk, tmp_path):
         r = ok(store, "stop", "live", "--timeout", "10")
         assert "shut down" in r.stdout and fake.commands[-1] == "shutdown", (r.stdout, fake.commands)
         assert listing(store)["live"]["state"] == "Off"
+    finally:
+        fake.close()
+
+
+def test_hot_nic_removal_finds_the_adapter_by_its_backend(store):
+    """The running VM numbers adapters by slot (a hot-added one takes the lowest free slot), which the
+    document's order does not follow: vm remove-nic finds the slot in nic-list by tap/pair and MAC."""
+    ok(store, "new", "n", "--nic", "tap=t0", "--nic", "pair=p1", "--nic", "pair=p2,mac=02:00:00:00:00:09",
+       "--nic", "pair=dup", "--nic", "pair=dup", "--nic", "pair=gone")
+    mac = "mac=02:11:22:33:44:%02x link=up channels=1 rx=10 tx=20"
+    nic_list = ("ok: 0: tap=t0 %s; 2: pair=p1 %s; 3: pair=p2 mac=02:00:00:00:00:09 link=down channels=1 rx=0 tx=0; "
+                "4: pair=p2 %s; 5: pair=dup %s; 6: pair=dup %s" % (mac % 1, mac % 2, mac % 4, mac % 5, mac % 6))
+    fake = Running(store, "n", control=True, replies={
+        "nic-list": nic_list, "nic-remove 0": "error: no network adapter 0 (see nic-list)"})
+    try:
+        ok(store, "remove-nic", "n", "1")                 # pair=p1: slot 2
+        ok(store, "remove-nic", "n", "1")                 # now pair=p2 with its MAC: slot 3, not 4
+        assert [c for c in fake.commands if c != "nic-list"] == ["nic-remove 2", "nic-remove 3"], fake.commands
+        assert doc(store, "n")["nics"] == ["tap=t0", "pair=dup", "pair=dup", "pair=gone"]
+        before = doc(store, "n")
+        refused(store, "remove-nic", "n", "0", says="no network adapter 0 (see nic-list)")  # the VM's refusal
+        refused(store, "remove-nic", "n", "1", says="several of its adapters use pair=dup")
+        refused(store, "remove-nic", "n", "3", says="has no adapter on pair=gone")
+        refused(store, "remove-nic", "n", "7", says="has no network adapter 7 (it has 4")
+        refused(store, "remove-nic", "n", "-1", says="has no network adapter -1")
+        assert doc(store, "n") == before
     finally:
         fake.close()
 
@@ -701,15 +727,86 @@ def test_deep_store_paths_do_not_break_the_control_socket(tmp_path):
 
 # ---- the real guest: vm start of a VHDX with systemd-boot, Linux to userspace, vm stop ----
 
+def guest_sh(store, command, timeout=120):
+    """Runs command in the guest's serial shell through `vm console`; returns what came back."""
+    p = console_client(store, "guest", subprocess.PIPE)
+    try:
+        time.sleep(0.5)
+        p.stdin.write(("%s; echo SH-DONE-$((40+2))\n" % command).encode())
+        p.stdin.flush()
+        got = read_until(p.stdout, b"SH-DONE-42", timeout=timeout)
+        assert b"SH-DONE-42" in got, (command, got[-2000:])
+        p.stdin.write(b"\x1d")
+        p.stdin.flush()
+        assert p.wait(10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    text = got.decode(errors="replace").replace("\r", "")
+    return text[text.find("SH-DONE-$((40+2))") + len("SH-DONE-$((40+2))"):text.rfind("SH-DONE-42")]
+
+
+def nic_list(store):
+    d = os.path.join(str(store), "guest")
+    r = subprocess.run([gen2vm_binary(), "control", "control.sock", "nic-list"], cwd=d, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return {int(m.group(1)): m.group(2) for m in re.finditer(r"(\d+): (\S+ mac=\S+ [^;]*)", r.stdout)}
+
+
+def guest_interfaces(store):
+    out = guest_sh(store, "for i in /sys/class/net/*; do echo IF ${i##*/} $(cat $i/address); done")
+    return dict(re.findall(r"^IF (\S+) (\S+)$", out, re.M))
+
+
+def hot_nic_removal(store):
+    """vm remove-nic on the running guest: the VMBus channel is rescinded, Linux's hv_netvsc lets the
+    interface go, the VM runs on; first while the adapter carries traffic."""
+    subprocess.run("ip addr add 10.77.0.1/24 dev g2vst0 && ip link set g2vst0 up", shell=True, check=True)
+    live = nic_list(store)
+    macs = {slot: re.search(r"mac=(\S+)", t).group(1) for slot, t in live.items()}
+    ifs = guest_interfaces(store)
+    assert set(macs.values()) <= set(ifs.values()), (live, ifs)
+    tap_if = [i for i, m in ifs.items() if m == macs[0]][0]
+    pair_if = [i for i, m in ifs.items() if m == macs[1]][0]
+    guest_sh(store, "ip addr add 10.77.0.2/24 dev %s; ip link set %s up; "
+                    "(ping -A -s 1400 10.77.0.1 >/dev/null 2>&1 &)" % (tap_if, tap_if))
+    tx = lambda: int(re.search(r"tx=(\d+)", nic_list(store)[0]).group(1))
+    t0 = tx()
+    time.sleep(2)
+    assert tx() > t0 + 10, "no traffic on the tap adapter"
+    ok(store, "remove-nic", "guest", "0", timeout=120)  # while ping -A runs on it
+    assert list(nic_list(store)) == [1]
+    end = time.time() + 60
+    while tap_if in guest_interfaces(store) and time.time() < end:
+        time.sleep(2)
+    ifs = guest_interfaces(store)
+    assert tap_if not in ifs and pair_if in ifs, ifs
+    assert doc(store, "guest")["nics"] == ["pair=g2v-store-nic"]
+    # Twice, and an adapter that is not there: refused, nothing changed.
+    refused(store, "remove-nic", "guest", "1", says="has no network adapter 1 (it has 1")
+    refused(store, "remove-nic", "guest", "5", says="has no network adapter 5")
+    ok(store, "remove-nic", "guest", "0", timeout=120)
+    end = time.time() + 60
+    while pair_if in guest_interfaces(store) and time.time() < end:
+        time.sleep(2)
+    assert set(guest_interfaces(store)) == {"lo"}
+    assert nic_list(store) == {} and doc(store, "guest")["nics"] == []
+    assert listing(store)["guest"]["state"] == "Running"
+
 @pytest.mark.real_guest
 @pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
 def test_real_guest_start_list_stop(tmp_path):
     import efi_images as ei
     if not ei.have_tools("mkfs.vfat", "mcopy", "mmd", "sfdisk"):
         pytest.skip("needs dosfstools, mtools and fdisk (scripts/deps.sh test)")
-    vhdx = ei.linux_userspace_vhdx(tmp_path, "VM-STORE-USERSPACE-MARKER", gen2vm_binary(), serial_shell=True)
+    vhdx = ei.linux_userspace_vhdx(tmp_path, "VM-STORE-USERSPACE-MARKER", gen2vm_binary(), serial_shell=True,
+                                   modules=["hv_netvsc"])
     store = tmp_path / "store"
-    ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--disk", vhdx)
+    # Network adapters to remove hot: a tap (traffic with the host; root creates it) and a pair.
+    nics = os.geteuid() == 0
+    ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--disk", vhdx,
+       *(["--nic", "tap=g2vst0", "--nic", "pair=g2v-store-nic"] if nics else []))
     ok(store, "set", "guest", "--console", "on")
     try:
         r = ok(store, "start", "guest")
@@ -749,6 +846,8 @@ def test_real_guest_start_list_stop(tmp_path):
             c.settimeout(30)
             c.connect(sock_path)
             assert c.recv(12) == b"RFB 003.008\n"
+        if nics:
+            hot_nic_removal(store)
         time.sleep(3)  # a beat or two of the heartbeat
         v = listing(store)["guest"]
         assert v["state"] == "Running" and v["uptime_s"] >= 1 and v["assigned_memory_bytes"] == 512 << 20, v
