@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -73,11 +74,18 @@ struct svc_op {
 	int out, err, code; /* memfds the child prints into */
 };
 
+/* A directory of the store watched by inotify (a VM's, or one that may become a VM's). */
+struct svc_watch {
+	int wd; /* 0: free */
+	char name[STORE_NAME_MAX + 1];
+};
+
 struct svc {
 	char root[PATH_MAX];
 	char exe[PATH_MAX];
 	char boot_id[64];
-	int ep, lfd, sfd, tfd;
+	int ep, lfd, sfd, tfd, ifd, root_wd;
+	struct svc_watch watches[SVC_VMS_MAX];
 	struct file_socket_id sock_id;
 	unsigned serial;
 	struct svc_vm vms[SVC_VMS_MAX];
@@ -86,7 +94,7 @@ struct svc {
 };
 
 /* epoll's u64: what kind of descriptor and its index. */
-enum { EV_LISTEN = 1, EV_SIGNAL, EV_CONN, EV_VM, EV_TIMER };
+enum { EV_LISTEN = 1, EV_SIGNAL, EV_CONN, EV_VM, EV_TIMER, EV_INOTIFY };
 
 /* How often the running VMs' heartbeat is looked at (GEN2VMD_HEARTBEAT_CHECK_S overrides it, for
  * tests): a guest whose heartbeat service stops answering gets a "heartbeat_lost" event. */
@@ -921,6 +929,86 @@ static void svc_vm_pidfd(struct svc *s, struct svc_vm *v)
 	svc_vm_ended(s, v);
 }
 
+/* ---- VMs started and stopped around the service ---- */
+
+/* A VM started without the service (`GEN2VM_DIRECT=1 gen2vm vm start`, or `vm start` while the
+ * service was stopping) is seen when its process makes its control socket: the service looks at it
+ * then (its run lock and pid, as at start-up) and watches its process from then on (a pidfd), so
+ * the event stream says Running and Off without a request naming it and without polling. vm.json
+ * coming or going (a VM made or removed directly) is looked at the same way. The store's root is
+ * watched for VM directories, each of them for these two names. */
+static void svc_watch_dir(struct svc *s, const char *name)
+{
+	char err[256], dir[PATH_MAX];
+	if (s->ifd < 0 || store_name_check(name, err, sizeof(err)) || store_path(s->root, name, NULL, dir, sizeof(dir)))
+		return;
+	struct svc_watch *free_slot = NULL;
+	for (int i = 0; i < SVC_VMS_MAX; i++) {
+		if (s->watches[i].wd && !strcmp(s->watches[i].name, name))
+			return;
+		if (!s->watches[i].wd && !free_slot)
+			free_slot = &s->watches[i];
+	}
+	if (!free_slot)
+		return;
+	int wd = inotify_add_watch(s->ifd, dir, IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ONLYDIR |
+						IN_DONT_FOLLOW | IN_EXCL_UNLINK);
+	if (wd < 0) {
+		static bool said;
+		if (errno == ENOSPC && !said) {
+			said = true;
+			svc_log("%s: no more inotify watches (fs.inotify.max_user_watches): VMs started around the "
+				"service are seen at the next request that names them", text_show(dir));
+		}
+		return;
+	}
+	/* The same directory watched again (a name reused) gives the same wd: one slot for it. */
+	for (int i = 0; i < SVC_VMS_MAX; i++)
+		if (s->watches[i].wd == wd)
+			s->watches[i].wd = 0;
+	free_slot->wd = wd;
+	snprintf(free_slot->name, sizeof(free_slot->name), "%s", name);
+}
+
+static void svc_inotify(struct svc *s)
+{
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	for (;;) {
+		ssize_t n = read(s->ifd, buf, sizeof(buf));
+		if (n <= 0)
+			return;
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *e = (const struct inotify_event *)p;
+			p += sizeof(*e) + e->len;
+			const char *file = e->len ? e->name : "";
+			if (e->mask & IN_Q_OVERFLOW) {
+				/* Events were lost: look at every VM the service knows. */
+				for (int i = 0; i < SVC_VMS_MAX; i++)
+					if (s->vms[i].name[0])
+						svc_vm_refresh(s, s->vms[i].name, -1);
+				continue;
+			}
+			if (e->wd == s->root_wd) {
+				if ((e->mask & (IN_CREATE | IN_MOVED_TO)) && (e->mask & IN_ISDIR))
+					svc_watch_dir(s, file);
+				continue;
+			}
+			struct svc_watch *w = NULL;
+			for (int i = 0; i < SVC_VMS_MAX && !w; i++)
+				if (s->watches[i].wd == e->wd)
+					w = &s->watches[i];
+			if (!w)
+				continue;
+			if (e->mask & IN_IGNORED) {
+				w->wd = 0; /* the directory went (vm remove) */
+				continue;
+			}
+			if (!strcmp(file, STORE_CONTROL) || !strcmp(file, STORE_CONFIG))
+				svc_vm_refresh(s, w->name, -1);
+		}
+	}
+}
+
 /* ---- start-up ---- */
 
 static void svc_scan(struct svc *s)
@@ -931,7 +1019,10 @@ static void svc_scan(struct svc *s)
 	struct dirent *e;
 	char err[256];
 	while (d && (e = readdir(d))) {
-		if (store_name_check(e->d_name, err, sizeof(err)) || store_vm_exists(s->root, e->d_name, err, sizeof(err)))
+		if (store_name_check(e->d_name, err, sizeof(err)))
+			continue;
+		svc_watch_dir(s, e->d_name); /* before the look: a start right after it is seen */
+		if (store_vm_exists(s->root, e->d_name, err, sizeof(err)))
 			continue;
 		svc_vm_refresh(s, e->d_name, -1);
 		struct svc_vm *v = svc_vm_find(s, e->d_name, false);
@@ -1067,6 +1158,15 @@ static int svc_setup(struct svc *s, const char *store_opt, const char *socket_pa
 		return -errno;
 	ev.data.u64 = EV(EV_TIMER, 0);
 	epoll_ctl(s->ep, EPOLL_CTL_ADD, s->tfd, &ev);
+	s->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	s->root_wd = s->ifd >= 0 ? inotify_add_watch(s->ifd, s->root, IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) : -1;
+	if (s->root_wd < 0) {
+		svc_log("VM store %s: cannot watch it (%s): VMs started around the service are seen at the next request "
+			"that names them", text_show(s->root), strerror(errno));
+	} else {
+		ev.data.u64 = EV(EV_INOTIFY, 0);
+		epoll_ctl(s->ep, EPOLL_CTL_ADD, s->ifd, &ev);
+	}
 	for (int i = 0; i < SVC_CONNS_MAX; i++)
 		s->conns[i].fd = -1;
 	for (int i = 0; i < SVC_VMS_MAX; i++)
@@ -1127,6 +1227,8 @@ int service_run(const char *store_opt, const char *socket_path)
 					svc_conn_read(&s, (int)i);
 			} else if (kind == EV_TIMER) {
 				svc_heartbeat_check(&s);
+			} else if (kind == EV_INOTIFY) {
+				svc_inotify(&s);
 			} else if (kind == EV_VM && i < SVC_VMS_MAX && s.vms[i].pidfd >= 0) {
 				svc_vm_pidfd(&s, &s.vms[i]);
 			}

@@ -373,6 +373,29 @@ def test_running_vm_conflicts_and_events(service, store):
         ev.close()
 
 
+def test_vms_started_and_ended_around_the_service_are_events(service, store):
+    """No request names the VM: the service sees its process start (its control socket appears) and
+    end (its pidfd), from inotify on the store, not by polling."""
+    ev = Events(service.sock)
+    ok(store, "new", "around", "--memory", "64M", direct=True)  # a directory made after the service started
+    for round in range(2):
+        t0 = time.time()
+        f = fake_vm(store, "around")
+        try:
+            assert ev.until("around", event="state", state="Running")
+            assert time.time() - t0 < 5
+            t0 = time.time()
+            os.kill(f.pid, signal.SIGKILL)  # a VM process killed
+            f.wait(10)
+            assert ev.until("around", event="state", state="Off")
+            assert time.time() - t0 < 5
+        finally:
+            f.kill()
+            f.wait()
+    assert "VM 'around': running (process" in service.text()
+    ev.close()
+
+
 def test_heartbeat_lost_is_an_event(store, tmp_path, monkeypatch):
     os.makedirs(str(store))
     ok(store, "new", "h", "--memory", "64M", direct=True)
