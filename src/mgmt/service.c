@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <signal.h>
@@ -1174,11 +1175,70 @@ static int svc_setup(struct svc *s, const char *store_opt, const char *socket_pa
 	return 0;
 }
 
-int service_run(const char *store_opt, const char *socket_path)
+/* Whether the group gid may search (enter) a directory of mode st: its owner's group, else others'. */
+static bool svc_group_enters(const struct stat *st, gid_t gid)
+{
+	return st->st_gid == gid ? (st->st_mode & S_IXGRP) != 0 : (st->st_mode & S_IXOTH) != 0;
+}
+
+/* --group: the socket (made in the working directory as name) to the group, mode 0660, and the
+ * directory it is in enterable by the group: the store's root is given to it with mode 0710 (enter,
+ * not list: the VMs' own directories stay 0700, private to the service's user); another directory
+ * is the user's to set, and a warning says when the group cannot enter it or one above it. */
+static int svc_socket_group(struct svc *s, const char *name, const char *sock, const char *group)
+{
+	struct group *gr = getgrnam(group);
+	char *end;
+	unsigned long num = strtoul(group, &end, 10);
+	if (!gr && *group && !*end)
+		gr = getgrgid((gid_t)num);
+	if (!gr) {
+		svc_log("--group '%s': no such group (getent group lists them)", text_show(group));
+		return -EINVAL;
+	}
+	gid_t gid = gr->gr_gid;
+	if (chown(name, (uid_t)-1, gid) || chmod(name, 0660)) {
+		int r = -errno;
+		svc_log("%s: cannot give it to the group %s: %s (the service's user must be a member of it)", text_show(sock),
+			text_show(group), strerror(-r));
+		return r;
+	}
+	struct stat here, root;
+	char dir[PATH_MAX];
+	if (stat(".", &here) || stat(s->root, &root) || !getcwd(dir, sizeof(dir)))
+		return -errno;
+	if (here.st_dev == root.st_dev && here.st_ino == root.st_ino && (chown(".", (uid_t)-1, gid) || chmod(".", 0710))) {
+		int r = -errno;
+		svc_log("VM store %s: cannot give it to the group %s: %s", text_show(s->root), text_show(group), strerror(-r));
+		return r;
+	}
+	/* This directory and those above it, up to /: the group must enter each. */
+	for (;;) {
+		struct stat st;
+		const char *d = *dir ? dir : "/";
+		if (!stat(d, &st) && !svc_group_enters(&st, gid)) {
+			svc_log("warning: the group %s cannot enter %s, so it cannot reach %s: give that directory to the "
+				"group (mode 0710) or make it searchable (o+x)", text_show(group), text_show(d), text_show(sock));
+			break;
+		}
+		if (!*dir)
+			break;
+		*strrchr(dir, '/') = 0; /* "/a/b" to "/a", "/a" to "" (the root) */
+	}
+	svc_log("%s: the group %s reaches it (mode 0660)", text_show(sock), text_show(group));
+	return 0;
+}
+
+int service_run(const char *store_opt, const char *socket_path, const char *group)
 {
 	static struct svc s;
 	char sock[PATH_MAX + 64];
 	int r = svc_setup(&s, store_opt, socket_path, sock, sizeof(sock));
+	if (!r && group) {
+		const char *slash = strrchr(sock, '/');
+		if ((r = svc_socket_group(&s, slash ? slash + 1 : sock, sock, group)))
+			file_socket_unlink(slash ? slash + 1 : sock, &s.sock_id);
+	}
 	if (r)
 		return cli_exit_code(r);
 	svc_scan(&s);

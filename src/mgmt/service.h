@@ -29,9 +29,11 @@
 #define SERVICE_ENV_CODE_FD "GEN2VM_API_CODE_FD"
 
 /* Runs the service on the store root (resolved as the vm verbs do) with its socket at socket_path
- * (NULL: <root>/gen2vmd.sock), until SIGTERM or SIGINT; the VMs keep running. Returns an exit code
- * (src/cli/exit.h), the error printed. */
-int service_run(const char *store_opt, const char *socket_path);
+ * (NULL: <root>/gen2vmd.sock), until SIGTERM or SIGINT; the VMs keep running. group (NULL: none):
+ * the socket belongs to that group (mode 0660) and, when it is in the store's root, the root too
+ * (mode 0710: the group enters it, cannot list it; the VMs' directories stay 0700). Returns an exit
+ * code (src/cli/exit.h), the error printed. */
+int service_run(const char *store_opt, const char *socket_path, const char *group);
 
 /* Applies each running VM's "automatic_stop" (shutdown, turned off after timeout_s if the guest does
  * not end; or turn_off), all at once, and waits for them: what the unit does at host shutdown.

@@ -7,10 +7,12 @@ and a guest user mode that works (the nested test host)."""
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -99,11 +101,11 @@ def group_alive(pgid):
 
 
 class Service:
-    def __init__(self, store, tmp_path):
+    def __init__(self, store, tmp_path, *extra):
         self.store = str(store)
         self.sock = os.path.join(self.store, "gen2vmd.sock")
         self.log = open(str(tmp_path / ("gen2vmd-%d.log" % time.monotonic_ns())), "w+")
-        self.p = subprocess.Popen([gen2vm_binary(), "service", "run", "--store", self.store], stdout=self.log,
+        self.p = subprocess.Popen([gen2vm_binary(), "service", "run", "--store", self.store, *extra], stdout=self.log,
                                   stderr=subprocess.STDOUT, env=env_direct(), start_new_session=True)
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -234,6 +236,67 @@ def test_help_lists_service():
 def test_socket_is_owner_and_group_only(service):
     st = os.stat(service.sock)
     assert st.st_mode & 0o777 == 0o660, oct(st.st_mode)
+
+
+def as_user(uid, groups):
+    def drop():
+        os.setgroups(groups)
+        os.setgid(groups[0] if groups else uid)
+        os.setuid(uid)
+    return drop
+
+
+def test_group_reaches_the_socket_and_nothing_else(tmp_path):
+    """--group: the socket is 0660 GROUP, the store's root 0710 GROUP (entered, not listed), the VMs'
+    directories stay 0700. As root the test also connects as a member and as a stranger."""
+    import grp
+    root = os.geteuid() == 0
+    group = grp.getgrgid(os.getgid()).gr_name if not root else "daemon"
+    gid = grp.getgrnam(group).gr_gid
+    base = tempfile.mkdtemp(prefix="g2v-group-")  # under /tmp: searchable to the way down
+    os.chmod(base, 0o711)
+    store = os.path.join(base, "store")
+    try:
+        ok(store, "new", "priv", "--memory", "64M", direct=True)
+        s = Service(store, tmp_path, "--group", group)
+        try:
+            st = os.stat(s.sock)
+            assert (st.st_mode & 0o777, st.st_gid) == (0o660, gid), (oct(st.st_mode), st.st_gid)
+            st = os.stat(store)
+            assert (st.st_mode & 0o777, st.st_gid) == (0o710, gid), (oct(st.st_mode), st.st_gid)
+            assert os.stat(os.path.join(store, "priv")).st_mode & 0o777 == 0o700
+            assert "the group %s reaches it" % group in s.text() and "cannot enter" not in s.text(), s.text()
+            if root:
+                nobody = 65534
+                probe = ("import socket,sys; c=socket.socket(socket.AF_UNIX); c.connect(sys.argv[1]); "
+                         "c.sendall(b'GET /v1/vms HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'); print(c.recv(12).decode())")
+                member = subprocess.run([sys.executable, "-c", probe, s.sock], capture_output=True, text=True,
+                                        preexec_fn=as_user(nobody, [gid]), timeout=30)
+                assert member.stdout.startswith("HTTP/1.1 200"), (member.stdout, member.stderr)
+                stranger = subprocess.run([sys.executable, "-c", probe, s.sock], capture_output=True, text=True,
+                                          preexec_fn=as_user(nobody, [nobody]), timeout=30)
+                assert "Permission denied" in stranger.stderr, stranger.stderr
+                lister = subprocess.run(["ls", store], capture_output=True, text=True,
+                                        preexec_fn=as_user(nobody, [gid]), timeout=30)
+                assert lister.returncode != 0 and "Permission denied" in lister.stderr, lister
+        finally:
+            s.stop()
+    finally:
+        shutil.rmtree(base)
+    # A directory above the store that the group cannot enter: said when the service starts.
+    if root:
+        hidden = tmp_path / "hidden"
+        os.makedirs(str(hidden))
+        os.chmod(str(hidden), 0o700)
+        s = Service(hidden / "store", tmp_path, "--group", group)
+        try:
+            assert "warning: the group daemon cannot enter %s" % hidden in s.text(), s.text()
+        finally:
+            s.stop()
+    r = subprocess.run([gen2vm_binary(), "service", "run", "--store", str(tmp_path / "x"), "--group", "no-such-group-9"],
+                       capture_output=True, text=True, timeout=30, env=env_direct())
+    assert r.returncode == 2 and "--group 'no-such-group-9': no such group" in r.stderr, r.stderr
+    assert not os.path.exists(str(tmp_path / "x" / "gen2vmd.sock"))
 
 
 def test_a_second_service_on_the_store_is_refused(service, store, tmp_path):
