@@ -53,7 +53,7 @@ static const char vm_usage[] =
 	"  start NAME              run it in the background (gen2vm run with its document)\n"
 	"  stop NAME [--turn-off] [--timeout S]\n"
 	"                          ask the guest to shut down and wait S seconds (default 60);\n"
-	"                          --turn-off turns it off at once\n"
+	"                          --turn-off turns it off at once (--save: not supported yet)\n"
 	"  restart NAME [--turn-off] [--timeout S]\n"
 	"  pause NAME | resume NAME\n"
 	"  remove NAME             delete an off VM and the files the store made (never a disk added by PATH)\n"
@@ -1232,6 +1232,11 @@ static int vm_stop_opts(struct vm *v, int argc, char **argv, bool *turn_off, uns
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--turn-off")) {
 			*turn_off = true;
+		} else if (!strcmp(argv[i], "--save")) {
+			/* Hyper-V's Stop-VM -Save: refused rather than approximated, as nothing could restore it. */
+			return vm_err(v, -EOPNOTSUPP, "--save: saving a VM's state is not supported yet (gen2vm cannot save and "
+						      "restore a running VM): stop it without --save to shut the guest down, or "
+						      "with --turn-off");
 		} else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
 			char *end;
 			long t = strtol(argv[++i], &end, 10);

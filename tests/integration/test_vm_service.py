@@ -609,6 +609,7 @@ CLI_SCRIPT = [
     ("set", "a", "--bogus", "1"),
     ("set", "a"),
     ("set", "zz", "--cpus", "2"),
+    ("stop", "a", "--save"),
     ("set", "b", "--console", "on"),
     ("set", "b", "--web-console", "127.0.0.1:6080", "--vnc", "127.0.0.1:5901"),
     ("set", "b", "--vnc", "0.0.0.0:5900"),

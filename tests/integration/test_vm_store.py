@@ -389,6 +389,21 @@ def test_hot_nic_removal_finds_the_adapter_by_its_backend(store):
         fake.close()
 
 
+def test_save_is_refused_until_the_vmm_can_save(store):
+    """Stop-VM -Save has no counterpart yet: refused in one line naming what to use, nothing done,
+    whether the VM runs or not (and the same through the service: test_vm_service's CLI script)."""
+    ok(store, "new", "sv")
+    for verb in ("stop", "restart"):
+        r = refused(store, verb, "sv", "--save", says="--save: saving a VM's state is not supported yet")
+        assert "--turn-off" in r.stderr and "shut the guest down" in r.stderr
+    fake = Running(store, "sv", control=True)
+    try:
+        refused(store, "stop", "sv", "--save", "--timeout", "5", says="not supported yet")
+        assert fake.commands == [] and listing(store)["sv"]["state"] == "Running"
+    finally:
+        fake.close()
+
+
 def test_stop_that_times_out_says_so(store):
     ok(store, "new", "slow")
     fake = Running(store, "slow", control=True, ends_on_stop=False)  # a guest that ignores the request
