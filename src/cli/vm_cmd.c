@@ -147,31 +147,13 @@ static int vm_resolve(struct vm *v, const char *store, const char *name, bool mu
 
 /* ---- the control socket ---- */
 
-/* Connects to the Unix socket file in the VM's directory, reached relative to it: a deep store would
+/* Connects to the Unix socket file in the VM's directory, reached from it: a deep store would
  * otherwise pass the 107 bytes a socket path may have. Returns the descriptor or -errno. */
 static int vm_socket_connect(const struct vm *v, const char *file)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", file);
-	int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int r = 0;
-	if (cwd < 0 || chdir(v->dir))
-		r = -errno;
-	else if (connect(fd, (struct sockaddr *)&a, sizeof(a)))
-		r = -errno;
-	if (cwd >= 0) {
-		if (fchdir(cwd) && !r)
-			r = -errno;
-		close(cwd);
-	}
-	if (r) {
-		close(fd);
-		return r;
-	}
-	return fd;
+	char p[PATH_MAX];
+	vm_file(v, file, p, sizeof(p));
+	return p[0] ? client_unix_connect(p) : -ENAMETOOLONG;
 }
 
 /* Sends argv as one command line to the VM's control socket and reads the reply line. The socket is

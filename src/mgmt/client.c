@@ -21,7 +21,7 @@ static long client_elapsed_ms(const struct timespec *t0)
 	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
-static int client_connect(const char *sock)
+int client_unix_connect(const char *sock)
 {
 	char dir[PATH_MAX];
 	const char *slash = strrchr(sock, '/');
@@ -64,7 +64,7 @@ int client_request(const char *sock, const char *method, const char *path, const
 		   int *status, char **resp)
 {
 	*resp = NULL;
-	int fd = client_connect(sock);
+	int fd = client_unix_connect(sock);
 	if (fd < 0)
 		return fd == -ENOTDIR ? -ENOENT : fd;
 	size_t bl = body ? strlen(body) : 0;

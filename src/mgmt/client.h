@@ -5,6 +5,11 @@
 
 #include <stddef.h>
 
+/* Connects to the Unix stream socket at path from its directory (a path past the 107 bytes of a
+ * socket address works; the working directory changes for the connect: single-threaded callers).
+ * Returns the descriptor (close-on-exec) or -errno. */
+int client_unix_connect(const char *path);
+
 /* Sends METHOD PATH with body (NULL: none) to the socket at sock and waits up to timeout_ms for the
  * whole answer. The socket is reached from its directory, so a deep store's path may pass the 107
  * bytes of a Unix socket address (single-threaded callers: it changes the working directory for

@@ -138,7 +138,7 @@ static void *console_thread(void *arg)
 	unsigned char in[256];
 	unsigned in_off = 0, in_len = 0; /* stdin's bytes the guest has not taken yet */
 	for (;;) {
-		struct pollfd p[3 + CONSOLE_CLIENTS];
+		struct pollfd p[4 + CONSOLE_CLIENTS]; /* stop, stdin, listen, wake, clients */
 		unsigned n = 0, at_in = 0, at_listen = 0, at_wake = 0, at_client = 0;
 		bool pending = in_len > 0;
 		p[n++] = (struct pollfd){ c->stop_pipe[0], POLLIN, 0 };

@@ -63,6 +63,20 @@ def user_disk(tmp_path):
     return str(p)
 
 
+def listen_in(d, name):
+    """A listening Unix socket d/name, bound from d: the path may pass a Unix socket's 107 bytes, as
+    the store's own client knows."""
+    cwd = os.getcwd()
+    os.chdir(d)
+    try:
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(name)
+    finally:
+        os.chdir(cwd)
+    srv.listen(8)
+    return srv
+
+
 class Running:
     """Holds a VM's run lock as its gen2vm run process would (pid written in it) and, with
     control=True, serves its control socket: status --json answers as gen2vm does, every other
@@ -80,14 +94,7 @@ class Running:
         self.srv = None
         self.uptime = uptime
         if control:
-            cwd = os.getcwd()
-            os.chdir(self.dir)  # the path may pass a Unix socket's 107 bytes, as the store's own client knows
-            try:
-                self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.srv.bind("control.sock")
-            finally:
-                os.chdir(cwd)
-            self.srv.listen(8)
+            self.srv = listen_in(self.dir, "control.sock")
             self.thread = threading.Thread(target=self._serve, daemon=True)
             self.thread.start()
 
@@ -591,14 +598,7 @@ class FakeConsole:
     a prompt on attach, records what the client types, and answers a line with a reply."""
 
     def __init__(self, d):
-        cwd = os.getcwd()
-        os.chdir(d)
-        try:
-            self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.srv.bind("console.sock")
-        finally:
-            os.chdir(cwd)
-        self.srv.listen(4)
+        self.srv = listen_in(d, "console.sock")
         self.got = b""
         self.closed = threading.Event()
         self.hang_up = threading.Event()

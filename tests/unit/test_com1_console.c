@@ -185,6 +185,26 @@ static void test_input_of_every_client_reaches_the_device(void **state)
 	console_close(&c);
 }
 
+/* Reads fd until the output's last bytes are "END\n"; returns how many bytes came. */
+static size_t read_to_end(int fd, const char *who)
+{
+	char buf[65536], tail[4] = "";
+	size_t got = 0;
+	while (memcmp(tail, "END\n", 4)) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (poll(&p, 1, 5000) <= 0)
+			break;
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		tail_keep(tail, buf, (size_t)n);
+	}
+	if (memcmp(tail, "END\n", 4))
+		fail_msg("the %s got %zu bytes ending in %02x %02x %02x %02x", who, got, tail[0], tail[1], tail[2], tail[3]);
+	return got;
+}
+
 static double now_s(void)
 {
 	struct timespec t;
@@ -223,35 +243,9 @@ static void test_a_stuck_client_never_holds_up_the_writer(void **state)
 	assert_true(took < 30);
 	assert_true(worst < 0.5); /* a write never waits for a client */
 	/* The reader gets the end; what it lost (if the thread fell behind) was said in the log. */
-	char tail[4] = "";
-	for (;;) {
-		if (!memcmp(tail, "END\n", 4))
-			break;
-		struct pollfd p = { reader, POLLIN, 0 };
-		if (poll(&p, 1, 5000) <= 0)
-			break;
-		ssize_t n = recv(reader, buf, sizeof(buf), 0);
-		if (n <= 0)
-			break;
-		rd += (size_t)n;
-		tail_keep(tail, buf, (size_t)n);
-	}
-	assert_memory_equal(tail, "END\n", 4);
+	rd += read_to_end(reader, "reader");
 	/* The stuck client: what its socket held, then the latest output; far less than was written. */
-	size_t st = 0;
-	memset(tail, 0, sizeof(tail));
-	while (memcmp(tail, "END\n", 4)) {
-		struct pollfd p = { stuck, POLLIN, 0 };
-		if (poll(&p, 1, 5000) <= 0)
-			break;
-		ssize_t n = recv(stuck, buf, sizeof(buf), 0);
-		if (n <= 0)
-			break;
-		st += (size_t)n;
-		tail_keep(tail, buf, (size_t)n);
-	}
-	if (memcmp(tail, "END\n", 4))
-		fail_msg("the stuck client got %zu bytes ending in %02x %02x %02x %02x", st, tail[0], tail[1], tail[2], tail[3]);
+	size_t st = read_to_end(stuck, "stuck client");
 	assert_true(st < total / 2);
 	assert_true(st > 0);
 	close(stuck);
@@ -338,6 +332,52 @@ static void test_a_live_socket_is_not_taken_over(void **state)
 	console_close(&other);
 }
 
+/* stdio (a terminal's input, here a pipe) with a full attach socket: input from both reaches the
+ * device, output goes to every client. */
+static void test_stdio_and_a_full_attach_socket(void **state)
+{
+	(void)state;
+	struct console c;
+	struct sink s = { .per_call = 4096 };
+	char sock[128], err[256] = "", buf[16];
+	pthread_mutex_init(&s.lock, NULL);
+	path_in_dir(sock, sizeof(sock), "stdio-attach.sock");
+	int in[2], saved_in = dup(STDIN_FILENO);
+	assert_int_equal(pipe(in), 0);
+	dup2(in[0], STDIN_FILENO);
+	struct console_spec spec = { .kind = CONSOLE_STDIO };
+	int out[2], saved_out = dup(STDOUT_FILENO);
+	assert_int_equal(pipe(out), 0);
+	dup2(out[1], STDOUT_FILENO);
+	if (console_open(&c, &spec, sock, sink_input, &s, err, sizeof(err)))
+		fail_msg("console_open: %s", err);
+	int fds[CONSOLE_CLIENTS];
+	for (int i = 0; i < CONSOLE_CLIENTS; i++)
+		fds[i] = attach(sock);
+	wait_clients(&c, CONSOLE_CLIENTS);
+	assert_int_equal(write(in[1], "ab", 2), 2);
+	assert_int_equal(send(fds[CONSOLE_CLIENTS - 1], "c", 1, 0), 1);
+	for (int i = 0; i < 2000 && s.len < 3; i++)
+		usleep(1000);
+	assert_int_equal(s.len, 3);
+	console_write(&c, (const unsigned char *)"hi", 2);
+	for (int i = 0; i < CONSOLE_CLIENTS; i++) {
+		assert_int_equal(read_for(fds[i], buf, 2, 2000), 2);
+		assert_memory_equal(buf, "hi", 2);
+		close(fds[i]);
+	}
+	assert_int_equal(read_for(out[0], buf, 2, 2000), 2); /* stdout too */
+	console_close(&c);
+	dup2(saved_in, STDIN_FILENO);
+	dup2(saved_out, STDOUT_FILENO);
+	close(saved_in);
+	close(saved_out);
+	close(in[0]);
+	close(in[1]);
+	close(out[0]);
+	close(out[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -347,6 +387,7 @@ int main(void)
 		cmocka_unit_test(test_clients_past_the_limit_are_told_and_closed),
 		cmocka_unit_test(test_the_log_and_the_attach_socket_together),
 		cmocka_unit_test(test_a_live_socket_is_not_taken_over),
+		cmocka_unit_test(test_stdio_and_a_full_attach_socket),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
