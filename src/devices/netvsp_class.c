@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "devices/netvsp.h"
 #include "devices/vmdev.h"
@@ -112,14 +113,43 @@ static int net_add(struct net *n, const struct nic_config *c, char *err, size_t 
 	return (int)slot;
 }
 
-/* Hot removal (rescind) of slot. 0 or -ENOENT. */
-static int net_remove(struct net *n, uint32_t slot)
+/* Before a hot removal: the cable out, so the guest stops its transmit queues, and a moment (the
+ * adapter's sends quiet for NET_QUIESCE_QUIET_MS, at most NET_QUIESCE_MAX_MS) for what is already in
+ * its ring to be taken and completed. Linux's hv_netvsc, removing the device at the rescind, waits
+ * for every send the host has not completed; a channel withdrawn under a busy sender leaves it
+ * waiting for good, and the interface never goes. */
+#define NET_QUIESCE_STEP_MS 100
+#define NET_QUIESCE_QUIET_MS 500
+#define NET_QUIESCE_MAX_MS 5000
+
+static void net_quiesce(struct netvsp *nic)
+{
+	struct netvsp_stats st;
+	netvsp_get_stats(nic, &st);
+	if (!st.channels_open)
+		return; /* the guest's driver does not use it: nothing in flight */
+	netvsp_set_link(nic, false);
+	/* Both ways: the guest also owes completions for what it received (its remove waits for those). */
+	uint64_t last = st.tx_packets + st.rx_packets;
+	for (unsigned quiet = 0, waited = 0; quiet < NET_QUIESCE_QUIET_MS && waited < NET_QUIESCE_MAX_MS;
+	     waited += NET_QUIESCE_STEP_MS) {
+		nanosleep(&(struct timespec){ .tv_nsec = NET_QUIESCE_STEP_MS * 1000000L }, NULL);
+		netvsp_get_stats(nic, &st);
+		quiet = st.tx_packets + st.rx_packets == last ? quiet + NET_QUIESCE_STEP_MS : 0;
+		last = st.tx_packets + st.rx_packets;
+	}
+}
+
+/* Removal of slot: hot (the nic-remove verb: quiesced, then rescinded) or as the VM ends. 0 or -ENOENT. */
+static int net_remove(struct net *n, uint32_t slot, bool hot)
 {
 	pthread_mutex_lock(&n->lock);
 	if (slot >= n->nr_slots || !n->slot[slot].nic) {
 		pthread_mutex_unlock(&n->lock);
 		return -ENOENT;
 	}
+	if (hot)
+		net_quiesce(n->slot[slot].nic);
 	pthread_mutex_lock(n->h.srv_lock);
 	netvsp_destroy(n->slot[slot].nic);
 	pthread_mutex_unlock(n->h.srv_lock);
@@ -135,7 +165,7 @@ static void net_destroy(void *state)
 	if (!n)
 		return;
 	for (uint32_t i = 0; i < n->nr_slots; i++)
-		net_remove(n, i);
+		net_remove(n, i, false);
 	pthread_mutex_destroy(&n->lock);
 	pthread_mutex_destroy(&n->macs_lock);
 	free(n->slot);
@@ -285,7 +315,7 @@ static int cmd_remove(void *ctx, int argc, char **argv, char *reply, size_t cap)
 		snprintf(reply, cap, "usage: nic-remove N");
 		return -EINVAL;
 	}
-	if (net_remove(ctx, slot)) {
+	if (net_remove(ctx, slot, true)) {
 		snprintf(reply, cap, "no network adapter %u (see nic-list)", slot);
 		return -ENOENT;
 	}
