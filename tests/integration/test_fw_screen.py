@@ -1,11 +1,17 @@
 """The firmware on the screen and the keyboard, as a user at the VM's console sees them: gen2vm's own
 firmware draws its text on the synthetic video device (GOP) and reads the synthetic keyboard, merged
-with COM1. One boot with --synthetic-console and --video 1600x1200, two disks (a blank one, then a
-systemd-boot ESP) and PauseAfterBootFailure on:
+with COM1. One boot with --synthetic-console and --video 1600x1200, two DVD drives holding a
+grub-mkrescue ISO with a "Press any key to boot from CD or DVD" loader in front of GRUB (as Windows
+media have one), two disks (a blank one, then a systemd-boot ESP) and PauseAfterBootFailure on:
 - the firmware's screen follows --video: every screenshot is 1600x1200 and its text is read back by
-  OCR (tesseract);
+  OCR (tesseract); the loader on the DVD finds a 1600x1200 GOP mode and a 200x75 text mode;
 - the firmware's "press Esc or F2" prompt is answered with `control key f2`: its boot menu opens and
   is read back from a screenshot; Esc leaves it;
+- the first DVD's "Press any key to boot from CD or DVD" is on the screen; no key comes, the loader
+  gives up and the firmware goes on with the next boot entry (after PauseAfterBootFailure's prompt,
+  answered with `key enter`);
+- the second DVD's prompt is answered with `key enter`: GRUB starts from the DVD and prints its
+  marker, then returns to the firmware;
 - the blank disk fails: the firmware's failure line and its "press a key" prompt are on the screen,
   and `control key enter` answers the prompt;
 - Debian's systemd-boot (a real client of GOP/ConOut/ConIn) shows its menu with a timeout: OCR finds
@@ -29,12 +35,13 @@ from test_firmware_boot import EFI, Vm, esp_disk
 pytestmark = [
     pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"),
     pytest.mark.skipif(not shutil.which("tesseract"), reason="needs tesseract-ocr (scripts/deps.sh test)"),
-    pytest.mark.skipif(not ei.have_tools("mkfs.vfat", "mcopy", "mmd", "sfdisk"),
-                       reason="needs dosfstools, mtools and fdisk (scripts/deps.sh test)"),
+    pytest.mark.skipif(not ei.have_tools("mkfs.vfat", "mcopy", "mmd", "mmove", "sfdisk", "grub-mkrescue", "xorriso"),
+                       reason="needs dosfstools, mtools, fdisk, grub-efi-amd64-bin and xorriso (scripts/deps.sh test)"),
     pytest.mark.real_guest,
 ]
 
 WIDTH, HEIGHT = 1600, 1200
+PROMPT = "Press any key to boot from CD or DVD"
 PAUSED = r"paused after a boot failure"
 
 
@@ -108,7 +115,7 @@ class Steps:
                 f"\n--- the VMM's log ends:\n{self.vm.err[-3000:]}\n--- screenshots: {shots}")
 
 
-def test_firmware_screen_keyboard_and_systemd_boot_menu(tmp_path):
+def test_firmware_screen_keyboard_dvd_prompt_and_systemd_boot_menu(tmp_path):
     efi = ei.fetch_efi_binaries()
     hello = os.path.join(EFI, "hello.efi")
     disk = esp_disk(tmp_path, "sdboot", {
@@ -120,12 +127,18 @@ def test_firmware_screen_keyboard_and_systemd_boot_menu(tmp_path):
         "loader/entries/entry-2.conf": "title Alpha entry\nefi /EFI/gen2vm/hello.efi\noptions first-entry\n",
         "loader/entries/entry-1.conf": "title Bravo entry\nefi /EFI/gen2vm/hello.efi\noptions second-entry\n",
     })
+    # GRUB prints its marker and returns to the firmware (exit), which goes on with the boot order.
+    iso = ei.dvd_prompt_iso(str(tmp_path / "prompt.iso"), 'echo "GRUB-FROM-DVD"\nexit\n',
+                            os.path.join(EFI, "cdprompt.efi"))
+    iso2 = str(tmp_path / "prompt2.iso")
+    shutil.copyfile(iso, iso2)
     blank = ei.make_blank_disk(str(tmp_path / "blank.img"))
     nvram = str(tmp_path / "vm.nvram")
     run(gen2vm_binary(), "firmware", "reset", "--nvram", nvram)
     run(gen2vm_binary(), "firmware", "set", "--nvram", nvram, "--pause-after-boot-failure", "on")
-    vm = Vm(tmp_path, ["--nvram", nvram, "--disk", blank, "--disk", disk, "--synthetic-console", "--video",
-                       f"{WIDTH}x{HEIGHT}"])
+    # The drives in this order make the boot order: DVD, DVD, blank disk, systemd-boot's disk.
+    vm = Vm(tmp_path, ["--nvram", nvram, "--dvd", iso, "--dvd", iso2, "--disk", blank, "--disk", disk,
+                       "--synthetic-console", "--video", f"{WIDTH}x{HEIGHT}"])
     st = Steps(vm, tmp_path)
     shots = {}
     try:
@@ -145,8 +158,22 @@ def test_firmware_screen_keyboard_and_systemd_boot_menu(tmp_path):
             time.sleep(0.5)
             shots["menu"] = shot(vm, tmp_path, "menu")
             st.key("leaving the boot menu", "esc")
+        # The first DVD: its prompt on the screen, no key; the loader gives up, the firmware pauses
+        # (PauseAfterBootFailure) and goes on when a key answers the pause.
+        if st.wait("the first DVD's prompt", PROMPT, 90):
+            time.sleep(0.3)
+            shots["dvd"] = shot(vm, tmp_path, "dvd")
+            if st.wait("the first DVD giving up without a key", r"cdprompt: no key", 30) and \
+                    st.wait("the pause after the first DVD", PAUSED, 60, where="err"):
+                st.key("answering the pause after the first DVD", "enter")
+        # The second DVD: the prompt answered from the console; GRUB starts and returns.
+        if st.wait("the second DVD's prompt", PROMPT, 90, count=2) and \
+                st.key("answering the second DVD's prompt", "enter") and \
+                st.wait("GRUB from the second DVD", r"GRUB-FROM-DVD", 180) and \
+                st.wait("the pause after GRUB returned", PAUSED, 60, count=2, where="err"):
+            st.key("answering the pause after GRUB", "enter")
         # The blank disk fails; the pause prompt is answered from the keyboard.
-        if st.wait("the pause after the blank disk", PAUSED, 60, where="err"):
+        if st.wait("the pause after the blank disk", PAUSED, 60, count=3, where="err"):
             time.sleep(0.5)
             shots["failure"] = shot(vm, tmp_path, "failure")
             st.key("answering the pause after the blank disk", "enter")
@@ -164,12 +191,22 @@ def test_firmware_screen_keyboard_and_systemd_boot_menu(tmp_path):
     texts = {k: ocr(v) for k, v in shots.items()}
     out, err = vm.out(), vm.err
     report = st.report(f"OCR: {texts}")
+    # The screen follows --video, seen from inside the VM: GOP's mode and ConOut's modes on it (the
+    # last is the whole screen; on 1024x768 it would be 128x48, and 80x50 would not be offered).
+    assert f"cdprompt: screen {WIDTH}x{HEIGHT}, text modes 80x25 80x50 100x31 200x75" in out, report
     assert f"video: the screen is {WIDTH}x{HEIGHT}, 32 bpp" in err, report
     # OCR of the 8x16 font is good, not perfect (the title "gen2vm boot menu" has come back as
     # "greneva boot mer"): the longest line is the marker, and the entries are counted.
     assert "Esc goes on with the boot order" in texts["menu"], report
-    assert len(re.findall(r"EF. SCSI", texts["menu"])) >= 2, report
+    assert len(re.findall(r"EF. SCSI", texts["menu"])) >= 4, report
     assert "boot menu: Boot" not in err, report  # Esc chose nothing
+    # The DVD's prompt on the screen; without a key the firmware went on to the next entry.
+    assert PROMPT in texts["dvd"], report
+    first = err.index("booting Boot0000")
+    assert re.search(r"Boot0000 \"[^\"]*DVD[^\"]*\": \\EFI\\BOOT\\BOOTX64.EFI returned EFI_TIMEOUT", err[first:]), report
+    assert "booting Boot0001" in err[first:], report
+    # The second DVD's prompt answered: GRUB ran from it (its marker), then the boot order went on.
+    assert "cdprompt: key" in out and "GRUB-FROM-DVD" in out, report
     # "no FAT file system" wraps at the 80th column; OCR reads "no" as "mM" at times.
     assert "FAT file" in texts["failure"], report
     assert "press a key" in texts["failure"], report
