@@ -198,9 +198,11 @@ class WebDriver:
             return json.loads(r.read().decode())["value"]
 
     def start(self, width, height):
-        # The flags this test has passed with. Tried and dropped (2026-12-07, the nested test host):
-        # --no-zygote with --disable-software-rasterizer and background-service switches, with which
-        # the noVNC page never showed a canvas in 400 s; --single-process is unsupported by Chromium.
+        # The flags this test has passed with. Two runs with more (--no-zygote,
+        # --disable-software-rasterizer, no background services) failed in the nested test host
+        # (2026-12-07) with noVNC's "Failed to connect to server" on a loaded page, the second
+        # without the first two flags: the browser's own speed, not a flag, is the suspect (the
+        # failure seen before in CI). --single-process is unsupported by Chromium.
         caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
