@@ -84,7 +84,7 @@ FW_ELF := $(FW)/gen2vm-fw.elf
 FW_BLOB := $(FW)/fw_blob.o
 
 .SECONDARY:
-.PHONY: all check unit integration guests firmware bench fuzz fuzz-merge clean deps test-deps efi-apps
+.PHONY: all check unit integration guests firmware bench bench-console fuzz fuzz-merge clean deps test-deps efi-apps
 all: $(BUILD)/gen2vm
 
 # --- release -----------------------------------------------------------------------------------
@@ -205,6 +205,10 @@ check: unit integration
 bench: $(BUILD)/gen2vm $(BENCH_BINS) guests
 	@set -e; for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
 	@for s in bench/*.sh; do [ -f "$$s" ] || continue; echo "== $$s"; bash $$s || exit 1; done
+
+# One benchmark alone: the console's CPU time, idle and per full-screen update (bench/console.py).
+bench-console: $(BUILD)/gen2vm
+	bash bench/console.sh
 
 # Each target starts from its committed seeds, tests/fuzz-corpus/TARGET/ (read only), and writes what it
 # finds to build/fuzz/corpus-TARGET/; `make fuzz-merge` folds the inputs that add coverage back into

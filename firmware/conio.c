@@ -9,10 +9,11 @@
 #include "efi/efi_conio.h"
 
 /* Text modes: 0 is 80x25 as the specification requires; 1 is 80x50 (the specification's mode 1);
- * 2 is 100x31; 3 is 128x48, the whole 1024x768 screen in 8x16 cells. A serial terminal has no real
- * size, so these only bound the cursor; with a screen, a mode it cannot hold (80x50) is
- * unsupported, as the specification allows for mode 1. */
-static const uint8_t conout_modes[][2] = { { 80, 25 }, { 80, 50 }, { 100, 31 }, { 128, 48 } };
+ * 2 is 100x31; 3 is the whole screen in 8x16 cells (128x48 on 1024x768, 200x75 on 1600x1200; 128x48
+ * until a screen is attached). A serial terminal has no real size, so these only bound the cursor;
+ * with a screen, a mode it cannot hold (80x50 on 1024x768, 100x31 on 640x480) is unsupported, as
+ * the specification allows. */
+static uint16_t conout_modes[][2] = { { 80, 25 }, { 80, 50 }, { 100, 31 }, { 128, 48 } };
 #define CONOUT_NR_MODES (sizeof(conout_modes) / sizeof(conout_modes[0]))
 #define CONOUT_DEFAULT_ATTR EFI_TEXT_ATTR(EFI_LIGHTGRAY, EFI_BLACK)
 
@@ -130,8 +131,11 @@ static EFI_STATUS EFIAPI conout_set_mode(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *This, 
 	if (!conout_mode_ok(mode))
 		return EFI_UNSUPPORTED;
 	conout_mode.Mode = (int32_t)mode;
-	fw_screen_set_mode(conout_modes[mode][0], conout_modes[mode][1]);
-	return conout_clear_screen(This);
+	fw_screen_set_mode(conout_modes[mode][0], conout_modes[mode][1]); /* the screen cleared */
+	conout_esc("\x1b[2J\x1b[H", 7);
+	conout_mode.CursorColumn = 0;
+	conout_mode.CursorRow = 0;
+	return EFI_SUCCESS;
 }
 
 static EFI_STATUS EFIAPI conout_set_attribute(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *This, UINTN attr)
@@ -149,7 +153,7 @@ static EFI_STATUS EFIAPI conout_set_attribute(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *T
 
 static EFI_STATUS EFIAPI conout_set_cursor(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *This, UINTN col, UINTN row)
 {
-	const uint8_t *m = conout_modes[conout_mode.Mode];
+	const uint16_t *m = conout_modes[conout_mode.Mode];
 	if (col >= m[0] || row >= m[1])
 		return EFI_UNSUPPORTED;
 	char buf[24];
@@ -178,6 +182,11 @@ static EFI_STATUS EFIAPI conout_reset(EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL *This, BOO
 
 void fw_conio_screen_attached(void)
 {
+	uint32_t cols, rows;
+	if (fw_screen_cells(&cols, &rows)) {
+		conout_modes[CONOUT_NR_MODES - 1][0] = (uint16_t)cols;
+		conout_modes[CONOUT_NR_MODES - 1][1] = (uint16_t)rows;
+	}
 	if (!conout_mode_ok((UINTN)conout_mode.Mode))
 		conout_mode.Mode = 0;
 	fw_screen_set_attr((uint8_t)conout_mode.Attribute);

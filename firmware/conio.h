@@ -40,13 +40,16 @@ void fw_conio_screen_attached(void);
 
 /* ---- video.c: the synthetic video device, GOP, and the text console drawn on it ---- */
 /* After fw_vmbus_init: connects to the synthetic video device (when the VMM offers it), places its
- * VRAM at FW_MMIO_LOW_BASE, sets 1024x768x32 and installs the Graphics Output Protocol with a device
- * path. EFI_NOT_FOUND without VMBus or the device; then there is no screen and nothing changes. */
+ * VRAM at FW_MMIO_LOW_BASE, sets the device's default resolution (--video; 1024x768 without it) at
+ * 32 bpp and installs the Graphics Output Protocol with a device path. EFI_NOT_FOUND without VMBus
+ * or the device; then there is no screen and nothing changes. */
 EFI_STATUS fw_video_init(void);
 /* True while the text console can draw (the screen is up and ExitBootServices has not happened). */
 bool fw_screen_present(void);
 /* Whether a text mode of cols x rows 8x16 cells fits the screen. */
 bool fw_screen_mode_fits(uint32_t cols, uint32_t rows);
+/* The whole screen in 8x16 cells; false when there is no screen. */
+bool fw_screen_cells(uint32_t *cols, uint32_t *rows);
 /* The text console's operations; each does nothing without a screen, and tells the host what
  * changed (one DIRT rectangle a call). fw_screen_write takes the bytes fw_puts writes (ASCII; other
  * UTF-8 characters shown as '?'), fw_screen_write16 UCS-2; both swallow escape sequences. */

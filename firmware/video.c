@@ -1,6 +1,8 @@
 /* The screen: a synthetic video (synthvid) client and the Graphics Output Protocol on it, plus the
- * text console conio.c draws there (guestlib/efi/efi_gfxcon.c). As Hyper-V's gen2 firmware does,
- * one mode: 1024x768 at 32 bpp, BGRX, pitch 4096. The VRAM is put at the start of VMOD's low MMIO
+ * text console conio.c draws there (guestlib/efi/efi_gfxcon.c). One mode, 32 bpp, BGRX, pitch
+ * width * 4: the device's default resolution, which is what --video sets (as Hyper-V's firmware
+ * follows Set-VMVideo), asked for with the 3.5 protocol's RESOLUTION_REQUEST; 1024x768 when the
+ * device speaks only 3.2 or its answer is unusable. The VRAM is put at the start of VMOD's low MMIO
  * window (FW_MMIO_LOW_BASE): GOP's FrameBufferBase, which Linux copies to screen_info.lfb_base for
  * efifb and which its vmbus driver keeps out of other devices' way. The VMM keeps that mapping and
  * the geometry when fw_vmbus closes our channel at ExitBootServices (src/devices/synthvid.c), so the
@@ -16,9 +18,8 @@
 #include "gen2vm/proto/efi_gop.h"
 #include "gen2vm/proto/synthvid.h"
 
-#define VID_WIDTH 1024u
-#define VID_HEIGHT 768u
-#define VID_PITCH (VID_WIDTH * 4u)
+#define VID_DEFAULT_WIDTH 1024u
+#define VID_DEFAULT_HEIGHT 768u
 #define VID_VRAM_GPA FW_MMIO_LOW_BASE
 #define VID_RING_BYTES (16u << 10)
 #define VID_TIMEOUT_US 2000000ull
@@ -26,6 +27,7 @@
 static struct vmbus_client_channel vid_ch;
 static bool vid_up;         /* negotiated, VRAM placed, geometry sent */
 static uint32_t vid_vram_size;
+static uint32_t vid_width = VID_DEFAULT_WIDTH, vid_height = VID_DEFAULT_HEIGHT;
 static struct efi_gfx_fb vid_fb;
 static struct efi_gfxcon vid_con;
 static bool vid_con_up;
@@ -129,7 +131,7 @@ static EFI_STATUS EFIAPI gop_set_mode(EFI_GRAPHICS_OUTPUT_PROTOCOL *This, uint32
 		return EFI_UNSUPPORTED;
 	/* Setting a mode clears the screen to black (UEFI 12.9.2.2). */
 	EFI_GRAPHICS_OUTPUT_BLT_PIXEL black = { 0, 0, 0, 0 };
-	efi_gfx_blt(&vid_fb, &black, EfiBltVideoFill, 0, 0, 0, 0, VID_WIDTH, VID_HEIGHT, 0);
+	efi_gfx_blt(&vid_fb, &black, EfiBltVideoFill, 0, 0, 0, 0, vid_width, vid_height, 0);
 	vid_con.cursor_drawn = false;
 	vid_flush();
 	return EFI_SUCCESS;
@@ -157,6 +159,7 @@ static EFI_STATUS vid_connect(const struct vmbus_client_offer *o)
 	/* 3.5 first, then 3.2, as Linux's drivers ask on a VMBus of 4.0 and later. */
 	static const uint32_t versions[] = { SYNTHVID_VERSION_WIN10, SYNTHVID_VERSION_WIN8 };
 	bool ok = false;
+	uint32_t version = 0;
 	for (unsigned i = 0; i < 2 && !ok; i++) {
 		struct synthvid_version_req rq = { versions[i] };
 		if (EFI_ERROR(s = vid_send(SYNTHVID_MSG_VERSION_REQUEST, &rq, sizeof(rq))) ||
@@ -167,13 +170,26 @@ static EFI_STATUS vid_connect(const struct vmbus_client_offer *o)
 			return EFI_DEVICE_ERROR;
 		efi_memcpy(&rs, b, sizeof(rs));
 		ok = rs.is_accepted != 0;
+		version = versions[i];
 	}
 	if (!ok)
 		return EFI_UNSUPPORTED;
 	/* The VRAM: the offer's size (both versions mean 8 MiB), at the start of the low MMIO window. */
 	vid_vram_size = o->msg.offer.mmio_megabytes ? (uint32_t)o->msg.offer.mmio_megabytes << 20 : SYNTHVID_FB_SIZE_WIN8;
-	if (vid_vram_size < VID_PITCH * VID_HEIGHT || vid_vram_size > FW_MMIO_LOW_SIZE)
+	if (vid_vram_size < VID_DEFAULT_WIDTH * 4u * VID_DEFAULT_HEIGHT || vid_vram_size > FW_MMIO_LOW_SIZE)
 		return EFI_UNSUPPORTED;
+	/* The screen's size: the device's default resolution (3.5 only; a silent device or an unusable
+	 * answer leaves 1024x768). */
+	if (version == SYNTHVID_VERSION_WIN10) {
+		struct synthvid_resolution_req rr = { SYNTHVID_MAX_RESOLUTION_COUNT };
+		uint32_t w, h;
+		if (!EFI_ERROR(vid_send(SYNTHVID_MSG_RESOLUTION_REQUEST, &rr, sizeof(rr))) &&
+		    !EFI_ERROR(vid_wait(SYNTHVID_MSG_RESOLUTION_RESPONSE, &b, &n)) &&
+		    efi_gfx_mode_from_resolutions(b, n, vid_vram_size, &w, &h)) {
+			vid_width = w;
+			vid_height = h;
+		}
+	}
 	struct synthvid_vram_location vl = { VID_VRAM_GPA, 1, VID_VRAM_GPA };
 	if (EFI_ERROR(s = vid_send(SYNTHVID_MSG_VRAM_LOCATION, &vl, sizeof(vl))) ||
 	    EFI_ERROR(s = vid_wait(SYNTHVID_MSG_VRAM_LOCATION_ACK, &b, &n)))
@@ -184,7 +200,7 @@ static EFI_STATUS vid_connect(const struct vmbus_client_offer *o)
 	efi_memcpy(&ack, b, sizeof(ack));
 	if (ack.user_ctx != VID_VRAM_GPA)
 		return EFI_DEVICE_ERROR;
-	struct synthvid_situation_update su = { 0, 1, { { 1, 0, 32, VID_WIDTH, VID_HEIGHT, VID_PITCH } } };
+	struct synthvid_situation_update su = { 0, 1, { { 1, 0, 32, vid_width, vid_height, vid_width * 4u } } };
 	return vid_send(SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
 }
 
@@ -206,13 +222,14 @@ EFI_STATUS fw_video_init(void)
 			vmbus_client_channel_close(&vid_ch);
 		return s;
 	}
-	vid_fb = (struct efi_gfx_fb){ (uint32_t *)(uintptr_t)VID_VRAM_GPA, VID_WIDTH, VID_HEIGHT, VID_WIDTH, { 0, 0, 0, 0 } };
-	vid_info = (EFI_GRAPHICS_OUTPUT_MODE_INFORMATION){ 0, VID_WIDTH, VID_HEIGHT, PixelBlueGreenRedReserved8BitPerColor,
-							   { 0, 0, 0, 0 }, VID_WIDTH };
+	vid_fb = (struct efi_gfx_fb){ (uint32_t *)(uintptr_t)VID_VRAM_GPA, vid_width, vid_height, vid_width, { 0, 0, 0, 0 } };
+	vid_info = (EFI_GRAPHICS_OUTPUT_MODE_INFORMATION){ 0, vid_width, vid_height, PixelBlueGreenRedReserved8BitPerColor,
+							   { 0, 0, 0, 0 }, vid_width };
 	vid_mode = (EFI_GRAPHICS_OUTPUT_PROTOCOL_MODE){ 1, 0, &vid_info, sizeof(vid_info), VID_VRAM_GPA, vid_vram_size };
 	vid_gop = (EFI_GRAPHICS_OUTPUT_PROTOCOL){ gop_query_mode, gop_set_mode, gop_blt, &vid_mode };
 	vid_up = true;
 	vid_con_up = efi_gfxcon_init(&vid_con, &vid_fb, 80, 25);
+	fw_host_event(FW_EV_LOG, "video: the screen is %ux%u, 32 bpp", vid_width, vid_height);
 	fw_conio_screen_attached();
 	vid_flush();
 
@@ -241,7 +258,16 @@ bool fw_screen_present(void)
 
 bool fw_screen_mode_fits(uint32_t cols, uint32_t rows)
 {
-	return cols <= VID_WIDTH / EFI_GFX_CELL_W && rows <= VID_HEIGHT / EFI_GFX_CELL_H;
+	return cols <= vid_width / EFI_GFX_CELL_W && rows <= vid_height / EFI_GFX_CELL_H;
+}
+
+bool fw_screen_cells(uint32_t *cols, uint32_t *rows)
+{
+	if (!vid_con_up)
+		return false;
+	*cols = vid_width / EFI_GFX_CELL_W;
+	*rows = vid_height / EFI_GFX_CELL_H;
+	return true;
 }
 
 void fw_screen_set_mode(uint32_t cols, uint32_t rows)
@@ -250,9 +276,12 @@ void fw_screen_set_mode(uint32_t cols, uint32_t rows)
 		return;
 	struct efi_gfxcon old = vid_con;
 	if (efi_gfxcon_init(&vid_con, &vid_fb, cols, rows)) {
+		/* Cleared in black by the init: again only for another background (each clear of a large
+		 * screen costs a good part of a second where the firmware's instructions are emulated). */
 		efi_gfxcon_set_attr(&vid_con, old.attr);
 		efi_gfxcon_enable_cursor(&vid_con, old.cursor_on);
-		efi_gfxcon_clear(&vid_con);
+		if ((old.attr >> 4) & 7)
+			efi_gfxcon_clear(&vid_con);
 	}
 	vid_flush();
 }

@@ -3,6 +3,7 @@
 
 #include "efi/efi_font8x16.h"
 #include "efi/efi_lib.h"
+#include "gen2vm/proto/synthvid.h"
 
 /* ---- frame buffer ---- */
 
@@ -45,13 +46,16 @@ bool efi_gfx_dirty_take(struct efi_gfx_fb *fb, struct efi_gfx_rect *r)
 	return true;
 }
 
+/* The first row pixel by pixel, the others copied from it: efi_memcpy moves 8 bytes a step, which
+ * matters where the firmware's instructions are emulated one by one and a 1600x1200 screen is
+ * cleared. */
 static void fill(struct efi_gfx_fb *fb, uint32_t x, uint32_t y, uint32_t w, uint32_t h, uint32_t v)
 {
-	for (uint32_t j = 0; j < h; j++) {
-		uint32_t *row = fb->px + (size_t)(y + j) * fb->stride + x;
-		for (uint32_t i = 0; i < w; i++)
-			row[i] = v;
-	}
+	uint32_t *first = fb->px + (size_t)y * fb->stride + x;
+	for (uint32_t i = 0; i < w; i++)
+		first[i] = v;
+	for (uint32_t j = 1; j < h; j++)
+		efi_memcpy(first + (size_t)j * fb->stride, first, (size_t)w * sizeof(uint32_t));
 	efi_gfx_dirty_add(fb, (int32_t)x, (int32_t)y, (int32_t)(x + w), (int32_t)(y + h));
 }
 
@@ -112,6 +116,24 @@ EFI_STATUS efi_gfx_blt(struct efi_gfx_fb *fb, EFI_GRAPHICS_OUTPUT_BLT_PIXEL *buf
 	}
 	efi_gfx_dirty_add(fb, (int32_t)dx, (int32_t)dy, (int32_t)(dx + w), (int32_t)(dy + h));
 	return EFI_SUCCESS;
+}
+
+bool efi_gfx_mode_from_resolutions(const void *body, uint32_t n, uint64_t vram, uint32_t *width, uint32_t *height)
+{
+	struct synthvid_resolution_resp r;
+	if (n < sizeof(r))
+		return false;
+	efi_memcpy(&r, body, sizeof(r));
+	if (!r.resolution_count || r.resolution_count > SYNTHVID_MAX_RESOLUTION_COUNT ||
+	    r.default_resolution_index >= r.resolution_count)
+		return false;
+	uint32_t w = r.supported_resolution[r.default_resolution_index].width;
+	uint32_t h = r.supported_resolution[r.default_resolution_index].height;
+	if (w < 640 || h < 480 || w > 4096 || (uint64_t)w * 4 * h > vram)
+		return false;
+	*width = w;
+	*height = h;
+	return true;
 }
 
 uint32_t efi_gfx_colour(unsigned colour)

@@ -40,6 +40,14 @@ bool efi_gfx_dirty_take(struct efi_gfx_fb *fb, struct efi_gfx_rect *r);
 EFI_STATUS efi_gfx_blt(struct efi_gfx_fb *fb, EFI_GRAPHICS_OUTPUT_BLT_PIXEL *buf, unsigned op, UINTN sx, UINTN sy,
 		       UINTN dx, UINTN dy, UINTN w, UINTN h, UINTN delta);
 
+/* The screen the firmware takes from the synthetic video device's resolution list: body is what
+ * followed the synthvid header of a RESOLUTION_RESPONSE, n its bytes. True with the default entry
+ * (the one --video sets) in *width, *height when the message is whole, its count and default index
+ * are in range and that screen is usable at 32 bits a pixel with a pitch of width * 4: at least
+ * 640x480 (80x25 text fits), at most 4096 wide, within vram bytes. False otherwise (the caller
+ * keeps its own default). */
+bool efi_gfx_mode_from_resolutions(const void *body, uint32_t n, uint64_t vram, uint32_t *width, uint32_t *height);
+
 /* The 0x00RRGGBB of an EFI text colour (0-15: EFI_BLACK...EFI_WHITE, the PC's 16 colours). */
 uint32_t efi_gfx_colour(unsigned colour);
 

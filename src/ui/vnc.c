@@ -239,6 +239,7 @@ struct vnc_http {
 	uint8_t *out;
 	size_t olen, off;
 	uint64_t deadline;
+	uint64_t repeek; /* a partial request is looked at again then (0: wait for input) */
 };
 
 struct vnc {
@@ -497,7 +498,8 @@ static uint64_t vnc_now_ms(void)
 
 static void vnc_http_close(struct vnc_http *h)
 {
-	close(h->fd);
+	if (h->fd >= 0)
+		close(h->fd);
 	free(h->out);
 	memset(h, 0, sizeof(*h));
 	h->fd = -1;
@@ -549,21 +551,54 @@ static void vnc_http_answer(struct vnc_http *h)
 	free(data);
 }
 
-static void vnc_http_io(struct vnc_http *h, short revents)
+bool vnc_http_is_websocket(const char *req)
+{
+	/* The request's headers (NUL-terminated): an "Upgrade: websocket" line, any case and spacing. */
+	for (const char *l = strchr(req, '\n'); l && l[1] && l[1] != '\r' && l[1] != '\n'; l = strchr(l + 1, '\n')) {
+		const char *p = l + 1;
+		if (strncasecmp(p, "upgrade:", 8))
+			continue;
+		for (p += 8; *p == ' ' || *p == '\t'; p++)
+			;
+		if (!strncasecmp(p, "websocket", 9))
+			return true;
+	}
+	return false;
+}
+
+/* The page's WebSocket comes to this port as well, so the browser never meets libvncserver's own
+ * detection of WebSocket viewers on the RFB port: that one waits only 100 ms for the request's first
+ * bytes and takes a slower browser (Chromium in an emulated machine) for a plain VNC viewer. Here the
+ * request is only peeked at until it is whole; a WebSocket upgrade is then handed to libvncserver
+ * with its request still unread, which its detection finds at once. */
+static void vnc_http_io(struct vnc *v, struct vnc_http *h, short revents)
 {
 	if (!h->out) {
-		ssize_t r = recv(h->fd, h->req + h->rlen, sizeof(h->req) - 1 - h->rlen, MSG_DONTWAIT);
+		ssize_t r = recv(h->fd, h->req, sizeof(h->req) - 1, MSG_PEEK | MSG_DONTWAIT);
 		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
 			vnc_http_close(h);
 			return;
 		}
-		if (r > 0)
-			h->rlen += (size_t)r;
+		h->rlen = r > 0 ? (size_t)r : 0;
 		h->req[h->rlen] = 0;
 		/* memmem: a request may hold NUL bytes (then it is refused, but at once). */
 		if (!memmem(h->req, h->rlen, "\r\n\r\n", 4) && !memmem(h->req, h->rlen, "\n\n", 2) &&
-		    h->rlen < sizeof(h->req) - 1)
+		    h->rlen < sizeof(h->req) - 1) {
+			h->repeek = vnc_now_ms() + 20; /* the rest is still on its way: no busy loop on POLLIN */
 			return;
+		}
+		if (vnc_http_is_websocket(h->req) && !memcmp(h->req, "GET ", 4)) {
+			int fd = h->fd;
+			h->fd = -1;
+			vnc_http_close(h);
+			if (!rfbNewClient(v->screen, fd))
+				close(fd);
+			return;
+		}
+		if (recv(h->fd, h->req, h->rlen, MSG_DONTWAIT) != (ssize_t)h->rlen) {
+			vnc_http_close(h);
+			return;
+		}
 		vnc_http_answer(h);
 		if (!h->out) {
 			vnc_http_close(h);
@@ -600,13 +635,14 @@ static void *vnc_thread(void *arg)
 			if (FD_ISSET(fd, &s->allFds))
 				pf[n++] = (struct pollfd){ fd, POLLIN, 0 };
 		nfds_t http0 = n;
-		bool http_busy = false;
+		bool http_busy = false, repeek = false;
 		if (v->http_fd >= 0) {
 			pf[n++] = (struct pollfd){ v->http_fd, POLLIN, 0 };
 			for (unsigned i = 0; i < VNC_HTTP_CONNS; i++) {
 				struct vnc_http *h = &v->http[i];
-				pf[n++] = (struct pollfd){ h->fd, (short)(h->fd < 0 ? 0 : h->out ? POLLOUT : POLLIN), 0 };
+				pf[n++] = (struct pollfd){ h->fd, (short)(h->fd < 0 ? 0 : h->out ? POLLOUT : h->repeek ? 0 : POLLIN), 0 };
 				http_busy |= h->fd >= 0;
+				repeek |= h->fd >= 0 && h->repeek;
 			}
 		}
 		/* Idle (no viewer): no timeout at all. With a viewer: the compare's tick, which also bounds
@@ -623,6 +659,8 @@ static void *vnc_thread(void *arg)
 		}
 		if (http_busy && (timeout < 0 || timeout > 1000))
 			timeout = 1000; /* the HTTP connections' deadlines */
+		if (repeek && (timeout < 0 || timeout > 20))
+			timeout = 20;
 		int pr = poll(pf, n, timeout);
 		if (pr < 0 && errno != EINTR) {
 			log_error("vnc: poll: %s", strerror(errno));
@@ -647,8 +685,10 @@ static void *vnc_thread(void *arg)
 			uint64_t now = vnc_now_ms();
 			for (unsigned i = 0; i < VNC_HTTP_CONNS; i++) {
 				struct vnc_http *h = &v->http[i];
-				if (h->fd >= 0 && pf[http0 + 1 + i].revents)
-					vnc_http_io(h, pf[http0 + 1 + i].revents);
+				if (h->fd >= 0 && (pf[http0 + 1 + i].revents || (h->repeek && now >= h->repeek))) {
+					h->repeek = 0;
+					vnc_http_io(v, h, pf[http0 + 1 + i].revents);
+				}
 				if (h->fd >= 0 && now > h->deadline)
 					vnc_http_close(h);
 			}
@@ -808,7 +848,7 @@ int vnc_start(struct vnc **out, const struct vnc_config *c, struct synthvid *vid
 		snprintf(v->where, sizeof(v->where), "%s:%u", c->vnc.host, c->vnc.port);
 	if (c->web.kind == VNC_ADDR_TCP)
 		snprintf(v->url, sizeof(v->url), "http://%s:%u/vnc.html?autoconnect=1&host=%s&port=%u", c->web.host,
-			 c->web.port, c->web.host, v->rfb_port);
+			 c->web.port, c->web.host, c->web.port);
 	synthvid_display_notify(vid, v->efd);
 	vnc_refresh(v, true); /* a guest already drawing (a restart of the display) */
 	if ((r = -pthread_create(&v->thread, NULL, vnc_thread, v))) {

@@ -82,6 +82,10 @@ void vnc_buttons_convert(int mask, uint8_t *buttons, int8_t *wheel);
  * Content-Type; NULL for anything but a GET of a plain path (no "..", "//", "%", "\\" or control
  * characters). Pure. */
 const char *vnc_http_target(const char *req, size_t len, char *path, size_t pathlen);
+/* Whether a whole request head (NUL-terminated) asks for a WebSocket upgrade: a header line
+ * "Upgrade: websocket" in any case, after the request line. Such a request on the web console's port
+ * is handed, unread, to the RFB server (the page's WebSocket and its files share one port). */
+bool vnc_http_is_websocket(const char *req);
 
 struct vnc;
 

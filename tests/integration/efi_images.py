@@ -108,3 +108,45 @@ def linux_userspace_vhdx(tmp_path, marker, gen2vm, serial_shell=False, modules=(
     vhdx = os.path.join(str(tmp_path), "os.vhdx")
     subprocess.run([gen2vm, "vhd", "convert", raw, vhdx], check=True, capture_output=True)
     return vhdx
+
+
+def _el_torito_efi_lba(iso):
+    """The first 2048-byte block of the El Torito EFI boot image (the FAT the firmware boots from)
+    of iso: the boot record volume descriptor (block 17) names the boot catalog, whose validation
+    entry or a section header with platform 0xEF leads to the entry."""
+    with open(iso, "rb") as f:
+        f.seek(17 * 2048)
+        brvd = f.read(2048)
+        if brvd[0] != 0 or brvd[1:6] != b"CD001" or not brvd[7:30].startswith(b"EL TORITO SPECIFICATION"):
+            raise RuntimeError(f"{iso}: no El Torito boot record")
+        f.seek(int.from_bytes(brvd[0x47:0x4b], "little") * 2048)
+        cat = f.read(2048)
+    platform = cat[1]  # the validation entry's platform: the default entry's
+    for off in range(32, len(cat), 32):
+        e = cat[off:off + 32]
+        if e[0] in (0x90, 0x91):  # a section header: its entries follow
+            platform = e[1]
+        elif e[0] in (0x88, 0x00) and platform == 0xEF and any(e):
+            return int.from_bytes(e[8:12], "little")
+        elif not any(e):
+            break
+    raise RuntimeError(f"{iso}: no EFI entry in the El Torito catalog")
+
+
+def dvd_prompt_iso(path, grub_cfg, prompt_efi):
+    """A grub-mkrescue ISO with a "Press any key to boot from CD or DVD" loader in front of GRUB, as
+    Windows media have cdboot.efi in front of bootmgr: in the El Torito EFI image, prompt_efi
+    (build/efi/cdprompt.efi) becomes \\EFI\\BOOT\\BOOTX64.EFI and GRUB \\EFI\\BOOT\\GRUBX64.EFI,
+    which the prompt starts when a key comes. GRUB reads grub_cfg (text) from the ISO."""
+    root = path + ".root"
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(os.path.join(root, "boot", "grub"))
+    with open(os.path.join(root, "boot", "grub", "grub.cfg"), "w") as f:
+        f.write(grub_cfg)
+    _sh("grub-mkrescue", "-o", path, root, "--modules=echo")
+    shutil.rmtree(root)
+    img = f"{path}@@{_el_torito_efi_lba(path) * 2048}"
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    _sh("mmove", "-i", img, "::/EFI/BOOT/BOOTX64.EFI", "::/EFI/BOOT/GRUBX64.EFI", env=env)
+    _sh("mcopy", "-i", img, prompt_efi, "::/EFI/BOOT/BOOTX64.EFI", env=env)
+    return path

@@ -1396,6 +1396,21 @@ def test_vnc_and_web_console_clients_misbehave(tmp_path):
                 r = h.recv(4096)
                 assert r == b"" or r.startswith(b"HTTP/1.0 4"), (req[:40], r[:100])
             held.append(h)
+        # WebSocket upgrades on the page's port go to the RFB server: a broken one (no key), one
+        # that upgrades and then sends garbage frames, and a half request that never ends.
+        for req in (b"GET /websockify HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+                    b"GET /websockify HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                    b"GET /websockify HTTP/1.1\r\nUpgrade: websocket\r\n"):
+            h = socket.create_connection(("127.0.0.1", wport), timeout=15)
+            h.sendall(req)
+            time.sleep(0.3)
+            try:
+                h.sendall(bytes(random.randrange(256) for _ in range(300)))
+            except OSError:
+                pass  # closed already: the broken upgrade
+            held.append(h)
+            fast_status(v)
         held += [socket.create_connection(("127.0.0.1", wport), timeout=10) for _ in range(20)]
         fast_status(v)
         assert _rfb_server_init(vport) == (640, 480)

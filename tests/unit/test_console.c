@@ -28,6 +28,7 @@
 #include "devices/synthmouse.h"
 #include "devices/synthvid.h"
 #include "devices/vmdev.h"
+#include "efi/efi_gfxcon.h"
 #include "gen2vm/proto/synthhid.h"
 #include "gen2vm/proto/synthkbd.h"
 #include "support/loopback.h"
@@ -78,6 +79,9 @@ static int cfx_unmap_ram(void *opaque)
 #define CFX_MMIO_LOW 0xf0000000ull
 #define CFX_MMIO_HIGH 0x1000000000ull
 
+/* The screen the next fixture's VM is configured for (--video; 0x0: the default). */
+static struct synthvid_screen_size cfx_video;
+
 static void cfx_init_host(struct cfx *f, bool on, bool with_ram)
 {
 	memset(f, 0, sizeof(*f));
@@ -88,7 +92,8 @@ static void cfx_init_host(struct cfx *f, bool on, bool with_ram)
 	assert_int_equal(vmbus_loopback_init(&f->lb, 64ull << 20, 1, NULL), 0);
 	pthread_mutex_init(&f->lock, NULL);
 	f->h = (struct vmdev_host){ .srv = f->lb.srv, .srv_lock = &f->lock, .mem = &f->lb.mem, .nr_vcpus = 1,
-				    .vm_name = "t", .mmio = { { CFX_MMIO_LOW, 128ull << 20 }, { CFX_MMIO_HIGH, 64ull << 30 } } };
+				    .vm_name = "t", .mmio = { { CFX_MMIO_LOW, 128ull << 20 }, { CFX_MMIO_HIGH, 64ull << 30 } },
+				    .video = cfx_video };
 	if (with_ram) {
 		f->h.opaque = f;
 		f->h.map_ram = cfx_map_ram;
@@ -809,6 +814,42 @@ static void test_video_modes(void **state)
 	assert_int_equal(out[def].height, 768);
 }
 
+/* The firmware's screen follows --video: what the device answers to the firmware's resolution
+ * request (firmware/video.c asks for SYNTHVID_MAX_RESOLUTION_COUNT after 3.5 is accepted), read by
+ * the firmware's own parser, is the configured screen; 1024x768 without --video. */
+static void test_video_firmware_screen(void **state)
+{
+	static const struct {
+		struct synthvid_screen_size video;
+		uint32_t w, h;
+	} t[] = {
+		{ { 0, 0 }, 1024, 768 }, { { 1600, 1200 }, 1600, 1200 }, { { 1920, 1080 }, 1920, 1080 },
+		{ { 1000, 700 }, 1000, 700 }, { { 640, 480 }, 640, 480 },
+	};
+	for (unsigned i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct cfx f;
+		cfx_video = t[i].video;
+		cfx_init(&f, true);
+		cfx_video = (struct synthvid_screen_size){ 0, 0 };
+		const struct vmbus_client_offer *o = cfx_offer(&f, SYNTHVID_CLASS_GUID_TEXT);
+		assert_non_null(o);
+		cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 16 * 1024); /* the firmware's ring */
+		uint8_t body[1024];
+		uint32_t n;
+		struct synthvid_version_req vr = { SYNTHVID_VERSION_WIN10 };
+		vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+		assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+		struct synthvid_resolution_req rr = { SYNTHVID_MAX_RESOLUTION_COUNT };
+		vid_send_msg(&f, SYNTHVID_MSG_RESOLUTION_REQUEST, &rr, sizeof(rr));
+		assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_RESOLUTION_RESPONSE);
+		uint32_t w = 0, h = 0;
+		assert_true(efi_gfx_mode_from_resolutions(body, n, (uint64_t)o->msg.offer.mmio_megabytes << 20, &w, &h));
+		assert_int_equal(w, t[i].w);
+		assert_int_equal(h, t[i].h);
+		cfx_destroy(&f);
+	}
+}
+
 static void test_video_screen(void **state)
 {
 	struct cfx f;
@@ -1251,6 +1292,7 @@ int main(void)
 		cmocka_unit_test(test_mouse_hostile),
 		cmocka_unit_test(test_video),
 		cmocka_unit_test(test_video_modes),
+		cmocka_unit_test(test_video_firmware_screen),
 		cmocka_unit_test(test_video_screen),
 		cmocka_unit_test(test_video_display_vnc),
 	};

@@ -1,6 +1,7 @@
 /* The firmware screen's pure parts (guestlib/efi/efi_gfxcon.c): GOP Blt, the text console drawn with
  * the 8x16 font (glyph placement, colours, cursor, wrapping, scrolling, escape sequences swallowed,
- * clipping of what is marked dirty), and the synthetic keyboard's scan codes as EFI keys. */
+ * clipping of what is marked dirty), the screen's size taken from the video device's resolution
+ * list (and a hostile list refused), and the synthetic keyboard's scan codes as EFI keys. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,6 +12,7 @@
 
 #include "efi/efi_font8x16.h"
 #include "efi/efi_gfxcon.h"
+#include "gen2vm/proto/synthvid.h"
 
 #define W 40u /* 5 columns of 8 pixels */
 #define H 56u /* 3 rows of 16 pixels, 8 pixels to spare: the grid is centred 4 pixels down */
@@ -167,6 +169,102 @@ static void test_blt(void **state)
 	assert_int_equal(px[3 * W + 2], 0xff0000);
 }
 
+/* A RESOLUTION_RESPONSE's body listing count modes, the default at index def. */
+static struct synthvid_resolution_resp res_resp(unsigned count, unsigned def, const struct synthvid_screen_size *m)
+{
+	struct synthvid_resolution_resp r;
+	memset(&r, 0, sizeof(r));
+	r.resolution_count = (uint8_t)count;
+	r.default_resolution_index = (uint8_t)def;
+	for (unsigned i = 0; i < count && i < SYNTHVID_MAX_RESOLUTION_COUNT; i++)
+		r.supported_resolution[i] = m[i];
+	return r;
+}
+
+static void test_mode_from_resolutions(void **state)
+{
+	const uint64_t vram = 8u << 20;
+	static const struct synthvid_screen_size modes[] = { { 640, 480 }, { 1024, 768 }, { 1600, 1200 }, { 1920, 1080 } };
+	uint32_t w = 0, h = 0;
+	/* The default entry, whichever it is (what --video sets). */
+	struct synthvid_resolution_resp r = res_resp(4, 2, modes);
+	assert_true(efi_gfx_mode_from_resolutions(&r, sizeof(r), vram, &w, &h));
+	assert_int_equal(w, 1600);
+	assert_int_equal(h, 1200);
+	r = res_resp(4, 3, modes);
+	assert_true(efi_gfx_mode_from_resolutions(&r, sizeof(r), vram, &w, &h));
+	assert_int_equal(w, 1920);
+	assert_int_equal(h, 1080);
+	r = res_resp(1, 0, modes);
+	assert_true(efi_gfx_mode_from_resolutions(&r, sizeof(r), vram, &w, &h));
+	assert_int_equal(w, 640);
+	assert_int_equal(h, 480);
+
+	/* Refused, *width and *height untouched: a short message, no modes, a default index outside
+	 * the list, a count beyond the array, a screen that does not fit the VRAM or is too small for
+	 * 80x25 text or too wide. */
+	w = h = 7;
+	r = res_resp(4, 2, modes);
+	assert_false(efi_gfx_mode_from_resolutions(&r, sizeof(r) - 1, vram, &w, &h));
+	assert_false(efi_gfx_mode_from_resolutions(&r, 0, vram, &w, &h));
+	assert_false(efi_gfx_mode_from_resolutions(&r, sizeof(r), 1600u * 1200u * 4u - 1, &w, &h));
+	r = res_resp(0, 0, modes);
+	assert_false(efi_gfx_mode_from_resolutions(&r, sizeof(r), vram, &w, &h));
+	r = res_resp(4, 4, modes);
+	assert_false(efi_gfx_mode_from_resolutions(&r, sizeof(r), vram, &w, &h));
+	r = res_resp(4, 255, modes);
+	assert_false(efi_gfx_mode_from_resolutions(&r, sizeof(r), vram, &w, &h));
+	r = res_resp(4, 0, modes);
+	r.resolution_count = SYNTHVID_MAX_RESOLUTION_COUNT + 1;
+	assert_false(efi_gfx_mode_from_resolutions(&r, sizeof(r), vram, &w, &h));
+	static const struct synthvid_screen_size bad[] = { { 2560, 1600 }, { 639, 480 }, { 640, 479 }, { 0, 0 },
+							   { 65535, 1 }, { 8192, 256 }, { 65535, 65535 } };
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r = res_resp(1, 0, &bad[i]);
+		assert_false(efi_gfx_mode_from_resolutions(&r, sizeof(r), vram, &w, &h));
+	}
+	assert_int_equal(w, 7);
+	assert_int_equal(h, 7);
+}
+
+/* The text console on a 1600x1200 screen: 80x25 centred (the firmware's mode 0) and the whole
+ * screen, 200x75 (its last mode there); a clear paints every pixel of the frame buffer. */
+static void test_text_large_screen(void **state)
+{
+	const uint32_t w = 1600, h = 1200;
+	uint32_t *big = malloc((size_t)w * h * 4);
+	assert_non_null(big);
+	memset(big, 0x5a, (size_t)w * h * 4);
+	struct efi_gfx_fb f = { big, w, h, w, { 0, 0, 0, 0 } };
+	struct efi_gfxcon c;
+	assert_true(efi_gfxcon_init(&c, &f, 80, 25));
+	assert_int_equal(c.x0, (1600 - 640) / 2);
+	assert_int_equal(c.y0, (1200 - 400) / 2);
+	for (size_t i = 0; i < (size_t)w * h; i++)
+		if (big[i] != 0 && big[i] != 0xffffff) /* black, or the cursor's underline */
+			fail_msg("pixel %zu not cleared: 0x%x", i, big[i]);
+	assert_false(efi_gfxcon_init(&c, &f, 201, 75));
+	assert_false(efi_gfxcon_init(&c, &f, 200, 76));
+	assert_true(efi_gfxcon_init(&c, &f, 200, 75));
+	assert_int_equal(c.x0, 0);
+	assert_int_equal(c.y0, 0);
+	efi_gfxcon_enable_cursor(&c, false);
+	efi_gfxcon_set_attr(&c, EFI_TEXT_ATTR(EFI_BRIGHT | EFI_BROWN, EFI_BLUE));
+	efi_gfxcon_goto(&c, 199, 74);
+	efi_gfxcon_putc(&c, 'Q'); /* the last cell: drawn, then the screen scrolls */
+	const uint8_t *g = efi_font8x16['Q' - EFI_FONT_FIRST];
+	for (uint32_t j = 0; j < 16; j++)
+		for (uint32_t i = 0; i < 8; i++)
+			assert_int_equal(big[(size_t)(73 * 16 + j) * w + 199 * 8 + i], (g[j] & (0x80u >> i)) ? 0xffff55u : 0x0000aau);
+	/* The new last row is in the background colour, to the screen's last pixel. */
+	assert_int_equal(big[(size_t)w * h - 1], 0x0000aa);
+	efi_gfxcon_clear(&c);
+	for (size_t i = 0; i < (size_t)w * h; i++)
+		if (big[i] != 0x0000aa)
+			fail_msg("pixel %zu not cleared to blue: 0x%x", i, big[i]);
+	free(big);
+}
+
 static void test_keys(void **state)
 {
 	struct efi_kbd k = { 0 };
@@ -241,6 +339,8 @@ int main(void)
 		cmocka_unit_test(test_text_placement),
 		cmocka_unit_test(test_text_wrap_scroll),
 		cmocka_unit_test(test_blt),
+		cmocka_unit_test(test_mode_from_resolutions),
+		cmocka_unit_test(test_text_large_screen),
 		cmocka_unit_test(test_keys),
 	};
 	return cmocka_run_group_tests_name("fw_screen", tests, NULL, NULL);

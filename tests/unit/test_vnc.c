@@ -238,6 +238,19 @@ static void test_pointer_shape_check(void **state)
 	assert_int_equal(synthvid_pointer_shape_check(b, hdr, &why), 0);
 }
 
+static void test_http_is_websocket(void **state)
+{
+	(void)state;
+	assert_true(vnc_http_is_websocket("GET /websockify HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"));
+	assert_true(vnc_http_is_websocket("GET / HTTP/1.1\nUPGRADE:\tWebSocket\n\n"));
+	/* not a header (the request line, a body), another protocol, headers without it */
+	assert_false(vnc_http_is_websocket("GET /Upgrade: websocket HTTP/1.1\r\n\r\n"));
+	assert_false(vnc_http_is_websocket("GET / HTTP/1.1\r\nHost: x\r\n\r\nUpgrade: websocket\r\n"));
+	assert_false(vnc_http_is_websocket("GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n"));
+	assert_false(vnc_http_is_websocket("GET / HTTP/1.1\r\nX-Upgrade: websocket\r\n\r\n"));
+	assert_false(vnc_http_is_websocket(""));
+}
+
 static void test_http_target(void **state)
 {
 	char path[128];
@@ -274,6 +287,7 @@ int main(void)
 		cmocka_unit_test(test_keysyms),       cmocka_unit_test(test_pointer_scale),
 		cmocka_unit_test(test_password_file), cmocka_unit_test(test_addr),
 		cmocka_unit_test(test_pointer_shape_check), cmocka_unit_test(test_http_target),
+		cmocka_unit_test(test_http_is_websocket),
 	};
 	return cmocka_run_group_tests_name("vnc", tests, NULL, NULL);
 }

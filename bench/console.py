@@ -1,0 +1,309 @@
+"""bench/console: what the console costs the VMM, gen2vm against QEMU, with the same Debian generic
+kernel and busybox initramfs in the same host, and the same VNC client.
+
+- gen2vm: --synthetic-console --video 1600x1200 --vnc, booted through its UEFI firmware and
+  systemd-boot; the guest's screen is Debian's unmodified hyperv_drm (fbdev emulation: /dev/fb0;
+  each change reaches the VMM as a DIRT message, and the VNC thread copies what it names).
+- QEMU: -M q35 -accel kvm -vga std -vnc, direct kernel boot; the guest's screen is Debian's bochs
+  DRM driver at 1600x1200 (video=Virtual-1:1600x1200); QEMU finds changes by dirty-logging the VRAM
+  on its 30 ms display refresh timer.
+
+The guest shows its screen, does nothing for IDLE_SECONDS (idle), then draws FRAMES full 1600x1200
+frames through /dev/fb0, each a new colour, two a second. A VNC client (RFB 3.8, Raw encoding,
+here in Python) stays attached throughout, asking for incremental updates as fast as they come.
+Measured from /proc/PID/task: the VMM's CPU time outside its vCPU threads (gen2vm's "vcpuN", QEMU's
+"CPU N/KVM"): what the display and VNC cost, not the guest's own drawing.
+- idle: CPU time per second while the screen does not change with the viewer attached (target ~0);
+- per update: CPU time of the drawing window, less the idle rate over it, per full frame the
+  viewer received.
+
+Where this host's KVM cannot run guest user mode (nested PVM) or there is no KVM, bench/console.sh
+runs it in the nested test host, where every CPU is emulated (TCG): compare the ratio, not the
+milliseconds."""
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import efi_images as ei  # noqa: E402
+from conftest import loopback_up  # noqa: E402
+from linux_guest import INIT_PRELUDE, generic_kernel, host_program, make_initramfs  # noqa: E402
+
+W, H = 1600, 1200
+IDLE_SECONDS = int(os.environ.get("CONSOLE_BENCH_IDLE", "10"))
+FRAMES = int(os.environ.get("CONSOLE_BENCH_FRAMES", "20"))
+LIMIT = int(os.environ.get("CONSOLE_BENCH_TIMEOUT", "1200"))
+
+FBLOOP_C = r"""
+#include <fcntl.h>
+#include <linux/fb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+/* fbloop N: N full frames through /dev/fb0's mmap, each one colour, two a second. */
+int main(int argc, char **argv)
+{
+	int n = atoi(argv[1]), fb = open("/dev/fb0", O_RDWR);
+	struct fb_var_screeninfo v;
+	struct fb_fix_screeninfo f;
+	if (fb < 0 || ioctl(fb, FBIOGET_VSCREENINFO, &v) || ioctl(fb, FBIOGET_FSCREENINFO, &f)) {
+		perror("FBLOOP-FAILED");
+		return 1;
+	}
+	printf("FB-GEOMETRY %ux%u %u bpp stride %u\n", v.xres, v.yres, v.bits_per_pixel, f.line_length);
+	fflush(stdout);
+	uint8_t *p = mmap(NULL, f.smem_len, PROT_READ | PROT_WRITE, MAP_SHARED, fb, 0);
+	if (p == MAP_FAILED) {
+		perror("FBLOOP-FAILED mmap");
+		return 1;
+	}
+	for (int i = 0; i < n; i++) {
+		uint32_t c = 0x00102030u * (uint32_t)(i + 1) ^ 0x00a05010u;
+		for (unsigned y = 0; y < v.yres; y++) {
+			uint32_t *row = (uint32_t *)(p + (size_t)y * f.line_length);
+			for (unsigned x = 0; x < v.xres; x++)
+				row[x] = c;
+		}
+		msync(p, f.smem_len, MS_SYNC);
+		fsync(fb);
+		struct timespec ts = { 0, 500000000 };
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+"""
+
+INIT = r"""
+for m in $(cat /modules/order); do insmod /modules/$m || echo "INSMOD-FAILED $m"; done
+for i in $(seq 1 600); do grep -qx "FB_NAME" /sys/class/graphics/fb0/name 2>/dev/null && break; sleep 0.2; done
+[ -e /dev/fb0 ] || mknod /dev/fb0 c 29 0
+echo "FB-NAME $(cat /sys/class/graphics/fb0/name) $(cat /sys/class/graphics/fb0/virtual_size)"
+echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
+for c in /sys/class/vtconsole/vtcon*; do grep -q "frame buffer" $c/name && echo 0 > $c/bind; done
+sleep 3
+echo "IDLE-START"
+sleep @IDLE@
+echo "IDLE-END"
+/usr/local/bin/fbloop @FRAMES@ && echo "FRAMES-DONE"
+sleep 3
+echo "BENCH-END"
+poweroff -f
+"""
+
+
+def recv_exact(s, n):
+    b = bytearray()
+    while len(b) < n:
+        c = s.recv(min(n - len(b), 1 << 20))
+        if not c:
+            raise EOFError("the VNC server closed the connection")
+        b += c
+    return bytes(b)
+
+
+class Viewer(threading.Thread):
+    """An RFB 3.8 client (no authentication, Raw): asks for incremental updates one after another and
+    records each update's time and the pixels it covered."""
+
+    def __init__(self, addr):
+        super().__init__(daemon=True)
+        self.addr, self.updates, self.error, self.size, self.stop = addr, [], None, None, False
+
+    def run(self):
+        try:
+            end = time.time() + LIMIT
+            while True:
+                try:
+                    s = socket.create_connection(self.addr, timeout=5)
+                    break
+                except OSError:
+                    if time.time() > end:
+                        raise
+                    time.sleep(0.5)
+            s.settimeout(LIMIT)
+            ver = recv_exact(s, 12)
+            s.sendall(b"RFB 003.008\n" if ver >= b"RFB 003.008\n" else ver)
+            n = recv_exact(s, 1)[0]
+            types = recv_exact(s, n)
+            if 1 not in types:
+                raise RuntimeError("the server wants authentication: %r" % types)
+            s.sendall(b"\x01")
+            recv_exact(s, 4)
+            s.sendall(b"\x01")  # shared
+            w, h = struct.unpack(">HH", recv_exact(s, 4))
+            recv_exact(s, 16)
+            recv_exact(s, struct.unpack(">I", recv_exact(s, 4))[0])
+            # 32 bpp true colour, little-endian BGRX: what both servers hold.
+            s.sendall(struct.pack(">BxxxBBBBHHHBBBxxx", 0, 32, 24, 0, 1, 255, 255, 255, 16, 8, 0))
+            # Raw, and DesktopSize (-223) so that a resize arrives as a message.
+            s.sendall(struct.pack(">BxHii", 2, 2, 0, -223))
+            self.size = (w, h)
+            s.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, w, h))
+            while not self.stop:
+                t, _, nr = struct.unpack(">BBH", recv_exact(s, 4))
+                if t == 2:  # bell
+                    continue
+                if t == 3:  # server cut text
+                    recv_exact(s, 3)
+                    recv_exact(s, struct.unpack(">I", recv_exact(s, 4))[0])
+                    continue
+                if t == 1:  # colour map entries
+                    recv_exact(s, 1)
+                    recv_exact(s, struct.unpack(">H", recv_exact(s, 2))[0] * 6)
+                    continue
+                area = 0
+                for _ in range(nr):
+                    x, y, rw, rh, enc = struct.unpack(">HHHHi", recv_exact(s, 12))
+                    if enc == -223:
+                        self.size = (rw, rh)
+                        continue
+                    if enc != 0:
+                        raise RuntimeError("encoding %d" % enc)
+                    recv_exact(s, rw * rh * 4)
+                    area += rw * rh
+                self.updates.append((time.monotonic(), area))
+                w, h = self.size
+                s.sendall(struct.pack(">BBHHHH", 3, 1, 0, 0, w, h))
+        except Exception as e:  # reported by the caller
+            self.error = repr(e)
+
+
+def cpu_seconds(pid, vcpu):
+    """(CPU seconds of the process's threads that are not vCPU threads, of its vCPU threads)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    other = guest = 0.0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                st = f.read()
+        except OSError:
+            continue
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        fields = st[st.rindex(")") + 2:].split()
+        t = (int(fields[11]) + int(fields[12])) / tick
+        if vcpu(comm):
+            guest += t
+        else:
+            other += t
+    return other, guest
+
+
+def run_one(name, cmd, log, addr, pid_of, vcpu):
+    """Runs one VM: returns a dict of the figures, or the reason it could not."""
+    if os.path.exists(log):
+        os.unlink(log)
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    viewer = Viewer(addr)
+    viewer.start()
+    marks, res = {}, {"name": name}
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < LIMIT and p.poll() is None:
+            text = open(log, errors="replace").read() if os.path.exists(log) else ""
+            for m in ("IDLE-START", "IDLE-END", "FRAMES-DONE", "BENCH-END"):
+                if m not in marks and m in text:
+                    pid = pid_of(p)
+                    marks[m] = (time.monotonic(), cpu_seconds(pid, vcpu) if pid else (0.0, 0.0))
+            if "BENCH-END" in marks or "INSMOD-FAILED" in text or "FBLOOP-FAILED" in text:
+                break
+            time.sleep(0.05)
+        res["console"] = text[-1500:]
+    finally:
+        viewer.stop = True
+        if p.poll() is None:
+            time.sleep(1)
+            p.kill()
+        p.wait()
+    res["stderr"] = p.stderr.read()[-1500:]
+    if viewer.error or not viewer.size or not all(m in marks for m in ("IDLE-START", "IDLE-END", "FRAMES-DONE")):
+        res["failed"] = "viewer: %s; marks seen: %s" % (viewer.error or ("connected" if viewer.size else
+                                                                           "never connected"), sorted(marks))
+        return res
+    (ti0, (ci0, _)), (ti1, (ci1, _)) = marks["IDLE-START"], marks["IDLE-END"]
+    (tf1, (cf1, _)) = marks.get("BENCH-END", marks["FRAMES-DONE"])
+    res["idle_ms_per_s"] = (ci1 - ci0) / (ti1 - ti0) * 1000
+    idle_rate = (ci1 - ci0) / (ti1 - ti0)
+    full = [t for t, a in viewer.updates if ti1 <= t <= tf1 and a >= W * H]
+    res["frames"] = len(full)
+    res["idle_updates"] = sum(1 for t, a in viewer.updates if ti0 <= t <= ti1 and a)
+    res["size"] = viewer.size
+    if full:
+        res["ms_per_update"] = ((cf1 - ci1) - idle_rate * (tf1 - ti1)) / len(full) * 1000
+    return res
+
+
+def main():
+    loopback_up()  # the nested test host boots with its loopback interface down
+    k = generic_kernel()
+    work = os.path.join(ROOT, "build", "bench-console")
+    os.makedirs(work, exist_ok=True)
+    src, fbloop = os.path.join(work, "fbloop.c"), os.path.join(work, "fbloop")
+    with open(src, "w") as f:
+        f.write(FBLOOP_C)
+    subprocess.run(["cc", "-O2", "-o", fbloop, src], check=True)
+    extra = host_program(fbloop)
+    extra["usr/local/bin/fbloop"] = extra.pop(fbloop.lstrip("/"))
+    log = os.path.join(work, "com1.log")
+    script = INIT.replace("@IDLE@", str(IDLE_SECONDS)).replace("@FRAMES@", str(FRAMES))
+    cmdline = "console=ttyS0 panic=-1 quiet"
+    vnc_port, qemu_display = 5990, 91
+
+    # gen2vm: UEFI and systemd-boot (hyperv_drm places its VRAM from VMOD's _CRS, as on Hyper-V).
+    g_initrd = os.path.join(work, "initrd-gen2vm.cpio")
+    make_initramfs(g_initrd, INIT_PRELUDE + script.replace("FB_NAME", "hyperv_drmdrmfb"), k["modules"],
+                   ["hv_vmbus", "hyperv_drm"], extra_files=extra)
+    efi = ei.fetch_efi_binaries()
+    fat = ei.make_fat(os.path.join(work, "esp.fat"), {
+        "EFI/BOOT/BOOTX64.EFI": efi["systemd_boot"],
+        "loader/loader.conf": "timeout 0\ndefault debian.conf\n",
+        "loader/entries/debian.conf": "title Debian\nlinux /vmlinuz\ninitrd /initrd.img\noptions %s\n" % cmdline,
+        "vmlinuz": k["vmlinuz"], "initrd.img": g_initrd}, size_mb=120)
+    disk = ei.make_gpt_disk(os.path.join(work, "esp.img"), fat)
+    os.unlink(fat)
+    gen2vm = [os.path.join(ROOT, "build", "gen2vm"), "run", "--memory", "512M", "--cpus", "1", "--disk", disk,
+              "--no-reboot", "--com1", "file:" + log, "--synthetic-console", "--video", "%dx%d" % (W, H),
+              "--vnc", "127.0.0.1:%d" % vnc_port]
+    # QEMU: the same kernel and script with the bochs DRM driver on -vga std.
+    q_initrd = os.path.join(work, "initrd-qemu.cpio")
+    make_initramfs(q_initrd, INIT_PRELUDE + script.replace("FB_NAME", "bochs-drmdrmfb"), k["modules"],
+                   ["bochs"], extra_files=extra)
+    qemu = ["/usr/bin/qemu-system-x86_64", "-name", "bench,debug-threads=on", "-M", "q35", "-accel", "kvm",
+            "-cpu", "host", "-m", "512", "-smp", "1",
+            "-nodefaults", "-no-user-config", "-vga", "std", "-vnc", "127.0.0.1:%d" % qemu_display,
+            "-serial", "file:" + log, "-no-reboot", "-kernel", k["vmlinuz"], "-initrd", q_initrd,
+            "-append", cmdline + " video=Virtual-1:%dx%d" % (W, H)]
+    print("bench/console: Debian %s, 1 vCPU, %dx%d, %d s idle with a VNC viewer attached, then %d full "
+          "frames (2 a second); CPU time of the VMM outside its vCPU threads" % (k["version"], W, H, IDLE_SECONDS,
+                                                                               FRAMES), flush=True)
+    results = [
+        run_one("gen2vm", gen2vm, log, ("127.0.0.1", vnc_port), lambda p: p.pid, lambda c: c.startswith("vcpu")),
+        run_one("QEMU q35 -vga std", qemu, log, ("127.0.0.1", 5900 + qemu_display), lambda p: p.pid,
+                lambda c: c.startswith("CPU ")),
+    ]
+    for r in results:
+        if "failed" in r:
+            print("  %-18s could not be measured: %s\n    console ends: %s\n    stderr ends: %s" % (
+                r["name"], r["failed"], r.get("console", "")[-600:], r.get("stderr", "")[-600:]))
+            continue
+        print("  %-18s idle: %.2f ms CPU per second (%d updates sent while idle); per full-screen update: %s "
+              "(%d full frames received, screen %s)" % (
+                  r["name"], r["idle_ms_per_s"], r["idle_updates"],
+                  "%.1f ms CPU" % r["ms_per_update"] if "ms_per_update" in r else "none received", r["frames"],
+                  "%dx%d" % r["size"] if r.get("size") else "?"))
+    g, q = results
+    if "ms_per_update" in g and "ms_per_update" in q and q["ms_per_update"] > 0:
+        print("  gen2vm/QEMU: per update %.2fx; idle %.2f vs %.2f ms/s (target: ~0)" % (
+            g["ms_per_update"] / q["ms_per_update"], g["idle_ms_per_s"], q["idle_ms_per_s"]))
+
+
+if __name__ == "__main__":
+    main()
