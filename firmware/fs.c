@@ -461,6 +461,7 @@ EFI_STATUS fw_storage_init(void)
 	fw_kbd_init();
 	if (!fw_storvsc_init())
 		fw_printf("storage: no SCSI disks or DVDs\n");
-	fw_netvsc_init(); /* network adapters are VMBus devices too (net.h) */
+	if (fw_netvsc_init()) /* network adapters are VMBus devices too (net.h) */
+		fw_pxe_init();
 	return EFI_SUCCESS;
 }

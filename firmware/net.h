@@ -24,4 +24,13 @@ uint32_t fw_netvsc_init(void);
 /* The adapters in offer order. */
 struct fw_net_dev *fw_net_devices(void);
 
+/* ---- pxe.c ---- */
+/* Installs EFI_PXE_BASE_CODE_PROTOCOL and EFI_LOAD_FILE_PROTOCOL (PXE over IPv4: DHCP, then the boot
+ * file over TFTP) on every adapter's handle. Returns the count. */
+uint32_t fw_pxe_init(void);
+/* Why the last network boot attempt (LoadFile on an adapter) failed, in words for the boot summary
+ * ("no DHCP offer in 16 s", "TFTP: file not found: NAME"), or NULL when it did not fail. Reading it
+ * clears it. */
+const char *fw_pxe_failure(void);
+
 #endif

@@ -178,11 +178,8 @@ static EFI_STATUS nv_wait(struct nv_dev *d, uint64_t want, struct nvsp_message *
 {
 	uint64_t end = fw_stor_now_us() + timeout_us;
 	for (;;) {
-		uint64_t now = fw_stor_now_us();
-		if (now >= end)
-			return EFI_TIMEOUT;
 		uint32_t len;
-		EFI_STATUS s = fw_vmbus_recv(&d->ch, nv_pkt, sizeof(nv_pkt), &len, end - now);
+		EFI_STATUS s = fw_vmbus_recv_by(&d->ch, nv_pkt, sizeof(nv_pkt), &len, end);
 		if (EFI_ERROR(s))
 			return s;
 		uint64_t tid;
@@ -244,11 +241,8 @@ static EFI_STATUS nv_rndis_ctl(struct nv_dev *d, const void *msg, uint32_t len, 
 			return EFI_SUCCESS;
 		}
 		d->ctl_len = 0; /* a stale completion */
-		uint64_t now = fw_stor_now_us();
-		if (now >= end)
-			return EFI_TIMEOUT;
 		uint32_t plen;
-		s = fw_vmbus_recv(&d->ch, nv_pkt, sizeof(nv_pkt), &plen, end - now);
+		s = fw_vmbus_recv_by(&d->ch, nv_pkt, sizeof(nv_pkt), &plen, end);
 		if (EFI_ERROR(s))
 			return s;
 		uint64_t tid;
@@ -312,6 +306,15 @@ static EFI_STATUS nv_state(struct nv_dev *d, uint32_t need)
 	return EFI_SUCCESS;
 }
 
+/* The prologue of the SNP calls: This checked, *d set, the state rule for need. */
+static EFI_STATUS nv_enter(EFI_SIMPLE_NETWORK_PROTOCOL *this, uint32_t need, struct nv_dev **d)
+{
+	if (!this)
+		return EFI_INVALID_PARAMETER;
+	*d = nv_of(this);
+	return nv_state(*d, need);
+}
+
 static void nv_queues_reset(struct nv_dev *d)
 {
 	d->rx_head = d->rx_count = 0;
@@ -331,10 +334,8 @@ static EFI_STATUS EFIAPI snp_start(EFI_SIMPLE_NETWORK_PROTOCOL *this)
 
 static EFI_STATUS EFIAPI snp_shutdown(EFI_SIMPLE_NETWORK_PROTOCOL *this)
 {
-	if (!this)
-		return EFI_INVALID_PARAMETER;
-	struct nv_dev *d = nv_of(this);
-	EFI_STATUS s = nv_state(d, EfiSimpleNetworkInitialized);
+	struct nv_dev *d;
+	EFI_STATUS s = nv_enter(this, EfiSimpleNetworkInitialized, &d);
 	if (EFI_ERROR(s))
 		return s;
 	d->mode.State = EfiSimpleNetworkStarted;
@@ -380,10 +381,8 @@ static EFI_STATUS EFIAPI snp_initialize(EFI_SIMPLE_NETWORK_PROTOCOL *this, UINTN
 
 static EFI_STATUS EFIAPI snp_reset(EFI_SIMPLE_NETWORK_PROTOCOL *this, BOOLEAN ext)
 {
-	if (!this)
-		return EFI_INVALID_PARAMETER;
-	struct nv_dev *d = nv_of(this);
-	EFI_STATUS s = nv_state(d, EfiSimpleNetworkInitialized);
+	struct nv_dev *d;
+	EFI_STATUS s = nv_enter(this, EfiSimpleNetworkInitialized, &d);
 	if (EFI_ERROR(s))
 		return s;
 	nv_poll(d);
@@ -394,10 +393,8 @@ static EFI_STATUS EFIAPI snp_reset(EFI_SIMPLE_NETWORK_PROTOCOL *this, BOOLEAN ex
 static EFI_STATUS EFIAPI snp_receive_filters(EFI_SIMPLE_NETWORK_PROTOCOL *this, uint32_t enable, uint32_t disable,
 					     BOOLEAN reset_mcast, UINTN mcast_cnt, EFI_MAC_ADDRESS *mcast)
 {
-	if (!this)
-		return EFI_INVALID_PARAMETER;
-	struct nv_dev *d = nv_of(this);
-	EFI_STATUS s = nv_state(d, EfiSimpleNetworkInitialized);
+	struct nv_dev *d;
+	EFI_STATUS s = nv_enter(this, EfiSimpleNetworkInitialized, &d);
 	if (EFI_ERROR(s))
 		return s;
 	EFI_SIMPLE_NETWORK_MODE *m = &d->mode;
@@ -423,31 +420,32 @@ static EFI_STATUS EFIAPI snp_receive_filters(EFI_SIMPLE_NETWORK_PROTOCOL *this, 
 
 static EFI_STATUS EFIAPI snp_station_address(EFI_SIMPLE_NETWORK_PROTOCOL *this, BOOLEAN reset, EFI_MAC_ADDRESS *mac)
 {
-	if (!this || (!reset && !mac))
-		return EFI_INVALID_PARAMETER;
-	EFI_STATUS s = nv_state(nv_of(this), EfiSimpleNetworkInitialized);
+	struct nv_dev *d;
+	EFI_STATUS s = nv_enter(this, EfiSimpleNetworkInitialized, &d);
 	if (EFI_ERROR(s))
 		return s;
+	if (!reset && !mac)
+		return EFI_INVALID_PARAMETER;
 	/* The host filters on the adapter's own address (MacAddressChangeable is FALSE). */
 	return reset ? EFI_SUCCESS : EFI_UNSUPPORTED;
 }
 
 static EFI_STATUS EFIAPI snp_statistics(EFI_SIMPLE_NETWORK_PROTOCOL *this, BOOLEAN reset, UINTN *size, void *table)
 {
-	if (!this)
-		return EFI_INVALID_PARAMETER;
-	EFI_STATUS s = nv_state(nv_of(this), EfiSimpleNetworkInitialized);
+	struct nv_dev *d;
+	EFI_STATUS s = nv_enter(this, EfiSimpleNetworkInitialized, &d);
 	return EFI_ERROR(s) ? s : EFI_UNSUPPORTED;
 }
 
 static EFI_STATUS EFIAPI snp_mcast_ip_to_mac(EFI_SIMPLE_NETWORK_PROTOCOL *this, BOOLEAN ipv6, EFI_IP_ADDRESS *ip,
 					     EFI_MAC_ADDRESS *mac)
 {
-	if (!this || !ip || !mac)
-		return EFI_INVALID_PARAMETER;
-	EFI_STATUS s = nv_state(nv_of(this), EfiSimpleNetworkInitialized);
+	struct nv_dev *d;
+	EFI_STATUS s = nv_enter(this, EfiSimpleNetworkInitialized, &d);
 	if (EFI_ERROR(s))
 		return s;
+	if (!ip || !mac)
+		return EFI_INVALID_PARAMETER;
 	efi_memset(mac, 0, sizeof(*mac));
 	if (ipv6) { /* RFC 2464: 33:33 and the low 32 bits */
 		if (ip->v6[0] != 0xff)
@@ -468,18 +466,15 @@ static EFI_STATUS EFIAPI snp_mcast_ip_to_mac(EFI_SIMPLE_NETWORK_PROTOCOL *this, 
 
 static EFI_STATUS EFIAPI snp_nvdata(EFI_SIMPLE_NETWORK_PROTOCOL *this, BOOLEAN rw, UINTN off, UINTN size, void *buf)
 {
-	if (!this)
-		return EFI_INVALID_PARAMETER;
-	EFI_STATUS s = nv_state(nv_of(this), EfiSimpleNetworkInitialized);
+	struct nv_dev *d;
+	EFI_STATUS s = nv_enter(this, EfiSimpleNetworkInitialized, &d);
 	return EFI_ERROR(s) ? s : EFI_UNSUPPORTED;
 }
 
 static EFI_STATUS EFIAPI snp_get_status(EFI_SIMPLE_NETWORK_PROTOCOL *this, uint32_t *irq, void **txbuf)
 {
-	if (!this)
-		return EFI_INVALID_PARAMETER;
-	struct nv_dev *d = nv_of(this);
-	EFI_STATUS s = nv_state(d, EfiSimpleNetworkInitialized);
+	struct nv_dev *d;
+	EFI_STATUS s = nv_enter(this, EfiSimpleNetworkInitialized, &d);
 	if (EFI_ERROR(s))
 		return s;
 	nv_poll(d);
@@ -501,10 +496,10 @@ static EFI_STATUS EFIAPI snp_get_status(EFI_SIMPLE_NETWORK_PROTOCOL *this, uint3
 static EFI_STATUS EFIAPI snp_transmit(EFI_SIMPLE_NETWORK_PROTOCOL *this, UINTN hsize, UINTN size, void *buf,
 				      EFI_MAC_ADDRESS *src, EFI_MAC_ADDRESS *dst, uint16_t *proto)
 {
-	if (!this || !buf)
+	if (!buf)
 		return EFI_INVALID_PARAMETER;
-	struct nv_dev *d = nv_of(this);
-	EFI_STATUS s = nv_state(d, EfiSimpleNetworkInitialized);
+	struct nv_dev *d;
+	EFI_STATUS s = nv_enter(this, EfiSimpleNetworkInitialized, &d);
 	if (EFI_ERROR(s))
 		return s;
 	if (hsize) {
@@ -564,10 +559,10 @@ static EFI_STATUS EFIAPI snp_transmit(EFI_SIMPLE_NETWORK_PROTOCOL *this, UINTN h
 static EFI_STATUS EFIAPI snp_receive(EFI_SIMPLE_NETWORK_PROTOCOL *this, UINTN *hsize, UINTN *size, void *buf,
 				     EFI_MAC_ADDRESS *src, EFI_MAC_ADDRESS *dst, uint16_t *proto)
 {
-	if (!this || !size || !buf)
+	if (!size || !buf)
 		return EFI_INVALID_PARAMETER;
-	struct nv_dev *d = nv_of(this);
-	EFI_STATUS s = nv_state(d, EfiSimpleNetworkInitialized);
+	struct nv_dev *d;
+	EFI_STATUS s = nv_enter(this, EfiSimpleNetworkInitialized, &d);
 	if (EFI_ERROR(s))
 		return s;
 	if (!d->rx_count)

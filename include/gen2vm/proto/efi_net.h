@@ -106,4 +106,152 @@ struct EFI_SIMPLE_NETWORK_PROTOCOL {
 };
 _Static_assert(sizeof(EFI_SIMPLE_NETWORK_PROTOCOL) == 128, "EFI_SIMPLE_NETWORK_PROTOCOL");
 
+/* --- PXE Base Code Protocol (24.3) -------------------------------------------------------------- */
+#define EFI_PXE_BASE_CODE_PROTOCOL_GUID \
+	EFI_GUID_INIT(0x03c4e603, 0xac28, 0x11d3, 0x9a, 0x2d, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d)
+#define EFI_PXE_BASE_CODE_PROTOCOL_REVISION 0x00010000ull
+#define EFI_PXE_BASE_CODE_MAX_IPCNT 8u
+#define EFI_PXE_BASE_CODE_MAX_ARP_ENTRIES 8u
+#define EFI_PXE_BASE_CODE_MAX_ROUTE_ENTRIES 8u
+
+typedef enum {
+	EFI_PXE_BASE_CODE_TFTP_FIRST,
+	EFI_PXE_BASE_CODE_TFTP_GET_FILE_SIZE,
+	EFI_PXE_BASE_CODE_TFTP_READ_FILE,
+	EFI_PXE_BASE_CODE_TFTP_WRITE_FILE,
+	EFI_PXE_BASE_CODE_TFTP_READ_DIRECTORY,
+	EFI_PXE_BASE_CODE_MTFTP_GET_FILE_SIZE,
+	EFI_PXE_BASE_CODE_MTFTP_READ_FILE,
+	EFI_PXE_BASE_CODE_MTFTP_READ_DIRECTORY,
+	EFI_PXE_BASE_CODE_MTFTP_LAST
+} EFI_PXE_BASE_CODE_TFTP_OPCODE;
+
+/* A DHCP or PXE packet as received (a UDP payload); the specification's union with the DHCPv4 and
+ * DHCPv6 views is 4-byte aligned. */
+typedef union {
+	uint8_t Raw[1472];
+	uint32_t Align;
+} EFI_PXE_BASE_CODE_PACKET;
+_Static_assert(sizeof(EFI_PXE_BASE_CODE_PACKET) == 1472, "EFI_PXE_BASE_CODE_PACKET");
+
+typedef struct {
+	uint8_t Filters;
+	uint8_t IpCnt;
+	uint16_t reserved;
+	EFI_IP_ADDRESS IpList[EFI_PXE_BASE_CODE_MAX_IPCNT];
+} EFI_PXE_BASE_CODE_IP_FILTER;
+
+typedef struct {
+	EFI_IP_ADDRESS IpAddr;
+	EFI_MAC_ADDRESS MacAddr;
+} EFI_PXE_BASE_CODE_ARP_ENTRY;
+
+typedef struct {
+	EFI_IP_ADDRESS IpAddr;
+	EFI_IP_ADDRESS SubnetMask;
+	EFI_IP_ADDRESS GwAddr;
+} EFI_PXE_BASE_CODE_ROUTE_ENTRY;
+
+typedef struct {
+	uint8_t Type;
+	uint8_t Code;
+	uint16_t Checksum;
+	union {
+		uint32_t reserved;
+		uint32_t Mtu;
+		uint32_t Pointer;
+		struct {
+			uint16_t Identifier;
+			uint16_t Sequence;
+		} Echo;
+	} u;
+	uint8_t Data[494];
+} EFI_PXE_BASE_CODE_ICMP_ERROR;
+
+typedef struct {
+	uint8_t ErrorCode;
+	char ErrorString[127];
+} EFI_PXE_BASE_CODE_TFTP_ERROR;
+
+typedef struct {
+	BOOLEAN Started;
+	BOOLEAN Ipv6Available;
+	BOOLEAN Ipv6Supported;
+	BOOLEAN UsingIpv6;
+	BOOLEAN BisSupported;
+	BOOLEAN BisDetected;
+	BOOLEAN AutoArp;
+	BOOLEAN SendGUID;
+	BOOLEAN DhcpDiscoverValid;
+	BOOLEAN DhcpAckReceived;
+	BOOLEAN ProxyOfferReceived;
+	BOOLEAN PxeDiscoverValid;
+	BOOLEAN PxeReplyReceived;
+	BOOLEAN PxeBisReplyReceived;
+	BOOLEAN IcmpErrorReceived;
+	BOOLEAN TftpErrorReceived;
+	BOOLEAN MakeCallbacks;
+	uint8_t TTL;
+	uint8_t ToS;
+	EFI_IP_ADDRESS StationIp;
+	EFI_IP_ADDRESS SubnetMask;
+	EFI_PXE_BASE_CODE_PACKET DhcpDiscover;
+	EFI_PXE_BASE_CODE_PACKET DhcpAck;
+	EFI_PXE_BASE_CODE_PACKET ProxyOffer;
+	EFI_PXE_BASE_CODE_PACKET PxeDiscover;
+	EFI_PXE_BASE_CODE_PACKET PxeReply;
+	EFI_PXE_BASE_CODE_PACKET PxeBisReply;
+	EFI_PXE_BASE_CODE_IP_FILTER IpFilter;
+	uint32_t ArpCacheEntries;
+	EFI_PXE_BASE_CODE_ARP_ENTRY ArpCache[EFI_PXE_BASE_CODE_MAX_ARP_ENTRIES];
+	uint32_t RouteTableEntries;
+	EFI_PXE_BASE_CODE_ROUTE_ENTRY RouteTable[EFI_PXE_BASE_CODE_MAX_ROUTE_ENTRIES];
+	EFI_PXE_BASE_CODE_ICMP_ERROR IcmpError;
+	EFI_PXE_BASE_CODE_TFTP_ERROR TftpError;
+} EFI_PXE_BASE_CODE_MODE;
+/* GRUB's efinet reads DhcpAck at this offset (its own struct: 20 bytes of flags, two addresses). */
+_Static_assert(offsetof(EFI_PXE_BASE_CODE_MODE, StationIp) == 20, "EFI_PXE_BASE_CODE_MODE layout");
+_Static_assert(offsetof(EFI_PXE_BASE_CODE_MODE, DhcpAck) == 52 + 1472, "EFI_PXE_BASE_CODE_MODE layout");
+
+typedef struct {
+	EFI_IP_ADDRESS MCastIp;
+	uint16_t CPort, SPort, ListenTimeout, TransmitTimeout;
+} EFI_PXE_BASE_CODE_MTFTP_INFO;
+
+typedef struct EFI_PXE_BASE_CODE_PROTOCOL EFI_PXE_BASE_CODE_PROTOCOL;
+struct EFI_PXE_BASE_CODE_PROTOCOL {
+	uint64_t Revision;
+	EFI_STATUS(EFIAPI *Start)(EFI_PXE_BASE_CODE_PROTOCOL *This, BOOLEAN UseIpv6);
+	EFI_STATUS(EFIAPI *Stop)(EFI_PXE_BASE_CODE_PROTOCOL *This);
+	EFI_STATUS(EFIAPI *Dhcp)(EFI_PXE_BASE_CODE_PROTOCOL *This, BOOLEAN SortOffers);
+	EFI_STATUS(EFIAPI *Discover)(EFI_PXE_BASE_CODE_PROTOCOL *This, uint16_t Type, uint16_t *Layer, BOOLEAN UseBis,
+				     void *Info);
+	EFI_STATUS(EFIAPI *Mtftp)(EFI_PXE_BASE_CODE_PROTOCOL *This, EFI_PXE_BASE_CODE_TFTP_OPCODE Operation,
+				  void *BufferPtr, BOOLEAN Overwrite, uint64_t *BufferSize, UINTN *BlockSize,
+				  EFI_IP_ADDRESS *ServerIp, uint8_t *Filename, EFI_PXE_BASE_CODE_MTFTP_INFO *Info,
+				  BOOLEAN DontUseBuffer);
+	EFI_STATUS(EFIAPI *UdpWrite)(EFI_PXE_BASE_CODE_PROTOCOL *This, uint16_t OpFlags, EFI_IP_ADDRESS *DestIp,
+				     uint16_t *DestPort, EFI_IP_ADDRESS *GatewayIp, EFI_IP_ADDRESS *SrcIp,
+				     uint16_t *SrcPort, UINTN *HeaderSize, void *HeaderPtr, UINTN *BufferSize,
+				     void *BufferPtr);
+	EFI_STATUS(EFIAPI *UdpRead)(EFI_PXE_BASE_CODE_PROTOCOL *This, uint16_t OpFlags, EFI_IP_ADDRESS *DestIp,
+				    uint16_t *DestPort, EFI_IP_ADDRESS *SrcIp, uint16_t *SrcPort, UINTN *HeaderSize,
+				    void *HeaderPtr, UINTN *BufferSize, void *BufferPtr);
+	EFI_STATUS(EFIAPI *SetIpFilter)(EFI_PXE_BASE_CODE_PROTOCOL *This, EFI_PXE_BASE_CODE_IP_FILTER *NewFilter);
+	EFI_STATUS(EFIAPI *Arp)(EFI_PXE_BASE_CODE_PROTOCOL *This, EFI_IP_ADDRESS *IpAddr, EFI_MAC_ADDRESS *MacAddr);
+	EFI_STATUS(EFIAPI *SetParameters)(EFI_PXE_BASE_CODE_PROTOCOL *This, BOOLEAN *NewAutoArp, BOOLEAN *NewSendGUID,
+					  uint8_t *NewTTL, uint8_t *NewToS, BOOLEAN *NewMakeCallback);
+	EFI_STATUS(EFIAPI *SetStationIp)(EFI_PXE_BASE_CODE_PROTOCOL *This, EFI_IP_ADDRESS *NewStationIp,
+					 EFI_IP_ADDRESS *NewSubnetMask);
+	EFI_STATUS(EFIAPI *SetPackets)(EFI_PXE_BASE_CODE_PROTOCOL *This, BOOLEAN *NewDhcpDiscoverValid,
+				       BOOLEAN *NewDhcpAckReceived, BOOLEAN *NewProxyOfferReceived,
+				       BOOLEAN *NewPxeDiscoverValid, BOOLEAN *NewPxeReplyReceived,
+				       BOOLEAN *NewPxeBisReplyReceived, EFI_PXE_BASE_CODE_PACKET *NewDhcpDiscover,
+				       EFI_PXE_BASE_CODE_PACKET *NewDhcpAck, EFI_PXE_BASE_CODE_PACKET *NewProxyOffer,
+				       EFI_PXE_BASE_CODE_PACKET *NewPxeDiscover, EFI_PXE_BASE_CODE_PACKET *NewPxeReply,
+				       EFI_PXE_BASE_CODE_PACKET *NewPxeBisReply);
+	EFI_PXE_BASE_CODE_MODE *Mode;
+};
+_Static_assert(sizeof(EFI_PXE_BASE_CODE_PROTOCOL) == 112, "EFI_PXE_BASE_CODE_PROTOCOL");
+
 #endif
