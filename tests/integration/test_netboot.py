@@ -76,7 +76,8 @@ class NetNs:
                    "--dhcp-range=10.214.0.10,10.214.0.50,1h", "--dhcp-leasefile=%s/leases" % self.tmp,
                    "--conf-file=/dev/null", "--dhcp-match=set:efi64,option:client-arch,7",
                    "--dhcp-boot=tag:efi64," + boot_file, "--enable-tftp", "--tftp-root=" + str(tftp_root),
-                   "--log-dhcp", "--log-facility=" + str(log))
+                   "--log-dhcp", "--log-facility=" + str(log),
+                   "--user=root")  # pytest's directories are root's alone: TFTP reads them as root
         time.sleep(1)
 
     def run_vm(self, args, timeout=300):
