@@ -9,6 +9,7 @@
 #include "efi/efi_devpath.h"
 #include "gen2vm/proto/efi_console.h"
 #include "gen2vm/proto/efi_net.h"
+#include "netboot_wire.h"
 
 EFI_STATUS EFIAPI efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
 
@@ -37,29 +38,6 @@ static void check(bool ok, const char *name, const char *fmt, ...)
 		failed++;
 }
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint16_t csum(const uint8_t *p, uint32_t len)
-{
-	uint32_t s = 0;
-	for (uint32_t i = 0; i + 1 < len; i += 2)
-		s += get16(p + i);
-	if (len & 1)
-		s += (uint32_t)p[len - 1] << 8;
-	while (s >> 16)
-		s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)~s;
-}
-
 /* An ARP packet after a 14-byte header the SNP fills in (HeaderSize 14). */
 static EFI_STATUS arp_send(uint16_t op, const uint8_t *tha, const uint8_t *tpa)
 {
@@ -72,7 +50,7 @@ static EFI_STATUS arp_send(uint16_t op, const uint8_t *tha, const uint8_t *tpa)
 	uint8_t *a = tx + 14;
 	static const uint8_t hdr[6] = { 0, 1, 8, 0, 6, 4 };
 	efi_memcpy(a, hdr, 6);
-	put16(a + 6, op);
+	nb_put16(a + 6, op);
 	efi_memcpy(a + 8, my_mac, 6);
 	efi_memcpy(a + 14, my_ip, 4);
 	efi_memcpy(a + 18, tha, 6);
@@ -84,22 +62,22 @@ static EFI_STATUS arp_send(uint16_t op, const uint8_t *tha, const uint8_t *tpa)
  * the host's port 7 (and its length), or NULL. */
 static const uint8_t *frame_in(const uint8_t *f, UINTN len, uint32_t *plen)
 {
-	if (len >= 42 && get16(f + 12) == 0x0806) {
+	if (len >= 42 && nb_be16(f + 12) == 0x0806) {
 		const uint8_t *a = f + 14;
-		if (get16(a) == 1 && get16(a + 2) == 0x0800 && !efi_memcmp(a + 24, my_ip, 4)) {
-			if (get16(a + 6) == 1)
+		if (nb_be16(a) == 1 && nb_be16(a + 2) == 0x0800 && !efi_memcmp(a + 24, my_ip, 4)) {
+			if (nb_be16(a + 6) == 1)
 				arp_send(2, a + 8, a + 14);
-			else if (get16(a + 6) == 2 && !efi_memcmp(a + 14, host_ip, 4)) {
+			else if (nb_be16(a + 6) == 2 && !efi_memcmp(a + 14, host_ip, 4)) {
 				efi_memcpy(host_mac, a + 8, 6);
 				have_host = true;
 			}
 		}
 		return NULL;
 	}
-	if (len < 42 || get16(f + 12) != 0x0800 || f[14] != 0x45 || f[23] != 17 || efi_memcmp(f + 30, my_ip, 4))
+	if (len < 42 || nb_be16(f + 12) != 0x0800 || f[14] != 0x45 || f[23] != 17 || efi_memcmp(f + 30, my_ip, 4))
 		return NULL;
-	uint32_t tot = get16(f + 16);
-	if (tot < 28 || tot > len - 14 || get16(f + 34) != 7)
+	uint32_t tot = nb_be16(f + 16);
+	if (tot < 28 || tot > len - 14 || nb_be16(f + 34) != 7)
 		return NULL;
 	*plen = tot - 28;
 	return f + 42;
@@ -147,21 +125,21 @@ static EFI_STATUS udp_send(void)
 	uint8_t *f = tx;
 	efi_memcpy(f, host_mac, 6);
 	efi_memcpy(f + 6, my_mac, 6);
-	put16(f + 12, 0x0800);
+	nb_put16(f + 12, 0x0800);
 	uint8_t *ip = f + 14;
 	efi_memset(ip, 0, 20);
 	ip[0] = 0x45;
-	put16(ip + 2, (uint16_t)(28 + PAYLOAD));
+	nb_put16(ip + 2, (uint16_t)(28 + PAYLOAD));
 	ip[8] = 64;
 	ip[9] = 17;
 	efi_memcpy(ip + 12, my_ip, 4);
 	efi_memcpy(ip + 16, host_ip, 4);
-	put16(ip + 10, csum(ip, 20));
+	nb_put16(ip + 10, nb_csum(ip, 20, 0));
 	uint8_t *u = ip + 20;
-	put16(u, 7);
-	put16(u + 2, 7);
-	put16(u + 4, (uint16_t)(8 + PAYLOAD));
-	put16(u + 6, 0); /* no checksum (IPv4 allows it) */
+	nb_put16(u, 7);
+	nb_put16(u + 2, 7);
+	nb_put16(u + 4, (uint16_t)(8 + PAYLOAD));
+	nb_put16(u + 6, 0); /* no checksum (IPv4 allows it) */
 	for (uint32_t i = 0; i < PAYLOAD; i++)
 		u[8 + i] = (uint8_t)(i * 7 + 3);
 	return snp->Transmit(snp, 0, 14 + 28 + PAYLOAD, tx, NULL, NULL, NULL);
