@@ -17,6 +17,7 @@
 #include "fw.h"
 
 #include "conio.h"
+#include "net.h"
 #include "efi/efi_devpath.h"
 #include "efi/efi_fmt.h"
 #include "gen2vm/proto/efi_bs.h"
@@ -80,7 +81,10 @@ static const char *bm_status(EFI_STATUS s)
 /* Why LoadImage failed, in words a user can act on. */
 static void bm_load_failed(struct bm_attempt *a, EFI_STATUS s, const char *file)
 {
-	if (s == EFI_NOT_FOUND)
+	const char *net = fw_pxe_failure(); /* a network entry: what DHCP or TFTP said */
+	if (net)
+		bm_fail(a, "%s", net);
+	else if (s == EFI_NOT_FOUND)
 		bm_fail(a, "%s not found", file);
 	else if (s == EFI_LOAD_ERROR || s == EFI_UNSUPPORTED)
 		bm_fail(a, "%s is not a valid x64 EFI application (%s)", file, bm_status(s));
@@ -309,6 +313,8 @@ static void bm_boot_option(uint16_t num)
 	bm_path_file(path, file, sizeof(file));
 	if (path->Type == MEDIA_DEVICE_PATH && (path->SubType == MEDIA_HARDDRIVE_DP || path->SubType == MEDIA_FILEPATH_DP))
 		bm_boot_short(a, path, data, data_size, file);
+	else if (efi_dp_find(path, MESSAGING_DEVICE_PATH, MSG_MAC_ADDR_DP)) /* a network adapter: its LoadFile */
+		bm_boot_path(a, path, data, data_size, "the network boot file");
 	else if (!efi_dp_find(path, MEDIA_DEVICE_PATH, MEDIA_FILEPATH_DP))
 		bm_boot_device(a, path, data, data_size);
 	else

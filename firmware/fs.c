@@ -8,6 +8,7 @@
  * times in EFI_FILE_INFO (zero). Two handles on one file do not see each other's size changes.
  */
 #include "storage.h"
+#include "net.h"
 
 #include "conio.h"
 
@@ -460,5 +461,7 @@ EFI_STATUS fw_storage_init(void)
 	fw_kbd_init();
 	if (!fw_storvsc_init())
 		fw_printf("storage: no SCSI disks or DVDs\n");
+	if (fw_netvsc_init()) /* network adapters are VMBus devices too (net.h) */
+		fw_pxe_init();
 	return EFI_SUCCESS;
 }

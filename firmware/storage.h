@@ -33,6 +33,13 @@ EFI_STATUS fw_vmbus_channel_open(struct vmbus_client_channel *ch, uint32_t relid
 /* Waits (bounded by timeout_us) for the next packet on ch into buf; EFI_TIMEOUT. */
 EFI_STATUS fw_vmbus_recv(struct vmbus_client_channel *ch, void *buf, uint32_t cap, uint32_t *len,
 			 uint64_t timeout_us);
+/* The same until a deadline on fw_stor_now_us()'s clock (EFI_TIMEOUT once it has passed). */
+static inline EFI_STATUS fw_vmbus_recv_by(struct vmbus_client_channel *ch, void *buf, uint32_t cap, uint32_t *len,
+					  uint64_t end_us)
+{
+	uint64_t now = fw_stor_now_us();
+	return now >= end_us ? EFI_TIMEOUT : fw_vmbus_recv(ch, buf, cap, len, end_us - now);
+}
 
 /* ---- storvsc.c ---- */
 /* One BlockIo device per SCSI LUN of every storvsp controller; returns the count. */

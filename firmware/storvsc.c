@@ -62,11 +62,8 @@ static EFI_STATUS stv_exchange(struct stv_ctrl *c, struct storvsp_packet *pk, ui
 		return EFI_DEVICE_ERROR;
 	uint64_t end = fw_stor_now_us() + timeout_us;
 	for (;;) {
-		uint64_t now = fw_stor_now_us();
-		if (now >= end)
-			return EFI_TIMEOUT;
 		uint32_t len;
-		EFI_STATUS s = fw_vmbus_recv(&c->ch, stv_rx, sizeof(stv_rx), &len, end - now);
+		EFI_STATUS s = fw_vmbus_recv_by(&c->ch, stv_rx, sizeof(stv_rx), &len, end);
 		if (EFI_ERROR(s))
 			return s;
 		const struct vmbus_packet_descriptor *d = (const void *)stv_rx;

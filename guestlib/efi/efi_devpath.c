@@ -10,14 +10,31 @@ void efi_dp_set_end(EFI_DEVICE_PATH_PROTOCOL *n)
 	efi_dp_set_node_len(n, sizeof(*n));
 }
 
-void efi_dp_vmbus_scsi_init(struct efi_dp_vmbus_scsi *dp, const uint8_t instance[16], uint16_t target, uint16_t lun)
+static void dp_vmbus_node(VENDOR_DEVICE_PATH *n, uint8_t *inst_out, const uint8_t instance[16])
 {
 	const EFI_GUID g = FW_VMBUS_DP_GUID;
-	dp->vmbus.Header.Type = HARDWARE_DEVICE_PATH;
-	dp->vmbus.Header.SubType = HW_VENDOR_DP;
-	efi_dp_set_node_len(&dp->vmbus.Header, sizeof(dp->vmbus) + 16);
-	efi_memcpy(&dp->vmbus.Guid, &g, sizeof(g));
-	efi_memcpy(dp->instance, instance, 16);
+	n->Header.Type = HARDWARE_DEVICE_PATH;
+	n->Header.SubType = HW_VENDOR_DP;
+	efi_dp_set_node_len(&n->Header, sizeof(*n) + 16);
+	efi_memcpy(&n->Guid, &g, sizeof(g));
+	efi_memcpy(inst_out, instance, 16);
+}
+
+void efi_dp_vmbus_mac_init(struct efi_dp_vmbus_mac *dp, const uint8_t instance[16], const uint8_t mac[6])
+{
+	dp_vmbus_node(&dp->vmbus, dp->instance, instance);
+	dp->mac.Header.Type = MESSAGING_DEVICE_PATH;
+	dp->mac.Header.SubType = 0x0b; /* MSG_MAC_ADDR_DP */
+	efi_dp_set_node_len(&dp->mac.Header, sizeof(dp->mac));
+	efi_memset(&dp->mac.MacAddress, 0, sizeof(dp->mac.MacAddress));
+	efi_memcpy(dp->mac.MacAddress.Addr, mac, 6);
+	dp->mac.IfType = NET_IFTYPE_ETHERNET;
+	efi_dp_set_end(&dp->end);
+}
+
+void efi_dp_vmbus_scsi_init(struct efi_dp_vmbus_scsi *dp, const uint8_t instance[16], uint16_t target, uint16_t lun)
+{
+	dp_vmbus_node(&dp->vmbus, dp->instance, instance);
 	dp->scsi.Header.Type = MESSAGING_DEVICE_PATH;
 	dp->scsi.Header.SubType = MSG_SCSI_DP;
 	efi_dp_set_node_len(&dp->scsi.Header, sizeof(dp->scsi));

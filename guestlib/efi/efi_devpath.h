@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "gen2vm/proto/efi.h"
+#include "gen2vm/proto/efi_net.h"
 
 /* VenHw(FW_VMBUS_DP_GUID, instance)/Scsi(target, lun) plus the end node. */
 struct efi_dp_vmbus_scsi {
@@ -20,6 +21,19 @@ struct efi_dp_vmbus_scsi {
 _Static_assert(sizeof(struct efi_dp_vmbus_scsi) == 20 + 16 + 8 + 4, "efi_dp_vmbus_scsi");
 
 void efi_dp_vmbus_scsi_init(struct efi_dp_vmbus_scsi *dp, const uint8_t instance[16], uint16_t target, uint16_t lun);
+
+/* VenHw(FW_VMBUS_DP_GUID, instance)/MAC(mac, 1) plus the end node: a synthetic network adapter, as the
+ * firmware installs it and the host writes it into its "EFI Network" boot entries (Hyper-V's form:
+ * the VMBus node, then the MAC node). */
+struct efi_dp_vmbus_mac {
+	VENDOR_DEVICE_PATH vmbus;
+	uint8_t instance[16]; /* the adapter's VMBus instance GUID, as its offer carries it */
+	MAC_ADDR_DEVICE_PATH mac;
+	EFI_DEVICE_PATH_PROTOCOL end;
+} __attribute__((packed));
+_Static_assert(sizeof(struct efi_dp_vmbus_mac) == 20 + 16 + 37 + 4, "efi_dp_vmbus_mac");
+
+void efi_dp_vmbus_mac_init(struct efi_dp_vmbus_mac *dp, const uint8_t instance[16], const uint8_t mac[6]);
 
 /* Writes an end-of-entire-path node. */
 void efi_dp_set_end(EFI_DEVICE_PATH_PROTOCOL *n);

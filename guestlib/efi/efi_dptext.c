@@ -146,6 +146,13 @@ static void w_node(struct dpw *w, const EFI_DEVICE_PATH_PROTOCOL *node)
 		w_ch(w, ',');
 		w_hex(w, efi_le16(n + 6));
 		w_ch(w, ')');
+	} else if (type == MESSAGING_DEVICE_PATH && sub == MSG_MAC_ADDR_DP && len == 37) {
+		/* Ethernet (IfType 0 or 1) shows its 6 bytes, as the specification's text form does */
+		w_str(w, "MAC(");
+		w_bytes(w, n + 4, n[36] <= 1 ? 6 : 32);
+		w_ch(w, ',');
+		w_hex(w, n[36]);
+		w_ch(w, ')');
 	} else if (type == MESSAGING_DEVICE_PATH && sub == MSG_URI_DP) {
 		w_str(w, "Uri(");
 		for (uint16_t i = 4; i < len; i++)

@@ -16,17 +16,19 @@
 
 static const char fw_usage[] =
 	"usage: gen2vm firmware show --nvram FILE [--json] [--variables]\n"
-	"       gen2vm firmware set --nvram FILE [--first-boot-device dvd|disk:C:L|file:N]\n"
+	"       gen2vm firmware set --nvram FILE [--first-boot-device dvd|disk:C:L|file:N|nic[:N]]\n"
 	"                           [--boot-order XXXX,XXXX,...] [--pause-after-boot-failure on|off]\n"
 	"       gen2vm firmware reset --nvram FILE\n"
 	"\n"
 	"The UEFI boot entries and settings of a VM, kept in the NVRAM file that gen2vm run --nvram FILE\n"
-	"uses (and creates). Device entries (one per SCSI disk and DVD drive) are made by gen2vm when a\n"
-	"drive is added; file entries are made by the guest (efibootmgr, installers) and are kept.\n"
+	"uses (and creates). Device entries (one per SCSI disk and DVD drive, and one per network adapter)\n"
+	"are made by gen2vm when a device is added; file entries are made by the guest (efibootmgr,\n"
+	"installers) and are kept.\n"
 	"  show                        boot entries in boot order, Timeout, BootNext, PauseAfterBootFailure\n"
 	"  --variables                 also every stored (non-volatile) variable\n"
 	"  --first-boot-device dvd     the first DVD drive boots first (disk:C:L a disk at controller C,\n"
-	"                              LUN L; file:N the N-th file entry); the others keep their order\n"
+	"                              LUN L; file:N the N-th file entry; nic[:N] network adapter N's\n"
+	"                              \"EFI Network\" entry); the others keep their order\n"
 	"  --boot-order 0003,0001,...  the whole boot order, from the numbers show prints: every entry\n"
 	"                              exactly once\n"
 	"  --pause-after-boot-failure on|off\n"
@@ -91,7 +93,7 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 			snprintf(num, sizeof(num), "%04X", e->num);
 			bootopt_dp_to_text(e->dp, e->dp_len, dptext, sizeof(dptext));
 			json_object_object_add(o, "number", json_object_new_string(num));
-			json_object_object_add(o, "type", json_object_new_string(e->device ? "device" : "file"));
+			json_object_object_add(o, "type", json_object_new_string(e->device || e->nic ? "device" : "file"));
 			json_object_object_add(o, "description", json_object_new_string(e->desc));
 			json_object_object_add(o, "device_path", json_object_new_string(dptext));
 			json_object_object_add(o, "active", json_object_new_boolean(e->attributes & 1));
@@ -100,6 +102,8 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 				json_object_object_add(o, "drive", json_object_new_string(e->dvd ? "dvd" : "disk"));
 				json_object_object_add(o, "controller", json_object_new_int((int)e->controller));
 				json_object_object_add(o, "lun", json_object_new_int((int)e->lun));
+			} else if (e->nic) {
+				json_object_object_add(o, "network_adapter", json_object_new_int((int)e->nic_instance));
 			}
 			json_object_array_add(arr, o);
 		}
@@ -128,7 +132,7 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 		for (unsigned i = 0; i < l->n; i++) {
 			const struct bootopt_entry *e = &l->e[i];
 			bootopt_dp_to_text(e->dp, e->dp_len, dptext, sizeof(dptext));
-			printf("  %04X  %-6s %s%s%s\n        %s\n", e->num, e->device ? "device" : "file", e->desc,
+			printf("  %04X  %-6s %s%s%s\n        %s\n", e->num, e->device || e->nic ? "device" : "file", e->desc,
 			       e->attributes & 1 ? "" : " (inactive)", e->in_order ? "" : " (not in BootOrder)", dptext);
 		}
 		if (l->has_timeout)

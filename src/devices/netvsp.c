@@ -222,6 +222,12 @@ static const struct vmbus_device_ops nv_ops = {
 	.rx_ready = nv_rx_ready,
 };
 
+void netvsp_instance_id(uint32_t instance, struct vmbus_guid *out)
+{
+	*out = (struct vmbus_guid)VMBUS_GUID(0x6e657400u + instance, 0x7673, 0x4e70, 0x8e, 0x31, 0x67, 0x65, 0x6e, 0x32,
+					     0x76, 0x6d);
+}
+
 int netvsp_create(struct vmbus_server *srv, const struct netvsp_config *cfg, struct netvsp **out)
 {
 	if (!cfg->mem || !cfg->backend || (cfg->mtu && (cfg->mtu < 576 || cfg->mtu > 9000)))
@@ -256,12 +262,11 @@ int netvsp_create(struct vmbus_server *srv, const struct netvsp_config *cfg, str
 	nv->rs.offload_lso = cfg->backend->caps & NET_BE_CAP_TSO;
 	struct vmbus_device_desc d = {
 		.name = "netvsp",
-		.instance_id = VMBUS_GUID(0x6e657400u + cfg->instance, 0x7673, 0x4e70, 0x8e, 0x31, 0x67, 0x65, 0x6e,
-					  0x32, 0x76, 0x6d),
 		.max_subchannels = (uint16_t)(nv->max_queues - 1),
 		.ops = &nv_ops,
 		.ctx = nv,
 	};
+	netvsp_instance_id(cfg->instance, &d.instance_id);
 	vmbus_guid_parse(NETVSC_CLASS_GUID_TEXT, &d.class_id);
 	int rc = vmbus_server_device_add(srv, &d, &nv->dev);
 	if (rc) {

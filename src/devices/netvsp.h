@@ -48,6 +48,10 @@ struct netvsp_config {
 	bool threaded;
 };
 
+/* The VMBus instance GUID of adapter `instance` (netvsp_config.instance): the firmware's device path
+ * of the adapter carries it, so the host's network boot entries are built from it. */
+void netvsp_instance_id(uint32_t instance, struct vmbus_guid *out);
+
 /* Registers the adapter with the server (offered at REQUESTOFFERS, or at once: hot add). Call with the
  * server lock held. Returns 0, -EINVAL or -ENOMEM; on failure the backend stays the caller's. */
 int netvsp_create(struct vmbus_server *srv, const struct netvsp_config *cfg, struct netvsp **out);

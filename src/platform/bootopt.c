@@ -12,6 +12,8 @@
 #include "gen2vm/proto/fw_var.h"
 #include "gen2vm/proto/guid.h"
 #include "gen2vm/proto/vmbus.h"
+#include "devices/netvsp.h"
+#include "devices/vmdev.h"
 #include "util/log.h"
 
 #define BOOT_VAR_ATTR (EFI_VARIABLE_NON_VOLATILE | EFI_VARIABLE_BOOTSERVICE_ACCESS | EFI_VARIABLE_RUNTIME_ACCESS)
@@ -53,6 +55,30 @@ static bool dp_is_device(const uint8_t *dp, size_t len, unsigned *controller, un
 	return false;
 }
 
+void bootopt_nic_path(unsigned instance, const uint8_t mac[6], struct efi_dp_vmbus_mac *dp)
+{
+	struct vmbus_guid g;
+	netvsp_instance_id(instance, &g);
+	efi_dp_vmbus_mac_init(dp, g.b, mac);
+}
+
+/* A network entry's path is exactly one of ours: the adapter's instance (its MAC may have changed). */
+static bool dp_is_nic(const uint8_t *dp, size_t len, unsigned *instance)
+{
+	if (len != sizeof(struct efi_dp_vmbus_mac))
+		return false;
+	struct efi_dp_vmbus_mac d, ref;
+	memcpy(&d, dp, sizeof(d));
+	for (unsigned i = 0; i < VMDEV_NICS_MAX; i++) {
+		bootopt_nic_path(i, d.mac.MacAddress.Addr, &ref);
+		if (!memcmp(&ref, &d, sizeof(d))) {
+			*instance = i;
+			return true;
+		}
+	}
+	return false;
+}
+
 int bootopt_parse(const void *data, size_t size, struct bootopt_entry *e)
 {
 	const uint8_t *b = data;
@@ -81,6 +107,7 @@ int bootopt_parse(const void *data, size_t size, struct bootopt_entry *e)
 	e->dp_len = fpl;
 	e->device = dp_is_device(e->dp, fpl, &e->controller, &e->lun);
 	e->dvd = e->device && !strncmp(e->desc, "EFI SCSI DVD", 12);
+	e->nic = !e->device && dp_is_nic(e->dp, fpl, &e->nic_instance);
 	return 0;
 }
 
@@ -369,6 +396,71 @@ int bootopt_sync(struct nvram *nv, const struct bootopt_device *devs, unsigned n
 	return r;
 }
 
+static void nic_desc(const uint8_t mac[6], char *out, size_t cap)
+{
+	/* Hyper-V names an adapter by its MAC in this form (boot summary: "Network Adapter (00155D...)") */
+	snprintf(out, cap, "EFI Network (%02X%02X%02X%02X%02X%02X)", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+}
+
+int bootopt_nic_sync(struct nvram *nv, const struct bootopt_nic *nics, unsigned n)
+{
+	struct bootopt_list *l = malloc(sizeof(*l));
+	if (!l || bootopt_load(nv, l)) {
+		free(l);
+		return -ENOMEM;
+	}
+	int r = 0;
+	bool have[VMDEV_NICS_MAX] = { false };
+	for (unsigned i = 0; i < l->n && !r; i++) {
+		const struct bootopt_entry *e = &l->e[i];
+		if (!e->nic)
+			continue;
+		struct efi_dp_vmbus_mac dp;
+		bool keep = false;
+		for (unsigned k = 0; k < n && !keep; k++) {
+			bootopt_nic_path(nics[k].instance, nics[k].mac, &dp);
+			keep = e->dp_len == sizeof(dp) && !memcmp(e->dp, &dp, sizeof(dp));
+			if (keep && nics[k].instance < VMDEV_NICS_MAX)
+				have[nics[k].instance] = true;
+		}
+		if (keep)
+			continue;
+		char name[9];
+		boot_name(e->num, name);
+		r = nvram_set_ascii(nv, name, &global_guid, 0, NULL, 0) != EFI_SUCCESS ? -EIO : order_remove(nv, e->num);
+	}
+	for (unsigned k = 0; k < n && !r; k++) {
+		if (nics[k].instance >= VMDEV_NICS_MAX || have[nics[k].instance])
+			continue;
+		int num = l->n < BOOTOPT_MAX ? free_num(l) : -1;
+		if (num < 0) {
+			log_error("NVRAM: no room for another boot entry (%u entries)", BOOTOPT_MAX);
+			r = -ENOSPC;
+			break;
+		}
+		struct efi_dp_vmbus_mac dp;
+		bootopt_nic_path(nics[k].instance, nics[k].mac, &dp);
+		char desc[64], name[9];
+		nic_desc(nics[k].mac, desc, sizeof(desc));
+		size_t sz;
+		void *opt = bootopt_build(LOAD_OPTION_ACTIVE, desc, &dp, sizeof(dp), &sz);
+		boot_name((uint16_t)num, name);
+		r = !opt ? -ENOMEM : nvram_set_ascii(nv, name, &global_guid, BOOT_VAR_ATTR, opt, sz) ? -EIO : 0;
+		free(opt);
+		if (!r)
+			r = order_append(nv, (uint16_t)num);
+		if (!r) { /* taken: the next adapter gets another number */
+			l->e[l->n] = (struct bootopt_entry){ .num = (uint16_t)num };
+			l->n++;
+		}
+	}
+	bootopt_list_free(l);
+	free(l);
+	if (r)
+		log_error("NVRAM: cannot update the network boot entries");
+	return r;
+}
+
 int bootopt_set_order(struct nvram *nv, const uint16_t *order, unsigned n, char *err, size_t errlen)
 {
 	struct bootopt_list *l = malloc(sizeof(*l));
@@ -432,7 +524,7 @@ int bootopt_set_first(struct nvram *nv, const char *which, char *err, size_t err
 		return -ENOMEM;
 	}
 	int num = -1, r = 0;
-	unsigned c, lun, idx;
+	unsigned c, lun, idx = 0;
 	const char *p;
 	if (!strcmp(which, "dvd")) {
 		for (unsigned i = 0; i < l->n && num < 0; i++)
@@ -450,13 +542,26 @@ int bootopt_set_first(struct nvram *nv, const char *which, char *err, size_t err
 	} else if (!strncmp(which, "file:", 5) && (p = bootopt_number(which + 5, BOOTOPT_MAX, &idx)) && !*p && idx) {
 		unsigned k = 0;
 		for (unsigned i = 0; i < l->n && num < 0; i++)
-			if (!l->e[i].device && ++k == idx)
+			if (!l->e[i].device && !l->e[i].nic && ++k == idx)
 				num = l->e[i].num;
 		if (num < 0)
 			snprintf(err, errlen, "there is no file boot entry number %u (%u exist)", idx, k);
+	} else if (!strcmp(which, "nic") || (!strncmp(which, "nic:", 4) && (p = bootopt_number(which + 4, 63, &idx)) &&
+					       !*p)) {
+		bool any = !which[3]; /* "nic": the lowest-numbered adapter's entry */
+		unsigned best = ~0u;
+		for (unsigned i = 0; i < l->n; i++)
+			if (l->e[i].nic && (any ? l->e[i].nic_instance < best : l->e[i].nic_instance == idx && num < 0)) {
+				num = l->e[i].num;
+				best = l->e[i].nic_instance;
+			}
+		if (num < 0 && any)
+			snprintf(err, errlen, "there is no network boot entry (start the VM with --nic once)");
+		else if (num < 0)
+			snprintf(err, errlen, "there is no network boot entry for adapter %u", idx);
 	} else {
-		snprintf(err, errlen, "'%s': expected dvd, disk:CONTROLLER:LUN (controller 0-3, LUN 0-63) or file:N "
-			 "(N from 1)", text_show(which));
+		snprintf(err, errlen, "'%s': expected dvd, disk:CONTROLLER:LUN (controller 0-3, LUN 0-63), file:N "
+			 "(N from 1) or nic[:N] (adapter N from 0)", text_show(which));
 		r = -EINVAL;
 	}
 	if (!r && num < 0)

@@ -26,6 +26,13 @@ struct bootopt_device {
 	bool dvd;
 };
 
+/* A network adapter: one "EFI Network" entry each, device path
+ * VenHw(FW_VMBUS_DP_GUID, adapter instance)/MAC(mac, 1), kept after the drives in BootOrder. */
+struct bootopt_nic {
+	unsigned instance; /* netvsp_config.instance */
+	uint8_t mac[6];
+};
+
 struct bootopt_entry {
 	uint16_t num;        /* Boot#### */
 	uint32_t attributes; /* LOAD_OPTION_* */
@@ -33,6 +40,8 @@ struct bootopt_entry {
 	bool device;         /* a device entry (see above) */
 	bool dvd;            /* a device entry for a DVD drive */
 	unsigned controller, lun; /* device entries */
+	bool nic;            /* a network adapter's entry (see struct bootopt_nic); not a device entry */
+	unsigned nic_instance;
 	uint8_t *dp;         /* the device path list (malloc'd) */
 	size_t dp_len;
 	bool in_order;       /* listed in BootOrder */
@@ -70,11 +79,18 @@ int bootopt_device_removed(struct nvram *nv, unsigned controller, unsigned lun);
  * order). 0 or -errno. */
 int bootopt_sync(struct nvram *nv, const struct bootopt_device *devs, unsigned n);
 
+/* The device path of a network adapter, as the firmware's netvsc driver builds it. */
+void bootopt_nic_path(unsigned instance, const uint8_t mac[6], struct efi_dp_vmbus_mac *dp);
+/* At VM start: deletes the network entries of adapters not in nics (by instance and MAC), then adds
+ * those missing at the bottom of BootOrder, described "EFI Network (MAC)". 0 or -errno. */
+int bootopt_nic_sync(struct nvram *nv, const struct bootopt_nic *nics, unsigned n);
+
 /* Rewrites BootOrder: order must name every existing entry exactly once (so no entry, least of all a
  * file entry, is lost by mistake). 0, or -EINVAL with the reason in err. */
 int bootopt_set_order(struct nvram *nv, const uint16_t *order, unsigned n, char *err, size_t errlen);
 /* Moves one entry to the top of BootOrder keeping the others' order. which: "dvd" (the first DVD
- * entry), "disk:C:L", "file:N" (the N-th file entry, from 1, in BootOrder order). 0 or -EINVAL/-ENOENT
+ * entry), "disk:C:L", "file:N" (the N-th file entry, from 1, in BootOrder order), "nic:N" (the network
+ * entry of adapter N, from 0) or "nic" (the lowest-numbered adapter's). 0 or -EINVAL/-ENOENT
  * with err. */
 int bootopt_set_first(struct nvram *nv, const char *which, char *err, size_t errlen);
 /* PauseAfterBootFailure (GEN2VM_VENDOR_GUID, UINT8). 0 or -EIO. */

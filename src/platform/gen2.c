@@ -455,6 +455,24 @@ static int gen2_drives_present(void *opaque, const struct vmdev_drive *d, unsign
 	return r;
 }
 
+/* The network adapters at start: one "EFI Network" entry each, after the drives' (as Hyper-V orders
+ * them). At start an adapter's slot is its instance (both count from 0); hot-added adapters get none. */
+static void gen2_nics_present(struct gen2 *g)
+{
+	struct vmdev_nic nics[VMDEV_NICS_MAX];
+	struct bootopt_nic b[VMDEV_NICS_MAX];
+	if (!g->nv)
+		return;
+	unsigned n = vmdev_set_nics(&g->devices, nics, VMDEV_NICS_MAX);
+	for (unsigned i = 0; i < n; i++) {
+		b[i].instance = nics[i].slot;
+		memcpy(b[i].mac, nics[i].mac, 6);
+	}
+	nvram_lock(g->nv);
+	bootopt_nic_sync(g->nv, b, n);
+	nvram_unlock(g->nv);
+}
+
 /* A drive hot added goes to the bottom of the boot order; a removed one leaves it. */
 static void gen2_drive_changed(void *opaque, const struct vmdev_drive *d, bool added)
 {
@@ -638,6 +656,7 @@ static int gen2_setup(struct gen2 *g)
 			log_error("%s", err);
 		return r;
 	}
+	gen2_nics_present(g);
 	struct kvm_msr_range msr_ranges[] = { { HV_MSR_FIRST, HV_MSR_COUNT, true, true } };
 	if ((r = kvm_vm_filter_msrs(vm->kvm, msr_ranges, 1))) {
 		log_error("cannot route the Hyper-V MSRs to gen2vm: %s", strerror(-r));

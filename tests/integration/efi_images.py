@@ -15,7 +15,7 @@ def have_tools(*names):
 
 
 def fetch_efi_binaries():
-    """dict(systemd_boot, shim, grub_signed): paths of Debian's own EFI binaries."""
+    """dict(systemd_boot, shim, grub_signed, grubnet_signed): paths of Debian's own EFI binaries."""
     stamp = os.path.join(CACHE, "ready")
     if not os.path.exists(stamp):
         shutil.rmtree(CACHE, ignore_errors=True)
@@ -30,6 +30,8 @@ def fetch_efi_binaries():
         "systemd_boot": os.path.join(x, "systemd", "boot", "efi", "systemd-bootx64.efi"),
         "shim": os.path.join(x, "shim", "shimx64.efi.signed"),
         "grub_signed": os.path.join(x, "grub", "x86_64-efi-signed", "grubx64.efi.signed"),
+        # the network GRUB (same package): its prefix is /grub on the TFTP server it was loaded from
+        "grubnet_signed": os.path.join(x, "grub", "x86_64-efi-signed", "grubnetx64.efi.signed"),
     }
 
 

@@ -477,6 +477,7 @@ def fw_cases():
         ("fw-first-file-zero", fw(["--first-boot-device", "file:0"], "file:N")),
         ("fw-first-file-neg", fw(["--first-boot-device", "file:-1"], "file:N")),
         ("fw-first-trailing", fw(["--first-boot-device", "disk:0:0x"], "expected dvd")),
+        ("fw-first-nic-range", fw(["--first-boot-device", "nic:64"], "nic[:N]")),
         ("fw-first-missing", fw(["--first-boot-device", "dvd"], "no DVD boot entry")),
         ("fw-order-missing", fw(["--boot-order", "0001"], "no boot entry 0001")),
         ("fw-order-100k", lambda tmp: (["firmware", "set", "--nvram", new_nvram(tmp / "vm.nvram"), "--boot-order",

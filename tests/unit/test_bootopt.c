@@ -139,6 +139,61 @@ static void test_device_entries_append_and_remove(void **state)
 	nvram_close(nv);
 }
 
+/* One "EFI Network" entry per adapter, after the drives; a changed MAC replaces its entry; an adapter
+ * that went takes its entry along; --first-boot-device nic[:N]. */
+static void test_network_entries(void **state)
+{
+	struct nvram *nv = mem_store();
+	struct bootopt_device disk = { 0, 0, false };
+	assert_int_equal(bootopt_sync(nv, &disk, 1), 0);
+	struct bootopt_nic nics[2] = { { 0, { 0x00, 0x15, 0x5d, 0x42, 0x00, 0x07 } }, { 1, { 2, 0, 0, 0, 0, 9 } } };
+	assert_int_equal(bootopt_nic_sync(nv, nics, 2), 0);
+	assert_int_equal(bootopt_nic_sync(nv, nics, 2), 0); /* again: no change */
+	uint16_t o[16];
+	assert_int_equal(order_of(nv, o), 3);
+	assert_int_equal(o[0], 0);
+	struct bootopt_list l;
+	assert_int_equal(bootopt_load(nv, &l), 0);
+	assert_true(l.e[1].nic && !l.e[1].device && l.e[1].nic_instance == 0);
+	assert_string_equal(l.e[1].desc, "EFI Network (00155D420007)");
+	assert_true(l.e[2].nic && l.e[2].nic_instance == 1);
+	struct efi_dp_vmbus_mac dp;
+	bootopt_nic_path(0, nics[0].mac, &dp);
+	assert_int_equal(l.e[1].dp_len, sizeof(dp));
+	assert_memory_equal(l.e[1].dp, &dp, sizeof(dp));
+	char t[256];
+	bootopt_dp_to_text(l.e[1].dp, l.e[1].dp_len, t, sizeof(t));
+	assert_string_equal(t, "VenHw(9B17E5A2-0891-42DD-B653-80B5C22809BA,0074656E7376704E8E3167656E32766D)"
+			       "/MAC(00155D420007,0x1)");
+	bootopt_list_free(&l);
+	char err[256];
+	assert_int_equal(bootopt_set_first(nv, "nic:1", err, sizeof(err)), 0);
+	assert_int_equal(order_of(nv, o), 3);
+	assert_int_equal(o[0], 2);
+	assert_int_equal(bootopt_set_first(nv, "nic", err, sizeof(err)), 0);
+	assert_int_equal(order_of(nv, o), 3);
+	assert_int_equal(o[0], 1);
+	assert_int_equal(bootopt_set_first(nv, "nic:5", err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "adapter 5"));
+	assert_int_equal(bootopt_set_first(nv, "nic:x", err, sizeof(err)), -EINVAL);
+	/* file:N does not count network entries */
+	assert_int_equal(bootopt_set_first(nv, "file:1", err, sizeof(err)), -ENOENT);
+	/* adapter 1 is gone and adapter 0 has a new MAC: one entry, the new one */
+	nics[0].mac[5] = 8;
+	assert_int_equal(bootopt_nic_sync(nv, nics, 1), 0);
+	assert_int_equal(bootopt_load(nv, &l), 0);
+	unsigned n_nic = 0;
+	for (unsigned i = 0; i < l.n; i++)
+		if (l.e[i].nic) {
+			n_nic++;
+			assert_string_equal(l.e[i].desc, "EFI Network (00155D420008)");
+		}
+	assert_int_equal(n_nic, 1);
+	assert_int_equal(l.n, 2);
+	bootopt_list_free(&l);
+	nvram_close(nv);
+}
+
 static void test_set_first_and_order(void **state)
 {
 	struct nvram *nv = mem_store();
@@ -246,6 +301,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_device_entries_append_and_remove),
+		cmocka_unit_test(test_network_entries),
 		cmocka_unit_test(test_set_first_and_order),
 		cmocka_unit_test(test_parse_malformed),
 		cmocka_unit_test(test_dp_text),

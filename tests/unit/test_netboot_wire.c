@@ -1,0 +1,260 @@
+/* The firmware's network boot packets (guestlib/netboot_wire.c): checksums against a plain RFC 1071
+ * sum, UDP frames that parse back to what was built, DHCP messages with the PXE options and the
+ * replies a server sends (options, overloaded fields), TFTP requests and replies, and truncated or
+ * malformed input at every length refused without reading past it. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "netboot_wire.h"
+
+static const uint8_t mac[6] = { 0x00, 0x15, 0x5d, 0x42, 0x00, 0x07 }, srv_mac[6] = { 2, 0, 0, 0, 0, 1 };
+static const uint8_t my_ip[4] = { 10, 214, 0, 20 }, srv_ip[4] = { 10, 214, 0, 1 };
+
+static uint16_t csum_ref(const uint8_t *p, size_t len, uint32_t s)
+{
+	for (size_t i = 0; i + 1 < len; i += 2)
+		s += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (len & 1)
+		s += (uint32_t)p[len - 1] << 8;
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)~s;
+}
+
+static void test_checksum(void **state)
+{
+	static uint8_t buf[1600];
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 37 + 11);
+	for (size_t off = 0; off < 8; off++)
+		for (size_t len = 0; len < 1500; len += 13)
+			assert_int_equal(nb_csum(buf + off, (uint32_t)len, 0x1234), csum_ref(buf + off, len, 0x1234));
+	/* RFC 1071's example words 0001 f203 f4f5 f6f7: sum 0xddf2, checksum 0x220d */
+	static const uint8_t ex[] = { 0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7 };
+	assert_int_equal(nb_csum(ex, 8, 0), 0x220d);
+}
+
+static void test_udp_roundtrip_and_corruption(void **state)
+{
+	uint8_t f[1600], payload[1472];
+	for (size_t i = 0; i < sizeof(payload); i++)
+		payload[i] = (uint8_t)i;
+	uint32_t n = nb_udp4_build(f, sizeof(f), srv_mac, mac, my_ip, srv_ip, 49200, 69, payload, sizeof(payload), 7);
+	assert_int_equal(n, 14 + 20 + 8 + 1472);
+	struct nb_udp4 u;
+	assert_int_equal(nb_udp4_parse(f, n, &u), 0);
+	assert_int_equal(u.sport, 49200);
+	assert_int_equal(u.dport, 69);
+	assert_int_equal(u.len, 1472);
+	assert_memory_equal(u.data, payload, 1472);
+	assert_memory_equal(u.sip, my_ip, 4);
+	assert_memory_equal(u.smac, mac, 6);
+	assert_int_equal(nb_udp4_build(f, n - 1, srv_mac, mac, my_ip, srv_ip, 1, 2, payload, sizeof(payload), 0), 0);
+	/* every truncation is refused (the IP total length no longer fits) */
+	for (uint32_t len = 0; len < n; len++)
+		assert_int_not_equal(nb_udp4_parse(f, len, &u), 0);
+	/* a flipped payload bit breaks the UDP checksum; a flipped header bit the IP checksum */
+	f[100] ^= 1;
+	assert_int_not_equal(nb_udp4_parse(f, n, &u), 0);
+	f[100] ^= 1;
+	f[14 + 8] ^= 1; /* TTL */
+	assert_int_not_equal(nb_udp4_parse(f, n, &u), 0);
+	f[14 + 8] ^= 1;
+	/* a fragment is refused */
+	f[14 + 6] = 0x20;
+	assert_int_not_equal(nb_udp4_parse(f, n, &u), 0);
+	f[14 + 6] = 0x40;
+	/* checksum zero means none (IPv4) */
+	f[14 + 20 + 6] = f[14 + 20 + 7] = 0;
+	f[200] ^= 0xff;
+	assert_int_equal(nb_udp4_parse(f, n, &u), 0);
+}
+
+static void test_arp(void **state)
+{
+	uint8_t f[64];
+	static const uint8_t zero[6];
+	uint32_t n = nb_arp_build(f, sizeof(f), ARP_OP_REQUEST, srv_mac, mac, my_ip, zero, srv_ip);
+	assert_int_equal(n, 60);
+	struct nb_arp a;
+	assert_int_equal(nb_arp_parse(f, n, &a), 0);
+	assert_int_equal(a.op, ARP_OP_REQUEST);
+	assert_memory_equal(a.sha, mac, 6);
+	assert_memory_equal(a.tpa, srv_ip, 4);
+	assert_int_not_equal(nb_arp_parse(f, 41, &a), 0);
+	f[14 + 4] = 8; /* hardware address length */
+	assert_int_not_equal(nb_arp_parse(f, n, &a), 0);
+	assert_int_equal(nb_arp_build(f, 59, ARP_OP_REPLY, srv_mac, mac, my_ip, zero, srv_ip), 0);
+}
+
+/* The value of option code in a DHCP message's options, or NULL. */
+static const uint8_t *find_opt(const uint8_t *m, uint32_t len, uint8_t code, uint8_t *olen)
+{
+	for (uint32_t i = 240; i + 1 < len && m[i] != 255;) {
+		if (!m[i]) {
+			i++;
+			continue;
+		}
+		if (m[i] == code) {
+			*olen = m[i + 1];
+			return m + i + 2;
+		}
+		i += 2u + m[i + 1];
+	}
+	return NULL;
+}
+
+static void test_dhcp_discover_has_the_pxe_options(void **state)
+{
+	struct nb_dhcp4_req r = { .type = DHCP_DISCOVER, .xid = 0x11223344, .secs = 4 };
+	memcpy(r.mac, mac, 6);
+	for (int i = 0; i < 16; i++)
+		r.uuid[i] = (uint8_t)(0xa0 + i);
+	uint8_t m[512];
+	uint32_t n = nb_dhcp4_build(m, sizeof(m), &r);
+	assert_true(n >= 300);
+	assert_int_equal(m[0], BOOTP_REQUEST);
+	assert_int_equal(nb_be32(m + 4), 0x11223344);
+	assert_int_equal(nb_be16(m + 10), DHCP_FLAG_BROADCAST);
+	assert_memory_equal(m + 28, mac, 6);
+	assert_int_equal(nb_be32(m + 236), DHCP_MAGIC);
+	uint8_t l;
+	const uint8_t *v = find_opt(m, n, DHCP_OPT_MSG_TYPE, &l);
+	assert_non_null(v);
+	assert_int_equal(v[0], DHCP_DISCOVER);
+	v = find_opt(m, n, DHCP_OPT_CLIENT_ARCH, &l);
+	assert_true(v && l == 2 && nb_be16(v) == 7);
+	v = find_opt(m, n, DHCP_OPT_VENDOR_CLASS, &l);
+	assert_true(v && l == 32 && !memcmp(v, "PXEClient:Arch:00007:UNDI:003016", 32));
+	v = find_opt(m, n, DHCP_OPT_CLIENT_UUID, &l);
+	assert_true(v && l == 17 && v[0] == 0 && !memcmp(v + 1, r.uuid, 16));
+	v = find_opt(m, n, DHCP_OPT_CLIENT_NDI, &l);
+	assert_true(v && l == 3 && v[0] == 1 && v[1] == 3 && v[2] == 16);
+	assert_null(find_opt(m, n, DHCP_OPT_SERVER_ID, &l));
+	r.type = DHCP_REQUEST;
+	memcpy(r.req_ip, my_ip, 4);
+	memcpy(r.server_id, srv_ip, 4);
+	n = nb_dhcp4_build(m, sizeof(m), &r);
+	v = find_opt(m, n, DHCP_OPT_REQUESTED_IP, &l);
+	assert_true(v && l == 4 && !memcmp(v, my_ip, 4));
+	v = find_opt(m, n, DHCP_OPT_SERVER_ID, &l);
+	assert_true(v && l == 4 && !memcmp(v, srv_ip, 4));
+	assert_int_equal(nb_dhcp4_build(m, 399, &r), 0);
+}
+
+/* A server's reply: BOOTP header, then opts (olen bytes). */
+static uint32_t make_reply(uint8_t *m, uint32_t xid, const uint8_t *opts, uint32_t olen)
+{
+	memset(m, 0, 240);
+	m[0] = BOOTP_REPLY;
+	m[1] = 1;
+	m[2] = 6;
+	nb_put32(m + 4, xid);
+	memcpy(m + 16, my_ip, 4);  /* yiaddr */
+	memcpy(m + 20, srv_ip, 4); /* siaddr */
+	memcpy(m + 28, mac, 6);
+	nb_put32(m + 236, DHCP_MAGIC);
+	memcpy(m + 240, opts, olen);
+	return 240 + olen;
+}
+
+static void test_dhcp_reply_parsing(void **state)
+{
+	uint8_t m[600];
+	static const uint8_t opts[] = { 53, 1, DHCP_OFFER, 54, 4, 10, 214, 0, 1, 1, 4, 255, 255, 255, 0, 3, 4, 10, 214, 0,
+					254, 0, 0, 67, 14, 'g', 'r', 'u', 'b', 'n', 'e', 't', 'x', '6', '4', '.', 'e', 'f',
+					'i', 60, 9, 'P', 'X', 'E', 'C', 'l', 'i', 'e', 'n', 't', 255 };
+	uint32_t n = make_reply(m, 42, opts, sizeof(opts));
+	struct nb_dhcp4_reply r;
+	assert_int_equal(nb_dhcp4_parse(m, n, 42, mac, &r), 0);
+	assert_int_equal(r.type, DHCP_OFFER);
+	assert_true(r.has_server_id && r.has_mask && r.has_router && r.pxe_class);
+	assert_memory_equal(r.yiaddr, my_ip, 4);
+	assert_int_equal(r.router[3], 254);
+	assert_string_equal(r.bootfile, "grubnetx64.efi");
+	/* not ours: another xid, another MAC, a request */
+	assert_int_not_equal(nb_dhcp4_parse(m, n, 43, mac, &r), 0);
+	assert_int_not_equal(nb_dhcp4_parse(m, n, 42, srv_mac, &r), 0);
+	m[0] = BOOTP_REQUEST;
+	assert_int_not_equal(nb_dhcp4_parse(m, n, 42, mac, &r), 0);
+	m[0] = BOOTP_REPLY;
+	/* the file field when option 67 is absent; an option running past the end is refused */
+	static const uint8_t opts2[] = { 53, 1, DHCP_ACK, 255 };
+	n = make_reply(m, 42, opts2, sizeof(opts2));
+	memcpy(m + 108, "pxe/boot.efi", 13);
+	assert_int_equal(nb_dhcp4_parse(m, n, 42, mac, &r), 0);
+	assert_string_equal(r.bootfile, "pxe/boot.efi");
+	static const uint8_t bad[] = { 53, 1, DHCP_ACK, 67, 40, 'x' };
+	n = make_reply(m, 42, bad, sizeof(bad));
+	assert_int_not_equal(nb_dhcp4_parse(m, n, 42, mac, &r), 0);
+	/* overload: option 67 inside the file field */
+	static const uint8_t ov[] = { 53, 1, DHCP_ACK, 52, 1, 1, 255 };
+	n = make_reply(m, 42, ov, sizeof(ov));
+	static const uint8_t in_file[] = { 67, 5, 'a', '.', 'e', 'f', 'i', 255 };
+	memcpy(m + 108, in_file, sizeof(in_file));
+	assert_int_equal(nb_dhcp4_parse(m, n, 42, mac, &r), 0);
+	assert_string_equal(r.bootfile, "a.efi");
+	/* every truncation of a valid reply either parses or is refused, never reads past the end */
+	n = make_reply(m, 42, opts, sizeof(opts));
+	for (uint32_t len = 0; len < n; len++) {
+		uint8_t *copy = malloc(len ? len : 1);
+		memcpy(copy, m, len);
+		(void)nb_dhcp4_parse(copy, len, 42, mac, &r);
+		free(copy);
+	}
+	assert_int_not_equal(nb_dhcp4_parse(m, 239, 42, mac, &r), 0);
+}
+
+static void test_tftp(void **state)
+{
+	uint8_t m[600];
+	uint32_t n = nb_tftp_rrq(m, sizeof(m), "grub/grub.cfg", 1468, true);
+	static const char want[] = "\0\1grub/grub.cfg\0octet\0blksize\0001468\0tsize\0000";
+	assert_int_equal(n, sizeof(want)); /* the last option value's NUL too */
+	assert_memory_equal(m, want, n);
+	assert_int_equal(nb_tftp_rrq(m, 10, "grub/grub.cfg", 0, false), 0);
+	assert_int_equal(nb_tftp_rrq(m, sizeof(m), "", 0, false), 0);
+	assert_int_equal(nb_tftp_ack(m, sizeof(m), 0x1234), 4);
+	assert_int_equal(nb_be16(m), TFTP_ACK);
+	assert_int_equal(nb_be16(m + 2), 0x1234);
+
+	struct nb_tftp t;
+	static const uint8_t oack[] = "\0\6BLKSIZE\0001468\0tsize\0004191232\0";
+	assert_int_equal(nb_tftp_parse(oack, sizeof(oack) - 1, &t), 0);
+	assert_true(t.op == TFTP_OACK && t.has_blksize && t.blksize == 1468 && t.has_tsize && t.tsize == 4191232);
+	static const uint8_t badnum[] = "\0\6blksize\0001x\0";
+	assert_int_not_equal(nb_tftp_parse(badnum, sizeof(badnum) - 1, &t), 0);
+	static const uint8_t unterminated[] = { 0, 6, 't', 's', 'i', 'z', 'e', 0, '1' };
+	assert_int_not_equal(nb_tftp_parse(unterminated, sizeof(unterminated), &t), 0);
+	static const uint8_t data[] = { 0, 3, 0, 7, 'h', 'i' };
+	assert_int_equal(nb_tftp_parse(data, sizeof(data), &t), 0);
+	assert_true(t.op == TFTP_DATA && t.block == 7 && t.len == 2 && t.data == data + 4);
+	static const uint8_t err[] = "\0\5\0\1File not found\0";
+	assert_int_equal(nb_tftp_parse(err, sizeof(err) - 1, &t), 0);
+	assert_true(t.op == TFTP_ERROR && t.err == 1);
+	assert_string_equal(t.msg, "File not found");
+	static const uint8_t err_noterm[] = { 0, 5, 0, 2, 'n', 'o', 0x01 };
+	assert_int_equal(nb_tftp_parse(err_noterm, sizeof(err_noterm), &t), 0);
+	assert_string_equal(t.msg, "no?");
+	assert_int_not_equal(nb_tftp_parse(data, 3, &t), 0);
+	static const uint8_t unknown[] = { 0, 9, 0, 0 };
+	assert_int_not_equal(nb_tftp_parse(unknown, sizeof(unknown), &t), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_checksum),
+		cmocka_unit_test(test_udp_roundtrip_and_corruption),
+		cmocka_unit_test(test_arp),
+		cmocka_unit_test(test_dhcp_discover_has_the_pxe_options),
+		cmocka_unit_test(test_dhcp_reply_parsing),
+		cmocka_unit_test(test_tftp),
+	};
+	return cmocka_run_group_tests_name("netboot_wire", tests, NULL, NULL);
+}
