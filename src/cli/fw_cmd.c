@@ -11,6 +11,7 @@
 #include "gen2vm/proto/fw_var.h"
 #include "platform/bootopt.h"
 #include "platform/nvram.h"
+#include "platform/secboot.h"
 #include "util/log.h"
 #include "util/text.h"
 
@@ -18,6 +19,7 @@ static const char fw_usage[] =
 	"usage: gen2vm firmware show --nvram FILE [--json] [--variables]\n"
 	"       gen2vm firmware set --nvram FILE [--first-boot-device dvd|disk:C:L|file:N]\n"
 	"                           [--boot-order XXXX,XXXX,...] [--pause-after-boot-failure on|off]\n"
+	"       gen2vm firmware set --nvram FILE [--secure-boot on|off] [--secure-boot-template NAME]\n"
 	"       gen2vm firmware reset --nvram FILE\n"
 	"\n"
 	"The UEFI boot entries and settings of a VM, kept in the NVRAM file that gen2vm run --nvram FILE\n"
@@ -31,7 +33,12 @@ static const char fw_usage[] =
 	"                              exactly once\n"
 	"  --pause-after-boot-failure on|off\n"
 	"                              wait for a key before trying the next entry after a failure\n"
-	"  reset                       replace the file with a fresh store (a new system UUID, no entries)\n";
+	"  --secure-boot on|off        verify every boot loader and driver against the template's keys\n"
+	"  --secure-boot-template NAME Hyper-V's templates: MicrosoftWindows (Windows only, the default),\n"
+	"                              MicrosoftUEFICertificateAuthority (also shim-signed Linux),\n"
+	"                              OpenSourceShieldedVM, or none (no keys: Setup Mode); enrols its keys\n"
+	"  reset                       replace the file with a fresh store (a new system UUID, no entries;\n"
+	"                              the Secure Boot setting is kept and its template's keys enrolled)\n";
 
 static void guid_text(const EFI_GUID *g, char out[40])
 {
@@ -67,6 +74,63 @@ static void fw_show_variables(struct nvram *nv, json_object *arr)
 			printf("  %s-%s  attributes 0x%x, %zu bytes\n", gt, n, attr, ds);
 		}
 	}
+}
+
+/* Secure Boot's setting: "Secure Boot: on, template MicrosoftWindows" (or JSON keys secure_boot,
+ * secure_boot_template, secure_boot_keys_enrolled). */
+static void fw_show_secure_boot(struct nvram *nv, json_object *j)
+{
+	struct secboot_settings sb;
+	secboot_settings_get(nv, &sb);
+	const char *t = secboot_template_name(sb.template_id);
+	if (j) {
+		json_object_object_add(j, "secure_boot", json_object_new_boolean(sb.enabled));
+		json_object_object_add(j, "secure_boot_template", json_object_new_string(t));
+		json_object_object_add(j, "secure_boot_keys_enrolled", json_object_new_boolean(sb.pk_enrolled));
+		return;
+	}
+	printf("Secure Boot: %s, template %s%s\n", sb.enabled ? "on" : "off", t,
+	       sb.pk_enrolled ? "" : " (no platform key enrolled: Setup Mode, nothing is verified)");
+}
+
+/* --secure-boot / --secure-boot-template: the template's keys are enrolled when the template is named,
+ * or when Secure Boot is turned on in a store that has none yet. */
+static int fw_set_secure_boot(struct nvram *nv, const char *on, const char *tname, char *err, size_t errlen)
+{
+	struct secboot_settings sb;
+	secboot_settings_get(nv, &sb);
+	enum secboot_template t = sb.template_id;
+	if (tname)
+		secboot_template_parse(tname, &t); /* checked before the store was opened */
+	bool enabled = on ? !strcmp(on, "on") : sb.enabled;
+	bool enroll = tname || (enabled && !sb.pk_enrolled);
+	int r = secboot_settings_set(nv, enabled, t, enroll);
+	if (r)
+		snprintf(err, errlen, "cannot write the Secure Boot setting");
+	return r;
+}
+
+/* firmware reset keeps the Secure Boot setting of the old file (when it can be read) and enrols its
+ * template's keys in the fresh store. */
+static int fw_reset_secure_boot(const char *path, char *err, size_t errlen)
+{
+	struct secboot_settings sb = { .enabled = false, .template_id = SECBOOT_TEMPLATE_WINDOWS };
+	struct nvram *nv;
+	char why[512];
+	if (!nvram_open(path, false, false, &nv, why, sizeof(why))) {
+		secboot_settings_get(nv, &sb);
+		nvram_close(nv);
+	}
+	int r = nvram_reset_file(path, err, errlen);
+	if (r)
+		return r;
+	if ((r = nvram_open(path, false, true, &nv, err, errlen)))
+		return r;
+	r = secboot_settings_set(nv, sb.enabled, sb.template_id, true);
+	if (r)
+		snprintf(err, errlen, "%s: cannot write the Secure Boot keys", text_show(path));
+	nvram_close(nv);
+	return r;
 }
 
 static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
@@ -113,6 +177,7 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 		snprintf(next, sizeof(next), "%04X", l->next);
 		json_object_object_add(j, "boot_next", l->has_next ? json_object_new_string(next) : NULL);
 		json_object_object_add(j, "pause_after_boot_failure", json_object_new_boolean(l->pause_after_failure == 1));
+		fw_show_secure_boot(nv, j);
 		if (vars) {
 			json_object *va = json_object_new_array();
 			fw_show_variables(nv, va);
@@ -138,6 +203,7 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 		if (l->has_next)
 			printf("BootNext: %04X\n", l->next);
 		printf("PauseAfterBootFailure: %s\n", l->pause_after_failure == 1 ? "on" : "off");
+		fw_show_secure_boot(nv, NULL);
 		if (vars)
 			fw_show_variables(nv, NULL);
 	}
@@ -172,7 +238,7 @@ int cli_firmware_main(int argc, char **argv)
 			text_show(sub));
 		return CLI_EXIT_USAGE;
 	}
-	enum { O_NVRAM = 256, O_JSON, O_FIRST, O_ORDER, O_PAUSE, O_HELP, O_VARS };
+	enum { O_NVRAM = 256, O_JSON, O_FIRST, O_ORDER, O_PAUSE, O_HELP, O_VARS, O_SB, O_SB_TEMPLATE };
 	static const struct option opts[] = {
 		{ "nvram", required_argument, NULL, O_NVRAM },
 		{ "json", no_argument, NULL, O_JSON },
@@ -181,9 +247,12 @@ int cli_firmware_main(int argc, char **argv)
 		{ "pause-after-boot-failure", required_argument, NULL, O_PAUSE },
 		{ "help", no_argument, NULL, O_HELP },
 		{ "variables", no_argument, NULL, O_VARS },
+		{ "secure-boot", required_argument, NULL, O_SB },
+		{ "secure-boot-template", required_argument, NULL, O_SB_TEMPLATE },
 		{ 0 },
 	};
 	const char *path = NULL, *first = NULL, *order = NULL, *pause = NULL;
+	const char *sb_on = NULL, *sb_template = NULL;
 	bool json = false, vars = false;
 	optind = 1;
 	opterr = 0;
@@ -196,6 +265,8 @@ int cli_firmware_main(int argc, char **argv)
 		case O_FIRST: first = optarg; break;
 		case O_ORDER: order = optarg; break;
 		case O_PAUSE: pause = optarg; break;
+		case O_SB: sb_on = optarg; break;
+		case O_SB_TEMPLATE: sb_template = optarg; break;
 		case O_HELP: fputs(fw_usage, stdout); return CLI_EXIT_OK;
 		default:
 			fprintf(stderr, "gen2vm firmware %s: unknown or incomplete option '%s' (see gen2vm firmware --help)\n",
@@ -212,13 +283,14 @@ int cli_firmware_main(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	bool is_set = !strcmp(sub, "set");
-	if ((!is_set && (first || order || pause)) || (strcmp(sub, "show") && (json || vars))) {
+	bool sb_set = sb_on || sb_template;
+	if ((!is_set && (first || order || pause || sb_set)) || (strcmp(sub, "show") && (json || vars))) {
 		fprintf(stderr, "gen2vm firmware %s: option not valid here (see gen2vm firmware --help)\n", sub);
 		return CLI_EXIT_USAGE;
 	}
-	if (is_set && !first && !order && !pause) {
-		fprintf(stderr, "gen2vm firmware set: nothing to set: give --first-boot-device, --boot-order or "
-				"--pause-after-boot-failure\n");
+	if (is_set && !first && !order && !pause && !sb_set) {
+		fprintf(stderr, "gen2vm firmware set: nothing to set: give --first-boot-device, --boot-order, "
+				"--pause-after-boot-failure, --secure-boot or --secure-boot-template\n");
 		return CLI_EXIT_USAGE;
 	}
 	if (is_set && first && order) {
@@ -227,6 +299,16 @@ int cli_firmware_main(int argc, char **argv)
 	}
 	if (pause && strcmp(pause, "on") && strcmp(pause, "off")) {
 		fprintf(stderr, "gen2vm firmware set: --pause-after-boot-failure '%s': expected on or off\n", text_show(pause));
+		return CLI_EXIT_USAGE;
+	}
+	if (sb_on && strcmp(sb_on, "on") && strcmp(sb_on, "off")) {
+		fprintf(stderr, "gen2vm firmware set: --secure-boot '%s': expected on or off\n", text_show(sb_on));
+		return CLI_EXIT_USAGE;
+	}
+	enum secboot_template sb_t;
+	if (sb_template && secboot_template_parse(sb_template, &sb_t)) {
+		fprintf(stderr, "gen2vm firmware set: --secure-boot-template '%s': expected MicrosoftWindows, "
+				"MicrosoftUEFICertificateAuthority, OpenSourceShieldedVM or none\n", text_show(sb_template));
 		return CLI_EXIT_USAGE;
 	}
 	uint16_t ord[BOOTOPT_MAX];
@@ -239,11 +321,12 @@ int cli_firmware_main(int argc, char **argv)
 	char err[1536];
 	int r;
 	if (!strcmp(sub, "reset")) {
-		if ((r = nvram_reset_file(path, err, sizeof(err)))) {
+		if ((r = fw_reset_secure_boot(path, err, sizeof(err)))) {
 			fprintf(stderr, "gen2vm firmware reset: %s\n", err);
 			return cli_exit_code(r);
 		}
-		printf("%s: a fresh NVRAM store (no boot entries; gen2vm run adds its drives)\n", text_show(path));
+		printf("%s: a fresh NVRAM store (no boot entries; gen2vm run adds its drives; Secure Boot keys of its "
+		       "template)\n", text_show(path));
 		return CLI_EXIT_OK;
 	}
 	struct nvram *nv;
@@ -266,6 +349,8 @@ int cli_firmware_main(int argc, char **argv)
 			r = bootopt_set_order(nv, ord, nord, err, sizeof(err));
 		if (!r && pause && (r = bootopt_set_pause(nv, !strcmp(pause, "on"))))
 			snprintf(err, sizeof(err), "cannot write PauseAfterBootFailure");
+		if (!r && sb_set)
+			r = fw_set_secure_boot(nv, sb_on, sb_template, err, sizeof(err));
 		if (r) {
 			if (!log_last_error()[0])
 				fprintf(stderr, "gen2vm firmware set: %s: %s\n", text_show(path), err);

@@ -31,6 +31,7 @@
 #include "platform/smbios.h"
 #include "platform/bootopt.h"
 #include "platform/nvram.h"
+#include "platform/secboot.h"
 #include "ui/control.h"
 #include "disk/disk.h"
 #include "gen2vm/proto/fw.h"
@@ -845,8 +846,10 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 		pthread_mutex_init(&g->forced_lock, NULL);
 		pthread_mutex_init(&g->dev_ram_lock, NULL);
 		g->nv = nv;
-		if (nv)
+		if (nv) {
 			nvram_vm_reset(nv); /* volatile variables last one boot */
+			secboot_vm_start(nv);
+		}
 		int r = gen2_setup(g);
 		if (r) {
 			gen2_teardown(g);
