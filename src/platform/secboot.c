@@ -1,14 +1,19 @@
 #include "platform/secboot.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "efi/efi_lib.h"
+#include "gen2vm/proto/fw_sec.h"
 #include "gen2vm/proto/fw_var.h"
+#include "platform/authenticode.h"
 #include "platform/nvram.h"
 #include "platform/sb_keys.h"
+#include "util/log.h"
+#include "vmm/memory.h"
 
 static const EFI_GUID global_guid = EFI_GLOBAL_VARIABLE_GUID;
 static const EFI_GUID image_db_guid = EFI_IMAGE_SECURITY_DATABASE_GUID;
@@ -24,6 +29,7 @@ static const char *const template_names[SECBOOT_TEMPLATE_COUNT] = {
 	[SECBOOT_TEMPLATE_WINDOWS] = "MicrosoftWindows",
 	[SECBOOT_TEMPLATE_UEFI_CA] = "MicrosoftUEFICertificateAuthority",
 	[SECBOOT_TEMPLATE_OSS_SHIELDED] = "OpenSourceShieldedVM",
+	[SECBOOT_TEMPLATE_CUSTOM] = "custom",
 };
 
 const char *secboot_template_name(enum secboot_template t)
@@ -34,7 +40,7 @@ const char *secboot_template_name(enum secboot_template t)
 int secboot_template_parse(const char *name, enum secboot_template *out)
 {
 	for (unsigned i = 0; i < SECBOOT_TEMPLATE_COUNT; i++)
-		if (!strcasecmp(name, template_names[i])) {
+		if (i != SECBOOT_TEMPLATE_CUSTOM && !strcasecmp(name, template_names[i])) {
 			*out = (enum secboot_template)i;
 			return 0;
 		}
@@ -87,7 +93,7 @@ struct part {
  * Debian ships). All share Microsoft's KEK, the PK and the dbx Debian's ovmf enrols. */
 static int template_parts(enum secboot_template t, const char *which, struct part out[2])
 {
-	if ((unsigned)t >= SECBOOT_TEMPLATE_COUNT)
+	if ((unsigned)t >= SECBOOT_TEMPLATE_COUNT || t == SECBOOT_TEMPLATE_CUSTOM)
 		return -EINVAL;
 	if (t == SECBOOT_TEMPLATE_NONE)
 		return 0;
@@ -166,10 +172,23 @@ void secboot_settings_get(struct nvram *nv, struct secboot_settings *s)
 
 static const char *const db_names[] = { "dbx", "db", "KEK", "PK" }; /* PK last: Setup Mode until then */
 
+/* Replaces (len 0: removes) one database; the old value goes first, whatever its attributes. */
+static int db_replace(struct nvram *nv, const char *n, const uint8_t *b, size_t len)
+{
+	const EFI_GUID *g = n[0] == 'd' ? &image_db_guid : &global_guid;
+	size_t osz;
+	void *old = nvram_get_ascii(nv, n, g, &osz, NULL);
+	uint64_t s = old ? nvram_set_ascii(nv, n, g, 0, NULL, 0) : EFI_SUCCESS;
+	free(old);
+	if (s == EFI_SUCCESS && len)
+		s = nvram_set_ascii(nv, n, g, EFI_SECURE_DB_ATTRIBUTES, b, len);
+	return s == EFI_SUCCESS ? 0 : -EIO;
+}
+
 int secboot_settings_set(struct nvram *nv, bool enabled, enum secboot_template t, bool enroll)
 {
 	uint8_t e = enabled, tv = (uint8_t)t;
-	if ((unsigned)t >= SECBOOT_TEMPLATE_COUNT)
+	if ((unsigned)t >= SECBOOT_TEMPLATE_COUNT || (enroll && t == SECBOOT_TEMPLATE_CUSTOM))
 		return -EINVAL;
 	if (nvram_set_ascii(nv, "SecureBootEnable", &vendor_guid, SETTING_ATTR, &e, 1) ||
 	    nvram_set_ascii(nv, "SecureBootTemplate", &vendor_guid, SETTING_ATTR, &tv, 1))
@@ -177,23 +196,48 @@ int secboot_settings_set(struct nvram *nv, bool enabled, enum secboot_template t
 	if (!enroll)
 		return 0;
 	for (unsigned i = 0; i < sizeof(db_names) / sizeof(db_names[0]); i++) {
-		const char *n = db_names[i];
-		const EFI_GUID *g = n[0] == 'd' ? &image_db_guid : &global_guid;
 		uint8_t *b;
 		size_t len;
-		int r = secboot_template_db(t, n, &b, &len);
+		int r = secboot_template_db(t, db_names[i], &b, &len);
 		if (r)
 			return r;
-		/* Replacing: remove the old value first (its attributes may differ: a foreign file). */
-		size_t osz;
-		void *old = nvram_get_ascii(nv, n, g, &osz, NULL);
-		uint64_t s = old ? nvram_set_ascii(nv, n, g, 0, NULL, 0) : EFI_SUCCESS;
-		free(old);
-		if (s == EFI_SUCCESS && len)
-			s = nvram_set_ascii(nv, n, g, EFI_SECURE_DB_ATTRIBUTES, b, len);
+		r = db_replace(nv, db_names[i], b, len);
 		free(b);
-		if (s != EFI_SUCCESS)
-			return -EIO;
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int count_x509(void *opaque, const EFI_GUID *type, const EFI_GUID *owner, const uint8_t *data, size_t len)
+{
+	static const EFI_GUID x509 = EFI_CERT_X509_GUID;
+	unsigned *n = opaque;
+	*n += efi_guid_eq(type, &x509) ? 1 : 100; /* anything but a certificate disqualifies a PK */
+	return 0;
+}
+
+int secboot_set_db(struct nvram *nv, const char *which, const uint8_t *esl, size_t len, char *why, size_t whylen)
+{
+	unsigned n = 0;
+	if (strcmp(which, "PK") && strcmp(which, "KEK") && strcmp(which, "db") && strcmp(which, "dbx")) {
+		snprintf(why, whylen, "'%s' is not a Secure Boot database (PK, KEK, db or dbx)", which);
+		return -EINVAL;
+	}
+	if (len > FW_VAR_DATA_MAX || secboot_esl_walk(esl, len, count_x509, &n)) {
+		snprintf(why, whylen, "not EFI signature lists%s (efitools' cert-to-efi-sig-list and "
+			 "hash-to-efi-sig-list make them)", len > FW_VAR_DATA_MAX ? " (too large)" : "");
+		return -EINVAL;
+	}
+	if (!strcmp(which, "PK") && len && n != 1) {
+		snprintf(why, whylen, "a PK holds exactly one X.509 certificate");
+		return -EINVAL;
+	}
+	uint8_t tv = SECBOOT_TEMPLATE_CUSTOM;
+	if (db_replace(nv, which, esl, len) ||
+	    nvram_set_ascii(nv, "SecureBootTemplate", &vendor_guid, SETTING_ATTR, &tv, 1)) {
+		snprintf(why, whylen, "cannot write %s", which);
+		return -EIO;
 	}
 	return 0;
 }
@@ -202,8 +246,7 @@ bool secboot_vm_start(struct nvram *nv)
 {
 	struct secboot_settings s;
 	secboot_settings_get(nv, &s);
-	/* Until LoadImage verifies images the OS must not be told that Secure Boot is in force. */
-	uint8_t on = 0 && s.enabled && s.pk_enrolled, setup = !s.pk_enrolled, zero = 0, deployed = 0;
+	uint8_t on = s.enabled && s.pk_enrolled, setup = !s.pk_enrolled, zero = 0, deployed = 0;
 	/* The signature types LoadImage's verification understands (UEFI 2.10 3.3, SignatureSupport). */
 	EFI_GUID support[2] = { sha256_guid, x509_guid };
 	/* Failures here leave a variable absent, which the OS reads as Secure Boot off: the safe side
@@ -226,4 +269,69 @@ bool secboot_var_protected(const uint16_t *name, size_t name_size, const EFI_GUI
 	if (efi_guid_eq(guid, &vendor_guid))
 		return nvram_name_eq_ascii(name, name_size, "SecureBootEnable") || nvram_name_eq_ascii(name, name_size, "SecureBootTemplate");
 	return false;
+}
+
+int secboot_verify_image(struct nvram *nv, const uint8_t *img, size_t len, uint8_t *sha256, char *why,
+			 size_t whylen)
+{
+	size_t db_len = 0, dbx_len = 0;
+	uint8_t *db = nvram_get_ascii(nv, "db", &image_db_guid, &db_len, NULL);
+	uint8_t *dbx = nvram_get_ascii(nv, "dbx", &image_db_guid, &dbx_len, NULL);
+	int r = authenticode_verify(img, len, db, db_len, dbx, dbx_len, sha256, why, whylen);
+	free(db);
+	free(dbx);
+	return r;
+}
+
+uint64_t secboot_host_call(void *opaque, uint32_t op, void *req, uint32_t req_size)
+{
+	struct secboot_host *h = opaque;
+	struct fw_image_verify_req r;
+	if (op != FW_OP_IMAGE_VERIFY) {
+		log_guest("firmware: unknown Secure Boot request %u", op);
+		return EFI_UNSUPPORTED;
+	}
+	if (req_size != sizeof(r)) {
+		log_guest("firmware: image verification request of %u bytes", req_size);
+		return EFI_INVALID_PARAMETER;
+	}
+	memcpy(&r, req, sizeof(r)); /* one snapshot: the guest may rewrite the request */
+	struct fw_image_verify_req *out = req;
+	out->flags = 0;
+	out->reason_len = 0;
+	if (!h->active)
+		return EFI_SUCCESS;
+	char why[FW_VERIFY_REASON_MAX + 1];
+	uint64_t st;
+	const void *img = r.image_size ? guest_mem_ptr(h->mem, r.image_gpa, r.image_size) : NULL;
+	if (!img) {
+		log_guest("firmware: image to verify at 0x%llx (%llu bytes) is not in RAM", (unsigned long long)r.image_gpa,
+			  (unsigned long long)r.image_size);
+		return EFI_INVALID_PARAMETER;
+	}
+	if (r.image_size > AUTHENTICODE_IMAGE_MAX) {
+		snprintf(why, sizeof(why), "larger than %u MiB", AUTHENTICODE_IMAGE_MAX >> 20);
+		st = EFI_SECURITY_VIOLATION;
+	} else {
+		/* Our own copy: nothing the guest does meanwhile changes what was hashed. */
+		uint8_t *copy = malloc(r.image_size);
+		if (!copy)
+			return EFI_OUT_OF_RESOURCES;
+		memcpy(copy, img, r.image_size);
+		nvram_lock(h->nv);
+		int v = secboot_verify_image(h->nv, copy, r.image_size, NULL, why, sizeof(why));
+		nvram_unlock(h->nv);
+		free(copy);
+		if (v == -ENOMEM)
+			return EFI_OUT_OF_RESOURCES;
+		st = v ? EFI_SECURITY_VIOLATION : EFI_SUCCESS;
+	}
+	/* The verdicts are few per boot, but a guest could ask in a loop: rate-limited. */
+	log_guest("firmware: Secure Boot %s an image of %llu bytes: %s", st ? "refused" : "admitted",
+		  (unsigned long long)r.image_size, why);
+	size_t n = strlen(why);
+	memcpy(out->reason, why, n);
+	out->reason_len = (uint32_t)n;
+	out->flags = FW_VERIFY_F_CHECKED;
+	return st;
 }

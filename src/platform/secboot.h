@@ -29,12 +29,13 @@ enum secboot_template {
 	SECBOOT_TEMPLATE_WINDOWS = 1,         /* MicrosoftWindows */
 	SECBOOT_TEMPLATE_UEFI_CA = 2,         /* MicrosoftUEFICertificateAuthority */
 	SECBOOT_TEMPLATE_OSS_SHIELDED = 3,    /* OpenSourceShieldedVM */
+	SECBOOT_TEMPLATE_CUSTOM = 4,          /* keys the user set from files (secboot_set_db) */
 	SECBOOT_TEMPLATE_COUNT
 };
 
 /* Hyper-V's name of a template ("MicrosoftWindows"...; "none"). */
 const char *secboot_template_name(enum secboot_template t);
-/* Hyper-V's names, case-insensitive (as PowerShell takes them). 0, or -EINVAL. */
+/* Hyper-V's names, case-insensitive (as PowerShell takes them); not "custom". 0, or -EINVAL. */
 int secboot_template_parse(const char *name, enum secboot_template *out);
 
 /* The signature-list walk: calls fn for each signature of buf (a PK/KEK/db/dbx value) with its list's
@@ -61,10 +62,33 @@ void secboot_settings_get(struct nvram *nv, struct secboot_settings *s);
  * Returns 0 or -EIO (the store reported the failed write). */
 int secboot_settings_set(struct nvram *nv, bool enabled, enum secboot_template t, bool enroll);
 
+/* Replaces one database (which: "PK", "KEK", "db" or "dbx") with esl, signature lists the user gave
+ * (checked: -EINVAL with why when malformed or, for PK, not exactly one X.509 certificate); the
+ * template becomes "custom". An empty esl removes the database (an empty PK: Setup Mode).
+ * 0, -EINVAL, -EIO. */
+int secboot_set_db(struct nvram *nv, const char *which, const uint8_t *esl, size_t len, char *why, size_t whylen);
+
 /* At each VM start (after nvram_vm_reset): the volatile SecureBoot, SetupMode, AuditMode,
  * DeployedMode and SignatureSupport variables from the setting and the enrolled PK. Returns whether
  * Secure Boot is in force for this boot (on, and a PK enrolled). */
 bool secboot_vm_start(struct nvram *nv);
+
+/* The image security check LoadImage asks for (and gen2vm firmware check-image): img against the
+ * store's db and dbx (authenticode.h). 0 allowed, -EACCES refused, -EINVAL not a PE image, -ENOMEM;
+ * why names the rule that decided; sha256 (NULL or 32 bytes) gets the image's Authenticode SHA-256. */
+int secboot_verify_image(struct nvram *nv, const uint8_t *img, size_t len, uint8_t *sha256, char *why,
+			 size_t whylen);
+
+/* The host side of FW_OP_IMAGE_VERIFY (include/gen2vm/proto/fw_sec.h), a firmware_op_fn with this
+ * as its opaque. active: Secure Boot is in force for this boot (secboot_vm_start). The caller
+ * (firmware.c) refuses the op after ExitBootServices. */
+struct guest_mem;
+struct secboot_host {
+	struct nvram *nv;
+	const struct guest_mem *mem;
+	bool active;
+};
+uint64_t secboot_host_call(void *opaque, uint32_t op, void *req, uint32_t req_size);
 
 /* Whether a guest write to this variable touches Secure Boot's keys or setting (PK, KEK, db, dbx,
  * dbt, dbr, and the two setting variables): such writes are the host's only. */
