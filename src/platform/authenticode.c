@@ -247,6 +247,34 @@ static bool cert_in_dbx(struct verify *v, X509 *c)
 	return hit;
 }
 
+static void signer_names(X509 *signer, char cn[128], char issuer[128])
+{
+	cn_of(signer, cn, 128);
+	if (X509_NAME_get_text_by_NID(X509_get_issuer_name(signer), NID_commonName, issuer, 128) < 0)
+		snprintf(issuer, 128, "(no common name)");
+}
+
+/* The signer's chain to a trust anchor of store (the context holds the chain), or NULL. UEFI's rules,
+ * not the web's: the databases' certificates are trust anchors even when they are not self-signed,
+ * expired certificates still sign (firmware has no trusted clock), and code signing certificates carry
+ * no S/MIME or TLS purpose. */
+static X509_STORE_CTX *signer_chain(X509 *signer, STACK_OF(X509) *certs, X509_STORE *store)
+{
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	if (!ctx || !X509_STORE_CTX_init(ctx, store, signer, certs)) {
+		X509_STORE_CTX_free(ctx);
+		return NULL;
+	}
+	X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
+	X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_NO_CHECK_TIME);
+	X509_VERIFY_PARAM_set_purpose(param, X509_PURPOSE_ANY);
+	if (X509_verify_cert(ctx) != 1) {
+		X509_STORE_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
 /* SpcIndirectDataContent ::= SEQUENCE { data SpcAttributeTypeAndOptionalValue, messageDigest DigestInfo }:
  * the signed bytes are its value without the SEQUENCE's tag and length. */
 static bool spc_content(PKCS7 *p7, const unsigned char **inner, long *inner_len, X509_SIG **digest)
@@ -330,20 +358,9 @@ static int verify_one(void *opaque, const uint8_t *der, size_t len)
 		goto out;
 	}
 	X509 *signer = sk_X509_value(signers, 0);
-	ctx = X509_STORE_CTX_new();
-	if (!ctx || !X509_STORE_CTX_init(ctx, v->store, signer, certs))
-		goto out;
-	/* UEFI's rules, not the web's: db's certificates are trust anchors even when they are not
-	 * self-signed, expired certificates still sign (firmware has no trusted clock), and code signing
-	 * certificates carry no S/MIME or TLS purpose. */
-	X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
-	X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_NO_CHECK_TIME);
-	X509_VERIFY_PARAM_set_purpose(param, X509_PURPOSE_ANY);
-	char cn[128], issuer[128] = "";
-	cn_of(signer, cn, sizeof(cn));
-	if (X509_NAME_get_text_by_NID(X509_get_issuer_name(signer), NID_commonName, issuer, sizeof(issuer)) < 0)
-		issuer[0] = 0;
-	if (X509_verify_cert(ctx) != 1) {
+	char cn[128], issuer[128];
+	if (!(ctx = signer_chain(signer, certs, v->store))) {
+		signer_names(signer, cn, issuer);
 		note(v, "signed by '%s' (issued by '%s'), which db does not trust", cn, issuer);
 		goto out;
 	}
@@ -419,5 +436,102 @@ out:
 	X509_STORE_free(store);
 	free(v);
 	free(pe);
+	return r;
+}
+
+/* DER length octets (minimal form) into out; returns their count. */
+static size_t der_len(uint8_t *out, size_t n)
+{
+	if (n < 0x80) {
+		out[0] = (uint8_t)n;
+		return 1;
+	}
+	size_t k = 0;
+	for (size_t t = n; t; t >>= 8)
+		k++;
+	out[0] = (uint8_t)(0x80 | k);
+	for (size_t i = 0; i < k; i++)
+		out[1 + i] = (uint8_t)(n >> (8 * (k - 1 - i)));
+	return 1 + k;
+}
+
+/* UEFI's authenticated variables carry a bare SignedData (UEFI 2.10 8.2.2); tools also write the
+ * whole ContentInfo. Either way a PKCS7, or NULL. */
+static PKCS7 *pkcs7_parse(const uint8_t *der, size_t len)
+{
+	const unsigned char *p = der;
+	PKCS7 *p7 = d2i_PKCS7(NULL, &p, (long)len);
+	if (p7 || len > (64u << 10))
+		return p7;
+	ERR_clear_error();
+	/* ContentInfo ::= SEQUENCE { contentType OID signedData, content [0] EXPLICIT SignedData } */
+	static const uint8_t oid[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02 };
+	uint8_t l0[10], l1[10];
+	size_t n0 = der_len(l0, len), inner = sizeof(oid) + 1 + n0 + len, n1 = der_len(l1, inner);
+	uint8_t *w = malloc(1 + n1 + inner);
+	if (!w)
+		return NULL;
+	size_t k = 0;
+	w[k++] = 0x30;
+	memcpy(w + k, l1, n1);
+	k += n1;
+	memcpy(w + k, oid, sizeof(oid));
+	k += sizeof(oid);
+	w[k++] = 0xa0;
+	memcpy(w + k, l0, n0);
+	k += n0;
+	memcpy(w + k, der, len);
+	k += len;
+	p = w;
+	p7 = d2i_PKCS7(NULL, &p, (long)k);
+	free(w);
+	return p7;
+}
+
+int pkcs7_verify_detached(const uint8_t *der, size_t len, const uint8_t *content, size_t clen, const uint8_t *trust,
+			  size_t trust_len, char *why, size_t whylen)
+{
+	PKCS7 *p7 = pkcs7_parse(der, len);
+	X509_STORE *store = X509_STORE_new();
+	BIO *in = NULL;
+	STACK_OF(X509) *signers = NULL;
+	X509_STORE_CTX *ctx = NULL;
+	int r = -EACCES;
+	if (!store) {
+		snprintf(why, whylen, "out of memory");
+		r = -ENOMEM;
+		goto out;
+	}
+	if (!p7 || !PKCS7_type_is_signed(p7)) {
+		snprintf(why, whylen, "the authentication is not a PKCS#7 SignedData");
+		goto out;
+	}
+	struct db_scan collect = { .store = store };
+	secboot_esl_walk(trust, trust_len, db_entry, &collect);
+	in = BIO_new_mem_buf(content, (int)clen);
+	if (!in || PKCS7_verify(p7, NULL, NULL, in, NULL, PKCS7_BINARY | PKCS7_NOVERIFY) != 1) {
+		snprintf(why, whylen, "its signature does not verify over the variable's data");
+		goto out;
+	}
+	signers = PKCS7_get0_signers(p7, NULL, 0);
+	if (!signers || sk_X509_num(signers) != 1) {
+		snprintf(why, whylen, "its signature has no single signer");
+		goto out;
+	}
+	X509 *signer = sk_X509_value(signers, 0);
+	if (!(ctx = signer_chain(signer, p7->d.sign->cert, store))) {
+		char cn[128], issuer[128];
+		signer_names(signer, cn, issuer);
+		snprintf(why, whylen, "signed by '%s' (issued by '%s'), which is not a key allowed to write it", cn, issuer);
+		goto out;
+	}
+	r = 0;
+out:
+	X509_STORE_CTX_free(ctx);
+	sk_X509_free(signers);
+	BIO_free(in);
+	PKCS7_free(p7);
+	X509_STORE_free(store);
+	ERR_clear_error();
 	return r;
 }

@@ -48,4 +48,10 @@ int authenticode_signatures(const uint8_t *img, const struct authenticode_pe *pe
 int authenticode_verify(const uint8_t *img, size_t len, const uint8_t *db, size_t db_len, const uint8_t *dbx,
 			size_t dbx_len, uint8_t *sha256, char *why, size_t whylen);
 
+/* A PKCS#7 SignedData with detached content (an authenticated variable's, UEFI 2.10 8.2.2: a bare
+ * SignedData or a ContentInfo) over content, its single signer chaining to an X.509 certificate of
+ * trust (signature lists). 0, -EACCES with why, -ENOMEM. */
+int pkcs7_verify_detached(const uint8_t *der, size_t len, const uint8_t *content, size_t clen, const uint8_t *trust,
+			  size_t trust_len, char *why, size_t whylen);
+
 #endif

@@ -522,10 +522,11 @@ uint64_t nvram_set(struct nvram *nv, const CHAR16 *name, size_t name_size, const
 	if (attributes & ~EFI_VARIABLE_ATTRIBUTES_MASK)
 		return EFI_INVALID_PARAMETER;
 	bool host = flags & NVRAM_F_HOST;
-	/* Secure Boot's keys and setting: the host writes them (gen2vm firmware set/reset); a guest's
-	 * write, even from boot services code claiming to be the firmware, is refused. */
+	/* Secure Boot's keys and setting: the host writes them (gen2vm firmware set/reset); the guest
+	 * only with a signed, time-based authenticated write of the keys, even from boot services code
+	 * claiming to be the firmware. */
 	if (!host && secboot_var_protected(name, name_size, guid))
-		return EFI_SECURITY_VIOLATION;
+		return secboot_auth_write(nv, name, name_size, guid, attributes, data, data_size);
 	/* The host stores the databases with their time-based attribute, as the OS expects to read
 	 * them; the guest's authenticated writes of other variables are not supported. */
 	if ((attributes & auth) && !(host && (attributes & auth) == EFI_VARIABLE_TIME_BASED_AUTHENTICATED_WRITE_ACCESS))

@@ -185,6 +185,26 @@ static int db_replace(struct nvram *nv, const char *n, const uint8_t *b, size_t 
 	return s == EFI_SUCCESS ? 0 : -EIO;
 }
 
+/* The timestamp of a database's last authenticated write (UEFI 2.10 8.2.2: each write must be newer),
+ * kept in a gen2vm variable beside it: "SbTimePK"... (16 bytes of EFI_TIME; absent: never written). */
+static void time_name(const char *which, char out[16])
+{
+	snprintf(out, 16, "SbTime%s", which);
+}
+
+/* The host's writes (templates, files) start a database's history afresh. */
+static int db_set_host(struct nvram *nv, const char *n, const uint8_t *b, size_t len)
+{
+	char tn[16];
+	time_name(n, tn);
+	size_t osz;
+	void *old = nvram_get_ascii(nv, tn, &vendor_guid, &osz, NULL);
+	free(old);
+	if (old && nvram_set_ascii(nv, tn, &vendor_guid, 0, NULL, 0))
+		return -EIO;
+	return db_replace(nv, n, b, len);
+}
+
 int secboot_settings_set(struct nvram *nv, bool enabled, enum secboot_template t, bool enroll)
 {
 	uint8_t e = enabled, tv = (uint8_t)t;
@@ -201,7 +221,7 @@ int secboot_settings_set(struct nvram *nv, bool enabled, enum secboot_template t
 		int r = secboot_template_db(t, db_names[i], &b, &len);
 		if (r)
 			return r;
-		r = db_replace(nv, db_names[i], b, len);
+		r = db_set_host(nv, db_names[i], b, len);
 		free(b);
 		if (r)
 			return r;
@@ -234,7 +254,7 @@ int secboot_set_db(struct nvram *nv, const char *which, const uint8_t *esl, size
 		return -EINVAL;
 	}
 	uint8_t tv = SECBOOT_TEMPLATE_CUSTOM;
-	if (db_replace(nv, which, esl, len) ||
+	if (db_set_host(nv, which, esl, len) ||
 	    nvram_set_ascii(nv, "SecureBootTemplate", &vendor_guid, SETTING_ATTR, &tv, 1)) {
 		snprintf(why, whylen, "cannot write %s", which);
 		return -EIO;
@@ -267,7 +287,10 @@ bool secboot_var_protected(const uint16_t *name, size_t name_size, const EFI_GUI
 		return nvram_name_eq_ascii(name, name_size, "db") || nvram_name_eq_ascii(name, name_size, "dbx") ||
 		       nvram_name_eq_ascii(name, name_size, "dbt") || nvram_name_eq_ascii(name, name_size, "dbr");
 	if (efi_guid_eq(guid, &vendor_guid))
-		return nvram_name_eq_ascii(name, name_size, "SecureBootEnable") || nvram_name_eq_ascii(name, name_size, "SecureBootTemplate");
+		return nvram_name_eq_ascii(name, name_size, "SecureBootEnable") ||
+		       nvram_name_eq_ascii(name, name_size, "SecureBootTemplate") ||
+		       nvram_name_eq_ascii(name, name_size, "SbTimePK") || nvram_name_eq_ascii(name, name_size, "SbTimeKEK") ||
+		       nvram_name_eq_ascii(name, name_size, "SbTimedb") || nvram_name_eq_ascii(name, name_size, "SbTimedbx");
 	return false;
 }
 
@@ -334,4 +357,146 @@ uint64_t secboot_host_call(void *opaque, uint32_t op, void *req, uint32_t req_si
 	out->reason_len = (uint32_t)n;
 	out->flags = FW_VERIFY_F_CHECKED;
 	return st;
+}
+
+/* ---- authenticated writes (UEFI 2.10 8.2.2, time-based) ---- */
+
+#define WIN_CERT_TYPE_EFI_GUID 0x0EF1u
+
+/* EFI_TIME as a number that orders like the time; the fields the spec wants zero must be. */
+static bool auth_time(const uint8_t t[16], uint64_t *key, uint32_t *ns)
+{
+	if (t[7] || t[12] || t[13] || t[14] || t[15])
+		return false; /* Pad1, TimeZone, Daylight, Pad2 */
+	*key = (uint64_t)efi_le16(t) << 40 | (uint64_t)t[2] << 32 | (uint64_t)t[3] << 24 | (uint64_t)t[4] << 16 |
+	       (uint64_t)t[5] << 8 | t[6];
+	*ns = efi_le32(t + 8);
+	return *ns == 0;
+}
+
+static uint64_t refuse(const char *which, const char *why)
+{
+	log_guest("firmware: a write of %s was refused: %s", which, why);
+	return EFI_SECURITY_VIOLATION;
+}
+
+uint64_t secboot_auth_write(struct nvram *nv, const uint16_t *name, size_t name_size, const EFI_GUID *guid,
+			    uint32_t attributes, const void *data, size_t size)
+{
+	static const EFI_GUID pkcs7_guid = EFI_CERT_TYPE_PKCS7_GUID;
+	const char *which = NULL;
+	for (unsigned i = 0; i < 4; i++)
+		if (nvram_name_eq_ascii(name, name_size, db_names[i]) &&
+		    efi_guid_eq(guid, db_names[i][0] == 'd' ? &image_db_guid : &global_guid))
+			which = db_names[i];
+	if (!which || (attributes & ~EFI_VARIABLE_APPEND_WRITE) != EFI_SECURE_DB_ATTRIBUTES)
+		return EFI_SECURITY_VIOLATION; /* the setting, dbt/dbr, or a write without the time-based form */
+	bool append = attributes & EFI_VARIABLE_APPEND_WRITE;
+	const uint8_t *d = data;
+	/* EFI_VARIABLE_AUTHENTICATION_2: EFI_TIME, then WIN_CERTIFICATE_UEFI_GUID {dwLength, wRevision,
+	 * wCertificateType, CertType, CertData}, then the new value. */
+	if (size < 16 + 24)
+		return refuse(which, "no EFI_VARIABLE_AUTHENTICATION_2 header");
+	uint32_t cert_len = efi_le32(d + 16);
+	EFI_GUID cert_type;
+	memcpy(&cert_type, d + 24, 16);
+	if (efi_le16(d + 20) != 0x0200 || efi_le16(d + 22) != WIN_CERT_TYPE_EFI_GUID ||
+	    !efi_guid_eq(&cert_type, &pkcs7_guid) || cert_len < 24 || cert_len > size - 16)
+		return refuse(which, "not a PKCS#7 WIN_CERTIFICATE_UEFI_GUID");
+	uint64_t tkey;
+	uint32_t tns;
+	if (!auth_time(d, &tkey, &tns))
+		return refuse(which, "its timestamp has non-zero Pad, Nanosecond, TimeZone or Daylight");
+	const uint8_t *cert = d + 16 + 24, *payload = d + 16 + cert_len;
+	size_t cert_size = cert_len - 24, plen = size - 16 - cert_len;
+	char why[300];
+	unsigned nx509 = 0;
+	if (secboot_esl_walk(payload, plen, count_x509, &nx509))
+		return refuse(which, "its data are not EFI signature lists");
+	if (!strcmp(which, "PK") && (append || (plen && nx509 != 1)))
+		return refuse(which, "a PK is one X.509 certificate");
+	char tn[16];
+	time_name(which, tn);
+	size_t osz = 0;
+	uint8_t *old_time = nvram_get_ascii(nv, tn, &vendor_guid, &osz, NULL);
+	uint64_t okey = 0;
+	uint32_t ons = 0;
+	if (old_time && osz == 16)
+		auth_time(old_time, &okey, &ons);
+	free(old_time);
+	if (!append && okey && tkey <= okey)
+		return refuse(which, "its timestamp is not newer than the last write's");
+	/* What was signed: VariableName (without its NUL) || VendorGuid || Attributes || TimeStamp || Data. */
+	size_t nl = name_size - 2, clen = nl + 16 + 4 + 16 + plen;
+	uint8_t *content = malloc(clen);
+	if (!content)
+		return EFI_OUT_OF_RESOURCES;
+	memcpy(content, name, nl);
+	memcpy(content + nl, guid, 16);
+	efi_put32(content + nl + 16, attributes);
+	memcpy(content + nl + 20, d, 16);
+	memcpy(content + nl + 36, payload, plen);
+	/* Who may write: in User Mode the PK holder writes PK and KEK, a KEK (or PK) holder db and dbx. In
+	 * Setup Mode (no PK) only a new PK must be self-signed. */
+	size_t pk_len = 0, kek_len = 0;
+	uint8_t *pk = nvram_get_ascii(nv, "PK", &global_guid, &pk_len, NULL);
+	uint8_t *kek = which[0] == 'd' ? nvram_get_ascii(nv, "KEK", &global_guid, &kek_len, NULL) : NULL;
+	uint8_t *trust = NULL;
+	size_t tlen = 0;
+	bool setup = !pk || !pk_len;
+	int r = 0;
+	if (setup && !strcmp(which, "PK")) {
+		trust = plen ? malloc(plen) : NULL;
+		if (trust)
+			memcpy(trust, payload, tlen = plen);
+	} else if (!setup) {
+		tlen = pk_len + kek_len;
+		trust = malloc(tlen);
+		if (trust) {
+			memcpy(trust, pk, pk_len);
+			if (kek_len)
+				memcpy(trust + pk_len, kek, kek_len);
+		}
+	}
+	if (trust || (setup && plen)) {
+		r = trust ? pkcs7_verify_detached(cert, cert_size, content, clen, trust, tlen, why, sizeof(why)) : -ENOMEM;
+		if (r == -ENOMEM)
+			snprintf(why, sizeof(why), "out of memory");
+	}
+	free(content);
+	free(trust);
+	free(pk);
+	free(kek);
+	if (r)
+		return refuse(which, why);
+	/* The new value: appended lists after the old ones (duplicates are kept), or a replacement; an
+	 * empty replacement deletes (an empty PK: Setup Mode). */
+	size_t old_len = 0;
+	uint8_t *old = append ? nvram_get_ascii(nv, which, which[0] == 'd' ? &image_db_guid : &global_guid, &old_len, NULL)
+			      : NULL;
+	uint8_t *nv_data = malloc(old_len + plen + 1);
+	if (!nv_data) {
+		free(old);
+		return EFI_OUT_OF_RESOURCES;
+	}
+	if (old_len)
+		memcpy(nv_data, old, old_len);
+	if (plen)
+		memcpy(nv_data + old_len, payload, plen);
+	free(old);
+	uint8_t tv = SECBOOT_TEMPLATE_CUSTOM;
+	bool newer = tkey > okey;
+	r = (append && !plen) ? 0 : db_replace(nv, which, nv_data, old_len + plen);
+	free(nv_data);
+	if (!r && newer)
+		r = nvram_set_ascii(nv, tn, &vendor_guid, SETTING_ATTR, d, 16) ? -EIO : 0;
+	if (!r)
+		r = nvram_set_ascii(nv, "SecureBootTemplate", &vendor_guid, SETTING_ATTR, &tv, 1) ? -EIO : 0;
+	if (!r && !strcmp(which, "PK")) {
+		uint8_t setup_now = !plen;
+		r = nvram_set_ascii(nv, "SetupMode", &global_guid, STATE_ATTR, &setup_now, 1) ? -EIO : 0;
+	}
+	log_guest("firmware: the guest wrote %s (%s, %zu bytes of signature lists)", which, append ? "appended" : "replaced",
+		  plen);
+	return r ? EFI_DEVICE_ERROR : EFI_SUCCESS;
 }

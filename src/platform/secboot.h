@@ -90,6 +90,15 @@ struct secboot_host {
 };
 uint64_t secboot_host_call(void *opaque, uint32_t op, void *req, uint32_t req_size);
 
+/* A guest's SetVariable of a protected variable (secboot_var_protected): PK, KEK, db and dbx take a
+ * time-based authenticated write (UEFI 2.10 8.2.2: EFI_VARIABLE_AUTHENTICATION_2, PKCS#7 over
+ * name || GUID || attributes || timestamp || data; the signer in PK for PK and KEK, in KEK or PK for db
+ * and dbx; Setup Mode (no PK): a new PK self-signed, the others unchecked; timestamps newer than the
+ * last write's unless APPEND_WRITE). Everything else protected: EFI_SECURITY_VIOLATION. Returns an
+ * EFI_STATUS; a refusal is logged (rate-limited) with the reason. */
+uint64_t secboot_auth_write(struct nvram *nv, const uint16_t *name, size_t name_size, const EFI_GUID *guid,
+			    uint32_t attributes, const void *data, size_t size);
+
 /* Whether a guest write to this variable touches Secure Boot's keys or setting (PK, KEK, db, dbx,
  * dbt, dbr, and the two setting variables): such writes are the host's only. */
 bool secboot_var_protected(const uint16_t *name, size_t name_size, const EFI_GUID *guid);

@@ -12,6 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/pkcs7.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
 #include "efi/efi_lib.h"
 #include "gen2vm/proto/fw_var.h"
 #include "platform/nvram.h"
@@ -332,6 +337,177 @@ static void test_file_keeps_keys(void **state)
 	rmdir(dir);
 }
 
+/* ---- authenticated writes, signed here as efitools' sign-efi-sig-list signs them ---- */
+
+struct key {
+	EVP_PKEY *pkey;
+	X509 *cert;
+};
+
+static struct key key_make(const char *cn)
+{
+	struct key k;
+	k.pkey = EVP_RSA_gen(2048);
+	assert_non_null(k.pkey);
+	k.cert = X509_new();
+	ASN1_INTEGER_set(X509_get_serialNumber(k.cert), 1);
+	X509_gmtime_adj(X509_getm_notBefore(k.cert), 0);
+	X509_gmtime_adj(X509_getm_notAfter(k.cert), 3600);
+	X509_set_pubkey(k.cert, k.pkey);
+	X509_NAME *n = X509_get_subject_name(k.cert);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(k.cert, n);
+	assert_true(X509_sign(k.cert, k.pkey, EVP_sha256()) > 0);
+	return k;
+}
+
+static void key_free(struct key *k)
+{
+	X509_free(k->cert);
+	EVP_PKEY_free(k->pkey);
+}
+
+/* A signature list holding the key's certificate; returns its size. */
+static size_t cert_esl(const struct key *k, uint8_t *out)
+{
+	unsigned char *der = NULL;
+	int n = i2d_X509(k->cert, &der);
+	EFI_SIGNATURE_LIST l = { gx509, (uint32_t)(28 + 16 + n), 0, (uint32_t)(16 + n) };
+	memcpy(out, &l, 28);
+	memcpy(out + 28, &gms, 16);
+	memcpy(out + 44, der, (size_t)n);
+	OPENSSL_free(der);
+	return l.SignatureListSize;
+}
+
+/* EFI_VARIABLE_AUTHENTICATION_2 || payload, signed by k over name || guid || attr || time || payload. */
+static size_t auth_blob(const struct key *k, const char *name, const EFI_GUID *g, uint32_t attr, uint16_t year,
+			uint8_t second, const uint8_t *payload, size_t plen, uint8_t *out)
+{
+	uint8_t t[16] = { 0 }, content[8192];
+	efi_put16(t, year);
+	t[2] = 1;
+	t[3] = 1;
+	t[6] = second;
+	size_t nl = strlen(name), c = 0;
+	for (size_t i = 0; i < nl; i++, c += 2)
+		efi_put16(content + c, (uint8_t)name[i]);
+	memcpy(content + c, g, 16);
+	efi_put32(content + c + 16, attr);
+	memcpy(content + c + 20, t, 16);
+	if (plen)
+		memcpy(content + c + 36, payload, plen);
+	c += 36 + plen;
+	BIO *in = BIO_new_mem_buf(content, (int)c);
+	PKCS7 *p7 = PKCS7_sign(k->cert, k->pkey, NULL, in, PKCS7_DETACHED | PKCS7_BINARY | PKCS7_NOATTR);
+	assert_non_null(p7);
+	unsigned char *der = NULL;
+	int n = i2d_PKCS7(p7, &der);
+	memcpy(out, t, 16);
+	efi_put32(out + 16, (uint32_t)(24 + n));
+	efi_put16(out + 20, 0x0200);
+	efi_put16(out + 22, 0x0ef1);
+	static const EFI_GUID pkcs7 = EFI_CERT_TYPE_PKCS7_GUID;
+	memcpy(out + 24, &pkcs7, 16);
+	memcpy(out + 40, der, (size_t)n);
+	if (plen)
+		memcpy(out + 40 + n, payload, plen);
+	OPENSSL_free(der);
+	PKCS7_free(p7);
+	BIO_free(in);
+	return 40 + (size_t)n + plen;
+}
+
+static size_t var_size(struct nvram *nv, const char *name, const EFI_GUID *g)
+{
+	size_t sz = 0;
+	void *d = nvram_get_ascii(nv, name, g, &sz, NULL);
+	free(d);
+	return d ? sz : 0;
+}
+
+static void test_authenticated_writes(void **state)
+{
+	char dir[] = "/tmp/g2vm_sbauth_XXXXXX", path[256], err[256], why[256];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/vm.nvram", dir);
+	struct nvram *nv;
+	assert_int_equal(nvram_open(path, true, true, &nv, err, sizeof(err)), 0);
+	assert_int_equal(secboot_settings_set(nv, true, SECBOOT_TEMPLATE_UEFI_CA, true), 0);
+	struct key pk = key_make("test PK"), kek = key_make("test KEK"), other = key_make("not enrolled");
+	uint8_t esl[4096], blob[16384], hash[76];
+	size_t n = cert_esl(&pk, esl);
+	assert_int_equal(secboot_set_db(nv, "PK", esl, n, why, sizeof(why)), 0);
+	secboot_vm_start(nv);
+	const uint32_t A = EFI_SECURE_DB_ATTRIBUTES, APPEND = EFI_SECURE_DB_ATTRIBUTES | EFI_VARIABLE_APPEND_WRITE;
+	size_t db0 = var_size(nv, "db", &gdb);
+	uint8_t h[32];
+	memset(h, 0x42, 32);
+	memset(hash, 0, sizeof(hash));
+	EFI_SIGNATURE_LIST l = { gsha, 76, 0, 48 };
+	memcpy(hash, &l, 28);
+	memcpy(hash + 44, h, 32);
+
+	/* a db append signed by a key that is neither PK nor KEK: refused, nothing changes */
+	size_t bl = auth_blob(&other, "db", &gdb, APPEND, 2026, 1, hash, 76, blob);
+	assert_int_equal(guest_set(nv, "db", &gdb, 0, APPEND, blob, (uint32_t)bl), EFI_SECURITY_VIOLATION);
+	assert_int_equal(var_size(nv, "db", &gdb), db0);
+	/* the KEK replaced by the PK holder (runtime, as Linux's efivarfs writes) */
+	n = cert_esl(&kek, esl);
+	bl = auth_blob(&pk, "KEK", &gglobal, A, 2026, 1, esl, n, blob);
+	assert_int_equal(guest_set(nv, "KEK", &gglobal, FW_VAR_F_RUNTIME, A, blob, (uint32_t)bl), EFI_SUCCESS);
+	assert_int_equal(var_size(nv, "KEK", &gglobal), n);
+	/* the same write again (a replay: not newer), and an older one: refused */
+	assert_int_equal(guest_set(nv, "KEK", &gglobal, 0, A, blob, (uint32_t)bl), EFI_SECURITY_VIOLATION);
+	bl = auth_blob(&pk, "KEK", &gglobal, A, 2025, 1, esl, n, blob);
+	assert_int_equal(guest_set(nv, "KEK", &gglobal, 0, A, blob, (uint32_t)bl), EFI_SECURITY_VIOLATION);
+	/* the KEK signed by itself may not replace the KEK */
+	bl = auth_blob(&kek, "KEK", &gglobal, A, 2027, 1, esl, n, blob);
+	assert_int_equal(guest_set(nv, "KEK", &gglobal, 0, A, blob, (uint32_t)bl), EFI_SECURITY_VIOLATION);
+	/* db append by the new KEK: accepted (older timestamps are fine for appends) */
+	bl = auth_blob(&kek, "db", &gdb, APPEND, 2020, 1, hash, 76, blob);
+	assert_int_equal(guest_set(nv, "db", &gdb, 0, APPEND, blob, (uint32_t)bl), EFI_SUCCESS);
+	assert_int_equal(var_size(nv, "db", &gdb), db0 + 76);
+	/* the payload changed after signing */
+	bl = auth_blob(&kek, "dbx", &gdb, A, 2026, 2, hash, 76, blob);
+	blob[bl - 1] ^= 1;
+	assert_int_equal(guest_set(nv, "dbx", &gdb, 0, A, blob, (uint32_t)bl), EFI_SECURITY_VIOLATION);
+	/* signed for db, presented as dbx */
+	bl = auth_blob(&kek, "db", &gdb, A, 2026, 3, hash, 76, blob);
+	assert_int_equal(guest_set(nv, "dbx", &gdb, 0, A, blob, (uint32_t)bl), EFI_SECURITY_VIOLATION);
+	/* without the time-based attribute, or not in the authenticated form */
+	assert_int_equal(guest_set(nv, "dbx", &gdb, 0, 7, hash, 76), EFI_SECURITY_VIOLATION);
+	assert_int_equal(guest_set(nv, "dbx", &gdb, 0, A, hash, 30), EFI_SECURITY_VIOLATION);
+	/* kept in the file */
+	nvram_close(nv);
+	assert_int_equal(nvram_open(path, false, true, &nv, err, sizeof(err)), 0);
+	assert_int_equal(var_size(nv, "db", &gdb), db0 + 76);
+	assert_int_equal(var_size(nv, "KEK", &gglobal), n);
+	struct secboot_settings s;
+	secboot_settings_get(nv, &s);
+	assert_int_equal(s.template_id, SECBOOT_TEMPLATE_CUSTOM);
+	/* the PK holder deletes the PK: Setup Mode; then a new PK must be self-signed */
+	bl = auth_blob(&pk, "PK", &gglobal, A, 2026, 5, NULL, 0, blob);
+	assert_int_equal(guest_set(nv, "PK", &gglobal, 0, A, blob, (uint32_t)bl), EFI_SUCCESS);
+	assert_int_equal(var_size(nv, "PK", &gglobal), 0);
+	assert_int_equal(get_u8(nv, "SetupMode", &gglobal, NULL), 1);
+	n = cert_esl(&other, esl);
+	bl = auth_blob(&pk, "PK", &gglobal, A, 2026, 6, esl, n, blob);
+	assert_int_equal(guest_set(nv, "PK", &gglobal, 0, A, blob, (uint32_t)bl), EFI_SECURITY_VIOLATION);
+	bl = auth_blob(&other, "PK", &gglobal, A, 2026, 6, esl, n, blob);
+	assert_int_equal(guest_set(nv, "PK", &gglobal, 0, A, blob, (uint32_t)bl), EFI_SUCCESS);
+	assert_int_equal(get_u8(nv, "SetupMode", &gglobal, NULL), 0);
+	nvram_close(nv);
+	key_free(&pk);
+	key_free(&kek);
+	key_free(&other);
+	char lock[300];
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	unlink(lock);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -341,6 +517,7 @@ int main(void)
 		cmocka_unit_test(test_settings_and_boot_variables),
 		cmocka_unit_test(test_guest_cannot_touch_keys),
 		cmocka_unit_test(test_file_keeps_keys),
+		cmocka_unit_test(test_authenticated_writes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
