@@ -247,6 +247,19 @@ static bool cert_in_dbx(struct verify *v, X509 *c)
 	return hit;
 }
 
+/* The signed content for PKCS7_verify. Not a bare memory BIO: for those OpenSSL 3.0 makes a copy that
+ * it leaks when the SignedData is unusable; behind a buffering filter it reads the caller's BIO.
+ * Freed with BIO_free_all. */
+static BIO *content_bio(const void *data, size_t len)
+{
+	BIO *mem = BIO_new_mem_buf(data, (int)len), *buf = mem ? BIO_new(BIO_f_buffer()) : NULL;
+	if (!buf) {
+		BIO_free(mem);
+		return NULL;
+	}
+	return BIO_push(buf, mem);
+}
+
 static void signer_names(X509 *signer, char cn[128], char issuer[128])
 {
 	cn_of(signer, cn, 128);
@@ -347,7 +360,7 @@ static int verify_one(void *opaque, const uint8_t *der, size_t len)
 		goto out;
 	}
 	/* The signature over the signed attributes and content; the chain is checked below, against db. */
-	in = BIO_new_mem_buf(inner, (int)inner_len);
+	in = content_bio(inner, (size_t)inner_len);
 	if (!in || PKCS7_verify(p7, NULL, NULL, in, NULL, PKCS7_BINARY | PKCS7_NOVERIFY) != 1) {
 		note(v, "its signature %u does not verify (a bad PKCS#7 signature)", v->nr_sigs);
 		goto out;
@@ -376,7 +389,7 @@ static int verify_one(void *opaque, const uint8_t *der, size_t len)
 out:
 	X509_STORE_CTX_free(ctx);
 	sk_X509_free(signers);
-	BIO_free(in);
+	BIO_free_all(in);
 	X509_SIG_free(dig);
 	PKCS7_free(p7);
 	ERR_clear_error(); /* OpenSSL's per-thread error queue: nothing of this image stays in it */
@@ -508,7 +521,7 @@ int pkcs7_verify_detached(const uint8_t *der, size_t len, const uint8_t *content
 	}
 	struct db_scan collect = { .store = store };
 	secboot_esl_walk(trust, trust_len, db_entry, &collect);
-	in = BIO_new_mem_buf(content, (int)clen);
+	in = content_bio(content, clen);
 	if (!in || PKCS7_verify(p7, NULL, NULL, in, NULL, PKCS7_BINARY | PKCS7_NOVERIFY) != 1) {
 		snprintf(why, whylen, "its signature does not verify over the variable's data");
 		goto out;
@@ -529,7 +542,7 @@ int pkcs7_verify_detached(const uint8_t *der, size_t len, const uint8_t *content
 out:
 	X509_STORE_CTX_free(ctx);
 	sk_X509_free(signers);
-	BIO_free(in);
+	BIO_free_all(in);
 	PKCS7_free(p7);
 	X509_STORE_free(store);
 	ERR_clear_error();
