@@ -217,6 +217,26 @@ def test_firmware_refuses_and_admits_images(tmp_path, efi_bins, keys):
     assert vm.out().count("hello from EFI") == 4, vm.out()[-3000:]
     assert "refused by Secure Boot" not in vm.err
 
+    # The UEFI CA template: the firmware admits shim, and shim refuses a GRUB with one byte changed
+    # (its own dialog, which waits for a key: the test ends the VM there).
+    ca = store(tmp_path, "ca.nvram", "--secure-boot", "on", "--secure-boot-template",
+               "MicrosoftUEFICertificateAuthority")
+    bad = bytearray(open(efi_bins["grub_signed"], "rb").read())
+    bad[len(bad) // 2] ^= 0x01  # one byte in the middle of its code
+    bad_grub = tmp_path / "grubx64-changed.efi"
+    bad_grub.write_bytes(bytes(bad))
+    changed = esp_disk(tmp_path, "changed", {"EFI/BOOT/BOOTX64.EFI": efi_bins["shim"],
+                                             "EFI/BOOT/grubx64.efi": str(bad_grub),
+                                             "EFI/debian/grub.cfg": 'echo "CHANGED-GRUB-RAN"\nhalt\n'})
+    vm = Vm(tmp_path, ["--nvram", ca, "--disk", changed], name="changed")
+    try:
+        assert vm.wait_for(r"Verification failed: \(0x1A\) Security Violation", 600, where="out"), vm.out()[-3000:]
+        assert re.search(r"Secure Boot admitted an image of \d+ bytes: a signature chains to db", vm.err), vm.err
+        assert "CHANGED-GRUB-RAN" not in vm.out()
+    finally:
+        vm.p.kill()
+        vm.p.wait()
+
     # The Windows template: Debian's shim (Microsoft's UEFI CA) is refused, as on Hyper-V.
     win = store(tmp_path, "win.nvram", "--secure-boot", "on", "--secure-boot-template", "MicrosoftWindows")
     shim_disk = esp_disk(tmp_path, "shim", {"EFI/BOOT/BOOTX64.EFI": efi_bins["shim"],
@@ -230,52 +250,93 @@ def test_firmware_refuses_and_admits_images(tmp_path, efi_bins, keys):
                      r"does not trust", s), s
 
 
+DB_VAR = "/sys/firmware/efi/efivars/db-d719b2cb-3d3a-4596-a3bc-dad00e67656f"
 SB_INIT = r"""
 for m in $(cat /modules/order); do insmod /modules/$m || echo "INSMOD-FAILED $m"; done
 echo "SB-USERSPACE-REACHED"
 mount -t efivarfs efivarfs /sys/firmware/efi/efivars && echo "EFIVARFS-MOUNTED"
 echo "SECUREBOOT-VAR $(od -An -tx1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c)"
 dmesg | grep -i -e "secure boot" -e "lockdown" | sed 's/^/KLOG /'
+chattr -i DB_VAR
+dd if=/wrong.var of=DB_VAR bs=65536 conv=notrunc 2>/dev/null && echo "WRONG-ACCEPTED" || echo "WRONG-REFUSED"
+dd if=/good.var of=DB_VAR bs=65536 conv=notrunc 2>/dev/null && echo "GOOD-ACCEPTED" || echo "GOOD-REFUSED"
 poweroff -f
-"""
+""".replace("DB_VAR", DB_VAR)
 
 
 @pytest.mark.real_guest
 @pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
 @needs_tools
-def test_shim_grub_kernel_boot_with_secure_boot(tmp_path, efi_bins):
-    """The UEFI CA template, Secure Boot on: Debian's shim (admitted by the firmware against db) refuses
-    a GRUB with one byte changed; on the next disk it starts Debian's signed GRUB, which loads Debian's
-    signed kernel through shim; Linux reaches userspace, reads SecureBoot = 1 from efivarfs and logs
-    that Secure Boot is enabled."""
+def test_shim_grub_kernel_boot_with_secure_boot(tmp_path, efi_bins, keys):
+    """The UEFI CA template with our own KEK, Secure Boot on: the firmware admits Debian's shim against
+    db; shim starts Debian's signed GRUB, which loads Debian's signed kernel through shim; Linux reaches
+    userspace, reads SecureBoot = 1 from efivarfs and logs that Secure Boot is enabled. There it appends
+    to db through efivarfs an entry signed by sign-efi-sig-list (efitools): signed by a key not in KEK
+    it is refused, signed by the KEK it is accepted and is in the NVRAM file after the VM ends."""
     from linux_guest import INIT_PRELUDE, generic_kernel, make_initramfs
+    if not ei.have_tools("sign-efi-sig-list"):
+        pytest.skip("needs efitools (scripts/deps.sh test)")
+    d = tmp_path
+    for who in ("kek", "wrong"):
+        subprocess.run(["openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                        f"/CN=gen2vm test {who}", "-keyout", str(d / f"{who}.key"), "-out", str(d / f"{who}.crt"),
+                        "-days", "3650"], check=True, capture_output=True)
+    subprocess.run(["cert-to-efi-sig-list", str(d / "kek.crt"), str(d / "kek.esl")], check=True, capture_output=True)
+    hello_hash = check_image(store(tmp_path, "probe.nvram"), keys["hello"])[keys["hello"]][2]
+    (d / "hello.esl").write_bytes(sha256_esl(hello_hash))
+    var = {}
+    for who in ("kek", "wrong"):
+        out = str(d / f"{who}.auth")
+        subprocess.run(["sign-efi-sig-list", "-a", "-k", str(d / f"{who}.key"), "-c", str(d / f"{who}.crt"), "db",
+                        str(d / "hello.esl"), out], check=True, capture_output=True)
+        # efivarfs takes the attributes (NV|BS|RT|TIME_BASED|APPEND_WRITE) before the data
+        var[who] = struct.pack("<I", 0x67) + open(out, "rb").read()
     kernel = generic_kernel()
     initrd = str(tmp_path / "initrd.cpio")
-    make_initramfs(initrd, INIT_PRELUDE + SB_INIT, kernel["modules"], ["efivarfs"])
+    make_initramfs(initrd, INIT_PRELUDE + SB_INIT, kernel["modules"], ["efivarfs"],
+                   extra_files={"good.var": var["kek"], "wrong.var": var["wrong"]})
     nv = store(tmp_path, "vm.nvram", "--secure-boot", "on", "--secure-boot-template",
-               "MicrosoftUEFICertificateAuthority")
-    grub = open(efi_bins["grub_signed"], "rb").read()
-    bad = bytearray(grub)
-    bad[len(bad) // 2] ^= 0x01  # one byte in the middle of its code
-    bad_grub = tmp_path / "grubx64-changed.efi"
-    bad_grub.write_bytes(bytes(bad))
+               "MicrosoftUEFICertificateAuthority", "--secure-boot-keys", "KEK=" + str(d / "kek.esl"))
+    assert not check_image(nv, keys["hello"])[keys["hello"]][0]
     cfg = ('echo "SIGNED-GRUB-RUNNING"\nlinux /vmlinuz console=ttyS0 panic=-1\ninitrd /initrd.img\n'
            'echo "GRUB-LOADED-KERNEL"\nboot\n')
-    changed = esp_disk(tmp_path, "changed", {"EFI/BOOT/BOOTX64.EFI": efi_bins["shim"],
-                                             "EFI/BOOT/grubx64.efi": str(bad_grub),
-                                             "EFI/debian/grub.cfg": 'echo "CHANGED-GRUB-RAN"\nhalt\n'})
     fat = ei.make_fat(str(tmp_path / "os.fat"), {
         "EFI/BOOT/BOOTX64.EFI": efi_bins["shim"], "EFI/BOOT/grubx64.efi": efi_bins["grub_signed"],
         "EFI/debian/grub.cfg": cfg, "vmlinuz": kernel["vmlinuz"], "initrd.img": initrd}, size_mb=120)
     good = ei.make_gpt_disk(str(tmp_path / "os.img"), fat)
     os.unlink(fat)
-    vm = Vm(tmp_path, ["--nvram", nv, "--disk", changed, "--disk", good], name="linux")
+    vm = Vm(tmp_path, ["--nvram", nv, "--disk", good], name="linux")
     rc = vm.finish(timeout=1100)
     out = vm.out()
-    assert "CHANGED-GRUB-RAN" not in out, out[-3000:]
     assert "SIGNED-GRUB-RUNNING" in out, out[-5000:] + vm.err[-3000:]
     assert "SB-USERSPACE-REACHED" in out, out[-5000:] + vm.err[-3000:]
     # efivarfs: 4 bytes of attributes (BS|RT = 06 00 00 00), then the value 01
     assert re.search(r"SECUREBOOT-VAR 06 00 00 00 01", out), out[-3000:]
     assert re.search(r"KLOG .*Secure boot enabled", out), out[-3000:]
+    assert "WRONG-REFUSED" in out and "GOOD-ACCEPTED" in out, out[-3000:] + vm.err[-3000:]
     assert rc == 0, vm.err[-3000:]
+    # the accepted append persisted: the image whose hash it carries is now admitted by db
+    v = check_image(nv, keys["hello"])[keys["hello"]]
+    assert v[0] and "its SHA-256 is in db" in v[1], v
+
+
+def test_hostile_key_files_and_images(tmp_path):
+    """Key files and images are user input: a FIFO, a device, a directory or a huge file gets a clear
+    error naming it, never a hang, and the store is left as it was."""
+    nv = store(tmp_path, "h.nvram", "--secure-boot", "on", "--secure-boot-template", "MicrosoftWindows")
+    before = open(nv, "rb").read()
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero", str(tmp_path)):
+        r = g2("firmware", "set", "--nvram", nv, "--secure-boot-keys", "db=" + path, check=False)
+        assert r.returncode == 2 and path in r.stderr, (path, r.stderr)
+        r = g2("firmware", "check-image", "--nvram", nv, path, check=False)
+        assert r.returncode == 2 and path in r.stderr, (path, r.stderr)
+    big = tmp_path / "big.esl"
+    with open(big, "wb") as f:
+        f.truncate(1 << 20)
+    r = g2("firmware", "set", "--nvram", nv, "--secure-boot-keys", "db=" + str(big), check=False)
+    assert r.returncode == 2, r.stderr
+    r = g2("firmware", "check-image", "--nvram", nv, str(big), check=False)
+    assert r.returncode == 2 and "not a PE image" in r.stderr, r.stderr
+    assert open(nv, "rb").read() == before
