@@ -356,7 +356,7 @@ static int verify_one(void *opaque, const uint8_t *der, size_t len)
 		goto out;
 	}
 	if (ASN1_STRING_length(want) != n || memcmp(ASN1_STRING_get0_data(want), got, (size_t)n)) {
-		note(v, "the image was changed after it was signed (its digest does not match signature %u)", v->nr_sigs);
+		note(v, "changed after signing (signature %u's digest differs)", v->nr_sigs);
 		goto out;
 	}
 	/* The signature over the signed attributes and content; the chain is checked below, against db. */
@@ -374,7 +374,7 @@ static int verify_one(void *opaque, const uint8_t *der, size_t len)
 	char cn[128], issuer[128];
 	if (!(ctx = signer_chain(signer, certs, v->store))) {
 		signer_names(signer, cn, issuer);
-		note(v, "signed by '%s' (issued by '%s'), which db does not trust", cn, issuer);
+		note(v, "signer '%s' (issuer '%s') not in db", cn, issuer);
 		goto out;
 	}
 	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
@@ -441,7 +441,7 @@ int authenticode_verify(const uint8_t *img, size_t len, const uint8_t *db, size_
 		snprintf(why, whylen, "its SHA-256 is in db");
 		r = 0;
 	} else {
-		snprintf(why, whylen, "%s", !v->nr_sigs ? "it is not signed and its hash is not in db"
+		snprintf(why, whylen, "%s", !v->nr_sigs ? "not signed, and its hash is not in db"
 					    : v->why[0] ? v->why : "its signatures do not verify");
 		r = -EACCES;
 	}

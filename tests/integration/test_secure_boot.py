@@ -105,7 +105,7 @@ def test_check_image_templates_and_authenticode_digests(tmp_path, efi_bins, keys
     shim, grub, sdboot = efi_bins["shim"], efi_bins["grub_signed"], efi_bins["systemd_boot"]
     v = check_image(uefi_ca, shim, grub, sdboot)
     assert v[shim][0] and "chains to db" in v[shim][1]
-    assert not v[grub][0] and "Debian Secure Boot Signer" in v[grub][1] and "db does not trust" in v[grub][1]
+    assert not v[grub][0] and "Debian Secure Boot Signer" in v[grub][1] and "not in db" in v[grub][1]
     assert not v[sdboot][0] and "not signed" in v[sdboot][1]
     w = check_image(windows, shim)
     assert not w[shim][0] and "Microsoft Windows UEFI Driver Publisher" in w[shim][1], w
@@ -132,7 +132,7 @@ def test_check_image_custom_db_dbx_and_tampering(tmp_path, keys):
     v = check_image(nv, keys["A"], keys["B"], keys["tampered"], keys["hello"])
     assert v[keys["A"]][0], v
     assert not v[keys["B"]][0] and "in dbx" in v[keys["B"]][1]
-    assert not v[keys["tampered"]][0] and "changed after it was signed" in v[keys["tampered"]][1]
+    assert not v[keys["tampered"]][0] and "changed after signing" in v[keys["tampered"]][1]
     assert not v[keys["hello"]][0] and "not signed" in v[keys["hello"]][1]
     # the unsigned image is admitted by its hash in db
     db_hash = tmp_path / "dbhash.esl"
@@ -166,11 +166,10 @@ def esp_disk(tmp_path, name, files):
     return disk
 
 
-def summary_of(vm):
-    """The boot summary as the firmware printed it on COM1 (gen2vm's exit message shortens it)."""
-    out = vm.out()
-    assert "Boot summary" in out, out[-3000:] + vm.err[-3000:]
-    return out[out.index("Boot summary"):]
+def failures(vm):
+    """Each failed boot entry with its reason, as the firmware reported it to gen2vm's log (-v): the
+    lines of the boot summary, whole."""
+    return re.findall(r"firmware: boot entry failed: (.*)", vm.err)
 
 
 @pytest.mark.real_guest
@@ -195,14 +194,14 @@ def test_firmware_refuses_and_admits_images(tmp_path, efi_bins, keys):
     vm = Vm(tmp_path, args)
     rc = vm.finish(timeout=600)
     assert rc == 5, vm.err[-3000:]
-    s = summary_of(vm)
-    assert re.search(r"1\. Boot0000 .*: \\EFI\\BOOT\\BOOTX64.EFI was refused by Secure Boot: it is not signed", s), s
-    assert re.search(r"2\. Boot0001 .*: \\EFI\\BOOT\\BOOTX64.EFI was refused by Secure Boot: its SHA-256 is in "
-                     r"dbx", s), s
-    assert re.search(r"3\. Boot0002 .*: \\EFI\\BOOT\\BOOTX64.EFI was refused by Secure Boot: the image was "
-                     r"changed after it was signed", s), s
-    assert re.search(r"4\. Boot0003 .*: \\EFI\\BOOT\\BOOTX64.EFI returned EFI_SUCCESS", s), s
-    assert vm.out().count("hello from EFI") == 1, vm.out()[-2000:]
+    f = failures(vm)
+    assert re.search(r"Boot0000 .*: \\EFI\\BOOT\\BOOTX64.EFI was refused by Secure Boot: not signed", f[0]), f
+    assert re.search(r"Boot0001 .*: \\EFI\\BOOT\\BOOTX64.EFI was refused by Secure Boot: its SHA-256 is in dbx", f[1]), f
+    assert re.search(r"Boot0002 .*: \\EFI\\BOOT\\BOOTX64.EFI was refused by Secure Boot: changed after signing", f[2]), f
+    assert re.search(r"Boot0003 .*: \\EFI\\BOOT\\BOOTX64.EFI returned EFI_SUCCESS", f[3]), f
+    assert "Boot summary" in vm.out()
+    hellos = vm.out().count("hello from EFI")
+    assert hellos >= 1, vm.out()[-2000:]
 
     # Secure Boot off: the same disks all run (systemd-boot without entries waits in its menu, so it
     # is replaced by the unsigned hello.efi); the VM's SecureBoot variable is then 0.
@@ -214,7 +213,7 @@ def test_firmware_refuses_and_admits_images(tmp_path, efi_bins, keys):
     vm = Vm(tmp_path, args, name="off")
     rc = vm.finish(timeout=600)
     assert rc == 5, vm.err[-3000:]
-    assert vm.out().count("hello from EFI") == 4, vm.out()[-3000:]
+    assert vm.out().count("hello from EFI") == 4 * hellos, vm.out()[-3000:]
     assert "refused by Secure Boot" not in vm.err
 
     # The Windows template: Debian's shim (Microsoft's UEFI CA) is refused, as on Hyper-V.
@@ -224,10 +223,9 @@ def test_firmware_refuses_and_admits_images(tmp_path, efi_bins, keys):
     vm = Vm(tmp_path, ["--nvram", win, "--disk", shim_disk], name="win")
     rc = vm.finish(timeout=600)
     assert rc == 5, vm.err[-3000:]
-    s = summary_of(vm)
-    assert re.search(r"1\. Boot0000 .*: \\EFI\\BOOT\\BOOTX64.EFI was refused by Secure Boot: signed by 'Microsoft "
-                     r"Windows UEFI Driver Publisher' \(issued by 'Microsoft Corporation UEFI CA 2011'\), which db "
-                     r"does not trust", s), s
+    f = failures(vm)
+    assert re.search(r"Boot0000 .*: \\EFI\\BOOT\\BOOTX64.EFI was refused by Secure Boot: signer 'Microsoft "
+                     r"Windows UEFI Driver Publisher' \(issuer 'Microsoft Corporation UEFI CA 2011'\) not in db", f[0]), f
 
 
 @pytest.mark.real_guest
