@@ -652,8 +652,11 @@ uint64_t nvram_query(struct nvram *nv, uint32_t attributes, uint32_t flags, uint
 		     uint64_t *remaining, uint64_t *max_var_size)
 {
 	flags_latch(nv, flags);
-	uint32_t attr = attributes;
-	if (!attr || (attr & ~EFI_VARIABLE_ATTRIBUTES_MASK) || (attr & EFI_VARIABLE_APPEND_WRITE))
+	/* APPEND_WRITE says how a write will go, not where it is kept: Linux's efivarfs asks with the
+	 * attributes of the write it is about to make (an append to db, dbx) and refuses the write when
+	 * the question is. */
+	uint32_t attr = attributes & ~EFI_VARIABLE_APPEND_WRITE;
+	if (!attr || (attr & ~EFI_VARIABLE_ATTRIBUTES_MASK))
 		return EFI_INVALID_PARAMETER;
 	if ((attr & EFI_VARIABLE_RUNTIME_ACCESS) && !(attr & EFI_VARIABLE_BOOTSERVICE_ACCESS))
 		return EFI_INVALID_PARAMETER;
