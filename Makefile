@@ -34,6 +34,8 @@ CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu17 $(WARN) -fno-strict-aliasing -pthread
 SANFLAGS  := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LDLIBS    := -pthread -ljson-c -lpng -luring -llz4 -lz -llzma -lzstd
+# OpenSSL's libcrypto (libssl-dev): Secure Boot's PKCS#7/X.509 checks in the VMM (src/platform/authenticode.c).
+LDLIBS    += -lcrypto
 # libvncserver (src/ui/vnc.c): Debian's libvncserver-dev, found through pkg-config.
 VNC_CFLAGS := $(shell pkg-config --cflags libvncserver 2>/dev/null)
 LDLIBS    += $(shell pkg-config --libs libvncserver 2>/dev/null || echo -lvncserver)

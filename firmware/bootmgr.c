@@ -88,6 +88,8 @@ static void bm_load_failed(struct bm_attempt *a, EFI_STATUS s, const char *file)
 		bm_fail(a, "%s not found", file);
 	else if (s == EFI_LOAD_ERROR || s == EFI_UNSUPPORTED)
 		bm_fail(a, "%s is not a valid x64 EFI application (%s)", file, bm_status(s));
+	else if (s == EFI_SECURITY_VIOLATION && fw_image_refusal()[0])
+		bm_fail(a, "%s was refused by Secure Boot: %s", file, fw_image_refusal());
 	else if (s == EFI_SECURITY_VIOLATION || s == EFI_ACCESS_DENIED)
 		bm_fail(a, "%s was refused by the image security policy (%s)", file, bm_status(s));
 	else if (s == EFI_NO_MEDIA)

@@ -122,5 +122,8 @@ EFI_STATUS fw_image_init(EFI_BOOT_SERVICES *bs);
  * options and the --initrd offered through LoadFile2 on Linux's initrd media device path.
  * EFI_NOT_FOUND when there is none; else the image's exit status (or the load error). */
 EFI_STATUS fw_image_start_handoff(void);
+/* Why Secure Boot refused the last image LoadImage refused with EFI_SECURITY_VIOLATION ("" when it
+ * did not), for the boot summary. */
+const char *fw_image_refusal(void);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "efi/efi_devpath.h"
 #include "efi/efi_pe.h"
+#include "gen2vm/proto/fw_sec.h"
 
 #define IMAGE_MAGIC 0x474d4946u /* "FIMG" */
 #define PATH_MAX16 512
@@ -189,6 +190,36 @@ static EFI_STATUS read_file(EFI_DEVICE_PATH_PROTOCOL *dp, BOOLEAN boot_policy, v
 	return read_from_load_file(&lf_guid, dp, boot_policy, buf, size);
 }
 
+/* ---- Secure Boot ---- */
+
+static char sec_reason[FW_VERIFY_REASON_MAX + 1];
+static struct fw_image_verify_req sec_req __attribute__((aligned(8)));
+
+const char *fw_image_refusal(void)
+{
+	return sec_reason;
+}
+
+/* The VMM decides (include/gen2vm/proto/fw_sec.h): it holds db and dbx and hashes the file with
+ * OpenSSL, which costs the firmware one exit instead of millions of emulated instructions. Any
+ * answer but "may run" keeps the image from loading (fail closed). */
+static EFI_STATUS image_verify(const void *file, UINTN size)
+{
+	efi_memset(&sec_req, 0, sizeof(sec_req));
+	sec_req.hdr.op = FW_OP_IMAGE_VERIFY;
+	sec_req.hdr.size = sizeof(sec_req);
+	sec_req.image_gpa = fw_virt_to_phys(file);
+	sec_req.image_size = size;
+	sec_reason[0] = 0;
+	EFI_STATUS s = fw_host_call(&sec_req);
+	if (s != EFI_SECURITY_VIOLATION)
+		return s;
+	uint32_t n = sec_req.reason_len < FW_VERIFY_REASON_MAX ? sec_req.reason_len : FW_VERIFY_REASON_MAX;
+	efi_memcpy(sec_reason, sec_req.reason, n);
+	sec_reason[n] = 0;
+	return s;
+}
+
 /* ---- loading ---- */
 
 static void image_free(struct fw_image *img)
@@ -211,8 +242,9 @@ static void image_free(struct fw_image *img)
 	fw_free(img);
 }
 
+/* trusted: the image the host itself placed in memory (--efi), which Secure Boot does not check. */
 static EFI_STATUS load(BOOLEAN boot_policy, EFI_HANDLE parent, EFI_DEVICE_PATH_PROTOCOL *dp, const void *src,
-		       UINTN src_size, EFI_HANDLE *out)
+		       UINTN src_size, bool trusted, EFI_HANDLE *out)
 {
 	if (!out || !find(parent))
 		return EFI_INVALID_PARAMETER;
@@ -228,6 +260,8 @@ static EFI_STATUS load(BOOLEAN boot_policy, EFI_HANDLE parent, EFI_DEVICE_PATH_P
 	struct efi_pe_image pe;
 	struct fw_image *img = NULL;
 	s = efi_pe_parse(file, size, &pe);
+	if (!EFI_ERROR(s) && !trusted)
+		s = image_verify(file, size);
 	if (!EFI_ERROR(s) && !(img = fw_zalloc(sizeof(*img))))
 		s = EFI_OUT_OF_RESOURCES;
 	if (EFI_ERROR(s))
@@ -308,7 +342,7 @@ static EFI_STATUS EFIAPI img_load(BOOLEAN boot_policy, EFI_HANDLE parent, EFI_DE
 {
 	if (fw.boot_services_done)
 		return EFI_UNSUPPORTED;
-	return load(boot_policy, parent, dp, src, src_size, out);
+	return load(boot_policy, parent, dp, src, src_size, false, out);
 }
 
 /* ---- running ---- */
@@ -485,7 +519,7 @@ EFI_STATUS fw_image_start_handoff(void)
 			fw_printf("gen2vm firmware: initrd not offered (status 0x%llx)\n", (unsigned long long)s);
 	}
 	s = load(0, fw.image, (EFI_DEVICE_PATH_PROTOCOL *)&handoff_dp,
-		 (const void *)(uintptr_t)ho->image_gpa, ho->image_size, &h);
+		 (const void *)(uintptr_t)ho->image_gpa, ho->image_size, true, &h);
 	if (EFI_ERROR(s)) {
 		fw_printf("gen2vm firmware: the --efi image does not load (status 0x%llx)\n", (unsigned long long)s);
 		return s;

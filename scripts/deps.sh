@@ -3,8 +3,8 @@
 set -euo pipefail
 what=${1:-build}
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-build_pkgs="build-essential busybox-static pkg-config libjson-c-dev libpng-dev liburing-dev liblz4-dev zlib1g-dev liblzma-dev libzstd-dev libvncserver-dev novnc"
-test_pkgs="dnsmasq-base tesseract-ocr tesseract-ocr-eng python3-numpy iproute2 iputils-ping xorriso dosfstools mtools fdisk grub-efi-amd64-bin grub-common libcmocka-dev python3-pytest acpica-tools busybox-static cpio e2fsprogs qemu-utils clang xz-utils zstd lz4 qemu-system-x86 python3-pytest-timeout python3-pytest-rerunfailures efibootmgr vncsnapshot xvfb xdotool tigervnc-viewer chromium chromium-driver"
+build_pkgs="build-essential busybox-static pkg-config libssl-dev libjson-c-dev libpng-dev liburing-dev liblz4-dev zlib1g-dev liblzma-dev libzstd-dev libvncserver-dev novnc"
+test_pkgs="dnsmasq-base ovmf sbsigntool efitools osslsigncode tesseract-ocr tesseract-ocr-eng python3-numpy iproute2 iputils-ping xorriso dosfstools mtools fdisk grub-efi-amd64-bin grub-common libcmocka-dev python3-pytest acpica-tools busybox-static cpio e2fsprogs qemu-utils clang xz-utils zstd lz4 qemu-system-x86 python3-pytest-timeout python3-pytest-rerunfailures efibootmgr vncsnapshot xvfb xdotool tigervnc-viewer chromium chromium-driver"
 pkgs=$build_pkgs
 [ "$what" = test ] && pkgs="$build_pkgs $test_pkgs"
 missing=""

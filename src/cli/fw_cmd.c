@@ -9,8 +9,11 @@
 
 #include "cli/exit.h"
 #include "gen2vm/proto/fw_var.h"
+#include "platform/authenticode.h"
 #include "platform/bootopt.h"
 #include "platform/nvram.h"
+#include "platform/secboot.h"
+#include "util/file.h"
 #include "util/log.h"
 #include "util/text.h"
 
@@ -18,7 +21,10 @@ static const char fw_usage[] =
 	"usage: gen2vm firmware show --nvram FILE [--json] [--variables]\n"
 	"       gen2vm firmware set --nvram FILE [--first-boot-device dvd|disk:C:L|file:N|nic[:N]]\n"
 	"                           [--boot-order XXXX,XXXX,...] [--pause-after-boot-failure on|off]\n"
+	"       gen2vm firmware set --nvram FILE [--secure-boot on|off] [--secure-boot-template NAME]\n"
+	"                           [--secure-boot-keys PK|KEK|db|dbx=FILE]...\n"
 	"       gen2vm firmware reset --nvram FILE\n"
+	"       gen2vm firmware check-image --nvram FILE IMAGE...\n"
 	"\n"
 	"The UEFI boot entries and settings of a VM, kept in the NVRAM file that gen2vm run --nvram FILE\n"
 	"uses (and creates). Device entries (one per SCSI disk and DVD drive, and one per network adapter)\n"
@@ -33,7 +39,16 @@ static const char fw_usage[] =
 	"                              exactly once\n"
 	"  --pause-after-boot-failure on|off\n"
 	"                              wait for a key before trying the next entry after a failure\n"
-	"  reset                       replace the file with a fresh store (a new system UUID, no entries)\n";
+	"  --secure-boot on|off        verify every boot loader and driver against the template's keys\n"
+	"  --secure-boot-template NAME Hyper-V's templates: MicrosoftWindows (Windows only, the default),\n"
+	"                              MicrosoftUEFICertificateAuthority (also shim-signed Linux),\n"
+	"                              OpenSourceShieldedVM, or none (no keys: Setup Mode); enrols its keys\n"
+	"  --secure-boot-keys DB=FILE  replace PK, KEK, db or dbx with the EFI signature lists in FILE\n"
+	"                              (repeatable; after the template; the template becomes \"custom\")\n"
+	"  reset                       replace the file with a fresh store (a new system UUID, no entries;\n"
+	"                              the Secure Boot setting is kept and its template's keys enrolled)\n"
+	"  check-image IMAGE...        whether this VM's db and dbx admit each EFI image, and why, with its\n"
+	"                              Authenticode SHA-256 (exit 1 when one is refused)\n";
 
 static void guid_text(const EFI_GUID *g, char out[40])
 {
@@ -69,6 +84,127 @@ static void fw_show_variables(struct nvram *nv, json_object *arr)
 			printf("  %s-%s  attributes 0x%x, %zu bytes\n", gt, n, attr, ds);
 		}
 	}
+}
+
+/* Secure Boot's setting: "Secure Boot: on, template MicrosoftWindows" (or JSON keys secure_boot,
+ * secure_boot_template, secure_boot_keys_enrolled). */
+static void fw_show_secure_boot(struct nvram *nv, json_object *j)
+{
+	struct secboot_settings sb;
+	secboot_settings_get(nv, &sb);
+	const char *t = secboot_template_name(sb.template_id);
+	if (j) {
+		json_object_object_add(j, "secure_boot", json_object_new_boolean(sb.enabled));
+		json_object_object_add(j, "secure_boot_template", json_object_new_string(t));
+		json_object_object_add(j, "secure_boot_keys_enrolled", json_object_new_boolean(sb.pk_enrolled));
+		return;
+	}
+	printf("Secure Boot: %s, template %s%s\n", sb.enabled ? "on" : "off", t,
+	       sb.pk_enrolled ? "" : " (no platform key enrolled: Setup Mode, nothing is verified)");
+}
+
+/* --secure-boot / --secure-boot-template: the template's keys are enrolled when the template is named,
+ * or when Secure Boot is turned on in a store that has none yet. */
+static int fw_set_secure_boot(struct nvram *nv, const char *on, const char *tname, char *const *keys, unsigned nkeys,
+			      char *err, size_t errlen)
+{
+	struct secboot_settings sb;
+	secboot_settings_get(nv, &sb);
+	enum secboot_template t = sb.template_id;
+	if (tname)
+		secboot_template_parse(tname, &t); /* checked before the store was opened */
+	bool enabled = on ? !strcmp(on, "on") : sb.enabled;
+	bool enroll = tname || (enabled && !sb.pk_enrolled && !nkeys && t != SECBOOT_TEMPLATE_CUSTOM);
+	int r = secboot_settings_set(nv, enabled, t, enroll);
+	if (r) {
+		snprintf(err, errlen, "cannot write the Secure Boot setting");
+		return r;
+	}
+	for (unsigned i = 0; i < nkeys && !r; i++) {
+		char name[8], why[400];
+		const char *eq = strchr(keys[i], '=');
+		size_t nl = eq ? (size_t)(eq - keys[i]) : 0;
+		if (!eq || nl >= sizeof(name)) {
+			snprintf(err, errlen, "--secure-boot-keys '%s': expected PK=FILE, KEK=FILE, db=FILE or dbx=FILE",
+				 text_show(keys[i]));
+			return -EINVAL;
+		}
+		memcpy(name, keys[i], nl);
+		name[nl] = 0;
+		uint8_t *esl = NULL;
+		size_t len = 0;
+		r = file_read_user(eq + 1, FW_VAR_DATA_MAX + 1, &esl, &len, why, sizeof(why));
+		if (!r)
+			r = secboot_set_db(nv, name, esl, len, why, sizeof(why));
+		free(esl);
+		if (r)
+			snprintf(err, errlen, "--secure-boot-keys %s: %s", text_show(keys[i]), why);
+	}
+	return r;
+}
+
+/* firmware reset keeps the Secure Boot setting of the old file (when it can be read) and enrols its
+ * template's keys in the fresh store. */
+static int fw_reset_secure_boot(const char *path, char *err, size_t errlen)
+{
+	struct secboot_settings sb = { .enabled = false, .template_id = SECBOOT_TEMPLATE_WINDOWS };
+	static const char *const names[4] = { "dbx", "db", "KEK", "PK" };
+	static const EFI_GUID global = EFI_GLOBAL_VARIABLE_GUID, image_db = EFI_IMAGE_SECURITY_DATABASE_GUID;
+	uint8_t *custom[4] = { 0 };
+	size_t custom_len[4] = { 0 };
+	struct nvram *nv;
+	char why[512];
+	if (!nvram_open(path, false, false, &nv, why, sizeof(why))) {
+		secboot_settings_get(nv, &sb);
+		/* Custom keys have no template to come from: they are carried over. */
+		for (int i = 0; i < 4 && sb.template_id == SECBOOT_TEMPLATE_CUSTOM; i++)
+			custom[i] = nvram_get_ascii(nv, names[i], names[i][0] == 'd' ? &image_db : &global, &custom_len[i],
+						    NULL);
+		nvram_close(nv);
+	}
+	int r = nvram_reset_file(path, err, errlen);
+	if (!r && !(r = nvram_open(path, false, true, &nv, err, errlen))) {
+		bool is_custom = sb.template_id == SECBOOT_TEMPLATE_CUSTOM;
+		r = secboot_settings_set(nv, sb.enabled, sb.template_id, !is_custom);
+		for (int i = 0; i < 4 && is_custom && !r; i++)
+			r = secboot_set_db(nv, names[i], custom[i], custom_len[i], why, sizeof(why));
+		if (r)
+			snprintf(err, errlen, "%s: cannot write the Secure Boot keys", text_show(path));
+		nvram_close(nv);
+	}
+	for (int i = 0; i < 4; i++)
+		free(custom[i]);
+	return r;
+}
+
+/* check-image: the verdict LoadImage would reach on each file with Secure Boot on. */
+static int fw_check_images(struct nvram *nv, char **files, int n)
+{
+	int rc = CLI_EXIT_OK;
+	for (int i = 0; i < n; i++) {
+		uint8_t *img = NULL, h[32];
+		size_t len = 0;
+		char why[400];
+		int r = file_read_user(files[i], AUTHENTICODE_IMAGE_MAX, &img, &len, why, sizeof(why));
+		if (r) {
+			fprintf(stderr, "gen2vm firmware check-image: %s: %s\n", text_show(files[i]), why);
+			free(img);
+			return cli_exit_code(r);
+		}
+		r = secboot_verify_image(nv, img, len, h, why, sizeof(why));
+		free(img);
+		if (r == -EINVAL || r == -ENOMEM) {
+			fprintf(stderr, "gen2vm firmware check-image: %s: %s\n", text_show(files[i]), why);
+			return cli_exit_code(r);
+		}
+		char hex[65];
+		for (int k = 0; k < 32; k++)
+			snprintf(hex + 2 * k, 3, "%02x", h[k]);
+		printf("%s: %s: %s\n  Authenticode SHA-256 %s\n", text_show(files[i]), r ? "refused" : "allowed", why, hex);
+		if (r)
+			rc = CLI_EXIT_FAILED;
+	}
+	return rc;
 }
 
 static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
@@ -117,6 +253,7 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 		snprintf(next, sizeof(next), "%04X", l->next);
 		json_object_object_add(j, "boot_next", l->has_next ? json_object_new_string(next) : NULL);
 		json_object_object_add(j, "pause_after_boot_failure", json_object_new_boolean(l->pause_after_failure == 1));
+		fw_show_secure_boot(nv, j);
 		if (vars) {
 			json_object *va = json_object_new_array();
 			fw_show_variables(nv, va);
@@ -142,6 +279,7 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 		if (l->has_next)
 			printf("BootNext: %04X\n", l->next);
 		printf("PauseAfterBootFailure: %s\n", l->pause_after_failure == 1 ? "on" : "off");
+		fw_show_secure_boot(nv, NULL);
 		if (vars)
 			fw_show_variables(nv, NULL);
 	}
@@ -171,12 +309,14 @@ int cli_firmware_main(int argc, char **argv)
 		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
 	}
 	const char *sub = argv[1];
-	if (strcmp(sub, "show") && strcmp(sub, "set") && strcmp(sub, "reset")) {
-		fprintf(stderr, "gen2vm firmware: unknown command '%s' (show, set or reset; see gen2vm firmware --help)\n",
+	bool check = !strcmp(sub, "check-image");
+	if (strcmp(sub, "show") && strcmp(sub, "set") && strcmp(sub, "reset") && !check) {
+		fprintf(stderr, "gen2vm firmware: unknown command '%s' (show, set, reset or check-image; see gen2vm "
+				"firmware --help)\n",
 			text_show(sub));
 		return CLI_EXIT_USAGE;
 	}
-	enum { O_NVRAM = 256, O_JSON, O_FIRST, O_ORDER, O_PAUSE, O_HELP, O_VARS };
+	enum { O_NVRAM = 256, O_JSON, O_FIRST, O_ORDER, O_PAUSE, O_HELP, O_VARS, O_SB, O_SB_TEMPLATE, O_SB_KEYS };
 	static const struct option opts[] = {
 		{ "nvram", required_argument, NULL, O_NVRAM },
 		{ "json", no_argument, NULL, O_JSON },
@@ -185,9 +325,15 @@ int cli_firmware_main(int argc, char **argv)
 		{ "pause-after-boot-failure", required_argument, NULL, O_PAUSE },
 		{ "help", no_argument, NULL, O_HELP },
 		{ "variables", no_argument, NULL, O_VARS },
+		{ "secure-boot", required_argument, NULL, O_SB },
+		{ "secure-boot-template", required_argument, NULL, O_SB_TEMPLATE },
+		{ "secure-boot-keys", required_argument, NULL, O_SB_KEYS },
 		{ 0 },
 	};
 	const char *path = NULL, *first = NULL, *order = NULL, *pause = NULL;
+	const char *sb_on = NULL, *sb_template = NULL;
+	char *sb_keys[4];
+	unsigned nsb_keys = 0;
 	bool json = false, vars = false;
 	optind = 1;
 	opterr = 0;
@@ -200,6 +346,15 @@ int cli_firmware_main(int argc, char **argv)
 		case O_FIRST: first = optarg; break;
 		case O_ORDER: order = optarg; break;
 		case O_PAUSE: pause = optarg; break;
+		case O_SB: sb_on = optarg; break;
+		case O_SB_TEMPLATE: sb_template = optarg; break;
+		case O_SB_KEYS:
+			if (nsb_keys == 4) {
+				fprintf(stderr, "gen2vm firmware set: --secure-boot-keys: at most one each of PK, KEK, db and dbx\n");
+				return CLI_EXIT_USAGE;
+			}
+			sb_keys[nsb_keys++] = optarg;
+			break;
 		case O_HELP: fputs(fw_usage, stdout); return CLI_EXIT_OK;
 		default:
 			fprintf(stderr, "gen2vm firmware %s: unknown or incomplete option '%s' (see gen2vm firmware --help)\n",
@@ -207,7 +362,11 @@ int cli_firmware_main(int argc, char **argv)
 			return CLI_EXIT_USAGE;
 		}
 	}
-	if (optind < argc - 1) {
+	if (check && optind >= argc - 1) {
+		fprintf(stderr, "gen2vm firmware check-image: name the EFI images to check\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (optind < argc - 1 && !check) {
 		fprintf(stderr, "gen2vm firmware %s: unexpected argument '%s'\n", sub, text_show(argv[optind + 1]));
 		return CLI_EXIT_USAGE;
 	}
@@ -216,13 +375,14 @@ int cli_firmware_main(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	bool is_set = !strcmp(sub, "set");
-	if ((!is_set && (first || order || pause)) || (strcmp(sub, "show") && (json || vars))) {
+	bool sb_set = sb_on || sb_template || nsb_keys;
+	if ((!is_set && (first || order || pause || sb_set)) || (strcmp(sub, "show") && (json || vars))) {
 		fprintf(stderr, "gen2vm firmware %s: option not valid here (see gen2vm firmware --help)\n", sub);
 		return CLI_EXIT_USAGE;
 	}
-	if (is_set && !first && !order && !pause) {
-		fprintf(stderr, "gen2vm firmware set: nothing to set: give --first-boot-device, --boot-order or "
-				"--pause-after-boot-failure\n");
+	if (is_set && !first && !order && !pause && !sb_set) {
+		fprintf(stderr, "gen2vm firmware set: nothing to set: give --first-boot-device, --boot-order, "
+				"--pause-after-boot-failure, --secure-boot or --secure-boot-template\n");
 		return CLI_EXIT_USAGE;
 	}
 	if (is_set && first && order) {
@@ -231,6 +391,16 @@ int cli_firmware_main(int argc, char **argv)
 	}
 	if (pause && strcmp(pause, "on") && strcmp(pause, "off")) {
 		fprintf(stderr, "gen2vm firmware set: --pause-after-boot-failure '%s': expected on or off\n", text_show(pause));
+		return CLI_EXIT_USAGE;
+	}
+	if (sb_on && strcmp(sb_on, "on") && strcmp(sb_on, "off")) {
+		fprintf(stderr, "gen2vm firmware set: --secure-boot '%s': expected on or off\n", text_show(sb_on));
+		return CLI_EXIT_USAGE;
+	}
+	enum secboot_template sb_t;
+	if (sb_template && secboot_template_parse(sb_template, &sb_t)) {
+		fprintf(stderr, "gen2vm firmware set: --secure-boot-template '%s': expected MicrosoftWindows, "
+				"MicrosoftUEFICertificateAuthority, OpenSourceShieldedVM or none\n", text_show(sb_template));
 		return CLI_EXIT_USAGE;
 	}
 	uint16_t ord[BOOTOPT_MAX];
@@ -243,11 +413,12 @@ int cli_firmware_main(int argc, char **argv)
 	char err[1536];
 	int r;
 	if (!strcmp(sub, "reset")) {
-		if ((r = nvram_reset_file(path, err, sizeof(err)))) {
+		if ((r = fw_reset_secure_boot(path, err, sizeof(err)))) {
 			fprintf(stderr, "gen2vm firmware reset: %s\n", err);
 			return cli_exit_code(r);
 		}
-		printf("%s: a fresh NVRAM store (no boot entries; gen2vm run adds its drives)\n", text_show(path));
+		printf("%s: a fresh NVRAM store (no boot entries; gen2vm run adds its drives; Secure Boot keys of its "
+		       "template)\n", text_show(path));
 		return CLI_EXIT_OK;
 	}
 	struct nvram *nv;
@@ -258,7 +429,9 @@ int cli_firmware_main(int argc, char **argv)
 		return cli_exit_code(r);
 	}
 	int rc = CLI_EXIT_OK;
-	if (!is_set) {
+	if (check) {
+		rc = fw_check_images(nv, argv + 1 + optind, argc - 1 - optind);
+	} else if (!is_set) {
 		rc = fw_show(nv, path, json, vars);
 	} else {
 		/* A failed write of the file is reported by the store itself (one line naming the file and
@@ -270,6 +443,8 @@ int cli_firmware_main(int argc, char **argv)
 			r = bootopt_set_order(nv, ord, nord, err, sizeof(err));
 		if (!r && pause && (r = bootopt_set_pause(nv, !strcmp(pause, "on"))))
 			snprintf(err, sizeof(err), "cannot write PauseAfterBootFailure");
+		if (!r && sb_set)
+			r = fw_set_secure_boot(nv, sb_on, sb_template, sb_keys, nsb_keys, err, sizeof(err));
 		if (r) {
 			if (!log_last_error()[0])
 				fprintf(stderr, "gen2vm firmware set: %s: %s\n", text_show(path), err);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gen2vm/proto/efi.h"
+#include "gen2vm/proto/fw_sec.h"
 #include "util/log.h"
 #include "vmm/boot.h"
 #include "vmm/loader.h"
@@ -251,6 +252,10 @@ static uint64_t firmware_dispatch(struct firmware *fw, void *req, uint32_t size)
 		return fw->var_fn(fw->var_opaque, op, req, size);
 	if (op >= FW_OP_MISC_FIRST && op <= FW_OP_MISC_LAST && fw->misc_fn)
 		return fw->misc_fn(fw->misc_opaque, op, req, size);
+	/* Image verification is a boot service: once the OS owns the machine there is nothing to
+	 * verify, and the VMM's cryptography is not offered to it. */
+	if (op >= FW_OP_SEC_FIRST && op <= FW_OP_SEC_LAST && fw->sec_fn)
+		return fw->ebs_ns ? EFI_UNSUPPORTED : fw->sec_fn(fw->sec_opaque, op, req, size);
 	log_guest("firmware: unknown host call %u", op);
 	return EFI_UNSUPPORTED;
 }

@@ -31,6 +31,7 @@
 #include "platform/smbios.h"
 #include "platform/bootopt.h"
 #include "platform/nvram.h"
+#include "platform/secboot.h"
 #include "ui/control.h"
 #include "disk/disk.h"
 #include "gen2vm/proto/fw.h"
@@ -84,6 +85,7 @@ struct gen2 {
 	bool has_com1, has_debug;
 	struct firmware fw;
 	struct nvram *nv; /* life->nv */
+	struct secboot_host sec; /* FW_OP_IMAGE_VERIFY's state for this boot */
 	/* Device memory (gen2_dev_map_ram): allocated at the first map, freed after the VM. */
 	pthread_mutex_t dev_ram_lock;
 	void *dev_ram;
@@ -749,6 +751,10 @@ static int gen2_setup(struct gen2 *g)
 		if (g->nv) {
 			g->fw.var_fn = nvram_host_call;
 			g->fw.var_opaque = g->nv;
+			g->sec.nv = g->nv;
+			g->sec.mem = &vm->mem;
+			g->fw.sec_fn = secboot_host_call;
+			g->fw.sec_opaque = &g->sec;
 		}
 		g->fw.misc_fn = fw_misc_handle;
 		g->fw.misc_opaque = &g->life->misc;
@@ -870,8 +876,10 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 		pthread_mutex_init(&g->forced_lock, NULL);
 		pthread_mutex_init(&g->dev_ram_lock, NULL);
 		g->nv = nv;
-		if (nv)
+		if (nv) {
 			nvram_vm_reset(nv); /* volatile variables last one boot */
+			g->sec.active = secboot_vm_start(nv);
+		}
 		int r = gen2_setup(g);
 		if (r) {
 			gen2_teardown(g);

@@ -14,6 +14,7 @@
 
 #include "efi/efi_lib.h"
 #include "gen2vm/proto/fw_var.h"
+#include "platform/secboot.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "util/text.h"
@@ -51,7 +52,7 @@ static const char *const readonly_names[] = {
 	"VendorKeys", "PK", NULL,
 };
 
-static bool name_eq_ascii(const CHAR16 *n, size_t size, const char *a)
+bool nvram_name_eq_ascii(const CHAR16 *n, size_t size, const char *a)
 {
 	size_t len = strlen(a);
 	if (size != (len + 1) * 2)
@@ -67,7 +68,7 @@ static bool var_readonly(const CHAR16 *name, size_t size, const EFI_GUID *g)
 	if (!efi_guid_eq(g, &global_guid))
 		return false;
 	for (unsigned i = 0; readonly_names[i]; i++)
-		if (name_eq_ascii(name, size, readonly_names[i]))
+		if (nvram_name_eq_ascii(name, size, readonly_names[i]))
 			return true;
 	return false;
 }
@@ -255,7 +256,8 @@ int nvram_load_buffer(const void *buf, size_t len, struct nvram **out, char *err
 		memcpy(name, p + NVRAM_REC, ns);
 		if (!name_valid(name, ns) || !(attr & EFI_VARIABLE_NON_VOLATILE) ||
 		    !(attr & EFI_VARIABLE_BOOTSERVICE_ACCESS) ||
-		    (attr & ~(EFI_VARIABLE_NON_VOLATILE | EFI_VARIABLE_BOOTSERVICE_ACCESS | EFI_VARIABLE_RUNTIME_ACCESS)) ||
+		    (attr & ~(EFI_VARIABLE_NON_VOLATILE | EFI_VARIABLE_BOOTSERVICE_ACCESS | EFI_VARIABLE_RUNTIME_ACCESS |
+			      EFI_VARIABLE_TIME_BASED_AUTHENTICATED_WRITE_ACCESS)) ||
 		    var_find(nv, name, ns, &g))
 			goto corrupt;
 		used += var_cost(ns, ds);
@@ -519,8 +521,16 @@ uint64_t nvram_set(struct nvram *nv, const CHAR16 *name, size_t name_size, const
 		return EFI_INVALID_PARAMETER;
 	if (attributes & ~EFI_VARIABLE_ATTRIBUTES_MASK)
 		return EFI_INVALID_PARAMETER;
-	if (attributes & auth)
-		return EFI_UNSUPPORTED; /* no Secure Boot yet: nothing to authenticate against */
+	bool host = flags & NVRAM_F_HOST;
+	/* Secure Boot's keys and setting: the host writes them (gen2vm firmware set/reset); the guest
+	 * only with a signed, time-based authenticated write of the keys, even from boot services code
+	 * claiming to be the firmware. */
+	if (!host && secboot_var_protected(name, name_size, guid))
+		return secboot_auth_write(nv, name, name_size, guid, attributes, data, data_size);
+	/* The host stores the databases with their time-based attribute, as the OS expects to read
+	 * them; the guest's authenticated writes of other variables are not supported. */
+	if ((attributes & auth) && !(host && (attributes & auth) == EFI_VARIABLE_TIME_BASED_AUTHENTICATED_WRITE_ACCESS))
+		return EFI_UNSUPPORTED;
 	if (attributes & EFI_VARIABLE_HARDWARE_ERROR_RECORD)
 		return EFI_INVALID_PARAMETER;
 	bool append = attributes & EFI_VARIABLE_APPEND_WRITE;
@@ -642,13 +652,17 @@ uint64_t nvram_query(struct nvram *nv, uint32_t attributes, uint32_t flags, uint
 		     uint64_t *remaining, uint64_t *max_var_size)
 {
 	flags_latch(nv, flags);
-	uint32_t attr = attributes;
-	if (!attr || (attr & ~EFI_VARIABLE_ATTRIBUTES_MASK) || (attr & EFI_VARIABLE_APPEND_WRITE))
+	/* APPEND_WRITE says how a write will go, not where it is kept: Linux's efivarfs asks with the
+	 * attributes of the write it is about to make (an append to db, dbx) and refuses the write when
+	 * the question is. */
+	uint32_t attr = attributes & ~EFI_VARIABLE_APPEND_WRITE;
+	if (!attr || (attr & ~EFI_VARIABLE_ATTRIBUTES_MASK))
 		return EFI_INVALID_PARAMETER;
 	if ((attr & EFI_VARIABLE_RUNTIME_ACCESS) && !(attr & EFI_VARIABLE_BOOTSERVICE_ACCESS))
 		return EFI_INVALID_PARAMETER;
-	if (attr & (EFI_VARIABLE_AUTHENTICATED_WRITE_ACCESS | EFI_VARIABLE_TIME_BASED_AUTHENTICATED_WRITE_ACCESS |
-		    EFI_VARIABLE_ENHANCED_AUTHENTICATED_ACCESS | EFI_VARIABLE_HARDWARE_ERROR_RECORD))
+	/* Time-based authenticated variables share the non-volatile store (Secure Boot's databases). */
+	if (attr & (EFI_VARIABLE_AUTHENTICATED_WRITE_ACCESS | EFI_VARIABLE_ENHANCED_AUTHENTICATED_ACCESS |
+		    EFI_VARIABLE_HARDWARE_ERROR_RECORD))
 		return EFI_UNSUPPORTED;
 	if (nv->runtime && !(attr & EFI_VARIABLE_RUNTIME_ACCESS))
 		return EFI_INVALID_PARAMETER;
@@ -707,6 +721,7 @@ static uint64_t nvram_request(struct nvram *nv, uint32_t op, void *req, uint8_t 
 {
 	struct fw_var_req h;
 	memcpy(&h, copy, sizeof(h));
+	h.flags &= FW_VAR_F_RUNTIME | FW_VAR_F_FIRMWARE; /* never NVRAM_F_HOST from the guest */
 	EFI_GUID guid = h.guid;
 	size_t room = req_size - sizeof(h);
 	uint8_t *payload = copy + sizeof(h), *gpay = (uint8_t *)req + sizeof(h);
@@ -801,7 +816,7 @@ uint64_t nvram_set_ascii(struct nvram *nv, const char *name, const EFI_GUID *gui
 		return EFI_INVALID_PARAMETER;
 	bool rt = nv->runtime;
 	nv->runtime = false; /* the host is not the OS */
-	uint64_t s = nvram_set(nv, n, ns, guid, FW_VAR_F_FIRMWARE, attributes, data, size);
+	uint64_t s = nvram_set(nv, n, ns, guid, FW_VAR_F_FIRMWARE | NVRAM_F_HOST, attributes, data, size);
 	nv->runtime = rt;
 	return s;
 }

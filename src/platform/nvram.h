@@ -55,8 +55,12 @@ const uint8_t *nvram_system_uuid(const struct nvram *nv);
 /* The path of the file, or NULL for a store in memory. */
 const char *nvram_path(const struct nvram *nv);
 
+/* A request from the host itself (nvram_set_ascii: the CLI, boot entries, Secure Boot's setting), never
+ * from the guest (nvram_host_call masks it off): it may write Secure Boot's keys (secboot.h). */
+#define NVRAM_F_HOST (1u << 31)
+
 /* Variable services with UEFI semantics; they return EFI_STATUS. name/name_size as VariableName and
- * its size in bytes with the NUL. flags: FW_VAR_F_* (runtime, firmware). Each successful change of a
+ * its size in bytes with the NUL. flags: FW_VAR_F_* (runtime, firmware), NVRAM_F_HOST. Each successful change of a
  * non-volatile variable is written to the file before returning; a failed write answers
  * EFI_DEVICE_ERROR and leaves the store as it was. */
 uint64_t nvram_get(struct nvram *nv, const CHAR16 *name, size_t name_size, const EFI_GUID *guid, uint32_t flags,
@@ -81,6 +85,9 @@ uint64_t nvram_host_call(void *opaque, uint32_t op, void *req, uint32_t req_size
 void *nvram_get_ascii(struct nvram *nv, const char *name, const EFI_GUID *guid, size_t *size, uint32_t *attributes);
 uint64_t nvram_set_ascii(struct nvram *nv, const char *name, const EFI_GUID *guid, uint32_t attributes,
 			 const void *data, size_t size);
+
+/* Whether a variable name (size in bytes with its NUL) is the ASCII string a. */
+bool nvram_name_eq_ascii(const CHAR16 *n, size_t size, const char *a);
 
 /* Iteration for the host (CLI): the i-th variable in store order, false past the end. */
 bool nvram_var_at(const struct nvram *nv, size_t i, const CHAR16 **name, size_t *name_size, EFI_GUID *guid,

@@ -198,3 +198,70 @@ def test_hot_add_and_remove_update_boot_entries(tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_cli_secure_boot_templates(tmp_path):
+    """Secure Boot's setting as `gen2vm firmware` shows and sets it: Hyper-V's template names, the
+    template's keys enrolled in the file (db and dbx in the image security database GUID, time-based
+    authenticated attributes), kept by `firmware reset`."""
+    nv = _make_store(tmp_path)
+    s = show(nv)
+    # a fresh store: off, Hyper-V's default template, its keys enrolled
+    assert (s["secure_boot"], s["secure_boot_template"], s["secure_boot_keys_enrolled"]) == (
+        False, "MicrosoftWindows", True)
+    rc, out, err = fw("show", "--nvram", nv)
+    assert "Secure Boot: off, template MicrosoftWindows" in out, out
+
+    def db(s, name="db"):
+        return [v for v in s["variables"] if v["name"] == name][0]
+    assert db(s)["guid"] == "d719b2cb-3d3a-4596-a3bc-dad00e67656f" and db(s)["attributes"] == 0x27
+    windows_db = db(s)["size"]
+
+    rc, out, err = fw("set", "--nvram", nv, "--secure-boot", "on", "--secure-boot-template",
+                      "MicrosoftUEFICertificateAuthority")
+    assert rc == 0, err
+    s = show(nv)
+    assert (s["secure_boot"], s["secure_boot_template"]) == (True, "MicrosoftUEFICertificateAuthority")
+    assert db(s)["size"] > windows_db  # the UEFI CA beside the Windows PCA
+    assert {v["name"] for v in s["variables"]} >= {"PK", "KEK", "db", "dbx"}
+
+    # reset: a fresh store with the same setting and its template's keys
+    assert fw("reset", "--nvram", nv)[0] == 0
+    s = show(nv)
+    assert (s["secure_boot"], s["secure_boot_template"], s["secure_boot_keys_enrolled"]) == (
+        True, "MicrosoftUEFICertificateAuthority", True)
+
+    # none: no keys at all (Setup Mode), said so
+    assert fw("set", "--nvram", nv, "--secure-boot-template", "none")[0] == 0
+    s = show(nv)
+    assert s["secure_boot_keys_enrolled"] is False
+    assert not {"PK", "KEK", "db", "dbx"} & {v["name"] for v in s["variables"]}
+    rc, out, err = fw("show", "--nvram", nv)
+    assert "Secure Boot: on, template none (no platform key enrolled: Setup Mode" in out, out
+    assert fw("set", "--nvram", nv, "--secure-boot", "off")[0] == 0
+    assert show(nv)["secure_boot"] is False
+
+    for args, needle in [
+        (["--secure-boot", "maybe"], "--secure-boot 'maybe': expected on or off"),
+        (["--secure-boot-template", "Windows"], "expected MicrosoftWindows, MicrosoftUEFICertificateAuthority"),
+    ]:
+        rc, out, err = fw("set", "--nvram", nv, *args)
+        assert rc == 2 and needle in err, (args, err)
+    rc, out, err = fw("show", "--nvram", nv, "--secure-boot", "on")
+    assert rc == 2 and "option not valid here" in err
+
+
+def test_secure_boot_keys_are_microsofts(tmp_path):
+    """The templates' certificates are Microsoft's public ones, as Debian's ovmf package enrols them;
+    the checked-in generated file matches a fresh run of its generator where that package is installed."""
+    import subprocess
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    fd = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+    if not os.path.exists(fd):
+        pytest.skip("Debian's ovmf is not installed (scripts/deps.sh test)")
+    r = subprocess.run([os.path.join(root, "scripts", "sb_keys_gen.py"), "--check"], capture_output=True)
+    assert r.returncode == 0, "src/platform/sb_keys_gen.c differs from scripts/sb_keys_gen.py's output"
+    src = open(os.path.join(root, "src", "platform", "sb_keys_gen.c")).read()
+    for cn in ["Microsoft Corporation KEK CA 2011", "Microsoft Windows Production PCA 2011",
+               "Microsoft Corporation UEFI CA 2011"]:
+        assert cn in src

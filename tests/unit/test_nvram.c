@@ -167,9 +167,18 @@ static void test_quotas(void **state)
 	assert_true(maxv >= FW_VAR_DATA_MAX);
 	assert_int_equal(nvram_query(nv, 0, 0, &max, &rem, &maxv), EFI_INVALID_PARAMETER);
 	assert_int_equal(nvram_query(nv, RT, 0, &max, &rem, &maxv), EFI_INVALID_PARAMETER);
+	/* time-based authenticated variables (Secure Boot's databases) share the non-volatile store; the
+	 * deprecated count-based kind is not supported */
 	assert_int_equal(nvram_query(nv, NV | BS | EFI_VARIABLE_TIME_BASED_AUTHENTICATED_WRITE_ACCESS, 0, &max, &rem, &maxv),
+			 EFI_SUCCESS);
+	assert_int_equal(nvram_query(nv, NV | BS | EFI_VARIABLE_AUTHENTICATED_WRITE_ACCESS, 0, &max, &rem, &maxv),
 			 EFI_UNSUPPORTED);
 	/* at runtime only runtime storage can be asked about */
+	/* the attributes of an append to db, as Linux's efivarfs asks before writing it */
+	assert_int_equal(nvram_query(nv, NV | BS | RT | EFI_VARIABLE_TIME_BASED_AUTHENTICATED_WRITE_ACCESS |
+					     EFI_VARIABLE_APPEND_WRITE, 0, &max, &rem, &maxv),
+			 EFI_SUCCESS);
+	assert_int_equal(nvram_query(nv, EFI_VARIABLE_APPEND_WRITE, 0, &max, &rem, &maxv), EFI_INVALID_PARAMETER);
 	assert_int_equal(nvram_query(nv, NV | BS, FW_VAR_F_RUNTIME, &max, &rem, &maxv), EFI_INVALID_PARAMETER);
 	assert_int_equal(nvram_query(nv, NV | BS | RT, FW_VAR_F_RUNTIME, &max, &rem, &maxv), EFI_SUCCESS);
 	nvram_close(nv);

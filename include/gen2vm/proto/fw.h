@@ -101,6 +101,7 @@ enum fw_host_op {
 	FW_OP_TIME_SET = 0x21,   /* struct fw_time_req: moves the VM's wall clock (kept for the run) */
 	FW_OP_RNG = 0x22,        /* struct fw_rng_req: entropy from the host */
 	FW_OP_MISC_LAST = 0x2f,
+	/* 0x50-0x5f: Secure Boot, include/gen2vm/proto/fw_sec.h. */
 };
 
 /* FW_OP_TIME_GET/SET: the time as EFI_TIME's fields (UEFI 2.10 8.3), UTC unless time_zone says
