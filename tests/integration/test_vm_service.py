@@ -129,6 +129,14 @@ class Service:
         self.log.seek(0)
         return self.log.read()
 
+    def wait_text(self, needle, timeout=20):
+        """The service's output once it holds needle (it answers on its socket before it has said
+        everything about it): the output at the deadline otherwise."""
+        deadline = time.time() + timeout
+        while needle not in self.text() and time.time() < deadline:
+            time.sleep(0.05)
+        return self.text()
+
     def stop(self):
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
@@ -265,7 +273,8 @@ def test_group_reaches_the_socket_and_nothing_else(tmp_path):
             st = os.stat(store)
             assert (st.st_mode & 0o777, st.st_gid) == (0o710, gid), (oct(st.st_mode), st.st_gid)
             assert os.stat(os.path.join(store, "priv")).st_mode & 0o777 == 0o700
-            assert "the group %s reaches it" % group in s.text() and "cannot enter" not in s.text(), s.text()
+            text = s.wait_text("the group %s reaches it" % group)
+            assert "the group %s reaches it" % group in text and "cannot enter" not in text, text
             if root:
                 nobody = 65534
                 probe = ("import socket,sys; c=socket.socket(socket.AF_UNIX); c.connect(sys.argv[1]); "
@@ -290,7 +299,8 @@ def test_group_reaches_the_socket_and_nothing_else(tmp_path):
         os.chmod(str(hidden), 0o700)
         s = Service(hidden / "store", tmp_path, "--group", group)
         try:
-            assert "warning: the group daemon cannot enter %s" % hidden in s.text(), s.text()
+            text = s.wait_text("warning: the group daemon cannot enter %s" % hidden)
+            assert "warning: the group daemon cannot enter %s" % hidden in text, text
         finally:
             s.stop()
     r = subprocess.run([gen2vm_binary(), "service", "run", "--store", str(tmp_path / "x"), "--group", "no-such-group-9"],
@@ -473,7 +483,7 @@ def test_heartbeat_lost_is_an_event(store, tmp_path, monkeypatch):
             fh.write("lost")
         seen = ev.until("h", event="heartbeat_lost")
         assert [e["event"] for e in seen] == ["heartbeat_lost"], seen
-        assert "heartbeat lost" in s.text()
+        assert "heartbeat lost" in s.wait_text("heartbeat lost")
         ev.close()
     finally:
         f.kill()
@@ -584,7 +594,8 @@ def test_deep_store_path_does_not_break_the_service_socket(tmp_path):
         ok(store, "new", "deep", "--memory", "64M")
         r = ok(store, "list")
         assert "deep" in r.stdout
-        assert "GET /v1/vms" in s.text() and "PUT /v1/vms/deep" in s.text(), s.text()
+        text = s.wait_text("PUT /v1/vms/deep")
+        assert "GET /v1/vms" in text and "PUT /v1/vms/deep" in text, text
     finally:
         s.stop()
     assert not os.path.exists(s.sock)  # removed on SIGTERM
@@ -679,7 +690,7 @@ def test_cli_gives_the_same_results_with_and_without_the_service(tmp_path):
                 # The verbs went through the API, not around it.
                 for path in ("PUT /v1/vms/a", "PATCH /v1/vms/a", "GET /v1/vms", "POST /v1/vms/a/shutdown",
                              "DELETE /v1/vms/b", "GET /v1/vms/a"):
-                    assert path in s.text(), (path, s.text())
+                    assert path in s.wait_text(path), (path, s.text())
         finally:
             if s:
                 s.stop()
