@@ -571,7 +571,7 @@ bool vnc_http_is_websocket(const char *req)
  * bytes and takes a slower browser (Chromium in an emulated machine) for a plain VNC viewer. Here the
  * request is only peeked at until it is whole; a WebSocket upgrade is then handed to libvncserver
  * with its request still unread, which its detection finds at once. */
-static void vnc_http_io(struct vnc *v, struct vnc_http *h, short revents)
+static void vnc_http_io(struct vnc *v, struct vnc_http *h)
 {
 	if (!h->out) {
 		ssize_t r = recv(h->fd, h->req, sizeof(h->req) - 1, MSG_PEEK | MSG_DONTWAIT);
@@ -687,7 +687,7 @@ static void *vnc_thread(void *arg)
 				struct vnc_http *h = &v->http[i];
 				if (h->fd >= 0 && (pf[http0 + 1 + i].revents || (h->repeek && now >= h->repeek))) {
 					h->repeek = 0;
-					vnc_http_io(v, h, pf[http0 + 1 + i].revents);
+					vnc_http_io(v, h);
 				}
 				if (h->fd >= 0 && now > h->deadline)
 					vnc_http_close(h);
