@@ -127,14 +127,8 @@ static void nv_packet(struct nv_dev *d, const uint8_t *pkt, uint32_t len, uint64
 	struct vmbus_packet_descriptor desc;
 	struct nvsp_message m;
 	*tid = 0;
-	if (len < sizeof(desc))
+	if (netvsc_packet_peel(pkt, len, &desc, &m))
 		return;
-	efi_memcpy(&desc, pkt, sizeof(desc));
-	uint32_t off = desc.offset8 * 8u;
-	if (off < sizeof(desc) || off > len)
-		return;
-	efi_memset(&m, 0, sizeof(m));
-	efi_memcpy(&m, pkt + off, len - off < sizeof(m) ? len - off : sizeof(m));
 	if (desc.type == VM_PKT_COMP) {
 		if (m.type == NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE && desc.trans_id >= NV_TID_TX &&
 		    desc.trans_id < NV_TID_TX + NV_TX_MAX)
@@ -222,11 +216,7 @@ static EFI_STATUS nv_rndis_ctl(struct nv_dev *d, const void *msg, uint32_t len, 
 		return EFI_INVALID_PARAMETER;
 	efi_memcpy(d->sbuf, msg, len);
 	struct nvsp_message m, r;
-	efi_memset(&m, 0, sizeof(m));
-	m.type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT;
-	m.u.rndis_pkt.channel_type = NVSP_CHANNEL_TYPE_CONTROL;
-	m.u.rndis_pkt.send_buf_section_index = 0;
-	m.u.rndis_pkt.send_buf_section_size = len;
+	netvsc_rndis_msg_init(&m, NVSP_CHANNEL_TYPE_CONTROL, 0, len);
 	d->ctl_len = 0;
 	EFI_STATUS s = nv_request(d, &m, &r);
 	if (EFI_ERROR(s))
@@ -536,11 +526,7 @@ static EFI_STATUS EFIAPI snp_transmit(EFI_SIMPLE_NETWORK_PROTOCOL *this, UINTN h
 	if (!mlen)
 		return EFI_INVALID_PARAMETER;
 	struct nvsp_message m;
-	efi_memset(&m, 0, sizeof(m));
-	m.type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT;
-	m.u.rndis_pkt.channel_type = NVSP_CHANNEL_TYPE_DATA;
-	m.u.rndis_pkt.send_buf_section_index = sec;
-	m.u.rndis_pkt.send_buf_section_size = mlen;
+	netvsc_rndis_msg_init(&m, NVSP_CHANNEL_TYPE_DATA, sec, mlen);
 	d->tx_busy |= 1u << sec;
 	s = nv_send(d, &m, NV_TID_TX + sec, true);
 	if (EFI_ERROR(s)) {

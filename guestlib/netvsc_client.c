@@ -2,6 +2,29 @@
 
 #include "vmbus_ring.h"
 
+int netvsc_packet_peel(const uint8_t *pkt, uint32_t len, struct vmbus_packet_descriptor *desc,
+		       struct nvsp_message *m)
+{
+	vmbus_mem_zero(m, sizeof(*m));
+	if (len < sizeof(*desc))
+		return -1;
+	vmbus_mem_copy(desc, pkt, sizeof(*desc));
+	uint32_t off = desc->offset8 * 8u;
+	if (off < sizeof(*desc) || off > len)
+		return -1;
+	vmbus_mem_copy(m, pkt + off, len - off < sizeof(*m) ? len - off : sizeof(*m));
+	return 0;
+}
+
+void netvsc_rndis_msg_init(struct nvsp_message *m, uint32_t channel_type, uint32_t section, uint32_t size)
+{
+	vmbus_mem_zero(m, sizeof(*m));
+	m->type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT;
+	m->u.rndis_pkt.channel_type = channel_type;
+	m->u.rndis_pkt.send_buf_section_index = section;
+	m->u.rndis_pkt.send_buf_section_size = size;
+}
+
 int netvsc_xfer_for_each(const uint8_t *pkt, uint32_t len, const uint8_t *rbuf, uint32_t rbuf_size,
 			 void (*fn)(void *ctx, const uint8_t *msg, uint32_t len), void *ctx)
 {

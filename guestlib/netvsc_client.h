@@ -11,6 +11,16 @@
 #include "gen2vm/proto/netvsc.h"
 #include "gen2vm/proto/vmbus.h"
 
+/* A packet from the host (pkt: descriptor first, len bytes): its descriptor in *desc and the NVSP
+ * message at offset8 * 8 in *m (what the packet holds of it, the rest zeroed). Returns 0, or -1 when
+ * the packet is shorter than a descriptor or its offset lies outside it. */
+int netvsc_packet_peel(const uint8_t *pkt, uint32_t len, struct vmbus_packet_descriptor *desc,
+		       struct nvsp_message *m);
+
+/* *m becomes NVSP's "send RNDIS packet" for one send-buffer section: channel_type
+ * NVSP_CHANNEL_TYPE_DATA or _CONTROL, size bytes of RNDIS message in that section. */
+void netvsc_rndis_msg_init(struct nvsp_message *m, uint32_t channel_type, uint32_t section, uint32_t size);
+
 /* For a VM_PKT_DATA_USING_XFER_PAGES packet (pkt: descriptor first, len bytes) whose NVSP message
  * starts at the descriptor's offset8 * 8: calls fn for each range that lies inside the receive
  * buffer (rbuf, rbuf_size bytes) and holds at least an RNDIS header. Returns the number of ranges

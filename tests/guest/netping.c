@@ -121,13 +121,9 @@ static void rndis_in(void *ctx, const uint8_t *msg, uint32_t len)
 static void nv_packet(const uint8_t *pkt, uint32_t len, uint64_t *comp_tid, struct nvsp_message *comp)
 {
 	struct vmbus_packet_descriptor d;
-	memcpy(&d, pkt, sizeof(d));
-	uint32_t off = d.offset8 * 8u;
 	struct nvsp_message m;
-	memset(&m, 0, sizeof(m));
-	if (off < sizeof(d) || off > len)
+	if (netvsc_packet_peel(pkt, len, &d, &m))
 		return;
-	memcpy(&m, pkt + off, len - off < sizeof(m) ? len - off : sizeof(m));
 	if (d.type == VM_PKT_COMP) {
 		if (m.type == NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE) {
 			if (d.trans_id >= 0x1000 && d.trans_id < 0x1000 + TX_SECTIONS)
@@ -201,11 +197,7 @@ static int64_t rndis_ctl(const void *msg, uint32_t len)
 {
 	memcpy(sbuf, msg, len);
 	struct nvsp_message m, r;
-	memset(&m, 0, sizeof(m));
-	m.type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT;
-	m.u.rndis_pkt.channel_type = NVSP_CHANNEL_TYPE_CONTROL;
-	m.u.rndis_pkt.send_buf_section_index = 0;
-	m.u.rndis_pkt.send_buf_section_size = len;
+	netvsc_rndis_msg_init(&m, NVSP_CHANNEL_TYPE_CONTROL, 0, len);
 	ctl_len = 0;
 	if (nv_request(&m, &r) || r.u.rndis_pkt_complete.status != NVSP_STAT_SUCCESS)
 		return -1;
@@ -317,11 +309,7 @@ static int tx(const uint8_t *f, uint32_t len)
 	if (!mlen)
 		return -1;
 	struct nvsp_message m;
-	memset(&m, 0, sizeof(m));
-	m.type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT;
-	m.u.rndis_pkt.channel_type = NVSP_CHANNEL_TYPE_DATA;
-	m.u.rndis_pkt.send_buf_section_index = s;
-	m.u.rndis_pkt.send_buf_section_size = mlen;
+	netvsc_rndis_msg_init(&m, NVSP_CHANNEL_TYPE_DATA, s, mlen);
 	sec_busy[s] = true;
 	return nv_send(&m, 0x1000 + s, true);
 }
