@@ -174,19 +174,19 @@ int authenticode_signatures(const uint8_t *img, const struct authenticode_pe *pe
 /* ---- verification ---- */
 
 struct db_scan {
-	const uint8_t *want; /* a SHA-256 or a DER certificate */
+	const uint8_t *want; /* a SHA-256, a DER certificate or a TBSCertificate hash */
 	size_t want_len;
-	bool x509;           /* look at X.509 entries, else SHA-256 ones */
-	X509_STORE *store;   /* db: collect X.509 entries here instead */
+	const EFI_GUID *type; /* entries of this type; a hash type's entries may carry more (a revocation time) */
+	X509_STORE *store;    /* db: collect X.509 entries here instead */
 };
+
+static const EFI_GUID guid_x509 = EFI_CERT_X509_GUID, guid_sha256 = EFI_CERT_SHA256_GUID;
 
 static int db_entry(void *opaque, const EFI_GUID *type, const EFI_GUID *owner, const uint8_t *data, size_t len)
 {
-	static const EFI_GUID x509 = EFI_CERT_X509_GUID, sha = EFI_CERT_SHA256_GUID;
 	struct db_scan *s = opaque;
-	bool is_x509 = efi_guid_eq(type, &x509);
 	if (s->store) {
-		if (!is_x509)
+		if (!efi_guid_eq(type, &guid_x509))
 			return 0;
 		const unsigned char *p = data;
 		X509 *c = d2i_X509(NULL, &p, (long)len);
@@ -196,16 +196,19 @@ static int db_entry(void *opaque, const EFI_GUID *type, const EFI_GUID *owner, c
 		}
 		return 0;
 	}
-	if (s->x509 ? !is_x509 : !efi_guid_eq(type, &sha))
+	if (!efi_guid_eq(type, s->type))
 		return 0;
-	return len == s->want_len && !memcmp(data, s->want, len);
+	/* an X.509 entry is the whole certificate; a TBS-hash entry is the hash then TimeOfRevocation, which
+	 * is not honoured: without timestamped signatures (dbt) nothing shows an image was signed before it */
+	bool prefix = !efi_guid_eq(type, &guid_x509) && !efi_guid_eq(type, &guid_sha256);
+	return len == s->want_len + (prefix ? sizeof(EFI_TIME) : 0) && !memcmp(data, s->want, s->want_len);
 }
 
-/* Whether the database holds this hash (x509 false) or certificate. A malformed database holds
- * nothing: the host wrote it, and the parser refuses it whole. */
-static bool db_holds(const uint8_t *db, size_t len, const uint8_t *want, size_t want_len, bool x509)
+/* Whether the database holds this entry of this type. A malformed database holds nothing: the host
+ * wrote it, and the parser refuses it whole. */
+static bool db_holds(const uint8_t *db, size_t len, const uint8_t *want, size_t want_len, const EFI_GUID *type)
 {
-	struct db_scan s = { want, want_len, x509, NULL };
+	struct db_scan s = { want, want_len, type, NULL };
 	return db && secboot_esl_walk(db, len, db_entry, &s) == 1;
 }
 
@@ -237,12 +240,27 @@ static void note(struct verify *v, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The DER of a certificate, for comparison with dbx entries (malloc'd by OpenSSL). */
+/* Whether dbx revokes a certificate: by its whole DER (EFI_CERT_X509) or by the SHA-256/384/512 of its
+ * TBSCertificate (EFI_CERT_X509_SHA256/384/512, as Microsoft's dbx updates revoke CAs). */
 static bool cert_in_dbx(struct verify *v, X509 *c)
 {
+	static const EFI_GUID tbs_types[3] = { EFI_CERT_X509_SHA256_GUID, EFI_CERT_X509_SHA384_GUID,
+					       EFI_CERT_X509_SHA512_GUID };
+	static const char *const tbs_mds[3] = { "SHA256", "SHA384", "SHA512" };
 	unsigned char *der = NULL;
 	int n = i2d_X509(c, &der);
-	bool hit = n > 0 && db_holds(v->dbx, v->dbx_len, der, (size_t)n, true);
+	bool hit = n > 0 && db_holds(v->dbx, v->dbx_len, der, (size_t)n, &guid_x509);
+	OPENSSL_free(der);
+	der = NULL;
+	n = hit ? 0 : i2d_re_X509_tbs(c, &der);
+	for (unsigned i = 0; n > 0 && !hit && i < 3; i++) {
+		uint8_t h[EVP_MAX_MD_SIZE];
+		unsigned hl = 0;
+		EVP_MD *md = EVP_MD_fetch(NULL, tbs_mds[i], NULL);
+		if (md && EVP_Digest(der, (size_t)n, h, &hl, md, NULL))
+			hit = db_holds(v->dbx, v->dbx_len, h, hl, &tbs_types[i]);
+		EVP_MD_free(md);
+	}
 	OPENSSL_free(der);
 	return hit;
 }
@@ -417,7 +435,7 @@ int authenticode_verify(const uint8_t *img, size_t len, const uint8_t *db, size_
 	}
 	if (sha256)
 		memcpy(sha256, h, 32);
-	if (db_holds(dbx, dbx_len, h, 32, false)) {
+	if (db_holds(dbx, dbx_len, h, 32, &guid_sha256)) {
 		snprintf(why, whylen, "its SHA-256 is in dbx (revoked)");
 		r = -EACCES;
 		goto out;
@@ -437,7 +455,7 @@ int authenticode_verify(const uint8_t *img, size_t len, const uint8_t *db, size_
 	} else if (v->allowed) {
 		snprintf(why, whylen, "a signature chains to db");
 		r = 0;
-	} else if (db_holds(db, db_len, h, 32, false)) {
+	} else if (db_holds(db, db_len, h, 32, &guid_sha256)) {
 		snprintf(why, whylen, "its SHA-256 is in db");
 		r = 0;
 	} else {

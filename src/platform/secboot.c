@@ -47,6 +47,21 @@ int secboot_template_parse(const char *name, enum secboot_template *out)
 	return -EINVAL;
 }
 
+size_t secboot_sig_fixed_size(const EFI_GUID *type)
+{
+	static const EFI_GUID x509_sha256 = EFI_CERT_X509_SHA256_GUID, x509_sha384 = EFI_CERT_X509_SHA384_GUID,
+			      x509_sha512 = EFI_CERT_X509_SHA512_GUID;
+	if (efi_guid_eq(type, &sha256_guid))
+		return EFI_SHA256_SIZE;
+	if (efi_guid_eq(type, &x509_sha256))
+		return 32 + sizeof(EFI_TIME);
+	if (efi_guid_eq(type, &x509_sha384))
+		return 48 + sizeof(EFI_TIME);
+	if (efi_guid_eq(type, &x509_sha512))
+		return 64 + sizeof(EFI_TIME);
+	return 0;
+}
+
 int secboot_esl_walk(const void *buf, size_t len, secboot_sig_fn fn, void *opaque)
 {
 	const uint8_t *p = buf;
@@ -64,8 +79,8 @@ int secboot_esl_walk(const void *buf, size_t len, secboot_sig_fn fn, void *opaqu
 		size_t body = l.SignatureListSize - sizeof(l) - l.SignatureHeaderSize;
 		if (!body || body % l.SignatureSize)
 			return -EINVAL;
-		if (efi_guid_eq(&type, &sha256_guid) &&
-		    l.SignatureSize != sizeof(EFI_SIGNATURE_DATA) + EFI_SHA256_SIZE)
+		size_t fixed = secboot_sig_fixed_size(&type);
+		if (fixed && l.SignatureSize != sizeof(EFI_SIGNATURE_DATA) + fixed)
 			return -EINVAL;
 		const uint8_t *s = p + off + sizeof(l) + l.SignatureHeaderSize;
 		for (size_t i = 0; fn && i < body / l.SignatureSize; i++, s += l.SignatureSize) {

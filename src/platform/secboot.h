@@ -40,12 +40,16 @@ int secboot_template_parse(const char *name, enum secboot_template *out);
 
 /* The signature-list walk: calls fn for each signature of buf (a PK/KEK/db/dbx value) with its list's
  * type, its owner and its data. Returns -EINVAL when buf is not a well-formed sequence of lists
- * (sizes that disagree, a truncated list, a zero signature size, a SHA-256 entry that is not 32 bytes,
- * a list with no signature), fn's first nonzero return, or 0. fn NULL: only the check. The walk
+ * (sizes that disagree, a truncated list, a zero signature size, an entry of a fixed-size type whose
+ * size is not that, a list with no signature), fn's first nonzero return, or 0. fn NULL: only the check. The walk
  * never reads outside [buf, buf + len). */
 typedef int (*secboot_sig_fn)(void *opaque, const EFI_GUID *type, const EFI_GUID *owner, const uint8_t *data,
 			      size_t len);
 int secboot_esl_walk(const void *buf, size_t len, secboot_sig_fn fn, void *opaque);
+
+/* The data size every signature of this type has (EFI_CERT_SHA256: 32; EFI_CERT_X509_SHA256/384/512:
+ * the hash and a 16-byte TimeOfRevocation), or 0 for a type of variable size (X.509) or unknown. */
+size_t secboot_sig_fixed_size(const EFI_GUID *type);
 
 /* The template's databases, concatenated signature lists (malloc'd, *len; NULL with len 0 when the
  * template leaves it empty). which: "PK", "KEK", "db" or "dbx". -ENOMEM, -EINVAL or 0. */

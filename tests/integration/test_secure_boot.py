@@ -5,6 +5,7 @@ and images signed here with sbsigntool and keys made here (openssl, efitools' ce
 Host-side: `gen2vm firmware check-image` (the VMM's verdict code, the same LoadImage asks for) against
 osslsigncode's and sbsign's Authenticode digests. In the nested test host: the firmware refusing and
 admitting images, the boot summary naming each refused image and why, and Linux reporting Secure Boot."""
+import hashlib
 import os
 import re
 import struct
@@ -18,6 +19,7 @@ from conftest import BUILD, VmProcess, gen2vm_binary, have_kvm, run
 
 EFI = os.path.join(BUILD, "efi")
 SHA256_GUID = uuid.UUID("c1c41626-504c-4092-aca9-41f936934328")
+X509_SHA256_GUID = uuid.UUID("3bd2a492-96c0-4079-b420-fcf98ef103ed")
 
 needs_tools = pytest.mark.skipif(not ei.have_tools("sbsign", "cert-to-efi-sig-list", "osslsigncode", "openssl"),
                                  reason="needs sbsigntool, efitools, osslsigncode (scripts/deps.sh test)")
@@ -49,6 +51,25 @@ def osslsigncode_digest(path):
 def sha256_esl(digest_hex):
     """An EFI signature list of one SHA-256 (as efitools' hash-to-efi-sig-list writes)."""
     return SHA256_GUID.bytes_le + struct.pack("<III", 28 + 48, 0, 48) + bytes(16) + bytes.fromhex(digest_hex)
+
+
+def der_tbs(cert_der):
+    """The TBSCertificate of a DER certificate: the first element of its outer SEQUENCE."""
+    def header(b, i):  # (offset of the contents, their length) of the element at i
+        n = b[i + 1]
+        if n < 0x80:
+            return i + 2, n
+        k = n & 0x7f
+        return i + 2 + k, int.from_bytes(b[i + 2:i + 2 + k], "big")
+    start, _ = header(cert_der, 0)
+    body, length = header(cert_der, start)
+    return cert_der[start:body + length]
+
+
+def x509_sha256_esl(tbs_sha256):
+    """An EFI signature list revoking a certificate by its TBS hash (EFI_CERT_X509_SHA256: the hash and
+    a zero TimeOfRevocation, which means always)."""
+    return X509_SHA256_GUID.bytes_le + struct.pack("<III", 28 + 64, 0, 64) + bytes(16) + tbs_sha256 + bytes(16)
 
 
 def patched(src, dst, offset_from_pe, value):
@@ -147,6 +168,35 @@ def test_check_image_custom_db_dbx_and_tampering(tmp_path, keys):
     assert r.returncode == 2 and "not EFI signature lists" in r.stderr, r.stderr
     r = g2("firmware", "set", "--nvram", nv, "--secure-boot-keys", "dbq=" + str(dbx), check=False)
     assert r.returncode == 2 and "not a Secure Boot database" in r.stderr, r.stderr
+
+
+@needs_tools
+def test_check_image_dbx_revokes_certificates(tmp_path, keys):
+    """dbx revokes a signer by its whole certificate (EFI_CERT_X509, efitools' cert-to-efi-sig-list) or
+    by the SHA-256 of its TBSCertificate (EFI_CERT_X509_SHA256, as Microsoft's dbx updates do): every
+    image it signed is then refused, whatever db says; a malformed entry is refused when set."""
+    der = subprocess.run(["openssl", "x509", "-in", keys["crt"], "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    tbs_hash = hashlib.sha256(der_tbs(der)).digest()
+    by_hash = tmp_path / "dbx-tbs.esl"
+    by_hash.write_bytes(x509_sha256_esl(tbs_hash))
+    for name, dbx in (("cert", keys["db_esl"]), ("tbs", str(by_hash))):
+        nv = store(tmp_path, name + ".nvram", "--secure-boot", "on", "--secure-boot-keys", "db=" + keys["db_esl"],
+                   "--secure-boot-keys", "dbx=" + dbx)
+        v = check_image(nv, keys["A"])
+        assert not v[keys["A"]][0], (name, v)
+        assert "'gen2vm test db key' is revoked (in dbx)" in v[keys["A"]][1], (name, v)
+    # a hash of another certificate revokes nothing
+    other = tmp_path / "dbx-other.esl"
+    other.write_bytes(x509_sha256_esl(hashlib.sha256(b"another certificate").digest()))
+    nv = store(tmp_path, "other.nvram", "--secure-boot", "on", "--secure-boot-keys", "db=" + keys["db_esl"],
+               "--secure-boot-keys", "dbx=" + str(other))
+    assert check_image(nv, keys["A"])[keys["A"]][0]
+    # an EFI_CERT_X509_SHA256 entry without its revocation time is not a signature list
+    short = tmp_path / "dbx-short.esl"
+    short.write_bytes(X509_SHA256_GUID.bytes_le + struct.pack("<III", 28 + 48, 0, 48) + bytes(16) + tbs_hash)
+    r = g2("firmware", "set", "--nvram", nv, "--secure-boot-keys", "dbx=" + str(short), check=False)
+    assert r.returncode == 2 and "not EFI signature lists" in r.stderr, r.stderr
 
 
 # ---- in the nested test host ----------------------------------------------------------------------

@@ -112,6 +112,18 @@ static void test_esl_malformed(void **state)
 		efi_put32(m + bad[i].off, bad[i].v);
 		assert_int_equal(secboot_esl_walk(m, len, NULL, NULL), -EINVAL);
 	}
+	/* certificate-hash revocations: the hash and a 16-byte time, nothing else */
+	static const EFI_GUID tbs[3] = { EFI_CERT_X509_SHA256_GUID, EFI_CERT_X509_SHA384_GUID,
+					 EFI_CERT_X509_SHA512_GUID };
+	for (unsigned i = 0; i < 3; i++) {
+		uint32_t good = 16 + 32 + 16 * i + 16;
+		assert_int_equal(secboot_sig_fixed_size(&tbs[i]), good - 16);
+		assert_int_equal(secboot_esl_walk(m, esl(m, &tbs[i], 0, good, 2), NULL, NULL), 0);
+		assert_int_equal(secboot_esl_walk(m, esl(m, &tbs[i], 0, good - 16, 2), NULL, NULL), -EINVAL);
+		assert_int_equal(secboot_esl_walk(m, esl(m, &tbs[i], 0, good + 1, 2), NULL, NULL), -EINVAL);
+	}
+	static const EFI_GUID x509 = EFI_CERT_X509_GUID;
+	assert_int_equal(secboot_sig_fixed_size(&x509), 0);
 }
 
 static int count_only(void *opaque, const EFI_GUID *type, const EFI_GUID *owner, const uint8_t *data, size_t len)
