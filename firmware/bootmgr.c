@@ -439,7 +439,11 @@ void fw_bootmgr_run(void)
 	if (fw.ho->image_size) {
 		struct bm_attempt *a = bm_record("the image given with --efi");
 		fw_host_event(FW_EV_BOOT_ENTRY, "%s", a->what);
-		bm_fail(a, "it returned %s", bm_status(fw_image_start_handoff()));
+		EFI_STATUS s = fw_image_start_handoff();
+		if (s == EFI_SECURITY_VIOLATION && fw_image_refusal()[0])
+			bm_fail(a, "it was refused by Secure Boot: %s", fw_image_refusal());
+		else
+			bm_fail(a, "it returned %s", bm_status(s));
 	}
 	uint16_t next = 0, order[128];
 	UINTN size = sizeof(order);

@@ -242,9 +242,10 @@ static void image_free(struct fw_image *img)
 	fw_free(img);
 }
 
-/* trusted: the image the host itself placed in memory (--efi), which Secure Boot does not check. */
+/* Every image is checked by Secure Boot, the one the host placed in memory (--efi) too: with Secure
+ * Boot on, a user who gives an unsigned kernel is told so, as with any other boot entry. */
 static EFI_STATUS load(BOOLEAN boot_policy, EFI_HANDLE parent, EFI_DEVICE_PATH_PROTOCOL *dp, const void *src,
-		       UINTN src_size, bool trusted, EFI_HANDLE *out)
+		       UINTN src_size, EFI_HANDLE *out)
 {
 	if (!out || !find(parent))
 		return EFI_INVALID_PARAMETER;
@@ -260,7 +261,7 @@ static EFI_STATUS load(BOOLEAN boot_policy, EFI_HANDLE parent, EFI_DEVICE_PATH_P
 	struct efi_pe_image pe;
 	struct fw_image *img = NULL;
 	s = efi_pe_parse(file, size, &pe);
-	if (!EFI_ERROR(s) && !trusted)
+	if (!EFI_ERROR(s))
 		s = image_verify(file, size);
 	if (!EFI_ERROR(s) && !(img = fw_zalloc(sizeof(*img))))
 		s = EFI_OUT_OF_RESOURCES;
@@ -342,7 +343,7 @@ static EFI_STATUS EFIAPI img_load(BOOLEAN boot_policy, EFI_HANDLE parent, EFI_DE
 {
 	if (fw.boot_services_done)
 		return EFI_UNSUPPORTED;
-	return load(boot_policy, parent, dp, src, src_size, false, out);
+	return load(boot_policy, parent, dp, src, src_size, out);
 }
 
 /* ---- running ---- */
@@ -519,7 +520,7 @@ EFI_STATUS fw_image_start_handoff(void)
 			fw_printf("gen2vm firmware: initrd not offered (status 0x%llx)\n", (unsigned long long)s);
 	}
 	s = load(0, fw.image, (EFI_DEVICE_PATH_PROTOCOL *)&handoff_dp,
-		 (const void *)(uintptr_t)ho->image_gpa, ho->image_size, true, &h);
+		 (const void *)(uintptr_t)ho->image_gpa, ho->image_size, &h);
 	if (EFI_ERROR(s)) {
 		fw_printf("gen2vm firmware: the --efi image does not load (status 0x%llx)\n", (unsigned long long)s);
 		return s;

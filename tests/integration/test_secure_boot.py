@@ -228,7 +228,8 @@ def failures(vm):
 def test_firmware_refuses_and_admits_images(tmp_path, efi_bins, keys):
     """Secure Boot on with our own db (and B's hash in dbx): the firmware refuses the unsigned
     systemd-boot, the revoked B and the tampered A, each named in the boot summary with the reason,
-    and runs A. With the Windows template Debian's shim is refused. With Secure Boot off all run."""
+    and runs A. With the Windows template Debian's shim and an unsigned --efi image are refused. With
+    Secure Boot off all run."""
     b_hash = check_image(store(tmp_path, "probe.nvram"), keys["B"])[keys["B"]][2]
     dbx = tmp_path / "dbx.esl"
     dbx.write_bytes(sha256_esl(b_hash))
@@ -270,12 +271,15 @@ def test_firmware_refuses_and_admits_images(tmp_path, efi_bins, keys):
     win = store(tmp_path, "win.nvram", "--secure-boot", "on", "--secure-boot-template", "MicrosoftWindows")
     shim_disk = esp_disk(tmp_path, "shim", {"EFI/BOOT/BOOTX64.EFI": efi_bins["shim"],
                                             "EFI/BOOT/grubx64.efi": efi_bins["grub_signed"]})
-    vm = Vm(tmp_path, ["--nvram", win, "--disk", shim_disk], name="win")
+    # The image given with --efi is checked like any other: the unsigned hello.efi is refused.
+    vm = Vm(tmp_path, ["--nvram", win, "--disk", shim_disk, "--efi", keys["hello"]], name="win")
     rc = vm.finish(timeout=600)
     assert rc == 5, vm.err[-3000:]
     f = failures(vm)
+    assert re.search(r"the image given with --efi: it was refused by Secure Boot: not signed", f[0]), f
     assert re.search(r"Boot0000 .*: \\EFI\\BOOT\\BOOTX64.EFI was refused by Secure Boot: signer 'Microsoft "
-                     r"Windows UEFI Driver Publisher' \(issuer 'Microsoft Corporation UEFI CA 2011'\) not in db", f[0]), f
+                     r"Windows UEFI Driver Publisher' \(issuer 'Microsoft Corporation UEFI CA 2011'\) not in db", f[1]), f
+    assert "hello from EFI" not in vm.out()
 
 
 @pytest.mark.real_guest
