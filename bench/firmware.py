@@ -6,7 +6,13 @@ Debian's systemd-boot loading the Debian kernel's EFI stub (up to the stub's Exi
 milliseconds and exits from the firmware's start (the VMM's hand-off) to each point, and the guest
 instructions that time stands for on this host (kernel mode is emulated here at about 0.7 us per
 instruction, so time / 0.7 us estimates them: KVM does not count them for us). Then QEMU with
-Debian's OVMF on the same disk if both are installed, or its outcome."""
+Debian's OVMF on the same disk if both are installed, or its outcome.
+
+Secure Boot's cost per image: Debian's signed shim (as BOOTX64.EFI) starting Debian's signed GRUB,
+whose grub.cfg prints a marker and halts, with Secure Boot on (the UEFI CA template) and off. For
+gen2vm the VMM's own figure for the one image the firmware checks (shim: GRUB is shim's to check) and
+the firmware's start -> shim time on and off; for QEMU + OVMF (the secboot build with Microsoft's keys
+enrolled, against the plain build) the wall-clock time to GRUB's marker, on and off, median of 3."""
 import os
 import re
 import shutil
@@ -25,11 +31,12 @@ CMDLINE = ("console=ttyS0 panic=-1 loglevel=7 init_on_alloc=0 cryptomgr.notests 
            "clearcpuid=ssse3,avx,aes,pclmulqdq,sha_ni")
 
 
-def boot(disk, until, limit):
-    """Runs the VM with -v until the log shows `until` (or it ends); returns (events, stats, seconds)."""
+def boot(disk, until, limit, extra=()):
+    """Runs the VM with -v until the log shows `until` (or it ends); returns (log, seconds)."""
     t0 = time.monotonic()
     p = subprocess.Popen([GEN2VM, "run", "-v", "--stats", "--memory", "512M", "--disk", disk, "--no-reboot",
-                          "--clock-slowdown", "8"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                          "--clock-slowdown", "8"] + list(extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True)
     err = ""
     while time.monotonic() - t0 < limit:
         line = p.stderr.readline()
@@ -87,6 +94,88 @@ def main():
     if not qemu or not os.path.exists(ovmf):
         print("  QEMU + OVMF: not installed (apt-get install qemu-system-x86 ovmf): no comparison")
         return
+    ovmf_small(qemu, ovmf, work, small)
+    secure_boot(qemu, work, bins)
+
+
+def gen2vm_nvram(path, *set_args):
+    subprocess.run([GEN2VM, "firmware", "reset", "--nvram", path], check=True, capture_output=True)
+    if set_args:
+        subprocess.run([GEN2VM, "firmware", "set", "--nvram", path] + list(set_args), check=True,
+                       capture_output=True)
+    return path
+
+
+def qemu_until(qemu, code, vars_src, work, disk, marker, limit=600):
+    """QEMU + OVMF (pflash code and a fresh copy of vars_src) until COM1 shows marker: seconds or None."""
+    vars_fd = os.path.join(work, "vars.fd")
+    shutil.copy(vars_src, vars_fd)
+    log = os.path.join(work, "qemu-sb.log")
+    if os.path.exists(log):
+        os.unlink(log)
+    t0 = time.monotonic()
+    p = subprocess.Popen([qemu, "-enable-kvm", "-cpu", "host", "-m", "512", "-display", "none", "-no-reboot",
+                          "-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
+                          "-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
+                          "-drive", "if=pflash,format=raw,unit=1,file=" + vars_fd,
+                          "-drive", "format=raw,file=" + disk, "-serial", "file:" + log, "-monitor", "none"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    got = None
+    while time.monotonic() - t0 < limit and p.poll() is None:
+        if os.path.exists(log) and marker in open(log, errors="replace").read():
+            got = time.monotonic() - t0
+            break
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    return got
+
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
+def secure_boot(qemu, work, bins):
+    print("bench/firmware: Secure Boot's cost per image (Debian's signed shim -> signed GRUB)")
+    marker = "BENCH-GRUB-REACHED"
+    fat = ei.make_fat(os.path.join(work, "sb.fat"), {
+        "EFI/BOOT/BOOTX64.EFI": bins["shim"], "EFI/BOOT/grubx64.efi": bins["grub_signed"],
+        "EFI/debian/grub.cfg": 'echo "%s"\nhalt\n' % marker}, size_mb=40)
+    disk = ei.make_gpt_disk(os.path.join(work, "sb.img"), fat)
+    on = gen2vm_nvram(os.path.join(work, "sb-on.nvram"), "--secure-boot", "on", "--secure-boot-template",
+                      "MicrosoftUEFICertificateAuthority")
+    off = gen2vm_nvram(os.path.join(work, "sb-off.nvram"), "--secure-boot", "off")
+    starts = {}
+    for name, nv in (("on", on), ("off", off)):
+        err, secs = boot(disk, "starting \\EFI\\BOOT\\BOOTX64.EFI", 300, ["--nvram", nv])
+        m = re.search(r"starting \S+ \(([\d.]+) ms after the firmware's start", err)
+        starts[name] = float(m.group(1)) if m else None
+        v = re.search(r"Secure Boot (admitted|refused) an image of (\d+) bytes: (.*) \(([\d.]+) ms\)", err)
+        if v:
+            print("  gen2vm, Secure Boot %-3s the VMM checked shim (%s bytes): %s, %s in %s ms (OpenSSL, one exit)" % (
+                name, v.group(2), v.group(1), v.group(3), v.group(4)))
+    if None not in starts.values():
+        print("  gen2vm: firmware start -> shim: %.1f ms with Secure Boot on, %.1f ms off (difference %+.1f ms)" % (
+            starts["on"], starts["off"], starts["on"] - starts["off"]))
+    else:
+        print("  gen2vm: shim was not reached (on: %s, off: %s)" % (starts["on"], starts["off"]))
+    code_sb, vars_ms = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+    code, vars_plain = "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
+    if not all(os.path.exists(f) for f in (code_sb, vars_ms, code, vars_plain)):
+        print("  QEMU + OVMF: the 4M secboot builds are not installed (ovmf): no comparison")
+        return
+    t_on = median([qemu_until(qemu, code_sb, vars_ms, work, disk, marker) for _ in range(3)])
+    t_off = median([qemu_until(qemu, code, vars_plain, work, disk, marker) for _ in range(3)])
+    if t_on is None or t_off is None:
+        print("  QEMU + OVMF: GRUB's marker was not reached (on: %s, off: %s)" % (t_on, t_off))
+        return
+    print("  QEMU + OVMF (q35, SMM): start -> GRUB's marker: %.2f s with Secure Boot on (Microsoft's keys), "
+          "%.2f s off (difference %+.2f s; wall clock, median of 3; includes shim checking GRUB in both)" % (
+              t_on, t_off, t_on - t_off))
+
+
+def ovmf_small(qemu, ovmf, work, small):
     vars_fd = os.path.join(work, "OVMF_VARS.fd")
     shutil.copy("/usr/share/OVMF/OVMF_VARS.fd", vars_fd)
     log = os.path.join(work, "qemu.log")
