@@ -7,7 +7,10 @@
 
 #include "fw.h"
 
+#include <stdarg.h>
+
 #include "gen2vm/proto/efi_net.h"
+#include "netboot_wire.h"
 
 /* One adapter, as the boot manager and the PXE code see it. */
 struct fw_net_dev {
@@ -32,5 +35,40 @@ uint32_t fw_pxe_init(void);
  * ("no DHCP offer in 16 s", "TFTP: file not found: NAME"), or NULL when it did not fail. Reading it
  * clears it. */
 const char *fw_pxe_failure(void);
+
+/* A download's destination: a caller's buffer (cap bytes), or one that grows (fw_alloc'd, the caller
+ * frees buf) with grow set. */
+struct fw_net_sink {
+	uint8_t *buf;      /* NULL: count only (or grow, with grow set) */
+	uint64_t cap, got;
+	bool grow;         /* reallocate buf as data comes (LoadFile without tsize) */
+	bool size_only;    /* TFTP: stop after the OACK's tsize */
+	uint64_t tsize;
+	bool has_tsize;
+};
+/* Appends len bytes. EFI_BUFFER_TOO_SMALL (still counting) when a fixed buffer is full,
+ * EFI_BAD_BUFFER_SIZE beyond the largest boot file, EFI_OUT_OF_RESOURCES. */
+EFI_STATUS fw_net_sink_put(struct fw_net_sink *k, const uint8_t *data, uint32_t len);
+
+/* The IPv4 primitives http.c builds TCP on, for an adapter whose DHCP has completed. */
+struct pxe_dev;
+/* Sends one TCP segment (the next hop resolved by ARP). */
+EFI_STATUS fw_pxe_tcp_send(struct pxe_dev *d, const uint8_t dip[4], const struct nb_tcp4_seg *seg, const void *data,
+			   uint32_t len);
+/* Waits until end_us (fw_time_100ns / 10) for a TCP segment from sip to our address and port: true
+ * with it in *t (its data points into a buffer the next receive reuses). */
+bool fw_pxe_tcp_wait(struct pxe_dev *d, const uint8_t sip[4], uint16_t port, uint64_t end_us, struct nb_tcp4 *t);
+/* A local port for a new transfer (49152 and up, a different one each time). */
+uint16_t fw_pxe_local_port(struct pxe_dev *d);
+/* Sets the sentence fw_pxe_failure returns (and prints it). */
+void fw_pxe_vfail(const char *fmt, va_list ap);
+
+/* ---- http.c ---- */
+/* Whether a DHCP boot file is a URL for HTTP boot (http:// or https://). */
+bool fw_http_is_url(const char *bootfile);
+/* Downloads url (http://A.B.C.D[:port]/path) over TCP on adapter d into k: EFI_SUCCESS, or an error
+ * with the reason for the boot summary set (fw_pxe_failure): an unusable URL, no connection, an HTTP
+ * status other than 200, a transfer that stops. */
+EFI_STATUS fw_http_get(struct pxe_dev *d, const char *url, struct fw_net_sink *k);
 
 #endif

@@ -58,14 +58,19 @@ const char *fw_pxe_failure(void)
 	return taken;
 }
 
+void fw_pxe_vfail(const char *fmt, va_list ap)
+{
+	efi_vsnprintf(pxe_why, sizeof(pxe_why), fmt, ap);
+	fw_printf("network: %s\n", pxe_why);
+}
+
 static void pxe_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void pxe_fail(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	efi_vsnprintf(pxe_why, sizeof(pxe_why), fmt, ap);
+	fw_pxe_vfail(fmt, ap);
 	va_end(ap);
-	fw_printf("network: %s\n", pxe_why);
 }
 
 static uint64_t now_us(void)
@@ -128,27 +133,38 @@ static EFI_STATUS pxe_tx_frame(struct pxe_dev *d, uint32_t len)
 	return s;
 }
 
-/* Receives one frame (ARP handled here). Returns true with a UDP datagram to port (0: any) and to us
- * or broadcast in *u; *any says whether a frame was taken at all. */
-static bool pxe_rx_one(struct pxe_dev *d, uint16_t port, struct nb_udp4 *u, bool *any)
+/* Receives one frame into pxe_rx (ARP handled here). Returns true with a frame that is not ARP and its
+ * size; *any says whether a frame was taken at all. */
+static bool pxe_rx_frame(struct pxe_dev *d, uint32_t *size, bool *any)
 {
-	UINTN size = sizeof(pxe_rx);
-	EFI_STATUS s = d->snp->Receive(d->snp, NULL, &size, pxe_rx, NULL, NULL, NULL);
+	UINTN n = sizeof(pxe_rx);
+	EFI_STATUS s = d->snp->Receive(d->snp, NULL, &n, pxe_rx, NULL, NULL, NULL);
 	*any = s == EFI_SUCCESS;
 	if (EFI_ERROR(s))
 		return false;
 	struct nb_arp a;
-	if (!nb_arp_parse(pxe_rx, (uint32_t)size, &a)) {
+	if (!nb_arp_parse(pxe_rx, (uint32_t)n, &a)) {
 		if (d->configured && !efi_memcmp(a.tpa, d->ip, 4)) {
 			arp_learn(d, a.spa, a.sha);
 			if (a.op == ARP_OP_REQUEST) {
-				uint32_t n = nb_arp_build(pxe_tx, sizeof(pxe_tx), ARP_OP_REPLY, a.sha, d->mac, d->ip, a.sha, a.spa);
-				pxe_tx_frame(d, n);
+				uint32_t k = nb_arp_build(pxe_tx, sizeof(pxe_tx), ARP_OP_REPLY, a.sha, d->mac, d->ip, a.sha, a.spa);
+				pxe_tx_frame(d, k);
 			}
 		}
 		return false;
 	}
-	if (nb_udp4_parse(pxe_rx, (uint32_t)size, u) || (port && u->dport != port))
+	*size = (uint32_t)n;
+	return true;
+}
+
+/* Receives one frame. Returns true with a UDP datagram to port (0: any) and to us or broadcast in *u;
+ * *any says whether a frame was taken at all. */
+static bool pxe_rx_one(struct pxe_dev *d, uint16_t port, struct nb_udp4 *u, bool *any)
+{
+	uint32_t size;
+	if (!pxe_rx_frame(d, &size, any))
+		return false;
+	if (nb_udp4_parse(pxe_rx, size, u) || (port && u->dport != port))
 		return false;
 	return !d->configured || !efi_memcmp(u->dip, d->ip, 4) || !efi_memcmp(u->dip, ip_bcast, 4);
 }
@@ -210,6 +226,40 @@ static EFI_STATUS pxe_udp_send(struct pxe_dev *d, const uint8_t dip[4], uint16_t
 	uint32_t n = nb_udp4_build(pxe_tx, sizeof(pxe_tx), dmac, d->mac, d->configured ? d->ip : any, dip, sport, dport,
 				   data, len, d->ip_id++);
 	return n ? pxe_tx_frame(d, n) : EFI_BAD_BUFFER_SIZE;
+}
+
+/* ---- TCP segments, for http.c ---- */
+EFI_STATUS fw_pxe_tcp_send(struct pxe_dev *d, const uint8_t dip[4], const struct nb_tcp4_seg *seg, const void *data,
+			   uint32_t len)
+{
+	uint8_t dmac[6];
+	EFI_STATUS s = pxe_resolve(d, dip, dmac);
+	if (EFI_ERROR(s))
+		return s;
+	uint32_t n = nb_tcp4_build(pxe_tx, sizeof(pxe_tx), dmac, d->mac, d->ip, dip, seg, data, len, d->ip_id++);
+	return n ? pxe_tx_frame(d, n) : EFI_BAD_BUFFER_SIZE;
+}
+
+bool fw_pxe_tcp_wait(struct pxe_dev *d, const uint8_t sip[4], uint16_t port, uint64_t end_us, struct nb_tcp4 *t)
+{
+	for (;;) {
+		bool any;
+		uint32_t size;
+		if (pxe_rx_frame(d, &size, &any) && !nb_tcp4_parse(pxe_rx, size, t) && t->seg.dport == port &&
+		    !efi_memcmp(t->dip, d->ip, 4) && !efi_memcmp(t->sip, sip, 4))
+			return true;
+		if (any)
+			continue;
+		if (now_us() >= end_us)
+			return false;
+		for (unsigned i = 0; i < 64; i++)
+			__asm__ volatile("pause");
+	}
+}
+
+uint16_t fw_pxe_local_port(struct pxe_dev *d)
+{
+	return (uint16_t)(49152 + (d->port_next++ % 16000));
 }
 
 /* ---- DHCPv4 ---- */
@@ -317,16 +367,7 @@ static EFI_STATUS pxe_dhcp(struct pxe_dev *d)
 }
 
 /* ---- TFTP ---- */
-struct tftp_sink {
-	uint8_t *buf;      /* NULL: count only (or grow, with grow set) */
-	uint64_t cap, got;
-	bool grow;         /* reallocate buf as data comes (LoadFile without tsize) */
-	bool size_only;    /* stop after the OACK's tsize */
-	uint64_t tsize;
-	bool has_tsize;
-};
-
-static EFI_STATUS sink_put(struct tftp_sink *k, const uint8_t *data, uint32_t len)
+EFI_STATUS fw_net_sink_put(struct fw_net_sink *k, const uint8_t *data, uint32_t len)
 {
 	if (k->got + len > PXE_FILE_MAX)
 		return EFI_BAD_BUFFER_SIZE;
@@ -353,11 +394,11 @@ static EFI_STATUS sink_put(struct tftp_sink *k, const uint8_t *data, uint32_t le
 	return EFI_SUCCESS;
 }
 
-static EFI_STATUS pxe_tftp_get(struct pxe_dev *d, const uint8_t server[4], const char *file, struct tftp_sink *k,
+static EFI_STATUS pxe_tftp_get(struct pxe_dev *d, const uint8_t server[4], const char *file, struct fw_net_sink *k,
 			       UINTN *blksize_io)
 {
 	static uint8_t msg[600];
-	uint16_t lport = (uint16_t)(49152 + (d->port_next++ % 16000)), sport = 0;
+	uint16_t lport = fw_pxe_local_port(d), sport = 0;
 	uint32_t blksize = blksize_io && *blksize_io >= 512 && *blksize_io <= PXE_TFTP_BLKSIZE ? (uint32_t)*blksize_io
 											  : PXE_TFTP_BLKSIZE;
 	uint32_t n = nb_tftp_rrq(msg, sizeof(msg), file, blksize, true);
@@ -434,7 +475,7 @@ static EFI_STATUS pxe_tftp_get(struct pxe_dev *d, const uint8_t server[4], const
 			if (t.block == (uint16_t)(last + 1)) {
 				if (t.len > bs)
 					return EFI_PROTOCOL_ERROR;
-				EFI_STATUS s = sink_put(k, t.data, t.len);
+				EFI_STATUS s = fw_net_sink_put(k, t.data, t.len);
 				if (s == EFI_BUFFER_TOO_SMALL)
 					keep = s;
 				else if (EFI_ERROR(s))
@@ -532,7 +573,7 @@ static EFI_STATUS EFIAPI pxe_mtftp(EFI_PXE_BASE_CODE_PROTOCOL *this, EFI_PXE_BAS
 	file[k] = 0;
 	if (name[k])
 		return EFI_INVALID_PARAMETER;
-	struct tftp_sink sink = { 0 };
+	struct fw_net_sink sink = { 0 };
 	EFI_STATUS s;
 	d->mode->TftpErrorReceived = 0;
 	switch (op) {
@@ -761,17 +802,23 @@ static EFI_STATUS EFIAPI pxe_load_file(EFI_LOAD_FILE_PROTOCOL *this, EFI_DEVICE_
 			pxe_fail("the DHCP answer names no boot file (DHCP option 67 or the BOOTP file field)");
 			return EFI_NOT_FOUND;
 		}
-		fw_host_event(FW_EV_LOG, "network boot: TFTP %u.%u.%u.%u %s", d->server[0], d->server[1], d->server[2],
-			      d->server[3], d->bootfile);
-		struct tftp_sink sink = { .grow = true };
-		s = pxe_tftp_get(d, d->server, d->bootfile, &sink, NULL);
+		struct fw_net_sink sink = { .grow = true };
+		if (fw_http_is_url(d->bootfile)) {
+			/* HTTP boot: the DHCP answer gave a URL */
+			fw_host_event(FW_EV_LOG, "network boot: HTTP %s", d->bootfile);
+			s = fw_http_get(d, d->bootfile, &sink);
+		} else {
+			fw_host_event(FW_EV_LOG, "network boot: TFTP %u.%u.%u.%u %s", d->server[0], d->server[1],
+				      d->server[2], d->server[3], d->bootfile);
+			s = pxe_tftp_get(d, d->server, d->bootfile, &sink, NULL);
+		}
 		if (EFI_ERROR(s)) {
 			fw_free(sink.buf);
 			return s;
 		}
 		if (!sink.got) {
 			fw_free(sink.buf);
-			pxe_fail("TFTP: %s is empty", d->bootfile);
+			pxe_fail("%s: %s is empty", fw_http_is_url(d->bootfile) ? "HTTP" : "TFTP", d->bootfile);
 			return EFI_LOAD_ERROR;
 		}
 		d->file = sink.buf;

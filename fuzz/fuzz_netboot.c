@@ -2,7 +2,8 @@
  * datagram they take comes from the network.
  *
  * Input: a selector byte, then the bytes: 0 an Ethernet frame for the UDP and ARP parsers, 1 a DHCP
- * reply (xid 0x01020304, the MAC below), 2 a TFTP message. Nothing may be read outside the input,
+ * reply (xid 0x01020304, the MAC below), 2 a TFTP message, 3 an Ethernet frame for the TCP parser, 4
+ * an HTTP response header and (as a string) a boot-file URL. Nothing may be read outside the input,
  * and what the parsers hand back must lie inside it. */
 #include <stddef.h>
 #include <stdint.h>
@@ -25,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!p)
 		return 0;
 	memcpy(p, data + 1, n);
-	switch (sel % 3) {
+	switch (sel % 5) {
 	case 0: {
 		struct nb_udp4 u;
 		struct nb_arp a;
@@ -40,6 +41,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    (strnlen(r.bootfile, sizeof(r.bootfile)) == sizeof(r.bootfile) ||
 		     strnlen(r.tftp_server, sizeof(r.tftp_server)) == sizeof(r.tftp_server)))
 			abort();
+		break;
+	}
+	case 3: {
+		struct nb_tcp4 t;
+		if (!nb_tcp4_parse(p, (uint32_t)n, &t) && (t.data < p || t.data + t.len > p + n))
+			abort();
+		break;
+	}
+	case 4: {
+		struct nb_http_resp r;
+		if (!nb_http_resp_parse(p, (uint32_t)n, &r) && (r.header_len > n || strnlen(r.reason, sizeof(r.reason)) ==
+									    sizeof(r.reason)))
+			abort();
+		char *url = malloc(n + 1), host[NB_HTTP_HOST_MAX], path[NB_BOOTFILE_MAX];
+		uint8_t ip[4];
+		uint16_t port;
+		if (url) {
+			memcpy(url, p, n);
+			url[n] = 0;
+			if (!nb_http_url_parse(url, ip, &port, host, path, sizeof(path)) &&
+			    (strnlen(host, sizeof(host)) == sizeof(host) || strnlen(path, sizeof(path)) == sizeof(path)))
+				abort();
+			free(url);
+		}
 		break;
 	}
 	default: {

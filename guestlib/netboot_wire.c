@@ -58,9 +58,32 @@ uint16_t nb_csum(const uint8_t *p, uint32_t len, uint32_t sum)
 	return (uint16_t)~fold((uint64_t)nb_be16(b) + sum);
 }
 
-static uint32_t pseudo_sum(const uint8_t sip[4], const uint8_t dip[4], uint32_t udp_len)
+static uint32_t pseudo_sum(const uint8_t sip[4], const uint8_t dip[4], uint8_t proto, uint32_t l4_len)
 {
-	return (uint32_t)nb_be16(sip) + nb_be16(sip + 2) + nb_be16(dip) + nb_be16(dip + 2) + IP_PROTO_UDP + udp_len;
+	return (uint32_t)nb_be16(sip) + nb_be16(sip + 2) + nb_be16(dip) + nb_be16(dip + 2) + proto + l4_len;
+}
+
+/* The Ethernet and IPv4 headers of a frame carrying l4_len bytes of proto; returns the L4 header. */
+static uint8_t *ip4_headers(uint8_t *out, const uint8_t dmac[6], const uint8_t smac[6], const uint8_t sip[4],
+			    const uint8_t dip[4], uint8_t proto, uint32_t l4_len, uint16_t ip_id)
+{
+	struct eth_hdr *e = (struct eth_hdr *)out;
+	efi_memcpy(e->dst, dmac, 6);
+	efi_memcpy(e->src, smac, 6);
+	nb_put16(e->type, ETH_P_IPV4);
+	struct ipv4_hdr *ip = (struct ipv4_hdr *)(out + ETH_HLEN);
+	ip->ver_ihl = 0x45;
+	ip->tos = 0;
+	nb_put16(ip->total_len, (uint16_t)(sizeof(*ip) + l4_len));
+	nb_put16(ip->id, ip_id);
+	nb_put16(ip->frag, 0x4000); /* don't fragment */
+	ip->ttl = 64;
+	ip->proto = proto;
+	nb_put16(ip->csum, 0);
+	efi_memcpy(ip->src, sip, 4);
+	efi_memcpy(ip->dst, dip, 4);
+	nb_put16(ip->csum, nb_csum((const uint8_t *)ip, sizeof(*ip), 0));
+	return (uint8_t *)(ip + 1);
 }
 
 uint32_t nb_udp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6], const uint8_t sip[4],
@@ -70,52 +93,48 @@ uint32_t nb_udp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const 
 	const uint32_t hl = ETH_HLEN + sizeof(struct ipv4_hdr) + sizeof(struct udp_hdr);
 	if (cap < hl || len > cap - hl || len > 65507)
 		return 0;
-	struct eth_hdr *e = (struct eth_hdr *)out;
-	efi_memcpy(e->dst, dmac, 6);
-	efi_memcpy(e->src, smac, 6);
-	nb_put16(e->type, ETH_P_IPV4);
-	struct ipv4_hdr *ip = (struct ipv4_hdr *)(out + ETH_HLEN);
-	ip->ver_ihl = 0x45;
-	ip->tos = 0;
-	nb_put16(ip->total_len, (uint16_t)(sizeof(*ip) + sizeof(struct udp_hdr) + len));
-	nb_put16(ip->id, ip_id);
-	nb_put16(ip->frag, 0x4000); /* don't fragment */
-	ip->ttl = 64;
-	ip->proto = IP_PROTO_UDP;
-	nb_put16(ip->csum, 0);
-	efi_memcpy(ip->src, sip, 4);
-	efi_memcpy(ip->dst, dip, 4);
-	nb_put16(ip->csum, nb_csum((const uint8_t *)ip, sizeof(*ip), 0));
-	struct udp_hdr *u = (struct udp_hdr *)(ip + 1);
-	uint16_t ulen = (uint16_t)(sizeof(*u) + len);
+	uint16_t ulen = (uint16_t)(sizeof(struct udp_hdr) + len);
+	struct udp_hdr *u = (struct udp_hdr *)ip4_headers(out, dmac, smac, sip, dip, IP_PROTO_UDP, ulen, ip_id);
 	nb_put16(u->sport, sport);
 	nb_put16(u->dport, dport);
 	nb_put16(u->len, ulen);
 	nb_put16(u->csum, 0);
 	if (len)
 		efi_memcpy(u + 1, payload, len);
-	uint16_t c = nb_csum((const uint8_t *)u, ulen, pseudo_sum(sip, dip, ulen));
+	uint16_t c = nb_csum((const uint8_t *)u, ulen, pseudo_sum(sip, dip, IP_PROTO_UDP, ulen));
 	nb_put16(u->csum, c ? c : 0xffff);
 	return hl + len;
 }
 
-int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp4 *u)
+/* An unfragmented IPv4 packet of proto with a good header checksum: its L4 bytes (*l4, *l4_len). */
+static int ip4_payload(const uint8_t *f, uint32_t len, uint8_t proto, uint32_t min_l4, const uint8_t **l4,
+		       uint32_t *l4_len)
 {
-	if (len < ETH_HLEN + sizeof(struct ipv4_hdr) + sizeof(struct udp_hdr) || nb_be16(f + 12) != ETH_P_IPV4)
+	if (len < ETH_HLEN + sizeof(struct ipv4_hdr) + min_l4 || nb_be16(f + 12) != ETH_P_IPV4)
 		return -1;
 	const uint8_t *ip = f + ETH_HLEN;
 	uint32_t ihl = (ip[0] & 0x0f) * 4u, tot = nb_be16(ip + 2), room = len - ETH_HLEN;
-	if ((ip[0] >> 4) != 4 || ihl < 20 || tot > room || tot < ihl + sizeof(struct udp_hdr) || ip[9] != IP_PROTO_UDP)
+	if ((ip[0] >> 4) != 4 || ihl < 20 || tot > room || tot < ihl + min_l4 || ip[9] != proto)
 		return -1;
 	if (nb_be16(ip + 6) & 0x3fff) /* a fragment (more-fragments set or an offset): not reassembled */
 		return -1;
 	if (nb_csum(ip, ihl, 0))
 		return -1;
-	const uint8_t *udp = ip + ihl;
-	uint32_t ulen = nb_be16(udp + 4);
-	if (ulen < sizeof(struct udp_hdr) || ulen > tot - ihl)
+	*l4 = ip + ihl;
+	*l4_len = tot - ihl;
+	return 0;
+}
+
+int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp4 *u)
+{
+	const uint8_t *udp, *ip = f + ETH_HLEN;
+	uint32_t room;
+	if (ip4_payload(f, len, IP_PROTO_UDP, sizeof(struct udp_hdr), &udp, &room))
 		return -1;
-	if (nb_be16(udp + 6) && nb_csum(udp, ulen, pseudo_sum(ip + 12, ip + 16, ulen)))
+	uint32_t ulen = nb_be16(udp + 4);
+	if (ulen < sizeof(struct udp_hdr) || ulen > room)
+		return -1;
+	if (nb_be16(udp + 6) && nb_csum(udp, ulen, pseudo_sum(ip + 12, ip + 16, IP_PROTO_UDP, ulen)))
 		return -1;
 	efi_memcpy(u->dmac, f, 6);
 	efi_memcpy(u->smac, f + 6, 6);
@@ -125,6 +144,231 @@ int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp4 *u)
 	u->dport = nb_be16(udp + 2);
 	u->data = udp + sizeof(struct udp_hdr);
 	u->len = ulen - (uint32_t)sizeof(struct udp_hdr);
+	return 0;
+}
+
+uint32_t nb_tcp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6], const uint8_t sip[4],
+		       const uint8_t dip[4], const struct nb_tcp4_seg *seg, const void *payload, uint32_t len,
+		       uint16_t ip_id)
+{
+	uint32_t opt = seg->mss ? 4 : 0, hl = ETH_HLEN + sizeof(struct ipv4_hdr) + sizeof(struct tcp_hdr) + opt;
+	if (cap < hl || len > cap - hl || len > 65000)
+		return 0;
+	uint32_t tlen = (uint32_t)sizeof(struct tcp_hdr) + opt + len;
+	struct tcp_hdr *t = (struct tcp_hdr *)ip4_headers(out, dmac, smac, sip, dip, IP_PROTO_TCP, tlen, ip_id);
+	nb_put16(t->sport, seg->sport);
+	nb_put16(t->dport, seg->dport);
+	nb_put32(t->seq, seg->seq);
+	nb_put32(t->ack, seg->ack);
+	t->off = (uint8_t)((sizeof(*t) + opt) / 4 << 4);
+	t->flags = seg->flags;
+	nb_put16(t->window, seg->window);
+	nb_put16(t->csum, 0);
+	nb_put16(t->urgent, 0);
+	uint8_t *o = (uint8_t *)(t + 1);
+	if (opt) {
+		o[0] = TCP_OPT_MSS;
+		o[1] = 4;
+		nb_put16(o + 2, seg->mss);
+	}
+	if (len)
+		efi_memcpy(o + opt, payload, len);
+	nb_put16(t->csum, nb_csum((const uint8_t *)t, tlen, pseudo_sum(sip, dip, IP_PROTO_TCP, tlen)));
+	return hl + len;
+}
+
+int nb_tcp4_parse(const uint8_t *f, uint32_t len, struct nb_tcp4 *t)
+{
+	const uint8_t *tcp, *ip = f + ETH_HLEN;
+	uint32_t tlen;
+	if (ip4_payload(f, len, IP_PROTO_TCP, sizeof(struct tcp_hdr), &tcp, &tlen))
+		return -1;
+	uint32_t off = (uint32_t)(tcp[12] >> 4) * 4u;
+	if (off < sizeof(struct tcp_hdr) || off > tlen)
+		return -1;
+	if (nb_csum(tcp, tlen, pseudo_sum(ip + 12, ip + 16, IP_PROTO_TCP, tlen)))
+		return -1;
+	efi_memcpy(t->sip, ip + 12, 4);
+	efi_memcpy(t->dip, ip + 16, 4);
+	t->seg = (struct nb_tcp4_seg){ .sport = nb_be16(tcp), .dport = nb_be16(tcp + 2), .seq = nb_be32(tcp + 4),
+				       .ack = nb_be32(tcp + 8), .flags = tcp[13], .window = nb_be16(tcp + 14) };
+	for (uint32_t i = sizeof(struct tcp_hdr); i < off;) {
+		uint8_t kind = tcp[i];
+		if (kind == TCP_OPT_END)
+			break;
+		if (kind == TCP_OPT_NOP) {
+			i++;
+			continue;
+		}
+		if (off - i < 2 || tcp[i + 1] < 2 || tcp[i + 1] > off - i)
+			return -1;
+		if (kind == TCP_OPT_MSS && tcp[i + 1] == 4)
+			t->seg.mss = nb_be16(tcp + i + 2);
+		i += tcp[i + 1];
+	}
+	t->data = tcp + off;
+	t->len = tlen - off;
+	return 0;
+}
+
+/* ---- HTTP ---- */
+
+static bool starts_with_nocase(const char *s, const char *prefix)
+{
+	for (; *prefix; s++, prefix++) {
+		char c = *s >= 'A' && *s <= 'Z' ? (char)(*s + 32) : *s;
+		if (c != *prefix)
+			return false;
+	}
+	return true;
+}
+
+int nb_http_url_parse(const char *url, uint8_t ip[4], uint16_t *port, char host[NB_HTTP_HOST_MAX], char *path,
+		      uint32_t path_cap)
+{
+	if (!starts_with_nocase(url, "http://"))
+		return starts_with_nocase(url, "https://") ? -2 : -1;
+	const char *p = url + 7;
+	uint32_t hn = 0;
+	while (p[hn] && p[hn] != '/')
+		hn++;
+	if (!hn || hn >= NB_HTTP_HOST_MAX)
+		return -2;
+	efi_memcpy(host, p, hn);
+	host[hn] = 0;
+	/* A dotted-quad address, then an optional :port. */
+	const char *h = host;
+	for (int i = 0; i < 4; i++) {
+		uint32_t v = 0, digits = 0;
+		while (*h >= '0' && *h <= '9' && digits < 4) {
+			v = v * 10 + (uint32_t)(*h++ - '0');
+			digits++;
+		}
+		if (!digits || digits > 3 || v > 255 || (i < 3 && *h++ != '.'))
+			return -2;
+		ip[i] = (uint8_t)v;
+	}
+	*port = HTTP_PORT;
+	if (*h == ':') {
+		uint32_t v = 0, digits = 0;
+		for (h++; *h >= '0' && *h <= '9' && digits < 6; h++, digits++)
+			v = v * 10 + (uint32_t)(*h - '0');
+		if (!digits || !v || v > 65535)
+			return -2;
+		*port = (uint16_t)v;
+	}
+	if (*h)
+		return -2; /* a host name, or junk after the address */
+	const char *rest = p[hn] ? p + hn : "/";
+	uint32_t n = 0;
+	while (rest[n])
+		n++;
+	if (n >= path_cap)
+		return -2;
+	for (uint32_t i = 0; i < n; i++)
+		if ((uint8_t)rest[i] <= ' ' || (uint8_t)rest[i] >= 0x7f)
+			return -2; /* no spaces or control bytes in a request line */
+	efi_memcpy(path, rest, n + 1);
+	return 0;
+}
+
+static uint32_t put_str(uint8_t *o, uint32_t room, const char *s);
+
+uint32_t nb_http_get_build(uint8_t *out, uint32_t cap, const char *host, const char *path)
+{
+	uint32_t n = 0;
+	const char *parts[] = { "GET ", path, " HTTP/1.1\r\nHost: ", host,
+				"\r\nUser-Agent: gen2vm-firmware\r\nAccept: */*\r\nConnection: close\r\n\r\n" };
+	for (unsigned i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		uint32_t k = put_str(out + n, cap - n, parts[i]); /* with its NUL, which the next part covers */
+		if (!k)
+			return 0;
+		n += k - 1;
+	}
+	return n;
+}
+
+#define NB_HTTP_HEADER_MAX 8192u
+
+/* Whether line (n bytes, no CRLF) is "name: value" for this lower-case name; *value after the spaces. */
+static bool header_is(const uint8_t *line, uint32_t n, const char *name, const uint8_t **value, uint32_t *vlen)
+{
+	uint32_t k = 0;
+	for (; name[k]; k++) {
+		uint8_t c = k < n ? line[k] : 0;
+		if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != (uint8_t)name[k])
+			return false;
+	}
+	if (k >= n || line[k] != ':')
+		return false;
+	for (k++; k < n && (line[k] == ' ' || line[k] == '\t'); k++)
+		;
+	uint32_t end = n;
+	while (end > k && (line[end - 1] == ' ' || line[end - 1] == '\t'))
+		end--;
+	*value = line + k;
+	*vlen = end - k;
+	return true;
+}
+
+int nb_http_resp_parse(const uint8_t *p, uint32_t len, struct nb_http_resp *r)
+{
+	/* The header ends at the first CRLFCRLF. */
+	uint32_t end = 0;
+	for (uint32_t i = 0; i + 3 < len && i + 4 <= NB_HTTP_HEADER_MAX; i++)
+		if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n') {
+			end = i + 4;
+			break;
+		}
+	if (!end)
+		return len >= NB_HTTP_HEADER_MAX ? -1 : 1;
+	*r = (struct nb_http_resp){ .header_len = end };
+	/* "HTTP/1.x NNN reason" */
+	if (end < 14 || efi_memcmp(p, "HTTP/1.", 7) || (p[7] != '0' && p[7] != '1') || p[8] != ' ')
+		return -1;
+	for (int i = 9; i < 12; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		r->status = (uint16_t)(r->status * 10 + (p[i] - '0'));
+	}
+	if (p[12] != ' ' && p[12] != '\r')
+		return -1;
+	uint32_t i = 12, k = 0;
+	while (i < end && p[i] == ' ')
+		i++;
+	for (; i < end && p[i] != '\r'; i++)
+		if (k + 1 < sizeof(r->reason))
+			r->reason[k++] = p[i] >= ' ' && p[i] < 0x7f ? (char)p[i] : '?';
+	r->reason[k] = 0;
+	/* the header lines */
+	for (i += 2; i + 2 <= end;) {
+		uint32_t n = 0;
+		while (i + n + 1 < end && !(p[i + n] == '\r' && p[i + n + 1] == '\n'))
+			n++;
+		if (i + n + 1 >= end)
+			return -1;
+		if (!n)
+			break;
+		const uint8_t *v;
+		uint32_t vl;
+		if (header_is(p + i, n, "content-length", &v, &vl)) {
+			uint64_t x = 0;
+			if (!vl || vl > 15)
+				return -1;
+			for (uint32_t j = 0; j < vl; j++) {
+				if (v[j] < '0' || v[j] > '9')
+					return -1;
+				x = x * 10 + (v[j] - '0');
+			}
+			if (r->has_length && r->length != x)
+				return -1;
+			r->has_length = true;
+			r->length = x;
+		} else if (header_is(p + i, n, "transfer-encoding", &v, &vl)) {
+			r->chunked = !(vl == 8 && starts_with_nocase((const char *)v, "identity"));
+		}
+		i += n + 2;
+	}
 	return 0;
 }
 

@@ -34,6 +34,53 @@ struct nb_udp4 {
 /* An IPv4 UDP frame: header checksum, lengths, no fragment, UDP checksum when not zero. 0 or -1. */
 int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp4 *u);
 
+/* A TCP segment over IPv4: the fields we send or received. */
+struct nb_tcp4_seg {
+	uint16_t sport, dport;
+	uint32_t seq, ack;
+	uint8_t flags;      /* TCP_SYN, TCP_ACK... */
+	uint16_t window;
+	uint16_t mss;       /* the MSS option (a SYN's); 0: none */
+};
+/* An Ethernet/IPv4/TCP frame with payload into out, checksums filled. Returns its length, 0 when it
+ * does not fit. */
+uint32_t nb_tcp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6], const uint8_t sip[4],
+		       const uint8_t dip[4], const struct nb_tcp4_seg *seg, const void *payload, uint32_t len,
+		       uint16_t ip_id);
+
+struct nb_tcp4 {
+	uint8_t sip[4], dip[4];
+	struct nb_tcp4_seg seg;
+	const uint8_t *data; /* inside the frame */
+	uint32_t len;
+};
+/* An IPv4 TCP frame: IP header checksum and lengths, no fragment, the TCP checksum (mandatory), a data
+ * offset inside the segment, options walked for MSS. 0 or -1. */
+int nb_tcp4_parse(const uint8_t *f, uint32_t len, struct nb_tcp4 *t);
+
+/* HTTP boot (UEFI 2.10 24.7): the boot file is a URL. "http://A.B.C.D[:port]/path" with an IPv4
+ * address (the firmware has no DNS client). Returns 0, -1 when url is not an http:// URL at all, -2
+ * when it is one the firmware cannot use (a host name, https, a bad port, a path too long); host
+ * receives "A.B.C.D[:port]" as written (the Host header), path the rest from its '/'. */
+#define NB_HTTP_HOST_MAX 24u
+int nb_http_url_parse(const char *url, uint8_t ip[4], uint16_t *port, char host[NB_HTTP_HOST_MAX], char *path,
+		      uint32_t path_cap);
+/* "GET path HTTP/1.1" with Host, a User-Agent and "Connection: close". Returns the length, 0 when it
+ * does not fit. */
+uint32_t nb_http_get_build(uint8_t *out, uint32_t cap, const char *host, const char *path);
+
+struct nb_http_resp {
+	uint16_t status;
+	char reason[40];       /* printable ASCII */
+	bool has_length, chunked;
+	uint64_t length;       /* Content-Length */
+	uint32_t header_len;   /* bytes up to and with the blank line */
+};
+/* A response's status line and headers from the first len bytes received. 1: the header is not
+ * complete yet (and fits in len), 0: parsed, -1: malformed (no HTTP/1.x status line, a Content-Length
+ * that is not a number or disagrees with itself, a header longer than 8 KiB). */
+int nb_http_resp_parse(const uint8_t *p, uint32_t len, struct nb_http_resp *r);
+
 struct nb_arp {
 	uint16_t op;
 	uint8_t sha[6], spa[4], tha[6], tpa[4];

@@ -7,7 +7,10 @@ test_pxe_*: the boot manager's "EFI Network" entry (made by gen2vm for each adap
 Debian's dnsmasq answers DHCP (matching the firmware's client-architecture option) and serves TFTP;
 the firmware loads Debian's signed grubnetx64.efi, which reads its grub.cfg and loads the Debian kernel
 and an initramfs over TFTP to a userspace marker. A DHCP server that never answers gives a
-boot-summary line and the next entry is tried."""
+boot-summary line and the next entry is tried.
+test_http_*: HTTP boot: the DHCP answer's boot file is an http:// URL, which the firmware fetches over
+its own TCP from Python's http.server in the namespace (GRUB then reads its grub.cfg over TFTP); an
+HTTP 404 is named in the boot summary."""
 import json
 import os
 import re
@@ -161,6 +164,56 @@ def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
 
 
 @pytest.mark.real_guest
+def http_server(n, root, log):
+    """Python's http.server on HOST_IP:8080 in the namespace, serving root; its request log in log."""
+    f = open(log, "w")
+    n.procs.append(subprocess.Popen(ns_exec(n.ns, "/usr/bin/python3", "-m", "http.server", "8080", "--bind", HOST_IP,
+                                            "--directory", str(root)), stdout=f, stderr=f))
+    time.sleep(1)
+
+
+@pytest.mark.real_guest
+def test_http_boot_loads_grubnetx64_from_the_url_in_the_dhcp_answer(tmp_path):
+    grub = ei.fetch_efi_binaries()["grubnet_signed"]
+    root = tmp_path / "root"
+    (root / "grub").mkdir(parents=True)
+    shutil.copy(grub, root / "grubnetx64.efi")
+    (root / "grub" / "grub.cfg").write_text('echo "GRUB-OVER-HTTP-FROM $net_default_server"\nhalt\n')
+    url = "http://%s:8080/grubnetx64.efi" % HOST_IP
+    nvram, com1 = str(tmp_path / "vm.nvram"), tmp_path / "com1.log"
+    dlog, hlog = tmp_path / "dnsmasq.log", tmp_path / "http.log"
+    with NetNs(tmp_path) as n:
+        http_server(n, root, hlog)
+        n.dnsmasq(root, url, dlog)
+        rc, err = n.run_vm(["run", "--memory", "512M", "--nvram", nvram, "--com1", "file:%s" % com1,
+                            "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "--no-reboot", "-v"], timeout=900)
+    out = com1.read_text(errors="replace") if com1.exists() else ""
+    h = hlog.read_text(errors="replace")
+    d = dlog.read_text(errors="replace") if dlog.exists() else ""
+    why = "\n".join([out[-3000:], err[-3000:], h[-2000:], d[-2000:]])
+    assert "network boot: HTTP " + url in err, why
+    assert re.search(r'"GET /grubnetx64\.efi HTTP/1\.1" 200', h), why
+    assert "grubnetx64.efi, %d bytes" % os.path.getsize(grub) in out, why  # the whole file, as served
+    assert not re.search(r"sent \S*grubnetx64\.efi", d), why                # not over TFTP
+    assert "GRUB-OVER-HTTP-FROM " + HOST_IP in out, why
+    assert rc == 0, why
+
+
+@pytest.mark.real_guest
+def test_http_boot_failure_in_the_boot_summary(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    url = "http://%s:8080/missing.efi" % HOST_IP
+    with NetNs(tmp_path) as n:
+        http_server(n, root, tmp_path / "http.log")
+        n.dnsmasq(root, url, tmp_path / "dnsmasq.log")
+        rc, err = n.run_vm(["run", "--memory", "256M", "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "-v"])
+    s = summary_of(err)
+    assert rc == 5, err[-3000:]
+    assert re.search(r"Boot0000 \"EFI Network \(%s\)\": HTTP: file not found: %s \(404 File not found\)"
+                     % (MAC_HEX, re.escape(url)), s), s
+
+
 def test_pxe_failures_in_the_boot_summary_then_the_next_entry(tmp_path):
     """No DHCP server: "no DHCP offer in 16 s", then the disk entry; a DHCP server whose boot file is
     missing: "TFTP: file not found". --first-boot-device nic puts the network entry first."""

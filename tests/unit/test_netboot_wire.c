@@ -1,7 +1,8 @@
 /* The firmware's network boot packets (guestlib/netboot_wire.c): checksums against a plain RFC 1071
  * sum, UDP frames that parse back to what was built, DHCP messages with the PXE options and the
- * replies a server sends (options, overloaded fields), TFTP requests and replies, and truncated or
- * malformed input at every length refused without reading past it. */
+ * replies a server sends (options, overloaded fields), TFTP requests and replies, TCP segments and
+ * their options, HTTP boot URLs, requests and response headers, and truncated or malformed input at
+ * every length refused without reading past it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -246,6 +247,157 @@ static void test_tftp(void **state)
 	assert_int_not_equal(nb_tftp_parse(unknown, sizeof(unknown), &t), 0);
 }
 
+static void test_tcp_roundtrip_and_corruption(void **state)
+{
+	uint8_t f[1600], payload[1400];
+	for (size_t i = 0; i < sizeof(payload); i++)
+		payload[i] = (uint8_t)(i * 3);
+	struct nb_tcp4_seg seg = { .sport = 50000, .dport = 80, .seq = 0xfffffff0u, .ack = 0x12345678u,
+				   .flags = TCP_SYN | TCP_ACK, .window = 32768, .mss = 1460 };
+	uint32_t n = nb_tcp4_build(f, sizeof(f), srv_mac, mac, my_ip, srv_ip, &seg, payload, sizeof(payload), 9);
+	assert_int_equal(n, 14 + 20 + 24 + 1400);
+	struct nb_tcp4 t;
+	assert_int_equal(nb_tcp4_parse(f, n, &t), 0);
+	assert_int_equal(t.seg.sport, 50000);
+	assert_int_equal(t.seg.dport, 80);
+	assert_int_equal(t.seg.seq, 0xfffffff0u);
+	assert_int_equal(t.seg.ack, 0x12345678u);
+	assert_int_equal(t.seg.flags, TCP_SYN | TCP_ACK);
+	assert_int_equal(t.seg.window, 32768);
+	assert_int_equal(t.seg.mss, 1460);
+	assert_int_equal(t.len, 1400);
+	assert_memory_equal(t.data, payload, 1400);
+	assert_memory_equal(t.sip, my_ip, 4);
+	assert_memory_equal(t.dip, srv_ip, 4);
+	/* the TCP checksum covers the pseudo header: a standard one (the reference sum) */
+	const uint8_t *tcp = f + 34;
+	uint32_t tlen = n - 34, ps = (10 << 8 | 214) + (0 << 8 | 20) + (10 << 8 | 214) + (0 << 8 | 1) + 6 + tlen;
+	assert_int_equal(csum_ref(tcp, tlen, ps), 0);
+	/* no MSS option: a 20-byte header */
+	seg.mss = 0;
+	assert_int_equal(nb_tcp4_build(f, sizeof(f), srv_mac, mac, my_ip, srv_ip, &seg, NULL, 0, 1), 54);
+	assert_int_equal(nb_tcp4_parse(f, 54, &t), 0);
+	assert_int_equal(t.seg.mss, 0);
+	assert_int_equal(t.len, 0);
+	/* too small a buffer */
+	assert_int_equal(nb_tcp4_build(f, 53, srv_mac, mac, my_ip, srv_ip, &seg, NULL, 0, 1), 0);
+	n = nb_tcp4_build(f, sizeof(f), srv_mac, mac, my_ip, srv_ip, &seg, payload, 100, 2);
+	for (uint32_t len = 0; len < n; len++)
+		assert_int_not_equal(nb_tcp4_parse(f, len, &t), 0);
+	/* any flipped byte of the TCP part fails its checksum; a UDP parser does not take TCP */
+	for (uint32_t i = 34; i < n; i += 7) {
+		f[i] ^= 0x40;
+		assert_int_not_equal(nb_tcp4_parse(f, n, &t), 0);
+		f[i] ^= 0x40;
+	}
+	struct nb_udp4 u;
+	assert_int_not_equal(nb_udp4_parse(f, n, &u), 0);
+}
+
+/* A segment with these header bytes after the fixed 20 (data offset from their count), checksum fixed. */
+static uint32_t tcp_with_options(uint8_t *f, const uint8_t *opts, uint32_t olen, uint8_t off_words)
+{
+	struct nb_tcp4_seg seg = { .sport = 80, .dport = 50000, .flags = TCP_ACK };
+	uint8_t body[64];
+	memcpy(body, opts, olen);
+	uint32_t n = nb_tcp4_build(f, 200, srv_mac, mac, srv_ip, my_ip, &seg, body, olen, 1);
+	f[34 + 12] = (uint8_t)(off_words << 4);
+	f[34 + 16] = f[34 + 17] = 0;
+	uint32_t tlen = n - 34, ps = (10 << 8 | 214) + (0 << 8 | 1) + (10 << 8 | 214) + (0 << 8 | 20) + 6 + tlen;
+	uint16_t c = csum_ref(f + 34, tlen, ps);
+	f[34 + 16] = (uint8_t)(c >> 8);
+	f[34 + 17] = (uint8_t)c;
+	return n;
+}
+
+static void test_tcp_options(void **state)
+{
+	uint8_t f[200];
+	struct nb_tcp4 t;
+	static const uint8_t nop_mss[] = { 1, 1, 2, 4, 0x05, 0xb4, 0, 0 };
+	uint32_t n = tcp_with_options(f, nop_mss, sizeof(nop_mss), 7);
+	assert_int_equal(nb_tcp4_parse(f, n, &t), 0);
+	assert_int_equal(t.seg.mss, 1460);
+	assert_int_equal(t.len, 0);
+	static const uint8_t zero_len[] = { 8, 0, 0, 0 }; /* an option of length 0: no endless walk */
+	n = tcp_with_options(f, zero_len, sizeof(zero_len), 6);
+	assert_int_not_equal(nb_tcp4_parse(f, n, &t), 0);
+	static const uint8_t too_long[] = { 8, 10, 0, 0 }; /* beyond the header */
+	n = tcp_with_options(f, too_long, sizeof(too_long), 6);
+	assert_int_not_equal(nb_tcp4_parse(f, n, &t), 0);
+	n = tcp_with_options(f, too_long, sizeof(too_long), 4); /* a data offset below 20 bytes */
+	assert_int_not_equal(nb_tcp4_parse(f, n, &t), 0);
+	n = tcp_with_options(f, too_long, sizeof(too_long), 15); /* a data offset past the segment */
+	assert_int_not_equal(nb_tcp4_parse(f, n, &t), 0);
+}
+
+static void test_http_url(void **state)
+{
+	uint8_t ip[4];
+	uint16_t port;
+	char host[NB_HTTP_HOST_MAX], path[64];
+	assert_int_equal(nb_http_url_parse("http://10.214.0.1:8080/boot/x.efi", ip, &port, host, path, sizeof(path)), 0);
+	assert_memory_equal(ip, srv_ip, 4);
+	assert_int_equal(port, 8080);
+	assert_string_equal(host, "10.214.0.1:8080");
+	assert_string_equal(path, "/boot/x.efi");
+	assert_int_equal(nb_http_url_parse("HTTP://1.2.3.4", ip, &port, host, path, sizeof(path)), 0);
+	assert_int_equal(port, 80);
+	assert_string_equal(path, "/");
+	/* not a URL: TFTP takes it */
+	assert_int_equal(nb_http_url_parse("grubnetx64.efi", ip, &port, host, path, sizeof(path)), -1);
+	assert_int_equal(nb_http_url_parse("tftp://1.2.3.4/x", ip, &port, host, path, sizeof(path)), -1);
+	assert_int_equal(nb_http_url_parse("", ip, &port, host, path, sizeof(path)), -1);
+	/* URLs the firmware cannot use */
+	static const char *const bad[] = {
+		"https://1.2.3.4/x", "http://boot.example/x", "http://1.2.3/x", "http://1.2.3.256/x", "http://1.2.3.4:0/x",
+		"http://1.2.3.4:65536/x", "http://1.2.3.4:/x", "http://1.2.3.4x/x", "http:///x", "http://1.2.3.4/a b",
+		"http://0001.2.3.4/x", "http://1.2.3.4/" "0123456789012345678901234567890123456789012345678901234567890123",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(nb_http_url_parse(bad[i], ip, &port, host, path, sizeof(path)), -2);
+}
+
+static void test_http_request_and_response(void **state)
+{
+	uint8_t out[256];
+	uint32_t n = nb_http_get_build(out, sizeof(out), "10.214.0.1:8080", "/x.efi");
+	static const char want[] = "GET /x.efi HTTP/1.1\r\nHost: 10.214.0.1:8080\r\nUser-Agent: gen2vm-firmware\r\n"
+				   "Accept: */*\r\nConnection: close\r\n\r\n";
+	assert_int_equal(n, sizeof(want) - 1);
+	assert_memory_equal(out, want, n);
+	for (uint32_t cap = 0; cap < n; cap++)
+		assert_int_equal(nb_http_get_build(out, cap, "10.214.0.1:8080", "/x.efi"), 0);
+
+	struct nb_http_resp r;
+	static const char ok[] = "HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\ncontent-LENGTH:  1234 \r\n\r\nBODY";
+	assert_int_equal(nb_http_resp_parse((const uint8_t *)ok, sizeof(ok) - 1, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.reason, "OK");
+	assert_true(r.has_length && r.length == 1234 && !r.chunked);
+	assert_int_equal(r.header_len, sizeof(ok) - 1 - 4);
+	/* every prefix of the header is "not yet" */
+	for (uint32_t len = 0; len < r.header_len; len++)
+		assert_int_equal(nb_http_resp_parse((const uint8_t *)ok, len, &r), 1);
+	static const char nf[] = "HTTP/1.1 404 File not found\r\nTransfer-Encoding: chunked\r\n\r\n";
+	assert_int_equal(nb_http_resp_parse((const uint8_t *)nf, sizeof(nf) - 1, &r), 0);
+	assert_int_equal(r.status, 404);
+	assert_string_equal(r.reason, "File not found");
+	assert_true(r.chunked && !r.has_length);
+	static const char *const bad[] = {
+		"HTTP/2 200 OK\r\n\r\n", "HTTP/1.1 2x0 OK\r\n\r\n", "SSH-2.0-OpenSSH\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 9999999999999999\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(nb_http_resp_parse((const uint8_t *)bad[i], (uint32_t)strlen(bad[i]), &r), -1);
+	/* a header that never ends is refused once it is longer than 8 KiB */
+	static uint8_t big[9000];
+	memset(big, 'a', sizeof(big));
+	assert_int_equal(nb_http_resp_parse(big, 8191, &r), 1);
+	assert_int_equal(nb_http_resp_parse(big, sizeof(big), &r), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -255,6 +407,10 @@ int main(void)
 		cmocka_unit_test(test_dhcp_discover_has_the_pxe_options),
 		cmocka_unit_test(test_dhcp_reply_parsing),
 		cmocka_unit_test(test_tftp),
+		cmocka_unit_test(test_tcp_roundtrip_and_corruption),
+		cmocka_unit_test(test_tcp_options),
+		cmocka_unit_test(test_http_url),
+		cmocka_unit_test(test_http_request_and_response),
 	};
 	return cmocka_run_group_tests_name("netboot_wire", tests, NULL, NULL);
 }

@@ -29,6 +29,7 @@ struct arp_ipv4 { /* hardware Ethernet, protocol IPv4 */
 _Static_assert(sizeof(struct arp_ipv4) == 28, "arp_ipv4");
 
 #define IP_PROTO_ICMP 1u
+#define IP_PROTO_TCP 6u
 #define IP_PROTO_UDP 17u
 struct ipv4_hdr {
 	uint8_t ver_ihl, tos;
@@ -43,6 +44,26 @@ struct udp_hdr {
 	uint8_t sport[2], dport[2], len[2], csum[2];
 } __attribute__((packed));
 _Static_assert(sizeof(struct udp_hdr) == 8, "udp_hdr");
+
+/* --- TCP (RFC 9293) --- */
+#define TCP_FIN 0x01u
+#define TCP_SYN 0x02u
+#define TCP_RST 0x04u
+#define TCP_PSH 0x08u
+#define TCP_ACK 0x10u
+#define TCP_OPT_END 0u
+#define TCP_OPT_NOP 1u
+#define TCP_OPT_MSS 2u
+struct tcp_hdr {
+	uint8_t sport[2], dport[2];
+	uint8_t seq[4], ack[4];
+	uint8_t off;   /* data offset in 32-bit words, high nibble */
+	uint8_t flags;
+	uint8_t window[2], csum[2], urgent[2];
+} __attribute__((packed));
+_Static_assert(sizeof(struct tcp_hdr) == 20, "tcp_hdr");
+
+#define HTTP_PORT 80u
 
 /* --- DHCPv4 --- */
 #define DHCP_SERVER_PORT 67u
