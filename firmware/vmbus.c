@@ -162,8 +162,9 @@ EFI_STATUS fw_vmbus_init(void)
 	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000003u), "c"(0));
 	if ((a & ((1u << 2) | (1u << 5))) != ((1u << 2) | (1u << 5)))
 		return EFI_NOT_FOUND;
-	/* The guest OS id tells Hyper-V who calls; the open-source form (bit 63), "other OS" 0x01. */
-	wrmsr(HV_MSR_GUEST_OS_ID, 0x8100000000000000ull | (0x01ull << 48) | FW_REVISION);
+	/* The guest OS id tells Hyper-V who calls: we say what Hyper-V's own firmware says, as a loader
+	 * that would otherwise reset the VMBus connection under us (iPXE) checks for exactly that. */
+	wrmsr(HV_MSR_GUEST_OS_ID, HV_GUEST_OS_ID_HYPERV_UEFI);
 	wrmsr(HV_MSR_HYPERCALL, fw_virt_to_phys(hv_hypercall_page) | 1);
 	efi_memset(hv_simp, 0, sizeof(hv_simp));
 	wrmsr(HV_MSR_SIMP, fw_virt_to_phys(hv_simp) | 1);
