@@ -161,7 +161,7 @@ def summary_of(err):
 @pytest.mark.real_guest
 @pytest.mark.xfail(strict=False, reason="not yet reliable when the nested host is loaded (issue 18; cause not found): "
                    "GRUB stops acknowledging TFTP in the middle of the kernel (dnsmasq: failed sending vmlinuz), "
-                   "then the VM hangs or triple-faults; 5 of 7 runs passed on 2026-12-07")
+                   "then the VM hangs or triple-faults; 4 of 7 runs passed on 2026-12-07")
 def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
     grub = ei.fetch_efi_binaries()["grubnet_signed"]
     k = fetch_kernel()
