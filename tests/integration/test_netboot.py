@@ -161,7 +161,7 @@ def summary_of(err):
 @pytest.mark.real_guest
 @pytest.mark.xfail(strict=False, reason="not yet reliable when the nested host is loaded (issue 18; cause not found): "
                    "GRUB stops acknowledging TFTP in the middle of the kernel (dnsmasq: failed sending vmlinuz), "
-                   "then the VM hangs or triple-faults; 4 of 7 runs passed on 2026-12-07")
+                   "then the VM hangs or triple-faults; 6 of 9 runs passed on 2026-12-07")
 def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
     grub = ei.fetch_efi_binaries()["grubnet_signed"]
     k = fetch_kernel()
@@ -222,8 +222,9 @@ def test_pxe_failures_in_the_boot_summary_then_the_next_entry(tmp_path):
 
 
 @pytest.mark.real_guest
-@pytest.mark.xfail(strict=False, reason="not yet seen passing (issue 18): iPXE stopped at its Ctrl-B prompt, HLT "
-                   "waiting for a timer interrupt; the firmware's boot-services tick that should wake it is untested")
+@pytest.mark.xfail(strict=False, reason="not yet passing (issue 18): iPXE 1.0.0+git-20190125 says \"No more network "
+                   "devices\" and returns EFI_DEVICE_ERROR: the firmware's ConnectController (bs.c) connects no driver, "
+                   "so iPXE's SNP driver binding is never started on the adapter")
 def test_pxe_boots_ipxe_which_runs_a_script_over_http(tmp_path):
     """Debian's ipxe.efi over PXE/TFTP; it drives the adapter through the firmware's SNP, asks DHCP again
     (user class "iPXE": dnsmasq answers with an HTTP URL), fetches its script from a Python HTTP server
