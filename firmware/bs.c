@@ -494,6 +494,7 @@ static EFI_STATUS EFIAPI bs_exit_boot_services(EFI_HANDLE image, UINTN key)
 	if (EFI_ERROR(efi_mem_check_key(&fw.mem, key)))
 		return EFI_INVALID_PARAMETER;
 	fw_event_signal_group_now(&ebs);
+	fw_tick_stop();
 	fw.boot_services_done = true;
 	fw_host_event(FW_EV_EXIT_BOOT_SERVICES, "map key %llu", (unsigned long long)key);
 	st.ConsoleInHandle = st.ConsoleOutHandle = st.StandardErrorHandle = NULL;

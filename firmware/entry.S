@@ -47,6 +47,17 @@ exc_common:
 	x86_exc_stub fw_exc, \n, exc_common
 	.endr
 
+	/* Every interrupt vector (32-255): the boot-services tick, a VMBus SINT, a spurious one. It
+	 * only ends the interrupt at the local APIC (xAPIC EOI register; a write with no interrupt in
+	 * service does nothing): its whole purpose is to wake a HLT (firmware/fw.c, fw_tick_start). */
+	.globl fw_irq
+fw_irq:
+	push %rax
+	mov $0xfee000b0, %eax
+	movl $0, (%rax)
+	pop %rax
+	iretq
+
 	.section .rodata
 	.globl fw_exc_table
 	.balign 8

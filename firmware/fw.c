@@ -2,6 +2,7 @@
 #include "fw.h"
 
 #include "efi/efi_fmt.h"
+#include "gen2vm/proto/hv.h"
 
 struct fw_state fw;
 
@@ -97,21 +98,68 @@ struct fw_idt_entry {
 } __attribute__((packed));
 
 extern const uint64_t fw_exc_table[22];
-static struct fw_idt_entry fw_idt[32] __attribute__((aligned(16)));
+extern const char fw_irq[];
+static struct fw_idt_entry fw_idt[256] __attribute__((aligned(16)));
 
 static void fw_idt_init(void)
 {
 	uint16_t cs;
 	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
-	for (unsigned i = 0; i < 22; i++) {
-		uint64_t h = fw_exc_table[i];
-		fw_idt[i] = (struct fw_idt_entry){ (uint16_t)h, cs, 0, 0x8e, (uint16_t)(h >> 16), (uint32_t)(h >> 32), 0 };
+	for (unsigned i = 0; i < 256; i++) {
+		uint64_t h = i < 22 ? fw_exc_table[i] : i >= 32 ? (uint64_t)(uintptr_t)fw_irq : 0;
+		if (h)
+			fw_idt[i] = (struct fw_idt_entry){ (uint16_t)h, cs, 0, 0x8e, (uint16_t)(h >> 16), (uint32_t)(h >> 32),
+							   0 };
 	}
 	struct {
 		uint16_t limit;
 		uint64_t base;
 	} __attribute__((packed)) idtr = { sizeof(fw_idt) - 1, (uint64_t)(uintptr_t)fw_idt };
 	__asm__ volatile("lidt %0" : : "m"(idtr));
+}
+
+/* ---- the boot-services tick ----
+ * UEFI 2.10 2.3.4: in boot services interrupts are enabled and the timer interrupt is the only one
+ * serviced. Everything here is polled (fw_event_poll), but loaders idle with HLT and wait for that
+ * interrupt to wake them (iPXE does between polls of the network and the keyboard): a periodic
+ * local-APIC timer at 100 Hz provides it, and fw_irq only ends it. ExitBootServices stops it. */
+#define LAPIC_MMIO 0xfee00000u
+#define LAPIC_SVR 0xf0u
+#define LAPIC_LVT_TIMER 0x320u
+#define LAPIC_TIMER_INIT 0x380u
+#define LAPIC_TIMER_DIV 0x3e0u
+#define FW_TICK_VECTOR 0x40u
+#define FW_TICK_HZ 100u
+
+static void lapic_write(uint32_t reg, uint32_t v)
+{
+	*(volatile uint32_t *)(uintptr_t)(LAPIC_MMIO + reg) = v;
+}
+
+static void fw_tick_start(void)
+{
+	uint32_t a, b, c, d;
+	uint64_t hz = 1000000000u; /* KVM's local APIC counts at 1 GHz; Hyper-V's MSR says so where offered */
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(HV_CPUID_FEATURES), "c"(0));
+	if (a & HV_FEAT_FREQUENCY_MSRS) {
+		__asm__ volatile("rdmsr" : "=a"(a), "=d"(d) : "c"(HV_MSR_APIC_FREQUENCY));
+		if (((uint64_t)d << 32 | a) >= 1000000u)
+			hz = (uint64_t)d << 32 | a;
+	}
+	lapic_write(LAPIC_SVR, 0x100u | 0xffu); /* software-enabled, spurious vector 0xff */
+	lapic_write(LAPIC_TIMER_DIV, 0xbu);      /* divide by 1 */
+	lapic_write(LAPIC_LVT_TIMER, FW_TICK_VECTOR | 1u << 17); /* periodic */
+	lapic_write(LAPIC_TIMER_INIT, (uint32_t)(hz / FW_TICK_HZ));
+	__asm__ volatile("sti");
+}
+
+void fw_tick_stop(void)
+{
+	lapic_write(LAPIC_LVT_TIMER, 1u << 16); /* masked */
+	lapic_write(LAPIC_TIMER_INIT, 0);
+	/* A tick already pending is taken here (STI acts after the next instruction), not left for the
+	 * OS to find once it enables interrupts. */
+	__asm__ volatile("sti; nop; cli" ::: "memory");
 }
 
 /* ---- main ---- */
@@ -138,6 +186,7 @@ void fw_main(const struct fw_handoff *ho)
 		fw_printf("gen2vm firmware: configuration tables: status 0x%llx\n", (unsigned long long)s);
 	if ((s = fw_storage_init()))
 		fw_printf("gen2vm firmware: storage: status 0x%llx\n", (unsigned long long)s);
+	fw_tick_start();
 	fw_bootmgr_run();
 	fw_panic("the boot manager returned");
 }

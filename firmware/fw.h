@@ -48,6 +48,8 @@ EFI_STATUS fw_host_call(void *req);
 void fw_host_event(uint32_t code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Reports a fatal firmware error to the host (the VM ends as crashed) and halts. */
 __attribute__((noreturn)) void fw_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Stops the boot-services tick and turns interrupts off, as ExitBootServices leaves them. */
+void fw_tick_stop(void);
 /* The pool allocator at boot-services time (EfiBootServicesData); NULL when out of memory. */
 void *fw_alloc(size_t size);
 void *fw_zalloc(size_t size);

@@ -24,10 +24,12 @@
 #define NV_RXQ 32u                 /* frames held between the ring and Receive */
 #define NV_FRAME_MAX 1520u         /* an MTU-1500 Ethernet frame (1514) and a VLAN tag's slack */
 #define NV_TXDONE 64u
+#define NV_RXCOMP 256u             /* receive completions the full ring held back: more than the host's sections */
 #define NV_CTL_TIMEOUT_US 5000000ull
 #define NV_TX_WAIT_US 1000000ull
 #define NV_TID_TX 0x1000u          /* transaction id of a frame in send section s: NV_TID_TX + s */
 #define NV_ETH_HLEN 14u
+#define NV_SEND_BUFFER_ID 0u       /* the send buffer's id in SEND_SEND_BUF and REVOKE_SEND_BUF */
 
 struct nv_dev {
 	EFI_SIMPLE_NETWORK_PROTOCOL snp;
@@ -35,6 +37,8 @@ struct nv_dev {
 	struct vmbus_client_channel ch;
 	uint32_t relid;
 	uint8_t *rbuf, *sbuf;
+	uint32_t rgpadl, sgpadl;   /* 0: not given to the host */
+	bool rbuf_on, sbuf_on;     /* the host uses the buffer (SEND_RECV_BUF / SEND_SEND_BUF accepted) */
 	uint32_t ssec_size, nr_tx;
 	uint32_t tx_busy;          /* bit s: send section s awaits its completion */
 	uint64_t next_tid;
@@ -44,6 +48,8 @@ struct nv_dev {
 	uint8_t (*rx)[NV_FRAME_MAX];
 	void *tx_done[NV_TXDONE];
 	uint32_t txd_head, txd_count;
+	uint64_t rx_comp[NV_RXCOMP]; /* receive transactions to complete once the ring has room */
+	uint32_t rxc_head, rxc_count;
 	uint8_t ctl[256];          /* the last RNDIS completion */
 	uint32_t ctl_len;
 	struct efi_dp_vmbus_mac dp;
@@ -121,6 +127,18 @@ static void nv_rndis_in(void *ctx, const uint8_t *msg, uint32_t len)
 	}
 }
 
+/* Completes receive transaction tid (its sections go back to the host); -VMBUS_EAGAIN while the ring
+ * is full. */
+static int nv_rx_complete(struct nv_dev *d, uint64_t tid)
+{
+	struct nvsp_message cm;
+	efi_memset(&cm, 0, sizeof(cm));
+	cm.type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE;
+	cm.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
+	int rc = vmbus_client_send(&d->ch, VM_PKT_COMP, 0, tid, NULL, 0, &cm, sizeof(cm));
+	return rc == -VMBUS_EAGAIN ? rc : 0; /* another error: the channel is broken, nothing to keep */
+}
+
 /* One packet from the host. *tid and *reply get a completion's transaction id and message. */
 static void nv_packet(struct nv_dev *d, const uint8_t *pkt, uint32_t len, uint64_t *tid, struct nvsp_message *reply)
 {
@@ -140,15 +158,21 @@ static void nv_packet(struct nv_dev *d, const uint8_t *pkt, uint32_t len, uint64
 	if (m.type != NVSP_MSG1_TYPE_SEND_RNDIS_PKT ||
 	    netvsc_xfer_for_each(pkt, len, d->rbuf, NV_RBUF_BYTES, nv_rndis_in, d) < 0)
 		return;
-	/* The frames are copied out: the sections go back to the host now. */
-	struct nvsp_message cm;
-	efi_memset(&cm, 0, sizeof(cm));
-	cm.type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE;
-	cm.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
-	for (int tries = 0; tries < 1000; tries++) {
-		if (vmbus_client_send(&d->ch, VM_PKT_COMP, 0, desc.trans_id, NULL, 0, &cm, sizeof(cm)) != -VMBUS_EAGAIN)
-			break;
-		__asm__ volatile("pause");
+	/* The frames are copied out: the sections go back to the host now, or as soon as the ring has room
+	 * (a completion dropped would keep its sections from the host for good, and enough of them would
+	 * stop all receiving). */
+	if (d->rxc_count || nv_rx_complete(d, desc.trans_id)) {
+		if (d->rxc_count < NV_RXCOMP)
+			d->rx_comp[(d->rxc_head + d->rxc_count++) % NV_RXCOMP] = desc.trans_id;
+	}
+}
+
+/* Sends the receive completions held back, in order, while the ring takes them. */
+static void nv_rx_complete_held(struct nv_dev *d)
+{
+	while (d->rxc_count && !nv_rx_complete(d, d->rx_comp[d->rxc_head])) {
+		d->rxc_head = (d->rxc_head + 1) % NV_RXCOMP;
+		d->rxc_count--;
 	}
 }
 
@@ -157,6 +181,7 @@ static void nv_poll(struct nv_dev *d)
 {
 	uint32_t len;
 	bool any = false;
+	nv_rx_complete_held(d);
 	for (unsigned n = 0; n < 64 && vmbus_client_recv(&d->ch, nv_pkt, sizeof(nv_pkt), &len) == 0; n++) {
 		uint64_t tid;
 		struct nvsp_message m;
@@ -592,6 +617,37 @@ static void EFIAPI snp_wait_notify(EFI_EVENT ev, void *ctx)
 }
 
 /* ---- binding ---- */
+/* ExitBootServices (fw_vmbus_channel_on_exit): the kernel is about to own every page we gave the host,
+ * so the host lets go of all of them before we return, in the order Hyper-V's clients use: the
+ * buffers revoked (no answer comes), the channel closed (the host stops using the rings and
+ * buffers), then the buffers' GPADLs torn down (the host answers once it holds no reference). */
+static void nv_exit(void *ctx)
+{
+	struct nv_dev *d = ctx;
+	struct nvsp_message m;
+	if (d->rbuf_on) {
+		efi_memset(&m, 0, sizeof(m));
+		m.type = NVSP_MSG1_TYPE_REVOKE_RECV_BUF;
+		m.u.revoke.id = NVSP_RECV_BUFFER_ID;
+		nv_send(d, &m, d->next_tid++, false);
+	}
+	if (d->sbuf_on) {
+		efi_memset(&m, 0, sizeof(m));
+		m.type = NVSP_MSG1_TYPE_REVOKE_SEND_BUF;
+		m.u.revoke.id = NV_SEND_BUFFER_ID;
+		nv_send(d, &m, d->next_tid++, false);
+	}
+	d->rbuf_on = d->sbuf_on = false;
+	d->mode.State = EfiSimpleNetworkStopped;
+	vmbus_client_channel_close(&d->ch);
+	struct vmbus_client *cl = fw_vmbus_client();
+	if (d->rgpadl)
+		vmbus_client_gpadl_teardown(cl, d->relid, d->rgpadl);
+	if (d->sgpadl)
+		vmbus_client_gpadl_teardown(cl, d->relid, d->sgpadl);
+	d->rgpadl = d->sgpadl = 0;
+}
+
 static void *nv_pages(uint32_t bytes)
 {
 	/* Not cleared (the host writes what we read); below 4 GiB for the GPADL. */
@@ -633,28 +689,30 @@ static EFI_STATUS nv_open(struct nv_dev *d, const char **step)
 	d->sbuf = nv_pages(NV_SBUF_BYTES);
 	d->rx = fw_stor_alloc(NV_RXQ * sizeof(*d->rx));
 	struct vmbus_client *cl = fw_vmbus_client();
-	uint32_t rg, sg;
 	if (!d->rbuf || !d->sbuf || !d->rx)
 		return EFI_OUT_OF_RESOURCES;
-	if (vmbus_client_gpadl_create(cl, d->relid, d->rbuf, NV_RBUF_BYTES, &rg) ||
-	    vmbus_client_gpadl_create(cl, d->relid, d->sbuf, NV_SBUF_BYTES, &sg))
+	fw_vmbus_channel_on_exit(&d->ch, nv_exit, d);
+	if (vmbus_client_gpadl_create(cl, d->relid, d->rbuf, NV_RBUF_BYTES, &d->rgpadl) ||
+	    vmbus_client_gpadl_create(cl, d->relid, d->sbuf, NV_SBUF_BYTES, &d->sgpadl))
 		return EFI_DEVICE_ERROR;
 	efi_memset(&m, 0, sizeof(m));
 	m.type = NVSP_MSG1_TYPE_SEND_RECV_BUF;
-	m.u.send_buf.gpadl_handle = rg;
+	m.u.send_buf.gpadl_handle = d->rgpadl;
 	m.u.send_buf.id = NVSP_RECV_BUFFER_ID;
 	if (EFI_ERROR(s = nv_request(d, &m, &r)))
 		return s;
-	if (r.u.recv_buf_complete.status != NVSP_STAT_SUCCESS)
+	d->rbuf_on = r.u.recv_buf_complete.status == NVSP_STAT_SUCCESS;
+	if (!d->rbuf_on)
 		return EFI_DEVICE_ERROR;
 	efi_memset(&m, 0, sizeof(m));
 	m.type = NVSP_MSG1_TYPE_SEND_SEND_BUF;
-	m.u.send_buf.gpadl_handle = sg;
+	m.u.send_buf.gpadl_handle = d->sgpadl;
+	m.u.send_buf.id = NV_SEND_BUFFER_ID;
 	if (EFI_ERROR(s = nv_request(d, &m, &r)))
 		return s;
+	d->sbuf_on = r.u.send_buf_complete.status == NVSP_STAT_SUCCESS;
 	d->ssec_size = r.u.send_buf_complete.section_size;
-	if (r.u.send_buf_complete.status != NVSP_STAT_SUCCESS || d->ssec_size < NV_FRAME_MAX + 64 ||
-	    d->ssec_size > NV_SBUF_BYTES / 2)
+	if (!d->sbuf_on || d->ssec_size < NV_FRAME_MAX + 64 || d->ssec_size > NV_SBUF_BYTES / 2)
 		return EFI_DEVICE_ERROR;
 	d->nr_tx = NV_SBUF_BYTES / d->ssec_size;
 	if (d->nr_tx > NV_TX_MAX)

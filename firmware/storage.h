@@ -30,6 +30,9 @@ EFI_STATUS fw_vmbus_init(void);
 struct vmbus_client *fw_vmbus_client(void);
 /* Opens a channel (rings allocated here) and records it so that ExitBootServices closes it. */
 EFI_STATUS fw_vmbus_channel_open(struct vmbus_client_channel *ch, uint32_t relid, uint32_t ring_bytes);
+/* At ExitBootServices, fn(ctx) runs before ch is closed: a device whose host holds more of our memory
+ * than the rings (netvsc's receive and send buffers) makes it let go there. fn may close ch itself. */
+void fw_vmbus_channel_on_exit(struct vmbus_client_channel *ch, void (*fn)(void *ctx), void *ctx);
 /* Waits (bounded by timeout_us) for the next packet on ch into buf; EFI_TIMEOUT. */
 EFI_STATUS fw_vmbus_recv(struct vmbus_client_channel *ch, void *buf, uint32_t cap, uint32_t *len,
 			 uint64_t timeout_us);

@@ -23,6 +23,10 @@ static struct vmbus_client vmbus_cl;
 static bool vmbus_up;
 static bool vmbus_exiting; /* ExitBootServices: the memory map is final, free nothing */
 static struct vmbus_client_channel *vmbus_chans[FW_VMBUS_MAX_CHANNELS];
+static struct {
+	void (*fn)(void *ctx);
+	void *ctx;
+} vmbus_on_exit[FW_VMBUS_MAX_CHANNELS];
 static uint32_t vmbus_nr_chans;
 
 static inline void wrmsr(uint32_t msr, uint64_t v)
@@ -135,9 +139,12 @@ static void EFIAPI fw_vmbus_exit_boot_services(EFI_EVENT ev, void *ctx)
 	if (!vmbus_up)
 		return;
 	vmbus_exiting = true;
-	for (uint32_t i = vmbus_nr_chans; i-- > 0;)
+	for (uint32_t i = vmbus_nr_chans; i-- > 0;) {
+		if (vmbus_on_exit[i].fn && vmbus_chans[i]->open)
+			vmbus_on_exit[i].fn(vmbus_on_exit[i].ctx);
 		if (vmbus_chans[i]->open)
 			vmbus_client_channel_close(vmbus_chans[i]);
+	}
 	vmbus_nr_chans = 0;
 	vmbus_client_unload(&vmbus_cl);
 	hv_synic_off();
@@ -155,8 +162,9 @@ EFI_STATUS fw_vmbus_init(void)
 	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000003u), "c"(0));
 	if ((a & ((1u << 2) | (1u << 5))) != ((1u << 2) | (1u << 5)))
 		return EFI_NOT_FOUND;
-	/* The guest OS id tells Hyper-V who calls; the open-source form (bit 63), "other OS" 0x01. */
-	wrmsr(HV_MSR_GUEST_OS_ID, 0x8100000000000000ull | (0x01ull << 48) | FW_REVISION);
+	/* The guest OS id tells Hyper-V who calls: we say what Hyper-V's own firmware says, as a loader
+	 * that would otherwise reset the VMBus connection under us (iPXE) checks for exactly that. */
+	wrmsr(HV_MSR_GUEST_OS_ID, HV_GUEST_OS_ID_HYPERV_UEFI);
 	wrmsr(HV_MSR_HYPERCALL, fw_virt_to_phys(hv_hypercall_page) | 1);
 	efi_memset(hv_simp, 0, sizeof(hv_simp));
 	wrmsr(HV_MSR_SIMP, fw_virt_to_phys(hv_simp) | 1);
@@ -200,8 +208,18 @@ EFI_STATUS fw_vmbus_channel_open(struct vmbus_client_channel *ch, uint32_t relid
 		return rc == -VMBUS_ENOMEM ? EFI_OUT_OF_RESOURCES : EFI_DEVICE_ERROR;
 	/* Polled: the host need not interrupt us for each packet. */
 	vmbus_ring_mask(&ch->in);
+	vmbus_on_exit[vmbus_nr_chans].fn = NULL;
 	vmbus_chans[vmbus_nr_chans++] = ch;
 	return EFI_SUCCESS;
+}
+
+void fw_vmbus_channel_on_exit(struct vmbus_client_channel *ch, void (*fn)(void *ctx), void *ctx)
+{
+	for (uint32_t i = 0; i < vmbus_nr_chans; i++)
+		if (vmbus_chans[i] == ch) {
+			vmbus_on_exit[i].fn = fn;
+			vmbus_on_exit[i].ctx = ctx;
+		}
 }
 
 EFI_STATUS fw_vmbus_recv(struct vmbus_client_channel *ch, void *buf, uint32_t cap, uint32_t *len,

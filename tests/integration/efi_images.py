@@ -7,24 +7,29 @@ import subprocess
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CACHE = os.path.join(ROOT, "build", "efi-debs")
-PACKAGES = ["systemd-boot-efi", "shim-signed", "grub-efi-amd64-signed"]
-
-
-def have_tools(*names):
-    return all(shutil.which(n) or os.path.exists(os.path.join("/usr/sbin", n)) for n in names)
+PACKAGES = ["systemd-boot-efi", "shim-signed", "grub-efi-amd64-signed", "ipxe"]
 
 
 def fetch_efi_binaries():
-    """dict(systemd_boot, shim, grub_signed, grubnet_signed): paths of Debian's own EFI binaries."""
+    """dict(systemd_boot, shim, grub_signed, grubnet_signed, ipxe): paths of Debian's own EFI binaries."""
+    # The stamp lists the packages unpacked so far: a package added to PACKAGES later is fetched alone
+    # into the same tree (the nested host has no network; tests/check_integration.py prefetches).
     stamp = os.path.join(CACHE, "ready")
-    if not os.path.exists(stamp):
+    have = open(stamp).read().split() if os.path.exists(stamp) else None
+    if have is None:
         shutil.rmtree(CACHE, ignore_errors=True)
         os.makedirs(CACHE)
-        subprocess.run(["apt-get", "download", "-q"] + PACKAGES, cwd=CACHE, check=True, capture_output=True)
+        have = []
+    elif not have:  # a stamp from before it listed them: the first three were fetched together
+        have = PACKAGES[:3]
+    missing = [p for p in PACKAGES if p not in have]
+    if missing:
+        subprocess.run(["apt-get", "download", "-q"] + missing, cwd=CACHE, check=True, capture_output=True)
         for deb in [f for f in os.listdir(CACHE) if f.endswith(".deb")]:
             subprocess.run(["dpkg-deb", "-x", deb, "x"], cwd=CACHE, check=True)
             os.unlink(os.path.join(CACHE, deb))
-        open(stamp, "w").close()
+        with open(stamp, "w") as f:
+            f.write("\n".join(have + missing) + "\n")
     x = os.path.join(CACHE, "x", "usr", "lib")
     return {
         "systemd_boot": os.path.join(x, "systemd", "boot", "efi", "systemd-bootx64.efi"),
@@ -32,6 +37,8 @@ def fetch_efi_binaries():
         "grub_signed": os.path.join(x, "grub", "x86_64-efi-signed", "grubx64.efi.signed"),
         # the network GRUB (same package): its prefix is /grub on the TFTP server it was loaded from
         "grubnet_signed": os.path.join(x, "grub", "x86_64-efi-signed", "grubnetx64.efi.signed"),
+        # iPXE with every driver, its EFI SNP driver among them (Debian's /usr/lib/ipxe/ipxe.efi links here)
+        "ipxe": os.path.join(CACHE, "x", "boot", "ipxe.efi"),
     }
 
 

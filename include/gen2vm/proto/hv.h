@@ -55,6 +55,10 @@
 
 /* --- synthetic MSRs ------------------------------------------------------------------------------ */
 #define HV_MSR_GUEST_OS_ID      0x40000000u
+/* The guest OS id Hyper-V's own generation 2 UEFI firmware writes (it does not follow the documented
+ * layout). Loaders with a VMBus driver of their own (iPXE) look for it and then leave the bus to the
+ * firmware, using its Simple Network Protocol instead of taking the connection over. */
+#define HV_GUEST_OS_ID_HYPERV_UEFI (1ull << 40)
 #define HV_MSR_HYPERCALL        0x40000001u
 #define HV_MSR_VP_INDEX         0x40000002u
 #define HV_MSR_RESET            0x40000003u
