@@ -368,24 +368,92 @@ static EFI_STATUS EFIAPI bs_uninstall_multiple(EFI_HANDLE handle, ...)
 	return ok ? efi_db_uninstall_multiple(&fw.db, handle, n, g, i) : EFI_INVALID_PARAMETER;
 }
 
-/* Our drivers install their handles and children eagerly at start-up, so there is never a driver
- * left to connect: UEFI 7.3 allows EFI_NOT_FOUND for "no drivers were connected". */
+/* Our own drivers install their handles and children eagerly at start-up; what ConnectController
+ * connects is a loaded UEFI driver's binding (iPXE's network driver, for one): the ones given, else
+ * every EFI_DRIVER_BINDING_PROTOCOL in the system, highest Version first (UEFI 2.10 7.3). No driver
+ * that starts: EFI_NOT_FOUND. Recursive connection of the children a driver made is not done. */
 static EFI_STATUS EFIAPI bs_connect_controller(EFI_HANDLE controller, EFI_HANDLE *driver,
 					       EFI_DEVICE_PATH_PROTOCOL *remaining, BOOLEAN recursive)
 {
 	BS_LIVE();
+	(void)recursive;
 	if (!efi_db_handle_valid(&fw.db, controller))
 		return EFI_INVALID_PARAMETER;
-	return EFI_NOT_FOUND;
+	static const EFI_GUID binding_guid = EFI_DRIVER_BINDING_PROTOCOL_GUID;
+	EFI_HANDLE *all = NULL;
+	UINTN n = 0;
+	if (driver) {
+		while (n < 64 && driver[n])
+			n++;
+	} else if (EFI_ERROR(efi_db_locate_handle_buffer(&fw.db, ByProtocol, &binding_guid, NULL, &n, &all))) {
+		return EFI_NOT_FOUND;
+	}
+	EFI_DRIVER_BINDING_PROTOCOL *b[64];
+	UINTN nb = 0;
+	for (UINTN i = 0; i < n && nb < 64; i++) {
+		void *iface;
+		if (!EFI_ERROR(efi_db_handle_protocol(&fw.db, driver ? driver[i] : all[i], &binding_guid, &iface, fw.image)))
+			b[nb++] = iface;
+	}
+	if (all)
+		db_free(NULL, all);
+	if (!driver) /* the highest Version first (insertion sort: a handful) */
+		for (UINTN i = 1; i < nb; i++)
+			for (UINTN j = i; j > 0 && b[j]->Version > b[j - 1]->Version; j--) {
+				EFI_DRIVER_BINDING_PROTOCOL *t = b[j];
+				b[j] = b[j - 1];
+				b[j - 1] = t;
+			}
+	bool started = false;
+	for (UINTN i = 0; i < nb; i++)
+		if (b[i]->Supported(b[i], controller, remaining) == EFI_SUCCESS &&
+		    b[i]->Start(b[i], controller, remaining) == EFI_SUCCESS)
+			started = true;
+	return started ? EFI_SUCCESS : EFI_NOT_FOUND;
 }
 
+/* The drivers that opened the controller BY_DRIVER are asked to Stop (the one given, or all of them). */
 static EFI_STATUS EFIAPI bs_disconnect_controller(EFI_HANDLE controller, EFI_HANDLE driver, EFI_HANDLE child)
 {
 	BS_LIVE();
 	if (!efi_db_handle_valid(&fw.db, controller) || (driver && !efi_db_handle_valid(&fw.db, driver)) ||
 	    (child && !efi_db_handle_valid(&fw.db, child)))
 		return EFI_INVALID_PARAMETER;
-	return EFI_SUCCESS; /* no driver manages it */
+	static const EFI_GUID binding_guid = EFI_DRIVER_BINDING_PROTOCOL_GUID;
+	EFI_GUID **protos = NULL;
+	UINTN np = 0;
+	if (EFI_ERROR(efi_db_protocols_per_handle(&fw.db, controller, &protos, &np)))
+		return EFI_SUCCESS;
+	EFI_HANDLE agents[16];
+	UINTN na = 0;
+	for (UINTN p = 0; p < np; p++) {
+		EFI_OPEN_PROTOCOL_INFORMATION_ENTRY *e = NULL;
+		UINTN ne = 0;
+		if (EFI_ERROR(efi_db_open_info(&fw.db, controller, protos[p], &e, &ne)))
+			continue;
+		for (UINTN k = 0; k < ne; k++) {
+			if (!(e[k].Attributes & EFI_OPEN_PROTOCOL_BY_DRIVER) || (driver && e[k].AgentHandle != driver))
+				continue;
+			bool seen = false;
+			for (UINTN a = 0; a < na; a++)
+				seen |= agents[a] == e[k].AgentHandle;
+			if (!seen && na < 16)
+				agents[na++] = e[k].AgentHandle;
+		}
+		db_free(NULL, e);
+	}
+	db_free(NULL, protos);
+	EFI_STATUS s = EFI_SUCCESS;
+	for (UINTN a = 0; a < na; a++) {
+		void *iface;
+		if (EFI_ERROR(efi_db_handle_protocol(&fw.db, agents[a], &binding_guid, &iface, fw.image)))
+			continue;
+		EFI_DRIVER_BINDING_PROTOCOL *b = iface;
+		EFI_HANDLE children[1] = { child };
+		if (EFI_ERROR(b->Stop(b, controller, child ? 1 : 0, child ? children : NULL)))
+			s = EFI_DEVICE_ERROR;
+	}
+	return s;
 }
 
 /* ---- configuration tables ---- */

@@ -34,6 +34,24 @@ struct EFI_LOAD_FILE_PROTOCOL {
 };
 _Static_assert(sizeof(EFI_LOAD_FILE_PROTOCOL) == 8, "EFI_LOAD_FILE_PROTOCOL");
 
+/* EFI_DRIVER_BINDING_PROTOCOL (UEFI 2.10 11.1): how a UEFI driver (iPXE's, for one) offers to manage
+ * a controller; ConnectController calls Supported, then Start. */
+#define EFI_DRIVER_BINDING_PROTOCOL_GUID \
+	EFI_GUID_INIT(0x18a031ab, 0xb443, 0x4d1a, 0xa5, 0xc0, 0x0c, 0x09, 0x26, 0x1e, 0x9f, 0x71)
+typedef struct EFI_DRIVER_BINDING_PROTOCOL EFI_DRIVER_BINDING_PROTOCOL;
+struct EFI_DRIVER_BINDING_PROTOCOL {
+	EFI_STATUS(EFIAPI *Supported)(EFI_DRIVER_BINDING_PROTOCOL *This, EFI_HANDLE Controller,
+				      EFI_DEVICE_PATH_PROTOCOL *RemainingDevicePath);
+	EFI_STATUS(EFIAPI *Start)(EFI_DRIVER_BINDING_PROTOCOL *This, EFI_HANDLE Controller,
+				  EFI_DEVICE_PATH_PROTOCOL *RemainingDevicePath);
+	EFI_STATUS(EFIAPI *Stop)(EFI_DRIVER_BINDING_PROTOCOL *This, EFI_HANDLE Controller, UINTN NumberOfChildren,
+				 EFI_HANDLE *ChildHandleBuffer);
+	uint32_t Version;
+	EFI_HANDLE ImageHandle;
+	EFI_HANDLE DriverBindingHandle;
+};
+_Static_assert(sizeof(EFI_DRIVER_BINDING_PROTOCOL) == 48, "EFI_DRIVER_BINDING_PROTOCOL");
+
 /* The vendor media node Linux's EFI stub looks up (with LoadFile2) to fetch its initrd. */
 #define LINUX_EFI_INITRD_MEDIA_GUID \
 	EFI_GUID_INIT(0x5568e427, 0x68fc, 0x4f3d, 0xac, 0x74, 0xca, 0x55, 0x52, 0x31, 0xcc, 0x68)
