@@ -97,6 +97,9 @@ int vnc_start(struct vnc **out, const struct vnc_config *c, struct synthvid *vid
 /* Stops the thread, disconnects the viewers, removes a unix socket and frees. NULL is fine. */
 void vnc_stop(struct vnc *v);
 
+/* How many viewers are connected now. Any thread. */
+unsigned vnc_viewers(struct vnc *v);
+
 /* Its part of `status`: "vnc" in o (address, web console URL, viewers) and a phrase in text. */
 void vnc_status(struct vnc *v, struct json_object *o, char *text, size_t len);
 
