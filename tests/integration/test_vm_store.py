@@ -159,6 +159,9 @@ def test_new_writes_a_document_run_reads(store, user_disk, tmp_path):
         {"path": os.path.realpath(user_disk), "readonly": True, "controller": 0, "lun": 1},
         {"dvd": True, "controller": 0, "lun": 2}], d
     assert d["nics"] == ["pair=web0"], d
+    # The console is on, as Hyper-V gives every generation 2 VM one: the synthetic keyboard, mouse and
+    # video with a VNC server on vnc.sock in the VM's directory.
+    assert d["synthetic_console"] is True and d["vnc"] == "unix:vnc.sock", d
     with open(created, "rb") as f:
         assert f.read(8) == b"vhdxfile"
     info = json.loads(run(gen2vm_binary(), "vhd", "inspect", created, "--json").stdout)
@@ -544,8 +547,28 @@ def test_firmware_verbs_on_the_vm_nvram(store):
     assert r.returncode == 2 and "unknown command 'bogus'" in r.stderr, r.stderr
 
 
+def test_new_console_on_by_default_and_off_when_asked(store):
+    ok(store, "new", "on")
+    assert (doc(store, "on")["synthetic_console"], doc(store, "on")["vnc"]) == (True, "unix:vnc.sock")
+    refused(store, "connect", "on", says="is not running")  # it has one, once it runs
+    ok(store, "new", "off", "--console", "off")
+    assert doc(store, "off")["synthetic_console"] is False and "vnc" not in doc(store, "off"), doc(store, "off")
+    refused(store, "connect", "off", says="gen2vm vm set off --console on")
+    refused(store, "new", "bad", "--console", "maybe", says="expected on")
+    assert not os.path.exists(os.path.join(str(store), "bad"))
+    refused(store, "new", "bad", "--console", "off", "--from", "/dev/null", says="takes no other option")
+    # A document that does not say gets it too; one that says keeps its word.
+    for name, given, want in (("d1", {}, (True, "unix:vnc.sock")), ("d2", {"synthetic_console": False}, (False, None)),
+                              ("d3", {"vnc": "127.0.0.1:5905"}, (True, "127.0.0.1:5905"))):
+        path = os.path.join(str(store), name + ".json")
+        with open(path, "w") as f:
+            json.dump(dict(given, memory="64M"), f)
+        ok(store, "new", name, "--from", path)
+        assert (doc(store, name)["synthetic_console"], doc(store, name).get("vnc")) == want, doc(store, name)
+
+
 def test_connect_says_where_the_graphical_console_is(store, tmp_path):
-    ok(store, "new", "g")
+    ok(store, "new", "g", "--console", "off")
     d = os.path.join(str(store), "g")
     refused(store, "connect", "g", says="gen2vm vm set g --console on")
     ok(store, "set", "g", "--console", "on")
@@ -828,7 +851,7 @@ def test_real_guest_start_list_stop(tmp_path):
     nics = os.geteuid() == 0
     ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--disk", vhdx,
        *(["--nic", "tap=g2vst0", "--nic", "pair=g2v-store-nic"] if nics else []))
-    ok(store, "set", "guest", "--console", "on")
+    assert doc(store, "guest")["vnc"] == "unix:vnc.sock"  # the console is on by default
     try:
         r = ok(store, "start", "guest")
         assert "is running" in r.stdout, r.stdout
