@@ -1131,6 +1131,20 @@ static uint16_t free_port(void)
 	return ntohs(sa.sin_port);
 }
 
+/* Opens the video channel as hyperv_drm does: version 3.5, the VRAM at the low window's start. */
+static void vid_connect_vram(struct cfx *f)
+{
+	cfx_open_ring(f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
+	uint8_t body[1024];
+	uint32_t n;
+	struct synthvid_version_req vr = { SYNTHVID_VERSION_WIN10 };
+	vid_send_msg(f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	assert_int_equal(vid_recv(f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+	vid_vram_at(f, CFX_MMIO_LOW);
+	assert_int_equal(vid_recv(f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
+	assert_int_equal(vid_recv(f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
+}
+
 /* The compare's source (synthvid_display_written): only the rows on the pages the host's dirty log
  * names are copied, nothing when nothing was written; without a log the caller is told to compare
  * everything. */
@@ -1151,15 +1165,7 @@ static void test_video_display_written(void **state)
 	cfx_log = false;
 	v = cfx_state(&f, "video");
 	assert_int_equal(synthvid_display_written(v, dst, SYNTHVID_VRAM_SIZE, &g, &r), -EAGAIN); /* no screen */
-	cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
-	uint8_t body[1024];
-	uint32_t n;
-	struct synthvid_version_req vr = { SYNTHVID_VERSION_WIN10 };
-	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
-	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
-	vid_vram_at(&f, CFX_MMIO_LOW);
-	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
-	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
+	vid_connect_vram(&f);
 	/* 800x600, pitch 3328, 4096 bytes into the VRAM. */
 	struct synthvid_situation_update su = { 0, 1, { { 1, 4096, 32, 800, 600, 3328 } } };
 	vid_send_msg(&f, SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
@@ -1250,15 +1256,7 @@ static void test_video_display_vnc(void **state)
 	struct synthvid_rect r;
 	assert_int_equal(synthvid_display_take(v, dst, SYNTHVID_VRAM_SIZE, true, &g, &r), -EAGAIN);
 
-	cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
-	uint8_t body[1024];
-	uint32_t n;
-	struct synthvid_version_req vr = { SYNTHVID_VERSION_WIN10 };
-	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
-	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
-	vid_vram_at(&f, CFX_MMIO_LOW);
-	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
-	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
+	vid_connect_vram(&f);
 	assert_int_equal(efd_take(efd), 0); /* nothing to show yet: no wake-up */
 
 	/* A geometry: one wake-up; the whole screen copied, packed (the pitch's padding dropped). */
