@@ -292,6 +292,8 @@ static int gen2_dev_ram_written(void *opaque, uint64_t *bitmap)
 	struct gen2 *g = opaque;
 	pthread_mutex_lock(&g->dev_ram_lock);
 	int r = g->dev_ram_mapped ? kvm_vm_dirty_log(g->vm.kvm, GEN2_DEV_RAM_SLOT, bitmap) : -ENOENT;
+	if (g->dev_ram_mapped && r == -ENOENT)
+		r = -EIO; /* KVM keeps no log there: not "nothing mapped", which means nothing written */
 	pthread_mutex_unlock(&g->dev_ram_lock);
 	return r;
 }
