@@ -5,10 +5,11 @@
  * failed it prints a boot summary — each entry tried and why it failed — and hands it to the host,
  * which ends the VM with its "nothing to boot" status.
  *
- * With a screen or the synthetic keyboard (--synthetic-console), a boot menu: for BM_MENU_WINDOW_US
- * at start "press Esc or F2 for the boot menu" waits for one of those keys (on the keyboard or COM1);
- * the menu lists BootOrder's entries, arrows or a digit choose one, Enter boots it (and the boot
- * order follows if it fails), Esc leaves the menu. Without those devices there is no wait.
+ * With a screen or the synthetic keyboard (--synthetic-console), a boot menu: Esc or F2 (on the
+ * keyboard or COM1) typed before the firmware looks opens it, and while a viewer watches the screen
+ * (or the Timeout variable asks) "press Esc or F2 for the boot menu" waits BM_MENU_WINDOW_US (Timeout's
+ * seconds) for one; the menu lists BootOrder's entries, arrows or a digit choose one, Enter boots it
+ * (and the boot order follows if it fails), Esc leaves the menu. Nobody watching: no wait.
  *
  * It uses only the public boot and runtime services (as any boot manager application could), plus
  * fw_image_start_handoff() for an image the VMM put in memory (--efi) and the console helpers of
@@ -28,8 +29,8 @@
 #define BM_OPTION_MAX 4096
 #define BM_PATH_MAX 1024
 #define BM_REMOVABLE_PATH u"\\EFI\\BOOT\\BOOTX64.EFI"
-/* How long the boot menu's keys are waited for: long enough for a person (or a test) that watches
- * for the prompt; only spent when there is a screen or the synthetic keyboard. */
+/* How long the boot menu's keys are waited for while a viewer watches: long enough for a person (or
+ * a test) that watches for the prompt. */
 #define BM_MENU_WINDOW_US 1500000ull
 #define BM_MENU_MAX 9u /* one digit each */
 
@@ -346,18 +347,32 @@ static bool bm_option_desc(uint16_t num, char *desc, size_t cap)
 	return true;
 }
 
-/* Waits BM_MENU_WINDOW_US for Esc or F2 when there is a screen or the synthetic keyboard; other keys
- * are dropped. */
+/* Whether the boot menu is wanted: Esc or F2 typed already (ahead of the firmware, e.g. `gen2vm
+ * control SOCK key f2`), or within a window that is spent only when someone may be there to press
+ * it: the UEFI Timeout variable's seconds when it is set and not 0 (0xFFFF: no end), else
+ * BM_MENU_WINDOW_US while a viewer watches the screen (FW_OP_WATCHED). A console nobody watches
+ * costs no boot time. Other keys are dropped. Only with a screen or the synthetic keyboard. */
 static bool bm_menu_wanted(void)
 {
 	if (!fw_screen_present() && !fw_kbd_present())
 		return false;
-	fw_printf("gen2vm firmware: press Esc or F2 for the boot menu\n");
-	uint64_t end = fw_time_100ns() / 10 + BM_MENU_WINDOW_US;
+	uint16_t timeout = 0;
+	UINTN size = sizeof(timeout);
+	if (EFI_ERROR(bm_get_var(u"Timeout", &bm_global, &timeout, &size)) || size != sizeof(timeout))
+		timeout = 0;
+	struct fw_host_req r = { FW_OP_WATCHED, sizeof(r), 0 };
+	uint64_t window = timeout == 0xffff ? UINT64_MAX
+			  : timeout		? (uint64_t)timeout * 1000000u
+			  : fw_host_call(&r) == EFI_SUCCESS ? BM_MENU_WINDOW_US
+							    : 0;
+	if (window)
+		fw_printf("gen2vm firmware: press Esc or F2 for the boot menu\n");
+	uint64_t start = fw_time_100ns() / 10;
 	for (;;) {
-		uint64_t now = fw_time_100ns() / 10;
+		uint64_t el = fw_time_100ns() / 10 - start;
 		EFI_INPUT_KEY k;
-		if (now >= end || fw_conio_read_key(&k, end - now) != EFI_SUCCESS)
+		uint64_t left = window == UINT64_MAX ? UINT64_MAX : window > el ? window - el : 0;
+		if (fw_conio_read_key(&k, left) != EFI_SUCCESS)
 			return false;
 		if (k.ScanCode == SCAN_ESC || k.ScanCode == SCAN_F1 + 1)
 			return true;

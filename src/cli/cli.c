@@ -95,6 +95,7 @@ struct cli_signals {
 static void *cli_signal_thread(void *arg)
 {
 	struct cli_signals *s = arg;
+	pthread_setname_np(pthread_self(), "signals"); /* named in /proc (bench/console) */
 	for (;;) {
 		int sig;
 		if (sigwait(&s->set, &sig))

@@ -21,6 +21,7 @@ static const char fw_usage[] =
 	"usage: gen2vm firmware show --nvram FILE [--json] [--variables]\n"
 	"       gen2vm firmware set --nvram FILE [--first-boot-device dvd|disk:C:L|file:N|nic[:N]]\n"
 	"                           [--boot-order XXXX,XXXX,...] [--pause-after-boot-failure on|off]\n"
+	"                           [--timeout S]\n"
 	"       gen2vm firmware set --nvram FILE [--secure-boot on|off] [--secure-boot-template NAME]\n"
 	"                           [--secure-boot-keys PK|KEK|db|dbx=FILE]...\n"
 	"       gen2vm firmware reset --nvram FILE\n"
@@ -39,6 +40,10 @@ static const char fw_usage[] =
 	"                              exactly once\n"
 	"  --pause-after-boot-failure on|off\n"
 	"                              wait for a key before trying the next entry after a failure\n"
+	"  --timeout S                 the UEFI Timeout: at every start the firmware waits S seconds for\n"
+	"                              Esc or F2 (its boot menu; 65535: until a key). 0, the default:\n"
+	"                              1.5 s while a VNC or web console viewer watches, else no wait\n"
+	"                              (a key typed ahead still opens the menu)\n"
 	"  --secure-boot on|off        verify every boot loader and driver against the template's keys\n"
 	"  --secure-boot-template NAME Hyper-V's templates: MicrosoftWindows (Windows only, the default),\n"
 	"                              MicrosoftUEFICertificateAuthority (also shim-signed Linux),\n"
@@ -316,13 +321,14 @@ int cli_firmware_main(int argc, char **argv)
 			text_show(sub));
 		return CLI_EXIT_USAGE;
 	}
-	enum { O_NVRAM = 256, O_JSON, O_FIRST, O_ORDER, O_PAUSE, O_HELP, O_VARS, O_SB, O_SB_TEMPLATE, O_SB_KEYS };
+	enum { O_NVRAM = 256, O_JSON, O_FIRST, O_ORDER, O_PAUSE, O_TIMEOUT, O_HELP, O_VARS, O_SB, O_SB_TEMPLATE, O_SB_KEYS };
 	static const struct option opts[] = {
 		{ "nvram", required_argument, NULL, O_NVRAM },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "first-boot-device", required_argument, NULL, O_FIRST },
 		{ "boot-order", required_argument, NULL, O_ORDER },
 		{ "pause-after-boot-failure", required_argument, NULL, O_PAUSE },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "help", no_argument, NULL, O_HELP },
 		{ "variables", no_argument, NULL, O_VARS },
 		{ "secure-boot", required_argument, NULL, O_SB },
@@ -330,7 +336,7 @@ int cli_firmware_main(int argc, char **argv)
 		{ "secure-boot-keys", required_argument, NULL, O_SB_KEYS },
 		{ 0 },
 	};
-	const char *path = NULL, *first = NULL, *order = NULL, *pause = NULL;
+	const char *path = NULL, *first = NULL, *order = NULL, *pause = NULL, *timeout = NULL;
 	const char *sb_on = NULL, *sb_template = NULL;
 	char *sb_keys[4];
 	unsigned nsb_keys = 0;
@@ -346,6 +352,7 @@ int cli_firmware_main(int argc, char **argv)
 		case O_FIRST: first = optarg; break;
 		case O_ORDER: order = optarg; break;
 		case O_PAUSE: pause = optarg; break;
+		case O_TIMEOUT: timeout = optarg; break;
 		case O_SB: sb_on = optarg; break;
 		case O_SB_TEMPLATE: sb_template = optarg; break;
 		case O_SB_KEYS:
@@ -376,13 +383,13 @@ int cli_firmware_main(int argc, char **argv)
 	}
 	bool is_set = !strcmp(sub, "set");
 	bool sb_set = sb_on || sb_template || nsb_keys;
-	if ((!is_set && (first || order || pause || sb_set)) || (strcmp(sub, "show") && (json || vars))) {
+	if ((!is_set && (first || order || pause || timeout || sb_set)) || (strcmp(sub, "show") && (json || vars))) {
 		fprintf(stderr, "gen2vm firmware %s: option not valid here (see gen2vm firmware --help)\n", sub);
 		return CLI_EXIT_USAGE;
 	}
-	if (is_set && !first && !order && !pause && !sb_set) {
+	if (is_set && !first && !order && !pause && !timeout && !sb_set) {
 		fprintf(stderr, "gen2vm firmware set: nothing to set: give --first-boot-device, --boot-order, "
-				"--pause-after-boot-failure, --secure-boot or --secure-boot-template\n");
+				"--pause-after-boot-failure, --timeout, --secure-boot or --secure-boot-template\n");
 		return CLI_EXIT_USAGE;
 	}
 	if (is_set && first && order) {
@@ -392,6 +399,16 @@ int cli_firmware_main(int argc, char **argv)
 	if (pause && strcmp(pause, "on") && strcmp(pause, "off")) {
 		fprintf(stderr, "gen2vm firmware set: --pause-after-boot-failure '%s': expected on or off\n", text_show(pause));
 		return CLI_EXIT_USAGE;
+	}
+	long tmo = 0;
+	if (timeout) {
+		char *end;
+		tmo = strtol(timeout, &end, 10);
+		if (!*timeout || *end || *timeout == '-' || *timeout == '+' || *timeout == ' ' || tmo < 0 || tmo > 65535) {
+			fprintf(stderr, "gen2vm firmware set: --timeout '%s': expected seconds from 0 to 65535\n",
+				text_show(timeout));
+			return CLI_EXIT_USAGE;
+		}
 	}
 	if (sb_on && strcmp(sb_on, "on") && strcmp(sb_on, "off")) {
 		fprintf(stderr, "gen2vm firmware set: --secure-boot '%s': expected on or off\n", text_show(sb_on));
@@ -443,6 +460,8 @@ int cli_firmware_main(int argc, char **argv)
 			r = bootopt_set_order(nv, ord, nord, err, sizeof(err));
 		if (!r && pause && (r = bootopt_set_pause(nv, !strcmp(pause, "on"))))
 			snprintf(err, sizeof(err), "cannot write PauseAfterBootFailure");
+		if (!r && timeout && (r = bootopt_set_timeout(nv, (uint16_t)tmo)))
+			snprintf(err, sizeof(err), "cannot write Timeout");
 		if (!r && sb_set)
 			r = fw_set_secure_boot(nv, sb_on, sb_template, sb_keys, nsb_keys, err, sizeof(err));
 		if (r) {

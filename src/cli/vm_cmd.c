@@ -45,9 +45,11 @@ static const char vm_usage[] =
 	"reads), nvram.bin, the disks the store created, console.log (COM1) and vm.log (gen2vm's messages).\n"
 	"\n"
 	"  new NAME [--generation 2] [--memory 512M] [--cpus 1] [--disk new:SIZE|PATH[,OPTS]]...\n"
-	"           [--dvd ISO|empty[,OPTS]]... [--nic SPEC]...\n"
+	"           [--dvd ISO|empty[,OPTS]]... [--nic SPEC]... [--console on|off]\n"
 	"                          a new VM (new:64G makes a dynamic VHDX in the VM's directory;\n"
-	"                          OPTS and SPEC as gen2vm run --disk/--dvd/--nic take them)\n"
+	"                          OPTS and SPEC as gen2vm run --disk/--dvd/--nic take them); its\n"
+	"                          console (keyboard, mouse, video, VNC on vnc.sock) is on unless\n"
+	"                          --console off\n"
 	"  list [--json]           every VM: state, CPU usage, memory, uptime, generation, status\n"
 	"  show NAME [--json]      a VM's document and state\n"
 	"  start NAME              run it in the background (gen2vm run with its document)\n"
@@ -614,8 +616,22 @@ static void vm_leftover_clear(const struct vm *v)
 		close(cl);
 }
 
-/* `vm new NAME --from DOCUMENT` (the API's create from a document): the document as it is, checked
- * by the run reader from the VM's directory before it is kept. Its drives must exist. */
+/* A new VM's console: as Hyper-V gives every generation 2 VM, the synthetic keyboard, mouse and
+ * video with a VNC server on vnc.sock in its directory, unless the document already says
+ * (synthetic_console) or on is false (`vm new --console off`). gen2vm run itself offers them only
+ * when asked; the store writes its default into the document, so a VM keeps what it was made with. */
+static void vm_console_default(json_object *doc, bool on)
+{
+	if (json_object_object_get_ex(doc, "synthetic_console", NULL))
+		return;
+	json_object_object_add(doc, "synthetic_console", json_object_new_boolean(on));
+	if (on && !json_object_object_get_ex(doc, "vnc", NULL) && !json_object_object_get_ex(doc, "web_console", NULL))
+		json_object_object_add(doc, "vnc", json_object_new_string("unix:" STORE_VNC_SOCK));
+}
+
+/* `vm new NAME --from DOCUMENT` (the API's create from a document): the document as it is (with the
+ * console on when it does not say, vm_console_default), checked by the run reader from the VM's
+ * directory before it is kept. Its drives must exist. */
 static int vm_new_from(struct vm *v, const char *from)
 {
 	char why[200], err[2048];
@@ -640,6 +656,7 @@ static int vm_new_from(struct vm *v, const char *from)
 		json_object_object_add(doc, "schema", json_object_new_int(RUN_CONFIG_SCHEMA));
 	if (!json_object_object_get_ex(doc, "generation", NULL))
 		json_object_object_add(doc, "generation", json_object_new_int(2));
+	vm_console_default(doc, true);
 	vm_leftover_clear(v);
 	if ((r = store_vm_create_dir(v->root, v->name, err, sizeof(err)))) {
 		json_object_put(doc);
@@ -669,15 +686,16 @@ static int vm_new_from(struct vm *v, const char *from)
 
 static int vm_new(struct vm *v, const char *store, int argc, char **argv)
 {
-	enum { O_GEN = 256, O_MEM, O_CPUS, O_DISK, O_DVD, O_NIC, O_FROM, O_HELP };
+	enum { O_GEN = 256, O_MEM, O_CPUS, O_DISK, O_DVD, O_NIC, O_CONSOLE, O_FROM, O_HELP };
 	static const struct option opts[] = {
 		{ "generation", required_argument, NULL, O_GEN }, { "memory", required_argument, NULL, O_MEM },
 		{ "cpus", required_argument, NULL, O_CPUS },      { "disk", required_argument, NULL, O_DISK },
 		{ "dvd", required_argument, NULL, O_DVD },        { "nic", required_argument, NULL, O_NIC },
-		{ "from", required_argument, NULL, O_FROM },      { "help", no_argument, NULL, O_HELP },
+		{ "console", required_argument, NULL, O_CONSOLE }, { "from", required_argument, NULL, O_FROM },
+		{ "help", no_argument, NULL, O_HELP },
 		{ 0 },
 	};
-	const char *memory = "512M", *cpus = "1", *from = NULL;
+	const char *memory = "512M", *cpus = "1", *from = NULL, *console = "on";
 	bool others = false;
 	const char *drives[VM_ARGS_MAX];
 	bool drive_dvd[VM_ARGS_MAX];
@@ -698,6 +716,13 @@ static int vm_new(struct vm *v, const char *store, int argc, char **argv)
 		case O_MEM: memory = optarg; others = true; break;
 		case O_CPUS: cpus = optarg; others = true; break;
 		case O_FROM: from = optarg; break;
+		case O_CONSOLE:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+				return vm_err(v, -EINVAL, "--console '%s': expected on (the default: a VNC socket in the VM's "
+							  "directory) or off", text_show(optarg));
+			console = optarg;
+			others = true;
+			break;
 		case O_DISK:
 		case O_DVD:
 			if (nd == VM_ARGS_MAX)
@@ -778,6 +803,7 @@ static int vm_new(struct vm *v, const char *store, int argc, char **argv)
 	json_object_object_add(doc, "nics", jn);
 	for (unsigned i = 0; i < nn; i++)
 		json_object_array_add(jn, json_object_new_string(nics[i]));
+	vm_console_default(doc, !strcmp(console, "on"));
 	char p[PATH_MAX];
 	vm_file(v, STORE_NVRAM, p, sizeof(p));
 	if (!rc && (r = nvram_reset_file(p, err, sizeof(err))))

@@ -39,8 +39,8 @@ static const struct vmdev_option console_settings_options[] = { { "synthetic-con
 const struct vmdev_class console_settings_class = {
 	.name = "synthetic-console",
 	.options = console_settings_options,
-	.usage = "  --synthetic-console        offer the synthetic keyboard, mouse and video devices (in\n"
-		 "                             progress: no display yet; control verb screenshot)\n",
+	.usage = "  --synthetic-console        offer the synthetic keyboard, mouse and video devices (the\n"
+		 "                             screen: --vnc, --web-console, control verb screenshot)\n",
 	.json_key = "synthetic_console",
 	.json_scalar = true,
 	.config_size = sizeof(bool),

@@ -2,7 +2,8 @@
  *
  *  - The settings-only class "synthetic-console" (--synthetic-console, JSON "synthetic_console":
  *    true/false), consulted by the three device classes through vmdev_class.settings_from. Off by
- *    default: no real guest has been shown to use them through gen2vm yet.
+ *    default in gen2vm run (minimal unless asked); the VM store writes true into a new VM's
+ *    document (src/cli/vm_cmd.c, vm_console_default).
  *  - struct console_dev: one device on a VM's VMBus (offer, channel open/close, draining the
  *    guest's ring under the device lock), calling the device's protocol through struct
  *    console_dev_ops. Unlike the integration services the guest speaks first on all three, so

@@ -17,6 +17,7 @@
  * only then the next. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +239,7 @@ static int fc_fail_reason(struct fc *f, uint32_t op, int r, uint32_t status)
 static void *fc_worker(void *arg)
 {
 	struct fc *f = arg;
+	pthread_setname_np(pthread_self(), "fcopy"); /* named in /proc (bench/console) */
 	struct ic_dev *d = f->d;
 	uint32_t status = 0;
 	pthread_mutex_lock(&d->lock);

@@ -11,6 +11,7 @@
  * Restart needs service version 3.1 or later (Linux has it since 3.1; 3.2 added hibernation, which
  * this host never asks for). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,7 @@ static void sd_stop_now(struct sd *s, bool reboot, const char *why)
 static void *sd_watchdog(void *arg)
 {
 	struct sd *s = arg;
+	pthread_setname_np(pthread_self(), "shutdown-wdog"); /* named in /proc (bench/console) */
 	pthread_mutex_lock(&s->wlock);
 	while (!s->wquit) {
 		if (!s->armed) {

@@ -64,6 +64,7 @@ uint32_t netvsp_poll(struct netvsp *nv, uint32_t budget)
 static void *worker(void *arg)
 {
 	struct nv_chan *ch = arg;
+	pthread_setname_np(pthread_self(), "netvsp"); /* named in /proc (bench/console) */
 	struct netvsp *nv = ch->nv;
 	uint32_t nq = nv->be->nr_queues;
 	while (!__atomic_load_n(&ch->stop, __ATOMIC_ACQUIRE)) {

@@ -391,7 +391,13 @@ static void vid_closed(struct console_dev *d)
 	v->ptr_w = v->ptr_h = v->ptr_hot_x = v->ptr_hot_y = 0;
 }
 
-static const struct console_dev_ops vid_ops = { .packet = vid_packet, .closed = vid_closed };
+static void vid_opened(struct console_dev *d)
+{
+	struct synthvid *v = d->svc;
+	v->fw_session = v->fw_phase;
+}
+
+static const struct console_dev_ops vid_ops = { .opened = vid_opened, .packet = vid_packet, .closed = vid_closed };
 
 bool synthvid_dirty_take(struct synthvid *v, struct synthvid_rect *r, struct synthvid_geometry *geo)
 {
@@ -456,14 +462,74 @@ out:
 	return ret;
 }
 
+int synthvid_display_written(struct synthvid *v, uint8_t *dst, size_t cap, struct synthvid_geometry *geo,
+			     struct synthvid_rect *r)
+{
+	if (!v->d)
+		return -ENODEV;
+	struct console_dev *d = v->d;
+	if (!d->host.ram_written)
+		return -ENOTSUP;
+	pthread_mutex_lock(&d->lock);
+	struct synthvid_geometry g = v->geo;
+	*geo = g;
+	int ret = 0;
+	uint64_t bm[SYNTHVID_VRAM_SIZE / 4096 / 64];
+	if (!v->vram || !g.valid) {
+		ret = -EAGAIN;
+		goto out;
+	}
+	if ((uint64_t)g.width * 4 * g.height > cap) {
+		ret = -ENOSPC;
+		goto out;
+	}
+	int e = d->host.ram_written(d->host.opaque, bm);
+	if (e) {
+		ret = e == -ENOENT ? 0 : e; /* not mapped: the guest can write nothing */
+		goto out;
+	}
+	/* The written pages among those the screen's rows are on (offset + pitch * height fits: valid). */
+	uint64_t start = g.vram_offset, end = start + (uint64_t)g.pitch * g.height;
+	int64_t first = -1, last = -1;
+	for (uint64_t pg = start / 4096; pg <= (end - 1) / 4096; pg++)
+		if (bm[pg / 64] >> (pg % 64) & 1) {
+			if (first < 0)
+				first = (int64_t)pg;
+			last = (int64_t)pg;
+		}
+	if (first < 0)
+		goto out;
+	uint64_t lo = (uint64_t)first * 4096, hi = (uint64_t)(last + 1) * 4096;
+	uint32_t y1 = lo > start ? (uint32_t)((lo - start) / g.pitch) : 0;
+	uint64_t y2 = (hi - start + g.pitch - 1) / g.pitch;
+	if (y2 > g.height)
+		y2 = g.height;
+	for (uint32_t y = y1; y < y2; y++)
+		memcpy(dst + (size_t)y * g.width * 4, v->vram + g.vram_offset + (size_t)y * g.pitch, (size_t)g.width * 4);
+	*r = (struct synthvid_rect){ 0, (int32_t)y1, (int32_t)g.width, (int32_t)y2 };
+	ret = 1;
+out:
+	pthread_mutex_unlock(&d->lock);
+	return ret;
+}
+
 bool synthvid_display_announced(struct synthvid *v)
 {
 	if (!v->d)
 		return false;
 	pthread_mutex_lock(&v->d->lock);
-	bool a = v->announces;
+	bool a = v->announces && !v->fw_session;
 	pthread_mutex_unlock(&v->d->lock);
 	return a;
+}
+
+void synthvid_firmware_phase(struct synthvid *v, bool firmware)
+{
+	if (!v->d)
+		return;
+	pthread_mutex_lock(&v->d->lock);
+	v->fw_phase = firmware;
+	pthread_mutex_unlock(&v->d->lock);
 }
 
 bool synthvid_display_pointer(struct synthvid *v, struct synthvid_pointer *p)

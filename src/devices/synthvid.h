@@ -70,8 +70,10 @@ struct synthvid {
 	struct synthvid_rect dirt;   /* the bounding box, clipped to the screen */
 	uint64_t dirt_messages;
 	/* The driver now connected sends DIRT (one has come since its channel opened): a display need
-	 * not compare the VRAM for drawing it is not told of. */
+	 * not compare the VRAM for drawing it is not told of, unless that driver is the firmware's. */
 	bool announces;
+	bool fw_phase;   /* gen2vm's firmware owns the machine (synthvid_firmware_phase) */
+	bool fw_session; /* the channel now open was opened then: the firmware's GOP driver */
 };
 
 /* The standard resolutions gen2vm knows, in order; the first (1024x768) is the default screen. */
@@ -127,10 +129,26 @@ void synthvid_display_notify(struct synthvid *v, int fd);
 int synthvid_display_take(struct synthvid *v, uint8_t *dst, size_t cap, bool all, struct synthvid_geometry *geo,
 			  struct synthvid_rect *r);
 
-/* Whether the guest's driver now connected tells of what it draws (it has sent DIRT since its
- * channel opened). false after the channel closes (the OS's efifb draws on the firmware's frame
- * buffer untold), and the display is woken then. Takes the device lock. */
+/* For a display's compare: the rows of the screen the guest wrote in the VRAM since the last call,
+ * as the host's dirty log of the mapping tells (vmdev_host.ram_written: no copy, no compare, when
+ * nothing was written), copied like synthvid_display_take copies (whole rows: *r is 0..width x
+ * y1..y2) without touching the dirt the guest announced. 1 when it copied, 0 when the guest wrote
+ * nothing on the screen, -EAGAIN when the screen cannot be shown, -ENOTSUP when the host keeps no log
+ * (compare everything instead), -ENOSPC, -ENODEV as synthvid_display_take, or another -errno of the
+ * log. */
+int synthvid_display_written(struct synthvid *v, uint8_t *dst, size_t cap, struct synthvid_geometry *geo,
+			     struct synthvid_rect *r);
+
+/* Whether a display may rely on the guest's DIRT alone: the driver now connected has sent DIRT since
+ * its channel opened, and it is the OS's, not the firmware's (boot loaders such as GRUB draw on the
+ * firmware's GOP frame buffer without telling it). false after the channel closes (the OS's efifb
+ * draws on that frame buffer untold), and the display is woken then. Takes the device lock. */
 bool synthvid_display_announced(struct synthvid *v);
+
+/* Whether gen2vm's firmware owns the machine: true from the VM's start with the firmware until its
+ * ExitBootServices (the platform says so). A channel opened meanwhile is the firmware's. No-op when
+ * the device is not offered. */
+void synthvid_firmware_phase(struct synthvid *v, bool firmware);
 
 /* The pointer now (copied under the device lock). false when the device is not offered. */
 bool synthvid_display_pointer(struct synthvid *v, struct synthvid_pointer *p);

@@ -86,6 +86,11 @@ struct vmdev_host {
 	 * size. unmap_ram removes the mapping (the memory and *host stay). Any thread; 0 or -errno. */
 	int (*map_ram)(void *opaque, uint64_t gpa, uint64_t size, void **host);
 	int (*unmap_ram)(void *opaque);
+	/* Optional. Which pages of the map_ram memory the guest wrote since the last call (KVM's dirty
+	 * log: written in the kernel, no exit), one bit a 4 KiB page from the memory's start, into bitmap
+	 * (size / 4096 bits, rounded up to 64-bit words), and starts over. A move (map_ram elsewhere)
+	 * starts over too. -ENOENT when nothing is mapped. Any thread; 0 or -errno. */
+	int (*ram_written)(void *opaque, uint64_t *bitmap);
 };
 
 /* Checks a guest-chosen [gpa, gpa + size) for device memory: size and gpa page-aligned, no overflow,

@@ -83,6 +83,7 @@ static int run_sync(struct disk_aio_req *r)
 static void *worker_main(void *arg)
 {
 	struct disk_aio *a = arg;
+	pthread_setname_np(pthread_self(), "aio-fallback"); /* named in /proc (bench/console) */
 	pthread_mutex_lock(&a->lock);
 	for (;;) {
 		while (!a->fb_head && !a->stop)

@@ -139,12 +139,28 @@ void kvm_vm_destroy(struct kvm_vm *vm)
 	free(vm);
 }
 
-int kvm_vm_set_memory(struct kvm_vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *hva)
+static int kvm_vm_set_region(struct kvm_vm *vm, uint32_t slot, uint32_t flags, uint64_t gpa, uint64_t size, void *hva)
 {
 	struct kvm_userspace_memory_region r = {
-		.slot = slot, .guest_phys_addr = gpa, .memory_size = size, .userspace_addr = (uintptr_t)hva,
+		.slot = slot, .flags = flags, .guest_phys_addr = gpa, .memory_size = size, .userspace_addr = (uintptr_t)hva,
 	};
 	return ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
+}
+
+int kvm_vm_set_memory(struct kvm_vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *hva)
+{
+	return kvm_vm_set_region(vm, slot, 0, gpa, size, hva);
+}
+
+int kvm_vm_set_memory_logged(struct kvm_vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *hva)
+{
+	return kvm_vm_set_region(vm, slot, KVM_MEM_LOG_DIRTY_PAGES, gpa, size, hva);
+}
+
+int kvm_vm_dirty_log(struct kvm_vm *vm, uint32_t slot, uint64_t *bitmap)
+{
+	struct kvm_dirty_log l = { .slot = slot, .dirty_bitmap = bitmap };
+	return ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &l) < 0 ? -errno : 0;
 }
 
 int kvm_vm_filter_msrs(struct kvm_vm *vm, const struct kvm_msr_range *ranges, unsigned n)

@@ -24,6 +24,13 @@ void kvm_vm_destroy(struct kvm_vm *vm);
 
 /* Maps guest RAM [gpa, gpa+size) to host memory at hva. slot numbers are the caller's choice. */
 int kvm_vm_set_memory(struct kvm_vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *hva);
+/* The same, with KVM's dirty page log on the slot (KVM_MEM_LOG_DIRTY_PAGES): the guest's first write
+ * to a page after each kvm_vm_dirty_log is recorded, in the kernel, without an exit to us. */
+int kvm_vm_set_memory_logged(struct kvm_vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *hva);
+/* Copies a logged slot's dirty bitmap (one bit a 4 KiB page from the slot's start, in 64-bit words:
+ * room for the slot's pages rounded up to 64) into bitmap and clears it (the pages are write-protected
+ * again). 0 or -errno. */
+int kvm_vm_dirty_log(struct kvm_vm *vm, uint32_t slot, uint64_t *bitmap);
 
 /* MSR ranges that exit to userspace (KVM_X86_SET_MSR_FILTER denies them in-kernel). */
 struct kvm_msr_range {

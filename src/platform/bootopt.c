@@ -581,6 +581,12 @@ int bootopt_set_first(struct nvram *nv, const char *which, char *err, size_t err
 	return r;
 }
 
+int bootopt_set_timeout(struct nvram *nv, uint16_t seconds)
+{
+	uint8_t v[2] = { (uint8_t)seconds, (uint8_t)(seconds >> 8) };
+	return nvram_set_ascii(nv, "Timeout", &global_guid, BOOT_VAR_ATTR, v, 2) ? -EIO : 0;
+}
+
 int bootopt_set_pause(struct nvram *nv, bool on)
 {
 	uint8_t v = on;

@@ -93,6 +93,9 @@ int bootopt_set_order(struct nvram *nv, const uint16_t *order, unsigned n, char 
  * entry of adapter N, from 0) or "nic" (the lowest-numbered adapter's). 0 or -EINVAL/-ENOENT
  * with err. */
 int bootopt_set_first(struct nvram *nv, const char *which, char *err, size_t errlen);
+/* The UEFI Timeout variable (UINT16 seconds): how long gen2vm's firmware offers its boot menu at every
+ * start (0: only while a viewer watches the screen; 0xFFFF: until a key). 0 or -EIO. */
+int bootopt_set_timeout(struct nvram *nv, uint16_t seconds);
 /* PauseAfterBootFailure (GEN2VM_VENDOR_GUID, UINT8). 0 or -EIO. */
 int bootopt_set_pause(struct nvram *nv, bool on);
 

@@ -219,6 +219,8 @@ static uint64_t firmware_event(struct firmware *fw, struct fw_event_req *ev, uin
 	case FW_EV_EXIT_BOOT_SERVICES:
 		fw->ebs_ns = vm_now_ns();
 		log_info("firmware: the OS loader called ExitBootServices%s%s", elen ? ": " : "", text);
+		if (fw->boot_services_ended)
+			fw->boot_services_ended(fw->hooks_opaque);
 		break;
 	case FW_EV_BOOT_ENTRY_FAILED:
 		log_info("firmware: boot entry failed: %s", text);
@@ -243,6 +245,8 @@ static uint64_t firmware_dispatch(struct firmware *fw, void *req, uint32_t size)
 		return EFI_SUCCESS;
 	case FW_OP_CONTINUE:
 		return atomic_exchange(&fw->continue_requested, false) ? EFI_SUCCESS : EFI_NOT_READY;
+	case FW_OP_WATCHED:
+		return fw->watched && fw->watched(fw->hooks_opaque) ? EFI_SUCCESS : EFI_NOT_READY;
 	case FW_OP_EVENT:
 	case FW_OP_PANIC:
 	case FW_OP_BOOT_FAILED:

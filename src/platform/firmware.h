@@ -51,6 +51,12 @@ struct firmware {
 	uint64_t start_ns, loader_ns, ebs_ns;
 	uint64_t loader_exits, loader_insns; /* exits and completed instructions up to the loader's start */
 	_Atomic bool continue_requested;     /* the host's "continue" for PauseAfterBootFailure */
+	/* Optional, with hooks_opaque. watched (FW_OP_WATCHED): whether someone watches the screen now.
+	 * boot_services_ended: the OS loader called ExitBootServices (the OS owns the machine). On the
+	 * vCPU thread of the host call. */
+	bool (*watched)(void *opaque);
+	void (*boot_services_ended)(void *opaque);
+	void *hooks_opaque;
 };
 
 /* The host's "continue" (control socket): lets a firmware paused after a boot failure go on. Any

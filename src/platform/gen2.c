@@ -247,7 +247,8 @@ static int gen2_dev_map_ram(void *opaque, uint64_t gpa, uint64_t size, void **ho
 		g->dev_ram_mapped = false;
 	}
 	if (!g->dev_ram_mapped) {
-		if ((r = kvm_vm_set_memory(g->vm.kvm, GEN2_DEV_RAM_SLOT, gpa, size, g->dev_ram)))
+		/* Logged: a display learns from the log which rows the guest wrote (gen2_dev_ram_written). */
+		if ((r = kvm_vm_set_memory_logged(g->vm.kvm, GEN2_DEV_RAM_SLOT, gpa, size, g->dev_ram)))
 			goto out;
 		g->dev_ram_gpa = gpa;
 		g->dev_ram_mapped = true;
@@ -265,6 +266,34 @@ static int gen2_dev_unmap_ram(void *opaque)
 	pthread_mutex_lock(&g->dev_ram_lock);
 	if (g->dev_ram_mapped && !(r = kvm_vm_set_memory(g->vm.kvm, GEN2_DEV_RAM_SLOT, g->dev_ram_gpa, 0, g->dev_ram)))
 		g->dev_ram_mapped = false;
+	pthread_mutex_unlock(&g->dev_ram_lock);
+	return r;
+}
+
+/* firmware.watched: a VNC or web console viewer is attached. */
+static bool gen2_watched(void *opaque)
+{
+	struct gen2 *g = opaque;
+	return g->vnc && vnc_viewers(g->vnc) > 0;
+}
+
+/* firmware.boot_services_ended: the firmware's screen is the OS's now. */
+static void gen2_boot_services_ended(void *opaque)
+{
+	struct gen2 *g = opaque;
+	struct synthvid *vid = vmdev_set_state(&g->devices, "video");
+	if (vid)
+		synthvid_firmware_phase(vid, false);
+}
+
+/* vmdev_host.ram_written: KVM's dirty log of the device memory's slot. */
+static int gen2_dev_ram_written(void *opaque, uint64_t *bitmap)
+{
+	struct gen2 *g = opaque;
+	pthread_mutex_lock(&g->dev_ram_lock);
+	int r = g->dev_ram_mapped ? kvm_vm_dirty_log(g->vm.kvm, GEN2_DEV_RAM_SLOT, bitmap) : -ENOENT;
+	if (g->dev_ram_mapped && r == -ENOENT)
+		r = -EIO; /* KVM keeps no log there: not "nothing mapped", which means nothing written */
 	pthread_mutex_unlock(&g->dev_ram_lock);
 	return r;
 }
@@ -651,7 +680,8 @@ static int gen2_setup(struct gen2 *g)
 				 .opaque = g, .drives_present = gen2_drives_present, .drive_changed = gen2_drive_changed,
 				 .stop_vm = gen2_dev_stop_vm, .utc_now = gen2_dev_utc_now,
 				 .ref_time_now = gen2_dev_ref_time_now, .nics = gen2_dev_nics,
-				 .map_ram = gen2_dev_map_ram, .unmap_ram = gen2_dev_unmap_ram, .video = cfg->video };
+				 .map_ram = gen2_dev_map_ram, .unmap_ram = gen2_dev_unmap_ram,
+				 .ram_written = gen2_dev_ram_written, .video = cfg->video };
 	gen2_mmio_windows(g, &dh.mmio[0], &dh.mmio[1]);
 	if ((r = vmdev_set_create(&g->devices, &dh, &cfg->devices, err, sizeof(err)))) {
 		if (err[0])
@@ -758,6 +788,13 @@ static int gen2_setup(struct gen2 *g)
 		}
 		g->fw.misc_fn = fw_misc_handle;
 		g->fw.misc_opaque = &g->life->misc;
+		g->fw.watched = gen2_watched;
+		g->fw.boot_services_ended = gen2_boot_services_ended;
+		g->fw.hooks_opaque = g;
+		/* The video device's channel opened from now until ExitBootServices is the firmware's. */
+		struct synthvid *vid = vmdev_set_state(&g->devices, "video");
+		if (vid)
+			synthvid_firmware_phase(vid, true);
 		return 0;
 	}
 	struct linux_boot_config lc = { cfg->kernel, cfg->initrd, cfg->cmdline, rsdp };

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +135,7 @@ static void console_hub_accept(struct console_hub *h)
 static void *console_thread(void *arg)
 {
 	struct console *c = arg;
+	pthread_setname_np(pthread_self(), "console"); /* named in /proc (bench/console) */
 	struct console_hub *h = c->hub;
 	unsigned char in[256];
 	unsigned in_off = 0, in_len = 0; /* stdin's bytes the guest has not taken yet */

@@ -301,6 +301,7 @@ static void control_accept(struct control *c, uint64_t now)
 static void *control_thread(void *arg)
 {
 	struct control *c = arg;
+	pthread_setname_np(pthread_self(), "control"); /* named in /proc (bench/console) */
 	struct pollfd p[CONTROL_MAX_CLIENTS + 2];
 	unsigned idx[CONTROL_MAX_CLIENTS];
 	for (;;) {

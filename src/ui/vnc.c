@@ -224,7 +224,6 @@ const char *vnc_http_target(const char *req, size_t len, char *path, size_t path
 #define VNC_PLACEHOLDER_W 640u
 #define VNC_PLACEHOLDER_H 480u
 #define VNC_COMPARE_MS 100 /* the compare of unannounced drawing: 10 Hz, only with a viewer */
-#define VNC_COMPARE_ANNOUNCED_MS 1000 /* 1 Hz while the guest's driver sends DIRT */
 /* The web console's HTTP server: a page loads some 60 files, several at once (a browser opens parallel
  * connections, which libvncserver's own HTTP server cannot take: it drops a connection when the
  * next one comes). Each connection: one GET, its file, closed. */
@@ -341,12 +340,18 @@ static void vnc_refresh(struct vnc *v, bool all)
 		rfbMarkRectAsModified(v->screen, r.x1, r.y1, r.x2, r.y2);
 }
 
-/* Drawing the guest did not announce: the VRAM against fb, the changed rows' bounding box copied. */
-static void vnc_compare(struct vnc *v)
+/* Drawing the guest did not announce: the VRAM against fb, the changed rows' bounding box copied.
+ * Only the rows the guest wrote since the last compare (KVM's dirty log of the VRAM: an idle screen
+ * costs one ioctl, no copy), or all of them when full or where the host keeps no log. */
+static void vnc_compare(struct vnc *v, bool full)
 {
 	struct synthvid_geometry g;
 	struct synthvid_rect r;
-	int n = synthvid_display_take(v->vid, v->scratch, SYNTHVID_VRAM_SIZE, true, &g, &r);
+	int n = full ? -ENOTSUP : synthvid_display_written(v->vid, v->scratch, SYNTHVID_VRAM_SIZE, &g, &r);
+	if (n == 0)
+		return;
+	if (n < 0 && n != -EAGAIN)
+		n = synthvid_display_take(v->vid, v->scratch, SYNTHVID_VRAM_SIZE, true, &g, &r);
 	if (n < 0 || !v->guest_shown || g.width != v->w || g.height != v->h) {
 		if (n >= 0 || v->guest_shown)
 			vnc_refresh(v, true);
@@ -354,7 +359,7 @@ static void vnc_compare(struct vnc *v)
 	}
 	size_t stride = (size_t)g.width * 4;
 	int32_t y1 = -1, y2 = -1, x1 = (int32_t)g.width, x2 = 0;
-	for (uint32_t y = 0; y < g.height; y++) {
+	for (uint32_t y = (uint32_t)r.y1; y < (uint32_t)r.y2; y++) {
 		const uint32_t *a = (const uint32_t *)(v->scratch + y * stride), *b = (const uint32_t *)(v->fb + y * stride);
 		if (!memcmp(a, b, stride))
 			continue;
@@ -618,10 +623,29 @@ static void vnc_http_io(struct vnc *v, struct vnc_http *h)
 	}
 }
 
+/* Whether a WebSocket viewer has input libvncserver read from its socket but not yet handled (the
+ * socket then polls empty). */
+static bool vnc_ws_pending(rfbScreenInfoPtr s)
+{
+	bool pending = false;
+#ifdef LIBVNCSERVER_WITH_WEBSOCKETS
+	rfbClientIteratorPtr it = rfbGetClientIterator(s);
+	rfbClientPtr cl;
+	while (!pending && (cl = rfbClientIteratorNext(it)))
+		pending = cl->wsctx && cl->sock != RFB_INVALID_SOCKET && webSocketsHasDataInBuffer(cl);
+	rfbReleaseClientIterator(it);
+#else
+	(void)s;
+#endif
+	return pending;
+}
+
 static void *vnc_thread(void *arg)
 {
 	struct vnc *v = arg;
+	pthread_setname_np(pthread_self(), "vnc"); /* named in /proc (bench/console) */
 	uint64_t next_compare = 0;
+	bool full_due = true; /* the next compare looks at everything (a new viewer) */
 	for (;;) {
 		struct pollfd pf[FD_SETSIZE + 8 + VNC_HTTP_CONNS];
 		nfds_t n = 0;
@@ -645,18 +669,22 @@ static void *vnc_thread(void *arg)
 				repeek |= h->fd >= 0 && h->repeek;
 			}
 		}
-		/* Idle (no viewer): no timeout at all. With a viewer: the compare's tick, which also bounds
-		 * the wait for input a WebSocket viewer left in libvncserver's buffer. */
+		/* No timeout at all while nobody watches, or while the OS's video driver tells what it
+		 * draws (DIRT): the thread wakes for the guest's DIRT, a viewer's bytes, a new viewer. The
+		 * compare ticks only while someone watches and the guest draws untold: the firmware's
+		 * screen, on which boot loaders such as GRUB write directly; the OS's efifb; a driver that
+		 * sends no DIRT. Each tick is one look at KVM's dirty log (vnc_compare), ten a second.
+		 * A new viewer gets one whole compare. */
 		int timeout = -1;
-		/* The compare runs only while someone watches: ten times a second while the guest does not
-		 * tell what it draws (efifb), once a second while its driver sends DIRT, for what draws on
-		 * the frame buffer past it (a boot loader writing the firmware's GOP frame buffer directly,
-		 * as GRUB does). */
 		bool watching = atomic_load(&v->viewers) > 0;
-		if (watching) {
+		full_due |= !watching;
+		bool compare = watching && (full_due || !synthvid_display_announced(v->vid));
+		if (compare) {
 			uint64_t now = vnc_now_ms();
 			timeout = next_compare > now ? (int)(next_compare - now) : 0;
 		}
+		if (watching && vnc_ws_pending(s))
+			timeout = 0; /* input a WebSocket viewer left decoded in libvncserver's buffer */
 		if (http_busy && (timeout < 0 || timeout > 1000))
 			timeout = 1000; /* the HTTP connections' deadlines */
 		if (repeek && (timeout < 0 || timeout > 20))
@@ -695,11 +723,13 @@ static void *vnc_thread(void *arg)
 			if (pf[http0].revents)
 				vnc_http_accept(v);
 		}
-		if (watching && vnc_now_ms() >= next_compare) {
-			vnc_compare(v);
+		if (compare && vnc_now_ms() >= next_compare) {
+			/* The first compare for a new viewer looks at everything (the log holds what
+			 * was written since the last compare; a moved VRAM starts a new log). */
+			vnc_compare(v, full_due);
+			full_due = false;
 			vnc_cursor_update(v);
-			next_compare = vnc_now_ms() +
-				       (synthvid_display_announced(v->vid) ? VNC_COMPARE_ANNOUNCED_MS : VNC_COMPARE_MS);
+			next_compare = vnc_now_ms() + VNC_COMPARE_MS;
 		}
 		rfbProcessEvents(v->screen, 0);
 	}
@@ -904,6 +934,11 @@ void vnc_stop(struct vnc *v)
 	free(v->fb);
 	free(v->scratch);
 	free(v);
+}
+
+unsigned vnc_viewers(struct vnc *v)
+{
+	return atomic_load(&v->viewers);
 }
 
 void vnc_status(struct vnc *v, struct json_object *o, char *text, size_t len)

@@ -18,10 +18,10 @@
  * writes on the clean -> dirty edge, copies what changed under the device lock into its own frame
  * and sends it from there, so a vCPU or the VMBus thread never waits for a viewer. An idle screen
  * costs nothing: with no viewer the thread sleeps until the guest announces a change (the frame is
- * kept up to date, so a new viewer sees it at once). With a viewer it also compares the VRAM against
- * its frame ten times a second (once a second while the guest's driver sends DIRT), for drawing the
- * guest does not announce (a boot loader on the firmware's frame buffer, Linux efifb,
- * mmap writes). Input reaches the guest's drivers without waiting (a full ring drops the event);
+ * kept up to date, so a new viewer sees it at once). With a viewer, while the screen is drawn untold
+ * (the firmware's, where boot loaders write its frame buffer; Linux efifb; a driver without DIRT), it
+ * also compares the VRAM against its frame ten times a second, reading KVM's dirty log first (an
+ * unchanged screen: one ioctl); once the OS's driver sends DIRT there is no tick at all. Input reaches the guest's drivers without waiting (a full ring drops the event);
  * before a driver connects events are dropped. */
 #ifndef GEN2VM_UI_VNC_H
 #define GEN2VM_UI_VNC_H
@@ -96,6 +96,9 @@ int vnc_start(struct vnc **out, const struct vnc_config *c, struct synthvid *vid
 
 /* Stops the thread, disconnects the viewers, removes a unix socket and frees. NULL is fine. */
 void vnc_stop(struct vnc *v);
+
+/* How many viewers are connected now. Any thread. */
+unsigned vnc_viewers(struct vnc *v);
 
 /* Its part of `status`: "vnc" in o (address, web console URL, viewers) and a phrase in text. */
 void vnc_status(struct vnc *v, struct json_object *o, char *text, size_t len);

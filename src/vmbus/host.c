@@ -1,6 +1,8 @@
 #include "vmbus/host.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -32,6 +34,9 @@ struct vmbus_host {
 	const struct guest_mem *mem;
 	struct kvm_vm *kvm;
 	int epfd, timerfd, stopfd;
+	/* timerfd ticks every RETRY_MS only while messages wait in the SynIC queues (a safety net: the
+	 * guest's EOM moves them on); an idle VM's service thread sleeps. */
+	atomic_bool retry_armed;
 	int workfd; /* notifier.work_pending: a device left work for vmbus_server_run_deferred */
 	pthread_t thread;
 	bool thread_started;
@@ -42,12 +47,24 @@ struct vmbus_host {
 	struct vmbus_watches watches;
 };
 
+/* Arms the retry timer when messages wait and it is not armed. Any thread. */
+static void host_retry_arm(struct vmbus_host *h)
+{
+	atomic_thread_fence(memory_order_seq_cst); /* the queue's length after the flag (see host_thread) */
+	if (h->timerfd < 0 || !hv_synic_queued(h->hv) || atomic_exchange(&h->retry_armed, true))
+		return;
+	struct itimerspec its = { .it_interval = { 0, RETRY_MS * 1000000L }, .it_value = { 0, RETRY_MS * 1000000L } };
+	timerfd_settime(h->timerfd, 0, &its, NULL);
+}
+
 /* ---- notifier (called with the server lock held, except signal_guest) ---- */
 
 static int host_post_to_guest(void *ctx, uint32_t vp, const void *msg, uint32_t len)
 {
 	struct vmbus_host *h = ctx;
-	return hv_synic_post(h->hv, vp, VMBUS_SINT, HVMSG_VMBUS, msg, len);
+	int r = hv_synic_post(h->hv, vp, VMBUS_SINT, HVMSG_VMBUS, msg, len);
+	host_retry_arm(h); /* the slot was busy: queued until the guest's EOM */
+	return r;
 }
 
 static void host_signal_guest(void *ctx, uint32_t vp, uint32_t relid)
@@ -122,6 +139,7 @@ static void host_unwatch_fd(void *ctx, int fd)
 static void *host_thread(void *arg)
 {
 	struct vmbus_host *h = arg;
+	pthread_setname_np(pthread_self(), "vmbus"); /* named in /proc (bench/console) */
 	struct epoll_event evs[32];
 	for (;;) {
 		int n = epoll_wait(h->epfd, evs, 32, -1);
@@ -151,6 +169,14 @@ static void *host_thread(void *arg)
 			if (tag == TAG_TIMER) {
 				if (read(h->timerfd, &v, sizeof(v)) > 0 && hv_synic_queued(h->hv))
 					hv_synic_poll(h->hv);
+				if (!hv_synic_queued(h->hv)) {
+					/* Nothing waits: stop ticking. Disarmed before the flag is cleared, and
+					 * the queues looked at again after it, so a post meanwhile re-arms. */
+					struct itimerspec off = { 0 };
+					timerfd_settime(h->timerfd, 0, &off, NULL);
+					atomic_store(&h->retry_armed, false);
+					host_retry_arm(h);
+				}
 				continue;
 			}
 			if (tag >= WATCH_TAG) {
@@ -201,8 +227,6 @@ int vmbus_host_create(struct vmbus_host **out, const struct guest_mem *mem, stru
 		r = -errno;
 		goto fail;
 	}
-	struct itimerspec its = { .it_interval = { 0, RETRY_MS * 1000000L }, .it_value = { 0, RETRY_MS * 1000000L } };
-	timerfd_settime(h->timerfd, 0, &its, NULL);
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_TIMER };
 	epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->timerfd, &ev);
 	ev.data.u64 = TAG_STOP;

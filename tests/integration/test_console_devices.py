@@ -218,6 +218,9 @@ def screen_proof(tmp_path, kernel, efi_bins, modules, fb_name, video, w, h, cmdl
     rc = vm.finish(timeout=900)
     out, err = vm.out(), vm.err
     assert "INSMOD-FAILED" not in out, out[-3000:]
+    # Nobody watched the screen and the NVRAM asks for no Timeout: the firmware offered no boot menu
+    # window (a console nobody watches costs no boot time).
+    assert "firmware: press Esc or F2" not in out, out[-3000:]
     assert f"FB-NAME {fb_name}" in out, out[-3000:] + err[-3000:]
     assert f"FB-VIRTUAL-SIZE {w},{h}" in out, out[-3000:]
     assert f"FB-STRIDE {w * 4}" in out, out[-3000:]

@@ -124,6 +124,12 @@ def test_cli_round_trips(tmp_path):
     assert rc == 0 and "PauseAfterBootFailure: on" in out and "(none" in out
     assert fw("set", "--nvram", nv, "--pause-after-boot-failure", "off")[0] == 0
     assert show(nv)["pause_after_boot_failure"] is False
+    # The UEFI Timeout: how long the firmware's boot menu prompt waits at every start.
+    assert fw("set", "--nvram", nv, "--timeout", "5")[0] == 0
+    assert show(nv)["timeout"] == 5
+    assert "Timeout: 5 s" in fw("show", "--nvram", nv)[1]
+    assert fw("set", "--nvram", nv, "--timeout", "0")[0] == 0
+    assert show(nv)["timeout"] == 0
     # nothing to move: a clear error naming the file, exit code 2 (a request the input cannot satisfy)
     rc, out, err = fw("set", "--nvram", nv, "--first-boot-device", "dvd")
     assert rc == 2 and nv in err and "no DVD boot entry" in err
@@ -139,6 +145,10 @@ def test_cli_usage_errors(tmp_path):
         (["set", "--nvram", nv, "--first-boot-device", "floppy"], None),
         (["set", "--nvram", nv, "--boot-order", "zz"], "hexadecimal"),
         (["set", "--nvram", nv, "--pause-after-boot-failure", "maybe"], "expected on or off"),
+        (["set", "--nvram", nv, "--timeout", "-1"], "expected seconds from 0 to 65535"),
+        (["set", "--nvram", nv, "--timeout", "65536"], "expected seconds from 0 to 65535"),
+        (["set", "--nvram", nv, "--timeout", "soon"], "expected seconds from 0 to 65535"),
+        (["show", "--nvram", nv, "--timeout", "3"], "option not valid here"),
         (["frobnicate", "--nvram", nv], "unknown command"),
         (["show", "--nvram", nv, "--bogus"], "unknown or incomplete option"),
     ]:

@@ -326,6 +326,21 @@ def test_api_create_modify_delete_and_errors(service, store, tmp_path):
     with open(os.path.join(str(store), "b", "vm.json")) as f:
         d = json.load(f)
     assert d["memory"] == "128M" and d["cpus"] == 2 and d["schema"] == 1 and d["automatic_start"] == "never"
+    # The console is on unless the document says: the synthetic devices, VNC on vnc.sock.
+    assert d["synthetic_console"] is True and d["vnc"] == "unix:vnc.sock", d
+    with open(os.path.join(str(store), "a", "vm.json")) as f:
+        d = json.load(f)
+    assert d["synthetic_console"] is True and d["vnc"] == "unix:vnc.sock", d
+    st, j = curl(s, "PUT", "/v1/vms/quiet", {"memory": "64M", "synthetic_console": False})
+    assert st == 201, j
+    with open(os.path.join(str(store), "quiet", "vm.json")) as f:
+        assert json.load(f)["synthetic_console"] is False
+    st, j = curl(s, "PUT", "/v1/vms/quiet2", {"options": ["--memory", "64M", "--console", "off"]})
+    assert st == 201, j
+    with open(os.path.join(str(store), "quiet2", "vm.json")) as f:
+        assert json.load(f)["synthetic_console"] is False
+    for name in ("quiet", "quiet2"):
+        assert curl(s, "DELETE", "/v1/vms/" + name)[0] == 200
     api_error(s, "PUT", "/v1/vms/b", {"memory": "64M"}, 409, "VmExists")
     api_error(s, "PUT", "/v1/vms/c", {"memory": "3Q"}, 400, "InvalidConfig", says="3Q")
     api_error(s, "PUT", "/v1/vms/c", {"automatic_stop": "save"}, 501, "NotSupported", says="not supported yet")

@@ -159,6 +159,9 @@ def test_new_writes_a_document_run_reads(store, user_disk, tmp_path):
         {"path": os.path.realpath(user_disk), "readonly": True, "controller": 0, "lun": 1},
         {"dvd": True, "controller": 0, "lun": 2}], d
     assert d["nics"] == ["pair=web0"], d
+    # The console is on, as Hyper-V gives every generation 2 VM one: the synthetic keyboard, mouse and
+    # video with a VNC server on vnc.sock in the VM's directory.
+    assert d["synthetic_console"] is True and d["vnc"] == "unix:vnc.sock", d
     with open(created, "rb") as f:
         assert f.read(8) == b"vhdxfile"
     info = json.loads(run(gen2vm_binary(), "vhd", "inspect", created, "--json").stdout)
@@ -544,8 +547,28 @@ def test_firmware_verbs_on_the_vm_nvram(store):
     assert r.returncode == 2 and "unknown command 'bogus'" in r.stderr, r.stderr
 
 
+def test_new_console_on_by_default_and_off_when_asked(store):
+    ok(store, "new", "on")
+    assert (doc(store, "on")["synthetic_console"], doc(store, "on")["vnc"]) == (True, "unix:vnc.sock")
+    refused(store, "connect", "on", says="is not running")  # it has one, once it runs
+    ok(store, "new", "off", "--console", "off")
+    assert doc(store, "off")["synthetic_console"] is False and "vnc" not in doc(store, "off"), doc(store, "off")
+    refused(store, "connect", "off", says="gen2vm vm set off --console on")
+    refused(store, "new", "bad", "--console", "maybe", says="expected on")
+    assert not os.path.exists(os.path.join(str(store), "bad"))
+    refused(store, "new", "bad", "--console", "off", "--from", "/dev/null", says="takes no other option")
+    # A document that does not say gets it too; one that says keeps its word.
+    for name, given, want in (("d1", {}, (True, "unix:vnc.sock")), ("d2", {"synthetic_console": False}, (False, None)),
+                              ("d3", {"vnc": "127.0.0.1:5905"}, (True, "127.0.0.1:5905"))):
+        path = os.path.join(str(store), name + ".json")
+        with open(path, "w") as f:
+            json.dump(dict(given, memory="64M"), f)
+        ok(store, "new", name, "--from", path)
+        assert (doc(store, name)["synthetic_console"], doc(store, name).get("vnc")) == want, doc(store, name)
+
+
 def test_connect_says_where_the_graphical_console_is(store, tmp_path):
-    ok(store, "new", "g")
+    ok(store, "new", "g", "--console", "off")
     d = os.path.join(str(store), "g")
     refused(store, "connect", "g", says="gen2vm vm set g --console on")
     ok(store, "set", "g", "--console", "on")
@@ -623,6 +646,26 @@ class FakeConsole:
 
     def close(self):
         self.srv.close()
+
+
+def idle_wakeups(pid, seconds):
+    """{thread name: wake-ups a second} of the process's threads other than its vCPUs, over seconds
+    (voluntary context switches: each time the thread slept and was woken)."""
+    def sample():
+        out = {}
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                    st = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+            except OSError:
+                continue
+            out[tid] = (st["Name"].strip(), int(st["voluntary_ctxt_switches"]))
+        return out
+    a = sample()
+    time.sleep(seconds)
+    b = sample()
+    return {"%s/%s" % (name, tid): (n - a[tid][1]) / seconds for tid, (name, n) in b.items()
+            if tid in a and not name.startswith("vcpu")}
 
 
 def console_client(store, name, stdin):
@@ -828,7 +871,7 @@ def test_real_guest_start_list_stop(tmp_path):
     nics = os.geteuid() == 0
     ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--disk", vhdx,
        *(["--nic", "tap=g2vst0", "--nic", "pair=g2v-store-nic"] if nics else []))
-    ok(store, "set", "guest", "--console", "on")
+    assert doc(store, "guest")["vnc"] == "unix:vnc.sock"  # the console is on by default
     try:
         r = ok(store, "start", "guest")
         assert "is running" in r.stdout, r.stdout
@@ -842,6 +885,12 @@ def test_real_guest_start_list_stop(tmp_path):
                 break
             time.sleep(2)
         assert "VM-STORE-USERSPACE-MARKER" in text, text[-3000:]
+        # An idle VM with its console on and nobody watching: no thread of the VMM outside the vCPUs
+        # wakes more than 5 times a second (the VMBus thread: a heartbeat and its answer every 2 s, a
+        # time sample every 5 s; its old 10 ms retry tick woke it 100 times a second). From /proc.
+        pid = listing(store)["guest"]["pid"]
+        wakes = idle_wakeups(pid, 6)
+        assert wakes and max(wakes.values()) <= 5.0, wakes
         # COM1 interactively: a command typed through `vm console` runs in the guest's serial shell,
         # its output comes back to the client (and to console.log). Two clients attached at once.
         watcher = console_client(store, "guest", subprocess.DEVNULL)

@@ -48,6 +48,9 @@ struct cfx {
 	uint64_t ram_size, ram_gpa;
 	bool ram_mapped;
 	unsigned maps, unmaps;
+	/* The fake dirty log (ram_written, with cfx_log): pages the test says the guest wrote. */
+	uint64_t written[SYNTHVID_VRAM_SIZE / 4096 / 64];
+	unsigned written_calls;
 };
 
 static int cfx_map_ram(void *opaque, uint64_t gpa, uint64_t size, void **host)
@@ -75,12 +78,32 @@ static int cfx_unmap_ram(void *opaque)
 	return 0;
 }
 
+static int cfx_ram_written(void *opaque, uint64_t *bitmap)
+{
+	struct cfx *f = opaque;
+	__atomic_fetch_add(&f->written_calls, 1, __ATOMIC_SEQ_CST);
+	if (!f->ram_mapped)
+		return -ENOENT;
+	for (size_t i = 0; i < sizeof(f->written) / sizeof(f->written[0]); i++)
+		bitmap[i] = __atomic_exchange_n(&f->written[i], 0, __ATOMIC_SEQ_CST); /* the VNC thread's */
+	return 0;
+}
+
+/* Marks bytes [off, off + len) of the VRAM written in the fake log. */
+static void cfx_write_log(struct cfx *f, uint64_t off, uint64_t len)
+{
+	for (uint64_t pg = off / 4096; pg <= (off + len - 1) / 4096; pg++)
+		__atomic_fetch_or(&f->written[pg / 64], 1ull << (pg % 64), __ATOMIC_SEQ_CST);
+}
+
 /* gen2's windows: 128 MiB below the IOAPIC and 64 GiB high up (the loopback's RAM is 64 MiB at 0). */
 #define CFX_MMIO_LOW 0xf0000000ull
 #define CFX_MMIO_HIGH 0x1000000000ull
 
 /* The screen the next fixture's VM is configured for (--video; 0x0: the default). */
 static struct synthvid_screen_size cfx_video;
+/* Whether the next fixture's host keeps a dirty log of the VRAM (vmdev_host.ram_written). */
+static bool cfx_log;
 
 static void cfx_init_host(struct cfx *f, bool on, bool with_ram)
 {
@@ -98,6 +121,8 @@ static void cfx_init_host(struct cfx *f, bool on, bool with_ram)
 		f->h.opaque = f;
 		f->h.map_ram = cfx_map_ram;
 		f->h.unmap_ram = cfx_unmap_ram;
+		if (cfx_log)
+			f->h.ram_written = cfx_ram_written;
 	}
 	assert_int_equal(vmdev_set_create(&f->set, &f->h, &f->cfg, err, sizeof(err)), 0);
 	assert_int_equal(vmbus_client_connect(&f->lb.cl, 0, 0), 0);
@@ -1106,11 +1131,123 @@ static uint16_t free_port(void)
 	return ntohs(sa.sin_port);
 }
 
-static void test_video_display_vnc(void **state)
+/* Opens the video channel as hyperv_drm does: version 3.5, the VRAM at the low window's start. */
+static void vid_connect_vram(struct cfx *f)
 {
+	cfx_open_ring(f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
+	uint8_t body[1024];
+	uint32_t n;
+	struct synthvid_version_req vr = { SYNTHVID_VERSION_WIN10 };
+	vid_send_msg(f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+	assert_int_equal(vid_recv(f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+	vid_vram_at(f, CFX_MMIO_LOW);
+	assert_int_equal(vid_recv(f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
+	assert_int_equal(vid_recv(f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
+}
+
+/* The compare's source (synthvid_display_written): only the rows on the pages the host's dirty log
+ * names are copied, nothing when nothing was written; without a log the caller is told to compare
+ * everything. */
+static void test_video_display_written(void **state)
+{
+	(void)state;
+	struct cfx f;
+	cfx_init_host(&f, true, true); /* no log */
+	struct synthvid *v = cfx_state(&f, "video");
+	uint8_t *dst = calloc(1, SYNTHVID_VRAM_SIZE);
+	struct synthvid_geometry g;
+	struct synthvid_rect r;
+	assert_int_equal(synthvid_display_written(v, dst, SYNTHVID_VRAM_SIZE, &g, &r), -ENOTSUP);
+	cfx_destroy(&f);
+
+	cfx_log = true;
+	cfx_init_host(&f, true, true);
+	cfx_log = false;
+	v = cfx_state(&f, "video");
+	assert_int_equal(synthvid_display_written(v, dst, SYNTHVID_VRAM_SIZE, &g, &r), -EAGAIN); /* no screen */
+	vid_connect_vram(&f);
+	/* 800x600, pitch 3328, 4096 bytes into the VRAM. */
+	struct synthvid_situation_update su = { 0, 1, { { 1, 4096, 32, 800, 600, 3328 } } };
+	vid_send_msg(&f, SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
+	for (uint32_t y = 0; y < 600; y++)
+		for (uint32_t x = 0; x < 800; x++) {
+			uint32_t px = vid_pattern(x, y);
+			memcpy(f.ram + 4096 + (size_t)y * 3328 + x * 4, &px, 4);
+		}
+	assert_int_equal(synthvid_display_written(v, dst, 800 * 600 * 4 - 1, &g, &r), -ENOSPC);
+	unsigned calls = f.written_calls;
+	assert_int_equal(synthvid_display_written(v, dst, SYNTHVID_VRAM_SIZE, &g, &r), 0); /* nothing logged */
+	assert_int_equal(f.written_calls, calls + 1);
+	/* Row 100, pixels 10..11: one page, 4096 + 332800 + 40 = 336936, page 82 (335872..339967): rows
+	 * (335872 - 4096) / 3328 = 99 up to (339968 - 4096 + 3327) / 3328 = 101. */
+	cfx_write_log(&f, 4096 + 100 * 3328 + 40, 8);
+	memset(dst, 0, SYNTHVID_VRAM_SIZE);
+	assert_int_equal(synthvid_display_written(v, dst, SYNTHVID_VRAM_SIZE, &g, &r), 1);
+	assert_int_equal(r.x1, 0);
+	assert_int_equal(r.x2, 800);
+	assert_int_equal(r.y1, 99);
+	assert_int_equal(r.y2, 101);
+	uint32_t px;
+	memcpy(&px, dst + ((size_t)100 * 800 + 10) * 4, 4);
+	assert_int_equal(px, vid_pattern(10, 100));
+	memcpy(&px, dst + ((size_t)99 * 800 + 799) * 4, 4);
+	assert_int_equal(px, vid_pattern(799, 99));
+	memcpy(&px, dst + ((size_t)101 * 800) * 4, 4);
+	assert_int_equal(px, 0); /* row 101 not copied */
+	/* The log was taken: nothing the next time. The pages before and after the screen are not it. */
+	assert_int_equal(synthvid_display_written(v, dst, SYNTHVID_VRAM_SIZE, &g, &r), 0);
+	cfx_write_log(&f, 0, 4096);
+	cfx_write_log(&f, 489 * 4096, 4096); /* the screen ends at 4096 + 600 * 3328 = 2000896, in page 488 */
+	assert_int_equal(synthvid_display_written(v, dst, SYNTHVID_VRAM_SIZE, &g, &r), 0);
+	/* Both ends of the screen: every row from the first to the last. */
+	cfx_write_log(&f, 4096, 1);
+	cfx_write_log(&f, 4096 + 599 * 3328 + 3199, 1);
+	assert_int_equal(synthvid_display_written(v, dst, SYNTHVID_VRAM_SIZE, &g, &r), 1);
+	assert_int_equal(r.y1, 0);
+	assert_int_equal(r.y2, 600);
+	/* A host that unmapped it: nothing written. */
+	f.ram_mapped = false;
+	cfx_write_log(&f, 4096, 1);
+	assert_int_equal(synthvid_display_written(v, dst, SYNTHVID_VRAM_SIZE, &g, &r), 0);
+	free(dst);
+	cfx_destroy(&f);
+}
+
+/* Whether a display may rely on DIRT alone: only for the OS's driver once it has sent one, never for
+ * the firmware's (boot loaders draw on its frame buffer untold), never after the channel closed. */
+static void test_video_announced(void **state)
+{
+	(void)state;
 	struct cfx f;
 	cfx_init_host(&f, true, true);
 	struct synthvid *v = cfx_state(&f, "video");
+	struct synthvid_dirt d1 = { 0, 1, { { 0, 0, 8, 8 } } };
+	uint8_t body[1024];
+	uint32_t n;
+	struct synthvid_version_req vr = { SYNTHVID_VERSION_WIN10 };
+	for (int os = 0; os < 2; os++) {
+		synthvid_firmware_phase(v, !os); /* the firmware's channel, then (after ExitBootServices) the OS's */
+		cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
+		vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
+		assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
+		assert_false(synthvid_display_announced(v));
+		vid_send_msg(&f, SYNTHVID_MSG_DIRT, &d1, sizeof(d1));
+		assert_int_equal(synthvid_display_announced(v), os);
+		vmbus_client_channel_close(&f.ch);
+		assert_false(synthvid_display_announced(v));
+	}
+	cfx_destroy(&f);
+}
+
+static void test_video_display_vnc(void **state)
+{
+	struct cfx f;
+	cfx_log = true; /* the compare reads the fake dirty log */
+	cfx_init_host(&f, true, true);
+	cfx_log = false;
+	struct synthvid *v = cfx_state(&f, "video");
+	/* The firmware's screen: it sends DIRT, and boot loaders draw on it untold (the compare runs). */
+	synthvid_firmware_phase(v, true);
 	int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	assert_true(efd >= 0);
 	synthvid_display_notify(v, efd);
@@ -1119,15 +1256,7 @@ static void test_video_display_vnc(void **state)
 	struct synthvid_rect r;
 	assert_int_equal(synthvid_display_take(v, dst, SYNTHVID_VRAM_SIZE, true, &g, &r), -EAGAIN);
 
-	cfx_open_ring(&f, SYNTHVID_CLASS_GUID_TEXT, 256 * 1024);
-	uint8_t body[1024];
-	uint32_t n;
-	struct synthvid_version_req vr = { SYNTHVID_VERSION_WIN10 };
-	vid_send_msg(&f, SYNTHVID_MSG_VERSION_REQUEST, &vr, sizeof(vr));
-	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VERSION_RESPONSE);
-	vid_vram_at(&f, CFX_MMIO_LOW);
-	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_VRAM_LOCATION_ACK);
-	assert_int_equal(vid_recv(&f, body, &n), SYNTHVID_MSG_FEATURE_CHANGE);
+	vid_connect_vram(&f);
 	assert_int_equal(efd_take(efd), 0); /* nothing to show yet: no wake-up */
 
 	/* A geometry: one wake-up; the whole screen copied, packed (the pitch's padding dropped). */
@@ -1238,13 +1367,17 @@ static void test_video_display_vnc(void **state)
 	assert_true(bb[0] <= 400 && bb[1] <= 300 && bb[2] >= 420 && bb[3] >= 310);
 	assert_int_equal(frame[305 * 800 + 410] & 0xffffff, 0x123456);
 
-	/* Drawing without DIRT (efifb, firmware GOP): the compare with a viewer attached finds it. */
+	/* Drawing without DIRT (efifb, firmware GOP): the compare with a viewer attached finds it, on
+	 * the pages the dirty log names (an idle screen: the log alone, no copy). */
+	unsigned calls = __atomic_load_n(&f.written_calls, __ATOMIC_SEQ_CST);
 	for (uint32_t x = 0; x < 16; x++) {
 		uint32_t px = 0x00abcdef;
 		memcpy(f.ram + (size_t)500 * 3328 + (700 + x) * 4, &px, 4);
 	}
+	cfx_write_log(&f, (size_t)500 * 3328 + 700 * 4, 16 * 4);
 	rfb_update(s, true, w, h, frame, bb);
 	assert_int_equal(frame[500 * 800 + 705] & 0xffffff, 0xabcdef);
+	assert_true(__atomic_load_n(&f.written_calls, __ATOMIC_SEQ_CST) > calls);
 
 	/* Hostile viewers: a wrong protocol version is dropped; one that connects and says nothing, and
 	 * one that never reads, keep nothing else from working. */
@@ -1294,6 +1427,8 @@ int main(void)
 		cmocka_unit_test(test_video_modes),
 		cmocka_unit_test(test_video_firmware_screen),
 		cmocka_unit_test(test_video_screen),
+		cmocka_unit_test(test_video_display_written),
+		cmocka_unit_test(test_video_announced),
 		cmocka_unit_test(test_video_display_vnc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

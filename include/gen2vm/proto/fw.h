@@ -92,6 +92,9 @@ enum fw_host_op {
 	FW_OP_BOOT_FAILED = 0x03, /* struct fw_event_req: no boot entry worked; text = the boot summary */
 	FW_OP_CONTINUE = 0x04,   /* struct fw_host_req: EFI_SUCCESS once after the host said "continue"
 				  * (PauseAfterBootFailure), else EFI_NOT_READY */
+	FW_OP_WATCHED = 0x05,    /* struct fw_host_req: EFI_SUCCESS while someone watches the VM's screen
+				  * (a VNC or web console viewer is attached), else EFI_NOT_READY: the boot
+				  * menu's key window is spent only then (or when the Timeout variable asks) */
 	/* 0x10-0x1f: variable services (NVRAM owned by the host). */
 	FW_OP_VAR_FIRST = 0x10,
 	FW_OP_VAR_LAST = 0x1f,
