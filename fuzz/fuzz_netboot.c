@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(p, data + 1, n);
 	switch (sel % 3) {
 	case 0: {
-		struct nb_udp4 u;
+		struct nb_udp u;
 		struct nb_arp a;
 		if (!nb_udp4_parse(p, (uint32_t)n, &u) && (u.data < p || u.data + u.len > p + n))
 			abort();

@@ -99,7 +99,7 @@ uint32_t nb_udp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const 
 	return hl + len;
 }
 
-int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp4 *u)
+int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp *u)
 {
 	if (len < ETH_HLEN + sizeof(struct ipv4_hdr) + sizeof(struct udp_hdr) || nb_be16(f + 12) != ETH_P_IPV4)
 		return -1;

@@ -46,7 +46,7 @@ static void test_udp_roundtrip_and_corruption(void **state)
 		payload[i] = (uint8_t)i;
 	uint32_t n = nb_udp4_build(f, sizeof(f), srv_mac, mac, my_ip, srv_ip, 49200, 69, payload, sizeof(payload), 7);
 	assert_int_equal(n, 14 + 20 + 8 + 1472);
-	struct nb_udp4 u;
+	struct nb_udp u;
 	assert_int_equal(nb_udp4_parse(f, n, &u), 0);
 	assert_int_equal(u.sport, 49200);
 	assert_int_equal(u.dport, 69);
