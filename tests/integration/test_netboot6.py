@@ -5,7 +5,9 @@ DHCPv6 (a stateful range) with the boot-file URL option (RFC 5970) tftp://[serve
 TFTP over IPv6. Linux answers the firmware's neighbour solicitations and solicits its address.
 
 test_pxe6_boots_an_efi_app: the "EFI Network" entry fetches tests/efi/hello.efi over TFTP/IPv6 and
-it runs. test_pxe6_boots_signed_grubnetx64_to_linux_userspace: Debian's signed grubnetx64.efi finds
+it runs. test_pxe6_mode_and_mtftp_for_a_loader: tests/efi/pxe6_probe.efi, booted the same way, finds
+what shim and GRUB read: the PXE Mode (UsingIpv6, StationIp, the DHCPv6 Reply in DhcpAck) and Mtftp
+over IPv6. test_pxe6_boots_signed_grubnetx64_to_linux_userspace: Debian's signed grubnetx64.efi finds
 its server and grub.cfg from the firmware's PXE mode (UsingIpv6, the DHCPv6 reply in DhcpAck) and
 loads the kernel and an initramfs over IPv6 to a userspace marker. test_pxe6_no_dhcpv6_server: a
 boot-summary line, then the next BootOrder entry."""
@@ -26,6 +28,7 @@ pytestmark = [pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for the tap and the network namespace")]
 
 HELLO = os.path.join(BUILD, "efi", "hello.efi")
+PROBE = os.path.join(BUILD, "efi", "pxe6_probe.efi")
 HOST_IP6 = "fd42:214::1"
 
 
@@ -82,6 +85,30 @@ def test_pxe6_boots_an_efi_app(tmp_path):
     # dnsmasq saw a UEFI x64 PXE client over DHCPv6 and served the file over IPv6.
     assert "PXEClient:Arch:00007:UNDI:003016" in dlog, dlog[-3000:]
     assert re.search(r"sent \S*hello\.efi to fd42:214::", dlog), dlog[-3000:]
+
+
+def test_pxe6_mode_and_mtftp_for_a_loader(tmp_path):
+    if not os.path.exists(PROBE) or not os.path.exists(HELLO):
+        pytest.skip(PROBE + " not built (make efi-apps)")
+    root = tmp_path / "tftp"
+    root.mkdir()
+    shutil.copy(PROBE, root / "pxe6_probe.efi")
+    shutil.copy(HELLO, root / "hello.efi")
+    nvram, dbg, log = str(tmp_path / "vm.nvram"), tmp_path / "debugcon.log", tmp_path / "dnsmasq.log"
+    set_ipv6(nvram)
+    with NetNs6(tmp_path) as n:
+        n.dnsmasq6(root, "pxe6_probe.efi", log)
+        rc, err = n.run_vm(["run", "--memory", "256M", "--nvram", nvram, "--debugcon", "file:%s" % dbg,
+                            "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "-v"])
+    text = dbg.read_text(errors="replace") if dbg.exists() else ""
+    dlog = log.read_text(errors="replace") if log.exists() else ""
+    failed = [l for l in text.splitlines() if l.startswith("FAIL ")]
+    assert not failed, "\n".join(failed) + "\n" + text[-3000:] + err[-3000:]
+    for name in ("pxe_on_device", "mode", "dhcp_ack", "url", "mtftp_size", "mtftp_read", "mtftp_missing"):
+        assert "PASS " + name in text, text[-3000:] + err[-3000:] + dlog[-2000:]
+    assert re.search(r"PASS dhcp_ack: message type 7, boot-file URL tftp://\[fd42:214::1\]/pxe6_probe\.efi", text), text
+    assert re.search(r"sent \S*hello\.efi to fd42:214::", dlog), dlog[-3000:]
+    assert rc == 0, err[-3000:]
 
 
 @pytest.mark.real_guest
