@@ -126,20 +126,27 @@ def summary_of(err):
     return err[err.index("no operating system was loaded"):]
 
 
-@pytest.mark.real_guest
-@pytest.mark.xfail(strict=False, reason="not yet reliable: one run of two ended in a triple fault after GRUB had "
-                   "loaded the kernel over TFTP (issue 18; the cause is not found yet)")
-def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
+def grubnet_tftp_root(tmp_path, marker):
+    """A TFTP root with Debian's signed grubnetx64.efi, its grub.cfg (which echoes the server GRUB
+    found), the Debian kernel and an initramfs that prints marker."""
     grub = ei.fetch_efi_binaries()["grubnet_signed"]
     k = fetch_kernel()
     root = tmp_path / "tftp"
     (root / "grub").mkdir(parents=True)
     shutil.copy(grub, root / "grubnetx64.efi")
     shutil.copy(k["vmlinuz"], root / "vmlinuz")
-    make_initramfs(str(root / "initrd.img"), INIT_PRELUDE + "echo USERSPACE-OVER-PXE\npoweroff -f\n")
+    make_initramfs(str(root / "initrd.img"), INIT_PRELUDE + "echo %s\npoweroff -f\n" % marker)
     # grubnetx64's built-in prefix is /grub on the TFTP server it came from: $prefix/grub.cfg.
     (root / "grub" / "grub.cfg").write_text('echo "GRUBNET-CONFIG-FROM $net_default_server"\n'
                                             f'linux /vmlinuz {CMDLINE}\ninitrd /initrd.img\nboot\n')
+    return root
+
+
+@pytest.mark.real_guest
+@pytest.mark.xfail(strict=False, reason="not yet reliable: one run of two ended in a triple fault after GRUB had "
+                   "loaded the kernel over TFTP (issue 18; the cause is not found yet)")
+def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
+    root = grubnet_tftp_root(tmp_path, "USERSPACE-OVER-PXE")
     nvram, com1 = str(tmp_path / "vm.nvram"), tmp_path / "com1.log"
     log = tmp_path / "dnsmasq.log"
     with NetNs(tmp_path) as n:

@@ -21,8 +21,7 @@ import pytest
 
 import efi_images as ei
 from conftest import BUILD, gen2vm_binary, have_kvm
-from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs
-from test_netboot import CMDLINE, MAC, MAC_HEX, NetNs, firmware_show, sh, summary_of
+from test_netboot import MAC, MAC_HEX, NetNs, firmware_show, grubnet_tftp_root, sh, summary_of
 
 pytestmark = [pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for the tap and the network namespace")]
@@ -63,20 +62,29 @@ def set_ipv6(nvram):
     assert firmware_show(nvram)["network_boot_preferred_protocol"] == "ipv6"
 
 
-def test_pxe6_boots_an_efi_app(tmp_path):
-    if not os.path.exists(HELLO):
-        pytest.skip(HELLO + " not built (make efi-apps)")
+def boot_efi_files(tmp_path, files, boot):
+    """Serves files (tests/efi builds) over TFTP and boots boot over IPv6 with the debug console on;
+    returns (exit code, stderr, debug console, dnsmasq's log)."""
+    for f in files:
+        if not os.path.exists(f):
+            pytest.skip(f + " not built (make efi-apps)")
     root = tmp_path / "tftp"
     root.mkdir()
-    shutil.copy(HELLO, root / "hello.efi")
+    for f in files:
+        shutil.copy(f, root / os.path.basename(f))
     nvram, dbg, log = str(tmp_path / "vm.nvram"), tmp_path / "debugcon.log", tmp_path / "dnsmasq.log"
     set_ipv6(nvram)
     with NetNs6(tmp_path) as n:
-        n.dnsmasq6(root, "hello.efi", log)
+        n.dnsmasq6(root, boot, log)
         rc, err = n.run_vm(["run", "--memory", "256M", "--nvram", nvram, "--debugcon", "file:%s" % dbg,
                             "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "-v"])
     text = dbg.read_text(errors="replace") if dbg.exists() else ""
     dlog = log.read_text(errors="replace") if log.exists() else ""
+    return rc, err, text, dlog
+
+
+def test_pxe6_boots_an_efi_app(tmp_path):
+    rc, err, text, dlog = boot_efi_files(tmp_path, [HELLO], "hello.efi")
     diag = text[-3000:] + err[-3000:] + dlog[-3000:]
     assert "hello from EFI" in text, diag
     # The firmware's own words: its DHCPv6 address from the range, the server and file from the URL.
@@ -88,20 +96,7 @@ def test_pxe6_boots_an_efi_app(tmp_path):
 
 
 def test_pxe6_mode_and_mtftp_for_a_loader(tmp_path):
-    if not os.path.exists(PROBE) or not os.path.exists(HELLO):
-        pytest.skip(PROBE + " not built (make efi-apps)")
-    root = tmp_path / "tftp"
-    root.mkdir()
-    shutil.copy(PROBE, root / "pxe6_probe.efi")
-    shutil.copy(HELLO, root / "hello.efi")
-    nvram, dbg, log = str(tmp_path / "vm.nvram"), tmp_path / "debugcon.log", tmp_path / "dnsmasq.log"
-    set_ipv6(nvram)
-    with NetNs6(tmp_path) as n:
-        n.dnsmasq6(root, "pxe6_probe.efi", log)
-        rc, err = n.run_vm(["run", "--memory", "256M", "--nvram", nvram, "--debugcon", "file:%s" % dbg,
-                            "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "-v"])
-    text = dbg.read_text(errors="replace") if dbg.exists() else ""
-    dlog = log.read_text(errors="replace") if log.exists() else ""
+    rc, err, text, dlog = boot_efi_files(tmp_path, [PROBE, HELLO], "pxe6_probe.efi")
     failed = [l for l in text.splitlines() if l.startswith("FAIL ")]
     assert not failed, "\n".join(failed) + "\n" + text[-3000:] + err[-3000:]
     for name in ("pxe_on_device", "mode", "dhcp_ack", "url", "mtftp_size", "mtftp_read", "mtftp_missing"):
@@ -113,15 +108,7 @@ def test_pxe6_mode_and_mtftp_for_a_loader(tmp_path):
 
 @pytest.mark.real_guest
 def test_pxe6_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
-    grub = ei.fetch_efi_binaries()["grubnet_signed"]
-    k = fetch_kernel()
-    root = tmp_path / "tftp"
-    (root / "grub").mkdir(parents=True)
-    shutil.copy(grub, root / "grubnetx64.efi")
-    shutil.copy(k["vmlinuz"], root / "vmlinuz")
-    make_initramfs(str(root / "initrd.img"), INIT_PRELUDE + "echo USERSPACE-OVER-PXE6\npoweroff -f\n")
-    (root / "grub" / "grub.cfg").write_text('echo "GRUBNET-CONFIG-FROM $net_default_server"\n'
-                                            f'linux /vmlinuz {CMDLINE}\ninitrd /initrd.img\nboot\n')
+    root = grubnet_tftp_root(tmp_path, "USERSPACE-OVER-PXE6")
     nvram, com1, log = str(tmp_path / "vm.nvram"), tmp_path / "com1.log", tmp_path / "dnsmasq.log"
     set_ipv6(nvram)
     with NetNs6(tmp_path) as n:
