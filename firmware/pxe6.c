@@ -308,6 +308,10 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 			const char *url = r.bootfile_url[0] ? r.bootfile_url : adv.bootfile_url;
 			char addr[48];
 			nb_ip6_text(addr, s->ip);
+			if (!url[0] && (r.url_too_long || adv.url_too_long)) {
+				pxe_fail("the DHCPv6 boot-file URL is longer than %u bytes", NB_BOOTFILE_MAX - 1);
+				return EFI_UNSUPPORTED;
+			}
 			if (!url[0]) {
 				pxe_fail("the DHCPv6 answer names no boot file (option 59, the boot-file URL)");
 				return EFI_NOT_FOUND;
