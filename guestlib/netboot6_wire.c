@@ -98,14 +98,7 @@ int nb_udp6_parse(const uint8_t *f, uint32_t len, struct nb_udp *u)
 	/* RFC 8200 8.1: a zero UDP checksum over IPv6 is discarded. */
 	if (!nb_be16(udp + 6) || nb_csum(udp, ulen, pseudo6_sum(ip + 8, ip + 24, ulen, IP_PROTO_UDP)))
 		return -1;
-	efi_memcpy(u->dmac, f, 6);
-	efi_memcpy(u->smac, f + 6, 6);
-	efi_memcpy(u->sip, ip + 8, 16);
-	efi_memcpy(u->dip, ip + 24, 16);
-	u->sport = nb_be16(udp);
-	u->dport = nb_be16(udp + 2);
-	u->data = udp + sizeof(struct udp_hdr);
-	u->len = ulen - (uint32_t)sizeof(struct udp_hdr);
+	nb_udp_fill(u, f, ip + 8, ip + 24, 16, udp, ulen);
 	return 0;
 }
 

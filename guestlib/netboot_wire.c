@@ -117,15 +117,21 @@ int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp *u)
 		return -1;
 	if (nb_be16(udp + 6) && nb_csum(udp, ulen, pseudo_sum(ip + 12, ip + 16, ulen)))
 		return -1;
+	nb_udp_fill(u, f, ip + 12, ip + 16, 4, udp, ulen);
+	return 0;
+}
+
+void nb_udp_fill(struct nb_udp *u, const uint8_t *f, const uint8_t *sip, const uint8_t *dip, uint32_t alen,
+		 const uint8_t *udp, uint32_t ulen)
+{
 	efi_memcpy(u->dmac, f, 6);
 	efi_memcpy(u->smac, f + 6, 6);
-	efi_memcpy(u->sip, ip + 12, 4);
-	efi_memcpy(u->dip, ip + 16, 4);
+	efi_memcpy(u->sip, sip, alen);
+	efi_memcpy(u->dip, dip, alen);
 	u->sport = nb_be16(udp);
 	u->dport = nb_be16(udp + 2);
 	u->data = udp + sizeof(struct udp_hdr);
 	u->len = ulen - (uint32_t)sizeof(struct udp_hdr);
-	return 0;
 }
 
 int nb_arp_parse(const uint8_t *f, uint32_t len, struct nb_arp *a)

@@ -35,6 +35,10 @@ struct nb_udp {
 };
 /* An IPv4 UDP frame: header checksum, lengths, no fragment, UDP checksum when not zero. 0 or -1. */
 int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp *u);
+/* *u from a checked frame: its MACs, addresses (alen bytes each), and the UDP header and payload at
+ * udp (ulen bytes with the header, ulen >= 8). For the IPv4 and IPv6 parsers. */
+void nb_udp_fill(struct nb_udp *u, const uint8_t *f, const uint8_t *sip, const uint8_t *dip, uint32_t alen,
+		 const uint8_t *udp, uint32_t ulen);
 
 struct nb_arp {
 	uint16_t op;
