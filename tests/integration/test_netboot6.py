@@ -128,7 +128,8 @@ def test_pxe6_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
 @pytest.mark.real_guest
 def test_pxe6_no_dhcpv6_server_then_the_next_entry(tmp_path):
     """No DHCPv6 server on the link: "no DHCPv6 advertise in 16 s" for the network entry, then the
-    disk entry after it in BootOrder."""
+    disk entry after it in BootOrder. A DHCPv6 server whose boot file is missing: "TFTP: file not
+    found" (the IPv4 words: the TFTP client is shared)."""
     nvram = str(tmp_path / "vm.nvram")
     set_ipv6(nvram)
     blank = ei.make_blank_disk(str(tmp_path / "blank.img"))
@@ -141,7 +142,15 @@ def test_pxe6_no_dhcpv6_server_then_the_next_entry(tmp_path):
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         rc, err = n.run_vm(args)
+        s = summary_of(err)
+        assert rc == 5, err[-3000:]
+        assert re.search(r"1\. Boot0001 \"EFI Network \(%s\)\": no DHCPv6 advertise in 16 s" % MAC_HEX, s), s
+        assert re.search(r"2\. Boot0000 \"EFI SCSI Device[^\"]*\": no FAT file system", s), s
+        root = tmp_path / "tftp"
+        root.mkdir()
+        n.dnsmasq6(root, "missing.efi", tmp_path / "dnsmasq.log")
+        rc, err = n.run_vm(args)
     s = summary_of(err)
     assert rc == 5, err[-3000:]
-    assert re.search(r"1\. Boot0001 \"EFI Network \(%s\)\": no DHCPv6 advertise in 16 s" % MAC_HEX, s), s
+    assert re.search(r"1\. Boot0001 \"EFI Network \(%s\)\": TFTP: file not found: missing\.efi" % MAC_HEX, s), s
     assert re.search(r"2\. Boot0000 \"EFI SCSI Device[^\"]*\": no FAT file system", s), s
