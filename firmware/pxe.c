@@ -4,10 +4,11 @@
  * entries reach through LoadImage.
  *
  * A small IPv4 stack over the adapter's SNP: ARP (answered and cached), UDP, no fragments, no
- * routing beyond one default router. With NetworkBootPreferredProtocol at IPv6, pxe6.c speaks
- * IPv6 and DHCPv6 instead: UDP send and receive and DHCP go there, TFTP and LoadFile are shared. Everything is polled with bounded waits. The packet parsers
+ * routing beyond one default router. Everything is polled with bounded waits. The packet parsers
  * are guestlib/netboot_wire.c (unit-tested and fuzzed on the host). A failed boot attempt leaves a
- * sentence for the boot summary (fw_pxe_failure).
+ * sentence for the boot summary (fw_pxe_failure). With NetworkBootPreferredProtocol at IPv6 (or a
+ * loader's Start(UseIpv6)), pxe6.c speaks IPv6 and DHCPv6 instead: UDP send and receive and DHCP go
+ * there; TFTP, the protocol's other calls and LoadFile are shared.
  */
 #include "net.h"
 #include "storage.h"
@@ -521,7 +522,8 @@ static EFI_STATUS EFIAPI pxe_start(EFI_PXE_BASE_CODE_PROTOCOL *this, BOOLEAN ipv
 		s = fw_pxe6_start(&d->v6);
 	if (EFI_ERROR(s))
 		return s;
-	d->configured = false;
+	if (ipv6 || d->mode->UsingIpv6)
+		d->configured = false; /* another protocol's (or another start's) IPv6 address is not ours now */
 	d->mode->UsingIpv6 = ipv6 ? 1 : 0;
 	d->mode->Started = 1;
 	return EFI_SUCCESS;
@@ -610,7 +612,7 @@ static EFI_STATUS EFIAPI pxe_udp_write(EFI_PXE_BASE_CODE_PROTOCOL *this, uint16_
 	if (!d->mode->Started)
 		return EFI_NOT_STARTED;
 	UINTN hl = hsize ? *hsize : 0;
-	if (hl + *size > 1472)
+	if (hl + *size > 1472u - (d->v6.on ? 20u : 0u)) /* one 1500-byte packet: IPv6's header is 20 bytes longer */
 		return EFI_BAD_BUFFER_SIZE;
 	static uint8_t payload[1472];
 	if (hl)
@@ -731,13 +733,19 @@ static EFI_STATUS EFIAPI pxe_set_station_ip(EFI_PXE_BASE_CODE_PROTOCOL *this, EF
 	EFI_STATUS s = pxe_enter(this, &d);
 	if (EFI_ERROR(s))
 		return s;
-	if (ip && d->v6.on) {
-		efi_memcpy(d->v6.ip, ip->v6, 16);
-		d->v6.configured = true;
-	} else if (ip) {
-		efi_memcpy(d->ip, ip->v4, 4);
+	if (d->v6.on) {
+		/* IPv6: the address only (a prefix comes from the router's advertisement) */
+		if (ip) {
+			efi_memcpy(d->v6.ip, ip->v6, 16);
+			d->v6.configured = d->configured = true;
+			d->mode->StationIp = *ip;
+		}
+		return EFI_SUCCESS;
 	}
-	d->configured |= ip != NULL;
+	if (ip) {
+		efi_memcpy(d->ip, ip->v4, 4);
+		d->configured = true;
+	}
 	if (mask)
 		efi_memcpy(d->mask, mask->v4, 4);
 	pxe_mode_addresses(d);
