@@ -108,6 +108,9 @@ def test_pxe6_mode_and_mtftp_for_a_loader(tmp_path):
 
 
 @pytest.mark.real_guest
+@pytest.mark.xfail(strict=False, reason="not yet reliable, as over IPv4 (test_netboot.py): one run of two stopped "
+                   "after GRUB had read its grub.cfg, before it fetched the kernel, in the same nested run in which "
+                   "the IPv4 test failed too (issue 18; the cause is not found yet)")
 def test_pxe6_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
     root = grubnet_tftp_root(tmp_path, "USERSPACE-OVER-PXE6")
     nvram, com1, log = str(tmp_path / "vm.nvram"), tmp_path / "com1.log", tmp_path / "dnsmasq.log"
@@ -120,7 +123,7 @@ def test_pxe6_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
     dlog = log.read_text(errors="replace") if log.exists() else ""
     assert re.search(r"sent \S*grubnetx64\.efi to fd42:214::", dlog), out[-3000:] + err[-3000:] + dlog[-3000:]
     assert "GRUBNET-CONFIG-FROM " + HOST_IP6 in out, out[-3000:] + err[-3000:] + dlog[-3000:]
-    assert re.search(r"sent \S*vmlinuz to fd42:214::", dlog), dlog[-3000:]
+    assert re.search(r"sent \S*vmlinuz to fd42:214::", dlog), out[-3000:] + err[-3000:] + dlog[-3000:]
     assert "USERSPACE-OVER-PXE6" in out, out[-3000:] + err[-3000:]
     assert rc == 0, err[-3000:]
 
