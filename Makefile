@@ -167,7 +167,7 @@ EFIB := $(BUILD)/efi
 EFI_APP_SRCS := $(filter-out tests/efi/efiapp.c,$(sort $(wildcard tests/efi/*.c)))
 EFI_APPS := $(patsubst tests/efi/%.c,$(EFIB)/%.efi,$(EFI_APP_SRCS))
 EFI_RT := $(EFIB)/obj/tests/efi/efiapp.o $(patsubst %.c,$(EFIB)/obj/%.o,guestlib/efi/efi_fmt.c guestlib/efi/efi_lib.c \
-          guestlib/efi/efi_devpath.c guestlib/netboot_wire.c)
+          guestlib/efi/efi_devpath.c guestlib/netboot_wire.c guestlib/netboot6_wire.c)
 $(EFIB)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(EFI_CFLAGS) -MMD -MP -c $< -o $@

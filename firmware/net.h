@@ -35,6 +35,42 @@ uint32_t fw_pxe_init(void);
  * ("no DHCP offer in 16 s", "TFTP: file not found: NAME"), or NULL when it did not fail. Reading it
  * clears it. */
 const char *fw_pxe_failure(void);
+/* Sets the boot summary's sentence for this attempt (and prints it). */
+void pxe_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- pxe6.c: the IPv6 half of an adapter's PXE base code ---- */
+#define PXE6_NEIGH_ENTRIES 8u
+struct pxe6 {
+	EFI_SIMPLE_NETWORK_PROTOCOL *snp;
+	uint8_t mac[6];
+	uint32_t nr;
+	bool on;                       /* started for IPv6 (Mode.UsingIpv6) */
+	bool configured;               /* DHCPv6 gave an address */
+	uint8_t ll[16], ip[16];        /* link-local (EUI-64) and the DHCPv6 address */
+	uint8_t router[16], prefix[16];/* from a Router Advertisement */
+	uint8_t prefix_len;
+	bool has_router, has_prefix;
+	uint8_t server[16];            /* the boot file URL's server */
+	char bootfile[NB_BOOTFILE_MAX];/* its path */
+	struct {
+		uint8_t ip[16], mac[6];
+	} neigh[PXE6_NEIGH_ENTRIES];
+	uint32_t neigh_n, neigh_next;
+};
+/* Whether NetworkBootPreferredProtocol (gen2vm's variable, set by gen2vm firmware set
+ * --network-boot-preferred-protocol) asks for IPv6. */
+bool fw_pxe6_preferred(void);
+/* Starts IPv6 on the adapter: the link-local address and multicast reception. */
+EFI_STATUS fw_pxe6_start(struct pxe6 *s);
+/* Router solicitation, then DHCPv6 Solicit/Advertise/Request/Reply with the boot-file URL; Mode's
+ * StationIp, DhcpDiscover (our Solicit) and DhcpAck (the server's Reply) are filled. A failure
+ * leaves its sentence (pxe_fail). */
+EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m);
+EFI_STATUS fw_pxe6_udp_send(struct pxe6 *s, const uint8_t dip[16], uint16_t sport, uint16_t dport, const void *data,
+			    uint32_t len);
+/* Receives one frame (ND handled here). Returns true with a UDP datagram to port (0: any) and to one
+ * of our addresses (or multicast) in *u; *any says whether a frame was taken at all. */
+bool fw_pxe6_rx(struct pxe6 *s, uint16_t port, struct nb_udp *u, bool *any);
 
 /* A download's destination: a caller's buffer (cap bytes), or one that grows (fw_alloc'd, the caller
  * frees buf) with grow set. */

@@ -6,7 +6,9 @@
  * A small IPv4 stack over the adapter's SNP: ARP (answered and cached), UDP, no fragments, no
  * routing beyond one default router. Everything is polled with bounded waits. The packet parsers
  * are guestlib/netboot_wire.c (unit-tested and fuzzed on the host). A failed boot attempt leaves a
- * sentence for the boot summary (fw_pxe_failure).
+ * sentence for the boot summary (fw_pxe_failure). With NetworkBootPreferredProtocol at IPv6 (or a
+ * loader's Start(UseIpv6)), pxe6.c speaks IPv6 and DHCPv6 instead: UDP send and receive and DHCP go
+ * there; TFTP, the protocol's other calls and LoadFile are shared.
  */
 #include "net.h"
 #include "storage.h"
@@ -30,7 +32,8 @@ struct pxe_dev {
 	EFI_PXE_BASE_CODE_MODE *mode; /* 10 KiB: allocated */
 	struct fw_net_dev *nd;
 	EFI_SIMPLE_NETWORK_PROTOCOL *snp;
-	uint8_t mac[6], ip[4], mask[4], router[4], server[4];
+	uint8_t mac[6], ip[4], mask[4], router[4];
+	uint8_t server[16];          /* IPv4: the first 4 bytes */
 	bool configured, has_router;
 	char bootfile[NB_BOOTFILE_MAX];
 	struct {
@@ -40,6 +43,7 @@ struct pxe_dev {
 	uint16_t ip_id, port_next;
 	uint8_t *file;               /* LoadFile's download, kept between its two calls */
 	uint64_t file_size;
+	struct pxe6 v6;              /* v6.on: Started for IPv6 */
 };
 
 static uint8_t pxe_rx[1600] __attribute__((aligned(8)));
@@ -64,8 +68,7 @@ void fw_pxe_vfail(const char *fmt, va_list ap)
 	fw_printf("network: %s\n", pxe_why);
 }
 
-static void pxe_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void pxe_fail(const char *fmt, ...)
+void pxe_fail(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -76,6 +79,22 @@ static void pxe_fail(const char *fmt, ...)
 static uint64_t now_us(void)
 {
 	return fw_time_100ns() / 10;
+}
+
+/* Bytes of an address in the protocol the adapter was started with. */
+static uint32_t pxe_alen(const struct pxe_dev *d)
+{
+	return d->v6.on ? 16 : 4;
+}
+
+static const char *pxe_addr_text(const struct pxe_dev *d, const uint8_t *a)
+{
+	static char t[48];
+	if (d->v6.on)
+		nb_ip6_text(t, a);
+	else
+		efi_snprintf(t, sizeof(t), "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
+	return t;
 }
 
 static struct pxe_dev *pxe_of_lf(EFI_LOAD_FILE_PROTOCOL *lf)
@@ -159,8 +178,10 @@ static bool pxe_rx_frame(struct pxe_dev *d, uint32_t *size, bool *any)
 
 /* Receives one frame. Returns true with a UDP datagram to port (0: any) and to us or broadcast in *u;
  * *any says whether a frame was taken at all. */
-static bool pxe_rx_one(struct pxe_dev *d, uint16_t port, struct nb_udp4 *u, bool *any)
+static bool pxe_rx_one(struct pxe_dev *d, uint16_t port, struct nb_udp *u, bool *any)
 {
+	if (d->v6.on)
+		return fw_pxe6_rx(&d->v6, port, u, any);
 	uint32_t size;
 	if (!pxe_rx_frame(d, &size, any))
 		return false;
@@ -170,7 +191,7 @@ static bool pxe_rx_one(struct pxe_dev *d, uint16_t port, struct nb_udp4 *u, bool
 }
 
 /* Waits until a UDP datagram to port arrives (true) or until end (false). */
-static bool pxe_wait_udp(struct pxe_dev *d, uint16_t port, uint64_t end, struct nb_udp4 *u)
+static bool pxe_wait_udp(struct pxe_dev *d, uint16_t port, uint64_t end, struct nb_udp *u)
 {
 	for (;;) {
 		bool any;
@@ -206,7 +227,7 @@ static EFI_STATUS pxe_resolve(struct pxe_dev *d, const uint8_t ip[4], uint8_t ma
 		uint32_t n = nb_arp_build(pxe_tx, sizeof(pxe_tx), ARP_OP_REQUEST, mac_bcast, d->mac, d->ip, zero, hop);
 		pxe_tx_frame(d, n);
 		uint64_t end = now_us() + 1000000;
-		struct nb_udp4 u;
+		struct nb_udp u;
 		while (now_us() < end && !arp_lookup(d, hop, mac)) {
 			bool any;
 			pxe_rx_one(d, 0, &u, &any);
@@ -215,9 +236,11 @@ static EFI_STATUS pxe_resolve(struct pxe_dev *d, const uint8_t ip[4], uint8_t ma
 	return arp_lookup(d, hop, mac) ? EFI_SUCCESS : EFI_NO_MAPPING;
 }
 
-static EFI_STATUS pxe_udp_send(struct pxe_dev *d, const uint8_t dip[4], uint16_t sport, uint16_t dport,
+static EFI_STATUS pxe_udp_send(struct pxe_dev *d, const uint8_t *dip, uint16_t sport, uint16_t dport,
 			       const void *data, uint32_t len)
 {
+	if (d->v6.on)
+		return fw_pxe6_udp_send(&d->v6, dip, sport, dport, data, len);
 	uint8_t dmac[6];
 	EFI_STATUS s = pxe_resolve(d, dip, dmac);
 	if (EFI_ERROR(s))
@@ -315,7 +338,7 @@ static EFI_STATUS pxe_dhcp(struct pxe_dev *d)
 			m->DhcpDiscoverValid = 1;
 		}
 		uint64_t resend = now_us() + PXE_DHCP_RESEND_US;
-		struct nb_udp4 u;
+		struct nb_udp u;
 		while (!have_offer && pxe_wait_udp(d, DHCP_CLIENT_PORT, resend < end ? resend : end, &u))
 			have_offer = !nb_dhcp4_parse(u.data, u.len, rq.xid, d->mac, &offer) && offer.type == DHCP_OFFER &&
 				     offer.has_server_id;
@@ -331,7 +354,7 @@ static EFI_STATUS pxe_dhcp(struct pxe_dev *d)
 		uint32_t n = nb_dhcp4_build(msg, sizeof(msg), &rq);
 		pxe_udp_send(d, ip_bcast, DHCP_CLIENT_PORT, DHCP_SERVER_PORT, msg, n);
 		uint64_t until = now_us() + PXE_ACK_TIMEOUT_US;
-		struct nb_udp4 u;
+		struct nb_udp u;
 		while (pxe_wait_udp(d, DHCP_CLIENT_PORT, until, &u)) {
 			if (nb_dhcp4_parse(u.data, u.len, rq.xid, d->mac, &r) ||
 			    (r.has_server_id && efi_memcmp(r.server_id, offer.server_id, 4)))
@@ -366,6 +389,20 @@ static EFI_STATUS pxe_dhcp(struct pxe_dev *d)
 	return EFI_TIMEOUT;
 }
 
+/* DHCP in the protocol the adapter was started with. */
+static EFI_STATUS pxe_dhcp_any(struct pxe_dev *d)
+{
+	if (!d->v6.on)
+		return pxe_dhcp(d);
+	EFI_STATUS s = fw_pxe6_dhcp(&d->v6, d->mode);
+	d->configured = d->v6.configured;
+	if (!EFI_ERROR(s)) {
+		efi_memcpy(d->server, d->v6.server, 16);
+		efi_memcpy(d->bootfile, d->v6.bootfile, sizeof(d->bootfile));
+	}
+	return s;
+}
+
 /* ---- TFTP ---- */
 EFI_STATUS fw_net_sink_put(struct fw_net_sink *k, const uint8_t *data, uint32_t len)
 {
@@ -394,13 +431,13 @@ EFI_STATUS fw_net_sink_put(struct fw_net_sink *k, const uint8_t *data, uint32_t 
 	return EFI_SUCCESS;
 }
 
-static EFI_STATUS pxe_tftp_get(struct pxe_dev *d, const uint8_t server[4], const char *file, struct fw_net_sink *k,
+static EFI_STATUS pxe_tftp_get(struct pxe_dev *d, const uint8_t *server, const char *file, struct fw_net_sink *k,
 			       UINTN *blksize_io)
 {
 	static uint8_t msg[600];
 	uint16_t lport = fw_pxe_local_port(d), sport = 0;
-	uint32_t blksize = blksize_io && *blksize_io >= 512 && *blksize_io <= PXE_TFTP_BLKSIZE ? (uint32_t)*blksize_io
-											  : PXE_TFTP_BLKSIZE;
+	uint32_t most = PXE_TFTP_BLKSIZE - (d->v6.on ? 20 : 0); /* IPv6's header is 20 bytes longer */
+	uint32_t blksize = blksize_io && *blksize_io >= 512 && *blksize_io <= most ? (uint32_t)*blksize_io : most;
 	uint32_t n = nb_tftp_rrq(msg, sizeof(msg), file, blksize, true);
 	if (!n) {
 		pxe_fail("TFTP: the file name \"%s\" is too long", file);
@@ -414,16 +451,16 @@ static EFI_STATUS pxe_tftp_get(struct pxe_dev *d, const uint8_t server[4], const
 	EFI_STATUS keep = EFI_SUCCESS;
 	bool started = false;
 	if (EFI_ERROR(pxe_udp_send(d, server, lport, TFTP_PORT, msg, n))) {
-		pxe_fail("TFTP: the server %u.%u.%u.%u does not answer ARP", server[0], server[1], server[2], server[3]);
+		pxe_fail("TFTP: the server %s does not answer %s", pxe_addr_text(d, server),
+			 d->v6.on ? "neighbour solicitations" : "ARP");
 		return EFI_NO_RESPONSE;
 	}
 	for (;;) {
-		struct nb_udp4 u;
+		struct nb_udp u;
 		if (!pxe_wait_udp(d, lport, now_us() + PXE_TFTP_TIMEOUT_US, &u)) {
 			if (++tries > PXE_TFTP_RETRIES) {
 				if (!started)
-					pxe_fail("TFTP: no answer from %u.%u.%u.%u for %s", server[0], server[1], server[2],
-						 server[3], file);
+					pxe_fail("TFTP: no answer from %s for %s", pxe_addr_text(d, server), file);
 				else
 					pxe_fail("TFTP: %s: timed out after block %u", file, last);
 				return EFI_TIMEOUT;
@@ -431,7 +468,7 @@ static EFI_STATUS pxe_tftp_get(struct pxe_dev *d, const uint8_t server[4], const
 			pxe_udp_send(d, server, lport, started ? sport : TFTP_PORT, resend, ack_len);
 			continue;
 		}
-		if (efi_memcmp(u.sip, server, 4) || (started && u.sport != sport))
+		if (efi_memcmp(u.sip, server, pxe_alen(d)) || (started && u.sport != sport))
 			continue; /* another peer: not our transfer */
 		struct nb_tftp t;
 		if (nb_tftp_parse(u.data, u.len, &t))
@@ -521,11 +558,14 @@ static EFI_STATUS EFIAPI pxe_start(EFI_PXE_BASE_CODE_PROTOCOL *this, BOOLEAN ipv
 	struct pxe_dev *d = pxe_of(this);
 	if (d->mode->Started)
 		return EFI_ALREADY_STARTED;
-	if (ipv6)
-		return EFI_UNSUPPORTED;
 	EFI_STATUS s = pxe_link_up(d);
+	if (!EFI_ERROR(s) && ipv6)
+		s = fw_pxe6_start(&d->v6);
 	if (EFI_ERROR(s))
 		return s;
+	if (ipv6 || d->mode->UsingIpv6)
+		d->configured = false; /* another protocol's (or another start's) IPv6 address is not ours now */
+	d->mode->UsingIpv6 = ipv6 ? 1 : 0;
 	d->mode->Started = 1;
 	return EFI_SUCCESS;
 }
@@ -537,6 +577,7 @@ static EFI_STATUS EFIAPI pxe_stop(EFI_PXE_BASE_CODE_PROTOCOL *this)
 	if (!pxe_of(this)->mode->Started)
 		return EFI_NOT_STARTED;
 	pxe_of(this)->mode->Started = 0;
+	pxe_of(this)->v6.on = false;
 	return EFI_SUCCESS;
 }
 
@@ -546,7 +587,7 @@ static EFI_STATUS EFIAPI pxe_dhcp_call(EFI_PXE_BASE_CODE_PROTOCOL *this, BOOLEAN
 		return EFI_INVALID_PARAMETER;
 	if (!pxe_of(this)->mode->Started)
 		return EFI_NOT_STARTED;
-	return pxe_dhcp(pxe_of(this));
+	return pxe_dhcp_any(pxe_of(this));
 }
 
 static EFI_STATUS EFIAPI pxe_discover(EFI_PXE_BASE_CODE_PROTOCOL *this, uint16_t type, uint16_t *layer, BOOLEAN bis,
@@ -579,7 +620,7 @@ static EFI_STATUS EFIAPI pxe_mtftp(EFI_PXE_BASE_CODE_PROTOCOL *this, EFI_PXE_BAS
 	switch (op) {
 	case EFI_PXE_BASE_CODE_TFTP_GET_FILE_SIZE:
 		sink.size_only = true;
-		s = pxe_tftp_get(d, server->v4, file, &sink, blksize);
+		s = pxe_tftp_get(d, server->v6, file, &sink, blksize);
 		if (EFI_ERROR(s) && s != EFI_BUFFER_TOO_SMALL)
 			return s;
 		*size = sink.has_tsize ? sink.tsize : sink.got;
@@ -589,7 +630,7 @@ static EFI_STATUS EFIAPI pxe_mtftp(EFI_PXE_BASE_CODE_PROTOCOL *this, EFI_PXE_BAS
 			return EFI_INVALID_PARAMETER;
 		sink.buf = dont_use_buffer ? NULL : buf;
 		sink.cap = dont_use_buffer ? 0 : *size;
-		s = pxe_tftp_get(d, server->v4, file, &sink, blksize);
+		s = pxe_tftp_get(d, server->v6, file, &sink, blksize);
 		if (s == EFI_BUFFER_TOO_SMALL || (!EFI_ERROR(s) && dont_use_buffer)) {
 			*size = sink.got;
 			return dont_use_buffer ? EFI_SUCCESS : EFI_BUFFER_TOO_SMALL;
@@ -612,7 +653,7 @@ static EFI_STATUS EFIAPI pxe_udp_write(EFI_PXE_BASE_CODE_PROTOCOL *this, uint16_
 	if (!d->mode->Started)
 		return EFI_NOT_STARTED;
 	UINTN hl = hsize ? *hsize : 0;
-	if (hl + *size > 1472)
+	if (hl + *size > 1472u - (d->v6.on ? 20u : 0u)) /* one 1500-byte packet: IPv6's header is 20 bytes longer */
 		return EFI_BAD_BUFFER_SIZE;
 	static uint8_t payload[1472];
 	if (hl)
@@ -621,7 +662,7 @@ static EFI_STATUS EFIAPI pxe_udp_write(EFI_PXE_BASE_CODE_PROTOCOL *this, uint16_
 	uint16_t from = sport && *sport ? *sport : (uint16_t)(49152 + (d->port_next++ % 16000));
 	if (sport)
 		*sport = from;
-	return pxe_udp_send(d, dip->v4, from, *dport, payload, (uint32_t)(hl + *size));
+	return pxe_udp_send(d, dip->v6, from, *dport, payload, (uint32_t)(hl + *size));
 }
 
 #define PXE_OPFLAGS_ANY_SRC_IP 0x0001u
@@ -642,14 +683,14 @@ static EFI_STATUS EFIAPI pxe_udp_read(EFI_PXE_BASE_CODE_PROTOCOL *this, uint16_t
 		return EFI_INVALID_PARAMETER;
 	/* One poll pass: UdpRead returns EFI_TIMEOUT when nothing for it is waiting (callers loop). */
 	for (;;) {
-		struct nb_udp4 u;
+		struct nb_udp u;
 		bool any;
 		bool hit = pxe_rx_one(d, (flags & PXE_OPFLAGS_ANY_DEST_PORT) ? 0 : *dport, &u, &any);
 		if (!any)
 			return EFI_TIMEOUT;
 		if (!hit)
 			continue;
-		if (!(flags & PXE_OPFLAGS_ANY_SRC_IP) && sip && efi_memcmp(u.sip, sip->v4, 4))
+		if (!(flags & PXE_OPFLAGS_ANY_SRC_IP) && sip && efi_memcmp(u.sip, sip->v6, pxe_alen(d)))
 			continue;
 		if (!(flags & PXE_OPFLAGS_ANY_SRC_PORT) && sport && u.sport != *sport)
 			continue;
@@ -665,11 +706,11 @@ static EFI_STATUS EFIAPI pxe_udp_read(EFI_PXE_BASE_CODE_PROTOCOL *this, uint16_t
 		efi_memcpy(buf, u.data + hl, u.len - hl);
 		*size = u.len - hl;
 		if (sip && (flags & PXE_OPFLAGS_ANY_SRC_IP))
-			efi_memcpy(sip->v4, u.sip, 4);
+			efi_memcpy(sip->v6, u.sip, pxe_alen(d));
 		if (sport && (flags & PXE_OPFLAGS_ANY_SRC_PORT))
 			*sport = u.sport;
 		if (dip && (flags & PXE_OPFLAGS_ANY_DEST_IP))
-			efi_memcpy(dip->v4, u.dip, 4);
+			efi_memcpy(dip->v6, u.dip, pxe_alen(d));
 		if (dport && (flags & PXE_OPFLAGS_ANY_DEST_PORT))
 			*dport = u.dport;
 		return EFI_SUCCESS;
@@ -695,6 +736,8 @@ static EFI_STATUS EFIAPI pxe_arp(EFI_PXE_BASE_CODE_PROTOCOL *this, EFI_IP_ADDRES
 		return EFI_NOT_STARTED;
 	if (!d->configured)
 		return EFI_NO_MAPPING;
+	if (d->v6.on)
+		return EFI_UNSUPPORTED; /* ARP is IPv4's: IPv6 neighbours are resolved as packets go */
 	uint8_t m[6];
 	EFI_STATUS s = pxe_resolve(d, ip->v4, m);
 	if (!EFI_ERROR(s) && mac) {
@@ -731,6 +774,15 @@ static EFI_STATUS EFIAPI pxe_set_station_ip(EFI_PXE_BASE_CODE_PROTOCOL *this, EF
 	EFI_STATUS s = pxe_enter(this, &d);
 	if (EFI_ERROR(s))
 		return s;
+	if (d->v6.on) {
+		/* IPv6: the address only (a prefix comes from the router's advertisement) */
+		if (ip) {
+			efi_memcpy(d->v6.ip, ip->v6, 16);
+			d->v6.configured = d->configured = true;
+			d->mode->StationIp = *ip;
+		}
+		return EFI_SUCCESS;
+	}
 	if (ip) {
 		efi_memcpy(d->ip, ip->v4, 4);
 		d->configured = true;
@@ -791,11 +843,14 @@ static EFI_STATUS EFIAPI pxe_load_file(EFI_LOAD_FILE_PROTOCOL *this, EFI_DEVICE_
 	if (!d->file) {
 		/* First call: DHCP, then the whole file (one download serves both calls). */
 		pxe_why[0] = 0;
-		if (!d->mode->Started && EFI_ERROR(pxe_start(&d->pxe, 0))) {
+		bool v6 = fw_pxe6_preferred();
+		if (d->mode->Started && d->v6.on != v6)
+			pxe_stop(&d->pxe); /* started by a loader in the other protocol: ours is the preferred one */
+		if (!d->mode->Started && EFI_ERROR(pxe_start(&d->pxe, v6))) {
 			pxe_fail("the network adapter could not be started");
 			return EFI_DEVICE_ERROR;
 		}
-		EFI_STATUS s = pxe_dhcp(d);
+		EFI_STATUS s = pxe_dhcp_any(d);
 		if (EFI_ERROR(s))
 			return s;
 		if (!d->bootfile[0]) {
@@ -806,10 +861,11 @@ static EFI_STATUS EFIAPI pxe_load_file(EFI_LOAD_FILE_PROTOCOL *this, EFI_DEVICE_
 		if (fw_http_is_url(d->bootfile)) {
 			/* HTTP boot: the DHCP answer gave a URL */
 			fw_host_event(FW_EV_LOG, "network boot: HTTP %s", d->bootfile);
-			s = fw_http_get(d, d->bootfile, &sink);
+			s = d->v6.on ? EFI_UNSUPPORTED : fw_http_get(d, d->bootfile, &sink);
+			if (d->v6.on)
+				pxe_fail("HTTP boot over IPv6 is not supported: %s", d->bootfile);
 		} else {
-			fw_host_event(FW_EV_LOG, "network boot: TFTP %u.%u.%u.%u %s", d->server[0], d->server[1],
-				      d->server[2], d->server[3], d->bootfile);
+			fw_host_event(FW_EV_LOG, "network boot: TFTP %s %s", pxe_addr_text(d, d->server), d->bootfile);
 			s = pxe_tftp_get(d, d->server, d->bootfile, &sink, NULL);
 		}
 		if (EFI_ERROR(s)) {
@@ -851,6 +907,10 @@ uint32_t fw_pxe_init(void)
 		d->snp = nd->snp;
 		d->mode = m;
 		efi_memcpy(d->mac, nd->mac, 6);
+		d->v6.snp = nd->snp;
+		d->v6.nr = nd->nr;
+		efi_memcpy(d->v6.mac, nd->mac, 6);
+		m->Ipv6Available = m->Ipv6Supported = 1;
 		m->AutoArp = 1;
 		m->TTL = 64;
 		d->pxe = (EFI_PXE_BASE_CODE_PROTOCOL){

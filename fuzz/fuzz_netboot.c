@@ -1,10 +1,12 @@
-/* libFuzzer target for the firmware's network boot parsers (guestlib/netboot_wire.c): every frame and
- * datagram they take comes from the network.
+/* libFuzzer target for the firmware's network boot parsers (guestlib/netboot_wire.c and
+ * netboot6_wire.c): every frame and datagram they take comes from the network.
  *
  * Input: a selector byte, then the bytes: 0 an Ethernet frame for the UDP and ARP parsers, 1 a DHCP
- * reply (xid 0x01020304, the MAC below), 2 a TFTP message, 3 an Ethernet frame for the TCP parser, 4
- * an HTTP response header and (as a string) a boot-file URL. Nothing may be read outside the input,
- * and what the parsers hand back must lie inside it. */
+ * reply (xid 0x01020304, the MAC below), 2 a TFTP message, 3 an Ethernet frame for the IPv6 UDP and
+ * neighbour-discovery parsers, 4 a DHCPv6 reply (xid 0x020304, the UUID below) and its boot-file URL,
+ * 5 an IPv6 address and a tftp:// URL as text, 6 an Ethernet frame for the TCP parser, 7 an HTTP
+ * response header and (as a string) an http:// boot-file URL. Nothing may be read outside the input,
+ * and what the parsers hand back must lie inside it (strings NUL-terminated within their arrays). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,9 +28,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!p)
 		return 0;
 	memcpy(p, data + 1, n);
-	switch (sel % 5) {
+	switch (sel % 8) {
 	case 0: {
-		struct nb_udp4 u;
+		struct nb_udp u;
 		struct nb_arp a;
 		if (!nb_udp4_parse(p, (uint32_t)n, &u) && (u.data < p || u.data + u.len > p + n))
 			abort();
@@ -44,12 +46,53 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	}
 	case 3: {
+		struct nb_udp u;
+		struct nb_nd nd;
+		if (!nb_udp6_parse(p, (uint32_t)n, &u) && (u.data < p || u.data + u.len > p + n))
+			abort();
+		if (!nb_nd_parse(p, (uint32_t)n, &nd) && nd.has_prefix && nd.prefix_len > 128)
+			abort();
+		break;
+	}
+	case 4: {
+		static const uint8_t uuid[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+		struct nb_dhcp6_reply r;
+		if (!nb_dhcp6_parse(p, (uint32_t)n, 0x020304, uuid, &r)) {
+			if (strnlen(r.bootfile_url, sizeof(r.bootfile_url)) == sizeof(r.bootfile_url) ||
+			    r.server_id_len > NB_DUID_MAX)
+				abort();
+			uint8_t a[16];
+			char path[NB_BOOTFILE_MAX];
+			if (!nb_tftp6_url(r.bootfile_url, a, path, sizeof(path)) && strnlen(path, sizeof(path)) == sizeof(path))
+				abort();
+		}
+		break;
+	}
+	case 5: {
+		uint8_t a[16];
+		char text[48], path[32], *url = malloc(n + 1);
+		if (!url)
+			break;
+		memcpy(url, p, n);
+		url[n] = 0;
+		if (!nb_ip6_parse((const char *)p, (uint32_t)n, a)) {
+			nb_ip6_text(text, a); /* the text form parses back to the same address */
+			uint8_t b[16];
+			if (nb_ip6_parse(text, (uint32_t)strlen(text), b) || memcmp(a, b, 16))
+				abort();
+		}
+		if (!nb_tftp6_url(url, a, path, sizeof(path)) && strnlen(path, sizeof(path)) == sizeof(path))
+			abort();
+		free(url);
+		break;
+	}
+	case 6: {
 		struct nb_tcp4 t;
 		if (!nb_tcp4_parse(p, (uint32_t)n, &t) && (t.data < p || t.data + t.len > p + n))
 			abort();
 		break;
 	}
-	case 4: {
+	case 7: {
 		struct nb_http_resp r;
 		if (!nb_http_resp_parse(p, (uint32_t)n, &r) && (r.header_len > n || strnlen(r.reason, sizeof(r.reason)) ==
 									    sizeof(r.reason)))

@@ -125,7 +125,7 @@ static int ip4_payload(const uint8_t *f, uint32_t len, uint8_t proto, uint32_t m
 	return 0;
 }
 
-int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp4 *u)
+int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp *u)
 {
 	const uint8_t *udp, *ip = f + ETH_HLEN;
 	uint32_t room;
@@ -136,15 +136,21 @@ int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp4 *u)
 		return -1;
 	if (nb_be16(udp + 6) && nb_csum(udp, ulen, pseudo_sum(ip + 12, ip + 16, IP_PROTO_UDP, ulen)))
 		return -1;
+	nb_udp_fill(u, f, ip + 12, ip + 16, 4, udp, ulen);
+	return 0;
+}
+
+void nb_udp_fill(struct nb_udp *u, const uint8_t *f, const uint8_t *sip, const uint8_t *dip, uint32_t alen,
+		 const uint8_t *udp, uint32_t ulen)
+{
 	efi_memcpy(u->dmac, f, 6);
 	efi_memcpy(u->smac, f + 6, 6);
-	efi_memcpy(u->sip, ip + 12, 4);
-	efi_memcpy(u->dip, ip + 16, 4);
+	efi_memcpy(u->sip, sip, alen);
+	efi_memcpy(u->dip, dip, alen);
 	u->sport = nb_be16(udp);
 	u->dport = nb_be16(udp + 2);
 	u->data = udp + sizeof(struct udp_hdr);
 	u->len = ulen - (uint32_t)sizeof(struct udp_hdr);
-	return 0;
 }
 
 uint32_t nb_tcp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6], const uint8_t sip[4],

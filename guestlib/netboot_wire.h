@@ -2,7 +2,8 @@
  * tests and fuzzers): building and parsing Ethernet/IPv4/UDP frames, ARP, DHCPv4 with the PXE
  * options, and TFTP with the blksize/tsize options. Every parser takes bytes from the network:
  * lengths are checked before every read, nothing is trusted (a field that does not fit is an error or
- * is ignored, never a read past len). Wire formats: include/gen2vm/proto/net_ip.h. */
+ * is ignored, never a read past len). Wire formats: include/gen2vm/proto/net_ip.h. The IPv6 half
+ * (ICMPv6 neighbour discovery, DHCPv6, boot-file URLs) is netboot6_wire.c. */
 #ifndef GEN2VM_GUESTLIB_NETBOOT_WIRE_H
 #define GEN2VM_GUESTLIB_NETBOOT_WIRE_H
 
@@ -24,15 +25,20 @@ uint32_t nb_udp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const 
 		       const uint8_t dip[4], uint16_t sport, uint16_t dport, const void *payload, uint32_t len,
 		       uint16_t ip_id);
 
-struct nb_udp4 {
+/* A received UDP datagram, over IPv4 or IPv6. */
+struct nb_udp {
 	uint8_t smac[6], dmac[6];
-	uint8_t sip[4], dip[4];
+	uint8_t sip[16], dip[16]; /* IPv4: the first 4 bytes */
 	uint16_t sport, dport;
 	const uint8_t *data; /* inside the frame */
 	uint32_t len;
 };
 /* An IPv4 UDP frame: header checksum, lengths, no fragment, UDP checksum when not zero. 0 or -1. */
-int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp4 *u);
+int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp *u);
+/* *u from a checked frame: its MACs, addresses (alen bytes each), and the UDP header and payload at
+ * udp (ulen bytes with the header, ulen >= 8). For the IPv4 and IPv6 parsers. */
+void nb_udp_fill(struct nb_udp *u, const uint8_t *f, const uint8_t *sip, const uint8_t *dip, uint32_t alen,
+		 const uint8_t *udp, uint32_t ulen);
 
 /* A TCP segment over IPv4: the fields we send or received. */
 struct nb_tcp4_seg {
@@ -136,5 +142,92 @@ struct nb_tftp {
 };
 /* 0 or -1 (unknown opcode, truncated, an OACK option value that is not a number). */
 int nb_tftp_parse(const uint8_t *p, uint32_t len, struct nb_tftp *t);
+
+/* ---- IPv6 (netboot6_wire.c) ---- */
+
+/* An Ethernet/IPv6 frame carrying an upper-layer message (proto IP_PROTO_UDP: payload after a UDP
+ * header built here; IP_PROTO_ICMPV6: payload is the whole ICMPv6 message, its checksum field
+ * filled here). Hop limit 255 (what ND requires; harmless elsewhere on a link). Returns the frame
+ * length, 0 when it does not fit. */
+uint32_t nb_udp6_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6],
+		       const uint8_t sip[16], const uint8_t dip[16], uint16_t sport, uint16_t dport,
+		       const void *payload, uint32_t len);
+uint32_t nb_icmp6_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6],
+			const uint8_t sip[16], const uint8_t dip[16], const void *msg, uint32_t len);
+/* An IPv6 UDP frame with no extension headers: lengths, and the UDP checksum, which IPv6 makes
+ * mandatory (a zero checksum is refused). 0 or -1. */
+int nb_udp6_parse(const uint8_t *f, uint32_t len, struct nb_udp *u);
+
+/* The link-local address fe80::/64 with the modified EUI-64 interface identifier of mac (RFC 4291
+ * appendix A), the solicited-node multicast address of ip (ff02::1:ffXX:XXXX) and the Ethernet
+ * address of an IPv6 multicast address (33:33 and its last 4 bytes). */
+void nb_ip6_linklocal(uint8_t out[16], const uint8_t mac[6]);
+void nb_ip6_solicited(uint8_t out[16], const uint8_t ip[16]);
+void nb_ip6_mcast_mac(uint8_t out[6], const uint8_t ip[16]);
+bool nb_ip6_is_linklocal(const uint8_t ip[16]);
+bool nb_ip6_is_mcast(const uint8_t ip[16]);
+/* ip as text (RFC 5952: lower case, the longest run of zero groups as ::), NUL-terminated. */
+void nb_ip6_text(char out[48], const uint8_t ip[16]);
+
+/* An ICMPv6 neighbour-discovery message in an IPv6 frame: the ICMPv6 checksum is checked, hop limit
+ * must be 255 and code 0 (RFC 4861 6.1.1, 7.1.1); every option length is checked against the
+ * message. */
+struct nb_nd {
+	uint8_t type;            /* ICMPV6_NEIGH_SOLICIT, _ADVERT, ICMPV6_ROUTER_ADVERT */
+	uint8_t sip[16], dip[16], smac[6];
+	uint8_t target[16];      /* NS, NA */
+	uint8_t na_flags;        /* NA */
+	uint8_t lladdr[6];       /* the source (NS, RA) or target (NA) link-layer address option */
+	bool has_lladdr;
+	uint16_t router_lifetime;/* RA, seconds: 0 means not a default router */
+	bool has_prefix;         /* RA: the first prefix with the on-link or autonomous flag */
+	uint8_t prefix[16], prefix_len, prefix_flags;
+};
+/* 0, or -1 for a frame that is not an acceptable NS, NA or RA. */
+int nb_nd_parse(const uint8_t *f, uint32_t len, struct nb_nd *nd);
+/* The ICMPv6 body (from the type byte, checksum 0: nb_icmp6_build fills it) of a neighbour
+ * solicitation for target, a neighbour advertisement for target (flags ND_NA_*), or a router
+ * solicitation, each with our link-layer address option. Returns its length, 0 when cap is short. */
+uint32_t nb_nd_ns(uint8_t *out, uint32_t cap, const uint8_t target[16], const uint8_t mac[6]);
+uint32_t nb_nd_na(uint8_t *out, uint32_t cap, const uint8_t target[16], uint8_t flags, const uint8_t mac[6]);
+uint32_t nb_nd_rs(uint8_t *out, uint32_t cap, const uint8_t mac[6]);
+
+/* DHCPv6 client messages (RFC 8415) as a PXE client sends them: client DUID-UUID (RFC 6355), one
+ * IA_NA, elapsed time, the option request for the boot-file URL and parameters (RFC 5970), client
+ * architecture x64 UEFI (option 61), network interface identifier (62) and the PXE vendor class. */
+#define NB_DUID_MAX 130u  /* RFC 8415 11.1: a DUID is at most 128 bytes (and its 2-byte type) */
+struct nb_dhcp6_req {
+	uint8_t type;        /* DHCP6_SOLICIT or DHCP6_REQUEST */
+	uint32_t xid;        /* 24 bits */
+	uint16_t elapsed;    /* hundredths of a second */
+	uint8_t uuid[16];    /* the client DUID's UUID */
+	uint32_t iaid;
+	uint8_t server_id[NB_DUID_MAX]; /* DHCP6_REQUEST: the chosen server's DUID */
+	uint16_t server_id_len;
+	uint8_t addr[16];    /* DHCP6_REQUEST: the advertised address */
+	bool has_addr;
+};
+uint32_t nb_dhcp6_build(uint8_t *out, uint32_t cap, const struct nb_dhcp6_req *r);
+
+struct nb_dhcp6_reply {
+	uint8_t type;        /* DHCP6_ADVERTISE or DHCP6_REPLY */
+	uint8_t server_id[NB_DUID_MAX];
+	uint16_t server_id_len;
+	uint8_t addr[16];    /* the first IAADDR of our IA_NA */
+	bool has_addr;
+	uint16_t status;     /* the top-level status code, else the IA_NA's, else 0 (success) */
+	uint8_t preference;  /* option 7, 0 when absent */
+	char bootfile_url[NB_BOOTFILE_MAX]; /* option 59, NUL-terminated, "" when none */
+	bool url_too_long;
+};
+/* An Advertise or Reply for our xid and our client DUID (uuid). Every option's length is checked
+ * against its container. 0 or -1. */
+int nb_dhcp6_parse(const uint8_t *p, uint32_t len, uint32_t xid, const uint8_t uuid[16], struct nb_dhcp6_reply *r);
+
+/* A boot-file URL "tftp://[ipv6]/path" (or "tftp://[ipv6]:69/path"): the server's address and the
+ * path without its leading '/' (what TFTP asks for; "tftp://[a]//abs" keeps "/abs"). 0 or -1 (not
+ * tftp, not a bracketed IPv6 literal, another port, an empty or too long path). */
+int nb_tftp6_url(const char *url, uint8_t server[16], char *path, uint32_t cap);
+int nb_ip6_parse(const char *s, uint32_t len, uint8_t out[16]);
 
 #endif

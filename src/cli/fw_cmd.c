@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli/exit.h"
 #include "gen2vm/proto/fw_var.h"
@@ -21,7 +22,7 @@ static const char fw_usage[] =
 	"usage: gen2vm firmware show --nvram FILE [--json] [--variables]\n"
 	"       gen2vm firmware set --nvram FILE [--first-boot-device dvd|disk:C:L|file:N|nic[:N]]\n"
 	"                           [--boot-order XXXX,XXXX,...] [--pause-after-boot-failure on|off]\n"
-	"                           [--timeout S]\n"
+	"                           [--timeout S] [--network-boot-preferred-protocol ipv4|ipv6]\n"
 	"       gen2vm firmware set --nvram FILE [--secure-boot on|off] [--secure-boot-template NAME]\n"
 	"                           [--secure-boot-keys PK|KEK|db|dbx=FILE]...\n"
 	"       gen2vm firmware reset --nvram FILE\n"
@@ -31,7 +32,8 @@ static const char fw_usage[] =
 	"uses (and creates). Device entries (one per SCSI disk and DVD drive, and one per network adapter)\n"
 	"are made by gen2vm when a device is added; file entries are made by the guest (efibootmgr,\n"
 	"installers) and are kept.\n"
-	"  show                        boot entries in boot order, Timeout, BootNext, PauseAfterBootFailure\n"
+	"  show                        boot entries in boot order, Timeout, BootNext, PauseAfterBootFailure,\n"
+	"                              NetworkBootPreferredProtocol\n"
 	"  --variables                 also every stored (non-volatile) variable\n"
 	"  --first-boot-device dvd     the first DVD drive boots first (disk:C:L a disk at controller C,\n"
 	"                              LUN L; file:N the N-th file entry; nic[:N] network adapter N's\n"
@@ -44,6 +46,9 @@ static const char fw_usage[] =
 	"                              Esc or F2 (its boot menu; 65535: until a key). 0, the default:\n"
 	"                              1.5 s while a VNC or web console viewer watches, else no wait\n"
 	"                              (a key typed ahead still opens the menu)\n"
+	"  --network-boot-preferred-protocol ipv4|ipv6\n"
+	"                              what the \"EFI Network\" entries speak: DHCPv4 and TFTP (the\n"
+	"                              default), or DHCPv6 (SLAAC/RA, boot-file URL) and TFTP over IPv6\n"
 	"  --secure-boot on|off        verify every boot loader and driver against the template's keys\n"
 	"  --secure-boot-template NAME Hyper-V's templates: MicrosoftWindows (Windows only, the default),\n"
 	"                              MicrosoftUEFICertificateAuthority (also shim-signed Linux),\n"
@@ -258,6 +263,7 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 		snprintf(next, sizeof(next), "%04X", l->next);
 		json_object_object_add(j, "boot_next", l->has_next ? json_object_new_string(next) : NULL);
 		json_object_object_add(j, "pause_after_boot_failure", json_object_new_boolean(l->pause_after_failure == 1));
+		json_object_object_add(j, "network_boot_preferred_protocol", json_object_new_string(l->net_ipv6 ? "ipv6" : "ipv4"));
 		fw_show_secure_boot(nv, j);
 		if (vars) {
 			json_object *va = json_object_new_array();
@@ -284,6 +290,7 @@ static int fw_show(struct nvram *nv, const char *path, bool json, bool vars)
 		if (l->has_next)
 			printf("BootNext: %04X\n", l->next);
 		printf("PauseAfterBootFailure: %s\n", l->pause_after_failure == 1 ? "on" : "off");
+		printf("NetworkBootPreferredProtocol: %s\n", l->net_ipv6 ? "IPv6" : "IPv4");
 		fw_show_secure_boot(nv, NULL);
 		if (vars)
 			fw_show_variables(nv, NULL);
@@ -321,7 +328,8 @@ int cli_firmware_main(int argc, char **argv)
 			text_show(sub));
 		return CLI_EXIT_USAGE;
 	}
-	enum { O_NVRAM = 256, O_JSON, O_FIRST, O_ORDER, O_PAUSE, O_TIMEOUT, O_HELP, O_VARS, O_SB, O_SB_TEMPLATE, O_SB_KEYS };
+	enum { O_NVRAM = 256, O_JSON, O_FIRST, O_ORDER, O_PAUSE, O_TIMEOUT, O_HELP, O_VARS, O_SB, O_SB_TEMPLATE, O_SB_KEYS,
+	       O_NETPROTO };
 	static const struct option opts[] = {
 		{ "nvram", required_argument, NULL, O_NVRAM },
 		{ "json", no_argument, NULL, O_JSON },
@@ -334,10 +342,11 @@ int cli_firmware_main(int argc, char **argv)
 		{ "secure-boot", required_argument, NULL, O_SB },
 		{ "secure-boot-template", required_argument, NULL, O_SB_TEMPLATE },
 		{ "secure-boot-keys", required_argument, NULL, O_SB_KEYS },
+		{ "network-boot-preferred-protocol", required_argument, NULL, O_NETPROTO },
 		{ 0 },
 	};
 	const char *path = NULL, *first = NULL, *order = NULL, *pause = NULL, *timeout = NULL;
-	const char *sb_on = NULL, *sb_template = NULL;
+	const char *sb_on = NULL, *sb_template = NULL, *netproto = NULL;
 	char *sb_keys[4];
 	unsigned nsb_keys = 0;
 	bool json = false, vars = false;
@@ -355,6 +364,7 @@ int cli_firmware_main(int argc, char **argv)
 		case O_TIMEOUT: timeout = optarg; break;
 		case O_SB: sb_on = optarg; break;
 		case O_SB_TEMPLATE: sb_template = optarg; break;
+		case O_NETPROTO: netproto = optarg; break;
 		case O_SB_KEYS:
 			if (nsb_keys == 4) {
 				fprintf(stderr, "gen2vm firmware set: --secure-boot-keys: at most one each of PK, KEK, db and dbx\n");
@@ -383,13 +393,14 @@ int cli_firmware_main(int argc, char **argv)
 	}
 	bool is_set = !strcmp(sub, "set");
 	bool sb_set = sb_on || sb_template || nsb_keys;
-	if ((!is_set && (first || order || pause || timeout || sb_set)) || (strcmp(sub, "show") && (json || vars))) {
+	if ((!is_set && (first || order || pause || timeout || sb_set || netproto)) || (strcmp(sub, "show") && (json || vars))) {
 		fprintf(stderr, "gen2vm firmware %s: option not valid here (see gen2vm firmware --help)\n", sub);
 		return CLI_EXIT_USAGE;
 	}
-	if (is_set && !first && !order && !pause && !timeout && !sb_set) {
+	if (is_set && !first && !order && !pause && !timeout && !sb_set && !netproto) {
 		fprintf(stderr, "gen2vm firmware set: nothing to set: give --first-boot-device, --boot-order, "
-				"--pause-after-boot-failure, --timeout, --secure-boot or --secure-boot-template\n");
+				"--pause-after-boot-failure, --timeout, --network-boot-preferred-protocol, --secure-boot or "
+				"--secure-boot-template\n");
 		return CLI_EXIT_USAGE;
 	}
 	if (is_set && first && order) {
@@ -409,6 +420,11 @@ int cli_firmware_main(int argc, char **argv)
 				text_show(timeout));
 			return CLI_EXIT_USAGE;
 		}
+	}
+	if (netproto && strcasecmp(netproto, "ipv4") && strcasecmp(netproto, "ipv6")) { /* Hyper-V writes IPv4 */
+		fprintf(stderr, "gen2vm firmware set: --network-boot-preferred-protocol '%s': expected ipv4 or ipv6\n",
+			text_show(netproto));
+		return CLI_EXIT_USAGE;
 	}
 	if (sb_on && strcmp(sb_on, "on") && strcmp(sb_on, "off")) {
 		fprintf(stderr, "gen2vm firmware set: --secure-boot '%s': expected on or off\n", text_show(sb_on));
@@ -462,6 +478,8 @@ int cli_firmware_main(int argc, char **argv)
 			snprintf(err, sizeof(err), "cannot write PauseAfterBootFailure");
 		if (!r && timeout && (r = bootopt_set_timeout(nv, (uint16_t)tmo)))
 			snprintf(err, sizeof(err), "cannot write Timeout");
+		if (!r && netproto && (r = bootopt_set_net_protocol(nv, !strcasecmp(netproto, "ipv6"))))
+			snprintf(err, sizeof(err), "cannot write NetworkBootPreferredProtocol");
 		if (!r && sb_set)
 			r = fw_set_secure_boot(nv, sb_on, sb_template, sb_keys, nsb_keys, err, sizeof(err));
 		if (r) {

@@ -238,6 +238,10 @@ int bootopt_load(struct nvram *nv, struct bootopt_list *l)
 			l->pause_after_failure = v[0] ? 1 : 0;
 		free(v);
 	}
+	if ((v = nvram_get_ascii(nv, "NetworkBootPreferredProtocol", &vendor_guid, &sz, NULL))) {
+		l->net_ipv6 = sz == 1 && v[0] == 6;
+		free(v);
+	}
 	return 0;
 }
 
@@ -591,6 +595,12 @@ int bootopt_set_pause(struct nvram *nv, bool on)
 {
 	uint8_t v = on;
 	return nvram_set_ascii(nv, "PauseAfterBootFailure", &vendor_guid, BOOT_VAR_ATTR, &v, 1) ? -EIO : 0;
+}
+
+int bootopt_set_net_protocol(struct nvram *nv, bool ipv6)
+{
+	uint8_t v = ipv6 ? 6 : 4;
+	return nvram_set_ascii(nv, "NetworkBootPreferredProtocol", &vendor_guid, BOOT_VAR_ATTR, &v, 1) ? -EIO : 0;
 }
 
 /* ---- device paths as text ---- */

@@ -53,6 +53,7 @@ struct bootopt_list {
 	bool has_timeout, has_next;
 	uint16_t timeout, next;
 	int pause_after_failure; /* -1 unset, 0, 1 */
+	bool net_ipv6;           /* NetworkBootPreferredProtocol: IPv6 (else IPv4, the default) */
 };
 
 /* The controller's VMBus instance GUID bytes as storvsp offers them (src/devices/storvsp.c). */
@@ -98,6 +99,9 @@ int bootopt_set_first(struct nvram *nv, const char *which, char *err, size_t err
 int bootopt_set_timeout(struct nvram *nv, uint16_t seconds);
 /* PauseAfterBootFailure (GEN2VM_VENDOR_GUID, UINT8). 0 or -EIO. */
 int bootopt_set_pause(struct nvram *nv, bool on);
+/* NetworkBootPreferredProtocol (GEN2VM_VENDOR_GUID, UINT8 4 or 6: the IP version the firmware's
+ * network boot speaks, Hyper-V's Set-VMFirmware -NetworkBootPreferredProtocol). 0 or -EIO. */
+int bootopt_set_net_protocol(struct nvram *nv, bool ipv6);
 
 /* Device path as text into out (the UEFI text form the firmware's DevicePathToText gives: efi_dptext.h),
  * never reading past len; always NUL-terminated when cap > 0. */

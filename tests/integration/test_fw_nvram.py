@@ -135,6 +135,14 @@ def test_cli_round_trips(tmp_path):
     assert rc == 2 and nv in err and "no DVD boot entry" in err
     rc, out, err = fw("set", "--nvram", nv, "--boot-order", "0001")
     assert rc == 2 and "no boot entry 0001" in err
+    # Hyper-V's -NetworkBootPreferredProtocol: IPv4 unless set; its names in either case
+    assert show(nv)["network_boot_preferred_protocol"] == "ipv4"
+    assert fw("set", "--nvram", nv, "--network-boot-preferred-protocol", "IPv6")[0] == 0
+    assert show(nv)["network_boot_preferred_protocol"] == "ipv6"
+    rc, out, err = fw("show", "--nvram", nv)
+    assert rc == 0 and "NetworkBootPreferredProtocol: IPv6" in out
+    assert fw("set", "--nvram", nv, "--network-boot-preferred-protocol", "ipv4")[0] == 0
+    assert show(nv)["network_boot_preferred_protocol"] == "ipv4"
 
 
 def test_cli_usage_errors(tmp_path):
@@ -149,6 +157,8 @@ def test_cli_usage_errors(tmp_path):
         (["set", "--nvram", nv, "--timeout", "65536"], "expected seconds from 0 to 65535"),
         (["set", "--nvram", nv, "--timeout", "soon"], "expected seconds from 0 to 65535"),
         (["show", "--nvram", nv, "--timeout", "3"], "option not valid here"),
+        (["set", "--nvram", nv, "--network-boot-preferred-protocol", "ipv5"], "expected ipv4 or ipv6"),
+        (["show", "--nvram", nv, "--network-boot-preferred-protocol", "ipv6"], "option not valid here"),
         (["frobnicate", "--nvram", nv], "unknown command"),
         (["show", "--nvram", nv, "--bogus"], "unknown or incomplete option"),
     ]:

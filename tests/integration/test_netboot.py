@@ -161,21 +161,28 @@ def summary_of(err):
     return err[err.index("no operating system was loaded"):]
 
 
-@pytest.mark.real_guest
-@pytest.mark.xfail(strict=False, reason="not yet reliable when the nested host is loaded (issue 18; cause not found): "
-                   "GRUB stops acknowledging TFTP in the middle of the kernel (dnsmasq: failed sending vmlinuz), "
-                   "then the VM hangs or triple-faults; 6 of 9 runs passed on 2026-12-07")
-def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
+def grubnet_tftp_root(tmp_path, marker):
+    """A TFTP root with Debian's signed grubnetx64.efi, its grub.cfg (which echoes the server GRUB
+    found), the Debian kernel and an initramfs that prints marker."""
     grub = ei.fetch_efi_binaries()["grubnet_signed"]
     k = fetch_kernel()
     root = tmp_path / "tftp"
     (root / "grub").mkdir(parents=True)
     shutil.copy(grub, root / "grubnetx64.efi")
     shutil.copy(k["vmlinuz"], root / "vmlinuz")
-    make_initramfs(str(root / "initrd.img"), INIT_PRELUDE + "echo USERSPACE-OVER-PXE\npoweroff -f\n")
+    make_initramfs(str(root / "initrd.img"), INIT_PRELUDE + "echo %s\npoweroff -f\n" % marker)
     # grubnetx64's built-in prefix is /grub on the TFTP server it came from: $prefix/grub.cfg.
     (root / "grub" / "grub.cfg").write_text('echo "GRUBNET-CONFIG-FROM $net_default_server"\n'
                                             f'linux /vmlinuz {CMDLINE}\ninitrd /initrd.img\nboot\n')
+    return root
+
+
+@pytest.mark.real_guest
+@pytest.mark.xfail(strict=False, reason="not yet reliable when the nested host is loaded (issue 18; cause not found): "
+                   "GRUB stops acknowledging TFTP in the middle of the kernel (dnsmasq: failed sending vmlinuz), "
+                   "then the VM hangs or triple-faults; 6 of 9 runs passed on 2026-12-07")
+def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
+    root = grubnet_tftp_root(tmp_path, "USERSPACE-OVER-PXE")
     nvram, com1 = str(tmp_path / "vm.nvram"), tmp_path / "com1.log"
     log = tmp_path / "dnsmasq.log"
     with NetNs(tmp_path) as n:
@@ -196,7 +203,6 @@ def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
     assert rc == 0, err[-3000:]
 
 
-@pytest.mark.real_guest
 def http_server(n, root, log):
     """Python's http.server on HOST_IP:8080 in the namespace, serving root; its request log in log."""
     f = open(log, "w")
@@ -247,6 +253,7 @@ def test_http_boot_failure_in_the_boot_summary(tmp_path):
                      % (MAC_HEX, re.escape(url)), s), s
 
 
+@pytest.mark.real_guest
 def test_pxe_failures_in_the_boot_summary_then_the_next_entry(tmp_path):
     """No DHCP server: "no DHCP offer in 16 s", then the disk entry; a DHCP server whose boot file is
     missing: "TFTP: file not found". --first-boot-device nic puts the network entry first."""

@@ -246,6 +246,15 @@ static void test_set_first_and_order(void **state)
 	assert_int_equal(bootopt_set_pause(nv, false), 0);
 	assert_int_equal(bootopt_load(nv, &l), 0);
 	assert_int_equal(l.pause_after_failure, 0);
+	assert_false(l.net_ipv6); /* NetworkBootPreferredProtocol unset: IPv4 */
+	bootopt_list_free(&l);
+	assert_int_equal(bootopt_set_net_protocol(nv, true), 0);
+	assert_int_equal(bootopt_load(nv, &l), 0);
+	assert_true(l.net_ipv6);
+	bootopt_list_free(&l);
+	assert_int_equal(bootopt_set_net_protocol(nv, false), 0);
+	assert_int_equal(bootopt_load(nv, &l), 0);
+	assert_false(l.net_ipv6);
 	bootopt_list_free(&l);
 	nvram_close(nv);
 }

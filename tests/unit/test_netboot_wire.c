@@ -47,7 +47,7 @@ static void test_udp_roundtrip_and_corruption(void **state)
 		payload[i] = (uint8_t)i;
 	uint32_t n = nb_udp4_build(f, sizeof(f), srv_mac, mac, my_ip, srv_ip, 49200, 69, payload, sizeof(payload), 7);
 	assert_int_equal(n, 14 + 20 + 8 + 1472);
-	struct nb_udp4 u;
+	struct nb_udp u;
 	assert_int_equal(nb_udp4_parse(f, n, &u), 0);
 	assert_int_equal(u.sport, 49200);
 	assert_int_equal(u.dport, 69);
@@ -290,7 +290,7 @@ static void test_tcp_roundtrip_and_corruption(void **state)
 		assert_int_not_equal(nb_tcp4_parse(f, n, &t), 0);
 		f[i] ^= 0x40;
 	}
-	struct nb_udp4 u;
+	struct nb_udp u;
 	assert_int_not_equal(nb_udp4_parse(f, n, &u), 0);
 }
 

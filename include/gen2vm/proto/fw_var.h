@@ -48,7 +48,8 @@ _Static_assert(sizeof(struct efi_load_option_hdr) == 6, "efi_load_option_hdr");
 #define EFI_BOOT_OPTION_SUPPORT_SYSPREP 0x00000010u
 #define EFI_OS_INDICATIONS_BOOT_TO_FW_UI 0x0000000000000001ull
 
-/* gen2vm's own variables: "PauseAfterBootFailure" (UINT8 0/1, NV+BS+RT), read by the boot manager. */
+/* gen2vm's own variables: "PauseAfterBootFailure" (UINT8 0/1, NV+BS+RT), read by the boot manager;
+ * "NetworkBootPreferredProtocol" (UINT8 4 or 6, NV+BS+RT; absent: 4), read by the PXE code. */
 #define GEN2VM_VENDOR_GUID \
 	EFI_GUID_INIT(0x3c1e6b0d, 0x52a4, 0x4d8e, 0x9f, 0x26, 0x67, 0x65, 0x6e, 0x32, 0x76, 0x6d)
 

@@ -1,5 +1,6 @@
-/* Ethernet, ARP, IPv4, UDP, DHCPv4 (RFC 2131/2132 with the PXE options of RFC 4578) and TFTP
- * (RFC 1350, 2347-2349): the wire formats of the firmware's network boot. Multi-byte fields are in
+/* Ethernet, ARP, IPv4, UDP, DHCPv4 (RFC 2131/2132 with the PXE options of RFC 4578), IPv6 with
+ * ICMPv6 neighbour discovery (RFC 8200, 4443, 4861, 4862), DHCPv6 (RFC 8415 with the boot-file URL
+ * of RFC 5970) and TFTP (RFC 1350, 2347-2349): the wire formats of the firmware's network boot. Multi-byte fields are in
  * network byte order on the wire (big-endian): these structs hold them as bytes or as raw big-endian
  * words (be16/be32 suffix) that the code converts. */
 #ifndef GEN2VM_PROTO_NET_IP_H
@@ -114,6 +115,111 @@ _Static_assert(sizeof(struct dhcp4_hdr) == 240, "dhcp4_hdr");
 
 /* RFC 4578 / IANA processor architecture: x64 UEFI */
 #define PXE_ARCH_X64_UEFI 0x0007u
+
+/* --- IPv6 and ICMPv6 --- */
+#define IP_PROTO_ICMPV6 58u
+struct ipv6_hdr {
+	uint8_t ver_tc_flow[4]; /* version 6, traffic class, flow label */
+	uint8_t payload_len[2];
+	uint8_t next_hdr, hop_limit;
+	uint8_t src[16], dst[16];
+} __attribute__((packed));
+_Static_assert(sizeof(struct ipv6_hdr) == 40, "ipv6_hdr");
+
+#define ICMPV6_ROUTER_SOLICIT 133u
+#define ICMPV6_ROUTER_ADVERT 134u
+#define ICMPV6_NEIGH_SOLICIT 135u
+#define ICMPV6_NEIGH_ADVERT 136u
+#define ND_HOP_LIMIT 255u /* RFC 4861 6.1/7.1: ND messages are only taken with hop limit 255 */
+
+struct icmpv6_hdr {
+	uint8_t type, code;
+	uint8_t csum[2];
+} __attribute__((packed));
+_Static_assert(sizeof(struct icmpv6_hdr) == 4, "icmpv6_hdr");
+
+/* Neighbour Solicitation and Advertisement (RFC 4861 4.3, 4.4), after the ICMPv6 header. */
+#define ND_NA_ROUTER 0x80u
+#define ND_NA_SOLICITED 0x40u
+#define ND_NA_OVERRIDE 0x20u
+struct nd_neigh {
+	uint8_t flags, reserved[3]; /* NA: R/S/O; NS: reserved */
+	uint8_t target[16];
+} __attribute__((packed));
+_Static_assert(sizeof(struct nd_neigh) == 20, "nd_neigh");
+
+/* Router Advertisement (RFC 4861 4.2), after the ICMPv6 header. */
+struct nd_router_advert {
+	uint8_t cur_hop_limit, flags;
+	uint8_t router_lifetime[2];
+	uint8_t reachable_time[4], retrans_timer[4];
+} __attribute__((packed));
+_Static_assert(sizeof(struct nd_router_advert) == 12, "nd_router_advert");
+
+/* ND options: type, length in units of 8 bytes (0 is invalid). */
+#define ND_OPT_SOURCE_LLADDR 1u
+#define ND_OPT_TARGET_LLADDR 2u
+#define ND_OPT_PREFIX_INFO 3u
+#define ND_OPT_PREFIX_ONLINK 0x80u
+#define ND_OPT_PREFIX_AUTO 0x40u
+struct nd_opt_prefix {
+	uint8_t type, len; /* 3, 4 */
+	uint8_t prefix_len, flags;
+	uint8_t valid_lifetime[4], preferred_lifetime[4], reserved[4];
+	uint8_t prefix[16];
+} __attribute__((packed));
+_Static_assert(sizeof(struct nd_opt_prefix) == 32, "nd_opt_prefix");
+
+/* --- DHCPv6 (RFC 8415, RFC 5970) --- */
+#define DHCP6_CLIENT_PORT 546u
+#define DHCP6_SERVER_PORT 547u
+#define DHCP6_SOLICIT 1u
+#define DHCP6_ADVERTISE 2u
+#define DHCP6_REQUEST 3u
+#define DHCP6_REPLY 7u
+
+struct dhcp6_hdr {
+	uint8_t msg_type;
+	uint8_t xid[3];
+} __attribute__((packed));
+_Static_assert(sizeof(struct dhcp6_hdr) == 4, "dhcp6_hdr");
+
+struct dhcp6_opt { /* followed by len bytes */
+	uint8_t code[2], len[2];
+} __attribute__((packed));
+_Static_assert(sizeof(struct dhcp6_opt) == 4, "dhcp6_opt");
+
+#define DHCP6_OPT_CLIENTID 1u
+#define DHCP6_OPT_SERVERID 2u
+#define DHCP6_OPT_IA_NA 3u
+#define DHCP6_OPT_IAADDR 5u
+#define DHCP6_OPT_ORO 6u
+#define DHCP6_OPT_PREFERENCE 7u
+#define DHCP6_OPT_ELAPSED_TIME 8u
+#define DHCP6_OPT_STATUS_CODE 13u
+#define DHCP6_OPT_USER_CLASS 15u
+#define DHCP6_OPT_VENDOR_CLASS 16u
+#define DHCP6_OPT_DNS_SERVERS 23u
+#define DHCP6_OPT_BOOTFILE_URL 59u   /* RFC 5970 */
+#define DHCP6_OPT_BOOTFILE_PARAM 60u
+#define DHCP6_OPT_CLIENT_ARCH 61u
+#define DHCP6_OPT_NII 62u
+
+struct dhcp6_ia_na { /* the IA_NA option's fixed part; IA options follow */
+	uint8_t iaid[4], t1[4], t2[4];
+} __attribute__((packed));
+_Static_assert(sizeof(struct dhcp6_ia_na) == 12, "dhcp6_ia_na");
+
+struct dhcp6_iaaddr { /* the IAADDR option's fixed part; options follow */
+	uint8_t addr[16];
+	uint8_t preferred_lifetime[4], valid_lifetime[4];
+} __attribute__((packed));
+_Static_assert(sizeof(struct dhcp6_iaaddr) == 24, "dhcp6_iaaddr");
+
+#define DHCP6_DUID_LLT 1u
+#define DHCP6_DUID_UUID 4u  /* RFC 6355: type 4 and the 16-byte UUID */
+#define DHCP6_STATUS_SUCCESS 0u
+#define DHCP6_ENTERPRISE_PXE 343u /* the vendor-class enterprise number PXE clients send (Intel) */
 
 /* --- TFTP --- */
 #define TFTP_PORT 69u

@@ -1,0 +1,332 @@
+/* PXE over IPv6 on a synthetic network adapter (chosen by NetworkBootPreferredProtocol, Hyper-V's
+ * Set-VMFirmware -NetworkBootPreferredProtocol): the link-local address from the MAC (EUI-64),
+ * neighbour discovery (answering solicitations for our addresses, resolving neighbours, taking a
+ * Router Advertisement's router and prefix), and DHCPv6 with the PXE options whose boot-file URL
+ * (RFC 5970) names the TFTP server and file. pxe.c keeps the protocol interfaces, TFTP and LoadFile
+ * and calls in here for what differs by IP version: UDP send and receive and the DHCP exchange.
+ *
+ * Duplicate address detection is not done: the firmware's addresses live for one boot attempt, and
+ * a DHCPv6 server hands out addresses it knows to be free. Extension headers and fragments are not
+ * followed (nothing a boot server sends needs them). The parsers are guestlib/netboot6_wire.c.
+ */
+#include "net.h"
+
+#include "efi/efi_fmt.h"
+#include "gen2vm/proto/fw_var.h"
+
+#define PXE6_DHCP_TIMEOUT_S 16u /* as long as the IPv4 client waits for an offer */
+#define PXE6_SOLICIT_FIRST_US 1000000ull /* RFC 8415 7.6 SOL_TIMEOUT, doubling to ... */
+#define PXE6_SOLICIT_MAX_US 4000000ull   /* ... a cap that fits a 16 s attempt */
+#define PXE6_REPLY_TIMEOUT_US 4000000ull
+#define PXE6_NS_TIMEOUT_US 1000000ull    /* RFC 4861 RETRANS_TIMER */
+
+static uint8_t pxe6_rx_buf[1600] __attribute__((aligned(8)));
+static uint8_t pxe6_tx_buf[1600] __attribute__((aligned(8)));
+static const uint8_t all_routers[16] = { 0xff, 0x02, [15] = 2 };
+static const uint8_t all_dhcp[16] = { 0xff, 0x02, [13] = 1, [15] = 2 }; /* All_DHCP_Relay_Agents_and_Servers */
+static const uint8_t ip6_zero[16];
+
+static uint64_t now_us(void)
+{
+	return fw_time_100ns() / 10;
+}
+
+bool fw_pxe6_preferred(void)
+{
+	EFI_GUID g = GEN2VM_VENDOR_GUID;
+	uint8_t v = 0;
+	UINTN size = sizeof(v);
+	if (!fw.rt || !fw.rt->GetVariable ||
+	    EFI_ERROR(fw.rt->GetVariable((CHAR16 *)u"NetworkBootPreferredProtocol", &g, NULL, &size, &v)) || size != 1)
+		return false; /* unset: IPv4, Hyper-V's default */
+	return v == 6;
+}
+
+static EFI_STATUS tx_frame(struct pxe6 *s, uint32_t len)
+{
+	if (!len)
+		return EFI_BAD_BUFFER_SIZE;
+	EFI_STATUS st = s->snp->Transmit(s->snp, 0, len, pxe6_tx_buf, NULL, NULL, NULL);
+	void *done;
+	s->snp->GetStatus(s->snp, NULL, &done); /* collect the recycled buffer: it is ours again */
+	return st;
+}
+
+static bool is_ours(const struct pxe6 *s, const uint8_t ip[16])
+{
+	return !efi_memcmp(ip, s->ll, 16) || (s->configured && !efi_memcmp(ip, s->ip, 16));
+}
+
+/* The source for a destination: link-local for link-local and multicast peers, else ours. */
+static const uint8_t *src_for(const struct pxe6 *s, const uint8_t dip[16])
+{
+	return s->configured && !nb_ip6_is_linklocal(dip) && !nb_ip6_is_mcast(dip) ? s->ip : s->ll;
+}
+
+static void neigh_learn(struct pxe6 *s, const uint8_t ip[16], const uint8_t mac[6])
+{
+	for (uint32_t i = 0; i < s->neigh_n; i++)
+		if (!efi_memcmp(s->neigh[i].ip, ip, 16)) {
+			efi_memcpy(s->neigh[i].mac, mac, 6);
+			return;
+		}
+	uint32_t i = s->neigh_n < PXE6_NEIGH_ENTRIES ? s->neigh_n++ : s->neigh_next++ % PXE6_NEIGH_ENTRIES;
+	efi_memcpy(s->neigh[i].ip, ip, 16);
+	efi_memcpy(s->neigh[i].mac, mac, 6);
+}
+
+static bool neigh_lookup(const struct pxe6 *s, const uint8_t ip[16], uint8_t mac[6])
+{
+	for (uint32_t i = 0; i < s->neigh_n; i++)
+		if (!efi_memcmp(s->neigh[i].ip, ip, 16)) {
+			efi_memcpy(mac, s->neigh[i].mac, 6);
+			return true;
+		}
+	return false;
+}
+
+static EFI_STATUS send_icmp6(struct pxe6 *s, const uint8_t dmac[6], const uint8_t sip[16], const uint8_t dip[16],
+			     const uint8_t *msg, uint32_t len)
+{
+	return tx_frame(s, nb_icmp6_build(pxe6_tx_buf, sizeof(pxe6_tx_buf), dmac, s->mac, sip, dip, msg, len));
+}
+
+/* Neighbour discovery: answers solicitations for our addresses, learns from advertisements and
+ * solicitations with a source link-layer address, and takes a Router Advertisement's router and
+ * its first prefix. */
+static void nd_input(struct pxe6 *s, const struct nb_nd *nd)
+{
+	uint8_t msg[64];
+	switch (nd->type) {
+	case ICMPV6_NEIGH_SOLICIT:
+		if (!is_ours(s, nd->target))
+			return;
+		if (efi_memcmp(nd->sip, ip6_zero, 16)) {
+			if (nd->has_lladdr)
+				neigh_learn(s, nd->sip, nd->lladdr);
+			/* RFC 4861 7.2.4: solicited NA to the solicitor, at the address it asked from */
+			uint32_t n = nb_nd_na(msg, sizeof(msg), nd->target, ND_NA_SOLICITED | ND_NA_OVERRIDE, s->mac);
+			send_icmp6(s, nd->has_lladdr ? nd->lladdr : nd->smac, nd->target, nd->sip, msg, n);
+		}
+		return;
+	case ICMPV6_NEIGH_ADVERT:
+		if (nd->has_lladdr || !nb_ip6_is_mcast(nd->dip))
+			neigh_learn(s, nd->target, nd->has_lladdr ? nd->lladdr : nd->smac);
+		return;
+	case ICMPV6_ROUTER_ADVERT:
+		if (nd->has_lladdr)
+			neigh_learn(s, nd->sip, nd->lladdr);
+		if (nd->router_lifetime && !s->has_router) {
+			efi_memcpy(s->router, nd->sip, 16);
+			s->has_router = true;
+		}
+		if (nd->has_prefix && (nd->prefix_flags & ND_OPT_PREFIX_ONLINK) && !s->has_prefix) {
+			efi_memcpy(s->prefix, nd->prefix, 16);
+			s->prefix_len = nd->prefix_len;
+			s->has_prefix = true;
+		}
+		return;
+	default:
+		return;
+	}
+}
+
+bool fw_pxe6_rx(struct pxe6 *s, uint16_t port, struct nb_udp *u, bool *any)
+{
+	UINTN size = sizeof(pxe6_rx_buf);
+	EFI_STATUS st = s->snp->Receive(s->snp, NULL, &size, pxe6_rx_buf, NULL, NULL, NULL);
+	*any = st == EFI_SUCCESS;
+	if (EFI_ERROR(st))
+		return false;
+	struct nb_nd nd;
+	if (!nb_nd_parse(pxe6_rx_buf, (uint32_t)size, &nd)) {
+		nd_input(s, &nd);
+		return false;
+	}
+	if (nb_udp6_parse(pxe6_rx_buf, (uint32_t)size, u) || (port && u->dport != port))
+		return false;
+	return is_ours(s, u->dip) || nb_ip6_is_mcast(u->dip);
+}
+
+static bool on_link(const struct pxe6 *s, const uint8_t ip[16])
+{
+	if (nb_ip6_is_linklocal(ip) || !s->has_router)
+		return true; /* no router: every peer is a neighbour (RFC 4861 5.2 leaves this to us) */
+	if (!s->has_prefix)
+		return false;
+	uint32_t bits = s->prefix_len;
+	for (uint32_t i = 0; i < 16 && bits; i++) {
+		uint8_t mask = bits >= 8 ? 0xff : (uint8_t)(0xff << (8 - bits));
+		if ((ip[i] ^ s->prefix[i]) & mask)
+			return false;
+		bits = bits >= 8 ? bits - 8 : 0;
+	}
+	return true;
+}
+
+static EFI_STATUS resolve(struct pxe6 *s, const uint8_t dip[16], uint8_t mac[6])
+{
+	if (nb_ip6_is_mcast(dip)) {
+		nb_ip6_mcast_mac(mac, dip);
+		return EFI_SUCCESS;
+	}
+	const uint8_t *hop = on_link(s, dip) ? dip : s->router;
+	for (int tries = 0; tries < 3; tries++) {
+		if (neigh_lookup(s, hop, mac))
+			return EFI_SUCCESS;
+		uint8_t msg[64], sol[16], smac[6];
+		nb_ip6_solicited(sol, hop);
+		nb_ip6_mcast_mac(smac, sol);
+		send_icmp6(s, smac, src_for(s, hop), sol, msg, nb_nd_ns(msg, sizeof(msg), hop, s->mac));
+		uint64_t end = now_us() + PXE6_NS_TIMEOUT_US;
+		while (now_us() < end && !neigh_lookup(s, hop, mac)) {
+			struct nb_udp u;
+			bool any;
+			fw_pxe6_rx(s, 0, &u, &any);
+		}
+	}
+	return neigh_lookup(s, hop, mac) ? EFI_SUCCESS : EFI_NO_MAPPING;
+}
+
+EFI_STATUS fw_pxe6_udp_send(struct pxe6 *s, const uint8_t dip[16], uint16_t sport, uint16_t dport, const void *data,
+			    uint32_t len)
+{
+	uint8_t dmac[6];
+	EFI_STATUS st = resolve(s, dip, dmac);
+	if (EFI_ERROR(st))
+		return st;
+	return tx_frame(s, nb_udp6_build(pxe6_tx_buf, sizeof(pxe6_tx_buf), dmac, s->mac, src_for(s, dip), dip, sport,
+					 dport, data, len));
+}
+
+EFI_STATUS fw_pxe6_start(struct pxe6 *s)
+{
+	nb_ip6_linklocal(s->ll, s->mac);
+	s->configured = s->has_router = s->has_prefix = false;
+	s->neigh_n = s->neigh_next = 0;
+	/* Neighbour solicitations come to solicited-node groups and advertisements to all-nodes: take
+	 * every multicast frame (the adapter has no IPv6 group list of its own to keep). */
+	EFI_SIMPLE_NETWORK_PROTOCOL *snp = s->snp;
+	if (!(snp->Mode->ReceiveFilterSetting & EFI_SIMPLE_NETWORK_RECEIVE_PROMISCUOUS_MULTICAST) &&
+	    EFI_ERROR(snp->ReceiveFilters(snp, EFI_SIMPLE_NETWORK_RECEIVE_PROMISCUOUS_MULTICAST, 0, 0, 0, NULL)))
+		return EFI_DEVICE_ERROR;
+	s->on = true;
+	return EFI_SUCCESS;
+}
+
+/* Waits for a DHCPv6 message to our client port until end; true with it parsed into *r. */
+static bool dhcp6_wait(struct pxe6 *s, uint64_t end, const struct nb_dhcp6_req *rq, struct nb_dhcp6_reply *r,
+		       struct nb_udp *u)
+{
+	while (now_us() < end) {
+		bool any;
+		if (fw_pxe6_rx(s, DHCP6_CLIENT_PORT, u, &any) && u->sport == DHCP6_SERVER_PORT &&
+		    !nb_dhcp6_parse(u->data, u->len, rq->xid, rq->uuid, r))
+			return true;
+		if (!any)
+			for (unsigned i = 0; i < 64; i++)
+				__asm__ volatile("pause");
+	}
+	return false;
+}
+
+static void mode_packet(EFI_PXE_BASE_CODE_PACKET *p, const void *data, uint32_t len)
+{
+	efi_memset(p, 0, sizeof(*p));
+	efi_memcpy(p->Raw, data, len < sizeof(p->Raw) ? len : sizeof(p->Raw));
+}
+
+EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
+{
+	s->configured = false;
+	m->DhcpAckReceived = m->DhcpDiscoverValid = 0;
+	/* A router solicitation first: the advertisement gives the router and the on-link prefix. */
+	uint8_t msg[600];
+	uint8_t rsmac[6];
+	nb_ip6_mcast_mac(rsmac, all_routers);
+	send_icmp6(s, rsmac, s->ll, all_routers, msg, nb_nd_rs(msg, sizeof(msg), s->mac));
+
+	struct nb_dhcp6_req rq = { .type = DHCP6_SOLICIT };
+	efi_memcpy(rq.uuid, fw.ho->system_uuid, 16);
+	rq.xid = ((uint32_t)fw_time_100ns() ^ (uint32_t)s->mac[5] << 16 ^ (uint32_t)s->mac[4] << 8) & 0xffffff;
+	rq.iaid = nb_be32(s->mac + 2);
+	struct nb_dhcp6_reply adv, r;
+	struct nb_udp u;
+	bool have_adv = false;
+	uint64_t start = now_us(), end = start + PXE6_DHCP_TIMEOUT_S * 1000000ull, rt = PXE6_SOLICIT_FIRST_US;
+	char ll[48];
+	nb_ip6_text(ll, s->ll);
+	fw_host_event(FW_EV_LOG, "network boot: adapter %u: DHCPv6 from %s", s->nr, ll);
+	while (!have_adv && now_us() < end) {
+		uint64_t el = (now_us() - start) / 10000;
+		rq.elapsed = (uint16_t)(el > 0xffff ? 0xffff : el);
+		uint32_t n = nb_dhcp6_build(msg, sizeof(msg), &rq);
+		if (EFI_ERROR(fw_pxe6_udp_send(s, all_dhcp, DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT, msg, n)))
+			break;
+		if (!m->DhcpDiscoverValid) {
+			mode_packet(&m->DhcpDiscover, msg, n);
+			m->DhcpDiscoverValid = 1;
+		}
+		uint64_t resend = now_us() + rt;
+		rt = rt * 2 > PXE6_SOLICIT_MAX_US ? PXE6_SOLICIT_MAX_US : rt * 2;
+		while (!have_adv && dhcp6_wait(s, resend < end ? resend : end, &rq, &adv, &u))
+			have_adv = adv.type == DHCP6_ADVERTISE && adv.status == DHCP6_STATUS_SUCCESS && adv.has_addr;
+	}
+	if (!have_adv) {
+		pxe_fail("no DHCPv6 advertise in %u s", PXE6_DHCP_TIMEOUT_S);
+		return EFI_TIMEOUT;
+	}
+	rq.type = DHCP6_REQUEST;
+	efi_memcpy(rq.server_id, adv.server_id, adv.server_id_len);
+	rq.server_id_len = adv.server_id_len;
+	efi_memcpy(rq.addr, adv.addr, 16);
+	rq.has_addr = true;
+	for (int tries = 0; tries < 3; tries++) {
+		uint64_t el = (now_us() - start) / 10000;
+		rq.elapsed = (uint16_t)(el > 0xffff ? 0xffff : el);
+		uint32_t n = nb_dhcp6_build(msg, sizeof(msg), &rq);
+		fw_pxe6_udp_send(s, all_dhcp, DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT, msg, n);
+		uint64_t until = now_us() + PXE6_REPLY_TIMEOUT_US;
+		while (dhcp6_wait(s, until, &rq, &r, &u)) {
+			if (r.type != DHCP6_REPLY || r.server_id_len != adv.server_id_len ||
+			    efi_memcmp(r.server_id, adv.server_id, adv.server_id_len))
+				continue;
+			if (r.status != DHCP6_STATUS_SUCCESS || !r.has_addr) {
+				pxe_fail("the DHCPv6 server gave no address (status %u)", r.status);
+				return EFI_ACCESS_DENIED;
+			}
+			efi_memcpy(s->ip, r.addr, 16);
+			s->configured = true;
+			mode_packet(&m->DhcpAck, u.data, u.len);
+			m->DhcpAckReceived = 1;
+			efi_memset(&m->StationIp, 0, sizeof(m->StationIp));
+			efi_memcpy(m->StationIp.v6, s->ip, 16);
+			/* An IA_NA address carries no prefix length: the RA's, else /128 (RFC 8415 21.6) */
+			efi_memset(&m->SubnetMask, 0, sizeof(m->SubnetMask));
+			for (uint32_t b = 0, plen = s->has_prefix ? s->prefix_len : 128; b < plen; b++)
+				m->SubnetMask.v6[b / 8] |= (uint8_t)(0x80 >> (b % 8));
+			const char *url = r.bootfile_url[0] ? r.bootfile_url : adv.bootfile_url;
+			char addr[48];
+			nb_ip6_text(addr, s->ip);
+			if (!url[0] && (r.url_too_long || adv.url_too_long)) {
+				pxe_fail("the DHCPv6 boot-file URL is longer than %u bytes", NB_BOOTFILE_MAX - 1);
+				return EFI_UNSUPPORTED;
+			}
+			if (!url[0]) {
+				pxe_fail("the DHCPv6 answer names no boot file (option 59, the boot-file URL)");
+				return EFI_NOT_FOUND;
+			}
+			if (nb_tftp6_url(url, s->server, s->bootfile, sizeof(s->bootfile))) {
+				pxe_fail("the DHCPv6 boot-file URL is not tftp://[IPv6 address]/path: %.80s", url);
+				return EFI_UNSUPPORTED;
+			}
+			char srv[48];
+			nb_ip6_text(srv, s->server);
+			fw_printf("network: adapter %u: address %s, boot server %s, boot file \"%s\"\n", s->nr, addr, srv,
+				  s->bootfile);
+			return EFI_SUCCESS;
+		}
+	}
+	pxe_fail("no DHCPv6 reply to the request");
+	return EFI_TIMEOUT;
+}
