@@ -10,6 +10,10 @@ CACHE = os.path.join(ROOT, "build", "efi-debs")
 PACKAGES = ["systemd-boot-efi", "shim-signed", "grub-efi-amd64-signed", "ipxe"]
 
 
+def have_tools(*names):
+    return all(shutil.which(n) or os.path.exists(os.path.join("/usr/sbin", n)) for n in names)
+
+
 def fetch_efi_binaries():
     """dict(systemd_boot, shim, grub_signed, grubnet_signed, ipxe): paths of Debian's own EFI binaries."""
     # The stamp lists the packages unpacked so far: a package added to PACKAGES later is fetched alone
