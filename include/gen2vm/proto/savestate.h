@@ -1,0 +1,65 @@
+/* The saved-state file of a VM (Hyper-V's "saved state": `gen2vm vm stop --save`, the control
+ * socket's `save FILE`, restored by `gen2vm run --restore FILE`). Written and read by the VMM only
+ * (src/vmm/savestate.c); a file on the host, so its reader treats every field as hostile.
+ *
+ * Layout, all little-endian, every part 8-byte aligned:
+ *   struct savestate_header
+ *   the machine's configuration, config_len bytes (the canonical document the VM was built from),
+ *     padded with zeros to a multiple of 8: a restore with another configuration is refused
+ *   sections: struct savestate_section, then length bytes, padded with zeros to a multiple of 8
+ *   the END section (length 8): the CRC-32C of every byte before it (header to the last padding), as
+ *     a u32 followed by 4 zero bytes; a file that ends without it, or has bytes after it, is refused
+ *
+ * A section's type says whose state it is; index tells instances apart (the vCPU number; the
+ * device class's position). Its content is the owner's own format, which checks its own lengths.
+ * MEMORY sections (index: the run's order) hold guest RAM sparsely: struct savestate_mem_run, then
+ * pages * 4096 bytes; pages that are all zeros are left out (a restored VM's RAM starts zeroed). */
+#ifndef GEN2VM_PROTO_SAVESTATE_H
+#define GEN2VM_PROTO_SAVESTATE_H
+
+#include <stdint.h>
+
+#define SAVESTATE_MAGIC "G2VMSAVE" /* 8 bytes, no NUL in the file */
+#define SAVESTATE_VERSION 1u
+#define SAVESTATE_ALIGN 8u
+#define SAVESTATE_PAGE 4096u
+
+struct savestate_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t header_size; /* sizeof(struct savestate_header) for version 1 */
+	uint32_t nr_vcpus;
+	uint32_t reserved0; /* 0 */
+	uint64_t ram_size;   /* bytes of guest RAM */
+	uint64_t config_len; /* bytes of configuration after the header */
+	uint32_t config_crc; /* CRC-32C of the configuration, for a message that needs no comparison */
+	uint32_t reserved1; /* 0 */
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_header) == 48, "savestate header");
+
+enum savestate_type {
+	SAVESTATE_SEC_VCPU = 1,   /* one per vCPU: src/kvm's vCPU state */
+	SAVESTATE_SEC_IOAPIC = 2, /* the userspace IOAPIC */
+	SAVESTATE_SEC_HV = 3,     /* the Hyper-V partition (src/hv) */
+	SAVESTATE_SEC_HV_VP = 4,  /* one per vCPU: its Hyper-V state (SynIC, timers) */
+	SAVESTATE_SEC_VMBUS = 5,  /* the VMBus server */
+	SAVESTATE_SEC_DEVICE = 6, /* one per running device class: its save callback's bytes */
+	SAVESTATE_SEC_PLATFORM = 7, /* uart, rtc, ACPI PM, firmware clock */
+	SAVESTATE_SEC_MEMORY = 8,
+	SAVESTATE_SEC_END = 0xFFFFFFFFu,
+};
+
+struct savestate_section {
+	uint32_t type;
+	uint32_t index;
+	uint64_t length; /* bytes of content, before padding */
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_section) == 16, "savestate section");
+
+struct savestate_mem_run {
+	uint64_t gpa;   /* page-aligned, in guest RAM */
+	uint64_t pages; /* >= 1; the run lies wholly in one RAM region */
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_mem_run) == 16, "savestate memory run");
+
+#endif
