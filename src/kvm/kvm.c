@@ -649,3 +649,236 @@ bool kvm_vcpu_is_waiting_sipi(struct kvm_vcpu *v)
 		return false;
 	return mp.mp_state == KVM_MP_STATE_UNINITIALIZED || mp.mp_state == KVM_MP_STATE_INIT_RECEIVED;
 }
+
+/* ---- saved state ---- */
+
+enum kvm_state_tag {
+	KVM_STATE_REGS = 1,
+	KVM_STATE_SREGS,
+	KVM_STATE_XSAVE,
+	KVM_STATE_XCRS,
+	KVM_STATE_MSRS,
+	KVM_STATE_LAPIC,
+	KVM_STATE_EVENTS,
+	KVM_STATE_MP,
+	KVM_STATE_DEBUGREGS,
+	KVM_STATE__COUNT
+};
+#define KVM_STATE_MSRS_MAX 1024u
+
+struct kvm_state_rec {
+	uint32_t tag, len;
+};
+
+struct kvm_state_buf {
+	uint8_t *p;
+	size_t len, cap;
+	int error;
+};
+
+static void kvm_state_put(struct kvm_state_buf *b, uint32_t tag, const void *data, size_t len)
+{
+	size_t need = sizeof(struct kvm_state_rec) + ((len + 7) & ~(size_t)7);
+	if (b->error)
+		return;
+	if (b->cap - b->len < need) {
+		size_t cap = b->cap * 2 + need;
+		uint8_t *p = realloc(b->p, cap);
+		if (!p) {
+			b->error = -ENOMEM;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	struct kvm_state_rec r = { tag, (uint32_t)len };
+	memcpy(b->p + b->len, &r, sizeof(r));
+	memcpy(b->p + b->len + sizeof(r), data, len);
+	memset(b->p + b->len + sizeof(r) + len, 0, need - sizeof(r) - len);
+	b->len += need;
+}
+
+/* The MSRs KVM asks userspace to save, as a kvm_msrs with their indices filled (caller frees). */
+static struct kvm_msrs *kvm_msrs_to_save(struct kvm_vcpu *v)
+{
+	struct kvm_msr_list probe = { .nmsrs = 0 };
+	if (ioctl(v->vm->sys_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
+		return NULL;
+	uint32_t n = probe.nmsrs < KVM_STATE_MSRS_MAX ? probe.nmsrs : KVM_STATE_MSRS_MAX;
+	struct kvm_msr_list *list = calloc(1, sizeof(*list) + n * sizeof(uint32_t));
+	struct kvm_msrs *m = calloc(1, sizeof(*m) + n * sizeof(struct kvm_msr_entry));
+	if (!list || !m)
+		goto fail;
+	list->nmsrs = n;
+	if (ioctl(v->vm->sys_fd, KVM_GET_MSR_INDEX_LIST, list) < 0)
+		goto fail;
+	m->nmsrs = list->nmsrs < n ? list->nmsrs : n;
+	for (uint32_t i = 0; i < m->nmsrs; i++)
+		m->entries[i].index = list->indices[i];
+	free(list);
+	return m;
+fail:
+	free(list);
+	free(m);
+	return NULL;
+}
+
+int kvm_vcpu_state_save(struct kvm_vcpu *v, uint8_t **out, size_t *len)
+{
+	struct kvm_state_buf b = { 0 };
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_xcrs xcrs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events ev;
+	struct kvm_mp_state mp;
+	struct kvm_debugregs dr;
+	void *xsave = calloc(1, v->xsave_size);
+	struct kvm_msrs *msrs = kvm_msrs_to_save(v);
+	*out = NULL;
+	*len = 0;
+	int r = 0;
+	if (!xsave || !msrs)
+		r = -ENOMEM;
+	else if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0 ||
+		 kvm_vcpu_get_xsave(v, xsave, v->xsave_size) || ioctl(v->fd, KVM_GET_XCRS, &xcrs) < 0 ||
+		 ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0 || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0 ||
+		 ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0 || ioctl(v->fd, KVM_GET_DEBUGREGS, &dr) < 0)
+		r = -errno;
+	if (!r) {
+		/* KVM_GET_MSRS stops at the first MSR it cannot read: keep the ones it read. */
+		int n = ioctl(v->fd, KVM_GET_MSRS, msrs);
+		if (n < 0)
+			r = -errno;
+		else
+			msrs->nmsrs = (uint32_t)n;
+	}
+	if (!r) {
+		kvm_state_put(&b, KVM_STATE_SREGS, &sregs, sizeof(sregs));
+		kvm_state_put(&b, KVM_STATE_REGS, &regs, sizeof(regs));
+		kvm_state_put(&b, KVM_STATE_XSAVE, xsave, v->xsave_size);
+		kvm_state_put(&b, KVM_STATE_XCRS, &xcrs, sizeof(xcrs));
+		kvm_state_put(&b, KVM_STATE_LAPIC, &lapic, sizeof(lapic));
+		kvm_state_put(&b, KVM_STATE_MSRS, msrs->entries, msrs->nmsrs * sizeof(msrs->entries[0]));
+		kvm_state_put(&b, KVM_STATE_EVENTS, &ev, sizeof(ev));
+		kvm_state_put(&b, KVM_STATE_MP, &mp, sizeof(mp));
+		kvm_state_put(&b, KVM_STATE_DEBUGREGS, &dr, sizeof(dr));
+		r = b.error;
+	}
+	free(xsave);
+	free(msrs);
+	if (r) {
+		free(b.p);
+		return r;
+	}
+	*out = b.p;
+	*len = b.len;
+	return 0;
+}
+
+/* The fixed size of a record, 0 for the variable ones (XSAVE, MSRS). */
+static size_t kvm_state_size(uint32_t tag)
+{
+	switch (tag) {
+	case KVM_STATE_REGS: return sizeof(struct kvm_regs);
+	case KVM_STATE_SREGS: return sizeof(struct kvm_sregs);
+	case KVM_STATE_XCRS: return sizeof(struct kvm_xcrs);
+	case KVM_STATE_LAPIC: return sizeof(struct kvm_lapic_state);
+	case KVM_STATE_EVENTS: return sizeof(struct kvm_vcpu_events);
+	case KVM_STATE_MP: return sizeof(struct kvm_mp_state);
+	case KVM_STATE_DEBUGREGS: return sizeof(struct kvm_debugregs);
+	default: return 0;
+	}
+}
+
+int kvm_vcpu_state_restore(struct kvm_vcpu *v, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	const uint8_t *rec[KVM_STATE__COUNT] = { 0 };
+	size_t rlen[KVM_STATE__COUNT] = { 0 };
+	for (size_t off = 0; off < len;) {
+		struct kvm_state_rec r;
+		if (len - off < sizeof(r))
+			return kvm_fail(err, errlen, EINVAL, "vCPU %u state: truncated record", v->id);
+		memcpy(&r, buf + off, sizeof(r));
+		size_t padded = ((size_t)r.len + 7) & ~(size_t)7;
+		if (r.len > len - off - sizeof(r) || padded > len - off - sizeof(r))
+			return kvm_fail(err, errlen, EINVAL, "vCPU %u state: record %u overruns it", v->id, r.tag);
+		if (!r.tag || r.tag >= KVM_STATE__COUNT || rec[r.tag])
+			return kvm_fail(err, errlen, EINVAL, "vCPU %u state: unknown or repeated record %u", v->id, r.tag);
+		size_t want = kvm_state_size(r.tag);
+		bool ok = want ? r.len == want
+			       : r.tag == KVM_STATE_XSAVE ? r.len >= sizeof(struct kvm_xsave) && r.len <= v->xsave_size
+							  : r.len % sizeof(struct kvm_msr_entry) == 0 &&
+								    r.len / sizeof(struct kvm_msr_entry) <= KVM_STATE_MSRS_MAX;
+		if (!ok)
+			return kvm_fail(err, errlen, EINVAL, "vCPU %u state: record %u has a bad length (%u)", v->id, r.tag,
+					r.len);
+		rec[r.tag] = buf + off + sizeof(r);
+		rlen[r.tag] = r.len;
+		off += sizeof(r) + padded;
+	}
+	for (unsigned t = 1; t < KVM_STATE__COUNT; t++)
+		if (!rec[t])
+			return kvm_fail(err, errlen, EINVAL, "vCPU %u state: record %u is missing", v->id, t);
+
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_xcrs xcrs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events ev;
+	struct kvm_mp_state mp;
+	struct kvm_debugregs dr;
+	memcpy(&regs, rec[KVM_STATE_REGS], sizeof(regs));
+	memcpy(&sregs, rec[KVM_STATE_SREGS], sizeof(sregs));
+	memcpy(&xcrs, rec[KVM_STATE_XCRS], sizeof(xcrs));
+	memcpy(&lapic, rec[KVM_STATE_LAPIC], sizeof(lapic));
+	memcpy(&ev, rec[KVM_STATE_EVENTS], sizeof(ev));
+	memcpy(&mp, rec[KVM_STATE_MP], sizeof(mp));
+	memcpy(&dr, rec[KVM_STATE_DEBUGREGS], sizeof(dr));
+	if (xcrs.nr_xcrs > KVM_MAX_XCRS)
+		return kvm_fail(err, errlen, EINVAL, "vCPU %u state: %u XCRs", v->id, xcrs.nr_xcrs);
+	uint32_t nmsrs = (uint32_t)(rlen[KVM_STATE_MSRS] / sizeof(struct kvm_msr_entry));
+	void *xsave = calloc(1, v->xsave_size);
+	struct kvm_msrs *msrs = calloc(1, sizeof(*msrs) + (nmsrs ? nmsrs : 1) * sizeof(struct kvm_msr_entry));
+	if (!xsave || !msrs) {
+		free(xsave);
+		free(msrs);
+		return kvm_fail(err, errlen, ENOMEM, "vCPU %u state: out of memory", v->id);
+	}
+	memcpy(xsave, rec[KVM_STATE_XSAVE], rlen[KVM_STATE_XSAVE]);
+	msrs->nmsrs = nmsrs;
+	memcpy(msrs->entries, rec[KVM_STATE_MSRS], rlen[KVM_STATE_MSRS]);
+	/* Order matters: the APIC base (in sregs) before the LAPIC, the LAPIC before the TSC deadline
+	 * MSR, the MP state and events last. */
+	const char *what = NULL;
+	int r = 0;
+	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
+		what = "segment and control registers";
+	else if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
+		what = "registers";
+	else if (ioctl(v->fd, KVM_SET_XSAVE, xsave) < 0)
+		what = "XSAVE state";
+	else if (ioctl(v->fd, KVM_SET_XCRS, &xcrs) < 0)
+		what = "XCRs";
+	else if (ioctl(v->fd, KVM_SET_LAPIC, &lapic) < 0)
+		what = "LAPIC";
+	else if ((r = ioctl(v->fd, KVM_SET_MSRS, msrs)) < 0 || (uint32_t)r != nmsrs)
+		what = "MSRs";
+	else if (ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+		what = "pending events";
+	else if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)
+		what = "MP state";
+	else if (ioctl(v->fd, KVM_SET_DEBUGREGS, &dr) < 0)
+		what = "debug registers";
+	int e = errno;
+	if (what && r >= 0 && !strcmp(what, "MSRs")) {
+		e = EINVAL;
+		if ((uint32_t)r < nmsrs)
+			log_error("vCPU %u: KVM refused MSR 0x%x", v->id, msrs->entries[r].index);
+	}
+	free(xsave);
+	free(msrs);
+	if (what)
+		return kvm_fail(err, errlen, e, "vCPU %u state: KVM refused its %s (%s)", v->id, what, strerror(e));
+	return 0;
+}
