@@ -62,4 +62,62 @@ struct savestate_mem_run {
 } __attribute__((packed));
 _Static_assert(sizeof(struct savestate_mem_run) == 16, "savestate memory run");
 
+/* ---- section contents that are not an owner's private record format ---- */
+
+/* SAVESTATE_SEC_HV: the partition, then nr_vps struct savestate_hv_vp, each followed by its nr_queued
+ * struct savestate_hv_msg (SynIC messages not yet in the guest's message slot, oldest first). The
+ * hypercall page, the reference TSC page and the SynIC pages are guest RAM (MEMORY sections). */
+struct savestate_hv {
+	uint64_t guest_os_id, hypercall, reference_tsc;
+	uint64_t crash_p[5];
+	uint32_t crashed; /* 0 or 1 */
+	uint32_t nr_vps;
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_hv) == 72, "savestate hv");
+
+struct savestate_hv_vp {
+	uint64_t vp_assist, scontrol, siefp, simp;
+	uint64_t sint[16];
+	uint32_t nr_queued; /* <= HV_SYNIC_QUEUE_MAX per SINT in all */
+	uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_hv_vp) == 168, "savestate hv vp");
+
+struct savestate_hv_msg {
+	uint32_t type; /* != HVMSG_NONE */
+	uint8_t sint;  /* < 16 */
+	uint8_t len;   /* <= 240 */
+	uint16_t reserved;
+	uint8_t payload[240];
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_hv_msg) == 248, "savestate hv message");
+
+/* SAVESTATE_SEC_IOAPIC. */
+struct savestate_ioapic {
+	uint32_t ioregsel, id;
+	uint32_t level; /* line levels, a bit per pin */
+	uint32_t nr_pins; /* 24 */
+	uint64_t rte[24];
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_ioapic) == 208, "savestate ioapic");
+
+/* SAVESTATE_SEC_PLATFORM index 0: COM1 (a 16550). */
+struct savestate_uart {
+	uint8_t ier, iir_pending, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
+	uint8_t thr_irq, irq_level; /* 0 or 1 */
+	uint8_t rx_head, rx_count;  /* < 16, <= 16 */
+	uint8_t rx[16];
+	uint8_t reserved[2];
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_uart) == 32, "savestate uart");
+
+/* SAVESTATE_SEC_PLATFORM index 1: the RTC's registers and CMOS RAM (its time is the VM's clock). */
+struct savestate_rtc {
+	uint8_t index, nmi_masked;
+	uint8_t reserved[6];
+	uint8_t ram[128];
+	int64_t clock_offset_s; /* the VM's clock minus host UTC when it was saved */
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_rtc) == 144, "savestate rtc");
+
 #endif
