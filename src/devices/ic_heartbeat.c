@@ -233,6 +233,8 @@ const struct vmdev_class ic_heartbeat_class = {
 	.settings_from = &ic_settings_class,
 	.create = hb_create,
 	.destroy = hb_destroy,
+	.save = ic_class_save,
+	.restore = ic_class_restore,
 	.verbs = hb_verbs,
 	.status = hb_status,
 };

@@ -92,6 +92,43 @@ struct savestate_hv_msg {
 } __attribute__((packed));
 _Static_assert(sizeof(struct savestate_hv_msg) == 248, "savestate hv message");
 
+/* SAVESTATE_SEC_VMBUS: the connection, then nr_gpadls GPADLs (struct savestate_vmbus_gpadl and its
+ * range buffer as the guest sent it: per range u32 byte_count, u32 byte_offset, then its pfns as
+ * u64), then nr_devices devices in registration order (struct savestate_vmbus_device, then its
+ * nr_channels struct savestate_vmbus_channel by sub-channel index). The rings are guest RAM. */
+struct savestate_vmbus {
+	uint32_t connected, offers_requested; /* 0 or 1 */
+	uint32_t version, target_vcpu;
+	uint64_t interrupt_page, monitor_page1, monitor_page2;
+	uint32_t nr_gpadls, nr_devices;
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_vmbus) == 48, "savestate vmbus");
+
+struct savestate_vmbus_gpadl {
+	uint32_t id, relid, nr_ranges;
+	uint32_t buf_len; /* bytes of range buffer that follow, a multiple of 8 */
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_vmbus_gpadl) == 16, "savestate vmbus gpadl");
+
+struct savestate_vmbus_device {
+	uint8_t class_id[16], instance_id[16]; /* must match the device registered at that position */
+	uint16_t nr_channels, sub_wanted;
+	uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_vmbus_device) == 40, "savestate vmbus device");
+
+#define SAVESTATE_CHAN_UNOFFERED 0u
+#define SAVESTATE_CHAN_OFFERED 1u
+#define SAVESTATE_CHAN_OPEN 2u
+struct savestate_vmbus_channel {
+	uint32_t state; /* SAVESTATE_CHAN_* */
+	uint32_t relid, target_vp;
+	uint32_t ring_gpadl, downstream_offset; /* open: OPENCHANNEL's ring GPADL and page offset */
+	uint32_t reserved;
+	uint8_t userdata[120];
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_vmbus_channel) == 144, "savestate vmbus channel");
+
 /* SAVESTATE_SEC_IOAPIC. */
 struct savestate_ioapic {
 	uint32_t ioregsel, id;
