@@ -263,6 +263,20 @@ void vmbus_host_unlock(struct vmbus_host *h)
 	pthread_mutex_unlock(&h->lock);
 }
 
+void vmbus_host_quiet(struct vmbus_host *h)
+{
+	/* The order every device callback that watches an fd takes them in (server lock, then the
+	 * watch lock). */
+	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->watch_lock);
+}
+
+void vmbus_host_unquiet(struct vmbus_host *h)
+{
+	pthread_mutex_unlock(&h->watch_lock);
+	pthread_mutex_unlock(&h->lock);
+}
+
 pthread_mutex_t *vmbus_host_mutex(struct vmbus_host *h)
 {
 	return &h->lock;

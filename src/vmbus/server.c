@@ -1307,3 +1307,12 @@ int vmbus_server_restore(struct vmbus_server *s, const uint8_t *buf, size_t len,
 	}
 	return 0;
 }
+
+void vmbus_server_kick_open(struct vmbus_server *s)
+{
+	for (struct vmbus_device *dev = s->devices; dev; dev = dev->next)
+		for (uint16_t i = 0; i < dev->nr_channels; i++)
+			if (dev->chan[i] && dev->chan[i]->state == CHAN_OPEN)
+				dev->desc.ops->rx_ready(dev->desc.ctx, dev->chan[i]);
+	srv_run_deferred(s);
+}

@@ -123,6 +123,10 @@ int vmbus_server_save(struct vmbus_server *s, uint8_t **out, size_t *len);
  * checked. Server lock held. 0, or -EINVAL with a reason in err; on failure the server is reset. */
 int vmbus_server_restore(struct vmbus_server *s, const uint8_t *buf, size_t len, char *err, size_t errlen);
 
+/* After a restore: runs every open channel's rx_ready once, for packets the guest left in its rings
+ * before the save (their signal was consumed then). Server lock held. */
+void vmbus_server_kick_open(struct vmbus_server *s);
+
 /* Negotiated version, 0 when disconnected. */
 uint32_t vmbus_server_version(const struct vmbus_server *s);
 /* The VP that receives channel messages (INITIATE_CONTACT.target_vcpu). */
