@@ -433,11 +433,8 @@ int run_config_apply_json(struct run_config *rc, const char *text, size_t len, c
 				r = -EINVAL;
 			}
 		} else if (!strcmp(key, "automatic_stop") && sv && t == json_type_string) {
-			if (!strcmp(sv, "save")) {
-				snprintf(e, sizeof(e), "\"automatic_stop\" save: saving a VM is not supported yet (shutdown or turn_off)");
-				r = -EOPNOTSUPP;
-			} else if (strcmp(sv, "shutdown") && strcmp(sv, "turn_off")) {
-				snprintf(e, sizeof(e), "\"automatic_stop\" '%s': expected shutdown or turn_off", text_show(sv));
+			if (strcmp(sv, "shutdown") && strcmp(sv, "turn_off") && strcmp(sv, "save")) {
+				snprintf(e, sizeof(e), "\"automatic_stop\" '%s': expected shutdown, save or turn_off", text_show(sv));
 				r = -EINVAL;
 			}
 		} else if (vmdev_class_by_json_key(key)) {

@@ -725,6 +725,8 @@ static void svc_request(struct svc *s, int i, const struct http_request *req)
 		}
 		if (body && json_object_object_get_ex(body, "turn_off", &j) && json_object_get_boolean(j))
 			argv[n++] = "--turn-off";
+		if (body && json_object_object_get_ex(body, "save", &j) && json_object_get_boolean(j))
+			argv[n++] = "--save";
 		break;
 	case API_CREATE:
 		argv[n++] = "new";
@@ -1332,7 +1334,7 @@ int service_stop_vms(const char *store_opt, unsigned timeout_s)
 			free(data);
 		}
 		const char *as = doc ? svc_json_str(doc, "automatic_stop") : NULL;
-		bool turn_off = as && !strcmp(as, "turn_off");
+		bool turn_off = as && !strcmp(as, "turn_off"), save = as && !strcmp(as, "save");
 		json_object_put(doc);
 		fflush(NULL);
 		pid_t pid = fork();
@@ -1341,6 +1343,18 @@ int service_stop_vms(const char *store_opt, unsigned timeout_s)
 			/* A guest that does not shut down in time is turned off: the host is going down. */
 			char *a1[] = { "gen2vm", "vm", "--store", root, "stop", e->d_name, "--timeout", tmo, NULL };
 			char *a2[] = { "gen2vm", "vm", "--store", root, "stop", e->d_name, "--turn-off", NULL };
+			char *a0[] = { "gen2vm", "vm", "--store", root, "stop", e->d_name, "--save", NULL };
+			/* save: a VM that cannot be saved (a device without saving) is shut down instead. */
+			if (save) {
+				pid_t c = fork();
+				if (c == 0) {
+					execv(exe, a0);
+					_exit(CLI_EXIT_FAILED);
+				}
+				int st;
+				if (c > 0 && waitpid(c, &st, 0) == c && WIFEXITED(st) && !WEXITSTATUS(st))
+					_exit(CLI_EXIT_OK);
+			}
 			if (!turn_off) {
 				pid_t c = fork();
 				if (c == 0) {

@@ -972,8 +972,6 @@ static int gen2_setup(struct gen2 *g)
 			return r;
 		}
 	}
-	if (cfg->control && (r = gen2_setup_control(g, cfg->control)))
-		return r;
 	uint64_t rsdp = 0;
 	if ((r = gen2_build_acpi(g, &rsdp)) || (r = gen2_write_reset_vector(vm)))
 		return r;
@@ -1142,6 +1140,9 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 			restored = true; /* a guest reset after it boots afresh */
 			r = gen2_restore(g, cfg->restore);
 		}
+		/* Last: a control socket that answers says the VM is ready (vm start resumes on it). */
+		if (!r && cfg->control)
+			r = gen2_setup_control(g, cfg->control);
 		if (r) {
 			gen2_teardown(g);
 			pthread_mutex_destroy(&g->forced_lock);
