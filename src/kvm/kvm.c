@@ -746,12 +746,18 @@ int kvm_vcpu_state_save(struct kvm_vcpu *v, uint8_t **out, size_t *len)
 		 ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0 || ioctl(v->fd, KVM_GET_DEBUGREGS, &dr) < 0)
 		r = -errno;
 	if (!r) {
-		/* KVM_GET_MSRS stops at the first MSR it cannot read: keep the ones it read. */
-		int n = ioctl(v->fd, KVM_GET_MSRS, msrs);
-		if (n < 0)
-			r = -errno;
-		else
-			msrs->nmsrs = (uint32_t)n;
+		/* One at a time: KVM_GET_MSRS stops at the first MSR it cannot read, and the list holds MSRs
+		 * of features this VM does not have (its Hyper-V MSRs are gen2vm's own, for instance). */
+		uint32_t kept = 0;
+		for (uint32_t i = 0; i < msrs->nmsrs; i++) {
+			uint64_t val;
+			if (!kvm_vcpu_get_msr(v, msrs->entries[i].index, &val)) {
+				msrs->entries[kept].index = msrs->entries[i].index;
+				msrs->entries[kept].reserved = 0;
+				msrs->entries[kept++].data = val;
+			}
+		}
+		msrs->nmsrs = kept;
 	}
 	if (!r) {
 		kvm_state_put(&b, KVM_STATE_SREGS, &sregs, sizeof(sregs));
@@ -773,6 +779,21 @@ int kvm_vcpu_state_save(struct kvm_vcpu *v, uint8_t **out, size_t *len)
 	}
 	*out = b.p;
 	*len = b.len;
+	return 0;
+}
+
+/* Sets the saved MSRs one by one. The TSC and the APIC base must be taken; another MSR KVM refuses
+ * (one it lists but this host cannot set as it read it) is logged and left as it is. 0 or -errno. */
+static int kvm_state_set_msrs(struct kvm_vcpu *v, const struct kvm_msrs *m)
+{
+	for (uint32_t i = 0; i < m->nmsrs; i++) {
+		uint32_t idx = m->entries[i].index;
+		int r = kvm_vcpu_set_msr(v, idx, m->entries[i].data);
+		if (r && (idx == 0x10 || idx == 0x1b)) /* IA32_TSC, IA32_APIC_BASE */
+			return r;
+		if (r)
+			log_warn("vCPU %u: KVM did not take back MSR 0x%x (%s)", v->id, idx, strerror(-r));
+	}
 	return 0;
 }
 
@@ -862,7 +883,7 @@ int kvm_vcpu_state_restore(struct kvm_vcpu *v, const uint8_t *buf, size_t len, c
 		what = "XCRs";
 	else if (ioctl(v->fd, KVM_SET_LAPIC, &lapic) < 0)
 		what = "LAPIC";
-	else if ((r = ioctl(v->fd, KVM_SET_MSRS, msrs)) < 0 || (uint32_t)r != nmsrs)
+	else if ((r = kvm_state_set_msrs(v, msrs)) < 0)
 		what = "MSRs";
 	else if (ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
 		what = "pending events";
@@ -870,12 +891,7 @@ int kvm_vcpu_state_restore(struct kvm_vcpu *v, const uint8_t *buf, size_t len, c
 		what = "MP state";
 	else if (ioctl(v->fd, KVM_SET_DEBUGREGS, &dr) < 0)
 		what = "debug registers";
-	int e = errno;
-	if (what && r >= 0 && !strcmp(what, "MSRs")) {
-		e = EINVAL;
-		if ((uint32_t)r < nmsrs)
-			log_error("vCPU %u: KVM refused MSR 0x%x", v->id, msrs->entries[r].index);
-	}
+	int e = what && !strcmp(what, "MSRs") ? -r : errno;
 	free(xsave);
 	free(msrs);
 	if (what)
