@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "util/buf.h"
 #include "util/log.h"
 
 #define KVM_KICK_SIGNAL SIGUSR1
@@ -670,32 +671,23 @@ struct kvm_state_rec {
 	uint32_t tag, len;
 };
 
-struct kvm_state_buf {
-	uint8_t *p;
-	size_t len, cap;
-	int error;
+/* The fixed-size parts of a vCPU's state, as KVM gives and takes them. */
+struct kvm_state_fixed {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_xcrs xcrs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events ev;
+	struct kvm_mp_state mp;
+	struct kvm_debugregs dr;
 };
 
-static void kvm_state_put(struct kvm_state_buf *b, uint32_t tag, const void *data, size_t len)
+static void kvm_state_put(struct buf *b, uint32_t tag, const void *data, size_t len)
 {
-	size_t need = sizeof(struct kvm_state_rec) + ((len + 7) & ~(size_t)7);
-	if (b->error)
-		return;
-	if (b->cap - b->len < need) {
-		size_t cap = b->cap * 2 + need;
-		uint8_t *p = realloc(b->p, cap);
-		if (!p) {
-			b->error = -ENOMEM;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
 	struct kvm_state_rec r = { tag, (uint32_t)len };
-	memcpy(b->p + b->len, &r, sizeof(r));
-	memcpy(b->p + b->len + sizeof(r), data, len);
-	memset(b->p + b->len + sizeof(r) + len, 0, need - sizeof(r) - len);
-	b->len += need;
+	buf_put(b, &r, sizeof(r));
+	buf_put(b, data, len);
+	buf_put(b, NULL, ((len + 7) & ~(size_t)7) - len);
 }
 
 /* The MSRs KVM asks userspace to save, as a kvm_msrs with their indices filled (caller frees). */
@@ -725,14 +717,8 @@ fail:
 
 int kvm_vcpu_state_save(struct kvm_vcpu *v, uint8_t **out, size_t *len)
 {
-	struct kvm_state_buf b = { 0 };
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	struct kvm_xcrs xcrs;
-	struct kvm_lapic_state lapic;
-	struct kvm_vcpu_events ev;
-	struct kvm_mp_state mp;
-	struct kvm_debugregs dr;
+	struct buf b = { 0 };
+	struct kvm_state_fixed st;
 	void *xsave = calloc(1, v->xsave_size);
 	struct kvm_msrs *msrs = kvm_msrs_to_save(v);
 	*out = NULL;
@@ -740,10 +726,10 @@ int kvm_vcpu_state_save(struct kvm_vcpu *v, uint8_t **out, size_t *len)
 	int r = 0;
 	if (!xsave || !msrs)
 		r = -ENOMEM;
-	else if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0 ||
-		 kvm_vcpu_get_xsave(v, xsave, v->xsave_size) || ioctl(v->fd, KVM_GET_XCRS, &xcrs) < 0 ||
-		 ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0 || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0 ||
-		 ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0 || ioctl(v->fd, KVM_GET_DEBUGREGS, &dr) < 0)
+	else if (ioctl(v->fd, KVM_GET_REGS, &st.regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &st.sregs) < 0 ||
+		 kvm_vcpu_get_xsave(v, xsave, v->xsave_size) || ioctl(v->fd, KVM_GET_XCRS, &st.xcrs) < 0 ||
+		 ioctl(v->fd, KVM_GET_LAPIC, &st.lapic) < 0 || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &st.ev) < 0 ||
+		 ioctl(v->fd, KVM_GET_MP_STATE, &st.mp) < 0 || ioctl(v->fd, KVM_GET_DEBUGREGS, &st.dr) < 0)
 		r = -errno;
 	if (!r) {
 		/* One at a time: KVM_GET_MSRS stops at the first MSR it cannot read, and the list holds MSRs
@@ -760,15 +746,15 @@ int kvm_vcpu_state_save(struct kvm_vcpu *v, uint8_t **out, size_t *len)
 		msrs->nmsrs = kept;
 	}
 	if (!r) {
-		kvm_state_put(&b, KVM_STATE_SREGS, &sregs, sizeof(sregs));
-		kvm_state_put(&b, KVM_STATE_REGS, &regs, sizeof(regs));
+		kvm_state_put(&b, KVM_STATE_SREGS, &st.sregs, sizeof(st.sregs));
+		kvm_state_put(&b, KVM_STATE_REGS, &st.regs, sizeof(st.regs));
 		kvm_state_put(&b, KVM_STATE_XSAVE, xsave, v->xsave_size);
-		kvm_state_put(&b, KVM_STATE_XCRS, &xcrs, sizeof(xcrs));
-		kvm_state_put(&b, KVM_STATE_LAPIC, &lapic, sizeof(lapic));
+		kvm_state_put(&b, KVM_STATE_XCRS, &st.xcrs, sizeof(st.xcrs));
+		kvm_state_put(&b, KVM_STATE_LAPIC, &st.lapic, sizeof(st.lapic));
 		kvm_state_put(&b, KVM_STATE_MSRS, msrs->entries, msrs->nmsrs * sizeof(msrs->entries[0]));
-		kvm_state_put(&b, KVM_STATE_EVENTS, &ev, sizeof(ev));
-		kvm_state_put(&b, KVM_STATE_MP, &mp, sizeof(mp));
-		kvm_state_put(&b, KVM_STATE_DEBUGREGS, &dr, sizeof(dr));
+		kvm_state_put(&b, KVM_STATE_EVENTS, &st.ev, sizeof(st.ev));
+		kvm_state_put(&b, KVM_STATE_MP, &st.mp, sizeof(st.mp));
+		kvm_state_put(&b, KVM_STATE_DEBUGREGS, &st.dr, sizeof(st.dr));
 		r = b.error;
 	}
 	free(xsave);
@@ -842,22 +828,16 @@ int kvm_vcpu_state_restore(struct kvm_vcpu *v, const uint8_t *buf, size_t len, c
 		if (!rec[t])
 			return kvm_fail(err, errlen, EINVAL, "vCPU %u state: record %u is missing", v->id, t);
 
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	struct kvm_xcrs xcrs;
-	struct kvm_lapic_state lapic;
-	struct kvm_vcpu_events ev;
-	struct kvm_mp_state mp;
-	struct kvm_debugregs dr;
-	memcpy(&regs, rec[KVM_STATE_REGS], sizeof(regs));
-	memcpy(&sregs, rec[KVM_STATE_SREGS], sizeof(sregs));
-	memcpy(&xcrs, rec[KVM_STATE_XCRS], sizeof(xcrs));
-	memcpy(&lapic, rec[KVM_STATE_LAPIC], sizeof(lapic));
-	memcpy(&ev, rec[KVM_STATE_EVENTS], sizeof(ev));
-	memcpy(&mp, rec[KVM_STATE_MP], sizeof(mp));
-	memcpy(&dr, rec[KVM_STATE_DEBUGREGS], sizeof(dr));
-	if (xcrs.nr_xcrs > KVM_MAX_XCRS)
-		return kvm_fail(err, errlen, EINVAL, "vCPU %u state: %u XCRs", v->id, xcrs.nr_xcrs);
+	struct kvm_state_fixed st;
+	memcpy(&st.regs, rec[KVM_STATE_REGS], sizeof(st.regs));
+	memcpy(&st.sregs, rec[KVM_STATE_SREGS], sizeof(st.sregs));
+	memcpy(&st.xcrs, rec[KVM_STATE_XCRS], sizeof(st.xcrs));
+	memcpy(&st.lapic, rec[KVM_STATE_LAPIC], sizeof(st.lapic));
+	memcpy(&st.ev, rec[KVM_STATE_EVENTS], sizeof(st.ev));
+	memcpy(&st.mp, rec[KVM_STATE_MP], sizeof(st.mp));
+	memcpy(&st.dr, rec[KVM_STATE_DEBUGREGS], sizeof(st.dr));
+	if (st.xcrs.nr_xcrs > KVM_MAX_XCRS)
+		return kvm_fail(err, errlen, EINVAL, "vCPU %u state: %u XCRs", v->id, st.xcrs.nr_xcrs);
 	uint32_t nmsrs = (uint32_t)(rlen[KVM_STATE_MSRS] / sizeof(struct kvm_msr_entry));
 	void *xsave = calloc(1, v->xsave_size);
 	struct kvm_msrs *msrs = calloc(1, sizeof(*msrs) + (nmsrs ? nmsrs : 1) * sizeof(struct kvm_msr_entry));
@@ -873,23 +853,23 @@ int kvm_vcpu_state_restore(struct kvm_vcpu *v, const uint8_t *buf, size_t len, c
 	 * MSR, the MP state and events last. */
 	const char *what = NULL;
 	int r = 0;
-	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
+	if (ioctl(v->fd, KVM_SET_SREGS, &st.sregs) < 0)
 		what = "segment and control registers";
-	else if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
+	else if (ioctl(v->fd, KVM_SET_REGS, &st.regs) < 0)
 		what = "registers";
 	else if (ioctl(v->fd, KVM_SET_XSAVE, xsave) < 0)
 		what = "XSAVE state";
-	else if (ioctl(v->fd, KVM_SET_XCRS, &xcrs) < 0)
+	else if (ioctl(v->fd, KVM_SET_XCRS, &st.xcrs) < 0)
 		what = "XCRs";
-	else if (ioctl(v->fd, KVM_SET_LAPIC, &lapic) < 0)
+	else if (ioctl(v->fd, KVM_SET_LAPIC, &st.lapic) < 0)
 		what = "LAPIC";
 	else if ((r = kvm_state_set_msrs(v, msrs)) < 0)
 		what = "MSRs";
-	else if (ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+	else if (ioctl(v->fd, KVM_SET_VCPU_EVENTS, &st.ev) < 0)
 		what = "pending events";
-	else if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)
+	else if (ioctl(v->fd, KVM_SET_MP_STATE, &st.mp) < 0)
 		what = "MP state";
-	else if (ioctl(v->fd, KVM_SET_DEBUGREGS, &dr) < 0)
+	else if (ioctl(v->fd, KVM_SET_DEBUGREGS, &st.dr) < 0)
 		what = "debug registers";
 	int e = what && !strcmp(what, "MSRs") ? -r : errno;
 	free(xsave);

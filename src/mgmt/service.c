@@ -1304,6 +1304,18 @@ int service_run(const char *store_opt, const char *socket_path, const char *grou
 	return CLI_EXIT_OK;
 }
 
+/* Runs exe with argv in a child and waits: true when it exited 0. */
+static bool svc_run_ok(const char *exe, char *const argv[])
+{
+	pid_t c = fork();
+	if (c == 0) {
+		execv(exe, argv);
+		_exit(CLI_EXIT_FAILED);
+	}
+	int st;
+	return c > 0 && waitpid(c, &st, 0) == c && WIFEXITED(st) && !WEXITSTATUS(st);
+}
+
 int service_stop_vms(const char *store_opt, unsigned timeout_s)
 {
 	char root[PATH_MAX], err[512], exe[PATH_MAX], tmo[16];
@@ -1345,26 +1357,8 @@ int service_stop_vms(const char *store_opt, unsigned timeout_s)
 			char *a2[] = { "gen2vm", "vm", "--store", root, "stop", e->d_name, "--turn-off", NULL };
 			char *a0[] = { "gen2vm", "vm", "--store", root, "stop", e->d_name, "--save", NULL };
 			/* save: a VM that cannot be saved (a device without saving) is shut down instead. */
-			if (save) {
-				pid_t c = fork();
-				if (c == 0) {
-					execv(exe, a0);
-					_exit(CLI_EXIT_FAILED);
-				}
-				int st;
-				if (c > 0 && waitpid(c, &st, 0) == c && WIFEXITED(st) && !WEXITSTATUS(st))
-					_exit(CLI_EXIT_OK);
-			}
-			if (!turn_off) {
-				pid_t c = fork();
-				if (c == 0) {
-					execv(exe, a1);
-					_exit(CLI_EXIT_FAILED);
-				}
-				int st;
-				if (c > 0 && waitpid(c, &st, 0) == c && WIFEXITED(st) && !WEXITSTATUS(st))
-					_exit(CLI_EXIT_OK);
-			}
+			if ((save && svc_run_ok(exe, a0)) || (!turn_off && svc_run_ok(exe, a1)))
+				_exit(CLI_EXIT_OK);
 			execv(exe, a2);
 			_exit(CLI_EXIT_FAILED);
 		}

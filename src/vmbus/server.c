@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gen2vm/proto/savestate.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 _Static_assert(VMBUS_EAGAIN == EAGAIN && VMBUS_EPROTO == EPROTO && VMBUS_EMSGSIZE == EMSGSIZE &&
@@ -1076,36 +1077,12 @@ void vmbus_channel_drain_inband(struct vmbus_channel *c, uint8_t *buf, uint32_t 
 
 /* --- saved state ------------------------------------------------------------------------------------ */
 
-struct srv_buf {
-	uint8_t *p;
-	size_t len, cap;
-	int error;
-};
-
-static void srv_buf_put(struct srv_buf *b, const void *data, size_t len)
-{
-	if (b->error)
-		return;
-	if (b->cap - b->len < len) {
-		size_t cap = b->cap * 2 + len + 256;
-		uint8_t *p = realloc(b->p, cap);
-		if (!p) {
-			b->error = -ENOMEM;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, len);
-	b->len += len;
-}
-
 int vmbus_server_save(struct vmbus_server *s, uint8_t **out, size_t *len)
 {
 	*out = NULL;
 	*len = 0;
 	srv_run_deferred(s);
-	struct srv_buf b = { 0 };
+	struct buf b = { 0 };
 	struct savestate_vmbus h = { .connected = s->connected, .offers_requested = s->offers_requested,
 				     .version = s->version, .target_vcpu = s->target_vcpu,
 				     .interrupt_page = s->interrupt_page, .monitor_page1 = s->monitor_page1,
@@ -1127,7 +1104,7 @@ int vmbus_server_save(struct vmbus_server *s, uint8_t **out, size_t *len)
 			rc = -EBUSY;
 		h.nr_gpadls++;
 	}
-	srv_buf_put(&b, &h, sizeof(h));
+	buf_put(&b, &h, sizeof(h));
 	/* Oldest first, as the guest created them (the list is pushed at the head). */
 	for (uint32_t k = h.nr_gpadls; k-- > 0 && !rc;) {
 		struct vmbus_gpadl *g = s->gpadls;
@@ -1135,12 +1112,12 @@ int vmbus_server_save(struct vmbus_server *s, uint8_t **out, size_t *len)
 			g = g->next;
 		struct savestate_vmbus_gpadl sg = { .id = g->id, .relid = g->relid, .nr_ranges = g->nr_ranges,
 						    .buf_len = (uint32_t)(g->nr_ranges * 8u + g->nr_pfns * 8u) };
-		srv_buf_put(&b, &sg, sizeof(sg));
+		buf_put(&b, &sg, sizeof(sg));
 		for (uint32_t r = 0; r < g->nr_ranges; r++) {
 			const struct vmbus_gpadl_range *gr = &g->ranges[r];
 			uint32_t hdr[2] = { gr->byte_count, gr->byte_offset };
-			srv_buf_put(&b, hdr, sizeof(hdr));
-			srv_buf_put(&b, &g->pfns[gr->pfn_first], gr->nr_pfns * sizeof(uint64_t));
+			buf_put(&b, hdr, sizeof(hdr));
+			buf_put(&b, &g->pfns[gr->pfn_first], gr->nr_pfns * sizeof(uint64_t));
 		}
 	}
 	pthread_mutex_unlock(&s->async_lock);
@@ -1148,7 +1125,7 @@ int vmbus_server_save(struct vmbus_server *s, uint8_t **out, size_t *len)
 		struct savestate_vmbus_device sd = { .nr_channels = dev->nr_channels, .sub_wanted = dev->sub_wanted };
 		memcpy(sd.class_id, &dev->desc.class_id, 16);
 		memcpy(sd.instance_id, &dev->desc.instance_id, 16);
-		srv_buf_put(&b, &sd, sizeof(sd));
+		buf_put(&b, &sd, sizeof(sd));
 		for (uint16_t i = 0; i < dev->nr_channels; i++) {
 			const struct vmbus_channel *c = dev->chan[i];
 			struct savestate_vmbus_channel sc = {
@@ -1160,7 +1137,7 @@ int vmbus_server_save(struct vmbus_server *s, uint8_t **out, size_t *len)
 				.downstream_offset = c->ring_offset,
 			};
 			memcpy(sc.userdata, c->userdata, sizeof(sc.userdata));
-			srv_buf_put(&b, &sc, sizeof(sc));
+			buf_put(&b, &sc, sizeof(sc));
 		}
 	}
 	rc = rc ? rc : b.error;
