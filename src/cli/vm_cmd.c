@@ -83,6 +83,7 @@ static const char vm_usage[] =
 /* How long `vm start` waits for the control socket, and `vm stop --turn-off` for the process. */
 #define VM_START_WAIT_S 120
 #define VM_TURN_OFF_WAIT_S 30
+#define VM_SAVE_WAIT_S 600 /* how long `vm stop --save` waits for a VM still writing its state */
 #define VM_CONFIG_LOCK_WAIT_MS 5000
 /* The control socket answers at once when the VM is healthy; list and show must not hang on one
  * that is not (control_request waits CONTROL_CLIENT_TIMEOUT_S). */
@@ -1247,6 +1248,10 @@ static int vm_save_one(struct vm *v)
 	int r = vm_control(v, VM_CONTROL_SLOW_MS, 2, args, reply, sizeof(reply));
 	if (r == -EIO && strstr(reply, "not support"))
 		r = -EOPNOTSUPP;
+	/* A large VM may take longer to write than a control request waits: the process says how it
+	 * went by ending, with the state in place. */
+	if ((r == -ETIMEDOUT || r == -ECONNRESET) && vm_wait_off(v, VM_SAVE_WAIT_S) && vm_is_saved(v))
+		r = 0;
 	if (r)
 		return vm_err(v, r, "VM '%s' was not saved: %s", text_show(v->name),
 			      r == -EIO || r == -EOPNOTSUPP ? reply : strerror(-r));

@@ -43,7 +43,7 @@ def test_save_and_restore_a_linux_guest(tmp_path):
     vhdx = ei.linux_userspace_vhdx(tmp_path, "VM-SAVE-USERSPACE-MARKER", gen2vm_binary(), serial_shell=True,
                                    modules=["hv_storvsc", "sd_mod"])
     store = tmp_path / "store"
-    ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--disk", vhdx, "--disk", "new:64M")
+    ok(store, "new", "guest", "--memory", "256M", "--cpus", "2", "--disk", vhdx, "--disk", "new:64M")
     d = os.path.join(str(store), "guest")
     try:
         ok(store, "start", "guest")
@@ -66,7 +66,7 @@ def test_save_and_restore_a_linux_guest(tmp_path):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
         saved = os.path.join(d, "vm.save")
-        assert os.path.getsize(saved) < 512 << 20  # zero pages are left out
+        assert os.path.getsize(saved) < 256 << 20  # zero pages are left out
         with open(os.path.join(d, "vm.log"), errors="replace") as f:
             assert "state was saved" in f.read()
 
