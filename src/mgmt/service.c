@@ -354,6 +354,9 @@ static void svc_vm_ended(struct svc *s, struct svc_vm *v)
 	if (code == CLI_EXIT_CRASH) {
 		svc_vm_log(s, v->name, "the guest crashed (exit code %d); not restarted", code);
 		svc_event(s, v->name, "crashed", NULL, code);
+	} else if (code == CLI_EXIT_SAVED) {
+		svc_vm_log(s, v->name, "its state was saved (exit code %d)", code);
+		svc_event(s, v->name, "saved", NULL, code);
 	} else if (code >= 0) {
 		svc_vm_log(s, v->name, "its process %d ended (exit code %d)", (int)v->pid, code);
 	} else {
