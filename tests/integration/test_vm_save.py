@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from conftest import gen2vm_binary, have_kvm
-from test_vm_store import guest_sh, listing, ok, vm
+from conftest import have_kvm
+from test_vm_store import guest_sh, listing, ok, userspace_vhdx, vm
 
 
 def wait_console(store, marker, timeout):
@@ -37,11 +37,7 @@ def start_refused(store, says):
 @pytest.mark.real_guest
 @pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
 def test_save_and_restore_a_linux_guest(tmp_path):
-    import efi_images as ei
-    if not ei.have_tools("mkfs.vfat", "mcopy", "mmd", "sfdisk"):
-        pytest.skip("needs dosfstools, mtools and fdisk (scripts/deps.sh test)")
-    vhdx = ei.linux_userspace_vhdx(tmp_path, "VM-SAVE-USERSPACE-MARKER", gen2vm_binary(), serial_shell=True,
-                                   modules=["hv_storvsc", "sd_mod"])
+    vhdx = userspace_vhdx(tmp_path, "VM-SAVE-USERSPACE-MARKER", ["hv_storvsc", "sd_mod"])
     store = tmp_path / "store"
     ok(store, "new", "guest", "--memory", "256M", "--cpus", "2", "--disk", vhdx, "--disk", "new:64M")
     d = os.path.join(str(store), "guest")

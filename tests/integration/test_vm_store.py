@@ -860,14 +860,19 @@ def hot_nic_removal(store):
     assert listing(store)["guest"]["state"] == "Running"
 
 
-@pytest.mark.real_guest
-@pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
-def test_real_guest_start_list_stop(tmp_path):
+def userspace_vhdx(tmp_path, marker, modules):
+    """The real guest's disk: Debian's kernel through UEFI and systemd-boot to a busybox userspace
+    that prints marker and runs a shell on COM1 (skips the test without the tools to make it)."""
     import efi_images as ei
     if not ei.have_tools("mkfs.vfat", "mcopy", "mmd", "sfdisk"):
         pytest.skip("needs dosfstools, mtools and fdisk (scripts/deps.sh test)")
-    vhdx = ei.linux_userspace_vhdx(tmp_path, "VM-STORE-USERSPACE-MARKER", gen2vm_binary(), serial_shell=True,
-                                   modules=["hv_netvsc"])
+    return ei.linux_userspace_vhdx(tmp_path, marker, gen2vm_binary(), serial_shell=True, modules=modules)
+
+
+@pytest.mark.real_guest
+@pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
+def test_real_guest_start_list_stop(tmp_path):
+    vhdx = userspace_vhdx(tmp_path, "VM-STORE-USERSPACE-MARKER", ["hv_netvsc"])
     store = tmp_path / "store"
     # Network adapters to remove hot: a tap (traffic with the host; root creates it) and a pair.
     nics = os.geteuid() == 0
