@@ -536,7 +536,7 @@ static int gen2_ctl_save(void *opaque, int argc, char **argv, char *reply, size_
 		snprintf(reply, len, "save: the path is too long");
 		return -ENAMETOOLONG;
 	}
-	int fd = file_open_user(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600, FILE_REG, reply, len);
+	int fd = file_open_user(tmp, O_WRONLY | O_CREAT | O_NOFOLLOW, 0600, FILE_REG, reply, len);
 	if (fd < 0) {
 		char w[256];
 		snprintf(w, sizeof(w), "%s", reply);
