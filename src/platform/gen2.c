@@ -679,7 +679,7 @@ static int gen2_restore(struct gen2 *g, const char *path)
 	if (r)
 		log_error("%s", err);
 	else
-		log_info("resumed from the saved state in %s", text_show(path));
+		fprintf(stderr, "gen2vm: resumed from the saved state in %s\n", text_show(path));
 	return r;
 }
 
@@ -1167,7 +1167,9 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 			pthread_mutex_unlock(&g->forced_lock);
 			if (forced)
 				log_warn("%s", g->vm.exit_msg);
-			else if (k == VM_EXIT_POWEROFF || k == VM_EXIT_RESET || k == VM_EXIT_SAVED)
+			else if (k == VM_EXIT_SAVED) /* what ended the process, said even without -v */
+				fprintf(stderr, "gen2vm: %s\n", g->vm.exit_msg);
+			else if (k == VM_EXIT_POWEROFF || k == VM_EXIT_RESET)
 				log_info("%s", g->vm.exit_msg);
 			else
 				log_error("%s", g->vm.exit_msg);
