@@ -3,14 +3,17 @@
  *
  * Input: byte 0's bit 0 set: the END section's CRC is fixed up so the structure checks behind it are
  * reached; the rest is the file. When it opens, every section is walked, the machine check runs, and
- * the memory runs are checked and loaded into a small guest memory of two regions. Must never crash,
+ * the memory runs are checked and loaded into a small guest memory of two regions, and the Hyper-V
+ * partition's and COM1's sections go to their readers. Must never crash,
  * leak or touch memory outside the file and the guest's RAM. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "devices/uart.h"
 #include "disk/crc32c.h"
+#include "hv/hv.h"
 #include "vmm/savestate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -47,6 +50,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		savestate_check_machine(&f, "{}", 2, 1, sizeof(fz_ram), err, sizeof(err));
 		if (!savestate_check_memory(&f, &m, err, sizeof(err)))
 			savestate_load_memory(&f, &m);
+		/* The sections whose readers need no KVM: the Hyper-V partition and COM1. */
+		struct hv_partition hv;
+		struct hv_vp vp;
+		hv_partition_init(&hv, &m, &vp, 1, 1000000000ull, 1000000000ull, NULL);
+		if (!savestate_find(&f, SAVESTATE_SEC_HV, 0, &s))
+			hv_restore(&hv, s.data, s.len, err, sizeof(err));
+		hv_partition_destroy(&hv);
+		struct savestate_uart su;
+		if (!savestate_find(&f, SAVESTATE_SEC_PLATFORM, 0, &s) && s.len == sizeof(su)) {
+			struct uart u;
+			memcpy(&su, s.data, sizeof(su));
+			uart_init(&u, NULL, NULL, NULL, NULL);
+			uart_restore(&u, &su);
+			pthread_mutex_destroy(&u.lock);
+		}
 	}
 	free(file);
 	return 0;
