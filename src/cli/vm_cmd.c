@@ -1246,7 +1246,8 @@ static int vm_save_one(struct vm *v)
 	char reply[CONTROL_REPLY_BUF];
 	const char *args[] = { "save", STORE_SAVED };
 	int r = vm_control(v, VM_CONTROL_SLOW_MS, 2, args, reply, sizeof(reply));
-	if (r == -EIO && strstr(reply, "not support"))
+	/* What the VM cannot save (a device without saving) is a refusal of the request, not a failure. */
+	if (r == -EIO && (strstr(reply, "not support") || strstr(reply, "cannot be saved")))
 		r = -EOPNOTSUPP;
 	/* A large VM may take longer to write than a control request waits: the process says how it
 	 * went by ending, with the state in place. */

@@ -504,20 +504,3 @@ void ic_service_destroy(const struct ic_service_class *c, void *state)
 	free(state);
 }
 
-int ic_class_save(void *state, uint8_t **out, size_t *len, char *err, size_t errlen)
-{
-	(void)state, (void)err, (void)errlen;
-	*out = NULL;
-	*len = 0;
-	return 0;
-}
-
-int ic_class_restore(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen)
-{
-	(void)state, (void)buf;
-	if (len) {
-		snprintf(err, errlen, "unexpected state (%zu bytes)", len);
-		return -EINVAL;
-	}
-	return 0;
-}

@@ -204,13 +204,6 @@ int ic_service_create(const struct ic_service_class *c, const struct ic_service_
 /* Its vmdev_class.destroy (NULL is fine). */
 void ic_service_destroy(const struct ic_service_class *c, void *state);
 
-/* vmdev_class.save and .restore of the services whose host side keeps nothing the guest relies on
- * across a save (shutdown, heartbeat, time sync, KVP, VSS): the state is empty. Restoring the VMBus
- * reopens the channel, and the device speaks first again (NEGOTIATE), which Linux's hv_utils and
- * Windows answer at any time; time sync then steps the guest's clock to the VM's, the clock
- * adjustment a restored guest needs. */
-int ic_class_save(void *state, uint8_t **out, size_t *len, char *err, size_t errlen);
-int ic_class_restore(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen);
 
 /* ---- services' pure parts (for tests) ---- */
 

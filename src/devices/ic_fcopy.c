@@ -553,7 +553,7 @@ static int fc_save(void *state, uint8_t **out, size_t *len, char *err, size_t er
 		snprintf(err, errlen, "a file copy is in progress (copy-file-status; copy-file-cancel ends it)");
 		return -EBUSY;
 	}
-	return ic_class_save(state, out, len, err, errlen);
+	return vmdev_save_nothing(state, out, len, err, errlen);
 }
 
 static const struct vmdev_verb fc_verbs[] = {
@@ -572,5 +572,5 @@ const struct vmdev_class ic_fcopy_class = {
 	.destroy = fc_destroy,
 	.verbs = fc_verbs,
 	.save = fc_save,
-	.restore = ic_class_restore,
+	.restore = vmdev_restore_nothing,
 };

@@ -1102,8 +1102,8 @@ const struct vmdev_class ic_kvp_class = {
 	.settings_from = &ic_settings_class,
 	.create = kvp_create,
 	.destroy = kvp_destroy,
-	.save = ic_class_save,
-	.restore = ic_class_restore,
+	.save = vmdev_save_nothing,
+	.restore = vmdev_restore_nothing,
 	.verbs = kvp_verbs,
 	.status = kvp_status,
 };

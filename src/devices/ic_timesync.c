@@ -188,7 +188,7 @@ const struct vmdev_class ic_timesync_class = {
 	.settings_from = &ic_settings_class,
 	.create = ts_create,
 	.destroy = ts_destroy,
-	.save = ic_class_save,
-	.restore = ic_class_restore,
+	.save = vmdev_save_nothing,
+	.restore = vmdev_restore_nothing,
 	.verbs = ts_verbs,
 };

@@ -530,8 +530,8 @@ const struct vmdev_class ic_vss_class = {
 	.settings_from = &ic_settings_class,
 	.create = vss_create,
 	.destroy = vss_destroy,
-	.save = ic_class_save,
-	.restore = ic_class_restore,
+	.save = vmdev_save_nothing,
+	.restore = vmdev_restore_nothing,
 	.verbs = vss_verbs,
 	.status = vss_status,
 };

@@ -419,3 +419,21 @@ int vmdev_set_restore(struct vmdev_set *s, const struct savestate_file *f, char 
 	}
 	return 0;
 }
+
+int vmdev_save_nothing(void *state, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+	(void)state, (void)err, (void)errlen;
+	*out = NULL;
+	*len = 0;
+	return 0;
+}
+
+int vmdev_restore_nothing(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	(void)state, (void)buf;
+	if (len) {
+		snprintf(err, errlen, "unexpected state (%zu bytes)", len);
+		return -EINVAL;
+	}
+	return 0;
+}

@@ -159,6 +159,14 @@ struct vmdev_class {
 	int (*restore)(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen);
 };
 
+/* vmdev_class.save and .restore of a class whose host side keeps nothing the guest relies on across
+ * a save (the integration services): the state is empty, and restoring the VMBus reopens the
+ * channel, on which the device speaks first again (the services' NEGOTIATE, which Linux's hv_utils
+ * and Windows answer at any time; time sync then steps the guest's clock to the VM's, the clock
+ * adjustment a restored guest needs). restore refuses a state that is not empty. */
+int vmdev_save_nothing(void *state, uint8_t **out, size_t *len, char *err, size_t errlen);
+int vmdev_restore_nothing(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen);
+
 /* Offers a device on h's VMBus (hot when the guest runs) and withdraws it, each under the server
  * lock, as a class's create/destroy glue does. Offer returns 0 or -errno from vmbus_server_device_add;
  * withdraw of NULL is fine. */

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "devices/vmdev.h"
 #include "disk/crc32c.h"
 #include "vmm/savestate.h"
 
@@ -213,6 +214,18 @@ static void test_hostile_fields(void **state)
 	free(x);
 }
 
+/* Every class created for every VM (always) can be saved: a default VM never has its save refused
+ * for a device it did not ask for. */
+static void test_default_classes_save(void **state)
+{
+	for (const struct vmdev_class *const *c = vmdev_classes; *c; c++)
+		if ((*c)->always && (*c)->create) {
+			print_message("%s\n", (*c)->name);
+			assert_non_null((*c)->save);
+			assert_non_null((*c)->restore);
+		}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -221,6 +234,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_refused),
 		cmocka_unit_test(test_altered_refused),
 		cmocka_unit_test(test_hostile_fields),
+		cmocka_unit_test(test_default_classes_save),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
