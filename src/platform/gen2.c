@@ -597,6 +597,11 @@ static int gen2_restore_load(struct gen2 *g, const struct savestate_file *f, con
 	struct vm *vm = &g->vm;
 	struct savestate_sec s;
 	char why[512] = "";
+	/* RAM first: what is restored after it may write to it at once (the SynIC delivers the queued
+	 * messages into the guest's message page from the service thread). */
+	int r = guest_mem_clear(&vm->mem);
+	if (r || (r = savestate_load_memory(f, &vm->mem)))
+		return gen2_restore_fail(err, errlen, path, "cannot load guest memory: %s", strerror(-r));
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		if (savestate_find(f, SAVESTATE_SEC_VCPU, i, &s))
 			return gen2_restore_fail(err, errlen, path, "vCPU %u's state is missing", i);
@@ -621,9 +626,6 @@ static int gen2_restore_load(struct gen2 *g, const struct savestate_file *f, con
 	    rtc.clock_offset_s < -FW_MISC_OFFSET_MAX)
 		return gen2_restore_fail(err, errlen, path, "bad RTC state");
 	fw_misc_clock_offset_set(&g->life->misc, rtc.clock_offset_s);
-	int r = guest_mem_clear(&vm->mem);
-	if (r || (r = savestate_load_memory(f, &vm->mem)))
-		return gen2_restore_fail(err, errlen, path, "cannot load guest memory: %s", strerror(-r));
 	/* The partition's reference time follows the restored guest TSC. */
 	uint64_t tsc = 0;
 	if (!kvm_vcpu_get_msr(vm->vcpus[0].kvm, 0x10, &tsc))
