@@ -149,8 +149,12 @@ static void *host_thread(void *arg)
 				continue;
 			}
 			if (tag == TAG_TIMER) {
-				if (read(h->timerfd, &v, sizeof(v)) > 0 && hv_synic_queued(h->hv))
+				/* Under the lock, so that a quiet host (a save) delivers nothing meanwhile. */
+				if (read(h->timerfd, &v, sizeof(v)) > 0 && hv_synic_queued(h->hv)) {
+					pthread_mutex_lock(&h->lock);
 					hv_synic_poll(h->hv);
+					pthread_mutex_unlock(&h->lock);
+				}
 				continue;
 			}
 			if (tag >= WATCH_TAG) {

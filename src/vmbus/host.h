@@ -40,7 +40,7 @@ void vmbus_host_unlock(struct vmbus_host *h);
 pthread_mutex_t *vmbus_host_mutex(struct vmbus_host *h);
 
 /* Saving a VM: quiet holds the server lock and keeps the service thread's device callbacks (I/O
- * completions, the integration services' timers) from running, so that nothing writes guest memory
+ * completions, the integration services' timers) and its SynIC retries from running, so that nothing writes guest memory
  * or the devices' state until unquiet. The vCPUs must be paused and the devices quiesced first
  * (their completions need the thread). Returns with h's lock held: calls into the server are fine. */
 void vmbus_host_quiet(struct vmbus_host *h);
