@@ -503,4 +503,3 @@ void ic_service_destroy(const struct ic_service_class *c, void *state)
 		c->fini(state);
 	free(state);
 }
-

@@ -204,7 +204,6 @@ int ic_service_create(const struct ic_service_class *c, const struct ic_service_
 /* Its vmdev_class.destroy (NULL is fine). */
 void ic_service_destroy(const struct ic_service_class *c, void *state);
 
-
 /* ---- services' pure parts (for tests) ---- */
 
 /* The TIMESYNC body for service version v (4.0: struct ic_timesync_v4 with reftime; older:

@@ -119,9 +119,9 @@ void vm_resume(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-/* Returns false when the vCPU must leave its loop. */
 static bool vcpu_handle_exit(struct vcpu *v, struct vcpu_exit *x);
 
+/* Returns false when the vCPU must leave its loop. */
 static bool vcpu_check_state(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
