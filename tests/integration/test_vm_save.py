@@ -39,7 +39,7 @@ def start_refused(store, says):
 def test_save_and_restore_a_linux_guest(tmp_path):
     vhdx = userspace_vhdx(tmp_path, "VM-SAVE-USERSPACE-MARKER", ["hv_storvsc", "sd_mod"])
     store = tmp_path / "store"
-    ok(store, "new", "guest", "--memory", "256M", "--cpus", "2", "--disk", vhdx, "--disk", "new:64M")
+    ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--disk", vhdx, "--disk", "new:64M")
     d = os.path.join(str(store), "guest")
     try:
         ok(store, "start", "guest")
@@ -62,7 +62,7 @@ def test_save_and_restore_a_linux_guest(tmp_path):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
         saved = os.path.join(d, "vm.save")
-        print("state file: %d bytes for 256 MiB of RAM" % os.path.getsize(saved))
+        print("state file: %d bytes for 512 MiB of RAM" % os.path.getsize(saved))
         with open(os.path.join(d, "vm.log"), errors="replace") as f:
             assert "state was saved" in f.read()
 
