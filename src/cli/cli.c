@@ -20,7 +20,7 @@
 
 _Static_assert((int)CLI_EXIT_OK == (int)VM_EXIT_POWEROFF && (int)CLI_EXIT_FAILED == (int)VM_EXIT_ERROR &&
 		       (int)CLI_EXIT_RESET == (int)VM_EXIT_RESET && (int)CLI_EXIT_CRASH == (int)VM_EXIT_CRASH &&
-		       (int)CLI_EXIT_NO_BOOT == (int)VM_EXIT_NO_BOOT,
+		       (int)CLI_EXIT_NO_BOOT == (int)VM_EXIT_NO_BOOT && (int)CLI_EXIT_SAVED == (int)VM_EXIT_SAVED,
 	       "a VM's end is its exit code");
 
 int cli_exit_code(int err)

@@ -75,7 +75,9 @@ static const char run_usage_tail[] =
 	"  --sigterm-timeout S        seconds the guest gets after SIGTERM (default 60)\n"
 	"  --config FILE              read these settings from a JSON document (see README)\n"
 	"  --control PATH             a control socket: gen2vm control PATH disk-add|disk-remove|dvd-insert|\n"
-	"                             dvd-eject|pause|resume|stop|status|help ...\n"
+	"                             dvd-eject|pause|resume|stop|save|status|help ...\n"
+	"  --restore FILE             resume the VM from the state `gen2vm control PATH save FILE` wrote,\n"
+	"                             instead of booting it; the other options must be the same as then\n"
 	"  --stats                    print exit counts, timings and memory use when the VM ends\n"
 	"  --log-unclaimed            log port and MMIO accesses no device claims\n"
 	"  -v, --verbose              more messages (twice for debug)\n"
@@ -86,7 +88,7 @@ static const char run_usage_tail[] =
 	"\n"
 	"Exit codes: 0 the guest powered off, 1 gen2vm failed, 2 bad usage or configuration (nothing\n"
 	"changed), 3 the guest reset (with --no-reboot), 4 the guest crashed, 5 the firmware found nothing\n"
-	"to boot, 128+N stopped by signal N.\n";
+	"to boot, 6 the VM's state was saved, 128+N stopped by signal N.\n";
 
 void run_usage_print(FILE *f)
 {
@@ -290,6 +292,20 @@ static json_object *json_parse_document(const char *text, size_t len, char *why,
 	return root;
 }
 
+/* Appends len bytes and a NUL to the configuration's identity (struct gen2_config.identity). */
+static int identity_add(struct run_config *rc, const void *data, size_t len)
+{
+	uint8_t *p = realloc(rc->identity, rc->vm.identity_len + len + 1);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p + rc->vm.identity_len, data, len);
+	p[rc->vm.identity_len + len] = 0;
+	rc->identity = p;
+	rc->vm.identity = p;
+	rc->vm.identity_len += len + 1;
+	return 0;
+}
+
 int run_config_load_json(struct run_config *rc, const char *path, char *err, size_t errlen)
 {
 	uint8_t *text;
@@ -301,6 +317,8 @@ int run_config_load_json(struct run_config *rc, const char *path, char *err, siz
 		return r;
 	}
 	r = run_config_apply_json(rc, (const char *)text, len, path, err, errlen);
+	if (!r)
+		r = identity_add(rc, text, len);
 	free(text);
 	return r;
 }
@@ -415,11 +433,8 @@ int run_config_apply_json(struct run_config *rc, const char *text, size_t len, c
 				r = -EINVAL;
 			}
 		} else if (!strcmp(key, "automatic_stop") && sv && t == json_type_string) {
-			if (!strcmp(sv, "save")) {
-				snprintf(e, sizeof(e), "\"automatic_stop\" save: saving a VM is not supported yet (shutdown or turn_off)");
-				r = -EOPNOTSUPP;
-			} else if (strcmp(sv, "shutdown") && strcmp(sv, "turn_off")) {
-				snprintf(e, sizeof(e), "\"automatic_stop\" '%s': expected shutdown or turn_off", text_show(sv));
+			if (strcmp(sv, "shutdown") && strcmp(sv, "turn_off") && strcmp(sv, "save")) {
+				snprintf(e, sizeof(e), "\"automatic_stop\" '%s': expected shutdown, save or turn_off", text_show(sv));
 				r = -EINVAL;
 			}
 		} else if (vmdev_class_by_json_key(key)) {
@@ -480,7 +495,7 @@ static int run_config_check(struct run_config *rc, char *err, size_t errlen)
 enum { O_MEMORY = 256, O_CPUS, O_KERNEL, O_INITRD, O_CMDLINE, O_ELF, O_COM1, O_COM1_ATTACH, O_DEBUGCON, O_COMPAT,
        O_NOREBOOT, O_CONFIG, O_STATS, O_UNCLAIMED, O_CONTROL, O_SLOWDOWN, O_CLOCK_OFFSET, O_VIDEO,
        O_FIRMWARE, O_EFI, O_NVRAM, O_UUID, O_DEVICE, O_SIGTERM, O_SIGTERM_TIMEOUT, O_VNC, O_VNC_PASSWORD,
-       O_WEB_CONSOLE };
+       O_WEB_CONSOLE, O_RESTORE };
 
 static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, const struct option *opts, char *err,
 				 size_t errlen);
@@ -510,6 +525,7 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 		{ "stats", no_argument, NULL, O_STATS },
 		{ "log-unclaimed", no_argument, NULL, O_UNCLAIMED },
 		{ "control", required_argument, NULL, O_CONTROL },
+		{ "restore", required_argument, NULL, O_RESTORE },
 		{ "clock-slowdown", required_argument, NULL, O_SLOWDOWN },
 		{ "clock-offset", required_argument, NULL, O_CLOCK_OFFSET },
 		{ "video", required_argument, NULL, O_VIDEO },
@@ -549,6 +565,19 @@ static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, c
 	rc->vm.cpus = 1;
 	optind = 0;
 	opterr = 0;
+	/* The machine's identity, which a saved state must match: the options that build it (not those
+	 * that only say how this process runs: --restore, --verbose, --stats) and the documents read. */
+	for (int i = 1; i < argc && !r; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--restore") && i + 1 < argc)
+			i++;
+		else if (strncmp(a, "--restore=", 10) && strcmp(a, "-v") && strcmp(a, "--verbose") && strcmp(a, "--stats"))
+			r = identity_add(rc, a, strlen(a));
+	}
+	if (r) {
+		snprintf(err, errlen, "out of memory");
+		return r;
+	}
 	while ((c = getopt_long(argc, argv, "+:vh", opts, &idx)) != -1) {
 		switch (c) {
 		case O_MEMORY: r = set_memory(rc, optarg, err, errlen); break;
@@ -573,6 +602,7 @@ static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, c
 		case O_STATS: rc->vm.stats = true; break;
 		case O_UNCLAIMED: rc->vm.log_unclaimed = true; break;
 		case O_CONTROL: rc->vm.control = optarg; break;
+		case O_RESTORE: rc->vm.restore = optarg; break;
 		case O_SLOWDOWN: {
 			char *end;
 			long n = strtol(optarg, &end, 10);
@@ -614,6 +644,8 @@ void run_config_free(struct run_config *rc)
 	for (unsigned i = 0; i < rc->nr_owned; i++)
 		free(rc->owned[i]);
 	rc->nr_owned = 0;
+	free(rc->identity);
+	rc->identity = NULL;
 	vmdev_config_free(&rc->vm.devices);
 }
 

@@ -12,6 +12,7 @@
 struct run_config {
 	struct gen2_config vm;
 	char *owned[16]; /* strings the config owns (from JSON), freed by run_config_free */
+	uint8_t *identity; /* vm.identity's bytes */
 	unsigned nr_owned;
 	int verbose;
 };

@@ -14,6 +14,7 @@ enum cli_exit {
 	CLI_EXIT_RESET = 3,   /* run: the guest reset and --no-reboot was given */
 	CLI_EXIT_CRASH = 4,   /* run: the guest crashed */
 	CLI_EXIT_NO_BOOT = 5, /* run: the firmware found nothing to boot */
+	CLI_EXIT_SAVED = 6,   /* run: the VM's state was saved (control `save FILE`) and the process ended */
 	CLI_EXIT_SIGNAL = 128, /* run: + the signal number (SIGINT, SIGTERM, SIGHUP) that stopped the VM */
 };
 

@@ -53,10 +53,13 @@ static const char vm_usage[] =
 	"  list [--json]           every VM: state, CPU usage, memory, uptime, generation, status\n"
 	"  show NAME [--json]      a VM's document and state\n"
 	"  start NAME              run it in the background (gen2vm run with its document)\n"
-	"  stop NAME [--turn-off] [--timeout S]\n"
+	"  stop NAME [--turn-off|--save] [--timeout S]\n"
 	"                          ask the guest to shut down and wait S seconds (default 60);\n"
-	"                          --turn-off turns it off at once (--save: not supported yet)\n"
-	"  restart NAME [--turn-off] [--timeout S]\n"
+	"                          --turn-off turns it off at once (a saved VM: deletes its saved state);\n"
+	"                          --save saves its state into the VM's directory (vm.save) and ends it:\n"
+	"                          it is then Saved, and vm start resumes it where it was\n"
+	"  restart NAME [--turn-off|--save] [--timeout S]\n"
+	"  discard-state NAME      delete a saved VM's saved state (it is then Off)\n"
 	"  pause NAME | resume NAME\n"
 	"  remove NAME             delete an off VM and the files the store made (never a disk added by PATH)\n"
 	"  set NAME [--memory SIZE] [--cpus N] [--video WxH] [--integration-services LIST]\n"
@@ -82,6 +85,7 @@ static const char vm_usage[] =
 /* How long `vm start` waits for the control socket, and `vm stop --turn-off` for the process. */
 #define VM_START_WAIT_S 120
 #define VM_TURN_OFF_WAIT_S 30
+#define VM_SAVE_WAIT_S 600 /* how long `vm stop --save` waits for a VM still writing its state */
 #define VM_CONFIG_LOCK_WAIT_MS 5000
 /* The control socket answers at once when the VM is healthy; list and show must not hang on one
  * that is not (control_request waits CONTROL_CLIENT_TIMEOUT_S). */
@@ -231,8 +235,17 @@ static int vm_control(const struct vm *v, unsigned timeout_ms, int argc, const c
 
 /* ---- state ---- */
 
-enum vm_state { VM_OFF, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING };
-static const char *const vm_state_name[] = { "Off", "Starting", "Running", "Paused", "Stopping" };
+enum vm_state { VM_OFF, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING, VM_SAVED };
+static const char *const vm_state_name[] = { "Off", "Starting", "Running", "Paused", "Stopping", "Saved" };
+
+/* Whether the VM has a saved state (STORE_SAVED): it is then Saved while no process runs it. */
+static bool vm_is_saved(const struct vm *v)
+{
+	char p[PATH_MAX];
+	struct stat st;
+	return snprintf(p, sizeof(p), "%s/%s", v->dir, STORE_SAVED) < (int)sizeof(p) && !lstat(p, &st) &&
+	       S_ISREG(st.st_mode);
+}
 
 struct vm_status {
 	enum vm_state state;
@@ -248,8 +261,10 @@ static void vm_status_get(const struct vm *v, struct vm_status *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->uptime_s = -1;
-	if (store_run_lock_held(v->dir) != 1)
+	if (store_run_lock_held(v->dir) != 1) {
+		s->state = vm_is_saved(v) ? VM_SAVED : VM_OFF;
 		return;
+	}
 	s->state = VM_STARTING;
 	s->pid = store_run_pid(v->dir);
 	char reply[CONTROL_REPLY_BUF];
@@ -528,6 +543,15 @@ static int vm_change_begin(const struct vm *v, struct vm_change *c, bool hot, bo
 		return vm_err(v, r, "%s: cannot take its run lock: %s", text_show(v->dir), strerror(-r));
 	} else {
 		c->run_fd = r;
+		if (vm_is_saved(v)) {
+			/* As Hyper-V: a saved VM resumes on the hardware it was saved with. */
+			close(c->run_fd);
+			close(c->config_fd);
+			vm_code = "VmSaved";
+			return vm_err(v, -EBUSY, "VM '%s' is saved: %s cannot be changed while it has a saved state (gen2vm vm "
+						 "start %s resumes it; gen2vm vm discard-state %s deletes the state)",
+				      text_show(v->name), what, text_show(v->name), text_show(v->name));
+		}
 	}
 	if ((r = store_doc_read(v->dir, &c->doc, err, sizeof(err)))) {
 		close(c->config_fd);
@@ -934,8 +958,9 @@ static int vm_list(struct vm *v, const char *store, int argc, char **argv)
 				cpu = 100.0 * (double)(now - ticks[i]) / (double)hz / (VM_CPU_SAMPLE_MS / 1000.0) / (double)ncpu;
 		}
 		json_object *doc = vm_doc_peek(&t);
-		long long mem = st[i].state == VM_OFF ? 0 : vm_doc_memory(doc);
-		const char *status = st[i].state == VM_OFF ? "" : st[i].heartbeat[0] ? st[i].heartbeat
+		bool off = st[i].state == VM_OFF || st[i].state == VM_SAVED;
+		long long mem = off ? 0 : vm_doc_memory(doc);
+		const char *status = off ? "" : st[i].heartbeat[0] ? st[i].heartbeat
 								 : st[i].state == VM_STARTING ? "not answering on its control socket"
 												: "";
 		if (!doc)
@@ -982,7 +1007,7 @@ static void vm_show_print(json_object *o, bool json)
 	if (rt && json_object_object_get_ex(rt, "heartbeat", &hb) && json_object_object_get_ex(hb, "state", &j))
 		snprintf(heartbeat, sizeof(heartbeat), "heartbeat %s", json_object_get_string(j));
 	printf("Name:       %s\nState:      %s\nDirectory:  %s\n", text_show(name), text_show(state), text_show(dir));
-	if (strcmp(state, "Off"))
+	if (strcmp(state, "Off") && strcmp(state, "Saved"))
 		printf("Uptime:     %s\nStatus:     %s\n", up, text_show(heartbeat));
 	printf("Generation: 2\nMemory:     %s\nCPUs:       %d\n",
 	       doc && json_object_object_get_ex(doc, "memory", &j) ? json_object_get_string(j) : "512M",
@@ -1081,6 +1106,7 @@ static int vm_start_one(struct vm *v)
 			      text_show(v->name));
 	if (lock < 0)
 		return vm_err(v, lock, "%s: cannot take its run lock: %s", text_show(v->dir), strerror(-lock));
+	bool saved = vm_is_saved(v);
 	/* The last run's pid goes now: until the child writes its own, `vm stop --turn-off` must find
 	 * none rather than a pid the system may have given to another process. */
 	if (ftruncate(lock, 0)) {
@@ -1128,9 +1154,19 @@ static int vm_start_one(struct vm *v)
 		if (ftruncate(lock, 0) || pwrite(lock, pidtxt, (size_t)n, 0) != n)
 			_exit(CLI_EXIT_FAILED);
 		signal(SIGPIPE, SIG_DFL);
+		/* --restore comes last and only when saved: the options before it are the machine's identity,
+		 * the same for the run that saved the state. */
 		char *args[] = { "gen2vm", "run", "--config", STORE_CONFIG, "--control", STORE_CONTROL, "--com1",
-				 "file:" STORE_CONSOLE_LOG, "--com1-attach", STORE_CONSOLE_SOCK,
-				 firmware ? "--nvram" : NULL, STORE_NVRAM, NULL };
+				 "file:" STORE_CONSOLE_LOG, "--com1-attach", STORE_CONSOLE_SOCK, NULL, NULL, NULL, NULL, NULL };
+		int na = 10;
+		if (firmware) {
+			args[na++] = "--nvram";
+			args[na++] = STORE_NVRAM;
+		}
+		if (saved) {
+			args[na++] = "--restore";
+			args[na++] = STORE_SAVED;
+		}
 		execv(exe, args);
 		dprintf(2, "gen2vm vm start: cannot run %s: %s\n", exe, strerror(errno));
 		_exit(CLI_EXIT_FAILED);
@@ -1149,8 +1185,10 @@ static int vm_start_one(struct vm *v)
 				return CLI_EXIT_OK;
 			}
 			vm_code = "StartFailed";
-			fprintf(stderr, "gen2vm vm start: VM '%s' did not start (exit code %d): %s (the whole log: %s/%s)\n",
-				text_show(v->name), code, tail[0] ? tail : "no message", text_show(v->dir), STORE_RUN_LOG);
+			fprintf(stderr, "gen2vm vm start: VM '%s' did not %s (exit code %d): %s (the whole log: %s/%s)%s\n",
+				text_show(v->name), saved ? "resume from its saved state" : "start", code,
+				tail[0] ? tail : "no message", text_show(v->dir), STORE_RUN_LOG,
+				saved ? "; it stays saved (gen2vm vm discard-state deletes the state)" : "");
 			return code == CLI_EXIT_USAGE ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
 		}
 		char reply[CONTROL_REPLY_BUF];
@@ -1159,8 +1197,14 @@ static int vm_start_one(struct vm *v)
 		/* Our child's socket, not another process's that listens there (run refuses to replace a
 		 * live socket and ends: the loop sees it exit). */
 		if (vm_control_peer(v, VM_CONTROL_QUICK_MS, 1, args, reply, sizeof(reply), &peer) == 0 && peer == pid) {
-			printf("VM '%s' is running (pid %d; COM1 in %s/%s)\n", text_show(v->name), (int)pid, text_show(v->dir),
-			       STORE_CONSOLE_LOG);
+			/* The control socket answers only once the state is loaded: the saved state has served. */
+			if (saved) {
+				vm_file(v, STORE_SAVED, p, sizeof(p));
+				if (unlink(p) < 0 && errno != ENOENT)
+					fprintf(stderr, "gen2vm vm start: %s: %s\n", text_show(p), strerror(errno));
+			}
+			printf("VM '%s' is running%s (pid %d; COM1 in %s/%s)\n", text_show(v->name),
+			       saved ? ", resumed from its saved state" : "", (int)pid, text_show(v->dir), STORE_CONSOLE_LOG);
 			return CLI_EXIT_OK;
 		}
 		vm_msleep(100);
@@ -1195,10 +1239,65 @@ static bool vm_pid_is_gen2vm(pid_t pid)
 	return base && !strncmp(base + 1, "gen2vm", 6);
 }
 
+/* Deletes a saved state (Hyper-V's "Delete saved state"), under the run lock: the VM is then Off.
+ * Refused while the VM runs. */
+static int vm_discard_state(struct vm *v)
+{
+	int lock = vm_run_lock(v);
+	if (lock == -EBUSY)
+		return vm_code = "VmRunning", vm_err(v, lock, "VM '%s' is running: it has no saved state to delete",
+						     text_show(v->name));
+	if (lock < 0)
+		return vm_err(v, lock, "%s: cannot take its run lock: %s", text_show(v->dir), strerror(-lock));
+	char p[PATH_MAX];
+	vm_file(v, STORE_SAVED, p, sizeof(p));
+	int r = unlink(p) < 0 ? -errno : 0;
+	close(lock);
+	if (r == -ENOENT) {
+		printf("VM '%s' has no saved state (it is off)\n", text_show(v->name));
+		return CLI_EXIT_OK;
+	}
+	if (r)
+		return vm_err(v, r, "%s: %s", text_show(p), strerror(-r));
+	printf("VM '%s': its saved state was deleted (it is off)\n", text_show(v->name));
+	return CLI_EXIT_OK;
+}
+
+/* Stop-VM -Save: the run process writes vm.save (atomically, under its run lock) and ends. */
+static int vm_save_one(struct vm *v)
+{
+	if (store_run_lock_held(v->dir) != 1)
+		return vm_code = "VmNotRunning", vm_err(v, -EINVAL, "VM '%s' is not running: there is nothing to save%s",
+							text_show(v->name), vm_is_saved(v) ? " (it is saved already)" : "");
+	char reply[CONTROL_REPLY_BUF];
+	const char *args[] = { "save", STORE_SAVED };
+	int r = vm_control(v, VM_CONTROL_SLOW_MS, 2, args, reply, sizeof(reply));
+	/* What the VM cannot save (a device without saving) is a refusal of the request, not a failure. */
+	if (r == -EIO && (strstr(reply, "not support") || strstr(reply, "cannot be saved")))
+		r = -EOPNOTSUPP;
+	/* A large VM may take longer to write than a control request waits: the process says how it
+	 * went by ending, with the state in place. */
+	if ((r == -ETIMEDOUT || r == -ECONNRESET) && vm_wait_off(v, VM_SAVE_WAIT_S) && vm_is_saved(v))
+		r = 0;
+	if (r)
+		return vm_err(v, r, "VM '%s' was not saved: %s", text_show(v->name),
+			      r == -EIO || r == -EOPNOTSUPP ? reply : strerror(-r));
+	if (!vm_wait_off(v, VM_TURN_OFF_WAIT_S))
+		return vm_err(v, -ETIMEDOUT, "VM '%s': its state was saved, but its process did not end within %d s",
+			      text_show(v->name), VM_TURN_OFF_WAIT_S);
+	printf("VM '%s' saved (%s/%s; gen2vm vm start %s resumes it)\n", text_show(v->name), text_show(v->dir),
+	       STORE_SAVED, text_show(v->name));
+	return CLI_EXIT_OK;
+}
+
 static int vm_stop_one(struct vm *v, bool turn_off, unsigned timeout_s)
 {
 	if (store_run_lock_held(v->dir) != 1) {
-		printf("VM '%s' is off\n", text_show(v->name));
+		if (turn_off && vm_is_saved(v))
+			return vm_discard_state(v);
+		printf("VM '%s' is %s\n", text_show(v->name), vm_is_saved(v) ? "saved (gen2vm vm stop --turn-off, or "
+										      "vm discard-state, deletes the saved state)"
+									    : "off");
 		return CLI_EXIT_OK;
 	}
 	char reply[CONTROL_REPLY_BUF];
@@ -1233,18 +1332,15 @@ static int vm_stop_one(struct vm *v, bool turn_off, unsigned timeout_s)
 		      r ? strerror(-r) : "it did not end", pid > 0 ? "see its pid in run.lock" : "unknown");
 }
 
-static int vm_stop_opts(struct vm *v, int argc, char **argv, bool *turn_off, unsigned *timeout_s)
+static int vm_stop_opts(struct vm *v, int argc, char **argv, bool *turn_off, bool *save, unsigned *timeout_s)
 {
-	*turn_off = false;
+	*turn_off = *save = false;
 	*timeout_s = 60;
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--turn-off")) {
 			*turn_off = true;
 		} else if (!strcmp(argv[i], "--save")) {
-			/* Hyper-V's Stop-VM -Save: refused rather than approximated, as nothing could restore it. */
-			return vm_err(v, -EOPNOTSUPP, "--save: saving a VM's state is not supported yet (gen2vm cannot save and "
-						      "restore a running VM): stop it without --save to shut the guest down, or "
-						      "with --turn-off");
+			*save = true;
 		} else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
 			char *end;
 			long t = strtol(argv[++i], &end, 10);
@@ -1284,11 +1380,18 @@ static int vm_power(struct vm *v, const char *store, int argc, char **argv)
 		printf("VM '%s' %s\n", text_show(v->name), !strcmp(v->cmd, "pause") ? "paused" : "resumed");
 		return CLI_EXIT_OK;
 	}
-	bool turn_off;
+	if (!strcmp(v->cmd, "discard-state")) {
+		if (argc > 2)
+			return vm_err(v, -EINVAL, "unexpected argument '%s'", text_show(argv[2]));
+		return vm_discard_state(v);
+	}
+	bool turn_off, save;
 	unsigned timeout_s;
-	if ((rc = vm_stop_opts(v, argc, argv, &turn_off, &timeout_s)))
+	if ((rc = vm_stop_opts(v, argc, argv, &turn_off, &save, &timeout_s)))
 		return rc;
-	rc = vm_stop_one(v, turn_off, timeout_s);
+	if (save && turn_off)
+		return vm_err(v, -EINVAL, "--save and --turn-off: choose one");
+	rc = save ? vm_save_one(v) : vm_stop_one(v, turn_off, timeout_s);
 	if (rc || strcmp(v->cmd, "restart"))
 		return rc;
 	return vm_start_one(v);
@@ -1318,7 +1421,8 @@ static int vm_remove(struct vm *v, const char *store, int argc, char **argv)
 	/* Only what the store makes, by name: a disk the user added by PATH lives elsewhere (adding one
 	 * from inside this directory is refused), and anything else found here is left with the
 	 * directory. vm.json goes first: from then on the VM no longer exists, whatever else fails. */
-	static const char *const files[] = { STORE_CONFIG, STORE_CONFIG ".tmp", STORE_NVRAM, STORE_NVRAM ".tmp",
+	static const char *const files[] = { STORE_CONFIG, STORE_CONFIG ".tmp", STORE_SAVED, STORE_SAVED ".tmp",
+					     STORE_NVRAM, STORE_NVRAM ".tmp",
 					     STORE_NVRAM ".lock", STORE_CONSOLE_LOG, STORE_RUN_LOG, STORE_CONTROL,
 					     STORE_CONSOLE_SOCK, STORE_VNC_SOCK };
 	char p[PATH_MAX];
@@ -2035,7 +2139,7 @@ static int vm_main_direct(int argc, char **argv)
 	if (!strcmp(cmd, "show"))
 		return vm_show(&v, store, vc, va);
 	if (!strcmp(cmd, "start") || !strcmp(cmd, "stop") || !strcmp(cmd, "restart") || !strcmp(cmd, "pause") ||
-	    !strcmp(cmd, "resume"))
+	    !strcmp(cmd, "resume") || !strcmp(cmd, "discard-state"))
 		return vm_power(&v, store, vc, va);
 	if (!strcmp(cmd, "remove"))
 		return vm_remove(&v, store, vc, va);
@@ -2122,6 +2226,8 @@ static int vm_via_service(const char *store, int n, char **a)
 		for (int i = 3; i < n; i++) {
 			if (!strcmp(a[i], "--turn-off")) {
 				turn_off = true;
+			} else if (!strcmp(a[i], "--save")) {
+				json_object_object_add(body, "save", json_object_new_boolean(true));
 			} else if (!strcmp(a[i], "--timeout") && i + 1 < n) {
 				char *end;
 				t = strtol(a[++i], &end, 10);

@@ -153,3 +153,12 @@ void console_dev_destroy(struct console_dev *d)
 	free(d->rx);
 	free(d);
 }
+
+int console_dev_save(const struct console_dev *d, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+	if (d) {
+		snprintf(err, errlen, "the synthetic console devices cannot be saved yet (gen2vm vm set NAME --console off)");
+		return -EOPNOTSUPP;
+	}
+	return vmdev_save_nothing(NULL, out, len, err, errlen);
+}

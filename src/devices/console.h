@@ -61,6 +61,10 @@ int console_dev_create(struct console_dev **out, const struct vmdev_host *h, con
 /* Hot-removes it (the channel closes: ops->closed runs) and frees it. NULL is fine. */
 void console_dev_destroy(struct console_dev *d);
 
+/* vmdev_class.save of a console device class whose device is d (NULL: not offered, the console is
+ * off): nothing to keep when it is off; an offered one cannot be saved yet (-EOPNOTSUPP with err). */
+int console_dev_save(const struct console_dev *d, uint8_t **out, size_t *len, char *err, size_t errlen);
+
 /* With the lock held: one INBAND packet of len bytes to the guest (transaction id trans). Returns 0,
  * -ENOTCONN (no open channel), -EAGAIN (the guest's ring is full) or another -errno. */
 int console_dev_send(struct console_dev *d, const void *msg, uint32_t len, uint64_t trans);

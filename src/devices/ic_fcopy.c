@@ -540,6 +540,23 @@ static int fc_create(const struct vmdev_host *host, void *const *cfgs, unsigned 
 	return ic_service_create(&fc_class, &fc_def, host, cfgs, n, state, err, errlen);
 }
 
+/* Saving: like the other services (their channel reopens and negotiates again), but not in the
+ * middle of a copy, whose worker and host file cannot be carried over. */
+static int fc_save(void *state, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+	struct fc *f = state;
+	bool busy = false;
+	if (f->d) {
+		pthread_mutex_lock(&f->d->lock);
+		busy = f->state == FC_RUNNING;
+		pthread_mutex_unlock(&f->d->lock);
+	}
+	if (busy) {
+		snprintf(err, errlen, "a file copy is in progress (copy-file-status; copy-file-cancel ends it)");
+		return -EBUSY;
+	}
+	return vmdev_save_nothing(state, out, len, err, errlen);
+}
 
 static const struct vmdev_verb fc_verbs[] = {
 	{ "copy-file", "copy-file HOSTPATH GUESTPATH [--overwrite] [--create-dirs]", fc_verb_copy },
@@ -556,4 +573,6 @@ const struct vmdev_class ic_fcopy_class = {
 	.create = fc_create,
 	.destroy = fc_destroy,
 	.verbs = fc_verbs,
+	.save = fc_save,
+	.restore = vmdev_restore_nothing,
 };

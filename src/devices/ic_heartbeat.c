@@ -233,6 +233,8 @@ const struct vmdev_class ic_heartbeat_class = {
 	.settings_from = &ic_settings_class,
 	.create = hb_create,
 	.destroy = hb_destroy,
+	.save = vmdev_save_nothing,
+	.restore = vmdev_restore_nothing,
 	.verbs = hb_verbs,
 	.status = hb_status,
 };

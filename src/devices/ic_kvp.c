@@ -1102,6 +1102,8 @@ const struct vmdev_class ic_kvp_class = {
 	.settings_from = &ic_settings_class,
 	.create = kvp_create,
 	.destroy = kvp_destroy,
+	.save = vmdev_save_nothing,
+	.restore = vmdev_restore_nothing,
 	.verbs = kvp_verbs,
 	.status = kvp_status,
 };

@@ -321,6 +321,8 @@ const struct vmdev_class ic_shutdown_class = {
 	.settings_from = &ic_settings_class,
 	.create = sd_create,
 	.destroy = sd_destroy,
+	.save = vmdev_save_nothing,
+	.restore = vmdev_restore_nothing,
 	.verbs = sd_verbs,
 	.stop_request = sd_stop_request,
 };

@@ -188,5 +188,7 @@ const struct vmdev_class ic_timesync_class = {
 	.settings_from = &ic_settings_class,
 	.create = ts_create,
 	.destroy = ts_destroy,
+	.save = vmdev_save_nothing,
+	.restore = vmdev_restore_nothing,
 	.verbs = ts_verbs,
 };

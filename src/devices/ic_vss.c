@@ -530,6 +530,8 @@ const struct vmdev_class ic_vss_class = {
 	.settings_from = &ic_settings_class,
 	.create = vss_create,
 	.destroy = vss_destroy,
+	.save = vmdev_save_nothing,
+	.restore = vmdev_restore_nothing,
 	.verbs = vss_verbs,
 	.status = vss_status,
 };

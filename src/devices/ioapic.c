@@ -1,7 +1,9 @@
 #include "devices/ioapic.h"
 
+#include <errno.h>
 #include <string.h>
 
+#include "gen2vm/proto/savestate.h"
 #include "util/log.h"
 
 #define RTE_MASKED (1ull << 16)
@@ -146,4 +148,33 @@ void ioapic_mmio(void *opaque, uint64_t off, uint8_t *data, unsigned len, bool i
 int ioapic_attach(struct ioapic *io, struct bus *mmio)
 {
 	return bus_register(mmio, IOAPIC_BASE, IOAPIC_SIZE, ioapic_mmio, io, "ioapic");
+}
+
+void ioapic_save(struct ioapic *io, struct savestate_ioapic *out)
+{
+	pthread_mutex_lock(&io->lock);
+	*out = (struct savestate_ioapic){ .ioregsel = io->ioregsel, .id = io->id, .level = io->level, .nr_pins = IOAPIC_PINS };
+	memcpy(out->rte, io->rte, sizeof(out->rte));
+	pthread_mutex_unlock(&io->lock);
+}
+
+int ioapic_restore(struct ioapic *io, const struct savestate_ioapic *in)
+{
+	_Static_assert(sizeof(in->rte) == sizeof(io->rte), "IOAPIC pins");
+	if (in->nr_pins != IOAPIC_PINS)
+		return -EINVAL;
+	pthread_mutex_lock(&io->lock);
+	io->ioregsel = in->ioregsel;
+	io->id = in->id & 0xf;
+	io->level = in->level & ((1u << IOAPIC_PINS) - 1);
+	for (unsigned pin = 0; pin < IOAPIC_PINS; pin++) {
+		io->rte[pin] = in->rte[pin];
+		uint64_t addr;
+		uint32_t data;
+		ioapic_msi(io->rte[pin], &addr, &data);
+		if (!(io->rte[pin] & RTE_MASKED))
+			kvm_vm_add_msi_route(io->kvm, pin, addr, data);
+	}
+	pthread_mutex_unlock(&io->lock);
+	return 0;
 }

@@ -27,6 +27,11 @@ struct ioapic {
 };
 
 void ioapic_init(struct ioapic *io, struct kvm_vm *kvm);
+struct savestate_ioapic;
+/* Its state for a saved VM, and back (before the vCPUs run: the routes KVM needs for EOI exits of
+ * level-triggered vectors are installed again). restore checks the pin count: 0 or -EINVAL. */
+void ioapic_save(struct ioapic *io, struct savestate_ioapic *out);
+int ioapic_restore(struct ioapic *io, const struct savestate_ioapic *in);
 int ioapic_attach(struct ioapic *io, struct bus *mmio);
 /* Sets a pin's input level. Thread-safe. */
 void ioapic_set_irq(struct ioapic *io, unsigned pin, bool level);

@@ -334,6 +334,32 @@ static const struct vmdev_verb net_verbs[] = {
 	{ NULL, NULL, NULL },
 };
 
+/* Saving: an adapter's state (NVSP and RNDIS negotiation, receive and send buffers, sub-channels,
+ * the backend's queues) is not saved yet, so a VM with an adapter is refused; without one the
+ * class has nothing to keep (it is there only for hot add). */
+static int net_save(void *state, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+	struct vmdev_nic one;
+	*out = NULL;
+	*len = 0;
+	if (net_nics(state, &one, 1)) {
+		snprintf(err, errlen, "a VM with a network adapter cannot be saved yet (remove its adapters, or stop it)");
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+static int net_restore(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	struct vmdev_nic one;
+	(void)buf;
+	if (len || net_nics(state, &one, 1)) {
+		snprintf(err, errlen, "network adapters' state cannot be restored");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 const struct vmdev_class netvsp_class = {
 	.name = "netvsp",
 	.class_guid = NETVSC_CLASS_GUID_TEXT,
@@ -349,4 +375,6 @@ const struct vmdev_class netvsp_class = {
 	.destroy = net_destroy,
 	.verbs = net_verbs,
 	.nics = net_nics,
+	.save = net_save,
+	.restore = net_restore,
 };

@@ -1,8 +1,10 @@
 /* CMOS real-time clock (see rtc.h). */
 #include "devices/rtc.h"
 
+#include <errno.h>
 #include <string.h>
 
+#include "gen2vm/proto/savestate.h"
 #include "util/civil.h"
 
 enum {
@@ -182,4 +184,31 @@ void rtc_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_
 int rtc_attach(struct rtc *r, struct bus *pio)
 {
 	return bus_register(pio, RTC_PORT, 2, rtc_io, r, "cmos-rtc");
+}
+
+void rtc_save(struct rtc *r, struct savestate_rtc *out)
+{
+	_Static_assert(sizeof(out->ram) == sizeof(r->ram), "RTC RAM");
+	pthread_mutex_lock(&r->lock);
+	out->index = r->index;
+	out->nmi_masked = r->nmi_masked;
+	memcpy(out->ram, r->ram, sizeof(out->ram));
+	/* A guest in the middle of setting the clock (SET) would lose its half-written date: it is kept
+	 * as the clock instead, as if it had cleared SET. */
+	if (r->ram[REG_B] & B_SET)
+		out->ram[REG_B] &= (uint8_t)~B_SET;
+	pthread_mutex_unlock(&r->lock);
+}
+
+int rtc_restore(struct rtc *r, const struct savestate_rtc *in)
+{
+	if (in->index > 0x7F || in->nmi_masked > 1)
+		return -EINVAL;
+	pthread_mutex_lock(&r->lock);
+	r->index = in->index;
+	r->nmi_masked = in->nmi_masked;
+	memcpy(r->ram, in->ram, sizeof(r->ram));
+	r->ram[REG_A] &= 0x7F;
+	pthread_mutex_unlock(&r->lock);
+	return 0;
 }

@@ -46,6 +46,12 @@ void rtc_init(struct rtc *r, const struct rtc_clock *clock);
 void rtc_destroy(struct rtc *r);
 
 /* Claims ports 0x70-0x71. Returns 0 or -errno. */
+struct savestate_rtc;
+/* Its registers and CMOS RAM for a saved VM, and back (the clock offset field is the machine's:
+ * neither touches it). restore checks the index: 0 or -EINVAL. */
+void rtc_save(struct rtc *r, struct savestate_rtc *out);
+int rtc_restore(struct rtc *r, const struct savestate_rtc *in);
+
 int rtc_attach(struct rtc *r, struct bus *pio);
 
 /* The bus handler (exposed for unit tests). */

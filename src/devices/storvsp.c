@@ -871,3 +871,58 @@ void storvsp_get_stats(const struct storvsp *s, struct storvsp_stats *st)
 	st->errors = atomic_load(&s->st.errors);
 	st->guest_errors = atomic_load(&s->st.guest_errors);
 }
+
+/* --- saved state --------------------------------------------------------------------------------- */
+
+/* True when ch has nothing in flight and owes the guest nothing (tx_lock held). */
+static bool chan_idle_locked(const struct sv_chan *ch)
+{
+	return ch->nr_free == SV_REQS && !ch->pend_head;
+}
+
+static bool sv_idle(struct storvsp *s)
+{
+	bool idle = true;
+	struct vmbus_channel *const *chans;
+	unsigned n = vmbus_device_channels(s->dev, &chans);
+	for (unsigned i = 0; i < n && idle; i++) {
+		struct sv_chan *ch = chans[i] ? vmbus_channel_priv(chans[i]) : NULL;
+		if (!ch)
+			continue;
+		pthread_mutex_lock(&ch->tx_lock);
+		idle = chan_idle_locked(ch);
+		pthread_mutex_unlock(&ch->tx_lock);
+	}
+	return idle;
+}
+
+int storvsp_quiesce(struct storvsp *s, unsigned timeout_ms)
+{
+	for (unsigned waited = 0; !sv_idle(s); waited += 10) {
+		if (waited >= timeout_ms)
+			return -EBUSY;
+		usleep(10000);
+	}
+	return 0;
+}
+
+int storvsp_save(struct storvsp *s, uint8_t out[4])
+{
+	if (!sv_idle(s))
+		return -EBUSY;
+	out[0] = (uint8_t)s->version;
+	out[1] = (uint8_t)(s->version >> 8);
+	out[2] = s->ready;
+	out[3] = 0;
+	return 0;
+}
+
+int storvsp_restore(struct storvsp *s, const uint8_t in[4])
+{
+	uint16_t v = (uint16_t)(in[0] | in[1] << 8);
+	if ((v && !version_ok(v)) || in[2] > 1 || (in[2] && !v) || in[3])
+		return -EINVAL;
+	s->version = v;
+	s->ready = in[2];
+	return 0;
+}

@@ -60,6 +60,16 @@ int storvsp_change_media(struct storvsp *s, uint32_t lun, const char *path, unsi
 /* First free lun, or -ENOSPC. */
 int storvsp_free_lun(const struct storvsp *s);
 
+/* Saving a VM. quiesce waits up to timeout_ms for every request of every open channel to complete
+ * and its reply to reach the guest's ring (the vCPUs are paused: nothing new comes in); it does not
+ * need the server lock (completions run on the service thread without it). 0 or -EBUSY. save (server
+ * lock held) writes the controller's protocol state (negotiated version, initialised) into out[4]:
+ * -EBUSY when a request is in flight after all. restore (server lock held, after the VMBus server
+ * restored and reopened the channels) takes it back: 0 or -EINVAL for a version it does not speak. */
+int storvsp_quiesce(struct storvsp *s, unsigned timeout_ms);
+int storvsp_save(struct storvsp *s, uint8_t out[4]);
+int storvsp_restore(struct storvsp *s, const uint8_t in[4]);
+
 struct storvsp_stats {
 	uint64_t srbs, reads, writes, flushes, discards, errors, guest_errors;
 };

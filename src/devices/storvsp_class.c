@@ -223,6 +223,56 @@ static int storage_verb(void *state, int argc, char **argv, char *reply, size_t 
 
 static const struct vmdev_option storage_options[] = { { "disk", true }, { "dvd", true }, { NULL, false } };
 
+/* Saving: per controller slot, a present byte and the controller's 4 bytes (storvsp_save). */
+#define STORAGE_SAVE_SLOT 5u
+
+static int storage_quiesce(void *state, unsigned timeout_ms)
+{
+	struct storage *st = state;
+	for (unsigned c = 0; c < STORVSP_MAX_CONTROLLERS; c++)
+		if (st->ctrl[c] && storvsp_quiesce(st->ctrl[c], timeout_ms))
+			return -EBUSY;
+	return 0;
+}
+
+static int storage_save(void *state, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+	struct storage *st = state;
+	uint8_t *b = calloc(STORVSP_MAX_CONTROLLERS, STORAGE_SAVE_SLOT);
+	if (!b)
+		return -ENOMEM;
+	for (unsigned c = 0; c < STORVSP_MAX_CONTROLLERS; c++) {
+		if (!st->ctrl[c])
+			continue;
+		b[c * STORAGE_SAVE_SLOT] = 1;
+		if (storvsp_save(st->ctrl[c], b + c * STORAGE_SAVE_SLOT + 1)) {
+			free(b);
+			snprintf(err, errlen, "SCSI controller %u still has I/O in flight", c);
+			return -EBUSY;
+		}
+	}
+	*out = b;
+	*len = STORVSP_MAX_CONTROLLERS * STORAGE_SAVE_SLOT;
+	return 0;
+}
+
+static int storage_restore(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	struct storage *st = state;
+	if (len != STORVSP_MAX_CONTROLLERS * STORAGE_SAVE_SLOT) {
+		snprintf(err, errlen, "bad state length %zu", len);
+		return -EINVAL;
+	}
+	for (unsigned c = 0; c < STORVSP_MAX_CONTROLLERS; c++) {
+		const uint8_t *slot = buf + c * STORAGE_SAVE_SLOT;
+		if (slot[0] != (st->ctrl[c] != NULL) || (st->ctrl[c] && storvsp_restore(st->ctrl[c], slot + 1))) {
+			snprintf(err, errlen, "SCSI controller %u: its saved state does not fit", c);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static const struct vmdev_verb storage_verbs[] = {
 	{ "disk-add", "disk-add PATH [lun=N] [controller=N] [readonly] [format=raw|vhd|vhdx]", storage_verb },
 	{ "dvd-add", "dvd-add [PATH|empty] [lun=N] [controller=N] [format=raw]", storage_verb },
@@ -252,4 +302,7 @@ const struct vmdev_class storvsp_class = {
 	.create = storage_create,
 	.destroy = storage_destroy,
 	.verbs = storage_verbs,
+	.quiesce = storage_quiesce,
+	.save = storage_save,
+	.restore = storage_restore,
 };

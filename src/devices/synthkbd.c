@@ -460,6 +460,11 @@ static const struct vmdev_verb kbd_verbs[] = {
 	{ NULL, NULL, NULL },
 };
 
+static int kbd_save(void *state, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+	return console_dev_save(((struct synthkbd *)state)->d, out, len, err, errlen);
+}
+
 const struct vmdev_class synthkbd_class = {
 	.name = "keyboard",
 	.class_guid = SYNTHKBD_CLASS_GUID_TEXT,
@@ -469,4 +474,6 @@ const struct vmdev_class synthkbd_class = {
 	.destroy = kbd_destroy,
 	.verbs = kbd_verbs,
 	.status = kbd_status,
+	.save = kbd_save,
+	.restore = vmdev_restore_nothing,
 };

@@ -273,6 +273,11 @@ static const struct vmdev_verb mouse_verbs[] = {
 	{ NULL, NULL, NULL },
 };
 
+static int mouse_save(void *state, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+	return console_dev_save(((struct synthmouse *)state)->d, out, len, err, errlen);
+}
+
 const struct vmdev_class synthmouse_class = {
 	.name = "mouse",
 	.class_guid = SYNTHHID_CLASS_GUID_TEXT,
@@ -282,4 +287,6 @@ const struct vmdev_class synthmouse_class = {
 	.destroy = mouse_destroy,
 	.verbs = mouse_verbs,
 	.status = mouse_status,
+	.save = mouse_save,
+	.restore = vmdev_restore_nothing,
 };

@@ -738,6 +738,11 @@ static void vid_status(void *state, struct json_object *o, char *text, size_t le
 	pthread_mutex_unlock(&v->d->lock);
 }
 
+static int vid_save(void *state, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+	return console_dev_save(((struct synthvid *)state)->d, out, len, err, errlen);
+}
+
 const struct vmdev_class synthvid_class = {
 	.name = "video",
 	.class_guid = SYNTHVID_CLASS_GUID_TEXT,
@@ -747,4 +752,6 @@ const struct vmdev_class synthvid_class = {
 	.destroy = vid_destroy,
 	.status = vid_status,
 	.verbs = vid_verbs,
+	.save = vid_save,
+	.restore = vmdev_restore_nothing,
 };

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gen2vm/proto/savestate.h"
+
 #define UART_LSR_DR 0x01
 #define UART_LSR_THRE 0x20
 #define UART_LSR_TEMT 0x40
@@ -174,4 +176,44 @@ unsigned uart_input(struct uart *u, const uint8_t *data, unsigned len)
 int uart_attach(struct uart *u, struct bus *pio, uint16_t base)
 {
 	return bus_register(pio, base, 8, uart_io, u, "uart");
+}
+
+void uart_save(struct uart *u, struct savestate_uart *out)
+{
+	_Static_assert(sizeof(out->rx) == UART_FIFO, "UART FIFO");
+	pthread_mutex_lock(&u->lock);
+	*out = (struct savestate_uart){ .ier = u->ier, .iir_pending = u->iir_pending, .lcr = u->lcr, .mcr = u->mcr,
+					.lsr = u->lsr, .msr = u->msr, .scr = u->scr, .dll = u->dll, .dlm = u->dlm,
+					.fcr = u->fcr, .thr_irq = u->thr_irq, .irq_level = u->irq_level,
+					.rx_head = (uint8_t)u->rx_head, .rx_count = (uint8_t)u->rx_count };
+	memcpy(out->rx, u->rx, sizeof(out->rx));
+	pthread_mutex_unlock(&u->lock);
+}
+
+int uart_restore(struct uart *u, const struct savestate_uart *in)
+{
+	if (in->rx_head >= UART_FIFO || in->rx_count > UART_FIFO || in->thr_irq > 1 || in->irq_level > 1)
+		return -EINVAL;
+	pthread_mutex_lock(&u->lock);
+	u->ier = in->ier;
+	u->iir_pending = in->iir_pending;
+	u->lcr = in->lcr;
+	u->mcr = in->mcr;
+	u->lsr = in->lsr;
+	u->msr = in->msr;
+	u->scr = in->scr;
+	u->dll = in->dll;
+	u->dlm = in->dlm;
+	u->fcr = in->fcr;
+	u->thr_irq = in->thr_irq;
+	u->rx_head = in->rx_head;
+	u->rx_count = in->rx_count;
+	memcpy(u->rx, in->rx, sizeof(u->rx));
+	u->irq_level = false;
+	bool changed, level;
+	uart_update_irq(u, &changed, &level);
+	pthread_mutex_unlock(&u->lock);
+	if (changed && u->set_irq)
+		u->set_irq(u->irq_opaque, level);
+	return 0;
 }

@@ -34,6 +34,12 @@ void uart_init(struct uart *u, void (*out)(void *, const uint8_t *, unsigned), v
 	       void (*set_irq)(void *, bool), void *irq_opaque);
 
 /* Registers the 8 ports at base on the PIO bus. */
+struct savestate_uart;
+/* Its registers and receive FIFO for a saved VM, and back (restore checks the FIFO indices: 0 or
+ * -EINVAL; the interrupt line is raised again as it was). */
+void uart_save(struct uart *u, struct savestate_uart *out);
+int uart_restore(struct uart *u, const struct savestate_uart *in);
+
 int uart_attach(struct uart *u, struct bus *pio, uint16_t base);
 
 /* Queues received bytes; returns how many fitted in the FIFO. Thread-safe. */

@@ -1,6 +1,7 @@
 #include "devices/vmdev.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,8 @@
 
 #include "ui/control.h"
 #include "util/text.h"
+#include "vmm/savestate.h"
+#include "vmm/vm.h"
 
 extern const struct vmdev_class storvsp_class, netvsp_class, testdev_class, reverse_class, ic_settings_class,
 	ic_shutdown_class, ic_heartbeat_class, ic_timesync_class, ic_kvp_class, ic_fcopy_class, ic_vss_class,
@@ -319,6 +322,118 @@ int vmdev_mmio_check(const struct vmdev_host *h, uint64_t gpa, uint64_t size, co
 			*why = "it overlaps guest RAM";
 			return -EINVAL;
 		}
+	}
+	return 0;
+}
+
+/* ---- saving ---- */
+
+#define VMDEV_SAVE_NAME 16u
+
+const char *vmdev_set_unsaveable(const struct vmdev_set *s)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (!s->run[i].cls->save || !s->run[i].cls->restore)
+			return s->run[i].cls->name;
+	return NULL;
+}
+
+int vmdev_set_quiesce(struct vmdev_set *s, unsigned timeout_ms, char *err, size_t errlen)
+{
+	uint64_t end = vm_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	for (unsigned i = 0; i < s->n; i++) {
+		if (!s->run[i].cls->quiesce)
+			continue;
+		uint64_t now = vm_now_ns();
+		unsigned left = now < end ? (unsigned)((end - now) / 1000000u) : 0;
+		if (s->run[i].cls->quiesce(s->run[i].state, left)) {
+			snprintf(err, errlen, "%s: its I/O did not complete within %u ms", s->run[i].cls->name, timeout_ms);
+			return -EBUSY;
+		}
+	}
+	return 0;
+}
+
+int vmdev_set_save(struct vmdev_set *s, struct savestate_writer *w, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < s->n; i++) {
+		const struct vmdev_class *cls = s->run[i].cls;
+		uint8_t *data = NULL;
+		size_t len = 0;
+		char why[256] = "";
+		int r = cls->save ? cls->save(s->run[i].state, &data, &len, why, sizeof(why)) : -EOPNOTSUPP;
+		if (r) {
+			snprintf(err, errlen, "%s: %s", cls->name, why[0] ? why : strerror(-r));
+			free(data);
+			return r;
+		}
+		uint8_t *sec = malloc(VMDEV_SAVE_NAME + len);
+		if (!sec) {
+			free(data);
+			return -ENOMEM;
+		}
+		memset(sec, 0, VMDEV_SAVE_NAME);
+		memcpy(sec, cls->name, strnlen(cls->name, VMDEV_SAVE_NAME - 1));
+		if (len)
+			memcpy(sec + VMDEV_SAVE_NAME, data, len);
+		r = savestate_write_section(w, SAVESTATE_SEC_DEVICE, i, sec, VMDEV_SAVE_NAME + len);
+		free(sec);
+		free(data);
+		if (r) {
+			snprintf(err, errlen, "cannot write the state file: %s", strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+int vmdev_set_restore(struct vmdev_set *s, const struct savestate_file *f, char *err, size_t errlen)
+{
+	size_t pos = 0;
+	struct savestate_sec sec;
+	while (savestate_next(f, &pos, &sec))
+		if (sec.type == SAVESTATE_SEC_DEVICE && sec.index >= s->n) {
+			snprintf(err, errlen, "the state has a device the VM does not (section %u)", sec.index);
+			return -EINVAL;
+		}
+	for (unsigned i = 0; i < s->n; i++) {
+		const struct vmdev_class *cls = s->run[i].cls;
+		char name[VMDEV_SAVE_NAME] = "";
+		if (savestate_find(f, SAVESTATE_SEC_DEVICE, i, &sec) || sec.len < VMDEV_SAVE_NAME) {
+			snprintf(err, errlen, "%s: its state is missing", cls->name);
+			return -EINVAL;
+		}
+		memcpy(name, sec.data, VMDEV_SAVE_NAME - 1);
+		if (strncmp(name, cls->name, VMDEV_SAVE_NAME - 1)) {
+			snprintf(err, errlen, "%s: the state holds another device's (%s)", cls->name, text_show(name));
+			return -EINVAL;
+		}
+		char why[256] = "";
+		int r = cls->restore ? cls->restore(s->run[i].state, sec.data + VMDEV_SAVE_NAME, sec.len - VMDEV_SAVE_NAME,
+						    why, sizeof(why))
+				     : -EOPNOTSUPP;
+		if (r) {
+			snprintf(err, errlen, "%s: %s", cls->name, why[0] ? why : strerror(-r));
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int vmdev_save_nothing(void *state, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+	(void)state, (void)err, (void)errlen;
+	*out = NULL;
+	*len = 0;
+	return 0;
+}
+
+int vmdev_restore_nothing(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	(void)state, (void)buf;
+	if (len) {
+		snprintf(err, errlen, "unexpected state (%zu bytes)", len);
+		return -EINVAL;
 	}
 	return 0;
 }

@@ -150,10 +150,27 @@ struct vmdev_class {
 	/* Optional: its part of the VM's `status`: members added to o (the --json form) and a short
 	 * phrase in text (len bytes; left empty when it has nothing to say). Control thread. */
 	void (*status)(void *state, struct json_object *o, char *text, size_t len);
-	/* Save/restore of the running devices: not yet (NULL). */
-	int (*save)(void *state, void *buf, size_t cap);
-	int (*restore)(void *state, const void *buf, size_t len);
+	/* Saving the VM (Hyper-V's saved state). A running class without save makes the VM's `save`
+	 * refuse, naming the class; a class whose devices cannot be saved as they are now (e.g. a network
+	 * adapter) returns -EOPNOTSUPP from save with err saying why. The vCPUs are paused throughout.
+	 * quiesce (optional) waits up to timeout_ms for the class's devices to finish what they have in
+	 * flight (disk I/O, replies the guest has not got), without the server lock: 0 or -EBUSY.
+	 * save runs with the server lock held and allocates *out (*len bytes, may be 0) in the class's
+	 * own format: 0 or -errno with err. restore runs after the VMBus server was restored (its
+	 * channels reopened: the devices' open callbacks ran), with the server lock held, on a class
+	 * just created from the same configuration; buf is host input: 0 or -EINVAL with err. */
+	int (*quiesce)(void *state, unsigned timeout_ms);
+	int (*save)(void *state, uint8_t **out, size_t *len, char *err, size_t errlen);
+	int (*restore)(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen);
 };
+
+/* vmdev_class.save and .restore of a class whose host side keeps nothing the guest relies on across
+ * a save (the integration services): the state is empty, and restoring the VMBus reopens the
+ * channel, on which the device speaks first again (the services' NEGOTIATE, which Linux's hv_utils
+ * and Windows answer at any time; time sync then steps the guest's clock to the VM's, the clock
+ * adjustment a restored guest needs). restore refuses a state that is not empty. */
+int vmdev_save_nothing(void *state, uint8_t **out, size_t *len, char *err, size_t errlen);
+int vmdev_restore_nothing(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen);
 
 /* Offers a device on h's VMBus (hot when the guest runs) and withdraws it, each under the server
  * lock, as a class's create/destroy glue does. Offer returns 0 or -errno from vmbus_server_device_add;
@@ -215,6 +232,20 @@ unsigned vmdev_set_nics(struct vmdev_set *s, struct vmdev_nic *out, unsigned max
 /* Every running class's status (vmdev_class.status): members added to o, phrases appended to text
  * (len bytes, NUL-terminated) each after "; ". */
 void vmdev_set_status(struct vmdev_set *s, struct json_object *o, char *text, size_t len);
+/* Saving: the name of the first running class that cannot save (no save callback), or NULL. */
+const char *vmdev_set_unsaveable(const struct vmdev_set *s);
+/* Runs every class's quiesce (vmdev_class.quiesce) within timeout_ms in all. 0, or -EBUSY with err
+ * naming the class that is still busy. */
+int vmdev_set_quiesce(struct vmdev_set *s, unsigned timeout_ms, char *err, size_t errlen);
+struct savestate_writer;
+struct savestate_file;
+/* Writes one SAVESTATE_SEC_DEVICE section per running class (index: its position in the set; the
+ * content starts with the class name in 16 bytes, NUL-padded). Server lock held. 0 or -errno with err. */
+int vmdev_set_save(struct vmdev_set *s, struct savestate_writer *w, char *err, size_t errlen);
+/* Gives every running class its section back (server lock held, after the VMBus server's restore).
+ * 0, or -EINVAL with err (a missing, extra or foreign section, or the class's refusal). */
+int vmdev_set_restore(struct vmdev_set *s, const struct savestate_file *f, char *err, size_t errlen);
+
 /* The running state of the class named name ("video", "keyboard"...), NULL when it is not running:
  * for the machine's glue that joins devices to a front end (the VNC server). */
 void *vmdev_set_state(const struct vmdev_set *s, const char *name);

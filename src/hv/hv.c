@@ -1,10 +1,12 @@
 #include "hv/hv.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gen2vm/proto/savestate.h"
 #include "util/log.h"
 
 #define CRASH_CTL_NOTIFY (1ull << 63)
@@ -445,5 +447,106 @@ int hv_msr_write(struct hv_partition *hv, struct hv_vp *vp, uint32_t index, uint
 	}
 	/* EOM, or a SynIC register that may have enabled delivery: move queued messages on. */
 	hv_synic_deliver_all(hv, vp);
+	return 0;
+}
+
+/* ---- saved state ---- */
+
+int hv_save(struct hv_partition *hv, uint8_t **out, size_t *len)
+{
+	size_t n = sizeof(struct savestate_hv) + hv->nr_vps * sizeof(struct savestate_hv_vp);
+	for (unsigned i = 0; i < hv->nr_vps; i++)
+		for (unsigned s = 0; s < HV_SYNIC_SINT_COUNT; s++)
+			n += hv->vps[i].qlen[s] * sizeof(struct savestate_hv_msg);
+	uint8_t *buf = calloc(1, n), *p = buf;
+	if (!buf)
+		return -ENOMEM;
+	pthread_mutex_lock(&hv->lock);
+	struct savestate_hv h = { .guest_os_id = hv->guest_os_id, .hypercall = hv->hypercall,
+				  .reference_tsc = hv->reference_tsc, .crashed = hv->crashed, .nr_vps = hv->nr_vps };
+	memcpy(h.crash_p, hv->crash_p, sizeof(h.crash_p));
+	pthread_mutex_unlock(&hv->lock);
+	memcpy(p, &h, sizeof(h));
+	p += sizeof(h);
+	for (unsigned i = 0; i < hv->nr_vps; i++) {
+		struct hv_vp *vp = &hv->vps[i];
+		pthread_mutex_lock(&vp->lock);
+		struct savestate_hv_vp v = { .vp_assist = vp->vp_assist, .scontrol = vp->scontrol, .siefp = vp->siefp,
+					     .simp = vp->simp };
+		memcpy(v.sint, vp->sint, sizeof(v.sint));
+		uint8_t *vpp = p;
+		p += sizeof(v);
+		for (unsigned s = 0; s < HV_SYNIC_SINT_COUNT; s++)
+			for (struct hv_queued_msg *m = vp->head[s]; m; m = m->next) {
+				struct savestate_hv_msg sm = { .type = m->type, .sint = (uint8_t)s, .len = m->len };
+				memcpy(sm.payload, m->payload, m->len);
+				memcpy(p, &sm, sizeof(sm));
+				p += sizeof(sm);
+				v.nr_queued++;
+			}
+		pthread_mutex_unlock(&vp->lock);
+		memcpy(vpp, &v, sizeof(v));
+	}
+	*out = buf;
+	*len = (size_t)(p - buf);
+	return 0;
+}
+
+static int hv_restore_fail(char *err, size_t errlen, const char *what)
+{
+	snprintf(err, errlen, "Hyper-V partition state: %s", what);
+	return -EINVAL;
+}
+
+int hv_restore(struct hv_partition *hv, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	struct savestate_hv h;
+	if (len < sizeof(h))
+		return hv_restore_fail(err, errlen, "truncated");
+	memcpy(&h, buf, sizeof(h));
+	if (h.nr_vps != hv->nr_vps || h.crashed > 1)
+		return hv_restore_fail(err, errlen, "another number of VPs");
+	size_t off = sizeof(h);
+	for (unsigned i = 0; i < hv->nr_vps; i++) {
+		struct hv_vp *vp = &hv->vps[i];
+		struct savestate_hv_vp v;
+		if (len - off < sizeof(v))
+			return hv_restore_fail(err, errlen, "truncated VP");
+		memcpy(&v, buf + off, sizeof(v));
+		off += sizeof(v);
+		if (v.nr_queued > HV_SYNIC_QUEUE_MAX || v.nr_queued > (len - off) / sizeof(struct savestate_hv_msg))
+			return hv_restore_fail(err, errlen, "bad queued message count");
+		vp->vp_assist = v.vp_assist;
+		vp->scontrol = v.scontrol;
+		vp->siefp = v.siefp;
+		vp->simp = v.simp;
+		memcpy(vp->sint, v.sint, sizeof(vp->sint));
+		for (uint32_t k = 0; k < v.nr_queued; k++) {
+			struct savestate_hv_msg sm;
+			memcpy(&sm, buf + off, sizeof(sm));
+			off += sizeof(sm);
+			if (sm.sint >= HV_SYNIC_SINT_COUNT || sm.len > HV_MESSAGE_PAYLOAD_BYTE_COUNT || sm.type == HVMSG_NONE)
+				return hv_restore_fail(err, errlen, "bad queued message");
+			struct hv_queued_msg *m = calloc(1, sizeof(*m));
+			if (!m)
+				return -ENOMEM;
+			m->type = sm.type;
+			m->len = sm.len;
+			memcpy(m->payload, sm.payload, sm.len);
+			if (vp->tail[sm.sint])
+				vp->tail[sm.sint]->next = m;
+			else
+				vp->head[sm.sint] = m;
+			vp->tail[sm.sint] = m;
+			vp->qlen[sm.sint]++;
+		}
+	}
+	if (off != len)
+		return hv_restore_fail(err, errlen, "bytes after its end");
+	hv->guest_os_id = h.guest_os_id;
+	hv->hypercall = h.hypercall;
+	hv->reference_tsc = h.reference_tsc;
+	memcpy(hv->crash_p, h.crash_p, sizeof(hv->crash_p));
+	hv->crashed = h.crashed;
 	return 0;
 }

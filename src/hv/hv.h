@@ -103,6 +103,13 @@ int hv_synic_post(struct hv_partition *hv, uint32_t vp, unsigned sint, uint32_t 
 int hv_synic_signal(struct hv_partition *hv, uint32_t vp, unsigned sint, unsigned flag);
 /* Retries delivery of every queued message (a safety net, called from a timer). */
 void hv_synic_poll(struct hv_partition *hv);
+/* The partition's state for a saved VM (struct savestate_hv and what follows it): allocates *out
+ * (*len bytes; the caller frees it). The vCPUs must be paused. 0 or -ENOMEM. */
+int hv_save(struct hv_partition *hv, uint8_t **out, size_t *len);
+/* Loads what hv_save wrote into a partition just initialised with the same number of VPs. buf is host
+ * input: every count, SINT and length is checked. 0, or -EINVAL with a reason in err. */
+int hv_restore(struct hv_partition *hv, const uint8_t *buf, size_t len, char *err, size_t errlen);
+
 /* Messages waiting in all queues. */
 unsigned hv_synic_queued(struct hv_partition *hv);
 

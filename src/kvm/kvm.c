@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "util/buf.h"
 #include "util/log.h"
 
 #define KVM_KICK_SIGNAL SIGUSR1
@@ -664,4 +665,232 @@ bool kvm_vcpu_is_waiting_sipi(struct kvm_vcpu *v)
 	if (ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0)
 		return false;
 	return mp.mp_state == KVM_MP_STATE_UNINITIALIZED || mp.mp_state == KVM_MP_STATE_INIT_RECEIVED;
+}
+
+/* ---- saved state ---- */
+
+enum kvm_state_tag {
+	KVM_STATE_REGS = 1,
+	KVM_STATE_SREGS,
+	KVM_STATE_XSAVE,
+	KVM_STATE_XCRS,
+	KVM_STATE_MSRS,
+	KVM_STATE_LAPIC,
+	KVM_STATE_EVENTS,
+	KVM_STATE_MP,
+	KVM_STATE_DEBUGREGS,
+	KVM_STATE__COUNT
+};
+#define KVM_STATE_MSRS_MAX 1024u
+
+struct kvm_state_rec {
+	uint32_t tag, len;
+};
+
+/* The fixed-size parts of a vCPU's state, as KVM gives and takes them. */
+struct kvm_state_fixed {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_xcrs xcrs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events ev;
+	struct kvm_mp_state mp;
+	struct kvm_debugregs dr;
+};
+
+static void kvm_state_put(struct buf *b, uint32_t tag, const void *data, size_t len)
+{
+	struct kvm_state_rec r = { tag, (uint32_t)len };
+	buf_put(b, &r, sizeof(r));
+	buf_put(b, data, len);
+	buf_put(b, NULL, ((len + 7) & ~(size_t)7) - len);
+}
+
+/* The MSRs KVM asks userspace to save, as a kvm_msrs with their indices filled (caller frees). */
+static struct kvm_msrs *kvm_msrs_to_save(struct kvm_vcpu *v)
+{
+	struct kvm_msr_list probe = { .nmsrs = 0 };
+	if (ioctl(v->vm->sys_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
+		return NULL;
+	uint32_t n = probe.nmsrs < KVM_STATE_MSRS_MAX ? probe.nmsrs : KVM_STATE_MSRS_MAX;
+	struct kvm_msr_list *list = calloc(1, sizeof(*list) + n * sizeof(uint32_t));
+	struct kvm_msrs *m = calloc(1, sizeof(*m) + n * sizeof(struct kvm_msr_entry));
+	if (!list || !m)
+		goto fail;
+	list->nmsrs = n;
+	if (ioctl(v->vm->sys_fd, KVM_GET_MSR_INDEX_LIST, list) < 0)
+		goto fail;
+	m->nmsrs = list->nmsrs < n ? list->nmsrs : n;
+	for (uint32_t i = 0; i < m->nmsrs; i++)
+		m->entries[i].index = list->indices[i];
+	free(list);
+	return m;
+fail:
+	free(list);
+	free(m);
+	return NULL;
+}
+
+int kvm_vcpu_state_save(struct kvm_vcpu *v, uint8_t **out, size_t *len)
+{
+	struct buf b = { 0 };
+	struct kvm_state_fixed st;
+	void *xsave = calloc(1, v->xsave_size);
+	struct kvm_msrs *msrs = kvm_msrs_to_save(v);
+	*out = NULL;
+	*len = 0;
+	int r = 0;
+	if (!xsave || !msrs)
+		r = -ENOMEM;
+	else if (ioctl(v->fd, KVM_GET_REGS, &st.regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &st.sregs) < 0 ||
+		 kvm_vcpu_get_xsave(v, xsave, v->xsave_size) || ioctl(v->fd, KVM_GET_XCRS, &st.xcrs) < 0 ||
+		 ioctl(v->fd, KVM_GET_LAPIC, &st.lapic) < 0 || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &st.ev) < 0 ||
+		 ioctl(v->fd, KVM_GET_MP_STATE, &st.mp) < 0 || ioctl(v->fd, KVM_GET_DEBUGREGS, &st.dr) < 0)
+		r = -errno;
+	if (!r) {
+		/* One at a time: KVM_GET_MSRS stops at the first MSR it cannot read, and the list holds MSRs
+		 * of features this VM does not have (its Hyper-V MSRs are gen2vm's own, for instance). */
+		uint32_t kept = 0;
+		for (uint32_t i = 0; i < msrs->nmsrs; i++) {
+			uint64_t val;
+			if (!kvm_vcpu_get_msr(v, msrs->entries[i].index, &val)) {
+				msrs->entries[kept].index = msrs->entries[i].index;
+				msrs->entries[kept].reserved = 0;
+				msrs->entries[kept++].data = val;
+			}
+		}
+		msrs->nmsrs = kept;
+	}
+	if (!r) {
+		kvm_state_put(&b, KVM_STATE_SREGS, &st.sregs, sizeof(st.sregs));
+		kvm_state_put(&b, KVM_STATE_REGS, &st.regs, sizeof(st.regs));
+		kvm_state_put(&b, KVM_STATE_XSAVE, xsave, v->xsave_size);
+		kvm_state_put(&b, KVM_STATE_XCRS, &st.xcrs, sizeof(st.xcrs));
+		kvm_state_put(&b, KVM_STATE_LAPIC, &st.lapic, sizeof(st.lapic));
+		kvm_state_put(&b, KVM_STATE_MSRS, msrs->entries, msrs->nmsrs * sizeof(msrs->entries[0]));
+		kvm_state_put(&b, KVM_STATE_EVENTS, &st.ev, sizeof(st.ev));
+		kvm_state_put(&b, KVM_STATE_MP, &st.mp, sizeof(st.mp));
+		kvm_state_put(&b, KVM_STATE_DEBUGREGS, &st.dr, sizeof(st.dr));
+		r = b.error;
+	}
+	free(xsave);
+	free(msrs);
+	if (r) {
+		free(b.p);
+		return r;
+	}
+	*out = b.p;
+	*len = b.len;
+	return 0;
+}
+
+/* Sets the saved MSRs one by one. The TSC and the APIC base must be taken; another MSR KVM refuses
+ * (one it lists but this host cannot set as it read it) is logged and left as it is. 0 or -errno. */
+static int kvm_state_set_msrs(struct kvm_vcpu *v, const struct kvm_msrs *m)
+{
+	for (uint32_t i = 0; i < m->nmsrs; i++) {
+		uint32_t idx = m->entries[i].index;
+		int r = kvm_vcpu_set_msr(v, idx, m->entries[i].data);
+		if (r && (idx == 0x10 || idx == 0x1b)) /* IA32_TSC, IA32_APIC_BASE */
+			return r;
+		if (r)
+			log_warn("vCPU %u: KVM did not take back MSR 0x%x (%s)", v->id, idx, strerror(-r));
+	}
+	return 0;
+}
+
+/* The fixed size of a record, 0 for the variable ones (XSAVE, MSRS). */
+static size_t kvm_state_size(uint32_t tag)
+{
+	switch (tag) {
+	case KVM_STATE_REGS: return sizeof(struct kvm_regs);
+	case KVM_STATE_SREGS: return sizeof(struct kvm_sregs);
+	case KVM_STATE_XCRS: return sizeof(struct kvm_xcrs);
+	case KVM_STATE_LAPIC: return sizeof(struct kvm_lapic_state);
+	case KVM_STATE_EVENTS: return sizeof(struct kvm_vcpu_events);
+	case KVM_STATE_MP: return sizeof(struct kvm_mp_state);
+	case KVM_STATE_DEBUGREGS: return sizeof(struct kvm_debugregs);
+	default: return 0;
+	}
+}
+
+int kvm_vcpu_state_restore(struct kvm_vcpu *v, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	const uint8_t *rec[KVM_STATE__COUNT] = { 0 };
+	size_t rlen[KVM_STATE__COUNT] = { 0 };
+	for (size_t off = 0; off < len;) {
+		struct kvm_state_rec r;
+		if (len - off < sizeof(r))
+			return kvm_fail(err, errlen, EINVAL, "vCPU %u state: truncated record", v->id);
+		memcpy(&r, buf + off, sizeof(r));
+		size_t padded = ((size_t)r.len + 7) & ~(size_t)7;
+		if (r.len > len - off - sizeof(r) || padded > len - off - sizeof(r))
+			return kvm_fail(err, errlen, EINVAL, "vCPU %u state: record %u overruns it", v->id, r.tag);
+		if (!r.tag || r.tag >= KVM_STATE__COUNT || rec[r.tag])
+			return kvm_fail(err, errlen, EINVAL, "vCPU %u state: unknown or repeated record %u", v->id, r.tag);
+		size_t want = kvm_state_size(r.tag);
+		bool ok = want ? r.len == want
+			       : r.tag == KVM_STATE_XSAVE ? r.len >= sizeof(struct kvm_xsave) && r.len <= v->xsave_size
+							  : r.len % sizeof(struct kvm_msr_entry) == 0 &&
+								    r.len / sizeof(struct kvm_msr_entry) <= KVM_STATE_MSRS_MAX;
+		if (!ok)
+			return kvm_fail(err, errlen, EINVAL, "vCPU %u state: record %u has a bad length (%u)", v->id, r.tag,
+					r.len);
+		rec[r.tag] = buf + off + sizeof(r);
+		rlen[r.tag] = r.len;
+		off += sizeof(r) + padded;
+	}
+	for (unsigned t = 1; t < KVM_STATE__COUNT; t++)
+		if (!rec[t])
+			return kvm_fail(err, errlen, EINVAL, "vCPU %u state: record %u is missing", v->id, t);
+
+	struct kvm_state_fixed st;
+	memcpy(&st.regs, rec[KVM_STATE_REGS], sizeof(st.regs));
+	memcpy(&st.sregs, rec[KVM_STATE_SREGS], sizeof(st.sregs));
+	memcpy(&st.xcrs, rec[KVM_STATE_XCRS], sizeof(st.xcrs));
+	memcpy(&st.lapic, rec[KVM_STATE_LAPIC], sizeof(st.lapic));
+	memcpy(&st.ev, rec[KVM_STATE_EVENTS], sizeof(st.ev));
+	memcpy(&st.mp, rec[KVM_STATE_MP], sizeof(st.mp));
+	memcpy(&st.dr, rec[KVM_STATE_DEBUGREGS], sizeof(st.dr));
+	if (st.xcrs.nr_xcrs > KVM_MAX_XCRS)
+		return kvm_fail(err, errlen, EINVAL, "vCPU %u state: %u XCRs", v->id, st.xcrs.nr_xcrs);
+	uint32_t nmsrs = (uint32_t)(rlen[KVM_STATE_MSRS] / sizeof(struct kvm_msr_entry));
+	void *xsave = calloc(1, v->xsave_size);
+	struct kvm_msrs *msrs = calloc(1, sizeof(*msrs) + (nmsrs ? nmsrs : 1) * sizeof(struct kvm_msr_entry));
+	if (!xsave || !msrs) {
+		free(xsave);
+		free(msrs);
+		return kvm_fail(err, errlen, ENOMEM, "vCPU %u state: out of memory", v->id);
+	}
+	memcpy(xsave, rec[KVM_STATE_XSAVE], rlen[KVM_STATE_XSAVE]);
+	msrs->nmsrs = nmsrs;
+	memcpy(msrs->entries, rec[KVM_STATE_MSRS], rlen[KVM_STATE_MSRS]);
+	/* Order matters: the APIC base (in sregs) before the LAPIC, the LAPIC before the TSC deadline
+	 * MSR, the MP state and events last. */
+	const char *what = NULL;
+	int r = 0;
+	if (ioctl(v->fd, KVM_SET_SREGS, &st.sregs) < 0)
+		what = "segment and control registers";
+	else if (ioctl(v->fd, KVM_SET_REGS, &st.regs) < 0)
+		what = "registers";
+	else if (ioctl(v->fd, KVM_SET_XSAVE, xsave) < 0)
+		what = "XSAVE state";
+	else if (ioctl(v->fd, KVM_SET_XCRS, &st.xcrs) < 0)
+		what = "XCRs";
+	else if (ioctl(v->fd, KVM_SET_LAPIC, &st.lapic) < 0)
+		what = "LAPIC";
+	else if ((r = kvm_state_set_msrs(v, msrs)) < 0)
+		what = "MSRs";
+	else if (ioctl(v->fd, KVM_SET_VCPU_EVENTS, &st.ev) < 0)
+		what = "pending events";
+	else if (ioctl(v->fd, KVM_SET_MP_STATE, &st.mp) < 0)
+		what = "MP state";
+	else if (ioctl(v->fd, KVM_SET_DEBUGREGS, &st.dr) < 0)
+		what = "debug registers";
+	int e = what && !strcmp(what, "MSRs") ? -r : errno;
+	free(xsave);
+	free(msrs);
+	if (what)
+		return kvm_fail(err, errlen, e, "vCPU %u state: KVM refused its %s (%s)", v->id, what, strerror(e));
+	return 0;
 }

@@ -162,6 +162,18 @@ int kvm_vcpu_inject_soft_interrupt(struct kvm_vcpu *vcpu, uint8_t vector, uint8_
 /* Sets the LAPIC's LINT0 to ExtINT-less virtual wire and LINT1 to NMI, as firmware would. */
 int kvm_vcpu_setup_lapic(struct kvm_vcpu *vcpu);
 
+/* The vCPU's whole architectural state, for a saved VM: general, segment, control and debug
+ * registers, XSAVE state and XCRs, the MSRs KVM keeps (KVM_GET_MSR_INDEX_LIST: TSC, APIC base, SYSCALL
+ * MSRs, PAT...), the LAPIC, pending events and the MP state. save allocates *out (*len bytes, the
+ * caller frees it) in this layer's own format: records of u32 tag, u32 length, then the bytes padded
+ * to 8. The vCPU must be outside KVM_RUN. 0 or -errno. */
+int kvm_vcpu_state_save(struct kvm_vcpu *vcpu, uint8_t **out, size_t *len);
+/* Loads what kvm_vcpu_state_save wrote into a vCPU created but not yet run (its CPUID set). buf is
+ * host input: every record's tag and length is checked, and each one must be there exactly once;
+ * KVM checks the values. 0, or -EINVAL with a reason in err (errlen bytes), or the -errno of the
+ * ioctl that refused (also with a reason). */
+int kvm_vcpu_state_restore(struct kvm_vcpu *vcpu, const uint8_t *buf, size_t len, char *err, size_t errlen);
+
 /* True when the vCPU sits waiting for INIT/SIPI (an AP that was never started). */
 bool kvm_vcpu_is_waiting_sipi(struct kvm_vcpu *vcpu);
 

@@ -12,7 +12,7 @@ static const struct {
 	{ "BadRequest", 400 },     { "InvalidName", 400 },   { "InvalidArgument", 400 }, { "InvalidConfig", 400 },
 	{ "NotFound", 404 },       { "VmNotFound", 404 },    { "MethodNotAllowed", 405 }, { "RequestTimeout", 408 },
 	{ "VmExists", 409 },       { "VmRunning", 409 },     { "VmNotRunning", 409 },    { "Conflict", 409 },
-	{ "TooLarge", 413 },       { "HeaderTooLarge", 431 }, { "StartFailed", 500 },    { "Failed", 500 },
+	{ "VmSaved", 409 },        { "TooLarge", 413 },       { "HeaderTooLarge", 431 }, { "StartFailed", 500 },    { "Failed", 500 },
 	{ "NotSupported", 501 },   { "ServiceBusy", 503 },   { "Timeout", 504 },
 };
 

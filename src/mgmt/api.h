@@ -14,9 +14,9 @@ enum api_op {
 	API_MODIFY,    /* PATCH  /v1/vms/NAME            {"memory": ...} or one drive/adapter change */
 	API_DELETE,    /* DELETE /v1/vms/NAME */
 	API_START,     /* POST   /v1/vms/NAME/start */
-	API_SHUTDOWN,  /* POST   /v1/vms/NAME/shutdown   {"timeout": S} optional */
+	API_SHUTDOWN,  /* POST   /v1/vms/NAME/shutdown   {"timeout": S} or {"save": true} optional */
 	API_TERMINATE, /* POST   /v1/vms/NAME/terminate */
-	API_RESTART,   /* POST   /v1/vms/NAME/restart    {"timeout": S, "turn_off": bool} optional */
+	API_RESTART,   /* POST   /v1/vms/NAME/restart    {"timeout": S, "turn_off": bool, "save": bool} optional */
 	API_PAUSE,     /* POST   /v1/vms/NAME/pause */
 	API_RESUME,    /* POST   /v1/vms/NAME/resume */
 	API_EVENTS,    /* GET    /v1/events              newline-delimited JSON, kept open */

@@ -354,6 +354,9 @@ static void svc_vm_ended(struct svc *s, struct svc_vm *v)
 	if (code == CLI_EXIT_CRASH) {
 		svc_vm_log(s, v->name, "the guest crashed (exit code %d); not restarted", code);
 		svc_event(s, v->name, "crashed", NULL, code);
+	} else if (code == CLI_EXIT_SAVED) {
+		svc_vm_log(s, v->name, "its state was saved (exit code %d)", code);
+		svc_event(s, v->name, "saved", NULL, code);
 	} else if (code >= 0) {
 		svc_vm_log(s, v->name, "its process %d ended (exit code %d)", (int)v->pid, code);
 	} else {
@@ -725,6 +728,8 @@ static void svc_request(struct svc *s, int i, const struct http_request *req)
 		}
 		if (body && json_object_object_get_ex(body, "turn_off", &j) && json_object_get_boolean(j))
 			argv[n++] = "--turn-off";
+		if (body && json_object_object_get_ex(body, "save", &j) && json_object_get_boolean(j))
+			argv[n++] = "--save";
 		break;
 	case API_CREATE:
 		argv[n++] = "new";
@@ -1302,6 +1307,18 @@ int service_run(const char *store_opt, const char *socket_path, const char *grou
 	return CLI_EXIT_OK;
 }
 
+/* Runs exe with argv in a child and waits: true when it exited 0. */
+static bool svc_run_ok(const char *exe, char *const argv[])
+{
+	pid_t c = fork();
+	if (c == 0) {
+		execv(exe, argv);
+		_exit(CLI_EXIT_FAILED);
+	}
+	int st;
+	return c > 0 && waitpid(c, &st, 0) == c && WIFEXITED(st) && !WEXITSTATUS(st);
+}
+
 int service_stop_vms(const char *store_opt, unsigned timeout_s)
 {
 	char root[PATH_MAX], err[512], exe[PATH_MAX], tmo[16];
@@ -1332,7 +1349,7 @@ int service_stop_vms(const char *store_opt, unsigned timeout_s)
 			free(data);
 		}
 		const char *as = doc ? svc_json_str(doc, "automatic_stop") : NULL;
-		bool turn_off = as && !strcmp(as, "turn_off");
+		bool turn_off = as && !strcmp(as, "turn_off"), save = as && !strcmp(as, "save");
 		json_object_put(doc);
 		fflush(NULL);
 		pid_t pid = fork();
@@ -1341,16 +1358,10 @@ int service_stop_vms(const char *store_opt, unsigned timeout_s)
 			/* A guest that does not shut down in time is turned off: the host is going down. */
 			char *a1[] = { "gen2vm", "vm", "--store", root, "stop", e->d_name, "--timeout", tmo, NULL };
 			char *a2[] = { "gen2vm", "vm", "--store", root, "stop", e->d_name, "--turn-off", NULL };
-			if (!turn_off) {
-				pid_t c = fork();
-				if (c == 0) {
-					execv(exe, a1);
-					_exit(CLI_EXIT_FAILED);
-				}
-				int st;
-				if (c > 0 && waitpid(c, &st, 0) == c && WIFEXITED(st) && !WEXITSTATUS(st))
-					_exit(CLI_EXIT_OK);
-			}
+			char *a0[] = { "gen2vm", "vm", "--store", root, "stop", e->d_name, "--save", NULL };
+			/* save: a VM that cannot be saved (a device without saving) is shut down instead. */
+			if ((save && svc_run_ok(exe, a0)) || (!turn_off && svc_run_ok(exe, a1)))
+				_exit(CLI_EXIT_OK);
 			execv(exe, a2);
 			_exit(CLI_EXIT_FAILED);
 		}

@@ -10,6 +10,8 @@
  *                 vnc.sock       the running VM's VNC server, after `vm set NAME --console on`
  *                 run.lock       flock'ed by the gen2vm run process for its whole life; holds its pid
  *                 .lock-config   flock'ed around every read-modify-write of vm.json
+ *                 vm.save        the saved state (`vm stop --save`), written by the run process
+ *                                (vm.save.tmp renamed over it); `vm start` resumes from it
  *
  * The run lock is an flock(2) on an open file description that the run process inherits from the
  * `vm start` that took it: it goes with the process, so a VM killed with SIGKILL leaves no stale
@@ -36,6 +38,7 @@ struct json_object;
 #define STORE_VNC_SOCK "vnc.sock" /* where `vm set --console on` puts the VNC server */
 #define STORE_RUN_LOCK "run.lock"
 #define STORE_CONFIG_LOCK ".lock-config"
+#define STORE_SAVED "vm.save" /* the saved state (`vm stop --save`): the VM is Saved while it exists */
 
 /* Whether name may name a VM: 1 to STORE_NAME_MAX characters of [A-Za-z0-9._-], not starting with
  * '.' or '-' (so never ".", "..", a hidden file or an option). 0, or -EINVAL with err saying what

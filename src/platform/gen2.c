@@ -2,13 +2,17 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <x86intrin.h>
@@ -41,6 +45,8 @@
 #include "vmm/boot.h"
 #include "vmm/complete.h"
 #include "vmm/loader.h"
+#include "util/file.h"
+#include "vmm/savestate.h"
 #include "vmm/stats.h"
 #include "vmm/vm.h"
 
@@ -458,6 +464,256 @@ static int gen2_ctl_regs(void *opaque, int argc, char **argv, char *reply, size_
 	return 0;
 }
 
+/* ---- saving and restoring (Hyper-V's saved state) ---- */
+
+#define GEN2_SAVE_QUIESCE_MS 10000u
+
+/* What the machine itself cannot save: NULL when it can, else why. */
+static const char *gen2_unsaveable(struct gen2 *g)
+{
+	static char why[128];
+	const char *cls = vmdev_set_unsaveable(&g->devices);
+	if (cls) {
+		snprintf(why, sizeof(why), "the %s device does not support saving yet", cls);
+		return why;
+	}
+	if (!g->cfg->identity)
+		return "the VM was started without a configuration identity";
+	if (g->dev_ram)
+		return "device memory (the video RAM) is not saved yet";
+	if (g->has_debug)
+		return "the debug console port does not support saving";
+	return NULL;
+}
+
+/* Writes the whole state to fd: vCPUs, the partition, the platform devices, the VMBus server and its
+ * devices, then RAM. vCPUs paused, devices quiesced, the VMBus host quiet. 0 or -errno with err. */
+static int gen2_save_write(struct gen2 *g, int fd, char *err, size_t errlen)
+{
+	struct vm *vm = &g->vm;
+	struct savestate_writer w;
+	savestate_write_begin(&w, fd, g->cfg->identity, g->cfg->identity_len, vm->nr_vcpus, vm->mem.ram_size);
+	int r = 0;
+	for (unsigned i = 0; i < vm->nr_vcpus && !r; i++) {
+		uint8_t *b;
+		size_t n;
+		if ((r = kvm_vcpu_state_save(vm->vcpus[i].kvm, &b, &n))) {
+			snprintf(err, errlen, "cannot read vCPU %u's state: %s", i, strerror(-r));
+			return r;
+		}
+		r = savestate_write_section(&w, SAVESTATE_SEC_VCPU, i, b, n);
+		free(b);
+	}
+	uint8_t *b;
+	size_t n;
+	if (!r && !(r = hv_save(&g->hv, &b, &n))) {
+		r = savestate_write_section(&w, SAVESTATE_SEC_HV, 0, b, n);
+		free(b);
+	}
+	struct savestate_ioapic io;
+	ioapic_save(&g->ioapic, &io);
+	savestate_write_section(&w, SAVESTATE_SEC_IOAPIC, 0, &io, sizeof(io));
+	if (g->has_com1) {
+		struct savestate_uart u;
+		uart_save(&g->com1, &u);
+		savestate_write_section(&w, SAVESTATE_SEC_PLATFORM, 0, &u, sizeof(u));
+	}
+	struct savestate_rtc rtc = { 0 };
+	rtc_save(&g->rtc, &rtc);
+	rtc.clock_offset_s = fw_misc_clock_offset_get(&g->life->misc);
+	r = r ? r : savestate_write_section(&w, SAVESTATE_SEC_PLATFORM, 1, &rtc, sizeof(rtc));
+	if (r) {
+		snprintf(err, errlen, "cannot write the state: %s", strerror(-r));
+		return r;
+	}
+	if ((r = vmdev_set_save(&g->devices, &w, err, errlen)))
+		return r;
+	if ((r = vmbus_server_save(vmbus_host_server(g->vmbus), &b, &n))) {
+		snprintf(err, errlen, r == -EBUSY ? "the guest is in the middle of changing a VMBus channel (try again)"
+						  : "cannot save the VMBus state: %s", strerror(-r));
+		return r;
+	}
+	savestate_write_section(&w, SAVESTATE_SEC_VMBUS, 0, b, n);
+	free(b);
+	savestate_write_memory(&w, &vm->mem);
+	if ((r = savestate_write_end(&w)) || (fsync(fd) < 0 && (r = -errno)))
+		snprintf(err, errlen, "cannot write the state: %s", strerror(-r));
+	return r;
+}
+
+/* `save FILE`: pauses the VM, quiesces its devices, writes FILE (atomically: a temporary file renamed
+ * over it) and ends the VM with VM_EXIT_SAVED. Anything refused leaves the VM running as it was. */
+static int gen2_ctl_save(void *opaque, int argc, char **argv, char *reply, size_t len)
+{
+	struct gen2 *g = opaque;
+	if (argc != 2) {
+		snprintf(reply, len, "usage: save FILE");
+		return -EINVAL;
+	}
+	const char *why = gen2_unsaveable(g);
+	if (why) {
+		snprintf(reply, len, "cannot save the VM: %s", why);
+		return -EOPNOTSUPP;
+	}
+	int state = atomic_load(&g->vm.run_state);
+	if (state == VM_STOPPING) {
+		snprintf(reply, len, "cannot save the VM: it is stopping");
+		return -EINVAL;
+	}
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", argv[1]) >= (int)sizeof(tmp)) {
+		snprintf(reply, len, "save: the path is too long");
+		return -ENAMETOOLONG;
+	}
+	int fd = file_open_user(tmp, O_WRONLY | O_CREAT | O_NOFOLLOW, 0600, FILE_REG, reply, len);
+	if (fd < 0) {
+		char w[256];
+		snprintf(w, sizeof(w), "%s", reply);
+		snprintf(reply, len, "save: %s: %s", text_show(tmp), w);
+		return fd;
+	}
+	if (ftruncate(fd, 0) < 0) {
+		int e = errno;
+		close(fd);
+		snprintf(reply, len, "save: %s: %s", text_show(tmp), strerror(e));
+		return -e;
+	}
+	vm_pause(&g->vm);
+	char err[512] = "";
+	int r = vmdev_set_quiesce(&g->devices, GEN2_SAVE_QUIESCE_MS, err, sizeof(err));
+	if (!r) {
+		vmbus_host_quiet(g->vmbus);
+		r = gen2_save_write(g, fd, err, sizeof(err));
+		vmbus_host_unquiet(g->vmbus);
+	}
+	if (close(fd) < 0 && !r) {
+		r = -errno;
+		snprintf(err, sizeof(err), "cannot write the state: %s", strerror(-r));
+	}
+	if (!r && rename(tmp, argv[1]) < 0) {
+		r = -errno;
+		snprintf(err, sizeof(err), "cannot rename %s: %s", text_show(tmp), strerror(-r));
+	}
+	if (r) {
+		unlink(tmp);
+		if (state == VM_RUNNING)
+			vm_resume(&g->vm);
+		snprintf(reply, len, "cannot save the VM: %s%s", err, state == VM_RUNNING ? " (it runs on)" : "");
+		return r;
+	}
+	vm_stop(&g->vm, VM_EXIT_SAVED, "the VM's state was saved to %s", text_show(argv[1]));
+	snprintf(reply, len, "saved to %s", text_show(argv[1]));
+	return 0;
+}
+
+static int gen2_restore_fail(char *err, size_t errlen, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int gen2_restore_fail(char *err, size_t errlen, const char *path, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	snprintf(err, errlen, "--restore %s: %s", text_show(path), what);
+	return -EINVAL;
+}
+
+/* Loads a checked state file into the machine gen2_setup built (its vCPUs not started). */
+static int gen2_restore_load(struct gen2 *g, const struct savestate_file *f, const char *path, char *err,
+			     size_t errlen)
+{
+	struct vm *vm = &g->vm;
+	struct savestate_sec s;
+	char why[512] = "";
+	/* RAM first: what is restored after it may write to it at once (the SynIC delivers the queued
+	 * messages into the guest's message page from the service thread). */
+	int r = guest_mem_clear(&vm->mem);
+	if (r || (r = savestate_load_memory(f, &vm->mem)))
+		return gen2_restore_fail(err, errlen, path, "cannot load guest memory: %s", strerror(-r));
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (savestate_find(f, SAVESTATE_SEC_VCPU, i, &s))
+			return gen2_restore_fail(err, errlen, path, "vCPU %u's state is missing", i);
+		if (kvm_vcpu_state_restore(vm->vcpus[i].kvm, s.data, s.len, why, sizeof(why)))
+			return gen2_restore_fail(err, errlen, path, "%s", why);
+	}
+	if (savestate_find(f, SAVESTATE_SEC_HV, 0, &s) || hv_restore(&g->hv, s.data, s.len, why, sizeof(why)))
+		return gen2_restore_fail(err, errlen, path, "%s", why[0] ? why : "the Hyper-V state is missing");
+	struct savestate_ioapic io;
+	if (savestate_find(f, SAVESTATE_SEC_IOAPIC, 0, &s) || s.len != sizeof(io) || (memcpy(&io, s.data, sizeof(io)), 0) ||
+	    ioapic_restore(&g->ioapic, &io))
+		return gen2_restore_fail(err, errlen, path, "bad I/O APIC state");
+	bool com1 = !savestate_find(f, SAVESTATE_SEC_PLATFORM, 0, &s);
+	if (com1 != g->has_com1)
+		return gen2_restore_fail(err, errlen, path, "COM1's state does not fit the VM");
+	struct savestate_uart u;
+	if (com1 && (s.len != sizeof(u) || (memcpy(&u, s.data, sizeof(u)), uart_restore(&g->com1, &u))))
+		return gen2_restore_fail(err, errlen, path, "bad COM1 state");
+	struct savestate_rtc rtc;
+	if (savestate_find(f, SAVESTATE_SEC_PLATFORM, 1, &s) || s.len != sizeof(rtc) ||
+	    (memcpy(&rtc, s.data, sizeof(rtc)), rtc_restore(&g->rtc, &rtc)) || rtc.clock_offset_s > FW_MISC_OFFSET_MAX ||
+	    rtc.clock_offset_s < -FW_MISC_OFFSET_MAX)
+		return gen2_restore_fail(err, errlen, path, "bad RTC state");
+	fw_misc_clock_offset_set(&g->life->misc, rtc.clock_offset_s);
+	/* The partition's reference time follows the restored guest TSC. */
+	uint64_t tsc = 0;
+	if (!kvm_vcpu_get_msr(vm->vcpus[0].kvm, 0x10, &tsc))
+		atomic_store(&g->tsc_base, __rdtsc() - tsc);
+	if (savestate_find(f, SAVESTATE_SEC_VMBUS, 0, &s))
+		return gen2_restore_fail(err, errlen, path, "the VMBus state is missing");
+	vmbus_host_lock(g->vmbus);
+	struct vmbus_server *srv = vmbus_host_server(g->vmbus);
+	r = vmbus_server_restore(srv, s.data, s.len, why, sizeof(why));
+	if (!r)
+		r = vmdev_set_restore(&g->devices, f, why, sizeof(why));
+	if (!r)
+		vmbus_server_kick_open(srv);
+	vmbus_host_unlock(g->vmbus);
+	if (r)
+		return gen2_restore_fail(err, errlen, path, "%s", why);
+	return 0;
+}
+
+/* --restore FILE: the state replaces the boot gen2_setup prepared. The whole file is checked before
+ * anything is taken from it; a refusal leaves the file as it was. 0 or -errno (logged). */
+static int gen2_restore(struct gen2 *g, const char *path)
+{
+	char why[256] = "", err[768];
+	int fd = file_open_user(path, O_RDONLY, 0, FILE_REG, why, sizeof(why));
+	if (fd < 0) {
+		log_error("--restore %s: %s", text_show(path), why);
+		return fd;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || st.st_size <= 0) {
+		close(fd);
+		log_error("--restore %s: not a gen2vm saved-state file (empty)", text_show(path));
+		return -EINVAL;
+	}
+	const uint8_t *buf = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (buf == MAP_FAILED) {
+		log_error("--restore %s: %s", text_show(path), strerror(errno));
+		return -EIO;
+	}
+	struct savestate_file f;
+	int r = savestate_open(&f, buf, (size_t)st.st_size, why, sizeof(why));
+	if (r)
+		gen2_restore_fail(err, sizeof(err), path, "%s", why);
+	else if ((r = savestate_check_machine(&f, g->cfg->identity, g->cfg->identity_len, g->vm.nr_vcpus,
+					      g->vm.mem.ram_size, why, sizeof(why))) ||
+		 (r = savestate_check_memory(&f, &g->vm.mem, why, sizeof(why))))
+		gen2_restore_fail(err, sizeof(err), path, "%s", why);
+	else
+		r = gen2_restore_load(g, &f, path, err, sizeof(err));
+	munmap((void *)buf, (size_t)st.st_size);
+	if (r)
+		log_error("%s", err);
+	else
+		fprintf(stderr, "gen2vm: resumed from the saved state in %s\n", text_show(path));
+	return r;
+}
+
 static int gen2_ctl_continue(void *opaque, int argc, char **argv, char *reply, size_t len)
 {
 	struct gen2 *g = opaque;
@@ -533,6 +789,8 @@ static int gen2_setup_control(struct gen2 *g, const char *path)
 	control_register(g->control, "stop", "stop (turn off)", gen2_ctl_vm, g);
 	control_register(g->control, "regs", "regs (where each vCPU is)", gen2_ctl_regs, g);
 	control_register(g->control, "clock", "clock [--offset [+|-]S | --set @UNIX-SECONDS]", gen2_ctl_clock, g);
+	control_register(g->control, "save", "save FILE (save the VM's state and end it; gen2vm run --restore FILE)",
+			 gen2_ctl_save, g);
 	if (!g->cfg->kernel && !g->cfg->elf)
 		control_register(g->control, "continue", "continue (after a boot failure, with PauseAfterBootFailure)",
 				 gen2_ctl_continue, g);
@@ -746,8 +1004,6 @@ static int gen2_setup(struct gen2 *g)
 			return r;
 		}
 	}
-	if (cfg->control && (r = gen2_setup_control(g, cfg->control)))
-		return r;
 	uint64_t rsdp = 0;
 	if ((r = gen2_build_acpi(g, &rsdp)) || (r = gen2_write_reset_vector(vm)))
 		return r;
@@ -904,6 +1160,7 @@ int gen2_run(const struct gen2_config *cfg)
 static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 {
 	struct nvram *nv = life->nv;
+	bool restored = false;
 	for (;;) {
 		struct gen2 *g = calloc(1, sizeof(*g));
 		if (!g)
@@ -918,6 +1175,13 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 			g->sec.active = secboot_vm_start(nv);
 		}
 		int r = gen2_setup(g);
+		if (!r && cfg->restore && !restored) {
+			restored = true; /* a guest reset after it boots afresh */
+			r = gen2_restore(g, cfg->restore);
+		}
+		/* Last: a control socket that answers says the VM is ready (vm start resumes on it). */
+		if (!r && cfg->control)
+			r = gen2_setup_control(g, cfg->control);
 		if (r) {
 			gen2_teardown(g);
 			pthread_mutex_destroy(&g->forced_lock);
@@ -942,6 +1206,8 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 			pthread_mutex_unlock(&g->forced_lock);
 			if (forced)
 				log_warn("%s", g->vm.exit_msg);
+			else if (k == VM_EXIT_SAVED) /* what ended the process, said even without -v */
+				fprintf(stderr, "gen2vm: %s\n", g->vm.exit_msg);
 			else if (k == VM_EXIT_POWEROFF || k == VM_EXIT_RESET)
 				log_info("%s", g->vm.exit_msg);
 			else

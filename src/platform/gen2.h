@@ -44,6 +44,12 @@ struct gen2_config {
 	bool log_unclaimed;    /* log accesses no device claims */
 	uint64_t start_ns;     /* process start, for the boot benchmark */
 	struct vmdev_config devices; /* the VMBus devices' settings, validated (src/devices/vmdev.h) */
+	/* A saved state to resume from instead of booting (--restore), or NULL. */
+	const char *restore;
+	/* What identifies the machine's configuration (the command line and the --config document it
+	 * read): a state saved by `save` carries it, and a restore with other bytes is refused. */
+	const uint8_t *identity;
+	size_t identity_len;
 };
 
 /* Builds and runs the VM until it ends. Returns an enum vm_exit_kind (>= 0), 128 + the signal when

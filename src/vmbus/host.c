@@ -167,8 +167,12 @@ static void *host_thread(void *arg)
 				continue;
 			}
 			if (tag == TAG_TIMER) {
-				if (read(h->timerfd, &v, sizeof(v)) > 0 && hv_synic_queued(h->hv))
+				/* Under the lock, so that a quiet host (a save) delivers nothing meanwhile. */
+				if (read(h->timerfd, &v, sizeof(v)) > 0 && hv_synic_queued(h->hv)) {
+					pthread_mutex_lock(&h->lock);
 					hv_synic_poll(h->hv);
+					pthread_mutex_unlock(&h->lock);
+				}
 				if (!hv_synic_queued(h->hv)) {
 					/* Nothing waits: stop ticking. Disarmed before the flag is cleared, and
 					 * the queues looked at again after it, so a post meanwhile re-arms. */
@@ -284,6 +288,20 @@ void vmbus_host_lock(struct vmbus_host *h)
 
 void vmbus_host_unlock(struct vmbus_host *h)
 {
+	pthread_mutex_unlock(&h->lock);
+}
+
+void vmbus_host_quiet(struct vmbus_host *h)
+{
+	/* The order every device callback that watches an fd takes them in (server lock, then the
+	 * watch lock). */
+	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->watch_lock);
+}
+
+void vmbus_host_unquiet(struct vmbus_host *h)
+{
+	pthread_mutex_unlock(&h->watch_lock);
 	pthread_mutex_unlock(&h->lock);
 }
 

@@ -39,6 +39,13 @@ void vmbus_host_unlock(struct vmbus_host *h);
  * setup, teardown and control-socket threads (struct vmdev_host.srv_lock). Never handed to a device. */
 pthread_mutex_t *vmbus_host_mutex(struct vmbus_host *h);
 
+/* Saving a VM: quiet holds the server lock and keeps the service thread's device callbacks (I/O
+ * completions, the integration services' timers) and its SynIC retries from running, so that nothing writes guest memory
+ * or the devices' state until unquiet. The vCPUs must be paused and the devices quiesced first
+ * (their completions need the thread). Returns with h's lock held: calls into the server are fine. */
+void vmbus_host_quiet(struct vmbus_host *h);
+void vmbus_host_unquiet(struct vmbus_host *h);
+
 /* HvPostMessage from VP vp with its input page at input_gpa: returns the HV status for RAX. */
 uint16_t vmbus_host_post_message(struct vmbus_host *h, uint32_t vp, uint64_t input_gpa);
 /* HvSignalEvent for connection_id (slow path, or a doorbell without an ioeventfd). */

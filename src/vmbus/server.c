@@ -2,9 +2,13 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gen2vm/proto/savestate.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 _Static_assert(VMBUS_EAGAIN == EAGAIN && VMBUS_EPROTO == EPROTO && VMBUS_EMSGSIZE == EMSGSIZE &&
@@ -31,6 +35,7 @@ struct vmbus_channel {
 	bool retired; /* a sub-channel rescinded when its primary closed: on srv->retired, not in dev->chan */
 	struct vmbus_channel *next_retired;
 	struct vmbus_gpadl *ring_gpadl;
+	uint32_t ring_offset; /* OPENCHANNEL's downstream ring page offset */
 	struct vmbus_view view_rx, view_tx;
 	struct vmbus_ring rx, tx;
 	uint8_t userdata[VMBUS_OFFER_USER_DEFINED_BYTES];
@@ -530,53 +535,47 @@ static int chan_map_ring(struct vmbus_server *s, struct vmbus_view *v, struct vm
 	return vmbus_ring_init(r, v->base, v->base + HV_PAGE_SIZE, (n - 1) * HV_PAGE_SIZE, true);
 }
 
-static void on_open_channel(struct vmbus_server *s, const void *p)
+/* Opens c on ring GPADL ring_id (downstream ring from page off) as OPENCHANNEL asks, and on a restore:
+ * checks, maps the rings, runs the device's open. 0; -EINVAL with *why saying what was refused; or the
+ * device's -errno (logged, *why NULL). */
+static int chan_open(struct vmbus_server *s, struct vmbus_channel *c, uint32_t ring_id, uint32_t off,
+		     uint32_t target_vp, const uint8_t *userdata, const char **why)
 {
-	struct vmbus_channel_open_channel m;
-	memcpy(&m, p, sizeof(m));
-	struct vmbus_channel *c = chan_by_relid(s, m.child_relid);
-	if (!c) {
-		log_guest("vmbus: OPENCHANNEL for unknown relid %u", m.child_relid);
-		return;
-	}
 	pthread_mutex_lock(&s->async_lock);
-	struct vmbus_gpadl *g = gpadl_find(s, m.ringbuffer_gpadlhandle);
+	struct vmbus_gpadl *g = gpadl_find(s, ring_id);
 	pthread_mutex_unlock(&s->async_lock);
-	uint32_t off = m.downstream_ringbuffer_pageoffset;
-	const char *why = NULL;
+	*why = NULL;
 	if (c->state != CHAN_OFFERED)
-		why = c->state == CHAN_OPEN ? "already open" : "rescinded";
+		*why = c->state == CHAN_OPEN ? "already open" : "rescinded";
 	else if (!g || !g->complete || g->relid != c->relid)
-		why = "unknown ring GPADL";
+		*why = "unknown ring GPADL";
 	else if (g->nr_ranges != 1 || g->ranges[0].byte_offset || g->ranges[0].byte_count != g->nr_pfns * HV_PAGE_SIZE)
-		why = "ring GPADL is not whole pages";
+		*why = "ring GPADL is not whole pages";
 	else if (g->nr_pfns < 4 || off < 2 || off > g->nr_pfns - 2 || g->nr_pfns - off > 0x80000u || off > 0x80000u)
-		why = "bad downstream_ringbuffer_pageoffset";
-	else if (m.target_vp >= s->cfg.nr_vps)
-		why = "target_vp out of range";
-	if (!why) {
+		*why = "bad downstream_ringbuffer_pageoffset";
+	else if (target_vp >= s->cfg.nr_vps)
+		*why = "target_vp out of range";
+	if (!*why) {
 		int rc = chan_map_ring(s, &c->view_rx, &c->rx, g->pfns, off);
 		if (!rc)
 			rc = chan_map_ring(s, &c->view_tx, &c->tx, g->pfns + off, g->nr_pfns - off);
 		if (rc) {
-			why = rc == -EPROTO ? "bad ring indices" : "cannot map ring";
+			*why = rc == -EPROTO ? "bad ring indices" : "cannot map ring";
 			vmbus_view_unmap(&c->view_rx);
 			vmbus_view_unmap(&c->view_tx);
 		}
 	}
-	if (why) {
-		log_guest("vmbus: OPENCHANNEL relid %u refused: %s", m.child_relid, why);
-		open_result(s, &m, VMBUS_STATUS_UNSUCCESSFUL);
-		return;
-	}
+	if (*why)
+		return -EINVAL;
 	pthread_mutex_lock(&s->async_lock);
 	g->refs++; /* only the server tears down: g is still there */
 	pthread_mutex_unlock(&s->async_lock);
 	c->ring_gpadl = g;
+	c->ring_offset = off;
 	c->state = CHAN_OPEN;
 	c->broken_logged = false;
-	__atomic_store_n(&c->target_vp, m.target_vp, __ATOMIC_RELAXED);
-	memcpy(c->userdata, m.userdata, sizeof(c->userdata));
+	__atomic_store_n(&c->target_vp, target_vp, __ATOMIC_RELAXED);
+	memcpy(c->userdata, userdata, sizeof(c->userdata));
 	c->opening = true;
 	c->signal_deferred = false;
 	int rc = c->dev->desc.ops->open(c->dev->desc.ctx, c);
@@ -588,14 +587,40 @@ static void on_open_channel(struct vmbus_server *s, const void *p)
 		c->state = CHAN_OFFERED;
 		c->ring_gpadl = NULL;
 		gpadl_put(s, g);
-		open_result(s, &m, VMBUS_STATUS_UNSUCCESSFUL);
-		return;
+		return rc; /* *why stays NULL: logged here */
 	}
-	open_result(s, &m, 0);
+	return 0;
+}
+
+/* After chan_open (and the OPEN_RESULT, if any): doorbells, and the signals the open deferred. */
+static void chan_opened(struct vmbus_server *s, struct vmbus_channel *c)
+{
 	if (s->n.channel_opened)
 		s->n.channel_opened(s->n.ctx, c->relid, chan_connection_id(c));
 	if (c->signal_deferred)
 		vmbus_channel_signal_guest(c);
+}
+
+static void on_open_channel(struct vmbus_server *s, const void *p)
+{
+	struct vmbus_channel_open_channel m;
+	memcpy(&m, p, sizeof(m));
+	struct vmbus_channel *c = chan_by_relid(s, m.child_relid);
+	if (!c) {
+		log_guest("vmbus: OPENCHANNEL for unknown relid %u", m.child_relid);
+		return;
+	}
+	const char *why;
+	int rc = chan_open(s, c, m.ringbuffer_gpadlhandle, m.downstream_ringbuffer_pageoffset, m.target_vp, m.userdata,
+			   &why);
+	if (rc) {
+		if (why)
+			log_guest("vmbus: OPENCHANNEL relid %u refused: %s", m.child_relid, why);
+		open_result(s, &m, VMBUS_STATUS_UNSUCCESSFUL);
+		return;
+	}
+	open_result(s, &m, 0);
+	chan_opened(s, c);
 }
 
 /* Closes c and takes it from the guest: an offered channel is rescinded (freed at its RELID_RELEASED),
@@ -887,6 +912,12 @@ void vmbus_server_device_remove(struct vmbus_server *s, struct vmbus_device *dev
 	srv_run_deferred(s); /* TORNDOWNs its close released */
 }
 
+unsigned vmbus_device_channels(struct vmbus_device *dev, struct vmbus_channel *const **out)
+{
+	*out = dev->chan;
+	return dev->nr_channels;
+}
+
 uint16_t vmbus_device_subchannel_count(const struct vmbus_device *dev)
 {
 	pthread_mutex_lock(&dev->srv->async_lock);
@@ -1042,4 +1073,223 @@ void vmbus_channel_drain_inband(struct vmbus_channel *c, uint8_t *buf, uint32_t 
 			break;
 		vmbus_ring_mask(rx);
 	}
+}
+
+/* --- saved state ------------------------------------------------------------------------------------ */
+
+int vmbus_server_save(struct vmbus_server *s, uint8_t **out, size_t *len)
+{
+	*out = NULL;
+	*len = 0;
+	srv_run_deferred(s);
+	struct buf b = { 0 };
+	struct savestate_vmbus h = { .connected = s->connected, .offers_requested = s->offers_requested,
+				     .version = s->version, .target_vcpu = s->target_vcpu,
+				     .interrupt_page = s->interrupt_page, .monitor_page1 = s->monitor_page1,
+				     .monitor_page2 = s->monitor_page2 };
+	if (s->retired)
+		return -EBUSY;
+	for (struct vmbus_device *dev = s->devices; dev; dev = dev->next) {
+		if (dev->removed)
+			return -EBUSY;
+		h.nr_devices++;
+		for (uint16_t i = 0; i < dev->nr_channels; i++)
+			if (!dev->chan[i] || dev->chan[i]->state == CHAN_RESCINDED)
+				return -EBUSY;
+	}
+	pthread_mutex_lock(&s->async_lock);
+	int rc = s->torndown ? -EBUSY : 0;
+	for (struct vmbus_gpadl *g = s->gpadls; g && !rc; g = g->next) {
+		if (!g->complete || g->tearing_down || g->orphaned)
+			rc = -EBUSY;
+		h.nr_gpadls++;
+	}
+	buf_put(&b, &h, sizeof(h));
+	/* Oldest first, as the guest created them (the list is pushed at the head). */
+	for (uint32_t k = h.nr_gpadls; k-- > 0 && !rc;) {
+		struct vmbus_gpadl *g = s->gpadls;
+		for (uint32_t j = 0; j < k; j++)
+			g = g->next;
+		struct savestate_vmbus_gpadl sg = { .id = g->id, .relid = g->relid, .nr_ranges = g->nr_ranges,
+						    .buf_len = (uint32_t)(g->nr_ranges * 8u + g->nr_pfns * 8u) };
+		buf_put(&b, &sg, sizeof(sg));
+		for (uint32_t r = 0; r < g->nr_ranges; r++) {
+			const struct vmbus_gpadl_range *gr = &g->ranges[r];
+			uint32_t hdr[2] = { gr->byte_count, gr->byte_offset };
+			buf_put(&b, hdr, sizeof(hdr));
+			buf_put(&b, &g->pfns[gr->pfn_first], gr->nr_pfns * sizeof(uint64_t));
+		}
+	}
+	pthread_mutex_unlock(&s->async_lock);
+	for (struct vmbus_device *dev = s->devices; dev && !rc; dev = dev->next) {
+		struct savestate_vmbus_device sd = { .nr_channels = dev->nr_channels, .sub_wanted = dev->sub_wanted };
+		memcpy(sd.class_id, &dev->desc.class_id, 16);
+		memcpy(sd.instance_id, &dev->desc.instance_id, 16);
+		buf_put(&b, &sd, sizeof(sd));
+		for (uint16_t i = 0; i < dev->nr_channels; i++) {
+			const struct vmbus_channel *c = dev->chan[i];
+			struct savestate_vmbus_channel sc = {
+				.state = c->state == CHAN_OPEN ? SAVESTATE_CHAN_OPEN
+					 : c->state == CHAN_OFFERED ? SAVESTATE_CHAN_OFFERED : SAVESTATE_CHAN_UNOFFERED,
+				.relid = c->relid,
+				.target_vp = __atomic_load_n(&c->target_vp, __ATOMIC_RELAXED),
+				.ring_gpadl = c->ring_gpadl ? c->ring_gpadl->id : 0,
+				.downstream_offset = c->ring_offset,
+			};
+			memcpy(sc.userdata, c->userdata, sizeof(sc.userdata));
+			buf_put(&b, &sc, sizeof(sc));
+		}
+	}
+	rc = rc ? rc : b.error;
+	if (rc) {
+		free(b.p);
+		return rc;
+	}
+	*out = b.p;
+	*len = b.len;
+	return 0;
+}
+
+static int srv_restore_fail(struct vmbus_server *s, char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int srv_restore_fail(struct vmbus_server *s, char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = snprintf(err, errlen, "VMBus state: ");
+	if (n >= 0 && (size_t)n < errlen)
+		vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	srv_reset(s);
+	return -EINVAL;
+}
+
+int vmbus_server_restore(struct vmbus_server *s, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	struct savestate_vmbus h;
+	size_t off = sizeof(h);
+	if (s->connected || len < sizeof(h))
+		return srv_restore_fail(s, err, errlen, "truncated");
+	memcpy(&h, buf, sizeof(h));
+	if (h.connected > 1 || h.offers_requested > 1 || (h.connected && !version_known(h.version)) ||
+	    h.version > s->cfg.max_version || h.target_vcpu >= s->cfg.nr_vps || (!h.connected && h.offers_requested))
+		return srv_restore_fail(s, err, errlen, "bad connection");
+	s->connected = h.connected;
+	s->offers_requested = h.offers_requested;
+	s->version = h.connected ? h.version : 0;
+	s->target_vcpu = h.target_vcpu;
+	s->interrupt_page = h.interrupt_page;
+	s->monitor_page1 = h.monitor_page1;
+	s->monitor_page2 = h.monitor_page2;
+	/* The GPADLs' place in the file: they are created after the channels' relids exist. */
+	size_t gpadl_off = off;
+	if (h.nr_gpadls > s->cfg.max_gpadls)
+		return srv_restore_fail(s, err, errlen, "too many GPADLs");
+	for (uint32_t k = 0; k < h.nr_gpadls; k++) {
+		struct savestate_vmbus_gpadl sg;
+		if (len - off < sizeof(sg))
+			return srv_restore_fail(s, err, errlen, "truncated GPADL");
+		memcpy(&sg, buf + off, sizeof(sg));
+		off += sizeof(sg);
+		if (sg.buf_len > len - off || sg.buf_len % 8)
+			return srv_restore_fail(s, err, errlen, "truncated GPADL");
+		off += sg.buf_len;
+	}
+	/* Channels: relids and offers. */
+	unsigned nr_devices = 0;
+	for (struct vmbus_device *dev = s->devices; dev; dev = dev->next)
+		nr_devices++;
+	if (h.nr_devices != nr_devices)
+		return srv_restore_fail(s, err, errlen, "saved with %u devices, the VM has %u", h.nr_devices, nr_devices);
+	size_t chan_off = off;
+	for (struct vmbus_device *dev = s->devices; dev; dev = dev->next) {
+		struct savestate_vmbus_device sd;
+		if (len - off < sizeof(sd))
+			return srv_restore_fail(s, err, errlen, "truncated device");
+		memcpy(&sd, buf + off, sizeof(sd));
+		off += sizeof(sd);
+		if (memcmp(sd.class_id, &dev->desc.class_id, 16) || memcmp(sd.instance_id, &dev->desc.instance_id, 16))
+			return srv_restore_fail(s, err, errlen, "%s: another device was saved in its place", dev->desc.name);
+		if (!sd.nr_channels || sd.nr_channels > 1u + dev->desc.max_subchannels || sd.sub_wanted > dev->desc.max_subchannels ||
+		    sd.nr_channels > sd.sub_wanted + 1u || (sd.nr_channels > 1 && !h.offers_requested))
+			return srv_restore_fail(s, err, errlen, "%s: bad channel count", dev->desc.name);
+		if ((len - off) / sizeof(struct savestate_vmbus_channel) < sd.nr_channels)
+			return srv_restore_fail(s, err, errlen, "truncated channels");
+		while (dev->nr_channels < sd.nr_channels)
+			if (!chan_new(dev, dev->nr_channels))
+				return srv_restore_fail(s, err, errlen, "out of memory");
+		dev->sub_wanted = sd.sub_wanted;
+		for (uint16_t i = 0; i < sd.nr_channels; i++) {
+			struct savestate_vmbus_channel sc;
+			memcpy(&sc, buf + off, sizeof(sc));
+			off += sizeof(sc);
+			struct vmbus_channel *c = dev->chan[i];
+			if (sc.state > SAVESTATE_CHAN_OPEN || (sc.state != SAVESTATE_CHAN_UNOFFERED) != h.offers_requested)
+				return srv_restore_fail(s, err, errlen, "%s: bad channel state", dev->desc.name);
+			if (sc.state == SAVESTATE_CHAN_UNOFFERED)
+				continue;
+			if (!sc.relid || sc.relid > VMBUS_MAX_RELID || s->relid_map[sc.relid])
+				return srv_restore_fail(s, err, errlen, "%s: bad or repeated relid %u", dev->desc.name, sc.relid);
+			s->relid_map[sc.relid] = c;
+			c->relid = sc.relid;
+			c->state = CHAN_OFFERED;
+		}
+	}
+	if (off != len)
+		return srv_restore_fail(s, err, errlen, "bytes after its end");
+	/* GPADLs, checked as GPADL_HEADER/BODY are: each for an offered channel, pages in RAM. */
+	off = gpadl_off;
+	for (uint32_t k = 0; k < h.nr_gpadls; k++) {
+		struct savestate_vmbus_gpadl sg;
+		memcpy(&sg, buf + off, sizeof(sg));
+		off += sizeof(sg);
+		struct vmbus_gpadl *g = calloc(1, sizeof(*g));
+		uint64_t budget = s->cfg.max_gpadl_pages - s->gpadl_pages;
+		int rc = !g ? -ENOMEM : !chan_by_relid(s, sg.relid) || gpadl_find(s, sg.id) ? -EINVAL
+			 : vmbus_gpadl_begin(g, sg.id, sg.relid, sg.nr_ranges, (uint16_t)sg.buf_len);
+		if (!rc)
+			rc = sg.buf_len ? vmbus_gpadl_feed(g, buf + off, sg.buf_len, s->cfg.mem, &budget) : -EPROTO;
+		if (rc != 1) {
+			if (g)
+				gpadl_free(g);
+			return srv_restore_fail(s, err, errlen, "GPADL %#x refused (%d)", sg.id, rc);
+		}
+		off += sg.buf_len;
+		pthread_mutex_lock(&s->async_lock);
+		g->next = s->gpadls;
+		s->gpadls = g;
+		s->nr_gpadls++;
+		s->gpadl_pages += g->reserved_pfns;
+		pthread_mutex_unlock(&s->async_lock);
+	}
+	/* The open channels: rings mapped and devices opened as OPENCHANNEL would. */
+	off = chan_off;
+	for (struct vmbus_device *dev = s->devices; dev; dev = dev->next) {
+		struct savestate_vmbus_device sd;
+		memcpy(&sd, buf + off, sizeof(sd));
+		off += sizeof(sd);
+		for (uint16_t i = 0; i < sd.nr_channels; i++) {
+			struct savestate_vmbus_channel sc;
+			memcpy(&sc, buf + off, sizeof(sc));
+			off += sizeof(sc);
+			if (sc.state != SAVESTATE_CHAN_OPEN)
+				continue;
+			const char *why;
+			struct vmbus_channel *c = dev->chan[i];
+			if (chan_open(s, c, sc.ring_gpadl, sc.downstream_offset, sc.target_vp, sc.userdata, &why))
+				return srv_restore_fail(s, err, errlen, "%s: channel %u cannot be opened again: %s", dev->desc.name,
+							c->relid, why ? why : "the device refused");
+			chan_opened(s, c);
+		}
+	}
+	return 0;
+}
+
+void vmbus_server_kick_open(struct vmbus_server *s)
+{
+	for (struct vmbus_device *dev = s->devices; dev; dev = dev->next)
+		for (uint16_t i = 0; i < dev->nr_channels; i++)
+			if (dev->chan[i] && dev->chan[i]->state == CHAN_OPEN)
+				dev->desc.ops->rx_ready(dev->desc.ctx, dev->chan[i]);
+	srv_run_deferred(s);
 }

@@ -109,6 +109,24 @@ void vmbus_server_reset(struct vmbus_server *s);
  * other entry call does it too, before it returns. Cheap when there is nothing to do. */
 void vmbus_server_run_deferred(struct vmbus_server *s);
 
+/* The server's state for a saved VM (struct savestate_vmbus and what follows it, proto/savestate.h):
+ * the connection, every GPADL, every device's channels and their rings' GPADLs. Server lock held,
+ * the vCPUs paused. Allocates *out (*len bytes). 0, -ENOMEM, or -EBUSY when the bus is between two
+ * states that cannot be saved (a GPADL half sent or being torn down, a channel rescinded and not yet
+ * released): the guest finishes those by itself, so a later save succeeds. */
+int vmbus_server_save(struct vmbus_server *s, uint8_t **out, size_t *len);
+/* Loads what vmbus_server_save wrote into a server that never connected, with the same devices
+ * registered in the same order: the connection, the GPADLs (checked as the guest's messages are),
+ * the channels' relids and offers, and opens the channels that were open (mapping their rings,
+ * calling the devices' open callbacks and notifier.channel_opened; nothing is sent to the guest but
+ * what the devices send at open). buf is host input: every count, index, relid, GPADL and page is
+ * checked. Server lock held. 0, or -EINVAL with a reason in err; on failure the server is reset. */
+int vmbus_server_restore(struct vmbus_server *s, const uint8_t *buf, size_t len, char *err, size_t errlen);
+
+/* After a restore: runs every open channel's rx_ready once, for packets the guest left in its rings
+ * before the save (their signal was consumed then). Server lock held. */
+void vmbus_server_kick_open(struct vmbus_server *s);
+
 /* Negotiated version, 0 when disconnected. */
 uint32_t vmbus_server_version(const struct vmbus_server *s);
 /* The VP that receives channel messages (INITIATE_CONTACT.target_vcpu). */
@@ -190,6 +208,10 @@ const uint8_t *vmbus_channel_open_userdata(const struct vmbus_channel *c); /* 12
 struct vmbus_device *vmbus_channel_device(struct vmbus_channel *c);
 void vmbus_channel_set_priv(struct vmbus_channel *c, void *priv);
 void *vmbus_channel_priv(const struct vmbus_channel *c);
+
+/* dev's channels (primary first, by sub-channel index; an entry may be NULL), for the device's own
+ * save and restore: *out is valid until the next server call. Server lock held. Returns how many. */
+unsigned vmbus_device_channels(struct vmbus_device *dev, struct vmbus_channel *const **out);
 
 /* Interrupts the guest for this channel (event flag relid on target_vp). */
 void vmbus_channel_signal_guest(struct vmbus_channel *c);

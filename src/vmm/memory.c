@@ -1,6 +1,7 @@
 #include "vmm/memory.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -101,5 +102,18 @@ int guest_mem_write(const struct guest_mem *m, uint64_t gpa, const void *buf, si
 	if (!p)
 		return -EFAULT;
 	memcpy(p, buf, len);
+	return 0;
+}
+
+int guest_mem_clear(struct guest_mem *m)
+{
+	if (m->memfd >= 0) {
+		off_t end = lseek(m->memfd, 0, SEEK_END);
+		if (end < 0 || fallocate(m->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, end) < 0)
+			return -errno;
+		return 0;
+	}
+	for (unsigned i = 0; i < m->nr_regions; i++)
+		memset(m->region[i].hva, 0, m->region[i].size);
 	return 0;
 }

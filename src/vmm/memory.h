@@ -36,6 +36,10 @@ struct guest_mem {
  * Returns 0, -EINVAL (bad size), -ENOMEM (host cannot map it) or another -errno. */
 int guest_mem_init(struct guest_mem *m, uint64_t ram_size);
 
+/* Makes every byte of RAM zero again, giving the host its pages back (a restore starts from zeros:
+ * the saved state leaves zero pages out). No vCPU may run. 0 or -errno. */
+int guest_mem_clear(struct guest_mem *m);
+
 /* Unmaps and closes. Safe on a zeroed or already destroyed struct. */
 void guest_mem_destroy(struct guest_mem *m);
 

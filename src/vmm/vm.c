@@ -119,6 +119,8 @@ void vm_resume(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+static bool vcpu_handle_exit(struct vcpu *v, struct vcpu_exit *x);
+
 /* Returns false when the vCPU must leave its loop. */
 static bool vcpu_check_state(struct vcpu *v)
 {
@@ -129,6 +131,20 @@ static bool vcpu_check_state(struct vcpu *v)
 		return true;
 	if (st == VM_STOPPING)
 		return false;
+	/* Parked with its instruction whole, so that a paused VM's state may be read (regs) or saved:
+	 * the last exit's completion (an IN's or MMIO read's data, an MSR read's value, RIP past a port
+	 * write) happens in the next KVM_RUN, which with immediate_exit set does only that and returns
+	 * EINTR, or, for a string instruction, exits again for its next piece, handled as usual. */
+	struct vcpu_exit x;
+	for (;;) {
+		kvm_vcpu_kick(v->kvm); /* on its own thread: immediate_exit only */
+		if (kvm_vcpu_run(v->kvm, &x) || x.reason == VCPU_EXIT_INTR)
+			break;
+		v->exits[x.reason]++;
+		if (!vcpu_handle_exit(v, &x))
+			return false;
+	}
+	kvm_vcpu_clear_kick(v->kvm);
 	pthread_mutex_lock(&vm->lock);
 	vm->nr_parked++;
 	pthread_cond_broadcast(&vm->cond);

@@ -27,6 +27,7 @@ enum vm_exit_kind {
 	VM_EXIT_RESET = 3,
 	VM_EXIT_CRASH = 4,
 	VM_EXIT_NO_BOOT = 5, /* the firmware found nothing it could boot */
+	VM_EXIT_SAVED = 6,   /* its state was saved (control `save`); the process ends */
 };
 
 struct vm;

@@ -55,7 +55,9 @@ while True:
     c.close()
     if cmd in ("pause", "resume"):
         state = "paused" if cmd == "pause" else "running"
-    if cmd in ("shutdown", "stop"):
+    if cmd.startswith("save "):  # the VM's state saved: the file written, the process ends
+        open(cmd[5:], "wb").write(b"G2VMSAVE")
+    if cmd in ("shutdown", "stop") or cmd.startswith("save "):
         os.unlink("control.sock")
         sys.exit(0)
 '''
@@ -343,7 +345,7 @@ def test_api_create_modify_delete_and_errors(service, store, tmp_path):
         assert curl(s, "DELETE", "/v1/vms/" + name)[0] == 200
     api_error(s, "PUT", "/v1/vms/b", {"memory": "64M"}, 409, "VmExists")
     api_error(s, "PUT", "/v1/vms/c", {"memory": "3Q"}, 400, "InvalidConfig", says="3Q")
-    api_error(s, "PUT", "/v1/vms/c", {"automatic_stop": "save"}, 501, "NotSupported", says="not supported yet")
+    api_error(s, "PUT", "/v1/vms/c", {"automatic_stop": "sometimes"}, 400, "InvalidConfig", says="shutdown, save or turn_off")
     api_error(s, "PUT", "/v1/vms/c", {"bogus": 1}, 400, "InvalidConfig", says="bogus")
     st, j = curl(s, "PUT", "/v1/vms/nl", '{"memory": "64M"}\n\n')  # a document file's last newline
     assert st == 201, j
@@ -567,26 +569,31 @@ def test_automatic_start_after_a_reboot_only(store, tmp_path):
 
 def test_stop_vms_applies_each_automatic_stop(store, tmp_path):
     """`gen2vm service stop-vms` (the unit's stop at host shutdown): shutdown through the guest by
-    default, turn_off where the document says so, all at once; off VMs are left alone."""
+    default, turn_off and save where the document says so, all at once; off VMs are left alone."""
     os.makedirs(str(store))
-    for n in ("s", "t", "off"):
+    for n in ("s", "t", "v", "off"):
         ok(store, "new", n, "--memory", "64M", direct=True)
-    docp = os.path.join(str(store), "t", "vm.json")
-    with open(docp) as f:
-        d = json.load(f)
-    d["automatic_stop"] = "turn_off"
-    with open(docp, "w") as f:
-        json.dump(d, f)
-    fs, ft = fake_vm(store, "s"), fake_vm(store, "t")
+    for n, action in (("t", "turn_off"), ("v", "save")):
+        docp = os.path.join(str(store), n, "vm.json")
+        with open(docp) as f:
+            d = json.load(f)
+        d["automatic_stop"] = action
+        with open(docp, "w") as f:
+            json.dump(d, f)
+    fs, ft, fv = fake_vm(store, "s"), fake_vm(store, "t"), fake_vm(store, "v")
     try:
         r = subprocess.run([gen2vm_binary(), "service", "stop-vms", "--store", str(store), "--timeout", "20"],
                            capture_output=True, text=True, timeout=60, env=env_direct())
         assert r.returncode == 0, (r.stdout, r.stderr)
         assert "VM 's' shut down" in r.stdout and "VM 't' turned off" in r.stdout and "'off'" not in r.stdout, r.stdout
-        assert fs.wait(10) == 0 and ft.wait(10) == 0
+        assert "VM 'v' saved" in r.stdout, r.stdout
+        assert fs.wait(10) == 0 and ft.wait(10) == 0 and fv.wait(10) == 0
+        assert os.path.exists(os.path.join(str(store), "v", "vm.save"))
+        assert {v["name"]: v["state"] for v in json.loads(ok(store, "list", "--json", direct=True).stdout)}["v"] == "Saved"
     finally:
         fs.kill()
         ft.kill()
+        fv.kill()
     r = subprocess.run([gen2vm_binary(), "service", "stop-vms", "--timeout", "0"], capture_output=True, text=True,
                        timeout=30, env=env_direct())
     assert r.returncode == 2 and "--timeout '0'" in r.stderr, r.stderr
