@@ -552,9 +552,11 @@ int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, si
 			opts[n++] = (struct option){ o->name, o->has_arg ? required_argument : no_argument, NULL, O_DEVICE };
 	int r = run_config_parse_opts(rc, argc, argv, opts, err, errlen);
 	free(opts);
+	if (!r)
+		r = vmdev_config_validate(&rc->vm.devices, err, errlen);
 	if (r)
-		return r;
-	return vmdev_config_validate(&rc->vm.devices, err, errlen);
+		run_config_free(rc); /* a refused command line holds nothing (callers may parse again) */
+	return r;
 }
 
 static int run_config_parse_opts(struct run_config *rc, int argc, char **argv, const struct option *opts, char *err,

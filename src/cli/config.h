@@ -19,7 +19,7 @@ struct run_config {
 
 /* Parses `gen2vm run` arguments (argv[0] is "run"). Returns 0, 1 when --help was printed, or
  * -errno (-EINVAL, or from an input file: -ENOENT, -EISDIR...) with a one-line message naming the
- * problem in err. */
+ * problem in err. Other than 0, nothing is left to free (run_config_free may still be called). */
 int run_config_parse(struct run_config *rc, int argc, char **argv, char *err, size_t errlen);
 
 /* The largest JSON config accepted (a config is a few hundred bytes; this refuses /dev/zero-like
