@@ -39,7 +39,9 @@ def start_refused(store, says):
 def test_save_and_restore_a_linux_guest(tmp_path):
     vhdx = userspace_vhdx(tmp_path, "VM-SAVE-USERSPACE-MARKER", ["hv_storvsc", "sd_mod"])
     store = tmp_path / "store"
-    ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--disk", vhdx, "--disk", "new:64M")
+    # --console off: the console's video RAM is not saved yet (such a VM's save is refused, named)
+    ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--console", "off", "--disk", vhdx, "--disk",
+       "new:64M")
     d = os.path.join(str(store), "guest")
     try:
         ok(store, "start", "guest")
