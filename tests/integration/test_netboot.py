@@ -282,9 +282,6 @@ def test_pxe_failures_in_the_boot_summary_then_the_next_entry(tmp_path):
 
 
 @pytest.mark.real_guest
-@pytest.mark.xfail(run=False, reason="not yet passing (issue 18): iPXE 1.0.0+git-20190125 says \"No more network "
-                   "devices\" and returns EFI_DEVICE_ERROR, most likely because the firmware's ConnectController (bs.c) connects no driver, "
-                   "so iPXE's SNP driver binding is never started on the adapter")
 def test_pxe_boots_ipxe_which_runs_a_script_over_http(tmp_path):
     """Debian's ipxe.efi over PXE/TFTP; it drives the adapter through the firmware's SNP, asks DHCP again
     (user class "iPXE": dnsmasq answers with an HTTP URL), fetches its script from a Python HTTP server
