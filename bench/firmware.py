@@ -151,15 +151,7 @@ def network_boot(qemu, ovmf, work, hello):
                                          "-device", "virtio-net-pci,netdev=n0,mac=%s,romfile=" % MAC,
                                          "-serial", "file:" + log, "-monitor", "none"),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            got = None
-            while time.monotonic() - t0 < 240 and p.poll() is None:
-                if os.path.exists(log) and marker in open(log, errors="replace").read():
-                    got = time.monotonic() - t0
-                    break
-                time.sleep(0.05)
-            p.kill()
-            p.wait()
-            walls.append(got)
+            walls.append(until_marker(p, t0, log, marker, 240))
     t = median(walls)
     if t is None:
         print("  QEMU + OVMF (virtio-net, OVMF's PXE): the program was not reached in 240 s")
@@ -190,6 +182,11 @@ def qemu_until(qemu, code, vars_src, work, disk, marker, limit=600):
                           "-drive", "if=pflash,format=raw,unit=1,file=" + vars_fd,
                           "-drive", "format=raw,file=" + disk, "-serial", "file:" + log, "-monitor", "none"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return until_marker(p, t0, log, marker, limit)
+
+
+def until_marker(p, t0, log, marker, limit):
+    """Seconds from t0 until the serial log shows marker (None: p ended or limit passed); p is killed."""
     got = None
     while time.monotonic() - t0 < limit and p.poll() is None:
         if os.path.exists(log) and marker in open(log, errors="replace").read():
