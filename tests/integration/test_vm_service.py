@@ -270,13 +270,14 @@ def test_group_reaches_the_socket_and_nothing_else(tmp_path):
         ok(store, "new", "priv", "--memory", "64M", direct=True)
         s = Service(store, tmp_path, "--group", group)
         try:
+            # the service says so once the socket and the store are the group's (it listens a moment before)
+            text = s.wait_text("the group %s reaches it" % group)
+            assert "the group %s reaches it" % group in text and "cannot enter" not in text, text
             st = os.stat(s.sock)
             assert (st.st_mode & 0o777, st.st_gid) == (0o660, gid), (oct(st.st_mode), st.st_gid)
             st = os.stat(store)
             assert (st.st_mode & 0o777, st.st_gid) == (0o710, gid), (oct(st.st_mode), st.st_gid)
             assert os.stat(os.path.join(store, "priv")).st_mode & 0o777 == 0o700
-            text = s.wait_text("the group %s reaches it" % group)
-            assert "the group %s reaches it" % group in text and "cannot enter" not in text, text
             if root:
                 nobody = 65534
                 probe = ("import socket,sys; c=socket.socket(socket.AF_UNIX); c.connect(sys.argv[1]); "
