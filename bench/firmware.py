@@ -95,10 +95,16 @@ def main():
               "emulated here)" % ("", secs))
     ovmf = "/usr/share/OVMF/OVMF_CODE.fd"
     qemu = shutil.which("qemu-system-x86_64")
-    if not qemu or not os.path.exists(ovmf):
+    if os.environ.get("BENCH_NO_OVMF"):
+        # In the nested test host, QEMU + OVMF under its KVM has twice ended the host's own emulator
+        # (TCG assertion bql_locked, 2026-12-07): gen2vm's figures alone.
+        qemu = None
+        print("  QEMU + OVMF: left out (BENCH_NO_OVMF)")
+    elif not qemu or not os.path.exists(ovmf):
         print("  QEMU + OVMF: not installed (apt-get install qemu-system-x86 ovmf): no comparison")
         return
-    ovmf_small(qemu, ovmf, work, small)
+    else:
+        ovmf_small(qemu, ovmf, work, small)
     secure_boot(qemu, work, bins)
     network_boot(qemu, ovmf, work, hello)
 
@@ -134,6 +140,8 @@ def network_boot(qemu, ovmf, work, hello):
         fw_ms, exits, wall = ok[len(ok) // 2]
         print("  gen2vm: firmware start -> the program over PXE: %.1f ms, %d exits; process start -> its "
               "output: %.2f s (median of %d)" % (fw_ms, exits, wall, len(ok)))
+    if not qemu:
+        return
     walls = []
     for i in range(3):
         with NetNs(pathlib.Path(work)) as n:
@@ -227,6 +235,8 @@ def secure_boot(qemu, work, bins):
             starts["on"], starts["off"], starts["on"] - starts["off"]))
     else:
         print("  gen2vm: shim was not reached (on: %s, off: %s)" % (starts["on"], starts["off"]))
+    if not qemu:
+        return
     code_sb, vars_ms = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
     code, vars_plain = "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
     if not all(os.path.exists(f) for f in (code_sb, vars_ms, code, vars_plain)):
