@@ -6,6 +6,7 @@
 #include "fw.h"
 
 #include "conio.h"
+#include "storage.h"
 #include "efi/efi_conio.h"
 
 /* Text modes: 0 is 80x25 as the specification requires; 1 is 80x50 (the specification's mode 1);
@@ -209,18 +210,13 @@ EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL fw_conout = {
 
 /* ---- input ---- */
 
-static uint64_t conio_now_us(void)
-{
-	return fw_time_100ns() / 10;
-}
-
 /* True once timeout_us has passed since t0, or, as a backstop against a clock that does not move,
  * once more polls than the timeout could hold have been made (each poll is at least one exit,
  * which costs more than MIN_POLL_US). */
 #define MIN_POLL_US 4
 static bool conio_expired(uint64_t t0, uint64_t polls, uint64_t timeout_us)
 {
-	return conio_now_us() - t0 >= timeout_us || polls >= timeout_us / MIN_POLL_US;
+	return fw_stor_now_us() - t0 >= timeout_us || polls >= timeout_us / MIN_POLL_US;
 }
 
 static void keyq_push(const EFI_INPUT_KEY *k, unsigned n)
@@ -255,7 +251,7 @@ static bool conin_poll(void)
 	}
 	if (!efi_keydec_pending(&keydec))
 		return keyq_count != 0;
-	uint64_t t0 = conio_now_us();
+	uint64_t t0 = fw_stor_now_us();
 	for (uint64_t polls = 0;; polls++) {
 		if (fw_console_getc(&b)) {
 			keyq_push(k, efi_keydec_feed(&keydec, b, k));
@@ -284,7 +280,7 @@ EFI_STATUS fw_conio_read_key(EFI_INPUT_KEY *key, uint64_t timeout_us)
 {
 	if (!(fw_console_present() & FW_CON_COM1) && !fw_kbd_present())
 		return EFI_NOT_READY;
-	uint64_t t0 = conio_now_us();
+	uint64_t t0 = fw_stor_now_us();
 	for (uint64_t polls = 0;; polls++) {
 		if (keyq_pop(key))
 			return EFI_SUCCESS;

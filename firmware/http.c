@@ -9,6 +9,7 @@
  * attempt. Segments and HTTP headers are parsed by guestlib/netboot_wire.c (unit-tested, fuzzed).
  */
 #include "net.h"
+#include "storage.h"
 
 #include "gen2vm/proto/efi_bs.h"
 
@@ -25,11 +26,6 @@ struct http_conn {
 	uint16_t lport, rport;
 	uint32_t snd_nxt, rcv_nxt;
 };
-
-static uint64_t now_us(void)
-{
-	return fw_time_100ns() / 10;
-}
 
 static void http_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void http_fail(const char *fmt, ...)
@@ -66,7 +62,7 @@ static EFI_STATUS http_connect(struct http_conn *c, const char *url)
 				  c->ip[3], url);
 			return EFI_NO_MAPPING;
 		}
-		uint64_t end = now_us() + (HTTP_RTO_US << tries);
+		uint64_t end = fw_stor_now_us() + (HTTP_RTO_US << tries);
 		struct nb_tcp4 t;
 		while (fw_pxe_tcp_wait(c->d, c->ip, c->lport, end, &t)) {
 			if (t.seg.sport != c->rport || !(t.seg.flags & TCP_ACK) || t.seg.ack != iss + 1)
@@ -130,11 +126,11 @@ EFI_STATUS fw_http_get(struct pxe_dev *d, const char *url, struct fw_net_sink *k
 	struct nb_http_resp resp;
 	uint32_t hlen = 0;
 	bool have_header = false, fin = false;
-	uint64_t last_rx = now_us(), rto = HTTP_RTO_US;
+	uint64_t last_rx = fw_stor_now_us(), rto = HTTP_RTO_US;
 	while (!fin && !(have_header && resp.has_length && k->got >= resp.length)) {
 		struct nb_tcp4 t;
-		if (!fw_pxe_tcp_wait(d, c.ip, c.lport, now_us() + rto, &t)) {
-			if (now_us() - last_rx >= HTTP_IDLE_S * 1000000ull) {
+		if (!fw_pxe_tcp_wait(d, c.ip, c.lport, fw_stor_now_us() + rto, &t)) {
+			if (fw_stor_now_us() - last_rx >= HTTP_IDLE_S * 1000000ull) {
 				http_fail("HTTP: %s stopped sending after %llu bytes", url, (unsigned long long)k->got);
 				s = EFI_TIMEOUT;
 				goto reset;
@@ -164,7 +160,7 @@ EFI_STATUS fw_http_get(struct pxe_dev *d, const char *url, struct fw_net_sink *k
 			http_send(&c, c.snd_nxt, TCP_ACK, NULL, 0); /* out of order or again: where we are */
 			continue;
 		}
-		last_rx = now_us();
+		last_rx = fw_stor_now_us();
 		rto = HTTP_RTO_US;
 		const uint8_t *data = t.data;
 		uint32_t len = t.len;

@@ -76,11 +76,6 @@ void pxe_fail(const char *fmt, ...)
 	va_end(ap);
 }
 
-static uint64_t now_us(void)
-{
-	return fw_time_100ns() / 10;
-}
-
 /* Bytes of an address in the protocol the adapter was started with. */
 static uint32_t pxe_alen(const struct pxe_dev *d)
 {
@@ -199,7 +194,7 @@ static bool pxe_wait_udp(struct pxe_dev *d, uint16_t port, uint64_t end, struct 
 			return true;
 		if (any)
 			continue;
-		if (now_us() >= end)
+		if (fw_stor_now_us() >= end)
 			return false;
 		for (unsigned i = 0; i < 64; i++)
 			__asm__ volatile("pause");
@@ -226,9 +221,9 @@ static EFI_STATUS pxe_resolve(struct pxe_dev *d, const uint8_t ip[4], uint8_t ma
 		static const uint8_t zero[6];
 		uint32_t n = nb_arp_build(pxe_tx, sizeof(pxe_tx), ARP_OP_REQUEST, mac_bcast, d->mac, d->ip, zero, hop);
 		pxe_tx_frame(d, n);
-		uint64_t end = now_us() + 1000000;
+		uint64_t end = fw_stor_now_us() + 1000000;
 		struct nb_udp u;
-		while (now_us() < end && !arp_lookup(d, hop, mac)) {
+		while (fw_stor_now_us() < end && !arp_lookup(d, hop, mac)) {
 			bool any;
 			pxe_rx_one(d, 0, &u, &any);
 		}
@@ -273,7 +268,7 @@ bool fw_pxe_tcp_wait(struct pxe_dev *d, const uint8_t sip[4], uint16_t port, uin
 			return true;
 		if (any)
 			continue;
-		if (now_us() >= end_us)
+		if (fw_stor_now_us() >= end_us)
 			return false;
 		for (unsigned i = 0; i < 64; i++)
 			__asm__ volatile("pause");
@@ -323,12 +318,12 @@ static EFI_STATUS pxe_dhcp(struct pxe_dev *d)
 	pxe_uuid(rq.uuid);
 	rq.xid = (uint32_t)fw_time_100ns() ^ (uint32_t)d->mac[5] << 24 ^ (uint32_t)d->mac[4] << 16;
 	static uint8_t msg[400];
-	uint64_t start = now_us(), end = start + PXE_DHCP_TIMEOUT_S * 1000000ull;
+	uint64_t start = fw_stor_now_us(), end = start + PXE_DHCP_TIMEOUT_S * 1000000ull;
 	struct nb_dhcp4_reply offer, r;
 	bool have_offer = false;
 	fw_host_event(FW_EV_LOG, "network boot: adapter %u: DHCP", d->nd->nr);
-	while (!have_offer && now_us() < end) {
-		rq.secs = (uint16_t)((now_us() - start) / 1000000);
+	while (!have_offer && fw_stor_now_us() < end) {
+		rq.secs = (uint16_t)((fw_stor_now_us() - start) / 1000000);
 		uint32_t n = nb_dhcp4_build(msg, sizeof(msg), &rq);
 		if (EFI_ERROR(pxe_udp_send(d, ip_bcast, DHCP_CLIENT_PORT, DHCP_SERVER_PORT, msg, n)))
 			break;
@@ -337,7 +332,7 @@ static EFI_STATUS pxe_dhcp(struct pxe_dev *d)
 			efi_memcpy(m->DhcpDiscover.Raw, msg, n);
 			m->DhcpDiscoverValid = 1;
 		}
-		uint64_t resend = now_us() + PXE_DHCP_RESEND_US;
+		uint64_t resend = fw_stor_now_us() + PXE_DHCP_RESEND_US;
 		struct nb_udp u;
 		while (!have_offer && pxe_wait_udp(d, DHCP_CLIENT_PORT, resend < end ? resend : end, &u))
 			have_offer = !nb_dhcp4_parse(u.data, u.len, rq.xid, d->mac, &offer) && offer.type == DHCP_OFFER &&
@@ -353,7 +348,7 @@ static EFI_STATUS pxe_dhcp(struct pxe_dev *d)
 	for (int tries = 0; tries < 3; tries++) {
 		uint32_t n = nb_dhcp4_build(msg, sizeof(msg), &rq);
 		pxe_udp_send(d, ip_bcast, DHCP_CLIENT_PORT, DHCP_SERVER_PORT, msg, n);
-		uint64_t until = now_us() + PXE_ACK_TIMEOUT_US;
+		uint64_t until = fw_stor_now_us() + PXE_ACK_TIMEOUT_US;
 		struct nb_udp u;
 		while (pxe_wait_udp(d, DHCP_CLIENT_PORT, until, &u)) {
 			if (nb_dhcp4_parse(u.data, u.len, rq.xid, d->mac, &r) ||
@@ -457,7 +452,7 @@ static EFI_STATUS pxe_tftp_get(struct pxe_dev *d, const uint8_t *server, const c
 	}
 	for (;;) {
 		struct nb_udp u;
-		if (!pxe_wait_udp(d, lport, now_us() + PXE_TFTP_TIMEOUT_US, &u)) {
+		if (!pxe_wait_udp(d, lport, fw_stor_now_us() + PXE_TFTP_TIMEOUT_US, &u)) {
 			if (++tries > PXE_TFTP_RETRIES) {
 				if (!started)
 					pxe_fail("TFTP: no answer from %s for %s", pxe_addr_text(d, server), file);
@@ -861,9 +856,12 @@ static EFI_STATUS EFIAPI pxe_load_file(EFI_LOAD_FILE_PROTOCOL *this, EFI_DEVICE_
 		if (fw_http_is_url(d->bootfile)) {
 			/* HTTP boot: the DHCP answer gave a URL */
 			fw_host_event(FW_EV_LOG, "network boot: HTTP %s", d->bootfile);
-			s = d->v6.on ? EFI_UNSUPPORTED : fw_http_get(d, d->bootfile, &sink);
-			if (d->v6.on)
+			if (d->v6.on) {
 				pxe_fail("HTTP boot over IPv6 is not supported: %s", d->bootfile);
+				s = EFI_UNSUPPORTED;
+			} else {
+				s = fw_http_get(d, d->bootfile, &sink);
+			}
 		} else {
 			fw_host_event(FW_EV_LOG, "network boot: TFTP %s %s", pxe_addr_text(d, d->server), d->bootfile);
 			s = pxe_tftp_get(d, d->server, d->bootfile, &sink, NULL);

@@ -10,6 +10,7 @@
  * followed (nothing a boot server sends needs them). The parsers are guestlib/netboot6_wire.c.
  */
 #include "net.h"
+#include "storage.h"
 
 #include "efi/efi_fmt.h"
 #include "gen2vm/proto/fw_var.h"
@@ -25,11 +26,6 @@ static uint8_t pxe6_tx_buf[1600] __attribute__((aligned(8)));
 static const uint8_t all_routers[16] = { 0xff, 0x02, [15] = 2 };
 static const uint8_t all_dhcp[16] = { 0xff, 0x02, [13] = 1, [15] = 2 }; /* All_DHCP_Relay_Agents_and_Servers */
 static const uint8_t ip6_zero[16];
-
-static uint64_t now_us(void)
-{
-	return fw_time_100ns() / 10;
-}
 
 bool fw_pxe6_preferred(void)
 {
@@ -178,8 +174,8 @@ static EFI_STATUS resolve(struct pxe6 *s, const uint8_t dip[16], uint8_t mac[6])
 		nb_ip6_solicited(sol, hop);
 		nb_ip6_mcast_mac(smac, sol);
 		send_icmp6(s, smac, src_for(s, hop), sol, msg, nb_nd_ns(msg, sizeof(msg), hop, s->mac));
-		uint64_t end = now_us() + PXE6_NS_TIMEOUT_US;
-		while (now_us() < end && !neigh_lookup(s, hop, mac)) {
+		uint64_t end = fw_stor_now_us() + PXE6_NS_TIMEOUT_US;
+		while (fw_stor_now_us() < end && !neigh_lookup(s, hop, mac)) {
 			struct nb_udp u;
 			bool any;
 			fw_pxe6_rx(s, 0, &u, &any);
@@ -218,7 +214,7 @@ EFI_STATUS fw_pxe6_start(struct pxe6 *s)
 static bool dhcp6_wait(struct pxe6 *s, uint64_t end, const struct nb_dhcp6_req *rq, struct nb_dhcp6_reply *r,
 		       struct nb_udp *u)
 {
-	while (now_us() < end) {
+	while (fw_stor_now_us() < end) {
 		bool any;
 		if (fw_pxe6_rx(s, DHCP6_CLIENT_PORT, u, &any) && u->sport == DHCP6_SERVER_PORT &&
 		    !nb_dhcp6_parse(u->data, u->len, rq->xid, rq->uuid, r))
@@ -253,12 +249,12 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 	struct nb_dhcp6_reply adv, r;
 	struct nb_udp u;
 	bool have_adv = false;
-	uint64_t start = now_us(), end = start + PXE6_DHCP_TIMEOUT_S * 1000000ull, rt = PXE6_SOLICIT_FIRST_US;
+	uint64_t start = fw_stor_now_us(), end = start + PXE6_DHCP_TIMEOUT_S * 1000000ull, rt = PXE6_SOLICIT_FIRST_US;
 	char ll[48];
 	nb_ip6_text(ll, s->ll);
 	fw_host_event(FW_EV_LOG, "network boot: adapter %u: DHCPv6 from %s", s->nr, ll);
-	while (!have_adv && now_us() < end) {
-		uint64_t el = (now_us() - start) / 10000;
+	while (!have_adv && fw_stor_now_us() < end) {
+		uint64_t el = (fw_stor_now_us() - start) / 10000;
 		rq.elapsed = (uint16_t)(el > 0xffff ? 0xffff : el);
 		uint32_t n = nb_dhcp6_build(msg, sizeof(msg), &rq);
 		if (EFI_ERROR(fw_pxe6_udp_send(s, all_dhcp, DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT, msg, n)))
@@ -267,7 +263,7 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 			mode_packet(&m->DhcpDiscover, msg, n);
 			m->DhcpDiscoverValid = 1;
 		}
-		uint64_t resend = now_us() + rt;
+		uint64_t resend = fw_stor_now_us() + rt;
 		rt = rt * 2 > PXE6_SOLICIT_MAX_US ? PXE6_SOLICIT_MAX_US : rt * 2;
 		while (!have_adv && dhcp6_wait(s, resend < end ? resend : end, &rq, &adv, &u))
 			have_adv = adv.type == DHCP6_ADVERTISE && adv.status == DHCP6_STATUS_SUCCESS && adv.has_addr;
@@ -282,11 +278,11 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 	efi_memcpy(rq.addr, adv.addr, 16);
 	rq.has_addr = true;
 	for (int tries = 0; tries < 3; tries++) {
-		uint64_t el = (now_us() - start) / 10000;
+		uint64_t el = (fw_stor_now_us() - start) / 10000;
 		rq.elapsed = (uint16_t)(el > 0xffff ? 0xffff : el);
 		uint32_t n = nb_dhcp6_build(msg, sizeof(msg), &rq);
 		fw_pxe6_udp_send(s, all_dhcp, DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT, msg, n);
-		uint64_t until = now_us() + PXE6_REPLY_TIMEOUT_US;
+		uint64_t until = fw_stor_now_us() + PXE6_REPLY_TIMEOUT_US;
 		while (dhcp6_wait(s, until, &rq, &r, &u)) {
 			if (r.type != DHCP6_REPLY || r.server_id_len != adv.server_id_len ||
 			    efi_memcmp(r.server_id, adv.server_id, adv.server_id_len))
