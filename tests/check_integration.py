@@ -92,7 +92,7 @@ def run_nested(args, env, extra=()):
     for attempt in range(NESTED_ATTEMPTS):
         cmd = [os.path.join(ROOT, "tests", "nested", "run"), "--timeout", str(NESTED_TIMEOUT), "--",
                PY, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "timeout", "--timeout=%d" % TEST_TIMEOUT,
-               "-p", "rerunfailures", "--reruns", "1"] + args + sorted(pending)
+               "-p", "rerunfailures", "--reruns", "1", "--durations=40"] + args + sorted(pending)
         rc, out = run_pytest(cmd, env)
         for node, what in re.findall(r"^(tests/\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", out, re.M):
             counts[OUTCOME[what]] = counts.get(OUTCOME[what], 0) + 1
@@ -117,7 +117,7 @@ def main(args):
     direct = host_runs_guest_user_mode()
     env["GEN2VM_GUEST_USER_MODE"] = "1" if direct else "0"
     env["GEN2VM_NO_SKIP"] = "1"  # a skip here is a check CI did not make: it fails (conftest.py)
-    base = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/integration"] + args
+    base = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=25", "tests/integration"] + args
     if direct:
         print("integration: this host's KVM runs guest user mode: every test runs here", flush=True)
         rc, _ = run_pytest(base, env)
