@@ -27,6 +27,7 @@
 #include "support/netvsc_guest.h"
 #include "devices/netvsp.h"
 #include "net/backend.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "support/loopback.h"
 
@@ -38,9 +39,7 @@ static double secs = 1.5;
 
 static double now(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return (double)clock_mono_ns() / 1e9;
 }
 
 static void frame(uint8_t *f, uint32_t len, const uint8_t *dst)

@@ -30,15 +30,14 @@
 
 #include "support/storvsc_guest.h"
 #include "devices/storvsp.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define FILE_BYTES (256ull << 20)
 
 static double now(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)clock_mono_ns() / 1e9;
 }
 
 static uint64_t rng = 88172645463325252ull;

@@ -28,6 +28,7 @@
  * slightly in QEMU's disfavour), which shows the drivers' cost even where the device dominates.
  * Environment: BENCH_DIR (default /var/tmp), BENCH_MB (image size, default 256). */
 #include "disk/disk.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -64,9 +65,7 @@ static double last_cpu_us; /* CPU microseconds per request of the last run()/qem
 
 static double now(void)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+	return (double)clock_mono_ns() / 1e9;
 }
 
 static uint64_t rnd(uint64_t *state)

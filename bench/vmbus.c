@@ -8,14 +8,13 @@
 #include <time.h>
 
 #include "devices/testdev.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "support/loopback.h"
 
 static double now(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return (double)clock_mono_ns() / 1e9;
 }
 
 /* Sends `batch` packets, then reads all echoes; repeats for about `secs` seconds. */

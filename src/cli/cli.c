@@ -14,6 +14,7 @@
 #include "cli/vm_cmd.h"
 #include "ui/control.h"
 #include "platform/gen2.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/text.h"
 #include "vmm/vm.h"
@@ -108,7 +109,7 @@ static void *cli_signal_thread(void *arg)
 
 static int cli_run(int argc, char **argv)
 {
-	uint64_t start = vm_now_ns();
+	uint64_t start = clock_mono_ns();
 	struct run_config rc;
 	char err[2048] = "";
 	int r = run_config_parse(&rc, argc, argv, err, sizeof(err));

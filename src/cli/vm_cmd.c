@@ -34,6 +34,7 @@
 #include "net/nic.h"
 #include "platform/nvram.h"
 #include "ui/control.h"
+#include "util/clock.h"
 #include "util/file.h"
 #include "util/text.h"
 
@@ -194,12 +195,9 @@ static int vm_control_peer(const struct vm *v, unsigned timeout_ms, int argc, co
 		r = -errno ? -errno : -EIO;
 	char buf[CONTROL_REPLY_BUF];
 	size_t got = 0;
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	uint64_t t0 = clock_mono_ms();
 	while (!r && !memchr(buf, '\n', got)) {
-		struct timespec t;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		long el = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+		long el = (long)(clock_mono_ms() - t0);
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (el >= (long)timeout_ms || poll(&p, 1, (int)(timeout_ms - el)) == 0) {
 			r = -ETIMEDOUT;

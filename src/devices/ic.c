@@ -245,20 +245,6 @@ const struct vmdev_class ic_settings_class = {
 
 /* ---- the VMBus glue ---- */
 
-uint64_t ic_mono_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
-uint64_t ic_real_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 bool ic_dev_wait(struct ic_dev *d, uint64_t deadline_ns)
 {
 	struct timespec t = { .tv_sec = (time_t)(deadline_ns / 1000000000ull), .tv_nsec = (long)(deadline_ns % 1000000000ull) };

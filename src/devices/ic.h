@@ -222,8 +222,4 @@ int ic_kvp_utf16_encode(const char *s, size_t len, uint8_t *out, size_t cap, siz
  * unpaired surrogate. */
 int ic_kvp_utf16_decode(const uint8_t *in, uint32_t size, size_t cap, char *out, size_t outcap, const char **why);
 
-/* CLOCK_MONOTONIC / CLOCK_REALTIME in ns. */
-uint64_t ic_mono_ns(void);
-uint64_t ic_real_ns(void);
-
 #endif

@@ -26,6 +26,7 @@
 
 #include "devices/ic.h"
 #include "devices/ic_fcopy.h"
+#include "util/clock.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "util/text.h"
@@ -206,8 +207,8 @@ static int fc_exchange(struct fc *f, uint32_t op, const void *body, uint32_t len
 	if (r)
 		return r;
 	f->sent_trans = trans;
-	uint64_t deadline = ic_mono_ns() + (uint64_t)ic_fcopy_answer_ms * 1000000ull;
-	while (f->answered_trans != trans && d->chan && !f->quit && ic_mono_ns() < deadline)
+	uint64_t deadline = clock_mono_ns() + (uint64_t)ic_fcopy_answer_ms * 1000000ull;
+	while (f->answered_trans != trans && d->chan && !f->quit && clock_mono_ns() < deadline)
 		ic_dev_wait(d, deadline);
 	if (f->answered_trans == trans) {
 		*status = f->status;
@@ -310,7 +311,7 @@ out:
 done:
 	close(f->fd);
 	f->fd = -1;
-	f->t1_ns = ic_mono_ns();
+	f->t1_ns = clock_mono_ns();
 	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->lock);
 	return NULL;
@@ -425,7 +426,7 @@ static int fc_verb_copy(void *state, int argc, char **argv, char *reply, size_t 
 	f->err = 0;
 	f->cancel = false;
 	f->reason[0] = 0;
-	f->t0_ns = f->t1_ns = ic_mono_ns();
+	f->t0_ns = f->t1_ns = clock_mono_ns();
 	f->state = FC_RUNNING;
 	int r = -pthread_create(&f->thread, NULL, fc_worker, f);
 	if (r) {
@@ -439,8 +440,8 @@ static int fc_verb_copy(void *state, int argc, char **argv, char *reply, size_t 
 	f->thread_live = true;
 	/* A short wait, so that a small copy or a refusal is answered here (the control socket serves one
 	 * command at a time: a long copy goes on behind copy-file-status). */
-	uint64_t deadline = ic_mono_ns() + (uint64_t)ic_tunables.verb_wait_ms * 1000000ull;
-	while (f->state == FC_RUNNING && ic_mono_ns() < deadline)
+	uint64_t deadline = clock_mono_ns() + (uint64_t)ic_tunables.verb_wait_ms * 1000000ull;
+	while (f->state == FC_RUNNING && clock_mono_ns() < deadline)
 		ic_dev_wait(d, deadline);
 	r = fc_describe(f, reply, len);
 	if (f->state == FC_RUNNING) {
@@ -487,8 +488,8 @@ static int fc_verb_cancel(void *state, int argc, char **argv, char *reply, size_
 		return -ESRCH;
 	}
 	f->cancel = true;
-	uint64_t deadline = ic_mono_ns() + (uint64_t)ic_tunables.verb_wait_ms * 1000000ull;
-	while (f->state == FC_RUNNING && ic_mono_ns() < deadline)
+	uint64_t deadline = clock_mono_ns() + (uint64_t)ic_tunables.verb_wait_ms * 1000000ull;
+	while (f->state == FC_RUNNING && clock_mono_ns() < deadline)
 		ic_dev_wait(d, deadline);
 	int r = fc_describe(f, reply, len);
 	pthread_mutex_unlock(&d->lock);

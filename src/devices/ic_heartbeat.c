@@ -16,6 +16,7 @@
 #include <json-c/json.h>
 
 #include "devices/ic.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 static const struct ic_version hb_versions[] = { { 3, 0 }, { 1, 0 } };
@@ -91,8 +92,8 @@ static void hb_reply(struct ic_dev *d, const struct ic_reply *r)
 	h->awaiting = false;
 	h->beat = true;
 	h->beats++;
-	h->last_real_ns = ic_real_ns();
-	h->last_mono_ns = ic_mono_ns();
+	h->last_real_ns = clock_real_ns();
+	h->last_mono_ns = clock_mono_ns();
 }
 
 static void hb_closed(struct ic_dev *d)
@@ -146,7 +147,7 @@ static bool hb_last(const struct hb *h, char *when, size_t len, double *ago_s)
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(when, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	*ago_s = (double)(ic_mono_ns() - h->last_mono_ns) / 1e9;
+	*ago_s = (double)(clock_mono_ns() - h->last_mono_ns) / 1e9;
 	return true;
 }
 

@@ -32,6 +32,7 @@
 #include <json-c/json.h>
 
 #include "devices/ic.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/text.h"
 
@@ -841,8 +842,8 @@ static int kvp_verb_show(void *state, int argc, char **argv, char *reply, size_t
 	/* A fresh reading; the last one is shown when this one does not end in time. */
 	uint64_t want = k->attempts + 1; /* the reading under way, or the one started here */
 	kvp_enum_start(d);
-	uint64_t deadline = ic_mono_ns() + (uint64_t)ic_tunables.verb_wait_ms * 1000000ull;
-	while (k->attempts < want && d->chan && ic_mono_ns() < deadline)
+	uint64_t deadline = clock_mono_ns() + (uint64_t)ic_tunables.verb_wait_ms * 1000000ull;
+	while (k->attempts < want && d->chan && clock_mono_ns() < deadline)
 		ic_dev_wait(d, deadline);
 	int r;
 	if (!k->readings) {
@@ -874,8 +875,8 @@ static int kvp_push(struct kvp *k, const char *key, const char *value, char *rep
 		return -EBUSY;
 	}
 	kvp_pump(d);
-	uint64_t deadline = ic_mono_ns() + (uint64_t)ic_tunables.verb_wait_ms * 1000000ull;
-	while (kvp_outcome(k, id) == KVP_ST_NONE && d->chan && ic_mono_ns() < deadline)
+	uint64_t deadline = clock_mono_ns() + (uint64_t)ic_tunables.verb_wait_ms * 1000000ull;
+	while (kvp_outcome(k, id) == KVP_ST_NONE && d->chan && clock_mono_ns() < deadline)
 		ic_dev_wait(d, deadline);
 	uint32_t st = kvp_outcome(k, id);
 	const char *what = value ? "set" : "deleted";

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "devices/ic.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 static const struct ic_version sd_versions[] = { { 3, 2 }, { 3, 1 }, { 3, 0 }, { 1, 0 } };
@@ -83,7 +84,7 @@ static void *sd_watchdog(void *arg)
 		struct timespec t = { .tv_sec = (time_t)(s->deadline_ns / 1000000000ull),
 				      .tv_nsec = (long)(s->deadline_ns % 1000000000ull) };
 		pthread_cond_timedwait(&s->wcond, &s->wlock, &t);
-		if (s->wquit || !s->armed || ic_mono_ns() < s->deadline_ns)
+		if (s->wquit || !s->armed || clock_mono_ns() < s->deadline_ns)
 			continue;
 		s->armed = false;
 		bool reboot = s->wreboot;
@@ -107,7 +108,7 @@ static int sd_watchdog_arm(struct sd *s, unsigned timeout, bool reboot)
 		r = -pthread_create(&s->wthread, NULL, sd_watchdog, s);
 		s->wstarted = !r;
 	}
-	uint64_t deadline = ic_mono_ns() + (uint64_t)timeout * 1000000000ull;
+	uint64_t deadline = clock_mono_ns() + (uint64_t)timeout * 1000000000ull;
 	if (!r && (!s->armed || deadline < s->deadline_ns)) {
 		s->armed = true;
 		s->deadline_ns = deadline;
@@ -206,8 +207,8 @@ static int sd_verb(void *state, int argc, char **argv, char *reply, size_t len)
 		snprintf(reply, len, "the request went out, but the --force watchdog cannot start: %s", strerror(-r));
 		return r;
 	}
-	uint64_t deadline = ic_mono_ns() + (uint64_t)ic_tunables.verb_wait_ms * 1000000ull;
-	while (s->answered_trans != trans && d->chan && ic_mono_ns() < deadline)
+	uint64_t deadline = clock_mono_ns() + (uint64_t)ic_tunables.verb_wait_ms * 1000000ull;
+	while (s->answered_trans != trans && d->chan && clock_mono_ns() < deadline)
 		ic_dev_wait(d, deadline);
 	bool answered = s->answered_trans == trans;
 	uint32_t status = s->status;

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "devices/ic.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 static const struct ic_version ts_versions_v4[] = { { 4, 0 }, { 3, 0 }, { 1, 0 } };
@@ -68,7 +69,7 @@ static uint64_t ts_utc_now(const struct ts *t)
 {
 	if (t->host.utc_now)
 		return t->host.utc_now(t->host.opaque);
-	return ic_real_ns() / 100 + IC_TIME_UNIX_EPOCH;
+	return clock_real_ns() / 100 + IC_TIME_UNIX_EPOCH;
 }
 
 /* One sample (the lock held). The reference time is read right after the clock: the pair is what
@@ -79,7 +80,7 @@ static void ts_send(struct ic_dev *d, uint8_t flags)
 	uint8_t body[32];
 	uint64_t utc = ts_utc_now(t);
 	uint64_t ref = t->host.ref_time_now ? t->host.ref_time_now(t->host.opaque) : 0;
-	t->gap = (int64_t)(utc - ic_mono_ns() / 100);
+	t->gap = (int64_t)(utc - clock_mono_ns() / 100);
 	uint32_t len = ic_timesync_body(d->s.msg, utc, ref, flags, body);
 	int r = ic_dev_send(d, body, len, NULL);
 	if (!r)
@@ -99,7 +100,7 @@ static void ts_ready(struct ic_dev *d)
 static void ts_tick(struct ic_dev *d)
 {
 	struct ts *t = d->svc;
-	int64_t moved = (int64_t)(ts_utc_now(t) - ic_mono_ns() / 100) - t->gap;
+	int64_t moved = (int64_t)(ts_utc_now(t) - clock_mono_ns() / 100) - t->gap;
 	if (moved > TS_JUMP_100NS || moved < -TS_JUMP_100NS) {
 		log_info("time sync: the VM's clock moved by %+.1f s: stepping the guest's clock", (double)moved / 1e7);
 		t->steps++;

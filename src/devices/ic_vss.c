@@ -41,6 +41,7 @@
 #include "devices/ic.h"
 #include "devices/ic_vss.h"
 #include "ui/control.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 static const struct ic_version vss_versions[] = { { 5, 0 } };
@@ -113,7 +114,7 @@ static int vss_send(struct vss *v, uint8_t op, bool waited, bool by_timer)
 		return r;
 	v->sent_trans = trans;
 	v->sent_op = op;
-	v->sent_mono_ns = ic_mono_ns();
+	v->sent_mono_ns = clock_mono_ns();
 	v->outstanding = true;
 	v->waited = waited;
 	v->by_timer = by_timer;
@@ -134,7 +135,7 @@ static void vss_auto_arm(struct vss *v, unsigned s)
 	}
 	v->auto_armed = true;
 	v->auto_armed_s = s;
-	v->auto_at_mono_ns = ic_mono_ns() + ms * 1000000ull;
+	v->auto_at_mono_ns = clock_mono_ns() + ms * 1000000ull;
 }
 
 static void vss_reply(struct ic_dev *d, const struct ic_reply *r)
@@ -149,7 +150,7 @@ static void vss_reply(struct ic_dev *d, const struct ic_reply *r)
 	v->answered_trans = v->sent_trans;
 	v->status = r->status;
 	v->malformed = false;
-	v->answer_ms = (ic_mono_ns() - v->sent_mono_ns) / 1000000ull;
+	v->answer_ms = (clock_mono_ns() - v->sent_mono_ns) / 1000000ull;
 	/* hv_snapshot answers in place: the message we sent, its operation unchanged. */
 	struct ic_vss_msg m;
 	if (r->body_len < sizeof(m)) {
@@ -166,8 +167,8 @@ static void vss_reply(struct ic_dev *d, const struct ic_reply *r)
 	}
 	if (op == IC_VSS_OP_FREEZE && r->status == IC_S_OK) {
 		v->frozen = true;
-		v->frozen_real_ns = ic_real_ns();
-		v->frozen_mono_ns = ic_mono_ns();
+		v->frozen_real_ns = clock_real_ns();
+		v->frozen_mono_ns = clock_mono_ns();
 		if (auto_s)
 			vss_auto_arm(v, auto_s);
 		if (late)
@@ -277,7 +278,7 @@ static struct ic_dev *vss_lock_contact(struct vss *v, char *reply, size_t len)
 static bool vss_wait(struct vss *v, uint64_t trans, uint64_t deadline)
 {
 	struct ic_dev *d = v->d;
-	while (v->answered_trans != trans && v->sent_trans == trans && d->chan && ic_mono_ns() < deadline)
+	while (v->answered_trans != trans && v->sent_trans == trans && d->chan && clock_mono_ns() < deadline)
 		ic_dev_wait(d, deadline);
 	if (v->answered_trans == trans)
 		return true;
@@ -310,13 +311,13 @@ static int vss_freeze_verb(void *state, int argc, char **argv, char *reply, size
 	if (!d)
 		return -ENOTCONN;
 	if (v->frozen) {
-		double ago = (double)(ic_mono_ns() - v->frozen_mono_ns) / 1e9;
+		double ago = (double)(clock_mono_ns() - v->frozen_mono_ns) / 1e9;
 		pthread_mutex_unlock(&d->lock);
 		snprintf(reply, len, "already frozen (%.1f s ago): thaw first", ago);
 		return -EALREADY;
 	}
 	if (v->outstanding) {
-		double ago = (double)(ic_mono_ns() - v->sent_mono_ns) / 1e9;
+		double ago = (double)(clock_mono_ns() - v->sent_mono_ns) / 1e9;
 		const char *op = vss_op_name(v->sent_op);
 		pthread_mutex_unlock(&d->lock);
 		snprintf(reply, len, "the guest has not answered the %s sent %.1f s ago yet (its kernel gives "
@@ -331,7 +332,7 @@ static int vss_freeze_verb(void *state, int argc, char **argv, char *reply, size
 	}
 	v->auto_thaw_s = auto_thaw;
 	uint64_t trans = v->sent_trans;
-	uint64_t deadline = ic_mono_ns() + (uint64_t)timeout * ic_vss_second_ms * 1000000ull;
+	uint64_t deadline = clock_mono_ns() + (uint64_t)timeout * ic_vss_second_ms * 1000000ull;
 	bool answered = vss_wait(v, trans, deadline);
 	bool malformed = v->malformed, chan = d->chan != NULL;
 	uint32_t status = v->status;
@@ -393,7 +394,7 @@ static int vss_thaw_verb(void *state, int argc, char **argv, char *reply, size_t
 	}
 	vss_auto_disarm(v); /* only now: an auto-thaw still armed must not be lost to a THAW not sent */
 	uint64_t trans = v->sent_trans;
-	bool answered = vss_wait(v, trans, ic_mono_ns() + (uint64_t)ic_vss_thaw_wait_ms * 1000000ull);
+	bool answered = vss_wait(v, trans, clock_mono_ns() + (uint64_t)ic_vss_thaw_wait_ms * 1000000ull);
 	bool malformed = v->malformed, chan = d->chan != NULL;
 	uint32_t status = v->status;
 	pthread_mutex_unlock(&d->lock);
@@ -441,7 +442,7 @@ static int vss_status_verb(void *state, int argc, char **argv, char *reply, size
 		snprintf(reply, len, "vss no contact (%s)", why);
 		return 0;
 	}
-	uint64_t now = ic_mono_ns();
+	uint64_t now = clock_mono_ns();
 	char state_s[128], pend[128] = "", autos[64] = "";
 	if (v->frozen) {
 		time_t t = (time_t)(v->frozen_real_ns / 1000000000ull);

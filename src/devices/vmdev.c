@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 
 #include "ui/control.h"
+#include "util/clock.h"
 #include "util/text.h"
 #include "vmm/savestate.h"
 #include "vmm/vm.h"
@@ -340,11 +341,11 @@ const char *vmdev_set_unsaveable(const struct vmdev_set *s)
 
 int vmdev_set_quiesce(struct vmdev_set *s, unsigned timeout_ms, char *err, size_t errlen)
 {
-	uint64_t end = vm_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	uint64_t end = clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;
 	for (unsigned i = 0; i < s->n; i++) {
 		if (!s->run[i].cls->quiesce)
 			continue;
-		uint64_t now = vm_now_ns();
+		uint64_t now = clock_mono_ns();
 		unsigned left = now < end ? (unsigned)((end - now) / 1000000u) : 0;
 		if (s->run[i].cls->quiesce(s->run[i].state, left)) {
 			snprintf(err, errlen, "%s: its I/O did not complete within %u ms", s->run[i].cls->name, timeout_ms);

@@ -12,14 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CLIENT_RESP_MAX (16u << 20)
+#include "util/clock.h"
 
-static long client_elapsed_ms(const struct timespec *t0)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
-}
+#define CLIENT_RESP_MAX (16u << 20)
 
 int client_unix_connect(const char *sock)
 {
@@ -79,10 +74,9 @@ int client_request(const char *sock, const char *method, const char *path, const
 		r = -errno;
 	char *buf = NULL;
 	size_t got = 0, cap = 0;
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	uint64_t t0 = clock_mono_ms();
 	while (!r) {
-		long el = client_elapsed_ms(&t0);
+		long el = (long)(clock_mono_ms() - t0);
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (el >= (long)timeout_ms || poll(&p, 1, (int)(timeout_ms - el)) == 0) {
 			r = -ETIMEDOUT;

@@ -30,6 +30,7 @@
 #include "mgmt/api.h"
 #include "mgmt/http.h"
 #include "mgmt/store.h"
+#include "util/clock.h"
 #include "util/file.h"
 #include "util/text.h"
 
@@ -138,13 +139,6 @@ static void svc_vm_log(const struct svc *s, const char *name, const char *fmt, .
 	close(fd);
 }
 
-static uint64_t svc_now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 /* ---- connections ---- */
 
 static void svc_conn_close(struct svc *s, int i)
@@ -222,7 +216,7 @@ static void svc_respond(struct svc *s, int i, int status, const char *body)
 			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
 			 status, http_status_text(status), bl + 1);
 	c->kind = CONN_WRITING;
-	c->deadline_ms = svc_now_ms() + SVC_WRITE_TIMEOUT_MS;
+	c->deadline_ms = clock_mono_ms() + SVC_WRITE_TIMEOUT_MS;
 	if (!svc_conn_put(c, head, (size_t)n, SIZE_MAX) || !svc_conn_put(c, body, bl, SIZE_MAX) ||
 	    !svc_conn_put(c, "\n", 1, SIZE_MAX)) {
 		svc_conn_close(s, i);
@@ -876,7 +870,7 @@ static void svc_accept(struct svc *s)
 		c->kind = CONN_READING;
 		c->fd = fd;
 		c->serial = ++s->serial;
-		c->deadline_ms = svc_now_ms() + SVC_READ_TIMEOUT_MS;
+		c->deadline_ms = clock_mono_ms() + SVC_READ_TIMEOUT_MS;
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.u64 = EV(EV_CONN, i) };
 		if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev))
 			svc_conn_close(s, i);
@@ -1250,7 +1244,7 @@ int service_run(const char *store_opt, const char *socket_path, const char *grou
 	svc_log("serving the VM store %s on %s", text_show(s.root), text_show(sock));
 	bool quit = false;
 	while (!quit) {
-		uint64_t now = svc_now_ms(), next = 0;
+		uint64_t now = clock_mono_ms(), next = 0;
 		for (int i = 0; i < SVC_CONNS_MAX; i++) {
 			struct svc_conn *c = &s.conns[i];
 			if (c->kind == CONN_FREE || !c->deadline_ms)

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "net/backend.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define XPAIR_MIN_FRAME 14u   /* an Ethernet header */
@@ -58,13 +59,6 @@ struct xpair {
 	bool connected; /* cfd >= 0, for carrier without the lock */
 	uint64_t dropped_bad; /* datagrams refused by validation */
 };
-
-static uint64_t xp_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Abstract address of role 'L' or 'C'; returns the address length. */
 static socklen_t xp_addr(const char *id, char role, struct sockaddr_un *sa)
@@ -217,7 +211,7 @@ static void xp_try_peer(struct xpair *x)
 	}
 	if (x->cfd >= 0)
 		return;
-	uint64_t now = xp_now_ns();
+	uint64_t now = clock_mono_ns();
 	if (now < x->next_retry_ns)
 		return;
 	x->next_retry_ns = now + XPAIR_RETRY_NS;

@@ -8,6 +8,7 @@
 
 #include "gen2vm/proto/efi.h"
 #include "gen2vm/proto/fw_sec.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "vmm/boot.h"
 #include "vmm/loader.h"
@@ -163,7 +164,7 @@ int firmware_setup(struct firmware *fw, struct vm *vm, const struct firmware_con
 		return r;
 	if ((r = bus_register(&vm->pio, FW_HOST_PORT, 4, firmware_io, fw, "firmware")))
 		return r;
-	fw->start_ns = vm_now_ns();
+	fw->start_ns = clock_mono_ns();
 	return boot_enter_long_mode(&vm->vcpus[0], entry, BOOT_STACK_TOP, 0, FW_HANDOFF_GPA);
 }
 
@@ -203,7 +204,7 @@ static uint64_t firmware_event(struct firmware *fw, struct fw_event_req *ev, uin
 		log_info("firmware: booting %s", text);
 		break;
 	case FW_EV_LOADER_START: {
-		fw->loader_ns = vm_now_ns();
+		fw->loader_ns = clock_mono_ns();
 		uint64_t exits = 0, insns = 0;
 		for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 			for (int k = 0; k < VCPU_EXIT__COUNT; k++)
@@ -217,7 +218,7 @@ static uint64_t firmware_event(struct firmware *fw, struct fw_event_req *ev, uin
 		break;
 	}
 	case FW_EV_EXIT_BOOT_SERVICES:
-		fw->ebs_ns = vm_now_ns();
+		fw->ebs_ns = clock_mono_ns();
 		log_info("firmware: the OS loader called ExitBootServices%s%s", elen ? ": " : "", text);
 		if (fw->boot_services_ended)
 			fw->boot_services_ended(fw->hooks_opaque);

@@ -47,7 +47,7 @@ struct firmware {
 	void *var_opaque, *misc_opaque;
 	firmware_op_fn sec_fn; /* FW_OP_SEC_* (Secure Boot): boot services only */
 	void *sec_opaque;
-	/* Boot progress, for --stats and the firmware benchmark (vm_now_ns() times, 0: not reached). */
+	/* Boot progress, for --stats and the firmware benchmark (clock_mono_ns() times, 0: not reached). */
 	uint64_t start_ns, loader_ns, ebs_ns;
 	uint64_t loader_exits, loader_insns; /* exits and completed instructions up to the loader's start */
 	_Atomic bool continue_requested;     /* the host's "continue" for PauseAfterBootFailure */

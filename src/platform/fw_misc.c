@@ -9,6 +9,7 @@
 #include "gen2vm/proto/efi.h"
 #include "gen2vm/proto/fw.h"
 #include "util/civil.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define EFI_UNSPECIFIED_TIMEZONE 2047
@@ -16,9 +17,7 @@
 
 static int64_t fw_misc_realtime_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+	return (int64_t)clock_real_ns();
 }
 
 void fw_misc_init(struct fw_misc *m)

@@ -39,6 +39,7 @@
 #include "ui/control.h"
 #include "disk/disk.h"
 #include "gen2vm/proto/fw.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/text.h"
 #include "vmbus/host.h"
@@ -371,7 +372,7 @@ static int gen2_ctl_status(void *opaque, int argc, char **argv, char *reply, siz
 		return -ENOMEM;
 	}
 	json_object_object_add(o, "state", json_object_new_string(state));
-	json_object_object_add(o, "uptime_s", json_object_new_int64((int64_t)((vm_now_ns() - g->cfg->start_ns) / 1000000000ull)));
+	json_object_object_add(o, "uptime_s", json_object_new_int64((int64_t)((clock_mono_ns() - g->cfg->start_ns) / 1000000000ull)));
 	char text[CONTROL_REPLY_MAX];
 	snprintf(text, sizeof(text), "%s", state);
 	vmdev_set_status(&g->devices, o, text, sizeof(text));
@@ -1199,7 +1200,7 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life)
 		enum vm_exit_kind k = vm_wait(&g->vm);
 		int sig = gen2_current_set(NULL);
 		if (cfg->stats)
-			vm_stats_print(&g->vm, cfg->start_ns, vm_now_ns(), stderr);
+			vm_stats_print(&g->vm, cfg->start_ns, clock_mono_ns(), stderr);
 		if (g->vm.exit_msg[0]) {
 			pthread_mutex_lock(&g->forced_lock);
 			bool forced = g->forced_why[0] && !strcmp(g->vm.exit_msg, g->forced_why);

@@ -10,6 +10,7 @@
 #include "gen2vm/proto/fw_sec.h"
 #include "gen2vm/proto/fw_var.h"
 #include "platform/authenticode.h"
+#include "util/clock.h"
 #include "vmm/vm.h"
 #include "platform/nvram.h"
 #include "platform/sb_keys.h"
@@ -353,7 +354,7 @@ uint64_t secboot_host_call(void *opaque, uint32_t op, void *req, uint32_t req_si
 		st = EFI_SECURITY_VIOLATION;
 	} else {
 		/* Our own copy: nothing the guest does meanwhile changes what was hashed. */
-		t0 = vm_now_ns();
+		t0 = clock_mono_ns();
 		uint8_t *copy = malloc(r.image_size);
 		if (!copy)
 			return EFI_OUT_OF_RESOURCES;
@@ -365,7 +366,7 @@ uint64_t secboot_host_call(void *opaque, uint32_t op, void *req, uint32_t req_si
 		if (v == -ENOMEM)
 			return EFI_OUT_OF_RESOURCES;
 		st = v ? EFI_SECURITY_VIOLATION : EFI_SUCCESS;
-		t1 = vm_now_ns();
+		t1 = clock_mono_ns();
 	}
 	/* The verdicts are few per boot, but a guest could ask in a loop: rate-limited. */
 	/* The time it took is what Secure Boot adds to the image's load (bench/firmware reads it). */

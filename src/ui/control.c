@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "util/text.h"
@@ -54,13 +55,6 @@ struct control {
 	struct control_client *clients[CONTROL_MAX_CLIENTS];
 	unsigned long dropped;     /* connections closed for want of a slot */
 };
-
-static uint64_t control_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 int control_split(char *line, char **argv, int max)
 {
@@ -305,7 +299,7 @@ static void *control_thread(void *arg)
 	struct pollfd p[CONTROL_MAX_CLIENTS + 2];
 	unsigned idx[CONTROL_MAX_CLIENTS];
 	for (;;) {
-		uint64_t now = control_now_ns(), next = UINT64_MAX;
+		uint64_t now = clock_mono_ns(), next = UINT64_MAX;
 		p[0] = (struct pollfd){ c->stop[0], POLLIN, 0 };
 		p[1] = (struct pollfd){ c->fd, POLLIN, 0 };
 		nfds_t n = 2;
@@ -332,7 +326,7 @@ static void *control_thread(void *arg)
 		}
 		if (p[0].revents)
 			break;
-		now = control_now_ns();
+		now = clock_mono_ns();
 		for (nfds_t k = 2; k < n; k++) {
 			unsigned i = idx[k - 2];
 			if (!p[k].revents || !c->clients[i])

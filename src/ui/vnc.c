@@ -25,6 +25,7 @@
 #include "devices/synthkbd.h"
 #include "devices/synthmouse.h"
 #include "devices/synthvid.h"
+#include "util/clock.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "util/text.h"
@@ -494,13 +495,6 @@ static enum rfbNewClientAction vnc_new_client(rfbClientPtr cl)
 	return RFB_CLIENT_ACCEPT;
 }
 
-static uint64_t vnc_now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
-}
-
 static void vnc_http_close(struct vnc_http *h)
 {
 	if (h->fd >= 0)
@@ -518,7 +512,7 @@ static void vnc_http_accept(struct vnc *v)
 	for (unsigned i = 0; i < VNC_HTTP_CONNS; i++)
 		if (v->http[i].fd < 0) {
 			v->http[i].fd = fd;
-			v->http[i].deadline = vnc_now_ms() + VNC_HTTP_TIMEOUT_MS;
+			v->http[i].deadline = clock_mono_ms() + VNC_HTTP_TIMEOUT_MS;
 			return;
 		}
 	close(fd); /* all busy: the browser tries again */
@@ -589,7 +583,7 @@ static void vnc_http_io(struct vnc *v, struct vnc_http *h)
 		/* memmem: a request may hold NUL bytes (then it is refused, but at once). */
 		if (!memmem(h->req, h->rlen, "\r\n\r\n", 4) && !memmem(h->req, h->rlen, "\n\n", 2) &&
 		    h->rlen < sizeof(h->req) - 1) {
-			h->repeek = vnc_now_ms() + 20; /* the rest is still on its way: no busy loop on POLLIN */
+			h->repeek = clock_mono_ms() + 20; /* the rest is still on its way: no busy loop on POLLIN */
 			return;
 		}
 		if (vnc_http_is_websocket(h->req) && !memcmp(h->req, "GET ", 4)) {
@@ -680,7 +674,7 @@ static void *vnc_thread(void *arg)
 		full_due |= !watching;
 		bool compare = watching && (full_due || !synthvid_display_announced(v->vid));
 		if (compare) {
-			uint64_t now = vnc_now_ms();
+			uint64_t now = clock_mono_ms();
 			timeout = next_compare > now ? (int)(next_compare - now) : 0;
 		}
 		if (watching && vnc_ws_pending(s))
@@ -710,7 +704,7 @@ static void *vnc_thread(void *arg)
 				close(fd);
 		}
 		if (v->http_fd >= 0) {
-			uint64_t now = vnc_now_ms();
+			uint64_t now = clock_mono_ms();
 			for (unsigned i = 0; i < VNC_HTTP_CONNS; i++) {
 				struct vnc_http *h = &v->http[i];
 				if (h->fd >= 0 && (pf[http0 + 1 + i].revents || (h->repeek && now >= h->repeek))) {
@@ -723,13 +717,13 @@ static void *vnc_thread(void *arg)
 			if (pf[http0].revents)
 				vnc_http_accept(v);
 		}
-		if (compare && vnc_now_ms() >= next_compare) {
+		if (compare && clock_mono_ms() >= next_compare) {
 			/* The first compare for a new viewer looks at everything (the log holds what
 			 * was written since the last compare; a moved VRAM starts a new log). */
 			vnc_compare(v, full_due);
 			full_due = false;
 			vnc_cursor_update(v);
-			next_compare = vnc_now_ms() + VNC_COMPARE_MS;
+			next_compare = clock_mono_ms() + VNC_COMPARE_MS;
 		}
 		rfbProcessEvents(v->screen, 0);
 	}

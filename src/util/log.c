@@ -8,6 +8,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "util/clock.h"
+
 #define RL_WINDOW_NS (5ull * 1000000000ull)
 #define RL_BURST 10
 
@@ -99,16 +101,9 @@ void log_last_error_clear(void)
 	g_last_error[0] = 0;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 bool log_ratelimit_ok(struct log_ratelimit *rl)
 {
-	uint64_t t = now_ns();
+	uint64_t t = clock_mono_ns();
 	bool ok;
 	uint32_t dropped = 0;
 	pthread_mutex_lock(&g_lock);

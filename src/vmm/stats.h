@@ -9,7 +9,7 @@
 #include "vmm/vm.h"
 
 /* Prints one "gen2vm-stats: key=value ..." line to f for a VM that has stopped. start_ns: the
- * process's start (vm_now_ns clock), end_ns: now. The memory figures come from /proc/self/status:
+ * process's start (clock_mono_ns clock), end_ns: now. The memory figures come from /proc/self/status:
  * guest RAM is shared memory, so what the VMM itself costs is the anonymous and file-backed part. */
 void vm_stats_print(const struct vm *vm, uint64_t start_ns, uint64_t end_ns, FILE *f);
 

@@ -8,14 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "util/log.h"
-
-uint64_t vm_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 int vm_create(struct vm *vm, uint64_t ram_size, unsigned nr_vcpus, char *err, size_t errlen)
 {
@@ -279,7 +273,7 @@ static void *vcpu_thread(void *arg)
 	struct vcpu_exit x;
 	while (vcpu_check_state(v)) {
 		if (!v->first_run_ns)
-			v->first_run_ns = vm_now_ns();
+			v->first_run_ns = clock_mono_ns();
 		int r = kvm_vcpu_run(v->kvm, &x);
 		if (r) {
 			vm_stop(vm, VM_EXIT_ERROR, "vCPU %u: KVM_RUN failed: %s", v->id, strerror(-r));

@@ -112,7 +112,4 @@ void vm_resume(struct vm *vm);
  * the user mode of a guest that is not PVM-aware never reaches ring 0 (see README). */
 bool vm_host_is_pvm(void);
 
-/* Monotonic clock in ns, for timing exits and boot. */
-uint64_t vm_now_ns(void);
-
 #endif

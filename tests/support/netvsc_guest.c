@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "netvsc_client.h"
+#include "util/clock.h"
 
 static void glock(struct netvsc_guest *g)
 {
@@ -33,13 +34,6 @@ static void grecv_done(struct netvsc_guest *g, uint32_t c)
 	glock(g);
 	vmbus_client_recv_done(&g->ch[c]);
 	gunlock(g);
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static void nap(void)
@@ -172,10 +166,10 @@ int netvsc_guest_nvsp(struct netvsc_guest *g, uint32_t c, const struct nvsp_mess
 	static __thread uint8_t buf[NETVSC_GUEST_RING];
 	uint32_t len;
 	int rc = -ETIMEDOUT;
-	uint64_t deadline = now_ms() + g->wait_ms;
+	uint64_t deadline = clock_mono_ms() + g->wait_ms;
 	for (;;) {
 		if (vmbus_client_recv(&g->ch[c], buf, sizeof(buf), &len) != 0) {
-			if (rc == 0 || !g->wait_ms || now_ms() > deadline)
+			if (rc == 0 || !g->wait_ms || clock_mono_ms() > deadline)
 				break;
 			grecv_done(g, c);
 			nap();
@@ -313,9 +307,9 @@ void netvsc_guest_close(struct netvsc_guest *g)
 
 static int wait_completion(struct netvsc_guest *g, uint32_t c)
 {
-	uint64_t deadline = now_ms() + g->wait_ms;
+	uint64_t deadline = clock_mono_ms() + g->wait_ms;
 	netvsc_guest_poll(g, c);
-	while (!g->send_completions && g->wait_ms && now_ms() <= deadline) {
+	while (!g->send_completions && g->wait_ms && clock_mono_ms() <= deadline) {
 		nap();
 		netvsc_guest_poll(g, c);
 	}

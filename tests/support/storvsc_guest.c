@@ -6,16 +6,10 @@
 #include <time.h>
 
 #include "storvsc_client.h"
+#include "util/clock.h"
 
 #define INIT_ID 0xFFFFFFFFFFFFFFFDull /* Linux's VMBUS_RQST_INIT */
 #define WAIT_NS (5ull * 1000000000ull)
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void *storvsc_guest_alloc(struct storvsc_guest *g, uint32_t len)
 {
@@ -41,8 +35,8 @@ int storvsc_guest_ctrl(struct storvsc_guest *g, struct storvsp_packet *pk)
 				   NULL, 0, pk, sizeof(*pk));
 	if (rc)
 		return rc;
-	uint64_t end = now_ns() + WAIT_NS;
-	while (now_ns() < end) {
+	uint64_t end = clock_mono_ns() + WAIT_NS;
+	while (clock_mono_ns() < end) {
 		struct vmbus_packet_descriptor d;
 		uint32_t len;
 		if (recv_pkt(g, 0, &d, &len)) {
@@ -161,8 +155,8 @@ int storvsc_guest_run(struct storvsc_guest *g, struct storvsc_io *io)
 	int rc = storvsc_guest_submit(g, 0, io, want);
 	if (rc)
 		return rc;
-	uint64_t end = now_ns() + WAIT_NS;
-	while (now_ns() < end) {
+	uint64_t end = clock_mono_ns() + WAIT_NS;
+	while (clock_mono_ns() < end) {
 		uint64_t id;
 		rc = storvsc_guest_reap(g, 0, io, &id);
 		if (rc == 0 && id == want)

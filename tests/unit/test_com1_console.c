@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "ui/console.h"
+#include "util/clock.h"
 
 static char dir[64];
 
@@ -207,9 +208,7 @@ static size_t read_to_end(int fd, const char *who)
 
 static double now_s(void)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+	return (double)clock_mono_ns() / 1e9;
 }
 
 /* A client that never reads: the writer goes on at full speed, a reading client gets everything up

@@ -18,6 +18,7 @@
 
 #include "devices/storvsp.h"
 #include "support/loopback.h"
+#include "util/clock.h"
 
 struct fw_state fw;
 static struct vmbus_loopback lb;
@@ -75,9 +76,7 @@ EFI_STATUS fw_disk_attach(struct fw_stor_dev *d, const char *what)
 
 uint64_t fw_stor_now_us(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	return clock_mono_ns() / 1000u;
 }
 
 struct vmbus_client *fw_vmbus_client(void)
