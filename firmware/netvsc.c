@@ -132,9 +132,7 @@ static void nv_rndis_in(void *ctx, const uint8_t *msg, uint32_t len)
 static int nv_rx_complete(struct nv_dev *d, uint64_t tid)
 {
 	struct nvsp_message cm;
-	efi_memset(&cm, 0, sizeof(cm));
-	cm.type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE;
-	cm.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
+	netvsc_rx_complete_init(&cm);
 	int rc = vmbus_client_send(&d->ch, VM_PKT_COMP, 0, tid, NULL, 0, &cm, sizeof(cm));
 	return rc == -VMBUS_EAGAIN ? rc : 0; /* another error: the channel is broken, nothing to keep */
 }

@@ -25,6 +25,13 @@ void netvsc_rndis_msg_init(struct nvsp_message *m, uint32_t channel_type, uint32
 	m->u.rndis_pkt.send_buf_section_size = size;
 }
 
+void netvsc_rx_complete_init(struct nvsp_message *m)
+{
+	vmbus_mem_zero(m, sizeof(*m));
+	m->type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE;
+	m->u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
+}
+
 int netvsc_xfer_for_each(const uint8_t *pkt, uint32_t len, const uint8_t *rbuf, uint32_t rbuf_size,
 			 void (*fn)(void *ctx, const uint8_t *msg, uint32_t len), void *ctx)
 {

@@ -21,6 +21,11 @@ int netvsc_packet_peel(const uint8_t *pkt, uint32_t len, struct vmbus_packet_des
  * NVSP_CHANNEL_TYPE_DATA or _CONTROL, size bytes of RNDIS message in that section. */
 void netvsc_rndis_msg_init(struct nvsp_message *m, uint32_t channel_type, uint32_t section, uint32_t size);
 
+/* *m becomes the receive completion that hands a transfer-page packet's receive-buffer sections back
+ * to the host (NVSP "send RNDIS packet complete", success). The caller sends it as VM_PKT_COMP with
+ * that packet's transaction id; until it does, the host cannot reuse the sections. */
+void netvsc_rx_complete_init(struct nvsp_message *m);
+
 /* For a VM_PKT_DATA_USING_XFER_PAGES packet (pkt: descriptor first, len bytes) whose NVSP message
  * starts at the descriptor's offset8 * 8: calls fn for each range that lies inside the receive
  * buffer (rbuf, rbuf_size bytes) and holds at least an RNDIS header. Returns the number of ranges

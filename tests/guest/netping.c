@@ -138,9 +138,7 @@ static void nv_packet(const uint8_t *pkt, uint32_t len, uint64_t *comp_tid, stru
 	if (m.type != NVSP_MSG1_TYPE_SEND_RNDIS_PKT || netvsc_xfer_for_each(pkt, len, rbuf, RBUF_BYTES, rndis_in, NULL) < 0)
 		return;
 	struct nvsp_message cm;
-	memset(&cm, 0, sizeof(cm));
-	cm.type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE;
-	cm.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
+	netvsc_rx_complete_init(&cm);
 	while (vmbus_client_send(&ch, VM_PKT_COMP, 0, d.trans_id, NULL, 0, &cm, sizeof(cm)) == -VMBUS_EAGAIN)
 		cpu_relax();
 }

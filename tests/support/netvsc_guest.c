@@ -131,15 +131,15 @@ static void handle(struct netvsc_guest *g, uint32_t c, const uint8_t *pkt, uint3
 		g->held[g->nheld++] = d.trans_id;
 		return;
 	}
-	struct nvsp_message cm = { .type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE };
-	cm.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
+	struct nvsp_message cm;
+	netvsc_rx_complete_init(&cm);
 	gsend(g, c, VM_PKT_COMP, 0, d.trans_id, NULL, 0, &cm, sizeof(cm));
 }
 
 void netvsc_guest_release_held(struct netvsc_guest *g, uint32_t c)
 {
-	struct nvsp_message cm = { .type = NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE };
-	cm.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
+	struct nvsp_message cm;
+	netvsc_rx_complete_init(&cm);
 	for (uint32_t i = 0; i < g->nheld; i++)
 		gsend(g, c, VM_PKT_COMP, 0, g->held[i], NULL, 0, &cm, sizeof(cm));
 	g->nheld = 0;
