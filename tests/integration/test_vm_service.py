@@ -19,48 +19,7 @@ import pytest
 
 from conftest import gen2vm_binary, have_kvm, run
 
-FAKE_VM = r'''
-import fcntl, json, os, socket, sys
-d = sys.argv[1]
-fd = os.open(os.path.join(d, "run.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-os.ftruncate(fd, 0)
-os.pwrite(fd, b"%d\n" % os.getpid(), 0)
-os.chdir(d)
-try:
-    os.unlink("control.sock")
-except FileNotFoundError:
-    pass
-srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-srv.bind("control.sock")
-srv.listen(8)
-print("ready", flush=True)
-state = "running"
-while True:
-    c, _ = srv.accept()
-    line = b""
-    while not line.endswith(b"\n"):
-        b = c.recv(4096)
-        if not b:
-            break
-        line += b
-    cmd = line.decode().strip()
-    if cmd == "status --json":
-        hb = open("hb").read().strip() if os.path.exists("hb") else "ok"  # what the test makes it say
-        c.sendall(("ok: " + json.dumps({"state": state, "uptime_s": 7, "heartbeat": {"state": hb}}) + "\n").encode())
-    elif cmd == "status":
-        c.sendall(b"ok: running\n")
-    else:
-        c.sendall(b"ok\n")
-    c.close()
-    if cmd in ("pause", "resume"):
-        state = "paused" if cmd == "pause" else "running"
-    if cmd.startswith("save "):  # the VM's state saved: the file written, the process ends
-        open(cmd[5:], "wb").write(b"G2VMSAVE")
-    if cmd in ("shutdown", "stop") or cmd.startswith("save "):
-        os.unlink("control.sock")
-        sys.exit(0)
-'''
+FAKE_VM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_vm.py")
 
 
 def env_direct(direct=False):
@@ -191,7 +150,7 @@ def api_error(sock, method, path, body, status, code, says=None):
 
 
 def fake_vm(store, name):
-    p = subprocess.Popen([sys.executable, "-c", FAKE_VM, os.path.join(str(store), name)], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, FAKE_VM, os.path.join(str(store), name)], stdout=subprocess.PIPE,
                          text=True, start_new_session=True)
     assert p.stdout.readline().strip() == "ready"
     return p

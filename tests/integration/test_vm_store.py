@@ -15,6 +15,7 @@ import time
 import pytest
 
 from conftest import gen2vm_binary, have_kvm, run
+from fake_vm import FakeVm, listen_in
 
 
 def vm(store, *args, env=None, timeout=200):
@@ -63,80 +64,17 @@ def user_disk(tmp_path):
     return str(p)
 
 
-def listen_in(d, name):
-    """A listening Unix socket d/name, bound from d: the path may pass a Unix socket's 107 bytes, as
-    the store's own client knows."""
-    cwd = os.getcwd()
-    os.chdir(d)
-    try:
-        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        srv.bind(name)
-    finally:
-        os.chdir(cwd)
-    srv.listen(8)
-    return srv
-
-
-class Running:
+class Running(FakeVm):
     """Holds a VM's run lock as its gen2vm run process would (pid written in it) and, with
-    control=True, serves its control socket: status --json answers as gen2vm does, every other
-    command is recorded and answered "ok"; shutdown and stop release the lock, as a VM that ends."""
+    control=True, serves its control socket (fake_vm.FakeVm); shutdown, stop and a save release
+    the lock, as a VM that ends, unless ends_on_stop=False."""
 
     def __init__(self, store, name, control=False, uptime=42, ends_on_stop=True, replies=None):
-        self.ends_on_stop = ends_on_stop
-        self.replies = replies or {}
-        self.dir = os.path.join(str(store), name)
-        self.fd = os.open(os.path.join(self.dir, "run.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, b"%d\n" % os.getpid(), 0)
-        self.commands = []
-        self.srv = None
-        self.uptime = uptime
+        super().__init__(os.path.join(str(store), name), uptime=uptime, replies=replies,
+                         on_end=self.release if ends_on_stop else None)
+        self.lock()
         if control:
-            self.srv = listen_in(self.dir, "control.sock")
-            self.thread = threading.Thread(target=self._serve, daemon=True)
-            self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            with c:
-                line = b""
-                while not line.endswith(b"\n"):
-                    d = c.recv(4096)
-                    if not d:
-                        break
-                    line += d
-                cmd = line.decode().strip()
-                if cmd == "status --json":
-                    c.sendall(("ok: " + json.dumps({"state": "running", "uptime_s": self.uptime,
-                                                    "heartbeat": {"state": "ok"}}) + "\n").encode())
-                    continue
-                if cmd == "status":
-                    c.sendall(b"ok: running\n")
-                    continue
-                self.commands.append(cmd)
-                c.sendall((self.replies.get(cmd, "ok") + "\n").encode())
-                if cmd in ("shutdown", "stop") and self.ends_on_stop:
-                    self.release()
-
-    def release(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def close(self):
-        self.release()
-        if self.srv:
-            self.srv.close()
-            try:
-                os.unlink(os.path.join(self.dir, "control.sock"))
-            except FileNotFoundError:
-                pass
+            self.serve_in_thread()
 
 
 def test_help_lists_vm():
@@ -418,15 +356,8 @@ def test_save_and_the_saved_state(store):
     # One that saves: it writes vm.save and ends.
     fake = Running(store, "sv", control=True)
     try:
-        def save_and_end():
-            while "save vm.save" not in fake.commands:
-                time.sleep(0.05)
-            with open(os.path.join(fake.dir, "vm.save"), "wb") as f:
-                f.write(b"G2VMSAVE")
-            fake.release()
-        t = threading.Thread(target=save_and_end, daemon=True)
-        t.start()
         r = ok(store, "stop", "sv", "--save")
+        assert fake.commands == ["save vm.save"], fake.commands
         assert "saved" in r.stdout and "vm start sv resumes it" in r.stdout, r.stdout
     finally:
         fake.close()
