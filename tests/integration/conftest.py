@@ -9,6 +9,9 @@ import time
 
 import pytest
 
+from efi_images import fetch_efi_binaries
+from linux_guest import fetch_kernel
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -29,6 +32,18 @@ def gen2vm_fast():
     """The release build, for tests that run the binary hundreds of times."""
     full = os.path.join(ROOT, "build/gen2vm")
     return full if os.access(full, os.X_OK) else _binary()
+
+
+@pytest.fixture(scope="session")
+def kernel():
+    """Debian's kernel and its modules (linux_guest.fetch_kernel), fetched once into build/."""
+    return fetch_kernel()
+
+
+@pytest.fixture(scope="session")
+def efi_bins():
+    """Debian's EFI binaries (efi_images.fetch_efi_binaries), fetched once into build/efi-debs."""
+    return fetch_efi_binaries()
 
 
 @pytest.fixture(scope="session")

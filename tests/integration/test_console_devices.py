@@ -19,7 +19,7 @@ import pytest
 from conftest import gen2vm_binary, have_kvm, run
 import efi_images as ei
 from screen import fb_pattern, have_ocr, ocr, png_read_rgb
-from linux_guest import INIT_PRELUDE, fetch_kernel, generic_kernel, host_program, make_initramfs
+from linux_guest import INIT_PRELUDE, generic_kernel, host_program, make_initramfs
 from test_firmware_boot import Vm as FirmwareVm, esp_disk
 from test_linux import LOAD_MODULES, Vm
 
@@ -44,11 +44,6 @@ wait
 echo "MOUSE-EVENTS $(od -An -v -tx1 /tmp/ev | tr -d ' \n')"
 poweroff -f
 """
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    return fetch_kernel()
 
 
 def ctl(vm, *args):
@@ -163,11 +158,6 @@ fi
 for i in $(seq 1 60); do [ -e /never ] && break; sleep 1; done
 poweroff -f
 """
-
-
-@pytest.fixture(scope="module")
-def efi_bins():
-    return ei.fetch_efi_binaries()
 
 
 def screen_proof(tmp_path, kernel, efi_bins, modules, fb_name, video, w, h, cmdline_extra=""):

@@ -14,7 +14,7 @@ import pytest
 
 import efi_images as ei
 from conftest import BUILD, VmProcess, gen2vm_binary, have_kvm, run
-from linux_guest import INIT_PRELUDE, fetch_kernel, host_program, make_initramfs
+from linux_guest import INIT_PRELUDE, host_program, make_initramfs
 
 pytestmark = [
     pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"),
@@ -113,16 +113,6 @@ def test_guest_file_entry_survives_restart_and_first_boot_device(tmp_path):
     r = run(gen2vm_binary(), "firmware", "set", "--nvram", nvram, "--boot-order",
             ",".join(n for n in order if n != "0100"), check=False)
     assert r.returncode != 0 and "0100" in r.stderr and "missing from the order" in r.stderr, r.stderr
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    return fetch_kernel()
-
-
-@pytest.fixture(scope="module")
-def efi_bins():
-    return ei.fetch_efi_binaries()
 
 
 # Linux booted through UEFI: efivarfs shows the firmware's variables. The first boot lists the boot

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import gen2vm_binary, have_kvm, run
-from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs
+from linux_guest import INIT_PRELUDE, make_initramfs
 from test_linux import LOAD_MODULES, Vm
 
 pytestmark = [pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"), pytest.mark.real_guest]
@@ -51,11 +51,6 @@ echo "IC-READY"
 EOF
 exec /sbin/init
 """
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    return fetch_kernel()
 
 
 def ctl(vm, *args):

@@ -19,7 +19,7 @@ import subprocess
 import pytest
 
 from conftest import VmProcess, have_kvm
-from linux_guest import INIT_PRELUDE, fetch_kernel, make_initramfs, symbol_for
+from linux_guest import INIT_PRELUDE, make_initramfs, symbol_for
 
 pytestmark = [pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"), pytest.mark.real_guest]
 
@@ -63,11 +63,6 @@ class Vm(VmProcess):
     def fail_if_blocked(self):
         if self.blocked:
             pytest.fail("boot blocked by " + self.blocked + "\n" + self.err[-2000:])
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    return fetch_kernel()
 
 
 MAIN_INIT = r"""

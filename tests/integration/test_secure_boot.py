@@ -82,11 +82,6 @@ def patched(src, dst, offset_from_pe, value):
 
 
 @pytest.fixture(scope="module")
-def efi_bins():
-    return ei.fetch_efi_binaries()
-
-
-@pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     """A test db key and certificate, and images made from our hello.efi: A signed with it, B a
     different image (another COFF timestamp) signed with it, A with one byte changed after signing."""

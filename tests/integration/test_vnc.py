@@ -32,7 +32,7 @@ import pytest
 
 from conftest import gen2vm_binary, have_kvm, loopback_up, run
 import efi_images as ei
-from linux_guest import INIT_PRELUDE, fetch_kernel, host_program, make_initramfs
+from linux_guest import INIT_PRELUDE, host_program, make_initramfs
 from screen import fb_pattern, png_read_rgb
 from test_console_devices import FBWRITE_C
 from test_firmware_boot import Vm as FirmwareVm, esp_disk
@@ -263,16 +263,6 @@ def pattern_close(rgb, w, h, want):
             far += d > 32
             n += 1
     return total / n < 6 and far / n < 0.01
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    return fetch_kernel()
-
-
-@pytest.fixture(scope="module")
-def efi_bins():
-    return ei.fetch_efi_binaries()
 
 
 def start(args, log, **kw):
