@@ -152,6 +152,24 @@ static int vm_resolve(struct vm *v, const char *store, const char *name, bool mu
 	return 0;
 }
 
+/* The prelude of a verb on one VM, named by argv[1]: args_ok false (a wrong argument count, an
+ * option where NAME goes) refuses the command with usage, without looking at argv[1]; otherwise the
+ * store and the VM, which must exist, are resolved. Returns 0 or an exit code (the error printed). */
+static int vm_named(struct vm *v, const char *store, bool args_ok, const char *usage, char **argv)
+{
+	if (!args_ok)
+		return vm_err(v, -EINVAL, "%s", usage);
+	return vm_resolve(v, store, argv[1], true);
+}
+
+/* Reports r, a failure to read or write the VM's document (err: the store's message), with the API
+ * code InvalidConfig when the document itself is at fault. Returns the exit code. */
+static int vm_doc_err(const struct vm *v, int r, const char *err)
+{
+	vm_code = r == -EINVAL ? "InvalidConfig" : NULL;
+	return vm_err(v, r, "%s", err);
+}
+
 /* ---- the control socket ---- */
 
 /* Connects to the Unix socket file in the VM's directory, reached from it: a deep store would
@@ -555,8 +573,7 @@ static int vm_change_begin(const struct vm *v, struct vm_change *c, bool hot, bo
 		close(c->config_fd);
 		if (c->run_fd >= 0)
 			close(c->run_fd);
-		vm_code = r == -EINVAL ? "InvalidConfig" : NULL;
-		return vm_err(v, r, "%s", err);
+		return vm_doc_err(v, r, err);
 	}
 	return 0;
 }
@@ -568,7 +585,7 @@ static int vm_change_end(const struct vm *v, struct vm_change *c, bool write)
 	if (write) {
 		int r = store_doc_write(v->dir, c->doc, err, sizeof(err));
 		if (r)
-			rc = (vm_code = r == -EINVAL ? "InvalidConfig" : NULL, vm_err(v, r, "%s", err));
+			rc = vm_doc_err(v, r, err);
 	}
 	json_object_put(c->doc);
 	close(c->config_fd);
@@ -690,10 +707,8 @@ static int vm_new_from(struct vm *v, const char *from)
 	int rc = 0;
 	if ((r = nvram_reset_file(p, err, sizeof(err))))
 		rc = vm_err(v, r, "%s", err);
-	if (!rc && (r = store_doc_write(v->dir, doc, err, sizeof(err)))) {
-		vm_code = r == -EINVAL ? "InvalidConfig" : NULL;
-		rc = vm_err(v, r, "%s", err);
-	}
+	if (!rc && (r = store_doc_write(v->dir, doc, err, sizeof(err))))
+		rc = vm_doc_err(v, r, err);
 	json_object_put(doc);
 	if (rc)
 		vm_new_undo(v, NULL, 0);
@@ -1031,16 +1046,14 @@ static void vm_show_print(json_object *o, bool json)
 static int vm_show(struct vm *v, const char *store, int argc, char **argv)
 {
 	bool json = argc == 3 && !strcmp(argv[2], "--json");
-	if (argc < 2 || argc > 3 || (argc == 3 && !json))
-		return vm_err(v, -EINVAL, "usage: gen2vm vm show NAME [--json]");
-	int rc = vm_resolve(v, store, argv[1], true);
+	int rc = vm_named(v, store, argc == 2 || json, "usage: gen2vm vm show NAME [--json]", argv);
 	if (rc)
 		return rc;
 	char err[1536];
 	json_object *doc;
 	int r = store_doc_read(v->dir, &doc, err, sizeof(err));
 	if (r)
-		return vm_code = r == -EINVAL ? "InvalidConfig" : NULL, vm_err(v, r, "%s", err);
+		return vm_doc_err(v, r, err);
 	struct vm_status s;
 	vm_status_get(v, &s);
 	json_object *o = json_object_new_object();
@@ -1094,7 +1107,7 @@ static int vm_start_one(struct vm *v)
 	json_object *doc;
 	int r = store_doc_read(v->dir, &doc, err, sizeof(err));
 	if (r)
-		return vm_code = r == -EINVAL ? "InvalidConfig" : NULL, vm_err(v, r, "%s", err);
+		return vm_doc_err(v, r, err);
 	/* A VM that boots a kernel (or test ELF) directly has no firmware, so no NVRAM: run refuses one. */
 	bool firmware = !json_object_object_get_ex(doc, "kernel", NULL) && !json_object_object_get_ex(doc, "elf", NULL);
 	json_object_put(doc);
@@ -1354,9 +1367,7 @@ static int vm_stop_opts(struct vm *v, int argc, char **argv, bool *turn_off, boo
 
 static int vm_power(struct vm *v, const char *store, int argc, char **argv)
 {
-	if (argc < 2)
-		return vm_err(v, -EINVAL, "missing the VM's NAME (see gen2vm vm --help)");
-	int rc = vm_resolve(v, store, argv[1], true);
+	int rc = vm_named(v, store, argc >= 2, "missing the VM's NAME (see gen2vm vm --help)", argv);
 	if (rc)
 		return rc;
 	if (!strcmp(v->cmd, "start")) {
@@ -1399,9 +1410,7 @@ static int vm_power(struct vm *v, const char *store, int argc, char **argv)
 
 static int vm_remove(struct vm *v, const char *store, int argc, char **argv)
 {
-	if (argc != 2)
-		return vm_err(v, -EINVAL, "usage: gen2vm vm remove NAME");
-	int rc = vm_resolve(v, store, argv[1], true);
+	int rc = vm_named(v, store, argc == 2, "usage: gen2vm vm remove NAME", argv);
 	if (rc)
 		return rc;
 	int cl = store_config_lock(v->dir, VM_CONFIG_LOCK_WAIT_MS);
@@ -1463,9 +1472,7 @@ static int vm_remove(struct vm *v, const char *store, int argc, char **argv)
 
 static int vm_set(struct vm *v, const char *store, int argc, char **argv)
 {
-	if (argc < 2)
-		return vm_err(v, -EINVAL, "missing the VM's NAME (see gen2vm vm --help)");
-	int rc = vm_resolve(v, store, argv[1], true);
+	int rc = vm_named(v, store, argc >= 2, "missing the VM's NAME (see gen2vm vm --help)", argv);
 	if (rc)
 		return rc;
 	const char *memory = NULL, *cpus = NULL, *video = NULL, *ics = NULL, *compat = NULL, *console = NULL,
@@ -1876,9 +1883,7 @@ static int vm_devices(struct vm *v, const char *store, int argc, char **argv)
 
 static int vm_firmware(struct vm *v, const char *store, int argc, char **argv)
 {
-	if (argc < 3)
-		return vm_err(v, -EINVAL, "usage: gen2vm vm firmware NAME show|set|reset [OPTIONS]");
-	int rc = vm_resolve(v, store, argv[1], true);
+	int rc = vm_named(v, store, argc >= 3, "usage: gen2vm vm firmware NAME show|set|reset [OPTIONS]", argv);
 	if (rc)
 		return rc;
 	for (int i = 3; i < argc; i++)
@@ -2051,16 +2056,14 @@ static int vm_console(struct vm *v, const char *store, int argc, char **argv)
  * with a socket path made absolute (the VM runs in its directory). */
 static int vm_connect(struct vm *v, const char *store, int argc, char **argv)
 {
-	if (argc != 2 || argv[1][0] == '-')
-		return vm_err(v, -EINVAL, "usage: gen2vm vm connect NAME");
-	int rc = vm_resolve(v, store, argv[1], true);
+	int rc = vm_named(v, store, argc == 2 && argv[1][0] != '-', "usage: gen2vm vm connect NAME", argv);
 	if (rc)
 		return rc;
 	char err[1536];
 	json_object *doc, *j;
 	int r = store_doc_read(v->dir, &doc, err, sizeof(err));
 	if (r)
-		return vm_code = r == -EINVAL ? "InvalidConfig" : NULL, vm_err(v, r, "%s", err);
+		return vm_doc_err(v, r, err);
 	bool has = json_object_object_get_ex(doc, "vnc", &j) || json_object_object_get_ex(doc, "web_console", &j);
 	json_object_put(doc);
 	if (!has)
