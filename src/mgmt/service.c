@@ -1063,7 +1063,63 @@ static void svc_scan(struct svc *s)
 	svc_state_save(s);
 }
 
-static int svc_setup(struct svc *s, const char *store_opt, const char *socket_path, char *sock, size_t socklen)
+/* Whether the group gid may search (enter) a directory of mode st: its owner's group, else others'. */
+static bool svc_group_enters(const struct stat *st, gid_t gid)
+{
+	return st->st_gid == gid ? (st->st_mode & S_IXGRP) != 0 : (st->st_mode & S_IXOTH) != 0;
+}
+
+/* --group's gid (a name, else a number) into *gid. Returns 0, or -EINVAL (said) for no such group. */
+static int svc_group_gid(const char *group, gid_t *gid)
+{
+	struct group *gr = getgrnam(group);
+	char *end;
+	unsigned long num = strtoul(group, &end, 10);
+	if (!gr && *group && !*end)
+		gr = getgrgid((gid_t)num);
+	if (!gr) {
+		svc_log("--group '%s': no such group (getent group lists them)", text_show(group));
+		return -EINVAL;
+	}
+	*gid = gr->gr_gid;
+	return 0;
+}
+
+/* --group, before the socket (sock, for messages) is made in the working directory: that directory
+ * enterable by the group gid. The store's root is given to it with mode 0710 (enter, not list: the
+ * VMs' own directories stay 0700, private to the service's user); another directory is the user's to
+ * set, and a warning says when the group cannot enter it or one above it. */
+static int svc_dir_group(struct svc *s, const char *sock, const char *group, gid_t gid)
+{
+	struct stat here, root;
+	char dir[PATH_MAX];
+	if (stat(".", &here) || stat(s->root, &root) || !getcwd(dir, sizeof(dir)))
+		return -errno;
+	if (here.st_dev == root.st_dev && here.st_ino == root.st_ino && (chown(".", (uid_t)-1, gid) || chmod(".", 0710))) {
+		int r = -errno;
+		svc_log("VM store %s: cannot give it to the group %s: %s", text_show(s->root), text_show(group), strerror(-r));
+		return r;
+	}
+	/* This directory and those above it, up to /: the group must enter each. */
+	for (;;) {
+		struct stat st;
+		const char *d = *dir ? dir : "/";
+		if (!stat(d, &st) && !svc_group_enters(&st, gid)) {
+			svc_log("warning: the group %s cannot enter %s, so it cannot reach %s: give that directory to the "
+				"group (mode 0710) or make it searchable (o+x)", text_show(group), text_show(d), text_show(sock));
+			break;
+		}
+		if (!*dir)
+			break;
+		*strrchr(dir, '/') = 0; /* "/a/b" to "/a", "/a" to "" (the root) */
+	}
+	return 0;
+}
+
+/* --group (NULL: none): the socket is the group's, mode 0660, and its directory enterable by the
+ * group, before the socket listens. */
+static int svc_setup(struct svc *s, const char *store_opt, const char *socket_path, const char *group, char *sock,
+		     size_t socklen)
 {
 	char err[512];
 	char root[PATH_MAX];
@@ -1117,19 +1173,28 @@ static int svc_setup(struct svc *s, const char *store_opt, const char *socket_pa
 		*slash = '/';
 	}
 	const char *bind_name = slash ? slash + 1 : sock;
+	struct file_socket_access access = { .gid = (gid_t)-1, .mode = 0660 };
+	if (group && ((r = svc_group_gid(group, &access.gid)) || (r = svc_dir_group(s, sock, group, access.gid))))
+		return r;
 	/* Only the socket's owner and group reach the API: they may do anything its user may. */
 	mode_t old = umask(0117);
 	/* A service just killed may leave the socket alive for a moment in its children's descriptors
 	 * (an operation between fork and exec, dying with it): a little patience before "in use". */
 	for (int tries = 0;
-	     (r = file_socket_listen(bind_name, 64, &s->lfd, &s->sock_id, err, sizeof(err))) == -EADDRINUSE && tries < 20;
+	     (r = file_socket_listen(bind_name, 64, group ? &access : NULL, &s->lfd, &s->sock_id, err, sizeof(err))) ==
+		     -EADDRINUSE && tries < 20;
 	     tries++)
 		nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL);
 	umask(old);
 	if (r) {
-		svc_log("%s: %s%s", text_show(sock), err, r == -EADDRINUSE ? " (is gen2vmd already running?)" : "");
+		const char *hint = r == -EADDRINUSE ? " (is gen2vmd already running?)" : "";
+		if (group && r == -EPERM)
+			hint = " (the service's user must be a member of the group)";
+		svc_log("%s: %s%s", text_show(sock), err, hint);
 		return r;
 	}
+	if (group)
+		svc_log("%s: the group %s reaches it (mode 0660)", text_show(sock), text_show(group));
 	fcntl(s->lfd, F_SETFL, fcntl(s->lfd, F_GETFL) | O_NONBLOCK);
 	sigset_t m;
 	sigemptyset(&m);
@@ -1174,70 +1239,11 @@ static int svc_setup(struct svc *s, const char *store_opt, const char *socket_pa
 	return 0;
 }
 
-/* Whether the group gid may search (enter) a directory of mode st: its owner's group, else others'. */
-static bool svc_group_enters(const struct stat *st, gid_t gid)
-{
-	return st->st_gid == gid ? (st->st_mode & S_IXGRP) != 0 : (st->st_mode & S_IXOTH) != 0;
-}
-
-/* --group: the socket (made in the working directory as name) to the group, mode 0660, and the
- * directory it is in enterable by the group: the store's root is given to it with mode 0710 (enter,
- * not list: the VMs' own directories stay 0700, private to the service's user); another directory
- * is the user's to set, and a warning says when the group cannot enter it or one above it. */
-static int svc_socket_group(struct svc *s, const char *name, const char *sock, const char *group)
-{
-	struct group *gr = getgrnam(group);
-	char *end;
-	unsigned long num = strtoul(group, &end, 10);
-	if (!gr && *group && !*end)
-		gr = getgrgid((gid_t)num);
-	if (!gr) {
-		svc_log("--group '%s': no such group (getent group lists them)", text_show(group));
-		return -EINVAL;
-	}
-	gid_t gid = gr->gr_gid;
-	if (chown(name, (uid_t)-1, gid) || chmod(name, 0660)) {
-		int r = -errno;
-		svc_log("%s: cannot give it to the group %s: %s (the service's user must be a member of it)", text_show(sock),
-			text_show(group), strerror(-r));
-		return r;
-	}
-	struct stat here, root;
-	char dir[PATH_MAX];
-	if (stat(".", &here) || stat(s->root, &root) || !getcwd(dir, sizeof(dir)))
-		return -errno;
-	if (here.st_dev == root.st_dev && here.st_ino == root.st_ino && (chown(".", (uid_t)-1, gid) || chmod(".", 0710))) {
-		int r = -errno;
-		svc_log("VM store %s: cannot give it to the group %s: %s", text_show(s->root), text_show(group), strerror(-r));
-		return r;
-	}
-	/* This directory and those above it, up to /: the group must enter each. */
-	for (;;) {
-		struct stat st;
-		const char *d = *dir ? dir : "/";
-		if (!stat(d, &st) && !svc_group_enters(&st, gid)) {
-			svc_log("warning: the group %s cannot enter %s, so it cannot reach %s: give that directory to the "
-				"group (mode 0710) or make it searchable (o+x)", text_show(group), text_show(d), text_show(sock));
-			break;
-		}
-		if (!*dir)
-			break;
-		*strrchr(dir, '/') = 0; /* "/a/b" to "/a", "/a" to "" (the root) */
-	}
-	svc_log("%s: the group %s reaches it (mode 0660)", text_show(sock), text_show(group));
-	return 0;
-}
-
 int service_run(const char *store_opt, const char *socket_path, const char *group)
 {
 	static struct svc s;
 	char sock[PATH_MAX + 64];
-	int r = svc_setup(&s, store_opt, socket_path, sock, sizeof(sock));
-	if (!r && group) {
-		const char *slash = strrchr(sock, '/');
-		if ((r = svc_socket_group(&s, slash ? slash + 1 : sock, sock, group)))
-			file_socket_unlink(slash ? slash + 1 : sock, &s.sock_id);
-	}
+	int r = svc_setup(&s, store_opt, socket_path, group, sock, sizeof(sock));
 	if (r)
 		return cli_exit_code(r);
 	svc_scan(&s);

@@ -282,7 +282,7 @@ static int console_hub_open(struct console *c, const char *path, char *err, size
 	h->listen_fd = -1;
 	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	pthread_mutex_init(&h->lock, NULL);
-	int r = h->wake_fd < 0 ? -errno : file_socket_listen(path, 16, &h->listen_fd, &h->sock_id, why, sizeof(why));
+	int r = h->wake_fd < 0 ? -errno : file_socket_listen(path, 16, NULL, &h->listen_fd, &h->sock_id, why, sizeof(why));
 	if (r) {
 		snprintf(err, errlen, "%s: %s", text_show(path), h->wake_fd < 0 ? strerror(-r) : why);
 		if (h->wake_fd >= 0)

@@ -353,7 +353,7 @@ int control_open(struct control **out, const char *path, char *err, size_t errle
 	if (!c)
 		return -ENOMEM;
 	char why[256];
-	int r = file_socket_listen(path, 64, &c->fd, &c->id, why, sizeof(why));
+	int r = file_socket_listen(path, 64, NULL, &c->fd, &c->id, why, sizeof(why));
 	if (r) {
 		snprintf(err, errlen, "--control %s: %s", text_show(path), why);
 		free(c);

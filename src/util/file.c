@@ -163,8 +163,8 @@ static int file_socket_probe(const struct sockaddr_un *a)
 	return e == ECONNREFUSED ? 0 : -e;
 }
 
-int file_socket_listen(const char *path, int backlog, int *fd_out, struct file_socket_id *id, char *why,
-		       size_t whylen)
+int file_socket_listen(const char *path, int backlog, const struct file_socket_access *access, int *fd_out,
+		       struct file_socket_id *id, char *why, size_t whylen)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	*fd_out = -1;
@@ -218,6 +218,18 @@ int file_socket_listen(const char *path, int backlog, int *fd_out, struct file_s
 	}
 	id->dev = st.st_dev;
 	id->ino = st.st_ino;
+	/* Before listen(): until then a connect() is refused, so nobody reaches the socket with the
+	 * access bind() gave it. lchown: path is the socket just bound, never a link to follow. */
+	if (access && ((access->gid != (gid_t)-1 && lchown(path, (uid_t)-1, access->gid)) ||
+		       (access->mode && chmod(path, access->mode)))) {
+		int e = errno;
+		close(fd);
+		file_socket_unlink(path, id);
+		if (why)
+			snprintf(why, whylen, "cannot give it the group %u and mode %04o: %s", (unsigned)access->gid,
+				 (unsigned)access->mode, strerror(e));
+		return -e;
+	}
 	if (listen(fd, backlog) < 0) {
 		int e = errno;
 		close(fd);

@@ -44,15 +44,22 @@ int file_replace_user(const char *path, const void *data, size_t len, char *why,
 /* A listening Unix stream socket at path that gen2vm owns. A file already at path is replaced only
  * when it is a socket nobody listens on (a stale socket of a gen2vm that died: connect() is refused);
  * an ordinary file, a directory or a live socket of another process is left alone and refused.
+ * access (NULL: the file as bind() and the umask make it) is applied between bind() and listen(), so
+ * no client can connect before the file's group and mode are right.
  * Returns 0 with *fd (SOCK_CLOEXEC, listening with backlog) and *id (what file_socket_unlink needs),
  * or -errno with the reason in why: -EADDRINUSE "another process is listening on it", -EEXIST
- * "exists and is not a socket", -ENAMETOOLONG... */
+ * "exists and is not a socket", -ENAMETOOLONG, -EPERM from the group's change (the process's user
+ * is not a member)... Nothing is left at path on failure. */
 struct file_socket_id {
 	dev_t dev;
 	ino_t ino;
 };
-int file_socket_listen(const char *path, int backlog, int *fd, struct file_socket_id *id, char *why,
-		       size_t whylen);
+struct file_socket_access {
+	gid_t gid;   /* the file's group; (gid_t)-1: the process's */
+	mode_t mode; /* the file's permission bits; 0: what the umask made */
+};
+int file_socket_listen(const char *path, int backlog, const struct file_socket_access *access, int *fd,
+		       struct file_socket_id *id, char *why, size_t whylen);
 
 /* Removes the socket file file_socket_listen made at path, only if path still names that very
  * socket (not a file put there since). */

@@ -229,9 +229,7 @@ def test_group_reaches_the_socket_and_nothing_else(tmp_path):
         ok(store, "new", "priv", "--memory", "64M", direct=True)
         s = Service(store, tmp_path, "--group", group)
         try:
-            # the service says so once the socket and the store are the group's (it listens a moment before)
-            text = s.wait_text("the group %s reaches it" % group)
-            assert "the group %s reaches it" % group in text and "cannot enter" not in text, text
+            # the socket and the store are the group's from the moment the socket answers
             st = os.stat(s.sock)
             assert (st.st_mode & 0o777, st.st_gid) == (0o660, gid), (oct(st.st_mode), st.st_gid)
             st = os.stat(store)
@@ -250,6 +248,9 @@ def test_group_reaches_the_socket_and_nothing_else(tmp_path):
                 lister = subprocess.run(["ls", store], capture_output=True, text=True,
                                         preexec_fn=as_user(nobody, [gid]), timeout=30)
                 assert lister.returncode != 0 and "Permission denied" in lister.stderr, lister
+            s.stop()  # all it said
+            text = s.text()
+            assert "the group %s reaches it" % group in text and "cannot enter" not in text, text
         finally:
             s.stop()
     finally:

@@ -107,7 +107,7 @@ static void test_socket_replaces_only_stale_sockets(void **state)
 	struct file_socket_id id;
 	/* An ordinary file is not replaced. */
 	write_file(p("p.txt"), "precious");
-	assert_int_equal(file_socket_listen(p("p.txt"), 4, &fd, &id, why, sizeof(why)), -EEXIST);
+	assert_int_equal(file_socket_listen(p("p.txt"), 4, NULL, &fd, &id, why, sizeof(why)), -EEXIST);
 	assert_non_null(strstr(why, "is a regular file, not a socket"));
 	struct stat st;
 	assert_int_equal(stat(p("p.txt"), &st), 0);
@@ -118,24 +118,32 @@ static void test_socket_replaces_only_stale_sockets(void **state)
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s", p("live.sock"));
 	assert_int_equal(bind(other, (struct sockaddr *)&a, sizeof(a)), 0);
 	assert_int_equal(listen(other, 1), 0);
-	assert_int_equal(file_socket_listen(p("live.sock"), 4, &fd, &id, why, sizeof(why)), -EADDRINUSE);
+	assert_int_equal(file_socket_listen(p("live.sock"), 4, NULL, &fd, &id, why, sizeof(why)), -EADDRINUSE);
 	assert_non_null(strstr(why, "another process is listening"));
 	int c = socket(AF_UNIX, SOCK_STREAM, 0);
 	assert_int_equal(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
 	close(c);
 	/* Once it is gone, its socket file is stale: replaced. */
 	close(other);
-	assert_int_equal(file_socket_listen(p("live.sock"), 4, &fd, &id, why, sizeof(why)), 0);
+	assert_int_equal(file_socket_listen(p("live.sock"), 4, NULL, &fd, &id, why, sizeof(why)), 0);
 	/* Removed at close only while it is still ours. */
 	file_socket_unlink(p("live.sock"), &id);
 	assert_int_equal(access(p("live.sock"), F_OK), -1);
 	close(fd);
-	assert_int_equal(file_socket_listen(p("mine.sock"), 4, &fd, &id, why, sizeof(why)), 0);
+	assert_int_equal(file_socket_listen(p("mine.sock"), 4, NULL, &fd, &id, why, sizeof(why)), 0);
 	close(fd);
 	unlink(p("mine.sock"));
 	write_file(p("mine.sock"), "someone else's file now");
 	file_socket_unlink(p("mine.sock"), &id);
 	assert_int_equal(access(p("mine.sock"), F_OK), 0);
+	/* The group and mode asked for are the socket file's. */
+	struct file_socket_access acc = { .gid = getgid(), .mode = 0640 };
+	assert_int_equal(file_socket_listen(p("acc.sock"), 4, &acc, &fd, &id, why, sizeof(why)), 0);
+	assert_int_equal(lstat(p("acc.sock"), &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_int_equal(st.st_gid, getgid());
+	file_socket_unlink(p("acc.sock"), &id);
+	close(fd);
 }
 
 static void test_text_show(void **state)
