@@ -185,6 +185,18 @@ static bool pxe_rx_one(struct pxe_dev *d, uint16_t port, struct nb_udp *u, bool 
 	return !d->configured || !efi_memcmp(u->dip, d->ip, 4) || !efi_memcmp(u->dip, ip_bcast, 4);
 }
 
+/* The end of a wait's round in which no frame came: false once end_us (fw_stor_now_us) has passed,
+ * else true after a short pause, so an idle adapter is not polled, nor the clock read (an exit), flat
+ * out. While frames come, the clock is not read at all. */
+static bool pxe_idle(uint64_t end_us)
+{
+	if (fw_stor_now_us() >= end_us)
+		return false;
+	for (unsigned i = 0; i < 64; i++)
+		__asm__ volatile("pause");
+	return true;
+}
+
 /* Waits until a UDP datagram to port arrives (true) or until end (false). */
 static bool pxe_wait_udp(struct pxe_dev *d, uint16_t port, uint64_t end, struct nb_udp *u)
 {
@@ -192,12 +204,8 @@ static bool pxe_wait_udp(struct pxe_dev *d, uint16_t port, uint64_t end, struct 
 		bool any;
 		if (pxe_rx_one(d, port, u, &any))
 			return true;
-		if (any)
-			continue;
-		if (fw_stor_now_us() >= end)
+		if (!any && !pxe_idle(end))
 			return false;
-		for (unsigned i = 0; i < 64; i++)
-			__asm__ volatile("pause");
 	}
 }
 
@@ -266,12 +274,8 @@ bool fw_pxe_tcp_wait(struct pxe_dev *d, const uint8_t sip[4], uint16_t port, uin
 		if (pxe_rx_frame(d, &size, &any) && !nb_tcp4_parse(pxe_rx, size, t) && t->seg.dport == port &&
 		    !efi_memcmp(t->dip, d->ip, 4) && !efi_memcmp(t->sip, sip, 4))
 			return true;
-		if (any)
-			continue;
-		if (fw_stor_now_us() >= end_us)
+		if (!any && !pxe_idle(end_us))
 			return false;
-		for (unsigned i = 0; i < 64; i++)
-			__asm__ volatile("pause");
 	}
 }
 
