@@ -82,7 +82,12 @@ static uint32_t pxe_alen(const struct pxe_dev *d)
 	return d->v6.on ? 16 : 4;
 }
 
-static const char *pxe_addr_text(const struct pxe_dev *d, const uint8_t *a)
+bool fw_pxe_is_v6(const struct pxe_dev *d)
+{
+	return d->v6.on;
+}
+
+const char *fw_pxe_addr_text(const struct pxe_dev *d, const uint8_t *a)
 {
 	static char t[48];
 	if (d->v6.on)
@@ -247,9 +252,11 @@ static EFI_STATUS pxe_udp_send(struct pxe_dev *d, const uint8_t *dip, uint16_t s
 }
 
 /* ---- TCP segments, for http.c ---- */
-EFI_STATUS fw_pxe_tcp_send(struct pxe_dev *d, const uint8_t dip[4], const struct nb_tcp4_seg *seg, const void *data,
+EFI_STATUS fw_pxe_tcp_send(struct pxe_dev *d, const uint8_t *dip, const struct nb_tcp_seg *seg, const void *data,
 			   uint32_t len)
 {
+	if (d->v6.on)
+		return fw_pxe6_tcp_send(&d->v6, dip, seg, data, len);
 	uint8_t dmac[6];
 	EFI_STATUS s = pxe_resolve(d, dip, dmac);
 	if (EFI_ERROR(s))
@@ -258,13 +265,24 @@ EFI_STATUS fw_pxe_tcp_send(struct pxe_dev *d, const uint8_t dip[4], const struct
 	return n ? pxe_tx_frame(d, n) : EFI_BAD_BUFFER_SIZE;
 }
 
-bool fw_pxe_tcp_wait(struct pxe_dev *d, const uint8_t sip[4], uint16_t port, uint64_t end_us, struct nb_tcp4 *t)
+/* Receives one frame: true with a TCP segment from sip to one of our addresses and port in *t. */
+static bool pxe_tcp_rx(struct pxe_dev *d, const uint8_t *sip, uint16_t port, struct nb_tcp *t, bool *any)
+{
+	uint32_t size;
+	if (d->v6.on) {
+		const uint8_t *f = fw_pxe6_rx_frame(&d->v6, &size, any);
+		return f && !nb_tcp6_parse(f, size, t) && t->seg.dport == port && fw_pxe6_is_ours(&d->v6, t->dip) &&
+		       !efi_memcmp(t->sip, sip, 16);
+	}
+	return pxe_rx_frame(d, &size, any) && !nb_tcp4_parse(pxe_rx, size, t) && t->seg.dport == port &&
+	       !efi_memcmp(t->dip, d->ip, 4) && !efi_memcmp(t->sip, sip, 4);
+}
+
+bool fw_pxe_tcp_wait(struct pxe_dev *d, const uint8_t *sip, uint16_t port, uint64_t end_us, struct nb_tcp *t)
 {
 	for (;;) {
 		bool any;
-		uint32_t size;
-		if (pxe_rx_frame(d, &size, &any) && !nb_tcp4_parse(pxe_rx, size, t) && t->seg.dport == port &&
-		    !efi_memcmp(t->dip, d->ip, 4) && !efi_memcmp(t->sip, sip, 4))
+		if (pxe_tcp_rx(d, sip, port, t, &any))
 			return true;
 		if (any)
 			continue;
@@ -446,7 +464,7 @@ static EFI_STATUS pxe_tftp_get(struct pxe_dev *d, const uint8_t *server, const c
 	EFI_STATUS keep = EFI_SUCCESS;
 	bool started = false;
 	if (EFI_ERROR(pxe_udp_send(d, server, lport, TFTP_PORT, msg, n))) {
-		pxe_fail("TFTP: the server %s does not answer %s", pxe_addr_text(d, server),
+		pxe_fail("TFTP: the server %s does not answer %s", fw_pxe_addr_text(d, server),
 			 d->v6.on ? "neighbour solicitations" : "ARP");
 		return EFI_NO_RESPONSE;
 	}
@@ -455,7 +473,7 @@ static EFI_STATUS pxe_tftp_get(struct pxe_dev *d, const uint8_t *server, const c
 		if (!pxe_wait_udp(d, lport, fw_stor_now_us() + PXE_TFTP_TIMEOUT_US, &u)) {
 			if (++tries > PXE_TFTP_RETRIES) {
 				if (!started)
-					pxe_fail("TFTP: no answer from %s for %s", pxe_addr_text(d, server), file);
+					pxe_fail("TFTP: no answer from %s for %s", fw_pxe_addr_text(d, server), file);
 				else
 					pxe_fail("TFTP: %s: timed out after block %u", file, last);
 				return EFI_TIMEOUT;
@@ -856,14 +874,9 @@ static EFI_STATUS EFIAPI pxe_load_file(EFI_LOAD_FILE_PROTOCOL *this, EFI_DEVICE_
 		if (fw_http_is_url(d->bootfile)) {
 			/* HTTP boot: the DHCP answer gave a URL */
 			fw_host_event(FW_EV_LOG, "network boot: HTTP %s", d->bootfile);
-			if (d->v6.on) {
-				pxe_fail("HTTP boot over IPv6 is not supported: %s", d->bootfile);
-				s = EFI_UNSUPPORTED;
-			} else {
-				s = fw_http_get(d, d->bootfile, &sink);
-			}
+			s = fw_http_get(d, d->bootfile, &sink);
 		} else {
-			fw_host_event(FW_EV_LOG, "network boot: TFTP %s %s", pxe_addr_text(d, d->server), d->bootfile);
+			fw_host_event(FW_EV_LOG, "network boot: TFTP %s %s", fw_pxe_addr_text(d, d->server), d->bootfile);
 			s = pxe_tftp_get(d, d->server, d->bootfile, &sink, NULL);
 		}
 		if (EFI_ERROR(s)) {

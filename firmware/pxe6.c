@@ -48,7 +48,7 @@ static EFI_STATUS tx_frame(struct pxe6 *s, uint32_t len)
 	return st;
 }
 
-static bool is_ours(const struct pxe6 *s, const uint8_t ip[16])
+bool fw_pxe6_is_ours(const struct pxe6 *s, const uint8_t ip[16])
 {
 	return !efi_memcmp(ip, s->ll, 16) || (s->configured && !efi_memcmp(ip, s->ip, 16));
 }
@@ -95,7 +95,7 @@ static void nd_input(struct pxe6 *s, const struct nb_nd *nd)
 	uint8_t msg[64];
 	switch (nd->type) {
 	case ICMPV6_NEIGH_SOLICIT:
-		if (!is_ours(s, nd->target))
+		if (!fw_pxe6_is_ours(s, nd->target))
 			return;
 		if (efi_memcmp(nd->sip, ip6_zero, 16)) {
 			if (nd->has_lladdr)
@@ -127,21 +127,29 @@ static void nd_input(struct pxe6 *s, const struct nb_nd *nd)
 	}
 }
 
-bool fw_pxe6_rx(struct pxe6 *s, uint16_t port, struct nb_udp *u, bool *any)
+const uint8_t *fw_pxe6_rx_frame(struct pxe6 *s, uint32_t *size, bool *any)
 {
-	UINTN size = sizeof(pxe6_rx_buf);
-	EFI_STATUS st = s->snp->Receive(s->snp, NULL, &size, pxe6_rx_buf, NULL, NULL, NULL);
+	UINTN n = sizeof(pxe6_rx_buf);
+	EFI_STATUS st = s->snp->Receive(s->snp, NULL, &n, pxe6_rx_buf, NULL, NULL, NULL);
 	*any = st == EFI_SUCCESS;
 	if (EFI_ERROR(st))
-		return false;
+		return NULL;
 	struct nb_nd nd;
-	if (!nb_nd_parse(pxe6_rx_buf, (uint32_t)size, &nd)) {
+	if (!nb_nd_parse(pxe6_rx_buf, (uint32_t)n, &nd)) {
 		nd_input(s, &nd);
-		return false;
+		return NULL;
 	}
-	if (nb_udp6_parse(pxe6_rx_buf, (uint32_t)size, u) || (port && u->dport != port))
+	*size = (uint32_t)n;
+	return pxe6_rx_buf;
+}
+
+bool fw_pxe6_rx(struct pxe6 *s, uint16_t port, struct nb_udp *u, bool *any)
+{
+	uint32_t size;
+	const uint8_t *f = fw_pxe6_rx_frame(s, &size, any);
+	if (!f || nb_udp6_parse(f, size, u) || (port && u->dport != port))
 		return false;
-	return is_ours(s, u->dip) || nb_ip6_is_mcast(u->dip);
+	return fw_pxe6_is_ours(s, u->dip) || nb_ip6_is_mcast(u->dip);
 }
 
 static bool on_link(const struct pxe6 *s, const uint8_t ip[16])
@@ -193,6 +201,17 @@ EFI_STATUS fw_pxe6_udp_send(struct pxe6 *s, const uint8_t dip[16], uint16_t spor
 		return st;
 	return tx_frame(s, nb_udp6_build(pxe6_tx_buf, sizeof(pxe6_tx_buf), dmac, s->mac, src_for(s, dip), dip, sport,
 					 dport, data, len));
+}
+
+EFI_STATUS fw_pxe6_tcp_send(struct pxe6 *s, const uint8_t dip[16], const struct nb_tcp_seg *seg, const void *data,
+			    uint32_t len)
+{
+	uint8_t dmac[6];
+	EFI_STATUS st = resolve(s, dip, dmac);
+	if (EFI_ERROR(st))
+		return st;
+	return tx_frame(s, nb_tcp6_build(pxe6_tx_buf, sizeof(pxe6_tx_buf), dmac, s->mac, src_for(s, dip), dip, seg, data,
+					 len));
 }
 
 EFI_STATUS fw_pxe6_start(struct pxe6 *s)
@@ -312,8 +331,18 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 				pxe_fail("the DHCPv6 answer names no boot file (option 59, the boot-file URL)");
 				return EFI_NOT_FOUND;
 			}
-			if (nb_tftp6_url(url, s->server, s->bootfile, sizeof(s->bootfile))) {
-				pxe_fail("the DHCPv6 boot-file URL is not tftp://[IPv6 address]/path: %.80s", url);
+			uint8_t ip[16];
+			bool v6 = false;
+			uint16_t port;
+			char host[NB_HTTP_HOST_MAX];
+			static char path[NB_BOOTFILE_MAX];
+			if (nb_http_url_parse(url, ip, &v6, &port, host, path, sizeof(path)) == 0 && v6) {
+				/* HTTP boot over IPv6 (UEFI 2.10 24.7.2): the URL is the boot file (pxe.c). */
+				efi_memcpy(s->server, ip, 16);
+				efi_memcpy(s->bootfile, url, sizeof(s->bootfile)); /* both NB_BOOTFILE_MAX, NUL-terminated */
+			} else if (nb_tftp6_url(url, s->server, s->bootfile, sizeof(s->bootfile))) {
+				pxe_fail("the DHCPv6 boot-file URL is not tftp://[IPv6 address]/path or "
+					 "http://[IPv6 address][:port]/path: %.80s", url);
 				return EFI_UNSUPPORTED;
 			}
 			char srv[48];

@@ -87,8 +87,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	}
 	case 6: {
-		struct nb_tcp4 t;
+		struct nb_tcp t;
 		if (!nb_tcp4_parse(p, (uint32_t)n, &t) && (t.data < p || t.data + t.len > p + n))
+			abort();
+		if (!nb_tcp6_parse(p, (uint32_t)n, &t) && (t.data < p || t.data + t.len > p + n))
 			abort();
 		break;
 	}
@@ -98,12 +100,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 									    sizeof(r.reason)))
 			abort();
 		char *url = malloc(n + 1), host[NB_HTTP_HOST_MAX], path[NB_BOOTFILE_MAX];
-		uint8_t ip[4];
+		uint8_t ip[16];
+		bool v6;
 		uint16_t port;
 		if (url) {
 			memcpy(url, p, n);
 			url[n] = 0;
-			if (!nb_http_url_parse(url, ip, &port, host, path, sizeof(path)) &&
+			if (!nb_http_url_parse(url, ip, &v6, &port, host, path, sizeof(path)) &&
 			    (strnlen(host, sizeof(host)) == sizeof(host) || strnlen(path, sizeof(path)) == sizeof(path)))
 				abort();
 			free(url);

@@ -102,6 +102,36 @@ int nb_udp6_parse(const uint8_t *f, uint32_t len, struct nb_udp *u)
 	return 0;
 }
 
+uint32_t nb_tcp6_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6],
+		       const uint8_t sip[16], const uint8_t dip[16], const struct nb_tcp_seg *seg, const void *payload,
+		       uint32_t len)
+{
+	uint32_t hl = (uint32_t)sizeof(struct tcp_hdr) + (seg->mss ? 4 : 0);
+	if (len > 0xffff - hl)
+		return 0;
+	uint8_t *t = ip6_hdr(out, cap, dmac, smac, sip, dip, IP_PROTO_TCP, hl + len);
+	if (!t)
+		return 0;
+	uint32_t tlen = nb_tcp_put(t, seg, payload, len);
+	nb_put16(((struct tcp_hdr *)t)->csum, nb_csum(t, tlen, pseudo6_sum(sip, dip, tlen, IP_PROTO_TCP)));
+	return ETH_HLEN + (uint32_t)sizeof(struct ipv6_hdr) + tlen;
+}
+
+int nb_tcp6_parse(const uint8_t *f, uint32_t len, struct nb_tcp *t)
+{
+	uint32_t pl;
+	const uint8_t *tcp = ip6_payload(f, len, IP_PROTO_TCP, &pl);
+	if (!tcp || pl < sizeof(struct tcp_hdr))
+		return -1;
+	const uint8_t *ip = f + ETH_HLEN;
+	if (nb_csum(tcp, pl, pseudo6_sum(ip + 8, ip + 24, pl, IP_PROTO_TCP)))
+		return -1;
+	efi_memset(t, 0, sizeof(*t));
+	efi_memcpy(t->sip, ip + 8, 16);
+	efi_memcpy(t->dip, ip + 24, 16);
+	return nb_tcp_get(tcp, pl, t);
+}
+
 void nb_ip6_linklocal(uint8_t out[16], const uint8_t mac[6])
 {
 	efi_memset(out, 0, 16);

@@ -153,15 +153,10 @@ void nb_udp_fill(struct nb_udp *u, const uint8_t *f, const uint8_t *sip, const u
 	u->len = ulen - (uint32_t)sizeof(struct udp_hdr);
 }
 
-uint32_t nb_tcp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6], const uint8_t sip[4],
-		       const uint8_t dip[4], const struct nb_tcp4_seg *seg, const void *payload, uint32_t len,
-		       uint16_t ip_id)
+uint32_t nb_tcp_put(uint8_t *tcp, const struct nb_tcp_seg *seg, const void *payload, uint32_t len)
 {
-	uint32_t opt = seg->mss ? 4 : 0, hl = ETH_HLEN + sizeof(struct ipv4_hdr) + sizeof(struct tcp_hdr) + opt;
-	if (cap < hl || len > cap - hl || len > 65000)
-		return 0;
-	uint32_t tlen = (uint32_t)sizeof(struct tcp_hdr) + opt + len;
-	struct tcp_hdr *t = (struct tcp_hdr *)ip4_headers(out, dmac, smac, sip, dip, IP_PROTO_TCP, tlen, ip_id);
+	uint32_t opt = seg->mss ? 4 : 0;
+	struct tcp_hdr *t = (struct tcp_hdr *)tcp;
 	nb_put16(t->sport, seg->sport);
 	nb_put16(t->dport, seg->dport);
 	nb_put32(t->seq, seg->seq);
@@ -179,25 +174,32 @@ uint32_t nb_tcp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const 
 	}
 	if (len)
 		efi_memcpy(o + opt, payload, len);
-	nb_put16(t->csum, nb_csum((const uint8_t *)t, tlen, pseudo_sum(sip, dip, IP_PROTO_TCP, tlen)));
+	return (uint32_t)sizeof(*t) + opt + len;
+}
+
+uint32_t nb_tcp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6], const uint8_t sip[4],
+		       const uint8_t dip[4], const struct nb_tcp_seg *seg, const void *payload, uint32_t len,
+		       uint16_t ip_id)
+{
+	uint32_t opt = seg->mss ? 4 : 0, hl = ETH_HLEN + sizeof(struct ipv4_hdr) + sizeof(struct tcp_hdr) + opt;
+	if (cap < hl || len > cap - hl || len > 65000)
+		return 0;
+	uint32_t tlen = (uint32_t)sizeof(struct tcp_hdr) + opt + len;
+	uint8_t *t = ip4_headers(out, dmac, smac, sip, dip, IP_PROTO_TCP, tlen, ip_id);
+	nb_tcp_put(t, seg, payload, len);
+	nb_put16(((struct tcp_hdr *)t)->csum, nb_csum(t, tlen, pseudo_sum(sip, dip, IP_PROTO_TCP, tlen)));
 	return hl + len;
 }
 
-int nb_tcp4_parse(const uint8_t *f, uint32_t len, struct nb_tcp4 *t)
+int nb_tcp_get(const uint8_t *tcp, uint32_t tlen, struct nb_tcp *t)
 {
-	const uint8_t *tcp, *ip = f + ETH_HLEN;
-	uint32_t tlen;
-	if (ip4_payload(f, len, IP_PROTO_TCP, sizeof(struct tcp_hdr), &tcp, &tlen))
+	if (tlen < sizeof(struct tcp_hdr))
 		return -1;
 	uint32_t off = (uint32_t)(tcp[12] >> 4) * 4u;
 	if (off < sizeof(struct tcp_hdr) || off > tlen)
 		return -1;
-	if (nb_csum(tcp, tlen, pseudo_sum(ip + 12, ip + 16, IP_PROTO_TCP, tlen)))
-		return -1;
-	efi_memcpy(t->sip, ip + 12, 4);
-	efi_memcpy(t->dip, ip + 16, 4);
-	t->seg = (struct nb_tcp4_seg){ .sport = nb_be16(tcp), .dport = nb_be16(tcp + 2), .seq = nb_be32(tcp + 4),
-				       .ack = nb_be32(tcp + 8), .flags = tcp[13], .window = nb_be16(tcp + 14) };
+	t->seg = (struct nb_tcp_seg){ .sport = nb_be16(tcp), .dport = nb_be16(tcp + 2), .seq = nb_be32(tcp + 4),
+				      .ack = nb_be32(tcp + 8), .flags = tcp[13], .window = nb_be16(tcp + 14) };
 	for (uint32_t i = sizeof(struct tcp_hdr); i < off;) {
 		uint8_t kind = tcp[i];
 		if (kind == TCP_OPT_END)
@@ -217,6 +219,20 @@ int nb_tcp4_parse(const uint8_t *f, uint32_t len, struct nb_tcp4 *t)
 	return 0;
 }
 
+int nb_tcp4_parse(const uint8_t *f, uint32_t len, struct nb_tcp *t)
+{
+	const uint8_t *tcp, *ip = f + ETH_HLEN;
+	uint32_t tlen;
+	if (ip4_payload(f, len, IP_PROTO_TCP, sizeof(struct tcp_hdr), &tcp, &tlen))
+		return -1;
+	if (nb_csum(tcp, tlen, pseudo_sum(ip + 12, ip + 16, IP_PROTO_TCP, tlen)))
+		return -1;
+	efi_memset(t, 0, sizeof(*t));
+	efi_memcpy(t->sip, ip + 12, 4);
+	efi_memcpy(t->dip, ip + 16, 4);
+	return nb_tcp_get(tcp, tlen, t);
+}
+
 /* ---- HTTP ---- */
 
 static bool starts_with_nocase(const char *s, const char *prefix)
@@ -229,8 +245,8 @@ static bool starts_with_nocase(const char *s, const char *prefix)
 	return true;
 }
 
-int nb_http_url_parse(const char *url, uint8_t ip[4], uint16_t *port, char host[NB_HTTP_HOST_MAX], char *path,
-		      uint32_t path_cap)
+int nb_http_url_parse(const char *url, uint8_t ip[16], bool *v6, uint16_t *port, char host[NB_HTTP_HOST_MAX],
+		      char *path, uint32_t path_cap)
 {
 	if (!starts_with_nocase(url, "http://"))
 		return starts_with_nocase(url, "https://") ? -2 : -1;
@@ -242,17 +258,29 @@ int nb_http_url_parse(const char *url, uint8_t ip[4], uint16_t *port, char host[
 		return -2;
 	efi_memcpy(host, p, hn);
 	host[hn] = 0;
-	/* A dotted-quad address, then an optional :port. */
 	const char *h = host;
-	for (int i = 0; i < 4; i++) {
-		uint32_t v = 0, digits = 0;
-		while (*h >= '0' && *h <= '9' && digits < 4) {
-			v = v * 10 + (uint32_t)(*h++ - '0');
-			digits++;
-		}
-		if (!digits || digits > 3 || v > 255 || (i < 3 && *h++ != '.'))
+	efi_memset(ip, 0, 16);
+	*v6 = *h == '[';
+	if (*v6) {
+		/* "[IPv6]": a zone ("%25eth0") or anything else inside the brackets is refused. */
+		const char *e = h + 1;
+		while (*e && *e != ']')
+			e++;
+		if (*e != ']' || nb_ip6_parse(h + 1, (uint32_t)(e - h - 1), ip))
 			return -2;
-		ip[i] = (uint8_t)v;
+		h = e + 1;
+	} else {
+		/* A dotted-quad address. */
+		for (int i = 0; i < 4; i++) {
+			uint32_t v = 0, digits = 0;
+			while (*h >= '0' && *h <= '9' && digits < 4) {
+				v = v * 10 + (uint32_t)(*h++ - '0');
+				digits++;
+			}
+			if (!digits || digits > 3 || v > 255 || (i < 3 && *h++ != '.'))
+				return -2;
+			ip[i] = (uint8_t)v;
+		}
 	}
 	*port = HTTP_PORT;
 	if (*h == ':') {

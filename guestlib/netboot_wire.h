@@ -40,8 +40,8 @@ int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp *u);
 void nb_udp_fill(struct nb_udp *u, const uint8_t *f, const uint8_t *sip, const uint8_t *dip, uint32_t alen,
 		 const uint8_t *udp, uint32_t ulen);
 
-/* A TCP segment over IPv4: the fields we send or received. */
-struct nb_tcp4_seg {
+/* A TCP segment over IPv4 or IPv6: the fields we send or received. */
+struct nb_tcp_seg {
 	uint16_t sport, dport;
 	uint32_t seq, ack;
 	uint8_t flags;      /* TCP_SYN, TCP_ACK... */
@@ -51,26 +51,34 @@ struct nb_tcp4_seg {
 /* An Ethernet/IPv4/TCP frame with payload into out, checksums filled. Returns its length, 0 when it
  * does not fit. */
 uint32_t nb_tcp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6], const uint8_t sip[4],
-		       const uint8_t dip[4], const struct nb_tcp4_seg *seg, const void *payload, uint32_t len,
+		       const uint8_t dip[4], const struct nb_tcp_seg *seg, const void *payload, uint32_t len,
 		       uint16_t ip_id);
 
-struct nb_tcp4 {
-	uint8_t sip[4], dip[4];
-	struct nb_tcp4_seg seg;
+/* A received TCP segment, over IPv4 or IPv6. */
+struct nb_tcp {
+	uint8_t sip[16], dip[16]; /* IPv4: the first 4 bytes */
+	struct nb_tcp_seg seg;
 	const uint8_t *data; /* inside the frame */
 	uint32_t len;
 };
 /* An IPv4 TCP frame: IP header checksum and lengths, no fragment, the TCP checksum (mandatory), a data
  * offset inside the segment, options walked for MSS. 0 or -1. */
-int nb_tcp4_parse(const uint8_t *f, uint32_t len, struct nb_tcp4 *t);
+int nb_tcp4_parse(const uint8_t *f, uint32_t len, struct nb_tcp *t);
+/* For both IP versions' builders and parsers: the TCP header of seg (with the MSS option when set)
+ * and the payload at tcp, checksum zero; returns the segment's length. And the reverse for tlen
+ * checked bytes: fields, options (each length within the header), data; 0 or -1. */
+uint32_t nb_tcp_put(uint8_t *tcp, const struct nb_tcp_seg *seg, const void *payload, uint32_t len);
+int nb_tcp_get(const uint8_t *tcp, uint32_t tlen, struct nb_tcp *t);
 
 /* HTTP boot (UEFI 2.10 24.7): the boot file is a URL. "http://A.B.C.D[:port]/path" with an IPv4
- * address (the firmware has no DNS client). Returns 0, -1 when url is not an http:// URL at all, -2
- * when it is one the firmware cannot use (a host name, https, a bad port, a path too long); host
- * receives "A.B.C.D[:port]" as written (the Host header), path the rest from its '/'. */
-#define NB_HTTP_HOST_MAX 24u
-int nb_http_url_parse(const char *url, uint8_t ip[4], uint16_t *port, char host[NB_HTTP_HOST_MAX], char *path,
-		      uint32_t path_cap);
+ * address or "http://[IPv6]:port/path" with an IPv6 one (RFC 3986; no zone: the firmware has no DNS
+ * client and talks to its own link or through its router). Returns 0, -1 when url is not an http://
+ * URL at all, -2 when it is one the firmware cannot use (a host name, https, a bad port, a path too
+ * long); *v6 says which address ip holds (4 or 16 bytes), host receives the authority as written
+ * (the Host header), path the rest from its '/'. */
+#define NB_HTTP_HOST_MAX 56u
+int nb_http_url_parse(const char *url, uint8_t ip[16], bool *v6, uint16_t *port, char host[NB_HTTP_HOST_MAX],
+		      char *path, uint32_t path_cap);
 /* "GET path HTTP/1.1" with Host, a User-Agent and "Connection: close". Returns the length, 0 when it
  * does not fit. */
 uint32_t nb_http_get_build(uint8_t *out, uint32_t cap, const char *host, const char *path);
@@ -157,6 +165,12 @@ uint32_t nb_icmp6_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const
 /* An IPv6 UDP frame with no extension headers: lengths, and the UDP checksum, which IPv6 makes
  * mandatory (a zero checksum is refused). 0 or -1. */
 int nb_udp6_parse(const uint8_t *f, uint32_t len, struct nb_udp *u);
+/* TCP over IPv6 (hop limit 255, as every frame built here), and an IPv6 TCP frame with no extension headers: lengths and the TCP
+ * checksum; 0 or -1. */
+uint32_t nb_tcp6_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6],
+		       const uint8_t sip[16], const uint8_t dip[16], const struct nb_tcp_seg *seg, const void *payload,
+		       uint32_t len);
+int nb_tcp6_parse(const uint8_t *f, uint32_t len, struct nb_tcp *t);
 
 /* The link-local address fe80::/64 with the modified EUI-64 interface identifier of mac (RFC 4291
  * appendix A), the solicited-node multicast address of ip (ff02::1:ffXX:XXXX) and the Ethernet

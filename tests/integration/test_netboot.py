@@ -203,10 +203,11 @@ def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
     assert rc == 0, err[-3000:]
 
 
-def http_server(n, root, log):
-    """Python's http.server on HOST_IP:8080 in the namespace, serving root; its request log in log."""
+def http_server(n, root, log, host=HOST_IP):
+    """Python's http.server on host (HOST_IP, or an IPv6 address) port 8080 in the namespace, serving
+    root; its request log in log."""
     f = open(log, "w")
-    n.procs.append(subprocess.Popen(ns_exec(n.ns, "/usr/bin/python3", "-m", "http.server", "8080", "--bind", HOST_IP,
+    n.procs.append(subprocess.Popen(ns_exec(n.ns, "/usr/bin/python3", "-m", "http.server", "8080", "--bind", host,
                                             "--directory", str(root)), stdout=f, stderr=f))
     time.sleep(1)
 

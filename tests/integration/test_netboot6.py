@@ -21,7 +21,7 @@ import pytest
 
 import efi_images as ei
 from conftest import BUILD, gen2vm_binary, have_kvm
-from test_netboot import MAC, MAC_HEX, NetNs, firmware_show, grubnet_tftp_root, sh, summary_of
+from test_netboot import MAC, MAC_HEX, NetNs, firmware_show, grubnet_tftp_root, http_server, sh, summary_of
 
 pytestmark = [pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for the tap and the network namespace")]
@@ -41,14 +41,15 @@ class NetNs6(NetNs):
         sh("ip", "-n", self.ns, "addr", "add", HOST_IP6 + "/64", "dev", self.tap, "nodad")
         return self
 
-    def dnsmasq6(self, tftp_root, boot_file, log):
-        """dnsmasq: RAs for fd42:214::/64, DHCPv6 addresses from it, the boot-file URL, TFTP."""
+    def dnsmasq6(self, tftp_root, boot_file, log, url=None):
+        """dnsmasq: RAs for fd42:214::/64, DHCPv6 addresses from it, the boot-file URL (url, or
+        tftp://[HOST_IP6]/boot_file), TFTP."""
         if not shutil.which("dnsmasq"):
             pytest.fail("dnsmasq is missing (scripts/deps.sh test installs dnsmasq-base)")
         self.start("dnsmasq", "--no-daemon", "--port=0", "--interface=" + self.tap, "--bind-interfaces",
                    "--enable-ra", "--dhcp-range=fd42:214::10,fd42:214::50,64,1h",
                    "--dhcp-leasefile=%s/leases" % self.tmp, "--conf-file=/dev/null",
-                   "--dhcp-option=option6:bootfile-url,tftp://[%s]/%s" % (HOST_IP6, boot_file),
+                   "--dhcp-option=option6:bootfile-url," + (url or "tftp://[%s]/%s" % (HOST_IP6, boot_file)),
                    "--enable-tftp", "--tftp-root=" + str(tftp_root), "--log-dhcp", "--log-facility=" + str(log),
                    "--user=root")
         time.sleep(1)
@@ -94,6 +95,43 @@ def test_pxe6_boots_an_efi_app(tmp_path):
     # (dnsmasq logs the vendor class by its enterprise number, PXE's 343, and the options asked for.)
     assert "vendor class: 343" in dlog and "requested options: 59:bootfile-url" in dlog, dlog[-3000:]
     assert re.search(r"sent \S*hello\.efi to fd42:214::", dlog), dlog[-3000:]
+
+
+def test_http_boot_over_ipv6_from_the_dhcpv6_boot_file_url(tmp_path):
+    """UEFI HTTP boot over IPv6: the DHCPv6 boot-file URL is http://[fd42:214::1]:8080/hello.efi; the
+    firmware fetches it from Python's http.server over its own TCP over IPv6, not over TFTP, and it
+    runs. A second URL, for a file the server does not have, gives the 404 in the boot summary."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(HELLO, root / "hello.efi")
+    url = "http://[%s]:8080/hello.efi" % HOST_IP6
+    nvram, dbg, dlog, hlog = str(tmp_path / "vm.nvram"), tmp_path / "debugcon.log", tmp_path / "dnsmasq.log", \
+        tmp_path / "http.log"
+    set_ipv6(nvram)
+    with NetNs6(tmp_path) as n:
+        http_server(n, root, hlog, host=HOST_IP6)
+        n.dnsmasq6(root, None, dlog, url=url)
+        rc, err = n.run_vm(["run", "--memory", "256M", "--nvram", nvram, "--debugcon", "file:%s" % dbg,
+                            "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "-v"])
+    text = dbg.read_text(errors="replace") if dbg.exists() else ""
+    h = hlog.read_text(errors="replace")
+    d = dlog.read_text(errors="replace") if dlog.exists() else ""
+    why = "\n".join([text[-3000:], err[-3000:], h[-2000:], d[-2000:]])
+    assert "network boot: HTTP " + url in err, why
+    assert re.search(r'"GET /hello\.efi HTTP/1\.1" 200', h), why
+    assert re.search(r"network: adapter 0: address fd42:214::[0-9a-f]+, boot server fd42:214::1, boot file "
+                     r"\"http://\[fd42:214::1\]:8080/hello\.efi\"", text), why
+    assert "hello from EFI" in text, why
+    assert not re.search(r"sent \S*hello\.efi", d), why  # not over TFTP
+    missing = "http://[%s]:8080/missing.efi" % HOST_IP6
+    with NetNs6(tmp_path) as n:
+        http_server(n, root, hlog, host=HOST_IP6)
+        n.dnsmasq6(root, None, dlog, url=missing)
+        rc, err = n.run_vm(["run", "--memory", "256M", "--nvram", nvram, "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "-v"])
+    s = summary_of(err)
+    assert rc == 5, err[-3000:]
+    assert re.search(r"Boot0000 \"EFI Network \(%s\)\": HTTP: file not found: %s \(404 File not found\)"
+                     % (MAC_HEX, re.escape(missing)), s), s
 
 
 def test_pxe6_mode_and_mtftp_for_a_loader(tmp_path):

@@ -252,11 +252,11 @@ static void test_tcp_roundtrip_and_corruption(void **state)
 	uint8_t f[1600], payload[1400];
 	for (size_t i = 0; i < sizeof(payload); i++)
 		payload[i] = (uint8_t)(i * 3);
-	struct nb_tcp4_seg seg = { .sport = 50000, .dport = 80, .seq = 0xfffffff0u, .ack = 0x12345678u,
+	struct nb_tcp_seg seg = { .sport = 50000, .dport = 80, .seq = 0xfffffff0u, .ack = 0x12345678u,
 				   .flags = TCP_SYN | TCP_ACK, .window = 32768, .mss = 1460 };
 	uint32_t n = nb_tcp4_build(f, sizeof(f), srv_mac, mac, my_ip, srv_ip, &seg, payload, sizeof(payload), 9);
 	assert_int_equal(n, 14 + 20 + 24 + 1400);
-	struct nb_tcp4 t;
+	struct nb_tcp t;
 	assert_int_equal(nb_tcp4_parse(f, n, &t), 0);
 	assert_int_equal(t.seg.sport, 50000);
 	assert_int_equal(t.seg.dport, 80);
@@ -297,7 +297,7 @@ static void test_tcp_roundtrip_and_corruption(void **state)
 /* A segment with these header bytes after the fixed 20 (data offset from their count), checksum fixed. */
 static uint32_t tcp_with_options(uint8_t *f, const uint8_t *opts, uint32_t olen, uint8_t off_words)
 {
-	struct nb_tcp4_seg seg = { .sport = 80, .dport = 50000, .flags = TCP_ACK };
+	struct nb_tcp_seg seg = { .sport = 80, .dport = 50000, .flags = TCP_ACK };
 	uint8_t body[64];
 	memcpy(body, opts, olen);
 	uint32_t n = nb_tcp4_build(f, 200, srv_mac, mac, srv_ip, my_ip, &seg, body, olen, 1);
@@ -313,7 +313,7 @@ static uint32_t tcp_with_options(uint8_t *f, const uint8_t *opts, uint32_t olen,
 static void test_tcp_options(void **state)
 {
 	uint8_t f[200];
-	struct nb_tcp4 t;
+	struct nb_tcp t;
 	static const uint8_t nop_mss[] = { 1, 1, 2, 4, 0x05, 0xb4, 0, 0 };
 	uint32_t n = tcp_with_options(f, nop_mss, sizeof(nop_mss), 7);
 	assert_int_equal(nb_tcp4_parse(f, n, &t), 0);
@@ -333,29 +333,91 @@ static void test_tcp_options(void **state)
 
 static void test_http_url(void **state)
 {
-	uint8_t ip[4];
+	uint8_t ip[16];
+	bool v6;
 	uint16_t port;
 	char host[NB_HTTP_HOST_MAX], path[64];
-	assert_int_equal(nb_http_url_parse("http://10.214.0.1:8080/boot/x.efi", ip, &port, host, path, sizeof(path)), 0);
+	assert_int_equal(nb_http_url_parse("http://10.214.0.1:8080/boot/x.efi", ip, &v6, &port, host, path, sizeof(path)), 0);
+	assert_false(v6);
 	assert_memory_equal(ip, srv_ip, 4);
 	assert_int_equal(port, 8080);
 	assert_string_equal(host, "10.214.0.1:8080");
 	assert_string_equal(path, "/boot/x.efi");
-	assert_int_equal(nb_http_url_parse("HTTP://1.2.3.4", ip, &port, host, path, sizeof(path)), 0);
+	assert_int_equal(nb_http_url_parse("HTTP://1.2.3.4", ip, &v6, &port, host, path, sizeof(path)), 0);
 	assert_int_equal(port, 80);
 	assert_string_equal(path, "/");
+	/* IPv6 literals (RFC 3986 3.2.2), the longest one with a port */
+	static const uint8_t v6a[16] = { 0xfd, 0x42, 0x02, 0x14, [15] = 1 };
+	assert_int_equal(nb_http_url_parse("http://[fd42:214::1]:8080/x.efi", ip, &v6, &port, host, path, sizeof(path)), 0);
+	assert_true(v6);
+	assert_memory_equal(ip, v6a, 16);
+	assert_int_equal(port, 8080);
+	assert_string_equal(host, "[fd42:214::1]:8080");
+	assert_string_equal(path, "/x.efi");
+	assert_int_equal(nb_http_url_parse("http://[fd42:214::1]", ip, &v6, &port, host, path, sizeof(path)), 0);
+	assert_true(v6);
+	assert_int_equal(port, 80);
+	assert_string_equal(path, "/");
+	assert_int_equal(nb_http_url_parse("http://[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535/x", ip, &v6, &port, host,
+					   path, sizeof(path)), 0);
+	assert_string_equal(host, "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
 	/* not a URL: TFTP takes it */
-	assert_int_equal(nb_http_url_parse("grubnetx64.efi", ip, &port, host, path, sizeof(path)), -1);
-	assert_int_equal(nb_http_url_parse("tftp://1.2.3.4/x", ip, &port, host, path, sizeof(path)), -1);
-	assert_int_equal(nb_http_url_parse("", ip, &port, host, path, sizeof(path)), -1);
+	assert_int_equal(nb_http_url_parse("grubnetx64.efi", ip, &v6, &port, host, path, sizeof(path)), -1);
+	assert_int_equal(nb_http_url_parse("tftp://1.2.3.4/x", ip, &v6, &port, host, path, sizeof(path)), -1);
+	assert_int_equal(nb_http_url_parse("", ip, &v6, &port, host, path, sizeof(path)), -1);
 	/* URLs the firmware cannot use */
 	static const char *const bad[] = {
 		"https://1.2.3.4/x", "http://boot.example/x", "http://1.2.3/x", "http://1.2.3.256/x", "http://1.2.3.4:0/x",
 		"http://1.2.3.4:65536/x", "http://1.2.3.4:/x", "http://1.2.3.4x/x", "http:///x", "http://1.2.3.4/a b",
 		"http://0001.2.3.4/x", "http://1.2.3.4/" "0123456789012345678901234567890123456789012345678901234567890123",
+		"http://[fd42::1/x", "http://[fd42::1]x/x", "http://[fe80::1%25eth0]/x", "http://[]/x", "http://[1.2.3.4]/x",
+		"http://[fd42:::1]/x", "http://[1:2:3:4:5:6:7:8:9]/x", "http://fd42::1/x", "http://[fd42::1]:99999/x",
+		"http://[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535x/x",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(nb_http_url_parse(bad[i], ip, &port, host, path, sizeof(path)), -2);
+		assert_int_equal(nb_http_url_parse(bad[i], ip, &v6, &port, host, path, sizeof(path)), -2);
+}
+
+/* TCP over IPv6: a round trip, the pseudo-header checksum, every truncation and flipped byte. */
+static void test_tcp6_roundtrip_and_corruption(void **state)
+{
+	static const uint8_t a[16] = { 0xfd, 0x42, 0x02, 0x14, [15] = 0x10 }, b[16] = { 0xfd, 0x42, 0x02, 0x14, [15] = 1 };
+	uint8_t f[1600], payload[1000];
+	for (size_t i = 0; i < sizeof(payload); i++)
+		payload[i] = (uint8_t)(i * 7);
+	struct nb_tcp_seg seg = { .sport = 49152, .dport = 8080, .seq = 7, .ack = 0xfffffffeu, .flags = TCP_SYN,
+				  .window = 32768, .mss = 1440 };
+	uint32_t n = nb_tcp6_build(f, sizeof(f), srv_mac, mac, a, b, &seg, payload, sizeof(payload));
+	assert_int_equal(n, 14 + 40 + 24 + 1000);
+	struct nb_tcp t;
+	assert_int_equal(nb_tcp6_parse(f, n, &t), 0);
+	assert_int_equal(t.seg.sport, 49152);
+	assert_int_equal(t.seg.dport, 8080);
+	assert_int_equal(t.seg.seq, 7);
+	assert_int_equal(t.seg.ack, 0xfffffffeu);
+	assert_int_equal(t.seg.flags, TCP_SYN);
+	assert_int_equal(t.seg.mss, 1440);
+	assert_int_equal(t.len, 1000);
+	assert_memory_equal(t.data, payload, 1000);
+	assert_memory_equal(t.sip, a, 16);
+	assert_memory_equal(t.dip, b, 16);
+	/* the reference sum over RFC 8200's pseudo header */
+	uint32_t tlen = n - 54, ps = 6 + tlen;
+	for (int i = 0; i < 16; i += 2)
+		ps += (uint32_t)(a[i] << 8 | a[i + 1]) + (uint32_t)(b[i] << 8 | b[i + 1]);
+	assert_int_equal(csum_ref(f + 54, tlen, ps), 0);
+	/* not IPv4's parser; every truncation; every flipped byte after the addresses' start */
+	assert_int_not_equal(nb_tcp4_parse(f, n, &t), 0);
+	for (uint32_t len = 0; len < n; len++)
+		assert_int_not_equal(nb_tcp6_parse(f, len, &t), 0);
+	for (uint32_t i = 22; i < n; i += 5) {
+		f[i] ^= 0x10;
+		assert_int_not_equal(nb_tcp6_parse(f, n, &t), 0);
+		f[i] ^= 0x10;
+	}
+	assert_int_equal(nb_tcp6_parse(f, n, &t), 0);
+	/* too small a buffer */
+	assert_int_equal(nb_tcp6_build(f, 14 + 40 + 24 + 999, srv_mac, mac, a, b, &seg, payload, 1000), 0);
 }
 
 static void test_http_request_and_response(void **state)
@@ -410,6 +472,7 @@ int main(void)
 		cmocka_unit_test(test_tcp_roundtrip_and_corruption),
 		cmocka_unit_test(test_tcp_options),
 		cmocka_unit_test(test_http_url),
+		cmocka_unit_test(test_tcp6_roundtrip_and_corruption),
 		cmocka_unit_test(test_http_request_and_response),
 	};
 	return cmocka_run_group_tests_name("netboot_wire", tests, NULL, NULL);
