@@ -39,12 +39,9 @@ static void http_fail(const char *fmt, ...)
 
 bool fw_http_is_url(const char *bootfile)
 {
-	uint8_t ip[16];
-	bool v6;
-	uint16_t port;
-	char host[NB_HTTP_HOST_MAX];
+	static struct nb_http_url u;
 	static char path[NB_BOOTFILE_MAX];
-	return nb_http_url_parse(bootfile, ip, &v6, &port, host, path, sizeof(path)) != -1;
+	return nb_http_url_parse(bootfile, &u, path, sizeof(path)) != -1;
 }
 
 static EFI_STATUS http_send(struct http_conn *c, uint32_t seq, uint8_t flags, const void *data, uint32_t len)
@@ -109,23 +106,33 @@ static EFI_STATUS http_check(const struct nb_http_resp *r, const char *url)
 EFI_STATUS fw_http_get(struct pxe_dev *d, const char *url, struct fw_net_sink *k)
 {
 	static char path[NB_BOOTFILE_MAX];
-	static uint8_t req[NB_BOOTFILE_MAX + 160], hdr[HTTP_HEADER_MAX];
-	char host[NB_HTTP_HOST_MAX];
+	static uint8_t req[NB_BOOTFILE_MAX + NB_HTTP_HOST_MAX + 128], hdr[HTTP_HEADER_MAX];
+	static struct nb_http_url u;
 	struct http_conn c = { .d = d };
-	bool v6;
-	if (nb_http_url_parse(url, c.ip, &v6, &c.rport, host, path, sizeof(path))) {
-		http_fail("HTTP: the firmware cannot use the URL %s (it takes http://A.B.C.D[:port]/path or "
-			  "http://[IPv6][:port]/path: an address, as it has no DNS client, and no https)", url);
+	if (nb_http_url_parse(url, &u, path, sizeof(path))) {
+		http_fail("HTTP: the firmware cannot use the URL %s (it takes http://HOST[:port]/path with an IPv4 "
+			  "address, an [IPv6] one or a host name; no https)", url);
 		return EFI_INVALID_PARAMETER;
 	}
-	if (v6 != fw_pxe_is_v6(d)) {
-		http_fail("HTTP: %s names an %s address, but the adapter was configured over %s", url, v6 ? "IPv6" : "IPv4",
-			  v6 ? "DHCPv4" : "DHCPv6");
+	EFI_STATUS s;
+	if (u.name[0]) {
+		if (EFI_ERROR(s = fw_pxe_dns_resolve(d, u.name, c.ip)))
+			return s;
+	} else if (u.v6 != fw_pxe_is_v6(d)) {
+		http_fail("HTTP: %s names an %s address, but the adapter was configured over %s", url,
+			  u.v6 ? "IPv6" : "IPv4", u.v6 ? "DHCPv4" : "DHCPv6");
 		return EFI_INVALID_PARAMETER;
+	} else {
+		efi_memcpy(c.ip, u.ip, sizeof(c.ip));
 	}
-	uint32_t req_len = nb_http_get_build(req, sizeof(req), host, path);
+	c.rport = u.port;
+	uint32_t req_len = nb_http_get_build(req, sizeof(req), u.host, path);
+	if (!req_len) { /* cannot happen with the URL's limits; said rather than sent empty */
+		http_fail("HTTP: the request for %s does not fit the firmware's buffer", url);
+		return EFI_BAD_BUFFER_SIZE;
+	}
 	c.lport = fw_pxe_local_port(d);
-	EFI_STATUS s = http_connect(&c, url);
+	s = http_connect(&c, url);
 	if (EFI_ERROR(s))
 		return s;
 	uint32_t req_seq = c.snd_nxt;

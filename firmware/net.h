@@ -51,6 +51,8 @@ struct pxe6 {
 	uint8_t prefix_len;
 	bool has_router, has_prefix;
 	uint8_t server[16];            /* the boot file URL's server */
+	uint8_t dns[16];               /* DHCPv6 option 23 */
+	bool has_dns;
 	char bootfile[NB_BOOTFILE_MAX];/* its path */
 	struct {
 		uint8_t ip[16], mac[6];
@@ -107,6 +109,9 @@ EFI_STATUS fw_pxe_tcp_send(struct pxe_dev *d, const uint8_t *dip, const struct n
 /* Waits until end_us (fw_time_100ns / 10) for a TCP segment from sip to our address and port: true
  * with it in *t (its data points into a buffer the next receive reuses). */
 bool fw_pxe_tcp_wait(struct pxe_dev *d, const uint8_t *sip, uint16_t port, uint64_t end_us, struct nb_tcp *t);
+/* The address (4 or 16 bytes, the adapter's protocol) of a host name, from the DNS server the DHCP
+ * answer named (A or AAAA): EFI_SUCCESS, or an error with the boot summary's sentence set. */
+EFI_STATUS fw_pxe_dns_resolve(struct pxe_dev *d, const char *name, uint8_t *addr);
 /* A local port for a new transfer (49152 and up, a different one each time). */
 uint16_t fw_pxe_local_port(struct pxe_dev *d);
 /* Sets the sentence fw_pxe_failure returns (and prints it). */

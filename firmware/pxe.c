@@ -24,6 +24,8 @@
 #define PXE_TFTP_RETRIES 5u
 #define PXE_TFTP_BLKSIZE 1468u       /* fills a 1500-byte MTU: 20 IP + 8 UDP + 4 TFTP */
 #define PXE_ARP_ENTRIES 8u
+#define PXE_DNS_TRIES 3
+#define PXE_DNS_TIMEOUT_US 2000000ull
 #define PXE_FILE_MAX (1024ull << 20) /* a boot file larger than this is refused */
 
 struct pxe_dev {
@@ -34,7 +36,8 @@ struct pxe_dev {
 	EFI_SIMPLE_NETWORK_PROTOCOL *snp;
 	uint8_t mac[6], ip[4], mask[4], router[4];
 	uint8_t server[16];          /* IPv4: the first 4 bytes */
-	bool configured, has_router;
+	bool configured, has_router, has_dns;
+	uint8_t dns[4];              /* DHCP option 6 */
 	char bootfile[NB_BOOTFILE_MAX];
 	struct {
 		uint8_t ip[4], mac[6];
@@ -293,6 +296,55 @@ bool fw_pxe_tcp_wait(struct pxe_dev *d, const uint8_t *sip, uint16_t port, uint6
 	}
 }
 
+EFI_STATUS fw_pxe_dns_resolve(struct pxe_dev *d, const char *name, uint8_t *addr)
+{
+	bool v6 = d->v6.on, have = v6 ? d->v6.has_dns : d->has_dns;
+	const uint8_t *server = v6 ? d->v6.dns : d->dns;
+	if (!have) {
+		pxe_fail("DNS: %s is a host name, but the DHCP%s answer named no DNS server", name, v6 ? "v6" : "");
+		return EFI_NOT_FOUND;
+	}
+	uint16_t qtype = v6 ? DNS_TYPE_AAAA : DNS_TYPE_A;
+	static uint8_t msg[DNS_NAME_MAX + 32];
+	uint16_t id = (uint16_t)((uint32_t)fw_time_100ns() * 2654435761u >> 16);
+	uint32_t n = nb_dns_query(msg, sizeof(msg), id, name, qtype);
+	if (!n) {
+		pxe_fail("DNS: %s is not a host name the firmware can look up", name);
+		return EFI_INVALID_PARAMETER;
+	}
+	uint16_t lport = fw_pxe_local_port(d);
+	fw_host_event(FW_EV_LOG, "network boot: DNS %s %s from %s", v6 ? "AAAA" : "A", name, fw_pxe_addr_text(d, server));
+	for (int tries = 0; tries < PXE_DNS_TRIES; tries++) {
+		if (EFI_ERROR(pxe_udp_send(d, server, lport, DNS_PORT, msg, n))) {
+			pxe_fail("DNS: the server %s does not answer %s", fw_pxe_addr_text(d, server),
+				 v6 ? "neighbour solicitations" : "ARP");
+			return EFI_NO_RESPONSE;
+		}
+		struct nb_udp u;
+		uint64_t end = fw_stor_now_us() + PXE_DNS_TIMEOUT_US;
+		while (pxe_wait_udp(d, lport, end, &u)) {
+			if (u.sport != DNS_PORT || efi_memcmp(u.sip, server, pxe_alen(d)))
+				continue;
+			uint8_t rcode;
+			int r = nb_dns_answer(u.data, u.len, id, qtype, addr, &rcode);
+			if (!r)
+				return EFI_SUCCESS;
+			if (r > 0) {
+				pxe_fail("DNS: %s: %s (from %s)", name, rcode == DNS_RCODE_NXDOMAIN ? "no such name" :
+					 v6 ? "no IPv6 address (AAAA)" : "no IPv4 address (A)", fw_pxe_addr_text(d, server));
+				return EFI_NOT_FOUND;
+			}
+			if (rcode) {
+				pxe_fail("DNS: %s: the server %s answered with error %u", name, fw_pxe_addr_text(d, server),
+					 rcode);
+				return EFI_DEVICE_ERROR;
+			}
+		}
+	}
+	pxe_fail("DNS: no answer from %s for %s", fw_pxe_addr_text(d, server), name);
+	return EFI_TIMEOUT;
+}
+
 uint16_t fw_pxe_local_port(struct pxe_dev *d)
 {
 	return (uint16_t)(49152 + (d->port_next++ % 16000));
@@ -382,6 +434,8 @@ static EFI_STATUS pxe_dhcp(struct pxe_dev *d)
 			efi_memcpy(d->mask, r.has_mask ? r.mask : (const uint8_t[4]){ 255, 255, 255, 0 }, 4);
 			d->has_router = r.has_router;
 			efi_memcpy(d->router, r.router, 4);
+			d->has_dns = r.has_dns;
+			efi_memcpy(d->dns, r.dns, 4);
 			/* The TFTP server: siaddr (next-server), else option 66 as an address, else the DHCP server. */
 			static const uint8_t zero[4];
 			efi_memcpy(d->server, efi_memcmp(r.siaddr, zero, 4) ? r.siaddr : offer.server_id, 4);

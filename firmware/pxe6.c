@@ -312,6 +312,8 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 			}
 			efi_memcpy(s->ip, r.addr, 16);
 			s->configured = true;
+			s->has_dns = r.has_dns || adv.has_dns;
+			efi_memcpy(s->dns, r.has_dns ? r.dns : adv.dns, 16);
 			mode_packet(&m->DhcpAck, u.data, u.len);
 			m->DhcpAckReceived = 1;
 			efi_memset(&m->StationIp, 0, sizeof(m->StationIp));
@@ -331,18 +333,15 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 				pxe_fail("the DHCPv6 answer names no boot file (option 59, the boot-file URL)");
 				return EFI_NOT_FOUND;
 			}
-			uint8_t ip[16];
-			bool v6 = false;
-			uint16_t port;
-			char host[NB_HTTP_HOST_MAX];
+			static struct nb_http_url hu;
 			static char path[NB_BOOTFILE_MAX];
-			if (nb_http_url_parse(url, ip, &v6, &port, host, path, sizeof(path)) == 0 && v6) {
-				/* HTTP boot over IPv6 (UEFI 2.10 24.7.2): the URL is the boot file (pxe.c). */
-				efi_memcpy(s->server, ip, 16);
+			if (nb_http_url_parse(url, &hu, path, sizeof(path)) == 0) {
+				/* HTTP boot over IPv6 (UEFI 2.10 24.7.2): the URL is the boot file (pxe.c, http.c). */
+				efi_memcpy(s->server, hu.ip, 16);
 				efi_memcpy(s->bootfile, url, sizeof(s->bootfile)); /* both NB_BOOTFILE_MAX, NUL-terminated */
 			} else if (nb_tftp6_url(url, s->server, s->bootfile, sizeof(s->bootfile))) {
 				pxe_fail("the DHCPv6 boot-file URL is not tftp://[IPv6 address]/path or "
-					 "http://[IPv6 address][:port]/path: %.80s", url);
+					 "http://HOST[:port]/path: %.80s", url);
 				return EFI_UNSUPPORTED;
 			}
 			char srv[48];

@@ -470,6 +470,12 @@ int nb_dhcp6_parse(const uint8_t *p, uint32_t len, uint32_t xid, const uint8_t u
 			if (blen == 1)
 				r->preference = body[0];
 			break;
+		case DHCP6_OPT_DNS_SERVERS:
+			if (blen >= 16 && !r->has_dns) {
+				efi_memcpy(r->dns, body, 16);
+				r->has_dns = true;
+			}
+			break;
 		case DHCP6_OPT_BOOTFILE_URL:
 			if (blen >= sizeof(r->bootfile_url)) {
 				r->url_too_long = true;

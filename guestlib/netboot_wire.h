@@ -70,15 +70,20 @@ int nb_tcp4_parse(const uint8_t *f, uint32_t len, struct nb_tcp *t);
 uint32_t nb_tcp_put(uint8_t *tcp, const struct nb_tcp_seg *seg, const void *payload, uint32_t len);
 int nb_tcp_get(const uint8_t *tcp, uint32_t tlen, struct nb_tcp *t);
 
-/* HTTP boot (UEFI 2.10 24.7): the boot file is a URL. "http://A.B.C.D[:port]/path" with an IPv4
- * address or "http://[IPv6]:port/path" with an IPv6 one (RFC 3986; no zone: the firmware has no DNS
- * client and talks to its own link or through its router). Returns 0, -1 when url is not an http://
- * URL at all, -2 when it is one the firmware cannot use (a host name, https, a bad port, a path too
- * long); *v6 says which address ip holds (4 or 16 bytes), host receives the authority as written
- * (the Host header), path the rest from its '/'. */
-#define NB_HTTP_HOST_MAX 56u
-int nb_http_url_parse(const char *url, uint8_t ip[16], bool *v6, uint16_t *port, char host[NB_HTTP_HOST_MAX],
-		      char *path, uint32_t path_cap);
+/* HTTP boot (UEFI 2.10 24.7): the boot file is a URL, "http://HOST[:port]/path" where HOST is an IPv4
+ * address A.B.C.D, an IPv6 one in brackets (RFC 3986; no zone) or a DNS name (letters, digits and
+ * hyphens in dot-separated labels of 1 to 63, at most 253 in all). Returns 0, -1 when url is not an
+ * http:// URL at all, -2 when it is one the firmware cannot use (https, a bad host or port, a path
+ * too long). */
+#define NB_HTTP_HOST_MAX 260u /* a name of 253, ":65535" and the NUL */
+struct nb_http_url {
+	char name[DNS_NAME_MAX + 1]; /* a DNS name, "" when HOST is an address */
+	uint8_t ip[16];              /* the address (IPv4: 4 bytes), when not a name */
+	bool v6;                     /* the address is IPv6 */
+	uint16_t port;
+	char host[NB_HTTP_HOST_MAX]; /* the authority as written: the Host header */
+};
+int nb_http_url_parse(const char *url, struct nb_http_url *u, char *path, uint32_t path_cap);
 /* "GET path HTTP/1.1" with Host, a User-Agent and "Connection: close". Returns the length, 0 when it
  * does not fit. */
 uint32_t nb_http_get_build(uint8_t *out, uint32_t cap, const char *host, const char *path);
@@ -123,13 +128,23 @@ uint32_t nb_dhcp4_build(uint8_t *out, uint32_t cap, const struct nb_dhcp4_req *r
 struct nb_dhcp4_reply {
 	uint8_t type; /* option 53; 0 when absent (a BOOTP reply) */
 	uint8_t yiaddr[4], siaddr[4], server_id[4], mask[4], router[4];
-	bool has_server_id, has_mask, has_router, pxe_class;
+	bool has_server_id, has_mask, has_router, pxe_class, has_dns;
+	uint8_t dns[4];                /* option 6: the first DNS server */
 	char bootfile[NB_BOOTFILE_MAX]; /* option 67, else the file field; NUL-terminated, "" when none */
 	char tftp_server[64];          /* option 66, else the sname field; "" when none */
 };
 /* A reply to our xid and MAC (a BOOTREPLY with the magic cookie). Options may be overloaded into the
  * file and sname fields (option 52). 0 or -1. */
 int nb_dhcp4_parse(const uint8_t *p, uint32_t len, uint32_t xid, const uint8_t mac[6], struct nb_dhcp4_reply *r);
+
+/* A DNS query (recursion desired) for name's qtype (DNS_TYPE_A or _AAAA). Returns its length (a UDP
+ * payload), 0 when name is not a valid host name or does not fit. */
+uint32_t nb_dns_query(uint8_t *out, uint32_t cap, uint16_t id, const char *name, uint16_t qtype);
+/* The answer to our query id: 0 with the first qtype/IN record's address (4 or 16 bytes) in addr,
+ * 1 when the server says the name does not exist (NXDOMAIN) or has no such record, -1 for anything
+ * else (not an answer to id, malformed: every name, pointer and record length is checked against the
+ * message, and a chain of compression pointers cannot loop). *rcode is the server's code. */
+int nb_dns_answer(const uint8_t *p, uint32_t len, uint16_t id, uint16_t qtype, uint8_t addr[16], uint8_t *rcode);
 
 /* TFTP read request for file in octet mode; blksize 0 and !tsize: no options. Returns its length,
  * 0 when it does not fit (or the name is empty or too long). */
@@ -233,6 +248,8 @@ struct nb_dhcp6_reply {
 	uint8_t preference;  /* option 7, 0 when absent */
 	char bootfile_url[NB_BOOTFILE_MAX]; /* option 59, NUL-terminated, "" when none */
 	bool url_too_long;
+	uint8_t dns[16];     /* option 23: the first DNS server */
+	bool has_dns;
 };
 /* An Advertise or Reply for our xid and our client DUID (uuid). Every option's length is checked
  * against its container. 0 or -1. */

@@ -21,7 +21,8 @@ import pytest
 
 import efi_images as ei
 from conftest import BUILD, gen2vm_binary, have_kvm
-from test_netboot import MAC, MAC_HEX, NetNs, firmware_show, grubnet_tftp_root, http_server, sh, summary_of
+from test_netboot import MAC, MAC_HEX, NetNs, dns_args, firmware_show, grubnet_tftp_root, http_server, sh, \
+    summary_of
 
 pytestmark = [pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for the tap and the network namespace")]
@@ -41,12 +42,13 @@ class NetNs6(NetNs):
         sh("ip", "-n", self.ns, "addr", "add", HOST_IP6 + "/64", "dev", self.tap, "nodad")
         return self
 
-    def dnsmasq6(self, tftp_root, boot_file, log, url=None):
+    def dnsmasq6(self, tftp_root, boot_file, log, url=None, dns=()):
         """dnsmasq: RAs for fd42:214::/64, DHCPv6 addresses from it, the boot-file URL (url, or
-        tftp://[HOST_IP6]/boot_file), TFTP."""
+        tftp://[HOST_IP6]/boot_file), TFTP; with dns (host records), the DNS server too (option 23)."""
         if not shutil.which("dnsmasq"):
             pytest.fail("dnsmasq is missing (scripts/deps.sh test installs dnsmasq-base)")
-        self.start("dnsmasq", "--no-daemon", "--port=0", "--interface=" + self.tap, "--bind-interfaces",
+        extra = ["--dhcp-option=option6:dns-server,[::]"] if dns else []
+        self.start("dnsmasq", "--no-daemon", *dns_args(dns), *extra, "--interface=" + self.tap, "--bind-interfaces",
                    "--enable-ra", "--dhcp-range=fd42:214::10,fd42:214::50,64,1h",
                    "--dhcp-leasefile=%s/leases" % self.tmp, "--conf-file=/dev/null",
                    "--dhcp-option=option6:bootfile-url," + (url or "tftp://[%s]/%s" % (HOST_IP6, boot_file)),
@@ -100,7 +102,8 @@ def test_pxe6_boots_an_efi_app(tmp_path):
 def test_http_boot_over_ipv6_from_the_dhcpv6_boot_file_url(tmp_path):
     """UEFI HTTP boot over IPv6: the DHCPv6 boot-file URL is http://[fd42:214::1]:8080/hello.efi; the
     firmware fetches it from Python's http.server over its own TCP over IPv6, not over TFTP, and it
-    runs. A second URL, for a file the server does not have, gives the 404 in the boot summary."""
+    runs. A second URL names the server by a host name (looked up as AAAA from the DNS server of
+    DHCPv6's option 23) and a file it does not have: the 404 in the boot summary."""
     root = tmp_path / "root"
     root.mkdir()
     shutil.copy(HELLO, root / "hello.efi")
@@ -123,13 +126,14 @@ def test_http_boot_over_ipv6_from_the_dhcpv6_boot_file_url(tmp_path):
                      r"\"http://\[fd42:214::1\]:8080/hello\.efi\"", text), why
     assert "hello from EFI" in text, why
     assert not re.search(r"sent \S*hello\.efi", d), why  # not over TFTP
-    missing = "http://[%s]:8080/missing.efi" % HOST_IP6
+    missing = "http://boot.test:8080/missing.efi"
     with NetNs6(tmp_path) as n:
         http_server(n, root, hlog, host=HOST_IP6)
-        n.dnsmasq6(root, None, dlog, url=missing)
+        n.dnsmasq6(root, None, dlog, url=missing, dns=["boot.test," + HOST_IP6])
         rc, err = n.run_vm(["run", "--memory", "256M", "--nvram", nvram, "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "-v"])
     s = summary_of(err)
     assert rc == 5, err[-3000:]
+    assert "network boot: DNS AAAA boot.test from %s" % HOST_IP6 in err, err[-3000:]
     assert re.search(r"Boot0000 \"EFI Network \(%s\)\": HTTP: file not found: %s \(404 File not found\)"
                      % (MAC_HEX, re.escape(missing)), s), s
 

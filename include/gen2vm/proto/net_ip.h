@@ -66,6 +66,21 @@ _Static_assert(sizeof(struct tcp_hdr) == 20, "tcp_hdr");
 
 #define HTTP_PORT 80u
 
+/* --- DNS (RFC 1035), as a stub resolver asks --- */
+#define DNS_PORT 53u
+struct dns_hdr {
+	uint8_t id[2], flags[2], qdcount[2], ancount[2], nscount[2], arcount[2];
+} __attribute__((packed));
+_Static_assert(sizeof(struct dns_hdr) == 12, "dns_hdr");
+#define DNS_FLAG_QR 0x8000u
+#define DNS_FLAG_RD 0x0100u
+#define DNS_RCODE_MASK 0x000fu
+#define DNS_RCODE_NXDOMAIN 3u
+#define DNS_TYPE_A 1u
+#define DNS_TYPE_AAAA 28u
+#define DNS_CLASS_IN 1u
+#define DNS_NAME_MAX 253u
+
 /* --- DHCPv4 --- */
 #define DHCP_SERVER_PORT 67u
 #define DHCP_CLIENT_PORT 68u
