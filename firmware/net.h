@@ -53,6 +53,9 @@ struct pxe6 {
 	uint8_t server[16];            /* the boot file URL's server */
 	uint8_t dns[16];               /* DHCPv6 option 23 */
 	bool has_dns;
+	uint8_t tentative[16];         /* the address duplicate address detection is probing */
+	bool dad_active, dad_conflict;
+	uint8_t dad_mac[6];            /* who has it */
 	char bootfile[NB_BOOTFILE_MAX];/* its path */
 	struct {
 		uint8_t ip[16], mac[6];

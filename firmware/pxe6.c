@@ -20,6 +20,7 @@
 #define PXE6_SOLICIT_MAX_US 4000000ull   /* ... a cap that fits a 16 s attempt */
 #define PXE6_REPLY_TIMEOUT_US 4000000ull
 #define PXE6_NS_TIMEOUT_US 1000000ull    /* RFC 4861 RETRANS_TIMER */
+#define PXE6_DAD_US 1000000ull           /* RetransTimer once (DupAddrDetectTransmits 1) */
 
 static uint8_t pxe6_rx_buf[1600] __attribute__((aligned(8)));
 static uint8_t pxe6_tx_buf[1600] __attribute__((aligned(8)));
@@ -93,6 +94,15 @@ static EFI_STATUS send_icmp6(struct pxe6 *s, const uint8_t dmac[6], const uint8_
 static void nd_input(struct pxe6 *s, const struct nb_nd *nd)
 {
 	uint8_t msg[64];
+	/* RFC 4862 5.4.3/5.4.4: while an address is tentative, an advertisement for it, or another
+	 * node's probe for it (a solicitation from ::), means someone else has it. */
+	if (s->dad_active && !efi_memcmp(nd->target, s->tentative, 16) &&
+	    (nd->type == ICMPV6_NEIGH_ADVERT ||
+	     (nd->type == ICMPV6_NEIGH_SOLICIT && !efi_memcmp(nd->sip, ip6_zero, 16) && efi_memcmp(nd->smac, s->mac, 6)))) {
+		s->dad_conflict = true;
+		efi_memcpy(s->dad_mac, nd->type == ICMPV6_NEIGH_ADVERT && nd->has_lladdr ? nd->lladdr : nd->smac, 6);
+		return;
+	}
 	switch (nd->type) {
 	case ICMPV6_NEIGH_SOLICIT:
 		if (!fw_pxe6_is_ours(s, nd->target))
@@ -229,6 +239,28 @@ EFI_STATUS fw_pxe6_start(struct pxe6 *s)
 	return EFI_SUCCESS;
 }
 
+/* Duplicate address detection (RFC 4862 5.4, DupAddrDetectTransmits 1): a probe for addr from ::
+ * to its solicited-node group, then RetransTimer (1 s) of listening. True when someone else has it
+ * (s->dad_mac says who). */
+static bool dad_conflict(struct pxe6 *s, const uint8_t addr[16])
+{
+	uint8_t msg[64], sol[16], smac[6];
+	efi_memcpy(s->tentative, addr, 16);
+	s->dad_conflict = false;
+	s->dad_active = true;
+	nb_ip6_solicited(sol, addr);
+	nb_ip6_mcast_mac(smac, sol);
+	send_icmp6(s, smac, ip6_zero, sol, msg, nb_nd_ns(msg, sizeof(msg), addr, NULL));
+	uint64_t end = fw_stor_now_us() + PXE6_DAD_US;
+	while (fw_stor_now_us() < end && !s->dad_conflict) {
+		struct nb_udp u;
+		bool any;
+		fw_pxe6_rx(s, 0, &u, &any);
+	}
+	s->dad_active = false;
+	return s->dad_conflict;
+}
+
 /* Waits for a DHCPv6 message to our client port until end; true with it parsed into *r. */
 static bool dhcp6_wait(struct pxe6 *s, uint64_t end, const struct nb_dhcp6_req *rq, struct nb_dhcp6_reply *r,
 		       struct nb_udp *u)
@@ -309,6 +341,14 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 			if (r.status != DHCP6_STATUS_SUCCESS || !r.has_addr) {
 				pxe_fail("the DHCPv6 server gave no address (status %u)", r.status);
 				return EFI_ACCESS_DENIED;
+			}
+			if (dad_conflict(s, r.addr)) {
+				char a[48];
+				nb_ip6_text(a, r.addr);
+				pxe_fail("the DHCPv6 address %s is in use by %02x:%02x:%02x:%02x:%02x:%02x (duplicate address "
+					 "detection)", a, s->dad_mac[0], s->dad_mac[1], s->dad_mac[2], s->dad_mac[3],
+					 s->dad_mac[4], s->dad_mac[5]);
+				return EFI_NO_MAPPING;
 			}
 			efi_memcpy(s->ip, r.addr, 16);
 			s->configured = true;

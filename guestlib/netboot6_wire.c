@@ -282,6 +282,8 @@ static uint32_t nd_msg(uint8_t *out, uint32_t cap, uint8_t type, const uint8_t *
 		out[4] = flags;
 		efi_memcpy(out + 8, target, 16);
 	}
+	if (!mac)
+		return fixed;
 	out[fixed] = opt;
 	out[fixed + 1] = 1;
 	efi_memcpy(out + fixed + 2, mac, 6);

@@ -180,8 +180,8 @@ uint32_t nb_icmp6_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const
 /* An IPv6 UDP frame with no extension headers: lengths, and the UDP checksum, which IPv6 makes
  * mandatory (a zero checksum is refused). 0 or -1. */
 int nb_udp6_parse(const uint8_t *f, uint32_t len, struct nb_udp *u);
-/* TCP over IPv6 (hop limit 255, as every frame built here), and an IPv6 TCP frame with no extension headers: lengths and the TCP
- * checksum; 0 or -1. */
+/* TCP over IPv6 (hop limit 255, as every frame built here), and an IPv6 TCP frame with no extension
+ * headers: lengths and the TCP checksum; 0 or -1. */
 uint32_t nb_tcp6_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6],
 		       const uint8_t sip[16], const uint8_t dip[16], const struct nb_tcp_seg *seg, const void *payload,
 		       uint32_t len);
@@ -216,7 +216,9 @@ struct nb_nd {
 int nb_nd_parse(const uint8_t *f, uint32_t len, struct nb_nd *nd);
 /* The ICMPv6 body (from the type byte, checksum 0: nb_icmp6_build fills it) of a neighbour
  * solicitation for target, a neighbour advertisement for target (flags ND_NA_*), or a router
- * solicitation, each with our link-layer address option. Returns its length, 0 when cap is short. */
+ * solicitation, each with our link-layer address option (a solicitation with mac NULL has none: a
+ * duplicate address detection probe, sent from ::, RFC 4861 7.2.2). Returns its length, 0 when cap
+ * is short. */
 uint32_t nb_nd_ns(uint8_t *out, uint32_t cap, const uint8_t target[16], const uint8_t mac[6]);
 uint32_t nb_nd_na(uint8_t *out, uint32_t cap, const uint8_t target[16], uint8_t flags, const uint8_t mac[6]);
 uint32_t nb_nd_rs(uint8_t *out, uint32_t cap, const uint8_t mac[6]);

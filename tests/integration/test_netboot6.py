@@ -42,14 +42,14 @@ class NetNs6(NetNs):
         sh("ip", "-n", self.ns, "addr", "add", HOST_IP6 + "/64", "dev", self.tap, "nodad")
         return self
 
-    def dnsmasq6(self, tftp_root, boot_file, log, url=None, dns=()):
+    def dnsmasq6(self, tftp_root, boot_file, log, url=None, dns=(), first="fd42:214::10", last="fd42:214::50"):
         """dnsmasq: RAs for fd42:214::/64, DHCPv6 addresses from it, the boot-file URL (url, or
         tftp://[HOST_IP6]/boot_file), TFTP; with dns (host records), the DNS server too (option 23)."""
         if not shutil.which("dnsmasq"):
             pytest.fail("dnsmasq is missing (scripts/deps.sh test installs dnsmasq-base)")
         extra = ["--dhcp-option=option6:dns-server,[::]"] if dns else []
         self.start("dnsmasq", "--no-daemon", *dns_args(dns), *extra, "--interface=" + self.tap, "--bind-interfaces",
-                   "--enable-ra", "--dhcp-range=fd42:214::10,fd42:214::50,64,1h",
+                   "--enable-ra", "--dhcp-range=%s,%s,64,1h" % (first, last),
                    "--dhcp-leasefile=%s/leases" % self.tmp, "--conf-file=/dev/null",
                    "--dhcp-option=option6:bootfile-url," + (url or "tftp://[%s]/%s" % (HOST_IP6, boot_file)),
                    "--enable-tftp", "--tftp-root=" + str(tftp_root), "--log-dhcp", "--log-facility=" + str(log),
@@ -174,7 +174,8 @@ def test_pxe6_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
 def test_pxe6_no_dhcpv6_server_then_the_next_entry(tmp_path):
     """No DHCPv6 server on the link: "no DHCPv6 advertise in 16 s" for the network entry, then the
     disk entry after it in BootOrder. A DHCPv6 server whose boot file is missing: "TFTP: file not
-    found" (the IPv4 words: the TFTP client is shared)."""
+    found" (the IPv4 words: the TFTP client is shared). A DHCPv6 address another node has: duplicate
+    address detection finds it."""
     nvram = str(tmp_path / "vm.nvram")
     set_ipv6(nvram)
     blank = ei.make_blank_disk(str(tmp_path / "blank.img"))
@@ -199,3 +200,15 @@ def test_pxe6_no_dhcpv6_server_then_the_next_entry(tmp_path):
     assert rc == 5, err[-3000:]
     assert re.search(r"1\. Boot0001 \"EFI Network \(%s\)\": TFTP: file not found: missing\.efi" % MAC_HEX, s), s
     assert re.search(r"2\. Boot0000 \"EFI SCSI Device[^\"]*\": no FAT file system", s), s
+    # Duplicate address detection: the only address DHCPv6 can give is the host's own: Linux answers
+    # the firmware's probe, and the address is not used.
+    with NetNs6(tmp_path) as n:
+        sh("ip", "-n", n.ns, "addr", "add", "fd42:214::99/64", "dev", n.tap, "nodad")
+        tap_mac = re.search(r"link/ether ([0-9a-f:]{17})", sh("ip", "-n", n.ns, "link", "show", n.tap).stdout).group(1)
+        n.dnsmasq6(root, "missing.efi", tmp_path / "dnsmasq-dad.log", first="fd42:214::99", last="fd42:214::99")
+        rc, err = n.run_vm(["run", "--memory", "256M", "--nvram", nvram, "--disk", blank, "-v",
+                            "--nic", "tap=%s,mac=%s" % (n.tap, MAC)])
+    s = summary_of(err)
+    assert rc == 5, err[-3000:]
+    assert re.search(r"1\. Boot0001 \"EFI Network \(%s\)\": the DHCPv6 address fd42:214::99 is in use by %s "
+                     r"\(duplicate address detection\)" % (MAC_HEX, tap_mac), s), s

@@ -132,6 +132,15 @@ static void test_neighbour_discovery(void **state)
 	assert_memory_equal(nd.sip, ll, 16);
 	assert_true(nd.has_lladdr);
 	assert_memory_equal(nd.lladdr, mac, 6);
+	/* a duplicate address detection probe: from ::, no link-layer option, and it parses */
+	static const uint8_t any[16];
+	k = nb_nd_ns(msg, sizeof(msg), srv_ip, NULL);
+	assert_int_equal(k, 24);
+	assert_int_equal(nb_nd_parse(f, nb_icmp6_build(f, sizeof(f), m, mac, any, sol, msg, k), &nd), 0);
+	assert_false(nd.has_lladdr);
+	assert_memory_equal(nd.sip, any, 16);
+	k = nb_nd_ns(msg, sizeof(msg), srv_ip, mac);
+	n = nb_icmp6_build(f, sizeof(f), m, mac, ll, sol, msg, k);
 	for (uint32_t len = 0; len < n; len++)
 		assert_int_not_equal(nb_nd_parse(f, len, &nd), 0);
 	f[14 + 7] = 64; /* a hop limit below 255: not from this link (RFC 4861 7.1.1) */
