@@ -50,6 +50,8 @@ struct pxe6 {
 	uint8_t router[16], prefix[16];/* from a Router Advertisement */
 	uint8_t prefix_len;
 	bool has_router, has_prefix;
+	bool ra_seen, prefix_auto;     /* a Router Advertisement came; its prefix is autonomous /64 */
+	uint8_t ra_flags;              /* its M and O flags */
 	uint8_t server[16];            /* the boot file URL's server */
 	uint8_t dns[16];               /* DHCPv6 option 23 */
 	bool has_dns;

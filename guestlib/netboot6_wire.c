@@ -147,6 +147,12 @@ void nb_ip6_linklocal(uint8_t out[16], const uint8_t mac[6])
 	out[15] = mac[5];
 }
 
+void nb_ip6_slaac(uint8_t out[16], const uint8_t prefix[16], const uint8_t mac[6])
+{
+	nb_ip6_linklocal(out, mac);
+	efi_memcpy(out, prefix, 8);
+}
+
 void nb_ip6_solicited(uint8_t out[16], const uint8_t ip[16])
 {
 	static const uint8_t pre[13] = { 0xff, 0x02, [11] = 0x01, [12] = 0xff };
@@ -241,6 +247,7 @@ int nb_nd_parse(const uint8_t *f, uint32_t len, struct nb_nd *nd)
 		if (pl < fixed || !nb_ip6_is_linklocal(nd->sip)) /* RFC 4861 6.1.2 */
 			return -1;
 		nd->router_lifetime = nb_be16(m + 6);
+		nd->ra_flags = m[5] & (ND_RA_MANAGED | ND_RA_OTHER);
 		want_ll = ND_OPT_SOURCE_LLADDR;
 		break;
 	default:
@@ -355,7 +362,7 @@ uint32_t nb_dhcp6_build(uint8_t *out, uint32_t cap, const struct nb_dhcp6_req *r
 	if (r->type == DHCP6_REQUEST)
 		opt_bytes(&b, DHCP6_OPT_SERVERID, r->server_id, r->server_id_len);
 	uint32_t ia_len = sizeof(struct dhcp6_ia_na) + (r->has_addr ? 4 + sizeof(struct dhcp6_iaaddr) : 0);
-	uint8_t *ia = opt_put(&b, DHCP6_OPT_IA_NA, ia_len);
+	uint8_t *ia = r->type == DHCP6_INFORMATION_REQUEST ? NULL : opt_put(&b, DHCP6_OPT_IA_NA, ia_len);
 	if (ia) {
 		efi_memset(ia, 0, ia_len);
 		nb_put32(ia, r->iaid);

@@ -191,6 +191,9 @@ int nb_tcp6_parse(const uint8_t *f, uint32_t len, struct nb_tcp *t);
  * appendix A), the solicited-node multicast address of ip (ff02::1:ffXX:XXXX) and the Ethernet
  * address of an IPv6 multicast address (33:33 and its last 4 bytes). */
 void nb_ip6_linklocal(uint8_t out[16], const uint8_t mac[6]);
+/* A /64 prefix's address for mac by stateless autoconfiguration (RFC 4862 5.5.3): the prefix's first
+ * 8 bytes and the same modified EUI-64 interface identifier. */
+void nb_ip6_slaac(uint8_t out[16], const uint8_t prefix[16], const uint8_t mac[6]);
 void nb_ip6_solicited(uint8_t out[16], const uint8_t ip[16]);
 void nb_ip6_mcast_mac(uint8_t out[6], const uint8_t ip[16]);
 bool nb_ip6_is_linklocal(const uint8_t ip[16]);
@@ -209,6 +212,7 @@ struct nb_nd {
 	uint8_t lladdr[6];       /* the source (NS, RA) or target (NA) link-layer address option */
 	bool has_lladdr;
 	uint16_t router_lifetime;/* RA, seconds: 0 means not a default router */
+	uint8_t ra_flags;        /* RA: ND_RA_MANAGED, ND_RA_OTHER */
 	bool has_prefix;         /* RA: the first prefix with the on-link or autonomous flag */
 	uint8_t prefix[16], prefix_len, prefix_flags;
 };
@@ -228,7 +232,7 @@ uint32_t nb_nd_rs(uint8_t *out, uint32_t cap, const uint8_t mac[6]);
  * architecture x64 UEFI (option 61), network interface identifier (62) and the PXE vendor class. */
 #define NB_DUID_MAX 130u  /* RFC 8415 11.1: a DUID is at most 128 bytes (and its 2-byte type) */
 struct nb_dhcp6_req {
-	uint8_t type;        /* DHCP6_SOLICIT or DHCP6_REQUEST */
+	uint8_t type;        /* DHCP6_SOLICIT, DHCP6_REQUEST or DHCP6_INFORMATION_REQUEST (no IA_NA) */
 	uint32_t xid;        /* 24 bits */
 	uint16_t elapsed;    /* hundredths of a second */
 	uint8_t uuid[16];    /* the client DUID's UUID */

@@ -42,14 +42,17 @@ class NetNs6(NetNs):
         sh("ip", "-n", self.ns, "addr", "add", HOST_IP6 + "/64", "dev", self.tap, "nodad")
         return self
 
-    def dnsmasq6(self, tftp_root, boot_file, log, url=None, dns=(), first="fd42:214::10", last="fd42:214::50"):
+    def dnsmasq6(self, tftp_root, boot_file, log, url=None, dns=(), first="fd42:214::10", last="fd42:214::50",
+                 stateless=False):
         """dnsmasq: RAs for fd42:214::/64, DHCPv6 addresses from it, the boot-file URL (url, or
-        tftp://[HOST_IP6]/boot_file), TFTP; with dns (host records), the DNS server too (option 23)."""
+        tftp://[HOST_IP6]/boot_file), TFTP; with dns (host records), the DNS server too (option 23).
+        stateless: RAs with the M flag off and an autonomous prefix, DHCPv6 for options only."""
         if not shutil.which("dnsmasq"):
             pytest.fail("dnsmasq is missing (scripts/deps.sh test installs dnsmasq-base)")
         extra = ["--dhcp-option=option6:dns-server,[::]"] if dns else []
         self.start("dnsmasq", "--no-daemon", *dns_args(dns), *extra, "--interface=" + self.tap, "--bind-interfaces",
-                   "--enable-ra", "--dhcp-range=%s,%s,64,1h" % (first, last),
+                   "--enable-ra", "--dhcp-range=" + ("fd42:214::,ra-stateless" if stateless else
+                                                     "%s,%s,64,1h" % (first, last)),
                    "--dhcp-leasefile=%s/leases" % self.tmp, "--conf-file=/dev/null",
                    "--dhcp-option=option6:bootfile-url," + (url or "tftp://[%s]/%s" % (HOST_IP6, boot_file)),
                    "--enable-tftp", "--tftp-root=" + str(tftp_root), "--log-dhcp", "--log-facility=" + str(log),
@@ -136,6 +139,31 @@ def test_http_boot_over_ipv6_from_the_dhcpv6_boot_file_url(tmp_path):
     assert "network boot: DNS AAAA boot.test from %s" % HOST_IP6 in err, err[-3000:]
     assert re.search(r"Boot0000 \"EFI Network \(%s\)\": HTTP: file not found: %s \(404 File not found\)"
                      % (MAC_HEX, re.escape(missing)), s), s
+
+
+def test_pxe6_stateless_slaac_and_information_request(tmp_path):
+    """The router says addresses are autoconfigured (RA: M flag off, an autonomous /64): the firmware
+    makes its address from the prefix and its MAC (SLAAC), asks DHCPv6 only for options
+    (Information-Request) and boots the program from the boot-file URL over TFTP."""
+    root = tmp_path / "tftp"
+    root.mkdir()
+    shutil.copy(HELLO, root / "hello.efi")
+    nvram, dbg, log = str(tmp_path / "vm.nvram"), tmp_path / "debugcon.log", tmp_path / "dnsmasq.log"
+    set_ipv6(nvram)
+    with NetNs6(tmp_path) as n:
+        n.dnsmasq6(root, "hello.efi", log, stateless=True)
+        rc, err = n.run_vm(["run", "--memory", "256M", "--nvram", nvram, "--debugcon", "file:%s" % dbg,
+                            "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "-v"])
+    text = dbg.read_text(errors="replace") if dbg.exists() else ""
+    dlog = log.read_text(errors="replace") if log.exists() else ""
+    why = text[-3000:] + err[-3000:] + dlog[-3000:]
+    m = [int(x, 16) for x in MAC.split(":")]
+    iid = "%x:%x:%x:%x" % ((m[0] ^ 2) << 8 | m[1], m[2] << 8 | 0xff, 0xfe00 | m[3], m[4] << 8 | m[5])
+    assert "SLAAC and DHCPv6 information request" in err, why
+    assert re.search(r"network: adapter 0: address fd42:214::%s \(SLAAC\), boot server fd42:214::1, "
+                     r"boot file \"hello\.efi\"" % iid, text), why
+    assert "hello from EFI" in text, why
+    assert "information-request" in dlog.lower(), dlog[-3000:]
 
 
 def test_pxe6_mode_and_mtftp_for_a_loader(tmp_path):

@@ -177,6 +177,8 @@ _Static_assert(sizeof(struct nd_router_advert) == 12, "nd_router_advert");
 #define ND_OPT_PREFIX_INFO 3u
 #define ND_OPT_PREFIX_ONLINK 0x80u
 #define ND_OPT_PREFIX_AUTO 0x40u
+#define ND_RA_MANAGED 0x80u /* addresses from DHCPv6 (the M flag) */
+#define ND_RA_OTHER 0x40u   /* other configuration from DHCPv6 (the O flag) */
 struct nd_opt_prefix {
 	uint8_t type, len; /* 3, 4 */
 	uint8_t prefix_len, flags;
@@ -192,6 +194,7 @@ _Static_assert(sizeof(struct nd_opt_prefix) == 32, "nd_opt_prefix");
 #define DHCP6_ADVERTISE 2u
 #define DHCP6_REQUEST 3u
 #define DHCP6_REPLY 7u
+#define DHCP6_INFORMATION_REQUEST 11u /* stateless: options only, no address (RFC 8415 18.2.6) */
 
 struct dhcp6_hdr {
 	uint8_t msg_type;
