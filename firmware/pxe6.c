@@ -344,33 +344,42 @@ static EFI_STATUS dhcp6_take(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m, const ui
 	return EFI_SUCCESS;
 }
 
+/* Sends rq (its elapsed time counted from start) to all DHCPv6 servers, the first one sent as Mode's
+ * DhcpDiscover. Returns when to send it again (*rt doubles up to PXE6_SOLICIT_MAX_US, RFC 8415
+ * 15), 0 when it cannot be sent. */
+static uint64_t dhcp6_send(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m, struct nb_dhcp6_req *rq, uint64_t start,
+			   uint64_t *rt)
+{
+	static uint8_t msg[600];
+	uint64_t el = (fw_stor_now_us() - start) / 10000;
+	rq->elapsed = (uint16_t)(el > 0xffff ? 0xffff : el);
+	uint32_t n = nb_dhcp6_build(msg, sizeof(msg), rq);
+	if (EFI_ERROR(fw_pxe6_udp_send(s, all_dhcp, DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT, msg, n)))
+		return 0;
+	if (!m->DhcpDiscoverValid) {
+		mode_packet(&m->DhcpDiscover, msg, n);
+		m->DhcpDiscoverValid = 1;
+	}
+	uint64_t resend = fw_stor_now_us() + *rt;
+	*rt = *rt * 2 > PXE6_SOLICIT_MAX_US ? PXE6_SOLICIT_MAX_US : *rt * 2;
+	return resend;
+}
+
 /* Stateless (RFC 8415 6.1, the router's M flag off): our address from the advertised /64 prefix,
  * then an Information-Request for the boot-file URL and DNS server. */
 static EFI_STATUS dhcp6_stateless(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m, struct nb_dhcp6_req *rq,
 				  uint64_t start)
 {
-	uint8_t msg[600], addr[16];
+	uint8_t addr[16];
 	nb_ip6_slaac(addr, s->prefix, s->mac);
 	rq->type = DHCP6_INFORMATION_REQUEST;
 	struct nb_dhcp6_reply r;
 	struct nb_udp u;
-	uint64_t end = start + PXE6_DHCP_TIMEOUT_S * 1000000ull, rt = PXE6_SOLICIT_FIRST_US;
-	while (fw_stor_now_us() < end) {
-		uint64_t el = (fw_stor_now_us() - start) / 10000;
-		rq->elapsed = (uint16_t)(el > 0xffff ? 0xffff : el);
-		uint32_t n = nb_dhcp6_build(msg, sizeof(msg), rq);
-		if (EFI_ERROR(fw_pxe6_udp_send(s, all_dhcp, DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT, msg, n)))
-			break;
-		if (!m->DhcpDiscoverValid) {
-			mode_packet(&m->DhcpDiscover, msg, n);
-			m->DhcpDiscoverValid = 1;
-		}
-		uint64_t resend = fw_stor_now_us() + rt;
-		rt = rt * 2 > PXE6_SOLICIT_MAX_US ? PXE6_SOLICIT_MAX_US : rt * 2;
+	uint64_t end = start + PXE6_DHCP_TIMEOUT_S * 1000000ull, rt = PXE6_SOLICIT_FIRST_US, resend;
+	while (fw_stor_now_us() < end && (resend = dhcp6_send(s, m, rq, start, &rt)))
 		while (dhcp6_wait(s, resend < end ? resend : end, rq, &r, &u))
 			if (r.type == DHCP6_REPLY && r.status == DHCP6_STATUS_SUCCESS)
 				return dhcp6_take(s, m, addr, &r, NULL, &u);
-	}
 	pxe_fail("no DHCPv6 reply to the information request in %u s (the router's M flag is off: stateless)",
 		 PXE6_DHCP_TIMEOUT_S);
 	return EFI_TIMEOUT;
@@ -410,21 +419,10 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 	bool have_adv = false;
 	uint64_t end = start + PXE6_DHCP_TIMEOUT_S * 1000000ull, rt = PXE6_SOLICIT_FIRST_US;
 	fw_host_event(FW_EV_LOG, "network boot: adapter %u: DHCPv6 from %s", s->nr, ll);
-	while (!have_adv && fw_stor_now_us() < end) {
-		uint64_t el = (fw_stor_now_us() - start) / 10000;
-		rq.elapsed = (uint16_t)(el > 0xffff ? 0xffff : el);
-		uint32_t n = nb_dhcp6_build(msg, sizeof(msg), &rq);
-		if (EFI_ERROR(fw_pxe6_udp_send(s, all_dhcp, DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT, msg, n)))
-			break;
-		if (!m->DhcpDiscoverValid) {
-			mode_packet(&m->DhcpDiscover, msg, n);
-			m->DhcpDiscoverValid = 1;
-		}
-		uint64_t resend = fw_stor_now_us() + rt;
-		rt = rt * 2 > PXE6_SOLICIT_MAX_US ? PXE6_SOLICIT_MAX_US : rt * 2;
+	uint64_t resend;
+	while (!have_adv && fw_stor_now_us() < end && (resend = dhcp6_send(s, m, &rq, start, &rt)))
 		while (!have_adv && dhcp6_wait(s, resend < end ? resend : end, &rq, &adv, &u))
 			have_adv = adv.type == DHCP6_ADVERTISE && adv.status == DHCP6_STATUS_SUCCESS && adv.has_addr;
-	}
 	if (!have_adv) {
 		pxe_fail("no DHCPv6 advertise in %u s", PXE6_DHCP_TIMEOUT_S);
 		return EFI_TIMEOUT;
