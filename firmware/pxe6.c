@@ -373,6 +373,7 @@ static EFI_STATUS dhcp6_stateless(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m, str
 	uint8_t addr[16];
 	nb_ip6_slaac(addr, s->prefix, s->mac);
 	rq->type = DHCP6_INFORMATION_REQUEST;
+	rq->xid = (rq->xid + 1) & 0xffffff; /* a transaction of its own, after Solicits that went unanswered */
 	struct nb_dhcp6_reply r;
 	struct nb_udp u;
 	uint64_t end = start + PXE6_DHCP_TIMEOUT_S * 1000000ull, rt = PXE6_SOLICIT_FIRST_US, resend;
@@ -383,6 +384,12 @@ static EFI_STATUS dhcp6_stateless(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m, str
 	pxe_fail("no DHCPv6 reply to the information request in %u s (the router's M flag is off: stateless)",
 		 PXE6_DHCP_TIMEOUT_S);
 	return EFI_TIMEOUT;
+}
+
+/* Whether the router said addresses are not managed (M off) and gave a prefix to make one in. */
+static bool stateless(const struct pxe6 *s)
+{
+	return s->ra_seen && !(s->ra_flags & ND_RA_MANAGED) && s->prefix_auto;
 }
 
 EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
@@ -409,7 +416,7 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 	rq.iaid = nb_be32(s->mac + 2);
 	char ll[48];
 	nb_ip6_text(ll, s->ll);
-	if (s->ra_seen && !(s->ra_flags & ND_RA_MANAGED) && s->prefix_auto) {
+	if (stateless(s)) {
 		fw_host_event(FW_EV_LOG, "network boot: adapter %u: SLAAC and DHCPv6 information request from %s", s->nr,
 			      ll);
 		return dhcp6_stateless(s, m, &rq, start);
@@ -420,9 +427,17 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 	uint64_t end = start + PXE6_DHCP_TIMEOUT_S * 1000000ull, rt = PXE6_SOLICIT_FIRST_US;
 	fw_host_event(FW_EV_LOG, "network boot: adapter %u: DHCPv6 from %s", s->nr, ll);
 	uint64_t resend;
-	while (!have_adv && fw_stor_now_us() < end && (resend = dhcp6_send(s, m, &rq, start, &rt)))
+	while (!have_adv && fw_stor_now_us() < end && (resend = dhcp6_send(s, m, &rq, start, &rt))) {
 		while (!have_adv && dhcp6_wait(s, resend < end ? resend : end, &rq, &adv, &u))
 			have_adv = adv.type == DHCP6_ADVERTISE && adv.status == DHCP6_STATUS_SUCCESS && adv.has_addr;
+		/* A router may answer our solicitation late (RFC 4861 6.2.6: at most one advertisement
+		 * every 3 s): once it says stateless, stop soliciting addresses nobody manages. */
+		if (!have_adv && stateless(s)) {
+			fw_host_event(FW_EV_LOG, "network boot: adapter %u: SLAAC and DHCPv6 information request", s->nr);
+			m->DhcpDiscoverValid = 0;
+			return dhcp6_stateless(s, m, &rq, start);
+		}
+	}
 	if (!have_adv) {
 		pxe_fail("no DHCPv6 advertise in %u s", PXE6_DHCP_TIMEOUT_S);
 		return EFI_TIMEOUT;

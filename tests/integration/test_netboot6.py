@@ -60,6 +60,23 @@ class NetNs6(NetNs):
         time.sleep(1)
 
 
+# Another node holding fd42:214::99: unsolicited neighbour advertisements for it (RFC 4861 7.2.6), ten
+# a second to all nodes, with the target link-layer address 02:00:00:00:00:99 (the kernel fills the
+# ICMPv6 checksum of a raw socket).
+NA_SENDER = r"""
+import socket, struct, time
+tap = "%s"
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex(tap))
+na = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + socket.inet_pton(socket.AF_INET6, "fd42:214::99")
+na += bytes([2, 1, 2, 0, 0, 0, 0, 0x99])
+while True:
+    s.sendto(na, ("ff02::1", 0, 0, socket.if_nametoindex(tap)))
+    time.sleep(0.1)
+"""
+
+
 def set_ipv6(nvram):
     for args in (["reset"], ["set", "--network-boot-preferred-protocol", "ipv6"]):
         r = subprocess.run([gen2vm_binary(), "firmware", args[0], "--nvram", nvram] + args[1:], capture_output=True,
@@ -228,11 +245,11 @@ def test_pxe6_no_dhcpv6_server_then_the_next_entry(tmp_path):
     assert rc == 5, err[-3000:]
     assert re.search(r"1\. Boot0001 \"EFI Network \(%s\)\": TFTP: file not found: missing\.efi" % MAC_HEX, s), s
     assert re.search(r"2\. Boot0000 \"EFI SCSI Device[^\"]*\": no FAT file system", s), s
-    # Duplicate address detection: the only address DHCPv6 can give is the host's own: Linux answers
-    # the firmware's probe, and the address is not used.
+    # Duplicate address detection: the only address DHCPv6 can give, fd42:214::99, is another node's
+    # (a program on the link advertises it as 02:00:00:00:00:99's), and the firmware does not use it.
     with NetNs6(tmp_path) as n:
-        sh("ip", "-n", n.ns, "addr", "add", "fd42:214::99/64", "dev", n.tap, "nodad")
-        tap_mac = re.search(r"link/ether ([0-9a-f:]{17})", sh("ip", "-n", n.ns, "link", "show", n.tap).stdout).group(1)
+        n.start("/usr/bin/python3", "-c", NA_SENDER % n.tap)
+        tap_mac = "02:00:00:00:00:99"
         n.dnsmasq6(root, "missing.efi", tmp_path / "dnsmasq-dad.log", first="fd42:214::99", last="fd42:214::99")
         rc, err = n.run_vm(["run", "--memory", "256M", "--nvram", nvram, "--disk", blank, "-v",
                             "--nic", "tap=%s,mac=%s" % (n.tap, MAC)])
