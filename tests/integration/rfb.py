@@ -92,6 +92,10 @@ class RfbClient:
             area += rw * rh
         return area
 
+    def key(self, keysym):
+        """A key pressed and released (KeyEvent, an X keysym: 0xff54 Down, 0xff0d Return...)."""
+        self.s.sendall(struct.pack(">BBxxI", 4, 1, keysym) + struct.pack(">BBxxI", 4, 0, keysym))
+
     def close(self):
         self.s.close()
 
