@@ -25,7 +25,6 @@ runs it in the nested test host, where every CPU is emulated (TCG): compare the 
 milliseconds."""
 import os
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import efi_images as ei  # noqa: E402
 from conftest import loopback_up  # noqa: E402
 from linux_guest import INIT_PRELUDE, generic_kernel, host_program, make_initramfs  # noqa: E402
+from rfb import RfbClient  # noqa: E402
 
 W, H = 1600, 1200
 IDLE_SECONDS = int(os.environ.get("CONSOLE_BENCH_IDLE", "10"))
@@ -108,19 +108,9 @@ poweroff -f
 """
 
 
-def recv_exact(s, n):
-    b = bytearray()
-    while len(b) < n:
-        c = s.recv(min(n - len(b), 1 << 20))
-        if not c:
-            raise EOFError("the VNC server closed the connection")
-        b += c
-    return bytes(b)
-
-
 class Viewer(threading.Thread):
-    """An RFB 3.8 client (no authentication, Raw): asks for incremental updates one after another and
-    records each update's time and the pixels it covered."""
+    """An RFB 3.8 client (tests/integration/rfb.py: no authentication, Raw): asks for incremental
+    updates one after another and records each update's time and the pixels it covered."""
 
     def __init__(self, addr):
         super().__init__(daemon=True)
@@ -138,49 +128,14 @@ class Viewer(threading.Thread):
                         raise
                     time.sleep(0.5)
             s.settimeout(LIMIT)
-            ver = recv_exact(s, 12)
-            s.sendall(b"RFB 003.008\n" if ver >= b"RFB 003.008\n" else ver)
-            n = recv_exact(s, 1)[0]
-            types = recv_exact(s, n)
-            if 1 not in types:
-                raise RuntimeError("the server wants authentication: %r" % types)
-            s.sendall(b"\x01")
-            recv_exact(s, 4)
-            s.sendall(b"\x01")  # shared
-            w, h = struct.unpack(">HH", recv_exact(s, 4))
-            recv_exact(s, 16)
-            recv_exact(s, struct.unpack(">I", recv_exact(s, 4))[0])
-            # 32 bpp true colour, little-endian BGRX: what both servers hold.
-            s.sendall(struct.pack(">BxxxBBBBHHHBBBxxx", 0, 32, 24, 0, 1, 255, 255, 255, 16, 8, 0))
-            # Raw, and DesktopSize (-223) so that a resize arrives as a message.
-            s.sendall(struct.pack(">BxHii", 2, 2, 0, -223))
-            self.size = (w, h)
-            s.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, w, h))
+            c = RfbClient(s)
+            self.size = (c.w, c.h)
+            incremental = False
             while not self.stop:
-                t, _, nr = struct.unpack(">BBH", recv_exact(s, 4))
-                if t == 2:  # bell
-                    continue
-                if t == 3:  # server cut text
-                    recv_exact(s, 3)
-                    recv_exact(s, struct.unpack(">I", recv_exact(s, 4))[0])
-                    continue
-                if t == 1:  # colour map entries
-                    recv_exact(s, 1)
-                    recv_exact(s, struct.unpack(">H", recv_exact(s, 2))[0] * 6)
-                    continue
-                area = 0
-                for _ in range(nr):
-                    x, y, rw, rh, enc = struct.unpack(">HHHHi", recv_exact(s, 12))
-                    if enc == -223:
-                        self.size = (rw, rh)
-                        continue
-                    if enc != 0:
-                        raise RuntimeError("encoding %d" % enc)
-                    recv_exact(s, rw * rh * 4)
-                    area += rw * rh
+                area = c.update(incremental)
+                incremental = True
+                self.size = (c.w, c.h)
                 self.updates.append((time.monotonic(), area))
-                w, h = self.size
-                s.sendall(struct.pack(">BBHHHH", 3, 1, 0, 0, w, h))
         except Exception as e:  # reported by the caller (not the end of the VM after the measurement)
             if not self.stop:
                 self.error = repr(e)

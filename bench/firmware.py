@@ -130,7 +130,8 @@ def network_boot(qemu, ovmf, work, hello):
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             out, err = p.communicate(timeout=300)
             wall = time.monotonic() - t0
-        m = re.search(r"starting (\S+) \(([\d.]+) ms after the firmware's start, (\d+) exits\)", err)
+        # "starting the network boot file (...)": the name has spaces.
+        m = re.search(r"starting (.+?) \(([\d.]+) ms after the firmware's start, (\d+) exits\)", err)
         runs.append((float(m.group(2)) if m else None, int(m.group(3)) if m else None, wall if marker in out else None))
     ok = [r for r in runs if r[0] is not None and r[2] is not None]
     if not ok:

@@ -1,6 +1,7 @@
-/* HTTP boot over IPv4 (UEFI 2.10 24.7, the part a DHCP answer with a URL needs): when the boot file of
- * a PXE DHCP answer is "http://A.B.C.D[:port]/path", LoadFile fetches it with one HTTP/1.1 GET over a
- * TCP connection of our own instead of TFTP.
+/* HTTP boot (UEFI 2.10 24.7, the part a DHCP answer with a URL needs): when the boot file of a PXE
+ * DHCP answer is "http://A.B.C.D[:port]/path" (DHCPv4) or the DHCPv6 boot-file URL is
+ * "http://[IPv6][:port]/path", LoadFile fetches it with one HTTP/1.1 GET over a TCP connection of our
+ * own instead of TFTP.
  *
  * The TCP here is a receiver's: one connection at a time, our request is one segment, data is taken
  * in order only (anything else is answered with a duplicate ACK and the server retransmits), every
@@ -22,7 +23,7 @@
 
 struct http_conn {
 	struct pxe_dev *d;
-	uint8_t ip[4];
+	uint8_t ip[16]; /* 4 bytes used over IPv4 */
 	uint16_t lport, rport;
 	uint32_t snd_nxt, rcv_nxt;
 };
@@ -38,15 +39,14 @@ static void http_fail(const char *fmt, ...)
 
 bool fw_http_is_url(const char *bootfile)
 {
-	uint8_t ip[4];
-	uint16_t port;
-	char host[NB_HTTP_HOST_MAX], path[NB_BOOTFILE_MAX];
-	return nb_http_url_parse(bootfile, ip, &port, host, path, sizeof(path)) != -1;
+	static struct nb_http_url u;
+	static char path[NB_BOOTFILE_MAX];
+	return nb_http_url_parse(bootfile, &u, path, sizeof(path)) != -1;
 }
 
 static EFI_STATUS http_send(struct http_conn *c, uint32_t seq, uint8_t flags, const void *data, uint32_t len)
 {
-	struct nb_tcp4_seg s = { .sport = c->lport, .dport = c->rport, .seq = seq, .ack = c->rcv_nxt, .flags = flags,
+	struct nb_tcp_seg s = { .sport = c->lport, .dport = c->rport, .seq = seq, .ack = c->rcv_nxt, .flags = flags,
 				 .window = HTTP_WINDOW, .mss = flags & TCP_SYN ? HTTP_MSS : 0 };
 	return fw_pxe_tcp_send(c->d, c->ip, &s, data, len);
 }
@@ -58,18 +58,18 @@ static EFI_STATUS http_connect(struct http_conn *c, const char *url)
 	for (uint32_t tries = 0; tries < HTTP_SYN_TRIES; tries++) {
 		c->rcv_nxt = 0;
 		if (EFI_ERROR(http_send(c, iss, TCP_SYN, NULL, 0))) {
-			http_fail("HTTP: no route to %u.%u.%u.%u (no ARP answer) for %s", c->ip[0], c->ip[1], c->ip[2],
-				  c->ip[3], url);
+			http_fail("HTTP: no route to %s (no %s answer) for %s", fw_pxe_addr_text(c->d, c->ip),
+				  fw_pxe_is_v6(c->d) ? "neighbour" : "ARP", url);
 			return EFI_NO_MAPPING;
 		}
 		uint64_t end = fw_stor_now_us() + (HTTP_RTO_US << tries);
-		struct nb_tcp4 t;
+		struct nb_tcp t;
 		while (fw_pxe_tcp_wait(c->d, c->ip, c->lport, end, &t)) {
 			if (t.seg.sport != c->rport || !(t.seg.flags & TCP_ACK) || t.seg.ack != iss + 1)
 				continue;
 			if (t.seg.flags & TCP_RST) {
-				http_fail("HTTP: %u.%u.%u.%u refused the connection to port %u (%s)", c->ip[0], c->ip[1],
-					  c->ip[2], c->ip[3], c->rport, url);
+				http_fail("HTTP: %s refused the connection to port %u (%s)", fw_pxe_addr_text(c->d, c->ip),
+					  c->rport, url);
 				return EFI_NO_RESPONSE;
 			}
 			if (!(t.seg.flags & TCP_SYN))
@@ -79,8 +79,8 @@ static EFI_STATUS http_connect(struct http_conn *c, const char *url)
 			return http_send(c, c->snd_nxt, TCP_ACK, NULL, 0);
 		}
 	}
-	http_fail("HTTP: no answer from %u.%u.%u.%u port %u in %u s (%s)", c->ip[0], c->ip[1], c->ip[2], c->ip[3],
-		  c->rport, (unsigned)(((1u << HTTP_SYN_TRIES) - 1) * (HTTP_RTO_US / 1000000)), url);
+	http_fail("HTTP: no answer from %s port %u in %u s (%s)", fw_pxe_addr_text(c->d, c->ip), c->rport,
+		  (unsigned)(((1u << HTTP_SYN_TRIES) - 1) * (HTTP_RTO_US / 1000000)), url);
 	return EFI_TIMEOUT;
 }
 
@@ -106,17 +106,33 @@ static EFI_STATUS http_check(const struct nb_http_resp *r, const char *url)
 EFI_STATUS fw_http_get(struct pxe_dev *d, const char *url, struct fw_net_sink *k)
 {
 	static char path[NB_BOOTFILE_MAX];
-	static uint8_t req[NB_BOOTFILE_MAX + 160], hdr[HTTP_HEADER_MAX];
-	char host[NB_HTTP_HOST_MAX];
+	static uint8_t req[NB_BOOTFILE_MAX + NB_HTTP_HOST_MAX + 128], hdr[HTTP_HEADER_MAX];
+	static struct nb_http_url u;
 	struct http_conn c = { .d = d };
-	if (nb_http_url_parse(url, c.ip, &c.rport, host, path, sizeof(path))) {
-		http_fail("HTTP: the firmware cannot use the URL %s (it takes http://A.B.C.D[:port]/path: an IPv4 "
-			  "address, as it has no DNS client, and no https)", url);
+	if (nb_http_url_parse(url, &u, path, sizeof(path))) {
+		http_fail("HTTP: the firmware cannot use the URL %s (it takes http://HOST[:port]/path with an IPv4 "
+			  "address, an [IPv6] one or a host name; no https)", url);
 		return EFI_INVALID_PARAMETER;
 	}
-	uint32_t req_len = nb_http_get_build(req, sizeof(req), host, path);
+	EFI_STATUS s;
+	if (u.name[0]) {
+		if (EFI_ERROR(s = fw_pxe_dns_resolve(d, u.name, c.ip)))
+			return s;
+	} else if (u.v6 != fw_pxe_is_v6(d)) {
+		http_fail("HTTP: %s names an %s address, but the adapter was configured over %s", url,
+			  u.v6 ? "IPv6" : "IPv4", u.v6 ? "DHCPv4" : "DHCPv6");
+		return EFI_INVALID_PARAMETER;
+	} else {
+		efi_memcpy(c.ip, u.ip, sizeof(c.ip));
+	}
+	c.rport = u.port;
+	uint32_t req_len = nb_http_get_build(req, sizeof(req), u.host, path);
+	if (!req_len) { /* cannot happen with the URL's limits; said rather than sent empty */
+		http_fail("HTTP: the request for %s does not fit the firmware's buffer", url);
+		return EFI_BAD_BUFFER_SIZE;
+	}
 	c.lport = fw_pxe_local_port(d);
-	EFI_STATUS s = http_connect(&c, url);
+	s = http_connect(&c, url);
 	if (EFI_ERROR(s))
 		return s;
 	uint32_t req_seq = c.snd_nxt;
@@ -128,7 +144,7 @@ EFI_STATUS fw_http_get(struct pxe_dev *d, const char *url, struct fw_net_sink *k
 	bool have_header = false, fin = false;
 	uint64_t last_rx = fw_stor_now_us(), rto = HTTP_RTO_US;
 	while (!fin && !(have_header && resp.has_length && k->got >= resp.length)) {
-		struct nb_tcp4 t;
+		struct nb_tcp t;
 		if (!fw_pxe_tcp_wait(d, c.ip, c.lport, fw_stor_now_us() + rto, &t)) {
 			if (fw_stor_now_us() - last_rx >= HTTP_IDLE_S * 1000000ull) {
 				http_fail("HTTP: %s stopped sending after %llu bytes", url, (unsigned long long)k->got);

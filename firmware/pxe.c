@@ -24,6 +24,8 @@
 #define PXE_TFTP_RETRIES 5u
 #define PXE_TFTP_BLKSIZE 1468u       /* fills a 1500-byte MTU: 20 IP + 8 UDP + 4 TFTP */
 #define PXE_ARP_ENTRIES 8u
+#define PXE_DNS_TRIES 3
+#define PXE_DNS_TIMEOUT_US 2000000ull
 #define PXE_FILE_MAX (1024ull << 20) /* a boot file larger than this is refused */
 
 struct pxe_dev {
@@ -34,7 +36,8 @@ struct pxe_dev {
 	EFI_SIMPLE_NETWORK_PROTOCOL *snp;
 	uint8_t mac[6], ip[4], mask[4], router[4];
 	uint8_t server[16];          /* IPv4: the first 4 bytes */
-	bool configured, has_router;
+	bool configured, has_router, has_dns;
+	uint8_t dns[4];              /* DHCP option 6 */
 	char bootfile[NB_BOOTFILE_MAX];
 	struct {
 		uint8_t ip[4], mac[6];
@@ -82,7 +85,12 @@ static uint32_t pxe_alen(const struct pxe_dev *d)
 	return d->v6.on ? 16 : 4;
 }
 
-static const char *pxe_addr_text(const struct pxe_dev *d, const uint8_t *a)
+bool fw_pxe_is_v6(const struct pxe_dev *d)
+{
+	return d->v6.on;
+}
+
+const char *fw_pxe_addr_text(const struct pxe_dev *d, const uint8_t *a)
 {
 	static char t[48];
 	if (d->v6.on)
@@ -255,9 +263,11 @@ static EFI_STATUS pxe_udp_send(struct pxe_dev *d, const uint8_t *dip, uint16_t s
 }
 
 /* ---- TCP segments, for http.c ---- */
-EFI_STATUS fw_pxe_tcp_send(struct pxe_dev *d, const uint8_t dip[4], const struct nb_tcp4_seg *seg, const void *data,
+EFI_STATUS fw_pxe_tcp_send(struct pxe_dev *d, const uint8_t *dip, const struct nb_tcp_seg *seg, const void *data,
 			   uint32_t len)
 {
+	if (d->v6.on)
+		return fw_pxe6_tcp_send(&d->v6, dip, seg, data, len);
 	uint8_t dmac[6];
 	EFI_STATUS s = pxe_resolve(d, dip, dmac);
 	if (EFI_ERROR(s))
@@ -266,17 +276,77 @@ EFI_STATUS fw_pxe_tcp_send(struct pxe_dev *d, const uint8_t dip[4], const struct
 	return n ? pxe_tx_frame(d, n) : EFI_BAD_BUFFER_SIZE;
 }
 
-bool fw_pxe_tcp_wait(struct pxe_dev *d, const uint8_t sip[4], uint16_t port, uint64_t end_us, struct nb_tcp4 *t)
+/* Receives one frame: true with a TCP segment from sip to one of our addresses and port in *t. */
+static bool pxe_tcp_rx(struct pxe_dev *d, const uint8_t *sip, uint16_t port, struct nb_tcp *t, bool *any)
+{
+	uint32_t size;
+	if (d->v6.on) {
+		const uint8_t *f = fw_pxe6_rx_frame(&d->v6, &size, any);
+		return f && !nb_tcp6_parse(f, size, t) && t->seg.dport == port && fw_pxe6_is_ours(&d->v6, t->dip) &&
+		       !efi_memcmp(t->sip, sip, 16);
+	}
+	return pxe_rx_frame(d, &size, any) && !nb_tcp4_parse(pxe_rx, size, t) && t->seg.dport == port &&
+	       !efi_memcmp(t->dip, d->ip, 4) && !efi_memcmp(t->sip, sip, 4);
+}
+
+bool fw_pxe_tcp_wait(struct pxe_dev *d, const uint8_t *sip, uint16_t port, uint64_t end_us, struct nb_tcp *t)
 {
 	for (;;) {
 		bool any;
-		uint32_t size;
-		if (pxe_rx_frame(d, &size, &any) && !nb_tcp4_parse(pxe_rx, size, t) && t->seg.dport == port &&
-		    !efi_memcmp(t->dip, d->ip, 4) && !efi_memcmp(t->sip, sip, 4))
+		if (pxe_tcp_rx(d, sip, port, t, &any))
 			return true;
 		if (!any && !pxe_idle(end_us))
 			return false;
 	}
+}
+
+EFI_STATUS fw_pxe_dns_resolve(struct pxe_dev *d, const char *name, uint8_t *addr)
+{
+	bool v6 = d->v6.on, have = v6 ? d->v6.has_dns : d->has_dns;
+	const uint8_t *server = v6 ? d->v6.dns : d->dns;
+	if (!have) {
+		pxe_fail("DNS: %s is a host name, but the DHCP%s answer named no DNS server", name, v6 ? "v6" : "");
+		return EFI_NOT_FOUND;
+	}
+	uint16_t qtype = v6 ? DNS_TYPE_AAAA : DNS_TYPE_A;
+	static uint8_t msg[DNS_NAME_MAX + 32];
+	uint16_t id = (uint16_t)((uint32_t)fw_time_100ns() * 2654435761u >> 16);
+	uint32_t n = nb_dns_query(msg, sizeof(msg), id, name, qtype);
+	if (!n) {
+		pxe_fail("DNS: %s is not a host name the firmware can look up", name);
+		return EFI_INVALID_PARAMETER;
+	}
+	uint16_t lport = fw_pxe_local_port(d);
+	fw_host_event(FW_EV_LOG, "network boot: DNS %s %s from %s", v6 ? "AAAA" : "A", name, fw_pxe_addr_text(d, server));
+	for (int tries = 0; tries < PXE_DNS_TRIES; tries++) {
+		if (EFI_ERROR(pxe_udp_send(d, server, lport, DNS_PORT, msg, n))) {
+			pxe_fail("DNS: the server %s does not answer %s", fw_pxe_addr_text(d, server),
+				 v6 ? "neighbour solicitations" : "ARP");
+			return EFI_NO_RESPONSE;
+		}
+		struct nb_udp u;
+		uint64_t end = fw_stor_now_us() + PXE_DNS_TIMEOUT_US;
+		while (pxe_wait_udp(d, lport, end, &u)) {
+			if (u.sport != DNS_PORT || efi_memcmp(u.sip, server, pxe_alen(d)))
+				continue;
+			uint8_t rcode;
+			int r = nb_dns_answer(u.data, u.len, id, qtype, addr, &rcode);
+			if (!r)
+				return EFI_SUCCESS;
+			if (r > 0) {
+				pxe_fail("DNS: %s: %s (from %s)", name, rcode == DNS_RCODE_NXDOMAIN ? "no such name" :
+					 v6 ? "no IPv6 address (AAAA)" : "no IPv4 address (A)", fw_pxe_addr_text(d, server));
+				return EFI_NOT_FOUND;
+			}
+			if (rcode) {
+				pxe_fail("DNS: %s: the server %s answered with error %u", name, fw_pxe_addr_text(d, server),
+					 rcode);
+				return EFI_DEVICE_ERROR;
+			}
+		}
+	}
+	pxe_fail("DNS: no answer from %s for %s", fw_pxe_addr_text(d, server), name);
+	return EFI_TIMEOUT;
 }
 
 uint16_t fw_pxe_local_port(struct pxe_dev *d)
@@ -368,6 +438,8 @@ static EFI_STATUS pxe_dhcp(struct pxe_dev *d)
 			efi_memcpy(d->mask, r.has_mask ? r.mask : (const uint8_t[4]){ 255, 255, 255, 0 }, 4);
 			d->has_router = r.has_router;
 			efi_memcpy(d->router, r.router, 4);
+			d->has_dns = r.has_dns;
+			efi_memcpy(d->dns, r.dns, 4);
 			/* The TFTP server: siaddr (next-server), else option 66 as an address, else the DHCP server. */
 			static const uint8_t zero[4];
 			efi_memcpy(d->server, efi_memcmp(r.siaddr, zero, 4) ? r.siaddr : offer.server_id, 4);
@@ -450,7 +522,7 @@ static EFI_STATUS pxe_tftp_get(struct pxe_dev *d, const uint8_t *server, const c
 	EFI_STATUS keep = EFI_SUCCESS;
 	bool started = false;
 	if (EFI_ERROR(pxe_udp_send(d, server, lport, TFTP_PORT, msg, n))) {
-		pxe_fail("TFTP: the server %s does not answer %s", pxe_addr_text(d, server),
+		pxe_fail("TFTP: the server %s does not answer %s", fw_pxe_addr_text(d, server),
 			 d->v6.on ? "neighbour solicitations" : "ARP");
 		return EFI_NO_RESPONSE;
 	}
@@ -459,7 +531,7 @@ static EFI_STATUS pxe_tftp_get(struct pxe_dev *d, const uint8_t *server, const c
 		if (!pxe_wait_udp(d, lport, fw_stor_now_us() + PXE_TFTP_TIMEOUT_US, &u)) {
 			if (++tries > PXE_TFTP_RETRIES) {
 				if (!started)
-					pxe_fail("TFTP: no answer from %s for %s", pxe_addr_text(d, server), file);
+					pxe_fail("TFTP: no answer from %s for %s", fw_pxe_addr_text(d, server), file);
 				else
 					pxe_fail("TFTP: %s: timed out after block %u", file, last);
 				return EFI_TIMEOUT;
@@ -860,14 +932,9 @@ static EFI_STATUS EFIAPI pxe_load_file(EFI_LOAD_FILE_PROTOCOL *this, EFI_DEVICE_
 		if (fw_http_is_url(d->bootfile)) {
 			/* HTTP boot: the DHCP answer gave a URL */
 			fw_host_event(FW_EV_LOG, "network boot: HTTP %s", d->bootfile);
-			if (d->v6.on) {
-				pxe_fail("HTTP boot over IPv6 is not supported: %s", d->bootfile);
-				s = EFI_UNSUPPORTED;
-			} else {
-				s = fw_http_get(d, d->bootfile, &sink);
-			}
+			s = fw_http_get(d, d->bootfile, &sink);
 		} else {
-			fw_host_event(FW_EV_LOG, "network boot: TFTP %s %s", pxe_addr_text(d, d->server), d->bootfile);
+			fw_host_event(FW_EV_LOG, "network boot: TFTP %s %s", fw_pxe_addr_text(d, d->server), d->bootfile);
 			s = pxe_tftp_get(d, d->server, d->bootfile, &sink, NULL);
 		}
 		if (EFI_ERROR(s)) {

@@ -20,6 +20,8 @@
 #define PXE6_SOLICIT_MAX_US 4000000ull   /* ... a cap that fits a 16 s attempt */
 #define PXE6_REPLY_TIMEOUT_US 4000000ull
 #define PXE6_NS_TIMEOUT_US 1000000ull    /* RFC 4861 RETRANS_TIMER */
+#define PXE6_DAD_US 1000000ull           /* RetransTimer once (DupAddrDetectTransmits 1) */
+#define PXE6_RA_WAIT_US 1000000ull       /* for the answer to our router solicitation */
 
 static uint8_t pxe6_rx_buf[1600] __attribute__((aligned(8)));
 static uint8_t pxe6_tx_buf[1600] __attribute__((aligned(8)));
@@ -48,7 +50,7 @@ static EFI_STATUS tx_frame(struct pxe6 *s, uint32_t len)
 	return st;
 }
 
-static bool is_ours(const struct pxe6 *s, const uint8_t ip[16])
+bool fw_pxe6_is_ours(const struct pxe6 *s, const uint8_t ip[16])
 {
 	return !efi_memcmp(ip, s->ll, 16) || (s->configured && !efi_memcmp(ip, s->ip, 16));
 }
@@ -93,9 +95,18 @@ static EFI_STATUS send_icmp6(struct pxe6 *s, const uint8_t dmac[6], const uint8_
 static void nd_input(struct pxe6 *s, const struct nb_nd *nd)
 {
 	uint8_t msg[64];
+	/* RFC 4862 5.4.3/5.4.4: while an address is tentative, an advertisement for it, or another
+	 * node's probe for it (a solicitation from ::), means someone else has it. */
+	if (s->dad_active && !efi_memcmp(nd->target, s->tentative, 16) &&
+	    (nd->type == ICMPV6_NEIGH_ADVERT ||
+	     (nd->type == ICMPV6_NEIGH_SOLICIT && !efi_memcmp(nd->sip, ip6_zero, 16) && efi_memcmp(nd->smac, s->mac, 6)))) {
+		s->dad_conflict = true;
+		efi_memcpy(s->dad_mac, nd->type == ICMPV6_NEIGH_ADVERT && nd->has_lladdr ? nd->lladdr : nd->smac, 6);
+		return;
+	}
 	switch (nd->type) {
 	case ICMPV6_NEIGH_SOLICIT:
-		if (!is_ours(s, nd->target))
+		if (!fw_pxe6_is_ours(s, nd->target))
 			return;
 		if (efi_memcmp(nd->sip, ip6_zero, 16)) {
 			if (nd->has_lladdr)
@@ -112,6 +123,10 @@ static void nd_input(struct pxe6 *s, const struct nb_nd *nd)
 	case ICMPV6_ROUTER_ADVERT:
 		if (nd->has_lladdr)
 			neigh_learn(s, nd->sip, nd->lladdr);
+		if (!s->ra_seen) {
+			s->ra_seen = true;
+			s->ra_flags = nd->ra_flags;
+		}
 		if (nd->router_lifetime && !s->has_router) {
 			efi_memcpy(s->router, nd->sip, 16);
 			s->has_router = true;
@@ -120,6 +135,8 @@ static void nd_input(struct pxe6 *s, const struct nb_nd *nd)
 			efi_memcpy(s->prefix, nd->prefix, 16);
 			s->prefix_len = nd->prefix_len;
 			s->has_prefix = true;
+			/* RFC 4862 5.5.3: an autonomous /64 is one an address can be made in */
+			s->prefix_auto = (nd->prefix_flags & ND_OPT_PREFIX_AUTO) && nd->prefix_len == 64;
 		}
 		return;
 	default:
@@ -127,21 +144,29 @@ static void nd_input(struct pxe6 *s, const struct nb_nd *nd)
 	}
 }
 
-bool fw_pxe6_rx(struct pxe6 *s, uint16_t port, struct nb_udp *u, bool *any)
+const uint8_t *fw_pxe6_rx_frame(struct pxe6 *s, uint32_t *size, bool *any)
 {
-	UINTN size = sizeof(pxe6_rx_buf);
-	EFI_STATUS st = s->snp->Receive(s->snp, NULL, &size, pxe6_rx_buf, NULL, NULL, NULL);
+	UINTN n = sizeof(pxe6_rx_buf);
+	EFI_STATUS st = s->snp->Receive(s->snp, NULL, &n, pxe6_rx_buf, NULL, NULL, NULL);
 	*any = st == EFI_SUCCESS;
 	if (EFI_ERROR(st))
-		return false;
+		return NULL;
 	struct nb_nd nd;
-	if (!nb_nd_parse(pxe6_rx_buf, (uint32_t)size, &nd)) {
+	if (!nb_nd_parse(pxe6_rx_buf, (uint32_t)n, &nd)) {
 		nd_input(s, &nd);
-		return false;
+		return NULL;
 	}
-	if (nb_udp6_parse(pxe6_rx_buf, (uint32_t)size, u) || (port && u->dport != port))
+	*size = (uint32_t)n;
+	return pxe6_rx_buf;
+}
+
+bool fw_pxe6_rx(struct pxe6 *s, uint16_t port, struct nb_udp *u, bool *any)
+{
+	uint32_t size;
+	const uint8_t *f = fw_pxe6_rx_frame(s, &size, any);
+	if (!f || nb_udp6_parse(f, size, u) || (port && u->dport != port))
 		return false;
-	return is_ours(s, u->dip) || nb_ip6_is_mcast(u->dip);
+	return fw_pxe6_is_ours(s, u->dip) || nb_ip6_is_mcast(u->dip);
 }
 
 static bool on_link(const struct pxe6 *s, const uint8_t ip[16])
@@ -195,10 +220,22 @@ EFI_STATUS fw_pxe6_udp_send(struct pxe6 *s, const uint8_t dip[16], uint16_t spor
 					 dport, data, len));
 }
 
+EFI_STATUS fw_pxe6_tcp_send(struct pxe6 *s, const uint8_t dip[16], const struct nb_tcp_seg *seg, const void *data,
+			    uint32_t len)
+{
+	uint8_t dmac[6];
+	EFI_STATUS st = resolve(s, dip, dmac);
+	if (EFI_ERROR(st))
+		return st;
+	return tx_frame(s, nb_tcp6_build(pxe6_tx_buf, sizeof(pxe6_tx_buf), dmac, s->mac, src_for(s, dip), dip, seg, data,
+					 len));
+}
+
 EFI_STATUS fw_pxe6_start(struct pxe6 *s)
 {
 	nb_ip6_linklocal(s->ll, s->mac);
-	s->configured = s->has_router = s->has_prefix = false;
+	s->configured = s->has_router = s->has_prefix = s->ra_seen = s->prefix_auto = false;
+	s->ra_flags = 0;
 	s->neigh_n = s->neigh_next = 0;
 	/* Neighbour solicitations come to solicited-node groups and advertisements to all-nodes: take
 	 * every multicast frame (the adapter has no IPv6 group list of its own to keep). */
@@ -208,6 +245,28 @@ EFI_STATUS fw_pxe6_start(struct pxe6 *s)
 		return EFI_DEVICE_ERROR;
 	s->on = true;
 	return EFI_SUCCESS;
+}
+
+/* Duplicate address detection (RFC 4862 5.4, DupAddrDetectTransmits 1): a probe for addr from ::
+ * to its solicited-node group, then RetransTimer (1 s) of listening. True when someone else has it
+ * (s->dad_mac says who). */
+static bool dad_conflict(struct pxe6 *s, const uint8_t addr[16])
+{
+	uint8_t msg[64], sol[16], smac[6];
+	efi_memcpy(s->tentative, addr, 16);
+	s->dad_conflict = false;
+	s->dad_active = true;
+	nb_ip6_solicited(sol, addr);
+	nb_ip6_mcast_mac(smac, sol);
+	send_icmp6(s, smac, ip6_zero, sol, msg, nb_nd_ns(msg, sizeof(msg), addr, NULL));
+	uint64_t end = fw_stor_now_us() + PXE6_DAD_US;
+	while (fw_stor_now_us() < end && !s->dad_conflict) {
+		struct nb_udp u;
+		bool any;
+		fw_pxe6_rx(s, 0, &u, &any);
+	}
+	s->dad_active = false;
+	return s->dad_conflict;
 }
 
 /* Waits for a DHCPv6 message to our client port until end; true with it parsed into *r. */
@@ -232,41 +291,152 @@ static void mode_packet(EFI_PXE_BASE_CODE_PACKET *p, const void *data, uint32_t 
 	efi_memcpy(p->Raw, data, len < sizeof(p->Raw) ? len : sizeof(p->Raw));
 }
 
+/* What a Reply configures (r, the datagram u; adv: the Advertise before it, whose options stand in
+ * for ones the Reply lacks, or NULL): the address (probed by DAD first), the DNS server, Mode's
+ * StationIp, SubnetMask and DhcpAck, and the boot file from the boot-file URL. */
+static EFI_STATUS dhcp6_take(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m, const uint8_t addr[16],
+			     const struct nb_dhcp6_reply *r, const struct nb_dhcp6_reply *adv, const struct nb_udp *u)
+{
+	char a[48];
+	nb_ip6_text(a, addr);
+	if (dad_conflict(s, addr)) {
+		pxe_fail("the %s address %s is in use by %02x:%02x:%02x:%02x:%02x:%02x (duplicate address detection)",
+			 adv ? "DHCPv6" : "autoconfigured (SLAAC)", a, s->dad_mac[0], s->dad_mac[1], s->dad_mac[2],
+			 s->dad_mac[3], s->dad_mac[4], s->dad_mac[5]);
+		return EFI_NO_MAPPING;
+	}
+	efi_memcpy(s->ip, addr, 16);
+	s->configured = true;
+	s->has_dns = r->has_dns || (adv && adv->has_dns);
+	efi_memcpy(s->dns, r->has_dns || !adv ? r->dns : adv->dns, 16);
+	mode_packet(&m->DhcpAck, u->data, u->len);
+	m->DhcpAckReceived = 1;
+	efi_memset(&m->StationIp, 0, sizeof(m->StationIp));
+	efi_memcpy(m->StationIp.v6, s->ip, 16);
+	/* An IA_NA address carries no prefix length: the RA's, else /128 (RFC 8415 21.6) */
+	efi_memset(&m->SubnetMask, 0, sizeof(m->SubnetMask));
+	for (uint32_t b = 0, plen = s->has_prefix ? s->prefix_len : 128; b < plen; b++)
+		m->SubnetMask.v6[b / 8] |= (uint8_t)(0x80 >> (b % 8));
+	const char *url = r->bootfile_url[0] || !adv ? r->bootfile_url : adv->bootfile_url;
+	if (!url[0] && (r->url_too_long || (adv && adv->url_too_long))) {
+		pxe_fail("the DHCPv6 boot-file URL is longer than %u bytes", NB_BOOTFILE_MAX - 1);
+		return EFI_UNSUPPORTED;
+	}
+	if (!url[0]) {
+		pxe_fail("the DHCPv6 answer names no boot file (option 59, the boot-file URL)");
+		return EFI_NOT_FOUND;
+	}
+	static struct nb_http_url hu;
+	static char path[NB_BOOTFILE_MAX];
+	if (nb_http_url_parse(url, &hu, path, sizeof(path)) == 0) {
+		/* HTTP boot over IPv6 (UEFI 2.10 24.7.2): the URL is the boot file (pxe.c, http.c). */
+		efi_memcpy(s->server, hu.ip, 16);
+		efi_memcpy(s->bootfile, url, sizeof(s->bootfile)); /* both NB_BOOTFILE_MAX, NUL-terminated */
+	} else if (nb_tftp6_url(url, s->server, s->bootfile, sizeof(s->bootfile))) {
+		pxe_fail("the DHCPv6 boot-file URL is not tftp://[IPv6 address]/path or http://HOST[:port]/path: %.80s",
+			 url);
+		return EFI_UNSUPPORTED;
+	}
+	char srv[48];
+	nb_ip6_text(srv, s->server);
+	fw_printf("network: adapter %u: address %s%s, boot server %s, boot file \"%s\"\n", s->nr, a,
+		  adv ? "" : " (SLAAC)", srv, s->bootfile);
+	return EFI_SUCCESS;
+}
+
+/* Sends rq (its elapsed time counted from start) to all DHCPv6 servers, the first one sent as Mode's
+ * DhcpDiscover. Returns when to send it again (*rt doubles up to PXE6_SOLICIT_MAX_US, RFC 8415
+ * 15), 0 when it cannot be sent. */
+static uint64_t dhcp6_send(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m, struct nb_dhcp6_req *rq, uint64_t start,
+			   uint64_t *rt)
+{
+	static uint8_t msg[600];
+	uint64_t el = (fw_stor_now_us() - start) / 10000;
+	rq->elapsed = (uint16_t)(el > 0xffff ? 0xffff : el);
+	uint32_t n = nb_dhcp6_build(msg, sizeof(msg), rq);
+	if (EFI_ERROR(fw_pxe6_udp_send(s, all_dhcp, DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT, msg, n)))
+		return 0;
+	if (!m->DhcpDiscoverValid) {
+		mode_packet(&m->DhcpDiscover, msg, n);
+		m->DhcpDiscoverValid = 1;
+	}
+	uint64_t resend = fw_stor_now_us() + *rt;
+	*rt = *rt * 2 > PXE6_SOLICIT_MAX_US ? PXE6_SOLICIT_MAX_US : *rt * 2;
+	return resend;
+}
+
+/* Stateless (RFC 8415 6.1, the router's M flag off): our address from the advertised /64 prefix,
+ * then an Information-Request for the boot-file URL and DNS server. */
+static EFI_STATUS dhcp6_stateless(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m, struct nb_dhcp6_req *rq,
+				  uint64_t start)
+{
+	uint8_t addr[16];
+	nb_ip6_slaac(addr, s->prefix, s->mac);
+	rq->type = DHCP6_INFORMATION_REQUEST;
+	rq->xid = (rq->xid + 1) & 0xffffff; /* a transaction of its own, after Solicits that went unanswered */
+	struct nb_dhcp6_reply r;
+	struct nb_udp u;
+	uint64_t end = start + PXE6_DHCP_TIMEOUT_S * 1000000ull, rt = PXE6_SOLICIT_FIRST_US, resend;
+	while (fw_stor_now_us() < end && (resend = dhcp6_send(s, m, rq, start, &rt)))
+		while (dhcp6_wait(s, resend < end ? resend : end, rq, &r, &u))
+			if (r.type == DHCP6_REPLY && r.status == DHCP6_STATUS_SUCCESS)
+				return dhcp6_take(s, m, addr, &r, NULL, &u);
+	pxe_fail("no DHCPv6 reply to the information request in %u s (the router's M flag is off: stateless)",
+		 PXE6_DHCP_TIMEOUT_S);
+	return EFI_TIMEOUT;
+}
+
+/* Whether the router said addresses are not managed (M off) and gave a prefix to make one in. */
+static bool stateless(const struct pxe6 *s)
+{
+	return s->ra_seen && !(s->ra_flags & ND_RA_MANAGED) && s->prefix_auto;
+}
+
 EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 {
 	s->configured = false;
+	s->ra_seen = false;
 	m->DhcpAckReceived = m->DhcpDiscoverValid = 0;
-	/* A router solicitation first: the advertisement gives the router and the on-link prefix. */
+	/* A router solicitation first: the advertisement gives the router, the on-link prefix and
+	 * whether addresses come from DHCPv6 (M) or from the prefix (stateless). */
 	uint8_t msg[600];
 	uint8_t rsmac[6];
 	nb_ip6_mcast_mac(rsmac, all_routers);
 	send_icmp6(s, rsmac, s->ll, all_routers, msg, nb_nd_rs(msg, sizeof(msg), s->mac));
+	uint64_t start = fw_stor_now_us();
+	while (!s->ra_seen && fw_stor_now_us() - start < PXE6_RA_WAIT_US) {
+		struct nb_udp u;
+		bool any;
+		fw_pxe6_rx(s, 0, &u, &any);
+	}
 
 	struct nb_dhcp6_req rq = { .type = DHCP6_SOLICIT };
 	efi_memcpy(rq.uuid, fw.ho->system_uuid, 16);
 	rq.xid = ((uint32_t)fw_time_100ns() ^ (uint32_t)s->mac[5] << 16 ^ (uint32_t)s->mac[4] << 8) & 0xffffff;
 	rq.iaid = nb_be32(s->mac + 2);
+	char ll[48];
+	nb_ip6_text(ll, s->ll);
+	if (stateless(s)) {
+		fw_host_event(FW_EV_LOG, "network boot: adapter %u: SLAAC and DHCPv6 information request from %s", s->nr,
+			      ll);
+		return dhcp6_stateless(s, m, &rq, start);
+	}
 	struct nb_dhcp6_reply adv, r;
 	struct nb_udp u;
 	bool have_adv = false;
-	uint64_t start = fw_stor_now_us(), end = start + PXE6_DHCP_TIMEOUT_S * 1000000ull, rt = PXE6_SOLICIT_FIRST_US;
-	char ll[48];
-	nb_ip6_text(ll, s->ll);
+	uint64_t end = start + PXE6_DHCP_TIMEOUT_S * 1000000ull, rt = PXE6_SOLICIT_FIRST_US;
 	fw_host_event(FW_EV_LOG, "network boot: adapter %u: DHCPv6 from %s", s->nr, ll);
-	while (!have_adv && fw_stor_now_us() < end) {
-		uint64_t el = (fw_stor_now_us() - start) / 10000;
-		rq.elapsed = (uint16_t)(el > 0xffff ? 0xffff : el);
-		uint32_t n = nb_dhcp6_build(msg, sizeof(msg), &rq);
-		if (EFI_ERROR(fw_pxe6_udp_send(s, all_dhcp, DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT, msg, n)))
-			break;
-		if (!m->DhcpDiscoverValid) {
-			mode_packet(&m->DhcpDiscover, msg, n);
-			m->DhcpDiscoverValid = 1;
-		}
-		uint64_t resend = fw_stor_now_us() + rt;
-		rt = rt * 2 > PXE6_SOLICIT_MAX_US ? PXE6_SOLICIT_MAX_US : rt * 2;
+	uint64_t resend;
+	while (!have_adv && fw_stor_now_us() < end && (resend = dhcp6_send(s, m, &rq, start, &rt))) {
 		while (!have_adv && dhcp6_wait(s, resend < end ? resend : end, &rq, &adv, &u))
 			have_adv = adv.type == DHCP6_ADVERTISE && adv.status == DHCP6_STATUS_SUCCESS && adv.has_addr;
+		/* A router may answer our solicitation late (RFC 4861 6.2.6: at most one advertisement
+		 * every 3 s): once it says stateless, stop soliciting addresses nobody manages. */
+		if (!have_adv && stateless(s)) {
+			fw_host_event(FW_EV_LOG, "network boot: adapter %u: SLAAC and DHCPv6 information request", s->nr);
+			m->DhcpDiscoverValid = 0;
+			return dhcp6_stateless(s, m, &rq, start);
+		}
 	}
 	if (!have_adv) {
 		pxe_fail("no DHCPv6 advertise in %u s", PXE6_DHCP_TIMEOUT_S);
@@ -291,36 +461,7 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 				pxe_fail("the DHCPv6 server gave no address (status %u)", r.status);
 				return EFI_ACCESS_DENIED;
 			}
-			efi_memcpy(s->ip, r.addr, 16);
-			s->configured = true;
-			mode_packet(&m->DhcpAck, u.data, u.len);
-			m->DhcpAckReceived = 1;
-			efi_memset(&m->StationIp, 0, sizeof(m->StationIp));
-			efi_memcpy(m->StationIp.v6, s->ip, 16);
-			/* An IA_NA address carries no prefix length: the RA's, else /128 (RFC 8415 21.6) */
-			efi_memset(&m->SubnetMask, 0, sizeof(m->SubnetMask));
-			for (uint32_t b = 0, plen = s->has_prefix ? s->prefix_len : 128; b < plen; b++)
-				m->SubnetMask.v6[b / 8] |= (uint8_t)(0x80 >> (b % 8));
-			const char *url = r.bootfile_url[0] ? r.bootfile_url : adv.bootfile_url;
-			char addr[48];
-			nb_ip6_text(addr, s->ip);
-			if (!url[0] && (r.url_too_long || adv.url_too_long)) {
-				pxe_fail("the DHCPv6 boot-file URL is longer than %u bytes", NB_BOOTFILE_MAX - 1);
-				return EFI_UNSUPPORTED;
-			}
-			if (!url[0]) {
-				pxe_fail("the DHCPv6 answer names no boot file (option 59, the boot-file URL)");
-				return EFI_NOT_FOUND;
-			}
-			if (nb_tftp6_url(url, s->server, s->bootfile, sizeof(s->bootfile))) {
-				pxe_fail("the DHCPv6 boot-file URL is not tftp://[IPv6 address]/path: %.80s", url);
-				return EFI_UNSUPPORTED;
-			}
-			char srv[48];
-			nb_ip6_text(srv, s->server);
-			fw_printf("network: adapter %u: address %s, boot server %s, boot file \"%s\"\n", s->nr, addr, srv,
-				  s->bootfile);
-			return EFI_SUCCESS;
+			return dhcp6_take(s, m, r.addr, &r, &adv, &u);
 		}
 	}
 	pxe_fail("no DHCPv6 reply to the request");

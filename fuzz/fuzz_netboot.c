@@ -4,8 +4,8 @@
  * Input: a selector byte, then the bytes: 0 an Ethernet frame for the UDP and ARP parsers, 1 a DHCP
  * reply (xid 0x01020304, the MAC below), 2 a TFTP message, 3 an Ethernet frame for the IPv6 UDP and
  * neighbour-discovery parsers, 4 a DHCPv6 reply (xid 0x020304, the UUID below) and its boot-file URL,
- * 5 an IPv6 address and a tftp:// URL as text, 6 an Ethernet frame for the TCP parser, 7 an HTTP
- * response header and (as a string) an http:// boot-file URL. Nothing may be read outside the input,
+ * 5 an IPv6 address and a tftp:// URL as text, 6 an Ethernet frame for the TCP parsers (IPv4 and
+ * IPv6), 7 an HTTP response header, (as a string) an http:// boot-file URL, and a DNS answer. Nothing may be read outside the input,
  * and what the parsers hand back must lie inside it (strings NUL-terminated within their arrays). */
 #include <stddef.h>
 #include <stdint.h>
@@ -87,8 +87,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	}
 	case 6: {
-		struct nb_tcp4 t;
+		struct nb_tcp t;
 		if (!nb_tcp4_parse(p, (uint32_t)n, &t) && (t.data < p || t.data + t.len > p + n))
+			abort();
+		if (!nb_tcp6_parse(p, (uint32_t)n, &t) && (t.data < p || t.data + t.len > p + n))
 			abort();
 		break;
 	}
@@ -97,17 +99,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!nb_http_resp_parse(p, (uint32_t)n, &r) && (r.header_len > n || strnlen(r.reason, sizeof(r.reason)) ==
 									    sizeof(r.reason)))
 			abort();
-		char *url = malloc(n + 1), host[NB_HTTP_HOST_MAX], path[NB_BOOTFILE_MAX];
-		uint8_t ip[4];
-		uint16_t port;
+		char *url = malloc(n + 1), path[NB_BOOTFILE_MAX];
+		struct nb_http_url u;
 		if (url) {
 			memcpy(url, p, n);
 			url[n] = 0;
-			if (!nb_http_url_parse(url, ip, &port, host, path, sizeof(path)) &&
-			    (strnlen(host, sizeof(host)) == sizeof(host) || strnlen(path, sizeof(path)) == sizeof(path)))
+			if (!nb_http_url_parse(url, &u, path, sizeof(path)) &&
+			    (strnlen(u.host, sizeof(u.host)) == sizeof(u.host) || strnlen(path, sizeof(path)) == sizeof(path) ||
+			     strnlen(u.name, sizeof(u.name)) == sizeof(u.name)))
+				abort();
+			/* a name that parsed makes a query that fits its bound */
+			uint8_t q[DNS_NAME_MAX + 32];
+			if (!nb_http_url_parse(url, &u, path, sizeof(path)) && u.name[0] &&
+			    !nb_dns_query(q, sizeof(q), 1, u.name, DNS_TYPE_A))
 				abort();
 			free(url);
 		}
+		/* the same bytes as a DNS answer */
+		uint8_t addr[16], rcode;
+		uint16_t id = n >= 2 ? nb_be16(p) : 0; /* the message's own id: its records are looked at */
+		nb_dns_answer(p, (uint32_t)n, id, DNS_TYPE_A, addr, &rcode);
+		nb_dns_answer(p, (uint32_t)n, id, DNS_TYPE_AAAA, addr, &rcode);
 		break;
 	}
 	default: {

@@ -102,6 +102,36 @@ int nb_udp6_parse(const uint8_t *f, uint32_t len, struct nb_udp *u)
 	return 0;
 }
 
+uint32_t nb_tcp6_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6],
+		       const uint8_t sip[16], const uint8_t dip[16], const struct nb_tcp_seg *seg, const void *payload,
+		       uint32_t len)
+{
+	uint32_t hl = (uint32_t)sizeof(struct tcp_hdr) + (seg->mss ? 4 : 0);
+	if (len > 0xffff - hl)
+		return 0;
+	uint8_t *t = ip6_hdr(out, cap, dmac, smac, sip, dip, IP_PROTO_TCP, hl + len);
+	if (!t)
+		return 0;
+	uint32_t tlen = nb_tcp_put(t, seg, payload, len);
+	nb_put16(((struct tcp_hdr *)t)->csum, nb_csum(t, tlen, pseudo6_sum(sip, dip, tlen, IP_PROTO_TCP)));
+	return ETH_HLEN + (uint32_t)sizeof(struct ipv6_hdr) + tlen;
+}
+
+int nb_tcp6_parse(const uint8_t *f, uint32_t len, struct nb_tcp *t)
+{
+	uint32_t pl;
+	const uint8_t *tcp = ip6_payload(f, len, IP_PROTO_TCP, &pl);
+	if (!tcp || pl < sizeof(struct tcp_hdr))
+		return -1;
+	const uint8_t *ip = f + ETH_HLEN;
+	if (nb_csum(tcp, pl, pseudo6_sum(ip + 8, ip + 24, pl, IP_PROTO_TCP)))
+		return -1;
+	efi_memset(t, 0, sizeof(*t));
+	efi_memcpy(t->sip, ip + 8, 16);
+	efi_memcpy(t->dip, ip + 24, 16);
+	return nb_tcp_get(tcp, pl, t);
+}
+
 void nb_ip6_linklocal(uint8_t out[16], const uint8_t mac[6])
 {
 	efi_memset(out, 0, 16);
@@ -115,6 +145,12 @@ void nb_ip6_linklocal(uint8_t out[16], const uint8_t mac[6])
 	out[13] = mac[3];
 	out[14] = mac[4];
 	out[15] = mac[5];
+}
+
+void nb_ip6_slaac(uint8_t out[16], const uint8_t prefix[16], const uint8_t mac[6])
+{
+	nb_ip6_linklocal(out, mac);
+	efi_memcpy(out, prefix, 8);
 }
 
 void nb_ip6_solicited(uint8_t out[16], const uint8_t ip[16])
@@ -211,6 +247,7 @@ int nb_nd_parse(const uint8_t *f, uint32_t len, struct nb_nd *nd)
 		if (pl < fixed || !nb_ip6_is_linklocal(nd->sip)) /* RFC 4861 6.1.2 */
 			return -1;
 		nd->router_lifetime = nb_be16(m + 6);
+		nd->ra_flags = m[5] & (ND_RA_MANAGED | ND_RA_OTHER);
 		want_ll = ND_OPT_SOURCE_LLADDR;
 		break;
 	default:
@@ -252,6 +289,8 @@ static uint32_t nd_msg(uint8_t *out, uint32_t cap, uint8_t type, const uint8_t *
 		out[4] = flags;
 		efi_memcpy(out + 8, target, 16);
 	}
+	if (!mac)
+		return fixed;
 	out[fixed] = opt;
 	out[fixed + 1] = 1;
 	efi_memcpy(out + fixed + 2, mac, 6);
@@ -323,7 +362,7 @@ uint32_t nb_dhcp6_build(uint8_t *out, uint32_t cap, const struct nb_dhcp6_req *r
 	if (r->type == DHCP6_REQUEST)
 		opt_bytes(&b, DHCP6_OPT_SERVERID, r->server_id, r->server_id_len);
 	uint32_t ia_len = sizeof(struct dhcp6_ia_na) + (r->has_addr ? 4 + sizeof(struct dhcp6_iaaddr) : 0);
-	uint8_t *ia = opt_put(&b, DHCP6_OPT_IA_NA, ia_len);
+	uint8_t *ia = r->type == DHCP6_INFORMATION_REQUEST ? NULL : opt_put(&b, DHCP6_OPT_IA_NA, ia_len);
 	if (ia) {
 		efi_memset(ia, 0, ia_len);
 		nb_put32(ia, r->iaid);
@@ -439,6 +478,12 @@ int nb_dhcp6_parse(const uint8_t *p, uint32_t len, uint32_t xid, const uint8_t u
 		case DHCP6_OPT_PREFERENCE:
 			if (blen == 1)
 				r->preference = body[0];
+			break;
+		case DHCP6_OPT_DNS_SERVERS:
+			if (blen >= 16 && !r->has_dns) {
+				efi_memcpy(r->dns, body, 16);
+				r->has_dns = true;
+			}
 			break;
 		case DHCP6_OPT_BOOTFILE_URL:
 			if (blen >= sizeof(r->bootfile_url)) {

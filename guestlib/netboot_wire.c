@@ -153,15 +153,10 @@ void nb_udp_fill(struct nb_udp *u, const uint8_t *f, const uint8_t *sip, const u
 	u->len = ulen - (uint32_t)sizeof(struct udp_hdr);
 }
 
-uint32_t nb_tcp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6], const uint8_t sip[4],
-		       const uint8_t dip[4], const struct nb_tcp4_seg *seg, const void *payload, uint32_t len,
-		       uint16_t ip_id)
+uint32_t nb_tcp_put(uint8_t *tcp, const struct nb_tcp_seg *seg, const void *payload, uint32_t len)
 {
-	uint32_t opt = seg->mss ? 4 : 0, hl = ETH_HLEN + sizeof(struct ipv4_hdr) + sizeof(struct tcp_hdr) + opt;
-	if (cap < hl || len > cap - hl || len > 65000)
-		return 0;
-	uint32_t tlen = (uint32_t)sizeof(struct tcp_hdr) + opt + len;
-	struct tcp_hdr *t = (struct tcp_hdr *)ip4_headers(out, dmac, smac, sip, dip, IP_PROTO_TCP, tlen, ip_id);
+	uint32_t opt = seg->mss ? 4 : 0;
+	struct tcp_hdr *t = (struct tcp_hdr *)tcp;
 	nb_put16(t->sport, seg->sport);
 	nb_put16(t->dport, seg->dport);
 	nb_put32(t->seq, seg->seq);
@@ -179,25 +174,32 @@ uint32_t nb_tcp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const 
 	}
 	if (len)
 		efi_memcpy(o + opt, payload, len);
-	nb_put16(t->csum, nb_csum((const uint8_t *)t, tlen, pseudo_sum(sip, dip, IP_PROTO_TCP, tlen)));
+	return (uint32_t)sizeof(*t) + opt + len;
+}
+
+uint32_t nb_tcp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6], const uint8_t sip[4],
+		       const uint8_t dip[4], const struct nb_tcp_seg *seg, const void *payload, uint32_t len,
+		       uint16_t ip_id)
+{
+	uint32_t opt = seg->mss ? 4 : 0, hl = ETH_HLEN + sizeof(struct ipv4_hdr) + sizeof(struct tcp_hdr) + opt;
+	if (cap < hl || len > cap - hl || len > 65000)
+		return 0;
+	uint32_t tlen = (uint32_t)sizeof(struct tcp_hdr) + opt + len;
+	uint8_t *t = ip4_headers(out, dmac, smac, sip, dip, IP_PROTO_TCP, tlen, ip_id);
+	nb_tcp_put(t, seg, payload, len);
+	nb_put16(((struct tcp_hdr *)t)->csum, nb_csum(t, tlen, pseudo_sum(sip, dip, IP_PROTO_TCP, tlen)));
 	return hl + len;
 }
 
-int nb_tcp4_parse(const uint8_t *f, uint32_t len, struct nb_tcp4 *t)
+int nb_tcp_get(const uint8_t *tcp, uint32_t tlen, struct nb_tcp *t)
 {
-	const uint8_t *tcp, *ip = f + ETH_HLEN;
-	uint32_t tlen;
-	if (ip4_payload(f, len, IP_PROTO_TCP, sizeof(struct tcp_hdr), &tcp, &tlen))
+	if (tlen < sizeof(struct tcp_hdr))
 		return -1;
 	uint32_t off = (uint32_t)(tcp[12] >> 4) * 4u;
 	if (off < sizeof(struct tcp_hdr) || off > tlen)
 		return -1;
-	if (nb_csum(tcp, tlen, pseudo_sum(ip + 12, ip + 16, IP_PROTO_TCP, tlen)))
-		return -1;
-	efi_memcpy(t->sip, ip + 12, 4);
-	efi_memcpy(t->dip, ip + 16, 4);
-	t->seg = (struct nb_tcp4_seg){ .sport = nb_be16(tcp), .dport = nb_be16(tcp + 2), .seq = nb_be32(tcp + 4),
-				       .ack = nb_be32(tcp + 8), .flags = tcp[13], .window = nb_be16(tcp + 14) };
+	t->seg = (struct nb_tcp_seg){ .sport = nb_be16(tcp), .dport = nb_be16(tcp + 2), .seq = nb_be32(tcp + 4),
+				      .ack = nb_be32(tcp + 8), .flags = tcp[13], .window = nb_be16(tcp + 14) };
 	for (uint32_t i = sizeof(struct tcp_hdr); i < off;) {
 		uint8_t kind = tcp[i];
 		if (kind == TCP_OPT_END)
@@ -217,6 +219,20 @@ int nb_tcp4_parse(const uint8_t *f, uint32_t len, struct nb_tcp4 *t)
 	return 0;
 }
 
+int nb_tcp4_parse(const uint8_t *f, uint32_t len, struct nb_tcp *t)
+{
+	const uint8_t *tcp, *ip = f + ETH_HLEN;
+	uint32_t tlen;
+	if (ip4_payload(f, len, IP_PROTO_TCP, sizeof(struct tcp_hdr), &tcp, &tlen))
+		return -1;
+	if (nb_csum(tcp, tlen, pseudo_sum(ip + 12, ip + 16, IP_PROTO_TCP, tlen)))
+		return -1;
+	efi_memset(t, 0, sizeof(*t));
+	efi_memcpy(t->sip, ip + 12, 4);
+	efi_memcpy(t->dip, ip + 16, 4);
+	return nb_tcp_get(tcp, tlen, t);
+}
+
 /* ---- HTTP ---- */
 
 static bool starts_with_nocase(const char *s, const char *prefix)
@@ -229,42 +245,94 @@ static bool starts_with_nocase(const char *s, const char *prefix)
 	return true;
 }
 
-int nb_http_url_parse(const char *url, uint8_t ip[4], uint16_t *port, char host[NB_HTTP_HOST_MAX], char *path,
-		      uint32_t path_cap)
+/* Whether name (n bytes) is a DNS host name: dot-separated labels of 1 to 63 letters, digits and
+ * hyphens, none starting or ending with a hyphen, at most DNS_NAME_MAX bytes, and not all digits and
+ * dots (that is a malformed IPv4 address, not a name). */
+static bool dns_name_ok(const char *name, uint32_t n)
 {
+	if (!n || n > DNS_NAME_MAX)
+		return false;
+	uint32_t label = 0;
+	bool letter = false;
+	for (uint32_t i = 0; i <= n; i++) {
+		char c = i < n ? name[i] : '.';
+		if (c == '.') {
+			if (!label || label > 63 || name[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+		if (!alpha && c != '-' && !(c >= '0' && c <= '9'))
+			return false;
+		if (c == '-' && !label)
+			return false;
+		letter |= alpha || c == '-';
+		label++;
+	}
+	return letter;
+}
+
+int nb_http_url_parse(const char *url, struct nb_http_url *u, char *path, uint32_t path_cap)
+{
+	efi_memset(u, 0, sizeof(*u));
 	if (!starts_with_nocase(url, "http://"))
 		return starts_with_nocase(url, "https://") ? -2 : -1;
 	const char *p = url + 7;
 	uint32_t hn = 0;
-	while (p[hn] && p[hn] != '/')
+	while (p[hn] && p[hn] != '/' && hn < NB_HTTP_HOST_MAX)
 		hn++;
 	if (!hn || hn >= NB_HTTP_HOST_MAX)
 		return -2;
-	efi_memcpy(host, p, hn);
-	host[hn] = 0;
-	/* A dotted-quad address, then an optional :port. */
-	const char *h = host;
-	for (int i = 0; i < 4; i++) {
-		uint32_t v = 0, digits = 0;
-		while (*h >= '0' && *h <= '9' && digits < 4) {
-			v = v * 10 + (uint32_t)(*h++ - '0');
-			digits++;
-		}
-		if (!digits || digits > 3 || v > 255 || (i < 3 && *h++ != '.'))
+	efi_memcpy(u->host, p, hn);
+	u->host[hn] = 0;
+	const char *h = u->host;
+	u->v6 = *h == '[';
+	if (u->v6) {
+		/* "[IPv6]": a zone ("%25eth0") or anything else inside the brackets is refused. */
+		const char *e = h + 1;
+		while (*e && *e != ']')
+			e++;
+		if (*e != ']' || nb_ip6_parse(h + 1, (uint32_t)(e - h - 1), u->ip))
 			return -2;
-		ip[i] = (uint8_t)v;
+		h = e + 1;
+	} else {
+		uint32_t n = 0;
+		while (h[n] && h[n] != ':')
+			n++;
+		bool quad = true;
+		const char *q = h;
+		for (int i = 0; i < 4 && quad; i++) {
+			uint32_t v = 0, digits = 0;
+			while (*q >= '0' && *q <= '9' && digits < 4) {
+				v = v * 10 + (uint32_t)(*q++ - '0');
+				digits++;
+			}
+			quad = digits && digits <= 3 && v <= 255 && (i == 3 || *q++ == '.');
+			u->ip[i] = (uint8_t)v;
+		}
+		if (quad && q == h + n) {
+			h = q;
+		} else if (dns_name_ok(h, n)) {
+			efi_memset(u->ip, 0, sizeof(u->ip));
+			efi_memcpy(u->name, h, n);
+			u->name[n] = 0;
+			h += n;
+		} else {
+			return -2;
+		}
 	}
-	*port = HTTP_PORT;
+	u->port = HTTP_PORT;
 	if (*h == ':') {
 		uint32_t v = 0, digits = 0;
 		for (h++; *h >= '0' && *h <= '9' && digits < 6; h++, digits++)
 			v = v * 10 + (uint32_t)(*h - '0');
 		if (!digits || !v || v > 65535)
 			return -2;
-		*port = (uint16_t)v;
+		u->port = (uint16_t)v;
 	}
 	if (*h)
-		return -2; /* a host name, or junk after the address */
+		return -2; /* junk after the host */
 	const char *rest = p[hn] ? p + hn : "/";
 	uint32_t n = 0;
 	while (rest[n])
@@ -276,6 +344,103 @@ int nb_http_url_parse(const char *url, uint8_t ip[4], uint16_t *port, char host[
 			return -2; /* no spaces or control bytes in a request line */
 	efi_memcpy(path, rest, n + 1);
 	return 0;
+}
+
+/* ---- DNS ---- */
+
+uint32_t nb_dns_query(uint8_t *out, uint32_t cap, uint16_t id, const char *name, uint16_t qtype)
+{
+	uint32_t n = 0;
+	while (n <= DNS_NAME_MAX && name[n])
+		n++;
+	/* header, the name as labels (one length byte more than the dotted text, and the root's 0),
+	 * type and class */
+	uint32_t need = (uint32_t)sizeof(struct dns_hdr) + n + 2 + 4;
+	if (!dns_name_ok(name, n) || cap < need)
+		return 0;
+	struct dns_hdr *h = (struct dns_hdr *)out;
+	efi_memset(h, 0, sizeof(*h));
+	nb_put16(h->id, id);
+	nb_put16(h->flags, DNS_FLAG_RD);
+	nb_put16(h->qdcount, 1);
+	uint8_t *o = out + sizeof(*h), *len_at = o++;
+	for (uint32_t i = 0; i < n; i++) {
+		if (name[i] == '.') {
+			*len_at = (uint8_t)(o - len_at - 1);
+			len_at = o++;
+		} else {
+			*o++ = (uint8_t)name[i];
+		}
+	}
+	*len_at = (uint8_t)(o - len_at - 1);
+	*o++ = 0;
+	nb_put16(o, qtype);
+	nb_put16(o + 2, DNS_CLASS_IN);
+	return need;
+}
+
+/* Past the name at *off in the message (labels, or a compression pointer that ends it): the name is
+ * not followed, only skipped, so no pointer chain is walked. -1 when it leaves the message. */
+static int dns_skip_name(const uint8_t *p, uint32_t len, uint32_t *off)
+{
+	for (uint32_t labels = 0; labels < 128; labels++) {
+		if (*off >= len)
+			return -1;
+		uint8_t c = p[*off];
+		if ((c & 0xc0) == 0xc0) {
+			if (len - *off < 2)
+				return -1;
+			*off += 2;
+			return 0;
+		}
+		if (c & 0xc0)
+			return -1; /* the reserved label types */
+		if (len - *off < 1u + c)
+			return -1;
+		*off += 1u + c;
+		if (!c)
+			return 0;
+	}
+	return -1;
+}
+
+int nb_dns_answer(const uint8_t *p, uint32_t len, uint16_t id, uint16_t qtype, uint8_t addr[16], uint8_t *rcode)
+{
+	*rcode = 0;
+	if (len < sizeof(struct dns_hdr))
+		return -1;
+	const struct dns_hdr *h = (const struct dns_hdr *)p;
+	uint16_t flags = nb_be16(h->flags);
+	if (nb_be16(h->id) != id || !(flags & DNS_FLAG_QR))
+		return -1;
+	*rcode = (uint8_t)(flags & DNS_RCODE_MASK);
+	if (*rcode == DNS_RCODE_NXDOMAIN)
+		return 1;
+	if (*rcode)
+		return -1;
+	uint32_t off = sizeof(*h);
+	for (uint32_t q = nb_be16(h->qdcount); q; q--) {
+		if (dns_skip_name(p, len, &off) || len - off < 4)
+			return -1;
+		off += 4;
+	}
+	uint32_t want = qtype == DNS_TYPE_AAAA ? 16 : 4;
+	for (uint32_t a = nb_be16(h->ancount); a; a--) {
+		if (dns_skip_name(p, len, &off) || len - off < 10)
+			return -1;
+		uint16_t type = nb_be16(p + off), cls = nb_be16(p + off + 2), rdlen = nb_be16(p + off + 8);
+		off += 10;
+		if (len - off < rdlen)
+			return -1;
+		/* A CNAME chain comes first in a recursive answer: its records are skipped and the first
+		 * address of the type asked for is the name's. */
+		if (type == qtype && cls == DNS_CLASS_IN && rdlen == want) {
+			efi_memcpy(addr, p + off, want);
+			return 0;
+		}
+		off += rdlen;
+	}
+	return 1; /* the name exists without such a record */
 }
 
 static uint32_t put_str(uint8_t *o, uint32_t room, const char *s);
@@ -510,6 +675,12 @@ static int dhcp_opts(const uint8_t *o, uint32_t len, struct nb_dhcp4_reply *r)
 			if (n >= 4) {
 				efi_memcpy(r->router, v, 4);
 				r->has_router = true;
+			}
+			break;
+		case DHCP_OPT_DNS:
+			if (n >= 4) {
+				efi_memcpy(r->dns, v, 4);
+				r->has_dns = true;
 			}
 			break;
 		case DHCP_OPT_OVERLOAD:

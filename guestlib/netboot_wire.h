@@ -40,8 +40,8 @@ int nb_udp4_parse(const uint8_t *f, uint32_t len, struct nb_udp *u);
 void nb_udp_fill(struct nb_udp *u, const uint8_t *f, const uint8_t *sip, const uint8_t *dip, uint32_t alen,
 		 const uint8_t *udp, uint32_t ulen);
 
-/* A TCP segment over IPv4: the fields we send or received. */
-struct nb_tcp4_seg {
+/* A TCP segment over IPv4 or IPv6: the fields we send or received. */
+struct nb_tcp_seg {
 	uint16_t sport, dport;
 	uint32_t seq, ack;
 	uint8_t flags;      /* TCP_SYN, TCP_ACK... */
@@ -51,26 +51,39 @@ struct nb_tcp4_seg {
 /* An Ethernet/IPv4/TCP frame with payload into out, checksums filled. Returns its length, 0 when it
  * does not fit. */
 uint32_t nb_tcp4_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6], const uint8_t sip[4],
-		       const uint8_t dip[4], const struct nb_tcp4_seg *seg, const void *payload, uint32_t len,
+		       const uint8_t dip[4], const struct nb_tcp_seg *seg, const void *payload, uint32_t len,
 		       uint16_t ip_id);
 
-struct nb_tcp4 {
-	uint8_t sip[4], dip[4];
-	struct nb_tcp4_seg seg;
+/* A received TCP segment, over IPv4 or IPv6. */
+struct nb_tcp {
+	uint8_t sip[16], dip[16]; /* IPv4: the first 4 bytes */
+	struct nb_tcp_seg seg;
 	const uint8_t *data; /* inside the frame */
 	uint32_t len;
 };
 /* An IPv4 TCP frame: IP header checksum and lengths, no fragment, the TCP checksum (mandatory), a data
  * offset inside the segment, options walked for MSS. 0 or -1. */
-int nb_tcp4_parse(const uint8_t *f, uint32_t len, struct nb_tcp4 *t);
+int nb_tcp4_parse(const uint8_t *f, uint32_t len, struct nb_tcp *t);
+/* For both IP versions' builders and parsers: the TCP header of seg (with the MSS option when set)
+ * and the payload at tcp, checksum zero; returns the segment's length. And the reverse for tlen
+ * checked bytes: fields, options (each length within the header), data; 0 or -1. */
+uint32_t nb_tcp_put(uint8_t *tcp, const struct nb_tcp_seg *seg, const void *payload, uint32_t len);
+int nb_tcp_get(const uint8_t *tcp, uint32_t tlen, struct nb_tcp *t);
 
-/* HTTP boot (UEFI 2.10 24.7): the boot file is a URL. "http://A.B.C.D[:port]/path" with an IPv4
- * address (the firmware has no DNS client). Returns 0, -1 when url is not an http:// URL at all, -2
- * when it is one the firmware cannot use (a host name, https, a bad port, a path too long); host
- * receives "A.B.C.D[:port]" as written (the Host header), path the rest from its '/'. */
-#define NB_HTTP_HOST_MAX 24u
-int nb_http_url_parse(const char *url, uint8_t ip[4], uint16_t *port, char host[NB_HTTP_HOST_MAX], char *path,
-		      uint32_t path_cap);
+/* HTTP boot (UEFI 2.10 24.7): the boot file is a URL, "http://HOST[:port]/path" where HOST is an IPv4
+ * address A.B.C.D, an IPv6 one in brackets (RFC 3986; no zone) or a DNS name (letters, digits and
+ * hyphens in dot-separated labels of 1 to 63, at most 253 in all). Returns 0, -1 when url is not an
+ * http:// URL at all, -2 when it is one the firmware cannot use (https, a bad host or port, a path
+ * too long). */
+#define NB_HTTP_HOST_MAX 260u /* a name of 253, ":65535" and the NUL */
+struct nb_http_url {
+	char name[DNS_NAME_MAX + 1]; /* a DNS name, "" when HOST is an address */
+	uint8_t ip[16];              /* the address (IPv4: 4 bytes), when not a name */
+	bool v6;                     /* the address is IPv6 */
+	uint16_t port;
+	char host[NB_HTTP_HOST_MAX]; /* the authority as written: the Host header */
+};
+int nb_http_url_parse(const char *url, struct nb_http_url *u, char *path, uint32_t path_cap);
 /* "GET path HTTP/1.1" with Host, a User-Agent and "Connection: close". Returns the length, 0 when it
  * does not fit. */
 uint32_t nb_http_get_build(uint8_t *out, uint32_t cap, const char *host, const char *path);
@@ -115,13 +128,23 @@ uint32_t nb_dhcp4_build(uint8_t *out, uint32_t cap, const struct nb_dhcp4_req *r
 struct nb_dhcp4_reply {
 	uint8_t type; /* option 53; 0 when absent (a BOOTP reply) */
 	uint8_t yiaddr[4], siaddr[4], server_id[4], mask[4], router[4];
-	bool has_server_id, has_mask, has_router, pxe_class;
+	bool has_server_id, has_mask, has_router, pxe_class, has_dns;
+	uint8_t dns[4];                /* option 6: the first DNS server */
 	char bootfile[NB_BOOTFILE_MAX]; /* option 67, else the file field; NUL-terminated, "" when none */
 	char tftp_server[64];          /* option 66, else the sname field; "" when none */
 };
 /* A reply to our xid and MAC (a BOOTREPLY with the magic cookie). Options may be overloaded into the
  * file and sname fields (option 52). 0 or -1. */
 int nb_dhcp4_parse(const uint8_t *p, uint32_t len, uint32_t xid, const uint8_t mac[6], struct nb_dhcp4_reply *r);
+
+/* A DNS query (recursion desired) for name's qtype (DNS_TYPE_A or _AAAA). Returns its length (a UDP
+ * payload), 0 when name is not a valid host name or does not fit. */
+uint32_t nb_dns_query(uint8_t *out, uint32_t cap, uint16_t id, const char *name, uint16_t qtype);
+/* The answer to our query id: 0 with the first qtype/IN record's address (4 or 16 bytes) in addr,
+ * 1 when the server says the name does not exist (NXDOMAIN) or has no such record, -1 for anything
+ * else (not an answer to id, malformed: every name, pointer and record length is checked against the
+ * message, and a chain of compression pointers cannot loop). *rcode is the server's code. */
+int nb_dns_answer(const uint8_t *p, uint32_t len, uint16_t id, uint16_t qtype, uint8_t addr[16], uint8_t *rcode);
 
 /* TFTP read request for file in octet mode; blksize 0 and !tsize: no options. Returns its length,
  * 0 when it does not fit (or the name is empty or too long). */
@@ -157,11 +180,20 @@ uint32_t nb_icmp6_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const
 /* An IPv6 UDP frame with no extension headers: lengths, and the UDP checksum, which IPv6 makes
  * mandatory (a zero checksum is refused). 0 or -1. */
 int nb_udp6_parse(const uint8_t *f, uint32_t len, struct nb_udp *u);
+/* TCP over IPv6 (hop limit 255, as every frame built here), and an IPv6 TCP frame with no extension
+ * headers: lengths and the TCP checksum; 0 or -1. */
+uint32_t nb_tcp6_build(uint8_t *out, uint32_t cap, const uint8_t dmac[6], const uint8_t smac[6],
+		       const uint8_t sip[16], const uint8_t dip[16], const struct nb_tcp_seg *seg, const void *payload,
+		       uint32_t len);
+int nb_tcp6_parse(const uint8_t *f, uint32_t len, struct nb_tcp *t);
 
 /* The link-local address fe80::/64 with the modified EUI-64 interface identifier of mac (RFC 4291
  * appendix A), the solicited-node multicast address of ip (ff02::1:ffXX:XXXX) and the Ethernet
  * address of an IPv6 multicast address (33:33 and its last 4 bytes). */
 void nb_ip6_linklocal(uint8_t out[16], const uint8_t mac[6]);
+/* A /64 prefix's address for mac by stateless autoconfiguration (RFC 4862 5.5.3): the prefix's first
+ * 8 bytes and the same modified EUI-64 interface identifier. */
+void nb_ip6_slaac(uint8_t out[16], const uint8_t prefix[16], const uint8_t mac[6]);
 void nb_ip6_solicited(uint8_t out[16], const uint8_t ip[16]);
 void nb_ip6_mcast_mac(uint8_t out[6], const uint8_t ip[16]);
 bool nb_ip6_is_linklocal(const uint8_t ip[16]);
@@ -180,6 +212,7 @@ struct nb_nd {
 	uint8_t lladdr[6];       /* the source (NS, RA) or target (NA) link-layer address option */
 	bool has_lladdr;
 	uint16_t router_lifetime;/* RA, seconds: 0 means not a default router */
+	uint8_t ra_flags;        /* RA: ND_RA_MANAGED, ND_RA_OTHER */
 	bool has_prefix;         /* RA: the first prefix with the on-link or autonomous flag */
 	uint8_t prefix[16], prefix_len, prefix_flags;
 };
@@ -187,7 +220,9 @@ struct nb_nd {
 int nb_nd_parse(const uint8_t *f, uint32_t len, struct nb_nd *nd);
 /* The ICMPv6 body (from the type byte, checksum 0: nb_icmp6_build fills it) of a neighbour
  * solicitation for target, a neighbour advertisement for target (flags ND_NA_*), or a router
- * solicitation, each with our link-layer address option. Returns its length, 0 when cap is short. */
+ * solicitation, each with our link-layer address option (a solicitation with mac NULL has none: a
+ * duplicate address detection probe, sent from ::, RFC 4861 7.2.2). Returns its length, 0 when cap
+ * is short. */
 uint32_t nb_nd_ns(uint8_t *out, uint32_t cap, const uint8_t target[16], const uint8_t mac[6]);
 uint32_t nb_nd_na(uint8_t *out, uint32_t cap, const uint8_t target[16], uint8_t flags, const uint8_t mac[6]);
 uint32_t nb_nd_rs(uint8_t *out, uint32_t cap, const uint8_t mac[6]);
@@ -197,7 +232,7 @@ uint32_t nb_nd_rs(uint8_t *out, uint32_t cap, const uint8_t mac[6]);
  * architecture x64 UEFI (option 61), network interface identifier (62) and the PXE vendor class. */
 #define NB_DUID_MAX 130u  /* RFC 8415 11.1: a DUID is at most 128 bytes (and its 2-byte type) */
 struct nb_dhcp6_req {
-	uint8_t type;        /* DHCP6_SOLICIT or DHCP6_REQUEST */
+	uint8_t type;        /* DHCP6_SOLICIT, DHCP6_REQUEST or DHCP6_INFORMATION_REQUEST (no IA_NA) */
 	uint32_t xid;        /* 24 bits */
 	uint16_t elapsed;    /* hundredths of a second */
 	uint8_t uuid[16];    /* the client DUID's UUID */
@@ -219,6 +254,8 @@ struct nb_dhcp6_reply {
 	uint8_t preference;  /* option 7, 0 when absent */
 	char bootfile_url[NB_BOOTFILE_MAX]; /* option 59, NUL-terminated, "" when none */
 	bool url_too_long;
+	uint8_t dns[16];     /* option 23: the first DNS server */
+	bool has_dns;
 };
 /* An Advertise or Reply for our xid and our client DUID (uuid). Every option's length is checked
  * against its container. 0 or -1. */

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
@@ -52,15 +53,34 @@ def counts(text):
     return found
 
 
-def run_pytest(cmd, env):
-    """Runs cmd, streaming its output; returns (exit code, output)."""
+RESULT_LINE = re.compile(r"^(tests/\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS|RERUN)\b")
+
+
+def run_pytest(cmd, env, timed=False):
+    """Runs cmd, streaming its output; returns (exit code, output). timed: pytest -v's result lines
+    are timed as they arrive (a test's time is the wait since the line before it: setup included),
+    and the slowest are listed at the end, even when the run was cut short (pytest's own --durations
+    is lost then)."""
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-    out = []
+    out, times = [], []
+    last = time.monotonic()
     for line in p.stdout:
         sys.stdout.write(line)
         sys.stdout.flush()
         out.append(line)
-    return p.wait(), "".join(out)
+        m = RESULT_LINE.match(line)
+        if timed and m:
+            now = time.monotonic()
+            times.append((now - last, m.group(1), m.group(2)))
+            last = now
+    rc = p.wait()
+    if times:
+        print("integration: the slowest tests here (seconds since the result before; %d results in %.0f s):"
+              % (len(times), sum(t for t, _, _ in times)))
+        for t, node, what in sorted(times, reverse=True)[:30]:
+            print("%8.1f  %s %s" % (t, node, what))
+        sys.stdout.flush()
+    return rc, "".join(out)
 
 
 # The nested host's emulator has a fault of its own (README, "The nested test host"): now and then it
@@ -93,7 +113,7 @@ def run_nested(args, env, extra=()):
         cmd = [os.path.join(ROOT, "tests", "nested", "run"), "--timeout", str(NESTED_TIMEOUT), "--",
                PY, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "timeout", "--timeout=%d" % TEST_TIMEOUT,
                "-p", "rerunfailures", "--reruns", "1", "--durations=40"] + args + sorted(pending)
-        rc, out = run_pytest(cmd, env)
+        rc, out = run_pytest(cmd, env, timed=True)
         for node, what in re.findall(r"^(tests/\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", out, re.M):
             counts[OUTCOME[what]] = counts.get(OUTCOME[what], 0) + 1
             if node in pending:

@@ -66,6 +66,7 @@ struct gen2_life {
 	struct fw_misc misc;
 	bool have_random_uuid;
 	uint8_t random_uuid[16];
+	struct vnc *vnc; /* the VNC server and its viewers stay through a guest reset */
 };
 
 struct gen2 {
@@ -349,6 +350,8 @@ static int gen2_ctl_vm(void *opaque, int argc, char **argv, char *reply, size_t 
 		vm_pause(&g->vm);
 	else if (!strcmp(argv[0], "resume"))
 		vm_resume(&g->vm);
+	else if (!strcmp(argv[0], "reset")) /* a hard reset, as Restart-VM -Force: the process, its VNC viewers and sockets stay */
+		vm_stop(&g->vm, VM_EXIT_RESET, "reset from the control socket");
 	else
 		vm_stop(&g->vm, VM_EXIT_POWEROFF, "turned off from the control socket");
 	return 0;
@@ -788,6 +791,8 @@ static int gen2_setup_control(struct gen2 *g, const char *path)
 	control_register(g->control, "pause", "pause", gen2_ctl_vm, g);
 	control_register(g->control, "resume", "resume", gen2_ctl_vm, g);
 	control_register(g->control, "stop", "stop (turn off)", gen2_ctl_vm, g);
+	control_register(g->control, "reset", "reset (hard reset, as pressing the reset button; with --no-reboot the VM ends)",
+			 gen2_ctl_vm, g);
 	control_register(g->control, "regs", "regs (where each vCPU is)", gen2_ctl_regs, g);
 	control_register(g->control, "clock", "clock [--offset [+|-]S | --set @UNIX-SECONDS]", gen2_ctl_clock, g);
 	control_register(g->control, "save", "save FILE (save the VM's state and end it; gen2vm run --restore FILE)",
@@ -1000,10 +1005,13 @@ static int gen2_setup(struct gen2 *g)
 			log_error("--vnc: the synthetic console devices are not running");
 			return -ENODEV;
 		}
-		if ((r = vnc_start(&g->vnc, &cfg->vnc, vid, kbd, mouse, err, sizeof(err)))) {
+		if (g->life->vnc) {
+			vnc_attach(g->life->vnc, vid, kbd, mouse);
+		} else if ((r = vnc_start(&g->life->vnc, &cfg->vnc, vid, kbd, mouse, err, sizeof(err)))) {
 			log_error("%s", err);
 			return r;
 		}
+		g->vnc = g->life->vnc;
 	}
 	uint64_t rsdp = 0;
 	if ((r = gen2_build_acpi(g, &rsdp)) || (r = gen2_write_reset_vector(vm)))
@@ -1070,7 +1078,7 @@ static int gen2_run_loop(const struct gen2_config *cfg, struct gen2_life *life);
 static void gen2_teardown(struct gen2 *g)
 {
 	control_close(g->control);
-	vnc_stop(g->vnc); /* its thread sends to the devices; before they go */
+	vnc_detach(g->vnc); /* its thread sends to the devices; before they go (gen2_run stops it) */
 	g->vnc = NULL;
 	if (g->vm.kvm) {
 		vm_stop(&g->vm, VM_EXIT_ERROR, NULL); /* no effect when the guest already ended it */
@@ -1153,6 +1161,7 @@ int gen2_run(const struct gen2_config *cfg)
 		}
 	}
 	int ret = gen2_run_loop(cfg, life);
+	vnc_stop(life->vnc);
 	nvram_close(life->nv);
 	free(life);
 	return ret;

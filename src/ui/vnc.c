@@ -246,9 +246,14 @@ struct vnc {
 	struct vnc_config cfg;
 	char password[256];
 	char *passwords[2]; /* libvncserver's list form: { password, NULL } */
+	/* The running VM's devices; NULL between two VM instances (a guest reset): the server and its
+	 * viewers outlive the VM instance, as Hyper-V's console connection outlives a reboot. The
+	 * thread uses them only under dev_lock; vnc_attach/vnc_detach change them under it. */
+	pthread_mutex_t dev_lock;
 	struct synthvid *vid;
 	struct synthkbd *kbd;
 	struct synthmouse *mouse;
+	bool attached_anew; /* the thread takes the whole new screen */
 	rfbScreenInfoPtr screen;
 	rfbCursorPtr default_cursor;
 	uint8_t *fb;      /* what viewers see, SYNTHVID_VRAM_SIZE bytes (any valid geometry fits) */
@@ -438,6 +443,8 @@ static void vnc_key(rfbBool down, rfbKeySym keysym, rfbClientPtr cl)
 	}
 	struct synthkbd_key k;
 	int shift;
+	if (!v->kbd)
+		return; /* between two VM instances */
 	if (!synthkbd_key_of_keysym((uint32_t)keysym, &k, &shift)) {
 		log_debug("vnc: keysym 0x%lx has no key on the US layout; dropped", (unsigned long)keysym);
 		return;
@@ -466,7 +473,7 @@ static void vnc_pointer(int mask, int x, int y, rfbClientPtr cl)
 	if ((v->prev_mask & 24) == (mask & 24))
 		wheel = 0; /* a wheel step is the button's press; its release and held repeats are none */
 	v->prev_mask = mask;
-	int r = synthmouse_send(v->mouse, ax, ay, buttons, wheel);
+	int r = v->mouse ? synthmouse_send(v->mouse, ax, ay, buttons, wheel) : -ENODEV;
 	if (r)
 		log_debug("vnc: a pointer event dropped: %s", strerror(-r));
 	rfbDefaultPtrAddEvent(mask, x, y, cl);
@@ -672,7 +679,9 @@ static void *vnc_thread(void *arg)
 		int timeout = -1;
 		bool watching = atomic_load(&v->viewers) > 0;
 		full_due |= !watching;
-		bool compare = watching && (full_due || !synthvid_display_announced(v->vid));
+		pthread_mutex_lock(&v->dev_lock);
+		bool compare = v->vid && watching && (full_due || !synthvid_display_announced(v->vid));
+		pthread_mutex_unlock(&v->dev_lock);
 		if (compare) {
 			uint64_t now = clock_mono_ms();
 			timeout = next_compare > now ? (int)(next_compare - now) : 0;
@@ -690,13 +699,24 @@ static void *vnc_thread(void *arg)
 		}
 		if (pf[0].revents)
 			break;
+		pthread_mutex_lock(&v->dev_lock);
 		if (pf[1].revents) {
 			uint64_t c;
 			if (read(v->efd, &c, sizeof(c)) < 0) {
 				/* EAGAIN: someone else's wake-up was already taken */
 			}
-			vnc_refresh(v, false);
-			vnc_cursor_update(v);
+			if (v->vid) {
+				if (v->attached_anew && v->cursor_custom) {
+					/* The new instance has no pointer shape yet: the default arrow. */
+					rfbSetCursor(v->screen, v->default_cursor);
+					v->cursor_custom = false;
+				}
+				vnc_refresh(v, v->attached_anew);
+				vnc_cursor_update(v);
+				if (v->attached_anew)
+					full_due = true;
+				v->attached_anew = false;
+			}
 		}
 		if (v->unix_fd >= 0 && pf[2].revents) {
 			int fd = accept4(v->unix_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -717,7 +737,7 @@ static void *vnc_thread(void *arg)
 			if (pf[http0].revents)
 				vnc_http_accept(v);
 		}
-		if (compare && clock_mono_ms() >= next_compare) {
+		if (compare && v->vid && clock_mono_ms() >= next_compare) {
 			/* The first compare for a new viewer looks at everything (the log holds what
 			 * was written since the last compare; a moved VRAM starts a new log). */
 			vnc_compare(v, full_due);
@@ -725,7 +745,8 @@ static void *vnc_thread(void *arg)
 			vnc_cursor_update(v);
 			next_compare = clock_mono_ms() + VNC_COMPARE_MS;
 		}
-		rfbProcessEvents(v->screen, 0);
+		rfbProcessEvents(v->screen, 0); /* viewers' keys and pointer go to the devices: under dev_lock */
+		pthread_mutex_unlock(&v->dev_lock);
 	}
 	return NULL;
 }
@@ -787,6 +808,7 @@ int vnc_start(struct vnc **out, const struct vnc_config *c, struct synthvid *vid
 		return -ENOMEM;
 	}
 	v->cfg = *c;
+	pthread_mutex_init(&v->dev_lock, NULL);
 	v->vid = vid;
 	v->kbd = kbd;
 	v->mouse = mouse;
@@ -897,7 +919,7 @@ void vnc_stop(struct vnc *v)
 	if (!v)
 		return;
 	if (v->thread_started) {
-		synthvid_display_notify(v->vid, -1);
+		vnc_detach(v);
 		uint64_t one = 1;
 		if (write(v->stopfd, &one, sizeof(one)) < 0)
 			log_warn("vnc: cannot wake its thread: %s", strerror(errno));
@@ -927,7 +949,36 @@ void vnc_stop(struct vnc *v)
 	memset(v->password, 0, sizeof(v->password));
 	free(v->fb);
 	free(v->scratch);
+	pthread_mutex_destroy(&v->dev_lock);
 	free(v);
+}
+
+void vnc_detach(struct vnc *v)
+{
+	if (!v)
+		return;
+	pthread_mutex_lock(&v->dev_lock);
+	if (v->vid)
+		synthvid_display_notify(v->vid, -1);
+	v->vid = NULL;
+	v->kbd = NULL;
+	v->mouse = NULL;
+	pthread_mutex_unlock(&v->dev_lock);
+}
+
+void vnc_attach(struct vnc *v, struct synthvid *vid, struct synthkbd *kbd, struct synthmouse *mouse)
+{
+	pthread_mutex_lock(&v->dev_lock);
+	v->vid = vid;
+	v->kbd = kbd;
+	v->mouse = mouse;
+	v->attached_anew = true;
+	v->cursor_seq = UINT32_MAX; /* the new device's first shape differs from it */
+	pthread_mutex_unlock(&v->dev_lock);
+	synthvid_display_notify(vid, v->efd);
+	uint64_t one = 1;
+	if (write(v->efd, &one, sizeof(one)) < 0)
+		log_warn("vnc: cannot wake its thread: %s", strerror(errno));
 }
 
 unsigned vnc_viewers(struct vnc *v)

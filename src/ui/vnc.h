@@ -94,6 +94,13 @@ struct vnc;
 int vnc_start(struct vnc **out, const struct vnc_config *c, struct synthvid *vid, struct synthkbd *kbd,
 	      struct synthmouse *mouse, char *err, size_t errlen);
 
+/* Between two instances of the VM (a guest reset rebuilds the machine): vnc_detach lets go of the
+ * devices before they are destroyed (the viewers stay connected and keep the last frame; their keys
+ * and pointer are dropped), vnc_attach gives the new instance's devices (its screen is then taken
+ * whole). Any thread but the server's own; vnc_detach(NULL) is fine. */
+void vnc_detach(struct vnc *v);
+void vnc_attach(struct vnc *v, struct synthvid *vid, struct synthkbd *kbd, struct synthmouse *mouse);
+
 /* Stops the thread, disconnects the viewers, removes a unix socket and frees. NULL is fine. */
 void vnc_stop(struct vnc *v);
 

@@ -15,6 +15,7 @@ import pytest
 import efi_images as ei
 from conftest import BUILD, VmProcess, gen2vm_binary, have_kvm, run
 from linux_guest import INIT_PRELUDE, host_program, make_initramfs
+from rfb import RfbClient
 
 pytestmark = [
     pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"),
@@ -66,14 +67,37 @@ def test_nothing_to_boot_gives_a_boot_summary(tmp_path):
 
 def test_removable_media_path_and_pause_after_boot_failure(tmp_path):
     """Device entries fall back to \\EFI\\BOOT\\BOOTX64.EFI. With PauseAfterBootFailure on, the firmware
-    waits after the blank disk fails until the host says "continue", then boots the next disk."""
+    waits after the blank disk fails until the host says "continue", then boots the next disk.
+    On the way, `control reset` restarts the machine in place: a VNC viewer connected before it stays
+    connected and sees the firmware's screen of the new boot."""
     nvram = str(tmp_path / "vm.nvram")
     blank = ei.make_blank_disk(str(tmp_path / "blank.img"))
     good = esp_disk(tmp_path, "good", {"EFI/BOOT/BOOTX64.EFI": os.path.join(EFI, "hello.efi")})
     run(gen2vm_binary(), "firmware", "reset", "--nvram", nvram)
     run(gen2vm_binary(), "firmware", "set", "--nvram", nvram, "--pause-after-boot-failure", "on")
-    vm = Vm(tmp_path, ["--nvram", nvram, "--disk", blank, "--disk", good])
+    vnc = str(tmp_path / "vnc.sock")
+    vm = Vm(tmp_path, ["--nvram", nvram, "--disk", blank, "--disk", good, "--synthetic-console", "--vnc", "unix:" + vnc])
     assert vm.wait_for(r"paused after a boot failure", 60), vm.err[-3000:]
+    viewer = RfbClient.unix(vnc)
+
+    def screen():
+        """(w, h, whether it shows anything but one colour), after a whole update (a resize comes
+        alone: the pixels follow on the next request)."""
+        for _ in range(3):
+            if viewer.update():
+                break
+        f = bytes(viewer.frame)
+        return viewer.w, viewer.h, f != f[:4] * (len(f) // 4)
+    before = screen()
+    assert before == (1024, 768, True), before  # the firmware's text on its 1024x768 screen
+    assert vm.control("reset").startswith("ok"), vm.err[-2000:]
+    assert vm.wait_for(r"paused after a boot failure[\s\S]*paused after a boot failure", 60), vm.err[-3000:]
+    assert "restarting the VM after a guest reset" in vm.err
+    # The same connection: the new boot's screen, and the server still counts the viewer.
+    after = screen()
+    assert after == (1024, 768, True), after
+    assert "1 viewer connected" in vm.control("vnc"), vm.control("vnc")
+    viewer.close()
     time.sleep(1)
     assert "hello from EFI" not in vm.out()
     vm.control("continue")

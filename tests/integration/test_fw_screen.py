@@ -16,8 +16,8 @@ media have one), two disks (a blank one, then a systemd-boot ESP) and PauseAfter
 - the blank disk fails: the firmware's failure line and its "press a key" prompt are on the screen,
   and `control key enter` answers the prompt;
 - Debian's systemd-boot (a real client of GOP/ConOut/ConIn) shows its menu with a timeout: OCR finds
-  the second entry's title in a screenshot, and `key down` + `key enter` boot that entry, whose
-  program says on COM1 which entry started it.
+  the second entry's title in a screenshot, and Down and Return sent by a VNC viewer (RFB KeyEvents
+  on the VM's --vnc socket) boot that entry, whose program says on COM1 which entry started it.
 
 Each step that fails says which it was, with the COM1 output, the VMM's log and the screenshots so
 far (kept in the test's tmp_path)."""
@@ -30,6 +30,7 @@ import pytest
 
 import efi_images as ei
 from conftest import gen2vm_binary, have_kvm, run
+from rfb import RfbClient
 from screen import ocr_text_grids, png_read_rgb
 from test_firmware_boot import EFI, Vm, esp_disk
 
@@ -138,8 +139,9 @@ def test_firmware_screen_keyboard_dvd_prompt_and_systemd_boot_menu(tmp_path):
     run(gen2vm_binary(), "firmware", "reset", "--nvram", nvram)
     run(gen2vm_binary(), "firmware", "set", "--nvram", nvram, "--pause-after-boot-failure", "on", "--timeout", "3")
     # The drives in this order make the boot order: DVD, DVD, blank disk, systemd-boot's disk.
+    vnc = str(tmp_path / "vnc.sock")
     vm = Vm(tmp_path, ["--nvram", nvram, "--dvd", iso, "--dvd", iso2, "--disk", blank, "--disk", disk,
-                       "--synthetic-console", "--video", f"{WIDTH}x{HEIGHT}"])
+                       "--synthetic-console", "--video", f"{WIDTH}x{HEIGHT}", "--vnc", "unix:" + vnc])
     st = Steps(vm, tmp_path)
     shots = {}
     try:
@@ -184,10 +186,13 @@ def test_firmware_screen_keyboard_dvd_prompt_and_systemd_boot_menu(tmp_path):
         if st.wait("systemd-boot's menu", r"Bravo entry", 60):
             time.sleep(1)
             shots["sdboot"] = shot(vm, tmp_path, "sdboot")
-            st.key("systemd-boot: down", "down")
-            time.sleep(0.3)
-            st.key("systemd-boot: enter", "enter")
-            st.wait("systemd-boot's second entry", r"hello: load options", 30, where="out")
+            # A VNC viewer's keys (X keysyms, to synthkbd as scan codes, read by the firmware's ConIn).
+            with RfbClient.unix(vnc) as viewer:
+                viewer.update()
+                viewer.key(0xff54)  # Down
+                time.sleep(0.3)
+                viewer.key(0xff0d)  # Return
+                st.wait("systemd-boot's second entry, chosen through VNC", r"hello: load options", 30, where="out")
     finally:
         vm.stop()
     assert not st.failed, st.report()

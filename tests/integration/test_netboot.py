@@ -74,17 +74,19 @@ class NetNs:
         if log:
             out.close()
 
-    def dnsmasq(self, tftp_root, boot_file, log, ipxe_boot_file=None):
+    def dnsmasq(self, tftp_root, boot_file, log, ipxe_boot_file=None, dns=()):
         """Debian's dnsmasq: DHCPv4 on the tap, the boot file only for x64 UEFI PXE clients (option 93 =
         7), TFTP from tftp_root; its log (with --log-dhcp's option dump) in log. With ipxe_boot_file, a
-        client whose user class (option 77) is "iPXE" gets that instead: iPXE's second DHCP."""
+        client whose user class (option 77) is "iPXE" gets that instead: iPXE's second DHCP. With dns
+        (host records "NAME,ADDRESS"), dnsmasq is also the DNS server the DHCP answer names (option 6),
+        authoritative for .test (NXDOMAIN for other names there)."""
         if not shutil.which("dnsmasq"):
             pytest.fail("dnsmasq is missing (scripts/deps.sh test installs dnsmasq-base)")
         boot = ["--dhcp-boot=tag:efi64," + boot_file]
         if ipxe_boot_file:
             boot = ["--dhcp-userclass=set:ipxe,iPXE", "--dhcp-boot=tag:efi64,tag:!ipxe," + boot_file,
                     "--dhcp-boot=tag:ipxe," + ipxe_boot_file]
-        self.start("dnsmasq", "--no-daemon", "--port=0", "--interface=" + self.tap, "--bind-interfaces",
+        self.start("dnsmasq", "--no-daemon", *dns_args(dns), "--interface=" + self.tap, "--bind-interfaces",
                    "--dhcp-range=10.214.0.10,10.214.0.50,1h", "--dhcp-leasefile=%s/leases" % self.tmp,
                    "--conf-file=/dev/null", "--dhcp-match=set:efi64,option:client-arch,7", *boot,
                    "--enable-tftp", "--tftp-root=" + str(tftp_root),
@@ -203,10 +205,18 @@ def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
     assert rc == 0, err[-3000:]
 
 
-def http_server(n, root, log):
-    """Python's http.server on HOST_IP:8080 in the namespace, serving root; its request log in log."""
+def dns_args(records):
+    """dnsmasq's DNS: off, or serving records ("NAME,ADDRESS") and NXDOMAIN for the rest of .test."""
+    if not records:
+        return ["--port=0"]
+    return ["--port=53", "--no-resolv", "--no-hosts", "--local=/test/"] + ["--host-record=" + r for r in records]
+
+
+def http_server(n, root, log, host=HOST_IP):
+    """Python's http.server on host (HOST_IP, or an IPv6 address) port 8080 in the namespace, serving
+    root; its request log in log."""
     f = open(log, "w")
-    n.procs.append(subprocess.Popen(ns_exec(n.ns, "/usr/bin/python3", "-m", "http.server", "8080", "--bind", HOST_IP,
+    n.procs.append(subprocess.Popen(ns_exec(n.ns, "/usr/bin/python3", "-m", "http.server", "8080", "--bind", host,
                                             "--directory", str(root)), stdout=f, stderr=f))
     time.sleep(1)
 
@@ -239,18 +249,43 @@ def test_http_boot_loads_grubnetx64_from_the_url_in_the_dhcp_answer(tmp_path):
 
 
 @pytest.mark.real_guest
-def test_http_boot_failure_in_the_boot_summary(tmp_path):
+def test_http_boot_by_host_name_and_the_failures_in_the_boot_summary(tmp_path):
+    """The URL names its server by a host name: the firmware asks the DNS server the DHCP answer named
+    (dnsmasq) for its address, then fetches over HTTP, and the program runs. A file the server does not
+    have and a name that does not exist each give their line in the boot summary."""
+    hello = os.path.join(BUILD, "efi", "hello.efi")
     root = tmp_path / "root"
     root.mkdir()
-    url = "http://%s:8080/missing.efi" % HOST_IP
-    with NetNs(tmp_path) as n:
-        http_server(n, root, tmp_path / "http.log")
-        n.dnsmasq(root, url, tmp_path / "dnsmasq.log")
-        rc, err = n.run_vm(["run", "--memory", "256M", "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "-v"])
+    shutil.copy(hello, root / "hello.efi")
+    dns = ["boot.test," + HOST_IP]
+
+    def boot(url, name):
+        dbg = tmp_path / ("%s.debugcon" % name)
+        with NetNs(tmp_path) as n:
+            http_server(n, root, tmp_path / ("%s.http.log" % name))
+            n.dnsmasq(root, url, tmp_path / ("%s.dnsmasq.log" % name), dns=dns)
+            rc, err = n.run_vm(["run", "--memory", "256M", "--debugcon", "file:%s" % dbg,
+                                "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "-v"])
+        return rc, err, dbg.read_text(errors="replace") if dbg.exists() else ""
+
+    url = "http://boot.test:8080/hello.efi"
+    rc, err, out = boot(url, "ok")
+    h = (tmp_path / "ok.http.log").read_text(errors="replace")
+    why = "\n".join([out[-3000:], err[-3000:], h[-2000:]])
+    assert "network boot: DNS A boot.test from %s" % HOST_IP in err, why
+    assert re.search(r'"GET /hello\.efi HTTP/1\.1" 200', h), why
+    assert "hello from EFI" in out, why
+    missing = "http://boot.test:8080/missing.efi"
+    rc, err, _ = boot(missing, "404")
     s = summary_of(err)
     assert rc == 5, err[-3000:]
     assert re.search(r"Boot0000 \"EFI Network \(%s\)\": HTTP: file not found: %s \(404 File not found\)"
-                     % (MAC_HEX, re.escape(url)), s), s
+                     % (MAC_HEX, re.escape(missing)), s), s
+    rc, err, _ = boot("http://nosuch.test:8080/hello.efi", "nxdomain")
+    s = summary_of(err)
+    assert rc == 5, err[-3000:]
+    assert re.search(r"Boot0000 \"EFI Network \(%s\)\": DNS: nosuch\.test: no such name \(from %s\)"
+                     % (MAC_HEX, re.escape(HOST_IP)), s), s
 
 
 @pytest.mark.real_guest

@@ -21,7 +21,8 @@ import pytest
 
 import efi_images as ei
 from conftest import BUILD, gen2vm_binary, have_kvm
-from test_netboot import MAC, MAC_HEX, NetNs, firmware_show, grubnet_tftp_root, sh, summary_of
+from test_netboot import MAC, MAC_HEX, NetNs, dns_args, firmware_show, grubnet_tftp_root, http_server, sh, \
+    summary_of
 
 pytestmark = [pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm"),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for the tap and the network namespace")]
@@ -41,17 +42,39 @@ class NetNs6(NetNs):
         sh("ip", "-n", self.ns, "addr", "add", HOST_IP6 + "/64", "dev", self.tap, "nodad")
         return self
 
-    def dnsmasq6(self, tftp_root, boot_file, log):
-        """dnsmasq: RAs for fd42:214::/64, DHCPv6 addresses from it, the boot-file URL, TFTP."""
+    def dnsmasq6(self, tftp_root, boot_file, log, url=None, dns=(), first="fd42:214::10", last="fd42:214::50",
+                 stateless=False):
+        """dnsmasq: RAs for fd42:214::/64, DHCPv6 addresses from it, the boot-file URL (url, or
+        tftp://[HOST_IP6]/boot_file), TFTP; with dns (host records), the DNS server too (option 23).
+        stateless: RAs with the M flag off and an autonomous prefix, DHCPv6 for options only."""
         if not shutil.which("dnsmasq"):
             pytest.fail("dnsmasq is missing (scripts/deps.sh test installs dnsmasq-base)")
-        self.start("dnsmasq", "--no-daemon", "--port=0", "--interface=" + self.tap, "--bind-interfaces",
-                   "--enable-ra", "--dhcp-range=fd42:214::10,fd42:214::50,64,1h",
+        extra = ["--dhcp-option=option6:dns-server,[::]"] if dns else []
+        self.start("dnsmasq", "--no-daemon", *dns_args(dns), *extra, "--interface=" + self.tap, "--bind-interfaces",
+                   "--enable-ra", "--dhcp-range=" + ("fd42:214::,ra-stateless" if stateless else
+                                                     "%s,%s,64,1h" % (first, last)),
                    "--dhcp-leasefile=%s/leases" % self.tmp, "--conf-file=/dev/null",
-                   "--dhcp-option=option6:bootfile-url,tftp://[%s]/%s" % (HOST_IP6, boot_file),
+                   "--dhcp-option=option6:bootfile-url," + (url or "tftp://[%s]/%s" % (HOST_IP6, boot_file)),
                    "--enable-tftp", "--tftp-root=" + str(tftp_root), "--log-dhcp", "--log-facility=" + str(log),
                    "--user=root")
         time.sleep(1)
+
+
+# Another node holding fd42:214::99: unsolicited neighbour advertisements for it (RFC 4861 7.2.6), ten
+# a second to all nodes, with the target link-layer address 02:00:00:00:00:99 (the kernel fills the
+# ICMPv6 checksum of a raw socket).
+NA_SENDER = r"""
+import socket, struct, time
+tap = "%s"
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex(tap))
+na = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + socket.inet_pton(socket.AF_INET6, "fd42:214::99")
+na += bytes([2, 1, 2, 0, 0, 0, 0, 0x99])
+while True:
+    s.sendto(na, ("ff02::1", 0, 0, socket.if_nametoindex(tap)))
+    time.sleep(0.1)
+"""
 
 
 def set_ipv6(nvram):
@@ -96,6 +119,70 @@ def test_pxe6_boots_an_efi_app(tmp_path):
     assert re.search(r"sent \S*hello\.efi to fd42:214::", dlog), dlog[-3000:]
 
 
+def test_http_boot_over_ipv6_from_the_dhcpv6_boot_file_url(tmp_path):
+    """UEFI HTTP boot over IPv6: the DHCPv6 boot-file URL is http://[fd42:214::1]:8080/hello.efi; the
+    firmware fetches it from Python's http.server over its own TCP over IPv6, not over TFTP, and it
+    runs. A second URL names the server by a host name (looked up as AAAA from the DNS server of
+    DHCPv6's option 23) and a file it does not have: the 404 in the boot summary."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(HELLO, root / "hello.efi")
+    url = "http://[%s]:8080/hello.efi" % HOST_IP6
+    nvram, dbg, dlog, hlog = str(tmp_path / "vm.nvram"), tmp_path / "debugcon.log", tmp_path / "dnsmasq.log", \
+        tmp_path / "http.log"
+    set_ipv6(nvram)
+    with NetNs6(tmp_path) as n:
+        http_server(n, root, hlog, host=HOST_IP6)
+        n.dnsmasq6(root, None, dlog, url=url)
+        rc, err = n.run_vm(["run", "--memory", "256M", "--nvram", nvram, "--debugcon", "file:%s" % dbg,
+                            "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "-v"])
+    text = dbg.read_text(errors="replace") if dbg.exists() else ""
+    h = hlog.read_text(errors="replace")
+    d = dlog.read_text(errors="replace") if dlog.exists() else ""
+    why = "\n".join([text[-3000:], err[-3000:], h[-2000:], d[-2000:]])
+    assert "network boot: HTTP " + url in err, why
+    assert re.search(r'"GET /hello\.efi HTTP/1\.1" 200', h), why
+    assert re.search(r"network: adapter 0: address fd42:214::[0-9a-f]+, boot server fd42:214::1, boot file "
+                     r"\"http://\[fd42:214::1\]:8080/hello\.efi\"", text), why
+    assert "hello from EFI" in text, why
+    assert not re.search(r"sent \S*hello\.efi", d), why  # not over TFTP
+    missing = "http://boot.test:8080/missing.efi"
+    with NetNs6(tmp_path) as n:
+        http_server(n, root, hlog, host=HOST_IP6)
+        n.dnsmasq6(root, None, dlog, url=missing, dns=["boot.test," + HOST_IP6])
+        rc, err = n.run_vm(["run", "--memory", "256M", "--nvram", nvram, "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "-v"])
+    s = summary_of(err)
+    assert rc == 5, err[-3000:]
+    assert "network boot: DNS AAAA boot.test from %s" % HOST_IP6 in err, err[-3000:]
+    assert re.search(r"Boot0000 \"EFI Network \(%s\)\": HTTP: file not found: %s \(404 File not found\)"
+                     % (MAC_HEX, re.escape(missing)), s), s
+
+
+def test_pxe6_stateless_slaac_and_information_request(tmp_path):
+    """The router says addresses are autoconfigured (RA: M flag off, an autonomous /64): the firmware
+    makes its address from the prefix and its MAC (SLAAC), asks DHCPv6 only for options
+    (Information-Request) and boots the program from the boot-file URL over TFTP."""
+    root = tmp_path / "tftp"
+    root.mkdir()
+    shutil.copy(HELLO, root / "hello.efi")
+    nvram, dbg, log = str(tmp_path / "vm.nvram"), tmp_path / "debugcon.log", tmp_path / "dnsmasq.log"
+    set_ipv6(nvram)
+    with NetNs6(tmp_path) as n:
+        n.dnsmasq6(root, "hello.efi", log, stateless=True)
+        rc, err = n.run_vm(["run", "--memory", "256M", "--nvram", nvram, "--debugcon", "file:%s" % dbg,
+                            "--nic", "tap=%s,mac=%s" % (n.tap, MAC), "-v"])
+    text = dbg.read_text(errors="replace") if dbg.exists() else ""
+    dlog = log.read_text(errors="replace") if log.exists() else ""
+    why = text[-3000:] + err[-3000:] + dlog[-3000:]
+    m = [int(x, 16) for x in MAC.split(":")]
+    iid = "%x:%x:%x:%x" % ((m[0] ^ 2) << 8 | m[1], m[2] << 8 | 0xff, 0xfe00 | m[3], m[4] << 8 | m[5])
+    assert "SLAAC and DHCPv6 information request" in err, why
+    assert re.search(r"network: adapter 0: address fd42:214::%s \(SLAAC\), boot server fd42:214::1, "
+                     r"boot file \"hello\.efi\"" % iid, text), why
+    assert "hello from EFI" in text, why
+    assert "information-request" in dlog.lower(), dlog[-3000:]
+
+
 def test_pxe6_mode_and_mtftp_for_a_loader(tmp_path):
     rc, err, text, dlog = boot_efi_files(tmp_path, [PROBE, HELLO], "pxe6_probe.efi")
     failed = [l for l in text.splitlines() if l.startswith("FAIL ")]
@@ -132,7 +219,8 @@ def test_pxe6_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
 def test_pxe6_no_dhcpv6_server_then_the_next_entry(tmp_path):
     """No DHCPv6 server on the link: "no DHCPv6 advertise in 16 s" for the network entry, then the
     disk entry after it in BootOrder. A DHCPv6 server whose boot file is missing: "TFTP: file not
-    found" (the IPv4 words: the TFTP client is shared)."""
+    found" (the IPv4 words: the TFTP client is shared). A DHCPv6 address another node has: duplicate
+    address detection finds it."""
     nvram = str(tmp_path / "vm.nvram")
     set_ipv6(nvram)
     blank = ei.make_blank_disk(str(tmp_path / "blank.img"))
@@ -157,3 +245,15 @@ def test_pxe6_no_dhcpv6_server_then_the_next_entry(tmp_path):
     assert rc == 5, err[-3000:]
     assert re.search(r"1\. Boot0001 \"EFI Network \(%s\)\": TFTP: file not found: missing\.efi" % MAC_HEX, s), s
     assert re.search(r"2\. Boot0000 \"EFI SCSI Device[^\"]*\": no FAT file system", s), s
+    # Duplicate address detection: the only address DHCPv6 can give, fd42:214::99, is another node's
+    # (a program on the link advertises it as 02:00:00:00:00:99's), and the firmware does not use it.
+    with NetNs6(tmp_path) as n:
+        n.start("/usr/bin/python3", "-c", NA_SENDER % n.tap)
+        tap_mac = "02:00:00:00:00:99"
+        n.dnsmasq6(root, "missing.efi", tmp_path / "dnsmasq-dad.log", first="fd42:214::99", last="fd42:214::99")
+        rc, err = n.run_vm(["run", "--memory", "256M", "--nvram", nvram, "--disk", blank, "-v",
+                            "--nic", "tap=%s,mac=%s" % (n.tap, MAC)])
+    s = summary_of(err)
+    assert rc == 5, err[-3000:]
+    assert re.search(r"1\. Boot0001 \"EFI Network \(%s\)\": the DHCPv6 address fd42:214::99 is in use by %s "
+                     r"\(duplicate address detection\)" % (MAC_HEX, tap_mac), s), s

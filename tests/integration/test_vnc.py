@@ -33,6 +33,7 @@ import pytest
 from conftest import gen2vm_binary, have_kvm, loopback_up, run
 import efi_images as ei
 from linux_guest import INIT_PRELUDE, host_program, make_initramfs
+from rfb import RfbClient
 from screen import fb_pattern, png_read_rgb
 from test_console_devices import FBWRITE_C
 from test_firmware_boot import Vm as FirmwareVm, esp_disk
@@ -84,50 +85,13 @@ def ctl(vm, *args):
     return run(gen2vm_binary(), "control", vm.sock, *args, check=False).stdout.strip()
 
 
-def recv_exact(s, n):
-    b = b""
-    while len(b) < n:
-        c = s.recv(n - len(b))
-        if not c:
-            raise EOFError("RFB: the server closed after %d of %d bytes" % (len(b), n))
-        b += c
-    return b
-
-
 def rfb_frame(port):
     """(width, height, B, G, R, X pixels) of the whole screen through RFB 3.8, raw encoding."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=60)
-    try:
-        assert recv_exact(s, 12) == b"RFB 003.008\n"
-        s.sendall(b"RFB 003.008\n")
-        n = recv_exact(s, 1)[0]
-        assert 1 in recv_exact(s, n)
-        s.sendall(b"\x01")
-        assert recv_exact(s, 4) == b"\0\0\0\0"
-        s.sendall(b"\x01")
-        w, h = struct.unpack(">HH", recv_exact(s, 4))
-        fmt = recv_exact(s, 16)
+    with RfbClient.tcp(port) as c:
+        fmt = c.server_format
         assert fmt[0] == 32 and fmt[10:13] == bytes((16, 8, 0)), fmt
-        recv_exact(s, struct.unpack(">I", recv_exact(s, 4))[0])
-        # Raw, and the rich cursor pseudo-encoding: the server then leaves the pointer out of the frame.
-        s.sendall(struct.pack(">BBHii", 2, 0, 2, 0, -239))
-        s.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, w, h))
-        frame = bytearray(w * h * 4)
-        t, _, nr = struct.unpack(">BBH", recv_exact(s, 4))
-        assert t == 0
-        for _ in range(nr):
-            x, y, rw, rh, enc = struct.unpack(">HHHHi", recv_exact(s, 12))
-            if enc == -239:  # the pointer's image and mask
-                recv_exact(s, rw * rh * 4 + (rw + 7) // 8 * rh)
-                continue
-            assert enc == 0, enc
-            data = recv_exact(s, rw * rh * 4)
-            for r in range(rh):
-                o = ((y + r) * w + x) * 4
-                frame[o:o + rw * 4] = data[r * rw * 4:(r + 1) * rw * 4]
-        return w, h, bytes(frame)
-    finally:
-        s.close()
+        c.update()
+        return c.w, c.h, bytes(c.frame)
 
 
 def planes_bgrx(data):

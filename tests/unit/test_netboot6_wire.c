@@ -72,6 +72,11 @@ static void test_addresses(void **state)
 	nb_ip6_solicited(sol, ll);
 	nb_ip6_text(t, sol);
 	assert_string_equal(t, "ff02::1:ff42:7");
+	static const uint8_t prefix[16] = { 0xfd, 0x42, 0x02, 0x14, 0, 0, 0, 1, 0xaa, 0xbb };
+	uint8_t slaac[16];
+	nb_ip6_slaac(slaac, prefix, mac);
+	nb_ip6_text(t, slaac);
+	assert_string_equal(t, "fd42:214:0:1:215:5dff:fe42:7"); /* the prefix's 64 bits, the EUI-64 after */
 	nb_ip6_mcast_mac(m, sol);
 	static const uint8_t want_m[6] = { 0x33, 0x33, 0xff, 0x42, 0x00, 0x07 };
 	assert_memory_equal(m, want_m, 6);
@@ -132,6 +137,15 @@ static void test_neighbour_discovery(void **state)
 	assert_memory_equal(nd.sip, ll, 16);
 	assert_true(nd.has_lladdr);
 	assert_memory_equal(nd.lladdr, mac, 6);
+	/* a duplicate address detection probe: from ::, no link-layer option, and it parses */
+	static const uint8_t any[16];
+	k = nb_nd_ns(msg, sizeof(msg), srv_ip, NULL);
+	assert_int_equal(k, 24);
+	assert_int_equal(nb_nd_parse(f, nb_icmp6_build(f, sizeof(f), m, mac, any, sol, msg, k), &nd), 0);
+	assert_false(nd.has_lladdr);
+	assert_memory_equal(nd.sip, any, 16);
+	k = nb_nd_ns(msg, sizeof(msg), srv_ip, mac);
+	n = nb_icmp6_build(f, sizeof(f), m, mac, ll, sol, msg, k);
 	for (uint32_t len = 0; len < n; len++)
 		assert_int_not_equal(nb_nd_parse(f, len, &nd), 0);
 	f[14 + 7] = 64; /* a hop limit below 255: not from this link (RFC 4861 7.1.1) */
@@ -150,7 +164,7 @@ static void test_neighbour_discovery(void **state)
 
 	/* A router advertisement as dnsmasq sends one: source link-layer address, a prefix, MTU */
 	static const uint8_t router_ll[16] = { 0xfe, 0x80, [15] = 1 }, all_nodes[16] = { 0xff, 0x02, [15] = 1 };
-	uint8_t ra[16 + 8 + 32 + 8] = { ICMPV6_ROUTER_ADVERT, 0, 0, 0, 64, 0, 0x07, 0x08 };
+	uint8_t ra[16 + 8 + 32 + 8] = { ICMPV6_ROUTER_ADVERT, 0, 0, 0, 64, ND_RA_OTHER | 0x08, 0x07, 0x08 };
 	uint8_t *o = ra + 16;
 	o[0] = ND_OPT_SOURCE_LLADDR;
 	o[1] = 1;
@@ -168,6 +182,7 @@ static void test_neighbour_discovery(void **state)
 	assert_int_equal(nb_nd_parse(f, n, &nd), 0);
 	assert_int_equal(nd.type, ICMPV6_ROUTER_ADVERT);
 	assert_int_equal(nd.router_lifetime, 0x708);
+	assert_int_equal(nd.ra_flags, ND_RA_OTHER); /* M off, O on: stateless; other bits not kept */
 	assert_true(nd.has_lladdr && nd.has_prefix);
 	assert_int_equal(nd.prefix_len, 64);
 	assert_memory_equal(nd.prefix, srv_ip, 8);
@@ -250,6 +265,15 @@ static void test_dhcp6_solicit_has_the_pxe_options(void **state)
 	assert_memory_equal(o + 16, my_ip, 16);
 	for (uint32_t cap = 0; cap < n; cap++)
 		assert_int_equal(nb_dhcp6_build(b, cap, &rq), 0);
+	/* an Information-Request (stateless): no IA_NA, no server id, the option request still there */
+	struct nb_dhcp6_req ir = { .type = DHCP6_INFORMATION_REQUEST, .xid = 0x123456, .has_addr = true };
+	memcpy(ir.uuid, uuid, 16);
+	n = nb_dhcp6_build(b, sizeof(b), &ir);
+	assert_int_equal(b[0], DHCP6_INFORMATION_REQUEST);
+	assert_null(opt6(b, n, DHCP6_OPT_IA_NA, &l));
+	assert_null(opt6(b, n, DHCP6_OPT_SERVERID, &l));
+	assert_non_null(opt6(b, n, DHCP6_OPT_ORO, &l));
+	assert_non_null(opt6(b, n, DHCP6_OPT_CLIENTID, &l));
 	rq.server_id_len = NB_DUID_MAX + 1;
 	assert_int_equal(nb_dhcp6_build(b, sizeof(b), &rq), 0);
 }

@@ -252,11 +252,11 @@ static void test_tcp_roundtrip_and_corruption(void **state)
 	uint8_t f[1600], payload[1400];
 	for (size_t i = 0; i < sizeof(payload); i++)
 		payload[i] = (uint8_t)(i * 3);
-	struct nb_tcp4_seg seg = { .sport = 50000, .dport = 80, .seq = 0xfffffff0u, .ack = 0x12345678u,
+	struct nb_tcp_seg seg = { .sport = 50000, .dport = 80, .seq = 0xfffffff0u, .ack = 0x12345678u,
 				   .flags = TCP_SYN | TCP_ACK, .window = 32768, .mss = 1460 };
 	uint32_t n = nb_tcp4_build(f, sizeof(f), srv_mac, mac, my_ip, srv_ip, &seg, payload, sizeof(payload), 9);
 	assert_int_equal(n, 14 + 20 + 24 + 1400);
-	struct nb_tcp4 t;
+	struct nb_tcp t;
 	assert_int_equal(nb_tcp4_parse(f, n, &t), 0);
 	assert_int_equal(t.seg.sport, 50000);
 	assert_int_equal(t.seg.dport, 80);
@@ -297,7 +297,7 @@ static void test_tcp_roundtrip_and_corruption(void **state)
 /* A segment with these header bytes after the fixed 20 (data offset from their count), checksum fixed. */
 static uint32_t tcp_with_options(uint8_t *f, const uint8_t *opts, uint32_t olen, uint8_t off_words)
 {
-	struct nb_tcp4_seg seg = { .sport = 80, .dport = 50000, .flags = TCP_ACK };
+	struct nb_tcp_seg seg = { .sport = 80, .dport = 50000, .flags = TCP_ACK };
 	uint8_t body[64];
 	memcpy(body, opts, olen);
 	uint32_t n = nb_tcp4_build(f, 200, srv_mac, mac, srv_ip, my_ip, &seg, body, olen, 1);
@@ -313,7 +313,7 @@ static uint32_t tcp_with_options(uint8_t *f, const uint8_t *opts, uint32_t olen,
 static void test_tcp_options(void **state)
 {
 	uint8_t f[200];
-	struct nb_tcp4 t;
+	struct nb_tcp t;
 	static const uint8_t nop_mss[] = { 1, 1, 2, 4, 0x05, 0xb4, 0, 0 };
 	uint32_t n = tcp_with_options(f, nop_mss, sizeof(nop_mss), 7);
 	assert_int_equal(nb_tcp4_parse(f, n, &t), 0);
@@ -333,29 +333,189 @@ static void test_tcp_options(void **state)
 
 static void test_http_url(void **state)
 {
-	uint8_t ip[4];
-	uint16_t port;
-	char host[NB_HTTP_HOST_MAX], path[64];
-	assert_int_equal(nb_http_url_parse("http://10.214.0.1:8080/boot/x.efi", ip, &port, host, path, sizeof(path)), 0);
-	assert_memory_equal(ip, srv_ip, 4);
-	assert_int_equal(port, 8080);
-	assert_string_equal(host, "10.214.0.1:8080");
+	struct nb_http_url u;
+	char path[64];
+	assert_int_equal(nb_http_url_parse("http://10.214.0.1:8080/boot/x.efi", &u, path, sizeof(path)), 0);
+	assert_false(u.v6);
+	assert_string_equal(u.name, "");
+	assert_memory_equal(u.ip, srv_ip, 4);
+	assert_int_equal(u.port, 8080);
+	assert_string_equal(u.host, "10.214.0.1:8080");
 	assert_string_equal(path, "/boot/x.efi");
-	assert_int_equal(nb_http_url_parse("HTTP://1.2.3.4", ip, &port, host, path, sizeof(path)), 0);
-	assert_int_equal(port, 80);
+	assert_int_equal(nb_http_url_parse("HTTP://1.2.3.4", &u, path, sizeof(path)), 0);
+	assert_int_equal(u.port, 80);
 	assert_string_equal(path, "/");
+	/* IPv6 literals (RFC 3986 3.2.2), the longest one with a port */
+	static const uint8_t v6a[16] = { 0xfd, 0x42, 0x02, 0x14, [15] = 1 };
+	assert_int_equal(nb_http_url_parse("http://[fd42:214::1]:8080/x.efi", &u, path, sizeof(path)), 0);
+	assert_true(u.v6);
+	assert_memory_equal(u.ip, v6a, 16);
+	assert_int_equal(u.port, 8080);
+	assert_string_equal(u.host, "[fd42:214::1]:8080");
+	assert_string_equal(path, "/x.efi");
+	assert_int_equal(nb_http_url_parse("http://[fd42:214::1]", &u, path, sizeof(path)), 0);
+	assert_true(u.v6);
+	assert_int_equal(u.port, 80);
+	assert_string_equal(path, "/");
+	assert_int_equal(nb_http_url_parse("http://[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535/x", &u, path,
+					   sizeof(path)), 0);
+	assert_string_equal(u.host, "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
+	/* host names: looked up by DNS */
+	assert_int_equal(nb_http_url_parse("http://Boot-1.example.test:8080/x.efi", &u, path, sizeof(path)), 0);
+	assert_string_equal(u.name, "Boot-1.example.test");
+	assert_string_equal(u.host, "Boot-1.example.test:8080");
+	assert_int_equal(u.port, 8080);
+	assert_int_equal(nb_http_url_parse("http://localhost/", &u, path, sizeof(path)), 0);
+	assert_string_equal(u.name, "localhost");
+	assert_int_equal(nb_http_url_parse("http://1.2.3.4.example/", &u, path, sizeof(path)), 0);
+	assert_string_equal(u.name, "1.2.3.4.example");
+	char longname[300] = "http://";
+	for (int i = 0; i < 4; i++) /* 4 labels of 62 and 3 dots: 251 bytes */
+		strcat(longname, i ? ".aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+				   : "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	strcat(longname, ":65535/x");
+	assert_int_equal(nb_http_url_parse(longname, &u, path, sizeof(path)), 0);
+	assert_int_equal(strlen(u.name), 251);
 	/* not a URL: TFTP takes it */
-	assert_int_equal(nb_http_url_parse("grubnetx64.efi", ip, &port, host, path, sizeof(path)), -1);
-	assert_int_equal(nb_http_url_parse("tftp://1.2.3.4/x", ip, &port, host, path, sizeof(path)), -1);
-	assert_int_equal(nb_http_url_parse("", ip, &port, host, path, sizeof(path)), -1);
+	assert_int_equal(nb_http_url_parse("grubnetx64.efi", &u, path, sizeof(path)), -1);
+	assert_int_equal(nb_http_url_parse("tftp://1.2.3.4/x", &u, path, sizeof(path)), -1);
+	assert_int_equal(nb_http_url_parse("", &u, path, sizeof(path)), -1);
 	/* URLs the firmware cannot use */
 	static const char *const bad[] = {
-		"https://1.2.3.4/x", "http://boot.example/x", "http://1.2.3/x", "http://1.2.3.256/x", "http://1.2.3.4:0/x",
-		"http://1.2.3.4:65536/x", "http://1.2.3.4:/x", "http://1.2.3.4x/x", "http:///x", "http://1.2.3.4/a b",
+		"https://1.2.3.4/x", "http://1.2.3/x", "http://1.2.3.256/x", "http://1.2.3.4:0/x",
+		"http://1.2.3.4:65536/x", "http://1.2.3.4:/x", "http:///x", "http://1.2.3.4/a b",
 		"http://0001.2.3.4/x", "http://1.2.3.4/" "0123456789012345678901234567890123456789012345678901234567890123",
+		"http://[fd42::1/x", "http://[fd42::1]x/x", "http://[fe80::1%25eth0]/x", "http://[]/x", "http://[1.2.3.4]/x",
+		"http://[fd42:::1]/x", "http://[1:2:3:4:5:6:7:8:9]/x", "http://fd42::1/x", "http://[fd42::1]:99999/x",
+		"http://[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535x/x", "http://boot..test/x", "http://.boot/x",
+		"http://boot./x", "http://-boot/x", "http://boot-/x", "http://bo_ot/x", "http://user@boot/x",
+		"http://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test/x", /* a 64-byte label */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(nb_http_url_parse(bad[i], ip, &port, host, path, sizeof(path)), -2);
+		assert_int_equal(nb_http_url_parse(bad[i], &u, path, sizeof(path)), -2);
+	/* longer than 253 */
+	longname[7] = 0;
+	strcat(longname, "aaa"); /* 255 bytes */
+	for (int i = 0; i < 4; i++)
+		strcat(longname, ".aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	strcat(longname, "/x");
+	assert_int_equal(nb_http_url_parse(longname, &u, path, sizeof(path)), -2);
+}
+
+/* A DNS answer: header, the question echoed, then records. */
+static uint32_t dns_msg(uint8_t *m, uint16_t id, uint16_t flags, const uint8_t *body, uint32_t blen, uint16_t an)
+{
+	static const uint8_t q[] = { 4, 'b', 'o', 'o', 't', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1 };
+	uint8_t h[12] = { (uint8_t)(id >> 8), (uint8_t)id, (uint8_t)(flags >> 8), (uint8_t)flags, 0, 1, 0, (uint8_t)an };
+	memcpy(m, h, 12);
+	memcpy(m + 12, q, sizeof(q));
+	if (blen)
+		memcpy(m + 12 + sizeof(q), body, blen);
+	return 12 + (uint32_t)sizeof(q) + blen;
+}
+
+static void test_dns(void **state)
+{
+	uint8_t m[512], addr[16];
+	uint8_t rcode;
+	/* the query: labels, RD, A/IN */
+	uint32_t n = nb_dns_query(m, sizeof(m), 0x1234, "boot.test", DNS_TYPE_A);
+	static const uint8_t want[] = { 0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 4, 'b', 'o', 'o', 't', 4, 't', 'e',
+					's', 't', 0, 0, 1, 0, 1 };
+	assert_int_equal(n, sizeof(want));
+	assert_memory_equal(m, want, n);
+	assert_int_equal(nb_dns_query(m, sizeof(want) - 1, 1, "boot.test", DNS_TYPE_A), 0);
+	assert_int_equal(nb_dns_query(m, sizeof(m), 1, "boot..test", DNS_TYPE_A), 0);
+	assert_int_equal(nb_dns_query(m, sizeof(m), 1, "", DNS_TYPE_A), 0);
+	/* a CNAME (compressed owner), then the A record: the address */
+	static const uint8_t cname_a[] = { 0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 4, 1, 'x', 0xc0, 12,
+					   1, 'x', 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 214, 0, 1 };
+	n = dns_msg(m, 7, 0x8180, cname_a, sizeof(cname_a), 2);
+	assert_int_equal(nb_dns_answer(m, n, 7, DNS_TYPE_A, addr, &rcode), 0);
+	assert_memory_equal(addr, srv_ip, 4);
+	/* another id, or a query (no QR): not ours */
+	assert_int_equal(nb_dns_answer(m, n, 8, DNS_TYPE_A, addr, &rcode), -1);
+	m[2] &= 0x7f;
+	assert_int_equal(nb_dns_answer(m, n, 7, DNS_TYPE_A, addr, &rcode), -1);
+	m[2] |= 0x80;
+	/* every truncation fails or finds nothing, never reads past the end */
+	for (uint32_t len = 0; len < n; len++)
+		assert_int_not_equal(nb_dns_answer(m, len, 7, DNS_TYPE_A, addr, &rcode), 0);
+	/* an AAAA asked for: the A record is not it */
+	assert_int_equal(nb_dns_answer(m, n, 7, DNS_TYPE_AAAA, addr, &rcode), 1);
+	/* NXDOMAIN; another error code */
+	n = dns_msg(m, 7, 0x8183, NULL, 0, 0);
+	assert_int_equal(nb_dns_answer(m, n, 7, DNS_TYPE_A, addr, &rcode), 1);
+	assert_int_equal(rcode, DNS_RCODE_NXDOMAIN);
+	n = dns_msg(m, 7, 0x8182, NULL, 0, 0);
+	assert_int_equal(nb_dns_answer(m, n, 7, DNS_TYPE_A, addr, &rcode), -1);
+	assert_int_equal(rcode, 2);
+	/* an AAAA record */
+	static const uint8_t aaaa[] = { 0xc0, 12, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16, 0xfd, 0x42, 2, 0x14, 0, 0, 0, 0,
+					0, 0, 0, 0, 0, 0, 0, 1 };
+	n = dns_msg(m, 9, 0x8180, aaaa, sizeof(aaaa), 1);
+	assert_int_equal(nb_dns_answer(m, n, 9, DNS_TYPE_AAAA, addr, &rcode), 0);
+	assert_int_equal(addr[0], 0xfd);
+	assert_int_equal(addr[15], 1);
+	/* a record length past the message; a label length past it; reserved label bits; a pointer
+	 * loop is never followed (names are skipped, not read) */
+	static const uint8_t long_rd[] = { 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 40, 10, 214, 0, 1 };
+	n = dns_msg(m, 9, 0x8180, long_rd, sizeof(long_rd), 1);
+	assert_int_equal(nb_dns_answer(m, n, 9, DNS_TYPE_A, addr, &rcode), -1);
+	static const uint8_t long_label[] = { 60, 'a' };
+	n = dns_msg(m, 9, 0x8180, long_label, sizeof(long_label), 1);
+	assert_int_equal(nb_dns_answer(m, n, 9, DNS_TYPE_A, addr, &rcode), -1);
+	static const uint8_t reserved[] = { 0x80, 1, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 1, 2, 3, 4 };
+	n = dns_msg(m, 9, 0x8180, reserved, sizeof(reserved), 1);
+	assert_int_equal(nb_dns_answer(m, n, 9, DNS_TYPE_A, addr, &rcode), -1);
+	static const uint8_t self_ptr[] = { 0xc0, 27, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 214, 0, 1 };
+	n = dns_msg(m, 9, 0x8180, self_ptr, sizeof(self_ptr), 1);
+	assert_int_equal(nb_dns_answer(m, n, 9, DNS_TYPE_A, addr, &rcode), 0);
+	/* more answers announced than present */
+	n = dns_msg(m, 9, 0x8180, aaaa, sizeof(aaaa), 3);
+	assert_int_equal(nb_dns_answer(m, n, 9, DNS_TYPE_A, addr, &rcode), -1);
+}
+
+/* TCP over IPv6: a round trip, the pseudo-header checksum, every truncation and flipped byte. */
+static void test_tcp6_roundtrip_and_corruption(void **state)
+{
+	static const uint8_t a[16] = { 0xfd, 0x42, 0x02, 0x14, [15] = 0x10 }, b[16] = { 0xfd, 0x42, 0x02, 0x14, [15] = 1 };
+	uint8_t f[1600], payload[1000];
+	for (size_t i = 0; i < sizeof(payload); i++)
+		payload[i] = (uint8_t)(i * 7);
+	struct nb_tcp_seg seg = { .sport = 49152, .dport = 8080, .seq = 7, .ack = 0xfffffffeu, .flags = TCP_SYN,
+				  .window = 32768, .mss = 1440 };
+	uint32_t n = nb_tcp6_build(f, sizeof(f), srv_mac, mac, a, b, &seg, payload, sizeof(payload));
+	assert_int_equal(n, 14 + 40 + 24 + 1000);
+	struct nb_tcp t;
+	assert_int_equal(nb_tcp6_parse(f, n, &t), 0);
+	assert_int_equal(t.seg.sport, 49152);
+	assert_int_equal(t.seg.dport, 8080);
+	assert_int_equal(t.seg.seq, 7);
+	assert_int_equal(t.seg.ack, 0xfffffffeu);
+	assert_int_equal(t.seg.flags, TCP_SYN);
+	assert_int_equal(t.seg.mss, 1440);
+	assert_int_equal(t.len, 1000);
+	assert_memory_equal(t.data, payload, 1000);
+	assert_memory_equal(t.sip, a, 16);
+	assert_memory_equal(t.dip, b, 16);
+	/* the reference sum over RFC 8200's pseudo header */
+	uint32_t tlen = n - 54, ps = 6 + tlen;
+	for (int i = 0; i < 16; i += 2)
+		ps += (uint32_t)(a[i] << 8 | a[i + 1]) + (uint32_t)(b[i] << 8 | b[i + 1]);
+	assert_int_equal(csum_ref(f + 54, tlen, ps), 0);
+	/* not IPv4's parser; every truncation; every flipped byte after the addresses' start */
+	assert_int_not_equal(nb_tcp4_parse(f, n, &t), 0);
+	for (uint32_t len = 0; len < n; len++)
+		assert_int_not_equal(nb_tcp6_parse(f, len, &t), 0);
+	for (uint32_t i = 22; i < n; i += 5) {
+		f[i] ^= 0x10;
+		assert_int_not_equal(nb_tcp6_parse(f, n, &t), 0);
+		f[i] ^= 0x10;
+	}
+	assert_int_equal(nb_tcp6_parse(f, n, &t), 0);
+	/* too small a buffer */
+	assert_int_equal(nb_tcp6_build(f, 14 + 40 + 24 + 999, srv_mac, mac, a, b, &seg, payload, 1000), 0);
 }
 
 static void test_http_request_and_response(void **state)
@@ -410,6 +570,8 @@ int main(void)
 		cmocka_unit_test(test_tcp_roundtrip_and_corruption),
 		cmocka_unit_test(test_tcp_options),
 		cmocka_unit_test(test_http_url),
+		cmocka_unit_test(test_tcp6_roundtrip_and_corruption),
+		cmocka_unit_test(test_dns),
 		cmocka_unit_test(test_http_request_and_response),
 	};
 	return cmocka_run_group_tests_name("netboot_wire", tests, NULL, NULL);

@@ -66,6 +66,21 @@ _Static_assert(sizeof(struct tcp_hdr) == 20, "tcp_hdr");
 
 #define HTTP_PORT 80u
 
+/* --- DNS (RFC 1035), as a stub resolver asks --- */
+#define DNS_PORT 53u
+struct dns_hdr {
+	uint8_t id[2], flags[2], qdcount[2], ancount[2], nscount[2], arcount[2];
+} __attribute__((packed));
+_Static_assert(sizeof(struct dns_hdr) == 12, "dns_hdr");
+#define DNS_FLAG_QR 0x8000u
+#define DNS_FLAG_RD 0x0100u
+#define DNS_RCODE_MASK 0x000fu
+#define DNS_RCODE_NXDOMAIN 3u
+#define DNS_TYPE_A 1u
+#define DNS_TYPE_AAAA 28u
+#define DNS_CLASS_IN 1u
+#define DNS_NAME_MAX 253u
+
 /* --- DHCPv4 --- */
 #define DHCP_SERVER_PORT 67u
 #define DHCP_CLIENT_PORT 68u
@@ -162,6 +177,8 @@ _Static_assert(sizeof(struct nd_router_advert) == 12, "nd_router_advert");
 #define ND_OPT_PREFIX_INFO 3u
 #define ND_OPT_PREFIX_ONLINK 0x80u
 #define ND_OPT_PREFIX_AUTO 0x40u
+#define ND_RA_MANAGED 0x80u /* addresses from DHCPv6 (the M flag) */
+#define ND_RA_OTHER 0x40u   /* other configuration from DHCPv6 (the O flag) */
 struct nd_opt_prefix {
 	uint8_t type, len; /* 3, 4 */
 	uint8_t prefix_len, flags;
@@ -177,6 +194,7 @@ _Static_assert(sizeof(struct nd_opt_prefix) == 32, "nd_opt_prefix");
 #define DHCP6_ADVERTISE 2u
 #define DHCP6_REQUEST 3u
 #define DHCP6_REPLY 7u
+#define DHCP6_INFORMATION_REQUEST 11u /* stateless: options only, no address (RFC 8415 18.2.6) */
 
 struct dhcp6_hdr {
 	uint8_t msg_type;
