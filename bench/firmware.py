@@ -56,7 +56,7 @@ def boot(disk, until, limit, extra=()):
 
 
 def report(name, err):
-    m = re.search(r"starting (\S+) \(([\d.]+) ms after the firmware's start, (\d+) exits\)", err)
+    m = re.search(r"starting (\S+)(?: at \S+)? \(([\d.]+) ms after the firmware's start, (\d+) exits\)", err)
     e = re.search(r"ExitBootServices", err)
     if m:
         ms = float(m.group(2))
@@ -130,7 +130,7 @@ def network_boot(qemu, ovmf, work, hello):
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             out, err = p.communicate(timeout=300)
             wall = time.monotonic() - t0
-        m = re.search(r"starting (\S+) \(([\d.]+) ms after the firmware's start, (\d+) exits\)", err)
+        m = re.search(r"starting (\S+)(?: at \S+)? \(([\d.]+) ms after the firmware's start, (\d+) exits\)", err)
         runs.append((float(m.group(2)) if m else None, int(m.group(3)) if m else None, wall if marker in out else None))
     ok = [r for r in runs if r[0] is not None and r[2] is not None]
     if not ok:

@@ -114,11 +114,17 @@ class NetNs:
                     except subprocess.TimeoutExpired:
                         regs.append("(no answer to regs in 30 s)")
                     time.sleep(1)
+                try:  # the adapter's side: frames each way, receive sections and transactions the guest holds
+                    r = subprocess.run([gen2vm_binary(), "control", ctl, "nic-list"], capture_output=True, text=True,
+                                       timeout=30)
+                    regs.append(r.stdout + r.stderr)
+                except subprocess.TimeoutExpired:
+                    regs.append("(no answer to nic-list in 30 s)")
                 p.kill()
                 p.wait()
                 (self.tmp / "regs.txt").write_text("\n".join(regs))
                 out = (self.tmp / "com1.log").read_text(errors="replace") if (self.tmp / "com1.log").exists() else ""
-                pytest.fail("the VM still ran after %d s; its registers, three times a second apart:\n%s\n"
+                pytest.fail("the VM still ran after %d s; its registers, three times a second apart, and nic-list:\n%s\n"
                             "--- console:\n%s\n--- gen2vm:\n%s" % (timeout, "\n".join(regs), out[-2000:],
                                                                     errf.read_text(errors="replace")[-2000:]))
         return rc, errf.read_text(errors="replace")
