@@ -220,7 +220,6 @@ void fw_event_poll(void)
 {
 	if (fw.boot_services_done)
 		return;
-	fw_tick_defer();
 	uint64_t now = fw_time_100ns();
 	if (now - last_watchdog_check >= 10000000u) { /* once a second is plenty */
 		last_watchdog_check = now;

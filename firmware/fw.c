@@ -164,16 +164,7 @@ static void fw_idt_init(void)
  * UEFI 2.10 2.3.4: in boot services interrupts are enabled and the timer interrupt is the only one
  * serviced. Everything here is polled (fw_event_poll), but loaders idle with HLT and wait for that
  * interrupt to wake them (iPXE does between polls of the network and the keyboard): a periodic
- * local-APIC timer at 100 Hz provides it, and fw_irq only ends it. ExitBootServices stops it.
- *
- * Its only use is waking a loader that halts, so it fires only when nobody has called the firmware
- * for a period: each poll restarts the countdown (fw_tick_defer). A loader that polls without
- * halting (GRUB fetching a kernel over SNP) then takes no interrupts at all. Why it matters (issue
- * 18, an inference): with the plain 100 Hz tick, GRUB's TFTP download of the kernel ended in a
- * triple fault in 2 of 2 runs in the loaded nested test host, with the network healthy and even the
- * double fault's own stack not reached, i.e. the interrupt delivery itself failed; the emulated
- * AMD-V of that host is known to lose guests that way now and then, and each interrupt the guest
- * takes is one more chance. */
+ * local-APIC timer at 100 Hz provides it, and fw_irq only ends it. ExitBootServices stops it. */
 #define LAPIC_MMIO 0xfee00000u
 #define LAPIC_SVR 0xf0u
 #define LAPIC_LVT_TIMER 0x320u
@@ -181,10 +172,6 @@ static void fw_idt_init(void)
 #define LAPIC_TIMER_DIV 0x3e0u
 #define FW_TICK_VECTOR 0x40u
 #define FW_TICK_HZ 100u
-#define FW_TICK_DEFER_MS 5u /* a restart at most this often: one write (an exit) per 5 ms of polling */
-
-static uint32_t tick_count;    /* the timer's initial count: one period; 0 while the tick is off */
-static uint64_t tick_restart; /* fw_time_100ns of the last restart */
 
 static void lapic_write(uint32_t reg, uint32_t v)
 {
@@ -204,26 +191,12 @@ static void fw_tick_start(void)
 	lapic_write(LAPIC_SVR, 0x100u | 0xffu); /* software-enabled, spurious vector 0xff */
 	lapic_write(LAPIC_TIMER_DIV, 0xbu);      /* divide by 1 */
 	lapic_write(LAPIC_LVT_TIMER, FW_TICK_VECTOR | 1u << 17); /* periodic */
-	tick_count = (uint32_t)(hz / FW_TICK_HZ);
-	tick_restart = fw_time_100ns();
-	lapic_write(LAPIC_TIMER_INIT, tick_count);
+	lapic_write(LAPIC_TIMER_INIT, (uint32_t)(hz / FW_TICK_HZ));
 	__asm__ volatile("sti");
-}
-
-void fw_tick_defer(void)
-{
-	if (!tick_count)
-		return;
-	uint64_t now = fw_time_100ns();
-	if (now - tick_restart < FW_TICK_DEFER_MS * 10000ull)
-		return;
-	tick_restart = now;
-	lapic_write(LAPIC_TIMER_INIT, tick_count); /* a write restarts the countdown, periodic mode kept */
 }
 
 void fw_tick_stop(void)
 {
-	tick_count = 0;
 	lapic_write(LAPIC_LVT_TIMER, 1u << 16); /* masked */
 	lapic_write(LAPIC_TIMER_INIT, 0);
 	/* A tick already pending is taken here (STI acts after the next instruction), not left for the

@@ -50,9 +50,6 @@ void fw_host_event(uint32_t code, const char *fmt, ...) __attribute__((format(pr
 __attribute__((noreturn)) void fw_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Stops the boot-services tick and turns interrupts off, as ExitBootServices leaves them. */
 void fw_tick_stop(void);
-/* A caller is busy in the firmware: the tick's next interrupt moves a period away (at most one
- * local-APIC write per FW_TICK_DEFER_MS). Called where loaders poll (SNP, events, Stall). */
-void fw_tick_defer(void);
 /* The pool allocator at boot-services time (EfiBootServicesData); NULL when out of memory. */
 void *fw_alloc(size_t size);
 void *fw_zalloc(size_t size);

@@ -220,7 +220,6 @@ static void nv_poll(struct nv_dev *d)
 	uint32_t len;
 	bool any = false;
 	d->diag.polls++;
-	fw_tick_defer();
 	nv_rx_complete_held(d);
 	for (unsigned n = 0; n < 64 && vmbus_client_recv(&d->ch, nv_pkt, sizeof(nv_pkt), &len) == 0; n++) {
 		uint64_t tid;

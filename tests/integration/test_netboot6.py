@@ -108,10 +108,9 @@ def test_pxe6_mode_and_mtftp_for_a_loader(tmp_path):
 
 
 @pytest.mark.real_guest
-@pytest.mark.xfail(strict=False, reason="not yet proven reliable, as over IPv4 (test_netboot.py, issue 18): with three "
-                   "busy loops in the nested host it triple-faulted in 2 of 2 runs on 2026-12-08 while GRUB fetched "
-                   "the kernel, with the plain 100 Hz tick; the tick deferred while the firmware is polled is the "
-                   "candidate fix, not yet measured")
+@pytest.mark.xfail(strict=False, reason="not yet reliable, as over IPv4 (test_netboot.py): one run of two stopped "
+                   "after GRUB had read its grub.cfg, before it fetched the kernel, in the same nested run in which "
+                   "the IPv4 test failed too (issue 18; the cause is not found yet)")
 def test_pxe6_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
     root = grubnet_tftp_root(tmp_path, "USERSPACE-OVER-PXE6")
     nvram, com1, log = str(tmp_path / "vm.nvram"), tmp_path / "com1.log", tmp_path / "dnsmasq.log"
