@@ -187,7 +187,7 @@ def grubnet_tftp_root(tmp_path, marker):
 @pytest.mark.xfail(strict=False, reason="not reliable in the loaded nested test host (issue 18): the VM can triple-fault "
                    "or hang while GRUB fetches the kernel (dnsmasq: failed sending vmlinuz) with the network healthy; "
                    "a hang's registers were the nested host kernel's, i.e. its emulated AMD-V lost the guest's state "
-                   "(README); 6 of 9 runs passed on 2026-12-07, 2 of 2 with three busy loops on 2026-12-08")
+                   "(README); 6 of 9 runs passed on 2026-12-07, 3 of 4 with three busy loops on 2026-12-08")
 def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
     root = grubnet_tftp_root(tmp_path, "USERSPACE-OVER-PXE")
     nvram, com1 = str(tmp_path / "vm.nvram"), tmp_path / "com1.log"
