@@ -56,7 +56,7 @@ def boot(disk, until, limit, extra=()):
 
 
 def report(name, err):
-    m = re.search(r"starting (\S+) \(([\d.]+) ms after the firmware's start, (\d+) exits\)", err)
+    m = re.search(r"starting (\S+)(?: at \S+)? \(([\d.]+) ms after the firmware's start, (\d+) exits\)", err)
     e = re.search(r"ExitBootServices", err)
     if m:
         ms = float(m.group(2))

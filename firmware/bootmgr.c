@@ -103,11 +103,18 @@ static void bm_load_failed(struct bm_attempt *a, EFI_STATUS s, const char *file)
 static void bm_start(struct bm_attempt *a, EFI_HANDLE img, const void *opts, uint32_t opts_size, const char *file)
 {
 	EFI_LOADED_IMAGE_PROTOCOL *li = NULL;
-	if (opts_size && !EFI_ERROR(fw.bs->HandleProtocol(img, &bm_li_guid, (void **)&li)) && li) {
+	if (EFI_ERROR(fw.bs->HandleProtocol(img, &bm_li_guid, (void **)&li)))
+		li = NULL;
+	if (opts_size && li) {
 		li->LoadOptions = (void *)opts;
 		li->LoadOptionsSize = opts_size;
 	}
-	fw_host_event(FW_EV_LOADER_START, "%s", file);
+	/* Where it lies: a register dump of a hung or faulted loader is read against this. */
+	if (li)
+		fw_host_event(FW_EV_LOADER_START, "%s at 0x%llx-0x%llx", file, (unsigned long long)(uintptr_t)li->ImageBase,
+			      (unsigned long long)((uintptr_t)li->ImageBase + li->ImageSize));
+	else
+		fw_host_event(FW_EV_LOADER_START, "%s", file);
 	UINTN exit_size = 0;
 	CHAR16 *exit_data = NULL;
 	EFI_STATUS s = fw.bs->StartImage(img, &exit_size, &exit_data);

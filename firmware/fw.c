@@ -101,15 +101,57 @@ extern const uint64_t fw_exc_table[22];
 extern const char fw_irq[];
 static struct fw_idt_entry fw_idt[256] __attribute__((aligned(16)));
 
+/* A double fault has a stack of its own (IST 1 of our TSS): a fault whose delivery fails because the
+ * stack pointer is bad (a loader's corrupted RSP) then still reaches fw_exception and is reported
+ * with the registers of the code that faulted, instead of ending in a triple fault that the VMM can
+ * only report as the reset state. The GDT is the VMM's (code 0x10, data 0x18) plus the TSS at 0x20. */
+struct fw_tss {
+	uint32_t rsv0;
+	uint64_t rsp[3], rsv1, ist[7], rsv2;
+	uint16_t rsv3, iomap;
+} __attribute__((packed));
+_Static_assert(sizeof(struct fw_tss) == 104, "64-bit TSS");
+#define FW_TSS_SEL 0x20u
+#define FW_DF_IST 1u
+static struct fw_tss fw_tss __attribute__((aligned(16)));
+static uint8_t fw_df_stack[16384] __attribute__((aligned(16)));
+static uint64_t fw_gdt[6] __attribute__((aligned(16)));
+
+static void fw_gdt_init(void)
+{
+	struct {
+		uint16_t limit;
+		uint64_t base;
+	} __attribute__((packed)) old, gdtr;
+	__asm__ volatile("sgdt %0" : "=m"(old));
+	/* Ours only where the VMM's is the one we know (the two flat segments at 0x10 and 0x18). */
+	if (old.limit < 0x1f)
+		return;
+	efi_memcpy(fw_gdt, (const void *)(uintptr_t)old.base, 4 * 8);
+	fw_tss.ist[FW_DF_IST - 1] = (uint64_t)(uintptr_t)(fw_df_stack + sizeof(fw_df_stack));
+	fw_tss.iomap = sizeof(fw_tss); /* no I/O permission bitmap */
+	uint64_t b = (uint64_t)(uintptr_t)&fw_tss, lim = sizeof(fw_tss) - 1;
+	fw_gdt[4] = (lim & 0xffff) | (b & 0xffffff) << 16 | 0x89ull << 40 | (lim >> 16 & 0xf) << 48 |
+		    (b >> 24 & 0xff) << 56; /* present, DPL 0, available 64-bit TSS */
+	fw_gdt[5] = b >> 32;
+	gdtr.limit = sizeof(fw_gdt) - 1;
+	gdtr.base = (uint64_t)(uintptr_t)fw_gdt;
+	__asm__ volatile("lgdt %0" : : "m"(gdtr) : "memory");
+	__asm__ volatile("ltr %w0" : : "r"((uint16_t)FW_TSS_SEL) : "memory");
+}
+
 static void fw_idt_init(void)
 {
 	uint16_t cs;
 	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
+	uint16_t tr;
+	__asm__ volatile("str %w0" : "=r"(tr));
 	for (unsigned i = 0; i < 256; i++) {
 		uint64_t h = i < 22 ? fw_exc_table[i] : i >= 32 ? (uint64_t)(uintptr_t)fw_irq : 0;
+		uint8_t ist = i == 8 && tr == FW_TSS_SEL ? FW_DF_IST : 0;
 		if (h)
-			fw_idt[i] = (struct fw_idt_entry){ (uint16_t)h, cs, 0, 0x8e, (uint16_t)(h >> 16), (uint32_t)(h >> 32),
-							   0 };
+			fw_idt[i] = (struct fw_idt_entry){ (uint16_t)h, cs, ist, 0x8e, (uint16_t)(h >> 16),
+							   (uint32_t)(h >> 32), 0 };
 	}
 	struct {
 		uint16_t limit;
@@ -168,6 +210,7 @@ void fw_main(const struct fw_handoff *ho);
 void fw_main(const struct fw_handoff *ho)
 {
 	fw.ho = ho;
+	fw_gdt_init();
 	fw_idt_init();
 	fw_console_init();
 	if (ho->magic != FW_HANDOFF_MAGIC || ho->version != FW_HANDOFF_VERSION || ho->size != sizeof(*ho) ||

@@ -30,6 +30,15 @@
 #define NV_TID_TX 0x1000u          /* transaction id of a frame in send section s: NV_TID_TX + s */
 #define NV_ETH_HLEN 14u
 #define NV_SEND_BUFFER_ID 0u       /* the send buffer's id in SEND_SEND_BUF and REVOKE_SEND_BUF */
+#define NV_QUIET_US 4000000ull     /* a client polling this long without a frame: the stall report */
+
+/* Counters for the stall report (issue 18: a loader that stops getting frames in the middle of a
+ * transfer). Cheap increments; printed only when a client polls for NV_QUIET_US without a frame. */
+struct nv_diag {
+	uint32_t rx_ok, rx_empty, rx_small, tx_ok, tx_waits, tx_fail, gs, gs_txbuf, polls, pkts, frames;
+	uint32_t comp_held, comp_lost, reports;
+	uint64_t last_frame_us, last_report_us;
+};
 
 struct nv_dev {
 	EFI_SIMPLE_NETWORK_PROTOCOL snp;
@@ -52,6 +61,7 @@ struct nv_dev {
 	uint32_t rxc_head, rxc_count;
 	uint8_t ctl[256];          /* the last RNDIS completion */
 	uint32_t ctl_len;
+	struct nv_diag diag;
 	struct efi_dp_vmbus_mac dp;
 	struct fw_net_dev pub;
 };
@@ -111,6 +121,7 @@ static void nv_rndis_in(void *ctx, const uint8_t *msg, uint32_t len)
 			d->rx_dropped++;
 			return;
 		}
+		d->diag.frames++;
 		uint32_t slot = (d->rx_head + d->rx_count++) % NV_RXQ;
 		efi_memcpy(d->rx[slot], f, flen);
 		d->rx_len[slot] = (uint16_t)flen;
@@ -160,8 +171,11 @@ static void nv_packet(struct nv_dev *d, const uint8_t *pkt, uint32_t len, uint64
 	 * (a completion dropped would keep its sections from the host for good, and enough of them would
 	 * stop all receiving). */
 	if (d->rxc_count || nv_rx_complete(d, desc.trans_id)) {
+		d->diag.comp_held++;
 		if (d->rxc_count < NV_RXCOMP)
 			d->rx_comp[(d->rxc_head + d->rxc_count++) % NV_RXCOMP] = desc.trans_id;
+		else
+			d->diag.comp_lost++;
 	}
 }
 
@@ -174,20 +188,49 @@ static void nv_rx_complete_held(struct nv_dev *d)
 	}
 }
 
+/* The stall report: a client has polled for NV_QUIET_US without a frame (or a transmit failed: now).
+ * One line in the VMM's log with what each side of the rings holds, every NV_QUIET_US at most. */
+static void nv_diag_report(struct nv_dev *d, const char *why)
+{
+	struct nv_diag *g = &d->diag;
+	uint64_t now = fw_stor_now_us();
+	if (g->last_report_us && now - g->last_report_us < NV_QUIET_US)
+		return;
+	g->last_report_us = now;
+	g->reports++;
+	const struct vmbus_ring_header *in = d->ch.in.hdr, *out = d->ch.out.hdr;
+	fw_host_event(FW_EV_LOG,
+		      "netvsc %u: %s, %llu ms since the last frame: rx ok %u empty %u small %u, tx ok %u waits %u "
+		      "fail %u busy 0x%x, getstatus %u txbuf %u, polls %u pkts %u frames %u queued %u dropped %u, "
+		      "completions held %u now %u lost %u; ring in w%u r%u mask %u pend %u%s, out w%u r%u mask %u "
+		      "pend %u%s",
+		      d->pub.nr, why, (unsigned long long)((now - g->last_frame_us) / 1000), g->rx_ok, g->rx_empty,
+		      g->rx_small, g->tx_ok, g->tx_waits, g->tx_fail, d->tx_busy, g->gs, g->gs_txbuf, g->polls, g->pkts,
+		      g->frames, d->rx_count, d->rx_dropped, g->comp_held, d->rxc_count, g->comp_lost, in->write_index,
+		      in->read_index, in->interrupt_mask, in->pending_send_sz, d->ch.in.failed ? " FAILED" : "",
+		      out->write_index, out->read_index, out->interrupt_mask, out->pending_send_sz,
+		      d->ch.out.failed ? " FAILED" : "");
+}
+
 /* Handles every packet waiting in the ring, without blocking. */
 static void nv_poll(struct nv_dev *d)
 {
 	uint32_t len;
 	bool any = false;
+	d->diag.polls++;
 	nv_rx_complete_held(d);
 	for (unsigned n = 0; n < 64 && vmbus_client_recv(&d->ch, nv_pkt, sizeof(nv_pkt), &len) == 0; n++) {
 		uint64_t tid;
 		struct nvsp_message m;
 		nv_packet(d, (const uint8_t *)nv_pkt, len, &tid, &m);
+		d->diag.pkts++;
 		any = true;
 	}
 	if (any)
 		vmbus_client_recv_done(&d->ch);
+	if (d->mode.State == EfiSimpleNetworkInitialized && !d->rx_count &&
+	    fw_stor_now_us() - d->diag.last_frame_us >= NV_QUIET_US)
+		nv_diag_report(d, "no frame for the client");
 }
 
 /* Waits for the completion of tid (its message in *reply), handling everything else that comes. */
@@ -381,6 +424,7 @@ static EFI_STATUS EFIAPI snp_initialize(EFI_SIMPLE_NETWORK_PROTOCOL *this, UINTN
 	if (d->mode.State == EfiSimpleNetworkStopped)
 		return EFI_NOT_STARTED;
 	nv_queues_reset(d);
+	d->diag.last_frame_us = fw_stor_now_us();
 	d->mode.State = EfiSimpleNetworkInitialized;
 	d->mode.ReceiveFilterSetting = 0;
 	d->mode.MCastFilterCount = 0;
@@ -491,11 +535,13 @@ static EFI_STATUS EFIAPI snp_get_status(EFI_SIMPLE_NETWORK_PROTOCOL *this, uint3
 	if (EFI_ERROR(s))
 		return s;
 	nv_poll(d);
+	d->diag.gs++;
 	if (irq)
 		*irq = d->rx_count ? EFI_SIMPLE_NETWORK_RECEIVE_INTERRUPT : 0;
 	if (txbuf) {
 		*txbuf = NULL;
 		if (d->txd_count) {
+			d->diag.gs_txbuf++;
 			*txbuf = d->tx_done[d->txd_head];
 			d->txd_head = (d->txd_head + 1) % NV_TXDONE;
 			d->txd_count--;
@@ -539,10 +585,14 @@ static EFI_STATUS EFIAPI snp_transmit(EFI_SIMPLE_NETWORK_PROTOCOL *this, UINTN h
 			break;
 		nv_poll(d);
 		uint64_t now = fw_stor_now_us();
-		if (!end)
+		if (!end) {
 			end = now + NV_TX_WAIT_US;
-		else if (now > end)
+			d->diag.tx_waits++;
+		} else if (now > end) {
+			d->diag.tx_fail++;
+			nv_diag_report(d, "no send section completed for 1 s");
 			return EFI_NOT_READY; /* the host has not completed a send for a second */
+		}
 	}
 	uint32_t mlen = netvsc_rndis_packet_build(d->sbuf + (size_t)sec * d->ssec_size, d->ssec_size, buf, (uint32_t)size,
 						  NULL, NULL, 0);
@@ -554,8 +604,11 @@ static EFI_STATUS EFIAPI snp_transmit(EFI_SIMPLE_NETWORK_PROTOCOL *this, UINTN h
 	s = nv_send(d, &m, NV_TID_TX + sec, true);
 	if (EFI_ERROR(s)) {
 		d->tx_busy &= ~(1u << sec);
+		d->diag.tx_fail++;
+		nv_diag_report(d, "transmit failed");
 		return s == EFI_TIMEOUT ? EFI_NOT_READY : EFI_DEVICE_ERROR;
 	}
+	d->diag.tx_ok++;
 	/* The frame is in the send buffer: the caller's buffer is free again. */
 	if (d->txd_count == NV_TXDONE) { /* a caller that never collects them: forget the oldest */
 		d->txd_head = (d->txd_head + 1) % NV_TXDONE;
@@ -576,13 +629,18 @@ static EFI_STATUS EFIAPI snp_receive(EFI_SIMPLE_NETWORK_PROTOCOL *this, UINTN *h
 		return s;
 	if (!d->rx_count)
 		nv_poll(d);
-	if (!d->rx_count)
+	if (!d->rx_count) {
+		d->diag.rx_empty++;
 		return EFI_NOT_READY;
+	}
 	uint32_t len = d->rx_len[d->rx_head];
 	if (*size < len) {
+		d->diag.rx_small++;
 		*size = len;
 		return EFI_BUFFER_TOO_SMALL;
 	}
+	d->diag.rx_ok++;
+	d->diag.last_frame_us = fw_stor_now_us();
 	const uint8_t *f = d->rx[d->rx_head];
 	efi_memcpy(buf, f, len);
 	*size = len;

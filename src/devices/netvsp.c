@@ -354,6 +354,29 @@ void netvsp_set_link_speed(struct netvsp *nv, uint64_t bps)
 	pthread_rwlock_unlock(&nv->buf_lock);
 }
 
+void netvsp_get_rx_state(struct netvsp *nv, struct netvsp_rx_state *rx)
+{
+	*rx = (struct netvsp_rx_state){ 0 };
+	pthread_rwlock_rdlock(&nv->buf_lock);
+	for (uint32_t i = 0; i < NET_BE_MAX_QUEUES; i++) {
+		struct nv_chan *ch = nv->chans[i];
+		if (!ch)
+			continue;
+		pthread_mutex_lock(&ch->send_lock);
+		rx->parked += ch->parked;
+		rx->owed += ch->nowed;
+		pthread_mutex_unlock(&ch->send_lock);
+	}
+	pthread_mutex_lock(&nv->lock);
+	rx->sections = nv->rused ? nv->rsec_n : 0;
+	for (uint32_t i = 0; i < rx->sections; i++)
+		rx->sections_held += nv->rused[i] != 0;
+	rx->txns_held = nv->txn ? NV_TXN_MAX - nv->txn_nfree : 0;
+	rx->waiters = (uint32_t)__builtin_popcount(nv->rx_waiters);
+	pthread_mutex_unlock(&nv->lock);
+	pthread_rwlock_unlock(&nv->buf_lock);
+}
+
 void netvsp_get_stats(struct netvsp *nv, struct netvsp_stats *st)
 {
 	pthread_mutex_lock(&nv->lock);

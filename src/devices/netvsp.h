@@ -80,6 +80,14 @@ struct netvsp_stats {
 };
 void netvsp_get_stats(struct netvsp *nv, struct netvsp_stats *st);
 
+/* The receive path's state, for a guest that stops receiving (nic-list shows it): receive sections
+ * the guest holds of all, receive transactions it has not completed, channels whose full ring holds a
+ * batch back (parked) or completions (owed), workers waiting for a section. */
+struct netvsp_rx_state {
+	uint32_t sections_held, sections, txns_held, parked, owed, waiters;
+};
+void netvsp_get_rx_state(struct netvsp *nv, struct netvsp_rx_state *rx);
+
 /* The smallest receive-buffer section the adapter announces (a 1500-byte frame and its RNDIS header).
  * For a larger MTU (the guest's, from NDIS_CONFIG, or the adapter's mtu=) each section holds one
  * whole frame: Linux refuses a receive range longer than the section size it was told. */

@@ -233,13 +233,20 @@ static int cmd_list(void *ctx, int argc, char **argv, char *reply, size_t cap)
 		if (!n->slot[i].nic)
 			continue;
 		struct netvsp_stats st;
+		struct netvsp_rx_state rx;
 		netvsp_get_stats(n->slot[i].nic, &st);
+		netvsp_get_rx_state(n->slot[i].nic, &rx);
 		const uint8_t *m = n->slot[i].mac;
 		off += (size_t)snprintf(reply + off, cap - off,
-					"%s%u: %s=%s mac=%02x:%02x:%02x:%02x:%02x:%02x link=%s channels=%u rx=%llu tx=%llu",
+					"%s%u: %s=%s mac=%02x:%02x:%02x:%02x:%02x:%02x link=%s channels=%u rx=%llu tx=%llu "
+					"rx_dropped=%llu tx_dropped=%llu bad=%llu sections_held=%u/%u txns_held=%u parked=%u "
+					"owed=%u waiters=%u",
 					off ? "; " : "", i, n->slot[i].cfg.kind == NIC_TAP ? "tap" : "pair", n->slot[i].cfg.name,
 					m[0], m[1], m[2], m[3], m[4], m[5], st.link_up ? "up" : "down", st.channels_open,
-					(unsigned long long)st.rx_packets, (unsigned long long)st.tx_packets);
+					(unsigned long long)st.rx_packets, (unsigned long long)st.tx_packets,
+					(unsigned long long)st.rx_dropped, (unsigned long long)st.tx_dropped,
+					(unsigned long long)st.bad_messages, rx.sections_held, rx.sections, rx.txns_held, rx.parked,
+					rx.owed, rx.waiters);
 	}
 	pthread_mutex_unlock(&n->lock);
 	if (!off)

@@ -1,7 +1,9 @@
 /* The smallest EFI application: prints "hello from EFI" (ConOut when there is one, and always the
  * debug console) and returns EFI_SUCCESS. The boot-manager tests install it as \EFI\BOOT\BOOTX64.EFI.
  * svc_test.c starts it too: with the load options "exit" it leaves through BootServices->Exit() from
- * a nested call, with EFI_ABORTED and the exit data "bye". Other load options are printed. */
+ * a nested call, with EFI_ABORTED and the exit data "bye". With "badstack" it faults on a stack
+ * pointer at 256 GiB, where nothing is mapped (test_fw_services.py: the firmware reports it). Other
+ * load options are printed. */
 #include "efiapp.h"
 
 EFI_STATUS EFIAPI efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
@@ -33,6 +35,10 @@ EFI_STATUS EFIAPI efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 		const CHAR16 *o = li->LoadOptions;
 		if (o[0] == 'e' && o[1] == 'x' && o[2] == 'i' && o[3] == 't')
 			leave_from_depth(3);
+		if (o[0] == 'b' && o[1] == 'a' && o[2] == 'd' && o[3] == 's') {
+			app_print("hello: pushing onto an unmapped stack\n");
+			__asm__ volatile("mov %0, %%rsp\n\tpush %%rax" : : "r"(0x4000000000ull) : "memory");
+		}
 		/* Which boot entry started us (test_fw_screen.py: systemd-boot's entries differ only in
 		 * their options). ASCII only; the rest as '?'. */
 		char text[64];

@@ -105,7 +105,7 @@ def test_removable_media_path_and_pause_after_boot_failure(tmp_path):
     rc = vm.finish()
     assert rc == 5
     assert "\\EFI\\BOOT\\BOOTX64.EFI returned EFI_SUCCESS" in vm.err
-    m = re.search(r"starting \\EFI\\BOOT\\BOOTX64.EFI \(([\d.]+) ms after the firmware's start, (\d+) exits\)", vm.err)
+    m = re.search(r"starting \\EFI\\BOOT\\BOOTX64.EFI(?: at \S+)? \(([\d.]+) ms after the firmware's start, (\d+) exits\)", vm.err)
     assert m, vm.err[-2000:]
 
 

@@ -84,6 +84,19 @@ def test_hello_returns_to_the_firmware(tmp_path):
     assert rc == 5, err
 
 
+def test_a_fault_on_a_bad_stack_is_reported_not_a_triple_fault(tmp_path):
+    """An image whose stack pointer is unmapped faults, and delivering that fault faults again: the double
+    fault has a stack of its own, so the firmware reports it with the image's registers."""
+    _need(HELLO)
+    log = tmp_path / "debugcon.log"
+    rc, out, err = run_vm(["run", "--memory", "256M", "--debugcon", f"file:{log}", "--efi", HELLO,
+                           "--cmdline", "badstack"])
+    assert "pushing onto an unmapped stack" in log.read_text(errors="replace"), err
+    assert "triple fault" not in err, err
+    assert re.search(r"firmware fault: CPU exception 8 .*RSP 0x4000000000", err), err
+    assert rc == 4, err
+
+
 def test_a_corrupt_image_is_a_load_error_not_a_fault(tmp_path):
     _need(HELLO)
     data = bytearray(open(HELLO, "rb").read())

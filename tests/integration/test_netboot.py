@@ -116,11 +116,17 @@ class NetNs:
                     except subprocess.TimeoutExpired:
                         regs.append("(no answer to regs in 30 s)")
                     time.sleep(1)
+                try:  # the adapter's side: frames each way, receive sections and transactions the guest holds
+                    r = subprocess.run([gen2vm_binary(), "control", ctl, "nic-list"], capture_output=True, text=True,
+                                       timeout=30)
+                    regs.append(r.stdout + r.stderr)
+                except subprocess.TimeoutExpired:
+                    regs.append("(no answer to nic-list in 30 s)")
                 p.kill()
                 p.wait()
                 (self.tmp / "regs.txt").write_text("\n".join(regs))
                 out = (self.tmp / "com1.log").read_text(errors="replace") if (self.tmp / "com1.log").exists() else ""
-                pytest.fail("the VM still ran after %d s; its registers, three times a second apart:\n%s\n"
+                pytest.fail("the VM still ran after %d s; its registers, three times a second apart, and nic-list:\n%s\n"
                             "--- console:\n%s\n--- gen2vm:\n%s" % (timeout, "\n".join(regs), out[-2000:],
                                                                     errf.read_text(errors="replace")[-2000:]))
         return rc, errf.read_text(errors="replace")
@@ -180,9 +186,10 @@ def grubnet_tftp_root(tmp_path, marker):
 
 
 @pytest.mark.real_guest
-@pytest.mark.xfail(strict=False, reason="not yet reliable when the nested host is loaded (issue 18; cause not found): "
-                   "GRUB stops acknowledging TFTP in the middle of the kernel (dnsmasq: failed sending vmlinuz), "
-                   "then the VM hangs or triple-faults; 6 of 9 runs passed on 2026-12-07")
+@pytest.mark.xfail(strict=False, reason="not reliable in the loaded nested test host (issue 18): the VM can triple-fault "
+                   "or hang while GRUB fetches the kernel (dnsmasq: failed sending vmlinuz) with the network healthy; "
+                   "a hang's registers were the nested host kernel's, i.e. its emulated AMD-V lost the guest's state "
+                   "(README); 6 of 9 runs passed on 2026-12-07, 3 of 4 with three busy loops on 2026-12-08")
 def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
     root = grubnet_tftp_root(tmp_path, "USERSPACE-OVER-PXE")
     nvram, com1 = str(tmp_path / "vm.nvram"), tmp_path / "com1.log"

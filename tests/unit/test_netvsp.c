@@ -866,11 +866,22 @@ static void test_section_exhaustion(void **state)
 	assert_int_equal(e.rx_count, e.g.rsec_n);
 	assert_int_equal(netvsp_poll(e.nv, 64), 0);
 	assert_int_equal(e.cap->inq_n - e.cap->inq_head, 64); /* waiting in the backend, not dropped */
+	struct netvsp_rx_state rx; /* what nic-list shows of a guest that holds every section */
+	netvsp_get_rx_state(e.nv, &rx);
+	assert_int_equal(rx.sections, e.g.rsec_n);
+	assert_int_equal(rx.sections_held, e.g.rsec_n);
+	assert_true(rx.txns_held > 0);
+	assert_int_equal(rx.parked + rx.owed, 0);
 	netvsc_guest_release_held(&e.g, 0);
 	e.g.hold_completions = false;
 	assert_int_equal(netvsp_poll(e.nv, 64), 64);
 	netvsc_guest_poll(&e.g, 0);
 	assert_int_equal(e.rx_count, e.g.rsec_n + 64);
+	netvsc_guest_poll(&e.g, 0); /* the last completions reach the adapter */
+	netvsp_poll(e.nv, 64);
+	netvsp_get_rx_state(e.nv, &rx);
+	assert_int_equal(rx.sections_held, 0);
+	assert_int_equal(rx.txns_held, 0);
 	struct netvsp_stats st;
 	netvsp_get_stats(e.nv, &st);
 	assert_int_equal(st.rx_dropped, 0);
