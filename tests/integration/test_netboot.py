@@ -169,6 +169,12 @@ def summary_of(err):
     return err[err.index("no operating system was loaded"):]
 
 
+# The grubnetx64 boots fail in the nested test host when its emulator loses the guest's state (issue 18,
+# README): there they run only when GEN2VM_RUN_FLAKY=1 asks (a failure costs the 360 s VM timeout and
+# tells nothing new); on a host whose KVM runs guests directly they always run.
+GRUBNET_RUNS = os.environ.get("GEN2VM_NESTED") != "1" or os.environ.get("GEN2VM_RUN_FLAKY") == "1"
+
+
 def grubnet_tftp_root(tmp_path, marker):
     """A TFTP root with Debian's signed grubnetx64.efi, its grub.cfg (which echoes the server GRUB
     found), the Debian kernel and an initramfs that prints marker."""
@@ -189,7 +195,8 @@ def grubnet_tftp_root(tmp_path, marker):
 @pytest.mark.xfail(strict=False, reason="not reliable in the loaded nested test host (issue 18): the VM can triple-fault "
                    "or hang while GRUB fetches the kernel (dnsmasq: failed sending vmlinuz) with the network healthy; "
                    "a hang's registers were the nested host kernel's, i.e. its emulated AMD-V lost the guest's state "
-                   "(README); 6 of 9 runs passed on 2026-12-07, 3 of 4 with three busy loops on 2026-12-08")
+                   "(README); 6 of 9 runs passed on 2026-12-07, 3 of 4 with three busy loops on 2026-12-08",
+                   run=GRUBNET_RUNS)
 def test_pxe_boots_signed_grubnetx64_to_linux_userspace(tmp_path):
     root = grubnet_tftp_root(tmp_path, "USERSPACE-OVER-PXE")
     nvram, com1 = str(tmp_path / "vm.nvram"), tmp_path / "com1.log"
