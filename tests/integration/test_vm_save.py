@@ -1,19 +1,26 @@
 """Saving a VM (Hyper-V's Stop-VM -Save / Start-VM of a saved VM) with a real guest: Debian's kernel
 booted through UEFI and systemd-boot from a VHDX (as test_vm_store's real guest), a busybox shell on
-COM1. The guest's state survives `vm stop --save` + `vm start`: a tmpfs marker, a running loop, disk
-I/O on the SCSI disk, the heartbeat, and the shutdown service afterwards. A truncated or altered state
-file, and one saved from another configuration, are refused and the VM stays Saved. Needs /dev/kvm
-(the nested test host)."""
+COM1, and the graphical console `vm new` gives (hyperv_fb drawing the framebuffer console,
+hyperv_keyboard). The guest's state survives `vm stop --save` + `vm start`: a tmpfs marker, a running
+loop, disk I/O on the SCSI disk, the screen (the same pixels in `screenshot` and through the VNC
+server), keys typed into a shell on the guest's tty1 with `type` and `key enter`, the heartbeat, and the
+shutdown service afterwards. A truncated or altered state file, and one saved from another
+configuration, are refused and the VM stays Saved. Needs /dev/kvm (the nested test host)."""
 import json
 import os
 import re
 import shutil
 import time
 
+import socket
+import subprocess
+
 import pytest
 
-from conftest import have_kvm
+from conftest import gen2vm_binary, have_kvm
+from screen import png_read_rgb
 from test_vm_store import guest_sh, listing, ok, userspace_vhdx, vm
+from test_vnc import rfb_frame_on
 
 
 def wait_console(store, marker, timeout):
@@ -28,6 +35,48 @@ def wait_console(store, marker, timeout):
     raise AssertionError("no %r on COM1:\n%s" % (marker, text[-3000:]))
 
 
+def control(store, *args):
+    d = os.path.join(str(store), "guest")
+    return subprocess.run([gen2vm_binary(), "control", "control.sock"] + list(args), cwd=d, capture_output=True,
+                          text=True, timeout=60)
+
+
+def screenshot(store, path):
+    r = control(store, "screenshot", path)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return png_read_rgb(path)
+
+
+def stable_screen(store, tmp_path, name):
+    """The screen once two screenshots 2 s apart agree (the guest's driver copies to the VRAM on its
+    own schedule)."""
+    last = None
+    for i in range(30):
+        shot = screenshot(store, str(tmp_path / ("%s%d.png" % (name, i))))
+        if shot == last:
+            return shot
+        last = shot
+        time.sleep(2)
+    raise AssertionError("the screen did not settle")
+
+
+def vnc_frame(store):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(60)
+    s.connect(os.path.join(str(store), "guest", "vnc.sock"))
+    return rfb_frame_on(s)
+
+
+# The console's screen and keyboard in the guest: hyperv_fb's framebuffer console shows a line of text
+# (the cursor does not blink: a steady screen), and a shell reads tty1, where the synthetic keyboard's
+# keys go.
+SCREEN_SETUP = ("for i in $(seq 1 150); do grep -q hyperv_fb /sys/class/graphics/fb0/name 2>/dev/null && break; "
+                "sleep 0.2; done; echo FB $(cat /sys/class/graphics/fb0/name) $(cat /sys/class/graphics/fb0/virtual_size); "
+                "[ -e /dev/tty1 ] || mknod /dev/tty1 c 4 1; echo 0 > /sys/class/graphics/fbcon/cursor_blink; "
+                "setsid sh -c 'exec sh </dev/tty1 >/dev/tty1 2>&1' & sleep 2; "
+                "printf '\033[2J\033[H\n  THE SAVED SCREEN %s\n' $((6*7)) > /dev/tty1")
+
+
 def start_refused(store, says):
     r = vm(store, "start", "guest")
     assert r.returncode != 0 and says in r.stderr and "it stays saved" in r.stderr, (r.returncode, r.stderr)
@@ -37,11 +86,11 @@ def start_refused(store, says):
 @pytest.mark.real_guest
 @pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
 def test_save_and_restore_a_linux_guest(tmp_path):
-    vhdx = userspace_vhdx(tmp_path, "VM-SAVE-USERSPACE-MARKER", ["hv_storvsc", "sd_mod"])
+    vhdx = userspace_vhdx(tmp_path, "VM-SAVE-USERSPACE-MARKER",
+                          ["hv_storvsc", "sd_mod", "hyperv_fb", "hyperv_keyboard"])
     store = tmp_path / "store"
-    # --console off: the console's video RAM is not saved yet (such a VM's save is refused, named)
-    ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--console", "off", "--disk", vhdx, "--disk",
-       "new:64M")
+    # The graphical console is on, as vm new makes it.
+    ok(store, "new", "guest", "--memory", "512M", "--cpus", "2", "--disk", vhdx, "--disk", "new:64M")
     d = os.path.join(str(store), "guest")
     try:
         ok(store, "start", "guest")
@@ -54,6 +103,10 @@ def test_save_and_restore_a_linux_guest(tmp_path):
         out = guest_sh(store, "dd if=/dev/urandom of=/mnt/t/a bs=4096 count=64 2>/dev/null; "
                               "dd if=/mnt/t/a of=/dev/sdb bs=4096 conv=fsync 2>/dev/null; md5sum /mnt/t/a")
         before_sum = re.search(r"([0-9a-f]{32})  /mnt/t/a", out).group(1)
+        out = guest_sh(store, SCREEN_SETUP)
+        assert "FB hyperv_fb 1024,768" in out, out
+        screen = stable_screen(store, tmp_path, "before")
+        assert screen[:2] == (1024, 768) and len(set(screen[2])) > 1, screen[:2]  # the text is on it
         with open(os.path.join(d, "run.lock")) as f:
             pid = int(f.read().split()[0])
 
@@ -103,6 +156,19 @@ def test_save_and_restore_a_linux_guest(tmp_path):
         out = guest_sh(store, "cat /mnt/t/marker; a=$(cat /mnt/t/count); sleep 3; b=$(cat /mnt/t/count); "
                               "echo COUNT $a $b; echo NEW-$((7*6))-CMD; date +%s")
         assert "KEEP-42-ME" in out and "NEW-42-CMD" in out, out
+        # The screen as it was, in a screenshot and through the VNC server (the driver was not told
+        # anything: the VRAM came back where it was, with its contents); then keys reach tty1's shell.
+        after = screenshot(store, str(tmp_path / "after.png"))
+        assert after == screen, "the screen changed across the save"
+        w, h, frame = vnc_frame(store)
+        assert (w, h) == (1024, 768)
+        assert frame[2::4] == after[2][0::3] and frame[1::4] == after[2][1::3] and frame[0::4] == after[2][2::3]
+        r = control(store, "type", "echo KBD-$((6*7))-TYPED > /tmp/kbd")
+        assert r.returncode == 0 and "typed" in r.stdout, (r.stdout, r.stderr)
+        assert control(store, "key", "enter").returncode == 0
+        time.sleep(2)
+        out = guest_sh(store, "cat /tmp/kbd")
+        assert "KBD-42-TYPED" in out, out
         a, b = map(int, re.search(r"COUNT (\d+) (\d+)", out).groups())
         assert b > a, out
         guest_now = int(re.findall(r"^(\d{9,})$", out, re.M)[-1])

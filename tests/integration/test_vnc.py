@@ -96,7 +96,11 @@ def recv_exact(s, n):
 
 def rfb_frame(port):
     """(width, height, B, G, R, X pixels) of the whole screen through RFB 3.8, raw encoding."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    return rfb_frame_on(socket.create_connection(("127.0.0.1", port), timeout=60))
+
+
+def rfb_frame_on(s):
+    """rfb_frame on a connected socket s (a TCP or Unix socket; closed when done)."""
     try:
         assert recv_exact(s, 12) == b"RFB 003.008\n"
         s.sendall(b"RFB 003.008\n")
