@@ -41,7 +41,8 @@
 int service_run(const char *store_opt, const char *socket_path, const char *group);
 
 /* Applies each running VM's "automatic_stop" (shutdown, turned off after timeout_s if the guest does
- * not end; or turn_off), all at once, and waits for them: what the unit does at host shutdown.
+ * not end; turn_off; or save), all at once, and waits for them: what the unit does at host shutdown.
+ * The VMs are named in gen2vmd.stopped first (see above).
  * Returns an exit code: 0 when every VM is off. */
 int service_stop_vms(const char *store_opt, unsigned timeout_s);
 
