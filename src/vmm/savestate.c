@@ -75,19 +75,25 @@ static bool savestate_page_zero(const uint8_t *p)
 	return !memcmp(p, zero, SAVESTATE_PAGE);
 }
 
+/* The next run of pages that are not all zeros among the n pages at mem, from page *p on: true with
+ * the run [*p, *q), false when there is none. */
+static bool savestate_next_run(const uint8_t *mem, uint64_t n, uint64_t *p, uint64_t *q)
+{
+	while (*p < n && savestate_page_zero(mem + *p * SAVESTATE_PAGE))
+		(*p)++;
+	if (*p >= n)
+		return false;
+	for (*q = *p + 1; *q < n && !savestate_page_zero(mem + *q * SAVESTATE_PAGE);)
+		(*q)++;
+	return true;
+}
+
 int savestate_write_memory(struct savestate_writer *w, const struct guest_mem *m)
 {
 	for (unsigned r = 0; r < m->nr_regions && !w->error; r++) {
 		const struct guest_mem_region *reg = &m->region[r];
-		uint64_t pages = reg->size / SAVESTATE_PAGE;
-		for (uint64_t p = 0; p < pages && !w->error;) {
-			if (savestate_page_zero(reg->hva + p * SAVESTATE_PAGE)) {
-				p++;
-				continue;
-			}
-			uint64_t q = p + 1;
-			while (q < pages && !savestate_page_zero(reg->hva + q * SAVESTATE_PAGE))
-				q++;
+		uint64_t pages = reg->size / SAVESTATE_PAGE, q;
+		for (uint64_t p = 0; !w->error && savestate_next_run(reg->hva, pages, &p, &q);) {
 			struct savestate_mem_run run = { .gpa = reg->gpa + p * SAVESTATE_PAGE, .pages = q - p };
 			struct savestate_section s = { .type = SAVESTATE_SEC_MEMORY,
 						       .index = w->mem_runs++,
@@ -109,15 +115,8 @@ int savestate_write_devmem(struct savestate_writer *w, const uint8_t *mem, uint6
 		return w->error = -EINVAL;
 	/* Two passes: the section's length comes first. */
 	struct savestate_devmem h = { .size = size, .gpa = mapped ? gpa : 0, .mapped = mapped };
-	uint64_t len = sizeof(h), pages = size / SAVESTATE_PAGE;
-	for (uint64_t p = 0; p < pages;) {
-		if (savestate_page_zero(mem + p * SAVESTATE_PAGE)) {
-			p++;
-			continue;
-		}
-		uint64_t q = p + 1;
-		while (q < pages && !savestate_page_zero(mem + q * SAVESTATE_PAGE))
-			q++;
+	uint64_t len = sizeof(h), pages = size / SAVESTATE_PAGE, q;
+	for (uint64_t p = 0; savestate_next_run(mem, pages, &p, &q);) {
 		h.nr_runs++;
 		len += sizeof(struct savestate_devmem_run) + (q - p) * SAVESTATE_PAGE;
 		p = q;
@@ -125,14 +124,7 @@ int savestate_write_devmem(struct savestate_writer *w, const uint8_t *mem, uint6
 	struct savestate_section s = { .type = SAVESTATE_SEC_DEVMEM, .index = 0, .length = len };
 	savestate_put(w, &s, sizeof(s));
 	savestate_put(w, &h, sizeof(h));
-	for (uint64_t p = 0; p < pages && !w->error;) {
-		if (savestate_page_zero(mem + p * SAVESTATE_PAGE)) {
-			p++;
-			continue;
-		}
-		uint64_t q = p + 1;
-		while (q < pages && !savestate_page_zero(mem + q * SAVESTATE_PAGE))
-			q++;
+	for (uint64_t p = 0; !w->error && savestate_next_run(mem, pages, &p, &q);) {
 		struct savestate_devmem_run run = { .offset = p * SAVESTATE_PAGE, .pages = q - p };
 		savestate_put(w, &run, sizeof(run));
 		savestate_put(w, mem + p * SAVESTATE_PAGE, (size_t)(run.pages * SAVESTATE_PAGE));

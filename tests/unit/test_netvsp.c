@@ -1036,6 +1036,24 @@ static void test_nic_spec(void **state)
 	assert_int_equal(a[0] & 3, 2);
 }
 
+/* A threaded adapter of two queues (the test's lock stands for the server lock, which only the guest
+ * side takes) and its guest, opened. */
+static struct netvsp *threaded_up(struct vmbus_loopback *lb, pthread_mutex_t *lock, struct cap **cap,
+				  struct netvsc_guest *g)
+{
+	assert_int_equal(vmbus_loopback_init(lb, 128ull << 20, 2, NULL), 0);
+	*cap = cap_new(2);
+	struct netvsp_config cfg = { .mem = &lb->mem, .backend = &(*cap)->be, .max_queues = 2, .threaded = true };
+	memcpy(cfg.mac, MAC, 6);
+	struct netvsp *nv;
+	pthread_mutex_lock(lock);
+	assert_int_equal(netvsp_create(lb->srv, &cfg, &nv), 0);
+	pthread_mutex_unlock(lock);
+	memset(g, 0, sizeof(*g));
+	assert_int_equal(netvsc_guest_open_locked(g, lb, 0, 1u << 20, 1u << 20, lock, 2000), 0);
+	return nv;
+}
+
 /* Threaded, as in the VMM: the workers map the buffers, take the sub-channel request and the revoke
  * on their own threads, and the adapter never sees a server lock (the test's lock stands for it and
  * only the guest side takes it). A GPADL_TEARDOWN sent while the worker still holds the receive
@@ -1046,17 +1064,9 @@ static void test_threaded_worker_contract(void **state)
 	(void)state;
 	struct vmbus_loopback lb;
 	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	assert_int_equal(vmbus_loopback_init(&lb, 128ull << 20, 2, NULL), 0);
-	struct cap *cap = cap_new(2);
-	struct netvsp_config cfg = { .mem = &lb.mem, .backend = &cap->be, .max_queues = 2, .threaded = true };
-	memcpy(cfg.mac, MAC, 6);
-	struct netvsp *nv;
-	pthread_mutex_lock(&lock);
-	assert_int_equal(netvsp_create(lb.srv, &cfg, &nv), 0);
-	pthread_mutex_unlock(&lock);
+	struct cap *cap;
 	struct netvsc_guest g;
-	memset(&g, 0, sizeof(g));
-	assert_int_equal(netvsc_guest_open_locked(&g, &lb, 0, 1u << 20, 1u << 20, &lock, 2000), 0);
+	struct netvsp *nv = threaded_up(&lb, &lock, &cap, &g);
 	assert_int_equal(netvsc_guest_subchannels(&g, 1), 1);
 	struct netvsp_stats st;
 	netvsp_get_stats(nv, &st);
@@ -1101,17 +1111,9 @@ static void test_threaded_hold(void **state)
 	(void)state;
 	struct vmbus_loopback lb;
 	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	assert_int_equal(vmbus_loopback_init(&lb, 128ull << 20, 2, NULL), 0);
-	struct cap *cap = cap_new(2);
-	struct netvsp_config cfg = { .mem = &lb.mem, .backend = &cap->be, .max_queues = 2, .threaded = true };
-	memcpy(cfg.mac, MAC, 6);
-	struct netvsp *nv;
-	pthread_mutex_lock(&lock);
-	assert_int_equal(netvsp_create(lb.srv, &cfg, &nv), 0);
-	pthread_mutex_unlock(&lock);
+	struct cap *cap;
 	struct netvsc_guest g;
-	memset(&g, 0, sizeof(g));
-	assert_int_equal(netvsc_guest_open_locked(&g, &lb, 0, 1u << 20, 1u << 20, &lock, 2000), 0);
+	struct netvsp *nv = threaded_up(&lb, &lock, &cap, &g);
 	assert_int_equal(netvsc_guest_rndis_init(&g), RNDIS_STATUS_SUCCESS);
 	assert_int_equal(netvsc_guest_subchannels(&g, 1), 1);
 	assert_int_equal(netvsp_hold(nv, 2000), 0);
