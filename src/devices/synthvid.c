@@ -775,6 +775,15 @@ static int vid_save(void *state, uint8_t **out, size_t *len, char *err, size_t e
 	return r;
 }
 
+/* With the lock held: the whole screen is to be drawn again; the display is woken. */
+static void vid_all_dirty(struct synthvid *v)
+{
+	v->dirty = v->geo.valid;
+	v->dirt = (struct synthvid_rect){ 0, 0, (int32_t)(v->geo.valid ? v->geo.width : 0),
+					  (int32_t)(v->geo.valid ? v->geo.height : 0) };
+	vid_notify(v->d);
+}
+
 /* What a restored state must be (the file is host input): NULL when s fits d, else why not. */
 static const char *vid_restore_check(const struct console_dev *d, const struct savestate_synthvid *s)
 {
@@ -845,13 +854,19 @@ static int vid_restore(void *state, const uint8_t *buf, size_t len, char *err, s
 	v->announces = s->announces;
 	v->fw_phase = s->fw_phase;
 	v->fw_session = s->fw_session;
-	v->dirty = v->geo.valid;
-	v->dirt = (struct synthvid_rect){ 0, 0, (int32_t)(v->geo.valid ? v->geo.width : 0),
-					  (int32_t)(v->geo.valid ? v->geo.height : 0) };
-	vid_notify(d);
+	vid_all_dirty(v);
 	pthread_mutex_unlock(&d->lock);
 	free(s);
 	return 0;
+}
+
+void synthvid_screen_changed(struct synthvid *v)
+{
+	if (!v->d)
+		return;
+	pthread_mutex_lock(&v->d->lock);
+	vid_all_dirty(v);
+	pthread_mutex_unlock(&v->d->lock);
 }
 
 const struct vmdev_class synthvid_class = {

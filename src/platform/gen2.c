@@ -656,6 +656,9 @@ static int gen2_restore_dev_ram(struct gen2 *g, const struct savestate_file *f, 
 	if (!r && have && savestate_devmem_load(&s, g->dev_ram, g->dev_ram_size))
 		r = -EINVAL;
 	pthread_mutex_unlock(&g->dev_ram_lock);
+	struct synthvid *vid = vmdev_set_state(&g->devices, "video");
+	if (!r && have && vid) /* a display that drew the screen before its contents came draws it again */
+		synthvid_screen_changed(vid);
 	return r;
 }
 
