@@ -227,6 +227,8 @@ int netvsp_restore(struct netvsp *nv, uint32_t slot, const uint8_t *buf, size_t 
 	if (len < sizeof(h))
 		return fail(err, errlen, "truncated");
 	memcpy(&h, buf, sizeof(h));
+	if (nv->rgp || nv->sgp || nv->nvsp_version)
+		return fail(err, errlen, "the adapter is in use already (a state is restored into a new one)");
 	const char *why = check_header(nv, slot, &h);
 	if (why)
 		return fail(err, errlen, why);
@@ -369,8 +371,8 @@ int netvsp_restore(struct netvsp *nv, uint32_t slot, const uint8_t *buf, size_t 
 		struct nv_txn *x = &nv->txn[st.slot];
 		x->used = true;
 		x->b = (struct nv_batch){ .n = st.nr_frames, .chan_type = NVSP_CHANNEL_TYPE_DATA };
-		memcpy(x->b.start, st.start, sizeof(st.start));
-		memcpy(x->b.count, st.count, sizeof(st.count));
+		memcpy(x->b.start, st.start, st.nr_frames * sizeof(st.start[0])); /* only what was checked */
+		memcpy(x->b.count, st.count, st.nr_frames * sizeof(st.count[0]));
 	}
 	/* The free list as netvsp_txn_reset orders it, without the slots the guest holds. */
 	nv->txn_nfree = 0;

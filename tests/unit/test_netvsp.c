@@ -949,6 +949,8 @@ static void test_save_restore(void **state)
 	free(bad);
 	assert_int_equal(netvsp_restore(e.nv, 0, b, l, &used, err, sizeof(err)), 0);
 	assert_int_equal(used, l);
+	assert_int_equal(netvsp_restore(e.nv, 0, b, l, &used, err, sizeof(err)), -EINVAL); /* only into a new one */
+	assert_non_null(strstr(err, "in use already"));
 	free(b);
 	vmbus_server_kick_open(e.lb.srv);
 
