@@ -1,8 +1,10 @@
 /* Fuzzes the NVSP and RNDIS parsers: the pure RNDIS functions on raw bytes, then netvsp itself through
  * the loopback guest (fresh adapter per input, so a crash reproduces from its input alone): the input
  * becomes an NVSP message, an RNDIS stream in a send section, a GPA-direct packet, a completion, or a
- * frame from the backend. Invariants: no crash, no out-of-bounds access, no leak; the adapter keeps
- * answering. */
+ * frame from the backend; or (mode bits 4 and 5) the adapter's saved state, altered by the input
+ * (offset, xor byte triples; bit 3: cut to a length), restored into a new adapter over the same
+ * guest after the server's restore, as a restored VM does. Invariants: no crash, no out-of-bounds
+ * access, no leak; the adapter keeps answering. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -61,6 +63,52 @@ static const struct net_backend_ops sink_ops = {
 	.send = sink_send, .recv = sink_recv, .rx_fd = sink_fd, .destroy = sink_destroy,
 };
 
+static struct sink *fz_sink(void)
+{
+	struct sink *s = calloc(1, sizeof(*s));
+	s->be.ops = &sink_ops;
+	s->be.nr_queues = 2;
+	s->be.caps = NET_BE_CAP_CSUM | NET_BE_CAP_TSO;
+	return s;
+}
+
+/* nv's saved state altered by p, restored into a new adapter after the server's own restore (as a
+ * restored VM: server reset, adapter made again). Returns the adapter the guest now has. */
+static struct netvsp *fz_restore(struct vmbus_loopback *lb, struct netvsp *nv, const uint8_t *p, uint32_t n,
+				 uint8_t mode)
+{
+	uint8_t *st = NULL, *vb = NULL;
+	size_t sl = 0, vl = 0;
+	netvsp_hold(nv, 0);
+	int r = netvsp_save(nv, 0, &st, &sl);
+	netvsp_release(nv);
+	if (r || vmbus_server_save(lb->srv, &vb, &vl)) {
+		free(st);
+		return nv;
+	}
+	for (uint32_t i = 0; i + 2 < n && sl; i += 3)
+		st[(p[i] | (size_t)p[i + 1] << 8) % sl] ^= p[i + 2];
+	if (mode & 8)
+		sl = n % (sl + 1);
+	struct netvsp_config cfg = { .mem = &lb->mem, .mtu = mode & 0x80 ? 9000 : 1500 };
+	cfg.mac[0] = 2;
+	vmbus_server_reset(lb->srv);
+	netvsp_destroy(nv);
+	struct sink *s = fz_sink();
+	cfg.backend = &s->be;
+	if (netvsp_create(lb->srv, &cfg, &nv))
+		abort(); /* the same adapter as before: it cannot be refused */
+	char err[256];
+	size_t used;
+	if (!vmbus_server_restore(lb->srv, vb, vl, err, sizeof(err))) {
+		netvsp_restore(nv, 0, st, sl, &used, err, sizeof(err));
+		vmbus_server_kick_open(lb->srv);
+	}
+	free(vb);
+	free(st);
+	return nv;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static bool quiet;
@@ -91,10 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct vmbus_loopback lb;
 	if (vmbus_loopback_init(&lb, 16ull << 20, 2, NULL))
 		return 0;
-	struct sink *s = calloc(1, sizeof(*s));
-	s->be.ops = &sink_ops;
-	s->be.nr_queues = 2;
-	s->be.caps = NET_BE_CAP_CSUM | NET_BE_CAP_TSO;
+	struct sink *s = fz_sink();
 	struct netvsp *nv;
 	struct netvsp_config cfg = { .mem = &lb.mem, .backend = &s->be, .mtu = mode & 0x80 ? 9000 : 1500 };
 	cfg.mac[0] = 2;
@@ -109,6 +154,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		netvsc_guest_set(&g, RNDIS_OID_GEN_CURRENT_PACKET_FILTER, &filter, 4);
 		if (mode & 0x40)
 			netvsc_guest_subchannels(&g, 1);
+		if ((mode & 0x30) == 0x30) {
+			s->in = p;
+			s->in_len = n < 1514 ? n : 1514;
+			s->frames = 3;
+			g.hold_completions = true; /* transactions the guest holds go into the state */
+			netvsp_poll(nv, 64);
+			netvsc_guest_poll(&g, 0);
+			nv = fz_restore(&lb, nv, p, n, mode);
+			g.hold_completions = false;
+			netvsc_guest_release_held(&g, 0);
+			netvsp_poll(nv, 64);
+			s = NULL; /* the restored adapter has a backend of its own */
+		} else
 		switch (mode & 7) {
 		case 0: /* raw NVSP message, inband */
 			vmbus_client_send(&g.ch[0], VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, 1, NULL,

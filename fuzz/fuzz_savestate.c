@@ -4,7 +4,8 @@
  * Input: byte 0's bit 0 set: the END section's CRC is fixed up so the structure checks behind it are
  * reached; the rest is the file. When it opens, every section is walked, the machine check runs, and
  * the memory runs are checked and loaded into a small guest memory of two regions, and the Hyper-V
- * partition's and COM1's sections go to their readers. Must never crash,
+ * partition's and COM1's sections go to their readers, and the device memory (video RAM) section is
+ * checked and loaded into a small buffer when its size fits. Must never crash,
  * leak or touch memory outside the file and the guest's RAM. */
 #include <stddef.h>
 #include <stdint.h>
@@ -65,6 +66,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uart_restore(&u, &su);
 			pthread_mutex_destroy(&u.lock);
 		}
+		struct savestate_devmem dm;
+		static uint8_t fz_dev[16 * SAVESTATE_PAGE];
+		if (!savestate_find(&f, SAVESTATE_SEC_DEVMEM, 0, &s) && !savestate_devmem_check(&s, &dm, err, sizeof(err)) &&
+		    dm.size <= sizeof(fz_dev))
+			savestate_devmem_load(&s, fz_dev, dm.size);
 	}
 	free(file);
 	return 0;

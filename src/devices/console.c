@@ -154,11 +154,33 @@ void console_dev_destroy(struct console_dev *d)
 	free(d);
 }
 
-int console_dev_save(const struct console_dev *d, uint8_t **out, size_t *len, char *err, size_t errlen)
+int console_dev_save(const struct console_dev *d, const void *rec, size_t n, uint8_t **out, size_t *len)
 {
-	if (d) {
-		snprintf(err, errlen, "the synthetic console devices cannot be saved yet (gen2vm vm set NAME --console off)");
-		return -EOPNOTSUPP;
+	*out = NULL;
+	*len = 0;
+	if (!d)
+		return 0;
+	if (!(*out = malloc(n)))
+		return -ENOMEM;
+	memcpy(*out, rec, n);
+	*len = n;
+	return 0;
+}
+
+int console_dev_restore_len(const struct console_dev *d, size_t len, size_t n, char *err, size_t errlen)
+{
+	if (len != (d ? n : 0)) {
+		snprintf(err, errlen, "its state has %zu bytes, expected %zu", len, d ? n : (size_t)0);
+		return -EINVAL;
 	}
-	return vmdev_save_nothing(NULL, out, len, err, errlen);
+	return 0;
+}
+
+void console_dev_hold(struct console_dev *d, bool held)
+{
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->lock);
+	d->input_held = held;
+	pthread_mutex_unlock(&d->lock);
 }

@@ -51,6 +51,9 @@ struct console_dev {
 	/* A display's wake-up eventfd (synthvid_display_notify), -1: none. Here rather than in the
 	 * device's state because a closed channel resets that state, and the display outlives sessions. */
 	int notify_fd;
+	/* The host's input (keys, pointer) is held while the VM is being saved (console_dev_hold): the
+	 * senders then get -EBUSY, so nothing reaches the guest's ring after the state was taken. */
+	bool input_held;
 };
 
 /* Offers a device of class class_guid (instance GUID: instance, then "gen2vm"'s fixed tail) with
@@ -61,9 +64,15 @@ int console_dev_create(struct console_dev **out, const struct vmdev_host *h, con
 /* Hot-removes it (the channel closes: ops->closed runs) and frees it. NULL is fine. */
 void console_dev_destroy(struct console_dev *d);
 
-/* vmdev_class.save of a console device class whose device is d (NULL: not offered, the console is
- * off): nothing to keep when it is off; an offered one cannot be saved yet (-EOPNOTSUPP with err). */
-int console_dev_save(const struct console_dev *d, uint8_t **out, size_t *len, char *err, size_t errlen);
+/* Saving (vmdev_class.save/restore of the three classes, formats in proto/savestate.h): a class
+ * whose device is not offered (the console is off) keeps nothing. console_dev_save copies rec (n
+ * bytes, the device's record made under its lock) into *out, or nothing when d is NULL: 0 or
+ * -ENOMEM. console_dev_restore_len checks a restored section's length: empty when d is NULL, n
+ * bytes otherwise; 0 or -EINVAL with err. */
+int console_dev_save(const struct console_dev *d, const void *rec, size_t n, uint8_t **out, size_t *len);
+int console_dev_restore_len(const struct console_dev *d, size_t len, size_t n, char *err, size_t errlen);
+/* Holds (or lets go again) the host's input to d (NULL is fine): see input_held. */
+void console_dev_hold(struct console_dev *d, bool held);
 
 /* With the lock held: one INBAND packet of len bytes to the guest (transaction id trans). Returns 0,
  * -ENOTCONN (no open channel), -EAGAIN (the guest's ring is full) or another -errno. */

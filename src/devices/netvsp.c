@@ -32,6 +32,8 @@ uint32_t netvsp_poll(struct netvsp *nv, uint32_t budget)
 	uint32_t got = 0;
 	carrier_check(nv);
 	activate_pending(nv);
+	if (__atomic_exchange_n(&nv->relink, false, __ATOMIC_ACQ_REL) && nv->chans[0])
+		netvsp_link_apply(nv);
 	pthread_rwlock_rdlock(&nv->buf_lock);
 	for (uint32_t i = 0; i < nv->max_queues; i++) {
 		struct nv_chan *ch = nv->chans[i];
@@ -47,6 +49,20 @@ uint32_t netvsp_poll(struct netvsp *nv, uint32_t budget)
 	}
 	pthread_rwlock_unlock(&nv->buf_lock);
 	return got;
+}
+
+/* A worker held for a save (netvsp_hold): between two rounds, no lock held, nothing half done. It
+ * goes on when the hold ends, and stops when its channel closes meanwhile. */
+static void worker_hold(struct nv_chan *ch)
+{
+	struct netvsp *nv = ch->nv;
+	pthread_mutex_lock(&nv->hold_lock);
+	nv->held++;
+	pthread_cond_broadcast(&nv->hold_cond);
+	while (nv->hold && !__atomic_load_n(&ch->stop, __ATOMIC_ACQUIRE))
+		pthread_cond_wait(&nv->hold_cond, &nv->hold_lock);
+	nv->held--;
+	pthread_mutex_unlock(&nv->hold_lock);
 }
 
 /* Backend queue q is served by channel q's worker; the primary's worker also serves the queues whose
@@ -68,6 +84,10 @@ static void *worker(void *arg)
 	struct netvsp *nv = ch->nv;
 	uint32_t nq = nv->be->nr_queues;
 	while (!__atomic_load_n(&ch->stop, __ATOMIC_ACQUIRE)) {
+		if (__atomic_load_n(&nv->hold, __ATOMIC_ACQUIRE)) {
+			worker_hold(ch);
+			continue;
+		}
 		netvsp_guest_service(ch);
 		struct pollfd p[1 + NET_BE_MAX_QUEUES] = { { .fd = ch->efd, .events = POLLIN } };
 		nfds_t np = 1;
@@ -82,6 +102,8 @@ static void *worker(void *arg)
 		}
 		pthread_rwlock_unlock(&nv->buf_lock);
 		carrier_check(nv);
+		if (ch->idx == 0 && __atomic_exchange_n(&nv->relink, false, __ATOMIC_ACQ_REL))
+			netvsp_link_apply(nv);
 		if (poll(p, np, -1) > 0 && (p[0].revents & POLLIN)) {
 			uint64_t v;
 			if (read(ch->efd, &v, sizeof(v)) < 0) {
@@ -166,6 +188,9 @@ static void nv_close(void *ctx, struct vmbus_channel *chan)
 		/* The worker waits for no lock we hold (the server's is not its business): it sees stop
 		 * at its next wakeup, which this is. */
 		__atomic_store_n(&ch->stop, true, __ATOMIC_RELEASE);
+		pthread_mutex_lock(&nv->hold_lock); /* a held worker waits there */
+		pthread_cond_broadcast(&nv->hold_cond);
+		pthread_mutex_unlock(&nv->hold_lock);
 		netvsp_worker_kick(ch);
 		pthread_join(ch->thr, NULL);
 	}
@@ -253,6 +278,8 @@ int netvsp_create(struct vmbus_server *srv, const struct netvsp_config *cfg, str
 		nv->max_queues = NET_BE_MAX_QUEUES;
 	pthread_mutex_init(&nv->lock, NULL);
 	pthread_rwlock_init(&nv->buf_lock, NULL);
+	pthread_mutex_init(&nv->hold_lock, NULL);
+	pthread_cond_init(&nv->hold_cond, NULL);
 	rndis_state_init(&nv->rs, cfg->mac);
 	nv->rs.mtu = cfg->mtu ? cfg->mtu : 1500;
 	nv->admin_up = true;
@@ -273,6 +300,8 @@ int netvsp_create(struct vmbus_server *srv, const struct netvsp_config *cfg, str
 	if (rc) {
 		pthread_mutex_destroy(&nv->lock);
 		pthread_rwlock_destroy(&nv->buf_lock);
+		pthread_mutex_destroy(&nv->hold_lock);
+		pthread_cond_destroy(&nv->hold_cond);
 		free(nv->txn);
 		free(nv->txn_free);
 		free(nv);
@@ -290,13 +319,14 @@ void netvsp_destroy(struct netvsp *nv)
 	net_backend_destroy(nv->be);
 	pthread_mutex_destroy(&nv->lock);
 	pthread_rwlock_destroy(&nv->buf_lock);
+	pthread_mutex_destroy(&nv->hold_lock);
+	pthread_cond_destroy(&nv->hold_cond);
 	free(nv->txn);
 	free(nv->txn_free);
 	free(nv);
 }
 
-/* Shows the guest admin_up && carrier, with an indication when that changed. No locks held. */
-static void link_apply(struct netvsp *nv)
+void netvsp_link_apply(struct netvsp *nv)
 {
 	pthread_rwlock_rdlock(&nv->buf_lock);
 	pthread_mutex_lock(&nv->lock);
@@ -318,7 +348,7 @@ void netvsp_set_link(struct netvsp *nv, bool up)
 	pthread_mutex_lock(&nv->lock);
 	nv->admin_up = up;
 	pthread_mutex_unlock(&nv->lock);
-	link_apply(nv);
+	netvsp_link_apply(nv);
 }
 
 /* Follows the backend's carrier (a pair whose peer came or went). No locks held. */
@@ -334,7 +364,7 @@ static void carrier_check(struct netvsp *nv)
 	__atomic_store_n(&nv->carrier, c, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&nv->lock);
 	if (changed)
-		link_apply(nv);
+		netvsp_link_apply(nv);
 }
 
 void netvsp_set_link_speed(struct netvsp *nv, uint64_t bps)

@@ -88,6 +88,23 @@ struct netvsp_rx_state {
 };
 void netvsp_get_rx_state(struct netvsp *nv, struct netvsp_rx_state *rx);
 
+/* Saving the VM (formats: struct savestate_netvsp and what follows it, proto/savestate.h).
+ * netvsp_hold holds the adapter's workers between two rounds (nothing half done, no lock held) within
+ * timeout_ms: 0, or -EBUSY (netvsp_release then too); netvsp_release lets them go on (a save that
+ * failed). netvsp_save (workers held, server lock held) appends the adapter's state, with slot its
+ * number, to *buf (*len bytes, realloc'ed): the NVSP and RNDIS state, the buffers' GPADLs, the
+ * receive transactions the guest holds and the completions a full ring held back (receive batches
+ * held back are dropped: their sections are free in the state). 0 or -ENOMEM.
+ * netvsp_restore (server lock held, after the VMBus server's restore reopened the channels, on an
+ * adapter just created) takes one adapter's state from buf (len bytes, host input: every field is
+ * checked) and says in *used how many bytes it was: 0, or -EINVAL with err. The channels' workers
+ * start at the next server call (vmbus_server_kick_open). */
+int netvsp_hold(struct netvsp *nv, unsigned timeout_ms);
+void netvsp_release(struct netvsp *nv);
+int netvsp_save(struct netvsp *nv, uint32_t slot, uint8_t **buf, size_t *len);
+int netvsp_restore(struct netvsp *nv, uint32_t slot, const uint8_t *buf, size_t len, size_t *used, char *err,
+		   size_t errlen);
+
 /* The smallest receive-buffer section the adapter announces (a 1500-byte frame and its RNDIS header).
  * For a larger MTU (the guest's, from NDIS_CONFIG, or the adapter's mtu=) each section holds one
  * whole frame: Linux refuses a receive range longer than the section size it was told. */

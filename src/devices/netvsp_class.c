@@ -12,6 +12,7 @@
 #include "devices/netvsp.h"
 #include "devices/vmdev.h"
 #include "gen2vm/proto/netvsc.h"
+#include "gen2vm/proto/savestate.h"
 #include "net/nic.h"
 
 /* Hyper-V's limit of synthetic network adapters per VM. */
@@ -33,6 +34,9 @@ struct net {
 	pthread_mutex_t macs_lock;
 	struct vmdev_nic macs[NET_MAX_ADAPTERS];
 	unsigned nr_macs;
+	/* An adapter was hot added or removed (n->lock): the VM no longer has the adapters its
+	 * configuration gave it at start, which a restore builds, so it cannot be saved. */
+	bool hot_changed;
 };
 
 /* Refreshes n->macs from the slots (n->lock held). */
@@ -308,9 +312,13 @@ static int cmd_add(void *ctx, int argc, char **argv, char *reply, size_t cap)
 	int rc = nic_config_parse(argv[1], &c, reply, cap);
 	if (rc)
 		return rc;
-	rc = net_add(ctx, &c, reply, cap);
+	struct net *n = ctx;
+	rc = net_add(n, &c, reply, cap);
 	if (rc < 0)
 		return rc;
+	pthread_mutex_lock(&n->lock);
+	n->hot_changed = true;
+	pthread_mutex_unlock(&n->lock);
 	snprintf(reply, cap, "added adapter %d", rc);
 	return 0;
 }
@@ -322,10 +330,14 @@ static int cmd_remove(void *ctx, int argc, char **argv, char *reply, size_t cap)
 		snprintf(reply, cap, "usage: nic-remove N");
 		return -EINVAL;
 	}
-	if (net_remove(ctx, slot, true)) {
+	struct net *n = ctx;
+	if (net_remove(n, slot, true)) {
 		snprintf(reply, cap, "no network adapter %u (see nic-list)", slot);
 		return -ENOENT;
 	}
+	pthread_mutex_lock(&n->lock);
+	n->hot_changed = true;
+	pthread_mutex_unlock(&n->lock);
 	snprintf(reply, cap, "removed adapter %u", slot);
 	return 0;
 }
@@ -341,30 +353,104 @@ static const struct vmdev_verb net_verbs[] = {
 	{ NULL, NULL, NULL },
 };
 
-/* Saving: an adapter's state (NVSP and RNDIS negotiation, receive and send buffers, sub-channels,
- * the backend's queues) is not saved yet, so a VM with an adapter is refused; without one the
- * class has nothing to keep (it is there only for hot add). */
+/* Saving: struct savestate_netvsp_class, then each adapter's state (netvsp_save) in slot order. The
+ * backends are opened again from the configuration by the restored VM's create. While the VM is
+ * being saved the adapters' workers are held (quiesce), so nothing moves between their state and
+ * the guest's RAM being written; a save that failed lets them go (thaw). */
+static int net_save_quiesce(void *state, unsigned timeout_ms)
+{
+	struct net *n = state;
+	int r = 0;
+	pthread_mutex_lock(&n->lock);
+	for (uint32_t i = 0; i < n->nr_slots && !r; i++)
+		if (n->slot[i].nic)
+			r = netvsp_hold(n->slot[i].nic, timeout_ms);
+	pthread_mutex_unlock(&n->lock);
+	return r;
+}
+
+static void net_save_thaw(void *state)
+{
+	struct net *n = state;
+	pthread_mutex_lock(&n->lock);
+	for (uint32_t i = 0; i < n->nr_slots; i++)
+		if (n->slot[i].nic)
+			netvsp_release(n->slot[i].nic);
+	pthread_mutex_unlock(&n->lock);
+}
+
 static int net_save(void *state, uint8_t **out, size_t *len, char *err, size_t errlen)
 {
-	struct vmdev_nic one;
-	*out = NULL;
-	*len = 0;
-	if (net_nics(state, &one, 1)) {
-		snprintf(err, errlen, "a VM with a network adapter cannot be saved yet (remove its adapters, or stop it)");
+	struct net *n = state;
+	struct savestate_netvsp_class h = { 0 };
+	uint8_t *b = NULL;
+	size_t l = 0;
+	pthread_mutex_lock(&n->lock);
+	if (n->hot_changed) {
+		pthread_mutex_unlock(&n->lock);
+		snprintf(err, errlen, "a VM whose network adapters changed since it started (hot add or remove) cannot be "
+				      "saved (a restored VM is built from its configuration): restart it, then save");
 		return -EOPNOTSUPP;
 	}
+	for (uint32_t i = 0; i < n->nr_slots; i++)
+		h.nr_adapters += n->slot[i].nic != NULL;
+	int r = 0;
+	if (!(b = malloc(sizeof(h))))
+		r = -ENOMEM;
+	else
+		memcpy(b, &h, (l = sizeof(h)));
+	for (uint32_t i = 0; i < n->nr_slots && !r; i++)
+		if (n->slot[i].nic)
+			r = netvsp_save(n->slot[i].nic, i, &b, &l);
+	pthread_mutex_unlock(&n->lock);
+	if (r) {
+		free(b);
+		snprintf(err, errlen, "out of memory");
+		return r;
+	}
+	*out = b;
+	*len = l;
 	return 0;
 }
 
 static int net_restore(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-	struct vmdev_nic one;
-	(void)buf;
-	if (len || net_nics(state, &one, 1)) {
-		snprintf(err, errlen, "network adapters' state cannot be restored");
+	struct net *n = state;
+	struct savestate_netvsp_class h;
+	/* A state saved before adapters were saved (no adapter then) is empty. */
+	if (!len) {
+		memset(&h, 0, sizeof(h));
+	} else if (len < sizeof(h)) {
+		snprintf(err, errlen, "bad state length %zu", len);
 		return -EINVAL;
+	} else {
+		memcpy(&h, buf, sizeof(h));
 	}
-	return 0;
+	size_t off = len ? sizeof(h) : 0;
+	int r = 0;
+	pthread_mutex_lock(&n->lock);
+	uint32_t have = 0;
+	for (uint32_t i = 0; i < n->nr_slots; i++)
+		have += n->slot[i].nic != NULL;
+	if (h.nr_adapters != have || h.reserved) {
+		snprintf(err, errlen, "saved with %u network adapters, the VM has %u", h.nr_adapters, have);
+		r = -EINVAL;
+	}
+	for (uint32_t i = 0; i < n->nr_slots && !r; i++) {
+		if (!n->slot[i].nic)
+			continue;
+		size_t used = 0;
+		char why[200] = "";
+		if ((r = netvsp_restore(n->slot[i].nic, i, buf + off, len - off, &used, why, sizeof(why))))
+			snprintf(err, errlen, "adapter %u: %s", i, why);
+		off += used;
+	}
+	pthread_mutex_unlock(&n->lock);
+	if (!r && off != len) {
+		snprintf(err, errlen, "bytes after the adapters' state");
+		r = -EINVAL;
+	}
+	return r;
 }
 
 const struct vmdev_class netvsp_class = {
@@ -382,6 +468,8 @@ const struct vmdev_class netvsp_class = {
 	.destroy = net_destroy,
 	.verbs = net_verbs,
 	.nics = net_nics,
+	.quiesce = net_save_quiesce,
+	.thaw = net_save_thaw,
 	.save = net_save,
 	.restore = net_restore,
 };

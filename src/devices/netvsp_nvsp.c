@@ -22,7 +22,7 @@ static void send_nvsp_comp(struct nv_chan *ch, uint64_t tid, const struct nvsp_m
 }
 
 /* --- NVSP control -------------------------------------------------------------------------------- */
-static bool version_ok(uint32_t v)
+bool netvsp_version_ok(uint32_t v)
 {
 	return v == NVSP_PROTOCOL_VERSION_2 || v == NVSP_PROTOCOL_VERSION_4 || v == NVSP_PROTOCOL_VERSION_5 ||
 	       v == NVSP_PROTOCOL_VERSION_6 || v == NVSP_PROTOCOL_VERSION_61;
@@ -171,7 +171,7 @@ static void handle_nvsp(struct nv_chan *ch, const struct vmbus_packet_descriptor
 	case NVSP_MSG_TYPE_INIT: {
 		struct nvsp_message r = { .type = NVSP_MSG_TYPE_INIT_COMPLETE };
 		uint32_t v = m.u.init.max_protocol_ver;
-		if (plen < 12 || ch->idx || !version_ok(v) || m.u.init.min_protocol_ver > v) {
+		if (plen < 12 || ch->idx || !netvsp_version_ok(v) || m.u.init.min_protocol_ver > v) {
 			r.u.init_complete.status = NVSP_STAT_FAIL;
 		} else {
 			pthread_mutex_lock(&nv->lock);

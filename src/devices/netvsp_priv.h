@@ -126,6 +126,14 @@ struct netvsp {
 	struct netvsp_stats st;
 	bool admin_up; /* netvsp_set_link: the cable at our end */
 	bool carrier;  /* the backend's carrier (the far end); the guest sees admin_up && carrier */
+	/* Saving: netvsp_hold holds the workers between two rounds (hold, under hold_lock; held counts
+	 * the workers waiting on hold_cond). relink (atomic): after a restore, the primary's worker
+	 * shows the guest the link as it is now (the backend was opened again). */
+	pthread_mutex_t hold_lock;
+	pthread_cond_t hold_cond;
+	bool hold;
+	uint32_t held;
+	bool relink;
 };
 
 #define STAT_ADD(nv, f, v) __atomic_fetch_add(&(nv)->st.f, (v), __ATOMIC_RELAXED)
@@ -134,6 +142,9 @@ struct netvsp {
 
 /* Wakes ch's worker (its eventfd). Any thread, any lock; ch must have a worker (has_thr). */
 void netvsp_worker_kick(struct nv_chan *ch);
+
+/* Shows the guest admin_up && carrier, with an indication when that changed. No locks held. */
+void netvsp_link_apply(struct netvsp *nv);
 
 /* --- netvsp_buf.c: buffer management (nv->lock held for all but netvsp_buffer_map) -------------- */
 
@@ -202,6 +213,9 @@ uint32_t netvsp_tx_rndis_pkt(struct nv_chan *ch, const struct vmbus_packet_descr
 uint32_t netvsp_rx_backend(struct netvsp *nv, uint32_t q, uint32_t budget, bool *stalled, struct nv_chan *waiter);
 
 /* --- netvsp_nvsp.c: protocol -------------------------------------------------------------------- */
+
+/* Whether NVSP INIT accepts protocol version v. */
+bool netvsp_version_ok(uint32_t v);
 
 /* Drains ch's guest->host ring (first retrying what the host owes; it stops reading while anything
  * is owed, and the guest signals when it has read). ch's own thread (worker, or rx_ready inline);

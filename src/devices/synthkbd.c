@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "gen2vm/proto/savestate.h"
 #include "gen2vm/proto/synthkbd.h"
 #include "util/log.h"
 
@@ -226,6 +227,8 @@ static int kbd_send_events(struct synthkbd *k, const struct kbd_event *ev, unsig
 {
 	if (!k->d || !k->connected)
 		return -ENOTCONN;
+	if (k->d->input_held)
+		return -EBUSY;
 	uint64_t need = (uint64_t)n * vmbus_ring_packet_bytes(0, sizeof(struct synthkbd_keystroke));
 	if (console_dev_tx_room(k->d) <= need) /* "full" means free <= the packet's bytes */
 		return -EAGAIN;
@@ -347,6 +350,8 @@ static void kbd_why(struct synthkbd *k, int r, char *reply, size_t len)
 		snprintf(reply, len, "the guest's keyboard driver (hyperv_keyboard) has not connected");
 	else if (r == -EAGAIN)
 		snprintf(reply, len, "the guest is not reading its keyboard ring (full); nothing was sent");
+	else if (r == -EBUSY)
+		snprintf(reply, len, "the VM is being saved; nothing was sent");
 	else
 		snprintf(reply, len, "cannot send the keys: %s", strerror(-r));
 }
@@ -460,9 +465,60 @@ static const struct vmdev_verb kbd_verbs[] = {
 	{ NULL, NULL, NULL },
 };
 
+/* ---- saving ---- */
+
+static int kbd_quiesce(void *state, unsigned timeout_ms)
+{
+	console_dev_hold(((struct synthkbd *)state)->d, true);
+	return 0;
+}
+
+static void kbd_thaw(void *state)
+{
+	console_dev_hold(((struct synthkbd *)state)->d, false);
+}
+
 static int kbd_save(void *state, uint8_t **out, size_t *len, char *err, size_t errlen)
 {
-	return console_dev_save(((struct synthkbd *)state)->d, out, len, err, errlen);
+	struct synthkbd *k = state;
+	struct savestate_synthkbd s = { 0 };
+	if (k->d) {
+		pthread_mutex_lock(&k->d->lock);
+		s = (struct savestate_synthkbd){ .connected = k->connected, .version = k->version, .leds = k->leds,
+						 .events = k->events };
+		pthread_mutex_unlock(&k->d->lock);
+	}
+	return console_dev_save(k->d, &s, sizeof(s), out, len);
+}
+
+/* After the VMBus restore reopened the channel: the guest's driver stays connected. */
+static int kbd_restore(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	struct synthkbd *k = state;
+	struct savestate_synthkbd s;
+	int r = console_dev_restore_len(k->d, len, sizeof(s), err, errlen);
+	if (r || !k->d)
+		return r;
+	memcpy(&s, buf, sizeof(s));
+	pthread_mutex_lock(&k->d->lock);
+	const char *why = s.connected > 1 || s.reserved0 || s.reserved1 ? "a field out of range"
+			  : s.connected && (!k->d->chan || s.version != SYNTHKBD_VERSION_1_0)
+				  ? "a connected driver on a channel that is closed, or of another version"
+			  : s.leds & ~(SYNTHKBD_LED_SCROLL_LOCK | SYNTHKBD_LED_NUM_LOCK | SYNTHKBD_LED_CAPS_LOCK)
+				  ? "unknown LEDs"
+				  : NULL;
+	if (!why) {
+		k->connected = s.connected;
+		k->version = s.version;
+		k->leds = s.leds;
+		k->events = s.events;
+	}
+	pthread_mutex_unlock(&k->d->lock);
+	if (why) {
+		snprintf(err, errlen, "bad state: %s", why);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 const struct vmdev_class synthkbd_class = {
@@ -474,6 +530,8 @@ const struct vmdev_class synthkbd_class = {
 	.destroy = kbd_destroy,
 	.verbs = kbd_verbs,
 	.status = kbd_status,
+	.quiesce = kbd_quiesce,
+	.thaw = kbd_thaw,
 	.save = kbd_save,
-	.restore = vmdev_restore_nothing,
+	.restore = kbd_restore,
 };

@@ -28,7 +28,8 @@ struct synthkbd {
 
 /* One key event: make is a set-1 make code 0x01..0x7F, e0/e1 its prefix, brk a release. Takes the
  * device lock. 0, -ENOTCONN (not offered, or the guest's driver has not connected), -EINVAL (make
- * out of range, or both prefixes), -EAGAIN (the guest's ring is full) or another -errno. */
+ * out of range, or both prefixes), -EAGAIN (the guest's ring is full), -EBUSY (the VM is being
+ * saved) or another -errno. */
 int synthkbd_send_scancode(struct synthkbd *k, uint16_t make, bool e0, bool e1, bool brk);
 
 /* Presses and releases a named key or combination ("enter", "ctrl-alt-del", "shift-a", "f12"): the

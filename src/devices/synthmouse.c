@@ -9,6 +9,7 @@
 
 #include <json-c/json.h>
 
+#include "gen2vm/proto/savestate.h"
 #include "gen2vm/proto/synthhid.h"
 #include "util/log.h"
 
@@ -178,8 +179,8 @@ int synthmouse_send(struct synthmouse *m, uint16_t x, uint16_t y, uint8_t button
 	uint8_t rep[SYNTHMOUSE_REPORT_SIZE] = { buttons, (uint8_t)x, (uint8_t)(x >> 8), (uint8_t)y, (uint8_t)(y >> 8),
 						(uint8_t)wheel };
 	pthread_mutex_lock(&m->d->lock);
-	int r = -ENOTCONN;
-	if (m->state == SYNTHMOUSE_READY) {
+	int r = m->state != SYNTHMOUSE_READY ? -ENOTCONN : m->d->input_held ? -EBUSY : 0;
+	if (!r) {
 		r = mouse_send_msg(m->d, SYNTHHID_MSG_INPUT_REPORT, rep, sizeof(rep), 0);
 		if (!r)
 			m->reports++;
@@ -215,6 +216,8 @@ static int mouse_verb(void *state, int argc, char **argv, char *reply, size_t le
 		snprintf(reply, len, "the guest's mouse driver (hid_hyperv) has not connected");
 	else if (r == -EAGAIN)
 		snprintf(reply, len, "the guest is not reading its mouse ring (full); nothing was sent");
+	else if (r == -EBUSY)
+		snprintf(reply, len, "the VM is being saved; nothing was sent");
 	else if (r)
 		snprintf(reply, len, "cannot send the pointer: %s", strerror(-r));
 	else
@@ -273,9 +276,60 @@ static const struct vmdev_verb mouse_verbs[] = {
 	{ NULL, NULL, NULL },
 };
 
+/* ---- saving ---- */
+
+static int mouse_quiesce(void *state, unsigned timeout_ms)
+{
+	console_dev_hold(((struct synthmouse *)state)->d, true);
+	return 0;
+}
+
+static void mouse_thaw(void *state)
+{
+	console_dev_hold(((struct synthmouse *)state)->d, false);
+}
+
 static int mouse_save(void *state, uint8_t **out, size_t *len, char *err, size_t errlen)
 {
-	return console_dev_save(((struct synthmouse *)state)->d, out, len, err, errlen);
+	struct synthmouse *m = state;
+	struct savestate_synthmouse s = { 0 };
+	if (m->d) {
+		pthread_mutex_lock(&m->d->lock);
+		s = (struct savestate_synthmouse){ .state = m->state, .version = m->version, .reports = m->reports };
+		pthread_mutex_unlock(&m->d->lock);
+	}
+	return console_dev_save(m->d, &s, sizeof(s), out, len);
+}
+
+/* After the VMBus restore reopened the channel (mouse_opened made it OPEN): the handshake's state as
+ * it was, so the guest's driver needs no new one. */
+static int mouse_restore(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	struct synthmouse *m = state;
+	struct savestate_synthmouse s;
+	int r = console_dev_restore_len(m->d, len, sizeof(s), err, errlen);
+	if (r || !m->d)
+		return r;
+	memcpy(&s, buf, sizeof(s));
+	pthread_mutex_lock(&m->d->lock);
+	bool approved = s.version == SYNTHHID_VERSION_2_0;
+	const char *why = s.state > SYNTHMOUSE_REFUSED ? "an unknown state"
+			  : (s.state == SYNTHMOUSE_CLOSED) != !m->d->chan ? "a state that does not fit the channel"
+			  : ((s.state == SYNTHMOUSE_INFO_SENT || s.state == SYNTHMOUSE_READY) && !approved) ||
+					  (s.state == SYNTHMOUSE_REFUSED && approved)
+				  ? "a version its state could not have"
+				  : NULL;
+	if (!why) {
+		m->state = (enum synthmouse_state)s.state;
+		m->version = s.version;
+		m->reports = s.reports;
+	}
+	pthread_mutex_unlock(&m->d->lock);
+	if (why) {
+		snprintf(err, errlen, "bad state: %s", why);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 const struct vmdev_class synthmouse_class = {
@@ -287,6 +341,8 @@ const struct vmdev_class synthmouse_class = {
 	.destroy = mouse_destroy,
 	.verbs = mouse_verbs,
 	.status = mouse_status,
+	.quiesce = mouse_quiesce,
+	.thaw = mouse_thaw,
 	.save = mouse_save,
-	.restore = vmdev_restore_nothing,
+	.restore = mouse_restore,
 };

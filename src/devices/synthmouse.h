@@ -40,7 +40,8 @@ struct synthmouse {
 
 /* One pointer state: x and y 0..SYNTHMOUSE_AXIS_MAX (absolute), buttons bits 0..2 (left, right,
  * middle), wheel a relative step. Takes the device lock. 0, -EINVAL (out of range), -ENOTCONN (not
- * offered, or the guest has not acknowledged the device info), -EAGAIN (ring full) or -errno. */
+ * offered, or the guest has not acknowledged the device info), -EAGAIN (ring full), -EBUSY (the VM
+ * is being saved) or -errno. */
 int synthmouse_send(struct synthmouse *m, uint16_t x, uint16_t y, uint8_t buttons, int8_t wheel);
 
 #endif

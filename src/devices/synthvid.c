@@ -14,6 +14,7 @@
 #include <json-c/json.h>
 #include <png.h>
 
+#include "gen2vm/proto/savestate.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "util/text.h"
@@ -205,6 +206,14 @@ static void vid_notify(struct console_dev *d)
 	}
 }
 
+/* Whether a geometry (the guest's word) can be shown: 32 bpp, the frame inside the VRAM. */
+static bool vid_geometry_valid(const struct synthvid_geometry *g)
+{
+	uint64_t end = (uint64_t)g->vram_offset + (uint64_t)g->pitch * g->height;
+	return g->depth_bits == SYNTHVID_DEPTH_WIN8 && g->width && g->height && g->width <= 0x4000 &&
+	       (uint64_t)g->pitch >= (uint64_t)g->width * 4 && end <= SYNTHVID_VRAM_SIZE;
+}
+
 static void vid_situation(struct console_dev *d, struct synthvid *v, const uint8_t *b, uint32_t n)
 {
 	struct synthvid_situation_update s;
@@ -221,9 +230,7 @@ static void vid_situation(struct console_dev *d, struct synthvid *v, const uint8
 	const struct synthvid_output_situation *o = &s.output[0];
 	struct synthvid_geometry g = { o->active, o->vram_offset, o->depth_bits, o->width_pixels, o->height_pixels,
 				       o->pitch_bytes, false };
-	uint64_t end = (uint64_t)g.vram_offset + (uint64_t)g.pitch * g.height;
-	g.valid = g.depth_bits == SYNTHVID_DEPTH_WIN8 && g.width && g.height && g.width <= 0x4000 &&
-		  (uint64_t)g.pitch >= (uint64_t)g.width * 4 && end <= SYNTHVID_VRAM_SIZE;
+	g.valid = vid_geometry_valid(&g);
 	if (!g.valid && g.active)
 		log_guest("synthetic video: a screen of %ux%u, %u bpp, pitch %u at VRAM offset %u does not fit; not shown",
 			  g.width, g.height, g.depth_bits, g.pitch, g.vram_offset);
@@ -738,9 +745,128 @@ static void vid_status(void *state, struct json_object *o, char *text, size_t le
 	pthread_mutex_unlock(&v->d->lock);
 }
 
+/* ---- saving ---- */
+
+_Static_assert(SAVESTATE_SYNTHVID_CURSOR_BYTES == sizeof(((struct synthvid *)0)->ptr_argb), "cursor bytes");
+
 static int vid_save(void *state, uint8_t **out, size_t *len, char *err, size_t errlen)
 {
-	return console_dev_save(((struct synthvid *)state)->d, out, len, err, errlen);
+	struct synthvid *v = state;
+	if (!v->d)
+		return console_dev_save(NULL, NULL, 0, out, len);
+	struct savestate_synthvid *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_lock(&v->d->lock);
+	*s = (struct savestate_synthvid){
+		.version = v->version, .vram_set = v->vram_set, .vram_mapped = v->vram_mapped, .announces = v->announces,
+		.fw_phase = v->fw_phase, .vram_gpa = v->vram_set ? v->vram_gpa : 0, .fw_session = v->fw_session,
+		.geo_active = v->geo.active, .geo_depth_bits = v->geo.depth_bits, .ptr_visible = v->ptr_visible,
+		.geo_vram_offset = v->geo.vram_offset, .geo_width = v->geo.width, .geo_height = v->geo.height,
+		.geo_pitch = v->geo.pitch, .ptr_x = v->ptr_x, .ptr_y = v->ptr_y, .ptr_w = v->ptr_w, .ptr_h = v->ptr_h,
+		.ptr_hot_x = v->ptr_hot_x, .ptr_hot_y = v->ptr_hot_y, .ptr_shape = v->ptr_shape,
+		.ptr_shape_seq = v->ptr_shape_seq,
+	};
+	if (v->ptr_shape)
+		memcpy(s->ptr_argb, v->ptr_argb, (size_t)v->ptr_w * v->ptr_h * 4);
+	pthread_mutex_unlock(&v->d->lock);
+	int r = console_dev_save(v->d, s, sizeof(*s), out, len);
+	free(s);
+	return r;
+}
+
+/* With the lock held: the whole screen is to be drawn again; the display is woken. */
+static void vid_all_dirty(struct synthvid *v)
+{
+	v->dirty = v->geo.valid;
+	v->dirt = (struct synthvid_rect){ 0, 0, (int32_t)(v->geo.valid ? v->geo.width : 0),
+					  (int32_t)(v->geo.valid ? v->geo.height : 0) };
+	vid_notify(v->d);
+}
+
+/* What a restored state must be (the file is host input): NULL when s fits d, else why not. */
+static const char *vid_restore_check(const struct console_dev *d, const struct savestate_synthvid *s)
+{
+	const char *why = NULL;
+	bool open = d->chan != NULL;
+	if (s->version && s->version != SYNTHVID_VERSION_WIN10 && s->version != SYNTHVID_VERSION_WIN8)
+		return "an unknown protocol version";
+	if ((s->version || s->announces) && !open)
+		return "a connected driver on a channel that is closed";
+	if (s->vram_set > 1 || s->vram_mapped > 1 || s->announces > 1 || s->fw_phase > 1 || s->fw_session > 1 ||
+	    s->geo_active > 1 || s->ptr_visible > 1 || s->ptr_shape > 1 || s->reserved)
+		return "a flag out of range";
+	if (s->vram_mapped != (s->vram_set && d->host.map_ram) || (!s->vram_set && s->vram_gpa))
+		return "a VRAM mapping this host would not have made";
+	if (s->vram_set && vmdev_mmio_check(&d->host, s->vram_gpa, SYNTHVID_VRAM_SIZE, &why))
+		return why;
+	if (s->ptr_w > SYNTHVID_CURSOR_MAX_X || s->ptr_h > SYNTHVID_CURSOR_MAX_Y || s->ptr_hot_x > s->ptr_w ||
+	    s->ptr_hot_y > s->ptr_h || (s->ptr_shape && (!s->ptr_w || !s->ptr_h)))
+		return "a bad pointer shape";
+	return NULL;
+}
+
+/* After the VMBus restore reopened the channel (vid_opened ran). The VRAM is mapped again where the
+ * guest put it; the machine then loads its contents (the DEVMEM section), and the display is told
+ * that the whole screen is new. */
+static int vid_restore(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	struct synthvid *v = state;
+	struct console_dev *d = v->d;
+	struct savestate_synthvid *s = NULL;
+	int r = console_dev_restore_len(d, len, sizeof(*s), err, errlen);
+	if (r || !d)
+		return r;
+	if (!(s = malloc(sizeof(*s))))
+		return -ENOMEM;
+	memcpy(s, buf, sizeof(*s));
+	pthread_mutex_lock(&d->lock);
+	const char *why = vid_restore_check(d, s);
+	void *host = NULL;
+	if (!why && s->vram_mapped && (r = d->host.map_ram(d->host.opaque, s->vram_gpa, SYNTHVID_VRAM_SIZE, &host)))
+		why = "the VRAM cannot be mapped where it was";
+	if (why) {
+		pthread_mutex_unlock(&d->lock);
+		snprintf(err, errlen, "bad state: %s", why);
+		free(s);
+		return -EINVAL;
+	}
+	v->version = s->version;
+	v->vram_set = s->vram_set;
+	v->vram_gpa = s->vram_gpa;
+	v->vram_mapped = s->vram_mapped;
+	v->vram = host;
+	v->geo = (struct synthvid_geometry){ s->geo_active, s->geo_vram_offset, s->geo_depth_bits, s->geo_width,
+					     s->geo_height, s->geo_pitch, false };
+	v->geo.valid = vid_geometry_valid(&v->geo);
+	v->ptr_visible = s->ptr_visible;
+	v->ptr_x = s->ptr_x;
+	v->ptr_y = s->ptr_y;
+	v->ptr_w = s->ptr_w;
+	v->ptr_h = s->ptr_h;
+	v->ptr_hot_x = s->ptr_hot_x;
+	v->ptr_hot_y = s->ptr_hot_y;
+	v->ptr_shape = s->ptr_shape;
+	v->ptr_shape_seq = s->ptr_shape_seq + 1; /* a display redraws the pointer */
+	memset(v->ptr_argb, 0, sizeof(v->ptr_argb));
+	if (v->ptr_shape)
+		memcpy(v->ptr_argb, s->ptr_argb, (size_t)v->ptr_w * v->ptr_h * 4);
+	v->announces = s->announces;
+	v->fw_phase = s->fw_phase;
+	v->fw_session = s->fw_session;
+	vid_all_dirty(v);
+	pthread_mutex_unlock(&d->lock);
+	free(s);
+	return 0;
+}
+
+void synthvid_screen_changed(struct synthvid *v)
+{
+	if (!v->d)
+		return;
+	pthread_mutex_lock(&v->d->lock);
+	vid_all_dirty(v);
+	pthread_mutex_unlock(&v->d->lock);
 }
 
 const struct vmdev_class synthvid_class = {
@@ -753,5 +879,5 @@ const struct vmdev_class synthvid_class = {
 	.status = vid_status,
 	.verbs = vid_verbs,
 	.save = vid_save,
-	.restore = vmdev_restore_nothing,
+	.restore = vid_restore,
 };

@@ -150,6 +150,10 @@ bool synthvid_display_announced(struct synthvid *v);
  * the device is not offered. */
 void synthvid_firmware_phase(struct synthvid *v, bool firmware);
 
+/* The whole screen is new (the machine loaded the VRAM's contents at a restore): a display draws
+ * it all again. No-op when the device is not offered. */
+void synthvid_screen_changed(struct synthvid *v);
+
 /* The pointer now (copied under the device lock). false when the device is not offered. */
 bool synthvid_display_pointer(struct synthvid *v, struct synthvid_pointer *p);
 

@@ -355,6 +355,13 @@ int vmdev_set_quiesce(struct vmdev_set *s, unsigned timeout_ms, char *err, size_
 	return 0;
 }
 
+void vmdev_set_thaw(struct vmdev_set *s)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->run[i].cls->thaw)
+			s->run[i].cls->thaw(s->run[i].state);
+}
+
 int vmdev_set_save(struct vmdev_set *s, struct savestate_writer *w, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < s->n; i++) {

@@ -154,12 +154,15 @@ struct vmdev_class {
 	 * refuse, naming the class; a class whose devices cannot be saved as they are now (e.g. a network
 	 * adapter) returns -EOPNOTSUPP from save with err saying why. The vCPUs are paused throughout.
 	 * quiesce (optional) waits up to timeout_ms for the class's devices to finish what they have in
-	 * flight (disk I/O, replies the guest has not got), without the server lock: 0 or -EBUSY.
+	 * flight (disk I/O, replies the guest has not got), and may hold their own threads still (the
+	 * network adapters' workers, the console's input) until the VM ends or thaw (optional) lets them
+	 * go again after a save that failed; without the server lock: 0 or -EBUSY (thaw runs then too).
 	 * save runs with the server lock held and allocates *out (*len bytes, may be 0) in the class's
 	 * own format: 0 or -errno with err. restore runs after the VMBus server was restored (its
 	 * channels reopened: the devices' open callbacks ran), with the server lock held, on a class
 	 * just created from the same configuration; buf is host input: 0 or -EINVAL with err. */
 	int (*quiesce)(void *state, unsigned timeout_ms);
+	void (*thaw)(void *state);
 	int (*save)(void *state, uint8_t **out, size_t *len, char *err, size_t errlen);
 	int (*restore)(void *state, const uint8_t *buf, size_t len, char *err, size_t errlen);
 };
@@ -237,6 +240,8 @@ const char *vmdev_set_unsaveable(const struct vmdev_set *s);
 /* Runs every class's quiesce (vmdev_class.quiesce) within timeout_ms in all. 0, or -EBUSY with err
  * naming the class that is still busy. */
 int vmdev_set_quiesce(struct vmdev_set *s, unsigned timeout_ms, char *err, size_t errlen);
+/* After a save that failed (the VM runs on): every running class's thaw (vmdev_class.thaw). */
+void vmdev_set_thaw(struct vmdev_set *s);
 struct savestate_writer;
 struct savestate_file;
 /* Writes one SAVESTATE_SEC_DEVICE section per running class (index: its position in the set; the

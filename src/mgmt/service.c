@@ -283,27 +283,55 @@ static void svc_state_save(struct svc *s)
 	json_object_put(o);
 }
 
-/* The names the state file says ran, if it was written in this boot (same) or another. */
-static json_object *svc_state_load(struct svc *s, bool *same_boot)
+/* The array under key of the store's file (gen2vmd.state's "running", gen2vmd.stopped's "stopped"),
+ * and whether it was written in this boot (*same_boot) or another; NULL when there is none. */
+static json_object *svc_list_load(const char *root, const char *file, const char *key, const char *boot_id,
+				  bool *same_boot)
 {
 	char p[PATH_MAX + 64], why[200];
 	uint8_t *data;
 	size_t len;
 	*same_boot = false;
-	snprintf(p, sizeof(p), "%s/%s", s->root, SERVICE_STATE);
+	snprintf(p, sizeof(p), "%s/%s", root, file);
 	if (file_read_user(p, 1 << 20, &data, &len, why, sizeof(why)))
 		return NULL;
 	json_object *o = json_tokener_parse((const char *)data), *b, *a;
 	free(data);
-	if (!o || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, "running", &a) ||
+	if (!o || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, key, &a) ||
 	    !json_object_is_type(a, json_type_array)) {
 		json_object_put(o);
 		return NULL;
 	}
-	*same_boot = json_object_object_get_ex(o, "boot_id", &b) && !strcmp(json_object_get_string(b), s->boot_id);
+	*same_boot = json_object_object_get_ex(o, "boot_id", &b) && !strcmp(json_object_get_string(b), boot_id);
 	json_object_get(a);
 	json_object_put(o);
 	return a;
+}
+
+/* The names the state file says ran, if it was written in this boot (same) or another. */
+static json_object *svc_state_load(struct svc *s, bool *same_boot)
+{
+	return svc_list_load(s->root, SERVICE_STATE, "running", s->boot_id, same_boot);
+}
+
+/* Whether the array a (may be NULL) holds the string name. */
+static bool svc_list_has(json_object *a, const char *name)
+{
+	for (size_t k = 0; a && k < json_object_array_length(a); k++)
+		if (!strcmp(json_object_get_string(json_object_array_get_idx(a, k)), name))
+			return true;
+	return false;
+}
+
+/* The host's boot id (empty when it cannot be read). */
+static void svc_boot_id(char *out, size_t len)
+{
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, out, len - 1) : 0;
+	if (fd >= 0)
+		close(fd);
+	out[n > 0 ? n : 0] = 0;
+	out[strcspn(out, "\n")] = 0;
 }
 
 /* ---- VMs ---- */
@@ -1013,8 +1041,10 @@ static void svc_inotify(struct svc *s)
 
 static void svc_scan(struct svc *s)
 {
-	bool same_boot;
+	bool same_boot, stopped_same_boot;
 	json_object *was = svc_state_load(s, &same_boot);
+	/* The VMs stop-vms stopped as the host went down: they ran then (the service saw them end). */
+	json_object *stopped = svc_list_load(s->root, SERVICE_STOPPED, "stopped", s->boot_id, &stopped_same_boot);
 	DIR *d = opendir(s->root);
 	struct dirent *e;
 	char err[256];
@@ -1043,14 +1073,15 @@ static void svc_scan(struct svc *s)
 		}
 		const char *as = doc ? svc_json_str(doc, "automatic_start") : NULL;
 		as = as ? as : "if_running";
-		bool ran = false;
-		for (size_t k = 0; was && k < json_object_array_length(was); k++)
-			ran |= !strcmp(json_object_get_string(json_object_array_get_idx(was, k)), e->d_name);
-		bool start = !strcmp(as, "always") || (!strcmp(as, "if_running") && ran && !same_boot);
-		if (ran && same_boot && strcmp(as, "always"))
+		bool ran = svc_list_has(was, e->d_name) && !same_boot;
+		bool host_stopped = svc_list_has(stopped, e->d_name) && !stopped_same_boot;
+		bool start = !strcmp(as, "always") || (!strcmp(as, "if_running") && (ran || host_stopped));
+		if (svc_list_has(was, e->d_name) && same_boot && strcmp(as, "always"))
 			svc_vm_log(s, e->d_name, "ended while the service was away: not restarted");
 		if (start) {
-			svc_vm_log(s, e->d_name, "automatic start (%s)", as);
+			/* A VM saved as the host went down is restored by the start (vm start of a Saved VM). */
+			svc_vm_log(s, e->d_name, "automatic start (%s%s)", as,
+				   host_stopped ? "; stopped as the host went down" : "");
 			const char *argv[] = { "start", e->d_name, NULL };
 			if (svc_op_start(s, -1, API_START, e->d_name, argv, -1))
 				svc_vm_log(s, e->d_name, "automatic start could not begin");
@@ -1060,6 +1091,10 @@ static void svc_scan(struct svc *s)
 	if (d)
 		closedir(d);
 	json_object_put(was);
+	json_object_put(stopped);
+	char p[PATH_MAX + 64];
+	snprintf(p, sizeof(p), "%s/%s", s->root, SERVICE_STOPPED);
+	unlink(p); /* looked at: a later start of the service is not a reboot after it */
 	svc_state_save(s);
 }
 
@@ -1148,12 +1183,7 @@ static int svc_setup(struct svc *s, const char *store_opt, const char *socket_pa
 	if (el <= 0)
 		return -errno;
 	s->exe[el] = 0;
-	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-	ssize_t bn = fd >= 0 ? read(fd, s->boot_id, sizeof(s->boot_id) - 1) : 0;
-	if (fd >= 0)
-		close(fd);
-	s->boot_id[bn > 0 ? bn : 0] = 0;
-	s->boot_id[strcspn(s->boot_id, "\n")] = 0;
+	svc_boot_id(s->boot_id, sizeof(s->boot_id));
 	if (socket_path)
 		snprintf(sock, socklen, "%s", socket_path);
 	else
@@ -1332,8 +1362,40 @@ int service_stop_vms(const char *store_opt, unsigned timeout_s)
 		return CLI_EXIT_FAILED;
 	exe[el] = 0;
 	snprintf(tmo, sizeof(tmo), "%u", timeout_s);
+	/* First the names of the VMs about to be stopped (gen2vmd.stopped): the next boot's service
+	 * starts those of them whose automatic_start says if_running, as ran when the host went down. */
+	char boot_id[64];
+	svc_boot_id(boot_id, sizeof(boot_id));
+	bool same;
+	json_object *names = svc_list_load(root, SERVICE_STOPPED, "stopped", boot_id, &same);
+	if (names && !same) {
+		json_object_put(names);
+		names = NULL;
+	}
+	if (!names)
+		names = json_object_new_array();
 	DIR *d = opendir(root);
 	struct dirent *e;
+	while (names && d && (e = readdir(d))) {
+		char dir[PATH_MAX];
+		if (!store_name_check(e->d_name, err, sizeof(err)) && !store_vm_exists(root, e->d_name, err, sizeof(err)) &&
+		    !store_path(root, e->d_name, NULL, dir, sizeof(dir)) && store_run_lock_held(dir) == 1 &&
+		    !svc_list_has(names, e->d_name))
+			json_object_array_add(names, json_object_new_string(e->d_name));
+	}
+	if (names) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "boot_id", json_object_new_string(boot_id));
+		json_object_object_add(o, "stopped", names);
+		const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
+		char p[PATH_MAX + 64], why[200];
+		snprintf(p, sizeof(p), "%s/%s", root, SERVICE_STOPPED);
+		if (file_replace_user(p, text, strlen(text), why, sizeof(why)))
+			svc_log("%s: %s", text_show(p), why);
+		json_object_put(o);
+	}
+	if (d)
+		rewinddir(d);
 	unsigned started = 0;
 	while (d && (e = readdir(d))) {
 		char dir[PATH_MAX], p[PATH_MAX + 64];

@@ -16,12 +16,17 @@
  *
  * <store>/gen2vmd.state (replaced atomically) remembers which VMs run and the host's boot id: after a
  * reboot, VMs with "automatic_start": "if_running" (the default) that ran are started again; after
- * a restart of the service alone, VMs that ended meanwhile are not (nothing is restarted silently). */
+ * a restart of the service alone, VMs that ended meanwhile are not (nothing is restarted silently).
+ * <store>/gen2vmd.stopped names the VMs `service stop-vms` stopped (or saved) as the host went down,
+ * with its boot id: the service sees them end and no longer counts them as running, yet they ran
+ * when the host went down, so at the next boot they count as having run (a saved one is restored, as
+ * `vm start` does). The service deletes the file once it has looked at it. */
 #ifndef GEN2VM_MGMT_SERVICE_H
 #define GEN2VM_MGMT_SERVICE_H
 
 #define SERVICE_SOCKET "gen2vmd.sock"
 #define SERVICE_STATE "gen2vmd.state"
+#define SERVICE_STOPPED "gen2vmd.stopped"
 
 /* Environment of the service's children: GEN2VM_DIRECT=1 makes `gen2vm vm` work on the store itself
  * (never through the API); GEN2VM_API_CODE_FD=N has it write its error code (api.h) to fd N. */
@@ -36,7 +41,8 @@
 int service_run(const char *store_opt, const char *socket_path, const char *group);
 
 /* Applies each running VM's "automatic_stop" (shutdown, turned off after timeout_s if the guest does
- * not end; or turn_off), all at once, and waits for them: what the unit does at host shutdown.
+ * not end; turn_off; or save), all at once, and waits for them: what the unit does at host shutdown.
+ * The VMs are named in gen2vmd.stopped first (see above).
  * Returns an exit code: 0 when every VM is off. */
 int service_stop_vms(const char *store_opt, unsigned timeout_s);
 

@@ -483,8 +483,6 @@ static const char *gen2_unsaveable(struct gen2 *g)
 	}
 	if (!g->cfg->identity)
 		return "the VM was started without a configuration identity";
-	if (g->dev_ram)
-		return "device memory (the video RAM) is not saved yet";
 	if (g->has_debug)
 		return "the debug console port does not support saving";
 	return NULL;
@@ -539,6 +537,11 @@ static int gen2_save_write(struct gen2 *g, int fd, char *err, size_t errlen)
 	}
 	savestate_write_section(&w, SAVESTATE_SEC_VMBUS, 0, b, n);
 	free(b);
+	/* The video RAM: where it is mapped is the video device's state, its contents the machine's. */
+	pthread_mutex_lock(&g->dev_ram_lock);
+	if (g->dev_ram)
+		savestate_write_devmem(&w, g->dev_ram, g->dev_ram_size, g->dev_ram_gpa, g->dev_ram_mapped);
+	pthread_mutex_unlock(&g->dev_ram_lock);
 	savestate_write_memory(&w, &vm->mem);
 	if ((r = savestate_write_end(&w)) || (fsync(fd) < 0 && (r = -errno)))
 		snprintf(err, errlen, "cannot write the state: %s", strerror(-r));
@@ -600,6 +603,7 @@ static int gen2_ctl_save(void *opaque, int argc, char **argv, char *reply, size_
 	}
 	if (r) {
 		unlink(tmp);
+		vmdev_set_thaw(&g->devices); /* the devices' threads that quiesce held go on with the VM */
 		if (state == VM_RUNNING)
 			vm_resume(&g->vm);
 		snprintf(reply, len, "cannot save the VM: %s%s", err, state == VM_RUNNING ? " (it runs on)" : "");
@@ -621,6 +625,45 @@ static int gen2_restore_fail(char *err, size_t errlen, const char *path, const c
 	va_end(ap);
 	snprintf(err, errlen, "--restore %s: %s", text_show(path), what);
 	return -EINVAL;
+}
+
+/* The device memory's contents (the DEVMEM section), after the devices' restore: the device that
+ * maps it (the video device) has mapped it where the state says, or the state does not hold together.
+ * Memory that was not mapped when saved is allocated here, for a later map to find its contents. */
+static int gen2_restore_dev_ram(struct gen2 *g, const struct savestate_file *f, char *err, size_t errlen)
+{
+	struct savestate_sec s;
+	struct savestate_devmem dm;
+	bool have = !savestate_find(f, SAVESTATE_SEC_DEVMEM, 0, &s);
+	if (have && savestate_devmem_check(&s, &dm, err, errlen))
+		return -EINVAL;
+	int r = 0;
+	pthread_mutex_lock(&g->dev_ram_lock);
+	if (!have) {
+		if (g->dev_ram)
+			r = -EINVAL;
+	} else if ((g->dev_ram && g->dev_ram_size != dm.size) || (!g->dev_ram && dm.mapped) ||
+		   dm.mapped != g->dev_ram_mapped || (dm.mapped && dm.gpa != g->dev_ram_gpa)) {
+		r = -EINVAL;
+	} else if (!g->dev_ram) {
+		void *p = mmap(NULL, dm.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED) {
+			r = -errno;
+			snprintf(err, errlen, "cannot allocate the device memory: %s", strerror(-r));
+		} else {
+			g->dev_ram = p;
+			g->dev_ram_size = dm.size;
+		}
+	}
+	if (r == -EINVAL)
+		snprintf(err, errlen, "the device memory (video RAM) does not fit the video device's state");
+	if (!r && have && savestate_devmem_load(&s, g->dev_ram, g->dev_ram_size))
+		r = -EINVAL;
+	pthread_mutex_unlock(&g->dev_ram_lock);
+	struct synthvid *vid = vmdev_set_state(&g->devices, "video");
+	if (!r && have && vid) /* a display that drew the screen before its contents came draws it again */
+		synthvid_screen_changed(vid);
+	return r;
 }
 
 /* Loads a checked state file into the machine gen2_setup built (its vCPUs not started). */
@@ -670,6 +713,9 @@ static int gen2_restore_load(struct gen2 *g, const struct savestate_file *f, con
 	r = vmbus_server_restore(srv, s.data, s.len, why, sizeof(why));
 	if (!r)
 		r = vmdev_set_restore(&g->devices, f, why, sizeof(why));
+	/* The video device mapped its VRAM again where it was: now its contents. */
+	if (!r)
+		r = gen2_restore_dev_ram(g, f, why, sizeof(why));
 	if (!r)
 		vmbus_server_kick_open(srv);
 	vmbus_host_unlock(g->vmbus);

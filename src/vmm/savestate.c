@@ -75,19 +75,25 @@ static bool savestate_page_zero(const uint8_t *p)
 	return !memcmp(p, zero, SAVESTATE_PAGE);
 }
 
+/* The next run of pages that are not all zeros among the n pages at mem, from page *p on: true with
+ * the run [*p, *q), false when there is none. */
+static bool savestate_next_run(const uint8_t *mem, uint64_t n, uint64_t *p, uint64_t *q)
+{
+	while (*p < n && savestate_page_zero(mem + *p * SAVESTATE_PAGE))
+		(*p)++;
+	if (*p >= n)
+		return false;
+	for (*q = *p + 1; *q < n && !savestate_page_zero(mem + *q * SAVESTATE_PAGE);)
+		(*q)++;
+	return true;
+}
+
 int savestate_write_memory(struct savestate_writer *w, const struct guest_mem *m)
 {
 	for (unsigned r = 0; r < m->nr_regions && !w->error; r++) {
 		const struct guest_mem_region *reg = &m->region[r];
-		uint64_t pages = reg->size / SAVESTATE_PAGE;
-		for (uint64_t p = 0; p < pages && !w->error;) {
-			if (savestate_page_zero(reg->hva + p * SAVESTATE_PAGE)) {
-				p++;
-				continue;
-			}
-			uint64_t q = p + 1;
-			while (q < pages && !savestate_page_zero(reg->hva + q * SAVESTATE_PAGE))
-				q++;
+		uint64_t pages = reg->size / SAVESTATE_PAGE, q;
+		for (uint64_t p = 0; !w->error && savestate_next_run(reg->hva, pages, &p, &q);) {
 			struct savestate_mem_run run = { .gpa = reg->gpa + p * SAVESTATE_PAGE, .pages = q - p };
 			struct savestate_section s = { .type = SAVESTATE_SEC_MEMORY,
 						       .index = w->mem_runs++,
@@ -98,6 +104,33 @@ int savestate_write_memory(struct savestate_writer *w, const struct guest_mem *m
 			p = q;
 		}
 	}
+	return w->error;
+}
+
+int savestate_write_devmem(struct savestate_writer *w, const uint8_t *mem, uint64_t size, uint64_t gpa, bool mapped)
+{
+	if (w->error)
+		return w->error;
+	if (size % SAVESTATE_PAGE || size > SAVESTATE_DEVMEM_MAX)
+		return w->error = -EINVAL;
+	/* Two passes: the section's length comes first. */
+	struct savestate_devmem h = { .size = size, .gpa = mapped ? gpa : 0, .mapped = mapped };
+	uint64_t len = sizeof(h), pages = size / SAVESTATE_PAGE, q;
+	for (uint64_t p = 0; savestate_next_run(mem, pages, &p, &q);) {
+		h.nr_runs++;
+		len += sizeof(struct savestate_devmem_run) + (q - p) * SAVESTATE_PAGE;
+		p = q;
+	}
+	struct savestate_section s = { .type = SAVESTATE_SEC_DEVMEM, .index = 0, .length = len };
+	savestate_put(w, &s, sizeof(s));
+	savestate_put(w, &h, sizeof(h));
+	for (uint64_t p = 0; !w->error && savestate_next_run(mem, pages, &p, &q);) {
+		struct savestate_devmem_run run = { .offset = p * SAVESTATE_PAGE, .pages = q - p };
+		savestate_put(w, &run, sizeof(run));
+		savestate_put(w, mem + p * SAVESTATE_PAGE, (size_t)(run.pages * SAVESTATE_PAGE));
+		p = q;
+	}
+	/* len is a multiple of 8: no padding. */
 	return w->error;
 }
 
@@ -126,7 +159,7 @@ static int savestate_fail(char *err, size_t errlen, const char *fmt, ...)
 
 static bool savestate_type_known(uint32_t t)
 {
-	return t >= SAVESTATE_SEC_VCPU && t <= SAVESTATE_SEC_MEMORY;
+	return t >= SAVESTATE_SEC_VCPU && t <= SAVESTATE_SEC_DEVMEM;
 }
 
 int savestate_open(struct savestate_file *f, const uint8_t *buf, size_t len, char *err, size_t errlen)
@@ -256,6 +289,52 @@ int savestate_load_memory(const struct savestate_file *f, const struct guest_mem
 			return -EFAULT;
 		if (guest_mem_write(m, run.gpa, data, (size_t)(run.pages * SAVESTATE_PAGE)))
 			return -EFAULT;
+	}
+	return 0;
+}
+
+int savestate_devmem_check(const struct savestate_sec *s, struct savestate_devmem *out, char *err, size_t errlen)
+{
+	struct savestate_devmem h;
+	if (s->len < sizeof(h))
+		return savestate_fail(err, errlen, "damaged saved-state file (device memory: truncated)");
+	memcpy(&h, s->data, sizeof(h));
+	if (!h.size || h.size % SAVESTATE_PAGE || h.size > SAVESTATE_DEVMEM_MAX || h.mapped > 1 || h.gpa % SAVESTATE_PAGE ||
+	    (!h.mapped && h.gpa) || h.nr_runs > h.size / SAVESTATE_PAGE)
+		return savestate_fail(err, errlen, "damaged saved-state file (device memory: bad header)");
+	size_t off = sizeof(h);
+	uint64_t next = 0; /* the first offset the next run may start at */
+	for (uint32_t i = 0; i < h.nr_runs; i++) {
+		struct savestate_devmem_run run;
+		if (s->len - off < sizeof(run))
+			return savestate_fail(err, errlen, "damaged saved-state file (device memory: run %u truncated)", i);
+		memcpy(&run, s->data + off, sizeof(run));
+		off += sizeof(run);
+		/* size <= SAVESTATE_DEVMEM_MAX: offset < size and pages <= size / 4096 keep the sums small. */
+		if (run.offset % SAVESTATE_PAGE || run.offset < next || run.offset >= h.size || !run.pages ||
+		    run.pages > (h.size - run.offset) / SAVESTATE_PAGE || run.pages * SAVESTATE_PAGE > s->len - off)
+			return savestate_fail(err, errlen, "damaged saved-state file (device memory: bad run %u)", i);
+		off += (size_t)(run.pages * SAVESTATE_PAGE);
+		next = run.offset + run.pages * SAVESTATE_PAGE;
+	}
+	if (off != s->len)
+		return savestate_fail(err, errlen, "damaged saved-state file (device memory: bytes after its runs)");
+	*out = h;
+	return 0;
+}
+
+int savestate_devmem_load(const struct savestate_sec *s, uint8_t *mem, uint64_t size)
+{
+	struct savestate_devmem h;
+	if (savestate_devmem_check(s, &h, NULL, 0) || h.size != size)
+		return -EINVAL;
+	size_t off = sizeof(h);
+	for (uint32_t i = 0; i < h.nr_runs; i++) {
+		struct savestate_devmem_run run;
+		memcpy(&run, s->data + off, sizeof(run));
+		off += sizeof(run);
+		memcpy(mem + run.offset, s->data + off, (size_t)(run.pages * SAVESTATE_PAGE));
+		off += (size_t)(run.pages * SAVESTATE_PAGE);
 	}
 	return 0;
 }

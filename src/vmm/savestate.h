@@ -36,6 +36,10 @@ int savestate_write_section(struct savestate_writer *w, uint32_t type, uint32_t 
 /* Appends m's RAM as MEMORY sections, leaving out pages of zeros. The VM must be paused and its
  * devices quiet (nothing writes guest memory meanwhile). 0 or the sticky -errno. */
 int savestate_write_memory(struct savestate_writer *w, const struct guest_mem *m);
+/* Appends the DEVMEM section of device memory mem (size bytes, a multiple of 4096, at most
+ * SAVESTATE_DEVMEM_MAX), mapped at gpa when mapped, leaving out pages of zeros. Nothing writes mem
+ * meanwhile (the vCPUs are paused). 0 or the sticky -errno. */
+int savestate_write_devmem(struct savestate_writer *w, const uint8_t *mem, uint64_t size, uint64_t gpa, bool mapped);
 /* Appends the END section. The caller then fsyncs and renames the file into place. 0 or -errno. */
 int savestate_write_end(struct savestate_writer *w);
 
@@ -78,5 +82,12 @@ int savestate_check_machine(const struct savestate_file *f, const void *config, 
 int savestate_check_memory(const struct savestate_file *f, const struct guest_mem *m, char *err, size_t errlen);
 /* Copies every MEMORY run into m (after savestate_check_memory accepted the file): 0 or -EFAULT. */
 int savestate_load_memory(const struct savestate_file *f, const struct guest_mem *m);
+
+/* Checks a DEVMEM section (its header and every run: well-formed, increasing, inside the memory, the
+ * section's bytes exactly used) and gives its header in *out: 0, or -EINVAL with err. */
+int savestate_devmem_check(const struct savestate_sec *s, struct savestate_devmem *out, char *err, size_t errlen);
+/* Copies the runs of a DEVMEM section savestate_devmem_check accepted into mem (size bytes, the
+ * header's size; the caller zeroed it): 0, or -EINVAL when size is not the section's. */
+int savestate_devmem_load(const struct savestate_sec *s, uint8_t *mem, uint64_t size);
 
 #endif

@@ -560,6 +560,71 @@ def test_stop_vms_applies_each_automatic_stop(store, tmp_path):
     assert r.returncode == 2 and "--timeout '0'" in r.stderr, r.stderr
 
 
+def test_vms_stopped_with_the_host_start_again_after_the_reboot(store, tmp_path):
+    """The VMs `service stop-vms` stopped (or saved) as the host went down ran then, though the
+    service saw them end: gen2vmd.stopped names them, and the service of the next boot starts those
+    whose automatic_start is if_running (a saved one by restoring it, as vm start does); never is
+    never; a restart of the service in the same boot starts none. The file is looked at once."""
+    os.makedirs(str(store))
+    for n in ("a", "v", "n"):
+        ok(store, "new", n, "--memory", "64M", direct=True)
+    for n, key, value in (("v", "automatic_stop", "save"), ("n", "automatic_start", "never")):
+        docp = os.path.join(str(store), n, "vm.json")
+        with open(docp) as f:
+            d = json.load(f)
+        d[key] = value
+        with open(docp, "w") as f:
+            json.dump(d, f)
+    fakes = [fake_vm(store, n) for n in ("a", "v", "n")]
+    stopped = os.path.join(str(store), "gen2vmd.stopped")
+    s = Service(store, tmp_path)
+    try:
+        r = subprocess.run([gen2vm_binary(), "service", "stop-vms", "--store", str(store), "--timeout", "20"],
+                           capture_output=True, text=True, timeout=60, env=env_direct())
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert all(f.wait(10) == 0 for f in fakes)
+        assert os.path.exists(os.path.join(str(store), "v", "vm.save"))
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            with open(os.path.join(str(store), "gen2vmd.state")) as f:
+                if json.load(f)["running"] == []:
+                    break
+            time.sleep(0.1)
+        with open(os.path.join(str(store), "gen2vmd.state")) as f:
+            assert json.load(f)["running"] == []  # the service saw them end
+    finally:
+        s.stop()
+        for f in fakes:
+            f.kill()
+    with open(stopped) as f:
+        st = json.load(f)
+    assert sorted(st["stopped"]) == ["a", "n", "v"], st
+    # The same boot (the shutdown did not happen after all): nothing starts, the file is gone.
+    s = Service(store, tmp_path)
+    s.stop()
+    assert "automatic start" not in s.text(), s.text()
+    assert not os.path.exists(stopped)
+    # The next boot.
+    st["boot_id"] = "another-boot"
+    with open(stopped, "w") as f:
+        json.dump(st, f)
+    s = Service(store, tmp_path)
+    try:
+        text = s.wait_text("VM 'v': automatic start")
+        assert "VM 'a': automatic start (if_running; stopped as the host went down)" in text, text
+        assert "VM 'v': automatic start (if_running; stopped as the host went down)" in text, text
+        assert "VM 'n': automatic start" not in text, text
+        deadline = time.time() + 10  # deleted once every VM was looked at
+        while time.time() < deadline and os.path.exists(stopped):
+            time.sleep(0.05)
+        assert not os.path.exists(stopped)
+        # v's start is a restore (of the fake VM's state, refused on this host): it says so.
+        text = s.wait_text("VM 'v': automatic start failed", 60)
+        assert "resume from its saved state" in text, text
+    finally:
+        s.stop()
+
+
 def test_deep_store_path_does_not_break_the_service_socket(tmp_path):
     store = tmp_path / ("d" * 60) / ("e" * 60) / "store"
     os.makedirs(str(store))

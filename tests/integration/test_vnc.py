@@ -87,7 +87,12 @@ def ctl(vm, *args):
 
 def rfb_frame(port):
     """(width, height, B, G, R, X pixels) of the whole screen through RFB 3.8, raw encoding."""
-    with RfbClient.tcp(port) as c:
+    return rfb_frame_on(socket.create_connection(("127.0.0.1", port), timeout=60))
+
+
+def rfb_frame_on(s):
+    """rfb_frame on a connected socket s (a TCP or Unix socket; closed when done)."""
+    with RfbClient(s) as c:
         fmt = c.server_format
         assert fmt[0] == 32 and fmt[10:13] == bytes((16, 8, 0)), fmt
         c.update()

@@ -28,6 +28,7 @@
 #include "devices/synthmouse.h"
 #include "devices/synthvid.h"
 #include "devices/vmdev.h"
+#include "vmm/savestate.h"
 #include "efi/efi_gfxcon.h"
 #include "gen2vm/proto/synthhid.h"
 #include "gen2vm/proto/synthkbd.h"
@@ -1415,6 +1416,184 @@ static void test_video_display_vnc(void **state)
 	cfx_destroy(&f);
 }
 
+/* ---- saving ---- */
+
+/* The three devices saved as gen2 saves them (vmdev_set_save, the VMBus server, the VRAM as the
+ * DEVMEM section) into a state file, then a new process's devices on the same guest (server reset,
+ * classes made again, memory the machine allocates anew) restored from it: the guest's drivers go
+ * on with no new handshake (keys and pointer reach them), the screen is what it was (screenshot),
+ * and hostile states are refused. */
+static void test_save_restore(void **state)
+{
+	(void)state;
+	struct cfx f;
+	cfx_init_host(&f, true, true);
+	char reply[256], cmd[256], dir[] = "/tmp/gen2vm-save-XXXXXX", path[128];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/shot.png", dir);
+	snprintf(cmd, sizeof(cmd), "screenshot %s", path);
+	uint8_t pkt[4096], body[1024], buf[64];
+	uint32_t len, n;
+	/* The console off: nothing to keep (an empty section). */
+	struct cfx off;
+	cfx_init(&off, false);
+	struct vmdev_set *os = &off.set;
+	for (unsigned i = 0; i < os->n; i++)
+		if (os->run[i].cls->settings_from == &console_settings_class) {
+			uint8_t *o;
+			size_t l;
+			assert_int_equal(os->run[i].cls->save(os->run[i].state, &o, &l, reply, sizeof(reply)), 0);
+			assert_int_equal(l, 0);
+			assert_int_equal(os->run[i].cls->restore(os->run[i].state, (const uint8_t *)"x", 1, reply,
+								 sizeof(reply)), -EINVAL);
+		}
+	cfx_destroy(&off);
+
+	/* The guest's drivers connected: keyboard (LEDs set), mouse, video at 640x480 with a picture. */
+	kbd_connect(&f, SYNTHKBD_VERSION_1_0, SYNTHKBD_PROTOCOL_ACCEPTED);
+	struct synthkbd_led_indicators led = { { SYNTHKBD_MSG_LED_INDICATORS }, SYNTHKBD_LED_NUM_LOCK };
+	cfx_send(&f, &led, sizeof(led));
+	struct vmbus_client_channel kch = f.ch;
+	mouse_connect(&f, SYNTHHID_VERSION_2_0, true);
+	cfx_send(&f, buf, hid_msg(buf, SYNTHHID_MSG_DEVICE_INFO_ACK, "\0", 1));
+	struct vmbus_client_channel mch = f.ch;
+	assert_int_equal(((struct synthmouse *)cfx_state(&f, "mouse"))->state, SYNTHMOUSE_READY);
+	vid_connect_vram(&f);
+	struct synthvid_situation_update su = { 0, 1, { { 1, 0, 32, 640, 480, 640 * 4 } } };
+	vid_send_msg(&f, SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
+	for (uint32_t y = 0; y < 480; y++)
+		for (uint32_t x = 0; x < 640; x++) {
+			uint32_t px = vid_pattern(x, y);
+			memcpy(f.ram + ((size_t)y * 640 + x) * 4, &px, 4);
+		}
+	struct synthvid_dirt dirt = { 0, 1, { { 0, 0, 10, 10 } } };
+	vid_send_msg(&f, SYNTHVID_MSG_DIRT, &dirt, sizeof(dirt));
+	struct vmbus_client_channel vch = f.ch;
+	assert_int_equal(cfx_verb(&f, cmd, reply, sizeof(reply)), 0);
+
+	/* Saved: input held meanwhile (a key then is refused, not half sent). */
+	for (unsigned i = 0; i < f.set.n; i++)
+		if (f.set.run[i].cls->quiesce)
+			assert_int_equal(f.set.run[i].cls->quiesce(f.set.run[i].state, 100), 0);
+	f.ch = kch;
+	assert_int_equal(cfx_verb(&f, "key a", reply, sizeof(reply)), -EBUSY);
+	assert_string_equal(reply, "the VM is being saved; nothing was sent");
+	assert_false(cfx_recv(&f, pkt, &len));
+	vmdev_set_thaw(&f.set);
+	assert_int_equal(cfx_verb(&f, "key a", reply, sizeof(reply)), 0);
+	struct synthkbd_keystroke ev[4];
+	kbd_events(&f, ev, 2);
+	kch = f.ch;
+	FILE *t = tmpfile();
+	struct savestate_writer w;
+	savestate_write_begin(&w, fileno(t), "{}", 2, 1, f.lb.mem.ram_size);
+	char err[256] = "";
+	assert_int_equal(vmdev_set_save(&f.set, &w, err, sizeof(err)), 0);
+	uint8_t *vb;
+	size_t vl;
+	assert_int_equal(vmbus_server_save(f.lb.srv, &vb, &vl), 0);
+	savestate_write_section(&w, SAVESTATE_SEC_VMBUS, 0, vb, vl);
+	free(vb);
+	assert_int_equal(savestate_write_devmem(&w, f.ram, f.ram_size, f.ram_gpa, f.ram_mapped), 0);
+	assert_int_equal(savestate_write_end(&w), 0);
+	size_t flen = (size_t)w.off;
+	uint8_t *file = malloc(flen);
+	assert_int_equal(pread(fileno(t), file, flen, 0), (ssize_t)flen);
+	fclose(t);
+	assert_true(flen < (2u << 20)); /* the 1.2 MB picture's pages, not the 8 MiB of VRAM */
+
+	/* A new process: the server as a new VM's, the classes made again, no VRAM yet. */
+	vmbus_server_reset(f.lb.srv);
+	vmdev_set_destroy(&f.set);
+	free(f.ram);
+	f.ram = NULL;
+	f.ram_mapped = false;
+	f.maps = 0;
+	assert_int_equal(vmdev_set_create(&f.set, &f.h, &f.cfg, err, sizeof(err)), 0);
+	struct savestate_file sf;
+	struct savestate_sec sec;
+	assert_int_equal(savestate_open(&sf, file, flen, err, sizeof(err)), 0);
+	assert_int_equal(savestate_find(&sf, SAVESTATE_SEC_VMBUS, 0, &sec), 0);
+	assert_int_equal(vmbus_server_restore(f.lb.srv, sec.data, sec.len, err, sizeof(err)), 0);
+	/* Hostile states, each refused before anything is taken: a version never negotiated, a VRAM
+	 * outside the MMIO windows, a pointer too large, a mouse without a channel's state. */
+	struct synthvid *v = cfx_state(&f, "video");
+	for (unsigned i = 0; i < f.set.n; i++) {
+		const struct vmdev_class *c = f.set.run[i].cls;
+		if (strcmp(c->name, "video") && strcmp(c->name, "mouse") && strcmp(c->name, "keyboard"))
+			continue;
+		assert_int_equal(savestate_find(&sf, SAVESTATE_SEC_DEVICE, i, &sec), 0);
+		uint8_t *bad = malloc(sec.len);
+		size_t bl = sec.len - 16;
+		memcpy(bad, sec.data + 16, bl);
+		if (!strcmp(c->name, "video")) {
+			struct savestate_synthvid *b = (struct savestate_synthvid *)bad;
+			b->version = 7;
+			assert_int_equal(c->restore(f.set.run[i].state, bad, bl, err, sizeof(err)), -EINVAL);
+			b->version = SYNTHVID_VERSION_WIN10;
+			b->vram_gpa = 0x1000;
+			assert_int_equal(c->restore(f.set.run[i].state, bad, bl, err, sizeof(err)), -EINVAL);
+			b->vram_gpa = CFX_MMIO_LOW;
+			b->ptr_w = 97;
+			assert_int_equal(c->restore(f.set.run[i].state, bad, bl, err, sizeof(err)), -EINVAL);
+			assert_int_equal(f.maps, 0);
+		} else if (!strcmp(c->name, "mouse")) {
+			struct savestate_synthmouse *b = (struct savestate_synthmouse *)bad;
+			b->state = SYNTHMOUSE_CLOSED;
+			assert_int_equal(c->restore(f.set.run[i].state, bad, bl, err, sizeof(err)), -EINVAL);
+			b->state = 9;
+			assert_int_equal(c->restore(f.set.run[i].state, bad, bl, err, sizeof(err)), -EINVAL);
+		} else {
+			struct savestate_synthkbd *b = (struct savestate_synthkbd *)bad;
+			b->leds = 0x80;
+			assert_int_equal(c->restore(f.set.run[i].state, bad, bl, err, sizeof(err)), -EINVAL);
+		}
+		assert_int_equal(c->restore(f.set.run[i].state, bad, bl - 1, err, sizeof(err)), -EINVAL);
+		free(bad);
+	}
+	assert_int_equal(vmdev_set_restore(&f.set, &sf, err, sizeof(err)), 0);
+	assert_int_equal(f.maps, 1);
+	assert_int_equal(f.ram_gpa, CFX_MMIO_LOW);
+	assert_int_equal(savestate_find(&sf, SAVESTATE_SEC_DEVMEM, 0, &sec), 0);
+	struct savestate_devmem dm;
+	assert_int_equal(savestate_devmem_check(&sec, &dm, err, sizeof(err)), 0);
+	assert_int_equal(dm.mapped, 1);
+	assert_int_equal(dm.gpa, CFX_MMIO_LOW);
+	assert_int_equal(savestate_devmem_load(&sec, f.ram, f.ram_size), 0);
+	vmbus_server_kick_open(f.lb.srv);
+	free(file);
+
+	/* The screen as it was, the status as it was, and the guest's drivers still connected. */
+	remove(path);
+	assert_int_equal(cfx_verb(&f, cmd, reply, sizeof(reply)), 0);
+	vid_check_png(path, 640, 480);
+	assert_true(synthvid_display_announced(v));
+	struct json_object *o = json_object_new_object();
+	char text[256] = "";
+	vmdev_set_status(&f.set, o, text, sizeof(text));
+	json_object_put(o);
+	assert_non_null(strstr(text, "keyboard connected"));
+	assert_non_null(strstr(text, "mouse connected"));
+	assert_non_null(strstr(text, "video connected (640x480)"));
+	assert_int_equal(((struct synthkbd *)cfx_state(&f, "keyboard"))->leds, SYNTHKBD_LED_NUM_LOCK);
+	f.ch = kch;
+	assert_int_equal(cfx_verb(&f, "key enter", reply, sizeof(reply)), 0);
+	kbd_events(&f, ev, 2);
+	assert_int_equal(ks(&ev[0]), KS(0x1c, 0));
+	f.ch = mch;
+	assert_int_equal(cfx_verb(&f, "mouse 10 20 1", reply, sizeof(reply)), 0);
+	assert_true(cfx_recv(&f, pkt, &len));
+	f.ch = vch;
+	/* The video driver's next messages are taken: a new geometry. */
+	su.output[0] = (struct synthvid_output_situation){ 1, 0, 32, 800, 600, 800 * 4 };
+	vid_send_msg(&f, SYNTHVID_MSG_SITUATION_UPDATE, &su, sizeof(su));
+	assert_false(cfx_recv(&f, body, &n));
+	assert_int_equal(v->geo.width, 800);
+	remove(path);
+	rmdir(dir);
+	cfx_destroy(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1430,6 +1609,7 @@ int main(void)
 		cmocka_unit_test(test_video_display_written),
 		cmocka_unit_test(test_video_announced),
 		cmocka_unit_test(test_video_display_vnc),
+		cmocka_unit_test(test_save_restore),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@
 #include "net/nic.h"
 #include <json-c/json.h>
 #include "support/loopback.h"
+#include "gen2vm/proto/savestate.h"
 
 /* A capture backend: records what netvsp sends, and queues frames for it to receive. */
 struct cap {
@@ -888,6 +889,118 @@ static void test_section_exhaustion(void **state)
 	env_down(&e);
 }
 
+/* Saving the VM: the adapter's state saved with the guest holding receive transactions, the server
+ * reset and a new adapter (a new backend) made as a restored VM's are, the state restored: the
+ * guest's completions of what it held are taken (no unknown transaction), every receive section is
+ * free again once completed, the filter and RNDIS state hold (frames both ways), on the primary and
+ * a sub-channel. Every truncation and many altered fields are refused without taking anything. */
+static void test_save_restore(void **state)
+{
+	struct env e;
+	env_up(&e, 0, 2, 0);
+	env_ready(&e);
+	assert_int_equal(netvsc_guest_subchannels(&e.g, 1), 1);
+	e.g.hold_completions = true;
+	static uint8_t f[1514];
+	make_frame(f, 1514, MAC, 9);
+	for (int i = 0; i < 3; i++)
+		cap_push(e.cap, f, 1514);
+	assert_int_equal(netvsp_poll(e.nv, 64), 3);
+	netvsc_guest_poll(&e.g, 0);
+	netvsc_guest_poll(&e.g, 1);
+	assert_int_equal(e.rx_count, 3);
+	uint32_t held = e.g.nheld;
+	assert_true(held >= 1);
+
+	assert_int_equal(netvsp_hold(e.nv, 100), 0); /* inline: no worker to hold */
+	uint8_t *b = NULL;
+	size_t l = 0;
+	assert_int_equal(netvsp_save(e.nv, 0, &b, &l), 0);
+	netvsp_release(e.nv);
+	uint8_t *vb;
+	size_t vl;
+	assert_int_equal(vmbus_server_save(e.lb.srv, &vb, &vl), 0);
+
+	/* A new process's adapter on the same guest. */
+	vmbus_server_reset(e.lb.srv);
+	netvsp_destroy(e.nv);
+	e.cap = cap_new(2);
+	struct netvsp_config cfg = { .mem = &e.lb.mem, .backend = &e.cap->be, .max_queues = 2 };
+	memcpy(cfg.mac, MAC, 6);
+	assert_int_equal(netvsp_create(e.lb.srv, &cfg, &e.nv), 0);
+	char err[256];
+	assert_int_equal(vmbus_server_restore(e.lb.srv, vb, vl, err, sizeof(err)), 0);
+	free(vb);
+	size_t used = 0;
+	for (size_t cut = 0; cut < l; cut += 7)
+		assert_int_equal(netvsp_restore(e.nv, 0, b, cut, &used, err, sizeof(err)), -EINVAL);
+	assert_int_equal(netvsp_restore(e.nv, 1, b, l, &used, err, sizeof(err)), -EINVAL); /* another slot */
+	uint8_t *bad = malloc(l);
+	struct savestate_netvsp *h = (struct savestate_netvsp *)bad;
+	struct savestate_netvsp_txn *t = (struct savestate_netvsp_txn *)(bad + sizeof(*h));
+	for (int k = 0; k < 12; k++) {
+		memcpy(bad, b, l);
+		switch (k) {
+		case 0: h->mac[5] ^= 1; break;
+		case 1: h->rss_itab_len = 3; break;
+		case 2: h->rss_enabled = 1, h->rss_itab_len = 2, h->rss_itab[1] = 2; break;
+		case 3: h->nvsp_version = 7; break;
+		case 4: h->recv_gpadl = 0x7777; break;
+		case 5: h->recv_section_size = 100; break;
+		case 6: h->nr_txns = 5000; break;
+		case 7: t->slot = 4096; break;
+		case 8: t->start[0] = 1u << 30; break;
+		case 9: t->count[0] = 0; break;
+		case 10: if (h->nr_txns > 1) t[1].start[0] = t[0].start[0]; else t->nr_frames = 9; break;
+		case 11: h->initialized = 2; break;
+		}
+		assert_int_equal(netvsp_restore(e.nv, 0, bad, l, &used, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "bad state"));
+	}
+	free(bad);
+	assert_int_equal(netvsp_restore(e.nv, 0, b, l, &used, err, sizeof(err)), 0);
+	assert_int_equal(used, l);
+	assert_int_equal(netvsp_restore(e.nv, 0, b, l, &used, err, sizeof(err)), -EINVAL); /* only into a new one */
+	assert_non_null(strstr(err, "in use already"));
+	free(b);
+	vmbus_server_kick_open(e.lb.srv);
+
+	/* The guest completes what it held: taken, nothing bogus. */
+	e.g.hold_completions = false;
+	netvsc_guest_release_held(&e.g, 0);
+	netvsp_poll(e.nv, 0);
+	struct netvsp_stats st;
+	netvsp_get_stats(e.nv, &st);
+	assert_int_equal(st.bad_messages, 0);
+	assert_int_equal(st.channels_open, 2);
+	/* Frames both ways, on a restored filter. */
+	struct netvsc_guest_frame gf = { .data = f, .len = 100 };
+	make_frame(f, 100, (const uint8_t *)"\x02\x00\x00\x00\x00\x09", 1);
+	assert_int_equal(netvsc_guest_send(&e.g, 1, &gf, 1), NVSP_STAT_SUCCESS);
+	assert_int_equal(e.cap->sent, 1);
+	/* Every receive section is free again: the guest may hold all of them at once. */
+	e.g.hold_completions = true;
+	make_frame(f, 1514, MAC, 10);
+	uint32_t delivered = 0, before = e.rx_count;
+	for (int round = 0; round < 80; round++) {
+		while (e.cap->inq_n - e.cap->inq_head < 64)
+			cap_push(e.cap, f, 1514);
+		delivered += netvsp_poll(e.nv, 64);
+		netvsc_guest_poll(&e.g, 0);
+		netvsc_guest_poll(&e.g, 1);
+	}
+	assert_int_equal(delivered, e.g.rsec_n);
+	assert_int_equal(e.rx_count, before + e.g.rsec_n);
+	netvsc_guest_release_held(&e.g, 0);
+	e.g.hold_completions = false;
+	netvsp_poll(e.nv, 64);
+	netvsc_guest_poll(&e.g, 0);
+	netvsc_guest_poll(&e.g, 1);
+	netvsp_get_stats(e.nv, &st);
+	assert_int_equal(st.bad_messages, 0);
+	env_down(&e);
+}
+
 static void test_nic_spec(void **state)
 {
 	struct nic_config n;
@@ -936,6 +1049,24 @@ static void test_nic_spec(void **state)
 	assert_int_equal(a[0] & 3, 2);
 }
 
+/* A threaded adapter of two queues (the test's lock stands for the server lock, which only the guest
+ * side takes) and its guest, opened. */
+static struct netvsp *threaded_up(struct vmbus_loopback *lb, pthread_mutex_t *lock, struct cap **cap,
+				  struct netvsc_guest *g)
+{
+	assert_int_equal(vmbus_loopback_init(lb, 128ull << 20, 2, NULL), 0);
+	*cap = cap_new(2);
+	struct netvsp_config cfg = { .mem = &lb->mem, .backend = &(*cap)->be, .max_queues = 2, .threaded = true };
+	memcpy(cfg.mac, MAC, 6);
+	struct netvsp *nv;
+	pthread_mutex_lock(lock);
+	assert_int_equal(netvsp_create(lb->srv, &cfg, &nv), 0);
+	pthread_mutex_unlock(lock);
+	memset(g, 0, sizeof(*g));
+	assert_int_equal(netvsc_guest_open_locked(g, lb, 0, 1u << 20, 1u << 20, lock, 2000), 0);
+	return nv;
+}
+
 /* Threaded, as in the VMM: the workers map the buffers, take the sub-channel request and the revoke
  * on their own threads, and the adapter never sees a server lock (the test's lock stands for it and
  * only the guest side takes it). A GPADL_TEARDOWN sent while the worker still holds the receive
@@ -946,17 +1077,9 @@ static void test_threaded_worker_contract(void **state)
 	(void)state;
 	struct vmbus_loopback lb;
 	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	assert_int_equal(vmbus_loopback_init(&lb, 128ull << 20, 2, NULL), 0);
-	struct cap *cap = cap_new(2);
-	struct netvsp_config cfg = { .mem = &lb.mem, .backend = &cap->be, .max_queues = 2, .threaded = true };
-	memcpy(cfg.mac, MAC, 6);
-	struct netvsp *nv;
-	pthread_mutex_lock(&lock);
-	assert_int_equal(netvsp_create(lb.srv, &cfg, &nv), 0);
-	pthread_mutex_unlock(&lock);
+	struct cap *cap;
 	struct netvsc_guest g;
-	memset(&g, 0, sizeof(g));
-	assert_int_equal(netvsc_guest_open_locked(&g, &lb, 0, 1u << 20, 1u << 20, &lock, 2000), 0);
+	struct netvsp *nv = threaded_up(&lb, &lock, &cap, &g);
 	assert_int_equal(netvsc_guest_subchannels(&g, 1), 1);
 	struct netvsp_stats st;
 	netvsp_get_stats(nv, &st);
@@ -987,6 +1110,43 @@ static void test_threaded_worker_contract(void **state)
 	assert_true(__atomic_load_n(&lb.work_pending, __ATOMIC_RELAXED) > kicks);
 	g.rgpadl = 0; /* gone already */
 	netvsc_guest_close(&g);
+	pthread_mutex_lock(&lock);
+	netvsp_destroy(nv);
+	pthread_mutex_unlock(&lock);
+	vmbus_loopback_destroy(&lb);
+}
+
+/* Threaded: netvsp_hold holds every worker between two rounds (a guest's packet waits in its ring),
+ * netvsp_release lets them go on with it, and a channel closed while its worker is held is closed
+ * at once (the worker stops). */
+static void test_threaded_hold(void **state)
+{
+	(void)state;
+	struct vmbus_loopback lb;
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	struct cap *cap;
+	struct netvsc_guest g;
+	struct netvsp *nv = threaded_up(&lb, &lock, &cap, &g);
+	assert_int_equal(netvsc_guest_rndis_init(&g), RNDIS_STATUS_SUCCESS);
+	assert_int_equal(netvsc_guest_subchannels(&g, 1), 1);
+	assert_int_equal(netvsp_hold(nv, 2000), 0);
+	static uint8_t f[100];
+	make_frame(f, 100, (const uint8_t *)"\x02\x00\x00\x00\x00\x09", 3);
+	struct netvsc_guest_frame gf = { .data = f, .len = 100 };
+	g.wait_ms = 300;
+	assert_true(netvsc_guest_send(&g, 0, &gf, 1) != NVSP_STAT_SUCCESS); /* not handled while held */
+	assert_int_equal(__atomic_load_n(&cap->sent, __ATOMIC_SEQ_CST), 0);
+	netvsp_release(nv);
+	for (int i = 0; i < 2000 && !__atomic_load_n(&cap->sent, __ATOMIC_SEQ_CST); i++)
+		usleep(1000);
+	assert_int_equal(__atomic_load_n(&cap->sent, __ATOMIC_SEQ_CST), 1);
+	g.wait_ms = 2000;
+	assert_int_equal(netvsp_hold(nv, 2000), 0);
+	netvsc_guest_close(&g); /* joins the held workers */
+	struct netvsp_stats st;
+	netvsp_get_stats(nv, &st);
+	assert_int_equal(st.channels_open, 0);
+	netvsp_release(nv);
 	pthread_mutex_lock(&lock);
 	netvsp_destroy(nv);
 	pthread_mutex_unlock(&lock);
@@ -1071,6 +1231,7 @@ int main(void)
 		cmocka_unit_test(test_pair_two_adapters),
 		cmocka_unit_test(test_hot_add_remove),    cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_section_exhaustion), cmocka_unit_test(test_nic_spec),
+		cmocka_unit_test(test_save_restore), cmocka_unit_test(test_threaded_hold),
 	};
 	return cmocka_run_group_tests_name("netvsp", tests, NULL, NULL);
 }

@@ -214,6 +214,89 @@ static void test_hostile_fields(void **state)
 	free(x);
 }
 
+/* Device memory (the video RAM): written sparsely, read back exactly; every hostile header and run
+ * (unaligned, overlapping, past the memory's end, too large, bytes left over) refused. */
+static void test_devmem(void **state)
+{
+	(void)state;
+	const uint64_t size = 8 * SAVESTATE_PAGE;
+	uint8_t *mem = calloc(1, size), *back = calloc(1, size);
+	memset(mem + SAVESTATE_PAGE, 0x5A, 2 * SAVESTATE_PAGE);
+	mem[6 * SAVESTATE_PAGE + 100] = 7;
+	FILE *t = tmpfile();
+	struct savestate_writer w;
+	savestate_write_begin(&w, fileno(t), CFG, strlen(CFG), 2, RAM);
+	assert_int_equal(savestate_write_devmem(&w, mem, size, 0xf0000000ull, true), 0);
+	assert_int_equal(savestate_write_end(&w), 0);
+	size_t len = (size_t)w.off;
+	uint8_t *file = malloc(len);
+	assert_int_equal(pread(fileno(t), file, len, 0), (ssize_t)len);
+	fclose(t);
+	struct savestate_file f;
+	struct savestate_sec s;
+	struct savestate_devmem h;
+	char err[256];
+	assert_int_equal(savestate_open(&f, file, len, err, sizeof(err)), 0);
+	assert_int_equal(savestate_find(&f, SAVESTATE_SEC_DEVMEM, 0, &s), 0);
+	assert_int_equal(s.len, sizeof(h) + 2 * sizeof(struct savestate_devmem_run) + 3 * SAVESTATE_PAGE);
+	assert_int_equal(savestate_devmem_check(&s, &h, err, sizeof(err)), 0);
+	assert_int_equal(h.size, size);
+	assert_int_equal(h.gpa, 0xf0000000ull);
+	assert_int_equal(h.mapped, 1);
+	assert_int_equal(h.nr_runs, 2);
+	assert_int_equal(savestate_devmem_load(&s, back, size - SAVESTATE_PAGE), -EINVAL);
+	assert_int_equal(savestate_devmem_load(&s, back, size), 0);
+	assert_memory_equal(back, mem, size);
+	/* Hostile fields in a copy of the section. */
+	uint8_t *c = malloc(s.len);
+	struct savestate_sec cs = s;
+	cs.data = c;
+	struct savestate_devmem_run r0, r1;
+	memcpy(&r0, s.data + sizeof(h), sizeof(r0));
+	memcpy(&r1, s.data + sizeof(h) + sizeof(r0) + r0.pages * SAVESTATE_PAGE, sizeof(r1));
+	size_t r1_off = sizeof(h) + sizeof(r0) + (size_t)r0.pages * SAVESTATE_PAGE;
+	struct {
+		size_t off;
+		uint64_t value;
+	} bad[] = {
+		{ 0, 0 },                                      /* size 0 */
+		{ 0, size + 1 },                               /* size unaligned */
+		{ 0, SAVESTATE_DEVMEM_MAX + SAVESTATE_PAGE },  /* too large */
+		{ 0, 2 * SAVESTATE_PAGE },                     /* a run past the end */
+		{ 8, 0xf0000001ull },                          /* gpa unaligned */
+		{ sizeof(h), 1 },                              /* run offset unaligned */
+		{ sizeof(h), size },                           /* run at the end */
+		{ sizeof(h) + 8, 0 },                          /* no pages */
+		{ sizeof(h) + 8, 1ull << 62 },                 /* pages overflow */
+		{ r1_off, 0 },                                 /* runs overlap, not increasing */
+		{ r1_off + 8, 3 },                             /* run longer than the section */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memcpy(c, s.data, s.len);
+		memcpy(c + bad[i].off, &bad[i].value, 8);
+		assert_int_equal(savestate_devmem_check(&cs, &h, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "device memory"));
+		assert_int_equal(savestate_devmem_load(&cs, back, size), -EINVAL);
+	}
+	memcpy(c, s.data, s.len);
+	uint32_t flags[2] = { 2, 2 }; /* mapped 2, nr_runs 2 */
+	memcpy(c + 16, flags, 4);
+	assert_int_equal(savestate_devmem_check(&cs, &h, err, sizeof(err)), -EINVAL);
+	flags[0] = 0; /* not mapped, yet a gpa */
+	memcpy(c + 16, flags, 4);
+	assert_int_equal(savestate_devmem_check(&cs, &h, err, sizeof(err)), -EINVAL);
+	memcpy(c, s.data, s.len);
+	cs.len = s.len - 8; /* bytes missing */
+	assert_int_equal(savestate_devmem_check(&cs, &h, err, sizeof(err)), -EINVAL);
+	cs.len = 10;
+	assert_int_equal(savestate_devmem_check(&cs, &h, err, sizeof(err)), -EINVAL);
+	(void)r1;
+	free(c);
+	free(file);
+	free(mem);
+	free(back);
+}
+
 /* Every class created for every VM (always) can be saved: a default VM never has its save refused
  * for a device it did not ask for. */
 static void test_default_classes_save(void **state)
@@ -234,6 +317,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_refused),
 		cmocka_unit_test(test_altered_refused),
 		cmocka_unit_test(test_hostile_fields),
+		cmocka_unit_test(test_devmem),
 		cmocka_unit_test(test_default_classes_save),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,7 +13,8 @@
  * A section's type says whose state it is; index tells instances apart (the vCPU number; the
  * device class's position). Its content is the owner's own format, which checks its own lengths.
  * MEMORY sections (index: the run's order) hold guest RAM sparsely: struct savestate_mem_run, then
- * pages * 4096 bytes; pages that are all zeros are left out (a restored VM's RAM starts zeroed). */
+ * pages * 4096 bytes; pages that are all zeros are left out (a restored VM's RAM starts zeroed). The
+ * DEVMEM section holds the device memory the guest reaches as RAM (the video RAM) the same way. */
 #ifndef GEN2VM_PROTO_SAVESTATE_H
 #define GEN2VM_PROTO_SAVESTATE_H
 
@@ -46,6 +47,7 @@ enum savestate_type {
 	SAVESTATE_SEC_DEVICE = 6, /* one per running device class: its save callback's bytes */
 	SAVESTATE_SEC_PLATFORM = 7, /* uart, rtc, ACPI PM, firmware clock */
 	SAVESTATE_SEC_MEMORY = 8,
+	SAVESTATE_SEC_DEVMEM = 9, /* index 0: device memory (vmdev_host.map_ram), struct savestate_devmem */
 	SAVESTATE_SEC_END = 0xFFFFFFFFu,
 };
 
@@ -156,5 +158,144 @@ struct savestate_rtc {
 	int64_t clock_offset_s; /* the VM's clock minus host UTC when it was saved */
 } __attribute__((packed));
 _Static_assert(sizeof(struct savestate_rtc) == 144, "savestate rtc");
+
+/* SAVESTATE_SEC_DEVMEM index 0, present when the VM has device memory (the video RAM, which the
+ * machine allocates at the guest's first VRAM_LOCATION): struct savestate_devmem, then nr_runs runs,
+ * each a struct savestate_devmem_run and its pages * 4096 bytes, in increasing offsets; pages of zeros
+ * are left out (restored memory starts zeroed). Where it is mapped is the video device's state too:
+ * the device maps it again at restore, and a state where the two disagree is refused. */
+#define SAVESTATE_DEVMEM_MAX (256ull << 20)
+struct savestate_devmem {
+	uint64_t size;    /* bytes, a multiple of 4096, at most SAVESTATE_DEVMEM_MAX */
+	uint64_t gpa;     /* page-aligned; where it was mapped (0 when not mapped) */
+	uint32_t mapped;  /* 0 or 1 */
+	uint32_t nr_runs;
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_devmem) == 24, "savestate devmem");
+
+struct savestate_devmem_run {
+	uint64_t offset; /* from the memory's start, page-aligned, past the previous run's end */
+	uint64_t pages;  /* >= 1; the run lies wholly inside the memory */
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_devmem_run) == 16, "savestate devmem run");
+
+/* ---- device classes' sections (SAVESTATE_SEC_DEVICE: the class name in 16 bytes, then these) ---- */
+
+/* The synthetic console devices: an empty section when the console is off (nothing offered). A
+ * protocol state that needs an open channel (negotiated, connected) is refused when the restored
+ * VMBus state has the device's channel closed, and the other way round. */
+
+/* "video" (src/devices/synthvid.c). The VRAM's contents are the DEVMEM section. */
+#define SAVESTATE_SYNTHVID_CURSOR_BYTES (96u * 96u * 4u) /* SYNTHVID_CURSOR_MAX_X * _Y ARGB pixels */
+struct savestate_synthvid {
+	uint32_t version;   /* 0 (not negotiated), or 3.2 / 3.5 as SYNTHVID_VERSION_* */
+	uint8_t vram_set;   /* 0 or 1: the guest said where its VRAM is (vram_gpa) */
+	uint8_t vram_mapped; /* 0 or 1: mapped there as RAM */
+	uint8_t announces;  /* 0 or 1: the connected driver sends DIRT */
+	uint8_t fw_phase;   /* 0 or 1: the firmware still owns the machine (before ExitBootServices) */
+	uint64_t vram_gpa;  /* page-aligned, in an MMIO window of VMOD */
+	uint8_t fw_session; /* 0 or 1: the channel now open is the firmware's */
+	uint8_t geo_active, geo_depth_bits, ptr_visible; /* 0 or 1; bits; 0 or 1 */
+	uint32_t geo_vram_offset, geo_width, geo_height, geo_pitch; /* the last situation update */
+	int32_t ptr_x, ptr_y;
+	uint32_t ptr_w, ptr_h, ptr_hot_x, ptr_hot_y; /* <= 96; the hot spot inside */
+	uint32_t ptr_shape;  /* 0 or 1: ptr_argb holds ptr_w x ptr_h pixels (ptr_w, ptr_h >= 1) */
+	uint32_t ptr_shape_seq;
+	uint32_t reserved; /* 0 */
+	uint8_t ptr_argb[SAVESTATE_SYNTHVID_CURSOR_BYTES]; /* B, G, R, A; zeros past the shape */
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_synthvid) == 72 + SAVESTATE_SYNTHVID_CURSOR_BYTES, "savestate synthvid");
+
+
+/* "keyboard" (src/devices/synthkbd.c). */
+struct savestate_synthkbd {
+	uint32_t connected; /* 0 or 1: protocol 1.0 accepted (needs the channel open) */
+	uint32_t version;   /* what the guest asked for */
+	uint16_t leds;      /* SYNTHKBD_LED_* */
+	uint16_t reserved0;
+	uint32_t reserved1;
+	uint64_t events;    /* key events sent (status) */
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_synthkbd) == 24, "savestate synthkbd");
+
+/* "mouse" (src/devices/synthmouse.c). */
+struct savestate_synthmouse {
+	uint32_t state;   /* enum synthmouse_state: closed exactly when the channel is */
+	uint32_t version; /* what the guest asked for */
+	uint64_t reports; /* input reports sent (status) */
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_synthmouse) == 16, "savestate synthmouse");
+
+/* "netvsp" (src/devices/netvsp_class.c, netvsp.c): struct savestate_netvsp_class, then each adapter
+ * in slot order: struct savestate_netvsp, its nr_txns struct savestate_netvsp_txn, then its nr_chans
+ * struct savestate_netvsp_chan each followed by its nr_owed struct savestate_netvsp_owed. The
+ * backend (tap, pair) is not state: it is opened again from the configuration, and frames in flight
+ * on it are lost, as a NIC may lose them; so are receive batches a full ring held back. What the
+ * guest holds (receive sections it has not completed) and what it waits for (completions a full ring
+ * held back) is kept, so its driver goes on without a reset. */
+struct savestate_netvsp_class {
+	uint32_t nr_adapters; /* as the VM has */
+	uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_netvsp_class) == 8, "savestate netvsp class");
+
+#define SAVESTATE_NETVSP_BATCH 8u /* frames per receive transaction (NV_BATCH) */
+struct savestate_netvsp {
+	uint32_t slot;        /* the adapter's number (nic-list): must be the VM's */
+	uint32_t max_queues;  /* channels offered: must be the adapter's */
+	uint8_t mac[6];       /* its permanent MAC: must be the adapter's */
+	uint8_t admin_up;     /* 0 or 1: the cable at our end (nic-link) */
+	uint8_t link_up;      /* 0 or 1: what the guest was last told */
+	uint32_t nvsp_version; /* 0 or a version NVSP INIT accepts */
+	uint32_t guest_mtu;   /* <= 9000, from NDIS_CONFIG */
+	uint64_t link_speed_bps;
+	/* RNDIS, as the guest set it */
+	uint8_t initialized, tx_csum_v4, tx_csum_v6, lso_v4, lso_v6, rss_enabled, version_ok; /* 0 or 1 */
+	uint8_t reserved0;
+	uint8_t cur_mac[6];
+	uint16_t reserved1;
+	uint32_t filter, mcast_count;
+	uint8_t offload[28];  /* struct ndis_offload_params as last set */
+	uint32_t rss_hashinfo;
+	uint32_t rss_key_len; /* 40 */
+	uint32_t rss_itab_len; /* a power of two <= 128; entries < max_queues */
+	uint8_t rss_key[40];
+	uint16_t rss_itab[128];
+	/* The buffers: their GPADLs (the VMBus section's) on the primary channel; 0: none. */
+	uint32_t recv_gpadl, recv_size; /* size: the GPADL's bytes */
+	uint32_t recv_section_size;     /* as announced to the guest */
+	uint16_t recv_id, reserved2;
+	uint32_t send_gpadl, send_size;
+	uint32_t nr_txns;     /* receive transactions the guest holds, <= 4096 */
+	uint32_t nr_chans;    /* channels with state, <= max_queues */
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_netvsp) == 424, "savestate netvsp");
+
+
+struct savestate_netvsp_txn {
+	uint32_t slot;      /* < 4096: the transaction id's low half; each once */
+	uint32_t nr_frames; /* 1 .. SAVESTATE_NETVSP_BATCH */
+	uint32_t start[SAVESTATE_NETVSP_BATCH], count[SAVESTATE_NETVSP_BATCH]; /* receive sections, each held once */
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_netvsp_txn) == 72, "savestate netvsp txn");
+
+struct savestate_netvsp_chan {
+	uint32_t index;   /* the sub-channel index: an open channel, each once */
+	uint32_t nr_owed; /* <= 4 */
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_netvsp_chan) == 8, "savestate netvsp channel");
+
+/* A completion the guest waits for that its full ring held back. */
+struct savestate_netvsp_owed {
+	uint16_t type;    /* VM_PKT_COMP */
+	uint16_t flags;   /* 0 */
+	uint32_t ext_len; /* <= 16 */
+	uint32_t len;     /* 1 .. 40 */
+	uint32_t reserved;
+	uint64_t tid;
+	uint8_t ext[16];
+	uint8_t payload[40]; /* an NVSP message (NVSP_MESSAGE_SIZE) */
+} __attribute__((packed));
+_Static_assert(sizeof(struct savestate_netvsp_owed) == 80, "savestate netvsp owed");
 
 #endif
