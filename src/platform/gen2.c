@@ -1043,7 +1043,7 @@ static int gen2_setup(struct gen2 *g)
 		g->has_debug = true;
 	}
 	if (cfg->vnc.vnc.kind != VNC_ADDR_NONE || cfg->vnc.web.kind != VNC_ADDR_NONE) {
-		/* The devices outlive it: vnc_stop runs before vmdev_set_destroy. */
+		/* The devices outlive its use: vnc_detach runs before vmdev_set_destroy. */
 		struct synthvid *vid = vmdev_set_state(&g->devices, "video");
 		struct synthkbd *kbd = vmdev_set_state(&g->devices, "keyboard");
 		struct synthmouse *mouse = vmdev_set_state(&g->devices, "mouse");
