@@ -610,6 +610,7 @@ def test_vms_stopped_with_the_host_start_again_after_the_reboot(store, tmp_path)
         json.dump(st, f)
     s = Service(store, tmp_path)
     try:
+        s.wait_text("VM 'a': automatic start")  # in the order the store lists them: either first
         text = s.wait_text("VM 'v': automatic start")
         assert "VM 'a': automatic start (if_running; stopped as the host went down)" in text, text
         assert "VM 'v': automatic start (if_running; stopped as the host went down)" in text, text
