@@ -299,6 +299,8 @@ static EFI_STATUS dhcp6_take(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m, const ui
 {
 	char a[48];
 	nb_ip6_text(a, addr);
+	/* The Reply's bytes first: u's data lies in the receive buffer, which the probe's frames reuse. */
+	mode_packet(&m->DhcpAck, u->data, u->len);
 	if (dad_conflict(s, addr)) {
 		pxe_fail("the %s address %s is in use by %02x:%02x:%02x:%02x:%02x:%02x (duplicate address detection)",
 			 adv ? "DHCPv6" : "autoconfigured (SLAAC)", a, s->dad_mac[0], s->dad_mac[1], s->dad_mac[2],
@@ -309,7 +311,6 @@ static EFI_STATUS dhcp6_take(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m, const ui
 	s->configured = true;
 	s->has_dns = r->has_dns || (adv && adv->has_dns);
 	efi_memcpy(s->dns, r->has_dns || !adv ? r->dns : adv->dns, 16);
-	mode_packet(&m->DhcpAck, u->data, u->len);
 	m->DhcpAckReceived = 1;
 	efi_memset(&m->StationIp, 0, sizeof(m->StationIp));
 	efi_memcpy(m->StationIp.v6, s->ip, 16);
