@@ -247,6 +247,17 @@ EFI_STATUS fw_pxe6_start(struct pxe6 *s)
 	return EFI_SUCCESS;
 }
 
+/* Takes frames (neighbour discovery handled, anything else dropped) until nd_input sets *done or
+ * until end. */
+static void nd_listen(struct pxe6 *s, uint64_t end, const bool *done)
+{
+	while (!*done && fw_stor_now_us() < end) {
+		struct nb_udp u;
+		bool any;
+		fw_pxe6_rx(s, 0, &u, &any);
+	}
+}
+
 /* Duplicate address detection (RFC 4862 5.4, DupAddrDetectTransmits 1): a probe for addr from ::
  * to its solicited-node group, then RetransTimer (1 s) of listening. True when someone else has it
  * (s->dad_mac says who). */
@@ -259,12 +270,7 @@ static bool dad_conflict(struct pxe6 *s, const uint8_t addr[16])
 	nb_ip6_solicited(sol, addr);
 	nb_ip6_mcast_mac(smac, sol);
 	send_icmp6(s, smac, ip6_zero, sol, msg, nb_nd_ns(msg, sizeof(msg), addr, NULL));
-	uint64_t end = fw_stor_now_us() + PXE6_DAD_US;
-	while (fw_stor_now_us() < end && !s->dad_conflict) {
-		struct nb_udp u;
-		bool any;
-		fw_pxe6_rx(s, 0, &u, &any);
-	}
+	nd_listen(s, fw_stor_now_us() + PXE6_DAD_US, &s->dad_conflict);
 	s->dad_active = false;
 	return s->dad_conflict;
 }
@@ -405,11 +411,7 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 	nb_ip6_mcast_mac(rsmac, all_routers);
 	send_icmp6(s, rsmac, s->ll, all_routers, msg, nb_nd_rs(msg, sizeof(msg), s->mac));
 	uint64_t start = fw_stor_now_us();
-	while (!s->ra_seen && fw_stor_now_us() - start < PXE6_RA_WAIT_US) {
-		struct nb_udp u;
-		bool any;
-		fw_pxe6_rx(s, 0, &u, &any);
-	}
+	nd_listen(s, start + PXE6_RA_WAIT_US, &s->ra_seen);
 
 	struct nb_dhcp6_req rq = { .type = DHCP6_SOLICIT };
 	efi_memcpy(rq.uuid, fw.ho->system_uuid, 16);
