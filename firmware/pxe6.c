@@ -21,6 +21,7 @@
 #define PXE6_REPLY_TIMEOUT_US 4000000ull
 #define PXE6_NS_TIMEOUT_US 1000000ull    /* RFC 4861 RETRANS_TIMER */
 #define PXE6_DAD_US 1000000ull           /* RetransTimer once (DupAddrDetectTransmits 1) */
+#define PXE6_RTR_SOLICITATIONS 3u       /* RFC 4861 10: MAX_RTR_SOLICITATIONS */
 #define PXE6_RA_WAIT_US 1000000ull       /* for the answer to our router solicitation */
 
 static uint8_t pxe6_rx_buf[1600] __attribute__((aligned(8)));
@@ -379,6 +380,9 @@ static EFI_STATUS dhcp6_stateless(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m, str
 {
 	uint8_t addr[16];
 	nb_ip6_slaac(addr, s->prefix, s->mac);
+	char ll[48];
+	nb_ip6_text(ll, s->ll);
+	fw_host_event(FW_EV_LOG, "network boot: adapter %u: SLAAC and DHCPv6 information request from %s", s->nr, ll);
 	rq->type = DHCP6_INFORMATION_REQUEST;
 	rq->xid = (rq->xid + 1) & 0xffffff; /* a transaction of its own, after Solicits that went unanswered */
 	struct nb_dhcp6_reply r;
@@ -391,6 +395,13 @@ static EFI_STATUS dhcp6_stateless(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m, str
 	pxe_fail("no DHCPv6 reply to the information request in %u s (the router's M flag is off: stateless)",
 		 PXE6_DHCP_TIMEOUT_S);
 	return EFI_TIMEOUT;
+}
+
+static void router_solicit(struct pxe6 *s)
+{
+	uint8_t msg[64], rsmac[6];
+	nb_ip6_mcast_mac(rsmac, all_routers);
+	send_icmp6(s, rsmac, s->ll, all_routers, msg, nb_nd_rs(msg, sizeof(msg), s->mac));
 }
 
 /* Whether the router said addresses are not managed (M off) and gave a prefix to make one in. */
@@ -406,10 +417,8 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 	m->DhcpAckReceived = m->DhcpDiscoverValid = 0;
 	/* A router solicitation first: the advertisement gives the router, the on-link prefix and
 	 * whether addresses come from DHCPv6 (M) or from the prefix (stateless). */
-	uint8_t msg[600];
-	uint8_t rsmac[6];
-	nb_ip6_mcast_mac(rsmac, all_routers);
-	send_icmp6(s, rsmac, s->ll, all_routers, msg, nb_nd_rs(msg, sizeof(msg), s->mac));
+	router_solicit(s);
+	uint32_t solicitations = 1;
 	uint64_t start = fw_stor_now_us();
 	nd_listen(s, start + PXE6_RA_WAIT_US, &s->ra_seen);
 
@@ -417,13 +426,10 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 	efi_memcpy(rq.uuid, fw.ho->system_uuid, 16);
 	rq.xid = ((uint32_t)fw_time_100ns() ^ (uint32_t)s->mac[5] << 16 ^ (uint32_t)s->mac[4] << 8) & 0xffffff;
 	rq.iaid = nb_be32(s->mac + 2);
+	if (stateless(s))
+		return dhcp6_stateless(s, m, &rq, start);
 	char ll[48];
 	nb_ip6_text(ll, s->ll);
-	if (stateless(s)) {
-		fw_host_event(FW_EV_LOG, "network boot: adapter %u: SLAAC and DHCPv6 information request from %s", s->nr,
-			      ll);
-		return dhcp6_stateless(s, m, &rq, start);
-	}
 	struct nb_dhcp6_reply adv, r;
 	struct nb_udp u;
 	bool have_adv = false;
@@ -434,9 +440,14 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 		while (!have_adv && dhcp6_wait(s, resend < end ? resend : end, &rq, &adv, &u))
 			have_adv = adv.type == DHCP6_ADVERTISE && adv.status == DHCP6_STATUS_SUCCESS && adv.has_addr;
 		/* A router may answer our solicitation late (RFC 4861 6.2.6: at most one advertisement
-		 * every 3 s): once it says stateless, stop soliciting addresses nobody manages. */
+		 * every 3 s), or not at all (it was not ready): solicit again (RFC 4861 6.3.7, up to
+		 * MAX_RTR_SOLICITATIONS), and once it says stateless, stop soliciting addresses nobody
+		 * manages. */
+		if (!s->ra_seen && solicitations < PXE6_RTR_SOLICITATIONS) {
+			router_solicit(s);
+			solicitations++;
+		}
 		if (!have_adv && stateless(s)) {
-			fw_host_event(FW_EV_LOG, "network boot: adapter %u: SLAAC and DHCPv6 information request", s->nr);
 			m->DhcpDiscoverValid = 0;
 			return dhcp6_stateless(s, m, &rq, start);
 		}
@@ -450,6 +461,7 @@ EFI_STATUS fw_pxe6_dhcp(struct pxe6 *s, EFI_PXE_BASE_CODE_MODE *m)
 	rq.server_id_len = adv.server_id_len;
 	efi_memcpy(rq.addr, adv.addr, 16);
 	rq.has_addr = true;
+	uint8_t msg[600];
 	for (int tries = 0; tries < 3; tries++) {
 		uint64_t el = (fw_stor_now_us() - start) / 10000;
 		rq.elapsed = (uint16_t)(el > 0xffff ? 0xffff : el);
